@@ -1,0 +1,122 @@
+# mdlab — build, boot and test.  `make` builds; `make run` boots to the monitor;
+# `make test` runs every self-test.  See README.md.
+
+# The host GCC serves as a freestanding cross compiler (Debian ships no x86_64-elf GCC).
+# Set CROSS=x86_64-elf- to use a dedicated toolchain instead.
+CROSS   ?=
+CC      := $(CROSS)gcc
+LD      := $(CROSS)ld
+OBJCOPY := $(CROSS)objcopy
+NASM    ?= nasm
+PYTHON  ?= python3
+
+BUILD   := build
+KERNEL  := $(BUILD)/kernel.elf
+LOADER  := $(BUILD)/boot/BOOTX64.EFI
+ESP     := $(BUILD)/esp.img
+
+# Extra QEMU options for run, test and debug (monitor, -d int, ...).
+QEMU_EXTRA ?=
+# Test selection (glob over suite.case) and out-of-tree test files.
+T ?= *
+EXTRA_TESTS ?=
+KVM ?= 0
+
+# ---------------------------------------------------------------- kernel
+KERNEL_DIRS := kernel mm tests
+KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
+KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
+EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))
+KERNEL_OBJ  := $(patsubst %,$(BUILD)/%.o,$(KERNEL_C) $(KERNEL_ASM))
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+        -Wpointer-arith -Wno-unused-parameter
+KCFLAGS := -std=gnu11 -O2 -g $(WARN) \
+        -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
+        -fno-stack-protector -fno-pic -fno-pie -fno-common -fno-strict-aliasing \
+        -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -mno-mmx -mno-sse -mno-sse2 \
+        -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer \
+        -Iinclude -I. -MMD -MP
+KLDFLAGS := -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack \
+        --no-dynamic-linker -T linker.ld
+NASMFLAGS := -f elf64 -g -F dwarf -MD
+
+# ---------------------------------------------------------------- loader (GNU-EFI)
+EFI_INC  := /usr/include/efi
+EFI_LIB  := /usr/lib
+EFI_CRT0 := $(EFI_LIB)/crt0-efi-x86_64.o
+EFI_LDS  := $(EFI_LIB)/elf_x86_64_efi.lds
+LOADER_C := $(wildcard boot/*.c)
+LOADER_OBJ := $(patsubst %,$(BUILD)/%.o,$(LOADER_C))
+ECFLAGS := -std=gnu11 -O2 $(WARN) -Wno-missing-prototypes -Wno-strict-prototypes \
+        -ffreestanding -fpic -fshort-wchar -fno-stack-protector -fno-strict-aliasing \
+        -mno-red-zone -maccumulate-outgoing-args -DEFI_FUNCTION_WRAPPER=0 -DGNU_EFI_USE_MS_ABI \
+        -I$(EFI_INC) -I$(EFI_INC)/x86_64 -Iinclude -MMD -MP
+
+.PHONY: all deps run test debug clean check-harness
+all: $(KERNEL) $(LOADER) $(ESP)
+
+deps:
+	@bash scripts/deps.sh
+
+# Flag or selection changes rebuild: the Makefile is a prerequisite of every object.
+$(BUILD)/%.c.o: %.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(KCFLAGS) -c $< -o $@
+
+$(BUILD)/%.asm.o: %.asm Makefile
+	@mkdir -p $(dir $@)
+	$(NASM) $(NASMFLAGS) $(@:.o=.d) $< -o $@
+
+$(BUILD)/extra/%.o: % Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(KCFLAGS) -c $< -o $@
+
+# The set of extra test files is part of the kernel's identity: relink when it changes.
+$(BUILD)/extra-tests.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(abspath $(EXTRA_TESTS))' | cmp -s - $@ || echo '$(abspath $(EXTRA_TESTS))' > $@
+
+$(KERNEL): $(KERNEL_OBJ) $(EXTRA_OBJ) linker.ld $(BUILD)/extra-tests.stamp
+	$(LD) $(KLDFLAGS) -o $@ $(KERNEL_OBJ) $(EXTRA_OBJ)
+
+$(BUILD)/boot/%.c.o: boot/%.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ECFLAGS) -c $< -o $@
+
+$(BUILD)/boot/loader.so: $(LOADER_OBJ)
+	$(LD) -nostdlib -znocombreloc -shared -Bsymbolic -T $(EFI_LDS) $(EFI_CRT0) $^ \
+		-o $@ -L$(EFI_LIB) -lefi -lgnuefi
+
+$(LOADER): $(BUILD)/boot/loader.so
+	$(OBJCOPY) -j .text -j .sdata -j .data -j .dynamic -j .dynsym -j .rel -j .rela \
+		-j .rel.* -j .rela.* -j .reloc --target efi-app-x86_64 --subsystem=10 $< $@
+
+# The ESP: a real FAT image built with mtools.  The command line the kernel boots with
+# by default is the monitor's; the harness writes its own copy per boot.
+$(ESP): $(KERNEL) $(LOADER) scripts/mkesp.sh
+	bash scripts/mkesp.sh $@ $(LOADER) $(KERNEL) "mode=monitor"
+
+# run, test and debug install what is missing first, so a fresh machine needs no other step.
+run:
+	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@$(PYTHON) scripts/run.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)" $(if $(CMD),--cmd "$(CMD)")
+
+test:
+	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
+		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc)
+
+debug:
+	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@bash scripts/debug.sh $(ESP) $(KERNEL) "$(QEMU_EXTRA)"
+
+clean:
+	rm -rf $(BUILD)
+
+FORCE:
+
+-include $(KERNEL_OBJ:.o=.d) $(EXTRA_OBJ:.o=.d) $(LOADER_OBJ:.o=.d)
