@@ -50,7 +50,7 @@ LOADER_C := $(wildcard boot/*.c)
 LOADER_OBJ := $(patsubst %,$(BUILD)/%.o,$(LOADER_C))
 ECFLAGS := -std=gnu11 -O2 $(WARN) -Wno-missing-prototypes -Wno-strict-prototypes \
         -ffreestanding -fpic -fshort-wchar -fno-stack-protector -fno-strict-aliasing \
-        -mno-red-zone -maccumulate-outgoing-args -DEFI_FUNCTION_WRAPPER=0 -DGNU_EFI_USE_MS_ABI \
+        -mno-red-zone -maccumulate-outgoing-args -DGNU_EFI_USE_MS_ABI \
         -I$(EFI_INC) -I$(EFI_INC)/x86_64 -Iinclude -MMD -MP
 
 .PHONY: all deps run test debug clean check-harness
@@ -60,13 +60,18 @@ deps:
 	@bash scripts/deps.sh
 
 # Flag or selection changes rebuild: the Makefile is a prerequisite of every object.
+# `make V=1` shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/%.c.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(KCFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(KCFLAGS) -c $< -o $@
 
 $(BUILD)/%.asm.o: %.asm Makefile
 	@mkdir -p $(dir $@)
-	$(NASM) $(NASMFLAGS) $(@:.o=.d) $< -o $@
+	@$(if $(Q),echo "  NASM    $<")
+	$(Q)$(NASM) $(NASMFLAGS) $(@:.o=.d) $< -o $@
 
 $(BUILD)/extra/%.o: % Makefile
 	@mkdir -p $(dir $@)
@@ -78,15 +83,19 @@ $(BUILD)/extra-tests.stamp: FORCE
 	@echo '$(abspath $(EXTRA_TESTS))' | cmp -s - $@ || echo '$(abspath $(EXTRA_TESTS))' > $@
 
 $(KERNEL): $(KERNEL_OBJ) $(EXTRA_OBJ) linker.ld $(BUILD)/extra-tests.stamp
-	$(LD) $(KLDFLAGS) -o $@ $(KERNEL_OBJ) $(EXTRA_OBJ)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(LD) $(KLDFLAGS) -o $@ $(KERNEL_OBJ) $(EXTRA_OBJ)
 
 $(BUILD)/boot/%.c.o: boot/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ECFLAGS) -c $< -o $@
 
+# Firmware calls are direct ms_abi calls (GNU_EFI_USE_MS_ABI); libefi, built for the
+# uefi_call_wrapper convention, is not linked.  libgnuefi supplies crt0's _relocate.
 $(BUILD)/boot/loader.so: $(LOADER_OBJ)
+	@mkdir -p $(dir $@)
 	$(LD) -nostdlib -znocombreloc -shared -Bsymbolic -T $(EFI_LDS) $(EFI_CRT0) $^ \
-		-o $@ -L$(EFI_LIB) -lefi -lgnuefi
+		-o $@ -L$(EFI_LIB) -lgnuefi
 
 $(LOADER): $(BUILD)/boot/loader.so
 	$(OBJCOPY) -j .text -j .sdata -j .data -j .dynamic -j .dynsym -j .rel -j .rela \

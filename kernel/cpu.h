@@ -58,7 +58,7 @@ static inline uint64_t rdtsc(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 static inline void cpu_relax(void) { __asm__ volatile("pause"); }
-static inline void cpu_halt_forever(void)
+__attribute__((noreturn)) static inline void cpu_halt_forever(void)
 {
 	for (;;)
 		__asm__ volatile("cli; hlt");

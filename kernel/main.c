@@ -1,24 +1,72 @@
+/* kmain: bring the machine up from the loader's hand-off, then run what the command line
+ * asks: mode=monitor (the default), mode=test tests=GLOB, or mode=death case=SUITE.CASE. */
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
+#include "kernel/bootinfo.h"
+#include "kernel/bugcheck.h"
+#include "kernel/cmdline.h"
 #include "kernel/cpu.h"
+#include "kernel/cpufeat.h"
+#include "kernel/gdt.h"
+#include "kernel/ksym.h"
+#include "kernel/lib.h"
+#include "kernel/monitor.h"
+#include "kernel/printf.h"
 #include "kernel/serial.h"
+#include "kernel/trap.h"
+#include "tests/ktest.h"
 
 void kmain(uint64_t bootinfo_phys);
 
-__attribute__((aligned(16))) static uint8_t boot_stack[16384];
+__attribute__((aligned(16))) uint8_t boot_stack[KSTACK_SIZE];
 uint8_t *const boot_stack_top = boot_stack + sizeof boot_stack;
+
+/* Mask both legacy 8259 PICs: nothing interrupts the kernel until it sets up the APIC. */
+static void pic_mask_all(void)
+{
+	outb(0x21, 0xFF);
+	outb(0xA1, 0xFF);
+}
 
 void kmain(uint64_t bootinfo_phys)
 {
 	serial_init();
+	gdt_init();
+	idt_init();
+	pic_mask_all();
+
 	const struct mdlab_bootinfo *bi = (const void *)(MDLAB_DIRECT_MAP_BASE + bootinfo_phys);
-	const char *msg = "mdlab: kernel entered\n";
-	unsigned long n = 0;
-	while (msg[n])
-		n++;
-	serial_write(msg, n);
-	if (bi->magic == MDLAB_BOOTINFO_MAGIC)
-		serial_write("mdlab: bootinfo ok\n", 19);
-	outb(0xf4, 0x10);
-	cpu_halt_forever();
+	if (bi->magic != MDLAB_BOOTINFO_MAGIC || bi->version_major != MDLAB_BOOTINFO_VERSION_MAJOR) {
+		kprintf("mdlab: boot information at 0x%lx has magic 0x%lx version %u; this kernel "
+			"needs version %u\n", bootinfo_phys, bi->magic, bi->version_major,
+			MDLAB_BOOTINFO_VERSION_MAJOR);
+		cpu_halt_forever();
+	}
+	bootinfo_init(bi);
+	ksym_init(bi);
+	cmdline_init(bi->cmdline);
+	cpufeat_init();
+
+	kprintf("\nmdlab: an NT MDL memory-manager laboratory, boot info v%u.%u\n", bi->version_major,
+		bi->version_minor);
+	kprintf("command line: '%s'\n", cmdline_raw());
+	cpufeat_print();
+	bootinfo_print_memory_summary();
+
+	char mode[16] = "monitor";
+	cmdline_get("mode", mode, sizeof mode);
+	if (!strcmp(mode, "test")) {
+		char glob[128] = "*";
+		cmdline_get("tests", glob, sizeof glob);
+		ktest_run_all(glob);
+		kprintf("# mdlab: tests done\n");
+		qemu_exit(QEMU_EXIT_DONE);
+	}
+	if (!strcmp(mode, "death")) {
+		char name[128] = "";
+		cmdline_get("case", name, sizeof name);
+		ktest_run_death(name);
+		qemu_exit(QEMU_EXIT_DONE);
+	}
+	monitor_run();
 }

@@ -1,0 +1,28 @@
+/* GDT, TSS and the interrupt stacks.
+ * Selector layout is fixed by SYSCALL/SYSRET (STAR): kernel code, kernel data, then user
+ * 32-bit code, user data, user 64-bit code, so SYSRET finds its selectors at +8/+16. */
+#ifndef KERNEL_GDT_H
+#define KERNEL_GDT_H
+
+#include <stdint.h>
+
+#define SEL_KCODE 0x08
+#define SEL_KDATA 0x10
+#define SEL_UCODE32 0x18
+#define SEL_UDATA 0x20
+#define SEL_UCODE64 0x28
+#define SEL_TSS 0x30
+
+/* IST slots (1-based, as the IDT gate encodes them). */
+#define IST_DOUBLE_FAULT 1
+#define IST_NMI 2
+#define IST_MACHINE_CHECK 3
+
+#define KSTACK_SIZE 16384
+
+void gdt_init(void);
+
+/* Whether [addr, addr+len) lies inside one of the kernel's known stacks. */
+int kstack_contains(uint64_t addr, uint64_t len);
+
+#endif

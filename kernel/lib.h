@@ -1,0 +1,31 @@
+/* Freestanding C library subset: memory and string routines, and glob matching. */
+#ifndef KERNEL_LIB_H
+#define KERNEL_LIB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *memset(void *d, int c, size_t n);
+void *memcpy(void *restrict d, const void *restrict s, size_t n);
+void *memmove(void *d, const void *s, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+int strcmp(const char *a, const char *b);
+int strncmp(const char *a, const char *b, size_t n);
+char *strchr(const char *s, int c);
+size_t strlcpy(char *d, const char *s, size_t n);
+
+/* Parse an unsigned number: 0x-prefixed hex or decimal.  Returns false on junk. */
+bool parse_u64(const char *s, uint64_t *out);
+
+/* Shell-style glob over the whole string: '*' any run, '?' one character. */
+bool glob_match(const char *pattern, const char *s);
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
+#define ALIGN_DOWN(x, a) ((x) & ~((__typeof__(x))(a) - 1))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

@@ -1,0 +1,62 @@
+/* IRQL lives in CR8: raise and lower move the register itself, and going the wrong way is
+ * the bug check NT's checked HAL gives. */
+#include "tests/ktest.h"
+#include "kernel/irql.h"
+
+static uint64_t cr8_now(void)
+{
+	uint64_t v;
+	__asm__ volatile("mov %%cr8, %0" : "=r"(v));
+	return v;
+}
+
+static void raise_lower_round_trip_through_cr8(struct ktest *t)
+{
+	ASSERT_EQ(t, cr8_now(), PASSIVE_LEVEL);
+	KIRQL old;
+	KeRaiseIrql(APC_LEVEL, &old);
+	EXPECT_EQ(t, old, PASSIVE_LEVEL);
+	EXPECT_EQ(t, cr8_now(), APC_LEVEL);
+	KIRQL old2 = KeRaiseIrqlToDpcLevel();
+	EXPECT_EQ(t, old2, APC_LEVEL);
+	EXPECT_EQ(t, cr8_now(), DISPATCH_LEVEL);
+	EXPECT_EQ(t, KeGetCurrentIrql(), DISPATCH_LEVEL);
+	KIRQL old3;
+	KeRaiseIrql(HIGH_LEVEL, &old3);
+	EXPECT_EQ(t, old3, DISPATCH_LEVEL);
+	EXPECT_EQ(t, cr8_now(), HIGH_LEVEL);
+	KeLowerIrql(old3);
+	EXPECT_EQ(t, cr8_now(), DISPATCH_LEVEL);
+	KeLowerIrql(old2);
+	EXPECT_EQ(t, cr8_now(), APC_LEVEL);
+	KeLowerIrql(old);
+	EXPECT_EQ(t, cr8_now(), PASSIVE_LEVEL);
+}
+
+static void raise_to_same_level_is_allowed(struct ktest *t)
+{
+	KIRQL old = KfRaiseIrql(PASSIVE_LEVEL);
+	EXPECT_EQ(t, old, PASSIVE_LEVEL);
+	EXPECT_EQ(t, cr8_now(), PASSIVE_LEVEL);
+}
+
+static void raise_below_current_bugchecks(struct ktest *t)
+{
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	KeRaiseIrql(APC_LEVEL, &old); /* IRQL_NOT_GREATER_OR_EQUAL (2, 1) */
+}
+
+static void lower_above_current_bugchecks(struct ktest *t)
+{
+	KeLowerIrql(DISPATCH_LEVEL); /* IRQL_NOT_LESS_OR_EQUAL (2, 0, 0, 9) */
+}
+
+static struct ktest_case irql_cases[] = {
+	KTEST_CASE(raise_lower_round_trip_through_cr8),
+	KTEST_CASE(raise_to_same_level_is_allowed),
+	KTEST_DEATH_CASE_P1(raise_below_current_bugchecks, IRQL_NOT_GREATER_OR_EQUAL, DISPATCH_LEVEL),
+	KTEST_DEATH_CASE_P1(lower_above_current_bugchecks, IRQL_NOT_LESS_OR_EQUAL, DISPATCH_LEVEL),
+	{ 0 }
+};
+KTEST_SUITE(irql, irql_cases);

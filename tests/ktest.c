@@ -1,0 +1,218 @@
+#include <stdarg.h>
+#include "tests/ktest.h"
+#include "kernel/accounting.h"
+#include "kernel/bugcheck.h"
+#include "kernel/irql.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+
+extern const struct ktest_suite *const __ktest_suites_start[], *const __ktest_suites_end[];
+#define for_each_suite(s) \
+	for (const struct ktest_suite *const *s = __ktest_suites_start; s < __ktest_suites_end; s++)
+
+#define MAX_COUNTERS 32
+
+static bool case_matches(const struct ktest_suite *s, const struct ktest_case *c, const char *glob)
+{
+	char full[128];
+	ksnprintf(full, sizeof full, "%s.%s", s->name, c->name);
+	return glob_match(glob, full);
+}
+
+void ktest_fail_at(struct ktest *t, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	t->failures++;
+	kprintf("%s:%d: ", file, line);
+	va_start(ap, fmt);
+	kvprintf(fmt, ap);
+	va_end(ap);
+	kprintf("\n");
+}
+
+void ktest_abort(struct ktest *t) { seh_longjmp(&t->abort_jb); }
+
+void ktest_skip(struct ktest *t, const char *reason)
+{
+	t->skipped = true;
+	t->skip_reason = reason;
+	seh_longjmp(&t->abort_jb);
+}
+
+/* Run init, the case body and exit, each under a __try so that an unexpected exception
+ * fails the case instead of the run.  ASSERT_* and KTEST_SKIP land back here through
+ * abort_jb, abandoning any __try frames the case had registered. */
+static void run_protected(struct ktest *t, void (*fn)(struct ktest *), const char *what)
+{
+	struct seh_frame *chain = seh_top();
+	if (seh_setjmp(&t->abort_jb) != 0) {
+		seh_set_top(chain);
+		return;
+	}
+	__try {
+		fn(t);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		const EXCEPTION_RECORD *r = GetExceptionRecord();
+		t->failures++;
+		kprintf("unexpected exception 0x%08X at %p in %s", (ULONG)r->ExceptionCode,
+			r->ExceptionAddress, what);
+		if (r->NumberParameters >= 2)
+			kprintf(" (access %lu, address 0x%lx)", r->ExceptionInformation[0],
+				r->ExceptionInformation[1]);
+		kprintf("\n");
+		if (GetExceptionTrapFrame())
+			trap_print_report(GetExceptionTrapFrame());
+	}
+}
+
+static const struct ktest_suite *cur_suite;
+static const char *last_skip_reason = "";
+static void call_init(struct ktest *t)
+{
+	if (cur_suite->init && cur_suite->init(t) != 0) {
+		t->failures++;
+		kprintf("suite init failed\n");
+	}
+}
+static void call_case(struct ktest *t) { t->kcase->run(t); }
+static void call_exit(struct ktest *t)
+{
+	if (cur_suite->exit)
+		cur_suite->exit(t);
+}
+
+enum ktest_outcome ktest_run_case(const struct ktest_suite *s, const struct ktest_case *c)
+{
+	uint64_t before[MAX_COUNTERS];
+	int n = 0;
+	accounting_for_each(ctr)
+		if (n < MAX_COUNTERS)
+			before[n++] = (*ctr)->read();
+
+	struct ktest t = { .suite = s, .kcase = c };
+	const struct ktest_suite *outer = cur_suite;
+	struct seh_frame *chain = seh_top();
+	cur_suite = s;
+	run_protected(&t, call_init, "init");
+	if (!t.failures && !t.skipped)
+		run_protected(&t, call_case, "the case");
+	bool skipped = t.skipped;
+	run_protected(&t, call_exit, "exit");
+	t.skipped = skipped;
+	cur_suite = outer;
+
+	/* The case must leave the machine as it found it. */
+	KIRQL irql = KeGetCurrentIrql();
+	if (irql != PASSIVE_LEVEL) {
+		t.failures++;
+		kprintf("case left IRQL at %u (restored to PASSIVE_LEVEL)\n", irql);
+		write_cr8(PASSIVE_LEVEL);
+	}
+	if (seh_top() != chain) {
+		t.failures++;
+		kprintf("case left a __try frame registered\n");
+		seh_set_top(chain);
+	}
+	int i = 0;
+	accounting_for_each(ctr) {
+		if (i >= n)
+			break;
+		uint64_t now = (*ctr)->read();
+		if (now != before[i]) {
+			t.failures++;
+			kprintf("resource accounting: %s was %lu before the case, %lu after\n", (*ctr)->name,
+				before[i], now);
+		}
+		i++;
+	}
+	last_skip_reason = t.skip_reason ? t.skip_reason : "";
+	if (t.failures)
+		return KTEST_FAIL;
+	return t.skipped ? KTEST_SKIPPED : KTEST_PASS;
+}
+
+int ktest_run_all(const char *glob)
+{
+	int nsuites = 0, total_pass = 0, total_fail = 0, total_skip = 0;
+
+	kprintf("KTAP version 1\n");
+	for_each_suite(s) {
+		bool any = false;
+		for (const struct ktest_case *c = (*s)->cases; c->name; c++) {
+			if (!case_matches(*s, c, glob))
+				continue;
+			if (c->death_code) {
+				kprintf("# death-test: %s.%s code=0x%08X", (*s)->name, c->name, c->death_code);
+				if (c->death_has_p1)
+					kprintf(" p1=0x%016lX", c->death_p1);
+				kprintf("\n");
+			} else {
+				any = true;
+			}
+		}
+		nsuites += any;
+	}
+	kprintf("1..%d\n", nsuites);
+
+	int suite_no = 0;
+	for_each_suite(s) {
+		int ncases = 0;
+		for (const struct ktest_case *c = (*s)->cases; c->name; c++)
+			ncases += !c->death_code && case_matches(*s, c, glob);
+		if (!ncases)
+			continue;
+		kprintf("    KTAP version 1\n    # Subtest: %s\n    1..%d\n", (*s)->name, ncases);
+		int pass = 0, fail = 0, skip = 0, no = 0;
+		for (const struct ktest_case *c = (*s)->cases; c->name; c++) {
+			if (c->death_code || !case_matches(*s, c, glob))
+				continue;
+			console_set_line_prefix("    # ");
+			enum ktest_outcome o = ktest_run_case(*s, c);
+			console_set_line_prefix(NULL);
+			no++;
+			if (o == KTEST_PASS) {
+				pass++;
+				kprintf("    ok %d %s\n", no, c->name);
+			} else if (o == KTEST_SKIPPED) {
+				skip++;
+				kprintf("    ok %d %s # SKIP %s\n", no, c->name, last_skip_reason);
+			} else {
+				fail++;
+				kprintf("    not ok %d %s\n", no, c->name);
+			}
+		}
+		suite_no++;
+		kprintf("# %s: pass:%d fail:%d skip:%d total:%d\n", (*s)->name, pass, fail, skip, no);
+		kprintf("%s %d %s\n", fail ? "not ok" : "ok", suite_no, (*s)->name);
+		total_pass += pass, total_fail += fail, total_skip += skip;
+	}
+	kprintf("# Totals: pass:%d fail:%d skip:%d total:%d\n", total_pass, total_fail, total_skip,
+		total_pass + total_fail + total_skip);
+	return total_fail;
+}
+
+/* A death case runs with no __try around it: it may be about what happens without one. */
+__attribute__((noinline)) static void run_bare(const struct ktest_suite *s, const struct ktest_case *c)
+{
+	struct ktest t = { .suite = s, .kcase = c };
+	if (seh_setjmp(&t.abort_jb) == 0) {
+		if (!s->init || s->init(&t) == 0)
+			c->run(&t);
+	}
+}
+
+void ktest_run_death(const char *name)
+{
+	for_each_suite(s) {
+		for (const struct ktest_case *c = (*s)->cases; c->name; c++) {
+			if (!c->death_code || !case_matches(*s, c, name))
+				continue;
+			kprintf("# death: running %s.%s, expecting bug check 0x%08X\n", (*s)->name, c->name,
+				c->death_code);
+			run_bare(*s, c);
+			kprintf("# death: %s.%s returned without a bug check\n", (*s)->name, c->name);
+			return;
+		}
+	}
+	kprintf("# death: no death case named '%s'\n", name);
+}
