@@ -1,4 +1,5 @@
 #include "kernel/gdt.h"
+#include "kernel/kstack.h"
 #include "kernel/lib.h"
 
 struct tss {
@@ -14,8 +15,8 @@ struct tss {
 static struct tss tss;
 static uint64_t gdt[8];
 
-/* The boot stack (entry.asm switches to it) and one stack per IST slot.  Guard pages come
- * with the kernel's own page tables. */
+/* The boot stack (entry.asm switches to it) and one stack per IST slot, in .bss: what the
+ * kernel runs on until mm_init gives it stacks with guard pages. */
 extern uint8_t boot_stack[];
 __attribute__((aligned(16))) static uint8_t ist_stacks[3][KSTACK_SIZE];
 
@@ -36,8 +37,11 @@ void gdt_init(void)
 	gdt[SEL_UCODE64 / 8] = seg(0xFA, 0x2); /* ring 3 64-bit code: L */
 
 	memset(&tss, 0, sizeof tss);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i++) {
 		tss.ist[i] = (uint64_t)(ist_stacks[i] + KSTACK_SIZE);
+		kstack_register((uint64_t)ist_stacks[i], KSTACK_SIZE);
+	}
+	kstack_register((uint64_t)boot_stack, KSTACK_SIZE);
 	tss.iomap_base = sizeof tss; /* no I/O permission bitmap */
 	uint64_t base = (uint64_t)&tss, limit = sizeof tss - 1;
 	gdt[SEL_TSS / 8] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) |
@@ -68,18 +72,4 @@ void gdt_init(void)
 			 : "rax", "memory");
 }
 
-int kstack_contains(uint64_t addr, uint64_t len)
-{
-	uint64_t end = addr + len;
-	if (end < addr)
-		return 0;
-	uint64_t b = (uint64_t)boot_stack;
-	if (addr >= b && end <= b + KSTACK_SIZE)
-		return 1;
-	for (int i = 0; i < 3; i++) {
-		uint64_t s = (uint64_t)ist_stacks[i];
-		if (addr >= s && end <= s + KSTACK_SIZE)
-			return 1;
-	}
-	return 0;
-}
+void gdt_set_ist(int slot, uint64_t top) { tss.ist[slot - 1] = top; }

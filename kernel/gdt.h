@@ -22,7 +22,7 @@
 
 void gdt_init(void);
 
-/* Whether [addr, addr+len) lies inside one of the kernel's known stacks. */
-int kstack_contains(uint64_t addr, uint64_t len);
+/* Point an IST slot (1-3) at a new stack top. */
+void gdt_set_ist(int slot, uint64_t top);
 
 #endif

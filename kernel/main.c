@@ -14,9 +14,11 @@
 #include "kernel/printf.h"
 #include "kernel/serial.h"
 #include "kernel/trap.h"
+#include "mm/mm.h"
 #include "tests/ktest.h"
 
 void kmain(uint64_t bootinfo_phys);
+static void kmain_after_mm(void *unused);
 
 __attribute__((aligned(16))) uint8_t boot_stack[KSTACK_SIZE];
 uint8_t *const boot_stack_top = boot_stack + sizeof boot_stack;
@@ -52,6 +54,13 @@ void kmain(uint64_t bootinfo_phys)
 	kprintf("command line: '%s'\n", cmdline_raw());
 	cpufeat_print();
 	bootinfo_print_memory_summary();
+	mm_init(bi, kmain_after_mm, NULL);
+}
+
+/* On the kernel's own page tables and a guarded stack from here on. */
+static void kmain_after_mm(void *unused)
+{
+	mm_print_summary();
 
 	char mode[16] = "monitor";
 	cmdline_get("mode", mode, sizeof mode);

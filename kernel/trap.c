@@ -2,6 +2,7 @@
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
+#include "kernel/kstack.h"
 #include "kernel/ksym.h"
 #include "kernel/printf.h"
 #include "kernel/seh.h"
@@ -58,9 +59,9 @@ void idt_init(void)
 	__asm__ volatile("lidt %0" ::"m"(idtr));
 }
 
-void trap_backtrace(uint64_t rbp)
+void trap_backtrace(uint64_t rbp, int first)
 {
-	for (int depth = 0; depth < 32 && rbp; depth++) {
+	for (int depth = first; depth < first + 32 && rbp; depth++) {
 		/* Follow only frames that lie in a known kernel stack and move upwards. */
 		if ((rbp & 7) || !kstack_contains(rbp, 16)) {
 			kprintf("  (frame pointer 0x%lx is outside the kernel stacks)\n", rbp);
@@ -113,7 +114,7 @@ void trap_print_report(const struct trap_frame *f)
 	kprintf("  Backtrace:\n  #0  0x%016lx", f->rip);
 	print_symbol(f->rip);
 	kprintf("\n");
-	trap_backtrace(f->rbp);
+	trap_backtrace(f->rbp, 1);
 }
 
 /* NTSTATUS for a CPU exception, as NT's trap handlers choose them. */

@@ -29,7 +29,7 @@ void trap_dispatch(struct trap_frame *f);
 const char *trap_vector_name(uint64_t vector);
 /* The readable report: vector, error code (decoded for #PF), CR2, RIP, registers, backtrace. */
 void trap_print_report(const struct trap_frame *f);
-/* Walk the frame-pointer chain from `rbp`, printing "  #n 0x... symbol+off". */
-void trap_backtrace(uint64_t rbp);
+/* Walk the frame-pointer chain from `rbp`, printing "  #n 0x... symbol+off" from n = first. */
+void trap_backtrace(uint64_t rbp, int first);
 
 #endif

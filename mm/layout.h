@@ -1,0 +1,40 @@
+/*
+ * The virtual address layout (README "Memory map").  One PML4 slot is 512 GiB.
+ *
+ *   0x0000000000000000 - 0x00007FFFFFFFFFFF  user half (per process, later)
+ *   0xFFFF800000000000 - 0xFFFFBFFFFFFFFFFF  direct map of physical RAM (slots 256-383):
+ *                                             RW, NX, global, WB unless a frame's type says
+ *                                             otherwise; 1 GiB / 2 MiB pages where a whole
+ *                                             large page is RAM
+ *   0xFFFFC00000000000 - 0xFFFFC07FFFFFFFFF  system PTEs: MDL mappings (slot 384)
+ *   0xFFFFC08000000000 - 0xFFFFC0FFFFFFFFFF  nonpaged pool (slot 385)
+ *   0xFFFFC10000000000 - 0xFFFFC17FFFFFFFFF  kernel stacks, each under an unmapped guard page
+ *                                             (slot 386)
+ *   0xFFFFC18000000000 - 0xFFFFC1FFFFFFFFFF  scratch mappings for the self-tests (slot 387)
+ *   0xFFFFE00000000000 - 0xFFFFE07FFFFFFFFF  never mapped: a known-unmapped address (slot 448)
+ *   0xFFFFFFFF80000000 - ...                 the kernel image (slot 511): text R+X,
+ *                                             rodata R+NX, data/bss RW+NX
+ */
+#ifndef MM_LAYOUT_H
+#define MM_LAYOUT_H
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE 4096ull
+#define LARGE_PAGE_SIZE (2ull << 20)
+#define HUGE_PAGE_SIZE (1ull << 30)
+
+#define USER_VA_END 0x0000800000000000ull
+#define KVA_DIRECT_MAP_BASE 0xFFFF800000000000ull
+#define KVA_DIRECT_MAP_END 0xFFFFC00000000000ull
+#define KVA_SYSPTE_BASE 0xFFFFC00000000000ull
+#define KVA_SYSPTE_END 0xFFFFC08000000000ull
+#define KVA_POOL_BASE 0xFFFFC08000000000ull
+#define KVA_POOL_END 0xFFFFC10000000000ull
+#define KVA_STACKS_BASE 0xFFFFC10000000000ull
+#define KVA_STACKS_END 0xFFFFC18000000000ull
+#define KVA_TEST_BASE 0xFFFFC18000000000ull
+#define KVA_TEST_END 0xFFFFC20000000000ull
+#define KVA_UNMAPPED_HOLE 0xFFFFE00000000000ull
+#define KVA_KERNEL_IMAGE 0xFFFFFFFF80000000ull
+
+#endif

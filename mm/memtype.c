@@ -1,0 +1,52 @@
+#include "mm/memtype.h"
+#include "kernel/bugcheck.h"
+#include "mm/pt.h"
+
+/* Write back and invalidate the frame's cache lines through its WB alias, so no line of the
+ * old type outlives the change (SDM Vol. 3, 13.11.4: remapping with another type). */
+static void flush_frame_lines(pfn_t pfn)
+{
+	volatile uint8_t *p = pfn_to_virt(pfn);
+	for (uint64_t off = 0; off < PAGE_SIZE; off += 64)
+		__asm__ volatile("clflush (%0)" ::"r"(p + off) : "memory");
+	__asm__ volatile("mfence" ::: "memory");
+}
+
+static bool set_alias(pfn_t pfn, enum memtype t)
+{
+	struct pt_attrs a = { .write = true, .exec = false, .user = false, .global = true, .type = t };
+	return pt_protect(&kernel_root, (uint64_t)pfn_to_virt(pfn), PAGE_SIZE, a);
+}
+
+bool memtype_set_frame(pfn_t pfn, enum memtype t)
+{
+	struct pfn_entry *e = pfn_entry(pfn);
+	if (!e || e->state == PFN_NOT_RAM) {
+		if (e)
+			e->memtype = t;
+		return true;
+	}
+	if (e->memtype == t)
+		return true;
+	if (e->memtype == MT_WB || e->memtype == MT_NONE)
+		flush_frame_lines(pfn);
+	if (!set_alias(pfn, t == MT_NONE ? MT_WB : t))
+		return false;
+	e->memtype = t;
+	return true;
+}
+
+void memtype_release_frame(pfn_t pfn)
+{
+	struct pfn_entry *e = pfn_entry(pfn);
+	if (!e || e->state == PFN_NOT_RAM || e->memtype == MT_WB || e->memtype == MT_NONE) {
+		if (e && e->state != PFN_NOT_RAM)
+			e->memtype = MT_WB;
+		return;
+	}
+	/* Restoring can need no new frame only if it merges; a split table already exists, so
+	 * rewriting one 4 KiB entry never allocates. */
+	if (!set_alias(pfn, MT_WB))
+		PANIC("memtype_release_frame: cannot restore the alias of frame 0x%lx", pfn);
+	e->memtype = MT_WB;
+}

@@ -1,0 +1,21 @@
+/*
+ * The memory-type alias guard (nt-mdl.md decision 1): a frame has one memory type across
+ * every mapping, the direct map included.  Before a RAM frame is mapped with a type other
+ * than WB, its direct-map alias is given that type (its large page split); when the frame
+ * goes back to WB or is freed, the alias is restored (and merged back when uniform).
+ */
+#ifndef MM_MEMTYPE_H
+#define MM_MEMTYPE_H
+
+#include <stdbool.h>
+#include "mm/pat.h"
+#include "mm/pfn.h"
+
+/* Give frame `pfn` the type `t` (recorded in its PFN entry); its direct-map alias changes
+ * first.  False (nothing changed) when a table frame for the split could not be had.
+ * A frame that is not RAM has no alias; only its record changes. */
+bool memtype_set_frame(pfn_t pfn, enum memtype t);
+/* Back to WB (direct map restored); pfn_free calls it for typed frames. */
+void memtype_release_frame(pfn_t pfn);
+
+#endif

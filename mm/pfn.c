@@ -1,0 +1,280 @@
+#include "mm/pfn.h"
+#include "kernel/accounting.h"
+#include "kernel/bugcheck.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "mm/memtype.h"
+#include "mm/pat.h"
+
+static struct pfn_entry *db;
+static pfn_t db_limit;
+
+/* Free lists: frames known to read as zero, and the rest. */
+struct pfn_list {
+	uint32_t head;
+	uint64_t count;
+};
+static struct pfn_list zeroed_list = { PFN_LINK_NIL, 0 }, dirty_list = { PFN_LINK_NIL, 0 };
+static uint64_t count_by_state[PFN_STATE_COUNT];
+static uint64_t locked_frames, reclaimed_frames;
+
+static const char *const state_names[PFN_STATE_COUNT] = {
+	"not RAM", "free", "zeroed", "active", "page table", "kernel", "firmware",
+};
+static const char *const owner_names[] = { "none", "kernel", "stack", "pool", "mdl", "test" };
+
+const char *pfn_state_name(enum pfn_state s) { return s < PFN_STATE_COUNT ? state_names[s] : "?"; }
+const char *pfn_owner_name(enum pfn_owner o)
+{
+	return o < sizeof owner_names / sizeof owner_names[0] ? owner_names[o] : "?";
+}
+
+struct pfn_entry *pfn_entry(pfn_t pfn) { return pfn < db_limit ? &db[pfn] : NULL; }
+bool pfn_is_ram(pfn_t pfn) { return pfn < db_limit && db[pfn].state != PFN_NOT_RAM; }
+pfn_t pfn_limit(void) { return db_limit; }
+
+static void set_state(pfn_t pfn, enum pfn_state s)
+{
+	count_by_state[db[pfn].state]--;
+	db[pfn].state = s;
+	count_by_state[s]++;
+}
+
+static void list_push(struct pfn_list *l, pfn_t pfn)
+{
+	db[pfn].prev = PFN_LINK_NIL;
+	db[pfn].next = l->head;
+	if (l->head != PFN_LINK_NIL)
+		db[l->head].prev = (uint32_t)pfn;
+	l->head = (uint32_t)pfn;
+	l->count++;
+}
+
+static void list_remove(struct pfn_list *l, pfn_t pfn)
+{
+	struct pfn_entry *e = &db[pfn];
+	if (e->prev != PFN_LINK_NIL)
+		db[e->prev].next = e->next;
+	else
+		l->head = e->next;
+	if (e->next != PFN_LINK_NIL)
+		db[e->next].prev = e->prev;
+	e->next = e->prev = PFN_LINK_NIL;
+	l->count--;
+}
+
+/* Put a frame on a free list; it must not be on one. */
+static void make_free(pfn_t pfn, bool known_zero)
+{
+	set_state(pfn, known_zero ? PFN_ZEROED : PFN_FREE);
+	db[pfn].owner_kind = PFN_OWNER_NONE;
+	db[pfn].owner = 0;
+	db[pfn].memtype = MT_WB;
+	list_push(known_zero ? &zeroed_list : &dirty_list, pfn);
+}
+
+/* Take a specific free frame off its list and hand it out. */
+static void take(pfn_t pfn, unsigned flags, enum pfn_owner owner)
+{
+	bool was_zero = db[pfn].state == PFN_ZEROED;
+	list_remove(was_zero ? &zeroed_list : &dirty_list, pfn);
+	set_state(pfn, PFN_ACTIVE);
+	db[pfn].owner_kind = owner;
+	db[pfn].owner = 0;
+	db[pfn].lock_count = 0;
+	db[pfn].memtype = MT_WB;
+	if ((flags & PFN_ALLOC_ZERO) && !was_zero)
+		memset(pfn_to_virt(pfn), 0, PAGE_SIZE);
+}
+
+static bool is_free(pfn_t pfn) { return db[pfn].state == PFN_FREE || db[pfn].state == PFN_ZEROED; }
+
+/* UEFI memory types that are RAM the kernel may use once boot is over. */
+static bool type_is_usable(uint32_t t)
+{
+	return t == EFI_MT_CONVENTIONAL || t == EFI_MT_BOOT_CODE || t == EFI_MT_BOOT_DATA ||
+	       t == EFI_MT_LOADER_CODE || t == EFI_MT_LOADER_DATA || t == EFI_MT_PERSISTENT;
+}
+/* RAM that firmware keeps: mapped (WB) in the direct map, never allocated. */
+static bool type_is_firmware_ram(uint32_t t)
+{
+	return t == EFI_MT_RUNTIME_CODE || t == EFI_MT_RUNTIME_DATA || t == EFI_MT_ACPI_RECLAIM ||
+	       t == EFI_MT_ACPI_NVS;
+}
+
+bool efi_type_is_ram(uint32_t t) { return type_is_usable(t) || type_is_firmware_ram(t); }
+
+static const struct mdlab_efi_memdesc *desc(const struct mdlab_bootinfo *bi, uint64_t i)
+{
+	return (const void *)(MDLAB_DIRECT_MAP_BASE + bi->memmap + i * bi->memmap_desc_size);
+}
+
+void pfn_init(const struct mdlab_bootinfo *bi)
+{
+	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
+
+	/* The database spans up to the end of the highest RAM descriptor. */
+	for (uint64_t i = 0; i < n; i++) {
+		const struct mdlab_efi_memdesc *d = desc(bi, i);
+		if (efi_type_is_ram(d->type) && d->phys_start / PAGE_SIZE + d->pages > db_limit)
+			db_limit = d->phys_start / PAGE_SIZE + d->pages;
+	}
+	if (db_limit >= PFN_LINK_NIL)
+		PANIC("pfn_init: %lu frames exceed the 32-bit list links", db_limit);
+
+	/* Its own storage: the first conventional run large enough, above 1 MiB. */
+	uint64_t bytes = ALIGN_UP(db_limit * sizeof(struct pfn_entry), PAGE_SIZE);
+	uint64_t db_pa = 0;
+	for (uint64_t i = 0; i < n && !db_pa; i++) {
+		const struct mdlab_efi_memdesc *d = desc(bi, i);
+		if (d->type == EFI_MT_CONVENTIONAL && d->phys_start >= 0x100000 &&
+		    d->pages * PAGE_SIZE >= bytes)
+			db_pa = d->phys_start;
+	}
+	if (!db_pa)
+		PANIC("pfn_init: no room for a %lu-byte PFN database", bytes);
+	db = phys_to_virt(db_pa);
+	memset(db, 0, bytes);
+	count_by_state[PFN_NOT_RAM] = db_limit;
+
+	for (uint64_t i = 0; i < n; i++) {
+		const struct mdlab_efi_memdesc *d = desc(bi, i);
+		pfn_t first = d->phys_start / PAGE_SIZE;
+		for (pfn_t p = first; p < first + d->pages && p < db_limit; p++) {
+			if (d->type == EFI_MT_CONVENTIONAL)
+				make_free(p, false);
+			else if (type_is_usable(d->type))
+				set_state(p, PFN_KERNEL);   /* given back by pfn_reclaim_boot_memory */
+			else if (type_is_firmware_ram(d->type))
+				set_state(p, PFN_FIRMWARE);
+		}
+	}
+	/* Frame 0 stays out of use: a zero PFN in an MDL is more likely a bug than a page. */
+	if (db_limit && is_free(0)) {
+		list_remove(&dirty_list, 0);
+		set_state(0, PFN_FIRMWARE);
+	}
+	/* The database itself. */
+	for (pfn_t p = db_pa / PAGE_SIZE; p < (db_pa + bytes) / PAGE_SIZE; p++) {
+		list_remove(&dirty_list, p);
+		set_state(p, PFN_KERNEL);
+	}
+	for (pfn_t p = 0; p < db_limit; p++)
+		db[p].memtype = db[p].state == PFN_NOT_RAM ? MT_NONE : MT_WB;
+}
+
+static bool in_range(uint64_t pa, uint64_t base, uint64_t size)
+{
+	return size && pa >= ALIGN_DOWN(base, PAGE_SIZE) && pa < ALIGN_UP(base + size, PAGE_SIZE);
+}
+
+void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi)
+{
+	uint64_t bi_pa = direct_virt_to_phys(bi);
+	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
+	for (uint64_t i = 0; i < n; i++) {
+		const struct mdlab_efi_memdesc *d = desc(bi, i);
+		if (!type_is_usable(d->type) || d->type == EFI_MT_CONVENTIONAL)
+			continue;
+		for (pfn_t p = d->phys_start / PAGE_SIZE; p < d->phys_start / PAGE_SIZE + d->pages; p++) {
+			uint64_t pa = p * PAGE_SIZE;
+			if (db[p].state != PFN_KERNEL)
+				continue; /* the database itself was conventional memory */
+			if (in_range(pa, bi->kernel_phys_base, bi->kernel_size) ||
+			    in_range(pa, bi_pa, sizeof *bi) || in_range(pa, bi->memmap, bi->memmap_size) ||
+			    in_range(pa, bi->symtab, bi->symtab_size) || in_range(pa, bi->strtab, bi->strtab_size))
+				continue;
+			make_free(p, false);
+			reclaimed_frames++;
+		}
+	}
+}
+
+pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
+{
+	struct pfn_list *first = (flags & PFN_ALLOC_ZERO) ? &zeroed_list : &dirty_list;
+	struct pfn_list *second = first == &zeroed_list ? &dirty_list : &zeroed_list;
+	struct pfn_list *l = first->head != PFN_LINK_NIL ? first : second;
+	if (l->head == PFN_LINK_NIL)
+		return PFN_INVALID;
+	pfn_t pfn = l->head;
+	take(pfn, flags, owner);
+	return pfn;
+}
+
+pfn_t pfn_alloc_in(pfn_t low, pfn_t high, unsigned flags, enum pfn_owner owner)
+{
+	return pfn_alloc_run(low, high, 1, 1, flags, owner);
+}
+
+pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsigned flags,
+		    enum pfn_owner owner)
+{
+	if (!count || !align || (align & (align - 1)))
+		return PFN_INVALID;
+	if (high >= db_limit)
+		high = db_limit - 1;
+	pfn_t start = ALIGN_UP(low, align);
+	while (start <= high && high - start + 1 >= count) {
+		uint64_t i = 0;
+		while (i < count && is_free(start + i))
+			i++;
+		if (i == count) {
+			for (uint64_t k = 0; k < count; k++)
+				take(start + k, flags, owner);
+			return start;
+		}
+		/* Skip past the busy frame to the next aligned candidate. */
+		start = ALIGN_UP(start + i + 1, align);
+	}
+	return PFN_INVALID;
+}
+
+void pfn_free(pfn_t pfn)
+{
+	struct pfn_entry *e = pfn_entry(pfn);
+	if (!e || (e->state != PFN_ACTIVE && e->state != PFN_PAGE_TABLE))
+		KeBugCheckEx(PFN_LIST_CORRUPT, 0x99, pfn, e ? e->state : 0, 0);
+	if (e->lock_count)
+		KeBugCheckEx(PFN_LIST_CORRUPT, 0x9A, pfn, e->state, e->lock_count);
+	if (e->memtype != MT_WB && e->memtype != MT_NONE)
+		memtype_release_frame(pfn);
+	make_free(pfn, false);
+}
+
+void pfn_free_run(pfn_t first, uint64_t count)
+{
+	for (uint64_t i = 0; i < count; i++)
+		pfn_free(first + i);
+}
+
+void pfn_note_lock_change(pfn_t pfn, bool now_locked)
+{
+	if (now_locked)
+		locked_frames++;
+	else
+		locked_frames--;
+}
+
+void pfn_set_page_table(pfn_t pfn, bool is_table)
+{
+	set_state(pfn, is_table ? PFN_PAGE_TABLE : PFN_ACTIVE);
+}
+
+void pfn_get_stats(struct pfn_stats *out)
+{
+	out->ram = db_limit - count_by_state[PFN_NOT_RAM];
+	out->free = zeroed_list.count + dirty_list.count;
+	out->zeroed = zeroed_list.count;
+	out->active = count_by_state[PFN_ACTIVE];
+	out->locked = locked_frames;
+	out->page_tables = count_by_state[PFN_PAGE_TABLE];
+	out->kernel = count_by_state[PFN_KERNEL];
+	out->firmware = count_by_state[PFN_FIRMWARE];
+	out->reclaimed = reclaimed_frames;
+}
+
+static uint64_t free_pages(void) { return zeroed_list.count + dirty_list.count; }
+ACCOUNTING_COUNTER(free_pages, "free physical pages", free_pages);
+static uint64_t locked_pages(void) { return locked_frames; }
+ACCOUNTING_COUNTER(locked_pages, "locked physical pages", locked_pages);

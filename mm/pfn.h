@@ -1,0 +1,108 @@
+/*
+ * The PFN database and the physical page allocator.
+ *
+ * One entry per page frame from 0 to the end of the highest RAM descriptor of the UEFI map.
+ * Frames that no RAM descriptor covers (holes, MMIO, firmware-reserved ranges) are
+ * PFN_NOT_RAM.  Free frames sit on one of two doubly linked lists — known-zero and dirty —
+ * so allocating or freeing one frame is O(1); constrained requests (a PFN window, a
+ * contiguous aligned run) scan the database.
+ */
+#ifndef MM_PFN_H
+#define MM_PFN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "include/mdlab/bootinfo.h"
+#include "mm/layout.h"
+
+typedef uint64_t pfn_t;
+#define PFN_INVALID (~(pfn_t)0)
+
+enum pfn_state {
+	PFN_NOT_RAM = 0,  /* no RAM here: a hole, MMIO, firmware-reserved */
+	PFN_FREE,         /* on the dirty free list */
+	PFN_ZEROED,       /* on the zeroed free list */
+	PFN_ACTIVE,       /* allocated: owner says to what */
+	PFN_PAGE_TABLE,   /* a page-table page of some address space */
+	PFN_KERNEL,       /* kernel image, boot information, the PFN database itself */
+	PFN_FIRMWARE,     /* UEFI runtime, ACPI tables and NVS: RAM, never ours */
+	PFN_STATE_COUNT,
+};
+
+/* What an active frame belongs to (pfn_entry.owner_kind). */
+enum pfn_owner {
+	PFN_OWNER_NONE = 0,
+	PFN_OWNER_KERNEL,     /* generic kernel allocation (pfn_alloc) */
+	PFN_OWNER_STACK,
+	PFN_OWNER_POOL,
+	PFN_OWNER_MDL,        /* MmAllocatePagesForMdl(Ex) */
+	PFN_OWNER_TEST,
+};
+
+struct pfn_entry {
+	uint8_t state;        /* enum pfn_state */
+	uint8_t memtype;      /* enum memtype of every mapping of this frame; MT_NONE: untyped */
+	uint8_t owner_kind;   /* enum pfn_owner */
+	uint8_t reserved;
+	uint32_t lock_count;  /* MmProbeAndLockPages locks */
+	uint32_t next, prev;  /* free-list links (frame numbers), PFN_LINK_NIL at the ends */
+	uint64_t owner;       /* owner-specific: pool tag, MDL, address space */
+};
+#define PFN_LINK_NIL 0xFFFFFFFFu
+
+struct pfn_stats {
+	uint64_t ram;          /* frames of RAM (every state but NOT_RAM) */
+	uint64_t free;         /* FREE + ZEROED */
+	uint64_t zeroed;
+	uint64_t active;
+	uint64_t locked;       /* frames with lock_count > 0 */
+	uint64_t page_tables;
+	uint64_t kernel;
+	uint64_t firmware;
+	uint64_t reclaimed;    /* boot-services and loader frames given back after boot */
+};
+
+/* Allocation flags. */
+#define PFN_ALLOC_ZERO 0x1     /* the frame reads as zero */
+
+/* Build the database from the boot information's memory map (before the kernel's own page
+ * tables: it is reached through the loader's direct map, which has the same base). */
+void pfn_init(const struct mdlab_bootinfo *bi);
+/* Give the loader's and the boot services' memory back, except what the kernel still uses
+ * (its image, the boot information and what it points to).  Only once the kernel runs on its
+ * own page tables and its own stack. */
+void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi);
+
+/* One frame, O(1); PFN_INVALID when none is left. */
+pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner);
+/* One frame within [low, high] (inclusive frame numbers); PFN_INVALID when none. */
+pfn_t pfn_alloc_in(pfn_t low, pfn_t high, unsigned flags, enum pfn_owner owner);
+/* `count` physically contiguous frames within [low, high], the first a multiple of `align`
+ * frames (a power of two); returns the first, or PFN_INVALID when no such run is free. */
+pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsigned flags,
+		    enum pfn_owner owner);
+/* Free an ACTIVE or PAGE_TABLE frame; its memory type goes back to WB first (direct-map
+ * alias included).  Freeing a frame that is free, locked, or not ours is bug check
+ * PFN_LIST_CORRUPT. */
+void pfn_free(pfn_t pfn);
+void pfn_free_run(pfn_t first, uint64_t count);
+
+/* Bookkeeping hooks for the modules that own those states. */
+void pfn_set_page_table(pfn_t pfn, bool is_table);   /* pt.c: ACTIVE <-> PAGE_TABLE */
+void pfn_note_lock_change(pfn_t pfn, bool now_locked); /* MDL locking: lock count 0 <-> 1 */
+/* Whether a UEFI memory type is RAM (usable after boot, or firmware-owned). */
+bool efi_type_is_ram(uint32_t type);
+
+struct pfn_entry *pfn_entry(pfn_t pfn);       /* NULL beyond the database */
+bool pfn_is_ram(pfn_t pfn);
+pfn_t pfn_limit(void);                         /* one past the highest frame in the database */
+void pfn_get_stats(struct pfn_stats *out);
+const char *pfn_state_name(enum pfn_state s);
+const char *pfn_owner_name(enum pfn_owner o);
+
+/* The direct map: every RAM frame at KVA_DIRECT_MAP_BASE + physical address. */
+static inline void *phys_to_virt(uint64_t pa) { return (void *)(KVA_DIRECT_MAP_BASE + pa); }
+static inline void *pfn_to_virt(pfn_t pfn) { return phys_to_virt(pfn << PAGE_SHIFT); }
+static inline uint64_t direct_virt_to_phys(const void *va) { return (uint64_t)va - KVA_DIRECT_MAP_BASE; }
+
+#endif

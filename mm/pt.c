@@ -1,0 +1,434 @@
+/*
+ * The page-table module (see pt.h for the contract).
+ *
+ * A virtual address splits into four 9-bit table indices and a 12-bit offset:
+ *     63..48 sign  47..39 PML4  38..30 PDPT  29..21 PD  20..12 PT  11..0 offset
+ * Every function here shares one walk (walk_to), which returns the entry of a given level for
+ * an address, creating intermediate tables and splitting large leaves on the way when asked.
+ * Tables are reached through the direct map.
+ */
+#include "mm/pt.h"
+#include "kernel/bugcheck.h"
+#include "kernel/cpufeat.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "mm/layout.h"
+#include "mm/pfn.h"
+#include "mm/tlb.h"
+
+/* Entry bits (SDM Vol. 3, 4.5).  Nothing outside this file uses them. */
+#define E_P (1ull << 0)
+#define E_RW (1ull << 1)
+#define E_US (1ull << 2)
+#define E_PWT (1ull << 3)
+#define E_PCD (1ull << 4)
+#define E_A (1ull << 5)
+#define E_D (1ull << 6)
+#define E_PS (1ull << 7)        /* levels 2 and 3: this entry is a leaf */
+#define E_PAT_4K (1ull << 7)    /* level 1 leaves */
+#define E_G (1ull << 8)
+#define E_PAT_LARGE (1ull << 12) /* level 2 and 3 leaves */
+#define E_NX (1ull << 63)
+#define E_ADDR 0x000FFFFFFFFFF000ull
+
+struct pt_root kernel_root;
+
+static uint64_t level_size(int level) { return 1ull << (12 + 9 * (level - 1)); }
+static unsigned index_of(uint64_t va, int level) { return (va >> (12 + 9 * (level - 1))) & 511; }
+static uint64_t *table_va(uint64_t pa) { return phys_to_virt(pa); }
+static bool is_leaf(uint64_t e, int level) { return level == 1 || (e & E_PS); }
+static uint64_t pat_bit(int level) { return level == 1 ? E_PAT_4K : E_PAT_LARGE; }
+
+static uint64_t leaf_pa(uint64_t e, int level)
+{
+	return e & E_ADDR & ~(level_size(level) - 1);
+}
+
+/* Constructors. */
+static uint64_t make_table_entry(uint64_t table_pa, bool user_half)
+{
+	/* Non-leaf entries grant everything; the leaf decides (rights AND, NX OR across levels). */
+	return table_pa | E_P | E_RW | (user_half ? E_US : 0);
+}
+
+static uint64_t make_leaf(uint64_t pa, int level, struct pt_attrs a)
+{
+	struct pat_bits b = pat_bits_for(a.type);
+	uint64_t e = pa | E_P | E_A | (a.write ? E_RW | E_D : 0);
+	e |= a.user ? E_US : 0;
+	e |= a.global ? E_G : 0;
+	e |= a.exec ? 0 : E_NX;
+	e |= (b.pwt ? E_PWT : 0) | (b.pcd ? E_PCD : 0) | (b.pat ? pat_bit(level) : 0);
+	e |= level > 1 ? E_PS : 0;
+	return e;
+}
+
+static struct pat_bits leaf_pat_bits(uint64_t e, int level)
+{
+	return (struct pat_bits){ .pat = e & pat_bit(level), .pcd = e & E_PCD, .pwt = e & E_PWT };
+}
+
+/* The attributes a leaf grants by its own bits. */
+static struct pt_attrs leaf_attrs(uint64_t e, int level)
+{
+	return (struct pt_attrs){ .write = e & E_RW, .exec = !(e & E_NX), .user = e & E_US,
+				  .global = e & E_G, .type = pat_type_of(leaf_pat_bits(e, level)) };
+}
+
+static bool attrs_equal(struct pt_attrs x, struct pt_attrs y)
+{
+	return x.write == y.write && x.exec == y.exec && x.user == y.user && x.global == y.global &&
+	       x.type == y.type;
+}
+
+static uint64_t alloc_table(void)
+{
+	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
+	if (pfn == PFN_INVALID)
+		return 0;
+	pfn_set_page_table(pfn, true);
+	return pfn << PAGE_SHIFT;
+}
+
+static void free_table(uint64_t pa)
+{
+	pfn_set_page_table(pa >> PAGE_SHIFT, false);
+	pfn_free(pa >> PAGE_SHIFT);
+}
+
+/* Replace the large leaf *slot (at `level`, covering `base`) by a table of 512 leaves one
+ * level down with the same frames, rights and type.  False when no frame is left. */
+static bool split_leaf(uint64_t *slot, int level, uint64_t base)
+{
+	uint64_t e = *slot, tpa = alloc_table();
+	if (!tpa)
+		return false;
+	struct pt_attrs a = leaf_attrs(e, level);
+	uint64_t *t = table_va(tpa), pa = leaf_pa(e, level), step = level_size(level - 1);
+	for (int i = 0; i < 512; i++)
+		t[i] = make_leaf(pa + i * step, level - 1, a) | (e & E_D);
+	*slot = make_table_entry(tpa, base < USER_VA_END);
+	/* One INVLPG drops the large translation and the paging-structure caches. */
+	tlb_flush_page(base);
+	return true;
+}
+
+/*
+ * Return a pointer to the level-`target` entry for va.  With `create`, missing tables are
+ * allocated and a large leaf above `target` is split; then NULL means no frame was left.
+ * Without it, NULL means the walk met a hole or a leaf above `target`; *stop_level (if
+ * given) says at which level it stopped.
+ */
+static uint64_t *walk_to(const struct pt_root *r, uint64_t va, int target, bool create, int *stop_level)
+{
+	uint64_t *table = table_va(r->pml4);
+	for (int level = 4; level > target; level--) {
+		uint64_t *slot = &table[index_of(va, level)];
+		if (!(*slot & E_P)) {
+			if (!create) {
+				if (stop_level)
+					*stop_level = level;
+				return NULL;
+			}
+			uint64_t tpa = alloc_table();
+			if (!tpa)
+				return NULL;
+			*slot = make_table_entry(tpa, va < USER_VA_END);
+		} else if (is_leaf(*slot, level)) {
+			if (!create) {
+				if (stop_level)
+					*stop_level = level;
+				return NULL;
+			}
+			if (!split_leaf(slot, level, va & ~(level_size(level) - 1)))
+				return NULL;
+		}
+		table = table_va(*slot & E_ADDR);
+	}
+	return &table[index_of(va, target)];
+}
+
+/* Find the present leaf that maps va: its slot and level, or NULL. */
+static uint64_t *find_leaf(const struct pt_root *r, uint64_t va, int *level_out)
+{
+	uint64_t *table = table_va(r->pml4);
+	for (int level = 4; level >= 1; level--) {
+		uint64_t *slot = &table[index_of(va, level)];
+		*level_out = level;
+		if (!(*slot & E_P))
+			return NULL;
+		if (level < 4 && is_leaf(*slot, level))
+			return slot;
+		table = table_va(*slot & E_ADDR);
+	}
+	return NULL;
+}
+
+static bool table_empty(const uint64_t *t)
+{
+	for (int i = 0; i < 512; i++)
+		if (t[i])
+			return false;
+	return true;
+}
+
+/* After clearing an entry for va at `level`, free every table on the path that became empty,
+ * bottom up.  PDPTs under the kernel half of the PML4 are shared by every address space and
+ * are never freed. */
+static void prune(const struct pt_root *r, uint64_t va, int level)
+{
+	for (int l = level; l < 4; l++) {
+		uint64_t *parent = walk_to(r, va, l + 1, false, NULL);
+		if (!parent || !(*parent & E_P) || is_leaf(*parent, l + 1))
+			return;
+		if (l + 1 == 4 && va >= USER_VA_END)
+			return;
+		uint64_t tpa = *parent & E_ADDR;
+		if (!table_empty(table_va(tpa)))
+			return;
+		*parent = 0;
+		free_table(tpa);
+	}
+}
+
+static int choose_level(uint64_t va, uint64_t pa, uint64_t left, unsigned flags)
+{
+	if (flags & PT_MAP_LARGE) {
+		if (cpu_features.page1g && !((va | pa) & (HUGE_PAGE_SIZE - 1)) && left >= HUGE_PAGE_SIZE)
+			return 3;
+		if (!((va | pa) & (LARGE_PAGE_SIZE - 1)) && left >= LARGE_PAGE_SIZE)
+			return 2;
+	}
+	return 1;
+}
+
+bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct pt_attrs a, unsigned flags)
+{
+	if ((va | pa | size) & (PAGE_SIZE - 1))
+		PANIC("pt_map: unaligned request va 0x%lx pa 0x%lx size 0x%lx", va, pa, size);
+	if (a.user && va + size > USER_VA_END)
+		PANIC("pt_map: user mapping 0x%lx+0x%lx reaches the kernel half", va, size);
+	uint64_t done = 0;
+	while (done < size) {
+		int level = choose_level(va + done, pa + done, size - done, flags);
+		uint64_t *slot = walk_to(r, va + done, level, true, NULL);
+		if (!slot) {
+			pt_unmap(r, va, done); /* no half-made mapping */
+			return false;
+		}
+		if (*slot & E_P)
+			PANIC("pt_map: 0x%lx is already mapped (entry 0x%lx)", va + done, *slot);
+		*slot = make_leaf(pa + done, level, a);
+		done += level_size(level);
+	}
+	/* A not-present entry is never cached, so a new mapping needs no flush. */
+	return true;
+}
+
+void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
+{
+	uint64_t end = va + size, cur = va;
+	while (cur < end) {
+		int level;
+		uint64_t *slot = find_leaf(r, cur, &level);
+		uint64_t lsize = level_size(level), base = cur & ~(lsize - 1);
+		if (!slot) { /* a hole at `level`: skip it */
+			if (base + lsize <= cur)
+				break; /* the top of the address space */
+			cur = base + lsize;
+			continue;
+		}
+		if (base < cur || base + lsize > end) {
+			/* The leaf straddles an edge of the range: split, then look again. */
+			if (!split_leaf(slot, level, base))
+				PANIC("pt_unmap: no frame to split the page at 0x%lx", base);
+			continue;
+		}
+		*slot = 0;
+		prune(r, cur, level);
+		if (base + lsize <= cur)
+			break;
+		cur = base + lsize;
+	}
+	tlb_flush_range(va, size);
+}
+
+/* If the table under the level-`level` entry for va holds 512 leaves with contiguous frames
+ * and identical attributes, replace it by one leaf (the large page it came from). */
+static void try_merge(const struct pt_root *r, uint64_t va, int level)
+{
+	if (level == 3 && !cpu_features.page1g)
+		return;
+	uint64_t *slot = walk_to(r, va, level, false, NULL);
+	if (!slot || !(*slot & E_P) || is_leaf(*slot, level))
+		return;
+	uint64_t tpa = *slot & E_ADDR, *t = table_va(tpa);
+	int child = level - 1;
+	if (!(t[0] & E_P) || !is_leaf(t[0], child))
+		return;
+	uint64_t pa0 = leaf_pa(t[0], child);
+	if (pa0 & (level_size(level) - 1))
+		return;
+	struct pt_attrs a0 = leaf_attrs(t[0], child);
+	for (int i = 1; i < 512; i++) {
+		if (!(t[i] & E_P) || !is_leaf(t[i], child) || leaf_pa(t[i], child) != pa0 + i * level_size(child) ||
+		    !attrs_equal(leaf_attrs(t[i], child), a0))
+			return;
+	}
+	*slot = make_leaf(pa0, level, a0);
+	tlb_flush_range(va & ~(level_size(level) - 1), level_size(level));
+	free_table(tpa);
+}
+
+bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a)
+{
+	uint64_t end = va + size;
+	/* Pass 1: split the leaves that straddle the range's edges (the only allocations). */
+	for (uint64_t edge_i = 0; edge_i < 2; edge_i++) {
+		uint64_t edge = edge_i ? end : va;
+		for (;;) {
+			int level;
+			uint64_t *slot = find_leaf(r, edge, &level);
+			uint64_t base = edge & ~(level_size(level) - 1);
+			if (!slot || base == edge)
+				break;
+			if (!split_leaf(slot, level, base))
+				return false;
+		}
+	}
+	/* Pass 2: rewrite every leaf inside, keeping its frame. */
+	for (uint64_t cur = va; cur < end;) {
+		int level;
+		uint64_t *slot = find_leaf(r, cur, &level);
+		uint64_t lsize = level_size(level), base = cur & ~(lsize - 1);
+		if (slot)
+			*slot = make_leaf(leaf_pa(*slot, level), level, a) | (*slot & E_D);
+		if (base + lsize <= cur)
+			break;
+		cur = base + lsize;
+	}
+	tlb_flush_range(va, size);
+	/* Pass 3: merge back what became uniform around the edges (at most two tables a level). */
+	for (int level = 2; level <= 3; level++) {
+		try_merge(r, va, level);
+		if (end - 1 != va)
+			try_merge(r, end - 1, level);
+	}
+	return true;
+}
+
+void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
+{
+	memset(q, 0, sizeof *q);
+	q->eff = (struct pt_attrs){ .write = true, .exec = true, .user = true };
+	uint64_t table_pa = r->pml4;
+	for (int level = 4; level >= 1; level--) {
+		uint64_t *slot = &table_va(table_pa)[index_of(va, level)];
+		q->entry[level] = *slot;
+		q->entry_pa[level] = table_pa + index_of(va, level) * 8;
+		q->level = level;
+		if (!(*slot & E_P))
+			return;
+		q->eff.write &= !!(*slot & E_RW);
+		q->eff.user &= !!(*slot & E_US);
+		q->eff.exec &= !(*slot & E_NX);
+		if (level < 4 && is_leaf(*slot, level)) {
+			uint64_t size = level_size(level);
+			q->present = true;
+			q->leaf_va = va & ~(size - 1);
+			q->leaf_size = size;
+			q->pa = leaf_pa(*slot, level) + (va & (size - 1));
+			q->eff.global = *slot & E_G;
+			q->pat_slot = pat_slot(leaf_pat_bits(*slot, level));
+			q->eff.type = pat_slot_type(q->pat_slot);
+			return;
+		}
+		table_pa = *slot & E_ADDR;
+	}
+}
+
+static uint64_t canonical(uint64_t va) { return (va & (1ull << 47)) ? va | 0xFFFF000000000000ull : va; }
+
+struct walk_ctx {
+	uint64_t lo, hi_incl;
+	pt_leaf_fn fn;
+	void *ctx;
+};
+
+static void walk_table(struct walk_ctx *w, uint64_t table_pa, int level, uint64_t base, struct pt_attrs eff)
+{
+	const uint64_t *t = table_va(table_pa);
+	uint64_t size = level_size(level);
+	for (int i = 0; i < 512; i++) {
+		uint64_t va = canonical(base + i * size), last = va + size - 1;
+		if (last < w->lo || va > w->hi_incl || !(t[i] & E_P))
+			continue;
+		struct pt_attrs e = eff;
+		e.write &= !!(t[i] & E_RW);
+		e.user &= !!(t[i] & E_US);
+		e.exec &= !(t[i] & E_NX);
+		if (level < 4 && is_leaf(t[i], level)) {
+			struct pat_bits b = leaf_pat_bits(t[i], level);
+			e.global = t[i] & E_G;
+			e.type = pat_type_of(b);
+			struct pt_leaf leaf = { .va = va, .size = size, .pa = leaf_pa(t[i], level),
+						.level = level, .entry = t[i], .eff = e, .pat_slot = pat_slot(b) };
+			w->fn(&leaf, w->ctx);
+		} else {
+			walk_table(w, t[i] & E_ADDR, level - 1, va, e);
+		}
+	}
+}
+
+void pt_for_each_leaf(const struct pt_root *r, uint64_t lo, uint64_t hi, pt_leaf_fn fn, void *ctx)
+{
+	struct walk_ctx w = { .lo = lo, .hi_incl = hi ? hi - 1 : ~0ull, .fn = fn, .ctx = ctx };
+	walk_table(&w, r->pml4, 4, 0, (struct pt_attrs){ .write = true, .exec = true, .user = true });
+}
+
+bool pt_root_create(struct pt_root *r)
+{
+	uint64_t pa = alloc_table();
+	if (!pa)
+		return false;
+	uint64_t *k = table_va(kernel_root.pml4), *n = table_va(pa);
+	for (int i = 256; i < 512; i++)
+		n[i] = k[i];
+	r->pml4 = pa;
+	return true;
+}
+
+uint64_t pt_table_frames(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.page_tables;
+}
+
+void pt_describe_entry(uint64_t e, int level, char *buf, unsigned size)
+{
+	bool leaf = level == 1 || (level < 4 && (e & E_PS));
+	ksnprintf(buf, size, "%s %s %s %s %s %s %s %s %s %s", e & E_P ? "P" : "-", e & E_RW ? "RW" : "R-",
+		  e & E_US ? "U" : "S", e & E_PWT ? "PWT" : "---", e & E_PCD ? "PCD" : "---",
+		  e & E_A ? "A" : "-", e & E_D ? "D" : "-",
+		  !leaf ? "--" : level == 1 ? (e & E_PAT_4K ? "PAT" : "---") : (e & E_PAT_LARGE ? "PS PAT" : "PS ---"),
+		  e & E_G ? "G" : "-", e & E_NX ? "NX" : "X");
+}
+
+/* For the kernel address-space setup: the PML4 must exist before anything is mapped. */
+bool pt_kernel_root_init(void)
+{
+	uint64_t pa = alloc_table();
+	if (!pa)
+		return false;
+	kernel_root.pml4 = pa;
+	/* Every kernel-half PDPT exists from the start, so address spaces made later share the
+	 * whole kernel half by copying 256 PML4 entries once. */
+	for (int i = 256; i < 512; i++) {
+		uint64_t t = alloc_table();
+		if (!t)
+			return false;
+		table_va(pa)[i] = make_table_entry(t, false);
+	}
+	return true;
+}

@@ -1,0 +1,90 @@
+/*
+ * The page-table module: the only code that reads or writes page-table entry bits.
+ *
+ * A mapping is described by struct pt_attrs (rights and memory type); entries are made by
+ * named constructors inside pt.c.  Intermediate tables are allocated on demand and freed when
+ * they become empty; a 2 MiB or 1 GiB page is split when part of it changes (the other pages
+ * keep identical frames, rights and type), and 512 uniform contiguous leaves are merged back
+ * into the large page they came from.  Every change that can leave a stale translation is
+ * followed by a TLB flush of the range (mm/tlb.h) before the call returns.
+ *
+ * Levels: 1 = PT (4 KiB leaf), 2 = PD (2 MiB leaf), 3 = PDPT (1 GiB leaf), 4 = PML4.
+ */
+#ifndef MM_PT_H
+#define MM_PT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "mm/pat.h"
+
+struct pt_attrs {
+	bool write;
+	bool exec;
+	bool user;
+	bool global;
+	enum memtype type;
+};
+
+/* An address space: the physical address of its PML4. */
+struct pt_root {
+	uint64_t pml4;
+};
+
+extern struct pt_root kernel_root;
+
+/* What one virtual address translates to, read from the real tables. */
+struct pt_query {
+	bool present;
+	int level;            /* level of the leaf (1, 2 or 3), or where the walk stopped */
+	uint64_t pa;          /* physical address of the queried byte */
+	uint64_t leaf_va;     /* start of the leaf's page */
+	uint64_t leaf_size;
+	uint64_t entry[5];    /* entry[4] = PML4E ... entry[level] = the leaf; 0 below */
+	uint64_t entry_pa[5]; /* physical address of each entry */
+	struct pt_attrs eff;  /* effective rights across levels (RW, US ANDed; NX ORed) */
+	int pat_slot;         /* the PAT slot the leaf selects */
+};
+
+/* Flags for pt_map. */
+#define PT_MAP_LARGE 0x1  /* use 2 MiB / 1 GiB leaves where alignment and size allow */
+
+/* Create an address space: a zeroed PML4 whose kernel half (slots 256-511) points at the
+ * kernel's tables.  Returns false when no frame is left. */
+bool pt_root_create(struct pt_root *r);
+
+/* Map [va, va + size) to [pa, pa + size) with `a`; va, pa, size page-aligned; the range must
+ * be unmapped.  Returns false (nothing left mapped, tables freed) when a table frame could
+ * not be had; PANICs on an overlap (a caller bug). */
+bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct pt_attrs a,
+	    unsigned flags);
+/* Unmap [va, va + size): large pages straddling an edge are split, empty tables freed, the
+ * TLB flushed.  Unmapped holes in the range are fine. */
+void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size);
+/* Give every mapped page in [va, va + size) the attributes `a` (frames unchanged): large
+ * pages straddling an edge are split, uniform ones merged back, the TLB flushed.  Returns
+ * false (nothing changed) when a table frame could not be had for a split. */
+bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a);
+/* Read the translation of va. */
+void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *out);
+
+/* Call fn for every present leaf overlapping [lo, hi), in address order. */
+struct pt_leaf {
+	uint64_t va, size, pa;
+	int level;
+	uint64_t entry;
+	struct pt_attrs eff;
+	int pat_slot;
+};
+typedef void (*pt_leaf_fn)(const struct pt_leaf *leaf, void *ctx);
+void pt_for_each_leaf(const struct pt_root *r, uint64_t lo, uint64_t hi, pt_leaf_fn fn, void *ctx);
+
+/* Create the kernel's PML4 and every kernel-half PDPT (shared by all address spaces). */
+bool pt_kernel_root_init(void);
+
+/* Number of page-table frames the kernel's tables use (for mem, tests). */
+uint64_t pt_table_frames(void);
+
+/* Decode an entry's bits for tools: "P RW US PWT PCD A D PS/PAT G NX". */
+void pt_describe_entry(uint64_t entry, int level, char *buf, unsigned size);
+
+#endif
