@@ -15,6 +15,8 @@ extern const struct ktest_suite *const __ktest_suites_start[], *const __ktest_su
 static bool case_matches(const struct ktest_suite *s, const struct ktest_case *c, const char *glob)
 {
 	char full[128];
+	if (s->late && !c->death_code)
+		return true;
 	ksnprintf(full, sizeof full, "%s.%s", s->name, c->name);
 	return glob_match(glob, full);
 }
@@ -155,7 +157,10 @@ int ktest_run_all(const char *glob)
 	kprintf("1..%d\n", nsuites);
 
 	int suite_no = 0;
+	for (int late = 0; late < 2; late++)
 	for_each_suite(s) {
+		if ((*s)->late != (late == 1))
+			continue;
 		int ncases = 0;
 		for (const struct ktest_case *c = (*s)->cases; c->name; c++)
 			ncases += !c->death_code && case_matches(*s, c, glob);

@@ -52,6 +52,8 @@ struct ktest_suite {
 	struct ktest_case *cases;
 	int (*init)(struct ktest *t); /* non-zero fails the case */
 	void (*exit)(struct ktest *t);
+	bool late;                    /* runs after every other suite, whatever the glob selects
+				       * (the end-of-run audits) */
 };
 
 #define KTEST_CASE(fn) { .name = #fn, .run = fn }

@@ -191,9 +191,9 @@ static void other_cpu_faults_map_to_nt_status(struct ktest *t)
 	EXPECT_EQ(t, vec, 6);
 
 	__try {
-		uint64_t zero = 0, q;
-		__asm__ volatile("xor %%edx, %%edx; mov $1, %%eax; div %1" : "=a"(q) : "r"(zero) : "rdx");
-		(void)q;
+		uint64_t q, r;
+		__asm__ volatile("divq %[d]" : "=a"(q), "=d"(r) : "a"(1ul), "d"(0ul), [d] "c"(0ul));
+		(void)q, (void)r;
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		st = GetExceptionCode();
 		vec = GetExceptionTrapFrame()->vector;
