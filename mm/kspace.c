@@ -10,7 +10,9 @@
 #include "mm/layout.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
+#include "mm/pool.h"
 #include "mm/pt.h"
+#include "mm/syspte.h"
 #include "mm/tlb.h"
 
 extern char __text_start[], __text_end[], __rodata_start[], __rodata_end[], __data_start[],
@@ -114,6 +116,8 @@ void mm_init(const struct mdlab_bootinfo *bi, void (*next)(void *), void *arg)
 
 	/* Nothing of the loader's survives in the translation; its memory comes back. */
 	pfn_reclaim_boot_memory(bi);
+	syspte_init();
+	pool_init();
 	kstack_switch_and_call(next, arg, top);
 }
 

@@ -164,6 +164,68 @@ static uint64_t *find_leaf(const struct pt_root *r, uint64_t va, int *level_out)
 	return NULL;
 }
 
+/* Ranges whose page tables are made once and kept (the system-PTE region): never pruned,
+ * never merged, so writing their PTEs never allocates. */
+#define MAX_PINNED 4
+static struct {
+	uint64_t lo, hi;
+} pinned[MAX_PINNED];
+static int npinned;
+
+static bool is_pinned(uint64_t va)
+{
+	for (int i = 0; i < npinned; i++)
+		if (va >= pinned[i].lo && va < pinned[i].hi)
+			return true;
+	return false;
+}
+
+bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size)
+{
+	if (npinned == MAX_PINNED)
+		PANIC("pt_prepopulate: more than %d pinned ranges", MAX_PINNED);
+	for (uint64_t off = 0; off < size; off += LARGE_PAGE_SIZE)
+		if (!walk_to(r, va + off, 1, true, NULL))
+			return false;
+	pinned[npinned].lo = va;
+	pinned[npinned].hi = va + size;
+	npinned++;
+	return true;
+}
+
+/* The level-1 entry for va in a pinned range. */
+static uint64_t *pinned_pte(const struct pt_root *r, uint64_t va)
+{
+	uint64_t *pte = walk_to(r, va, 1, false, NULL);
+	if (!pte || !is_pinned(va))
+		PANIC("pinned_pte: 0x%lx is not in a prepopulated range", va);
+	return pte;
+}
+
+void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
+{
+	uint64_t proto = make_leaf(0, 1, a);
+	uint64_t *pte = NULL;
+	for (uint64_t i = 0; i < n; i++, va += PAGE_SIZE) {
+		if (!pte || index_of(va, 1) == 0)
+			pte = pinned_pte(r, va);
+		if (*pte & E_P)
+			PANIC("pt_set_ptes: 0x%lx is already mapped", va);
+		*pte++ = proto | (pfns[i] << PAGE_SHIFT);
+	}
+}
+
+void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n)
+{
+	uint64_t *pte = NULL, cur = va;
+	for (uint64_t i = 0; i < n; i++, cur += PAGE_SIZE) {
+		if (!pte || index_of(cur, 1) == 0)
+			pte = pinned_pte(r, cur);
+		*pte++ = 0;
+	}
+	tlb_flush_range(va, n * PAGE_SIZE);
+}
+
 static bool table_empty(const uint64_t *t)
 {
 	for (int i = 0; i < 512; i++)
@@ -177,6 +239,8 @@ static bool table_empty(const uint64_t *t)
  * are never freed. */
 static void prune(const struct pt_root *r, uint64_t va, int level)
 {
+	if (is_pinned(va))
+		return;
 	for (int l = level; l < 4; l++) {
 		uint64_t *parent = walk_to(r, va, l + 1, false, NULL);
 		if (!parent || !(*parent & E_P) || is_leaf(*parent, l + 1))
@@ -257,7 +321,7 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
  * and identical attributes, replace it by one leaf (the large page it came from). */
 static void try_merge(const struct pt_root *r, uint64_t va, int level)
 {
-	if (level == 3 && !cpu_features.page1g)
+	if ((level == 3 && !cpu_features.page1g) || is_pinned(va))
 		return;
 	uint64_t *slot = walk_to(r, va, level, false, NULL);
 	if (!slot || !(*slot & E_P) || is_leaf(*slot, level))

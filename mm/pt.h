@@ -81,6 +81,15 @@ void pt_for_each_leaf(const struct pt_root *r, uint64_t lo, uint64_t hi, pt_leaf
 /* Create the kernel's PML4 and every kernel-half PDPT (shared by all address spaces). */
 bool pt_kernel_root_init(void);
 
+/* Make every table down to level 1 for [va, va + size) now and keep them for good: the range
+ * is never pruned or merged, so pt_set_ptes / pt_clear_ptes never allocate.  False when out of
+ * frames. */
+bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size);
+/* Write n 4 KiB leaves at va (a prepopulated, unmapped range) for frames pfns[0..n). */
+void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
+/* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
+void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n);
+
 /* Number of page-table frames the kernel's tables use (for mem, tests). */
 uint64_t pt_table_frames(void);
 

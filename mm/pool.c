@@ -1,0 +1,440 @@
+#include "mm/pool.h"
+#include "kernel/accounting.h"
+#include "kernel/cmdline.h"
+#include "kernel/lib.h"
+#include "kernel/monitor.h"
+#include "kernel/printf.h"
+#include "mm/layout.h"
+#include "mm/pfn.h"
+#include "mm/pt.h"
+#include "mm/vrange.h"
+
+/* Slab slot sizes; a slot holds a header, the caller's bytes and >= GUARD_MIN guard bytes. */
+static const uint32_t class_size[] = { 32, 64, 128, 256, 512, 1024, 2048 };
+#define NCLASSES (sizeof class_size / sizeof class_size[0])
+#define GUARD_MIN 8
+
+#define MAGIC_LIVE 0x4556494Cu /* "LIVE" */
+#define MAGIC_FREE 0x45455246u /* "FREE" */
+
+struct pool_header {
+	uint32_t tag;
+	uint32_t size;
+	uint32_t magic;
+	uint16_t flags;    /* HDR_* */
+	uint16_t reserved;
+};
+#define HDR_UNINIT 0x1
+
+#define OFF_PRESENT 0x80000000u
+
+enum page_kind { PP_NEVER = 0, PP_SLAB, PP_LARGE_HEAD, PP_LARGE_TAIL, PP_RELEASED };
+
+struct pool_page {
+	uint8_t kind;       /* enum page_kind */
+	uint8_t paged;
+	uint8_t cls;        /* slab: class index */
+	uint8_t uninit;     /* large head: POOL_FLAG_UNINITIALIZED */
+	uint32_t user_maps; /* mappings of this page into user address spaces */
+	uint32_t tag;       /* large head */
+	uint32_t bytes;     /* large head: bytes asked; slab: slots in use */
+	uint32_t npages;    /* large head: pages (guard excluded) */
+	uint32_t free_off;  /* slab: offset of the first free slot, 0 = none */
+	uint32_t next, prev;/* slab: links among its class's pages with free slots */
+};
+
+static struct vrange va_space;
+static struct pool_page *pages;
+static uint64_t pages_pfn, pages_frames;
+static uint32_t partial[2][NCLASSES]; /* [paged][class]: pages with a free slot */
+static struct pool_stats stats;
+
+#define TAG_SLOTS 64
+static struct {
+	uint32_t tag;
+	uint64_t allocs, bytes;
+} tags[TAG_SLOTS];
+
+static uint64_t page_va(uint32_t i) { return KVA_POOL_BASE + (uint64_t)i * PAGE_SIZE; }
+static uint32_t page_index(uint64_t va) { return (va - KVA_POOL_BASE) / PAGE_SIZE; }
+static bool in_pool(uint64_t va) { return va >= KVA_POOL_BASE && va < page_va(va_space.nslots); }
+
+void pool_init(void)
+{
+	uint64_t n = cmdline_get_u64("pool", POOL_DEFAULT_PAGES);
+	if (n < 64 || n > (KVA_POOL_END - KVA_POOL_BASE) / PAGE_SIZE)
+		PANIC("pool_init: pool=%lu pages is out of range", n);
+	pages_frames = ALIGN_UP(n * sizeof(struct pool_page), PAGE_SIZE) / PAGE_SIZE;
+	pages_pfn = pfn_alloc_run(0, ~0ul, pages_frames, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
+	if (pages_pfn == PFN_INVALID || !vrange_init(&va_space, (uint32_t)n))
+		PANIC("pool_init: out of frames for %lu pool pages", n);
+	pages = pfn_to_virt(pages_pfn);
+	for (int p = 0; p < 2; p++)
+		for (unsigned c = 0; c < NCLASSES; c++)
+			partial[p][c] = VRANGE_NONE;
+}
+
+/* ---- counters ---------------------------------------------------------------------- */
+
+static void count_tag(uint32_t tag, int64_t bytes, int delta)
+{
+	int freeslot = -1;
+	for (int i = 0; i < TAG_SLOTS; i++) {
+		if (tags[i].tag == tag) {
+			tags[i].allocs += delta;
+			tags[i].bytes += bytes;
+			return;
+		}
+		if (freeslot < 0 && !tags[i].allocs)
+			freeslot = i;
+	}
+	if (freeslot >= 0 && delta > 0) {
+		tags[freeslot].tag = tag;
+		tags[freeslot].allocs = delta;
+		tags[freeslot].bytes = bytes;
+	}
+}
+
+static void account(uint32_t tag, uint64_t size, int delta)
+{
+	stats.bytes_in_use += delta > 0 ? size : -size;
+	stats.allocations += delta;
+	count_tag(tag, delta > 0 ? (int64_t)size : -(int64_t)size, delta);
+}
+
+/* ---- pages ------------------------------------------------------------------------- */
+
+static const struct pt_attrs POOL_RW = { .write = true, .exec = false, .global = true, .type = MT_WB };
+
+/* Reserve `n` pages (+ `guard` unmapped ones after them) of pool VA and back the n with
+ * frames; returns the first page index or VRANGE_NONE, leaving nothing behind on failure. */
+static uint32_t get_pages(uint32_t n, uint32_t guard)
+{
+	uint32_t first = vrange_reserve(&va_space, n + guard);
+	if (first == VRANGE_NONE)
+		return VRANGE_NONE;
+	for (uint32_t i = 0; i < n; i++) {
+		pfn_t pfn = pfn_alloc(0, PFN_OWNER_POOL);
+		if (pfn == PFN_INVALID || !pt_map(&kernel_root, page_va(first + i), pfn << PAGE_SHIFT, PAGE_SIZE, POOL_RW, 0)) {
+			if (pfn != PFN_INVALID)
+				pfn_free(pfn);
+			for (uint32_t k = 0; k < i; k++) {
+				struct pt_query q;
+				pt_query(&kernel_root, page_va(first + k), &q);
+				pt_unmap(&kernel_root, page_va(first + k), PAGE_SIZE);
+				pfn_free(q.pa >> PAGE_SHIFT);
+			}
+			vrange_release(&va_space, first, n + guard);
+			return VRANGE_NONE;
+		}
+		pfn_entry(pfn)->owner = page_va(first + i);
+	}
+	stats.pages_in_use += n;
+	return first;
+}
+
+static void put_pages(uint32_t first, uint32_t n, uint32_t guard)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, page_va(first + i), &q);
+		pt_unmap(&kernel_root, page_va(first + i), PAGE_SIZE);
+		pfn_free(q.pa >> PAGE_SHIFT);
+		pages[first + i].kind = PP_RELEASED;
+	}
+	if (vrange_release(&va_space, first, n + guard) != VR_OK)
+		PANIC("put_pages: pool VA 0x%lx was not reserved", page_va(first));
+	stats.pages_in_use -= n;
+}
+
+/* ---- slabs ------------------------------------------------------------------------- */
+
+static void partial_add(bool paged, uint32_t pg)
+{
+	struct pool_page *p = &pages[pg];
+	uint32_t *head = &partial[paged][p->cls];
+	p->prev = VRANGE_NONE;
+	p->next = *head;
+	if (*head != VRANGE_NONE)
+		pages[*head].prev = pg;
+	*head = pg;
+}
+
+static void partial_del(bool paged, uint32_t pg)
+{
+	struct pool_page *p = &pages[pg];
+	if (p->prev != VRANGE_NONE)
+		pages[p->prev].next = p->next;
+	else
+		partial[paged][p->cls] = p->next;
+	if (p->next != VRANGE_NONE)
+		pages[p->next].prev = p->prev;
+}
+
+static uint32_t slots_per_page(unsigned cls) { return PAGE_SIZE / class_size[cls]; }
+
+/* A fresh slab page for (paged, cls), every slot free and chained. */
+static uint32_t new_slab(bool paged, unsigned cls)
+{
+	uint32_t pg = get_pages(1, 0);
+	if (pg == VRANGE_NONE)
+		return VRANGE_NONE;
+	uint8_t *base = (uint8_t *)page_va(pg);
+	uint32_t sz = class_size[cls], n = slots_per_page(cls);
+	for (uint32_t i = 0; i < n; i++) {
+		struct pool_header *h = (struct pool_header *)(base + i * sz);
+		h->magic = MAGIC_FREE;
+		/* The next free slot's offset with OFF_PRESENT set, or 0 at the end of the chain. */
+		*(uint32_t *)(h + 1) = i + 1 < n ? ((i + 1) * sz) | OFF_PRESENT : 0;
+	}
+	struct pool_page *p = &pages[pg];
+	memset(p, 0, sizeof *p);
+	p->kind = PP_SLAB;
+	p->paged = paged;
+	p->cls = cls;
+	p->free_off = 0 | OFF_PRESENT; /* slot 0: offsets carry OFF_PRESENT, 0 means none */
+	stats.slab_pages++;
+	partial_add(paged, pg);
+	return pg;
+}
+
+static void *slab_alloc(bool paged, uint32_t size, uint32_t tag, bool uninit)
+{
+	unsigned cls = 0;
+	while (sizeof(struct pool_header) + size + GUARD_MIN > class_size[cls])
+		cls++;
+	uint32_t pg = partial[paged][cls];
+	if (pg == VRANGE_NONE && (pg = new_slab(paged, cls)) == VRANGE_NONE)
+		return NULL;
+	struct pool_page *p = &pages[pg];
+	uint8_t *base = (uint8_t *)page_va(pg);
+	uint32_t off = p->free_off & ~OFF_PRESENT;
+	struct pool_header *h = (struct pool_header *)(base + off);
+	uint32_t next = *(uint32_t *)(h + 1);
+	p->bytes++;
+	p->free_off = next;
+	if (!next)
+		partial_del(paged, pg);
+	h->tag = tag;
+	h->size = size;
+	h->magic = MAGIC_LIVE;
+	h->flags = uninit ? HDR_UNINIT : 0;
+	uint8_t *data = (uint8_t *)(h + 1);
+	memset(data, uninit ? POOL_UNINIT_PATTERN : 0, size);
+	memset(data + size, POOL_GUARD_PATTERN, class_size[cls] - sizeof *h - size);
+	return data;
+}
+
+/* ---- large ------------------------------------------------------------------------- */
+
+static void *large_alloc(bool paged, uint64_t size, uint32_t tag, bool uninit)
+{
+	uint64_t n = ALIGN_UP(size, PAGE_SIZE) / PAGE_SIZE;
+	if (n > va_space.nslots)
+		return NULL;
+	uint32_t first = get_pages((uint32_t)n, 1);
+	if (first == VRANGE_NONE)
+		return NULL;
+	struct pool_page *p = &pages[first];
+	memset(p, 0, sizeof *p);
+	p->kind = PP_LARGE_HEAD;
+	p->paged = paged;
+	p->uninit = uninit;
+	p->tag = tag;
+	p->bytes = (uint32_t)size;
+	p->npages = (uint32_t)n;
+	for (uint32_t i = 1; i < n; i++) {
+		memset(&pages[first + i], 0, sizeof pages[0]);
+		pages[first + i].kind = PP_LARGE_TAIL;
+		pages[first + i].npages = first; /* the head */
+	}
+	uint8_t *data = (uint8_t *)page_va(first);
+	memset(data, uninit ? POOL_UNINIT_PATTERN : 0, size);
+	memset(data + size, POOL_GUARD_PATTERN, n * PAGE_SIZE - size);
+	stats.large_pages += n;
+	return data;
+}
+
+/* ---- the NT surface ---------------------------------------------------------------- */
+
+static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit)
+{
+	KIRQL irql = KeGetCurrentIrql();
+	if (irql > (paged ? APC_LEVEL : DISPATCH_LEVEL))
+		KeBugCheckEx(BAD_POOL_CALLER, 0x08, irql, pool_type_for_bugcheck, size);
+	if (!size)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x00, 0, pool_type_for_bugcheck, tag);
+	if (!tag)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x9B, pool_type_for_bugcheck, size,
+			     (ULONG_PTR)__builtin_return_address(0));
+	if (size > 0xFFFFFFFFul - PAGE_SIZE)
+		return NULL;
+	void *p = size < POOL_SMALL_MAX ? slab_alloc(paged, (uint32_t)size, tag, uninit)
+					: large_alloc(paged, size, tag, uninit);
+	if (p)
+		account(tag, size, +1);
+	return p;
+}
+
+PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)
+{
+	POOL_FLAGS type = Flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_NON_PAGED_EXECUTE | POOL_FLAG_PAGED);
+	void *p = NULL;
+	/* Exactly one pool type; executable pool would be writable and executable (W^X). */
+	if (type == POOL_FLAG_NON_PAGED || type == POOL_FLAG_PAGED)
+		p = pool_alloc(type == POOL_FLAG_PAGED, type == POOL_FLAG_PAGED ? PagedPool : NonPagedPoolNx,
+			       NumberOfBytes, Tag, Flags & POOL_FLAG_UNINITIALIZED);
+	if (!p && (Flags & POOL_FLAG_RAISE_ON_FAILURE))
+		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
+	return p;
+}
+
+PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
+{
+	/* The legacy routine does not zero; mdlab fills with the uninitialized pattern. */
+	if (PoolType != NonPagedPool && PoolType != NonPagedPoolNx && PoolType != PagedPool)
+		return NULL;
+	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true);
+}
+
+/* Check the guard bytes [p, end); bug check 0xC5 at the first one overwritten. */
+static void check_guard(const uint8_t *p, const uint8_t *end, uint64_t alloc)
+{
+	for (; p < end; p++)
+		if (*p != POOL_GUARD_PATTERN)
+			KeBugCheckEx(DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)p, KeGetCurrentIrql(), 1, alloc);
+}
+
+static void pool_free(PVOID P, bool check_tag, ULONG Tag)
+{
+	uint64_t va = (uint64_t)P;
+	KIRQL irql = KeGetCurrentIrql();
+	if (irql > DISPATCH_LEVEL)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x09, irql, NonPagedPool, va);
+	if (va < USER_VA_END)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x40, va, USER_VA_END, 0);
+	if (!in_pool(va))
+		KeBugCheckEx(BAD_POOL_CALLER, 0x42, va, 0, 0);
+	uint32_t pg = page_index(va);
+	struct pool_page *p = &pages[pg];
+
+	if (p->kind == PP_LARGE_HEAD && va == page_va(pg)) {
+		if (check_tag && p->tag != Tag)
+			KeBugCheckEx(BAD_POOL_CALLER, 0x0A, va, p->tag, Tag);
+		for (uint32_t i = 0; i < p->npages; i++)
+			if (pages[pg + i].user_maps)
+				KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED,
+					     va, pages[pg + i].user_maps, 0);
+		uint8_t *data = (uint8_t *)va;
+		check_guard(data + p->bytes, data + (uint64_t)p->npages * PAGE_SIZE, va);
+		account(p->tag, p->bytes, -1);
+		stats.large_pages -= p->npages;
+		put_pages(pg, p->npages, 1);
+		return;
+	}
+	if (p->kind == PP_SLAB) {
+		uint32_t sz = class_size[p->cls], off = (va - page_va(pg)) - sizeof(struct pool_header);
+		if ((va - page_va(pg)) < sizeof(struct pool_header) || off % sz)
+			KeBugCheckEx(BAD_POOL_CALLER, 0x46, va, 0, 0);
+		struct pool_header *h = (struct pool_header *)(va - sizeof *h);
+		if (h->magic == MAGIC_FREE)
+			KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, *(uint64_t *)h, va);
+		if (h->magic != MAGIC_LIVE)
+			KeBugCheckEx(BAD_POOL_CALLER, 0x46, va, 0, 0);
+		if (check_tag && h->tag != Tag)
+			KeBugCheckEx(BAD_POOL_CALLER, 0x0A, va, h->tag, Tag);
+		if (p->user_maps)
+			KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va,
+				     p->user_maps, 0);
+		check_guard((uint8_t *)va + h->size, (uint8_t *)h + sz, va);
+		account(h->tag, h->size, -1);
+		h->magic = MAGIC_FREE;
+		bool was_full = !p->free_off;
+		*(uint32_t *)(h + 1) = p->free_off; /* the freed slot heads the chain */
+		p->free_off = off | OFF_PRESENT;
+		p->bytes--;
+		if (was_full)
+			partial_add(p->paged, pg);
+		if (!p->bytes) {
+			/* Every slot is free: the page goes back at once. */
+			partial_del(p->paged, pg);
+			stats.slab_pages--;
+			put_pages(pg, 1, 0);
+		}
+		return;
+	}
+	if (p->kind == PP_RELEASED)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, 0, va);
+	KeBugCheckEx(BAD_POOL_CALLER, 0x46, va, 0, 0);
+}
+
+VOID ExFreePoolWithTag(PVOID P, ULONG Tag) { pool_free(P, true, Tag); }
+VOID ExFreePool(PVOID P) { pool_free(P, false, 0); }
+
+/* ---- for the MDL code -------------------------------------------------------------- */
+
+bool pool_query(uint64_t va, struct pool_info *out)
+{
+	if (!in_pool(va))
+		return false;
+	uint32_t pg = page_index(va);
+	struct pool_page *p = &pages[pg];
+	if (p->kind == PP_LARGE_TAIL) {
+		pg = p->npages;
+		p = &pages[pg];
+	}
+	if (p->kind == PP_LARGE_HEAD) {
+		uint64_t base = page_va(pg);
+		if (va >= base + p->bytes)
+			return false;
+		*out = (struct pool_info){ .base = base, .size = p->bytes, .tag = p->tag, .paged = p->paged,
+					   .whole_pages = true, .uninitialized = p->uninit };
+		return true;
+	}
+	if (p->kind == PP_SLAB) {
+		uint32_t sz = class_size[p->cls], slot = (va - page_va(pg)) / sz;
+		struct pool_header *h = (struct pool_header *)(page_va(pg) + slot * sz);
+		uint64_t data = (uint64_t)(h + 1);
+		if (h->magic != MAGIC_LIVE || va < data || va >= data + h->size)
+			return false;
+		*out = (struct pool_info){ .base = data, .size = h->size, .tag = h->tag, .paged = p->paged,
+					   .whole_pages = false, .uninitialized = h->flags & HDR_UNINIT };
+		return true;
+	}
+	return false;
+}
+
+void pool_note_user_mapping(uint64_t va, uint64_t size, int delta)
+{
+	for (uint64_t a = ALIGN_DOWN(va, PAGE_SIZE); a < va + size; a += PAGE_SIZE)
+		if (in_pool(a))
+			pages[page_index(a)].user_maps += delta;
+}
+
+void pool_get_stats(struct pool_stats *out) { *out = stats; }
+
+static uint64_t pool_bytes(void) { return stats.bytes_in_use; }
+ACCOUNTING_COUNTER(pool_bytes, "pool bytes in use", pool_bytes);
+
+static int cmd_pool(int argc, char **argv)
+{
+	if (argc != 1)
+		return -1;
+	kprintf("pool at 0x%lx: %lu bytes in %lu allocations; %lu pages (%lu slab, %lu large), %u of %u VA pages free\n",
+		KVA_POOL_BASE, stats.bytes_in_use, stats.allocations, stats.pages_in_use, stats.slab_pages,
+		stats.large_pages, va_space.free_slots, va_space.nslots);
+	kprintf("  %-6s %10s %12s\n", "tag", "allocs", "bytes");
+	for (int i = 0; i < TAG_SLOTS; i++) {
+		if (!tags[i].allocs)
+			continue;
+		char t[5];
+		memcpy(t, &tags[i].tag, 4);
+		t[4] = 0;
+		for (int k = 0; k < 4; k++)
+			if (t[k] < 0x20 || t[k] > 0x7E)
+				t[k] = '.';
+		kprintf("  %-6s %10lu %12lu\n", t, tags[i].allocs, tags[i].bytes);
+	}
+	return 0;
+}
+MONITOR_COMMAND(pool, "pool", "pool usage, by tag", cmd_pool);

@@ -1,0 +1,59 @@
+/*
+ * The pool behind ExAllocatePool2 and friends (include/wdm.h), and what the MDL code needs
+ * to know about pool memory.
+ *
+ * Pool lives in its own virtual region (KVA_POOL_BASE), RW and NX.  A request of at least
+ * POOL_SMALL_MAX bytes gets whole pages, page-aligned, followed by an unmapped guard page;
+ * smaller ones come from slab pages of fixed slot sizes, each slot a 16-byte header, the
+ * caller's bytes and at least 8 guard bytes.  Guard bytes are checked on free.  A slab page
+ * whose slots are all free goes back to the page allocator at once.
+ *
+ * Misuse is a bug check with NT's codes:
+ *   BAD_POOL_CALLER (0xC2)  0x00 zero bytes; 0x07 double free (0, header, address);
+ *                           0x08/0x09 allocate/free above the allowed IRQL;
+ *                           0x0A wrong tag (address, allocator's tag, tag used);
+ *                           0x40 a user address; 0x42 an address outside any pool;
+ *                           0x46 a pool address that is not an allocation; 0x9B tag 0
+ *   DRIVER_CORRUPTED_EXPOOL (0xC5)  guard bytes overwritten, found at free:
+ *                           (first bad byte, IRQL, 1 = write, allocation address)
+ *   DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) 0x2003 (mdlab's code): freeing pool that is
+ *                           still mapped into a user address space (address, pages mapped)
+ */
+#ifndef MM_POOL_H
+#define MM_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "include/wdm.h"
+
+#define POOL_DEFAULT_PAGES 32768u
+#define POOL_SMALL_MAX 2024u       /* larger requests get whole pages */
+#define POOL_UNINIT_PATTERN 0xBA   /* what POOL_FLAG_UNINITIALIZED memory holds */
+#define POOL_GUARD_PATTERN 0x5A
+#define VERIFIER_POOL_FREED_WHILE_USER_MAPPED 0x2003
+
+void pool_init(void);
+
+/* What an address inside pool belongs to. */
+struct pool_info {
+	uint64_t base;      /* start of the allocation */
+	uint64_t size;      /* bytes the caller asked for */
+	uint32_t tag;
+	bool paged;         /* allocated as paged pool */
+	bool whole_pages;   /* a page-granular allocation (>= POOL_SMALL_MAX) */
+	bool uninitialized; /* POOL_FLAG_UNINITIALIZED */
+};
+/* False when va is not inside a live pool allocation. */
+bool pool_query(uint64_t va, struct pool_info *out);
+/* Count a user mapping of the pages under [va, va + size) (delta +1 or -1). */
+void pool_note_user_mapping(uint64_t va, uint64_t size, int delta);
+
+struct pool_stats {
+	uint64_t bytes_in_use;   /* bytes callers asked for, live */
+	uint64_t pages_in_use;   /* physical pages the pool holds */
+	uint64_t allocations;    /* live */
+	uint64_t slab_pages, large_pages;
+};
+void pool_get_stats(struct pool_stats *out);
+
+#endif

@@ -1,0 +1,122 @@
+#include "mm/syspte.h"
+#include "kernel/accounting.h"
+#include "kernel/bugcheck.h"
+#include "kernel/cmdline.h"
+#include "kernel/lib.h"
+#include "kernel/monitor.h"
+#include "kernel/printf.h"
+#include "mm/layout.h"
+#include "mm/vrange.h"
+
+#define GUARDED 1 /* vrange user byte: the reservation has a guard PTE after it */
+
+static struct vrange space;
+static struct syspte_stats st;
+
+uint64_t syspte_base(void) { return KVA_SYSPTE_BASE; }
+uint32_t syspte_total(void) { return space.nslots; }
+
+void syspte_init(void)
+{
+	uint64_t n = cmdline_get_u64("syspte", SYSPTE_DEFAULT_COUNT);
+	uint64_t max = (KVA_SYSPTE_END - KVA_SYSPTE_BASE) / PAGE_SIZE;
+	if (n < 64 || n > max || n > 0x7FFFFFFF)
+		PANIC("syspte_init: syspte=%lu is outside [64, %lu]", n, max);
+	if (!vrange_init(&space, (uint32_t)n) ||
+	    !pt_prepopulate(&kernel_root, KVA_SYSPTE_BASE, ALIGN_UP(n * PAGE_SIZE, LARGE_PAGE_SIZE)))
+		PANIC("syspte_init: out of frames for %lu system PTEs", n);
+	st.total = n;
+}
+
+bool syspte_contains(uint64_t va) { return va >= KVA_SYSPTE_BASE && va < KVA_SYSPTE_BASE + space.nslots * PAGE_SIZE; }
+
+uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
+{
+	uint32_t need = n + (guard ? 1 : 0);
+	if (!n || need < n)
+		return 0;
+	/* The priority rule: what must stay free after this reservation. */
+	uint32_t keep = priority < SYSPTE_PRIORITY_NORMAL ? SYSPTE_LOW_RESERVE(space.nslots)
+		      : priority < SYSPTE_PRIORITY_HIGH   ? SYSPTE_NORMAL_RESERVE(space.nslots)
+							  : 0;
+	uint32_t first = VRANGE_NONE;
+	if (need <= space.free_slots && space.free_slots - need >= keep)
+		first = vrange_reserve(&space, need);
+	if (first == VRANGE_NONE) {
+		if (priority < SYSPTE_PRIORITY_NORMAL)
+			st.failures_low++;
+		else if (priority < SYSPTE_PRIORITY_HIGH)
+			st.failures_normal++;
+		else
+			st.failures_high++;
+		return 0;
+	}
+	space.user[first] = guard ? GUARDED : 0;
+	st.reservations++;
+	uint64_t used = space.nslots - space.free_slots;
+	if (used > st.peak_in_use)
+		st.peak_in_use = used;
+	return KVA_SYSPTE_BASE + (uint64_t)first * PAGE_SIZE;
+}
+
+void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a)
+{
+	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
+	uint32_t len = vrange_reserved_len(&space, first);
+	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
+	if (!syspte_contains(va) || (va & (PAGE_SIZE - 1)) || n > usable)
+		PANIC("syspte_map: 0x%lx+%u pages is not inside a reservation", va, n);
+	pt_set_ptes(&kernel_root, va, pfns, n, a);
+}
+
+void syspte_release(uint64_t va, uint32_t n)
+{
+	if (!syspte_contains(va) || (va & (PAGE_SIZE - 1)))
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, va, n, 0);
+	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
+	uint32_t len = vrange_reserved_len(&space, first);
+	bool guard = len && (space.user[first] & GUARDED);
+	uint32_t mapped = guard ? len - 1 : len;
+	if (len && mapped != n)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x02, va, n, mapped);
+	if (!len) {
+		/* Nothing starts here: released already (free), or the middle of a reservation. */
+		uint8_t s = space.state[first];
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, s == VR_FREE_HEAD || s == VR_FREE_INNER ? 0x01 : 0x03, va, n, 0);
+	}
+	/* The translations go first: nothing may reach the frames through this range again. */
+	pt_clear_ptes(&kernel_root, va, len);
+	st.flushes++;
+	if (vrange_release(&space, first, len) != VR_OK)
+		PANIC("syspte_release: the allocator refused a checked release at 0x%lx", va);
+	st.releases++;
+}
+
+void syspte_get_stats(struct syspte_stats *out)
+{
+	*out = st;
+	out->total = space.nslots;
+	out->free = space.free_slots;
+	out->in_use = space.nslots - space.free_slots;
+	out->largest_free = vrange_largest_free(&space);
+	out->free_runs = space.free_runs;
+}
+
+static uint64_t free_ptes(void) { return space.free_slots; }
+ACCOUNTING_COUNTER(syspte_free, "free system PTEs", free_ptes);
+
+static int cmd_sysptes(int argc, char **argv)
+{
+	struct syspte_stats s;
+	if (argc != 1)
+		return -1;
+	syspte_get_stats(&s);
+	kprintf("system PTEs at 0x%lx: %lu total, %lu free in %lu runs (largest %lu), %lu in use, peak %lu\n",
+		KVA_SYSPTE_BASE, s.total, s.free, s.free_runs, s.largest_free, s.in_use, s.peak_in_use);
+	kprintf("priorities: Low keeps %u free, Normal keeps %u, High takes the last run\n",
+		SYSPTE_LOW_RESERVE(space.nslots), SYSPTE_NORMAL_RESERVE(space.nslots));
+	kprintf("reservations %lu, releases %lu (each flushed), failures: low %lu normal %lu high %lu\n",
+		s.reservations, s.releases, s.failures_low, s.failures_normal, s.failures_high);
+	return 0;
+}
+MONITOR_COMMAND(sysptes, "sysptes", "the system-PTE space: free runs, priorities, counters", cmd_sysptes);

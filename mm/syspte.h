@@ -1,0 +1,54 @@
+/*
+ * The system-PTE space: the kernel virtual region where MDLs are mapped (mm/layout.h,
+ * KVA_SYSPTE_BASE), handed out as runs of contiguous PTEs.
+ *
+ * Size: boot option syspte=N (PTEs), default SYSPTE_DEFAULT_COUNT.  Its page tables are made
+ * at boot and kept, so mapping into a reservation never allocates.
+ *
+ * Page priorities (nt-mdl.md decision 6) — fixed shares of the region:
+ *   Low    (priority < 16) fails when fewer than total/8 PTEs would stay free;
+ *   Normal (priority < 32) fails when fewer than total/32 would stay free;
+ *   High   fails only when no free run is long enough.
+ *
+ * Release drops this CPU's translations of the range before it returns (INVLPG up to
+ * TLB_SINGLE_FLUSH_MAX pages, a full flush above), so an access through a released address
+ * faults at once.  With one CPU nothing more is needed; when more CPUs arrive, the range must
+ * not be handed out again before every CPU has flushed — that part, and only that part, may be
+ * deferred and batched.
+ */
+#ifndef MM_SYSPTE_H
+#define MM_SYSPTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "mm/pt.h"
+
+#define SYSPTE_DEFAULT_COUNT 65536u
+#define SYSPTE_PRIORITY_NORMAL 16
+#define SYSPTE_PRIORITY_HIGH 32
+#define SYSPTE_LOW_RESERVE(total) ((total) / 8)
+#define SYSPTE_NORMAL_RESERVE(total) ((total) / 32)
+
+struct syspte_stats {
+	uint64_t total, free, in_use, largest_free, free_runs, peak_in_use;
+	uint64_t reservations, releases, failures_low, failures_normal, failures_high;
+	uint64_t flushes;        /* releases that flushed (every release does) */
+};
+
+void syspte_init(void);
+/* Reserve n PTEs (plus one unmapped guard PTE after them when `guard`); returns the
+ * virtual address of the first, or 0 when the priority's threshold or the space says no.
+ * `priority` is an MM_PAGE_PRIORITY value without the MdlMapping* flags. */
+uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard);
+/* Map frames into a reservation: n 4 KiB PTEs from pfns[]. */
+void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a);
+/* Clear the PTEs, flush them, and give the run back.  A bad call is bug check
+ * SYSTEM_PTE_MISUSE: P1 1 double release, 2 wrong count, 3 not a reservation's address. */
+void syspte_release(uint64_t va, uint32_t n);
+bool syspte_contains(uint64_t va);
+void syspte_get_stats(struct syspte_stats *out);
+/* The first VA of the region and its size in PTEs (tests compute thresholds from it). */
+uint64_t syspte_base(void);
+uint32_t syspte_total(void);
+
+#endif
