@@ -35,7 +35,7 @@ KCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
         -fno-stack-protector -fno-pic -fno-pie -fno-common -fno-strict-aliasing \
         -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -mno-mmx -mno-sse -mno-sse2 \
-        -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer \
+        -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -fno-optimize-sibling-calls \
         -Iinclude -I. -MMD -MP
 KLDFLAGS := -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack \
         --no-dynamic-linker -T linker.ld
@@ -88,17 +88,20 @@ $(KERNEL): $(KERNEL_OBJ) $(EXTRA_OBJ) linker.ld $(BUILD)/extra-tests.stamp
 
 $(BUILD)/boot/%.c.o: boot/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(ECFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ECFLAGS) -c $< -o $@
 
 # Firmware calls are direct ms_abi calls (GNU_EFI_USE_MS_ABI); libefi, built for the
 # uefi_call_wrapper convention, is not linked.  libgnuefi supplies crt0's _relocate.
 $(BUILD)/boot/loader.so: $(LOADER_OBJ)
 	@mkdir -p $(dir $@)
-	$(LD) -nostdlib -znocombreloc -shared -Bsymbolic -T $(EFI_LDS) $(EFI_CRT0) $^ \
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(LD) -nostdlib -znocombreloc -shared -Bsymbolic -T $(EFI_LDS) $(EFI_CRT0) $^ \
 		-o $@ -L$(EFI_LIB) -lgnuefi
 
 $(LOADER): $(BUILD)/boot/loader.so
-	$(OBJCOPY) -j .text -j .sdata -j .data -j .dynamic -j .dynsym -j .rel -j .rela \
+	@$(if $(Q),echo "  OBJCOPY $@")
+	$(Q)$(OBJCOPY) -j .text -j .sdata -j .data -j .dynamic -j .dynsym -j .rel -j .rela \
 		-j .rel.* -j .rela.* -j .reloc --target efi-app-x86_64 --subsystem=10 $< $@
 
 # The ESP: a real FAT image built with mtools.  The command line the kernel boots with
@@ -118,10 +121,14 @@ test:
 	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
 		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc)
 
+# The harness's own unit tests on canned logs (make test runs them too).
+check-harness:
+	@$(PYTHON) scripts/test_harness.py
+
 debug:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
-	@bash scripts/debug.sh $(ESP) $(KERNEL) "$(QEMU_EXTRA)"
+	@KVM=$(KVM) bash scripts/debug.sh $(ESP) $(KERNEL) "$(QEMU_EXTRA)"
 
 clean:
 	rm -rf $(BUILD)

@@ -42,8 +42,8 @@ int seh_filter(struct seh_frame *f, int filter)
 	if (filter == EXCEPTION_CONTINUE_SEARCH)
 		seh_dispatch(&f->record, f->from_cpu ? &f->trap : NULL);
 	/* EXCEPTION_CONTINUE_EXECUTION: the faulting context is gone; NT would resume it. */
-	KeBugCheckEx(KMODE_EXCEPTION_NOT_HANDLED, (ULONG_PTR)STATUS_NONCONTINUABLE_EXCEPTION,
-		     (ULONG_PTR)f->record.ExceptionAddress, (ULONG_PTR)f->record.ExceptionCode, 0);
+	KeBugCheckEx(KMODE_EXCEPTION_NOT_HANDLED, (ULONG)STATUS_NONCONTINUABLE_EXCEPTION,
+		     (ULONG_PTR)f->record.ExceptionAddress, (ULONG)f->record.ExceptionCode, 0);
 }
 
 void seh_dispatch(const EXCEPTION_RECORD *rec, const struct trap_frame *trap)
