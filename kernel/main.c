@@ -14,6 +14,7 @@
 #include "kernel/printf.h"
 #include "kernel/serial.h"
 #include "kernel/trap.h"
+#include "mm/audit.h"
 #include "mm/mm.h"
 #include "tests/ktest.h"
 
@@ -61,6 +62,7 @@ void kmain(uint64_t bootinfo_phys)
 static void kmain_after_mm(void *unused)
 {
 	mm_print_summary();
+	mm_audit_boot();
 
 	char mode[16] = "monitor";
 	cmdline_get("mode", mode, sizeof mode);

@@ -95,6 +95,12 @@ void mm_init(const struct mdlab_bootinfo *bi, void (*next)(void *), void *arg)
 	map_image_range(__text_start, __text_end, (struct pt_attrs){ .exec = true, .global = true });
 	map_image_range(__rodata_start, __rodata_end, (struct pt_attrs){ .global = true });
 	map_image_range(__data_start, __kernel_end, (struct pt_attrs){ .write = true, .global = true });
+	/* The image's text and rodata are read-only through their direct-map alias too, so no
+	 * frame is writable through one mapping and executable through another. */
+	uint64_t ro = (uint64_t)phys_to_virt(kernel_image_phys((uint64_t)__text_start));
+	if (!pt_protect(&kernel_root, ro, (uint64_t)__rodata_end - (uint64_t)__text_start,
+			(struct pt_attrs){ .global = true, .type = MT_WB }))
+		PANIC("mm_init: out of frames splitting the image's direct-map alias");
 
 	/* Guarded stacks for the rest of boot and for the IST slots. */
 	uint64_t top = kstack_create(KSTACK_PAGES);

@@ -178,8 +178,8 @@ void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi)
 			continue;
 		for (pfn_t p = d->phys_start / PAGE_SIZE; p < d->phys_start / PAGE_SIZE + d->pages; p++) {
 			uint64_t pa = p * PAGE_SIZE;
-			if (db[p].state != PFN_KERNEL)
-				continue; /* the database itself was conventional memory */
+			if (db[p].state != PFN_KERNEL || p == 0)
+				continue; /* the database was conventional memory; frame 0 stays out of use */
 			if (in_range(pa, bi->kernel_phys_base, bi->kernel_size) ||
 			    in_range(pa, bi_pa, sizeof *bi) || in_range(pa, bi->memmap, bi->memmap_size) ||
 			    in_range(pa, bi->symtab, bi->symtab_size) || in_range(pa, bi->strtab, bi->strtab_size))

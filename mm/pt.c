@@ -206,6 +206,8 @@ void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t 
 {
 	uint64_t proto = make_leaf(0, 1, a);
 	uint64_t *pte = NULL;
+	if (a.user && va + n * PAGE_SIZE > USER_VA_END)
+		PANIC("pt_set_ptes: user mapping 0x%lx+%lu pages reaches the kernel half", va, n);
 	for (uint64_t i = 0; i < n; i++, va += PAGE_SIZE) {
 		if (!pte || index_of(va, 1) == 0)
 			pte = pinned_pte(r, va);
@@ -277,7 +279,9 @@ bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct p
 		int level = choose_level(va + done, pa + done, size - done, flags);
 		uint64_t *slot = walk_to(r, va + done, level, true, NULL);
 		if (!slot) {
-			pt_unmap(r, va, done); /* no half-made mapping */
+			/* No half-made mapping: undo what was mapped and the tables this walk made. */
+			pt_unmap(r, va, done);
+			prune(r, va + done, 1);
 			return false;
 		}
 		if (*slot & E_P)
@@ -347,6 +351,8 @@ static void try_merge(const struct pt_root *r, uint64_t va, int level)
 bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a)
 {
 	uint64_t end = va + size;
+	if (a.user && end > USER_VA_END)
+		PANIC("pt_protect: user access to 0x%lx+0x%lx reaches the kernel half", va, size);
 	/* Pass 1: split the leaves that straddle the range's edges (the only allocations). */
 	for (uint64_t edge_i = 0; edge_i < 2; edge_i++) {
 		uint64_t edge = edge_i ? end : va;
@@ -436,7 +442,8 @@ static void walk_table(struct walk_ctx *w, uint64_t table_pa, int level, uint64_
 			e.global = t[i] & E_G;
 			e.type = pat_type_of(b);
 			struct pt_leaf leaf = { .va = va, .size = size, .pa = leaf_pa(t[i], level),
-						.level = level, .entry = t[i], .eff = e, .pat_slot = pat_slot(b) };
+						.level = level, .entry = t[i], .eff = e,
+						.own = leaf_attrs(t[i], level), .pat_slot = pat_slot(b) };
 			w->fn(&leaf, w->ctx);
 		} else {
 			walk_table(w, t[i] & E_ADDR, level - 1, va, e);
@@ -495,4 +502,16 @@ bool pt_kernel_root_init(void)
 		table_va(pa)[i] = make_table_entry(t, false);
 	}
 	return true;
+}
+
+/* For the audit's own proof test only: set or clear the U/S bit of the leaf mapping va,
+ * making a leaf no other call here would make (a user page in the kernel half). */
+void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user)
+{
+	int level;
+	uint64_t *slot = find_leaf(r, va, &level);
+	if (!slot)
+		PANIC("pt_test_set_leaf_user: 0x%lx is not mapped", va);
+	*slot = user ? *slot | E_US : *slot & ~E_US;
+	tlb_flush_page(va);
 }

@@ -72,7 +72,8 @@ struct pt_leaf {
 	uint64_t va, size, pa;
 	int level;
 	uint64_t entry;
-	struct pt_attrs eff;
+	struct pt_attrs eff;  /* effective across levels */
+	struct pt_attrs own;  /* the leaf entry's own bits (its U/S, RW, NX, G, type) */
 	int pat_slot;
 };
 typedef void (*pt_leaf_fn)(const struct pt_leaf *leaf, void *ctx);
@@ -89,6 +90,9 @@ bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size);
 void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
 /* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
 void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n);
+
+/* Test hook for the audit's proof case: flip the U/S bit of the leaf mapping va. */
+void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user);
 
 /* Number of page-table frames the kernel's tables use (for mem, tests). */
 uint64_t pt_table_frames(void);

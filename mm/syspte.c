@@ -81,8 +81,7 @@ void syspte_release(uint64_t va, uint32_t n)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x02, va, n, mapped);
 	if (!len) {
 		/* Nothing starts here: released already (free), or the middle of a reservation. */
-		uint8_t s = space.state[first];
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, s == VR_FREE_HEAD || s == VR_FREE_INNER ? 0x01 : 0x03, va, n, 0);
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, vrange_slot_is_free(&space, first) ? 0x01 : 0x03, va, n, 0);
 	}
 	/* The translations go first: nothing may reach the frames through this range again. */
 	pt_clear_ptes(&kernel_root, va, len);

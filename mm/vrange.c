@@ -122,7 +122,7 @@ enum vrange_status vrange_release(struct vrange *v, uint32_t first, uint32_t n)
 {
 	if (first >= v->nslots)
 		return VR_NOT_RESERVED;
-	if (v->state[first] == VR_FREE_HEAD || v->state[first] == VR_FREE_INNER)
+	if (vrange_slot_is_free(v, first))
 		return VR_DOUBLE_FREE;
 	if (v->state[first] != VR_USED_HEAD)
 		return VR_NOT_RESERVED;
@@ -130,7 +130,7 @@ enum vrange_status vrange_release(struct vrange *v, uint32_t first, uint32_t n)
 		return VR_WRONG_COUNT;
 	uint32_t start = first, len = n;
 	/* Coalesce with a free run just before ... */
-	if (first > 0 && (v->state[first - 1] == VR_FREE_HEAD || v->state[first - 1] == VR_FREE_INNER)) {
+	if (first > 0 && vrange_slot_is_free(v, first - 1)) {
 		uint32_t h = v->head_of_tail[first - 1];
 		list_del(v, h);
 		start = h;

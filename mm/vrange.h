@@ -35,8 +35,8 @@ struct vrange {
 };
 
 enum vrange_slot {
-	VR_FREE_HEAD = 1,   /* first slot of a free run */
-	VR_FREE_INNER,      /* inside or last slot of a free run */
+	VR_FREE_INNER = 0,  /* inside or last slot of a free run (0: never-touched slots too) */
+	VR_FREE_HEAD,       /* first slot of a free run */
 	VR_USED_HEAD,       /* first slot of a reservation */
 	VR_USED_INNER,
 };
@@ -51,6 +51,11 @@ enum vrange_status {
 
 /* Set up a space of nslots free slots; metadata from physical frames.  False when no frames. */
 bool vrange_init(struct vrange *v, uint32_t nslots);
+static inline bool vrange_slot_is_free(const struct vrange *v, uint32_t slot)
+{
+	return v->state[slot] == VR_FREE_HEAD || v->state[slot] == VR_FREE_INNER;
+}
+
 /* Give the metadata frames back. */
 void vrange_destroy(struct vrange *v);
 /* Reserve n contiguous slots; returns the first, or VRANGE_NONE when no run fits. */
