@@ -39,4 +39,166 @@ PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 VOID ExFreePoolWithTag(PVOID P, ULONG Tag);
 VOID ExFreePool(PVOID P);
 
+/* ---- Pages, MDLs ------------------------------------------------------------------- */
+
+#define PAGE_SIZE 4096ul
+#define PAGE_SHIFT 12
+
+/* The offset of Va in its page, the page it lies in, and the pages [Va, Va + Size) touches. */
+#define BYTE_OFFSET(Va) ((ULONG)((ULONG_PTR)(Va) & (PAGE_SIZE - 1)))
+#define PAGE_ALIGN(Va) ((PVOID)((ULONG_PTR)(Va) & ~(PAGE_SIZE - 1)))
+#define ADDRESS_AND_SIZE_TO_SPAN_PAGES(Va, Size) \
+	((ULONG)((BYTE_OFFSET(Va) + (SIZE_T)(Size) + (PAGE_SIZE - 1)) >> PAGE_SHIFT))
+
+struct _EPROCESS;
+typedef struct _EPROCESS *PEPROCESS;
+
+/* The x64 layout: 0x30 bytes, the PFN array follows at (PPFN_NUMBER)(Mdl + 1). */
+typedef struct _MDL {
+	struct _MDL *Next;          /* 0x00 */
+	CSHORT Size;                /* 0x08: sizeof(MDL) + pages * sizeof(PFN_NUMBER) */
+	CSHORT MdlFlags;            /* 0x0A */
+	struct _EPROCESS *Process;  /* 0x10 */
+	PVOID MappedSystemVa;       /* 0x18 */
+	PVOID StartVa;              /* 0x20: page-aligned */
+	ULONG ByteCount;            /* 0x28 */
+	ULONG ByteOffset;           /* 0x2C */
+} MDL, *PMDL;
+
+#define MDL_MAPPED_TO_SYSTEM_VA 0x0001
+#define MDL_PAGES_LOCKED 0x0002
+#define MDL_SOURCE_IS_NONPAGED_POOL 0x0004
+#define MDL_ALLOCATED_FIXED_SIZE 0x0008
+#define MDL_PARTIAL 0x0010
+#define MDL_PARTIAL_HAS_BEEN_MAPPED 0x0020
+#define MDL_IO_PAGE_READ 0x0040
+#define MDL_WRITE_OPERATION 0x0080
+#define MDL_PARENT_MAPPED_SYSTEM_VA 0x0100
+#define MDL_FREE_EXTRA_PTES 0x0200
+#define MDL_DESCRIBES_AWE 0x0400
+#define MDL_IO_SPACE 0x0800
+#define MDL_NETWORK_HEADER 0x1000
+#define MDL_MAPPING_CAN_FAIL 0x2000
+#define MDL_ALLOCATED_MUST_SUCCEED 0x4000
+#define MDL_PAGE_CONTENTS_INVARIANT 0x4000
+#define MDL_INTERNAL 0x8000
+
+typedef enum _MEMORY_CACHING_TYPE {
+	MmNonCached = 0,
+	MmCached = 1,
+	MmWriteCombined = 2,
+	MmFrameBufferCached = 2,
+	MmHardwareCoherentCached = 3,
+	MmNonCachedUnordered = 4,
+	MmUSWCCached = 5,
+	MmMaximumCacheType = 6,
+	MmNotMapped = -1,
+	/* mdlab extensions, not NT names: the two PAT types NT has no name for. */
+	MmMdlabWriteThrough = 0x100,
+	MmMdlabWriteProtected = 0x101,
+} MEMORY_CACHING_TYPE;
+
+typedef enum _MM_PAGE_PRIORITY {
+	LowPagePriority = 0,
+	NormalPagePriority = 16,
+	HighPagePriority = 32,
+} MM_PAGE_PRIORITY;
+
+/* Flags OR-ed into Priority (Windows 8 and later). */
+#define MdlMappingNoWrite 0x80000000u
+#define MdlMappingNoExecute 0x40000000u
+#define MdlMappingWithGuardPtes 0x20000000u
+
+typedef enum _LOCK_OPERATION { IoReadAccess = 0, IoWriteAccess = 1, IoModifyAccess = 2 } LOCK_OPERATION;
+
+/* MmAllocatePagesForMdlEx flags. */
+#define MM_DONT_ZERO_ALLOCATION 0x00000001
+#define MM_ALLOCATE_FROM_LOCAL_NODE_ONLY 0x00000002
+#define MM_ALLOCATE_FULLY_REQUIRED 0x00000004
+#define MM_ALLOCATE_NO_WAIT 0x00000008
+#define MM_ALLOCATE_PREFER_CONTIGUOUS 0x00000010
+#define MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS 0x00000020
+#define MM_ALLOCATE_FAST_LARGE_PAGES 0x00000040
+
+/* Page protections (MmProtectMdlSystemAddress). */
+#define PAGE_NOACCESS 0x01
+#define PAGE_READONLY 0x02
+#define PAGE_READWRITE 0x04
+#define PAGE_WRITECOPY 0x08
+#define PAGE_EXECUTE 0x10
+#define PAGE_EXECUTE_READ 0x20
+#define PAGE_EXECUTE_READWRITE 0x40
+#define PAGE_EXECUTE_WRITECOPY 0x80
+#define PAGE_GUARD 0x100
+#define PAGE_NOCACHE 0x200
+#define PAGE_WRITECOMBINE 0x400
+
+/* The I/O request packet: only what the MDL routines touch, so far. */
+typedef struct _IRP {
+	CSHORT Type;
+	USHORT Size;
+	PMDL MdlAddress;
+} IRP, *PIRP;
+
+#define MmGetMdlVirtualAddress(Mdl) ((PVOID)((PCHAR)((Mdl)->StartVa) + (Mdl)->ByteOffset))
+#define MmGetMdlByteCount(Mdl) ((Mdl)->ByteCount)
+#define MmGetMdlByteOffset(Mdl) ((Mdl)->ByteOffset)
+#define MmGetMdlPfnArray(Mdl) ((PPFN_NUMBER)((Mdl) + 1))
+
+/* Initialise an MDL header for [BaseVa, BaseVa + Length); the PFN array is not filled. */
+#define MmInitializeMdl(MemoryDescriptorList, BaseVa, Length)                                   \
+	do {                                                                                   \
+		PMDL __m = (MemoryDescriptorList);                                             \
+		PVOID __va = (PVOID)(BaseVa);                                                  \
+		SIZE_T __len = (SIZE_T)(Length);                                               \
+		__m->Next = NULL;                                                              \
+		__m->Size = (CSHORT)(sizeof(MDL) +                                              \
+				     sizeof(PFN_NUMBER) * ADDRESS_AND_SIZE_TO_SPAN_PAGES(__va, __len)); \
+		__m->MdlFlags = 0;                                                             \
+		__m->Process = NULL;                                                           \
+		__m->MappedSystemVa = NULL;                                                    \
+		__m->StartVa = PAGE_ALIGN(__va);                                               \
+		__m->ByteOffset = BYTE_OFFSET(__va);                                           \
+		__m->ByteCount = (ULONG)__len;                                                 \
+	} while (0)
+
+PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer, BOOLEAN ChargeQuota, PIRP Irp);
+VOID IoFreeMdl(PMDL Mdl);
+SIZE_T MmSizeOfMdl(PVOID Base, SIZE_T Length);
+VOID MmProbeAndLockPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation);
+VOID MmUnlockPages(PMDL MemoryDescriptorList);
+VOID MmBuildMdlForNonPagedPool(PMDL MemoryDescriptorList);
+PMDL MmAllocatePagesForMdl(PHYSICAL_ADDRESS LowAddress, PHYSICAL_ADDRESS HighAddress, PHYSICAL_ADDRESS SkipBytes,
+			   SIZE_T TotalBytes);
+PMDL MmAllocatePagesForMdlEx(PHYSICAL_ADDRESS LowAddress, PHYSICAL_ADDRESS HighAddress, PHYSICAL_ADDRESS SkipBytes,
+			     SIZE_T TotalBytes, MEMORY_CACHING_TYPE CacheType, ULONG Flags);
+VOID MmFreePagesFromMdl(PMDL MemoryDescriptorList);
+VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULONG Length);
+PVOID MmMapLockedPagesSpecifyCache(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode,
+				   MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG BugCheckOnFailure,
+				   ULONG Priority);
+PVOID MmMapLockedPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode);
+VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL MemoryDescriptorList);
+NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect);
+
+/* The system address of an MDL's buffer: the existing mapping (a mapped MDL, or a
+ * nonpaged-pool one), else a new MmCached kernel mapping; NULL when that fails. */
+#define MmGetSystemAddressForMdlSafe(Mdl, Priority)                                             \
+	(((Mdl)->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL))            \
+		 ? (Mdl)->MappedSystemVa                                                       \
+		 : MmMapLockedPagesSpecifyCache((Mdl), KernelMode, MmCached, NULL, FALSE, (Priority)))
+
+/* Obsolete: the same with MmMapLockedPages (bug check instead of NULL on failure). */
+#define MmGetSystemAddressForMdl(Mdl)                                                           \
+	(((Mdl)->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL))            \
+		 ? (Mdl)->MappedSystemVa                                                       \
+		 : MmMapLockedPages((Mdl), KernelMode))
+
+/* Make a partial MDL reusable: release the mapping it made of its own, if any. */
+#define MmPrepareMdlForReuse(Mdl)                                                               \
+	do {                                                                                   \
+		if ((Mdl)->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)                             \
+			MmUnmapLockedPages((Mdl)->MappedSystemVa, (Mdl));                      \
+	} while (0)
+
 #endif

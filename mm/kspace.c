@@ -14,6 +14,7 @@
 #include "mm/pt.h"
 #include "mm/syspte.h"
 #include "mm/tlb.h"
+#include "mm/verifier.h"
 
 extern char __text_start[], __text_end[], __rodata_start[], __rodata_end[], __data_start[],
 	__kernel_end[];
@@ -124,6 +125,7 @@ void mm_init(const struct mdlab_bootinfo *bi, void (*next)(void *), void *arg)
 	pfn_reclaim_boot_memory(bi);
 	syspte_init();
 	pool_init();
+	verifier_init();
 	kstack_switch_and_call(next, arg, top);
 }
 

@@ -230,6 +230,27 @@ pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsig
 	return PFN_INVALID;
 }
 
+uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
+			    pfn_t *out)
+{
+	uint64_t got = 0;
+	if (high >= db_limit)
+		high = db_limit - 1;
+	/* The whole database: the free lists serve it in O(1) a frame. */
+	if (low == 0 && high == db_limit - 1) {
+		while (got < count && (out[got] = pfn_alloc(flags, owner)) != PFN_INVALID)
+			got++;
+		return got;
+	}
+	for (pfn_t p = low; p <= high && got < count; p++) {
+		if (!is_free(p))
+			continue;
+		take(p, flags, owner);
+		out[got++] = p;
+	}
+	return got;
+}
+
 void pfn_free(pfn_t pfn)
 {
 	struct pfn_entry *e = pfn_entry(pfn);

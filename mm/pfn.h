@@ -81,6 +81,10 @@ pfn_t pfn_alloc_in(pfn_t low, pfn_t high, unsigned flags, enum pfn_owner owner);
  * frames (a power of two); returns the first, or PFN_INVALID when no such run is free. */
 pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsigned flags,
 		    enum pfn_owner owner);
+/* Up to `count` frames (not necessarily contiguous) within [low, high] into out[]; returns
+ * how many it got.  One pass over the window (the free lists when it spans everything). */
+uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
+			    pfn_t *out);
 /* Free an ACTIVE or PAGE_TABLE frame; its memory type goes back to WB first (direct-map
  * alias included).  Freeing a frame that is free, locked, or not ours is bug check
  * PFN_LIST_CORRUPT. */

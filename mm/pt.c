@@ -515,3 +515,17 @@ void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user)
 	*slot = user ? *slot | E_US : *slot & ~E_US;
 	tlb_flush_page(va);
 }
+
+uint64_t pt_cache_bits(int caching_type, int level)
+{
+	enum memtype t = memtype_from_caching_type(caching_type);
+	if (t == MT_NONE)
+		return PT_CACHE_BITS_INVALID;
+	struct pat_bits b = pat_bits_for(t);
+	return (b.pwt ? E_PWT : 0) | (b.pcd ? E_PCD : 0) | (b.pat ? pat_bit(level) : 0);
+}
+
+enum memtype pt_entry_memtype(uint64_t entry, int level)
+{
+	return pat_type_of(leaf_pat_bits(entry, level));
+}

@@ -91,6 +91,13 @@ void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t 
 /* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
 void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n);
 
+/* The PWT/PCD/PAT bits a leaf at `level` carries for a MEMORY_CACHING_TYPE value (the PAT
+ * bit is bit 7 at level 1, bit 12 at levels 2 and 3); PT_CACHE_BITS_INVALID for a value that
+ * names no type.  And the inverse for tools: the memory type a leaf entry selects. */
+#define PT_CACHE_BITS_INVALID (~0ull)
+uint64_t pt_cache_bits(int caching_type, int level);
+enum memtype pt_entry_memtype(uint64_t entry, int level);
+
 /* Test hook for the audit's proof case: flip the U/S bit of the leaf mapping va. */
 void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user);
 

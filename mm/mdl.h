@@ -1,0 +1,27 @@
+/* MDL internals shared by mm/mdl.c (kernel side), the user-mode side and the tools. */
+#ifndef MM_MDL_H
+#define MM_MDL_H
+
+#include <stdint.h>
+#include "include/wdm.h"
+#include "mm/pt.h"
+
+struct mdl_stats {
+	uint64_t probes, unlocks, maps, unmaps, protects, map_failures;
+	uint64_t cache_overrides;  /* mappings where a frame's own type overrode CacheType */
+	uint64_t allocated_pages;  /* frames held by MmAllocatePagesForMdl(Ex) MDLs */
+};
+void mdl_get_stats(struct mdl_stats *out);
+
+/* Pages the MDL's buffer spans. */
+ULONG mdl_page_count(const MDL *m);
+
+/* The address space MmProbeAndLockPages walks, and the process it records. */
+const struct pt_root *mdl_current_root(void);
+PEPROCESS mdl_current_process(void);
+
+/* UserMode halves of MmMapLockedPagesSpecifyCache and MmUnmapLockedPages. */
+PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority);
+void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl);
+
+#endif

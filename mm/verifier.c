@@ -1,0 +1,73 @@
+#include "mm/verifier.h"
+#include "kernel/cmdline.h"
+#include "kernel/lib.h"
+
+static uint32_t flags = VF_CHECKS;
+static uint64_t lowres_countdown; /* 0: off; else the call that brings it to 0 fails */
+static uint32_t lowres_percent;
+static uint64_t lowres_state;
+static struct verifier_stats stats;
+
+void verifier_init(void)
+{
+	flags = (uint32_t)cmdline_get_u64("verifier", VF_CHECKS);
+	char v[32];
+	if (cmdline_get("lowres", v, sizeof v)) {
+		size_t n = strlen(v);
+		uint64_t x;
+		uint64_t seed = cmdline_get_u64("lowres_seed", 1);
+		if (n && v[n - 1] == '%') {
+			v[n - 1] = 0;
+			if (parse_u64(v, &x) && x <= 100)
+				verifier_set_lowres(0, (uint32_t)x, seed);
+		} else if (parse_u64(v, &x)) {
+			verifier_set_lowres(x, 0, seed);
+		}
+	}
+}
+
+bool verifier_on(uint32_t what) { return flags & what; }
+uint32_t verifier_get_flags(void) { return flags; }
+void verifier_set_flags(uint32_t f) { flags = f; }
+
+void verifier_violation(ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
+{
+	KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, p1, p2, p3, p4);
+}
+
+void verifier_check_irql(KIRQL max, ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4)
+{
+	KIRQL irql = KeGetCurrentIrql();
+	if (irql > max && verifier_on(VF_CHECKS))
+		verifier_violation(code, irql, p3, p4);
+}
+
+void verifier_set_lowres(uint64_t nth, uint32_t percent, uint64_t seed)
+{
+	lowres_countdown = nth;
+	lowres_percent = percent;
+	lowres_state = seed ? seed : 1;
+}
+
+/* xorshift64: a small generator whose sequence is fixed by the seed. */
+static uint64_t next_random(void)
+{
+	lowres_state ^= lowres_state << 13;
+	lowres_state ^= lowres_state >> 7;
+	lowres_state ^= lowres_state << 17;
+	return lowres_state;
+}
+
+bool verifier_inject_failure(enum vf_site site)
+{
+	stats.calls[site]++;
+	bool fail = false;
+	if (lowres_countdown && --lowres_countdown == 0)
+		fail = true;
+	else if (lowres_percent && next_random() % 100 < lowres_percent)
+		fail = true;
+	stats.injected[site] += fail;
+	return fail;
+}
+
+void verifier_get_stats(struct verifier_stats *out) { *out = stats; }
