@@ -1,0 +1,315 @@
+/*
+ * The page-table module, checked on the real tables: large pages split into 512 identical
+ * small ones and merge back, the direct-map alias follows a frame's memory type, emptied
+ * tables are freed, and a failed map leaves nothing behind.  Entries are decoded here
+ * (tests/mm_test_util.h), the types looked up in IA32_PAT read by RDMSR.
+ */
+#include "tests/ktest.h"
+#include "tests/mm_test_util.h"
+#include "kernel/lib.h"
+#include "mm/audit.h"
+#include "mm/memtype.h"
+
+#define PF_WRITE_PROTECTION (PF_P | PF_W)
+/* The small page of the 2 MiB run the split cases change. */
+#define CHANGED_PAGE 300u
+/* A and D are the CPU's to set; everything else in an entry is the page-table module's. */
+#define MMT_PTE_HW_SET (MMT_PTE_A | MMT_PTE_D)
+
+static struct pt_attrs rw_global(enum memtype ty)
+{
+	return (struct pt_attrs){ .write = true, .global = true, .type = ty };
+}
+
+static uint64_t page_tables(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.page_tables;
+}
+
+/* Type (or untype) a run of frames; false at the first that fails. */
+static bool set_run_type(pfn_t first, uint64_t n, enum memtype ty)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (!memtype_set_frame(first + i, ty))
+			return false;
+	return true;
+}
+
+/* Check every 4 KiB leaf of the split 2 MiB page at va against the large leaf it came from:
+ * frame, rights bits, memory type; page `changed` against its new rights and type. */
+static void check_split_leaves(struct ktest *t, uint64_t va, pfn_t first, uint64_t big,
+			       enum memtype changed_type, uint64_t *table_pa)
+{
+	uint64_t big_rights = big & MMT_PTE_RIGHTS;
+	unsigned big_enc = mmt_leaf_encoding(big, 2);
+	int big_slot = mmt_leaf_slot(big, 2);
+	uint64_t bad = 0;
+	struct pt_query q0;
+	pt_query(&kernel_root, va, &q0);
+	*table_pa = q0.entry[2] & MMT_PTE_ADDR;
+	EXPECT_FALSE(t, mmt_has(q0.entry[2], MMT_PTE_PS)); /* a table now, not a leaf */
+	for (uint64_t i = 0; i < 512; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, va + i * PAGE_SIZE, &q);
+		uint64_t e = q.entry[1];
+		bool ok = q.present && q.level == 1 && q.entry[2] == q0.entry[2] &&
+			  mmt_leaf_pa(e, 1) == (first + i) << PAGE_SHIFT;
+		if (i == CHANGED_PAGE)
+			ok = ok && (e & MMT_PTE_RIGHTS) == (big_rights & ~MMT_PTE_RW) &&
+			     mmt_leaf_encoding(e, 1) == mmt_type_encoding(changed_type);
+		else
+			ok = ok && (e & MMT_PTE_RIGHTS) == big_rights && mmt_leaf_encoding(e, 1) == big_enc &&
+			     mmt_leaf_slot(e, 1) == big_slot;
+		if (!ok && bad++ < 4)
+			KTEST_FAIL(t, "page %lu after the split: level %d entry 0x%016lx (the 2 MiB leaf "
+				   "was 0x%016lx)", i, q.level, e, big);
+	}
+	EXPECT_EQ(t, bad, 0);
+}
+
+/*
+ * Map a 2 MiB run with one large leaf of type `big_type`, make its page CHANGED_PAGE
+ * read-only with type `page_type`, check all 512 small leaves and the write fault, then
+ * give the page its old attributes back and check the large leaf returns and the table
+ * frame is freed.
+ */
+static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type, enum memtype page_type)
+{
+	ASSERT_TRUE(t, mmt_va_unmapped(va));
+	pfn_t first = pfn_alloc_run(0, pfn_limit() - 1, 512, 512, 0, PFN_OWNER_TEST);
+	ASSERT_NE(t, first, PFN_INVALID);
+	uint64_t cva = va + CHANGED_PAGE * PAGE_SIZE;
+	pfn_t cpfn = first + CHANGED_PAGE;
+	if (!set_run_type(first, 512, big_type) || !pt_map(&kernel_root, va, first << PAGE_SHIFT,
+							  LARGE_PAGE_SIZE, rw_global(big_type), PT_MAP_LARGE)) {
+		KTEST_FAIL(t, "could not type or map the 2 MiB run");
+		pfn_free_run(first, 512);
+		return;
+	}
+	/* One level-2 leaf, of the right type; touch every page so the TLB holds it writable. */
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	uint64_t big = q.entry[2];
+	EXPECT_TRUE(t, q.present && q.level == 2 && mmt_has(big, MMT_PTE_PS));
+	EXPECT_EQ(t, mmt_leaf_pa(big, 2), first << PAGE_SHIFT);
+	EXPECT_EQ(t, mmt_leaf_encoding(big, 2), mmt_type_encoding(big_type));
+	for (uint64_t i = 0; i < 512; i++)
+		*(volatile uint64_t *)(va + i * PAGE_SIZE) = 0x5157000000000000ull | i;
+
+	/* Split: one page read-only, with its own type (its frame typed first). */
+	uint64_t tables = page_tables();
+	bool typed = memtype_set_frame(cpfn, page_type);
+	EXPECT_TRUE(t, typed);
+	struct pt_attrs ro = { .write = false, .global = true, .type = page_type };
+	uint64_t before_protect = page_tables();
+	EXPECT_TRUE(t, pt_protect(&kernel_root, cva, PAGE_SIZE, ro));
+	EXPECT_EQ(t, page_tables(), before_protect + 1);
+
+	uint64_t table_pa = 0;
+	check_split_leaves(t, va, first, big, page_type, &table_pa);
+
+	/* By hardware: the page refuses a write, its neighbours take one, all read back. */
+	struct mmt_fault f;
+	uint8_t v = 0;
+	EXPECT_FALSE(t, mmt_try_store8(cva + 8, 0xEE, &f));
+	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, cva + 8);
+	EXPECT_TRUE(t, mmt_try_load8(cva, &v, &f));
+	EXPECT_EQ(t, v, CHANGED_PAGE & 0xFF);
+	EXPECT_TRUE(t, mmt_try_store8(cva - PAGE_SIZE + 8, 0xA1, &f));
+	EXPECT_TRUE(t, mmt_try_store8(cva + PAGE_SIZE + 8, 0xA2, &f));
+	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn - 1) + 8), 0xA1);
+	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn + 1) + 8), 0xA2);
+	for (uint64_t i = 0; i < 512; i += 37)
+		EXPECT_EQ(t, *(volatile uint64_t *)(va + i * PAGE_SIZE), 0x5157000000000000ull | i);
+
+	/* Back to uniform: one large leaf again, the table frame freed. */
+	EXPECT_TRUE(t, pt_protect(&kernel_root, cva, PAGE_SIZE, rw_global(big_type)));
+	if (typed)
+		EXPECT_TRUE(t, memtype_set_frame(cpfn, big_type));
+	pt_query(&kernel_root, va + 0x4567, &q);
+	EXPECT_TRUE(t, q.present);
+	EXPECT_EQ(t, q.level, 2);
+	EXPECT_EQ(t, q.entry[2] & ~MMT_PTE_HW_SET, big & ~MMT_PTE_HW_SET);
+	EXPECT_EQ(t, page_tables(), tables);
+	if (table_pa)
+		EXPECT_TRUE(t, mmt_frame_is_free(table_pa >> PAGE_SHIFT));
+	EXPECT_TRUE(t, mmt_try_store8(cva + 8, 0xEF, &f));
+	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn) + 8), 0xEF);
+
+	pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
+	EXPECT_TRUE(t, mmt_va_unmapped(va));
+	pfn_free_run(first, 512);
+}
+
+static void split_2m_wb_leaf_keeps_511_neighbours(struct ktest *t)
+{
+	split_and_merge(t, MMT_TEST_VA(48), MT_WB, MT_UC);
+}
+
+/* WP lives in slot 6 (PAT and PCD set): the split must move the PAT bit from bit 12 of the
+ * large leaf to bit 7 of every small one, and the merge back. */
+static void split_2m_wp_leaf_moves_pat_bit(struct ktest *t)
+{
+	split_and_merge(t, MMT_TEST_VA(49), MT_WP, MT_WC);
+}
+
+/* The encoding of the frame's direct-map alias by its raw bits; its leaf in *r. */
+static unsigned alias_encoding(pfn_t pfn, struct mmt_rights *r)
+{
+	*r = mmt_rights_of((uint64_t)pfn_to_virt(pfn));
+	return r->present ? mmt_leaf_encoding(r->leaf, r->level) : 0xFF;
+}
+
+static void direct_map_alias_follows_frame_type(struct ktest *t)
+{
+	pfn_t pfn = pfn_alloc(0, PFN_OWNER_TEST);
+	ASSERT_NE(t, pfn, PFN_INVALID);
+	pfn_t nb = pfn_is_ram(pfn + 1) ? pfn + 1 : pfn - 1;
+	struct mmt_rights before, r, rn;
+	EXPECT_EQ(t, alias_encoding(pfn, &before), mmt_type_encoding(MT_WB));
+	volatile uint64_t *alias = pfn_to_virt(pfn);
+	alias[7] = 0xA11A5A11A5ull;
+
+	EXPECT_TRUE(t, memtype_set_frame(pfn, MT_WC));
+	EXPECT_EQ(t, alias_encoding(pfn, &r), mmt_type_encoding(MT_WC));
+	EXPECT_EQ(t, r.level, 1); /* only this frame changes: a 4 KiB leaf */
+	EXPECT_EQ(t, r.pa, pfn << PAGE_SHIFT);
+	EXPECT_EQ(t, r.leaf & MMT_PTE_RIGHTS, before.leaf & MMT_PTE_RIGHTS);
+	EXPECT_EQ(t, alias_encoding(nb, &rn), mmt_type_encoding(MT_WB));
+	EXPECT_EQ(t, rn.pa, nb << PAGE_SHIFT);
+	EXPECT_EQ(t, alias[7], 0xA11A5A11A5ull);
+	EXPECT_EQ(t, mm_audit_memtypes(&kernel_root, true), 0);
+	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
+
+	pfn_free(pfn);
+	EXPECT_EQ(t, alias_encoding(pfn, &r), mmt_type_encoding(MT_WB));
+	EXPECT_EQ(t, r.level, before.level); /* merged back into the large page it came from */
+	EXPECT_EQ(t, r.leaf & ~MMT_PTE_HW_SET, before.leaf & ~MMT_PTE_HW_SET);
+}
+
+/* Map one page where no table exists yet, then unmap it: every table the map made is freed
+ * and the entry above them cleared. `top` is the level whose entry was empty. */
+static void check_tables_freed(struct ktest *t, uint64_t va, int top)
+{
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	ASSERT_TRUE(t, !q.present && q.level == top && q.entry[top] == 0);
+	pfn_t pfn = pfn_alloc(0, PFN_OWNER_TEST);
+	ASSERT_NE(t, pfn, PFN_INVALID);
+	uint64_t tables = page_tables();
+	if (!pt_map(&kernel_root, va, pfn << PAGE_SHIFT, PAGE_SIZE, rw_global(MT_WB), 0)) {
+		KTEST_FAIL(t, "pt_map failed");
+		pfn_free(pfn);
+		return;
+	}
+	pt_query(&kernel_root, va, &q);
+	EXPECT_TRUE(t, q.present && q.level == 1);
+	EXPECT_EQ(t, page_tables(), tables + top - 1);
+	uint64_t made[5] = { 0 };
+	for (int l = top; l > 1; l--) {
+		EXPECT_TRUE(t, mmt_has(q.entry[l], MMT_PTE_P) && !mmt_has(q.entry[l], MMT_PTE_PS));
+		made[l] = q.entry[l] & MMT_PTE_ADDR;
+	}
+	*(volatile uint64_t *)va = 1;
+
+	pt_unmap(&kernel_root, va, PAGE_SIZE);
+	pt_query(&kernel_root, va, &q);
+	EXPECT_FALSE(t, q.present);
+	EXPECT_EQ(t, q.level, top);
+	EXPECT_EQ(t, q.entry[top], 0);
+	EXPECT_EQ(t, page_tables(), tables);
+	for (int l = top; l > 1; l--)
+		if (made[l])
+			EXPECT_TRUE(t, mmt_frame_is_free(made[l] >> PAGE_SHIFT));
+	pfn_free(pfn);
+}
+
+/* In the kernel half the PDPTs are permanent: a page directory and a page table are made
+ * and freed. */
+static void unmap_frees_empty_kernel_tables(struct ktest *t)
+{
+	check_tables_freed(t, MMT_TEST_VA(50) + 0x3000, 3);
+}
+
+/* In the user half the PDPT goes too, and the PML4 entry is cleared. */
+static void unmap_frees_empty_user_tables(struct ktest *t)
+{
+	check_tables_freed(t, MMT_USER_VA(5) + 0x7000, 4);
+}
+
+/*
+ * pt_map's contract: when a table frame cannot be had it returns false with nothing left
+ * mapped and the tables it made freed.  The frames run out for real: all but `leave` are
+ * taken first.
+ */
+static void check_map_failure(struct ktest *t, uint64_t va, uint64_t size, uint64_t leave)
+{
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	ASSERT_TRUE(t, !q.present && q.level == 3 && q.entry[3] == 0);
+	pt_query(&kernel_root, va + size - 1, &q);
+	ASSERT_TRUE(t, !q.present && q.level == 3 && q.entry[3] == 0);
+	uint64_t tables = page_tables(), taken;
+	pfn_t frame = pfn_alloc(0, PFN_OWNER_TEST);
+	ASSERT_NE(t, frame, PFN_INVALID);
+	pfn_t hog = mmt_hog_frames(leave, &taken);
+
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	uint64_t free_before = s.free;
+	struct pt_attrs rw = { .write = true, .type = MT_WB };
+	bool mapped = pt_map(&kernel_root, va, frame << PAGE_SHIFT, size, rw, 0);
+	pfn_get_stats(&s);
+	uint64_t free_after = s.free;
+	struct pt_query q_lo, q_hi;
+	pt_query(&kernel_root, va, &q_lo);
+	pt_query(&kernel_root, va + size - 1, &q_hi);
+	mmt_release_frames(hog);
+
+	EXPECT_EQ(t, free_before, leave);
+	EXPECT_FALSE(t, mapped);
+	EXPECT_EQ(t, free_after, free_before);
+	EXPECT_EQ(t, q_lo.entry[3], 0);
+	EXPECT_EQ(t, q_hi.entry[3], 0);
+	EXPECT_EQ(t, page_tables(), tables);
+
+	/* Whatever was left behind, remove it through the API so later cases start clean: a
+	 * page mapped and unmapped in each region prunes the tables above it. */
+	if (mapped) {
+		pt_unmap(&kernel_root, va, size);
+	} else {
+		uint64_t ends[2] = { va, va + size - PAGE_SIZE };
+		for (int i = 0; i < 2; i++) {
+			pt_query(&kernel_root, ends[i], &q);
+			if (q.entry[3] && pt_map(&kernel_root, ends[i], frame << PAGE_SHIFT, PAGE_SIZE, rw, 0))
+				pt_unmap(&kernel_root, ends[i], PAGE_SIZE);
+		}
+	}
+	pfn_free(frame);
+}
+
+/* The first table is had, the second is not: the first must be given back. */
+static void map_failure_frees_tables_it_made(struct ktest *t)
+{
+	check_map_failure(t, MMT_TEST_VA(51) + 0x1000, PAGE_SIZE, 1);
+}
+
+/* A map that fails after mapping its first page (the second needs tables of its own). */
+static void map_failure_unmaps_pages_it_made(struct ktest *t)
+{
+	check_map_failure(t, MMT_TEST_VA(53) - PAGE_SIZE, 2 * PAGE_SIZE, 2);
+}
+
+static struct ktest_case mm_pt_cases[] = {
+	KTEST_CASE(split_2m_wb_leaf_keeps_511_neighbours),
+	KTEST_CASE(split_2m_wp_leaf_moves_pat_bit),
+	KTEST_CASE(direct_map_alias_follows_frame_type),
+	KTEST_CASE(unmap_frees_empty_kernel_tables),
+	KTEST_CASE(unmap_frees_empty_user_tables),
+	KTEST_CASE(map_failure_frees_tables_it_made),
+	KTEST_CASE(map_failure_unmaps_pages_it_made),
+	{ 0 }
+};
+KTEST_SUITE(mm_pt, mm_pt_cases);
