@@ -245,7 +245,10 @@ static void prune(const struct pt_root *r, uint64_t va, int level)
 		return;
 	for (int l = level; l < 4; l++) {
 		uint64_t *parent = walk_to(r, va, l + 1, false, NULL);
-		if (!parent || !(*parent & E_P) || is_leaf(*parent, l + 1))
+		/* No table at this level (a walk that failed half-way): look one level up. */
+		if (!parent || !(*parent & E_P))
+			continue;
+		if (is_leaf(*parent, l + 1))
 			return;
 		if (l + 1 == 4 && va >= USER_VA_END)
 			return;
@@ -528,4 +531,14 @@ uint64_t pt_cache_bits(int caching_type, int level)
 enum memtype pt_entry_memtype(uint64_t entry, int level)
 {
 	return pat_type_of(leaf_pat_bits(entry, level));
+}
+
+void pt_root_destroy(struct pt_root *r)
+{
+	const uint64_t *t = table_va(r->pml4);
+	for (int i = 0; i < 256; i++)
+		if (t[i])
+			PANIC("pt_root_destroy: the user half of 0x%lx still maps slot %d", r->pml4, i);
+	free_table(r->pml4);
+	r->pml4 = 0;
 }

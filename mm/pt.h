@@ -52,6 +52,9 @@ struct pt_query {
  * kernel's tables.  Returns false when no frame is left. */
 bool pt_root_create(struct pt_root *r);
 
+/* Free an address space's PML4; its user half must be empty already. */
+void pt_root_destroy(struct pt_root *r);
+
 /* Map [va, va + size) to [pa, pa + size) with `a`; va, pa, size page-aligned; the range must
  * be unmapped.  Returns false (nothing left mapped, tables freed) when a table frame could
  * not be had; PANICs on an overlap (a caller bug). */
