@@ -68,7 +68,8 @@ void KeBugCheck(ULONG code) { KeBugCheckEx(code, 0, 0, 0, 0); }
 void kpanic(const char *fn, const char *fmt, ...)
 {
 	va_list ap;
-	kprintf("\n%s: ", fn);
+	(void)fn; /* the message names its function, as "function: reason" */
+	kprintf("\n");
 	va_start(ap, fmt);
 	kvprintf(fmt, ap);
 	va_end(ap);

@@ -15,7 +15,8 @@ static const uint32_t class_size[] = { 32, 64, 128, 256, 512, 1024, 2048 };
 #define GUARD_MIN 8
 
 #define MAGIC_LIVE 0x4556494Cu /* "LIVE" */
-#define MAGIC_FREE 0x45455246u /* "FREE" */
+#define MAGIC_FREE 0x45455246u /* "FREE": given out once, freed since */
+#define MAGIC_NEW 0x2057454Eu  /* "NEW ": never given out */
 
 struct pool_header {
 	uint32_t tag;
@@ -183,7 +184,8 @@ static uint32_t new_slab(bool paged, unsigned cls)
 	uint32_t sz = class_size[cls], n = slots_per_page(cls);
 	for (uint32_t i = 0; i < n; i++) {
 		struct pool_header *h = (struct pool_header *)(base + i * sz);
-		h->magic = MAGIC_FREE;
+		memset(h, 0, sizeof *h);
+		h->magic = MAGIC_NEW;
 		/* The next free slot's offset with OFF_PRESENT set, or 0 at the end of the chain. */
 		*(uint32_t *)(h + 1) = i + 1 < n ? ((i + 1) * sz) | OFF_PRESENT : 0;
 	}

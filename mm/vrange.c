@@ -57,8 +57,10 @@ bool vrange_init(struct vrange *v, uint32_t nslots)
 	uint64_t bytes = (uint64_t)nslots * (2 + 4 * 4);
 	v->meta_pages = ALIGN_UP(bytes, PAGE_SIZE) / PAGE_SIZE;
 	v->meta_pfn = pfn_alloc_run(0, ~0ull, v->meta_pages, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
-	if (v->meta_pfn == PFN_INVALID)
+	if (v->meta_pfn == PFN_INVALID) {
+		v->meta_pages = 0; /* nothing for vrange_destroy to give back */
 		return false;
+	}
 	uint8_t *m = pfn_to_virt(v->meta_pfn);
 	v->len = (uint32_t *)m;
 	v->head_of_tail = v->len + nslots;

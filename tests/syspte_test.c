@@ -1,0 +1,504 @@
+/*
+ * The system-PTE space (mm/syspte.c) on the real region and the real page tables:
+ *   - the page priorities, at their exact boundaries, computed from syspte_total() and the
+ *     SYSPTE_*_RESERVE macros: what a Low, a Normal and a High request may leave free;
+ *   - fragmentation and coalescing, counted by syspte_get_stats;
+ *   - the guard PTE: present or not is read from the tables, and an access to it faults;
+ *   - release flushes: a read through a released address faults at once (TCG keeps a stale
+ *     translation until INVLPG, so this proves the flush), and a range handed out again shows
+ *     nothing of its old frames;
+ *   - misuse of syspte_release is bug check SYSTEM_PTE_MISUSE (death cases).
+ *
+ * Every reservation a case makes is recorded in `held`; the suite's exit releases what a case
+ * left behind (an ASSERT ends a case early), so the "free system PTEs" count always returns.
+ */
+#include "tests/ktest.h"
+#include "tests/mm_test_util.h"
+#include "include/wdm.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "mm/layout.h"
+#include "mm/pfn.h"
+#include "mm/pt.h"
+#include "mm/syspte.h"
+#include "mm/tlb.h"
+
+/* MM_PAGE_PRIORITY values; the space's edges are SYSPTE_PRIORITY_NORMAL and _HIGH. */
+#define PRIO_LOW LowPagePriority
+#define PRIO_NORMAL NormalPagePriority
+#define PRIO_HIGH HighPagePriority
+_Static_assert(NormalPagePriority == SYSPTE_PRIORITY_NORMAL && HighPagePriority == SYSPTE_PRIORITY_HIGH,
+	       "the NT priorities are the system-PTE space's edges");
+
+#define PF_READ_NOT_PRESENT 0x0
+#define PF_WRITE_NOT_PRESENT PF_W
+
+static const struct pt_attrs SYSPTE_RW = { .write = true, .global = true, .type = MT_WB };
+
+/* ---- reservations and frames a case holds -------------------------------------------- */
+
+#define MAX_HELD 1024
+static struct held {
+	uint64_t va;
+	uint32_t n;       /* what syspte_release is told: the mapped count, guard excluded */
+} held[MAX_HELD];
+static int nheld;
+
+#define MAX_FRAMES 64
+static pfn_t frames[MAX_FRAMES];
+static int nframes;
+
+/* Reserve and record; 0 when refused (nothing recorded). */
+static uint64_t take(struct ktest *t, uint32_t n, uint32_t priority, bool guard)
+{
+	uint64_t va = syspte_reserve(n, priority, guard);
+	if (!va)
+		return 0;
+	if (nheld == MAX_HELD) {
+		syspte_release(va, n);
+		KTEST_FAIL(t, "more than %d reservations held", MAX_HELD);
+		ktest_abort(t);
+	}
+	held[nheld].va = va;
+	held[nheld].n = n;
+	nheld++;
+	return va;
+}
+
+/* Release a recorded reservation. */
+static void give_back(uint64_t va)
+{
+	for (int i = 0; i < nheld; i++) {
+		if (held[i].va != va)
+			continue;
+		syspte_release(va, held[i].n);
+		held[i] = held[--nheld];
+		return;
+	}
+	PANIC("syspte_test: 0x%lx is not held by the test", va);
+}
+
+/* Reserve, check the request succeeded, release at once: a probe of what fits now. */
+static bool try_reserve(uint32_t n, uint32_t priority, bool guard)
+{
+	uint64_t va = syspte_reserve(n, priority, guard);
+	if (va)
+		syspte_release(va, n);
+	return va != 0;
+}
+
+static pfn_t frame(struct ktest *t, uint8_t fill)
+{
+	ASSERT_LT(t, nframes, MAX_FRAMES);
+	pfn_t pfn = pfn_alloc(0, PFN_OWNER_TEST);
+	ASSERT_NE(t, pfn, PFN_INVALID);
+	memset(pfn_to_virt(pfn), fill, PAGE_SIZE);
+	frames[nframes++] = pfn;
+	return pfn;
+}
+
+static void syspte_suite_exit(struct ktest *t)
+{
+	while (nheld) {
+		nheld--;
+		syspte_release(held[nheld].va, held[nheld].n);
+	}
+	while (nframes)
+		pfn_free(frames[--nframes]);
+}
+
+static struct syspte_stats stats_now(void)
+{
+	struct syspte_stats s;
+	syspte_get_stats(&s);
+	return s;
+}
+
+/* The cases that count runs need the space as boot leaves it: every PTE free, one run. */
+static void require_untouched_space(struct ktest *t)
+{
+	struct syspte_stats s = stats_now();
+	if (s.free != s.total || s.free_runs != 1 || s.largest_free != s.total)
+		KTEST_FAIL(t, "system PTEs in use before the case: %lu free of %lu in %lu runs", s.free, s.total,
+			   s.free_runs);
+	ASSERT_EQ(t, s.total, syspte_total());
+	ASSERT_EQ(t, s.free, s.total);
+}
+
+static bool pte_present(uint64_t va)
+{
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	return q.present;
+}
+
+/* ---- priorities ---------------------------------------------------------------------- */
+
+/*
+ * Fill the space with High reservations in two steps and probe each priority at its edge.
+ * With T = syspte_total(): Low must leave SYSPTE_LOW_RESERVE(T) free, Normal
+ * SYSPTE_NORMAL_RESERVE(T), High nothing — it fails only when no free run is long enough.
+ * A guard PTE counts as one more PTE taken.
+ */
+static void priorities_fail_at_their_exact_reserve(struct ktest *t)
+{
+	require_untouched_space(t);
+	const uint32_t T = syspte_total(), low_keep = SYSPTE_LOW_RESERVE(T), normal_keep = SYSPTE_NORMAL_RESERVE(T);
+	/* How far above each reserve the probes start; small enough that, at Normal's edge, even
+	 * one PTE more than Low's reserve is not free (a tiny syspte=N has little room). */
+	const uint32_t slack = MIN(8, low_keep - normal_keep);
+	ASSERT_GE(t, slack, 2);
+	ASSERT_GE(t, normal_keep + slack, 6); /* step 3 splits what is left into 2 + 1 + at least 3 */
+	struct syspte_stats s0 = stats_now();
+
+	/* Step 1: free = low_keep + slack. */
+	ASSERT_NE(t, take(t, T - low_keep - slack, PRIO_HIGH, false), 0);
+	EXPECT_EQ(t, stats_now().free, low_keep + slack);
+	EXPECT_FALSE(t, try_reserve(slack + 1, PRIO_LOW, false));   /* would leave low_keep - 1 */
+	EXPECT_TRUE(t, try_reserve(slack, PRIO_LOW, false));        /* leaves exactly low_keep */
+	EXPECT_FALSE(t, try_reserve(slack, PRIO_LOW, true));        /* the guard is the one too many */
+	EXPECT_TRUE(t, try_reserve(slack - 1, PRIO_LOW, true));
+	EXPECT_TRUE(t, try_reserve(slack + 1, PRIO_NORMAL, false)); /* Normal goes below Low's reserve */
+	EXPECT_TRUE(t, try_reserve(slack + 1, PRIO_HIGH, false));
+	/* Priority 15 is still Low: the edge is SYSPTE_PRIORITY_NORMAL itself. */
+	EXPECT_FALSE(t, try_reserve(slack + 1, PRIO_NORMAL - 1, false));
+
+	/* Step 2: free = normal_keep + slack. */
+	ASSERT_NE(t, take(t, low_keep - normal_keep, PRIO_HIGH, false), 0);
+	EXPECT_EQ(t, stats_now().free, normal_keep + slack);
+	EXPECT_FALSE(t, try_reserve(1, PRIO_LOW, false));
+	EXPECT_FALSE(t, try_reserve(slack + 1, PRIO_NORMAL, false)); /* would leave normal_keep - 1 */
+	EXPECT_TRUE(t, try_reserve(slack, PRIO_NORMAL, false));      /* leaves exactly normal_keep */
+	EXPECT_FALSE(t, try_reserve(slack, PRIO_NORMAL, true));
+	EXPECT_TRUE(t, try_reserve(slack - 1, PRIO_NORMAL, true));
+	EXPECT_FALSE(t, try_reserve(slack + 1, PRIO_HIGH - 1, false)); /* 31 is still Normal */
+	EXPECT_TRUE(t, try_reserve(slack + 1, PRIO_HIGH, false));      /* High goes below both */
+	EXPECT_TRUE(t, try_reserve(normal_keep + slack, PRIO_HIGH, false));
+
+	/* Step 3: split what is left into runs of 2 and F - 3 around one held PTE, so that more
+	 * PTEs are free than the largest run: High fails only when no run fits. */
+	const uint32_t F = normal_keep + slack;
+	uint64_t a = take(t, 2, PRIO_HIGH, false);
+	uint64_t b = take(t, 1, PRIO_HIGH, false);
+	uint64_t c = take(t, F - 3, PRIO_HIGH, false);
+	ASSERT_TRUE(t, a && b && c);
+	EXPECT_EQ(t, b, a + 2 * PAGE_SIZE);
+	EXPECT_EQ(t, c, b + PAGE_SIZE);
+	EXPECT_EQ(t, stats_now().free, 0);
+	give_back(a);
+	give_back(c);
+	struct syspte_stats s = stats_now();
+	const uint32_t k = F - 3;
+	EXPECT_EQ(t, s.free, F - 1);
+	EXPECT_EQ(t, s.free_runs, 2);
+	EXPECT_EQ(t, s.largest_free, k);
+	EXPECT_FALSE(t, try_reserve(k + 1, PRIO_HIGH, false));  /* F - 1 >= k + 1 are free, but apart */
+	EXPECT_FALSE(t, try_reserve(k, PRIO_HIGH, true));       /* k + 1 with its guard */
+	EXPECT_TRUE(t, try_reserve(k - 1, PRIO_HIGH, true));
+	EXPECT_NE(t, take(t, k, PRIO_HIGH, false), 0);          /* exactly the largest run */
+	EXPECT_EQ(t, stats_now().largest_free, 2);
+	EXPECT_FALSE(t, try_reserve(3, PRIO_HIGH, false));
+	EXPECT_NE(t, take(t, 2, PRIO_HIGH, false), 0);
+	s = stats_now();
+	EXPECT_EQ(t, s.free, 0);
+	EXPECT_EQ(t, s.free_runs, 0);
+	EXPECT_EQ(t, s.largest_free, 0);
+	EXPECT_FALSE(t, try_reserve(1, PRIO_HIGH, false));
+
+	/* Each refusal was counted under its priority. */
+	s = stats_now();
+	EXPECT_EQ(t, s.failures_low - s0.failures_low, 4);
+	EXPECT_EQ(t, s.failures_normal - s0.failures_normal, 3);
+	EXPECT_EQ(t, s.failures_high - s0.failures_high, 4);
+	EXPECT_EQ(t, s.peak_in_use, T);
+
+	syspte_suite_exit(t);
+	s = stats_now();
+	EXPECT_EQ(t, s.free, s0.free);
+	EXPECT_EQ(t, s.largest_free, T);
+	EXPECT_EQ(t, s.free_runs, 1);
+	EXPECT_EQ(t, s.in_use, 0);
+}
+
+/* ---- fragmentation ------------------------------------------------------------------- */
+
+/*
+ * 2m + 1 one-PTE reservations side by side; releasing the odd ones leaves m one-PTE holes
+ * between held PTEs (plus the rest of the space, one run); releasing the even ones then joins
+ * every hole with both neighbours until one run is left.
+ */
+static void checkerboard_fragments_and_coalesces(struct ktest *t)
+{
+	require_untouched_space(t);
+	const uint32_t T = syspte_total(), m = MIN(300, T / 4), cells = 2 * m + 1;
+	ASSERT_LT(t, cells, MAX_HELD);
+	uint64_t first = 0;
+	for (uint32_t i = 0; i < cells; i++) {
+		uint64_t va = take(t, 1, PRIO_HIGH, false);
+		ASSERT_NE(t, va, 0);
+		if (!i)
+			first = va;
+		ASSERT_EQ(t, va, first + (uint64_t)i * PAGE_SIZE);
+	}
+	EXPECT_EQ(t, first, syspte_base());
+	struct syspte_stats s = stats_now();
+	EXPECT_EQ(t, s.free_runs, 1);
+	EXPECT_EQ(t, s.largest_free, T - cells);
+
+	for (uint32_t i = 1; i < cells; i += 2) {
+		give_back(first + (uint64_t)i * PAGE_SIZE);
+		s = stats_now();
+		if (s.free_runs != 1 + (i + 1) / 2) {
+			KTEST_FAIL(t, "after releasing cell %u: %lu free runs, expected %u", i, s.free_runs,
+				   1 + (i + 1) / 2);
+			break;
+		}
+	}
+	s = stats_now();
+	EXPECT_EQ(t, s.free_runs, 1 + m);
+	EXPECT_EQ(t, s.free, T - (m + 1));
+	EXPECT_EQ(t, s.largest_free, T - cells);
+
+	/* A one-PTE request now takes a hole (the smallest class with a run), not the big run. */
+	uint64_t hole = syspte_reserve(1, PRIO_HIGH, false);
+	uint64_t idx = (hole - first) / PAGE_SIZE;
+	EXPECT_TRUE(t, hole >= first && idx < cells && (idx & 1));
+	EXPECT_EQ(t, stats_now().free_runs, m);
+	if (hole)
+		syspte_release(hole, 1);
+	EXPECT_EQ(t, stats_now().free_runs, 1 + m);
+
+	/* Cell 0 joins hole 1 (nothing before it); every later even cell joins two runs. */
+	give_back(first);
+	EXPECT_EQ(t, stats_now().free_runs, 1 + m);
+	for (uint32_t i = 2; i < cells; i += 2) {
+		give_back(first + (uint64_t)i * PAGE_SIZE);
+		s = stats_now();
+		if (s.free_runs != 1 + m - i / 2) {
+			KTEST_FAIL(t, "after releasing cell %u: %lu free runs, expected %u", i, s.free_runs,
+				   1 + m - i / 2);
+			break;
+		}
+	}
+	s = stats_now();
+	EXPECT_EQ(t, s.free_runs, 1);
+	EXPECT_EQ(t, s.largest_free, T);
+	EXPECT_EQ(t, s.free, T);
+	EXPECT_EQ(t, nheld, 0);
+}
+
+/* ---- the guard PTE ------------------------------------------------------------------- */
+
+static void guard_pte_is_reserved_and_unmapped(struct ktest *t)
+{
+	require_untouched_space(t);
+	const uint32_t n = 3;
+	uint64_t free0 = stats_now().free;
+	uint64_t va = take(t, n, PRIO_HIGH, true);
+	ASSERT_NE(t, va, 0);
+	EXPECT_EQ(t, free0 - stats_now().free, n + 1);
+	EXPECT_TRUE(t, syspte_contains(va) && syspte_contains(va + n * PAGE_SIZE));
+
+	uint64_t pfns[3];
+	for (uint32_t i = 0; i < n; i++)
+		pfns[i] = frame(t, (uint8_t)(0x10 + i));
+	syspte_map(va, pfns, n, SYSPTE_RW);
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t p = va + i * PAGE_SIZE;
+		struct pt_query q;
+		pt_query(&kernel_root, p + 0x80, &q);
+		EXPECT_TRUE(t, q.present);
+		EXPECT_EQ(t, q.level, 1);
+		EXPECT_EQ(t, q.pa, (pfns[i] << PAGE_SHIFT) + 0x80);
+		EXPECT_TRUE(t, q.eff.write);
+		EXPECT_FALSE(t, q.eff.exec);
+		/* The mapping reaches the frame, both ways. */
+		struct mmt_fault f;
+		uint8_t v = 0;
+		EXPECT_TRUE(t, mmt_try_load8(p + 0x80, &v, &f));
+		EXPECT_EQ(t, v, 0x10 + i);
+		EXPECT_TRUE(t, mmt_try_store8(p + 0x81, 0xE0, &f));
+		EXPECT_EQ(t, ((uint8_t *)pfn_to_virt(pfns[i]))[0x81], 0xE0);
+	}
+
+	uint64_t guard = va + n * PAGE_SIZE;
+	EXPECT_FALSE(t, pte_present(guard));
+	struct mmt_fault f;
+	uint8_t v;
+	EXPECT_FALSE(t, mmt_try_load8(guard, &v, &f));
+	EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, guard);
+	EXPECT_FALSE(t, mmt_try_store8(guard + 0x7FF, 1, &f));
+	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_NOT_PRESENT, guard + 0x7FF);
+	EXPECT_EQ(t, f.rip, (uint64_t)mmt_store8);
+
+	/* The guard is not free: the next reservation starts after it. */
+	uint64_t next = take(t, 1, PRIO_HIGH, false);
+	EXPECT_EQ(t, next, guard + PAGE_SIZE);
+	give_back(next);
+
+	uint64_t before = stats_now().free;
+	give_back(va);
+	EXPECT_EQ(t, stats_now().free - before, n + 1);
+	EXPECT_EQ(t, stats_now().free, free0);
+	for (uint32_t i = 0; i <= n; i++)
+		EXPECT_FALSE(t, pte_present(va + i * PAGE_SIZE));
+}
+
+/* ---- release flushes ----------------------------------------------------------------- */
+
+/* Map n frames at a fresh reservation, read and write each page through it (the TLB now holds
+ * the translations), release, and check every page faults not-present at once.  Returns the
+ * released address. */
+static uint64_t map_touch_release(struct ktest *t, uint32_t n, pfn_t *pfns, uint8_t fill)
+{
+	uint64_t va = take(t, n, PRIO_HIGH, false);
+	ASSERT_NE(t, va, 0);
+	for (uint32_t i = 0; i < n; i++)
+		pfns[i] = frame(t, (uint8_t)(fill + i));
+	syspte_map(va, pfns, n, SYSPTE_RW);
+	struct mmt_fault f;
+	uint8_t v = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t p = va + i * PAGE_SIZE + 0x123;
+		EXPECT_TRUE(t, mmt_try_store8(p + 1, 0xA5, &f));
+		EXPECT_TRUE(t, mmt_try_load8(p, &v, &f));
+		EXPECT_EQ(t, v, (uint8_t)(fill + i));
+		EXPECT_EQ(t, ((uint8_t *)pfn_to_virt(pfns[i]))[0x124], 0xA5);
+	}
+
+	give_back(va);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t p = va + i * PAGE_SIZE + 0x123;
+		volatile int faulted = 0;
+		__try {
+			(void)*(volatile uint8_t *)p;
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			const struct trap_frame *tf = GetExceptionTrapFrame();
+			faulted = 1;
+			EXPECT_EQ(t, (ULONG)GetExceptionCode(), (ULONG)STATUS_ACCESS_VIOLATION);
+			EXPECT_TRUE(t, tf != NULL);
+			if (tf) {
+				EXPECT_EQ(t, tf->vector, VEC_PAGE_FAULT);
+				EXPECT_EQ(t, tf->error_code, PF_READ_NOT_PRESENT);
+				EXPECT_EQ(t, tf->cr2, p);
+			}
+		}
+		if (!faulted)
+			KTEST_FAIL(t, "page %u of a released %u-PTE range is still readable", i, n);
+		EXPECT_FALSE(t, pte_present(p));
+	}
+	return va;
+}
+
+static void access_after_release_faults_and_reuse_shows_new_frames(struct ktest *t)
+{
+	const uint32_t n = 2;
+	pfn_t old[2], new[2];
+	uint64_t va = map_touch_release(t, n, old, 0x30);
+
+	/* The same size again (the allocator may well return the same address): nothing is
+	 * present until mapped, and once mapped to new frames, the new frames show. */
+	uint64_t again = take(t, n, PRIO_HIGH, false);
+	ASSERT_NE(t, again, 0);
+	if (again != va)
+		kprintf("note: the second reservation is at 0x%lx, the first was at 0x%lx\n", again, va);
+	struct mmt_fault f;
+	uint8_t v;
+	for (uint32_t i = 0; i < n; i++) {
+		EXPECT_FALSE(t, pte_present(again + i * PAGE_SIZE));
+		EXPECT_FALSE(t, mmt_try_load8(again + i * PAGE_SIZE + 0x40, &v, &f));
+		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, again + i * PAGE_SIZE + 0x40);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		new[i] = frame(t, (uint8_t)(0x70 + i));
+		EXPECT_NE(t, new[i], old[0]);
+		EXPECT_NE(t, new[i], old[1]);
+	}
+	syspte_map(again, new, n, SYSPTE_RW);
+	for (uint32_t i = 0; i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, again + i * PAGE_SIZE, &q);
+		EXPECT_TRUE(t, q.present);
+		EXPECT_EQ(t, q.pa, new[i] << PAGE_SHIFT);
+		EXPECT_TRUE(t, mmt_try_load8(again + i * PAGE_SIZE + 0x123, &v, &f));
+		EXPECT_EQ(t, v, (uint8_t)(0x70 + i));
+		EXPECT_TRUE(t, mmt_try_load8(again + i * PAGE_SIZE + 0x124, &v, &f));
+		EXPECT_EQ(t, v, (uint8_t)(0x70 + i)); /* not the 0xA5 written through the old mapping */
+	}
+	give_back(again);
+}
+
+/* Above TLB_SINGLE_FLUSH_MAX pages release flushes the whole TLB instead of page by page. */
+static void access_after_large_release_faults(struct ktest *t)
+{
+	pfn_t pfns[TLB_SINGLE_FLUSH_MAX + 8];
+	struct tlb_stats before, after;
+	tlb_get_stats(&before);
+	map_touch_release(t, TLB_SINGLE_FLUSH_MAX + 8, pfns, 0x01);
+	tlb_get_stats(&after);
+	EXPECT_GT(t, after.full_flushes, before.full_flushes);
+}
+
+/* ---- misuse (death cases) ------------------------------------------------------------ */
+
+static void double_release_is_0xda_1(struct ktest *t)
+{
+	uint64_t va = syspte_reserve(2, PRIO_HIGH, false);
+	ASSERT_NE(t, va, 0);
+	syspte_release(va, 2);
+	syspte_release(va, 2);
+}
+
+static void wrong_count_is_0xda_2(struct ktest *t)
+{
+	uint64_t va = syspte_reserve(4, PRIO_HIGH, false);
+	ASSERT_NE(t, va, 0);
+	syspte_release(va, 3);
+}
+
+/* With a guard, the count is the mapped PTEs: counting the guard too is a wrong count. */
+static void guard_counted_in_release_is_0xda_2(struct ktest *t)
+{
+	uint64_t va = syspte_reserve(4, PRIO_HIGH, true);
+	ASSERT_NE(t, va, 0);
+	syspte_release(va, 5);
+}
+
+static void release_inside_a_reservation_is_0xda_3(struct ktest *t)
+{
+	uint64_t va = syspte_reserve(4, PRIO_HIGH, false);
+	ASSERT_NE(t, va, 0);
+	syspte_release(va + PAGE_SIZE, 3);
+}
+
+static void release_outside_the_region_is_0xda_3(struct ktest *t)
+{
+	syspte_release(KVA_POOL_BASE, 1);
+}
+
+/* Mapping onto the guard PTE is a caller bug the space refuses (PANIC). */
+static void map_over_the_guard_is_refused(struct ktest *t)
+{
+	uint64_t va = syspte_reserve(1, PRIO_HIGH, true);
+	ASSERT_NE(t, va, 0);
+	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
+	uint64_t pfns[2] = { pfn, pfn };
+	syspte_map(va, pfns, 2, SYSPTE_RW);
+}
+
+static struct ktest_case syspte_cases[] = {
+	KTEST_CASE(priorities_fail_at_their_exact_reserve),
+	KTEST_CASE(checkerboard_fragments_and_coalesces),
+	KTEST_CASE(guard_pte_is_reserved_and_unmapped),
+	KTEST_CASE(access_after_release_faults_and_reuse_shows_new_frames),
+	KTEST_CASE(access_after_large_release_faults),
+	KTEST_DEATH_CASE_P1(double_release_is_0xda_1, SYSTEM_PTE_MISUSE, 0x01),
+	KTEST_DEATH_CASE_P1(wrong_count_is_0xda_2, SYSTEM_PTE_MISUSE, 0x02),
+	KTEST_DEATH_CASE_P1(guard_counted_in_release_is_0xda_2, SYSTEM_PTE_MISUSE, 0x02),
+	KTEST_DEATH_CASE_P1(release_inside_a_reservation_is_0xda_3, SYSTEM_PTE_MISUSE, 0x03),
+	KTEST_DEATH_CASE_P1(release_outside_the_region_is_0xda_3, SYSTEM_PTE_MISUSE, 0x03),
+	KTEST_DEATH_CASE(map_over_the_guard_is_refused, MDLAB_INTERNAL_ERROR),
+	{ 0 }
+};
+KTEST_SUITE(syspte, syspte_cases, .exit = syspte_suite_exit);
