@@ -22,6 +22,8 @@ T ?= *
 EXTRA_TESTS ?=
 KVM ?= 0
 
+.DEFAULT_GOAL := all
+
 # ---------------------------------------------------------------- kernel
 KERNEL_DIRS := kernel mm tests
 KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
@@ -39,7 +41,34 @@ KCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -Iinclude -I. -MMD -MP
 KLDFLAGS := -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack \
         --no-dynamic-linker -T linker.ld
-NASMFLAGS := -f elf64 -g -F dwarf -MD
+NASMFLAGS := -f elf64 -g -F dwarf -i $(BUILD)/user/ -MD
+
+# ---------------------------------------------------------------- user programs
+# Static ELF programs for ring 3, embedded in the kernel by kernel/userbin.asm.
+USER_PROGS := agent
+USER_ELF   := $(patsubst %,$(BUILD)/user/%.elf,$(USER_PROGS))
+USER_LIB   := $(BUILD)/user/lib.c.o $(BUILD)/user/entry.asm.o
+UCFLAGS := -std=gnu11 -O2 -g $(WARN) \
+        -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
+        -fno-stack-protector -fno-pic -fno-pie -mgeneral-regs-only -fno-omit-frame-pointer \
+        -Iinclude -I. -MMD -MP
+
+$(BUILD)/user/%.c.o: user/%.c Makefile
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(UCFLAGS) -c $< -o $@
+
+$(BUILD)/user/%.asm.o: user/%.asm Makefile
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  NASM    $<")
+	$(Q)$(NASM) -f elf64 -g -F dwarf -MD $(@:.o=.d) $< -o $@
+
+$(BUILD)/user/%.elf: $(BUILD)/user/%.c.o $(USER_LIB) user/linker.ld
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(LD) -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack -T user/linker.ld \
+		-o $@ $< $(USER_LIB)
+
+$(BUILD)/kernel/userbin.asm.o: $(USER_ELF)
 
 # ---------------------------------------------------------------- loader (GNU-EFI)
 EFI_INC  := /usr/include/efi
@@ -53,7 +82,7 @@ ECFLAGS := -std=gnu11 -O2 $(WARN) -Wno-missing-prototypes -Wno-strict-prototypes
         -mno-red-zone -maccumulate-outgoing-args -DGNU_EFI_USE_MS_ABI \
         -I$(EFI_INC) -I$(EFI_INC)/x86_64 -Iinclude -MMD -MP
 
-.PHONY: all deps run test debug clean check-harness
+.PHONY: all deps run test bench debug clean check-harness
 all: $(KERNEL) $(LOADER) $(ESP)
 
 deps:
@@ -121,6 +150,12 @@ test:
 	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
 		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc)
 
+# Deterministic performance figures (guest instructions under -icount): build/bench.json.
+bench:
+	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@$(PYTHON) scripts/bench.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)"
+
 # The harness's own unit tests on canned logs (make test runs them too).
 check-harness:
 	@$(PYTHON) scripts/test_harness.py
@@ -135,4 +170,4 @@ clean:
 
 FORCE:
 
--include $(KERNEL_OBJ:.o=.d) $(EXTRA_OBJ:.o=.d) $(LOADER_OBJ:.o=.d)
+-include $(KERNEL_OBJ:.o=.d) $(EXTRA_OBJ:.o=.d) $(LOADER_OBJ:.o=.d) $(wildcard $(BUILD)/user/*.d)

@@ -73,3 +73,4 @@ void gdt_init(void)
 }
 
 void gdt_set_ist(int slot, uint64_t top) { tss.ist[slot - 1] = top; }
+void gdt_set_rsp0(uint64_t top) { tss.rsp[0] = top; }

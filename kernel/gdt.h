@@ -24,5 +24,7 @@ void gdt_init(void);
 
 /* Point an IST slot (1-3) at a new stack top. */
 void gdt_set_ist(int slot, uint64_t top);
+/* The stack the CPU switches to on an interrupt or fault from ring 3. */
+void gdt_set_rsp0(uint64_t top);
 
 #endif

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#define KSTACK_PAGES 4
+#define KSTACK_PAGES 8
 
 /* Note [base, base + size) as a kernel stack. */
 void kstack_register(uint64_t base, uint64_t size);

@@ -2,6 +2,7 @@
  * asks: mode=monitor (the default), mode=test tests=GLOB, or mode=death case=SUITE.CASE. */
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
+#include "kernel/bench.h"
 #include "kernel/bootinfo.h"
 #include "kernel/bugcheck.h"
 #include "kernel/cmdline.h"
@@ -13,6 +14,7 @@
 #include "kernel/monitor.h"
 #include "kernel/printf.h"
 #include "kernel/serial.h"
+#include "kernel/syscall.h"
 #include "kernel/trap.h"
 #include "mm/audit.h"
 #include "mm/mm.h"
@@ -63,6 +65,7 @@ static void kmain_after_mm(void *unused)
 {
 	mm_print_summary();
 	mm_audit_boot();
+	syscall_init();
 
 	char mode[16] = "monitor";
 	cmdline_get("mode", mode, sizeof mode);
@@ -71,6 +74,12 @@ static void kmain_after_mm(void *unused)
 		cmdline_get("tests", glob, sizeof glob);
 		ktest_run_all(glob);
 		kprintf("# mdlab: tests done\n");
+		qemu_exit(QEMU_EXIT_DONE);
+	}
+	if (!strcmp(mode, "bench")) {
+		char glob[64] = "*";
+		cmdline_get("bench", glob, sizeof glob);
+		bench_run_all(glob);
 		qemu_exit(QEMU_EXIT_DONE);
 	}
 	if (!strcmp(mode, "death")) {

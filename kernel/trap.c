@@ -5,7 +5,10 @@
 #include "kernel/kstack.h"
 #include "kernel/ksym.h"
 #include "kernel/printf.h"
+#include "kernel/process.h"
 #include "kernel/seh.h"
+#include "mm/layout.h"
+#include "mm/uvm.h"
 
 struct idt_gate {
 	uint16_t off_lo;
@@ -150,6 +153,15 @@ void trap_dispatch(struct trap_frame *f)
 		trap_print_report(f);
 		KeBugCheckEx(UNEXPECTED_KERNEL_MODE_TRAP, f->vector, f->error_code, f->rip, f->cr2);
 	}
+
+	/* A committed demand-zero user page touched for the first time: make it resident and
+	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
+	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END && ps_current() &&
+	    uvm_resolve_fault(ps_current(), f->cr2, f->error_code))
+		return;
+	/* Anything else from ring 3 ends the process, never the kernel. */
+	if (f->cs & 3)
+		ps_user_fault(f);
 
 	EXCEPTION_RECORD rec = { 0 };
 	rec.ExceptionCode = status_for_vector(f->vector);

@@ -21,6 +21,7 @@
  */
 #include <stdbool.h>
 #include <stdint.h>
+#include "kernel/bench.h"
 #include "kernel/cpu.h"
 #include "kernel/monitor.h"
 #include "kernel/printf.h"
@@ -175,6 +176,8 @@ void bench_syspte_reserve_release(void)
 		done[p] = !one[p].failed && !eight[p].failed;
 		kprintf("  %10lu %10lu", s.free_runs, s.largest_free);
 		if (done[p]) {
+			bench_result("syspte_reserve_release_1", runs, 1, 1, one[p].tsc, NULL);
+			bench_result("syspte_reserve_release_8", runs, 1, 8, eight[p].tsc, NULL);
 			kprintf(" %12lu", one[p].tsc);
 			print_inst(one[p].inst);
 			kprintf(" %12lu", eight[p].tsc);
@@ -210,6 +213,8 @@ static int cmd_bench_syspte(int argc, char **argv)
 	bench_syspte_reserve_release();
 	return 0;
 }
+
+KBENCH(syspte_reserve_release, bench_syspte_reserve_release);
 
 /* MONITOR_COMMAND names a command after its C identifier, and this one has a hyphen: the
  * same registration, spelled out. */

@@ -1,25 +1,326 @@
 /*
- * The user-mode side of the MDL routines.  mdlab has no processes yet: there is no user
- * address space to map into, so a UserMode mapping raises (as a failed UserMode mapping
- * does) and no user address can be a mapping to unmap.
+ * The user-mode side of the MDL routines (issue 6; nt-mdl.md, decisions 1, 4 and 5):
+ * probing and locking user buffers, MmMapLockedPagesSpecifyCache(UserMode),
+ * MmUnmapLockedPages of a user address, and what a process leaves behind when it ends.
+ *
+ * Probe and lock.  A buffer in the user half belongs to the current process.  Its pages are
+ * made resident there before anything is locked (uvm_make_resident: a committed demand-zero
+ * page gets its frame); a page that is not committed, or refuses the access, raises
+ * STATUS_ACCESS_VIOLATION naming it, and nothing stays locked.  On success Mdl->Process is
+ * that process, whose locked_pages counts the MDL's pages until MmUnlockPages; a process
+ * that ends with pages still locked is bug check PROCESS_HAS_LOCKED_PAGES (0, process,
+ * count), raised by PsDestroyProcess.  This holds for a KernelMode probe of a user buffer
+ * too (NT charges the process either way).  A UserMode probe needs a process and, the
+ * buffer being pageable, IRQL <= APC_LEVEL.
+ *
+ * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
+ * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
+ * executable, read-only with MdlMappingNoWrite and otherwise writable, and each frame keeps
+ * its one memory type — the kernel side's rule (mdl_frame_type): pool and locked RAM stay
+ * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
+ * CacheType for good.  The result keeps the MDL's byte offset.  RequestedAddress
+ * (decision 4): page-aligned is used exactly; NULL picks the lowest free range on 64 KiB
+ * granularity.  A mapping never reaches above the process's highest user address less a
+ * 16-page guard (decision 5: a WOW64 process's highest address is 0x7FFEFFFF).  Each mapping
+ * is recorded (struct user_mapping) on the process and on a list of all of them.
+ *
+ * Every failure raises (the caller wraps the call in __try), with nothing left behind:
+ *   RequestedAddress not page-aligned, below 64 KiB, past the guard;
+ *     no process current (no user address space to map into)   STATUS_INVALID_ADDRESS
+ *   the range overlaps any VAD                                 STATUS_CONFLICTING_ADDRESSES
+ *   the process is being torn down                             STATUS_PROCESS_IS_TERMINATING
+ *   a CacheType that names no type, an MDL of zero bytes       STATUS_INVALID_PARAMETER
+ *   no free range (RequestedAddress NULL), no pool for the
+ *     record or the VAD, no frame for a page table or a type
+ *     change, the low-resources simulation (VF_SITE_MAP)       STATUS_INSUFFICIENT_RESOURCES
+ *
+ * Unmapping runs in the owning process (attached is fine) and releases exactly one
+ * mapping, found by its address and MDL; the range is free again at once.  MmUnlockPages
+ * does not release user mappings (NT releases only the system mapping): they must be
+ * unmapped first.  Mappings a driver leaves behind are torn down when the process ends.
+ *
+ * Pool mapped to a user (the seed page's security warning): only whole pages of pool
+ * allocations that were zeroed, the MDL covering whole pages, may be mapped; each mapping
+ * counts on the pool pages (pool_note_user_mapping), and freeing pool still mapped is bug
+ * check 0xC4/0x2003 (mm/pool.c).  Other kernel memory (the image, the direct map, stacks)
+ * is never mapped to a user.
+ *
+ * Bug checks 0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION, by P1:
+ *   0x70    UserMode probe above APC_LEVEL (IRQL, MDL, access mode)
+ *   0x75    MmMapLockedPages(UserMode) above APC_LEVEL (mm/mdl.c)
+ *   0x77    MmMapLockedPagesSpecifyCache(UserMode) above APC_LEVEL (IRQL, MDL, mode)
+ *   0x7A    MmUnmapLockedPages of a user address above APC_LEVEL (IRQL, address, MDL)
+ *   0xB3    mapping an MDL that is not locked (MDL, flags, MDL_PAGES_LOCKED)
+ *   0x85 / 0x89  a frame that is not pinned / outside RAM without MDL_IO_SPACE (as the
+ *           kernel side)
+ *   0xB9    unmapping a user address that is not a mapping of this MDL in the current
+ *           process, or with no process current (address, MDL, current process)
+ *   0x2004  (mdlab) kernel memory mapped to a user that is not whole zeroed pool pages
+ *           (MDL, offending address, reason: 1 not whole pages, 2 POOL_FLAG_UNINITIALIZED,
+ *           3 not pool)
+ *   0x2005  (mdlab) MmUnlockPages of an MDL still mapped into a user address space (MDL,
+ *           user address of a mapping, its process) — the pages would stay reachable by the
+ *           user after they are unlocked and perhaps reused
  */
+#include "mm/mdl_user.h"
+#include "kernel/lib.h"
+#include "kernel/process.h"
+#include "mm/layout.h"
 #include "mm/mdl.h"
+#include "mm/pool.h"
+#include "mm/pt.h"
+#include "mm/uvm.h"
+#include "mm/vad.h"
 #include "mm/verifier.h"
 
-#define STATUS_NOT_IMPLEMENTED ((NTSTATUS)0xC0000002)
+#define USER_MAPPING_TAG 0x4D6C644Du /* 'MdlM' */
+/* Nothing is mapped in the first 64 KiB of a user space (NT's MM_LOWEST_USER_ADDRESS). */
+#define LOWEST_USER_MAPPING 0x10000ul
+/* Mappings stay this far below the process's highest user address (decision 4). */
+#define USER_MAPPING_GUARD (16 * PAGE_SIZE)
 
-const struct pt_root *mdl_current_root(void) { return &kernel_root; }
-PEPROCESS mdl_current_process(void) { return NULL; }
+#define VERIFIER_USER_MAP_KERNEL_MEMORY 0x2004
+#define VERIFIER_UNLOCK_USER_MAPPED 0x2005
+enum { KMEM_NOT_WHOLE_PAGES = 1, KMEM_UNINITIALIZED = 2, KMEM_NOT_POOL = 3 };
+
+static struct user_mapping *all_mappings;
+static struct mdl_user_stats stats;
+static bool cleanup_registered;
+
+const struct pt_root *mdl_current_root(void) { return ps_current() ? &ps_current()->root : &kernel_root; }
+PEPROCESS mdl_current_process(void) { return ps_current(); }
+
+void mdl_user_get_stats(struct mdl_user_stats *out) { *out = stats; }
+
+/* ---- probe and lock ----------------------------------------------------------------- */
+
+PEPROCESS mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write)
+{
+	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl), end = va + Mdl->ByteCount;
+	PEPROCESS p = ps_current();
+	if (va >= USER_VA_END || (!p && AccessMode == KernelMode))
+		return NULL; /* a kernel buffer (or the kernel's own tables, unattached) */
+	/* User memory is pageable: probing it may fault pages in. */
+	verifier_check_irql(APC_LEVEL, 0x70, (ULONG_PTR)Mdl, AccessMode);
+	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
+	if (!p)
+		seh_raise_access_violation(va, access); /* no user address space at all */
+	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < end; page += PAGE_SIZE)
+		if (!uvm_make_resident(p, page, PAGE_SIZE, write))
+			seh_raise_access_violation(page < va ? va : page, access);
+	return p;
+}
+
+void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner)
+{
+	Mdl->Process = owner;
+	if (owner)
+		owner->locked_pages += mdl_page_count(Mdl);
+}
+
+static struct user_mapping *first_mapping_of(PMDL Mdl)
+{
+	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
+		if (um->mdl == Mdl)
+			return um;
+	return NULL;
+}
+
+void mdl_user_note_unlock(PMDL Mdl)
+{
+	/* NT's MmUnlockPages releases the system mapping only; a user mapping would outlive
+	 * the lock and leave the user holding pages that may be reused. */
+	struct user_mapping *um = first_mapping_of(Mdl);
+	if (um)
+		verifier_violation(VERIFIER_UNLOCK_USER_MAPPED, (ULONG_PTR)Mdl, um->va + Mdl->ByteOffset,
+				   (ULONG_PTR)um->process);
+	PEPROCESS p = Mdl->Process;
+	ULONG n = mdl_page_count(Mdl);
+	if (!p)
+		return;
+	if (p->locked_pages < n)
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, p->locked_pages);
+	p->locked_pages -= n;
+}
+
+uint32_t mdl_user_mapping_count(PMDL Mdl)
+{
+	uint32_t n = 0;
+	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
+		n += um->mdl == Mdl;
+	return n;
+}
+
+/* ---- mapping ------------------------------------------------------------------------ */
+
+__attribute__((noreturn)) static void map_failed(NTSTATUS status)
+{
+	stats.failures++;
+	ExRaiseStatus(status);
+}
+
+/* Kernel memory reaches a user only as whole, zeroed pages of pool allocations, the MDL
+ * covering whole pages (the seed page's warning, made a rule).  True when the MDL describes
+ * pool (its mapping must then be counted on the pool pages); false for a user buffer or
+ * pages of MmAllocatePagesForMdl, which have no kernel address. */
+static bool check_kernel_memory(PMDL m, ULONG pages)
+{
+	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(m), start = (uint64_t)m->StartVa;
+	if (va < USER_VA_END)
+		return false;
+	if (va < KVA_POOL_BASE || va >= KVA_POOL_END)
+		verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_POOL);
+	if (m->ByteOffset || m->ByteCount % PAGE_SIZE)
+		verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_WHOLE_PAGES);
+	for (uint64_t page = start; page < start + (uint64_t)pages * PAGE_SIZE; page += PAGE_SIZE) {
+		struct pool_info pi;
+		/* The page must lie wholly inside one page-granular allocation. */
+		if (!pool_query(page, &pi) || !pi.whole_pages || page + PAGE_SIZE > pi.base + pi.size)
+			verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_NOT_WHOLE_PAGES);
+		if (pi.uninitialized)
+			verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_UNINITIALIZED);
+	}
+	return true;
+}
+
+/* The highest address a mapping in p may cover. */
+static uint64_t mapping_limit(PEPROCESS p) { return p->highest_user - USER_MAPPING_GUARD; }
+
+/* Where a mapping of `size` bytes goes in p (decision 4); raises when it can't. */
+static uint64_t choose_address(PEPROCESS p, uint64_t requested, uint64_t size)
+{
+	uint64_t limit = mapping_limit(p);
+	if (!requested) {
+		uint64_t va = vad_find_free(p, size, MM_ALLOCATION_GRANULARITY, LOWEST_USER_MAPPING, limit + 1);
+		if (!va)
+			map_failed(STATUS_INSUFFICIENT_RESOURCES);
+		return va;
+	}
+	if ((requested & (PAGE_SIZE - 1)) || requested < LOWEST_USER_MAPPING || requested > limit ||
+	    size - 1 > limit - requested)
+		map_failed(STATUS_INVALID_ADDRESS);
+	if (vad_find_overlap(p, requested, requested + size))
+		map_failed(STATUS_CONFLICTING_ADDRESSES);
+	return requested;
+}
+
+/* Write the user PTEs of m's pages at va in p, each frame with its own type.  False when a
+ * frame could not be typed or a page table had no frame; nothing is left mapped then. */
+static bool map_pages(PEPROCESS p, PMDL m, uint64_t va, ULONG n, enum memtype requested, bool write)
+{
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	bool override = false;
+	for (ULONG i = 0; i < n; i++) {
+		enum memtype t;
+		struct pt_attrs a = { .write = write, .exec = false, .user = true, .global = false };
+		bool ok = mdl_frame_type(pfns[i], requested, &t, &override);
+		a.type = t;
+		if (!ok || !pt_map(&p->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+			if (i)
+				pt_unmap(&p->root, va, (uint64_t)i * PAGE_SIZE);
+			return false;
+		}
+	}
+	stats.cache_overrides += override;
+	return true;
+}
 
 PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority)
 {
 	verifier_check_irql(APC_LEVEL, 0x77, (ULONG_PTR)Mdl, UserMode);
-	ExRaiseStatus(STATUS_NOT_IMPLEMENTED);
+	if (!(Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
+		verifier_violation(0xB3, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
+	mdl_check_frames(Mdl);
+	ULONG n = mdl_page_count(Mdl);
+	bool pool = check_kernel_memory(Mdl, n);
+
+	PEPROCESS p = ps_current();
+	if (!p)
+		map_failed(STATUS_INVALID_ADDRESS);
+	if (p->terminating)
+		map_failed(STATUS_PROCESS_IS_TERMINATING);
+	enum memtype requested = memtype_from_caching_type(CacheType);
+	if (requested == MT_NONE || !n)
+		map_failed(STATUS_INVALID_PARAMETER);
+	if (verifier_inject_failure(VF_SITE_MAP))
+		map_failed(STATUS_INSUFFICIENT_RESOURCES);
+	uint64_t size = (uint64_t)n * PAGE_SIZE;
+	uint64_t va = choose_address(p, (uint64_t)RequestedAddress, size);
+
+	/* A user mapping is never executable (the seed page); NoWrite makes it read-only. */
+	bool write = !(Priority & MdlMappingNoWrite);
+	struct user_mapping *um = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *um, USER_MAPPING_TAG);
+	struct vad *v = um ? vad_insert(p, va, va + size, VAD_MDL, write ? PAGE_READWRITE : PAGE_READONLY) : NULL;
+	if (!v || !map_pages(p, Mdl, va, n, requested, write)) {
+		if (v)
+			vad_remove(p, v);
+		if (um)
+			ExFreePoolWithTag(um, USER_MAPPING_TAG);
+		map_failed(STATUS_INSUFFICIENT_RESOURCES);
+	}
+	*um = (struct user_mapping){ .process = p, .mdl = Mdl, .va = va, .pages = n, .vad = v, .pool = pool,
+				     .next = p->mappings, .next_all = all_mappings };
+	v->owner = um;
+	p->mappings = um;
+	all_mappings = um;
+	if (pool)
+		pool_note_user_mapping((uint64_t)Mdl->StartVa, size, +1);
+	/* Mappings a driver leaves behind go with the process (see mdl_user_process_exit). */
+	if (!cleanup_registered) {
+		ps_register_cleanup(mdl_user_process_exit);
+		cleanup_registered = true;
+	}
+	stats.maps++;
+	stats.live++;
+	return (PVOID)(va + Mdl->ByteOffset);
+}
+
+/* ---- unmapping ---------------------------------------------------------------------- */
+
+static void unlink_mapping(struct user_mapping **head, struct user_mapping *um, bool all)
+{
+	for (struct user_mapping **pp = head; *pp; pp = all ? &(*pp)->next_all : &(*pp)->next)
+		if (*pp == um) {
+			*pp = all ? um->next_all : um->next;
+			return;
+		}
+	PANIC("unlink_mapping: user mapping at 0x%lx is not on its list", um->va);
+}
+
+/* Remove one mapping: PTEs (the TLB flushed), VAD, pool count, record. */
+static void release_mapping(struct user_mapping *um)
+{
+	PEPROCESS p = um->process;
+	uint64_t size = um->pages * PAGE_SIZE;
+	pt_unmap(&p->root, um->va, size);
+	vad_remove(p, um->vad);
+	if (um->pool)
+		pool_note_user_mapping((uint64_t)um->mdl->StartVa, size, -1);
+	unlink_mapping(&p->mappings, um, false);
+	unlink_mapping(&all_mappings, um, true);
+	ExFreePoolWithTag(um, USER_MAPPING_TAG);
+	stats.live--;
 }
 
 void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 {
-	verifier_check_irql(APC_LEVEL, 0x7A, (ULONG_PTR)BaseAddress, (ULONG_PTR)Mdl);
-	/* No user mapping exists to be unmapped: a bad user address. */
-	verifier_violation(0xB9, (ULONG_PTR)Mdl, (ULONG_PTR)BaseAddress, 0);
+	uint64_t base = (uint64_t)BaseAddress;
+	verifier_check_irql(APC_LEVEL, 0x7A, base, (ULONG_PTR)Mdl);
+	PEPROCESS p = ps_current();
+	/* Only the process that owns the mapping can name it: its address is one of p's. */
+	for (struct user_mapping *um = p ? p->mappings : NULL; um; um = um->next)
+		if (um->mdl == Mdl && um->va + Mdl->ByteOffset == base) {
+			release_mapping(um);
+			stats.unmaps++;
+			return;
+		}
+	verifier_violation(0xB9, base, (ULONG_PTR)Mdl, (ULONG_PTR)p);
+}
+
+void mdl_user_process_exit(PEPROCESS p)
+{
+	while (p->mappings) {
+		release_mapping(p->mappings);
+		stats.teardowns++;
+	}
 }

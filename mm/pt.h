@@ -101,6 +101,10 @@ void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n);
 uint64_t pt_cache_bits(int caching_type, int level);
 enum memtype pt_entry_memtype(uint64_t entry, int level);
 
+/* Benchmark baseline (make bench): write n PTEs at va (prepopulated, within one page table)
+ * from pfns[], clear them, INVLPG each.  No checks: for measuring only. */
+void pt_bench_baseline(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n);
+
 /* Test hook for the audit's proof case: flip the U/S bit of the leaf mapping va. */
 void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user);
 

@@ -6,7 +6,7 @@ static struct tlb_stats stats;
 
 void tlb_flush_page(uint64_t va)
 {
-	__asm__ volatile("invlpg (%0)" ::"r"(va) : "memory");
+	tlb_invlpg(va);
 	stats.single_pages++;
 }
 

@@ -19,6 +19,9 @@ struct tlb_stats {
 	uint64_t full_flushes;   /* full flushes (global entries included) */
 };
 
+/* The bare instruction, for tlb.c and the benchmark baseline only. */
+static inline void tlb_invlpg(uint64_t va) { __asm__ volatile("invlpg (%0)" ::"r"(va) : "memory"); }
+
 void tlb_flush_page(uint64_t va);
 /* Flush [va, va + size): page by page up to the threshold, else everything. */
 void tlb_flush_range(uint64_t va, uint64_t size);

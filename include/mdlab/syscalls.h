@@ -1,0 +1,59 @@
+/*
+ * The system-call interface between user programs and the kernel: numbers and the layout of
+ * the parameter page.  SYSCALL with the number in RAX, arguments in RDI, RSI, RDX, R10, R8,
+ * R9 (the Linux x86-64 convention, since RCX and R11 are taken by SYSCALL); the NTSTATUS or
+ * result comes back in RAX.
+ */
+#ifndef MDLAB_SYSCALLS_H
+#define MDLAB_SYSCALLS_H
+
+#include <stdint.h>
+
+enum {
+	SYS_EXIT = 0,                 /* (status) — does not return */
+	SYS_DEBUG_PRINT = 1,          /* (const char *s, size_t len) */
+	SYS_ALLOCATE_VM = 2,          /* (void **base, size_t *size, uint32_t type, uint32_t protect) */
+	SYS_FREE_VM = 3,              /* (void **base, size_t *size, uint32_t type) */
+	SYS_PROTECT_VM = 4,           /* (void **base, size_t *size, uint32_t protect, uint32_t *old) */
+	SYS_OPEN_DEVICE = 5,          /* (const char *name, uint64_t *handle) */
+	SYS_DEVICE_IO_CONTROL = 6,    /* (handle, code, in, in_len, out, out_len) -> status; *ret = bytes */
+	SYS_UNMAP_VIEW = 7,           /* (void *base) */
+	SYS_REPORT = 8,               /* (uint64_t key, uint64_t value): a value for the kernel test */
+	SYS_COUNT,
+};
+
+/* The parameter page: mapped read-only at USER_PARAMS_VA in every process; the kernel test
+ * that starts a program fills args[], the program reads them. */
+#define USER_PARAMS_VA 0x10000ul
+#define USER_PARAMS_ARGS 256
+struct user_params {
+	uint64_t magic;          /* USER_PARAMS_MAGIC */
+	uint64_t nargs;
+	uint64_t args[USER_PARAMS_ARGS];
+};
+#define USER_PARAMS_MAGIC 0x534D524150444D75ull /* "uMDPARMS" */
+
+#endif
+
+/* The agent program (user/agent.c) runs a list of operations from its parameters:
+ * args[0] = number of operations, then AGENT_OP_SLOTS values per operation:
+ * { op, a, b, c, d, e }.  Operation i reports its result with SYS_REPORT under the key
+ * AGENT_KEY(i, 0) (status or value read) and AGENT_KEY(i, 1) (a second value). */
+#define AGENT_OP_SLOTS 6
+#define AGENT_KEY(i, k) ((uint64_t)(i) * 4 + (k))
+enum agent_op {
+	AGENT_END = 0,
+	AGENT_EXIT,       /* a = status */
+	AGENT_READ8,      /* a = address; reports the byte */
+	AGENT_READ64,     /* a = address; reports the value */
+	AGENT_WRITE8,     /* a = address, b = value */
+	AGENT_WRITE64,    /* a = address, b = value */
+	AGENT_EXEC,       /* a = address: call it */
+	AGENT_ALLOC,      /* a = base, b = size, c = type, d = protect; reports status, base */
+	AGENT_FREE,       /* a = base, b = size, c = type; reports status */
+	AGENT_PROTECT,    /* a = base, b = size, c = protect; reports status, old protection */
+	AGENT_UNMAP_VIEW, /* a = base; reports status */
+	AGENT_OPEN,       /* a = device name (up to 8 characters packed little-endian); reports status */
+	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status */
+	AGENT_REPORT,     /* a = key, b = value: report them as they are */
+};

@@ -1,0 +1,243 @@
+/* Processes (see process.h): creation from an embedded ELF program, running it in ring 3
+ * until it exits or faults, attaching, and teardown. */
+#include "kernel/process.h"
+#include "kernel/bugcheck.h"
+#include "kernel/gdt.h"
+#include "kernel/irql.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "kernel/syscall.h"
+#include "kernel/trap.h"
+#include "kernel/userprog.h"
+#include "mm/pfn.h"
+#include "mm/tlb.h"
+#include "mm/uvm.h"
+#include "mm/vad.h"
+
+#define PROCESS_TAG 0x636F7250u /* 'Proc' */
+#define USER_STACK_PAGES 16
+#define MAX_CLEANUPS 8
+/* Kernel stack kept free below the PsRunProcess frame for system calls and faults. */
+#define RSP0_GAP 512
+/* Ring 3 runs with interrupts off: mdlab takes no interrupts yet (RFLAGS bit 1 is fixed). */
+#define RFLAGS_USER 0x2ul
+
+struct user_kctx {
+	uint64_t rbx, rbp, r12, r13, r14, r15, rsp;
+};
+uint64_t user_enter(struct user_kctx *k, uint64_t rip, uint64_t rsp, uint64_t rflags);
+__attribute__((noreturn)) void user_leave(struct user_kctx *k, uint64_t value);
+
+static PEPROCESS current;          /* whose address space is loaded */
+static PEPROCESS running;          /* whose ring-3 code is running (PsRunProcess) */
+static struct user_kctx *running_kctx;
+static uint32_t next_pid = 4;
+static ps_cleanup_fn cleanups[MAX_CLEANUPS];
+static int ncleanups;
+
+PEPROCESS ps_current(void) { return current; }
+PEPROCESS PsGetCurrentProcess(void) { return current; }
+
+void ps_register_cleanup(ps_cleanup_fn fn)
+{
+	if (ncleanups == MAX_CLEANUPS)
+		PANIC("ps_register_cleanup: more than %d cleanup callbacks", MAX_CLEANUPS);
+	cleanups[ncleanups++] = fn;
+}
+
+void KeStackAttachProcess(PEPROCESS Process, PKAPC_STATE ApcState)
+{
+	ApcState->previous = current;
+	ApcState->previous_cr3 = current ? current->root.pml4 : kernel_root.pml4;
+	current = Process;
+	tlb_load_root(Process->root.pml4);
+}
+
+void KeUnstackDetachProcess(PKAPC_STATE ApcState)
+{
+	current = ApcState->previous;
+	tlb_load_root(ApcState->previous_cr3);
+}
+
+bool ps_report(const PEPROCESS p, uint64_t key, uint64_t *value)
+{
+	for (uint32_t i = p->nreports; i-- > 0;)
+		if (p->report_key[i] == key) {
+			*value = p->report_value[i];
+			return true;
+		}
+	return false;
+}
+
+/* Allocate `n` zeroed frames and map them at va as a VAD of `kind`; the caller may fill them
+ * through the direct map first via `fill`.  False (nothing left behind) when out of memory. */
+static bool map_new_pages(PEPROCESS p, uint64_t va, uint64_t n, int kind, bool write, bool exec,
+			  void (*fill)(uint64_t *pfns, uint64_t n, void *ctx), void *ctx)
+{
+	uint64_t *pfns = ExAllocatePool2(POOL_FLAG_NON_PAGED, n * sizeof *pfns, PROCESS_TAG);
+	if (!pfns)
+		return false;
+	uint64_t got = pfn_alloc_batch_in(0, ~0ul, n, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL, pfns);
+	bool ok = got == n;
+	if (ok && fill)
+		fill(pfns, n, ctx);
+	if (ok)
+		ok = uvm_map_frames(p, va, pfns, n, kind, write, exec);
+	if (!ok)
+		for (uint64_t i = 0; i < got; i++)
+			pfn_free(pfns[i]);
+	ExFreePoolWithTag(pfns, PROCESS_TAG);
+	return ok;
+}
+
+struct segment_fill {
+	const uint8_t *file;
+	uint64_t vaddr, filesz, page;
+};
+
+static void fill_segment(uint64_t *pfns, uint64_t n, void *ctx)
+{
+	struct segment_fill *s = ctx;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t page = s->page + i * PAGE_SIZE;
+		for (uint64_t off = 0; off < PAGE_SIZE; off++) {
+			uint64_t va = page + off;
+			if (va >= s->vaddr && va < s->vaddr + s->filesz)
+				((uint8_t *)pfn_to_virt(pfns[i]))[off] = s->file[va - s->vaddr];
+		}
+	}
+}
+
+struct params_fill {
+	const uint64_t *args;
+	uint32_t nargs;
+};
+
+static void fill_params(uint64_t *pfns, uint64_t n, void *ctx)
+{
+	struct params_fill *pf = ctx;
+	struct user_params *up = pfn_to_virt(pfns[0]);
+	up->magic = USER_PARAMS_MAGIC;
+	up->nargs = pf->nargs;
+	memcpy(up->args, pf->args, pf->nargs * sizeof(uint64_t));
+}
+
+static bool load_image(PEPROCESS p, const struct user_program *prog)
+{
+	struct elf_image img;
+	if (!userprog_parse(prog, &img))
+		return false;
+	for (unsigned i = 0; i < img.nsegs; i++) {
+		const struct elf_segment *s = &img.segs[i];
+		struct segment_fill f = { .file = prog->start + s->offset, .vaddr = s->vaddr, .filesz = s->filesz,
+					  .page = ALIGN_DOWN(s->vaddr, PAGE_SIZE) };
+		uint64_t n = (ALIGN_UP(s->vaddr + s->memsz, PAGE_SIZE) - f.page) / PAGE_SIZE;
+		if (!map_new_pages(p, f.page, n, VAD_IMAGE, s->write, s->exec, fill_segment, &f))
+			return false;
+	}
+	p->entry = img.entry;
+	return true;
+}
+
+PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *args, uint32_t nargs)
+{
+	const struct user_program *prog = userprog_find(program);
+	if (!prog || nargs > USER_PARAMS_ARGS)
+		return NULL;
+	PEPROCESS p = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *p, PROCESS_TAG);
+	if (!p)
+		return NULL;
+	p->pid = next_pid;
+	next_pid += 4;
+	strlcpy(p->name, program, sizeof p->name);
+	p->wow64 = flags & PROCESS_WOW64;
+	p->highest_user = p->wow64 ? MM_USER_TOP_WOW64 : MM_USER_TOP_64;
+	if (!pt_root_create(&p->root)) {
+		ExFreePoolWithTag(p, PROCESS_TAG);
+		return NULL;
+	}
+	/* The stack sits under a 64 KiB gap below the top of the user range. */
+	uint64_t stack_top = ALIGN_DOWN(p->highest_user + 1, MM_ALLOCATION_GRANULARITY) - MM_ALLOCATION_GRANULARITY;
+	struct params_fill pf = { args, nargs };
+	if (!load_image(p, prog) ||
+	    !map_new_pages(p, stack_top - USER_STACK_PAGES * PAGE_SIZE, USER_STACK_PAGES, VAD_STACK, true, false,
+			   NULL, NULL) ||
+	    !map_new_pages(p, USER_PARAMS_VA, 1, VAD_PARAMS, false, false, fill_params, &pf)) {
+		uvm_destroy(p);
+		pt_root_destroy(&p->root);
+		ExFreePoolWithTag(p, PROCESS_TAG);
+		return NULL;
+	}
+	p->user_stack = stack_top - 8; /* as if called: RSP + 8 is 16-byte aligned */
+	return p;
+}
+
+NTSTATUS PsRunProcess(PEPROCESS p)
+{
+	struct user_kctx k;
+	KAPC_STATE apc;
+	KIRQL irql = KeGetCurrentIrql();
+	struct seh_frame *seh = seh_top();
+	if (running)
+		PANIC("PsRunProcess: %s is already running", running->name);
+	KeStackAttachProcess(p, &apc);
+	/* System calls and faults of the process start below this frame. */
+	uint64_t rsp0 = ALIGN_DOWN((uint64_t)__builtin_frame_address(0) - RSP0_GAP - 256, 16);
+	gdt_set_rsp0(rsp0);
+	syscall_set_kernel_stack(rsp0);
+	running = p;
+	running_kctx = &k;
+	NTSTATUS st = (NTSTATUS)user_enter(&k, p->entry, p->user_stack, RFLAGS_USER);
+	running = NULL;
+	running_kctx = NULL;
+	KeUnstackDetachProcess(&apc);
+	/* Whatever the system-call path left behind goes with the process's thread. */
+	seh_set_top(seh);
+	if (KeGetCurrentIrql() != irql)
+		write_cr8(irql);
+	p->exit_status = st;
+	return st;
+}
+
+void ps_exit_current(NTSTATUS status)
+{
+	if (!running)
+		PANIC("ps_exit_current: no process is running");
+	user_leave(running_kctx, (uint32_t)status);
+}
+
+void ps_user_fault(const struct trap_frame *f)
+{
+	PEPROCESS p = running;
+	if (!p)
+		PANIC("ps_user_fault: a ring-3 fault with no process running");
+	p->fault.happened = true;
+	p->fault.vector = f->vector;
+	p->fault.error_code = f->error_code;
+	p->fault.rip = f->rip;
+	p->fault.address = f->vector == VEC_PAGE_FAULT ? f->cr2 : f->rip;
+	p->fault.access = (f->error_code & PF_ID)  ? EXCEPTION_EXECUTE_FAULT
+			: (f->error_code & PF_W) ? EXCEPTION_WRITE_FAULT
+						 : EXCEPTION_READ_FAULT;
+	kprintf("[%u %s] ended by %s at rip 0x%lx (address 0x%lx, error code 0x%lx)\n", p->pid, p->name,
+		trap_vector_name(f->vector), f->rip, p->fault.address, f->error_code);
+	ps_exit_current(f->vector == 6 ? STATUS_ILLEGAL_INSTRUCTION
+			: f->vector == 0 ? STATUS_INTEGER_DIVIDE_BY_ZERO
+					 : STATUS_ACCESS_VIOLATION);
+}
+
+void PsDestroyProcess(PEPROCESS p)
+{
+	KAPC_STATE apc;
+	p->terminating = true;
+	KeStackAttachProcess(p, &apc);
+	/* Drivers' cleanup first (IRP_MJ_CLEANUP), then what they mapped, then the space. */
+	for (int i = 0; i < ncleanups; i++)
+		cleanups[i](p);
+	if (p->locked_pages)
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, p->locked_pages, 0);
+	uvm_destroy(p);
+	KeUnstackDetachProcess(&apc);
+	pt_root_destroy(&p->root);
+	ExFreePoolWithTag(p, PROCESS_TAG);
+}

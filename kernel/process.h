@@ -1,0 +1,95 @@
+/*
+ * Processes: an address space (its own PML4, the kernel half shared), a tree of address
+ * ranges (VADs), one thread that runs a program embedded in the kernel to completion.
+ *
+ * PsRunProcess enters ring 3 from the calling kernel context and returns when the program
+ * exits (SYS_EXIT) or faults: mdlab has no scheduler, a process runs while the kernel test
+ * that started it waits.  System calls and faults from ring 3 run on the caller's kernel
+ * stack below its frame (TSS.RSP0), in the process's context.
+ */
+#ifndef KERNEL_PROCESS_H
+#define KERNEL_PROCESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "include/wdm.h"
+#include "include/mdlab/syscalls.h"
+#include "mm/pt.h"
+
+struct vad;
+struct user_mapping;
+
+/* A user fault that ended a process. */
+struct process_fault {
+	bool happened;
+	uint64_t address;       /* CR2 for #PF */
+	uint64_t rip;
+	uint64_t vector;
+	uint64_t error_code;    /* the #PF error code */
+	ULONG access;           /* EXCEPTION_READ_FAULT / WRITE / EXECUTE */
+};
+
+#define PROCESS_NAME_MAX 32
+#define PROCESS_REPORTS 32
+
+typedef struct _EPROCESS {
+	uint32_t pid;
+	char name[PROCESS_NAME_MAX];
+	struct pt_root root;
+	bool wow64;                 /* a 32-bit address space: user mappings at or below 0x7FFEFFFF */
+	uint64_t highest_user;      /* the highest user address this process may use */
+	struct vad *vad_root;       /* mm/vad.c */
+	uint64_t locked_pages;      /* pages locked by MmProbeAndLockPages(UserMode) for it */
+	struct user_mapping *mappings; /* MDL mappings into it (mm/mdl_user.c) */
+	bool terminating;
+	NTSTATUS exit_status;
+	struct process_fault fault;
+	/* SYS_REPORT values, for the kernel test that runs the program. */
+	uint64_t report_key[PROCESS_REPORTS], report_value[PROCESS_REPORTS];
+	uint32_t nreports;
+	uint64_t entry, user_stack;
+	struct _EPROCESS *next;     /* all processes */
+} EPROCESS;
+
+typedef struct _KAPC_STATE {
+	PEPROCESS previous;
+	uint64_t previous_cr3;
+} KAPC_STATE, *PKAPC_STATE;
+
+typedef void *HANDLE;
+#define NtCurrentProcess() ((HANDLE)(LONG_PTR)-1)
+
+/* Flags for PsCreateProcess. */
+#define PROCESS_WOW64 0x1
+
+/* Create a process running the embedded program `program` ("agent", ...), with the given
+ * arguments in its parameter page.  NULL when the program is unknown or memory ran out. */
+PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *args, uint32_t nargs);
+/* Run it until it exits or faults; returns its exit status (STATUS_ACCESS_VIOLATION for an
+ * unhandled #PF, with p->fault filled).  A process runs once. */
+NTSTATUS PsRunProcess(PEPROCESS p);
+/* Tear down: the cleanup callbacks of the devices it opened, its MDL mappings, its address
+ * space.  Pages still locked for it then are bug check PROCESS_HAS_LOCKED_PAGES (0, process,
+ * count). */
+void PsDestroyProcess(PEPROCESS p);
+
+PEPROCESS PsGetCurrentProcess(void);
+/* The process whose address space is loaded (running, or attached), NULL for the kernel. */
+PEPROCESS ps_current(void);
+void KeStackAttachProcess(PEPROCESS Process, PKAPC_STATE ApcState);
+void KeUnstackDetachProcess(PKAPC_STATE ApcState);
+
+/* The value of the program's SYS_REPORT for `key`; false when it reported none. */
+bool ps_report(const PEPROCESS p, uint64_t key, uint64_t *value);
+
+/* Called by trap.c for a fault in ring 3: record it and end the process. */
+struct trap_frame;
+__attribute__((noreturn)) void ps_user_fault(const struct trap_frame *f);
+/* End the running process with `status` (SYS_EXIT, a fatal fault). */
+__attribute__((noreturn)) void ps_exit_current(NTSTATUS status);
+
+/* Hooks run at process teardown before the address space goes (IRP_MJ_CLEANUP-like). */
+typedef void (*ps_cleanup_fn)(PEPROCESS p);
+void ps_register_cleanup(ps_cleanup_fn fn);
+
+#endif

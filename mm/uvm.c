@@ -1,0 +1,640 @@
+/*
+ * User virtual memory (see uvm.h): NtAllocateVirtualMemory and friends on a process's VADs
+ * and page tables, demand-zero faults, the process's own mappings and their teardown.
+ *
+ * Page state.  Every VAD but a VAD_MDL one carries, in vad.owner, one 64-bit word per page
+ * (struct uvm_pages):
+ *     bits 0-7   the page's PAGE_* protection; 0 = reserved, not committed
+ *     bit 8      PARKED: the page has a frame that is not mapped (it was made PAGE_NOACCESS
+ *                while resident: the contents must survive a later re-protect)
+ *     bits 12-63 PARKED: the frame's physical address
+ * A committed page is therefore in one of three states: demand-zero (no frame, no PTE),
+ * resident (a PTE with the rights of its protection) or parked (a frame, no PTE).  The PTE
+ * is the truth for "resident": nothing here caches it.  A VAD_PRIVATE reservation gets its
+ * array at its first commit, so reserving costs one pool node whatever the size; the image,
+ * stack and parameter VADs get theirs at creation, every page committed and resident.
+ *
+ * Frame ownership.  The frames of every VAD but VAD_MDL belong to the address space and are
+ * freed when their page is decommitted or released and by uvm_destroy.  A VAD_MDL range maps
+ * an MDL's frames: it is unmapped, never freed, and the user cannot free, decommit,
+ * re-protect or unmap it (nt-mdl.md decision 4).
+ *
+ * Commit is not charged against anything: a committed page takes a frame only when it is
+ * touched, and a fault that finds no free frame is an access violation.
+ */
+#include "mm/uvm.h"
+#include "include/wdm.h"
+#include "kernel/bugcheck.h"
+#include "kernel/lib.h"
+#include "kernel/trap.h"
+#include "mm/layout.h"
+#include "mm/mm.h"
+#include "mm/pfn.h"
+#include "mm/pt.h"
+#include "mm/vad.h"
+
+#define UVM_TAG 0x206D7655u /* 'Uvm ' */
+
+/* The lowest address a reservation may start at: the first 64 KiB are never mapped (NT's
+ * MM_LOWEST_USER_ADDRESS), so a NULL pointer plus a small offset always faults. */
+#define MM_LOWEST_USER_ADDRESS 0x10000ul
+
+#define PS_PROTECT 0xFFull
+#define PS_PARKED 0x100ull
+#define PS_FRAME (~(PAGE_SIZE - 1))
+
+struct uvm_pages {
+	uint64_t npages;
+	uint64_t page[];
+};
+
+struct range {
+	uint64_t start, end;
+};
+
+/* ---- protections ------------------------------------------------------------------- */
+
+/* The protections a user page can have.  PAGE_EXECUTE_READWRITE is W^X-refused (decision 3
+ * in spirit); WRITECOPY needs sections; GUARD, NOCACHE and WRITECOMBINE are not supported. */
+static bool protect_valid(ULONG protect)
+{
+	switch (protect) {
+	case PAGE_NOACCESS:
+	case PAGE_READONLY:
+	case PAGE_READWRITE:
+	case PAGE_EXECUTE:
+	case PAGE_EXECUTE_READ:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool protect_executable(uint32_t protect)
+{
+	return protect == PAGE_EXECUTE || protect == PAGE_EXECUTE_READ;
+}
+
+/* Whether a page of this protection may be read, written or executed.  x86 cannot make a
+ * present page executable but unreadable: PAGE_EXECUTE reads like PAGE_EXECUTE_READ. */
+static bool protect_allows(uint32_t protect, bool write, bool exec)
+{
+	if (protect == 0 || protect == PAGE_NOACCESS)
+		return false;
+	if (write)
+		return protect == PAGE_READWRITE;
+	if (exec)
+		return protect_executable(protect);
+	return true;
+}
+
+/* The memory type a user mapping of pfn gets: the frame's recorded type (decision 1), WB
+ * for an untyped frame. */
+static enum memtype frame_type(pfn_t pfn)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	return e && e->memtype < MT_COUNT ? (enum memtype)e->memtype : MT_WB;
+}
+
+static struct pt_attrs protect_attrs(uint32_t protect, enum memtype type)
+{
+	return (struct pt_attrs){ .write = protect == PAGE_READWRITE, .exec = protect_executable(protect),
+				  .user = true, .type = type };
+}
+
+/* ---- per-page state ---------------------------------------------------------------- */
+
+static struct uvm_pages *pages_of(const struct vad *v)
+{
+	return v->kind == VAD_MDL ? NULL : v->owner;
+}
+
+/* Give v its page array, every page set to `protect` (0: reserved).  NULL when pool ran out. */
+static struct uvm_pages *pages_create(struct vad *v, uint32_t protect)
+{
+	uint64_t n = (v->end - v->start) >> PAGE_SHIFT;
+	struct uvm_pages *pg = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *pg + n * sizeof pg->page[0], UVM_TAG);
+	if (!pg)
+		return NULL;
+	pg->npages = n;
+	for (uint64_t i = 0; i < n; i++)
+		pg->page[i] = protect;
+	v->owner = pg;
+	return pg;
+}
+
+static void pages_destroy(struct vad *v)
+{
+	struct uvm_pages *pg = pages_of(v);
+	if (pg)
+		ExFreePoolWithTag(pg, UVM_TAG);
+	v->owner = NULL;
+}
+
+static uint64_t page_index(const struct vad *v, uint64_t va) { return (va - v->start) >> PAGE_SHIFT; }
+
+/* Make the committed page at va (in v) resident for this access: its parked frame, or a new
+ * zeroed one, mapped with the page's protection.  False when the page is not committed, its
+ * protection refuses the access, or no frame (or page-table frame) is left. */
+static bool page_fault_in(PEPROCESS p, struct vad *v, uint64_t va, bool write, bool exec)
+{
+	struct uvm_pages *pg = pages_of(v);
+	if (!pg)
+		return false;
+	uint64_t i = page_index(v, va), s = pg->page[i];
+	uint32_t protect = s & PS_PROTECT;
+	if (!protect_allows(protect, write, exec))
+		return false;
+	bool parked = s & PS_PARKED;
+	pfn_t pfn = parked ? (s & PS_FRAME) >> PAGE_SHIFT : pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
+	if (pfn == PFN_INVALID)
+		return false;
+	if (!pt_map(&p->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, frame_type(pfn)), 0)) {
+		if (!parked)
+			pfn_free(pfn);
+		return false;
+	}
+	pg->page[i] = protect;
+	return true;
+}
+
+/* Give page i of v the protection `protect` (committing it if it was only reserved).  A
+ * resident page's PTE changes now; made PAGE_NOACCESS it is unmapped and its frame parked.
+ * A demand-zero or parked page gets the new rights when it is next touched. */
+static void page_set_protect(PEPROCESS p, struct vad *v, struct uvm_pages *pg, uint64_t i, uint32_t protect)
+{
+	uint64_t va = v->start + i * PAGE_SIZE, s = pg->page[i];
+	pg->page[i] = (s & ~PS_PROTECT) | protect;
+	if (!(s & PS_PROTECT) || (s & PS_PARKED))
+		return;
+	struct pt_query q;
+	pt_query(&p->root, va, &q);
+	if (!q.present)
+		return;
+	if (protect == PAGE_NOACCESS) {
+		pt_unmap(&p->root, va, PAGE_SIZE);
+		pg->page[i] = protect | PS_PARKED | (q.pa & PS_FRAME);
+	} else if (!pt_protect(&p->root, va, PAGE_SIZE, protect_attrs(protect, q.eff.type))) {
+		/* Only a large leaf needs a table to change one page; user pages are 4 KiB. */
+		PANIC("page_set_protect: could not re-protect the user page at 0x%lx", va);
+	}
+}
+
+/* The frame behind page i of v (resident or parked), or PFN_INVALID for none. */
+static pfn_t page_frame(PEPROCESS p, const struct vad *v, const struct uvm_pages *pg, uint64_t i)
+{
+	uint64_t s = pg->page[i];
+	if (s & PS_PARKED)
+		return (s & PS_FRAME) >> PAGE_SHIFT;
+	if (!(s & PS_PROTECT))
+		return PFN_INVALID;
+	struct pt_query q;
+	pt_query(&p->root, v->start + i * PAGE_SIZE, &q);
+	return q.present ? q.pa >> PAGE_SHIFT : PFN_INVALID;
+}
+
+/* Whether a page of v in [start, end) has a frame locked by MmProbeAndLockPages: freeing it
+ * would be PFN_LIST_CORRUPT, and NT keeps such a frame until its unlock, which mdlab's
+ * frame allocator cannot do. */
+static bool range_has_locked_frame(PEPROCESS p, const struct vad *v, uint64_t start, uint64_t end)
+{
+	const struct uvm_pages *pg = pages_of(v);
+	for (uint64_t va = start; pg && va < end; va += PAGE_SIZE) {
+		pfn_t pfn = page_frame(p, v, pg, page_index(v, va));
+		if (pfn != PFN_INVALID && pfn_entry(pfn)->lock_count)
+			return true;
+	}
+	return false;
+}
+
+/* Page i of v back to reserved: its frame (resident or parked) unmapped and freed. */
+static void page_decommit(PEPROCESS p, struct vad *v, struct uvm_pages *pg, uint64_t i)
+{
+	uint64_t va = v->start + i * PAGE_SIZE;
+	pfn_t pfn = page_frame(p, v, pg, i);
+	if (pfn != PFN_INVALID && !(pg->page[i] & PS_PARKED))
+		pt_unmap(&p->root, va, PAGE_SIZE);
+	pg->page[i] = 0;
+	if (pfn != PFN_INVALID)
+		pfn_free(pfn);
+}
+
+/* Remove v and everything under it: the address space's frames freed, an MDL's only
+ * unmapped. */
+static void vad_release(PEPROCESS p, struct vad *v)
+{
+	struct uvm_pages *pg = pages_of(v);
+	for (uint64_t i = 0; pg && i < pg->npages; i++)
+		if (pg->page[i])
+			page_decommit(p, v, pg, i);
+	pt_unmap(&p->root, v->start, v->end - v->start);
+	pages_destroy(v);
+	vad_remove(p, v);
+}
+
+/* ---- NtAllocateVirtualMemory ------------------------------------------------------- */
+
+/* [base, base + size) rounded out to pages, its start down to `align`, inside the process's
+ * user range: STATUS_INVALID_PARAMETER when empty, wrapping, below MM_LOWEST_USER_ADDRESS or
+ * above the highest user address (NT's answer; decision 4's STATUS_INVALID_ADDRESS is for
+ * MDL mappings). */
+static NTSTATUS user_range(PEPROCESS p, uint64_t base, uint64_t size, uint64_t align, struct range *r)
+{
+	if (!size || base + size < base || base < MM_LOWEST_USER_ADDRESS || base + size - 1 > p->highest_user)
+		return STATUS_INVALID_PARAMETER;
+	r->start = ALIGN_DOWN(base, align);
+	r->end = ALIGN_UP(base + size, PAGE_SIZE);
+	if (r->end - 1 > p->highest_user)
+		return STATUS_INVALID_PARAMETER;
+	return STATUS_SUCCESS;
+}
+
+/* MEM_RESERVE (and MEM_COMMIT with it): a new VAD_PRIVATE at *base rounded down to 64 KiB,
+ * or where the kernel finds room (the lowest free 64 KiB-aligned range) when *base is 0. */
+static NTSTATUS reserve(PEPROCESS p, uint64_t *base, uint64_t *size, bool commit, uint32_t protect)
+{
+	struct range r;
+	if (*base) {
+		NTSTATUS st = user_range(p, *base, *size, MM_ALLOCATION_GRANULARITY, &r);
+		if (!NT_SUCCESS(st))
+			return st;
+		if (vad_find_overlap(p, r.start, r.end))
+			return STATUS_CONFLICTING_ADDRESSES;
+	} else {
+		if (*size > p->highest_user)
+			return STATUS_INVALID_PARAMETER;
+		uint64_t len = ALIGN_UP(*size, PAGE_SIZE);
+		r.start = vad_find_free(p, len, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, p->highest_user + 1);
+		if (!r.start)
+			return STATUS_NO_MEMORY;
+		r.end = r.start + len;
+	}
+	struct vad *v = vad_insert(p, r.start, r.end, VAD_PRIVATE, protect);
+	if (!v)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	if (commit && !pages_create(v, protect)) {
+		vad_remove(p, v);
+		return STATUS_INSUFFICIENT_RESOURCES;
+	}
+	*base = r.start;
+	*size = r.end - r.start;
+	return STATUS_SUCCESS;
+}
+
+/* MEM_COMMIT alone: pages of one existing VAD_PRIVATE reservation.  Committing a committed
+ * page is allowed (NT) and gives it the new protection, its contents kept. */
+static NTSTATUS commit(PEPROCESS p, uint64_t *base, uint64_t *size, uint32_t protect)
+{
+	struct range r;
+	NTSTATUS st = user_range(p, *base, *size, PAGE_SIZE, &r);
+	if (!NT_SUCCESS(st))
+		return st;
+	struct vad *v = vad_find(p, r.start);
+	if (!v || r.end > v->end || v->kind != VAD_PRIVATE)
+		return STATUS_CONFLICTING_ADDRESSES;
+	struct uvm_pages *pg = pages_of(v);
+	if (!pg && !(pg = pages_create(v, 0)))
+		return STATUS_INSUFFICIENT_RESOURCES;
+	for (uint64_t va = r.start; va < r.end; va += PAGE_SIZE)
+		page_set_protect(p, v, pg, page_index(v, va), protect);
+	*base = r.start;
+	*size = r.end - r.start;
+	return STATUS_SUCCESS;
+}
+
+NTSTATUS uvm_allocate(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type, ULONG protect)
+{
+	if (!p || !base || !size)
+		return STATUS_INVALID_PARAMETER;
+	if (p->terminating)
+		return STATUS_PROCESS_IS_TERMINATING;
+	if (!(type & (MEM_COMMIT | MEM_RESERVE)) || (type & ~(ULONG)(MEM_COMMIT | MEM_RESERVE)) || !*size)
+		return STATUS_INVALID_PARAMETER;
+	if (!protect_valid(protect))
+		return STATUS_INVALID_PAGE_PROTECTION;
+	/* A commit with no address reserves too: the kernel picks the range. */
+	if (!*base || (type & MEM_RESERVE))
+		return reserve(p, base, size, type & MEM_COMMIT, protect);
+	return commit(p, base, size, protect);
+}
+
+/* ---- NtFreeVirtualMemory ----------------------------------------------------------- */
+
+/* Why the user may not free (or re-protect) in v: the MDL mapping and the image are views
+ * in NT's terms (decision 4: STATUS_UNABLE_TO_DELETE_SECTION); the stack and the parameter
+ * page are the kernel's to manage. */
+static NTSTATUS free_refusal(const struct vad *v)
+{
+	switch (v->kind) {
+	case VAD_PRIVATE:
+		return STATUS_SUCCESS;
+	case VAD_MDL:
+	case VAD_IMAGE:
+		return STATUS_UNABLE_TO_DELETE_SECTION;
+	default:
+		return STATUS_INVALID_PARAMETER;
+	}
+}
+
+/*
+ * MEM_DECOMMIT: the pages touching [*base, *base + *size) go back to reserved (size 0: from
+ * *base to the end of the reservation).  MEM_RELEASE: the whole reservation, *base its start,
+ * *size 0 or its whole size (mdlab never splits a reservation).
+ *   nothing at *base                        STATUS_MEMORY_NOT_ALLOCATED
+ *   the range runs past the reservation,    STATUS_UNABLE_TO_FREE_VM
+ *   or holds a page locked for an MDL
+ *   MEM_RELEASE not at the start            STATUS_FREE_VM_NOT_AT_BASE
+ *   MEM_RELEASE of part of a reservation    STATUS_INVALID_PARAMETER
+ */
+NTSTATUS uvm_free(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type)
+{
+	if (!p || !base || !size || (type != MEM_DECOMMIT && type != MEM_RELEASE))
+		return STATUS_INVALID_PARAMETER;
+	uint64_t b = *base, s = *size;
+	if (b > p->highest_user || (s && (b + s < b || b + s - 1 > p->highest_user)))
+		return STATUS_INVALID_PARAMETER;
+	uint64_t start = ALIGN_DOWN(b, PAGE_SIZE);
+	struct vad *v = vad_find(p, start);
+	if (!v)
+		return STATUS_MEMORY_NOT_ALLOCATED;
+	NTSTATUS st = free_refusal(v);
+	if (!NT_SUCCESS(st))
+		return st;
+	uint64_t end = s ? ALIGN_UP(b + s, PAGE_SIZE) : v->end;
+	if (end > v->end)
+		return STATUS_UNABLE_TO_FREE_VM;
+	if (type == MEM_RELEASE) {
+		if (start != v->start)
+			return STATUS_FREE_VM_NOT_AT_BASE;
+		if (end != v->end)
+			return STATUS_INVALID_PARAMETER;
+	}
+	if (range_has_locked_frame(p, v, start, end))
+		return STATUS_UNABLE_TO_FREE_VM;
+	if (type == MEM_RELEASE) {
+		vad_release(p, v);
+	} else {
+		struct uvm_pages *pg = pages_of(v);
+		for (uint64_t va = start; pg && va < end; va += PAGE_SIZE)
+			if (pg->page[page_index(v, va)])
+				page_decommit(p, v, pg, page_index(v, va));
+	}
+	*base = start;
+	*size = end - start;
+	return STATUS_SUCCESS;
+}
+
+/* ---- NtProtectVirtualMemory, NtUnmapViewOfSection ---------------------------------- */
+
+/*
+ * The pages touching [*base, *base + *size), all committed and in one VAD, get `protect`;
+ * *old receives the first page's previous protection.
+ *   not inside one VAD                      STATUS_CONFLICTING_ADDRESSES
+ *   an MDL mapping (decision 4: refused)    STATUS_INVALID_PAGE_PROTECTION
+ *   a page only reserved                    STATUS_NOT_COMMITTED (nothing changed)
+ * Image, stack and parameter pages can be re-protected like private ones.
+ */
+NTSTATUS uvm_protect(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old)
+{
+	if (!p || !base || !size || !old)
+		return STATUS_INVALID_PARAMETER;
+	if (!protect_valid(protect))
+		return STATUS_INVALID_PAGE_PROTECTION;
+	struct range r;
+	NTSTATUS st = user_range(p, *base, *size, PAGE_SIZE, &r);
+	if (!NT_SUCCESS(st))
+		return st;
+	struct vad *v = vad_find(p, r.start);
+	if (!v || r.end > v->end)
+		return STATUS_CONFLICTING_ADDRESSES;
+	if (v->kind == VAD_MDL)
+		return STATUS_INVALID_PAGE_PROTECTION;
+	struct uvm_pages *pg = pages_of(v);
+	for (uint64_t va = r.start; va < r.end; va += PAGE_SIZE)
+		if (!pg || !(pg->page[page_index(v, va)] & PS_PROTECT))
+			return STATUS_NOT_COMMITTED;
+	*old = pg->page[page_index(v, r.start)] & PS_PROTECT;
+	for (uint64_t va = r.start; va < r.end; va += PAGE_SIZE)
+		page_set_protect(p, v, pg, page_index(v, va), protect);
+	*base = r.start;
+	*size = r.end - r.start;
+	return STATUS_SUCCESS;
+}
+
+/* There are no section objects, so there is no view to unmap: an MDL mapping is not one
+ * (decision 4) and neither is anything else. */
+NTSTATUS uvm_unmap_view(PEPROCESS p, uint64_t base)
+{
+	return STATUS_NOT_MAPPED_VIEW;
+}
+
+/* ---- the Zw forms ------------------------------------------------------------------ */
+
+/* Only NtCurrentProcess() names a process; the kernel running unattached has no user
+ * address space, so the handle names nothing then either. */
+static PEPROCESS process_of(HANDLE h)
+{
+	return h == NtCurrentProcess() ? ps_current() : NULL;
+}
+
+NTSTATUS ZwAllocateVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, ULONG_PTR ZeroBits, PSIZE_T RegionSize,
+				 ULONG AllocationType, ULONG Protect)
+{
+	PEPROCESS p = process_of(ProcessHandle);
+	if (!p)
+		return STATUS_INVALID_HANDLE;
+	/* ZeroBits (an address-width limit) is not implemented: 0 only. */
+	if (!BaseAddress || !RegionSize || ZeroBits)
+		return STATUS_INVALID_PARAMETER;
+	uint64_t base = (uint64_t)*BaseAddress, size = *RegionSize;
+	NTSTATUS st = uvm_allocate(p, &base, &size, AllocationType, Protect);
+	if (NT_SUCCESS(st)) {
+		*BaseAddress = (PVOID)base;
+		*RegionSize = size;
+	}
+	return st;
+}
+
+NTSTATUS ZwFreeVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_T RegionSize, ULONG FreeType)
+{
+	PEPROCESS p = process_of(ProcessHandle);
+	if (!p)
+		return STATUS_INVALID_HANDLE;
+	if (!BaseAddress || !RegionSize)
+		return STATUS_INVALID_PARAMETER;
+	uint64_t base = (uint64_t)*BaseAddress, size = *RegionSize;
+	NTSTATUS st = uvm_free(p, &base, &size, FreeType);
+	if (NT_SUCCESS(st)) {
+		*BaseAddress = (PVOID)base;
+		*RegionSize = size;
+	}
+	return st;
+}
+
+NTSTATUS ZwProtectVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_T RegionSize, ULONG NewProtect,
+				PULONG OldProtect)
+{
+	PEPROCESS p = process_of(ProcessHandle);
+	if (!p)
+		return STATUS_INVALID_HANDLE;
+	if (!BaseAddress || !RegionSize)
+		return STATUS_INVALID_PARAMETER;
+	uint64_t base = (uint64_t)*BaseAddress, size = *RegionSize;
+	NTSTATUS st = uvm_protect(p, &base, &size, NewProtect, OldProtect);
+	if (NT_SUCCESS(st)) {
+		*BaseAddress = (PVOID)base;
+		*RegionSize = size;
+	}
+	return st;
+}
+
+NTSTATUS ZwUnmapViewOfSection(HANDLE ProcessHandle, PVOID BaseAddress)
+{
+	PEPROCESS p = process_of(ProcessHandle);
+	if (!p)
+		return STATUS_INVALID_HANDLE;
+	return uvm_unmap_view(p, (uint64_t)BaseAddress);
+}
+
+/* ---- faults and probes ------------------------------------------------------------- */
+
+bool uvm_resolve_fault(PEPROCESS p, uint64_t va, uint64_t err)
+{
+	/* A protection fault on a present page, or a reserved-bit one, is real. */
+	if (!p || (err & (PF_P | PF_RSVD)) || va >= USER_VA_END || va > p->highest_user)
+		return false;
+	bool exec = err & PF_ID;
+	/* The kernel never runs user code (SMEP would refuse it even once resident). */
+	if (exec && !(err & PF_U))
+		return false;
+	struct vad *v = vad_find(p, va);
+	if (!v)
+		return false;
+	uint64_t page = ALIGN_DOWN(va, PAGE_SIZE);
+	struct pt_query q;
+	pt_query(&p->root, page, &q);
+	if (q.present)
+		return false;
+	return page_fault_in(p, v, page, err & PF_W, exec);
+}
+
+bool uvm_make_resident(PEPROCESS p, uint64_t va, uint64_t len, bool write)
+{
+	if (!p)
+		return false;
+	if (!len)
+		return true;
+	if (va + len < va || va + len - 1 > p->highest_user)
+		return false;
+	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < va + len; page += PAGE_SIZE) {
+		struct pt_query q;
+		pt_query(&p->root, page, &q);
+		if (q.present) {
+			if (!q.eff.user || (write && !q.eff.write))
+				return false;
+			continue;
+		}
+		struct vad *v = vad_find(p, page);
+		if (!v || !page_fault_in(p, v, page, write, false))
+			return false;
+	}
+	return true;
+}
+
+/* ---- the process's own mappings ------------------------------------------------------ */
+
+bool uvm_map_frames(PEPROCESS p, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,
+		    bool exec)
+{
+	if (!npages || (va & (PAGE_SIZE - 1)) || va < MM_LOWEST_USER_ADDRESS || npages > p->highest_user >> PAGE_SHIFT ||
+	    va + npages * PAGE_SIZE - 1 > p->highest_user)
+		PANIC("uvm_map_frames: bad range 0x%lx, %lu pages", va, npages);
+	if (write && exec)
+		PANIC("uvm_map_frames: a writable and executable mapping at 0x%lx (W^X)", va);
+	if (kind < VAD_PRIVATE || kind > VAD_MDL)
+		PANIC("uvm_map_frames: bad VAD kind %d", kind);
+	uint32_t protect = exec ? PAGE_EXECUTE_READ : write ? PAGE_READWRITE : PAGE_READONLY;
+	struct vad *v = vad_insert(p, va, va + npages * PAGE_SIZE, kind, protect);
+	if (!v)
+		return false;
+	if (kind != VAD_MDL && !pages_create(v, protect)) {
+		vad_remove(p, v);
+		return false;
+	}
+	for (uint64_t i = 0; i < npages; i++) {
+		uint64_t page = va + i * PAGE_SIZE;
+		if (!pt_map(&p->root, page, pfns[i] << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, frame_type(pfns[i])),
+			    0)) {
+			/* The frames stay the caller's: unmap, don't free. */
+			if (i)
+				pt_unmap(&p->root, va, i * PAGE_SIZE);
+			pages_destroy(v);
+			vad_remove(p, v);
+			return false;
+		}
+	}
+	return true;
+}
+
+void uvm_destroy(PEPROCESS p)
+{
+	/* Emptied page tables go with their last page (pt_unmap prunes them), so once every
+	 * range is gone the user half of the PML4 is empty: pt_root_destroy checks that. */
+	while (p->vad_root)
+		vad_release(p, p->vad_root);
+}
+
+/* ---- copies -------------------------------------------------------------------------- */
+
+/* Whether [va, va + len) (len > 0) lies in p's user range without wrapping. */
+static bool user_span_ok(PEPROCESS p, uint64_t va, uint64_t len)
+{
+	return p && va + len > va && va + len - 1 <= p->highest_user;
+}
+
+/* A fault on a committed demand-zero page is resolved by the #PF handler before SEH sees it;
+ * anything else ends the copy with STATUS_ACCESS_VIOLATION (the AC flag is restored by the
+ * SEH, closing the SMAP window). */
+NTSTATUS uvm_copy_from_user(PEPROCESS p, void *dst, uint64_t user_src, uint64_t len)
+{
+	if (!len)
+		return STATUS_SUCCESS;
+	if (!user_span_ok(p, user_src, len))
+		return STATUS_ACCESS_VIOLATION;
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	__try {
+		user_access_begin();
+		memcpy(dst, (const void *)user_src, len);
+		user_access_end();
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = STATUS_ACCESS_VIOLATION;
+	}
+	return st;
+}
+
+NTSTATUS uvm_copy_to_user(PEPROCESS p, uint64_t user_dst, const void *src, uint64_t len)
+{
+	if (!len)
+		return STATUS_SUCCESS;
+	if (!user_span_ok(p, user_dst, len))
+		return STATUS_ACCESS_VIOLATION;
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	__try {
+		user_access_begin();
+		memcpy((void *)user_dst, src, len);
+		user_access_end();
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = STATUS_ACCESS_VIOLATION;
+	}
+	return st;
+}
+
+NTSTATUS copy_from_user(void *dst, uint64_t user_src, uint64_t len)
+{
+	return uvm_copy_from_user(ps_current(), dst, user_src, len);
+}
+
+NTSTATUS copy_to_user(uint64_t user_dst, const void *src, uint64_t len)
+{
+	return uvm_copy_to_user(ps_current(), user_dst, src, len);
+}

@@ -1,0 +1,45 @@
+/*
+ * Virtual address descriptors: a process's user address ranges, in an AVL tree ordered by
+ * address.  Every user range a process has — its image, stack, parameter page, what
+ * NtAllocateVirtualMemory reserved, MDL mappings made into it — is one VAD.
+ */
+#ifndef MM_VAD_H
+#define MM_VAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "kernel/process.h"
+
+enum vad_kind {
+	VAD_PRIVATE,   /* NtAllocateVirtualMemory: reserve/commit/decommit/release by the user */
+	VAD_IMAGE,     /* the program's segments */
+	VAD_STACK,
+	VAD_PARAMS,    /* the read-only parameter page */
+	VAD_MDL,       /* an MDL mapped by a driver: the user can't free, decommit or re-protect it */
+};
+
+struct vad {
+	uint64_t start, end;      /* [start, end), page-aligned */
+	uint8_t kind;             /* enum vad_kind */
+	uint32_t protect;         /* PAGE_* the range was created with (VAD_PRIVATE: reserve-time) */
+	void *owner;              /* VAD_MDL: the struct user_mapping */
+	struct vad *left, *right, *parent;
+	int height;
+};
+
+/* The VAD containing va, or NULL. */
+struct vad *vad_find(PEPROCESS p, uint64_t va);
+/* The first VAD overlapping [start, end), or NULL. */
+struct vad *vad_find_overlap(PEPROCESS p, uint64_t start, uint64_t end);
+/* Insert a new range; NULL if it overlaps one or no memory for the node. */
+struct vad *vad_insert(PEPROCESS p, uint64_t start, uint64_t end, enum vad_kind kind, uint32_t protect);
+/* Remove and free the node (the pages are the caller's business). */
+void vad_remove(PEPROCESS p, struct vad *v);
+/* The lowest free range of `size` bytes aligned to `align` within [lo, hi), or 0. */
+uint64_t vad_find_free(PEPROCESS p, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi);
+/* In-order walk. */
+void vad_for_each(PEPROCESS p, void (*fn)(struct vad *v, void *ctx), void *ctx);
+/* Check the AVL invariants (heights, balance, order, parent links); false on a violation. */
+bool vad_check(PEPROCESS p);
+
+#endif

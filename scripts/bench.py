@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""bench.py — `make bench`: boot the kernel with mode=bench under QEMU with `-icount shift=0`
+(the guest TSC then advances one tick per guest instruction, so every figure is an exact,
+repeatable instruction count), collect the `# bench:` lines, print a table with each figure's
+ratio to the hardware baseline, check issue 8's targets, and write build/bench.json.
+
+With --kvm 1 the unit is TSC cycles under KVM (no -icount); the ratios still apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import qemu  # noqa: E402
+
+LINE = re.compile(r"# bench: case=(\S+) size=(\d+) ops=(\d+) pages=(\d+) ticks=(\d+)(?: note=(\S+))?")
+BASELINE = "baseline_write_invlpg_clear"
+
+
+def run(esp: Path, build: Path, kvm: bool, extra: str, timeout: int) -> str:
+    boot = qemu.prepare_boot_dir(build / "bench", esp, "mode=bench syspte=262144")
+    log = build / "bench" / "bench.log"
+    accel = "" if kvm else "-icount shift=0"
+    argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log),
+                              extra=f"{accel} {extra}")
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, timeout=timeout)
+    text = log.read_text(errors="replace").replace("\r", "")
+    if proc.returncode != qemu.EXIT_DONE or "# mdlab: bench done" not in text:
+        sys.stdout.write(text[-3000:])
+        raise SystemExit(f"bench: the benchmark run did not finish ({qemu.describe_exit(proc.returncode)}); "
+                         f"log: {log}")
+    return text
+
+
+def parse(text: str) -> list[dict]:
+    rows = []
+    for m in LINE.finditer(text):
+        case, size, ops, pages, ticks, note = m.groups()
+        rows.append({"case": case, "size": int(size), "ops": int(ops), "pages": int(pages),
+                     "ticks_per_op": int(ticks), "note": note or ""})
+    return rows
+
+
+def find(rows: list[dict], case: str, size: int) -> dict | None:
+    return next((r for r in rows if r["case"] == case and r["size"] == size), None)
+
+
+def marginal(rows: list[dict], case: str, lo: int, hi: int) -> float | None:
+    a, b = find(rows, case, lo), find(rows, case, hi)
+    if not a or not b:
+        return None
+    return (b["ticks_per_op"] - a["ticks_per_op"]) / (hi - lo)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--esp", default="build/esp.img")
+    ap.add_argument("--build-dir", default="build")
+    ap.add_argument("--kvm", type=int, default=0)
+    ap.add_argument("--qemu-extra", default="")
+    ap.add_argument("--timeout", type=int, default=600)
+    args = ap.parse_args(argv)
+    build = Path(args.build_dir)
+    unit = "cycles (TSC, KVM)" if args.kvm else "instructions (-icount shift=0)"
+    rows = parse(run(Path(args.esp), build, bool(args.kvm), args.qemu_extra, args.timeout))
+
+    # Each figure per page, and its ratio to the baseline's per-page cost at the same size.
+    for r in rows:
+        r["per_page"] = r["ticks_per_op"] / r["pages"] if r["pages"] else None
+        base = find(rows, BASELINE, r["size"])
+        r["ratio_to_baseline"] = (r["ticks_per_op"] / base["ticks_per_op"]
+                                  if base and base["ticks_per_op"] and r["case"] != "tlb_flushes_per_unmap"
+                                  else None)
+
+    print(f"mdlab benchmark, unit: {unit}")
+    print(f"{'case':34} {'size':>7} {'per op':>10} {'per page':>10} {'x baseline':>11}  note")
+    for r in rows:
+        per_page = f"{r['per_page']:.1f}" if r["per_page"] is not None else "-"
+        ratio = f"{r['ratio_to_baseline']:.2f}" if r["ratio_to_baseline"] is not None else "-"
+        print(f"{r['case']:34} {r['size']:>7} {r['ticks_per_op']:>10} {per_page:>10} {ratio:>11}  {r['note']}")
+
+    # Issue 8's targets.
+    targets = []
+    m_map, m_base = marginal(rows, "map_unmap", 1, 512), marginal(rows, BASELINE, 1, 512)
+    if m_map is not None and m_base:
+        targets.append(("per-page marginal cost of map+unmap at 512 pages vs baseline", m_map / m_base, "<= 1.5",
+                        m_map / m_base <= 1.5))
+    one = find(rows, "map_unmap", 1)
+    if one:
+        targets.append(("fixed cost of map+unmap of a 1-page MDL", one["ticks_per_op"], "< 400",
+                        one["ticks_per_op"] < 400))
+    g = find(rows, "get_system_address_mapped", 1)
+    if g:
+        targets.append(("MmGetSystemAddressForMdlSafe on a mapped MDL", g["ticks_per_op"], "< 20",
+                        g["ticks_per_op"] < 20))
+    for n in (1, 8):
+        lo, hi = find(rows, f"syspte_reserve_release_{n}", 10), find(rows, f"syspte_reserve_release_{n}", 100000)
+        if lo and hi and lo["ticks_per_op"]:
+            q = hi["ticks_per_op"] / lo["ticks_per_op"]
+            targets.append((f"syspte reserve+release of {n} at 100000 vs 10 free runs", q, "<= 3", q <= 3))
+    t = find(rows, "tlb_flushes_per_unmap", 1)
+    if t:
+        kv = dict(item.split("=") for item in t["note"].split(","))
+        per32 = int(kv["full"]) * 32 / int(kv["unmaps"])
+        targets.append(("full TLB flushes per 32 one-page unmaps", per32, "< 1", per32 < 1))
+    print("\ntargets (issue 8):")
+    for name, value, want, ok in targets:
+        v = f"{value:.2f}" if isinstance(value, float) else str(value)
+        print(f"  {'met ' if ok else 'MISS'}  {name}: {v} (target {want})")
+
+    out = build / "bench.json"
+    out.write_text(json.dumps({"unit": unit, "results": rows,
+                               "targets": [{"name": n, "value": v, "target": w, "met": ok}
+                                           for n, v, w, ok in targets]}, indent=2))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,87 @@
+/* The agent: a user program that performs the operations its parameter page lists, so that
+ * kernel tests can make real ring-3 accesses and system calls (see AGENT_* in syscalls.h). */
+#include "user/user.h"
+
+long main(void);
+
+long main(void)
+{
+	const struct user_params *p = params();
+	if (p->magic != USER_PARAMS_MAGIC)
+		return 0xBAD;
+	uint64_t n = p->args[0], handle = 0;
+	for (uint64_t i = 0; i < n && 1 + (i + 1) * AGENT_OP_SLOTS <= USER_PARAMS_ARGS; i++) {
+		const uint64_t *op = &p->args[1 + i * AGENT_OP_SLOTS];
+		uint64_t a = op[1], b = op[2], c = op[3], d = op[4], e = op[5];
+		long st = 0;
+		switch (op[0]) {
+		case AGENT_END:
+			return 0;
+		case AGENT_EXIT:
+			exit((long)a);
+		case AGENT_READ8:
+			report(AGENT_KEY(i, 0), *(volatile uint8_t *)a);
+			break;
+		case AGENT_READ64:
+			report(AGENT_KEY(i, 0), *(volatile uint64_t *)a);
+			break;
+		case AGENT_WRITE8:
+			*(volatile uint8_t *)a = (uint8_t)b;
+			report(AGENT_KEY(i, 0), 0);
+			break;
+		case AGENT_WRITE64:
+			*(volatile uint64_t *)a = b;
+			report(AGENT_KEY(i, 0), 0);
+			break;
+		case AGENT_EXEC:
+			((void (*)(void))a)();
+			report(AGENT_KEY(i, 0), 0);
+			break;
+		case AGENT_ALLOC: {
+			void *base = (void *)a;
+			size_t size = b;
+			st = NtAllocateVirtualMemory(&base, &size, (uint32_t)c, (uint32_t)d);
+			report(AGENT_KEY(i, 0), (uint64_t)st);
+			report(AGENT_KEY(i, 1), (uint64_t)base);
+			break;
+		}
+		case AGENT_FREE: {
+			void *base = (void *)a;
+			size_t size = b;
+			st = NtFreeVirtualMemory(&base, &size, (uint32_t)c);
+			report(AGENT_KEY(i, 0), (uint64_t)st);
+			break;
+		}
+		case AGENT_PROTECT: {
+			void *base = (void *)a;
+			size_t size = b;
+			uint32_t old = 0;
+			st = NtProtectVirtualMemory(&base, &size, (uint32_t)c, &old);
+			report(AGENT_KEY(i, 0), (uint64_t)st);
+			report(AGENT_KEY(i, 1), old);
+			break;
+		}
+		case AGENT_UNMAP_VIEW:
+			report(AGENT_KEY(i, 0), (uint64_t)NtUnmapViewOfSection((void *)a));
+			break;
+		case AGENT_OPEN: {
+			char name[9];
+			for (int k = 0; k < 8; k++)
+				name[k] = (char)(a >> (8 * k));
+			name[8] = 0;
+			report(AGENT_KEY(i, 0), (uint64_t)NtOpenDevice(name, &handle));
+			break;
+		}
+		case AGENT_IOCTL:
+			st = NtDeviceIoControlFile(handle, (uint32_t)a, (void *)b, (uint32_t)c, (void *)d, (uint32_t)e);
+			report(AGENT_KEY(i, 0), (uint64_t)st);
+			break;
+		case AGENT_REPORT:
+			report(a, b);
+			break;
+		default:
+			return 0xBAD0 + (long)i;
+		}
+	}
+	return 0;
+}
