@@ -82,6 +82,15 @@ static void kmain_after_mm(void *unused)
 		bench_run_all(glob);
 		qemu_exit(QEMU_EXIT_DONE);
 	}
+	if (!strcmp(mode, "death-server")) {
+		/* Booted and waiting: the harness saves this machine once and restores a copy per
+		 * death case, sending the case's name on COM1. */
+		char name[128];
+		kprintf("# death-server: ready\n");
+		serial_read_line(name, sizeof name);
+		ktest_run_death(name);
+		qemu_exit(QEMU_EXIT_DONE);
+	}
 	if (!strcmp(mode, "death")) {
 		char name[128] = "";
 		cmdline_get("case", name, sizeof name);

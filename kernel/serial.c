@@ -46,3 +46,19 @@ int serial_getc(void)
 		cpu_relax();
 	return c;
 }
+
+void serial_read_line(char *buf, unsigned long size)
+{
+	unsigned long n = 0;
+	for (;;) {
+		int c = serial_getc();
+		if (c == '\r' || c == '\n') {
+			if (!n)
+				continue; /* a leftover end of line */
+			break;
+		}
+		if (n + 1 < size)
+			buf[n++] = (char)c;
+	}
+	buf[n] = 0;
+}

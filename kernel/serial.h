@@ -10,5 +10,7 @@ void serial_write(const char *s, unsigned long n);
 /* Returns -1 when no byte is waiting. */
 int serial_getc_nonblock(void);
 int serial_getc(void);
+/* Read one line (without echo); leading empty lines are skipped. */
+void serial_read_line(char *buf, unsigned long size);
 
 #endif
