@@ -133,12 +133,8 @@ typedef enum _LOCK_OPERATION { IoReadAccess = 0, IoWriteAccess = 1, IoModifyAcce
 #define PAGE_NOCACHE 0x200
 #define PAGE_WRITECOMBINE 0x400
 
-/* The I/O request packet: only what the MDL routines touch, so far. */
-typedef struct _IRP {
-	CSHORT Type;
-	USHORT Size;
-	PMDL MdlAddress;
-} IRP, *PIRP;
+/* The I/O request packet (defined with the I/O manager's types below). */
+typedef struct _IRP IRP, *PIRP;
 
 #define MmGetMdlVirtualAddress(Mdl) ((PVOID)((PCHAR)((Mdl)->StartVa) + (Mdl)->ByteOffset))
 #define MmGetMdlByteCount(Mdl) ((Mdl)->ByteCount)
@@ -200,5 +196,171 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect);
 		if ((Mdl)->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)                             \
 			MmUnmapLockedPages((Mdl)->MappedSystemVa, (Mdl));                      \
 	} while (0)
+
+/* ---- The I/O manager: devices, IRPs, device I/O control ------------------------------ */
+
+#define STATUS_PENDING ((NTSTATUS)0x00000103)
+#define STATUS_INVALID_DEVICE_REQUEST ((NTSTATUS)0xC0000010)
+#define STATUS_BUFFER_TOO_SMALL ((NTSTATUS)0xC0000023)
+#define STATUS_OBJECT_NAME_INVALID ((NTSTATUS)0xC0000033)
+#define STATUS_OBJECT_NAME_NOT_FOUND ((NTSTATUS)0xC0000034)
+#define STATUS_OBJECT_NAME_COLLISION ((NTSTATUS)0xC0000035)
+#define STATUS_DELETE_PENDING ((NTSTATUS)0xC0000056)
+
+/* An error status (severity 3), as opposed to success, information or warning. */
+#define NT_ERROR(Status) ((((ULONG)(Status)) >> 30) == 3)
+
+/* I/O control codes: device type, required access, function, transfer method. */
+#define CTL_CODE(DeviceType, Function, Method, Access) \
+	(((ULONG)(DeviceType) << 16) | ((ULONG)(Access) << 14) | ((ULONG)(Function) << 2) | (ULONG)(Method))
+#define DEVICE_TYPE_FROM_CTL_CODE(Code) (((ULONG)(Code) & 0xFFFF0000u) >> 16)
+#define METHOD_FROM_CTL_CODE(Code) ((ULONG)(Code) & 3)
+
+#define METHOD_BUFFERED 0
+#define METHOD_IN_DIRECT 1
+#define METHOD_OUT_DIRECT 2
+#define METHOD_NEITHER 3
+#define METHOD_DIRECT_TO_HARDWARE METHOD_IN_DIRECT
+#define METHOD_DIRECT_FROM_HARDWARE METHOD_OUT_DIRECT
+
+#define FILE_ANY_ACCESS 0
+#define FILE_SPECIAL_ACCESS FILE_ANY_ACCESS
+#define FILE_READ_ACCESS 0x0001
+#define FILE_WRITE_ACCESS 0x0002
+
+#define FILE_DEVICE_UNKNOWN 0x00000022
+
+/* Major function codes (the ones mdlab's I/O manager sends, and the bound of the table). */
+#define IRP_MJ_CREATE 0x00
+#define IRP_MJ_CLOSE 0x02
+#define IRP_MJ_READ 0x03
+#define IRP_MJ_WRITE 0x04
+#define IRP_MJ_DEVICE_CONTROL 0x0e
+#define IRP_MJ_INTERNAL_DEVICE_CONTROL 0x0f
+#define IRP_MJ_CLEANUP 0x12
+#define IRP_MJ_MAXIMUM_FUNCTION 0x1b
+
+/* Object types in the Type field of the I/O manager's objects. */
+#define IO_TYPE_DEVICE 3
+#define IO_TYPE_DRIVER 4
+#define IO_TYPE_FILE 5
+#define IO_TYPE_IRP 6
+
+/* Irp->Flags the I/O manager sets for the buffered methods. */
+#define IRP_BUFFERED_IO 0x00000010     /* AssociatedIrp.SystemBuffer is the I/O manager's */
+#define IRP_DEALLOCATE_BUFFER 0x00000020 /* free it at completion */
+#define IRP_INPUT_OPERATION 0x00000040  /* copy IoStatus.Information bytes of it to UserBuffer */
+
+/* IoCompleteRequest's PriorityBoost: mdlab has no scheduler, every boost is this one. */
+#define IO_NO_INCREMENT 0
+
+/* x64: the fields after the first of a Parameters member are pointer-aligned. */
+#define POINTER_ALIGNMENT __attribute__((aligned(8)))
+
+typedef struct _IO_STATUS_BLOCK {
+	union {
+		NTSTATUS Status;
+		PVOID Pointer;
+	};
+	ULONG_PTR Information;   /* bytes transferred: for METHOD_BUFFERED, the bytes copied back */
+} IO_STATUS_BLOCK, *PIO_STATUS_BLOCK;
+
+struct _DEVICE_OBJECT;
+struct _FILE_OBJECT;
+
+/* A dispatch routine: completes the IRP (IoCompleteRequest) and returns its status.
+ * mdlab's I/O is synchronous: STATUS_PENDING is not supported. */
+typedef NTSTATUS DRIVER_DISPATCH(struct _DEVICE_OBJECT *DeviceObject, PIRP Irp);
+typedef DRIVER_DISPATCH *PDRIVER_DISPATCH;
+
+/* The driver object, lite: mdlab has no driver loading, so each device carries its own
+ * dispatch table (IoCreateDeviceLite fills it). */
+typedef struct _DRIVER_OBJECT {
+	CSHORT Type;                 /* IO_TYPE_DRIVER */
+	CSHORT Size;
+	struct _DEVICE_OBJECT *DeviceObject;
+	PDRIVER_DISPATCH MajorFunction[IRP_MJ_MAXIMUM_FUNCTION + 1];
+} DRIVER_OBJECT, *PDRIVER_OBJECT;
+
+typedef struct _DEVICE_OBJECT {
+	CSHORT Type;                 /* IO_TYPE_DEVICE */
+	USHORT Size;
+	LONG ReferenceCount;         /* open handles */
+	struct _DRIVER_OBJECT *DriverObject;
+	ULONG Flags;
+	ULONG DeviceType;
+	PVOID DeviceExtension;       /* the driver's (IoCreateDeviceLite leaves it NULL) */
+} DEVICE_OBJECT, *PDEVICE_OBJECT;
+
+/* An open instance of a device (one per handle). */
+typedef struct _FILE_OBJECT {
+	CSHORT Type;                 /* IO_TYPE_FILE */
+	CSHORT Size;
+	PDEVICE_OBJECT DeviceObject;
+	PVOID FsContext;             /* the driver's, per open */
+} FILE_OBJECT, *PFILE_OBJECT;
+
+/* The driver's view of one request; the x64 offsets of DeviceIoControl are NT's. */
+typedef struct _IO_STACK_LOCATION {
+	UCHAR MajorFunction;
+	UCHAR MinorFunction;
+	UCHAR Flags;
+	UCHAR Control;
+	union {
+		struct {
+			ULONG OutputBufferLength;
+			ULONG POINTER_ALIGNMENT InputBufferLength;
+			ULONG POINTER_ALIGNMENT IoControlCode;
+			PVOID Type3InputBuffer;   /* METHOD_NEITHER: the caller's raw input pointer */
+		} DeviceIoControl;
+	} Parameters;
+	PDEVICE_OBJECT DeviceObject;
+	PFILE_OBJECT FileObject;
+} IO_STACK_LOCATION, *PIO_STACK_LOCATION;
+
+/* The fields NT drivers use, in NT's order (not at NT's offsets past MdlAddress). */
+struct _IRP {
+	CSHORT Type;                 /* IO_TYPE_IRP */
+	USHORT Size;                 /* the IRP and its stack locations */
+	PMDL MdlAddress;             /* direct I/O: the caller's buffer, probed and locked */
+	ULONG Flags;                 /* IRP_BUFFERED_IO, ... */
+	union {
+		struct _IRP *MasterIrp;
+		PVOID SystemBuffer;  /* the buffered methods' nonpaged copy */
+	} AssociatedIrp;
+	IO_STATUS_BLOCK IoStatus;
+	KPROCESSOR_MODE RequestorMode;
+	BOOLEAN PendingReturned;
+	CHAR StackCount;
+	CHAR CurrentLocation;        /* StackCount + 1 before the driver has it and once completed */
+	BOOLEAN Cancel;
+	PVOID UserBuffer;            /* the caller's output buffer, unprobed */
+	union {
+		struct {
+			PIO_STACK_LOCATION CurrentStackLocation;
+		} Overlay;
+	} Tail;
+};
+
+static inline PIO_STACK_LOCATION IoGetCurrentIrpStackLocation(PIRP Irp)
+{
+	return Irp->Tail.Overlay.CurrentStackLocation;
+}
+
+/* Create a device named `name` (up to IO_DEVICE_NAME_MAX - 1 characters; what NT does with
+ * DriverEntry, IoCreateDevice and a symbolic link) whose IRP_MJ_DEVICE_CONTROL and
+ * IRP_MJ_CLEANUP requests go to the given routines (NULL: invalid device request, resp.
+ * success).  STATUS_OBJECT_NAME_COLLISION when the name exists, STATUS_OBJECT_NAME_INVALID for
+ * an empty or too long one.  PASSIVE_LEVEL. */
+#define IO_DEVICE_NAME_MAX 32
+NTSTATUS IoCreateDeviceLite(const char *name, PDRIVER_DISPATCH device_control, PDRIVER_DISPATCH cleanup,
+			    PDEVICE_OBJECT *out);
+/* Remove the device's name and free it once no handle refers to it; requests on handles
+ * still open get STATUS_DELETE_PENDING and their cleanup is not sent.  PASSIVE_LEVEL. */
+VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject);
+/* The driver is done with the IRP: the I/O manager unlocks its MDLs now (and, once the
+ * dispatch routine has returned, copies buffered output back and frees the buffers).
+ * Completing an IRP twice is bug check MULTIPLE_IRP_COMPLETE_REQUESTS (0x44). */
+VOID IoCompleteRequest(PIRP Irp, CHAR PriorityBoost);
 
 #endif

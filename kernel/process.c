@@ -9,6 +9,7 @@
 #include "kernel/syscall.h"
 #include "kernel/trap.h"
 #include "kernel/userprog.h"
+#include "mm/mdl_user.h"
 #include "mm/pfn.h"
 #include "mm/tlb.h"
 #include "mm/uvm.h"
@@ -234,6 +235,7 @@ void PsDestroyProcess(PEPROCESS p)
 	/* Drivers' cleanup first (IRP_MJ_CLEANUP), then what they mapped, then the space. */
 	for (int i = 0; i < ncleanups; i++)
 		cleanups[i](p);
+	mdl_user_process_exit(p);
 	if (p->locked_pages)
 		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, p->locked_pages, 0);
 	uvm_destroy(p);

@@ -4,6 +4,7 @@
  * read-only with MdlMappingNoWrite, and carries each frame's one memory type (decision 1).
  */
 #include "mm/mdl.h"
+#include "mm/mdl_user.h"
 #include "kernel/lib.h"
 #include "mm/layout.h"
 #include "mm/memtype.h"
@@ -63,6 +64,9 @@ PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer, 
 
 VOID IoFreeMdl(PMDL Mdl)
 {
+	/* A user mapping of it would outlive the MDL (mdlab's code 0x2005, as for unlock). */
+	if (mdl_user_mapping_count(Mdl))
+		verifier_violation(0x2005, (ULONG_PTR)Mdl, 0, 0);
 	/* A partial MDL's own mapping goes with it (the seed page's release table). */
 	if (Mdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
@@ -108,6 +112,8 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		seh_raise_access_violation(va + len < va ? va : MM_USER_PROBE_ADDRESS, access);
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
+	/* A user buffer is made resident in its process first (mm/mdl_user.c). */
+	PEPROCESS owner = mdl_user_probe(Mdl, AccessMode, write);
 
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
@@ -129,7 +135,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		lock_frame(pfns[i]);
 	}
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
-	Mdl->Process = AccessMode == UserMode ? mdl_current_process() : NULL;
+	mdl_user_note_lock(Mdl, owner);
 	stats.probes++;
 }
 
@@ -146,6 +152,8 @@ VOID MmUnlockPages(PMDL Mdl)
 			verifier_violation(0x7C, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, 0);
 	}
+	/* No user mapping may outlive the lock; the owning process stops counting the pages. */
+	mdl_user_note_unlock(Mdl);
 	/* MmUnlockPages releases the system mapping first (the seed page's release table). */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
@@ -231,7 +239,8 @@ static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, 
 {
 	verifier_check_irql(DISPATCH_LEVEL, 0x7E, DISPATCH_LEVEL, 0);
 	uint64_t skip = (uint64_t)Skip.QuadPart;
-	if ((Flags & ~MM_ALLOCATE_KNOWN_FLAGS) || !TotalBytes || High.QuadPart < Low.QuadPart)
+	/* Physical addresses are unsigned: a High of all ones means no upper limit. */
+	if ((Flags & ~MM_ALLOCATE_KNOWN_FLAGS) || !TotalBytes || (uint64_t)High.QuadPart < (uint64_t)Low.QuadPart)
 		return NULL;
 	if ((Flags & MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) && skip &&
 	    (!is_pow2(skip) || skip < PAGE_SIZE || TotalBytes % skip))
@@ -289,6 +298,9 @@ PMDL MmAllocatePagesForMdl(PHYSICAL_ADDRESS LowAddress, PHYSICAL_ADDRESS HighAdd
 VOID MmFreePagesFromMdl(PMDL Mdl)
 {
 	verifier_check_irql(DISPATCH_LEVEL, 0x7E, DISPATCH_LEVEL, 0);
+	/* A process could still reach the frames through a user mapping. */
+	if (mdl_user_mapping_count(Mdl))
+		verifier_violation(0x2005, (ULONG_PTR)Mdl, 0, 0);
 	/* Windows 7 and later: a system mapping left in place is released here. */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
@@ -348,7 +360,7 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 /* The memory type frame `pfn` is mapped with (decision 1): its own type when it has one (WB
  * for pool and locked RAM, the recorded type for MmAllocatePagesForMdlEx pages); an untyped
  * frame takes `requested`, for good.  *override counts a request that was not honoured. */
-static bool frame_type(pfn_t pfn, enum memtype requested, enum memtype *out, bool *override)
+bool mdl_frame_type(pfn_t pfn, enum memtype requested, enum memtype *out, bool *override)
 {
 	struct pfn_entry *e = pfn_entry(pfn);
 	if (!e) {
@@ -366,32 +378,57 @@ static bool frame_type(pfn_t pfn, enum memtype requested, enum memtype *out, boo
 	return true;
 }
 
-/* Write the PTEs of the MDL's pages at va (a system-PTE reservation), each frame with its
- * type, in runs of equal type.  False (nothing written) when a frame could not be typed. */
+/* Check one frame as mdl_check_frames does and give its type (mdl_frame_type): the slow
+ * path of write_ptes, for frames that are not plainly pinned and typed. */
+static bool frame_slow(PMDL m, ULONG i, enum memtype requested, enum memtype *t, bool *override)
+{
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	struct pfn_entry *e = pfn_entry(pfns[i]);
+	if (!e || e->state == PFN_NOT_RAM) {
+		if (!(m->MdlFlags & MDL_IO_SPACE))
+			verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
+	} else if (!(e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
+		     (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE))) {
+		verifier_violation(0x85, (ULONG_PTR)m, mdl_page_count(m), pfns[i]);
+	}
+	return mdl_frame_type(pfns[i], requested, t, override);
+}
+
+/*
+ * Write the PTEs of the MDL's pages at va (the start of a system-PTE reservation), each frame
+ * checked (every frame of a mapped MDL must be pinned: locked, pool, an MDL's own allocation,
+ * kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE) and mapped with its one
+ * type.  The page-table module writes the plain frames in one pass; each other frame is
+ * checked and typed here, then the pass resumes.  False when a frame could not be typed (its
+ * alias could not be split): the PTEs written are cleared.
+ */
 static bool write_ptes(PMDL m, uint64_t va, enum memtype requested, bool write, bool exec, bool *override)
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	ULONG n = mdl_page_count(m);
+	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
+	syspte_check_range(va, n);
 	for (ULONG i = 0; i < n;) {
-		enum memtype t, u;
-		if (!frame_type(pfns[i], requested, &t, override)) {
+		i += pt_set_ptes_from_frames(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], n - i, a, requested,
+					     override);
+		if (i == n)
+			break;
+		enum memtype t;
+		if (!frame_slow(m, i, requested, &t, override)) {
 			if (i)
 				pt_clear_ptes(&kernel_root, va, i);
 			return false;
 		}
-		ULONG j = i + 1;
-		while (j < n && frame_type(pfns[j], requested, &u, override) && u == t)
-			j++;
-		struct pt_attrs a = { .write = write, .exec = exec, .global = true, .type = t };
-		syspte_map(va + (uint64_t)i * PAGE_SIZE, &pfns[i], j - i, a);
-		i = j;
+		uint8_t t8 = (uint8_t)t;
+		pt_set_ptes_typed(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], &t8, 1, a);
+		i++;
 	}
 	return true;
 }
 
 /* Every frame of a mapped MDL must be pinned: locked, or pool, or an MDL's own allocation;
  * a frame outside RAM needs MDL_IO_SPACE. */
-static void check_frames(PMDL m)
+void mdl_check_frames(PMDL m)
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	ULONG n = mdl_page_count(m);
@@ -434,7 +471,6 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 		verifier_violation(0xB2, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
 	if (!(Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_PARTIAL)))
 		verifier_violation(0xB3, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
-	check_frames(Mdl);
 
 	ULONG n = mdl_page_count(Mdl);
 	enum memtype requested = memtype_from_caching_type(CacheType);
@@ -511,11 +547,9 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	}
 	uint64_t va = ALIGN_DOWN((uint64_t)m->MappedSystemVa, PAGE_SIZE);
 	ULONG n = mdl_page_count(m);
-	/* Rebuild the PTEs from the MDL's frames: each keeps its type. */
-	pt_clear_ptes(&kernel_root, va, n);
-	bool override = false;
-	if (present && !write_ptes(m, va, MT_WB, write, exec, &override))
-		PANIC("MmProtectMdlSystemAddress: frames of a mapped MDL lost their type");
+	/* The PTEs change in place: each keeps its frame and its memory type (an I/O-space
+	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
+	pt_reprotect_ptes(&kernel_root, va, n, present, write, exec);
 	stats.protects++;
 	return STATUS_SUCCESS;
 }

@@ -37,7 +37,11 @@
  * Unmapping runs in the owning process (attached is fine) and releases exactly one
  * mapping, found by its address and MDL; the range is free again at once.  MmUnlockPages
  * does not release user mappings (NT releases only the system mapping): they must be
- * unmapped first.  Mappings a driver leaves behind are torn down when the process ends.
+ * unmapped first.  Mappings a driver leaves behind are torn down when the process ends
+ * (mdl_user_process_exit), after the drivers' cleanup callbacks, which may still unmap their
+ * own.  For now it is a ps_register_cleanup hook registered at the first user mapping: it
+ * runs after the hooks registered before then (io.c registers its own at the first device),
+ * but before any registered later — PsDestroyProcess should call it directly instead.
  *
  * Pool mapped to a user (the seed page's security warning): only whole pages of pool
  * allocations that were zeroed, the MDL covering whole pages, may be mapped; each mapping
@@ -58,9 +62,12 @@
  *   0x2004  (mdlab) kernel memory mapped to a user that is not whole zeroed pool pages
  *           (MDL, offending address, reason: 1 not whole pages, 2 POOL_FLAG_UNINITIALIZED,
  *           3 not pool)
- *   0x2005  (mdlab) MmUnlockPages of an MDL still mapped into a user address space (MDL,
- *           user address of a mapping, its process) — the pages would stay reachable by the
- *           user after they are unlocked and perhaps reused
+ *   0x2005  (mdlab) MmUnlockPages, MmFreePagesFromMdl or IoFreeMdl of an MDL still mapped
+ *           into a user address space (MDL, user address of a mapping, its process; the last
+ *           two are 0 from the free routines) — the pages would stay reachable by the user
+ *           after they are unlocked or freed
+ * and PROCESS_HAS_LOCKED_PAGES (1, MDL, pages, pages the process has locked) when an unlock
+ * would take more pages off Mdl->Process than it has locked (the field was changed).
  */
 #include "mm/mdl_user.h"
 #include "kernel/lib.h"
@@ -85,7 +92,6 @@ enum { KMEM_NOT_WHOLE_PAGES = 1, KMEM_UNINITIALIZED = 2, KMEM_NOT_POOL = 3 };
 
 static struct user_mapping *all_mappings;
 static struct mdl_user_stats stats;
-static bool cleanup_registered;
 
 const struct pt_root *mdl_current_root(void) { return ps_current() ? &ps_current()->root : &kernel_root; }
 PEPROCESS mdl_current_process(void) { return ps_current(); }
@@ -266,10 +272,6 @@ PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddre
 	if (pool)
 		pool_note_user_mapping((uint64_t)Mdl->StartVa, size, +1);
 	/* Mappings a driver leaves behind go with the process (see mdl_user_process_exit). */
-	if (!cleanup_registered) {
-		ps_register_cleanup(mdl_user_process_exit);
-		cleanup_registered = true;
-	}
 	stats.maps++;
 	stats.live++;
 	return (PVOID)(va + Mdl->ByteOffset);

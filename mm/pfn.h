@@ -98,6 +98,13 @@ void pfn_note_lock_change(pfn_t pfn, bool now_locked); /* MDL locking: lock coun
 bool efi_type_is_ram(uint32_t type);
 
 struct pfn_entry *pfn_entry(pfn_t pfn);       /* NULL beyond the database */
+
+/* The plain case of a frame an MDL maps: RAM that has its memory type and is pinned by a
+ * lock or an owner.  Anything else takes the MDL code's careful path. */
+static inline bool pfn_entry_is_typed_and_pinned(const struct pfn_entry *e)
+{
+	return e->memtype != 0xFF /* MT_NONE */ && (e->lock_count || (e->state == PFN_ACTIVE && e->owner_kind));
+}
 bool pfn_is_ram(pfn_t pfn);
 pfn_t pfn_limit(void);                         /* one past the highest frame in the database */
 void pfn_get_stats(struct pfn_stats *out);

@@ -165,10 +165,13 @@ static uint64_t *find_leaf(const struct pt_root *r, uint64_t va, int *level_out)
 }
 
 /* Ranges whose page tables are made once and kept (the system-PTE region): never pruned,
- * never merged, so writing their PTEs never allocates. */
+ * never merged, so writing their PTEs never allocates.  Their level-1 tables are one
+ * physically contiguous run, so the range's PTEs form one array in the direct map (as NT's
+ * system PTEs do): the PTE of va is ptes[(va - lo) / PAGE_SIZE], no walk. */
 #define MAX_PINNED 4
 static struct {
 	uint64_t lo, hi;
+	uint64_t *ptes;
 } pinned[MAX_PINNED];
 static int npinned;
 
@@ -182,49 +185,105 @@ static bool is_pinned(uint64_t va)
 
 bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size)
 {
-	if (npinned == MAX_PINNED)
-		PANIC("pt_prepopulate: more than %d pinned ranges", MAX_PINNED);
-	for (uint64_t off = 0; off < size; off += LARGE_PAGE_SIZE)
-		if (!walk_to(r, va + off, 1, true, NULL))
-			return false;
+	if (npinned == MAX_PINNED || (va | size) & (LARGE_PAGE_SIZE - 1))
+		PANIC("pt_prepopulate: %d pinned ranges, or 0x%lx+0x%lx not 2 MiB-aligned", npinned, va, size);
+	uint64_t tables = size / LARGE_PAGE_SIZE;
+	pfn_t first = pfn_alloc_run(0, ~0ul, tables, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
+	if (first == PFN_INVALID)
+		return false;
+	for (uint64_t i = 0; i < tables; i++) {
+		pfn_set_page_table(first + i, true);
+		uint64_t *pde = walk_to(r, va + i * LARGE_PAGE_SIZE, 2, true, NULL);
+		if (!pde || (*pde & E_P))
+			PANIC("pt_prepopulate: 0x%lx is in use or out of frames", va + i * LARGE_PAGE_SIZE);
+		*pde = make_table_entry((first + i) << PAGE_SHIFT, va < USER_VA_END);
+	}
 	pinned[npinned].lo = va;
 	pinned[npinned].hi = va + size;
+	pinned[npinned].ptes = pfn_to_virt(first);
 	npinned++;
 	return true;
 }
 
-/* The level-1 entry for va in a pinned range. */
-static uint64_t *pinned_pte(const struct pt_root *r, uint64_t va)
+/* The PTEs of [va, va + n pages), a slice of a pinned range's array. */
+static uint64_t *pinned_ptes(uint64_t va, uint64_t n)
 {
-	uint64_t *pte = walk_to(r, va, 1, false, NULL);
-	if (!pte || !is_pinned(va))
-		PANIC("pinned_pte: 0x%lx is not in a prepopulated range", va);
-	return pte;
+	for (int i = 0; i < npinned; i++)
+		if (va >= pinned[i].lo && va + n * PAGE_SIZE <= pinned[i].hi && va + n * PAGE_SIZE >= va)
+			return pinned[i].ptes + (va - pinned[i].lo) / PAGE_SIZE;
+	PANIC("pinned_ptes: 0x%lx+%lu pages is not in a prepopulated range", va, n);
 }
 
 void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
 {
-	uint64_t proto = make_leaf(0, 1, a);
-	uint64_t *pte = NULL;
 	if (a.user && va + n * PAGE_SIZE > USER_VA_END)
 		PANIC("pt_set_ptes: user mapping 0x%lx+%lu pages reaches the kernel half", va, n);
-	for (uint64_t i = 0; i < n; i++, va += PAGE_SIZE) {
-		if (!pte || index_of(va, 1) == 0)
-			pte = pinned_pte(r, va);
-		if (*pte & E_P)
-			PANIC("pt_set_ptes: 0x%lx is already mapped", va);
-		*pte++ = proto | (pfns[i] << PAGE_SHIFT);
+	uint64_t proto = make_leaf(0, 1, a), *pte = pinned_ptes(va, n);
+	for (uint64_t i = 0; i < n; i++) {
+		if (pte[i] & E_P)
+			PANIC("pt_set_ptes: 0x%lx is already mapped", va + i * PAGE_SIZE);
+		pte[i] = proto | (pfns[i] << PAGE_SHIFT);
 	}
+}
+
+void pt_set_ptes_typed(struct pt_root *r, uint64_t va, const uint64_t *pfns, const uint8_t *types, uint64_t n,
+		       struct pt_attrs a)
+{
+	/* One prototype entry per memory type, made on first use. */
+	uint64_t proto[MT_COUNT] = { 0 }, *pte = pinned_ptes(va, n);
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned t = types[i];
+		if (!proto[t]) {
+			a.type = (enum memtype)t;
+			proto[t] = make_leaf(0, 1, a);
+		}
+		pte[i] = proto[t] | (pfns[i] << PAGE_SHIFT);
+	}
+}
+
+uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a,
+				 enum memtype requested, bool *override)
+{
+	const struct pfn_entry *db = pfn_entry(0);
+	pfn_t limit = pfn_limit();
+	uint64_t proto[MT_COUNT] = { 0 }, *pte = pinned_ptes(va, n);
+	bool differ = false;
+	uint64_t i;
+	for (i = 0; i < n; i++) {
+		pfn_t pfn = pfns[i];
+		const struct pfn_entry *e = pfn < limit ? &db[pfn] : NULL;
+		if (!e || !pfn_entry_is_typed_and_pinned(e))
+			break;
+		unsigned t = e->memtype;
+		if (!proto[t]) {
+			a.type = (enum memtype)t;
+			proto[t] = make_leaf(0, 1, a);
+		}
+		differ |= t != (unsigned)requested;
+		pte[i] = proto[t] | (pfn << PAGE_SHIFT);
+	}
+	*override |= differ;
+	return i;
+}
+
+void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present, bool write, bool exec)
+{
+	uint64_t *pte = pinned_ptes(va, n);
+	for (uint64_t i = 0; i < n; i++) {
+		if (!(pte[i] & E_ADDR))
+			PANIC("pt_reprotect_ptes: 0x%lx holds no frame", va + i * PAGE_SIZE);
+		uint64_t e = pte[i] & ~(E_P | E_RW | E_D | E_NX);
+		e |= (present ? E_P : 0) | (write ? E_RW | E_D : 0) | (exec ? 0 : E_NX);
+		pte[i] = e;
+	}
+	tlb_flush_range(va, n * PAGE_SIZE);
 }
 
 void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n)
 {
-	uint64_t *pte = NULL, cur = va;
-	for (uint64_t i = 0; i < n; i++, cur += PAGE_SIZE) {
-		if (!pte || index_of(cur, 1) == 0)
-			pte = pinned_pte(r, cur);
-		*pte++ = 0;
-	}
+	uint64_t *pte = pinned_ptes(va, n);
+	for (uint64_t i = 0; i < n; i++)
+		pte[i] = 0;
 	tlb_flush_range(va, n * PAGE_SIZE);
 }
 
@@ -547,7 +606,7 @@ void pt_root_destroy(struct pt_root *r)
  * prepopulated range — write n PTEs from a PFN array, clear them, INVLPG each. */
 void pt_bench_baseline(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n)
 {
-	uint64_t *pte = pinned_pte(r, va), proto = make_leaf(0, 1, (struct pt_attrs){ .write = true, .global = true });
+	uint64_t *pte = pinned_ptes(va, n), proto = make_leaf(0, 1, (struct pt_attrs){ .write = true, .global = true });
 	for (uint64_t i = 0; i < n; i++)
 		pte[i] = proto | (pfns[i] << PAGE_SHIFT);
 	for (uint64_t i = 0; i < n; i++) {

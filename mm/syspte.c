@@ -59,6 +59,15 @@ uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
 	return KVA_SYSPTE_BASE + (uint64_t)first * PAGE_SIZE;
 }
 
+void syspte_check_range(uint64_t va, uint32_t n)
+{
+	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
+	uint32_t len = syspte_contains(va) ? vrange_reserved_len(&space, first) : 0;
+	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
+	if (!len || (va & (PAGE_SIZE - 1)) || n > usable)
+		PANIC("syspte_check_range: 0x%lx+%u pages is not inside a reservation", va, n);
+}
+
 void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a)
 {
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;

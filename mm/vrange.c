@@ -12,6 +12,19 @@ void vrange_destroy(struct vrange *v)
 static unsigned floor_log2(uint32_t n) { return 31 - __builtin_clz(n); }
 static unsigned ceil_log2(uint32_t n) { return n <= 1 ? 0 : floor_log2(n - 1) + 1; }
 
+/* Set state[from .. from + n) to `val`, eight slots a store where it can. */
+static void fill_state(struct vrange *v, uint32_t from, uint32_t n, uint8_t val)
+{
+	uint8_t *p = v->state + from, *end = p + n;
+	uint64_t word = 0x0101010101010101ull * val;
+	while (p < end && ((uint64_t)p & 7))
+		*p++ = val;
+	for (; p + 8 <= end; p += 8)
+		*(uint64_t *)p = word;
+	while (p < end)
+		*p++ = val;
+}
+
 static void list_add(struct vrange *v, uint32_t head)
 {
 	unsigned c = floor_log2(v->len[head]);
@@ -114,8 +127,7 @@ uint32_t vrange_reserve(struct vrange *v, uint32_t n)
 	v->state[head] = VR_USED_HEAD;
 	v->len[head] = n;
 	v->user[head] = 0;
-	for (uint32_t i = 1; i < n; i++)
-		v->state[head + i] = VR_USED_INNER;
+	fill_state(v, head + 1, n - 1, VR_USED_INNER);
 	v->free_slots -= n;
 	return head;
 }
@@ -145,8 +157,7 @@ enum vrange_status vrange_release(struct vrange *v, uint32_t first, uint32_t n)
 		len += v->len[after];
 		v->state[after] = VR_FREE_INNER;
 	}
-	for (uint32_t i = first; i < first + n; i++)
-		v->state[i] = VR_FREE_INNER;
+	fill_state(v, first, n, VR_FREE_INNER);
 	make_free_run(v, start, len);
 	v->free_slots += n;
 	return VR_OK;

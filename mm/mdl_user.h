@@ -1,0 +1,55 @@
+/*
+ * The user-mode side of the MDL routines (mm/mdl_user.c): what mm/mdl.c calls for user
+ * buffers, the record of every MDL mapping into a process, and process teardown.
+ */
+#ifndef MM_MDL_USER_H
+#define MM_MDL_USER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "include/wdm.h"
+
+struct vad;
+
+/* One MDL mapped into one process: a VAD_MDL range (its vad.owner points back here), on the
+ * process's list (EPROCESS.mappings) and on the list of all user mappings. */
+struct user_mapping {
+	PEPROCESS process;
+	PMDL mdl;
+	uint64_t va;                   /* page-aligned start; the caller got va + byte offset */
+	uint64_t pages;
+	struct vad *vad;
+	bool pool;                     /* counted with pool_note_user_mapping */
+	struct user_mapping *next;     /* the process's list */
+	struct user_mapping *next_all; /* every user mapping */
+};
+
+/* MmProbeAndLockPages, before locking: for a buffer in the user half with a process
+ * current, check the IRQL (UserMode: <= APC_LEVEL, else 0xC4/0x70) and make its pages
+ * resident there, raising STATUS_ACCESS_VIOLATION at the first page that cannot be (nothing
+ * is locked yet).  A UserMode probe with no process raises too.  Returns the process the
+ * buffer belongs to, NULL for a kernel buffer. */
+PEPROCESS mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write);
+/* MmProbeAndLockPages, after locking: Mdl->Process = owner, whose locked_pages counts the
+ * MDL's pages. */
+void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner);
+/* MmUnlockPages, before unlocking: an MDL still mapped into a user address space is bug
+ * check 0xC4/0x2005; otherwise its pages stop counting on Mdl->Process. */
+void mdl_user_note_unlock(PMDL Mdl);
+
+/* Tear down every MDL mapping left in p (p attached): its PTEs, VADs and records go, its
+ * pool pages stop counting as user-mapped.  PsDestroyProcess runs it after the drivers'
+ * cleanup callbacks, before the address space goes. */
+void mdl_user_process_exit(PEPROCESS p);
+
+/* The mappings of Mdl in any process (tools, tests, the MDL-freeing paths). */
+uint32_t mdl_user_mapping_count(PMDL Mdl);
+
+struct mdl_user_stats {
+	uint64_t maps, unmaps, failures, teardowns; /* teardowns: unmapped at process exit */
+	uint64_t cache_overrides;                   /* a frame's own type overrode CacheType */
+	uint64_t live;                              /* mappings that exist now */
+};
+void mdl_user_get_stats(struct mdl_user_stats *out);
+
+#endif

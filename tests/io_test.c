@@ -1,0 +1,648 @@
+/*
+ * The I/O manager (kernel/io.c) driven from ring 3: the agent opens a device by name and calls
+ * NtDeviceIoControlFile on it, a test driver records what its dispatch routines were handed.
+ *
+ * What is proven and how:
+ *   - METHOD_BUFFERED: the driver sees a copy of the input in the system buffer, and exactly
+ *     IoStatus.Information bytes come back (the agent reads its output buffer: the byte after
+ *     them still holds what the agent put there);
+ *   - the direct methods: Irp->MdlAddress describes the caller's output buffer, locked for
+ *     UserMode in the caller (Mdl->Process, the process's locked pages, the frames' lock
+ *     counts, all read while the driver has the IRP), the frames are the ones the process's
+ *     page tables map there, the driver's writes through MmGetSystemAddressForMdlSafe reach the
+ *     agent, and after completion no frame is locked and the system mapping is gone from the
+ *     kernel's tables; IN_DIRECT probes for read only;
+ *   - METHOD_NEITHER: the raw pointers, in the caller's address space;
+ *   - a bad buffer (NULL, a kernel address, read-only where the I/O manager must write, not
+ *     committed, past the user range) is STATUS_ACCESS_VIOLATION to the caller before the
+ *     driver is called, and the agent goes on to report it;
+ *   - unknown names, handles and codes get their statuses;
+ *   - IRP_MJ_CLEANUP reaches the driver once per handle when the process is destroyed, in the
+ *     process's context with its user pages still mapped, and the frames go after it;
+ *   - completing an IRP twice is bug check MULTIPLE_IRP_COMPLETE_REQUESTS.
+ * Every case ends with the framework's accounting: free pages, system PTEs, pool bytes,
+ * locked pages, open handles and device objects as before.
+ */
+#include "tests/ktest.h"
+#include "tests/mm_test_util.h"
+#include "include/wdm.h"
+#include "kernel/io.h"
+#include "kernel/lib.h"
+#include "kernel/process.h"
+#include "mm/pfn.h"
+#include "mm/pt.h"
+#include "mm/uvm.h"
+
+#define IOT_DEVICE "IOTEST"
+#define IOT_FN(fn, method) CTL_CODE(FILE_DEVICE_UNKNOWN, (fn), (method), FILE_ANY_ACCESS)
+/* Output = the input's bytes inverted, Information = the input's length. */
+#define IOCTL_IOT_INVERT IOT_FN(0x800, METHOD_BUFFERED)
+/* Fills the MDL buffer with the qwords seed, seed + 8, ... (the seed is the 8-byte input). */
+#define IOCTL_IOT_FILL IOT_FN(0x801, METHOD_OUT_DIRECT)
+/* Reads the first qword of the MDL buffer; writes nothing. */
+#define IOCTL_IOT_PEEK IOT_FN(0x802, METHOD_IN_DIRECT)
+/* Records the raw pointers. */
+#define IOCTL_IOT_RAW IOT_FN(0x803, METHOD_NEITHER)
+/* Completes the IRP twice (the death case). */
+#define IOCTL_IOT_TWICE IOT_FN(0x804, METHOD_BUFFERED)
+#define IOCTL_IOT_UNKNOWN IOT_FN(0x8FF, METHOD_BUFFERED)
+
+/* The agent's buffer: 64 KiB committed read-write; the next 64 KiB are not reserved. */
+#define IOT_BUF 0x20000000ul
+#define IOT_BUF_SIZE 0x10000ul
+#define IOT_MAX_PAGES 4
+
+/* ---- the test driver ------------------------------------------------------------------ */
+
+static PDEVICE_OBJECT iot_device;
+
+/* What the dispatch routines saw. */
+static struct {
+	int calls;
+	ULONG code, in_len, out_len;
+	KPROCESSOR_MODE requestor;
+	PEPROCESS process;
+	PFILE_OBJECT file;
+	PVOID system_buffer, type3_input, user_buffer;
+	bool user_buffer_mapped;        /* METHOD_NEITHER: in the current address space */
+	/* The IRP's MDL, while the driver had it. */
+	bool had_mdl;
+	PEPROCESS mdl_process;
+	USHORT mdl_flags;
+	ULONG mdl_pages;
+	PFN_NUMBER pfns[IOT_MAX_PAGES];
+	uint32_t lock_counts[IOT_MAX_PAGES];
+	uint64_t process_locked;
+	uint64_t system_va;
+	uint64_t first_qword;
+	/* IRP_MJ_CLEANUP. */
+	int cleanups;
+	UCHAR cleanup_major;
+	KPROCESSOR_MODE cleanup_requestor;
+	PEPROCESS cleanup_process;
+	bool cleanup_terminating;
+	uint32_t cleanup_handles;
+	bool cleanup_page_mapped;
+	PFN_NUMBER cleanup_pfn;
+	NTSTATUS cleanup_copy;
+	uint64_t cleanup_value;
+} rec;
+
+static void record_mdl(PIRP irp)
+{
+	PMDL m = irp->MdlAddress;
+	if (!m)
+		return;
+	rec.had_mdl = true;
+	rec.mdl_process = m->Process;
+	rec.mdl_flags = (USHORT)m->MdlFlags;
+	rec.mdl_pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(MmGetMdlVirtualAddress(m), m->ByteCount);
+	for (ULONG i = 0; i < rec.mdl_pages && i < IOT_MAX_PAGES; i++) {
+		rec.pfns[i] = MmGetMdlPfnArray(m)[i];
+		rec.lock_counts[i] = pfn_entry(rec.pfns[i])->lock_count;
+	}
+	rec.process_locked = ps_current() ? ps_current()->locked_pages : 0;
+}
+
+static PUCHAR map_mdl(PIRP irp)
+{
+	PUCHAR va = MmGetSystemAddressForMdlSafe(irp->MdlAddress, NormalPagePriority | MdlMappingNoExecute);
+	rec.system_va = (uint64_t)va;
+	return va;
+}
+
+static NTSTATUS iot_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
+	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
+	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
+	NTSTATUS st = STATUS_SUCCESS;
+	ULONG_PTR info = 0;
+	rec.calls++;
+	rec.code = sp->Parameters.DeviceIoControl.IoControlCode;
+	rec.in_len = in_len;
+	rec.out_len = out_len;
+	rec.requestor = Irp->RequestorMode;
+	rec.process = ps_current();
+	rec.file = sp->FileObject;
+	rec.system_buffer = Irp->AssociatedIrp.SystemBuffer;
+	rec.type3_input = sp->Parameters.DeviceIoControl.Type3InputBuffer;
+	rec.user_buffer = Irp->UserBuffer;
+	record_mdl(Irp);
+	switch (rec.code) {
+	case IOCTL_IOT_INVERT: {
+		/* One buffer holds the input and, afterwards, the output. */
+		PUCHAR b = Irp->AssociatedIrp.SystemBuffer;
+		if (out_len < in_len) {
+			st = STATUS_BUFFER_TOO_SMALL;
+			break;
+		}
+		for (ULONG i = 0; i < in_len; i++)
+			b[i] = (UCHAR)~b[i];
+		info = in_len;
+		break;
+	}
+	case IOCTL_IOT_FILL: {
+		uint64_t seed;
+		PUCHAR va;
+		if (in_len < sizeof seed || !Irp->MdlAddress) {
+			st = STATUS_INVALID_PARAMETER;
+			break;
+		}
+		if (!(va = map_mdl(Irp))) {
+			st = STATUS_INSUFFICIENT_RESOURCES;
+			break;
+		}
+		memcpy(&seed, Irp->AssociatedIrp.SystemBuffer, sizeof seed);
+		for (ULONG i = 0; i + 8 <= out_len; i += 8) {
+			uint64_t v = seed + i;
+			memcpy(va + i, &v, sizeof v);
+		}
+		info = out_len;
+		break;
+	}
+	case IOCTL_IOT_PEEK: {
+		PUCHAR va;
+		if (out_len < sizeof rec.first_qword || !Irp->MdlAddress) {
+			st = STATUS_INVALID_PARAMETER;
+			break;
+		}
+		if (!(va = map_mdl(Irp))) {
+			st = STATUS_INSUFFICIENT_RESOURCES;
+			break;
+		}
+		memcpy(&rec.first_qword, va, sizeof rec.first_qword);
+		break;
+	}
+	case IOCTL_IOT_RAW: {
+		struct pt_query q;
+		pt_query(&ps_current()->root, (uint64_t)Irp->UserBuffer, &q);
+		rec.user_buffer_mapped = q.present && q.eff.user;
+		break;
+	}
+	case IOCTL_IOT_TWICE:
+		Irp->IoStatus.Status = STATUS_SUCCESS;
+		IoCompleteRequest(Irp, IO_NO_INCREMENT);
+		break;
+	default:
+		st = STATUS_INVALID_DEVICE_REQUEST;
+		break;
+	}
+	Irp->IoStatus.Status = st;
+	Irp->IoStatus.Information = info;
+	IoCompleteRequest(Irp, IO_NO_INCREMENT);
+	return st;
+}
+
+/* IRP_MJ_CLEANUP: what the process still had then. */
+static NTSTATUS iot_cleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+	PEPROCESS p = ps_current();
+	rec.cleanups++;
+	rec.cleanup_major = IoGetCurrentIrpStackLocation(Irp)->MajorFunction;
+	rec.cleanup_requestor = Irp->RequestorMode;
+	rec.cleanup_process = p;
+	if (p) {
+		struct pt_query q;
+		rec.cleanup_terminating = p->terminating;
+		rec.cleanup_handles = io_process_handles(p);
+		pt_query(&p->root, IOT_BUF, &q);
+		rec.cleanup_page_mapped = q.present && q.eff.user;
+		rec.cleanup_pfn = q.pa >> PAGE_SHIFT;
+		rec.cleanup_copy = copy_from_user(&rec.cleanup_value, IOT_BUF, sizeof rec.cleanup_value);
+	}
+	Irp->IoStatus.Status = STATUS_SUCCESS;
+	Irp->IoStatus.Information = 0;
+	IoCompleteRequest(Irp, IO_NO_INCREMENT);
+	return STATUS_SUCCESS;
+}
+
+static int io_ioctl_init(struct ktest *t)
+{
+	memset(&rec, 0, sizeof rec);
+	return IoCreateDeviceLite(IOT_DEVICE, iot_device_control, iot_cleanup, &iot_device) != STATUS_SUCCESS;
+}
+
+static void io_ioctl_exit(struct ktest *t)
+{
+	if (iot_device)
+		IoDeleteDevice(iot_device);
+	iot_device = NULL;
+}
+
+/* ---- the agent's script ----------------------------------------------------------------- */
+
+struct script {
+	uint64_t args[USER_PARAMS_ARGS];
+	uint32_t nops;
+};
+
+/* Append one agent operation; returns its index (its reports are AGENT_KEY(index, k)). */
+static uint32_t op(struct script *s, uint64_t code, uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+{
+	uint32_t i = s->nops++;
+	uint64_t *o = &s->args[1 + i * AGENT_OP_SLOTS];
+	if (1 + s->nops * AGENT_OP_SLOTS > USER_PARAMS_ARGS)
+		PANIC("io_test: script too long");
+	o[0] = code, o[1] = a, o[2] = b, o[3] = c, o[4] = d, o[5] = e;
+	s->args[0] = s->nops;
+	return i;
+}
+
+/* A device name packed as AGENT_OPEN takes it. */
+static uint64_t name64(const char *name)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8 && name[i]; i++)
+		v |= (uint64_t)(uint8_t)name[i] << (8 * i);
+	return v;
+}
+
+static uint32_t op_alloc_buffer(struct script *s)
+{
+	return op(s, AGENT_ALLOC, IOT_BUF, IOT_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0);
+}
+
+static uint32_t op_open(struct script *s, const char *name) { return op(s, AGENT_OPEN, name64(name), 0, 0, 0, 0); }
+
+static uint32_t op_ioctl(struct script *s, ULONG code, uint64_t in, ULONG in_len, uint64_t out, ULONG out_len)
+{
+	return op(s, AGENT_IOCTL, code, in, in_len, out, out_len);
+}
+
+/* Create the agent with the script and run it; it must exit normally. */
+static PEPROCESS run_script(struct ktest *t, const struct script *s)
+{
+	PEPROCESS p = PsCreateProcess("agent", 0, s->args, 1 + s->nops * AGENT_OP_SLOTS);
+	if (!p)
+		return NULL;
+	NTSTATUS st = PsRunProcess(p);
+	EXPECT_EQ(t, (ULONG)st, 0);
+	EXPECT_FALSE(t, p->fault.happened);
+	return p;
+}
+
+/* The value operation i reported (~0 when it reported none). */
+static uint64_t result(const PEPROCESS p, uint32_t i)
+{
+	uint64_t v;
+	return ps_report(p, AGENT_KEY(i, 0), &v) ? v : ~0ull;
+}
+
+/* ---- cases ---------------------------------------------------------------------------- */
+
+static void buffered_round_trip_copies_back_information_bytes(struct ktest *t)
+{
+	const uint64_t in0 = 0x0123456789ABCDEFul, in1 = 0x1122334455667788ul, fill = 0xAAAAAAAAAAAAAAAAul;
+	const uint64_t out = IOT_BUF + 0x3000;
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	op(&s, AGENT_WRITE64, IOT_BUF, in0, 0, 0, 0);
+	op(&s, AGENT_WRITE64, IOT_BUF + 8, in1, 0, 0, 0);
+	for (int k = 0; k < 4; k++)
+		op(&s, AGENT_WRITE64, out + 8 * k, fill, 0, 0, 0);
+	uint32_t open = op_open(&s, IOT_DEVICE);
+	/* 16 bytes in, room for 32 out: the driver returns 16. */
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 16, out, 32);
+	uint32_t r[4];
+	for (int k = 0; k < 4; k++)
+		r[k] = op(&s, AGENT_READ64, out + 8 * k, 0, 0, 0, 0);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, result(p, open), 0);
+	EXPECT_EQ(t, result(p, call), 0);
+	EXPECT_EQ(t, result(p, r[0]), ~in0);
+	EXPECT_EQ(t, result(p, r[1]), ~in1);
+	/* Information was 16: the rest of the output buffer was not written. */
+	EXPECT_EQ(t, result(p, r[2]), fill);
+	EXPECT_EQ(t, result(p, r[3]), fill);
+	EXPECT_EQ(t, rec.calls, 1);
+	EXPECT_EQ(t, rec.in_len, 16);
+	EXPECT_EQ(t, rec.out_len, 32);
+	EXPECT_EQ(t, rec.requestor, UserMode);
+	EXPECT_TRUE(t, rec.process == p);
+	/* A kernel buffer, not the caller's; no MDL. */
+	EXPECT_GE(t, (uint64_t)rec.system_buffer, USER_VA_END);
+	EXPECT_TRUE(t, rec.user_buffer == (PVOID)out);
+	EXPECT_FALSE(t, rec.had_mdl);
+	EXPECT_EQ(t, rec.file->DeviceObject, iot_device);
+	EXPECT_EQ(t, io_process_handles(p), 1);
+	PsDestroyProcess(p);
+}
+
+static void buffered_error_status_copies_nothing_back(struct ktest *t)
+{
+	const uint64_t out = IOT_BUF + 0x3000, fill = 0x5555555555555555ul;
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	op(&s, AGENT_WRITE64, out, fill, 0, 0, 0);
+	op_open(&s, IOT_DEVICE);
+	/* Output too small for the input: STATUS_BUFFER_TOO_SMALL, nothing copied. */
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 16, out, 8);
+	uint32_t r = op(&s, AGENT_READ64, out, 0, 0, 0, 0);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, result(p, call), (ULONG)STATUS_BUFFER_TOO_SMALL);
+	EXPECT_EQ(t, result(p, r), fill);
+	PsDestroyProcess(p);
+}
+
+static void out_direct_driver_writes_through_the_mdl_locked_for_the_caller(struct ktest *t)
+{
+	const uint64_t seed = 0x5EED000000000000ul;
+	/* 32 bytes across a page boundary, in pages the agent never touched (demand-zero). */
+	const uint64_t out = IOT_BUF + 0x2000 - 16;
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	op(&s, AGENT_WRITE64, IOT_BUF, seed, 0, 0, 0);
+	op_open(&s, IOT_DEVICE);
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_FILL, IOT_BUF, 8, out, 32);
+	uint32_t r[4];
+	for (int k = 0; k < 4; k++)
+		r[k] = op(&s, AGENT_READ64, out + 8 * k, 0, 0, 0, 0);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, result(p, call), 0);
+	for (int k = 0; k < 4; k++)
+		EXPECT_EQ(t, result(p, r[k]), seed + 8 * k);
+	/* While the driver had the IRP: locked for this process, UserMode, for writing. */
+	EXPECT_EQ(t, rec.calls, 1);
+	ASSERT_TRUE(t, rec.had_mdl);
+	EXPECT_TRUE(t, rec.mdl_process == p);
+	EXPECT_EQ(t, rec.mdl_flags & (MDL_PAGES_LOCKED | MDL_WRITE_OPERATION), MDL_PAGES_LOCKED | MDL_WRITE_OPERATION);
+	ASSERT_EQ(t, rec.mdl_pages, 2);
+	EXPECT_EQ(t, rec.process_locked, 2);
+	EXPECT_NE(t, (uint64_t)rec.system_buffer, 0);
+	for (int i = 0; i < 2; i++) {
+		struct pt_query q;
+		pt_query(&p->root, ALIGN_DOWN(out, PAGE_SIZE) + (uint64_t)i * PAGE_SIZE, &q);
+		EXPECT_TRUE(t, q.present);
+		EXPECT_EQ(t, q.pa >> PAGE_SHIFT, rec.pfns[i]);
+		EXPECT_GE(t, rec.lock_counts[i], 1);
+		/* After completion: unlocked. */
+		EXPECT_EQ(t, pfn_entry(rec.pfns[i])->lock_count, 0);
+	}
+	EXPECT_EQ(t, p->locked_pages, 0);
+	/* MmUnlockPages released the driver's system mapping (the driver never unmapped). */
+	struct pt_query k;
+	EXPECT_GE(t, rec.system_va, KVA_SYSPTE_BASE);
+	pt_query(&kernel_root, rec.system_va, &k);
+	EXPECT_FALSE(t, k.present);
+	PsDestroyProcess(p);
+}
+
+static void in_direct_locks_for_read_so_a_read_only_buffer_is_accepted(struct ktest *t)
+{
+	const uint64_t data = 0xDA7ADA7ADA7ADA7Aul;
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	op(&s, AGENT_WRITE64, IOT_BUF + 0x1000, data, 0, 0, 0);
+	op_open(&s, IOT_DEVICE);
+	uint32_t rw = op_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, IOT_BUF + 0x1000, 8);
+	uint32_t ro = op_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, USER_PARAMS_VA, 8);
+	uint32_t marker = op(&s, AGENT_REPORT, 1000, 7, 0, 0, 0);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	(void)marker;
+	EXPECT_EQ(t, result(p, rw), 0);
+	/* The read-only parameter page: probed for read, the driver reads its magic. */
+	EXPECT_EQ(t, result(p, ro), 0);
+	EXPECT_EQ(t, rec.calls, 2);
+	EXPECT_EQ(t, rec.first_qword, USER_PARAMS_MAGIC);
+	EXPECT_TRUE(t, rec.mdl_process == p);
+	EXPECT_EQ(t, rec.mdl_flags & (MDL_PAGES_LOCKED | MDL_WRITE_OPERATION), MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, pfn_entry(rec.pfns[0])->lock_count, 0);
+	EXPECT_EQ(t, p->locked_pages, 0);
+	uint64_t v = 0;
+	EXPECT_TRUE(t, ps_report(p, 1000, &v) && v == 7);
+	PsDestroyProcess(p);
+}
+
+static void neither_hands_the_driver_raw_pointers_in_the_callers_space(struct ktest *t)
+{
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	op(&s, AGENT_WRITE64, IOT_BUF + 0x1000, 1, 0, 0, 0);
+	op_open(&s, IOT_DEVICE);
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_RAW, IOT_BUF + 0x10, 4, IOT_BUF + 0x1000, 8);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, result(p, call), 0);
+	EXPECT_EQ(t, rec.calls, 1);
+	EXPECT_TRUE(t, rec.type3_input == (PVOID)(IOT_BUF + 0x10));
+	EXPECT_TRUE(t, rec.user_buffer == (PVOID)(IOT_BUF + 0x1000));
+	EXPECT_TRUE(t, rec.system_buffer == NULL);
+	EXPECT_FALSE(t, rec.had_mdl);
+	EXPECT_TRUE(t, rec.process == p);
+	EXPECT_TRUE(t, rec.user_buffer_mapped);
+	PsDestroyProcess(p);
+}
+
+/* A buffer the I/O manager can't use never reaches the driver. */
+struct bad_buffer {
+	const char *what;
+	ULONG code;
+	uint64_t in;
+	ULONG in_len;
+	uint64_t out;
+	ULONG out_len;
+};
+
+static void bad_buffers_are_access_violations_for_the_caller(struct ktest *t)
+{
+	const uint64_t kernel = (uint64_t)&rec, ro = USER_PARAMS_VA, ok = IOT_BUF;
+	/* Uncommitted: the 64 KiB after the buffer; straddling: the buffer's last 8 bytes and 8
+	 * of those; past the top of the user range. */
+	const uint64_t uncommitted = IOT_BUF + IOT_BUF_SIZE, straddle = IOT_BUF + IOT_BUF_SIZE - 8;
+	const uint64_t top = MM_USER_TOP_64 + 1 - PAGE_SIZE;
+	const struct bad_buffer bad[] = {
+		{ "buffered, NULL input", IOCTL_IOT_INVERT, 0, 16, ok, 16 },
+		{ "buffered, kernel input", IOCTL_IOT_INVERT, kernel, 16, ok, 16 },
+		{ "buffered, NULL output", IOCTL_IOT_INVERT, ok, 16, 0, 16 },
+		{ "buffered, kernel output", IOCTL_IOT_INVERT, ok, 16, kernel, 16 },
+		{ "buffered, read-only output", IOCTL_IOT_INVERT, ok, 16, ro, 16 },
+		{ "buffered, output past the user range", IOCTL_IOT_INVERT, ok, 16, top, 2 * PAGE_SIZE },
+		{ "out direct, NULL input", IOCTL_IOT_FILL, 0, 8, ok + 0x1000, 16 },
+		{ "out direct, NULL output", IOCTL_IOT_FILL, ok, 8, 0, 16 },
+		{ "out direct, kernel output", IOCTL_IOT_FILL, ok, 8, kernel, 16 },
+		{ "out direct, read-only output", IOCTL_IOT_FILL, ok, 8, ro, 16 },
+		{ "out direct, uncommitted output", IOCTL_IOT_FILL, ok, 8, uncommitted, 16 },
+		{ "out direct, output straddling into uncommitted", IOCTL_IOT_FILL, ok, 8, straddle, 16 },
+		{ "out direct, output past the user range", IOCTL_IOT_FILL, ok, 8, top, 2 * PAGE_SIZE },
+		{ "in direct, NULL output", IOCTL_IOT_PEEK, 0, 0, 0, 8 },
+		{ "in direct, kernel output", IOCTL_IOT_PEEK, 0, 0, kernel, 8 },
+		{ "in direct, uncommitted output", IOCTL_IOT_PEEK, 0, 0, uncommitted, 8 },
+	};
+	uint32_t call[ARRAY_SIZE(bad)];
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	/* The straddling buffer's first page is resident: the probe locks it, then fails. */
+	op(&s, AGENT_WRITE64, straddle, 1, 0, 0, 0);
+	op_open(&s, IOT_DEVICE);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		call[i] = op_ioctl(&s, bad[i].code, bad[i].in, bad[i].in_len, bad[i].out, bad[i].out_len);
+	uint32_t marker = op(&s, AGENT_REPORT, 1000, 7, 0, 0, 0);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	(void)marker;
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (result(p, call[i]) != (ULONG)STATUS_ACCESS_VIOLATION)
+			KTEST_FAIL(t, "%s: status 0x%lx, expected STATUS_ACCESS_VIOLATION", bad[i].what,
+				   result(p, call[i]));
+	/* The driver never saw any of them; the agent went on. */
+	EXPECT_EQ(t, rec.calls, 0);
+	EXPECT_EQ(t, p->locked_pages, 0);
+	uint64_t v = 0;
+	EXPECT_TRUE(t, ps_report(p, 1000, &v) && v == 7);
+	struct pt_query q;
+	pt_query(&p->root, straddle, &q);
+	ASSERT_TRUE(t, q.present);
+	EXPECT_EQ(t, pfn_entry(q.pa >> PAGE_SHIFT)->lock_count, 0);
+	PsDestroyProcess(p);
+}
+
+static void unknown_names_handles_and_codes_get_their_statuses(struct ktest *t)
+{
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	/* No handle yet: the agent passes 0. */
+	uint32_t no_handle = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 8, IOT_BUF, 8);
+	uint32_t no_device = op_open(&s, "NODEV");
+	uint32_t prefix = op_open(&s, "IOTES");
+	uint32_t open = op_open(&s, IOT_DEVICE);
+	uint32_t no_code = op_ioctl(&s, IOCTL_IOT_UNKNOWN, IOT_BUF, 8, IOT_BUF, 8);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, result(p, no_handle), (ULONG)STATUS_INVALID_HANDLE);
+	EXPECT_EQ(t, result(p, no_device), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
+	EXPECT_EQ(t, result(p, prefix), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
+	EXPECT_EQ(t, result(p, open), 0);
+	EXPECT_EQ(t, result(p, no_code), (ULONG)STATUS_INVALID_DEVICE_REQUEST);
+	EXPECT_EQ(t, rec.calls, 1);
+	EXPECT_EQ(t, io_process_handles(p), 1);
+	PsDestroyProcess(p);
+}
+
+static void device_names_are_unique_and_bounded(struct ktest *t)
+{
+	PDEVICE_OBJECT d = NULL;
+	EXPECT_EQ(t, (ULONG)IoCreateDeviceLite(IOT_DEVICE, NULL, NULL, &d), (ULONG)STATUS_OBJECT_NAME_COLLISION);
+	EXPECT_EQ(t, (ULONG)IoCreateDeviceLite("", NULL, NULL, &d), (ULONG)STATUS_OBJECT_NAME_INVALID);
+	EXPECT_EQ(t, (ULONG)IoCreateDeviceLite("0123456789012345678901234567890123", NULL, NULL, &d),
+		  (ULONG)STATUS_OBJECT_NAME_INVALID);
+	EXPECT_TRUE(t, d == NULL);
+	/* A device with no routines: opens and closes, refuses I/O control. */
+	ASSERT_EQ(t, (ULONG)IoCreateDeviceLite("BARE", NULL, NULL, &d), 0);
+	EXPECT_EQ(t, d->Type, IO_TYPE_DEVICE);
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	uint32_t open = op_open(&s, "BARE");
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 8, IOT_BUF, 8);
+	PEPROCESS p = run_script(t, &s);
+	if (p) {
+		EXPECT_EQ(t, result(p, open), 0);
+		EXPECT_EQ(t, result(p, call), (ULONG)STATUS_INVALID_DEVICE_REQUEST);
+		PsDestroyProcess(p);
+	}
+	IoDeleteDevice(d);
+	ASSERT_TRUE(t, p != NULL);
+}
+
+static void cleanup_reaches_the_driver_at_process_end_before_teardown(struct ktest *t)
+{
+	const uint64_t value = 0xC1EA0000C1EA0000ul;
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	op(&s, AGENT_WRITE64, IOT_BUF, value, 0, 0, 0);
+	op_open(&s, IOT_DEVICE);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	/* Ending the program is not the end of the process: no cleanup yet. */
+	EXPECT_EQ(t, rec.cleanups, 0);
+	EXPECT_EQ(t, io_process_handles(p), 1);
+	PsDestroyProcess(p);
+	EXPECT_EQ(t, rec.cleanups, 1);
+	EXPECT_EQ(t, rec.cleanup_major, IRP_MJ_CLEANUP);
+	EXPECT_EQ(t, rec.cleanup_requestor, KernelMode);
+	EXPECT_TRUE(t, rec.cleanup_process == p);
+	EXPECT_TRUE(t, rec.cleanup_terminating);
+	/* The handle was still open, the process's page still mapped and readable in its
+	 * loaded address space. */
+	EXPECT_EQ(t, rec.cleanup_handles, 1);
+	EXPECT_TRUE(t, rec.cleanup_page_mapped);
+	EXPECT_EQ(t, (ULONG)rec.cleanup_copy, 0);
+	EXPECT_EQ(t, rec.cleanup_value, value);
+	/* And after teardown the page's frame is free. */
+	EXPECT_TRUE(t, mmt_frame_is_free(rec.cleanup_pfn));
+	EXPECT_EQ(t, rec.calls, 0);
+}
+
+static void cleanup_runs_once_per_handle_even_after_a_fault(struct ktest *t)
+{
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	uint32_t a = op_open(&s, IOT_DEVICE);
+	uint32_t b = op_open(&s, IOT_DEVICE);
+	/* The program dies on a fault with both handles open. */
+	op(&s, AGENT_READ64, (uint64_t)&rec, 0, 0, 0, 0);
+	PEPROCESS p = PsCreateProcess("agent", 0, s.args, 1 + s.nops * AGENT_OP_SLOTS);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_ACCESS_VIOLATION);
+	EXPECT_TRUE(t, p->fault.happened);
+	EXPECT_EQ(t, result(p, a), 0);
+	EXPECT_EQ(t, result(p, b), 0);
+	EXPECT_EQ(t, io_process_handles(p), 2);
+	PsDestroyProcess(p);
+	EXPECT_EQ(t, rec.cleanups, 2);
+	EXPECT_TRUE(t, rec.cleanup_process == p);
+}
+
+static void deleted_device_is_freed_with_its_last_handle_without_cleanup(struct ktest *t)
+{
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	op_open(&s, IOT_DEVICE);
+	PEPROCESS p = run_script(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, iot_device->ReferenceCount, 1);
+	IoDeleteDevice(iot_device);
+	iot_device = NULL;
+	/* The name is gone at once. */
+	struct script s2 = { 0 };
+	uint32_t open = op_open(&s2, IOT_DEVICE);
+	PEPROCESS q = run_script(t, &s2);
+	if (q) {
+		EXPECT_EQ(t, result(q, open), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
+		PsDestroyProcess(q);
+	}
+	/* The driver is gone: its cleanup is not called; the device object goes with the handle
+	 * (the framework's pool and device-object counts). */
+	PsDestroyProcess(p);
+	EXPECT_EQ(t, rec.cleanups, 0);
+}
+
+static void completing_an_irp_twice(struct ktest *t)
+{
+	struct script s = { 0 };
+	op_alloc_buffer(&s);
+	op_open(&s, IOT_DEVICE);
+	op_ioctl(&s, IOCTL_IOT_TWICE, IOT_BUF, 8, IOT_BUF, 8);
+	run_script(t, &s);
+}
+
+static struct ktest_case io_ioctl_cases[] = {
+	KTEST_CASE(buffered_round_trip_copies_back_information_bytes),
+	KTEST_CASE(buffered_error_status_copies_nothing_back),
+	KTEST_CASE(out_direct_driver_writes_through_the_mdl_locked_for_the_caller),
+	KTEST_CASE(in_direct_locks_for_read_so_a_read_only_buffer_is_accepted),
+	KTEST_CASE(neither_hands_the_driver_raw_pointers_in_the_callers_space),
+	KTEST_CASE(bad_buffers_are_access_violations_for_the_caller),
+	KTEST_CASE(unknown_names_handles_and_codes_get_their_statuses),
+	KTEST_CASE(device_names_are_unique_and_bounded),
+	KTEST_CASE(cleanup_reaches_the_driver_at_process_end_before_teardown),
+	KTEST_CASE(cleanup_runs_once_per_handle_even_after_a_fault),
+	KTEST_CASE(deleted_device_is_freed_with_its_last_handle_without_cleanup),
+	KTEST_DEATH_CASE(completing_an_irp_twice, MULTIPLE_IRP_COMPLETE_REQUESTS),
+	{ 0 }
+};
+KTEST_SUITE(io_ioctl, io_ioctl_cases, .init = io_ioctl_init, .exit = io_ioctl_exit);

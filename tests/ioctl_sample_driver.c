@@ -1,0 +1,392 @@
+/*
+ * A driver in the style of Microsoft's IOCTL sample (sioctl): one device, one I/O control code
+ * per transfer method, each copying the caller's input to its output transformed (upper-cased
+ * here), and the io_sample suite, which plays the sample's user-mode application with the
+ * agent.
+ *
+ *   METHOD_BUFFERED    the system buffer, in place
+ *   METHOD_IN_DIRECT   input from the system buffer, output through the I/O manager's MDL
+ *   METHOD_OUT_DIRECT  mapped with MmGetSystemAddressForMdlSafe (as the sample does for both)
+ *   METHOD_NEITHER     the driver probes and locks both raw user buffers itself
+ *                      (IoAllocateMdl + MmProbeAndLockPages(UserMode) inside __try), maps them
+ *                      NormalPagePriority | MdlMappingNoExecute, and lets MmUnlockPages release
+ *                      the mappings: no MmUnmapLockedPages (the release table)
+ *
+ * The suite proves each method's round trip from ring 3, and that a bad buffer (NULL, a
+ * kernel address, read-only output) is STATUS_ACCESS_VIOLATION for the caller, raised by the
+ * I/O manager's probe or, for METHOD_NEITHER, by the driver's own, with nothing left locked
+ * or mapped (the framework's accounting after every case; the driver's mappings read from the
+ * kernel's page tables).
+ */
+#include "tests/ktest.h"
+#include "include/wdm.h"
+#include "kernel/io.h"
+#include "kernel/lib.h"
+#include "kernel/process.h"
+#include "mm/pfn.h"
+#include "mm/pt.h"
+#include "mm/uvm.h"
+
+/* ---- the driver ----------------------------------------------------------------------- */
+
+#define SIOCTL_DEVICE "SIOCTL"
+#define SIOCTL_TYPE 40000
+#define IOCTL_SIOCTL_METHOD_IN_DIRECT CTL_CODE(SIOCTL_TYPE, 0x900, METHOD_IN_DIRECT, FILE_ANY_ACCESS)
+#define IOCTL_SIOCTL_METHOD_OUT_DIRECT CTL_CODE(SIOCTL_TYPE, 0x901, METHOD_OUT_DIRECT, FILE_ANY_ACCESS)
+#define IOCTL_SIOCTL_METHOD_BUFFERED CTL_CODE(SIOCTL_TYPE, 0x902, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_SIOCTL_METHOD_NEITHER CTL_CODE(SIOCTL_TYPE, 0x903, METHOD_NEITHER, FILE_ANY_ACCESS)
+
+#define SIOCTL_MAPPINGS 2
+
+static PDEVICE_OBJECT sioctl_device;
+
+/* What the driver did (the sample prints it; the tests read it). */
+static struct {
+	int calls;
+	NTSTATUS status;
+	/* METHOD_NEITHER, while both buffers were locked. */
+	PEPROCESS in_process, out_process;
+	uint64_t process_locked;
+	/* The system mappings the driver made, any method. */
+	uint64_t mapped[SIOCTL_MAPPINGS];
+	int nmapped;
+} sioctl_log;
+
+static void sioctl_note_mapping(PVOID va)
+{
+	if (sioctl_log.nmapped < SIOCTL_MAPPINGS)
+		sioctl_log.mapped[sioctl_log.nmapped++] = (uint64_t)va;
+}
+
+/* The transformation: ASCII letters upper-cased, other bytes as they are. */
+static void sioctl_transform(PUCHAR dst, const UCHAR *src, ULONG n)
+{
+	for (ULONG i = 0; i < n; i++)
+		dst[i] = src[i] >= 'a' && src[i] <= 'z' ? (UCHAR)(src[i] - 'a' + 'A') : src[i];
+}
+
+/* Probe and lock a raw user buffer for `op`, then map it.  The locked MDL (*mdl), or a
+ * status with nothing left behind: the probe's exception, or no system PTEs. */
+static NTSTATUS sioctl_lock_user_buffer(PVOID va, ULONG len, LOCK_OPERATION op, PMDL *mdl, PUCHAR *mapped)
+{
+	PMDL m = IoAllocateMdl(va, len, FALSE, TRUE, NULL);
+	if (!m)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	__try {
+		MmProbeAndLockPages(m, UserMode, op);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	if (st) {
+		IoFreeMdl(m);
+		return st;
+	}
+	PUCHAR sys = MmGetSystemAddressForMdlSafe(m, NormalPagePriority | MdlMappingNoExecute);
+	if (!sys) {
+		MmUnlockPages(m);
+		IoFreeMdl(m);
+		return STATUS_INSUFFICIENT_RESOURCES;
+	}
+	sioctl_note_mapping(sys);
+	*mdl = m;
+	*mapped = sys;
+	return STATUS_SUCCESS;
+}
+
+/* MmUnlockPages releases the system mapping first (the release table for MDLs built by
+ * MmProbeAndLockPages): no MmUnmapLockedPages. */
+static void sioctl_release_user_buffer(PMDL m)
+{
+	MmUnlockPages(m);
+	IoFreeMdl(m);
+}
+
+/* METHOD_NEITHER: the raw pointers, valid only here, in the caller's context. */
+static NTSTATUS sioctl_neither(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
+{
+	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
+	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
+	PMDL in_mdl, out_mdl;
+	PUCHAR in, out;
+	NTSTATUS st = sioctl_lock_user_buffer(sp->Parameters.DeviceIoControl.Type3InputBuffer, in_len, IoReadAccess,
+					      &in_mdl, &in);
+	if (st)
+		return st;
+	st = sioctl_lock_user_buffer(Irp->UserBuffer, out_len, IoWriteAccess, &out_mdl, &out);
+	if (st) {
+		sioctl_release_user_buffer(in_mdl);
+		return st;
+	}
+	sioctl_log.in_process = in_mdl->Process;
+	sioctl_log.out_process = out_mdl->Process;
+	sioctl_log.process_locked = ps_current()->locked_pages;
+	*info = MIN(in_len, out_len);
+	sioctl_transform(out, in, (ULONG)*info);
+	sioctl_release_user_buffer(out_mdl);
+	sioctl_release_user_buffer(in_mdl);
+	return STATUS_SUCCESS;
+}
+
+/* The direct methods: input in the system buffer, output through the I/O manager's MDL. */
+static NTSTATUS sioctl_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
+{
+	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
+	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
+	PUCHAR out = MmGetSystemAddressForMdlSafe(Irp->MdlAddress, NormalPagePriority | MdlMappingNoExecute);
+	if (!out)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	sioctl_note_mapping(out);
+	*info = MIN(in_len, out_len);
+	sioctl_transform(out, Irp->AssociatedIrp.SystemBuffer, (ULONG)*info);
+	return STATUS_SUCCESS;
+}
+
+static NTSTATUS sioctl_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
+	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
+	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
+	ULONG_PTR info = 0;
+	NTSTATUS st;
+	sioctl_log.calls++;
+	if (!in_len || !out_len) {
+		st = STATUS_INVALID_PARAMETER;
+	} else {
+		switch (sp->Parameters.DeviceIoControl.IoControlCode) {
+		case IOCTL_SIOCTL_METHOD_BUFFERED:
+			/* One buffer, input first, the output over it. */
+			info = MIN(in_len, out_len);
+			sioctl_transform(Irp->AssociatedIrp.SystemBuffer, Irp->AssociatedIrp.SystemBuffer, (ULONG)info);
+			st = STATUS_SUCCESS;
+			break;
+		case IOCTL_SIOCTL_METHOD_IN_DIRECT:
+		case IOCTL_SIOCTL_METHOD_OUT_DIRECT:
+			st = sioctl_direct(Irp, sp, &info);
+			break;
+		case IOCTL_SIOCTL_METHOD_NEITHER:
+			st = sioctl_neither(Irp, sp, &info);
+			break;
+		default:
+			st = STATUS_INVALID_DEVICE_REQUEST;
+			break;
+		}
+	}
+	sioctl_log.status = st;
+	Irp->IoStatus.Status = st;
+	Irp->IoStatus.Information = NT_SUCCESS(st) ? info : 0;
+	IoCompleteRequest(Irp, IO_NO_INCREMENT);
+	return st;
+}
+
+/* DriverEntry and unload, as far as mdlab has them. */
+static NTSTATUS sioctl_load(void)
+{
+	memset(&sioctl_log, 0, sizeof sioctl_log);
+	return IoCreateDeviceLite(SIOCTL_DEVICE, sioctl_device_control, NULL, &sioctl_device);
+}
+
+static void sioctl_unload(void)
+{
+	if (sioctl_device)
+		IoDeleteDevice(sioctl_device);
+	sioctl_device = NULL;
+}
+
+/* ---- the application: the agent -------------------------------------------------------- */
+
+/* 64 KiB committed read-write for the buffers. */
+#define APP_BUF 0x30000000ul
+#define APP_BUF_SIZE 0x10000ul
+/* The input, 16 bytes, and what the driver makes of it. */
+static const char app_input[16] = "hello, sioctl 6!";
+static const char app_output[16] = "HELLO, SIOCTL 6!";
+
+struct script {
+	uint64_t args[USER_PARAMS_ARGS];
+	uint32_t nops;
+};
+
+/* Append one agent operation; returns its index (its report is AGENT_KEY(index, 0)). */
+static uint32_t op(struct script *s, uint64_t code, uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+{
+	uint32_t i = s->nops++;
+	if (1 + s->nops * AGENT_OP_SLOTS > USER_PARAMS_ARGS)
+		PANIC("ioctl_sample_driver: script too long");
+	uint64_t *o = &s->args[1 + i * AGENT_OP_SLOTS];
+	o[0] = code, o[1] = a, o[2] = b, o[3] = c, o[4] = d, o[5] = e;
+	s->args[0] = s->nops;
+	return i;
+}
+
+/* The buffer, the input written at APP_BUF, the device opened. */
+static void app_prologue(struct script *s)
+{
+	uint64_t name = 0, q[2];
+	for (int i = 0; SIOCTL_DEVICE[i]; i++)
+		name |= (uint64_t)(uint8_t)SIOCTL_DEVICE[i] << (8 * i);
+	memcpy(q, app_input, sizeof q);
+	op(s, AGENT_ALLOC, APP_BUF, APP_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0);
+	op(s, AGENT_WRITE64, APP_BUF, q[0], 0, 0, 0);
+	op(s, AGENT_WRITE64, APP_BUF + 8, q[1], 0, 0, 0);
+	op(s, AGENT_OPEN, name, 0, 0, 0, 0);
+}
+
+static PEPROCESS app_run(struct ktest *t, const struct script *s)
+{
+	PEPROCESS p = PsCreateProcess("agent", 0, s->args, 1 + s->nops * AGENT_OP_SLOTS);
+	if (!p)
+		return NULL;
+	EXPECT_EQ(t, (ULONG)PsRunProcess(p), 0);
+	EXPECT_FALSE(t, p->fault.happened);
+	return p;
+}
+
+static uint64_t app_result(const PEPROCESS p, uint32_t i)
+{
+	uint64_t v;
+	return ps_report(p, AGENT_KEY(i, 0), &v) ? v : ~0ull;
+}
+
+/* ---- cases ---------------------------------------------------------------------------- */
+
+static int io_sample_init(struct ktest *t) { return sioctl_load() != STATUS_SUCCESS; }
+static void io_sample_exit(struct ktest *t) { sioctl_unload(); }
+
+static const struct {
+	const char *name;
+	ULONG code;
+} methods[] = {
+	{ "buffered", IOCTL_SIOCTL_METHOD_BUFFERED },
+	{ "in direct", IOCTL_SIOCTL_METHOD_IN_DIRECT },
+	{ "out direct", IOCTL_SIOCTL_METHOD_OUT_DIRECT },
+	{ "neither", IOCTL_SIOCTL_METHOD_NEITHER },
+};
+
+static bool mapped_in_kernel(uint64_t va)
+{
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	return q.present;
+}
+
+static void each_method_round_trips_from_ring_3(struct ktest *t)
+{
+	uint64_t expect[2];
+	memcpy(expect, app_output, sizeof expect);
+	for (size_t m = 0; m < ARRAY_SIZE(methods); m++) {
+		/* Output across a page boundary, in pages the agent never touched; room for 24. */
+		const uint64_t out = APP_BUF + (m + 1) * 2 * PAGE_SIZE - 8;
+		struct script s = { 0 };
+		app_prologue(&s);
+		op(&s, AGENT_WRITE64, out + 16, ~0ull, 0, 0, 0);
+		uint32_t call = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 16, out, 24);
+		uint32_t r0 = op(&s, AGENT_READ64, out, 0, 0, 0, 0);
+		uint32_t r1 = op(&s, AGENT_READ64, out + 8, 0, 0, 0, 0);
+		uint32_t r2 = op(&s, AGENT_READ64, out + 16, 0, 0, 0, 0);
+		memset(&sioctl_log, 0, sizeof sioctl_log);
+		PEPROCESS p = app_run(t, &s);
+		ASSERT_TRUE(t, p != NULL);
+		if (app_result(p, call) != 0 || app_result(p, r0) != expect[0] || app_result(p, r1) != expect[1])
+			KTEST_FAIL(t, "%s: status 0x%lx, output 0x%lx 0x%lx", methods[m].name, app_result(p, call),
+				   app_result(p, r0), app_result(p, r1));
+		/* Information was 16: the last 8 bytes of the output are the agent's. */
+		EXPECT_EQ(t, app_result(p, r2), ~0ull);
+		EXPECT_EQ(t, sioctl_log.calls, 1);
+		EXPECT_EQ(t, p->locked_pages, 0);
+		/* The driver's system mappings are gone: MmUnlockPages (the I/O manager's at
+		 * completion, or the driver's own for METHOD_NEITHER) released them. */
+		for (int i = 0; i < sioctl_log.nmapped; i++)
+			if (mapped_in_kernel(sioctl_log.mapped[i]))
+				KTEST_FAIL(t, "%s: system mapping 0x%lx still present", methods[m].name,
+					   sioctl_log.mapped[i]);
+		if (methods[m].code == IOCTL_SIOCTL_METHOD_NEITHER) {
+			EXPECT_EQ(t, sioctl_log.nmapped, 2);
+			EXPECT_TRUE(t, sioctl_log.in_process == p && sioctl_log.out_process == p);
+			/* One input page, two output pages. */
+			EXPECT_EQ(t, sioctl_log.process_locked, 3);
+		}
+		for (uint64_t va = ALIGN_DOWN(out, PAGE_SIZE); va < out + 24; va += PAGE_SIZE) {
+			struct pt_query q;
+			pt_query(&p->root, va, &q);
+			EXPECT_TRUE(t, q.present);
+			EXPECT_EQ(t, pfn_entry(q.pa >> PAGE_SHIFT)->lock_count, 0);
+		}
+		PsDestroyProcess(p);
+	}
+}
+
+static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *t)
+{
+	const uint64_t kernel = (uint64_t)&sioctl_log, ro = USER_PARAMS_VA, in = APP_BUF, out = APP_BUF + PAGE_SIZE;
+	const struct {
+		const char *what;
+		uint64_t in, out;
+		bool in_direct_ok;   /* IN_DIRECT probes its output for read: read-only is fine */
+	} bad[] = {
+		{ "NULL input", 0, out, false },
+		{ "kernel input", kernel, out, false },
+		{ "NULL output", in, 0, false },
+		{ "kernel output", in, kernel, false },
+		{ "read-only output", in, ro, true },
+	};
+	uint32_t call[ARRAY_SIZE(methods)][ARRAY_SIZE(bad)];
+	int neither_calls = 0;
+	struct script s = { 0 };
+	app_prologue(&s);
+	for (size_t m = 0; m < ARRAY_SIZE(methods); m++)
+		for (size_t b = 0; b < ARRAY_SIZE(bad); b++) {
+			if (methods[m].code == IOCTL_SIOCTL_METHOD_IN_DIRECT && bad[b].in_direct_ok) {
+				call[m][b] = ~0u;
+				continue;
+			}
+			neither_calls += methods[m].code == IOCTL_SIOCTL_METHOD_NEITHER;
+			call[m][b] = op(&s, AGENT_IOCTL, methods[m].code, bad[b].in, 16, bad[b].out, 16);
+		}
+	op(&s, AGENT_REPORT, 1000, 7, 0, 0, 0);
+	PEPROCESS p = app_run(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	for (size_t m = 0; m < ARRAY_SIZE(methods); m++)
+		for (size_t b = 0; b < ARRAY_SIZE(bad); b++)
+			if (call[m][b] != ~0u && app_result(p, call[m][b]) != (ULONG)STATUS_ACCESS_VIOLATION)
+				KTEST_FAIL(t, "%s, %s: status 0x%lx, expected STATUS_ACCESS_VIOLATION", methods[m].name,
+					   bad[b].what, app_result(p, call[m][b]));
+	/* Only METHOD_NEITHER reached the driver, whose own probe refused the buffer. */
+	EXPECT_EQ(t, sioctl_log.calls, neither_calls);
+	EXPECT_EQ(t, (ULONG)sioctl_log.status, (ULONG)STATUS_ACCESS_VIOLATION);
+	/* NULL output after a good input: the input was mapped, then released by its unlock. */
+	for (int i = 0; i < sioctl_log.nmapped; i++)
+		EXPECT_FALSE(t, mapped_in_kernel(sioctl_log.mapped[i]));
+	EXPECT_EQ(t, p->locked_pages, 0);
+	uint64_t v = 0;
+	EXPECT_TRUE(t, ps_report(p, 1000, &v) && v == 7);
+	PsDestroyProcess(p);
+}
+
+static void empty_buffers_are_invalid_parameters(struct ktest *t)
+{
+	uint32_t call[ARRAY_SIZE(methods)][2];
+	struct script s = { 0 };
+	app_prologue(&s);
+	for (size_t m = 0; m < ARRAY_SIZE(methods); m++) {
+		call[m][0] = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 0, APP_BUF + PAGE_SIZE, 16);
+		call[m][1] = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 16, APP_BUF + PAGE_SIZE, 0);
+	}
+	PEPROCESS p = app_run(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	for (size_t m = 0; m < ARRAY_SIZE(methods); m++)
+		for (int k = 0; k < 2; k++)
+			if (app_result(p, call[m][k]) != (ULONG)STATUS_INVALID_PARAMETER)
+				KTEST_FAIL(t, "%s, %s length 0: status 0x%lx", methods[m].name, k ? "output" : "input",
+					   app_result(p, call[m][k]));
+	EXPECT_EQ(t, sioctl_log.calls, 2 * (int)ARRAY_SIZE(methods));
+	PsDestroyProcess(p);
+}
+
+static struct ktest_case io_sample_cases[] = {
+	KTEST_CASE(each_method_round_trips_from_ring_3),
+	KTEST_CASE(bad_buffers_are_access_violations_with_nothing_leaked),
+	KTEST_CASE(empty_buffers_are_invalid_parameters),
+	{ 0 }
+};
+KTEST_SUITE(io_sample, io_sample_cases, .init = io_sample_init, .exit = io_sample_exit);
