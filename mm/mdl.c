@@ -474,7 +474,12 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 
 	ULONG n = mdl_page_count(Mdl);
 	enum memtype requested = memtype_from_caching_type(CacheType);
-	if (requested == MT_NONE || verifier_inject_failure(VF_SITE_MAP))
+	if (requested == MT_NONE) {
+		/* A CacheType that names no type is a bad argument, not a PTE shortage. */
+		stats.map_failures++;
+		return NULL;
+	}
+	if (verifier_inject_failure(VF_SITE_MAP))
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)

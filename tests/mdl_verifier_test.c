@@ -1,0 +1,389 @@
+/*
+ * The driver verifier's MDL checks (mm/verifier.h; nt-mdl.md decision 7 and the 0xC4 list):
+ *   - IRQL (issue 5, rule 14): each routine compares CR8 with its documented limit and stops
+ *     with its own code above it — MmProbeAndLockPages 0x70, MmMapLockedPagesSpecifyCache
+ *     (KernelMode) 0x76, MmMapLockedPages (KernelMode) 0x74, MmUnlockPages 0x78,
+ *     MmUnmapLockedPages (kernel address) 0x79, MmAllocatePagesForMdl(Ex) and
+ *     MmFreePagesFromMdl 0x7E, at HIGH_LEVEL and at DISPATCH_LEVEL + 1 — and each works at
+ *     DISPATCH_LEVEL, the limit itself;
+ *   - misuse: IoFreeMdl of a mapped MDL 0xB8, unmapping an unmapped MDL 0xB6, unmapping at
+ *     a wrong address SYSTEM_PTE_MISUSE 0x03, MmBuildMdlForNonPagedPool over paged pool or a
+ *     stack 0x7F, unlocking a nonpaged-pool MDL 0x7D or a partial one 0xB4;
+ *   - VF_DEPRECATED (off by default, set at run time): any MmMapLockedPages 0x81,
+ *     BugCheckOnFailure TRUE 0x82;
+ *   - with the verifier off, unmapping an unmapped MDL is NT's own SYSTEM_PTE_MISUSE 0x06.
+ * Death cases print the parameters they expect as "# expect: CODE (P1,P2,P3,P4)", in the
+ * format of the STOP line (the harness compares the code and P1; the rest is for the log).
+ */
+#include "tests/ktest.h"
+#include "include/wdm.h"
+#include "kernel/irql.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "mm/mdl.h"
+#include "mm/syspte.h"
+#include "mm/verifier.h"
+
+#define TAG 0x7653644Du /* 'MdSv' */
+
+/* Pages for MDLs from anywhere in RAM (High: the largest positive PHYSICAL_ADDRESS). */
+static const PHYSICAL_ADDRESS ANY_LOW = { .QuadPart = 0 };
+static const PHYSICAL_ADDRESS ANY_HIGH = { .QuadPart = 0x7FFFFFFFFFFFFFFFll };
+static const PHYSICAL_ADDRESS NO_SKIP = { .QuadPart = 0 };
+
+static void expect_stop(ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
+{
+	kprintf("# expect: 0x%08X (0x%016lX,0x%016lX,0x%016lX,0x%016lX)\n", code, p1, p2, p3, p4);
+}
+
+static void expect_violation(ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
+{
+	expect_stop(DRIVER_VERIFIER_DETECTED_VIOLATION, p1, p2, p3, p4);
+}
+
+/* A probe-locked MDL over a fresh pool buffer (never freed by a death case). */
+static PMDL locked_mdl(struct ktest *t, SIZE_T size, ULONG offset, ULONG len)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf + offset, len, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	return m;
+}
+
+static PVOID map(PMDL m)
+{
+	return MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+}
+
+/* Each IRQL death case runs twice: at HIGH_LEVEL, and at DISPATCH_LEVEL + 1, the first level
+ * above the limit (a limit set anywhere between the two would pass the first alone). */
+static void raise_to(KIRQL level)
+{
+	KIRQL old;
+	KeRaiseIrql(level, &old);
+}
+
+/* ---- IRQL: above the limit ---------------------------------------------------------------- */
+
+static void probe_at(struct ktest *t, KIRQL level)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	expect_violation(0x70, level, (ULONG_PTR)m, KernelMode);
+	raise_to(level);
+	MmProbeAndLockPages(m, KernelMode, IoReadAccess);
+}
+
+static void map_specify_cache_at(struct ktest *t, KIRQL level)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
+	expect_violation(0x76, level, (ULONG_PTR)m, KernelMode);
+	raise_to(level);
+	map(m);
+}
+
+static void map_locked_pages_at(struct ktest *t, KIRQL level)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
+	expect_violation(0x74, level, (ULONG_PTR)m, KernelMode);
+	raise_to(level);
+	MmMapLockedPages(m, KernelMode);
+}
+
+static void unlock_at(struct ktest *t, KIRQL level)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
+	expect_violation(0x78, level, (ULONG_PTR)m, 0);
+	raise_to(level);
+	MmUnlockPages(m);
+}
+
+static void unmap_at(struct ktest *t, KIRQL level)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0x10, 0x20);
+	PVOID va = map(m);
+	ASSERT_TRUE(t, va != NULL);
+	expect_violation(0x79, level, (ULONG_PTR)va, (ULONG_PTR)m);
+	raise_to(level);
+	MmUnmapLockedPages(va, m);
+}
+
+static void allocate_pages_at(struct ktest *t, KIRQL level)
+{
+	expect_violation(0x7E, level, DISPATCH_LEVEL, 0);
+	raise_to(level);
+	MmAllocatePagesForMdl(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE);
+}
+
+static void allocate_pages_ex_at(struct ktest *t, KIRQL level)
+{
+	expect_violation(0x7E, level, DISPATCH_LEVEL, 0);
+	raise_to(level);
+	MmAllocatePagesForMdlEx(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE, MmCached, 0);
+}
+
+static void free_pages_at(struct ktest *t, KIRQL level)
+{
+	PMDL a = MmAllocatePagesForMdl(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE);
+	ASSERT_TRUE(t, a != NULL);
+	expect_violation(0x7E, level, DISPATCH_LEVEL, 0);
+	raise_to(level);
+	MmFreePagesFromMdl(a);
+}
+
+#define IRQL_DEATH_PAIR(name)                                                              \
+	static void name##_above_dispatch(struct ktest *t) { name##_at(t, HIGH_LEVEL); }    \
+	static void name##_just_above_dispatch(struct ktest *t) { name##_at(t, DISPATCH_LEVEL + 1); }
+IRQL_DEATH_PAIR(probe)
+IRQL_DEATH_PAIR(map_specify_cache)
+IRQL_DEATH_PAIR(map_locked_pages)
+IRQL_DEATH_PAIR(unlock)
+IRQL_DEATH_PAIR(unmap)
+IRQL_DEATH_PAIR(allocate_pages)
+IRQL_DEATH_PAIR(allocate_pages_ex)
+IRQL_DEATH_PAIR(free_pages)
+
+/* ---- IRQL: at the limit --------------------------------------------------------------------- */
+
+/* Every routine above, and the others a driver calls with them, at DISPATCH_LEVEL: nothing
+ * stops, and everything taken is given back (the framework's accounting checks that). */
+static void everything_works_at_dispatch_level(struct ktest *t)
+{
+	KIRQL old;
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	bool ok[8] = { false };
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	KIRQL at = KeGetCurrentIrql();
+
+	PMDL m = IoAllocateMdl(buf + 0x40, PAGE_SIZE, FALSE, FALSE, NULL);
+	if (m) {
+		MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+		uint8_t *va = map(m);
+		ok[0] = va != NULL && MmGetSystemAddressForMdlSafe(m, NormalPagePriority) == va;
+		if (va)
+			MmUnmapLockedPages(va, m);
+		va = MmMapLockedPages(m, KernelMode);
+		ok[1] = va != NULL;
+		if (va)
+			MmUnmapLockedPages(va, m);
+		PMDL part = IoAllocateMdl(buf + 0x80, 16, FALSE, FALSE, NULL);
+		if (part) {
+			IoBuildPartialMdl(m, part, buf + 0x80, 16);
+			ok[2] = MmGetSystemAddressForMdlSafe(part, NormalPagePriority) != NULL;
+			MmPrepareMdlForReuse(part);
+			IoFreeMdl(part);
+		}
+		ok[3] = MmGetSystemAddressForMdlSafe(m, NormalPagePriority) != NULL;
+		MmUnlockPages(m); /* releases that mapping */
+		MmBuildMdlForNonPagedPool(m);
+		ok[4] = MmGetSystemAddressForMdlSafe(m, NormalPagePriority) == buf + 0x40;
+		IoFreeMdl(m);
+	}
+	PMDL a = MmAllocatePagesForMdl(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE);
+	PMDL b = MmAllocatePagesForMdlEx(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE, MmNonCached, 0);
+	if (a) {
+		PVOID va = map(a);
+		ok[5] = va != NULL;
+		if (va)
+			MmUnmapLockedPages(va, a);
+		MmFreePagesFromMdl(a);
+		ExFreePool(a);
+	}
+	if (b) {
+		ok[6] = MmGetSystemAddressForMdlSafe(b, NormalPagePriority) != NULL;
+		MmFreePagesFromMdl(b); /* releases that mapping */
+		ExFreePool(b);
+	}
+	ok[7] = a && b;
+	KeLowerIrql(old);
+
+	EXPECT_EQ(t, at, DISPATCH_LEVEL);
+	EXPECT_TRUE(t, m != NULL);
+	for (unsigned i = 0; i < ARRAY_SIZE(ok); i++)
+		if (!ok[i])
+			KTEST_FAIL(t, "step %u failed at DISPATCH_LEVEL", i);
+	ExFreePoolWithTag(buf, TAG);
+}
+
+/* ---- misuse ------------------------------------------------------------------------------ */
+
+static void free_of_a_mapped_mdl(struct ktest *t)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
+	ASSERT_TRUE(t, map(m) != NULL);
+	expect_violation(0xB8, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	IoFreeMdl(m);
+}
+
+static void unmap_of_an_unmapped_mdl(struct ktest *t)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
+	PVOID va = map(m);
+	ASSERT_TRUE(t, va != NULL);
+	MmUnmapLockedPages(va, m);
+	expect_violation(0xB6, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	MmUnmapLockedPages(va, m);
+}
+
+/* An address inside the mapping that is not the one returned: SYSTEM_PTE_MISUSE 0x03
+ * (address, pages, the mapping's address). */
+static void unmap_at_a_wrong_address(struct ktest *t)
+{
+	PMDL m = locked_mdl(t, 3 * PAGE_SIZE, 0x10, 2 * PAGE_SIZE);
+	uint8_t *va = map(m);
+	ASSERT_TRUE(t, va != NULL);
+	expect_stop(SYSTEM_PTE_MISUSE, 0x03, (ULONG_PTR)(va + PAGE_SIZE), mdl_page_count(m), (ULONG_PTR)va);
+	MmUnmapLockedPages(va + PAGE_SIZE, m);
+}
+
+static void nonpaged_mdl_over_paged_pool(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_PAGED, PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	expect_violation(0x7F, PASSIVE_LEVEL, (ULONG_PTR)m, (USHORT)m->MdlFlags);
+	MmBuildMdlForNonPagedPool(m);
+}
+
+static void nonpaged_mdl_over_a_stack_buffer(struct ktest *t)
+{
+	volatile uint8_t local[64];
+	local[0] = 0;
+	PMDL m = IoAllocateMdl((PVOID)local, sizeof local, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	expect_violation(0x7F, PASSIVE_LEVEL, (ULONG_PTR)m, (USHORT)m->MdlFlags);
+	MmBuildMdlForNonPagedPool(m);
+}
+
+static void unlock_of_a_nonpaged_pool_mdl(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmBuildMdlForNonPagedPool(m);
+	expect_violation(0x7D, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	MmUnlockPages(m);
+}
+
+static void unlock_of_a_partial_mdl(struct ktest *t)
+{
+	PMDL source = locked_mdl(t, 2 * PAGE_SIZE, 0, 2 * PAGE_SIZE);
+	uint8_t *sub = (uint8_t *)MmGetMdlVirtualAddress(source) + PAGE_SIZE;
+	PMDL part = IoAllocateMdl(sub, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, part != NULL);
+	IoBuildPartialMdl(source, part, sub, PAGE_SIZE);
+	expect_violation(0xB4, (ULONG_PTR)part, (USHORT)part->MdlFlags, MDL_PARTIAL);
+	MmUnlockPages(part);
+}
+
+/* ---- VF_DEPRECATED ------------------------------------------------------------------------- */
+
+/* Off by default: the calls the flag reports are ordinary.  On: the calls it does not report
+ * still are. */
+static void deprecated_checks_are_opt_in(struct ktest *t)
+{
+	uint32_t saved = verifier_get_flags();
+	if (saved != VF_CHECKS)
+		KTEST_SKIP(t, "booted with a verifier= option: not the default flags");
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoReadAccess);
+
+	PVOID va = MmMapLockedPages(m, KernelMode);
+	EXPECT_TRUE(t, va != NULL);
+	if (va)
+		MmUnmapLockedPages(va, m);
+	va = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, TRUE, NormalPagePriority);
+	EXPECT_TRUE(t, va != NULL);
+	if (va)
+		MmUnmapLockedPages(va, m);
+
+	verifier_set_flags(VF_CHECKS | VF_DEPRECATED);
+	va = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	EXPECT_TRUE(t, va != NULL);
+	if (va)
+		MmUnmapLockedPages(va, m);
+	va = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
+	EXPECT_TRUE(t, va != NULL);
+	verifier_set_flags(saved);
+
+	MmUnlockPages(m);
+	IoFreeMdl(m);
+	ExFreePoolWithTag(buf, TAG);
+}
+
+static void deprecated_map_locked_pages(struct ktest *t)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
+	verifier_set_flags(VF_CHECKS | VF_DEPRECATED);
+	expect_violation(0x81, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	MmMapLockedPages(m, KernelMode);
+}
+
+static void deprecated_bug_check_on_failure(struct ktest *t)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
+	verifier_set_flags(VF_CHECKS | VF_DEPRECATED);
+	expect_violation(0x82, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, TRUE, NormalPagePriority);
+}
+
+/* ---- the verifier off -------------------------------------------------------------------- */
+
+/* NT's own answer without the verifier: SYSTEM_PTE_MISUSE 0x06 (address, pages, MDL). */
+static void verifier_off_unmap_of_an_unmapped_mdl(struct ktest *t)
+{
+	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
+	PVOID va = map(m);
+	ASSERT_TRUE(t, va != NULL);
+	MmUnmapLockedPages(va, m);
+	verifier_set_flags(0);
+	expect_stop(SYSTEM_PTE_MISUSE, 0x06, (ULONG_PTR)va, mdl_page_count(m), (ULONG_PTR)m);
+	MmUnmapLockedPages(va, m);
+}
+
+static struct ktest_case mdl_verifier_cases[] = {
+	/* IRQL */
+	KTEST_DEATH_CASE_P1(probe_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
+	KTEST_DEATH_CASE_P1(probe_just_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
+	KTEST_DEATH_CASE_P1(map_specify_cache_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76),
+	KTEST_DEATH_CASE_P1(map_specify_cache_just_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76),
+	KTEST_DEATH_CASE_P1(map_locked_pages_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x74),
+	KTEST_DEATH_CASE_P1(map_locked_pages_just_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x74),
+	KTEST_DEATH_CASE_P1(unlock_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x78),
+	KTEST_DEATH_CASE_P1(unlock_just_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x78),
+	KTEST_DEATH_CASE_P1(unmap_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x79),
+	KTEST_DEATH_CASE_P1(unmap_just_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x79),
+	KTEST_DEATH_CASE_P1(allocate_pages_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7E),
+	KTEST_DEATH_CASE_P1(allocate_pages_just_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7E),
+	KTEST_DEATH_CASE_P1(allocate_pages_ex_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7E),
+	KTEST_DEATH_CASE_P1(allocate_pages_ex_just_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7E),
+	KTEST_DEATH_CASE_P1(free_pages_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7E),
+	KTEST_DEATH_CASE_P1(free_pages_just_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7E),
+	KTEST_CASE(everything_works_at_dispatch_level),
+	/* misuse */
+	KTEST_DEATH_CASE_P1(free_of_a_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB8),
+	KTEST_DEATH_CASE_P1(unmap_of_an_unmapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB6),
+	KTEST_DEATH_CASE_P1(unmap_at_a_wrong_address, SYSTEM_PTE_MISUSE, 0x03),
+	KTEST_DEATH_CASE_P1(nonpaged_mdl_over_paged_pool, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7F),
+	KTEST_DEATH_CASE_P1(nonpaged_mdl_over_a_stack_buffer, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7F),
+	KTEST_DEATH_CASE_P1(unlock_of_a_nonpaged_pool_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7D),
+	KTEST_DEATH_CASE_P1(unlock_of_a_partial_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB4),
+	/* VF_DEPRECATED */
+	KTEST_CASE(deprecated_checks_are_opt_in),
+	KTEST_DEATH_CASE_P1(deprecated_map_locked_pages, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x81),
+	KTEST_DEATH_CASE_P1(deprecated_bug_check_on_failure, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x82),
+	/* verifier off */
+	KTEST_DEATH_CASE_P1(verifier_off_unmap_of_an_unmapped_mdl, SYSTEM_PTE_MISUSE, 0x06),
+	{ 0 }
+};
+KTEST_SUITE(mdl_verifier, mdl_verifier_cases);
