@@ -3,6 +3,7 @@
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/process.h"
 #include "kernel/serial.h"
 #include "tests/ktest.h"
 
@@ -14,9 +15,9 @@ extern const struct monitor_command *const __monitor_cmds_start[], *const __moni
 
 int monitor_execute(char *line)
 {
-	char *argv[MAX_ARGS];
+	char *argv[MAX_ARGS + 1];
 	int argc = 0;
-	for (char *p = line; *p && argc < MAX_ARGS;) {
+	for (char *p = line; *p && argc <= MAX_ARGS;) {
 		while (*p == ' ' || *p == '\t')
 			*p++ = 0;
 		if (!*p)
@@ -30,13 +31,66 @@ int monitor_execute(char *line)
 	for_each_command(c) {
 		if (strcmp((*c)->name, argv[0]))
 			continue;
-		int r = (*c)->run(argc, argv);
+		/* More arguments than any command takes, or any for a command that takes none. */
+		bool takes_none = !strchr((*c)->usage, ' ');
+		int r = argc > MAX_ARGS || (argc > 1 && takes_none) ? -1 : (*c)->run(argc, argv);
 		if (r == -1)
 			kprintf("usage: %s\n", (*c)->usage);
 		return r;
 	}
 	kprintf("unknown command '%s' (try 'help')\n", argv[0]);
 	return -2;
+}
+
+void mon_vprintf(struct mon_out *o, const char *fmt, va_list ap)
+{
+	if (!o || !o->buf) {
+		kvprintf(fmt, ap);
+		return;
+	}
+	if (o->len + 1 >= o->size) {
+		o->overflow = true;
+		return;
+	}
+	size_t room = o->size - o->len;
+	int n = kvsnprintf(o->buf + o->len, room, fmt, ap);
+	if ((size_t)n >= room) {
+		o->len = o->size - 1;
+		o->overflow = true;
+	} else {
+		o->len += (size_t)n;
+	}
+}
+
+void mon_printf(struct mon_out *o, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	mon_vprintf(o, fmt, ap);
+	va_end(ap);
+}
+
+bool monitor_parse_hex(const char *s, uint64_t *out)
+{
+	char buf[48];
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		return parse_u64(s, out);
+	if (ksnprintf(buf, sizeof buf, "0x%s", s) >= (int)sizeof buf)
+		return false;
+	return parse_u64(buf, out); /* which skips the ` WinDbg puts between digit groups */
+}
+
+int monitor_parse_process(const char *s, struct _EPROCESS **out)
+{
+	uint64_t pid;
+	if (!parse_u64(s, &pid))
+		return -1;
+	*out = pid <= UINT32_MAX ? ps_lookup((uint32_t)pid) : NULL;
+	if (!*out) {
+		kprintf("no process with PID %s ('ps' lists the live ones)\n", s);
+		return 1;
+	}
+	return 0;
 }
 
 /* Line editing: printable characters echo, backspace/DEL erase, CR or LF ends the line.
@@ -83,8 +137,11 @@ void monitor_run(void)
 
 static int cmd_help(int argc, char **argv)
 {
+	int width = 0;
 	for_each_command(c)
-		kprintf("  %-24s %s\n", (*c)->usage, (*c)->help);
+		width = MAX(width, (int)strlen((*c)->usage));
+	for_each_command(c)
+		kprintf("  %-*s  %s\n", width, (*c)->usage, (*c)->help);
 	return 0;
 }
 MONITOR_COMMAND(help, "help", "this list", cmd_help);

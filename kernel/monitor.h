@@ -1,9 +1,21 @@
 /* The interactive monitor on the serial console.  Commands register themselves:
  *     static int cmd_pat(int argc, char **argv) { ... }
  *     MONITOR_COMMAND(pat, "pat", "IA32_PAT slot by slot", cmd_pat);
- * A handler returns 0, or -1 to have its usage line printed. */
+ * A handler returns 0, or -1 to have its usage line printed.  A command whose usage line is
+ * its bare name takes no arguments: the monitor prints the usage line for any and does not
+ * run it.
+ *
+ * Printers shared by commands, the tour and the tests write through a struct mon_out: the
+ * console (MON_CONSOLE), or a caller's buffer, so that a test reads exactly the text a user
+ * would see.
+ */
 #ifndef KERNEL_MONITOR_H
 #define KERNEL_MONITOR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct monitor_command {
 	const char *name;
@@ -12,10 +24,13 @@ struct monitor_command {
 	int (*run)(int argc, char **argv);
 };
 
-#define MONITOR_COMMAND(id, usage_, help_, fn)                                             \
-	static const struct monitor_command __moncmd_##id = { #id, usage_, help_, fn };  \
+/* A command named `name_` (any spelling: "bench-cache"), registered under the C identifier
+ * `id`; MONITOR_COMMAND names it after the identifier. */
+#define MONITOR_COMMAND_NAMED(id, name_, usage_, help_, fn)                                 \
+	static const struct monitor_command __moncmd_##id = { name_, usage_, help_, fn };  \
 	__attribute__((used, section(".monitor_cmds"))) static const struct monitor_command \
 		*const __moncmd_ptr_##id = &__moncmd_##id
+#define MONITOR_COMMAND(id, usage_, help_, fn) MONITOR_COMMAND_NAMED(id, #id, usage_, help_, fn)
 
 #define MONITOR_PROMPT "mdlab> "
 
@@ -23,5 +38,39 @@ struct monitor_command {
 __attribute__((noreturn)) void monitor_run(void);
 /* Run one command line; returns the handler's result, or -2 for an unknown command. */
 int monitor_execute(char *line);
+
+/* ---- output ----------------------------------------------------------------------------- */
+
+/* Where a printer's text goes.  With buf NULL, the console; otherwise appended to buf
+ * (always NUL-terminated), `overflow` set when something did not fit. */
+struct mon_out {
+	char *buf;
+	size_t size, len;
+	bool overflow;
+};
+#define MON_CONSOLE ((struct mon_out *)0)
+
+/* A buffer sink over buf[0..size). */
+static inline struct mon_out mon_buffer(char *buf, size_t size)
+{
+	if (size)
+		buf[0] = 0;
+	return (struct mon_out){ .buf = buf, .size = size };
+}
+/* printf to `o` (MON_CONSOLE: the console). */
+void mon_printf(struct mon_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mon_vprintf(struct mon_out *o, const char *fmt, va_list ap);
+
+/* ---- arguments ---------------------------------------------------------------------------- */
+
+/* A hex number as WinDbg writes them: 0x optional, ` allowed between digit groups
+ * (ffffc000`00001000).  False on junk. */
+bool monitor_parse_hex(const char *s, uint64_t *out);
+
+/* The process a PID argument names (decimal as `ps` prints it, or 0x-prefixed hex).
+ * Returns 0 with *out set; -1 when the argument is not a number (the caller returns -1 for
+ * its usage line); 1 when no live process has that PID (a message was printed). */
+struct _EPROCESS;
+int monitor_parse_process(const char *s, struct _EPROCESS **out);
 
 #endif

@@ -29,6 +29,7 @@ struct user_kctx {
 uint64_t user_enter(struct user_kctx *k, uint64_t rip, uint64_t rsp, uint64_t rflags);
 __attribute__((noreturn)) void user_leave(struct user_kctx *k, uint64_t value);
 
+static PEPROCESS processes;        /* the live ones, newest first, linked by `next` */
 static PEPROCESS current;          /* whose address space is loaded */
 static PEPROCESS running;          /* whose ring-3 code is running (PsRunProcess) */
 static struct user_kctx *running_kctx;
@@ -38,6 +39,26 @@ static int ncleanups;
 
 PEPROCESS ps_current(void) { return current; }
 PEPROCESS PsGetCurrentProcess(void) { return current; }
+
+PEPROCESS ps_next(PEPROCESS p) { return p ? p->next : processes; }
+
+PEPROCESS ps_lookup(uint32_t pid)
+{
+	for (PEPROCESS p = processes; p; p = p->next)
+		if (p->pid == pid)
+			return p;
+	return NULL;
+}
+
+static void unlink_process(PEPROCESS p)
+{
+	for (PEPROCESS *pp = &processes; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			return;
+		}
+	PANIC("PsDestroyProcess: process %u (%s) is not a live process", p->pid, p->name);
+}
 
 void ps_register_cleanup(ps_cleanup_fn fn)
 {
@@ -170,6 +191,8 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 		return NULL;
 	}
 	p->user_stack = stack_top - 8; /* as if called: RSP + 8 is 16-byte aligned */
+	p->next = processes;
+	processes = p;
 	return p;
 }
 
@@ -230,6 +253,7 @@ void ps_user_fault(const struct trap_frame *f)
 void PsDestroyProcess(PEPROCESS p)
 {
 	KAPC_STATE apc;
+	unlink_process(p);
 	p->terminating = true;
 	KeStackAttachProcess(p, &apc);
 	/* Drivers' cleanup first (IRP_MJ_CLEANUP), then what they mapped, then the space. */

@@ -48,7 +48,7 @@ typedef struct _EPROCESS {
 	uint64_t report_key[PROCESS_REPORTS], report_value[PROCESS_REPORTS];
 	uint32_t nreports;
 	uint64_t entry, user_stack;
-	struct _EPROCESS *next;     /* all processes */
+	struct _EPROCESS *next;     /* the list of live processes (ps_next) */
 } EPROCESS;
 
 typedef struct _KAPC_STATE {
@@ -72,6 +72,12 @@ NTSTATUS PsRunProcess(PEPROCESS p);
  * space.  Pages still locked for it then are bug check PROCESS_HAS_LOCKED_PAGES (0, process,
  * count). */
 void PsDestroyProcess(PEPROCESS p);
+
+/* The live processes (made by PsCreateProcess, not yet destroyed), for tools:
+ * ps_lookup finds one by PID (NULL: none); ps_next(NULL) is the first, ps_next(p) the one
+ * after p (NULL at the end). */
+PEPROCESS ps_lookup(uint32_t pid);
+PEPROCESS ps_next(PEPROCESS p);
 
 PEPROCESS PsGetCurrentProcess(void);
 /* The process whose address space is loaded (running, or attached), NULL for the kernel. */

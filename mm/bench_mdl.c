@@ -186,3 +186,67 @@ static void bench_partial(void)
 		ExFreePoolWithTag(buf, TAG);
 }
 KBENCH(partial, bench_partial);
+
+/* ---- user buffers and user mappings --------------------------------------------------- */
+
+#include "kernel/process.h"
+#include "mm/uvm.h"
+
+struct user_ctx {
+	PMDL mdl;
+};
+
+static void user_map_unmap_op(void *c)
+{
+	struct user_ctx *u = c;
+	PVOID va = NULL;
+	__try {
+		va = MmMapLockedPagesSpecifyCache(u->mdl, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		va = NULL;
+	}
+	if (va)
+		MmUnmapLockedPages(va, u->mdl);
+}
+
+static void bench_user(void)
+{
+	uint64_t args[1] = { 0 };
+	PEPROCESS p = PsCreateProcess("agent", 0, args, 1);
+	if (!p)
+		return;
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	for (unsigned s = 0; s < ARRAY_SIZE(sizes); s++) {
+		uint32_t n = sizes[s];
+		PVOID base = NULL;
+		SIZE_T size = (SIZE_T)n * PAGE_SIZE;
+		if (!NT_SUCCESS(ZwAllocateVirtualMemory(NtCurrentProcess(), &base, 0, &size, MEM_RESERVE | MEM_COMMIT,
+							PAGE_READWRITE)))
+			break;
+		PMDL mdl = IoAllocateMdl(base, n * PAGE_SIZE, FALSE, FALSE, NULL);
+		if (mdl) {
+			/* The first probe makes the demand-zero pages resident; the timed ones find them so. */
+			struct mdl_ctx m = { mdl, NULL };
+			probe_unlock_op(&m);
+			bench_result("probe_lock_unlock_user", n, 1, n, time_op(probe_unlock_op, &m), NULL);
+			/* A user mapping of locked kernel-pool pages (whole, zeroed). */
+			IoFreeMdl(mdl);
+		}
+		SIZE_T zero = 0;
+		ZwFreeVirtualMemory(NtCurrentProcess(), &base, &zero, MEM_RELEASE);
+		uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, (SIZE_T)n * PAGE_SIZE, TAG);
+		PMDL pm = buf ? IoAllocateMdl(buf, n * PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+		if (pm) {
+			MmBuildMdlForNonPagedPool(pm);
+			struct user_ctx u = { pm };
+			bench_result("user_map_unmap", n, 1, n, time_op(user_map_unmap_op, &u), "nonpaged pool");
+			IoFreeMdl(pm);
+		}
+		if (buf)
+			ExFreePoolWithTag(buf, TAG);
+	}
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+KBENCH(user, bench_user);

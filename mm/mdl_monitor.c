@@ -12,8 +12,10 @@
  *              gives a message, never a fault.
  *
  * PTEs are read from the tables (pt_query): the raw entry, its bits decoded by
- * pt_describe_entry, the PAT slot it selects and that slot's type in the MSR now.
+ * pt_describe_entry, the PAT slot it selects and that slot's type in the MSR now.  The
+ * printers write to a struct mon_out and are shared with the tour (mm/mdl_monitor.h).
  */
+#include "mm/mdl_monitor.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/monitor.h"
@@ -105,88 +107,87 @@ static void format_flags(USHORT flags, char *buf, unsigned size)
 }
 
 /* The header, field by field, with the flags by name. */
-static void print_header(uint64_t at, const MDL *m)
+static void print_header(struct mon_out *o, uint64_t at, const MDL *m)
 {
 	char flags[320];
 	format_flags((USHORT)m->MdlFlags, flags, sizeof flags);
-	kprintf("  MDL at 0x%016lx\n", at);
-	kprintf("    Next           %p\n", (void *)m->Next);
-	kprintf("    Size           0x%x (header 0x%lx + %u PFN slots)\n", (USHORT)m->Size, sizeof(MDL),
+	mon_printf(o, "  MDL at 0x%016lx\n", at);
+	mon_printf(o, "    Next           %p\n", (void *)m->Next);
+	mon_printf(o, "    Size           0x%x (header 0x%lx + %u PFN slots)\n", (USHORT)m->Size, sizeof(MDL),
 		(USHORT)m->Size >= sizeof(MDL) ? (unsigned)(((USHORT)m->Size - sizeof(MDL)) / sizeof(PFN_NUMBER)) : 0);
-	kprintf("    MdlFlags       0x%04x %s\n", (USHORT)m->MdlFlags, flags);
-	kprintf("    Process        %p\n", (void *)m->Process);
-	kprintf("    MappedSystemVa %p\n", m->MappedSystemVa);
-	kprintf("    StartVa        %p\n", m->StartVa);
-	kprintf("    ByteCount      0x%x\n", m->ByteCount);
-	kprintf("    ByteOffset     0x%x  (buffer at %p, %u page(s))\n", m->ByteOffset, MmGetMdlVirtualAddress(m),
+	mon_printf(o, "    MdlFlags       0x%04x %s\n", (USHORT)m->MdlFlags, flags);
+	mon_printf(o, "    Process        %p\n", (void *)m->Process);
+	mon_printf(o, "    MappedSystemVa %p\n", m->MappedSystemVa);
+	mon_printf(o, "    StartVa        %p\n", m->StartVa);
+	mon_printf(o, "    ByteCount      0x%x\n", m->ByteCount);
+	mon_printf(o, "    ByteOffset     0x%x  (buffer at %p, %u page(s))\n", m->ByteOffset, MmGetMdlVirtualAddress(m),
 		mdl_page_count(m));
 }
 
 /* The PFN array, read from `array` (the kernel address just past the header), each frame
  * with what the PFN database says of it. */
-static void print_pfns(uint64_t array, ULONG pages, ULONG max_shown)
+static void print_pfns(struct mon_out *o, uint64_t array, ULONG pages, ULONG max_shown)
 {
 	ULONG shown = pages < max_shown ? pages : max_shown;
-	kprintf("    PFN array (%u entries):\n", pages);
+	mon_printf(o, "    PFN array (%u entries):\n", pages);
 	for (ULONG i = 0; i < shown; i++) {
 		PFN_NUMBER pfn;
 		if (!read_kernel(array + i * sizeof pfn, &pfn, sizeof pfn)) {
-			kprintf("      [%u] at 0x%lx: %s\n", i, array + i * sizeof pfn,
+			mon_printf(o, "      [%u] at 0x%lx: %s\n", i, array + i * sizeof pfn,
 				unreadable(array + i * sizeof pfn, sizeof pfn));
 			return;
 		}
 		const struct pfn_entry *e = pfn_entry(pfn);
 		if (e) {
 			const char *type = e->memtype == MT_NONE ? "none yet" : memtype_name((enum memtype)e->memtype);
-			kprintf("      [%u] 0x%lx  %s, owner %s, lock count %u, type %s\n", i, pfn,
+			mon_printf(o, "      [%u] 0x%lx  %s, owner %s, lock count %u, type %s\n", i, pfn,
 				pfn_state_name((enum pfn_state)e->state), pfn_owner_name((enum pfn_owner)e->owner_kind),
 				e->lock_count, type);
 		} else
-			kprintf("      [%u] 0x%lx  beyond the PFN database (I/O space)\n", i, pfn);
+			mon_printf(o, "      [%u] 0x%lx  beyond the PFN database (I/O space)\n", i, pfn);
 	}
 	if (shown < pages)
-		kprintf("      ... %u more\n", pages - shown);
+		mon_printf(o, "      ... %u more\n", pages - shown);
 }
 
-/* One translation, from the tables: raw entry, decoded bits, PAT slot and type, frame. */
-static void print_translation(const char *label, uint64_t va)
+void mdl_print_translation(struct mon_out *o, const struct pt_root *root, const char *label, uint64_t va)
 {
 	struct pt_query q;
 	char bits[80];
-	pt_query(&kernel_root, va, &q);
+	pt_query(root, va, &q);
 	uint64_t e = q.entry[q.level];
 	if (!q.present) {
-		kprintf("      %s 0x%016lx: not present (level-%d entry 0x%016lx)\n", label, va, q.level, e);
+		mon_printf(o, "      %s 0x%016lx: not present (level-%d entry 0x%016lx)\n", label, va, q.level, e);
 		return;
 	}
 	pt_describe_entry(e, q.level, bits, sizeof bits);
-	kprintf("      %s 0x%016lx: %s 0x%016lx [%s] PAT slot %d = %s -> frame 0x%lx\n", label, va,
+	mon_printf(o, "      %s 0x%016lx: %s 0x%016lx [%s] PAT slot %d = %s -> frame 0x%lx\n", label, va,
 		q.level == 1 ? "PTE" : q.level == 2 ? "PDE (2M)" : "PDPTE (1G)", e, bits, q.pat_slot,
 		memtype_name(q.eff.type), q.pa >> PAGE_SHIFT);
 }
 
 /* The system mapping of the MDL, page by page (a nonpaged-pool MDL's is the pool's own). */
-static void print_mapping(const MDL *m)
+static void print_mapping(struct mon_out *o, const MDL *m)
 {
 	if (!(m->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL))) {
-		kprintf("    no system mapping\n");
+		mon_printf(o, "    no system mapping\n");
 		return;
 	}
 	uint64_t base = ALIGN_DOWN((uint64_t)m->MappedSystemVa, PAGE_SIZE);
 	if (!canonical(base) || base < KVA_DIRECT_MAP_BASE) {
-		kprintf("    MappedSystemVa %p is not a kernel address\n", m->MappedSystemVa);
+		mon_printf(o, "    MappedSystemVa %p is not a kernel address\n", m->MappedSystemVa);
 		return;
 	}
 	ULONG pages = mdl_page_count(m), shown = pages < MAX_PTES_SHOWN ? pages : MAX_PTES_SHOWN;
-	kprintf("    system mapping at %p (%s):\n", m->MappedSystemVa,
+	mon_printf(o, "    system mapping at %p (%s):\n", m->MappedSystemVa,
 		syspte_contains(base) ? "system PTEs" : "the buffer's own address");
 	for (ULONG i = 0; i < shown; i++) {
 		char label[16];
 		ksnprintf(label, sizeof label, "page %u", i);
-		print_translation(label, base + (uint64_t)i * PAGE_SIZE);
+		mdl_print_translation(o, &kernel_root, label, base + (uint64_t)i * PAGE_SIZE);
 	}
 	if (shown < pages)
-		kprintf("      ... %u more pages\n", pages - shown);
+		mon_printf(o, "      ... %u more pages\n", pages - shown);
 }
 
 /* Why a header cannot be an MDL's (what every MDL routine keeps true), or NULL. */
@@ -201,23 +202,23 @@ static const char *implausible(const MDL *m)
 	return NULL;
 }
 
-/* Everything about an MDL at a kernel address; false (with the reason) if it can't be read. */
-static bool print_mdl(uint64_t at, bool with_mapping)
+bool mdl_print(struct mon_out *o, uint64_t at, unsigned what)
 {
 	MDL m;
 	const char *why = unreadable(at, sizeof m);
 	if (why) {
-		kprintf("no MDL can be read at 0x%016lx: %s\n", at, why);
+		mon_printf(o, "no MDL can be read at 0x%016lx: %s\n", at, why);
 		return false;
 	}
 	read_kernel(at, &m, sizeof m);
-	print_header(at, &m);
+	print_header(o, at, &m);
 	const char *odd = implausible(&m);
 	if (odd)
-		kprintf("    this does not look like an MDL (%s): the first PFN slots only\n", odd);
-	print_pfns(at + sizeof(MDL), mdl_page_count(&m), odd ? IMPLAUSIBLE_PFNS_SHOWN : MAX_PFNS_SHOWN);
-	if (with_mapping && !odd)
-		print_mapping(&m);
+		mon_printf(o, "    this does not look like an MDL (%s): the first PFN slots only\n", odd);
+	if (what & MDL_PRINT_PFNS)
+		print_pfns(o, at + sizeof(MDL), mdl_page_count(&m), odd ? IMPLAUSIBLE_PFNS_SHOWN : MAX_PFNS_SHOWN);
+	if ((what & MDL_PRINT_MAPPING) && !odd)
+		print_mapping(o, &m);
 	return true;
 }
 
@@ -261,7 +262,7 @@ static void demo_pool_step(uint8_t *buf, unsigned k)
 	}
 	if (k == 0) {
 		kprintf("-- after IoAllocateMdl (PFN array not filled yet):\n");
-		print_header((uint64_t)m, m);
+		print_header(MON_CONSOLE, (uint64_t)m, m);
 	}
 	volatile NTSTATUS st = STATUS_SUCCESS;
 	__try {
@@ -276,7 +277,7 @@ static void demo_pool_step(uint8_t *buf, unsigned k)
 	}
 	if (k == 0) {
 		kprintf("-- after MmProbeAndLockPages(KernelMode, IoWriteAccess):\n");
-		print_mdl((uint64_t)m, false);
+		mdl_print(MON_CONSOLE, (uint64_t)m, MDL_PRINT_PFNS);
 	}
 	struct mdl_stats before, after;
 	mdl_get_stats(&before);
@@ -288,7 +289,7 @@ static void demo_pool_step(uint8_t *buf, unsigned k)
 		kprintf("-- mapped at %p%s:\n", sva,
 			after.cache_overrides != before.cache_overrides
 				? " (pool frames are WB: the requested type was overridden)" : "");
-		print_mdl((uint64_t)m, true);
+		mdl_print(MON_CONSOLE, (uint64_t)m, MDL_PRINT_PFNS | MDL_PRINT_MAPPING);
 	}
 	MmUnlockPages(m); /* releases the mapping first */
 	IoFreeMdl(m);
@@ -309,14 +310,14 @@ static void demo_allocated_step(unsigned k)
 	PFN_NUMBER pfns[2];
 	memcpy(pfns, MmGetMdlPfnArray(m), pages * sizeof(PFN_NUMBER));
 	kprintf("-- allocated (StartVa 0, locked, not mapped):\n");
-	print_mdl((uint64_t)m, true);
+	mdl_print(MON_CONSOLE, (uint64_t)m, MDL_PRINT_PFNS | MDL_PRINT_MAPPING);
 	kprintf("    direct-map aliases of the frames:\n");
 	for (ULONG i = 0; i < pages; i++)
-		print_translation("alias", (uint64_t)pfn_to_virt(pfns[i]));
+		mdl_print_translation(MON_CONSOLE, &kernel_root, "alias", (uint64_t)pfn_to_virt(pfns[i]));
 	PVOID sva = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
 	if (sva) {
 		kprintf("-- mapped at %p (the frames' own type wins over MmCached):\n", sva);
-		print_mdl((uint64_t)m, true);
+		mdl_print(MON_CONSOLE, (uint64_t)m, MDL_PRINT_PFNS | MDL_PRINT_MAPPING);
 	} else {
 		kprintf("the mapping failed\n");
 	}
@@ -324,7 +325,7 @@ static void demo_allocated_step(unsigned k)
 	ExFreePool(m);
 	kprintf("-- after MmFreePagesFromMdl: the aliases are WB again:\n");
 	for (ULONG i = 0; i < pages; i++)
-		print_translation("alias", (uint64_t)pfn_to_virt(pfns[i]));
+		mdl_print_translation(MON_CONSOLE, &kernel_root, "alias", (uint64_t)pfn_to_virt(pfns[i]));
 }
 
 static void mdl_demo(void)
@@ -346,46 +347,19 @@ static void mdl_demo(void)
 
 /* ---- the command ------------------------------------------------------------------------ */
 
-/* A hex address, 0x optional, WinDbg's ` between digit groups allowed. */
-static bool parse_address(const char *s, uint64_t *out)
-{
-	char buf[40];
-	unsigned n = 0;
-	if (!(s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))) {
-		buf[n++] = '0';
-		buf[n++] = 'x';
-	}
-	for (; *s; s++) {
-		if (*s == '`')
-			continue;
-		if (n + 1 >= sizeof buf)
-			return false;
-		buf[n++] = *s;
-	}
-	buf[n] = 0;
-	return parse_u64(buf, out);
-}
-
 static int cmd_mdl(int argc, char **argv)
 {
 	uint64_t at;
-	if (argc == 2 && !strcmp(argv[1], "demo")) {
+	if (argc != 2)
+		return -1;
+	if (!strcmp(argv[1], "demo")) {
 		mdl_demo();
 		return 0;
 	}
-	if (argc != 2 || !parse_address(argv[1], &at)) {
-		kprintf("usage: mdl demo | mdl ADDR\n");
-		return 1;
-	}
-	print_mdl(at, true);
+	if (!monitor_parse_hex(argv[1], &at))
+		return -1;
+	mdl_print(MON_CONSOLE, at, MDL_PRINT_PFNS | MDL_PRINT_MAPPING);
 	return 0;
 }
-
-/* Two help lines, one command: both entries run cmd_mdl (the first one found handles it). */
-MONITOR_COMMAND(mdl, "mdl ADDR", "decode the MDL at kernel address ADDR (hex): fields, flags, PFNs, PTEs",
-		cmd_mdl);
-static const struct monitor_command mdl_demo_command = {
-	"mdl", "mdl demo", "probe, lock and map a pool buffer with each cache type; show MDL and PTEs", cmd_mdl
-};
-__attribute__((used, section(".monitor_cmds"))) static const struct monitor_command *const mdl_demo_command_ptr =
-	&mdl_demo_command;
+MONITOR_COMMAND(mdl, "mdl ADDR | mdl demo",
+		"decode the MDL at kernel address ADDR (hex) | map a pool buffer with each cache type", cmd_mdl);

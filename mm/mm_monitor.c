@@ -1,12 +1,16 @@
 /*
- * Monitor commands for the memory manager: ptdump, pte, pfn, pat, mem, audit.  Everything
- * about a translation is read from the real page tables (pt_query, pt_for_each_leaf) and
- * the PAT from the MSR, never from bookkeeping.  Numbers are hex, as in WinDbg: with or
- * without 0x, with ` between digit groups (0xffffffff`80000000).
+ * Monitor commands for the memory manager: ptdump, pte, pfn, lockedpages, pat, mem, audit,
+ * and the printers behind them (mm/mm_monitor.h).  Everything about a translation is read
+ * from the real page tables (pt_query, pt_for_each_leaf), the PAT from the MSR and frames
+ * from the PFN database, never from bookkeeping.  Numbers are hex, as in WinDbg: with or
+ * without 0x, with ` between digit groups (0xffffffff`80000000); a PID is decimal, as `ps`
+ * prints it.
  */
+#include "mm/mm_monitor.h"
 #include "kernel/lib.h"
 #include "kernel/monitor.h"
 #include "kernel/printf.h"
+#include "kernel/process.h"
 #include "mm/audit.h"
 #include "mm/layout.h"
 #include "mm/mm.h"
@@ -16,16 +20,7 @@
 #include "mm/ptdump.h"
 #include "mm/tlb.h"
 
-/* A hex number, 0x optional.  False on junk (the caller prints its usage). */
-static bool parse_hex(const char *s, uint64_t *out)
-{
-	char buf[48];
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-		return parse_u64(s, out);
-	if (ksnprintf(buf, sizeof buf, "0x%s", s) >= (int)sizeof buf)
-		return false;
-	return parse_u64(buf, out);
-}
+#define LOCKED_FRAMES_SHOWN 64
 
 static bool canonical(uint64_t va)
 {
@@ -33,20 +28,42 @@ static bool canonical(uint64_t va)
 	return top == 0 || top == 0x1FFFF;
 }
 
+/* The address space an optional PID argument selects: the kernel's without one.  Returns
+ * what monitor_parse_process does. */
+static int space_of(int argc, char **argv, int at, const struct pt_root **root, PEPROCESS *p)
+{
+	*root = &kernel_root;
+	*p = NULL;
+	if (argc <= at)
+		return 0;
+	int r = monitor_parse_process(argv[at], p);
+	if (r == 0)
+		*root = &(*p)->root;
+	return r;
+}
+
 /* ---------------------------------------------------------------- ptdump */
 
 static int cmd_ptdump(int argc, char **argv)
 {
 	uint64_t lo = 0, hi = 0;
-	if (argc > 3 || (argc >= 2 && !parse_hex(argv[1], &lo)) || (argc == 3 && !parse_hex(argv[2], &hi)))
+	const struct pt_root *root;
+	PEPROCESS p;
+	if (argc > 4 || (argc >= 2 && !monitor_parse_hex(argv[1], &lo)) ||
+	    (argc >= 3 && !monitor_parse_hex(argv[2], &hi)))
 		return -1;
 	if (hi && hi <= lo)
 		return -1;
-	ptdump(&kernel_root, lo, hi);
+	int r = space_of(argc, argv, 3, &root, &p);
+	if (r)
+		return r;
+	if (p)
+		kprintf("process %u (%s):\n", p->pid, p->name);
+	ptdump(root, lo, hi);
 	return 0;
 }
-MONITOR_COMMAND(ptdump, "ptdump [START [END]]",
-		"kernel page tables as merged ranges, [START, END) in hex (END 0: to the top)", cmd_ptdump);
+MONITOR_COMMAND(ptdump, "ptdump [START [END [PID]]]",
+		"page tables as merged ranges, [START, END) hex (END 0: the top); PID: that process's", cmd_ptdump);
 
 /* ---------------------------------------------------------------- pte */
 
@@ -55,96 +72,199 @@ static const char *const table_names[5] = { "", "PT", "PD", "PDPT", "PML4" };
 
 static unsigned va_index(uint64_t va, int level) { return (va >> (12 + 9 * (level - 1))) & 511; }
 
-static void print_leaf_details(uint64_t va, const struct pt_query *q)
+static void print_leaf_details(struct mon_out *o, uint64_t va, const struct pt_query *q)
 {
 	uint64_t frame = q->pa - (va - q->leaf_va);
 	unsigned enc = (pat_read_msr() >> (8 * q->pat_slot)) & 0xFF;
 	enum memtype slot_type = pat_encoding_type(enc);
 	const struct pfn_entry *e = pfn_entry(q->pa >> PAGE_SHIFT);
-	kprintf("  leaf: %s page 0x%016lx-0x%016lx -> frame 0x%lx\n",
-		q->level == 1 ? "4K" : q->level == 2 ? "2M" : "1G", q->leaf_va, q->leaf_va + q->leaf_size - 1,
-		frame);
-	kprintf("  PAT slot %d: IA32_PAT encoding 0x%02x = %s (per the MSR now)\n", q->pat_slot, enc,
-		slot_type == MT_NONE ? "reserved" : memtype_name(slot_type));
-	kprintf("  effective: %s %s %s %s %s\n", q->eff.user ? "U" : "S", q->eff.write ? "RW" : "R",
-		q->eff.exec ? "X" : "NX", q->eff.global ? "G" : "-", memtype_name(q->eff.type));
-	kprintf("  0x%016lx -> pa 0x%lx, PFN 0x%lx (%s)\n", va, q->pa, q->pa >> PAGE_SHIFT,
-		e ? pfn_state_name((enum pfn_state)e->state) : "beyond the PFN database: MMIO");
+	mon_printf(o, "  leaf: %s page 0x%016lx-0x%016lx -> frame 0x%lx\n",
+		   q->level == 1 ? "4K" : q->level == 2 ? "2M" : "1G", q->leaf_va, q->leaf_va + q->leaf_size - 1,
+		   frame);
+	mon_printf(o, "  PAT slot %d: IA32_PAT encoding 0x%02x = %s (per the MSR now)\n", q->pat_slot, enc,
+		   slot_type == MT_NONE ? "reserved" : memtype_name(slot_type));
+	mon_printf(o, "  effective: %s %s %s %s %s\n", q->eff.user ? "U" : "S", q->eff.write ? "RW" : "R",
+		   q->eff.exec ? "X" : "NX", q->eff.global ? "G" : "-", memtype_name(q->eff.type));
+	mon_printf(o, "  0x%016lx -> pa 0x%lx, PFN 0x%lx", va, q->pa, q->pa >> PAGE_SHIFT);
+	if (e)
+		mon_printf(o, " (%s, recorded type %s)\n", pfn_state_name((enum pfn_state)e->state),
+			   memtype_name((enum memtype)e->memtype));
+	else
+		mon_printf(o, " (beyond the PFN database: MMIO)\n");
+}
+
+void mm_print_pte(struct mon_out *o, const struct pt_root *root, uint64_t va)
+{
+	struct pt_query q;
+	pt_query(root, va, &q);
+	mon_printf(o, "va 0x%016lx: PML4 %u, PDPT %u, PD %u, PT %u, offset 0x%lx  (%s; tables at 0x%lx)\n", va,
+		   va_index(va, 4), va_index(va, 3), va_index(va, 2), va_index(va, 1), va & (PAGE_SIZE - 1),
+		   ptdump_region_name(va), root->pml4);
+	for (int level = 4; level >= q.level; level--) {
+		uint64_t e = q.entry[level];
+		char bits[80];
+		mon_printf(o, "  %-5s at pa 0x%010lx = 0x%016lx", entry_names[level], q.entry_pa[level], e);
+		if (level == q.level && !q.present) {
+			mon_printf(o, "  not present\n");
+			break;
+		}
+		pt_describe_entry(e, level, bits, sizeof bits);
+		if (level > q.level)
+			mon_printf(o, " -> %s 0x%lx", table_names[level - 1], ALIGN_DOWN(q.entry_pa[level - 1], PAGE_SIZE));
+		else
+			mon_printf(o, " -> frame 0x%lx", q.pa - (va - q.leaf_va));
+		mon_printf(o, "  [%s]\n", bits);
+	}
+	if (!q.present) {
+		mon_printf(o, "  not present at level %d (%s in the %s)\n", q.level, entry_names[q.level],
+			   table_names[q.level]);
+		return;
+	}
+	print_leaf_details(o, va, &q);
 }
 
 static int cmd_pte(int argc, char **argv)
 {
 	uint64_t va;
-	if (argc != 2 || !parse_hex(argv[1], &va))
+	const struct pt_root *root;
+	PEPROCESS p;
+	if (argc < 2 || argc > 3 || !monitor_parse_hex(argv[1], &va))
 		return -1;
 	if (!canonical(va)) {
 		kprintf("0x%lx is not a canonical address\n", va);
 		return -1;
 	}
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	kprintf("va 0x%016lx: PML4 %u, PDPT %u, PD %u, PT %u, offset 0x%lx  (%s)\n", va, va_index(va, 4),
-		va_index(va, 3), va_index(va, 2), va_index(va, 1), va & (PAGE_SIZE - 1),
-		ptdump_region_name(va));
-	for (int level = 4; level >= q.level; level--) {
-		uint64_t e = q.entry[level];
-		char bits[80];
-		kprintf("  %-5s at pa 0x%010lx = 0x%016lx", entry_names[level], q.entry_pa[level], e);
-		if (level == q.level && !q.present) {
-			kprintf("  not present\n");
-			break;
-		}
-		pt_describe_entry(e, level, bits, sizeof bits);
-		if (level > q.level)
-			kprintf(" -> %s 0x%lx", table_names[level - 1], ALIGN_DOWN(q.entry_pa[level - 1], PAGE_SIZE));
-		else
-			kprintf(" -> frame 0x%lx", q.pa - (va - q.leaf_va));
-		kprintf("  [%s]\n", bits);
-	}
-	if (!q.present) {
-		kprintf("  not present at level %d (%s in the %s)\n", q.level, entry_names[q.level],
-			table_names[q.level]);
-		return 0;
-	}
-	print_leaf_details(va, &q);
+	int r = space_of(argc, argv, 2, &root, &p);
+	if (r)
+		return r;
+	if (p)
+		kprintf("process %u (%s):\n", p->pid, p->name);
+	mm_print_pte(MON_CONSOLE, root, va);
 	return 0;
 }
-MONITOR_COMMAND(pte, "pte VA", "every level's entry for VA (hex), its bits, PAT slot, translation",
-		cmd_pte);
+MONITOR_COMMAND(pte, "pte VA [PID]",
+		"every level's entry for VA (hex), bits, PAT slot, translation; PID: in that process", cmd_pte);
 
 /* ---------------------------------------------------------------- pfn */
 
-static int cmd_pfn(int argc, char **argv)
+void mm_print_pfn(struct mon_out *o, pfn_t pfn)
 {
-	uint64_t pfn;
-	if (argc != 2 || !parse_hex(argv[1], &pfn) || pfn > (~0ull >> PAGE_SHIFT))
-		return -1;
 	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e) {
-		kprintf("PFN 0x%lx (pa 0x%lx): beyond the PFN database (limit 0x%lx): not RAM\n", pfn,
-			pfn << PAGE_SHIFT, pfn_limit());
-		return 0;
+		mon_printf(o, "PFN 0x%lx (pa 0x%lx): beyond the PFN database (limit 0x%lx): not RAM\n", pfn,
+			   pfn << PAGE_SHIFT, pfn_limit());
+		return;
 	}
-	kprintf("PFN 0x%lx (pa 0x%lx): state %s, %s\n", pfn, pfn << PAGE_SHIFT,
-		pfn_state_name((enum pfn_state)e->state), pfn_is_ram(pfn) ? "RAM" : "no RAM here");
-	kprintf("  memtype %s, owner %s 0x%lx, lock count %u", memtype_name((enum memtype)e->memtype),
-		pfn_owner_name((enum pfn_owner)e->owner_kind), e->owner, e->lock_count);
+	mon_printf(o, "PFN 0x%lx (pa 0x%lx): state %s, %s\n", pfn, pfn << PAGE_SHIFT,
+		   pfn_state_name((enum pfn_state)e->state), pfn_is_ram(pfn) ? "RAM" : "no RAM here");
+	mon_printf(o, "  memtype %s, owner %s 0x%lx, lock count %u", memtype_name((enum memtype)e->memtype),
+		   pfn_owner_name((enum pfn_owner)e->owner_kind), e->owner, e->lock_count);
 	if (e->state == PFN_FREE || e->state == PFN_ZEROED)
-		kprintf(", free-list links next 0x%x prev 0x%x", e->next, e->prev);
-	kprintf("\n");
+		mon_printf(o, ", free-list links next 0x%x prev 0x%x", e->next, e->prev);
+	mon_printf(o, "\n");
 	uint64_t dva = (uint64_t)pfn_to_virt(pfn);
 	struct pt_query q;
 	pt_query(&kernel_root, dva, &q);
 	if (q.present)
-		kprintf("  direct map 0x%016lx: mapped %s, %s %s, %s page (tables read now)\n", dva,
-			memtype_name(q.eff.type), q.eff.write ? "RW" : "R", q.eff.exec ? "X" : "NX",
-			q.level == 1 ? "4K" : q.level == 2 ? "2M" : "1G");
+		mon_printf(o, "  direct map 0x%016lx: mapped %s, %s %s, %s page (tables read now)\n", dva,
+			   memtype_name(q.eff.type), q.eff.write ? "RW" : "R", q.eff.exec ? "X" : "NX",
+			   q.level == 1 ? "4K" : q.level == 2 ? "2M" : "1G");
 	else
-		kprintf("  direct map 0x%016lx: not mapped (stops at level %d)\n", dva, q.level);
+		mon_printf(o, "  direct map 0x%016lx: not mapped (stops at level %d)\n", dva, q.level);
+}
+
+static int cmd_pfn(int argc, char **argv)
+{
+	uint64_t pfn;
+	if (argc != 2 || !monitor_parse_hex(argv[1], &pfn) || pfn > (~0ull >> PAGE_SHIFT))
+		return -1;
+	mm_print_pfn(MON_CONSOLE, pfn);
 	return 0;
 }
 MONITOR_COMMAND(pfn, "pfn PFN", "the PFN database entry of frame PFN (hex) and its direct-map alias",
 		cmd_pfn);
+
+/* ---------------------------------------------------------------- lockedpages */
+
+struct locked_walk {
+	struct mon_out *o;
+	uint64_t frames, shown;
+};
+
+/* A user leaf of the process: list its frames that carry a lock count. */
+static void locked_leaf(const struct pt_leaf *l, void *arg)
+{
+	struct locked_walk *w = arg;
+	for (uint64_t off = 0; off < l->size; off += PAGE_SIZE) {
+		const struct pfn_entry *e = pfn_entry((l->pa + off) >> PAGE_SHIFT);
+		if (!e || !e->lock_count)
+			continue;
+		if (w->shown++ < LOCKED_FRAMES_SHOWN)
+			mon_printf(w->o, "    va 0x%016lx -> PFN 0x%lx, lock count %u\n", l->va + off,
+				   (l->pa + off) >> PAGE_SHIFT, e->lock_count);
+		w->frames++;
+	}
+}
+
+void mm_print_locked_pages(struct mon_out *o, PEPROCESS only)
+{
+	struct pfn_stats s;
+	uint64_t frames = 0, locks = 0;
+	pfn_get_stats(&s);
+	if (!only) {
+		mon_printf(o, "frames with a lock count (PFN database):\n");
+		for (pfn_t pfn = 0; pfn < pfn_limit(); pfn++) {
+			const struct pfn_entry *e = pfn_entry(pfn);
+			if (!e->lock_count)
+				continue;
+			if (frames < LOCKED_FRAMES_SHOWN)
+				mon_printf(o, "  PFN 0x%lx  lock count %u, %s, owner %s, type %s\n", pfn, e->lock_count,
+					   pfn_state_name((enum pfn_state)e->state),
+					   pfn_owner_name((enum pfn_owner)e->owner_kind),
+					   memtype_name((enum memtype)e->memtype));
+			frames++;
+			locks += e->lock_count;
+		}
+		if (frames > LOCKED_FRAMES_SHOWN)
+			mon_printf(o, "  ... %lu more\n", frames - LOCKED_FRAMES_SHOWN);
+		mon_printf(o, "total: %lu frame(s) locked, %lu lock(s); the PFN counters say %lu locked%s\n", frames,
+			   locks, s.locked, frames == s.locked ? "" : " (DISAGREE)");
+	}
+	mon_printf(o, "per process (pages MmProbeAndLockPages charged to it):\n");
+	unsigned n = 0;
+	for (PEPROCESS p = ps_next(NULL); p; p = ps_next(p)) {
+		if (only && p != only)
+			continue;
+		mon_printf(o, "  %4u %-16s %lu page(s) locked\n", p->pid, p->name, p->locked_pages);
+		n++;
+	}
+	if (!n)
+		mon_printf(o, "  (no process)\n");
+	if (only) {
+		struct locked_walk w = { .o = o };
+		mon_printf(o, "  locked frames its user half maps (locked by anyone):\n");
+		pt_for_each_leaf(&only->root, 0, USER_VA_END, locked_leaf, &w);
+		if (w.shown > LOCKED_FRAMES_SHOWN)
+			mon_printf(o, "    ... %lu more\n", w.shown - LOCKED_FRAMES_SHOWN);
+		mon_printf(o, "    %lu frame(s)\n", w.frames);
+	}
+}
+
+static int cmd_lockedpages(int argc, char **argv)
+{
+	PEPROCESS p = NULL;
+	if (argc > 2)
+		return -1;
+	if (argc == 2) {
+		int r = monitor_parse_process(argv[1], &p);
+		if (r)
+			return r;
+	}
+	mm_print_locked_pages(MON_CONSOLE, p);
+	return 0;
+}
+MONITOR_COMMAND(lockedpages, "lockedpages [PID]",
+		"pages locked by MmProbeAndLockPages: frames with lock counts, per-process counts", cmd_lockedpages);
 
 /* ---------------------------------------------------------------- pat */
 
@@ -159,14 +279,12 @@ static struct pat_bits bits_of_slot(int slot)
 	return (struct pat_bits){ 0 };
 }
 
-static int cmd_pat(int argc, char **argv)
+void mm_print_pat(struct mon_out *o)
 {
-	if (argc != 1)
-		return -1;
 	uint64_t msr = pat_read_msr();
-	kprintf("IA32_PAT = 0x%016lx (%s mdlab's layout 0x%016lx)\n", msr,
-		msr == pat_mdlab_value() ? "matches" : "DIFFERS FROM", pat_mdlab_value());
-	kprintf("  slot  enc   type  PAT PCD PWT  canonical for\n");
+	mon_printf(o, "IA32_PAT = 0x%016lx (%s mdlab's layout 0x%016lx)\n", msr,
+		   msr == pat_mdlab_value() ? "matches" : "DIFFERS FROM", pat_mdlab_value());
+	mon_printf(o, "  slot  enc   type  PAT PCD PWT  canonical for\n");
 	for (int slot = 0; slot < 8; slot++) {
 		unsigned enc = (msr >> (8 * slot)) & 0xFF;
 		enum memtype t = pat_encoding_type(enc);
@@ -177,9 +295,16 @@ static int cmd_pat(int argc, char **argv)
 			if (pat_slot(pat_bits_for((enum memtype)u)) == slot)
 				len += ksnprintf(users + len, sizeof users - len, "%s%s", len ? " " : "",
 						 memtype_name((enum memtype)u));
-		kprintf("  %4d  0x%02x  %-4s  %3d %3d %3d  %s\n", slot, enc, t == MT_NONE ? "rsvd" : memtype_name(t),
-			b.pat, b.pcd, b.pwt, users);
+		mon_printf(o, "  %4d  0x%02x  %-4s  %3d %3d %3d  %s\n", slot, enc, t == MT_NONE ? "rsvd" : memtype_name(t),
+			   b.pat, b.pcd, b.pwt, users);
 	}
+}
+
+static int cmd_pat(int argc, char **argv)
+{
+	if (argc != 1)
+		return -1;
+	mm_print_pat(MON_CONSOLE);
 	return 0;
 }
 MONITOR_COMMAND(pat, "pat", "IA32_PAT slot by slot: encoding, type, selecting bits, canonical users",

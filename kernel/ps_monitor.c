@@ -1,0 +1,41 @@
+/* `ps`: the live processes (kernel/process.c's list), read from each EPROCESS, its list of
+ * MDL user mappings and its VAD tree. */
+#include "kernel/ps_monitor.h"
+#include "kernel/trap.h"
+#include "mm/mdl_user.h"
+#include "mm/vad.h"
+
+static void count_vad(struct vad *v, void *ctx) { ++*(uint64_t *)ctx; }
+
+void ps_print_header(struct mon_out *o)
+{
+	mon_printf(o, "  %5s %-16s %-5s %-12s %7s %8s %5s  %s\n", "PID", "name", "WOW64", "PML4", "locked",
+		   "mappings", "VADs", "ended by");
+}
+
+void ps_print_process(struct mon_out *o, PEPROCESS p)
+{
+	uint64_t vads = 0;
+	unsigned mappings = 0;
+	vad_for_each(p, count_vad, &vads);
+	for (const struct user_mapping *um = p->mappings; um; um = um->next)
+		mappings++;
+	mon_printf(o, "  %5u %-16s %-5s 0x%010lx %7lu %8u %5lu  ", p->pid, p->name, p->wow64 ? "yes" : "no",
+		   p->root.pml4, p->locked_pages, mappings, vads);
+	if (p->fault.happened)
+		mon_printf(o, "vector %lu, error code 0x%lx at 0x%lx\n", p->fault.vector, p->fault.error_code,
+			   p->fault.address);
+	else
+		mon_printf(o, "-\n");
+}
+
+static int cmd_ps(int argc, char **argv)
+{
+	unsigned n = 0;
+	ps_print_header(MON_CONSOLE);
+	for (PEPROCESS p = ps_next(NULL); p; p = ps_next(p), n++)
+		ps_print_process(MON_CONSOLE, p);
+	mon_printf(MON_CONSOLE, "%u live process%s\n", n, n == 1 ? "" : "es");
+	return 0;
+}
+MONITOR_COMMAND(ps, "ps", "live processes: PID, name, WOW64, PML4, locked pages, MDL mappings, VADs", cmd_ps);
