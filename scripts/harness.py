@@ -3,7 +3,7 @@
     python3 scripts/harness.py --esp build/esp.img --kernel build/kernel.elf
         [--kvm 0|1] [--qemu-extra "QEMU OPTIONS"] [--tests GLOB] [--jobs N]
         [--cmdline-extra "key=value ..."] [--timeout 240] [--death-timeout 60]
-        [--build-dir build]
+        [--death-mode restore|boot] [--build-dir build]
 
 In order:
  1. runs the canned-log unit tests of scripts/test_harness.py in-process, one
@@ -13,10 +13,20 @@ In order:
     escape sequences removed;
  3. judges that log with ktap.judge_test_run (cases, plans, summaries, crash, timeout,
     exit status);
- 4. boots every death test the log announces (`# death-test:` lines) whose name matches
-    GLOB on its own (`mode=death case=NAME`), logs in BUILD/test/death/NAME.log, judged
-    with ktap.judge_death_run.  Death boots start as soon as their announcement appears;
-    at most N QEMUs (main run included) run at once;
+ 4. runs every death test the log announces (`# death-test:` lines) whose name matches
+    GLOB in a machine of its own, its serial log in BUILD/test/death/NAME.log, judged
+    with ktap.judge_death_run.  Death tests start as soon as their announcement appears;
+    at most N QEMUs (main run and death server included) run at once.  How:
+    --death-mode restore (the default): at the first announcement, one machine boots
+      with `mode=death-server` (log BUILD/test/death-server.log); when it prints
+      `# death-server: ready` it is saved over QMP (`stop`, `migrate` to a file) and
+      ended.  Each death test then starts a copy of that machine (`-incoming`, same
+      machine options, its own copies of the ESP and vars files) and types the case
+      name on its COM1; the case's log holds only what the copy printed.  A copy takes
+      about a second instead of a boot's five or more.  If the machine cannot be
+      booted or saved, or a copy fails before its case prints anything, the harness
+      says so in one line and boots the (remaining) death tests as with `boot`;
+    --death-mode boot: every death test boots on its own with `mode=death case=NAME`;
  5. prints per-suite tallies, the failures with reasons and log paths, and as its last
     line `N passed, N failed` (`, N skipped` when something was skipped), counting the
     unit tests, the kernel cases and the death tests.  A main run that crashed, timed
@@ -38,6 +48,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -54,11 +65,26 @@ from ktap import Status  # noqa: E402
 TAG = "harness:"
 KERNEL_SPACE = 0xFFFF800000000000
 LOG_TAIL_LINES = 8
+SERVER_READY = "# death-server: ready"
+SAVE_TIMEOUT = 60.0      # seconds for the QMP exchange that saves the death server
+QUIT_TIMEOUT = 10.0      # seconds for the saved death server to exit after `quit`
+CASE_NAME_MAX = 127      # the kernel reads the case name into a 128-byte buffer
+
+
+_print_lock = threading.Lock()
+
+
+def emit(line: str) -> None:
+    """Print one whole line at once (stdout may be a pipe into a CI log); lines printed
+    by different threads (the main log's stream, the death server's) never mix."""
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def say(*parts: object) -> None:
-    """Print a harness line at once (stdout may be a pipe into a CI log)."""
-    print(TAG, *parts, flush=True)
+    """Print a harness line at once."""
+    emit(" ".join(str(p) for p in (TAG, *parts)))
 
 
 @dataclass
@@ -143,8 +169,70 @@ class BootResult:
     error: str | None = None
 
 
+@dataclass
+class SavedMachine:
+    """A death server saved by Booter.save_server: its migration stream and the ESP and
+    vars files it ran with (each restored copy gets copies of these)."""
+    state: Path
+    esp: Path
+    vars_fd: Path
+    log: Path
+    seconds: float
+    size: int
+
+
+class SaveError(Exception):
+    """The death server could not be booted or saved; the message is for the user."""
+
+
+def death_case_input(name: str) -> bytes:
+    """What is typed on a restored death server's COM1: the case name on a line of its
+    own, after a few empty lines.  Those are for the copy's UART: a byte that arrives
+    before the migration stream has loaded the UART's state is lost (the default UART,
+    without FIFO, takes one byte, which the load then overwrites; one more can be lost
+    while the FIFO is switched on).  The kernel skips empty lines before a name."""
+    if not name or len(name.encode()) > CASE_NAME_MAX or any(
+            c.isspace() or not c.isprintable() for c in name):
+        raise ValueError(f"death case name {name!r} cannot be typed on the serial port")
+    return b"\n\n\n\n" + name.encode() + b"\n"
+
+
+def restore_command(saved: SavedMachine, esp: Path, vars_fd: Path, *, kvm: bool,
+                    extra: str) -> list[str]:
+    """The QEMU argv that starts a copy of `saved` with the ESP and vars copies `esp` and
+    `vars_fd`: the machine options of the saved boot, COM1 on stdin/stdout, and
+    `-incoming` from the saved state."""
+    return qemu.build_command(esp, vars_fd, kvm=kvm, serial=qemu.serial_to_stdio(),
+                              control=qemu.restore_options(saved.state), extra=extra)
+
+
+def restore_failure(res: BootResult) -> str | None:
+    """Why a restored death test failed before its case ran, or None when the case ran
+    (and is to be judged).  Every death case prints `# death: running ...` first, so a
+    copy that exits or hangs with nothing on its serial port failed as a copy (state
+    file unreadable or incompatible, QEMU refusing an option), not as a test."""
+    if res.error:
+        return res.error
+    if res.text.strip() or res.status == qemu.EXIT_BUGCHECK:
+        return None
+    said = [l for l in res.qemu_stderr.splitlines() if "terminating on signal" not in l]
+    why = ("printed nothing in {:.0f} s".format(res.seconds) if res.timed_out else
+           f"exited with status {qemu.describe_exit(res.status)} before printing anything")
+    return f"the restored machine {why}" + (f" (QEMU said: {said[-1]})" if said else "")
+
+
+def _keep_stderr(path: Path) -> str:
+    """QEMU's stderr file's text; the file is removed when it holds nothing but the
+    message about the signal we ended QEMU with."""
+    stderr = _read(path).strip()
+    if not [l for l in stderr.splitlines() if "terminating on signal" not in l]:
+        path.unlink(missing_ok=True)
+    return stderr
+
+
 class Booter:
-    """Boots the ESP with a given kernel command line, at most `jobs` at a time."""
+    """Boots the ESP with a given kernel command line, at most `jobs` at a time; saves a
+    death server and starts copies of it under the same limit."""
 
     def __init__(self, args: argparse.Namespace, procs: qemu.ProcessSet) -> None:
         self.esp = args.esp
@@ -184,10 +272,126 @@ class Booter:
         finally:
             self.slots.release()
             shutil.rmtree(boot_dir, ignore_errors=True)
-        stderr = _read(stderr_path).strip()
-        if not [l for l in stderr.splitlines() if "terminating on signal" not in l]:
-            stderr_path.unlink(missing_ok=True)
-        return BootResult(status, timed_out, time.monotonic() - start, _read(log), stderr)
+        return BootResult(status, timed_out, time.monotonic() - start, _read(log),
+                          _keep_stderr(stderr_path))
+
+    def save_server(self, cmdline: str, log: Path, server_dir: Path,
+                    timeout: float) -> SavedMachine:
+        """Boot with `cmdline` (a `mode=death-server` one), serial output to `log`, wait
+        at most `timeout` seconds for `# death-server: ready`, save the machine into
+        `server_dir` and end that QEMU.  Raises SaveError (a message for the user) when
+        any of it fails; the QEMU is ended in every case."""
+        if not self._acquire_slot():
+            raise SaveError("stopped before it started")
+        start = time.monotonic()
+        stderr_path = log.with_name(log.name + ".qemu-stderr")
+        sock_dir = Path(tempfile.mkdtemp(prefix="mdlab-qmp-"))  # short: AF_UNIX limit
+        proc = None
+        try:
+            files = qemu.prepare_boot_dir(server_dir, self.esp, cmdline)
+            state = server_dir / "machine.state"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            argv = qemu.build_command(files.esp, files.vars_fd, kvm=self.kvm,
+                                      serial=qemu.serial_to_file(log),
+                                      control=qemu.save_options(sock_dir / "qmp.sock"),
+                                      extra=self.qemu_extra)
+            with open(stderr_path, "wb") as err:
+                proc = self.procs.start(argv, stdin=subprocess.DEVNULL, stdout=err,
+                                        stderr=subprocess.STDOUT)
+            self._wait_for_ready(proc, log, start + timeout, timeout)
+            alive = lambda: proc.poll() is None  # noqa: E731
+            with qemu.Qmp.connect(sock_dir / "qmp.sock", alive=alive) as qmp:
+                qmp.execute("qmp_capabilities")
+                qemu.save_machine(qmp, state, SAVE_TIMEOUT)
+                qmp.quit()
+            status, timed_out = self.procs.wait(proc, QUIT_TIMEOUT)
+            if timed_out:
+                raise SaveError(f"the saved machine did not exit within {QUIT_TIMEOUT:g} s "
+                                "of QMP quit")
+            size = state.stat().st_size if state.is_file() else 0
+            if not size:
+                raise SaveError(f"the migration left no state in {state}")
+            return SavedMachine(state, files.esp, files.vars_fd, log,
+                                time.monotonic() - start, size)
+        except (SaveError, qemu.QemuSetupError, OSError) as e:
+            if proc is not None and proc.poll() is None:
+                qemu.terminate(proc)  # so that its last words are in the file
+            said = [l for l in _read(stderr_path).strip().splitlines()
+                    if "terminating on signal" not in l]
+            raise SaveError(str(e) + (f" (QEMU said: {said[-1]})" if said else "")) from e
+        finally:
+            if proc is not None:
+                qemu.terminate(proc)
+                self.procs.forget(proc)
+            self.slots.release()
+            shutil.rmtree(sock_dir, ignore_errors=True)
+            _keep_stderr(stderr_path)
+
+    def _wait_for_ready(self, proc: subprocess.Popen, log: Path, deadline: float,
+                        timeout: float) -> None:
+        """Wait until the serial log `log` holds SERVER_READY; SaveError if QEMU exits,
+        `deadline` passes or the run is being stopped first."""
+        seen = threading.Event()
+
+        def on_line(raw: str) -> None:
+            if ktap.clean_line(raw).strip() == SERVER_READY:
+                seen.set()
+        tail = _LogTail(log, on_line)
+        while True:
+            tail.poll()
+            if seen.is_set():
+                return
+            status = proc.poll()
+            if status is not None:
+                tail.poll()
+                if seen.is_set():
+                    return
+                raise SaveError(f"QEMU exited with status {qemu.describe_exit(status)} "
+                                f"before '{SERVER_READY}'")
+            if self.procs.stopping.is_set():
+                raise SaveError("the run is being stopped")
+            if time.monotonic() >= deadline:
+                raise SaveError(f"no '{SERVER_READY}' within {timeout:g} s")
+            time.sleep(0.1)
+
+    def restore(self, saved: SavedMachine, name: str, log: Path, case_dir: Path,
+                timeout: float) -> BootResult:
+        """Start a copy of the saved machine (own copies of its ESP and vars files, in
+        `case_dir`, removed afterwards), type death_case_input(name) on its COM1, its
+        serial output to `log`, for at most `timeout` seconds.  Never raises for QEMU
+        problems: they are in the result's `error`."""
+        if not self._acquire_slot():
+            return BootResult(None, False, 0.0, "", error="stopped before it started")
+        start = time.monotonic()
+        stderr_path = log.with_name(log.name + ".qemu-stderr")
+        try:
+            case_dir.mkdir(parents=True, exist_ok=True)
+            esp, vars_fd = case_dir / "esp.img", case_dir / "vars.fd"
+            shutil.copyfile(saved.esp, esp)
+            shutil.copyfile(saved.vars_fd, vars_fd)
+            argv = restore_command(saved, esp, vars_fd, kvm=self.kvm, extra=self.qemu_extra)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "wb") as out, open(stderr_path, "wb") as err:
+                proc = self.procs.start(argv, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                        bufsize=0)
+            try:
+                proc.stdin.write(death_case_input(name))
+            except BrokenPipeError:
+                pass  # QEMU is gone already; its exit status tells why
+            finally:
+                try:
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            status, timed_out = self.procs.wait(proc, max(0.0, start + timeout
+                                                          - time.monotonic()))
+        except (qemu.QemuSetupError, OSError) as e:
+            return BootResult(None, False, time.monotonic() - start, _read(log), error=str(e))
+        finally:
+            self.slots.release()
+            shutil.rmtree(case_dir, ignore_errors=True)
+        return BootResult(status, timed_out, time.monotonic() - start, _read(log),
+                          _keep_stderr(stderr_path))
 
     def _wait(self, proc: subprocess.Popen, log: Path, deadline: float,
               on_line) -> tuple[int | None, bool]:
@@ -296,6 +500,15 @@ class Harness:
         self.death_futures: dict[str, concurrent.futures.Future] = {}
         self.outcomes: list[Outcome] = []
         self.verdict: ktap.TestRunVerdict | None = None
+        # Restore mode: the death server is saved once, in its own thread, at the first
+        # death test; `restore_broken` says why copies are no longer used, once one failed.
+        self.server_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="death-server")
+        self.server_lock = threading.Lock()
+        self.server_future: concurrent.futures.Future | None = None
+        self.restore_broken: str | None = None
+        self.death_start: float | None = None
+        self.death_end: float | None = None
 
     def cmdline(self, base: str) -> str:
         extra = self.args.cmdline_extra.strip()
@@ -307,14 +520,77 @@ class Harness:
         if spec.name in self.death_futures or not fnmatch.fnmatchcase(spec.name,
                                                                        self.args.tests):
             return
+        if self.death_start is None:
+            self.death_start = time.monotonic()
         self.death_futures[spec.name] = self.pool.submit(self.run_death, spec)
 
+    def saved_server(self) -> SavedMachine | None:
+        """The saved death server, saving it first if nobody has (the first caller
+        starts it, every caller waits for it); None when it could not be saved."""
+        with self.server_lock:
+            if self.server_future is None:
+                self.server_future = self.server_pool.submit(self.save_server)
+        return self.server_future.result()
+
+    def save_server(self) -> SavedMachine | None:
+        """Boot and save the death server; one line saying how it went."""
+        log = self.test_dir / "death-server.log"
+        cmdline = self.cmdline("mode=death-server")
+        say(f"death tests: booting '{cmdline}' once, to save it and restore a copy per "
+            f"death test (serial log {log})")
+        try:
+            saved = self.booter.save_server(cmdline, log,
+                                            self.test_dir / "boot" / "death-server",
+                                            self.args.death_timeout)
+        except SaveError as e:
+            reason = str(e)
+        except Exception as e:  # a harness bug must not cost the death tests: boot them
+            reason = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+        else:
+            say(f"death tests: machine saved after {saved.seconds:.1f} s "
+                f"({saved.size / 2**20:.0f} MiB state)")
+            return saved
+        if not self.procs.stopping.is_set():
+            say(f"death tests: cannot save a booted machine ({reason}); booting each "
+                f"death test on its own instead (--death-mode boot)")
+        return None
+
     def run_death(self, spec: ktap.DeathSpec) -> Outcome:
-        """Boot and judge one death test (runs in a pool thread)."""
+        """Run and judge one death test (runs in a pool thread): in a copy of the saved
+        death server, or in a boot of its own when restoring is off or does not work."""
         log = self.test_dir / "death" / f"{_safe_name(spec.name)}.log"
-        res = self.booter.boot(self.cmdline(f"mode=death case={spec.name}"), log,
-                               self.test_dir / "boot" / f"death-{_safe_name(spec.name)}",
+        case_dir = self.test_dir / "boot" / f"death-{_safe_name(spec.name)}"
+        note = ""
+        if self.args.death_mode == "restore" and self.restore_broken is None:
+            saved = self.saved_server()
+            if saved is not None and self.restore_broken is None:
+                res = self.booter.restore(saved, spec.name, log, case_dir,
+                                          self.args.death_timeout)
+                why = restore_failure(res)
+                if why is None:
+                    return self.judge_death(spec, res, log, "restored", saved)
+                if self.procs.stopping.is_set():
+                    return Outcome("death", spec.name, Status.FAIL, [why], log)
+                with self.server_lock:
+                    first = self.restore_broken is None
+                    if first:
+                        self.restore_broken = why
+                if first:
+                    say(f"death tests: restoring {spec.name} failed ({why}); booting this "
+                        "and every death test not yet started on its own instead")
+                failed_log = log.with_name(log.stem + ".restore-failed.log")
+                if log.exists():
+                    log.replace(failed_log)
+                note = " after a failed restore"
+        res = self.booter.boot(self.cmdline(f"mode=death case={spec.name}"), log, case_dir,
                                self.args.death_timeout)
+        return self.judge_death(spec, res, log, "booted" + note)
+
+    def judge_death(self, spec: ktap.DeathSpec, res: BootResult, log: Path, how: str,
+                    saved: SavedMachine | None = None) -> Outcome:
+        """The Outcome of one death test run `how` ("restored" or "booted ...")."""
+        self.death_end = max(self.death_end or 0.0, time.monotonic())
         if res.error:
             return Outcome("death", spec.name, Status.FAIL, [res.error], log)
         verdict = ktap.judge_death_run(res.text, spec, exit_status=res.status,
@@ -322,10 +598,16 @@ class Harness:
                                        timeout=self.args.death_timeout)
         if verdict.passed:
             return Outcome("death", spec.name, Status.PASS,
-                           [f"bug check 0x{verdict.stop.code:08X} in {res.seconds:.1f} s"], log)
+                           [f"bug check 0x{verdict.stop.code:08X} in {res.seconds:.1f} s "
+                            f"({how})"], log)
         details = stop_details(self.kernel, verdict.stop) + qemu_said(res) + log_tail(res.text)
+        if saved is not None:
+            details.append(f"(ran in a copy of the death server saved at '{SERVER_READY}', "
+                           f"boot log {saved.log}; harness.py --death-mode boot boots each "
+                           "case instead)")
         return Outcome("death", spec.name, Status.FAIL,
-                       verdict.reasons + [f"(expected a bug check with {spec.describe()})"],
+                       verdict.reasons + [f"(expected a bug check with {spec.describe()}, "
+                                          f"{how})"],
                        log, details)
 
     # -- the main run
@@ -333,7 +615,7 @@ class Harness:
         """Show one serial line of the main run and start any death test it announces."""
         line = ktap.clean_line(raw)
         if line or not raw.strip("\r"):
-            print(line, flush=True)
+            emit(line)
         spec = ktap.scan_death_specs(raw)
         if spec is not None:
             self.submit_death(spec)
@@ -378,6 +660,21 @@ class Harness:
             self.outcomes.append(outcome)
             ok = "ok" if outcome.status is Status.PASS else "not ok"
             say(f"{ok} death {outcome.name}: " + "; ".join(outcome.reasons))
+        if self.death_futures and self.death_start is not None:
+            end = self.death_end or time.monotonic()
+            say(f"{len(self.death_futures)} death test(s) took {end - self.death_start:.1f} s "
+                f"from the first start to the last end ({self.death_how()})")
+
+    def death_how(self) -> str:
+        """How the death tests were run, for the timing line."""
+        if self.args.death_mode == "boot":
+            return "each booted, --death-mode boot"
+        future = self.server_future
+        if future is None or not future.done() or future.result() is None:
+            return "each booted: the death server could not be saved"
+        if self.restore_broken:
+            return "restored, then booted after a failed restore"
+        return "each restored from one saved boot"
 
     # -- report
     def report(self) -> int:
@@ -412,9 +709,10 @@ class Harness:
         return 1 if failures else 0
 
     def stop(self) -> None:
-        """End every QEMU and every queued boot."""
+        """End every QEMU and every queued boot (the saved machine's files too)."""
         self.procs.kill_all()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.server_pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.test_dir / "boot", ignore_errors=True)
 
 
@@ -431,7 +729,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     "every kernel command line")
     ap.add_argument("--timeout", type=float, default=240, help="main run limit, seconds")
     ap.add_argument("--death-timeout", type=float, default=60,
-                    help="limit per death boot, seconds")
+                    help="limit per death test (and for the death server to get ready), "
+                    "seconds")
+    ap.add_argument("--death-mode", choices=["restore", "boot"], default="restore",
+                    help="restore: boot one death server, save it, run each death test "
+                    "in a copy (falls back to boot when that fails); boot: boot every "
+                    "death test on its own (default restore)")
     ap.add_argument("--build-dir", default="build", help="logs go to BUILD_DIR/test")
     args = ap.parse_args(argv)
     if args.jobs < 1:

@@ -9,10 +9,16 @@ command-line interface at the bottom), so that every boot uses the same machine:
         -drive format=raw,file=<ESP image>
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
         [-no-reboot] -display none -nic none -monitor none
-        <serial options> <QEMU_EXTRA, shlex-split>
+        <serial options> [<save or restore options>] <QEMU_EXTRA, shlex-split>
 
 With KVM requested, `-enable-kvm -cpu host` replaces `-cpu max`, and /dev/kvm must be
 readable and writable (KvmUnavailable otherwise).
+
+Saving and restoring a machine (harness.py's death tests): the machine options above are
+the same for every boot, so a machine booted with save_options(QMP socket) can be saved
+with save_machine() (QMP `stop`, `migrate` to `exec:cat > STATE`) and copies of it
+started with restore_options(STATE) (`-incoming exec:cat STATE`), each with its own
+copies of the ESP and vars files (QEMU locks the images it opens for writing).
 
 The QEMU binary is `qemu-system-x86_64`, or the command in the environment variable QEMU
 (shlex-split, so `QEMU="python3 fake_qemu.py"` works): the scripts' own tests stand a fake
@@ -26,13 +32,16 @@ EXIT_TRIPLE_FAULT (0) a triple fault under -no-reboot.  Anything else is a crash
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,11 +100,20 @@ def serial_to_file(path: str | os.PathLike) -> list[str]:
     return ["-chardev", f"file,id=com1,path={_qemu_opt_value(path)}", "-serial", "chardev:com1"]
 
 
+def serial_to_stdio() -> list[str]:
+    """Serial options connecting COM1 to QEMU's stdin and stdout (give QEMU a pipe as
+    stdin to type into the guest; its stdout is then the guest's serial output)."""
+    return ["-chardev", "stdio,id=com1,signal=off", "-serial", "chardev:com1"]
+
+
 def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bool,
-                  serial: list[str], no_reboot: bool = True, extra: str = "") -> list[str]:
+                  serial: list[str], no_reboot: bool = True, extra: str = "",
+                  control: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The full argv for one boot of `esp` with OVMF variables in `vars_fd`.
 
-    `serial` is the serial option list (serial_to_file(...), or ["-serial", "stdio"], ...).
+    `serial` is the serial option list (serial_to_file(...), serial_to_stdio(), ...).
+    `control` are options that leave the machine as it is (save_options(...),
+    restore_options(...)), placed after the serial options.
     `extra` is QEMU_EXTRA, shlex-split and appended last so it can override.
     Raises KvmUnavailable when kvm is set and /dev/kvm is not usable, QemuSetupError
     when `extra` cannot be split (an unbalanced quote)."""
@@ -109,6 +127,7 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
         argv.append("-no-reboot")
     argv += ["-display", "none", "-nic", "none", "-monitor", "none"]
     argv += serial
+    argv += control
     try:
         argv += shlex.split(extra)
     except ValueError as e:
@@ -183,6 +202,157 @@ def prepare_boot_dir(directory: str | os.PathLike, esp: str | os.PathLike,
     directory.mkdir(parents=True, exist_ok=True)
     return BootFiles(esp=clone_esp(esp, directory / "esp.img", cmdline),
                      vars_fd=copy_vars(directory / "vars.fd"))
+
+
+# --------------------------------------------------------------------- save and restore
+
+def save_options(qmp_socket: str | os.PathLike) -> list[str]:
+    """Options for a machine that is to be saved: a QMP server on the unix socket
+    `qmp_socket` (QEMU creates it; nothing waits for a client), and no run state in the
+    migration stream.  Without the latter a machine saved after `stop` would restore
+    paused, as it was saved; without a recorded state a restored copy starts running."""
+    return ["-qmp", f"unix:{_qemu_opt_value(qmp_socket)},server=on,wait=off",
+            "-global", "migration.store-global-state=off"]
+
+
+def migrate_uri(state: str | os.PathLike) -> str:
+    """The `migrate` URI that writes the machine's state to the file `state`."""
+    return "exec:cat > " + shlex.quote(str(state))
+
+
+def restore_options(state: str | os.PathLike) -> list[str]:
+    """Options that start the machine from the state saved in the file `state` instead
+    of booting it.  The rest of the command line must set up the same machine (same
+    options, devices and drives, in the same order) as the one that was saved."""
+    return ["-incoming", "exec:cat " + shlex.quote(str(state))]
+
+
+class QmpError(QemuSetupError):
+    """A QMP exchange failed: no connection, an error reply, a timeout, or QEMU gone."""
+
+
+class Qmp:
+    """A minimal QMP client on a unix socket: one command at a time, events skipped.
+
+    Every read waits at most `timeout` seconds (QmpError after that)."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 10.0) -> None:
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.file = sock.makefile("rwb")
+        self.next_id = 0
+        greeting = self._read()
+        if "QMP" not in greeting:
+            raise QmpError(f"not a QMP greeting: {json.dumps(greeting)[:120]}")
+
+    @classmethod
+    def connect(cls, path: str | os.PathLike, timeout: float = 10.0,
+                alive=lambda: True) -> "Qmp":
+        """Connect to the QMP socket `path`, retrying while it does not accept
+        connections yet, for at most `timeout` seconds or until `alive()` is false."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+                try:
+                    return cls(sock, timeout)
+                except BaseException:
+                    sock.close()
+                    raise
+            except (FileNotFoundError, ConnectionRefusedError) as e:
+                sock.close()
+                if time.monotonic() >= deadline or not alive():
+                    raise QmpError(f"cannot connect to QMP socket {path}: {e.strerror}") from e
+                time.sleep(0.05)
+            except OSError as e:
+                sock.close()
+                raise QmpError(f"QMP socket {path}: {e}") from e
+
+    def _read(self) -> dict:
+        try:
+            line = self.file.readline()
+        except (TimeoutError, socket.timeout) as e:
+            raise QmpError("QEMU did not answer on QMP in time") from e
+        except OSError as e:
+            raise QmpError(f"QMP connection: {e}") from e
+        if not line:
+            raise QmpError("QEMU closed the QMP connection")
+        try:
+            message = json.loads(line)
+        except ValueError as e:
+            raise QmpError(f"malformed QMP message {line[:120]!r}") from e
+        if not isinstance(message, dict):
+            raise QmpError(f"malformed QMP message {line[:120]!r}")
+        return message
+
+    def execute(self, command: str, arguments: dict | None = None):
+        """Run one QMP command; return its `return` value.  QmpError on an error reply
+        (with QEMU's description), a timeout or a closed connection."""
+        self.next_id += 1
+        request = {"execute": command, "id": self.next_id}
+        if arguments:
+            request["arguments"] = arguments
+        try:
+            self.file.write(json.dumps(request).encode() + b"\n")
+            self.file.flush()
+        except OSError as e:
+            raise QmpError(f"QMP {command}: cannot send ({e})") from e
+        while True:
+            reply = self._read()
+            if "event" in reply:
+                continue
+            if "error" in reply:
+                err = reply["error"]
+                desc = err.get("desc", err) if isinstance(err, dict) else err
+                raise QmpError(f"QMP {command}: {desc}")
+            if "return" in reply:
+                return reply["return"]
+            raise QmpError(f"QMP {command}: unexpected reply {json.dumps(reply)[:120]}")
+
+    def quit(self) -> None:
+        """Ask QEMU to exit; a connection closed before the reply is fine."""
+        try:
+            self.execute("quit")
+        except QmpError:
+            pass
+
+    def close(self) -> None:
+        for closer in (self.file.close, self.sock.close):
+            try:
+                closer()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Qmp":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def save_machine(qmp: Qmp, state: str | os.PathLike, timeout: float = 60.0,
+                 poll: float = 0.05) -> dict:
+    """Save the machine behind `qmp` (negotiated already: `qmp_capabilities` sent) to the
+    file `state`: `stop`, `migrate` to migrate_uri(state), then `query-migrate` every
+    `poll` seconds until the status is `completed`.  Returns the last query-migrate
+    answer.  Raises QmpError when the migration fails, is cancelled or has not completed
+    after `timeout` seconds.  The machine stays stopped; the caller sends `quit`."""
+    deadline = time.monotonic() + timeout
+    qmp.execute("stop")
+    qmp.execute("migrate", {"uri": migrate_uri(state)})
+    while True:
+        info = qmp.execute("query-migrate")
+        status = info.get("status") if isinstance(info, dict) else None
+        if status == "completed":
+            return info
+        if status in ("failed", "cancelled"):
+            why = info.get("error-desc", "") if isinstance(info, dict) else ""
+            raise QmpError(f"migration {status}" + (f": {why}" if why else ""))
+        if time.monotonic() >= deadline:
+            raise QmpError(f"migration not completed after {timeout:g} s "
+                           f"(status {status or 'unknown'})")
+        time.sleep(poll)
 
 
 # --------------------------------------------------------------------- process control

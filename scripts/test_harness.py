@@ -1,7 +1,11 @@
-"""test_harness.py — unit tests of ktap.py's verdicts over canned serial logs.
+"""test_harness.py — unit tests of the harness, none of which starts QEMU.
 
-They prove that the harness accepts a good log and rejects every kind of bad one
-(crash, timeout, triple fault, missing plan or results, wrong bug check, ...).
+They prove that ktap.py's verdicts accept a good log and reject every kind of bad one
+(crash, timeout, triple fault, missing plan or results, wrong bug check, ...), and check
+what of the death tests' save-and-restore can be checked without QEMU: the QMP exchange
+that saves the death server (against a fake QMP server on a unix socket), the command
+lines of the saved machine and of its copies, what is typed on a copy's serial port, and
+when harness.py falls back from restoring to booting (with a stand-in for its Booter).
 harness.py runs them in-process before it boots anything; they also run on their own:
 
     python3 scripts/test_harness.py        (or: python3 -m unittest scripts/test_harness.py)
@@ -9,14 +13,25 @@ harness.py runs them in-process before it boots anything; they also run on their
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import json
 import os
+import shutil
+import socket
 import sys
+import tempfile
 import textwrap
+import threading
 import unittest
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 import ktap  # noqa: E402
+import qemu  # noqa: E402
 from ktap import DeathSpec, Status  # noqa: E402
 
 
@@ -406,6 +421,346 @@ class DeathRuns(unittest.TestCase):
                                  timed_out=True, timeout=60)
         self.assertFalse(v.passed)
         self.assertEqual(v.reasons, ["timed out after 60 s"])
+
+
+# --------------------------------------------------------------------- save and restore
+
+class FakeQmpServer(threading.Thread):
+    """A QMP server on a unix socket, in a thread: sends the greeting, then answers each
+    command with what `respond(request)` returns (a list of messages; None closes the
+    connection).  Keeps every request in `requests`."""
+
+    def __init__(self, path: str, respond) -> None:
+        super().__init__(daemon=True)
+        self.respond, self.requests = respond, []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(1)
+        self.listener.settimeout(5)
+
+    def run(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn, conn.makefile("rwb") as f:
+            try:
+                f.write(b'{"QMP": {"version": {"qemu": {"major": 7, "minor": 2}}, '
+                        b'"capabilities": []}}\r\n')
+                f.flush()
+                for line in f:
+                    request = json.loads(line)
+                    self.requests.append(request)
+                    replies = self.respond(request)
+                    if replies is None:
+                        return
+                    for message in replies:
+                        if "return" in message or "error" in message:
+                            message = dict(message, id=request.get("id"))
+                        f.write(json.dumps(message).encode() + b"\r\n")
+                    f.flush()
+            except OSError:
+                pass
+
+    def commands(self) -> list[str]:
+        return [r["execute"] for r in self.requests]
+
+
+def migration_script(statuses, fail_on=None):
+    """A `respond` for FakeQmpServer: ordinary replies (with events in between), the
+    query-migrate statuses in turn, an error reply to the command `fail_on`."""
+    statuses = list(statuses)
+
+    def respond(request):
+        command = request["execute"]
+        if command == fail_on:
+            return [{"error": {"class": "GenericError", "desc": f"{command} refused"}}]
+        if command == "stop":
+            return [{"event": "STOP", "timestamp": {}}, {"return": {}}]
+        if command == "query-migrate":
+            status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+            info = {"status": status, "ram": {"transferred": 1234}}
+            if status == "failed":
+                info["error-desc"] = "Unable to write to command"
+            return [{"return": info}]
+        if command == "quit":
+            return None
+        return [{"return": {}}]
+    return respond
+
+
+class QmpSave(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mdlab-test-qmp-")
+        self.path = os.path.join(self.dir, "qmp.sock")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def serve(self, respond) -> FakeQmpServer:
+        server = FakeQmpServer(self.path, respond)
+        server.start()
+        self.addCleanup(server.listener.close)
+        self.addCleanup(server.join, 5)
+        return server
+
+    def test_save_sequence(self):
+        server = self.serve(migration_script(["setup", "active", "active", "completed"]))
+        with qemu.Qmp.connect(self.path, timeout=5) as qmp:
+            qmp.execute("qmp_capabilities")
+            info = qemu.save_machine(qmp, "/tmp/a b/machine.state", timeout=5, poll=0.001)
+            qmp.quit()
+        self.assertEqual(info["status"], "completed")
+        self.assertEqual(server.commands(), ["qmp_capabilities", "stop", "migrate"] +
+                         ["query-migrate"] * 4 + ["quit"])
+        migrate = server.requests[2]
+        self.assertEqual(migrate["arguments"], {"uri": "exec:cat > '/tmp/a b/machine.state'"})
+        ids = [r["id"] for r in server.requests]
+        self.assertEqual(len(set(ids)), len(ids))
+
+    def test_migration_failed(self):
+        self.serve(migration_script(["active", "failed"]))
+        with qemu.Qmp.connect(self.path, timeout=5) as qmp:
+            qmp.execute("qmp_capabilities")
+            with self.assertRaisesRegex(qemu.QmpError,
+                                        "migration failed: Unable to write to command"):
+                qemu.save_machine(qmp, "/tmp/state", timeout=5, poll=0.001)
+
+    def test_migration_never_completes(self):
+        self.serve(migration_script(["active"]))
+        with qemu.Qmp.connect(self.path, timeout=5) as qmp:
+            with self.assertRaisesRegex(qemu.QmpError, "not completed after 0.05 s "
+                                                       r"\(status active\)"):
+                qemu.save_machine(qmp, "/tmp/state", timeout=0.05, poll=0.001)
+
+    def test_error_reply(self):
+        self.serve(migration_script(["completed"], fail_on="stop"))
+        with qemu.Qmp.connect(self.path, timeout=5) as qmp:
+            with self.assertRaisesRegex(qemu.QmpError, "QMP stop: stop refused"):
+                qemu.save_machine(qmp, "/tmp/state", timeout=5)
+
+    def test_connection_closed(self):
+        server = self.serve(lambda request: None)
+        with qemu.Qmp.connect(self.path, timeout=5) as qmp:
+            with self.assertRaisesRegex(qemu.QmpError, "closed the QMP connection"):
+                qmp.execute("qmp_capabilities")
+            qmp.quit()  # a closed connection is what quit expects
+        self.assertEqual(server.commands(), ["qmp_capabilities"])
+
+    def test_no_answer_times_out(self):
+        self.serve(lambda request: [])
+        with qemu.Qmp.connect(self.path, timeout=0.1) as qmp:
+            with self.assertRaisesRegex(qemu.QmpError, "did not answer"):
+                qmp.execute("qmp_capabilities")
+
+    def test_no_socket(self):
+        with self.assertRaisesRegex(qemu.QmpError, "cannot connect"):
+            qemu.Qmp.connect(self.path, timeout=0.1)
+        with self.assertRaisesRegex(qemu.QmpError, "cannot connect"):
+            qemu.Qmp.connect(self.path, timeout=30, alive=lambda: False)
+
+
+class RestoreCommands(unittest.TestCase):
+    def setUp(self):
+        saved_env = os.environ.get("QEMU")
+        os.environ["QEMU"] = "qemu-system-x86_64"
+        self.addCleanup(lambda: os.environ.__setitem__("QEMU", saved_env) if saved_env
+                        is not None else os.environ.pop("QEMU", None))
+
+    def test_copy_has_the_saved_machine_options(self):
+        extra = "-d int -device virtio-rng-pci"
+        server = qemu.build_command("/b/server/esp.img", "/b/server/vars.fd", kvm=False,
+                                    serial=qemu.serial_to_file("/b/server.log"),
+                                    control=qemu.save_options("/tmp/q/qmp.sock"),
+                                    extra=extra)
+        saved = harness.SavedMachine(Path("/b/server/machine.state"),
+                                     Path("/b/server/esp.img"), Path("/b/server/vars.fd"),
+                                     Path("/b/server.log"), 1.0, 1)
+        copy = harness.restore_command(saved, Path("/b/case/esp.img"),
+                                       Path("/b/case/vars.fd"), kvm=False, extra=extra)
+        # Everything up to the serial options is the machine: it must be the same but
+        # for the private copies of the two writable images.
+        cut = server.index("-chardev")
+        self.assertEqual(copy.index("-chardev"), cut)
+        self.assertEqual([a.replace("/b/case/", "/b/server/") for a in copy[:cut]],
+                         server[:cut])
+        self.assertEqual(server[-4:], ["-d", "int", "-device", "virtio-rng-pci"])
+        self.assertEqual(copy[-4:], server[-4:])
+        self.assertEqual(copy[cut:-4], ["-chardev", "stdio,id=com1,signal=off",
+                                        "-serial", "chardev:com1",
+                                        "-incoming", "exec:cat /b/server/machine.state"])
+        self.assertEqual(server[cut + 4:-4], [
+            "-qmp", "unix:/tmp/q/qmp.sock,server=on,wait=off",
+            "-global", "migration.store-global-state=off"])
+
+    def test_paths_are_quoted(self):
+        self.assertEqual(qemu.restore_options("/b/my build/s'tate"),
+                         ["-incoming", "exec:cat '/b/my build/s'\"'\"'tate'"])
+        self.assertEqual(qemu.migrate_uri("/b/x;rm -rf y"), "exec:cat > '/b/x;rm -rf y'")
+        self.assertEqual(qemu.save_options("/t/a,b")[1], "unix:/t/a,,b,server=on,wait=off")
+
+    def test_case_input(self):
+        data = harness.death_case_input("seh.unhandled_fault_is_0x1e")
+        self.assertTrue(data.endswith(b"\nseh.unhandled_fault_is_0x1e\n"))
+        self.assertGreaterEqual(len(data) - len(data.lstrip(b"\n")), 2)
+        for bad in ("", "a b", "a\nb", "x" * 128):
+            with self.assertRaises(ValueError):
+                harness.death_case_input(bad)
+        harness.death_case_input("x" * 127)
+
+
+def boot_result(text="", status=None, timed_out=False, stderr="", error=None):
+    return harness.BootResult(status, timed_out, 1.0, text, stderr, error)
+
+
+RESTORED_OK = log("""    # death: running seh.unhandled_fault, expecting bug check 0x0000001E
+    *** STOP: 0x0000001E (0xC0000005,0xFFFFFFFF80001234,0x0000000000000000,0x0000000000000000)
+    KMODE_EXCEPTION_NOT_HANDLED
+    """)
+
+
+class RestoreFailure(unittest.TestCase):
+    def test_case_that_ran_is_judged(self):
+        self.assertIsNone(harness.restore_failure(boot_result(RESTORED_OK, 35)))
+        # Ran and went wrong: a test failure, not a restore failure.
+        self.assertIsNone(harness.restore_failure(boot_result(
+            "# death: running a.b, expecting bug check 0x0000001E\r\n", None, True)))
+        self.assertIsNone(harness.restore_failure(boot_result("", 35)))
+
+    def test_copy_that_never_ran(self):
+        why = harness.restore_failure(boot_result(
+            "", 1, stderr="qemu-system-x86_64: load of migration failed: Invalid argument"))
+        self.assertIn("exited with status 1", why)
+        self.assertIn("QEMU said: qemu-system-x86_64: load of migration failed", why)
+        why = harness.restore_failure(boot_result(
+            "\r\n", None, True, stderr="qemu-system-x86_64: terminating on signal 15"))
+        self.assertEqual(why, "the restored machine printed nothing in 1 s")
+        self.assertEqual(harness.restore_failure(boot_result(error="no space")), "no space")
+
+
+class FakeBooter:
+    """Stands in for harness.Booter: canned results, and a record of the calls."""
+
+    def __init__(self, saved=True, restored=None, booted=None):
+        self.saved, self.calls = saved, []
+        self.restored = restored or boot_result(RESTORED_OK, 35)
+        self.booted = booted or boot_result("BdsDxe: loading\r\n" + RESTORED_OK, 35)
+
+    def save_server(self, cmdline, log, server_dir, timeout):
+        self.calls.append(("save", cmdline))
+        if not self.saved:
+            raise harness.SaveError("QEMU exited with status 1 before the ready line")
+        return harness.SavedMachine(server_dir / "machine.state", server_dir / "esp.img",
+                                    server_dir / "vars.fd", log, 2.0, 50 << 20)
+
+    def restore(self, saved, name, log, case_dir, timeout):
+        self.calls.append(("restore", name))
+        return self.restored
+
+    def boot(self, cmdline, log, boot_dir, timeout, on_line=None):
+        self.calls.append(("boot", cmdline))
+        return self.booted
+
+
+class DeathModes(unittest.TestCase):
+    """harness.Harness.run_death: restore, boot, and the fallbacks between them."""
+    SPEC = DeathSpec("seh.unhandled_fault", 0x1E)
+
+    def harness(self, booter, mode="restore") -> harness.Harness:
+        tmp = tempfile.mkdtemp(prefix="mdlab-test-harness-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        esp = Path(tmp, "esp.img")
+        esp.write_bytes(b"")
+        args = harness.parse_args(["--esp", str(esp), "--kernel", str(Path(tmp, "k.elf")),
+                                   "--build-dir", tmp, "--death-mode", mode,
+                                   "--cmdline-extra", "x=1"])
+        h = harness.Harness(args)
+        self.addCleanup(h.stop)
+        h.booter = booter
+        return h
+
+    def run_deaths(self, h, *specs):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            outcomes = [h.run_death(spec) for spec in specs]
+        return outcomes, out.getvalue()
+
+    def test_default_mode_is_restore(self):
+        tmp = tempfile.mkdtemp(prefix="mdlab-test-args-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        Path(tmp, "esp.img").write_bytes(b"")
+        args = harness.parse_args(["--esp", str(Path(tmp, "esp.img")), "--kernel", "k"])
+        self.assertEqual(args.death_mode, "restore")
+        with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+            harness.parse_args(["--esp", str(Path(tmp, "esp.img")), "--kernel", "k",
+                                "--death-mode", "snapshot"])
+
+    def test_restored_once_saved(self):
+        booter = FakeBooter()
+        h = self.harness(booter)
+        spec2 = DeathSpec("irql.lower_above", 0x1E)
+        (o1, o2), out = self.run_deaths(h, self.SPEC, spec2)
+        self.assertEqual(booter.calls, [("save", "mode=death-server x=1"),
+                                        ("restore", "seh.unhandled_fault"),
+                                        ("restore", "irql.lower_above")])
+        self.assertEqual((o1.status, o2.status), (Status.PASS, Status.PASS))
+        self.assertIn("(restored)", o1.reasons[0])
+        self.assertIn("machine saved", out)
+
+    def test_restored_wrong_code_fails(self):
+        h = self.harness(FakeBooter())
+        (o,), _ = self.run_deaths(h, DeathSpec("seh.unhandled_fault", 0x50))
+        self.assertEqual(o.status, Status.FAIL)
+        self.assertIn("bug check code 0x0000001E, expected 0x00000050", o.reasons)
+
+    def test_restored_case_that_returned_fails(self):
+        text = log("""\
+            # death: running seh.unhandled_fault, expecting bug check 0x0000001E
+            # death: seh.unhandled_fault returned without a bug check
+            """)
+        booter = FakeBooter(restored=boot_result(text, 33))
+        (o,), _ = self.run_deaths(self.harness(booter), self.SPEC)
+        self.assertEqual(o.status, Status.FAIL)
+        self.assertIn("the case returned without a bug check", o.reasons)
+        self.assertNotIn("boot", [c[0] for c in booter.calls])
+
+    def test_restored_timeout_fails_without_fallback(self):
+        text = "# death: running seh.unhandled_fault, expecting bug check 0x0000001E\r\n"
+        booter = FakeBooter(restored=boot_result(text, None, timed_out=True))
+        (o,), _ = self.run_deaths(self.harness(booter), self.SPEC)
+        self.assertEqual(o.status, Status.FAIL)
+        self.assertTrue(o.reasons[0].startswith("timed out after 60 s"), o.reasons)
+        self.assertNotIn("boot", [c[0] for c in booter.calls])
+
+    def test_save_failure_falls_back_to_boot(self):
+        booter = FakeBooter(saved=False)
+        h = self.harness(booter)
+        (o1, o2), out = self.run_deaths(h, self.SPEC, self.SPEC)
+        self.assertEqual(booter.calls, [("save", "mode=death-server x=1"),
+                                        ("boot", "mode=death case=seh.unhandled_fault x=1"),
+                                        ("boot", "mode=death case=seh.unhandled_fault x=1")])
+        self.assertEqual(out.count("cannot save a booted machine (QEMU exited with status 1 "
+                                   "before the ready line); booting each death test"), 1)
+        self.assertEqual((o1.status, o2.status), (Status.PASS, Status.PASS))
+        self.assertIn("(booted)", o1.reasons[0])
+
+    def test_restore_failure_falls_back_to_boot(self):
+        booter = FakeBooter(restored=boot_result("", 1, stderr="load of migration failed"))
+        h = self.harness(booter)
+        (o1, o2), out = self.run_deaths(h, self.SPEC, self.SPEC)
+        self.assertEqual([c[0] for c in booter.calls], ["save", "restore", "boot", "boot"])
+        self.assertEqual(out.count("restoring seh.unhandled_fault failed"), 1)
+        self.assertIn("load of migration failed", h.restore_broken)
+        self.assertEqual((o1.status, o2.status), (Status.PASS, Status.PASS))
+        self.assertIn("booted after a failed restore", o1.reasons[0])
+        self.assertEqual(o2.reasons[0], "bug check 0x0000001E in 1.0 s (booted)")
+
+    def test_boot_mode_never_saves(self):
+        booter = FakeBooter()
+        (o,), out = self.run_deaths(self.harness(booter, mode="boot"), self.SPEC)
+        self.assertEqual(booter.calls, [("boot", "mode=death case=seh.unhandled_fault x=1")])
+        self.assertEqual(o.status, Status.PASS)
+        self.assertEqual(out, "")
 
 
 if __name__ == "__main__":
