@@ -8,6 +8,7 @@
  * encoding: the entry bits and the MSR.
  */
 #include "tests/ktest.h"
+#include "include/wdm.h"
 #include "tests/mm_test_util.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
@@ -187,9 +188,37 @@ static void reserved_encodings_refused(struct ktest *t)
 	EXPECT_EQ(t, rdmsr(MMT_MSR_PAT), before);
 }
 
+/*
+ * pt_cache_bits: MEMORY_CACHING_TYPE (the six NT values and the WT/WP extensions, decision 2)
+ * to the PWT/PCD/PAT bits of a leaf at each level, decoded here against the MSR; and its
+ * inverse pt_entry_memtype.  Values that name no type are refused.
+ */
 static void memory_caching_type_mapping(struct ktest *t)
 {
-	KTEST_SKIP(t, "MEMORY_CACHING_TYPE to PAT mapping does not exist yet (issue 5)");
+	static const struct {
+		MEMORY_CACHING_TYPE ct;
+		enum memtype want;
+	} table[] = {
+		{ MmNonCached, MT_UC },          { MmCached, MT_WB },
+		{ MmWriteCombined, MT_WC },      { MmHardwareCoherentCached, MT_WB },
+		{ MmNonCachedUnordered, MT_UCMINUS }, { MmUSWCCached, MT_WC },
+		{ MmMdlabWriteThrough, MT_WT },  { MmMdlabWriteProtected, MT_WP },
+	};
+	for (unsigned i = 0; i < ARRAY_SIZE(table); i++) {
+		for (int level = 1; level <= 3; level++) {
+			uint64_t bits = pt_cache_bits(table[i].ct, level);
+			ASSERT_NE(t, bits, PT_CACHE_BITS_INVALID);
+			/* Only PWT, PCD and the level's PAT bit may be set. */
+			uint64_t pat = level == 1 ? MMT_PTE_PAT_4K : (1ull << 12);
+			EXPECT_EQ(t, bits & ~(MMT_PTE_PWT | MMT_PTE_PCD | pat), 0);
+			uint64_t entry = bits | MMT_PTE_P | (level > 1 ? MMT_PTE_PS : 0);
+			EXPECT_EQ(t, mmt_leaf_encoding(entry, level), mmt_type_encoding(table[i].want));
+			EXPECT_EQ(t, pt_entry_memtype(entry, level), table[i].want);
+		}
+	}
+	EXPECT_EQ(t, pt_cache_bits(MmMaximumCacheType, 1), PT_CACHE_BITS_INVALID);
+	EXPECT_EQ(t, pt_cache_bits(MmNotMapped, 1), PT_CACHE_BITS_INVALID);
+	EXPECT_EQ(t, pt_cache_bits(0x102, 2), PT_CACHE_BITS_INVALID);
 }
 
 static struct ktest_case mm_pat_cases[] = {
