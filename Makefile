@@ -21,6 +21,8 @@ QEMU_EXTRA ?=
 T ?= *
 EXTRA_TESTS ?=
 KVM ?= 0
+# Death tests: restore copies of one booted machine (restore), or boot each one (boot).
+DEATH_MODE ?= restore
 
 .DEFAULT_GOAL := all
 
@@ -32,7 +34,7 @@ EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))
 KERNEL_OBJ  := $(patsubst %,$(BUILD)/%.o,$(KERNEL_C) $(KERNEL_ASM))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
-        -Wpointer-arith -Wno-unused-parameter
+        -Wpointer-arith -Wno-unused-parameter -Wno-multichar
 KCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
         -fno-stack-protector -fno-pic -fno-pie -fno-common -fno-strict-aliasing \
@@ -148,7 +150,7 @@ test:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
-		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc)
+		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc) --death-mode $(DEATH_MODE)
 
 # Deterministic performance figures (guest instructions under -icount): build/bench.json.
 bench:
@@ -164,6 +166,23 @@ debug:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@KVM=$(KVM) bash scripts/debug.sh $(ESP) $(KERNEL) "$(QEMU_EXTRA)"
+
+# A picture of the address spaces: boot, run the monitor's mapdump, draw build/map.svg (and
+# build/map.png when rsvg-convert or ImageMagick can convert it).
+map:
+	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@$(PYTHON) scripts/map.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)" --out $(BUILD)/map.svg
+
+# KVM=1: check first that this machine's KVM can run `-cpu host` (scripts/kvmcheck.py), so
+# that a host where it cannot gets one clear line instead of QEMU's abort.
+kvm-check:
+ifeq ($(KVM),1)
+	@bash scripts/deps.sh
+	@$(PYTHON) scripts/kvmcheck.py
+endif
+run test bench debug map: kvm-check
+.PHONY: map kvm-check
 
 clean:
 	rm -rf $(BUILD)

@@ -6,9 +6,13 @@
 # the command line), -no-reboot -no-shutdown so that a triple fault stops the machine
 # for inspection instead of ending QEMU, and COM1 going to BUILD/debug.log (BUILD is the
 # ESP's directory).  Then runs gdb in the foreground with scripts/gdbinit, which loads
-# KERNEL's symbols, connects and sets `hbreak kmain`.  When gdb exits, QEMU is killed.
+# KERNEL's symbols and the mdlab-* commands (scripts/mdlab_gdb.py), connects and sets
+# `hbreak kmain`.  When gdb exits, QEMU is killed.
 #
-# Environment: KVM=1 for KVM, PYTHON (python3), GDB (gdb), QEMU (see scripts/qemu.py).
+# Environment: KVM=1 for KVM, PYTHON (python3), GDB (gdb), QEMU (see scripts/qemu.py);
+# BOOT_CMDLINE, a kernel command line for this boot (`make debug BOOT_CMDLINE='mode=test
+# tests=mdl_map.*'`): the kernel then boots from a copy of ESP, BUILD/debug-esp.img, whose
+# \EFI\mdlab\cmdline.txt is that line (ESP itself is never changed).
 set -euo pipefail
 
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then
@@ -22,6 +26,16 @@ log=$build/debug.log
 for f in "$esp" "$kernel"; do
 	[ -f "$f" ] || { echo "debug.sh: $f does not exist (run make first)" >&2; exit 1; }
 done
+
+if [ -n "${BOOT_CMDLINE:-}" ]; then
+	cp "$esp" "$build/debug-esp.img"
+	printf '%s' "$BOOT_CMDLINE" >"$build/debug-cmdline.txt"
+	MTOOLS_SKIP_CHECK=1 mcopy -o -i "$build/debug-esp.img" "$build/debug-cmdline.txt" \
+		::/EFI/mdlab/cmdline.txt
+	rm -f "$build/debug-cmdline.txt"
+	esp=$build/debug-esp.img
+	echo "debug.sh: booting with the command line '$BOOT_CMDLINE' ($esp)"
+fi
 
 argv_file=$(mktemp)
 qemu_pid=
@@ -55,5 +69,5 @@ fi
 echo "debug.sh: QEMU (pid $qemu_pid) waits for gdb on localhost:1234."
 echo "debug.sh: serial output goes to $log; follow it in another terminal with:"
 echo "    tail -f $log"
-MDLAB_KERNEL=$kernel "${GDB:-gdb}" -q -x "$scripts/gdbinit" || true
+MDLAB_KERNEL=$kernel MDLAB_SCRIPTS=$scripts "${GDB:-gdb}" -q -x "$scripts/gdbinit" || true
 echo "debug.sh: gdb has exited; stopping QEMU. The serial log stays in $log."
