@@ -21,4 +21,15 @@ extern const struct accounting_counter *const __kresources_start[], *const __kre
 #define accounting_for_each(c)                                                           \
 	for (const struct accounting_counter *const *c = __kresources_start; c < __kresources_end; c++)
 
+/* Every counter's value at one moment. */
+#define ACCOUNTING_MAX 32
+struct accounting_snapshot {
+	unsigned n;
+	uint64_t value[ACCOUNTING_MAX];
+};
+void accounting_snapshot(struct accounting_snapshot *s);
+/* Compare the counters now with `before`; print "<who>: <counter> was X before, Y after" for
+ * each that changed and return how many did. */
+unsigned accounting_report_changes(const struct accounting_snapshot *before, const char *who);
+
 #endif

@@ -41,7 +41,6 @@
 #define CACHE_LINE 64ul
 #define WORDS_PER_LINE (CACHE_LINE / sizeof(uint64_t))
 #define REPEATS 5
-#define MAX_COUNTERS 32
 
 static const struct {
 	MEMORY_CACHING_TYPE caching_type;
@@ -209,35 +208,12 @@ static bool bench_row(unsigned k)
 
 /* ---- the command ----------------------------------------------------------------------- */
 
-/* Every registered resource counter, into out[] (at most MAX_COUNTERS); returns how many. */
-static unsigned read_counters(uint64_t *out)
-{
-	unsigned n = 0;
-	accounting_for_each(c)
-	{
-		if (n < MAX_COUNTERS)
-			out[n] = (*c)->read();
-		n++;
-	}
-	return MIN(n, MAX_COUNTERS);
-}
-
 /* Say whether every counter is back where it was; name the ones that are not. */
-static void report_cleanup(const uint64_t *before)
+static void report_cleanup(const struct accounting_snapshot *before)
 {
-	uint64_t after[MAX_COUNTERS];
-	unsigned n = read_counters(after), i = 0, bad = 0;
-	accounting_for_each(c)
-	{
-		if (i < n && after[i] != before[i]) {
-			kprintf("cachebench: LEAK: %s was %lu, now %lu\n", (*c)->name, before[i], after[i]);
-			bad++;
-		}
-		i++;
-	}
-	if (!bad)
+	if (!accounting_report_changes(before, "cachebench: LEAK"))
 		kprintf("cleaned up: all %u resource counters (free pages, system PTEs, pool, locked pages, "
-			"...) read as before\n", n);
+			"...) read as before\n", before->n);
 }
 
 static int cmd_cachebench(int argc, char **argv)
@@ -260,8 +236,8 @@ static int cmd_cachebench(int argc, char **argv)
 		kprintf("*** KVM on an Intel host: KVM normally has EPT ignore the guest's PAT (memory forced "
 			"to WB)\n*** unless the VM has non-coherent DMA; if every row reads alike, that is why. "
 			"AMD hosts honour it.\n");
-	uint64_t before[MAX_COUNTERS];
-	read_counters(before);
+	struct accounting_snapshot before;
+	accounting_snapshot(&before);
 	kprintf("%luK per buffer from MmAllocatePagesForMdlEx, mapped by MmMapLockedPagesSpecifyCache; "
 		"best of %d warm passes,\nTSC ticks per 64-byte line (read/write: 8-byte MOVs; stream: MOVNTI "
 		"+ SFENCE)\n", BUFFER_BYTES >> 10, REPEATS);
@@ -269,7 +245,7 @@ static int cmd_cachebench(int argc, char **argv)
 		op_names[OP_WRITE], op_names[OP_STREAM]);
 	for (unsigned k = 0; k < ARRAY_SIZE(rows); k++)
 		bench_row(k);
-	report_cleanup(before);
+	report_cleanup(&before);
 	return 0;
 }
 MONITOR_COMMAND(cachebench, "cachebench",

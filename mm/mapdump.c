@@ -50,7 +50,6 @@
 #define UC_PAGES 4
 #define USER_MAP_VA 0x20000000ul
 #define MARKER 0x6D646C61626D6170ull /* "pambaldm": what the kernel writes, the agent reads */
-#define MAX_COUNTERS 32
 #define MAX_PFNS_LISTED 16
 
 /* ---- one merged walk, printed as range lines -------------------------------------------- */
@@ -81,15 +80,6 @@ static const char *vad_kind_name(const struct vad *v)
 	return v->kind < ARRAY_SIZE(names) && names[v->kind] ? names[v->kind] : "?";
 }
 
-static void print_levels(unsigned mask, char *buf, unsigned n)
-{
-	static const char *const names[] = { "", "4K", "2M", "1G" };
-	unsigned len = 0;
-	buf[0] = 0;
-	for (int level = 1; level <= 3; level++)
-		if (mask & (1u << level))
-			len += ksnprintf(buf + len, n - len, "%s%s", len ? "+" : "", names[level]);
-}
 
 static void emit_run(const struct walk *w)
 {
@@ -97,7 +87,7 @@ static void emit_run(const struct walk *w)
 	char levels[16];
 	if (!r->open)
 		return;
-	print_levels(r->levels, levels, sizeof levels);
+	ptdump_format_levels(r->levels, levels, sizeof levels);
 	kprintf("mapdump: range space=%s start=0x%016lx last=0x%016lx leaves=%s us=%s rw=%s x=%s g=%s type=%s "
 		"region=\"%s\"\n", w->space, r->first, r->last, levels, r->eff.user ? "U" : "S",
 		r->eff.write ? "RW" : "R", r->eff.exec ? "X" : "NX", r->eff.global ? "G" : "-",
@@ -326,40 +316,18 @@ static void print_scene(const struct scene *sc)
 
 /* ---- the command ------------------------------------------------------------------------------ */
 
-static unsigned read_counters(uint64_t *out)
-{
-	unsigned n = 0;
-	accounting_for_each(c)
-	{
-		if (n < MAX_COUNTERS)
-			out[n] = (*c)->read();
-		n++;
-	}
-	return MIN(n, MAX_COUNTERS);
-}
-
 static int cmd_mapdump(int argc, char **argv)
 {
 	if (argc != 1)
 		return -1;
-	uint64_t before[MAX_COUNTERS], after[MAX_COUNTERS];
-	unsigned n = read_counters(before);
+	struct accounting_snapshot before;
+	accounting_snapshot(&before);
 	struct scene sc = { 0 };
 	if (set_up(&sc))
 		print_scene(&sc);
 	take_down(&sc);
-	read_counters(after);
-	unsigned i = 0, bad = 0;
-	accounting_for_each(c)
-	{
-		if (i < n && after[i] != before[i]) {
-			kprintf("mapdump: LEAK: %s was %lu, now %lu\n", (*c)->name, before[i], after[i]);
-			bad++;
-		}
-		i++;
-	}
-	if (!bad)
-		kprintf("mapdump: cleaned up, all %u resource counters read as before\n", n);
+	if (!accounting_report_changes(&before, "mapdump: LEAK"))
+		kprintf("mapdump: cleaned up, all %u resource counters read as before\n", before.n);
 	return 0;
 }
 MONITOR_COMMAND(mapdump, "mapdump",

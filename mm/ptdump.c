@@ -63,7 +63,7 @@ static void format_size(uint64_t bytes, char *buf, unsigned n)
 }
 
 /* The leaf sizes present in a run (bit `level` set per level seen): "4K", "4K+2M", ... */
-static void format_levels(unsigned mask, char *buf, unsigned n)
+void ptdump_format_levels(unsigned mask, char *buf, unsigned n)
 {
 	static const char *const names[] = { "", "4K", "2M", "1G" };
 	unsigned len = 0;
@@ -100,7 +100,7 @@ static void print_run(struct dump_ctx *c)
 	if (!r->open)
 		return;
 	format_size(r->last - r->first + 1, size, sizeof size);
-	format_levels(r->levels, levels, sizeof levels);
+	ptdump_format_levels(r->levels, levels, sizeof levels);
 	kprintf("0x%016lx-0x%016lx %7s  %-7s %-3s %-2s %-4s %s %-4s (%s)\n", r->first, r->last, size,
 		levels, r->eff.user ? "U" : "S", r->eff.write ? "RW" : "R", r->eff.exec ? "X" : "NX",
 		r->eff.global ? "G" : "-", memtype_name(r->eff.type), r->region);

@@ -19,4 +19,7 @@ void ptdump(const struct pt_root *r, uint64_t lo, uint64_t hi);
 /* The name of the mm/layout.h region holding va ("direct map", "kernel text", ...). */
 const char *ptdump_region_name(uint64_t va);
 
+/* The leaf sizes present in a run (bit `level` set per level seen): "4K", "4K+2M", ... */
+void ptdump_format_levels(unsigned mask, char *buf, unsigned n);
+
 #endif

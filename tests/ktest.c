@@ -10,7 +10,6 @@ extern const struct ktest_suite *const __ktest_suites_start[], *const __ktest_su
 #define for_each_suite(s) \
 	for (const struct ktest_suite *const *s = __ktest_suites_start; s < __ktest_suites_end; s++)
 
-#define MAX_COUNTERS 32
 
 static bool case_matches(const struct ktest_suite *s, const struct ktest_case *c, const char *glob)
 {
@@ -85,11 +84,8 @@ static void call_exit(struct ktest *t)
 
 enum ktest_outcome ktest_run_case(const struct ktest_suite *s, const struct ktest_case *c)
 {
-	uint64_t before[MAX_COUNTERS];
-	int n = 0;
-	accounting_for_each(ctr)
-		if (n < MAX_COUNTERS)
-			before[n++] = (*ctr)->read();
+	struct accounting_snapshot before;
+	accounting_snapshot(&before);
 
 	struct ktest t = { .suite = s, .kcase = c };
 	const struct ktest_suite *outer = cur_suite;
@@ -115,18 +111,7 @@ enum ktest_outcome ktest_run_case(const struct ktest_suite *s, const struct ktes
 		kprintf("case left a __try frame registered\n");
 		seh_set_top(chain);
 	}
-	int i = 0;
-	accounting_for_each(ctr) {
-		if (i >= n)
-			break;
-		uint64_t now = (*ctr)->read();
-		if (now != before[i]) {
-			t.failures++;
-			kprintf("resource accounting: %s was %lu before the case, %lu after\n", (*ctr)->name,
-				before[i], now);
-		}
-		i++;
-	}
+	t.failures += accounting_report_changes(&before, "resource accounting");
 	last_skip_reason = t.skip_reason ? t.skip_reason : "";
 	if (t.failures)
 		return KTEST_FAIL;
