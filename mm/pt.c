@@ -246,23 +246,28 @@ uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t 
 {
 	const struct pfn_entry *db = pfn_entry(0);
 	pfn_t limit = pfn_limit();
-	uint64_t proto[MT_COUNT] = { 0 }, *pte = pinned_ptes(va, n);
-	bool differ = false;
-	uint64_t i;
-	for (i = 0; i < n; i++) {
-		pfn_t pfn = pfns[i];
-		const struct pfn_entry *e = pfn < limit ? &db[pfn] : NULL;
-		if (!e || !pfn_entry_is_typed_and_pinned(e))
-			break;
-		unsigned t = e->memtype;
-		if (!proto[t]) {
-			a.type = (enum memtype)t;
-			proto[t] = make_leaf(0, 1, a);
+	uint64_t *pte = pinned_ptes(va, n), i = 0;
+	while (i < n) {
+		/* A run of frames of one type shares one prototype entry. */
+		if (pfns[i] >= limit || db[pfns[i]].memtype >= MT_COUNT)
+			break; /* beyond RAM, or untyped: the caller deals with it */
+		unsigned t = db[pfns[i]].memtype;
+		a.type = (enum memtype)t;
+		uint64_t proto = make_leaf(0, 1, a);
+		*override |= t != (unsigned)requested;
+		/* The tight part: no call, everything in registers. */
+		for (; i < n; i++) {
+			pfn_t pfn = pfns[i];
+			if (pfn >= limit)
+				return i;
+			const struct pfn_entry *e = &db[pfn];
+			if (e->memtype != t)
+				break;
+			if (!e->lock_count && !(e->state == PFN_ACTIVE && e->owner_kind))
+				return i;
+			pte[i] = proto | (pfn << PAGE_SHIFT);
 		}
-		differ |= t != (unsigned)requested;
-		pte[i] = proto[t] | (pfn << PAGE_SHIFT);
 	}
-	*override |= differ;
 	return i;
 }
 
@@ -281,8 +286,10 @@ void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present,
 
 void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n)
 {
-	uint64_t *pte = pinned_ptes(va, n);
-	for (uint64_t i = 0; i < n; i++)
+	uint64_t *pte = pinned_ptes(va, n), i = 0;
+	for (; i + 4 <= n; i += 4)
+		pte[i] = pte[i + 1] = pte[i + 2] = pte[i + 3] = 0;
+	for (; i < n; i++)
 		pte[i] = 0;
 	tlb_flush_range(va, n * PAGE_SIZE);
 }
