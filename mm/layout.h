@@ -1,7 +1,7 @@
 /*
  * The virtual address layout (README "Memory map").  One PML4 slot is 512 GiB.
  *
- *   0x0000000000000000 - 0x00007FFFFFFFFFFF  user half (per process, later)
+ *   0x0000000000000000 - 0x00007FFFFFFFFFFF  user half, one per process (kernel/process.c)
  *   0xFFFF800000000000 - 0xFFFFBFFFFFFFFFFF  direct map of physical RAM (slots 256-383):
  *                                             RW, NX, global, WB unless a frame's type says
  *                                             otherwise; 1 GiB / 2 MiB pages where a whole
