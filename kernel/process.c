@@ -260,8 +260,10 @@ void PsDestroyProcess(PEPROCESS p)
 	for (int i = 0; i < ncleanups; i++)
 		cleanups[i](p);
 	mdl_user_process_exit(p);
-	if (p->locked_pages)
+	if (p->locked_pages) {
+		mdl_user_check_locks_left(p); /* 0xCB when locked-page tracking recorded them */
 		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, p->locked_pages, 0);
+	}
 	uvm_destroy(p);
 	KeUnstackDetachProcess(&apc);
 	pt_root_destroy(&p->root);

@@ -68,8 +68,18 @@
  *           after they are unlocked or freed
  * and PROCESS_HAS_LOCKED_PAGES (1, MDL, pages, pages the process has locked) when an unlock
  * would take more pages off Mdl->Process than it has locked (the field was changed).
+ *
+ * Locked-page tracking (issue 6; nt-mdl.md: 0xCB "when locked-page tracking is on"): off
+ * by default, on with cmdline track_locked_pages=1 or mdl_user_track_locked_pages(true).
+ * While on, each lock charged to a process is recorded (struct locked_record: MDL, pages,
+ * the driver's call site — the return address of MmProbeAndLockPages, found through the
+ * frame-pointer chain) until MmUnlockPages takes it off.  A process that ends with a record
+ * left is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (call site, 0, MDL, pages) instead
+ * of 0x76.  A record that cannot be allocated is not made (the lock still counts, and the
+ * process would end in 0x76).
  */
 #include "mm/mdl_user.h"
+#include "kernel/cmdline.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "mm/layout.h"
@@ -86,12 +96,26 @@
 /* Mappings stay this far below the process's highest user address (decision 4). */
 #define USER_MAPPING_GUARD (16 * PAGE_SIZE)
 
+#define LOCKED_PAGES_TAG 0x6B4C644Du /* 'MdLk' */
+
 #define VERIFIER_USER_MAP_KERNEL_MEMORY 0x2004
 #define VERIFIER_UNLOCK_USER_MAPPED 0x2005
 enum { KMEM_NOT_WHOLE_PAGES = 1, KMEM_UNINITIALIZED = 2, KMEM_NOT_POOL = 3 };
 
 static struct user_mapping *all_mappings;
 static struct mdl_user_stats stats;
+
+/* One lock recorded by locked-page tracking, on the list of all of them (oldest first). */
+struct locked_record {
+	PEPROCESS process;
+	PMDL mdl;
+	ULONG pages;
+	ULONG_PTR caller;              /* where MmProbeAndLockPages returns to */
+	struct locked_record *next;
+};
+static struct locked_record *locked_records;
+enum { TRACKING_UNREAD = -1 };
+static int tracking = TRACKING_UNREAD; /* the cmdline is read at the first lock */
 
 const struct pt_root *mdl_current_root(void) { return ps_current() ? &ps_current()->root : &kernel_root; }
 PEPROCESS mdl_current_process(void) { return ps_current(); }
@@ -117,11 +141,62 @@ PEPROCESS mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write)
 	return p;
 }
 
-void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner)
+void mdl_user_track_locked_pages(bool on) { tracking = on; }
+
+bool mdl_user_tracking_locked_pages(void)
+{
+	if (tracking == TRACKING_UNREAD)
+		tracking = cmdline_get_u64("track_locked_pages", 0) != 0;
+	return tracking;
+}
+
+static void record_lock(PMDL Mdl, PEPROCESS owner, ULONG pages, ULONG_PTR caller)
+{
+	struct locked_record *r = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *r, LOCKED_PAGES_TAG);
+	if (!r)
+		return;
+	*r = (struct locked_record){ .process = owner, .mdl = Mdl, .pages = pages, .caller = caller };
+	struct locked_record **tail = &locked_records;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = r;
+}
+
+/* Take Mdl's record off the list, tracking on or not (it may have been turned off since). */
+static void forget_lock(PMDL Mdl)
+{
+	for (struct locked_record **pr = &locked_records; *pr; pr = &(*pr)->next)
+		if ((*pr)->mdl == Mdl) {
+			struct locked_record *r = *pr;
+			*pr = r->next;
+			ExFreePoolWithTag(r, LOCKED_PAGES_TAG);
+			return;
+		}
+}
+
+/* Called by MmProbeAndLockPages itself (mm/mdl.c, a direct call in a frame of its own: the
+ * build keeps frame pointers and no sibling calls), so the second return address on the
+ * frame chain is the driver's call site. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wframe-address"
+__attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner)
 {
 	Mdl->Process = owner;
-	if (owner)
-		owner->locked_pages += mdl_page_count(Mdl);
+	if (!owner)
+		return;
+	ULONG n = mdl_page_count(Mdl);
+	owner->locked_pages += n;
+	if (mdl_user_tracking_locked_pages())
+		record_lock(Mdl, owner, n, (ULONG_PTR)__builtin_return_address(1));
+}
+#pragma GCC diagnostic pop
+
+void mdl_user_check_locks_left(PEPROCESS p)
+{
+	for (struct locked_record *r = locked_records; r; r = r->next)
+		if (r->process == p)
+			KeBugCheckEx(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, r->caller, 0, (ULONG_PTR)r->mdl,
+				     r->pages);
 }
 
 static struct user_mapping *first_mapping_of(PMDL Mdl)
@@ -147,6 +222,7 @@ void mdl_user_note_unlock(PMDL Mdl)
 	if (p->locked_pages < n)
 		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, p->locked_pages);
 	p->locked_pages -= n;
+	forget_lock(Mdl);
 }
 
 uint32_t mdl_user_mapping_count(PMDL Mdl)

@@ -37,6 +37,17 @@ void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner);
  * check 0xC4/0x2005; otherwise its pages stop counting on Mdl->Process. */
 void mdl_user_note_unlock(PMDL Mdl);
 
+/* Locked-page tracking (NT's TrackLockedPages; cmdline track_locked_pages=1, off by
+ * default): while on, every lock charged to a process is recorded with its MDL, pages and
+ * the address MmProbeAndLockPages returns to, until MmUnlockPages.  Set at run time by
+ * tests; locks made while it was off are not recorded. */
+void mdl_user_track_locked_pages(bool on);
+bool mdl_user_tracking_locked_pages(void);
+/* PsDestroyProcess, when p ends with pages locked: a recorded lock left in p is bug check
+ * DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (caller, 0, MDL, pages) for the oldest such lock;
+ * returns when none is recorded (PsDestroyProcess then stops with 0x76). */
+void mdl_user_check_locks_left(PEPROCESS p);
+
 /* Tear down every MDL mapping left in p (p attached): its PTEs, VADs and records go, its
  * pool pages stop counting as user-mapped.  PsDestroyProcess runs it after the drivers'
  * cleanup callbacks, before the address space goes. */

@@ -28,10 +28,16 @@ without a nested header, `[   1.234] ` printk timestamps).  Results at
 level 0 are suites, results at level 1 are cases; deeper results (parameterised cases)
 are checked for consistency but each case is counted once, by its own result line.
 
-A death boot (`mode=death case=SUITE.CASE`) must end in exactly one STOP screen:
+A death-test announcement gives the expected code and any of the four parameters
+(`code=0x... [p1=0x...] [p2=0x...] [p3=0x...] [p4=0x...]`; a parameter not given is not
+compared).  A death boot (`mode=death case=SUITE.CASE`) must end in exactly one STOP screen:
 
+    # death-expect: code=0x0000001E p1=0xC0000005
     *** STOP: 0x0000001E (0xC0000005,0xFFFFFFFF80001234,0x0000000000000000,0x0000000000000000)
     KMODE_EXCEPTION_NOT_HANDLED
+
+The STOP line must match the announcement and every `# death-expect:` line the case printed
+before it (expectations known only at run time, such as pool addresses), key for key.
 
 Cleaning: before parsing, ANSI/VT100 escape sequences, carriage returns and other
 control characters are removed from every line; anything before the first
@@ -71,6 +77,7 @@ _SUBTEST_RE = re.compile(r"^#\s*Subtest:\s*(.*?)\s*$")
 _SUMMARY_RE = re.compile(
     r"^#\s*(\S+):\s*pass:(\d+)\s+fail:(\d+)\s+skip:(\d+)\s+total:(\d+)\s*$")
 _DEATH_SPEC_RE = re.compile(r"^#\s*death-test:\s*(.*?)\s*$")
+_DEATH_EXPECT_RE = re.compile(r"^#\s*death-expect:\s*(.*?)\s*$")
 _DEATH_RETURNED_RE = re.compile(r"^#\s*death:\s*(\S+)\s+returned without a bug check")
 _STOP_MARK = "*** STOP:"
 _STOP_RE = re.compile(r"^\*\*\* STOP: 0x([0-9A-F]{8}) "
@@ -99,16 +106,57 @@ class Status(enum.Enum):
     SKIP = "skip"
 
 
+PARAM_KEYS = ("p1", "p2", "p3", "p4")
+
+
+def _describe_expectation(code: int, params: tuple[int | None, ...]) -> str:
+    return f"code=0x{code:08X}" + "".join(f" {key}=0x{value:X}"
+                                          for key, value in zip(PARAM_KEYS, params)
+                                          if value is not None)
+
+
+def _expectation_mismatches(code: int, params: tuple[int | None, ...], stop: StopLine,
+                            source: str) -> list[str]:
+    """Why the well-formed `stop` does not match the expected code and parameters (None:
+    not compared); `source` says where the expectation came from."""
+    reasons = []
+    if stop.code != code:
+        reasons.append(f"bug check code 0x{stop.code:08X}, expected 0x{code:08X}{source}")
+    for i, want in enumerate(params):
+        if want is not None and stop.params[i] != want:
+            reasons.append(f"bug check parameter {i + 1} is 0x{stop.params[i]:X}, "
+                           f"expected 0x{want:X}{source}")
+    return reasons
+
+
 @dataclass
 class DeathSpec:
-    """One `# death-test: NAME code=0x... [p1=0x...]` announcement."""
+    """One `# death-test: NAME code=0x... [p1=0x...] ... [p4=0x...]` announcement."""
     name: str
     code: int
     p1: int | None = None
+    p2: int | None = None
+    p3: int | None = None
+    p4: int | None = None
+
+    @property
+    def params(self) -> tuple[int | None, ...]:
+        return (self.p1, self.p2, self.p3, self.p4)
 
     def describe(self) -> str:
-        text = f"code=0x{self.code:08X}"
-        return text + (f" p1=0x{self.p1:X}" if self.p1 is not None else "")
+        return _describe_expectation(self.code, self.params)
+
+
+@dataclass
+class DeathExpect:
+    """One `# death-expect: code=0x... [p1=0x...] ... [p4=0x...]` line a death case printed
+    at run time, before its bug check."""
+    line_no: int
+    code: int
+    params: tuple[int | None, ...] = (None, None, None, None)
+
+    def describe(self) -> str:
+        return _describe_expectation(self.code, self.params)
 
 
 @dataclass
@@ -193,6 +241,8 @@ class ParsedLog:
     death_specs: list[DeathSpec] = field(default_factory=list)
     stops: list[StopLine] = field(default_factory=list)
     death_returned: list[str] = field(default_factory=list)
+    death_expects: list[DeathExpect] = field(default_factory=list)
+    bad_death_expects: list[str] = field(default_factory=list)
     done: bool = False
     errors: list[str] = field(default_factory=list)
     running_at_end: str = ""
@@ -200,23 +250,18 @@ class ParsedLog:
 
 # --------------------------------------------------------------------- parsing
 
-def parse_death_spec(body: str) -> tuple[DeathSpec | None, str | None]:
-    """Parse the text after `# death-test:`: `SUITE.CASE code=0xHEX [p1=0xHEX]`.
-    Returns (spec, None) or (None, what is wrong).  Unknown key=value items are ignored
-    so the kernel may add more later."""
-    words = body.split()
-    if not words or "=" in words[0]:
-        return None, "no test name"
-    name, values = words[0], {}
-    if "." not in name.strip("."):
-        return None, f"name {name!r} is not SUITE.CASE"
-    for word in words[1:]:
+def parse_expectation(words: list[str]) -> tuple[dict[str, int] | None, str | None]:
+    """Parse `code=0xHEX [p1=0xHEX] ... [p4=0xHEX]` (in any order).  Returns ({key: value},
+    None) or (None, what is wrong).  Unknown key=value items are ignored so the kernel may
+    add more later."""
+    values = {}
+    for word in words:
         key, sep, value = word.partition("=")
         if not sep:
             return None, f"{word!r} is not key=value"
         values[key] = value
     parsed = {}
-    for key in ("code", "p1"):
+    for key in ("code",) + PARAM_KEYS:
         if key not in values:
             continue
         if not re.fullmatch(r"0[xX][0-9A-Fa-f]+", values[key]):
@@ -224,7 +269,30 @@ def parse_death_spec(body: str) -> tuple[DeathSpec | None, str | None]:
         parsed[key] = int(values[key], 16)
     if "code" not in parsed:
         return None, "no code=0x..."
-    return DeathSpec(name, parsed["code"], parsed.get("p1")), None
+    return parsed, None
+
+
+def parse_death_spec(body: str) -> tuple[DeathSpec | None, str | None]:
+    """Parse the text after `# death-test:`: `SUITE.CASE code=0xHEX [p1=0xHEX] ...
+    [p4=0xHEX]`.  Returns (spec, None) or (None, what is wrong)."""
+    words = body.split()
+    if not words or "=" in words[0]:
+        return None, "no test name"
+    name = words[0]
+    if "." not in name.strip("."):
+        return None, f"name {name!r} is not SUITE.CASE"
+    parsed, problem = parse_expectation(words[1:])
+    if problem:
+        return None, problem
+    return DeathSpec(name, parsed.pop("code"), **parsed), None
+
+
+def parse_death_expect(body: str, line_no: int) -> tuple[DeathExpect | None, str | None]:
+    """Parse the text after `# death-expect:`: `code=0xHEX [p1=0xHEX] ... [p4=0xHEX]`."""
+    parsed, problem = parse_expectation(body.split())
+    if problem:
+        return None, problem
+    return DeathExpect(line_no, parsed["code"], tuple(parsed.get(k) for k in PARAM_KEYS)), None
 
 
 def parse_stop(lines: list[str], index: int) -> StopLine:
@@ -421,6 +489,14 @@ class _Parser:
         m = _DEATH_RETURNED_RE.match(line.strip())
         if m:
             self.log.death_returned.append(m.group(1))
+        m = _DEATH_EXPECT_RE.match(line.strip())
+        if m:
+            expect, problem = parse_death_expect(m.group(1), line_no)
+            if problem:
+                self.log.bad_death_expects.append(
+                    f"malformed death-expect line {line_no} ({problem}): {line.strip()!r}")
+            else:
+                self.log.death_expects.append(expect)
         if not self.stack:
             m = _HEADER_SEARCH_RE.search(line)
             if m:
@@ -464,7 +540,7 @@ class _Parser:
 
 def parse_log(text: str) -> ParsedLog:
     """Parse the serial log of any boot: KTAP structure, death-test announcements, STOP
-    screens, `# death: ... returned` lines and the done marker.  Never raises on bad
+    screens, `# death-expect:` and `# death: ... returned` lines and the done marker.  Never raises on bad
     input; what is wrong is in the result's `errors`."""
     return _Parser().feed(split_lines(text))
 
@@ -655,8 +731,9 @@ class DeathVerdict:
 def judge_death_run(text: str, spec: DeathSpec, *, exit_status: int | None,
                     timed_out: bool = False, timeout: float | None = None) -> DeathVerdict:
     """Judge the serial log `text` of the death boot for `spec`.  It passes only if the
-    log holds exactly one well-formed STOP line, its code is spec.code (and its first
-    parameter is spec.p1 when that is given), and QEMU exited 35."""
+    log holds exactly one well-formed STOP line, its code is spec.code and its parameters
+    are those spec gives, it matches every `# death-expect:` line before it (all of them
+    well-formed), and QEMU exited 35."""
     log = parse_log(text)
     reasons = []
     if timed_out:
@@ -674,11 +751,15 @@ def judge_death_run(text: str, spec: DeathSpec, *, exit_status: int | None,
     if stop is not None and stop.malformed:
         reasons.append(stop.describe())
     elif stop is not None:
-        if stop.code != spec.code:
-            reasons.append(f"bug check code 0x{stop.code:08X}, expected 0x{spec.code:08X}")
-        if spec.p1 is not None and stop.params[0] != spec.p1:
-            reasons.append(f"bug check parameter 1 is 0x{stop.params[0]:X}, "
-                           f"expected 0x{spec.p1:X}")
+        reasons += _expectation_mismatches(spec.code, spec.params, stop, "")
+        for expect in log.death_expects:
+            if expect.line_no > stop.line_no:
+                reasons.append(f"death-expect line {expect.line_no} comes after the STOP line")
+            else:
+                reasons += _expectation_mismatches(
+                    expect.code, expect.params, stop,
+                    f" (death-expect line {expect.line_no})")
+    reasons += log.bad_death_expects
     if not timed_out and exit_status != EXIT_BUGCHECK:
         how = {EXIT_DONE: "the kernel finished normally",
                EXIT_TRIPLE_FAULT: "triple fault"}.get(exit_status, "crash or QEMU error")

@@ -104,6 +104,13 @@ DEATH_P1 = log("""\
     IRQL_NOT_LESS_OR_EQUAL
     """)
 
+DEATH_P4 = log("""\
+    # death: running mdl.locked_left, expecting bug check 0x000000CB
+    # death-expect: code=0x000000CB p3=0xFFFF800000123000 p4=0x0000000000000003
+    *** STOP: 0x000000CB (0xFFFFFFFF80001234,0x0000000000000000,0xFFFF800000123000,0x0000000000000003)
+    DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS
+    """)
+
 
 class CleanPass(unittest.TestCase):
     def test_clean_pass(self):
@@ -124,6 +131,15 @@ class CleanPass(unittest.TestCase):
         spec = ktap.scan_death_specs("\x1b[0m# death-test: a.b code=0x00000001 p1=0x5\r")
         self.assertEqual(spec, DeathSpec("a.b", 1, 5))
         self.assertIsNone(ktap.scan_death_specs("ok 1 a"))
+
+    def test_death_spec_with_all_four_parameters(self):
+        spec = ktap.scan_death_specs("# death-test: a.b code=0x000000C4 p1=0x70 p2=0xF "
+                                     "p3=0xFFFF800000001000 p4=0x0")
+        self.assertEqual(spec, DeathSpec("a.b", 0xC4, 0x70, 0xF, 0xFFFF800000001000, 0))
+        spec = ktap.scan_death_specs("# death-test: a.b code=0x000000C4 p3=0x5")
+        self.assertEqual(spec.params, (None, None, 5, None))
+        self.assertEqual(spec.describe(), "code=0x000000C4 p3=0x5")
+        self.assertIsNone(ktap.scan_death_specs("# death-test: a.b code=0x1 p4=12"))
 
     def test_plain_lf_log(self):
         v = ktap.judge_test_run(CLEAN.replace("\r\n", "\n"), exit_status=33)
@@ -386,6 +402,59 @@ class DeathRuns(unittest.TestCase):
                                  exit_status=35)
         self.assertFalse(v.passed)
         self.assertEqual(v.reasons, ["bug check parameter 1 is 0x2, expected 0x3"])
+
+    def test_death_all_parameters_match(self):
+        spec = DeathSpec("irql.lower_above", 0xA, 2, 0, 0, 0xFFFFFFFF80005678)
+        v = ktap.judge_death_run(DEATH_P1, spec, exit_status=35)
+        self.assertTrue(v.passed, v.reasons)
+
+    def test_death_wrong_p3(self):
+        spec = DeathSpec("irql.lower_above", 0xA, 2, 0, 1, 0xFFFFFFFF80005678)
+        v = ktap.judge_death_run(DEATH_P1, spec, exit_status=35)
+        self.assertFalse(v.passed)
+        self.assertEqual(v.reasons, ["bug check parameter 3 is 0x0, expected 0x1"])
+
+    def test_death_missing_keys_not_compared(self):
+        for spec in (DeathSpec("irql.lower_above", 0xA),
+                     DeathSpec("irql.lower_above", 0xA, p2=0),
+                     DeathSpec("irql.lower_above", 0xA, p4=0xFFFFFFFF80005678)):
+            v = ktap.judge_death_run(DEATH_P1, spec, exit_status=35)
+            self.assertTrue(v.passed, (spec, v.reasons))
+
+    def test_death_expect_line_honoured(self):
+        spec = DeathSpec("mdl.locked_left", 0xCB)
+        v = ktap.judge_death_run(DEATH_P4, spec, exit_status=35)
+        self.assertTrue(v.passed, v.reasons)
+        wrong = DEATH_P4.replace("p3=0xFFFF800000123000", "p3=0xFFFF800000124000")
+        v = ktap.judge_death_run(wrong, spec, exit_status=35)
+        self.assertFalse(v.passed)
+        self.assertEqual(v.reasons, ["bug check parameter 3 is 0xFFFF800000123000, expected "
+                                     "0xFFFF800000124000 (death-expect line 2)"])
+
+    def test_death_expect_code_must_match(self):
+        wrong = DEATH_P4.replace("death-expect: code=0x000000CB", "death-expect: code=0x00000076")
+        v = ktap.judge_death_run(wrong, DeathSpec("mdl.locked_left", 0xCB), exit_status=35)
+        self.assertFalse(v.passed)
+        self.assertEqual(v.reasons, ["bug check code 0x000000CB, expected 0x00000076 "
+                                     "(death-expect line 2)"])
+
+    def test_death_expect_and_announcement_both_judged(self):
+        v = ktap.judge_death_run(DEATH_P4, DeathSpec("mdl.locked_left", 0xCB, p4=4),
+                                 exit_status=35)
+        self.assertEqual(v.reasons, ["bug check parameter 4 is 0x3, expected 0x4"])
+
+    def test_death_expect_malformed_fails(self):
+        bad = DEATH_P4.replace("p4=0x0000000000000003", "p4=3")
+        v = ktap.judge_death_run(bad, DeathSpec("mdl.locked_left", 0xCB), exit_status=35)
+        self.assertFalse(v.passed)
+        self.assertTrue(any("malformed death-expect line 2" in r for r in v.reasons), v.reasons)
+
+    def test_death_expect_after_stop_fails(self):
+        lines = DEATH_P4.split("\r\n")
+        late = "\r\n".join([lines[0], lines[2], lines[3], lines[1], ""])
+        v = ktap.judge_death_run(late, DeathSpec("mdl.locked_left", 0xCB), exit_status=35)
+        self.assertFalse(v.passed)
+        self.assertIn("death-expect line 4 comes after the STOP line", v.reasons)
 
     def test_death_no_bug_check(self):
         text = log("""\
@@ -754,6 +823,20 @@ class DeathModes(unittest.TestCase):
         self.assertEqual((o1.status, o2.status), (Status.PASS, Status.PASS))
         self.assertIn("booted after a failed restore", o1.reasons[0])
         self.assertEqual(o2.reasons[0], "bug check 0x0000001E in 1.0 s (booted)")
+
+    def test_restored_and_booted_judge_death_expect_alike(self):
+        spec = DeathSpec("mdl.locked_left", 0xCB, p1=0xFFFFFFFF80001234)
+        wrong = DEATH_P4.replace("p4=0x0000000000000003", "p4=0x0000000000000004")
+        for mode in ("restore", "boot"):
+            for text, status in ((DEATH_P4, Status.PASS), (wrong, Status.FAIL)):
+                booter = FakeBooter(restored=boot_result(text, 35),
+                                    booted=boot_result(text, 35))
+                (o,), _ = self.run_deaths(self.harness(booter, mode=mode), spec)
+                self.assertEqual(o.status, status, (mode, o.reasons))
+                self.assertEqual(booter.calls[-1][0], mode)
+                if status is Status.FAIL:
+                    self.assertIn("bug check parameter 4 is 0x3, expected 0x4 "
+                                  "(death-expect line 2)", o.reasons)
 
     def test_boot_mode_never_saves(self):
         booter = FakeBooter()

@@ -55,8 +55,10 @@ static void lower_above_current_bugchecks(struct ktest *t)
 static struct ktest_case irql_cases[] = {
 	KTEST_CASE(raise_lower_round_trip_through_cr8),
 	KTEST_CASE(raise_to_same_level_is_allowed),
-	KTEST_DEATH_CASE_P1(raise_below_current_bugchecks, IRQL_NOT_GREATER_OR_EQUAL, DISPATCH_LEVEL),
-	KTEST_DEATH_CASE_P1(lower_above_current_bugchecks, IRQL_NOT_LESS_OR_EQUAL, DISPATCH_LEVEL),
+	KTEST_DEATH_CASE_P(raise_below_current_bugchecks, IRQL_NOT_GREATER_OR_EQUAL, KTEST_P_ALL,
+			   DISPATCH_LEVEL, APC_LEVEL, 0, 0),
+	KTEST_DEATH_CASE_P(lower_above_current_bugchecks, IRQL_NOT_LESS_OR_EQUAL, KTEST_P_ALL,
+			   DISPATCH_LEVEL, PASSIVE_LEVEL, 0, 9),
 	{ 0 }
 };
 KTEST_SUITE(irql, irql_cases);

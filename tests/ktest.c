@@ -31,6 +31,25 @@ void ktest_fail_at(struct ktest *t, const char *file, int line, const char *fmt,
 	kprintf("\n");
 }
 
+/* " p1=0x... p3=0x..." for the parameters `mask` names, as the harness reads them. */
+static void print_params(unsigned mask, const uint64_t p[4])
+{
+	for (int i = 0; i < 4; i++)
+		if (mask & (1u << i))
+			kprintf(" p%d=0x%016lX", i + 1, p[i]);
+}
+
+void ktest_expect_stop(struct ktest *t, uint32_t code, uint64_t p1, uint64_t p2, uint64_t p3,
+		       uint64_t p4, unsigned mask)
+{
+	const uint64_t p[4] = { p1, p2, p3, p4 };
+	if (!t->kcase->death_code)
+		KTEST_FAIL(t, "ktest_expect_stop in %s, which is not a death case", t->kcase->name);
+	kprintf("# death-expect: code=0x%08X", code);
+	print_params(mask, p);
+	kprintf("\n");
+}
+
 void ktest_abort(struct ktest *t) { seh_longjmp(&t->abort_jb); }
 
 void ktest_skip(struct ktest *t, const char *reason)
@@ -130,8 +149,7 @@ int ktest_run_all(const char *glob)
 				continue;
 			if (c->death_code) {
 				kprintf("# death-test: %s.%s code=0x%08X", (*s)->name, c->name, c->death_code);
-				if (c->death_has_p1)
-					kprintf(" p1=0x%016lX", c->death_p1);
+				print_params(c->death_mask, c->death_p);
 				kprintf("\n");
 			} else {
 				any = true;

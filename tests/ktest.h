@@ -16,8 +16,18 @@
  * may be left registered — otherwise the case fails.  An unexpected exception or fault
  * inside a case fails it with the fault report, and the run goes on.
  *
- * A death case must end in the given bug check (and P1 when given); the harness boots each
- * one on its own (mode=death) and checks the STOP code.
+ * A death case must end in the given bug check, with the parameters it gives; the harness
+ * runs each one in a machine of its own (mode=death) and compares the STOP line with them:
+ *
+ *   KTEST_DEATH_CASE(fn, code)                          the code alone
+ *   KTEST_DEATH_CASE_P1(fn, code, p1)                   the code and P1
+ *   KTEST_DEATH_CASE_P(fn, code, KTEST_P1 | KTEST_P3, p1, p2, p3, p4)
+ *                                                       the code and the parameters in the
+ *                                                       mask (the others are not compared)
+ *
+ * Parameters known only at run time (pool addresses, MDLs) are given by the case itself,
+ * before it triggers the bug check: ktest_expect_stop(t, code, p1, p2, p3, p4, mask) prints
+ * a "# death-expect:" line that the harness requires the STOP line to match as well.
  */
 #ifndef TESTS_KTEST_H
 #define TESTS_KTEST_H
@@ -43,9 +53,16 @@ struct ktest_case {
 	const char *name;
 	void (*run)(struct ktest *t);
 	uint32_t death_code;         /* 0: an ordinary case */
-	bool death_has_p1;
-	uint64_t death_p1;
+	unsigned death_mask;         /* KTEST_P1..KTEST_P4: which of death_p are expected */
+	uint64_t death_p[4];         /* the expected P1..P4 */
 };
+
+/* Which bug check parameters a death expectation gives. */
+#define KTEST_P1 (1u << 0)
+#define KTEST_P2 (1u << 1)
+#define KTEST_P3 (1u << 2)
+#define KTEST_P4 (1u << 3)
+#define KTEST_P_ALL (KTEST_P1 | KTEST_P2 | KTEST_P3 | KTEST_P4)
 
 struct ktest_suite {
 	const char *name;
@@ -58,8 +75,10 @@ struct ktest_suite {
 
 #define KTEST_CASE(fn) { .name = #fn, .run = fn }
 #define KTEST_DEATH_CASE(fn, code) { .name = #fn, .run = fn, .death_code = (code) }
-#define KTEST_DEATH_CASE_P1(fn, code, p1) \
-	{ .name = #fn, .run = fn, .death_code = (code), .death_has_p1 = true, .death_p1 = (p1) }
+#define KTEST_DEATH_CASE_P(fn, code, mask, p1, p2, p3, p4)                               \
+	{ .name = #fn, .run = fn, .death_code = (code), .death_mask = (mask),              \
+	  .death_p = { (p1), (p2), (p3), (p4) } }
+#define KTEST_DEATH_CASE_P1(fn, code, p1) KTEST_DEATH_CASE_P(fn, code, KTEST_P1, p1, 0, 0, 0)
 
 #define KTEST_SUITE(id, case_array, ...)                                                \
 	static const struct ktest_suite __ktest_suite_##id = { .name = #id,              \
@@ -108,6 +127,12 @@ __attribute__((noreturn)) void ktest_skip(struct ktest *t, const char *reason);
 #define ASSERT_LE(t, a, b) __KT_CMP(t, a, <=, b, ktest_abort(t), "ASSERT_LE")
 #define ASSERT_GT(t, a, b) __KT_CMP(t, a, >, b, ktest_abort(t), "ASSERT_GT")
 #define ASSERT_GE(t, a, b) __KT_CMP(t, a, >=, b, ktest_abort(t), "ASSERT_GE")
+/* In a death case, before the bug check: the STOP line must carry `code` and the parameters
+ * `mask` names (KTEST_P1..KTEST_P4), checked by the harness along with the case's declared
+ * ones.  Prints "# death-expect: code=0x... p1=0x..." (only the masked parameters). */
+void ktest_expect_stop(struct ktest *t, uint32_t code, uint64_t p1, uint64_t p2, uint64_t p3,
+		       uint64_t p4, unsigned mask);
+
 #define KTEST_FAIL(t, ...) ktest_fail_at((t), __FILE__, __LINE__, __VA_ARGS__)
 #define KTEST_SKIP(t, reason) ktest_skip((t), (reason))
 

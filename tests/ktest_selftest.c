@@ -164,7 +164,8 @@ static struct ktest_case ktest_cases[] = {
 	KTEST_CASE(printf_formats),
 	KTEST_CASE(symbols_resolve_kernel_functions),
 	KTEST_CASE(command_line_parses),
-	KTEST_DEATH_CASE_P1(manual_bugcheck_reaches_the_harness, MANUALLY_INITIATED_CRASH, 0x1234),
+	KTEST_DEATH_CASE_P(manual_bugcheck_reaches_the_harness, MANUALLY_INITIATED_CRASH, KTEST_P_ALL,
+			   0x1234, 0x5678, 0x9ABC, 0xDEF0),
 	{ 0 }
 };
 KTEST_SUITE(ktest, ktest_cases);

@@ -16,8 +16,8 @@
  * Page-table state is read from the real tables (raw entries decoded here); enforcement is
  * proven by the #PF the CPU raises (vector, error code, CR2).
  *
- * Death cases print the parameters they expect as "# expect: CODE (P1,P2,P3,P4)", in the
- * format of the STOP line (the harness compares the code and P1; the rest is for the log).
+ * Death cases give the harness all four parameters they expect with ktest_expect_stop (a
+ * "# death-expect:" line before the bug check; the STOP line must match it).
  */
 #include "tests/ktest.h"
 #include "include/wdm.h"
@@ -41,9 +41,10 @@
 #define PF_FETCH_PROTECTION (PF_P | PF_ID)
 #define RET_OPCODE 0xC3
 
-static void expect_stop(ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
+static void expect_stop(struct ktest *t, ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3,
+			ULONG_PTR p4)
 {
-	kprintf("# expect: 0x%08X (0x%016lX,0x%016lX,0x%016lX,0x%016lX)\n", code, p1, p2, p3, p4);
+	ktest_expect_stop(t, code, p1, p2, p3, p4, KTEST_P_ALL);
 }
 
 /* ---- page tables and faults ---------------------------------------------------------- */
@@ -442,7 +443,7 @@ static void map_of_unlocked_mdl(struct ktest *t)
 	ASSERT_TRUE(t, buf != NULL);
 	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, m != NULL);
-	expect_stop(DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3, (ULONG_PTR)m, (USHORT)m->MdlFlags, MDL_PAGES_LOCKED);
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3, (ULONG_PTR)m, (USHORT)m->MdlFlags, MDL_PAGES_LOCKED);
 	map(m, NormalPagePriority);
 }
 
@@ -453,7 +454,7 @@ static void map_after_unlock(struct ktest *t)
 	lock_buffer(t, &lb, PAGE_SIZE, 0, PAGE_SIZE);
 	MmUnlockPages(lb.mdl);
 	ASSERT_FALSE(t, lb.mdl->MdlFlags & MDL_PAGES_LOCKED);
-	expect_stop(DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3, (ULONG_PTR)lb.mdl, (USHORT)lb.mdl->MdlFlags,
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3, (ULONG_PTR)lb.mdl, (USHORT)lb.mdl->MdlFlags,
 		    MDL_PAGES_LOCKED);
 	MmGetSystemAddressForMdlSafe(lb.mdl, NormalPagePriority);
 }
@@ -544,7 +545,7 @@ static void map_failure_bug_checks_when_asked(struct ktest *t)
 	struct locked_buf lb;
 	lock_buffer(t, &lb, 3 * PAGE_SIZE, 0, 3 * PAGE_SIZE);
 	ASSERT_TRUE(t, fill_until(2));
-	expect_stop(NO_MORE_SYSTEM_PTES, 0, 3, 2, syspte_total());
+	expect_stop(t, NO_MORE_SYSTEM_PTES, 0, 3, 2, syspte_total());
 	MmMapLockedPagesSpecifyCache(lb.mdl, KernelMode, MmCached, NULL, TRUE, HighPagePriority);
 }
 
@@ -554,7 +555,7 @@ static void map_locked_pages_failure_bug_checks(struct ktest *t)
 	struct locked_buf lb;
 	lock_buffer(t, &lb, 3 * PAGE_SIZE, 0x200, 2 * PAGE_SIZE);
 	ASSERT_TRUE(t, fill_until(2));
-	expect_stop(NO_MORE_SYSTEM_PTES, 0, 3, 2, syspte_total());
+	expect_stop(t, NO_MORE_SYSTEM_PTES, 0, 3, 2, syspte_total());
 	MmMapLockedPages(lb.mdl, KernelMode);
 }
 
@@ -566,7 +567,7 @@ static void oversized_map_bug_checks_when_asked(struct ktest *t)
 	ULONG pages = syspte_total() + 1;
 	PMDL m = oversized_mdl(lb.mdl, pages);
 	ASSERT_TRUE(t, m != NULL);
-	expect_stop(NO_MORE_SYSTEM_PTES, 0, pages, free_ptes(), syspte_total());
+	expect_stop(t, NO_MORE_SYSTEM_PTES, 0, pages, free_ptes(), syspte_total());
 	MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, TRUE, HighPagePriority);
 }
 
@@ -895,7 +896,7 @@ static void second_system_mapping(struct ktest *t)
 	struct locked_buf lb;
 	lock_buffer(t, &lb, PAGE_SIZE, 0, PAGE_SIZE);
 	ASSERT_TRUE(t, map(lb.mdl, NormalPagePriority) != NULL);
-	expect_stop(DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB2, (ULONG_PTR)lb.mdl, (USHORT)lb.mdl->MdlFlags,
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB2, (ULONG_PTR)lb.mdl, (USHORT)lb.mdl->MdlFlags,
 		    MDL_MAPPED_TO_SYSTEM_VA);
 	map(lb.mdl, NormalPagePriority);
 }
@@ -907,7 +908,7 @@ static void system_mapping_of_nonpaged_pool_mdl(struct ktest *t)
 	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, m != NULL);
 	MmBuildMdlForNonPagedPool(m);
-	expect_stop(DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB2, (ULONG_PTR)m, (USHORT)m->MdlFlags,
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB2, (ULONG_PTR)m, (USHORT)m->MdlFlags,
 		    MDL_SOURCE_IS_NONPAGED_POOL);
 	map(m, NormalPagePriority);
 }

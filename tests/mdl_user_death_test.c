@@ -7,6 +7,7 @@
 #include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "mm/mdl_user.h"
 #include "mm/pool.h"
 #include "mm/uvm.h"
 
@@ -62,9 +63,40 @@ static void process_ends_with_locked_pages(struct ktest *t)
 {
 	KAPC_STATE apc;
 	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(false);
 	KeStackAttachProcess(p, &apc);
 	locked_user_buffer();
 	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, 2, 0, KTEST_P_ALL);
+	PsDestroyProcess(p);
+}
+
+/* The same with locked-page tracking on: 0xCB (call site, 0, MDL, 2) names the lock. */
+static void process_ends_with_tracked_locked_pages(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(true);
+	KeStackAttachProcess(p, &apc);
+	PMDL m = locked_user_buffer();
+	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0, 0, (ULONG_PTR)m, 2,
+			  KTEST_P2 | KTEST_P3 | KTEST_P4);
+	PsDestroyProcess(p);
+}
+
+/* Tracking on, one lock released and one left: the record left is the one named. */
+static void tracked_unlock_forgets_its_record(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(true);
+	KeStackAttachProcess(p, &apc);
+	PMDL released = locked_user_buffer(), left = locked_user_buffer();
+	MmUnlockPages(released);
+	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0, 0, (ULONG_PTR)left, 2,
+			  KTEST_P2 | KTEST_P3 | KTEST_P4);
 	PsDestroyProcess(p);
 }
 
@@ -79,6 +111,8 @@ static void user_probe_above_apc_level(struct ktest *t)
 	SIZE_T size = P;
 	ZwAllocateVirtualMemory(NtCurrentProcess(), &base, 0, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	PMDL m = IoAllocateMdl(base, P, FALSE, FALSE, NULL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70, DISPATCH_LEVEL, (ULONG_PTR)m,
+			  UserMode, KTEST_P_ALL);
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
 	MmProbeAndLockPages(m, UserMode, IoReadAccess);
 }
@@ -90,7 +124,9 @@ static void unlock_of_user_mapped_mdl(struct ktest *t)
 	PEPROCESS p = idle_agent();
 	KeStackAttachProcess(p, &apc);
 	PMDL m = locked_user_buffer();
-	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
+	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005, (ULONG_PTR)m, (ULONG_PTR)va, (ULONG_PTR)p,
+			  KTEST_P_ALL);
 	MmUnlockPages(m);
 }
 
@@ -102,6 +138,8 @@ static void map_user_above_apc_level(struct ktest *t)
 	KIRQL old;
 	PMDL m = user_pages_mdl();
 	KeStackAttachProcess(idle_agent(), &apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x77, DISPATCH_LEVEL, (ULONG_PTR)m,
+			  UserMode, KTEST_P_ALL);
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
 }
@@ -112,6 +150,8 @@ static void map_locked_pages_user_above_apc_level(struct ktest *t)
 	KIRQL old;
 	PMDL m = user_pages_mdl();
 	KeStackAttachProcess(idle_agent(), &apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x75, DISPATCH_LEVEL, (ULONG_PTR)m,
+			  UserMode, KTEST_P_ALL);
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
 	MmMapLockedPages(m, UserMode);
 }
@@ -123,6 +163,8 @@ static void map_user_of_unlocked_mdl(struct ktest *t)
 	static uint8_t buf[P] __attribute__((aligned(P)));
 	PMDL m = IoAllocateMdl(buf, P, FALSE, FALSE, NULL);
 	KeStackAttachProcess(idle_agent(), &apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3, (ULONG_PTR)m, (USHORT)m->MdlFlags, MDL_PAGES_LOCKED,
+			  KTEST_P_ALL);
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
 }
 
@@ -145,6 +187,8 @@ static void small_pool_allocation_mapped_to_user(struct ktest *t)
 	KAPC_STATE apc;
 	PMDL m = pool_mdl(64, 0, 64);
 	KeStackAttachProcess(idle_agent(), &apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004, (ULONG_PTR)m, (ULONG_PTR)MmGetMdlVirtualAddress(m), 1,
+			  KTEST_P_ALL);
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
 }
 
@@ -154,6 +198,8 @@ static void partial_pool_page_mapped_to_user(struct ktest *t)
 	KAPC_STATE apc;
 	PMDL m = pool_mdl(2 * P, 0, P + 100);
 	KeStackAttachProcess(idle_agent(), &apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004, (ULONG_PTR)m, (ULONG_PTR)MmGetMdlVirtualAddress(m), 1,
+			  KTEST_P_ALL);
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
 }
 
@@ -163,6 +209,8 @@ static void uninitialized_pool_mapped_to_user(struct ktest *t)
 	KAPC_STATE apc;
 	PMDL m = pool_mdl(P, POOL_FLAG_UNINITIALIZED, P);
 	KeStackAttachProcess(idle_agent(), &apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004, (ULONG_PTR)m, (ULONG_PTR)m->StartVa, 2,
+			  KTEST_P_ALL);
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
 }
 
@@ -174,6 +222,8 @@ static void kernel_image_memory_mapped_to_user(struct ktest *t)
 	PMDL m = IoAllocateMdl(data, P, FALSE, FALSE, NULL);
 	MmBuildMdlForNonPagedPool(m);
 	KeStackAttachProcess(idle_agent(), &apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004, (ULONG_PTR)m, (ULONG_PTR)MmGetMdlVirtualAddress(m), 3,
+			  KTEST_P_ALL);
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
 }
 
@@ -186,6 +236,8 @@ static void unmap_user_above_apc_level(struct ktest *t)
 	PMDL m = user_pages_mdl();
 	KeStackAttachProcess(idle_agent(), &apc);
 	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7A, DISPATCH_LEVEL, (ULONG_PTR)va, (ULONG_PTR)m,
+			  KTEST_P_ALL);
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
 	MmUnmapLockedPages(va, m);
 }
@@ -200,6 +252,7 @@ static void unmap_user_from_another_process(struct ktest *t)
 	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)MAP_VA, FALSE, NormalPagePriority);
 	KeUnstackDetachProcess(&apc);
 	KeStackAttachProcess(b, &apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va, (ULONG_PTR)m, (ULONG_PTR)b, KTEST_P_ALL);
 	MmUnmapLockedPages(va, m);
 }
 
@@ -211,6 +264,7 @@ static void unmap_user_with_no_process(struct ktest *t)
 	KeStackAttachProcess(idle_agent(), &apc);
 	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)MAP_VA, FALSE, NormalPagePriority);
 	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va, (ULONG_PTR)m, 0, KTEST_P_ALL);
 	MmUnmapLockedPages(va, m);
 }
 
@@ -219,13 +273,20 @@ static void unmap_user_at_the_wrong_address(struct ktest *t)
 {
 	KAPC_STATE apc;
 	PMDL m = user_pages_mdl();
-	KeStackAttachProcess(idle_agent(), &apc);
+	PEPROCESS p = idle_agent();
+	KeStackAttachProcess(p, &apc);
 	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)MAP_VA, FALSE, NormalPagePriority);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va + 8, (ULONG_PTR)m, (ULONG_PTR)p,
+			  KTEST_P_ALL);
 	MmUnmapLockedPages((PCHAR)va + 8, m);
 }
 
 static struct ktest_case mdl_user_death_cases[] = {
 	KTEST_DEATH_CASE_P1(process_ends_with_locked_pages, PROCESS_HAS_LOCKED_PAGES, 0),
+	KTEST_DEATH_CASE_P(process_ends_with_tracked_locked_pages, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS,
+			   KTEST_P2, 0, 0, 0, 0),
+	KTEST_DEATH_CASE_P(tracked_unlock_forgets_its_record, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS,
+			   KTEST_P2, 0, 0, 0, 0),
 	KTEST_DEATH_CASE_P1(user_probe_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
 	KTEST_DEATH_CASE_P1(unlock_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
 	KTEST_DEATH_CASE_P1(map_user_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x77),

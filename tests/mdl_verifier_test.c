@@ -12,8 +12,8 @@
  *   - VF_DEPRECATED (off by default, set at run time): any MmMapLockedPages 0x81,
  *     BugCheckOnFailure TRUE 0x82;
  *   - with the verifier off, unmapping an unmapped MDL is NT's own SYSTEM_PTE_MISUSE 0x06.
- * Death cases print the parameters they expect as "# expect: CODE (P1,P2,P3,P4)", in the
- * format of the STOP line (the harness compares the code and P1; the rest is for the log).
+ * Death cases give the harness all four parameters they expect with ktest_expect_stop (a
+ * "# death-expect:" line before the bug check; the STOP line must match it).
  */
 #include "tests/ktest.h"
 #include "include/wdm.h"
@@ -31,14 +31,16 @@ static const PHYSICAL_ADDRESS ANY_LOW = { .QuadPart = 0 };
 static const PHYSICAL_ADDRESS ANY_HIGH = { .QuadPart = 0x7FFFFFFFFFFFFFFFll };
 static const PHYSICAL_ADDRESS NO_SKIP = { .QuadPart = 0 };
 
-static void expect_stop(ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
+static void expect_stop(struct ktest *t, ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3,
+			ULONG_PTR p4)
 {
-	kprintf("# expect: 0x%08X (0x%016lX,0x%016lX,0x%016lX,0x%016lX)\n", code, p1, p2, p3, p4);
+	ktest_expect_stop(t, code, p1, p2, p3, p4, KTEST_P_ALL);
 }
 
-static void expect_violation(ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
+static void expect_violation(struct ktest *t, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3,
+			     ULONG_PTR p4)
 {
-	expect_stop(DRIVER_VERIFIER_DETECTED_VIOLATION, p1, p2, p3, p4);
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, p1, p2, p3, p4);
 }
 
 /* A probe-locked MDL over a fresh pool buffer (never freed by a death case). */
@@ -73,7 +75,7 @@ static void probe_at(struct ktest *t, KIRQL level)
 	ASSERT_TRUE(t, buf != NULL);
 	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, m != NULL);
-	expect_violation(0x70, level, (ULONG_PTR)m, KernelMode);
+	expect_violation(t, 0x70, level, (ULONG_PTR)m, KernelMode);
 	raise_to(level);
 	MmProbeAndLockPages(m, KernelMode, IoReadAccess);
 }
@@ -81,7 +83,7 @@ static void probe_at(struct ktest *t, KIRQL level)
 static void map_specify_cache_at(struct ktest *t, KIRQL level)
 {
 	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
-	expect_violation(0x76, level, (ULONG_PTR)m, KernelMode);
+	expect_violation(t, 0x76, level, (ULONG_PTR)m, KernelMode);
 	raise_to(level);
 	map(m);
 }
@@ -89,7 +91,7 @@ static void map_specify_cache_at(struct ktest *t, KIRQL level)
 static void map_locked_pages_at(struct ktest *t, KIRQL level)
 {
 	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
-	expect_violation(0x74, level, (ULONG_PTR)m, KernelMode);
+	expect_violation(t, 0x74, level, (ULONG_PTR)m, KernelMode);
 	raise_to(level);
 	MmMapLockedPages(m, KernelMode);
 }
@@ -97,7 +99,7 @@ static void map_locked_pages_at(struct ktest *t, KIRQL level)
 static void unlock_at(struct ktest *t, KIRQL level)
 {
 	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
-	expect_violation(0x78, level, (ULONG_PTR)m, 0);
+	expect_violation(t, 0x78, level, (ULONG_PTR)m, 0);
 	raise_to(level);
 	MmUnlockPages(m);
 }
@@ -107,21 +109,21 @@ static void unmap_at(struct ktest *t, KIRQL level)
 	PMDL m = locked_mdl(t, PAGE_SIZE, 0x10, 0x20);
 	PVOID va = map(m);
 	ASSERT_TRUE(t, va != NULL);
-	expect_violation(0x79, level, (ULONG_PTR)va, (ULONG_PTR)m);
+	expect_violation(t, 0x79, level, (ULONG_PTR)va, (ULONG_PTR)m);
 	raise_to(level);
 	MmUnmapLockedPages(va, m);
 }
 
 static void allocate_pages_at(struct ktest *t, KIRQL level)
 {
-	expect_violation(0x7E, level, DISPATCH_LEVEL, 0);
+	expect_violation(t, 0x7E, level, DISPATCH_LEVEL, 0);
 	raise_to(level);
 	MmAllocatePagesForMdl(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE);
 }
 
 static void allocate_pages_ex_at(struct ktest *t, KIRQL level)
 {
-	expect_violation(0x7E, level, DISPATCH_LEVEL, 0);
+	expect_violation(t, 0x7E, level, DISPATCH_LEVEL, 0);
 	raise_to(level);
 	MmAllocatePagesForMdlEx(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE, MmCached, 0);
 }
@@ -130,7 +132,7 @@ static void free_pages_at(struct ktest *t, KIRQL level)
 {
 	PMDL a = MmAllocatePagesForMdl(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE);
 	ASSERT_TRUE(t, a != NULL);
-	expect_violation(0x7E, level, DISPATCH_LEVEL, 0);
+	expect_violation(t, 0x7E, level, DISPATCH_LEVEL, 0);
 	raise_to(level);
 	MmFreePagesFromMdl(a);
 }
@@ -216,7 +218,7 @@ static void free_of_a_mapped_mdl(struct ktest *t)
 {
 	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
 	ASSERT_TRUE(t, map(m) != NULL);
-	expect_violation(0xB8, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	expect_violation(t, 0xB8, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
 	IoFreeMdl(m);
 }
 
@@ -226,7 +228,7 @@ static void unmap_of_an_unmapped_mdl(struct ktest *t)
 	PVOID va = map(m);
 	ASSERT_TRUE(t, va != NULL);
 	MmUnmapLockedPages(va, m);
-	expect_violation(0xB6, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	expect_violation(t, 0xB6, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
 	MmUnmapLockedPages(va, m);
 }
 
@@ -237,7 +239,7 @@ static void unmap_at_a_wrong_address(struct ktest *t)
 	PMDL m = locked_mdl(t, 3 * PAGE_SIZE, 0x10, 2 * PAGE_SIZE);
 	uint8_t *va = map(m);
 	ASSERT_TRUE(t, va != NULL);
-	expect_stop(SYSTEM_PTE_MISUSE, 0x03, (ULONG_PTR)(va + PAGE_SIZE), mdl_page_count(m), (ULONG_PTR)va);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x03, (ULONG_PTR)(va + PAGE_SIZE), mdl_page_count(m), (ULONG_PTR)va);
 	MmUnmapLockedPages(va + PAGE_SIZE, m);
 }
 
@@ -247,7 +249,7 @@ static void nonpaged_mdl_over_paged_pool(struct ktest *t)
 	ASSERT_TRUE(t, buf != NULL);
 	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, m != NULL);
-	expect_violation(0x7F, PASSIVE_LEVEL, (ULONG_PTR)m, (USHORT)m->MdlFlags);
+	expect_violation(t, 0x7F, PASSIVE_LEVEL, (ULONG_PTR)m, (USHORT)m->MdlFlags);
 	MmBuildMdlForNonPagedPool(m);
 }
 
@@ -257,7 +259,7 @@ static void nonpaged_mdl_over_a_stack_buffer(struct ktest *t)
 	local[0] = 0;
 	PMDL m = IoAllocateMdl((PVOID)local, sizeof local, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, m != NULL);
-	expect_violation(0x7F, PASSIVE_LEVEL, (ULONG_PTR)m, (USHORT)m->MdlFlags);
+	expect_violation(t, 0x7F, PASSIVE_LEVEL, (ULONG_PTR)m, (USHORT)m->MdlFlags);
 	MmBuildMdlForNonPagedPool(m);
 }
 
@@ -268,7 +270,7 @@ static void unlock_of_a_nonpaged_pool_mdl(struct ktest *t)
 	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, m != NULL);
 	MmBuildMdlForNonPagedPool(m);
-	expect_violation(0x7D, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	expect_violation(t, 0x7D, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
 	MmUnlockPages(m);
 }
 
@@ -279,7 +281,7 @@ static void unlock_of_a_partial_mdl(struct ktest *t)
 	PMDL part = IoAllocateMdl(sub, PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, part != NULL);
 	IoBuildPartialMdl(source, part, sub, PAGE_SIZE);
-	expect_violation(0xB4, (ULONG_PTR)part, (USHORT)part->MdlFlags, MDL_PARTIAL);
+	expect_violation(t, 0xB4, (ULONG_PTR)part, (USHORT)part->MdlFlags, MDL_PARTIAL);
 	MmUnlockPages(part);
 }
 
@@ -325,7 +327,7 @@ static void deprecated_map_locked_pages(struct ktest *t)
 {
 	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
 	verifier_set_flags(VF_CHECKS | VF_DEPRECATED);
-	expect_violation(0x81, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	expect_violation(t, 0x81, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
 	MmMapLockedPages(m, KernelMode);
 }
 
@@ -333,7 +335,7 @@ static void deprecated_bug_check_on_failure(struct ktest *t)
 {
 	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
 	verifier_set_flags(VF_CHECKS | VF_DEPRECATED);
-	expect_violation(0x82, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	expect_violation(t, 0x82, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
 	MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, TRUE, NormalPagePriority);
 }
 
@@ -347,7 +349,7 @@ static void verifier_off_unmap_of_an_unmapped_mdl(struct ktest *t)
 	ASSERT_TRUE(t, va != NULL);
 	MmUnmapLockedPages(va, m);
 	verifier_set_flags(0);
-	expect_stop(SYSTEM_PTE_MISUSE, 0x06, (ULONG_PTR)va, mdl_page_count(m), (ULONG_PTR)m);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x06, (ULONG_PTR)va, mdl_page_count(m), (ULONG_PTR)m);
 	MmUnmapLockedPages(va, m);
 }
 

@@ -465,12 +465,14 @@ static void wrong_tag_is_0xc2_a(struct ktest *t)
 {
 	void *p = alloc_bare(100);
 	ASSERT_TRUE(t, p != NULL);
+	ktest_expect_stop(t, BAD_POOL_CALLER, 0x0A, (ULONG_PTR)p, TAG_TEST, TAG_OTHER, KTEST_P_ALL);
 	ExFreePoolWithTag(p, TAG_OTHER);
 }
 
 static void free_stack_address_is_0xc2_42(struct ktest *t)
 {
 	uint64_t on_stack[4] = { 0 };
+	ktest_expect_stop(t, BAD_POOL_CALLER, 0x42, (ULONG_PTR)on_stack, 0, 0, KTEST_P_ALL);
 	ExFreePool(on_stack);
 }
 
@@ -478,6 +480,7 @@ static void free_inside_a_small_allocation_is_0xc2_46(struct ktest *t)
 {
 	uint8_t *p = alloc_bare(100);
 	ASSERT_TRUE(t, p != NULL);
+	ktest_expect_stop(t, BAD_POOL_CALLER, 0x46, (ULONG_PTR)(p + 8), 0, 0, KTEST_P_ALL);
 	ExFreePool(p + 8);
 }
 
@@ -485,6 +488,7 @@ static void free_inside_a_large_allocation_is_0xc2_46(struct ktest *t)
 {
 	uint8_t *p = alloc_bare(3 * PAGE_SIZE);
 	ASSERT_TRUE(t, p != NULL);
+	ktest_expect_stop(t, BAD_POOL_CALLER, 0x46, (ULONG_PTR)(p + PAGE_SIZE), 0, 0, KTEST_P_ALL);
 	ExFreePool(p + PAGE_SIZE);
 }
 
@@ -546,15 +550,19 @@ static struct ktest_case pool_cases[] = {
 	KTEST_DEATH_CASE_P1(free_stack_address_is_0xc2_42, BAD_POOL_CALLER, 0x42),
 	KTEST_DEATH_CASE_P1(free_inside_a_small_allocation_is_0xc2_46, BAD_POOL_CALLER, 0x46),
 	KTEST_DEATH_CASE_P1(free_inside_a_large_allocation_is_0xc2_46, BAD_POOL_CALLER, 0x46),
-	KTEST_DEATH_CASE_P1(free_user_address_is_0xc2_40, BAD_POOL_CALLER, 0x40),
+	KTEST_DEATH_CASE_P(free_user_address_is_0xc2_40, BAD_POOL_CALLER, KTEST_P_ALL, 0x40, 0x10000,
+			   USER_VA_END, 0),
 	KTEST_DEATH_CASE(small_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE(large_tail_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE_P1(free_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,
 			    VERIFIER_POOL_FREED_WHILE_USER_MAPPED),
 	KTEST_DEATH_CASE_P1(free_small_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,
 			    VERIFIER_POOL_FREED_WHILE_USER_MAPPED),
-	KTEST_DEATH_CASE_P1(tag_zero_is_0xc2_9b, BAD_POOL_CALLER, 0x9B),
-	KTEST_DEATH_CASE_P1(zero_bytes_is_0xc2_0, BAD_POOL_CALLER, 0x00),
+	/* P4 is the caller's address. */
+	KTEST_DEATH_CASE_P(tag_zero_is_0xc2_9b, BAD_POOL_CALLER, KTEST_P1 | KTEST_P2 | KTEST_P3, 0x9B,
+			   NonPagedPoolNx, 64, 0),
+	KTEST_DEATH_CASE_P(zero_bytes_is_0xc2_0, BAD_POOL_CALLER, KTEST_P_ALL, 0x00, 0, NonPagedPoolNx,
+			   TAG_TEST),
 	{ 0 }
 };
 KTEST_SUITE(pool, pool_cases, .exit = pool_suite_exit);
