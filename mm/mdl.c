@@ -395,19 +395,18 @@ static bool frame_slow(PMDL m, ULONG i, enum memtype requested, enum memtype *t,
 }
 
 /*
- * Write the PTEs of the MDL's pages at va (the start of a system-PTE reservation), each frame
+ * Write the PTEs of the MDL's n pages at va (the start of a system-PTE reservation), each frame
  * checked (every frame of a mapped MDL must be pinned: locked, pool, an MDL's own allocation,
  * kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE) and mapped with its one
  * type.  The page-table module writes the plain frames in one pass; each other frame is
  * checked and typed here, then the pass resumes.  False when a frame could not be typed (its
  * alias could not be split): the PTEs written are cleared.
  */
-static bool write_ptes(PMDL m, uint64_t va, enum memtype requested, bool write, bool exec, bool *override)
+static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, bool write, bool exec, bool *override)
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
-	ULONG n = mdl_page_count(m);
 	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
-	syspte_check_range(va, n);
+	/* No syspte_check_range: va is what syspte_reserve(n) has just returned. */
 	for (ULONG i = 0; i < n;) {
 		i += pt_set_ptes_from_frames(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], n - i, a, requested,
 					     override);
@@ -486,7 +485,7 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	/* Every system mapping is no-execute (decision 3); NoWrite makes it read-only. */
 	bool override = false;
-	if (!write_ptes(Mdl, va, requested, !(Priority & MdlMappingNoWrite), false, &override)) {
+	if (!write_ptes(Mdl, va, n, requested, !(Priority & MdlMappingNoWrite), false, &override)) {
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	}

@@ -205,8 +205,18 @@ bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size)
 	return true;
 }
 
-/* The PTEs of [va, va + n pages), a slice of a pinned range's array. */
-static uint64_t *pinned_ptes(uint64_t va, uint64_t n)
+static uint64_t *pinned_ptes_search(uint64_t va, uint64_t n);
+
+/* The PTEs of [va, va + n pages), a slice of a pinned range's array.  The first range (the
+ * system-PTE space) is looked at inline; a slice inside it cannot wrap. */
+static inline uint64_t *pinned_ptes(uint64_t va, uint64_t n)
+{
+	if (va >= pinned[0].lo && va < pinned[0].hi && n <= (pinned[0].hi - va) / PAGE_SIZE)
+		return pinned[0].ptes + (va - pinned[0].lo) / PAGE_SIZE;
+	return pinned_ptes_search(va, n);
+}
+
+static __attribute__((noinline)) uint64_t *pinned_ptes_search(uint64_t va, uint64_t n)
 {
 	for (int i = 0; i < npinned; i++)
 		if (va >= pinned[i].lo && va + n * PAGE_SIZE <= pinned[i].hi && va + n * PAGE_SIZE >= va)
@@ -241,6 +251,19 @@ void pt_set_ptes_typed(struct pt_root *r, uint64_t va, const uint64_t *pfns, con
 	}
 }
 
+/* make_leaf(0, 1, a), remembered for the last attributes asked (a pure function of them:
+ * pat_bits_for is a fixed table), so a mapping does not redo the PAT lookup. */
+static uint64_t leaf_proto_4k(struct pt_attrs a)
+{
+	static struct pt_attrs last;
+	static uint64_t last_proto;
+	if (!last_proto || !attrs_equal(a, last)) {
+		last_proto = make_leaf(0, 1, a);
+		last = a;
+	}
+	return last_proto;
+}
+
 uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a,
 				 enum memtype requested, bool *override)
 {
@@ -253,7 +276,7 @@ uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t 
 			break; /* beyond RAM, or untyped: the caller deals with it */
 		unsigned t = db[pfns[i]].memtype;
 		a.type = (enum memtype)t;
-		uint64_t proto = make_leaf(0, 1, a);
+		uint64_t proto = leaf_proto_4k(a);
 		*override |= t != (unsigned)requested;
 		/* The tight part: no call, everything in registers. */
 		for (; i < n; i++) {
@@ -287,6 +310,12 @@ void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present,
 void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n)
 {
 	uint64_t *pte = pinned_ptes(va, n), i = 0;
+	if (n == 1) {
+		/* The common one-page mapping: one store, one INVLPG. */
+		*pte = 0;
+		tlb_flush_page(va);
+		return;
+	}
 	for (; i + 4 <= n; i += 4)
 		pte[i] = pte[i + 1] = pte[i + 2] = pte[i + 3] = 0;
 	for (; i < n; i++)

@@ -13,6 +13,51 @@
 static struct vrange space;
 static struct syspte_stats st;
 
+/*
+ * The last released one-PTE run (no guard) waits here, its PTE cleared and flushed, instead
+ * of going back to the allocator at once: a one-PTE reservation takes it back when the
+ * allocator would have handed out that very slot (reserve_pending_hit), with the allocator's
+ * state then exactly as release + reserve would have left it.  Any other use of the space
+ * gives it back first (drain_pending), so everything observable — addresses, coalescing,
+ * syspte_get_stats — is as without it.  It counts as free.
+ */
+static uint32_t pending = VRANGE_NONE;
+
+static void drain_pending(void)
+{
+	if (pending == VRANGE_NONE)
+		return;
+	uint32_t p = pending;
+	pending = VRANGE_NONE;
+	if (vrange_release(&space, p, 1) != VR_OK)
+		PANIC("syspte: the allocator refused the pending slot %u", p);
+}
+
+static uint32_t free_total(void) { return space.free_slots + (pending != VRANGE_NONE); }
+
+static unsigned class_of(uint32_t n) { return 31 - __builtin_clz(n); }
+
+/* Whether vrange_release(pending, 1) then vrange_reserve(1) would give back `pending` and
+ * leave the allocator's state as it is now: no free run just before it (it would coalesce
+ * into that run's head), no smaller class in use than the run it would join (vrange's first
+ * choice), and the free run just after it (if any) at the head of its class list (release +
+ * reserve leaves it there).  The lengths fit: the space has fewer than 2^31 slots. */
+static bool reserve_pending_hit(void)
+{
+	uint32_t p = pending, after = p + 1, len = 1, classes = space.bitmap;
+	if (p && vrange_slot_is_free(&space, p - 1))
+		return false;
+	if (after < space.nslots && space.state[after] == VR_FREE_HEAD) {
+		if (space.prev[after] != VRANGE_NONE)
+			return false;
+		/* Alone in its class, it leaves that class empty while it is merged. */
+		if (space.next[after] == VRANGE_NONE)
+			classes &= ~(1u << class_of(space.len[after]));
+		len += space.len[after];
+	}
+	return !(classes & ((1u << class_of(len)) - 1));
+}
+
 uint64_t syspte_base(void) { return KVA_SYSPTE_BASE; }
 uint32_t syspte_total(void) { return space.nslots; }
 
@@ -28,7 +73,12 @@ void syspte_init(void)
 	st.total = n;
 }
 
-bool syspte_contains(uint64_t va) { return va >= KVA_SYSPTE_BASE && va < KVA_SYSPTE_BASE + space.nslots * PAGE_SIZE; }
+static inline bool contains(uint64_t va)
+{
+	return va >= KVA_SYSPTE_BASE && va < KVA_SYSPTE_BASE + space.nslots * PAGE_SIZE;
+}
+
+bool syspte_contains(uint64_t va) { return contains(va); }
 
 uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
 {
@@ -39,9 +89,16 @@ uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
 	uint32_t keep = priority < SYSPTE_PRIORITY_NORMAL ? SYSPTE_LOW_RESERVE(space.nslots)
 		      : priority < SYSPTE_PRIORITY_HIGH   ? SYSPTE_NORMAL_RESERVE(space.nslots)
 							  : 0;
-	uint32_t first = VRANGE_NONE;
-	if (need <= space.free_slots && space.free_slots - need >= keep)
-		first = vrange_reserve(&space, need);
+	uint32_t first = VRANGE_NONE, free = free_total();
+	if (need <= free && free - need >= keep) {
+		if (need == 1 && pending != VRANGE_NONE && reserve_pending_hit()) {
+			first = pending;
+			pending = VRANGE_NONE;  /* the allocator's state is as release + reserve leave it */
+		} else {
+			drain_pending();
+			first = vrange_reserve(&space, need);
+		}
+	}
 	if (first == VRANGE_NONE) {
 		if (priority < SYSPTE_PRIORITY_NORMAL)
 			st.failures_low++;
@@ -53,7 +110,7 @@ uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
 	}
 	space.user[first] = guard ? GUARDED : 0;
 	st.reservations++;
-	uint64_t used = space.nslots - space.free_slots;
+	uint64_t used = space.nslots - free_total();
 	if (used > st.peak_in_use)
 		st.peak_in_use = used;
 	return KVA_SYSPTE_BASE + (uint64_t)first * PAGE_SIZE;
@@ -62,7 +119,7 @@ uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
 void syspte_check_range(uint64_t va, uint32_t n)
 {
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	uint32_t len = syspte_contains(va) ? vrange_reserved_len(&space, first) : 0;
+	uint32_t len = syspte_contains(va) && first != pending ? vrange_reserved_len(&space, first) : 0;
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!len || (va & (PAGE_SIZE - 1)) || n > usable)
 		PANIC("syspte_check_range: 0x%lx+%u pages is not inside a reservation", va, n);
@@ -71,7 +128,7 @@ void syspte_check_range(uint64_t va, uint32_t n)
 void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a)
 {
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	uint32_t len = vrange_reserved_len(&space, first);
+	uint32_t len = first != pending ? vrange_reserved_len(&space, first) : 0;
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!syspte_contains(va) || (va & (PAGE_SIZE - 1)) || n > usable)
 		PANIC("syspte_map: 0x%lx+%u pages is not inside a reservation", va, n);
@@ -80,10 +137,14 @@ void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a
 
 void syspte_release(uint64_t va, uint32_t n)
 {
-	if (!syspte_contains(va) || (va & (PAGE_SIZE - 1)))
+	if (!contains(va) || (va & (PAGE_SIZE - 1)))
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, va, n, 0);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	uint32_t len = vrange_reserved_len(&space, first);
+	if (first == pending)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x01, va, n, 0); /* released already */
+	drain_pending();
+	/* vrange_reserved_len, inline: first is inside the space. */
+	uint32_t len = space.state[first] == VR_USED_HEAD ? space.len[first] : 0;
 	bool guard = len && (space.user[first] & GUARDED);
 	uint32_t mapped = guard ? len - 1 : len;
 	if (len && mapped != n)
@@ -95,13 +156,18 @@ void syspte_release(uint64_t va, uint32_t n)
 	/* The translations go first: nothing may reach the frames through this range again. */
 	pt_clear_ptes(&kernel_root, va, len);
 	st.flushes++;
+	st.releases++;
+	if (len == 1) {
+		pending = first;  /* free from now on; the allocator gets it back later */
+		return;
+	}
 	if (vrange_release(&space, first, len) != VR_OK)
 		PANIC("syspte_release: the allocator refused a checked release at 0x%lx", va);
-	st.releases++;
 }
 
 void syspte_get_stats(struct syspte_stats *out)
 {
+	drain_pending();
 	*out = st;
 	out->total = space.nslots;
 	out->free = space.free_slots;
@@ -110,7 +176,7 @@ void syspte_get_stats(struct syspte_stats *out)
 	out->free_runs = space.free_runs;
 }
 
-static uint64_t free_ptes(void) { return space.free_slots; }
+static uint64_t free_ptes(void) { return free_total(); }
 ACCOUNTING_COUNTER(syspte_free, "free system PTEs", free_ptes);
 
 static int cmd_sysptes(int argc, char **argv)

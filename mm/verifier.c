@@ -35,11 +35,10 @@ void verifier_violation(ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
 	KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, p1, p2, p3, p4);
 }
 
-void verifier_check_irql(KIRQL max, ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4)
+void verifier_irql_above(ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4)
 {
-	KIRQL irql = KeGetCurrentIrql();
-	if (irql > max && verifier_on(VF_CHECKS))
-		verifier_violation(code, irql, p3, p4);
+	if (verifier_on(VF_CHECKS))
+		verifier_violation(code, KeGetCurrentIrql(), p3, p4);
 }
 
 void verifier_set_lowres(uint64_t nth, uint32_t percent, uint64_t seed)

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "include/wdm.h"
+#include "kernel/irql.h"
 
 #define VF_CHECKS 0x1u
 #define VF_DEPRECATED 0x2u
@@ -42,8 +43,15 @@ bool verifier_on(uint32_t what);
 uint32_t verifier_get_flags(void);
 void verifier_set_flags(uint32_t flags);
 __attribute__((noreturn)) void verifier_violation(ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4);
-/* With VF_CHECKS on, bug check 0xC4 (code, IRQL, p3, p4) when the IRQL is above `max`. */
-void verifier_check_irql(KIRQL max, ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4);
+/* The IRQL is above `max`: with VF_CHECKS on, bug check 0xC4 (code, IRQL, p3, p4). */
+void verifier_irql_above(ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4);
+/* With VF_CHECKS on, bug check 0xC4 (code, IRQL, p3, p4) when the IRQL is above `max`
+ * (inline: the common case is one read of CR8). */
+static inline void verifier_check_irql(KIRQL max, ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4)
+{
+	if (KeGetCurrentIrql() > max)
+		verifier_irql_above(code, p3, p4);
+}
 
 /* Whether this call at `site` must fail (the low-resources simulation). */
 bool verifier_inject_failure(enum vf_site site);
