@@ -23,16 +23,14 @@
 /* Ring 3 runs with interrupts off: mdlab takes no interrupts yet (RFLAGS bit 1 is fixed). */
 #define RFLAGS_USER 0x2ul
 
-struct user_kctx {
-	uint64_t rbx, rbp, r12, r13, r14, r15, rsp;
-};
-uint64_t user_enter(struct user_kctx *k, uint64_t rip, uint64_t rsp, uint64_t rflags);
-__attribute__((noreturn)) void user_leave(struct user_kctx *k, uint64_t value);
+__attribute__((noreturn)) void user_iret(uint64_t rip, uint64_t rsp, uint64_t rflags);
 
 static PEPROCESS processes;        /* the live ones, newest first, linked by `next` */
 static PEPROCESS current;          /* whose address space is loaded */
 static PEPROCESS running;          /* whose ring-3 code is running (PsRunProcess) */
-static struct user_kctx *running_kctx;
+/* Where PsRunProcess resumes when the running process ends, and with what status. */
+static struct seh_jmpbuf *running_resume;
+static NTSTATUS running_status;
 static uint32_t next_pid = 4;
 static ps_cleanup_fn cleanups[MAX_CLEANUPS];
 static int ncleanups;
@@ -198,7 +196,7 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 
 NTSTATUS PsRunProcess(PEPROCESS p)
 {
-	struct user_kctx k;
+	struct seh_jmpbuf resume;
 	KAPC_STATE apc;
 	KIRQL irql = KeGetCurrentIrql();
 	struct seh_frame *seh = seh_top();
@@ -210,10 +208,13 @@ NTSTATUS PsRunProcess(PEPROCESS p)
 	gdt_set_rsp0(rsp0);
 	syscall_set_kernel_stack(rsp0);
 	running = p;
-	running_kctx = &k;
-	NTSTATUS st = (NTSTATUS)user_enter(&k, p->entry, p->user_stack, RFLAGS_USER);
+	running_resume = &resume;
+	/* Ring 3 from here; ps_exit_current comes back to this point with the status. */
+	if (seh_setjmp(&resume) == 0)
+		user_iret(p->entry, p->user_stack, RFLAGS_USER);
+	NTSTATUS st = running_status;
 	running = NULL;
-	running_kctx = NULL;
+	running_resume = NULL;
 	KeUnstackDetachProcess(&apc);
 	/* Whatever the system-call path left behind goes with the process's thread. */
 	seh_set_top(seh);
@@ -227,7 +228,8 @@ void ps_exit_current(NTSTATUS status)
 {
 	if (!running)
 		PANIC("ps_exit_current: no process is running");
-	user_leave(running_kctx, (uint32_t)status);
+	running_status = status;
+	seh_longjmp(running_resume);
 }
 
 void ps_user_fault(const struct trap_frame *f)

@@ -1,31 +1,23 @@
-; Entering ring 3 and coming back.
+; Entering ring 3.
 ;
-; uint64_t user_enter(struct user_kctx *k, uint64_t rip, uint64_t rsp, uint64_t rflags)
-;   saves the kernel's callee-saved registers and RSP in *k, then IRETQs to ring 3 with every
-;   general register zeroed.  It "returns" when user_leave(k, value) runs (from a system call
-;   or a fault of that process), with `value` in RAX.
-; void user_leave(struct user_kctx *k, uint64_t value)
+; void user_iret(uint64_t rip, uint64_t rsp, uint64_t rflags)
+;   IRETQs to ring 3 at rip with the given stack and flags, every general register zeroed so
+;   nothing of the kernel's reaches the program.  It never returns: PsRunProcess comes back
+;   through the seh_setjmp it made before (kernel/process.c), when the process exits or
+;   faults.
 bits 64
 section .text
-global user_enter
-global user_leave
+global user_iret
 
 %define SEL_UCODE64_RPL3 0x2B
 %define SEL_UDATA_RPL3   0x23
 
-user_enter:
-	mov [rdi + 0x00], rbx
-	mov [rdi + 0x08], rbp
-	mov [rdi + 0x10], r12
-	mov [rdi + 0x18], r13
-	mov [rdi + 0x20], r14
-	mov [rdi + 0x28], r15
-	mov [rdi + 0x30], rsp
+user_iret:
 	push SEL_UDATA_RPL3         ; SS
-	push rdx                    ; RSP
-	push rcx                    ; RFLAGS
+	push rsi                    ; RSP
+	push rdx                    ; RFLAGS
 	push SEL_UCODE64_RPL3       ; CS
-	push rsi                    ; RIP
+	push rdi                    ; RIP
 	xor eax, eax
 	xor ebx, ebx
 	xor ecx, ecx
@@ -42,16 +34,5 @@ user_enter:
 	xor r14d, r14d
 	xor r15d, r15d
 	iretq
-
-user_leave:
-	mov rbx, [rdi + 0x00]
-	mov rbp, [rdi + 0x08]
-	mov r12, [rdi + 0x10]
-	mov r13, [rdi + 0x18]
-	mov r14, [rdi + 0x20]
-	mov r15, [rdi + 0x28]
-	mov rsp, [rdi + 0x30]
-	mov rax, rsi
-	ret
 
 section .note.GNU-stack noalloc noexec nowrite progbits
