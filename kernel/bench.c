@@ -1,4 +1,6 @@
 #include "kernel/bench.h"
+#include "kernel/bootmode.h"
+#include "kernel/cmdline.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 
@@ -39,3 +41,12 @@ void bench_run_all(const char *glob)
 	}
 	kprintf("# mdlab: bench done\n");
 }
+
+/* mode=bench bench=GLOB: the benchmark cases matching GLOB (make bench boots it under -icount). */
+static void mode_bench(void)
+{
+	char glob[64] = "*";
+	cmdline_get("bench", glob, sizeof glob);
+	bench_run_all(glob);
+}
+BOOT_MODE(bench, "bench", mode_bench);

@@ -1,5 +1,4 @@
 #include "kernel/bootinfo.h"
-#include "kernel/monitor.h"
 #include "kernel/printf.h"
 
 const struct mdlab_bootinfo *bootinfo;
@@ -44,14 +43,3 @@ void bootinfo_print_memory_summary(void)
 		bootinfo->kernel_size, bootinfo->kernel_phys_base, bootinfo->kernel_virt_base,
 		bootinfo->acpi_rsdp, bootinfo->fb.base ? "present" : "none");
 }
-
-static int cmd_memmap(int argc, char **argv)
-{
-	const struct mdlab_efi_memdesc *d;
-	kprintf("  %-18s %-18s %10s  %s\n", "start", "end", "pages", "type");
-	for (uint64_t i = 0; (d = bootinfo_memdesc(i)); i++)
-		kprintf("  0x%016lx 0x%016lx %10lu  %s\n", d->phys_start,
-			d->phys_start + d->pages * 4096 - 1, d->pages, efi_memory_type_name(d->type));
-	return 0;
-}
-MONITOR_COMMAND(memmap, "memmap", "the UEFI memory map the loader handed over", cmd_memmap);

@@ -1,7 +1,6 @@
 #include "kernel/cpufeat.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
 #include "kernel/printf.h"
 
 struct cpu_features cpu_features;
@@ -66,11 +65,3 @@ void cpufeat_print(void)
 		f->pge ? "yes" : "no", f->page1g ? "yes" : "no", f->pcid ? "yes" : "no",
 		f->invpcid ? "yes" : "no", f->pku ? "yes" : "no");
 }
-
-static int cmd_cpu(int argc, char **argv)
-{
-	cpufeat_print();
-	kprintf("CR0 %016lx CR4 %016lx EFER %016lx\n", read_cr0(), read_cr4(), rdmsr(MSR_EFER));
-	return 0;
-}
-MONITOR_COMMAND(cpu, "cpu", "CPU identification, features and control registers", cmd_cpu);

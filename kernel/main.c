@@ -1,9 +1,10 @@
 /* kmain: bring the machine up from the loader's hand-off, then run what the command line
- * asks: mode=monitor (the default), mode=test tests=GLOB, or mode=death case=SUITE.CASE. */
+ * asks: mode=NAME runs the boot mode registered under that name (kernel/bootmode.h), the
+ * monitor when none is given. */
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
-#include "kernel/bench.h"
 #include "kernel/bootinfo.h"
+#include "kernel/bootmode.h"
 #include "kernel/bugcheck.h"
 #include "kernel/cmdline.h"
 #include "kernel/cpu.h"
@@ -11,14 +12,12 @@
 #include "kernel/gdt.h"
 #include "kernel/ksym.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
 #include "kernel/printf.h"
 #include "kernel/serial.h"
 #include "kernel/syscall.h"
 #include "kernel/trap.h"
 #include "mm/audit.h"
 #include "mm/mm.h"
-#include "tests/ktest.h"
 
 void kmain(uint64_t bootinfo_phys);
 static void kmain_after_mm(void *unused);
@@ -69,33 +68,25 @@ static void kmain_after_mm(void *unused)
 
 	char mode[16] = "monitor";
 	cmdline_get("mode", mode, sizeof mode);
-	if (!strcmp(mode, "test")) {
-		char glob[128] = "*";
-		cmdline_get("tests", glob, sizeof glob);
-		ktest_run_all(glob);
-		kprintf("# mdlab: tests done\n");
+	const struct boot_mode *b = boot_mode_find(mode);
+	if (!b) {
+		kprintf("mdlab: no mode '%s' in this kernel; the monitor instead\n", mode);
+		b = boot_mode_find("monitor");
+	}
+	if (!b) {
+		kprintf("mdlab: this kernel has no monitor either\n");
 		qemu_exit(QEMU_EXIT_DONE);
 	}
-	if (!strcmp(mode, "bench")) {
-		char glob[64] = "*";
-		cmdline_get("bench", glob, sizeof glob);
-		bench_run_all(glob);
-		qemu_exit(QEMU_EXIT_DONE);
-	}
-	if (!strcmp(mode, "death-server")) {
-		/* Booted and waiting: the harness saves this machine once and restores a copy per
-		 * death case, sending the case's name on COM1. */
-		char name[128];
-		kprintf("# death-server: ready\n");
-		serial_read_line(name, sizeof name);
-		ktest_run_death(name);
-		qemu_exit(QEMU_EXIT_DONE);
-	}
-	if (!strcmp(mode, "death")) {
-		char name[128] = "";
-		cmdline_get("case", name, sizeof name);
-		ktest_run_death(name);
-		qemu_exit(QEMU_EXIT_DONE);
-	}
-	monitor_run();
+	b->run();
+	qemu_exit(QEMU_EXIT_DONE);
+}
+
+extern const struct boot_mode *const __boot_modes_start[], *const __boot_modes_end[];
+
+const struct boot_mode *boot_mode_find(const char *name)
+{
+	for (const struct boot_mode *const *b = __boot_modes_start; b < __boot_modes_end; b++)
+		if (!strcmp((*b)->name, name))
+			return *b;
+	return NULL;
 }

@@ -2,7 +2,6 @@
 #include "kernel/accounting.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
 #include "kernel/printf.h"
 #include "mm/layout.h"
 #include "mm/pfn.h"
@@ -51,10 +50,7 @@ static uint32_t partial[2][NCLASSES]; /* [paged][class]: pages with a free slot 
 static struct pool_stats stats;
 
 #define TAG_SLOTS 64
-static struct {
-	uint32_t tag;
-	uint64_t allocs, bytes;
-} tags[TAG_SLOTS];
+static struct pool_tag_usage tags[TAG_SLOTS];
 
 static uint64_t page_va(uint32_t i) { return KVA_POOL_BASE + (uint64_t)i * PAGE_SIZE; }
 static uint32_t page_index(uint64_t va) { return (va - KVA_POOL_BASE) / PAGE_SIZE; }
@@ -413,30 +409,21 @@ void pool_note_user_mapping(uint64_t va, uint64_t size, int delta)
 			pages[page_index(a)].user_maps += delta;
 }
 
-void pool_get_stats(struct pool_stats *out) { *out = stats; }
+void pool_get_stats(struct pool_stats *out)
+{
+	*out = stats;
+	out->va_pages = va_space.nslots;
+	out->va_pages_free = va_space.free_slots;
+}
+
+unsigned pool_get_tags(struct pool_tag_usage *out, unsigned max)
+{
+	unsigned n = 0;
+	for (int i = 0; i < TAG_SLOTS && n < max; i++)
+		if (tags[i].allocs)
+			out[n++] = tags[i];
+	return n;
+}
 
 static uint64_t pool_bytes(void) { return stats.bytes_in_use; }
 ACCOUNTING_COUNTER(pool_bytes, "pool bytes in use", pool_bytes);
-
-static int cmd_pool(int argc, char **argv)
-{
-	if (argc != 1)
-		return -1;
-	kprintf("pool at 0x%lx: %lu bytes in %lu allocations; %lu pages (%lu slab, %lu large), %u of %u VA pages free\n",
-		KVA_POOL_BASE, stats.bytes_in_use, stats.allocations, stats.pages_in_use, stats.slab_pages,
-		stats.large_pages, va_space.free_slots, va_space.nslots);
-	kprintf("  %-6s %10s %12s\n", "tag", "allocs", "bytes");
-	for (int i = 0; i < TAG_SLOTS; i++) {
-		if (!tags[i].allocs)
-			continue;
-		char t[5];
-		memcpy(t, &tags[i].tag, 4);
-		t[4] = 0;
-		for (int k = 0; k < 4; k++)
-			if (t[k] < 0x20 || t[k] > 0x7E)
-				t[k] = '.';
-		kprintf("  %-6s %10lu %12lu\n", t, tags[i].allocs, tags[i].bytes);
-	}
-	return 0;
-}
-MONITOR_COMMAND(pool, "pool", "pool usage, by tag", cmd_pool);

@@ -53,7 +53,16 @@ struct pool_stats {
 	uint64_t pages_in_use;   /* physical pages the pool holds */
 	uint64_t allocations;    /* live */
 	uint64_t slab_pages, large_pages;
+	uint32_t va_pages, va_pages_free; /* the pool's virtual range, in pages */
 };
 void pool_get_stats(struct pool_stats *out);
+
+/* What one pool tag holds now. */
+struct pool_tag_usage {
+	uint32_t tag;
+	uint64_t allocs, bytes;   /* live allocations and the bytes they asked for */
+};
+/* The tags with live allocations, at most `max` of them into out[]; returns how many. */
+unsigned pool_get_tags(struct pool_tag_usage *out, unsigned max);
 
 #endif

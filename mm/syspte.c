@@ -3,7 +3,6 @@
 #include "kernel/bugcheck.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
 #include "kernel/printf.h"
 #include "mm/layout.h"
 #include "mm/vrange.h"
@@ -178,19 +177,3 @@ void syspte_get_stats(struct syspte_stats *out)
 
 static uint64_t free_ptes(void) { return free_total(); }
 ACCOUNTING_COUNTER(syspte_free, "free system PTEs", free_ptes);
-
-static int cmd_sysptes(int argc, char **argv)
-{
-	struct syspte_stats s;
-	if (argc != 1)
-		return -1;
-	syspte_get_stats(&s);
-	kprintf("system PTEs at 0x%lx: %lu total, %lu free in %lu runs (largest %lu), %lu in use, peak %lu\n",
-		KVA_SYSPTE_BASE, s.total, s.free, s.free_runs, s.largest_free, s.in_use, s.peak_in_use);
-	kprintf("priorities: Low keeps %u free, Normal keeps %u, High takes the last run\n",
-		SYSPTE_LOW_RESERVE(space.nslots), SYSPTE_NORMAL_RESERVE(space.nslots));
-	kprintf("reservations %lu, releases %lu (each flushed), failures: low %lu normal %lu high %lu\n",
-		s.reservations, s.releases, s.failures_low, s.failures_normal, s.failures_high);
-	return 0;
-}
-MONITOR_COMMAND(sysptes, "sysptes", "the system-PTE space: free runs, priorities, counters", cmd_sysptes);

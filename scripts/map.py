@@ -1,6 +1,6 @@
 """map.py — `make map`: a picture of mdlab's address spaces with live MDL mappings in them.
 
-Boots the kernel to its monitor and runs `mapdump` (mm/mapdump.c), which maps MDLs into the
+Boots the kernel to its monitor and runs `mapdump` (kernel/lab/mapdump.c), which maps MDLs into the
 kernel and into an agent process and prints both address spaces as range lines read from
 the page tables; keeps that serial log in BUILD/map.log; and draws BUILD/map.svg:
 

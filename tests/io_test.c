@@ -1,5 +1,5 @@
 /*
- * The I/O manager (kernel/io.c) driven from ring 3: the agent opens a device by name and calls
+ * The I/O manager (kernel/io/io.c) driven from ring 3: the agent opens a device by name and calls
  * NtDeviceIoControlFile on it, a test driver records what its dispatch routines were handed.
  *
  * What is proven and how:
@@ -23,10 +23,10 @@
  * Every case ends with the framework's accounting: free pages, system PTEs, pool bytes,
  * locked pages, open handles and device objects as before.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
-#include "kernel/io.h"
+#include "kernel/io/io.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "mm/pfn.h"

@@ -18,9 +18,9 @@
  * or mapped (the framework's accounting after every case; the driver's mappings read from the
  * kernel's page tables).
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "include/wdm.h"
-#include "kernel/io.h"
+#include "kernel/io/io.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "mm/pfn.h"

@@ -1,6 +1,6 @@
 /* IRQL lives in CR8: raise and lower move the register itself, and going the wrong way is
  * the bug check NT's checked HAL gives. */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "kernel/irql.h"
 
 static uint64_t cr8_now(void)

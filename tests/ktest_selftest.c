@@ -2,7 +2,7 @@
  * runner: EXPECT continues, ASSERT ends the case, a fault fails only its case, a leaked
  * resource or a raised IRQL fails the case, skip is reported.  Plus the kernel's library
  * pieces the framework stands on (glob, printf, symbols, command line). */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "kernel/accounting.h"
 #include "kernel/cmdline.h"
 #include "kernel/irql.h"

@@ -13,7 +13,7 @@
  * page or table page an MDL needs comes off the free list from the cushion, and a request
  * confined to the window sees exactly the frames the test dirtied.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"

@@ -13,7 +13,7 @@
  * Every case ends with the memory-type audit of the kernel's tables: no frame reachable
  * with two types.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"

@@ -5,7 +5,7 @@
  * through the direct map of that frame — and a request larger than the whole system-PTE
  * region fails with NULL and leaves the region and the MDL as they were.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"

@@ -9,7 +9,7 @@
  * against pt_query of the buffer's own pages, mappings by reading their PTEs and by bytes
  * written through one address and read through another.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"

@@ -8,7 +8,7 @@
  * Frames are compared with pt_query of each page (the real tables); lock counts are read
  * from the PFN database, the only place they live.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"

@@ -9,7 +9,7 @@
  * it ends: the frame stays writable through the pool and the direct map, and the late W^X
  * alias audit would see it.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"

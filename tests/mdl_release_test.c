@@ -13,7 +13,7 @@
  * the mapping was used, so a stale TLB entry would show) faults not-present: #PF error code 0
  * with CR2 the address read.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/trap.h"

@@ -14,7 +14,7 @@
  * own count of allocated pages.  The simulation is off again when a case ends, whatever
  * happened (the suite's exit).
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"

@@ -2,7 +2,7 @@
  * MDLs and user address spaces: the misuses that stop the machine (mm/mdl_user.c's header
  * lists the codes).  Each case boots on its own (mode=death) and must end in its bug check.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "include/wdm.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"

@@ -10,7 +10,7 @@
  * entries, decoded here), faults are the ones the CPU reported to ps_user_fault, and memory
  * types are decoded from the leaves' PAT/PCD/PWT bits against IA32_PAT read by RDMSR.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"

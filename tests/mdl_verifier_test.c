@@ -15,7 +15,7 @@
  * Death cases give the harness all four parameters they expect with ktest_expect_stop (a
  * "# death-expect:" line before the bug check; the STOP line must match it).
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "include/wdm.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"

@@ -9,7 +9,7 @@
  * test scratch region (or on one frame's direct-map alias), checks that the audit reports
  * exactly it, and takes it down again.  Not late: the late suite must find nothing.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "mm/audit.h"
 #include "mm/layout.h"
 #include "mm/pat.h"

@@ -5,7 +5,7 @@
  * instruction is known.  Where a rule is carried by a table bit, the raw entry is read as
  * well, and a positive control shows the same access succeeding once the bit allows it.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"

@@ -7,7 +7,7 @@
  * TCG does not emulate memory types (x86-paging.md), so what can be proven is the
  * encoding: the entry bits and the MSR.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "include/wdm.h"
 #include "tests/mm_test_util.h"
 #include "kernel/cpu.h"

@@ -4,7 +4,7 @@
  * failure and not a crash, the counters move by exactly what was taken, and a double free
  * is bug check PFN_LIST_CORRUPT.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "kernel/lib.h"
 #include "mm/mm.h"

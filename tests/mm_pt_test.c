@@ -4,7 +4,7 @@
  * tables are freed, and a failed map leaves nothing behind.  Entries are decoded here
  * (tests/mm_test_util.h), the types looked up in IA32_PAT read by RDMSR.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "kernel/lib.h"
 #include "mm/audit.h"

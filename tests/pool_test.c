@@ -8,7 +8,7 @@
  * A case records what it allocates in `live`; the suite's exit frees what a case left behind
  * (an ASSERT ends a case early), so the "pool bytes in use" count always returns.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"

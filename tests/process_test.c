@@ -1,6 +1,6 @@
 /* Processes: ring 3 entered and left for real, system calls, user faults recorded with the
  * hardware's error code, and every frame given back at teardown. */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "kernel/process.h"
 #include "kernel/lib.h"
 #include "mm/layout.h"

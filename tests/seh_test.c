@@ -1,7 +1,7 @@
 /* The kernel's try/except: real CPU faults and ExRaiseStatus land in the handler with the
  * right status and details, nesting and the ways out of a __try behave, and an exception
  * with no handler is bug check 0x1E. */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "kernel/cpu.h"
 
 /* A kernel address no page table maps: PML4 slot 448 is a hole in every layout mdlab uses. */

@@ -12,7 +12,7 @@
  * Every reservation a case makes is recorded in `held`; the suite's exit releases what a case
  * left behind (an ASSERT ends a case early), so the "free system PTEs" count always returns.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"

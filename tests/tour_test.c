@@ -1,5 +1,5 @@
 /*
- * The tour and the monitor's printers (kernel/tour.c, mm/mm_monitor.c, kernel/ps_monitor.c)
+ * The tour and the monitor's printers (kernel/lab/tour.c, kernel/lab/mm_cmds.c, kernel/lab/ps_cmds.c)
  * print what the hardware structures hold.  Their text is captured in a buffer (the same
  * printers, a struct mon_out over a buffer instead of the console) and compared with what
  * this file finds by itself: CR3 as loaded, each level's entry read through the direct map
@@ -7,18 +7,18 @@
  * looked up in IA32_PAT read by RDMSR (not pat.c), and the type each cache type must give
  * (nt-mdl.md decisions 1 and 2) from its own table.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
-#include "kernel/ps_monitor.h"
-#include "kernel/tour.h"
+#include "kernel/lab/ps_cmds.h"
+#include "kernel/lab/tour.h"
 #include "mm/layout.h"
-#include "mm/mm_monitor.h"
+#include "kernel/lab/mm_cmds.h"
 #include "mm/uvm.h"
 
 #define TAG 0x74727554u /* 'Turt' */

@@ -15,7 +15,7 @@
  *     never free an MDL's frames;
  *   - each refusal returns the status the module documents.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "tests/mm_test_util.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"

@@ -4,7 +4,7 @@
  * lookups checked against a plain array kept on the side, overlaps refused, the lowest
  * aligned gap found, and the checker itself shown to catch a broken tree.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "mm/layout.h"

@@ -8,7 +8,7 @@
  * Each case works on `space`; the suite's exit gives its metadata frames back, so a case
  * that ends early by ASSERT still leaves the free-page count as it found it.
  */
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "kernel/lib.h"
 #include "mm/vrange.h"
 

@@ -23,8 +23,8 @@
  * At process teardown (a ps_register_cleanup hook, with the process's address space still
  * loaded) every handle the process holds gets IRP_MJ_CLEANUP, then IRP_MJ_CLOSE, and goes.
  */
-#ifndef KERNEL_IO_H
-#define KERNEL_IO_H
+#ifndef KERNEL_IO_IO_H
+#define KERNEL_IO_IO_H
 
 #include <stdint.h>
 #include "include/wdm.h"

@@ -1,17 +1,17 @@
 /*
- * The guided tour (the monitor's `tour`, kernel/tour.c): a buffer walked through the MDL
+ * The guided tour (the monitor's `tour`, kernel/lab/tour.c): a buffer walked through the MDL
  * interface on the live structures — locked, mapped with every cache type, read-only, into
  * a user process — with the MDL, every level's page-table entry, the PFN entries and the
  * counters printed after each step, and each enforcement fault made and caught.
  */
-#ifndef KERNEL_TOUR_H
-#define KERNEL_TOUR_H
+#ifndef LAB_TOUR_H
+#define LAB_TOUR_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "include/wdm.h"
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "mm/pt.h"
 
 /* A mapping the tour has just made and printed; it is still in place. */

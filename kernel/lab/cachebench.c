@@ -31,7 +31,7 @@
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/printf.h"
 #include "mm/layout.h"
 #include "mm/pat.h"

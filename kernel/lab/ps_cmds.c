@@ -1,6 +1,6 @@
 /* `ps`: the live processes (kernel/process.c's list), read from each EPROCESS, its list of
  * MDL user mappings and its VAD tree. */
-#include "kernel/ps_monitor.h"
+#include "kernel/lab/ps_cmds.h"
 #include "kernel/trap.h"
 #include "mm/mdl_user.h"
 #include "mm/vad.h"

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include "kernel/bench.h"
 #include "kernel/cpu.h"
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/printf.h"
 #include "kernel/seh.h"
 #include "mm/layout.h"

@@ -1,8 +1,8 @@
-/* `ps` (kernel/ps_monitor.c): the live processes, one line each, shared with the tour. */
-#ifndef KERNEL_PS_MONITOR_H
-#define KERNEL_PS_MONITOR_H
+/* `ps` (kernel/lab/ps_cmds.c): the live processes, one line each, shared with the tour. */
+#ifndef LAB_PS_CMDS_H
+#define LAB_PS_CMDS_H
 
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/process.h"
 
 /* The column titles, then one process: PID, name, WOW64, the PML4's physical address, the

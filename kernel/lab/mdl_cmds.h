@@ -1,14 +1,14 @@
 /*
- * The MDL printers of mm/mdl_monitor.c (`mdl ADDR`, `mdl demo`), shared with the tour
- * (kernel/tour.c).  They write to a struct mon_out (kernel/monitor.h) and read the MDL
+ * The MDL printers of kernel/lab/mdl_cmds.c (`mdl ADDR`, `mdl demo`), shared with the tour
+ * (kernel/lab/tour.c).  They write to a struct mon_out (kernel/lab/monitor.h) and read the MDL
  * through the real page tables first, so a bad address gives a message, never a fault.
  */
-#ifndef MM_MDL_MONITOR_H
-#define MM_MDL_MONITOR_H
+#ifndef LAB_MDL_CMDS_H
+#define LAB_MDL_CMDS_H
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "mm/pt.h"
 
 /* The MDL at kernel address `at`: header fields and MdlFlags by name; with MDL_PRINT_PFNS

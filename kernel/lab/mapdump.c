@@ -34,14 +34,14 @@
 #include "include/wdm.h"
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
 #include "mm/layout.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
-#include "mm/ptdump.h"
+#include "kernel/lab/ptdump.h"
 #include "mm/vad.h"
 
 #define MAPDUMP_TAG 0x706D614Du /* 'Mamp' */

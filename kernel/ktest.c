@@ -1,10 +1,13 @@
 #include <stdarg.h>
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 #include "kernel/accounting.h"
+#include "kernel/bootmode.h"
 #include "kernel/bugcheck.h"
+#include "kernel/cmdline.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/serial.h"
 
 extern const struct ktest_suite *const __ktest_suites_start[], *const __ktest_suites_end[];
 #define for_each_suite(s) \
@@ -224,3 +227,34 @@ void ktest_run_death(const char *name)
 	}
 	kprintf("# death: no death case named '%s'\n", name);
 }
+
+/* ---- boot modes ----------------------------------------------------------------------------
+ * mode=test tests=GLOB: every ordinary case matching GLOB, then the closing marker.
+ * mode=death case=SUITE.CASE: one death case, booted for it.
+ * mode=death-server: booted and waiting; the harness saves this machine once and restores a
+ * copy per death case, sending the case's name on COM1. */
+static void mode_test(void)
+{
+	char glob[128] = "*";
+	cmdline_get("tests", glob, sizeof glob);
+	ktest_run_all(glob);
+	kprintf("# mdlab: tests done\n");
+}
+BOOT_MODE(test, "test", mode_test);
+
+static void mode_death(void)
+{
+	char name[128] = "";
+	cmdline_get("case", name, sizeof name);
+	ktest_run_death(name);
+}
+BOOT_MODE(death, "death", mode_death);
+
+static void mode_death_server(void)
+{
+	char name[128];
+	kprintf("# death-server: ready\n");
+	serial_read_line(name, sizeof name);
+	ktest_run_death(name);
+}
+BOOT_MODE(death_server, "death-server", mode_death_server);

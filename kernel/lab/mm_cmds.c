@@ -1,14 +1,14 @@
 /*
  * Monitor commands for the memory manager: ptdump, pte, pfn, lockedpages, pat, mem, audit,
- * and the printers behind them (mm/mm_monitor.h).  Everything about a translation is read
+ * and the printers behind them (kernel/lab/mm_cmds.h).  Everything about a translation is read
  * from the real page tables (pt_query, pt_for_each_leaf), the PAT from the MSR and frames
  * from the PFN database, never from bookkeeping.  Numbers are hex, as in WinDbg: with or
  * without 0x, with ` between digit groups (0xffffffff`80000000); a PID is decimal, as `ps`
  * prints it.
  */
-#include "mm/mm_monitor.h"
+#include "kernel/lab/mm_cmds.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
 #include "mm/audit.h"
@@ -17,7 +17,7 @@
 #include "mm/pat.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
-#include "mm/ptdump.h"
+#include "kernel/lab/ptdump.h"
 #include "mm/tlb.h"
 
 #define LOCKED_FRAMES_SHOWN 64

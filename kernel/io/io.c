@@ -1,6 +1,6 @@
 /* The I/O manager (see io.h): named devices, per-process handles, IRPs and their completion,
  * the transfer methods of device I/O control, cleanup at process teardown. */
-#include "kernel/io.h"
+#include "kernel/io/io.h"
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"

@@ -6,8 +6,8 @@
  *   0xffff800000000000-0xffff80001fffffff   512M  2M      S   RW NX   G WB   (direct map)
  *   start              end                  size  leaf sizes, U/S, RW/R, X/NX, G/-, type, region
  */
-#ifndef MM_PTDUMP_H
-#define MM_PTDUMP_H
+#ifndef LAB_PTDUMP_H
+#define LAB_PTDUMP_H
 
 #include <stdint.h>
 #include "mm/pt.h"

@@ -1,11 +1,12 @@
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
+#include "kernel/bootmode.h"
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
 #include "kernel/serial.h"
-#include "tests/ktest.h"
+#include "kernel/ktest.h"
 
 extern const struct monitor_command *const __monitor_cmds_start[], *const __monitor_cmds_end[];
 #define for_each_command(c) \
@@ -124,7 +125,7 @@ static void read_line(char *buf, unsigned size)
 	}
 }
 
-void monitor_run(void)
+static void monitor_run(void)
 {
 	char line[256];
 	kprintf("Type 'help' for the commands.\n");
@@ -134,6 +135,8 @@ void monitor_run(void)
 		monitor_execute(line);
 	}
 }
+
+BOOT_MODE(monitor, "monitor", monitor_run);
 
 static int cmd_help(int argc, char **argv)
 {

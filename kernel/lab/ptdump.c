@@ -3,7 +3,7 @@
  * walk; a run grows while the next leaf continues it exactly, and is printed when one does
  * not.
  */
-#include "mm/ptdump.h"
+#include "kernel/lab/ptdump.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "mm/layout.h"

@@ -29,8 +29,8 @@
  * before it triggers the bug check: ktest_expect_stop(t, code, p1, p2, p3, p4, mask) prints
  * a "# death-expect:" line that the harness requires the STOP line to match as well.
  */
-#ifndef TESTS_KTEST_H
-#define TESTS_KTEST_H
+#ifndef KERNEL_KTEST_H
+#define KERNEL_KTEST_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -9,8 +9,8 @@
  * console (MON_CONSOLE), or a caller's buffer, so that a test reads exactly the text a user
  * would see.
  */
-#ifndef KERNEL_MONITOR_H
-#define KERNEL_MONITOR_H
+#ifndef LAB_MONITOR_H
+#define LAB_MONITOR_H
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -34,8 +34,7 @@ struct monitor_command {
 
 #define MONITOR_PROMPT "mdlab> "
 
-/* Read and run commands forever (`quit` ends the QEMU run). */
-__attribute__((noreturn)) void monitor_run(void);
+/* mode=monitor (kernel/bootmode.h) reads and runs commands forever; `quit` ends the QEMU run. */
 /* Run one command line; returns the handler's result, or -2 for an unknown command. */
 int monitor_execute(char *line);
 

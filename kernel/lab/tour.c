@@ -20,23 +20,23 @@
  * remembered or assumed: each value is read from the tables, the PFN database, the MSR or
  * the trap frame when it is printed; only the "the rule says" lines state expectations.
  */
-#include "kernel/tour.h"
+#include "kernel/lab/tour.h"
 #include "kernel/ksym.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
-#include "kernel/ps_monitor.h"
+#include "kernel/lab/ps_cmds.h"
 #include "kernel/seh.h"
 #include "kernel/trap.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
-#include "mm/mdl_monitor.h"
+#include "kernel/lab/mdl_cmds.h"
 #include "mm/mdl_user.h"
-#include "mm/mm_monitor.h"
+#include "kernel/lab/mm_cmds.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
-#include "mm/ptdump.h"
+#include "kernel/lab/ptdump.h"
 #include "mm/syspte.h"
 
 #define TOUR_TAG 0x72756F54u /* 'Tour' */

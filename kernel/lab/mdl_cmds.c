@@ -13,12 +13,12 @@
  *
  * PTEs are read from the tables (pt_query): the raw entry, its bits decoded by
  * pt_describe_entry, the PAT slot it selects and that slot's type in the MSR now.  The
- * printers write to a struct mon_out and are shared with the tour (mm/mdl_monitor.h).
+ * printers write to a struct mon_out and are shared with the tour (kernel/lab/mdl_cmds.h).
  */
-#include "mm/mdl_monitor.h"
+#include "kernel/lab/mdl_cmds.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/printf.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"

@@ -1,15 +1,15 @@
 /*
- * The memory manager's printers (mm/mm_monitor.c), shared by its monitor commands (pte, pfn,
- * lockedpages), the tour (kernel/tour.c) and the tests that check what they print.  Each
- * writes to a struct mon_out (kernel/monitor.h: the console or a caller's buffer) and reads
+ * The memory manager's printers (kernel/lab/mm_cmds.c), shared by its monitor commands (pte, pfn,
+ * lockedpages), the tour (kernel/lab/tour.c) and the tests that check what they print.  Each
+ * writes to a struct mon_out (kernel/lab/monitor.h: the console or a caller's buffer) and reads
  * everything from the real structures when it runs: the page tables (pt_query), the PFN
  * database, IA32_PAT by RDMSR.
  */
-#ifndef MM_MM_MONITOR_H
-#define MM_MM_MONITOR_H
+#ifndef LAB_MM_CMDS_H
+#define LAB_MM_CMDS_H
 
 #include <stdint.h>
-#include "kernel/monitor.h"
+#include "kernel/lab/monitor.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
 
