@@ -58,6 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import check_layout  # noqa: E402
 import ktap  # noqa: E402
 import qemu  # noqa: E402
 from ktap import Status  # noqa: E402
@@ -153,6 +154,19 @@ def run_unit_tests() -> list[Outcome]:
     result = _LineResult()
     suite.run(result)
     return result.outcomes
+
+
+def run_layout_checks(repo: Path) -> list[Outcome]:
+    """scripts/check_layout.py's checks, one Outcome each."""
+    say("layout checks (scripts/check_layout.py)")
+    outcomes = []
+    for c in check_layout.run_checks(repo):
+        say("ok" if c.ok else "not ok", "layout", c.name)
+        for p in c.problems:
+            print("    " + p)
+        outcomes.append(Outcome("layout", c.name, Status.PASS if c.ok else Status.FAIL,
+                                c.problems[:20]))
+    return outcomes
 
 
 # --------------------------------------------------------------------- booting
@@ -684,7 +698,8 @@ class Harness:
         for suite in self.verdict.suites if self.verdict else []:
             print(f"  suite {suite.name}: pass:{suite.passed} fail:{suite.failed} "
                   f"skip:{suite.skipped}")
-        for kind, label in (("death", "death tests"), ("unit", "harness unit tests")):
+        for kind, label in (("death", "death tests"), ("unit", "harness unit tests"),
+                            ("layout", "layout checks")):
             items = [o for o in self.outcomes if o.kind == kind]
             passed = sum(o.status is Status.PASS for o in items)
             failed = sum(o.status is Status.FAIL for o in items)
@@ -769,6 +784,7 @@ def main(argv: list[str]) -> int:
     harness.test_dir.mkdir(parents=True)
     try:
         harness.outcomes += run_unit_tests()
+        harness.outcomes += run_layout_checks(Path(__file__).resolve().parent.parent)
         harness.run_main()
         harness.collect_deaths()
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import check_layout  # noqa: E402
 import harness  # noqa: E402
 import ktap  # noqa: E402
 import qemu  # noqa: E402
@@ -844,6 +845,69 @@ class DeathModes(unittest.TestCase):
         self.assertEqual(booter.calls, [("boot", "mode=death case=seh.unhandled_fault x=1")])
         self.assertEqual(o.status, Status.PASS)
         self.assertEqual(out, "")
+
+
+class LayoutChecks(unittest.TestCase):
+    """check_layout.py on a small tree made here (no git: every file counts as tracked)."""
+
+    README = textwrap.dedent("""\
+        # x
+        ## Layout
+        ```
+        README.md         this
+        kernel/           the machine
+        kernel/a.c        a
+        kernel/lab/       the lab
+        kernel/lab/m.c    monitor
+        mm/               mm
+        mm/p.h            p
+        ```
+        """)
+
+    def tree(self, files: dict[str, str]) -> Path:
+        d = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, d)
+        for name, text in {"README.md": self.README, **files}.items():
+            (d / name).parent.mkdir(parents=True, exist_ok=True)
+            (d / name).write_text(text)
+        return d
+
+    def verdicts(self, files: dict[str, str]) -> dict[str, list[str]]:
+        return {c.name: c.problems for c in check_layout.run_checks(self.tree(files))}
+
+    GOOD = {"kernel/a.c": '#include "mm/p.h"\n', "kernel/lab/m.c": '#include "kernel/lab/x.h"\n',
+            "mm/p.h": "\n"}
+
+    def test_good_tree_passes(self):
+        self.assertEqual(self.verdicts(self.GOOD),
+                         {"machine-includes-no-lab": [], "lab-through-public-headers": [],
+                          "readme-lists-every-file": [], "no-outside-references": []})
+
+    def test_machine_including_the_lab_fails(self):
+        v = self.verdicts({**self.GOOD, "kernel/a.c": 'x\n#include "kernel/lab/monitor.h"\n'})
+        self.assertEqual(len(v["machine-includes-no-lab"]), 1)
+        self.assertIn("kernel/a.c:2", v["machine-includes-no-lab"][0])
+
+    def test_machine_including_a_test_header_fails(self):
+        v = self.verdicts({**self.GOOD, "mm/p.h": '#include "tests/util.h"\n'})
+        self.assertIn("mm/p.h:1", v["machine-includes-no-lab"][0])
+
+    def test_lab_including_a_c_file_or_a_test_header_fails(self):
+        v = self.verdicts({**self.GOOD, "kernel/lab/m.c": '#include "mm/p.c"\n#include "tests/t.h"\n'})
+        self.assertEqual(len(v["lab-through-public-headers"]), 2)
+
+    def test_readme_missing_or_extra_file_fails(self):
+        v = self.verdicts({**self.GOOD, "mm/q.c": ""})
+        self.assertEqual(v["readme-lists-every-file"], ["README Layout does not name mm/q.c"])
+        files = dict(self.GOOD)
+        del files["mm/p.h"]
+        v = self.verdicts(files)
+        self.assertIn("README Layout names mm/p.h, which git does not track",
+                      v["readme-lists-every-file"])
+
+    def test_outside_reference_fails(self):
+        v = self.verdicts({**self.GOOD, "kernel/a.c": "/* see ../" + "shared/x */\n"})
+        self.assertIn("kernel/a.c:1", v["no-outside-references"][0])
 
 
 if __name__ == "__main__":
