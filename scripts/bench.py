@@ -65,6 +65,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--kvm", type=int, default=0)
     ap.add_argument("--qemu-extra", default="")
     ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--baseline", default="tests/bench/baseline.json",
+                    help="the committed figures each run is checked against")
+    ap.add_argument("--update-baseline", action="store_true",
+                    help="write this run's figures to --baseline instead of checking them")
     args = ap.parse_args(argv)
     build = Path(args.build_dir)
     unit = "cycles (TSC, KVM)" if args.kvm else "instructions (-icount shift=0)"
@@ -119,7 +123,63 @@ def main(argv: list[str]) -> int:
                                "targets": [{"name": n, "value": v, "target": w, "met": ok}
                                            for n, v, w, ok in targets]}, indent=2))
     print(f"\nwritten: {out}")
-    return 0
+    if args.kvm:
+        print("baseline: not checked (the committed figures are instructions under -icount)")
+        return 0
+    baseline = Path(args.baseline)
+    if args.update_baseline:
+        write_baseline(baseline, rows)
+        print(f"baseline: written {baseline} ({len(rows)} figures)")
+        return 0
+    return check_baseline(baseline, rows)
+
+
+# A figure more than this much above the committed one is a regression.
+REGRESSION = 0.05
+
+
+def figure_key(r: dict) -> str:
+    return f"{r['case']}@{r['size']}"
+
+
+def write_baseline(path: Path, rows: list[dict]) -> None:
+    """The committed figures: instructions per operation, by case@size."""
+    figures = {figure_key(r): r["ticks_per_op"] for r in rows}
+    path.write_text(json.dumps({"unit": "instructions per operation (-icount shift=0)",
+                                "regression_limit": REGRESSION, "figures": figures},
+                               indent=2, sort_keys=True) + "\n")
+
+
+def check_baseline(path: Path, rows: list[dict]) -> int:
+    """Compare every figure with the committed baseline: a figure over it by more than 5 %,
+    or a committed case that no longer runs, fails (exit 1); better figures and new cases
+    are only reported.  A change that is slower on purpose updates the baseline
+    (make bench-baseline) and says why in its commit."""
+    if not path.exists():
+        print(f"baseline: {path} does not exist (make bench-baseline writes it)")
+        return 1
+    committed = json.loads(path.read_text())["figures"]
+    now = {figure_key(r): r["ticks_per_op"] for r in rows}
+    worse, better = [], []
+    for key, old in sorted(committed.items()):
+        new = now.get(key)
+        if new is None:
+            worse.append(f"{key}: committed {old}, no longer measured")
+        elif new > old * (1 + REGRESSION):
+            worse.append(f"{key}: {new} against the committed {old} (+{(new - old) / old:.1%})")
+        elif new < old * (1 - REGRESSION):
+            better.append(f"{key}: {new} against the committed {old} ({(new - old) / old:.1%})")
+    fresh = sorted(set(now) - set(committed))
+    print(f"\nbaseline ({path}): {len(committed)} figures compared, {len(worse)} regressions "
+          f"over {REGRESSION:.0%}, {len(better)} better by more than {REGRESSION:.0%}, "
+          f"{len(fresh)} not in the baseline")
+    for line in worse:
+        print(f"  REGRESSION {line}")
+    for line in better:
+        print(f"  better     {line}")
+    for key in fresh:
+        print(f"  new        {key}: {now[key]}")
+    return 1 if worse else 0
 
 
 if __name__ == "__main__":

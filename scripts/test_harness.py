@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench  # noqa: E402
 import check_layout  # noqa: E402
 import harness  # noqa: E402
 import ktap  # noqa: E402
@@ -908,6 +909,40 @@ class LayoutChecks(unittest.TestCase):
     def test_outside_reference_fails(self):
         v = self.verdicts({**self.GOOD, "kernel/a.c": "/* see ../" + "shared/x */\n"})
         self.assertIn("kernel/a.c:1", v["no-outside-references"][0])
+
+
+class BenchBaseline(unittest.TestCase):
+    """bench.py's check against the committed figures: over 5 % worse, or gone, fails."""
+
+    def run_check(self, committed: dict, now: dict) -> tuple[int, str]:
+        d = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, d)
+        rows = [{"case": k.split("@")[0], "size": int(k.split("@")[1]), "ticks_per_op": v}
+                for k, v in now.items()]
+        base = d / "baseline.json"
+        bench.write_baseline(base, [{"case": k.split("@")[0], "size": int(k.split("@")[1]),
+                                     "ticks_per_op": v} for k, v in committed.items()])
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = bench.check_baseline(base, rows)
+        return rc, out.getvalue()
+
+    def test_equal_and_within_five_percent_pass(self):
+        rc, out = self.run_check({"map_unmap@1": 478, "map_unmap@8": 969},
+                                 {"map_unmap@1": 478, "map_unmap@8": 1017})
+        self.assertEqual(rc, 0)
+        self.assertIn("0 regressions", out)
+
+    def test_over_five_percent_fails(self):
+        rc, out = self.run_check({"map_unmap@1": 478}, {"map_unmap@1": 503})
+        self.assertEqual(rc, 1)
+        self.assertIn("REGRESSION map_unmap@1", out)
+
+    def test_a_case_gone_fails_and_a_new_one_is_reported(self):
+        rc, out = self.run_check({"map_unmap@1": 478}, {"other@1": 10})
+        self.assertEqual(rc, 1)
+        self.assertIn("no longer measured", out)
+        self.assertIn("new        other@1", out)
 
 
 if __name__ == "__main__":
