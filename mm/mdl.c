@@ -77,26 +77,6 @@ VOID IoFreeMdl(PMDL Mdl)
 
 /* ---- locking ------------------------------------------------------------------------ */
 
-static void lock_frame(pfn_t pfn)
-{
-	struct pfn_entry *e = pfn_entry(pfn);
-	if (!e || e->state == PFN_NOT_RAM)
-		return; /* I/O space: nothing to pin */
-	if (e->lock_count++ == 0)
-		pfn_note_lock_change(pfn, true);
-}
-
-static void unlock_frame(pfn_t pfn)
-{
-	struct pfn_entry *e = pfn_entry(pfn);
-	if (!e || e->state == PFN_NOT_RAM)
-		return;
-	if (!e->lock_count)
-		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->state, 0);
-	if (--e->lock_count == 0)
-		pfn_note_lock_change(pfn, false);
-}
-
 VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
 {
 	verifier_check_irql(DISPATCH_LEVEL, 0x70, (ULONG_PTR)Mdl, AccessMode);
@@ -127,12 +107,12 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		if (!ok) {
 			/* Nothing stays locked after the exception. */
 			for (ULONG k = 0; k < i; k++)
-				unlock_frame(pfns[k]);
+				pfn_unlock_frame(pfns[k]);
 			seh_raise_access_violation(i ? page : va, access);
 		}
 		pfns[i] = q.pa >> PAGE_SHIFT;
 		io |= !pfn_is_ram(pfns[i]);
-		lock_frame(pfns[i]);
+		pfn_lock_frame(pfns[i]);
 	}
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	mdl_user_note_lock(Mdl, owner);
@@ -159,7 +139,7 @@ VOID MmUnlockPages(PMDL Mdl)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	for (ULONG i = 0; i < n; i++)
-		unlock_frame(pfns[i]);
+		pfn_unlock_frame(pfns[i]);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
 	stats.unlocks++;
 }
@@ -262,9 +242,9 @@ static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, 
 	 * direct-map alias changes with them); MmAllocatePagesForMdl leaves them untyped. */
 	bool ok = got && (got == want || !(Flags & MM_ALLOCATE_FULLY_REQUIRED));
 	for (uint64_t i = 0; i < got && ok; i++) {
-		pfn_entry(pfns[i])->owner = (uint64_t)m;
+		pfn_set_owner(pfns[i], (uint64_t)m);
 		if (type == MT_NONE)
-			pfn_entry(pfns[i])->memtype = MT_NONE;
+			memtype_make_untyped(pfns[i]);
 		else if (!memtype_set_frame(pfns[i], type))
 			ok = false;
 	}
@@ -307,7 +287,7 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
 	for (ULONG i = 0; i < n; i++) {
-		struct pfn_entry *e = pfn_entry(pfns[i]);
+		const struct pfn_entry *e = pfn_entry(pfns[i]);
 		if (!e || e->state != PFN_ACTIVE || e->owner_kind != PFN_OWNER_MDL || e->owner != (uint64_t)Mdl)
 			KeBugCheckEx(MEMORY_MANAGEMENT, 0x1236, (ULONG_PTR)Mdl, (ULONG_PTR)&pfns[i], pfns[i]);
 	}
@@ -362,7 +342,7 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
  * frame takes `requested`, for good.  *override counts a request that was not honoured. */
 bool mdl_frame_type(pfn_t pfn, enum memtype requested, enum memtype *out, bool *override)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e) {
 		*out = requested; /* I/O space beyond RAM: no record, no alias */
 		return true;
@@ -378,20 +358,25 @@ bool mdl_frame_type(pfn_t pfn, enum memtype requested, enum memtype *out, bool *
 	return true;
 }
 
-/* Check one frame as mdl_check_frames does and give its type (mdl_frame_type): the slow
- * path of write_ptes, for frames that are not plainly pinned and typed. */
+/* Every frame of a mapped MDL must be pinned (pfn_frame_is_pinned): locked, pool, an MDL's
+ * own allocation, kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE. */
+static void check_frame(PMDL m, ULONG i)
+{
+	pfn_t pfn = MmGetMdlPfnArray(m)[i];
+	if (!pfn_is_ram(pfn)) {
+		if (!(m->MdlFlags & MDL_IO_SPACE))
+			verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&MmGetMdlPfnArray(m)[i], pfn);
+	} else if (!pfn_frame_is_pinned(pfn)) {
+		verifier_violation(0x85, (ULONG_PTR)m, mdl_page_count(m), pfn);
+	}
+}
+
+/* Check one frame (check_frame) and give its type (mdl_frame_type): the slow path of
+ * write_ptes, for frames that are not plainly pinned and typed. */
 static bool frame_slow(PMDL m, ULONG i, enum memtype requested, enum memtype *t, bool *override)
 {
-	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
-	struct pfn_entry *e = pfn_entry(pfns[i]);
-	if (!e || e->state == PFN_NOT_RAM) {
-		if (!(m->MdlFlags & MDL_IO_SPACE))
-			verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
-	} else if (!(e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
-		     (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE))) {
-		verifier_violation(0x85, (ULONG_PTR)m, mdl_page_count(m), pfns[i]);
-	}
-	return mdl_frame_type(pfns[i], requested, t, override);
+	check_frame(m, i);
+	return mdl_frame_type(MmGetMdlPfnArray(m)[i], requested, t, override);
 }
 
 /*
@@ -425,24 +410,11 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 	return true;
 }
 
-/* Every frame of a mapped MDL must be pinned: locked, or pool, or an MDL's own allocation;
- * a frame outside RAM needs MDL_IO_SPACE. */
 void mdl_check_frames(PMDL m)
 {
-	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	ULONG n = mdl_page_count(m);
-	for (ULONG i = 0; i < n; i++) {
-		struct pfn_entry *e = pfn_entry(pfns[i]);
-		if (!e || e->state == PFN_NOT_RAM) {
-			if (!(m->MdlFlags & MDL_IO_SPACE))
-				verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
-			continue;
-		}
-		bool pinned = e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
-			      (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE);
-		if (!pinned)
-			verifier_violation(0x85, (ULONG_PTR)m, n, pfns[i]);
-	}
+	for (ULONG i = 0; i < n; i++)
+		check_frame(m, i);
 }
 
 static PVOID map_failed(PMDL m, ULONG BugCheckOnFailure, ULONG pages)

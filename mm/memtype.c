@@ -20,10 +20,10 @@ static bool set_alias(pfn_t pfn, enum memtype t)
 
 bool memtype_set_frame(pfn_t pfn, enum memtype t)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e || e->state == PFN_NOT_RAM) {
 		if (e)
-			e->memtype = t;
+			pfn_record_memtype(pfn, t);
 		return true;
 	}
 	if (e->memtype == t)
@@ -32,21 +32,29 @@ bool memtype_set_frame(pfn_t pfn, enum memtype t)
 		flush_frame_lines(pfn);
 	if (!set_alias(pfn, t == MT_NONE ? MT_WB : t))
 		return false;
-	e->memtype = t;
+	pfn_record_memtype(pfn, t);
 	return true;
+}
+
+void memtype_make_untyped(pfn_t pfn)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	if (!e || e->state == PFN_NOT_RAM || e->memtype != MT_WB)
+		PANIC("memtype_make_untyped: frame 0x%lx is not a WB frame of RAM", pfn);
+	pfn_record_memtype(pfn, MT_NONE);
 }
 
 void memtype_release_frame(pfn_t pfn)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e || e->state == PFN_NOT_RAM || e->memtype == MT_WB || e->memtype == MT_NONE) {
 		if (e && e->state != PFN_NOT_RAM)
-			e->memtype = MT_WB;
+			pfn_record_memtype(pfn, MT_WB);
 		return;
 	}
 	/* Restoring can need no new frame only if it merges; a split table already exists, so
 	 * rewriting one 4 KiB entry never allocates. */
 	if (!set_alias(pfn, MT_WB))
 		PANIC("memtype_release_frame: cannot restore the alias of frame 0x%lx", pfn);
-	e->memtype = MT_WB;
+	pfn_record_memtype(pfn, MT_WB);
 }

@@ -15,6 +15,9 @@
  * first.  False (nothing changed) when a table frame for the split could not be had.
  * A frame that is not RAM has no alias; only its record changes. */
 bool memtype_set_frame(pfn_t pfn, enum memtype t);
+/* MmAllocatePagesForMdl: a frame fresh from the allocator (WB) becomes untyped, so that its
+ * first mapping gives it its type (its alias stays WB until then). */
+void memtype_make_untyped(pfn_t pfn);
 /* Back to WB (direct map restored); pfn_free calls it for typed frames. */
 void memtype_release_frame(pfn_t pfn);
 

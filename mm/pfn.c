@@ -29,9 +29,18 @@ const char *pfn_owner_name(enum pfn_owner o)
 	return o < sizeof owner_names / sizeof owner_names[0] ? owner_names[o] : "?";
 }
 
-struct pfn_entry *pfn_entry(pfn_t pfn) { return pfn < db_limit ? &db[pfn] : NULL; }
+const struct pfn_entry *pfn_entry(pfn_t pfn) { return pfn < db_limit ? &db[pfn] : NULL; }
 bool pfn_is_ram(pfn_t pfn) { return pfn < db_limit && db[pfn].state != PFN_NOT_RAM; }
 pfn_t pfn_limit(void) { return db_limit; }
+
+/* The one definition of a pinned frame (pfn_frame_is_pinned). */
+static inline bool entry_is_pinned(const struct pfn_entry *e)
+{
+	return e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
+	       (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE);
+}
+
+bool pfn_frame_is_pinned(pfn_t pfn) { return pfn < db_limit && entry_is_pinned(&db[pfn]); }
 
 static void set_state(pfn_t pfn, enum pfn_state s)
 {
@@ -253,7 +262,7 @@ uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flag
 
 void pfn_free(pfn_t pfn)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	struct pfn_entry *e = pfn < db_limit ? &db[pfn] : NULL;
 	if (!e || (e->state != PFN_ACTIVE && e->state != PFN_PAGE_TABLE))
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x99, pfn, e ? e->state : 0, 0);
 	if (e->lock_count)
@@ -269,12 +278,37 @@ void pfn_free_run(pfn_t first, uint64_t count)
 		pfn_free(first + i);
 }
 
-void pfn_note_lock_change(pfn_t pfn, bool now_locked)
+void pfn_lock_frame(pfn_t pfn)
 {
-	if (now_locked)
+	if (!pfn_is_ram(pfn))
+		return; /* I/O space: nothing to pin */
+	if (db[pfn].lock_count++ == 0)
 		locked_frames++;
-	else
+}
+
+void pfn_unlock_frame(pfn_t pfn)
+{
+	if (!pfn_is_ram(pfn))
+		return;
+	struct pfn_entry *e = &db[pfn];
+	if (!e->lock_count)
+		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->state, 0);
+	if (--e->lock_count == 0)
 		locked_frames--;
+}
+
+void pfn_set_owner(pfn_t pfn, uint64_t owner)
+{
+	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
+		PANIC("pfn_set_owner: frame 0x%lx is not allocated", pfn);
+	db[pfn].owner = owner;
+}
+
+void pfn_record_memtype(pfn_t pfn, enum memtype t)
+{
+	if (pfn >= db_limit)
+		PANIC("pfn_record_memtype: frame 0x%lx is beyond the database", pfn);
+	db[pfn].memtype = (uint8_t)t;
 }
 
 void pfn_set_page_table(pfn_t pfn, bool is_table)

@@ -124,7 +124,7 @@ static uint32_t get_pages(uint32_t n, uint32_t guard)
 			vrange_release(&va_space, first, n + guard);
 			return VRANGE_NONE;
 		}
-		pfn_entry(pfn)->owner = page_va(first + i);
+		pfn_set_owner(pfn, page_va(first + i));
 	}
 	stats.pages_in_use += n;
 	return first;

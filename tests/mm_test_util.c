@@ -140,7 +140,7 @@ bool mmt_va_unmapped(uint64_t va)
 
 bool mmt_frame_is_free(pfn_t pfn)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	return e && (e->state == PFN_FREE || e->state == PFN_ZEROED);
 }
 
