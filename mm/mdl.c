@@ -186,6 +186,16 @@ VOID MmBuildMdlForNonPagedPool(PMDL Mdl)
 
 static bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 
+/* Give an MDL's frames back: each frame's type first (the MDL typed them), then the frame
+ * (memtype.h: the allocator does not restore types). */
+static void free_frames(const pfn_t *pfns, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		memtype_release_frame(pfns[i]);
+		pfn_free(pfns[i]);
+	}
+}
+
 /* Allocate the frames of an MmAllocatePagesForMdl(Ex) request into out[]; returns how many. */
 static uint64_t allocate_frames(pfn_t low, pfn_t high, uint64_t skip_pages, uint64_t want, ULONG flags,
 				pfn_t *out)
@@ -249,8 +259,7 @@ static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, 
 			ok = false;
 	}
 	if (!ok) {
-		for (uint64_t i = 0; i < got; i++)
-			pfn_free(pfns[i]);
+		free_frames(pfns, got);
 		ExFreePoolWithTag(m, MDL_TAG);
 		return NULL;
 	}
@@ -291,8 +300,7 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 		if (!e || e->state != PFN_ACTIVE || e->owner_kind != PFN_OWNER_MDL || e->owner != (uint64_t)Mdl)
 			KeBugCheckEx(MEMORY_MANAGEMENT, 0x1236, (ULONG_PTR)Mdl, (ULONG_PTR)&pfns[i], pfns[i]);
 	}
-	for (ULONG i = 0; i < n; i++)
-		pfn_free(pfns[i]);
+	free_frames(pfns, n);
 	stats.allocated_pages -= n;
 	Mdl->ByteCount = 0;
 	Mdl->MdlFlags &= ~MDL_PAGES_LOCKED;

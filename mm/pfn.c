@@ -3,7 +3,6 @@
 #include "kernel/bugcheck.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
-#include "mm/memtype.h"
 #include "mm/pat.h"
 
 static struct pfn_entry *db;
@@ -267,8 +266,11 @@ void pfn_free(pfn_t pfn)
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x99, pfn, e ? e->state : 0, 0);
 	if (e->lock_count)
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x9A, pfn, e->state, e->lock_count);
+	/* The type is its owner's to give back first (memtype_release_frame): restoring the
+	 * alias can merge page tables, and the page-table code calls this allocator. */
 	if (e->memtype != MT_WB && e->memtype != MT_NONE)
-		memtype_release_frame(pfn);
+		PANIC("pfn_free: frame 0x%lx is still %s; its owner releases the type first", pfn,
+		      memtype_name((enum memtype)e->memtype));
 	make_free(pfn, false);
 }
 

@@ -15,8 +15,11 @@
  * taken by pfn_alloc, pfn_alloc_in, pfn_alloc_run, pfn_alloc_batch_in, pfn_free,
  * pfn_free_run, pfn_reclaim_boot_memory, pfn_lock_frame, pfn_unlock_frame, pfn_set_owner,
  * pfn_record_memtype, pfn_set_page_table and pfn_get_stats (pfn_init runs
- * before any other CPU).  pfn_entry() and pfn_frame_is_pinned() read without it: a
- * snapshot, exact for a frame the caller itself holds (locked, or allocated to it).
+ * before any other CPU).  It is the innermost lock: this file calls no other part of the
+ * memory manager (pfn_free restores no memory type), so the page-table and memory-type code
+ * may call in while holding locks of their own.  pfn_entry() and pfn_frame_is_pinned() read
+ * without it: a snapshot, exact for a frame the caller itself holds (locked, or allocated
+ * to it).
  */
 #ifndef MM_PFN_H
 #define MM_PFN_H
@@ -97,9 +100,9 @@ pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsig
  * how many it got.  One pass over the window (the free lists when it spans everything). */
 uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
 			    pfn_t *out);
-/* Free an ACTIVE or PAGE_TABLE frame; its memory type goes back to WB first (direct-map
- * alias included).  Freeing a frame that is free, locked, or not ours is bug check
- * PFN_LIST_CORRUPT. */
+/* Free an ACTIVE or PAGE_TABLE frame.  Freeing a frame that is free, locked, or not ours is
+ * bug check PFN_LIST_CORRUPT; one that still has a memory type other than WB is a PANIC:
+ * whoever typed it calls memtype_release_frame first (mm/memtype.h says why). */
 void pfn_free(pfn_t pfn);
 void pfn_free_run(pfn_t first, uint64_t count);
 

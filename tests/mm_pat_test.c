@@ -63,7 +63,7 @@ static void type_encoding_4k_leaves(struct ktest *t)
 		    !pt_map(&kernel_root, va, pfn << PAGE_SHIFT, PAGE_SIZE,
 			    (struct pt_attrs){ .write = true, .type = ty }, 0)) {
 			KTEST_FAIL(t, "could not type or map a frame as %s", mmt_type_name(ty));
-			pfn_free(pfn);
+			mmt_free_typed_run(pfn, 1);
 			continue;
 		}
 		struct pt_query q;
@@ -83,7 +83,7 @@ static void type_encoding_4k_leaves(struct ktest *t)
 		EXPECT_EQ(t, *(volatile uint32_t *)alias, 0xC0DE0000u + ty);
 
 		pt_unmap(&kernel_root, va, PAGE_SIZE);
-		pfn_free(pfn);
+		mmt_free_typed_run(pfn, 1);
 		EXPECT_EQ(t, alias_encoding(pfn), mmt_type_encoding(MT_WB));
 	}
 }
@@ -102,7 +102,7 @@ static void type_encoding_2m_leaves(struct ktest *t)
 		if (!typed || !pt_map(&kernel_root, va, pa, LARGE_PAGE_SIZE,
 				      (struct pt_attrs){ .write = true, .type = ty }, PT_MAP_LARGE)) {
 			KTEST_FAIL(t, "could not type or map a 2 MiB run as %s", mmt_type_name(ty));
-			pfn_free_run(first, 512);
+			mmt_free_typed_run(first, 512);
 			continue;
 		}
 		struct pt_query q;
@@ -125,7 +125,7 @@ static void type_encoding_2m_leaves(struct ktest *t)
 
 		pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
 		EXPECT_TRUE(t, mmt_va_unmapped(va));
-		pfn_free_run(first, 512);
+		mmt_free_typed_run(first, 512);
 		EXPECT_EQ(t, alias_encoding(first), mmt_type_encoding(MT_WB));
 		EXPECT_EQ(t, alias_encoding(first + 511), mmt_type_encoding(MT_WB));
 	}
