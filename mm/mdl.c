@@ -345,32 +345,13 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 
 /* ---- mapping ------------------------------------------------------------------------ */
 
-/* The memory type frame `pfn` is mapped with (decision 1): its own type when it has one (WB
- * for pool and locked RAM, the recorded type for MmAllocatePagesForMdlEx pages); an untyped
- * frame takes `requested`, for good.  *override counts a request that was not honoured. */
-bool mdl_frame_type(pfn_t pfn, enum memtype requested, enum memtype *out, bool *override)
-{
-	const struct pfn_entry *e = pfn_entry(pfn);
-	if (!e) {
-		*out = requested; /* I/O space beyond RAM: no record, no alias */
-		return true;
-	}
-	if (e->memtype == MT_NONE) {
-		if (!memtype_set_frame(pfn, requested))
-			return false;
-		*out = requested;
-		return true;
-	}
-	*out = (enum memtype)e->memtype;
-	*override |= *out != requested;
-	return true;
-}
-
 /* Every frame of a mapped MDL must be pinned (pfn_frame_is_pinned): locked, pool, an MDL's
  * own allocation, kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE. */
-static void check_frame(PMDL m, ULONG i)
+static inline void check_frame(PMDL m, ULONG i)
 {
 	pfn_t pfn = MmGetMdlPfnArray(m)[i];
+	if (pfn_frame_is_pinned(pfn))
+		return; /* the common case, and RAM */
 	if (!pfn_is_ram(pfn)) {
 		if (!(m->MdlFlags & MDL_IO_SPACE))
 			verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&MmGetMdlPfnArray(m)[i], pfn);
@@ -379,21 +360,12 @@ static void check_frame(PMDL m, ULONG i)
 	}
 }
 
-/* Check one frame (check_frame) and give its type (mdl_frame_type): the slow path of
- * write_ptes, for frames that are not plainly pinned and typed. */
-static bool frame_slow(PMDL m, ULONG i, enum memtype requested, enum memtype *t, bool *override)
-{
-	check_frame(m, i);
-	return mdl_frame_type(MmGetMdlPfnArray(m)[i], requested, t, override);
-}
-
 /*
  * Write the PTEs of the MDL's n pages at va (the start of a system-PTE reservation), each frame
- * checked (every frame of a mapped MDL must be pinned: locked, pool, an MDL's own allocation,
- * kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE) and mapped with its one
- * type.  The page-table module writes the plain frames in one pass; each other frame is
- * checked and typed here, then the pass resumes.  False when a frame could not be typed (its
- * alias could not be split): the PTEs written are cleared.
+ * checked (check_frame) and mapped with its one type (memtype.h).  Runs of frames that are
+ * plainly pinned and typed alike are found in one pass and written in one; any other frame is
+ * checked and typed on its own.  False when a frame could not be typed (its alias could not be
+ * split): the PTEs written are cleared.
  */
 static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, bool write, bool exec, bool *override)
 {
@@ -401,19 +373,18 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
 	/* No syspte_check_range: va is what syspte_reserve(n) has just returned. */
 	for (ULONG i = 0; i < n;) {
-		i += pt_set_ptes_from_frames(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], n - i, a, requested,
-					     override);
-		if (i == n)
-			break;
-		enum memtype t;
-		if (!frame_slow(m, i, requested, &t, override)) {
-			if (i)
-				pt_clear_ptes(&kernel_root, va, i);
-			return false;
+		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, override);
+		if (!run) {
+			check_frame(m, i);
+			if (!memtype_for_mapping(pfns[i], requested, &a.type, override)) {
+				if (i)
+					pt_clear_ptes(&kernel_root, va, i);
+				return false;
+			}
+			run = 1;
 		}
-		uint8_t t8 = (uint8_t)t;
-		pt_set_ptes_typed(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], &t8, 1, a);
-		i++;
+		pt_set_ptes_run(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], run, a);
+		i += run;
 	}
 	return true;
 }

@@ -14,7 +14,7 @@
  * counters and every entry's state, lock count, owner and recorded memory type.  It will be
  * taken by pfn_alloc, pfn_alloc_in, pfn_alloc_run, pfn_alloc_batch_in, pfn_free,
  * pfn_free_run, pfn_reclaim_boot_memory, pfn_lock_frame, pfn_unlock_frame, pfn_set_owner,
- * pfn_record_memtype, pfn_set_page_table and pfn_get_stats (pfn_init runs
+ * pfn_record_memtype, pfn_set_page_table, pfn_pinned_run and pfn_get_stats (pfn_init runs
  * before any other CPU).  It is the innermost lock: this file calls no other part of the
  * memory manager (pfn_free restores no memory type), so the page-table and memory-type code
  * may call in while holding locks of their own.  pfn_entry() and pfn_frame_is_pinned() read
@@ -127,6 +127,11 @@ bool pfn_is_ram(pfn_t pfn);
  * kernel or firmware memory, or allocated to an owner (pool, an MDL, a stack...).  False for
  * a free frame, a page table, and anything that is not RAM. */
 bool pfn_frame_is_pinned(pfn_t pfn);
+/* How many leading frames of pfns[0..n) are pinned (as above) and record one same memory
+ * type (not MT_NONE), which goes to *type; 0 (and *type untouched) when pfns[0] is not
+ * such a frame.  The MDL mapping's fast path (memtype_mapping_run): one pass, no call per
+ * frame. */
+uint64_t pfn_pinned_run(const pfn_t *pfns, uint64_t n, enum memtype *type);
 pfn_t pfn_limit(void);                         /* one past the highest frame in the database */
 void pfn_get_stats(struct pfn_stats *out);
 const char *pfn_state_name(enum pfn_state s);

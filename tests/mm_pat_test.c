@@ -189,9 +189,9 @@ static void reserved_encodings_refused(struct ktest *t)
 }
 
 /*
- * pt_cache_bits: MEMORY_CACHING_TYPE (the six NT values and the WT/WP extensions, decision 2)
- * to the PWT/PCD/PAT bits of a leaf at each level, decoded here against the MSR; and its
- * inverse pt_entry_memtype.  Values that name no type are refused.
+ * memtype_from_caching_type then pt_cache_bits: MEMORY_CACHING_TYPE (the six NT values and the
+ * WT/WP extensions, decision 2) to the PWT/PCD/PAT bits of a leaf at each level, decoded here
+ * against the MSR; and its inverse pt_entry_memtype.  Values that name no type are refused.
  */
 static void memory_caching_type_mapping(struct ktest *t)
 {
@@ -206,7 +206,7 @@ static void memory_caching_type_mapping(struct ktest *t)
 	};
 	for (unsigned i = 0; i < ARRAY_SIZE(table); i++) {
 		for (int level = 1; level <= 3; level++) {
-			uint64_t bits = pt_cache_bits(table[i].ct, level);
+			uint64_t bits = pt_cache_bits(memtype_from_caching_type(table[i].ct), level);
 			ASSERT_NE(t, bits, PT_CACHE_BITS_INVALID);
 			/* Only PWT, PCD and the level's PAT bit may be set. */
 			uint64_t pat = level == 1 ? MMT_PTE_PAT_4K : (1ull << 12);
@@ -216,9 +216,9 @@ static void memory_caching_type_mapping(struct ktest *t)
 			EXPECT_EQ(t, pt_entry_memtype(entry, level), table[i].want);
 		}
 	}
-	EXPECT_EQ(t, pt_cache_bits(MmMaximumCacheType, 1), PT_CACHE_BITS_INVALID);
-	EXPECT_EQ(t, pt_cache_bits(MmNotMapped, 1), PT_CACHE_BITS_INVALID);
-	EXPECT_EQ(t, pt_cache_bits(0x102, 2), PT_CACHE_BITS_INVALID);
+	EXPECT_EQ(t, pt_cache_bits(memtype_from_caching_type(MmMaximumCacheType), 1), PT_CACHE_BITS_INVALID);
+	EXPECT_EQ(t, pt_cache_bits(memtype_from_caching_type(MmNotMapped), 1), PT_CACHE_BITS_INVALID);
+	EXPECT_EQ(t, pt_cache_bits(memtype_from_caching_type(0x102), 2), PT_CACHE_BITS_INVALID);
 }
 
 static struct ktest_case mm_pat_cases[] = {
