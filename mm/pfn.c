@@ -144,34 +144,38 @@ static const struct mdlab_efi_memdesc *desc(const struct mdlab_bootinfo *bi, uin
 	return (const void *)(MDLAB_DIRECT_MAP_BASE + bi->memmap + i * bi->memmap_desc_size);
 }
 
-void pfn_init(const struct mdlab_bootinfo *bi)
+/* One past the last frame of the highest RAM descriptor: the database's extent. */
+static pfn_t ram_limit(const struct mdlab_bootinfo *bi)
 {
 	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
-
-	/* The database spans up to the end of the highest RAM descriptor. */
+	pfn_t limit = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		const struct mdlab_efi_memdesc *d = desc(bi, i);
-		if (efi_type_is_ram(d->type) && d->phys_start / PAGE_SIZE + d->pages > db_limit)
-			db_limit = d->phys_start / PAGE_SIZE + d->pages;
+		if (efi_type_is_ram(d->type) && d->phys_start / PAGE_SIZE + d->pages > limit)
+			limit = d->phys_start / PAGE_SIZE + d->pages;
 	}
-	if (db_limit >= PFN_LINK_NIL)
-		PANIC("pfn_init: %lu frames exceed the 32-bit list links", db_limit);
+	return limit;
+}
 
-	/* Its own storage: the first conventional run large enough, above 1 MiB. */
-	uint64_t bytes = ALIGN_UP(db_limit * sizeof(struct pfn_entry), PAGE_SIZE);
-	uint64_t db_pa = 0;
-	for (uint64_t i = 0; i < n && !db_pa; i++) {
+/* Where the database itself goes: the first conventional run of `bytes`, above 1 MiB. */
+static uint64_t database_storage(const struct mdlab_bootinfo *bi, uint64_t bytes)
+{
+	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
+	for (uint64_t i = 0; i < n; i++) {
 		const struct mdlab_efi_memdesc *d = desc(bi, i);
-		if (d->type == EFI_MT_CONVENTIONAL && d->phys_start >= 0x100000 &&
-		    d->pages * PAGE_SIZE >= bytes)
-			db_pa = d->phys_start;
+		if (d->type == EFI_MT_CONVENTIONAL && d->phys_start >= 0x100000 && d->pages * PAGE_SIZE >= bytes)
+			return d->phys_start;
 	}
-	if (!db_pa)
-		PANIC("pfn_init: no room for a %lu-byte PFN database", bytes);
-	db = phys_to_virt(db_pa);
-	memset(db, 0, bytes);
-	count_by_state[PFN_NOT_RAM] = db_limit;
+	PANIC("pfn_init: no room for a %lu-byte PFN database", bytes);
+}
 
+/* Each frame a descriptor covers gets its state from the descriptor's type: conventional
+ * memory is free, the loader's and boot services' is the kernel's until
+ * pfn_reclaim_boot_memory, firmware RAM is firmware's.  Frames no descriptor covers stay
+ * NOT_RAM. */
+static void enter_memory_map(const struct mdlab_bootinfo *bi)
+{
+	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
 	for (uint64_t i = 0; i < n; i++) {
 		const struct mdlab_efi_memdesc *d = desc(bi, i);
 		pfn_t first = d->phys_start / PAGE_SIZE;
@@ -179,21 +183,38 @@ void pfn_init(const struct mdlab_bootinfo *bi)
 			if (d->type == EFI_MT_CONVENTIONAL)
 				make_free(p, false);
 			else if (type_is_usable(d->type))
-				set_state(p, PFN_KERNEL);   /* given back by pfn_reclaim_boot_memory */
+				set_state(p, PFN_KERNEL);
 			else if (type_is_firmware_ram(d->type))
 				set_state(p, PFN_FIRMWARE);
 		}
 	}
+}
+
+/* Take a frame that enter_memory_map made free back off the dirty list, for good. */
+static void withhold(pfn_t pfn, enum pfn_state s)
+{
+	list_remove(&dirty_list, pfn);
+	set_state(pfn, s);
+}
+
+void pfn_init(const struct mdlab_bootinfo *bi)
+{
+	db_limit = ram_limit(bi);
+	if (db_limit >= PFN_LINK_NIL)
+		PANIC("pfn_init: %lu frames exceed the 32-bit list links", db_limit);
+	uint64_t bytes = ALIGN_UP(db_limit * sizeof(struct pfn_entry), PAGE_SIZE);
+	uint64_t db_pa = database_storage(bi, bytes);
+	db = phys_to_virt(db_pa);
+	memset(db, 0, bytes);
+	count_by_state[PFN_NOT_RAM] = db_limit;
+
+	enter_memory_map(bi);
 	/* Frame 0 stays out of use: a zero PFN in an MDL is more likely a bug than a page. */
-	if (db_limit && is_free(0)) {
-		list_remove(&dirty_list, 0);
-		set_state(0, PFN_FIRMWARE);
-	}
-	/* The database itself. */
-	for (pfn_t p = db_pa / PAGE_SIZE; p < (db_pa + bytes) / PAGE_SIZE; p++) {
-		list_remove(&dirty_list, p);
-		set_state(p, PFN_KERNEL);
-	}
+	if (db_limit && is_free(0))
+		withhold(0, PFN_FIRMWARE);
+	for (pfn_t p = db_pa / PAGE_SIZE; p < (db_pa + bytes) / PAGE_SIZE; p++)
+		withhold(p, PFN_KERNEL);
+	/* Every frame of RAM starts WB (the direct map's type); the rest have no type. */
 	for (pfn_t p = 0; p < db_limit; p++)
 		db[p].memtype = db[p].state == PFN_NOT_RAM ? MT_NONE : MT_WB;
 }
