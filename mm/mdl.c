@@ -224,16 +224,39 @@ static uint64_t allocate_frames(pfn_t low, pfn_t high, uint64_t skip_pages, uint
 	return got;
 }
 
+/* The arguments MmAllocatePagesForMdl(Ex) refuses (NULL): unknown flags, nothing asked, a
+ * window upside down (physical addresses are unsigned: a High of all ones means no upper
+ * limit), and for contiguous chunks a Skip that is not a power of two of at least a page
+ * dividing TotalBytes. */
+static bool allocation_request_is_valid(uint64_t low, uint64_t high, uint64_t skip, SIZE_T TotalBytes, ULONG Flags)
+{
+	if ((Flags & ~MM_ALLOCATE_KNOWN_FLAGS) || !TotalBytes || high < low)
+		return false;
+	return !((Flags & MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) && skip &&
+		 (!is_pow2(skip) || skip < PAGE_SIZE || TotalBytes % skip));
+}
+
+/* The frames belong to MDL m and carry `type` from now on (the direct-map alias changes
+ * with them); MT_NONE (MmAllocatePagesForMdl) leaves them untyped.  False when a frame
+ * could not be typed: the caller frees them all (free_frames releases the types given). */
+static bool adopt_frames(PMDL m, const pfn_t *pfns, uint64_t n, enum memtype type)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		pfn_set_owner(pfns[i], (uint64_t)m);
+		if (type == MT_NONE)
+			memtype_make_untyped(pfns[i]);
+		else if (!memtype_set_frame(pfns[i], type))
+			return false;
+	}
+	return true;
+}
+
 static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, PHYSICAL_ADDRESS Skip,
 				   SIZE_T TotalBytes, enum memtype type, ULONG Flags)
 {
 	verifier_check_irql(DISPATCH_LEVEL, 0x7E, DISPATCH_LEVEL, 0);
 	uint64_t skip = (uint64_t)Skip.QuadPart;
-	/* Physical addresses are unsigned: a High of all ones means no upper limit. */
-	if ((Flags & ~MM_ALLOCATE_KNOWN_FLAGS) || !TotalBytes || (uint64_t)High.QuadPart < (uint64_t)Low.QuadPart)
-		return NULL;
-	if ((Flags & MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) && skip &&
-	    (!is_pow2(skip) || skip < PAGE_SIZE || TotalBytes % skip))
+	if (!allocation_request_is_valid((uint64_t)Low.QuadPart, (uint64_t)High.QuadPart, skip, TotalBytes, Flags))
 		return NULL;
 	if (verifier_inject_failure(VF_SITE_ALLOCATE_PAGES))
 		return NULL;
@@ -248,17 +271,8 @@ static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, 
 	pfn_t high = (uint64_t)High.QuadPart / PAGE_SIZE;
 	uint64_t got = allocate_frames(low, high, skip / PAGE_SIZE, want, Flags, pfns);
 
-	/* The frames belong to this MDL and carry the requested type from now on (the
-	 * direct-map alias changes with them); MmAllocatePagesForMdl leaves them untyped. */
-	bool ok = got && (got == want || !(Flags & MM_ALLOCATE_FULLY_REQUIRED));
-	for (uint64_t i = 0; i < got && ok; i++) {
-		pfn_set_owner(pfns[i], (uint64_t)m);
-		if (type == MT_NONE)
-			memtype_make_untyped(pfns[i]);
-		else if (!memtype_set_frame(pfns[i], type))
-			ok = false;
-	}
-	if (!ok) {
+	bool enough = got && (got == want || !(Flags & MM_ALLOCATE_FULLY_REQUIRED));
+	if (!enough || !adopt_frames(m, pfns, got, type)) {
 		free_frames(pfns, got);
 		ExFreePoolWithTag(m, MDL_TAG);
 		return NULL;
