@@ -15,9 +15,9 @@
  * taken by pfn_alloc, pfn_alloc_in, pfn_alloc_run, pfn_alloc_batch_in, pfn_free,
  * pfn_free_run, pfn_reclaim_boot_memory, pfn_lock_frame, pfn_unlock_frame, pfn_set_owner,
  * pfn_record_memtype, pfn_set_page_table, pfn_pinned_run and pfn_get_stats (pfn_init runs
- * before any other CPU).  It is the innermost lock: this file calls no other part of the
- * memory manager (pfn_free restores no memory type), so the page-table and memory-type code
- * may call in while holding locks of their own.  pfn_entry() and pfn_frame_is_pinned() read
+ * before any other CPU).  It is the innermost lock: pfn.c calls nothing that could take
+ * another (pfn_free restores no memory type), so the page-table and memory-type code may
+ * call in while holding locks of their own.  pfn_entry() and pfn_frame_is_pinned() read
  * without it: a snapshot, exact for a frame the caller itself holds (locked, or allocated
  * to it).
  */
