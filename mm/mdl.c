@@ -77,26 +77,6 @@ VOID IoFreeMdl(PMDL Mdl)
 
 /* ---- locking ------------------------------------------------------------------------ */
 
-static void lock_frame(pfn_t pfn)
-{
-	struct pfn_entry *e = pfn_entry(pfn);
-	if (!e || e->state == PFN_NOT_RAM)
-		return; /* I/O space: nothing to pin */
-	if (e->lock_count++ == 0)
-		pfn_note_lock_change(pfn, true);
-}
-
-static void unlock_frame(pfn_t pfn)
-{
-	struct pfn_entry *e = pfn_entry(pfn);
-	if (!e || e->state == PFN_NOT_RAM)
-		return;
-	if (!e->lock_count)
-		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->state, 0);
-	if (--e->lock_count == 0)
-		pfn_note_lock_change(pfn, false);
-}
-
 VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
 {
 	verifier_check_irql(DISPATCH_LEVEL, 0x70, (ULONG_PTR)Mdl, AccessMode);
@@ -127,12 +107,12 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		if (!ok) {
 			/* Nothing stays locked after the exception. */
 			for (ULONG k = 0; k < i; k++)
-				unlock_frame(pfns[k]);
+				pfn_unlock_frame(pfns[k]);
 			seh_raise_access_violation(i ? page : va, access);
 		}
 		pfns[i] = q.pa >> PAGE_SHIFT;
 		io |= !pfn_is_ram(pfns[i]);
-		lock_frame(pfns[i]);
+		pfn_lock_frame(pfns[i]);
 	}
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	mdl_user_note_lock(Mdl, owner);
@@ -159,7 +139,7 @@ VOID MmUnlockPages(PMDL Mdl)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	for (ULONG i = 0; i < n; i++)
-		unlock_frame(pfns[i]);
+		pfn_unlock_frame(pfns[i]);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
 	stats.unlocks++;
 }
@@ -206,6 +186,16 @@ VOID MmBuildMdlForNonPagedPool(PMDL Mdl)
 
 static bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 
+/* Give an MDL's frames back: each frame's type first (the MDL typed them), then the frame
+ * (memtype.h: the allocator does not restore types). */
+static void free_frames(const pfn_t *pfns, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		memtype_release_frame(pfns[i]);
+		pfn_free(pfns[i]);
+	}
+}
+
 /* Allocate the frames of an MmAllocatePagesForMdl(Ex) request into out[]; returns how many. */
 static uint64_t allocate_frames(pfn_t low, pfn_t high, uint64_t skip_pages, uint64_t want, ULONG flags,
 				pfn_t *out)
@@ -234,16 +224,39 @@ static uint64_t allocate_frames(pfn_t low, pfn_t high, uint64_t skip_pages, uint
 	return got;
 }
 
+/* The arguments MmAllocatePagesForMdl(Ex) refuses (NULL): unknown flags, nothing asked, a
+ * window upside down (physical addresses are unsigned: a High of all ones means no upper
+ * limit), and for contiguous chunks a Skip that is not a power of two of at least a page
+ * dividing TotalBytes. */
+static bool allocation_request_is_valid(uint64_t low, uint64_t high, uint64_t skip, SIZE_T TotalBytes, ULONG Flags)
+{
+	if ((Flags & ~MM_ALLOCATE_KNOWN_FLAGS) || !TotalBytes || high < low)
+		return false;
+	return !((Flags & MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) && skip &&
+		 (!is_pow2(skip) || skip < PAGE_SIZE || TotalBytes % skip));
+}
+
+/* The frames belong to MDL m and carry `type` from now on (the direct-map alias changes
+ * with them); MT_NONE (MmAllocatePagesForMdl) leaves them untyped.  False when a frame
+ * could not be typed: the caller frees them all (free_frames releases the types given). */
+static bool adopt_frames(PMDL m, const pfn_t *pfns, uint64_t n, enum memtype type)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		pfn_set_owner(pfns[i], (uint64_t)m);
+		if (type == MT_NONE)
+			memtype_make_untyped(pfns[i]);
+		else if (!memtype_set_frame(pfns[i], type))
+			return false;
+	}
+	return true;
+}
+
 static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, PHYSICAL_ADDRESS Skip,
 				   SIZE_T TotalBytes, enum memtype type, ULONG Flags)
 {
 	verifier_check_irql(DISPATCH_LEVEL, 0x7E, DISPATCH_LEVEL, 0);
 	uint64_t skip = (uint64_t)Skip.QuadPart;
-	/* Physical addresses are unsigned: a High of all ones means no upper limit. */
-	if ((Flags & ~MM_ALLOCATE_KNOWN_FLAGS) || !TotalBytes || (uint64_t)High.QuadPart < (uint64_t)Low.QuadPart)
-		return NULL;
-	if ((Flags & MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) && skip &&
-	    (!is_pow2(skip) || skip < PAGE_SIZE || TotalBytes % skip))
+	if (!allocation_request_is_valid((uint64_t)Low.QuadPart, (uint64_t)High.QuadPart, skip, TotalBytes, Flags))
 		return NULL;
 	if (verifier_inject_failure(VF_SITE_ALLOCATE_PAGES))
 		return NULL;
@@ -258,19 +271,9 @@ static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, 
 	pfn_t high = (uint64_t)High.QuadPart / PAGE_SIZE;
 	uint64_t got = allocate_frames(low, high, skip / PAGE_SIZE, want, Flags, pfns);
 
-	/* The frames belong to this MDL and carry the requested type from now on (the
-	 * direct-map alias changes with them); MmAllocatePagesForMdl leaves them untyped. */
-	bool ok = got && (got == want || !(Flags & MM_ALLOCATE_FULLY_REQUIRED));
-	for (uint64_t i = 0; i < got && ok; i++) {
-		pfn_entry(pfns[i])->owner = (uint64_t)m;
-		if (type == MT_NONE)
-			pfn_entry(pfns[i])->memtype = MT_NONE;
-		else if (!memtype_set_frame(pfns[i], type))
-			ok = false;
-	}
-	if (!ok) {
-		for (uint64_t i = 0; i < got; i++)
-			pfn_free(pfns[i]);
+	bool enough = got && (got == want || !(Flags & MM_ALLOCATE_FULLY_REQUIRED));
+	if (!enough || !adopt_frames(m, pfns, got, type)) {
+		free_frames(pfns, got);
 		ExFreePoolWithTag(m, MDL_TAG);
 		return NULL;
 	}
@@ -307,12 +310,11 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
 	for (ULONG i = 0; i < n; i++) {
-		struct pfn_entry *e = pfn_entry(pfns[i]);
+		const struct pfn_entry *e = pfn_entry(pfns[i]);
 		if (!e || e->state != PFN_ACTIVE || e->owner_kind != PFN_OWNER_MDL || e->owner != (uint64_t)Mdl)
 			KeBugCheckEx(MEMORY_MANAGEMENT, 0x1236, (ULONG_PTR)Mdl, (ULONG_PTR)&pfns[i], pfns[i]);
 	}
-	for (ULONG i = 0; i < n; i++)
-		pfn_free(pfns[i]);
+	free_frames(pfns, n);
 	stats.allocated_pages -= n;
 	Mdl->ByteCount = 0;
 	Mdl->MdlFlags &= ~MDL_PAGES_LOCKED;
@@ -357,50 +359,27 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 
 /* ---- mapping ------------------------------------------------------------------------ */
 
-/* The memory type frame `pfn` is mapped with (decision 1): its own type when it has one (WB
- * for pool and locked RAM, the recorded type for MmAllocatePagesForMdlEx pages); an untyped
- * frame takes `requested`, for good.  *override counts a request that was not honoured. */
-bool mdl_frame_type(pfn_t pfn, enum memtype requested, enum memtype *out, bool *override)
+/* Every frame of a mapped MDL must be pinned (pfn_frame_is_pinned): locked, pool, an MDL's
+ * own allocation, kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE. */
+static inline void check_frame(PMDL m, ULONG i)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
-	if (!e) {
-		*out = requested; /* I/O space beyond RAM: no record, no alias */
-		return true;
-	}
-	if (e->memtype == MT_NONE) {
-		if (!memtype_set_frame(pfn, requested))
-			return false;
-		*out = requested;
-		return true;
-	}
-	*out = (enum memtype)e->memtype;
-	*override |= *out != requested;
-	return true;
-}
-
-/* Check one frame as mdl_check_frames does and give its type (mdl_frame_type): the slow
- * path of write_ptes, for frames that are not plainly pinned and typed. */
-static bool frame_slow(PMDL m, ULONG i, enum memtype requested, enum memtype *t, bool *override)
-{
-	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
-	struct pfn_entry *e = pfn_entry(pfns[i]);
-	if (!e || e->state == PFN_NOT_RAM) {
+	pfn_t pfn = MmGetMdlPfnArray(m)[i];
+	if (pfn_frame_is_pinned(pfn))
+		return; /* the common case, and RAM */
+	if (!pfn_is_ram(pfn)) {
 		if (!(m->MdlFlags & MDL_IO_SPACE))
-			verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
-	} else if (!(e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
-		     (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE))) {
-		verifier_violation(0x85, (ULONG_PTR)m, mdl_page_count(m), pfns[i]);
+			verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&MmGetMdlPfnArray(m)[i], pfn);
+	} else if (!pfn_frame_is_pinned(pfn)) {
+		verifier_violation(0x85, (ULONG_PTR)m, mdl_page_count(m), pfn);
 	}
-	return mdl_frame_type(pfns[i], requested, t, override);
 }
 
 /*
  * Write the PTEs of the MDL's n pages at va (the start of a system-PTE reservation), each frame
- * checked (every frame of a mapped MDL must be pinned: locked, pool, an MDL's own allocation,
- * kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE) and mapped with its one
- * type.  The page-table module writes the plain frames in one pass; each other frame is
- * checked and typed here, then the pass resumes.  False when a frame could not be typed (its
- * alias could not be split): the PTEs written are cleared.
+ * checked (check_frame) and mapped with its one type (memtype.h).  Runs of frames that are
+ * plainly pinned and typed alike are found in one pass and written in one; any other frame is
+ * checked and typed on its own.  False when a frame could not be typed (its alias could not be
+ * split): the PTEs written are cleared.
  */
 static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, bool write, bool exec, bool *override)
 {
@@ -408,41 +387,27 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
 	/* No syspte_check_range: va is what syspte_reserve(n) has just returned. */
 	for (ULONG i = 0; i < n;) {
-		i += pt_set_ptes_from_frames(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], n - i, a, requested,
-					     override);
-		if (i == n)
-			break;
-		enum memtype t;
-		if (!frame_slow(m, i, requested, &t, override)) {
-			if (i)
-				pt_clear_ptes(&kernel_root, va, i);
-			return false;
+		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, override);
+		if (!run) {
+			check_frame(m, i);
+			if (!memtype_for_mapping(pfns[i], requested, &a.type, override)) {
+				if (i)
+					pt_clear_ptes(&kernel_root, va, i);
+				return false;
+			}
+			run = 1;
 		}
-		uint8_t t8 = (uint8_t)t;
-		pt_set_ptes_typed(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], &t8, 1, a);
-		i++;
+		pt_set_ptes_run(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], run, a);
+		i += run;
 	}
 	return true;
 }
 
-/* Every frame of a mapped MDL must be pinned: locked, or pool, or an MDL's own allocation;
- * a frame outside RAM needs MDL_IO_SPACE. */
 void mdl_check_frames(PMDL m)
 {
-	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	ULONG n = mdl_page_count(m);
-	for (ULONG i = 0; i < n; i++) {
-		struct pfn_entry *e = pfn_entry(pfns[i]);
-		if (!e || e->state == PFN_NOT_RAM) {
-			if (!(m->MdlFlags & MDL_IO_SPACE))
-				verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
-			continue;
-		}
-		bool pinned = e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
-			      (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE);
-		if (!pinned)
-			verifier_violation(0x85, (ULONG_PTR)m, n, pfns[i]);
-	}
+	for (ULONG i = 0; i < n; i++)
+		check_frame(m, i);
 }
 
 static PVOID map_failed(PMDL m, ULONG BugCheckOnFailure, ULONG pages)

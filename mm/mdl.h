@@ -20,10 +20,8 @@ ULONG mdl_page_count(const MDL *m);
 const struct pt_root *mdl_current_root(void);
 PEPROCESS mdl_current_process(void);
 
-/* Shared by both sides (mm/mdl.c): the one memory type frame `pfn` is mapped with (decision
- * 1; an untyped frame takes `requested` for good; false when its direct-map alias could not
- * change), and the check that every frame of an MDL to be mapped is pinned (0xC4/0x85, 0x89). */
-bool mdl_frame_type(uint64_t pfn, enum memtype requested, enum memtype *out, bool *override);
+/* Shared by both sides (mm/mdl.c): the check that every frame of an MDL to be mapped is
+ * pinned (0xC4/0x85, 0x89).  Each frame's memory type comes from memtype_for_mapping. */
 void mdl_check_frames(PMDL m);
 
 /* UserMode halves of MmMapLockedPagesSpecifyCache and MmUnmapLockedPages (mm/mdl_user.c). */

@@ -16,7 +16,7 @@
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
  * executable, read-only with MdlMappingNoWrite and otherwise writable, and each frame keeps
- * its one memory type — the kernel side's rule (mdl_frame_type): pool and locked RAM stay
+ * its one memory type — the kernel side's rule (memtype_for_mapping): pool and locked RAM stay
  * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
  * CacheType for good.  The result keeps the MDL's byte offset.  RequestedAddress
  * (decision 4): page-aligned is used exactly; NULL picks the lowest free range on 64 KiB
@@ -84,6 +84,7 @@
 #include "kernel/process.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
+#include "mm/memtype.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/uvm.h"
@@ -295,7 +296,7 @@ static bool map_pages(PEPROCESS p, PMDL m, uint64_t va, ULONG n, enum memtype re
 	for (ULONG i = 0; i < n; i++) {
 		enum memtype t;
 		struct pt_attrs a = { .write = write, .exec = false, .user = true, .global = false };
-		bool ok = mdl_frame_type(pfns[i], requested, &t, &override);
+		bool ok = memtype_for_mapping(pfns[i], requested, &t, &override);
 		a.type = t;
 		if (!ok || !pt_map(&p->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
 			if (i)

@@ -1,6 +1,35 @@
 #include "mm/memtype.h"
+#include "include/wdm.h"
 #include "kernel/bugcheck.h"
 #include "mm/pt.h"
+
+enum memtype memtype_from_caching_type(int ct)
+{
+	switch (ct) {
+	case MmNonCached: return MT_UC;
+	case MmCached: return MT_WB;
+	case MmWriteCombined: return MT_WC;  /* also MmFrameBufferCached */
+	case MmHardwareCoherentCached: return MT_WB;
+	case MmNonCachedUnordered: return MT_UCMINUS;
+	case MmUSWCCached: return MT_WC;
+	case MmMdlabWriteThrough: return MT_WT;
+	case MmMdlabWriteProtected: return MT_WP;
+	default: return MT_NONE;
+	}
+}
+
+const char *caching_type_name_for(enum memtype t)
+{
+	switch (t) {
+	case MT_WB: return "MmCached";
+	case MT_UC: return "MmNonCached";
+	case MT_UCMINUS: return "MmNonCachedUnordered";
+	case MT_WC: return "MmWriteCombined";
+	case MT_WT: return "MmMdlabWriteThrough";
+	case MT_WP: return "MmMdlabWriteProtected";
+	default: return "none";
+	}
+}
 
 /* Write back and invalidate the frame's cache lines through its WB alias, so no line of the
  * old type outlives the change (SDM Vol. 3, 13.11.4: remapping with another type). */
@@ -20,10 +49,10 @@ static bool set_alias(pfn_t pfn, enum memtype t)
 
 bool memtype_set_frame(pfn_t pfn, enum memtype t)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e || e->state == PFN_NOT_RAM) {
 		if (e)
-			e->memtype = t;
+			pfn_record_memtype(pfn, t);
 		return true;
 	}
 	if (e->memtype == t)
@@ -32,21 +61,50 @@ bool memtype_set_frame(pfn_t pfn, enum memtype t)
 		flush_frame_lines(pfn);
 	if (!set_alias(pfn, t == MT_NONE ? MT_WB : t))
 		return false;
-	e->memtype = t;
+	pfn_record_memtype(pfn, t);
 	return true;
+}
+
+void memtype_make_untyped(pfn_t pfn)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	if (!e || e->state == PFN_NOT_RAM || e->memtype != MT_WB)
+		PANIC("memtype_make_untyped: frame 0x%lx is not a WB frame of RAM", pfn);
+	pfn_record_memtype(pfn, MT_NONE);
 }
 
 void memtype_release_frame(pfn_t pfn)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
-	if (!e || e->state == PFN_NOT_RAM || e->memtype == MT_WB || e->memtype == MT_NONE) {
-		if (e && e->state != PFN_NOT_RAM)
-			e->memtype = MT_WB;
-		return;
-	}
-	/* Restoring can need no new frame only if it merges; a split table already exists, so
-	 * rewriting one 4 KiB entry never allocates. */
-	if (!set_alias(pfn, MT_WB))
+	const struct pfn_entry *e = pfn_entry(pfn);
+	if (!e || e->state == PFN_NOT_RAM || e->memtype == MT_WB)
+		return; /* no alias, or WB already */
+	/* An untyped frame's alias is WB already.  Restoring can need no new frame only if it
+	 * merges; a split table already exists, so rewriting one 4 KiB entry never allocates. */
+	if (e->memtype != MT_NONE && !set_alias(pfn, MT_WB))
 		PANIC("memtype_release_frame: cannot restore the alias of frame 0x%lx", pfn);
-	e->memtype = MT_WB;
+	pfn_record_memtype(pfn, MT_WB);
+}
+
+bool memtype_for_mapping(pfn_t pfn, enum memtype requested, enum memtype *out, bool *override)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	if (!e) {
+		*out = requested; /* I/O space beyond RAM: no record, no alias */
+		return true;
+	}
+	if (e->memtype == MT_NONE) {
+		if (!memtype_set_frame(pfn, requested))
+			return false;
+		*out = requested;
+		return true;
+	}
+	*out = (enum memtype)e->memtype;
+	*override |= *out != requested;
+	return true;
+}
+
+enum memtype memtype_of_frame(pfn_t pfn)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	return e && e->memtype < MT_COUNT ? (enum memtype)e->memtype : MT_WB;
 }

@@ -118,31 +118,3 @@ enum memtype pat_slot_type(int slot)
 }
 
 enum memtype pat_type_of(struct pat_bits b) { return pat_slot_type(pat_slot(b)); }
-
-enum memtype memtype_from_caching_type(int ct)
-{
-	switch (ct) {
-	case 0: return MT_UC;       /* MmNonCached */
-	case 1: return MT_WB;       /* MmCached */
-	case 2: return MT_WC;       /* MmWriteCombined, MmFrameBufferCached */
-	case 3: return MT_WB;       /* MmHardwareCoherentCached */
-	case 4: return MT_UCMINUS;  /* MmNonCachedUnordered */
-	case 5: return MT_WC;       /* MmUSWCCached */
-	case 0x100: return MT_WT;   /* MmMdlabWriteThrough */
-	case 0x101: return MT_WP;   /* MmMdlabWriteProtected */
-	default: return MT_NONE;
-	}
-}
-
-const char *caching_type_name_for(enum memtype t)
-{
-	switch (t) {
-	case MT_WB: return "MmCached";
-	case MT_UC: return "MmNonCached";
-	case MT_UCMINUS: return "MmNonCachedUnordered";
-	case MT_WC: return "MmWriteCombined";
-	case MT_WT: return "MmMdlabWriteThrough";
-	case MT_WP: return "MmMdlabWriteProtected";
-	default: return "none";
-	}
-}

@@ -57,13 +57,6 @@ enum memtype pat_slot_type(int slot);
 /* The type selected by these bits, per the MSR as it is now. */
 enum memtype pat_type_of(struct pat_bits b);
 const char *memtype_name(enum memtype t);
-/* MEMORY_CACHING_TYPE -> memory type (nt-mdl.md decision 2): MmCached and
- * MmHardwareCoherentCached are WB, MmNonCached UC, MmNonCachedUnordered UC-, MmWriteCombined
- * and MmUSWCCached WC; the mdlab extensions MmMdlabWriteThrough / MmMdlabWriteProtected are
- * WT / WP.  MT_NONE for any other value. */
-enum memtype memtype_from_caching_type(int caching_type);
-/* The inverse, for tools: the NT name (or mdlab extension) that gives this type. */
-const char *caching_type_name_for(enum memtype t);
 
 /* Encoding <-> type, for the MSR. */
 enum memtype pat_encoding_type(unsigned enc);

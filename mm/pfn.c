@@ -3,7 +3,6 @@
 #include "kernel/bugcheck.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
-#include "mm/memtype.h"
 #include "mm/pat.h"
 
 static struct pfn_entry *db;
@@ -29,9 +28,45 @@ const char *pfn_owner_name(enum pfn_owner o)
 	return o < sizeof owner_names / sizeof owner_names[0] ? owner_names[o] : "?";
 }
 
-struct pfn_entry *pfn_entry(pfn_t pfn) { return pfn < db_limit ? &db[pfn] : NULL; }
+const struct pfn_entry *pfn_entry(pfn_t pfn) { return pfn < db_limit ? &db[pfn] : NULL; }
 bool pfn_is_ram(pfn_t pfn) { return pfn < db_limit && db[pfn].state != PFN_NOT_RAM; }
 pfn_t pfn_limit(void) { return db_limit; }
+
+/* The one definition of a pinned frame (pfn_frame_is_pinned). */
+static inline bool entry_is_pinned(const struct pfn_entry *e)
+{
+	return e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
+	       (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE);
+}
+
+bool pfn_frame_is_pinned(pfn_t pfn) { return pfn < db_limit && entry_is_pinned(&db[pfn]); }
+
+/* Whether frame `pfn` carries type t and is pinned: the test of pfn_pinned_run, its most
+ * common case (a locked frame) first. */
+static inline bool continues_run(pfn_t pfn, uint8_t t)
+{
+	if (pfn >= db_limit || db[pfn].memtype != t)
+		return false;
+	return db[pfn].lock_count || entry_is_pinned(&db[pfn]);
+}
+
+uint64_t pfn_pinned_run(const pfn_t *pfns, uint64_t n, enum memtype *type)
+{
+	if (!n || pfns[0] >= db_limit || db[pfns[0]].memtype >= MT_COUNT)
+		return 0;
+	uint8_t t = db[pfns[0]].memtype;
+	uint64_t i = 0;
+	/* Four frames a step while four remain, then one at a time (from the step that failed). */
+	for (; i + 4 <= n; i += 4)
+		if (!continues_run(pfns[i], t) || !continues_run(pfns[i + 1], t) ||
+		    !continues_run(pfns[i + 2], t) || !continues_run(pfns[i + 3], t))
+			break;
+	while (i < n && continues_run(pfns[i], t))
+		i++;
+	if (i)
+		*type = (enum memtype)t;
+	return i;
+}
 
 static void set_state(pfn_t pfn, enum pfn_state s)
 {
@@ -109,34 +144,38 @@ static const struct mdlab_efi_memdesc *desc(const struct mdlab_bootinfo *bi, uin
 	return (const void *)(MDLAB_DIRECT_MAP_BASE + bi->memmap + i * bi->memmap_desc_size);
 }
 
-void pfn_init(const struct mdlab_bootinfo *bi)
+/* One past the last frame of the highest RAM descriptor: the database's extent. */
+static pfn_t ram_limit(const struct mdlab_bootinfo *bi)
 {
 	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
-
-	/* The database spans up to the end of the highest RAM descriptor. */
+	pfn_t limit = 0;
 	for (uint64_t i = 0; i < n; i++) {
 		const struct mdlab_efi_memdesc *d = desc(bi, i);
-		if (efi_type_is_ram(d->type) && d->phys_start / PAGE_SIZE + d->pages > db_limit)
-			db_limit = d->phys_start / PAGE_SIZE + d->pages;
+		if (efi_type_is_ram(d->type) && d->phys_start / PAGE_SIZE + d->pages > limit)
+			limit = d->phys_start / PAGE_SIZE + d->pages;
 	}
-	if (db_limit >= PFN_LINK_NIL)
-		PANIC("pfn_init: %lu frames exceed the 32-bit list links", db_limit);
+	return limit;
+}
 
-	/* Its own storage: the first conventional run large enough, above 1 MiB. */
-	uint64_t bytes = ALIGN_UP(db_limit * sizeof(struct pfn_entry), PAGE_SIZE);
-	uint64_t db_pa = 0;
-	for (uint64_t i = 0; i < n && !db_pa; i++) {
+/* Where the database itself goes: the first conventional run of `bytes`, above 1 MiB. */
+static uint64_t database_storage(const struct mdlab_bootinfo *bi, uint64_t bytes)
+{
+	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
+	for (uint64_t i = 0; i < n; i++) {
 		const struct mdlab_efi_memdesc *d = desc(bi, i);
-		if (d->type == EFI_MT_CONVENTIONAL && d->phys_start >= 0x100000 &&
-		    d->pages * PAGE_SIZE >= bytes)
-			db_pa = d->phys_start;
+		if (d->type == EFI_MT_CONVENTIONAL && d->phys_start >= 0x100000 && d->pages * PAGE_SIZE >= bytes)
+			return d->phys_start;
 	}
-	if (!db_pa)
-		PANIC("pfn_init: no room for a %lu-byte PFN database", bytes);
-	db = phys_to_virt(db_pa);
-	memset(db, 0, bytes);
-	count_by_state[PFN_NOT_RAM] = db_limit;
+	PANIC("pfn_init: no room for a %lu-byte PFN database", bytes);
+}
 
+/* Each frame a descriptor covers gets its state from the descriptor's type: conventional
+ * memory is free, the loader's and boot services' is the kernel's until
+ * pfn_reclaim_boot_memory, firmware RAM is firmware's.  Frames no descriptor covers stay
+ * NOT_RAM. */
+static void enter_memory_map(const struct mdlab_bootinfo *bi)
+{
+	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
 	for (uint64_t i = 0; i < n; i++) {
 		const struct mdlab_efi_memdesc *d = desc(bi, i);
 		pfn_t first = d->phys_start / PAGE_SIZE;
@@ -144,21 +183,38 @@ void pfn_init(const struct mdlab_bootinfo *bi)
 			if (d->type == EFI_MT_CONVENTIONAL)
 				make_free(p, false);
 			else if (type_is_usable(d->type))
-				set_state(p, PFN_KERNEL);   /* given back by pfn_reclaim_boot_memory */
+				set_state(p, PFN_KERNEL);
 			else if (type_is_firmware_ram(d->type))
 				set_state(p, PFN_FIRMWARE);
 		}
 	}
+}
+
+/* Take a frame that enter_memory_map made free back off the dirty list, for good. */
+static void withhold(pfn_t pfn, enum pfn_state s)
+{
+	list_remove(&dirty_list, pfn);
+	set_state(pfn, s);
+}
+
+void pfn_init(const struct mdlab_bootinfo *bi)
+{
+	db_limit = ram_limit(bi);
+	if (db_limit >= PFN_LINK_NIL)
+		PANIC("pfn_init: %lu frames exceed the 32-bit list links", db_limit);
+	uint64_t bytes = ALIGN_UP(db_limit * sizeof(struct pfn_entry), PAGE_SIZE);
+	uint64_t db_pa = database_storage(bi, bytes);
+	db = phys_to_virt(db_pa);
+	memset(db, 0, bytes);
+	count_by_state[PFN_NOT_RAM] = db_limit;
+
+	enter_memory_map(bi);
 	/* Frame 0 stays out of use: a zero PFN in an MDL is more likely a bug than a page. */
-	if (db_limit && is_free(0)) {
-		list_remove(&dirty_list, 0);
-		set_state(0, PFN_FIRMWARE);
-	}
-	/* The database itself. */
-	for (pfn_t p = db_pa / PAGE_SIZE; p < (db_pa + bytes) / PAGE_SIZE; p++) {
-		list_remove(&dirty_list, p);
-		set_state(p, PFN_KERNEL);
-	}
+	if (db_limit && is_free(0))
+		withhold(0, PFN_FIRMWARE);
+	for (pfn_t p = db_pa / PAGE_SIZE; p < (db_pa + bytes) / PAGE_SIZE; p++)
+		withhold(p, PFN_KERNEL);
+	/* Every frame of RAM starts WB (the direct map's type); the rest have no type. */
 	for (pfn_t p = 0; p < db_limit; p++)
 		db[p].memtype = db[p].state == PFN_NOT_RAM ? MT_NONE : MT_WB;
 }
@@ -253,13 +309,16 @@ uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flag
 
 void pfn_free(pfn_t pfn)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	struct pfn_entry *e = pfn < db_limit ? &db[pfn] : NULL;
 	if (!e || (e->state != PFN_ACTIVE && e->state != PFN_PAGE_TABLE))
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x99, pfn, e ? e->state : 0, 0);
 	if (e->lock_count)
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x9A, pfn, e->state, e->lock_count);
+	/* The type is its owner's to give back first (memtype_release_frame): restoring the
+	 * alias can merge page tables, and the page-table code calls this allocator. */
 	if (e->memtype != MT_WB && e->memtype != MT_NONE)
-		memtype_release_frame(pfn);
+		PANIC("pfn_free: frame 0x%lx is still %s; its owner releases the type first", pfn,
+		      memtype_name((enum memtype)e->memtype));
 	make_free(pfn, false);
 }
 
@@ -269,12 +328,37 @@ void pfn_free_run(pfn_t first, uint64_t count)
 		pfn_free(first + i);
 }
 
-void pfn_note_lock_change(pfn_t pfn, bool now_locked)
+void pfn_lock_frame(pfn_t pfn)
 {
-	if (now_locked)
+	if (!pfn_is_ram(pfn))
+		return; /* I/O space: nothing to pin */
+	if (db[pfn].lock_count++ == 0)
 		locked_frames++;
-	else
+}
+
+void pfn_unlock_frame(pfn_t pfn)
+{
+	if (!pfn_is_ram(pfn))
+		return;
+	struct pfn_entry *e = &db[pfn];
+	if (!e->lock_count)
+		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->state, 0);
+	if (--e->lock_count == 0)
 		locked_frames--;
+}
+
+void pfn_set_owner(pfn_t pfn, uint64_t owner)
+{
+	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
+		PANIC("pfn_set_owner: frame 0x%lx is not allocated", pfn);
+	db[pfn].owner = owner;
+}
+
+void pfn_record_memtype(pfn_t pfn, enum memtype t)
+{
+	if (pfn >= db_limit)
+		PANIC("pfn_record_memtype: frame 0x%lx is beyond the database", pfn);
+	db[pfn].memtype = (uint8_t)t;
 }
 
 void pfn_set_page_table(pfn_t pfn, bool is_table)

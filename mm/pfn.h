@@ -6,6 +6,20 @@
  * PFN_NOT_RAM.  Free frames sit on one of two doubly linked lists — known-zero and dirty —
  * so allocating or freeing one frame is O(1); constrained requests (a PFN window, a
  * contiguous aligned run) scan the database.
+ *
+ * This module is the database's one owner: only mm/pfn.c writes an entry.  Everything else
+ * reads through pfn_entry() (a const view) and changes a frame through the calls below.
+ *
+ * The PFN lock (for SMP, not yet taken) goes here: one spin lock over the free lists, the
+ * counters and every entry's state, lock count, owner and recorded memory type.  It will be
+ * taken by pfn_alloc, pfn_alloc_in, pfn_alloc_run, pfn_alloc_batch_in, pfn_free,
+ * pfn_free_run, pfn_reclaim_boot_memory, pfn_lock_frame, pfn_unlock_frame, pfn_set_owner,
+ * pfn_record_memtype, pfn_set_page_table, pfn_pinned_run and pfn_get_stats (pfn_init runs
+ * before any other CPU).  It is the innermost lock: pfn.c calls nothing that could take
+ * another (pfn_free restores no memory type), so the page-table and memory-type code may
+ * call in while holding locks of their own.  pfn_entry() and pfn_frame_is_pinned() read
+ * without it: a snapshot, exact for a frame the caller itself holds (locked, or allocated
+ * to it).
  */
 #ifndef MM_PFN_H
 #define MM_PFN_H
@@ -14,6 +28,7 @@
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
 #include "mm/layout.h"
+#include "mm/pat.h"
 
 typedef uint64_t pfn_t;
 #define PFN_INVALID (~(pfn_t)0)
@@ -85,27 +100,38 @@ pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsig
  * how many it got.  One pass over the window (the free lists when it spans everything). */
 uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
 			    pfn_t *out);
-/* Free an ACTIVE or PAGE_TABLE frame; its memory type goes back to WB first (direct-map
- * alias included).  Freeing a frame that is free, locked, or not ours is bug check
- * PFN_LIST_CORRUPT. */
+/* Free an ACTIVE or PAGE_TABLE frame.  Freeing a frame that is free, locked, or not ours is
+ * bug check PFN_LIST_CORRUPT; one that still has a memory type other than WB is a PANIC:
+ * whoever typed it calls memtype_release_frame first (mm/memtype.h says why). */
 void pfn_free(pfn_t pfn);
 void pfn_free_run(pfn_t first, uint64_t count);
 
-/* Bookkeeping hooks for the modules that own those states. */
+/* Changes of one frame, each by the module that owns that part of its life. */
 void pfn_set_page_table(pfn_t pfn, bool is_table);   /* pt.c: ACTIVE <-> PAGE_TABLE */
-void pfn_note_lock_change(pfn_t pfn, bool now_locked); /* MDL locking: lock count 0 <-> 1 */
+/* MmProbeAndLockPages / MmUnlockPages: one lock more or less on a RAM frame (a frame that
+ * is not RAM, I/O space, has nothing to pin: no-op).  Unlocking a frame that holds no lock
+ * is bug check PFN_LIST_CORRUPT (0x07, pfn, state). */
+void pfn_lock_frame(pfn_t pfn);
+void pfn_unlock_frame(pfn_t pfn);
+/* The owner-specific word of an ACTIVE frame (pool: its pool address; MDL: the MDL). */
+void pfn_set_owner(pfn_t pfn, uint64_t owner);
+/* Record the memory type of every mapping of the frame.  Only mm/memtype.c calls it, after
+ * making the frame's direct-map alias agree (memtype_set_frame). */
+void pfn_record_memtype(pfn_t pfn, enum memtype t);
 /* Whether a UEFI memory type is RAM (usable after boot, or firmware-owned). */
 bool efi_type_is_ram(uint32_t type);
 
-struct pfn_entry *pfn_entry(pfn_t pfn);       /* NULL beyond the database */
-
-/* The plain case of a frame an MDL maps: RAM that has its memory type and is pinned by a
- * lock or an owner.  Anything else takes the MDL code's careful path. */
-static inline bool pfn_entry_is_typed_and_pinned(const struct pfn_entry *e)
-{
-	return e->memtype != 0xFF /* MT_NONE */ && (e->lock_count || (e->state == PFN_ACTIVE && e->owner_kind));
-}
+const struct pfn_entry *pfn_entry(pfn_t pfn); /* NULL beyond the database */
 bool pfn_is_ram(pfn_t pfn);
+/* Whether RAM frame `pfn` stays put while something maps it: locked by MmProbeAndLockPages,
+ * kernel or firmware memory, or allocated to an owner (pool, an MDL, a stack...).  False for
+ * a free frame, a page table, and anything that is not RAM. */
+bool pfn_frame_is_pinned(pfn_t pfn);
+/* How many leading frames of pfns[0..n) are pinned (as above) and record one same memory
+ * type (not MT_NONE), which goes to *type; 0 (and *type untouched) when pfns[0] is not
+ * such a frame.  The MDL mapping's fast path (memtype_mapping_run): one pass, no call per
+ * frame. */
+uint64_t pfn_pinned_run(const pfn_t *pfns, uint64_t n, enum memtype *type);
 pfn_t pfn_limit(void);                         /* one past the highest frame in the database */
 void pfn_get_stats(struct pfn_stats *out);
 const char *pfn_state_name(enum pfn_state s);

@@ -124,7 +124,7 @@ static uint32_t get_pages(uint32_t n, uint32_t guard)
 			vrange_release(&va_space, first, n + guard);
 			return VRANGE_NONE;
 		}
-		pfn_entry(pfn)->owner = page_va(first + i);
+		pfn_set_owner(pfn, page_va(first + i));
 	}
 	stats.pages_in_use += n;
 	return first;
@@ -303,6 +303,70 @@ static void check_guard(const uint8_t *p, const uint8_t *end, uint64_t alloc)
 			KeBugCheckEx(DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)p, KeGetCurrentIrql(), 1, alloc);
 }
 
+/* Free the large allocation whose head page is pg (va its first byte): its guard page
+ * checked, every page unmapped and freed, its VA and guard given back. */
+static void free_large(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
+{
+	struct pool_page *p = &pages[pg];
+	if (check_tag && p->tag != Tag)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x0A, va, p->tag, Tag);
+	for (uint32_t i = 0; i < p->npages; i++)
+		if (pages[pg + i].user_maps)
+			KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va,
+				     pages[pg + i].user_maps, 0);
+	uint8_t *data = (uint8_t *)va;
+	check_guard(data + p->bytes, data + (uint64_t)p->npages * PAGE_SIZE, va);
+	account(p->tag, p->bytes, -1);
+	stats.large_pages -= p->npages;
+	put_pages(pg, p->npages, 1);
+}
+
+/* The header of the live slot whose data starts at va in slab page pg; a va that starts no
+ * slot is bug check 0x46, a slot freed already 0x07. */
+static struct pool_header *live_slot(uint32_t pg, uint64_t va)
+{
+	uint32_t sz = class_size[pages[pg].cls], off = (va - page_va(pg)) - sizeof(struct pool_header);
+	if ((va - page_va(pg)) < sizeof(struct pool_header) || off % sz)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x46, va, 0, 0);
+	struct pool_header *h = (struct pool_header *)(va - sizeof *h);
+	if (h->magic == MAGIC_FREE)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, *(uint64_t *)h, va);
+	if (h->magic != MAGIC_LIVE)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x46, va, 0, 0);
+	return h;
+}
+
+/* Free the slot at va of slab page pg: guard checked, the slot heads its page's free chain;
+ * a page left with no slot in use goes back at once. */
+static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
+{
+	struct pool_page *p = &pages[pg];
+	struct pool_header *h = live_slot(pg, va);
+	uint32_t sz = class_size[p->cls], off = (uint32_t)((uint64_t)h - page_va(pg));
+	if (check_tag && h->tag != Tag)
+		KeBugCheckEx(BAD_POOL_CALLER, 0x0A, va, h->tag, Tag);
+	if (p->user_maps)
+		KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va,
+			     p->user_maps, 0);
+	check_guard((uint8_t *)va + h->size, (uint8_t *)h + sz, va);
+	account(h->tag, h->size, -1);
+	h->magic = MAGIC_FREE;
+	bool was_full = !p->free_off;
+	*(uint32_t *)(h + 1) = p->free_off; /* the freed slot heads the chain */
+	p->free_off = off | OFF_PRESENT;
+	p->bytes--;
+	if (was_full)
+		partial_add(p->paged, pg);
+	if (!p->bytes) {
+		/* Every slot is free: the page goes back at once. */
+		partial_del(p->paged, pg);
+		stats.slab_pages--;
+		put_pages(pg, 1, 0);
+	}
+}
+
+/* ExFreePool(WithTag): the caller's IRQL and address checked, then the allocation freed as
+ * what its page says it is. */
 static void pool_free(PVOID P, bool check_tag, ULONG Tag)
 {
 	uint64_t va = (uint64_t)P;
@@ -314,55 +378,18 @@ static void pool_free(PVOID P, bool check_tag, ULONG Tag)
 	if (!in_pool(va))
 		KeBugCheckEx(BAD_POOL_CALLER, 0x42, va, 0, 0);
 	uint32_t pg = page_index(va);
-	struct pool_page *p = &pages[pg];
-
-	if (p->kind == PP_LARGE_HEAD && va == page_va(pg)) {
-		if (check_tag && p->tag != Tag)
-			KeBugCheckEx(BAD_POOL_CALLER, 0x0A, va, p->tag, Tag);
-		for (uint32_t i = 0; i < p->npages; i++)
-			if (pages[pg + i].user_maps)
-				KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED,
-					     va, pages[pg + i].user_maps, 0);
-		uint8_t *data = (uint8_t *)va;
-		check_guard(data + p->bytes, data + (uint64_t)p->npages * PAGE_SIZE, va);
-		account(p->tag, p->bytes, -1);
-		stats.large_pages -= p->npages;
-		put_pages(pg, p->npages, 1);
+	switch (pages[pg].kind) {
+	case PP_LARGE_HEAD:
+		if (va != page_va(pg))
+			break; /* inside a large allocation, not its start */
+		free_large(pg, va, check_tag, Tag);
 		return;
-	}
-	if (p->kind == PP_SLAB) {
-		uint32_t sz = class_size[p->cls], off = (va - page_va(pg)) - sizeof(struct pool_header);
-		if ((va - page_va(pg)) < sizeof(struct pool_header) || off % sz)
-			KeBugCheckEx(BAD_POOL_CALLER, 0x46, va, 0, 0);
-		struct pool_header *h = (struct pool_header *)(va - sizeof *h);
-		if (h->magic == MAGIC_FREE)
-			KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, *(uint64_t *)h, va);
-		if (h->magic != MAGIC_LIVE)
-			KeBugCheckEx(BAD_POOL_CALLER, 0x46, va, 0, 0);
-		if (check_tag && h->tag != Tag)
-			KeBugCheckEx(BAD_POOL_CALLER, 0x0A, va, h->tag, Tag);
-		if (p->user_maps)
-			KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va,
-				     p->user_maps, 0);
-		check_guard((uint8_t *)va + h->size, (uint8_t *)h + sz, va);
-		account(h->tag, h->size, -1);
-		h->magic = MAGIC_FREE;
-		bool was_full = !p->free_off;
-		*(uint32_t *)(h + 1) = p->free_off; /* the freed slot heads the chain */
-		p->free_off = off | OFF_PRESENT;
-		p->bytes--;
-		if (was_full)
-			partial_add(p->paged, pg);
-		if (!p->bytes) {
-			/* Every slot is free: the page goes back at once. */
-			partial_del(p->paged, pg);
-			stats.slab_pages--;
-			put_pages(pg, 1, 0);
-		}
+	case PP_SLAB:
+		free_slab(pg, va, check_tag, Tag);
 		return;
-	}
-	if (p->kind == PP_RELEASED)
+	case PP_RELEASED:
 		KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, 0, va);
+	}
 	KeBugCheckEx(BAD_POOL_CALLER, 0x46, va, 0, 0);
 }
 

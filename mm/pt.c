@@ -236,21 +236,6 @@ void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t 
 	}
 }
 
-void pt_set_ptes_typed(struct pt_root *r, uint64_t va, const uint64_t *pfns, const uint8_t *types, uint64_t n,
-		       struct pt_attrs a)
-{
-	/* One prototype entry per memory type, made on first use. */
-	uint64_t proto[MT_COUNT] = { 0 }, *pte = pinned_ptes(va, n);
-	for (uint64_t i = 0; i < n; i++) {
-		unsigned t = types[i];
-		if (!proto[t]) {
-			a.type = (enum memtype)t;
-			proto[t] = make_leaf(0, 1, a);
-		}
-		pte[i] = proto[t] | (pfns[i] << PAGE_SHIFT);
-	}
-}
-
 /* make_leaf(0, 1, a), remembered for the last attributes asked (a pure function of them:
  * pat_bits_for is a fixed table), so a mapping does not redo the PAT lookup. */
 static uint64_t leaf_proto_4k(struct pt_attrs a)
@@ -264,34 +249,18 @@ static uint64_t leaf_proto_4k(struct pt_attrs a)
 	return last_proto;
 }
 
-uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a,
-				 enum memtype requested, bool *override)
+void pt_set_ptes_run(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
 {
-	const struct pfn_entry *db = pfn_entry(0);
-	pfn_t limit = pfn_limit();
-	uint64_t *pte = pinned_ptes(va, n), i = 0;
-	while (i < n) {
-		/* A run of frames of one type shares one prototype entry. */
-		if (pfns[i] >= limit || db[pfns[i]].memtype >= MT_COUNT)
-			break; /* beyond RAM, or untyped: the caller deals with it */
-		unsigned t = db[pfns[i]].memtype;
-		a.type = (enum memtype)t;
-		uint64_t proto = leaf_proto_4k(a);
-		*override |= t != (unsigned)requested;
-		/* The tight part: no call, everything in registers. */
-		for (; i < n; i++) {
-			pfn_t pfn = pfns[i];
-			if (pfn >= limit)
-				return i;
-			const struct pfn_entry *e = &db[pfn];
-			if (e->memtype != t)
-				break;
-			if (!e->lock_count && !(e->state == PFN_ACTIVE && e->owner_kind))
-				return i;
-			pte[i] = proto | (pfn << PAGE_SHIFT);
-		}
+	uint64_t proto = leaf_proto_4k(a), *pte = pinned_ptes(va, n), i = 0;
+	/* The tight part: no call, everything in registers, four PTEs a step. */
+	for (; i + 4 <= n; i += 4) {
+		pte[i] = proto | (pfns[i] << PAGE_SHIFT);
+		pte[i + 1] = proto | (pfns[i + 1] << PAGE_SHIFT);
+		pte[i + 2] = proto | (pfns[i + 2] << PAGE_SHIFT);
+		pte[i + 3] = proto | (pfns[i + 3] << PAGE_SHIFT);
 	}
-	return i;
+	for (; i < n; i++)
+		pte[i] = proto | (pfns[i] << PAGE_SHIFT);
 }
 
 void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present, bool write, bool exec)
@@ -614,10 +583,9 @@ void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user)
 	tlb_flush_page(va);
 }
 
-uint64_t pt_cache_bits(int caching_type, int level)
+uint64_t pt_cache_bits(enum memtype t, int level)
 {
-	enum memtype t = memtype_from_caching_type(caching_type);
-	if (t == MT_NONE)
+	if (t >= MT_COUNT)
 		return PT_CACHE_BITS_INVALID;
 	struct pat_bits b = pat_bits_for(t);
 	return (b.pwt ? E_PWT : 0) | (b.pcd ? E_PCD : 0) | (b.pat ? pat_bit(level) : 0);

@@ -91,17 +91,10 @@ bool pt_kernel_root_init(void);
 bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size);
 /* Write n 4 KiB leaves at va (a prepopulated, unmapped range) for frames pfns[0..n). */
 void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
-/* The same with a memory type per page (types[i], enum memtype; the type in `a` is ignored),
- * without the already-mapped check: for a reservation known to be empty (MDL mappings). */
-void pt_set_ptes_typed(struct pt_root *r, uint64_t va, const uint64_t *pfns, const uint8_t *types, uint64_t n,
-		       struct pt_attrs a);
-/* The MDL mapping's fast path: write the PTEs of frames pfns[0..) at va, each with the type
- * its PFN entry records, for as long as the frames are plainly typed and pinned
- * (pfn_entry_is_typed_and_pinned); returns how many it wrote — the caller deals with the
- * frame at that index and resumes.  *override is set when a frame's type differs from
- * `requested`. */
-uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a,
-				 enum memtype requested, bool *override);
+/* The same without the already-mapped check, for a reservation known to be empty: n 4 KiB
+ * leaves at va, every one with the attributes `a` (one memory type).  The MDL mapping writes
+ * each run of frames of one type with one call; the caller decides the types (memtype.h). */
+void pt_set_ptes_run(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
 /* Change the rights of n mapped 4 KiB leaves at va (prepopulated) in place, frame and
  * memory-type bits kept; present = false clears only P, so a later call can make the same
  * frame and type present again.  Flushes before returning. */
@@ -109,11 +102,11 @@ void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present,
 /* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
 void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n);
 
-/* The PWT/PCD/PAT bits a leaf at `level` carries for a MEMORY_CACHING_TYPE value (the PAT
- * bit is bit 7 at level 1, bit 12 at levels 2 and 3); PT_CACHE_BITS_INVALID for a value that
- * names no type.  And the inverse for tools: the memory type a leaf entry selects. */
+/* The PWT/PCD/PAT bits a leaf at `level` carries for memory type t (the PAT bit is bit 7 at
+ * level 1, bit 12 at levels 2 and 3); PT_CACHE_BITS_INVALID for MT_NONE or any value that is
+ * no type.  And the inverse for tools: the memory type a leaf entry selects. */
 #define PT_CACHE_BITS_INVALID (~0ull)
-uint64_t pt_cache_bits(int caching_type, int level);
+uint64_t pt_cache_bits(enum memtype t, int level);
 enum memtype pt_entry_memtype(uint64_t entry, int level);
 
 /* Benchmark baseline (make bench): write n PTEs at va (prepopulated, within one page table)

@@ -43,7 +43,7 @@ uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard);
 /* Map frames into a reservation: n 4 KiB PTEs from pfns[]. */
 void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a);
 /* PANIC unless [va, va + n pages) lies in the reservation that starts at va (its guard PTE
- * excluded): for callers that write the PTEs themselves (pt_set_ptes_typed). */
+ * excluded): for callers that write the PTEs themselves (pt_set_ptes_run). */
 void syspte_check_range(uint64_t va, uint32_t n);
 /* Clear the PTEs, flush them, and give the run back.  A bad call is bug check
  * SYSTEM_PTE_MISUSE: P1 1 double release, 2 wrong count, 3 not a reservation's address. */

@@ -28,6 +28,7 @@
 #include "kernel/lib.h"
 #include "kernel/trap.h"
 #include "mm/layout.h"
+#include "mm/memtype.h"
 #include "mm/mm.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
@@ -88,14 +89,6 @@ static bool protect_allows(uint32_t protect, bool write, bool exec)
 	return true;
 }
 
-/* The memory type a user mapping of pfn gets: the frame's recorded type (decision 1), WB
- * for an untyped frame. */
-static enum memtype frame_type(pfn_t pfn)
-{
-	const struct pfn_entry *e = pfn_entry(pfn);
-	return e && e->memtype < MT_COUNT ? (enum memtype)e->memtype : MT_WB;
-}
-
 static struct pt_attrs protect_attrs(uint32_t protect, enum memtype type)
 {
 	return (struct pt_attrs){ .write = protect == PAGE_READWRITE, .exec = protect_executable(protect),
@@ -149,7 +142,7 @@ static bool page_fault_in(PEPROCESS p, struct vad *v, uint64_t va, bool write, b
 	pfn_t pfn = parked ? (s & PS_FRAME) >> PAGE_SHIFT : pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
 		return false;
-	if (!pt_map(&p->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, frame_type(pfn)), 0)) {
+	if (!pt_map(&p->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfn)), 0)) {
 		if (!parked)
 			pfn_free(pfn);
 		return false;
@@ -563,7 +556,7 @@ bool uvm_map_frames(PEPROCESS p, uint64_t va, const uint64_t *pfns, uint64_t npa
 	}
 	for (uint64_t i = 0; i < npages; i++) {
 		uint64_t page = va + i * PAGE_SIZE;
-		if (!pt_map(&p->root, page, pfns[i] << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, frame_type(pfns[i])),
+		if (!pt_map(&p->root, page, pfns[i] << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfns[i])),
 			    0)) {
 			/* The frames stay the caller's: unmap, don't free. */
 			if (i)

@@ -262,13 +262,13 @@ static PMDL allocate(int ex, SIZE_T bytes)
 
 static bool owned_by(pfn_t pfn, PMDL m)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	return e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL && e->owner == (uint64_t)m;
 }
 
 static bool is_free_frame(pfn_t pfn)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	return e && (e->state == PFN_FREE || e->state == PFN_ZEROED);
 }
 

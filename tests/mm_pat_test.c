@@ -63,7 +63,7 @@ static void type_encoding_4k_leaves(struct ktest *t)
 		    !pt_map(&kernel_root, va, pfn << PAGE_SHIFT, PAGE_SIZE,
 			    (struct pt_attrs){ .write = true, .type = ty }, 0)) {
 			KTEST_FAIL(t, "could not type or map a frame as %s", mmt_type_name(ty));
-			pfn_free(pfn);
+			mmt_free_typed_run(pfn, 1);
 			continue;
 		}
 		struct pt_query q;
@@ -83,7 +83,7 @@ static void type_encoding_4k_leaves(struct ktest *t)
 		EXPECT_EQ(t, *(volatile uint32_t *)alias, 0xC0DE0000u + ty);
 
 		pt_unmap(&kernel_root, va, PAGE_SIZE);
-		pfn_free(pfn);
+		mmt_free_typed_run(pfn, 1);
 		EXPECT_EQ(t, alias_encoding(pfn), mmt_type_encoding(MT_WB));
 	}
 }
@@ -102,7 +102,7 @@ static void type_encoding_2m_leaves(struct ktest *t)
 		if (!typed || !pt_map(&kernel_root, va, pa, LARGE_PAGE_SIZE,
 				      (struct pt_attrs){ .write = true, .type = ty }, PT_MAP_LARGE)) {
 			KTEST_FAIL(t, "could not type or map a 2 MiB run as %s", mmt_type_name(ty));
-			pfn_free_run(first, 512);
+			mmt_free_typed_run(first, 512);
 			continue;
 		}
 		struct pt_query q;
@@ -125,7 +125,7 @@ static void type_encoding_2m_leaves(struct ktest *t)
 
 		pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
 		EXPECT_TRUE(t, mmt_va_unmapped(va));
-		pfn_free_run(first, 512);
+		mmt_free_typed_run(first, 512);
 		EXPECT_EQ(t, alias_encoding(first), mmt_type_encoding(MT_WB));
 		EXPECT_EQ(t, alias_encoding(first + 511), mmt_type_encoding(MT_WB));
 	}
@@ -189,9 +189,9 @@ static void reserved_encodings_refused(struct ktest *t)
 }
 
 /*
- * pt_cache_bits: MEMORY_CACHING_TYPE (the six NT values and the WT/WP extensions, decision 2)
- * to the PWT/PCD/PAT bits of a leaf at each level, decoded here against the MSR; and its
- * inverse pt_entry_memtype.  Values that name no type are refused.
+ * memtype_from_caching_type then pt_cache_bits: MEMORY_CACHING_TYPE (the six NT values and the
+ * WT/WP extensions, decision 2) to the PWT/PCD/PAT bits of a leaf at each level, decoded here
+ * against the MSR; and its inverse pt_entry_memtype.  Values that name no type are refused.
  */
 static void memory_caching_type_mapping(struct ktest *t)
 {
@@ -206,7 +206,7 @@ static void memory_caching_type_mapping(struct ktest *t)
 	};
 	for (unsigned i = 0; i < ARRAY_SIZE(table); i++) {
 		for (int level = 1; level <= 3; level++) {
-			uint64_t bits = pt_cache_bits(table[i].ct, level);
+			uint64_t bits = pt_cache_bits(memtype_from_caching_type(table[i].ct), level);
 			ASSERT_NE(t, bits, PT_CACHE_BITS_INVALID);
 			/* Only PWT, PCD and the level's PAT bit may be set. */
 			uint64_t pat = level == 1 ? MMT_PTE_PAT_4K : (1ull << 12);
@@ -216,9 +216,9 @@ static void memory_caching_type_mapping(struct ktest *t)
 			EXPECT_EQ(t, pt_entry_memtype(entry, level), table[i].want);
 		}
 	}
-	EXPECT_EQ(t, pt_cache_bits(MmMaximumCacheType, 1), PT_CACHE_BITS_INVALID);
-	EXPECT_EQ(t, pt_cache_bits(MmNotMapped, 1), PT_CACHE_BITS_INVALID);
-	EXPECT_EQ(t, pt_cache_bits(0x102, 2), PT_CACHE_BITS_INVALID);
+	EXPECT_EQ(t, pt_cache_bits(memtype_from_caching_type(MmMaximumCacheType), 1), PT_CACHE_BITS_INVALID);
+	EXPECT_EQ(t, pt_cache_bits(memtype_from_caching_type(MmNotMapped), 1), PT_CACHE_BITS_INVALID);
+	EXPECT_EQ(t, pt_cache_bits(memtype_from_caching_type(0x102), 2), PT_CACHE_BITS_INVALID);
 }
 
 static struct ktest_case mm_pat_cases[] = {

@@ -16,7 +16,7 @@ extern char __text_start[], __kernel_end[];
 /* A frame allocated to the tests, as its PFN entry says. */
 static bool is_test_frame(pfn_t pfn)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	return e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_TEST;
 }
 
@@ -229,7 +229,7 @@ static void counters_follow_one_frame(struct ktest *t)
 	pfn_t p = pfn_alloc(0, PFN_OWNER_TEST);
 	ASSERT_NE(t, p, PFN_INVALID);
 	pfn_get_stats(&s1);
-	struct pfn_entry *e = pfn_entry(p);
+	const struct pfn_entry *e = pfn_entry(p);
 	EXPECT_EQ(t, s1.free, s0.free - 1);
 	EXPECT_EQ(t, s1.active, s0.active + 1);
 	EXPECT_EQ(t, s1.ram, s0.ram);

@@ -85,7 +85,7 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 	if (!set_run_type(first, 512, big_type) || !pt_map(&kernel_root, va, first << PAGE_SHIFT,
 							  LARGE_PAGE_SIZE, rw_global(big_type), PT_MAP_LARGE)) {
 		KTEST_FAIL(t, "could not type or map the 2 MiB run");
-		pfn_free_run(first, 512);
+		mmt_free_typed_run(first, 512);
 		return;
 	}
 	/* One level-2 leaf, of the right type; touch every page so the TLB holds it writable. */
@@ -140,7 +140,7 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 
 	pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
 	EXPECT_TRUE(t, mmt_va_unmapped(va));
-	pfn_free_run(first, 512);
+	mmt_free_typed_run(first, 512);
 }
 
 static void split_2m_wb_leaf_keeps_511_neighbours(struct ktest *t)
@@ -183,7 +183,7 @@ static void direct_map_alias_follows_frame_type(struct ktest *t)
 	EXPECT_EQ(t, mm_audit_memtypes(&kernel_root, true), 0);
 	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
 
-	pfn_free(pfn);
+	mmt_free_typed_run(pfn, 1);
 	EXPECT_EQ(t, alias_encoding(pfn, &r), mmt_type_encoding(MT_WB));
 	EXPECT_EQ(t, r.level, before.level); /* merged back into the large page it came from */
 	EXPECT_EQ(t, r.leaf & ~MMT_PTE_HW_SET, before.leaf & ~MMT_PTE_HW_SET);

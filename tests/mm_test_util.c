@@ -3,6 +3,7 @@
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/seh.h"
+#include "mm/memtype.h"
 
 /* Each access is one instruction at the function's first byte, so the RIP of a fault it
  * raises is the symbol's address. */
@@ -140,8 +141,16 @@ bool mmt_va_unmapped(uint64_t va)
 
 bool mmt_frame_is_free(pfn_t pfn)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
+	const struct pfn_entry *e = pfn_entry(pfn);
 	return e && (e->state == PFN_FREE || e->state == PFN_ZEROED);
+}
+
+void mmt_free_typed_run(pfn_t first, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		memtype_release_frame(first + i);
+		pfn_free(first + i);
+	}
 }
 
 pfn_t mmt_hog_frames(uint64_t leave, uint64_t *taken)

@@ -108,6 +108,9 @@ struct mmt_rights mmt_rights_of(uint64_t va);
 bool mmt_va_unmapped(uint64_t va);
 /* Whether a frame is on a free list. */
 bool mmt_frame_is_free(pfn_t pfn);
+/* Free frames [first, first + n) that a test may have typed (memtype_set_frame): each type is
+ * released first, as the owner of a typed frame must (mm/memtype.h), then the frame. */
+void mmt_free_typed_run(pfn_t first, uint64_t n);
 
 /*
  * Take free frames until only `leave` are free, chaining them through their own first

@@ -34,6 +34,7 @@
 #include "kernel/lab/monitor.h"
 #include "kernel/printf.h"
 #include "mm/layout.h"
+#include "mm/memtype.h"
 #include "mm/pat.h"
 #include "mm/pt.h"
 

@@ -33,6 +33,7 @@
 #include "kernel/lab/mdl_cmds.h"
 #include "mm/mdl_user.h"
 #include "kernel/lab/mm_cmds.h"
+#include "mm/memtype.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
