@@ -662,15 +662,15 @@ static void no_write_mapping_is_read_only(struct ktest *t)
 		EXPECT_FALSE(t, e & PTE_RW);
 		EXPECT_TRUE(t, e & PTE_NX);
 	}
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
-	EXPECT_TRUE(t, mmt_try_load8((uint64_t)va, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8((uint64_t)va, &v, &f));
 	EXPECT_EQ(t, v, lb.buf[0x40]);
 	const ULONG offsets[] = { 0, PAGE_SIZE + 0x80 }; /* both pages */
 	for (unsigned i = 0; i < ARRAY_SIZE(offsets); i++) {
 		uint64_t a = (uint64_t)va + offsets[i];
 		uint8_t old = lb.buf[0x40 + offsets[i]];
-		EXPECT_FALSE(t, mmt_try_store8(a, (uint8_t)~old, &f));
+		EXPECT_FALSE(t, faultcap_try_store8(a, (uint8_t)~old, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, a);
 		EXPECT_EQ(t, lb.buf[0x40 + offsets[i]], old);
 	}
@@ -679,7 +679,7 @@ static void no_write_mapping_is_read_only(struct ktest *t)
 	va = map(m, NormalPagePriority);
 	ASSERT_TRUE(t, va != NULL);
 	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & PTE_RW);
-	EXPECT_TRUE(t, mmt_try_store8((uint64_t)va + PAGE_SIZE + 0x80, 0x5A, &f));
+	EXPECT_TRUE(t, faultcap_try_store8((uint64_t)va + PAGE_SIZE + 0x80, 0x5A, &f));
 	EXPECT_EQ(t, lb.buf[0x40 + PAGE_SIZE + 0x80], 0x5A);
 	MmUnmapLockedPages(va, m);
 	release_buffer(&lb);
@@ -691,7 +691,7 @@ static void no_write_mapping_is_read_only(struct ktest *t)
 	EXPECT_TRUE(t, va != NULL);
 	if (va) {
 		EXPECT_FALSE(t, sys_leaf(t, (uint64_t)va) & PTE_RW);
-		EXPECT_FALSE(t, mmt_try_store8((uint64_t)va + 0x123, 1, &f));
+		EXPECT_FALSE(t, faultcap_try_store8((uint64_t)va + 0x123, 1, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, (uint64_t)va + 0x123);
 		MmUnmapLockedPages(va, a);
 	}
@@ -705,16 +705,16 @@ static void no_write_mapping_is_read_only(struct ktest *t)
  * the byte, so the faults are the NX bit's doing. */
 static void expect_fetch_faults(struct ktest *t, uint8_t *va, ULONG second_page_offset)
 {
-	struct mmt_fault f;
+	struct faultcap f;
 	EXPECT_EQ(t, va[0], RET_OPCODE);
 	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & PTE_NX);
-	EXPECT_FALSE(t, mmt_try_call((uint64_t)va, &f));
+	EXPECT_FALSE(t, faultcap_try_call((uint64_t)va, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, (uint64_t)va);
 	EXPECT_EQ(t, f.rip, (uint64_t)va);
 	if (second_page_offset) {
 		uint64_t a = (uint64_t)PAGE_ALIGN(va) + PAGE_SIZE + second_page_offset;
 		EXPECT_TRUE(t, sys_leaf(t, a) & PTE_NX);
-		EXPECT_FALSE(t, mmt_try_call(a, &f));
+		EXPECT_FALSE(t, faultcap_try_call(a, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, a);
 	}
 }
@@ -747,10 +747,10 @@ static void system_mappings_are_no_execute(struct ktest *t)
 	ASSERT_TRUE(t, va != NULL);
 	expect_fetch_faults(t, va, 0x8);
 
-	struct mmt_fault f;
+	struct faultcap f;
 	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
 	EXPECT_FALSE(t, sys_leaf(t, (uint64_t)va) & PTE_NX);
-	EXPECT_TRUE(t, mmt_try_call((uint64_t)va, &f));
+	EXPECT_TRUE(t, faultcap_try_call((uint64_t)va, &f));
 	MmUnmapLockedPages(va, m);
 	release_buffer(&lb);
 }

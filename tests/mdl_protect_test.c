@@ -97,34 +97,34 @@ static void expect_ptes(struct ktest *t, const struct mapped *m, bool present, b
 
 static void expect_write_faults(struct ktest *t, uint64_t va, uint64_t code)
 {
-	struct mmt_fault f;
-	EXPECT_FALSE(t, mmt_try_store8(va, 0x99, &f));
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_store8(va, 0x99, &f));
 	EXPECT_PAGE_FAULT(t, &f, code, va);
 	EXPECT_EQ(t, f.status, STATUS_ACCESS_VIOLATION);
 }
 
 static void expect_read_faults(struct ktest *t, uint64_t va, uint64_t code)
 {
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v;
-	EXPECT_FALSE(t, mmt_try_load8(va, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(va, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, code, va);
 }
 
 /* A write through the mapping that reaches the pool buffer, and a read back. */
 static void expect_write_works(struct ktest *t, const struct mapped *m, uint64_t off, uint8_t v)
 {
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_store8(m->base + off, v, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_store8(m->base + off, v, &f));
 	EXPECT_EQ(t, m->buf[off], v);
 }
 
 static void expect_read_works(struct ktest *t, const struct mapped *m, uint64_t off)
 {
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	m->buf[off] = (uint8_t)(off ^ 0x5A);
-	EXPECT_TRUE(t, mmt_try_load8(m->base + off, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(m->base + off, &v, &f));
 	EXPECT_EQ(t, v, (uint8_t)(off ^ 0x5A));
 }
 
@@ -189,15 +189,15 @@ static void execute_read_runs_code_and_refuses_writes(struct ktest *t)
 	m.buf[PAGE_SIZE + 0x200] = RET_OPCODE;
 	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, false, true, MT_WB);
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_call(m.base + 0x40, &f));
-	EXPECT_TRUE(t, mmt_try_call(m.base + PAGE_SIZE + 0x200, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_call(m.base + 0x40, &f));
+	EXPECT_TRUE(t, faultcap_try_call(m.base + PAGE_SIZE + 0x200, &f));
 	expect_write_faults(t, m.base + 0x41, PF_WRITE_PROTECTION);
 	expect_read_works(t, &m, 0x300);
 
 	EXPECT_EQ(t, protect(&m, PAGE_READWRITE), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, true, false, MT_WB);
-	EXPECT_FALSE(t, mmt_try_call(m.base + 0x40, &f));
+	EXPECT_FALSE(t, faultcap_try_call(m.base + 0x40, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, m.base + 0x40);
 	unmap_buffer(&m);
 }
@@ -209,8 +209,8 @@ static void execute_runs_code(struct ktest *t)
 	m.buf[PAGE_SIZE + 0x10] = RET_OPCODE;
 	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, false, true, MT_WB);
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_call(m.base + PAGE_SIZE + 0x10, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_call(m.base + PAGE_SIZE + 0x10, &f));
 	expect_write_faults(t, m.base + PAGE_SIZE + 0x10, PF_WRITE_PROTECTION);
 	EXPECT_EQ(t, m.buf[PAGE_SIZE + 0x10], RET_OPCODE);
 	/* Unmapped while executable: nothing of it survives. */
@@ -241,8 +241,8 @@ static void execute_readwrite_is_refused_and_changes_nothing(struct ktest *t)
 		}
 	}
 	m.buf[0x40] = RET_OPCODE;
-	struct mmt_fault f;
-	EXPECT_FALSE(t, mmt_try_call(m.base + 0x40, &f));
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_call(m.base + 0x40, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, m.base + 0x40);
 	unmap_buffer(&m);
 }
@@ -296,8 +296,8 @@ static void mdl_without_system_mapping_is_not_mapped_view(struct ktest *t)
 	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_NOT_MAPPED_VIEW);
 	struct mmt_rights r = mmt_rights_of((uint64_t)buf);
 	EXPECT_TRUE(t, r.present && r.write && r.nx);
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_store8((uint64_t)buf + PAGE_SIZE + 1, 0x12, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_store8((uint64_t)buf + PAGE_SIZE + 1, 0x12, &f));
 	IoFreeMdl(m);
 	ExFreePoolWithTag(buf, TAG);
 }

@@ -14,6 +14,7 @@
  * with CR2 the address read.
  */
 #include "kernel/ktest.h"
+#include "tests/mm_test_util.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/trap.h"
@@ -62,23 +63,10 @@ static void expect_released(struct ktest *t, const void *va, ULONG pages)
 	for (ULONG i = 0; i < pages; i++) {
 		uint64_t a = (uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE + 0x18;
 		EXPECT_FALSE(t, present(a));
-		volatile bool faulted = false;
-		volatile uint64_t vector = 0, code = ~0ull, cr2 = 0;
-		__try {
-			(void)*(volatile const uint8_t *)a;
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			const struct trap_frame *tf = GetExceptionTrapFrame();
-			faulted = true;
-			if (tf) {
-				vector = tf->vector;
-				code = tf->error_code;
-				cr2 = tf->cr2;
-			}
-		}
-		EXPECT_TRUE(t, faulted);
-		EXPECT_EQ(t, vector, VEC_PAGE_FAULT);
-		EXPECT_EQ(t, code, PF_READ_NOT_PRESENT);
-		EXPECT_EQ(t, cr2, a);
+		struct faultcap f;
+		uint8_t v;
+		EXPECT_FALSE(t, faultcap_try_load8(a, &v, &f));
+		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, a);
 	}
 }
 

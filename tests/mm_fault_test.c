@@ -38,18 +38,18 @@ static const struct pt_attrs USER_RW = { .write = true, .user = true, .type = MT
 /* A write of the byte already there: if the protection were missing, nothing changes. */
 static void expect_write_refused(struct ktest *t, uint64_t va)
 {
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t old = 0;
-	EXPECT_TRUE(t, mmt_try_load8(va, &old, &f));
-	EXPECT_FALSE(t, mmt_try_store8(va, old, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(va, &old, &f));
+	EXPECT_FALSE(t, faultcap_try_store8(va, old, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, (uint64_t)mmt_store8);
+	EXPECT_EQ(t, f.rip, (uint64_t)faultcap_store8);
 }
 
 static void expect_fetch_refused(struct ktest *t, uint64_t va)
 {
-	struct mmt_fault f;
-	EXPECT_FALSE(t, mmt_try_call(va, &f));
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_call(va, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, va);
 	EXPECT_EQ(t, f.rip, va);
 }
@@ -85,12 +85,12 @@ static void write_to_image_through_direct_map_faults(struct ktest *t)
 {
 	uint64_t text = (uint64_t)phys_to_virt(kernel_image_phys((uint64_t)pt_query));
 	uint64_t ro = (uint64_t)phys_to_virt(kernel_image_phys((uint64_t)&rodata_table[9]));
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	/* The alias is the same memory: it reads what the image mapping reads. */
-	EXPECT_TRUE(t, mmt_try_load8(text, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(text, &v, &f));
 	EXPECT_EQ(t, v, *(volatile uint8_t *)pt_query);
-	EXPECT_TRUE(t, mmt_try_load8(ro, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(ro, &v, &f));
 	EXPECT_EQ(t, v, *(volatile const uint8_t *)&rodata_table[9]);
 	EXPECT_FALSE(t, mmt_rights_of(text).write);
 	EXPECT_FALSE(t, mmt_rights_of(ro).write);
@@ -172,8 +172,8 @@ static void execute_needs_nx_clear(struct ktest *t)
 	struct mmt_rights rx = mmt_rights_of(x), rnx = mmt_rights_of(nx);
 	EXPECT_TRUE(t, rx.present && !rx.nx && !rx.write);
 	EXPECT_TRUE(t, rnx.present && rnx.nx && !rnx.write);
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_call(x, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_call(x, &f));
 	expect_fetch_refused(t, nx);
 
 	pt_unmap(&kernel_root, x, 2 * PAGE_SIZE);
@@ -216,22 +216,22 @@ static void smap_blocks_kernel_access_outside_window(struct ktest *t)
 	ASSERT_TRUE(t, read_cr4() & CR4_SMAP); /* mm_init turns it on when the CPU has it */
 	uint64_t va = MMT_USER_VA(1) + 0x3000;
 	pfn_t pfn;
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	ASSERT_TRUE(t, map_user_page(t, va, &pfn, USER_RW, 0x77));
 	EXPECT_FALSE(t, read_rflags() & RFLAGS_AC);
 
-	EXPECT_FALSE(t, mmt_try_load8(va, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(va, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_READ_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, (uint64_t)mmt_load8);
-	EXPECT_FALSE(t, mmt_try_store8(va, 0x77, &f));
+	EXPECT_EQ(t, f.rip, (uint64_t)faultcap_load8);
+	EXPECT_FALSE(t, faultcap_try_store8(va, 0x77, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, (uint64_t)mmt_store8);
+	EXPECT_EQ(t, f.rip, (uint64_t)faultcap_store8);
 
 	/* Inside the window both work, on the frame the mapping names. */
 	user_access_begin();
-	bool read_ok = mmt_try_load8(va, &v, &f);
-	bool write_ok = mmt_try_store8(va + 1, 0x99, &f);
+	bool read_ok = faultcap_try_load8(va, &v, &f);
+	bool write_ok = faultcap_try_store8(va + 1, 0x99, &f);
 	user_access_end();
 	EXPECT_TRUE(t, read_ok);
 	EXPECT_EQ(t, v, 0x77);
@@ -240,7 +240,7 @@ static void smap_blocks_kernel_access_outside_window(struct ktest *t)
 
 	/* And the window closes again. */
 	EXPECT_FALSE(t, read_rflags() & RFLAGS_AC);
-	EXPECT_FALSE(t, mmt_try_load8(va, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(va, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_READ_PROTECTION, va);
 
 	unmap_user_page(va, pfn);
@@ -255,20 +255,20 @@ static void fault_inside_user_window_closes_it(struct ktest *t)
 	ASSERT_TRUE(t, read_cr4() & CR4_SMAP);
 	uint64_t va = MMT_USER_VA(1) + 0x5000, hole = KVA_UNMAPPED_HOLE + 0x40;
 	pfn_t pfn;
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v;
 	volatile int handled = 0;
 	ASSERT_TRUE(t, map_user_page(t, va, &pfn, USER_RW, 0x31));
 	__try {
 		user_access_begin();
-		mmt_load8(hole);
+		faultcap_load8(hole);
 		user_access_end();
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		handled = 1;
 	}
 	EXPECT_TRUE(t, handled);
 	EXPECT_FALSE(t, read_rflags() & RFLAGS_AC);
-	EXPECT_FALSE(t, mmt_try_load8(va, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(va, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_READ_PROTECTION, va);
 	unmap_user_page(va, pfn);
 }
@@ -280,7 +280,7 @@ static void smep_blocks_kernel_execution_of_user_page(struct ktest *t)
 	ASSERT_TRUE(t, read_cr4() & CR4_SMEP); /* mm_init turns it on when the CPU has it */
 	uint64_t va = MMT_USER_VA(2) + 0x7000, kva = MMT_TEST_VA(17);
 	pfn_t pfn;
-	struct mmt_fault f;
+	struct faultcap f;
 	ASSERT_TRUE(t, mmt_va_unmapped(kva));
 	struct pt_attrs user_rx = { .exec = true, .user = true, .type = MT_WB };
 	ASSERT_TRUE(t, map_user_page(t, va, &pfn, user_rx, RET_OPCODE));
@@ -292,7 +292,7 @@ static void smep_blocks_kernel_execution_of_user_page(struct ktest *t)
 	/* Control: the same frame as a supervisor page with the same rights runs. */
 	EXPECT_TRUE(t, pt_map(&kernel_root, kva, pfn << PAGE_SHIFT, PAGE_SIZE,
 			      (struct pt_attrs){ .exec = true, .type = MT_WB }, 0));
-	EXPECT_TRUE(t, mmt_try_call(kva, &f));
+	EXPECT_TRUE(t, faultcap_try_call(kva, &f));
 	pt_unmap(&kernel_root, kva, PAGE_SIZE);
 	unmap_user_page(va, pfn);
 }
@@ -323,17 +323,17 @@ static void write_below_stack_hits_guard_page(struct ktest *t)
 	EXPECT_EQ(t, pages, KSTACK_PAGES);
 
 	uint64_t va = base - 8;
-	struct mmt_fault rf, wf;
+	struct faultcap rf, wf;
 	uint8_t old = 0;
-	bool readable = mmt_try_load8(va, &old, &rf);
+	bool readable = faultcap_try_load8(va, &old, &rf);
 	EXPECT_FALSE(t, readable);
 	EXPECT_PAGE_FAULT(t, &rf, PF_READ_NOT_PRESENT, va);
-	EXPECT_FALSE(t, mmt_try_store8(va, old, &wf));
+	EXPECT_FALSE(t, faultcap_try_store8(va, old, &wf));
 	EXPECT_PAGE_FAULT(t, &wf, PF_WRITE_NOT_PRESENT, va);
-	EXPECT_EQ(t, wf.rip, (uint64_t)mmt_store8);
+	EXPECT_EQ(t, wf.rip, (uint64_t)faultcap_store8);
 	/* The lowest byte of the stack itself is writable. */
-	EXPECT_TRUE(t, mmt_try_load8(base, &old, &rf));
-	EXPECT_TRUE(t, mmt_try_store8(base, old, &wf));
+	EXPECT_TRUE(t, faultcap_try_load8(base, &old, &rf));
+	EXPECT_TRUE(t, faultcap_try_store8(base, old, &wf));
 }
 
 /* Map `pages` pages of one frame, touch each through its mapping (so the TLB holds them),
@@ -349,14 +349,14 @@ static void check_access_after_unmap(struct ktest *t, uint64_t va, uint64_t page
 		EXPECT_TRUE(t, pt_map(&kernel_root, va + i * PAGE_SIZE, pfn << PAGE_SHIFT, PAGE_SIZE,
 				      KERNEL_RW, 0));
 
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	for (uint64_t i = 0; i < pages; i++) {
 		uint64_t off = (i * 8) % PAGE_SIZE;
-		EXPECT_TRUE(t, mmt_try_store8(va + i * PAGE_SIZE + off, (uint8_t)(0x40 + i), &f));
+		EXPECT_TRUE(t, faultcap_try_store8(va + i * PAGE_SIZE + off, (uint8_t)(0x40 + i), &f));
 		EXPECT_EQ(t, direct[off], (uint8_t)(0x40 + i));
 		direct[off] = (uint8_t)(0x80 + i);
-		EXPECT_TRUE(t, mmt_try_load8(va + i * PAGE_SIZE + off, &v, &f));
+		EXPECT_TRUE(t, faultcap_try_load8(va + i * PAGE_SIZE + off, &v, &f));
 		EXPECT_EQ(t, v, (uint8_t)(0x80 + i));
 	}
 
@@ -364,9 +364,9 @@ static void check_access_after_unmap(struct ktest *t, uint64_t va, uint64_t page
 	for (uint64_t i = 0; i < pages; i++) {
 		uint64_t a = va + i * PAGE_SIZE + 0x10;
 		EXPECT_TRUE(t, mmt_va_unmapped(a));
-		EXPECT_FALSE(t, mmt_try_load8(a, &v, &f));
+		EXPECT_FALSE(t, faultcap_try_load8(a, &v, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, a);
-		EXPECT_EQ(t, f.rip, (uint64_t)mmt_load8);
+		EXPECT_EQ(t, f.rip, (uint64_t)faultcap_load8);
 	}
 	pfn_free(pfn);
 }

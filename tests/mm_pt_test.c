@@ -111,14 +111,14 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 	check_split_leaves(t, va, first, big, page_type, &table_pa);
 
 	/* By hardware: the page refuses a write, its neighbours take one, all read back. */
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
-	EXPECT_FALSE(t, mmt_try_store8(cva + 8, 0xEE, &f));
+	EXPECT_FALSE(t, faultcap_try_store8(cva + 8, 0xEE, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, cva + 8);
-	EXPECT_TRUE(t, mmt_try_load8(cva, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(cva, &v, &f));
 	EXPECT_EQ(t, v, CHANGED_PAGE & 0xFF);
-	EXPECT_TRUE(t, mmt_try_store8(cva - PAGE_SIZE + 8, 0xA1, &f));
-	EXPECT_TRUE(t, mmt_try_store8(cva + PAGE_SIZE + 8, 0xA2, &f));
+	EXPECT_TRUE(t, faultcap_try_store8(cva - PAGE_SIZE + 8, 0xA1, &f));
+	EXPECT_TRUE(t, faultcap_try_store8(cva + PAGE_SIZE + 8, 0xA2, &f));
 	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn - 1) + 8), 0xA1);
 	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn + 1) + 8), 0xA2);
 	for (uint64_t i = 0; i < 512; i += 37)
@@ -135,7 +135,7 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 	EXPECT_EQ(t, page_tables(), tables);
 	if (table_pa)
 		EXPECT_TRUE(t, mmt_frame_is_free(table_pa >> PAGE_SHIFT));
-	EXPECT_TRUE(t, mmt_try_store8(cva + 8, 0xEF, &f));
+	EXPECT_TRUE(t, faultcap_try_store8(cva + 8, 0xEF, &f));
 	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn) + 8), 0xEF);
 
 	pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);

@@ -1,9 +1,9 @@
 /*
  * Helpers shared by the memory-manager tests (mm_fault, mm_pat, mm_pt, mm_pfn).
  *
- * The tests prove rules by hardware, so these helpers do two things only:
- *   - make one real access (load, store, call) inside __try and report the fault the CPU
- *     raised: vector, #PF error code, CR2, RIP;
+ * The tests prove rules by hardware: one real access inside __try reports the fault the CPU
+ * raised (kernel/faultcap.h, shared with the monitor's tour), and these helpers
+ *   - check such a fault (EXPECT_PAGE_FAULT);
  *   - decode raw page-table entries and the IA32_PAT MSR with the tests' own copy of the
  *     architectural bit positions (SDM Vol. 3, 4.5 and 13.12), independent of mm/pt.c and
  *     mm/pat.c, which are the code under test.
@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "include/mdlab/ntdef.h"
+#include "kernel/faultcap.h"
 #include "kernel/trap.h"
 #include "mm/layout.h"
 #include "mm/pat.h"
@@ -48,26 +49,6 @@
  */
 #define MMT_TEST_VA(n) (KVA_TEST_BASE + (uint64_t)(n) * HUGE_PAGE_SIZE)
 #define MMT_USER_VA(n) (200ull * (512ull << 30) + (uint64_t)(n) * HUGE_PAGE_SIZE)
-
-/* What one access did. */
-struct mmt_fault {
-	bool faulted;
-	bool from_cpu;      /* the exception came from a CPU fault (trap frame valid) */
-	NTSTATUS status;
-	uint64_t vector, error_code, cr2, rip;
-};
-
-/* One instruction each, located at the symbol itself, so a fault's RIP is known exactly:
- * mmt_load8 is `movzbl (%rdi), %eax`, mmt_store8 is `movb %sil, (%rdi)`. */
-uint8_t mmt_load8(uint64_t va);
-void mmt_store8(uint64_t va, uint8_t v);
-
-/* Make the access inside __try.  True when it completed; false when it faulted, with the
- * fault in *f (zeroed first either way). */
-bool mmt_try_load8(uint64_t va, uint8_t *out, struct mmt_fault *f);
-bool mmt_try_store8(uint64_t va, uint8_t v, struct mmt_fault *f);
-/* Call the code at va (the tests put a `ret` there). */
-bool mmt_try_call(uint64_t va, struct mmt_fault *f);
 
 /* EXPECT a #PF with this exact error code and CR2 (a macro, so failures name the caller's
  * line). */

@@ -157,18 +157,18 @@ static void large_allocation_is_page_aligned_before_a_guard_page(struct ktest *t
 			EXPECT_TRUE(t, q.present);
 		}
 		/* The whole last page is usable memory, beyond the size asked too. */
-		struct mmt_fault f;
+		struct faultcap f;
 		uint8_t v;
-		EXPECT_TRUE(t, mmt_try_load8(va + n * PAGE_SIZE - 1, &v, &f));
+		EXPECT_TRUE(t, faultcap_try_load8(va + n * PAGE_SIZE - 1, &v, &f));
 
 		uint64_t guard = va + n * PAGE_SIZE;
 		struct pt_query q;
 		pt_query(&kernel_root, guard, &q);
 		EXPECT_FALSE(t, q.present);
-		EXPECT_FALSE(t, mmt_try_store8(guard, 0x11, &f));
+		EXPECT_FALSE(t, faultcap_try_store8(guard, 0x11, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_WRITE_NOT_PRESENT, guard);
-		EXPECT_EQ(t, f.rip, (uint64_t)mmt_store8);
-		EXPECT_FALSE(t, mmt_try_load8(guard + 0x10, &v, &f));
+		EXPECT_EQ(t, f.rip, (uint64_t)faultcap_store8);
+		EXPECT_FALSE(t, faultcap_try_load8(guard + 0x10, &v, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, guard + 0x10);
 		release(p);
 	}
@@ -275,8 +275,8 @@ static void expect_rw_nx(struct ktest *t, uint64_t va)
 
 static void expect_fetch_refused(struct ktest *t, uint64_t va)
 {
-	struct mmt_fault f;
-	EXPECT_FALSE(t, mmt_try_call(va, &f));
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_call(va, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, va);
 	EXPECT_EQ(t, f.rip, va);
 }

@@ -339,18 +339,18 @@ static void cpu_faults_in_the_smap_window_are_resolved_or_raised(struct ktest *t
 	alloc(t, rw, P, MEM_COMMIT, PAGE_READWRITE);
 	alloc(t, ro, 2 * P, MEM_COMMIT, PAGE_READONLY);
 	alloc(t, na, P, MEM_COMMIT, PAGE_NOACCESS);
-	struct mmt_fault f_rw, f_ro, f_ro_w, f_ro2, f_na, f_rsv;
+	struct faultcap f_rw, f_ro, f_ro_w, f_ro2, f_na, f_rsv;
 	uint8_t v_ro = 0xFF, v_na, v_rsv;
 	bool ok_rw, ok_ro, ok_ro_w, ok_ro2, ok_na, ok_rsv;
 
 	attach();
 	user_access_begin();
-	ok_rw = mmt_try_store8(rw + 0x10, 0x5A, &f_rw);
-	ok_ro = mmt_try_load8(ro + 0x20, &v_ro, &f_ro);
-	ok_ro_w = mmt_try_store8(ro + 0x20, 1, &f_ro_w);
-	ok_ro2 = mmt_try_store8(ro2, 1, &f_ro2);
-	ok_na = mmt_try_load8(na, &v_na, &f_na);
-	ok_rsv = mmt_try_load8(rsv + 0x30, &v_rsv, &f_rsv);
+	ok_rw = faultcap_try_store8(rw + 0x10, 0x5A, &f_rw);
+	ok_ro = faultcap_try_load8(ro + 0x20, &v_ro, &f_ro);
+	ok_ro_w = faultcap_try_store8(ro + 0x20, 1, &f_ro_w);
+	ok_ro2 = faultcap_try_store8(ro2, 1, &f_ro2);
+	ok_na = faultcap_try_load8(na, &v_na, &f_na);
+	ok_rsv = faultcap_try_load8(rsv + 0x30, &v_rsv, &f_rsv);
 	user_access_end();
 	detach();
 
