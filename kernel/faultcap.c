@@ -38,47 +38,40 @@ void faultcap_record(struct faultcap *c, const EXCEPTION_RECORD *r, const struct
 	}
 }
 
-bool faultcap_try_load8(uint64_t va, uint8_t *out, struct faultcap *c)
+/* The one __try all the accesses share: `kind` names the access, v the value stored. */
+enum access { ACCESS_LOAD8, ACCESS_STORE8, ACCESS_STORE64, ACCESS_CALL };
+
+static bool try_access(enum access kind, uint64_t va, uint64_t v, uint8_t *out, struct faultcap *c)
 {
 	memset(c, 0, sizeof *c);
 	__try {
-		*out = faultcap_load8(va);
+		if (kind == ACCESS_LOAD8)
+			*out = faultcap_load8(va);
+		else if (kind == ACCESS_STORE8)
+			faultcap_store8(va, (uint8_t)v);
+		else if (kind == ACCESS_STORE64)
+			faultcap_store64(va, v);
+		else
+			((void (*)(void))va)();
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		faultcap_record(c, GetExceptionRecord(), GetExceptionTrapFrame());
 	}
 	return !c->faulted;
+}
+
+bool faultcap_try_load8(uint64_t va, uint8_t *out, struct faultcap *c)
+{
+	return try_access(ACCESS_LOAD8, va, 0, out, c);
 }
 
 bool faultcap_try_store8(uint64_t va, uint8_t v, struct faultcap *c)
 {
-	memset(c, 0, sizeof *c);
-	__try {
-		faultcap_store8(va, v);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		faultcap_record(c, GetExceptionRecord(), GetExceptionTrapFrame());
-	}
-	return !c->faulted;
+	return try_access(ACCESS_STORE8, va, v, NULL, c);
 }
 
 bool faultcap_try_store64(uint64_t va, uint64_t v, struct faultcap *c)
 {
-	memset(c, 0, sizeof *c);
-	__try {
-		faultcap_store64(va, v);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		faultcap_record(c, GetExceptionRecord(), GetExceptionTrapFrame());
-	}
-	return !c->faulted;
+	return try_access(ACCESS_STORE64, va, v, NULL, c);
 }
 
-bool faultcap_try_call(uint64_t va, struct faultcap *c)
-{
-	void (*fn)(void) = (void (*)(void))va;
-	memset(c, 0, sizeof *c);
-	__try {
-		fn();
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		faultcap_record(c, GetExceptionRecord(), GetExceptionTrapFrame());
-	}
-	return !c->faulted;
-}
+bool faultcap_try_call(uint64_t va, struct faultcap *c) { return try_access(ACCESS_CALL, va, 0, NULL, c); }
