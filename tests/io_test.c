@@ -24,7 +24,7 @@
  * locked pages, open handles and device objects as before.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"

@@ -19,6 +19,7 @@
  * kernel's page tables).
  */
 #include "kernel/ktest.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
@@ -263,13 +264,6 @@ static const struct {
 	{ "neither", IOCTL_SIOCTL_METHOD_NEITHER },
 };
 
-static bool mapped_in_kernel(uint64_t va)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	return q.present;
-}
-
 static void each_method_round_trips_from_ring_3(struct ktest *t)
 {
 	uint64_t expect[2];
@@ -297,7 +291,7 @@ static void each_method_round_trips_from_ring_3(struct ktest *t)
 		/* The driver's system mappings are gone: MmUnlockPages (the I/O manager's at
 		 * completion, or the driver's own for METHOD_NEITHER) released them. */
 		for (int i = 0; i < sioctl_log.nmapped; i++)
-			if (mapped_in_kernel(sioctl_log.mapped[i]))
+			if (mmt_va_mapped(sioctl_log.mapped[i]))
 				KTEST_FAIL(t, "%s: system mapping 0x%lx still present", methods[m].name,
 					   sioctl_log.mapped[i]);
 		if (methods[m].code == IOCTL_SIOCTL_METHOD_NEITHER) {
@@ -356,7 +350,7 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 	EXPECT_EQ(t, (ULONG)sioctl_log.status, (ULONG)STATUS_ACCESS_VIOLATION);
 	/* NULL output after a good input: the input was mapped, then released by its unlock. */
 	for (int i = 0; i < sioctl_log.nmapped; i++)
-		EXPECT_FALSE(t, mapped_in_kernel(sioctl_log.mapped[i]));
+		EXPECT_FALSE(t, mmt_va_mapped(sioctl_log.mapped[i]));
 	EXPECT_EQ(t, p->locked_pages, 0);
 	uint64_t v = 0;
 	EXPECT_TRUE(t, ps_report(p, 1000, &v) && v == 7);

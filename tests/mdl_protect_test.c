@@ -10,7 +10,9 @@
  * alias audit would see it.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "mm/mdl.h"
@@ -18,12 +20,6 @@
 #include "mm/pt.h"
 
 #define TAG 0x74506D4Du /* 'MmPt' */
-#define RET_OPCODE 0xC3
-#define PF_READ_NOT_PRESENT 0x0
-#define PF_WRITE_NOT_PRESENT PF_W
-#define PF_WRITE_PROTECTION (PF_P | PF_W)
-#define PF_FETCH_PROTECTION (PF_P | PF_ID)
-#define PTE_AD (MMT_PTE_A | MMT_PTE_D) /* set by the CPU: not the routine's doing */
 /* Scratch kernel addresses of this suite: slot 113 of the test region (mm_test_util.h). */
 #define PROTECT_SCRATCH_VA MMT_TEST_VA(113)
 
@@ -62,7 +58,7 @@ static void snapshot(const struct mapped *m, uint64_t out[2])
 	for (int i = 0; i < 2; i++) {
 		struct pt_query q;
 		pt_query(&kernel_root, m->base + i * PAGE_SIZE, &q);
-		out[i] = q.entry[1] & ~PTE_AD;
+		out[i] = q.entry[1] & ~MMT_PTE_AD;
 	}
 }
 
@@ -185,8 +181,8 @@ static void execute_read_runs_code_and_refuses_writes(struct ktest *t)
 {
 	struct mapped m;
 	map_buffer(t, &m);
-	m.buf[0x40] = RET_OPCODE;
-	m.buf[PAGE_SIZE + 0x200] = RET_OPCODE;
+	m.buf[0x40] = FAULTCAP_RET_OPCODE;
+	m.buf[PAGE_SIZE + 0x200] = FAULTCAP_RET_OPCODE;
 	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, false, true, MT_WB);
 	struct faultcap f;
@@ -206,13 +202,13 @@ static void execute_runs_code(struct ktest *t)
 {
 	struct mapped m;
 	map_buffer(t, &m);
-	m.buf[PAGE_SIZE + 0x10] = RET_OPCODE;
+	m.buf[PAGE_SIZE + 0x10] = FAULTCAP_RET_OPCODE;
 	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, false, true, MT_WB);
 	struct faultcap f;
 	EXPECT_TRUE(t, faultcap_try_call(m.base + PAGE_SIZE + 0x10, &f));
 	expect_write_faults(t, m.base + PAGE_SIZE + 0x10, PF_WRITE_PROTECTION);
-	EXPECT_EQ(t, m.buf[PAGE_SIZE + 0x10], RET_OPCODE);
+	EXPECT_EQ(t, m.buf[PAGE_SIZE + 0x10], FAULTCAP_RET_OPCODE);
 	/* Unmapped while executable: nothing of it survives. */
 	uint64_t base = m.base;
 	unmap_buffer(&m);
@@ -240,7 +236,7 @@ static void execute_readwrite_is_refused_and_changes_nothing(struct ktest *t)
 			expect_ptes(t, &m, true, !ro, false, MT_WB);
 		}
 	}
-	m.buf[0x40] = RET_OPCODE;
+	m.buf[0x40] = FAULTCAP_RET_OPCODE;
 	struct faultcap f;
 	EXPECT_FALSE(t, faultcap_try_call(m.base + 0x40, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, m.base + 0x40);

@@ -11,7 +11,8 @@
  * types are decoded from the leaves' PAT/PCD/PWT bits against IA32_PAT read by RDMSR.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
@@ -214,18 +215,6 @@ static uint64_t user_leaf(PEPROCESS p, uint64_t va)
 	return q.present && q.level == 1 ? q.entry[1] : 0;
 }
 
-/* The IA32_PAT encoding a 4 KiB leaf selects: slot PAT << 2 | PCD << 1 | PWT (SDM 13.12.3)
- * looked up in the MSR as it is now. */
-static unsigned leaf_pat_encoding(uint64_t leaf)
-{
-	unsigned slot = (mmt_has(leaf, MMT_PTE_PAT_4K) ? 4 : 0) | (mmt_has(leaf, MMT_PTE_PCD) ? 2 : 0) |
-			(mmt_has(leaf, MMT_PTE_PWT) ? 1 : 0);
-	return (unsigned)(rdmsr(MMT_MSR_PAT) >> (slot * 8)) & 7;
-}
-#define ENC_UC 0
-#define ENC_WC 1
-#define ENC_WB 6
-
 /* A user leaf for pfn with exactly these rights, read from the raw entries: present, U/S,
  * NX at the leaf and effective, RW as asked, not global. */
 #define EXPECT_USER_LEAF(t, p, va, pfn, writable)                                             \
@@ -256,22 +245,6 @@ static uint32_t mappings_of(PEPROCESS p)
 		n++;
 	return n;
 }
-
-static uint64_t free_frames(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.free;
-}
-
-static uint64_t locked_frames(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.locked;
-}
-
-static uint32_t lock_count(pfn_t pfn) { return pfn_entry(pfn)->lock_count; }
 
 /* ---- buffers ----------------------------------------------------------------------- */
 
@@ -326,7 +299,7 @@ static void probe_makes_user_pages_resident_and_counts_them(struct ktest *t)
 	uint64_t buf = zw_alloc(t, BUF_VA, 3 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	for (int i = 0; i < 3; i++)
 		EXPECT_FALSE(t, query(p, buf + i * P).present); /* demand-zero: no frame yet */
-	uint64_t locked0 = locked_frames();
+	uint64_t locked0 = mmt_locked_frames();
 	PMDL m = user_mdl(t, buf + 0x100, 2 * P + 0x10); /* three pages */
 	track_locked(m);
 	struct raised r = try_probe(m, UserMode, IoWriteAccess);
@@ -335,18 +308,18 @@ static void probe_makes_user_pages_resident_and_counts_them(struct ktest *t)
 	EXPECT_EQ(t, p->locked_pages, 3);
 	EXPECT_TRUE(t, m->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_TRUE(t, m->MdlFlags & MDL_WRITE_OPERATION);
-	EXPECT_EQ(t, locked_frames(), locked0 + 3);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0 + 3);
 	for (int i = 0; i < 3; i++) {
 		struct pt_query q = query(p, buf + i * P);
 		EXPECT_TRUE(t, q.present && q.eff.user && q.eff.write);
 		EXPECT_EQ(t, MmGetMdlPfnArray(m)[i], q.pa >> PAGE_SHIFT);
-		EXPECT_EQ(t, lock_count(MmGetMdlPfnArray(m)[i]), 1);
+		EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[i]), 1);
 	}
 	MmUnlockPages(m);
 	EXPECT_EQ(t, p->locked_pages, 0);
-	EXPECT_EQ(t, locked_frames(), locked0);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0);
 	for (int i = 0; i < 3; i++)
-		EXPECT_EQ(t, lock_count(MmGetMdlPfnArray(m)[i]), 0);
+		EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[i]), 0);
 	free_mdl(m);
 	detach();
 	destroy(p);
@@ -410,13 +383,13 @@ static void expect_refused(struct ktest *t, PEPROCESS p, uint64_t va, ULONG len,
 	uint8_t storage[sizeof(MDL) + 4 * sizeof(PFN_NUMBER)] __attribute__((aligned(8)));
 	PMDL m = (PMDL)storage;
 	MmInitializeMdl(m, va, len);
-	uint64_t locked0 = locked_frames();
+	uint64_t locked0 = mmt_locked_frames();
 	struct raised r = try_probe(m, UserMode, op);
 	EXPECT_EQ(t, (ULONG)r.status, (ULONG)STATUS_ACCESS_VIOLATION);
 	EXPECT_EQ(t, r.info[0], op == IoReadAccess ? EXCEPTION_READ_FAULT : EXCEPTION_WRITE_FAULT);
 	EXPECT_EQ(t, r.info[1], bad);
 	EXPECT_FALSE(t, m->MdlFlags & MDL_PAGES_LOCKED);
-	EXPECT_EQ(t, locked_frames(), locked0);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0);
 	EXPECT_EQ(t, p ? p->locked_pages : 0, 0);
 }
 
@@ -444,7 +417,7 @@ static void probe_refusals_raise_and_leave_nothing_locked(struct ktest *t)
 	/* The bad page last: the first two became resident, yet nothing stays locked. */
 	expect_refused(t, p, res + 0x800, 2 * P, IoReadAccess, res + 2 * P);
 	EXPECT_TRUE(t, query(p, res).present && query(p, res + P).present);
-	EXPECT_EQ(t, lock_count(query(p, res).pa >> PAGE_SHIFT), 0);
+	EXPECT_EQ(t, mmt_lock_count(query(p, res).pa >> PAGE_SHIFT), 0);
 	expect_refused(t, p, rw + P, P + 1, IoReadAccess, rw + 2 * P);
 
 	/* What the refusals spared is fine: the same pages read, and the read-write ones written. */
@@ -484,7 +457,7 @@ static void user_mapping_keeps_offset_and_is_user_no_execute(struct ktest *t)
 	EXPECT_TRUE(t, base >= 0x10000 && base + 3 * P - 1 <= p->highest_user);
 	for (int i = 0; i < 3; i++) {
 		EXPECT_USER_LEAF(t, p, base + i * P, MmGetMdlPfnArray(m)[i], true);
-		EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, base + i * P)), ENC_WB);
+		EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, base + i * P), 1), MMT_ENC_WB);
 	}
 	struct vad *v = vad_find(p, base);
 	ASSERT_TRUE(t, v != NULL);
@@ -672,7 +645,7 @@ static void failures_raise_and_leave_nothing(struct ktest *t)
 	/* Unattached: the kernel has no user address space. */
 	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, MAP_VA, NormalPagePriority, &va), (ULONG)STATUS_INVALID_ADDRESS);
 	attach(p);
-	uint64_t vads0 = vad_count(p), free0 = free_frames();
+	uint64_t vads0 = vad_count(p), free0 = mmt_free_frames();
 	EXPECT_EQ(t, (ULONG)try_map(m, (MEMORY_CACHING_TYPE)77, MAP_VA, NormalPagePriority, &va),
 		  (ULONG)STATUS_INVALID_PARAMETER);
 
@@ -703,7 +676,7 @@ static void failures_raise_and_leave_nothing(struct ktest *t)
 	EXPECT_EQ(t, vad_count(p), vads0);
 	EXPECT_TRUE(t, p->mappings == NULL);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
-	EXPECT_EQ(t, free_frames(), free0);
+	EXPECT_EQ(t, mmt_free_frames(), free0);
 	mdl_user_get_stats(&s1);
 	EXPECT_EQ(t, s1.failures - s0.failures, 6);
 	EXPECT_EQ(t, s1.live, s0.live);
@@ -732,19 +705,19 @@ static void each_frame_keeps_one_memory_type(struct ktest *t)
 	ASSERT_EQ(t, (ULONG)try_probe(ram, UserMode, IoWriteAccess).status, (ULONG)STATUS_SUCCESS);
 
 	uint64_t a = map_user(t, untyped, MmNonCached, MAP_VA, NormalPagePriority);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, a)), ENC_UC);
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, a), 1), MMT_ENC_UC);
 	EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(untyped)[0])->memtype, MT_UC);
 	uint64_t k = (uint64_t)MmGetSystemAddressForMdlSafe(untyped, NormalPagePriority);
 	ASSERT_TRUE(t, k != 0);
 	struct pt_query kq;
 	pt_query(&kernel_root, k, &kq);
-	EXPECT_EQ(t, leaf_pat_encoding(kq.entry[1]), ENC_UC);
+	EXPECT_EQ(t, mmt_leaf_encoding(kq.entry[1], 1), MMT_ENC_UC);
 
 	uint64_t b = map_user(t, wc, MmCached, MAP_VA + 0x10000, NormalPagePriority);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, b)), ENC_WC);
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, b), 1), MMT_ENC_WC);
 	uint64_t c = map_user(t, ram, MmNonCached, MAP_VA + 0x20000, NormalPagePriority);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, c)), ENC_WB);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, buf)), ENC_WB);
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, c), 1), MMT_ENC_WB);
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, buf), 1), MMT_ENC_WB);
 
 	MmUnmapLockedPages((PVOID)a, untyped);
 	MmUnmapLockedPages((PVOID)b, wc);
@@ -778,7 +751,7 @@ static void whole_zeroed_pool_pages_map_and_count(struct ktest *t)
 	uint64_t va = map_user(t, m, MmNonCached, MAP_VA, NormalPagePriority);
 	EXPECT_EQ(t, va, MAP_VA);
 	EXPECT_USER_LEAF(t, p, va, MmGetMdlPfnArray(m)[0], true);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, va)), ENC_WB); /* pool stays WB */
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, va), 1), MMT_ENC_WB); /* pool stays WB */
 	EXPECT_TRUE(t, p->mappings->pool);
 	uint8_t v = 0;
 	EXPECT_EQ(t, (ULONG)copy_from_user(&v, va + 5, 1), (ULONG)STATUS_SUCCESS);
@@ -934,8 +907,7 @@ static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *
 	map_user(t, m, MmCached, MAP_VA, NormalPagePriority);
 	detach();
 	/* The leaves before, without the accessed and dirty bits the CPU may set. */
-	uint64_t ad = MMT_PTE_A | MMT_PTE_D;
-	uint64_t before0 = user_leaf(p, MAP_VA) & ~ad, before1 = user_leaf(p, MAP_VA + P) & ~ad;
+	uint64_t before0 = user_leaf(p, MAP_VA) & ~MMT_PTE_AD, before1 = user_leaf(p, MAP_VA + P) & ~MMT_PTE_AD;
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
 	EXPECT_EQ(t, (ULONG)report(t, p, 0, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_NE(t, (ULONG)report(t, p, 1, 0), (ULONG)STATUS_SUCCESS);
@@ -946,8 +918,8 @@ static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *
 	for (uint32_t i = 6; i <= 8; i++)
 		EXPECT_FALSE(t, NT_SUCCESS((NTSTATUS)report(t, p, i, 0)));
 	EXPECT_EQ(t, report(t, p, 9, 0), 0x600DF00D);
-	EXPECT_EQ(t, user_leaf(p, MAP_VA) & ~ad, before0);
-	EXPECT_EQ(t, user_leaf(p, MAP_VA + P) & ~ad, before1);
+	EXPECT_EQ(t, user_leaf(p, MAP_VA) & ~MMT_PTE_AD, before0);
+	EXPECT_EQ(t, user_leaf(p, MAP_VA + P) & ~MMT_PTE_AD, before1);
 	struct vad *v = vad_find(p, MAP_VA);
 	EXPECT_TRUE(t, v && v->kind == VAD_MDL && v->start == MAP_VA && v->end == MAP_VA + 2 * P);
 	EXPECT_EQ(t, mappings_of(p), 1);
@@ -1042,14 +1014,12 @@ struct counters {
 static struct counters counters_now(void)
 {
 	struct pfn_stats ps;
-	struct syspte_stats ss;
 	struct pool_stats pl;
 	struct mdl_user_stats us;
 	pfn_get_stats(&ps);
-	syspte_get_stats(&ss);
 	pool_get_stats(&pl);
 	mdl_user_get_stats(&us);
-	return (struct counters){ ps.free, ps.locked, ss.free, pl.bytes_in_use, us.live };
+	return (struct counters){ ps.free, ps.locked, mmt_free_sysptes(), pl.bytes_in_use, us.live };
 }
 
 static void process_exit_tears_down_mappings_and_counters_return(struct ktest *t)
@@ -1112,7 +1082,7 @@ static void typed_pages_have_one_type_in_both_mappings(struct ktest *t)
 	static const struct {
 		MEMORY_CACHING_TYPE ct;
 		unsigned enc;
-	} kinds[] = { { MmWriteCombined, ENC_WC }, { MmNonCached, ENC_UC } };
+	} kinds[] = { { MmWriteCombined, MMT_ENC_WC }, { MmNonCached, MMT_ENC_UC } };
 	for (unsigned i = 0; i < ARRAY_SIZE(kinds); i++) {
 		PMDL m = pages_for_mdl(t, 2 * P, true, kinds[i].ct);
 		uint64_t ops[] = {
@@ -1134,8 +1104,8 @@ static void typed_pages_have_one_type_in_both_mappings(struct ktest *t)
 			pt_query(&kernel_root, (uint64_t)k + pg * P, &kq);
 			ASSERT_TRUE(t, kq.present && kq.level == 1);
 			uint64_t ul = user_leaf(p, u + pg * P);
-			EXPECT_EQ(t, leaf_pat_encoding(ul), kinds[i].enc);
-			EXPECT_EQ(t, leaf_pat_encoding(kq.entry[1]), kinds[i].enc);
+			EXPECT_EQ(t, mmt_leaf_encoding(ul, 1), kinds[i].enc);
+			EXPECT_EQ(t, mmt_leaf_encoding(kq.entry[1], 1), kinds[i].enc);
 			EXPECT_EQ(t, ul & MMT_PTE_ADDR, kq.entry[1] & MMT_PTE_ADDR);
 		}
 		EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);

@@ -6,7 +6,9 @@
  * well, and a positive control shows the same access succeeding once the bit allows it.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
@@ -15,13 +17,7 @@
 #include "mm/mm.h"
 #include "mm/tlb.h"
 
-#define RET_OPCODE 0xC3
 #define POOL_TAG 0x746C664Du /* "Mflt" */
-#define PF_READ_NOT_PRESENT 0x0
-#define PF_WRITE_NOT_PRESENT PF_W
-#define PF_READ_PROTECTION PF_P
-#define PF_WRITE_PROTECTION (PF_P | PF_W)
-#define PF_FETCH_PROTECTION (PF_P | PF_ID)
 
 extern char __text_start[], __text_end[], __rodata_start[], __rodata_end[], __data_start[],
 	__kernel_end[];
@@ -29,30 +25,11 @@ extern char __text_start[], __text_end[], __rodata_start[], __rodata_end[], __da
 /* A constant table the linker places in .rodata. */
 __attribute__((used)) static const uint8_t rodata_table[64] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
 /* `ret` in initialised data (.data) and in zero-initialised data (.bss). */
-__attribute__((used)) static uint8_t data_code[16] = { RET_OPCODE };
+__attribute__((used)) static uint8_t data_code[16] = { FAULTCAP_RET_OPCODE };
 __attribute__((used)) static uint8_t bss_code[16];
 
 static const struct pt_attrs KERNEL_RW = { .write = true, .type = MT_WB };
 static const struct pt_attrs USER_RW = { .write = true, .user = true, .type = MT_WB };
-
-/* A write of the byte already there: if the protection were missing, nothing changes. */
-static void expect_write_refused(struct ktest *t, uint64_t va)
-{
-	struct faultcap f;
-	uint8_t old = 0;
-	EXPECT_TRUE(t, faultcap_try_load8(va, &old, &f));
-	EXPECT_FALSE(t, faultcap_try_store8(va, old, &f));
-	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, (uint64_t)faultcap_store8);
-}
-
-static void expect_fetch_refused(struct ktest *t, uint64_t va)
-{
-	struct faultcap f;
-	EXPECT_FALSE(t, faultcap_try_call(va, &f));
-	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, va);
-}
 
 static void write_to_kernel_text_faults(struct ktest *t)
 {
@@ -103,7 +80,7 @@ static void execute_from_data_faults(struct ktest *t)
 	uint64_t d = (uint64_t)data_code, b = (uint64_t)bss_code;
 	ASSERT_TRUE(t, d >= (uint64_t)__data_start && d < (uint64_t)__kernel_end);
 	ASSERT_TRUE(t, b >= (uint64_t)__data_start && b < (uint64_t)__kernel_end);
-	bss_code[0] = RET_OPCODE;
+	bss_code[0] = FAULTCAP_RET_OPCODE;
 	EXPECT_TRUE(t, mmt_rights_of(d).nx);
 	EXPECT_TRUE(t, mmt_rights_of(b).nx);
 	expect_fetch_refused(t, d);
@@ -113,12 +90,12 @@ static void execute_from_data_faults(struct ktest *t)
 
 static void execute_from_stack_faults(struct ktest *t)
 {
-	volatile uint8_t code[16] = { RET_OPCODE };
+	volatile uint8_t code[16] = { FAULTCAP_RET_OPCODE };
 	uint64_t va = (uint64_t)&code[0];
 	ASSERT_TRUE(t, va >= KVA_STACKS_BASE && va < KVA_STACKS_END);
 	EXPECT_TRUE(t, mmt_rights_of(va).nx);
 	expect_fetch_refused(t, va);
-	EXPECT_EQ(t, code[0], RET_OPCODE);
+	EXPECT_EQ(t, code[0], FAULTCAP_RET_OPCODE);
 }
 
 static void execute_from_direct_map_faults(struct ktest *t)
@@ -126,8 +103,8 @@ static void execute_from_direct_map_faults(struct ktest *t)
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
 	uint8_t *p = pfn_to_virt(pfn);
-	p[0] = RET_OPCODE;
-	p[100] = RET_OPCODE;
+	p[0] = FAULTCAP_RET_OPCODE;
+	p[100] = FAULTCAP_RET_OPCODE;
 	EXPECT_TRUE(t, mmt_rights_of((uint64_t)p).nx);
 	expect_fetch_refused(t, (uint64_t)p);
 	expect_fetch_refused(t, (uint64_t)p + 100);
@@ -142,13 +119,13 @@ static void execute_from_pool_faults(struct ktest *t)
 	uint8_t *large = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * PAGE_SIZE, POOL_TAG);
 	if (small) {
 		EXPECT_TRUE(t, (uint64_t)small >= KVA_POOL_BASE && (uint64_t)small < KVA_POOL_END);
-		small[0] = RET_OPCODE;
+		small[0] = FAULTCAP_RET_OPCODE;
 		EXPECT_TRUE(t, mmt_rights_of((uint64_t)small).nx);
 		expect_fetch_refused(t, (uint64_t)small);
 		ExFreePoolWithTag(small, POOL_TAG);
 	}
 	if (large) {
-		large[PAGE_SIZE + 16] = RET_OPCODE;
+		large[PAGE_SIZE + 16] = FAULTCAP_RET_OPCODE;
 		EXPECT_TRUE(t, mmt_rights_of((uint64_t)large + PAGE_SIZE).nx);
 		expect_fetch_refused(t, (uint64_t)large + PAGE_SIZE + 16);
 		ExFreePoolWithTag(large, POOL_TAG);
@@ -164,7 +141,7 @@ static void execute_needs_nx_clear(struct ktest *t)
 	ASSERT_TRUE(t, mmt_va_unmapped(x) && mmt_va_unmapped(nx));
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
-	*(uint8_t *)pfn_to_virt(pfn) = RET_OPCODE;
+	*(uint8_t *)pfn_to_virt(pfn) = FAULTCAP_RET_OPCODE;
 	struct pt_attrs exec = { .exec = true, .type = MT_WB }, noexec = { .type = MT_WB };
 	EXPECT_TRUE(t, pt_map(&kernel_root, x, pfn << PAGE_SHIFT, PAGE_SIZE, exec, 0));
 	EXPECT_TRUE(t, pt_map(&kernel_root, nx, pfn << PAGE_SHIFT, PAGE_SIZE, noexec, 0));
@@ -283,7 +260,7 @@ static void smep_blocks_kernel_execution_of_user_page(struct ktest *t)
 	struct faultcap f;
 	ASSERT_TRUE(t, mmt_va_unmapped(kva));
 	struct pt_attrs user_rx = { .exec = true, .user = true, .type = MT_WB };
-	ASSERT_TRUE(t, map_user_page(t, va, &pfn, user_rx, RET_OPCODE));
+	ASSERT_TRUE(t, map_user_page(t, va, &pfn, user_rx, FAULTCAP_RET_OPCODE));
 	struct mmt_rights r = mmt_rights_of(va);
 	EXPECT_FALSE(t, r.nx); /* executable by its bits: only SMEP stands in the way */
 

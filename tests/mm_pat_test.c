@@ -9,7 +9,8 @@
  */
 #include "kernel/ktest.h"
 #include "include/wdm.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
 #include "kernel/lib.h"
@@ -42,14 +43,6 @@ static void every_memory_type_has_a_slot(struct ktest *t)
 	}
 }
 
-/* The encoding of the type the frame's direct-map alias has, by its raw bits and the MSR;
- * 0xFF when the alias is not mapped. */
-static unsigned alias_encoding(pfn_t pfn)
-{
-	struct mmt_rights r = mmt_rights_of((uint64_t)pfn_to_virt(pfn));
-	return r.present ? mmt_leaf_encoding(r.leaf, r.level) : 0xFF;
-}
-
 static void type_encoding_4k_leaves(struct ktest *t)
 {
 	uint64_t base = MMT_TEST_VA(32);
@@ -77,14 +70,14 @@ static void type_encoding_4k_leaves(struct ktest *t)
 				   mmt_type_name(ty), q.entry[1], mmt_leaf_slot(q.entry[1], 1), enc,
 				   mmt_type_encoding(ty));
 		/* The frame's direct-map alias carries the same type (one type per frame). */
-		EXPECT_EQ(t, alias_encoding(pfn), mmt_type_encoding(ty));
+		EXPECT_EQ(t, mmt_alias_encoding(pfn, NULL), mmt_type_encoding(ty));
 		/* The mapping reaches the frame. */
 		*(volatile uint32_t *)va = 0xC0DE0000u + ty;
 		EXPECT_EQ(t, *(volatile uint32_t *)alias, 0xC0DE0000u + ty);
 
 		pt_unmap(&kernel_root, va, PAGE_SIZE);
 		pfn_free(pfn);
-		EXPECT_EQ(t, alias_encoding(pfn), mmt_type_encoding(MT_WB));
+		EXPECT_EQ(t, mmt_alias_encoding(pfn, NULL), mmt_type_encoding(MT_WB));
 	}
 }
 
@@ -117,8 +110,8 @@ static void type_encoding_2m_leaves(struct ktest *t)
 				   mmt_type_name(ty), q.entry[2], mmt_leaf_slot(q.entry[2], 2), enc,
 				   mmt_type_encoding(ty));
 		/* Aliases of the first and last frames agree. */
-		EXPECT_EQ(t, alias_encoding(first), mmt_type_encoding(ty));
-		EXPECT_EQ(t, alias_encoding(first + 511), mmt_type_encoding(ty));
+		EXPECT_EQ(t, mmt_alias_encoding(first, NULL), mmt_type_encoding(ty));
+		EXPECT_EQ(t, mmt_alias_encoding(first + 511, NULL), mmt_type_encoding(ty));
 		volatile uint32_t *last = pfn_to_virt(first + 511);
 		*(volatile uint32_t *)(va + 511 * PAGE_SIZE + 8) = 0xB16B0000u + ty;
 		EXPECT_EQ(t, last[2], 0xB16B0000u + ty);
@@ -126,8 +119,8 @@ static void type_encoding_2m_leaves(struct ktest *t)
 		pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
 		EXPECT_TRUE(t, mmt_va_unmapped(va));
 		pfn_free_run(first, 512);
-		EXPECT_EQ(t, alias_encoding(first), mmt_type_encoding(MT_WB));
-		EXPECT_EQ(t, alias_encoding(first + 511), mmt_type_encoding(MT_WB));
+		EXPECT_EQ(t, mmt_alias_encoding(first, NULL), mmt_type_encoding(MT_WB));
+		EXPECT_EQ(t, mmt_alias_encoding(first + 511, NULL), mmt_type_encoding(MT_WB));
 	}
 }
 

@@ -1,20 +1,20 @@
 /*
  * The page-table module, checked on the real tables: large pages split into 512 identical
  * small ones and merge back, the direct-map alias follows a frame's memory type, emptied
- * tables are freed, and a failed map leaves nothing behind.  Entries are decoded here
- * (tests/mm_test_util.h), the types looked up in IA32_PAT read by RDMSR.
+ * tables are freed, and a failed map leaves nothing behind.  Entries are decoded by the
+ * tests' own tests/lib/pte.h, the types looked up in IA32_PAT read by RDMSR.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "kernel/lib.h"
 #include "mm/audit.h"
 #include "mm/memtype.h"
 
-#define PF_WRITE_PROTECTION (PF_P | PF_W)
 /* The small page of the 2 MiB run the split cases change. */
 #define CHANGED_PAGE 300u
-/* A and D are the CPU's to set; everything else in an entry is the page-table module's. */
-#define MMT_PTE_HW_SET (MMT_PTE_A | MMT_PTE_D)
 
 static struct pt_attrs rw_global(enum memtype ty)
 {
@@ -131,7 +131,7 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 	pt_query(&kernel_root, va + 0x4567, &q);
 	EXPECT_TRUE(t, q.present);
 	EXPECT_EQ(t, q.level, 2);
-	EXPECT_EQ(t, q.entry[2] & ~MMT_PTE_HW_SET, big & ~MMT_PTE_HW_SET);
+	EXPECT_EQ(t, q.entry[2] & ~MMT_PTE_AD, big & ~MMT_PTE_AD);
 	EXPECT_EQ(t, page_tables(), tables);
 	if (table_pa)
 		EXPECT_TRUE(t, mmt_frame_is_free(table_pa >> PAGE_SHIFT));
@@ -155,38 +155,31 @@ static void split_2m_wp_leaf_moves_pat_bit(struct ktest *t)
 	split_and_merge(t, MMT_TEST_VA(49), MT_WP, MT_WC);
 }
 
-/* The encoding of the frame's direct-map alias by its raw bits; its leaf in *r. */
-static unsigned alias_encoding(pfn_t pfn, struct mmt_rights *r)
-{
-	*r = mmt_rights_of((uint64_t)pfn_to_virt(pfn));
-	return r->present ? mmt_leaf_encoding(r->leaf, r->level) : 0xFF;
-}
-
 static void direct_map_alias_follows_frame_type(struct ktest *t)
 {
 	pfn_t pfn = pfn_alloc(0, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
 	pfn_t nb = pfn_is_ram(pfn + 1) ? pfn + 1 : pfn - 1;
 	struct mmt_rights before, r, rn;
-	EXPECT_EQ(t, alias_encoding(pfn, &before), mmt_type_encoding(MT_WB));
+	EXPECT_EQ(t, mmt_alias_encoding(pfn, &before), mmt_type_encoding(MT_WB));
 	volatile uint64_t *alias = pfn_to_virt(pfn);
 	alias[7] = 0xA11A5A11A5ull;
 
 	EXPECT_TRUE(t, memtype_set_frame(pfn, MT_WC));
-	EXPECT_EQ(t, alias_encoding(pfn, &r), mmt_type_encoding(MT_WC));
+	EXPECT_EQ(t, mmt_alias_encoding(pfn, &r), mmt_type_encoding(MT_WC));
 	EXPECT_EQ(t, r.level, 1); /* only this frame changes: a 4 KiB leaf */
 	EXPECT_EQ(t, r.pa, pfn << PAGE_SHIFT);
 	EXPECT_EQ(t, r.leaf & MMT_PTE_RIGHTS, before.leaf & MMT_PTE_RIGHTS);
-	EXPECT_EQ(t, alias_encoding(nb, &rn), mmt_type_encoding(MT_WB));
+	EXPECT_EQ(t, mmt_alias_encoding(nb, &rn), mmt_type_encoding(MT_WB));
 	EXPECT_EQ(t, rn.pa, nb << PAGE_SHIFT);
 	EXPECT_EQ(t, alias[7], 0xA11A5A11A5ull);
 	EXPECT_EQ(t, mm_audit_memtypes(&kernel_root, true), 0);
 	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
 
 	pfn_free(pfn);
-	EXPECT_EQ(t, alias_encoding(pfn, &r), mmt_type_encoding(MT_WB));
+	EXPECT_EQ(t, mmt_alias_encoding(pfn, &r), mmt_type_encoding(MT_WB));
 	EXPECT_EQ(t, r.level, before.level); /* merged back into the large page it came from */
-	EXPECT_EQ(t, r.leaf & ~MMT_PTE_HW_SET, before.leaf & ~MMT_PTE_HW_SET);
+	EXPECT_EQ(t, r.leaf & ~MMT_PTE_AD, before.leaf & ~MMT_PTE_AD);
 }
 
 /* Map one page where no table exists yet, then unmap it: every table the map made is freed

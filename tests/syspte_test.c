@@ -13,7 +13,8 @@
  * left behind (an ASSERT ends a case early), so the "free system PTEs" count always returns.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -30,8 +31,6 @@
 _Static_assert(NormalPagePriority == SYSPTE_PRIORITY_NORMAL && HighPagePriority == SYSPTE_PRIORITY_HIGH,
 	       "the NT priorities are the system-PTE space's edges");
 
-#define PF_READ_NOT_PRESENT 0x0
-#define PF_WRITE_NOT_PRESENT PF_W
 
 static const struct pt_attrs SYSPTE_RW = { .write = true, .global = true, .type = MT_WB };
 
@@ -123,13 +122,6 @@ static void require_untouched_space(struct ktest *t)
 			   s.free_runs);
 	ASSERT_EQ(t, s.total, syspte_total());
 	ASSERT_EQ(t, s.free, s.total);
-}
-
-static bool pte_present(uint64_t va)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	return q.present;
 }
 
 /* ---- priorities ---------------------------------------------------------------------- */
@@ -323,7 +315,7 @@ static void guard_pte_is_reserved_and_unmapped(struct ktest *t)
 	}
 
 	uint64_t guard = va + n * PAGE_SIZE;
-	EXPECT_FALSE(t, pte_present(guard));
+	EXPECT_FALSE(t, mmt_va_mapped(guard));
 	struct faultcap f;
 	uint8_t v;
 	EXPECT_FALSE(t, faultcap_try_load8(guard, &v, &f));
@@ -342,7 +334,7 @@ static void guard_pte_is_reserved_and_unmapped(struct ktest *t)
 	EXPECT_EQ(t, stats_now().free - before, n + 1);
 	EXPECT_EQ(t, stats_now().free, free0);
 	for (uint32_t i = 0; i <= n; i++)
-		EXPECT_FALSE(t, pte_present(va + i * PAGE_SIZE));
+		EXPECT_FALSE(t, mmt_va_mapped(va + i * PAGE_SIZE));
 }
 
 /* ---- release flushes ----------------------------------------------------------------- */
@@ -376,7 +368,7 @@ static uint64_t map_touch_release(struct ktest *t, uint32_t n, pfn_t *pfns, uint
 			EXPECT_EQ(t, (ULONG)f.status, (ULONG)STATUS_ACCESS_VIOLATION);
 			EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, p);
 		}
-		EXPECT_FALSE(t, pte_present(p));
+		EXPECT_FALSE(t, mmt_va_mapped(p));
 	}
 	return va;
 }
@@ -396,7 +388,7 @@ static void access_after_release_faults_and_reuse_shows_new_frames(struct ktest 
 	struct faultcap f;
 	uint8_t v;
 	for (uint32_t i = 0; i < n; i++) {
-		EXPECT_FALSE(t, pte_present(again + i * PAGE_SIZE));
+		EXPECT_FALSE(t, mmt_va_mapped(again + i * PAGE_SIZE));
 		EXPECT_FALSE(t, faultcap_try_load8(again + i * PAGE_SIZE + 0x40, &v, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, again + i * PAGE_SIZE + 0x40);
 	}

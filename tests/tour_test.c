@@ -8,7 +8,7 @@
  * (nt-mdl.md decisions 1 and 2) from its own table.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"

@@ -16,7 +16,8 @@
  *   - each refusal returns the status the module documents.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
@@ -63,13 +64,6 @@ static void detach(void)
 {
 	KeUnstackDetachProcess(&apc);
 	attached = false;
-}
-
-static uint64_t free_pages(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.free;
 }
 
 static struct pt_query query(uint64_t va)
@@ -263,7 +257,7 @@ static void wow64_allocations_stay_below_2g(struct ktest *t)
 static void committed_pages_are_demand_zero(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	uint64_t free0 = free_pages(), tables0 = pt_table_frames();
+	uint64_t free0 = mmt_free_frames(), tables0 = pt_table_frames();
 	for (int i = 0; i < 4; i++)
 		EXPECT_NOT_RESIDENT(t, base + i * P);
 
@@ -273,7 +267,7 @@ static void committed_pages_are_demand_zero(struct ktest *t)
 	EXPECT_TRUE(t, page_is_zero(query(base + P).pa));
 	uint64_t tables_made = pt_table_frames() - tables0;
 	EXPECT_EQ(t, tables_made, 3); /* a PDPT, a PD and a PT under an empty PML4 slot */
-	EXPECT_EQ(t, free0 - free_pages(), 1 + tables_made);
+	EXPECT_EQ(t, free0 - mmt_free_frames(), 1 + tables_made);
 	/* Resident now: a second fault there is not the module's to resolve. */
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base + P, PF_W | U));
 	/* A read fault maps with the page's rights, not the access's. */
@@ -282,7 +276,7 @@ static void committed_pages_are_demand_zero(struct ktest *t)
 	EXPECT_NE(t, query(base + P).pa, query(base + 2 * P).pa);
 	EXPECT_NOT_RESIDENT(t, base);
 	EXPECT_NOT_RESIDENT(t, base + 3 * P);
-	EXPECT_EQ(t, free0 - free_pages(), 2 + tables_made);
+	EXPECT_EQ(t, free0 - mmt_free_frames(), 2 + tables_made);
 	EXPECT_EQ(t, mm_audit_wx(&proc.root, true), 0);
 }
 
@@ -447,13 +441,13 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_USER_PAGE(t, base + P, false, false);
 
 	/* NOACCESS: unmapped, the frame kept for later. */
-	uint64_t free0 = free_pages(), tables0 = pt_table_frames();
+	uint64_t free0 = mmt_free_frames(), tables0 = pt_table_frames();
 	ASSERT_EQ(t, protect(base, 2 * P, PAGE_NOACCESS, &old), STATUS_SUCCESS);
 	EXPECT_EQ(t, old, PAGE_EXECUTE_READ);
 	EXPECT_NOT_RESIDENT(t, base);
 	EXPECT_NOT_RESIDENT(t, base + P);
 	EXPECT_FALSE(t, mmt_frame_is_free(pa >> PAGE_SHIFT));
-	EXPECT_EQ(t, free_pages() - free0, tables0 - pt_table_frames()); /* only emptied tables went */
+	EXPECT_EQ(t, mmt_free_frames() - free0, tables0 - pt_table_frames()); /* only emptied tables went */
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base, U));
 
 	/* And back: the same frame, the same contents, at the next touch. */

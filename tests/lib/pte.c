@@ -1,7 +1,6 @@
-/* Helpers shared by the memory-manager tests (see mm_test_util.h). */
-#include "tests/mm_test_util.h"
+/* The tests' own reading of the page tables and of IA32_PAT (see pte.h). */
+#include "tests/lib/pte.h"
 #include "kernel/cpu.h"
-#include "kernel/lib.h"
 
 uint64_t mmt_leaf_pa(uint64_t entry, int level)
 {
@@ -26,12 +25,12 @@ unsigned mmt_leaf_encoding(uint64_t entry, int level)
 unsigned mmt_type_encoding(enum memtype t)
 {
 	switch (t) {
-	case MT_UC: return 0;
-	case MT_WC: return 1;
-	case MT_WT: return 4;
-	case MT_WP: return 5;
-	case MT_WB: return 6;
-	case MT_UCMINUS: return 7;
+	case MT_UC: return MMT_ENC_UC;
+	case MT_WC: return MMT_ENC_WC;
+	case MT_WT: return MMT_ENC_WT;
+	case MT_WP: return MMT_ENC_WP;
+	case MT_WB: return MMT_ENC_WB;
+	case MT_UCMINUS: return MMT_ENC_UCMINUS;
 	default: return 0xFF;
 	}
 }
@@ -66,43 +65,28 @@ struct mmt_rights mmt_rights_of(uint64_t va)
 	return (struct mmt_rights){ 0 };
 }
 
-bool mmt_va_unmapped(uint64_t va)
+unsigned mmt_encoding_at(uint64_t va, struct mmt_rights *r)
+{
+	struct mmt_rights got = mmt_rights_of(va);
+	if (r)
+		*r = got;
+	return got.present ? mmt_leaf_encoding(got.leaf, got.level) : MMT_ENC_UNMAPPED;
+}
+
+unsigned mmt_alias_encoding(pfn_t pfn, struct mmt_rights *r)
+{
+	return mmt_encoding_at((uint64_t)pfn_to_virt(pfn), r);
+}
+
+bool mmt_va_mapped(uint64_t va)
 {
 	struct pt_query q;
 	pt_query(&kernel_root, va, &q);
-	return !q.present;
+	return q.present;
 }
 
-bool mmt_frame_is_free(pfn_t pfn)
+pfn_t mmt_frame_of(uint64_t va)
 {
-	struct pfn_entry *e = pfn_entry(pfn);
-	return e && (e->state == PFN_FREE || e->state == PFN_ZEROED);
-}
-
-pfn_t mmt_hog_frames(uint64_t leave, uint64_t *taken)
-{
-	pfn_t head = PFN_INVALID;
-	struct pfn_stats s;
-	*taken = 0;
-	for (pfn_get_stats(&s); s.free > leave; pfn_get_stats(&s)) {
-		pfn_t p = pfn_alloc(0, PFN_OWNER_TEST);
-		if (p == PFN_INVALID)
-			break;
-		*(volatile uint64_t *)pfn_to_virt(p) = head;
-		head = p;
-		(*taken)++;
-	}
-	return head;
-}
-
-uint64_t mmt_release_frames(pfn_t head)
-{
-	uint64_t n = 0;
-	while (head != PFN_INVALID) {
-		pfn_t next = *(volatile uint64_t *)pfn_to_virt(head);
-		pfn_free(head);
-		head = next;
-		n++;
-	}
-	return n;
+	struct mmt_rights r = mmt_rights_of(va);
+	return r.present ? r.pa >> PAGE_SHIFT : PFN_INVALID;
 }
