@@ -25,6 +25,7 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
@@ -47,9 +48,10 @@
 #define IOCTL_IOT_TWICE IOT_FN(0x804, METHOD_BUFFERED)
 #define IOCTL_IOT_UNKNOWN IOT_FN(0x8FF, METHOD_BUFFERED)
 
-/* The agent's buffer: 64 KiB committed read-write; the next 64 KiB are not reserved. */
-#define IOT_BUF 0x20000000ul
+/* The agent's buffer, at a scratch address of the case: 64 KiB committed read-write; the next
+ * 64 KiB are not reserved. */
 #define IOT_BUF_SIZE 0x10000ul
+static uint64_t iot_buf;
 #define IOT_MAX_PAGES 4
 
 /* ---- the test driver ------------------------------------------------------------------ */
@@ -206,10 +208,10 @@ static NTSTATUS iot_cleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		struct pt_query q;
 		rec.cleanup_terminating = p->terminating;
 		rec.cleanup_handles = io_process_handles(p);
-		pt_query(&p->root, IOT_BUF, &q);
+		pt_query(&p->root, iot_buf, &q);
 		rec.cleanup_page_mapped = q.present && q.eff.user;
 		rec.cleanup_pfn = q.pa >> PAGE_SHIFT;
-		rec.cleanup_copy = copy_from_user(&rec.cleanup_value, IOT_BUF, sizeof rec.cleanup_value);
+		rec.cleanup_copy = copy_from_user(&rec.cleanup_value, iot_buf, sizeof rec.cleanup_value);
 	}
 	Irp->IoStatus.Status = STATUS_SUCCESS;
 	Irp->IoStatus.Information = 0;
@@ -220,6 +222,7 @@ static NTSTATUS iot_cleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 static int io_ioctl_init(struct ktest *t)
 {
 	memset(&rec, 0, sizeof rec);
+	iot_buf = scratch_uva(2 * IOT_BUF_SIZE, 0);
 	return IoCreateDeviceLite(IOT_DEVICE, iot_device_control, iot_cleanup, &iot_device) != STATUS_SUCCESS;
 }
 
@@ -260,7 +263,7 @@ static uint64_t name64(const char *name)
 
 static uint32_t op_alloc_buffer(struct script *s)
 {
-	return op(s, AGENT_ALLOC, IOT_BUF, IOT_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0);
+	return op(s, AGENT_ALLOC, iot_buf, IOT_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0);
 }
 
 static uint32_t op_open(struct script *s, const char *name) { return op(s, AGENT_OPEN, name64(name), 0, 0, 0, 0); }
@@ -294,16 +297,16 @@ static uint64_t result(const PEPROCESS p, uint32_t i)
 static void buffered_round_trip_copies_back_information_bytes(struct ktest *t)
 {
 	const uint64_t in0 = 0x0123456789ABCDEFul, in1 = 0x1122334455667788ul, fill = 0xAAAAAAAAAAAAAAAAul;
-	const uint64_t out = IOT_BUF + 0x3000;
+	const uint64_t out = iot_buf + 0x3000;
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF, in0, 0, 0, 0);
-	op(&s, AGENT_WRITE64, IOT_BUF + 8, in1, 0, 0, 0);
+	op(&s, AGENT_WRITE64, iot_buf, in0, 0, 0, 0);
+	op(&s, AGENT_WRITE64, iot_buf + 8, in1, 0, 0, 0);
 	for (int k = 0; k < 4; k++)
 		op(&s, AGENT_WRITE64, out + 8 * k, fill, 0, 0, 0);
 	uint32_t open = op_open(&s, IOT_DEVICE);
 	/* 16 bytes in, room for 32 out: the driver returns 16. */
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 16, out, 32);
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, iot_buf, 16, out, 32);
 	uint32_t r[4];
 	for (int k = 0; k < 4; k++)
 		r[k] = op(&s, AGENT_READ64, out + 8 * k, 0, 0, 0, 0);
@@ -332,13 +335,13 @@ static void buffered_round_trip_copies_back_information_bytes(struct ktest *t)
 
 static void buffered_error_status_copies_nothing_back(struct ktest *t)
 {
-	const uint64_t out = IOT_BUF + 0x3000, fill = 0x5555555555555555ul;
+	const uint64_t out = iot_buf + 0x3000, fill = 0x5555555555555555ul;
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
 	op(&s, AGENT_WRITE64, out, fill, 0, 0, 0);
 	op_open(&s, IOT_DEVICE);
 	/* Output too small for the input: STATUS_BUFFER_TOO_SMALL, nothing copied. */
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 16, out, 8);
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, iot_buf, 16, out, 8);
 	uint32_t r = op(&s, AGENT_READ64, out, 0, 0, 0, 0);
 	PEPROCESS p = run_script(t, &s);
 	ASSERT_TRUE(t, p != NULL);
@@ -351,12 +354,12 @@ static void out_direct_driver_writes_through_the_mdl_locked_for_the_caller(struc
 {
 	const uint64_t seed = 0x5EED000000000000ul;
 	/* 32 bytes across a page boundary, in pages the agent never touched (demand-zero). */
-	const uint64_t out = IOT_BUF + 0x2000 - 16;
+	const uint64_t out = iot_buf + 0x2000 - 16;
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF, seed, 0, 0, 0);
+	op(&s, AGENT_WRITE64, iot_buf, seed, 0, 0, 0);
 	op_open(&s, IOT_DEVICE);
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_FILL, IOT_BUF, 8, out, 32);
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_FILL, iot_buf, 8, out, 32);
 	uint32_t r[4];
 	for (int k = 0; k < 4; k++)
 		r[k] = op(&s, AGENT_READ64, out + 8 * k, 0, 0, 0, 0);
@@ -396,9 +399,9 @@ static void in_direct_locks_for_read_so_a_read_only_buffer_is_accepted(struct kt
 	const uint64_t data = 0xDA7ADA7ADA7ADA7Aul;
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF + 0x1000, data, 0, 0, 0);
+	op(&s, AGENT_WRITE64, iot_buf + 0x1000, data, 0, 0, 0);
 	op_open(&s, IOT_DEVICE);
-	uint32_t rw = op_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, IOT_BUF + 0x1000, 8);
+	uint32_t rw = op_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, iot_buf + 0x1000, 8);
 	uint32_t ro = op_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, USER_PARAMS_VA, 8);
 	uint32_t marker = op(&s, AGENT_REPORT, 1000, 7, 0, 0, 0);
 	PEPROCESS p = run_script(t, &s);
@@ -422,15 +425,15 @@ static void neither_hands_the_driver_raw_pointers_in_the_callers_space(struct kt
 {
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF + 0x1000, 1, 0, 0, 0);
+	op(&s, AGENT_WRITE64, iot_buf + 0x1000, 1, 0, 0, 0);
 	op_open(&s, IOT_DEVICE);
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_RAW, IOT_BUF + 0x10, 4, IOT_BUF + 0x1000, 8);
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_RAW, iot_buf + 0x10, 4, iot_buf + 0x1000, 8);
 	PEPROCESS p = run_script(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, result(p, call), 0);
 	EXPECT_EQ(t, rec.calls, 1);
-	EXPECT_TRUE(t, rec.type3_input == (PVOID)(IOT_BUF + 0x10));
-	EXPECT_TRUE(t, rec.user_buffer == (PVOID)(IOT_BUF + 0x1000));
+	EXPECT_TRUE(t, rec.type3_input == (PVOID)(iot_buf + 0x10));
+	EXPECT_TRUE(t, rec.user_buffer == (PVOID)(iot_buf + 0x1000));
 	EXPECT_TRUE(t, rec.system_buffer == NULL);
 	EXPECT_FALSE(t, rec.had_mdl);
 	EXPECT_TRUE(t, rec.process == p);
@@ -450,10 +453,10 @@ struct bad_buffer {
 
 static void bad_buffers_are_access_violations_for_the_caller(struct ktest *t)
 {
-	const uint64_t kernel = (uint64_t)&rec, ro = USER_PARAMS_VA, ok = IOT_BUF;
+	const uint64_t kernel = (uint64_t)&rec, ro = USER_PARAMS_VA, ok = iot_buf;
 	/* Uncommitted: the 64 KiB after the buffer; straddling: the buffer's last 8 bytes and 8
 	 * of those; past the top of the user range. */
-	const uint64_t uncommitted = IOT_BUF + IOT_BUF_SIZE, straddle = IOT_BUF + IOT_BUF_SIZE - 8;
+	const uint64_t uncommitted = iot_buf + IOT_BUF_SIZE, straddle = iot_buf + IOT_BUF_SIZE - 8;
 	const uint64_t top = MM_USER_TOP_64 + 1 - PAGE_SIZE;
 	const struct bad_buffer bad[] = {
 		{ "buffered, NULL input", IOCTL_IOT_INVERT, 0, 16, ok, 16 },
@@ -506,11 +509,11 @@ static void unknown_names_handles_and_codes_get_their_statuses(struct ktest *t)
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
 	/* No handle yet: the agent passes 0. */
-	uint32_t no_handle = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 8, IOT_BUF, 8);
+	uint32_t no_handle = op_ioctl(&s, IOCTL_IOT_INVERT, iot_buf, 8, iot_buf, 8);
 	uint32_t no_device = op_open(&s, "NODEV");
 	uint32_t prefix = op_open(&s, "IOTES");
 	uint32_t open = op_open(&s, IOT_DEVICE);
-	uint32_t no_code = op_ioctl(&s, IOCTL_IOT_UNKNOWN, IOT_BUF, 8, IOT_BUF, 8);
+	uint32_t no_code = op_ioctl(&s, IOCTL_IOT_UNKNOWN, iot_buf, 8, iot_buf, 8);
 	PEPROCESS p = run_script(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, result(p, no_handle), (ULONG)STATUS_INVALID_HANDLE);
@@ -537,7 +540,7 @@ static void device_names_are_unique_and_bounded(struct ktest *t)
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
 	uint32_t open = op_open(&s, "BARE");
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 8, IOT_BUF, 8);
+	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, iot_buf, 8, iot_buf, 8);
 	PEPROCESS p = run_script(t, &s);
 	if (p) {
 		EXPECT_EQ(t, result(p, open), 0);
@@ -553,7 +556,7 @@ static void cleanup_reaches_the_driver_at_process_end_before_teardown(struct kte
 	const uint64_t value = 0xC1EA0000C1EA0000ul;
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF, value, 0, 0, 0);
+	op(&s, AGENT_WRITE64, iot_buf, value, 0, 0, 0);
 	op_open(&s, IOT_DEVICE);
 	PEPROCESS p = run_script(t, &s);
 	ASSERT_TRUE(t, p != NULL);
@@ -626,7 +629,7 @@ static void completing_an_irp_twice(struct ktest *t)
 	struct script s = { 0 };
 	op_alloc_buffer(&s);
 	op_open(&s, IOT_DEVICE);
-	op_ioctl(&s, IOCTL_IOT_TWICE, IOT_BUF, 8, IOT_BUF, 8);
+	op_ioctl(&s, IOCTL_IOT_TWICE, iot_buf, 8, iot_buf, 8);
 	run_script(t, &s);
 }
 

@@ -20,6 +20,7 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
@@ -196,9 +197,9 @@ static void sioctl_unload(void)
 
 /* ---- the application: the agent -------------------------------------------------------- */
 
-/* 64 KiB committed read-write for the buffers. */
-#define APP_BUF 0x30000000ul
+/* 64 KiB committed read-write for the buffers, at a scratch address of the case. */
 #define APP_BUF_SIZE 0x10000ul
+static uint64_t app_buf;
 /* The input, 16 bytes, and what the driver makes of it. */
 static const char app_input[16] = "hello, sioctl 6!";
 static const char app_output[16] = "HELLO, SIOCTL 6!";
@@ -220,16 +221,16 @@ static uint32_t op(struct script *s, uint64_t code, uint64_t a, uint64_t b, uint
 	return i;
 }
 
-/* The buffer, the input written at APP_BUF, the device opened. */
+/* The buffer, the input written at app_buf, the device opened. */
 static void app_prologue(struct script *s)
 {
 	uint64_t name = 0, q[2];
 	for (int i = 0; SIOCTL_DEVICE[i]; i++)
 		name |= (uint64_t)(uint8_t)SIOCTL_DEVICE[i] << (8 * i);
 	memcpy(q, app_input, sizeof q);
-	op(s, AGENT_ALLOC, APP_BUF, APP_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0);
-	op(s, AGENT_WRITE64, APP_BUF, q[0], 0, 0, 0);
-	op(s, AGENT_WRITE64, APP_BUF + 8, q[1], 0, 0, 0);
+	op(s, AGENT_ALLOC, app_buf, APP_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0);
+	op(s, AGENT_WRITE64, app_buf, q[0], 0, 0, 0);
+	op(s, AGENT_WRITE64, app_buf + 8, q[1], 0, 0, 0);
 	op(s, AGENT_OPEN, name, 0, 0, 0, 0);
 }
 
@@ -251,7 +252,11 @@ static uint64_t app_result(const PEPROCESS p, uint32_t i)
 
 /* ---- cases ---------------------------------------------------------------------------- */
 
-static int io_sample_init(struct ktest *t) { return sioctl_load() != STATUS_SUCCESS; }
+static int io_sample_init(struct ktest *t)
+{
+	app_buf = scratch_uva(APP_BUF_SIZE, 0);
+	return sioctl_load() != STATUS_SUCCESS;
+}
 static void io_sample_exit(struct ktest *t) { sioctl_unload(); }
 
 static const struct {
@@ -270,11 +275,11 @@ static void each_method_round_trips_from_ring_3(struct ktest *t)
 	memcpy(expect, app_output, sizeof expect);
 	for (size_t m = 0; m < ARRAY_SIZE(methods); m++) {
 		/* Output across a page boundary, in pages the agent never touched; room for 24. */
-		const uint64_t out = APP_BUF + (m + 1) * 2 * PAGE_SIZE - 8;
+		const uint64_t out = app_buf + (m + 1) * 2 * PAGE_SIZE - 8;
 		struct script s = { 0 };
 		app_prologue(&s);
 		op(&s, AGENT_WRITE64, out + 16, ~0ull, 0, 0, 0);
-		uint32_t call = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 16, out, 24);
+		uint32_t call = op(&s, AGENT_IOCTL, methods[m].code, app_buf, 16, out, 24);
 		uint32_t r0 = op(&s, AGENT_READ64, out, 0, 0, 0, 0);
 		uint32_t r1 = op(&s, AGENT_READ64, out + 8, 0, 0, 0, 0);
 		uint32_t r2 = op(&s, AGENT_READ64, out + 16, 0, 0, 0, 0);
@@ -312,7 +317,7 @@ static void each_method_round_trips_from_ring_3(struct ktest *t)
 
 static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *t)
 {
-	const uint64_t kernel = (uint64_t)&sioctl_log, ro = USER_PARAMS_VA, in = APP_BUF, out = APP_BUF + PAGE_SIZE;
+	const uint64_t kernel = (uint64_t)&sioctl_log, ro = USER_PARAMS_VA, in = app_buf, out = app_buf + PAGE_SIZE;
 	const struct {
 		const char *what;
 		uint64_t in, out;
@@ -363,8 +368,8 @@ static void empty_buffers_are_invalid_parameters(struct ktest *t)
 	struct script s = { 0 };
 	app_prologue(&s);
 	for (size_t m = 0; m < ARRAY_SIZE(methods); m++) {
-		call[m][0] = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 0, APP_BUF + PAGE_SIZE, 16);
-		call[m][1] = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 16, APP_BUF + PAGE_SIZE, 0);
+		call[m][0] = op(&s, AGENT_IOCTL, methods[m].code, app_buf, 0, app_buf + PAGE_SIZE, 16);
+		call[m][1] = op(&s, AGENT_IOCTL, methods[m].code, app_buf, 16, app_buf + PAGE_SIZE, 0);
 	}
 	PEPROCESS p = app_run(t, &s);
 	ASSERT_TRUE(t, p != NULL);

@@ -20,8 +20,6 @@
 #include "mm/verifier.h"
 
 #define TAG 0x72506D4Du /* 'MmPr' */
-/* Scratch kernel addresses of this suite: slot 112 of the test region (mm_test_util.h). */
-#define PROBE_SCRATCH_VA MMT_TEST_VA(112)
 
 /* Nonpaged kernel data of three pages and a constant table in .rodata. */
 static uint8_t data_buffer[3 * PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
@@ -147,7 +145,7 @@ static void locks_are_counted_per_frame(struct ktest *t)
 
 static void unmapped_address_raises_and_locks_nothing(struct ktest *t)
 {
-	uint8_t *va = (uint8_t *)KVA_UNMAPPED_HOLE + 0x123;
+	uint8_t *va = (uint8_t *)scratch_unmapped_kva(4 * PAGE_SIZE) + 0x123;
 	ASSERT_TRUE(t, mmt_va_unmapped((uint64_t)va));
 	uint64_t locked0 = mmt_locked_frames();
 	static const struct {
@@ -172,7 +170,7 @@ static void unmapped_address_raises_and_locks_nothing(struct ktest *t)
  * 1: another MDL holds it, and must keep holding it). */
 static void unmapped_second_page_raises_and_unlocks_the_first(struct ktest *t)
 {
-	uint64_t va = PROBE_SCRATCH_VA;
+	uint64_t va = scratch_kva(2 * PAGE_SIZE, 0);
 	ASSERT_TRUE(t, mmt_va_unmapped(va) && mmt_va_unmapped(va + PAGE_SIZE));
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);

@@ -20,8 +20,6 @@
 #include "mm/pt.h"
 
 #define TAG 0x74506D4Du /* 'MmPt' */
-/* Scratch kernel addresses of this suite: slot 113 of the test region (mm_test_util.h). */
-#define PROTECT_SCRATCH_VA MMT_TEST_VA(113)
 
 /* A locked MDL over two pages of pool at offset 0x80, mapped in system PTEs. */
 struct mapped {
@@ -333,7 +331,7 @@ static void protection_changes_keep_the_frames_type(struct ktest *t)
  * record to take the type from, so it must come from the mapping. */
 static void protection_changes_keep_an_io_space_type(struct ktest *t)
 {
-	uint64_t va = PROTECT_SCRATCH_VA;
+	uint64_t va = scratch_kva(2 * PAGE_SIZE, 0);
 	ASSERT_TRUE(t, mmt_va_unmapped(va) && mmt_va_unmapped(va + PAGE_SIZE));
 	/* Two frames past the end of the PFN database: no RAM, nothing is accessed there. */
 	uint64_t io_pa = (pfn_limit() + 0x1000) << PAGE_SHIFT;

@@ -137,7 +137,7 @@ static void execute_from_pool_faults(struct ktest *t)
  * exec at a second address, faults.  So the fetch faults are the NX bit's doing. */
 static void execute_needs_nx_clear(struct ktest *t)
 {
-	uint64_t x = MMT_TEST_VA(16), nx = MMT_TEST_VA(16) + PAGE_SIZE;
+	uint64_t x = scratch_kva(2 * PAGE_SIZE, 0), nx = x + PAGE_SIZE;
 	ASSERT_TRUE(t, mmt_va_unmapped(x) && mmt_va_unmapped(nx));
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
@@ -191,7 +191,7 @@ static void smap_blocks_kernel_access_outside_window(struct ktest *t)
 	if (!cpu_features.smap)
 		KTEST_SKIP(t, "the CPU has no SMAP");
 	ASSERT_TRUE(t, read_cr4() & CR4_SMAP); /* mm_init turns it on when the CPU has it */
-	uint64_t va = MMT_USER_VA(1) + 0x3000;
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x3000;
 	pfn_t pfn;
 	struct faultcap f;
 	uint8_t v = 0;
@@ -230,7 +230,7 @@ static void fault_inside_user_window_closes_it(struct ktest *t)
 	if (!cpu_features.smap)
 		KTEST_SKIP(t, "the CPU has no SMAP");
 	ASSERT_TRUE(t, read_cr4() & CR4_SMAP);
-	uint64_t va = MMT_USER_VA(1) + 0x5000, hole = KVA_UNMAPPED_HOLE + 0x40;
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x5000, hole = scratch_unmapped_kva(PAGE_SIZE) + 0x40;
 	pfn_t pfn;
 	struct faultcap f;
 	uint8_t v;
@@ -255,7 +255,7 @@ static void smep_blocks_kernel_execution_of_user_page(struct ktest *t)
 	if (!cpu_features.smep)
 		KTEST_SKIP(t, "the CPU has no SMEP");
 	ASSERT_TRUE(t, read_cr4() & CR4_SMEP); /* mm_init turns it on when the CPU has it */
-	uint64_t va = MMT_USER_VA(2) + 0x7000, kva = MMT_TEST_VA(17);
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x7000, kva = scratch_kva(PAGE_SIZE, 0);
 	pfn_t pfn;
 	struct faultcap f;
 	ASSERT_TRUE(t, mmt_va_unmapped(kva));
@@ -350,13 +350,14 @@ static void check_access_after_unmap(struct ktest *t, uint64_t va, uint64_t page
 
 static void read_after_unmap_faults(struct ktest *t)
 {
-	check_access_after_unmap(t, MMT_TEST_VA(18) + 0x5000, 1);
+	check_access_after_unmap(t, scratch_kva(PAGE_SIZE, 0) + 0x5000, 1);
 }
 
 /* Above TLB_SINGLE_FLUSH_MAX pages the unmap flushes everything instead of page by page. */
 static void read_after_large_unmap_faults(struct ktest *t)
 {
-	check_access_after_unmap(t, MMT_TEST_VA(19), 2 * TLB_SINGLE_FLUSH_MAX + 3);
+	uint64_t pages = 2 * TLB_SINGLE_FLUSH_MAX + 3;
+	check_access_after_unmap(t, scratch_kva(pages * PAGE_SIZE, 0), pages);
 }
 
 static struct ktest_case mm_fault_cases[] = {

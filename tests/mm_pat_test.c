@@ -45,7 +45,7 @@ static void every_memory_type_has_a_slot(struct ktest *t)
 
 static void type_encoding_4k_leaves(struct ktest *t)
 {
-	uint64_t base = MMT_TEST_VA(32);
+	uint64_t base = scratch_kva(MT_COUNT * PAGE_SIZE, 0);
 	for (enum memtype ty = MT_WB; ty < MT_COUNT; ty++) {
 		uint64_t va = base + ty * PAGE_SIZE;
 		ASSERT_TRUE(t, mmt_va_unmapped(va));
@@ -83,7 +83,7 @@ static void type_encoding_4k_leaves(struct ktest *t)
 
 static void type_encoding_2m_leaves(struct ktest *t)
 {
-	uint64_t va = MMT_TEST_VA(33);
+	uint64_t va = scratch_kva(LARGE_PAGE_SIZE, LARGE_PAGE_SIZE);
 	ASSERT_TRUE(t, mmt_va_unmapped(va));
 	for (enum memtype ty = MT_WB; ty < MT_COUNT; ty++) {
 		pfn_t first = pfn_alloc_run(0, pfn_limit() - 1, 512, 512, 0, PFN_OWNER_TEST);
@@ -137,7 +137,7 @@ static void type_encoding_1g_leaves(struct ktest *t)
 	uint64_t pa = ALIGN_UP(pfn_limit() << PAGE_SHIFT, HUGE_PAGE_SIZE);
 	if (pa + HUGE_PAGE_SIZE > (1ull << cpu_features.phys_bits))
 		KTEST_SKIP(t, "no 1 GiB of physical address space above RAM");
-	uint64_t va = MMT_TEST_VA(34);
+	uint64_t va = scratch_kva(HUGE_PAGE_SIZE, HUGE_PAGE_SIZE);
 	ASSERT_TRUE(t, mmt_va_unmapped(va));
 	for (enum memtype ty = MT_WB; ty < MT_COUNT; ty++) {
 		/* Read-only, not executable: the mapping is never used. */

@@ -145,14 +145,14 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 
 static void split_2m_wb_leaf_keeps_511_neighbours(struct ktest *t)
 {
-	split_and_merge(t, MMT_TEST_VA(48), MT_WB, MT_UC);
+	split_and_merge(t, scratch_kva(LARGE_PAGE_SIZE, LARGE_PAGE_SIZE), MT_WB, MT_UC);
 }
 
 /* WP lives in slot 6 (PAT and PCD set): the split must move the PAT bit from bit 12 of the
  * large leaf to bit 7 of every small one, and the merge back. */
 static void split_2m_wp_leaf_moves_pat_bit(struct ktest *t)
 {
-	split_and_merge(t, MMT_TEST_VA(49), MT_WP, MT_WC);
+	split_and_merge(t, scratch_kva(LARGE_PAGE_SIZE, LARGE_PAGE_SIZE), MT_WP, MT_WC);
 }
 
 static void direct_map_alias_follows_frame_type(struct ktest *t)
@@ -220,16 +220,17 @@ static void check_tables_freed(struct ktest *t, uint64_t va, int top)
 }
 
 /* In the kernel half the PDPTs are permanent: a page directory and a page table are made
- * and freed. */
+ * and freed (a scratch range has no page directory yet). */
 static void unmap_frees_empty_kernel_tables(struct ktest *t)
 {
-	check_tables_freed(t, MMT_TEST_VA(50) + 0x3000, 3);
+	check_tables_freed(t, scratch_kva(PAGE_SIZE, 0) + 0x3000, 3);
 }
 
-/* In the user half the PDPT goes too, and the PML4 entry is cleared. */
+/* In the user half the PDPT goes too, and the PML4 entry is cleared (a scratch range of a
+ * whole PML4 slot has no PDPT yet). */
 static void unmap_frees_empty_user_tables(struct ktest *t)
 {
-	check_tables_freed(t, MMT_USER_VA(5) + 0x7000, 4);
+	check_tables_freed(t, scratch_uva(SCRATCH_PML4_SLOT, SCRATCH_PML4_SLOT) + 0x7000, 4);
 }
 
 /*
@@ -286,13 +287,14 @@ static void check_map_failure(struct ktest *t, uint64_t va, uint64_t size, uint6
 /* The first table is had, the second is not: the first must be given back. */
 static void map_failure_frees_tables_it_made(struct ktest *t)
 {
-	check_map_failure(t, MMT_TEST_VA(51) + 0x1000, PAGE_SIZE, 1);
+	check_map_failure(t, scratch_kva(PAGE_SIZE, 0) + 0x1000, PAGE_SIZE, 1);
 }
 
-/* A map that fails after mapping its first page (the second needs tables of its own). */
+/* A map that fails after mapping its first page (the second needs tables of its own): the
+ * two pages straddle the boundary of two scratch GiB. */
 static void map_failure_unmaps_pages_it_made(struct ktest *t)
 {
-	check_map_failure(t, MMT_TEST_VA(53) - PAGE_SIZE, 2 * PAGE_SIZE, 2);
+	check_map_failure(t, scratch_kva(2 * HUGE_PAGE_SIZE, 0) + HUGE_PAGE_SIZE - PAGE_SIZE, 2 * PAGE_SIZE, 2);
 }
 
 static struct ktest_case mm_pt_cases[] = {

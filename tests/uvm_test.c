@@ -18,6 +18,7 @@
 #include "kernel/ktest.h"
 #include "tests/lib/counters.h"
 #include "tests/lib/expect.h"
+#include "tests/lib/scratch.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
@@ -192,7 +193,7 @@ static void reserve_rounds_and_takes_no_frame(struct ktest *t)
 static void allocate_refuses_bad_requests(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0x12340000, 0x10000, MEM_RESERVE, PAGE_READWRITE);
-	uint64_t mdl_va = 0x50000000;
+	uint64_t mdl_va = scratch_uva(P, 0), nothing = scratch_uva(P, 0);
 	pfn_t mdl = map_mdl_frame(t, mdl_va, true);
 	uint64_t vads = vad_count();
 
@@ -201,7 +202,7 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 	EXPECT_EQ(t, allocate(base - P, 2 * P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, allocate(mdl_va, P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	/* A commit needs a private reservation covering the whole range. */
-	EXPECT_EQ(t, allocate(0x70000000, P, MEM_COMMIT, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
+	EXPECT_EQ(t, allocate(nothing, P, MEM_COMMIT, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, allocate(base + 0xF000, 2 * P, MEM_COMMIT, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, allocate(mdl_va, P, MEM_COMMIT, PAGE_READONLY), STATUS_CONFLICTING_ADDRESSES);
 	/* Outside the process's range, or wrapping. */
@@ -317,7 +318,7 @@ static void fault_rights_follow_the_page_protection(struct ktest *t)
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, rsv, U));
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base + 8 * P, U)); /* past the reservation */
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, MM_USER_TOP_64 + 1, U));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, KVA_UNMAPPED_HOLE, 0));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc, scratch_unmapped_kva(PAGE_SIZE), 0));
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, rsv, PF_RSVD | U));
 	EXPECT_FALSE(t, uvm_resolve_fault(NULL, rw, U));
 	EXPECT_NOT_RESIDENT(t, rsv);
@@ -464,7 +465,7 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_EQ(t, protect(base, P, PAGE_READWRITE | PAGE_GUARD, &old), STATUS_INVALID_PAGE_PROTECTION);
 	EXPECT_EQ(t, protect(base, 4 * P, PAGE_READONLY, &old), STATUS_NOT_COMMITTED);
 	EXPECT_EQ(t, protect(base, 5 * P, PAGE_READONLY, &old), STATUS_CONFLICTING_ADDRESSES);
-	EXPECT_EQ(t, protect(0x70000000, P, PAGE_READONLY, &old), STATUS_CONFLICTING_ADDRESSES);
+	EXPECT_EQ(t, protect(scratch_uva(P, 0), P, PAGE_READONLY, &old), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, protect(base, 0, PAGE_READONLY, &old), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, protect(MM_USER_TOP_64 + 1, P, PAGE_READONLY, &old), STATUS_INVALID_PARAMETER);
 	EXPECT_USER_PAGE(t, base, true, false);
@@ -476,7 +477,7 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
  * parameter page be freed. */
 static void mdl_and_image_ranges_refuse_user_changes(struct ktest *t)
 {
-	uint64_t mdl_va = 0x50000000, img_va = 0x400000, stk_va = 0x60000000, prm_va = 0x10000;
+	uint64_t mdl_va = scratch_uva(P, 0), img_va = 0x400000, stk_va = scratch_uva(P, 0), prm_va = 0x10000;
 	pfn_t mdl = map_mdl_frame(t, mdl_va, false);
 	uint64_t own[3];
 	for (int i = 0; i < 3; i++) {
@@ -574,7 +575,7 @@ static void free_refuses_bad_requests(struct ktest *t)
 	ASSERT_EQ(t, next, base + MM_ALLOCATION_GRANULARITY); /* rounded down to 64 KiB */
 	ASSERT_TRUE(t, uvm_make_resident(&proc, base, P, true));
 
-	EXPECT_EQ(t, vfree(0x70000000, 0, MEM_RELEASE), STATUS_MEMORY_NOT_ALLOCATED);
+	EXPECT_EQ(t, vfree(scratch_uva(P, 0), 0, MEM_RELEASE), STATUS_MEMORY_NOT_ALLOCATED);
 	EXPECT_EQ(t, vfree(base + 4 * P, P, MEM_DECOMMIT), STATUS_MEMORY_NOT_ALLOCATED); /* the gap */
 	EXPECT_EQ(t, vfree(base, 0, 0), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, vfree(base, 0, MEM_RELEASE | MEM_DECOMMIT), STATUS_INVALID_PARAMETER);
@@ -634,7 +635,8 @@ static void make_resident_checks_every_page(struct ktest *t)
 	uint64_t base = alloc(t, 0, 6 * P, MEM_RESERVE, PAGE_READWRITE);
 	alloc(t, base, 4 * P, MEM_COMMIT, PAGE_READWRITE);
 	alloc(t, base + 4 * P, P, MEM_COMMIT, PAGE_READONLY);
-	pfn_t mdl = map_mdl_frame(t, 0x50000000, false);
+	uint64_t mdl_va = scratch_uva(P, 0);
+	pfn_t mdl = map_mdl_frame(t, mdl_va, false);
 
 	EXPECT_TRUE(t, uvm_make_resident(&proc, base + 0x10, 4 * P - 0x20, true));
 	for (int i = 0; i < 4; i++)
@@ -650,8 +652,8 @@ static void make_resident_checks_every_page(struct ktest *t)
 	EXPECT_FALSE(t, uvm_make_resident(&proc, ~0ul - 7, 16, false));
 	EXPECT_FALSE(t, uvm_make_resident(NULL, base, P, false));
 	/* A read-only MDL mapping: readable, not writable. */
-	EXPECT_TRUE(t, uvm_make_resident(&proc, 0x50000000, P, false));
-	EXPECT_FALSE(t, uvm_make_resident(&proc, 0x50000000, P, true));
+	EXPECT_TRUE(t, uvm_make_resident(&proc, mdl_va, P, false));
+	EXPECT_FALSE(t, uvm_make_resident(&proc, mdl_va, P, true));
 	/* A page made NOACCESS while resident. */
 	EXPECT_EQ(t, protect(base, P, PAGE_NOACCESS, NULL), STATUS_SUCCESS);
 	EXPECT_FALSE(t, uvm_make_resident(&proc, base, 1, false));
@@ -669,7 +671,8 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 		ASSERT_NE(t, stk[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL), PFN_INVALID);
 	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x400000, img, 2, VAD_IMAGE, false, true));
 	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x7FFFFFFD0000, stk, 3, VAD_STACK, true, false));
-	pfn_t mdl = map_mdl_frame(t, 0x50000000, true);
+	uint64_t mdl_va = scratch_uva(P, 0);
+	pfn_t mdl = map_mdl_frame(t, mdl_va, true);
 	for (int i = 0; i < 2; i++) {
 		EXPECT_USER_PAGE(t, 0x400000 + i * P, false, true);
 		EXPECT_EQ(t, query(0x400000 + i * P).pa, img[i] << PAGE_SHIFT);
@@ -678,7 +681,7 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 		EXPECT_USER_PAGE(t, 0x7FFFFFFD0000 + i * P, true, false);
 		EXPECT_EQ(t, query(0x7FFFFFFD0000 + i * P).pa, stk[i] << PAGE_SHIFT);
 	}
-	EXPECT_USER_PAGE(t, 0x50000000, true, false);
+	EXPECT_USER_PAGE(t, mdl_va, true, false);
 	/* An overlapping map fails and leaves everything as it was. */
 	uint64_t vads = vad_count();
 	EXPECT_FALSE(t, uvm_map_frames(&proc, 0x401000, stk, 2, VAD_IMAGE, false, false));
@@ -715,17 +718,18 @@ static void map_frames_failure_leaves_nothing(struct ktest *t)
 		ASSERT_NE(t, frames[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL), PFN_INVALID);
 	/* A first range, so that pool has slab room for the next VAD node and page array. */
 	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x400000, &frames[0], 1, VAD_IMAGE, false, false));
+	/* Another 512 GiB slot: it needs three new tables. */
+	uint64_t slot = scratch_uva(SCRATCH_PML4_SLOT, SCRATCH_PML4_SLOT);
 	uint64_t tables = pt_table_frames(), taken, vads = vad_count();
 	pfn_t hog = mmt_hog_frames(0, &taken);
-	/* Another 512 GiB slot: it needs three new tables. */
-	bool mapped = uvm_map_frames(&proc, 0x10000000000ul, &frames[1], 1, VAD_STACK, true, false);
+	bool mapped = uvm_map_frames(&proc, slot, &frames[1], 1, VAD_STACK, true, false);
 	uint64_t vads_after = vad_count(), tables_after = pt_table_frames();
 	mmt_release_frames(hog);
 
 	EXPECT_FALSE(t, mapped);
 	EXPECT_EQ(t, vads_after, vads);
 	EXPECT_EQ(t, tables_after, tables);
-	EXPECT_TRUE(t, vad_find(&proc, 0x10000000000ul) == NULL);
+	EXPECT_TRUE(t, vad_find(&proc, slot) == NULL);
 	EXPECT_FALSE(t, mmt_frame_is_free(frames[1]));
 	pfn_free(frames[1]);
 }
