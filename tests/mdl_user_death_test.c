@@ -3,6 +3,7 @@
  * lists the codes).  Each case boots on its own (mode=death) and must end in its bug check.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/irql.h"
@@ -17,8 +18,7 @@
 
 static PEPROCESS idle_agent(void)
 {
-	uint64_t args[1 + AGENT_OP_SLOTS] = { 1, AGENT_EXIT, 0 };
-	PEPROCESS p = PsCreateProcess("agent", 0, args, 1 + AGENT_OP_SLOTS);
+	PEPROCESS p = agent_create_idle(0);
 	if (!p)
 		PANIC("mdl_user_death: no agent process");
 	return p;

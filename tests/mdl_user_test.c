@@ -11,6 +11,7 @@
  * types are decoded from the leaves' PAT/PCD/PWT bits against IA32_PAT read by RDMSR.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "tests/lib/counters.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
@@ -34,7 +35,6 @@
 #define TAG 0x74556D4Du /* 'MmUt' */
 #define P PAGE_SIZE
 #define MM_USER_PROBE_LIMIT 0x7FFFFFFF0000ul
-#define OP(i) (1 + (i) * AGENT_OP_SLOTS)
 
 /* ---- fixture: processes made by a case go when it ends, whatever happened ---------- */
 
@@ -119,14 +119,9 @@ static void free_mdl(PMDL m)
 	IoFreeMdl(m);
 }
 
-/* An agent process with these operations (AGENT_OP_SLOTS values each), not yet run. */
-static PEPROCESS agent(struct ktest *t, uint32_t flags, const uint64_t *ops, uint32_t nops)
+/* A process made by the case, destroyed by the fixture whatever happens. */
+static PEPROCESS tracked(struct ktest *t, PEPROCESS p)
 {
-	static uint64_t args[USER_PARAMS_ARGS];
-	memset(args, 0, sizeof args);
-	args[0] = nops;
-	memcpy(&args[1], ops, (uint64_t)nops * AGENT_OP_SLOTS * sizeof(uint64_t));
-	PEPROCESS p = PsCreateProcess("agent", flags, args, 1 + nops * AGENT_OP_SLOTS);
 	ASSERT_TRUE(t, p != NULL);
 	for (int i = 0; i < MAX_PROCS; i++)
 		if (!procs[i]) {
@@ -138,20 +133,14 @@ static PEPROCESS agent(struct ktest *t, uint32_t flags, const uint64_t *ops, uin
 	ktest_abort(t);
 }
 
-/* An agent that only exits. */
-static PEPROCESS idle_agent(struct ktest *t, uint32_t flags)
+/* An agent process with this script, not yet run. */
+static PEPROCESS agent(struct ktest *t, uint32_t flags, const struct agent_script *s)
 {
-	uint64_t ops[] = { AGENT_EXIT, 0, 0, 0, 0, 0 };
-	return agent(t, flags, ops, 1);
+	return tracked(t, agent_create(s, flags));
 }
 
-static uint64_t report(struct ktest *t, PEPROCESS p, uint32_t op, uint32_t k)
-{
-	uint64_t v = 0;
-	if (!ps_report(p, AGENT_KEY(op, k), &v))
-		KTEST_FAIL(t, "operation %u reported nothing under key %u", op, k);
-	return v;
-}
+/* An agent that only exits. */
+static PEPROCESS idle_agent(struct ktest *t, uint32_t flags) { return tracked(t, agent_create_idle(flags)); }
 
 /* ---- calls made inside __try ------------------------------------------------------- */
 
@@ -333,14 +322,14 @@ static void probe_makes_user_pages_resident_and_counts_them(struct ktest *t)
  * MDL) and the page it never touched gets a zeroed frame. */
 static void probe_locks_memory_the_agent_made(struct ktest *t)
 {
-	uint64_t ops[] = {
-		AGENT_ALLOC,   buf_va, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0,
-		AGENT_WRITE64, buf_va + 8, 0x0123456789ABCDEFul, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 2);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, buf_va, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_write64(&s, buf_va + 8, 0x0123456789ABCDEFul);
+	PEPROCESS p = agent(t, 0, &s);
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, report(t, p, 0, 0), STATUS_SUCCESS);
-	EXPECT_EQ(t, report(t, p, 0, 1), buf_va);
+	EXPECT_EQ(t, agent_result(t, p, 0, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, 0, 1), buf_va);
 	EXPECT_FALSE(t, query(p, buf_va + P).present);
 	attach(p);
 	PMDL m = user_mdl(t, buf_va, 2 * P);
@@ -791,20 +780,20 @@ static void user_and_kernel_see_each_others_writes(struct ktest *t)
 	ASSERT_TRUE(t, k != NULL);
 	k[1] = 0x1111222233334444ul;
 	k[P / 8 + 3] = 0x5555666677778888ul;
-	uint64_t ops[] = {
-		AGENT_READ64,  map_va + 8, 0, 0, 0, 0,
-		AGENT_READ64,  map_va + P + 24, 0, 0, 0, 0,
-		AGENT_WRITE64, map_va + P + 32, 0xABCDEF0123456789ul, 0, 0, 0,
-		AGENT_WRITE8,  map_va + 7, 0x77, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 4);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, map_va + 8);
+	agent_read64(&s, map_va + P + 24);
+	agent_write64(&s, map_va + P + 32, 0xABCDEF0123456789ul);
+	agent_write8(&s, map_va + 7, 0x77);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
 	EXPECT_EQ(t, map_user(t, m, MmCached, map_va, NormalPagePriority), map_va);
 	detach();
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
 	EXPECT_FALSE(t, p->fault.happened);
-	EXPECT_EQ(t, report(t, p, 0, 0), 0x1111222233334444ul);
-	EXPECT_EQ(t, report(t, p, 1, 0), 0x5555666677778888ul);
+	EXPECT_EQ(t, agent_result(t, p, 0, 0), 0x1111222233334444ul);
+	EXPECT_EQ(t, agent_result(t, p, 1, 0), 0x5555666677778888ul);
 	EXPECT_EQ(t, k[P / 8 + 4], 0xABCDEF0123456789ul);
 	EXPECT_EQ(t, ((uint8_t *)k)[7], 0x77);
 	attach(p);
@@ -831,16 +820,16 @@ static void user_write_to_no_write_mapping_faults_0x7(struct ktest *t)
 	uint64_t *k = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != NULL);
 	k[2] = 42;
-	uint64_t ops[] = {
-		AGENT_READ64,  map_va + 16, 0, 0, 0, 0,
-		AGENT_WRITE64, map_va + 16, 43, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 2);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, map_va + 16);
+	agent_write64(&s, map_va + 16, 43);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
 	map_user(t, m, MmCached, map_va, NormalPagePriority | MdlMappingNoWrite);
 	detach();
 	expect_agent_fault(t, p, PF_P | PF_W | PF_U, map_va + 16);
-	EXPECT_EQ(t, report(t, p, 0, 0), 42);
+	EXPECT_EQ(t, agent_result(t, p, 0, 0), 42);
 	EXPECT_EQ(t, k[2], 42);
 	destroy(p); /* the mapping goes with the process */
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
@@ -855,8 +844,10 @@ static void user_fetch_from_mapping_faults_0x15(struct ktest *t)
 	uint8_t *k = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != NULL);
 	k[0x40] = 0xC3; /* ret */
-	uint64_t ops[] = { AGENT_EXEC, map_va + 0x40, 0, 0, 0, 0 };
-	PEPROCESS p = agent(t, 0, ops, 1);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_exec(&s, map_va + 0x40);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
 	map_user(t, m, MmCached, map_va, NormalPagePriority);
 	detach();
@@ -871,16 +862,16 @@ static void user_read_of_the_kernel_mapping_faults_0x5(struct ktest *t)
 	PMDL m = pages_for_mdl(t, P, false, MmCached);
 	uint64_t k = (uint64_t)MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != 0);
-	uint64_t ops[] = {
-		AGENT_READ64, map_va, 0, 0, 0, 0,
-		AGENT_READ64, k + 8, 0, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 2);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, map_va);
+	agent_read64(&s, k + 8);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
 	map_user(t, m, MmCached, map_va, NormalPagePriority);
 	detach();
 	expect_agent_fault(t, p, PF_P | PF_U, k + 8);
-	EXPECT_EQ(t, report(t, p, 0, 0), 0);
+	EXPECT_EQ(t, agent_result(t, p, 0, 0), 0);
 	destroy(p);
 	free_pages_mdl(m);
 }
@@ -892,19 +883,19 @@ static void user_read_of_the_kernel_mapping_faults_0x5(struct ktest *t)
 static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *t)
 {
 	PMDL m = pages_for_mdl(t, 2 * P, false, MmCached);
-	uint64_t ops[] = {
-		AGENT_ALLOC,      map_va, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0,
-		AGENT_ALLOC,      map_va, P, MEM_COMMIT, PAGE_READWRITE, 0,
-		AGENT_ALLOC,      map_va - 0x10000, 0x20000, MEM_RESERVE, PAGE_READWRITE, 0,
-		AGENT_FREE,       map_va, P, MEM_DECOMMIT, 0, 0,
-		AGENT_FREE,       map_va, 0, MEM_RELEASE, 0, 0,
-		AGENT_UNMAP_VIEW, map_va, 0, 0, 0, 0,
-		AGENT_PROTECT,    map_va, P, PAGE_READONLY, 0, 0,
-		AGENT_PROTECT,    map_va + P, P, PAGE_EXECUTE_READ, 0, 0,
-		AGENT_PROTECT,    map_va, 2 * P, PAGE_NOACCESS, 0, 0,
-		AGENT_READ64,     map_va + P, 0, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 10);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, map_va, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_alloc(&s, map_va, P, MEM_COMMIT, PAGE_READWRITE);
+	agent_alloc(&s, map_va - 0x10000, 0x20000, MEM_RESERVE, PAGE_READWRITE);
+	agent_free(&s, map_va, P, MEM_DECOMMIT);
+	agent_free(&s, map_va, 0, MEM_RELEASE);
+	agent_unmap_view(&s, map_va);
+	agent_protect(&s, map_va, P, PAGE_READONLY);
+	agent_protect(&s, map_va + P, P, PAGE_EXECUTE_READ);
+	agent_protect(&s, map_va, 2 * P, PAGE_NOACCESS);
+	agent_read64(&s, map_va + P);
+	PEPROCESS p = agent(t, 0, &s);
 	uint64_t *k = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != NULL);
 	k[P / 8] = 0x600DF00D;
@@ -914,15 +905,15 @@ static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *
 	/* The leaves before, without the accessed and dirty bits the CPU may set. */
 	uint64_t before0 = user_leaf(p, map_va) & ~MMT_PTE_AD, before1 = user_leaf(p, map_va + P) & ~MMT_PTE_AD;
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, (ULONG)report(t, p, 0, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
-	EXPECT_NE(t, (ULONG)report(t, p, 1, 0), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, (ULONG)report(t, p, 2, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
-	EXPECT_EQ(t, (ULONG)report(t, p, 3, 0), (ULONG)STATUS_UNABLE_TO_DELETE_SECTION);
-	EXPECT_EQ(t, (ULONG)report(t, p, 4, 0), (ULONG)STATUS_UNABLE_TO_DELETE_SECTION);
-	EXPECT_EQ(t, (ULONG)report(t, p, 5, 0), (ULONG)STATUS_NOT_MAPPED_VIEW);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 0, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
+	EXPECT_NE(t, (ULONG)agent_result(t, p, 1, 0), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 2, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 3, 0), (ULONG)STATUS_UNABLE_TO_DELETE_SECTION);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 4, 0), (ULONG)STATUS_UNABLE_TO_DELETE_SECTION);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 5, 0), (ULONG)STATUS_NOT_MAPPED_VIEW);
 	for (uint32_t i = 6; i <= 8; i++)
-		EXPECT_FALSE(t, NT_SUCCESS((NTSTATUS)report(t, p, i, 0)));
-	EXPECT_EQ(t, report(t, p, 9, 0), 0x600DF00D);
+		EXPECT_FALSE(t, NT_SUCCESS((NTSTATUS)agent_result(t, p, i, 0)));
+	EXPECT_EQ(t, agent_result(t, p, 9, 0), 0x600DF00D);
 	EXPECT_EQ(t, user_leaf(p, map_va) & ~MMT_PTE_AD, before0);
 	EXPECT_EQ(t, user_leaf(p, map_va + P) & ~MMT_PTE_AD, before1);
 	struct vad *v = vad_find(p, map_va);
@@ -944,8 +935,10 @@ static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *
 static void unmapped_range_can_be_requested_again(struct ktest *t)
 {
 	PMDL m = pages_for_mdl(t, 3 * P, false, MmCached);
-	uint64_t ops[] = { AGENT_ALLOC, map_va, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0 };
-	PEPROCESS p = agent(t, 0, ops, 1);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, map_va, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
 	for (int i = 0; i < 3; i++) {
 		EXPECT_EQ(t, map_user(t, m, MmCached, map_va, NormalPagePriority), map_va);
@@ -954,8 +947,8 @@ static void unmapped_range_can_be_requested_again(struct ktest *t)
 	}
 	detach();
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, (ULONG)report(t, p, 0, 0), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, report(t, p, 0, 1), map_va);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 0, 0), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, 0, 1), map_va);
 	free_pages_mdl(m);
 	destroy(p);
 }
@@ -970,11 +963,11 @@ static void two_processes_get_independent_mappings(struct ktest *t)
 	uint64_t *k = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != NULL);
 	k[0] = 0xB0B0;
-	uint64_t ops[] = {
-		AGENT_READ64,  map_va, 0, 0, 0, 0,
-		AGENT_WRITE64, map_va + 8, 0xC0C0, 0, 0, 0,
-	};
-	PEPROCESS a = agent(t, 0, ops, 2), b = agent(t, 0, ops, 2);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, map_va);
+	agent_write64(&s, map_va + 8, 0xC0C0);
+	PEPROCESS a = agent(t, 0, &s), b = agent(t, 0, &s);
 	attach(a);
 	EXPECT_EQ(t, map_user(t, m, MmCached, map_va, NormalPagePriority), map_va);
 	detach();
@@ -995,7 +988,7 @@ static void two_processes_get_independent_mappings(struct ktest *t)
 
 	/* A runs (reads and writes through its mapping) and ends: only its mapping goes. */
 	EXPECT_EQ(t, (ULONG)PsRunProcess(a), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, report(t, a, 0, 0), 0xB0B0);
+	EXPECT_EQ(t, agent_result(t, a, 0, 0), 0xB0B0);
 	EXPECT_EQ(t, k[1], 0xC0C0);
 	destroy(a);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 1);
@@ -1038,12 +1031,12 @@ static void process_exit_tears_down_mappings_and_counters_return(struct ktest *t
 	ASSERT_TRUE(t, pm != NULL);
 	MmBuildMdlForNonPagedPool(pm);
 	PMDL am = pages_for_mdl(t, 4 * P, true, MmWriteCombined);
-	uint64_t ops[] = {
-		AGENT_ALLOC,   buf_va, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0,
-		AGENT_WRITE64, buf_va, 1, 0, 0, 0,
-		AGENT_READ64,  map_va, 0, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 3);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, buf_va, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_write64(&s, buf_va, 1);
+	agent_read64(&s, map_va);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
 	map_user(t, pm, MmCached, map_va, NormalPagePriority);
 	map_user(t, am, MmCached, 0, NormalPagePriority);
@@ -1090,11 +1083,11 @@ static void typed_pages_have_one_type_in_both_mappings(struct ktest *t)
 	} kinds[] = { { MmWriteCombined, MMT_ENC_WC }, { MmNonCached, MMT_ENC_UC } };
 	for (unsigned i = 0; i < ARRAY_SIZE(kinds); i++) {
 		PMDL m = pages_for_mdl(t, 2 * P, true, kinds[i].ct);
-		uint64_t ops[] = {
-			AGENT_READ64, map_va + 0x18, 0, 0, 0, 0,
-			AGENT_READ64, map_va + P + 0x20, 0, 0, 0, 0,
-		};
-		PEPROCESS p = agent(t, 0, ops, 2);
+		struct agent_script s;
+		agent_begin(&s);
+		agent_read64(&s, map_va + 0x18);
+		agent_read64(&s, map_va + P + 0x20);
+		PEPROCESS p = agent(t, 0, &s);
 		attach(p);
 		/* As a driver would: into the calling process (asking for MmCached, which the
 		 * frames' own type overrides), and into the kernel. */
@@ -1114,8 +1107,8 @@ static void typed_pages_have_one_type_in_both_mappings(struct ktest *t)
 			EXPECT_EQ(t, ul & MMT_PTE_ADDR, kq.entry[1] & MMT_PTE_ADDR);
 		}
 		EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
-		EXPECT_EQ(t, report(t, p, 0, 0), 0xAA00 + i);
-		EXPECT_EQ(t, report(t, p, 1, 0), 0xBB00 + i);
+		EXPECT_EQ(t, agent_result(t, p, 0, 0), 0xAA00 + i);
+		EXPECT_EQ(t, agent_result(t, p, 1, 0), 0xBB00 + i);
 		attach(p);
 		MmUnmapLockedPages((PVOID)u, m);
 		detach();

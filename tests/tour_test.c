@@ -8,6 +8,7 @@
  * (nt-mdl.md decisions 1 and 2) from its own table.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
@@ -317,9 +318,8 @@ static void pte_prints_large_pages_and_kernel_text(struct ktest *t)
 /* `pte VA PID`: a user mapping of every cache type, in the process's tables. */
 static void pte_prints_user_mappings_in_a_process(struct ktest *t)
 {
-	const uint64_t args[] = { 1, AGENT_EXIT, 0, 0, 0, 0, 0 };
 	const uint64_t user_va = scratch_uva(PAGE_SIZE, 0);
-	PEPROCESS p = PsCreateProcess("agent", 0, args, ARRAY_SIZE(args));
+	PEPROCESS p = agent_create_idle(0);
 	ASSERT_TRUE(t, p != NULL);
 	for (unsigned i = 0; i < ARRAY_SIZE(every_type); i++) {
 		PMDL m = typed_pages(t, every_type[i]);
@@ -353,8 +353,7 @@ static char small_text[4096];
 
 static void ps_lists_live_processes_only(struct ktest *t)
 {
-	const uint64_t args[] = { 1, AGENT_EXIT, 0, 0, 0, 0, 0 };
-	PEPROCESS p = PsCreateProcess("agent", PROCESS_WOW64, args, ARRAY_SIZE(args));
+	PEPROCESS p = agent_create_idle(PROCESS_WOW64);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_TRUE(t, ps_lookup(p->pid) == p);
 	struct mon_out o = mon_buffer(small_text, sizeof small_text);
@@ -370,9 +369,8 @@ static void ps_lists_live_processes_only(struct ktest *t)
  * locked frames of that process's user half, with the lock counts the PFN database holds. */
 static void lockedpages_shows_frames_and_process_counts(struct ktest *t)
 {
-	const uint64_t args[] = { 1, AGENT_EXIT, 0, 0, 0, 0, 0 };
 	const uint64_t user_va = scratch_uva(2 * PAGE_SIZE, 0);
-	PEPROCESS p = PsCreateProcess("agent", 0, args, ARRAY_SIZE(args));
+	PEPROCESS p = agent_create_idle(0);
 	ASSERT_TRUE(t, p != NULL);
 	KAPC_STATE apc;
 	KeStackAttachProcess(p, &apc);
