@@ -36,6 +36,8 @@ static uint64_t first_used(uint64_t va, uint64_t size)
 	return 0;
 }
 
+/* The first range of r at or after r->next (wrapping once) that is `size` bytes aligned to
+ * `align`, in whole GiB, and empty now; r->next moves past it.  PANICs when there is none. */
 static uint64_t take(struct region *r, uint64_t size, uint64_t align)
 {
 	if (align < SCRATCH_UNIT)
