@@ -58,7 +58,7 @@ def tracked_files(repo: Path) -> list[str]:
                              capture_output=True, text=True).stdout
         files = [l for l in out.splitlines() if l]
         if files:
-            return sorted(files)
+            return sorted(set(files))
     except (OSError, subprocess.CalledProcessError):
         pass
     skip = {".git", "build"}

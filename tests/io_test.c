@@ -24,7 +24,9 @@
  * locked pages, open handles and device objects as before.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/agent.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
@@ -47,9 +49,10 @@
 #define IOCTL_IOT_TWICE IOT_FN(0x804, METHOD_BUFFERED)
 #define IOCTL_IOT_UNKNOWN IOT_FN(0x8FF, METHOD_BUFFERED)
 
-/* The agent's buffer: 64 KiB committed read-write; the next 64 KiB are not reserved. */
-#define IOT_BUF 0x20000000ul
+/* The agent's buffer, at a scratch address of the case: 64 KiB committed read-write; the next
+ * 64 KiB are not reserved. */
 #define IOT_BUF_SIZE 0x10000ul
+static uint64_t iot_buf;
 #define IOT_MAX_PAGES 4
 
 /* ---- the test driver ------------------------------------------------------------------ */
@@ -206,10 +209,10 @@ static NTSTATUS iot_cleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		struct pt_query q;
 		rec.cleanup_terminating = p->terminating;
 		rec.cleanup_handles = io_process_handles(p);
-		pt_query(&p->root, IOT_BUF, &q);
+		pt_query(&p->root, iot_buf, &q);
 		rec.cleanup_page_mapped = q.present && q.eff.user;
 		rec.cleanup_pfn = q.pa >> PAGE_SHIFT;
-		rec.cleanup_copy = copy_from_user(&rec.cleanup_value, IOT_BUF, sizeof rec.cleanup_value);
+		rec.cleanup_copy = copy_from_user(&rec.cleanup_value, iot_buf, sizeof rec.cleanup_value);
 	}
 	Irp->IoStatus.Status = STATUS_SUCCESS;
 	Irp->IoStatus.Information = 0;
@@ -220,6 +223,7 @@ static NTSTATUS iot_cleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 static int io_ioctl_init(struct ktest *t)
 {
 	memset(&rec, 0, sizeof rec);
+	iot_buf = scratch_uva(2 * IOT_BUF_SIZE, 0);
 	return IoCreateDeviceLite(IOT_DEVICE, iot_device_control, iot_cleanup, &iot_device) != STATUS_SUCCESS;
 }
 
@@ -232,61 +236,11 @@ static void io_ioctl_exit(struct ktest *t)
 
 /* ---- the agent's script ----------------------------------------------------------------- */
 
-struct script {
-	uint64_t args[USER_PARAMS_ARGS];
-	uint32_t nops;
-};
-
-/* Append one agent operation; returns its index (its reports are AGENT_KEY(index, k)). */
-static uint32_t op(struct script *s, uint64_t code, uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+/* A script whose first operation commits the buffer read-write. */
+static void begin_script(struct agent_script *s)
 {
-	uint32_t i = s->nops++;
-	uint64_t *o = &s->args[1 + i * AGENT_OP_SLOTS];
-	if (1 + s->nops * AGENT_OP_SLOTS > USER_PARAMS_ARGS)
-		PANIC("io_test: script too long");
-	o[0] = code, o[1] = a, o[2] = b, o[3] = c, o[4] = d, o[5] = e;
-	s->args[0] = s->nops;
-	return i;
-}
-
-/* A device name packed as AGENT_OPEN takes it. */
-static uint64_t name64(const char *name)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8 && name[i]; i++)
-		v |= (uint64_t)(uint8_t)name[i] << (8 * i);
-	return v;
-}
-
-static uint32_t op_alloc_buffer(struct script *s)
-{
-	return op(s, AGENT_ALLOC, IOT_BUF, IOT_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0);
-}
-
-static uint32_t op_open(struct script *s, const char *name) { return op(s, AGENT_OPEN, name64(name), 0, 0, 0, 0); }
-
-static uint32_t op_ioctl(struct script *s, ULONG code, uint64_t in, ULONG in_len, uint64_t out, ULONG out_len)
-{
-	return op(s, AGENT_IOCTL, code, in, in_len, out, out_len);
-}
-
-/* Create the agent with the script and run it; it must exit normally. */
-static PEPROCESS run_script(struct ktest *t, const struct script *s)
-{
-	PEPROCESS p = PsCreateProcess("agent", 0, s->args, 1 + s->nops * AGENT_OP_SLOTS);
-	if (!p)
-		return NULL;
-	NTSTATUS st = PsRunProcess(p);
-	EXPECT_EQ(t, (ULONG)st, 0);
-	EXPECT_FALSE(t, p->fault.happened);
-	return p;
-}
-
-/* The value operation i reported (~0 when it reported none). */
-static uint64_t result(const PEPROCESS p, uint32_t i)
-{
-	uint64_t v;
-	return ps_report(p, AGENT_KEY(i, 0), &v) ? v : ~0ull;
+	agent_begin(s);
+	agent_alloc(s, iot_buf, IOT_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 }
 
 /* ---- cases ---------------------------------------------------------------------------- */
@@ -294,28 +248,28 @@ static uint64_t result(const PEPROCESS p, uint32_t i)
 static void buffered_round_trip_copies_back_information_bytes(struct ktest *t)
 {
 	const uint64_t in0 = 0x0123456789ABCDEFul, in1 = 0x1122334455667788ul, fill = 0xAAAAAAAAAAAAAAAAul;
-	const uint64_t out = IOT_BUF + 0x3000;
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF, in0, 0, 0, 0);
-	op(&s, AGENT_WRITE64, IOT_BUF + 8, in1, 0, 0, 0);
+	const uint64_t out = iot_buf + 0x3000;
+	struct agent_script s;
+	begin_script(&s);
+	agent_write64(&s, iot_buf, in0);
+	agent_write64(&s, iot_buf + 8, in1);
 	for (int k = 0; k < 4; k++)
-		op(&s, AGENT_WRITE64, out + 8 * k, fill, 0, 0, 0);
-	uint32_t open = op_open(&s, IOT_DEVICE);
+		agent_write64(&s, out + 8 * k, fill);
+	uint32_t open = agent_open(&s, IOT_DEVICE);
 	/* 16 bytes in, room for 32 out: the driver returns 16. */
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 16, out, 32);
+	uint32_t call = agent_ioctl(&s, IOCTL_IOT_INVERT, iot_buf, 16, out, 32);
 	uint32_t r[4];
 	for (int k = 0; k < 4; k++)
-		r[k] = op(&s, AGENT_READ64, out + 8 * k, 0, 0, 0, 0);
-	PEPROCESS p = run_script(t, &s);
+		r[k] = agent_read64(&s, out + 8 * k);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, result(p, open), 0);
-	EXPECT_EQ(t, result(p, call), 0);
-	EXPECT_EQ(t, result(p, r[0]), ~in0);
-	EXPECT_EQ(t, result(p, r[1]), ~in1);
+	EXPECT_EQ(t, agent_result(t, p, open, 0), 0);
+	EXPECT_EQ(t, agent_result(t, p, call, 0), 0);
+	EXPECT_EQ(t, agent_result(t, p, r[0], 0), ~in0);
+	EXPECT_EQ(t, agent_result(t, p, r[1], 0), ~in1);
 	/* Information was 16: the rest of the output buffer was not written. */
-	EXPECT_EQ(t, result(p, r[2]), fill);
-	EXPECT_EQ(t, result(p, r[3]), fill);
+	EXPECT_EQ(t, agent_result(t, p, r[2], 0), fill);
+	EXPECT_EQ(t, agent_result(t, p, r[3], 0), fill);
 	EXPECT_EQ(t, rec.calls, 1);
 	EXPECT_EQ(t, rec.in_len, 16);
 	EXPECT_EQ(t, rec.out_len, 32);
@@ -332,18 +286,18 @@ static void buffered_round_trip_copies_back_information_bytes(struct ktest *t)
 
 static void buffered_error_status_copies_nothing_back(struct ktest *t)
 {
-	const uint64_t out = IOT_BUF + 0x3000, fill = 0x5555555555555555ul;
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, out, fill, 0, 0, 0);
-	op_open(&s, IOT_DEVICE);
+	const uint64_t out = iot_buf + 0x3000, fill = 0x5555555555555555ul;
+	struct agent_script s;
+	begin_script(&s);
+	agent_write64(&s, out, fill);
+	agent_open(&s, IOT_DEVICE);
 	/* Output too small for the input: STATUS_BUFFER_TOO_SMALL, nothing copied. */
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 16, out, 8);
-	uint32_t r = op(&s, AGENT_READ64, out, 0, 0, 0, 0);
-	PEPROCESS p = run_script(t, &s);
+	uint32_t call = agent_ioctl(&s, IOCTL_IOT_INVERT, iot_buf, 16, out, 8);
+	uint32_t r = agent_read64(&s, out);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, result(p, call), (ULONG)STATUS_BUFFER_TOO_SMALL);
-	EXPECT_EQ(t, result(p, r), fill);
+	EXPECT_EQ(t, agent_result(t, p, call, 0), (ULONG)STATUS_BUFFER_TOO_SMALL);
+	EXPECT_EQ(t, agent_result(t, p, r, 0), fill);
 	PsDestroyProcess(p);
 }
 
@@ -351,20 +305,20 @@ static void out_direct_driver_writes_through_the_mdl_locked_for_the_caller(struc
 {
 	const uint64_t seed = 0x5EED000000000000ul;
 	/* 32 bytes across a page boundary, in pages the agent never touched (demand-zero). */
-	const uint64_t out = IOT_BUF + 0x2000 - 16;
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF, seed, 0, 0, 0);
-	op_open(&s, IOT_DEVICE);
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_FILL, IOT_BUF, 8, out, 32);
+	const uint64_t out = iot_buf + 0x2000 - 16;
+	struct agent_script s;
+	begin_script(&s);
+	agent_write64(&s, iot_buf, seed);
+	agent_open(&s, IOT_DEVICE);
+	uint32_t call = agent_ioctl(&s, IOCTL_IOT_FILL, iot_buf, 8, out, 32);
 	uint32_t r[4];
 	for (int k = 0; k < 4; k++)
-		r[k] = op(&s, AGENT_READ64, out + 8 * k, 0, 0, 0, 0);
-	PEPROCESS p = run_script(t, &s);
+		r[k] = agent_read64(&s, out + 8 * k);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, result(p, call), 0);
+	EXPECT_EQ(t, agent_result(t, p, call, 0), 0);
 	for (int k = 0; k < 4; k++)
-		EXPECT_EQ(t, result(p, r[k]), seed + 8 * k);
+		EXPECT_EQ(t, agent_result(t, p, r[k], 0), seed + 8 * k);
 	/* While the driver had the IRP: locked for this process, UserMode, for writing. */
 	EXPECT_EQ(t, rec.calls, 1);
 	ASSERT_TRUE(t, rec.had_mdl);
@@ -394,19 +348,19 @@ static void out_direct_driver_writes_through_the_mdl_locked_for_the_caller(struc
 static void in_direct_locks_for_read_so_a_read_only_buffer_is_accepted(struct ktest *t)
 {
 	const uint64_t data = 0xDA7ADA7ADA7ADA7Aul;
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF + 0x1000, data, 0, 0, 0);
-	op_open(&s, IOT_DEVICE);
-	uint32_t rw = op_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, IOT_BUF + 0x1000, 8);
-	uint32_t ro = op_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, USER_PARAMS_VA, 8);
-	uint32_t marker = op(&s, AGENT_REPORT, 1000, 7, 0, 0, 0);
-	PEPROCESS p = run_script(t, &s);
+	struct agent_script s;
+	begin_script(&s);
+	agent_write64(&s, iot_buf + 0x1000, data);
+	agent_open(&s, IOT_DEVICE);
+	uint32_t rw = agent_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, iot_buf + 0x1000, 8);
+	uint32_t ro = agent_ioctl(&s, IOCTL_IOT_PEEK, 0, 0, USER_PARAMS_VA, 8);
+	uint32_t marker = agent_report(&s, 1000, 7);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	(void)marker;
-	EXPECT_EQ(t, result(p, rw), 0);
+	EXPECT_EQ(t, agent_result(t, p, rw, 0), 0);
 	/* The read-only parameter page: probed for read, the driver reads its magic. */
-	EXPECT_EQ(t, result(p, ro), 0);
+	EXPECT_EQ(t, agent_result(t, p, ro, 0), 0);
 	EXPECT_EQ(t, rec.calls, 2);
 	EXPECT_EQ(t, rec.first_qword, USER_PARAMS_MAGIC);
 	EXPECT_TRUE(t, rec.mdl_process == p);
@@ -420,17 +374,17 @@ static void in_direct_locks_for_read_so_a_read_only_buffer_is_accepted(struct kt
 
 static void neither_hands_the_driver_raw_pointers_in_the_callers_space(struct ktest *t)
 {
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF + 0x1000, 1, 0, 0, 0);
-	op_open(&s, IOT_DEVICE);
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_RAW, IOT_BUF + 0x10, 4, IOT_BUF + 0x1000, 8);
-	PEPROCESS p = run_script(t, &s);
+	struct agent_script s;
+	begin_script(&s);
+	agent_write64(&s, iot_buf + 0x1000, 1);
+	agent_open(&s, IOT_DEVICE);
+	uint32_t call = agent_ioctl(&s, IOCTL_IOT_RAW, iot_buf + 0x10, 4, iot_buf + 0x1000, 8);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, result(p, call), 0);
+	EXPECT_EQ(t, agent_result(t, p, call, 0), 0);
 	EXPECT_EQ(t, rec.calls, 1);
-	EXPECT_TRUE(t, rec.type3_input == (PVOID)(IOT_BUF + 0x10));
-	EXPECT_TRUE(t, rec.user_buffer == (PVOID)(IOT_BUF + 0x1000));
+	EXPECT_TRUE(t, rec.type3_input == (PVOID)(iot_buf + 0x10));
+	EXPECT_TRUE(t, rec.user_buffer == (PVOID)(iot_buf + 0x1000));
 	EXPECT_TRUE(t, rec.system_buffer == NULL);
 	EXPECT_FALSE(t, rec.had_mdl);
 	EXPECT_TRUE(t, rec.process == p);
@@ -450,10 +404,10 @@ struct bad_buffer {
 
 static void bad_buffers_are_access_violations_for_the_caller(struct ktest *t)
 {
-	const uint64_t kernel = (uint64_t)&rec, ro = USER_PARAMS_VA, ok = IOT_BUF;
+	const uint64_t kernel = (uint64_t)&rec, ro = USER_PARAMS_VA, ok = iot_buf;
 	/* Uncommitted: the 64 KiB after the buffer; straddling: the buffer's last 8 bytes and 8
 	 * of those; past the top of the user range. */
-	const uint64_t uncommitted = IOT_BUF + IOT_BUF_SIZE, straddle = IOT_BUF + IOT_BUF_SIZE - 8;
+	const uint64_t uncommitted = iot_buf + IOT_BUF_SIZE, straddle = iot_buf + IOT_BUF_SIZE - 8;
 	const uint64_t top = MM_USER_TOP_64 + 1 - PAGE_SIZE;
 	const struct bad_buffer bad[] = {
 		{ "buffered, NULL input", IOCTL_IOT_INVERT, 0, 16, ok, 16 },
@@ -474,21 +428,21 @@ static void bad_buffers_are_access_violations_for_the_caller(struct ktest *t)
 		{ "in direct, uncommitted output", IOCTL_IOT_PEEK, 0, 0, uncommitted, 8 },
 	};
 	uint32_t call[ARRAY_SIZE(bad)];
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
+	struct agent_script s;
+	begin_script(&s);
 	/* The straddling buffer's first page is resident: the probe locks it, then fails. */
-	op(&s, AGENT_WRITE64, straddle, 1, 0, 0, 0);
-	op_open(&s, IOT_DEVICE);
+	agent_write64(&s, straddle, 1);
+	agent_open(&s, IOT_DEVICE);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-		call[i] = op_ioctl(&s, bad[i].code, bad[i].in, bad[i].in_len, bad[i].out, bad[i].out_len);
-	uint32_t marker = op(&s, AGENT_REPORT, 1000, 7, 0, 0, 0);
-	PEPROCESS p = run_script(t, &s);
+		call[i] = agent_ioctl(&s, bad[i].code, bad[i].in, bad[i].in_len, bad[i].out, bad[i].out_len);
+	uint32_t marker = agent_report(&s, 1000, 7);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	(void)marker;
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-		if (result(p, call[i]) != (ULONG)STATUS_ACCESS_VIOLATION)
+		if (agent_result(t, p, call[i], 0) != (ULONG)STATUS_ACCESS_VIOLATION)
 			KTEST_FAIL(t, "%s: status 0x%lx, expected STATUS_ACCESS_VIOLATION", bad[i].what,
-				   result(p, call[i]));
+				   agent_result(t, p, call[i], 0));
 	/* The driver never saw any of them; the agent went on. */
 	EXPECT_EQ(t, rec.calls, 0);
 	EXPECT_EQ(t, p->locked_pages, 0);
@@ -503,21 +457,21 @@ static void bad_buffers_are_access_violations_for_the_caller(struct ktest *t)
 
 static void unknown_names_handles_and_codes_get_their_statuses(struct ktest *t)
 {
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
+	struct agent_script s;
+	begin_script(&s);
 	/* No handle yet: the agent passes 0. */
-	uint32_t no_handle = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 8, IOT_BUF, 8);
-	uint32_t no_device = op_open(&s, "NODEV");
-	uint32_t prefix = op_open(&s, "IOTES");
-	uint32_t open = op_open(&s, IOT_DEVICE);
-	uint32_t no_code = op_ioctl(&s, IOCTL_IOT_UNKNOWN, IOT_BUF, 8, IOT_BUF, 8);
-	PEPROCESS p = run_script(t, &s);
+	uint32_t no_handle = agent_ioctl(&s, IOCTL_IOT_INVERT, iot_buf, 8, iot_buf, 8);
+	uint32_t no_device = agent_open(&s, "NODEV");
+	uint32_t prefix = agent_open(&s, "IOTES");
+	uint32_t open = agent_open(&s, IOT_DEVICE);
+	uint32_t no_code = agent_ioctl(&s, IOCTL_IOT_UNKNOWN, iot_buf, 8, iot_buf, 8);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, result(p, no_handle), (ULONG)STATUS_INVALID_HANDLE);
-	EXPECT_EQ(t, result(p, no_device), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
-	EXPECT_EQ(t, result(p, prefix), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
-	EXPECT_EQ(t, result(p, open), 0);
-	EXPECT_EQ(t, result(p, no_code), (ULONG)STATUS_INVALID_DEVICE_REQUEST);
+	EXPECT_EQ(t, agent_result(t, p, no_handle, 0), (ULONG)STATUS_INVALID_HANDLE);
+	EXPECT_EQ(t, agent_result(t, p, no_device, 0), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
+	EXPECT_EQ(t, agent_result(t, p, prefix, 0), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
+	EXPECT_EQ(t, agent_result(t, p, open, 0), 0);
+	EXPECT_EQ(t, agent_result(t, p, no_code, 0), (ULONG)STATUS_INVALID_DEVICE_REQUEST);
 	EXPECT_EQ(t, rec.calls, 1);
 	EXPECT_EQ(t, io_process_handles(p), 1);
 	PsDestroyProcess(p);
@@ -534,14 +488,14 @@ static void device_names_are_unique_and_bounded(struct ktest *t)
 	/* A device with no routines: opens and closes, refuses I/O control. */
 	ASSERT_EQ(t, (ULONG)IoCreateDeviceLite("BARE", NULL, NULL, &d), 0);
 	EXPECT_EQ(t, d->Type, IO_TYPE_DEVICE);
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	uint32_t open = op_open(&s, "BARE");
-	uint32_t call = op_ioctl(&s, IOCTL_IOT_INVERT, IOT_BUF, 8, IOT_BUF, 8);
-	PEPROCESS p = run_script(t, &s);
+	struct agent_script s;
+	begin_script(&s);
+	uint32_t open = agent_open(&s, "BARE");
+	uint32_t call = agent_ioctl(&s, IOCTL_IOT_INVERT, iot_buf, 8, iot_buf, 8);
+	PEPROCESS p = agent_run_clean(t, &s);
 	if (p) {
-		EXPECT_EQ(t, result(p, open), 0);
-		EXPECT_EQ(t, result(p, call), (ULONG)STATUS_INVALID_DEVICE_REQUEST);
+		EXPECT_EQ(t, agent_result(t, p, open, 0), 0);
+		EXPECT_EQ(t, agent_result(t, p, call, 0), (ULONG)STATUS_INVALID_DEVICE_REQUEST);
 		PsDestroyProcess(p);
 	}
 	IoDeleteDevice(d);
@@ -551,11 +505,11 @@ static void device_names_are_unique_and_bounded(struct ktest *t)
 static void cleanup_reaches_the_driver_at_process_end_before_teardown(struct ktest *t)
 {
 	const uint64_t value = 0xC1EA0000C1EA0000ul;
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	op(&s, AGENT_WRITE64, IOT_BUF, value, 0, 0, 0);
-	op_open(&s, IOT_DEVICE);
-	PEPROCESS p = run_script(t, &s);
+	struct agent_script s;
+	begin_script(&s);
+	agent_write64(&s, iot_buf, value);
+	agent_open(&s, IOT_DEVICE);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	/* Ending the program is not the end of the process: no cleanup yet. */
 	EXPECT_EQ(t, rec.cleanups, 0);
@@ -579,18 +533,19 @@ static void cleanup_reaches_the_driver_at_process_end_before_teardown(struct kte
 
 static void cleanup_runs_once_per_handle_even_after_a_fault(struct ktest *t)
 {
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	uint32_t a = op_open(&s, IOT_DEVICE);
-	uint32_t b = op_open(&s, IOT_DEVICE);
+	struct agent_script s;
+	begin_script(&s);
+	uint32_t a = agent_open(&s, IOT_DEVICE);
+	uint32_t b = agent_open(&s, IOT_DEVICE);
 	/* The program dies on a fault with both handles open. */
-	op(&s, AGENT_READ64, (uint64_t)&rec, 0, 0, 0, 0);
-	PEPROCESS p = PsCreateProcess("agent", 0, s.args, 1 + s.nops * AGENT_OP_SLOTS);
+	agent_read64(&s, (uint64_t)&rec);
+	NTSTATUS st;
+	PEPROCESS p = agent_run(&s, 0, &st);
 	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
 	EXPECT_TRUE(t, p->fault.happened);
-	EXPECT_EQ(t, result(p, a), 0);
-	EXPECT_EQ(t, result(p, b), 0);
+	EXPECT_EQ(t, agent_result(t, p, a, 0), 0);
+	EXPECT_EQ(t, agent_result(t, p, b, 0), 0);
 	EXPECT_EQ(t, io_process_handles(p), 2);
 	PsDestroyProcess(p);
 	EXPECT_EQ(t, rec.cleanups, 2);
@@ -599,20 +554,21 @@ static void cleanup_runs_once_per_handle_even_after_a_fault(struct ktest *t)
 
 static void deleted_device_is_freed_with_its_last_handle_without_cleanup(struct ktest *t)
 {
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	op_open(&s, IOT_DEVICE);
-	PEPROCESS p = run_script(t, &s);
+	struct agent_script s;
+	begin_script(&s);
+	agent_open(&s, IOT_DEVICE);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, iot_device->ReferenceCount, 1);
 	IoDeleteDevice(iot_device);
 	iot_device = NULL;
 	/* The name is gone at once. */
-	struct script s2 = { 0 };
-	uint32_t open = op_open(&s2, IOT_DEVICE);
-	PEPROCESS q = run_script(t, &s2);
+	struct agent_script s2;
+	agent_begin(&s2);
+	uint32_t open = agent_open(&s2, IOT_DEVICE);
+	PEPROCESS q = agent_run_clean(t, &s2);
 	if (q) {
-		EXPECT_EQ(t, result(q, open), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
+		EXPECT_EQ(t, agent_result(t, q, open, 0), (ULONG)STATUS_OBJECT_NAME_NOT_FOUND);
 		PsDestroyProcess(q);
 	}
 	/* The driver is gone: its cleanup is not called; the device object goes with the handle
@@ -623,11 +579,11 @@ static void deleted_device_is_freed_with_its_last_handle_without_cleanup(struct 
 
 static void completing_an_irp_twice(struct ktest *t)
 {
-	struct script s = { 0 };
-	op_alloc_buffer(&s);
-	op_open(&s, IOT_DEVICE);
-	op_ioctl(&s, IOCTL_IOT_TWICE, IOT_BUF, 8, IOT_BUF, 8);
-	run_script(t, &s);
+	struct agent_script s;
+	begin_script(&s);
+	agent_open(&s, IOT_DEVICE);
+	agent_ioctl(&s, IOCTL_IOT_TWICE, iot_buf, 8, iot_buf, 8);
+	agent_run_clean(t, &s);
 }
 
 static struct ktest_case io_ioctl_cases[] = {

@@ -19,6 +19,9 @@
  * kernel's page tables).
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
@@ -195,62 +198,31 @@ static void sioctl_unload(void)
 
 /* ---- the application: the agent -------------------------------------------------------- */
 
-/* 64 KiB committed read-write for the buffers. */
-#define APP_BUF 0x30000000ul
+/* 64 KiB committed read-write for the buffers, at a scratch address of the case. */
 #define APP_BUF_SIZE 0x10000ul
+static uint64_t app_buf;
 /* The input, 16 bytes, and what the driver makes of it. */
 static const char app_input[16] = "hello, sioctl 6!";
 static const char app_output[16] = "HELLO, SIOCTL 6!";
 
-struct script {
-	uint64_t args[USER_PARAMS_ARGS];
-	uint32_t nops;
-};
-
-/* Append one agent operation; returns its index (its report is AGENT_KEY(index, 0)). */
-static uint32_t op(struct script *s, uint64_t code, uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e)
+/* The buffer, the input written at app_buf, the device opened. */
+static void app_prologue(struct agent_script *s)
 {
-	uint32_t i = s->nops++;
-	if (1 + s->nops * AGENT_OP_SLOTS > USER_PARAMS_ARGS)
-		PANIC("ioctl_sample_driver: script too long");
-	uint64_t *o = &s->args[1 + i * AGENT_OP_SLOTS];
-	o[0] = code, o[1] = a, o[2] = b, o[3] = c, o[4] = d, o[5] = e;
-	s->args[0] = s->nops;
-	return i;
-}
-
-/* The buffer, the input written at APP_BUF, the device opened. */
-static void app_prologue(struct script *s)
-{
-	uint64_t name = 0, q[2];
-	for (int i = 0; SIOCTL_DEVICE[i]; i++)
-		name |= (uint64_t)(uint8_t)SIOCTL_DEVICE[i] << (8 * i);
+	uint64_t q[2];
 	memcpy(q, app_input, sizeof q);
-	op(s, AGENT_ALLOC, APP_BUF, APP_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0);
-	op(s, AGENT_WRITE64, APP_BUF, q[0], 0, 0, 0);
-	op(s, AGENT_WRITE64, APP_BUF + 8, q[1], 0, 0, 0);
-	op(s, AGENT_OPEN, name, 0, 0, 0, 0);
-}
-
-static PEPROCESS app_run(struct ktest *t, const struct script *s)
-{
-	PEPROCESS p = PsCreateProcess("agent", 0, s->args, 1 + s->nops * AGENT_OP_SLOTS);
-	if (!p)
-		return NULL;
-	EXPECT_EQ(t, (ULONG)PsRunProcess(p), 0);
-	EXPECT_FALSE(t, p->fault.happened);
-	return p;
-}
-
-static uint64_t app_result(const PEPROCESS p, uint32_t i)
-{
-	uint64_t v;
-	return ps_report(p, AGENT_KEY(i, 0), &v) ? v : ~0ull;
+	agent_alloc(s, app_buf, APP_BUF_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_write64(s, app_buf, q[0]);
+	agent_write64(s, app_buf + 8, q[1]);
+	agent_open(s, SIOCTL_DEVICE);
 }
 
 /* ---- cases ---------------------------------------------------------------------------- */
 
-static int io_sample_init(struct ktest *t) { return sioctl_load() != STATUS_SUCCESS; }
+static int io_sample_init(struct ktest *t)
+{
+	app_buf = scratch_uva(APP_BUF_SIZE, 0);
+	return sioctl_load() != STATUS_SUCCESS;
+}
 static void io_sample_exit(struct ktest *t) { sioctl_unload(); }
 
 static const struct {
@@ -263,41 +235,36 @@ static const struct {
 	{ "neither", IOCTL_SIOCTL_METHOD_NEITHER },
 };
 
-static bool mapped_in_kernel(uint64_t va)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	return q.present;
-}
-
 static void each_method_round_trips_from_ring_3(struct ktest *t)
 {
 	uint64_t expect[2];
 	memcpy(expect, app_output, sizeof expect);
 	for (size_t m = 0; m < ARRAY_SIZE(methods); m++) {
 		/* Output across a page boundary, in pages the agent never touched; room for 24. */
-		const uint64_t out = APP_BUF + (m + 1) * 2 * PAGE_SIZE - 8;
-		struct script s = { 0 };
+		const uint64_t out = app_buf + (m + 1) * 2 * PAGE_SIZE - 8;
+		struct agent_script s;
+		agent_begin(&s);
 		app_prologue(&s);
-		op(&s, AGENT_WRITE64, out + 16, ~0ull, 0, 0, 0);
-		uint32_t call = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 16, out, 24);
-		uint32_t r0 = op(&s, AGENT_READ64, out, 0, 0, 0, 0);
-		uint32_t r1 = op(&s, AGENT_READ64, out + 8, 0, 0, 0, 0);
-		uint32_t r2 = op(&s, AGENT_READ64, out + 16, 0, 0, 0, 0);
+		agent_write64(&s, out + 16, ~0ull);
+		uint32_t call = agent_ioctl(&s, methods[m].code, app_buf, 16, out, 24);
+		uint32_t r0 = agent_read64(&s, out);
+		uint32_t r1 = agent_read64(&s, out + 8);
+		uint32_t r2 = agent_read64(&s, out + 16);
 		memset(&sioctl_log, 0, sizeof sioctl_log);
-		PEPROCESS p = app_run(t, &s);
+		PEPROCESS p = agent_run_clean(t, &s);
 		ASSERT_TRUE(t, p != NULL);
-		if (app_result(p, call) != 0 || app_result(p, r0) != expect[0] || app_result(p, r1) != expect[1])
-			KTEST_FAIL(t, "%s: status 0x%lx, output 0x%lx 0x%lx", methods[m].name, app_result(p, call),
-				   app_result(p, r0), app_result(p, r1));
+		uint64_t status = agent_result(t, p, call, 0), out0 = agent_result(t, p, r0, 0),
+			 out1 = agent_result(t, p, r1, 0);
+		if (status != 0 || out0 != expect[0] || out1 != expect[1])
+			KTEST_FAIL(t, "%s: status 0x%lx, output 0x%lx 0x%lx", methods[m].name, status, out0, out1);
 		/* Information was 16: the last 8 bytes of the output are the agent's. */
-		EXPECT_EQ(t, app_result(p, r2), ~0ull);
+		EXPECT_EQ(t, agent_result(t, p, r2, 0), ~0ull);
 		EXPECT_EQ(t, sioctl_log.calls, 1);
 		EXPECT_EQ(t, p->locked_pages, 0);
 		/* The driver's system mappings are gone: MmUnlockPages (the I/O manager's at
 		 * completion, or the driver's own for METHOD_NEITHER) released them. */
 		for (int i = 0; i < sioctl_log.nmapped; i++)
-			if (mapped_in_kernel(sioctl_log.mapped[i]))
+			if (mmt_va_mapped(sioctl_log.mapped[i]))
 				KTEST_FAIL(t, "%s: system mapping 0x%lx still present", methods[m].name,
 					   sioctl_log.mapped[i]);
 		if (methods[m].code == IOCTL_SIOCTL_METHOD_NEITHER) {
@@ -318,7 +285,7 @@ static void each_method_round_trips_from_ring_3(struct ktest *t)
 
 static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *t)
 {
-	const uint64_t kernel = (uint64_t)&sioctl_log, ro = USER_PARAMS_VA, in = APP_BUF, out = APP_BUF + PAGE_SIZE;
+	const uint64_t kernel = (uint64_t)&sioctl_log, ro = USER_PARAMS_VA, in = app_buf, out = app_buf + PAGE_SIZE;
 	const struct {
 		const char *what;
 		uint64_t in, out;
@@ -332,7 +299,8 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 	};
 	uint32_t call[ARRAY_SIZE(methods)][ARRAY_SIZE(bad)];
 	int neither_calls = 0;
-	struct script s = { 0 };
+	struct agent_script s;
+	agent_begin(&s);
 	app_prologue(&s);
 	for (size_t m = 0; m < ARRAY_SIZE(methods); m++)
 		for (size_t b = 0; b < ARRAY_SIZE(bad); b++) {
@@ -341,22 +309,22 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 				continue;
 			}
 			neither_calls += methods[m].code == IOCTL_SIOCTL_METHOD_NEITHER;
-			call[m][b] = op(&s, AGENT_IOCTL, methods[m].code, bad[b].in, 16, bad[b].out, 16);
+			call[m][b] = agent_ioctl(&s, methods[m].code, bad[b].in, 16, bad[b].out, 16);
 		}
-	op(&s, AGENT_REPORT, 1000, 7, 0, 0, 0);
-	PEPROCESS p = app_run(t, &s);
+	agent_report(&s, 1000, 7);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	for (size_t m = 0; m < ARRAY_SIZE(methods); m++)
 		for (size_t b = 0; b < ARRAY_SIZE(bad); b++)
-			if (call[m][b] != ~0u && app_result(p, call[m][b]) != (ULONG)STATUS_ACCESS_VIOLATION)
+			if (call[m][b] != ~0u && agent_result(t, p, call[m][b], 0) != (ULONG)STATUS_ACCESS_VIOLATION)
 				KTEST_FAIL(t, "%s, %s: status 0x%lx, expected STATUS_ACCESS_VIOLATION", methods[m].name,
-					   bad[b].what, app_result(p, call[m][b]));
+					   bad[b].what, agent_result(t, p, call[m][b], 0));
 	/* Only METHOD_NEITHER reached the driver, whose own probe refused the buffer. */
 	EXPECT_EQ(t, sioctl_log.calls, neither_calls);
 	EXPECT_EQ(t, (ULONG)sioctl_log.status, (ULONG)STATUS_ACCESS_VIOLATION);
 	/* NULL output after a good input: the input was mapped, then released by its unlock. */
 	for (int i = 0; i < sioctl_log.nmapped; i++)
-		EXPECT_FALSE(t, mapped_in_kernel(sioctl_log.mapped[i]));
+		EXPECT_FALSE(t, mmt_va_mapped(sioctl_log.mapped[i]));
 	EXPECT_EQ(t, p->locked_pages, 0);
 	uint64_t v = 0;
 	EXPECT_TRUE(t, ps_report(p, 1000, &v) && v == 7);
@@ -366,19 +334,20 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 static void empty_buffers_are_invalid_parameters(struct ktest *t)
 {
 	uint32_t call[ARRAY_SIZE(methods)][2];
-	struct script s = { 0 };
+	struct agent_script s;
+	agent_begin(&s);
 	app_prologue(&s);
 	for (size_t m = 0; m < ARRAY_SIZE(methods); m++) {
-		call[m][0] = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 0, APP_BUF + PAGE_SIZE, 16);
-		call[m][1] = op(&s, AGENT_IOCTL, methods[m].code, APP_BUF, 16, APP_BUF + PAGE_SIZE, 0);
+		call[m][0] = agent_ioctl(&s, methods[m].code, app_buf, 0, app_buf + PAGE_SIZE, 16);
+		call[m][1] = agent_ioctl(&s, methods[m].code, app_buf, 16, app_buf + PAGE_SIZE, 0);
 	}
-	PEPROCESS p = app_run(t, &s);
+	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	for (size_t m = 0; m < ARRAY_SIZE(methods); m++)
 		for (int k = 0; k < 2; k++)
-			if (app_result(p, call[m][k]) != (ULONG)STATUS_INVALID_PARAMETER)
+			if (agent_result(t, p, call[m][k], 0) != (ULONG)STATUS_INVALID_PARAMETER)
 				KTEST_FAIL(t, "%s, %s length 0: status 0x%lx", methods[m].name, k ? "output" : "input",
-					   app_result(p, call[m][k]));
+					   agent_result(t, p, call[m][k], 0));
 	EXPECT_EQ(t, sioctl_log.calls, 2 * (int)ARRAY_SIZE(methods));
 	PsDestroyProcess(p);
 }

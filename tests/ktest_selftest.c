@@ -3,6 +3,7 @@
  * resource or a raised IRQL fails the case, skip is reported.  Plus the kernel's library
  * pieces the framework stands on (glob, printf, symbols, command line). */
 #include "kernel/ktest.h"
+#include "tests/lib/scratch.h"
 #include "kernel/accounting.h"
 #include "kernel/cmdline.h"
 #include "kernel/irql.h"
@@ -29,7 +30,7 @@ static void inner_assert(struct ktest *t)
 }
 static void inner_fault(struct ktest *t)
 {
-	*(volatile uint64_t *)0xFFFFE00000000040ull = 1;
+	*(volatile uint64_t *)(scratch_unmapped_kva(PAGE_SIZE) + 0x40) = 1;
 	reached = 1;
 }
 static void inner_leak(struct ktest *t) { selftest_resource++; }

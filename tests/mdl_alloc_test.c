@@ -14,7 +14,8 @@
  * confined to the window sees exactly the frames the test dirtied.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -85,29 +86,6 @@ static void expect_pfns_within(struct ktest *t, PMDL m, pfn_t lo, pfn_t hi)
 			if (p[j] == p[i])
 				KTEST_FAIL(t, "PFN 0x%lx appears at [%u] and [%u]", p[i], j, i);
 	}
-}
-
-/* The memory type the direct-map alias of a frame selects, from its leaf entry and the
- * PAT MSR (as an IA32_PAT encoding). */
-static unsigned alias_encoding(pfn_t pfn)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, (uint64_t)pfn_to_virt(pfn), &q);
-	return q.present ? mmt_leaf_encoding(q.entry[q.level], q.level) : 0xFF;
-}
-
-static uint64_t free_frames(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.free;
-}
-
-static uint32_t free_sysptes(void)
-{
-	struct syspte_stats s;
-	syspte_get_stats(&s);
-	return (uint32_t)s.free;
 }
 
 /* ---- the window ------------------------------------------------------------------- */
@@ -203,11 +181,11 @@ static void contiguous_chunks_without_skip_are_one_block(struct ktest *t)
 	pfn_t w = prepare_window(t, 8, DIRT);
 	pfn_t hole = pfn_alloc_in(w + 4, w + 4, 0, PFN_OWNER_TEST);
 	ASSERT_EQ(t, hole, w + 4);
-	uint64_t before = free_frames();
+	uint64_t before = mmt_free_frames();
 	m = MmAllocatePagesForMdlEx(frame_start(w), frame_end(w + 7), NO_SKIP, PAGES(8), MmCached,
 				    MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS);
 	EXPECT_TRUE(t, m == NULL);
-	EXPECT_EQ(t, free_frames(), before);
+	EXPECT_EQ(t, mmt_free_frames(), before);
 	for (pfn_t f = w; f < w + 8; f++)
 		EXPECT_EQ(t, mmt_frame_is_free(f), f != hole);
 	if (m)
@@ -242,14 +220,14 @@ static void contiguous_chunks_with_skip_are_aligned_blocks(struct ktest *t)
 	free_mdl(m);
 
 	/* Skip must be a power of two of at least a page, and TotalBytes a multiple of it. */
-	uint64_t before = free_frames();
+	uint64_t before = mmt_free_frames();
 	EXPECT_TRUE(t, MmAllocatePagesForMdlEx(pa(0), pa(~0ull), pa(PAGES(3)), PAGES(12), MmCached,
 					       MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) == NULL);
 	EXPECT_TRUE(t, MmAllocatePagesForMdlEx(pa(0), pa(~0ull), pa(2048), PAGES(4), MmCached,
 					       MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) == NULL);
 	EXPECT_TRUE(t, MmAllocatePagesForMdlEx(pa(0), pa(~0ull), pa(SKIP_64K), SKIP_64K + PAGE_SIZE, MmCached,
 					       MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) == NULL);
-	EXPECT_EQ(t, free_frames(), before);
+	EXPECT_EQ(t, mmt_free_frames(), before);
 }
 
 /* ---- how much ------------------------------------------------------------------------- */
@@ -257,14 +235,14 @@ static void contiguous_chunks_with_skip_are_aligned_blocks(struct ktest *t)
 static void fully_required_is_all_or_nothing(struct ktest *t)
 {
 	pfn_t w = prepare_window(t, 4, DIRT);
-	uint64_t before = free_frames();
+	uint64_t before = mmt_free_frames();
 	struct pool_stats ps0, ps1;
 	pool_get_stats(&ps0);
 	PMDL m = MmAllocatePagesForMdlEx(frame_start(w), frame_end(w + 3), NO_SKIP, PAGES(8), MmCached,
 					 MM_ALLOCATE_FULLY_REQUIRED);
 	EXPECT_TRUE(t, m == NULL);
 	pool_get_stats(&ps1);
-	EXPECT_EQ(t, free_frames(), before);
+	EXPECT_EQ(t, mmt_free_frames(), before);
 	EXPECT_EQ(t, ps1.bytes_in_use, ps0.bytes_in_use);
 	for (pfn_t f = w; f < w + 4; f++)
 		EXPECT_TRUE(t, mmt_frame_is_free(f));
@@ -346,7 +324,7 @@ static void without_dont_zero_every_byte_reads_zero(struct ktest *t)
 
 static void bad_requests_return_null_and_take_nothing(struct ktest *t)
 {
-	uint64_t before = free_frames();
+	uint64_t before = mmt_free_frames();
 	struct mdl_stats ms0, ms1;
 	mdl_get_stats(&ms0);
 	/* Flags mdlab does not know. */
@@ -364,7 +342,7 @@ static void bad_requests_return_null_and_take_nothing(struct ktest *t)
 	EXPECT_TRUE(t, MmAllocatePagesForMdlEx(pa(top + PAGES(16)), pa(top + PAGES(32) - 1), NO_SKIP, PAGES(1),
 					       MmCached, 0) == NULL);
 	mdl_get_stats(&ms1);
-	EXPECT_EQ(t, free_frames(), before);
+	EXPECT_EQ(t, mmt_free_frames(), before);
 	EXPECT_EQ(t, ms1.allocated_pages, ms0.allocated_pages);
 }
 
@@ -372,7 +350,7 @@ static void bad_requests_return_null_and_take_nothing(struct ktest *t)
 
 static void new_mdl_is_locked_unmapped_at_address_zero(struct ktest *t)
 {
-	uint32_t ptes = free_sysptes();
+	uint64_t ptes = mmt_free_sysptes();
 	PMDL m = alloc_anywhere(PAGES(5), MmCached, 0);
 	ASSERT_TRUE(t, m != NULL);
 	EXPECT_TRUE(t, m->StartVa == NULL);
@@ -384,7 +362,7 @@ static void new_mdl_is_locked_unmapped_at_address_zero(struct ktest *t)
 	EXPECT_TRUE(t, m->Next == NULL);
 	EXPECT_TRUE(t, m->Process == NULL);
 	EXPECT_EQ(t, (USHORT)m->Size, sizeof(MDL) + 5 * sizeof(PFN_NUMBER));
-	EXPECT_EQ(t, free_sysptes(), ptes); /* not mapped: no system PTE taken */
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes); /* not mapped: no system PTE taken */
 	free_mdl(m);
 }
 
@@ -404,15 +382,15 @@ static void free_returns_frames_and_restores_wb(struct ktest *t)
 	};
 	for (unsigned k = 0; k < ARRAY_SIZE(cases); k++) {
 		unsigned want = mmt_type_encoding(cases[k].type), wb = mmt_type_encoding(MT_WB);
-		uint64_t frames0 = free_frames();
-		uint32_t ptes0 = free_sysptes();
+		uint64_t frames0 = mmt_free_frames();
+		uint64_t ptes0 = mmt_free_sysptes();
 		PMDL m = alloc_anywhere(PAGES(4), cases[k].caching, 0);
 		ASSERT_TRUE(t, m != NULL);
 		ASSERT_EQ(t, m->ByteCount, PAGES(4));
 		pfn_t pfns[4];
 		memcpy(pfns, MmGetMdlPfnArray(m), sizeof pfns);
 		for (int i = 0; i < 4; i++)
-			EXPECT_EQ(t, alias_encoding(pfns[i]), want);
+			EXPECT_EQ(t, mmt_alias_encoding(pfns[i], NULL), want);
 
 		/* Mapped asking for MmCached: the frames' own type wins (decision 1). */
 		uint8_t *va = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
@@ -428,15 +406,15 @@ static void free_returns_frames_and_restores_wb(struct ktest *t)
 		EXPECT_EQ(t, *((volatile uint8_t *)pfn_to_virt(pfns[1]) + 7), 0x3C);
 
 		MmFreePagesFromMdl(m); /* the mapping is still there: this releases it */
-		EXPECT_EQ(t, free_sysptes(), ptes0);
+		EXPECT_EQ(t, mmt_free_sysptes(), ptes0);
 		EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)va));
 		EXPECT_FALSE(t, m->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_PAGES_LOCKED));
 		for (int i = 0; i < 4; i++) {
 			EXPECT_TRUE(t, mmt_frame_is_free(pfns[i]));
-			EXPECT_EQ(t, alias_encoding(pfns[i]), wb);
+			EXPECT_EQ(t, mmt_alias_encoding(pfns[i], NULL), wb);
 		}
 		ExFreePool(m);
-		EXPECT_EQ(t, free_frames(), frames0);
+		EXPECT_EQ(t, mmt_free_frames(), frames0);
 	}
 }
 

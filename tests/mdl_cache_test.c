@@ -7,13 +7,15 @@
  *   - MmAllocatePagesForMdl's frames are untyped until the first mapping fixes the type;
  *   - each MEMORY_CACHING_TYPE (and the two mdlab extensions) selects an IA32_PAT slot
  *     holding the SDM encoding decision 2 names: UC 0, WC 1, WT 4, WP 5, WB 6, UC- 7.
- * Verdicts come from the real tables: each leaf's PAT/PCD/PWT bits are decoded here and
- * looked up in IA32_PAT read with RDMSR (mm/pat.c is the code under test, not a reference).
+ * Verdicts come from the real tables: each leaf's PAT/PCD/PWT bits are decoded by the
+ * tests' own tests/lib/pte.h and looked up in IA32_PAT read with RDMSR (mm/pat.c is the code under test, not a reference).
  * TCG does not emulate memory types (x86-paging.md): the encoding is what can be proven.
  * Every case ends with the memory-type audit of the kernel's tables: no frame reachable
  * with two types.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
@@ -24,22 +26,6 @@
 #include "mm/syspte.h"
 
 #define TAG 0x6353644Du /* 'MdSc' */
-#define IA32_PAT 0x277u
-
-/* Entry bits that select a PAT slot (SDM Vol. 3, 4.5 and 13.12.3). */
-#define PTE_PWT (1ull << 3)
-#define PTE_PCD (1ull << 4)
-#define PTE_PAT_4K (1ull << 7)
-#define PTE_PAT_LARGE (1ull << 12)
-
-/* IA32_PAT encodings (SDM Vol. 3, table 13-10). */
-#define ENC_UC 0u
-#define ENC_WC 1u
-#define ENC_WT 4u
-#define ENC_WP 5u
-#define ENC_WB 6u
-#define ENC_UCMINUS 7u
-#define ENC_UNMAPPED 0xFFu
 
 /* Decision 2, and the two mdlab extensions. */
 static const struct caching {
@@ -47,14 +33,14 @@ static const struct caching {
 	unsigned enc;
 	const char *name;
 } cachings[] = {
-	{ MmNonCached, ENC_UC, "MmNonCached" },
-	{ MmCached, ENC_WB, "MmCached" },
-	{ MmWriteCombined, ENC_WC, "MmWriteCombined" },
-	{ MmHardwareCoherentCached, ENC_WB, "MmHardwareCoherentCached" },
-	{ MmNonCachedUnordered, ENC_UCMINUS, "MmNonCachedUnordered" },
-	{ MmUSWCCached, ENC_WC, "MmUSWCCached" },
-	{ MmMdlabWriteThrough, ENC_WT, "MmMdlabWriteThrough" },
-	{ MmMdlabWriteProtected, ENC_WP, "MmMdlabWriteProtected" },
+	{ MmNonCached, MMT_ENC_UC, "MmNonCached" },
+	{ MmCached, MMT_ENC_WB, "MmCached" },
+	{ MmWriteCombined, MMT_ENC_WC, "MmWriteCombined" },
+	{ MmHardwareCoherentCached, MMT_ENC_WB, "MmHardwareCoherentCached" },
+	{ MmNonCachedUnordered, MMT_ENC_UCMINUS, "MmNonCachedUnordered" },
+	{ MmUSWCCached, MMT_ENC_WC, "MmUSWCCached" },
+	{ MmMdlabWriteThrough, MMT_ENC_WT, "MmMdlabWriteThrough" },
+	{ MmMdlabWriteProtected, MMT_ENC_WP, "MmMdlabWriteProtected" },
 };
 
 /* Pages for MDLs from anywhere in RAM (High: the largest positive PHYSICAL_ADDRESS). */
@@ -62,41 +48,20 @@ static const PHYSICAL_ADDRESS ANY_LOW = { .QuadPart = 0 };
 static const PHYSICAL_ADDRESS ANY_HIGH = { .QuadPart = 0x7FFFFFFFFFFFFFFFll };
 static const PHYSICAL_ADDRESS NO_SKIP = { .QuadPart = 0 };
 
-/* ---- reading memory types from the tables ----------------------------------------------- */
-
-/* The IA32_PAT encoding the leaf mapping va selects: slot = PAT << 2 | PCD << 1 | PWT, the
- * PAT bit at 7 in a 4 KiB leaf and at 12 in a 2 MiB / 1 GiB one, looked up in the MSR as it
- * is now.  ENC_UNMAPPED when nothing maps va; *level gets the leaf's level. */
-static unsigned encoding_at(uint64_t va, int *level)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	if (!q.present)
-		return ENC_UNMAPPED;
-	uint64_t e = q.entry[q.level];
-	uint64_t pat_bit = q.level == 1 ? PTE_PAT_4K : PTE_PAT_LARGE;
-	unsigned slot = (unsigned)(((e & pat_bit) ? 4 : 0) | ((e & PTE_PCD) ? 2 : 0) | ((e & PTE_PWT) ? 1 : 0));
-	if (level)
-		*level = q.level;
-	return (unsigned)(rdmsr(IA32_PAT) >> (8 * slot)) & 0xFF;
-}
-
-static unsigned alias_encoding(pfn_t pfn) { return encoding_at((uint64_t)pfn_to_virt(pfn), NULL); }
-
 /* Every page of the mapping at va, and every frame's direct-map alias, has encoding `enc`. */
 static void expect_type(struct ktest *t, PMDL m, PVOID va, unsigned enc, const char *what)
 {
 	ULONG n = mdl_page_count(m);
 	for (ULONG i = 0; i < n; i++) {
-		int level = 0;
-		unsigned got = encoding_at((uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE, &level);
-		if (got != enc || level != 1)
+		struct mmt_rights r;
+		unsigned got = mmt_encoding_at((uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE, &r);
+		if (got != enc || r.level != 1)
 			KTEST_FAIL(t, "%s: page %u of the mapping has encoding %u at level %d, want %u at level 1",
-				   what, i, got, level, enc);
+				   what, i, got, r.level, enc);
 		pfn_t pfn = MmGetMdlPfnArray(m)[i];
-		if (alias_encoding(pfn) != enc)
+		if (mmt_alias_encoding(pfn, NULL) != enc)
 			KTEST_FAIL(t, "%s: the direct-map alias of frame 0x%lx has encoding %u, want %u", what, pfn,
-				   alias_encoding(pfn), enc);
+				   mmt_alias_encoding(pfn, NULL), enc);
 	}
 }
 
@@ -104,9 +69,9 @@ static void expect_aliases(struct ktest *t, PMDL m, unsigned enc, const char *wh
 {
 	for (ULONG i = 0; i < mdl_page_count(m); i++) {
 		pfn_t pfn = MmGetMdlPfnArray(m)[i];
-		if (alias_encoding(pfn) != enc)
+		if (mmt_alias_encoding(pfn, NULL) != enc)
 			KTEST_FAIL(t, "%s: the direct-map alias of frame 0x%lx has encoding %u, want %u", what, pfn,
-				   alias_encoding(pfn), enc);
+				   mmt_alias_encoding(pfn, NULL), enc);
 	}
 }
 
@@ -132,9 +97,9 @@ static void free_pages_expect_wb(struct ktest *t, PMDL a, const char *what)
 	MmFreePagesFromMdl(a);
 	ExFreePool(a);
 	for (ULONG i = 0; i < n && i < ARRAY_SIZE(pfns); i++)
-		if (alias_encoding(pfns[i]) != ENC_WB)
+		if (mmt_alias_encoding(pfns[i], NULL) != MMT_ENC_WB)
 			KTEST_FAIL(t, "%s: frame 0x%lx freed, its alias still has encoding %u", what, pfns[i],
-				   alias_encoding(pfns[i]));
+				   mmt_alias_encoding(pfns[i], NULL));
 }
 
 static void expect_one_type_per_frame(struct ktest *t)
@@ -154,7 +119,7 @@ static void each_caching_type_selects_its_pat_slot(struct ktest *t)
 		PMDL a = MmAllocatePagesForMdl(ANY_LOW, ANY_HIGH, NO_SKIP, 2 * PAGE_SIZE);
 		ASSERT_TRUE(t, a != NULL);
 		ASSERT_EQ(t, mdl_page_count(a), 2);
-		expect_aliases(t, a, ENC_WB, c->name);
+		expect_aliases(t, a, MMT_ENC_WB, c->name);
 		uint64_t o = overrides();
 		volatile uint32_t *va = map_as(a, c->type);
 		ASSERT_TRUE(t, va != NULL);
@@ -181,7 +146,7 @@ static void allocate_pages_ex_records_its_type(struct ktest *t)
 		PMDL a = MmAllocatePagesForMdlEx(ANY_LOW, ANY_HIGH, NO_SKIP, 2 * PAGE_SIZE, c->type, 0);
 		ASSERT_TRUE(t, a != NULL);
 		expect_aliases(t, a, c->enc, c->name);
-		MEMORY_CACHING_TYPE other = c->enc == ENC_WB ? MmNonCached : MmCached;
+		MEMORY_CACHING_TYPE other = c->enc == MMT_ENC_WB ? MmNonCached : MmCached;
 		uint64_t o = overrides();
 		PVOID va = map_as(a, other);
 		ASSERT_TRUE(t, va != NULL);
@@ -207,19 +172,19 @@ static void allocate_pages_takes_the_first_mapping_type(struct ktest *t)
 	uint64_t o = overrides();
 	PVOID va = map_as(a, MmWriteCombined);
 	ASSERT_TRUE(t, va != NULL);
-	expect_type(t, a, va, ENC_WC, "first mapping, WC");
+	expect_type(t, a, va, MMT_ENC_WC, "first mapping, WC");
 	EXPECT_EQ(t, overrides(), o);
 	MmUnmapLockedPages(va, a);
-	expect_aliases(t, a, ENC_WC, "after the unmap");
+	expect_aliases(t, a, MMT_ENC_WC, "after the unmap");
 
 	va = map_as(a, MmNonCached);
 	ASSERT_TRUE(t, va != NULL);
-	expect_type(t, a, va, ENC_WC, "second mapping, UC asked");
+	expect_type(t, a, va, MMT_ENC_WC, "second mapping, UC asked");
 	EXPECT_EQ(t, overrides(), o + 1);
 	MmUnmapLockedPages(va, a);
 	va = MmGetSystemAddressForMdlSafe(a, NormalPagePriority);
 	ASSERT_TRUE(t, va != NULL);
-	expect_type(t, a, va, ENC_WC, "third mapping, MmCached asked");
+	expect_type(t, a, va, MMT_ENC_WC, "third mapping, MmCached asked");
 	expect_one_type_per_frame(t);
 	MmUnmapLockedPages(va, a);
 	free_pages_expect_wb(t, a, "freed");
@@ -240,10 +205,10 @@ static void pool_pages_stay_write_back(struct ktest *t)
 		uint64_t o = overrides();
 		PVOID va = map_as(m, c->type);
 		ASSERT_TRUE(t, va != NULL);
-		expect_type(t, m, va, ENC_WB, c->name);
-		EXPECT_EQ(t, encoding_at((uint64_t)buf, NULL), ENC_WB);
-		EXPECT_EQ(t, encoding_at((uint64_t)buf + PAGE_SIZE, NULL), ENC_WB);
-		EXPECT_EQ(t, overrides(), o + (c->enc != ENC_WB));
+		expect_type(t, m, va, MMT_ENC_WB, c->name);
+		EXPECT_EQ(t, mmt_encoding_at((uint64_t)buf, NULL), MMT_ENC_WB);
+		EXPECT_EQ(t, mmt_encoding_at((uint64_t)buf + PAGE_SIZE, NULL), MMT_ENC_WB);
+		EXPECT_EQ(t, overrides(), o + (c->enc != MMT_ENC_WB));
 		MmUnmapLockedPages(va, m);
 	}
 	expect_one_type_per_frame(t);
@@ -270,7 +235,7 @@ static void probe_locked_ram_stays_write_back(struct ktest *t)
 		for (unsigned k = 0; k < ARRAY_SIZE(cachings); k++) {
 			PVOID va = map_as(both[i], cachings[k].type);
 			ASSERT_TRUE(t, va != NULL);
-			expect_type(t, both[i], va, ENC_WB, cachings[k].name);
+			expect_type(t, both[i], va, MMT_ENC_WB, cachings[k].name);
 			MmUnmapLockedPages(va, both[i]);
 		}
 	}
@@ -304,15 +269,15 @@ static void each_frame_keeps_its_own_type(struct ktest *t)
 	p[3] = MmGetMdlPfnArray(untyped)[0];
 	m->MdlFlags |= MDL_PAGES_LOCKED;
 
-	static const unsigned want[4] = { ENC_UC, ENC_WB, ENC_WC, ENC_UCMINUS };
+	static const unsigned want[4] = { MMT_ENC_UC, MMT_ENC_WB, MMT_ENC_WC, MMT_ENC_UCMINUS };
 	uint64_t o = overrides();
 	PVOID va = map_as(m, MmNonCachedUnordered);
 	ASSERT_TRUE(t, va != NULL);
 	for (ULONG i = 0; i < 4; i++) {
-		int level = 0;
-		EXPECT_EQ(t, encoding_at((uint64_t)va + i * PAGE_SIZE, &level), want[i]);
-		EXPECT_EQ(t, level, 1);
-		EXPECT_EQ(t, alias_encoding(p[i]), want[i]);
+		struct mmt_rights r;
+		EXPECT_EQ(t, mmt_encoding_at((uint64_t)va + i * PAGE_SIZE, &r), want[i]);
+		EXPECT_EQ(t, r.level, 1);
+		EXPECT_EQ(t, mmt_alias_encoding(p[i], NULL), want[i]);
 	}
 	EXPECT_EQ(t, overrides(), o + 1);
 	expect_one_type_per_frame(t);
@@ -339,16 +304,14 @@ static void unknown_caching_type_is_refused(struct ktest *t)
 	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, m != NULL);
 	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
-	struct syspte_stats s0, s1;
-	syspte_get_stats(&s0);
+	uint64_t ptes = mmt_free_sysptes();
 	for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
 		MEMORY_CACHING_TYPE type = (MEMORY_CACHING_TYPE)bad[i];
 		EXPECT_TRUE(t, MmAllocatePagesForMdlEx(ANY_LOW, ANY_HIGH, NO_SKIP, PAGE_SIZE, type, 0) == NULL);
 		EXPECT_TRUE(t, map_as(m, type) == NULL);
 		EXPECT_FALSE(t, m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
 	}
-	syspte_get_stats(&s1);
-	EXPECT_EQ(t, s1.free, s0.free);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes);
 	MmUnlockPages(m);
 	IoFreeMdl(m);
 	ExFreePoolWithTag(buf, TAG);

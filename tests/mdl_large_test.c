@@ -6,7 +6,8 @@
  * region fails with NULL and leaves the region and the MDL as they were.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "mm/mdl.h"
@@ -70,17 +71,10 @@ static void expect_unmapped(struct ktest *t, uint64_t base, ULONG n)
 		}
 }
 
-static uint64_t free_sysptes(void)
-{
-	struct syspte_stats s;
-	syspte_get_stats(&s);
-	return s.free;
-}
-
 /* Room for an n-page Normal-priority mapping (boot option syspte=N can shrink the region). */
 static void need_sysptes(struct ktest *t, uint64_t n)
 {
-	if (free_sysptes() < n + SYSPTE_NORMAL_RESERVE((uint64_t)syspte_total()))
+	if (mmt_free_sysptes() < n + SYSPTE_NORMAL_RESERVE((uint64_t)syspte_total()))
 		KTEST_SKIP(t, "the system-PTE region is too small for this mapping");
 }
 
@@ -90,14 +84,14 @@ static void map_512_pages_from_allocate_pages(struct ktest *t)
 	PMDL m = MmAllocatePagesForMdlEx(pa(0), pa(~0ull), pa(0), 512 * PAGE_SIZE, MmCached, 0);
 	ASSERT_TRUE(t, m != NULL);
 	ASSERT_EQ(t, m->ByteCount, 512 * PAGE_SIZE);
-	uint64_t ptes = free_sysptes();
+	uint64_t ptes = mmt_free_sysptes();
 	uint8_t *va = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
 	ASSERT_TRUE(t, va != NULL);
-	EXPECT_EQ(t, free_sysptes(), ptes - 512);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes - 512);
 	EXPECT_TRUE(t, syspte_contains((uint64_t)va) && syspte_contains((uint64_t)va + 511 * PAGE_SIZE));
 	check_mapping(t, m, va);
 	MmUnmapLockedPages(va, m);
-	EXPECT_EQ(t, free_sysptes(), ptes);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes);
 	expect_unmapped(t, (uint64_t)va, 512);
 	MmFreePagesFromMdl(m);
 	ExFreePool(m);
@@ -113,16 +107,16 @@ static void map_4mib_of_pool(struct ktest *t)
 	ASSERT_TRUE(t, m != NULL);
 	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
 	ASSERT_EQ(t, mdl_page_count(m), n);
-	uint64_t ptes = free_sysptes();
+	uint64_t ptes = mmt_free_sysptes();
 	uint8_t *va = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, va != NULL);
-	EXPECT_EQ(t, free_sysptes(), ptes - n);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes - n);
 	check_mapping(t, m, va);
 	/* The last byte, through both addresses. */
 	va[n * PAGE_SIZE - 1] = 0x6D;
 	EXPECT_EQ(t, buf[n * PAGE_SIZE - 1], 0x6D);
 	MmUnlockPages(m); /* releases the mapping */
-	EXPECT_EQ(t, free_sysptes(), ptes);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes);
 	expect_unmapped(t, (uint64_t)va, n);
 	IoFreeMdl(m);
 	ExFreePoolWithTag(buf, TAG);

@@ -20,7 +20,9 @@
  * "# death-expect:" line before the bug check; the STOP line must match it).
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -30,23 +32,6 @@
 #include "mm/syspte.h"
 
 #define TAG 0x7453644Du /* 'MdSt' */
-
-/* Entry bits (SDM Vol. 3, 4.5), decoded here and not through mm/pt.c. */
-#define PTE_P (1ull << 0)
-#define PTE_RW (1ull << 1)
-#define PTE_NX (1ull << 63)
-#define PTE_FRAME 0x000FFFFFFFFFF000ull
-
-/* #PF error codes (x86-paging.md): kernel write to a read-only page, kernel fetch from NX. */
-#define PF_WRITE_PROTECTION (PF_P | PF_W)
-#define PF_FETCH_PROTECTION (PF_P | PF_ID)
-#define RET_OPCODE 0xC3
-
-static void expect_stop(struct ktest *t, ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3,
-			ULONG_PTR p4)
-{
-	ktest_expect_stop(t, code, p1, p2, p3, p4, KTEST_P_ALL);
-}
 
 /* ---- page tables and faults ---------------------------------------------------------- */
 
@@ -61,14 +46,6 @@ static uint64_t sys_leaf(struct ktest *t, uint64_t va)
 	EXPECT_EQ(t, q.level, 1);
 	return q.entry[q.level];
 }
-
-static bool va_present(uint64_t va)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	return q.present;
-}
-
 
 /* ---- MDLs ------------------------------------------------------------------------------ */
 
@@ -121,22 +98,15 @@ static void expect_maps_frames(struct ktest *t, PMDL m, PVOID va)
 	ULONG n = mdl_page_count(m);
 	for (ULONG i = 0; i < n; i++) {
 		uint64_t e = sys_leaf(t, (uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE);
-		EXPECT_TRUE(t, e & PTE_P);
-		EXPECT_EQ(t, (e & PTE_FRAME) >> PAGE_SHIFT, MmGetMdlPfnArray(m)[i]);
+		EXPECT_TRUE(t, e & MMT_PTE_P);
+		EXPECT_EQ(t, (e & MMT_PTE_ADDR) >> PAGE_SHIFT, MmGetMdlPfnArray(m)[i]);
 	}
 }
 
 static void expect_unmapped(struct ktest *t, PVOID va, ULONG pages)
 {
 	for (ULONG i = 0; i < pages; i++)
-		EXPECT_FALSE(t, va_present((uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE));
-}
-
-static uint64_t free_ptes(void)
-{
-	struct syspte_stats s;
-	syspte_get_stats(&s);
-	return s.free;
+		EXPECT_FALSE(t, mmt_va_mapped((uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE));
 }
 
 /* ---- filling the system-PTE space ------------------------------------------------------ */
@@ -195,10 +165,10 @@ static void mapping_keeps_byte_offset_and_sets_flags(struct ktest *t)
 	/* The PTEs, read from the tables: the MDL's frames, NX, writable. */
 	for (ULONG i = 0; i < 3; i++) {
 		uint64_t e = sys_leaf(t, (uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE);
-		ASSERT_TRUE(t, e & PTE_P);
-		EXPECT_EQ(t, (e & PTE_FRAME) >> PAGE_SHIFT, MmGetMdlPfnArray(m)[i]);
-		EXPECT_TRUE(t, e & PTE_NX);
-		EXPECT_TRUE(t, e & PTE_RW);
+		ASSERT_TRUE(t, e & MMT_PTE_P);
+		EXPECT_EQ(t, (e & MMT_PTE_ADDR) >> PAGE_SHIFT, MmGetMdlPfnArray(m)[i]);
+		EXPECT_TRUE(t, e & MMT_PTE_NX);
+		EXPECT_TRUE(t, e & MMT_PTE_RW);
 	}
 	/* The same bytes through both addresses. */
 	((volatile uint8_t *)va)[5] = 0x77;
@@ -421,7 +391,7 @@ static void kernel_mapping_failure_returns_null(struct ktest *t)
 	EXPECT_TRUE(t, map_fails(m, MmGetSystemAddressForMdlSafe(m, HighPagePriority)));
 	EXPECT_EQ(t, (USHORT)m->MdlFlags, flags);
 	EXPECT_TRUE(t, m->MappedSystemVa == NULL);
-	EXPECT_EQ(t, free_ptes(), 2);
+	EXPECT_EQ(t, mmt_free_sysptes(), 2);
 
 	m->MdlFlags |= MDL_MAPPING_CAN_FAIL;
 	EXPECT_TRUE(t, map_fails(m, MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, TRUE,
@@ -429,7 +399,7 @@ static void kernel_mapping_failure_returns_null(struct ktest *t)
 	EXPECT_TRUE(t, map_fails(m, MmMapLockedPages(m, KernelMode)));
 	m->MdlFlags &= ~MDL_MAPPING_CAN_FAIL;
 	EXPECT_EQ(t, (USHORT)m->MdlFlags, flags);
-	EXPECT_EQ(t, free_ptes(), 2);
+	EXPECT_EQ(t, mmt_free_sysptes(), 2);
 
 	PVOID va = map(two, HighPagePriority);
 	EXPECT_TRUE(t, va != NULL);
@@ -467,7 +437,7 @@ static void mapping_larger_than_the_space_returns_null(struct ktest *t)
 	PMDL m = oversized_mdl(lb.mdl, pages);
 	ASSERT_TRUE(t, m != NULL);
 	ASSERT_EQ(t, mdl_page_count(m), pages);
-	uint64_t before = free_ptes();
+	uint64_t before = mmt_free_sysptes();
 	EXPECT_TRUE(t, map_fails(m, map(m, HighPagePriority)));
 	EXPECT_TRUE(t, map_fails(m, MmGetSystemAddressForMdlSafe(m, HighPagePriority)));
 	m->MdlFlags |= MDL_MAPPING_CAN_FAIL;
@@ -475,7 +445,7 @@ static void mapping_larger_than_the_space_returns_null(struct ktest *t)
 								 HighPagePriority)));
 	EXPECT_TRUE(t, map_fails(m, MmMapLockedPages(m, KernelMode)));
 	EXPECT_FALSE(t, m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
-	EXPECT_EQ(t, free_ptes(), before);
+	EXPECT_EQ(t, mmt_free_sysptes(), before);
 	m->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_MAPPING_CAN_FAIL);
 	IoFreeMdl(m);
 	release_buffer(&lb);
@@ -510,7 +480,7 @@ static void oversized_map_bug_checks_when_asked(struct ktest *t)
 	ULONG pages = syspte_total() + 1;
 	PMDL m = oversized_mdl(lb.mdl, pages);
 	ASSERT_TRUE(t, m != NULL);
-	expect_stop(t, NO_MORE_SYSTEM_PTES, 0, pages, free_ptes(), syspte_total());
+	expect_stop(t, NO_MORE_SYSTEM_PTES, 0, pages, mmt_free_sysptes(), syspte_total());
 	MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, TRUE, HighPagePriority);
 }
 
@@ -547,11 +517,11 @@ static void sized_mdls_free(struct sized_mdls *s)
  * where it was (a refused request consumes nothing). */
 static bool maps(struct ktest *t, PMDL m, ULONG priority)
 {
-	uint64_t before = free_ptes();
+	uint64_t before = mmt_free_sysptes();
 	PVOID va = map(m, priority);
 	if (va)
 		MmUnmapLockedPages(va, m);
-	EXPECT_EQ(t, free_ptes(), before);
+	EXPECT_EQ(t, mmt_free_sysptes(), before);
 	EXPECT_FALSE(t, m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
 	return va != NULL;
 }
@@ -658,19 +628,19 @@ static void no_write_mapping_is_read_only(struct ktest *t)
 	ASSERT_TRUE(t, va != NULL);
 	for (ULONG i = 0; i < 2; i++) {
 		uint64_t e = sys_leaf(t, (uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE);
-		EXPECT_TRUE(t, e & PTE_P);
-		EXPECT_FALSE(t, e & PTE_RW);
-		EXPECT_TRUE(t, e & PTE_NX);
+		EXPECT_TRUE(t, e & MMT_PTE_P);
+		EXPECT_FALSE(t, e & MMT_PTE_RW);
+		EXPECT_TRUE(t, e & MMT_PTE_NX);
 	}
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
-	EXPECT_TRUE(t, mmt_try_load8((uint64_t)va, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8((uint64_t)va, &v, &f));
 	EXPECT_EQ(t, v, lb.buf[0x40]);
 	const ULONG offsets[] = { 0, PAGE_SIZE + 0x80 }; /* both pages */
 	for (unsigned i = 0; i < ARRAY_SIZE(offsets); i++) {
 		uint64_t a = (uint64_t)va + offsets[i];
 		uint8_t old = lb.buf[0x40 + offsets[i]];
-		EXPECT_FALSE(t, mmt_try_store8(a, (uint8_t)~old, &f));
+		EXPECT_FALSE(t, faultcap_try_store8(a, (uint8_t)~old, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, a);
 		EXPECT_EQ(t, lb.buf[0x40 + offsets[i]], old);
 	}
@@ -678,8 +648,8 @@ static void no_write_mapping_is_read_only(struct ktest *t)
 
 	va = map(m, NormalPagePriority);
 	ASSERT_TRUE(t, va != NULL);
-	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & PTE_RW);
-	EXPECT_TRUE(t, mmt_try_store8((uint64_t)va + PAGE_SIZE + 0x80, 0x5A, &f));
+	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & MMT_PTE_RW);
+	EXPECT_TRUE(t, faultcap_try_store8((uint64_t)va + PAGE_SIZE + 0x80, 0x5A, &f));
 	EXPECT_EQ(t, lb.buf[0x40 + PAGE_SIZE + 0x80], 0x5A);
 	MmUnmapLockedPages(va, m);
 	release_buffer(&lb);
@@ -690,8 +660,8 @@ static void no_write_mapping_is_read_only(struct ktest *t)
 	va = MmGetSystemAddressForMdlSafe(a, HighPagePriority | MdlMappingNoWrite);
 	EXPECT_TRUE(t, va != NULL);
 	if (va) {
-		EXPECT_FALSE(t, sys_leaf(t, (uint64_t)va) & PTE_RW);
-		EXPECT_FALSE(t, mmt_try_store8((uint64_t)va + 0x123, 1, &f));
+		EXPECT_FALSE(t, sys_leaf(t, (uint64_t)va) & MMT_PTE_RW);
+		EXPECT_FALSE(t, faultcap_try_store8((uint64_t)va + 0x123, 1, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, (uint64_t)va + 0x123);
 		MmUnmapLockedPages(va, a);
 	}
@@ -705,16 +675,16 @@ static void no_write_mapping_is_read_only(struct ktest *t)
  * the byte, so the faults are the NX bit's doing. */
 static void expect_fetch_faults(struct ktest *t, uint8_t *va, ULONG second_page_offset)
 {
-	struct mmt_fault f;
-	EXPECT_EQ(t, va[0], RET_OPCODE);
-	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & PTE_NX);
-	EXPECT_FALSE(t, mmt_try_call((uint64_t)va, &f));
+	struct faultcap f;
+	EXPECT_EQ(t, va[0], FAULTCAP_RET_OPCODE);
+	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & MMT_PTE_NX);
+	EXPECT_FALSE(t, faultcap_try_call((uint64_t)va, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, (uint64_t)va);
 	EXPECT_EQ(t, f.rip, (uint64_t)va);
 	if (second_page_offset) {
 		uint64_t a = (uint64_t)PAGE_ALIGN(va) + PAGE_SIZE + second_page_offset;
-		EXPECT_TRUE(t, sys_leaf(t, a) & PTE_NX);
-		EXPECT_FALSE(t, mmt_try_call(a, &f));
+		EXPECT_TRUE(t, sys_leaf(t, a) & MMT_PTE_NX);
+		EXPECT_FALSE(t, faultcap_try_call(a, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, a);
 	}
 }
@@ -731,8 +701,8 @@ static void system_mappings_are_no_execute(struct ktest *t)
 	struct locked_buf lb;
 	lock_buffer(t, &lb, 2 * PAGE_SIZE, 0x20, PAGE_SIZE);
 	PMDL m = lb.mdl;
-	lb.buf[0x20] = RET_OPCODE;
-	lb.buf[PAGE_SIZE + 0x8] = RET_OPCODE;
+	lb.buf[0x20] = FAULTCAP_RET_OPCODE;
+	lb.buf[PAGE_SIZE + 0x8] = FAULTCAP_RET_OPCODE;
 	for (unsigned i = 0; i < ARRAY_SIZE(priorities); i++) {
 		uint8_t *va = map(m, priorities[i]);
 		ASSERT_TRUE(t, va != NULL);
@@ -747,10 +717,10 @@ static void system_mappings_are_no_execute(struct ktest *t)
 	ASSERT_TRUE(t, va != NULL);
 	expect_fetch_faults(t, va, 0x8);
 
-	struct mmt_fault f;
+	struct faultcap f;
 	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
-	EXPECT_FALSE(t, sys_leaf(t, (uint64_t)va) & PTE_NX);
-	EXPECT_TRUE(t, mmt_try_call((uint64_t)va, &f));
+	EXPECT_FALSE(t, sys_leaf(t, (uint64_t)va) & MMT_PTE_NX);
+	EXPECT_TRUE(t, faultcap_try_call((uint64_t)va, &f));
 	MmUnmapLockedPages(va, m);
 	release_buffer(&lb);
 }
@@ -762,17 +732,17 @@ static void get_system_address_returns_the_existing_mapping(struct ktest *t)
 	struct locked_buf lb;
 	lock_buffer(t, &lb, 3 * PAGE_SIZE, 0x321, 2 * PAGE_SIZE); /* three pages spanned */
 	PMDL m = lb.mdl;
-	uint64_t before = free_ptes();
+	uint64_t before = mmt_free_sysptes();
 
 	uint8_t *va = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, va != NULL);
-	EXPECT_EQ(t, free_ptes(), before - 3);
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 3);
 	EXPECT_TRUE(t, MmGetSystemAddressForMdlSafe(m, LowPagePriority) == va);
 	EXPECT_TRUE(t, MmGetSystemAddressForMdlSafe(m, HighPagePriority | MdlMappingNoWrite) == va);
-	EXPECT_EQ(t, free_ptes(), before - 3);
-	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & PTE_RW); /* still the first mapping's PTEs */
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 3);
+	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & MMT_PTE_RW); /* still the first mapping's PTEs */
 	MmUnmapLockedPages(va, m); /* one unmap releases it */
-	EXPECT_EQ(t, free_ptes(), before);
+	EXPECT_EQ(t, mmt_free_sysptes(), before);
 	EXPECT_FALSE(t, m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
 	expect_unmapped(t, va, 3);
 
@@ -780,9 +750,9 @@ static void get_system_address_returns_the_existing_mapping(struct ktest *t)
 	va = map(m, NormalPagePriority | MdlMappingNoWrite);
 	ASSERT_TRUE(t, va != NULL);
 	EXPECT_TRUE(t, MmGetSystemAddressForMdlSafe(m, NormalPagePriority) == va);
-	EXPECT_EQ(t, free_ptes(), before - 3);
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 3);
 	MmUnmapLockedPages(va, m);
-	EXPECT_EQ(t, free_ptes(), before);
+	EXPECT_EQ(t, mmt_free_sysptes(), before);
 	release_buffer(&lb);
 
 	/* Allocated pages: the same. */
@@ -792,9 +762,9 @@ static void get_system_address_returns_the_existing_mapping(struct ktest *t)
 	EXPECT_TRUE(t, va != NULL);
 	if (va) {
 		EXPECT_TRUE(t, MmGetSystemAddressForMdlSafe(a, NormalPagePriority) == va);
-		EXPECT_EQ(t, free_ptes(), before - 2);
+		EXPECT_EQ(t, mmt_free_sysptes(), before - 2);
 		MmUnmapLockedPages(va, a);
-		EXPECT_EQ(t, free_ptes(), before);
+		EXPECT_EQ(t, mmt_free_sysptes(), before);
 	}
 	MmFreePagesFromMdl(a);
 	ExFreePool(a);

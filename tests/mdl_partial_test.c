@@ -10,7 +10,8 @@
  * written through one address and read through another.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "mm/mdl.h"
@@ -48,20 +49,6 @@ static void source_release(struct source *s)
 	ExFreePoolWithTag(s->buf, TAG);
 }
 
-static uint64_t free_sysptes(void)
-{
-	struct syspte_stats st;
-	syspte_get_stats(&st);
-	return st.free;
-}
-
-static pfn_t frame_of(uint64_t va)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	return q.present ? q.pa >> PAGE_SHIFT : PFN_INVALID;
-}
-
 /* The partial MDL's header and PFN array describe [va, va + len) of the source: its PFNs
  * are the source's slice starting at va's page, and the frames the buffer's own pages map. */
 static void expect_describes(struct ktest *t, const struct source *s, PMDL p, uint8_t *va, ULONG len)
@@ -79,7 +66,7 @@ static void expect_describes(struct ktest *t, const struct source *s, PMDL p, ui
 	uint64_t first = ((uint64_t)PAGE_ALIGN(va) - (uint64_t)s->mdl->StartVa) / PAGE_SIZE;
 	for (ULONG i = 0; i < n; i++) {
 		EXPECT_EQ(t, MmGetMdlPfnArray(p)[i], MmGetMdlPfnArray(s->mdl)[first + i]);
-		EXPECT_EQ(t, MmGetMdlPfnArray(p)[i], frame_of((uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE));
+		EXPECT_EQ(t, MmGetMdlPfnArray(p)[i], mmt_frame_of((uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE));
 	}
 }
 
@@ -178,15 +165,15 @@ static void partial_of_nonpaged_pool_uses_the_pool_address(struct ktest *t)
 	PMDL src = IoAllocateMdl(buf + 0x40, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, src != NULL);
 	MmBuildMdlForNonPagedPool(src);
-	uint64_t ptes = free_sysptes();
+	uint64_t ptes = mmt_free_sysptes();
 	PMDL p = IoAllocateMdl(buf + 0xFF0, 0x30, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, p != NULL);
 	IoBuildPartialMdl(src, p, buf + 0xFF0, 0x30);
 	EXPECT_TRUE(t, p->MappedSystemVa == buf + 0xFF0);
 	EXPECT_TRUE(t, MmGetSystemAddressForMdlSafe(p, NormalPagePriority) == buf + 0xFF0);
-	EXPECT_EQ(t, free_sysptes(), ptes);
-	EXPECT_EQ(t, MmGetMdlPfnArray(p)[0], frame_of((uint64_t)buf));
-	EXPECT_EQ(t, MmGetMdlPfnArray(p)[1], frame_of((uint64_t)buf + PAGE_SIZE));
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes);
+	EXPECT_EQ(t, MmGetMdlPfnArray(p)[0], mmt_frame_of((uint64_t)buf));
+	EXPECT_EQ(t, MmGetMdlPfnArray(p)[1], mmt_frame_of((uint64_t)buf + PAGE_SIZE));
 	IoFreeMdl(p);
 	IoFreeMdl(src);
 	ExFreePoolWithTag(buf, TAG);
@@ -207,7 +194,7 @@ static void partial_maps_on_its_own_when_the_source_is_not_mapped(struct ktest *
 	ASSERT_EQ(t, mdl_page_count(p), 3);
 	EXPECT_TRUE(t, p->MappedSystemVa == NULL);
 
-	uint64_t ptes = free_sysptes();
+	uint64_t ptes = mmt_free_sysptes();
 	uint8_t *pva = MmGetSystemAddressForMdlSafe(p, NormalPagePriority);
 	ASSERT_TRUE(t, pva != NULL);
 	EXPECT_TRUE(t, syspte_contains((uint64_t)pva));
@@ -216,7 +203,7 @@ static void partial_maps_on_its_own_when_the_source_is_not_mapped(struct ktest *
 	EXPECT_EQ(t, p->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED),
 		  MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	EXPECT_FALSE(t, p->MdlFlags & MDL_PARENT_MAPPED_SYSTEM_VA);
-	EXPECT_EQ(t, free_sysptes(), ptes - 3);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes - 3);
 	EXPECT_FALSE(t, s.mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA); /* the source stays unmapped */
 	expect_mapping_of(t, p, (uint64_t)pva);
 	EXPECT_TRUE(t, MmGetSystemAddressForMdlSafe(p, NormalPagePriority) == pva);
@@ -227,16 +214,16 @@ static void partial_maps_on_its_own_when_the_source_is_not_mapped(struct ktest *
 
 	MmPrepareMdlForReuse(p);
 	EXPECT_FALSE(t, p->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED));
-	EXPECT_EQ(t, free_sysptes(), ptes);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes);
 	for (ULONG i = 0; i < 3; i++)
 		EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)PAGE_ALIGN(pva) + i * PAGE_SIZE));
 
 	/* Mapped again and freed while mapped: IoFreeMdl releases the mapping. */
 	pva = MmGetSystemAddressForMdlSafe(p, NormalPagePriority);
 	ASSERT_TRUE(t, pva != NULL);
-	EXPECT_EQ(t, free_sysptes(), ptes - 3);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes - 3);
 	IoFreeMdl(p);
-	EXPECT_EQ(t, free_sysptes(), ptes);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes);
 	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)pva));
 	source_release(&s);
 }
@@ -249,7 +236,7 @@ static void reuse_in_a_loop_keeps_no_ptes(struct ktest *t)
 	source_lock(t, &s);
 	PMDL p = IoAllocateMdl(s.va, SRC_LENGTH, FALSE, FALSE, NULL); /* room for any sub-range */
 	ASSERT_TRUE(t, p != NULL);
-	uint64_t ptes = free_sysptes();
+	uint64_t ptes = mmt_free_sysptes();
 	for (ULONG i = 0; i < 200; i++) {
 		ULONG off = (i * 0x9E5u) % (SRC_LENGTH - 1);
 		ULONG len = 1 + (i * 0x3C7u) % (SRC_LENGTH - off);
@@ -263,12 +250,12 @@ static void reuse_in_a_loop_keeps_no_ptes(struct ktest *t)
 		if (s.va[off + len - 1] != (uint8_t)i)
 			KTEST_FAIL(t, "iteration %u: the byte written at +0x%x did not reach the buffer", i, len - 1);
 		MmPrepareMdlForReuse(p);
-		if (free_sysptes() != ptes) {
-			KTEST_FAIL(t, "iteration %u: %lu system PTEs free, %lu before", i, free_sysptes(), ptes);
+		if (mmt_free_sysptes() != ptes) {
+			KTEST_FAIL(t, "iteration %u: %lu system PTEs free, %lu before", i, mmt_free_sysptes(), ptes);
 			break;
 		}
 	}
-	EXPECT_EQ(t, free_sysptes(), ptes);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes);
 	IoFreeMdl(p);
 	source_release(&s);
 }

@@ -9,7 +9,9 @@
  * from the PFN database, the only place they live.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "mm/mdl.h"
@@ -18,28 +20,10 @@
 #include "mm/verifier.h"
 
 #define TAG 0x72506D4Du /* 'MmPr' */
-/* Scratch kernel addresses of this suite: slot 112 of the test region (mm_test_util.h). */
-#define PROBE_SCRATCH_VA MMT_TEST_VA(112)
 
 /* Nonpaged kernel data of three pages and a constant table in .rodata. */
 static uint8_t data_buffer[3 * PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 __attribute__((used)) static const uint8_t rodata_table[256] = { 0x11, 0x22, 0x33 };
-
-static pfn_t frame_of(uint64_t va)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	return q.present ? q.pa >> PAGE_SHIFT : PFN_INVALID;
-}
-
-static uint32_t lock_count(pfn_t pfn) { return pfn_entry(pfn)->lock_count; }
-
-static uint64_t locked_frames(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.locked;
-}
 
 /* Probe inside __try; returns the exception code (STATUS_SUCCESS when none) with the
  * access-violation parameters in info[0] (access kind) and info[1] (address). */
@@ -68,10 +52,10 @@ static void check_pfns_of(struct ktest *t, uint8_t *va, ULONG len)
 	ULONG n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(va, len);
 	EXPECT_EQ(t, mdl_page_count(m), n);
 	for (ULONG i = 0; i < n; i++) {
-		pfn_t want = frame_of((uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE);
+		pfn_t want = mmt_frame_of((uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE);
 		EXPECT_NE(t, want, PFN_INVALID);
 		EXPECT_EQ(t, MmGetMdlPfnArray(m)[i], want);
-		EXPECT_GE(t, lock_count(want), 1);
+		EXPECT_GE(t, mmt_lock_count(want), 1);
 	}
 	EXPECT_TRUE(t, MmGetMdlVirtualAddress(m) == va);
 	EXPECT_EQ(t, m->ByteCount, len);
@@ -124,34 +108,34 @@ static void locks_are_counted_per_frame(struct ktest *t)
 {
 	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 3 * PAGE_SIZE, TAG);
 	ASSERT_TRUE(t, buf != NULL);
-	pfn_t f0 = frame_of((uint64_t)buf), f1 = frame_of((uint64_t)buf + PAGE_SIZE),
-	      f2 = frame_of((uint64_t)buf + 2 * PAGE_SIZE);
-	ASSERT_EQ(t, lock_count(f0), 0);
-	ASSERT_EQ(t, lock_count(f1), 0);
-	ASSERT_EQ(t, lock_count(f2), 0);
-	uint64_t locked0 = locked_frames();
+	pfn_t f0 = mmt_frame_of((uint64_t)buf), f1 = mmt_frame_of((uint64_t)buf + PAGE_SIZE),
+	      f2 = mmt_frame_of((uint64_t)buf + 2 * PAGE_SIZE);
+	ASSERT_EQ(t, mmt_lock_count(f0), 0);
+	ASSERT_EQ(t, mmt_lock_count(f1), 0);
+	ASSERT_EQ(t, mmt_lock_count(f2), 0);
+	uint64_t locked0 = mmt_locked_frames();
 
 	PMDL a = IoAllocateMdl(buf + 0x100, PAGE_SIZE, FALSE, FALSE, NULL);             /* f0, f1 */
 	PMDL b = IoAllocateMdl(buf + PAGE_SIZE + 0x80, PAGE_SIZE, FALSE, FALSE, NULL); /* f1, f2 */
 	ASSERT_TRUE(t, a != NULL && b != NULL);
 	MmProbeAndLockPages(a, KernelMode, IoReadAccess);
-	EXPECT_EQ(t, lock_count(f0), 1);
-	EXPECT_EQ(t, lock_count(f1), 1);
-	EXPECT_EQ(t, lock_count(f2), 0);
-	EXPECT_EQ(t, locked_frames(), locked0 + 2);
+	EXPECT_EQ(t, mmt_lock_count(f0), 1);
+	EXPECT_EQ(t, mmt_lock_count(f1), 1);
+	EXPECT_EQ(t, mmt_lock_count(f2), 0);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0 + 2);
 	MmProbeAndLockPages(b, KernelMode, IoWriteAccess);
-	EXPECT_EQ(t, lock_count(f1), 2);
-	EXPECT_EQ(t, lock_count(f2), 1);
-	EXPECT_EQ(t, locked_frames(), locked0 + 3);
+	EXPECT_EQ(t, mmt_lock_count(f1), 2);
+	EXPECT_EQ(t, mmt_lock_count(f2), 1);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0 + 3);
 
 	MmUnlockPages(a);
-	EXPECT_EQ(t, lock_count(f0), 0);
-	EXPECT_EQ(t, lock_count(f1), 1); /* still locked by b */
-	EXPECT_EQ(t, locked_frames(), locked0 + 2);
+	EXPECT_EQ(t, mmt_lock_count(f0), 0);
+	EXPECT_EQ(t, mmt_lock_count(f1), 1); /* still locked by b */
+	EXPECT_EQ(t, mmt_locked_frames(), locked0 + 2);
 	MmUnlockPages(b);
-	EXPECT_EQ(t, lock_count(f1), 0);
-	EXPECT_EQ(t, lock_count(f2), 0);
-	EXPECT_EQ(t, locked_frames(), locked0);
+	EXPECT_EQ(t, mmt_lock_count(f1), 0);
+	EXPECT_EQ(t, mmt_lock_count(f2), 0);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0);
 	IoFreeMdl(a);
 	IoFreeMdl(b);
 	ExFreePoolWithTag(buf, TAG);
@@ -161,9 +145,9 @@ static void locks_are_counted_per_frame(struct ktest *t)
 
 static void unmapped_address_raises_and_locks_nothing(struct ktest *t)
 {
-	uint8_t *va = (uint8_t *)KVA_UNMAPPED_HOLE + 0x123;
+	uint8_t *va = (uint8_t *)scratch_unmapped_kva(4 * PAGE_SIZE) + 0x123;
 	ASSERT_TRUE(t, mmt_va_unmapped((uint64_t)va));
-	uint64_t locked0 = locked_frames();
+	uint64_t locked0 = mmt_locked_frames();
 	static const struct {
 		LOCK_OPERATION op;
 		ULONG access;
@@ -176,7 +160,7 @@ static void unmapped_address_raises_and_locks_nothing(struct ktest *t)
 		EXPECT_EQ(t, info[0], ops[k].access);
 		EXPECT_EQ(t, info[1], (ULONG_PTR)va); /* the first bad address: the buffer's own */
 		EXPECT_FALSE(t, m->MdlFlags & (MDL_PAGES_LOCKED | MDL_WRITE_OPERATION));
-		EXPECT_EQ(t, locked_frames(), locked0);
+		EXPECT_EQ(t, mmt_locked_frames(), locked0);
 		IoFreeMdl(m);
 	}
 }
@@ -186,19 +170,19 @@ static void unmapped_address_raises_and_locks_nothing(struct ktest *t)
  * 1: another MDL holds it, and must keep holding it). */
 static void unmapped_second_page_raises_and_unlocks_the_first(struct ktest *t)
 {
-	uint64_t va = PROBE_SCRATCH_VA;
+	uint64_t va = scratch_kva(2 * PAGE_SIZE, 0);
 	ASSERT_TRUE(t, mmt_va_unmapped(va) && mmt_va_unmapped(va + PAGE_SIZE));
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
 	struct pt_attrs rw = { .write = true, .global = true, .type = MT_WB };
 	ASSERT_TRUE(t, pt_map(&kernel_root, va, pfn << PAGE_SHIFT, PAGE_SIZE, rw, 0));
-	ASSERT_EQ(t, frame_of(va), pfn);
+	ASSERT_EQ(t, mmt_frame_of(va), pfn);
 
 	PMDL holder = IoAllocateMdl((PVOID)va, 16, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, holder != NULL);
 	MmProbeAndLockPages(holder, KernelMode, IoReadAccess);
-	ASSERT_EQ(t, lock_count(pfn), 1);
-	uint64_t locked0 = locked_frames();
+	ASSERT_EQ(t, mmt_lock_count(pfn), 1);
+	uint64_t locked0 = mmt_locked_frames();
 
 	static const LOCK_OPERATION ops[] = { IoReadAccess, IoModifyAccess };
 	for (unsigned k = 0; k < ARRAY_SIZE(ops); k++) {
@@ -208,15 +192,15 @@ static void unmapped_second_page_raises_and_unlocks_the_first(struct ktest *t)
 		EXPECT_EQ(t, try_probe(m, ops[k], info), STATUS_ACCESS_VIOLATION);
 		EXPECT_EQ(t, info[0], ops[k] == IoReadAccess ? EXCEPTION_READ_FAULT : EXCEPTION_WRITE_FAULT);
 		EXPECT_EQ(t, info[1], va + PAGE_SIZE);
-		EXPECT_EQ(t, lock_count(pfn), 1);
-		EXPECT_EQ(t, locked_frames(), locked0);
+		EXPECT_EQ(t, mmt_lock_count(pfn), 1);
+		EXPECT_EQ(t, mmt_locked_frames(), locked0);
 		EXPECT_FALSE(t, m->MdlFlags & MDL_PAGES_LOCKED);
 		IoFreeMdl(m);
 	}
 
 	MmUnlockPages(holder);
 	IoFreeMdl(holder);
-	EXPECT_EQ(t, lock_count(pfn), 0);
+	EXPECT_EQ(t, mmt_lock_count(pfn), 0);
 	pt_unmap(&kernel_root, va, PAGE_SIZE);
 	pfn_free(pfn);
 }
@@ -229,8 +213,8 @@ static void write_probe_of_read_only_kernel_page_raises(struct ktest *t)
 	struct mmt_rights r = mmt_rights_of((uint64_t)va);
 	ASSERT_TRUE(t, r.present);
 	ASSERT_FALSE(t, r.write); /* the precondition, from the raw entries */
-	pfn_t pfn = frame_of((uint64_t)va);
-	uint32_t locks0 = lock_count(pfn);
+	pfn_t pfn = mmt_frame_of((uint64_t)va);
+	uint32_t locks0 = mmt_lock_count(pfn);
 
 	static const LOCK_OPERATION ops[] = { IoWriteAccess, IoModifyAccess };
 	for (unsigned k = 0; k < ARRAY_SIZE(ops); k++) {
@@ -241,7 +225,7 @@ static void write_probe_of_read_only_kernel_page_raises(struct ktest *t)
 		EXPECT_EQ(t, info[0], EXCEPTION_WRITE_FAULT);
 		EXPECT_EQ(t, info[1], (ULONG_PTR)va);
 		EXPECT_FALSE(t, m->MdlFlags & (MDL_PAGES_LOCKED | MDL_WRITE_OPERATION));
-		EXPECT_EQ(t, lock_count(pfn), locks0);
+		EXPECT_EQ(t, mmt_lock_count(pfn), locks0);
 		IoFreeMdl(m);
 	}
 
@@ -250,9 +234,9 @@ static void write_probe_of_read_only_kernel_page_raises(struct ktest *t)
 	ULONG_PTR info[2];
 	EXPECT_EQ(t, try_probe(m, IoReadAccess, info), STATUS_SUCCESS);
 	EXPECT_EQ(t, MmGetMdlPfnArray(m)[0], pfn);
-	EXPECT_EQ(t, lock_count(pfn), locks0 + 1);
+	EXPECT_EQ(t, mmt_lock_count(pfn), locks0 + 1);
 	MmUnlockPages(m);
-	EXPECT_EQ(t, lock_count(pfn), locks0);
+	EXPECT_EQ(t, mmt_lock_count(pfn), locks0);
 	IoFreeMdl(m);
 }
 

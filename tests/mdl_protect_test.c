@@ -10,7 +10,9 @@
  * alias audit would see it.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "mm/mdl.h"
@@ -18,14 +20,6 @@
 #include "mm/pt.h"
 
 #define TAG 0x74506D4Du /* 'MmPt' */
-#define RET_OPCODE 0xC3
-#define PF_READ_NOT_PRESENT 0x0
-#define PF_WRITE_NOT_PRESENT PF_W
-#define PF_WRITE_PROTECTION (PF_P | PF_W)
-#define PF_FETCH_PROTECTION (PF_P | PF_ID)
-#define PTE_AD (MMT_PTE_A | MMT_PTE_D) /* set by the CPU: not the routine's doing */
-/* Scratch kernel addresses of this suite: slot 113 of the test region (mm_test_util.h). */
-#define PROTECT_SCRATCH_VA MMT_TEST_VA(113)
 
 /* A locked MDL over two pages of pool at offset 0x80, mapped in system PTEs. */
 struct mapped {
@@ -62,7 +56,7 @@ static void snapshot(const struct mapped *m, uint64_t out[2])
 	for (int i = 0; i < 2; i++) {
 		struct pt_query q;
 		pt_query(&kernel_root, m->base + i * PAGE_SIZE, &q);
-		out[i] = q.entry[1] & ~PTE_AD;
+		out[i] = q.entry[1] & ~MMT_PTE_AD;
 	}
 }
 
@@ -97,34 +91,34 @@ static void expect_ptes(struct ktest *t, const struct mapped *m, bool present, b
 
 static void expect_write_faults(struct ktest *t, uint64_t va, uint64_t code)
 {
-	struct mmt_fault f;
-	EXPECT_FALSE(t, mmt_try_store8(va, 0x99, &f));
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_store8(va, 0x99, &f));
 	EXPECT_PAGE_FAULT(t, &f, code, va);
 	EXPECT_EQ(t, f.status, STATUS_ACCESS_VIOLATION);
 }
 
 static void expect_read_faults(struct ktest *t, uint64_t va, uint64_t code)
 {
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v;
-	EXPECT_FALSE(t, mmt_try_load8(va, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(va, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, code, va);
 }
 
 /* A write through the mapping that reaches the pool buffer, and a read back. */
 static void expect_write_works(struct ktest *t, const struct mapped *m, uint64_t off, uint8_t v)
 {
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_store8(m->base + off, v, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_store8(m->base + off, v, &f));
 	EXPECT_EQ(t, m->buf[off], v);
 }
 
 static void expect_read_works(struct ktest *t, const struct mapped *m, uint64_t off)
 {
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	m->buf[off] = (uint8_t)(off ^ 0x5A);
-	EXPECT_TRUE(t, mmt_try_load8(m->base + off, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(m->base + off, &v, &f));
 	EXPECT_EQ(t, v, (uint8_t)(off ^ 0x5A));
 }
 
@@ -185,19 +179,19 @@ static void execute_read_runs_code_and_refuses_writes(struct ktest *t)
 {
 	struct mapped m;
 	map_buffer(t, &m);
-	m.buf[0x40] = RET_OPCODE;
-	m.buf[PAGE_SIZE + 0x200] = RET_OPCODE;
+	m.buf[0x40] = FAULTCAP_RET_OPCODE;
+	m.buf[PAGE_SIZE + 0x200] = FAULTCAP_RET_OPCODE;
 	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, false, true, MT_WB);
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_call(m.base + 0x40, &f));
-	EXPECT_TRUE(t, mmt_try_call(m.base + PAGE_SIZE + 0x200, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_call(m.base + 0x40, &f));
+	EXPECT_TRUE(t, faultcap_try_call(m.base + PAGE_SIZE + 0x200, &f));
 	expect_write_faults(t, m.base + 0x41, PF_WRITE_PROTECTION);
 	expect_read_works(t, &m, 0x300);
 
 	EXPECT_EQ(t, protect(&m, PAGE_READWRITE), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, true, false, MT_WB);
-	EXPECT_FALSE(t, mmt_try_call(m.base + 0x40, &f));
+	EXPECT_FALSE(t, faultcap_try_call(m.base + 0x40, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, m.base + 0x40);
 	unmap_buffer(&m);
 }
@@ -206,13 +200,13 @@ static void execute_runs_code(struct ktest *t)
 {
 	struct mapped m;
 	map_buffer(t, &m);
-	m.buf[PAGE_SIZE + 0x10] = RET_OPCODE;
+	m.buf[PAGE_SIZE + 0x10] = FAULTCAP_RET_OPCODE;
 	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, false, true, MT_WB);
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_call(m.base + PAGE_SIZE + 0x10, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_call(m.base + PAGE_SIZE + 0x10, &f));
 	expect_write_faults(t, m.base + PAGE_SIZE + 0x10, PF_WRITE_PROTECTION);
-	EXPECT_EQ(t, m.buf[PAGE_SIZE + 0x10], RET_OPCODE);
+	EXPECT_EQ(t, m.buf[PAGE_SIZE + 0x10], FAULTCAP_RET_OPCODE);
 	/* Unmapped while executable: nothing of it survives. */
 	uint64_t base = m.base;
 	unmap_buffer(&m);
@@ -240,9 +234,9 @@ static void execute_readwrite_is_refused_and_changes_nothing(struct ktest *t)
 			expect_ptes(t, &m, true, !ro, false, MT_WB);
 		}
 	}
-	m.buf[0x40] = RET_OPCODE;
-	struct mmt_fault f;
-	EXPECT_FALSE(t, mmt_try_call(m.base + 0x40, &f));
+	m.buf[0x40] = FAULTCAP_RET_OPCODE;
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_call(m.base + 0x40, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, m.base + 0x40);
 	unmap_buffer(&m);
 }
@@ -296,8 +290,8 @@ static void mdl_without_system_mapping_is_not_mapped_view(struct ktest *t)
 	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_NOT_MAPPED_VIEW);
 	struct mmt_rights r = mmt_rights_of((uint64_t)buf);
 	EXPECT_TRUE(t, r.present && r.write && r.nx);
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_store8((uint64_t)buf + PAGE_SIZE + 1, 0x12, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_store8((uint64_t)buf + PAGE_SIZE + 1, 0x12, &f));
 	IoFreeMdl(m);
 	ExFreePoolWithTag(buf, TAG);
 }
@@ -337,7 +331,7 @@ static void protection_changes_keep_the_frames_type(struct ktest *t)
  * record to take the type from, so it must come from the mapping. */
 static void protection_changes_keep_an_io_space_type(struct ktest *t)
 {
-	uint64_t va = PROTECT_SCRATCH_VA;
+	uint64_t va = scratch_kva(2 * PAGE_SIZE, 0);
 	ASSERT_TRUE(t, mmt_va_unmapped(va) && mmt_va_unmapped(va + PAGE_SIZE));
 	/* Two frames past the end of the PFN database: no RAM, nothing is accessed there. */
 	uint64_t io_pa = (pfn_limit() + 0x1000) << PAGE_SHIFT;

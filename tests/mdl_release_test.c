@@ -14,6 +14,9 @@
  * with CR2 the address read.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/trap.h"
@@ -23,33 +26,18 @@
 #include "mm/syspte.h"
 
 #define TAG 0x7253644Du /* 'MdSr' */
-#define PF_READ_NOT_PRESENT 0x0u
 
 /* Pages for MDLs from anywhere in RAM (High: the largest positive PHYSICAL_ADDRESS). */
 static const PHYSICAL_ADDRESS ANY_LOW = { .QuadPart = 0 };
 static const PHYSICAL_ADDRESS ANY_HIGH = { .QuadPart = 0x7FFFFFFFFFFFFFFFll };
 static const PHYSICAL_ADDRESS NO_SKIP = { .QuadPart = 0 };
 
-static uint64_t free_ptes(void)
-{
-	struct syspte_stats s;
-	syspte_get_stats(&s);
-	return s.free;
-}
-
-static bool present(uint64_t va)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	return q.present;
-}
-
 /* Read one byte through each page of a live mapping (fills the TLB; checks the content). */
 static void touch(struct ktest *t, const uint8_t *va, ULONG pages, const uint8_t *expect)
 {
 	for (ULONG i = 0; i < pages; i++) {
 		uint64_t page = (uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE;
-		EXPECT_TRUE(t, present(page));
+		EXPECT_TRUE(t, mmt_va_mapped(page));
 		(void)*(volatile const uint8_t *)page;
 	}
 	if (expect)
@@ -61,24 +49,11 @@ static void expect_released(struct ktest *t, const void *va, ULONG pages)
 {
 	for (ULONG i = 0; i < pages; i++) {
 		uint64_t a = (uint64_t)PAGE_ALIGN(va) + i * PAGE_SIZE + 0x18;
-		EXPECT_FALSE(t, present(a));
-		volatile bool faulted = false;
-		volatile uint64_t vector = 0, code = ~0ull, cr2 = 0;
-		__try {
-			(void)*(volatile const uint8_t *)a;
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			const struct trap_frame *tf = GetExceptionTrapFrame();
-			faulted = true;
-			if (tf) {
-				vector = tf->vector;
-				code = tf->error_code;
-				cr2 = tf->cr2;
-			}
-		}
-		EXPECT_TRUE(t, faulted);
-		EXPECT_EQ(t, vector, VEC_PAGE_FAULT);
-		EXPECT_EQ(t, code, PF_READ_NOT_PRESENT);
-		EXPECT_EQ(t, cr2, a);
+		EXPECT_FALSE(t, mmt_va_mapped(a));
+		struct faultcap f;
+		uint8_t v;
+		EXPECT_FALSE(t, faultcap_try_load8(a, &v, &f));
+		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, a);
 	}
 }
 
@@ -106,21 +81,21 @@ static void unlock_releases_a_probe_locked_mapping(struct ktest *t)
 {
 	for (int how = 0; how < 2; how++) {
 		uint8_t *buf = pattern_buffer(t, 3 * PAGE_SIZE);
-		uint64_t before = free_ptes();
+		uint64_t before = mmt_free_sysptes();
 		PMDL m = locked_mdl(t, buf + 0x70, 2 * PAGE_SIZE); /* three pages */
 		uint8_t *va = how == 0 ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority)
 				       : MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE,
 								      HighPagePriority | MdlMappingNoWrite);
 		ASSERT_TRUE(t, va != NULL);
-		EXPECT_EQ(t, free_ptes(), before - 3);
+		EXPECT_EQ(t, mmt_free_sysptes(), before - 3);
 		touch(t, va, 3, buf + 0x70);
 
 		MmUnlockPages(m);
-		EXPECT_EQ(t, free_ptes(), before);
+		EXPECT_EQ(t, mmt_free_sysptes(), before);
 		EXPECT_FALSE(t, m->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_PAGES_LOCKED));
 		expect_released(t, va, 3);
 		/* The pool's own mapping is not the MDL's to release. */
-		EXPECT_TRUE(t, present((uint64_t)buf + 0x70));
+		EXPECT_TRUE(t, mmt_va_mapped((uint64_t)buf + 0x70));
 		EXPECT_EQ(t, buf[0x70], (uint8_t)(0x70 * 13 + 1));
 		IoFreeMdl(m);
 		ExFreePoolWithTag(buf, TAG);
@@ -150,7 +125,7 @@ static void nonpaged_pool_mdl_needs_no_release(struct ktest *t)
 	EXPECT_EQ(t, s1.reservations, s0.reservations);
 	EXPECT_EQ(t, s1.releases, s0.releases);
 	EXPECT_EQ(t, p1.locked, p0.locked);
-	EXPECT_TRUE(t, present((uint64_t)va) && present((uint64_t)va + PAGE_SIZE));
+	EXPECT_TRUE(t, mmt_va_mapped((uint64_t)va) && mmt_va_mapped((uint64_t)va + PAGE_SIZE));
 	EXPECT_EQ(t, *va, (uint8_t)(0x30 * 13 + 1));
 	ExFreePoolWithTag(buf, TAG);
 }
@@ -169,7 +144,7 @@ struct partial_setup {
 static void map_partial(struct ktest *t, struct partial_setup *p)
 {
 	p->buf = pattern_buffer(t, 4 * PAGE_SIZE);
-	p->before = free_ptes();
+	p->before = mmt_free_sysptes();
 	p->source = locked_mdl(t, p->buf, 4 * PAGE_SIZE);
 	uint8_t *sub = p->buf + PAGE_SIZE + 0x30;
 	p->partial = IoAllocateMdl(sub, PAGE_SIZE, FALSE, FALSE, NULL); /* two pages */
@@ -180,7 +155,7 @@ static void map_partial(struct ktest *t, struct partial_setup *p)
 	EXPECT_TRUE(t, p->partial->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED);
 	EXPECT_TRUE(t, p->partial->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
 	EXPECT_FALSE(t, p->source->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
-	EXPECT_EQ(t, free_ptes(), p->before - 2);
+	EXPECT_EQ(t, mmt_free_sysptes(), p->before - 2);
 	touch(t, p->va, 2, sub);
 }
 
@@ -196,7 +171,7 @@ static void prepare_for_reuse_releases_a_partial_mapping(struct ktest *t)
 	struct partial_setup p;
 	map_partial(t, &p);
 	MmPrepareMdlForReuse(p.partial);
-	EXPECT_EQ(t, free_ptes(), p.before);
+	EXPECT_EQ(t, mmt_free_sysptes(), p.before);
 	EXPECT_FALSE(t, p.partial->MdlFlags & (MDL_PARTIAL_HAS_BEEN_MAPPED | MDL_MAPPED_TO_SYSTEM_VA));
 	expect_released(t, p.va, 2);
 
@@ -205,10 +180,10 @@ static void prepare_for_reuse_releases_a_partial_mapping(struct ktest *t)
 	IoBuildPartialMdl(p.source, p.partial, sub, 0x10);
 	uint8_t *va = MmGetSystemAddressForMdlSafe(p.partial, NormalPagePriority);
 	ASSERT_TRUE(t, va != NULL);
-	EXPECT_EQ(t, free_ptes(), p.before - 1);
+	EXPECT_EQ(t, mmt_free_sysptes(), p.before - 1);
 	touch(t, va, 1, sub);
 	MmPrepareMdlForReuse(p.partial);
-	EXPECT_EQ(t, free_ptes(), p.before);
+	EXPECT_EQ(t, mmt_free_sysptes(), p.before);
 	expect_released(t, va, 1);
 
 	IoFreeMdl(p.partial);
@@ -220,7 +195,7 @@ static void free_mdl_releases_a_partial_mapping(struct ktest *t)
 	struct partial_setup p;
 	map_partial(t, &p);
 	IoFreeMdl(p.partial);
-	EXPECT_EQ(t, free_ptes(), p.before);
+	EXPECT_EQ(t, mmt_free_sysptes(), p.before);
 	expect_released(t, p.va, 2);
 	release_source(&p);
 }
@@ -231,7 +206,7 @@ static void free_mdl_releases_a_partial_mapping(struct ktest *t)
 static void partial_of_a_mapped_source_owns_nothing(struct ktest *t)
 {
 	uint8_t *buf = pattern_buffer(t, 3 * PAGE_SIZE);
-	uint64_t before = free_ptes();
+	uint64_t before = mmt_free_sysptes();
 	PMDL source = locked_mdl(t, buf, 3 * PAGE_SIZE);
 	uint8_t *sva = MmGetSystemAddressForMdlSafe(source, NormalPagePriority);
 	ASSERT_TRUE(t, sva != NULL);
@@ -240,13 +215,13 @@ static void partial_of_a_mapped_source_owns_nothing(struct ktest *t)
 	IoBuildPartialMdl(source, partial, buf + PAGE_SIZE + 4, 8);
 	EXPECT_TRUE(t, MmGetSystemAddressForMdlSafe(partial, NormalPagePriority) == sva + PAGE_SIZE + 4);
 	EXPECT_FALSE(t, partial->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED);
-	EXPECT_EQ(t, free_ptes(), before - 3);
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 3);
 	MmPrepareMdlForReuse(partial);
 	IoFreeMdl(partial);
-	EXPECT_EQ(t, free_ptes(), before - 3);
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 3);
 	touch(t, sva, 3, buf);
 	MmUnlockPages(source);
-	EXPECT_EQ(t, free_ptes(), before);
+	EXPECT_EQ(t, mmt_free_sysptes(), before);
 	expect_released(t, sva, 3);
 	IoFreeMdl(source);
 	ExFreePoolWithTag(buf, TAG);
@@ -266,27 +241,21 @@ static bool owned_by(pfn_t pfn, PMDL m)
 	return e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL && e->owner == (uint64_t)m;
 }
 
-static bool is_free_frame(pfn_t pfn)
-{
-	const struct pfn_entry *e = pfn_entry(pfn);
-	return e && (e->state == PFN_FREE || e->state == PFN_ZEROED);
-}
-
 /* One MmUnmapLockedPages releases the mapping, however many MmGetSystemAddressForMdlSafe
  * calls returned it; the pages stay the MDL's. */
 static void unmap_releases_an_allocated_pages_mapping(struct ktest *t)
 {
 	for (int ex = 0; ex < 2; ex++) {
-		uint64_t before = free_ptes();
+		uint64_t before = mmt_free_sysptes();
 		PMDL a = allocate(ex, 2 * PAGE_SIZE);
 		ASSERT_TRUE(t, a != NULL);
 		uint8_t *va = MmGetSystemAddressForMdlSafe(a, NormalPagePriority);
 		ASSERT_TRUE(t, va != NULL);
 		EXPECT_TRUE(t, MmGetSystemAddressForMdlSafe(a, NormalPagePriority) == va);
-		EXPECT_EQ(t, free_ptes(), before - 2);
+		EXPECT_EQ(t, mmt_free_sysptes(), before - 2);
 		touch(t, va, 2, NULL);
 		MmUnmapLockedPages(va, a);
-		EXPECT_EQ(t, free_ptes(), before);
+		EXPECT_EQ(t, mmt_free_sysptes(), before);
 		EXPECT_FALSE(t, a->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
 		expect_released(t, va, 2);
 		EXPECT_TRUE(t, owned_by(MmGetMdlPfnArray(a)[0], a) && owned_by(MmGetMdlPfnArray(a)[1], a));
@@ -299,19 +268,19 @@ static void unmap_releases_an_allocated_pages_mapping(struct ktest *t)
 static void free_pages_releases_an_allocated_pages_mapping(struct ktest *t)
 {
 	for (int ex = 0; ex < 2; ex++) {
-		uint64_t before = free_ptes();
+		uint64_t before = mmt_free_sysptes();
 		PMDL a = allocate(ex, 3 * PAGE_SIZE);
 		ASSERT_TRUE(t, a != NULL);
 		pfn_t first = MmGetMdlPfnArray(a)[0], last = MmGetMdlPfnArray(a)[2];
 		uint8_t *va = MmMapLockedPagesSpecifyCache(a, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
 		ASSERT_TRUE(t, va != NULL);
-		EXPECT_EQ(t, free_ptes(), before - 3);
+		EXPECT_EQ(t, mmt_free_sysptes(), before - 3);
 		touch(t, va, 3, NULL);
 		MmFreePagesFromMdl(a);
-		EXPECT_EQ(t, free_ptes(), before);
+		EXPECT_EQ(t, mmt_free_sysptes(), before);
 		EXPECT_FALSE(t, a->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
 		expect_released(t, va, 3);
-		EXPECT_TRUE(t, is_free_frame(first) && is_free_frame(last));
+		EXPECT_TRUE(t, mmt_frame_is_free(first) && mmt_frame_is_free(last));
 		ExFreePool(a);
 	}
 }

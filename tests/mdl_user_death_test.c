@@ -3,6 +3,8 @@
  * lists the codes).  Each case boots on its own (mode=death) and must end in its bug check.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
@@ -13,12 +15,10 @@
 
 #define TAG 0x44556D4Du /* 'MmUD' */
 #define P PAGE_SIZE
-#define MAP_VA 0x20000000ul
 
 static PEPROCESS idle_agent(void)
 {
-	uint64_t args[1 + AGENT_OP_SLOTS] = { 1, AGENT_EXIT, 0 };
-	PEPROCESS p = PsCreateProcess("agent", 0, args, 1 + AGENT_OP_SLOTS);
+	PEPROCESS p = agent_create_idle(0);
 	if (!p)
 		PANIC("mdl_user_death: no agent process");
 	return p;
@@ -176,7 +176,7 @@ static void pool_freed_while_user_mapped(struct ktest *t)
 	KAPC_STATE apc;
 	PMDL m = pool_mdl(P, 0, P);
 	KeStackAttachProcess(idle_agent(), &apc);
-	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)MAP_VA, FALSE, NormalPagePriority);
+	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE, NormalPagePriority);
 	KeUnstackDetachProcess(&apc);
 	ExFreePoolWithTag(m->MappedSystemVa, TAG);
 }
@@ -249,7 +249,8 @@ static void unmap_user_from_another_process(struct ktest *t)
 	PMDL m = user_pages_mdl();
 	PEPROCESS a = idle_agent(), b = idle_agent();
 	KeStackAttachProcess(a, &apc);
-	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)MAP_VA, FALSE, NormalPagePriority);
+	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE,
+						NormalPagePriority);
 	KeUnstackDetachProcess(&apc);
 	KeStackAttachProcess(b, &apc);
 	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va, (ULONG_PTR)m, (ULONG_PTR)b, KTEST_P_ALL);
@@ -262,7 +263,8 @@ static void unmap_user_with_no_process(struct ktest *t)
 	KAPC_STATE apc;
 	PMDL m = user_pages_mdl();
 	KeStackAttachProcess(idle_agent(), &apc);
-	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)MAP_VA, FALSE, NormalPagePriority);
+	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE,
+						NormalPagePriority);
 	KeUnstackDetachProcess(&apc);
 	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va, (ULONG_PTR)m, 0, KTEST_P_ALL);
 	MmUnmapLockedPages(va, m);
@@ -275,7 +277,8 @@ static void unmap_user_at_the_wrong_address(struct ktest *t)
 	PMDL m = user_pages_mdl();
 	PEPROCESS p = idle_agent();
 	KeStackAttachProcess(p, &apc);
-	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)MAP_VA, FALSE, NormalPagePriority);
+	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE,
+						NormalPagePriority);
 	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va + 8, (ULONG_PTR)m, (ULONG_PTR)p,
 			  KTEST_P_ALL);
 	MmUnmapLockedPages((PCHAR)va + 8, m);

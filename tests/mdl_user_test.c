@@ -11,7 +11,10 @@
  * types are decoded from the leaves' PAT/PCD/PWT bits against IA32_PAT read by RDMSR.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/agent.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
@@ -31,11 +34,7 @@
 
 #define TAG 0x74556D4Du /* 'MmUt' */
 #define P PAGE_SIZE
-/* Where the cases put user mappings and buffers (free in a fresh agent process). */
-#define MAP_VA 0x20000000ul
-#define BUF_VA 0x30000000ul
 #define MM_USER_PROBE_LIMIT 0x7FFFFFFF0000ul
-#define OP(i) (1 + (i) * AGENT_OP_SLOTS)
 
 /* ---- fixture: processes made by a case go when it ends, whatever happened ---------- */
 
@@ -45,12 +44,17 @@ static PEPROCESS procs[MAX_PROCS];
 static PMDL locked_mdls[MAX_LOCKED];
 static KAPC_STATE apc;
 static bool attached;
+/* Where the case puts user mappings and buffers: scratch ranges of its own (free in a fresh
+ * agent process), map_va 1 MiB into its range so that the 64 KiB below it are free too. */
+static uint64_t map_va, buf_va;
 
 static int mu_init(struct ktest *t)
 {
 	memset(procs, 0, sizeof procs);
 	memset(locked_mdls, 0, sizeof locked_mdls);
 	attached = false;
+	map_va = scratch_uva(P, 0) + 0x100000;
+	buf_va = scratch_uva(P, 0);
 	return 0;
 }
 
@@ -115,14 +119,9 @@ static void free_mdl(PMDL m)
 	IoFreeMdl(m);
 }
 
-/* An agent process with these operations (AGENT_OP_SLOTS values each), not yet run. */
-static PEPROCESS agent(struct ktest *t, uint32_t flags, const uint64_t *ops, uint32_t nops)
+/* A process made by the case, destroyed by the fixture whatever happens. */
+static PEPROCESS tracked(struct ktest *t, PEPROCESS p)
 {
-	static uint64_t args[USER_PARAMS_ARGS];
-	memset(args, 0, sizeof args);
-	args[0] = nops;
-	memcpy(&args[1], ops, (uint64_t)nops * AGENT_OP_SLOTS * sizeof(uint64_t));
-	PEPROCESS p = PsCreateProcess("agent", flags, args, 1 + nops * AGENT_OP_SLOTS);
 	ASSERT_TRUE(t, p != NULL);
 	for (int i = 0; i < MAX_PROCS; i++)
 		if (!procs[i]) {
@@ -134,20 +133,14 @@ static PEPROCESS agent(struct ktest *t, uint32_t flags, const uint64_t *ops, uin
 	ktest_abort(t);
 }
 
-/* An agent that only exits. */
-static PEPROCESS idle_agent(struct ktest *t, uint32_t flags)
+/* An agent process with this script, not yet run. */
+static PEPROCESS agent(struct ktest *t, uint32_t flags, const struct agent_script *s)
 {
-	uint64_t ops[] = { AGENT_EXIT, 0, 0, 0, 0, 0 };
-	return agent(t, flags, ops, 1);
+	return tracked(t, agent_create(s, flags));
 }
 
-static uint64_t report(struct ktest *t, PEPROCESS p, uint32_t op, uint32_t k)
-{
-	uint64_t v = 0;
-	if (!ps_report(p, AGENT_KEY(op, k), &v))
-		KTEST_FAIL(t, "operation %u reported nothing under key %u", op, k);
-	return v;
-}
+/* An agent that only exits. */
+static PEPROCESS idle_agent(struct ktest *t, uint32_t flags) { return tracked(t, agent_create_idle(flags)); }
 
 /* ---- calls made inside __try ------------------------------------------------------- */
 
@@ -214,18 +207,6 @@ static uint64_t user_leaf(PEPROCESS p, uint64_t va)
 	return q.present && q.level == 1 ? q.entry[1] : 0;
 }
 
-/* The IA32_PAT encoding a 4 KiB leaf selects: slot PAT << 2 | PCD << 1 | PWT (SDM 13.12.3)
- * looked up in the MSR as it is now. */
-static unsigned leaf_pat_encoding(uint64_t leaf)
-{
-	unsigned slot = (mmt_has(leaf, MMT_PTE_PAT_4K) ? 4 : 0) | (mmt_has(leaf, MMT_PTE_PCD) ? 2 : 0) |
-			(mmt_has(leaf, MMT_PTE_PWT) ? 1 : 0);
-	return (unsigned)(rdmsr(MMT_MSR_PAT) >> (slot * 8)) & 7;
-}
-#define ENC_UC 0
-#define ENC_WC 1
-#define ENC_WB 6
-
 /* A user leaf for pfn with exactly these rights, read from the raw entries: present, U/S,
  * NX at the leaf and effective, RW as asked, not global. */
 #define EXPECT_USER_LEAF(t, p, va, pfn, writable)                                             \
@@ -256,22 +237,6 @@ static uint32_t mappings_of(PEPROCESS p)
 		n++;
 	return n;
 }
-
-static uint64_t free_frames(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.free;
-}
-
-static uint64_t locked_frames(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.locked;
-}
-
-static uint32_t lock_count(pfn_t pfn) { return pfn_entry(pfn)->lock_count; }
 
 /* ---- buffers ----------------------------------------------------------------------- */
 
@@ -323,10 +288,10 @@ static void probe_makes_user_pages_resident_and_counts_them(struct ktest *t)
 {
 	PEPROCESS p = idle_agent(t, 0);
 	attach(p);
-	uint64_t buf = zw_alloc(t, BUF_VA, 3 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	uint64_t buf = zw_alloc(t, buf_va, 3 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	for (int i = 0; i < 3; i++)
 		EXPECT_FALSE(t, query(p, buf + i * P).present); /* demand-zero: no frame yet */
-	uint64_t locked0 = locked_frames();
+	uint64_t locked0 = mmt_locked_frames();
 	PMDL m = user_mdl(t, buf + 0x100, 2 * P + 0x10); /* three pages */
 	track_locked(m);
 	struct raised r = try_probe(m, UserMode, IoWriteAccess);
@@ -335,18 +300,18 @@ static void probe_makes_user_pages_resident_and_counts_them(struct ktest *t)
 	EXPECT_EQ(t, p->locked_pages, 3);
 	EXPECT_TRUE(t, m->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_TRUE(t, m->MdlFlags & MDL_WRITE_OPERATION);
-	EXPECT_EQ(t, locked_frames(), locked0 + 3);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0 + 3);
 	for (int i = 0; i < 3; i++) {
 		struct pt_query q = query(p, buf + i * P);
 		EXPECT_TRUE(t, q.present && q.eff.user && q.eff.write);
 		EXPECT_EQ(t, MmGetMdlPfnArray(m)[i], q.pa >> PAGE_SHIFT);
-		EXPECT_EQ(t, lock_count(MmGetMdlPfnArray(m)[i]), 1);
+		EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[i]), 1);
 	}
 	MmUnlockPages(m);
 	EXPECT_EQ(t, p->locked_pages, 0);
-	EXPECT_EQ(t, locked_frames(), locked0);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0);
 	for (int i = 0; i < 3; i++)
-		EXPECT_EQ(t, lock_count(MmGetMdlPfnArray(m)[i]), 0);
+		EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[i]), 0);
 	free_mdl(m);
 	detach();
 	destroy(p);
@@ -357,23 +322,23 @@ static void probe_makes_user_pages_resident_and_counts_them(struct ktest *t)
  * MDL) and the page it never touched gets a zeroed frame. */
 static void probe_locks_memory_the_agent_made(struct ktest *t)
 {
-	uint64_t ops[] = {
-		AGENT_ALLOC,   BUF_VA, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0,
-		AGENT_WRITE64, BUF_VA + 8, 0x0123456789ABCDEFul, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 2);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, buf_va, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_write64(&s, buf_va + 8, 0x0123456789ABCDEFul);
+	PEPROCESS p = agent(t, 0, &s);
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, report(t, p, 0, 0), STATUS_SUCCESS);
-	EXPECT_EQ(t, report(t, p, 0, 1), BUF_VA);
-	EXPECT_FALSE(t, query(p, BUF_VA + P).present);
+	EXPECT_EQ(t, agent_result(t, p, 0, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, 0, 1), buf_va);
+	EXPECT_FALSE(t, query(p, buf_va + P).present);
 	attach(p);
-	PMDL m = user_mdl(t, BUF_VA, 2 * P);
+	PMDL m = user_mdl(t, buf_va, 2 * P);
 	track_locked(m);
 	ASSERT_EQ(t, (ULONG)try_probe(m, UserMode, IoReadAccess).status, (ULONG)STATUS_SUCCESS);
 	EXPECT_FALSE(t, m->MdlFlags & MDL_WRITE_OPERATION);
 	EXPECT_EQ(t, p->locked_pages, 2);
-	EXPECT_EQ(t, MmGetMdlPfnArray(m)[0], query(p, BUF_VA).pa >> PAGE_SHIFT);
-	EXPECT_EQ(t, MmGetMdlPfnArray(m)[1], query(p, BUF_VA + P).pa >> PAGE_SHIFT);
+	EXPECT_EQ(t, MmGetMdlPfnArray(m)[0], query(p, buf_va).pa >> PAGE_SHIFT);
+	EXPECT_EQ(t, MmGetMdlPfnArray(m)[1], query(p, buf_va + P).pa >> PAGE_SHIFT);
 	uint64_t *sys = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, sys != NULL);
 	EXPECT_EQ(t, sys[1], 0x0123456789ABCDEFul);
@@ -391,7 +356,7 @@ static void kernel_mode_probe_of_user_buffer_charges_the_process(struct ktest *t
 {
 	PEPROCESS p = idle_agent(t, 0);
 	attach(p);
-	uint64_t buf = zw_alloc(t, BUF_VA, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	uint64_t buf = zw_alloc(t, buf_va, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	PMDL m = user_mdl(t, buf, P);
 	track_locked(m);
 	ASSERT_EQ(t, (ULONG)try_probe(m, KernelMode, IoReadAccess).status, (ULONG)STATUS_SUCCESS);
@@ -410,13 +375,13 @@ static void expect_refused(struct ktest *t, PEPROCESS p, uint64_t va, ULONG len,
 	uint8_t storage[sizeof(MDL) + 4 * sizeof(PFN_NUMBER)] __attribute__((aligned(8)));
 	PMDL m = (PMDL)storage;
 	MmInitializeMdl(m, va, len);
-	uint64_t locked0 = locked_frames();
+	uint64_t locked0 = mmt_locked_frames();
 	struct raised r = try_probe(m, UserMode, op);
 	EXPECT_EQ(t, (ULONG)r.status, (ULONG)STATUS_ACCESS_VIOLATION);
 	EXPECT_EQ(t, r.info[0], op == IoReadAccess ? EXCEPTION_READ_FAULT : EXCEPTION_WRITE_FAULT);
 	EXPECT_EQ(t, r.info[1], bad);
 	EXPECT_FALSE(t, m->MdlFlags & MDL_PAGES_LOCKED);
-	EXPECT_EQ(t, locked_frames(), locked0);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0);
 	EXPECT_EQ(t, p ? p->locked_pages : 0, 0);
 }
 
@@ -424,10 +389,10 @@ static void probe_refusals_raise_and_leave_nothing_locked(struct ktest *t)
 {
 	PEPROCESS p = idle_agent(t, 0);
 	attach(p);
-	uint64_t rw = zw_alloc(t, BUF_VA, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	uint64_t ro = zw_alloc(t, BUF_VA + 0x100000, P, MEM_RESERVE | MEM_COMMIT, PAGE_READONLY);
-	uint64_t na = zw_alloc(t, BUF_VA + 0x200000, P, MEM_RESERVE | MEM_COMMIT, PAGE_NOACCESS);
-	uint64_t res = zw_alloc(t, BUF_VA + 0x300000, 3 * P, MEM_RESERVE, PAGE_READWRITE);
+	uint64_t rw = zw_alloc(t, buf_va, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	uint64_t ro = zw_alloc(t, buf_va + 0x100000, P, MEM_RESERVE | MEM_COMMIT, PAGE_READONLY);
+	uint64_t na = zw_alloc(t, buf_va + 0x200000, P, MEM_RESERVE | MEM_COMMIT, PAGE_NOACCESS);
+	uint64_t res = zw_alloc(t, buf_va + 0x300000, 3 * P, MEM_RESERVE, PAGE_READWRITE);
 	zw_alloc(t, res, 2 * P, MEM_COMMIT, PAGE_READWRITE); /* the third page stays reserved */
 
 	/* At or past the user probe limit, and a range that wraps. */
@@ -436,7 +401,8 @@ static void probe_refusals_raise_and_leave_nothing_locked(struct ktest *t)
 	expect_refused(t, p, (uint64_t)&kernel_root, 8, IoReadAccess, MM_USER_PROBE_LIMIT);
 	expect_refused(t, p, 0xFFFFFFFFFFFFF000ul, 2 * P, IoReadAccess, 0xFFFFFFFFFFFFF000ul);
 	/* Nothing there; reserved only; no access; read-only for a write. */
-	expect_refused(t, p, 0x50000000, 16, IoReadAccess, 0x50000000);
+	uint64_t nothing = scratch_uva(P, 0);
+	expect_refused(t, p, nothing, 16, IoReadAccess, nothing);
 	expect_refused(t, p, res + 2 * P + 8, 16, IoReadAccess, res + 2 * P + 8);
 	expect_refused(t, p, na, P, IoReadAccess, na);
 	expect_refused(t, p, ro + 0x10, 8, IoWriteAccess, ro + 0x10);
@@ -444,7 +410,7 @@ static void probe_refusals_raise_and_leave_nothing_locked(struct ktest *t)
 	/* The bad page last: the first two became resident, yet nothing stays locked. */
 	expect_refused(t, p, res + 0x800, 2 * P, IoReadAccess, res + 2 * P);
 	EXPECT_TRUE(t, query(p, res).present && query(p, res + P).present);
-	EXPECT_EQ(t, lock_count(query(p, res).pa >> PAGE_SHIFT), 0);
+	EXPECT_EQ(t, mmt_lock_count(query(p, res).pa >> PAGE_SHIFT), 0);
 	expect_refused(t, p, rw + P, P + 1, IoReadAccess, rw + 2 * P);
 
 	/* What the refusals spared is fine: the same pages read, and the read-write ones written. */
@@ -471,7 +437,7 @@ static void user_mapping_keeps_offset_and_is_user_no_execute(struct ktest *t)
 {
 	PEPROCESS p = idle_agent(t, 0);
 	attach(p);
-	uint64_t buf = zw_alloc(t, BUF_VA, 3 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	uint64_t buf = zw_alloc(t, buf_va, 3 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	PMDL m = user_mdl(t, buf + 0x123, 2 * P);
 	track_locked(m);
 	ASSERT_EQ(t, (ULONG)try_probe(m, UserMode, IoWriteAccess).status, (ULONG)STATUS_SUCCESS);
@@ -484,7 +450,7 @@ static void user_mapping_keeps_offset_and_is_user_no_execute(struct ktest *t)
 	EXPECT_TRUE(t, base >= 0x10000 && base + 3 * P - 1 <= p->highest_user);
 	for (int i = 0; i < 3; i++) {
 		EXPECT_USER_LEAF(t, p, base + i * P, MmGetMdlPfnArray(m)[i], true);
-		EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, base + i * P)), ENC_WB);
+		EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, base + i * P), 1), MMT_ENC_WB);
 	}
 	struct vad *v = vad_find(p, base);
 	ASSERT_TRUE(t, v != NULL);
@@ -525,10 +491,10 @@ static void no_write_makes_the_user_mapping_read_only(struct ktest *t)
 	PEPROCESS p = idle_agent(t, 0);
 	PMDL m = pages_for_mdl(t, 2 * P, false, MmCached);
 	attach(p);
-	uint64_t ro = map_user(t, m, MmCached, MAP_VA, NormalPagePriority | MdlMappingNoWrite);
-	uint64_t rw = map_user(t, m, MmCached, MAP_VA + 0x10000, NormalPagePriority | MdlMappingNoExecute);
-	EXPECT_EQ(t, ro, MAP_VA);
-	EXPECT_EQ(t, rw, MAP_VA + 0x10000);
+	uint64_t ro = map_user(t, m, MmCached, map_va, NormalPagePriority | MdlMappingNoWrite);
+	uint64_t rw = map_user(t, m, MmCached, map_va + 0x10000, NormalPagePriority | MdlMappingNoExecute);
+	EXPECT_EQ(t, ro, map_va);
+	EXPECT_EQ(t, rw, map_va + 0x10000);
 	for (int i = 0; i < 2; i++) {
 		EXPECT_USER_LEAF(t, p, ro + i * P, MmGetMdlPfnArray(m)[i], false);
 		EXPECT_USER_LEAF(t, p, rw + i * P, MmGetMdlPfnArray(m)[i], true);
@@ -550,22 +516,22 @@ static void requested_address_rules(struct ktest *t)
 	PEPROCESS p = idle_agent(t, 0);
 	PMDL m = pages_for_mdl(t, P, false, MmCached);
 	attach(p);
-	uint64_t reserved = zw_alloc(t, BUF_VA, 0x10000, MEM_RESERVE, PAGE_READWRITE);
+	uint64_t reserved = zw_alloc(t, buf_va, 0x10000, MEM_RESERVE, PAGE_READWRITE);
 	uint64_t vads0 = vad_count(p), va;
 	/* The top of the stack VAD is 64 KiB under the highest address; the guard is 16 pages. */
 	uint64_t limit = p->highest_user - 16 * P;
 	struct vad *stack = vad_find(p, limit - P + 1);
 	ASSERT_TRUE(t, stack != NULL && stack->kind == VAD_STACK);
-	static const struct {
+	const struct {
 		uint64_t va;
 		NTSTATUS st;
 	} cases[] = {
-		{ MAP_VA + 0x10, STATUS_INVALID_ADDRESS },
-		{ MAP_VA + P - 1, STATUS_INVALID_ADDRESS },
+		{ map_va + 0x10, STATUS_INVALID_ADDRESS },
+		{ map_va + P - 1, STATUS_INVALID_ADDRESS },
 		{ 0x1000, STATUS_INVALID_ADDRESS },
 		{ USER_PARAMS_VA, STATUS_CONFLICTING_ADDRESSES },   /* the parameter page */
 		{ 0x400000, STATUS_CONFLICTING_ADDRESSES },         /* the image */
-		{ BUF_VA + 0xF000, STATUS_CONFLICTING_ADDRESSES },  /* a reservation, no commit */
+		{ buf_va + 0xF000, STATUS_CONFLICTING_ADDRESSES },  /* a reservation, no commit */
 		{ 0x7FFFFFFDF000, STATUS_CONFLICTING_ADDRESSES },   /* last page under the guard: the stack */
 		{ 0x7FFFFFFE0000, STATUS_INVALID_ADDRESS },         /* first page of the guard */
 		{ 0x7FFFFFFEF000, STATUS_INVALID_ADDRESS },
@@ -587,13 +553,14 @@ static void requested_address_rules(struct ktest *t)
 	/* Exact: right above a reservation, right under the stack, anywhere free. */
 	EXPECT_EQ(t, map_user(t, m, MmCached, reserved + 0x10000, NormalPagePriority), reserved + 0x10000);
 	EXPECT_EQ(t, map_user(t, m, MmCached, 0x7FFFFFFCF000, NormalPagePriority), 0x7FFFFFFCF000);
-	EXPECT_EQ(t, map_user(t, m, MmCached, 0x12345000, NormalPagePriority), 0x12345000);
+	uint64_t anywhere = scratch_uva(P, 0) + 0x345000;
+	EXPECT_EQ(t, map_user(t, m, MmCached, anywhere, NormalPagePriority), anywhere);
 	/* A mapping is a VAD like any other: a second one over it conflicts. */
-	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, 0x12345000, NormalPagePriority, &va),
+	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, anywhere, NormalPagePriority, &va),
 		  (ULONG)STATUS_CONFLICTING_ADDRESSES);
 	MmUnmapLockedPages((PVOID)(reserved + 0x10000), m);
 	MmUnmapLockedPages((PVOID)0x7FFFFFFCF000, m);
-	MmUnmapLockedPages((PVOID)0x12345000, m);
+	MmUnmapLockedPages((PVOID)anywhere, m);
 	EXPECT_EQ(t, vad_count(p), vads0);
 	detach();
 	free_pages_mdl(m);
@@ -670,14 +637,14 @@ static void failures_raise_and_leave_nothing(struct ktest *t)
 	struct mdl_user_stats s0, s1;
 	mdl_user_get_stats(&s0);
 	/* Unattached: the kernel has no user address space. */
-	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, MAP_VA, NormalPagePriority, &va), (ULONG)STATUS_INVALID_ADDRESS);
+	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, map_va, NormalPagePriority, &va), (ULONG)STATUS_INVALID_ADDRESS);
 	attach(p);
-	uint64_t vads0 = vad_count(p), free0 = free_frames();
-	EXPECT_EQ(t, (ULONG)try_map(m, (MEMORY_CACHING_TYPE)77, MAP_VA, NormalPagePriority, &va),
+	uint64_t vads0 = vad_count(p), free0 = mmt_free_frames();
+	EXPECT_EQ(t, (ULONG)try_map(m, (MEMORY_CACHING_TYPE)77, map_va, NormalPagePriority, &va),
 		  (ULONG)STATUS_INVALID_PARAMETER);
 
 	verifier_set_lowres(1, 0, 1);
-	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, MAP_VA, NormalPagePriority, &va), (ULONG)STATUS_INSUFFICIENT_RESOURCES);
+	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, map_va, NormalPagePriority, &va), (ULONG)STATUS_INSUFFICIENT_RESOURCES);
 	verifier_set_lowres(1, 0, 1);
 	volatile NTSTATUS st = STATUS_SUCCESS;
 	__try {
@@ -689,21 +656,21 @@ static void failures_raise_and_leave_nothing(struct ktest *t)
 	verifier_set_lowres(0, 0, 1);
 
 	/* No frame for the three page tables a new 512 GiB slot needs. */
-	uint64_t taken;
+	uint64_t taken, slot = scratch_uva(SCRATCH_PML4_SLOT, SCRATCH_PML4_SLOT);
 	pfn_t hog = mmt_hog_frames(0, &taken);
-	NTSTATUS oom = try_map(m, MmCached, 0x10000000000ul, NormalPagePriority, &va);
+	NTSTATUS oom = try_map(m, MmCached, slot, NormalPagePriority, &va);
 	mmt_release_frames(hog);
 	EXPECT_EQ(t, (ULONG)oom, (ULONG)STATUS_INSUFFICIENT_RESOURCES);
-	EXPECT_FALSE(t, query(p, 0x10000000000ul).present);
+	EXPECT_FALSE(t, query(p, slot).present);
 
 	p->terminating = true;
-	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, MAP_VA, NormalPagePriority, &va), (ULONG)STATUS_PROCESS_IS_TERMINATING);
+	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, map_va, NormalPagePriority, &va), (ULONG)STATUS_PROCESS_IS_TERMINATING);
 	p->terminating = false;
 
 	EXPECT_EQ(t, vad_count(p), vads0);
 	EXPECT_TRUE(t, p->mappings == NULL);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
-	EXPECT_EQ(t, free_frames(), free0);
+	EXPECT_EQ(t, mmt_free_frames(), free0);
 	mdl_user_get_stats(&s1);
 	EXPECT_EQ(t, s1.failures - s0.failures, 6);
 	EXPECT_EQ(t, s1.live, s0.live);
@@ -726,25 +693,25 @@ static void each_frame_keeps_one_memory_type(struct ktest *t)
 	PMDL untyped = pages_for_mdl(t, P, false, MmCached);
 	PMDL wc = pages_for_mdl(t, P, true, MmWriteCombined);
 	attach(p);
-	uint64_t buf = zw_alloc(t, BUF_VA, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	uint64_t buf = zw_alloc(t, buf_va, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	PMDL ram = user_mdl(t, buf, P);
 	track_locked(ram);
 	ASSERT_EQ(t, (ULONG)try_probe(ram, UserMode, IoWriteAccess).status, (ULONG)STATUS_SUCCESS);
 
-	uint64_t a = map_user(t, untyped, MmNonCached, MAP_VA, NormalPagePriority);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, a)), ENC_UC);
+	uint64_t a = map_user(t, untyped, MmNonCached, map_va, NormalPagePriority);
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, a), 1), MMT_ENC_UC);
 	EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(untyped)[0])->memtype, MT_UC);
 	uint64_t k = (uint64_t)MmGetSystemAddressForMdlSafe(untyped, NormalPagePriority);
 	ASSERT_TRUE(t, k != 0);
 	struct pt_query kq;
 	pt_query(&kernel_root, k, &kq);
-	EXPECT_EQ(t, leaf_pat_encoding(kq.entry[1]), ENC_UC);
+	EXPECT_EQ(t, mmt_leaf_encoding(kq.entry[1], 1), MMT_ENC_UC);
 
-	uint64_t b = map_user(t, wc, MmCached, MAP_VA + 0x10000, NormalPagePriority);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, b)), ENC_WC);
-	uint64_t c = map_user(t, ram, MmNonCached, MAP_VA + 0x20000, NormalPagePriority);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, c)), ENC_WB);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, buf)), ENC_WB);
+	uint64_t b = map_user(t, wc, MmCached, map_va + 0x10000, NormalPagePriority);
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, b), 1), MMT_ENC_WC);
+	uint64_t c = map_user(t, ram, MmNonCached, map_va + 0x20000, NormalPagePriority);
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, c), 1), MMT_ENC_WB);
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, buf), 1), MMT_ENC_WB);
 
 	MmUnmapLockedPages((PVOID)a, untyped);
 	MmUnmapLockedPages((PVOID)b, wc);
@@ -775,10 +742,10 @@ static void whole_zeroed_pool_pages_map_and_count(struct ktest *t)
 	PEPROCESS p = idle_agent(t, 0), q = idle_agent(t, 0);
 	buf[5] = 0x55;
 	attach(p);
-	uint64_t va = map_user(t, m, MmNonCached, MAP_VA, NormalPagePriority);
-	EXPECT_EQ(t, va, MAP_VA);
+	uint64_t va = map_user(t, m, MmNonCached, map_va, NormalPagePriority);
+	EXPECT_EQ(t, va, map_va);
 	EXPECT_USER_LEAF(t, p, va, MmGetMdlPfnArray(m)[0], true);
-	EXPECT_EQ(t, leaf_pat_encoding(user_leaf(p, va)), ENC_WB); /* pool stays WB */
+	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, va), 1), MMT_ENC_WB); /* pool stays WB */
 	EXPECT_TRUE(t, p->mappings->pool);
 	uint8_t v = 0;
 	EXPECT_EQ(t, (ULONG)copy_from_user(&v, va + 5, 1), (ULONG)STATUS_SUCCESS);
@@ -813,24 +780,24 @@ static void user_and_kernel_see_each_others_writes(struct ktest *t)
 	ASSERT_TRUE(t, k != NULL);
 	k[1] = 0x1111222233334444ul;
 	k[P / 8 + 3] = 0x5555666677778888ul;
-	uint64_t ops[] = {
-		AGENT_READ64,  MAP_VA + 8, 0, 0, 0, 0,
-		AGENT_READ64,  MAP_VA + P + 24, 0, 0, 0, 0,
-		AGENT_WRITE64, MAP_VA + P + 32, 0xABCDEF0123456789ul, 0, 0, 0,
-		AGENT_WRITE8,  MAP_VA + 7, 0x77, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 4);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, map_va + 8);
+	agent_read64(&s, map_va + P + 24);
+	agent_write64(&s, map_va + P + 32, 0xABCDEF0123456789ul);
+	agent_write8(&s, map_va + 7, 0x77);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
-	EXPECT_EQ(t, map_user(t, m, MmCached, MAP_VA, NormalPagePriority), MAP_VA);
+	EXPECT_EQ(t, map_user(t, m, MmCached, map_va, NormalPagePriority), map_va);
 	detach();
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
 	EXPECT_FALSE(t, p->fault.happened);
-	EXPECT_EQ(t, report(t, p, 0, 0), 0x1111222233334444ul);
-	EXPECT_EQ(t, report(t, p, 1, 0), 0x5555666677778888ul);
+	EXPECT_EQ(t, agent_result(t, p, 0, 0), 0x1111222233334444ul);
+	EXPECT_EQ(t, agent_result(t, p, 1, 0), 0x5555666677778888ul);
 	EXPECT_EQ(t, k[P / 8 + 4], 0xABCDEF0123456789ul);
 	EXPECT_EQ(t, ((uint8_t *)k)[7], 0x77);
 	attach(p);
-	MmUnmapLockedPages((PVOID)MAP_VA, m);
+	MmUnmapLockedPages((PVOID)map_va, m);
 	detach();
 	free_pages_mdl(m);
 	destroy(p);
@@ -853,16 +820,16 @@ static void user_write_to_no_write_mapping_faults_0x7(struct ktest *t)
 	uint64_t *k = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != NULL);
 	k[2] = 42;
-	uint64_t ops[] = {
-		AGENT_READ64,  MAP_VA + 16, 0, 0, 0, 0,
-		AGENT_WRITE64, MAP_VA + 16, 43, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 2);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, map_va + 16);
+	agent_write64(&s, map_va + 16, 43);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
-	map_user(t, m, MmCached, MAP_VA, NormalPagePriority | MdlMappingNoWrite);
+	map_user(t, m, MmCached, map_va, NormalPagePriority | MdlMappingNoWrite);
 	detach();
-	expect_agent_fault(t, p, PF_P | PF_W | PF_U, MAP_VA + 16);
-	EXPECT_EQ(t, report(t, p, 0, 0), 42);
+	expect_agent_fault(t, p, PF_P | PF_W | PF_U, map_va + 16);
+	EXPECT_EQ(t, agent_result(t, p, 0, 0), 42);
 	EXPECT_EQ(t, k[2], 42);
 	destroy(p); /* the mapping goes with the process */
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
@@ -877,12 +844,14 @@ static void user_fetch_from_mapping_faults_0x15(struct ktest *t)
 	uint8_t *k = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != NULL);
 	k[0x40] = 0xC3; /* ret */
-	uint64_t ops[] = { AGENT_EXEC, MAP_VA + 0x40, 0, 0, 0, 0 };
-	PEPROCESS p = agent(t, 0, ops, 1);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_exec(&s, map_va + 0x40);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
-	map_user(t, m, MmCached, MAP_VA, NormalPagePriority);
+	map_user(t, m, MmCached, map_va, NormalPagePriority);
 	detach();
-	expect_agent_fault(t, p, PF_P | PF_U | PF_ID, MAP_VA + 0x40);
+	expect_agent_fault(t, p, PF_P | PF_U | PF_ID, map_va + 0x40);
 	destroy(p);
 	free_pages_mdl(m);
 }
@@ -893,16 +862,16 @@ static void user_read_of_the_kernel_mapping_faults_0x5(struct ktest *t)
 	PMDL m = pages_for_mdl(t, P, false, MmCached);
 	uint64_t k = (uint64_t)MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != 0);
-	uint64_t ops[] = {
-		AGENT_READ64, MAP_VA, 0, 0, 0, 0,
-		AGENT_READ64, k + 8, 0, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 2);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, map_va);
+	agent_read64(&s, k + 8);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
-	map_user(t, m, MmCached, MAP_VA, NormalPagePriority);
+	map_user(t, m, MmCached, map_va, NormalPagePriority);
 	detach();
 	expect_agent_fault(t, p, PF_P | PF_U, k + 8);
-	EXPECT_EQ(t, report(t, p, 0, 0), 0);
+	EXPECT_EQ(t, agent_result(t, p, 0, 0), 0);
 	destroy(p);
 	free_pages_mdl(m);
 }
@@ -914,45 +883,44 @@ static void user_read_of_the_kernel_mapping_faults_0x5(struct ktest *t)
 static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *t)
 {
 	PMDL m = pages_for_mdl(t, 2 * P, false, MmCached);
-	uint64_t ops[] = {
-		AGENT_ALLOC,      MAP_VA, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0,
-		AGENT_ALLOC,      MAP_VA, P, MEM_COMMIT, PAGE_READWRITE, 0,
-		AGENT_ALLOC,      MAP_VA - 0x10000, 0x20000, MEM_RESERVE, PAGE_READWRITE, 0,
-		AGENT_FREE,       MAP_VA, P, MEM_DECOMMIT, 0, 0,
-		AGENT_FREE,       MAP_VA, 0, MEM_RELEASE, 0, 0,
-		AGENT_UNMAP_VIEW, MAP_VA, 0, 0, 0, 0,
-		AGENT_PROTECT,    MAP_VA, P, PAGE_READONLY, 0, 0,
-		AGENT_PROTECT,    MAP_VA + P, P, PAGE_EXECUTE_READ, 0, 0,
-		AGENT_PROTECT,    MAP_VA, 2 * P, PAGE_NOACCESS, 0, 0,
-		AGENT_READ64,     MAP_VA + P, 0, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 10);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, map_va, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_alloc(&s, map_va, P, MEM_COMMIT, PAGE_READWRITE);
+	agent_alloc(&s, map_va - 0x10000, 0x20000, MEM_RESERVE, PAGE_READWRITE);
+	agent_free(&s, map_va, P, MEM_DECOMMIT);
+	agent_free(&s, map_va, 0, MEM_RELEASE);
+	agent_unmap_view(&s, map_va);
+	agent_protect(&s, map_va, P, PAGE_READONLY);
+	agent_protect(&s, map_va + P, P, PAGE_EXECUTE_READ);
+	agent_protect(&s, map_va, 2 * P, PAGE_NOACCESS);
+	agent_read64(&s, map_va + P);
+	PEPROCESS p = agent(t, 0, &s);
 	uint64_t *k = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != NULL);
 	k[P / 8] = 0x600DF00D;
 	attach(p);
-	map_user(t, m, MmCached, MAP_VA, NormalPagePriority);
+	map_user(t, m, MmCached, map_va, NormalPagePriority);
 	detach();
 	/* The leaves before, without the accessed and dirty bits the CPU may set. */
-	uint64_t ad = MMT_PTE_A | MMT_PTE_D;
-	uint64_t before0 = user_leaf(p, MAP_VA) & ~ad, before1 = user_leaf(p, MAP_VA + P) & ~ad;
+	uint64_t before0 = user_leaf(p, map_va) & ~MMT_PTE_AD, before1 = user_leaf(p, map_va + P) & ~MMT_PTE_AD;
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, (ULONG)report(t, p, 0, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
-	EXPECT_NE(t, (ULONG)report(t, p, 1, 0), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, (ULONG)report(t, p, 2, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
-	EXPECT_EQ(t, (ULONG)report(t, p, 3, 0), (ULONG)STATUS_UNABLE_TO_DELETE_SECTION);
-	EXPECT_EQ(t, (ULONG)report(t, p, 4, 0), (ULONG)STATUS_UNABLE_TO_DELETE_SECTION);
-	EXPECT_EQ(t, (ULONG)report(t, p, 5, 0), (ULONG)STATUS_NOT_MAPPED_VIEW);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 0, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
+	EXPECT_NE(t, (ULONG)agent_result(t, p, 1, 0), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 2, 0), (ULONG)STATUS_CONFLICTING_ADDRESSES);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 3, 0), (ULONG)STATUS_UNABLE_TO_DELETE_SECTION);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 4, 0), (ULONG)STATUS_UNABLE_TO_DELETE_SECTION);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 5, 0), (ULONG)STATUS_NOT_MAPPED_VIEW);
 	for (uint32_t i = 6; i <= 8; i++)
-		EXPECT_FALSE(t, NT_SUCCESS((NTSTATUS)report(t, p, i, 0)));
-	EXPECT_EQ(t, report(t, p, 9, 0), 0x600DF00D);
-	EXPECT_EQ(t, user_leaf(p, MAP_VA) & ~ad, before0);
-	EXPECT_EQ(t, user_leaf(p, MAP_VA + P) & ~ad, before1);
-	struct vad *v = vad_find(p, MAP_VA);
-	EXPECT_TRUE(t, v && v->kind == VAD_MDL && v->start == MAP_VA && v->end == MAP_VA + 2 * P);
+		EXPECT_FALSE(t, NT_SUCCESS((NTSTATUS)agent_result(t, p, i, 0)));
+	EXPECT_EQ(t, agent_result(t, p, 9, 0), 0x600DF00D);
+	EXPECT_EQ(t, user_leaf(p, map_va) & ~MMT_PTE_AD, before0);
+	EXPECT_EQ(t, user_leaf(p, map_va + P) & ~MMT_PTE_AD, before1);
+	struct vad *v = vad_find(p, map_va);
+	EXPECT_TRUE(t, v && v->kind == VAD_MDL && v->start == map_va && v->end == map_va + 2 * P);
 	EXPECT_EQ(t, mappings_of(p), 1);
 	attach(p);
-	MmUnmapLockedPages((PVOID)MAP_VA, m);
+	MmUnmapLockedPages((PVOID)map_va, m);
 	detach();
 	free_pages_mdl(m);
 	destroy(p);
@@ -967,18 +935,20 @@ static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *
 static void unmapped_range_can_be_requested_again(struct ktest *t)
 {
 	PMDL m = pages_for_mdl(t, 3 * P, false, MmCached);
-	uint64_t ops[] = { AGENT_ALLOC, MAP_VA, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0 };
-	PEPROCESS p = agent(t, 0, ops, 1);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, map_va, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
 	for (int i = 0; i < 3; i++) {
-		EXPECT_EQ(t, map_user(t, m, MmCached, MAP_VA, NormalPagePriority), MAP_VA);
-		MmUnmapLockedPages((PVOID)MAP_VA, m);
-		EXPECT_FALSE(t, query(p, MAP_VA).present);
+		EXPECT_EQ(t, map_user(t, m, MmCached, map_va, NormalPagePriority), map_va);
+		MmUnmapLockedPages((PVOID)map_va, m);
+		EXPECT_FALSE(t, query(p, map_va).present);
 	}
 	detach();
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, (ULONG)report(t, p, 0, 0), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, report(t, p, 0, 1), MAP_VA);
+	EXPECT_EQ(t, (ULONG)agent_result(t, p, 0, 0), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, 0, 1), map_va);
 	free_pages_mdl(m);
 	destroy(p);
 }
@@ -993,39 +963,39 @@ static void two_processes_get_independent_mappings(struct ktest *t)
 	uint64_t *k = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
 	ASSERT_TRUE(t, k != NULL);
 	k[0] = 0xB0B0;
-	uint64_t ops[] = {
-		AGENT_READ64,  MAP_VA, 0, 0, 0, 0,
-		AGENT_WRITE64, MAP_VA + 8, 0xC0C0, 0, 0, 0,
-	};
-	PEPROCESS a = agent(t, 0, ops, 2), b = agent(t, 0, ops, 2);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, map_va);
+	agent_write64(&s, map_va + 8, 0xC0C0);
+	PEPROCESS a = agent(t, 0, &s), b = agent(t, 0, &s);
 	attach(a);
-	EXPECT_EQ(t, map_user(t, m, MmCached, MAP_VA, NormalPagePriority), MAP_VA);
+	EXPECT_EQ(t, map_user(t, m, MmCached, map_va, NormalPagePriority), map_va);
 	detach();
 	/* B never sees A's mapping: nothing at that address in B's tables, no VAD there. */
-	EXPECT_FALSE(t, query(b, MAP_VA).present);
-	EXPECT_TRUE(t, vad_find(b, MAP_VA) == NULL);
+	EXPECT_FALSE(t, query(b, map_va).present);
+	EXPECT_TRUE(t, vad_find(b, map_va) == NULL);
 	/* The same MDL in B at another address: two mappings of one frame. */
 	attach(b);
-	EXPECT_EQ(t, map_user(t, m, MmCached, MAP_VA + 0x100000, NormalPagePriority | MdlMappingNoWrite),
-		  MAP_VA + 0x100000);
-	EXPECT_FALSE(t, query(b, MAP_VA).present);
+	EXPECT_EQ(t, map_user(t, m, MmCached, map_va + 0x100000, NormalPagePriority | MdlMappingNoWrite),
+		  map_va + 0x100000);
+	EXPECT_FALSE(t, query(b, map_va).present);
 	detach();
-	EXPECT_FALSE(t, query(a, MAP_VA + 0x100000).present);
-	EXPECT_EQ(t, query(a, MAP_VA).pa, query(b, MAP_VA + 0x100000).pa);
+	EXPECT_FALSE(t, query(a, map_va + 0x100000).present);
+	EXPECT_EQ(t, query(a, map_va).pa, query(b, map_va + 0x100000).pa);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 2);
 	EXPECT_EQ(t, mappings_of(a), 1);
 	EXPECT_EQ(t, mappings_of(b), 1);
 
 	/* A runs (reads and writes through its mapping) and ends: only its mapping goes. */
 	EXPECT_EQ(t, (ULONG)PsRunProcess(a), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, report(t, a, 0, 0), 0xB0B0);
+	EXPECT_EQ(t, agent_result(t, a, 0, 0), 0xB0B0);
 	EXPECT_EQ(t, k[1], 0xC0C0);
 	destroy(a);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 1);
-	EXPECT_USER_LEAF(t, b, MAP_VA + 0x100000, MmGetMdlPfnArray(m)[0], false);
-	EXPECT_TRUE(t, b->mappings && b->mappings->va == MAP_VA + 0x100000);
+	EXPECT_USER_LEAF(t, b, map_va + 0x100000, MmGetMdlPfnArray(m)[0], false);
+	EXPECT_TRUE(t, b->mappings && b->mappings->va == map_va + 0x100000);
 	attach(b);
-	MmUnmapLockedPages((PVOID)(MAP_VA + 0x100000), m);
+	MmUnmapLockedPages((PVOID)(map_va + 0x100000), m);
 	detach();
 	free_pages_mdl(m);
 	destroy(b);
@@ -1042,14 +1012,12 @@ struct counters {
 static struct counters counters_now(void)
 {
 	struct pfn_stats ps;
-	struct syspte_stats ss;
 	struct pool_stats pl;
 	struct mdl_user_stats us;
 	pfn_get_stats(&ps);
-	syspte_get_stats(&ss);
 	pool_get_stats(&pl);
 	mdl_user_get_stats(&us);
-	return (struct counters){ ps.free, ps.locked, ss.free, pl.bytes_in_use, us.live };
+	return (struct counters){ ps.free, ps.locked, mmt_free_sysptes(), pl.bytes_in_use, us.live };
 }
 
 static void process_exit_tears_down_mappings_and_counters_return(struct ktest *t)
@@ -1063,21 +1031,21 @@ static void process_exit_tears_down_mappings_and_counters_return(struct ktest *t
 	ASSERT_TRUE(t, pm != NULL);
 	MmBuildMdlForNonPagedPool(pm);
 	PMDL am = pages_for_mdl(t, 4 * P, true, MmWriteCombined);
-	uint64_t ops[] = {
-		AGENT_ALLOC,   BUF_VA, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, 0,
-		AGENT_WRITE64, BUF_VA, 1, 0, 0, 0,
-		AGENT_READ64,  MAP_VA, 0, 0, 0, 0,
-	};
-	PEPROCESS p = agent(t, 0, ops, 3);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, buf_va, 2 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_write64(&s, buf_va, 1);
+	agent_read64(&s, map_va);
+	PEPROCESS p = agent(t, 0, &s);
 	attach(p);
-	map_user(t, pm, MmCached, MAP_VA, NormalPagePriority);
+	map_user(t, pm, MmCached, map_va, NormalPagePriority);
 	map_user(t, am, MmCached, 0, NormalPagePriority);
 	map_user(t, am, MmCached, 0, NormalPagePriority | MdlMappingNoWrite);
 	detach();
 	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
 	/* A probe-locked buffer of the process, mapped into it and unlocked before it ends. */
 	attach(p);
-	PMDL um = user_mdl(t, BUF_VA, 2 * P);
+	PMDL um = user_mdl(t, buf_va, 2 * P);
 	track_locked(um);
 	ASSERT_EQ(t, (ULONG)try_probe(um, UserMode, IoWriteAccess).status, (ULONG)STATUS_SUCCESS);
 	uint64_t uva = map_user(t, um, MmCached, 0, NormalPagePriority);
@@ -1112,18 +1080,18 @@ static void typed_pages_have_one_type_in_both_mappings(struct ktest *t)
 	static const struct {
 		MEMORY_CACHING_TYPE ct;
 		unsigned enc;
-	} kinds[] = { { MmWriteCombined, ENC_WC }, { MmNonCached, ENC_UC } };
+	} kinds[] = { { MmWriteCombined, MMT_ENC_WC }, { MmNonCached, MMT_ENC_UC } };
 	for (unsigned i = 0; i < ARRAY_SIZE(kinds); i++) {
 		PMDL m = pages_for_mdl(t, 2 * P, true, kinds[i].ct);
-		uint64_t ops[] = {
-			AGENT_READ64, MAP_VA + 0x18, 0, 0, 0, 0,
-			AGENT_READ64, MAP_VA + P + 0x20, 0, 0, 0, 0,
-		};
-		PEPROCESS p = agent(t, 0, ops, 2);
+		struct agent_script s;
+		agent_begin(&s);
+		agent_read64(&s, map_va + 0x18);
+		agent_read64(&s, map_va + P + 0x20);
+		PEPROCESS p = agent(t, 0, &s);
 		attach(p);
 		/* As a driver would: into the calling process (asking for MmCached, which the
 		 * frames' own type overrides), and into the kernel. */
-		uint64_t u = map_user(t, m, MmCached, MAP_VA, NormalPagePriority);
+		uint64_t u = map_user(t, m, MmCached, map_va, NormalPagePriority);
 		uint64_t *k = MmMapLockedPagesSpecifyCache(m, KernelMode, kinds[i].ct, NULL, FALSE, NormalPagePriority);
 		detach();
 		ASSERT_TRUE(t, k != NULL);
@@ -1134,13 +1102,13 @@ static void typed_pages_have_one_type_in_both_mappings(struct ktest *t)
 			pt_query(&kernel_root, (uint64_t)k + pg * P, &kq);
 			ASSERT_TRUE(t, kq.present && kq.level == 1);
 			uint64_t ul = user_leaf(p, u + pg * P);
-			EXPECT_EQ(t, leaf_pat_encoding(ul), kinds[i].enc);
-			EXPECT_EQ(t, leaf_pat_encoding(kq.entry[1]), kinds[i].enc);
+			EXPECT_EQ(t, mmt_leaf_encoding(ul, 1), kinds[i].enc);
+			EXPECT_EQ(t, mmt_leaf_encoding(kq.entry[1], 1), kinds[i].enc);
 			EXPECT_EQ(t, ul & MMT_PTE_ADDR, kq.entry[1] & MMT_PTE_ADDR);
 		}
 		EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
-		EXPECT_EQ(t, report(t, p, 0, 0), 0xAA00 + i);
-		EXPECT_EQ(t, report(t, p, 1, 0), 0xBB00 + i);
+		EXPECT_EQ(t, agent_result(t, p, 0, 0), 0xAA00 + i);
+		EXPECT_EQ(t, agent_result(t, p, 1, 0), 0xBB00 + i);
 		attach(p);
 		MmUnmapLockedPages((PVOID)u, m);
 		detach();

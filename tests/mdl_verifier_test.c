@@ -16,6 +16,7 @@
  * "# death-expect:" line before the bug check; the STOP line must match it).
  */
 #include "kernel/ktest.h"
+#include "tests/lib/expect.h"
 #include "include/wdm.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
@@ -30,12 +31,6 @@
 static const PHYSICAL_ADDRESS ANY_LOW = { .QuadPart = 0 };
 static const PHYSICAL_ADDRESS ANY_HIGH = { .QuadPart = 0x7FFFFFFFFFFFFFFFll };
 static const PHYSICAL_ADDRESS NO_SKIP = { .QuadPart = 0 };
-
-static void expect_stop(struct ktest *t, ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3,
-			ULONG_PTR p4)
-{
-	ktest_expect_stop(t, code, p1, p2, p3, p4, KTEST_P_ALL);
-}
 
 static void expect_violation(struct ktest *t, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3,
 			     ULONG_PTR p4)

@@ -10,6 +10,7 @@
  * exactly it, and takes it down again.  Not late: the late suite must find nothing.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/scratch.h"
 #include "mm/audit.h"
 #include "mm/layout.h"
 #include "mm/pat.h"
@@ -49,25 +50,27 @@ KTEST_SUITE(mm_audit, mm_audit_cases, .late = true);
 
 /* ---------------------------------------------------------------- each audit can fail */
 
-#define SCRATCH_VA KVA_TEST_BASE
+/* Where the proof case maps: two fresh scratch pages of its own (tests/lib/scratch.h). */
+static uint64_t scratch_va;
 
-/* Every proof case maps at SCRATCH_VA: it must be free, or pt_map would PANIC. */
+/* Every proof case maps at scratch_va: it must be free, or pt_map would PANIC. */
 static int scratch_is_unmapped(struct ktest *t)
 {
+	scratch_va = scratch_kva(2 * PAGE_SIZE, 0);
 	struct pt_query q;
-	pt_query(&kernel_root, SCRATCH_VA, &q);
+	pt_query(&kernel_root, scratch_va, &q);
 	if (q.present)
-		KTEST_FAIL(t, "0x%lx is already mapped (a case before left it)", SCRATCH_VA);
+		KTEST_FAIL(t, "0x%lx is already mapped", scratch_va);
 	return q.present;
 }
 
-/* A fresh frame mapped alone at SCRATCH_VA with `a`; PFN_INVALID when that failed. */
+/* A fresh frame mapped alone at scratch_va with `a`; PFN_INVALID when that failed. */
 static pfn_t map_scratch_page(struct pt_attrs a)
 {
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	if (pfn == PFN_INVALID)
 		return PFN_INVALID;
-	if (!pt_map(&kernel_root, SCRATCH_VA, pfn << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+	if (!pt_map(&kernel_root, scratch_va, pfn << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
 		pfn_free(pfn);
 		return PFN_INVALID;
 	}
@@ -76,7 +79,7 @@ static pfn_t map_scratch_page(struct pt_attrs a)
 
 static void unmap_scratch_page(pfn_t pfn)
 {
-	pt_unmap(&kernel_root, SCRATCH_VA, PAGE_SIZE);
+	pt_unmap(&kernel_root, scratch_va, PAGE_SIZE);
 	pfn_free(pfn);
 }
 
@@ -86,13 +89,13 @@ static void writable_executable_page_is_found(struct ktest *t)
 	pfn_t pfn = map_scratch_page((struct pt_attrs){ .write = true, .exec = true, .type = MT_WB });
 	ASSERT_NE(t, pfn, PFN_INVALID);
 	struct pt_query q;
-	pt_query(&kernel_root, SCRATCH_VA, &q);
+	pt_query(&kernel_root, scratch_va, &q);
 	uint64_t first = 0, found = mm_audit_wx_first(&kernel_root, true, &first);
 	unmap_scratch_page(pfn);
 
 	EXPECT_TRUE(t, q.present && q.eff.write && q.eff.exec); /* the tables really say W+X */
 	EXPECT_EQ(t, found, 1);
-	EXPECT_EQ(t, first, SCRATCH_VA);
+	EXPECT_EQ(t, first, scratch_va);
 	EXPECT_EQ(t, mm_audit_wx(&kernel_root, true), 0);
 }
 
@@ -107,10 +110,10 @@ static void user_page_in_kernel_half_is_found(struct ktest *t)
 	ASSERT_EQ(t, mm_audit_wx(&kernel_root, true), 0);
 	pfn_t pfn = map_scratch_page((struct pt_attrs){ .type = MT_WB });
 	ASSERT_NE(t, pfn, PFN_INVALID);
-	pt_test_set_leaf_user(&kernel_root, SCRATCH_VA, true);
+	pt_test_set_leaf_user(&kernel_root, scratch_va, true);
 	bool protected = true;
 	struct pt_query q;
-	pt_query(&kernel_root, SCRATCH_VA, &q);
+	pt_query(&kernel_root, scratch_va, &q);
 	uint64_t first = 0, found = mm_audit_wx_first(&kernel_root, true, &first);
 	unmap_scratch_page(pfn);
 
@@ -118,7 +121,7 @@ static void user_page_in_kernel_half_is_found(struct ktest *t)
 	EXPECT_TRUE(t, q.present);
 	EXPECT_FALSE(t, q.eff.user); /* the PML4E has U/S clear: hidden, yet one bit away */
 	EXPECT_EQ(t, found, 1);
-	EXPECT_EQ(t, first, SCRATCH_VA);
+	EXPECT_EQ(t, first, scratch_va);
 	EXPECT_EQ(t, mm_audit_wx(&kernel_root, true), 0);
 }
 
@@ -129,7 +132,7 @@ static void frame_with_two_memory_types_is_found(struct ktest *t)
 	pfn_t pfn = map_scratch_page((struct pt_attrs){ .write = true, .type = MT_WC });
 	ASSERT_NE(t, pfn, PFN_INVALID);
 	struct pt_query scratch, alias;
-	pt_query(&kernel_root, SCRATCH_VA, &scratch);
+	pt_query(&kernel_root, scratch_va, &scratch);
 	pt_query(&kernel_root, (uint64_t)pfn_to_virt(pfn), &alias);
 	pfn_t first = PFN_INVALID;
 	uint64_t found = mm_audit_memtypes_first(&kernel_root, true, &first);
@@ -149,11 +152,11 @@ static void mmio_frame_with_two_memory_types_is_found(struct ktest *t)
 	ASSERT_EQ(t, mm_audit_memtypes(&kernel_root, true), 0);
 	pfn_t mmio = pfn_limit();
 	struct pt_attrs uc = { .write = true, .type = MT_UC }, wc = { .write = true, .type = MT_WC };
-	ASSERT_TRUE(t, pt_map(&kernel_root, SCRATCH_VA, mmio << PAGE_SHIFT, PAGE_SIZE, uc, 0));
-	bool second = pt_map(&kernel_root, SCRATCH_VA + PAGE_SIZE, mmio << PAGE_SHIFT, PAGE_SIZE, wc, 0);
+	ASSERT_TRUE(t, pt_map(&kernel_root, scratch_va, mmio << PAGE_SHIFT, PAGE_SIZE, uc, 0));
+	bool second = pt_map(&kernel_root, scratch_va + PAGE_SIZE, mmio << PAGE_SHIFT, PAGE_SIZE, wc, 0);
 	pfn_t first = PFN_INVALID;
 	uint64_t found = mm_audit_memtypes_first(&kernel_root, true, &first);
-	pt_unmap(&kernel_root, SCRATCH_VA, 2 * PAGE_SIZE);
+	pt_unmap(&kernel_root, scratch_va, 2 * PAGE_SIZE);
 
 	ASSERT_TRUE(t, second);
 	EXPECT_EQ(t, found, 1);

@@ -6,7 +6,9 @@
  * well, and a positive control shows the same access succeeding once the bit allows it.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
@@ -15,13 +17,7 @@
 #include "mm/mm.h"
 #include "mm/tlb.h"
 
-#define RET_OPCODE 0xC3
 #define POOL_TAG 0x746C664Du /* "Mflt" */
-#define PF_READ_NOT_PRESENT 0x0
-#define PF_WRITE_NOT_PRESENT PF_W
-#define PF_READ_PROTECTION PF_P
-#define PF_WRITE_PROTECTION (PF_P | PF_W)
-#define PF_FETCH_PROTECTION (PF_P | PF_ID)
 
 extern char __text_start[], __text_end[], __rodata_start[], __rodata_end[], __data_start[],
 	__kernel_end[];
@@ -29,30 +25,11 @@ extern char __text_start[], __text_end[], __rodata_start[], __rodata_end[], __da
 /* A constant table the linker places in .rodata. */
 __attribute__((used)) static const uint8_t rodata_table[64] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
 /* `ret` in initialised data (.data) and in zero-initialised data (.bss). */
-__attribute__((used)) static uint8_t data_code[16] = { RET_OPCODE };
+__attribute__((used)) static uint8_t data_code[16] = { FAULTCAP_RET_OPCODE };
 __attribute__((used)) static uint8_t bss_code[16];
 
 static const struct pt_attrs KERNEL_RW = { .write = true, .type = MT_WB };
 static const struct pt_attrs USER_RW = { .write = true, .user = true, .type = MT_WB };
-
-/* A write of the byte already there: if the protection were missing, nothing changes. */
-static void expect_write_refused(struct ktest *t, uint64_t va)
-{
-	struct mmt_fault f;
-	uint8_t old = 0;
-	EXPECT_TRUE(t, mmt_try_load8(va, &old, &f));
-	EXPECT_FALSE(t, mmt_try_store8(va, old, &f));
-	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, (uint64_t)mmt_store8);
-}
-
-static void expect_fetch_refused(struct ktest *t, uint64_t va)
-{
-	struct mmt_fault f;
-	EXPECT_FALSE(t, mmt_try_call(va, &f));
-	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, va);
-}
 
 static void write_to_kernel_text_faults(struct ktest *t)
 {
@@ -85,12 +62,12 @@ static void write_to_image_through_direct_map_faults(struct ktest *t)
 {
 	uint64_t text = (uint64_t)phys_to_virt(kernel_image_phys((uint64_t)pt_query));
 	uint64_t ro = (uint64_t)phys_to_virt(kernel_image_phys((uint64_t)&rodata_table[9]));
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	/* The alias is the same memory: it reads what the image mapping reads. */
-	EXPECT_TRUE(t, mmt_try_load8(text, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(text, &v, &f));
 	EXPECT_EQ(t, v, *(volatile uint8_t *)pt_query);
-	EXPECT_TRUE(t, mmt_try_load8(ro, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(ro, &v, &f));
 	EXPECT_EQ(t, v, *(volatile const uint8_t *)&rodata_table[9]);
 	EXPECT_FALSE(t, mmt_rights_of(text).write);
 	EXPECT_FALSE(t, mmt_rights_of(ro).write);
@@ -103,7 +80,7 @@ static void execute_from_data_faults(struct ktest *t)
 	uint64_t d = (uint64_t)data_code, b = (uint64_t)bss_code;
 	ASSERT_TRUE(t, d >= (uint64_t)__data_start && d < (uint64_t)__kernel_end);
 	ASSERT_TRUE(t, b >= (uint64_t)__data_start && b < (uint64_t)__kernel_end);
-	bss_code[0] = RET_OPCODE;
+	bss_code[0] = FAULTCAP_RET_OPCODE;
 	EXPECT_TRUE(t, mmt_rights_of(d).nx);
 	EXPECT_TRUE(t, mmt_rights_of(b).nx);
 	expect_fetch_refused(t, d);
@@ -113,12 +90,12 @@ static void execute_from_data_faults(struct ktest *t)
 
 static void execute_from_stack_faults(struct ktest *t)
 {
-	volatile uint8_t code[16] = { RET_OPCODE };
+	volatile uint8_t code[16] = { FAULTCAP_RET_OPCODE };
 	uint64_t va = (uint64_t)&code[0];
 	ASSERT_TRUE(t, va >= KVA_STACKS_BASE && va < KVA_STACKS_END);
 	EXPECT_TRUE(t, mmt_rights_of(va).nx);
 	expect_fetch_refused(t, va);
-	EXPECT_EQ(t, code[0], RET_OPCODE);
+	EXPECT_EQ(t, code[0], FAULTCAP_RET_OPCODE);
 }
 
 static void execute_from_direct_map_faults(struct ktest *t)
@@ -126,8 +103,8 @@ static void execute_from_direct_map_faults(struct ktest *t)
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
 	uint8_t *p = pfn_to_virt(pfn);
-	p[0] = RET_OPCODE;
-	p[100] = RET_OPCODE;
+	p[0] = FAULTCAP_RET_OPCODE;
+	p[100] = FAULTCAP_RET_OPCODE;
 	EXPECT_TRUE(t, mmt_rights_of((uint64_t)p).nx);
 	expect_fetch_refused(t, (uint64_t)p);
 	expect_fetch_refused(t, (uint64_t)p + 100);
@@ -142,13 +119,13 @@ static void execute_from_pool_faults(struct ktest *t)
 	uint8_t *large = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * PAGE_SIZE, POOL_TAG);
 	if (small) {
 		EXPECT_TRUE(t, (uint64_t)small >= KVA_POOL_BASE && (uint64_t)small < KVA_POOL_END);
-		small[0] = RET_OPCODE;
+		small[0] = FAULTCAP_RET_OPCODE;
 		EXPECT_TRUE(t, mmt_rights_of((uint64_t)small).nx);
 		expect_fetch_refused(t, (uint64_t)small);
 		ExFreePoolWithTag(small, POOL_TAG);
 	}
 	if (large) {
-		large[PAGE_SIZE + 16] = RET_OPCODE;
+		large[PAGE_SIZE + 16] = FAULTCAP_RET_OPCODE;
 		EXPECT_TRUE(t, mmt_rights_of((uint64_t)large + PAGE_SIZE).nx);
 		expect_fetch_refused(t, (uint64_t)large + PAGE_SIZE + 16);
 		ExFreePoolWithTag(large, POOL_TAG);
@@ -160,11 +137,11 @@ static void execute_from_pool_faults(struct ktest *t)
  * exec at a second address, faults.  So the fetch faults are the NX bit's doing. */
 static void execute_needs_nx_clear(struct ktest *t)
 {
-	uint64_t x = MMT_TEST_VA(16), nx = MMT_TEST_VA(16) + PAGE_SIZE;
+	uint64_t x = scratch_kva(2 * PAGE_SIZE, 0), nx = x + PAGE_SIZE;
 	ASSERT_TRUE(t, mmt_va_unmapped(x) && mmt_va_unmapped(nx));
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
-	*(uint8_t *)pfn_to_virt(pfn) = RET_OPCODE;
+	*(uint8_t *)pfn_to_virt(pfn) = FAULTCAP_RET_OPCODE;
 	struct pt_attrs exec = { .exec = true, .type = MT_WB }, noexec = { .type = MT_WB };
 	EXPECT_TRUE(t, pt_map(&kernel_root, x, pfn << PAGE_SHIFT, PAGE_SIZE, exec, 0));
 	EXPECT_TRUE(t, pt_map(&kernel_root, nx, pfn << PAGE_SHIFT, PAGE_SIZE, noexec, 0));
@@ -172,8 +149,8 @@ static void execute_needs_nx_clear(struct ktest *t)
 	struct mmt_rights rx = mmt_rights_of(x), rnx = mmt_rights_of(nx);
 	EXPECT_TRUE(t, rx.present && !rx.nx && !rx.write);
 	EXPECT_TRUE(t, rnx.present && rnx.nx && !rnx.write);
-	struct mmt_fault f;
-	EXPECT_TRUE(t, mmt_try_call(x, &f));
+	struct faultcap f;
+	EXPECT_TRUE(t, faultcap_try_call(x, &f));
 	expect_fetch_refused(t, nx);
 
 	pt_unmap(&kernel_root, x, 2 * PAGE_SIZE);
@@ -214,24 +191,24 @@ static void smap_blocks_kernel_access_outside_window(struct ktest *t)
 	if (!cpu_features.smap)
 		KTEST_SKIP(t, "the CPU has no SMAP");
 	ASSERT_TRUE(t, read_cr4() & CR4_SMAP); /* mm_init turns it on when the CPU has it */
-	uint64_t va = MMT_USER_VA(1) + 0x3000;
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x3000;
 	pfn_t pfn;
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	ASSERT_TRUE(t, map_user_page(t, va, &pfn, USER_RW, 0x77));
 	EXPECT_FALSE(t, read_rflags() & RFLAGS_AC);
 
-	EXPECT_FALSE(t, mmt_try_load8(va, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(va, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_READ_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, (uint64_t)mmt_load8);
-	EXPECT_FALSE(t, mmt_try_store8(va, 0x77, &f));
+	EXPECT_EQ(t, f.rip, (uint64_t)faultcap_load8);
+	EXPECT_FALSE(t, faultcap_try_store8(va, 0x77, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, (uint64_t)mmt_store8);
+	EXPECT_EQ(t, f.rip, (uint64_t)faultcap_store8);
 
 	/* Inside the window both work, on the frame the mapping names. */
 	user_access_begin();
-	bool read_ok = mmt_try_load8(va, &v, &f);
-	bool write_ok = mmt_try_store8(va + 1, 0x99, &f);
+	bool read_ok = faultcap_try_load8(va, &v, &f);
+	bool write_ok = faultcap_try_store8(va + 1, 0x99, &f);
 	user_access_end();
 	EXPECT_TRUE(t, read_ok);
 	EXPECT_EQ(t, v, 0x77);
@@ -240,7 +217,7 @@ static void smap_blocks_kernel_access_outside_window(struct ktest *t)
 
 	/* And the window closes again. */
 	EXPECT_FALSE(t, read_rflags() & RFLAGS_AC);
-	EXPECT_FALSE(t, mmt_try_load8(va, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(va, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_READ_PROTECTION, va);
 
 	unmap_user_page(va, pfn);
@@ -253,22 +230,22 @@ static void fault_inside_user_window_closes_it(struct ktest *t)
 	if (!cpu_features.smap)
 		KTEST_SKIP(t, "the CPU has no SMAP");
 	ASSERT_TRUE(t, read_cr4() & CR4_SMAP);
-	uint64_t va = MMT_USER_VA(1) + 0x5000, hole = KVA_UNMAPPED_HOLE + 0x40;
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x5000, hole = scratch_unmapped_kva(PAGE_SIZE) + 0x40;
 	pfn_t pfn;
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v;
 	volatile int handled = 0;
 	ASSERT_TRUE(t, map_user_page(t, va, &pfn, USER_RW, 0x31));
 	__try {
 		user_access_begin();
-		mmt_load8(hole);
+		faultcap_load8(hole);
 		user_access_end();
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		handled = 1;
 	}
 	EXPECT_TRUE(t, handled);
 	EXPECT_FALSE(t, read_rflags() & RFLAGS_AC);
-	EXPECT_FALSE(t, mmt_try_load8(va, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(va, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_READ_PROTECTION, va);
 	unmap_user_page(va, pfn);
 }
@@ -278,12 +255,12 @@ static void smep_blocks_kernel_execution_of_user_page(struct ktest *t)
 	if (!cpu_features.smep)
 		KTEST_SKIP(t, "the CPU has no SMEP");
 	ASSERT_TRUE(t, read_cr4() & CR4_SMEP); /* mm_init turns it on when the CPU has it */
-	uint64_t va = MMT_USER_VA(2) + 0x7000, kva = MMT_TEST_VA(17);
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x7000, kva = scratch_kva(PAGE_SIZE, 0);
 	pfn_t pfn;
-	struct mmt_fault f;
+	struct faultcap f;
 	ASSERT_TRUE(t, mmt_va_unmapped(kva));
 	struct pt_attrs user_rx = { .exec = true, .user = true, .type = MT_WB };
-	ASSERT_TRUE(t, map_user_page(t, va, &pfn, user_rx, RET_OPCODE));
+	ASSERT_TRUE(t, map_user_page(t, va, &pfn, user_rx, FAULTCAP_RET_OPCODE));
 	struct mmt_rights r = mmt_rights_of(va);
 	EXPECT_FALSE(t, r.nx); /* executable by its bits: only SMEP stands in the way */
 
@@ -292,7 +269,7 @@ static void smep_blocks_kernel_execution_of_user_page(struct ktest *t)
 	/* Control: the same frame as a supervisor page with the same rights runs. */
 	EXPECT_TRUE(t, pt_map(&kernel_root, kva, pfn << PAGE_SHIFT, PAGE_SIZE,
 			      (struct pt_attrs){ .exec = true, .type = MT_WB }, 0));
-	EXPECT_TRUE(t, mmt_try_call(kva, &f));
+	EXPECT_TRUE(t, faultcap_try_call(kva, &f));
 	pt_unmap(&kernel_root, kva, PAGE_SIZE);
 	unmap_user_page(va, pfn);
 }
@@ -323,17 +300,17 @@ static void write_below_stack_hits_guard_page(struct ktest *t)
 	EXPECT_EQ(t, pages, KSTACK_PAGES);
 
 	uint64_t va = base - 8;
-	struct mmt_fault rf, wf;
+	struct faultcap rf, wf;
 	uint8_t old = 0;
-	bool readable = mmt_try_load8(va, &old, &rf);
+	bool readable = faultcap_try_load8(va, &old, &rf);
 	EXPECT_FALSE(t, readable);
 	EXPECT_PAGE_FAULT(t, &rf, PF_READ_NOT_PRESENT, va);
-	EXPECT_FALSE(t, mmt_try_store8(va, old, &wf));
+	EXPECT_FALSE(t, faultcap_try_store8(va, old, &wf));
 	EXPECT_PAGE_FAULT(t, &wf, PF_WRITE_NOT_PRESENT, va);
-	EXPECT_EQ(t, wf.rip, (uint64_t)mmt_store8);
+	EXPECT_EQ(t, wf.rip, (uint64_t)faultcap_store8);
 	/* The lowest byte of the stack itself is writable. */
-	EXPECT_TRUE(t, mmt_try_load8(base, &old, &rf));
-	EXPECT_TRUE(t, mmt_try_store8(base, old, &wf));
+	EXPECT_TRUE(t, faultcap_try_load8(base, &old, &rf));
+	EXPECT_TRUE(t, faultcap_try_store8(base, old, &wf));
 }
 
 /* Map `pages` pages of one frame, touch each through its mapping (so the TLB holds them),
@@ -349,14 +326,14 @@ static void check_access_after_unmap(struct ktest *t, uint64_t va, uint64_t page
 		EXPECT_TRUE(t, pt_map(&kernel_root, va + i * PAGE_SIZE, pfn << PAGE_SHIFT, PAGE_SIZE,
 				      KERNEL_RW, 0));
 
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	for (uint64_t i = 0; i < pages; i++) {
 		uint64_t off = (i * 8) % PAGE_SIZE;
-		EXPECT_TRUE(t, mmt_try_store8(va + i * PAGE_SIZE + off, (uint8_t)(0x40 + i), &f));
+		EXPECT_TRUE(t, faultcap_try_store8(va + i * PAGE_SIZE + off, (uint8_t)(0x40 + i), &f));
 		EXPECT_EQ(t, direct[off], (uint8_t)(0x40 + i));
 		direct[off] = (uint8_t)(0x80 + i);
-		EXPECT_TRUE(t, mmt_try_load8(va + i * PAGE_SIZE + off, &v, &f));
+		EXPECT_TRUE(t, faultcap_try_load8(va + i * PAGE_SIZE + off, &v, &f));
 		EXPECT_EQ(t, v, (uint8_t)(0x80 + i));
 	}
 
@@ -364,22 +341,23 @@ static void check_access_after_unmap(struct ktest *t, uint64_t va, uint64_t page
 	for (uint64_t i = 0; i < pages; i++) {
 		uint64_t a = va + i * PAGE_SIZE + 0x10;
 		EXPECT_TRUE(t, mmt_va_unmapped(a));
-		EXPECT_FALSE(t, mmt_try_load8(a, &v, &f));
+		EXPECT_FALSE(t, faultcap_try_load8(a, &v, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, a);
-		EXPECT_EQ(t, f.rip, (uint64_t)mmt_load8);
+		EXPECT_EQ(t, f.rip, (uint64_t)faultcap_load8);
 	}
 	pfn_free(pfn);
 }
 
 static void read_after_unmap_faults(struct ktest *t)
 {
-	check_access_after_unmap(t, MMT_TEST_VA(18) + 0x5000, 1);
+	check_access_after_unmap(t, scratch_kva(PAGE_SIZE, 0) + 0x5000, 1);
 }
 
 /* Above TLB_SINGLE_FLUSH_MAX pages the unmap flushes everything instead of page by page. */
 static void read_after_large_unmap_faults(struct ktest *t)
 {
-	check_access_after_unmap(t, MMT_TEST_VA(19), 2 * TLB_SINGLE_FLUSH_MAX + 3);
+	uint64_t pages = 2 * TLB_SINGLE_FLUSH_MAX + 3;
+	check_access_after_unmap(t, scratch_kva(pages * PAGE_SIZE, 0), pages);
 }
 
 static struct ktest_case mm_fault_cases[] = {

@@ -9,7 +9,9 @@
  */
 #include "kernel/ktest.h"
 #include "include/wdm.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
 #include "kernel/lib.h"
@@ -42,17 +44,9 @@ static void every_memory_type_has_a_slot(struct ktest *t)
 	}
 }
 
-/* The encoding of the type the frame's direct-map alias has, by its raw bits and the MSR;
- * 0xFF when the alias is not mapped. */
-static unsigned alias_encoding(pfn_t pfn)
-{
-	struct mmt_rights r = mmt_rights_of((uint64_t)pfn_to_virt(pfn));
-	return r.present ? mmt_leaf_encoding(r.leaf, r.level) : 0xFF;
-}
-
 static void type_encoding_4k_leaves(struct ktest *t)
 {
-	uint64_t base = MMT_TEST_VA(32);
+	uint64_t base = scratch_kva(MT_COUNT * PAGE_SIZE, 0);
 	for (enum memtype ty = MT_WB; ty < MT_COUNT; ty++) {
 		uint64_t va = base + ty * PAGE_SIZE;
 		ASSERT_TRUE(t, mmt_va_unmapped(va));
@@ -77,20 +71,20 @@ static void type_encoding_4k_leaves(struct ktest *t)
 				   mmt_type_name(ty), q.entry[1], mmt_leaf_slot(q.entry[1], 1), enc,
 				   mmt_type_encoding(ty));
 		/* The frame's direct-map alias carries the same type (one type per frame). */
-		EXPECT_EQ(t, alias_encoding(pfn), mmt_type_encoding(ty));
+		EXPECT_EQ(t, mmt_alias_encoding(pfn, NULL), mmt_type_encoding(ty));
 		/* The mapping reaches the frame. */
 		*(volatile uint32_t *)va = 0xC0DE0000u + ty;
 		EXPECT_EQ(t, *(volatile uint32_t *)alias, 0xC0DE0000u + ty);
 
 		pt_unmap(&kernel_root, va, PAGE_SIZE);
 		mmt_free_typed_run(pfn, 1);
-		EXPECT_EQ(t, alias_encoding(pfn), mmt_type_encoding(MT_WB));
+		EXPECT_EQ(t, mmt_alias_encoding(pfn, NULL), mmt_type_encoding(MT_WB));
 	}
 }
 
 static void type_encoding_2m_leaves(struct ktest *t)
 {
-	uint64_t va = MMT_TEST_VA(33);
+	uint64_t va = scratch_kva(LARGE_PAGE_SIZE, LARGE_PAGE_SIZE);
 	ASSERT_TRUE(t, mmt_va_unmapped(va));
 	for (enum memtype ty = MT_WB; ty < MT_COUNT; ty++) {
 		pfn_t first = pfn_alloc_run(0, pfn_limit() - 1, 512, 512, 0, PFN_OWNER_TEST);
@@ -117,8 +111,8 @@ static void type_encoding_2m_leaves(struct ktest *t)
 				   mmt_type_name(ty), q.entry[2], mmt_leaf_slot(q.entry[2], 2), enc,
 				   mmt_type_encoding(ty));
 		/* Aliases of the first and last frames agree. */
-		EXPECT_EQ(t, alias_encoding(first), mmt_type_encoding(ty));
-		EXPECT_EQ(t, alias_encoding(first + 511), mmt_type_encoding(ty));
+		EXPECT_EQ(t, mmt_alias_encoding(first, NULL), mmt_type_encoding(ty));
+		EXPECT_EQ(t, mmt_alias_encoding(first + 511, NULL), mmt_type_encoding(ty));
 		volatile uint32_t *last = pfn_to_virt(first + 511);
 		*(volatile uint32_t *)(va + 511 * PAGE_SIZE + 8) = 0xB16B0000u + ty;
 		EXPECT_EQ(t, last[2], 0xB16B0000u + ty);
@@ -126,8 +120,8 @@ static void type_encoding_2m_leaves(struct ktest *t)
 		pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
 		EXPECT_TRUE(t, mmt_va_unmapped(va));
 		mmt_free_typed_run(first, 512);
-		EXPECT_EQ(t, alias_encoding(first), mmt_type_encoding(MT_WB));
-		EXPECT_EQ(t, alias_encoding(first + 511), mmt_type_encoding(MT_WB));
+		EXPECT_EQ(t, mmt_alias_encoding(first, NULL), mmt_type_encoding(MT_WB));
+		EXPECT_EQ(t, mmt_alias_encoding(first + 511, NULL), mmt_type_encoding(MT_WB));
 	}
 }
 
@@ -144,7 +138,7 @@ static void type_encoding_1g_leaves(struct ktest *t)
 	uint64_t pa = ALIGN_UP(pfn_limit() << PAGE_SHIFT, HUGE_PAGE_SIZE);
 	if (pa + HUGE_PAGE_SIZE > (1ull << cpu_features.phys_bits))
 		KTEST_SKIP(t, "no 1 GiB of physical address space above RAM");
-	uint64_t va = MMT_TEST_VA(34);
+	uint64_t va = scratch_kva(HUGE_PAGE_SIZE, HUGE_PAGE_SIZE);
 	ASSERT_TRUE(t, mmt_va_unmapped(va));
 	for (enum memtype ty = MT_WB; ty < MT_COUNT; ty++) {
 		/* Read-only, not executable: the mapping is never used. */

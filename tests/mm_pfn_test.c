@@ -5,7 +5,7 @@
  * is bug check PFN_LIST_CORRUPT.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
 #include "kernel/lib.h"
 #include "mm/mm.h"
 

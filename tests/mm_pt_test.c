@@ -1,20 +1,20 @@
 /*
  * The page-table module, checked on the real tables: large pages split into 512 identical
  * small ones and merge back, the direct-map alias follows a frame's memory type, emptied
- * tables are freed, and a failed map leaves nothing behind.  Entries are decoded here
- * (tests/mm_test_util.h), the types looked up in IA32_PAT read by RDMSR.
+ * tables are freed, and a failed map leaves nothing behind.  Entries are decoded by the
+ * tests' own tests/lib/pte.h, the types looked up in IA32_PAT read by RDMSR.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "kernel/lib.h"
 #include "mm/audit.h"
 #include "mm/memtype.h"
 
-#define PF_WRITE_PROTECTION (PF_P | PF_W)
 /* The small page of the 2 MiB run the split cases change. */
 #define CHANGED_PAGE 300u
-/* A and D are the CPU's to set; everything else in an entry is the page-table module's. */
-#define MMT_PTE_HW_SET (MMT_PTE_A | MMT_PTE_D)
 
 static struct pt_attrs rw_global(enum memtype ty)
 {
@@ -111,14 +111,14 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 	check_split_leaves(t, va, first, big, page_type, &table_pa);
 
 	/* By hardware: the page refuses a write, its neighbours take one, all read back. */
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
-	EXPECT_FALSE(t, mmt_try_store8(cva + 8, 0xEE, &f));
+	EXPECT_FALSE(t, faultcap_try_store8(cva + 8, 0xEE, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_PROTECTION, cva + 8);
-	EXPECT_TRUE(t, mmt_try_load8(cva, &v, &f));
+	EXPECT_TRUE(t, faultcap_try_load8(cva, &v, &f));
 	EXPECT_EQ(t, v, CHANGED_PAGE & 0xFF);
-	EXPECT_TRUE(t, mmt_try_store8(cva - PAGE_SIZE + 8, 0xA1, &f));
-	EXPECT_TRUE(t, mmt_try_store8(cva + PAGE_SIZE + 8, 0xA2, &f));
+	EXPECT_TRUE(t, faultcap_try_store8(cva - PAGE_SIZE + 8, 0xA1, &f));
+	EXPECT_TRUE(t, faultcap_try_store8(cva + PAGE_SIZE + 8, 0xA2, &f));
 	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn - 1) + 8), 0xA1);
 	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn + 1) + 8), 0xA2);
 	for (uint64_t i = 0; i < 512; i += 37)
@@ -131,11 +131,11 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 	pt_query(&kernel_root, va + 0x4567, &q);
 	EXPECT_TRUE(t, q.present);
 	EXPECT_EQ(t, q.level, 2);
-	EXPECT_EQ(t, q.entry[2] & ~MMT_PTE_HW_SET, big & ~MMT_PTE_HW_SET);
+	EXPECT_EQ(t, q.entry[2] & ~MMT_PTE_AD, big & ~MMT_PTE_AD);
 	EXPECT_EQ(t, page_tables(), tables);
 	if (table_pa)
 		EXPECT_TRUE(t, mmt_frame_is_free(table_pa >> PAGE_SHIFT));
-	EXPECT_TRUE(t, mmt_try_store8(cva + 8, 0xEF, &f));
+	EXPECT_TRUE(t, faultcap_try_store8(cva + 8, 0xEF, &f));
 	EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(cpfn) + 8), 0xEF);
 
 	pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
@@ -145,21 +145,14 @@ static void split_and_merge(struct ktest *t, uint64_t va, enum memtype big_type,
 
 static void split_2m_wb_leaf_keeps_511_neighbours(struct ktest *t)
 {
-	split_and_merge(t, MMT_TEST_VA(48), MT_WB, MT_UC);
+	split_and_merge(t, scratch_kva(LARGE_PAGE_SIZE, LARGE_PAGE_SIZE), MT_WB, MT_UC);
 }
 
 /* WP lives in slot 6 (PAT and PCD set): the split must move the PAT bit from bit 12 of the
  * large leaf to bit 7 of every small one, and the merge back. */
 static void split_2m_wp_leaf_moves_pat_bit(struct ktest *t)
 {
-	split_and_merge(t, MMT_TEST_VA(49), MT_WP, MT_WC);
-}
-
-/* The encoding of the frame's direct-map alias by its raw bits; its leaf in *r. */
-static unsigned alias_encoding(pfn_t pfn, struct mmt_rights *r)
-{
-	*r = mmt_rights_of((uint64_t)pfn_to_virt(pfn));
-	return r->present ? mmt_leaf_encoding(r->leaf, r->level) : 0xFF;
+	split_and_merge(t, scratch_kva(LARGE_PAGE_SIZE, LARGE_PAGE_SIZE), MT_WP, MT_WC);
 }
 
 static void direct_map_alias_follows_frame_type(struct ktest *t)
@@ -168,25 +161,25 @@ static void direct_map_alias_follows_frame_type(struct ktest *t)
 	ASSERT_NE(t, pfn, PFN_INVALID);
 	pfn_t nb = pfn_is_ram(pfn + 1) ? pfn + 1 : pfn - 1;
 	struct mmt_rights before, r, rn;
-	EXPECT_EQ(t, alias_encoding(pfn, &before), mmt_type_encoding(MT_WB));
+	EXPECT_EQ(t, mmt_alias_encoding(pfn, &before), mmt_type_encoding(MT_WB));
 	volatile uint64_t *alias = pfn_to_virt(pfn);
 	alias[7] = 0xA11A5A11A5ull;
 
 	EXPECT_TRUE(t, memtype_set_frame(pfn, MT_WC));
-	EXPECT_EQ(t, alias_encoding(pfn, &r), mmt_type_encoding(MT_WC));
+	EXPECT_EQ(t, mmt_alias_encoding(pfn, &r), mmt_type_encoding(MT_WC));
 	EXPECT_EQ(t, r.level, 1); /* only this frame changes: a 4 KiB leaf */
 	EXPECT_EQ(t, r.pa, pfn << PAGE_SHIFT);
 	EXPECT_EQ(t, r.leaf & MMT_PTE_RIGHTS, before.leaf & MMT_PTE_RIGHTS);
-	EXPECT_EQ(t, alias_encoding(nb, &rn), mmt_type_encoding(MT_WB));
+	EXPECT_EQ(t, mmt_alias_encoding(nb, &rn), mmt_type_encoding(MT_WB));
 	EXPECT_EQ(t, rn.pa, nb << PAGE_SHIFT);
 	EXPECT_EQ(t, alias[7], 0xA11A5A11A5ull);
 	EXPECT_EQ(t, mm_audit_memtypes(&kernel_root, true), 0);
 	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
 
 	mmt_free_typed_run(pfn, 1);
-	EXPECT_EQ(t, alias_encoding(pfn, &r), mmt_type_encoding(MT_WB));
+	EXPECT_EQ(t, mmt_alias_encoding(pfn, &r), mmt_type_encoding(MT_WB));
 	EXPECT_EQ(t, r.level, before.level); /* merged back into the large page it came from */
-	EXPECT_EQ(t, r.leaf & ~MMT_PTE_HW_SET, before.leaf & ~MMT_PTE_HW_SET);
+	EXPECT_EQ(t, r.leaf & ~MMT_PTE_AD, before.leaf & ~MMT_PTE_AD);
 }
 
 /* Map one page where no table exists yet, then unmap it: every table the map made is freed
@@ -227,16 +220,17 @@ static void check_tables_freed(struct ktest *t, uint64_t va, int top)
 }
 
 /* In the kernel half the PDPTs are permanent: a page directory and a page table are made
- * and freed. */
+ * and freed (a scratch range has no page directory yet). */
 static void unmap_frees_empty_kernel_tables(struct ktest *t)
 {
-	check_tables_freed(t, MMT_TEST_VA(50) + 0x3000, 3);
+	check_tables_freed(t, scratch_kva(PAGE_SIZE, 0) + 0x3000, 3);
 }
 
-/* In the user half the PDPT goes too, and the PML4 entry is cleared. */
+/* In the user half the PDPT goes too, and the PML4 entry is cleared (a scratch range of a
+ * whole PML4 slot has no PDPT yet). */
 static void unmap_frees_empty_user_tables(struct ktest *t)
 {
-	check_tables_freed(t, MMT_USER_VA(5) + 0x7000, 4);
+	check_tables_freed(t, scratch_uva(SCRATCH_PML4_SLOT, SCRATCH_PML4_SLOT) + 0x7000, 4);
 }
 
 /*
@@ -293,13 +287,14 @@ static void check_map_failure(struct ktest *t, uint64_t va, uint64_t size, uint6
 /* The first table is had, the second is not: the first must be given back. */
 static void map_failure_frees_tables_it_made(struct ktest *t)
 {
-	check_map_failure(t, MMT_TEST_VA(51) + 0x1000, PAGE_SIZE, 1);
+	check_map_failure(t, scratch_kva(PAGE_SIZE, 0) + 0x1000, PAGE_SIZE, 1);
 }
 
-/* A map that fails after mapping its first page (the second needs tables of its own). */
+/* A map that fails after mapping its first page (the second needs tables of its own): the
+ * two pages straddle the boundary of two scratch GiB. */
 static void map_failure_unmaps_pages_it_made(struct ktest *t)
 {
-	check_map_failure(t, MMT_TEST_VA(53) - PAGE_SIZE, 2 * PAGE_SIZE, 2);
+	check_map_failure(t, scratch_kva(2 * HUGE_PAGE_SIZE, 0) + HUGE_PAGE_SIZE - PAGE_SIZE, 2 * PAGE_SIZE, 2);
 }
 
 static struct ktest_case mm_pt_cases[] = {

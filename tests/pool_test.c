@@ -9,7 +9,8 @@
  * (an ASSERT ends a case early), so the "pool bytes in use" count always returns.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "mm/layout.h"
@@ -20,10 +21,6 @@
 #define TAG_TEST MAKE_TAG('T', 'p', 'o', 'l')
 #define TAG_OTHER MAKE_TAG('T', 'o', 't', 'h')
 
-#define RET_OPCODE 0xC3
-#define PF_READ_NOT_PRESENT 0x0
-#define PF_WRITE_NOT_PRESENT PF_W
-#define PF_FETCH_PROTECTION (PF_P | PF_ID)
 
 /* ---- what a case holds ------------------------------------------------------------- */
 
@@ -157,18 +154,18 @@ static void large_allocation_is_page_aligned_before_a_guard_page(struct ktest *t
 			EXPECT_TRUE(t, q.present);
 		}
 		/* The whole last page is usable memory, beyond the size asked too. */
-		struct mmt_fault f;
+		struct faultcap f;
 		uint8_t v;
-		EXPECT_TRUE(t, mmt_try_load8(va + n * PAGE_SIZE - 1, &v, &f));
+		EXPECT_TRUE(t, faultcap_try_load8(va + n * PAGE_SIZE - 1, &v, &f));
 
 		uint64_t guard = va + n * PAGE_SIZE;
 		struct pt_query q;
 		pt_query(&kernel_root, guard, &q);
 		EXPECT_FALSE(t, q.present);
-		EXPECT_FALSE(t, mmt_try_store8(guard, 0x11, &f));
+		EXPECT_FALSE(t, faultcap_try_store8(guard, 0x11, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_WRITE_NOT_PRESENT, guard);
-		EXPECT_EQ(t, f.rip, (uint64_t)mmt_store8);
-		EXPECT_FALSE(t, mmt_try_load8(guard + 0x10, &v, &f));
+		EXPECT_EQ(t, f.rip, (uint64_t)faultcap_store8);
+		EXPECT_FALSE(t, faultcap_try_load8(guard + 0x10, &v, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, guard + 0x10);
 		release(p);
 	}
@@ -273,14 +270,6 @@ static void expect_rw_nx(struct ktest *t, uint64_t va)
 	EXPECT_TRUE(t, r.present && r.write && r.nx && !r.user);
 }
 
-static void expect_fetch_refused(struct ktest *t, uint64_t va)
-{
-	struct mmt_fault f;
-	EXPECT_FALSE(t, mmt_try_call(va, &f));
-	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, va);
-	EXPECT_EQ(t, f.rip, va);
-}
-
 static void pool_pages_are_rw_and_nx(struct ktest *t)
 {
 	uint8_t *s = alloc(t, 64), *l = alloc(t, 3 * PAGE_SIZE);
@@ -294,11 +283,11 @@ static void pool_pages_are_rw_and_nx(struct ktest *t)
 static void executing_from_pool_faults(struct ktest *t)
 {
 	uint8_t *s = alloc(t, 64), *l = alloc(t, 2 * PAGE_SIZE);
-	s[0] = RET_OPCODE;
-	l[PAGE_SIZE + 8] = RET_OPCODE;
+	s[0] = FAULTCAP_RET_OPCODE;
+	l[PAGE_SIZE + 8] = FAULTCAP_RET_OPCODE;
 	expect_fetch_refused(t, (uint64_t)s);
 	expect_fetch_refused(t, (uint64_t)l + PAGE_SIZE + 8);
-	EXPECT_EQ(t, s[0], RET_OPCODE);
+	EXPECT_EQ(t, s[0], FAULTCAP_RET_OPCODE);
 	release(s);
 	release(l);
 }

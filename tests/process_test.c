@@ -1,30 +1,30 @@
 /* Processes: ring 3 entered and left for real, system calls, user faults recorded with the
  * hardware's error code, and every frame given back at teardown. */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "kernel/process.h"
 #include "kernel/lib.h"
 #include "mm/layout.h"
 #include "mm/pt.h"
 
-#define OP(i) (1 + (i) * AGENT_OP_SLOTS)
-
-/* Run the agent with `nops` operations from ops[] (AGENT_OP_SLOTS values each). */
-static PEPROCESS run_agent(struct ktest *t, uint32_t flags, const uint64_t *ops, uint32_t nops, NTSTATUS *st)
+/* Run the agent with script s: it must end on a fault (STATUS_ACCESS_VIOLATION). */
+static PEPROCESS run_to_fault(struct ktest *t, const struct agent_script *s)
 {
-	uint64_t args[USER_PARAMS_ARGS] = { nops };
-	memcpy(&args[1], ops, nops * AGENT_OP_SLOTS * sizeof(uint64_t));
-	PEPROCESS p = PsCreateProcess("agent", flags, args, 1 + nops * AGENT_OP_SLOTS);
-	if (!p)
-		return NULL;
-	*st = PsRunProcess(p);
+	NTSTATUS st;
+	PEPROCESS p = agent_run(s, 0, &st);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
 	return p;
 }
 
 static void exit_status_comes_back(struct ktest *t)
 {
-	uint64_t ops[] = { AGENT_REPORT, 7, 0x1234, 0, 0, 0, AGENT_EXIT, 42, 0, 0, 0, 0 };
+	struct agent_script s;
+	agent_begin(&s);
+	agent_report(&s, 7, 0x1234);
+	agent_exit(&s, 42);
 	NTSTATUS st;
-	PEPROCESS p = run_agent(t, 0, ops, 2, &st);
+	PEPROCESS p = agent_run(&s, 0, &st);
 	ASSERT_TRUE(t, p != NULL);
 	uint64_t v = 0;
 	EXPECT_EQ(t, (ULONG)st, 42);
@@ -37,11 +37,10 @@ static void exit_status_comes_back(struct ktest *t)
 static void user_read_of_kernel_address_faults_0x5(struct ktest *t)
 {
 	uint64_t target = (uint64_t)&kernel_root;
-	uint64_t ops[] = { AGENT_READ64, target, 0, 0, 0, 0 };
-	NTSTATUS st;
-	PEPROCESS p = run_agent(t, 0, ops, 1, &st);
-	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, target);
+	PEPROCESS p = run_to_fault(t, &s);
 	EXPECT_TRUE(t, p->fault.happened);
 	EXPECT_EQ(t, p->fault.vector, VEC_PAGE_FAULT);
 	EXPECT_EQ(t, p->fault.error_code, PF_P | PF_U); /* 0x5: user read of a supervisor page */
@@ -51,11 +50,10 @@ static void user_read_of_kernel_address_faults_0x5(struct ktest *t)
 
 static void user_write_to_its_read_only_params_faults_0x7(struct ktest *t)
 {
-	uint64_t ops[] = { AGENT_WRITE64, USER_PARAMS_VA + 8, 1, 0, 0, 0 };
-	NTSTATUS st;
-	PEPROCESS p = run_agent(t, 0, ops, 1, &st);
-	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_write64(&s, USER_PARAMS_VA + 8, 1);
+	PEPROCESS p = run_to_fault(t, &s);
 	EXPECT_EQ(t, p->fault.error_code, PF_P | PF_W | PF_U);
 	EXPECT_EQ(t, p->fault.address, USER_PARAMS_VA + 8);
 	PsDestroyProcess(p);
@@ -64,11 +62,10 @@ static void user_write_to_its_read_only_params_faults_0x7(struct ktest *t)
 static void user_fetch_from_its_stack_faults_0x15(struct ktest *t)
 {
 	/* The parameter page is readable and NX: a call into it is an instruction fetch. */
-	uint64_t ops[] = { AGENT_EXEC, USER_PARAMS_VA, 0, 0, 0, 0 };
-	NTSTATUS st;
-	PEPROCESS p = run_agent(t, 0, ops, 1, &st);
-	ASSERT_TRUE(t, p != NULL);
-	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_exec(&s, USER_PARAMS_VA);
+	PEPROCESS p = run_to_fault(t, &s);
 	EXPECT_EQ(t, p->fault.error_code, PF_P | PF_U | PF_ID);
 	EXPECT_EQ(t, p->fault.address, USER_PARAMS_VA);
 	PsDestroyProcess(p);
@@ -76,11 +73,11 @@ static void user_fetch_from_its_stack_faults_0x15(struct ktest *t)
 
 static void two_processes_have_separate_spaces(struct ktest *t)
 {
-	uint64_t ops[] = { AGENT_EXIT, 1, 0, 0, 0, 0 };
-	uint64_t args[1 + AGENT_OP_SLOTS] = { 1 };
-	memcpy(&args[1], ops, sizeof ops);
-	PEPROCESS a = PsCreateProcess("agent", 0, args, 1 + AGENT_OP_SLOTS);
-	PEPROCESS b = PsCreateProcess("agent", PROCESS_WOW64, args, 1 + AGENT_OP_SLOTS);
+	struct agent_script s;
+	agent_begin(&s);
+	agent_exit(&s, 1);
+	PEPROCESS a = agent_create(&s, 0);
+	PEPROCESS b = agent_create(&s, PROCESS_WOW64);
 	ASSERT_TRUE(t, a && b);
 	EXPECT_NE(t, a->root.pml4, b->root.pml4);
 	/* The same user address, different frames; the same kernel half. */

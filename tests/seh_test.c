@@ -2,10 +2,17 @@
  * right status and details, nesting and the ways out of a __try behave, and an exception
  * with no handler is bug check 0x1E. */
 #include "kernel/ktest.h"
+#include "tests/lib/scratch.h"
 #include "kernel/cpu.h"
 
-/* A kernel address no page table maps: PML4 slot 448 is a hole in every layout mdlab uses. */
-#define UNMAPPED_KVA 0xFFFFE00000001238ull
+/* A kernel address no page table maps, fresh for each case (in the never-mapped hole). */
+static uint64_t unmapped_kva;
+
+static int seh_init(struct ktest *t)
+{
+	unmapped_kva = scratch_unmapped_kva(PAGE_SIZE) + 0x238;
+	return 0;
+}
 #define NONCANONICAL 0x0000800000000000ull
 #define CUSTOM_STATUS ((NTSTATUS)0xE0001234)
 
@@ -16,7 +23,7 @@ __attribute__((noinline)) static void fault_deep(int depth)
 	if (depth)
 		fault_deep(depth - 1);
 	else
-		write_u64((volatile uint64_t *)UNMAPPED_KVA, 1);
+		write_u64((volatile uint64_t *)unmapped_kva, 1);
 	__asm__ volatile("" ::: "memory"); /* keep the recursion a real call chain */
 }
 
@@ -24,7 +31,7 @@ static void write_fault_lands_in_except(struct ktest *t)
 {
 	volatile int reached_after = 0, handled = 0;
 	__try {
-		write_u64((volatile uint64_t *)UNMAPPED_KVA, 0x1234);
+		write_u64((volatile uint64_t *)unmapped_kva, 0x1234);
 		reached_after = 1;
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		const EXCEPTION_RECORD *r = GetExceptionRecord();
@@ -33,11 +40,11 @@ static void write_fault_lands_in_except(struct ktest *t)
 		EXPECT_EQ(t, (ULONG)GetExceptionCode(), (ULONG)STATUS_ACCESS_VIOLATION);
 		EXPECT_EQ(t, r->NumberParameters, 2);
 		EXPECT_EQ(t, r->ExceptionInformation[0], EXCEPTION_WRITE_FAULT);
-		EXPECT_EQ(t, r->ExceptionInformation[1], UNMAPPED_KVA);
+		EXPECT_EQ(t, r->ExceptionInformation[1], unmapped_kva);
 		ASSERT_TRUE(t, f != NULL);
 		EXPECT_EQ(t, f->vector, VEC_PAGE_FAULT);
 		EXPECT_EQ(t, f->error_code, PF_W);           /* not present, write, supervisor */
-		EXPECT_EQ(t, f->cr2, UNMAPPED_KVA);
+		EXPECT_EQ(t, f->cr2, unmapped_kva);
 		EXPECT_EQ(t, (uint64_t)r->ExceptionAddress, f->rip);
 	}
 	EXPECT_TRUE(t, handled);
@@ -48,12 +55,12 @@ static void read_fault_reports_read_access(struct ktest *t)
 {
 	volatile int handled = 0;
 	__try {
-		read_u64((volatile uint64_t *)UNMAPPED_KVA);
+		read_u64((volatile uint64_t *)unmapped_kva);
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		handled = 1;
 		EXPECT_EQ(t, GetExceptionRecord()->ExceptionInformation[0], EXCEPTION_READ_FAULT);
 		EXPECT_EQ(t, GetExceptionTrapFrame()->error_code, 0);
-		EXPECT_EQ(t, GetExceptionTrapFrame()->cr2, UNMAPPED_KVA);
+		EXPECT_EQ(t, GetExceptionTrapFrame()->cr2, unmapped_kva);
 	}
 	EXPECT_TRUE(t, handled);
 }
@@ -66,7 +73,7 @@ static void fault_in_callee_unwinds_to_caller(struct ktest *t)
 		fault_deep(5);
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		handled = 1;
-		EXPECT_EQ(t, GetExceptionTrapFrame()->cr2, UNMAPPED_KVA);
+		EXPECT_EQ(t, GetExceptionTrapFrame()->cr2, unmapped_kva);
 	}
 	EXPECT_TRUE(t, handled);
 	EXPECT_EQ(t, canary, 0x5EED5EED5EED5EEDull ^ (uint64_t)t);
@@ -97,7 +104,7 @@ static void nested_inner_handles_first(struct ktest *t)
 		}
 		after_inner = 1;
 		/* An exception inside the outer block, after the inner one ended, goes outward. */
-		read_u64((volatile uint64_t *)UNMAPPED_KVA);
+		read_u64((volatile uint64_t *)unmapped_kva);
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		outer = 1;
 		EXPECT_EQ(t, (ULONG)GetExceptionCode(), (ULONG)STATUS_ACCESS_VIOLATION);
@@ -125,7 +132,7 @@ static void nested_continue_search_and_rethrow(struct ktest *t)
 		__try {
 			ExRaiseStatus(CUSTOM_STATUS);
 		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			write_u64((volatile uint64_t *)UNMAPPED_KVA, 2);
+			write_u64((volatile uint64_t *)unmapped_kva, 2);
 		}
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
 		from_handler = GetExceptionCode() == STATUS_ACCESS_VIOLATION;
@@ -205,7 +212,7 @@ static void other_cpu_faults_map_to_nt_status(struct ktest *t)
 /* Death cases: what happens with no handler. */
 static void unhandled_fault_is_0x1e(struct ktest *t)
 {
-	write_u64((volatile uint64_t *)UNMAPPED_KVA, 3);
+	write_u64((volatile uint64_t *)unmapped_kva, 3);
 }
 
 static void unhandled_raise_is_0x1e(struct ktest *t) { ExRaiseStatus(CUSTOM_STATUS); }
@@ -232,4 +239,4 @@ static struct ktest_case seh_cases[] = {
 	KTEST_DEATH_CASE_P1(continue_execution_is_refused, KMODE_EXCEPTION_NOT_HANDLED, 0xC0000025),
 	{ 0 }
 };
-KTEST_SUITE(seh, seh_cases);
+KTEST_SUITE(seh, seh_cases, .init = seh_init);

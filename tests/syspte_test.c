@@ -13,7 +13,8 @@
  * left behind (an ASSERT ends a case early), so the "free system PTEs" count always returns.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -30,8 +31,6 @@
 _Static_assert(NormalPagePriority == SYSPTE_PRIORITY_NORMAL && HighPagePriority == SYSPTE_PRIORITY_HIGH,
 	       "the NT priorities are the system-PTE space's edges");
 
-#define PF_READ_NOT_PRESENT 0x0
-#define PF_WRITE_NOT_PRESENT PF_W
 
 static const struct pt_attrs SYSPTE_RW = { .write = true, .global = true, .type = MT_WB };
 
@@ -123,13 +122,6 @@ static void require_untouched_space(struct ktest *t)
 			   s.free_runs);
 	ASSERT_EQ(t, s.total, syspte_total());
 	ASSERT_EQ(t, s.free, s.total);
-}
-
-static bool pte_present(uint64_t va)
-{
-	struct pt_query q;
-	pt_query(&kernel_root, va, &q);
-	return q.present;
 }
 
 /* ---- priorities ---------------------------------------------------------------------- */
@@ -314,23 +306,23 @@ static void guard_pte_is_reserved_and_unmapped(struct ktest *t)
 		EXPECT_TRUE(t, q.eff.write);
 		EXPECT_FALSE(t, q.eff.exec);
 		/* The mapping reaches the frame, both ways. */
-		struct mmt_fault f;
+		struct faultcap f;
 		uint8_t v = 0;
-		EXPECT_TRUE(t, mmt_try_load8(p + 0x80, &v, &f));
+		EXPECT_TRUE(t, faultcap_try_load8(p + 0x80, &v, &f));
 		EXPECT_EQ(t, v, 0x10 + i);
-		EXPECT_TRUE(t, mmt_try_store8(p + 0x81, 0xE0, &f));
+		EXPECT_TRUE(t, faultcap_try_store8(p + 0x81, 0xE0, &f));
 		EXPECT_EQ(t, ((uint8_t *)pfn_to_virt(pfns[i]))[0x81], 0xE0);
 	}
 
 	uint64_t guard = va + n * PAGE_SIZE;
-	EXPECT_FALSE(t, pte_present(guard));
-	struct mmt_fault f;
+	EXPECT_FALSE(t, mmt_va_mapped(guard));
+	struct faultcap f;
 	uint8_t v;
-	EXPECT_FALSE(t, mmt_try_load8(guard, &v, &f));
+	EXPECT_FALSE(t, faultcap_try_load8(guard, &v, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, guard);
-	EXPECT_FALSE(t, mmt_try_store8(guard + 0x7FF, 1, &f));
+	EXPECT_FALSE(t, faultcap_try_store8(guard + 0x7FF, 1, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_NOT_PRESENT, guard + 0x7FF);
-	EXPECT_EQ(t, f.rip, (uint64_t)mmt_store8);
+	EXPECT_EQ(t, f.rip, (uint64_t)faultcap_store8);
 
 	/* The guard is not free: the next reservation starts after it. */
 	uint64_t next = take(t, 1, PRIO_HIGH, false);
@@ -342,7 +334,7 @@ static void guard_pte_is_reserved_and_unmapped(struct ktest *t)
 	EXPECT_EQ(t, stats_now().free - before, n + 1);
 	EXPECT_EQ(t, stats_now().free, free0);
 	for (uint32_t i = 0; i <= n; i++)
-		EXPECT_FALSE(t, pte_present(va + i * PAGE_SIZE));
+		EXPECT_FALSE(t, mmt_va_mapped(va + i * PAGE_SIZE));
 }
 
 /* ---- release flushes ----------------------------------------------------------------- */
@@ -357,12 +349,12 @@ static uint64_t map_touch_release(struct ktest *t, uint32_t n, pfn_t *pfns, uint
 	for (uint32_t i = 0; i < n; i++)
 		pfns[i] = frame(t, (uint8_t)(fill + i));
 	syspte_map(va, pfns, n, SYSPTE_RW);
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t p = va + i * PAGE_SIZE + 0x123;
-		EXPECT_TRUE(t, mmt_try_store8(p + 1, 0xA5, &f));
-		EXPECT_TRUE(t, mmt_try_load8(p, &v, &f));
+		EXPECT_TRUE(t, faultcap_try_store8(p + 1, 0xA5, &f));
+		EXPECT_TRUE(t, faultcap_try_load8(p, &v, &f));
 		EXPECT_EQ(t, v, (uint8_t)(fill + i));
 		EXPECT_EQ(t, ((uint8_t *)pfn_to_virt(pfns[i]))[0x124], 0xA5);
 	}
@@ -370,23 +362,13 @@ static uint64_t map_touch_release(struct ktest *t, uint32_t n, pfn_t *pfns, uint
 	give_back(va);
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t p = va + i * PAGE_SIZE + 0x123;
-		volatile int faulted = 0;
-		__try {
-			(void)*(volatile uint8_t *)p;
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			const struct trap_frame *tf = GetExceptionTrapFrame();
-			faulted = 1;
-			EXPECT_EQ(t, (ULONG)GetExceptionCode(), (ULONG)STATUS_ACCESS_VIOLATION);
-			EXPECT_TRUE(t, tf != NULL);
-			if (tf) {
-				EXPECT_EQ(t, tf->vector, VEC_PAGE_FAULT);
-				EXPECT_EQ(t, tf->error_code, PF_READ_NOT_PRESENT);
-				EXPECT_EQ(t, tf->cr2, p);
-			}
-		}
-		if (!faulted)
+		if (faultcap_try_load8(p, &v, &f)) {
 			KTEST_FAIL(t, "page %u of a released %u-PTE range is still readable", i, n);
-		EXPECT_FALSE(t, pte_present(p));
+		} else {
+			EXPECT_EQ(t, (ULONG)f.status, (ULONG)STATUS_ACCESS_VIOLATION);
+			EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, p);
+		}
+		EXPECT_FALSE(t, mmt_va_mapped(p));
 	}
 	return va;
 }
@@ -403,11 +385,11 @@ static void access_after_release_faults_and_reuse_shows_new_frames(struct ktest 
 	ASSERT_NE(t, again, 0);
 	if (again != va)
 		kprintf("note: the second reservation is at 0x%lx, the first was at 0x%lx\n", again, va);
-	struct mmt_fault f;
+	struct faultcap f;
 	uint8_t v;
 	for (uint32_t i = 0; i < n; i++) {
-		EXPECT_FALSE(t, pte_present(again + i * PAGE_SIZE));
-		EXPECT_FALSE(t, mmt_try_load8(again + i * PAGE_SIZE + 0x40, &v, &f));
+		EXPECT_FALSE(t, mmt_va_mapped(again + i * PAGE_SIZE));
+		EXPECT_FALSE(t, faultcap_try_load8(again + i * PAGE_SIZE + 0x40, &v, &f));
 		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, again + i * PAGE_SIZE + 0x40);
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -421,9 +403,9 @@ static void access_after_release_faults_and_reuse_shows_new_frames(struct ktest 
 		pt_query(&kernel_root, again + i * PAGE_SIZE, &q);
 		EXPECT_TRUE(t, q.present);
 		EXPECT_EQ(t, q.pa, new[i] << PAGE_SHIFT);
-		EXPECT_TRUE(t, mmt_try_load8(again + i * PAGE_SIZE + 0x123, &v, &f));
+		EXPECT_TRUE(t, faultcap_try_load8(again + i * PAGE_SIZE + 0x123, &v, &f));
 		EXPECT_EQ(t, v, (uint8_t)(0x70 + i));
-		EXPECT_TRUE(t, mmt_try_load8(again + i * PAGE_SIZE + 0x124, &v, &f));
+		EXPECT_TRUE(t, faultcap_try_load8(again + i * PAGE_SIZE + 0x124, &v, &f));
 		EXPECT_EQ(t, v, (uint8_t)(0x70 + i)); /* not the 0xA5 written through the old mapping */
 	}
 	give_back(again);

@@ -8,7 +8,9 @@
  * (nt-mdl.md decisions 1 and 2) from its own table.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/agent.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
@@ -22,7 +24,6 @@
 #include "mm/uvm.h"
 
 #define TAG 0x74727554u /* 'Turt' */
-#define USER_VA 0x30000000ul
 #define SECTION_MAX 4096
 
 /* ---- the test's own page-table walk ----------------------------------------------------- */
@@ -310,15 +311,15 @@ static void pte_prints_large_pages_and_kernel_text(struct ktest *t)
 	EXPECT_TRUE(t, w.present);
 	w = pte_matches_walk(t, NULL, (uint64_t)&walk_now);
 	EXPECT_TRUE(t, w.present && !w.nx && !w.write);
-	w = pte_matches_walk(t, NULL, KVA_UNMAPPED_HOLE);
+	w = pte_matches_walk(t, NULL, scratch_unmapped_kva(PAGE_SIZE));
 	EXPECT_FALSE(t, w.present);
 }
 
 /* `pte VA PID`: a user mapping of every cache type, in the process's tables. */
 static void pte_prints_user_mappings_in_a_process(struct ktest *t)
 {
-	const uint64_t args[] = { 1, AGENT_EXIT, 0, 0, 0, 0, 0 };
-	PEPROCESS p = PsCreateProcess("agent", 0, args, ARRAY_SIZE(args));
+	const uint64_t user_va = scratch_uva(PAGE_SIZE, 0);
+	PEPROCESS p = agent_create_idle(0);
 	ASSERT_TRUE(t, p != NULL);
 	for (unsigned i = 0; i < ARRAY_SIZE(every_type); i++) {
 		PMDL m = typed_pages(t, every_type[i]);
@@ -326,17 +327,17 @@ static void pte_prints_user_mappings_in_a_process(struct ktest *t)
 		volatile NTSTATUS st = STATUS_SUCCESS;
 		KeStackAttachProcess(p, &apc);
 		__try {
-			MmMapLockedPagesSpecifyCache(m, UserMode, every_type[i], (PVOID)USER_VA, FALSE, NormalPagePriority);
+			MmMapLockedPagesSpecifyCache(m, UserMode, every_type[i], (PVOID)user_va, FALSE, NormalPagePriority);
 		} __except (EXCEPTION_EXECUTE_HANDLER) {
 			st = GetExceptionCode();
 		}
 		KeUnstackDetachProcess(&apc);
 		if (st == STATUS_SUCCESS) {
-			struct walk w = pte_matches_walk(t, p, USER_VA);
+			struct walk w = pte_matches_walk(t, p, user_va);
 			EXPECT_TRUE(t, w.present && w.user && w.nx);
 			EXPECT_TRUE(t, w.present && !strcmp(w.type, type_for(every_type[i], false)));
 			KeStackAttachProcess(p, &apc);
-			MmUnmapLockedPages((PVOID)USER_VA, m);
+			MmUnmapLockedPages((PVOID)user_va, m);
 			KeUnstackDetachProcess(&apc);
 		} else {
 			KTEST_FAIL(t, "user mapping of cache type %d raised 0x%x", (int)every_type[i], (ULONG)st);
@@ -352,8 +353,7 @@ static char small_text[4096];
 
 static void ps_lists_live_processes_only(struct ktest *t)
 {
-	const uint64_t args[] = { 1, AGENT_EXIT, 0, 0, 0, 0, 0 };
-	PEPROCESS p = PsCreateProcess("agent", PROCESS_WOW64, args, ARRAY_SIZE(args));
+	PEPROCESS p = agent_create_idle(PROCESS_WOW64);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_TRUE(t, ps_lookup(p->pid) == p);
 	struct mon_out o = mon_buffer(small_text, sizeof small_text);
@@ -369,12 +369,12 @@ static void ps_lists_live_processes_only(struct ktest *t)
  * locked frames of that process's user half, with the lock counts the PFN database holds. */
 static void lockedpages_shows_frames_and_process_counts(struct ktest *t)
 {
-	const uint64_t args[] = { 1, AGENT_EXIT, 0, 0, 0, 0, 0 };
-	PEPROCESS p = PsCreateProcess("agent", 0, args, ARRAY_SIZE(args));
+	const uint64_t user_va = scratch_uva(2 * PAGE_SIZE, 0);
+	PEPROCESS p = agent_create_idle(0);
 	ASSERT_TRUE(t, p != NULL);
 	KAPC_STATE apc;
 	KeStackAttachProcess(p, &apc);
-	PVOID base = (PVOID)USER_VA;
+	PVOID base = (PVOID)user_va;
 	SIZE_T size = 2 * PAGE_SIZE;
 	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &base, 0, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(base, 2 * PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
@@ -395,8 +395,8 @@ static void lockedpages_shows_frames_and_process_counts(struct ktest *t)
 		EXPECT_FALSE(t, o.overflow);
 		EXPECT_TEXT(t, small_text, "%4u %-16s %lu page(s) locked\n", p->pid, p->name, 2ul);
 		for (int i = 0; i < 2; i++) {
-			struct walk w = walk_in(p, USER_VA + i * PAGE_SIZE);
-			EXPECT_TEXT(t, small_text, "va 0x%016lx -> PFN 0x%lx, lock count 1\n", USER_VA + i * PAGE_SIZE,
+			struct walk w = walk_in(p, user_va + i * PAGE_SIZE);
+			EXPECT_TEXT(t, small_text, "va 0x%016lx -> PFN 0x%lx, lock count 1\n", user_va + i * PAGE_SIZE,
 				    w.pa >> PAGE_SHIFT);
 		}
 		EXPECT_TEXT(t, small_text, "    2 frame(s)\n");

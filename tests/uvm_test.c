@@ -16,7 +16,9 @@
  *   - each refusal returns the status the module documents.
  */
 #include "kernel/ktest.h"
-#include "tests/mm_test_util.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/scratch.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
@@ -63,13 +65,6 @@ static void detach(void)
 {
 	KeUnstackDetachProcess(&apc);
 	attached = false;
-}
-
-static uint64_t free_pages(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.free;
 }
 
 static struct pt_query query(uint64_t va)
@@ -198,7 +193,7 @@ static void reserve_rounds_and_takes_no_frame(struct ktest *t)
 static void allocate_refuses_bad_requests(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0x12340000, 0x10000, MEM_RESERVE, PAGE_READWRITE);
-	uint64_t mdl_va = 0x50000000;
+	uint64_t mdl_va = scratch_uva(P, 0), nothing = scratch_uva(P, 0);
 	pfn_t mdl = map_mdl_frame(t, mdl_va, true);
 	uint64_t vads = vad_count();
 
@@ -207,7 +202,7 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 	EXPECT_EQ(t, allocate(base - P, 2 * P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, allocate(mdl_va, P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	/* A commit needs a private reservation covering the whole range. */
-	EXPECT_EQ(t, allocate(0x70000000, P, MEM_COMMIT, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
+	EXPECT_EQ(t, allocate(nothing, P, MEM_COMMIT, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, allocate(base + 0xF000, 2 * P, MEM_COMMIT, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, allocate(mdl_va, P, MEM_COMMIT, PAGE_READONLY), STATUS_CONFLICTING_ADDRESSES);
 	/* Outside the process's range, or wrapping. */
@@ -263,7 +258,7 @@ static void wow64_allocations_stay_below_2g(struct ktest *t)
 static void committed_pages_are_demand_zero(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	uint64_t free0 = free_pages(), tables0 = pt_table_frames();
+	uint64_t free0 = mmt_free_frames(), tables0 = pt_table_frames();
 	for (int i = 0; i < 4; i++)
 		EXPECT_NOT_RESIDENT(t, base + i * P);
 
@@ -273,7 +268,7 @@ static void committed_pages_are_demand_zero(struct ktest *t)
 	EXPECT_TRUE(t, page_is_zero(query(base + P).pa));
 	uint64_t tables_made = pt_table_frames() - tables0;
 	EXPECT_EQ(t, tables_made, 3); /* a PDPT, a PD and a PT under an empty PML4 slot */
-	EXPECT_EQ(t, free0 - free_pages(), 1 + tables_made);
+	EXPECT_EQ(t, free0 - mmt_free_frames(), 1 + tables_made);
 	/* Resident now: a second fault there is not the module's to resolve. */
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base + P, PF_W | U));
 	/* A read fault maps with the page's rights, not the access's. */
@@ -282,7 +277,7 @@ static void committed_pages_are_demand_zero(struct ktest *t)
 	EXPECT_NE(t, query(base + P).pa, query(base + 2 * P).pa);
 	EXPECT_NOT_RESIDENT(t, base);
 	EXPECT_NOT_RESIDENT(t, base + 3 * P);
-	EXPECT_EQ(t, free0 - free_pages(), 2 + tables_made);
+	EXPECT_EQ(t, free0 - mmt_free_frames(), 2 + tables_made);
 	EXPECT_EQ(t, mm_audit_wx(&proc.root, true), 0);
 }
 
@@ -323,7 +318,7 @@ static void fault_rights_follow_the_page_protection(struct ktest *t)
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, rsv, U));
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base + 8 * P, U)); /* past the reservation */
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, MM_USER_TOP_64 + 1, U));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, KVA_UNMAPPED_HOLE, 0));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc, scratch_unmapped_kva(PAGE_SIZE), 0));
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, rsv, PF_RSVD | U));
 	EXPECT_FALSE(t, uvm_resolve_fault(NULL, rw, U));
 	EXPECT_NOT_RESIDENT(t, rsv);
@@ -339,18 +334,18 @@ static void cpu_faults_in_the_smap_window_are_resolved_or_raised(struct ktest *t
 	alloc(t, rw, P, MEM_COMMIT, PAGE_READWRITE);
 	alloc(t, ro, 2 * P, MEM_COMMIT, PAGE_READONLY);
 	alloc(t, na, P, MEM_COMMIT, PAGE_NOACCESS);
-	struct mmt_fault f_rw, f_ro, f_ro_w, f_ro2, f_na, f_rsv;
+	struct faultcap f_rw, f_ro, f_ro_w, f_ro2, f_na, f_rsv;
 	uint8_t v_ro = 0xFF, v_na, v_rsv;
 	bool ok_rw, ok_ro, ok_ro_w, ok_ro2, ok_na, ok_rsv;
 
 	attach();
 	user_access_begin();
-	ok_rw = mmt_try_store8(rw + 0x10, 0x5A, &f_rw);
-	ok_ro = mmt_try_load8(ro + 0x20, &v_ro, &f_ro);
-	ok_ro_w = mmt_try_store8(ro + 0x20, 1, &f_ro_w);
-	ok_ro2 = mmt_try_store8(ro2, 1, &f_ro2);
-	ok_na = mmt_try_load8(na, &v_na, &f_na);
-	ok_rsv = mmt_try_load8(rsv + 0x30, &v_rsv, &f_rsv);
+	ok_rw = faultcap_try_store8(rw + 0x10, 0x5A, &f_rw);
+	ok_ro = faultcap_try_load8(ro + 0x20, &v_ro, &f_ro);
+	ok_ro_w = faultcap_try_store8(ro + 0x20, 1, &f_ro_w);
+	ok_ro2 = faultcap_try_store8(ro2, 1, &f_ro2);
+	ok_na = faultcap_try_load8(na, &v_na, &f_na);
+	ok_rsv = faultcap_try_load8(rsv + 0x30, &v_rsv, &f_rsv);
 	user_access_end();
 	detach();
 
@@ -447,13 +442,13 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_USER_PAGE(t, base + P, false, false);
 
 	/* NOACCESS: unmapped, the frame kept for later. */
-	uint64_t free0 = free_pages(), tables0 = pt_table_frames();
+	uint64_t free0 = mmt_free_frames(), tables0 = pt_table_frames();
 	ASSERT_EQ(t, protect(base, 2 * P, PAGE_NOACCESS, &old), STATUS_SUCCESS);
 	EXPECT_EQ(t, old, PAGE_EXECUTE_READ);
 	EXPECT_NOT_RESIDENT(t, base);
 	EXPECT_NOT_RESIDENT(t, base + P);
 	EXPECT_FALSE(t, mmt_frame_is_free(pa >> PAGE_SHIFT));
-	EXPECT_EQ(t, free_pages() - free0, tables0 - pt_table_frames()); /* only emptied tables went */
+	EXPECT_EQ(t, mmt_free_frames() - free0, tables0 - pt_table_frames()); /* only emptied tables went */
 	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base, U));
 
 	/* And back: the same frame, the same contents, at the next touch. */
@@ -470,7 +465,7 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_EQ(t, protect(base, P, PAGE_READWRITE | PAGE_GUARD, &old), STATUS_INVALID_PAGE_PROTECTION);
 	EXPECT_EQ(t, protect(base, 4 * P, PAGE_READONLY, &old), STATUS_NOT_COMMITTED);
 	EXPECT_EQ(t, protect(base, 5 * P, PAGE_READONLY, &old), STATUS_CONFLICTING_ADDRESSES);
-	EXPECT_EQ(t, protect(0x70000000, P, PAGE_READONLY, &old), STATUS_CONFLICTING_ADDRESSES);
+	EXPECT_EQ(t, protect(scratch_uva(P, 0), P, PAGE_READONLY, &old), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, protect(base, 0, PAGE_READONLY, &old), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, protect(MM_USER_TOP_64 + 1, P, PAGE_READONLY, &old), STATUS_INVALID_PARAMETER);
 	EXPECT_USER_PAGE(t, base, true, false);
@@ -482,7 +477,7 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
  * parameter page be freed. */
 static void mdl_and_image_ranges_refuse_user_changes(struct ktest *t)
 {
-	uint64_t mdl_va = 0x50000000, img_va = 0x400000, stk_va = 0x60000000, prm_va = 0x10000;
+	uint64_t mdl_va = scratch_uva(P, 0), img_va = 0x400000, stk_va = scratch_uva(P, 0), prm_va = 0x10000;
 	pfn_t mdl = map_mdl_frame(t, mdl_va, false);
 	uint64_t own[3];
 	for (int i = 0; i < 3; i++) {
@@ -580,7 +575,7 @@ static void free_refuses_bad_requests(struct ktest *t)
 	ASSERT_EQ(t, next, base + MM_ALLOCATION_GRANULARITY); /* rounded down to 64 KiB */
 	ASSERT_TRUE(t, uvm_make_resident(&proc, base, P, true));
 
-	EXPECT_EQ(t, vfree(0x70000000, 0, MEM_RELEASE), STATUS_MEMORY_NOT_ALLOCATED);
+	EXPECT_EQ(t, vfree(scratch_uva(P, 0), 0, MEM_RELEASE), STATUS_MEMORY_NOT_ALLOCATED);
 	EXPECT_EQ(t, vfree(base + 4 * P, P, MEM_DECOMMIT), STATUS_MEMORY_NOT_ALLOCATED); /* the gap */
 	EXPECT_EQ(t, vfree(base, 0, 0), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, vfree(base, 0, MEM_RELEASE | MEM_DECOMMIT), STATUS_INVALID_PARAMETER);
@@ -640,7 +635,8 @@ static void make_resident_checks_every_page(struct ktest *t)
 	uint64_t base = alloc(t, 0, 6 * P, MEM_RESERVE, PAGE_READWRITE);
 	alloc(t, base, 4 * P, MEM_COMMIT, PAGE_READWRITE);
 	alloc(t, base + 4 * P, P, MEM_COMMIT, PAGE_READONLY);
-	pfn_t mdl = map_mdl_frame(t, 0x50000000, false);
+	uint64_t mdl_va = scratch_uva(P, 0);
+	pfn_t mdl = map_mdl_frame(t, mdl_va, false);
 
 	EXPECT_TRUE(t, uvm_make_resident(&proc, base + 0x10, 4 * P - 0x20, true));
 	for (int i = 0; i < 4; i++)
@@ -656,8 +652,8 @@ static void make_resident_checks_every_page(struct ktest *t)
 	EXPECT_FALSE(t, uvm_make_resident(&proc, ~0ul - 7, 16, false));
 	EXPECT_FALSE(t, uvm_make_resident(NULL, base, P, false));
 	/* A read-only MDL mapping: readable, not writable. */
-	EXPECT_TRUE(t, uvm_make_resident(&proc, 0x50000000, P, false));
-	EXPECT_FALSE(t, uvm_make_resident(&proc, 0x50000000, P, true));
+	EXPECT_TRUE(t, uvm_make_resident(&proc, mdl_va, P, false));
+	EXPECT_FALSE(t, uvm_make_resident(&proc, mdl_va, P, true));
 	/* A page made NOACCESS while resident. */
 	EXPECT_EQ(t, protect(base, P, PAGE_NOACCESS, NULL), STATUS_SUCCESS);
 	EXPECT_FALSE(t, uvm_make_resident(&proc, base, 1, false));
@@ -675,7 +671,8 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 		ASSERT_NE(t, stk[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL), PFN_INVALID);
 	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x400000, img, 2, VAD_IMAGE, false, true));
 	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x7FFFFFFD0000, stk, 3, VAD_STACK, true, false));
-	pfn_t mdl = map_mdl_frame(t, 0x50000000, true);
+	uint64_t mdl_va = scratch_uva(P, 0);
+	pfn_t mdl = map_mdl_frame(t, mdl_va, true);
 	for (int i = 0; i < 2; i++) {
 		EXPECT_USER_PAGE(t, 0x400000 + i * P, false, true);
 		EXPECT_EQ(t, query(0x400000 + i * P).pa, img[i] << PAGE_SHIFT);
@@ -684,7 +681,7 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 		EXPECT_USER_PAGE(t, 0x7FFFFFFD0000 + i * P, true, false);
 		EXPECT_EQ(t, query(0x7FFFFFFD0000 + i * P).pa, stk[i] << PAGE_SHIFT);
 	}
-	EXPECT_USER_PAGE(t, 0x50000000, true, false);
+	EXPECT_USER_PAGE(t, mdl_va, true, false);
 	/* An overlapping map fails and leaves everything as it was. */
 	uint64_t vads = vad_count();
 	EXPECT_FALSE(t, uvm_map_frames(&proc, 0x401000, stk, 2, VAD_IMAGE, false, false));
@@ -721,17 +718,18 @@ static void map_frames_failure_leaves_nothing(struct ktest *t)
 		ASSERT_NE(t, frames[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL), PFN_INVALID);
 	/* A first range, so that pool has slab room for the next VAD node and page array. */
 	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x400000, &frames[0], 1, VAD_IMAGE, false, false));
+	/* Another 512 GiB slot: it needs three new tables. */
+	uint64_t slot = scratch_uva(SCRATCH_PML4_SLOT, SCRATCH_PML4_SLOT);
 	uint64_t tables = pt_table_frames(), taken, vads = vad_count();
 	pfn_t hog = mmt_hog_frames(0, &taken);
-	/* Another 512 GiB slot: it needs three new tables. */
-	bool mapped = uvm_map_frames(&proc, 0x10000000000ul, &frames[1], 1, VAD_STACK, true, false);
+	bool mapped = uvm_map_frames(&proc, slot, &frames[1], 1, VAD_STACK, true, false);
 	uint64_t vads_after = vad_count(), tables_after = pt_table_frames();
 	mmt_release_frames(hog);
 
 	EXPECT_FALSE(t, mapped);
 	EXPECT_EQ(t, vads_after, vads);
 	EXPECT_EQ(t, tables_after, tables);
-	EXPECT_TRUE(t, vad_find(&proc, 0x10000000000ul) == NULL);
+	EXPECT_TRUE(t, vad_find(&proc, slot) == NULL);
 	EXPECT_FALSE(t, mmt_frame_is_free(frames[1]));
 	pfn_free(frames[1]);
 }

@@ -21,6 +21,7 @@
  * the trap frame when it is printed; only the "the rule says" lines state expectations.
  */
 #include "kernel/lab/tour.h"
+#include "kernel/faultcap.h"
 #include "kernel/ksym.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -47,7 +48,6 @@
 #define DATA_OFFSET 0x10        /* a quadword the kernel writes and ring 3 reads */
 #define DATA_VALUE 0x4D444C6162ul /* "baLDM" */
 #define CODE_OFFSET 0x40        /* a RET that the fetches jump to */
-#define RET_OPCODE 0xC3
 
 struct cache_type {
 	MEMORY_CACHING_TYPE ct;
@@ -81,13 +81,6 @@ struct tour {
 	struct counters start;
 	uint8_t *buf;           /* the pool buffer */
 	PMDL mdl;               /* its MDL, locked */
-};
-
-/* What a fault made inside __try left: the exception and the CPU's trap frame. */
-struct caught {
-	bool faulted, from_cpu;
-	NTSTATUS status;
-	uint64_t vector, error_code, cr2, rip;
 };
 
 /* ---- counters -------------------------------------------------------------------------- */
@@ -209,40 +202,6 @@ static void unmap_system(struct tour *t, PMDL m, uint64_t va)
 
 /* ---- faults ---------------------------------------------------------------------------- */
 
-static void record(struct caught *c, NTSTATUS status, const struct trap_frame *f)
-{
-	c->faulted = true;
-	c->status = status;
-	if (f) {
-		c->from_cpu = true;
-		c->vector = f->vector;
-		c->error_code = f->error_code;
-		c->cr2 = f->cr2;
-		c->rip = f->rip;
-	}
-}
-
-static void try_write(uint64_t va, uint64_t value, struct caught *c)
-{
-	memset(c, 0, sizeof *c);
-	__try {
-		*(volatile uint64_t *)va = value;
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		record(c, GetExceptionCode(), GetExceptionTrapFrame());
-	}
-}
-
-static void try_call(uint64_t va, struct caught *c)
-{
-	void (*fn)(void) = (void (*)(void))va;
-	memset(c, 0, sizeof *c);
-	__try {
-		fn();
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		record(c, GetExceptionCode(), GetExceptionTrapFrame());
-	}
-}
-
 /* A #PF error code in words (SDM Vol. 3, 4.7). */
 static void describe_error_code(uint64_t e, char *buf, unsigned size)
 {
@@ -276,7 +235,7 @@ static void report_fault(struct tour *t, uint64_t vector, uint64_t code, uint64_
 		t->ok = false;
 }
 
-static void report_caught(struct tour *t, const struct caught *c, uint64_t want_code, uint64_t want_cr2)
+static void report_caught(struct tour *t, const struct faultcap *c, uint64_t want_code, uint64_t want_cr2)
 {
 	if (!c->faulted) {
 		fail(t, "no fault: the access went through");
@@ -303,9 +262,9 @@ static bool lock_buffer(struct tour *t)
 		return false;
 	}
 	((volatile uint64_t *)(t->buf + DATA_OFFSET))[0] = DATA_VALUE;
-	t->buf[CODE_OFFSET] = RET_OPCODE;
+	t->buf[CODE_OFFSET] = FAULTCAP_RET_OPCODE;
 	mon_printf(t->o, "  ExAllocatePool2(POOL_FLAG_NON_PAGED, 0x%lx) = %p; wrote 0x%lx at +0x%x and a RET "
-		   "(0x%02x) at +0x%x\n", bytes, t->buf, DATA_VALUE, DATA_OFFSET, RET_OPCODE, CODE_OFFSET);
+		   "(0x%02x) at +0x%x\n", bytes, t->buf, DATA_VALUE, DATA_OFFSET, FAULTCAP_RET_OPCODE, CODE_OFFSET);
 	mon_printf(t->o, "  the pool's own mapping of page 0:\n");
 	mm_print_pte(t->o, &kernel_root, (uint64_t)t->buf);
 	t->mdl = IoAllocateMdl(t->buf, (ULONG)bytes, FALSE, FALSE, NULL);
@@ -344,14 +303,14 @@ static void pool_type_step(struct tour *t, const struct cache_type *ty)
 
 static void no_write_step(struct tour *t)
 {
-	struct caught c;
+	struct faultcap c;
 	size_t from = begin_step(t, "MdlMappingNoWrite: the PTEs are read-only; a kernel write faults");
 	uint64_t va = map_system(t, t->mdl, &nt_types[1], MdlMappingNoWrite, true, from);
 	if (!va)
 		return;
 	mon_printf(t->o, "  kernel write of a quadword at 0x%lx (mapping + 0x%x), inside __try:\n", va + DATA_OFFSET,
 		   DATA_OFFSET);
-	try_write(va + DATA_OFFSET, ~DATA_VALUE, &c);
+	faultcap_try_store64(va + DATA_OFFSET, ~DATA_VALUE, &c);
 	report_caught(t, &c, PF_P | PF_W, va + DATA_OFFSET);
 	mon_printf(t->o, "  the buffer still holds 0x%lx (read through the pool address)\n",
 		   *(volatile uint64_t *)(t->buf + DATA_OFFSET));
@@ -360,7 +319,7 @@ static void no_write_step(struct tour *t)
 
 static void no_execute_step(struct tour *t)
 {
-	struct caught c;
+	struct faultcap c;
 	size_t from = begin_step(t, "the default mapping is no-execute (decision 3): a kernel fetch faults");
 	uint64_t va = map_system(t, t->mdl, &nt_types[1], 0, true, from);
 	if (!va)
@@ -368,7 +327,7 @@ static void no_execute_step(struct tour *t)
 	mon_printf(t->o, "  no MdlMappingNoExecute was asked, and the PTEs carry NX; the byte at 0x%lx is 0x%02x "
 		   "(RET)\n", va + CODE_OFFSET, *(volatile uint8_t *)(va + CODE_OFFSET));
 	mon_printf(t->o, "  kernel call to 0x%lx, inside __try:\n", va + CODE_OFFSET);
-	try_call(va + CODE_OFFSET, &c);
+	faultcap_try_call(va + CODE_OFFSET, &c);
 	report_caught(t, &c, PF_P | PF_ID, va + CODE_OFFSET);
 	unmap_system(t, t->mdl, va);
 }

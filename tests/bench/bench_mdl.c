@@ -190,6 +190,7 @@ KBENCH(partial, bench_partial);
 /* ---- user buffers and user mappings --------------------------------------------------- */
 
 #include "kernel/process.h"
+#include "tests/lib/agent.h"
 #include "mm/uvm.h"
 
 struct user_ctx {
@@ -211,8 +212,9 @@ static void user_map_unmap_op(void *c)
 
 static void bench_user(void)
 {
-	uint64_t args[1] = { 0 };
-	PEPROCESS p = PsCreateProcess("agent", 0, args, 1);
+	struct agent_script script; /* empty: the process is never run, only attached to */
+	agent_begin(&script);
+	PEPROCESS p = agent_create(&script, 0);
 	if (!p)
 		return;
 	KAPC_STATE apc;
