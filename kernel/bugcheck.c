@@ -1,8 +1,8 @@
 #include <stdarg.h>
 #include "kernel/bugcheck.h"
+#include "kernel/backtrace.h"
 #include "kernel/cpu.h"
 #include "kernel/printf.h"
-#include "kernel/trap.h"
 
 static const struct {
 	ULONG code;
@@ -59,7 +59,7 @@ void KeBugCheckEx(ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PT
 	kprintf("\n*** STOP: 0x%08X (0x%016lX,0x%016lX,0x%016lX,0x%016lX)\n%s\n\n", code, p1, p2, p3,
 		p4, bugcheck_name(code));
 	kprintf("Backtrace of the caller:\n");
-	trap_backtrace((uint64_t)__builtin_frame_address(0), 0);
+	backtrace_print((uint64_t)__builtin_frame_address(0), 0);
 	qemu_exit(QEMU_EXIT_BUGCHECK);
 }
 

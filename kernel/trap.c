@@ -1,9 +1,8 @@
 #include "kernel/trap.h"
+#include "kernel/backtrace.h"
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
-#include "kernel/kstack.h"
-#include "kernel/ksym.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
 #include "kernel/seh.h"
@@ -62,37 +61,6 @@ void idt_init(void)
 	__asm__ volatile("lidt %0" ::"m"(idtr));
 }
 
-void trap_backtrace(uint64_t rbp, int first)
-{
-	for (int depth = first; depth < first + 32 && rbp; depth++) {
-		/* Follow only frames that lie in a known kernel stack and move upwards. */
-		if ((rbp & 7) || !kstack_contains(rbp, 16)) {
-			kprintf("  (frame pointer 0x%lx is outside the kernel stacks)\n", rbp);
-			return;
-		}
-		uint64_t next = ((uint64_t *)rbp)[0], ret = ((uint64_t *)rbp)[1];
-		if (!ret)
-			return;
-		uint64_t off;
-		const char *name = ksym_lookup(ret - 1, &off);
-		if (name)
-			kprintf("  #%-2d 0x%016lx %s+0x%lx\n", depth, ret, name, off + 1);
-		else
-			kprintf("  #%-2d 0x%016lx\n", depth, ret);
-		if (next <= rbp)
-			return;
-		rbp = next;
-	}
-}
-
-static void print_symbol(uint64_t addr)
-{
-	uint64_t off;
-	const char *name = ksym_lookup(addr, &off);
-	if (name)
-		kprintf(" <%s+0x%lx>", name, off);
-}
-
 void trap_print_report(const struct trap_frame *f)
 {
 	kprintf("\n*** EXCEPTION %lu %s", f->vector, trap_vector_name(f->vector));
@@ -106,7 +74,7 @@ void trap_print_report(const struct trap_frame *f)
 		kprintf("    CR2 0x%016lx\n", f->cr2);
 	}
 	kprintf("    RIP 0x%016lx", f->rip);
-	print_symbol(f->rip);
+	backtrace_print_symbol(f->rip);
 	kprintf("\n    CS %04lx SS %04lx RFLAGS %016lx RSP %016lx\n", f->cs, f->ss, f->rflags, f->rsp);
 	kprintf("    RAX %016lx RBX %016lx RCX %016lx RDX %016lx\n", f->rax, f->rbx, f->rcx, f->rdx);
 	kprintf("    RSI %016lx RDI %016lx RBP %016lx R8  %016lx\n", f->rsi, f->rdi, f->rbp, f->r8);
@@ -115,9 +83,9 @@ void trap_print_report(const struct trap_frame *f)
 	kprintf("    CR0 %016lx CR3 %016lx CR4 %016lx CR8 %lx\n", read_cr0(), read_cr3(), read_cr4(),
 		read_cr8());
 	kprintf("  Backtrace:\n  #0  0x%016lx", f->rip);
-	print_symbol(f->rip);
+	backtrace_print_symbol(f->rip);
 	kprintf("\n");
-	trap_backtrace(f->rbp, 1);
+	backtrace_print(f->rbp, 1);
 }
 
 /* NTSTATUS for a CPU exception, as NT's trap handlers choose them. */

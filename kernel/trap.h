@@ -1,4 +1,4 @@
-/* Exceptions: the IDT, the saved register frame, the fault report and backtraces. */
+/* Exceptions: the IDT, the saved register frame and the fault report. */
 #ifndef KERNEL_TRAP_H
 #define KERNEL_TRAP_H
 
@@ -29,7 +29,5 @@ void trap_dispatch(struct trap_frame *f);
 const char *trap_vector_name(uint64_t vector);
 /* The readable report: vector, error code (decoded for #PF), CR2, RIP, registers, backtrace. */
 void trap_print_report(const struct trap_frame *f);
-/* Walk the frame-pointer chain from `rbp`, printing "  #n 0x... symbol+off" from n = first. */
-void trap_backtrace(uint64_t rbp, int first);
 
 #endif
