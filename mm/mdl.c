@@ -19,10 +19,6 @@
 #define PRIORITY_FLAGS (MdlMappingNoWrite | MdlMappingNoExecute | MdlMappingWithGuardPtes)
 #define MM_ALLOCATE_KNOWN_FLAGS 0x7Fu
 
-/* The user probe limit: the highest user address a probe accepts, plus one (NT's
- * MM_USER_PROBE_ADDRESS on x64). */
-#define MM_USER_PROBE_ADDRESS 0x7FFFFFFF0000ul
-
 static struct mdl_stats stats;
 
 void mdl_get_stats(struct mdl_stats *out) { *out = stats; }

@@ -91,8 +91,6 @@
 #include "mm/verifier.h"
 
 #define USER_MAPPING_TAG 0x4D6C644Du /* 'MdlM' */
-/* Nothing is mapped in the first 64 KiB of a user space (NT's MM_LOWEST_USER_ADDRESS). */
-#define LOWEST_USER_MAPPING 0x10000ul
 /* Mappings stay this far below the process's highest user address (decision 4). */
 #define USER_MAPPING_GUARD (16 * PAGE_SIZE)
 
@@ -273,12 +271,12 @@ static uint64_t choose_address(PEPROCESS p, uint64_t requested, uint64_t size)
 {
 	uint64_t limit = mapping_limit(p);
 	if (!requested) {
-		uint64_t va = vad_find_free(p, size, MM_ALLOCATION_GRANULARITY, LOWEST_USER_MAPPING, limit + 1);
+		uint64_t va = vad_find_free(p, size, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, limit + 1);
 		if (!va)
 			map_failed(STATUS_INSUFFICIENT_RESOURCES);
 		return va;
 	}
-	if ((requested & (PAGE_SIZE - 1)) || requested < LOWEST_USER_MAPPING || requested > limit ||
+	if ((requested & (PAGE_SIZE - 1)) || requested < MM_LOWEST_USER_ADDRESS || requested > limit ||
 	    size - 1 > limit - requested)
 		map_failed(STATUS_INVALID_ADDRESS);
 	if (vad_find_overlap(p, requested, requested + size))

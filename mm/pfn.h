@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
 #include "mm/layout.h"
+#include "mm/pat.h"
 
 typedef uint64_t pfn_t;
 #define PFN_INVALID (~(pfn_t)0)
@@ -103,7 +104,7 @@ struct pfn_entry *pfn_entry(pfn_t pfn);       /* NULL beyond the database */
  * lock or an owner.  Anything else takes the MDL code's careful path. */
 static inline bool pfn_entry_is_typed_and_pinned(const struct pfn_entry *e)
 {
-	return e->memtype != 0xFF /* MT_NONE */ && (e->lock_count || (e->state == PFN_ACTIVE && e->owner_kind));
+	return e->memtype != MT_NONE && (e->lock_count || (e->state == PFN_ACTIVE && e->owner_kind));
 }
 bool pfn_is_ram(pfn_t pfn);
 pfn_t pfn_limit(void);                         /* one past the highest frame in the database */

@@ -35,10 +35,6 @@
 
 #define UVM_TAG 0x206D7655u /* 'Uvm ' */
 
-/* The lowest address a reservation may start at: the first 64 KiB are never mapped (NT's
- * MM_LOWEST_USER_ADDRESS), so a NULL pointer plus a small offset always faults. */
-#define MM_LOWEST_USER_ADDRESS 0x10000ul
-
 #define PS_PROTECT 0xFFull
 #define PS_PARKED 0x100ull
 #define PS_FRAME (~(PAGE_SIZE - 1))

@@ -13,15 +13,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "kernel/process.h"
+#include "mm/layout.h"
 
 #define MEM_COMMIT 0x00001000
 #define MEM_RESERVE 0x00002000
 #define MEM_DECOMMIT 0x00004000
 #define MEM_RELEASE 0x00008000
-
-#define MM_ALLOCATION_GRANULARITY 0x10000ul  /* 64 KiB */
-#define MM_USER_TOP_64 0x00007FFFFFFEFFFFul   /* highest user address, 64-bit process */
-#define MM_USER_TOP_WOW64 0x7FFEFFFFul         /* decision 5: 32-bit address space */
 
 NTSTATUS ZwAllocateVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, ULONG_PTR ZeroBits, PSIZE_T RegionSize,
 				 ULONG AllocationType, ULONG Protect);
