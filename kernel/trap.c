@@ -124,8 +124,8 @@ void trap_dispatch(struct trap_frame *f)
 
 	/* A committed demand-zero user page touched for the first time: make it resident and
 	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
-	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END && ps_current() &&
-	    uvm_resolve_fault(ps_current(), f->cr2, f->error_code))
+	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END &&
+	    uvm_resolve_fault(mm_current(), f->cr2, f->error_code))
 		return;
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)

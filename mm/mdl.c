@@ -109,7 +109,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	/* A user buffer is made resident in its process first (mm/mdl_user.c). */
-	PEPROCESS owner = mdl_user_probe(Mdl, AccessMode, write);
+	struct mm_process *owner = mdl_user_probe(Mdl, AccessMode, write);
 
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);

@@ -16,9 +16,8 @@ void mdl_get_stats(struct mdl_stats *out);
 /* Pages the MDL's buffer spans. */
 ULONG mdl_page_count(const MDL *m);
 
-/* The address space MmProbeAndLockPages walks, and the process it records. */
+/* The address space MmProbeAndLockPages walks: the current process's, else the kernel's. */
 const struct pt_root *mdl_current_root(void);
-PEPROCESS mdl_current_process(void);
 
 /* Shared by both sides (mm/mdl.c): the one memory type frame `pfn` is mapped with (decision
  * 1; an untyped frame takes `requested` for good; false when its direct-map alias could not

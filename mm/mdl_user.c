@@ -81,9 +81,9 @@
 #include "mm/mdl_user.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
-#include "kernel/process.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
+#include "mm/mmproc.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/uvm.h"
@@ -105,7 +105,7 @@ static struct mdl_user_stats stats;
 
 /* One lock recorded by locked-page tracking, on the list of all of them (oldest first). */
 struct locked_record {
-	PEPROCESS process;
+	struct mm_process *mm;         /* the process the pages are charged to */
 	PMDL mdl;
 	ULONG pages;
 	ULONG_PTR caller;              /* where MmProbeAndLockPages returns to */
@@ -115,28 +115,27 @@ static struct locked_record *locked_records;
 enum { TRACKING_UNREAD = -1 };
 static int tracking = TRACKING_UNREAD; /* the cmdline is read at the first lock */
 
-const struct pt_root *mdl_current_root(void) { return ps_current() ? &ps_current()->root : &kernel_root; }
-PEPROCESS mdl_current_process(void) { return ps_current(); }
+const struct pt_root *mdl_current_root(void) { return mm_current() ? &mm_current()->root : &kernel_root; }
 
 void mdl_user_get_stats(struct mdl_user_stats *out) { *out = stats; }
 
 /* ---- probe and lock ----------------------------------------------------------------- */
 
-PEPROCESS mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write)
+struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write)
 {
 	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl), end = va + Mdl->ByteCount;
-	PEPROCESS p = ps_current();
-	if (va >= USER_VA_END || (!p && AccessMode == KernelMode))
+	struct mm_process *mm = mm_current();
+	if (va >= USER_VA_END || (!mm && AccessMode == KernelMode))
 		return NULL; /* a kernel buffer (or the kernel's own tables, unattached) */
 	/* User memory is pageable: probing it may fault pages in. */
 	verifier_check_irql(APC_LEVEL, 0x70, (ULONG_PTR)Mdl, AccessMode);
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
-	if (!p)
+	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
 	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < end; page += PAGE_SIZE)
-		if (!uvm_make_resident(p, page, PAGE_SIZE, write))
+		if (!uvm_make_resident(mm, page, PAGE_SIZE, write))
 			seh_raise_access_violation(page < va ? va : page, access);
-	return p;
+	return mm;
 }
 
 void mdl_user_track_locked_pages(bool on) { tracking = on; }
@@ -148,12 +147,12 @@ bool mdl_user_tracking_locked_pages(void)
 	return tracking;
 }
 
-static void record_lock(PMDL Mdl, PEPROCESS owner, ULONG pages, ULONG_PTR caller)
+static void record_lock(PMDL Mdl, struct mm_process *owner, ULONG pages, ULONG_PTR caller)
 {
 	struct locked_record *r = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *r, LOCKED_PAGES_TAG);
 	if (!r)
 		return;
-	*r = (struct locked_record){ .process = owner, .mdl = Mdl, .pages = pages, .caller = caller };
+	*r = (struct locked_record){ .mm = owner, .mdl = Mdl, .pages = pages, .caller = caller };
 	struct locked_record **tail = &locked_records;
 	while (*tail)
 		tail = &(*tail)->next;
@@ -177,9 +176,9 @@ static void forget_lock(PMDL Mdl)
  * frame chain is the driver's call site. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wframe-address"
-__attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner)
+__attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, struct mm_process *owner)
 {
-	Mdl->Process = owner;
+	Mdl->Process = owner ? owner->process : NULL;
 	if (!owner)
 		return;
 	ULONG n = mdl_page_count(Mdl);
@@ -189,10 +188,10 @@ __attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner)
 }
 #pragma GCC diagnostic pop
 
-void mdl_user_check_locks_left(PEPROCESS p)
+void mdl_user_check_locks_left(struct mm_process *mm)
 {
 	for (struct locked_record *r = locked_records; r; r = r->next)
-		if (r->process == p)
+		if (r->mm == mm)
 			KeBugCheckEx(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, r->caller, 0, (ULONG_PTR)r->mdl,
 				     r->pages);
 }
@@ -212,14 +211,14 @@ void mdl_user_note_unlock(PMDL Mdl)
 	struct user_mapping *um = first_mapping_of(Mdl);
 	if (um)
 		verifier_violation(VERIFIER_UNLOCK_USER_MAPPED, (ULONG_PTR)Mdl, um->va + Mdl->ByteOffset,
-				   (ULONG_PTR)um->process);
-	PEPROCESS p = Mdl->Process;
+				   (ULONG_PTR)um->mm->process);
+	struct mm_process *mm = ps_mm(Mdl->Process);
 	ULONG n = mdl_page_count(Mdl);
-	if (!p)
+	if (!mm)
 		return;
-	if (p->locked_pages < n)
-		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, p->locked_pages);
-	p->locked_pages -= n;
+	if (mm->locked_pages < n)
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, mm->locked_pages);
+	mm->locked_pages -= n;
 	forget_lock(Mdl);
 }
 
@@ -263,15 +262,15 @@ static bool check_kernel_memory(PMDL m, ULONG pages)
 	return true;
 }
 
-/* The highest address a mapping in p may cover. */
-static uint64_t mapping_limit(PEPROCESS p) { return p->highest_user - USER_MAPPING_GUARD; }
+/* The highest address a mapping in mm may cover. */
+static uint64_t mapping_limit(const struct mm_process *mm) { return mm->highest_user - USER_MAPPING_GUARD; }
 
-/* Where a mapping of `size` bytes goes in p (decision 4); raises when it can't. */
-static uint64_t choose_address(PEPROCESS p, uint64_t requested, uint64_t size)
+/* Where a mapping of `size` bytes goes in mm (decision 4); raises when it can't. */
+static uint64_t choose_address(struct mm_process *mm, uint64_t requested, uint64_t size)
 {
-	uint64_t limit = mapping_limit(p);
+	uint64_t limit = mapping_limit(mm);
 	if (!requested) {
-		uint64_t va = vad_find_free(p, size, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, limit + 1);
+		uint64_t va = vad_find_free(mm, size, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, limit + 1);
 		if (!va)
 			map_failed(STATUS_INSUFFICIENT_RESOURCES);
 		return va;
@@ -279,14 +278,14 @@ static uint64_t choose_address(PEPROCESS p, uint64_t requested, uint64_t size)
 	if ((requested & (PAGE_SIZE - 1)) || requested < MM_LOWEST_USER_ADDRESS || requested > limit ||
 	    size - 1 > limit - requested)
 		map_failed(STATUS_INVALID_ADDRESS);
-	if (vad_find_overlap(p, requested, requested + size))
+	if (vad_find_overlap(mm, requested, requested + size))
 		map_failed(STATUS_CONFLICTING_ADDRESSES);
 	return requested;
 }
 
-/* Write the user PTEs of m's pages at va in p, each frame with its own type.  False when a
+/* Write the user PTEs of m's pages at va in mm, each frame with its own type.  False when a
  * frame could not be typed or a page table had no frame; nothing is left mapped then. */
-static bool map_pages(PEPROCESS p, PMDL m, uint64_t va, ULONG n, enum memtype requested, bool write)
+static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum memtype requested, bool write)
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
@@ -295,9 +294,9 @@ static bool map_pages(PEPROCESS p, PMDL m, uint64_t va, ULONG n, enum memtype re
 		struct pt_attrs a = { .write = write, .exec = false, .user = true, .global = false };
 		bool ok = mdl_frame_type(pfns[i], requested, &t, &override);
 		a.type = t;
-		if (!ok || !pt_map(&p->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+		if (!ok || !pt_map(&mm->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
 			if (i)
-				pt_unmap(&p->root, va, (uint64_t)i * PAGE_SIZE);
+				pt_unmap(&mm->root, va, (uint64_t)i * PAGE_SIZE);
 			return false;
 		}
 	}
@@ -314,10 +313,10 @@ PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddre
 	ULONG n = mdl_page_count(Mdl);
 	bool pool = check_kernel_memory(Mdl, n);
 
-	PEPROCESS p = ps_current();
-	if (!p)
+	struct mm_process *mm = mm_current();
+	if (!mm)
 		map_failed(STATUS_INVALID_ADDRESS);
-	if (p->terminating)
+	if (mm->terminating)
 		map_failed(STATUS_PROCESS_IS_TERMINATING);
 	enum memtype requested = memtype_from_caching_type(CacheType);
 	if (requested == MT_NONE || !n)
@@ -325,23 +324,23 @@ PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddre
 	if (verifier_inject_failure(VF_SITE_MAP))
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	uint64_t size = (uint64_t)n * PAGE_SIZE;
-	uint64_t va = choose_address(p, (uint64_t)RequestedAddress, size);
+	uint64_t va = choose_address(mm, (uint64_t)RequestedAddress, size);
 
 	/* A user mapping is never executable (the seed page); NoWrite makes it read-only. */
 	bool write = !(Priority & MdlMappingNoWrite);
 	struct user_mapping *um = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *um, USER_MAPPING_TAG);
-	struct vad *v = um ? vad_insert(p, va, va + size, VAD_MDL, write ? PAGE_READWRITE : PAGE_READONLY) : NULL;
-	if (!v || !map_pages(p, Mdl, va, n, requested, write)) {
+	struct vad *v = um ? vad_insert(mm, va, va + size, VAD_MDL, write ? PAGE_READWRITE : PAGE_READONLY) : NULL;
+	if (!v || !map_pages(mm, Mdl, va, n, requested, write)) {
 		if (v)
-			vad_remove(p, v);
+			vad_remove(mm, v);
 		if (um)
 			ExFreePoolWithTag(um, USER_MAPPING_TAG);
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	}
-	*um = (struct user_mapping){ .process = p, .mdl = Mdl, .va = va, .pages = n, .vad = v, .pool = pool,
-				     .next = p->mappings, .next_all = all_mappings };
+	*um = (struct user_mapping){ .mm = mm, .mdl = Mdl, .va = va, .pages = n, .vad = v, .pool = pool,
+				     .next = mm->mappings, .next_all = all_mappings };
 	v->owner = um;
-	p->mappings = um;
+	mm->mappings = um;
 	all_mappings = um;
 	if (pool)
 		pool_note_user_mapping((uint64_t)Mdl->StartVa, size, +1);
@@ -366,13 +365,13 @@ static void unlink_mapping(struct user_mapping **head, struct user_mapping *um, 
 /* Remove one mapping: PTEs (the TLB flushed), VAD, pool count, record. */
 static void release_mapping(struct user_mapping *um)
 {
-	PEPROCESS p = um->process;
+	struct mm_process *mm = um->mm;
 	uint64_t size = um->pages * PAGE_SIZE;
-	pt_unmap(&p->root, um->va, size);
-	vad_remove(p, um->vad);
+	pt_unmap(&mm->root, um->va, size);
+	vad_remove(mm, um->vad);
 	if (um->pool)
 		pool_note_user_mapping((uint64_t)um->mdl->StartVa, size, -1);
-	unlink_mapping(&p->mappings, um, false);
+	unlink_mapping(&mm->mappings, um, false);
 	unlink_mapping(&all_mappings, um, true);
 	ExFreePoolWithTag(um, USER_MAPPING_TAG);
 	stats.live--;
@@ -382,21 +381,21 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 {
 	uint64_t base = (uint64_t)BaseAddress;
 	verifier_check_irql(APC_LEVEL, 0x7A, base, (ULONG_PTR)Mdl);
-	PEPROCESS p = ps_current();
-	/* Only the process that owns the mapping can name it: its address is one of p's. */
-	for (struct user_mapping *um = p ? p->mappings : NULL; um; um = um->next)
+	struct mm_process *mm = mm_current();
+	/* Only the process that owns the mapping can name it: its address is one of mm's. */
+	for (struct user_mapping *um = mm ? mm->mappings : NULL; um; um = um->next)
 		if (um->mdl == Mdl && um->va + Mdl->ByteOffset == base) {
 			release_mapping(um);
 			stats.unmaps++;
 			return;
 		}
-	verifier_violation(0xB9, base, (ULONG_PTR)Mdl, (ULONG_PTR)p);
+	verifier_violation(0xB9, base, (ULONG_PTR)Mdl, (ULONG_PTR)(mm ? mm->process : NULL));
 }
 
-void mdl_user_process_exit(PEPROCESS p)
+void mdl_user_process_exit(struct mm_process *mm)
 {
-	while (p->mappings) {
-		release_mapping(p->mappings);
+	while (mm->mappings) {
+		release_mapping(mm->mappings);
 		stats.teardowns++;
 	}
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 typedef void VOID, *PVOID;
+typedef void *HANDLE;
 typedef uint8_t UCHAR, *PUCHAR, BOOLEAN, *PBOOLEAN;
 typedef char CHAR, *PCHAR;
 typedef int16_t CSHORT, SHORT;

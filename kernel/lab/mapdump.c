@@ -107,7 +107,7 @@ static void walk_leaf(const struct pt_leaf *l, void *ctx)
 	const char *region;
 	const void *key;
 	if (w->process && first < USER_VA_END) {
-		const struct vad *v = vad_find(w->process, first);
+		const struct vad *v = vad_find(&w->process->mm, first);
 		region = vad_kind_name(v);
 		key = v;
 	} else {
@@ -302,7 +302,7 @@ static void print_scene(const struct scene *sc)
 {
 	kprintf("mapdump: begin version=1\n");
 	kprintf("mapdump: space name=kernel cr3=0x%lx\n", kernel_root.pml4);
-	kprintf("mapdump: space name=user cr3=0x%lx pid=%u process=%s\n", sc->process->root.pml4,
+	kprintf("mapdump: space name=user cr3=0x%lx pid=%u process=%s\n", sc->process->mm.root.pml4,
 		sc->process->pid, sc->process->name);
 	print_mdl(&sc->wc);
 	print_mdl(&sc->pool);
@@ -310,7 +310,7 @@ static void print_scene(const struct scene *sc)
 	kprintf("mapdump: agent status=0x%08x read=0x%lx wrote=0x%lx\n", (ULONG)sc->agent_status, sc->agent_read,
 		(uint64_t)MARKER);
 	dump_space("kernel", &kernel_root, NULL, USER_VA_END, 0);
-	dump_space("user", &sc->process->root, sc->process, 0, USER_VA_END);
+	dump_space("user", &sc->process->mm.root, sc->process, 0, USER_VA_END);
 	kprintf("mapdump: end\n");
 }
 
