@@ -37,7 +37,7 @@ SIZE_T MmSizeOfMdl(PVOID Base, SIZE_T Length)
 
 PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer, BOOLEAN ChargeQuota, PIRP Irp)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0xE5, 0, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	if (!Length || Length > MAX_MDL_BYTES || verifier_inject_failure(VF_SITE_ALLOCATE_MDL))
 		return NULL;
 	PMDL m = ExAllocatePool2(POOL_FLAG_NON_PAGED, MmSizeOfMdl(VirtualAddress, Length), MDL_TAG);
@@ -62,12 +62,12 @@ VOID IoFreeMdl(PMDL Mdl)
 {
 	/* A user mapping of it would outlive the MDL (mdlab's code 0x2005, as for unlock). */
 	if (mdl_user_mapping_count(Mdl))
-		verifier_violation(0x2005, (ULONG_PTR)Mdl, 0, 0);
+		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, 0, 0);
 	/* A partial MDL's own mapping goes with it (the seed page's release table). */
 	if (Mdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	else if ((Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARTIAL))
-		verifier_violation(0xB8, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+		verifier_violation(VERIFIER_MDL_FREE_MAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 	ExFreePoolWithTag(Mdl, MDL_TAG);
 }
 
@@ -95,10 +95,10 @@ static void unlock_frame(pfn_t pfn)
 
 VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0x70, (ULONG_PTR)Mdl, AccessMode);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PROBE_IRQL, (ULONG_PTR)Mdl, AccessMode);
 	USHORT bad = Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL);
 	if (bad)
-		verifier_violation(0xB0, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
+		verifier_violation(VERIFIER_MDL_PROBE_BAD_FLAGS, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
 
 	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl), len = Mdl->ByteCount;
 	bool write = Operation != IoReadAccess;
@@ -137,15 +137,15 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 
 VOID MmUnlockPages(PMDL Mdl)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0x78, (ULONG_PTR)Mdl, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNLOCK_IRQL, (ULONG_PTR)Mdl, 0);
 	if (Mdl->MdlFlags & MDL_SOURCE_IS_NONPAGED_POOL)
-		verifier_violation(0x7D, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+		verifier_violation(VERIFIER_MDL_UNLOCK_NONPAGED_POOL, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 	if (Mdl->MdlFlags & MDL_PARTIAL)
-		verifier_violation(0xB4, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
+		verifier_violation(VERIFIER_MDL_UNLOCK_PARTIAL, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
 	ULONG n = mdl_page_count(Mdl);
 	if (!(Mdl->MdlFlags & MDL_PAGES_LOCKED)) {
 		if (verifier_on(VF_CHECKS))
-			verifier_violation(0x7C, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+			verifier_violation(VERIFIER_MDL_UNLOCK_NOT_LOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, 0);
 	}
 	/* No user mapping may outlive the lock; the owning process stops counting the pages. */
@@ -184,7 +184,7 @@ VOID MmBuildMdlForNonPagedPool(PMDL Mdl)
 {
 	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl);
 	if (!is_nonpaged(va, Mdl->ByteCount))
-		verifier_violation(0x7F, KeGetCurrentIrql(), (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags);
+		verifier_violation(VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED, KeGetCurrentIrql(), (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
 	for (ULONG i = 0; i < n; i++) {
@@ -233,7 +233,7 @@ static uint64_t allocate_frames(pfn_t low, pfn_t high, uint64_t skip_pages, uint
 static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, PHYSICAL_ADDRESS Skip,
 				   SIZE_T TotalBytes, enum memtype type, ULONG Flags)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0x7E, DISPATCH_LEVEL, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PAGES_FOR_MDL_IRQL, DISPATCH_LEVEL, 0);
 	uint64_t skip = (uint64_t)Skip.QuadPart;
 	/* Physical addresses are unsigned: a High of all ones means no upper limit. */
 	if ((Flags & ~MM_ALLOCATE_KNOWN_FLAGS) || !TotalBytes || (uint64_t)High.QuadPart < (uint64_t)Low.QuadPart)
@@ -293,10 +293,10 @@ PMDL MmAllocatePagesForMdl(PHYSICAL_ADDRESS LowAddress, PHYSICAL_ADDRESS HighAdd
 
 VOID MmFreePagesFromMdl(PMDL Mdl)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0x7E, DISPATCH_LEVEL, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PAGES_FOR_MDL_IRQL, DISPATCH_LEVEL, 0);
 	/* A process could still reach the frames through a user mapping. */
 	if (mdl_user_mapping_count(Mdl))
-		verifier_violation(0x2005, (ULONG_PTR)Mdl, 0, 0);
+		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, 0, 0);
 	/* Windows 7 and later: a system mapping left in place is released here. */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
@@ -325,13 +325,14 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 	if (va < src || va + Length < va || va + Length > end)
 		KeBugCheckEx(INVALID_MDL_RANGE, (ULONG_PTR)SourceMdl, va, Length, 0);
 	if (!(SourceMdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
-		verifier_violation(0xB3, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
+		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length);
 	if ((USHORT)TargetMdl->Size < sizeof(MDL) + n * sizeof(PFN_NUMBER))
 		KeBugCheckEx(TARGET_MDL_TOO_SMALL, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, n, (USHORT)TargetMdl->Size);
 	/* Rebuilding a partial MDL that still holds its own mapping would lose it. */
 	if (TargetMdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
-		verifier_violation(0xB2, (ULONG_PTR)TargetMdl, (USHORT)TargetMdl->MdlFlags, MDL_PARTIAL_HAS_BEEN_MAPPED);
+		verifier_violation(VERIFIER_MDL_ALREADY_MAPPED, (ULONG_PTR)TargetMdl, (USHORT)TargetMdl->MdlFlags,
+				   MDL_PARTIAL_HAS_BEEN_MAPPED);
 
 	TargetMdl->MdlFlags = (TargetMdl->MdlFlags & (MDL_ALLOCATED_FIXED_SIZE | MDL_ALLOCATED_MUST_SUCCEED)) |
 			      MDL_PARTIAL |
@@ -382,10 +383,10 @@ static bool frame_slow(PMDL m, ULONG i, enum memtype requested, enum memtype *t,
 	struct pfn_entry *e = pfn_entry(pfns[i]);
 	if (!e || e->state == PFN_NOT_RAM) {
 		if (!(m->MdlFlags & MDL_IO_SPACE))
-			verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
+			verifier_violation(VERIFIER_MDL_MAP_NON_RAM_FRAME, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
 	} else if (!(e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
 		     (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE))) {
-		verifier_violation(0x85, (ULONG_PTR)m, mdl_page_count(m), pfns[i]);
+		verifier_violation(VERIFIER_MDL_MAP_UNPINNED_FRAME, (ULONG_PTR)m, mdl_page_count(m), pfns[i]);
 	}
 	return mdl_frame_type(pfns[i], requested, t, override);
 }
@@ -431,13 +432,13 @@ void mdl_check_frames(PMDL m)
 		struct pfn_entry *e = pfn_entry(pfns[i]);
 		if (!e || e->state == PFN_NOT_RAM) {
 			if (!(m->MdlFlags & MDL_IO_SPACE))
-				verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
+				verifier_violation(VERIFIER_MDL_MAP_NON_RAM_FRAME, (ULONG_PTR)m, (ULONG_PTR)&pfns[i], pfns[i]);
 			continue;
 		}
 		bool pinned = e->lock_count || e->state == PFN_KERNEL || e->state == PFN_FIRMWARE ||
 			      (e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_NONE);
 		if (!pinned)
-			verifier_violation(0x85, (ULONG_PTR)m, n, pfns[i]);
+			verifier_violation(VERIFIER_MDL_MAP_UNPINNED_FRAME, (ULONG_PTR)m, n, pfns[i]);
 	}
 }
 
@@ -457,15 +458,15 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 {
 	if (AccessMode == UserMode)
 		return mdl_map_user(Mdl, CacheType, RequestedAddress, Priority);
-	verifier_check_irql(DISPATCH_LEVEL, 0x76, (ULONG_PTR)Mdl, AccessMode);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_IRQL, (ULONG_PTR)Mdl, AccessMode);
 	if (BugCheckOnFailure && verifier_on(VF_DEPRECATED))
-		verifier_violation(0x82, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+		verifier_violation(VERIFIER_MDL_BUGCHECK_ON_FAILURE, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 	/* At most one system mapping; a nonpaged-pool MDL has one already (its pool address). */
 	USHORT bad = Mdl->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL);
 	if (bad)
-		verifier_violation(0xB2, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
+		verifier_violation(VERIFIER_MDL_ALREADY_MAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
 	if (!(Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_PARTIAL)))
-		verifier_violation(0xB3, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
+		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
 
 	ULONG n = mdl_page_count(Mdl);
 	enum memtype requested = memtype_from_caching_type(CacheType);
@@ -494,10 +495,13 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 
 PVOID MmMapLockedPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode)
 {
+	PMDL m = MemoryDescriptorList;
 	if (verifier_on(VF_DEPRECATED))
-		verifier_violation(0x81, (ULONG_PTR)MemoryDescriptorList, (USHORT)MemoryDescriptorList->MdlFlags, 0);
-	verifier_check_irql(AccessMode == UserMode ? APC_LEVEL : DISPATCH_LEVEL, AccessMode == UserMode ? 0x75 : 0x74,
-			    (ULONG_PTR)MemoryDescriptorList, AccessMode);
+		verifier_violation(VERIFIER_MDL_DEPRECATED_MAP_LOCKED_PAGES, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	if (AccessMode == UserMode)
+		verifier_check_irql(APC_LEVEL, VERIFIER_MDL_MAP_LOCKED_PAGES_USER_IRQL, (ULONG_PTR)m, AccessMode);
+	else
+		verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_LOCKED_PAGES_IRQL, (ULONG_PTR)m, AccessMode);
 	/* The French seed page: MmCached, no requested address, bug check on failure, High. */
 	return MmMapLockedPagesSpecifyCache(MemoryDescriptorList, AccessMode, MmCached, NULL, TRUE,
 					    HighPagePriority);
@@ -510,16 +514,16 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 		mdl_unmap_user(BaseAddress, Mdl);
 		return;
 	}
-	verifier_check_irql(DISPATCH_LEVEL, 0x79, base, (ULONG_PTR)Mdl);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNMAP_IRQL, base, (ULONG_PTR)Mdl);
 	ULONG n = mdl_page_count(Mdl);
 	if (!(Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)) {
 		if (verifier_on(VF_CHECKS))
-			verifier_violation(0xB6, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+			verifier_violation(VERIFIER_MDL_UNMAP_UNMAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x06, base, n, (ULONG_PTR)Mdl);
 	}
 	/* A partial MDL sharing its parent's mapping does not own it. */
 	if (Mdl->MdlFlags & MDL_PARENT_MAPPED_SYSTEM_VA)
-		verifier_violation(0xB5, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
+		verifier_violation(VERIFIER_MDL_UNMAP_PARENT_MAPPING, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
 	if (BaseAddress != Mdl->MappedSystemVa)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, base, n, (ULONG_PTR)Mdl->MappedSystemVa);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
@@ -531,7 +535,7 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 {
 	PMDL m = MemoryDescriptorList;
-	verifier_check_irql(DISPATCH_LEVEL, 0xE5, 0, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	if (!(m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) || (m->MdlFlags & MDL_SOURCE_IS_NONPAGED_POOL))
 		return STATUS_NOT_MAPPED_VIEW;
 	bool present = true, write = false, exec = false;

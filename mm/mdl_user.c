@@ -96,8 +96,6 @@
 
 #define LOCKED_PAGES_TAG 0x6B4C644Du /* 'MdLk' */
 
-#define VERIFIER_USER_MAP_KERNEL_MEMORY 0x2004
-#define VERIFIER_UNLOCK_USER_MAPPED 0x2005
 enum { KMEM_NOT_WHOLE_PAGES = 1, KMEM_UNINITIALIZED = 2, KMEM_NOT_POOL = 3 };
 
 static struct user_mapping *all_mappings;
@@ -128,7 +126,7 @@ struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool wri
 	if (va >= USER_VA_END || (!mm && AccessMode == KernelMode))
 		return NULL; /* a kernel buffer (or the kernel's own tables, unattached) */
 	/* User memory is pageable: probing it may fault pages in. */
-	verifier_check_irql(APC_LEVEL, 0x70, (ULONG_PTR)Mdl, AccessMode);
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_PROBE_IRQL, (ULONG_PTR)Mdl, AccessMode);
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
 	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
@@ -210,7 +208,7 @@ void mdl_user_note_unlock(PMDL Mdl)
 	 * the lock and leave the user holding pages that may be reused. */
 	struct user_mapping *um = first_mapping_of(Mdl);
 	if (um)
-		verifier_violation(VERIFIER_UNLOCK_USER_MAPPED, (ULONG_PTR)Mdl, um->va + Mdl->ByteOffset,
+		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, um->va + Mdl->ByteOffset,
 				   (ULONG_PTR)um->mm->process);
 	struct mm_process *mm = ps_mm(Mdl->Process);
 	ULONG n = mdl_page_count(Mdl);
@@ -248,16 +246,16 @@ static bool check_kernel_memory(PMDL m, ULONG pages)
 	if (va < USER_VA_END)
 		return false;
 	if (va < KVA_POOL_BASE || va >= KVA_POOL_END)
-		verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_POOL);
+		verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_POOL);
 	if (m->ByteOffset || m->ByteCount % PAGE_SIZE)
-		verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_WHOLE_PAGES);
+		verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_WHOLE_PAGES);
 	for (uint64_t page = start; page < start + (uint64_t)pages * PAGE_SIZE; page += PAGE_SIZE) {
 		struct pool_info pi;
 		/* The page must lie wholly inside one page-granular allocation. */
 		if (!pool_query(page, &pi) || !pi.whole_pages || page + PAGE_SIZE > pi.base + pi.size)
-			verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_NOT_WHOLE_PAGES);
+			verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_NOT_WHOLE_PAGES);
 		if (pi.uninitialized)
-			verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_UNINITIALIZED);
+			verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_UNINITIALIZED);
 	}
 	return true;
 }
@@ -306,9 +304,9 @@ static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum 
 
 PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority)
 {
-	verifier_check_irql(APC_LEVEL, 0x77, (ULONG_PTR)Mdl, UserMode);
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_USER_IRQL, (ULONG_PTR)Mdl, UserMode);
 	if (!(Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
-		verifier_violation(0xB3, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
+		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
 	mdl_check_frames(Mdl);
 	ULONG n = mdl_page_count(Mdl);
 	bool pool = check_kernel_memory(Mdl, n);
@@ -380,7 +378,7 @@ static void release_mapping(struct user_mapping *um)
 void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 {
 	uint64_t base = (uint64_t)BaseAddress;
-	verifier_check_irql(APC_LEVEL, 0x7A, base, (ULONG_PTR)Mdl);
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_UNMAP_USER_IRQL, base, (ULONG_PTR)Mdl);
 	struct mm_process *mm = mm_current();
 	/* Only the process that owns the mapping can name it: its address is one of mm's. */
 	for (struct user_mapping *um = mm ? mm->mappings : NULL; um; um = um->next)
@@ -389,7 +387,7 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 			stats.unmaps++;
 			return;
 		}
-	verifier_violation(0xB9, base, (ULONG_PTR)Mdl, (ULONG_PTR)(mm ? mm->process : NULL));
+	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl, (ULONG_PTR)(mm ? mm->process : NULL));
 }
 
 void mdl_user_process_exit(struct mm_process *mm)
