@@ -241,9 +241,7 @@ void ps_user_fault(const struct trap_frame *f)
 						 : EXCEPTION_READ_FAULT;
 	kprintf("[%u %s] ended by %s at rip 0x%lx (address 0x%lx, error code 0x%lx)\n", p->pid, p->name,
 		trap_vector_name(f->vector), f->rip, p->fault.address, f->error_code);
-	ps_exit_current(f->vector == 6 ? STATUS_ILLEGAL_INSTRUCTION
-			: f->vector == 0 ? STATUS_INTEGER_DIVIDE_BY_ZERO
-					 : STATUS_ACCESS_VIOLATION);
+	ps_exit_current(trap_exception_code(f));
 }
 
 void PsDestroyProcess(PEPROCESS p)
