@@ -37,8 +37,7 @@ void KeBugCheckEx(ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PT
 		kprintf("\n*** nested bug check 0x%08X while stopping\n", code);
 		qemu_exit(QEMU_EXIT_BUGCHECK);
 	}
-	kprintf("\n*** STOP: 0x%08X (0x%016lX,0x%016lX,0x%016lX,0x%016lX)\n%s\n\n", code, p1, p2, p3,
-		p4, bugcheck_name(code));
+	kprintf("\n" MDLAB_STOP_FORMAT "\n%s\n\n", code, p1, p2, p3, p4, bugcheck_name(code));
 	kprintf("Backtrace of the caller:\n");
 	backtrace_print((uint64_t)__builtin_frame_address(0), 0);
 	qemu_exit(QEMU_EXIT_BUGCHECK);

@@ -17,21 +17,23 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import protocol  # noqa: E402
 import qemu  # noqa: E402
 
-LINE = re.compile(r"# bench: case=(\S+) size=(\d+) ops=(\d+) pages=(\d+) ticks=(\d+)(?: note=(\S+))?")
+LINE = re.compile(protocol.marker_pattern(protocol.BENCH) +
+                  r"\s*case=(\S+) size=(\d+) ops=(\d+) pages=(\d+) ticks=(\d+)(?: note=(\S+))?")
 BASELINE = "baseline_write_invlpg_clear"
 
 
 def run(esp: Path, build: Path, kvm: bool, extra: str, timeout: int) -> str:
-    boot = qemu.prepare_boot_dir(build / "bench", esp, "mode=bench syspte=262144")
+    boot = qemu.prepare_boot_dir(build / "bench", esp, f"mode={protocol.MODE_BENCH} syspte=262144")
     log = build / "bench" / "bench.log"
     accel = "" if kvm else "-icount shift=0"
     argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log),
                               extra=f"{accel} {extra}")
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, timeout=timeout)
     text = log.read_text(errors="replace").replace("\r", "")
-    if proc.returncode != qemu.EXIT_DONE or "# mdlab: bench done" not in text:
+    if proc.returncode != qemu.EXIT_DONE or protocol.BENCH_DONE not in text:
         sys.stdout.write(text[-3000:])
         raise SystemExit(f"bench: the benchmark run did not finish ({qemu.describe_exit(proc.returncode)}); "
                          f"log: {log}")
