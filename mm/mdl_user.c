@@ -1,5 +1,5 @@
 /*
- * The user-mode side of the MDL routines (issue 6; nt-mdl.md, decisions 1, 4 and 5):
+ * The user-mode side of the MDL routines (nt-mdl.md, decisions 1, 4 and 5):
  * probing and locking user buffers, MmMapLockedPagesSpecifyCache(UserMode),
  * MmUnmapLockedPages of a user address, and what a process leaves behind when it ends.
  *
@@ -7,11 +7,11 @@
  * made resident there before anything is locked (uvm_make_resident: a committed demand-zero
  * page gets its frame); a page that is not committed, or refuses the access, raises
  * STATUS_ACCESS_VIOLATION naming it, and nothing stays locked.  On success Mdl->Process is
- * that process, whose locked_pages counts the MDL's pages until MmUnlockPages; a process
- * that ends with pages still locked is bug check PROCESS_HAS_LOCKED_PAGES (0, process,
- * count), raised by PsDestroyProcess.  This holds for a KernelMode probe of a user buffer
- * too (NT charges the process either way).  A UserMode probe needs a process and, the
- * buffer being pageable, IRQL <= APC_LEVEL.
+ * that process, whose memory counts the MDL's pages (mm_process.locked_pages) until
+ * MmUnlockPages; a process that ends with pages still locked is bug check
+ * PROCESS_HAS_LOCKED_PAGES (0, process, count), raised by PsDestroyProcess.  This holds for
+ * a KernelMode probe of a user buffer too (NT charges the process either way).  A UserMode
+ * probe needs a process and, the buffer being pageable, IRQL <= APC_LEVEL.
  *
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
@@ -37,11 +37,9 @@
  * Unmapping runs in the owning process (attached is fine) and releases exactly one
  * mapping, found by its address and MDL; the range is free again at once.  MmUnlockPages
  * does not release user mappings (NT releases only the system mapping): they must be
- * unmapped first.  Mappings a driver leaves behind are torn down when the process ends
- * (mdl_user_process_exit), after the drivers' cleanup callbacks, which may still unmap their
- * own.  For now it is a ps_register_cleanup hook registered at the first user mapping: it
- * runs after the hooks registered before then (io.c registers its own at the first device),
- * but before any registered later — PsDestroyProcess should call it directly instead.
+ * unmapped first.  Mappings a driver leaves behind are torn down when the process ends:
+ * PsDestroyProcess calls mdl_user_process_exit after every cleanup callback, so a driver's
+ * IRP_MJ_CLEANUP can still unmap its own.
  *
  * Pool mapped to a user (the seed page's security warning): only whole pages of pool
  * allocations that were zeroed, the MDL covering whole pages, may be mapped; each mapping
@@ -69,7 +67,7 @@
  * and PROCESS_HAS_LOCKED_PAGES (1, MDL, pages, pages the process has locked) when an unlock
  * would take more pages off Mdl->Process than it has locked (the field was changed).
  *
- * Locked-page tracking (issue 6; nt-mdl.md: 0xCB "when locked-page tracking is on"): off
+ * Locked-page tracking (nt-mdl.md: 0xCB "when locked-page tracking is on"): off
  * by default, on with cmdline track_locked_pages=1 or mdl_user_track_locked_pages(true).
  * While on, each lock charged to a process is recorded (struct locked_record: MDL, pages,
  * the driver's call site — the return address of MmProbeAndLockPages, found through the
@@ -302,50 +300,80 @@ static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum 
 	return true;
 }
 
-PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority)
+/* A user mapping MmMapLockedPagesSpecifyCache(UserMode) may make: what, where, and how. */
+struct map_request {
+	struct mm_process *mm;  /* the current process's memory */
+	PMDL mdl;
+	ULONG pages;
+	uint64_t va;            /* page-aligned start: RequestedAddress, or a free range */
+	enum memtype type;      /* what CacheType asks for; a frame's own type still wins */
+	bool write;             /* not MdlMappingNoWrite */
+	bool pool;              /* the MDL describes pool: the mapping counts on its pages */
+};
+
+/* Every check the mapping must pass, before anything changes: the verifier's (IRQL, a locked
+ * MDL, pinned frames), the kernel-memory rule, the process, CacheType, the low-resources
+ * simulation, and where the mapping goes (decision 4).  Raises (map_failed) or bug-checks on
+ * a refusal; fills *r otherwise. */
+static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority,
+			      struct map_request *r)
 {
 	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_USER_IRQL, (ULONG_PTR)Mdl, UserMode);
 	if (!(Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
 	mdl_check_frames(Mdl);
-	ULONG n = mdl_page_count(Mdl);
-	bool pool = check_kernel_memory(Mdl, n);
+	*r = (struct map_request){ .mm = mm_current(), .mdl = Mdl, .pages = mdl_page_count(Mdl) };
+	r->pool = check_kernel_memory(Mdl, r->pages);
 
-	struct mm_process *mm = mm_current();
-	if (!mm)
+	if (!r->mm)
 		map_failed(STATUS_INVALID_ADDRESS);
-	if (mm->terminating)
+	if (r->mm->terminating)
 		map_failed(STATUS_PROCESS_IS_TERMINATING);
-	enum memtype requested = memtype_from_caching_type(CacheType);
-	if (requested == MT_NONE || !n)
+	r->type = memtype_from_caching_type(CacheType);
+	if (r->type == MT_NONE || !r->pages)
 		map_failed(STATUS_INVALID_PARAMETER);
 	if (verifier_inject_failure(VF_SITE_MAP))
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
-	uint64_t size = (uint64_t)n * PAGE_SIZE;
-	uint64_t va = choose_address(mm, (uint64_t)RequestedAddress, size);
-
+	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
 	/* A user mapping is never executable (the seed page); NoWrite makes it read-only. */
-	bool write = !(Priority & MdlMappingNoWrite);
+	r->write = !(Priority & MdlMappingNoWrite);
+}
+
+/* Make the mapping r describes: its record, its VAD_MDL range and its PTEs, then put it on
+ * the process's list and the list of all mappings, and count it on pool pages.  Raises
+ * STATUS_INSUFFICIENT_RESOURCES with nothing left behind when memory runs out. */
+static void make_mapping(const struct map_request *r)
+{
+	struct mm_process *mm = r->mm;
+	uint64_t size = (uint64_t)r->pages * PAGE_SIZE;
 	struct user_mapping *um = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *um, USER_MAPPING_TAG);
-	struct vad *v = um ? vad_insert(mm, va, va + size, VAD_MDL, write ? PAGE_READWRITE : PAGE_READONLY) : NULL;
-	if (!v || !map_pages(mm, Mdl, va, n, requested, write)) {
+	struct vad *v = um ? vad_insert(mm, r->va, r->va + size, VAD_MDL, r->write ? PAGE_READWRITE : PAGE_READONLY)
+			   : NULL;
+	if (!v || !map_pages(mm, r->mdl, r->va, r->pages, r->type, r->write)) {
 		if (v)
 			vad_remove(mm, v);
 		if (um)
 			ExFreePoolWithTag(um, USER_MAPPING_TAG);
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	}
-	*um = (struct user_mapping){ .mm = mm, .mdl = Mdl, .va = va, .pages = n, .vad = v, .pool = pool,
-				     .next = mm->mappings, .next_all = all_mappings };
+	*um = (struct user_mapping){ .mm = mm, .mdl = r->mdl, .va = r->va, .pages = r->pages, .vad = v,
+				     .pool = r->pool, .next = mm->mappings, .next_all = all_mappings };
 	v->owner = um;
 	mm->mappings = um;
 	all_mappings = um;
-	if (pool)
-		pool_note_user_mapping((uint64_t)Mdl->StartVa, size, +1);
+	if (r->pool)
+		pool_note_user_mapping((uint64_t)r->mdl->StartVa, size, +1);
+}
+
+PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority)
+{
+	struct map_request r;
+	check_map_request(Mdl, CacheType, RequestedAddress, Priority, &r);
+	make_mapping(&r);
 	/* Mappings a driver leaves behind go with the process (see mdl_user_process_exit). */
 	stats.maps++;
 	stats.live++;
-	return (PVOID)(va + Mdl->ByteOffset);
+	return (PVOID)(r.va + Mdl->ByteOffset);
 }
 
 /* ---- unmapping ---------------------------------------------------------------------- */
@@ -387,7 +415,8 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 			stats.unmaps++;
 			return;
 		}
-	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl, (ULONG_PTR)(mm ? mm->process : NULL));
+	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl,
+			   (ULONG_PTR)(mm ? mm->process : NULL));
 }
 
 void mdl_user_process_exit(struct mm_process *mm)
