@@ -1,5 +1,6 @@
 /*
- * Helpers shared by the memory-manager tests (mm_fault, mm_pat, mm_pt, mm_pfn).
+ * Helpers shared by the tests that check the memory manager against the hardware (the
+ * mm_*, mdl_*, pool, syspte, uvm, io and tour suites, ...).
  *
  * The tests prove rules by hardware, so these helpers do two things only:
  *   - make one real access (load, store, call) inside __try and report the fault the CPU
