@@ -2,7 +2,8 @@
 """bench.py — `make bench`: boot the kernel with mode=bench under QEMU with `-icount shift=0`
 (the guest TSC then advances one tick per guest instruction, so every figure is an exact,
 repeatable instruction count), collect the `# bench:` lines, print a table with each figure's
-ratio to the hardware baseline, check issue 8's targets, and write build/bench.json.
+ratio to the hardware baseline, check the performance targets (README "Performance"), and
+write build/bench.json.
 
 With --kvm 1 the unit is TSC cycles under KVM (no -icount); the ratios still apply.
 """
@@ -87,7 +88,7 @@ def main(argv: list[str]) -> int:
         ratio = f"{r['ratio_to_baseline']:.2f}" if r["ratio_to_baseline"] is not None else "-"
         print(f"{r['case']:34} {r['size']:>7} {r['ticks_per_op']:>10} {per_page:>10} {ratio:>11}  {r['note']}")
 
-    # Issue 8's targets.
+    # The performance targets (README "Performance").
     targets = []
     m_map, m_base = marginal(rows, "map_unmap", 1, 512), marginal(rows, BASELINE, 1, 512)
     if m_map is not None and m_base:
@@ -111,7 +112,7 @@ def main(argv: list[str]) -> int:
         kv = dict(item.split("=") for item in t["note"].split(","))
         per32 = int(kv["full"]) * 32 / int(kv["unmaps"])
         targets.append(("full TLB flushes per 32 one-page unmaps", per32, "< 1", per32 < 1))
-    print("\ntargets (issue 8):")
+    print("\nperformance targets:")
     for name, value, want, ok in targets:
         v = f"{value:.2f}" if isinstance(value, float) else str(value)
         print(f"  {'met ' if ok else 'MISS'}  {name}: {v} (target {want})")

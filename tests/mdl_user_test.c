@@ -1,5 +1,5 @@
 /*
- * MDLs and user address spaces (issue 6; mm/mdl_user.c): probing and locking user buffers,
+ * MDLs and user address spaces (mm/mdl_user.c): probing and locking user buffers,
  * mapping MDLs into processes, what ring 3 can and cannot do with such a mapping, and what
  * is left when a process ends.
  *
