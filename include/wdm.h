@@ -52,6 +52,8 @@ VOID ExFreePool(PVOID P);
 
 struct _EPROCESS;
 typedef struct _EPROCESS *PEPROCESS;
+/* The handle that names the calling process (ZwAllocateVirtualMemory and friends). */
+#define NtCurrentProcess() ((HANDLE)(LONG_PTR)-1)
 
 /* The x64 layout: 0x30 bytes, the PFN array follows at (PPFN_NUMBER)(Mdl + 1). */
 typedef struct _MDL {

@@ -1,4 +1,5 @@
 #include "kernel/bench.h"
+#include "include/mdlab/protocol.h"
 #include "kernel/bootmode.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
@@ -25,21 +26,21 @@ void bench_result(const char *case_name, uint64_t size, uint64_t ops, uint64_t p
 		  const char *extra)
 {
 	/* One line a result: key=value, read by scripts/bench.py. */
-	kprintf("# bench: case=%s size=%lu ops=%lu pages=%lu ticks=%lu%s%s\n", case_name, size, ops, pages, ticks,
+	kprintf(MDLAB_BENCH " case=%s size=%lu ops=%lu pages=%lu ticks=%lu%s%s\n", case_name, size, ops, pages, ticks,
 		extra ? " note=" : "", extra ? extra : "");
 }
 
 void bench_run_all(const char *glob)
 {
 	measure_overhead();
-	kprintf("# bench: overhead=%lu\n", overhead);
+	kprintf(MDLAB_BENCH " overhead=%lu\n", overhead);
 	for (const struct kbench *const *b = __kbench_start; b < __kbench_end; b++) {
 		if (!glob_match(glob, (*b)->name))
 			continue;
-		kprintf("# bench: running %s\n", (*b)->name);
+		kprintf(MDLAB_BENCH " running %s\n", (*b)->name);
 		(*b)->run();
 	}
-	kprintf("# mdlab: bench done\n");
+	kprintf(MDLAB_BENCH_DONE "\n");
 }
 
 /* mode=bench bench=GLOB: the benchmark cases matching GLOB (make bench boots it under -icount). */
@@ -49,4 +50,4 @@ static void mode_bench(void)
 	cmdline_get("bench", glob, sizeof glob);
 	bench_run_all(glob);
 }
-BOOT_MODE(bench, "bench", mode_bench);
+BOOT_MODE(bench, MDLAB_MODE_BENCH, mode_bench);

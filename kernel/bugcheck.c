@@ -1,34 +1,15 @@
 #include <stdarg.h>
 #include "kernel/bugcheck.h"
+#include "kernel/backtrace.h"
 #include "kernel/cpu.h"
 #include "kernel/printf.h"
-#include "kernel/trap.h"
 
+#define NAME_ENTRY(name, value) { value, #name },
 static const struct {
 	ULONG code;
 	const char *name;
-} names[] = {
-	{ IRQL_NOT_GREATER_OR_EQUAL, "IRQL_NOT_GREATER_OR_EQUAL" },
-	{ IRQL_NOT_LESS_OR_EQUAL, "IRQL_NOT_LESS_OR_EQUAL" },
-	{ MEMORY_MANAGEMENT, "MEMORY_MANAGEMENT" },
-	{ KMODE_EXCEPTION_NOT_HANDLED, "KMODE_EXCEPTION_NOT_HANDLED" },
-	{ NO_MORE_SYSTEM_PTES, "NO_MORE_SYSTEM_PTES" },
-	{ TARGET_MDL_TOO_SMALL, "TARGET_MDL_TOO_SMALL" },
-	{ PFN_LIST_CORRUPT, "PFN_LIST_CORRUPT" },
-	{ PAGE_FAULT_IN_NONPAGED_AREA, "PAGE_FAULT_IN_NONPAGED_AREA" },
-	{ PROCESS_HAS_LOCKED_PAGES, "PROCESS_HAS_LOCKED_PAGES" },
-	{ UNEXPECTED_KERNEL_MODE_TRAP, "UNEXPECTED_KERNEL_MODE_TRAP" },
-	{ NMI_HARDWARE_FAILURE, "NMI_HARDWARE_FAILURE" },
-	{ MACHINE_CHECK_EXCEPTION, "MACHINE_CHECK_EXCEPTION" },
-	{ BAD_POOL_CALLER, "BAD_POOL_CALLER" },
-	{ DRIVER_VERIFIER_DETECTED_VIOLATION, "DRIVER_VERIFIER_DETECTED_VIOLATION" },
-	{ DRIVER_CORRUPTED_EXPOOL, "DRIVER_CORRUPTED_EXPOOL" },
-	{ DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, "DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS" },
-	{ SYSTEM_PTE_MISUSE, "SYSTEM_PTE_MISUSE" },
-	{ INVALID_MDL_RANGE, "INVALID_MDL_RANGE" },
-	{ MANUALLY_INITIATED_CRASH, "MANUALLY_INITIATED_CRASH" },
-	{ MDLAB_INTERNAL_ERROR, "MDLAB_INTERNAL_ERROR" },
-};
+} names[] = { MDLAB_BUGCODES(NAME_ENTRY) };
+#undef NAME_ENTRY
 
 const char *bugcheck_name(ULONG code)
 {
@@ -56,10 +37,9 @@ void KeBugCheckEx(ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PT
 		kprintf("\n*** nested bug check 0x%08X while stopping\n", code);
 		qemu_exit(QEMU_EXIT_BUGCHECK);
 	}
-	kprintf("\n*** STOP: 0x%08X (0x%016lX,0x%016lX,0x%016lX,0x%016lX)\n%s\n\n", code, p1, p2, p3,
-		p4, bugcheck_name(code));
+	kprintf("\n" MDLAB_STOP_FORMAT "\n%s\n\n", code, p1, p2, p3, p4, bugcheck_name(code));
 	kprintf("Backtrace of the caller:\n");
-	trap_backtrace((uint64_t)__builtin_frame_address(0), 0);
+	backtrace_print((uint64_t)__builtin_frame_address(0), 0);
 	qemu_exit(QEMU_EXIT_BUGCHECK);
 }
 

@@ -4,11 +4,7 @@
 
 #include "include/mdlab/ntdef.h"
 #include "include/mdlab/bugcodes.h"
-
-/* isa-debug-exit: writing V to port 0xf4 ends QEMU with status (V << 1) | 1. */
-#define QEMU_EXIT_PORT 0xf4
-#define QEMU_EXIT_DONE 0x10      /* normal end: QEMU exits 33 */
-#define QEMU_EXIT_BUGCHECK 0x11  /* bug check: QEMU exits 35 */
+#include "include/mdlab/protocol.h" /* QEMU_EXIT_*, the STOP line */
 
 __attribute__((noreturn)) void KeBugCheckEx(ULONG BugCheckCode, ULONG_PTR P1, ULONG_PTR P2,
 					    ULONG_PTR P3, ULONG_PTR P4);

@@ -1,5 +1,6 @@
 #include <stdarg.h>
 #include "kernel/ktest.h"
+#include "include/mdlab/protocol.h"
 #include "kernel/accounting.h"
 #include "kernel/bootmode.h"
 #include "kernel/bugcheck.h"
@@ -16,7 +17,7 @@ extern const struct ktest_suite *const __ktest_suites_start[], *const __ktest_su
 
 static bool case_matches(const struct ktest_suite *s, const struct ktest_case *c, const char *glob)
 {
-	char full[128];
+	char full[MDLAB_CASE_NAME_SIZE];
 	if (s->late && !c->death_code)
 		return true;
 	ksnprintf(full, sizeof full, "%s.%s", s->name, c->name);
@@ -48,7 +49,7 @@ void ktest_expect_stop(struct ktest *t, uint32_t code, uint64_t p1, uint64_t p2,
 	const uint64_t p[4] = { p1, p2, p3, p4 };
 	if (!t->kcase->death_code)
 		KTEST_FAIL(t, "ktest_expect_stop in %s, which is not a death case", t->kcase->name);
-	kprintf("# death-expect: code=0x%08X", code);
+	kprintf(MDLAB_DEATH_EXPECT " code=0x%08X", code);
 	print_params(mask, p);
 	kprintf("\n");
 }
@@ -144,14 +145,14 @@ int ktest_run_all(const char *glob)
 {
 	int nsuites = 0, total_pass = 0, total_fail = 0, total_skip = 0;
 
-	kprintf("KTAP version 1\n");
+	kprintf(MDLAB_KTAP_HEADER "\n");
 	for_each_suite(s) {
 		bool any = false;
 		for (const struct ktest_case *c = (*s)->cases; c->name; c++) {
 			if (!case_matches(*s, c, glob))
 				continue;
 			if (c->death_code) {
-				kprintf("# death-test: %s.%s code=0x%08X", (*s)->name, c->name, c->death_code);
+				kprintf(MDLAB_DEATH_TEST " %s.%s code=0x%08X", (*s)->name, c->name, c->death_code);
 				print_params(c->death_mask, c->death_p);
 				kprintf("\n");
 			} else {
@@ -172,7 +173,7 @@ int ktest_run_all(const char *glob)
 			ncases += !c->death_code && case_matches(*s, c, glob);
 		if (!ncases)
 			continue;
-		kprintf("    KTAP version 1\n    # Subtest: %s\n    1..%d\n", (*s)->name, ncases);
+		kprintf("    " MDLAB_KTAP_HEADER "\n    " MDLAB_KTAP_SUBTEST " %s\n    1..%d\n", (*s)->name, ncases);
 		int pass = 0, fail = 0, skip = 0, no = 0;
 		for (const struct ktest_case *c = (*s)->cases; c->name; c++) {
 			if (c->death_code || !case_matches(*s, c, glob))
@@ -186,7 +187,7 @@ int ktest_run_all(const char *glob)
 				kprintf("    ok %d %s\n", no, c->name);
 			} else if (o == KTEST_SKIPPED) {
 				skip++;
-				kprintf("    ok %d %s # SKIP %s\n", no, c->name, last_skip_reason);
+				kprintf("    ok %d %s # " MDLAB_KTAP_SKIP " %s\n", no, c->name, last_skip_reason);
 			} else {
 				fail++;
 				kprintf("    not ok %d %s\n", no, c->name);
@@ -218,14 +219,14 @@ void ktest_run_death(const char *name)
 		for (const struct ktest_case *c = (*s)->cases; c->name; c++) {
 			if (!c->death_code || !case_matches(*s, c, name))
 				continue;
-			kprintf("# death: running %s.%s, expecting bug check 0x%08X\n", (*s)->name, c->name,
+			kprintf(MDLAB_DEATH " running %s.%s, expecting bug check 0x%08X\n", (*s)->name, c->name,
 				c->death_code);
 			run_bare(*s, c);
-			kprintf("# death: %s.%s returned without a bug check\n", (*s)->name, c->name);
+			kprintf(MDLAB_DEATH " %s.%s " MDLAB_DEATH_RETURNED "\n", (*s)->name, c->name);
 			return;
 		}
 	}
-	kprintf("# death: no death case named '%s'\n", name);
+	kprintf(MDLAB_DEATH " no death case named '%s'\n", name);
 }
 
 /* ---- boot modes ----------------------------------------------------------------------------
@@ -238,23 +239,23 @@ static void mode_test(void)
 	char glob[128] = "*";
 	cmdline_get("tests", glob, sizeof glob);
 	ktest_run_all(glob);
-	kprintf("# mdlab: tests done\n");
+	kprintf(MDLAB_TESTS_DONE "\n");
 }
-BOOT_MODE(test, "test", mode_test);
+BOOT_MODE(test, MDLAB_MODE_TEST, mode_test);
 
 static void mode_death(void)
 {
-	char name[128] = "";
+	char name[MDLAB_CASE_NAME_SIZE] = "";
 	cmdline_get("case", name, sizeof name);
 	ktest_run_death(name);
 }
-BOOT_MODE(death, "death", mode_death);
+BOOT_MODE(death, MDLAB_MODE_DEATH, mode_death);
 
 static void mode_death_server(void)
 {
-	char name[128];
-	kprintf("# death-server: ready\n");
+	char name[MDLAB_CASE_NAME_SIZE];
+	kprintf(MDLAB_DEATH_SERVER_READY "\n");
 	serial_read_line(name, sizeof name);
 	ktest_run_death(name);
 }
-BOOT_MODE(death_server, "death-server", mode_death_server);
+BOOT_MODE(death_server, MDLAB_MODE_DEATH_SERVER, mode_death_server);

@@ -3,6 +3,7 @@
  * monitor when none is given. */
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
+#include "include/mdlab/protocol.h"
 #include "kernel/bootinfo.h"
 #include "kernel/bootmode.h"
 #include "kernel/bugcheck.h"
@@ -66,12 +67,12 @@ static void kmain_after_mm(void *unused)
 	mm_audit_boot();
 	syscall_init();
 
-	char mode[16] = "monitor";
+	char mode[16] = MDLAB_MODE_MONITOR;
 	cmdline_get("mode", mode, sizeof mode);
 	const struct boot_mode *b = boot_mode_find(mode);
 	if (!b) {
 		kprintf("mdlab: no mode '%s' in this kernel; the monitor instead\n", mode);
-		b = boot_mode_find("monitor");
+		b = boot_mode_find(MDLAB_MODE_MONITOR);
 	}
 	if (!b) {
 		kprintf("mdlab: this kernel has no monitor either\n");

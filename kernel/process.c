@@ -11,7 +11,6 @@
 #include "kernel/userprog.h"
 #include "mm/mdl_user.h"
 #include "mm/pfn.h"
-#include "mm/tlb.h"
 #include "mm/uvm.h"
 #include "mm/vad.h"
 
@@ -26,7 +25,6 @@
 __attribute__((noreturn)) void user_iret(uint64_t rip, uint64_t rsp, uint64_t rflags);
 
 static PEPROCESS processes;        /* the live ones, newest first, linked by `next` */
-static PEPROCESS current;          /* whose address space is loaded */
 static PEPROCESS running;          /* whose ring-3 code is running (PsRunProcess) */
 /* Where PsRunProcess resumes when the running process ends, and with what status. */
 static struct seh_jmpbuf *running_resume;
@@ -35,8 +33,11 @@ static uint32_t next_pid = 4;
 static ps_cleanup_fn cleanups[MAX_CLEANUPS];
 static int ncleanups;
 
-PEPROCESS ps_current(void) { return current; }
-PEPROCESS PsGetCurrentProcess(void) { return current; }
+/* The process whose memory is loaded: mm keeps which address space that is. */
+PEPROCESS ps_current(void) { return mm_current() ? mm_current()->process : NULL; }
+PEPROCESS PsGetCurrentProcess(void) { return ps_current(); }
+
+struct mm_process *ps_mm(PEPROCESS p) { return p ? &p->mm : NULL; }
 
 PEPROCESS ps_next(PEPROCESS p) { return p ? p->next : processes; }
 
@@ -67,17 +68,11 @@ void ps_register_cleanup(ps_cleanup_fn fn)
 
 void KeStackAttachProcess(PEPROCESS Process, PKAPC_STATE ApcState)
 {
-	ApcState->previous = current;
-	ApcState->previous_cr3 = current ? current->root.pml4 : kernel_root.pml4;
-	current = Process;
-	tlb_load_root(Process->root.pml4);
+	ApcState->previous = ps_current();
+	mm_switch(&Process->mm);
 }
 
-void KeUnstackDetachProcess(PKAPC_STATE ApcState)
-{
-	current = ApcState->previous;
-	tlb_load_root(ApcState->previous_cr3);
-}
+void KeUnstackDetachProcess(PKAPC_STATE ApcState) { mm_switch(ps_mm(ApcState->previous)); }
 
 bool ps_report(const PEPROCESS p, uint64_t key, uint64_t *value)
 {
@@ -102,7 +97,7 @@ static bool map_new_pages(PEPROCESS p, uint64_t va, uint64_t n, int kind, bool w
 	if (ok && fill)
 		fill(pfns, n, ctx);
 	if (ok)
-		ok = uvm_map_frames(p, va, pfns, n, kind, write, exec);
+		ok = uvm_map_frames(&p->mm, va, pfns, n, kind, write, exec);
 	if (!ok)
 		for (uint64_t i = 0; i < got; i++)
 			pfn_free(pfns[i]);
@@ -171,20 +166,19 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 	next_pid += 4;
 	strlcpy(p->name, program, sizeof p->name);
 	p->wow64 = flags & PROCESS_WOW64;
-	p->highest_user = p->wow64 ? MM_USER_TOP_WOW64 : MM_USER_TOP_64;
-	if (!pt_root_create(&p->root)) {
+	if (!mm_process_init(&p->mm, p, p->wow64)) {
 		ExFreePoolWithTag(p, PROCESS_TAG);
 		return NULL;
 	}
 	/* The stack sits under a 64 KiB gap below the top of the user range. */
-	uint64_t stack_top = ALIGN_DOWN(p->highest_user + 1, MM_ALLOCATION_GRANULARITY) - MM_ALLOCATION_GRANULARITY;
+	uint64_t stack_top = ALIGN_DOWN(p->mm.highest_user + 1, MM_ALLOCATION_GRANULARITY) - MM_ALLOCATION_GRANULARITY;
 	struct params_fill pf = { args, nargs };
 	if (!load_image(p, prog) ||
 	    !map_new_pages(p, stack_top - USER_STACK_PAGES * PAGE_SIZE, USER_STACK_PAGES, VAD_STACK, true, false,
 			   NULL, NULL) ||
 	    !map_new_pages(p, USER_PARAMS_VA, 1, VAD_PARAMS, false, false, fill_params, &pf)) {
-		uvm_destroy(p);
-		pt_root_destroy(&p->root);
+		uvm_destroy(&p->mm);
+		pt_root_destroy(&p->mm.root);
 		ExFreePoolWithTag(p, PROCESS_TAG);
 		return NULL;
 	}
@@ -247,27 +241,25 @@ void ps_user_fault(const struct trap_frame *f)
 						 : EXCEPTION_READ_FAULT;
 	kprintf("[%u %s] ended by %s at rip 0x%lx (address 0x%lx, error code 0x%lx)\n", p->pid, p->name,
 		trap_vector_name(f->vector), f->rip, p->fault.address, f->error_code);
-	ps_exit_current(f->vector == 6 ? STATUS_ILLEGAL_INSTRUCTION
-			: f->vector == 0 ? STATUS_INTEGER_DIVIDE_BY_ZERO
-					 : STATUS_ACCESS_VIOLATION);
+	ps_exit_current(trap_exception_code(f));
 }
 
 void PsDestroyProcess(PEPROCESS p)
 {
 	KAPC_STATE apc;
 	unlink_process(p);
-	p->terminating = true;
+	p->mm.terminating = true;
 	KeStackAttachProcess(p, &apc);
 	/* Drivers' cleanup first (IRP_MJ_CLEANUP), then what they mapped, then the space. */
 	for (int i = 0; i < ncleanups; i++)
 		cleanups[i](p);
-	mdl_user_process_exit(p);
-	if (p->locked_pages) {
-		mdl_user_check_locks_left(p); /* 0xCB when locked-page tracking recorded them */
-		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, p->locked_pages, 0);
+	mdl_user_process_exit(&p->mm);
+	if (p->mm.locked_pages) {
+		mdl_user_check_locks_left(&p->mm); /* 0xCB when locked-page tracking recorded them */
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, p->mm.locked_pages, 0);
 	}
-	uvm_destroy(p);
+	uvm_destroy(&p->mm);
 	KeUnstackDetachProcess(&apc);
-	pt_root_destroy(&p->root);
+	pt_root_destroy(&p->mm.root);
 	ExFreePoolWithTag(p, PROCESS_TAG);
 }

@@ -1,6 +1,7 @@
 /*
- * Processes: an address space (its own PML4, the kernel half shared), a tree of address
- * ranges (VADs), one thread that runs a program embedded in the kernel to completion.
+ * Processes: memory of their own (struct mm_process, mm/mmproc.h: a PML4 whose kernel half is
+ * shared, a tree of address ranges), one thread that runs a program embedded in the kernel
+ * to completion.
  *
  * PsRunProcess enters ring 3 from the calling kernel context and returns when the program
  * exits (SYS_EXIT) or faults: mdlab has no scheduler, a process runs while the kernel test
@@ -14,10 +15,7 @@
 #include <stdint.h>
 #include "include/wdm.h"
 #include "include/mdlab/syscalls.h"
-#include "mm/pt.h"
-
-struct vad;
-struct user_mapping;
+#include "mm/mmproc.h"
 
 /* A user fault that ended a process. */
 struct process_fault {
@@ -35,13 +33,9 @@ struct process_fault {
 typedef struct _EPROCESS {
 	uint32_t pid;
 	char name[PROCESS_NAME_MAX];
-	struct pt_root root;
-	bool wow64;                 /* a 32-bit address space: user mappings at or below 0x7FFEFFFF */
-	uint64_t highest_user;      /* the highest user address this process may use */
-	struct vad *vad_root;       /* mm/vad.c */
-	uint64_t locked_pages;      /* pages locked by MmProbeAndLockPages(UserMode) for it */
-	struct user_mapping *mappings; /* MDL mappings into it (mm/mdl_user.c) */
-	bool terminating;
+	bool wow64;                 /* a 32-bit process (PROCESS_WOW64): mm.highest_user is
+				     * MM_USER_TOP_WOW64 */
+	struct mm_process mm;       /* its memory: page tables, VADs, locked pages, MDL mappings */
 	NTSTATUS exit_status;
 	struct process_fault fault;
 	/* SYS_REPORT values, for the kernel test that runs the program. */
@@ -52,12 +46,8 @@ typedef struct _EPROCESS {
 } EPROCESS;
 
 typedef struct _KAPC_STATE {
-	PEPROCESS previous;
-	uint64_t previous_cr3;
+	PEPROCESS previous;         /* the process attached before, NULL for the kernel */
 } KAPC_STATE, *PKAPC_STATE;
-
-typedef void *HANDLE;
-#define NtCurrentProcess() ((HANDLE)(LONG_PTR)-1)
 
 /* Flags for PsCreateProcess. */
 #define PROCESS_WOW64 0x1

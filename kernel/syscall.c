@@ -124,15 +124,3 @@ uint64_t syscall_dispatch(struct syscall_frame *f)
 		ps_exit_current(STATUS_ACCESS_VIOLATION);
 	return r;
 }
-
-/* Until the I/O manager is linked in: no device exists. */
-#define STATUS_OBJECT_NAME_NOT_FOUND ((NTSTATUS)0xC0000034)
-__attribute__((weak)) uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle)
-{
-	return (uint32_t)STATUS_OBJECT_NAME_NOT_FOUND;
-}
-__attribute__((weak)) uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, uint64_t in_len,
-							 uint64_t out, uint64_t out_len)
-{
-	return (uint32_t)STATUS_INVALID_PARAMETER;
-}

@@ -1,9 +1,10 @@
 #include "kernel/trap.h"
+#include "kernel/backtrace.h"
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
-#include "kernel/kstack.h"
-#include "kernel/ksym.h"
+#include "kernel/insn.h"
+#include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
 #include "kernel/seh.h"
@@ -21,9 +22,9 @@ struct idt_gate {
 } __attribute__((packed));
 
 static struct idt_gate idt[256];
-extern const uint64_t trap_stubs[32];
+extern const uint64_t trap_stubs[VEC_EXCEPTIONS];
 
-static const char *const vector_names[32] = {
+static const char *const vector_names[VEC_EXCEPTIONS] = {
 	"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
 	"#BR bound range", "#UD invalid opcode", "#NM device not available", "#DF double fault",
 	"coprocessor segment overrun", "#TS invalid TSS", "#NP segment not present",
@@ -34,7 +35,7 @@ static const char *const vector_names[32] = {
 	"#VC VMM communication", "#SX security", "reserved 31",
 };
 
-const char *trap_vector_name(uint64_t v) { return v < 32 ? vector_names[v] : "interrupt"; }
+const char *trap_vector_name(uint64_t v) { return v < VEC_EXCEPTIONS ? vector_names[v] : "interrupt"; }
 
 static void set_gate(int v, uint64_t handler, uint8_t ist)
 {
@@ -50,47 +51,16 @@ static void set_gate(int v, uint64_t handler, uint8_t ist)
 
 void idt_init(void)
 {
-	for (int v = 0; v < 32; v++)
+	for (int v = 0; v < VEC_EXCEPTIONS; v++)
 		set_gate(v, trap_stubs[v], 0);
-	set_gate(8, trap_stubs[8], IST_DOUBLE_FAULT);
-	set_gate(2, trap_stubs[2], IST_NMI);
-	set_gate(18, trap_stubs[18], IST_MACHINE_CHECK);
+	set_gate(VEC_DOUBLE_FAULT, trap_stubs[VEC_DOUBLE_FAULT], IST_DOUBLE_FAULT);
+	set_gate(VEC_NMI, trap_stubs[VEC_NMI], IST_NMI);
+	set_gate(VEC_MACHINE_CHECK, trap_stubs[VEC_MACHINE_CHECK], IST_MACHINE_CHECK);
 	struct {
 		uint16_t limit;
 		uint64_t base;
 	} __attribute__((packed)) idtr = { sizeof idt - 1, (uint64_t)idt };
 	__asm__ volatile("lidt %0" ::"m"(idtr));
-}
-
-void trap_backtrace(uint64_t rbp, int first)
-{
-	for (int depth = first; depth < first + 32 && rbp; depth++) {
-		/* Follow only frames that lie in a known kernel stack and move upwards. */
-		if ((rbp & 7) || !kstack_contains(rbp, 16)) {
-			kprintf("  (frame pointer 0x%lx is outside the kernel stacks)\n", rbp);
-			return;
-		}
-		uint64_t next = ((uint64_t *)rbp)[0], ret = ((uint64_t *)rbp)[1];
-		if (!ret)
-			return;
-		uint64_t off;
-		const char *name = ksym_lookup(ret - 1, &off);
-		if (name)
-			kprintf("  #%-2d 0x%016lx %s+0x%lx\n", depth, ret, name, off + 1);
-		else
-			kprintf("  #%-2d 0x%016lx\n", depth, ret);
-		if (next <= rbp)
-			return;
-		rbp = next;
-	}
-}
-
-static void print_symbol(uint64_t addr)
-{
-	uint64_t off;
-	const char *name = ksym_lookup(addr, &off);
-	if (name)
-		kprintf(" <%s+0x%lx>", name, off);
 }
 
 void trap_print_report(const struct trap_frame *f)
@@ -106,7 +76,7 @@ void trap_print_report(const struct trap_frame *f)
 		kprintf("    CR2 0x%016lx\n", f->cr2);
 	}
 	kprintf("    RIP 0x%016lx", f->rip);
-	print_symbol(f->rip);
+	backtrace_print_symbol(f->rip);
 	kprintf("\n    CS %04lx SS %04lx RFLAGS %016lx RSP %016lx\n", f->cs, f->ss, f->rflags, f->rsp);
 	kprintf("    RAX %016lx RBX %016lx RCX %016lx RDX %016lx\n", f->rax, f->rbx, f->rcx, f->rdx);
 	kprintf("    RSI %016lx RDI %016lx RBP %016lx R8  %016lx\n", f->rsi, f->rdi, f->rbp, f->r8);
@@ -115,24 +85,125 @@ void trap_print_report(const struct trap_frame *f)
 	kprintf("    CR0 %016lx CR3 %016lx CR4 %016lx CR8 %lx\n", read_cr0(), read_cr3(), read_cr4(),
 		read_cr8());
 	kprintf("  Backtrace:\n  #0  0x%016lx", f->rip);
-	print_symbol(f->rip);
+	backtrace_print_symbol(f->rip);
 	kprintf("\n");
-	trap_backtrace(f->rbp, 1);
+	backtrace_print(f->rbp, 1);
 }
 
-/* NTSTATUS for a CPU exception, as NT's trap handlers choose them. */
-static NTSTATUS status_for_vector(uint64_t v)
+/* The exception flags the x87 status word and MXCSR share (SDM Vol. 1, 8.1.3 and 10.2.3);
+ * a flag counts when its mask bit (x87 control word, MXCSR bits 7-12) is clear. */
+#define FP_INVALID (1u << 0)
+#define FP_DENORMAL (1u << 1)
+#define FP_ZERO_DIVIDE (1u << 2)
+#define FP_OVERFLOW (1u << 3)
+#define FP_UNDERFLOW (1u << 4)
+#define FP_PRECISION (1u << 5)
+#define FP_FLAGS 0x3Fu
+#define FSW_STACK_FAULT (1u << 6)
+#define MXCSR_MASK_SHIFT 7
+
+/* The STATUS_FLOAT_* of the unmasked flags, the invalid operation first (a stack fault is
+ * STATUS_FLOAT_STACK_CHECK), as NT reports one exception per fault. */
+static NTSTATUS float_status(unsigned flags, bool stack_fault)
 {
-	switch (v) {
-	case 0: return STATUS_INTEGER_DIVIDE_BY_ZERO;
-	case 3: return STATUS_BREAKPOINT;
-	case 4: return STATUS_INTEGER_OVERFLOW;
-	case 5: return STATUS_ARRAY_BOUNDS_EXCEEDED;
-	case 6: return STATUS_ILLEGAL_INSTRUCTION;
-	case 16:
-	case 19: return STATUS_FLOAT_INVALID_OPERATION;
-	case 17: return STATUS_DATATYPE_MISALIGNMENT;
-	default: return STATUS_ACCESS_VIOLATION; /* #PF, #GP, #SS, #NP, ... */
+	if (flags & FP_INVALID)
+		return stack_fault ? STATUS_FLOAT_STACK_CHECK : STATUS_FLOAT_INVALID_OPERATION;
+	if (flags & FP_ZERO_DIVIDE)
+		return STATUS_FLOAT_DIVIDE_BY_ZERO;
+	if (flags & FP_DENORMAL)
+		return STATUS_FLOAT_DENORMAL_OPERAND;
+	if (flags & FP_OVERFLOW)
+		return STATUS_FLOAT_OVERFLOW;
+	if (flags & FP_UNDERFLOW)
+		return STATUS_FLOAT_UNDERFLOW;
+	if (flags & FP_PRECISION)
+		return STATUS_FLOAT_INEXACT_RESULT;
+	return STATUS_FLOAT_INVALID_OPERATION; /* no flag left: the generic one */
+}
+
+/* #MF and #XM: the kernel itself never touches the FPU, so its state is the faulting code's.
+ * #MF implies x87 instructions run (CR0.EM clear), #XM that SSE is enabled (CR4.OSXMMEXCPT),
+ * so the reads below cannot fault. */
+static NTSTATUS x87_status(void)
+{
+	uint16_t sw, cw;
+	__asm__ volatile("fnstsw %0\n\tfnstcw %1" : "=m"(sw), "=m"(cw));
+	return float_status(sw & ~cw & FP_FLAGS, sw & FSW_STACK_FAULT);
+}
+
+static NTSTATUS simd_status(void)
+{
+	uint32_t mxcsr;
+	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+	return float_status(mxcsr & ~(mxcsr >> MXCSR_MASK_SHIFT) & FP_FLAGS, false);
+}
+
+/* Whether the user instruction at rip is a privileged one: as many of its bytes as can be
+ * read (the instruction may end just before an unmapped page), then decoded. */
+static bool user_privileged_instruction(uint64_t rip)
+{
+	uint8_t code[INSN_MAX_LENGTH];
+	size_t n = INSN_MAX_LENGTH;
+	if (copy_from_user(code, rip, n) != STATUS_SUCCESS) {
+		n = MIN(n, PAGE_SIZE - (rip & (PAGE_SIZE - 1)));
+		if (copy_from_user(code, rip, n) != STATUS_SUCCESS)
+			return false;
+	}
+	return insn_is_privileged(code, n);
+}
+
+/* NT's choices, by vector.  Not modelled: NT's #DE handler reports an IDIV overflow as
+ * STATUS_INTEGER_OVERFLOW, and a WOW64 process's #XM as STATUS_FLOAT_MULTIPLE_TRAPS/FAULTS. */
+NTSTATUS trap_exception_code(const struct trap_frame *f)
+{
+	switch (f->vector) {
+	case VEC_DIVIDE_ERROR:
+		return STATUS_INTEGER_DIVIDE_BY_ZERO;
+	case VEC_DEBUG:
+		return STATUS_SINGLE_STEP;
+	case VEC_BREAKPOINT:
+		return STATUS_BREAKPOINT;
+	case VEC_OVERFLOW:
+		return STATUS_INTEGER_OVERFLOW;
+	case VEC_BOUND_RANGE:
+		return STATUS_ARRAY_BOUNDS_EXCEEDED;
+	case VEC_INVALID_OPCODE:
+		return STATUS_ILLEGAL_INSTRUCTION;
+	case VEC_GENERAL_PROTECTION:
+		/* #GP(0) in ring 3 at an instruction only ring 0 may run; else a bad access (a
+		 * non-canonical address, a segment). */
+		if ((f->cs & 3) && !f->error_code && user_privileged_instruction(f->rip))
+			return STATUS_PRIVILEGED_INSTRUCTION;
+		return STATUS_ACCESS_VIOLATION;
+	case VEC_X87_FP:
+		return x87_status();
+	case VEC_ALIGNMENT_CHECK:
+		return STATUS_DATATYPE_MISALIGNMENT;
+	case VEC_SIMD_FP:
+		return simd_status();
+	default:
+		return STATUS_ACCESS_VIOLATION; /* #PF, #NP, #SS, and anything else */
+	}
+}
+
+/* The bug check for a vector that is never dispatched as an exception, 0 for the others.
+ * NMI, #DF and #MC arrive on their own stacks and cannot be resumed; NT's handlers for #NM
+ * (the FPU is always enabled: CR0.EM and CR0.TS stay clear), vector 9 and #TS stop the
+ * machine too, whatever the mode. */
+static ULONG fatal_vector_bugcheck(uint64_t vector)
+{
+	switch (vector) {
+	case VEC_NMI:
+		return NMI_HARDWARE_FAILURE;
+	case VEC_MACHINE_CHECK:
+		return MACHINE_CHECK_EXCEPTION;
+	case VEC_DEVICE_NOT_AVAILABLE:
+	case VEC_DOUBLE_FAULT:
+	case VEC_COPROCESSOR_OVERRUN:
+	case VEC_INVALID_TSS:
+		return UNEXPECTED_KERNEL_MODE_TRAP;
+	default:
+		return 0;
 	}
 }
 
@@ -140,12 +211,10 @@ static int reporting;
 
 void trap_dispatch(struct trap_frame *f)
 {
-	/* NMI, #DF and #MC arrive on their own stacks and are never resumable. */
-	if (f->vector == 2 || f->vector == 8 || f->vector == 18) {
+	ULONG fatal = fatal_vector_bugcheck(f->vector);
+	if (fatal) {
 		trap_print_report(f);
-		ULONG code = f->vector == 2 ? NMI_HARDWARE_FAILURE
-			   : f->vector == 8 ? UNEXPECTED_KERNEL_MODE_TRAP : MACHINE_CHECK_EXCEPTION;
-		KeBugCheckEx(code, f->vector, f->error_code, f->rip, f->cr2);
+		KeBugCheckEx(fatal, f->vector, f->error_code, f->rip, f->cr2);
 	}
 	if (reporting) {
 		kprintf("\n*** fault while reporting a fault:\n");
@@ -156,15 +225,15 @@ void trap_dispatch(struct trap_frame *f)
 
 	/* A committed demand-zero user page touched for the first time: make it resident and
 	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
-	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END && ps_current() &&
-	    uvm_resolve_fault(ps_current(), f->cr2, f->error_code))
+	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END &&
+	    uvm_resolve_fault(mm_current(), f->cr2, f->error_code))
 		return;
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
 		ps_user_fault(f);
 
 	EXCEPTION_RECORD rec = { 0 };
-	rec.ExceptionCode = status_for_vector(f->vector);
+	rec.ExceptionCode = trap_exception_code(f);
 	rec.ExceptionAddress = (PVOID)f->rip;
 	if (f->vector == VEC_PAGE_FAULT) {
 		/* NT's access-violation parameters: access kind, then the address. */
@@ -173,7 +242,7 @@ void trap_dispatch(struct trap_frame *f)
 					      : (f->error_code & PF_W) ? EXCEPTION_WRITE_FAULT
 								       : EXCEPTION_READ_FAULT;
 		rec.ExceptionInformation[1] = f->cr2;
-	} else if (f->vector == 13) {
+	} else if (f->vector == VEC_GENERAL_PROTECTION) {
 		/* #GP: no address is known (a non-canonical access, a privileged instruction). */
 		rec.NumberParameters = 2;
 		rec.ExceptionInformation[0] = EXCEPTION_READ_FAULT;

@@ -1,8 +1,9 @@
-/* Exceptions: the IDT, the saved register frame, the fault report and backtraces. */
+/* Exceptions: the IDT, the saved register frame and the fault report. */
 #ifndef KERNEL_TRAP_H
 #define KERNEL_TRAP_H
 
 #include <stdint.h>
+#include "include/mdlab/ntdef.h"
 
 /* Layout pushed by kernel/trap.asm; lowest address first. */
 struct trap_frame {
@@ -22,14 +23,37 @@ struct trap_frame {
 #define PF_PK (1u << 5)
 #define PF_SS (1u << 6)
 
-#define VEC_PAGE_FAULT 14
+/* Exception vectors (SDM Vol. 3, 6.3.1). */
+#define VEC_DIVIDE_ERROR 0          /* #DE */
+#define VEC_DEBUG 1                 /* #DB */
+#define VEC_NMI 2
+#define VEC_BREAKPOINT 3            /* #BP */
+#define VEC_OVERFLOW 4              /* #OF */
+#define VEC_BOUND_RANGE 5           /* #BR */
+#define VEC_INVALID_OPCODE 6        /* #UD */
+#define VEC_DEVICE_NOT_AVAILABLE 7  /* #NM */
+#define VEC_DOUBLE_FAULT 8          /* #DF */
+#define VEC_COPROCESSOR_OVERRUN 9
+#define VEC_INVALID_TSS 10          /* #TS */
+#define VEC_SEGMENT_NOT_PRESENT 11  /* #NP */
+#define VEC_STACK_FAULT 12          /* #SS */
+#define VEC_GENERAL_PROTECTION 13   /* #GP */
+#define VEC_PAGE_FAULT 14           /* #PF */
+#define VEC_X87_FP 16               /* #MF */
+#define VEC_ALIGNMENT_CHECK 17      /* #AC */
+#define VEC_MACHINE_CHECK 18        /* #MC */
+#define VEC_SIMD_FP 19              /* #XM */
+#define VEC_EXCEPTIONS 32           /* vectors 0-31 are the CPU's */
 
 void idt_init(void);
 void trap_dispatch(struct trap_frame *f);
 const char *trap_vector_name(uint64_t vector);
+/* The NTSTATUS an exception is raised with, as NT's trap handlers choose it: from the vector,
+ * and for a user #GP from the instruction (STATUS_PRIVILEGED_INSTRUCTION for one only ring 0
+ * may run), for #MF and #XM from the pending floating-point exception.  ps_user_fault ends a
+ * process with it; trap_dispatch raises it in the kernel. */
+NTSTATUS trap_exception_code(const struct trap_frame *f);
 /* The readable report: vector, error code (decoded for #PF), CR2, RIP, registers, backtrace. */
 void trap_print_report(const struct trap_frame *f);
-/* Walk the frame-pointer chain from `rbp`, printing "  #n 0x... symbol+off" from n = first. */
-void trap_backtrace(uint64_t rbp, int first);
 
 #endif

@@ -24,6 +24,18 @@
 #define HUGE_PAGE_SIZE (1ul << 30)
 
 #define USER_VA_END 0x0000800000000000ul
+
+/* The user range's limits, NT's x64 values.  Nothing is ever mapped in the first 64 KiB, so a
+ * NULL pointer plus a small offset always faults (MM_LOWEST_USER_ADDRESS).  A 64-bit process
+ * may use addresses up to MM_USER_TOP_64 (MM_HIGHEST_USER_ADDRESS), a 32-bit (WOW64) one up to
+ * MM_USER_TOP_WOW64.  A UserMode probe accepts a range that ends at or below
+ * MM_USER_PROBE_ADDRESS.  Reservations start on MM_ALLOCATION_GRANULARITY. */
+#define MM_LOWEST_USER_ADDRESS 0x10000ul
+#define MM_USER_TOP_64 0x00007FFFFFFEFFFFul
+#define MM_USER_TOP_WOW64 0x7FFEFFFFul
+#define MM_USER_PROBE_ADDRESS 0x00007FFFFFFF0000ul
+#define MM_ALLOCATION_GRANULARITY 0x10000ul
+
 #define KVA_DIRECT_MAP_BASE 0xFFFF800000000000ul
 #define KVA_DIRECT_MAP_END 0xFFFFC00000000000ul
 #define KVA_SYSPTE_BASE 0xFFFFC00000000000ul

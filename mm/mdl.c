@@ -19,10 +19,6 @@
 #define PRIORITY_FLAGS (MdlMappingNoWrite | MdlMappingNoExecute | MdlMappingWithGuardPtes)
 #define MM_ALLOCATE_KNOWN_FLAGS 0x7Fu
 
-/* The user probe limit: the highest user address a probe accepts, plus one (NT's
- * MM_USER_PROBE_ADDRESS on x64). */
-#define MM_USER_PROBE_ADDRESS 0x7FFFFFFF0000ul
-
 static struct mdl_stats stats;
 
 void mdl_get_stats(struct mdl_stats *out) { *out = stats; }
@@ -41,7 +37,7 @@ SIZE_T MmSizeOfMdl(PVOID Base, SIZE_T Length)
 
 PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer, BOOLEAN ChargeQuota, PIRP Irp)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0xE5, 0, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	if (!Length || Length > MAX_MDL_BYTES || verifier_inject_failure(VF_SITE_ALLOCATE_MDL))
 		return NULL;
 	PMDL m = ExAllocatePool2(POOL_FLAG_NON_PAGED, MmSizeOfMdl(VirtualAddress, Length), MDL_TAG);
@@ -66,12 +62,12 @@ VOID IoFreeMdl(PMDL Mdl)
 {
 	/* A user mapping of it would outlive the MDL (mdlab's code 0x2005, as for unlock). */
 	if (mdl_user_mapping_count(Mdl))
-		verifier_violation(0x2005, (ULONG_PTR)Mdl, 0, 0);
+		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, 0, 0);
 	/* A partial MDL's own mapping goes with it (the seed page's release table). */
 	if (Mdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	else if ((Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARTIAL))
-		verifier_violation(0xB8, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+		verifier_violation(VERIFIER_MDL_FREE_MAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 	ExFreePoolWithTag(Mdl, MDL_TAG);
 }
 
@@ -79,10 +75,10 @@ VOID IoFreeMdl(PMDL Mdl)
 
 VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0x70, (ULONG_PTR)Mdl, AccessMode);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PROBE_IRQL, (ULONG_PTR)Mdl, AccessMode);
 	USHORT bad = Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL);
 	if (bad)
-		verifier_violation(0xB0, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
+		verifier_violation(VERIFIER_MDL_PROBE_BAD_FLAGS, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
 
 	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl), len = Mdl->ByteCount;
 	bool write = Operation != IoReadAccess;
@@ -93,7 +89,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	/* A user buffer is made resident in its process first (mm/mdl_user.c). */
-	PEPROCESS owner = mdl_user_probe(Mdl, AccessMode, write);
+	struct mm_process *owner = mdl_user_probe(Mdl, AccessMode, write);
 
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
@@ -121,15 +117,15 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 
 VOID MmUnlockPages(PMDL Mdl)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0x78, (ULONG_PTR)Mdl, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNLOCK_IRQL, (ULONG_PTR)Mdl, 0);
 	if (Mdl->MdlFlags & MDL_SOURCE_IS_NONPAGED_POOL)
-		verifier_violation(0x7D, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+		verifier_violation(VERIFIER_MDL_UNLOCK_NONPAGED_POOL, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 	if (Mdl->MdlFlags & MDL_PARTIAL)
-		verifier_violation(0xB4, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
+		verifier_violation(VERIFIER_MDL_UNLOCK_PARTIAL, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
 	ULONG n = mdl_page_count(Mdl);
 	if (!(Mdl->MdlFlags & MDL_PAGES_LOCKED)) {
 		if (verifier_on(VF_CHECKS))
-			verifier_violation(0x7C, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+			verifier_violation(VERIFIER_MDL_UNLOCK_NOT_LOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, 0);
 	}
 	/* No user mapping may outlive the lock; the owning process stops counting the pages. */
@@ -168,7 +164,7 @@ VOID MmBuildMdlForNonPagedPool(PMDL Mdl)
 {
 	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl);
 	if (!is_nonpaged(va, Mdl->ByteCount))
-		verifier_violation(0x7F, KeGetCurrentIrql(), (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags);
+		verifier_violation(VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED, KeGetCurrentIrql(), (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
 	for (ULONG i = 0; i < n; i++) {
@@ -254,7 +250,7 @@ static bool adopt_frames(PMDL m, const pfn_t *pfns, uint64_t n, enum memtype typ
 static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, PHYSICAL_ADDRESS Skip,
 				   SIZE_T TotalBytes, enum memtype type, ULONG Flags)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0x7E, DISPATCH_LEVEL, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PAGES_FOR_MDL_IRQL, DISPATCH_LEVEL, 0);
 	uint64_t skip = (uint64_t)Skip.QuadPart;
 	if (!allocation_request_is_valid((uint64_t)Low.QuadPart, (uint64_t)High.QuadPart, skip, TotalBytes, Flags))
 		return NULL;
@@ -300,10 +296,10 @@ PMDL MmAllocatePagesForMdl(PHYSICAL_ADDRESS LowAddress, PHYSICAL_ADDRESS HighAdd
 
 VOID MmFreePagesFromMdl(PMDL Mdl)
 {
-	verifier_check_irql(DISPATCH_LEVEL, 0x7E, DISPATCH_LEVEL, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PAGES_FOR_MDL_IRQL, DISPATCH_LEVEL, 0);
 	/* A process could still reach the frames through a user mapping. */
 	if (mdl_user_mapping_count(Mdl))
-		verifier_violation(0x2005, (ULONG_PTR)Mdl, 0, 0);
+		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, 0, 0);
 	/* Windows 7 and later: a system mapping left in place is released here. */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
@@ -331,13 +327,14 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 	if (va < src || va + Length < va || va + Length > end)
 		KeBugCheckEx(INVALID_MDL_RANGE, (ULONG_PTR)SourceMdl, va, Length, 0);
 	if (!(SourceMdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
-		verifier_violation(0xB3, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
+		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length);
 	if ((USHORT)TargetMdl->Size < sizeof(MDL) + n * sizeof(PFN_NUMBER))
 		KeBugCheckEx(TARGET_MDL_TOO_SMALL, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, n, (USHORT)TargetMdl->Size);
 	/* Rebuilding a partial MDL that still holds its own mapping would lose it. */
 	if (TargetMdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
-		verifier_violation(0xB2, (ULONG_PTR)TargetMdl, (USHORT)TargetMdl->MdlFlags, MDL_PARTIAL_HAS_BEEN_MAPPED);
+		verifier_violation(VERIFIER_MDL_ALREADY_MAPPED, (ULONG_PTR)TargetMdl, (USHORT)TargetMdl->MdlFlags,
+				   MDL_PARTIAL_HAS_BEEN_MAPPED);
 
 	TargetMdl->MdlFlags = (TargetMdl->MdlFlags & (MDL_ALLOCATED_FIXED_SIZE | MDL_ALLOCATED_MUST_SUCCEED)) |
 			      MDL_PARTIAL |
@@ -368,9 +365,9 @@ static inline void check_frame(PMDL m, ULONG i)
 		return; /* the common case, and RAM */
 	if (!pfn_is_ram(pfn)) {
 		if (!(m->MdlFlags & MDL_IO_SPACE))
-			verifier_violation(0x89, (ULONG_PTR)m, (ULONG_PTR)&MmGetMdlPfnArray(m)[i], pfn);
-	} else if (!pfn_frame_is_pinned(pfn)) {
-		verifier_violation(0x85, (ULONG_PTR)m, mdl_page_count(m), pfn);
+			verifier_violation(VERIFIER_MDL_MAP_NON_RAM_FRAME, (ULONG_PTR)m, (ULONG_PTR)&MmGetMdlPfnArray(m)[i], pfn);
+	} else {
+		verifier_violation(VERIFIER_MDL_MAP_UNPINNED_FRAME, (ULONG_PTR)m, mdl_page_count(m), pfn);
 	}
 }
 
@@ -426,15 +423,15 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 {
 	if (AccessMode == UserMode)
 		return mdl_map_user(Mdl, CacheType, RequestedAddress, Priority);
-	verifier_check_irql(DISPATCH_LEVEL, 0x76, (ULONG_PTR)Mdl, AccessMode);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_IRQL, (ULONG_PTR)Mdl, AccessMode);
 	if (BugCheckOnFailure && verifier_on(VF_DEPRECATED))
-		verifier_violation(0x82, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+		verifier_violation(VERIFIER_MDL_BUGCHECK_ON_FAILURE, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 	/* At most one system mapping; a nonpaged-pool MDL has one already (its pool address). */
 	USHORT bad = Mdl->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL);
 	if (bad)
-		verifier_violation(0xB2, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
+		verifier_violation(VERIFIER_MDL_ALREADY_MAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
 	if (!(Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_PARTIAL)))
-		verifier_violation(0xB3, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
+		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
 
 	ULONG n = mdl_page_count(Mdl);
 	enum memtype requested = memtype_from_caching_type(CacheType);
@@ -463,10 +460,13 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 
 PVOID MmMapLockedPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode)
 {
+	PMDL m = MemoryDescriptorList;
 	if (verifier_on(VF_DEPRECATED))
-		verifier_violation(0x81, (ULONG_PTR)MemoryDescriptorList, (USHORT)MemoryDescriptorList->MdlFlags, 0);
-	verifier_check_irql(AccessMode == UserMode ? APC_LEVEL : DISPATCH_LEVEL, AccessMode == UserMode ? 0x75 : 0x74,
-			    (ULONG_PTR)MemoryDescriptorList, AccessMode);
+		verifier_violation(VERIFIER_MDL_DEPRECATED_MAP_LOCKED_PAGES, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	if (AccessMode == UserMode)
+		verifier_check_irql(APC_LEVEL, VERIFIER_MDL_MAP_LOCKED_PAGES_USER_IRQL, (ULONG_PTR)m, AccessMode);
+	else
+		verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_LOCKED_PAGES_IRQL, (ULONG_PTR)m, AccessMode);
 	/* The French seed page: MmCached, no requested address, bug check on failure, High. */
 	return MmMapLockedPagesSpecifyCache(MemoryDescriptorList, AccessMode, MmCached, NULL, TRUE,
 					    HighPagePriority);
@@ -479,16 +479,16 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 		mdl_unmap_user(BaseAddress, Mdl);
 		return;
 	}
-	verifier_check_irql(DISPATCH_LEVEL, 0x79, base, (ULONG_PTR)Mdl);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNMAP_IRQL, base, (ULONG_PTR)Mdl);
 	ULONG n = mdl_page_count(Mdl);
 	if (!(Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)) {
 		if (verifier_on(VF_CHECKS))
-			verifier_violation(0xB6, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+			verifier_violation(VERIFIER_MDL_UNMAP_UNMAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x06, base, n, (ULONG_PTR)Mdl);
 	}
 	/* A partial MDL sharing its parent's mapping does not own it. */
 	if (Mdl->MdlFlags & MDL_PARENT_MAPPED_SYSTEM_VA)
-		verifier_violation(0xB5, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
+		verifier_violation(VERIFIER_MDL_UNMAP_PARENT_MAPPING, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
 	if (BaseAddress != Mdl->MappedSystemVa)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, base, n, (ULONG_PTR)Mdl->MappedSystemVa);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
@@ -500,7 +500,7 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 {
 	PMDL m = MemoryDescriptorList;
-	verifier_check_irql(DISPATCH_LEVEL, 0xE5, 0, 0);
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	if (!(m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) || (m->MdlFlags & MDL_SOURCE_IS_NONPAGED_POOL))
 		return STATUS_NOT_MAPPED_VIEW;
 	bool present = true, write = false, exec = false;

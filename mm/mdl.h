@@ -16,9 +16,8 @@ void mdl_get_stats(struct mdl_stats *out);
 /* Pages the MDL's buffer spans. */
 ULONG mdl_page_count(const MDL *m);
 
-/* The address space MmProbeAndLockPages walks, and the process it records. */
+/* The address space MmProbeAndLockPages walks: the current process's, else the kernel's. */
 const struct pt_root *mdl_current_root(void);
-PEPROCESS mdl_current_process(void);
 
 /* Shared by both sides (mm/mdl.c): the check that every frame of an MDL to be mapped is
  * pinned (0xC4/0x85, 0x89).  Each frame's memory type comes from memtype_for_mapping. */

@@ -1,5 +1,5 @@
 /*
- * The user-mode side of the MDL routines (issue 6; nt-mdl.md, decisions 1, 4 and 5):
+ * The user-mode side of the MDL routines (nt-mdl.md, decisions 1, 4 and 5):
  * probing and locking user buffers, MmMapLockedPagesSpecifyCache(UserMode),
  * MmUnmapLockedPages of a user address, and what a process leaves behind when it ends.
  *
@@ -7,11 +7,11 @@
  * made resident there before anything is locked (uvm_make_resident: a committed demand-zero
  * page gets its frame); a page that is not committed, or refuses the access, raises
  * STATUS_ACCESS_VIOLATION naming it, and nothing stays locked.  On success Mdl->Process is
- * that process, whose locked_pages counts the MDL's pages until MmUnlockPages; a process
- * that ends with pages still locked is bug check PROCESS_HAS_LOCKED_PAGES (0, process,
- * count), raised by PsDestroyProcess.  This holds for a KernelMode probe of a user buffer
- * too (NT charges the process either way).  A UserMode probe needs a process and, the
- * buffer being pageable, IRQL <= APC_LEVEL.
+ * that process, whose memory counts the MDL's pages (mm_process.locked_pages) until
+ * MmUnlockPages; a process that ends with pages still locked is bug check
+ * PROCESS_HAS_LOCKED_PAGES (0, process, count), raised by PsDestroyProcess.  This holds for
+ * a KernelMode probe of a user buffer too (NT charges the process either way).  A UserMode
+ * probe needs a process and, the buffer being pageable, IRQL <= APC_LEVEL.
  *
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
@@ -37,11 +37,9 @@
  * Unmapping runs in the owning process (attached is fine) and releases exactly one
  * mapping, found by its address and MDL; the range is free again at once.  MmUnlockPages
  * does not release user mappings (NT releases only the system mapping): they must be
- * unmapped first.  Mappings a driver leaves behind are torn down when the process ends
- * (mdl_user_process_exit), after the drivers' cleanup callbacks, which may still unmap their
- * own.  For now it is a ps_register_cleanup hook registered at the first user mapping: it
- * runs after the hooks registered before then (io.c registers its own at the first device),
- * but before any registered later — PsDestroyProcess should call it directly instead.
+ * unmapped first.  Mappings a driver leaves behind are torn down when the process ends:
+ * PsDestroyProcess calls mdl_user_process_exit after every cleanup callback, so a driver's
+ * IRP_MJ_CLEANUP can still unmap its own.
  *
  * Pool mapped to a user (the seed page's security warning): only whole pages of pool
  * allocations that were zeroed, the MDL covering whole pages, may be mapped; each mapping
@@ -69,7 +67,7 @@
  * and PROCESS_HAS_LOCKED_PAGES (1, MDL, pages, pages the process has locked) when an unlock
  * would take more pages off Mdl->Process than it has locked (the field was changed).
  *
- * Locked-page tracking (issue 6; nt-mdl.md: 0xCB "when locked-page tracking is on"): off
+ * Locked-page tracking (nt-mdl.md: 0xCB "when locked-page tracking is on"): off
  * by default, on with cmdline track_locked_pages=1 or mdl_user_track_locked_pages(true).
  * While on, each lock charged to a process is recorded (struct locked_record: MDL, pages,
  * the driver's call site — the return address of MmProbeAndLockPages, found through the
@@ -81,10 +79,10 @@
 #include "mm/mdl_user.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
-#include "kernel/process.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/memtype.h"
+#include "mm/mmproc.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/uvm.h"
@@ -92,15 +90,11 @@
 #include "mm/verifier.h"
 
 #define USER_MAPPING_TAG 0x4D6C644Du /* 'MdlM' */
-/* Nothing is mapped in the first 64 KiB of a user space (NT's MM_LOWEST_USER_ADDRESS). */
-#define LOWEST_USER_MAPPING 0x10000ul
 /* Mappings stay this far below the process's highest user address (decision 4). */
 #define USER_MAPPING_GUARD (16 * PAGE_SIZE)
 
 #define LOCKED_PAGES_TAG 0x6B4C644Du /* 'MdLk' */
 
-#define VERIFIER_USER_MAP_KERNEL_MEMORY 0x2004
-#define VERIFIER_UNLOCK_USER_MAPPED 0x2005
 enum { KMEM_NOT_WHOLE_PAGES = 1, KMEM_UNINITIALIZED = 2, KMEM_NOT_POOL = 3 };
 
 static struct user_mapping *all_mappings;
@@ -108,7 +102,7 @@ static struct mdl_user_stats stats;
 
 /* One lock recorded by locked-page tracking, on the list of all of them (oldest first). */
 struct locked_record {
-	PEPROCESS process;
+	struct mm_process *mm;         /* the process the pages are charged to */
 	PMDL mdl;
 	ULONG pages;
 	ULONG_PTR caller;              /* where MmProbeAndLockPages returns to */
@@ -118,28 +112,27 @@ static struct locked_record *locked_records;
 enum { TRACKING_UNREAD = -1 };
 static int tracking = TRACKING_UNREAD; /* the cmdline is read at the first lock */
 
-const struct pt_root *mdl_current_root(void) { return ps_current() ? &ps_current()->root : &kernel_root; }
-PEPROCESS mdl_current_process(void) { return ps_current(); }
+const struct pt_root *mdl_current_root(void) { return mm_current() ? &mm_current()->root : &kernel_root; }
 
 void mdl_user_get_stats(struct mdl_user_stats *out) { *out = stats; }
 
 /* ---- probe and lock ----------------------------------------------------------------- */
 
-PEPROCESS mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write)
+struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write)
 {
 	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl), end = va + Mdl->ByteCount;
-	PEPROCESS p = ps_current();
-	if (va >= USER_VA_END || (!p && AccessMode == KernelMode))
+	struct mm_process *mm = mm_current();
+	if (va >= USER_VA_END || (!mm && AccessMode == KernelMode))
 		return NULL; /* a kernel buffer (or the kernel's own tables, unattached) */
 	/* User memory is pageable: probing it may fault pages in. */
-	verifier_check_irql(APC_LEVEL, 0x70, (ULONG_PTR)Mdl, AccessMode);
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_PROBE_IRQL, (ULONG_PTR)Mdl, AccessMode);
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
-	if (!p)
+	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
 	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < end; page += PAGE_SIZE)
-		if (!uvm_make_resident(p, page, PAGE_SIZE, write))
+		if (!uvm_make_resident(mm, page, PAGE_SIZE, write))
 			seh_raise_access_violation(page < va ? va : page, access);
-	return p;
+	return mm;
 }
 
 void mdl_user_track_locked_pages(bool on) { tracking = on; }
@@ -151,12 +144,12 @@ bool mdl_user_tracking_locked_pages(void)
 	return tracking;
 }
 
-static void record_lock(PMDL Mdl, PEPROCESS owner, ULONG pages, ULONG_PTR caller)
+static void record_lock(PMDL Mdl, struct mm_process *owner, ULONG pages, ULONG_PTR caller)
 {
 	struct locked_record *r = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *r, LOCKED_PAGES_TAG);
 	if (!r)
 		return;
-	*r = (struct locked_record){ .process = owner, .mdl = Mdl, .pages = pages, .caller = caller };
+	*r = (struct locked_record){ .mm = owner, .mdl = Mdl, .pages = pages, .caller = caller };
 	struct locked_record **tail = &locked_records;
 	while (*tail)
 		tail = &(*tail)->next;
@@ -180,9 +173,9 @@ static void forget_lock(PMDL Mdl)
  * frame chain is the driver's call site. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wframe-address"
-__attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner)
+__attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, struct mm_process *owner)
 {
-	Mdl->Process = owner;
+	Mdl->Process = owner ? owner->process : NULL;
 	if (!owner)
 		return;
 	ULONG n = mdl_page_count(Mdl);
@@ -192,10 +185,10 @@ __attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner)
 }
 #pragma GCC diagnostic pop
 
-void mdl_user_check_locks_left(PEPROCESS p)
+void mdl_user_check_locks_left(struct mm_process *mm)
 {
 	for (struct locked_record *r = locked_records; r; r = r->next)
-		if (r->process == p)
+		if (r->mm == mm)
 			KeBugCheckEx(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, r->caller, 0, (ULONG_PTR)r->mdl,
 				     r->pages);
 }
@@ -214,15 +207,15 @@ void mdl_user_note_unlock(PMDL Mdl)
 	 * the lock and leave the user holding pages that may be reused. */
 	struct user_mapping *um = first_mapping_of(Mdl);
 	if (um)
-		verifier_violation(VERIFIER_UNLOCK_USER_MAPPED, (ULONG_PTR)Mdl, um->va + Mdl->ByteOffset,
-				   (ULONG_PTR)um->process);
-	PEPROCESS p = Mdl->Process;
+		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, um->va + Mdl->ByteOffset,
+				   (ULONG_PTR)um->mm->process);
+	struct mm_process *mm = ps_mm(Mdl->Process);
 	ULONG n = mdl_page_count(Mdl);
-	if (!p)
+	if (!mm)
 		return;
-	if (p->locked_pages < n)
-		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, p->locked_pages);
-	p->locked_pages -= n;
+	if (mm->locked_pages < n)
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, mm->locked_pages);
+	mm->locked_pages -= n;
 	forget_lock(Mdl);
 }
 
@@ -252,44 +245,44 @@ static bool check_kernel_memory(PMDL m, ULONG pages)
 	if (va < USER_VA_END)
 		return false;
 	if (va < KVA_POOL_BASE || va >= KVA_POOL_END)
-		verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_POOL);
+		verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_POOL);
 	if (m->ByteOffset || m->ByteCount % PAGE_SIZE)
-		verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_WHOLE_PAGES);
+		verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_WHOLE_PAGES);
 	for (uint64_t page = start; page < start + (uint64_t)pages * PAGE_SIZE; page += PAGE_SIZE) {
 		struct pool_info pi;
 		/* The page must lie wholly inside one page-granular allocation. */
 		if (!pool_query(page, &pi) || !pi.whole_pages || page + PAGE_SIZE > pi.base + pi.size)
-			verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_NOT_WHOLE_PAGES);
+			verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_NOT_WHOLE_PAGES);
 		if (pi.uninitialized)
-			verifier_violation(VERIFIER_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_UNINITIALIZED);
+			verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, page, KMEM_UNINITIALIZED);
 	}
 	return true;
 }
 
-/* The highest address a mapping in p may cover. */
-static uint64_t mapping_limit(PEPROCESS p) { return p->highest_user - USER_MAPPING_GUARD; }
+/* The highest address a mapping in mm may cover. */
+static uint64_t mapping_limit(const struct mm_process *mm) { return mm->highest_user - USER_MAPPING_GUARD; }
 
-/* Where a mapping of `size` bytes goes in p (decision 4); raises when it can't. */
-static uint64_t choose_address(PEPROCESS p, uint64_t requested, uint64_t size)
+/* Where a mapping of `size` bytes goes in mm (decision 4); raises when it can't. */
+static uint64_t choose_address(struct mm_process *mm, uint64_t requested, uint64_t size)
 {
-	uint64_t limit = mapping_limit(p);
+	uint64_t limit = mapping_limit(mm);
 	if (!requested) {
-		uint64_t va = vad_find_free(p, size, MM_ALLOCATION_GRANULARITY, LOWEST_USER_MAPPING, limit + 1);
+		uint64_t va = vad_find_free(mm, size, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, limit + 1);
 		if (!va)
 			map_failed(STATUS_INSUFFICIENT_RESOURCES);
 		return va;
 	}
-	if ((requested & (PAGE_SIZE - 1)) || requested < LOWEST_USER_MAPPING || requested > limit ||
+	if ((requested & (PAGE_SIZE - 1)) || requested < MM_LOWEST_USER_ADDRESS || requested > limit ||
 	    size - 1 > limit - requested)
 		map_failed(STATUS_INVALID_ADDRESS);
-	if (vad_find_overlap(p, requested, requested + size))
+	if (vad_find_overlap(mm, requested, requested + size))
 		map_failed(STATUS_CONFLICTING_ADDRESSES);
 	return requested;
 }
 
-/* Write the user PTEs of m's pages at va in p, each frame with its own type.  False when a
+/* Write the user PTEs of m's pages at va in mm, each frame with its own type.  False when a
  * frame could not be typed or a page table had no frame; nothing is left mapped then. */
-static bool map_pages(PEPROCESS p, PMDL m, uint64_t va, ULONG n, enum memtype requested, bool write)
+static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum memtype requested, bool write)
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
@@ -298,9 +291,9 @@ static bool map_pages(PEPROCESS p, PMDL m, uint64_t va, ULONG n, enum memtype re
 		struct pt_attrs a = { .write = write, .exec = false, .user = true, .global = false };
 		bool ok = memtype_for_mapping(pfns[i], requested, &t, &override);
 		a.type = t;
-		if (!ok || !pt_map(&p->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+		if (!ok || !pt_map(&mm->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
 			if (i)
-				pt_unmap(&p->root, va, (uint64_t)i * PAGE_SIZE);
+				pt_unmap(&mm->root, va, (uint64_t)i * PAGE_SIZE);
 			return false;
 		}
 	}
@@ -308,50 +301,80 @@ static bool map_pages(PEPROCESS p, PMDL m, uint64_t va, ULONG n, enum memtype re
 	return true;
 }
 
-PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority)
-{
-	verifier_check_irql(APC_LEVEL, 0x77, (ULONG_PTR)Mdl, UserMode);
-	if (!(Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
-		verifier_violation(0xB3, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
-	mdl_check_frames(Mdl);
-	ULONG n = mdl_page_count(Mdl);
-	bool pool = check_kernel_memory(Mdl, n);
+/* A user mapping MmMapLockedPagesSpecifyCache(UserMode) may make: what, where, and how. */
+struct map_request {
+	struct mm_process *mm;  /* the current process's memory */
+	PMDL mdl;
+	ULONG pages;
+	uint64_t va;            /* page-aligned start: RequestedAddress, or a free range */
+	enum memtype type;      /* what CacheType asks for; a frame's own type still wins */
+	bool write;             /* not MdlMappingNoWrite */
+	bool pool;              /* the MDL describes pool: the mapping counts on its pages */
+};
 
-	PEPROCESS p = ps_current();
-	if (!p)
+/* Every check the mapping must pass, before anything changes: the verifier's (IRQL, a locked
+ * MDL, pinned frames), the kernel-memory rule, the process, CacheType, the low-resources
+ * simulation, and where the mapping goes (decision 4).  Raises (map_failed) or bug-checks on
+ * a refusal; fills *r otherwise. */
+static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority,
+			      struct map_request *r)
+{
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_USER_IRQL, (ULONG_PTR)Mdl, UserMode);
+	if (!(Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
+		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PAGES_LOCKED);
+	mdl_check_frames(Mdl);
+	*r = (struct map_request){ .mm = mm_current(), .mdl = Mdl, .pages = mdl_page_count(Mdl) };
+	r->pool = check_kernel_memory(Mdl, r->pages);
+
+	if (!r->mm)
 		map_failed(STATUS_INVALID_ADDRESS);
-	if (p->terminating)
+	if (r->mm->terminating)
 		map_failed(STATUS_PROCESS_IS_TERMINATING);
-	enum memtype requested = memtype_from_caching_type(CacheType);
-	if (requested == MT_NONE || !n)
+	r->type = memtype_from_caching_type(CacheType);
+	if (r->type == MT_NONE || !r->pages)
 		map_failed(STATUS_INVALID_PARAMETER);
 	if (verifier_inject_failure(VF_SITE_MAP))
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
-	uint64_t size = (uint64_t)n * PAGE_SIZE;
-	uint64_t va = choose_address(p, (uint64_t)RequestedAddress, size);
-
+	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
 	/* A user mapping is never executable (the seed page); NoWrite makes it read-only. */
-	bool write = !(Priority & MdlMappingNoWrite);
+	r->write = !(Priority & MdlMappingNoWrite);
+}
+
+/* Make the mapping r describes: its record, its VAD_MDL range and its PTEs, then put it on
+ * the process's list and the list of all mappings, and count it on pool pages.  Raises
+ * STATUS_INSUFFICIENT_RESOURCES with nothing left behind when memory runs out. */
+static void make_mapping(const struct map_request *r)
+{
+	struct mm_process *mm = r->mm;
+	uint64_t size = (uint64_t)r->pages * PAGE_SIZE;
 	struct user_mapping *um = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *um, USER_MAPPING_TAG);
-	struct vad *v = um ? vad_insert(p, va, va + size, VAD_MDL, write ? PAGE_READWRITE : PAGE_READONLY) : NULL;
-	if (!v || !map_pages(p, Mdl, va, n, requested, write)) {
+	struct vad *v = um ? vad_insert(mm, r->va, r->va + size, VAD_MDL, r->write ? PAGE_READWRITE : PAGE_READONLY)
+			   : NULL;
+	if (!v || !map_pages(mm, r->mdl, r->va, r->pages, r->type, r->write)) {
 		if (v)
-			vad_remove(p, v);
+			vad_remove(mm, v);
 		if (um)
 			ExFreePoolWithTag(um, USER_MAPPING_TAG);
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	}
-	*um = (struct user_mapping){ .process = p, .mdl = Mdl, .va = va, .pages = n, .vad = v, .pool = pool,
-				     .next = p->mappings, .next_all = all_mappings };
+	*um = (struct user_mapping){ .mm = mm, .mdl = r->mdl, .va = r->va, .pages = r->pages, .vad = v,
+				     .pool = r->pool, .next = mm->mappings, .next_all = all_mappings };
 	v->owner = um;
-	p->mappings = um;
+	mm->mappings = um;
 	all_mappings = um;
-	if (pool)
-		pool_note_user_mapping((uint64_t)Mdl->StartVa, size, +1);
+	if (r->pool)
+		pool_note_user_mapping((uint64_t)r->mdl->StartVa, size, +1);
+}
+
+PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority)
+{
+	struct map_request r;
+	check_map_request(Mdl, CacheType, RequestedAddress, Priority, &r);
+	make_mapping(&r);
 	/* Mappings a driver leaves behind go with the process (see mdl_user_process_exit). */
 	stats.maps++;
 	stats.live++;
-	return (PVOID)(va + Mdl->ByteOffset);
+	return (PVOID)(r.va + Mdl->ByteOffset);
 }
 
 /* ---- unmapping ---------------------------------------------------------------------- */
@@ -369,13 +392,13 @@ static void unlink_mapping(struct user_mapping **head, struct user_mapping *um, 
 /* Remove one mapping: PTEs (the TLB flushed), VAD, pool count, record. */
 static void release_mapping(struct user_mapping *um)
 {
-	PEPROCESS p = um->process;
+	struct mm_process *mm = um->mm;
 	uint64_t size = um->pages * PAGE_SIZE;
-	pt_unmap(&p->root, um->va, size);
-	vad_remove(p, um->vad);
+	pt_unmap(&mm->root, um->va, size);
+	vad_remove(mm, um->vad);
 	if (um->pool)
 		pool_note_user_mapping((uint64_t)um->mdl->StartVa, size, -1);
-	unlink_mapping(&p->mappings, um, false);
+	unlink_mapping(&mm->mappings, um, false);
 	unlink_mapping(&all_mappings, um, true);
 	ExFreePoolWithTag(um, USER_MAPPING_TAG);
 	stats.live--;
@@ -384,22 +407,23 @@ static void release_mapping(struct user_mapping *um)
 void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 {
 	uint64_t base = (uint64_t)BaseAddress;
-	verifier_check_irql(APC_LEVEL, 0x7A, base, (ULONG_PTR)Mdl);
-	PEPROCESS p = ps_current();
-	/* Only the process that owns the mapping can name it: its address is one of p's. */
-	for (struct user_mapping *um = p ? p->mappings : NULL; um; um = um->next)
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_UNMAP_USER_IRQL, base, (ULONG_PTR)Mdl);
+	struct mm_process *mm = mm_current();
+	/* Only the process that owns the mapping can name it: its address is one of mm's. */
+	for (struct user_mapping *um = mm ? mm->mappings : NULL; um; um = um->next)
 		if (um->mdl == Mdl && um->va + Mdl->ByteOffset == base) {
 			release_mapping(um);
 			stats.unmaps++;
 			return;
 		}
-	verifier_violation(0xB9, base, (ULONG_PTR)Mdl, (ULONG_PTR)p);
+	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl,
+			   (ULONG_PTR)(mm ? mm->process : NULL));
 }
 
-void mdl_user_process_exit(PEPROCESS p)
+void mdl_user_process_exit(struct mm_process *mm)
 {
-	while (p->mappings) {
-		release_mapping(p->mappings);
+	while (mm->mappings) {
+		release_mapping(mm->mappings);
 		stats.teardowns++;
 	}
 }

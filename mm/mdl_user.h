@@ -8,13 +8,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "include/wdm.h"
+#include "mm/mmproc.h"
 
 struct vad;
 
 /* One MDL mapped into one process: a VAD_MDL range (its vad.owner points back here), on the
- * process's list (EPROCESS.mappings) and on the list of all user mappings. */
+ * process's list (mm_process.mappings) and on the list of all user mappings. */
 struct user_mapping {
-	PEPROCESS process;
+	struct mm_process *mm;         /* the memory of the process it is mapped into */
 	PMDL mdl;
 	uint64_t va;                   /* page-aligned start; the caller got va + byte offset */
 	uint64_t pages;
@@ -27,12 +28,12 @@ struct user_mapping {
 /* MmProbeAndLockPages, before locking: for a buffer in the user half with a process
  * current, check the IRQL (UserMode: <= APC_LEVEL, else 0xC4/0x70) and make its pages
  * resident there, raising STATUS_ACCESS_VIOLATION at the first page that cannot be (nothing
- * is locked yet).  A UserMode probe with no process raises too.  Returns the process the
- * buffer belongs to, NULL for a kernel buffer. */
-PEPROCESS mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write);
-/* MmProbeAndLockPages, after locking: Mdl->Process = owner, whose locked_pages counts the
- * MDL's pages. */
-void mdl_user_note_lock(PMDL Mdl, PEPROCESS owner);
+ * is locked yet).  A UserMode probe with no process raises too.  Returns the memory of the
+ * process the buffer belongs to, NULL for a kernel buffer. */
+struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write);
+/* MmProbeAndLockPages, after locking: Mdl->Process = owner's process, whose locked_pages
+ * counts the MDL's pages (owner NULL: a kernel buffer, Mdl->Process NULL). */
+void mdl_user_note_lock(PMDL Mdl, struct mm_process *owner);
 /* MmUnlockPages, before unlocking: an MDL still mapped into a user address space is bug
  * check 0xC4/0x2005; otherwise its pages stop counting on Mdl->Process. */
 void mdl_user_note_unlock(PMDL Mdl);
@@ -43,15 +44,15 @@ void mdl_user_note_unlock(PMDL Mdl);
  * tests; locks made while it was off are not recorded. */
 void mdl_user_track_locked_pages(bool on);
 bool mdl_user_tracking_locked_pages(void);
-/* PsDestroyProcess, when p ends with pages locked: a recorded lock left in p is bug check
- * DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (caller, 0, MDL, pages) for the oldest such lock;
- * returns when none is recorded (PsDestroyProcess then stops with 0x76). */
-void mdl_user_check_locks_left(PEPROCESS p);
+/* PsDestroyProcess, when a process ends with pages locked: a recorded lock left in its memory
+ * mm is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (caller, 0, MDL, pages) for the oldest
+ * such lock; returns when none is recorded (PsDestroyProcess then stops with 0x76). */
+void mdl_user_check_locks_left(struct mm_process *mm);
 
-/* Tear down every MDL mapping left in p (p attached): its PTEs, VADs and records go, its
- * pool pages stop counting as user-mapped.  PsDestroyProcess runs it after the drivers'
- * cleanup callbacks, before the address space goes. */
-void mdl_user_process_exit(PEPROCESS p);
+/* Tear down every MDL mapping left in mm (its process attached): its PTEs, VADs and records
+ * go, its pool pages stop counting as user-mapped.  PsDestroyProcess runs it after the
+ * drivers' cleanup callbacks, before the address space goes. */
+void mdl_user_process_exit(struct mm_process *mm);
 
 /* The mappings of Mdl in any process (tools, tests, the MDL-freeing paths). */
 uint32_t mdl_user_mapping_count(PMDL Mdl);

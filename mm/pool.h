@@ -25,12 +25,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "include/wdm.h"
+#include "mm/verifier.h"
 
 #define POOL_DEFAULT_PAGES 32768u
 #define POOL_SMALL_MAX 2024u       /* requests of this size or more get whole pages */
 #define POOL_UNINIT_PATTERN 0xBA   /* what POOL_FLAG_UNINITIALIZED memory holds */
 #define POOL_GUARD_PATTERN 0x5A
-#define VERIFIER_POOL_FREED_WHILE_USER_MAPPED 0x2003
 
 void pool_init(void);
 

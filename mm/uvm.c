@@ -30,15 +30,12 @@
 #include "mm/layout.h"
 #include "mm/memtype.h"
 #include "mm/mm.h"
+#include "mm/mmproc.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
 #include "mm/vad.h"
 
 #define UVM_TAG 0x206D7655u /* 'Uvm ' */
-
-/* The lowest address a reservation may start at: the first 64 KiB are never mapped (NT's
- * MM_LOWEST_USER_ADDRESS), so a NULL pointer plus a small offset always faults. */
-#define MM_LOWEST_USER_ADDRESS 0x10000ul
 
 #define PS_PROTECT 0xFFull
 #define PS_PARKED 0x100ull
@@ -129,7 +126,7 @@ static uint64_t page_index(const struct vad *v, uint64_t va) { return (va - v->s
 /* Make the committed page at va (in v) resident for this access: its parked frame, or a new
  * zeroed one, mapped with the page's protection.  False when the page is not committed, its
  * protection refuses the access, or no frame (or page-table frame) is left. */
-static bool page_fault_in(PEPROCESS p, struct vad *v, uint64_t va, bool write, bool exec)
+static bool page_fault_in(struct mm_process *mm, struct vad *v, uint64_t va, bool write, bool exec)
 {
 	struct uvm_pages *pg = pages_of(v);
 	if (!pg)
@@ -142,7 +139,7 @@ static bool page_fault_in(PEPROCESS p, struct vad *v, uint64_t va, bool write, b
 	pfn_t pfn = parked ? (s & PS_FRAME) >> PAGE_SHIFT : pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
 		return false;
-	if (!pt_map(&p->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfn)), 0)) {
+	if (!pt_map(&mm->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfn)), 0)) {
 		if (!parked)
 			pfn_free(pfn);
 		return false;
@@ -154,27 +151,27 @@ static bool page_fault_in(PEPROCESS p, struct vad *v, uint64_t va, bool write, b
 /* Give page i of v the protection `protect` (committing it if it was only reserved).  A
  * resident page's PTE changes now; made PAGE_NOACCESS it is unmapped and its frame parked.
  * A demand-zero or parked page gets the new rights when it is next touched. */
-static void page_set_protect(PEPROCESS p, struct vad *v, struct uvm_pages *pg, uint64_t i, uint32_t protect)
+static void page_set_protect(struct mm_process *mm, struct vad *v, struct uvm_pages *pg, uint64_t i, uint32_t protect)
 {
 	uint64_t va = v->start + i * PAGE_SIZE, s = pg->page[i];
 	pg->page[i] = (s & ~PS_PROTECT) | protect;
 	if (!(s & PS_PROTECT) || (s & PS_PARKED))
 		return;
 	struct pt_query q;
-	pt_query(&p->root, va, &q);
+	pt_query(&mm->root, va, &q);
 	if (!q.present)
 		return;
 	if (protect == PAGE_NOACCESS) {
-		pt_unmap(&p->root, va, PAGE_SIZE);
+		pt_unmap(&mm->root, va, PAGE_SIZE);
 		pg->page[i] = protect | PS_PARKED | (q.pa & PS_FRAME);
-	} else if (!pt_protect(&p->root, va, PAGE_SIZE, protect_attrs(protect, q.eff.type))) {
+	} else if (!pt_protect(&mm->root, va, PAGE_SIZE, protect_attrs(protect, q.eff.type))) {
 		/* Only a large leaf needs a table to change one page; user pages are 4 KiB. */
 		PANIC("page_set_protect: could not re-protect the user page at 0x%lx", va);
 	}
 }
 
 /* The frame behind page i of v (resident or parked), or PFN_INVALID for none. */
-static pfn_t page_frame(PEPROCESS p, const struct vad *v, const struct uvm_pages *pg, uint64_t i)
+static pfn_t page_frame(struct mm_process *mm, const struct vad *v, const struct uvm_pages *pg, uint64_t i)
 {
 	uint64_t s = pg->page[i];
 	if (s & PS_PARKED)
@@ -182,18 +179,18 @@ static pfn_t page_frame(PEPROCESS p, const struct vad *v, const struct uvm_pages
 	if (!(s & PS_PROTECT))
 		return PFN_INVALID;
 	struct pt_query q;
-	pt_query(&p->root, v->start + i * PAGE_SIZE, &q);
+	pt_query(&mm->root, v->start + i * PAGE_SIZE, &q);
 	return q.present ? q.pa >> PAGE_SHIFT : PFN_INVALID;
 }
 
 /* Whether a page of v in [start, end) has a frame locked by MmProbeAndLockPages: freeing it
  * would be PFN_LIST_CORRUPT, and NT keeps such a frame until its unlock, which mdlab's
  * frame allocator cannot do. */
-static bool range_has_locked_frame(PEPROCESS p, const struct vad *v, uint64_t start, uint64_t end)
+static bool range_has_locked_frame(struct mm_process *mm, const struct vad *v, uint64_t start, uint64_t end)
 {
 	const struct uvm_pages *pg = pages_of(v);
 	for (uint64_t va = start; pg && va < end; va += PAGE_SIZE) {
-		pfn_t pfn = page_frame(p, v, pg, page_index(v, va));
+		pfn_t pfn = page_frame(mm, v, pg, page_index(v, va));
 		if (pfn != PFN_INVALID && pfn_entry(pfn)->lock_count)
 			return true;
 	}
@@ -201,12 +198,12 @@ static bool range_has_locked_frame(PEPROCESS p, const struct vad *v, uint64_t st
 }
 
 /* Page i of v back to reserved: its frame (resident or parked) unmapped and freed. */
-static void page_decommit(PEPROCESS p, struct vad *v, struct uvm_pages *pg, uint64_t i)
+static void page_decommit(struct mm_process *mm, struct vad *v, struct uvm_pages *pg, uint64_t i)
 {
 	uint64_t va = v->start + i * PAGE_SIZE;
-	pfn_t pfn = page_frame(p, v, pg, i);
+	pfn_t pfn = page_frame(mm, v, pg, i);
 	if (pfn != PFN_INVALID && !(pg->page[i] & PS_PARKED))
-		pt_unmap(&p->root, va, PAGE_SIZE);
+		pt_unmap(&mm->root, va, PAGE_SIZE);
 	pg->page[i] = 0;
 	if (pfn != PFN_INVALID)
 		pfn_free(pfn);
@@ -214,15 +211,15 @@ static void page_decommit(PEPROCESS p, struct vad *v, struct uvm_pages *pg, uint
 
 /* Remove v and everything under it: the address space's frames freed, an MDL's only
  * unmapped. */
-static void vad_release(PEPROCESS p, struct vad *v)
+static void vad_release(struct mm_process *mm, struct vad *v)
 {
 	struct uvm_pages *pg = pages_of(v);
 	for (uint64_t i = 0; pg && i < pg->npages; i++)
 		if (pg->page[i])
-			page_decommit(p, v, pg, i);
-	pt_unmap(&p->root, v->start, v->end - v->start);
+			page_decommit(mm, v, pg, i);
+	pt_unmap(&mm->root, v->start, v->end - v->start);
 	pages_destroy(v);
-	vad_remove(p, v);
+	vad_remove(mm, v);
 }
 
 /* ---- NtAllocateVirtualMemory ------------------------------------------------------- */
@@ -231,42 +228,42 @@ static void vad_release(PEPROCESS p, struct vad *v)
  * user range: STATUS_INVALID_PARAMETER when empty, wrapping, below MM_LOWEST_USER_ADDRESS or
  * above the highest user address (NT's answer; decision 4's STATUS_INVALID_ADDRESS is for
  * MDL mappings). */
-static NTSTATUS user_range(PEPROCESS p, uint64_t base, uint64_t size, uint64_t align, struct range *r)
+static NTSTATUS user_range(struct mm_process *mm, uint64_t base, uint64_t size, uint64_t align, struct range *r)
 {
-	if (!size || base + size < base || base < MM_LOWEST_USER_ADDRESS || base + size - 1 > p->highest_user)
+	if (!size || base + size < base || base < MM_LOWEST_USER_ADDRESS || base + size - 1 > mm->highest_user)
 		return STATUS_INVALID_PARAMETER;
 	r->start = ALIGN_DOWN(base, align);
 	r->end = ALIGN_UP(base + size, PAGE_SIZE);
-	if (r->end - 1 > p->highest_user)
+	if (r->end - 1 > mm->highest_user)
 		return STATUS_INVALID_PARAMETER;
 	return STATUS_SUCCESS;
 }
 
 /* MEM_RESERVE (and MEM_COMMIT with it): a new VAD_PRIVATE at *base rounded down to 64 KiB,
  * or where the kernel finds room (the lowest free 64 KiB-aligned range) when *base is 0. */
-static NTSTATUS reserve(PEPROCESS p, uint64_t *base, uint64_t *size, bool commit, uint32_t protect)
+static NTSTATUS reserve(struct mm_process *mm, uint64_t *base, uint64_t *size, bool commit, uint32_t protect)
 {
 	struct range r;
 	if (*base) {
-		NTSTATUS st = user_range(p, *base, *size, MM_ALLOCATION_GRANULARITY, &r);
+		NTSTATUS st = user_range(mm, *base, *size, MM_ALLOCATION_GRANULARITY, &r);
 		if (!NT_SUCCESS(st))
 			return st;
-		if (vad_find_overlap(p, r.start, r.end))
+		if (vad_find_overlap(mm, r.start, r.end))
 			return STATUS_CONFLICTING_ADDRESSES;
 	} else {
-		if (*size > p->highest_user)
+		if (*size > mm->highest_user)
 			return STATUS_INVALID_PARAMETER;
 		uint64_t len = ALIGN_UP(*size, PAGE_SIZE);
-		r.start = vad_find_free(p, len, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, p->highest_user + 1);
+		r.start = vad_find_free(mm, len, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, mm->highest_user + 1);
 		if (!r.start)
 			return STATUS_NO_MEMORY;
 		r.end = r.start + len;
 	}
-	struct vad *v = vad_insert(p, r.start, r.end, VAD_PRIVATE, protect);
+	struct vad *v = vad_insert(mm, r.start, r.end, VAD_PRIVATE, protect);
 	if (!v)
 		return STATUS_INSUFFICIENT_RESOURCES;
 	if (commit && !pages_create(v, protect)) {
-		vad_remove(p, v);
+		vad_remove(mm, v);
 		return STATUS_INSUFFICIENT_RESOURCES;
 	}
 	*base = r.start;
@@ -276,30 +273,30 @@ static NTSTATUS reserve(PEPROCESS p, uint64_t *base, uint64_t *size, bool commit
 
 /* MEM_COMMIT alone: pages of one existing VAD_PRIVATE reservation.  Committing a committed
  * page is allowed (NT) and gives it the new protection, its contents kept. */
-static NTSTATUS commit(PEPROCESS p, uint64_t *base, uint64_t *size, uint32_t protect)
+static NTSTATUS commit(struct mm_process *mm, uint64_t *base, uint64_t *size, uint32_t protect)
 {
 	struct range r;
-	NTSTATUS st = user_range(p, *base, *size, PAGE_SIZE, &r);
+	NTSTATUS st = user_range(mm, *base, *size, PAGE_SIZE, &r);
 	if (!NT_SUCCESS(st))
 		return st;
-	struct vad *v = vad_find(p, r.start);
+	struct vad *v = vad_find(mm, r.start);
 	if (!v || r.end > v->end || v->kind != VAD_PRIVATE)
 		return STATUS_CONFLICTING_ADDRESSES;
 	struct uvm_pages *pg = pages_of(v);
 	if (!pg && !(pg = pages_create(v, 0)))
 		return STATUS_INSUFFICIENT_RESOURCES;
 	for (uint64_t va = r.start; va < r.end; va += PAGE_SIZE)
-		page_set_protect(p, v, pg, page_index(v, va), protect);
+		page_set_protect(mm, v, pg, page_index(v, va), protect);
 	*base = r.start;
 	*size = r.end - r.start;
 	return STATUS_SUCCESS;
 }
 
-NTSTATUS uvm_allocate(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type, ULONG protect)
+NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type, ULONG protect)
 {
-	if (!p || !base || !size)
+	if (!mm || !base || !size)
 		return STATUS_INVALID_PARAMETER;
-	if (p->terminating)
+	if (mm->terminating)
 		return STATUS_PROCESS_IS_TERMINATING;
 	if (!(type & (MEM_COMMIT | MEM_RESERVE)) || (type & ~(ULONG)(MEM_COMMIT | MEM_RESERVE)) || !*size)
 		return STATUS_INVALID_PARAMETER;
@@ -307,8 +304,8 @@ NTSTATUS uvm_allocate(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type, U
 		return STATUS_INVALID_PAGE_PROTECTION;
 	/* A commit with no address reserves too: the kernel picks the range. */
 	if (!*base || (type & MEM_RESERVE))
-		return reserve(p, base, size, type & MEM_COMMIT, protect);
-	return commit(p, base, size, protect);
+		return reserve(mm, base, size, type & MEM_COMMIT, protect);
+	return commit(mm, base, size, protect);
 }
 
 /* ---- NtFreeVirtualMemory ----------------------------------------------------------- */
@@ -339,15 +336,15 @@ static NTSTATUS free_refusal(const struct vad *v)
  *   MEM_RELEASE not at the start            STATUS_FREE_VM_NOT_AT_BASE
  *   MEM_RELEASE of part of a reservation    STATUS_INVALID_PARAMETER
  */
-NTSTATUS uvm_free(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type)
+NTSTATUS uvm_free(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type)
 {
-	if (!p || !base || !size || (type != MEM_DECOMMIT && type != MEM_RELEASE))
+	if (!mm || !base || !size || (type != MEM_DECOMMIT && type != MEM_RELEASE))
 		return STATUS_INVALID_PARAMETER;
 	uint64_t b = *base, s = *size;
-	if (b > p->highest_user || (s && (b + s < b || b + s - 1 > p->highest_user)))
+	if (b > mm->highest_user || (s && (b + s < b || b + s - 1 > mm->highest_user)))
 		return STATUS_INVALID_PARAMETER;
 	uint64_t start = ALIGN_DOWN(b, PAGE_SIZE);
-	struct vad *v = vad_find(p, start);
+	struct vad *v = vad_find(mm, start);
 	if (!v)
 		return STATUS_MEMORY_NOT_ALLOCATED;
 	NTSTATUS st = free_refusal(v);
@@ -362,15 +359,15 @@ NTSTATUS uvm_free(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type)
 		if (end != v->end)
 			return STATUS_INVALID_PARAMETER;
 	}
-	if (range_has_locked_frame(p, v, start, end))
+	if (range_has_locked_frame(mm, v, start, end))
 		return STATUS_UNABLE_TO_FREE_VM;
 	if (type == MEM_RELEASE) {
-		vad_release(p, v);
+		vad_release(mm, v);
 	} else {
 		struct uvm_pages *pg = pages_of(v);
 		for (uint64_t va = start; pg && va < end; va += PAGE_SIZE)
 			if (pg->page[page_index(v, va)])
-				page_decommit(p, v, pg, page_index(v, va));
+				page_decommit(mm, v, pg, page_index(v, va));
 	}
 	*base = start;
 	*size = end - start;
@@ -387,17 +384,17 @@ NTSTATUS uvm_free(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type)
  *   a page only reserved                    STATUS_NOT_COMMITTED (nothing changed)
  * Image, stack and parameter pages can be re-protected like private ones.
  */
-NTSTATUS uvm_protect(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old)
+NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old)
 {
-	if (!p || !base || !size || !old)
+	if (!mm || !base || !size || !old)
 		return STATUS_INVALID_PARAMETER;
 	if (!protect_valid(protect))
 		return STATUS_INVALID_PAGE_PROTECTION;
 	struct range r;
-	NTSTATUS st = user_range(p, *base, *size, PAGE_SIZE, &r);
+	NTSTATUS st = user_range(mm, *base, *size, PAGE_SIZE, &r);
 	if (!NT_SUCCESS(st))
 		return st;
-	struct vad *v = vad_find(p, r.start);
+	struct vad *v = vad_find(mm, r.start);
 	if (!v || r.end > v->end)
 		return STATUS_CONFLICTING_ADDRESSES;
 	if (v->kind == VAD_MDL)
@@ -408,7 +405,7 @@ NTSTATUS uvm_protect(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG protect,
 			return STATUS_NOT_COMMITTED;
 	*old = pg->page[page_index(v, r.start)] & PS_PROTECT;
 	for (uint64_t va = r.start; va < r.end; va += PAGE_SIZE)
-		page_set_protect(p, v, pg, page_index(v, va), protect);
+		page_set_protect(mm, v, pg, page_index(v, va), protect);
 	*base = r.start;
 	*size = r.end - r.start;
 	return STATUS_SUCCESS;
@@ -416,31 +413,31 @@ NTSTATUS uvm_protect(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG protect,
 
 /* There are no section objects, so there is no view to unmap: an MDL mapping is not one
  * (decision 4) and neither is anything else. */
-NTSTATUS uvm_unmap_view(PEPROCESS p, uint64_t base)
+NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base)
 {
 	return STATUS_NOT_MAPPED_VIEW;
 }
 
 /* ---- the Zw forms ------------------------------------------------------------------ */
 
-/* Only NtCurrentProcess() names a process; the kernel running unattached has no user
- * address space, so the handle names nothing then either. */
-static PEPROCESS process_of(HANDLE h)
+/* The memory of the process a handle names.  Only NtCurrentProcess() names one; the kernel
+ * running unattached has no user address space, so the handle names nothing then either. */
+static struct mm_process *memory_of(HANDLE h)
 {
-	return h == NtCurrentProcess() ? ps_current() : NULL;
+	return h == NtCurrentProcess() ? mm_current() : NULL;
 }
 
 NTSTATUS ZwAllocateVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, ULONG_PTR ZeroBits, PSIZE_T RegionSize,
 				 ULONG AllocationType, ULONG Protect)
 {
-	PEPROCESS p = process_of(ProcessHandle);
-	if (!p)
+	struct mm_process *mm = memory_of(ProcessHandle);
+	if (!mm)
 		return STATUS_INVALID_HANDLE;
 	/* ZeroBits (an address-width limit) is not implemented: 0 only. */
 	if (!BaseAddress || !RegionSize || ZeroBits)
 		return STATUS_INVALID_PARAMETER;
 	uint64_t base = (uint64_t)*BaseAddress, size = *RegionSize;
-	NTSTATUS st = uvm_allocate(p, &base, &size, AllocationType, Protect);
+	NTSTATUS st = uvm_allocate(mm, &base, &size, AllocationType, Protect);
 	if (NT_SUCCESS(st)) {
 		*BaseAddress = (PVOID)base;
 		*RegionSize = size;
@@ -450,13 +447,13 @@ NTSTATUS ZwAllocateVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, ULONG
 
 NTSTATUS ZwFreeVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_T RegionSize, ULONG FreeType)
 {
-	PEPROCESS p = process_of(ProcessHandle);
-	if (!p)
+	struct mm_process *mm = memory_of(ProcessHandle);
+	if (!mm)
 		return STATUS_INVALID_HANDLE;
 	if (!BaseAddress || !RegionSize)
 		return STATUS_INVALID_PARAMETER;
 	uint64_t base = (uint64_t)*BaseAddress, size = *RegionSize;
-	NTSTATUS st = uvm_free(p, &base, &size, FreeType);
+	NTSTATUS st = uvm_free(mm, &base, &size, FreeType);
 	if (NT_SUCCESS(st)) {
 		*BaseAddress = (PVOID)base;
 		*RegionSize = size;
@@ -467,13 +464,13 @@ NTSTATUS ZwFreeVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_T R
 NTSTATUS ZwProtectVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_T RegionSize, ULONG NewProtect,
 				PULONG OldProtect)
 {
-	PEPROCESS p = process_of(ProcessHandle);
-	if (!p)
+	struct mm_process *mm = memory_of(ProcessHandle);
+	if (!mm)
 		return STATUS_INVALID_HANDLE;
 	if (!BaseAddress || !RegionSize)
 		return STATUS_INVALID_PARAMETER;
 	uint64_t base = (uint64_t)*BaseAddress, size = *RegionSize;
-	NTSTATUS st = uvm_protect(p, &base, &size, NewProtect, OldProtect);
+	NTSTATUS st = uvm_protect(mm, &base, &size, NewProtect, OldProtect);
 	if (NT_SUCCESS(st)) {
 		*BaseAddress = (PVOID)base;
 		*RegionSize = size;
@@ -483,52 +480,52 @@ NTSTATUS ZwProtectVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_
 
 NTSTATUS ZwUnmapViewOfSection(HANDLE ProcessHandle, PVOID BaseAddress)
 {
-	PEPROCESS p = process_of(ProcessHandle);
-	if (!p)
+	struct mm_process *mm = memory_of(ProcessHandle);
+	if (!mm)
 		return STATUS_INVALID_HANDLE;
-	return uvm_unmap_view(p, (uint64_t)BaseAddress);
+	return uvm_unmap_view(mm, (uint64_t)BaseAddress);
 }
 
 /* ---- faults and probes ------------------------------------------------------------- */
 
-bool uvm_resolve_fault(PEPROCESS p, uint64_t va, uint64_t err)
+bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
 {
 	/* A protection fault on a present page, or a reserved-bit one, is real. */
-	if (!p || (err & (PF_P | PF_RSVD)) || va >= USER_VA_END || va > p->highest_user)
+	if (!mm || (err & (PF_P | PF_RSVD)) || va >= USER_VA_END || va > mm->highest_user)
 		return false;
 	bool exec = err & PF_ID;
 	/* The kernel never runs user code (SMEP would refuse it even once resident). */
 	if (exec && !(err & PF_U))
 		return false;
-	struct vad *v = vad_find(p, va);
+	struct vad *v = vad_find(mm, va);
 	if (!v)
 		return false;
 	uint64_t page = ALIGN_DOWN(va, PAGE_SIZE);
 	struct pt_query q;
-	pt_query(&p->root, page, &q);
+	pt_query(&mm->root, page, &q);
 	if (q.present)
 		return false;
-	return page_fault_in(p, v, page, err & PF_W, exec);
+	return page_fault_in(mm, v, page, err & PF_W, exec);
 }
 
-bool uvm_make_resident(PEPROCESS p, uint64_t va, uint64_t len, bool write)
+bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
 {
-	if (!p)
+	if (!mm)
 		return false;
 	if (!len)
 		return true;
-	if (va + len < va || va + len - 1 > p->highest_user)
+	if (va + len < va || va + len - 1 > mm->highest_user)
 		return false;
 	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < va + len; page += PAGE_SIZE) {
 		struct pt_query q;
-		pt_query(&p->root, page, &q);
+		pt_query(&mm->root, page, &q);
 		if (q.present) {
 			if (!q.eff.user || (write && !q.eff.write))
 				return false;
 			continue;
 		}
-		struct vad *v = vad_find(p, page);
-		if (!v || !page_fault_in(p, v, page, write, false))
+		struct vad *v = vad_find(mm, page);
+		if (!v || !page_fault_in(mm, v, page, write, false))
 			return false;
 	}
 	return true;
@@ -536,63 +533,63 @@ bool uvm_make_resident(PEPROCESS p, uint64_t va, uint64_t len, bool write)
 
 /* ---- the process's own mappings ------------------------------------------------------ */
 
-bool uvm_map_frames(PEPROCESS p, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,
+bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,
 		    bool exec)
 {
-	if (!npages || (va & (PAGE_SIZE - 1)) || va < MM_LOWEST_USER_ADDRESS || npages > p->highest_user >> PAGE_SHIFT ||
-	    va + npages * PAGE_SIZE - 1 > p->highest_user)
+	if (!npages || (va & (PAGE_SIZE - 1)) || va < MM_LOWEST_USER_ADDRESS || npages > mm->highest_user >> PAGE_SHIFT ||
+	    va + npages * PAGE_SIZE - 1 > mm->highest_user)
 		PANIC("uvm_map_frames: bad range 0x%lx, %lu pages", va, npages);
 	if (write && exec)
 		PANIC("uvm_map_frames: a writable and executable mapping at 0x%lx (W^X)", va);
 	if (kind < VAD_PRIVATE || kind > VAD_MDL)
 		PANIC("uvm_map_frames: bad VAD kind %d", kind);
 	uint32_t protect = exec ? PAGE_EXECUTE_READ : write ? PAGE_READWRITE : PAGE_READONLY;
-	struct vad *v = vad_insert(p, va, va + npages * PAGE_SIZE, kind, protect);
+	struct vad *v = vad_insert(mm, va, va + npages * PAGE_SIZE, kind, protect);
 	if (!v)
 		return false;
 	if (kind != VAD_MDL && !pages_create(v, protect)) {
-		vad_remove(p, v);
+		vad_remove(mm, v);
 		return false;
 	}
 	for (uint64_t i = 0; i < npages; i++) {
 		uint64_t page = va + i * PAGE_SIZE;
-		if (!pt_map(&p->root, page, pfns[i] << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfns[i])),
+		if (!pt_map(&mm->root, page, pfns[i] << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfns[i])),
 			    0)) {
 			/* The frames stay the caller's: unmap, don't free. */
 			if (i)
-				pt_unmap(&p->root, va, i * PAGE_SIZE);
+				pt_unmap(&mm->root, va, i * PAGE_SIZE);
 			pages_destroy(v);
-			vad_remove(p, v);
+			vad_remove(mm, v);
 			return false;
 		}
 	}
 	return true;
 }
 
-void uvm_destroy(PEPROCESS p)
+void uvm_destroy(struct mm_process *mm)
 {
 	/* Emptied page tables go with their last page (pt_unmap prunes them), so once every
 	 * range is gone the user half of the PML4 is empty: pt_root_destroy checks that. */
-	while (p->vad_root)
-		vad_release(p, p->vad_root);
+	while (mm->vad_root)
+		vad_release(mm, mm->vad_root);
 }
 
 /* ---- copies -------------------------------------------------------------------------- */
 
-/* Whether [va, va + len) (len > 0) lies in p's user range without wrapping. */
-static bool user_span_ok(PEPROCESS p, uint64_t va, uint64_t len)
+/* Whether [va, va + len) (len > 0) lies in mm's user range without wrapping. */
+static bool user_span_ok(struct mm_process *mm, uint64_t va, uint64_t len)
 {
-	return p && va + len > va && va + len - 1 <= p->highest_user;
+	return mm && va + len > va && va + len - 1 <= mm->highest_user;
 }
 
 /* A fault on a committed demand-zero page is resolved by the #PF handler before SEH sees it;
  * anything else ends the copy with STATUS_ACCESS_VIOLATION (the AC flag is restored by the
  * SEH, closing the SMAP window). */
-NTSTATUS uvm_copy_from_user(PEPROCESS p, void *dst, uint64_t user_src, uint64_t len)
+NTSTATUS uvm_copy_from_user(struct mm_process *mm, void *dst, uint64_t user_src, uint64_t len)
 {
 	if (!len)
 		return STATUS_SUCCESS;
-	if (!user_span_ok(p, user_src, len))
+	if (!user_span_ok(mm, user_src, len))
 		return STATUS_ACCESS_VIOLATION;
 	volatile NTSTATUS st = STATUS_SUCCESS;
 	__try {
@@ -605,11 +602,11 @@ NTSTATUS uvm_copy_from_user(PEPROCESS p, void *dst, uint64_t user_src, uint64_t 
 	return st;
 }
 
-NTSTATUS uvm_copy_to_user(PEPROCESS p, uint64_t user_dst, const void *src, uint64_t len)
+NTSTATUS uvm_copy_to_user(struct mm_process *mm, uint64_t user_dst, const void *src, uint64_t len)
 {
 	if (!len)
 		return STATUS_SUCCESS;
-	if (!user_span_ok(p, user_dst, len))
+	if (!user_span_ok(mm, user_dst, len))
 		return STATUS_ACCESS_VIOLATION;
 	volatile NTSTATUS st = STATUS_SUCCESS;
 	__try {
@@ -624,10 +621,10 @@ NTSTATUS uvm_copy_to_user(PEPROCESS p, uint64_t user_dst, const void *src, uint6
 
 NTSTATUS copy_from_user(void *dst, uint64_t user_src, uint64_t len)
 {
-	return uvm_copy_from_user(ps_current(), dst, user_src, len);
+	return uvm_copy_from_user(mm_current(), dst, user_src, len);
 }
 
 NTSTATUS copy_to_user(uint64_t user_dst, const void *src, uint64_t len)
 {
-	return uvm_copy_to_user(ps_current(), user_dst, src, len);
+	return uvm_copy_to_user(mm_current(), user_dst, src, len);
 }

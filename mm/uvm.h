@@ -12,16 +12,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "kernel/process.h"
+#include "include/wdm.h"
+#include "mm/layout.h"
+#include "mm/mmproc.h"
 
 #define MEM_COMMIT 0x00001000
 #define MEM_RESERVE 0x00002000
 #define MEM_DECOMMIT 0x00004000
 #define MEM_RELEASE 0x00008000
-
-#define MM_ALLOCATION_GRANULARITY 0x10000ul  /* 64 KiB */
-#define MM_USER_TOP_64 0x00007FFFFFFEFFFFul   /* highest user address, 64-bit process */
-#define MM_USER_TOP_WOW64 0x7FFEFFFFul         /* decision 5: 32-bit address space */
 
 NTSTATUS ZwAllocateVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, ULONG_PTR ZeroBits, PSIZE_T RegionSize,
 				 ULONG AllocationType, ULONG Protect);
@@ -31,35 +29,35 @@ NTSTATUS ZwProtectVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_
 /* NtUnmapViewOfSection: no sections exist; an MDL mapping is not a view (decision 4). */
 NTSTATUS ZwUnmapViewOfSection(HANDLE ProcessHandle, PVOID BaseAddress);
 
-/* The same operations on an explicit process: the Zw forms call them with ps_current()
- * (after the handle check, ZeroBits 0 only); tests call them directly.  *base and *size are
+/* The same operations on an explicit process's memory: the Zw forms call them with
+ * mm_current() (after the handle check, ZeroBits 0 only); tests call them directly.  *base and *size are
  * written back only on success. */
-NTSTATUS uvm_allocate(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type, ULONG protect);
-NTSTATUS uvm_free(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG type);
-NTSTATUS uvm_protect(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old);
-NTSTATUS uvm_unmap_view(PEPROCESS p, uint64_t base);
+NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type, ULONG protect);
+NTSTATUS uvm_free(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type);
+NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old);
+NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base);
 
-/* A #PF at va (error code `err`) in process p: make a committed demand-zero page resident
+/* A #PF at va (error code `err`) in mm's address space: make a committed demand-zero page resident
  * and return true (the access is retried), or false (a real access violation). */
-bool uvm_resolve_fault(PEPROCESS p, uint64_t va, uint64_t err);
+bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err);
 /* Make [va, va + len) resident for a probe (demand-zero pages get frames); false if a page
  * is not committed or lacks the access. */
-bool uvm_make_resident(PEPROCESS p, uint64_t va, uint64_t len, bool write);
+bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
 
 /* Map `npages` frames at va as a VAD of `kind` with the given rights (image, stack,
  * params); false when out of memory, nothing left behind. */
-bool uvm_map_frames(PEPROCESS p, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind,
+bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind,
 		    bool write, bool exec);
-/* Free every user page and VAD of p, and its user page tables (the PML4 stays). */
-void uvm_destroy(PEPROCESS p);
+/* Free every user page and VAD of mm, and its user page tables (the PML4 stays). */
+void uvm_destroy(struct mm_process *mm);
 
 /* Copy between kernel and user memory through the SMAP window, validating the range
- * (below the process's highest user address, no wrap); STATUS_ACCESS_VIOLATION on a bad or
+ * (below the current process's highest user address, no wrap); STATUS_ACCESS_VIOLATION on a bad or
  * faulting range. */
 NTSTATUS copy_from_user(void *dst, uint64_t user_src, uint64_t len);
 NTSTATUS copy_to_user(uint64_t user_dst, const void *src, uint64_t len);
-/* The same against process p's limits (p's address space must be the one loaded). */
-NTSTATUS uvm_copy_from_user(PEPROCESS p, void *dst, uint64_t user_src, uint64_t len);
-NTSTATUS uvm_copy_to_user(PEPROCESS p, uint64_t user_dst, const void *src, uint64_t len);
+/* The same against mm's limits (mm must be the address space loaded). */
+NTSTATUS uvm_copy_from_user(struct mm_process *mm, void *dst, uint64_t user_src, uint64_t len);
+NTSTATUS uvm_copy_to_user(struct mm_process *mm, uint64_t user_dst, const void *src, uint64_t len);
 
 #endif

@@ -24,10 +24,10 @@ static void update_height(struct vad *n)
 }
 
 /* Put `child` where `old` hung under `parent` (the root when parent is NULL). */
-static void replace_child(PEPROCESS p, struct vad *parent, struct vad *old, struct vad *child)
+static void replace_child(struct mm_process *mm, struct vad *parent, struct vad *old, struct vad *child)
 {
 	if (!parent)
-		p->vad_root = child;
+		mm->vad_root = child;
 	else if (parent->left == old)
 		parent->left = child;
 	else
@@ -37,13 +37,13 @@ static void replace_child(PEPROCESS p, struct vad *parent, struct vad *old, stru
 }
 
 /* The classic rotations; each returns the node now at the top of the subtree. */
-static struct vad *rotate_left(PEPROCESS p, struct vad *x)
+static struct vad *rotate_left(struct mm_process *mm, struct vad *x)
 {
 	struct vad *y = x->right;
 	x->right = y->left;
 	if (y->left)
 		y->left->parent = x;
-	replace_child(p, x->parent, x, y);
+	replace_child(mm, x->parent, x, y);
 	y->left = x;
 	x->parent = y;
 	update_height(x);
@@ -51,13 +51,13 @@ static struct vad *rotate_left(PEPROCESS p, struct vad *x)
 	return y;
 }
 
-static struct vad *rotate_right(PEPROCESS p, struct vad *x)
+static struct vad *rotate_right(struct mm_process *mm, struct vad *x)
 {
 	struct vad *y = x->left;
 	x->left = y->right;
 	if (y->right)
 		y->right->parent = x;
-	replace_child(p, x->parent, x, y);
+	replace_child(mm, x->parent, x, y);
 	y->right = x;
 	x->parent = y;
 	update_height(x);
@@ -67,19 +67,19 @@ static struct vad *rotate_right(PEPROCESS p, struct vad *x)
 
 /* Restore heights and balance from n up to the root (after an insert below n, or a removal
  * that shortened one of n's subtrees). */
-static void rebalance(PEPROCESS p, struct vad *n)
+static void rebalance(struct mm_process *mm, struct vad *n)
 {
 	while (n) {
 		update_height(n);
 		int balance = height(n->left) - height(n->right);
 		if (balance > 1) {
 			if (height(n->left->left) < height(n->left->right))
-				rotate_left(p, n->left);
-			n = rotate_right(p, n);
+				rotate_left(mm, n->left);
+			n = rotate_right(mm, n);
 		} else if (balance < -1) {
 			if (height(n->right->right) < height(n->right->left))
-				rotate_right(p, n->right);
-			n = rotate_left(p, n);
+				rotate_right(mm, n->right);
+			n = rotate_left(mm, n);
 		}
 		n = n->parent;
 	}
@@ -103,10 +103,10 @@ static struct vad *successor(struct vad *n)
 }
 
 /* The lowest range whose end lies above va (the first one that va does not lie past). */
-static struct vad *first_ending_above(PEPROCESS p, uint64_t va)
+static struct vad *first_ending_above(struct mm_process *mm, uint64_t va)
 {
 	struct vad *best = NULL;
-	for (struct vad *n = p->vad_root; n;) {
+	for (struct vad *n = mm->vad_root; n;) {
 		if (n->end > va) {
 			best = n;
 			n = n->left;
@@ -117,9 +117,9 @@ static struct vad *first_ending_above(PEPROCESS p, uint64_t va)
 	return best;
 }
 
-struct vad *vad_find(PEPROCESS p, uint64_t va)
+struct vad *vad_find(struct mm_process *mm, uint64_t va)
 {
-	for (struct vad *n = p->vad_root; n;) {
+	for (struct vad *n = mm->vad_root; n;) {
 		if (va < n->start)
 			n = n->left;
 		else if (va >= n->end)
@@ -130,19 +130,19 @@ struct vad *vad_find(PEPROCESS p, uint64_t va)
 	return NULL;
 }
 
-struct vad *vad_find_overlap(PEPROCESS p, uint64_t start, uint64_t end)
+struct vad *vad_find_overlap(struct mm_process *mm, uint64_t start, uint64_t end)
 {
 	if (start >= end)
 		return NULL;
-	struct vad *n = first_ending_above(p, start);
+	struct vad *n = first_ending_above(mm, start);
 	return n && n->start < end ? n : NULL;
 }
 
-struct vad *vad_insert(PEPROCESS p, uint64_t start, uint64_t end, enum vad_kind kind, uint32_t protect)
+struct vad *vad_insert(struct mm_process *mm, uint64_t start, uint64_t end, enum vad_kind kind, uint32_t protect)
 {
 	if (start >= end || ((start | end) & (PAGE_SIZE - 1)) || end > USER_VA_END)
 		PANIC("vad_insert: bad range 0x%lx-0x%lx", start, end);
-	if (vad_find_overlap(p, start, end))
+	if (vad_find_overlap(mm, start, end))
 		return NULL;
 	struct vad *v = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *v, VAD_TAG);
 	if (!v)
@@ -153,18 +153,18 @@ struct vad *vad_insert(PEPROCESS p, uint64_t start, uint64_t end, enum vad_kind 
 	v->protect = protect;
 	v->height = 1;
 
-	struct vad *parent = NULL, **link = &p->vad_root;
+	struct vad *parent = NULL, **link = &mm->vad_root;
 	while (*link) {
 		parent = *link;
 		link = start < parent->start ? &parent->left : &parent->right;
 	}
 	*link = v;
 	v->parent = parent;
-	rebalance(p, parent);
+	rebalance(mm, parent);
 	return v;
 }
 
-void vad_remove(PEPROCESS p, struct vad *v)
+void vad_remove(struct mm_process *mm, struct vad *v)
 {
 	struct vad *fix;
 	if (v->left && v->right) {
@@ -175,22 +175,22 @@ void vad_remove(PEPROCESS p, struct vad *v)
 			fix = s;
 		} else {
 			fix = s->parent;
-			replace_child(p, s->parent, s, s->right);
+			replace_child(mm, s->parent, s, s->right);
 			s->right = v->right;
 			s->right->parent = s;
 		}
-		replace_child(p, v->parent, v, s);
+		replace_child(mm, v->parent, v, s);
 		s->left = v->left;
 		s->left->parent = s;
 	} else {
 		fix = v->parent;
-		replace_child(p, v->parent, v, v->left ? v->left : v->right);
+		replace_child(mm, v->parent, v, v->left ? v->left : v->right);
 	}
-	rebalance(p, fix);
+	rebalance(mm, fix);
 	ExFreePoolWithTag(v, VAD_TAG);
 }
 
-uint64_t vad_find_free(PEPROCESS p, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi)
+uint64_t vad_find_free(struct mm_process *mm, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi)
 {
 	if (!size || !align || (align & (align - 1)))
 		return 0;
@@ -198,7 +198,7 @@ uint64_t vad_find_free(PEPROCESS p, uint64_t size, uint64_t align, uint64_t lo, 
 	if (cand < lo)
 		return 0; /* wrapped */
 	/* Ranges ending at or below cand are irrelevant; walk the rest in address order. */
-	for (struct vad *n = first_ending_above(p, cand); n; n = successor(n)) {
+	for (struct vad *n = first_ending_above(mm, cand); n; n = successor(n)) {
 		if (cand >= hi || hi - cand < size)
 			return 0;
 		if (n->start >= cand + size)
@@ -210,10 +210,10 @@ uint64_t vad_find_free(PEPROCESS p, uint64_t size, uint64_t align, uint64_t lo, 
 	return cand < hi && hi - cand >= size ? cand : 0;
 }
 
-void vad_for_each(PEPROCESS p, void (*fn)(struct vad *v, void *ctx), void *ctx)
+void vad_for_each(struct mm_process *mm, void (*fn)(struct vad *v, void *ctx), void *ctx)
 {
 	/* The successor is taken before the call, so fn may remove the node it is given. */
-	for (struct vad *n = leftmost(p->vad_root), *next; n; n = next) {
+	for (struct vad *n = leftmost(mm->vad_root), *next; n; n = next) {
 		next = successor(n);
 		fn(n, ctx);
 	}
@@ -235,7 +235,7 @@ static int check_subtree(const struct vad *n, const struct vad *parent, uint64_t
 	return n->height;
 }
 
-bool vad_check(PEPROCESS p)
+bool vad_check(struct mm_process *mm)
 {
-	return check_subtree(p->vad_root, NULL, 0, USER_VA_END) >= 0;
+	return check_subtree(mm->vad_root, NULL, 0, USER_VA_END) >= 0;
 }

@@ -8,7 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "kernel/process.h"
+#include "mm/mmproc.h"
 
 enum vad_kind {
 	VAD_PRIVATE,   /* NtAllocateVirtualMemory: reserve/commit/decommit/release by the user */
@@ -27,19 +27,21 @@ struct vad {
 	int height;
 };
 
+/* Each function works on the VAD tree of one process's memory, mm->vad_root. */
+
 /* The VAD containing va, or NULL. */
-struct vad *vad_find(PEPROCESS p, uint64_t va);
+struct vad *vad_find(struct mm_process *mm, uint64_t va);
 /* The first VAD overlapping [start, end), or NULL. */
-struct vad *vad_find_overlap(PEPROCESS p, uint64_t start, uint64_t end);
+struct vad *vad_find_overlap(struct mm_process *mm, uint64_t start, uint64_t end);
 /* Insert a new range; NULL if it overlaps one or no memory for the node. */
-struct vad *vad_insert(PEPROCESS p, uint64_t start, uint64_t end, enum vad_kind kind, uint32_t protect);
+struct vad *vad_insert(struct mm_process *mm, uint64_t start, uint64_t end, enum vad_kind kind, uint32_t protect);
 /* Remove and free the node (the pages are the caller's business). */
-void vad_remove(PEPROCESS p, struct vad *v);
+void vad_remove(struct mm_process *mm, struct vad *v);
 /* The lowest free range of `size` bytes aligned to `align` within [lo, hi), or 0. */
-uint64_t vad_find_free(PEPROCESS p, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi);
+uint64_t vad_find_free(struct mm_process *mm, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi);
 /* In-order walk. */
-void vad_for_each(PEPROCESS p, void (*fn)(struct vad *v, void *ctx), void *ctx);
+void vad_for_each(struct mm_process *mm, void (*fn)(struct vad *v, void *ctx), void *ctx);
 /* Check the AVL invariants (heights, balance, order, parent links); false on a violation. */
-bool vad_check(PEPROCESS p);
+bool vad_check(struct mm_process *mm);
 
 #endif

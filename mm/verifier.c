@@ -30,12 +30,12 @@ bool verifier_on(uint32_t what) { return flags & what; }
 uint32_t verifier_get_flags(void) { return flags; }
 void verifier_set_flags(uint32_t f) { flags = f; }
 
-void verifier_violation(ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
+void verifier_violation(enum verifier_code code, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
 {
-	KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, p1, p2, p3, p4);
+	KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, code, p2, p3, p4);
 }
 
-void verifier_irql_above(ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4)
+void verifier_irql_above(enum verifier_code code, ULONG_PTR p3, ULONG_PTR p4)
 {
 	if (verifier_on(VF_CHECKS))
 		verifier_violation(code, KeGetCurrentIrql(), p3, p4);

@@ -25,6 +25,44 @@
 #define VF_CHECKS 0x1u
 #define VF_DEPRECATED 0x2u
 
+/* Parameter 1 of bug check 0xC4: what was violated, with Driver Verifier's values where NT
+ * has one; parameters 2-4 as the raising site documents.  An IRQL limit is DISPATCH_LEVEL for
+ * a kernel address and APC_LEVEL for a user one (user memory is pageable). */
+enum verifier_code {
+	VERIFIER_MDL_PROBE_IRQL = 0x70,                 /* MmProbeAndLockPages above its limit */
+	VERIFIER_MDL_MAP_LOCKED_PAGES_IRQL = 0x74,      /* MmMapLockedPages(KernelMode) */
+	VERIFIER_MDL_MAP_LOCKED_PAGES_USER_IRQL = 0x75, /* MmMapLockedPages(UserMode) */
+	VERIFIER_MDL_MAP_SPECIFY_CACHE_IRQL = 0x76,     /* MmMapLockedPagesSpecifyCache(KernelMode) */
+	VERIFIER_MDL_MAP_SPECIFY_CACHE_USER_IRQL = 0x77, /* ... (UserMode) */
+	VERIFIER_MDL_UNLOCK_IRQL = 0x78,                /* MmUnlockPages */
+	VERIFIER_MDL_UNMAP_IRQL = 0x79,                 /* MmUnmapLockedPages of a kernel address */
+	VERIFIER_MDL_UNMAP_USER_IRQL = 0x7A,            /* MmUnmapLockedPages of a user address */
+	VERIFIER_MDL_UNLOCK_NOT_LOCKED = 0x7C,          /* MmUnlockPages of an MDL never locked */
+	VERIFIER_MDL_UNLOCK_NONPAGED_POOL = 0x7D,       /* MmUnlockPages of a nonpaged-pool MDL */
+	VERIFIER_MDL_PAGES_FOR_MDL_IRQL = 0x7E,         /* MmAllocatePagesForMdl(Ex), MmFreePagesFromMdl */
+	VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED = 0x7F,    /* MmBuildMdlForNonPagedPool on pageable memory */
+	VERIFIER_MDL_DEPRECATED_MAP_LOCKED_PAGES = 0x81, /* any MmMapLockedPages call (VF_DEPRECATED) */
+	VERIFIER_MDL_BUGCHECK_ON_FAILURE = 0x82,        /* SpecifyCache with BugCheckOnFailure (VF_DEPRECATED) */
+	VERIFIER_MDL_MAP_UNPINNED_FRAME = 0x85,         /* mapping a frame that is not locked or owned */
+	VERIFIER_MDL_MAP_NON_RAM_FRAME = 0x89,          /* a frame outside RAM without MDL_IO_SPACE */
+	VERIFIER_MDL_PROBE_BAD_FLAGS = 0xB0,            /* probing a locked, nonpaged-pool or partial MDL */
+	VERIFIER_MDL_ALREADY_MAPPED = 0xB2,             /* a second system mapping; rebuilding a mapped
+							 * partial MDL */
+	VERIFIER_MDL_MAP_UNLOCKED = 0xB3,               /* mapping an MDL whose pages are not locked */
+	VERIFIER_MDL_UNLOCK_PARTIAL = 0xB4,             /* MmUnlockPages of a partial MDL */
+	VERIFIER_MDL_UNMAP_PARENT_MAPPING = 0xB5,       /* unmapping a partial MDL's parent's mapping */
+	VERIFIER_MDL_UNMAP_UNMAPPED = 0xB6,             /* unmapping an MDL with no system mapping */
+	VERIFIER_MDL_FREE_MAPPED = 0xB8,                /* IoFreeMdl of an MDL still mapped */
+	VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS = 0xB9,     /* not a mapping of this MDL in this process */
+	VERIFIER_CALL_ABOVE_DISPATCH = 0xE5,            /* IoAllocateMdl, MmProtectMdlSystemAddress */
+	/* mdlab's own: kernel memory reachable by a user after it is no longer the driver's. */
+	VERIFIER_POOL_FREED_WHILE_USER_MAPPED = 0x2003, /* ExFreePool of pool mapped to a user */
+	VERIFIER_MDL_USER_MAP_KERNEL_MEMORY = 0x2004,   /* a user mapping of kernel memory that is not
+							 * whole zeroed pool pages */
+	VERIFIER_MDL_RELEASE_USER_MAPPED = 0x2005,      /* unlocking or freeing an MDL still mapped to
+							 * a user */
+};
+
 enum vf_site {
 	VF_SITE_ALLOCATE_MDL,
 	VF_SITE_PROBE_AND_LOCK,
@@ -42,12 +80,13 @@ void verifier_init(void);
 bool verifier_on(uint32_t what);
 uint32_t verifier_get_flags(void);
 void verifier_set_flags(uint32_t flags);
-__attribute__((noreturn)) void verifier_violation(ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4);
+/* Bug check 0xC4 with `code` as parameter 1. */
+__attribute__((noreturn)) void verifier_violation(enum verifier_code code, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4);
 /* The IRQL is above `max`: with VF_CHECKS on, bug check 0xC4 (code, IRQL, p3, p4). */
-void verifier_irql_above(ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4);
+void verifier_irql_above(enum verifier_code code, ULONG_PTR p3, ULONG_PTR p4);
 /* With VF_CHECKS on, bug check 0xC4 (code, IRQL, p3, p4) when the IRQL is above `max`
  * (inline: the common case is one read of CR8). */
-static inline void verifier_check_irql(KIRQL max, ULONG_PTR code, ULONG_PTR p3, ULONG_PTR p4)
+static inline void verifier_check_irql(KIRQL max, enum verifier_code code, ULONG_PTR p3, ULONG_PTR p4)
 {
 	if (KeGetCurrentIrql() > max)
 		verifier_irql_above(code, p3, p4);

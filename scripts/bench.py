@@ -2,7 +2,8 @@
 """bench.py — `make bench`: boot the kernel with mode=bench under QEMU with `-icount shift=0`
 (the guest TSC then advances one tick per guest instruction, so every figure is an exact,
 repeatable instruction count), collect the `# bench:` lines, print a table with each figure's
-ratio to the hardware baseline, check issue 8's targets, and write build/bench.json.
+ratio to the hardware baseline, check the performance targets (README "Performance"), and
+write build/bench.json.
 
 With --kvm 1 the unit is TSC cycles under KVM (no -icount); the ratios still apply.
 """
@@ -17,21 +18,23 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import protocol  # noqa: E402
 import qemu  # noqa: E402
 
-LINE = re.compile(r"# bench: case=(\S+) size=(\d+) ops=(\d+) pages=(\d+) ticks=(\d+)(?: note=(\S+))?")
+LINE = re.compile(protocol.marker_pattern(protocol.BENCH) +
+                  r"\s*case=(\S+) size=(\d+) ops=(\d+) pages=(\d+) ticks=(\d+)(?: note=(\S+))?")
 BASELINE = "baseline_write_invlpg_clear"
 
 
 def run(esp: Path, build: Path, kvm: bool, extra: str, timeout: int) -> str:
-    boot = qemu.prepare_boot_dir(build / "bench", esp, "mode=bench syspte=262144")
+    boot = qemu.prepare_boot_dir(build / "bench", esp, f"mode={protocol.MODE_BENCH} syspte=262144")
     log = build / "bench" / "bench.log"
     accel = "" if kvm else "-icount shift=0"
     argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log),
                               extra=f"{accel} {extra}")
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, timeout=timeout)
     text = log.read_text(errors="replace").replace("\r", "")
-    if proc.returncode != qemu.EXIT_DONE or "# mdlab: bench done" not in text:
+    if proc.returncode != qemu.EXIT_DONE or protocol.BENCH_DONE not in text:
         sys.stdout.write(text[-3000:])
         raise SystemExit(f"bench: the benchmark run did not finish ({qemu.describe_exit(proc.returncode)}); "
                          f"log: {log}")
@@ -89,7 +92,7 @@ def main(argv: list[str]) -> int:
         ratio = f"{r['ratio_to_baseline']:.2f}" if r["ratio_to_baseline"] is not None else "-"
         print(f"{r['case']:34} {r['size']:>7} {r['ticks_per_op']:>10} {per_page:>10} {ratio:>11}  {r['note']}")
 
-    # Issue 8's targets.
+    # The performance targets (README "Performance").
     targets = []
     m_map, m_base = marginal(rows, "map_unmap", 1, 512), marginal(rows, BASELINE, 1, 512)
     if m_map is not None and m_base:
@@ -113,7 +116,7 @@ def main(argv: list[str]) -> int:
         kv = dict(item.split("=") for item in t["note"].split(","))
         per32 = int(kv["full"]) * 32 / int(kv["unmaps"])
         targets.append(("full TLB flushes per 32 one-page unmaps", per32, "< 1", per32 < 1))
-    print("\ntargets (issue 8):")
+    print("\nperformance targets:")
     for name, value, want, ok in targets:
         v = f"{value:.2f}" if isinstance(value, float) else str(value)
         print(f"  {'met ' if ok else 'MISS'}  {name}: {v} (target {want})")

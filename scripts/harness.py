@@ -58,18 +58,20 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cheader  # noqa: E402
 import check_layout  # noqa: E402
 import ktap  # noqa: E402
+import protocol  # noqa: E402
 import qemu  # noqa: E402
 from ktap import Status  # noqa: E402
 
 TAG = "harness:"
-KERNEL_SPACE = 0xFFFF800000000000
+KERNEL_SPACE = cheader.read_repo_header("mm/layout.h")["KVA_DIRECT_MAP_BASE"]  # the kernel half
 LOG_TAIL_LINES = 8
-SERVER_READY = "# death-server: ready"
+SERVER_READY = protocol.DEATH_SERVER_READY
 SAVE_TIMEOUT = 60.0      # seconds for the QMP exchange that saves the death server
 QUIT_TIMEOUT = 10.0      # seconds for the saved death server to exit after `quit`
-CASE_NAME_MAX = 127      # the kernel reads the case name into a 128-byte buffer
+CASE_NAME_MAX = protocol.CASE_NAME_MAX  # the kernel's buffer for a case name, less its NUL
 
 
 _print_lock = threading.Lock()
@@ -549,7 +551,7 @@ class Harness:
     def save_server(self) -> SavedMachine | None:
         """Boot and save the death server; one line saying how it went."""
         log = self.test_dir / "death-server.log"
-        cmdline = self.cmdline("mode=death-server")
+        cmdline = self.cmdline(f"mode={protocol.MODE_DEATH_SERVER}")
         say(f"death tests: booting '{cmdline}' once, to save it and restore a copy per "
             f"death test (serial log {log})")
         try:
@@ -597,8 +599,8 @@ class Harness:
                 if log.exists():
                     log.replace(failed_log)
                 note = " after a failed restore"
-        res = self.booter.boot(self.cmdline(f"mode=death case={spec.name}"), log, case_dir,
-                               self.args.death_timeout)
+        cmdline = self.cmdline(f"mode={protocol.MODE_DEATH} case={spec.name}")
+        res = self.booter.boot(cmdline, log, case_dir, self.args.death_timeout)
         return self.judge_death(spec, res, log, "booted" + note)
 
     def judge_death(self, spec: ktap.DeathSpec, res: BootResult, log: Path, how: str,
@@ -636,7 +638,7 @@ class Harness:
 
     def run_main(self) -> None:
         log = self.test_dir / "main.log"
-        cmdline = self.cmdline(f"mode=test tests={self.args.tests}")
+        cmdline = self.cmdline(f"mode={protocol.MODE_TEST} tests={self.args.tests}")
         say(f"booting '{cmdline}' (timeout {self.args.timeout:g} s, serial log {log})")
         res = self.booter.boot(cmdline, log, self.test_dir / "boot" / "main",
                                self.args.timeout, on_line=self.stream_line)

@@ -1,7 +1,8 @@
 """ktap.py — read mdlab's serial logs and judge them.
 
-Pure functions over the text of a log: no files, no processes.  harness.py feeds them the
-logs of real boots; test_harness.py feeds them canned logs.
+Pure functions over the text of a log: no processes, and no file but the protocol header,
+read once at import (protocol.py: every marker below comes from include/mdlab/protocol.h).
+harness.py feeds them the logs of real boots; test_harness.py feeds them canned logs.
 
 What a test boot (`mode=test tests=GLOB`) prints, after any firmware output:
 
@@ -51,11 +52,14 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-EXIT_DONE = 33
-EXIT_BUGCHECK = 35
-EXIT_TRIPLE_FAULT = 0
+import protocol
+from protocol import marker_pattern
 
-DONE_MARKER = "# mdlab: tests done"
+EXIT_DONE = protocol.EXIT_DONE
+EXIT_BUGCHECK = protocol.EXIT_BUGCHECK
+EXIT_TRIPLE_FAULT = 0   # QEMU's own status on a triple fault with -no-reboot
+
+DONE_MARKER = protocol.TESTS_DONE
 
 # ESC followed by: a CSI sequence, an OSC string (ended by BEL or ST), a character-set
 # designation, or a single final character.
@@ -73,15 +77,15 @@ _HEADER_RE = re.compile(r"^K?TAP version (\d+)$")
 _HEADER_SEARCH_RE = re.compile(r"K?TAP version \d+\s*$")
 _PLAN_RE = re.compile(r"^1\.\.(\d+)(?:\s*#.*)?$")
 _RESULT_RE = re.compile(r"^(ok|not ok)(?:\s+(\d+))?(?:\s+-)?(?:\s+(.*))?$")
-_SUBTEST_RE = re.compile(r"^#\s*Subtest:\s*(.*?)\s*$")
+_SUBTEST_RE = re.compile(rf"^{marker_pattern(protocol.KTAP_SUBTEST)}\s*(.*?)\s*$")
 _SUMMARY_RE = re.compile(
     r"^#\s*(\S+):\s*pass:(\d+)\s+fail:(\d+)\s+skip:(\d+)\s+total:(\d+)\s*$")
-_DEATH_SPEC_RE = re.compile(r"^#\s*death-test:\s*(.*?)\s*$")
-_DEATH_EXPECT_RE = re.compile(r"^#\s*death-expect:\s*(.*?)\s*$")
-_DEATH_RETURNED_RE = re.compile(r"^#\s*death:\s*(\S+)\s+returned without a bug check")
-_STOP_MARK = "*** STOP:"
-_STOP_RE = re.compile(r"^\*\*\* STOP: 0x([0-9A-F]{8}) "
-                      r"\((0x[0-9A-F]+),(0x[0-9A-F]+),(0x[0-9A-F]+),(0x[0-9A-F]+)\)$")
+_DEATH_SPEC_RE = re.compile(rf"^{marker_pattern(protocol.DEATH_TEST)}\s*(.*?)\s*$")
+_DEATH_EXPECT_RE = re.compile(rf"^{marker_pattern(protocol.DEATH_EXPECT)}\s*(.*?)\s*$")
+_DEATH_RETURNED_RE = re.compile(rf"^{marker_pattern(protocol.DEATH)}\s*(\S+)\s+"
+                                rf"{marker_pattern(protocol.DEATH_RETURNED)}")
+_STOP_MARK = protocol.STOP_MARK
+_STOP_RE = re.compile(rf"^{protocol.printf_pattern(protocol.STOP_FORMAT)}$")
 _BUGCHECK_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _UNESCAPED_HASH_RE = re.compile(r"(?<!\\)#")
 
@@ -192,13 +196,14 @@ class Result:
 
     @property
     def status(self) -> Status:
-        if self.directive.upper().startswith("SKIP"):
+        if self.directive.upper().startswith(protocol.KTAP_SKIP):
             return Status.SKIP
         return Status.PASS if self.ok else Status.FAIL
 
     @property
     def skip_reason(self) -> str:
-        return self.directive[4:].strip() if self.status is Status.SKIP else ""
+        skip = len(protocol.KTAP_SKIP)
+        return self.directive[skip:].strip() if self.status is Status.SKIP else ""
 
 
 @dataclass
@@ -305,7 +310,7 @@ def parse_stop(lines: list[str], index: int) -> StopLine:
         stop.name = following[0]
     m = _STOP_RE.match(text)
     if not m:
-        stop.malformed = ("expected '*** STOP: 0xXXXXXXXX (0xP1,0xP2,0xP3,0xP4)', "
+        stop.malformed = (f"expected '{_STOP_MARK} 0xXXXXXXXX (0xP1,0xP2,0xP3,0xP4)', "
                           "8 upper-case hex digits for the code, upper-case parameters")
         return stop
     stop.code = int(m.group(1), 16)
@@ -657,13 +662,13 @@ def _crash_reasons(log: ParsedLog, exit_status: int | None, timed_out: bool,
             reasons.append(f"triple fault (QEMU exited 0) {log.running_at_end}")
         elif exit_status == EXIT_BUGCHECK:
             if not log.stops:
-                reasons.append("bug check (QEMU exited 35) without a STOP line, "
+                reasons.append(f"bug check (QEMU exited {EXIT_BUGCHECK}) without a STOP line, "
                                f"{log.running_at_end}")
         elif exit_status is not None and exit_status < 0:
             reasons.append(f"QEMU died of signal {-exit_status}, {log.running_at_end}")
         elif exit_status != EXIT_DONE:
             shown = "none" if exit_status is None else exit_status
-            reasons.append(f"QEMU exit status {shown}, expected 33, {log.running_at_end}")
+            reasons.append(f"QEMU exit status {shown}, expected {EXIT_DONE}, {log.running_at_end}")
     return reasons
 
 
@@ -677,7 +682,7 @@ def judge_test_run(text: str, *, exit_status: int | None, timed_out: bool = Fals
     crash = _crash_reasons(log, exit_status, timed_out, timeout)
     verdict.problems += crash
     if log.root is None:
-        verdict.problems.append("no 'KTAP version 1' line in the log")
+        verdict.problems.append(f"no '{protocol.KTAP_HEADER}' line in the log")
         return verdict
     if not log.done and not crash:
         verdict.problems.append(f"the kernel never printed '{DONE_MARKER}'")
@@ -743,7 +748,7 @@ def judge_death_run(text: str, spec: DeathSpec, *, exit_status: int | None,
         reasons.append("the case returned without a bug check")
     if not log.stops:
         if spec.name not in log.death_returned and not timed_out:
-            reasons.append("no bug check (no '*** STOP:' line)")
+            reasons.append(f"no bug check (no '{_STOP_MARK}' line)")
     elif len(log.stops) > 1:
         lines = ", ".join(str(s.line_no) for s in log.stops)
         reasons.append(f"{len(log.stops)} STOP lines (lines {lines}), expected exactly one")
@@ -763,5 +768,6 @@ def judge_death_run(text: str, spec: DeathSpec, *, exit_status: int | None,
     if not timed_out and exit_status != EXIT_BUGCHECK:
         how = {EXIT_DONE: "the kernel finished normally",
                EXIT_TRIPLE_FAULT: "triple fault"}.get(exit_status, "crash or QEMU error")
-        reasons.append(f"QEMU exit status {exit_status} ({how}), expected 35 (bug check)")
+        reasons.append(f"QEMU exit status {exit_status} ({how}), "
+                       f"expected {EXIT_BUGCHECK} (bug check)")
     return DeathVerdict(spec.name, not reasons, reasons, stop)

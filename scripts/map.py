@@ -36,10 +36,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cheader  # noqa: E402
+import protocol  # noqa: E402
+
 TAG = "map:"
-PAGE = 4096
-USER_TOP = 0x0000800000000000      # one past the user half (mm/layout.h USER_VA_END)
-KERNEL_BASE = 0xFFFF800000000000   # the kernel half starts here (the direct map's base)
+LAYOUT = cheader.read_repo_header("mm/layout.h")
+PAGE = LAYOUT["PAGE_SIZE"]
+USER_TOP = LAYOUT["USER_VA_END"]              # one past the user half
+KERNEL_BASE = LAYOUT["KVA_DIRECT_MAP_BASE"]   # the kernel half starts here (the direct map's base)
+DUMP_PREFIX = protocol.MAPDUMP + " "
 SPACE_END = 1 << 64
 
 TYPE_COLOURS = {"WB": "#3b6ea5", "WT": "#3d8b3d", "UC-": "#d9822b", "UC": "#c0392b",
@@ -139,13 +146,14 @@ def parse_dump(text: str) -> Dump:
     begun = ended = False
     for raw in text.splitlines():
         line = ANSI.sub("", raw).replace("\r", "").strip()
-        if not line.startswith("mapdump: "):
+        if not line.startswith(DUMP_PREFIX):
             continue
-        words = shlex.split(line[len("mapdump: "):])
+        words = shlex.split(line[len(DUMP_PREFIX):])
         kind, fields = words[0], dict(w.split("=", 1) for w in words[1:] if "=" in w)
         if kind == "begin":
-            if fields.get("version") != "1":
-                raise DumpError(f"mapdump version {fields.get('version')!r}, this script reads 1")
+            if fields.get("version") != str(protocol.MAPDUMP_VERSION):
+                raise DumpError(f"mapdump version {fields.get('version')!r}, "
+                                f"this script reads {protocol.MAPDUMP_VERSION}")
             begun = True
         elif kind == "end":
             ended = True
@@ -163,7 +171,7 @@ def parse_dump(text: str) -> Dump:
         elif kind == "agent":
             dump.agent = fields
     if not begun or not ended:
-        raise DumpError("no complete mapdump in the log (`mapdump: begin` ... `mapdump: end`)")
+        raise DumpError(f"no complete mapdump in the log (`{DUMP_PREFIX}begin` ... `{DUMP_PREFIX}end`)")
     for name in ("kernel", "user"):
         if name not in dump.spaces or not any(r.space == name for r in dump.ranges):
             raise DumpError(f"the dump has no {name} address space")

@@ -26,15 +26,20 @@ Where the data comes from:
     cannot be read, the documented layout is used, and every output says so.
   - The PFN database: the statics `db` and `db_limit` of mm/pfn.c, read by name; state and
     owner names from the kernel's own tables (`state_names`, `owner_names`).
-  - The layout's constants are parsed from mm/layout.h next to this script, so they cannot
-    drift from the kernel's.
+  - The layout's constants are read from mm/layout.h (cheader.py, next to this script), so
+    they cannot drift from the kernel's.
 """
 
 import os
 import re
 import struct
+import sys
 
 import gdb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cheader  # noqa: E402
 
 PAGE_SIZE = 4096
 ADDR_MASK = 0x000FFFFFFFFFF000          # bits 51..12: the next table or the 4 KiB frame
@@ -74,19 +79,7 @@ class MdlabError(Exception):
 
 # ------------------------------------------------------------------------------ the layout
 
-def _read_layout():
-    """mm/layout.h's plain numeric #defines, by name."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mm", "layout.h")
-    values = {}
-    with open(path) as f:
-        for line in f:
-            m = re.match(r"#define\s+(\w+)\s+(0x[0-9A-Fa-f]+|\d+)[uUlL]*\s*$", line)
-            if m:
-                values[m.group(1)] = int(m.group(2), 0)
-    return values
-
-
-LAYOUT = _read_layout()
+LAYOUT = cheader.read_repo_header("mm/layout.h")
 DIRECT_MAP = LAYOUT["KVA_DIRECT_MAP_BASE"]
 PML4_SLOT = 1 << 39
 # (first, end, name) of mm/layout.h's regions, as ptdump_region_name names them.

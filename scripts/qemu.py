@@ -24,9 +24,10 @@ The QEMU binary is `qemu-system-x86_64`, or the command in the environment varia
 (shlex-split, so `QEMU="python3 fake_qemu.py"` works): the scripts' own tests stand a fake
 in for QEMU that way.
 
-Exit statuses (isa-debug-exit turns a write of V to port 0xf4 into exit status V*2+1):
-EXIT_DONE (33) the kernel finished normally, EXIT_BUGCHECK (35) KeBugCheckEx ran,
-EXIT_TRIPLE_FAULT (0) a triple fault under -no-reboot.  Anything else is a crash.
+Exit statuses (isa-debug-exit turns a write of V to its port into exit status V*2+1; the
+port and the values are include/mdlab/protocol.h's, read by protocol.py): EXIT_DONE (33) the
+kernel finished normally, EXIT_BUGCHECK (35) KeBugCheckEx ran, EXIT_TRIPLE_FAULT (0) a triple
+fault under -no-reboot.  Anything else is a crash.
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import protocol
+
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 CMDLINE_PATH_ON_ESP = "::/EFI/mdlab/cmdline.txt"
 
-EXIT_DONE = 33          # kernel wrote 0x10 to port 0xf4
-EXIT_BUGCHECK = 35      # kernel wrote 0x11 to port 0xf4 (KeBugCheckEx)
-EXIT_TRIPLE_FAULT = 0   # QEMU's own status on a triple fault with -no-reboot
+EXIT_DONE = protocol.EXIT_DONE          # the kernel wrote QEMU_EXIT_DONE
+EXIT_BUGCHECK = protocol.EXIT_BUGCHECK  # the kernel wrote QEMU_EXIT_BUGCHECK (KeBugCheckEx)
+EXIT_TRIPLE_FAULT = 0                   # QEMU's own status on a triple fault with -no-reboot
 
 
 class QemuSetupError(Exception):
@@ -122,7 +125,7 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
     argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={_qemu_opt_value(OVMF_CODE)}"]
     argv += ["-drive", f"if=pflash,format=raw,file={_qemu_opt_value(vars_fd)}"]
     argv += ["-drive", f"format=raw,file={_qemu_opt_value(esp)}"]
-    argv += ["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+    argv += ["-device", f"isa-debug-exit,iobase={protocol.QEMU_EXIT_PORT:#x},iosize=0x04"]
     if no_reboot:
         argv.append("-no-reboot")
     argv += ["-display", "none", "-nic", "none", "-monitor", "none"]
@@ -140,9 +143,9 @@ def describe_exit(status: int | None) -> str:
     if status is None:
         return "no exit status (killed)"
     if status == EXIT_DONE:
-        return "33 (kernel finished normally)"
+        return f"{EXIT_DONE} (kernel finished normally)"
     if status == EXIT_BUGCHECK:
-        return "35 (bug check)"
+        return f"{EXIT_BUGCHECK} (bug check)"
     if status == EXIT_TRIPLE_FAULT:
         return "0 (triple fault, or QEMU quit)"
     if status < 0:

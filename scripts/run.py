@@ -36,9 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import protocol  # noqa: E402
 import qemu  # noqa: E402
 
-PROMPT = b"mdlab> "
+PROMPT = protocol.MONITOR_PROMPT.encode()
 TAG = "run:"
 
 
@@ -48,7 +49,7 @@ def note(message: str) -> None:
 
 
 def exit_code(status: int) -> int:
-    """Our exit status for QEMU's: 33 (quit) is success."""
+    """Our exit status for QEMU's: qemu.EXIT_DONE (quit) is success."""
     if status == qemu.EXIT_DONE:
         return 0
     return 128 - status if status < 0 else status
@@ -57,7 +58,7 @@ def exit_code(status: int) -> int:
 def run_interactive(argv: list[str]) -> int:
     """QEMU in the foreground on this terminal; returns exit_code(QEMU's status)."""
     note("Ctrl-A X quits QEMU; Ctrl-A C switches to the QEMU monitor and back; "
-         "`quit` at the mdlab> prompt ends the run")
+         f"`quit` at the {protocol.MONITOR_PROMPT.strip()} prompt ends the run")
     # The terminal is QEMU's now (raw mode): Ctrl-C reaches the guest, not us.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

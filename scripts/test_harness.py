@@ -29,10 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cheader  # noqa: E402
 import bench  # noqa: E402
 import check_layout  # noqa: E402
 import harness  # noqa: E402
 import ktap  # noqa: E402
+import protocol  # noqa: E402
 import qemu  # noqa: E402
 from ktap import DeathSpec, Status  # noqa: E402
 
@@ -943,6 +945,55 @@ class BenchBaseline(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("no longer measured", out)
         self.assertIn("new        other@1", out)
+
+
+class ProtocolHeader(unittest.TestCase):
+    """The scripts' side of include/mdlab/protocol.h: what cheader.py reads from a header,
+    and that lines printed with the kernel's own formats are read back by ktap.py."""
+
+    def test_defines_read_as_c_reads_them(self):
+        text = textwrap.dedent(r"""
+            #define PORT 0xf4            /* a comment */
+            #define SIZE 4096ul
+            #define OCTAL 010
+            #define MARK "*** STOP:"
+            #define FORMAT MARK " 0x%08X\n" // joined
+            #define QUOTE "say \"hi\""
+            #define MACRO(x) ((x) + 1)
+            #define EXPRESSION (1u << 3)
+            #define UNKNOWN NOT_DEFINED " x"
+            #define LIST(X) \
+                X(A, 1)
+            """)
+        d = cheader.parse_defines(text)
+        self.assertEqual(d, {"PORT": 0xF4, "SIZE": 4096, "OCTAL": 8, "MARK": "*** STOP:",
+                             "FORMAT": "*** STOP: 0x%08X\n", "QUOTE": 'say "hi"'})
+
+    def test_exit_statuses(self):
+        self.assertEqual((protocol.EXIT_DONE, protocol.EXIT_BUGCHECK), (33, 35))
+        self.assertEqual((qemu.EXIT_DONE, ktap.EXIT_BUGCHECK), (33, 35))
+
+    def test_stop_line_printed_with_the_kernels_format_is_read_back(self):
+        line = protocol.STOP_FORMAT % (0xC4, 0xB3, 0xFFFFC08000001000, 0x1A, 2)
+        stop = ktap.parse_stop([line, "DRIVER_VERIFIER_DETECTED_VIOLATION"], 0)
+        self.assertIsNone(stop.malformed)
+        self.assertEqual((stop.code, stop.params), (0xC4, (0xB3, 0xFFFFC08000001000, 0x1A, 2)))
+        self.assertEqual(stop.name, "DRIVER_VERIFIER_DETECTED_VIOLATION")
+
+    def test_death_lines_built_from_the_markers_are_read_back(self):
+        text = log(f"""\
+            {protocol.KTAP_HEADER}
+            {protocol.DEATH_TEST} seh.unhandled_fault code=0x0000001E
+            1..0
+            {protocol.TESTS_DONE}
+            """)
+        v = ktap.judge_test_run(text, exit_status=protocol.EXIT_DONE)
+        self.assertEqual(v.problems, [])
+        self.assertEqual([s.name for s in v.death_specs], ["seh.unhandled_fault"])
+        returned = log(f"""\
+            {protocol.DEATH} seh.unhandled_fault {protocol.DEATH_RETURNED}
+            """)
+        self.assertEqual(ktap.parse_log(returned).death_returned, ["seh.unhandled_fault"])
 
 
 if __name__ == "__main__":

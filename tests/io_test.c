@@ -104,7 +104,7 @@ static void record_mdl(PIRP irp)
 		rec.pfns[i] = MmGetMdlPfnArray(m)[i];
 		rec.lock_counts[i] = pfn_entry(rec.pfns[i])->lock_count;
 	}
-	rec.process_locked = ps_current() ? ps_current()->locked_pages : 0;
+	rec.process_locked = ps_current() ? ps_current()->mm.locked_pages : 0;
 }
 
 static PUCHAR map_mdl(PIRP irp)
@@ -179,7 +179,7 @@ static NTSTATUS iot_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 	}
 	case IOCTL_IOT_RAW: {
 		struct pt_query q;
-		pt_query(&ps_current()->root, (uint64_t)Irp->UserBuffer, &q);
+		pt_query(&ps_current()->mm.root, (uint64_t)Irp->UserBuffer, &q);
 		rec.user_buffer_mapped = q.present && q.eff.user;
 		break;
 	}
@@ -207,9 +207,9 @@ static NTSTATUS iot_cleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 	rec.cleanup_process = p;
 	if (p) {
 		struct pt_query q;
-		rec.cleanup_terminating = p->terminating;
+		rec.cleanup_terminating = p->mm.terminating;
 		rec.cleanup_handles = io_process_handles(p);
-		pt_query(&p->root, iot_buf, &q);
+		pt_query(&p->mm.root, iot_buf, &q);
 		rec.cleanup_page_mapped = q.present && q.eff.user;
 		rec.cleanup_pfn = q.pa >> PAGE_SHIFT;
 		rec.cleanup_copy = copy_from_user(&rec.cleanup_value, iot_buf, sizeof rec.cleanup_value);
@@ -329,14 +329,14 @@ static void out_direct_driver_writes_through_the_mdl_locked_for_the_caller(struc
 	EXPECT_NE(t, (uint64_t)rec.system_buffer, 0);
 	for (int i = 0; i < 2; i++) {
 		struct pt_query q;
-		pt_query(&p->root, ALIGN_DOWN(out, PAGE_SIZE) + (uint64_t)i * PAGE_SIZE, &q);
+		pt_query(&p->mm.root, ALIGN_DOWN(out, PAGE_SIZE) + (uint64_t)i * PAGE_SIZE, &q);
 		EXPECT_TRUE(t, q.present);
 		EXPECT_EQ(t, q.pa >> PAGE_SHIFT, rec.pfns[i]);
 		EXPECT_GE(t, rec.lock_counts[i], 1);
 		/* After completion: unlocked. */
 		EXPECT_EQ(t, pfn_entry(rec.pfns[i])->lock_count, 0);
 	}
-	EXPECT_EQ(t, p->locked_pages, 0);
+	EXPECT_EQ(t, p->mm.locked_pages, 0);
 	/* MmUnlockPages released the driver's system mapping (the driver never unmapped). */
 	struct pt_query k;
 	EXPECT_GE(t, rec.system_va, KVA_SYSPTE_BASE);
@@ -366,7 +366,7 @@ static void in_direct_locks_for_read_so_a_read_only_buffer_is_accepted(struct kt
 	EXPECT_TRUE(t, rec.mdl_process == p);
 	EXPECT_EQ(t, rec.mdl_flags & (MDL_PAGES_LOCKED | MDL_WRITE_OPERATION), MDL_PAGES_LOCKED);
 	EXPECT_EQ(t, pfn_entry(rec.pfns[0])->lock_count, 0);
-	EXPECT_EQ(t, p->locked_pages, 0);
+	EXPECT_EQ(t, p->mm.locked_pages, 0);
 	uint64_t v = 0;
 	EXPECT_TRUE(t, ps_report(p, 1000, &v) && v == 7);
 	PsDestroyProcess(p);
@@ -445,11 +445,11 @@ static void bad_buffers_are_access_violations_for_the_caller(struct ktest *t)
 				   agent_result(t, p, call[i], 0));
 	/* The driver never saw any of them; the agent went on. */
 	EXPECT_EQ(t, rec.calls, 0);
-	EXPECT_EQ(t, p->locked_pages, 0);
+	EXPECT_EQ(t, p->mm.locked_pages, 0);
 	uint64_t v = 0;
 	EXPECT_TRUE(t, ps_report(p, 1000, &v) && v == 7);
 	struct pt_query q;
-	pt_query(&p->root, straddle, &q);
+	pt_query(&p->mm.root, straddle, &q);
 	ASSERT_TRUE(t, q.present);
 	EXPECT_EQ(t, pfn_entry(q.pa >> PAGE_SHIFT)->lock_count, 0);
 	PsDestroyProcess(p);

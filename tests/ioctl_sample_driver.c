@@ -123,7 +123,7 @@ static NTSTATUS sioctl_neither(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 	}
 	sioctl_log.in_process = in_mdl->Process;
 	sioctl_log.out_process = out_mdl->Process;
-	sioctl_log.process_locked = ps_current()->locked_pages;
+	sioctl_log.process_locked = ps_current()->mm.locked_pages;
 	*info = MIN(in_len, out_len);
 	sioctl_transform(out, in, (ULONG)*info);
 	sioctl_release_user_buffer(out_mdl);
@@ -260,7 +260,7 @@ static void each_method_round_trips_from_ring_3(struct ktest *t)
 		/* Information was 16: the last 8 bytes of the output are the agent's. */
 		EXPECT_EQ(t, agent_result(t, p, r2, 0), ~0ull);
 		EXPECT_EQ(t, sioctl_log.calls, 1);
-		EXPECT_EQ(t, p->locked_pages, 0);
+		EXPECT_EQ(t, p->mm.locked_pages, 0);
 		/* The driver's system mappings are gone: MmUnlockPages (the I/O manager's at
 		 * completion, or the driver's own for METHOD_NEITHER) released them. */
 		for (int i = 0; i < sioctl_log.nmapped; i++)
@@ -275,7 +275,7 @@ static void each_method_round_trips_from_ring_3(struct ktest *t)
 		}
 		for (uint64_t va = ALIGN_DOWN(out, PAGE_SIZE); va < out + 24; va += PAGE_SIZE) {
 			struct pt_query q;
-			pt_query(&p->root, va, &q);
+			pt_query(&p->mm.root, va, &q);
 			EXPECT_TRUE(t, q.present);
 			EXPECT_EQ(t, pfn_entry(q.pa >> PAGE_SHIFT)->lock_count, 0);
 		}
@@ -325,7 +325,7 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 	/* NULL output after a good input: the input was mapped, then released by its unlock. */
 	for (int i = 0; i < sioctl_log.nmapped; i++)
 		EXPECT_FALSE(t, mmt_va_mapped(sioctl_log.mapped[i]));
-	EXPECT_EQ(t, p->locked_pages, 0);
+	EXPECT_EQ(t, p->mm.locked_pages, 0);
 	uint64_t v = 0;
 	EXPECT_TRUE(t, ps_report(p, 1000, &v) && v == 7);
 	PsDestroyProcess(p);

@@ -1,5 +1,5 @@
 /*
- * MmAllocatePagesForMdl(Ex) and MmFreePagesFromMdl (issue 5, rule 10; nt-mdl.md): the
+ * MmAllocatePagesForMdl(Ex) and MmFreePagesFromMdl (nt-mdl.md): the
  * physical window [Low, High] and its Skip steps, contiguous chunks, all-or-nothing,
  * partial results, zeroing, refused flags, the fields of the MDL handed back, and the
  * frames' memory type coming and going with the allocation.

@@ -1,5 +1,5 @@
 /*
- * The memory type of MDL system mappings (issue 5, rule 6; nt-mdl.md decisions 1 and 2):
+ * The memory type of MDL system mappings (nt-mdl.md decisions 1 and 2):
  *   - pool and probe-locked RAM are WB and stay WB whatever CacheType asks, and the request
  *     not honoured is counted (mdl_get_stats().cache_overrides);
  *   - MmAllocatePagesForMdlEx records its CacheType on its frames at allocation: every

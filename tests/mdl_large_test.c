@@ -1,5 +1,5 @@
 /*
- * Large MDLs (issue 5, rule 15): a 512-page MDL from MmAllocatePagesForMdlEx and a 4 MiB
+ * Large MDLs: a 512-page MDL from MmAllocatePagesForMdlEx and a 4 MiB
  * (1024-page) MDL over pool map and unmap page for page — every PTE names the right frame
  * (read from the tables), a byte written through each page of the mapping reads back
  * through the direct map of that frame — and a request larger than the whole system-PTE

@@ -1,7 +1,6 @@
 /*
  * MmMapLockedPagesSpecifyCache, MmMapLockedPages, MmGetSystemAddressForMdlSafe and
- * MmUnmapLockedPages, kernel side (issue 5, rules 1-5, 7 and 9; the seed pages and
- * ../shared/reference/nt-mdl.md):
+ * MmUnmapLockedPages, kernel side (the seed pages and nt-mdl.md):
  *   1. the returned address keeps the MDL's byte offset and is MappedSystemVa;
  *      MAPPED_TO_SYSTEM_VA comes and goes; the MDL's own description does not move;
  *   2. only locked MDLs map (probe-locked, allocated pages, partial MDLs of those);

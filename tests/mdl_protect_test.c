@@ -1,5 +1,5 @@
 /*
- * MmProtectMdlSystemAddress (issue 5, rule 13; nt-mdl.md decision 3): each protection is
+ * MmProtectMdlSystemAddress (nt-mdl.md decision 3): each protection is
  * proven by real accesses through the MDL's system mapping — the fault's vector, exact #PF
  * error code and CR2 — and by the raw PTEs.  PAGE_EXECUTE_READWRITE and every other value
  * outside the five accepted ones are refused with the PTEs untouched; an MDL without a

@@ -1,6 +1,6 @@
 /*
- * Who releases a system mapping (issue 5, rule 8): the table of the MmGetSystemAddressForMdlSafe
- * seed page, one case per row.
+ * Who releases a system mapping: the table of the MmGetSystemAddressForMdlSafe seed page,
+ * one case per row.
  *
  *   MDL built by               released by
  *   MmProbeAndLockPages        MmUnlockPages

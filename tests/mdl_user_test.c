@@ -1,5 +1,5 @@
 /*
- * MDLs and user address spaces (issue 6; mm/mdl_user.c): probing and locking user buffers,
+ * MDLs and user address spaces (mm/mdl_user.c): probing and locking user buffers,
  * mapping MDLs into processes, what ring 3 can and cannot do with such a mapping, and what
  * is left when a process ends.
  *
@@ -90,7 +90,7 @@ static void mu_exit(struct ktest *t)
 	for (int i = 0; i < MAX_PROCS; i++)
 		if (procs[i]) {
 			attach(procs[i]);
-			mdl_user_process_exit(procs[i]);
+			mdl_user_process_exit(&procs[i]->mm);
 			detach();
 		}
 	for (int i = 0; i < MAX_LOCKED; i++)
@@ -196,7 +196,7 @@ static uint64_t map_user(struct ktest *t, PMDL m, MEMORY_CACHING_TYPE ct, uint64
 static struct pt_query query(PEPROCESS p, uint64_t va)
 {
 	struct pt_query q;
-	pt_query(&p->root, va, &q);
+	pt_query(&p->mm.root, va, &q);
 	return q;
 }
 
@@ -226,14 +226,14 @@ static void count_one(struct vad *v, void *ctx) { ++*(uint64_t *)ctx; }
 static uint64_t vad_count(PEPROCESS p)
 {
 	uint64_t n = 0;
-	vad_for_each(p, count_one, &n);
+	vad_for_each(&p->mm, count_one, &n);
 	return n;
 }
 
 static uint32_t mappings_of(PEPROCESS p)
 {
 	uint32_t n = 0;
-	for (struct user_mapping *um = p->mappings; um; um = um->next)
+	for (struct user_mapping *um = p->mm.mappings; um; um = um->next)
 		n++;
 	return n;
 }
@@ -297,7 +297,7 @@ static void probe_makes_user_pages_resident_and_counts_them(struct ktest *t)
 	struct raised r = try_probe(m, UserMode, IoWriteAccess);
 	ASSERT_EQ(t, (ULONG)r.status, (ULONG)STATUS_SUCCESS);
 	EXPECT_TRUE(t, m->Process == p);
-	EXPECT_EQ(t, p->locked_pages, 3);
+	EXPECT_EQ(t, p->mm.locked_pages, 3);
 	EXPECT_TRUE(t, m->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_TRUE(t, m->MdlFlags & MDL_WRITE_OPERATION);
 	EXPECT_EQ(t, mmt_locked_frames(), locked0 + 3);
@@ -308,7 +308,7 @@ static void probe_makes_user_pages_resident_and_counts_them(struct ktest *t)
 		EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[i]), 1);
 	}
 	MmUnlockPages(m);
-	EXPECT_EQ(t, p->locked_pages, 0);
+	EXPECT_EQ(t, p->mm.locked_pages, 0);
 	EXPECT_EQ(t, mmt_locked_frames(), locked0);
 	for (int i = 0; i < 3; i++)
 		EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[i]), 0);
@@ -336,7 +336,7 @@ static void probe_locks_memory_the_agent_made(struct ktest *t)
 	track_locked(m);
 	ASSERT_EQ(t, (ULONG)try_probe(m, UserMode, IoReadAccess).status, (ULONG)STATUS_SUCCESS);
 	EXPECT_FALSE(t, m->MdlFlags & MDL_WRITE_OPERATION);
-	EXPECT_EQ(t, p->locked_pages, 2);
+	EXPECT_EQ(t, p->mm.locked_pages, 2);
 	EXPECT_EQ(t, MmGetMdlPfnArray(m)[0], query(p, buf_va).pa >> PAGE_SHIFT);
 	EXPECT_EQ(t, MmGetMdlPfnArray(m)[1], query(p, buf_va + P).pa >> PAGE_SHIFT);
 	uint64_t *sys = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
@@ -344,7 +344,7 @@ static void probe_locks_memory_the_agent_made(struct ktest *t)
 	EXPECT_EQ(t, sys[1], 0x0123456789ABCDEFul);
 	EXPECT_EQ(t, sys[P / 8], 0);
 	MmUnlockPages(m); /* releases the system mapping too */
-	EXPECT_EQ(t, p->locked_pages, 0);
+	EXPECT_EQ(t, p->mm.locked_pages, 0);
 	free_mdl(m);
 	detach();
 	destroy(p);
@@ -361,9 +361,9 @@ static void kernel_mode_probe_of_user_buffer_charges_the_process(struct ktest *t
 	track_locked(m);
 	ASSERT_EQ(t, (ULONG)try_probe(m, KernelMode, IoReadAccess).status, (ULONG)STATUS_SUCCESS);
 	EXPECT_TRUE(t, m->Process == p);
-	EXPECT_EQ(t, p->locked_pages, 1);
+	EXPECT_EQ(t, p->mm.locked_pages, 1);
 	MmUnlockPages(m);
-	EXPECT_EQ(t, p->locked_pages, 0);
+	EXPECT_EQ(t, p->mm.locked_pages, 0);
 	free_mdl(m);
 	detach();
 	destroy(p);
@@ -382,7 +382,7 @@ static void expect_refused(struct ktest *t, PEPROCESS p, uint64_t va, ULONG len,
 	EXPECT_EQ(t, r.info[1], bad);
 	EXPECT_FALSE(t, m->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_EQ(t, mmt_locked_frames(), locked0);
-	EXPECT_EQ(t, p ? p->locked_pages : 0, 0);
+	EXPECT_EQ(t, p ? p->mm.locked_pages : 0, 0);
 }
 
 static void probe_refusals_raise_and_leave_nothing_locked(struct ktest *t)
@@ -447,19 +447,19 @@ static void user_mapping_keeps_offset_and_is_user_no_execute(struct ktest *t)
 	uint64_t base = va - 0x123;
 	EXPECT_EQ(t, va & (P - 1), 0x123);
 	EXPECT_EQ(t, base & (MM_ALLOCATION_GRANULARITY - 1), 0);
-	EXPECT_TRUE(t, base >= 0x10000 && base + 3 * P - 1 <= p->highest_user);
+	EXPECT_TRUE(t, base >= 0x10000 && base + 3 * P - 1 <= p->mm.highest_user);
 	for (int i = 0; i < 3; i++) {
 		EXPECT_USER_LEAF(t, p, base + i * P, MmGetMdlPfnArray(m)[i], true);
 		EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, base + i * P), 1), MMT_ENC_WB);
 	}
-	struct vad *v = vad_find(p, base);
+	struct vad *v = vad_find(&p->mm, base);
 	ASSERT_TRUE(t, v != NULL);
 	EXPECT_EQ(t, v->kind, VAD_MDL);
 	EXPECT_EQ(t, v->start, base);
 	EXPECT_EQ(t, v->end, base + 3 * P);
 	struct user_mapping *um = v->owner;
-	ASSERT_TRUE(t, um != NULL && p->mappings == um);
-	EXPECT_TRUE(t, um->process == p && um->mdl == m && um->vad == v);
+	ASSERT_TRUE(t, um != NULL && p->mm.mappings == um);
+	EXPECT_TRUE(t, um->mm == &p->mm && um->mdl == m && um->vad == v);
 	EXPECT_EQ(t, um->va, base);
 	EXPECT_EQ(t, um->pages, 3);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 1);
@@ -475,8 +475,8 @@ static void user_mapping_keeps_offset_and_is_user_no_execute(struct ktest *t)
 	MmUnmapLockedPages((PVOID)va, m);
 	for (int i = 0; i < 3; i++)
 		EXPECT_FALSE(t, query(p, base + i * P).present);
-	EXPECT_TRUE(t, vad_find(p, base) == NULL);
-	EXPECT_TRUE(t, p->mappings == NULL);
+	EXPECT_TRUE(t, vad_find(&p->mm, base) == NULL);
+	EXPECT_TRUE(t, p->mm.mappings == NULL);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
 	EXPECT_EQ(t, vad_count(p), vads0);
 	MmUnlockPages(m);
@@ -499,7 +499,7 @@ static void no_write_makes_the_user_mapping_read_only(struct ktest *t)
 		EXPECT_USER_LEAF(t, p, ro + i * P, MmGetMdlPfnArray(m)[i], false);
 		EXPECT_USER_LEAF(t, p, rw + i * P, MmGetMdlPfnArray(m)[i], true);
 	}
-	EXPECT_EQ(t, vad_find(p, ro)->protect, PAGE_READONLY);
+	EXPECT_EQ(t, vad_find(&p->mm, ro)->protect, PAGE_READONLY);
 	EXPECT_EQ(t, mappings_of(p), 2);
 	MmUnmapLockedPages((PVOID)ro, m);
 	MmUnmapLockedPages((PVOID)rw, m);
@@ -519,8 +519,8 @@ static void requested_address_rules(struct ktest *t)
 	uint64_t reserved = zw_alloc(t, buf_va, 0x10000, MEM_RESERVE, PAGE_READWRITE);
 	uint64_t vads0 = vad_count(p), va;
 	/* The top of the stack VAD is 64 KiB under the highest address; the guard is 16 pages. */
-	uint64_t limit = p->highest_user - 16 * P;
-	struct vad *stack = vad_find(p, limit - P + 1);
+	uint64_t limit = p->mm.highest_user - 16 * P;
+	struct vad *stack = vad_find(&p->mm, limit - P + 1);
 	ASSERT_TRUE(t, stack != NULL && stack->kind == VAD_STACK);
 	const struct {
 		uint64_t va;
@@ -547,7 +547,7 @@ static void requested_address_rules(struct ktest *t)
 				   (ULONG)cases[i].st);
 	}
 	EXPECT_EQ(t, vad_count(p), vads0);
-	EXPECT_TRUE(t, p->mappings == NULL);
+	EXPECT_TRUE(t, p->mm.mappings == NULL);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
 
 	/* Exact: right above a reservation, right under the stack, anywhere free. */
@@ -578,7 +578,7 @@ static void null_address_picks_a_free_64k_range(struct ktest *t)
 	EXPECT_EQ(t, a & 0xFFFF, 0);
 	EXPECT_EQ(t, b & 0xFFFF, 0);
 	EXPECT_TRUE(t, b >= a + 0x20000 || a >= b + 0x20000);
-	EXPECT_EQ(t, vad_find(p, a)->end, a + 17 * P);
+	EXPECT_EQ(t, vad_find(&p->mm, a)->end, a + 17 * P);
 	MmUnmapLockedPages((PVOID)a, m);
 	/* The first range is the lowest free one again. */
 	EXPECT_EQ(t, map_user(t, m, MmCached, 0, NormalPagePriority), a);
@@ -598,7 +598,7 @@ static void wow64_process_gets_mappings_below_2g(struct ktest *t)
 	PMDL m = pages_for_mdl(t, 16 * P, false, MmCached);
 	uint64_t va;
 	attach(w);
-	EXPECT_EQ(t, w->highest_user, 0x7FFEFFFF);
+	EXPECT_EQ(t, w->mm.highest_user, 0x7FFEFFFF);
 	va = map_user(t, m, MmCached, 0, NormalPagePriority);
 	EXPECT_LE(t, va + 16 * P - 1, 0x7FFEFFFF);
 	MmUnmapLockedPages((PVOID)va, m);
@@ -608,14 +608,14 @@ static void wow64_process_gets_mappings_below_2g(struct ktest *t)
 	int reservations = 0;
 	for (uint64_t size = 0x40000000; size >= MM_ALLOCATION_GRANULARITY && reservations < 4096;) {
 		uint64_t base = 0, s = size;
-		if (uvm_allocate(w, &base, &s, MEM_RESERVE, PAGE_READWRITE) == STATUS_SUCCESS)
+		if (uvm_allocate(&w->mm, &base, &s, MEM_RESERVE, PAGE_READWRITE) == STATUS_SUCCESS)
 			reservations++;
 		else
 			size /= 2;
 	}
 	EXPECT_LT(t, reservations, 4096);
 	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, 0, NormalPagePriority, &va), (ULONG)STATUS_INSUFFICIENT_RESOURCES);
-	EXPECT_TRUE(t, w->mappings == NULL);
+	EXPECT_TRUE(t, w->mm.mappings == NULL);
 	detach();
 	attach(q);
 	EXPECT_EQ(t, map_user(t, m, MmCached, 0x100000000ul, NormalPagePriority), 0x100000000ul);
@@ -663,12 +663,12 @@ static void failures_raise_and_leave_nothing(struct ktest *t)
 	EXPECT_EQ(t, (ULONG)oom, (ULONG)STATUS_INSUFFICIENT_RESOURCES);
 	EXPECT_FALSE(t, query(p, slot).present);
 
-	p->terminating = true;
+	p->mm.terminating = true;
 	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, map_va, NormalPagePriority, &va), (ULONG)STATUS_PROCESS_IS_TERMINATING);
-	p->terminating = false;
+	p->mm.terminating = false;
 
 	EXPECT_EQ(t, vad_count(p), vads0);
-	EXPECT_TRUE(t, p->mappings == NULL);
+	EXPECT_TRUE(t, p->mm.mappings == NULL);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
 	EXPECT_EQ(t, mmt_free_frames(), free0);
 	mdl_user_get_stats(&s1);
@@ -746,7 +746,7 @@ static void whole_zeroed_pool_pages_map_and_count(struct ktest *t)
 	EXPECT_EQ(t, va, map_va);
 	EXPECT_USER_LEAF(t, p, va, MmGetMdlPfnArray(m)[0], true);
 	EXPECT_EQ(t, mmt_leaf_encoding(user_leaf(p, va), 1), MMT_ENC_WB); /* pool stays WB */
-	EXPECT_TRUE(t, p->mappings->pool);
+	EXPECT_TRUE(t, p->mm.mappings->pool);
 	uint8_t v = 0;
 	EXPECT_EQ(t, (ULONG)copy_from_user(&v, va + 5, 1), (ULONG)STATUS_SUCCESS);
 	EXPECT_EQ(t, v, 0x55);
@@ -916,7 +916,7 @@ static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *
 	EXPECT_EQ(t, agent_result(t, p, 9, 0), 0x600DF00D);
 	EXPECT_EQ(t, user_leaf(p, map_va) & ~MMT_PTE_AD, before0);
 	EXPECT_EQ(t, user_leaf(p, map_va + P) & ~MMT_PTE_AD, before1);
-	struct vad *v = vad_find(p, map_va);
+	struct vad *v = vad_find(&p->mm, map_va);
 	EXPECT_TRUE(t, v && v->kind == VAD_MDL && v->start == map_va && v->end == map_va + 2 * P);
 	EXPECT_EQ(t, mappings_of(p), 1);
 	attach(p);
@@ -973,7 +973,7 @@ static void two_processes_get_independent_mappings(struct ktest *t)
 	detach();
 	/* B never sees A's mapping: nothing at that address in B's tables, no VAD there. */
 	EXPECT_FALSE(t, query(b, map_va).present);
-	EXPECT_TRUE(t, vad_find(b, map_va) == NULL);
+	EXPECT_TRUE(t, vad_find(&b->mm, map_va) == NULL);
 	/* The same MDL in B at another address: two mappings of one frame. */
 	attach(b);
 	EXPECT_EQ(t, map_user(t, m, MmCached, map_va + 0x100000, NormalPagePriority | MdlMappingNoWrite),
@@ -993,7 +993,7 @@ static void two_processes_get_independent_mappings(struct ktest *t)
 	destroy(a);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 1);
 	EXPECT_USER_LEAF(t, b, map_va + 0x100000, MmGetMdlPfnArray(m)[0], false);
-	EXPECT_TRUE(t, b->mappings && b->mappings->va == map_va + 0x100000);
+	EXPECT_TRUE(t, b->mm.mappings && b->mm.mappings->va == map_va + 0x100000);
 	attach(b);
 	MmUnmapLockedPages((PVOID)(map_va + 0x100000), m);
 	detach();

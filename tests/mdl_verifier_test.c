@@ -1,6 +1,6 @@
 /*
  * The driver verifier's MDL checks (mm/verifier.h; nt-mdl.md decision 7 and the 0xC4 list):
- *   - IRQL (issue 5, rule 14): each routine compares CR8 with its documented limit and stops
+ *   - IRQL: each routine compares CR8 with its documented limit and stops
  *     with its own code above it — MmProbeAndLockPages 0x70, MmMapLockedPagesSpecifyCache
  *     (KernelMode) 0x76, MmMapLockedPages (KernelMode) 0x74, MmUnlockPages 0x78,
  *     MmUnmapLockedPages (kernel address) 0x79, MmAllocatePagesForMdl(Ex) and

@@ -79,18 +79,18 @@ static void two_processes_have_separate_spaces(struct ktest *t)
 	PEPROCESS a = agent_create(&s, 0);
 	PEPROCESS b = agent_create(&s, PROCESS_WOW64);
 	ASSERT_TRUE(t, a && b);
-	EXPECT_NE(t, a->root.pml4, b->root.pml4);
+	EXPECT_NE(t, a->mm.root.pml4, b->mm.root.pml4);
 	/* The same user address, different frames; the same kernel half. */
 	struct pt_query qa, qb;
-	pt_query(&a->root, USER_PARAMS_VA, &qa);
-	pt_query(&b->root, USER_PARAMS_VA, &qb);
+	pt_query(&a->mm.root, USER_PARAMS_VA, &qa);
+	pt_query(&b->mm.root, USER_PARAMS_VA, &qb);
 	EXPECT_TRUE(t, qa.present && qb.present);
 	EXPECT_NE(t, qa.pa, qb.pa);
 	EXPECT_EQ(t, qa.entry[4] != 0, 1);
-	pt_query(&a->root, (uint64_t)&kernel_root, &qa);
-	pt_query(&b->root, (uint64_t)&kernel_root, &qb);
+	pt_query(&a->mm.root, (uint64_t)&kernel_root, &qa);
+	pt_query(&b->mm.root, (uint64_t)&kernel_root, &qb);
 	EXPECT_EQ(t, qa.pa, qb.pa);
-	EXPECT_TRUE(t, b->highest_user <= 0x7FFEFFFF);
+	EXPECT_TRUE(t, b->mm.highest_user <= 0x7FFEFFFF);
 	EXPECT_EQ(t, (ULONG)PsRunProcess(a), 1);
 	EXPECT_EQ(t, (ULONG)PsRunProcess(b), 1);
 	PsDestroyProcess(a);

@@ -257,7 +257,7 @@ static char pte_text[8192];
 static struct walk pte_matches_walk(struct ktest *t, PEPROCESS p, uint64_t va)
 {
 	struct mon_out o = mon_buffer(pte_text, sizeof pte_text);
-	mm_print_pte(&o, p ? &p->root : &kernel_root, va);
+	mm_print_pte(&o, p ? &p->mm.root : &kernel_root, va);
 	struct walk w = walk_in(p, va);
 	EXPECT_FALSE(t, o.overflow);
 	expect_pte_printed(t, pte_text, va, &w);
@@ -359,7 +359,7 @@ static void ps_lists_live_processes_only(struct ktest *t)
 	struct mon_out o = mon_buffer(small_text, sizeof small_text);
 	ps_print_process(&o, p);
 	/* PID, name, WOW64, PML4, locked, mappings: none; VADs: image, stack, parameters at least. */
-	EXPECT_TEXT(t, small_text, "%5u %-16s %-5s 0x%010lx %7lu %8u ", p->pid, "agent", "yes", p->root.pml4, 0ul, 0u);
+	EXPECT_TEXT(t, small_text, "%5u %-16s %-5s 0x%010lx %7lu %8u ", p->pid, "agent", "yes", p->mm.root.pml4, 0ul, 0u);
 	uint32_t pid = p->pid;
 	PsDestroyProcess(p);
 	EXPECT_TRUE(t, ps_lookup(pid) == NULL);

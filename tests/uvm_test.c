@@ -41,9 +41,8 @@ static bool attached;
 static int uvm_init(struct ktest *t)
 {
 	memset(&proc, 0, sizeof proc);
-	proc.highest_user = MM_USER_TOP_64;
 	attached = false;
-	return pt_root_create(&proc.root) ? 0 : 1;
+	return mm_process_init(&proc.mm, &proc, false) ? 0 : 1;
 }
 
 static void uvm_exit(struct ktest *t)
@@ -51,8 +50,8 @@ static void uvm_exit(struct ktest *t)
 	if (attached)
 		KeUnstackDetachProcess(&apc);
 	attached = false;
-	uvm_destroy(&proc);
-	pt_root_destroy(&proc.root);
+	uvm_destroy(&proc.mm);
+	pt_root_destroy(&proc.mm.root);
 }
 
 static void attach(void)
@@ -70,7 +69,7 @@ static void detach(void)
 static struct pt_query query(uint64_t va)
 {
 	struct pt_query q;
-	pt_query(&proc.root, va, &q);
+	pt_query(&proc.mm.root, va, &q);
 	return q;
 }
 
@@ -89,7 +88,7 @@ static struct pt_query query(uint64_t va)
 static uint64_t alloc(struct ktest *t, uint64_t base, uint64_t size, ULONG type, ULONG protect)
 {
 	uint64_t b = base, s = size;
-	NTSTATUS st = uvm_allocate(&proc, &b, &s, type, protect);
+	NTSTATUS st = uvm_allocate(&proc.mm, &b, &s, type, protect);
 	if (st != STATUS_SUCCESS) {
 		KTEST_FAIL(t, "uvm_allocate(0x%lx, 0x%lx, 0x%x, 0x%x) = 0x%x", base, size, type, protect, (ULONG)st);
 		ktest_abort(t);
@@ -99,25 +98,25 @@ static uint64_t alloc(struct ktest *t, uint64_t base, uint64_t size, ULONG type,
 
 static NTSTATUS allocate(uint64_t base, uint64_t size, ULONG type, ULONG protect)
 {
-	return uvm_allocate(&proc, &base, &size, type, protect);
+	return uvm_allocate(&proc.mm, &base, &size, type, protect);
 }
 
 static NTSTATUS vfree(uint64_t base, uint64_t size, ULONG type)
 {
-	return uvm_free(&proc, &base, &size, type);
+	return uvm_free(&proc.mm, &base, &size, type);
 }
 
 static NTSTATUS protect(uint64_t base, uint64_t size, ULONG prot, ULONG *old)
 {
 	ULONG o = 0;
-	return uvm_protect(&proc, &base, &size, prot, old ? old : &o);
+	return uvm_protect(&proc.mm, &base, &size, prot, old ? old : &o);
 }
 
 static uint64_t vad_count(void)
 {
 	uint64_t n = 0;
-	for (struct vad *v = proc.vad_root ? vad_find_overlap(&proc, 0, USER_VA_END) : NULL; v;
-	     v = vad_find_overlap(&proc, v->end, USER_VA_END))
+	for (struct vad *v = proc.mm.vad_root ? vad_find_overlap(&proc.mm, 0, USER_VA_END) : NULL; v;
+	     v = vad_find_overlap(&proc.mm, v->end, USER_VA_END))
 		n++;
 	return n;
 }
@@ -147,7 +146,7 @@ static pfn_t map_mdl_frame(struct ktest *t, uint64_t va, bool write)
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
 	uint64_t pfns[1] = { pfn };
-	if (!uvm_map_frames(&proc, va, pfns, 1, VAD_MDL, write, false)) {
+	if (!uvm_map_frames(&proc.mm, va, pfns, 1, VAD_MDL, write, false)) {
 		pfn_free(pfn);
 		KTEST_FAIL(t, "uvm_map_frames(VAD_MDL) failed");
 		ktest_abort(t);
@@ -160,10 +159,10 @@ static pfn_t map_mdl_frame(struct ktest *t, uint64_t va, bool write)
 static void reserve_rounds_and_takes_no_frame(struct ktest *t)
 {
 	uint64_t b = 0x12345678, s = 0x1000;
-	ASSERT_EQ(t, uvm_allocate(&proc, &b, &s, MEM_RESERVE, PAGE_READWRITE), STATUS_SUCCESS);
+	ASSERT_EQ(t, uvm_allocate(&proc.mm, &b, &s, MEM_RESERVE, PAGE_READWRITE), STATUS_SUCCESS);
 	EXPECT_EQ(t, b, 0x12340000);              /* down to 64 KiB */
 	EXPECT_EQ(t, s, 0x12347000 - 0x12340000); /* up to the page holding the last byte */
-	struct vad *v = vad_find(&proc, 0x12346FFF);
+	struct vad *v = vad_find(&proc.mm, 0x12346FFF);
 	ASSERT_TRUE(t, v != NULL);
 	EXPECT_EQ(t, v->start, 0x12340000);
 	EXPECT_EQ(t, v->end, 0x12347000);
@@ -178,11 +177,11 @@ static void reserve_rounds_and_takes_no_frame(struct ktest *t)
 	/* A commit with no address reserves too. */
 	b = 0;
 	s = 3 * P;
-	ASSERT_EQ(t, uvm_allocate(&proc, &b, &s, MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
+	ASSERT_EQ(t, uvm_allocate(&proc.mm, &b, &s, MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
 	EXPECT_EQ(t, b, 0x40000);
 	EXPECT_EQ(t, s, 3 * P);
 	EXPECT_EQ(t, query(b).entry[4], 0);
-	EXPECT_TRUE(t, vad_check(&proc));
+	EXPECT_TRUE(t, vad_check(&proc.mm));
 
 	/* The top of the range is usable to the last page. */
 	EXPECT_EQ(t, alloc(t, MM_USER_TOP_64 + 1 - MM_ALLOCATION_GRANULARITY, MM_ALLOCATION_GRANULARITY,
@@ -225,13 +224,13 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 		EXPECT_EQ(t, allocate(0, P, MEM_RESERVE | MEM_COMMIT, bad_protections[i]), STATUS_INVALID_PAGE_PROTECTION);
 		EXPECT_EQ(t, allocate(base, P, MEM_COMMIT, bad_protections[i]), STATUS_INVALID_PAGE_PROTECTION);
 	}
-	proc.terminating = true;
+	proc.mm.terminating = true;
 	EXPECT_EQ(t, allocate(0, P, MEM_RESERVE, PAGE_READWRITE), STATUS_PROCESS_IS_TERMINATING);
-	proc.terminating = false;
+	proc.mm.terminating = false;
 
 	EXPECT_EQ(t, vad_count(), vads);
-	EXPECT_TRUE(t, vad_check(&proc));
-	uvm_destroy(&proc);
+	EXPECT_TRUE(t, vad_check(&proc.mm));
+	uvm_destroy(&proc.mm);
 	EXPECT_TRUE(t, !mmt_frame_is_free(mdl)); /* an MDL's frame is never the process's to free */
 	pfn_free(mdl);
 }
@@ -240,12 +239,12 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 static void wow64_allocations_stay_below_2g(struct ktest *t)
 {
 	proc.wow64 = true;
-	proc.highest_user = MM_USER_TOP_WOW64;
+	proc.mm.highest_user = MM_USER_TOP_WOW64;
 	EXPECT_EQ(t, allocate(0x7FFF0000, P, MEM_RESERVE, PAGE_READWRITE), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, allocate(0, 0x80000000, MEM_RESERVE, PAGE_READWRITE), STATUS_INVALID_PARAMETER);
 	/* The whole range in one reservation, then nothing is left. */
 	uint64_t b = 0, s = MM_USER_TOP_WOW64 + 1 - 0x10000;
-	ASSERT_EQ(t, uvm_allocate(&proc, &b, &s, MEM_RESERVE, PAGE_READWRITE), STATUS_SUCCESS);
+	ASSERT_EQ(t, uvm_allocate(&proc.mm, &b, &s, MEM_RESERVE, PAGE_READWRITE), STATUS_SUCCESS);
 	EXPECT_EQ(t, b, 0x10000);
 	EXPECT_EQ(t, b + s - 1, MM_USER_TOP_WOW64);
 	EXPECT_EQ(t, allocate(0, P, MEM_RESERVE, PAGE_READWRITE), STATUS_NO_MEMORY);
@@ -263,22 +262,22 @@ static void committed_pages_are_demand_zero(struct ktest *t)
 		EXPECT_NOT_RESIDENT(t, base + i * P);
 
 	/* A user write to page 1: a zeroed frame, RW, NX, user. */
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, base + P + 0x234, PF_W | U));
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + P + 0x234, PF_W | U));
 	EXPECT_USER_PAGE(t, base + P, true, false);
 	EXPECT_TRUE(t, page_is_zero(query(base + P).pa));
 	uint64_t tables_made = pt_table_frames() - tables0;
 	EXPECT_EQ(t, tables_made, 3); /* a PDPT, a PD and a PT under an empty PML4 slot */
 	EXPECT_EQ(t, free0 - mmt_free_frames(), 1 + tables_made);
 	/* Resident now: a second fault there is not the module's to resolve. */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base + P, PF_W | U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base + P, PF_W | U));
 	/* A read fault maps with the page's rights, not the access's. */
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, base + 2 * P, U));
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + 2 * P, U));
 	EXPECT_USER_PAGE(t, base + 2 * P, true, false);
 	EXPECT_NE(t, query(base + P).pa, query(base + 2 * P).pa);
 	EXPECT_NOT_RESIDENT(t, base);
 	EXPECT_NOT_RESIDENT(t, base + 3 * P);
 	EXPECT_EQ(t, free0 - mmt_free_frames(), 2 + tables_made);
-	EXPECT_EQ(t, mm_audit_wx(&proc.root, true), 0);
+	EXPECT_EQ(t, mm_audit_wx(&proc.mm.root, true), 0);
 }
 
 static void fault_rights_follow_the_page_protection(struct ktest *t)
@@ -291,38 +290,38 @@ static void fault_rights_follow_the_page_protection(struct ktest *t)
 	alloc(t, xr, P, MEM_COMMIT, PAGE_EXECUTE_READ);
 	alloc(t, na, P, MEM_COMMIT, PAGE_NOACCESS);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, ro, PF_W | U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, ro, PF_W | U));
 	EXPECT_NOT_RESIDENT(t, ro);
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, ro, PF_ID | U));
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, ro + 8, U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, ro, PF_ID | U));
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, ro + 8, U));
 	EXPECT_USER_PAGE(t, ro, false, false);
 	/* Now present: the write fault it will take is a protection fault, and stays one. */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, ro, PF_P | PF_W | U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, ro, PF_P | PF_W | U));
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, rw, PF_ID | U));
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, rw, PF_W | U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, rw, PF_ID | U));
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, rw, PF_W | U));
 	EXPECT_USER_PAGE(t, rw, true, false);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, x, PF_W | U));
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, x, U)); /* PAGE_EXECUTE reads on x86 */
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, x, PF_W | U));
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, x, U)); /* PAGE_EXECUTE reads on x86 */
 	EXPECT_USER_PAGE(t, x, false, true);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, xr, PF_ID)); /* the kernel never runs user code */
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, xr, PF_ID)); /* the kernel never runs user code */
 	EXPECT_NOT_RESIDENT(t, xr);
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, xr, PF_ID | U));
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, xr, PF_ID | U));
 	EXPECT_USER_PAGE(t, xr, false, true);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, na, U));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, na, PF_W));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, na, U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, na, PF_W));
 	EXPECT_NOT_RESIDENT(t, na);
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, rsv, U));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base + 8 * P, U)); /* past the reservation */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, MM_USER_TOP_64 + 1, U));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, scratch_unmapped_kva(PAGE_SIZE), 0));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, rsv, PF_RSVD | U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, rsv, U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base + 8 * P, U)); /* past the reservation */
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, MM_USER_TOP_64 + 1, U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, scratch_unmapped_kva(PAGE_SIZE), 0));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, rsv, PF_RSVD | U));
 	EXPECT_FALSE(t, uvm_resolve_fault(NULL, rw, U));
 	EXPECT_NOT_RESIDENT(t, rsv);
-	EXPECT_EQ(t, mm_audit_wx(&proc.root, true), 0);
+	EXPECT_EQ(t, mm_audit_wx(&proc.mm.root, true), 0);
 }
 
 /* Real CPU faults, the process's tables loaded: the #PF handler hands a kernel access in
@@ -422,7 +421,7 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE, PAGE_READWRITE);
 	alloc(t, base, 3 * P, MEM_COMMIT, PAGE_READWRITE);
-	ASSERT_TRUE(t, uvm_resolve_fault(&proc, base, PF_W | U));
+	ASSERT_TRUE(t, uvm_resolve_fault(&proc.mm, base, PF_W | U));
 	uint64_t pa = query(base).pa;
 	memset(phys_to_virt(pa), 0x6B, P);
 	ULONG old = 0;
@@ -432,8 +431,8 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_USER_PAGE(t, base, false, false);
 	EXPECT_EQ(t, query(base).pa, pa);
 	EXPECT_NOT_RESIDENT(t, base + P);
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base + P, PF_W | U)); /* demand-zero, new rights */
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, base + P, U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base + P, PF_W | U)); /* demand-zero, new rights */
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + P, U));
 	EXPECT_USER_PAGE(t, base + P, false, false);
 
 	ASSERT_EQ(t, protect(base + 0x10, 1, PAGE_EXECUTE_READ, &old), STATUS_SUCCESS);
@@ -449,13 +448,13 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_NOT_RESIDENT(t, base + P);
 	EXPECT_FALSE(t, mmt_frame_is_free(pa >> PAGE_SHIFT));
 	EXPECT_EQ(t, mmt_free_frames() - free0, tables0 - pt_table_frames()); /* only emptied tables went */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base, U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base, U));
 
 	/* And back: the same frame, the same contents, at the next touch. */
 	ASSERT_EQ(t, protect(base, P, PAGE_READWRITE, &old), STATUS_SUCCESS);
 	EXPECT_EQ(t, old, PAGE_NOACCESS);
 	EXPECT_NOT_RESIDENT(t, base);
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, base + 0x800, PF_W | U));
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + 0x800, PF_W | U));
 	EXPECT_USER_PAGE(t, base, true, false);
 	EXPECT_EQ(t, query(base).pa, pa);
 	EXPECT_EQ(t, ((uint8_t *)phys_to_virt(pa))[0x800], 0x6B);
@@ -469,7 +468,7 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_EQ(t, protect(base, 0, PAGE_READONLY, &old), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, protect(MM_USER_TOP_64 + 1, P, PAGE_READONLY, &old), STATUS_INVALID_PARAMETER);
 	EXPECT_USER_PAGE(t, base, true, false);
-	EXPECT_EQ(t, mm_audit_wx(&proc.root, true), 0);
+	EXPECT_EQ(t, mm_audit_wx(&proc.mm.root, true), 0);
 }
 
 /* Decision 4: a user mapping of an MDL can't be re-protected, freed, decommitted or unmapped
@@ -484,19 +483,19 @@ static void mdl_and_image_ranges_refuse_user_changes(struct ktest *t)
 		own[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 		ASSERT_NE(t, own[i], PFN_INVALID);
 	}
-	ASSERT_TRUE(t, uvm_map_frames(&proc, img_va, &own[0], 1, VAD_IMAGE, false, true));
-	ASSERT_TRUE(t, uvm_map_frames(&proc, stk_va, &own[1], 1, VAD_STACK, true, false));
-	ASSERT_TRUE(t, uvm_map_frames(&proc, prm_va, &own[2], 1, VAD_PARAMS, false, false));
+	ASSERT_TRUE(t, uvm_map_frames(&proc.mm, img_va, &own[0], 1, VAD_IMAGE, false, true));
+	ASSERT_TRUE(t, uvm_map_frames(&proc.mm, stk_va, &own[1], 1, VAD_STACK, true, false));
+	ASSERT_TRUE(t, uvm_map_frames(&proc.mm, prm_va, &own[2], 1, VAD_PARAMS, false, false));
 	ULONG old = 0;
 
 	EXPECT_EQ(t, protect(mdl_va, P, PAGE_READWRITE, &old), STATUS_INVALID_PAGE_PROTECTION);
 	EXPECT_EQ(t, protect(mdl_va, P, PAGE_READONLY, &old), STATUS_INVALID_PAGE_PROTECTION);
 	EXPECT_EQ(t, vfree(mdl_va, 0, MEM_RELEASE), STATUS_UNABLE_TO_DELETE_SECTION);
 	EXPECT_EQ(t, vfree(mdl_va, P, MEM_DECOMMIT), STATUS_UNABLE_TO_DELETE_SECTION);
-	EXPECT_EQ(t, uvm_unmap_view(&proc, mdl_va), STATUS_NOT_MAPPED_VIEW);
+	EXPECT_EQ(t, uvm_unmap_view(&proc.mm, mdl_va), STATUS_NOT_MAPPED_VIEW);
 	EXPECT_EQ(t, vfree(img_va, 0, MEM_RELEASE), STATUS_UNABLE_TO_DELETE_SECTION);
 	EXPECT_EQ(t, vfree(img_va, P, MEM_DECOMMIT), STATUS_UNABLE_TO_DELETE_SECTION);
-	EXPECT_EQ(t, uvm_unmap_view(&proc, img_va), STATUS_NOT_MAPPED_VIEW);
+	EXPECT_EQ(t, uvm_unmap_view(&proc.mm, img_va), STATUS_NOT_MAPPED_VIEW);
 	EXPECT_EQ(t, vfree(stk_va, 0, MEM_RELEASE), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, vfree(prm_va, P, MEM_DECOMMIT), STATUS_INVALID_PARAMETER);
 	EXPECT_USER_PAGE(t, mdl_va, false, false);
@@ -512,7 +511,7 @@ static void mdl_and_image_ranges_refuse_user_changes(struct ktest *t)
 	EXPECT_USER_PAGE(t, img_va, false, false);
 	EXPECT_EQ(t, protect(stk_va, P, PAGE_EXECUTE_READWRITE, &old), STATUS_INVALID_PAGE_PROTECTION);
 
-	uvm_destroy(&proc);
+	uvm_destroy(&proc.mm);
 	for (int i = 0; i < 3; i++)
 		EXPECT_TRUE(t, mmt_frame_is_free(own[i]));
 	EXPECT_FALSE(t, mmt_frame_is_free(mdl));
@@ -525,7 +524,7 @@ static void mdl_and_image_ranges_refuse_user_changes(struct ktest *t)
 static void decommit_and_release_give_frames_back(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 8 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	ASSERT_TRUE(t, uvm_make_resident(&proc, base, 8 * P, true));
+	ASSERT_TRUE(t, uvm_make_resident(&proc.mm, base, 8 * P, true));
 	pfn_t pfn[8];
 	for (int i = 0; i < 8; i++) {
 		EXPECT_USER_PAGE(t, base + i * P, true, false);
@@ -535,7 +534,7 @@ static void decommit_and_release_give_frames_back(struct ktest *t)
 
 	/* Pages 2-5 (the range touches them: rounding outwards). */
 	uint64_t b = base + 2 * P + 0x10, s = 4 * P - 0x20;
-	ASSERT_EQ(t, uvm_free(&proc, &b, &s, MEM_DECOMMIT), STATUS_SUCCESS);
+	ASSERT_EQ(t, uvm_free(&proc.mm, &b, &s, MEM_DECOMMIT), STATUS_SUCCESS);
 	EXPECT_EQ(t, b, base + 2 * P);
 	EXPECT_EQ(t, s, 4 * P);
 	for (int i = 0; i < 8; i++) {
@@ -544,9 +543,9 @@ static void decommit_and_release_give_frames_back(struct ktest *t)
 		EXPECT_EQ(t, mmt_frame_is_free(pfn[i]), gone);
 	}
 	/* Reserved again: no fault resolves there until a new commit, which is zero-filled. */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc, base + 3 * P, U));
+	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base + 3 * P, U));
 	alloc(t, base + 3 * P, P, MEM_COMMIT, PAGE_READWRITE);
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc, base + 3 * P, U));
+	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + 3 * P, U));
 	EXPECT_TRUE(t, page_is_zero(query(base + 3 * P).pa));
 	/* A committed page committed again keeps its contents. */
 	alloc(t, base, P, MEM_COMMIT, PAGE_READWRITE);
@@ -556,14 +555,14 @@ static void decommit_and_release_give_frames_back(struct ktest *t)
 	/* Size 0: from the address to the end of the reservation. */
 	b = base + 6 * P;
 	s = 0;
-	ASSERT_EQ(t, uvm_free(&proc, &b, &s, MEM_DECOMMIT), STATUS_SUCCESS);
+	ASSERT_EQ(t, uvm_free(&proc.mm, &b, &s, MEM_DECOMMIT), STATUS_SUCCESS);
 	EXPECT_EQ(t, s, 2 * P);
 	EXPECT_TRUE(t, mmt_frame_is_free(pfn[6]) && mmt_frame_is_free(pfn[7]));
 
 	/* Release: every frame and every table goes. */
 	ASSERT_EQ(t, vfree(base, 0, MEM_RELEASE), STATUS_SUCCESS);
 	EXPECT_TRUE(t, mmt_frame_is_free(pfn[0]) && mmt_frame_is_free(pfn[1]));
-	EXPECT_TRUE(t, proc.vad_root == NULL);
+	EXPECT_TRUE(t, proc.mm.vad_root == NULL);
 	EXPECT_TRUE(t, user_half_empty());
 	EXPECT_EQ(t, vfree(base, 0, MEM_RELEASE), STATUS_MEMORY_NOT_ALLOCATED);
 }
@@ -573,7 +572,7 @@ static void free_refuses_bad_requests(struct ktest *t)
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	uint64_t next = alloc(t, base + MM_ALLOCATION_GRANULARITY + 0x100, P, MEM_RESERVE, PAGE_READWRITE);
 	ASSERT_EQ(t, next, base + MM_ALLOCATION_GRANULARITY); /* rounded down to 64 KiB */
-	ASSERT_TRUE(t, uvm_make_resident(&proc, base, P, true));
+	ASSERT_TRUE(t, uvm_make_resident(&proc.mm, base, P, true));
 
 	EXPECT_EQ(t, vfree(scratch_uva(P, 0), 0, MEM_RELEASE), STATUS_MEMORY_NOT_ALLOCATED);
 	EXPECT_EQ(t, vfree(base + 4 * P, P, MEM_DECOMMIT), STATUS_MEMORY_NOT_ALLOCATED); /* the gap */
@@ -599,7 +598,7 @@ static void free_refuses_bad_requests(struct ktest *t)
 static void free_refuses_a_range_with_locked_pages(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	ASSERT_TRUE(t, uvm_make_resident(&proc, base, 4 * P, true));
+	ASSERT_TRUE(t, uvm_make_resident(&proc.mm, base, 4 * P, true));
 	PMDL mdl = IoAllocateMdl((PVOID)(base + 2 * P), P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
 	volatile NTSTATUS probe = STATUS_SUCCESS;
@@ -638,27 +637,27 @@ static void make_resident_checks_every_page(struct ktest *t)
 	uint64_t mdl_va = scratch_uva(P, 0);
 	pfn_t mdl = map_mdl_frame(t, mdl_va, false);
 
-	EXPECT_TRUE(t, uvm_make_resident(&proc, base + 0x10, 4 * P - 0x20, true));
+	EXPECT_TRUE(t, uvm_make_resident(&proc.mm, base + 0x10, 4 * P - 0x20, true));
 	for (int i = 0; i < 4; i++)
 		EXPECT_USER_PAGE(t, base + i * P, true, false);
-	EXPECT_FALSE(t, uvm_make_resident(&proc, base + 4 * P + 5, 1, true));
+	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, base + 4 * P + 5, 1, true));
 	EXPECT_NOT_RESIDENT(t, base + 4 * P);
-	EXPECT_TRUE(t, uvm_make_resident(&proc, base + 4 * P + 5, 1, false));
+	EXPECT_TRUE(t, uvm_make_resident(&proc.mm, base + 4 * P + 5, 1, false));
 	EXPECT_USER_PAGE(t, base + 4 * P, false, false);
-	EXPECT_FALSE(t, uvm_make_resident(&proc, base + 3 * P, 3 * P, false)); /* page 5 is reserved */
-	EXPECT_FALSE(t, uvm_make_resident(&proc, base + 3 * P, 2 * P, true));  /* page 4 is read-only */
-	EXPECT_TRUE(t, uvm_make_resident(&proc, 0xDEAD0000, 0, true));
-	EXPECT_FALSE(t, uvm_make_resident(&proc, MM_USER_TOP_64 - 7, 16, false));
-	EXPECT_FALSE(t, uvm_make_resident(&proc, ~0ul - 7, 16, false));
+	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, base + 3 * P, 3 * P, false)); /* page 5 is reserved */
+	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, base + 3 * P, 2 * P, true));  /* page 4 is read-only */
+	EXPECT_TRUE(t, uvm_make_resident(&proc.mm, 0xDEAD0000, 0, true));
+	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, MM_USER_TOP_64 - 7, 16, false));
+	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, ~0ul - 7, 16, false));
 	EXPECT_FALSE(t, uvm_make_resident(NULL, base, P, false));
 	/* A read-only MDL mapping: readable, not writable. */
-	EXPECT_TRUE(t, uvm_make_resident(&proc, mdl_va, P, false));
-	EXPECT_FALSE(t, uvm_make_resident(&proc, mdl_va, P, true));
+	EXPECT_TRUE(t, uvm_make_resident(&proc.mm, mdl_va, P, false));
+	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, mdl_va, P, true));
 	/* A page made NOACCESS while resident. */
 	EXPECT_EQ(t, protect(base, P, PAGE_NOACCESS, NULL), STATUS_SUCCESS);
-	EXPECT_FALSE(t, uvm_make_resident(&proc, base, 1, false));
+	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, base, 1, false));
 
-	uvm_destroy(&proc);
+	uvm_destroy(&proc.mm);
 	pfn_free(mdl);
 }
 
@@ -669,8 +668,8 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 		ASSERT_NE(t, img[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL), PFN_INVALID);
 	for (int i = 0; i < 3; i++)
 		ASSERT_NE(t, stk[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL), PFN_INVALID);
-	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x400000, img, 2, VAD_IMAGE, false, true));
-	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x7FFFFFFD0000, stk, 3, VAD_STACK, true, false));
+	ASSERT_TRUE(t, uvm_map_frames(&proc.mm, 0x400000, img, 2, VAD_IMAGE, false, true));
+	ASSERT_TRUE(t, uvm_map_frames(&proc.mm, 0x7FFFFFFD0000, stk, 3, VAD_STACK, true, false));
 	uint64_t mdl_va = scratch_uva(P, 0);
 	pfn_t mdl = map_mdl_frame(t, mdl_va, true);
 	for (int i = 0; i < 2; i++) {
@@ -684,20 +683,20 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 	EXPECT_USER_PAGE(t, mdl_va, true, false);
 	/* An overlapping map fails and leaves everything as it was. */
 	uint64_t vads = vad_count();
-	EXPECT_FALSE(t, uvm_map_frames(&proc, 0x401000, stk, 2, VAD_IMAGE, false, false));
+	EXPECT_FALSE(t, uvm_map_frames(&proc.mm, 0x401000, stk, 2, VAD_IMAGE, false, false));
 	EXPECT_EQ(t, vad_count(), vads);
 	EXPECT_EQ(t, query(0x401000).pa, img[1] << PAGE_SHIFT);
 
 	/* Private memory: resident, parked (NOACCESS while resident), demand-zero. */
 	uint64_t base = alloc(t, 0, 3 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	ASSERT_TRUE(t, uvm_make_resident(&proc, base, 2 * P, true));
+	ASSERT_TRUE(t, uvm_make_resident(&proc.mm, base, 2 * P, true));
 	pfn_t priv0 = query(base).pa >> PAGE_SHIFT, priv1 = query(base + P).pa >> PAGE_SHIFT;
 	EXPECT_EQ(t, protect(base + P, P, PAGE_NOACCESS, NULL), STATUS_SUCCESS);
 	EXPECT_FALSE(t, mmt_frame_is_free(priv1));
-	EXPECT_EQ(t, mm_audit_wx(&proc.root, true), 0);
+	EXPECT_EQ(t, mm_audit_wx(&proc.mm.root, true), 0);
 
-	uvm_destroy(&proc);
-	EXPECT_TRUE(t, proc.vad_root == NULL);
+	uvm_destroy(&proc.mm);
+	EXPECT_TRUE(t, proc.mm.vad_root == NULL);
 	for (int i = 0; i < 2; i++)
 		EXPECT_TRUE(t, mmt_frame_is_free(img[i]));
 	for (int i = 0; i < 3; i++)
@@ -717,19 +716,19 @@ static void map_frames_failure_leaves_nothing(struct ktest *t)
 	for (int i = 0; i < 2; i++)
 		ASSERT_NE(t, frames[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL), PFN_INVALID);
 	/* A first range, so that pool has slab room for the next VAD node and page array. */
-	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x400000, &frames[0], 1, VAD_IMAGE, false, false));
+	ASSERT_TRUE(t, uvm_map_frames(&proc.mm, 0x400000, &frames[0], 1, VAD_IMAGE, false, false));
 	/* Another 512 GiB slot: it needs three new tables. */
 	uint64_t slot = scratch_uva(SCRATCH_PML4_SLOT, SCRATCH_PML4_SLOT);
 	uint64_t tables = pt_table_frames(), taken, vads = vad_count();
 	pfn_t hog = mmt_hog_frames(0, &taken);
-	bool mapped = uvm_map_frames(&proc, slot, &frames[1], 1, VAD_STACK, true, false);
+	bool mapped = uvm_map_frames(&proc.mm, slot, &frames[1], 1, VAD_STACK, true, false);
 	uint64_t vads_after = vad_count(), tables_after = pt_table_frames();
 	mmt_release_frames(hog);
 
 	EXPECT_FALSE(t, mapped);
 	EXPECT_EQ(t, vads_after, vads);
 	EXPECT_EQ(t, tables_after, tables);
-	EXPECT_TRUE(t, vad_find(&proc, slot) == NULL);
+	EXPECT_TRUE(t, vad_find(&proc.mm, slot) == NULL);
 	EXPECT_FALSE(t, mmt_frame_is_free(frames[1]));
 	pfn_free(frames[1]);
 }
@@ -776,7 +775,7 @@ static void zw_forms_act_on_the_current_process_only(struct ktest *t)
 	EXPECT_EQ(t, free_st, STATUS_SUCCESS);
 	EXPECT_EQ(t, (uint64_t)b, 0x10000);
 	EXPECT_EQ(t, s, P);
-	EXPECT_TRUE(t, proc.vad_root == NULL);
+	EXPECT_TRUE(t, proc.mm.vad_root == NULL);
 }
 
 static struct ktest_case uvm_vm_cases[] = {

@@ -1,12 +1,11 @@
 /*
- * The VAD tree (mm/vad.c) on a process of its own that has no address space: ranges
+ * The VAD tree (mm/vad.c) on a process memory of its own that has no page tables: ranges
  * inserted and removed in shuffled orders with the AVL invariants checked after every step,
  * lookups checked against a plain array kept on the side, overlaps refused, the lowest
  * aligned gap found, and the checker itself shown to catch a broken tree.
  */
 #include "kernel/ktest.h"
 #include "kernel/lib.h"
-#include "kernel/process.h"
 #include "mm/layout.h"
 #include "mm/vad.h"
 
@@ -15,7 +14,7 @@
 #define BASE 0x40000000ul
 #define STRIDE 0x10000ul
 
-static EPROCESS proc;
+static struct mm_process proc;
 
 static int vad_init(struct ktest *t)
 {
@@ -217,7 +216,7 @@ static void find_free_returns_the_lowest_aligned_gap(struct ktest *t)
 /* vad_for_each takes the successor before the call: the callback may remove its node. */
 static void remove_node(struct vad *v, void *ctx)
 {
-	vad_remove((PEPROCESS)ctx, v);
+	vad_remove((struct mm_process *)ctx, v);
 }
 
 static void for_each_callback_may_remove_its_node(struct ktest *t)

@@ -2,26 +2,37 @@
 #ifndef MDLAB_BUGCODES_H
 #define MDLAB_BUGCODES_H
 
-#define IRQL_NOT_GREATER_OR_EQUAL 0x00000009
-#define IRQL_NOT_LESS_OR_EQUAL 0x0000000A
-#define MEMORY_MANAGEMENT 0x0000001A
-#define KMODE_EXCEPTION_NOT_HANDLED 0x0000001E
-#define NO_MORE_SYSTEM_PTES 0x0000003F
-#define TARGET_MDL_TOO_SMALL 0x00000040
-#define PFN_LIST_CORRUPT 0x0000004E
-#define PAGE_FAULT_IN_NONPAGED_AREA 0x00000050
-#define PROCESS_HAS_LOCKED_PAGES 0x00000076
-#define UNEXPECTED_KERNEL_MODE_TRAP 0x0000007F
-#define NMI_HARDWARE_FAILURE 0x00000080
-#define MACHINE_CHECK_EXCEPTION 0x0000009C
-#define BAD_POOL_CALLER 0x000000C2
-#define DRIVER_VERIFIER_DETECTED_VIOLATION 0x000000C4
-#define DRIVER_CORRUPTED_EXPOOL 0x000000C5
-#define DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS 0x000000CB
-#define SYSTEM_PTE_MISUSE 0x000000DA
-#define INVALID_MDL_RANGE 0x0000012E
-#define MANUALLY_INITIATED_CRASH 0x000000E2
-/* Not an NT code: an invariant of mdlab itself broke (PANIC("function: reason")). */
-#define MDLAB_INTERNAL_ERROR 0x4D440001
+/*
+ * Every bug check code mdlab raises, as X(name, value), in order of value.  The one list makes
+ * both the constants below and the names the STOP screen prints (kernel/bugcheck.c), so a code
+ * cannot be raised without its name.  NT's values; MDLAB_INTERNAL_ERROR is mdlab's own.
+ */
+#define MDLAB_BUGCODES(X)                                                                        \
+	X(IRQL_NOT_GREATER_OR_EQUAL, 0x00000009)                                                 \
+	X(IRQL_NOT_LESS_OR_EQUAL, 0x0000000A)                                                    \
+	X(MEMORY_MANAGEMENT, 0x0000001A)                                                         \
+	X(KMODE_EXCEPTION_NOT_HANDLED, 0x0000001E)                                               \
+	X(NO_MORE_SYSTEM_PTES, 0x0000003F)                                                       \
+	X(TARGET_MDL_TOO_SMALL, 0x00000040)                                                      \
+	X(MULTIPLE_IRP_COMPLETE_REQUESTS, 0x00000044) /* IoCompleteRequest twice (P1 the IRP) */ \
+	X(PFN_LIST_CORRUPT, 0x0000004E)                                                          \
+	X(PAGE_FAULT_IN_NONPAGED_AREA, 0x00000050)                                               \
+	X(PROCESS_HAS_LOCKED_PAGES, 0x00000076)                                                  \
+	X(UNEXPECTED_KERNEL_MODE_TRAP, 0x0000007F)                                               \
+	X(NMI_HARDWARE_FAILURE, 0x00000080)                                                      \
+	X(MACHINE_CHECK_EXCEPTION, 0x0000009C)                                                   \
+	X(BAD_POOL_CALLER, 0x000000C2)                                                           \
+	X(DRIVER_VERIFIER_DETECTED_VIOLATION, 0x000000C4)                                        \
+	X(DRIVER_CORRUPTED_EXPOOL, 0x000000C5)                                                   \
+	X(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0x000000CB)                                       \
+	X(SYSTEM_PTE_MISUSE, 0x000000DA)                                                         \
+	X(MANUALLY_INITIATED_CRASH, 0x000000E2)                                                  \
+	X(INVALID_MDL_RANGE, 0x0000012E)                                                         \
+	/* An invariant of mdlab itself broke (PANIC("function: reason")). */                    \
+	X(MDLAB_INTERNAL_ERROR, 0x4D440001)
+
+#define MDLAB_BUGCODE_CONSTANT(name, value) name = value,
+enum bugcheck_code { MDLAB_BUGCODES(MDLAB_BUGCODE_CONSTANT) };
+#undef MDLAB_BUGCODE_CONSTANT
 
 #endif

@@ -362,14 +362,14 @@ static NTSTATUS open_device(PEPROCESS p, uint64_t user_name, uint64_t user_handl
 /* Whether [va, va + len) lies in p's user range without wrapping (ProbeForRead's check). */
 static bool user_range(const PEPROCESS p, uint64_t va, uint64_t len)
 {
-	return !len || (va + len > va && va + len - 1 <= p->highest_user);
+	return !len || (va + len > va && va + len - 1 <= p->mm.highest_user);
 }
 
 /* ProbeForWrite: the range is user memory the caller may write (made resident, as NT's
  * probe touches each page). */
 static bool probe_for_write(PEPROCESS p, uint64_t va, uint64_t len)
 {
-	return !len || (user_range(p, va, len) && uvm_make_resident(p, va, len, true));
+	return !len || (user_range(p, va, len) && uvm_make_resident(&p->mm, va, len, true));
 }
 
 /* The buffered methods' system buffer: `size` bytes of nonpaged pool (zeroed, so no stale

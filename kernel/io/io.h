@@ -32,7 +32,4 @@
 /* Handles p holds now. */
 uint32_t io_process_handles(const PEPROCESS p);
 
-/* Bug check: IoCompleteRequest on an IRP already completed (P1 the IRP). */
-#define MULTIPLE_IRP_COMPLETE_REQUESTS 0x00000044
-
 #endif

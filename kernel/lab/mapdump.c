@@ -32,6 +32,7 @@
  * counter (kernel/accounting.h) reads as before.
  */
 #include "include/wdm.h"
+#include "include/mdlab/protocol.h"
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
 #include "kernel/lab/monitor.h"
@@ -45,6 +46,8 @@
 #include "mm/vad.h"
 
 #define MAPDUMP_TAG 0x706D614Du /* 'Mamp' */
+/* Every line of the dump starts so (include/mdlab/protocol.h; scripts/map.py reads them). */
+#define DUMP MDLAB_MAPDUMP " "
 #define WC_PAGES 16
 #define POOL_PAGES 2
 #define UC_PAGES 4
@@ -88,7 +91,7 @@ static void emit_run(const struct walk *w)
 	if (!r->open)
 		return;
 	ptdump_format_levels(r->levels, levels, sizeof levels);
-	kprintf("mapdump: range space=%s start=0x%016lx last=0x%016lx leaves=%s us=%s rw=%s x=%s g=%s type=%s "
+	kprintf(DUMP "range space=%s start=0x%016lx last=0x%016lx leaves=%s us=%s rw=%s x=%s g=%s type=%s "
 		"region=\"%s\"\n", w->space, r->first, r->last, levels, r->eff.user ? "U" : "S",
 		r->eff.write ? "RW" : "R", r->eff.exec ? "X" : "NX", r->eff.global ? "G" : "-",
 		memtype_name(r->eff.type), r->region);
@@ -107,7 +110,7 @@ static void walk_leaf(const struct pt_leaf *l, void *ctx)
 	const char *region;
 	const void *key;
 	if (w->process && first < USER_VA_END) {
-		const struct vad *v = vad_find(w->process, first);
+		const struct vad *v = vad_find(&w->process->mm, first);
 		region = vad_kind_name(v);
 		key = v;
 	} else {
@@ -194,7 +197,7 @@ static bool map_user(struct scene *sc, struct scene_mdl *s, MEMORY_CACHING_TYPE 
 		va = MmMapLockedPagesSpecifyCache(s->mdl, UserMode, ct, at, FALSE,
 						  NormalPagePriority | (write ? 0 : MdlMappingNoWrite));
 	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		kprintf("mapdump: mapping MDL %s into the process raised 0x%08x\n", s->name, (ULONG)GetExceptionCode());
+		kprintf(DUMP "mapping MDL %s into the process raised 0x%08x\n", s->name, (ULONG)GetExceptionCode());
 	}
 	KeUnstackDetachProcess(&apc);
 	s->user_va = va;
@@ -257,18 +260,18 @@ static bool set_up(struct scene *sc)
 	sc->uc = (struct scene_mdl){ .name = "uc", .type = MT_UC };
 	sc->process = make_agent();
 	if (!sc->process) {
-		kprintf("mapdump: PsCreateProcess(agent) failed\n");
+		kprintf(DUMP "PsCreateProcess(agent) failed\n");
 		return false;
 	}
 	sc->wc.mdl = allocate_typed(WC_PAGES, MmWriteCombined);
 	sc->uc.mdl = allocate_typed(UC_PAGES, MmNonCached);
 	if (!sc->wc.mdl || !sc->uc.mdl || !make_pool_mdl(&sc->pool)) {
-		kprintf("mapdump: could not allocate the MDLs\n");
+		kprintf(DUMP "could not allocate the MDLs\n");
 		return false;
 	}
 	if (!map_kernel(&sc->wc, MmWriteCombined, true) || !map_kernel(&sc->pool, MmCached, true) ||
 	    !map_kernel(&sc->uc, MmNonCached, false)) {
-		kprintf("mapdump: a kernel mapping failed\n");
+		kprintf(DUMP "a kernel mapping failed\n");
 		return false;
 	}
 	if (!map_user(sc, &sc->wc, MmWriteCombined, (PVOID)USER_MAP_VA, false) ||
@@ -291,7 +294,7 @@ static void print_mdl(const struct scene_mdl *s)
 	pfns[0] = 0;
 	for (ULONG i = 0; i < pages && i < MAX_PFNS_LISTED; i++)
 		len += ksnprintf(pfns + len, sizeof pfns - len, "%s0x%lx", i ? "," : "", MmGetMdlPfnArray(s->mdl)[i]);
-	kprintf("mapdump: mdl name=%s mdl=0x%lx pages=%u type=%s kernel=0x%lx user=0x%lx rights_kernel=%s "
+	kprintf(DUMP "mdl name=%s mdl=0x%lx pages=%u type=%s kernel=0x%lx user=0x%lx rights_kernel=%s "
 		"rights_user=%s pfns=%s\n", s->name, (uint64_t)s->mdl, pages, memtype_name(s->type),
 		ALIGN_DOWN((uint64_t)s->kernel_va, PAGE_SIZE), ALIGN_DOWN((uint64_t)s->user_va, PAGE_SIZE),
 		s->kernel_va ? (s->kernel_write ? "RW" : "R") : "-", s->user_va ? (s->user_write ? "RW" : "R") : "-",
@@ -300,18 +303,18 @@ static void print_mdl(const struct scene_mdl *s)
 
 static void print_scene(const struct scene *sc)
 {
-	kprintf("mapdump: begin version=1\n");
-	kprintf("mapdump: space name=kernel cr3=0x%lx\n", kernel_root.pml4);
-	kprintf("mapdump: space name=user cr3=0x%lx pid=%u process=%s\n", sc->process->root.pml4,
+	kprintf(DUMP "begin version=%d\n", MDLAB_MAPDUMP_VERSION);
+	kprintf(DUMP "space name=kernel cr3=0x%lx\n", kernel_root.pml4);
+	kprintf(DUMP "space name=user cr3=0x%lx pid=%u process=%s\n", sc->process->mm.root.pml4,
 		sc->process->pid, sc->process->name);
 	print_mdl(&sc->wc);
 	print_mdl(&sc->pool);
 	print_mdl(&sc->uc);
-	kprintf("mapdump: agent status=0x%08x read=0x%lx wrote=0x%lx\n", (ULONG)sc->agent_status, sc->agent_read,
+	kprintf(DUMP "agent status=0x%08x read=0x%lx wrote=0x%lx\n", (ULONG)sc->agent_status, sc->agent_read,
 		(uint64_t)MARKER);
 	dump_space("kernel", &kernel_root, NULL, USER_VA_END, 0);
-	dump_space("user", &sc->process->root, sc->process, 0, USER_VA_END);
-	kprintf("mapdump: end\n");
+	dump_space("user", &sc->process->mm.root, sc->process, 0, USER_VA_END);
+	kprintf(DUMP "end\n");
 }
 
 /* ---- the command ------------------------------------------------------------------------------ */
@@ -326,8 +329,8 @@ static int cmd_mapdump(int argc, char **argv)
 	if (set_up(&sc))
 		print_scene(&sc);
 	take_down(&sc);
-	if (!accounting_report_changes(&before, "mapdump: LEAK"))
-		kprintf("mapdump: cleaned up, all %u resource counters read as before\n", before.n);
+	if (!accounting_report_changes(&before, DUMP "LEAK"))
+		kprintf(DUMP "cleaned up, all %u resource counters read as before\n", before.n);
 	return 0;
 }
 MONITOR_COMMAND(mapdump, "mapdump",

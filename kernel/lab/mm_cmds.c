@@ -38,7 +38,7 @@ static int space_of(int argc, char **argv, int at, const struct pt_root **root, 
 		return 0;
 	int r = monitor_parse_process(argv[at], p);
 	if (r == 0)
-		*root = &(*p)->root;
+		*root = &(*p)->mm.root;
 	return r;
 }
 
@@ -235,7 +235,7 @@ void mm_print_locked_pages(struct mon_out *o, PEPROCESS only)
 	for (PEPROCESS p = ps_next(NULL); p; p = ps_next(p)) {
 		if (only && p != only)
 			continue;
-		mon_printf(o, "  %4u %-16s %lu page(s) locked\n", p->pid, p->name, p->locked_pages);
+		mon_printf(o, "  %4u %-16s %lu page(s) locked\n", p->pid, p->name, p->mm.locked_pages);
 		n++;
 	}
 	if (!n)
@@ -243,7 +243,7 @@ void mm_print_locked_pages(struct mon_out *o, PEPROCESS only)
 	if (only) {
 		struct locked_walk w = { .o = o };
 		mon_printf(o, "  locked frames its user half maps (locked by anyone):\n");
-		pt_for_each_leaf(&only->root, 0, USER_VA_END, locked_leaf, &w);
+		pt_for_each_leaf(&only->mm.root, 0, USER_VA_END, locked_leaf, &w);
 		if (w.shown > LOCKED_FRAMES_SHOWN)
 			mon_printf(o, "    ... %lu more\n", w.shown - LOCKED_FRAMES_SHOWN);
 		mon_printf(o, "    %lu frame(s)\n", w.frames);

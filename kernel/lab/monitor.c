@@ -1,4 +1,5 @@
 #include "kernel/lab/monitor.h"
+#include "include/mdlab/protocol.h"
 #include "kernel/bootmode.h"
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
@@ -130,13 +131,13 @@ static void monitor_run(void)
 	char line[256];
 	kprintf("Type 'help' for the commands.\n");
 	for (;;) {
-		kprintf(MONITOR_PROMPT);
+		kprintf(MDLAB_MONITOR_PROMPT);
 		read_line(line, sizeof line);
 		monitor_execute(line);
 	}
 }
 
-BOOT_MODE(monitor, "monitor", monitor_run);
+BOOT_MODE(monitor, MDLAB_MODE_MONITOR, monitor_run);
 
 static int cmd_help(int argc, char **argv)
 {

@@ -32,8 +32,6 @@ struct monitor_command {
 		*const __moncmd_ptr_##id = &__moncmd_##id
 #define MONITOR_COMMAND(id, usage_, help_, fn) MONITOR_COMMAND_NAMED(id, #id, usage_, help_, fn)
 
-#define MONITOR_PROMPT "mdlab> "
-
 /* mode=monitor (kernel/bootmode.h) reads and runs commands forever; `quit` ends the QEMU run. */
 /* Run one command line; returns the handler's result, or -2 for an unknown command. */
 int monitor_execute(char *line);

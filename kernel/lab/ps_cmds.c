@@ -17,11 +17,11 @@ void ps_print_process(struct mon_out *o, PEPROCESS p)
 {
 	uint64_t vads = 0;
 	unsigned mappings = 0;
-	vad_for_each(p, count_vad, &vads);
-	for (const struct user_mapping *um = p->mappings; um; um = um->next)
+	vad_for_each(&p->mm, count_vad, &vads);
+	for (const struct user_mapping *um = p->mm.mappings; um; um = um->next)
 		mappings++;
 	mon_printf(o, "  %5u %-16s %-5s 0x%010lx %7lu %8u %5lu  ", p->pid, p->name, p->wow64 ? "yes" : "no",
-		   p->root.pml4, p->locked_pages, mappings, vads);
+		   p->mm.root.pml4, p->mm.locked_pages, mappings, vads);
 	if (p->fault.happened)
 		mon_printf(o, "vector %lu, error code 0x%lx at 0x%lx\n", p->fault.vector, p->fault.error_code,
 			   p->fault.address);

@@ -432,7 +432,7 @@ static void user_step(struct tour *t, ULONG flags, uint64_t op, uint64_t offset,
 		ps_print_process(t->o, p);
 		mdl_print(t->o, (uint64_t)t->mdl, MDL_PRINT_PFNS);
 		mm_print_locked_pages(t->o, p);
-		struct tour_mapping tm = { .process = p, .root = &p->root, .va = va, .pages = mdl_page_count(t->mdl),
+		struct tour_mapping tm = { .process = p, .root = &p->mm.root, .va = va, .pages = mdl_page_count(t->mdl),
 					   .requested = MmCached, .pool_frames = true,
 					   .writable = !(flags & MdlMappingNoWrite), .text_from = from };
 		show_mapping(t, &tm);
@@ -454,7 +454,7 @@ static void user_step(struct tour *t, ULONG flags, uint64_t op, uint64_t offset,
 		MmUnmapLockedPages((PVOID)va, t->mdl);
 		KeUnstackDetachProcess(&apc);
 		mon_printf(t->o, "  attached: MmUnmapLockedPages; the user PTE now:\n");
-		mdl_print_translation(t->o, &p->root, "page 0", va);
+		mdl_print_translation(t->o, &p->mm.root, "page 0", va);
 	}
 	PsDestroyProcess(p);
 	mon_printf(t->o, "  PsDestroyProcess\n");

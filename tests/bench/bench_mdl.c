@@ -1,7 +1,8 @@
 /*
- * `make bench` cases for the mapping paths (issue 8).  Each case repeats an operation REPS
- * times and reports the ticks per operation (instructions under -icount shift=0); the best
- * of ROUNDS rounds counts, so one-off costs (TCG translating code the first time) do not.
+ * `make bench` cases for the mapping paths (README "Performance").  Each case repeats an
+ * operation REPS times and reports the ticks per operation (instructions under -icount
+ * shift=0); the best of ROUNDS rounds counts, so one-off costs (TCG translating code the
+ * first time) do not.
  */
 #include "kernel/bench.h"
 #include "kernel/lib.h"

@@ -1,6 +1,6 @@
 /*
  * Micro-benchmark: what one syspte_reserve + syspte_release costs as the system-PTE space
- * fragments (issue 8's target: at 100 000 free runs, within 3x of the cost at 10).
+ * fragments (the performance target: at 100 000 free runs, within 3x of the cost at 10).
  *
  * For each point the space is cut into exactly R free runs by a checkerboard of one-PTE
  * reservations (2R - 1 of them from the start of an untouched space, the odd ones released

@@ -1,0 +1,23 @@
+/* A process's memory (see mmproc.h): its setup, and which address space is loaded. */
+#include "mm/mmproc.h"
+#include "kernel/lib.h"
+#include "mm/layout.h"
+#include "mm/tlb.h"
+
+static struct mm_process *loaded; /* NULL: the kernel's own tables */
+
+bool mm_process_init(struct mm_process *mm, PEPROCESS process, bool wow64)
+{
+	memset(mm, 0, sizeof *mm);
+	mm->process = process;
+	mm->highest_user = wow64 ? MM_USER_TOP_WOW64 : MM_USER_TOP_64;
+	return pt_root_create(&mm->root);
+}
+
+struct mm_process *mm_current(void) { return loaded; }
+
+void mm_switch(struct mm_process *mm)
+{
+	loaded = mm;
+	tlb_load_root(mm ? mm->root.pml4 : kernel_root.pml4);
+}

@@ -1,0 +1,47 @@
+/*
+ * A process's memory, as the memory manager keeps it: its page tables, the top of its user
+ * range, its VADs, the pages locked for it and the MDLs mapped into it.
+ *
+ * EPROCESS embeds one (kernel/process.h, field `mm`), as NT keeps DirectoryTableBase, VadRoot
+ * and NumberOfLockedPages in EPROCESS.  Every mm function that works on a user address space
+ * takes a struct mm_process; nothing in mm/ knows the rest of EPROCESS.  Where NT's interface
+ * names a process (Mdl->Process, bug-check parameters) mm uses the back link `process`, and
+ * ps_mm() leads from such a PEPROCESS to its memory.
+ */
+#ifndef MM_MMPROC_H
+#define MM_MMPROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "include/wdm.h"
+#include "mm/pt.h"
+
+struct vad;
+struct user_mapping;
+
+struct mm_process {
+	PEPROCESS process;             /* the process this is the memory of */
+	struct pt_root root;           /* its PML4: the user half its own, the kernel half shared */
+	uint64_t highest_user;         /* MM_USER_TOP_64, or MM_USER_TOP_WOW64 for a 32-bit process */
+	bool terminating;              /* teardown has begun (PsDestroyProcess): nothing new is
+					* allocated or mapped */
+	struct vad *vad_root;          /* mm/vad.c */
+	uint64_t locked_pages;         /* pages MmProbeAndLockPages locked for it, not yet unlocked */
+	struct user_mapping *mappings; /* MDLs mapped into it (mm/mdl_user.c) */
+};
+
+/* Set up the memory of `process`: a PML4 of its own, the user range of a 64-bit or (wow64)
+ * 32-bit process, nothing mapped.  False when no frame is left for the PML4. */
+bool mm_process_init(struct mm_process *mm, PEPROCESS process, bool wow64);
+
+/* The address space loaded now; NULL while the kernel runs on its own tables. */
+struct mm_process *mm_current(void);
+/* Load mm's page tables (NULL: the kernel's) and make it mm_current().  Only
+ * KeStackAttachProcess and KeUnstackDetachProcess switch address spaces. */
+void mm_switch(struct mm_process *mm);
+
+/* The memory of process p (NULL for NULL).  Defined by kernel/process.c, which owns
+ * EPROCESS: the one way from a PEPROCESS to its struct mm_process. */
+struct mm_process *ps_mm(PEPROCESS p);
+
+#endif
