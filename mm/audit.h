@@ -7,7 +7,7 @@
  *               U/S set is one table-entry bug away from user access).
  *   memory types: no physical frame is reachable through two mappings of different effective
  *               memory types (x86-paging.md: two types for one page is undefined behaviour;
- *               nt-mdl.md decision 1: one type per frame, the direct map included).
+ *               mm/RULES.md decision 1: one type per frame, the direct map included).
  *   PFN records: every RAM frame the tables map with one type has that type recorded in its
  *               PFN entry (pfn_entry.memtype); frames already caught by the memory-type audit
  *               are not reported again.

@@ -1,7 +1,7 @@
 /*
- * The MDL routines, kernel side (include/wdm.h; rules in ../shared/reference/nt-mdl.md and the
- * seed pages).  Mappings live in the system-PTE space; every one is no-execute (decision 3),
- * read-only with MdlMappingNoWrite, and carries each frame's one memory type (decision 1).
+ * The MDL routines, kernel side (include/wdm.h; their rules, with Microsoft's values and this
+ * project's decisions, are mm/RULES.md's).  Mappings live in the system-PTE space; every one is no-execute (mm/RULES.md decision 3),
+ * read-only with MdlMappingNoWrite, and carries each frame's one memory type (mm/RULES.md decision 1).
  */
 #include "mm/mdl.h"
 #include "mm/mdl_user.h"
@@ -63,7 +63,7 @@ VOID IoFreeMdl(PMDL Mdl)
 	/* A user mapping of it would outlive the MDL (mdlab's code 0x2005, as for unlock). */
 	if (mdl_user_mapping_count(Mdl))
 		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, 0, 0);
-	/* A partial MDL's own mapping goes with it (the seed page's release table). */
+	/* A partial MDL's own mapping goes with it (mm/RULES.md rule 8, the release table). */
 	if (Mdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	else if ((Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARTIAL))
@@ -130,7 +130,7 @@ VOID MmUnlockPages(PMDL Mdl)
 	}
 	/* No user mapping may outlive the lock; the owning process stops counting the pages. */
 	mdl_user_note_unlock(Mdl);
-	/* MmUnlockPages releases the system mapping first (the seed page's release table). */
+	/* MmUnlockPages releases the system mapping first (mm/RULES.md rule 8, the release table). */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
@@ -445,7 +445,7 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
-	/* Every system mapping is no-execute (decision 3); NoWrite makes it read-only. */
+	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only. */
 	bool override = false;
 	if (!write_ptes(Mdl, va, n, requested, !(Priority & MdlMappingNoWrite), false, &override)) {
 		syspte_release(va, n);
@@ -467,7 +467,7 @@ PVOID MmMapLockedPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode)
 		verifier_check_irql(APC_LEVEL, VERIFIER_MDL_MAP_LOCKED_PAGES_USER_IRQL, (ULONG_PTR)m, AccessMode);
 	else
 		verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_LOCKED_PAGES_IRQL, (ULONG_PTR)m, AccessMode);
-	/* The French seed page: MmCached, no requested address, bug check on failure, High. */
+	/* MmMapLockedPages (mm/RULES.md rule 20): MmCached, no requested address, bug check on failure, High. */
 	return MmMapLockedPagesSpecifyCache(MemoryDescriptorList, AccessMode, MmCached, NULL, TRUE,
 					    HighPagePriority);
 }
@@ -511,7 +511,7 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	case PAGE_EXECUTE:
 	case PAGE_EXECUTE_READ: exec = true; break;
 	default:
-		/* PAGE_EXECUTE_READWRITE is refused (decision 3: W^X), like every modifier. */
+		/* PAGE_EXECUTE_READWRITE is refused (mm/RULES.md decision 3: W^X), like every modifier. */
 		return STATUS_INVALID_PAGE_PROTECTION;
 	}
 	uint64_t va = ALIGN_DOWN((uint64_t)m->MappedSystemVa, PAGE_SIZE);

@@ -1,5 +1,5 @@
 /*
- * The user-mode side of the MDL routines (nt-mdl.md, decisions 1, 4 and 5):
+ * The user-mode side of the MDL routines (mm/RULES.md decisions 1, 4 and 5):
  * probing and locking user buffers, MmMapLockedPagesSpecifyCache(UserMode),
  * MmUnmapLockedPages of a user address, and what a process leaves behind when it ends.
  *
@@ -19,9 +19,9 @@
  * its one memory type — the kernel side's rule (memtype_for_mapping): pool and locked RAM stay
  * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
  * CacheType for good.  The result keeps the MDL's byte offset.  RequestedAddress
- * (decision 4): page-aligned is used exactly; NULL picks the lowest free range on 64 KiB
+ * (mm/RULES.md decision 4): page-aligned is used exactly; NULL picks the lowest free range on 64 KiB
  * granularity.  A mapping never reaches above the process's highest user address less a
- * 16-page guard (decision 5: a WOW64 process's highest address is 0x7FFEFFFF).  Each mapping
+ * 16-page guard (mm/RULES.md decision 5: a WOW64 process's highest address is 0x7FFEFFFF).  Each mapping
  * is recorded (struct user_mapping) on the process and on a list of all of them.
  *
  * Every failure raises (the caller wraps the call in __try), with nothing left behind:
@@ -41,7 +41,8 @@
  * PsDestroyProcess calls mdl_user_process_exit after every cleanup callback, so a driver's
  * IRP_MJ_CLEANUP can still unmap its own.
  *
- * Pool mapped to a user (the seed page's security warning): only whole pages of pool
+ * Pool mapped to a user (mm/RULES.md user rule U4, from the security warning of Microsoft's
+ * MmMapLockedPagesSpecifyCache page): only whole pages of pool
  * allocations that were zeroed, the MDL covering whole pages, may be mapped; each mapping
  * counts on the pool pages (pool_note_user_mapping), and freeing pool still mapped is bug
  * check 0xC4/0x2003 (mm/pool.c).  Other kernel memory (the image, the direct map, stacks)
@@ -67,7 +68,7 @@
  * and PROCESS_HAS_LOCKED_PAGES (1, MDL, pages, pages the process has locked) when an unlock
  * would take more pages off Mdl->Process than it has locked (the field was changed).
  *
- * Locked-page tracking (nt-mdl.md: 0xCB "when locked-page tracking is on"): off
+ * Locked-page tracking (mm/RULES.md, bug check 0xCB: raised "when locked-page tracking is on"): off
  * by default, on with cmdline track_locked_pages=1 or mdl_user_track_locked_pages(true).
  * While on, each lock charged to a process is recorded (struct locked_record: MDL, pages,
  * the driver's call site — the return address of MmProbeAndLockPages, found through the
@@ -90,7 +91,7 @@
 #include "mm/verifier.h"
 
 #define USER_MAPPING_TAG 0x4D6C644Du /* 'MdlM' */
-/* Mappings stay this far below the process's highest user address (decision 4). */
+/* Mappings stay this far below the process's highest user address (mm/RULES.md decision 4). */
 #define USER_MAPPING_GUARD (16 * PAGE_SIZE)
 
 #define LOCKED_PAGES_TAG 0x6B4C644Du /* 'MdLk' */
@@ -236,7 +237,7 @@ __attribute__((noreturn)) static void map_failed(NTSTATUS status)
 }
 
 /* Kernel memory reaches a user only as whole, zeroed pages of pool allocations, the MDL
- * covering whole pages (the seed page's warning, made a rule).  True when the MDL describes
+ * covering whole pages (mm/RULES.md user rule U4).  True when the MDL describes
  * pool (its mapping must then be counted on the pool pages); false for a user buffer or
  * pages of MmAllocatePagesForMdl, which have no kernel address. */
 static bool check_kernel_memory(PMDL m, ULONG pages)
@@ -262,7 +263,7 @@ static bool check_kernel_memory(PMDL m, ULONG pages)
 /* The highest address a mapping in mm may cover. */
 static uint64_t mapping_limit(const struct mm_process *mm) { return mm->highest_user - USER_MAPPING_GUARD; }
 
-/* Where a mapping of `size` bytes goes in mm (decision 4); raises when it can't. */
+/* Where a mapping of `size` bytes goes in mm (mm/RULES.md decision 4); raises when it can't. */
 static uint64_t choose_address(struct mm_process *mm, uint64_t requested, uint64_t size)
 {
 	uint64_t limit = mapping_limit(mm);
@@ -314,7 +315,7 @@ struct map_request {
 
 /* Every check the mapping must pass, before anything changes: the verifier's (IRQL, a locked
  * MDL, pinned frames), the kernel-memory rule, the process, CacheType, the low-resources
- * simulation, and where the mapping goes (decision 4).  Raises (map_failed) or bug-checks on
+ * simulation, and where the mapping goes (mm/RULES.md decision 4).  Raises (map_failed) or bug-checks on
  * a refusal; fills *r otherwise. */
 static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority,
 			      struct map_request *r)
@@ -336,7 +337,7 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 	if (verifier_inject_failure(VF_SITE_MAP))
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
-	/* A user mapping is never executable (the seed page); NoWrite makes it read-only. */
+	/* A user mapping is never executable (mm/RULES.md user rule U3); NoWrite makes it read-only. */
 	r->write = !(Priority & MdlMappingNoWrite);
 }
 

@@ -1,7 +1,7 @@
 /*
  * Memory types of frames: the one module that decides them.
  *
- * The rule (nt-mdl.md decision 1): a frame has one memory type across every mapping, the
+ * The rule (mm/RULES.md decision 1): a frame has one memory type across every mapping, the
  * direct map included, recorded in its PFN entry.  Pool, locked RAM, kernel and firmware
  * frames are WB; MmAllocatePagesForMdlEx frames carry the type asked at allocation;
  * MmAllocatePagesForMdl frames are untyped (MT_NONE) until their first mapping, whose
@@ -23,7 +23,7 @@
 #include "mm/pat.h"
 #include "mm/pfn.h"
 
-/* MEMORY_CACHING_TYPE -> memory type (nt-mdl.md decision 2): MmCached and
+/* MEMORY_CACHING_TYPE -> memory type (mm/RULES.md decision 2): MmCached and
  * MmHardwareCoherentCached are WB, MmNonCached UC, MmNonCachedUnordered UC-, MmWriteCombined
  * and MmUSWCCached WC; the mdlab extensions MmMdlabWriteThrough / MmMdlabWriteProtected are
  * WT / WP.  MT_NONE for any other value. */

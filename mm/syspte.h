@@ -5,7 +5,7 @@
  * Size: boot option syspte=N (PTEs), default SYSPTE_DEFAULT_COUNT.  Its page tables are made
  * at boot and kept, so mapping into a reservation never allocates.
  *
- * Page priorities (nt-mdl.md decision 6) — fixed shares of the region:
+ * Page priorities (mm/RULES.md decision 6) — fixed shares of the region:
  *   Low    (priority < 16) fails when fewer than total/8 PTEs would stay free;
  *   Normal (priority < 32) fails when fewer than total/32 would stay free;
  *   High   fails only when no free run is long enough.

@@ -17,7 +17,7 @@
  * Frame ownership.  The frames of every VAD but VAD_MDL belong to the address space and are
  * freed when their page is decommitted or released and by uvm_destroy.  A VAD_MDL range maps
  * an MDL's frames: it is unmapped, never freed, and the user cannot free, decommit,
- * re-protect or unmap it (nt-mdl.md decision 4).
+ * re-protect or unmap it (mm/RULES.md decision 4).
  *
  * Commit is not charged against anything: a committed page takes a frame only when it is
  * touched, and a fault that finds no free frame is an access violation.
@@ -52,7 +52,7 @@ struct range {
 
 /* ---- protections ------------------------------------------------------------------- */
 
-/* The protections a user page can have.  PAGE_EXECUTE_READWRITE is W^X-refused (decision 3
+/* The protections a user page can have.  PAGE_EXECUTE_READWRITE is W^X-refused (mm/RULES.md decision 3
  * in spirit); WRITECOPY needs sections; GUARD, NOCACHE and WRITECOMBINE are not supported. */
 static bool protect_valid(ULONG protect)
 {
@@ -226,7 +226,7 @@ static void vad_release(struct mm_process *mm, struct vad *v)
 
 /* [base, base + size) rounded out to pages, its start down to `align`, inside the process's
  * user range: STATUS_INVALID_PARAMETER when empty, wrapping, below MM_LOWEST_USER_ADDRESS or
- * above the highest user address (NT's answer; decision 4's STATUS_INVALID_ADDRESS is for
+ * above the highest user address (NT's answer; mm/RULES.md decision 4's STATUS_INVALID_ADDRESS is for
  * MDL mappings). */
 static NTSTATUS user_range(struct mm_process *mm, uint64_t base, uint64_t size, uint64_t align, struct range *r)
 {
@@ -311,7 +311,7 @@ NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULO
 /* ---- NtFreeVirtualMemory ----------------------------------------------------------- */
 
 /* Why the user may not free (or re-protect) in v: the MDL mapping and the image are views
- * in NT's terms (decision 4: STATUS_UNABLE_TO_DELETE_SECTION); the stack and the parameter
+ * in NT's terms (mm/RULES.md decision 4: STATUS_UNABLE_TO_DELETE_SECTION); the stack and the parameter
  * page are the kernel's to manage. */
 static NTSTATUS free_refusal(const struct vad *v)
 {
@@ -380,7 +380,7 @@ NTSTATUS uvm_free(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG t
  * The pages touching [*base, *base + *size), all committed and in one VAD, get `protect`;
  * *old receives the first page's previous protection.
  *   not inside one VAD                      STATUS_CONFLICTING_ADDRESSES
- *   an MDL mapping (decision 4: refused)    STATUS_INVALID_PAGE_PROTECTION
+ *   an MDL mapping (mm/RULES.md decision 4: refused)    STATUS_INVALID_PAGE_PROTECTION
  *   a page only reserved                    STATUS_NOT_COMMITTED (nothing changed)
  * Image, stack and parameter pages can be re-protected like private ones.
  */
@@ -412,7 +412,7 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 }
 
 /* There are no section objects, so there is no view to unmap: an MDL mapping is not one
- * (decision 4) and neither is anything else. */
+ * (mm/RULES.md decision 4) and neither is anything else. */
 NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base)
 {
 	return STATUS_NOT_MAPPED_VIEW;

@@ -26,7 +26,7 @@ NTSTATUS ZwAllocateVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, ULONG
 NTSTATUS ZwFreeVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_T RegionSize, ULONG FreeType);
 NTSTATUS ZwProtectVirtualMemory(HANDLE ProcessHandle, PVOID *BaseAddress, PSIZE_T RegionSize, ULONG NewProtect,
 				PULONG OldProtect);
-/* NtUnmapViewOfSection: no sections exist; an MDL mapping is not a view (decision 4). */
+/* NtUnmapViewOfSection: no sections exist; an MDL mapping is not a view (mm/RULES.md decision 4). */
 NTSTATUS ZwUnmapViewOfSection(HANDLE ProcessHandle, PVOID BaseAddress);
 
 /* The same operations on an explicit process's memory: the Zw forms call them with

@@ -1,5 +1,5 @@
 /*
- * mdlab's driver verifier (nt-mdl.md decision 7): on by default, switchable at boot.
+ * mdlab's driver verifier (mm/RULES.md decision 7): on by default, switchable at boot.
  *
  * Boot option verifier=N, a mask of:
  *   VF_CHECKS      (0x1, default on)  the IRQL limits and MDL-state checks, reported as bug

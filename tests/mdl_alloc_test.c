@@ -1,5 +1,5 @@
 /*
- * MmAllocatePagesForMdl(Ex) and MmFreePagesFromMdl (nt-mdl.md): the
+ * MmAllocatePagesForMdl(Ex) and MmFreePagesFromMdl (mm/RULES.md rule 10): the
  * physical window [Low, High] and its Skip steps, contiguous chunks, all-or-nothing,
  * partial results, zeroing, refused flags, the fields of the MDL handed back, and the
  * frames' memory type coming and going with the allocation.
@@ -392,7 +392,7 @@ static void free_returns_frames_and_restores_wb(struct ktest *t)
 		for (int i = 0; i < 4; i++)
 			EXPECT_EQ(t, mmt_alias_encoding(pfns[i], NULL), want);
 
-		/* Mapped asking for MmCached: the frames' own type wins (decision 1). */
+		/* Mapped asking for MmCached: the frames' own type wins (mm/RULES.md decision 1). */
 		uint8_t *va = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
 		ASSERT_TRUE(t, va != NULL);
 		for (int i = 0; i < 4; i++) {

@@ -1,12 +1,12 @@
 /*
- * The memory type of MDL system mappings (nt-mdl.md decisions 1 and 2):
+ * The memory type of MDL system mappings (mm/RULES.md decisions 1 and 2):
  *   - pool and probe-locked RAM are WB and stay WB whatever CacheType asks, and the request
  *     not honoured is counted (mdl_get_stats().cache_overrides);
  *   - MmAllocatePagesForMdlEx records its CacheType on its frames at allocation: every
  *     mapping of them has that type, and so does each frame's direct-map alias;
  *   - MmAllocatePagesForMdl's frames are untyped until the first mapping fixes the type;
  *   - each MEMORY_CACHING_TYPE (and the two mdlab extensions) selects an IA32_PAT slot
- *     holding the SDM encoding decision 2 names: UC 0, WC 1, WT 4, WP 5, WB 6, UC- 7.
+ *     holding the SDM encoding mm/RULES.md decision 2 names: UC 0, WC 1, WT 4, WP 5, WB 6, UC- 7.
  * Verdicts come from the real tables: each leaf's PAT/PCD/PWT bits are decoded by the
  * tests' own tests/lib/pte.h and looked up in IA32_PAT read with RDMSR (mm/pat.c is the code under test, not a reference).
  * TCG does not emulate memory types (x86-paging.md): the encoding is what can be proven.
@@ -27,7 +27,7 @@
 
 #define TAG 0x6353644Du /* 'MdSc' */
 
-/* Decision 2, and the two mdlab extensions. */
+/* mm/RULES.md, decision 2, and the two mdlab extensions. */
 static const struct caching {
 	MEMORY_CACHING_TYPE type;
 	unsigned enc;

@@ -1,6 +1,7 @@
 /*
  * MmMapLockedPagesSpecifyCache, MmMapLockedPages, MmGetSystemAddressForMdlSafe and
- * MmUnmapLockedPages, kernel side (the seed pages and nt-mdl.md):
+ * MmUnmapLockedPages, kernel side (mm/RULES.md rules 1-9, 20, 21; the
+ * section headings below name the rule):
  *   1. the returned address keeps the MDL's byte offset and is MappedSystemVa;
  *      MAPPED_TO_SYSTEM_VA comes and goes; the MDL's own description does not move;
  *   2. only locked MDLs map (probe-locked, allocated pages, partial MDLs of those);
@@ -461,7 +462,7 @@ static void map_failure_bug_checks_when_asked(struct ktest *t)
 	MmMapLockedPagesSpecifyCache(lb.mdl, KernelMode, MmCached, NULL, TRUE, HighPagePriority);
 }
 
-/* MmMapLockedPages (the French seed page) bug checks on a KernelMode failure. */
+/* MmMapLockedPages (mm/RULES.md rule 20) bug checks on a KernelMode failure. */
 static void map_locked_pages_failure_bug_checks(struct ktest *t)
 {
 	struct locked_buf lb;
@@ -548,7 +549,7 @@ static void low_priority_fails_first(struct ktest *t)
 }
 
 /* Normal may not leave fewer than SYSPTE_NORMAL_RESERVE free; High still maps there, and so
- * does MmMapLockedPages (HighPagePriority by the French seed page). */
+ * does MmMapLockedPages (HighPagePriority, mm/RULES.md rule 20). */
 static void normal_priority_fails_before_high(struct ktest *t)
 {
 	uint64_t normal = SYSPTE_NORMAL_RESERVE(syspte_total());

@@ -1,5 +1,5 @@
 /*
- * IoBuildPartialMdl and MmPrepareMdlForReuse (nt-mdl.md and the seed
+ * IoBuildPartialMdl and MmPrepareMdlForReuse (mm/RULES.md rule 11, and rule 8's
  * page's release table): a partial MDL describes a sub-range of its source — the right
  * slice of the source's PFN array — shares the source's system mapping when there is one,
  * maps on its own otherwise, and gives that mapping back on MmPrepareMdlForReuse or

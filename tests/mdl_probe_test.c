@@ -1,5 +1,5 @@
 /*
- * MmProbeAndLockPages and MmUnlockPages on kernel addresses (nt-mdl.md):
+ * MmProbeAndLockPages and MmUnlockPages on kernel addresses (mm/RULES.md rule 12):
  * the PFN array is what the page tables say, the flags follow the operation, each frame
  * counts its locks and stays locked until the last unlock, a bad range raises
  * STATUS_ACCESS_VIOLATION naming the first bad address and leaves nothing locked, and

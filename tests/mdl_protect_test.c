@@ -1,5 +1,5 @@
 /*
- * MmProtectMdlSystemAddress (nt-mdl.md decision 3): each protection is
+ * MmProtectMdlSystemAddress (mm/RULES.md decision 3): each protection is
  * proven by real accesses through the MDL's system mapping — the fault's vector, exact #PF
  * error code and CR2 — and by the raw PTEs.  PAGE_EXECUTE_READWRITE and every other value
  * outside the five accepted ones are refused with the PTEs untouched; an MDL without a
@@ -215,7 +215,7 @@ static void execute_runs_code(struct ktest *t)
 
 /* ---- refused ---------------------------------------------------------------------------- */
 
-/* W^X (decision 3): never writable and executable, whatever the caller asks. */
+/* W^X (mm/RULES.md decision 3): never writable and executable, whatever the caller asks. */
 static void execute_readwrite_is_refused_and_changes_nothing(struct ktest *t)
 {
 	struct mapped m;
@@ -298,7 +298,7 @@ static void mdl_without_system_mapping_is_not_mapped_view(struct ktest *t)
 
 /* ---- memory types ----------------------------------------------------------------------- */
 
-/* Frames typed WC at allocation stay WC through every protection change (decision 1). */
+/* Frames typed WC at allocation stay WC through every protection change (mm/RULES.md decision 1). */
 static void protection_changes_keep_the_frames_type(struct ktest *t)
 {
 	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };

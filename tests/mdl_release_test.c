@@ -1,5 +1,6 @@
 /*
- * Who releases a system mapping: the table of the MmGetSystemAddressForMdlSafe seed page,
+ * Who releases a system mapping: the release table of mm/RULES.md rule 8 (from Microsoft's
+ * MmGetSystemAddressForMdlSafe page),
  * one case per row.
  *
  *   MDL built by               released by

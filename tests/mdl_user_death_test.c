@@ -58,7 +58,7 @@ static PMDL locked_user_buffer(void)
 
 /* ---- locked pages --------------------------------------------------------------------- */
 
-/* Rule 2: the process ends with pages a driver locked for it: 0x76 (0, process, 2). */
+/* User rule U2 (mm/RULES.md): the process ends with pages a driver locked for it: 0x76 (0, process, 2). */
 static void process_ends_with_locked_pages(struct ktest *t)
 {
 	KAPC_STATE apc;
@@ -168,7 +168,7 @@ static void map_user_of_unlocked_mdl(struct ktest *t)
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
 }
 
-/* ---- pool mapped to a user (rule 4) ------------------------------------------------------ */
+/* ---- pool mapped to a user (user rule U4, mm/RULES.md) ------------------------------------------------------ */
 
 /* Freeing pool still mapped into a user space: 0xC4/0x2003 (mm/pool.c). */
 static void pool_freed_while_user_mapped(struct ktest *t)
@@ -227,7 +227,7 @@ static void kernel_image_memory_mapped_to_user(struct ktest *t)
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
 }
 
-/* ---- unmapping (rule 7) ----------------------------------------------------------------- */
+/* ---- unmapping (user rule U7, mm/RULES.md) ----------------------------------------------------------------- */
 
 static void unmap_user_above_apc_level(struct ktest *t)
 {

@@ -278,7 +278,7 @@ static PMDL user_mdl(struct ktest *t, uint64_t va, ULONG len)
 }
 
 /* ================================================================================== */
-/* Rule 1: MmProbeAndLockPages of user buffers                                         */
+/* User rule U1 (mm/RULES.md): MmProbeAndLockPages of user buffers                                         */
 /* ================================================================================== */
 
 /* Committed demand-zero pages get frames, the PFN array is what the process's tables say,
@@ -427,7 +427,7 @@ static void probe_refusals_raise_and_leave_nothing_locked(struct ktest *t)
 }
 
 /* ================================================================================== */
-/* Rule 3: MmMapLockedPagesSpecifyCache(UserMode)                                       */
+/* User rule U3 (mm/RULES.md): MmMapLockedPagesSpecifyCache(UserMode)                                       */
 /* ================================================================================== */
 
 /* A locked user buffer mapped back into its process at a kernel-chosen address: the byte
@@ -508,7 +508,7 @@ static void no_write_makes_the_user_mapping_read_only(struct ktest *t)
 	destroy(p);
 }
 
-/* Decision 4: RequestedAddress exact when page-aligned; misaligned, below 64 KiB or past the
+/* mm/RULES.md, decision 4: RequestedAddress exact when page-aligned; misaligned, below 64 KiB or past the
  * highest user address less 16 pages is STATUS_INVALID_ADDRESS; an overlap with any VAD is
  * STATUS_CONFLICTING_ADDRESSES; none of them leaves anything behind. */
 static void requested_address_rules(struct ktest *t)
@@ -589,7 +589,7 @@ static void null_address_picks_a_free_64k_range(struct ktest *t)
 	destroy(p);
 }
 
-/* Decision 5: a 32-bit process gets mappings at or below 0x7FFEFFFF.  With every 64 KiB
+/* mm/RULES.md, decision 5: a 32-bit process gets mappings at or below 0x7FFEFFFF.  With every 64 KiB
  * below its top reserved, a NULL request raises rather than going higher; a requested
  * address above 2 GiB is invalid there and fine in a 64-bit process. */
 static void wow64_process_gets_mappings_below_2g(struct ktest *t)
@@ -684,7 +684,7 @@ static void failures_raise_and_leave_nothing(struct ktest *t)
 	destroy(p);
 }
 
-/* Decision 1 on the user side: an untyped frame takes CacheType for good (and the kernel
+/* mm/RULES.md, decision 1 on the user side: an untyped frame takes CacheType for good (and the kernel
  * mapping of it then gets that type too); a typed frame keeps its type whatever is asked;
  * probe-locked RAM stays WB. */
 static void each_frame_keeps_one_memory_type(struct ktest *t)
@@ -725,7 +725,7 @@ static void each_frame_keeps_one_memory_type(struct ktest *t)
 }
 
 /* ================================================================================== */
-/* Rule 4: nonpaged pool mapped to a user                                               */
+/* User rule U4 (mm/RULES.md): nonpaged pool mapped to a user                                               */
 /* ================================================================================== */
 
 /* Whole zeroed pool pages map; each mapping counts on the pool pages until unmapped, and
@@ -768,7 +768,7 @@ static void whole_zeroed_pool_pages_map_and_count(struct ktest *t)
 }
 
 /* ================================================================================== */
-/* Rule 5: ring 3 and the mapping                                                       */
+/* User rule U5 (mm/RULES.md): ring 3 and the mapping                                                       */
 /* ================================================================================== */
 
 /* The agent reads what the kernel wrote, and what it writes the kernel sees through its own
@@ -877,7 +877,7 @@ static void user_read_of_the_kernel_mapping_faults_0x5(struct ktest *t)
 }
 
 /* ================================================================================== */
-/* Rule 6: the user cannot touch the mapping's range                                     */
+/* User rule U6 (mm/RULES.md): the user cannot touch the mapping's range                                     */
 /* ================================================================================== */
 
 static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *t)
@@ -927,7 +927,7 @@ static void user_cannot_free_protect_unmap_or_overlap_the_mapping(struct ktest *
 }
 
 /* ================================================================================== */
-/* Rule 7: unmapping                                                                    */
+/* User rule U7 (mm/RULES.md): unmapping                                                                    */
 /* ================================================================================== */
 
 /* Unmapping frees the range at once: the same address can be requested again exactly, and
@@ -954,7 +954,7 @@ static void unmapped_range_can_be_requested_again(struct ktest *t)
 }
 
 /* ================================================================================== */
-/* Rule 8: two processes                                                                */
+/* User rule U8 (mm/RULES.md): two processes                                                                */
 /* ================================================================================== */
 
 static void two_processes_get_independent_mappings(struct ktest *t)
@@ -1002,7 +1002,7 @@ static void two_processes_get_independent_mappings(struct ktest *t)
 }
 
 /* ================================================================================== */
-/* Rule 9: a process that ends with a driver's mapping still there                      */
+/* User rule U9 (mm/RULES.md): a process that ends with a driver's mapping still there                      */
 /* ================================================================================== */
 
 struct counters {
@@ -1072,7 +1072,7 @@ static void process_exit_tears_down_mappings_and_counters_return(struct ktest *t
 }
 
 /* ================================================================================== */
-/* Rule 11: a driver's typed pages in the process and in the kernel                     */
+/* User rule U11 (mm/RULES.md): a driver's typed pages in the process and in the kernel                     */
 /* ================================================================================== */
 
 static void typed_pages_have_one_type_in_both_mappings(struct ktest *t)

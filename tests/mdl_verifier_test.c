@@ -1,5 +1,5 @@
 /*
- * The driver verifier's MDL checks (mm/verifier.h; nt-mdl.md decision 7 and the 0xC4 list):
+ * The driver verifier's MDL checks (mm/verifier.h; mm/RULES.md decision 7 and the 0xC4 list):
  *   - IRQL: each routine compares CR8 with its documented limit and stops
  *     with its own code above it — MmProbeAndLockPages 0x70, MmMapLockedPagesSpecifyCache
  *     (KernelMode) 0x76, MmMapLockedPages (KernelMode) 0x74, MmUnlockPages 0x78,

@@ -184,7 +184,7 @@ static void reserved_encodings_refused(struct ktest *t)
 
 /*
  * memtype_from_caching_type then pt_cache_bits: MEMORY_CACHING_TYPE (the six NT values and the
- * WT/WP extensions, decision 2) to the PWT/PCD/PAT bits of a leaf at each level, decoded here
+ * WT/WP extensions, mm/RULES.md decision 2) to the PWT/PCD/PAT bits of a leaf at each level, decoded here
  * against the MSR; and its inverse pt_entry_memtype.  Values that name no type are refused.
  */
 static void memory_caching_type_mapping(struct ktest *t)

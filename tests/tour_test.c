@@ -5,7 +5,7 @@
  * this file finds by itself: CR3 as loaded, each level's entry read through the direct map
  * by its own 4-level walk (not pt_query), the memory type from the leaf's PAT/PCD/PWT bits
  * looked up in IA32_PAT read by RDMSR (not pat.c), and the type each cache type must give
- * (nt-mdl.md decisions 1 and 2) from its own table.
+ * (mm/RULES.md decisions 1 and 2) from its own table.
  */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
@@ -97,7 +97,7 @@ static struct walk walk_in(PEPROCESS p, uint64_t va)
 	return w;
 }
 
-/* Decision 2, and decision 1 for pool frames: the type a mapping must have. */
+/* mm/RULES.md, decision 2, and decision 1 for pool frames: the type a mapping must have. */
 static const char *type_for(MEMORY_CACHING_TYPE ct, bool pool)
 {
 	if (pool)
@@ -294,7 +294,7 @@ static void pte_prints_system_mappings_of_every_type(struct ktest *t)
 		struct walk alias = pte_matches_walk(t, NULL, (uint64_t)pfn_to_virt(MmGetMdlPfnArray(m)[0]));
 		if (w.present && alias.present) {
 			EXPECT_EQ(t, w.pa, alias.pa);
-			/* Decision 1: one type per frame, the alias included. */
+			/* mm/RULES.md, decision 1: one type per frame, the alias included. */
 			EXPECT_TRUE(t, !strcmp(w.type, type_for(every_type[i], false)));
 			EXPECT_TRUE(t, !strcmp(alias.type, w.type));
 		}

@@ -196,7 +196,7 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 	pfn_t mdl = map_mdl_frame(t, mdl_va, true);
 	uint64_t vads = vad_count();
 
-	/* Overlaps, MDL mappings included (decision 4). */
+	/* Overlaps, MDL mappings included (mm/RULES.md decision 4). */
 	EXPECT_EQ(t, allocate(base + 0x6000, P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, allocate(base - P, 2 * P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
 	EXPECT_EQ(t, allocate(mdl_va, P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
@@ -235,7 +235,7 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 	pfn_free(mdl);
 }
 
-/* Decision 5's address space: nothing above 0x7FFEFFFF. */
+/* mm/RULES.md, decision 5's address space: nothing above 0x7FFEFFFF. */
 static void wow64_allocations_stay_below_2g(struct ktest *t)
 {
 	proc.wow64 = true;
@@ -471,7 +471,7 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_EQ(t, mm_audit_wx(&proc.mm.root, true), 0);
 }
 
-/* Decision 4: a user mapping of an MDL can't be re-protected, freed, decommitted or unmapped
+/* mm/RULES.md, decision 4: a user mapping of an MDL can't be re-protected, freed, decommitted or unmapped
  * as a view; nor can the image (a view in NT's terms) or the kernel-managed stack and
  * parameter page be freed. */
 static void mdl_and_image_ranges_refuse_user_changes(struct ktest *t)

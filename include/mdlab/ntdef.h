@@ -1,5 +1,5 @@
 /* Basic NT types, NTSTATUS values and IRQL numbers, with the values of the public WDK
- * headers (see ../shared/reference/nt-mdl.md).  Included by <wdm.h> and by the kernel. */
+ * headers (mm/RULES.md lists them).  Included by <wdm.h> and by the kernel. */
 #ifndef MDLAB_NTDEF_H
 #define MDLAB_NTDEF_H
 

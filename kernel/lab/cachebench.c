@@ -3,7 +3,7 @@
  *
  * For each type the PAT layout offers (WB, WT, UC-, UC, WC, WP) the command takes a
  * BUFFER_BYTES buffer from MmAllocatePagesForMdlEx with the caching type that names it (the
- * frames record the type and their direct-map alias takes it too, nt-mdl.md decision 1),
+ * frames record the type and their direct-map alias takes it too, mm/RULES.md decision 1),
  * maps it with MmMapLockedPagesSpecifyCache asking the same type, checks in the real page
  * tables that every page of the mapping selects that type, and times three loops over it:
  *

@@ -7,7 +7,7 @@
  *   - an agent process (user/agent.c): its image, stack and parameter page;
  *   - MDL "wc": MmAllocatePagesForMdlEx(WC_PAGES, MmWriteCombined), mapped into the kernel
  *     (system PTEs, RW) and into the process read-only (MdlMappingNoWrite) at USER_MAP_VA;
- *     its frames' direct-map aliases turn WC too (nt-mdl.md decision 1);
+ *     its frames' direct-map aliases turn WC too (mm/RULES.md decision 1);
  *   - MDL "pool": a POOL_PAGES nonpaged-pool buffer, probed and locked, mapped into the
  *     kernel and into the process read-write (pool stays WB whatever is asked);
  *   - MDL "uc": MmAllocatePagesForMdlEx(UC_PAGES, MmNonCached), mapped into the kernel only,

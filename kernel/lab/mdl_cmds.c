@@ -5,7 +5,7 @@
  *              MmMapLockedPagesSpecifyCache once per cache type and once with
  *              MdlMappingNoWrite, printing the MDL and the PTE of every mapped page, then
  *              does the same for an MmAllocatePagesForMdlEx(MmWriteCombined) MDL — pool
- *              pages are WB and stay WB (nt-mdl.md decision 1), so that is where a non-WB
+ *              pages are WB and stay WB (mm/RULES.md decision 1), so that is where a non-WB
  *              type shows — and cleans everything up.
  *   mdl ADDR   decodes the MDL at kernel address ADDR (hex).  Every byte read is first
  *              checked in the real page tables (mapped, supervisor, RAM), so a bad address

@@ -3,12 +3,12 @@
  *
  *   - a two-page nonpaged pool buffer: IoAllocateMdl, MmProbeAndLockPages;
  *   - MmMapLockedPagesSpecifyCache of it with each of the six NT cache types: pool frames
- *     are WB and stay WB (nt-mdl.md decision 1), so every one of these mappings is WB and
+ *     are WB and stay WB (mm/RULES.md decision 1), so every one of these mappings is WB and
  *     the tour says so, showing the override;
  *   - MmAllocatePagesForMdlEx with each cache type (and mdlab's WT and WP extensions): there
  *     the frames take the type, their direct-map alias with them, and the PTEs show it;
  *   - MdlMappingNoWrite: a kernel write faults 0x3; the default mapping is no-execute
- *     (decision 3): a kernel fetch faults 0x11 — both caught in __try, the trap frame shown;
+ *     (mm/RULES.md decision 3): a kernel fetch faults 0x11 — both caught in __try, the trap frame shown;
  *   - the buffer mapped into agent processes at a chosen address (RequestedAddress, while
  *     attached): a ring-3 write to the NoWrite mapping faults 0x7, a ring-3 fetch 0x15, as
  *     recorded in p->fault;
@@ -62,7 +62,7 @@ static const struct cache_type nt_types[] = {
 	{ MmNonCachedUnordered, "MmNonCachedUnordered" },
 	{ MmUSWCCached, "MmUSWCCached" },
 };
-/* Not NT names: mdlab's way to reach WT and WP (decision 2). */
+/* Not NT names: mdlab's way to reach WT and WP (mm/RULES.md decision 2). */
 static const struct cache_type mdlab_types[] = {
 	{ MmMdlabWriteThrough, "MmMdlabWriteThrough" },
 	{ MmMdlabWriteProtected, "MmMdlabWriteProtected" },
@@ -179,7 +179,7 @@ static uint64_t map_system(struct tour *t, PMDL m, const struct cache_type *ty, 
 	enum memtype asked = memtype_from_caching_type(ty->ct);
 	mon_printf(t->o, "  MmMapLockedPagesSpecifyCache(KernelMode, %s%s) = %p\n", ty->name,
 		   flags & MdlMappingNoWrite ? ", MdlMappingNoWrite" : "", va);
-	mon_printf(t->o, "  asked %s (decision 2); the PTEs say %s", memtype_name(asked),
+	mon_printf(t->o, "  asked %s (mm/RULES.md decision 2); the PTEs say %s", memtype_name(asked),
 		   mapped_type(&kernel_root, (uint64_t)va));
 	if (after.cache_overrides != before.cache_overrides)
 		mon_printf(t->o, ": the frames' own type overrode the request (cache_overrides %lu -> %lu)",
@@ -320,7 +320,7 @@ static void no_write_step(struct tour *t)
 static void no_execute_step(struct tour *t)
 {
 	struct faultcap c;
-	size_t from = begin_step(t, "the default mapping is no-execute (decision 3): a kernel fetch faults");
+	size_t from = begin_step(t, "the default mapping is no-execute (mm/RULES.md decision 3): a kernel fetch faults");
 	uint64_t va = map_system(t, t->mdl, &nt_types[1], 0, true, from);
 	if (!va)
 		return;
@@ -493,7 +493,7 @@ bool tour_run(struct mon_out *o, const struct tour_hooks *hooks)
 	read_counters(&t.start);
 	introduce(&t);
 	if (lock_buffer(&t)) {
-		begin_step(&t, "decision 1: pool frames are WB and stay WB");
+		begin_step(&t, "mm/RULES.md decision 1: pool frames are WB and stay WB");
 		mon_printf(o, "  No frame ever has two memory types, and the direct map maps pool frames WB; so a\n"
 			   "  mapping of the locked pool buffer asking for another type gets WB (an override,\n"
 			   "  counted).  The next six steps ask for each NT type and show the PTEs it got.\n");

@@ -21,7 +21,7 @@ struct tour_mapping {
 	uint64_t va;                   /* its first page */
 	ULONG pages;
 	MEMORY_CACHING_TYPE requested; /* the CacheType the tour asked for */
-	bool pool_frames;              /* pool pages: WB whatever was asked (decision 1) */
+	bool pool_frames;              /* pool pages: WB whatever was asked (mm/RULES.md decision 1) */
 	bool writable;                 /* without MdlMappingNoWrite */
 	size_t text_from;              /* this step's text is o->buf[text_from, o->len) */
 };
