@@ -75,12 +75,6 @@ static struct pt_attrs leaf_attrs(uint64_t e, int level)
 				  .global = e & E_G, .type = pat_type_of(leaf_pat_bits(e, level)) };
 }
 
-static bool attrs_equal(struct pt_attrs x, struct pt_attrs y)
-{
-	return x.write == y.write && x.exec == y.exec && x.user == y.user && x.global == y.global &&
-	       x.type == y.type;
-}
-
 static uint64_t alloc_table(void)
 {
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
@@ -257,7 +251,7 @@ static uint64_t leaf_proto_4k(struct pt_attrs a)
 {
 	static struct pt_attrs last;
 	static uint64_t last_proto;
-	if (!last_proto || !attrs_equal(a, last)) {
+	if (!last_proto || !pt_attrs_equal(a, last)) {
 		last_proto = make_leaf(0, 1, a);
 		last = a;
 	}
@@ -438,7 +432,7 @@ static void try_merge(const struct pt_root *r, uint64_t va, int level)
 	struct pt_attrs a0 = leaf_attrs(t[0], child);
 	for (int i = 1; i < 512; i++) {
 		if (!(t[i] & E_P) || !is_leaf(t[i], child) || leaf_pa(t[i], child) != pa0 + i * level_size(child) ||
-		    !attrs_equal(leaf_attrs(t[i], child), a0))
+		    !pt_attrs_equal(leaf_attrs(t[i], child), a0))
 			return;
 	}
 	*slot = make_leaf(pa0, level, a0);

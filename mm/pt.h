@@ -25,6 +25,13 @@ struct pt_attrs {
 	enum memtype type;
 };
 
+/* Whether two attribute sets are the same mapping rights and type (every field compared). */
+static inline bool pt_attrs_equal(struct pt_attrs x, struct pt_attrs y)
+{
+	return x.write == y.write && x.exec == y.exec && x.user == y.user && x.global == y.global &&
+	       x.type == y.type;
+}
+
 /* An address space: the physical address of its PML4. */
 struct pt_root {
 	uint64_t pml4;

@@ -94,12 +94,6 @@ static void emit_run(const struct walk *w)
 		memtype_name(r->eff.type), r->region);
 }
 
-static bool same_attrs(struct pt_attrs a, struct pt_attrs b)
-{
-	return a.write == b.write && a.exec == b.exec && a.user == b.user && a.global == b.global &&
-	       a.type == b.type;
-}
-
 static void walk_leaf(const struct pt_leaf *l, void *ctx)
 {
 	struct walk *w = ctx;
@@ -115,7 +109,7 @@ static void walk_leaf(const struct pt_leaf *l, void *ctx)
 		key = region;
 	}
 	struct run *r = &w->run;
-	if (r->open && r->last + 1 == first && same_attrs(r->eff, l->eff) && r->key == key) {
+	if (r->open && r->last + 1 == first && pt_attrs_equal(r->eff, l->eff) && r->key == key) {
 		r->last = last;
 		r->levels |= 1u << l->level;
 		return;
