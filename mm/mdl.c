@@ -408,18 +408,18 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
 	/* No syspte_check_range: va is what syspte_reserve(n) has just returned. */
 	for (ULONG i = 0; i < n;) {
-		i += pt_set_ptes_from_frames(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], n - i, a, requested,
+		i += pt_set_ptes_from_frames(va + (uint64_t)i * PAGE_SIZE, &pfns[i], n - i, a, requested,
 					     override);
 		if (i == n)
 			break;
 		enum memtype t;
 		if (!frame_slow(m, i, requested, &t, override)) {
 			if (i)
-				pt_clear_ptes(&kernel_root, va, i);
+				pt_clear_ptes(va, i);
 			return false;
 		}
 		uint8_t t8 = (uint8_t)t;
-		pt_set_ptes_typed(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], &t8, 1, a);
+		pt_set_ptes_typed(va + (uint64_t)i * PAGE_SIZE, &pfns[i], &t8, 1, a);
 		i++;
 	}
 	return true;
@@ -553,7 +553,7 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	ULONG n = mdl_page_count(m);
 	/* The PTEs change in place: each keeps its frame and its memory type (an I/O-space
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
-	pt_reprotect_ptes(&kernel_root, va, n, present, write, exec);
+	pt_reprotect_ptes(va, n, present, write, exec);
 	stats.protects++;
 	return STATUS_SUCCESS;
 }

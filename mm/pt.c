@@ -161,7 +161,9 @@ static uint64_t *find_leaf(const struct pt_root *r, uint64_t va, int *level_out)
 /* Ranges whose page tables are made once and kept (the system-PTE region): never pruned,
  * never merged, so writing their PTEs never allocates.  Their level-1 tables are one
  * physically contiguous run, so the range's PTEs form one array in the direct map (as NT's
- * system PTEs do): the PTE of va is ptes[(va - lo) / PAGE_SIZE], no walk. */
+ * system PTEs do): the PTE of va is ptes[(va - lo) / PAGE_SIZE], no walk.  They are the
+ * kernel's, in the kernel half: their tables are shared by every address space, so their
+ * PTE functions need no root. */
 #define MAX_PINNED 4
 static struct {
 	uint64_t lo, hi;
@@ -171,26 +173,29 @@ static int npinned;
 
 static bool is_pinned(uint64_t va)
 {
+	if (va < USER_VA_END)
+		return false; /* the user half has none (pt_prepopulate) */
 	for (int i = 0; i < npinned; i++)
 		if (va >= pinned[i].lo && va < pinned[i].hi)
 			return true;
 	return false;
 }
 
-bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size)
+bool pt_prepopulate(uint64_t va, uint64_t size)
 {
-	if (npinned == MAX_PINNED || (va | size) & (LARGE_PAGE_SIZE - 1))
-		PANIC("pt_prepopulate: %d pinned ranges, or 0x%lx+0x%lx not 2 MiB-aligned", npinned, va, size);
+	if (npinned == MAX_PINNED || (va | size) & (LARGE_PAGE_SIZE - 1) || va < USER_VA_END)
+		PANIC("pt_prepopulate: %d pinned ranges, or 0x%lx+0x%lx not 2 MiB-aligned in the kernel half",
+		      npinned, va, size);
 	uint64_t tables = size / LARGE_PAGE_SIZE;
 	pfn_t first = pfn_alloc_run(0, ~0ul, tables, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (first == PFN_INVALID)
 		return false;
 	for (uint64_t i = 0; i < tables; i++) {
 		pfn_set_page_table(first + i, true);
-		uint64_t *pde = walk_to(r, va + i * LARGE_PAGE_SIZE, 2, true, NULL);
+		uint64_t *pde = walk_to(&kernel_root, va + i * LARGE_PAGE_SIZE, 2, true, NULL);
 		if (!pde || (*pde & E_P))
 			PANIC("pt_prepopulate: 0x%lx is in use or out of frames", va + i * LARGE_PAGE_SIZE);
-		*pde = make_table_entry((first + i) << PAGE_SHIFT, va < USER_VA_END);
+		*pde = make_table_entry((first + i) << PAGE_SHIFT, false);
 	}
 	pinned[npinned].lo = va;
 	pinned[npinned].hi = va + size;
@@ -218,7 +223,7 @@ static __attribute__((noinline)) uint64_t *pinned_ptes_search(uint64_t va, uint6
 	PANIC("pinned_ptes: 0x%lx+%lu pages is not in a prepopulated range", va, n);
 }
 
-void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
+void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
 {
 	if (a.user && va + n * PAGE_SIZE > USER_VA_END)
 		PANIC("pt_set_ptes: user mapping 0x%lx+%lu pages reaches the kernel half", va, n);
@@ -230,7 +235,7 @@ void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t 
 	}
 }
 
-void pt_set_ptes_typed(struct pt_root *r, uint64_t va, const uint64_t *pfns, const uint8_t *types, uint64_t n,
+void pt_set_ptes_typed(uint64_t va, const uint64_t *pfns, const uint8_t *types, uint64_t n,
 		       struct pt_attrs a)
 {
 	/* One prototype entry per memory type, made on first use. */
@@ -258,7 +263,7 @@ static uint64_t leaf_proto_4k(struct pt_attrs a)
 	return last_proto;
 }
 
-uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a,
+uint64_t pt_set_ptes_from_frames(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a,
 				 enum memtype requested, bool *override)
 {
 	const struct pfn_entry *db = pfn_entry(0);
@@ -288,7 +293,7 @@ uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t 
 	return i;
 }
 
-void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present, bool write, bool exec)
+void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool exec)
 {
 	uint64_t *pte = pinned_ptes(va, n);
 	for (uint64_t i = 0; i < n; i++) {
@@ -301,7 +306,7 @@ void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present,
 	tlb_flush_range(va, n * PAGE_SIZE);
 }
 
-void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n)
+void pt_clear_ptes(uint64_t va, uint64_t n)
 {
 	uint64_t *pte = pinned_ptes(va, n), i = 0;
 	if (n == 1) {
@@ -634,7 +639,7 @@ void pt_root_destroy(struct pt_root *r)
 
 /* The benchmark's baseline: the least work the hardware needs to map and unmap n pages in a
  * prepopulated range — write n PTEs from a PFN array, clear them, INVLPG each. */
-void pt_bench_baseline(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n)
+void pt_bench_baseline(uint64_t va, const uint64_t *pfns, uint64_t n)
 {
 	uint64_t *pte = pinned_ptes(va, n), proto = make_leaf(0, 1, (struct pt_attrs){ .write = true, .global = true });
 	for (uint64_t i = 0; i < n; i++)

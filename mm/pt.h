@@ -92,29 +92,30 @@ void pt_for_each_leaf(const struct pt_root *r, uint64_t lo, uint64_t hi, pt_leaf
 /* Create the kernel's PML4 and every kernel-half PDPT (shared by all address spaces). */
 bool pt_kernel_root_init(void);
 
-/* Make every table down to level 1 for [va, va + size) (2 MiB-aligned) now and keep them for
- * good: the range is never pruned or merged, so pt_set_ptes / pt_clear_ptes never allocate or
- * walk (its level-1 tables are one contiguous array).  False when out of frames. */
-bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size);
+/* Make every table down to level 1 for [va, va + size) (2 MiB-aligned, in the kernel half) in
+ * the kernel's tables now and keep them for good: the range is never pruned or merged, so
+ * pt_set_ptes / pt_clear_ptes never allocate or walk (its level-1 tables are one contiguous
+ * array).  The kernel half is shared by every address space, so the functions below take no
+ * root.  False when out of frames. */
+bool pt_prepopulate(uint64_t va, uint64_t size);
 /* Write n 4 KiB leaves at va (a prepopulated, unmapped range) for frames pfns[0..n). */
-void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
+void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
 /* The same with a memory type per page (types[i], enum memtype; the type in `a` is ignored),
  * without the already-mapped check: for a reservation known to be empty (MDL mappings). */
-void pt_set_ptes_typed(struct pt_root *r, uint64_t va, const uint64_t *pfns, const uint8_t *types, uint64_t n,
-		       struct pt_attrs a);
+void pt_set_ptes_typed(uint64_t va, const uint64_t *pfns, const uint8_t *types, uint64_t n, struct pt_attrs a);
 /* The MDL mapping's fast path: write the PTEs of frames pfns[0..) at va, each with the type
  * its PFN entry records, for as long as the frames are plainly typed and pinned
  * (pfn_entry_is_typed_and_pinned); returns how many it wrote — the caller deals with the
  * frame at that index and resumes.  *override is set when a frame's type differs from
  * `requested`. */
-uint64_t pt_set_ptes_from_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a,
+uint64_t pt_set_ptes_from_frames(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a,
 				 enum memtype requested, bool *override);
 /* Change the rights of n mapped 4 KiB leaves at va (prepopulated) in place, frame and
  * memory-type bits kept; present = false clears only P, so a later call can make the same
  * frame and type present again.  Flushes before returning. */
-void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present, bool write, bool exec);
+void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool exec);
 /* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
-void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n);
+void pt_clear_ptes(uint64_t va, uint64_t n);
 
 /* The PWT/PCD/PAT bits a leaf at `level` carries for a MEMORY_CACHING_TYPE value (the PAT
  * bit is bit 7 at level 1, bit 12 at levels 2 and 3); PT_CACHE_BITS_INVALID for a value that
@@ -125,7 +126,7 @@ enum memtype pt_entry_memtype(uint64_t entry, int level);
 
 /* Benchmark baseline (make bench): write n PTEs at va (prepopulated, within one page table)
  * from pfns[], clear them, INVLPG each.  No checks: for measuring only. */
-void pt_bench_baseline(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n);
+void pt_bench_baseline(uint64_t va, const uint64_t *pfns, uint64_t n);
 
 /* Test hook for the audit's proof case: flip the U/S bit of the leaf mapping va. */
 void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user);
