@@ -68,15 +68,15 @@ void ps_register_cleanup(ps_cleanup_fn fn)
 void KeStackAttachProcess(PEPROCESS Process, PKAPC_STATE ApcState)
 {
 	ApcState->previous = current;
-	ApcState->previous_cr3 = current ? current->root.pml4 : kernel_root.pml4;
+	ApcState->previous_root = current ? &current->root : &kernel_root;
 	current = Process;
-	tlb_load_root(Process->root.pml4);
+	tlb_switch_to(&Process->root);
 }
 
 void KeUnstackDetachProcess(PKAPC_STATE ApcState)
 {
 	current = ApcState->previous;
-	tlb_load_root(ApcState->previous_cr3);
+	tlb_switch_to(ApcState->previous_root);
 }
 
 bool ps_report(const PEPROCESS p, uint64_t key, uint64_t *value)

@@ -53,7 +53,7 @@ typedef struct _EPROCESS {
 
 typedef struct _KAPC_STATE {
 	PEPROCESS previous;
-	uint64_t previous_cr3;
+	const struct pt_root *previous_root;  /* the address space to go back to */
 } KAPC_STATE, *PKAPC_STATE;
 
 typedef void *HANDLE;

@@ -90,9 +90,9 @@ static void free_table(uint64_t pa)
 	pfn_free(pa >> PAGE_SHIFT);
 }
 
-/* Replace the large leaf *slot (at `level`, covering `base`) by a table of 512 leaves one
- * level down with the same frames, rights and type.  False when no frame is left. */
-static bool split_leaf(uint64_t *slot, int level, uint64_t base)
+/* Replace the large leaf *slot of r (at `level`, covering `base`) by a table of 512 leaves
+ * one level down with the same frames, rights and type.  False when no frame is left. */
+static bool split_leaf(const struct pt_root *r, uint64_t *slot, int level, uint64_t base)
 {
 	uint64_t e = *slot, tpa = alloc_table();
 	if (!tpa)
@@ -103,7 +103,7 @@ static bool split_leaf(uint64_t *slot, int level, uint64_t base)
 		t[i] = make_leaf(pa + i * step, level - 1, a) | (e & E_D);
 	*slot = make_table_entry(tpa, base < USER_VA_END);
 	/* One INVLPG drops the large translation and the paging-structure caches. */
-	tlb_flush_page(base);
+	tlb_flush_page(r, base);
 	return true;
 }
 
@@ -134,7 +134,7 @@ static uint64_t *walk_to(const struct pt_root *r, uint64_t va, int target, bool 
 					*stop_level = level;
 				return NULL;
 			}
-			if (!split_leaf(slot, level, va & ~(level_size(level) - 1)))
+			if (!split_leaf(r, slot, level, va & ~(level_size(level) - 1)))
 				return NULL;
 		}
 		table = table_va(*slot & E_ADDR);
@@ -163,7 +163,7 @@ static uint64_t *find_leaf(const struct pt_root *r, uint64_t va, int *level_out)
  * physically contiguous run, so the range's PTEs form one array in the direct map (as NT's
  * system PTEs do): the PTE of va is ptes[(va - lo) / PAGE_SIZE], no walk.  They are the
  * kernel's, in the kernel half: their tables are shared by every address space, so their
- * PTE functions need no root. */
+ * PTE functions need no root, and their flushes are kernel_root's. */
 #define MAX_PINNED 4
 static struct {
 	uint64_t lo, hi;
@@ -303,23 +303,24 @@ void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool e
 		e |= (present ? E_P : 0) | (write ? E_RW | E_D : 0) | (exec ? 0 : E_NX);
 		pte[i] = e;
 	}
-	tlb_flush_range(va, n * PAGE_SIZE);
+	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
 void pt_clear_ptes(uint64_t va, uint64_t n)
 {
-	uint64_t *pte = pinned_ptes(va, n), i = 0;
 	if (n == 1) {
-		/* The common one-page mapping: one store, one INVLPG. */
-		*pte = 0;
-		tlb_flush_page(va);
+		/* The common one-page mapping: one store, one INVLPG (and, tested first, a lookup
+		 * with no length to check). */
+		*pinned_ptes(va, 1) = 0;
+		tlb_flush_page(&kernel_root, va);
 		return;
 	}
+	uint64_t *pte = pinned_ptes(va, n), i = 0;
 	for (; i + 4 <= n; i += 4)
 		pte[i] = pte[i + 1] = pte[i + 2] = pte[i + 3] = 0;
 	for (; i < n; i++)
 		pte[i] = 0;
-	tlb_flush_range(va, n * PAGE_SIZE);
+	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
 static bool table_empty(const uint64_t *t)
@@ -405,7 +406,7 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 		}
 		if (base < cur || base + lsize > end) {
 			/* The leaf straddles an edge of the range: split, then look again. */
-			if (!split_leaf(slot, level, base))
+			if (!split_leaf(r, slot, level, base))
 				PANIC("pt_unmap: no frame to split the page at 0x%lx", base);
 			continue;
 		}
@@ -415,7 +416,7 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 			break;
 		cur = base + lsize;
 	}
-	tlb_flush_range(va, size);
+	tlb_flush_range(r, va, size);
 }
 
 /* If the table under the level-`level` entry for va holds 512 leaves with contiguous frames
@@ -441,7 +442,7 @@ static void try_merge(const struct pt_root *r, uint64_t va, int level)
 			return;
 	}
 	*slot = make_leaf(pa0, level, a0);
-	tlb_flush_range(va & ~(level_size(level) - 1), level_size(level));
+	tlb_flush_range(r, va & ~(level_size(level) - 1), level_size(level));
 	free_table(tpa);
 }
 
@@ -459,7 +460,7 @@ bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a
 			uint64_t base = edge & ~(level_size(level) - 1);
 			if (!slot || base == edge)
 				break;
-			if (!split_leaf(slot, level, base))
+			if (!split_leaf(r, slot, level, base))
 				return false;
 		}
 	}
@@ -474,7 +475,7 @@ bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a
 			break;
 		cur = base + lsize;
 	}
-	tlb_flush_range(va, size);
+	tlb_flush_range(r, va, size);
 	/* Pass 3: merge back what became uniform around the edges (at most two tables a level). */
 	for (int level = 2; level <= 3; level++) {
 		try_merge(r, va, level);
@@ -610,7 +611,7 @@ void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user)
 	if (!slot)
 		PANIC("pt_test_set_leaf_user: 0x%lx is not mapped", va);
 	*slot = user ? *slot | E_US : *slot & ~E_US;
-	tlb_flush_page(va);
+	tlb_flush_page(r, va);
 }
 
 uint64_t pt_cache_bits(int caching_type, int level)
@@ -646,6 +647,6 @@ void pt_bench_baseline(uint64_t va, const uint64_t *pfns, uint64_t n)
 		pte[i] = proto | (pfns[i] << PAGE_SHIFT);
 	for (uint64_t i = 0; i < n; i++) {
 		pte[i] = 0;
-		tlb_invlpg(va + i * PAGE_SIZE);
+		tlb_bench_invlpg(va + i * PAGE_SIZE);
 	}
 }

@@ -6,7 +6,8 @@
  * they become empty; a 2 MiB or 1 GiB page is split when part of it changes (the other pages
  * keep identical frames, rights and type), and 512 uniform contiguous leaves are merged back
  * into the large page they came from.  Every change that can leave a stale translation is
- * followed by a TLB flush of the range (mm/tlb.h) before the call returns.
+ * followed, before the call returns, by a TLB flush of the range in the address space that
+ * changed (mm/tlb.h).
  *
  * Levels: 1 = PT (4 KiB leaf), 2 = PD (2 MiB leaf), 3 = PDPT (1 GiB leaf), 4 = PML4.
  */
@@ -96,7 +97,7 @@ bool pt_kernel_root_init(void);
  * the kernel's tables now and keep them for good: the range is never pruned or merged, so
  * pt_set_ptes / pt_clear_ptes never allocate or walk (its level-1 tables are one contiguous
  * array).  The kernel half is shared by every address space, so the functions below take no
- * root.  False when out of frames. */
+ * root, and flush as kernel_root.  False when out of frames. */
 bool pt_prepopulate(uint64_t va, uint64_t size);
 /* Write n 4 KiB leaves at va (a prepopulated, unmapped range) for frames pfns[0..n). */
 void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
