@@ -1,6 +1,7 @@
 #include "kernel/syscall.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
+#include "kernel/io/io.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
@@ -123,16 +124,4 @@ uint64_t syscall_dispatch(struct syscall_frame *f)
 	if (!canonical_user(f->rip))
 		ps_exit_current(STATUS_ACCESS_VIOLATION);
 	return r;
-}
-
-/* Until the I/O manager is linked in: no device exists. */
-#define STATUS_OBJECT_NAME_NOT_FOUND ((NTSTATUS)0xC0000034)
-__attribute__((weak)) uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle)
-{
-	return (uint32_t)STATUS_OBJECT_NAME_NOT_FOUND;
-}
-__attribute__((weak)) uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, uint64_t in_len,
-							 uint64_t out, uint64_t out_len)
-{
-	return (uint32_t)STATUS_INVALID_PARAMETER;
 }

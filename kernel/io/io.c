@@ -4,7 +4,6 @@
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
-#include "kernel/syscall.h"
 #include "mm/uvm.h"
 
 #define DEVICE_TAG 0x76446F49u /* 'IoDv' */
