@@ -310,10 +310,8 @@ static void print_scene(const struct scene *sc)
 
 /* ---- the command ------------------------------------------------------------------------------ */
 
-static int cmd_mapdump(int argc, char **argv)
+static int cmd_mapdump(void)
 {
-	if (argc != 1)
-		return -1;
 	struct accounting_snapshot before;
 	accounting_snapshot(&before);
 	struct scene sc = { 0 };
@@ -324,6 +322,6 @@ static int cmd_mapdump(int argc, char **argv)
 		kprintf("mapdump: cleaned up, all %u resource counters read as before\n", before.n);
 	return 0;
 }
-MONITOR_COMMAND(mapdump, "mapdump",
-		"map MDLs into the kernel and an agent process; print both spaces as range lines (make map)",
-		cmd_mapdump);
+MONITOR_COMMAND_BARE(mapdump,
+		     "map MDLs into the kernel and an agent process; print both spaces as range lines (make map)",
+		     cmd_mapdump);

@@ -29,7 +29,7 @@ void ps_print_process(struct mon_out *o, PEPROCESS p)
 		mon_printf(o, "-\n");
 }
 
-static int cmd_ps(int argc, char **argv)
+static int cmd_ps(void)
 {
 	unsigned n = 0;
 	ps_print_header(MON_CONSOLE);
@@ -38,4 +38,4 @@ static int cmd_ps(int argc, char **argv)
 	mon_printf(MON_CONSOLE, "%u live process%s\n", n, n == 1 ? "" : "es");
 	return 0;
 }
-MONITOR_COMMAND(ps, "ps", "live processes: PID, name, WOW64, PML4, locked pages, MDL mappings, VADs", cmd_ps);
+MONITOR_COMMAND_BARE(ps, "live processes: PID, name, WOW64, PML4, locked pages, MDL mappings, VADs", cmd_ps);
