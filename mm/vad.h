@@ -39,6 +39,8 @@ void vad_remove(PEPROCESS p, struct vad *v);
 uint64_t vad_find_free(PEPROCESS p, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi);
 /* In-order walk. */
 void vad_for_each(PEPROCESS p, void (*fn)(struct vad *v, void *ctx), void *ctx);
+/* How many VADs p has. */
+uint64_t vad_count(PEPROCESS p);
 /* Check the AVL invariants (heights, balance, order, parent links); false on a violation. */
 bool vad_check(PEPROCESS p);
 

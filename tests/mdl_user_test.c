@@ -240,15 +240,6 @@ static unsigned leaf_pat_encoding(uint64_t leaf)
 		EXPECT_TRUE(t, __q.eff.user && !__q.eff.exec && __q.eff.write == (writable)); \
 	} while (0)
 
-static void count_one(struct vad *v, void *ctx) { ++*(uint64_t *)ctx; }
-
-static uint64_t vad_count(PEPROCESS p)
-{
-	uint64_t n = 0;
-	vad_for_each(p, count_one, &n);
-	return n;
-}
-
 static uint32_t mappings_of(PEPROCESS p)
 {
 	uint32_t n = 0;

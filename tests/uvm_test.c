@@ -118,15 +118,6 @@ static NTSTATUS protect(uint64_t base, uint64_t size, ULONG prot, ULONG *old)
 	return uvm_protect(&proc, &base, &size, prot, old ? old : &o);
 }
 
-static uint64_t vad_count(void)
-{
-	uint64_t n = 0;
-	for (struct vad *v = proc.vad_root ? vad_find_overlap(&proc, 0, USER_VA_END) : NULL; v;
-	     v = vad_find_overlap(&proc, v->end, USER_VA_END))
-		n++;
-	return n;
-}
-
 /* Whether no table hangs under any user slot of the process's PML4: every table a range
  * needed went with its last page (pt_unmap prunes bottom up). */
 static bool user_half_empty(void)
@@ -200,7 +191,7 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 	uint64_t base = alloc(t, 0x12340000, 0x10000, MEM_RESERVE, PAGE_READWRITE);
 	uint64_t mdl_va = 0x50000000;
 	pfn_t mdl = map_mdl_frame(t, mdl_va, true);
-	uint64_t vads = vad_count();
+	uint64_t vads = vad_count(&proc);
 
 	/* Overlaps, MDL mappings included (decision 4). */
 	EXPECT_EQ(t, allocate(base + 0x6000, P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
@@ -234,7 +225,7 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 	EXPECT_EQ(t, allocate(0, P, MEM_RESERVE, PAGE_READWRITE), STATUS_PROCESS_IS_TERMINATING);
 	proc.terminating = false;
 
-	EXPECT_EQ(t, vad_count(), vads);
+	EXPECT_EQ(t, vad_count(&proc), vads);
 	EXPECT_TRUE(t, vad_check(&proc));
 	uvm_destroy(&proc);
 	EXPECT_TRUE(t, !mmt_frame_is_free(mdl)); /* an MDL's frame is never the process's to free */
@@ -592,11 +583,11 @@ static void free_refuses_bad_requests(struct ktest *t)
 	EXPECT_EQ(t, vfree(MM_USER_TOP_64 + 1, 0, MEM_RELEASE), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, vfree(base, ~0ul, MEM_DECOMMIT), STATUS_INVALID_PARAMETER);
 	EXPECT_USER_PAGE(t, base, true, false);
-	EXPECT_EQ(t, vad_count(), 2);
+	EXPECT_EQ(t, vad_count(&proc), 2);
 
 	/* The whole size given explicitly is a release too. */
 	EXPECT_EQ(t, vfree(base, 4 * P, MEM_RELEASE), STATUS_SUCCESS);
-	EXPECT_EQ(t, vad_count(), 1);
+	EXPECT_EQ(t, vad_count(&proc), 1);
 }
 
 /* A page locked by MmProbeAndLockPages must outlive a decommit (NT frees it at the unlock);
@@ -686,9 +677,9 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 	}
 	EXPECT_USER_PAGE(t, 0x50000000, true, false);
 	/* An overlapping map fails and leaves everything as it was. */
-	uint64_t vads = vad_count();
+	uint64_t vads = vad_count(&proc);
 	EXPECT_FALSE(t, uvm_map_frames(&proc, 0x401000, stk, 2, VAD_IMAGE, false, false));
-	EXPECT_EQ(t, vad_count(), vads);
+	EXPECT_EQ(t, vad_count(&proc), vads);
 	EXPECT_EQ(t, query(0x401000).pa, img[1] << PAGE_SHIFT);
 
 	/* Private memory: resident, parked (NOACCESS while resident), demand-zero. */
@@ -721,11 +712,11 @@ static void map_frames_failure_leaves_nothing(struct ktest *t)
 		ASSERT_NE(t, frames[i] = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL), PFN_INVALID);
 	/* A first range, so that pool has slab room for the next VAD node and page array. */
 	ASSERT_TRUE(t, uvm_map_frames(&proc, 0x400000, &frames[0], 1, VAD_IMAGE, false, false));
-	uint64_t tables = pt_table_frames(), taken, vads = vad_count();
+	uint64_t tables = pt_table_frames(), taken, vads = vad_count(&proc);
 	pfn_t hog = mmt_hog_frames(0, &taken);
 	/* Another 512 GiB slot: it needs three new tables. */
 	bool mapped = uvm_map_frames(&proc, 0x10000000000ul, &frames[1], 1, VAD_STACK, true, false);
-	uint64_t vads_after = vad_count(), tables_after = pt_table_frames();
+	uint64_t vads_after = vad_count(&proc), tables_after = pt_table_frames();
 	mmt_release_frames(hog);
 
 	EXPECT_FALSE(t, mapped);

@@ -5,8 +5,6 @@
 #include "mm/mdl_user.h"
 #include "mm/vad.h"
 
-static void count_vad(struct vad *v, void *ctx) { ++*(uint64_t *)ctx; }
-
 void ps_print_header(struct mon_out *o)
 {
 	mon_printf(o, "  %5s %-16s %-5s %-12s %7s %8s %5s  %s\n", "PID", "name", "WOW64", "PML4", "locked",
@@ -15,9 +13,8 @@ void ps_print_header(struct mon_out *o)
 
 void ps_print_process(struct mon_out *o, PEPROCESS p)
 {
-	uint64_t vads = 0;
+	uint64_t vads = vad_count(p);
 	unsigned mappings = 0;
-	vad_for_each(p, count_vad, &vads);
 	for (const struct user_mapping *um = p->mappings; um; um = um->next)
 		mappings++;
 	mon_printf(o, "  %5u %-16s %-5s 0x%010lx %7lu %8u %5lu  ", p->pid, p->name, p->wow64 ? "yes" : "no",
