@@ -41,6 +41,7 @@ SIZE_T MmSizeOfMdl(PVOID Base, SIZE_T Length)
 
 PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer, BOOLEAN ChargeQuota, PIRP Irp)
 {
+	UNREFERENCED_PARAMETER(ChargeQuota); /* reserved (drivers pass FALSE); there are no quotas */
 	verifier_check_irql(DISPATCH_LEVEL, 0xE5, 0, 0);
 	if (!Length || Length > MAX_MDL_BYTES || verifier_inject_failure(VF_SITE_ALLOCATE_MDL))
 		return NULL;
@@ -83,7 +84,7 @@ static void lock_frame(pfn_t pfn)
 	if (!e || e->state == PFN_NOT_RAM)
 		return; /* I/O space: nothing to pin */
 	if (e->lock_count++ == 0)
-		pfn_note_lock_change(pfn, true);
+		pfn_note_lock_change(true);
 }
 
 static void unlock_frame(pfn_t pfn)
@@ -94,7 +95,7 @@ static void unlock_frame(pfn_t pfn)
 	if (!e->lock_count)
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->state, 0);
 	if (--e->lock_count == 0)
-		pfn_note_lock_change(pfn, false);
+		pfn_note_lock_change(false);
 }
 
 VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)

@@ -269,7 +269,7 @@ void pfn_free_run(pfn_t first, uint64_t count)
 		pfn_free(first + i);
 }
 
-void pfn_note_lock_change(pfn_t pfn, bool now_locked)
+void pfn_note_lock_change(bool now_locked)
 {
 	if (now_locked)
 		locked_frames++;

@@ -93,7 +93,7 @@ void pfn_free_run(pfn_t first, uint64_t count);
 
 /* Bookkeeping hooks for the modules that own those states. */
 void pfn_set_page_table(pfn_t pfn, bool is_table);   /* pt.c: ACTIVE <-> PAGE_TABLE */
-void pfn_note_lock_change(pfn_t pfn, bool now_locked); /* MDL locking: lock count 0 <-> 1 */
+void pfn_note_lock_change(bool now_locked);          /* MDL locking: a lock count 0 <-> 1 */
 /* Whether a UEFI memory type is RAM (usable after boot, or firmware-owned). */
 bool efi_type_is_ram(uint32_t type);
 

@@ -422,9 +422,12 @@ NTSTATUS uvm_protect(PEPROCESS p, uint64_t *base, uint64_t *size, ULONG protect,
 }
 
 /* There are no section objects, so there is no view to unmap: an MDL mapping is not one
- * (decision 4) and neither is anything else. */
+ * (decision 4) and neither is anything else, so whatever p has at base, the answer is the
+ * same. */
 NTSTATUS uvm_unmap_view(PEPROCESS p, uint64_t base)
 {
+	(void)p;
+	(void)base;
 	return STATUS_NOT_MAPPED_VIEW;
 }
 
