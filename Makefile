@@ -34,7 +34,7 @@ EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))
 KERNEL_OBJ  := $(patsubst %,$(BUILD)/%.o,$(KERNEL_C) $(KERNEL_ASM))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
-        -Wpointer-arith -Wno-unused-parameter -Wno-multichar
+        -Wpointer-arith -Wno-multichar
 KCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
         -fno-stack-protector -fno-pic -fno-pie -fno-common -fno-strict-aliasing \

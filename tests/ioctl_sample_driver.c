@@ -144,6 +144,7 @@ static NTSTATUS sioctl_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 
 static NTSTATUS sioctl_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
+	UNREFERENCED_PARAMETER(DeviceObject);
 	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
 	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
 	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
@@ -250,8 +251,8 @@ static uint64_t app_result(const PEPROCESS p, uint32_t i)
 
 /* ---- cases ---------------------------------------------------------------------------- */
 
-static int io_sample_init(struct ktest *t) { return sioctl_load() != STATUS_SUCCESS; }
-static void io_sample_exit(struct ktest *t) { sioctl_unload(); }
+static int io_sample_init(struct ktest *t) { (void)t; return sioctl_load() != STATUS_SUCCESS; }
+static void io_sample_exit(struct ktest *t) { (void)t; sioctl_unload(); }
 
 static const struct {
 	const char *name;

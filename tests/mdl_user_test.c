@@ -48,6 +48,7 @@ static bool attached;
 
 static int mu_init(struct ktest *t)
 {
+	(void)t;
 	memset(procs, 0, sizeof procs);
 	memset(locked_mdls, 0, sizeof locked_mdls);
 	attached = false;
@@ -77,6 +78,7 @@ static void destroy(PEPROCESS p)
 /* A case that ended early may leave an MDL locked: unlock it so its process can end. */
 static void mu_exit(struct ktest *t)
 {
+	(void)t;
 	if (KeGetCurrentIrql() != PASSIVE_LEVEL)
 		KeLowerIrql(PASSIVE_LEVEL);
 	if (attached)

@@ -9,7 +9,7 @@
 #define OP(i) (1 + (i) * AGENT_OP_SLOTS)
 
 /* Run the agent with `nops` operations from ops[] (AGENT_OP_SLOTS values each). */
-static PEPROCESS run_agent(struct ktest *t, uint32_t flags, const uint64_t *ops, uint32_t nops, NTSTATUS *st)
+static PEPROCESS run_agent(uint32_t flags, const uint64_t *ops, uint32_t nops, NTSTATUS *st)
 {
 	uint64_t args[USER_PARAMS_ARGS] = { nops };
 	memcpy(&args[1], ops, nops * AGENT_OP_SLOTS * sizeof(uint64_t));
@@ -24,7 +24,7 @@ static void exit_status_comes_back(struct ktest *t)
 {
 	uint64_t ops[] = { AGENT_REPORT, 7, 0x1234, 0, 0, 0, AGENT_EXIT, 42, 0, 0, 0, 0 };
 	NTSTATUS st;
-	PEPROCESS p = run_agent(t, 0, ops, 2, &st);
+	PEPROCESS p = run_agent(0, ops, 2, &st);
 	ASSERT_TRUE(t, p != NULL);
 	uint64_t v = 0;
 	EXPECT_EQ(t, (ULONG)st, 42);
@@ -39,7 +39,7 @@ static void user_read_of_kernel_address_faults_0x5(struct ktest *t)
 	uint64_t target = (uint64_t)&kernel_root;
 	uint64_t ops[] = { AGENT_READ64, target, 0, 0, 0, 0 };
 	NTSTATUS st;
-	PEPROCESS p = run_agent(t, 0, ops, 1, &st);
+	PEPROCESS p = run_agent(0, ops, 1, &st);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
 	EXPECT_TRUE(t, p->fault.happened);
@@ -53,7 +53,7 @@ static void user_write_to_its_read_only_params_faults_0x7(struct ktest *t)
 {
 	uint64_t ops[] = { AGENT_WRITE64, USER_PARAMS_VA + 8, 1, 0, 0, 0 };
 	NTSTATUS st;
-	PEPROCESS p = run_agent(t, 0, ops, 1, &st);
+	PEPROCESS p = run_agent(0, ops, 1, &st);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
 	EXPECT_EQ(t, p->fault.error_code, PF_P | PF_W | PF_U);
@@ -66,7 +66,7 @@ static void user_fetch_from_its_stack_faults_0x15(struct ktest *t)
 	/* The parameter page is readable and NX: a call into it is an instruction fetch. */
 	uint64_t ops[] = { AGENT_EXEC, USER_PARAMS_VA, 0, 0, 0, 0 };
 	NTSTATUS st;
-	PEPROCESS p = run_agent(t, 0, ops, 1, &st);
+	PEPROCESS p = run_agent(0, ops, 1, &st);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
 	EXPECT_EQ(t, p->fault.error_code, PF_P | PF_U | PF_ID);

@@ -38,6 +38,7 @@ static bool attached;
 
 static int uvm_init(struct ktest *t)
 {
+	(void)t;
 	memset(&proc, 0, sizeof proc);
 	proc.highest_user = MM_USER_TOP_64;
 	attached = false;
@@ -46,6 +47,7 @@ static int uvm_init(struct ktest *t)
 
 static void uvm_exit(struct ktest *t)
 {
+	(void)t;
 	if (attached)
 		KeUnstackDetachProcess(&apc);
 	attached = false;
