@@ -86,7 +86,7 @@ ECFLAGS := -std=gnu11 -O2 $(WARN) -Wno-missing-prototypes -Wno-strict-prototypes
         -mno-red-zone -maccumulate-outgoing-args -DGNU_EFI_USE_MS_ABI \
         -I$(EFI_INC) -I$(EFI_INC)/x86_64 -Iinclude -MMD -MP
 
-.PHONY: all deps run test bench debug clean check-harness
+.PHONY: all deps run test bench debug clean check-harness check-loader
 # The empty recipe: an up-to-date tree builds in silence (not "Nothing to be done").
 all: $(KERNEL) $(LOADER) $(ESP)
 	@:
@@ -171,6 +171,13 @@ bench:
 # The harness's own unit tests on canned logs (make test runs them too).
 check-harness:
 	@$(PYTHON) scripts/test_harness.py
+
+# The UEFI loader's tests: broken kernel ELFs it must refuse with its one-line diagnosis, and
+# the real kernel booted at 512 MiB and 2 GiB and with odd command-line files (70-80 s).
+check-loader:
+	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@bash scripts/test-loader.sh $(KERNEL) $(LOADER)
 
 debug:
 	@bash scripts/deps.sh
