@@ -25,20 +25,26 @@ static inline void wrmsr(uint32_t msr, uint64_t v)
 	__asm__ volatile("wrmsr" ::"c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "memory");
 }
 
-#define DEFINE_CR(n)                                                              \
+/* CR3 and CR4 are read here and written only by mm/tlb.c: loading CR3 or toggling CR4.PGE
+ * changes what is translated, and the TLB module is the one place that does. */
+#define DEFINE_READ_CR(n)                                                         \
 	static inline uint64_t read_cr##n(void)                                   \
 	{                                                                         \
 		uint64_t v;                                                       \
 		__asm__ volatile("mov %%cr" #n ", %0" : "=r"(v));                 \
 		return v;                                                         \
-	}                                                                         \
+	}
+#define DEFINE_WRITE_CR(n) \
 	static inline void write_cr##n(uint64_t v) { __asm__ volatile("mov %0, %%cr" #n ::"r"(v) : "memory"); }
-DEFINE_CR(0)
-DEFINE_CR(2)
-DEFINE_CR(3)
-DEFINE_CR(4)
-DEFINE_CR(8)
-#undef DEFINE_CR
+DEFINE_READ_CR(0)
+DEFINE_READ_CR(2)
+DEFINE_READ_CR(3)
+DEFINE_READ_CR(4)
+DEFINE_READ_CR(8)
+DEFINE_WRITE_CR(0)
+DEFINE_WRITE_CR(8)
+#undef DEFINE_READ_CR
+#undef DEFINE_WRITE_CR
 
 static inline void cpuid(uint32_t leaf, uint32_t sub, uint32_t *a, uint32_t *b, uint32_t *c, uint32_t *d)
 {

@@ -21,7 +21,7 @@
 #include "mm/mm.h"
 
 void kmain(uint64_t bootinfo_phys);
-static void kmain_after_mm(void *unused);
+static void kmain_after_mm(void *arg);
 
 __attribute__((aligned(16))) uint8_t boot_stack[KSTACK_SIZE];
 uint8_t *const boot_stack_top = boot_stack + sizeof boot_stack;
@@ -61,8 +61,9 @@ void kmain(uint64_t bootinfo_phys)
 }
 
 /* On the kernel's own page tables and a guarded stack from here on. */
-static void kmain_after_mm(void *unused)
+static void kmain_after_mm(void *arg)
 {
+	(void)arg; /* mm_init's continuation argument: kmain passes none */
 	mm_print_summary();
 	mm_audit_boot();
 	syscall_init();

@@ -130,6 +130,7 @@ struct params_fill {
 
 static void fill_params(uint64_t *pfns, uint64_t n, void *ctx)
 {
+	(void)n; /* one page: the parameter page */
 	struct params_fill *pf = ctx;
 	struct user_params *up = pfn_to_virt(pfns[0]);
 	up->magic = USER_PARAMS_MAGIC;

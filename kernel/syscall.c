@@ -1,6 +1,7 @@
 #include "kernel/syscall.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
+#include "kernel/io/io.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"

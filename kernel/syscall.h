@@ -15,9 +15,4 @@ void syscall_init(void);
 void syscall_set_kernel_stack(uint64_t top);
 uint64_t syscall_dispatch(struct syscall_frame *f);
 
-/* The I/O manager's system calls (kernel/io/io.c). */
-uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle);
-uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, uint64_t in_len, uint64_t out,
-				  uint64_t out_len);
-
 #endif

@@ -109,17 +109,11 @@ void mm_init(const struct mdlab_bootinfo *bi, void (*next)(void *), void *arg)
 	gdt_set_ist(IST_NMI, kstack_create(KSTACK_PAGES));
 	gdt_set_ist(IST_MACHINE_CHECK, kstack_create(KSTACK_PAGES));
 
-	tlb_load_root(kernel_root.pml4);
+	tlb_switch_to(&kernel_root);
 	write_cr0(read_cr0() | CR0_WP);
-	uint64_t cr4 = read_cr4();
-	if (cpu_features.pge)
-		cr4 |= CR4_PGE;
-	if (cpu_features.smep)
-		cr4 |= CR4_SMEP;
-	if (cpu_features.smap)
-		cr4 |= CR4_SMAP;
-	write_cr4(cr4);
-	tlb_flush_all();
+	tlb_enable_cr4((cpu_features.pge ? CR4_PGE : 0) | (cpu_features.smep ? CR4_SMEP : 0) |
+		       (cpu_features.smap ? CR4_SMAP : 0));
+	tlb_flush_all(&kernel_root);
 
 	/* Nothing of the loader's survives in the translation; its memory comes back. */
 	pfn_reclaim_boot_memory(bi);

@@ -37,6 +37,7 @@ SIZE_T MmSizeOfMdl(PVOID Base, SIZE_T Length)
 
 PMDL IoAllocateMdl(PVOID VirtualAddress, ULONG Length, BOOLEAN SecondaryBuffer, BOOLEAN ChargeQuota, PIRP Irp)
 {
+	UNREFERENCED_PARAMETER(ChargeQuota); /* reserved (drivers pass FALSE); there are no quotas */
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	if (!Length || Length > MAX_MDL_BYTES || verifier_inject_failure(VF_SITE_ALLOCATE_MDL))
 		return NULL;
@@ -389,12 +390,12 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 			check_frame(m, i);
 			if (!memtype_for_mapping(pfns[i], requested, &a.type, override)) {
 				if (i)
-					pt_clear_ptes(&kernel_root, va, i);
+					pt_clear_ptes(va, i);
 				return false;
 			}
 			run = 1;
 		}
-		pt_set_ptes_run(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], run, a);
+		pt_set_ptes_run(va + (uint64_t)i * PAGE_SIZE, &pfns[i], run, a);
 		i += run;
 	}
 	return true;
@@ -518,7 +519,7 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	ULONG n = mdl_page_count(m);
 	/* The PTEs change in place: each keeps its frame and its memory type (an I/O-space
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
-	pt_reprotect_ptes(&kernel_root, va, n, present, write, exec);
+	pt_reprotect_ptes(va, n, present, write, exec);
 	stats.protects++;
 	return STATUS_SUCCESS;
 }

@@ -19,5 +19,5 @@ struct mm_process *mm_current(void) { return loaded; }
 void mm_switch(struct mm_process *mm)
 {
 	loaded = mm;
-	tlb_load_root(mm ? mm->root.pml4 : kernel_root.pml4);
+	tlb_switch_to(mm ? &mm->root : &kernel_root);
 }

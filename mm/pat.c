@@ -2,6 +2,8 @@
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
+#include "mm/pt.h"
+#include "mm/tlb.h"
 
 /* Slot -> encoding, the layout described in pat.h. */
 static const uint8_t layout[8] = {
@@ -67,23 +69,16 @@ bool pat_write_msr(uint64_t value)
 			return false;
 	}
 	/* SDM Vol. 3, 13.12.4 / 13.11.7.2: interrupts off, caches written back and the TLBs
-	 * flushed around the write, so no line or translation of the old type survives. */
+	 * flushed around the write, so no line or translation of the old type survives.  The
+	 * TLB flush must take global entries too (13.11.8: clear CR4.PGE, or reload CR3 when
+	 * PGE is off), which is what the kernel space's full flush does. */
 	uint64_t flags = read_rflags();
 	__asm__ volatile("cli");
 	__asm__ volatile("wbinvd" ::: "memory");
-	uint64_t cr4 = read_cr4();
-	write_cr3(read_cr3());
-	if (cr4 & CR4_PGE) {
-		write_cr4(cr4 & ~CR4_PGE);
-		write_cr4(cr4);
-	}
+	tlb_flush_all(&kernel_root);
 	wrmsr(MSR_PAT, value);
 	__asm__ volatile("wbinvd" ::: "memory");
-	write_cr3(read_cr3());
-	if (cr4 & CR4_PGE) {
-		write_cr4(cr4 & ~CR4_PGE);
-		write_cr4(cr4);
-	}
+	tlb_flush_all(&kernel_root);
 	pat_current = rdmsr(MSR_PAT);
 	if (flags & RFLAGS_IF)
 		__asm__ volatile("sti");

@@ -75,12 +75,6 @@ static struct pt_attrs leaf_attrs(uint64_t e, int level)
 				  .global = e & E_G, .type = pat_type_of(leaf_pat_bits(e, level)) };
 }
 
-static bool attrs_equal(struct pt_attrs x, struct pt_attrs y)
-{
-	return x.write == y.write && x.exec == y.exec && x.user == y.user && x.global == y.global &&
-	       x.type == y.type;
-}
-
 static uint64_t alloc_table(void)
 {
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
@@ -96,9 +90,9 @@ static void free_table(uint64_t pa)
 	pfn_free(pa >> PAGE_SHIFT);
 }
 
-/* Replace the large leaf *slot (at `level`, covering `base`) by a table of 512 leaves one
- * level down with the same frames, rights and type.  False when no frame is left. */
-static bool split_leaf(uint64_t *slot, int level, uint64_t base)
+/* Replace the large leaf *slot of r (at `level`, covering `base`) by a table of 512 leaves
+ * one level down with the same frames, rights and type.  False when no frame is left. */
+static bool split_leaf(const struct pt_root *r, uint64_t *slot, int level, uint64_t base)
 {
 	uint64_t e = *slot, tpa = alloc_table();
 	if (!tpa)
@@ -109,7 +103,7 @@ static bool split_leaf(uint64_t *slot, int level, uint64_t base)
 		t[i] = make_leaf(pa + i * step, level - 1, a) | (e & E_D);
 	*slot = make_table_entry(tpa, base < USER_VA_END);
 	/* One INVLPG drops the large translation and the paging-structure caches. */
-	tlb_flush_page(base);
+	tlb_flush_page(r, base);
 	return true;
 }
 
@@ -140,7 +134,7 @@ static uint64_t *walk_to(const struct pt_root *r, uint64_t va, int target, bool 
 					*stop_level = level;
 				return NULL;
 			}
-			if (!split_leaf(slot, level, va & ~(level_size(level) - 1)))
+			if (!split_leaf(r, slot, level, va & ~(level_size(level) - 1)))
 				return NULL;
 		}
 		table = table_va(*slot & E_ADDR);
@@ -167,7 +161,9 @@ static uint64_t *find_leaf(const struct pt_root *r, uint64_t va, int *level_out)
 /* Ranges whose page tables are made once and kept (the system-PTE region): never pruned,
  * never merged, so writing their PTEs never allocates.  Their level-1 tables are one
  * physically contiguous run, so the range's PTEs form one array in the direct map (as NT's
- * system PTEs do): the PTE of va is ptes[(va - lo) / PAGE_SIZE], no walk. */
+ * system PTEs do): the PTE of va is ptes[(va - lo) / PAGE_SIZE], no walk.  They are the
+ * kernel's, in the kernel half: their tables are shared by every address space, so their
+ * PTE functions need no root, and their flushes are kernel_root's. */
 #define MAX_PINNED 4
 static struct {
 	uint64_t lo, hi;
@@ -177,26 +173,29 @@ static int npinned;
 
 static bool is_pinned(uint64_t va)
 {
+	if (va < USER_VA_END)
+		return false; /* the user half has none (pt_prepopulate) */
 	for (int i = 0; i < npinned; i++)
 		if (va >= pinned[i].lo && va < pinned[i].hi)
 			return true;
 	return false;
 }
 
-bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size)
+bool pt_prepopulate(uint64_t va, uint64_t size)
 {
-	if (npinned == MAX_PINNED || (va | size) & (LARGE_PAGE_SIZE - 1))
-		PANIC("pt_prepopulate: %d pinned ranges, or 0x%lx+0x%lx not 2 MiB-aligned", npinned, va, size);
+	if (npinned == MAX_PINNED || (va | size) & (LARGE_PAGE_SIZE - 1) || va < USER_VA_END)
+		PANIC("pt_prepopulate: %d pinned ranges, or 0x%lx+0x%lx not 2 MiB-aligned in the kernel half",
+		      npinned, va, size);
 	uint64_t tables = size / LARGE_PAGE_SIZE;
 	pfn_t first = pfn_alloc_run(0, ~0ul, tables, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (first == PFN_INVALID)
 		return false;
 	for (uint64_t i = 0; i < tables; i++) {
 		pfn_set_page_table(first + i, true);
-		uint64_t *pde = walk_to(r, va + i * LARGE_PAGE_SIZE, 2, true, NULL);
+		uint64_t *pde = walk_to(&kernel_root, va + i * LARGE_PAGE_SIZE, 2, true, NULL);
 		if (!pde || (*pde & E_P))
 			PANIC("pt_prepopulate: 0x%lx is in use or out of frames", va + i * LARGE_PAGE_SIZE);
-		*pde = make_table_entry((first + i) << PAGE_SHIFT, va < USER_VA_END);
+		*pde = make_table_entry((first + i) << PAGE_SHIFT, false);
 	}
 	pinned[npinned].lo = va;
 	pinned[npinned].hi = va + size;
@@ -224,7 +223,7 @@ static __attribute__((noinline)) uint64_t *pinned_ptes_search(uint64_t va, uint6
 	PANIC("pinned_ptes: 0x%lx+%lu pages is not in a prepopulated range", va, n);
 }
 
-void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
+void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
 {
 	if (a.user && va + n * PAGE_SIZE > USER_VA_END)
 		PANIC("pt_set_ptes: user mapping 0x%lx+%lu pages reaches the kernel half", va, n);
@@ -242,14 +241,14 @@ static uint64_t leaf_proto_4k(struct pt_attrs a)
 {
 	static struct pt_attrs last;
 	static uint64_t last_proto;
-	if (!last_proto || !attrs_equal(a, last)) {
+	if (!last_proto || !pt_attrs_equal(a, last)) {
 		last_proto = make_leaf(0, 1, a);
 		last = a;
 	}
 	return last_proto;
 }
 
-void pt_set_ptes_run(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
+void pt_set_ptes_run(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
 {
 	uint64_t proto = leaf_proto_4k(a), *pte = pinned_ptes(va, n), i = 0;
 	/* The tight part: no call, everything in registers, four PTEs a step. */
@@ -263,7 +262,7 @@ void pt_set_ptes_run(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint6
 		pte[i] = proto | (pfns[i] << PAGE_SHIFT);
 }
 
-void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present, bool write, bool exec)
+void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool exec)
 {
 	uint64_t *pte = pinned_ptes(va, n);
 	for (uint64_t i = 0; i < n; i++) {
@@ -273,23 +272,24 @@ void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present,
 		e |= (present ? E_P : 0) | (write ? E_RW | E_D : 0) | (exec ? 0 : E_NX);
 		pte[i] = e;
 	}
-	tlb_flush_range(va, n * PAGE_SIZE);
+	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
-void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n)
+void pt_clear_ptes(uint64_t va, uint64_t n)
 {
-	uint64_t *pte = pinned_ptes(va, n), i = 0;
 	if (n == 1) {
-		/* The common one-page mapping: one store, one INVLPG. */
-		*pte = 0;
-		tlb_flush_page(va);
+		/* The common one-page mapping: one store, one INVLPG (and, tested first, a lookup
+		 * with no length to check). */
+		*pinned_ptes(va, 1) = 0;
+		tlb_flush_page(&kernel_root, va);
 		return;
 	}
+	uint64_t *pte = pinned_ptes(va, n), i = 0;
 	for (; i + 4 <= n; i += 4)
 		pte[i] = pte[i + 1] = pte[i + 2] = pte[i + 3] = 0;
 	for (; i < n; i++)
 		pte[i] = 0;
-	tlb_flush_range(va, n * PAGE_SIZE);
+	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
 static bool table_empty(const uint64_t *t)
@@ -375,7 +375,7 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 		}
 		if (base < cur || base + lsize > end) {
 			/* The leaf straddles an edge of the range: split, then look again. */
-			if (!split_leaf(slot, level, base))
+			if (!split_leaf(r, slot, level, base))
 				PANIC("pt_unmap: no frame to split the page at 0x%lx", base);
 			continue;
 		}
@@ -385,7 +385,7 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 			break;
 		cur = base + lsize;
 	}
-	tlb_flush_range(va, size);
+	tlb_flush_range(r, va, size);
 }
 
 /* If the table under the level-`level` entry for va holds 512 leaves with contiguous frames
@@ -407,11 +407,11 @@ static void try_merge(const struct pt_root *r, uint64_t va, int level)
 	struct pt_attrs a0 = leaf_attrs(t[0], child);
 	for (int i = 1; i < 512; i++) {
 		if (!(t[i] & E_P) || !is_leaf(t[i], child) || leaf_pa(t[i], child) != pa0 + i * level_size(child) ||
-		    !attrs_equal(leaf_attrs(t[i], child), a0))
+		    !pt_attrs_equal(leaf_attrs(t[i], child), a0))
 			return;
 	}
 	*slot = make_leaf(pa0, level, a0);
-	tlb_flush_range(va & ~(level_size(level) - 1), level_size(level));
+	tlb_flush_range(r, va & ~(level_size(level) - 1), level_size(level));
 	free_table(tpa);
 }
 
@@ -429,7 +429,7 @@ bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a
 			uint64_t base = edge & ~(level_size(level) - 1);
 			if (!slot || base == edge)
 				break;
-			if (!split_leaf(slot, level, base))
+			if (!split_leaf(r, slot, level, base))
 				return false;
 		}
 	}
@@ -444,7 +444,7 @@ bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a
 			break;
 		cur = base + lsize;
 	}
-	tlb_flush_range(va, size);
+	tlb_flush_range(r, va, size);
 	/* Pass 3: merge back what became uniform around the edges (at most two tables a level). */
 	for (int level = 2; level <= 3; level++) {
 		try_merge(r, va, level);
@@ -580,7 +580,7 @@ void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user)
 	if (!slot)
 		PANIC("pt_test_set_leaf_user: 0x%lx is not mapped", va);
 	*slot = user ? *slot | E_US : *slot & ~E_US;
-	tlb_flush_page(va);
+	tlb_flush_page(r, va);
 }
 
 uint64_t pt_cache_bits(enum memtype t, int level)
@@ -608,13 +608,13 @@ void pt_root_destroy(struct pt_root *r)
 
 /* The benchmark's baseline: the least work the hardware needs to map and unmap n pages in a
  * prepopulated range — write n PTEs from a PFN array, clear them, INVLPG each. */
-void pt_bench_baseline(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n)
+void pt_bench_baseline(uint64_t va, const uint64_t *pfns, uint64_t n)
 {
 	uint64_t *pte = pinned_ptes(va, n), proto = make_leaf(0, 1, (struct pt_attrs){ .write = true, .global = true });
 	for (uint64_t i = 0; i < n; i++)
 		pte[i] = proto | (pfns[i] << PAGE_SHIFT);
 	for (uint64_t i = 0; i < n; i++) {
 		pte[i] = 0;
-		tlb_invlpg(va + i * PAGE_SIZE);
+		tlb_bench_invlpg(va + i * PAGE_SIZE);
 	}
 }

@@ -6,7 +6,8 @@
  * they become empty; a 2 MiB or 1 GiB page is split when part of it changes (the other pages
  * keep identical frames, rights and type), and 512 uniform contiguous leaves are merged back
  * into the large page they came from.  Every change that can leave a stale translation is
- * followed by a TLB flush of the range (mm/tlb.h) before the call returns.
+ * followed, before the call returns, by a TLB flush of the range in the address space that
+ * changed (mm/tlb.h).
  *
  * Levels: 1 = PT (4 KiB leaf), 2 = PD (2 MiB leaf), 3 = PDPT (1 GiB leaf), 4 = PML4.
  */
@@ -24,6 +25,13 @@ struct pt_attrs {
 	bool global;
 	enum memtype type;
 };
+
+/* Whether two attribute sets are the same mapping rights and type (every field compared). */
+static inline bool pt_attrs_equal(struct pt_attrs x, struct pt_attrs y)
+{
+	return x.write == y.write && x.exec == y.exec && x.user == y.user && x.global == y.global &&
+	       x.type == y.type;
+}
 
 /* An address space: the physical address of its PML4. */
 struct pt_root {
@@ -85,22 +93,24 @@ void pt_for_each_leaf(const struct pt_root *r, uint64_t lo, uint64_t hi, pt_leaf
 /* Create the kernel's PML4 and every kernel-half PDPT (shared by all address spaces). */
 bool pt_kernel_root_init(void);
 
-/* Make every table down to level 1 for [va, va + size) (2 MiB-aligned) now and keep them for
- * good: the range is never pruned or merged, so pt_set_ptes / pt_clear_ptes never allocate or
- * walk (its level-1 tables are one contiguous array).  False when out of frames. */
-bool pt_prepopulate(struct pt_root *r, uint64_t va, uint64_t size);
+/* Make every table down to level 1 for [va, va + size) (2 MiB-aligned, in the kernel half) in
+ * the kernel's tables now and keep them for good: the range is never pruned or merged, so
+ * pt_set_ptes / pt_clear_ptes never allocate or walk (its level-1 tables are one contiguous
+ * array).  The kernel half is shared by every address space, so the functions below take no
+ * root, and flush as kernel_root.  False when out of frames. */
+bool pt_prepopulate(uint64_t va, uint64_t size);
 /* Write n 4 KiB leaves at va (a prepopulated, unmapped range) for frames pfns[0..n). */
-void pt_set_ptes(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
+void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
 /* The same without the already-mapped check, for a reservation known to be empty: n 4 KiB
  * leaves at va, every one with the attributes `a` (one memory type).  The MDL mapping writes
  * each run of frames of one type with one call; the caller decides the types (memtype.h). */
-void pt_set_ptes_run(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
+void pt_set_ptes_run(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
 /* Change the rights of n mapped 4 KiB leaves at va (prepopulated) in place, frame and
  * memory-type bits kept; present = false clears only P, so a later call can make the same
  * frame and type present again.  Flushes before returning. */
-void pt_reprotect_ptes(struct pt_root *r, uint64_t va, uint64_t n, bool present, bool write, bool exec);
+void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool exec);
 /* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
-void pt_clear_ptes(struct pt_root *r, uint64_t va, uint64_t n);
+void pt_clear_ptes(uint64_t va, uint64_t n);
 
 /* The PWT/PCD/PAT bits a leaf at `level` carries for memory type t (the PAT bit is bit 7 at
  * level 1, bit 12 at levels 2 and 3); PT_CACHE_BITS_INVALID for MT_NONE or any value that is
@@ -111,7 +121,7 @@ enum memtype pt_entry_memtype(uint64_t entry, int level);
 
 /* Benchmark baseline (make bench): write n PTEs at va (prepopulated, within one page table)
  * from pfns[], clear them, INVLPG each.  No checks: for measuring only. */
-void pt_bench_baseline(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n);
+void pt_bench_baseline(uint64_t va, const uint64_t *pfns, uint64_t n);
 
 /* Test hook for the audit's proof case: flip the U/S bit of the leaf mapping va. */
 void pt_test_set_leaf_user(struct pt_root *r, uint64_t va, bool user);

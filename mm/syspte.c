@@ -67,7 +67,7 @@ void syspte_init(void)
 	if (n < 64 || n > max || n > 0x7FFFFFFF)
 		PANIC("syspte_init: syspte=%lu is outside [64, %lu]", n, max);
 	if (!vrange_init(&space, (uint32_t)n) ||
-	    !pt_prepopulate(&kernel_root, KVA_SYSPTE_BASE, ALIGN_UP(n * PAGE_SIZE, LARGE_PAGE_SIZE)))
+	    !pt_prepopulate(KVA_SYSPTE_BASE, ALIGN_UP(n * PAGE_SIZE, LARGE_PAGE_SIZE)))
 		PANIC("syspte_init: out of frames for %lu system PTEs", n);
 	st.total = n;
 }
@@ -131,7 +131,7 @@ void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!syspte_contains(va) || (va & (PAGE_SIZE - 1)) || n > usable)
 		PANIC("syspte_map: 0x%lx+%u pages is not inside a reservation", va, n);
-	pt_set_ptes(&kernel_root, va, pfns, n, a);
+	pt_set_ptes(va, pfns, n, a);
 }
 
 void syspte_release(uint64_t va, uint32_t n)
@@ -153,7 +153,7 @@ void syspte_release(uint64_t va, uint32_t n)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, vrange_slot_is_free(&space, first) ? 0x01 : 0x03, va, n, 0);
 	}
 	/* The translations go first: nothing may reach the frames through this range again. */
-	pt_clear_ptes(&kernel_root, va, len);
+	pt_clear_ptes(va, len);
 	st.flushes++;
 	st.releases++;
 	if (len == 1) {

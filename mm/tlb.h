@@ -1,33 +1,60 @@
 /*
- * TLB invalidation, in one place: the only code that executes INVLPG or loads CR3.
+ * TLB invalidation and address-space switches, in one place: mm/tlb.c is the only code that
+ * executes INVLPG, loads CR3 or writes CR4 (whose PGE bit, toggled, is a full flush); the one
+ * exception is the benchmark baseline's bare INVLPG at the end of this header.
+ *
+ * Every flush names the address space it is for, by its struct pt_root (mm/pt.h).  That is
+ * what decides which CPUs must flush (the shape of an SMP shootdown):
+ *   - kernel_root: the kernel half is shared by every address space and its leaves are
+ *     global, so its translations may be cached on every CPU, whatever CR3 each has loaded;
+ *   - a process's root: its user half is cached only on the CPUs that have that root
+ *     loaded, since without PCIDs a CR3 load drops every non-global translation and every
+ *     paging-structure cache entry.
+ * mdlab runs on one CPU, so "every CPU" is this one and a flush for a process that is not
+ * loaded here has nothing to do.  A change to the kernel half made through a process's root
+ * (the PML4 slots are shared) is flushed as the kernel's.
  *
  * A range of at most TLB_SINGLE_FLUSH_MAX pages is flushed page by page with INVLPG; a larger
- * one by a full flush (CR4.PGE toggled, which drops global entries too).  32: an INVLPG costs
- * about as much as refilling a few TLB entries, and the TLBs of the CPUs mdlab runs on hold
- * 32-64 4 KiB entries per level-1 TLB, so past 32 pages a full flush throws away little that
- * would have survived and costs less than the loop (Linux's measured cut-off is 33).
+ * one by a full flush.  32: an INVLPG costs about as much as refilling a few TLB entries, and
+ * the TLBs of the CPUs mdlab runs on hold 32-64 4 KiB entries per level-1 TLB, so past 32
+ * pages a full flush throws away little that would have survived and costs less than the
+ * loop (Linux's measured cut-off is 33).
  */
 #ifndef MM_TLB_H
 #define MM_TLB_H
 
 #include <stdint.h>
 
+struct pt_root;
+
 #define TLB_SINGLE_FLUSH_MAX 32
 
 struct tlb_stats {
 	uint64_t single_pages;   /* INVLPG executed */
-	uint64_t full_flushes;   /* full flushes (global entries included) */
+	uint64_t full_flushes;   /* full flushes (CR4.PGE toggles and CR3 reloads) */
 };
 
-/* The bare instruction, for tlb.c and the benchmark baseline only. */
-static inline void tlb_invlpg(uint64_t va) { __asm__ volatile("invlpg (%0)" ::"r"(va) : "memory"); }
+/* Drop root's translation of the page holding va. */
+void tlb_flush_page(const struct pt_root *root, uint64_t va);
+/* Drop root's translations of [va, va + size): page by page up to the threshold, else all. */
+void tlb_flush_range(const struct pt_root *root, uint64_t va, uint64_t size);
+/* Drop every translation of root.  For kernel_root that is everything, global entries
+ * included, on every CPU: what a change of memory types needs (pat_write_msr). */
+void tlb_flush_all(const struct pt_root *root);
 
-void tlb_flush_page(uint64_t va);
-/* Flush [va, va + size): page by page up to the threshold, else everything. */
-void tlb_flush_range(uint64_t va, uint64_t size);
-void tlb_flush_all(void);
-/* Switch to another PML4 (physical address); non-global translations go with it. */
-void tlb_load_root(uint64_t pml4_pa);
+/* Load root's PML4 into CR3: this CPU now runs in that address space, and the previous
+ * space's non-global translations are gone. */
+void tlb_switch_to(const struct pt_root *root);
+/* The boot's CR4 paging controls: set the CR4 bits in `bits` (CR4_PGE, CR4_SMEP, CR4_SMAP of
+ * kernel/cpu.h; nothing else), once, after the switch to the kernel's tables.  Turning PGE on
+ * makes the kernel's global leaves outlive later CR3 loads. */
+void tlb_enable_cr4(uint64_t bits);
+
 void tlb_get_stats(struct tlb_stats *out);
+
+/* The benchmark's door, for pt_bench_baseline (make bench) and nothing else: the bare
+ * INVLPG, with no address space and no count, inline — the least a flush can cost, which is
+ * what the baseline measures the real path against. */
+static inline void tlb_bench_invlpg(uint64_t va) { __asm__ volatile("invlpg (%0)" ::"r"(va) : "memory"); }
 
 #endif

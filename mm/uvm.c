@@ -412,9 +412,12 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 }
 
 /* There are no section objects, so there is no view to unmap: an MDL mapping is not one
- * (mm/RULES.md decision 4) and neither is anything else. */
+ * (mm/RULES.md decision 4) and neither is anything else, so whatever mm has at base, the
+ * answer is the same. */
 NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base)
 {
+	(void)mm;
+	(void)base;
 	return STATUS_NOT_MAPPED_VIEW;
 }
 

@@ -219,6 +219,14 @@ void vad_for_each(struct mm_process *mm, void (*fn)(struct vad *v, void *ctx), v
 	}
 }
 
+uint64_t vad_count(const struct mm_process *mm)
+{
+	uint64_t n = 0;
+	for (struct vad *v = leftmost(mm->vad_root); v; v = successor(v))
+		n++;
+	return n;
+}
+
 /* Check the subtree at n: links, order within (lo, hi), heights, balance.  Returns its
  * height, or -1 on a violation. */
 static int check_subtree(const struct vad *n, const struct vad *parent, uint64_t lo, uint64_t hi)

@@ -41,6 +41,8 @@ void vad_remove(struct mm_process *mm, struct vad *v);
 uint64_t vad_find_free(struct mm_process *mm, uint64_t size, uint64_t align, uint64_t lo, uint64_t hi);
 /* In-order walk. */
 void vad_for_each(struct mm_process *mm, void (*fn)(struct vad *v, void *ctx), void *ctx);
+/* How many VADs the process has. */
+uint64_t vad_count(const struct mm_process *mm);
 /* Check the AVL invariants (heights, balance, order, parent links); false on a violation. */
 bool vad_check(struct mm_process *mm);
 

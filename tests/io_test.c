@@ -116,6 +116,7 @@ static PUCHAR map_mdl(PIRP irp)
 
 static NTSTATUS iot_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
+	UNREFERENCED_PARAMETER(DeviceObject);
 	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
 	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
 	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
@@ -200,6 +201,7 @@ static NTSTATUS iot_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 /* IRP_MJ_CLEANUP: what the process still had then. */
 static NTSTATUS iot_cleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
+	UNREFERENCED_PARAMETER(DeviceObject);
 	PEPROCESS p = ps_current();
 	rec.cleanups++;
 	rec.cleanup_major = IoGetCurrentIrpStackLocation(Irp)->MajorFunction;
@@ -222,6 +224,7 @@ static NTSTATUS iot_cleanup(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 
 static int io_ioctl_init(struct ktest *t)
 {
+	(void)t;
 	memset(&rec, 0, sizeof rec);
 	iot_buf = scratch_uva(2 * IOT_BUF_SIZE, 0);
 	return IoCreateDeviceLite(IOT_DEVICE, iot_device_control, iot_cleanup, &iot_device) != STATUS_SUCCESS;
@@ -229,6 +232,7 @@ static int io_ioctl_init(struct ktest *t)
 
 static void io_ioctl_exit(struct ktest *t)
 {
+	(void)t;
 	if (iot_device)
 		IoDeleteDevice(iot_device);
 	iot_device = NULL;

@@ -147,6 +147,7 @@ static NTSTATUS sioctl_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 
 static NTSTATUS sioctl_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
+	UNREFERENCED_PARAMETER(DeviceObject);
 	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
 	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
 	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
@@ -220,10 +221,11 @@ static void app_prologue(struct agent_script *s)
 
 static int io_sample_init(struct ktest *t)
 {
+	(void)t;
 	app_buf = scratch_uva(APP_BUF_SIZE, 0);
 	return sioctl_load() != STATUS_SUCCESS;
 }
-static void io_sample_exit(struct ktest *t) { sioctl_unload(); }
+static void io_sample_exit(struct ktest *t) { (void)t; sioctl_unload(); }
 
 static const struct {
 	const char *name;

@@ -42,6 +42,7 @@ static void raise_to_same_level_is_allowed(struct ktest *t)
 
 static void raise_below_current_bugchecks(struct ktest *t)
 {
+	(void)t;
 	KIRQL old;
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
 	KeRaiseIrql(APC_LEVEL, &old); /* IRQL_NOT_GREATER_OR_EQUAL (2, 1) */
@@ -49,6 +50,7 @@ static void raise_below_current_bugchecks(struct ktest *t)
 
 static void lower_above_current_bugchecks(struct ktest *t)
 {
+	(void)t;
 	KeLowerIrql(DISPATCH_LEVEL); /* IRQL_NOT_LESS_OR_EQUAL (2, 0, 0, 9) */
 }
 

@@ -30,12 +30,14 @@ static void inner_assert(struct ktest *t)
 }
 static void inner_fault(struct ktest *t)
 {
+	(void)t;
 	*(volatile uint64_t *)(scratch_unmapped_kva(PAGE_SIZE) + 0x40) = 1;
 	reached = 1;
 }
-static void inner_leak(struct ktest *t) { selftest_resource++; }
+static void inner_leak(struct ktest *t) { (void)t; selftest_resource++; }
 static void inner_irql(struct ktest *t)
 {
+	(void)t;
 	KIRQL old;
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
 }
@@ -151,6 +153,7 @@ static void command_line_parses(struct ktest *t)
 /* For the harness: a death case whose STOP code and P1 it must check. */
 static void manual_bugcheck_reaches_the_harness(struct ktest *t)
 {
+	(void)t;
 	KeBugCheckEx(MANUALLY_INITIATED_CRASH, 0x1234, 0x5678, 0x9ABC, 0xDEF0);
 }
 

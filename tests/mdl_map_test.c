@@ -145,7 +145,7 @@ static void fill_release(void)
 	}
 }
 
-static void suite_exit(struct ktest *t) { fill_release(); }
+static void suite_exit(struct ktest *t) { (void)t; fill_release(); }
 
 /* ---- rule 1: the address, MappedSystemVa, the flag, the description ------------------- */
 

@@ -218,7 +218,7 @@ static void each_failure_point_is_handled(struct ktest *t)
 	ExFreePoolWithTag(buf, TAG);
 }
 
-static void reliability_exit(struct ktest *t) { verifier_set_lowres(0, 0, 0); }
+static void reliability_exit(struct ktest *t) { (void)t; verifier_set_lowres(0, 0, 0); }
 
 static struct ktest_case mdl_reliability_cases[] = {
 	KTEST_CASE(random_failures_are_handled_and_leave_nothing),

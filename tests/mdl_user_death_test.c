@@ -173,6 +173,7 @@ static void map_user_of_unlocked_mdl(struct ktest *t)
 /* Freeing pool still mapped into a user space: 0xC4/0x2003 (mm/pool.c). */
 static void pool_freed_while_user_mapped(struct ktest *t)
 {
+	(void)t;
 	KAPC_STATE apc;
 	PMDL m = pool_mdl(P, 0, P);
 	KeStackAttachProcess(idle_agent(), &apc);

@@ -50,6 +50,7 @@ static uint64_t map_va, buf_va;
 
 static int mu_init(struct ktest *t)
 {
+	(void)t;
 	memset(procs, 0, sizeof procs);
 	memset(locked_mdls, 0, sizeof locked_mdls);
 	attached = false;
@@ -81,6 +82,7 @@ static void destroy(PEPROCESS p)
 /* A case that ended early may leave an MDL locked: unlock it so its process can end. */
 static void mu_exit(struct ktest *t)
 {
+	(void)t;
 	if (KeGetCurrentIrql() != PASSIVE_LEVEL)
 		KeLowerIrql(PASSIVE_LEVEL);
 	if (attached)
@@ -220,15 +222,6 @@ static uint64_t user_leaf(PEPROCESS p, uint64_t va)
 		EXPECT_EQ(t, __e & MMT_PTE_ADDR, (uint64_t)(pfn) << PAGE_SHIFT);              \
 		EXPECT_TRUE(t, __q.eff.user && !__q.eff.exec && __q.eff.write == (writable)); \
 	} while (0)
-
-static void count_one(struct vad *v, void *ctx) { ++*(uint64_t *)ctx; }
-
-static uint64_t vad_count(PEPROCESS p)
-{
-	uint64_t n = 0;
-	vad_for_each(&p->mm, count_one, &n);
-	return n;
-}
 
 static uint32_t mappings_of(PEPROCESS p)
 {
@@ -441,7 +434,7 @@ static void user_mapping_keeps_offset_and_is_user_no_execute(struct ktest *t)
 	PMDL m = user_mdl(t, buf + 0x123, 2 * P);
 	track_locked(m);
 	ASSERT_EQ(t, (ULONG)try_probe(m, UserMode, IoWriteAccess).status, (ULONG)STATUS_SUCCESS);
-	uint64_t vads0 = vad_count(p);
+	uint64_t vads0 = vad_count(&p->mm);
 
 	uint64_t va = map_user(t, m, MmCached, 0, NormalPagePriority);
 	uint64_t base = va - 0x123;
@@ -463,7 +456,7 @@ static void user_mapping_keeps_offset_and_is_user_no_execute(struct ktest *t)
 	EXPECT_EQ(t, um->va, base);
 	EXPECT_EQ(t, um->pages, 3);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 1);
-	EXPECT_EQ(t, vad_count(p), vads0 + 1);
+	EXPECT_EQ(t, vad_count(&p->mm), vads0 + 1);
 
 	/* Both addresses reach the same bytes. */
 	uint64_t x = 0xFEEDFACE;
@@ -478,7 +471,7 @@ static void user_mapping_keeps_offset_and_is_user_no_execute(struct ktest *t)
 	EXPECT_TRUE(t, vad_find(&p->mm, base) == NULL);
 	EXPECT_TRUE(t, p->mm.mappings == NULL);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
-	EXPECT_EQ(t, vad_count(p), vads0);
+	EXPECT_EQ(t, vad_count(&p->mm), vads0);
 	MmUnlockPages(m);
 	free_mdl(m);
 	detach();
@@ -517,7 +510,7 @@ static void requested_address_rules(struct ktest *t)
 	PMDL m = pages_for_mdl(t, P, false, MmCached);
 	attach(p);
 	uint64_t reserved = zw_alloc(t, buf_va, 0x10000, MEM_RESERVE, PAGE_READWRITE);
-	uint64_t vads0 = vad_count(p), va;
+	uint64_t vads0 = vad_count(&p->mm), va;
 	/* The top of the stack VAD is 64 KiB under the highest address; the guard is 16 pages. */
 	uint64_t limit = p->mm.highest_user - 16 * P;
 	struct vad *stack = vad_find(&p->mm, limit - P + 1);
@@ -546,7 +539,7 @@ static void requested_address_rules(struct ktest *t)
 			KTEST_FAIL(t, "RequestedAddress 0x%lx raised 0x%x, expected 0x%x", cases[i].va, (ULONG)st,
 				   (ULONG)cases[i].st);
 	}
-	EXPECT_EQ(t, vad_count(p), vads0);
+	EXPECT_EQ(t, vad_count(&p->mm), vads0);
 	EXPECT_TRUE(t, p->mm.mappings == NULL);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
 
@@ -561,7 +554,7 @@ static void requested_address_rules(struct ktest *t)
 	MmUnmapLockedPages((PVOID)(reserved + 0x10000), m);
 	MmUnmapLockedPages((PVOID)0x7FFFFFFCF000, m);
 	MmUnmapLockedPages((PVOID)anywhere, m);
-	EXPECT_EQ(t, vad_count(p), vads0);
+	EXPECT_EQ(t, vad_count(&p->mm), vads0);
 	detach();
 	free_pages_mdl(m);
 	destroy(p);
@@ -639,7 +632,7 @@ static void failures_raise_and_leave_nothing(struct ktest *t)
 	/* Unattached: the kernel has no user address space. */
 	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, map_va, NormalPagePriority, &va), (ULONG)STATUS_INVALID_ADDRESS);
 	attach(p);
-	uint64_t vads0 = vad_count(p), free0 = mmt_free_frames();
+	uint64_t vads0 = vad_count(&p->mm), free0 = mmt_free_frames();
 	EXPECT_EQ(t, (ULONG)try_map(m, (MEMORY_CACHING_TYPE)77, map_va, NormalPagePriority, &va),
 		  (ULONG)STATUS_INVALID_PARAMETER);
 
@@ -667,7 +660,7 @@ static void failures_raise_and_leave_nothing(struct ktest *t)
 	EXPECT_EQ(t, (ULONG)try_map(m, MmCached, map_va, NormalPagePriority, &va), (ULONG)STATUS_PROCESS_IS_TERMINATING);
 	p->mm.terminating = false;
 
-	EXPECT_EQ(t, vad_count(p), vads0);
+	EXPECT_EQ(t, vad_count(&p->mm), vads0);
 	EXPECT_TRUE(t, p->mm.mappings == NULL);
 	EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
 	EXPECT_EQ(t, mmt_free_frames(), free0);

@@ -247,6 +247,7 @@ static void counters_follow_one_frame(struct ktest *t)
 /* Death cases: pfn_free of a frame that is not allocated. */
 static void double_free_is_pfn_list_corrupt(struct ktest *t)
 {
+	(void)t;
 	pfn_t p = pfn_alloc(0, PFN_OWNER_TEST);
 	pfn_free(p);
 	pfn_free(p);
@@ -254,6 +255,7 @@ static void double_free_is_pfn_list_corrupt(struct ktest *t)
 
 static void free_of_kernel_frame_is_pfn_list_corrupt(struct ktest *t)
 {
+	(void)t;
 	pfn_free(kernel_image_phys((uint64_t)__text_start) >> PAGE_SHIFT);
 }
 

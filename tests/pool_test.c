@@ -76,6 +76,7 @@ static void release(void *p)
 
 static void pool_suite_exit(struct ktest *t)
 {
+	(void)t;
 	while (nlive)
 		ExFreePool(live[--nlive].p);
 }
@@ -481,7 +482,7 @@ static void free_inside_a_large_allocation_is_0xc2_46(struct ktest *t)
 	ExFreePool(p + PAGE_SIZE);
 }
 
-static void free_user_address_is_0xc2_40(struct ktest *t) { ExFreePool((void *)0x10000); }
+static void free_user_address_is_0xc2_40(struct ktest *t) { (void)t; ExFreePool((void *)0x10000); }
 
 static void small_overrun_is_0xc5(struct ktest *t)
 {
@@ -517,9 +518,9 @@ static void free_small_while_user_mapped_is_0xc4_2003(struct ktest *t)
 	ExFreePool(p);
 }
 
-static void tag_zero_is_0xc2_9b(struct ktest *t) { ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, 0); }
+static void tag_zero_is_0xc2_9b(struct ktest *t) { (void)t; ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, 0); }
 
-static void zero_bytes_is_0xc2_0(struct ktest *t) { ExAllocatePool2(POOL_FLAG_NON_PAGED, 0, TAG_TEST); }
+static void zero_bytes_is_0xc2_0(struct ktest *t) { (void)t; ExAllocatePool2(POOL_FLAG_NON_PAGED, 0, TAG_TEST); }
 
 static struct ktest_case pool_cases[] = {
 	KTEST_CASE(nonpaged_allocation_is_zeroed),

@@ -10,6 +10,7 @@ static uint64_t unmapped_kva;
 
 static int seh_init(struct ktest *t)
 {
+	(void)t;
 	unmapped_kva = scratch_unmapped_kva(PAGE_SIZE) + 0x238;
 	return 0;
 }
@@ -212,13 +213,15 @@ static void other_cpu_faults_map_to_nt_status(struct ktest *t)
 /* Death cases: what happens with no handler. */
 static void unhandled_fault_is_0x1e(struct ktest *t)
 {
+	(void)t;
 	write_u64((volatile uint64_t *)unmapped_kva, 3);
 }
 
-static void unhandled_raise_is_0x1e(struct ktest *t) { ExRaiseStatus(CUSTOM_STATUS); }
+static void unhandled_raise_is_0x1e(struct ktest *t) { (void)t; ExRaiseStatus(CUSTOM_STATUS); }
 
 static void continue_execution_is_refused(struct ktest *t)
 {
+	(void)t;
 	__try {
 		ExRaiseStatus(CUSTOM_STATUS);
 	} __except (EXCEPTION_CONTINUE_EXECUTION) {

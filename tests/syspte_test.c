@@ -98,6 +98,7 @@ static pfn_t frame(struct ktest *t, uint8_t fill)
 
 static void syspte_suite_exit(struct ktest *t)
 {
+	(void)t;
 	while (nheld) {
 		nheld--;
 		syspte_release(held[nheld].va, held[nheld].n);
@@ -456,6 +457,7 @@ static void release_inside_a_reservation_is_0xda_3(struct ktest *t)
 
 static void release_outside_the_region_is_0xda_3(struct ktest *t)
 {
+	(void)t;
 	syspte_release(KVA_POOL_BASE, 1);
 }
 

@@ -40,6 +40,7 @@ static bool attached;
 
 static int uvm_init(struct ktest *t)
 {
+	(void)t;
 	memset(&proc, 0, sizeof proc);
 	attached = false;
 	return mm_process_init(&proc.mm, &proc, false) ? 0 : 1;
@@ -47,6 +48,7 @@ static int uvm_init(struct ktest *t)
 
 static void uvm_exit(struct ktest *t)
 {
+	(void)t;
 	if (attached)
 		KeUnstackDetachProcess(&apc);
 	attached = false;
@@ -110,15 +112,6 @@ static NTSTATUS protect(uint64_t base, uint64_t size, ULONG prot, ULONG *old)
 {
 	ULONG o = 0;
 	return uvm_protect(&proc.mm, &base, &size, prot, old ? old : &o);
-}
-
-static uint64_t vad_count(void)
-{
-	uint64_t n = 0;
-	for (struct vad *v = proc.mm.vad_root ? vad_find_overlap(&proc.mm, 0, USER_VA_END) : NULL; v;
-	     v = vad_find_overlap(&proc.mm, v->end, USER_VA_END))
-		n++;
-	return n;
 }
 
 /* Whether no table hangs under any user slot of the process's PML4: every table a range
@@ -194,7 +187,7 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 	uint64_t base = alloc(t, 0x12340000, 0x10000, MEM_RESERVE, PAGE_READWRITE);
 	uint64_t mdl_va = scratch_uva(P, 0), nothing = scratch_uva(P, 0);
 	pfn_t mdl = map_mdl_frame(t, mdl_va, true);
-	uint64_t vads = vad_count();
+	uint64_t vads = vad_count(&proc.mm);
 
 	/* Overlaps, MDL mappings included (mm/RULES.md decision 4). */
 	EXPECT_EQ(t, allocate(base + 0x6000, P, MEM_RESERVE, PAGE_READWRITE), STATUS_CONFLICTING_ADDRESSES);
@@ -228,7 +221,7 @@ static void allocate_refuses_bad_requests(struct ktest *t)
 	EXPECT_EQ(t, allocate(0, P, MEM_RESERVE, PAGE_READWRITE), STATUS_PROCESS_IS_TERMINATING);
 	proc.mm.terminating = false;
 
-	EXPECT_EQ(t, vad_count(), vads);
+	EXPECT_EQ(t, vad_count(&proc.mm), vads);
 	EXPECT_TRUE(t, vad_check(&proc.mm));
 	uvm_destroy(&proc.mm);
 	EXPECT_TRUE(t, !mmt_frame_is_free(mdl)); /* an MDL's frame is never the process's to free */
@@ -586,11 +579,11 @@ static void free_refuses_bad_requests(struct ktest *t)
 	EXPECT_EQ(t, vfree(MM_USER_TOP_64 + 1, 0, MEM_RELEASE), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, vfree(base, ~0ul, MEM_DECOMMIT), STATUS_INVALID_PARAMETER);
 	EXPECT_USER_PAGE(t, base, true, false);
-	EXPECT_EQ(t, vad_count(), 2);
+	EXPECT_EQ(t, vad_count(&proc.mm), 2);
 
 	/* The whole size given explicitly is a release too. */
 	EXPECT_EQ(t, vfree(base, 4 * P, MEM_RELEASE), STATUS_SUCCESS);
-	EXPECT_EQ(t, vad_count(), 1);
+	EXPECT_EQ(t, vad_count(&proc.mm), 1);
 }
 
 /* A page locked by MmProbeAndLockPages must outlive a decommit (NT frees it at the unlock);
@@ -682,9 +675,9 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 	}
 	EXPECT_USER_PAGE(t, mdl_va, true, false);
 	/* An overlapping map fails and leaves everything as it was. */
-	uint64_t vads = vad_count();
+	uint64_t vads = vad_count(&proc.mm);
 	EXPECT_FALSE(t, uvm_map_frames(&proc.mm, 0x401000, stk, 2, VAD_IMAGE, false, false));
-	EXPECT_EQ(t, vad_count(), vads);
+	EXPECT_EQ(t, vad_count(&proc.mm), vads);
 	EXPECT_EQ(t, query(0x401000).pa, img[1] << PAGE_SHIFT);
 
 	/* Private memory: resident, parked (NOACCESS while resident), demand-zero. */
@@ -719,10 +712,10 @@ static void map_frames_failure_leaves_nothing(struct ktest *t)
 	ASSERT_TRUE(t, uvm_map_frames(&proc.mm, 0x400000, &frames[0], 1, VAD_IMAGE, false, false));
 	/* Another 512 GiB slot: it needs three new tables. */
 	uint64_t slot = scratch_uva(SCRATCH_PML4_SLOT, SCRATCH_PML4_SLOT);
-	uint64_t tables = pt_table_frames(), taken, vads = vad_count();
+	uint64_t tables = pt_table_frames(), taken, vads = vad_count(&proc.mm);
 	pfn_t hog = mmt_hog_frames(0, &taken);
 	bool mapped = uvm_map_frames(&proc.mm, slot, &frames[1], 1, VAD_STACK, true, false);
-	uint64_t vads_after = vad_count(), tables_after = pt_table_frames();
+	uint64_t vads_after = vad_count(&proc.mm), tables_after = pt_table_frames();
 	mmt_release_frames(hog);
 
 	EXPECT_FALSE(t, mapped);

@@ -18,6 +18,7 @@ static struct mm_process proc;
 
 static int vad_init(struct ktest *t)
 {
+	(void)t;
 	memset(&proc, 0, sizeof proc);
 	proc.highest_user = 0x7FFFFFFEFFFFul;
 	return 0;
@@ -26,6 +27,7 @@ static int vad_init(struct ktest *t)
 /* Remove whatever a failed case left, so the pool balances. */
 static void vad_exit(struct ktest *t)
 {
+	(void)t;
 	while (proc.vad_root)
 		vad_remove(&proc, proc.vad_root);
 }

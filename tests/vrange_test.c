@@ -32,7 +32,7 @@ static void open_space(struct ktest *t, uint32_t nslots)
 	ASSERT_EQ(t, space.free_runs, 1);
 }
 
-static void vrange_suite_exit(struct ktest *t) { close_space(); }
+static void vrange_suite_exit(struct ktest *t) { (void)t; close_space(); }
 
 /* The three numbers that describe the free space's shape. */
 #define EXPECT_SHAPE(t, free, runs, largest)                          \

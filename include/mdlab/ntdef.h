@@ -35,6 +35,9 @@ typedef union _LARGE_INTEGER {
 
 #define NT_SUCCESS(s) ((NTSTATUS)(s) >= 0)
 
+/* A parameter an NT signature requires and this routine has no use for. */
+#define UNREFERENCED_PARAMETER(P) ((void)(P))
+
 #define STATUS_SUCCESS ((NTSTATUS)0x00000000)
 #define STATUS_DATATYPE_MISALIGNMENT ((NTSTATUS)0x80000002)
 #define STATUS_BREAKPOINT ((NTSTATUS)0x80000003)

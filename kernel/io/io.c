@@ -4,7 +4,6 @@
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
-#include "kernel/syscall.h"
 #include "mm/uvm.h"
 
 #define DEVICE_TAG 0x76446F49u /* 'IoDv' */
@@ -53,6 +52,7 @@ static struct io_device *device_of(PDEVICE_OBJECT d) { return (struct io_device 
  * succeed (every NT driver that can be opened provides them), anything else is refused. */
 static NTSTATUS dispatch_success(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
+	UNREFERENCED_PARAMETER(DeviceObject);
 	Irp->IoStatus.Status = STATUS_SUCCESS;
 	Irp->IoStatus.Information = 0;
 	IoCompleteRequest(Irp, IO_NO_INCREMENT);
@@ -61,6 +61,7 @@ static NTSTATUS dispatch_success(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 
 static NTSTATUS dispatch_invalid(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
+	UNREFERENCED_PARAMETER(DeviceObject);
 	Irp->IoStatus.Status = STATUS_INVALID_DEVICE_REQUEST;
 	Irp->IoStatus.Information = 0;
 	IoCompleteRequest(Irp, IO_NO_INCREMENT);
@@ -207,6 +208,7 @@ static NTSTATUS io_call(PIRP irp)
 
 VOID IoCompleteRequest(PIRP Irp, CHAR PriorityBoost)
 {
+	UNREFERENCED_PARAMETER(PriorityBoost); /* every request is synchronous: no waiting thread to boost */
 	if (Irp->Type != IO_TYPE_IRP || Irp->CurrentLocation > Irp->StackCount)
 		KeBugCheckEx(MULTIPLE_IRP_COMPLETE_REQUESTS, (ULONG_PTR)Irp, (ULONG_PTR)Irp->CurrentLocation,
 			     (ULONG_PTR)Irp->StackCount, 0);

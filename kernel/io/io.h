@@ -32,4 +32,10 @@
 /* Handles p holds now. */
 uint32_t io_process_handles(const PEPROCESS p);
 
+/* The system calls SYS_OPEN_DEVICE and SYS_DEVICE_IO_CONTROL of the running process, for
+ * syscall_dispatch: an NTSTATUS, zero-extended. */
+uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle);
+uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, uint64_t in_len, uint64_t out,
+				  uint64_t out_len);
+
 #endif

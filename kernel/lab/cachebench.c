@@ -217,10 +217,8 @@ static void report_cleanup(const struct accounting_snapshot *before)
 			"...) read as before\n", before->n);
 }
 
-static int cmd_cachebench(int argc, char **argv)
+static int cmd_cachebench(void)
 {
-	if (argc != 1)
-		return -1;
 	char vendor[13];
 	hypervisor_vendor(vendor);
 	const char *brand = cpu_features.brand;
@@ -249,6 +247,6 @@ static int cmd_cachebench(int argc, char **argv)
 	report_cleanup(&before);
 	return 0;
 }
-MONITOR_COMMAND(cachebench, "cachebench",
-		"time reads, writes and streaming writes on WB/WT/UC-/UC/WC/WP buffers (meaningless under TCG)",
-		cmd_cachebench);
+MONITOR_COMMAND_BARE(cachebench,
+		     "time reads, writes and streaming writes on WB/WT/UC-/UC/WC/WP buffers (meaningless under TCG)",
+		     cmd_cachebench);

@@ -13,15 +13,15 @@
 #include "mm/pool.h"
 #include "mm/syspte.h"
 
-static int cmd_cpu(int argc, char **argv)
+static int cmd_cpu(void)
 {
 	cpufeat_print();
 	kprintf("CR0 %016lx CR4 %016lx EFER %016lx\n", read_cr0(), read_cr4(), rdmsr(MSR_EFER));
 	return 0;
 }
-MONITOR_COMMAND(cpu, "cpu", "CPU identification, features and control registers", cmd_cpu);
+MONITOR_COMMAND_BARE(cpu, "CPU identification, features and control registers", cmd_cpu);
 
-static int cmd_memmap(int argc, char **argv)
+static int cmd_memmap(void)
 {
 	const struct mdlab_efi_memdesc *d;
 	kprintf("  %-18s %-18s %10s  %s\n", "start", "end", "pages", "type");
@@ -30,9 +30,9 @@ static int cmd_memmap(int argc, char **argv)
 			d->phys_start + d->pages * 4096 - 1, d->pages, efi_memory_type_name(d->type));
 	return 0;
 }
-MONITOR_COMMAND(memmap, "memmap", "the UEFI memory map the loader handed over", cmd_memmap);
+MONITOR_COMMAND_BARE(memmap, "the UEFI memory map the loader handed over", cmd_memmap);
 
-static int cmd_pool(int argc, char **argv)
+static int cmd_pool(void)
 {
 	struct pool_stats s;
 	struct pool_tag_usage tags[64];
@@ -53,9 +53,9 @@ static int cmd_pool(int argc, char **argv)
 	}
 	return 0;
 }
-MONITOR_COMMAND(pool, "pool", "pool usage, by tag", cmd_pool);
+MONITOR_COMMAND_BARE(pool, "pool usage, by tag", cmd_pool);
 
-static int cmd_sysptes(int argc, char **argv)
+static int cmd_sysptes(void)
 {
 	struct syspte_stats s;
 	syspte_get_stats(&s);
@@ -67,4 +67,4 @@ static int cmd_sysptes(int argc, char **argv)
 		s.reservations, s.releases, s.failures_low, s.failures_normal, s.failures_high);
 	return 0;
 }
-MONITOR_COMMAND(sysptes, "sysptes", "the system-PTE space: free runs, priorities, counters", cmd_sysptes);
+MONITOR_COMMAND_BARE(sysptes, "the system-PTE space: free runs, priorities, counters", cmd_sysptes);

@@ -97,12 +97,6 @@ static void emit_run(const struct walk *w)
 		memtype_name(r->eff.type), r->region);
 }
 
-static bool same_attrs(struct pt_attrs a, struct pt_attrs b)
-{
-	return a.write == b.write && a.exec == b.exec && a.user == b.user && a.global == b.global &&
-	       a.type == b.type;
-}
-
 static void walk_leaf(const struct pt_leaf *l, void *ctx)
 {
 	struct walk *w = ctx;
@@ -118,7 +112,7 @@ static void walk_leaf(const struct pt_leaf *l, void *ctx)
 		key = region;
 	}
 	struct run *r = &w->run;
-	if (r->open && r->last + 1 == first && same_attrs(r->eff, l->eff) && r->key == key) {
+	if (r->open && r->last + 1 == first && pt_attrs_equal(r->eff, l->eff) && r->key == key) {
 		r->last = last;
 		r->levels |= 1u << l->level;
 		return;
@@ -319,10 +313,8 @@ static void print_scene(const struct scene *sc)
 
 /* ---- the command ------------------------------------------------------------------------------ */
 
-static int cmd_mapdump(int argc, char **argv)
+static int cmd_mapdump(void)
 {
-	if (argc != 1)
-		return -1;
 	struct accounting_snapshot before;
 	accounting_snapshot(&before);
 	struct scene sc = { 0 };
@@ -333,6 +325,6 @@ static int cmd_mapdump(int argc, char **argv)
 		kprintf(DUMP "cleaned up, all %u resource counters read as before\n", before.n);
 	return 0;
 }
-MONITOR_COMMAND(mapdump, "mapdump",
-		"map MDLs into the kernel and an agent process; print both spaces as range lines (make map)",
-		cmd_mapdump);
+MONITOR_COMMAND_BARE(mapdump,
+		     "map MDLs into the kernel and an agent process; print both spaces as range lines (make map)",
+		     cmd_mapdump);

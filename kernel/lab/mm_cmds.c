@@ -300,15 +300,12 @@ void mm_print_pat(struct mon_out *o)
 	}
 }
 
-static int cmd_pat(int argc, char **argv)
+static int cmd_pat(void)
 {
-	if (argc != 1)
-		return -1;
 	mm_print_pat(MON_CONSOLE);
 	return 0;
 }
-MONITOR_COMMAND(pat, "pat", "IA32_PAT slot by slot: encoding, type, selecting bits, canonical users",
-		cmd_pat);
+MONITOR_COMMAND_BARE(pat, "IA32_PAT slot by slot: encoding, type, selecting bits, canonical users", cmd_pat);
 
 /* ---------------------------------------------------------------- mem */
 
@@ -318,10 +315,8 @@ static void print_pages(const char *what, uint64_t pages)
 	kprintf("  %-12s %9lu pages %6lu.%lu MiB\n", what, pages, pages / 256, (pages % 256) * 10 / 256);
 }
 
-static int cmd_mem(int argc, char **argv)
+static int cmd_mem(void)
 {
-	if (argc != 1)
-		return -1;
 	struct pfn_stats s;
 	struct tlb_stats t;
 	struct mm_cpu_state c;
@@ -343,14 +338,12 @@ static int cmd_mem(int argc, char **argv)
 		c.wp, c.pge, c.smep, c.smap, pat_read_msr());
 	return 0;
 }
-MONITOR_COMMAND(mem, "mem", "page counters, TLB flush counts and the paging-related CPU state", cmd_mem);
+MONITOR_COMMAND_BARE(mem, "page counters, TLB flush counts and the paging-related CPU state", cmd_mem);
 
 /* ---------------------------------------------------------------- audit */
 
-static int cmd_audit(int argc, char **argv)
+static int cmd_audit(void)
 {
-	if (argc != 1)
-		return -1;
 	uint64_t wx = mm_audit_wx(&kernel_root, true);
 	uint64_t types = mm_audit_memtypes(&kernel_root, true);
 	uint64_t records = mm_audit_pfn_memtypes(&kernel_root, true);
@@ -361,5 +354,4 @@ static int cmd_audit(int argc, char **argv)
 		"through another\n", aliases);
 	return 0;
 }
-MONITOR_COMMAND(audit, "audit", "run the page-table audits (W^X, memory types, PFN records, aliases)",
-		cmd_audit);
+MONITOR_COMMAND_BARE(audit, "run the page-table audits (W^X, memory types, PFN records, aliases)", cmd_audit);

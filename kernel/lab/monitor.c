@@ -33,9 +33,9 @@ int monitor_execute(char *line)
 	for_each_command(c) {
 		if (strcmp((*c)->name, argv[0]))
 			continue;
-		/* More arguments than any command takes, or any for a command that takes none. */
-		bool takes_none = !strchr((*c)->usage, ' ');
-		int r = argc > MAX_ARGS || (argc > 1 && takes_none) ? -1 : (*c)->run(argc, argv);
+		/* Any argument for a bare command, or more than any command takes. */
+		int r = (*c)->run_bare ? (argc > 1 ? -1 : (*c)->run_bare())
+					: (argc > MAX_ARGS ? -1 : (*c)->run(argc, argv));
 		if (r == -1)
 			kprintf("usage: %s\n", (*c)->usage);
 		return r;
@@ -139,7 +139,7 @@ static void monitor_run(void)
 
 BOOT_MODE(monitor, MDLAB_MODE_MONITOR, monitor_run);
 
-static int cmd_help(int argc, char **argv)
+static int cmd_help(void)
 {
 	int width = 0;
 	for_each_command(c)
@@ -148,7 +148,7 @@ static int cmd_help(int argc, char **argv)
 		kprintf("  %-*s  %s\n", width, (*c)->usage, (*c)->help);
 	return 0;
 }
-MONITOR_COMMAND(help, "help", "this list", cmd_help);
+MONITOR_COMMAND_BARE(help, "this list", cmd_help);
 
 static int cmd_tests(int argc, char **argv)
 {
@@ -160,7 +160,7 @@ static int cmd_tests(int argc, char **argv)
 }
 MONITOR_COMMAND(tests, "tests [glob]", "run the self-tests matching suite.case glob", cmd_tests);
 
-static int cmd_reboot(int argc, char **argv)
+static int cmd_reboot(void)
 {
 	kprintf("rebooting\n");
 	outb(0xCF9, 0x02); /* reset control register: system reset, then full reset */
@@ -168,14 +168,14 @@ static int cmd_reboot(int argc, char **argv)
 	outb(0x64, 0xFE);  /* the keyboard controller's reset line, in case */
 	cpu_halt_forever();
 }
-MONITOR_COMMAND(reboot, "reboot", "reset the machine", cmd_reboot);
+MONITOR_COMMAND_BARE(reboot, "reset the machine", cmd_reboot);
 
-static int cmd_quit(int argc, char **argv)
+static int cmd_quit(void)
 {
 	kprintf("bye\n");
 	qemu_exit(QEMU_EXIT_DONE);
 }
-MONITOR_COMMAND(quit, "quit", "end the QEMU run", cmd_quit);
+MONITOR_COMMAND_BARE(quit, "end the QEMU run", cmd_quit);
 
 static int cmd_bugcheck(int argc, char **argv)
 {

@@ -1,9 +1,11 @@
 /* The interactive monitor on the serial console.  Commands register themselves:
- *     static int cmd_pat(int argc, char **argv) { ... }
- *     MONITOR_COMMAND(pat, "pat", "IA32_PAT slot by slot", cmd_pat);
- * A handler returns 0, or -1 to have its usage line printed.  A command whose usage line is
- * its bare name takes no arguments: the monitor prints the usage line for any and does not
- * run it.
+ *     static int cmd_pte(int argc, char **argv) { ... }
+ *     MONITOR_COMMAND(pte, "pte VA [PID]", "every level's entry for VA", cmd_pte);
+ *     static int cmd_pat(void) { ... }
+ *     MONITOR_COMMAND_BARE(pat, "IA32_PAT slot by slot", cmd_pat);
+ * A handler returns 0, or -1 to have its usage line printed.  A bare command takes no
+ * arguments: its usage line is its name, its handler has none, and the monitor prints the
+ * usage line for any argument instead of running it.
  *
  * Printers shared by commands, the tour and the tests write through a struct mon_out: the
  * console (MON_CONSOLE), or a caller's buffer, so that a test reads exactly the text a user
@@ -21,16 +23,22 @@ struct monitor_command {
 	const char *name;
 	const char *usage;
 	const char *help;
-	int (*run)(int argc, char **argv);
+	int (*run)(int argc, char **argv);  /* a command with arguments (argv[0] its name) */
+	int (*run_bare)(void);              /* or a bare one */
 };
 
-/* A command named `name_` (any spelling: "bench-cache"), registered under the C identifier
- * `id`; MONITOR_COMMAND names it after the identifier. */
-#define MONITOR_COMMAND_NAMED(id, name_, usage_, help_, fn)                                 \
-	static const struct monitor_command __moncmd_##id = { name_, usage_, help_, fn };  \
+#define MONITOR_REGISTER(id, ...)                                                           \
+	static const struct monitor_command __moncmd_##id = { __VA_ARGS__ };               \
 	__attribute__((used, section(".monitor_cmds"))) static const struct monitor_command \
 		*const __moncmd_ptr_##id = &__moncmd_##id
+/* A command named `name_` (any spelling: "bench-cache"), registered under the C identifier
+ * `id`; MONITOR_COMMAND and MONITOR_COMMAND_BARE name it after the identifier. */
+#define MONITOR_COMMAND_NAMED(id, name_, usage_, help_, fn) \
+	MONITOR_REGISTER(id, .name = name_, .usage = usage_, .help = help_, .run = fn)
+#define MONITOR_COMMAND_BARE_NAMED(id, name_, help_, fn) \
+	MONITOR_REGISTER(id, .name = name_, .usage = name_, .help = help_, .run_bare = fn)
 #define MONITOR_COMMAND(id, usage_, help_, fn) MONITOR_COMMAND_NAMED(id, #id, usage_, help_, fn)
+#define MONITOR_COMMAND_BARE(id, help_, fn) MONITOR_COMMAND_BARE_NAMED(id, #id, help_, fn)
 
 /* mode=monitor (kernel/bootmode.h) reads and runs commands forever; `quit` ends the QEMU run. */
 /* Run one command line; returns the handler's result, or -2 for an unknown command. */

@@ -5,8 +5,6 @@
 #include "mm/mdl_user.h"
 #include "mm/vad.h"
 
-static void count_vad(struct vad *v, void *ctx) { ++*(uint64_t *)ctx; }
-
 void ps_print_header(struct mon_out *o)
 {
 	mon_printf(o, "  %5s %-16s %-5s %-12s %7s %8s %5s  %s\n", "PID", "name", "WOW64", "PML4", "locked",
@@ -15,9 +13,8 @@ void ps_print_header(struct mon_out *o)
 
 void ps_print_process(struct mon_out *o, PEPROCESS p)
 {
-	uint64_t vads = 0;
+	uint64_t vads = vad_count(&p->mm);
 	unsigned mappings = 0;
-	vad_for_each(&p->mm, count_vad, &vads);
 	for (const struct user_mapping *um = p->mm.mappings; um; um = um->next)
 		mappings++;
 	mon_printf(o, "  %5u %-16s %-5s 0x%010lx %7lu %8u %5lu  ", p->pid, p->name, p->wow64 ? "yes" : "no",
@@ -29,7 +26,7 @@ void ps_print_process(struct mon_out *o, PEPROCESS p)
 		mon_printf(o, "-\n");
 }
 
-static int cmd_ps(int argc, char **argv)
+static int cmd_ps(void)
 {
 	unsigned n = 0;
 	ps_print_header(MON_CONSOLE);
@@ -38,4 +35,4 @@ static int cmd_ps(int argc, char **argv)
 	mon_printf(MON_CONSOLE, "%u live process%s\n", n, n == 1 ? "" : "es");
 	return 0;
 }
-MONITOR_COMMAND(ps, "ps", "live processes: PID, name, WOW64, PML4, locked pages, MDL mappings, VADs", cmd_ps);
+MONITOR_COMMAND_BARE(ps, "live processes: PID, name, WOW64, PML4, locked pages, MDL mappings, VADs", cmd_ps);

@@ -87,12 +87,6 @@ struct dump_ctx {
 	uint64_t lines, mapped;
 };
 
-static bool attrs_same(struct pt_attrs a, struct pt_attrs b)
-{
-	return a.write == b.write && a.exec == b.exec && a.user == b.user && a.global == b.global &&
-	       a.type == b.type;
-}
-
 static void print_run(struct dump_ctx *c)
 {
 	const struct run *r = &c->run;
@@ -114,7 +108,7 @@ static void dump_leaf(const struct pt_leaf *l, void *arg)
 	uint64_t first = MAX(l->va, c->lo), last = MIN(l->va + (l->size - 1), c->hi_incl);
 	const char *region = ptdump_region_name(first);
 	struct run *r = &c->run;
-	if (r->open && r->last + 1 == first && attrs_same(r->eff, l->eff) && r->region == region) {
+	if (r->open && r->last + 1 == first && pt_attrs_equal(r->eff, l->eff) && r->region == region) {
 		r->last = last;
 		r->levels |= 1u << l->level;
 		return;

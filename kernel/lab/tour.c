@@ -513,10 +513,11 @@ bool tour_run(struct mon_out *o, const struct tour_hooks *hooks)
 	return t.ok && t.faults == 4;
 }
 
-static int cmd_tour(int argc, char **argv)
+static int cmd_tour(void)
 {
 	tour_run(MON_CONSOLE, NULL);
 	return 0;
 }
-MONITOR_COMMAND(tour, "tour",
-		"guided walk: lock, map with every cache type, NoWrite, NX, user mappings, the faults", cmd_tour);
+MONITOR_COMMAND_BARE(tour,
+		     "guided walk: lock, map with every cache type, NoWrite, NX, user mappings, the faults",
+		     cmd_tour);

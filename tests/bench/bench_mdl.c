@@ -46,7 +46,7 @@ struct baseline_ctx {
 static void baseline_op(void *c)
 {
 	struct baseline_ctx *b = c;
-	pt_bench_baseline(&kernel_root, b->va, b->pfns, b->n);
+	pt_bench_baseline(b->va, b->pfns, b->n);
 }
 
 static void bench_baseline(void)

@@ -206,21 +206,13 @@ void bench_syspte_reserve_release(void)
 			s.free_runs);
 }
 
-static int cmd_bench_syspte(int argc, char **argv)
+static int cmd_bench_syspte(void)
 {
-	if (argc != 1)
-		return -1;
 	bench_syspte_reserve_release();
 	return 0;
 }
 
 KBENCH(syspte_reserve_release, bench_syspte_reserve_release);
 
-/* MONITOR_COMMAND names a command after its C identifier, and this one has a hyphen: the
- * same registration, spelled out. */
-static const struct monitor_command bench_syspte_command = {
-	"bench-syspte", "bench-syspte", "micro-benchmark: syspte reserve+release vs. fragmentation",
-	cmd_bench_syspte,
-};
-__attribute__((used, section(".monitor_cmds"))) static const struct monitor_command
-	*const bench_syspte_command_ptr = &bench_syspte_command;
+MONITOR_COMMAND_BARE_NAMED(bench_syspte, "bench-syspte",
+			   "micro-benchmark: syspte reserve+release vs. fragmentation", cmd_bench_syspte);
