@@ -10,12 +10,17 @@
 
 #define MSR_STAR 0xC0000081u
 #define MSR_LSTAR 0xC0000082u
+#define MSR_CSTAR 0xC0000083u
 #define MSR_FMASK 0xC0000084u
+#define MSR_SYSENTER_CS 0x174u
+#define MSR_SYSENTER_ESP 0x175u
+#define MSR_SYSENTER_EIP 0x176u
 #define EFER_SCE (1ull << 0)
 /* Cleared on entry: TF, IF, DF, NT, AC (so SMAP holds in the kernel whatever the user set). */
 #define FMASK_BITS 0x47700ull
 
 extern char syscall_entry[];
+extern char syscall_compat_entry[];
 extern uint64_t syscall_kernel_rsp;
 
 void syscall_init(void)
@@ -24,13 +29,23 @@ void syscall_init(void)
 	 * SS = +8, both with RPL 3: user data at 0x20, user code at 0x28 (kernel/gdt.h). */
 	wrmsr(MSR_STAR, ((uint64_t)(SEL_UCODE32 | 3) << 48) | ((uint64_t)SEL_KCODE << 32));
 	wrmsr(MSR_LSTAR, (uint64_t)syscall_entry);
+	/* SYSCALL from compatibility mode goes to CSTAR on AMD CPUs (APM Vol. 3, SYSCALL); left
+	 * at its reset value 0 it ran ring 0 at address 0 on the user's stack (issue 12). */
+	wrmsr(MSR_CSTAR, (uint64_t)syscall_compat_entry);
+	/* SYSENTER is #UD in long mode on AMD; on Intel it is valid in 64-bit and compatibility
+	 * mode, and IA32_SYSENTER_CS = 0 makes it #GP(0) (SDM Vol. 2B, SYSENTER) before it
+	 * loads anything.  Zero all three, whatever the firmware left: mm/RULES.md, "CPU entry
+	 * points". */
+	wrmsr(MSR_SYSENTER_CS, 0);
+	wrmsr(MSR_SYSENTER_ESP, 0);
+	wrmsr(MSR_SYSENTER_EIP, 0);
 	wrmsr(MSR_FMASK, FMASK_BITS);
 	wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
 }
 
 void syscall_set_kernel_stack(uint64_t top) { syscall_kernel_rsp = top; }
 
-static bool canonical_user(uint64_t va) { return va < USER_VA_END; }
+bool syscall_return_rip_ok(uint64_t rip) { return rip < USER_VA_END; }
 
 /* Copy in an in/out pointer-sized value, call, copy back: the NT convention of passing
  * BaseAddress and RegionSize by reference. */
@@ -121,7 +136,17 @@ uint64_t syscall_dispatch(struct syscall_frame *f)
 	}
 	/* SYSRET to a non-canonical RIP would fault in ring 0 with the user's RSP (Intel):
 	 * never return there. */
-	if (!canonical_user(f->rip))
+	if (!syscall_return_rip_ok(f->rip))
 		ps_exit_current(STATUS_ACCESS_VIOLATION);
 	return r;
+}
+
+void syscall_compat_dispatch(struct syscall_frame *f)
+{
+	PEPROCESS p = ps_current();
+	/* No 32-bit program exists yet (issue 19 brings them): a 32-bit system call is one the
+	 * process has no right to make, as NT answers a call it does not know. */
+	kprintf("[%u %s] ended by SYSCALL from compatibility mode at rip 0x%lx (number 0x%lx)\n",
+		p ? p->pid : 0, p ? p->name : "?", f->rip, f->nr);
+	ps_exit_current(STATUS_INVALID_SYSTEM_SERVICE);
 }
