@@ -47,12 +47,30 @@ void syscall_set_kernel_stack(uint64_t top) { syscall_kernel_rsp = top; }
 
 bool syscall_return_rip_ok(uint64_t rip) { return rip < USER_VA_END; }
 
-/* Copy in an in/out pointer-sized value, call, copy back: the NT convention of passing
- * BaseAddress and RegionSize by reference. */
+/* ProbeForWrite as NT's probe macros do it: read the value and write the same bytes back, a
+ * real write through the page tables, so an output the call could not return is refused
+ * before anything changes (mm/RULES.md, "System-call outputs"). */
+static NTSTATUS probe_for_write(uint64_t uva, uint64_t len)
+{
+	uint64_t v = 0;
+	NTSTATUS st = copy_from_user(&v, uva, len);
+	return st ? st : copy_to_user(uva, &v, len);
+}
+
+/* BaseAddress and RegionSize by reference, NT's convention, and for protect the old
+ * protection (NULL: not wanted): every output probed and the inputs captured before the call;
+ * on any failure nothing is done.  A write-back that fails afterwards can only be one the call
+ * itself made impossible (it freed or protected the page holding the outputs): its status
+ * stands, as in NtAllocateVirtualMemory and NtProtectVirtualMemory, which ignore that write's
+ * exception. */
 static NTSTATUS vm_call(struct syscall_frame *f)
 {
 	uint64_t base, size;
 	NTSTATUS st;
+	if ((st = probe_for_write(f->rdi, 8)) || (st = probe_for_write(f->rsi, 8)))
+		return st;
+	if (f->nr == SYS_PROTECT_VM && f->r10 && (st = probe_for_write(f->r10, 4)))
+		return st;
 	if ((st = copy_from_user(&base, f->rdi, 8)) || (st = copy_from_user(&size, f->rsi, 8)))
 		return st;
 	PVOID b = (PVOID)base;
@@ -67,20 +85,16 @@ static NTSTATUS vm_call(struct syscall_frame *f)
 		break;
 	default:
 		st = ZwProtectVirtualMemory(NtCurrentProcess(), &b, &s, (ULONG)f->rdx, &old);
-		if (NT_SUCCESS(st) && f->r10) {
-			uint32_t o = old;
-			NTSTATUS c = copy_to_user(f->r10, &o, 4);
-			if (c)
-				return c;
-		}
 		break;
 	}
-	base = (uint64_t)b;
-	size = s;
 	if (NT_SUCCESS(st)) {
-		NTSTATUS c;
-		if ((c = copy_to_user(f->rdi, &base, 8)) || (c = copy_to_user(f->rsi, &size, 8)))
-			return c;
+		uint32_t o = old;
+		base = (uint64_t)b;
+		size = s;
+		(void)copy_to_user(f->rdi, &base, 8);
+		(void)copy_to_user(f->rsi, &size, 8);
+		if (f->nr == SYS_PROTECT_VM && f->r10)
+			(void)copy_to_user(f->r10, &o, 4);
 	}
 	return st;
 }

@@ -56,4 +56,5 @@ enum agent_op {
 	AGENT_OPEN,       /* a = device name (up to 8 characters packed little-endian); reports status */
 	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status */
 	AGENT_REPORT,     /* a = key, b = value: report them as they are */
+	AGENT_SYSCALL,    /* a = number, b-e = RDI, RSI, RDX, R10 as given (R8 = R9 = 0); reports RAX */
 };
