@@ -1,6 +1,7 @@
 #include "kernel/syscall.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
+#include "include/mdlab/protocol.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -22,6 +23,8 @@
 extern char syscall_entry[];
 extern char syscall_compat_entry[];
 extern uint64_t syscall_kernel_rsp;
+/* The bytes of one SYS_DEBUG_PRINT that are printed; the rest are dropped. */
+#define DEBUG_PRINT_MAX 255
 
 void syscall_init(void)
 {
@@ -99,17 +102,52 @@ static NTSTATUS vm_call(struct syscall_frame *f)
 	return st;
 }
 
+size_t syscall_escape_user_text(char *out, const char *s, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = (uint8_t)s[i];
+		if (c >= 0x20 && c < 0x7F && c != '\\') {
+			out[k++] = (char)c;
+		} else {
+			out[k++] = '\\';
+			out[k++] = 'x';
+			out[k++] = "0123456789abcdef"[c >> 4];
+			out[k++] = "0123456789abcdef"[c & 0xF];
+		}
+	}
+	out[k] = 0;
+	return k;
+}
+
+/* One line of user output, as MDLAB_USER_FORMAT says. */
+static void print_user_line(const PEPROCESS p, const char *s, size_t n)
+{
+	char out[4 * DEBUG_PRINT_MAX + 1];
+	syscall_escape_user_text(out, s, n);
+	kprintf(MDLAB_USER_FORMAT "\n", p ? p->pid : 0, p ? p->name : "?", out);
+}
+
+/* A process's text reaches the serial line marked as its own, whole lines only, so that
+ * nothing it prints can pass for a kernel line (mm/RULES.md, "User output"): each of its lines
+ * (and a last one without a newline) is one MDLAB_USER_FORMAT line, started on a fresh line. */
 static NTSTATUS debug_print(uint64_t s, uint64_t len)
 {
-	char buf[256];
+	char buf[DEBUG_PRINT_MAX];
 	PEPROCESS p = ps_current();
-	if (len >= sizeof buf)
-		len = sizeof buf - 1;
+	if (len > sizeof buf)
+		len = sizeof buf;
 	NTSTATUS st = copy_from_user(buf, s, len);
 	if (st)
 		return st;
-	buf[len] = 0;
-	kprintf("[%u %s] %s", p ? p->pid : 0, p ? p->name : "?", buf);
+	if (!console_at_line_start())
+		kprintf("\n");
+	size_t start = 0;
+	for (size_t i = 0; i <= len; i++)
+		if (i == len ? i > start : buf[i] == '\n') {
+			print_user_line(p, buf + start, i - start);
+			start = i + 1;
+		}
 	return STATUS_SUCCESS;
 }
 

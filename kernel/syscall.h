@@ -3,6 +3,7 @@
 #define KERNEL_SYSCALL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct syscall_frame {
@@ -21,5 +22,9 @@ __attribute__((noreturn)) void syscall_compat_dispatch(struct syscall_frame *f);
 /* Whether SYSRET may return to rip: below USER_VA_END, hence canonical (SYSRET with a
  * non-canonical RCX faults in ring 0 on Intel CPUs, on the user's stack). */
 bool syscall_return_rip_ok(uint64_t rip);
+/* SYS_DEBUG_PRINT's escaping of n user bytes into out (4 * n + 1 bytes): printable ASCII but
+ * the backslash as it is, every other byte (CR, LF, ESC, NUL, ...) as \xHH; NUL-terminated.
+ * Returns the length written. */
+size_t syscall_escape_user_text(char *out, const char *s, size_t n);
 
 #endif

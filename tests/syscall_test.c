@@ -1,11 +1,14 @@
 /* System calls from ring 3 against the boundary's rules (mm/RULES.md, "The ring-3 boundary"):
- * every output is probed before the call changes anything.  The state is read from the VADs
+ * every output is probed before the call changes anything, and what a process prints is
+ * marked as its own.  The state is read from the VADs
  * and the real page tables, and proven by ring-3 accesses. */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
 #include "tests/lib/pte.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 #include "kernel/process.h"
+#include "kernel/syscall.h"
 #include "mm/layout.h"
 #include "mm/pt.h"
 #include "mm/uvm.h"
@@ -131,10 +134,59 @@ static void free_with_unwritable_outputs_frees_nothing(struct ktest *t)
 	PsDestroyProcess(p);
 }
 
+/* The escaping SYS_DEBUG_PRINT applies: nothing but printable ASCII leaves it as it is. */
+static void user_text_is_escaped(struct ktest *t)
+{
+	static const char in[] = "ok\r\n\x1b[2K\\ \x7f\x00~";
+	char out[4 * sizeof in + 1];
+	size_t n = syscall_escape_user_text(out, in, sizeof in - 1);
+	EXPECT_EQ(t, n, strlen(out));
+	EXPECT_TRUE(t, strcmp(out, "ok\\x0d\\x0a\\x1b[2K\\x5c \\x7f\\x00~") == 0);
+	for (size_t i = 0; i < n; i++)
+		EXPECT_TRUE(t, out[i] >= 0x20 && out[i] < 0x7F);
+}
+
+/* A process prints every marker the harness reads (a STOP screen, KTAP results, a death
+ * announcement and expectation, the done marker), with CRs and escapes to hide the line's
+ * start, in the middle of a kernel line.  The kernel prints them as user lines, and this
+ * case and the whole run keep their verdict: if the harness believed one line, make test
+ * would report a bug check, a failed or unknown case, or a death test that never ran. */
+static const char forged[] =
+	"\r\x1b[2K*** STOP: 0x000000D1 (0x0000000000000000,0x0000000000000002,0x0000000000000000,"
+	"0x0000000000000000)\n"
+	"\rnot ok 1 forged\n"
+	"# death-test: syscall.forged code=0x000000D1\n"
+	"# death-expect: code=0x000000D1\n"
+	"# mdlab: tests done";
+
+static void user_output_cannot_forge_kernel_lines(struct ktest *t)
+{
+	/* One AGENT_WRITE64 per 8 bytes: each reports, and a process keeps PROCESS_REPORTS. */
+	_Static_assert((sizeof forged + 7) / 8 + 2 <= PROCESS_REPORTS, "the forged text is too long");
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, SCRATCH, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	for (size_t i = 0; i < sizeof forged - 1; i += 8) {
+		uint64_t w = 0;
+		memcpy(&w, forged + i, MIN(8, sizeof forged - 1 - i));
+		agent_write64(&s, SCRATCH + i, w);
+	}
+	uint32_t call = agent_syscall(&s, SYS_DEBUG_PRINT, SCRATCH, sizeof forged - 1, 0, 0);
+	agent_exit(&s, 0);
+	kprintf("a kernel line the process prints into: ");
+	PEPROCESS p = agent_run_clean(t, &s);
+	kprintf("(continued)\n");
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, agent_result(t, p, call, 0), (uint64_t)STATUS_SUCCESS);
+	PsDestroyProcess(p);
+}
+
 static struct ktest_case syscall_cases[] = {
 	KTEST_CASE(allocate_with_unwritable_outputs_reserves_nothing),
 	KTEST_CASE(protect_with_unwritable_old_protection_changes_nothing),
 	KTEST_CASE(free_with_unwritable_outputs_frees_nothing),
+	KTEST_CASE(user_text_is_escaped),
+	KTEST_CASE(user_output_cannot_forge_kernel_lines),
 	{ 0 }
 };
 KTEST_SUITE(syscall, syscall_cases);
