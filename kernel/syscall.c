@@ -184,7 +184,9 @@ uint64_t syscall_dispatch(struct syscall_frame *f)
 		r = 0;
 		break;
 	default:
-		r = (uint64_t)(uint32_t)STATUS_INVALID_PARAMETER;
+		/* A number with no service, as NT answers it (the whole of RAX is the number:
+		 * mm/RULES.md, "System-call numbers"). */
+		r = (uint64_t)(uint32_t)STATUS_INVALID_SYSTEM_SERVICE;
 	}
 	/* SYSRET to a non-canonical RIP would fault in ring 0 with the user's RSP (Intel):
 	 * never return there. */

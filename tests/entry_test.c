@@ -245,6 +245,39 @@ static void int3_and_icebp_end_the_process_with_their_status(struct ktest *t)
 	}
 }
 
+/* A far jump from ring 3 to every other selector the GDT answers to (with RPL 3): the kernel's
+ * code and data, the user data segment, both halves of the TSS descriptor, the first one past
+ * the GDT's limit, and the null selector.  Each is #GP at the jump with the selector as error
+ * code (SDM Vol. 2A, JMP: a code segment of another privilege, not a code segment, a TSS in
+ * IA-32e mode, outside the table; the null selector #GP(0)).  Only 0x1B and 0x2B lead on. */
+static void far_jumps_to_other_selectors_fault_in_ring_3(struct ktest *t)
+{
+	static const uint16_t selectors[] = { SEL_KCODE, SEL_KDATA, SEL_UDATA, SEL_TSS, SEL_TSS + 8, SEL_TSS + 16, 0 };
+	for (size_t i = 0; i < ARRAY_SIZE(selectors); i++) {
+		uint16_t sel = selectors[i] ? (uint16_t)(selectors[i] | 3) : 0;
+		/* jmp far [rip + 0]; the m16:32 operand: offset CODE_VA + 12, the selector. */
+		uint8_t code[16] = { 0xFF, 0x2D, 0, 0, 0, 0 };
+		uint32_t target = (uint32_t)(CODE_VA + 12);
+		memcpy(code + 6, &target, 4);
+		memcpy(code + 10, &sel, 2);
+		code[12] = 0xEB; /* jmp $ */
+		code[13] = 0xFE;
+		NTSTATUS st;
+		PEPROCESS p = run_code(t, code, 14, 0, &st);
+		ASSERT_TRUE(t, p != NULL);
+		EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
+		EXPECT_TRUE(t, p->fault.happened);
+		EXPECT_EQ(t, p->fault.vector, VEC_GENERAL_PROTECTION);
+		EXPECT_EQ(t, p->fault.error_code, (uint64_t)(sel & 0xFFFC));
+		EXPECT_EQ(t, p->fault.rip, CODE_VA);
+		PsDestroyProcess(p);
+		if (t->failures) {
+			KTEST_FAIL(t, "far jump to selector 0x%x", sel);
+			return;
+		}
+	}
+}
+
 /* SYSRET never takes a non-canonical RCX: the check, and the closest a process gets for
  * real: a SYSCALL ending at the last byte of the highest user page returns (SYSRET) to the
  * first address past it, and the fetch there faults in ring 3. */
@@ -281,6 +314,7 @@ static struct ktest_case entry_cases[] = {
 	KTEST_CASE(sysenter_with_rsp_at_kernel_pool_leaves_the_pool_alone),
 	KTEST_CASE(int_n_on_every_vector_ends_the_process),
 	KTEST_CASE(int3_and_icebp_end_the_process_with_their_status),
+	KTEST_CASE(far_jumps_to_other_selectors_fault_in_ring_3),
 	KTEST_CASE(sysret_returns_only_to_canonical_user_addresses),
 	{ 0 }
 };

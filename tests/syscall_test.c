@@ -134,6 +134,32 @@ static void free_with_unwritable_outputs_frees_nothing(struct ktest *t)
 	PsDestroyProcess(p);
 }
 
+/* A number no service has, the upper half of RAX included, is STATUS_INVALID_SYSTEM_SERVICE
+ * and does nothing (a RAX of 2^32 + SYS_ALLOCATE_VM reserves nothing). */
+static void unknown_numbers_are_invalid_system_services(struct ktest *t)
+{
+	const uint64_t numbers[] = { SYS_COUNT, SYS_COUNT + 1, 0x7FFFFFFF, 0xFFFFFFFF, 1ull << 32 | SYS_ALLOCATE_VM,
+				     1ull << 63 | SYS_DEBUG_PRINT, ~0ull };
+	struct agent_script s;
+	agent_begin(&s);
+	agent_alloc(&s, SCRATCH, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_write64(&s, SCRATCH, REGION);
+	agent_write64(&s, SCRATCH + 8, 0x10000);
+	uint32_t first = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(numbers); i++) {
+		uint32_t op = agent_syscall(&s, numbers[i], SCRATCH, SCRATCH + 8, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+		if (!i)
+			first = op;
+	}
+	agent_exit(&s, 0);
+	PEPROCESS p = agent_run_clean(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	for (size_t i = 0; i < ARRAY_SIZE(numbers); i++)
+		EXPECT_EQ(t, agent_result(t, p, first + (uint32_t)i, 0), (uint64_t)(uint32_t)STATUS_INVALID_SYSTEM_SERVICE);
+	EXPECT_TRUE(t, vad_find(&p->mm, REGION) == NULL);
+	PsDestroyProcess(p);
+}
+
 /* The escaping SYS_DEBUG_PRINT applies: nothing but printable ASCII leaves it as it is. */
 static void user_text_is_escaped(struct ktest *t)
 {
@@ -185,6 +211,7 @@ static struct ktest_case syscall_cases[] = {
 	KTEST_CASE(allocate_with_unwritable_outputs_reserves_nothing),
 	KTEST_CASE(protect_with_unwritable_old_protection_changes_nothing),
 	KTEST_CASE(free_with_unwritable_outputs_frees_nothing),
+	KTEST_CASE(unknown_numbers_are_invalid_system_services),
 	KTEST_CASE(user_text_is_escaped),
 	KTEST_CASE(user_output_cannot_forge_kernel_lines),
 	{ 0 }
