@@ -31,6 +31,9 @@
 #define VIEW_BYTE(i) ((uint8_t)(0x3C ^ (i)))
 #define CALLS 700
 
+/* The calls that succeeded, by number, over a case's batches. */
+static uint64_t succeeded[SYS_COUNT];
+
 struct batch {
 	uint64_t seed;
 	uint32_t flags;  /* PsCreateProcess: PROCESS_WOW64 */
@@ -131,6 +134,15 @@ static void run_batch(struct ktest *t, const struct batch *b)
 		KTEST_FAIL(t, "the fuzzer faulted: vector %lu at rip 0x%lx, address 0x%lx, error code 0x%lx",
 			   p->fault.vector, p->fault.rip, p->fault.address, p->fault.error_code);
 
+	kprintf("fuzz: succeeded:");
+	for (unsigned nr = 1; nr < SYS_COUNT; nr++) {
+		uint64_t n = 0;
+		EXPECT_TRUE(t, ps_report(p, FUZZ_KEY_OK + nr, &n));
+		succeeded[nr] += n;
+		kprintf(" %u:%lu", nr, n);
+	}
+	kprintf("\n");
+
 	size_t bad = 0;
 	for (size_t i = 0; i < P; i++)
 		bad += canary[i] != CANARY;
@@ -170,10 +182,19 @@ static void run_batch(struct ktest *t, const struct batch *b)
 		KTEST_FAIL(t, "replay: make test T='fuzz.*' KERNEL_ARGS=fuzz_seed=0x%lx", seed);
 }
 
+/* The batches, and proof the fuzzer got past the probes: over them, every call that can
+ * succeed (a print, an allocation, a free, a protect, an open, an IOCTL) did at least once.
+ * A fuzzer whose every call fails at the first check would test nothing. */
 static void run_batches(struct ktest *t, const struct batch *b, size_t n)
 {
+	memset(succeeded, 0, sizeof succeeded);
 	for (size_t i = 0; i < n && !t->failures; i++)
 		run_batch(t, &b[i]);
+	static const unsigned must[] = { SYS_DEBUG_PRINT, SYS_ALLOCATE_VM, SYS_FREE_VM, SYS_PROTECT_VM,
+					 SYS_OPEN_DEVICE, SYS_DEVICE_IO_CONTROL };
+	for (size_t i = 0; i < ARRAY_SIZE(must); i++)
+		if (!succeeded[must[i]])
+			KTEST_FAIL(t, "no call %u succeeded in these batches", must[i]);
 }
 
 static void fuzz_64_bit_processes(struct ktest *t)

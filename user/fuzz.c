@@ -26,6 +26,8 @@ static uint64_t below(uint64_t n) { return next() % n; }
 
 static uint64_t arg[FUZZ_NARGS];
 static uint64_t handle;
+static uint64_t random_reports;
+static uint64_t ok[SYS_COUNT];
 
 #define CELLS 64 /* 8-byte cells at FUZZ_CELLS_VA; the next page holds printable text */
 #define TEXT_VA (FUZZ_CELLS_VA + 0x1000)
@@ -100,6 +102,15 @@ static uint64_t hostile_length(void)
  * the pointer is valid (so the calls get past the probes), else any hostile length. */
 static uint64_t buffer_length(void) { return below(2) ? 1 + below(64) : hostile_length(); }
 
+/* A region size for a VM call: half the time a few pages, which the victim region has. */
+static uint64_t vm_size(void) { return below(2) ? (1 + below(16)) * 0x1000 : hostile_length(); }
+
+/* Half the time a page of the victim region, else any hostile target. */
+static uint64_t vm_target(void)
+{
+	return below(2) ? FUZZ_VICTIM_VA + (below(FUZZ_VICTIM_SIZE / 0x1000) << 12) : hostile_target();
+}
+
 static uint32_t random_protect(void)
 {
 	static const uint32_t p[] = { 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x104, 0x204, 0x404, 0x0 };
@@ -150,10 +161,11 @@ static bool in_direct_read_only_output(uint64_t code, uint64_t out)
 	return false;
 }
 
-static long one_call(void)
+static long one_call(uint64_t *nr_out)
 {
 	/* IOCTLs a third of the time, the numbers (and three out-of-range draws) otherwise. */
 	uint64_t nr = below(3) ? below(SYS_COUNT + 3) : SYS_DEVICE_IO_CONTROL;
+	*nr_out = nr;
 	switch (nr) {
 	case SYS_EXIT:
 		return syscall6(SYS_COUNT + (long)below(0x1000), (long)next(), (long)next(), 0, 0, 0, 0);
@@ -165,13 +177,18 @@ static long one_call(void)
 		return syscall6(nr, (long)s, (long)len, 0, 0, 0, 0);
 	}
 	case SYS_ALLOCATE_VM:
-		return syscall6(nr, (long)inout(below(2) ? 0 : hostile_target()), (long)inout(hostile_length()),
-				random_type(), random_protect(), 0, 0);
-	case SYS_FREE_VM:
-		return syscall6(nr, (long)inout(hostile_target()), (long)inout(hostile_length()), random_type(), 0, 0, 0);
+		return syscall6(nr, (long)inout(below(3) ? 0 : vm_target()), (long)inout(vm_size()),
+				below(2) ? MEM_COMMIT | (below(2) ? MEM_RESERVE : 0) : random_type(),
+				below(2) ? 0x04 : random_protect(), 0, 0);
+	case SYS_FREE_VM: {
+		bool release = below(2);
+		return syscall6(nr, (long)inout(vm_target()), (long)inout(release ? 0 : vm_size()),
+				below(2) ? (release ? MEM_RELEASE : MEM_DECOMMIT) : random_type(), 0, 0, 0);
+	}
 	case SYS_PROTECT_VM:
-		return syscall6(nr, (long)inout(hostile_target()), (long)inout(hostile_length()), random_protect(),
-				(long)(below(4) ? hostile_pointer() : 0), 0, 0);
+		return syscall6(nr, (long)inout(vm_target()), (long)inout(vm_size()),
+				below(2) ? (below(2) ? 0x02 : 0x04) : random_protect(),
+				(long)(below(2) ? cell_with(0) : below(2) ? hostile_pointer() : 0), 0, 0);
 	case SYS_OPEN_DEVICE: {
 		uint64_t name = below(2) ? TEXT_VA : hostile_pointer();
 		if (!below(4))
@@ -190,6 +207,9 @@ static long one_call(void)
 	case SYS_UNMAP_VIEW:
 		return syscall6(nr, (long)hostile_target(), 0, 0, 0, 0, 0);
 	case SYS_REPORT:
+		if (random_reports == FUZZ_RANDOM_REPORTS)
+			return syscall6(SYS_COUNT, 0, 0, 0, 0, 0, 0);
+		random_reports++;
 		return syscall6(nr, (long)next(), (long)next(), 0, 0, 0, 0);
 	default: {
 		/* Out of range, and the upper half of RAX set on a valid number. */
@@ -266,8 +286,13 @@ long main(void)
 	if (st)
 		return (long)FUZZ_SETUP_FAILED + st;
 	uint64_t n = arg[FUZZ_CALLS];
-	for (uint64_t i = 0; i < n; i++)
-		one_call();
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t nr;
+		if (one_call(&nr) == 0 && nr < SYS_COUNT)
+			ok[nr]++;
+	}
+	for (unsigned nr = 1; nr < SYS_COUNT; nr++)
+		report(FUZZ_KEY_OK + nr, ok[nr]);
 	if (arg[FUZZ_FLAGS] & FUZZ_COMPAT_END)
 		compat_syscall();
 	return (long)n;

@@ -58,6 +58,11 @@ enum fuzz_arg {
 #define FUZZ_RESERVED_VA 0x10020000ul
 #define FUZZ_VICTIM_VA 0x10100000ul
 #define FUZZ_VICTIM_SIZE 0x100000ul
+/* Before it ends, the fuzzer reports how many calls of each number returned
+ * STATUS_SUCCESS, under FUZZ_KEY_OK + the number; its own random SYS_REPORTs stop at
+ * FUZZ_RANDOM_REPORTS, so these fit the process's reports. */
+#define FUZZ_KEY_OK 0xF0220100ul
+#define FUZZ_RANDOM_REPORTS 16
 /* Exit statuses of a fuzzer whose setup failed: FUZZ_SETUP_FAILED + the step. */
 #define FUZZ_SETUP_FAILED 0xF0220000ul
 
