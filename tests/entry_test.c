@@ -318,4 +318,4 @@ static struct ktest_case entry_cases[] = {
 	KTEST_CASE(sysret_returns_only_to_canonical_user_addresses),
 	{ 0 }
 };
-KTEST_SUITE(entry, entry_cases);
+KTEST_SUITE(ring3_entry, entry_cases);

@@ -179,7 +179,7 @@ static void run_batch(struct ktest *t, const struct batch *b)
 	ExFreePoolWithTag(canary, FUZZ_TAG);
 	EXPECT_EQ(t, accounting_report_changes(&before, "fuzz batch"), 0);
 	if (t->failures)
-		KTEST_FAIL(t, "replay: make test T='fuzz.*' KERNEL_ARGS=fuzz_seed=0x%lx", seed);
+		KTEST_FAIL(t, "replay: make test T='ring3_fuzz.*' KERNEL_ARGS=fuzz_seed=0x%lx", seed);
 }
 
 /* The batches, and proof the fuzzer got past the probes: over them, every call that can
@@ -238,4 +238,4 @@ static struct ktest_case fuzz_cases[] = {
 	KTEST_CASE(fuzz_then_compat_mode_syscall),
 	{ 0 }
 };
-KTEST_SUITE(fuzz, fuzz_cases, .init = fuzz_init, .exit = fuzz_exit);
+KTEST_SUITE(ring3_fuzz, fuzz_cases, .init = fuzz_init, .exit = fuzz_exit);

@@ -216,4 +216,4 @@ static struct ktest_case syscall_cases[] = {
 	KTEST_CASE(user_output_cannot_forge_kernel_lines),
 	{ 0 }
 };
-KTEST_SUITE(syscall, syscall_cases);
+KTEST_SUITE(ring3_syscall, syscall_cases);
