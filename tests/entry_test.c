@@ -245,6 +245,67 @@ static void int3_and_icebp_end_the_process_with_their_status(struct ktest *t)
 	}
 }
 
+/* Privileged instructions and segment loads from ring 3: each #GP at the instruction, which
+ * never runs.  The privileged ones are STATUS_PRIVILEGED_INSTRUCTION (#GP(0) and the decoder
+ * of kernel/insn.c), the segment loads #GP(selector), STATUS_ACCESS_VIOLATION.  The WRMSR
+ * would zero IA32_LSTAR, the MOV to CR3 load page tables at 0: had either run, nothing after
+ * it would. */
+static void privileged_instructions_and_segment_loads_fault_in_ring_3(struct ktest *t)
+{
+	static const struct {
+		const char *what;
+		uint8_t code[12];
+		uint8_t len, at; /* bytes, offset of the faulting instruction */
+		uint16_t error;
+		NTSTATUS status;
+	} cases[] = {
+		{ "hlt", { 0xF4 }, 1, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "cli", { 0xFA }, 1, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "sti", { 0xFB }, 1, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "in al, dx", { 0xEC }, 1, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "out 0xf4, al", { 0xE6, 0xF4 }, 2, 0, 0, STATUS_PRIVILEGED_INSTRUCTION }, /* isa-debug-exit */
+		{ "insb", { 0x6C }, 1, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "wrmsr IA32_LSTAR", { 0xB9, 0x82, 0x00, 0x00, 0xC0, 0x31, 0xC0, 0x31, 0xD2, 0x0F, 0x30 }, 11, 9, 0,
+		  STATUS_PRIVILEGED_INSTRUCTION },
+		{ "rdmsr", { 0x0F, 0x32 }, 2, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "mov cr3, rax", { 0x31, 0xC0, 0x0F, 0x22, 0xD8 }, 5, 2, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "mov rax, cr0", { 0x0F, 0x20, 0xC0 }, 3, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "mov dr7, rax", { 0x0F, 0x23, 0xF8 }, 3, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "lgdt [rax]", { 0x0F, 0x01, 0x10 }, 3, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "invlpg [rax]", { 0x0F, 0x01, 0x38 }, 3, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "swapgs", { 0x0F, 0x01, 0xF8 }, 3, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "sysret", { 0x48, 0x0F, 0x07 }, 3, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "clts", { 0x0F, 0x06 }, 2, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "wbinvd", { 0x0F, 0x09 }, 2, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "ltr ax", { 0x0F, 0x00, 0xD8 }, 3, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "rdpmc", { 0x0F, 0x33 }, 2, 0, 0, STATUS_PRIVILEGED_INSTRUCTION },
+		{ "mov ss, kernel data", { 0x66, 0xB8, SEL_KDATA | 3, 0, 0x8E, 0xD0 }, 6, 4, SEL_KDATA,
+		  STATUS_ACCESS_VIOLATION },
+		{ "mov ds, kernel code", { 0x66, 0xB8, SEL_KCODE | 3, 0, 0x8E, 0xD8 }, 6, 4, SEL_KCODE,
+		  STATUS_ACCESS_VIOLATION },
+		{ "mov es, TSS", { 0x66, 0xB8, SEL_TSS | 3, 0, 0x8E, 0xC0 }, 6, 4, SEL_TSS, STATUS_ACCESS_VIOLATION },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		uint8_t code[16];
+		memcpy(code, cases[i].code, cases[i].len);
+		code[cases[i].len] = 0xEB; /* jmp $ */
+		code[cases[i].len + 1] = 0xFE;
+		NTSTATUS st;
+		PEPROCESS p = run_code(t, code, cases[i].len + 2u, 0, &st);
+		ASSERT_TRUE(t, p != NULL);
+		EXPECT_EQ(t, (ULONG)st, (ULONG)cases[i].status);
+		EXPECT_TRUE(t, p->fault.happened);
+		EXPECT_EQ(t, p->fault.vector, VEC_GENERAL_PROTECTION);
+		EXPECT_EQ(t, p->fault.error_code, cases[i].error);
+		EXPECT_EQ(t, p->fault.rip, CODE_VA + cases[i].at);
+		PsDestroyProcess(p);
+		if (t->failures) {
+			KTEST_FAIL(t, "%s", cases[i].what);
+			return;
+		}
+	}
+}
+
 /* A far jump from ring 3 to every other selector the GDT answers to (with RPL 3): the kernel's
  * code and data, the user data segment, both halves of the TSS descriptor, the first one past
  * the GDT's limit, and the null selector.  Each is #GP at the jump with the selector as error
@@ -314,6 +375,7 @@ static struct ktest_case entry_cases[] = {
 	KTEST_CASE(sysenter_with_rsp_at_kernel_pool_leaves_the_pool_alone),
 	KTEST_CASE(int_n_on_every_vector_ends_the_process),
 	KTEST_CASE(int3_and_icebp_end_the_process_with_their_status),
+	KTEST_CASE(privileged_instructions_and_segment_loads_fault_in_ring_3),
 	KTEST_CASE(far_jumps_to_other_selectors_fault_in_ring_3),
 	KTEST_CASE(sysret_returns_only_to_canonical_user_addresses),
 	{ 0 }
