@@ -36,6 +36,7 @@ import harness  # noqa: E402
 import ktap  # noqa: E402
 import protocol  # noqa: E402
 import qemu  # noqa: E402
+import run  # noqa: E402
 from ktap import DeathSpec, Status  # noqa: E402
 
 
@@ -464,6 +465,29 @@ class UserOutput(unittest.TestCase):
         self.assertTrue(ktap.is_user_line("    # " + self.user("x")))
         self.assertFalse(ktap.is_user_line("    # [4 agent] ended by #GP"))
         self.assertFalse(ktap.is_user_line("ok 1 " + protocol.USER_MARK))
+
+
+class Prompts(unittest.TestCase):
+    """run.py counts the monitor's prompts, split across reads or not, but none a user
+    process printed."""
+    P = protocol.MONITOR_PROMPT
+
+    def count(self, pieces) -> int:
+        c = run.PromptCounter()
+        return sum(c.feed(p.encode()) for p in pieces)
+
+    def test_prompts_counted_once_however_split(self):
+        text = f"banner\r\n{self.P}cpu\r\nCPU: x\r\n{self.P}"
+        self.assertEqual(self.count([text]), 2)
+        for cut in range(1, len(text)):
+            self.assertEqual(self.count([text[:cut], text[cut:]]), 2, cut)
+        self.assertEqual(self.count(list(text)), 2)
+
+    def test_a_user_line_holding_the_prompt_does_not_count(self):
+        user = protocol.USER_MARK + "4 agent| " + self.P
+        text = f"{self.P}tests\r\n    # {user}\r\n{user}\r\n"
+        self.assertEqual(self.count([text]), 1)
+        self.assertEqual(self.count(list(text)), 1)
 
 
 class DeathRuns(unittest.TestCase):
