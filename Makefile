@@ -20,6 +20,8 @@ QEMU_EXTRA ?=
 # Test selection (glob over suite.case) and out-of-tree test files.
 T ?= *
 EXTRA_TESTS ?=
+# key=value words appended to the test boots' kernel command line (fuzz_seed=S, ...).
+KERNEL_ARGS ?=
 KVM ?= 0
 # Death tests: restore copies of one booted machine (restore), or boot each one (boot).
 DEATH_MODE ?= restore
@@ -47,7 +49,7 @@ NASMFLAGS := -f elf64 -g -F dwarf -i $(BUILD)/user/ -MD
 
 # ---------------------------------------------------------------- user programs
 # Static ELF programs for ring 3, embedded in the kernel by kernel/userbin.asm.
-USER_PROGS := agent
+USER_PROGS := agent fuzz
 USER_ELF   := $(patsubst %,$(BUILD)/user/%.elf,$(USER_PROGS))
 USER_LIB   := $(BUILD)/user/lib.c.o $(BUILD)/user/entry.asm.o
 UCFLAGS := -std=gnu11 -O2 -g $(WARN) \
@@ -160,7 +162,8 @@ test:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
-		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc) --death-mode $(DEATH_MODE)
+		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc) --death-mode $(DEATH_MODE) \
+		--cmdline-extra "$(KERNEL_ARGS)"
 
 # Deterministic performance figures (guest instructions under -icount): build/bench.json.
 bench:

@@ -37,13 +37,15 @@ static const char *const vector_names[VEC_EXCEPTIONS] = {
 
 const char *trap_vector_name(uint64_t v) { return v < VEC_EXCEPTIONS ? vector_names[v] : "interrupt"; }
 
-static void set_gate(int v, uint64_t handler, uint8_t ist)
+/* dpl: the lowest privilege an INT n, INT3 or INTO may come from (SDM Vol. 3, 6.12.1.1);
+ * exceptions the CPU raises itself ignore it. */
+static void set_gate(int v, uint64_t handler, uint8_t ist, uint8_t dpl)
 {
 	idt[v] = (struct idt_gate){
 		.off_lo = handler & 0xFFFF,
 		.sel = SEL_KCODE,
 		.ist = ist,
-		.type = 0x8E, /* present, DPL 0, 64-bit interrupt gate (IF cleared on entry) */
+		.type = (uint8_t)(0x8E | dpl << 5), /* present, DPL, 64-bit interrupt gate (IF cleared) */
 		.off_mid = (handler >> 16) & 0xFFFF,
 		.off_hi = handler >> 32,
 	};
@@ -51,11 +53,18 @@ static void set_gate(int v, uint64_t handler, uint8_t ist)
 
 void idt_init(void)
 {
+	/* Every gate DPL 0, so INT n from ring 3 is #GP(n * 8 + 2) and ends the process as an
+	 * access violation, except #BP and #OF, DPL 3 as in NT: INT3 (and INT 3) from ring 3 is
+	 * STATUS_BREAKPOINT, INT 4 STATUS_INTEGER_OVERFLOW.  Both push no error code, so the
+	 * stub's frame is right however they are reached; a DPL-3 gate for a vector with an error
+	 * code would let INT n build a frame one word short.  Vectors 32-255 have no gate (the
+	 * kernel takes no interrupts yet): INT n there is #GP(n * 8 + 2) too.  mm/RULES.md, "CPU
+	 * entry points". */
 	for (int v = 0; v < VEC_EXCEPTIONS; v++)
-		set_gate(v, trap_stubs[v], 0);
-	set_gate(VEC_DOUBLE_FAULT, trap_stubs[VEC_DOUBLE_FAULT], IST_DOUBLE_FAULT);
-	set_gate(VEC_NMI, trap_stubs[VEC_NMI], IST_NMI);
-	set_gate(VEC_MACHINE_CHECK, trap_stubs[VEC_MACHINE_CHECK], IST_MACHINE_CHECK);
+		set_gate(v, trap_stubs[v], 0, v == VEC_BREAKPOINT || v == VEC_OVERFLOW ? 3 : 0);
+	set_gate(VEC_DOUBLE_FAULT, trap_stubs[VEC_DOUBLE_FAULT], IST_DOUBLE_FAULT, 0);
+	set_gate(VEC_NMI, trap_stubs[VEC_NMI], IST_NMI, 0);
+	set_gate(VEC_MACHINE_CHECK, trap_stubs[VEC_MACHINE_CHECK], IST_MACHINE_CHECK, 0);
 	struct {
 		uint16_t limit;
 		uint64_t base;

@@ -9,4 +9,11 @@ user_agent_elf_start:
 	incbin "agent.elf"
 user_agent_elf_end:
 
+align 16
+global user_fuzz_elf_start
+global user_fuzz_elf_end
+user_fuzz_elf_start:
+	incbin "fuzz.elf"
+user_fuzz_elf_end:
+
 section .note.GNU-stack noalloc noexec nowrite progbits

@@ -3,10 +3,13 @@
 #include "mm/layout.h"
 
 extern const uint8_t user_agent_elf_start[], user_agent_elf_end[];
+extern const uint8_t user_fuzz_elf_start[], user_fuzz_elf_end[];
 
 static const struct user_program programs[] = {
 	{ "agent", user_agent_elf_start, 0 },
+	{ "fuzz", user_fuzz_elf_start, 0 },
 };
+static const uint8_t *const program_ends[] = { user_agent_elf_end, user_fuzz_elf_end };
 
 const struct user_program *userprog_find(const char *name)
 {
@@ -15,8 +18,7 @@ const struct user_program *userprog_find(const char *name)
 		if (strcmp(programs[i].name, name))
 			continue;
 		table[i] = programs[i];
-		if (!strcmp(name, "agent"))
-			table[i].size = user_agent_elf_end - user_agent_elf_start;
+		table[i].size = (uint64_t)(program_ends[i] - programs[i].start);
 		return &table[i];
 	}
 	return NULL;

@@ -19,6 +19,7 @@
  * kernel's page tables).
  */
 #include "kernel/ktest.h"
+#include "tests/ioctl_sample_driver.h"
 #include "tests/lib/agent.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
@@ -31,13 +32,6 @@
 #include "mm/uvm.h"
 
 /* ---- the driver ----------------------------------------------------------------------- */
-
-#define SIOCTL_DEVICE "SIOCTL"
-#define SIOCTL_TYPE 40000
-#define IOCTL_SIOCTL_METHOD_IN_DIRECT CTL_CODE(SIOCTL_TYPE, 0x900, METHOD_IN_DIRECT, FILE_ANY_ACCESS)
-#define IOCTL_SIOCTL_METHOD_OUT_DIRECT CTL_CODE(SIOCTL_TYPE, 0x901, METHOD_OUT_DIRECT, FILE_ANY_ACCESS)
-#define IOCTL_SIOCTL_METHOD_BUFFERED CTL_CODE(SIOCTL_TYPE, 0x902, METHOD_BUFFERED, FILE_ANY_ACCESS)
-#define IOCTL_SIOCTL_METHOD_NEITHER CTL_CODE(SIOCTL_TYPE, 0x903, METHOD_NEITHER, FILE_ANY_ACCESS)
 
 #define SIOCTL_MAPPINGS 2
 
@@ -184,13 +178,13 @@ static NTSTATUS sioctl_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 }
 
 /* DriverEntry and unload, as far as mdlab has them. */
-static NTSTATUS sioctl_load(void)
+NTSTATUS sioctl_load(void)
 {
 	memset(&sioctl_log, 0, sizeof sioctl_log);
 	return IoCreateDeviceLite(SIOCTL_DEVICE, sioctl_device_control, NULL, &sioctl_device);
 }
 
-static void sioctl_unload(void)
+void sioctl_unload(void)
 {
 	if (sioctl_device)
 		IoDeleteDevice(sioctl_device);
