@@ -1,4 +1,5 @@
 #include "kernel/lab/monitor.h"
+#include "kernel/lab/objects.h"
 #include "include/mdlab/protocol.h"
 #include "kernel/bootmode.h"
 #include "kernel/bugcheck.h"
@@ -28,14 +29,25 @@ int monitor_execute(char *line)
 		while (*p && *p != ' ' && *p != '\t')
 			p++;
 	}
+	/* --bugcheck, anywhere: the object commands make the real call (kernel/lab/objects.h). */
+	bool real = false;
+	for (int i = 0; i < argc; i++)
+		if (!strcmp(argv[i], "--bugcheck")) {
+			real = true;
+			for (int j = i--; j + 1 < argc; j++)
+				argv[j] = argv[j + 1];
+			argc--;
+		}
 	if (!argc)
 		return 0;
+	lab_objects_real_call(real);
 	for_each_command(c) {
 		if (strcmp((*c)->name, argv[0]))
 			continue;
 		/* Any argument for a bare command, or more than any command takes. */
 		int r = (*c)->run_bare ? (argc > 1 ? -1 : (*c)->run_bare())
 					: (argc > MAX_ARGS ? -1 : (*c)->run(argc, argv));
+		lab_objects_real_call(false);
 		if (r == -1)
 			kprintf("usage: %s\n", (*c)->usage);
 		return r;
@@ -177,6 +189,11 @@ MONITOR_COMMAND_BARE(reboot, "reset the machine", cmd_reboot);
 
 static int cmd_quit(void)
 {
+	unsigned n = lab_object_count();
+	if (n) {
+		kprintf("releasing the %u live object%s:\n", n, n == 1 ? "" : "s");
+		lab_objects_release_all(MON_CONSOLE);
+	}
 	kprintf("bye\n");
 	qemu_exit(QEMU_EXIT_DONE);
 }
