@@ -153,10 +153,15 @@ $(ESP): $(KERNEL) $(LOADER) scripts/mkesp.sh
 	$(Q)bash scripts/mkesp.sh $@ $(LOADER) $(KERNEL) "mode=monitor"
 
 # run, test and debug install what is missing first, so a fresh machine needs no other step.
+# CMD and BOOT reach run.py through the environment, unexpanded ($(value)): neither make nor
+# the shell interprets a $ or a backtick in them.
+run: export MDLAB_RUN_CMD := $(value CMD)
+run: export MDLAB_RUN_BOOT := $(value BOOT)
 run:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
-	@$(PYTHON) scripts/run.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)" $(if $(CMD),--cmd "$(CMD)")
+	@$(PYTHON) scripts/run.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)" \
+		--cmd-env MDLAB_RUN_CMD --boot-env MDLAB_RUN_BOOT
 
 test:
 	@bash scripts/deps.sh

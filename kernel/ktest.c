@@ -141,6 +141,18 @@ enum ktest_outcome ktest_run_case(const struct ktest_suite *s, const struct ktes
 	return t.skipped ? KTEST_SKIPPED : KTEST_PASS;
 }
 
+int ktest_count_selected(const char *glob)
+{
+	int n = 0;
+	for_each_suite(s) {
+		if ((*s)->late)
+			continue;
+		for (const struct ktest_case *c = (*s)->cases; c->name; c++)
+			n += case_matches(*s, c, glob);
+	}
+	return n;
+}
+
 int ktest_run_all(const char *glob)
 {
 	int nsuites = 0, total_pass = 0, total_fail = 0, total_skip = 0;

@@ -664,8 +664,13 @@ class Harness:
                                          log, details + log_tail(res.text)))
         for spec in verdict.death_specs:
             self.submit_death(spec)
-        if not verdict.cases and not self.death_futures and not verdict.problems:
-            say(f"note: no kernel test matched '{self.args.tests}'")
+        # An empty selection is an error: the late suites (mm_audit) run whatever the glob
+        # says, so they do not count as selected.
+        selected = [c for c in verdict.cases if fnmatch.fnmatchcase(c.name, self.args.tests)]
+        if not selected and not self.death_futures and not verdict.problems:
+            self.outcomes.append(Outcome("run", "test selection", Status.FAIL,
+                                         [f"no test matches T='{self.args.tests}' (a glob over "
+                                          "suite.case, as 'mdl_map.*')"], log))
 
     def collect_deaths(self) -> None:
         """Wait for the death boots, printing each verdict as it arrives."""

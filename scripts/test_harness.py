@@ -490,6 +490,20 @@ class Prompts(unittest.TestCase):
         self.assertEqual(self.count(list(text)), 1)
 
 
+class FailedCommands(unittest.TestCase):
+    """run.py counts the kernel's "command failed" lines (a scripted run then exits 1), but
+    none a user process printed."""
+    F = protocol.MONITOR_FAILED
+
+    def test_failed_lines_are_counted(self):
+        lines = [f"{self.F} nosuch".encode(), b"mdlab> cpu", f"\r{self.F} pte zz".encode()]
+        self.assertEqual(run.count_failures(lines), 2)
+
+    def test_a_user_line_saying_it_does_not_count(self):
+        user = f"{protocol.USER_MARK}4 agent| {self.F} x".encode()
+        self.assertEqual(run.count_failures([user, b"    # " + user]), 0)
+
+
 class DeathRuns(unittest.TestCase):
     SPEC = DeathSpec("seh.unhandled_fault", 0x1E)
 

@@ -273,11 +273,24 @@ static void bugcheck_variant_makes_the_real_call(struct ktest *t)
 	KTEST_FAIL(t, "the map of an unlocked MDL returned: %s", said);
 }
 
+/* An empty test selection is an error (issue 17): the count the monitor's `tests` checks, and
+ * its non-zero result (a scripted `make run` then exits non-zero). */
+static void empty_test_selection_is_an_error(struct ktest *t)
+{
+	EXPECT_EQ(t, ktest_count_selected("nosuch.*"), 0);
+	EXPECT_EQ(t, ktest_count_selected("mm_audit.*"), 0); /* a late suite: not selected by name */
+	EXPECT_EQ(t, ktest_count_selected("lab_objects.empty_test_selection_is_an_error"), 1);
+	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 6);
+	char line[] = "tests nosuch.*";
+	EXPECT_EQ(t, monitor_execute(line), 1);
+}
+
 static struct ktest_case lab_objects_cases[] = {
 	KTEST_CASE(map_and_unmap_change_the_real_ptes),
 	KTEST_CASE(map_into_a_live_process_and_write_through_it),
 	KTEST_CASE(order_errors_get_a_message_and_change_nothing),
 	KTEST_CASE(release_all_names_and_releases_everything),
+	KTEST_CASE(empty_test_selection_is_an_error),
 	KTEST_DEATH_CASE_P1(bugcheck_variant_makes_the_real_call, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3),
 	{ 0 }
 };

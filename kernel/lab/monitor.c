@@ -150,7 +150,10 @@ static void monitor_run(void)
 	for (;;) {
 		kprintf(MDLAB_MONITOR_PROMPT);
 		read_line(line, sizeof line);
-		monitor_execute(line);
+		char copy[sizeof line];
+		strlcpy(copy, line, sizeof copy);
+		if (monitor_execute(line))
+			kprintf(MDLAB_MONITOR_FAILED " %s\n", copy);
 	}
 }
 
@@ -171,9 +174,15 @@ static int cmd_tests(int argc, char **argv)
 {
 	if (argc > 2)
 		return -1;
-	int failed = ktest_run_all(argc == 2 ? argv[1] : "*");
+	const char *glob = argc == 2 ? argv[1] : "*";
+	/* An empty selection is an error, not "all passed" (issue 17). */
+	if (!ktest_count_selected(glob)) {
+		kprintf("no test matches '%s' (a glob over suite.case, as 'mdl_map.*')\n", glob);
+		return 1;
+	}
+	int failed = ktest_run_all(glob);
 	kprintf("%s (death tests run only under 'make test')\n", failed ? "FAILED" : "all passed");
-	return 0;
+	return failed ? 1 : 0;
 }
 MONITOR_COMMAND(tests, "tests [glob]", "run the self-tests matching suite.case glob", cmd_tests);
 
