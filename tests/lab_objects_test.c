@@ -280,9 +280,19 @@ static void empty_test_selection_is_an_error(struct ktest *t)
 	EXPECT_EQ(t, ktest_count_selected("nosuch.*"), 0);
 	EXPECT_EQ(t, ktest_count_selected("mm_audit.*"), 0); /* a late suite: not selected by name */
 	EXPECT_EQ(t, ktest_count_selected("lab_objects.empty_test_selection_is_an_error"), 1);
-	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 6);
+	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 7);
 	char line[] = "tests nosuch.*";
 	EXPECT_EQ(t, monitor_execute(line), 1);
+}
+
+/* `help CMD` gives one command's usage (0); an unknown name gets the usage line (-1). */
+static void help_takes_a_command(struct ktest *t)
+{
+	char a[] = "help map", b[] = "help nosuch", c[] = "help", d[] = "help map x";
+	EXPECT_EQ(t, monitor_execute(a), 0);
+	EXPECT_EQ(t, monitor_execute(b), -1);
+	EXPECT_EQ(t, monitor_execute(c), 0);
+	EXPECT_EQ(t, monitor_execute(d), -1);
 }
 
 static struct ktest_case lab_objects_cases[] = {
@@ -291,6 +301,7 @@ static struct ktest_case lab_objects_cases[] = {
 	KTEST_CASE(order_errors_get_a_message_and_change_nothing),
 	KTEST_CASE(release_all_names_and_releases_everything),
 	KTEST_CASE(empty_test_selection_is_an_error),
+	KTEST_CASE(help_takes_a_command),
 	KTEST_DEATH_CASE_P1(bugcheck_variant_makes_the_real_call, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3),
 	{ 0 }
 };
