@@ -280,7 +280,7 @@ static void empty_test_selection_is_an_error(struct ktest *t)
 	EXPECT_EQ(t, ktest_count_selected("nosuch.*"), 0);
 	EXPECT_EQ(t, ktest_count_selected("mm_audit.*"), 0); /* a late suite: not selected by name */
 	EXPECT_EQ(t, ktest_count_selected("lab_objects.empty_test_selection_is_an_error"), 1);
-	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 7);
+	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 8);
 	char line[] = "tests nosuch.*";
 	EXPECT_EQ(t, monitor_execute(line), 1);
 }
@@ -295,6 +295,23 @@ static void help_takes_a_command(struct ktest *t)
 	EXPECT_EQ(t, monitor_execute(d), -1);
 }
 
+/* The STOP screen names every code the project raises and says what each parameter holds, as
+ * !analyze does (kernel/bugcheck.c's table): a code added to bugcodes.h without its text
+ * fails here. */
+static void stop_screen_explains_every_code(struct ktest *t)
+{
+#define CHECK_EXPLAINED(name, value)                                                            \
+	if (!strcmp(bugcheck_name(value), "UNKNOWN_BUGCHECK") || !bugcheck_explain(value, 0, 0))     \
+		KTEST_FAIL(t, "0x%x (%s) has no name or no explanation", (unsigned)(value), #name);
+	MDLAB_BUGCODES(CHECK_EXPLAINED)
+#undef CHECK_EXPLAINED
+	EXPECT_TRUE(t, !strcmp(bugcheck_explain(0xC4, 0xB3, 0), "mapping an MDL whose pages are not locked"));
+	EXPECT_TRUE(t, !strcmp(bugcheck_explain(0xC4, 0xB3, 2), "the MDL"));
+	EXPECT_TRUE(t, !strcmp(bugcheck_name(0x44), "MULTIPLE_IRP_COMPLETE_REQUESTS"));
+	EXPECT_TRUE(t, bugcheck_explain(0xC4, 0x12345, 0) != NULL); /* an unknown violation: the general text */
+	EXPECT_TRUE(t, bugcheck_explain(0x12345678, 0, 0) == NULL);
+}
+
 static struct ktest_case lab_objects_cases[] = {
 	KTEST_CASE(map_and_unmap_change_the_real_ptes),
 	KTEST_CASE(map_into_a_live_process_and_write_through_it),
@@ -302,6 +319,7 @@ static struct ktest_case lab_objects_cases[] = {
 	KTEST_CASE(release_all_names_and_releases_everything),
 	KTEST_CASE(empty_test_selection_is_an_error),
 	KTEST_CASE(help_takes_a_command),
+	KTEST_CASE(stop_screen_explains_every_code),
 	KTEST_DEATH_CASE_P1(bugcheck_variant_makes_the_real_call, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3),
 	{ 0 }
 };
