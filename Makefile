@@ -23,6 +23,9 @@ EXTRA_TESTS ?=
 # key=value words appended to the test boots' kernel command line (fuzz_seed=S, ...).
 KERNEL_ARGS ?=
 KVM ?= 0
+# JUNIT=path also writes the results as JUnit XML; UNIT_LINES=1 lists each harness unit test.
+JUNIT ?=
+UNIT_LINES ?=
 # Death tests: restore copies of one booted machine (restore), or boot each one (boot).
 DEATH_MODE ?= restore
 
@@ -168,7 +171,8 @@ test:
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
 		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc) --death-mode $(DEATH_MODE) \
-		--cmdline-extra "$(KERNEL_ARGS)"
+		--cmdline-extra "$(KERNEL_ARGS)" $(if $(JUNIT),--junit '$(JUNIT)') \
+		$(if $(filter 1,$(UNIT_LINES)),--unit-lines)
 
 # Deterministic performance figures (guest instructions under -icount): build/bench.json.
 bench:

@@ -490,6 +490,39 @@ class Prompts(unittest.TestCase):
         self.assertEqual(self.count(list(text)), 1)
 
 
+class ResultsForMachines(unittest.TestCase):
+    """results.ktap and JUNIT=path hold every counted outcome: a KTAP parser (ours, which
+    reads as Linux's does) and an XML parser count the closing line's total."""
+    O = harness.Outcome
+    OUTCOMES = [O("case", "mdl_map.a", Status.PASS), O("case", "mdl_map.b", Status.FAIL, ["why"]),
+                O("case", "pool.c", Status.SKIP, ["no PAT"]), O("death", "mdl_map.d", Status.PASS),
+                O("death", "pool.e", Status.FAIL, ["no STOP"]), O("unit", "Plans.test_x", Status.PASS),
+                O("layout", "every file listed", Status.PASS),
+                O("run", "test selection", Status.FAIL, ["no test matches"])]
+
+    def test_ktap_counts_what_the_closing_line_counts(self):
+        text = harness.ktap_text(self.OUTCOMES) + protocol.TESTS_DONE + "\n"
+        v = ktap.judge_test_run(text, exit_status=qemu.EXIT_DONE)
+        self.assertEqual(v.problems, [])
+        self.assertEqual(len(v.cases), len(self.OUTCOMES))
+        for st in Status:
+            self.assertEqual(v.count(st), sum(o.status is st for o in self.OUTCOMES), st)
+        self.assertEqual([t.name for t in v.suites], ["mdl_map", "pool", "death", "harness",
+                                                      "layout", "run"])
+        self.assertIn("# Totals: pass:4 fail:3 skip:1 total:8", text)
+
+    def test_junit_has_a_testcase_per_outcome(self):
+        import xml.etree.ElementTree as ET
+        root = ET.fromstring(harness.junit_text(self.OUTCOMES))
+        self.assertEqual(root.get("tests"), "8")
+        self.assertEqual(root.get("failures"), "3")
+        self.assertEqual(len(root.findall("./testsuite/testcase")), 8)
+        failed = [c.get("name") for c in root.iter("testcase") if c.find("failure") is not None]
+        self.assertEqual(failed, ["b", "pool.e", "test selection"])
+        self.assertEqual(root.find("./testsuite[@name='pool']/testcase/skipped").get("message"),
+                         "no PAT")
+
+
 class FailedCommands(unittest.TestCase):
     """run.py counts the kernel's "command failed" lines (a scripted run then exits 1), but
     none a user process printed."""
