@@ -1073,11 +1073,11 @@ class BenchBaseline(unittest.TestCase):
     def run_check(self, committed: dict, now: dict) -> tuple[int, str]:
         d = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, d)
-        rows = [{"case": k.split("@")[0], "size": int(k.split("@")[1]), "ticks_per_op": v}
+        rows = [{"case": k.split("@")[0], "size": int(k.split("@")[1]), "per_op": v}
                 for k, v in now.items()]
         base = d / "baseline.json"
         bench.write_baseline(base, [{"case": k.split("@")[0], "size": int(k.split("@")[1]),
-                                     "ticks_per_op": v} for k, v in committed.items()])
+                                     "per_op": v} for k, v in committed.items()])
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             rc = bench.check_baseline(base, rows)
