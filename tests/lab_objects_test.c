@@ -12,6 +12,7 @@
 #include "include/wdm.h"
 #include "kernel/lab/monitor.h"
 #include "kernel/lab/objects.h"
+#include "kernel/lab/tour.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
@@ -280,7 +281,7 @@ static void empty_test_selection_is_an_error(struct ktest *t)
 	EXPECT_EQ(t, ktest_count_selected("nosuch.*"), 0);
 	EXPECT_EQ(t, ktest_count_selected("mm_audit.*"), 0); /* a late suite: not selected by name */
 	EXPECT_EQ(t, ktest_count_selected("lab_objects.empty_test_selection_is_an_error"), 1);
-	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 8);
+	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 9);
 	char line[] = "tests nosuch.*";
 	EXPECT_EQ(t, monitor_execute(line), 1);
 }
@@ -312,6 +313,39 @@ static void stop_screen_explains_every_code(struct ktest *t)
 	EXPECT_TRUE(t, bugcheck_explain(0x12345678, 0, 0) == NULL);
 }
 
+/* The tour teaches what it used to skip (issue 17): the PAT slot formula, a legend for the
+ * flag brackets, the TLB invalidations each unmap and type change did (read from the TLB
+ * counters: two INVLPGs for the two-page buffer), and the direct-map split and merge, which it
+ * reads from the tables (a 4K alias leaf while typed, a large one after the free). */
+static char tour_text[256 * 1024];
+
+static void tour_teaches_tlb_flushes_splits_and_the_pat_slot(struct ktest *t)
+{
+	struct mon_out o = mon_buffer(tour_text, sizeof tour_text);
+	EXPECT_TRUE(t, tour_run(&o, NULL));
+	EXPECT_FALSE(t, o.overflow);
+	static const char *const taught[] = {
+		"The PAT slot of a leaf is PAT*4 + PCD*2 + PWT, with PAT at bit 7 of a 4 KiB PTE and at bit\n12 of a 2 MiB",
+		"Legend of an entry's flag bracket",
+		"  A  accessed",
+		"TLB: MmUnmapLockedPages did 2 INVLPG and 0 full flushes",
+		"TLB: MmUnmapLockedPages did 1 INVLPG",
+		"TLB: MmFreePagesFromMdl did ",
+		"the alias is a 4K leaf: the direct map's large page holding the frame was split",
+		" leaf again: its 512 PTEs were uniform once more, so they were merged back",
+		"the MDL is as in the first of these steps",
+	};
+	const char *text = tour_text;
+	for (unsigned i = 0; i < ARRAY_SIZE(taught); i++) {
+		size_t n = strlen(taught[i]);
+		bool found = false;
+		for (const char *p = text; *p && !found; p++)
+			found = !strncmp(p, taught[i], n);
+		if (!found)
+			KTEST_FAIL(t, "the tour does not say '%s'", taught[i]);
+	}
+}
+
 static struct ktest_case lab_objects_cases[] = {
 	KTEST_CASE(map_and_unmap_change_the_real_ptes),
 	KTEST_CASE(map_into_a_live_process_and_write_through_it),
@@ -320,6 +354,7 @@ static struct ktest_case lab_objects_cases[] = {
 	KTEST_CASE(empty_test_selection_is_an_error),
 	KTEST_CASE(help_takes_a_command),
 	KTEST_CASE(stop_screen_explains_every_code),
+	KTEST_CASE(tour_teaches_tlb_flushes_splits_and_the_pat_slot),
 	KTEST_DEATH_CASE_P1(bugcheck_variant_makes_the_real_call, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3),
 	{ 0 }
 };
