@@ -251,24 +251,21 @@ def is_leaf(entry, level):
 
 
 def describe_entry(entry, level):
-    """The entry's bits by name, as the monitor's pt_describe_entry prints them."""
+    """The entry's bits in the monitor's bracket style (mm/pt.c pt_describe_entry): a fixed
+    column per bit, '-' or '---' when clear: P RW|R- U|S PWT PCD A D PAT|PS PAT|-- G NX|X."""
     if not entry & P:
         return "not present"
-    names = ["P"]
-    names += ["RW" if entry & RW else "R", "U" if entry & US else "S"]
-    names += [n for bit, n in ((PWT, "PWT"), (PCD, "PCD"), (A, "A")) if entry & bit]
     leaf = is_leaf(entry, level)
-    if leaf and entry & D:
-        names.append("D")
-    if level in (2, 3) and entry & PS:
-        names.append("PS")
-    if leaf and entry & (PAT_4K if level == 1 else PAT_LARGE):
-        names.append("PAT")
-    if leaf and entry & G:
-        names.append("G")
-    if entry & NX:
-        names.append("NX")
-    return " ".join(names)
+    if not leaf:
+        pat = "--"
+    elif level == 1:
+        pat = "PAT" if entry & PAT_4K else "---"
+    else:
+        pat = "PS PAT" if entry & PAT_LARGE else "PS ---"
+    return " ".join(["P", "RW" if entry & RW else "R-", "U" if entry & US else "S",
+                     "PWT" if entry & PWT else "---", "PCD" if entry & PCD else "---",
+                     "A" if entry & A else "-", "D" if entry & D else "-", pat,
+                     "G" if entry & G else "-", "NX" if entry & NX else "X"])
 
 
 def walk(root, va):

@@ -57,6 +57,13 @@ static int cmd_ptdump(int argc, char **argv)
 	int r = space_of(argc, argv, 3, &root, &p);
 	if (r)
 		return r;
+	/* Whole pages only: a range line never starts or ends inside a page (issue 17). */
+	if ((lo | hi) & (PAGE_SIZE - 1)) {
+		uint64_t up = hi ? ALIGN_UP(hi, PAGE_SIZE) : 0;
+		kprintf("[0x%lx, 0x%lx) widened to whole pages: [0x%lx, 0x%lx)\n", lo, hi, ALIGN_DOWN(lo, PAGE_SIZE), up);
+		lo = ALIGN_DOWN(lo, PAGE_SIZE);
+		hi = up;
+	}
 	if (p)
 		kprintf("process %u (%s):\n", p->pid, p->name);
 	ptdump(root, lo, hi);
@@ -78,7 +85,7 @@ static void print_leaf_details(struct mon_out *o, uint64_t va, const struct pt_q
 	unsigned enc = (pat_read_msr() >> (8 * q->pat_slot)) & 0xFF;
 	enum memtype slot_type = pat_encoding_type(enc);
 	const struct pfn_entry *e = pfn_entry(q->pa >> PAGE_SHIFT);
-	mon_printf(o, "  leaf: %s page 0x%016lx-0x%016lx -> frame 0x%lx\n",
+	mon_printf(o, "  leaf: %s page 0x%016lx-0x%016lx -> page at pa 0x%lx\n",
 		   q->level == 1 ? "4K" : q->level == 2 ? "2M" : "1G", q->leaf_va, q->leaf_va + q->leaf_size - 1,
 		   frame);
 	mon_printf(o, "  PAT slot %d: IA32_PAT encoding 0x%02x = %s (per the MSR now)\n", q->pat_slot, enc,
@@ -112,7 +119,7 @@ void mm_print_pte(struct mon_out *o, const struct pt_root *root, uint64_t va)
 		if (level > q.level)
 			mon_printf(o, " -> %s 0x%lx", table_names[level - 1], ALIGN_DOWN(q.entry_pa[level - 1], PAGE_SIZE));
 		else
-			mon_printf(o, " -> frame 0x%lx", q.pa - (va - q.leaf_va));
+			mon_printf(o, " -> page at pa 0x%lx", q.pa - (va - q.leaf_va)); /* "frame" is a PFN */
 		mon_printf(o, "  [%s]\n", bits);
 	}
 	if (!q.present) {
