@@ -281,7 +281,7 @@ static void empty_test_selection_is_an_error(struct ktest *t)
 	EXPECT_EQ(t, ktest_count_selected("nosuch.*"), 0);
 	EXPECT_EQ(t, ktest_count_selected("mm_audit.*"), 0); /* a late suite: not selected by name */
 	EXPECT_EQ(t, ktest_count_selected("lab_objects.empty_test_selection_is_an_error"), 1);
-	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 9);
+	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 10);
 	char line[] = "tests nosuch.*";
 	EXPECT_EQ(t, monitor_execute(line), 1);
 }
@@ -346,6 +346,15 @@ static void tour_teaches_tlb_flushes_splits_and_the_pat_slot(struct ktest *t)
 	}
 }
 
+/* `bugcheck` reads hex like every monitor command, with optional P1-P4: `bugcheck 3f a b`
+ * is 0x3F (0xA, 0xB, 3, 4), not a usage line or code 63. */
+static void bugcheck_command_takes_hex_and_parameters(struct ktest *t)
+{
+	(void)t;
+	char line[] = "bugcheck 3f a b";
+	monitor_execute(line);
+}
+
 static struct ktest_case lab_objects_cases[] = {
 	KTEST_CASE(map_and_unmap_change_the_real_ptes),
 	KTEST_CASE(map_into_a_live_process_and_write_through_it),
@@ -356,6 +365,7 @@ static struct ktest_case lab_objects_cases[] = {
 	KTEST_CASE(stop_screen_explains_every_code),
 	KTEST_CASE(tour_teaches_tlb_flushes_splits_and_the_pat_slot),
 	KTEST_DEATH_CASE_P1(bugcheck_variant_makes_the_real_call, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3),
+	KTEST_DEATH_CASE_P(bugcheck_command_takes_hex_and_parameters, NO_MORE_SYSTEM_PTES, KTEST_P_ALL, 0xA, 0xB, 3, 4),
 	{ 0 }
 };
 KTEST_SUITE(lab_objects, lab_objects_cases);

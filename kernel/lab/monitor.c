@@ -268,7 +268,8 @@ static const struct {
 	{ "db", "db buf\ndb x+100 40\ndb -p 1000" },
 	{ "eb", "eb buf 41 42 43\neb -p 1000 0" },
 	{ "eq", "eq u 1122334455667788" },
-	{ "bugcheck", "bugcheck 0xc4" },
+	{ "bugcheck", "bugcheck c4 b3 ffffc080`00002010 0 2   0xC4/0xB3 as the map of an unlocked MDL\n"
+		      "bugcheck 3f                 0x3F, parameters 1 2 3 4" },
 };
 
 static const struct monitor_command *find_command(const char *name)
@@ -386,16 +387,21 @@ static int cmd_quit(void)
 }
 MONITOR_COMMAND_BARE(quit, "end the QEMU run", cmd_quit);
 
+/* Hex like every other number of the monitor (issue 17: `bugcheck 3f` is 0x3F); P1-P4 are
+ * optional and hex too, 1 2 3 4 where not given. */
 static int cmd_bugcheck(int argc, char **argv)
 {
-	uint64_t code;
-	if (argc != 2 || !monitor_parse_number(argv[1], 10, &code))
+	uint64_t code, p[4] = { 1, 2, 3, 4 };
+	if (argc < 2 || argc > 6 || !monitor_parse_hex(argv[1], &code))
 		return -1;
+	for (int i = 2; i < argc; i++)
+		if (!monitor_parse_hex(argv[i], &p[i - 2]))
+			return -1;
 	if (code > UINT32_MAX) {
 		kprintf("'%s' is refused: a bug-check code has 32 bits\n", argv[1]);
 		return -1;
 	}
-	KeBugCheckEx((ULONG)code, 1, 2, 3, 4);
+	KeBugCheckEx((ULONG)code, p[0], p[1], p[2], p[3]);
 }
-MONITOR_COMMAND(bugcheck, "bugcheck CODE", "stop the machine with a bug check (to see the STOP screen)",
-		cmd_bugcheck);
+MONITOR_COMMAND(bugcheck, "bugcheck CODE [P1 [P2 [P3 [P4]]]]",
+		"stop the machine with a bug check, all hex (to see the STOP screen)", cmd_bugcheck);
