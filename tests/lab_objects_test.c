@@ -160,6 +160,14 @@ static void map_into_a_live_process_and_write_through_it(struct ktest *t)
 	EXPECT_EQ(t, ((volatile uint8_t *)buf)[0x10], 0);
 	RUN_OK(t, "dq r 2");
 	EXPECT_TRUE(t, says(" 5a5a5a5a12345678"));
+	/* Physical: the MDL's frame, written by address, read through the process's mapping. */
+	char line[64];
+	uint64_t pa = (uint64_t)MmGetMdlPfnArray(mdl_of("m"))[0] << PAGE_SHIFT;
+	ksnprintf(line, sizeof line, "eq -p %lx 0x600dcafe", pa + 0x20);
+	RUN_OK(t, line);
+	RUN_OK(t, "dq r+20 1");
+	EXPECT_TRUE(t, says(" 00000000600dcafe"));
+	EXPECT_EQ(t, ((volatile uint64_t *)buf)[4], 0x600dcafe);
 
 	EXPECT_EQ(t, run("unlock m"), 1); /* still mapped into p: 0x2005 */
 	EXPECT_TRUE(t, says("0x2005"));
@@ -197,6 +205,9 @@ static void order_errors_get_a_message_and_change_nothing(struct ktest *t)
 		{ "protect m readonly", "STATUS_NOT_MAPPED_VIEW" },
 		{ "db 1000", "user address" },
 		{ "db -p 0xfee00000", "not RAM" },
+		/* Writes reach pool and MDL frames only: never the kernel's own (its text here). */
+		{ "eb -p 0 1", "not pool or an MDL's" },
+		{ "eq ffffffff80000000 0", "read-only" },
 	};
 	RUN_OK(t, "alloc pool buf 2000");
 	RUN_OK(t, "build m buf");

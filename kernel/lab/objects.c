@@ -18,7 +18,8 @@
  *                                   so the process waits, alive, with its own address space
  *   objects                         what is alive
  *   db|dd|dq [-p] WHERE [COUNT]     bytes, dwords, qwords at a kernel address, an object
- *   eb|eq [-p] WHERE VALUE...       (NAME or NAME+OFF, hex), or with -p a physical address
+ *   eb|eq [-p] WHERE VALUE...       (NAME or NAME+OFF, hex), or with -p a physical address;
+ *                                   writes only into pool and MDL frames
  *
  * Every access of db/eb goes through the translation the real page tables hold (pt_query in
  * the object's address space), to RAM only, by the frame's direct-map alias: never a fault,
@@ -903,6 +904,17 @@ static uint64_t reach(const struct place *pl, uint64_t at, bool write)
 	}
 	if (!pfn_is_ram(pa >> PAGE_SHIFT)) {
 		mon_printf(out, "0x%lx: not RAM (device memory is never touched here)\n", pa);
+		return 0;
+	}
+	/* A write reaches only what a driver may write: pool and MDL frames.  A page table, the
+	 * kernel, a stack or a free frame (the zeroed list promises zeros) is refused. */
+	const struct pfn_entry *e = pfn_entry(pa >> PAGE_SHIFT);
+	if (write && !(e && e->state == PFN_ACTIVE &&
+		       (e->owner_kind == PFN_OWNER_POOL || e->owner_kind == PFN_OWNER_MDL))) {
+		mon_printf(out, "pa 0x%lx: frame 0x%lx is %s%s%s, not pool or an MDL's: the lab writes only those\n", pa,
+			   pa >> PAGE_SHIFT, e ? pfn_state_name((enum pfn_state)e->state) : "unknown",
+			   e && e->state == PFN_ACTIVE ? ", owner " : "",
+			   e && e->state == PFN_ACTIVE ? pfn_owner_name((enum pfn_owner)e->owner_kind) : "");
 		return 0;
 	}
 	return (uint64_t)phys_to_virt(pa);
