@@ -523,6 +523,37 @@ class ResultsForMachines(unittest.TestCase):
                          "no PAT")
 
 
+class RunArguments(unittest.TestCase):
+    """make run passes CMD and BOOT through the environment: they arrive as typed, $ and
+    backticks included; an empty variable is no --cmd (an interactive run)."""
+
+    def parse(self, env: dict) -> object:
+        d = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, d)
+        esp = d / "esp.img"
+        esp.write_bytes(b"")
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return run.parse_args(["--esp", str(esp), "--cmd-env", "C", "--boot-env", "B"])
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def test_cmd_and_boot_arrive_intact(self):
+        args = self.parse({"C": "eb buf 41; echo $HOME `id` $(x)", "B": "syspte=262144 verifier=1"})
+        self.assertEqual(args.cmd, "eb buf 41; echo $HOME `id` $(x)")
+        self.assertEqual(args.boot, "syspte=262144 verifier=1")
+
+    def test_empty_variables_mean_none(self):
+        args = self.parse({"C": "", "B": " "})
+        self.assertIsNone(args.cmd)
+        self.assertEqual(args.boot, "")
+
+
 class FailedCommands(unittest.TestCase):
     """run.py counts the kernel's "command failed" lines (a scripted run then exits 1), but
     none a user process printed."""
