@@ -290,7 +290,7 @@ static void bugcheck_variant_makes_the_real_call(struct ktest *t)
 static void empty_test_selection_is_an_error(struct ktest *t)
 {
 	EXPECT_EQ(t, ktest_count_selected("nosuch.*"), 0);
-	EXPECT_EQ(t, ktest_count_selected("mm_audit.*"), 0); /* a late suite: not selected by name */
+	EXPECT_TRUE(t, ktest_count_selected("mm_audit.*") > 0); /* a late suite, named: selected */
 	EXPECT_EQ(t, ktest_count_selected("lab_objects.empty_test_selection_is_an_error"), 1);
 	EXPECT_EQ(t, ktest_count_selected("lab_objects.*"), 10);
 	char line[] = "tests nosuch.*";
