@@ -106,12 +106,13 @@ class Outcome:
 
 class _LineResult(unittest.TestResult):
     """A unittest result that keeps Outcomes and prints a harness line for each failure, and
-    for each pass or skip too when `verbose` (make test UNIT_LINES=1)."""
+    for each pass or skip too when `verbose` is set (make test UNIT_LINES=1: main sets it)."""
 
-    def __init__(self, verbose: bool = False) -> None:
+    verbose = False
+
+    def __init__(self) -> None:
         super().__init__()
         self.outcomes: list[Outcome] = []
-        self.verbose = verbose
 
     @staticmethod
     def _name(test: unittest.TestCase) -> str:
@@ -146,7 +147,7 @@ class _LineResult(unittest.TestResult):
         self.outcomes.append(Outcome("unit", self._name(test), Status.SKIP, [reason]))
 
 
-def run_unit_tests(verbose: bool = False) -> list[Outcome]:
+def run_unit_tests() -> list[Outcome]:
     """Run scripts/test_harness.py's tests in this process; one Outcome per test (or one
     failed Outcome if the module cannot be loaded)."""
     say("unit tests of the log parser (scripts/test_harness.py)")
@@ -157,11 +158,8 @@ def run_unit_tests(verbose: bool = False) -> list[Outcome]:
         say("not ok test_harness (cannot load)")
         print("\n".join("    " + l for l in lines))
         return [Outcome("unit", "test_harness", Status.FAIL, ["cannot load"], None, lines[-1:])]
-    result = _LineResult(verbose)
+    result = _LineResult()
     suite.run(result)
-    passed = sum(o.status is Status.PASS for o in result.outcomes)
-    say(f"unit tests: {passed} of {len(result.outcomes)} passed"
-        + ("" if verbose else " (UNIT_LINES=1 lists each)"))
     return result.outcomes
 
 
@@ -880,7 +878,11 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(harness.test_dir, ignore_errors=True)
     harness.test_dir.mkdir(parents=True)
     try:
-        harness.outcomes += run_unit_tests(args.unit_lines)
+        _LineResult.verbose = args.unit_lines
+        units = run_unit_tests()
+        say(f"unit tests: {sum(o.status is Status.PASS for o in units)} of {len(units)} passed"
+            + ("" if args.unit_lines else " (UNIT_LINES=1 lists each)"))
+        harness.outcomes += units
         harness.outcomes += run_layout_checks(Path(__file__).resolve().parent.parent)
         harness.run_main()
         harness.collect_deaths()
