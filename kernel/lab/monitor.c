@@ -239,6 +239,8 @@ static const struct {
 	  { "alloc", "build", "lock", "unlock", "map", "protect", "unmap", "free", "spawn", "objects", "db", "dd",
 	    "dq", "eb", "eq" } },
 	{ "guided walks and benchmarks", { "tour", "mapdump", "bench-syspte", "cachebench" } },
+	/* Names not (yet) registered are skipped: issue 13's driver and run commands. */
+	{ "drivers and user programs", { "driver", "run" } },
 	{ "tests and the run", { "tests", "help", "bugcheck", "reboot", "quit" } },
 };
 
@@ -328,11 +330,15 @@ static int cmd_help(int argc, char **argv)
 	for_each_command(c)
 		width = MAX(width, MIN((int)strlen((*c)->usage), HELP_USAGE_WIDTH));
 	for (unsigned g = 0; g < ARRAY_SIZE(help_groups); g++) {
-		kprintf("%s%s:\n", g ? "\n" : "", help_groups[g].title);
+		bool titled = false;
 		for (unsigned i = 0; i < ARRAY_SIZE(help_groups[g].names) && help_groups[g].names[i]; i++) {
 			const struct monitor_command *c = find_command(help_groups[g].names[i]);
-			if (c)
-				help_line(c, width);
+			if (!c)
+				continue;
+			if (!titled)
+				kprintf("%s%s:\n", g ? "\n" : "", help_groups[g].title);
+			titled = true;
+			help_line(c, width);
 		}
 	}
 	bool other = false;
