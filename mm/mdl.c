@@ -87,6 +87,10 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	/* A user-mode range lies below the probe limit and does not wrap. */
 	if (AccessMode == UserMode && (va + len < va || va + len > MM_USER_PROBE_ADDRESS))
 		seh_raise_access_violation(va + len < va ? va : MM_USER_PROBE_ADDRESS, access);
+	/* Any range that wraps past the top of the address space names no pages.  Pages in the
+	 * canonical hole are refused below: pt_query finds nothing there (mm/RULES.md rule 12). */
+	if (len && va + (len - 1) < va)
+		seh_raise_access_violation(va, access);
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	/* A user buffer is made resident in its process first (mm/mdl_user.c). */
