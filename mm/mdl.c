@@ -323,6 +323,23 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 
 /* ---- partial MDLs ------------------------------------------------------------------- */
 
+/*
+ * The bytes an MDL's storage holds, header and PFN array.  Size is a CSHORT (NT's
+ * MmInitializeMdl truncates 0x30 + 8 x pages to 16 bits), so it wraps for MDLs over 8185
+ * pages, which IoAllocateMdl allows up to 4 GiB - 4 KiB.  An MDL that starts a pool
+ * allocation (IoAllocateMdl's, or a driver's own ExAllocatePool2 of MmSizeOfMdl bytes) has
+ * the allocation's size; any other MDL (a driver's static or stack storage) has Size
+ * (mm/RULES.md rule 11).
+ */
+static uint64_t mdl_capacity(PMDL m)
+{
+	uint64_t size = (USHORT)m->Size;
+	struct pool_info pi;
+	if (pool_query((uint64_t)m, &pi) && pi.base == (uint64_t)m && pi.size > size)
+		return pi.size;
+	return size;
+}
+
 VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULONG Length)
 {
 	uint64_t src = (uint64_t)MmGetMdlVirtualAddress(SourceMdl), end = src + SourceMdl->ByteCount;
@@ -334,8 +351,9 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 	if (!(SourceMdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length);
-	if ((USHORT)TargetMdl->Size < sizeof(MDL) + n * sizeof(PFN_NUMBER))
-		KeBugCheckEx(TARGET_MDL_TOO_SMALL, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, n, (USHORT)TargetMdl->Size);
+	uint64_t need = sizeof(MDL) + (uint64_t)n * sizeof(PFN_NUMBER);
+	if ((USHORT)TargetMdl->Size < need && mdl_capacity(TargetMdl) < need)
+		KeBugCheckEx(TARGET_MDL_TOO_SMALL, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, n, mdl_capacity(TargetMdl));
 	/* Rebuilding a partial MDL that still holds its own mapping would lose it. */
 	if (TargetMdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
 		verifier_violation(VERIFIER_MDL_ALREADY_MAPPED, (ULONG_PTR)TargetMdl, (USHORT)TargetMdl->MdlFlags,
