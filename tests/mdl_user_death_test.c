@@ -12,6 +12,7 @@
 #include "mm/mdl_user.h"
 #include "mm/pool.h"
 #include "mm/uvm.h"
+#include "mm/verifier.h"
 
 #define TAG 0x44556D4Du /* 'MmUD' */
 #define P PAGE_SIZE
@@ -96,6 +97,38 @@ static void tracked_unlock_forgets_its_record(struct ktest *t)
 	MmUnlockPages(released);
 	KeUnstackDetachProcess(&apc);
 	ktest_expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0, 0, (ULONG_PTR)left, 2,
+			  KTEST_P2 | KTEST_P3 | KTEST_P4);
+	PsDestroyProcess(p);
+}
+
+/* Without the verifier, IoFreeMdl of a locked user buffer's MDL leaves the lock charged to the
+ * process (mm/RULES.md rule 17): it surfaces when the process ends, 0x76 (0, process, 2). */
+static void freed_locked_mdl_surfaces_at_process_end(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(false);
+	KeStackAttachProcess(p, &apc);
+	PMDL m = locked_user_buffer();
+	verifier_set_flags(0);
+	IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, 2, 0, KTEST_P_ALL);
+	PsDestroyProcess(p);
+}
+
+/* The same with tracking: 0xCB (call site, 0, the freed MDL's address, 2). */
+static void freed_locked_mdl_surfaces_as_tracked_lock(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(true);
+	KeStackAttachProcess(p, &apc);
+	PMDL m = locked_user_buffer();
+	verifier_set_flags(0);
+	IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0, 0, (ULONG_PTR)m, 2,
 			  KTEST_P2 | KTEST_P3 | KTEST_P4);
 	PsDestroyProcess(p);
 }
@@ -290,6 +323,9 @@ static struct ktest_case mdl_user_death_cases[] = {
 	KTEST_DEATH_CASE_P(process_ends_with_tracked_locked_pages, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS,
 			   KTEST_P2, 0, 0, 0, 0),
 	KTEST_DEATH_CASE_P(tracked_unlock_forgets_its_record, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS,
+			   KTEST_P2, 0, 0, 0, 0),
+	KTEST_DEATH_CASE_P1(freed_locked_mdl_surfaces_at_process_end, PROCESS_HAS_LOCKED_PAGES, 0),
+	KTEST_DEATH_CASE_P(freed_locked_mdl_surfaces_as_tracked_lock, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS,
 			   KTEST_P2, 0, 0, 0, 0),
 	KTEST_DEATH_CASE_P1(user_probe_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
 	KTEST_DEATH_CASE_P1(unlock_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
