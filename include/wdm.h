@@ -60,12 +60,17 @@ typedef struct _MDL {
 	struct _MDL *Next;          /* 0x00 */
 	CSHORT Size;                /* 0x08: sizeof(MDL) + pages * sizeof(PFN_NUMBER) */
 	CSHORT MdlFlags;            /* 0x0A */
+	USHORT MdlabFlags;          /* 0x0C: mdlab's own, MDLAB_MDL_* (NT x64: AllocationProcessorNumber) */
 	struct _EPROCESS *Process;  /* 0x10 */
 	PVOID MappedSystemVa;       /* 0x18 */
 	PVOID StartVa;              /* 0x20: page-aligned */
 	ULONG ByteCount;            /* 0x28 */
 	ULONG ByteOffset;           /* 0x2C */
 } MDL, *PMDL;
+
+/* MdlabFlags: not NT's.  SOURCE_READ_ONLY: MmProbeAndLockPages met a page the buffer's own
+ * mapping does not let its caller write, so every mapping of the MDL is read-only. */
+#define MDLAB_MDL_SOURCE_READ_ONLY 0x0001
 
 #define MDL_MAPPED_TO_SYSTEM_VA 0x0001
 #define MDL_PAGES_LOCKED 0x0002
@@ -153,6 +158,7 @@ typedef struct _IRP IRP, *PIRP;
 		__m->Size = (CSHORT)(sizeof(MDL) +                                              \
 				     sizeof(PFN_NUMBER) * ADDRESS_AND_SIZE_TO_SPAN_PAGES(__va, __len)); \
 		__m->MdlFlags = 0;                                                             \
+		__m->MdlabFlags = 0;                                                           \
 		__m->Process = NULL;                                                           \
 		__m->MappedSystemVa = NULL;                                                    \
 		__m->StartVa = PAGE_ALIGN(__va);                                               \

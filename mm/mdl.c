@@ -105,7 +105,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
-	bool io = false;
+	bool io = false, read_only = false;
 	for (ULONG i = 0; i < n; i++) {
 		uint64_t page = (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE;
 		struct pt_query q;
@@ -119,9 +119,13 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		}
 		pfns[i] = q.pa >> PAGE_SHIFT;
 		io |= !pfn_is_ram(pfns[i]);
+		read_only |= !q.eff.write;
 		pfn_lock_frame(pfns[i]);
 	}
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
+	/* A read lock of memory its caller cannot write gives read-only mappings only
+	 * (mm/RULES.md decision 8). */
+	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
 	mdl_user_note_lock(Mdl, owner);
 	stats.probes++;
 }
@@ -148,6 +152,7 @@ VOID MmUnlockPages(PMDL Mdl)
 	for (ULONG i = 0; i < n; i++)
 		pfn_unlock_frame(pfns[i]);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
+	Mdl->MdlabFlags &= ~MDLAB_MDL_SOURCE_READ_ONLY;
 	stats.unlocks++;
 }
 
@@ -368,6 +373,7 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 	TargetMdl->MdlFlags = (TargetMdl->MdlFlags & (MDL_ALLOCATED_FIXED_SIZE | MDL_ALLOCATED_MUST_SUCCEED)) |
 			      MDL_PARTIAL |
 			      (SourceMdl->MdlFlags & (MDL_IO_SPACE | MDL_WRITE_OPERATION | MDL_SOURCE_IS_NONPAGED_POOL));
+	TargetMdl->MdlabFlags = SourceMdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY;
 	TargetMdl->Process = SourceMdl->Process;
 	TargetMdl->StartVa = PAGE_ALIGN(VirtualAddress);
 	TargetMdl->ByteOffset = BYTE_OFFSET(VirtualAddress);
@@ -474,9 +480,11 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
-	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only. */
+	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
+	 * and so does a source its caller could not write (decision 8). */
 	bool override = false;
-	if (!write_ptes(Mdl, va, n, requested, !(Priority & MdlMappingNoWrite), false, &override)) {
+	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
+	if (!write_ptes(Mdl, va, n, requested, write, false, &override)) {
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	}
@@ -536,7 +544,12 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	switch (NewProtect) {
 	case PAGE_NOACCESS: present = false; break;
 	case PAGE_READONLY: break;
-	case PAGE_READWRITE: write = true; break;
+	case PAGE_READWRITE:
+		/* A mapping of memory its caller could not write stays read-only (decision 8). */
+		if (m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY)
+			return STATUS_INVALID_PAGE_PROTECTION;
+		write = true;
+		break;
 	case PAGE_EXECUTE:
 	case PAGE_EXECUTE_READ: exec = true; break;
 	default:

@@ -338,7 +338,7 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
 	/* A user mapping is never executable (mm/RULES.md user rule U3); NoWrite makes it read-only. */
-	r->write = !(Priority & MdlMappingNoWrite);
+	r->write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY); /* decision 8 */
 }
 
 /* Make the mapping r describes: its record, its VAD_MDL range and its PTEs, then put it on

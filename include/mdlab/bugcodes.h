@@ -21,6 +21,7 @@
 	X(UNEXPECTED_KERNEL_MODE_TRAP, 0x0000007F)                                               \
 	X(NMI_HARDWARE_FAILURE, 0x00000080)                                                      \
 	X(MACHINE_CHECK_EXCEPTION, 0x0000009C)                                                   \
+	X(ATTEMPTED_WRITE_TO_READONLY_MEMORY, 0x000000BE)                                        \
 	X(BAD_POOL_CALLER, 0x000000C2)                                                           \
 	X(DRIVER_VERIFIER_DETECTED_VIOLATION, 0x000000C4)                                        \
 	X(DRIVER_CORRUPTED_EXPOOL, 0x000000C5)                                                   \
