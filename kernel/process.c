@@ -179,7 +179,7 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 			   NULL, NULL) ||
 	    !map_new_pages(p, USER_PARAMS_VA, 1, VAD_PARAMS, false, false, fill_params, &pf)) {
 		uvm_destroy(&p->mm);
-		pt_root_destroy(&p->mm.root);
+		mm_process_destroy(&p->mm);
 		ExFreePoolWithTag(p, PROCESS_TAG);
 		return NULL;
 	}
@@ -261,6 +261,6 @@ void PsDestroyProcess(PEPROCESS p)
 	}
 	uvm_destroy(&p->mm);
 	KeUnstackDetachProcess(&apc);
-	pt_root_destroy(&p->mm.root);
+	mm_process_destroy(&p->mm);
 	ExFreePoolWithTag(p, PROCESS_TAG);
 }

@@ -534,6 +534,31 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	stats.unmaps++;
 }
 
+bool mdl_system_mapping_executable(PMDL m)
+{
+	if (!(m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) || (m->MdlFlags & MDL_SOURCE_IS_NONPAGED_POOL))
+		return false;
+	uint64_t va = ALIGN_DOWN((uint64_t)m->MappedSystemVa, PAGE_SIZE);
+	for (ULONG i = 0, n = mdl_page_count(m); i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &q);
+		if (q.present && q.eff.exec)
+			return true;
+	}
+	return false;
+}
+
+/* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write through an
+ * MDL user mapping becomes executable in ring 0. */
+static bool frames_user_writable(PMDL m)
+{
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	for (ULONG i = 0, n = mdl_page_count(m); i < n; i++)
+		if (mdl_user_frame_writable(pfns[i]))
+			return true;
+	return false;
+}
+
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 {
 	PMDL m = MemoryDescriptorList;
@@ -551,7 +576,11 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 		write = true;
 		break;
 	case PAGE_EXECUTE:
-	case PAGE_EXECUTE_READ: exec = true; break;
+	case PAGE_EXECUTE_READ:
+		if (frames_user_writable(m))
+			return STATUS_INVALID_PAGE_PROTECTION;
+		exec = true;
+		break;
 	default:
 		/* PAGE_EXECUTE_READWRITE is refused (mm/RULES.md decision 3: W^X), like every modifier. */
 		return STATUS_INVALID_PAGE_PROTECTION;
