@@ -1,7 +1,8 @@
 /*
  * The MDL routines, kernel side (include/wdm.h; their rules, with Microsoft's values and this
  * project's decisions, are mm/RULES.md's).  Mappings live in the system-PTE space; every one is no-execute (mm/RULES.md decision 3),
- * read-only with MdlMappingNoWrite, and carries each frame's one memory type (mm/RULES.md decision 1).
+ * read-only with MdlMappingNoWrite or when the MDL was locked over memory its caller could not
+ * write (mm/RULES.md decision 8), and carries each frame's one memory type (mm/RULES.md decision 1).
  */
 #include "mm/mdl.h"
 #include "mm/mdl_user.h"

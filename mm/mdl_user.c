@@ -15,7 +15,9 @@
  *
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
- * executable, read-only with MdlMappingNoWrite and otherwise writable, and each frame keeps
+ * executable, read-only with MdlMappingNoWrite or over memory its caller could not write
+ * (mm/RULES.md decision 8) and otherwise writable — never writable while the MDL's system
+ * mapping is executable (decision 3) — and each frame keeps
  * its one memory type — the kernel side's rule (memtype_for_mapping): pool and locked RAM stay
  * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
  * CacheType for good.  The result keeps the MDL's byte offset.  RequestedAddress

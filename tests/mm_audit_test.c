@@ -36,14 +36,14 @@ static void pfn_memtypes_match_the_tables(struct ktest *t)
 	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
 }
 
-static void no_frame_writable_and_executable_through_two_mappings(struct ktest *t)
+static void no_frame_breaks_wx_across_mappings_and_privilege_levels(struct ktest *t)
 {
 	EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
 }
 
 static struct ktest_case mm_audit_cases[] = {
 	KTEST_CASE(no_writable_executable_or_user_kernel_pages),
-	KTEST_CASE(no_frame_writable_and_executable_through_two_mappings),
+	KTEST_CASE(no_frame_breaks_wx_across_mappings_and_privilege_levels),
 	KTEST_CASE(no_frame_with_two_memory_types),
 	KTEST_CASE(pfn_memtypes_match_the_tables),
 	{ 0 }
