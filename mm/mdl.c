@@ -392,6 +392,24 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 
 /* ---- mapping ------------------------------------------------------------------------ */
 
+/* Pages of system mappings that MmProtectMdlSystemAddress made executable and that still
+ * are: while it is 0 (nearly always) no frame is executable in ring 0 through an MDL mapping,
+ * and the checks below cost nothing. */
+static uint64_t exec_system_pages;
+
+/* The executable pages among the n present PTEs at page-aligned va (the kernel's tables). */
+static ULONG count_executable(uint64_t va, ULONG n)
+{
+	ULONG k = 0;
+	for (ULONG i = 0; i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &q);
+		k += q.present && q.eff.exec;
+	}
+	return k;
+}
+
+
 /* Every frame of a mapped MDL must be pinned (pfn_frame_is_pinned): locked, pool, an MDL's
  * own allocation, kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE. */
 static inline void check_frame(PMDL m, ULONG i)
@@ -529,24 +547,38 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 		verifier_violation(VERIFIER_MDL_UNMAP_PARENT_MAPPING, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
 	if (BaseAddress != Mdl->MappedSystemVa)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, base, n, (ULONG_PTR)Mdl->MappedSystemVa);
+	if (exec_system_pages)
+		exec_system_pages -= count_executable(ALIGN_DOWN(base, PAGE_SIZE), n);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;
 	stats.unmaps++;
 }
 
-bool mdl_system_mapping_executable(PMDL m)
+struct exec_frames_ctx {
+	const PFN_NUMBER *pfns;
+	ULONG n;
+	bool found;
+};
+
+static void find_executable_frame(const struct pt_leaf *l, void *arg)
 {
-	if (!(m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) || (m->MdlFlags & MDL_SOURCE_IS_NONPAGED_POOL))
+	struct exec_frames_ctx *c = arg;
+	if (c->found || !l->eff.exec)
+		return;
+	for (ULONG i = 0; i < c->n; i++)
+		if (c->pfns[i] << PAGE_SHIFT >= l->pa && (c->pfns[i] << PAGE_SHIFT) - l->pa < l->size)
+			c->found = true;
+}
+
+bool mdl_frames_executable_in_ring_0(PMDL m)
+{
+	if (!exec_system_pages)
 		return false;
-	uint64_t va = ALIGN_DOWN((uint64_t)m->MappedSystemVa, PAGE_SIZE);
-	for (ULONG i = 0, n = mdl_page_count(m); i < n; i++) {
-		struct pt_query q;
-		pt_query(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &q);
-		if (q.present && q.eff.exec)
-			return true;
-	}
-	return false;
+	/* Any MDL's system mapping, read from the real PTEs of the system-PTE region. */
+	struct exec_frames_ctx c = { .pfns = MmGetMdlPfnArray(m), .n = mdl_page_count(m) };
+	pt_for_each_leaf(&kernel_root, KVA_SYSPTE_BASE, KVA_SYSPTE_END, find_executable_frame, &c);
+	return c.found;
 }
 
 /* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write through an
@@ -590,7 +622,10 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	ULONG n = mdl_page_count(m);
 	/* The PTEs change in place: each keeps its frame and its memory type (an I/O-space
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
+	if (exec_system_pages)
+		exec_system_pages -= count_executable(va, n);
 	pt_reprotect_ptes(va, n, present, write, exec);
+	exec_system_pages += exec ? n : 0;
 	stats.protects++;
 	return STATUS_SUCCESS;
 }

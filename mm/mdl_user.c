@@ -16,8 +16,8 @@
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
  * executable, read-only with MdlMappingNoWrite or over memory its caller could not write
- * (mm/RULES.md decision 8) and otherwise writable — never writable while the MDL's system
- * mapping is executable (decision 3) — and each frame keeps
+ * (mm/RULES.md decision 8) and otherwise writable — never writable while a frame is
+ * executable in ring 0 (decision 3) — and each frame keeps
  * its one memory type — the kernel side's rule (memtype_for_mapping): pool and locked RAM stay
  * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
  * CacheType for good.  The result keeps the MDL's byte offset.  RequestedAddress
@@ -343,7 +343,7 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 	r->write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY); /* decision 8 */
 	/* W^X across privilege levels (mm/RULES.md decision 3): ring 3 may not write what ring
 	 * 0 can execute. */
-	if (r->write && mdl_system_mapping_executable(Mdl))
+	if (r->write && mdl_frames_executable_in_ring_0(Mdl))
 		map_failed(STATUS_INVALID_PAGE_PROTECTION);
 }
 

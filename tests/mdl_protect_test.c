@@ -430,6 +430,45 @@ static void execute_is_refused_while_ring_3_can_write_the_frames(struct ktest *t
 	PsDestroyProcess(p);
 }
 
+/* The reverse order across MDLs: a frame executable in ring 0 through MDL a's system mapping
+ * cannot be mapped writable to ring 3 through another MDL b naming it (built by hand, as a
+ * driver may).  Once a's mapping is read-write again, it can. */
+static void writable_user_mapping_of_a_frame_ring_0_executes_is_refused(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	KeStackAttachProcess(p, &apc);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL a = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+	PMDL b = IoAllocateMdl(NULL, PAGE_SIZE, FALSE, FALSE, NULL);
+	uint8_t *sys = a ? MmGetSystemAddressForMdlSafe(a, NormalPagePriority) : NULL;
+	if (sys && b) {
+		MmGetMdlPfnArray(b)[0] = MmGetMdlPfnArray(a)[0];
+		b->MdlFlags |= MDL_PAGES_LOCKED;
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(a, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		EXPECT_FALSE(t, mmt_rights_of((uint64_t)sys).nx);
+		uint64_t uva = 0;
+		EXPECT_EQ(t, try_map_user(b, NormalPagePriority, &uva), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, mdl_user_mapping_count(b), 0);
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(a, PAGE_READWRITE), STATUS_SUCCESS);
+		EXPECT_EQ(t, try_map_user(b, NormalPagePriority, &uva), STATUS_SUCCESS);
+		if (uva)
+			MmUnmapLockedPages((PVOID)uva, b);
+		b->MdlFlags &= ~MDL_PAGES_LOCKED; /* never really locked */
+	} else {
+		KTEST_FAIL(t, "no MDL or no mapping");
+	}
+	if (b)
+		IoFreeMdl(b);
+	if (a) {
+		MmFreePagesFromMdl(a);
+		ExFreePool(a);
+	}
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
 static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(readonly_makes_writes_fault),
 	KTEST_CASE(readwrite_makes_writes_work),
@@ -437,6 +476,7 @@ static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(execute_read_runs_code_and_refuses_writes),
 	KTEST_CASE(execute_runs_code),
 	KTEST_CASE(execute_is_refused_while_ring_3_can_write_the_frames),
+	KTEST_CASE(writable_user_mapping_of_a_frame_ring_0_executes_is_refused),
 	KTEST_CASE(execute_readwrite_is_refused_and_changes_nothing),
 	KTEST_CASE(bad_values_are_refused_and_change_nothing),
 	KTEST_CASE(mdl_without_system_mapping_is_not_mapped_view),
