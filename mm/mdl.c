@@ -71,7 +71,7 @@ VOID IoFreeMdl(PMDL Mdl)
 	else if ((Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARTIAL))
 		verifier_violation(VERIFIER_MDL_FREE_MAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
 	/* The pages must be unlocked first (IoFreeMdl's page).  The verifier stops here (mdlab's
-	 * code 0x2006); without it, as in NT, the frames stay locked, and a user buffer's lock
+	 * code 0x2007); without it, as in NT, the frames stay locked, and a user buffer's lock
 	 * is still charged to its process, which stops with 0x76 (or 0xCB) when it ends
 	 * (mm/RULES.md rule 17). */
 	if ((Mdl->MdlFlags & MDL_PAGES_LOCKED) && verifier_on(VF_CHECKS))

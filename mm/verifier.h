@@ -61,7 +61,7 @@ enum verifier_code {
 							 * whole zeroed pool pages */
 	VERIFIER_MDL_RELEASE_USER_MAPPED = 0x2005,      /* unlocking or freeing an MDL still mapped to
 							 * a user */
-	VERIFIER_MDL_FREE_LOCKED = 0x2006,              /* IoFreeMdl of an MDL whose pages are locked
+	VERIFIER_MDL_FREE_LOCKED = 0x2007,              /* IoFreeMdl of an MDL whose pages are locked
 							 * (MDL, flags, pages) */
 };
 

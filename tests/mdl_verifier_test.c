@@ -349,11 +349,11 @@ static void verifier_off_unmap_of_an_unmapped_mdl(struct ktest *t)
 	MmUnmapLockedPages(va, m);
 }
 
-/* IoFreeMdl of an MDL whose pages are still locked: mdlab's 0xC4/0x2006 (MDL, flags, pages). */
+/* IoFreeMdl of an MDL whose pages are still locked: mdlab's 0xC4/0x2007 (MDL, flags, pages). */
 static void free_of_a_locked_mdl(struct ktest *t)
 {
 	PMDL m = locked_mdl(t, 3 * PAGE_SIZE, 0x10, 2 * PAGE_SIZE);
-	expect_violation(t, 0x2006, (ULONG_PTR)m, (USHORT)m->MdlFlags, 3); /* 0x10 + 2 pages span 3 */
+	expect_violation(t, 0x2007, (ULONG_PTR)m, (USHORT)m->MdlFlags, 3); /* 0x10 + 2 pages span 3 */
 	IoFreeMdl(m);
 }
 
@@ -408,7 +408,7 @@ static struct ktest_case mdl_verifier_cases[] = {
 	KTEST_CASE(everything_works_at_dispatch_level),
 	/* misuse */
 	KTEST_DEATH_CASE_P1(free_of_a_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB8),
-	KTEST_DEATH_CASE_P1(free_of_a_locked_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2006),
+	KTEST_DEATH_CASE_P1(free_of_a_locked_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2007),
 	KTEST_CASE(verifier_off_free_of_a_locked_mdl_leaves_the_frames_locked),
 	KTEST_DEATH_CASE_P1(unmap_of_an_unmapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB6),
 	KTEST_DEATH_CASE_P1(unmap_at_a_wrong_address, SYSTEM_PTE_MISUSE, 0x03),
