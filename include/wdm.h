@@ -68,9 +68,12 @@ typedef struct _MDL {
 	ULONG ByteOffset;           /* 0x2C */
 } MDL, *PMDL;
 
-/* MdlabFlags: not NT's.  SOURCE_READ_ONLY: MmProbeAndLockPages met a page the buffer's own
+/* MdlabFlags: not NT's (mm/RULES.md, "MDL layout").  SOURCE_READ_ONLY: MmProbeAndLockPages met a page the buffer's own
  * mapping does not let its caller write, so every mapping of the MDL is read-only. */
 #define MDLAB_MDL_SOURCE_READ_ONLY 0x0001
+/* PROBE_LOCKED: MmProbeAndLockPages locked the frames (their lock counts include this MDL's)
+ * and MmUnlockPages has not unlocked them; a driver's own MDL_PAGES_LOCKED does not set it. */
+#define MDLAB_MDL_PROBE_LOCKED 0x0002
 
 #define MDL_MAPPED_TO_SYSTEM_VA 0x0001
 #define MDL_PAGES_LOCKED 0x0002

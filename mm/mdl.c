@@ -70,11 +70,12 @@ VOID IoFreeMdl(PMDL Mdl)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	else if ((Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARTIAL))
 		verifier_violation(VERIFIER_MDL_FREE_MAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
-	/* The pages must be unlocked first (IoFreeMdl's page).  The verifier stops here (mdlab's
-	 * code 0x2007); without it, as in NT, the frames stay locked, and a user buffer's lock
-	 * is still charged to its process, which stops with 0x76 (or 0xCB) when it ends
-	 * (mm/RULES.md rule 17). */
-	if ((Mdl->MdlFlags & MDL_PAGES_LOCKED) && verifier_on(VF_CHECKS))
+	/* Pages MmProbeAndLockPages locked must be unlocked first (IoFreeMdl's page).  The
+	 * verifier stops here (mdlab's code 0x2007); without it, as in NT, the frames stay
+	 * locked, and a user buffer's lock is still charged to its process, which stops with
+	 * 0x76 (or 0xCB) when it ends (mm/RULES.md rule 17).  A driver's own MDL_PAGES_LOCKED
+	 * holds no lock count and is not checked. */
+	if ((Mdl->MdlabFlags & MDLAB_MDL_PROBE_LOCKED) && verifier_on(VF_CHECKS))
 		verifier_violation(VERIFIER_MDL_FREE_LOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, mdl_page_count(Mdl));
 	ExFreePoolWithTag(Mdl, MDL_TAG);
 }
@@ -126,7 +127,8 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* A read lock of memory its caller cannot write gives read-only mappings only
 	 * (mm/RULES.md decision 8). */
-	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
+	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
+			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
 	mdl_user_note_lock(Mdl, owner);
 	stats.probes++;
 }
@@ -153,7 +155,7 @@ VOID MmUnlockPages(PMDL Mdl)
 	for (ULONG i = 0; i < n; i++)
 		pfn_unlock_frame(pfns[i]);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
-	Mdl->MdlabFlags &= ~MDLAB_MDL_SOURCE_READ_ONLY;
+	Mdl->MdlabFlags &= ~(MDLAB_MDL_SOURCE_READ_ONLY | MDLAB_MDL_PROBE_LOCKED);
 	stats.unlocks++;
 }
 

@@ -387,6 +387,28 @@ static void verifier_off_free_of_a_locked_mdl_leaves_the_frames_locked(struct kt
 	ExFreePoolWithTag(buf, TAG);
 }
 
+/* An MDL a driver filled by hand and marked MDL_PAGES_LOCKED holds no lock count: IoFreeMdl
+ * frees it, verifier on, without a stop; a probe-locked one unlocked first, too. */
+static void free_of_a_hand_made_or_unlocked_mdl_is_fine(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	EXPECT_TRUE(t, m->MdlabFlags & MDLAB_MDL_PROBE_LOCKED);
+	PMDL hand = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, hand != NULL);
+	MmGetMdlPfnArray(hand)[0] = MmGetMdlPfnArray(m)[0];
+	hand->MdlFlags |= MDL_PAGES_LOCKED;
+	EXPECT_FALSE(t, hand->MdlabFlags & MDLAB_MDL_PROBE_LOCKED);
+	IoFreeMdl(hand);
+	MmUnlockPages(m);
+	EXPECT_FALSE(t, m->MdlabFlags & MDLAB_MDL_PROBE_LOCKED);
+	IoFreeMdl(m);
+	ExFreePoolWithTag(buf, TAG);
+}
+
 static struct ktest_case mdl_verifier_cases[] = {
 	/* IRQL */
 	KTEST_DEATH_CASE_P1(probe_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
@@ -410,6 +432,7 @@ static struct ktest_case mdl_verifier_cases[] = {
 	KTEST_DEATH_CASE_P1(free_of_a_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB8),
 	KTEST_DEATH_CASE_P1(free_of_a_locked_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2007),
 	KTEST_CASE(verifier_off_free_of_a_locked_mdl_leaves_the_frames_locked),
+	KTEST_CASE(free_of_a_hand_made_or_unlocked_mdl_is_fine),
 	KTEST_DEATH_CASE_P1(unmap_of_an_unmapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB6),
 	KTEST_DEATH_CASE_P1(unmap_at_a_wrong_address, SYSTEM_PTE_MISUSE, 0x03),
 	KTEST_DEATH_CASE_P1(nonpaged_mdl_over_paged_pool, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7F),
