@@ -381,11 +381,40 @@ static void in_direct_read_only_output_stops_the_driver_write(struct ktest *t)
 	KTEST_FAIL(t, "the driver's write through a read-only mapping did not stop the machine");
 }
 
+/* The same through a NoWrite view of kernel pool: a driver mapped a zeroed pool page into the
+ * process with MdlMappingNoWrite; the process hands that view to METHOD_IN_DIRECT as its
+ * output.  The driver's write stops with 0xBE instead of changing the pool page. */
+static void in_direct_output_in_a_no_write_pool_view_stops_the_driver_write(struct ktest *t)
+{
+	const uint64_t view = scratch_uva(PAGE_SIZE, 0);
+	struct agent_script s;
+	agent_begin(&s);
+	app_prologue(&s);
+	agent_ioctl(&s, IOCTL_SIOCTL_METHOD_IN_DIRECT, app_buf, 16, view + 0x20, 16);
+	PEPROCESS p = agent_create(&s, 0);
+	ASSERT_TRUE(t, p != NULL);
+	void *pool = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, 0x56574E53u /* 'SNWV' */);
+	PMDL m = pool ? IoAllocateMdl(pool, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	ASSERT_TRUE(t, m != NULL);
+	MmBuildMdlForNonPagedPool(m);
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PVOID got = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)view, FALSE,
+						 NormalPagePriority | MdlMappingNoWrite);
+	KeUnstackDetachProcess(&apc);
+	ASSERT_TRUE(t, got == (PVOID)view);
+	sioctl_expect_0xbe = t;
+	PsRunProcess(p);
+	KTEST_FAIL(t, "the driver's write through a read-only mapping did not stop the machine");
+}
+
 static struct ktest_case io_sample_cases[] = {
 	KTEST_CASE(each_method_round_trips_from_ring_3),
 	KTEST_CASE(bad_buffers_are_access_violations_with_nothing_leaked),
 	KTEST_CASE(empty_buffers_are_invalid_parameters),
 	KTEST_DEATH_CASE(in_direct_read_only_output_stops_the_driver_write, ATTEMPTED_WRITE_TO_READONLY_MEMORY),
+	KTEST_DEATH_CASE(in_direct_output_in_a_no_write_pool_view_stops_the_driver_write,
+			 ATTEMPTED_WRITE_TO_READONLY_MEMORY),
 	{ 0 }
 };
 KTEST_SUITE(io_sample, io_sample_cases, .init = io_sample_init, .exit = io_sample_exit);
