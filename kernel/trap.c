@@ -252,7 +252,7 @@ void trap_dispatch(struct trap_frame *f)
 	if (!seh_top()) {
 		/* A kernel write to a present read-only page of the kernel half that no __try
 		 * handles: NT's ATTEMPTED_WRITE_TO_READONLY_MEMORY, (address written, its PTE,
-		 * reserved, reserved) as the bug-check page gives them (mm/RULES.md decision 8). */
+		 * reserved, reserved) as the bug-check page gives them (mm/RULES.md decision 9). */
 		if (f->vector == VEC_PAGE_FAULT && f->cr2 >= USER_VA_END &&
 		    (f->error_code & (PF_P | PF_W | PF_U | PF_RSVD)) == (PF_P | PF_W)) {
 			struct pt_query q;

@@ -2,7 +2,7 @@
  * The MDL routines, kernel side (include/wdm.h; their rules, with Microsoft's values and this
  * project's decisions, are mm/RULES.md's).  Mappings live in the system-PTE space; every one is no-execute (mm/RULES.md decision 3),
  * read-only with MdlMappingNoWrite or when the MDL was locked over memory its caller could not
- * write (mm/RULES.md decision 8), and carries each frame's one memory type (mm/RULES.md decision 1).
+ * write (mm/RULES.md decision 9), and carries each frame's one memory type (mm/RULES.md decision 1).
  */
 #include "mm/mdl.h"
 #include "mm/mdl_user.h"
@@ -126,7 +126,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	}
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* A read lock of memory its caller cannot write gives read-only mappings only
-	 * (mm/RULES.md decision 8). */
+	 * (mm/RULES.md decision 9). */
 	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
 			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
 	mdl_user_note_lock(Mdl, owner);
@@ -502,7 +502,7 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
-	 * and so does a source its caller could not write (decision 8). */
+	 * and so does a source its caller could not write (decision 9). */
 	bool override = false;
 	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
 	if (!write_ptes(Mdl, va, n, requested, write, false, &override)) {
@@ -605,7 +605,7 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	case PAGE_NOACCESS: present = false; break;
 	case PAGE_READONLY: break;
 	case PAGE_READWRITE:
-		/* A mapping of memory its caller could not write stays read-only (decision 8). */
+		/* A mapping of memory its caller could not write stays read-only (decision 9). */
 		if (m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY)
 			return STATUS_INVALID_PAGE_PROTECTION;
 		write = true;

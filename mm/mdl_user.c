@@ -16,7 +16,7 @@
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
  * executable, read-only with MdlMappingNoWrite or over memory its caller could not write
- * (mm/RULES.md decision 8) and otherwise writable — never writable while a frame is
+ * (mm/RULES.md decision 9) and otherwise writable — never writable while a frame is
  * executable in ring 0 (decision 3) — and each frame keeps
  * its one memory type — the kernel side's rule (memtype_for_mapping): pool and locked RAM stay
  * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
@@ -340,7 +340,7 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
 	/* A user mapping is never executable (mm/RULES.md user rule U3); NoWrite makes it read-only. */
-	r->write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY); /* decision 8 */
+	r->write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY); /* decision 9 */
 	/* W^X across privilege levels (mm/RULES.md decision 3): ring 3 may not write what ring
 	 * 0 can execute. */
 	if (r->write && mdl_frames_executable_in_ring_0(Mdl))

@@ -368,7 +368,7 @@ static void empty_buffers_are_invalid_parameters(struct ktest *t)
 
 /* METHOD_IN_DIRECT with a read-only output buffer (the process's read-only parameter page):
  * the I/O manager's read probe accepts it, but the system mapping is read-only (mm/RULES.md
- * decision 8), and the driver's write through it is 0xBE (address, PTE, 0, 0), not a change
+ * decision 9), and the driver's write through it is 0xBE (address, PTE, 0, 0), not a change
  * of memory the process could not write. */
 static void in_direct_read_only_output_stops_the_driver_write(struct ktest *t)
 {

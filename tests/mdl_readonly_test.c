@@ -1,5 +1,5 @@
 /*
- * Mappings of memory its caller could not write (mm/RULES.md decision 8): an MDL locked for
+ * Mappings of memory its caller could not write (mm/RULES.md decision 9): an MDL locked for
  * read over a page that its own mapping does not let the caller write (kernel .rodata, a
  * NoWrite view, a read-only user page) gets read-only mappings only, kernel and user, and
  * MmProtectMdlSystemAddress cannot make them writable.  A read lock of writable memory keeps
