@@ -37,7 +37,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes 
         -Wpointer-arith -Wno-multichar
 KCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
-        -fno-stack-protector -fno-pic -fno-pie -fno-common -fno-strict-aliasing \
+        -fno-stack-protector -fno-pic -fno-pie -fno-common -fno-strict-aliasing -fshort-wchar \
         -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -mno-mmx -mno-sse -mno-sse2 \
         -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -fno-optimize-sibling-calls \
         -Iinclude -I. -MMD -MP
@@ -52,7 +52,7 @@ USER_ELF   := $(patsubst %,$(BUILD)/user/%.elf,$(USER_PROGS))
 USER_LIB   := $(BUILD)/user/lib.c.o $(BUILD)/user/entry.asm.o
 UCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
-        -fno-stack-protector -fno-pic -fno-pie -mgeneral-regs-only -fno-omit-frame-pointer \
+        -fno-stack-protector -fno-pic -fno-pie -mgeneral-regs-only -fno-omit-frame-pointer -fshort-wchar \
         -Iinclude -I. -MMD -MP
 
 $(BUILD)/user/%.c.o: user/%.c Makefile
