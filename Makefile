@@ -32,6 +32,11 @@ KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
 EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))
 KERNEL_OBJ  := $(patsubst %,$(BUILD)/%.o,$(KERNEL_C) $(KERNEL_ASM))
+# WDK-style drivers (drivers/NAME.c): built with the kernel's flags, each DriverEntry renamed
+# and registered under NAME by kernel/io/driver.h, so the source stays the WDK's.
+DRIVER_C    := $(sort $(wildcard drivers/*.c))
+DRIVER_OBJ  := $(patsubst %,$(BUILD)/%.o,$(DRIVER_C))
+KERNEL_OBJ  += $(DRIVER_OBJ)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
         -Wpointer-arith -Wno-multichar
@@ -46,14 +51,19 @@ KLDFLAGS := -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack \
 NASMFLAGS := -f elf64 -g -F dwarf -i $(BUILD)/user/ -MD
 
 # ---------------------------------------------------------------- user programs
-# Static ELF programs for ring 3, embedded in the kernel by kernel/userbin.asm.
+# Static ELF programs for ring 3, embedded in the kernel by kernel/userbin.asm.  The agent
+# uses the native runtime (user/lib.c); the others are Win32-style programs written against
+# user/include/ (windows.h, stdio.h) and linked with user/win32.c.
 USER_PROGS := agent
+WIN32_PROGS := hello mdlsample
 USER_ELF   := $(patsubst %,$(BUILD)/user/%.elf,$(USER_PROGS))
+WIN32_ELF  := $(patsubst %,$(BUILD)/user/%.elf,$(WIN32_PROGS))
 USER_LIB   := $(BUILD)/user/lib.c.o $(BUILD)/user/entry.asm.o
+WIN32_LIB  := $(BUILD)/user/win32.c.o $(BUILD)/user/lib.c.o $(BUILD)/user/entry.asm.o
 UCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
         -fno-stack-protector -fno-pic -fno-pie -mgeneral-regs-only -fno-omit-frame-pointer -fshort-wchar \
-        -Iinclude -I. -MMD -MP
+        -Iinclude -I. -Iuser/include -MMD -MP
 
 $(BUILD)/user/%.c.o: user/%.c Makefile
 	@mkdir -p $(dir $@)
@@ -72,7 +82,12 @@ $(USER_ELF): $(BUILD)/user/%.elf: $(BUILD)/user/%.c.o $(USER_LIB) user/linker.ld
 	$(Q)$(LD) -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack -T user/linker.ld \
 		-o $@ $< $(USER_LIB)
 
-$(BUILD)/kernel/userbin.asm.o: $(USER_ELF)
+$(WIN32_ELF): $(BUILD)/user/%.elf: $(BUILD)/user/%.c.o $(WIN32_LIB) user/linker.ld
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(LD) -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack -T user/linker.ld \
+		-e win32_start -o $@ $< $(WIN32_LIB)
+
+$(BUILD)/kernel/userbin.asm.o: $(USER_ELF) $(WIN32_ELF)
 
 # ---------------------------------------------------------------- loader (GNU-EFI)
 EFI_INC  := /usr/include/efi
@@ -107,6 +122,11 @@ $(BUILD)/%.asm.o: %.asm Makefile
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  NASM    $<")
 	$(Q)$(NASM) $(NASMFLAGS) $(@:.o=.d) $< -o $@
+
+$(BUILD)/drivers/%.c.o: drivers/%.c Makefile
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(KCFLAGS) -include kernel/io/driver.h -DDriverEntry=$*_DriverEntry -DMDLAB_DRIVER_NAME=$* -c $< -o $@
 
 $(BUILD)/extra/%.o: % Makefile
 	@mkdir -p $(dir $@)
