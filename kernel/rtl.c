@@ -4,6 +4,7 @@
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/rtl.h"
 
 /* RtlCompareMemory page: the count of equal leading bytes. */
 SIZE_T RtlCompareMemory(const VOID *Source1, const VOID *Source2, SIZE_T Length)
@@ -76,6 +77,8 @@ VOID RtlCopyUnicodeString(PUNICODE_STRING DestinationString, PCUNICODE_STRING So
 /* ---- DbgPrint ------------------------------------------------------------------------- */
 
 ULONG dbgprint_filter;
+char dbgprint_last[512];
+ULONG dbgprint_printed, dbgprint_filtered;
 
 /* NT's limit: a DbgPrint message is cut at 512 bytes. */
 #define DBGPRINT_MAX 512
@@ -196,6 +199,8 @@ static ULONG dbg_vprint(const char *fmt, va_list ap)
 {
 	struct out o = { .len = 0 };
 	format(&o, fmt, ap);
+	memcpy(dbgprint_last, o.buf, o.len + 1);
+	dbgprint_printed++;
 	kprintf("%s", o.buf);
 	return STATUS_SUCCESS;
 }
@@ -215,8 +220,10 @@ ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)
 {
 	UNREFERENCED_PARAMETER(ComponentId); /* one filter for every component */
 	ULONG mask = Level <= 31 ? 1u << Level : Level & ~DPFLTR_MASK;
-	if (!(mask & (1u | dbgprint_filter)))
+	if (!(mask & (1u | dbgprint_filter))) {
+		dbgprint_filtered++;
 		return STATUS_SUCCESS;
+	}
 	va_list ap;
 	va_start(ap, Format);
 	ULONG r = dbg_vprint(Format, ap);
@@ -225,7 +232,10 @@ ULONG DbgPrintEx(ULONG ComponentId, ULONG Level, PCSTR Format, ...)
 }
 
 /* A real INT3: #BP is STATUS_BREAKPOINT to the exception dispatcher (kernel/trap.c). */
-VOID DbgBreakPoint(VOID) { __asm__ volatile("int3"); }
+__attribute__((noinline)) VOID DbgBreakPoint(VOID)
+{
+	__asm__ volatile(".globl dbg_break_instruction\ndbg_break_instruction: int3");
+}
 
 VOID RtlAssert(PVOID VoidFailedAssertion, PVOID VoidFileName, ULONG LineNumber, PCHAR MutableMessage)
 {

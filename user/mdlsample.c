@@ -4,6 +4,7 @@
  *
  *   mdlsample            every step once; exit status 0 when each gave what it should
  *   mdlsample bad        hand METHOD_NEITHER a kernel address: the driver's probe refuses it
+ *   mdlsample hold       open the device and exit without closing it (teardown closes it)
  */
 #include <windows.h>
 #include <winioctl.h>
@@ -32,6 +33,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (argc > 1 && !strcmp(argv[1], "hold")) {
+		printf("holding a handle to %s until the process is torn down\n", MDLSAMPLE_WIN32_NAME);
+		return 0;
+	}
 	if (argc > 1 && !strcmp(argv[1], "bad")) {
 		BOOL r = DeviceIoControl(h, IOCTL_MDLSAMPLE_NEITHER, (LPVOID)0xFFFF800000001000ull, 8, out, 8, &bytes,
 					 NULL);

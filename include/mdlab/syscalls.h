@@ -57,6 +57,7 @@ enum agent_op {
 	AGENT_PROTECT,    /* a = base, b = size, c = protect; reports status, old protection */
 	AGENT_UNMAP_VIEW, /* a = base; reports status */
 	AGENT_OPEN,       /* a = device name (up to 8 characters packed little-endian); reports status */
-	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status */
+	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status,
+	                   * and the bytes returned (IoStatus.Information) when not 0 */
 	AGENT_REPORT,     /* a = key, b = value: report them as they are */
 };
