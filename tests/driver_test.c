@@ -6,6 +6,8 @@
  */
 #include "kernel/ktest.h"
 #include "include/wdm.h"
+#include "drivers/mdlsample_ioctl.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/io/driver.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
@@ -148,7 +150,64 @@ static void command_line_packing(struct ktest *t)
 	EXPECT_TRUE(t, userprog_find("hello") && userprog_find("mdlsample") && !userprog_find("nope"));
 }
 
+static void a_failing_driver_entry_leaves_nothing(struct ktest *t)
+{
+	/* The accounting after the case proves the device and the driver object went. */
+	EXPECT_EQ(t, io_load_driver("failentry"), STATUS_INSUFFICIENT_RESOURCES);
+	EXPECT_TRUE(t, io_loaded_driver("failentry") == NULL);
+	/* Its device's name is free again. */
+	EXPECT_EQ(t, io_load_driver("failentry"), STATUS_INSUFFICIENT_RESOURCES);
+}
+
+/* Kernel callers reach the same driver with IoBuildDeviceIoControlRequest: KernelMode, so the
+ * driver does not probe METHOD_NEITHER pointers. */
+static void kernel_requests_to_the_sample(struct ktest *t)
+{
+	ASSERT_EQ(t, io_load_driver("mdlsample"), STATUS_SUCCESS);
+	PDEVICE_OBJECT dev = io_loaded_driver("mdlsample")->DeviceObject;
+	char buf[16] = "kernel caller", rev[16] = { 0 };
+	KEVENT event;
+	IO_STATUS_BLOCK iosb;
+	KeInitializeEvent(&event, NotificationEvent, FALSE);
+	PIRP irp = IoBuildDeviceIoControlRequest(IOCTL_MDLSAMPLE_BUFFERED, dev, buf, 6, buf, sizeof buf, FALSE,
+						 &event, &iosb);
+	ASSERT_TRUE(t, irp != NULL);
+	NTSTATUS st = IoCallDriver(dev, irp);
+	if (st == STATUS_PENDING) {
+		KeWaitForSingleObject(&event, Executive, KernelMode, FALSE, NULL);
+		st = iosb.Status;
+	}
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, iosb.Information, 6);
+	EXPECT_EQ(t, memcmp(buf, "KERNEL caller", 13), 0);
+	KeClearEvent(&event);
+	irp = IoBuildDeviceIoControlRequest(IOCTL_MDLSAMPLE_NEITHER, dev, buf, 6, rev, 6, FALSE, &event, &iosb);
+	ASSERT_TRUE(t, irp != NULL);
+	EXPECT_EQ(t, IoCallDriver(dev, irp), STATUS_SUCCESS);
+	EXPECT_EQ(t, iosb.Information, 6);
+	EXPECT_EQ(t, memcmp(rev, "LENREK", 6), 0);
+	EXPECT_EQ(t, io_unload_driver("mdlsample"), STATUS_SUCCESS);
+}
+
+static void monitor_commands_load_run_and_unload(struct ktest *t)
+{
+	char load[] = "driver load mdlsample", run_line[] = "run mdlsample", unload[] = "driver unload mdlsample";
+	char list[] = "driver list", bad[] = "driver load", nothing[] = "run", unknown[] = "run nosuch";
+	EXPECT_EQ(t, monitor_execute(load), 0);
+	EXPECT_TRUE(t, io_loaded_driver("mdlsample") != NULL);
+	EXPECT_EQ(t, monitor_execute(list), 0);
+	EXPECT_EQ(t, monitor_execute(run_line), 0);
+	EXPECT_EQ(t, monitor_execute(unload), 0);
+	EXPECT_TRUE(t, io_loaded_driver("mdlsample") == NULL);
+	EXPECT_EQ(t, monitor_execute(bad), -1);
+	EXPECT_EQ(t, monitor_execute(nothing), -1);
+	EXPECT_EQ(t, monitor_execute(unknown), 0);
+}
+
 static struct ktest_case driver_cases[] = {
+	KTEST_CASE(a_failing_driver_entry_leaves_nothing),
+	KTEST_CASE(kernel_requests_to_the_sample),
+	KTEST_CASE(monitor_commands_load_run_and_unload),
 	KTEST_CASE(load_by_name_calls_driver_entry_and_unload_undoes_it),
 	KTEST_CASE(load_of_bad_names),
 	KTEST_CASE(the_application_drives_every_request),

@@ -11,6 +11,7 @@
 #include "tests/lib/scratch.h"
 #include <wdm.h>
 #include "kernel/faultcap.h"
+#include "kernel/io/io.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "kernel/rtl.h"
@@ -402,7 +403,85 @@ static void device_names_and_symbolic_links(struct ktest *t)
 	EXPECT_TRUE(t, wdmt_driver.DeviceObject == NULL);
 }
 
+/* ---- opens: the top of the stack, and the devices that cannot be opened -------------- */
+
+static PDEVICE_OBJECT filter_lower;
+static int filter_calls;
+static UCHAR filter_majors[8];
+
+static NTSTATUS WdmtFilter(PDEVICE_OBJECT DeviceObject, PIRP Irp)
+{
+	UNREFERENCED_PARAMETER(DeviceObject);
+	if (filter_calls < 8)
+		filter_majors[filter_calls] = IoGetCurrentIrpStackLocation(Irp)->MajorFunction;
+	filter_calls++;
+	IoSkipCurrentIrpStackLocation(Irp);
+	return IoCallDriver(filter_lower, Irp);
+}
+
+static DRIVER_OBJECT filter_driver = { .Type = IO_TYPE_DRIVER, .Size = sizeof(DRIVER_OBJECT) };
+
+static void user_requests_go_to_the_top_of_the_stack(struct ktest *t)
+{
+	PDEVICE_OBJECT upper = NULL;
+	for (int mj = 0; mj <= IRP_MJ_MAXIMUM_FUNCTION; mj++)
+		filter_driver.MajorFunction[mj] = WdmtFilter;
+	ASSERT_EQ(t, IoCreateDeviceLite("WDMS", WdmtDispatch, NULL, &filter_lower), STATUS_SUCCESS);
+	ASSERT_EQ(t, IoCreateDevice(&filter_driver, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &upper), STATUS_SUCCESS);
+	upper->Flags &= ~DO_DEVICE_INITIALIZING;
+	EXPECT_TRUE(t, IoAttachDeviceToDeviceStack(upper, filter_lower) == filter_lower);
+	filter_calls = wdmt_calls = 0;
+	struct agent_script s;
+	agent_begin(&s);
+	uint32_t open = agent_open(&s, "WDMS");
+	uint32_t call = agent_ioctl(&s, CTL_CODE(FILE_DEVICE_UNKNOWN, 2, METHOD_NEITHER, FILE_ANY_ACCESS), 0, 0, 0, 0);
+	PEPROCESS p = agent_run_clean(t, &s);
+	if (p) {
+		EXPECT_EQ(t, agent_result(t, p, open, 0), 0);
+		EXPECT_EQ(t, agent_result(t, p, call, 0), 0);
+		PsDestroyProcess(p); /* cleanup and close, through the filter too */
+	}
+	IoDetachDevice(filter_lower);
+	IoDeleteDevice(upper);
+	IoDeleteDevice(filter_lower);
+	EXPECT_EQ(t, filter_calls, 4);
+	EXPECT_EQ(t, filter_majors[0], IRP_MJ_CREATE);
+	EXPECT_EQ(t, filter_majors[1], IRP_MJ_DEVICE_CONTROL);
+	EXPECT_EQ(t, filter_majors[2], IRP_MJ_CLEANUP);
+	EXPECT_EQ(t, filter_majors[3], IRP_MJ_CLOSE);
+	EXPECT_EQ(t, wdmt_calls, 1); /* the lower driver got the IOCTL the filter passed down */
+}
+
+static void initializing_and_exclusive_devices_refuse_opens(struct ktest *t)
+{
+	PDEVICE_OBJECT d = NULL;
+	ASSERT_EQ(t, IoCreateDeviceLite("WDMX", WdmtDispatch, NULL, &d), STATUS_SUCCESS);
+	d->Flags |= DO_DEVICE_INITIALIZING;
+	struct agent_script s;
+	agent_begin(&s);
+	uint32_t first = agent_open(&s, "WDMX");
+	PEPROCESS p = agent_run_clean(t, &s);
+	if (p) {
+		EXPECT_EQ(t, agent_result(t, p, first, 0), 0xC000000E); /* STATUS_NO_SUCH_DEVICE */
+		PsDestroyProcess(p);
+	}
+	d->Flags = (d->Flags & ~DO_DEVICE_INITIALIZING) | DO_EXCLUSIVE;
+	agent_begin(&s);
+	first = agent_open(&s, "WDMX");
+	uint32_t second = agent_open(&s, "WDMX");
+	p = agent_run_clean(t, &s);
+	if (p) {
+		EXPECT_EQ(t, agent_result(t, p, first, 0), 0);
+		EXPECT_EQ(t, agent_result(t, p, second, 0), 0xC0000022); /* STATUS_ACCESS_DENIED */
+		EXPECT_EQ(t, io_process_handles(p), 1);
+		PsDestroyProcess(p);
+	}
+	IoDeleteDevice(d);
+}
+
 static struct ktest_case wdm_cases[] = {
+	KTEST_CASE(user_requests_go_to_the_top_of_the_stack),
+	KTEST_CASE(initializing_and_exclusive_devices_refuse_opens),
 	KTEST_CASE(memory_routines_do_what_their_pages_say),
 	KTEST_CASE(macros_have_the_wdk_values),
 	KTEST_CASE(unicode_strings),
