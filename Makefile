@@ -63,7 +63,7 @@ WIN32_LIB  := $(BUILD)/user/win32.c.o $(BUILD)/user/lib.c.o $(BUILD)/user/entry.
 UCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
         -fno-stack-protector -fno-pic -fno-pie -mgeneral-regs-only -fno-omit-frame-pointer -fshort-wchar \
-        -Iinclude -I. -Iuser/include -MMD -MP
+        -Iuser/include -Iinclude -I. -MMD -MP
 
 $(BUILD)/user/%.c.o: user/%.c Makefile
 	@mkdir -p $(dir $@)

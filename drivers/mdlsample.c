@@ -8,6 +8,7 @@
  * (mdlsample_ioctl.h).  DriverUnload deletes the link and the device.
  */
 #include <wdm.h>
+#include <string.h>
 #include "mdlsample_ioctl.h"
 
 #define MDLSAMPLE_TAG 'pSdM'
@@ -278,7 +279,7 @@ NTSTATUS MdlSampleDeviceControl(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 			status = STATUS_BUFFER_TOO_SMALL;
 			break;
 		}
-		status = MdlSampleReverse(in, out, inLen, Irp->RequestorMode);
+		status = MdlSampleReverse(in, out, inLen, IoGetRequestorMode(Irp));
 		if (NT_SUCCESS(status))
 			done = inLen;
 		break;

@@ -566,6 +566,8 @@ static inline VOID IoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE Compl
 	if (InvokeOnCancel)
 		next->Control |= SL_INVOKE_ON_CANCEL;
 }
+/* The mode of the request's originator (the IRP's RequestorMode). */
+#define IoGetRequestorMode(Irp) ((KPROCESSOR_MODE)(Irp)->RequestorMode)
 /* The dispatch routine will return STATUS_PENDING and complete the IRP later. */
 static inline VOID IoMarkIrpPending(PIRP Irp)
 {

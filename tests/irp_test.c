@@ -539,6 +539,16 @@ static void dispatch_routine_returns_at_another_irql(struct ktest *t)
 	IoCallDriver(lower, irp);
 }
 
+static void call_driver_above_dispatch_level(struct ktest *t)
+{
+	PIRP irp = IoAllocateIrp(1, FALSE);
+	ktest_expect_stop(t, DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x10, HIGH_LEVEL, 0, 0, KTEST_P_ALL);
+	IoGetNextIrpStackLocation(irp)->MajorFunction = IRP_MJ_READ;
+	KIRQL old;
+	KeRaiseIrql(HIGH_LEVEL, &old);
+	IoCallDriver(lower, irp);
+}
+
 static struct ktest_case irp_cases[] = {
 	KTEST_CASE(allocate_initializes_the_stack_of_locations),
 	KTEST_CASE(initialize_zeroes_a_caller_allocated_irp),
@@ -562,6 +572,7 @@ static struct ktest_case irp_cases[] = {
 	KTEST_DEATH_CASE(call_driver_with_a_bad_device, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(call_driver_with_not_an_irp, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(dispatch_routine_returns_at_another_irql, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
+	KTEST_DEATH_CASE(call_driver_above_dispatch_level, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	{0}
 };
 KTEST_SUITE(irp, irp_cases, .init = irpt_init, .exit = irpt_exit);
