@@ -27,13 +27,11 @@ DRIVER_DISPATCH MdlSampleCreateClose;
 _Dispatch_type_(IRP_MJ_READ) _Dispatch_type_(IRP_MJ_WRITE) DRIVER_DISPATCH MdlSampleReadWrite;
 _Dispatch_type_(IRP_MJ_DEVICE_CONTROL) DRIVER_DISPATCH MdlSampleDeviceControl;
 
-#ifdef ALLOC_PRAGMA
 #pragma alloc_text(INIT, DriverEntry)
 #pragma alloc_text(PAGE, MdlSampleUnload)
 #pragma alloc_text(PAGE, MdlSampleCreateClose)
 #pragma alloc_text(PAGE, MdlSampleReadWrite)
 #pragma alloc_text(PAGE, MdlSampleDeviceControl)
-#endif
 
 _Use_decl_annotations_
 NTSTATUS DriverEntry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)

@@ -282,6 +282,19 @@ static void attach_builds_a_stack_and_the_upper_completion_runs_with_its_device(
 	EXPECT_TRUE(t, lower->AttachedDevice == NULL);
 }
 
+static void delete_of_an_attached_device_unlinks_it(struct ktest *t)
+{
+	PDEVICE_OBJECT extra = NULL;
+	ASSERT_EQ(t, IoCreateDevice(&upper_driver, 0, NULL, FILE_DEVICE_UNKNOWN, 0, FALSE, &extra), STATUS_SUCCESS);
+	ASSERT_TRUE(t, IoAttachDeviceToDeviceStack(extra, lower) == lower);
+	/* Attached on top of the stack, whose top is now extra. */
+	ASSERT_TRUE(t, IoAttachDeviceToDeviceStack(upper, lower) == extra);
+	EXPECT_EQ(t, upper->StackSize, 3);
+	IoDeleteDevice(extra); /* without IoDetachDevice first */
+	EXPECT_TRUE(t, lower->AttachedDevice == NULL);
+	EXPECT_TRUE(t, IoGetAttachedDeviceReference(lower) == lower);
+}
+
 static void skip_gives_the_lower_driver_the_same_location(struct ktest *t)
 {
 	ASSERT_TRUE(t, IoAttachDeviceToDeviceStack(upper, lower) == lower);
@@ -555,6 +568,7 @@ static struct ktest_case irp_cases[] = {
 	KTEST_CASE(call_driver_hands_the_next_location_and_completion_returns_the_irp),
 	KTEST_CASE(completion_routine_conditions_are_honoured),
 	KTEST_CASE(attach_builds_a_stack_and_the_upper_completion_runs_with_its_device),
+	KTEST_CASE(delete_of_an_attached_device_unlinks_it),
 	KTEST_CASE(skip_gives_the_lower_driver_the_same_location),
 	KTEST_CASE(pending_is_seen_by_the_completion_routine_above),
 	KTEST_CASE(more_processing_required_stops_completion),

@@ -274,6 +274,14 @@ VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
 			*pp = DeviceObject->NextDevice;
 			break;
 		}
+	/* A driver detaches before it deletes (IoDetachDevice); one that did not must not leave
+	 * its neighbours pointing at freed memory. */
+	if (d->attached_to && d->attached_to->AttachedDevice == DeviceObject)
+		d->attached_to->AttachedDevice = NULL;
+	if (DeviceObject->AttachedDevice)
+		io_device_of(DeviceObject->AttachedDevice)->attached_to = NULL;
+	d->attached_to = NULL;
+	DeviceObject->AttachedDevice = NULL;
 	d->deleted = true;
 	d->name[0] = 0;
 	if (!DeviceObject->ReferenceCount)
