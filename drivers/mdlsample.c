@@ -192,10 +192,10 @@ static NTSTATUS MdlSampleReverse(PVOID In, PVOID Out, ULONG Length, KPROCESSOR_M
 	if (Length == 0)
 		return STATUS_SUCCESS;
 	if (RequestorMode != KernelMode) {
-		__try {
+		try {
 			ProbeForRead(In, Length, sizeof(UCHAR));
 			ProbeForWrite(Out, Length, sizeof(UCHAR));
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
+		} except (EXCEPTION_EXECUTE_HANDLER) {
 			return GetExceptionCode();
 		}
 	}

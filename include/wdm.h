@@ -717,6 +717,17 @@ VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment);
 #define ALLOC_DATA_PRAGMA 1
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"
 
+/* excpt.h's lowercase spellings of the SEH keywords, which WDK samples use.  For driver
+ * images only (kernel/io/driver.h): the kernel's own code has locals named `leave`. */
+#ifdef MDLAB_DRIVER_NAME
+#define try __try
+#define except __except
+#define leave __leave
+#ifdef __finally
+#define finally __finally
+#endif
+#endif
+
 /* SAL 2 annotations and the older __drv_ ones: for static analysis only, empty. */
 #define _In_
 #define _In_opt_
