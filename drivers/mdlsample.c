@@ -283,13 +283,17 @@ NTSTATUS MdlSampleDeviceControl(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		break;
 	}
 	case IOCTL_MDLSAMPLE_GET_STATS:
-		if (outLen < sizeof(MDLSAMPLE_STATS)) {
+		/* Variable-size data, the NT way: what fits, and STATUS_BUFFER_OVERFLOW (a warning:
+		 * the I/O manager still copies those bytes back) when not all of it does. */
+		if (outLen == 0) {
 			status = STATUS_BUFFER_TOO_SMALL;
 			break;
 		}
 		ext->Stats.DataLength = ext->DataLength;
-		RtlCopyMemory(Irp->AssociatedIrp.SystemBuffer, &ext->Stats, sizeof(MDLSAMPLE_STATS));
-		done = sizeof(MDLSAMPLE_STATS);
+		done = outLen < sizeof(MDLSAMPLE_STATS) ? outLen : sizeof(MDLSAMPLE_STATS);
+		RtlCopyMemory(Irp->AssociatedIrp.SystemBuffer, &ext->Stats, done);
+		if (done < sizeof(MDLSAMPLE_STATS))
+			status = STATUS_BUFFER_OVERFLOW;
 		break;
 	default:
 		status = STATUS_INVALID_DEVICE_REQUEST;

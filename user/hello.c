@@ -15,7 +15,7 @@ static void check(int ok, const char *what)
 		failures++;
 }
 
-int main(int argc, char **argv)
+int __cdecl main(_In_ int argc, _In_reads_(argc) char **argv)
 {
 	printf("hello from ring 3: %d argument%s\n", argc, argc == 1 ? "" : "s");
 	for (int i = 0; i < argc; i++)

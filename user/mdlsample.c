@@ -26,7 +26,7 @@ int main(int argc, char **argv)
 	char in[32] = "hello, mdl sample";
 	char out[64];
 	DWORD bytes = 0;
-	HANDLE h = CreateFileA(MDLSAMPLE_WIN32_NAME, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+	HANDLE h = CreateFile(MDLSAMPLE_WIN32_NAME, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
 			       FILE_ATTRIBUTE_NORMAL, NULL);
 	if (h == INVALID_HANDLE_VALUE) {
 		printf("CreateFile %s failed: error %u\n", MDLSAMPLE_WIN32_NAME, GetLastError());
@@ -96,6 +96,13 @@ int main(int argc, char **argv)
 	check(r && bytes == sizeof stats && stats.Opens == 2 && stats.Closes == 1 && stats.Reads == 3 &&
 		      stats.Writes == 1,
 	      "stats");
+
+	/* Room for two of the six counters: FALSE, ERROR_MORE_DATA, and the 8 bytes that fit. */
+	unsigned int part[3] = { 0, 0, 0xFEEDu };
+	r = DeviceIoControl(h, IOCTL_MDLSAMPLE_GET_STATS, NULL, 0, part, 8, &bytes, NULL);
+	check(!r && GetLastError() == ERROR_MORE_DATA && bytes == 8 && part[0] == 2 && part[1] == 1 &&
+		      part[2] == 0xFEEDu,
+	      "a warning status: FALSE, ERROR_MORE_DATA, the bytes that fit");
 
 	r = DeviceIoControl(h, CTL_CODE(MDLSAMPLE_TYPE, 0x9FF, METHOD_BUFFERED, FILE_ANY_ACCESS), NULL, 0, NULL, 0,
 			    &bytes, NULL);

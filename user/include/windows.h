@@ -22,8 +22,18 @@ typedef char CHAR;
 typedef const char *LPCSTR;
 typedef char *LPSTR;
 
+typedef unsigned char UCHAR, BOOLEAN, *PUCHAR;
+typedef unsigned short USHORT;
+typedef int INT;
+typedef char TCHAR, *LPTSTR;
+typedef const char *LPCTSTR;
+#define TEXT(s) s
+
 #define TRUE 1
 #define FALSE 0
+#define UNREFERENCED_PARAMETER(P) ((void)(P))
+#define __cdecl
+#define _cdecl
 #define WINAPI
 #define CONST const
 #define INVALID_HANDLE_VALUE ((HANDLE)(LONG_PTR)-1)
@@ -88,6 +98,27 @@ typedef struct _OVERLAPPED OVERLAPPED, *LPOVERLAPPED;
 #define ERROR_NO_SYSTEM_RESOURCES 1450
 #define ERROR_HANDLE_EOF 38
 #define ERROR_BUSY 170
+
+/* The SAL annotations Win32 code carries: for static analysis only. */
+#define _In_
+#define _In_opt_
+#define _In_z_
+#define _Out_
+#define _Out_opt_
+#define _Inout_
+#define _Inout_opt_
+#define _In_reads_(...)
+#define _In_reads_bytes_(...)
+#define _Out_writes_(...)
+#define _Out_writes_bytes_(...)
+#define _Out_writes_bytes_opt_(...)
+#define _Success_(...)
+#define _Must_inspect_result_
+#define _Use_decl_annotations_
+#define _Check_return_
+
+/* No UNICODE build: the A routines under their generic names. */
+#define CreateFile CreateFileA
 
 HANDLE WINAPI CreateFileA(LPCSTR lpFileName, DWORD dwDesiredAccess, DWORD dwShareMode,
 			  LPSECURITY_ATTRIBUTES lpSecurityAttributes, DWORD dwCreationDisposition,
