@@ -57,7 +57,7 @@ NASMFLAGS := -f elf64 -g -F dwarf -i $(BUILD)/user/ -MD
 # uses the native runtime (user/lib.c); the others are Win32-style programs written against
 # user/include/ (windows.h, stdio.h) and linked with user/win32.c.
 USER_PROGS := agent
-WIN32_PROGS := hello mdlsample
+WIN32_PROGS := hello mdlsample ioattack
 USER_ELF   := $(patsubst %,$(BUILD)/user/%.elf,$(USER_PROGS))
 WIN32_ELF  := $(patsubst %,$(BUILD)/user/%.elf,$(WIN32_PROGS))
 USER_LIB   := $(BUILD)/user/lib.c.o $(BUILD)/user/entry.asm.o

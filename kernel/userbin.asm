@@ -15,5 +15,6 @@ user_%1_elf_end:
 program agent
 program hello
 program mdlsample
+program ioattack
 
 section .note.GNU-stack noalloc noexec nowrite progbits

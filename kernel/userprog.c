@@ -6,6 +6,7 @@
 PROGRAM(agent)
 PROGRAM(hello)
 PROGRAM(mdlsample)
+PROGRAM(ioattack)
 #undef PROGRAM
 
 /* The agent serves the kernel tests; the others are Win32-style programs (user/win32.c),
@@ -17,6 +18,7 @@ static const struct {
 	{ "agent", user_agent_elf_start, user_agent_elf_end },
 	{ "hello", user_hello_elf_start, user_hello_elf_end },
 	{ "mdlsample", user_mdlsample_elf_start, user_mdlsample_elf_end },
+	{ "ioattack", user_ioattack_elf_start, user_ioattack_elf_end },
 };
 #define NPROGRAMS (sizeof programs / sizeof programs[0])
 

@@ -11,6 +11,7 @@
 #include "kernel/io/driver.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 #include "kernel/process.h"
 #include "kernel/userprog.h"
 
@@ -121,6 +122,26 @@ static void unload_waits_for_no_handle(struct ktest *t)
 	EXPECT_EQ(t, io_unload_driver("mdlsample"), STATUS_SUCCESS);
 }
 
+/* Ring 3 as an attacker: every I/O system call refuses a kernel pointer, a bad handle, a
+ * length past its buffer, and writes nothing into kernel memory. */
+static void the_io_system_calls_refuse_bad_arguments(struct ktest *t)
+{
+	static volatile uint64_t canary[2] = { 0xC0FFEE00C0FFEE00ull, 0xC0FFEE00C0FFEE00ull };
+	char line[64];
+	ksnprintf(line, sizeof line, "ioattack %lx", (uint64_t)&canary[0]);
+	ASSERT_EQ(t, io_load_driver("mdlsample"), STATUS_SUCCESS);
+	PEPROCESS p;
+	NTSTATUS st = run(line, &p);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, st, 0); /* every call failed as it must */
+	EXPECT_FALSE(t, p->fault.happened);
+	EXPECT_EQ(t, io_process_handles(p), 0);
+	PsDestroyProcess(p);
+	EXPECT_EQ(t, canary[0], 0xC0FFEE00C0FFEE00ull);
+	EXPECT_EQ(t, canary[1], 0xC0FFEE00C0FFEE00ull);
+	EXPECT_EQ(t, io_unload_driver("mdlsample"), STATUS_SUCCESS);
+}
+
 static void without_the_driver_the_application_finds_no_device(struct ktest *t)
 {
 	PEPROCESS p;
@@ -213,6 +234,7 @@ static struct ktest_case driver_cases[] = {
 	KTEST_CASE(the_application_drives_every_request),
 	KTEST_CASE(a_kernel_address_for_method_neither_is_refused_by_the_probe),
 	KTEST_CASE(unload_waits_for_no_handle),
+	KTEST_CASE(the_io_system_calls_refuse_bad_arguments),
 	KTEST_CASE(without_the_driver_the_application_finds_no_device),
 	KTEST_CASE(hello_gets_its_arguments_and_the_memory_calls_work),
 	KTEST_CASE(command_line_packing),
