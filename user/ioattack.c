@@ -48,9 +48,14 @@ int main(int argc, char **argv)
 	expect(syscall6(SYS_READ_FILE, hv, (long)buf, 0x7FFFFFFF, (long)&info, 0, 0), STATUS_ACCESS_VIOLATION,
 	       "read of 2 GiB into a 16-byte buffer");
 	expect(info, 0x1111, "no bytes reported for those");
-	/* The request runs, but its byte count may not land in kernel memory. */
+	/* An output that cannot be returned: refused before the request is made. */
+	MDLSAMPLE_STATS before, after;
+	DWORD got;
+	DeviceIoControl(h, IOCTL_MDLSAMPLE_GET_STATS, NULL, 0, &before, sizeof before, &got, NULL);
 	expect(syscall6(SYS_WRITE_FILE, hv, (long)buf, 4, (long)kernel, 0, 0), STATUS_ACCESS_VIOLATION,
 	       "bytes returned to a kernel address (write)");
+	expect(syscall6(SYS_READ_FILE, hv, (long)buf, 4, (long)USER_PARAMS_VA, 0, 0), STATUS_ACCESS_VIOLATION,
+	       "bytes returned to a read-only page (read)");
 	expect(syscall6(SYS_DEVICE_IO_CONTROL, hv, IOCTL_MDLSAMPLE_BUFFERED, (long)buf, (long)buf,
 			(long)(6ull | 16ull << 32), (long)kernel),
 	       STATUS_ACCESS_VIOLATION, "bytes returned to a kernel address (IOCTL)");
@@ -60,6 +65,10 @@ int main(int argc, char **argv)
 	expect(syscall6(SYS_DEVICE_IO_CONTROL, hv, IOCTL_MDLSAMPLE_OUT_DIRECT, 0, (long)kernel,
 			(long)(0ull | 16ull << 32), (long)&info),
 	       STATUS_ACCESS_VIOLATION, "direct output to a kernel address");
+	DeviceIoControl(h, IOCTL_MDLSAMPLE_GET_STATS, NULL, 0, &after, sizeof after, &got, NULL);
+	expect(after.Reads - before.Reads, 0, "the driver saw none of those reads");
+	expect(after.Writes - before.Writes, 0, "nor writes");
+	expect(after.Ioctls - before.Ioctls, 1, "and only the second GET_STATS of the IOCTLs");
 	expect(syscall6(SYS_CLOSE, 0x12345, 0, 0, 0, 0, 0), STATUS_INVALID_HANDLE, "close of no handle");
 	expect(syscall6(SYS_READ_FILE, 0x12344, (long)buf, 4, 0, 0, 0), STATUS_INVALID_HANDLE, "read on no handle");
 	expect(syscall6(SYS_OPEN_DEVICE, (long)kernel, (long)&info, 0, 0, 0, 0), STATUS_ACCESS_VIOLATION,

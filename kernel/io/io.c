@@ -717,10 +717,25 @@ static NTSTATUS read_write(PEPROCESS p, bool write, uint64_t handle, uint64_t bu
 
 /* ---- system calls ------------------------------------------------------------------- */
 
+/* NT probes a system call's outputs (the handle, the status block) before it does anything,
+ * so a request whose result could not be returned is never made: read the bytes and write
+ * them back, a real write through the caller's page tables.  0 is "no output wanted". */
+static NTSTATUS probe_output(uint64_t uva, uint64_t len)
+{
+	uint64_t v = 0;
+	if (!uva)
+		return STATUS_SUCCESS;
+	NTSTATUS st = copy_from_user(&v, uva, len);
+	return st ? st : copy_to_user(uva, &v, len);
+}
+
 uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle)
 {
 	PEPROCESS p = ps_current();
-	return (uint32_t)(p ? open_device(p, user_name, user_handle) : STATUS_INVALID_PARAMETER);
+	if (!p)
+		return (uint32_t)STATUS_INVALID_PARAMETER;
+	NTSTATUS st = user_handle ? probe_output(user_handle, 8) : STATUS_ACCESS_VIOLATION;
+	return (uint32_t)(st ? st : open_device(p, user_name, user_handle));
 }
 
 uint64_t io_sys_close(uint64_t handle)
@@ -740,6 +755,9 @@ uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, u
 	PEPROCESS p = ps_current();
 	if (!p)
 		return (uint32_t)STATUS_INVALID_PARAMETER;
+	NTSTATUS st = probe_output(info, 8);
+	if (st)
+		return (uint32_t)st;
 	return (uint32_t)device_io_control(p, handle, (ULONG)code, in, (ULONG)in_len, out, (ULONG)out_len, info);
 }
 
@@ -748,7 +766,8 @@ uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t l
 	PEPROCESS p = ps_current();
 	if (!p)
 		return (uint32_t)STATUS_INVALID_PARAMETER;
-	return (uint32_t)read_write(p, write, handle, buf, (ULONG)len, info);
+	NTSTATUS st = probe_output(info, 8);
+	return (uint32_t)(st ? st : read_write(p, write, handle, buf, (ULONG)len, info));
 }
 
 /* ---- previous mode, probes ------------------------------------------------------------ */

@@ -23,7 +23,9 @@
  *   METHOD_NEITHER     the raw pointers: Type3InputBuffer and Irp->UserBuffer.
  *
  * Every request returns its status, and IoStatus.Information (the bytes transferred) to the
- * caller's ULONG_PTR when it gave one's address (DeviceIoControl's lpBytesReturned).
+ * caller's ULONG_PTR when it gave one's address (DeviceIoControl's lpBytesReturned).  That
+ * output, and the open's handle, are probed for writing before anything is done, as NT
+ * probes a system call's outputs: a call whose result could not be returned is not made.
  *
  * A buffer the I/O manager cannot use (not in the user range, not committed, read-only where
  * it must write) fails the call with STATUS_ACCESS_VIOLATION before the driver sees it.
