@@ -36,9 +36,9 @@ KERNEL_OBJ  := $(patsubst %,$(BUILD)/%.o,$(KERNEL_C) $(KERNEL_ASM))
 # and registered under NAME by kernel/io/driver.h, so the source stays the WDK's.  WDK code
 # gives its file-local routines external linkage without prototypes (MSVC does not warn), so
 # that one warning is off for drivers.
-DRIVER_C    := $(sort $(wildcard drivers/*.c))
-DRIVER_OBJ  := $(patsubst %,$(BUILD)/%.o,$(DRIVER_C))
-KERNEL_OBJ  += $(DRIVER_OBJ)
+WDM_DRIVER_C   := $(sort $(wildcard drivers/*.c))
+WDM_DRIVER_OBJ := $(patsubst %,$(BUILD)/%.o,$(WDM_DRIVER_C))
+KERNEL_OBJ  += $(WDM_DRIVER_OBJ)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
         -Wpointer-arith -Wno-multichar

@@ -4,6 +4,7 @@
 #include "kernel/io/io.h"
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 #include "kernel/process.h"
 
 /* AllocationFlags bits of mdlab's own (NT's values stop at 0x08): who owns the IRP. */
@@ -190,9 +191,13 @@ static bool invoke(const IO_STACK_LOCATION *sp, const IRP *irp)
 VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost)
 {
 	UNREFERENCED_PARAMETER(PriorityBoost); /* no scheduler: no waiting thread to boost */
-	if (Irp->Type != IO_TYPE_IRP || Irp->CurrentLocation > Irp->StackCount)
-		KeBugCheckEx(MULTIPLE_IRP_COMPLETE_REQUESTS, (ULONG_PTR)Irp, (ULONG_PTR)Irp->CurrentLocation,
-			     (ULONG_PTR)Irp->StackCount, 0);
+	/* Bug check 0x44: Microsoft defines P1 (the IRP) and reserves P2-P4 (0 here); the stack
+	 * position that tells a second completion is printed instead. */
+	if (Irp->Type != IO_TYPE_IRP || Irp->CurrentLocation > Irp->StackCount) {
+		kprintf("*** IoCompleteRequest of IRP %p: CurrentLocation %d of StackCount %d\n", (void *)Irp,
+			(int)Irp->CurrentLocation, (int)Irp->StackCount);
+		KeBugCheckEx(MULTIPLE_IRP_COMPLETE_REQUESTS, (ULONG_PTR)Irp, 0, 0, 0);
+	}
 	if (Irp->IoStatus.Status == STATUS_PENDING || Irp->IoStatus.Status == -1)
 		io_violation(0x06, (ULONG)Irp->IoStatus.Status, (ULONG_PTR)Irp, 0);
 	while (Irp->CurrentLocation <= Irp->StackCount) {
