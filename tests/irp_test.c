@@ -497,6 +497,19 @@ static void free_of_something_not_an_irp(struct ktest *t)
 	IoFreeIrp((PIRP)not_irp);
 }
 
+static void reuse_of_an_irp_in_a_drivers_hands(struct ktest *t)
+{
+	/* Sent, and kept by the upper driver (more processing required): not the owner's to
+	 * reuse until that driver completes it. */
+	ASSERT_TRUE(t, IoAttachDeviceToDeviceStack(upper, lower) == lower);
+	rec.upper_completion_result = STATUS_MORE_PROCESSING_REQUIRED;
+	PIRP irp = IoAllocateIrp(upper->StackSize, FALSE);
+	ktest_expect_stop(t, DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x02, (uint64_t)irp, 0, 0, KTEST_P_ALL);
+	IoGetNextIrpStackLocation(irp)->MajorFunction = IRP_MJ_READ;
+	IoCallDriver(upper, irp);
+	IoReuseIrp(irp, STATUS_SUCCESS);
+}
+
 static void call_driver_past_the_last_location(struct ktest *t)
 {
 	ASSERT_TRUE(t, IoAttachDeviceToDeviceStack(upper, lower) == lower);
@@ -580,6 +593,7 @@ static struct ktest_case irp_cases[] = {
 	KTEST_DEATH_CASE(free_of_an_irp_in_a_drivers_hands, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(free_of_a_built_irp, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(free_of_something_not_an_irp, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
+	KTEST_DEATH_CASE(reuse_of_an_irp_in_a_drivers_hands, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(call_driver_past_the_last_location, NO_MORE_IRP_STACK_LOCATIONS),
 	KTEST_DEATH_CASE(complete_twice, MULTIPLE_IRP_COMPLETE_REQUESTS),
 	KTEST_DEATH_CASE(complete_with_status_pending, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
