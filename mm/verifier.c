@@ -1,6 +1,7 @@
 #include "mm/verifier.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 
 static uint32_t flags = VF_CHECKS;
 static uint64_t lowres_countdown; /* 0: off; else the call that brings it to 0 fails */
@@ -18,9 +19,13 @@ void verifier_init(void)
 		uint64_t seed = cmdline_get_u64("lowres_seed", 1);
 		if (n && v[n - 1] == '%') {
 			v[n - 1] = 0;
-			if (parse_u64(v, &x) && x <= 100)
-				verifier_set_lowres(0, (uint32_t)x, seed);
-		} else if (parse_u64(v, &x)) {
+			if (cmdline_parse_u64("lowres", v, &x)) {
+				if (x <= 100)
+					verifier_set_lowres(0, (uint32_t)x, seed);
+				else
+					kprintf("command line: lowres=%lu%% is refused (over 100%%)\n", x);
+			}
+		} else if (cmdline_parse_u64("lowres", v, &x)) {
 			verifier_set_lowres(x, 0, seed);
 		}
 	}

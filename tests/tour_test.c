@@ -431,6 +431,12 @@ static void monitor_bad_arguments_get_usage(struct ktest *t)
 		{ "ps x", -1 }, { "pat 1", -1 }, { "mem 1", -1 }, { "pool 1", -1 }, { "sysptes 1", -1 },
 		{ "audit 1", -1 }, { "tour 1", -1 }, { "quit now", -1 }, { "help me", -1 },
 		{ "tests a b", -1 }, { "a b c d e f g h i j", -2 }, { "pte 1 2 3 4 5 6 7 8 9", -1 },
+		/* An empty number is no number (issue 12, finding 10): never address or code 0. */
+		{ "pte 0x", -1 }, { "pte `", -1 }, { "pte 0x`", -1 }, { "pte -", -1 }, { "pte 1000 0x", -1 },
+		{ "ptdump 0x", -1 }, { "pfn 0x", -1 }, { "pfn 1`", -1 }, { "mdl 0x", -1 },
+		{ "lockedpages 0x", -1 }, { "pte 10000000000000000", -1 },
+		{ "bugcheck 0x", -1 }, { "bugcheck 0x`", -1 }, { "bugcheck -", -1 }, { "bugcheck 12z", -1 },
+		{ "bugcheck 0x100000000", -1 }, { "bugcheck 99999999999999999999", -1 },
 	};
 	for (unsigned i = 0; i < ARRAY_SIZE(cases); i++) {
 		char line[64];
