@@ -37,6 +37,10 @@ void mdl_user_note_lock(PMDL Mdl, struct mm_process *owner);
 /* MmUnlockPages, before unlocking: an MDL still mapped into a user address space is bug
  * check 0xC4/0x2005; otherwise its pages stop counting on Mdl->Process. */
 void mdl_user_note_unlock(PMDL Mdl);
+/* The lock-tracking record of Mdl's lock (bug check 0xCB's P1), 0 when none is kept. */
+ULONG_PTR mdl_user_tracking_record(PMDL Mdl);
+/* The pages locked in the MDL's process (0 for a kernel buffer), for bug check 0x76 P1 1. */
+ULONG_PTR mdl_user_locked_pages(PMDL Mdl);
 
 /* Locked-page tracking (NT's TrackLockedPages; cmdline track_locked_pages=1, off by
  * default): while on, every lock charged to a process is recorded with its MDL, pages and

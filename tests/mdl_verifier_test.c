@@ -223,18 +223,20 @@ static void unmap_of_an_unmapped_mdl(struct ktest *t)
 	PVOID va = map(m);
 	ASSERT_TRUE(t, va != NULL);
 	MmUnmapLockedPages(va, m);
-	expect_violation(t, 0xB6, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	/* 0xB6: the MDL, its flags, the flag missing (MDL_MAPPED_TO_SYSTEM_VA). */
+	expect_violation(t, 0xB6, (ULONG_PTR)m, (USHORT)m->MdlFlags, MDL_MAPPED_TO_SYSTEM_VA);
 	MmUnmapLockedPages(va, m);
 }
 
-/* An address inside the mapping that is not the one returned: SYSTEM_PTE_MISUSE 0x03
- * (address, pages, the mapping's address). */
+/* An address inside the mapping that is not the one returned: SYSTEM_PTE_MISUSE 0x03 (the
+ * mapping's tracking record, the address expected, the address asked for). */
 static void unmap_at_a_wrong_address(struct ktest *t)
 {
 	PMDL m = locked_mdl(t, 3 * PAGE_SIZE, 0x10, 2 * PAGE_SIZE);
 	uint8_t *va = map(m);
 	ASSERT_TRUE(t, va != NULL);
-	expect_stop(t, SYSTEM_PTE_MISUSE, 0x03, (ULONG_PTR)(va + PAGE_SIZE), mdl_page_count(m), (ULONG_PTR)va);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x03, syspte_tracking_record((uint64_t)va), (ULONG_PTR)va,
+		    (ULONG_PTR)(va + PAGE_SIZE));
 	MmUnmapLockedPages(va + PAGE_SIZE, m);
 }
 
@@ -336,7 +338,7 @@ static void deprecated_bug_check_on_failure(struct ktest *t)
 
 /* ---- the verifier off -------------------------------------------------------------------- */
 
-/* NT's own answer without the verifier: SYSTEM_PTE_MISUSE 0x06 (address, pages, MDL). */
+/* NT's own answer without the verifier: SYSTEM_PTE_MISUSE 0x06 (MDL, address, pages). */
 static void verifier_off_unmap_of_an_unmapped_mdl(struct ktest *t)
 {
 	PMDL m = locked_mdl(t, PAGE_SIZE, 0, PAGE_SIZE);
@@ -344,7 +346,7 @@ static void verifier_off_unmap_of_an_unmapped_mdl(struct ktest *t)
 	ASSERT_TRUE(t, va != NULL);
 	MmUnmapLockedPages(va, m);
 	verifier_set_flags(0);
-	expect_stop(t, SYSTEM_PTE_MISUSE, 0x06, (ULONG_PTR)va, mdl_page_count(m), (ULONG_PTR)m);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x06, (ULONG_PTR)m, (ULONG_PTR)va, mdl_page_count(m));
 	MmUnmapLockedPages(va, m);
 }
 

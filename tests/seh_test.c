@@ -2,6 +2,8 @@
  * right status and details, nesting and the ways out of a __try behave, and an exception
  * with no handler is bug check 0x1E. */
 #include "kernel/ktest.h"
+#include "kernel/faultcap.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/scratch.h"
 #include "kernel/cpu.h"
 
@@ -211,19 +213,49 @@ static void other_cpu_faults_map_to_nt_status(struct ktest *t)
 }
 
 /* Death cases: what happens with no handler. */
+/* 0x1E: exception code, the address of the faulting instruction (faultcap_store64's first
+ * byte), the exception's parameters 0 (1: a write) and 1 (the address written). */
 static void unhandled_fault_is_0x1e(struct ktest *t)
 {
-	(void)t;
-	write_u64((volatile uint64_t *)unmapped_kva, 3);
+	expect_stop(t, KMODE_EXCEPTION_NOT_HANDLED, (ULONG)STATUS_ACCESS_VIOLATION, (ULONG_PTR)faultcap_store64,
+		    EXCEPTION_WRITE_FAULT, unmapped_kva);
+	faultcap_store64(unmapped_kva, 3);
 }
 
-static void unhandled_raise_is_0x1e(struct ktest *t) { (void)t; ExRaiseStatus(CUSTOM_STATUS); }
+/* One raise site, so a raise caught first tells where the uncaught one comes from. */
+__attribute__((noinline)) static void raise_custom(void)
+{
+	ExRaiseStatus(CUSTOM_STATUS);
+	__asm__ volatile("" ::: "memory"); /* a call, not a tail jump */
+}
 
+static ULONG_PTR raise_custom_address(struct ktest *t)
+{
+	volatile ULONG_PTR at = 0;
+	__try {
+		raise_custom();
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		at = (ULONG_PTR)GetExceptionRecord()->ExceptionAddress;
+	}
+	EXPECT_NE(t, at, 0);
+	return at;
+}
+
+/* A raise has no parameters: (code, address, 0, 0). */
+static void unhandled_raise_is_0x1e(struct ktest *t)
+{
+	expect_stop(t, KMODE_EXCEPTION_NOT_HANDLED, (ULONG)CUSTOM_STATUS, raise_custom_address(t), 0, 0);
+	raise_custom();
+}
+
+/* The handler's EXCEPTION_CONTINUE_EXECUTION cannot be honoured: the new exception
+ * STATUS_NONCONTINUABLE_EXCEPTION at the same address, which has no parameters. */
 static void continue_execution_is_refused(struct ktest *t)
 {
-	(void)t;
+	expect_stop(t, KMODE_EXCEPTION_NOT_HANDLED, (ULONG)STATUS_NONCONTINUABLE_EXCEPTION,
+		    raise_custom_address(t), 0, 0);
 	__try {
-		ExRaiseStatus(CUSTOM_STATUS);
+		raise_custom();
 	} __except (EXCEPTION_CONTINUE_EXECUTION) {
 	}
 }

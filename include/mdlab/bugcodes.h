@@ -8,8 +8,6 @@
  * cannot be raised without its name.  NT's values; MDLAB_INTERNAL_ERROR is mdlab's own.
  */
 #define MDLAB_BUGCODES(X)                                                                        \
-	X(IRQL_NOT_GREATER_OR_EQUAL, 0x00000009)                                                 \
-	X(IRQL_NOT_LESS_OR_EQUAL, 0x0000000A)                                                    \
 	X(MEMORY_MANAGEMENT, 0x0000001A)                                                         \
 	X(KMODE_EXCEPTION_NOT_HANDLED, 0x0000001E)                                               \
 	X(NO_MORE_SYSTEM_PTES, 0x0000003F)                                                       \
