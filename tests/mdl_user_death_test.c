@@ -132,6 +132,29 @@ static void unlock_of_user_mapped_mdl(struct ktest *t)
 	MmUnlockPages(m);
 }
 
+/* The free routines release no user mapping either: 0xC4/0x2005 (MDL, 0, 0). */
+static void free_mdl_of_user_mapped_mdl(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PMDL m = pool_mdl(P, 0, P);
+	KeStackAttachProcess(idle_agent(), &apc);
+	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE, NormalPagePriority);
+	KeUnstackDetachProcess(&apc);
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005, (ULONG_PTR)m, 0, 0);
+	IoFreeMdl(m);
+}
+
+static void free_pages_of_user_mapped_mdl(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PMDL m = user_pages_mdl();
+	KeStackAttachProcess(idle_agent(), &apc);
+	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE, NormalPagePriority);
+	KeUnstackDetachProcess(&apc);
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005, (ULONG_PTR)m, 0, 0);
+	MmFreePagesFromMdl(m);
+}
+
 /* ---- mapping -------------------------------------------------------------------------- */
 
 static void map_user_above_apc_level(struct ktest *t)
@@ -294,6 +317,8 @@ static struct ktest_case mdl_user_death_cases[] = {
 	KTEST_DEATH_CASE(tracked_unlock_forgets_its_record, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
 	KTEST_DEATH_CASE_P1(user_probe_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
 	KTEST_DEATH_CASE_P1(unlock_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
+	KTEST_DEATH_CASE_P1(free_mdl_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
+	KTEST_DEATH_CASE_P1(free_pages_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
 	KTEST_DEATH_CASE_P1(map_user_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x77),
 	KTEST_DEATH_CASE_P1(map_locked_pages_user_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x75),
 	KTEST_DEATH_CASE_P1(map_user_of_unlocked_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3),
