@@ -3,6 +3,7 @@
  * with no handler is bug check 0x1E. */
 #include "kernel/ktest.h"
 #include "kernel/faultcap.h"
+#include "kernel/trap.h"
 #include "tests/lib/expect.h"
 #include "tests/lib/scratch.h"
 #include "kernel/cpu.h"
@@ -260,6 +261,44 @@ static void continue_execution_is_refused(struct ktest *t)
 	}
 }
 
+/* ---- vectors that are never exceptions: their bug checks ---------------------------------- */
+
+/* #NM (the FPU is always on, so only INT 7 raises it) is 0x7F with the trap number, the only
+ * parameter Microsoft defines. */
+static void device_not_available_is_0x7f(struct ktest *t)
+{
+	(void)t;
+	__asm__ volatile("int $7");
+}
+
+/* An NMI is 0x80, for which Microsoft defines no parameters. */
+static void nmi_is_0x80(struct ktest *t)
+{
+	(void)t;
+	__asm__ volatile("int $2");
+}
+
+/* A #MC (here INT 18) is 0x9C with the x64 parameters: the first bank whose MCi_STATUS is
+ * valid (else bank 0), the record of it, MCi_STATUS high and low. */
+static void machine_check_is_0x9c(struct ktest *t)
+{
+	uint32_t a, b, c, d;
+	cpuid(1, 0, &a, &b, &c, &d);
+	uint64_t banks = (d & (1u << 14)) ? (rdmsr(0x179) & 0xFF) : 0, bank = 0, status = 0;
+	for (uint64_t i = 0; i < banks; i++) {
+		uint64_t s = rdmsr(0x401 + 4 * (uint32_t)i);
+		if (i == 0 || (s & (1ull << 63))) {
+			bank = i;
+			status = s;
+		}
+		if (s & (1ull << 63))
+			break;
+	}
+	expect_stop(t, MACHINE_CHECK_EXCEPTION, bank, (ULONG_PTR)trap_mca_exception(), status >> 32,
+		    status & 0xFFFFFFFF);
+	__asm__ volatile("int $18");
+}
+
 static struct ktest_case seh_cases[] = {
 	KTEST_CASE(write_fault_lands_in_except),
 	KTEST_CASE(read_fault_reports_read_access),
@@ -272,6 +311,9 @@ static struct ktest_case seh_cases[] = {
 	KTEST_DEATH_CASE_P1(unhandled_fault_is_0x1e, KMODE_EXCEPTION_NOT_HANDLED, 0xC0000005),
 	KTEST_DEATH_CASE_P1(unhandled_raise_is_0x1e, KMODE_EXCEPTION_NOT_HANDLED, 0xE0001234),
 	KTEST_DEATH_CASE_P1(continue_execution_is_refused, KMODE_EXCEPTION_NOT_HANDLED, 0xC0000025),
+	KTEST_DEATH_CASE_P1(device_not_available_is_0x7f, UNEXPECTED_KERNEL_MODE_TRAP, 7),
+	KTEST_DEATH_CASE(nmi_is_0x80, NMI_HARDWARE_FAILURE),
+	KTEST_DEATH_CASE(machine_check_is_0x9c, MACHINE_CHECK_EXCEPTION),
 	{ 0 }
 };
 KTEST_SUITE(seh, seh_cases, .init = seh_init);
