@@ -73,7 +73,7 @@
  * While on, each lock charged to a process is recorded (struct locked_record: MDL, pages,
  * the driver's call site — the return address of MmProbeAndLockPages, found through the
  * frame-pointer chain) until MmUnlockPages takes it off.  A process that ends with a record
- * left is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (call site, 0, MDL, pages) instead
+ * left is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (the record, 0, MDL, pages) instead
  * of 0x76.  A record that cannot be allocated is not made (the lock still counts, and the
  * process would end in 0x76).
  */

@@ -49,7 +49,7 @@ ULONG_PTR mdl_user_locked_pages(PMDL Mdl);
 void mdl_user_track_locked_pages(bool on);
 bool mdl_user_tracking_locked_pages(void);
 /* PsDestroyProcess, when a process ends with pages locked: a recorded lock left in its memory
- * mm is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (caller, 0, MDL, pages) for the oldest
+ * mm is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (its record, 0, MDL, pages) for the oldest
  * such lock; returns when none is recorded (PsDestroyProcess then stops with 0x76). */
 void mdl_user_check_locks_left(struct mm_process *mm);
 
