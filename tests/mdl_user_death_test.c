@@ -10,6 +10,7 @@
 #include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "mm/mdl.h"
 #include "mm/mdl_user.h"
 #include "mm/pool.h"
 #include "mm/uvm.h"
@@ -70,6 +71,26 @@ static void process_ends_with_locked_pages(struct ktest *t)
 	KeUnstackDetachProcess(&apc);
 	ktest_expect_stop(t, PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, 2, 0, KTEST_P_ALL);
 	PsDestroyProcess(p);
+}
+
+/* An unlock that would take more pages off the process than it holds: 0x76 (1, MDL, the
+ * process's count, 0).  A second MDL claims the first one's pages for the same process,
+ * marked locked by hand; its unlock takes the process's count to 0 first. */
+static void unlock_of_more_pages_than_the_process_holds(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(false);
+	KeStackAttachProcess(p, &apc);
+	PMDL a = locked_user_buffer();
+	PMDL b = IoAllocateMdl(MmGetMdlVirtualAddress(a), a->ByteCount, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, b != NULL);
+	memcpy(MmGetMdlPfnArray(b), MmGetMdlPfnArray(a), mdl_page_count(a) * sizeof(PFN_NUMBER));
+	b->MdlFlags |= MDL_PAGES_LOCKED;
+	b->Process = a->Process;
+	MmUnlockPages(b);
+	expect_stop(t, PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)a, 0, 0);
+	MmUnlockPages(a);
 }
 
 /* The same with locked-page tracking on: 0xCB (the lock-tracking record, 0, MDL, 2). */
@@ -313,6 +334,7 @@ static void unmap_user_at_the_wrong_address(struct ktest *t)
 
 static struct ktest_case mdl_user_death_cases[] = {
 	KTEST_DEATH_CASE_P1(process_ends_with_locked_pages, PROCESS_HAS_LOCKED_PAGES, 0),
+	KTEST_DEATH_CASE_P1(unlock_of_more_pages_than_the_process_holds, PROCESS_HAS_LOCKED_PAGES, 1),
 	KTEST_DEATH_CASE(process_ends_with_tracked_locked_pages, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
 	KTEST_DEATH_CASE(tracked_unlock_forgets_its_record, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
 	KTEST_DEATH_CASE_P1(user_probe_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
