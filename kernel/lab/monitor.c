@@ -72,12 +72,17 @@ void mon_printf(struct mon_out *o, const char *fmt, ...)
 	va_end(ap);
 }
 
-bool monitor_parse_number(const char *s, unsigned base, uint64_t *out)
+bool monitor_parse_number_to(struct mon_out *o, const char *s, unsigned base, uint64_t *out)
 {
 	const char *why = parse_number(s, base, out);
 	if (why)
-		kprintf("'%s' is refused: %s\n", s, why);
+		mon_printf(o, "'%s' is refused: %s\n", s, why);
 	return !why;
+}
+
+bool monitor_parse_number(const char *s, unsigned base, uint64_t *out)
+{
+	return monitor_parse_number_to(MON_CONSOLE, s, base, out);
 }
 
 bool monitor_parse_hex(const char *s, uint64_t *out) { return monitor_parse_number(s, 16, out); }
