@@ -1,6 +1,7 @@
 #include "kernel/seh.h"
 #include "kernel/bugcheck.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 
 /* The chain of registered __try frames, innermost first.  One CPU runs kernel code today;
  * this becomes per-CPU (per-thread) state when more arrive. */
@@ -41,9 +42,13 @@ int seh_filter(struct seh_frame *f, int filter)
 		return 1;
 	if (filter == EXCEPTION_CONTINUE_SEARCH)
 		seh_dispatch(&f->record, f->from_cpu ? &f->trap : NULL);
-	/* EXCEPTION_CONTINUE_EXECUTION: the faulting context is gone; NT would resume it. */
+	/* EXCEPTION_CONTINUE_EXECUTION: the faulting context is gone; NT would resume it.  It is
+	 * the new exception STATUS_NONCONTINUABLE_EXCEPTION, which has no parameters: bug check
+	 * 0x1E (code, address, 0, 0) as Microsoft's page gives it; the original code is printed. */
+	kprintf("*** EXCEPTION_CONTINUE_EXECUTION for exception 0x%08X at %p: it cannot continue\n",
+		(ULONG)f->record.ExceptionCode, f->record.ExceptionAddress);
 	KeBugCheckEx(KMODE_EXCEPTION_NOT_HANDLED, (ULONG)STATUS_NONCONTINUABLE_EXCEPTION,
-		     (ULONG_PTR)f->record.ExceptionAddress, (ULONG)f->record.ExceptionCode, 0);
+		     (ULONG_PTR)f->record.ExceptionAddress, 0, 0);
 }
 
 void seh_dispatch(const EXCEPTION_RECORD *rec, const struct trap_frame *trap)

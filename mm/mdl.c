@@ -127,7 +127,8 @@ VOID MmUnlockPages(PMDL Mdl)
 	if (!(Mdl->MdlFlags & MDL_PAGES_LOCKED)) {
 		if (verifier_on(VF_CHECKS))
 			verifier_violation(VERIFIER_MDL_UNLOCK_NOT_LOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
-		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, 0);
+		/* Microsoft's 0x76 P1 1: the MDL, its process's locked-page count, no driver stacks. */
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, mdl_user_locked_pages(Mdl), 0);
 	}
 	/* No user mapping may outlive the lock; the owning process stops counting the pages. */
 	mdl_user_note_unlock(Mdl);
@@ -323,10 +324,11 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 {
 	uint64_t src = (uint64_t)MmGetMdlVirtualAddress(SourceMdl), end = src + SourceMdl->ByteCount;
 	uint64_t va = (uint64_t)VirtualAddress;
+	ULONG asked = Length;
 	if (!Length && va <= end)
 		Length = (ULONG)(end - va);  /* 0 means "to the end of the source" */
 	if (va < src || va + Length < va || va + Length > end)
-		KeBugCheckEx(INVALID_MDL_RANGE, (ULONG_PTR)SourceMdl, va, Length, 0);
+		KeBugCheckEx(INVALID_MDL_RANGE, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, va, asked);
 	if (!(SourceMdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length);
@@ -484,14 +486,17 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	ULONG n = mdl_page_count(Mdl);
 	if (!(Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)) {
 		if (verifier_on(VF_CHECKS))
-			verifier_violation(VERIFIER_MDL_UNMAP_UNMAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x06, base, n, (ULONG_PTR)Mdl);
+			verifier_violation(VERIFIER_MDL_UNMAP_UNMAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags,
+					   MDL_MAPPED_TO_SYSTEM_VA);
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x06, (ULONG_PTR)Mdl, base, n);
 	}
 	/* A partial MDL sharing its parent's mapping does not own it. */
 	if (Mdl->MdlFlags & MDL_PARENT_MAPPED_SYSTEM_VA)
 		verifier_violation(VERIFIER_MDL_UNMAP_PARENT_MAPPING, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
+	/* 0xDA P1 3: the mapping's tracking record, the address expected, the one asked for. */
 	if (BaseAddress != Mdl->MappedSystemVa)
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, base, n, (ULONG_PTR)Mdl->MappedSystemVa);
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, syspte_tracking_record((uint64_t)Mdl->MappedSystemVa),
+			     (ULONG_PTR)Mdl->MappedSystemVa, base);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;

@@ -73,7 +73,7 @@
  * While on, each lock charged to a process is recorded (struct locked_record: MDL, pages,
  * the driver's call site — the return address of MmProbeAndLockPages, found through the
  * frame-pointer chain) until MmUnlockPages takes it off.  A process that ends with a record
- * left is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (call site, 0, MDL, pages) instead
+ * left is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (the record, 0, MDL, pages) instead
  * of 0x76.  A record that cannot be allocated is not made (the lock still counts, and the
  * process would end in 0x76).
  */
@@ -190,8 +190,22 @@ void mdl_user_check_locks_left(struct mm_process *mm)
 {
 	for (struct locked_record *r = locked_records; r; r = r->next)
 		if (r->mm == mm)
-			KeBugCheckEx(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, r->caller, 0, (ULONG_PTR)r->mdl,
+			KeBugCheckEx(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, (ULONG_PTR)r, 0, (ULONG_PTR)r->mdl,
 				     r->pages);
+}
+
+ULONG_PTR mdl_user_tracking_record(PMDL Mdl)
+{
+	for (struct locked_record *r = locked_records; r; r = r->next)
+		if (r->mdl == Mdl)
+			return (ULONG_PTR)r;
+	return 0;
+}
+
+ULONG_PTR mdl_user_locked_pages(PMDL Mdl)
+{
+	struct mm_process *mm = ps_mm(Mdl->Process);
+	return mm ? mm->locked_pages : 0;
 }
 
 static struct user_mapping *first_mapping_of(PMDL Mdl)
@@ -215,7 +229,7 @@ void mdl_user_note_unlock(PMDL Mdl)
 	if (!mm)
 		return;
 	if (mm->locked_pages < n)
-		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, mm->locked_pages);
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, mm->locked_pages, 0);
 	mm->locked_pages -= n;
 	forget_lock(Mdl);
 }
@@ -417,8 +431,8 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 			stats.unmaps++;
 			return;
 		}
-	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl,
-			   (ULONG_PTR)(mm ? mm->process : NULL));
+	/* Microsoft's 0xC4/0xB9: the address, the MDL, P4 reserved. */
+	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl, 0);
 }
 
 void mdl_user_process_exit(struct mm_process *mm)

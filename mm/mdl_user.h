@@ -37,6 +37,10 @@ void mdl_user_note_lock(PMDL Mdl, struct mm_process *owner);
 /* MmUnlockPages, before unlocking: an MDL still mapped into a user address space is bug
  * check 0xC4/0x2005; otherwise its pages stop counting on Mdl->Process. */
 void mdl_user_note_unlock(PMDL Mdl);
+/* The lock-tracking record of Mdl's lock (bug check 0xCB's P1), 0 when none is kept. */
+ULONG_PTR mdl_user_tracking_record(PMDL Mdl);
+/* The pages locked in the MDL's process (0 for a kernel buffer), for bug check 0x76 P1 1. */
+ULONG_PTR mdl_user_locked_pages(PMDL Mdl);
 
 /* Locked-page tracking (NT's TrackLockedPages; cmdline track_locked_pages=1, off by
  * default): while on, every lock charged to a process is recorded with its MDL, pages and
@@ -45,7 +49,7 @@ void mdl_user_note_unlock(PMDL Mdl);
 void mdl_user_track_locked_pages(bool on);
 bool mdl_user_tracking_locked_pages(void);
 /* PsDestroyProcess, when a process ends with pages locked: a recorded lock left in its memory
- * mm is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (caller, 0, MDL, pages) for the oldest
+ * mm is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (its record, 0, MDL, pages) for the oldest
  * such lock; returns when none is recorded (PsDestroyProcess then stops with 0x76). */
 void mdl_user_check_locks_left(struct mm_process *mm);
 

@@ -342,7 +342,9 @@ void pfn_unlock_frame(pfn_t pfn)
 		return;
 	struct pfn_entry *e = &db[pfn];
 	if (!e->lock_count)
-		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->state, 0);
+		/* Microsoft's 0x4E P1 7 (PFN, share count, 0): mdlab's one count of a frame's
+		 * holders is its lock count, 0 here (mm/RULES.md, 0x4E). */
+		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->lock_count, 0);
 	if (--e->lock_count == 0)
 		locked_frames--;
 }

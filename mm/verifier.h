@@ -29,6 +29,8 @@
  * has one; parameters 2-4 as the raising site documents.  An IRQL limit is DISPATCH_LEVEL for
  * a kernel address and APC_LEVEL for a user one (user memory is pageable). */
 enum verifier_code {
+	VERIFIER_RAISE_IRQL_INVALID = 0x30,             /* KeRaiseIrql below the current IRQL or above HIGH */
+	VERIFIER_LOWER_IRQL_INVALID = 0x31,             /* KeLowerIrql above the current IRQL */
 	VERIFIER_MDL_PROBE_IRQL = 0x70,                 /* MmProbeAndLockPages above its limit */
 	VERIFIER_MDL_MAP_LOCKED_PAGES_IRQL = 0x74,      /* MmMapLockedPages(KernelMode) */
 	VERIFIER_MDL_MAP_LOCKED_PAGES_USER_IRQL = 0x75, /* MmMapLockedPages(UserMode) */

@@ -3,6 +3,7 @@
 #include "kernel/io/io.h"
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 #include "kernel/process.h"
 #include "mm/uvm.h"
 
@@ -209,9 +210,13 @@ static NTSTATUS io_call(PIRP irp)
 VOID IoCompleteRequest(PIRP Irp, CHAR PriorityBoost)
 {
 	UNREFERENCED_PARAMETER(PriorityBoost); /* every request is synchronous: no waiting thread to boost */
-	if (Irp->Type != IO_TYPE_IRP || Irp->CurrentLocation > Irp->StackCount)
-		KeBugCheckEx(MULTIPLE_IRP_COMPLETE_REQUESTS, (ULONG_PTR)Irp, (ULONG_PTR)Irp->CurrentLocation,
-			     (ULONG_PTR)Irp->StackCount, 0);
+	/* Bug check 0x44: Microsoft defines P1 (the IRP) and reserves P2-P4 (0 here); the stack
+	 * position that tells a second completion is printed instead. */
+	if (Irp->Type != IO_TYPE_IRP || Irp->CurrentLocation > Irp->StackCount) {
+		kprintf("*** IoCompleteRequest of IRP %p: CurrentLocation %d of StackCount %d\n", (void *)Irp,
+			(int)Irp->CurrentLocation, (int)Irp->StackCount);
+		KeBugCheckEx(MULTIPLE_IRP_COMPLETE_REQUESTS, (ULONG_PTR)Irp, 0, 0, 0);
+	}
 	if (Irp->IoStatus.Status == STATUS_PENDING)
 		PANIC("IoCompleteRequest: IRP %p completed with STATUS_PENDING", (void *)Irp);
 	Irp->CurrentLocation++;
