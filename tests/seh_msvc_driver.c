@@ -6,11 +6,25 @@
  * during an unwind, innermost first; filters before any __finally, innermost first; locals
  * changed inside __try read in __except without volatile, at -O2 (the kernel's flags).  Real
  * faults and ExRaiseStatus raise the exceptions.
+ *
+ * And user pointers inside __try (mm/RULES.md decision 8): a driver's __try opens the SMAP
+ * window at its first access to a present user page and closes it on every way out; outside
+ * a driver __try SMAP is enforced as before (a machine probe sees the fault, and driver code
+ * with no __try around it stops the machine with 0x1E).  ProbeForRead and ProbeForWrite raise
+ * what their pages say.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
+#include "kernel/cpu.h"
+#include "kernel/cpufeat.h"
+#include "kernel/faultcap.h"
 #include "kernel/lib.h"
+#include "mm/layout.h"
+#include "mm/pfn.h"
+#include "mm/pt.h"
 
 #define STATUS_ONE ((NTSTATUS)0xE0000001)
 #define STATUS_TWO ((NTSTATUS)0xE0000002)
@@ -455,6 +469,201 @@ static void locals_changed_in_try_are_read_in_except(struct ktest *t)
 	EXPECT_EQ(t, v, 100);
 }
 
+/* ---- user pointers inside __try --------------------------------------------------------- */
+
+static const struct pt_attrs USER_RW = { .write = true, .user = true, .type = MT_WB };
+static const struct pt_attrs USER_RO = { .user = true, .type = MT_WB };
+
+/* One user page in the user half of the kernel's tables (no process needed). */
+static bool map_user_page(struct ktest *t, uint64_t va, pfn_t *pfn, struct pt_attrs a, uint8_t first)
+{
+	if (!mmt_va_unmapped(va)) {
+		KTEST_FAIL(t, "user test address 0x%lx is already mapped", va);
+		return false;
+	}
+	*pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
+	if (*pfn == PFN_INVALID) {
+		KTEST_FAIL(t, "no frame");
+		return false;
+	}
+	*(uint8_t *)pfn_to_virt(*pfn) = first;
+	if (!pt_map(&kernel_root, va, *pfn << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+		KTEST_FAIL(t, "pt_map of the user page failed");
+		pfn_free(*pfn);
+		return false;
+	}
+	return true;
+}
+
+static void unmap_user_page(uint64_t va, pfn_t pfn)
+{
+	pt_unmap(&kernel_root, va, PAGE_SIZE);
+	pfn_free(pfn);
+}
+
+static int ac_now(void) { return (read_rflags() & RFLAGS_AC) != 0; }
+
+/* SMAP enforced outside: the machine's probe (a frame with no window) sees SMAP's fault. */
+static void expect_smap_enforced(struct ktest *t, uint64_t va)
+{
+	struct faultcap f;
+	uint8_t b;
+	EXPECT_FALSE(t, ac_now());
+	EXPECT_FALSE(t, faultcap_try_load8(va, &b, &f));
+	EXPECT_PAGE_FAULT(t, &f, PF_READ_PROTECTION, va);
+}
+
+static void user_access_in_try_opens_the_window_until_the_try_ends(struct ktest *t)
+{
+	if (!cpu_features.smap)
+		KTEST_SKIP(t, "the CPU has no SMAP");
+	ASSERT_TRUE(t, read_cr4() & CR4_SMAP);
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x2000;
+	PUCHAR u = (PUCHAR)va;
+	pfn_t pfn;
+	ASSERT_TRUE(t, map_user_page(t, va, &pfn, USER_RW, 0x77));
+	expect_smap_enforced(t, va);
+
+	/* Normal exit: read and write the user page, the window open after the first access. */
+	int before = -1, inside = -1;
+	UCHAR v = 0;
+	__try {
+		before = ac_now();
+		v = u[0];
+		inside = ac_now();
+		u[1] = 0x99;
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		KTEST_FAIL(t, "user access inside __try raised 0x%08x", (ULONG)GetExceptionCode());
+	}
+	EXPECT_EQ(t, before, 0);
+	EXPECT_EQ(t, inside, 1);
+	EXPECT_EQ(t, v, 0x77);
+	EXPECT_EQ(t, ((uint8_t *)pfn_to_virt(pfn))[1], 0x99);
+	expect_smap_enforced(t, va);
+
+	/* Closed by an exception: the handler runs with the window shut. */
+	int in_handler = -1;
+	__try {
+		v = u[0];
+		touch(bad_kva);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		in_handler = ac_now();
+	}
+	EXPECT_EQ(t, in_handler, 0);
+	expect_smap_enforced(t, va);
+
+	/* Closed by break and by return out of the __try, and by a __finally's end. */
+	for (int i = 0; i < 2; i++) {
+		__try {
+			v = u[2];
+			break;
+		} __finally {
+			EXPECT_EQ(t, ac_now(), 0);
+		}
+	}
+	expect_smap_enforced(t, va);
+
+	/* An inner __try's window closes at the inner one's end, the outer's stays as it was. */
+	int outer_after_inner = -1;
+	__try {
+		__try {
+			v = u[3];
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+		}
+		outer_after_inner = ac_now();
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+	}
+	EXPECT_EQ(t, outer_after_inner, 0);
+	expect_smap_enforced(t, va);
+	unmap_user_page(va, pfn);
+}
+
+/* The window lets through what SMAP alone refused, nothing else: a write to a read-only user
+ * page inside __try is still an access violation, with the second fault's details. */
+static void read_only_user_page_still_refuses_a_write(struct ktest *t)
+{
+	if (!cpu_features.smap)
+		KTEST_SKIP(t, "the CPU has no SMAP");
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x1000;
+	pfn_t pfn;
+	ASSERT_TRUE(t, map_user_page(t, va, &pfn, USER_RO, 0x42));
+	NTSTATUS st = 0;
+	UCHAR v = 0;
+	uint64_t err = 0, access = 9, address = 0;
+	__try {
+		v = *(volatile UCHAR *)va;
+		*(volatile UCHAR *)(va + 8) = 1;
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+		const struct trap_frame *f = GetExceptionTrapFrame();
+		err = f ? f->error_code : 0;
+		access = GetExceptionRecord()->ExceptionInformation[0];
+		address = GetExceptionRecord()->ExceptionInformation[1];
+	}
+	EXPECT_EQ(t, v, 0x42);
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, err, PF_WRITE_PROTECTION);
+	EXPECT_EQ(t, access, EXCEPTION_WRITE_FAULT);
+	EXPECT_EQ(t, address, va + 8);
+	EXPECT_EQ(t, *(uint8_t *)pfn_to_virt(pfn), 0x42);
+	expect_smap_enforced(t, va);
+	unmap_user_page(va, pfn);
+}
+
+/* Driver code touching user memory with no __try around it: SMAP's fault, no handler, bug
+ * check 0x1E (STATUS_ACCESS_VIOLATION, the RIP, a read, the address). */
+#define DEATH_USER_VA (SCRATCH_USER_BASE + 0x7000)
+static void user_access_outside_try_is_0x1e(struct ktest *t)
+{
+	pfn_t pfn;
+	if (!cpu_features.smap || !map_user_page(t, DEATH_USER_VA, &pfn, USER_RW, 1))
+		KeBugCheckEx(0xDEAD, 0, 0, 0, 0); /* not the expected stop: the case fails */
+	(void)*(volatile UCHAR *)DEATH_USER_VA;
+}
+
+static NTSTATUS probe_status(int which, uint64_t va, SIZE_T len, ULONG align, ULONG_PTR *info)
+{
+	NTSTATUS st = STATUS_SUCCESS;
+	info[0] = info[1] = ~0ull;
+	__try {
+		if (which)
+			ProbeForWrite((PVOID)va, len, align);
+		else
+			ProbeForRead((PVOID)va, len, align);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+		info[0] = GetExceptionRecord()->ExceptionInformation[0];
+		info[1] = GetExceptionRecord()->ExceptionInformation[1];
+	}
+	return st;
+}
+
+static void probe_for_read_and_write_raise_as_documented(struct ktest *t)
+{
+	ULONG_PTR info[2];
+	const uint64_t kva = (uint64_t)&trail;
+	for (int w = 0; w < 2; w++) {
+		/* Length 0: nothing checked, whatever the address and alignment. */
+		EXPECT_EQ(t, (ULONG)probe_status(w, kva + 1, 0, 8, info), (ULONG)STATUS_SUCCESS);
+		/* Misaligned: the alignment is checked first. */
+		EXPECT_EQ(t, (ULONG)probe_status(w, 0x10001, 4, 4, info), (ULONG)STATUS_DATATYPE_MISALIGNMENT);
+		/* Not in the user part: NT's write to MM_USER_PROBE_ADDRESS. */
+		EXPECT_EQ(t, (ULONG)probe_status(w, kva, 16, 1, info), (ULONG)STATUS_ACCESS_VIOLATION);
+		EXPECT_EQ(t, info[0], EXCEPTION_WRITE_FAULT);
+		EXPECT_EQ(t, info[1], MM_USER_PROBE_ADDRESS);
+		EXPECT_EQ(t, (ULONG)probe_status(w, MM_USER_PROBE_ADDRESS - 8, 16, 1, info),
+			  (ULONG)STATUS_ACCESS_VIOLATION);
+		/* Wrapping: the start. */
+		EXPECT_EQ(t, (ULONG)probe_status(w, ~0ull - 7, 16, 1, info), (ULONG)STATUS_ACCESS_VIOLATION);
+		EXPECT_EQ(t, info[1], ~0ull - 7);
+	}
+	/* In range: ProbeForRead checks nothing more; ProbeForWrite needs writable memory of the
+	 * current process (none here). */
+	EXPECT_EQ(t, (ULONG)probe_status(0, 0x10000, 16, 8, info), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, (ULONG)probe_status(1, 0x10000, 16, 8, info), (ULONG)STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, info[1], 0x10000);
+}
+
 static struct ktest_case seh_msvc_cases[] = {
 	KTEST_CASE(finally_runs_on_normal_exit_and_leave),
 	KTEST_CASE(finally_runs_on_return),
@@ -467,6 +676,11 @@ static struct ktest_case seh_msvc_cases[] = {
 	KTEST_CASE(finally_after_the_filters_finds_its_frame_intact),
 	KTEST_CASE(exception_code_and_information),
 	KTEST_CASE(locals_changed_in_try_are_read_in_except),
+	KTEST_CASE(user_access_in_try_opens_the_window_until_the_try_ends),
+	KTEST_CASE(read_only_user_page_still_refuses_a_write),
+	KTEST_DEATH_CASE_P(user_access_outside_try_is_0x1e, KMODE_EXCEPTION_NOT_HANDLED, KTEST_P1 | KTEST_P3 | KTEST_P4,
+			   0xC0000005, 0, EXCEPTION_READ_FAULT, DEATH_USER_VA),
+	KTEST_CASE(probe_for_read_and_write_raise_as_documented),
 	{ 0 }
 };
 KTEST_SUITE(seh_msvc, seh_msvc_cases, .init = seh_msvc_init);
