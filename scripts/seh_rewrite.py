@@ -57,6 +57,7 @@ class Tok:
     kind: str   # id, num, str, punct, pp
     line: int
     pre: str = " "
+    file: str | None = None   # from the last line marker; None: the file being rewritten
 
 
 _PUNCT = sorted("""
@@ -79,10 +80,20 @@ EXCEPTION_INFO = {"GetExceptionInformation", "exception_info", "_exception_info"
 ABNORMAL = {"AbnormalTermination", "abnormal_termination", "_abnormal_termination"}
 
 
+_LINE_MARKER = re.compile(r'#\s*(?:line\s+)?(\d+)\s+"((?:[^"\\]|\\.)*)"')
+
+
 def tokenize(src: str, line: int = 1) -> list[Tok]:
+    """Tokens with their line (and file) in the source the preprocessor read."""
     toks: list[Tok] = []
     i, n, pre = 0, len(src), ""
     at_line_start = True
+    cur_file = None
+    _append = toks.append
+
+    def add(t: Tok):
+        t.file = cur_file
+        _append(t)
     while i < n:
         c = src[i]
         if c == "\n":
@@ -119,19 +130,23 @@ def tokenize(src: str, line: int = 1) -> list[Tok]:
                     continue
                 break
             text = src[i:k]
-            toks.append(Tok(text, "pp", line, pre))
+            add(Tok(text, "pp", line, pre))
             line += text.count("\n")
+            m = _LINE_MARKER.match(text)
+            if m:
+                # the next line is line m.group(1) of that file
+                line, cur_file = int(m.group(1)) - 1, m.group(2)
             pre, i = "", k
             continue
         at_line_start = False
         m = re.match(r"[A-Za-z_]\w*", src[i:i + 256])
         if m:
-            toks.append(Tok(m.group(0), "id", line, pre))
+            add(Tok(m.group(0), "id", line, pre))
             pre, i = "", i + len(m.group(0))
             continue
         m = re.match(r"\.?\d(?:[eEpP][+-]|[\w.])*", src[i:i + 256])
         if m:
-            toks.append(Tok(m.group(0), "num", line, pre))
+            add(Tok(m.group(0), "num", line, pre))
             pre, i = "", i + len(m.group(0))
             continue
         if c in "\"'":
@@ -142,17 +157,17 @@ def tokenize(src: str, line: int = 1) -> list[Tok]:
                 if j < n and src[j] == "\n":
                     raise RewriteError(f"{line}: unterminated literal")
                 j += 1
-            toks.append(Tok(src[i:j + 1], "str", line, pre))
+            add(Tok(src[i:j + 1], "str", line, pre))
             pre, i = "", j + 1
             continue
         for p in _PUNCT:
             if src.startswith(p, i):
-                toks.append(Tok(p, "punct", line, pre))
+                add(Tok(p, "punct", line, pre))
                 pre, i = "", i + len(p)
                 break
         else:
             raise RewriteError(f"{line}: unexpected character {c!r}")
-    toks.append(Tok("", "eof", line, pre))
+    add(Tok("", "eof", line, pre))
     return toks
 
 
@@ -184,8 +199,9 @@ class Rewriter:
         self.path = path
         self.counter = 0
 
-    def fail(self, line: int, msg: str):
-        raise RewriteError(f"{self.path}:{line}: seh_rewrite: {msg}")
+    def fail(self, tok: Tok, msg: str):
+        """FILE:LINE of the source the token came from (the preprocessor's line markers)."""
+        raise RewriteError(f"{tok.file or self.path}:{tok.line}: seh_rewrite: {msg}")
 
     # ------------------------------------------------------------------ generation helpers
     def gen(self, text: str, line: int, pre: str = " ") -> list[Tok]:
@@ -207,7 +223,7 @@ class Rewriter:
         toks = tokenize(src)
         for t in toks:
             if t.kind == "pp" and re.search(r"\b(__try|__except|__finally|__leave)\b", t.text):
-                self.fail(t.line, "SEH keywords inside a preprocessor directive are not supported")
+                self.fail(t, "SEH keywords inside a preprocessor directive are not supported")
         toks = self.mark_volatile(toks)
         out: list[Tok] = []
         i = 0
@@ -217,13 +233,13 @@ class Rewriter:
             body = self.rewrite_range(toks[open_ + 1:close], rtype)
             for j, t in enumerate(body):
                 if t.kind == "id" and t.text == "__leave":
-                    self.fail(t.line, "__leave outside a __try block")
+                    self.fail(t, "__leave outside a __try block")
             out += body
             i = close
         out += toks[i:]
         for t in out:
             if t.kind == "id" and t.text in SEH_WORDS - {"try", "except", "finally"}:
-                self.fail(t.line, f"{t.text} outside a function or without its __try")
+                self.fail(t, f"{t.text} outside a function or without its __try")
         text = render(out)
         # Preprocessed input carries its own line markers.
         return text if toks and toks[0].kind == "pp" else f'#line 1 "{self.path}"\n' + text
@@ -423,7 +439,7 @@ class Rewriter:
             return
         # a later declarator of `T a, b`: split into `T a; T volatile b`
         if toks[s - 1].text == "(" and toks[s - 2].text == "for":
-            self.fail(toks[k].line, f"'{toks[k].text}' is assigned inside __try and must be volatile; "
+            self.fail(toks[k], f"'{toks[k].text}' is assigned inside __try and must be volatile; "
                       "it is declared with others in a for statement: declare it on its own")
         first = s
         while not (toks[first].kind == "id" and toks[first + 1].text in ("=", ",", ";", "[")):
@@ -436,19 +452,23 @@ class Rewriter:
 
     # ------------------------------------------------------------------ the constructs
     def rewrite_range(self, toks: list[Tok], rtype) -> list[Tok]:
+        last = toks[-1] if toks else Tok("", "eof", 0)
+        n_real = len(toks)
+        # two end markers: a construct looks two tokens past a block's closing brace
+        toks = toks + [Tok("", "eof", last.line, "", last.file) for _ in range(2)]
         out: list[Tok] = []
         i = 0
-        while i < len(toks):
+        while i < n_real:
             t = toks[i]
-            if t.kind == "id" and t.text in TRY_WORDS and toks[i + 1].text == "{" if i + 1 < len(toks) else False:
+            if t.kind == "id" and t.text in TRY_WORDS and toks[i + 1].text == "{":
                 n, expansion = self.construct(toks, i, rtype)
                 out += expansion
                 i = n
                 continue
             if t.kind == "id" and t.text in ("__try",):
-                self.fail(t.line, "__try must be followed by a block in braces")
+                self.fail(t, "__try must be followed by a block in braces")
             if t.kind == "id" and t.text in ("__except", "__finally"):
-                self.fail(t.line, f"{t.text} without a __try block before it")
+                self.fail(t, f"{t.text} without a __try block before it")
             out.append(t)
             i += 1
         return out
@@ -466,7 +486,7 @@ class Rewriter:
             f_close = match(toks, f_open)
             h_open = f_close + 1
             if toks[h_open].text != "{":
-                self.fail(toks[h_open].line, "__except (filter) must be followed by a block in braces")
+                self.fail(toks[h_open], "__except (filter) must be followed by a block in braces")
             filt = toks[f_open + 1:f_close]
         elif kw.kind == "id" and kw.text in FINALLY_WORDS and toks[b_close + 2].text == "{":
             kind = "finally"
@@ -474,7 +494,7 @@ class Rewriter:
             h_open = b_close + 2
             filt = None
         else:
-            self.fail(kw.line, "a __try block must be followed by __except (filter) { } or __finally { }")
+            self.fail(toks[i], "a __try block must be followed by __except (filter) { } or __finally { }")
         h_close = match(toks, h_open)
 
         body = self.rewrite_range(toks[b_open + 1:b_close], rtype)
@@ -593,7 +613,7 @@ class Rewriter:
                 if x == "do":
                     k = stmt(i + 1, True, True)
                     if toks[k].text != "while":
-                        self.fail(toks[k].line, "do without while")
+                        self.fail(toks[k], "do without while")
                     j = match(toks, k + 1)
                     return j + 2
                 if x == "switch":
@@ -651,13 +671,13 @@ class Rewriter:
                 code = exits.setdefault(what, len([w for w in exits if w != "leave"]) + 1)
                 if what == "return" and expr:
                     if not rtype:
-                        self.fail(t.line, "return with a value inside __try of a function returning void")
+                        self.fail(t, "return with a value inside __try of a function returning void")
                     out += self.gen(f"{{ {N}_rv = (", t.line, t.pre)
                     out += expr
                     out += self.gen(f"); {N}_go = {code}; goto {N}_end; }}", t.line)
                 else:
                     if what == "return" and rtype:
-                        self.fail(t.line, "return without a value inside __try of a function returning a value")
+                        self.fail(t, "return without a value inside __try of a function returning a value")
                     out += self.gen(f"{{ {N}_go = {code}; goto {N}_end; }}", t.line, t.pre)
             pos = end
         out += toks[pos:-1]
@@ -675,7 +695,7 @@ def main(argv):
         text = Rewriter(src_path).rewrite(src)
     except RewriteError as e:
         msg = str(e)
-        if not msg.startswith(src_path):
+        if re.match(r"\d+:", msg):   # the tokenizer's: a line of the file itself
             msg = f"{src_path}:{msg}"
         print(msg, file=sys.stderr)
         return 1

@@ -167,10 +167,16 @@ class Refused(unittest.TestCase):
     def test_return_value_in_void_function(self):
         self.refuse("void f(void) { __try { return 1; } __finally { } }", "returning void")
 
+    def test_preprocessed_input_reports_the_source_file_and_line(self):
+        src = '# 1 "drv.c"\n# 1 "hdr.h" 1\nint x;\n# 7 "drv.c" 2\nvoid f(void)\n{\n  __try { }\n}\n'
+        with self.assertRaises(seh_rewrite.RewriteError) as e:
+            rewrite(src)
+        self.assertTrue(str(e.exception).startswith("drv.c:9: seh_rewrite: "), str(e.exception))
+
     def test_line_is_reported(self):
         with self.assertRaises(seh_rewrite.RewriteError) as e:
             rewrite("void f(void)\n{\n\n  __try { }\n  g(1);\n}\n")
-        self.assertTrue(str(e.exception).startswith("t.c:5:"), str(e.exception))
+        self.assertTrue(str(e.exception).startswith("t.c:4:"), str(e.exception))  # the __try
 
 
 @unittest.skipUnless(shutil.which("gcc"), "no gcc")

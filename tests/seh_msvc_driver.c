@@ -298,6 +298,39 @@ static void continue_in_except_and_break_in_finally(struct ktest *t)
 	EXPECT_EQ(t, sw, 1);
 }
 
+/* A jump out of a __finally that an unwind is running ends the unwind there (NT's rule for a
+ * termination handler left by a jump): the code after the jump runs, the handler does not. */
+static void jump_out_of_finally_ends_the_unwind(struct ktest *t)
+{
+	int handled = 0, after = 0, rounds = 0, abnormal = -1;
+	__try {
+		for (int i = 0; i < 3; i++) {
+			rounds++;
+			__try {
+				raise_in(0, STATUS_ONE);
+			} __finally {
+				abnormal = AbnormalTermination();
+				break;
+			}
+		}
+		after = 1;
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		handled = 1;
+	}
+	EXPECT_EQ(t, rounds, 1);
+	EXPECT_EQ(t, abnormal, 1);
+	EXPECT_EQ(t, after, 1);
+	EXPECT_EQ(t, handled, 0);
+	/* The frames are as they were: a later exception finds this handler. */
+	NTSTATUS st = 0;
+	__try {
+		raise_in(2, STATUS_TWO);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_TWO);
+}
+
 /* ---- the unwind: filters first, then every __finally innermost first ------------------------ */
 
 static struct ktest *current;
@@ -672,6 +705,7 @@ static struct ktest_case seh_msvc_cases[] = {
 	KTEST_CASE(break_in_except_leaves_the_switch),
 	KTEST_CASE(break_and_continue_in_try_reach_loop_and_switch),
 	KTEST_CASE(continue_in_except_and_break_in_finally),
+	KTEST_CASE(jump_out_of_finally_ends_the_unwind),
 	KTEST_CASE(nested_unwind_runs_filters_then_every_finally_in_order),
 	KTEST_CASE(finally_after_the_filters_finds_its_frame_intact),
 	KTEST_CASE(exception_code_and_information),
