@@ -268,6 +268,33 @@ static void continue_in_except_and_break_in_finally(struct ktest *t)
 	EXPECT_EQ(t, handled, 3);
 	EXPECT_EQ(t, after, 0);
 
+	/* break in __except leaves a loop; continue in __except inside a switch reaches it */
+	int rounds_b = 0, conts = 0, tail = 0;
+	for (int i = 0; i < 5; i++) {
+		rounds_b++;
+		__try {
+			raise_in(0, STATUS_ONE);
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			break;
+		}
+		tail++;
+	}
+	for (int i = 0; i < 4; i++) {
+		switch (i) {
+		default:
+			__try {
+				touch(bad_kva);
+			} __except (EXCEPTION_EXECUTE_HANDLER) {
+				conts++;
+				continue;
+			}
+		}
+		tail++;
+	}
+	EXPECT_EQ(t, rounds_b, 1);
+	EXPECT_EQ(t, conts, 4);
+	EXPECT_EQ(t, tail, 0);
+
 	int rounds = 0, after_finally = 0;
 	for (int i = 0; i < 5; i++) {
 		rounds++;
@@ -644,14 +671,15 @@ static void read_only_user_page_still_refuses_a_write(struct ktest *t)
 }
 
 /* Driver code touching user memory with no __try around it: SMAP's fault, no handler, bug
- * check 0x1E (STATUS_ACCESS_VIOLATION, the RIP, a read, the address). */
+ * check 0x1E (STATUS_ACCESS_VIOLATION, the RIP, a read, the address).  The read is
+ * faultcap_load8's first instruction, so the RIP is known. */
 #define DEATH_USER_VA (SCRATCH_USER_BASE + 0x7000)
 static void user_access_outside_try_is_0x1e(struct ktest *t)
 {
 	pfn_t pfn;
 	if (!cpu_features.smap || !map_user_page(t, DEATH_USER_VA, &pfn, USER_RW, 1))
 		KeBugCheckEx(0xDEAD, 0, 0, 0, 0); /* not the expected stop: the case fails */
-	(void)*(volatile UCHAR *)DEATH_USER_VA;
+	faultcap_load8(DEATH_USER_VA);
 }
 
 static NTSTATUS probe_status(int which, uint64_t va, SIZE_T len, ULONG align, ULONG_PTR *info)
@@ -712,8 +740,9 @@ static struct ktest_case seh_msvc_cases[] = {
 	KTEST_CASE(locals_changed_in_try_are_read_in_except),
 	KTEST_CASE(user_access_in_try_opens_the_window_until_the_try_ends),
 	KTEST_CASE(read_only_user_page_still_refuses_a_write),
-	KTEST_DEATH_CASE_P(user_access_outside_try_is_0x1e, KMODE_EXCEPTION_NOT_HANDLED, KTEST_P1 | KTEST_P3 | KTEST_P4,
-			   0xC0000005, 0, EXCEPTION_READ_FAULT, DEATH_USER_VA),
+	KTEST_DEATH_CASE_P(user_access_outside_try_is_0x1e, KMODE_EXCEPTION_NOT_HANDLED,
+			   KTEST_P1 | KTEST_P2 | KTEST_P3 | KTEST_P4, 0xC0000005, (uint64_t)faultcap_load8,
+			   EXCEPTION_READ_FAULT, DEATH_USER_VA),
 	KTEST_CASE(probe_for_read_and_write_raise_as_documented),
 	{ 0 }
 };
