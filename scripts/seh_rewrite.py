@@ -575,11 +575,16 @@ class Rewriter:
         labels: set[str] = set()
         toks = body + [Tok("", "eof", body[-1].line if body else 0)]
 
-        def simple(i):
+        def simple(i, brk, cont, sw):
+            """An expression or declaration statement; a statement expression's block inside
+            it is walked like any block (a break in it is a way out too)."""
             depth = 0
             while toks[i].kind != "eof":
                 x = toks[i].text
                 if toks[i].kind == "punct":
+                    if x == "{" and toks[i - 1].text == "(":
+                        i = stmt(i, brk, cont, sw)
+                        continue
                     if x in "([{":
                         depth += 1
                     elif x in ")]}":
@@ -589,7 +594,9 @@ class Rewriter:
                 i += 1
             return i
 
-        def stmt(i, brk, cont):
+        def stmt(i, brk, cont, sw):
+            """One statement from toks[i]; brk/cont: a loop or switch inside the block
+            encloses it; sw: a switch inside the block does."""
             t = toks[i]
             x = t.text
             if t.kind == "eof":
@@ -598,28 +605,31 @@ class Rewriter:
                 j = match(toks, i)
                 k = i + 1
                 while k < j:
-                    k = stmt(k, brk, cont)
+                    k = stmt(k, brk, cont, sw)
                 return j + 1
             if t.kind == "id":
                 if x == "if":
                     j = match(toks, i + 1)
-                    k = stmt(j + 1, brk, cont)
+                    k = stmt(j + 1, brk, cont, sw)
                     if toks[k].text == "else":
-                        k = stmt(k + 1, brk, cont)
+                        k = stmt(k + 1, brk, cont, sw)
                     return k
                 if x in ("for", "while"):
                     j = match(toks, i + 1)
-                    return stmt(j + 1, True, True)
+                    return stmt(j + 1, True, True, sw)
                 if x == "do":
-                    k = stmt(i + 1, True, True)
+                    k = stmt(i + 1, True, True, sw)
                     if toks[k].text != "while":
                         self.fail(toks[k], "do without while")
                     j = match(toks, k + 1)
                     return j + 2
                 if x == "switch":
                     j = match(toks, i + 1)
-                    return stmt(j + 1, True, cont)
+                    return stmt(j + 1, True, cont, True)
                 if x in ("case", "default"):
+                    if not sw:
+                        self.fail(t, f"'{x}' label inside __try of a switch outside it: "
+                                  "a jump into a __try block is not allowed")
                     k = i + 1
                     depth = 0
                     while not (toks[k].text == ":" and depth == 0):
@@ -628,10 +638,10 @@ class Rewriter:
                         elif toks[k].text == ":":
                             depth -= 1
                         k += 1
-                    return stmt(k + 1, brk, cont)
+                    return stmt(k + 1, brk, cont, sw)
                 if toks[i + 1].text == ":" and x not in ("else",):
                     labels.add(x)
-                    return stmt(i + 2, brk, cont)
+                    return stmt(i + 2, brk, cont, sw)
                 if x == "break" and toks[i + 1].text == ";":
                     if not brk:
                         sites.append((i, i + 2, "break", []))
@@ -644,17 +654,20 @@ class Rewriter:
                     sites.append((i, i + 2, "leave", []))
                     return i + 2
                 if x == "return":
-                    j = simple(i)
+                    j = simple(i, brk, cont, sw)
                     sites.append((i, j, "return", toks[i + 1:j - 1]))
                     return j
                 if x == "goto" and toks[i + 2].text == ";":
                     sites.append((i, i + 3, "goto " + toks[i + 1].text, []))
                     return i + 3
-            return simple(i) if x != ";" else i + 1
+                if x in ("break", "continue", "goto", "__leave"):
+                    self.fail(t, f"'{x}' in a form the rewriter does not know")
+            return simple(i, brk, cont, sw) if x != ";" else i + 1
 
         i = 0
         while toks[i].kind != "eof":
-            i = stmt(i, False, False)
+            i = stmt(i, False, False, False)
+        sites.sort(key=lambda site: site[0])
 
         exits: dict[str, int] = {}
         out: list[Tok] = []

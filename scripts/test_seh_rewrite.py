@@ -46,6 +46,11 @@ class Exits(unittest.TestCase):
         self.assertNotIn("__seh1_go = 1", out)
         self.assertIn("while (x) break;", out)
 
+    def test_break_in_a_statement_expression_is_a_way_out(self):
+        out = squash(rewrite("void f(void) { for (;;) { __try { g(({ if (h()) break; 1; })); } "
+                             "__except (1) { } } }"))
+        self.assertIn("{ __seh1_go = 1 ; goto __seh1_end ; }", out)
+
     def test_continue_inside_a_switch_in_try_reaches_the_loop(self):
         out = squash(rewrite("void f(int x) { for (;;) { __try { switch (x) { case 1: continue; } } "
                              "__except (1) { } } }"))
@@ -163,6 +168,10 @@ class Refused(unittest.TestCase):
     def test_for_declaration_split(self):
         self.refuse("void f(void) { for (int i = 0, j = 0; i < 2; i++) { __try { j = 1; } __except (1) "
                     "{ } } }", "declared with others in a for statement")
+
+    def test_case_label_of_an_outer_switch(self):
+        self.refuse("void f(int x) { switch (x) { case 0: __try { case 1: g(1); } __finally { } } }",
+                    "a jump into a __try block is not allowed")
 
     def test_return_value_in_void_function(self):
         self.refuse("void f(void) { __try { return 1; } __finally { } }", "returning void")
