@@ -229,6 +229,7 @@ class Rewriter:
         i = 0
         for fn in self.functions(toks):
             open_, close, rtype = fn
+            self.check_no_jump_into_try(toks, open_, close)
             out += toks[i:open_ + 1]
             body = self.rewrite_range(toks[open_ + 1:close], rtype)
             for j, t in enumerate(body):
@@ -243,6 +244,19 @@ class Rewriter:
         text = render(out)
         # Preprocessed input carries its own line markers.
         return text if toks and toks[0].kind == "pp" else f'#line 1 "{self.path}"\n' + text
+
+    def check_no_jump_into_try(self, toks, open_, close):
+        """A goto from outside a __try block to a label inside it is refused (MSVC refuses it
+        too: the frame would never be registered)."""
+        for b0, b1, _, _ in self.try_bodies(toks, open_ + 1, close):
+            inside = {toks[k].text for k in range(b0, b1)
+                      if toks[k].kind == "id" and toks[k + 1].text == ":" and toks[k].text != "default"
+                      and toks[k - 1].text in (";", "{", "}")}
+            for k in range(open_ + 1, close):
+                if b0 <= k < b1:
+                    continue
+                if toks[k].text == "goto" and toks[k + 1].text in inside:
+                    self.fail(toks[k], f"goto {toks[k + 1].text}: a jump into a __try block is not allowed")
 
     def functions(self, toks: list[Tok]):
         """(index of '{', index of '}', return-type text) of each function definition."""

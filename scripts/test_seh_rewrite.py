@@ -169,6 +169,10 @@ class Refused(unittest.TestCase):
         self.refuse("void f(void) { for (int i = 0, j = 0; i < 2; i++) { __try { j = 1; } __except (1) "
                     "{ } } }", "declared with others in a for statement")
 
+    def test_goto_into_a_try(self):
+        self.refuse("void f(int x) { if (x) goto in; __try { in: g(1); } __except (1) { } }",
+                    "goto in: a jump into a __try block")
+
     def test_case_label_of_an_outer_switch(self):
         self.refuse("void f(int x) { switch (x) { case 0: __try { case 1: g(1); } __finally { } } }",
                     "a jump into a __try block is not allowed")
