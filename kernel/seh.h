@@ -15,7 +15,7 @@
  *         NTSTATUS st = GetExceptionCode();
  *     }
  *
- *    Rules of the macros (the rewriter lifts the first three):
+ *    Rules of the macros (the rewriter lifts the last three):
  *      - `return` and `goto` out of a __try block are safe (a cleanup attribute unregisters it);
  *      - `break`/`continue` inside a __try block leave the __try block (as __leave does), they
  *        do not reach an enclosing loop;
@@ -26,10 +26,10 @@
  * (the "Exception dispatching" pages): first every filter is evaluated, innermost first, in
  * its own function (the dispatcher saves the stack between itself and the filter's frame,
  * lets the filter run over it, and puts it back, so the frames below are intact again; a
- * filter reads the exception through GetExceptionInformation(), whose record and context are
- * copies in its own frame, never through pointers into deeper frames); then the stack is unwound to
- * the frame whose filter said EXCEPTION_EXECUTE_HANDLER, running every __finally on the way,
- * innermost first, and the handler runs.
+ * filter reads the exception through GetExceptionInformation(), whose record and context
+ * are copies in its own frame, never through pointers into deeper frames); then the stack
+ * is unwound to the frame whose filter said EXCEPTION_EXECUTE_HANDLER, running every
+ * __finally on the way, innermost first, and the handler runs.
  *   - EXCEPTION_CONTINUE_SEARCH passes the exception to the next enclosing frame;
  *     EXCEPTION_CONTINUE_EXECUTION is not supported (bug check 0x1E with
  *     STATUS_NONCONTINUABLE_EXCEPTION);
