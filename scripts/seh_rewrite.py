@@ -321,7 +321,8 @@ class Rewriter:
             fn_start = k
             addressed = {toks[m + 1].text for m in range(fn_start, close)
                          if toks[m].text == "&" and toks[m + 1].kind == "id"
-                         and toks[m - 1].kind != "id" and toks[m - 1].text not in (")", "]")}
+                         and toks[m - 1].kind not in ("id", "num", "str")
+                         and toks[m - 1].text not in (")", "]")}
             done: set[int] = set()
             for b0, b1, f0, f1 in self.try_bodies(toks, open_ + 1, close):
                 direct, parts = self.assigned(toks, b0, b1)
@@ -329,14 +330,20 @@ class Rewriter:
                 direct, parts = direct | d2, parts | p2
                 for name in sorted(direct | parts):
                     d = self.find_decl(toks, fn_start, b0 - 2, name)
-                    if d is None or d in done:
+                    if d is None:
+                        # declared inside the block: nothing to keep; else a global or a
+                        # declaration not recognised: keep it in memory all the same
+                        if self.find_decl(toks, b0, b1, name) is None:
+                            inserts.setdefault(b0, []).extend(self.gen(
+                                f'__asm__ volatile("" : : "r"(&{name}) : "memory");', toks[b0].line))
+                        continue
+                    if d in done:
                         continue
                     done.add(d)
-                    if name in addressed:
-                        continue    # in memory already: its address is taken
-                    if name in parts:
-                        # a member or element: keep the whole object in memory, not volatile
-                        # (its type stays what the code passes around)
+                    if name in addressed or name in parts:
+                        # its address is taken (volatile would change the pointer's type), or
+                        # a member or element is assigned: keep the object in memory, its
+                        # address escaped at the __try, so no copy of it lives in a register
                         inserts.setdefault(b0, []).extend(
                             self.gen(f'__asm__ volatile("" : : "r"(&{name}) : "memory");', toks[b0].line))
                         continue
@@ -400,11 +407,28 @@ class Rewriter:
             prev = toks[p]
             if prev.kind == "id" and prev.text not in NOT_TYPE_WORDS:
                 found = k
+            elif prev.text == "}" and Rewriter.ends_tag_body(toks, p):
+                found = k   # struct { ... } name
             elif prev.text == "," and p < k - 1:
                 found = k   # int a, *b
             elif prev.text == "," and Rewriter.comma_in_declaration(toks, p):
                 found = k   # int a, b
         return found
+
+    @staticmethod
+    def ends_tag_body(toks, close):
+        """Whether the '}' at `close` ends the body of a struct, union or enum specifier."""
+        depth = 0
+        for q in range(close, 0, -1):
+            if toks[q].text == "}":
+                depth += 1
+            elif toks[q].text == "{":
+                depth -= 1
+                if depth == 0:
+                    before = toks[q - 1] if toks[q - 1].kind == "id" and toks[q - 2].text in (
+                        "struct", "union", "enum") else None
+                    return toks[q - 1].text in ("struct", "union", "enum") or before is not None
+        return False
 
     @staticmethod
     def stmt_start(toks, p):

@@ -131,6 +131,17 @@ class Volatile(unittest.TestCase):
         self.assertIn("int a = 0;", out)
         self.assertIn("struct s v;", out)
         self.assertIn('__asm__ volatile ( "" : : "r" ( & v ) : "memory" ) ;', out)
+        self.assertIn('__asm__ volatile ( "" : : "r" ( & a ) : "memory" ) ;', out)
+
+    def test_struct_specifier_declaration_and_globals_kept_in_memory(self):
+        out = squash(rewrite("int gl;\nvoid f(void) { struct { int a; } s = { 0 }; __try { s.a = 1; gl = 2; } "
+                             "__except (1) { g(s.a + gl); } }"))
+        self.assertIn('"r" ( & s )', out)
+        self.assertIn('"r" ( & gl )', out)
+
+    def test_a_binary_and_is_not_an_address(self):
+        out = rewrite("void f(int m) { int x = 0; g(1 & x); __try { x = h() & m; } __except (1) { g(x); } }")
+        self.assertIn("int volatile x = 0;", out)
 
     def test_declared_inside_the_try_is_left(self):
         out = rewrite("void f(void) { __try { int k = 0; k++; g(k); } __except (1) { } }")

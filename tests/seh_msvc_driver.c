@@ -516,6 +516,27 @@ static void locals_changed_in_try_are_read_in_except(struct ktest *t)
 		EXPECT_EQ(t, a + b, 21);
 		EXPECT_EQ(t, mixed, acc ^ 0x55);
 	}
+	/* An aggregate assigned by member and element, and a scalar whose address is taken:
+	 * kept in memory, not volatile (their types stay as the code uses them). */
+	struct {
+		int a;
+		uint64_t b;
+	} agg = { 0, 0 };
+	ULONG arr[4] = { 0 };
+	ULONG seen = 0;
+	PULONG seen_p = &seen;
+	__try {
+		agg.a = 5;
+		agg.b = work(3);
+		arr[2] = 0x77;
+		seen = 9;
+		touch(bad_kva);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		EXPECT_EQ(t, agg.a, 5);
+		EXPECT_EQ(t, agg.b, 10);
+		EXPECT_EQ(t, arr[2], 0x77);
+		EXPECT_EQ(t, *seen_p, 9);
+	}
 	/* A fault in the __try's own code, not a callee. */
 	uint64_t v = 1;
 	__try {
