@@ -3,6 +3,7 @@
 #include "kernel/cpu.h"
 #include "kernel/kstack.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 #include "mm/layout.h"
 
 /* The chain of registered __try frames, innermost first.  One CPU runs kernel code today;
@@ -206,10 +207,16 @@ void seh_dispatch(const EXCEPTION_RECORD *rec, const struct trap_frame *trap)
 		int r = run_filter(f);
 		if (r == EXCEPTION_EXECUTE_HANDLER)
 			unwind_to(f);
-		if (r != EXCEPTION_CONTINUE_SEARCH)
-			/* EXCEPTION_CONTINUE_EXECUTION (or a value NT does not define): not supported. */
+		if (r != EXCEPTION_CONTINUE_SEARCH) {
+			/* EXCEPTION_CONTINUE_EXECUTION (or a value NT does not define): not supported.
+			 * It is the new exception STATUS_NONCONTINUABLE_EXCEPTION, which has no
+			 * parameters: bug check 0x1E (code, address, 0, 0) as Microsoft's page gives
+			 * it; the original code is printed. */
+			kprintf("*** EXCEPTION_CONTINUE_EXECUTION for exception 0x%08X at %p: it cannot continue\n",
+				(ULONG)copy.ExceptionCode, copy.ExceptionAddress);
 			KeBugCheckEx(KMODE_EXCEPTION_NOT_HANDLED, (ULONG)STATUS_NONCONTINUABLE_EXCEPTION,
-				     (ULONG_PTR)copy.ExceptionAddress, (ULONG)copy.ExceptionCode, 0);
+				     (ULONG_PTR)copy.ExceptionAddress, 0, 0);
+		}
 	}
 	if (trap)
 		trap_print_report(trap);
