@@ -34,6 +34,12 @@ KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
 EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))
 KERNEL_OBJ  := $(patsubst %,$(BUILD)/%.o,$(KERNEL_C) $(KERNEL_ASM))
+# Driver sources are written as for MSVC (__try/__except/__finally, try/except/finally):
+# each is preprocessed with MDLAB_SEH_REWRITER (kernel/seh.h then leaves the keywords alone),
+# passed through scripts/seh_rewrite.py, and the result compiled (README, "Structured
+# exception handling").  The *_driver.c files of the tree and every EXTRA_TESTS file.
+DRIVER_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*_driver.c)))
+DRIVER_OBJ  := $(patsubst %,$(BUILD)/%.o,$(DRIVER_C))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
         -Wpointer-arith -Wno-multichar
@@ -110,9 +116,26 @@ $(BUILD)/%.asm.o: %.asm Makefile
 	@$(if $(Q),echo "  NASM    $<")
 	$(Q)$(NASM) $(NASMFLAGS) $(@:.o=.d) $< -o $@
 
-$(BUILD)/extra/%.o: % Makefile
+# Preprocess, rewrite, compile: $(1) the source, $(2) the object.  The intermediate files
+# (.pp.i, .seh.i) sit next to the object; the dependencies are the preprocessor's.
+# -Wno-clobbered: the rewriter makes volatile every local that a __try block or filter assigns
+# (the values setjmp's rule is about); GCC also names locals that keep their value from the
+# setjmp to the longjmp, which are safe.
+SEH_CFLAGS := $(filter-out -MMD -MP,$(KCFLAGS)) -Wno-clobbered
+define seh_compile
+	$(Q)$(CC) $(KCFLAGS) -DMDLAB_SEH_REWRITER -E -MF $(2:.o=.d) -MT $(2) $(1) -o $(2:.o=.pp.i)
+	$(Q)$(PYTHON) scripts/seh_rewrite.py $(2:.o=.pp.i) $(2:.o=.seh.i)
+	$(Q)$(CC) $(SEH_CFLAGS) -c $(2:.o=.seh.i) -o $(2)
+endef
+
+$(DRIVER_OBJ): $(BUILD)/%.c.o: %.c scripts/seh_rewrite.py Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(KCFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC SEH  $<")
+	$(call seh_compile,$<,$@)
+
+$(BUILD)/extra/%.o: % scripts/seh_rewrite.py Makefile
+	@mkdir -p $(dir $@)
+	$(call seh_compile,$<,$@)
 
 # The set of extra test files is part of the kernel's identity: relink when it changes.  The
 # stamp records the set; it is rewritten, as the Makefile is read, only when the set differs,

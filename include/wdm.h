@@ -365,4 +365,9 @@ VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject);
  * Completing an IRP twice is bug check MULTIPLE_IRP_COMPLETE_REQUESTS (0x44). */
 VOID IoCompleteRequest(PIRP Irp, CHAR PriorityBoost);
 
+/* ProbeForRead / ProbeForWrite: a user buffer a driver reads or writes itself (METHOD_NEITHER),
+ * called inside __try; they raise STATUS_DATATYPE_MISALIGNMENT or STATUS_ACCESS_VIOLATION. */
+VOID ProbeForRead(const volatile VOID *Address, SIZE_T Length, ULONG Alignment);
+VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment);
+
 #endif

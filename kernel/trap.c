@@ -279,6 +279,9 @@ void trap_dispatch(struct trap_frame *f)
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
 		ps_user_fault(f);
+	/* Driver code touching user memory inside __try: the SMAP window (mm/RULES.md decision 8). */
+	if (seh_open_user_window(f))
+		return;
 
 	EXCEPTION_RECORD rec = { 0 };
 	rec.ExceptionCode = trap_exception_code(f);

@@ -5,6 +5,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
+#include "mm/layout.h"
 #include "mm/uvm.h"
 
 #define DEVICE_TAG 0x76446F49u /* 'IoDv' */
@@ -377,6 +378,38 @@ static bool user_range(const PEPROCESS p, uint64_t va, uint64_t len)
 static bool probe_for_write(PEPROCESS p, uint64_t va, uint64_t len)
 {
 	return !len || (user_range(p, va, len) && uvm_make_resident(&p->mm, va, len, true));
+}
+
+/* ProbeForRead (its wdm.h page): nothing is checked when Length is 0; an Address not on an
+ * Alignment boundary raises STATUS_DATATYPE_MISALIGNMENT; a range not wholly in the user part
+ * of the address space raises STATUS_ACCESS_VIOLATION.  NT raises the latter by writing to
+ * MM_USER_PROBE_ADDRESS, so the record names that address and a write (a wrapped range: its
+ * start). */
+static void probe_user_range(uint64_t va, SIZE_T len, ULONG align)
+{
+	if (va & (uint64_t)(align - 1))
+		ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
+	if (va + len < va || va + len > MM_USER_PROBE_ADDRESS)
+		seh_raise_access_violation(va + len < va ? va : MM_USER_PROBE_ADDRESS, EXCEPTION_WRITE_FAULT);
+}
+
+VOID ProbeForRead(const volatile VOID *Address, SIZE_T Length, ULONG Alignment)
+{
+	if (Length)
+		probe_user_range((uint64_t)Address, Length, Alignment);
+}
+
+/* ProbeForWrite: the same checks, then each page must be writable by the caller (NT touches
+ * each page for write): made resident here, or STATUS_ACCESS_VIOLATION at the buffer. */
+VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment)
+{
+	if (!Length)
+		return;
+	uint64_t va = (uint64_t)Address;
+	probe_user_range(va, Length, Alignment);
+	PEPROCESS p = ps_current();
+	if (!p || !probe_for_write(p, va, Length))
+		seh_raise_access_violation(va, EXCEPTION_WRITE_FAULT);
 }
 
 /* The buffered methods' system buffer: `size` bytes of nonpaged pool (zeroed, so no stale
