@@ -179,6 +179,47 @@ PVOID MmMapLockedPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode);
 VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL MemoryDescriptorList);
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect);
 
+/* ---- Device memory (mm/devmem.c; mm/RULES.md device-memory rules D1-D4) ------------ */
+
+/* Zeroed RAM mapped uncached (UC) in system space; NULL when it cannot be had.  Freed with
+ * the same size.  IRQL <= DISPATCH_LEVEL in mdlab. */
+PVOID MmAllocateNonCachedMemory(SIZE_T NumberOfBytes);
+VOID MmFreeNonCachedMemory(PVOID BaseAddress, SIZE_T NumberOfBytes);
+
+/* NUMA node requests (mdlab has one node, 0). */
+typedef ULONG NODE_REQUIREMENT;
+#define MM_ANY_NODE_OK 0x80000000u
+
+/* Physically contiguous zeroed RAM within [Lowest, Highest], crossing no multiple of
+ * BoundaryAddressMultiple (0: none; else a power of two), mapped in system space with the
+ * cache type's memory type for good; NULL when no such block is free. */
+PVOID MmAllocateContiguousMemory(SIZE_T NumberOfBytes, PHYSICAL_ADDRESS HighestAcceptableAddress);
+PVOID MmAllocateContiguousMemorySpecifyCache(SIZE_T NumberOfBytes, PHYSICAL_ADDRESS LowestAcceptableAddress,
+					     PHYSICAL_ADDRESS HighestAcceptableAddress,
+					     PHYSICAL_ADDRESS BoundaryAddressMultiple, MEMORY_CACHING_TYPE CacheType);
+/* Protect: PAGE_READWRITE, optionally | PAGE_NOCACHE or PAGE_WRITECOMBINE. */
+PVOID MmAllocateContiguousNodeMemory(SIZE_T NumberOfBytes, PHYSICAL_ADDRESS LowestAcceptableAddress,
+				     PHYSICAL_ADDRESS HighestAcceptableAddress, PHYSICAL_ADDRESS BoundaryAddressMultiple,
+				     ULONG Protect, NODE_REQUIREMENT PreferredNode);
+VOID MmFreeContiguousMemory(PVOID BaseAddress);
+VOID MmFreeContiguousMemorySpecifyCache(PVOID BaseAddress, SIZE_T NumberOfBytes, MEMORY_CACHING_TYPE CacheType);
+
+/* A physical range (device memory, or RAM that is locked down) in system space; NULL when
+ * it cannot be mapped.  MmMapIoSpaceEx: PAGE_READWRITE or PAGE_READONLY, optionally |
+ * PAGE_NOCACHE or PAGE_WRITECOMBINE (mdlab refuses the executable protections). */
+PVOID MmMapIoSpace(PHYSICAL_ADDRESS PhysicalAddress, SIZE_T NumberOfBytes, MEMORY_CACHING_TYPE CacheType);
+PVOID MmMapIoSpaceEx(PHYSICAL_ADDRESS PhysicalAddress, SIZE_T NumberOfBytes, ULONG Protect);
+VOID MmUnmapIoSpace(PVOID BaseAddress, SIZE_T NumberOfBytes);
+
+/* What the current address space maps an address to (0 when nothing), whether it maps it,
+ * and the direct-map address of a RAM physical address (NULL for any other). */
+PHYSICAL_ADDRESS MmGetPhysicalAddress(PVOID BaseAddress);
+BOOLEAN MmIsAddressValid(PVOID VirtualAddress);
+PVOID MmGetVirtualForPhysical(PHYSICAL_ADDRESS PhysicalAddress);
+
+/* x86 and x64 keep caches coherent with DMA: nothing to flush (as the WDK's amd64 macro). */
+#define KeFlushIoBuffers(Mdl, ReadOperation, DmaOperation) ((void)(Mdl), (void)(ReadOperation), (void)(DmaOperation))
+
 /* The system address of an MDL's buffer: the existing mapping (a mapped MDL, or a
  * nonpaged-pool one), else a new MmCached kernel mapping; NULL when that fails. */
 #define MmGetSystemAddressForMdlSafe(Mdl, Priority)                                             \

@@ -61,6 +61,8 @@ enum verifier_code {
 							 * whole zeroed pool pages */
 	VERIFIER_MDL_RELEASE_USER_MAPPED = 0x2005,      /* unlocking or freeing an MDL still mapped to
 							 * a user */
+	VERIFIER_DEVMEM_BAD_RELEASE = 0x2006,           /* freeing or unmapping device memory that the
+							 * routine's allocator did not give (mm/devmem.c) */
 };
 
 enum vf_site {
