@@ -38,6 +38,17 @@ PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag);
 PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
 VOID ExFreePoolWithTag(PVOID P, ULONG Tag);
 VOID ExFreePool(PVOID P);
+/* The older interface (mm/RULES.md pool rule P1): ExAllocatePoolZero zeroes,
+ * ExAllocatePoolUninitialized is ExAllocatePoolWithTag; ExAllocatePool (obsolete) tags with
+ * 'None'; ExAllocatePoolWithQuotaTag raises STATUS_INSUFFICIENT_RESOURCES on failure unless
+ * PoolType has POOL_QUOTA_FAIL_INSTEAD_OF_RAISE (mdlab keeps no quotas).  An unknown
+ * PoolType: NULL. */
+#define POOL_QUOTA_FAIL_INSTEAD_OF_RAISE 8
+#define POOL_TAG_NONE 0x656E6F4Eu /* 'None' */
+PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
+PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
+PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes);
+PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
 
 /* ---- Pages, MDLs ------------------------------------------------------------------- */
 
