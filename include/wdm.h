@@ -231,6 +231,31 @@ PVOID MmGetVirtualForPhysical(PHYSICAL_ADDRESS PhysicalAddress);
 /* x86 and x64 keep caches coherent with DMA: nothing to flush (as the WDK's amd64 macro). */
 #define KeFlushIoBuffers(Mdl, ReadOperation, DmaOperation) ((void)(Mdl), (void)(ReadOperation), (void)(DmaOperation))
 
+/* ---- Reserved mappings (mm/reserved.c; mm/RULES.md reserved-mapping rule R1) ---------- */
+
+/* System PTEs reserved ahead, so that mapping an MDL into them cannot fail for want of PTEs.
+ * Misuse is SYSTEM_PTE_MISUSE (0xDA) 0x100-0x10C.  Flags: 0 (mdlab knows no other). */
+PVOID MmAllocateMappingAddress(SIZE_T NumberOfBytes, ULONG PoolTag);
+PVOID MmAllocateMappingAddressEx(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags);
+VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag);
+/* The result includes the MDL's byte offset; the MDL's MappedSystemVa does not. */
+PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, PMDL MemoryDescriptorList,
+					  MEMORY_CACHING_TYPE CacheType);
+VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescriptorList);
+
+#define STATUS_INVALID_PARAMETER_2 ((NTSTATUS)0xC00000F0)
+#define STATUS_INVALID_PARAMETER_3 ((NTSTATUS)0xC00000F1)
+
+/* MmMapMdl (mm/RULES.md rule R2): the MDL mapped for the time of one call of DriverRoutine. */
+typedef VOID MM_MDL_ROUTINE(PVOID DriverContext, PVOID MappedVa);
+typedef MM_MDL_ROUTINE *PMM_MDL_ROUTINE;
+NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE DriverRoutine, PVOID DriverContext);
+
+/* MmProbeAndLockPages in Process's address space (attached for the call when it is not the
+ * current one); raises as MmProbeAndLockPages does, after detaching. */
+VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KPROCESSOR_MODE AccessMode,
+				LOCK_OPERATION Operation);
+
 /* The system address of an MDL's buffer: the existing mapping (a mapped MDL, or a
  * nonpaged-pool one), else a new MmCached kernel mapping; NULL when that fails. */
 #define MmGetSystemAddressForMdlSafe(Mdl, Priority)                                             \

@@ -11,6 +11,7 @@
 #include "mm/pfn.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
+#include "mm/reserved.h"
 #include "mm/syspte.h"
 #include "mm/verifier.h"
 
@@ -492,6 +493,9 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 		verifier_violation(VERIFIER_MDL_UNMAP_PARENT_MAPPING, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
 	if (BaseAddress != Mdl->MappedSystemVa)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, base, n, (ULONG_PTR)Mdl->MappedSystemVa);
+	/* A reserved mapping's PTEs are its reservation's (MmUnmapReservedMapping's to clear). */
+	if (reserved_mappings_live)
+		reserved_refuse_unmap(base);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;
@@ -521,5 +525,33 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
 	pt_reprotect_ptes(va, n, present, write, exec);
 	stats.protects++;
+	return STATUS_SUCCESS;
+}
+
+/* ---- MmMapMdl ----------------------------------------------------------------------- */
+
+/* Windows 10 1709 and later (mm/RULES.md reserved-mapping rule R2): map the MDL unless it is
+ * mapped already, call the driver's routine with the system address, release what was made.
+ * Protection: PAGE_READWRITE or PAGE_READONLY, optionally with PAGE_NOCACHE or
+ * PAGE_WRITECOMBINE; executable protections are refused (decision 3). */
+NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE DriverRoutine, PVOID DriverContext)
+{
+	PMDL m = MemoryDescriptorList;
+	ULONG cache = Protection & (PAGE_NOCACHE | PAGE_WRITECOMBINE), rights = Protection & ~cache;
+	if (!DriverRoutine)
+		return STATUS_INVALID_PARAMETER_3;
+	if (cache == (PAGE_NOCACHE | PAGE_WRITECOMBINE) || (rights != PAGE_READWRITE && rights != PAGE_READONLY))
+		return STATUS_INVALID_PAGE_PROTECTION;
+	if (m->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL)) {
+		DriverRoutine(DriverContext, m->MappedSystemVa);
+		return STATUS_SUCCESS;
+	}
+	MEMORY_CACHING_TYPE ct = cache == PAGE_NOCACHE ? MmNonCached : cache == PAGE_WRITECOMBINE ? MmWriteCombined : MmCached;
+	ULONG priority = NormalPagePriority | MdlMappingNoExecute | (rights == PAGE_READONLY ? MdlMappingNoWrite : 0);
+	PVOID va = MmMapLockedPagesSpecifyCache(m, KernelMode, ct, NULL, FALSE, priority);
+	if (!va)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	DriverRoutine(DriverContext, va);
+	MmUnmapLockedPages(va, m);
 	return STATUS_SUCCESS;
 }

@@ -84,6 +84,7 @@
 #include "mm/mdl_user.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
+#include "kernel/process.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/memtype.h"
@@ -454,4 +455,37 @@ void mdl_user_process_exit(struct mm_process *mm)
 		release_mapping(mm->mappings);
 		stats.teardowns++;
 	}
+}
+
+/* ---- MmProbeAndLockProcessPages ----------------------------------------------------- */
+
+/* MmProbeAndLockPages of a buffer in Process's address space (mm/RULES.md user rule U12): the
+ * process is attached for the probe when it is not the current one, and detached again
+ * before the exception a refused probe raises goes on to the caller (the same status, and
+ * for an access violation the same access kind and address). */
+VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KPROCESSOR_MODE AccessMode,
+				LOCK_OPERATION Operation)
+{
+	KAPC_STATE apc;
+	bool attach = ps_mm(Process) != mm_current();
+	volatile NTSTATUS status = STATUS_SUCCESS;
+	volatile ULONG_PTR kind = 0, address = 0;
+	if (attach)
+		KeStackAttachProcess(Process, &apc);
+	__try {
+		MmProbeAndLockPages(MemoryDescriptorList, AccessMode, Operation);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		const EXCEPTION_RECORD *r = GetExceptionRecord();
+		status = GetExceptionCode();
+		if (r->NumberParameters >= 2) {
+			kind = r->ExceptionInformation[0];
+			address = r->ExceptionInformation[1];
+		}
+	}
+	if (attach)
+		KeUnstackDetachProcess(&apc);
+	if (status == STATUS_ACCESS_VIOLATION)
+		seh_raise_access_violation(address, (ULONG)kind);
+	if (status != STATUS_SUCCESS)
+		ExRaiseStatus(status);
 }

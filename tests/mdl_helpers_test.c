@@ -1,0 +1,264 @@
+/*
+ * The helper routines around the MDL calls: MmMapLockedPagesWithReservedMapping's cousin
+ * MmMapMdl (mm/RULES.md reserved-mapping rule R2), MmProbeAndLockProcessPages (user rule U12)
+ * and the old MmGetSystemAddressForMdl macro (rule 20).  Mappings are read from the real
+ * tables while they exist and proven gone afterwards.
+ */
+#include "kernel/ktest.h"
+#include "tests/lib/agent.h"
+#include "tests/lib/expect.h"
+#include "tests/lib/pte.h"
+#include "include/wdm.h"
+#include "kernel/lib.h"
+#include "kernel/process.h"
+#include "mm/mmproc.h"
+#include "mm/syspte.h"
+#include "mm/uvm.h"
+#include "mm/verifier.h"
+
+#define TAG 0x706c6548u /* 'Help' */
+#define P PAGE_SIZE
+
+static PMDL locked_pool(struct ktest *t, uint8_t **buf, ULONG bytes)
+{
+	*buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, bytes, TAG);
+	ASSERT_TRUE(t, *buf != NULL);
+	PMDL m = IoAllocateMdl(*buf, bytes, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	return m;
+}
+
+static void release(PMDL m, uint8_t *buf)
+{
+	MmUnlockPages(m);
+	IoFreeMdl(m);
+	ExFreePoolWithTag(buf, TAG);
+}
+
+/* ---- MmMapMdl ----------------------------------------------------------------------- */
+
+/* What the driver's routine saw: its address, and the mapping read from the tables then. */
+struct seen {
+	struct ktest *t;
+	int calls;
+	uint64_t va;
+	struct mmt_rights rights;
+	unsigned enc;
+	uint8_t first;
+	bool check_write_refused;
+};
+
+static VOID look(PVOID DriverContext, PVOID MappedVa)
+{
+	struct seen *s = DriverContext;
+	s->calls++;
+	s->va = (uint64_t)MappedVa;
+	s->enc = mmt_encoding_at(s->va, &s->rights);
+	s->first = *(volatile uint8_t *)MappedVa;
+	if (s->check_write_refused)
+		expect_write_refused(s->t, s->va);
+}
+
+static void map_mdl_maps_for_the_call_only(struct ktest *t)
+{
+	uint8_t *buf;
+	PMDL m = locked_pool(t, &buf, 2 * P);
+	buf[0] = 0x5C;
+	uint64_t free_before;
+	struct syspte_stats st;
+	syspte_get_stats(&st);
+	free_before = st.free;
+	struct seen s = { .t = t };
+	EXPECT_EQ(t, (ULONG)MmMapMdl(m, PAGE_READWRITE, look, &s), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, s.calls, 1);
+	EXPECT_TRUE(t, syspte_contains(s.va));
+	EXPECT_TRUE(t, s.rights.present && s.rights.write && s.rights.nx);
+	EXPECT_EQ(t, s.enc, MMT_ENC_WB);
+	EXPECT_EQ(t, s.first, 0x5C);
+	EXPECT_TRUE(t, mmt_va_unmapped(s.va));           /* released when the routine returned */
+	EXPECT_FALSE(t, m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
+	syspte_get_stats(&st);
+	EXPECT_EQ(t, st.free, free_before);
+
+	/* PAGE_READONLY: the routine's writes fault. */
+	struct seen ro = { .t = t, .check_write_refused = true };
+	EXPECT_EQ(t, (ULONG)MmMapMdl(m, PAGE_READONLY, look, &ro), (ULONG)STATUS_SUCCESS);
+	EXPECT_TRUE(t, ro.rights.present && !ro.rights.write);
+	release(m, buf);
+}
+
+/* A mapped MDL is used as it is, and stays mapped. */
+static void map_mdl_uses_an_existing_mapping(struct ktest *t)
+{
+	uint8_t *buf;
+	PMDL m = locked_pool(t, &buf, P);
+	PVOID sys = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
+	ASSERT_TRUE(t, sys != NULL);
+	struct seen s = { .t = t };
+	EXPECT_EQ(t, (ULONG)MmMapMdl(m, PAGE_READWRITE, look, &s), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, s.va, (uint64_t)sys);
+	EXPECT_TRUE(t, mmt_va_mapped((uint64_t)sys));
+	release(m, buf); /* MmUnlockPages releases the mapping */
+}
+
+/* PAGE_NOCACHE gives an untyped frame its type (decision 1), and the type stays. */
+static void map_mdl_takes_the_cache_modifier(struct ktest *t)
+{
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL m = MmAllocatePagesForMdl(lo, hi, skip, P);
+	ASSERT_TRUE(t, m != NULL);
+	struct seen s = { .t = t };
+	EXPECT_EQ(t, (ULONG)MmMapMdl(m, PAGE_READWRITE | PAGE_NOCACHE, look, &s), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, s.enc, MMT_ENC_UC);
+	EXPECT_EQ(t, mmt_alias_encoding(MmGetMdlPfnArray(m)[0], NULL), MMT_ENC_UC);
+	MmFreePagesFromMdl(m);
+	ExFreePool(m);
+}
+
+static void map_mdl_refusals_call_nothing(struct ktest *t)
+{
+	uint8_t *buf;
+	PMDL m = locked_pool(t, &buf, P);
+	struct seen s = { .t = t };
+	EXPECT_EQ(t, (ULONG)MmMapMdl(m, PAGE_READWRITE, NULL, &s), (ULONG)STATUS_INVALID_PARAMETER_3);
+	ULONG bad[] = { PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE, PAGE_NOACCESS, PAGE_WRITECOPY,
+			PAGE_READWRITE | PAGE_NOCACHE | PAGE_WRITECOMBINE };
+	for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		EXPECT_EQ(t, (ULONG)MmMapMdl(m, bad[i], look, &s), (ULONG)STATUS_INVALID_PAGE_PROTECTION);
+	verifier_set_lowres(1, 0, 1); /* the next mapping fails */
+	EXPECT_EQ(t, (ULONG)MmMapMdl(m, PAGE_READWRITE, look, &s), (ULONG)STATUS_INSUFFICIENT_RESOURCES);
+	verifier_set_lowres(0, 0, 1);
+	EXPECT_EQ(t, s.calls, 0);
+	EXPECT_FALSE(t, m->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
+	release(m, buf);
+}
+
+/* ---- MmProbeAndLockProcessPages ----------------------------------------------------- */
+
+/* A committed buffer in p, made attached. */
+static uint64_t user_buffer(struct ktest *t, PEPROCESS p, SIZE_T size)
+{
+	KAPC_STATE apc;
+	PVOID base = NULL;
+	KeStackAttachProcess(p, &apc);
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &base, 0, &size, MEM_RESERVE | MEM_COMMIT,
+					      PAGE_READWRITE);
+	KeUnstackDetachProcess(&apc);
+	ASSERT_EQ(t, (ULONG)st, (ULONG)STATUS_SUCCESS);
+	return (uint64_t)base;
+}
+
+static void process_pages_are_probed_in_that_process(struct ktest *t)
+{
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t va = user_buffer(t, p, 2 * P);
+	PMDL m = IoAllocateMdl((PVOID)va, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	ASSERT_TRUE(t, mm_current() == NULL);
+	MmProbeAndLockProcessPages(m, p, UserMode, IoWriteAccess);
+	EXPECT_TRUE(t, mm_current() == NULL); /* detached again */
+	EXPECT_TRUE(t, m->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_TRUE(t, m->Process == p);
+	EXPECT_EQ(t, p->mm.locked_pages, 2u);
+	for (int i = 0; i < 2; i++) {
+		struct pt_query q;
+		pt_query(&p->mm.root, va + i * P, &q);
+		EXPECT_TRUE(t, q.present);
+		EXPECT_EQ(t, MmGetMdlPfnArray(m)[i], q.pa >> PAGE_SHIFT);
+	}
+	MmUnlockPages(m);
+	EXPECT_EQ(t, p->mm.locked_pages, 0u);
+
+	/* Attached already: used as it is, and still attached afterwards. */
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	MmProbeAndLockProcessPages(m, p, KernelMode, IoReadAccess);
+	EXPECT_TRUE(t, mm_current() == &p->mm);
+	MmUnlockPages(m);
+	KeUnstackDetachProcess(&apc);
+	IoFreeMdl(m);
+	PsDestroyProcess(p);
+}
+
+/* A buffer the process has not committed: STATUS_ACCESS_VIOLATION at its address, raised to
+ * the caller after the detach, and nothing locked. */
+static void process_pages_refused_raise_after_the_detach(struct ktest *t)
+{
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t va = user_buffer(t, p, P) + 0x100000; /* well past the committed page */
+	PMDL m = IoAllocateMdl((PVOID)va, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	volatile ULONG_PTR kind = 0, addr = 0;
+	__try {
+		MmProbeAndLockProcessPages(m, p, UserMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+		kind = GetExceptionRecord()->ExceptionInformation[0];
+		addr = GetExceptionRecord()->ExceptionInformation[1];
+	}
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, kind, (ULONG_PTR)EXCEPTION_WRITE_FAULT);
+	EXPECT_EQ(t, addr, va);
+	EXPECT_TRUE(t, mm_current() == NULL);
+	EXPECT_FALSE(t, m->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, p->mm.locked_pages, 0u);
+	IoFreeMdl(m);
+	PsDestroyProcess(p);
+}
+
+/* ---- MmGetSystemAddressForMdl (the old macro) -------------------------------------- */
+
+static void old_macro_maps_once_and_returns_the_mapping(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, P, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	buf[0x20] = 0x21;
+	PMDL m = IoAllocateMdl(buf + 0x20, 0x100, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoReadAccess);
+	uint8_t *v = MmGetSystemAddressForMdl(m);
+	ASSERT_TRUE(t, v != NULL);
+	EXPECT_EQ(t, BYTE_OFFSET(v), 0x20u);
+	EXPECT_EQ(t, v[0], 0x21);
+	EXPECT_TRUE(t, syspte_contains((uint64_t)v));
+	EXPECT_TRUE(t, MmGetSystemAddressForMdl(m) == v);
+	release(m, buf);
+	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)v));
+
+	/* A nonpaged-pool MDL: the pool address, no PTE. */
+	uint8_t *pool = ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, TAG);
+	ASSERT_TRUE(t, pool != NULL);
+	PMDL np = IoAllocateMdl(pool, 64, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, np != NULL);
+	MmBuildMdlForNonPagedPool(np);
+	EXPECT_TRUE(t, MmGetSystemAddressForMdl(np) == pool);
+	IoFreeMdl(np);
+	ExFreePoolWithTag(pool, TAG);
+}
+
+/* Through MmMapLockedPages: a failure is bug check 0x3F (0, pages, ...), not NULL. */
+static void old_macro_failure_bug_checks(struct ktest *t)
+{
+	uint8_t *buf;
+	PMDL m = locked_pool(t, &buf, 2 * P);
+	verifier_set_lowres(1, 0, 1);
+	ktest_expect_stop(t, NO_MORE_SYSTEM_PTES, 0, 2, 0, 0, KTEST_P1 | KTEST_P2);
+	MmGetSystemAddressForMdl(m);
+}
+
+static struct ktest_case mdl_helpers_cases[] = {
+	KTEST_CASE(map_mdl_maps_for_the_call_only),
+	KTEST_CASE(map_mdl_uses_an_existing_mapping),
+	KTEST_CASE(map_mdl_takes_the_cache_modifier),
+	KTEST_CASE(map_mdl_refusals_call_nothing),
+	KTEST_CASE(process_pages_are_probed_in_that_process),
+	KTEST_CASE(process_pages_refused_raise_after_the_detach),
+	KTEST_CASE(old_macro_maps_once_and_returns_the_mapping),
+	KTEST_DEATH_CASE_P(old_macro_failure_bug_checks, NO_MORE_SYSTEM_PTES, KTEST_P1 | KTEST_P2, 0, 2, 0, 0),
+	{ 0 }
+};
+KTEST_SUITE(mdl_helpers, mdl_helpers_cases);
