@@ -12,9 +12,10 @@
  * its memory type for good (mm/RULES.md decision 1: the direct-map alias follows) and mapped
  * in system PTEs followed by an unmapped guard PTE, read-write and no-execute (decision 3).
  * I/O-space mappings are system PTEs over the caller's physical range.  Every block and
- * mapping is recorded (struct block) so that a release can be checked: an address, size or
- * cache type the matching allocator did not give is bug check 0xC4/0x2006 (address, bytes
- * given, bytes allocated), never a release of someone else's PTEs.
+ * mapping is recorded (struct block) so that a release can be checked, and never releases
+ * someone else's PTEs: an allocation's address, size or cache type the matching allocator did
+ * not give is bug check 0xC4/0x2006 (address, bytes given, bytes allocated), an I/O-space
+ * unmap that names no mapping SYSTEM_PTE_MISUSE 0x400 (address, pages, 0).
  */
 #include "include/wdm.h"
 #include "kernel/lib.h"
@@ -361,10 +362,10 @@ VOID MmUnmapIoSpace(PVOID BaseAddress, SIZE_T NumberOfBytes)
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	uint64_t va = (uint64_t)BaseAddress;
 	struct block *b = find_block(va, BLOCK_IO_SPACE);
-	if (!b)
-		verifier_violation(VERIFIER_DEVMEM_BAD_RELEASE, va, NumberOfBytes, 0);
-	if (NumberOfBytes != b->bytes)
-		verifier_violation(VERIFIER_DEVMEM_BAD_RELEASE, va, NumberOfBytes, b->bytes);
+	/* Microsoft's 0xDA page: "an I/O space mapping that the system is unaware of" is P1
+	 * 0x400 (base address, pages to free, 0); a size other than the mapping's names none. */
+	if (!b || NumberOfBytes != b->bytes)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x400, va, ADDRESS_AND_SIZE_TO_SPAN_PAGES(va, NumberOfBytes), 0);
 	unlink_block(b);
 	syspte_release(b->va, (uint32_t)b->pages);
 	ExFreePoolWithTag(b, DEVMEM_TAG);

@@ -310,7 +310,7 @@ static void unmap_io_space_with_the_wrong_size(struct ktest *t)
 {
 	PHYSICAL_ADDRESS pa = { .QuadPart = (long)device_pa() };
 	void *v = MmMapIoSpace(pa, 3 * P, MmNonCached);
-	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2006, (ULONG_PTR)v, P, 3 * P, KTEST_P_ALL);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x400, (ULONG_PTR)v, 1, 0, KTEST_P_ALL);
 	MmUnmapIoSpace(v, P);
 }
 
@@ -320,7 +320,7 @@ static void unmap_io_space_of_an_mdl_mapping(struct ktest *t)
 	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, skip = { .QuadPart = 0 };
 	PMDL m = MmAllocatePagesForMdl(lo, no_limit, skip, P);
 	void *v = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
-	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2006, (ULONG_PTR)v, P, 0, KTEST_P_ALL);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x400, (ULONG_PTR)v, 1, 0, KTEST_P_ALL);
 	MmUnmapIoSpace(v, P);
 }
 
@@ -359,8 +359,8 @@ static struct ktest_case devmem_cases[] = {
 	KTEST_DEATH_CASE_P1(free_contiguous_of_pool, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2006),
 	KTEST_DEATH_CASE_P1(free_contiguous_of_noncached_memory, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2006),
 	KTEST_DEATH_CASE_P1(free_contiguous_with_another_cache_type, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2006),
-	KTEST_DEATH_CASE_P1(unmap_io_space_with_the_wrong_size, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2006),
-	KTEST_DEATH_CASE_P1(unmap_io_space_of_an_mdl_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2006),
+	KTEST_DEATH_CASE_P1(unmap_io_space_with_the_wrong_size, SYSTEM_PTE_MISUSE, 0x400),
+	KTEST_DEATH_CASE_P1(unmap_io_space_of_an_mdl_mapping, SYSTEM_PTE_MISUSE, 0x400),
 	KTEST_DEATH_CASE_P1(allocate_contiguous_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5),
 	KTEST_DEATH_CASE_P1(map_io_space_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5),
 	{ 0 }
