@@ -555,3 +555,75 @@ NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE D
 	MmUnmapLockedPages(va, m);
 	return STATUS_SUCCESS;
 }
+
+/* ---- MmAdvanceMdl ------------------------------------------------------------------- */
+
+/* Map the frames pfns[0..n) at a fresh system-PTE run, each page with the rights and the
+ * memory type of the page of the existing mapping at old_va + i pages (a copy of its PTEs:
+ * an I/O-space frame's type lives only there).  0 when no run is free. */
+static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n)
+{
+	uint64_t va = syspte_reserve(n, HighPagePriority, false);
+	if (!va)
+		return 0;
+	for (ULONG i = 0; i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, old_va + (uint64_t)i * PAGE_SIZE, &q);
+		struct pt_attrs a = { .write = q.eff.write, .exec = false, .user = false, .global = true,
+				      .type = pt_entry_memtype(q.entry[q.level], q.level) };
+		pt_set_ptes_run(va + (uint64_t)i * PAGE_SIZE, &pfns[i], 1, a);
+	}
+	return va;
+}
+
+/*
+ * mm/RULES.md helper rule H1.  The start moves up by NumberOfBytes, the end stays.  Pages
+ * passed are unlocked at once (and no longer charged to the MDL's process) and leave the PFN array;
+ * a system mapping of the MDL's own moves to the remaining pages (a new run with the same
+ * PTEs; STATUS_INSUFFICIENT_RESOURCES, nothing changed, when no run is free).  Refused with
+ * STATUS_NOT_SUPPORTED, nothing changed, when pages would be passed while the MDL is mapped
+ * to a user or holds frames it allocated itself (MmAllocatePagesForMdl: passing them would
+ * lose them).
+ */
+NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
+{
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
+	if (NumberOfBytes >= Mdl->ByteCount)
+		return STATUS_INVALID_PARAMETER_2;
+	ULONG n = mdl_page_count(Mdl), offset = Mdl->ByteOffset + NumberOfBytes, passed = offset >> PAGE_SHIFT;
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
+	bool own_ptes = (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARENT_MAPPED_SYSTEM_VA);
+	bool locks = (Mdl->MdlFlags & MDL_PAGES_LOCKED) && !(Mdl->MdlFlags & (MDL_PARTIAL | MDL_SOURCE_IS_NONPAGED_POOL));
+	uint64_t sys = (uint64_t)Mdl->MappedSystemVa + NumberOfBytes;
+	if (passed) {
+		if (mdl_user_mapping_count(Mdl))
+			return STATUS_NOT_SUPPORTED;
+		for (ULONG i = 0; locks && i < passed; i++) {
+			const struct pfn_entry *e = pfn_entry(pfns[i]);
+			if (e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL && e->owner == (uint64_t)Mdl)
+				return STATUS_NOT_SUPPORTED;
+		}
+		if (own_ptes) {
+			uint64_t old = ALIGN_DOWN((uint64_t)Mdl->MappedSystemVa, PAGE_SIZE);
+			uint64_t va = copy_mapping(old + (uint64_t)passed * PAGE_SIZE, pfns + passed, n - passed);
+			if (!va)
+				return STATUS_INSUFFICIENT_RESOURCES;
+			if (reserved_mappings_live)
+				reserved_refuse_unmap(old);
+			syspte_release(old, n);
+			sys = va + (offset & (PAGE_SIZE - 1));
+		}
+		if (locks) {
+			for (ULONG i = 0; i < passed; i++)
+				pfn_unlock_frame(pfns[i]);
+			mdl_user_note_advance(Mdl, passed);
+		}
+		memmove(pfns, pfns + passed, (n - passed) * sizeof(PFN_NUMBER));
+	}
+	if (Mdl->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL))
+		Mdl->MappedSystemVa = (PVOID)sys;
+	Mdl->StartVa = (PCHAR)Mdl->StartVa + (uint64_t)passed * PAGE_SIZE;
+	Mdl->ByteOffset = offset & (PAGE_SIZE - 1);
+	Mdl->ByteCount -= NumberOfBytes;
+	return STATUS_SUCCESS;
+}

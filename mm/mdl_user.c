@@ -489,3 +489,14 @@ VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KP
 	if (status != STATUS_SUCCESS)
 		ExRaiseStatus(status);
 }
+
+void mdl_user_note_advance(PMDL Mdl, ULONG passed)
+{
+	struct mm_process *mm = ps_mm(Mdl->Process);
+	if (!mm)
+		return;
+	mm->locked_pages -= passed;
+	for (struct locked_record *r = locked_records; r; r = r->next)
+		if (r->mdl == Mdl)
+			r->pages -= passed;
+}

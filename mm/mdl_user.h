@@ -38,6 +38,10 @@ void mdl_user_note_lock(PMDL Mdl, struct mm_process *owner);
  * check 0xC4/0x2005; otherwise its pages stop counting on Mdl->Process. */
 void mdl_user_note_unlock(PMDL Mdl);
 
+/* MmAdvanceMdl, after unlocking the first `passed` pages: they stop counting on
+ * Mdl->Process (and on its tracking record). */
+void mdl_user_note_advance(PMDL Mdl, ULONG passed);
+
 /* Locked-page tracking (NT's TrackLockedPages; cmdline track_locked_pages=1, off by
  * default): while on, every lock charged to a process is recorded with its MDL, pages and
  * the address MmProbeAndLockPages returns to, until MmUnlockPages.  Set at run time by

@@ -1,11 +1,12 @@
 /*
  * The helper routines around the MDL calls: MmMapLockedPagesWithReservedMapping's cousin
- * MmMapMdl (mm/RULES.md reserved-mapping rule R2), MmProbeAndLockProcessPages (user rule U12)
- * and the old MmGetSystemAddressForMdl macro (rule 20).  Mappings are read from the real
+ * MmMapMdl (mm/RULES.md reserved-mapping rule R2), MmProbeAndLockProcessPages (user rule U12),
+ * the old MmGetSystemAddressForMdl macro (rule 20) and MmAdvanceMdl (helper rule H1).  Mappings are read from the real
  * tables while they exist and proven gone afterwards.
  */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
+#include "tests/lib/counters.h"
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
@@ -168,8 +169,14 @@ static void process_pages_are_probed_in_that_process(struct ktest *t)
 		EXPECT_TRUE(t, q.present);
 		EXPECT_EQ(t, MmGetMdlPfnArray(m)[i], q.pa >> PAGE_SHIFT);
 	}
+	/* MmAdvanceMdl past the first page: that page stops counting on the process. */
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(m, P), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, p->mm.locked_pages, 1u);
 	MmUnlockPages(m);
 	EXPECT_EQ(t, p->mm.locked_pages, 0u);
+	IoFreeMdl(m);
+	m = IoAllocateMdl((PVOID)va, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
 
 	/* Attached already: used as it is, and still attached afterwards. */
 	KAPC_STATE apc;
@@ -250,6 +257,111 @@ static void old_macro_failure_bug_checks(struct ktest *t)
 	MmGetSystemAddressForMdl(m);
 }
 
+
+/* ---- MmAdvanceMdl (helper rule H1) -------------------------------------------------- */
+
+/* Within the first page: only the description and the system address move. */
+static void advance_within_the_first_page(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 3 * P, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	buf[0x300] = 0x33;
+	PMDL m = IoAllocateMdl(buf + 0x100, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	uint8_t *v = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
+	ASSERT_TRUE(t, v != NULL);
+	pfn_t first = MmGetMdlPfnArray(m)[0];
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(m, 0x200), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, m->ByteOffset, 0x300u);
+	EXPECT_EQ(t, m->ByteCount, 2 * P - 0x200);
+	EXPECT_EQ(t, (uint64_t)m->StartVa, (uint64_t)PAGE_ALIGN(buf));
+	EXPECT_EQ(t, (uint64_t)m->MappedSystemVa, (uint64_t)v + 0x200);
+	EXPECT_EQ(t, *(uint8_t *)m->MappedSystemVa, 0x33);
+	EXPECT_EQ(t, MmGetMdlPfnArray(m)[0], first);
+	EXPECT_EQ(t, mmt_lock_count(first), 1u);
+	release(m, buf);
+}
+
+/* Past pages of an unmapped MDL: they are unlocked and leave the PFN array. */
+static void advance_past_pages_unlocks_them(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 4 * P, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, 4 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	pfn_t f[4];
+	for (int i = 0; i < 4; i++)
+		f[i] = MmGetMdlPfnArray(m)[i];
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(m, 2 * P + 8), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, mmt_lock_count(f[0]), 0u);
+	EXPECT_EQ(t, mmt_lock_count(f[1]), 0u);
+	EXPECT_EQ(t, mmt_lock_count(f[2]), 1u);
+	EXPECT_EQ(t, MmGetMdlPfnArray(m)[0], f[2]);
+	EXPECT_EQ(t, MmGetMdlPfnArray(m)[1], f[3]);
+	EXPECT_EQ(t, (uint64_t)MmGetMdlVirtualAddress(m), (uint64_t)buf + 2 * P + 8);
+	EXPECT_EQ(t, m->ByteCount, 2 * P - 8);
+	/* What is left maps as the MDL now says. */
+	buf[2 * P + 8] = 0x28;
+	uint8_t *v = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
+	ASSERT_TRUE(t, v != NULL);
+	EXPECT_EQ(t, v[0], 0x28);
+	EXPECT_EQ(t, mmt_frame_of((uint64_t)v), f[2]);
+	release(m, buf);
+	EXPECT_EQ(t, mmt_lock_count(f[3]), 0u);
+}
+
+/* Past pages of a mapped MDL: the mapping moves to the remaining frames, the old one goes. */
+static void advance_moves_a_system_mapping(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 3 * P, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	buf[P + 0x800] = 0x18;
+	PMDL m = IoAllocateMdl(buf, 3 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	uint8_t *v = MmGetSystemAddressForMdlSafe(m, NormalPagePriority | MdlMappingNoWrite);
+	ASSERT_TRUE(t, v != NULL);
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(m, P + 0x800), (ULONG)STATUS_SUCCESS);
+	uint8_t *w = m->MappedSystemVa;
+	EXPECT_EQ(t, BYTE_OFFSET(w), 0x800u);
+	EXPECT_EQ(t, *w, 0x18);
+	EXPECT_EQ(t, mmt_frame_of((uint64_t)w), MmGetMdlPfnArray(m)[0]);
+	struct mmt_rights r;
+	mmt_encoding_at((uint64_t)w, &r);
+	EXPECT_TRUE(t, r.present && !r.write && r.nx);  /* the rights came along */
+	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)v));
+	release(m, buf);
+	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)w));
+}
+
+static void advance_refusals_change_nothing(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(m, 2 * P), (ULONG)STATUS_INVALID_PARAMETER_2);
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(m, 3 * P), (ULONG)STATUS_INVALID_PARAMETER_2);
+	EXPECT_EQ(t, m->ByteCount, 2 * P);
+	EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[0]), 1u);
+	release(m, buf);
+
+	/* Frames the MDL allocated itself would be lost. */
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL a = MmAllocatePagesForMdl(lo, hi, skip, 2 * P);
+	ASSERT_TRUE(t, a != NULL);
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(a, P), (ULONG)STATUS_NOT_SUPPORTED);
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(a, 16), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, a->ByteOffset, 16u);
+	a->ByteOffset = 0; /* back, so that MmFreePagesFromMdl sees its two pages */
+	a->ByteCount = 2 * P;
+	MmFreePagesFromMdl(a);
+	ExFreePool(a);
+}
+
 static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(map_mdl_maps_for_the_call_only),
 	KTEST_CASE(map_mdl_uses_an_existing_mapping),
@@ -258,6 +370,10 @@ static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(process_pages_are_probed_in_that_process),
 	KTEST_CASE(process_pages_refused_raise_after_the_detach),
 	KTEST_CASE(old_macro_maps_once_and_returns_the_mapping),
+	KTEST_CASE(advance_within_the_first_page),
+	KTEST_CASE(advance_past_pages_unlocks_them),
+	KTEST_CASE(advance_moves_a_system_mapping),
+	KTEST_CASE(advance_refusals_change_nothing),
 	KTEST_DEATH_CASE_P(old_macro_failure_bug_checks, NO_MORE_SYSTEM_PTES, KTEST_P1 | KTEST_P2, 0, 2, 0, 0),
 	{ 0 }
 };
