@@ -256,6 +256,15 @@ NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE D
 #define STATUS_NOT_SUPPORTED ((NTSTATUS)0xC00000BB)
 NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes);
 
+/* One page of a scattered buffer: page i of the MDL (MmProbeAndLockSelectedPages). */
+typedef void *PVOID64;
+typedef union _FILE_SEGMENT_ELEMENT {
+	PVOID64 Buffer;
+	ULONGLONG Alignment;
+} FILE_SEGMENT_ELEMENT, *PFILE_SEGMENT_ELEMENT;
+VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMENT SegmentArray,
+				 KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation);
+
 /* MmProbeAndLockPages in Process's address space (attached for the call when it is not the
  * current one); raises as MmProbeAndLockPages does, after detaching. */
 VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KPROCESSOR_MODE AccessMode,

@@ -627,3 +627,57 @@ NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 	Mdl->ByteCount -= NumberOfBytes;
 	return STATUS_SUCCESS;
 }
+
+/* ---- MmProbeAndLockSelectedPages ---------------------------------------------------- */
+
+/*
+ * MmProbeAndLockPages with page i of the MDL at SegmentArray[i].Buffer instead of StartVa +
+ * i pages (mm/RULES.md user rule U13): each segment a page-aligned address (else
+ * STATUS_DATATYPE_MISALIGNMENT is raised), every page checked and made resident before any
+ * is locked, the first refused raising STATUS_ACCESS_VIOLATION at its address with nothing
+ * locked.  User pages charge their process as a probe does.  IRQL <= APC_LEVEL.
+ */
+VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMENT SegmentArray,
+				 KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
+{
+	PMDL Mdl = MemoryDescriptorList;
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_PROBE_IRQL, (ULONG_PTR)Mdl, AccessMode);
+	USHORT bad = Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL);
+	if (bad)
+		verifier_violation(VERIFIER_MDL_PROBE_BAD_FLAGS, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
+	bool write = Operation != IoReadAccess;
+	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
+	ULONG n = mdl_page_count(Mdl);
+	struct mm_process *owner = NULL;
+	for (ULONG i = 0; i < n; i++) {
+		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
+		if (page & (PAGE_SIZE - 1))
+			ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
+		if (AccessMode == UserMode && page >= MM_USER_PROBE_ADDRESS)
+			seh_raise_access_violation(page, access);
+		struct mm_process *mm = mdl_user_probe_page(page, AccessMode, write);
+		if (mm)
+			owner = mm;
+	}
+	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
+		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
+	const struct pt_root *root = mdl_current_root();
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
+	bool io = false;
+	for (ULONG i = 0; i < n; i++) {
+		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
+		struct pt_query q;
+		pt_query(root, page, &q);
+		if (!q.present || (write && !q.eff.write) || (AccessMode == UserMode && !q.eff.user)) {
+			for (ULONG k = 0; k < i; k++)
+				pfn_unlock_frame(pfns[k]);
+			seh_raise_access_violation(page, access);
+		}
+		pfns[i] = q.pa >> PAGE_SHIFT;
+		io |= !pfn_is_ram(pfns[i]);
+		pfn_lock_frame(pfns[i]);
+	}
+	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
+	mdl_user_note_lock(Mdl, owner);
+	stats.probes++;
+}

@@ -500,3 +500,14 @@ void mdl_user_note_advance(PMDL Mdl, ULONG passed)
 		if (r->mdl == Mdl)
 			r->pages -= passed;
 }
+
+struct mm_process *mdl_user_probe_page(uint64_t page, KPROCESSOR_MODE AccessMode, bool write)
+{
+	struct mm_process *mm = mm_current();
+	if (page >= USER_VA_END || (!mm && AccessMode == KernelMode))
+		return NULL;
+	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
+	if (!mm || !uvm_make_resident(mm, page, PAGE_SIZE, write))
+		seh_raise_access_violation(page, access);
+	return mm;
+}

@@ -1,7 +1,8 @@
 /*
  * The helper routines around the MDL calls: MmMapLockedPagesWithReservedMapping's cousin
  * MmMapMdl (mm/RULES.md reserved-mapping rule R2), MmProbeAndLockProcessPages (user rule U12),
- * the old MmGetSystemAddressForMdl macro (rule 20) and MmAdvanceMdl (helper rule H1).  Mappings are read from the real
+ * MmProbeAndLockSelectedPages (user rule U13), the old MmGetSystemAddressForMdl macro
+ * (rule 20) and MmAdvanceMdl (helper rule H1).  Mappings are read from the real
  * tables while they exist and proven gone afterwards.
  */
 #include "kernel/ktest.h"
@@ -362,6 +363,83 @@ static void advance_refusals_change_nothing(struct ktest *t)
 	ExFreePool(a);
 }
 
+/* ---- MmProbeAndLockSelectedPages (user rule U13) ------------------------------------ */
+
+/* Two committed pages with an uncommitted one between them, probed as one two-page MDL. */
+static void selected_pages_lock_each_segment(struct ktest *t)
+{
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PVOID base = NULL;
+	SIZE_T size = 3 * P;
+	ASSERT_EQ(t, (ULONG)ZwAllocateVirtualMemory(NtCurrentProcess(), &base, 0, &size, MEM_RESERVE, PAGE_READWRITE),
+		  (ULONG)STATUS_SUCCESS);
+	uint64_t a = (uint64_t)base, c = a + 2 * P;
+	PVOID pa = (PVOID)a, pc = (PVOID)c;
+	SIZE_T one = P;
+	ZwAllocateVirtualMemory(NtCurrentProcess(), &pa, 0, &one, MEM_COMMIT, PAGE_READWRITE);
+	one = P;
+	ZwAllocateVirtualMemory(NtCurrentProcess(), &pc, 0, &one, MEM_COMMIT, PAGE_READWRITE);
+	FILE_SEGMENT_ELEMENT seg[2] = { { .Buffer = (PVOID64)a }, { .Buffer = (PVOID64)c } };
+	PMDL m = IoAllocateMdl((PVOID)a, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockSelectedPages(m, seg, UserMode, IoWriteAccess);
+	EXPECT_TRUE(t, m->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, p->mm.locked_pages, 2u);
+	for (int i = 0; i < 2; i++) {
+		struct pt_query q;
+		pt_query(&p->mm.root, (uint64_t)seg[i].Buffer, &q);
+		EXPECT_TRUE(t, q.present);
+		EXPECT_EQ(t, MmGetMdlPfnArray(m)[i], q.pa >> PAGE_SHIFT);
+		EXPECT_EQ(t, mmt_lock_count(q.pa >> PAGE_SHIFT), 1u);
+	}
+	MmUnlockPages(m);
+	EXPECT_EQ(t, p->mm.locked_pages, 0u);
+
+	/* The uncommitted page in the middle: an access violation at it, nothing locked. */
+	seg[1].Buffer = (PVOID64)(a + P);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	volatile ULONG_PTR where = 0;
+	__try {
+		MmProbeAndLockSelectedPages(m, seg, UserMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+		where = GetExceptionRecord()->ExceptionInformation[1];
+	}
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, where, a + P);
+	EXPECT_FALSE(t, m->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[0]), 0u);
+
+	/* A segment that is not page-aligned. */
+	seg[1].Buffer = (PVOID64)(c + 8);
+	st = STATUS_SUCCESS;
+	__try {
+		MmProbeAndLockSelectedPages(m, seg, UserMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_DATATYPE_MISALIGNMENT);
+	EXPECT_EQ(t, p->mm.locked_pages, 0u);
+	KeUnstackDetachProcess(&apc);
+	IoFreeMdl(m);
+	PsDestroyProcess(p);
+}
+
+/* Pageable memory: above APC_LEVEL is 0xC4/0x70 (IRQL, MDL, access mode), as for a probe. */
+static void selected_pages_above_apc_level(struct ktest *t)
+{
+	KIRQL old;
+	FILE_SEGMENT_ELEMENT seg[1] = { { .Buffer = (PVOID64)0x10000 } };
+	PMDL m = IoAllocateMdl((PVOID)0x10000, P, FALSE, FALSE, NULL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70, DISPATCH_LEVEL, (ULONG_PTR)m, UserMode,
+			  KTEST_P_ALL);
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	MmProbeAndLockSelectedPages(m, seg, UserMode, IoReadAccess);
+}
+
 static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(map_mdl_maps_for_the_call_only),
 	KTEST_CASE(map_mdl_uses_an_existing_mapping),
@@ -374,6 +452,8 @@ static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(advance_past_pages_unlocks_them),
 	KTEST_CASE(advance_moves_a_system_mapping),
 	KTEST_CASE(advance_refusals_change_nothing),
+	KTEST_CASE(selected_pages_lock_each_segment),
+	KTEST_DEATH_CASE_P1(selected_pages_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
 	KTEST_DEATH_CASE_P(old_macro_failure_bug_checks, NO_MORE_SYSTEM_PTES, KTEST_P1 | KTEST_P2, 0, 2, 0, 0),
 	{ 0 }
 };
