@@ -142,8 +142,18 @@ VOID MmUnlockPages(PMDL Mdl)
 	stats.unlocks++;
 }
 
+/* Whether frame pfn is nonpaged memory a driver allocated and mapped in system PTEs:
+ * device memory (MmAllocateNonCachedMemory, MmAllocateContiguousMemory*) or an
+ * MmAllocatePagesForMdl(Ex) MDL's frame. */
+static bool is_allocated_frame(uint64_t pa)
+{
+	const struct pfn_entry *e = pfn_entry(pa >> PAGE_SHIFT);
+	return e && e->state == PFN_ACTIVE && (e->owner_kind == PFN_OWNER_DEVMEM || e->owner_kind == PFN_OWNER_MDL);
+}
+
 /* Whether [va, va + len) is nonpaged kernel memory: nonpaged pool, the kernel image, the
- * direct map.  Stacks, paged pool, user memory and unmapped ranges are not. */
+ * direct map, system PTEs mapping allocated frames (is_allocated_frame).  Stacks, paged
+ * pool, user memory and unmapped ranges are not. */
 static bool is_nonpaged(uint64_t va, uint64_t len)
 {
 	for (uint64_t p = ALIGN_DOWN(va, PAGE_SIZE); p < va + len; p += PAGE_SIZE) {
@@ -152,11 +162,12 @@ static bool is_nonpaged(uint64_t va, uint64_t len)
 		if (in_pool && (!pool_query(p < va ? va : p, &pi) || pi.paged))
 			return false;
 		bool image = p >= KVA_KERNEL_IMAGE, direct = p >= KVA_DIRECT_MAP_BASE && p < KVA_DIRECT_MAP_END;
-		if (!in_pool && !image && !direct)
+		bool sysptes = p >= KVA_SYSPTE_BASE && p < KVA_SYSPTE_END;
+		if (!in_pool && !image && !direct && !sysptes)
 			return false;
 		struct pt_query q;
 		pt_query(&kernel_root, p, &q);
-		if (!q.present)
+		if (!q.present || (sysptes && !is_allocated_frame(q.pa)))
 			return false;
 	}
 	return true;

@@ -204,6 +204,32 @@ static void io_space_maps_device_memory_with_its_type(struct ktest *t)
 	MmUnmapIoSpace(w, 8);
 }
 
+/* A hole the PFN database lists as not RAM (below 1 MiB on a PC: the legacy VGA window) is
+ * typed by its first mapping for good (decision 1's untyped frame): a later mapping asking
+ * another type gets the same one, also once the first is gone. */
+static void io_space_hole_frames_keep_one_type(struct ktest *t)
+{
+	pfn_t hole = PFN_INVALID;
+	for (pfn_t p = 1; p < pfn_limit() && hole == PFN_INVALID; p++)
+		if (pfn_entry(p)->state == PFN_NOT_RAM)
+			hole = p;
+	if (hole == PFN_INVALID)
+		KTEST_SKIP(t, "the PFN database has no hole");
+	PHYSICAL_ADDRESS pa = { .QuadPart = (long)(hole << PAGE_SHIFT) };
+	uint8_t *a = MmMapIoSpace(pa, P, MmWriteCombined);
+	ASSERT_TRUE(t, a != NULL);
+	unsigned first = mmt_encoding_at((uint64_t)a, NULL);
+	uint8_t *b = MmMapIoSpace(pa, P, first == MMT_ENC_UC ? MmWriteCombined : MmNonCached);
+	ASSERT_TRUE(t, b != NULL);
+	EXPECT_EQ(t, mmt_encoding_at((uint64_t)b, NULL), first);
+	MmUnmapIoSpace(b, P);
+	MmUnmapIoSpace(a, P);
+	uint8_t *c = MmMapIoSpace(pa, P, first == MMT_ENC_UC ? MmWriteCombined : MmNonCached);
+	ASSERT_TRUE(t, c != NULL);
+	EXPECT_EQ(t, mmt_encoding_at((uint64_t)c, NULL), first);
+	MmUnmapIoSpace(c, P);
+}
+
 static void io_space_ex_takes_page_protections(struct ktest *t)
 {
 	PHYSICAL_ADDRESS pa = { .QuadPart = (long)device_pa() + 16 * P };
@@ -352,6 +378,7 @@ static struct ktest_case devmem_cases[] = {
 	KTEST_CASE(contiguous_bad_requests_return_null),
 	KTEST_CASE(node_memory_takes_page_protections),
 	KTEST_CASE(io_space_maps_device_memory_with_its_type),
+	KTEST_CASE(io_space_hole_frames_keep_one_type),
 	KTEST_CASE(io_space_ex_takes_page_protections),
 	KTEST_CASE(io_space_of_ram_needs_locked_down_frames),
 	KTEST_CASE(physical_address_queries_read_the_tables),

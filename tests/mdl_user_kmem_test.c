@@ -130,6 +130,25 @@ static void noncached_memory_maps_to_user(struct ktest *t)
 	MmFreeNonCachedMemory(k, 3 * P);
 }
 
+/* The way real drivers share such memory: MmBuildMdlForNonPagedPool over it (its frames
+ * from the tables, no lock needed), mapped UserMode. */
+static void contiguous_memory_through_a_nonpaged_mdl_maps_to_user(struct ktest *t)
+{
+	PHYSICAL_ADDRESS hi = { .QuadPart = -1 };
+	uint8_t *k = MmAllocateContiguousMemory(2 * P, hi);
+	ASSERT_TRUE(t, k != NULL);
+	mark_pages(k, 2);
+	PMDL m = IoAllocateMdl(k, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmBuildMdlForNonPagedPool(m);
+	EXPECT_TRUE(t, m->MdlFlags & MDL_SOURCE_IS_NONPAGED_POOL);
+	EXPECT_EQ(t, (uint64_t)m->MappedSystemVa, (uint64_t)k);
+	EXPECT_EQ(t, MmGetMdlPfnArray(m)[0], mmt_frame_of((uint64_t)k));
+	map_check_unmap(t, m, 2, MmCached, MMT_ENC_WB);
+	IoFreeMdl(m);
+	MmFreeContiguousMemory(k);
+}
+
 /* MmAllocateContiguousMemorySpecifyCache(MmWriteCombined): WC in the process too. */
 static void contiguous_memory_maps_to_user(struct ktest *t)
 {
@@ -207,16 +226,32 @@ static void partial_page_of_allocated_memory(struct ktest *t)
 	expect_refused(t, lock_system_range(t, k, P / 2), 1);
 }
 
+/* Rule 19: system PTEs count as nonpaged only over allocated frames; a system mapping of
+ * probe-locked pool is not memory MmBuildMdlForNonPagedPool may describe: 0xC4/0x7F. */
+static void nonpaged_mdl_over_a_mapping_of_locked_pages(struct ktest *t)
+{
+	void *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, P, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL first = lock_system_range(t, buf, P);
+	void *sys = MmMapLockedPagesSpecifyCache(first, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ASSERT_TRUE(t, sys != NULL);
+	PMDL m = IoAllocateMdl(sys, P, FALSE, FALSE, NULL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7F, PASSIVE_LEVEL, (ULONG_PTR)m, 0, KTEST_P_ALL);
+	MmBuildMdlForNonPagedPool(m);
+}
+
 static struct ktest_case mdl_user_kmem_cases[] = {
 	KTEST_CASE(mapped_allocate_pages_ex_buffer_maps_to_user),
 	KTEST_CASE(noncached_memory_maps_to_user),
 	KTEST_CASE(contiguous_memory_maps_to_user),
+	KTEST_CASE(contiguous_memory_through_a_nonpaged_mdl_maps_to_user),
 	KTEST_DEATH_CASE_P1(kernel_image_through_a_system_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
 	KTEST_DEATH_CASE_P1(kernel_stack_through_a_system_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
 	KTEST_DEATH_CASE_P1(page_table_through_a_system_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
 	KTEST_DEATH_CASE_P1(pfn_database_through_a_system_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
 	KTEST_DEATH_CASE_P1(pool_through_a_system_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
 	KTEST_DEATH_CASE_P1(partial_page_of_allocated_memory, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
+	KTEST_DEATH_CASE_P1(nonpaged_mdl_over_a_mapping_of_locked_pages, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7F),
 	{ 0 }
 };
 KTEST_SUITE(mdl_user_kmem, mdl_user_kmem_cases);
