@@ -9,6 +9,7 @@
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
+#include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "mm/syspte.h"
 
@@ -292,6 +293,41 @@ static void unlock_of_a_reserved_mapped_mdl(struct ktest *t)
 	MmUnlockPages(m);
 }
 
+/* IRQL limits: reserving at most APC_LEVEL (0xC4/0xE5: IRQL, 0, 0), mapping and unmapping at
+ * most DISPATCH_LEVEL (0x76: IRQL, MDL, KernelMode; 0x79: IRQL, address, MDL). */
+static void reserve_above_apc_level(struct ktest *t)
+{
+	KIRQL old;
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5, DISPATCH_LEVEL, 0, 0, KTEST_P_ALL);
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	MmAllocateMappingAddress(P, TAG);
+}
+
+static void map_above_dispatch_level(struct ktest *t)
+{
+	KIRQL old;
+	void *r = MmAllocateMappingAddress(P, TAG);
+	uint8_t *buf = buffer(t, P);
+	PMDL m = locked(t, buf, P);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76, DISPATCH_LEVEL + 1, (ULONG_PTR)m, KernelMode,
+			  KTEST_P_ALL);
+	KeRaiseIrql(DISPATCH_LEVEL + 1, &old);
+	MmMapLockedPagesWithReservedMapping(r, TAG, m, MmCached);
+}
+
+static void unmap_above_dispatch_level(struct ktest *t)
+{
+	KIRQL old;
+	void *r = MmAllocateMappingAddress(P, TAG);
+	uint8_t *buf = buffer(t, P);
+	PMDL m = locked(t, buf, P);
+	MmMapLockedPagesWithReservedMapping(r, TAG, m, MmCached);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x79, DISPATCH_LEVEL + 1, (ULONG_PTR)r, (ULONG_PTR)m,
+			  KTEST_P_ALL);
+	KeRaiseIrql(DISPATCH_LEVEL + 1, &old);
+	MmUnmapReservedMapping(r, TAG, m);
+}
+
 static struct ktest_case mdl_reserved_cases[] = {
 	KTEST_CASE(reservation_maps_unmaps_and_maps_again),
 	KTEST_CASE(reserved_mapping_works_with_the_space_exhausted),
@@ -311,6 +347,9 @@ static struct ktest_case mdl_reserved_cases[] = {
 	KTEST_DEATH_CASE_P1(unmap_pages_that_are_not_mapped, SYSTEM_PTE_MISUSE, 0x10B),
 	KTEST_DEATH_CASE_P1(unmap_part_of_the_mapping, SYSTEM_PTE_MISUSE, 0x10C),
 	KTEST_DEATH_CASE_P1(unlock_of_a_reserved_mapped_mdl, SYSTEM_PTE_MISUSE, 0x108),
+	KTEST_DEATH_CASE_P1(reserve_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5),
+	KTEST_DEATH_CASE_P1(map_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76),
+	KTEST_DEATH_CASE_P1(unmap_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x79),
 	{ 0 }
 };
 KTEST_SUITE(mdl_reserved, mdl_reserved_cases);
