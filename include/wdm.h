@@ -44,6 +44,7 @@ VOID ExFreePool(PVOID P);
  * PoolType has POOL_QUOTA_FAIL_INSTEAD_OF_RAISE (mdlab keeps no quotas).  An unknown
  * PoolType: NULL. */
 #define POOL_QUOTA_FAIL_INSTEAD_OF_RAISE 8
+#define POOL_COLD_ALLOCATION 256 /* a hint: the memory is rarely used (no effect in mdlab) */
 #define POOL_TAG_NONE 0x656E6F4Eu /* 'None' */
 PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
 PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);

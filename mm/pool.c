@@ -319,12 +319,14 @@ PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes)
 
 /* Charged to the current process on NT; mdlab keeps no pool quotas, so only the failure
  * differs from ExAllocatePoolWithTag: it raises STATUS_INSUFFICIENT_RESOURCES unless
- * POOL_QUOTA_FAIL_INSTEAD_OF_RAISE is OR-ed into PoolType (ExAllocatePoolWithQuotaTag's
- * page). */
+ * POOL_QUOTA_FAIL_INSTEAD_OF_RAISE is OR-ed into PoolType, and takes the POOL_COLD_ALLOCATION
+ * hint (ExAllocatePoolWithQuotaTag's page). */
 PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 {
 	bool fail_quietly = PoolType & POOL_QUOTA_FAIL_INSTEAD_OF_RAISE;
-	PVOID p = ExAllocatePoolWithTag((POOL_TYPE)(PoolType & ~POOL_QUOTA_FAIL_INSTEAD_OF_RAISE), NumberOfBytes, Tag);
+	/* POOL_COLD_ALLOCATION is a hint only (the page says so); mdlab never pages pool out. */
+	POOL_TYPE type = (POOL_TYPE)(PoolType & ~(POOL_QUOTA_FAIL_INSTEAD_OF_RAISE | POOL_COLD_ALLOCATION));
+	PVOID p = ExAllocatePoolWithTag(type, NumberOfBytes, Tag);
 	if (!p && !fail_quietly)
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	return p;

@@ -99,6 +99,9 @@ static void quota_allocation_raises_on_failure(struct ktest *t)
 		  (ULONG)STATUS_SUCCESS);
 	expect_allocation(t, p, 300, TAG, true, true);
 	ExFreePoolWithTag(p, TAG);
+	EXPECT_EQ(t, (ULONG)try_quota((POOL_TYPE)(NonPagedPoolNx | POOL_COLD_ALLOCATION), 64, &p), (ULONG)STATUS_SUCCESS);
+	expect_allocation(t, p, 64, TAG, false, true);
+	ExFreePoolWithTag(p, TAG);
 
 	SIZE_T huge = 1ul << 40;
 	EXPECT_EQ(t, (ULONG)try_quota(NonPagedPool, huge, &p), (ULONG)STATUS_INSUFFICIENT_RESOURCES);
