@@ -61,12 +61,13 @@ void reserved_refuse_unmap(uint64_t va)
 			KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x108, r->va, 0, r->tag);
 }
 
-PVOID MmAllocateMappingAddressEx(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags)
+/* Reserve the pages NumberOfBytes spans; `caller` is the driver's return address, for 0x100. */
+static PVOID reserve(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags, ULONG_PTR caller)
 {
 	verifier_check_irql(APC_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	uint64_t pages = ALIGN_UP(NumberOfBytes, PAGE_SIZE) / PAGE_SIZE;
 	if (!pages)
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x100, 0, PoolTag, (ULONG_PTR)__builtin_return_address(0));
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x100, 0, PoolTag, caller);
 	if (Flags || pages > syspte_total())
 		return NULL;
 	struct reservation *r = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *r, RESERVED_TAG);
@@ -82,9 +83,14 @@ PVOID MmAllocateMappingAddressEx(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flag
 	return (PVOID)va;
 }
 
+PVOID MmAllocateMappingAddressEx(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags)
+{
+	return reserve(NumberOfBytes, PoolTag, Flags, (ULONG_PTR)__builtin_return_address(0));
+}
+
 PVOID MmAllocateMappingAddress(SIZE_T NumberOfBytes, ULONG PoolTag)
 {
-	return MmAllocateMappingAddressEx(NumberOfBytes, PoolTag, 0);
+	return reserve(NumberOfBytes, PoolTag, 0, (ULONG_PTR)__builtin_return_address(0));
 }
 
 VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag)

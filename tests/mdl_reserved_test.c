@@ -164,6 +164,7 @@ static void typed_frames_keep_their_type(struct ktest *t)
 
 /* ---- misuse: SYSTEM_PTE_MISUSE with Microsoft's parameters ----------------------------- */
 
+/* P4 is the return address into this case, which C cannot name: not compared. */
 static void reserve_zero_bytes(struct ktest *t)
 {
 	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x100, 0, TAG, 0, KTEST_P1 | KTEST_P2 | KTEST_P3);
