@@ -148,6 +148,9 @@ static PVOID allocate(SIZE_T bytes, enum memtype t, enum block_kind kind, const 
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	if (!bytes || t == MT_NONE || bytes > 0xFFFFFFFFul - PAGE_SIZE)
 		return NULL;
+	/* The verifier's low-resources simulation fails these as it fails page allocations. */
+	if (verifier_inject_failure(VF_SITE_ALLOCATE_PAGES))
+		return NULL;
 	uint64_t n = ALIGN_UP(bytes, PAGE_SIZE) / PAGE_SIZE;
 	struct block *b = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *b, DEVMEM_TAG);
 	if (!b)
@@ -307,6 +310,8 @@ static PVOID map_io_space(uint64_t pa, SIZE_T bytes, enum memtype requested, boo
 {
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	if (!bytes || requested == MT_NONE || bytes > 0xFFFFFFFFul - PAGE_SIZE || pa + bytes < pa)
+		return NULL;
+	if (verifier_inject_failure(VF_SITE_MAP))
 		return NULL;
 	uint64_t first = ALIGN_DOWN(pa, PAGE_SIZE);
 	uint64_t n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(pa, bytes);

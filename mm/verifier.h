@@ -10,9 +10,10 @@
  * stops the machine, with the code NT uses without the verifier where it has one.
  *
  * Low-resources simulation: boot option lowres=N makes the N-th call (1-based, counted
- * over all sites) of IoAllocateMdl, MmProbeAndLockPages, the map routines and
- * MmAllocatePagesForMdl(Ex) fail the documented way; lowres=P% with lowres_seed=S makes each
- * such call fail with probability P% from a seeded generator.  Tests set it at run time.
+ * over all sites) of IoAllocateMdl, MmProbeAndLockPages, the map routines (MmMapIoSpace too)
+ * and MmAllocatePagesForMdl(Ex) (the device-memory allocations too) fail the documented way;
+ * lowres=P% with lowres_seed=S makes each such call fail with probability P% from a seeded
+ * generator.  Tests set it at run time.
  */
 #ifndef MM_VERIFIER_H
 #define MM_VERIFIER_H

@@ -16,6 +16,7 @@
 #include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "mm/pfn.h"
+#include "mm/verifier.h"
 
 #define TAG 0x76654454u /* 'TDev' */
 #define P PAGE_SIZE
@@ -93,6 +94,24 @@ static void noncached_memory_without_frames_is_null(struct ktest *t)
 	PVOID k = MmAllocateNonCachedMemory(8 * P);
 	mmt_release_frames(hog);
 	EXPECT_TRUE(t, k == NULL);
+}
+
+/* The low-resources simulation (rule 16) fails the allocations and I/O-space mappings with
+ * NULL, nothing taken (the framework's counters). */
+static void low_resources_fail_with_null(struct ktest *t)
+{
+	PHYSICAL_ADDRESS pa = { .QuadPart = (long)((pfn_limit() + 0x2000) << PAGE_SHIFT) };
+	verifier_set_lowres(1, 0, 1);
+	EXPECT_TRUE(t, MmAllocateNonCachedMemory(P) == NULL);
+	verifier_set_lowres(1, 0, 1);
+	EXPECT_TRUE(t, MmAllocateContiguousMemory(P, no_limit) == NULL);
+	verifier_set_lowres(1, 0, 1);
+	EXPECT_TRUE(t, MmMapIoSpace(pa, P, MmNonCached) == NULL);
+	verifier_set_lowres(0, 0, 1);
+	void *k = MmAllocateNonCachedMemory(P); /* and back to normal */
+	EXPECT_TRUE(t, k != NULL);
+	if (k)
+		MmFreeNonCachedMemory(k, P);
 }
 
 /* ---- device-memory rule D2: contiguous memory --------------------------------------- */
@@ -372,6 +391,7 @@ static struct ktest_case devmem_cases[] = {
 	KTEST_CASE(noncached_memory_is_zeroed_uncached_and_guarded),
 	KTEST_CASE(noncached_memory_of_zero_bytes_is_null),
 	KTEST_CASE(noncached_memory_without_frames_is_null),
+	KTEST_CASE(low_resources_fail_with_null),
 	KTEST_CASE(contiguous_memory_lies_in_its_window_with_its_type),
 	KTEST_CASE(contiguous_memory_crosses_no_boundary),
 	KTEST_CASE(contiguous_memory_defaults_to_cached),
