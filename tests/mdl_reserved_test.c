@@ -11,6 +11,7 @@
 #include "include/wdm.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
+#include "mm/pfn.h"
 #include "mm/syspte.h"
 
 #define TAG 0x76736552u   /* the reservations' tag in these cases */
@@ -294,6 +295,42 @@ static void unlock_of_a_reserved_mapped_mdl(struct ktest *t)
 	MmUnlockPages(m);
 }
 
+/* An MDL a driver filled by hand (MDL_PAGES_LOCKED is the one flag it may set itself) is
+ * checked frame by frame as every map routine does (rule 2). */
+static PMDL hand_made_mdl(struct ktest *t, pfn_t pfn)
+{
+	PMDL m = IoAllocateMdl((PVOID)0, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmGetMdlPfnArray(m)[0] = pfn;
+	m->MdlFlags |= MDL_PAGES_LOCKED;
+	return m;
+}
+
+/* A frame beyond RAM without MDL_IO_SPACE: 0xC4/0x89 (MDL, address of its PFN entry, PFN). */
+static void map_a_device_frame_without_io_space(struct ktest *t)
+{
+	void *r = MmAllocateMappingAddress(P, TAG);
+	pfn_t dev = pfn_limit() + 0x2000;
+	PMDL m = hand_made_mdl(t, dev);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x89, (ULONG_PTR)m, (ULONG_PTR)MmGetMdlPfnArray(m),
+			  dev, KTEST_P_ALL);
+	MmMapLockedPagesWithReservedMapping(r, TAG, m, MmNonCached);
+}
+
+/* A free frame, which nothing pins: 0xC4/0x85 (MDL, pages, PFN). */
+static void map_a_free_frame(struct ktest *t)
+{
+	void *r = MmAllocateMappingAddress(P, TAG);
+	PMDL m = hand_made_mdl(t, 0);
+	/* Freed last, so that no allocation takes it again before the map. */
+	pfn_t f = pfn_alloc(0, PFN_OWNER_TEST);
+	ASSERT_NE(t, f, PFN_INVALID);
+	pfn_free(f);
+	MmGetMdlPfnArray(m)[0] = f;
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x85, (ULONG_PTR)m, 1, f, KTEST_P_ALL);
+	MmMapLockedPagesWithReservedMapping(r, TAG, m, MmCached);
+}
+
 /* IRQL limits: reserving at most APC_LEVEL (0xC4/0xE5: IRQL, 0, 0), mapping and unmapping at
  * most DISPATCH_LEVEL (0x76: IRQL, MDL, KernelMode; 0x79: IRQL, address, MDL). */
 static void reserve_above_apc_level(struct ktest *t)
@@ -348,6 +385,8 @@ static struct ktest_case mdl_reserved_cases[] = {
 	KTEST_DEATH_CASE_P1(unmap_pages_that_are_not_mapped, SYSTEM_PTE_MISUSE, 0x10B),
 	KTEST_DEATH_CASE_P1(unmap_part_of_the_mapping, SYSTEM_PTE_MISUSE, 0x10C),
 	KTEST_DEATH_CASE_P1(unlock_of_a_reserved_mapped_mdl, SYSTEM_PTE_MISUSE, 0x108),
+	KTEST_DEATH_CASE_P1(map_a_device_frame_without_io_space, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x89),
+	KTEST_DEATH_CASE_P1(map_a_free_frame, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x85),
 	KTEST_DEATH_CASE_P1(reserve_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5),
 	KTEST_DEATH_CASE_P1(map_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76),
 	KTEST_DEATH_CASE_P1(unmap_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x79),
