@@ -15,6 +15,7 @@
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
 #include "tests/lib/pte.h"
+#include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
@@ -164,6 +165,39 @@ static void contiguous_memory_maps_to_user(struct ktest *t)
 	MmFreeContiguousMemorySpecifyCache(k, 2 * P, MmWriteCombined);
 }
 
+/* Ring 3 itself: the agent reads what the kernel wrote into non-cached memory through the
+ * user mapping and writes back, and the kernel sees the write through its own address. */
+static void ring3_reads_and_writes_noncached_memory(struct ktest *t)
+{
+	uint64_t *k = MmAllocateNonCachedMemory(P);
+	ASSERT_TRUE(t, k != NULL);
+	k[3] = 0xA1A1B2B2C3C3D4D4ul;
+	PMDL m = lock_system_range(t, k, P);
+	uint64_t uva = scratch_uva(P, 0);
+	struct agent_script s;
+	agent_begin(&s);
+	uint32_t rd = agent_read64(&s, uva + 24);
+	agent_write64(&s, uva + 32, 0x1234567890ABCDEFul);
+	PEPROCESS p = agent_create(&s, 0);
+	ASSERT_TRUE(t, p != NULL);
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	uint64_t got = (uint64_t)MmMapLockedPagesSpecifyCache(m, UserMode, MmNonCached, (PVOID)uva, FALSE,
+							      NormalPagePriority);
+	KeUnstackDetachProcess(&apc);
+	EXPECT_EQ(t, got, uva);
+	EXPECT_EQ(t, (ULONG)PsRunProcess(p), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, rd, 0), 0xA1A1B2B2C3C3D4D4ul);
+	EXPECT_EQ(t, k[4], 0x1234567890ABCDEFul);
+	KeStackAttachProcess(p, &apc);
+	MmUnmapLockedPages((PVOID)uva, m);
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+	MmUnlockPages(m);
+	IoFreeMdl(m);
+	MmFreeNonCachedMemory(k, P);
+}
+
 /* ---- what stays refused ------------------------------------------------------------ */
 
 /* Lock the page holding `va` (any kernel memory), map it into system PTEs, and return an MDL
@@ -245,6 +279,7 @@ static struct ktest_case mdl_user_kmem_cases[] = {
 	KTEST_CASE(noncached_memory_maps_to_user),
 	KTEST_CASE(contiguous_memory_maps_to_user),
 	KTEST_CASE(contiguous_memory_through_a_nonpaged_mdl_maps_to_user),
+	KTEST_CASE(ring3_reads_and_writes_noncached_memory),
 	KTEST_DEATH_CASE_P1(kernel_image_through_a_system_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
 	KTEST_DEATH_CASE_P1(kernel_stack_through_a_system_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
 	KTEST_DEATH_CASE_P1(page_table_through_a_system_mapping, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2004),
