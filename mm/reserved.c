@@ -41,6 +41,7 @@ struct reservation {
 	uint32_t pages;
 	uint32_t mapped;
 	ULONG tag;
+	PMDL mdl;                 /* the MDL mapped now (mapped != 0) */
 	struct reservation *next;
 };
 static struct reservation *reservations;
@@ -154,6 +155,7 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 		pt_set_ptes_run(va + (uint64_t)i * PAGE_SIZE, &pfns[i], 1, a);
 	}
 	r->mapped = n;
+	r->mdl = m;
 	/* The page: the MDL's MappedSystemVa does not include the byte offset; the result does. */
 	m->MappedSystemVa = MappingAddress;
 	m->MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA;
@@ -182,8 +184,11 @@ VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescrip
 	/* Cleared and flushed before the return; the PTEs stay reserved for the next map. */
 	pt_clear_ptes(va, n);
 	r->mapped = 0;
-	if (m->MappedSystemVa == BaseAddress) {
-		m->MappedSystemVa = NULL;
-		m->MdlFlags &= ~MDL_MAPPED_TO_SYSTEM_VA;
+	/* The MDL that was mapped loses its system address, whichever MDL of the same size the
+	 * caller named (the pages are what the page table held, not the MDL). */
+	if (r->mdl->MappedSystemVa == BaseAddress && (r->mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)) {
+		r->mdl->MappedSystemVa = NULL;
+		r->mdl->MdlFlags &= ~MDL_MAPPED_TO_SYSTEM_VA;
 	}
+	r->mdl = NULL;
 }
