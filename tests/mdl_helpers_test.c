@@ -11,6 +11,7 @@
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
+#include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "mm/mmproc.h"
@@ -440,6 +441,30 @@ static void selected_pages_above_apc_level(struct ktest *t)
 	MmProbeAndLockSelectedPages(m, seg, UserMode, IoReadAccess);
 }
 
+/* Above DISPATCH_LEVEL: MmAdvanceMdl 0xC4/0xE5 (IRQL, 0, 0); MmMapMdl through its mapping,
+ * 0xC4/0x76 (IRQL, MDL, KernelMode). */
+static void advance_above_dispatch_level(struct ktest *t)
+{
+	KIRQL old;
+	uint8_t *buf;
+	PMDL m = locked_pool(t, &buf, 2 * P);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5, DISPATCH_LEVEL + 1, 0, 0, KTEST_P_ALL);
+	KeRaiseIrql(DISPATCH_LEVEL + 1, &old);
+	MmAdvanceMdl(m, P);
+}
+
+static void map_mdl_above_dispatch_level(struct ktest *t)
+{
+	KIRQL old;
+	uint8_t *buf;
+	PMDL m = locked_pool(t, &buf, P);
+	struct seen s = { .t = t };
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76, DISPATCH_LEVEL + 1, (ULONG_PTR)m, KernelMode,
+			  KTEST_P_ALL);
+	KeRaiseIrql(DISPATCH_LEVEL + 1, &old);
+	MmMapMdl(m, PAGE_READWRITE, look, &s);
+}
+
 static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(map_mdl_maps_for_the_call_only),
 	KTEST_CASE(map_mdl_uses_an_existing_mapping),
@@ -454,6 +479,8 @@ static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(advance_refusals_change_nothing),
 	KTEST_CASE(selected_pages_lock_each_segment),
 	KTEST_DEATH_CASE_P1(selected_pages_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
+	KTEST_DEATH_CASE_P1(advance_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5),
+	KTEST_DEATH_CASE_P1(map_mdl_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76),
 	KTEST_DEATH_CASE_P(old_macro_failure_bug_checks, NO_MORE_SYSTEM_PTES, KTEST_P1 | KTEST_P2, 0, 2, 0, 0),
 	{ 0 }
 };
