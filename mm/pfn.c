@@ -20,7 +20,7 @@ static uint64_t locked_frames, reclaimed_frames;
 static const char *const state_names[PFN_STATE_COUNT] = {
 	"not RAM", "free", "zeroed", "active", "page table", "kernel", "firmware",
 };
-static const char *const owner_names[] = { "none", "kernel", "stack", "pool", "mdl", "test" };
+static const char *const owner_names[] = { "none", "kernel", "stack", "pool", "mdl", "test", "devmem" };
 
 const char *pfn_state_name(enum pfn_state s) { return s < PFN_STATE_COUNT ? state_names[s] : "?"; }
 const char *pfn_owner_name(enum pfn_owner o)
