@@ -306,12 +306,16 @@ PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 {
 	if (!pool_type_is_known(PoolType))
 		return NULL;
-	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, false);
+	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, false,
+			  (ULONG_PTR)__builtin_return_address(0));
 }
 
 PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 {
-	return ExAllocatePoolWithTag(PoolType, NumberOfBytes, Tag);
+	if (!pool_type_is_known(PoolType))
+		return NULL;
+	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
+			  (ULONG_PTR)__builtin_return_address(0));
 }
 
 /* The obsolete untagged form: the tag is 'None', as NT's. */
