@@ -38,6 +38,18 @@ PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag);
 PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
 VOID ExFreePoolWithTag(PVOID P, ULONG Tag);
 VOID ExFreePool(PVOID P);
+/* The older interface (mm/RULES.md pool rule P1): ExAllocatePoolZero zeroes,
+ * ExAllocatePoolUninitialized is ExAllocatePoolWithTag; ExAllocatePool (obsolete) tags with
+ * 'None'; ExAllocatePoolWithQuotaTag raises STATUS_INSUFFICIENT_RESOURCES on failure unless
+ * PoolType has POOL_QUOTA_FAIL_INSTEAD_OF_RAISE (mdlab keeps no quotas).  An unknown
+ * PoolType: NULL. */
+#define POOL_QUOTA_FAIL_INSTEAD_OF_RAISE 8
+#define POOL_COLD_ALLOCATION 256 /* a hint: the memory is rarely used (no effect in mdlab) */
+#define POOL_TAG_NONE 0x656E6F4Eu /* 'None' */
+PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
+PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
+PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes);
+PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
 
 /* ---- Pages, MDLs ------------------------------------------------------------------- */
 
@@ -178,6 +190,86 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL MemoryDescriptorList, KPROCESSOR_MODE Ac
 PVOID MmMapLockedPages(PMDL MemoryDescriptorList, KPROCESSOR_MODE AccessMode);
 VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL MemoryDescriptorList);
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect);
+
+/* ---- Device memory (mm/devmem.c; mm/RULES.md device-memory rules D1-D4) ------------ */
+
+/* Zeroed RAM mapped uncached (UC) in system space; NULL when it cannot be had.  Freed with
+ * the same size.  IRQL <= DISPATCH_LEVEL in mdlab. */
+PVOID MmAllocateNonCachedMemory(SIZE_T NumberOfBytes);
+VOID MmFreeNonCachedMemory(PVOID BaseAddress, SIZE_T NumberOfBytes);
+
+/* NUMA node requests (mdlab has one node, 0). */
+typedef ULONG NODE_REQUIREMENT;
+#define MM_ANY_NODE_OK 0x80000000u
+
+/* Physically contiguous zeroed RAM within [Lowest, Highest], crossing no multiple of
+ * BoundaryAddressMultiple (0: none; else a power of two), mapped in system space with the
+ * cache type's memory type for good; NULL when no such block is free. */
+PVOID MmAllocateContiguousMemory(SIZE_T NumberOfBytes, PHYSICAL_ADDRESS HighestAcceptableAddress);
+PVOID MmAllocateContiguousMemorySpecifyCache(SIZE_T NumberOfBytes, PHYSICAL_ADDRESS LowestAcceptableAddress,
+					     PHYSICAL_ADDRESS HighestAcceptableAddress,
+					     PHYSICAL_ADDRESS BoundaryAddressMultiple, MEMORY_CACHING_TYPE CacheType);
+/* Protect: PAGE_READWRITE, optionally | PAGE_NOCACHE or PAGE_WRITECOMBINE. */
+PVOID MmAllocateContiguousNodeMemory(SIZE_T NumberOfBytes, PHYSICAL_ADDRESS LowestAcceptableAddress,
+				     PHYSICAL_ADDRESS HighestAcceptableAddress, PHYSICAL_ADDRESS BoundaryAddressMultiple,
+				     ULONG Protect, NODE_REQUIREMENT PreferredNode);
+VOID MmFreeContiguousMemory(PVOID BaseAddress);
+VOID MmFreeContiguousMemorySpecifyCache(PVOID BaseAddress, SIZE_T NumberOfBytes, MEMORY_CACHING_TYPE CacheType);
+
+/* A physical range (device memory, or RAM that is locked down) in system space; NULL when
+ * it cannot be mapped.  MmMapIoSpaceEx: PAGE_READWRITE or PAGE_READONLY, optionally |
+ * PAGE_NOCACHE or PAGE_WRITECOMBINE (mdlab refuses the executable protections). */
+PVOID MmMapIoSpace(PHYSICAL_ADDRESS PhysicalAddress, SIZE_T NumberOfBytes, MEMORY_CACHING_TYPE CacheType);
+PVOID MmMapIoSpaceEx(PHYSICAL_ADDRESS PhysicalAddress, SIZE_T NumberOfBytes, ULONG Protect);
+VOID MmUnmapIoSpace(PVOID BaseAddress, SIZE_T NumberOfBytes);
+
+/* What the current address space maps an address to (0 when nothing), whether it maps it,
+ * and the direct-map address of a RAM physical address (NULL for any other). */
+PHYSICAL_ADDRESS MmGetPhysicalAddress(PVOID BaseAddress);
+BOOLEAN MmIsAddressValid(PVOID VirtualAddress);
+PVOID MmGetVirtualForPhysical(PHYSICAL_ADDRESS PhysicalAddress);
+
+/* x86 and x64 keep caches coherent with DMA: nothing to flush (as the WDK's amd64 macro). */
+#define KeFlushIoBuffers(Mdl, ReadOperation, DmaOperation) ((void)(Mdl), (void)(ReadOperation), (void)(DmaOperation))
+
+/* ---- Reserved mappings (mm/reserved.c; mm/RULES.md reserved-mapping rule R1) ---------- */
+
+/* System PTEs reserved ahead, so that mapping an MDL into them cannot fail for want of PTEs.
+ * Misuse is SYSTEM_PTE_MISUSE (0xDA) 0x100-0x10C.  Flags: 0 (mdlab knows no other). */
+PVOID MmAllocateMappingAddress(SIZE_T NumberOfBytes, ULONG PoolTag);
+PVOID MmAllocateMappingAddressEx(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags);
+VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag);
+/* The result includes the MDL's byte offset; the MDL's MappedSystemVa does not. */
+PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, PMDL MemoryDescriptorList,
+					  MEMORY_CACHING_TYPE CacheType);
+VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescriptorList);
+
+#define STATUS_INVALID_PARAMETER_2 ((NTSTATUS)0xC00000F0)
+#define STATUS_INVALID_PARAMETER_3 ((NTSTATUS)0xC00000F1)
+
+/* MmMapMdl (mm/RULES.md rule R2): the MDL mapped for the time of one call of DriverRoutine. */
+typedef VOID MM_MDL_ROUTINE(PVOID DriverContext, PVOID MappedVa);
+typedef MM_MDL_ROUTINE *PMM_MDL_ROUTINE;
+NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE DriverRoutine, PVOID DriverContext);
+
+/* Move the MDL's start up by NumberOfBytes (its end stays); pages passed are unlocked
+ * (mm/RULES.md helper rule H1).  STATUS_INVALID_PARAMETER_2 when that would reach the end. */
+#define STATUS_NOT_SUPPORTED ((NTSTATUS)0xC00000BB)
+NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes);
+
+/* One page of a scattered buffer: page i of the MDL (MmProbeAndLockSelectedPages). */
+typedef void *PVOID64;
+typedef union _FILE_SEGMENT_ELEMENT {
+	PVOID64 Buffer;
+	ULONGLONG Alignment;
+} FILE_SEGMENT_ELEMENT, *PFILE_SEGMENT_ELEMENT;
+VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMENT SegmentArray,
+				 KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation);
+
+/* MmProbeAndLockPages in Process's address space (attached for the call when it is not the
+ * current one); raises as MmProbeAndLockPages does, after detaching. */
+VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KPROCESSOR_MODE AccessMode,
+				LOCK_OPERATION Operation);
 
 /* The system address of an MDL's buffer: the existing mapping (a mapped MDL, or a
  * nonpaged-pool one), else a new MmCached kernel mapping; NULL when that fails. */
@@ -717,16 +809,10 @@ VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment);
 #define ALLOC_DATA_PRAGMA 1
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"
 
-/* excpt.h's lowercase spellings of the SEH keywords, which WDK samples use.  For driver
- * images only (kernel/io/driver.h): the kernel's own code has locals named `leave`. */
-#ifdef MDLAB_DRIVER_NAME
-#define try __try
-#define except __except
-#define leave __leave
-#ifdef __finally
-#define finally __finally
-#endif
-#endif
+/* excpt.h's lowercase spellings of the SEH keywords, which WDK samples use (try, except,
+ * finally, leave), reach scripts/seh_rewrite.py as they are: driver images (drivers/*.c) and
+ * the *_driver.c files are rewritten like any driver source (README, "Structured exception
+ * handling"). */
 
 /* SAL 2 annotations and the older __drv_ ones: for static analysis only, empty. */
 #define _In_

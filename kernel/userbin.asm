@@ -17,4 +17,11 @@ program hello
 program mdlsample
 program ioattack
 
+align 16
+global user_fuzz_elf_start
+global user_fuzz_elf_end
+user_fuzz_elf_start:
+	incbin "fuzz.elf"
+user_fuzz_elf_end:
+
 section .note.GNU-stack noalloc noexec nowrite progbits

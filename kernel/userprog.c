@@ -4,18 +4,20 @@
 
 #define PROGRAM(name) extern const uint8_t user_##name##_elf_start[], user_##name##_elf_end[];
 PROGRAM(agent)
+PROGRAM(fuzz)
 PROGRAM(hello)
 PROGRAM(mdlsample)
 PROGRAM(ioattack)
 #undef PROGRAM
 
-/* The agent serves the kernel tests; the others are Win32-style programs (user/win32.c),
+/* The agent serves the kernel tests, the fuzzer the ring-3 fuzz suite; the others are Win32-style programs (user/win32.c),
  * run from tests and from the monitor's `run`. */
 static const struct {
 	const char *name;
 	const uint8_t *start, *end;
 } programs[] = {
 	{ "agent", user_agent_elf_start, user_agent_elf_end },
+	{ "fuzz", user_fuzz_elf_start, user_fuzz_elf_end },
 	{ "hello", user_hello_elf_start, user_hello_elf_end },
 	{ "mdlsample", user_mdlsample_elf_start, user_mdlsample_elf_end },
 	{ "ioattack", user_ioattack_elf_start, user_ioattack_elf_end },

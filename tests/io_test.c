@@ -26,6 +26,7 @@
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
@@ -58,6 +59,7 @@ static uint64_t iot_buf;
 /* ---- the test driver ------------------------------------------------------------------ */
 
 static PDEVICE_OBJECT iot_device;
+static struct ktest *iot_death_case; /* the death case that completes an IRP twice */
 
 /* What the dispatch routines saw. */
 static struct {
@@ -186,6 +188,9 @@ static NTSTATUS iot_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		break;
 	}
 	case IOCTL_IOT_TWICE:
+		/* Bug check 0x44: the IRP; Microsoft reserves P2-P4. */
+		if (iot_death_case)
+			expect_stop(iot_death_case, MULTIPLE_IRP_COMPLETE_REQUESTS, (ULONG_PTR)Irp, 0, 0, 0);
 		Irp->IoStatus.Status = STATUS_SUCCESS;
 		IoCompleteRequest(Irp, IO_NO_INCREMENT);
 		break;
@@ -589,6 +594,7 @@ static void deleted_device_is_freed_with_its_last_handle_without_cleanup(struct 
 
 static void completing_an_irp_twice(struct ktest *t)
 {
+	iot_death_case = t;
 	struct agent_script s;
 	begin_script(&s);
 	agent_open(&s, IOT_DEVICE);

@@ -84,6 +84,9 @@ long main(void)
 		case AGENT_REPORT:
 			report(a, b);
 			break;
+		case AGENT_SYSCALL:
+			report(AGENT_KEY(i, 0), (uint64_t)syscall6((long)a, (long)b, (long)c, (long)d, (long)e, 0, 0));
+			break;
 		default:
 			return 0xBAD0 + (long)i;
 		}
