@@ -810,7 +810,7 @@ VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment);
 #pragma GCC diagnostic ignored "-Wunknown-pragmas"
 
 /* excpt.h's lowercase spellings of the SEH keywords, which WDK samples use (try, except,
- * finally, leave), reach scripts/seh_rewrite.py as they are: driver images (drivers/*.c) and
+ * finally, leave), reach scripts/seh_rewrite.py as they are: driver images (drivers/NAME.c) and
  * the *_driver.c files are rewritten like any driver source (README, "Structured exception
  * handling"). */
 

@@ -809,8 +809,9 @@ VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment)
 		return;
 	probe_range(Address, Length, Alignment);
 	PEPROCESS p = ps_current();
+	/* NT's probe writes each page back: the fault names the buffer and a write. */
 	if (!p || !uvm_make_resident(&p->mm, (uint64_t)Address, Length, true))
-		ExRaiseStatus(STATUS_ACCESS_VIOLATION);
+		seh_raise_access_violation((uint64_t)Address, EXCEPTION_WRITE_FAULT);
 }
 
 /* ---- accounting --------------------------------------------------------------------- */
