@@ -1,6 +1,7 @@
 #include "kernel/cmdline.h"
 #include "include/mdlab/bootinfo.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 
 static char line[MDLAB_CMDLINE_MAX];
 
@@ -32,11 +33,26 @@ bool cmdline_get(const char *key, char *buf, unsigned long size)
 	return false;
 }
 
+bool cmdline_parse_u64(const char *key, const char *value, uint64_t *out)
+{
+	const char *why = parse_number(value, 10, out);
+	if (why)
+		kprintf("command line: %s=%s is refused (%s)\n", key, value, why);
+	return !why;
+}
+
 uint64_t cmdline_get_u64(const char *key, uint64_t dflt)
 {
-	char buf[32];
+	char buf[48];
 	uint64_t v;
-	if (!cmdline_get(key, buf, sizeof buf) || !parse_u64(buf, &v))
+	if (!cmdline_get(key, buf, sizeof buf))
+		return dflt;
+	/* A value that filled the buffer may have been cut: no number is that long. */
+	if (strlen(buf) == sizeof buf - 1) {
+		kprintf("command line: %s=%s... is refused (too long)\n", key, buf);
+		return dflt;
+	}
+	if (!cmdline_parse_u64(key, buf, &v))
 		return dflt;
 	return v;
 }

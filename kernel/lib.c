@@ -80,35 +80,47 @@ size_t strlcpy(char *d, const char *s, size_t n)
 	return len;
 }
 
-bool parse_u64(const char *s, uint64_t *out)
+static int digit_value(char c)
 {
-	uint64_t v = 0;
-	unsigned base = 10;
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * The one number parser of the kernel command line and the monitor.  Every digit must be a
+ * digit of the base: an empty number ("", "0x", "`"), a sign, a trailing character or a
+ * value above UINT64_MAX is refused, and *out is left alone.
+ */
+const char *parse_number(const char *s, unsigned base, uint64_t *out)
+{
 	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
 		base = 16;
 		s += 2;
 	}
 	if (!*s)
-		return false;
-	for (; *s; s++) {
-		unsigned d;
-		if (*s >= '0' && *s <= '9')
-			d = *s - '0';
-		else if (base == 16 && *s >= 'a' && *s <= 'f')
-			d = *s - 'a' + 10;
-		else if (base == 16 && *s >= 'A' && *s <= 'F')
-			d = *s - 'A' + 10;
-		else if (*s == '`' && base == 16)   /* WinDbg-style 0xffffffff`80000000 */
+		return "no digits";
+	uint64_t v = 0;
+	for (const char *p = s; *p; p++) {
+		/* WinDbg's 0xffffffff`80000000: a ` only between two hex digits. */
+		if (*p == '`' && base == 16 && p > s && digit_value(p[-1]) >= 0 && digit_value(p[1]) >= 0)
 			continue;
-		else
-			return false;
-		if (v > (UINT64_MAX - d) / base)
-			return false;
-		v = v * base + d;
+		int d = digit_value(*p);
+		if (d < 0 || (unsigned)d >= base)
+			return p == s ? "not a number" : "junk after the digits";
+		if (v > (UINT64_MAX - (unsigned)d) / base)
+			return "more than 64 bits";
+		v = v * base + (unsigned)d;
 	}
 	*out = v;
-	return true;
+	return NULL;
 }
+
+bool parse_u64(const char *s, uint64_t *out) { return parse_number(s, 10, out) == NULL; }
 
 bool glob_match(const char *p, const char *s)
 {

@@ -16,7 +16,12 @@ int strncmp(const char *a, const char *b, size_t n);
 char *strchr(const char *s, int c);
 size_t strlcpy(char *d, const char *s, size_t n);
 
-/* Parse an unsigned number: 0x-prefixed hex or decimal.  Returns false on junk. */
+/* Parse an unsigned 64-bit number, 0x-prefixed hex or else in `base` (10 or 16); in hex a `
+ * may stand between two digits (0xffffffff`80000000).  Returns NULL with *out set, or why the
+ * text is not a number ("no digits", "not a number", "junk after the digits", "more than 64
+ * bits") with *out unchanged. */
+const char *parse_number(const char *s, unsigned base, uint64_t *out);
+/* parse_number in base 10: true with *out set, false on anything that is not a number. */
 bool parse_u64(const char *s, uint64_t *out);
 
 /* Shell-style glob over the whole string: '*' any run, '?' one character. */

@@ -19,6 +19,8 @@ void console_set_line_prefix(const char *prefix)
 	line_prefix = prefix;
 }
 
+bool console_at_line_start(void) { return at_line_start; }
+
 static void console_putc(char c)
 {
 	if (at_line_start && line_prefix)

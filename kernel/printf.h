@@ -4,6 +4,7 @@
 #define KERNEL_PRINTF_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 int kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -13,5 +14,7 @@ int kvsnprintf(char *buf, size_t n, const char *fmt, va_list ap);
 
 /* Prefix every console line with `prefix` (NULL: none) until changed. */
 void console_set_line_prefix(const char *prefix);
+/* Whether the console's next character starts a line. */
+bool console_at_line_start(void);
 
 #endif

@@ -1,6 +1,7 @@
 /* Processes (see process.h): creation from an embedded ELF program, running it in ring 3
  * until it exits or faults, attaching, and teardown. */
 #include "kernel/process.h"
+#include "kernel/io/io.h"
 #include "kernel/bugcheck.h"
 #include "kernel/gdt.h"
 #include "kernel/irql.h"
@@ -210,6 +211,9 @@ NTSTATUS PsRunProcess(PEPROCESS p)
 	NTSTATUS st = running_status;
 	running = NULL;
 	running_resume = NULL;
+	/* The thread is the kernel's again (ExGetPreviousMode): SYS_EXIT and fatal faults
+	 * leave the system-call path without putting it back. */
+	io_set_previous_mode(KernelMode);
 	KeUnstackDetachProcess(&apc);
 	/* Whatever the system-call path left behind goes with the process's thread. */
 	seh_set_top(seh);

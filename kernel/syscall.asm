@@ -5,8 +5,10 @@
 bits 64
 section .text
 global syscall_entry
+global syscall_compat_entry
 global syscall_kernel_rsp
 extern syscall_dispatch
+extern syscall_compat_dispatch
 
 syscall_entry:
 	mov [rel syscall_user_rsp], rsp
@@ -35,6 +37,31 @@ syscall_entry:
 	xor r9d, r9d
 	xor r10d, r10d
 	o64 sysret
+
+; SYSCALL from compatibility mode (32-bit code, CS 0x1B): the CPU enters here through
+; IA32_CSTAR (AMD APM Vol. 3, SYSCALL; Intel CPUs raise #UD instead).  The CPU is in 64-bit
+; mode with the kernel CS/SS, RCX = the 32-bit return EIP, R11 = RFLAGS, and RSP still the
+; user's: like syscall_entry, never touch it, switch to the kernel stack first.  The frame is
+; the same struct syscall_frame, so a real 32-bit system-call path (issue 19) can dispatch
+; from it and return with SYSRET without REX.W (to CS = STAR[63:48], compatibility mode).
+; Today there are no 32-bit programs: syscall_compat_dispatch ends the process and never
+; returns (mm/RULES.md, "CPU entry points").
+syscall_compat_entry:
+	mov [rel syscall_user_rsp], rsp
+	mov rsp, [rel syscall_kernel_rsp]
+	push qword [rel syscall_user_rsp]   ; user RSP
+	push r11                            ; user RFLAGS
+	push rcx                            ; user RIP (EIP)
+	push r9
+	push r8
+	push r10
+	push rdx
+	push rsi
+	push rdi
+	push rax                            ; the number
+	mov rdi, rsp
+	call syscall_compat_dispatch        ; does not return
+	ud2
 
 section .bss
 align 8

@@ -2,6 +2,8 @@
 #ifndef KERNEL_SYSCALL_H
 #define KERNEL_SYSCALL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct syscall_frame {
@@ -14,5 +16,15 @@ void syscall_init(void);
 /* The kernel stack top a system call from the running process starts on. */
 void syscall_set_kernel_stack(uint64_t top);
 uint64_t syscall_dispatch(struct syscall_frame *f);
+/* SYSCALL from compatibility mode (IA32_CSTAR): ends the process with
+ * STATUS_INVALID_SYSTEM_SERVICE until 32-bit programs exist. */
+__attribute__((noreturn)) void syscall_compat_dispatch(struct syscall_frame *f);
+/* Whether SYSRET may return to rip: below USER_VA_END, hence canonical (SYSRET with a
+ * non-canonical RCX faults in ring 0 on Intel CPUs, on the user's stack). */
+bool syscall_return_rip_ok(uint64_t rip);
+/* SYS_DEBUG_PRINT's escaping of n user bytes into out (4 * n + 1 bytes): printable ASCII but
+ * the backslash as it is, every other byte (CR, LF, ESC, NUL, ...) as \xHH; NUL-terminated.
+ * Returns the length written. */
+size_t syscall_escape_user_text(char *out, const char *s, size_t n);
 
 #endif

@@ -38,13 +38,15 @@ static const char *const vector_names[VEC_EXCEPTIONS] = {
 
 const char *trap_vector_name(uint64_t v) { return v < VEC_EXCEPTIONS ? vector_names[v] : "interrupt"; }
 
-static void set_gate(int v, uint64_t handler, uint8_t ist)
+/* dpl: the lowest privilege an INT n, INT3 or INTO may come from (SDM Vol. 3, 6.12.1.1);
+ * exceptions the CPU raises itself ignore it. */
+static void set_gate(int v, uint64_t handler, uint8_t ist, uint8_t dpl)
 {
 	idt[v] = (struct idt_gate){
 		.off_lo = handler & 0xFFFF,
 		.sel = SEL_KCODE,
 		.ist = ist,
-		.type = 0x8E, /* present, DPL 0, 64-bit interrupt gate (IF cleared on entry) */
+		.type = (uint8_t)(0x8E | dpl << 5), /* present, DPL, 64-bit interrupt gate (IF cleared) */
 		.off_mid = (handler >> 16) & 0xFFFF,
 		.off_hi = handler >> 32,
 	};
@@ -52,11 +54,18 @@ static void set_gate(int v, uint64_t handler, uint8_t ist)
 
 void idt_init(void)
 {
+	/* Every gate DPL 0, so INT n from ring 3 is #GP(n * 8 + 2) and ends the process as an
+	 * access violation, except #BP and #OF, DPL 3 as in NT: INT3 (and INT 3) from ring 3 is
+	 * STATUS_BREAKPOINT, INT 4 STATUS_INTEGER_OVERFLOW.  Both push no error code, so the
+	 * stub's frame is right however they are reached; a DPL-3 gate for a vector with an error
+	 * code would let INT n build a frame one word short.  Vectors 32-255 have no gate (the
+	 * kernel takes no interrupts yet): INT n there is #GP(n * 8 + 2) too.  mm/RULES.md, "CPU
+	 * entry points". */
 	for (int v = 0; v < VEC_EXCEPTIONS; v++)
-		set_gate(v, trap_stubs[v], 0);
-	set_gate(VEC_DOUBLE_FAULT, trap_stubs[VEC_DOUBLE_FAULT], IST_DOUBLE_FAULT);
-	set_gate(VEC_NMI, trap_stubs[VEC_NMI], IST_NMI);
-	set_gate(VEC_MACHINE_CHECK, trap_stubs[VEC_MACHINE_CHECK], IST_MACHINE_CHECK);
+		set_gate(v, trap_stubs[v], 0, v == VEC_BREAKPOINT || v == VEC_OVERFLOW ? 3 : 0);
+	set_gate(VEC_DOUBLE_FAULT, trap_stubs[VEC_DOUBLE_FAULT], IST_DOUBLE_FAULT, 0);
+	set_gate(VEC_NMI, trap_stubs[VEC_NMI], IST_NMI, 0);
+	set_gate(VEC_MACHINE_CHECK, trap_stubs[VEC_MACHINE_CHECK], IST_MACHINE_CHECK, 0);
 	struct {
 		uint16_t limit;
 		uint64_t base;
@@ -208,6 +217,41 @@ static ULONG fatal_vector_bugcheck(uint64_t vector)
 	}
 }
 
+/* What the machine-check banks held at the last #MC: bug check 0x9C's P2 points here. */
+static struct trap_mca_exception mca_exception;
+
+const struct trap_mca_exception *trap_mca_exception(void) { return &mca_exception; }
+
+#define CPUID1_EDX_MCA (1u << 14)
+#define MSR_IA32_MCG_CAP 0x179
+#define MSR_IA32_MC0_STATUS 0x401 /* bank i: MCi_CTL 0x400 + 4i, STATUS +1, ADDR +2, MISC +3 */
+#define MCI_STATUS_VAL (1ull << 63)
+#define MCI_STATUS_ADDRV (1ull << 58)
+
+/* Bug check 0x9C with Microsoft's x64 parameters: the bank that reported the error, the
+ * record of it, MCi_STATUS high and low 32 bits (SDM vol. 3B 16.3.2: the first bank whose
+ * MCi_STATUS.VAL is set; bank 0 and its status when none is, or no bank at all when the CPU
+ * has no MCA). */
+static __attribute__((noreturn)) void machine_check_stop(void)
+{
+	uint32_t a, b, c, d;
+	cpuid(1, 0, &a, &b, &c, &d);
+	struct trap_mca_exception *e = &mca_exception;
+	*e = (struct trap_mca_exception){ 0 };
+	uint32_t banks = (d & CPUID1_EDX_MCA) ? (uint32_t)(rdmsr(MSR_IA32_MCG_CAP) & 0xFF) : 0;
+	for (uint32_t i = 0; i < banks; i++) {
+		uint64_t status = rdmsr(MSR_IA32_MC0_STATUS + 4 * i);
+		if (i == 0 || (status & MCI_STATUS_VAL)) {
+			e->bank = i;
+			e->status = status;
+			e->addr = (status & MCI_STATUS_ADDRV) ? rdmsr(MSR_IA32_MC0_STATUS + 4 * i + 1) : 0;
+		}
+		if (status & MCI_STATUS_VAL)
+			break;
+	}
+	KeBugCheckEx(MACHINE_CHECK_EXCEPTION, e->bank, (ULONG_PTR)e, e->status >> 32, e->status & 0xFFFFFFFF);
+}
+
 static int reporting;
 
 void trap_dispatch(struct trap_frame *f)
@@ -215,6 +259,10 @@ void trap_dispatch(struct trap_frame *f)
 	ULONG fatal = fatal_vector_bugcheck(f->vector);
 	if (fatal) {
 		trap_print_report(f);
+		/* 0x7F: P1 the trap number, the rest undefined (mdlab: error code, RIP, CR2);
+		 * 0x80: no parameters defined (the same four). */
+		if (fatal == MACHINE_CHECK_EXCEPTION)
+			machine_check_stop();
 		KeBugCheckEx(fatal, f->vector, f->error_code, f->rip, f->cr2);
 	}
 	if (reporting) {
@@ -232,6 +280,9 @@ void trap_dispatch(struct trap_frame *f)
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
 		ps_user_fault(f);
+	/* Driver code touching user memory inside __try: the SMAP window (mm/RULES.md decision 8). */
+	if (seh_open_user_window(f))
+		return;
 
 	EXCEPTION_RECORD rec = { 0 };
 	rec.ExceptionCode = trap_exception_code(f);

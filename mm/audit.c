@@ -228,9 +228,14 @@ static void list_sample_leaf(const struct pt_leaf *l, void *arg)
 	}
 }
 
-/* Walk every leaf of r into fresh scratch, printing two-type conflicts when `print`.  False
- * (nothing held) when the scratch could not be allocated; on success the caller ends with
- * scan_release. */
+/* The frame audits' scratch, a byte per frame: taken at the first audit (the boot audit) and
+ * kept, so an audit still runs when a process has used every free frame, which is when it
+ * is wanted most (the fuzzer's batches do that). */
+static pfn_t scan_scratch = PFN_INVALID, scan_scratch_pages;
+
+/* Walk every leaf of r (and, with all_spaces, the user half of every live address space)
+ * into the zeroed scratch, printing two-type conflicts when `print`.  False when the scratch
+ * could not be had (only before the first audit). */
 static bool scan_frames(struct frame_scan *s, const struct pt_root *r, bool print, pfn_t *first_conflict,
 			bool all_spaces)
 {
@@ -239,13 +244,18 @@ static bool scan_frames(struct frame_scan *s, const struct pt_root *r, bool prin
 	s->print = print;
 	s->first_conflict = first_conflict;
 	s->scratch_pages = ALIGN_UP(s->limit, PAGE_SIZE) / PAGE_SIZE;
-	s->scratch = pfn_alloc_run(0, ~0ull, s->scratch_pages, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
-	if (s->scratch == PFN_INVALID) {
-		kprintf("audit: no %lu contiguous free pages for the frame audit's scratch: audit not run\n",
-			s->scratch_pages);
-		return false;
+	if (scan_scratch == PFN_INVALID) {
+		scan_scratch = pfn_alloc_run(0, ~0ull, s->scratch_pages, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
+		if (scan_scratch == PFN_INVALID) {
+			kprintf("audit: no %lu contiguous free pages for the frame audit's scratch: audit not run\n",
+				s->scratch_pages);
+			return false;
+		}
+		scan_scratch_pages = s->scratch_pages;
 	}
+	s->scratch = scan_scratch;
 	s->seen = pfn_to_virt(s->scratch);
+	memset(s->seen, 0, scan_scratch_pages * PAGE_SIZE);
 	pt_for_each_leaf(r, 0, 0, scan_leaf, s);
 	/* The user half of every other live address space (the kernel half is shared). */
 	for (struct mm_process *mm = all_spaces ? mm_live_processes() : NULL; mm; mm = mm->next_live)
@@ -259,8 +269,8 @@ static bool scan_frames(struct frame_scan *s, const struct pt_root *r, bool prin
 	return true;
 }
 
-/* Give the scratch back (scan_frames succeeded). */
-static void scan_release(struct frame_scan *s) { pfn_free_run(s->scratch, s->scratch_pages); }
+/* The end of a scan (scan_frames succeeded): the scratch stays for the next. */
+static void scan_release(struct frame_scan *s) { (void)s; }
 
 uint64_t mm_audit_memtypes_first(const struct pt_root *r, bool print, pfn_t *first_pfn)
 {

@@ -12,6 +12,7 @@
 #include "mm/pfn.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
+#include "mm/reserved.h"
 #include "mm/syspte.h"
 #include "mm/verifier.h"
 
@@ -144,7 +145,8 @@ VOID MmUnlockPages(PMDL Mdl)
 	if (!(Mdl->MdlFlags & MDL_PAGES_LOCKED)) {
 		if (verifier_on(VF_CHECKS))
 			verifier_violation(VERIFIER_MDL_UNLOCK_NOT_LOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
-		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, 0);
+		/* Microsoft's 0x76 P1 1: the MDL, its process's locked-page count, no driver stacks. */
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, mdl_user_locked_pages(Mdl), 0);
 	}
 	/* No user mapping may outlive the lock; the owning process stops counting the pages. */
 	mdl_user_note_unlock(Mdl);
@@ -159,8 +161,18 @@ VOID MmUnlockPages(PMDL Mdl)
 	stats.unlocks++;
 }
 
+/* Whether frame pfn is nonpaged memory a driver allocated and mapped in system PTEs:
+ * device memory (MmAllocateNonCachedMemory, MmAllocateContiguousMemory*) or an
+ * MmAllocatePagesForMdl(Ex) MDL's frame. */
+static bool is_allocated_frame(uint64_t pa)
+{
+	const struct pfn_entry *e = pfn_entry(pa >> PAGE_SHIFT);
+	return e && e->state == PFN_ACTIVE && (e->owner_kind == PFN_OWNER_DEVMEM || e->owner_kind == PFN_OWNER_MDL);
+}
+
 /* Whether [va, va + len) is nonpaged kernel memory: nonpaged pool, the kernel image, the
- * direct map.  Stacks, paged pool, user memory and unmapped ranges are not. */
+ * direct map, system PTEs mapping allocated frames (is_allocated_frame).  Stacks, paged
+ * pool, user memory and unmapped ranges are not. */
 static bool is_nonpaged(uint64_t va, uint64_t len)
 {
 	for (uint64_t p = ALIGN_DOWN(va, PAGE_SIZE); p < va + len; p += PAGE_SIZE) {
@@ -169,11 +181,12 @@ static bool is_nonpaged(uint64_t va, uint64_t len)
 		if (in_pool && (!pool_query(p < va ? va : p, &pi) || pi.paged))
 			return false;
 		bool image = p >= KVA_KERNEL_IMAGE, direct = p >= KVA_DIRECT_MAP_BASE && p < KVA_DIRECT_MAP_END;
-		if (!in_pool && !image && !direct)
+		bool sysptes = p >= KVA_SYSPTE_BASE && p < KVA_SYSPTE_END;
+		if (!in_pool && !image && !direct && !sysptes)
 			return false;
 		struct pt_query q;
 		pt_query(&kernel_root, p, &q);
-		if (!q.present)
+		if (!q.present || (sysptes && !is_allocated_frame(q.pa)))
 			return false;
 	}
 	return true;
@@ -358,10 +371,11 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 {
 	uint64_t src = (uint64_t)MmGetMdlVirtualAddress(SourceMdl), end = src + SourceMdl->ByteCount;
 	uint64_t va = (uint64_t)VirtualAddress;
+	ULONG asked = Length;
 	if (!Length && va <= end)
 		Length = (ULONG)(end - va);  /* 0 means "to the end of the source" */
 	if (va < src || va + Length < va || va + Length > end)
-		KeBugCheckEx(INVALID_MDL_RANGE, (ULONG_PTR)SourceMdl, va, Length, 0);
+		KeBugCheckEx(INVALID_MDL_RANGE, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, va, asked);
 	if (!(SourceMdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length);
@@ -541,14 +555,20 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	ULONG n = mdl_page_count(Mdl);
 	if (!(Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)) {
 		if (verifier_on(VF_CHECKS))
-			verifier_violation(VERIFIER_MDL_UNMAP_UNMAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x06, base, n, (ULONG_PTR)Mdl);
+			verifier_violation(VERIFIER_MDL_UNMAP_UNMAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags,
+					   MDL_MAPPED_TO_SYSTEM_VA);
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x06, (ULONG_PTR)Mdl, base, n);
 	}
 	/* A partial MDL sharing its parent's mapping does not own it. */
 	if (Mdl->MdlFlags & MDL_PARENT_MAPPED_SYSTEM_VA)
 		verifier_violation(VERIFIER_MDL_UNMAP_PARENT_MAPPING, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, MDL_PARTIAL);
+	/* 0xDA P1 3: the mapping's tracking record, the address expected, the one asked for. */
 	if (BaseAddress != Mdl->MappedSystemVa)
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, base, n, (ULONG_PTR)Mdl->MappedSystemVa);
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, syspte_tracking_record((uint64_t)Mdl->MappedSystemVa),
+			     (ULONG_PTR)Mdl->MappedSystemVa, base);
+	/* A reserved mapping's PTEs are its reservation's (MmUnmapReservedMapping's to clear). */
+	if (reserved_mappings_live)
+		reserved_refuse_unmap(base);
 	if (exec_system_pages)
 		exec_system_pages -= count_executable(ALIGN_DOWN(base, PAGE_SIZE), n);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
@@ -630,4 +650,163 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	exec_system_pages += exec ? n : 0;
 	stats.protects++;
 	return STATUS_SUCCESS;
+}
+
+/* ---- MmMapMdl ----------------------------------------------------------------------- */
+
+/* Windows 10 1709 and later (mm/RULES.md reserved-mapping rule R2): map the MDL unless it is
+ * mapped already, call the driver's routine with the system address, release what was made.
+ * Protection: PAGE_READWRITE or PAGE_READONLY, optionally with PAGE_NOCACHE or
+ * PAGE_WRITECOMBINE; executable protections are refused (decision 3). */
+NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE DriverRoutine, PVOID DriverContext)
+{
+	PMDL m = MemoryDescriptorList;
+	ULONG cache = Protection & (PAGE_NOCACHE | PAGE_WRITECOMBINE), rights = Protection & ~cache;
+	if (!DriverRoutine)
+		return STATUS_INVALID_PARAMETER_3;
+	if (cache == (PAGE_NOCACHE | PAGE_WRITECOMBINE) || (rights != PAGE_READWRITE && rights != PAGE_READONLY))
+		return STATUS_INVALID_PAGE_PROTECTION;
+	if (m->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL)) {
+		DriverRoutine(DriverContext, m->MappedSystemVa);
+		return STATUS_SUCCESS;
+	}
+	MEMORY_CACHING_TYPE ct = cache == PAGE_NOCACHE ? MmNonCached : cache == PAGE_WRITECOMBINE ? MmWriteCombined : MmCached;
+	ULONG priority = NormalPagePriority | MdlMappingNoExecute | (rights == PAGE_READONLY ? MdlMappingNoWrite : 0);
+	PVOID va = MmMapLockedPagesSpecifyCache(m, KernelMode, ct, NULL, FALSE, priority);
+	if (!va)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	DriverRoutine(DriverContext, va);
+	MmUnmapLockedPages(va, m);
+	return STATUS_SUCCESS;
+}
+
+/* ---- MmAdvanceMdl ------------------------------------------------------------------- */
+
+/* Map the frames pfns[0..n) at a fresh system-PTE run, each page with the rights and the
+ * memory type of the page of the existing mapping at old_va + i pages (a copy of its PTEs:
+ * an I/O-space frame's type lives only there).  0 when no run is free. */
+static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n)
+{
+	uint64_t va = syspte_reserve(n, HighPagePriority, false);
+	if (!va)
+		return 0;
+	for (ULONG i = 0; i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, old_va + (uint64_t)i * PAGE_SIZE, &q);
+		struct pt_attrs a = { .write = q.eff.write, .exec = false, .user = false, .global = true,
+				      .type = pt_entry_memtype(q.entry[q.level], q.level) };
+		pt_set_ptes_run(va + (uint64_t)i * PAGE_SIZE, &pfns[i], 1, a);
+	}
+	return va;
+}
+
+/*
+ * mm/RULES.md helper rule H1.  The start moves up by NumberOfBytes, the end stays.  Pages
+ * passed are unlocked at once (and no longer charged to the MDL's process) and leave the PFN array;
+ * a system mapping of the MDL's own moves to the remaining pages (a new run with the same
+ * PTEs; STATUS_INSUFFICIENT_RESOURCES, nothing changed, when no run is free).  Refused with
+ * STATUS_NOT_SUPPORTED, nothing changed, when pages would be passed while the MDL is mapped
+ * to a user or holds frames it allocated itself (MmAllocatePagesForMdl: passing them would
+ * lose them).
+ */
+NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
+{
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
+	if (NumberOfBytes >= Mdl->ByteCount)
+		return STATUS_INVALID_PARAMETER_2;
+	ULONG n = mdl_page_count(Mdl), offset = Mdl->ByteOffset + NumberOfBytes, passed = offset >> PAGE_SHIFT;
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
+	bool own_ptes = (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARENT_MAPPED_SYSTEM_VA);
+	bool locks = (Mdl->MdlFlags & MDL_PAGES_LOCKED) && !(Mdl->MdlFlags & (MDL_PARTIAL | MDL_SOURCE_IS_NONPAGED_POOL));
+	uint64_t sys = (uint64_t)Mdl->MappedSystemVa + NumberOfBytes;
+	if (passed) {
+		if (mdl_user_mapping_count(Mdl))
+			return STATUS_NOT_SUPPORTED;
+		for (ULONG i = 0; locks && i < passed; i++) {
+			const struct pfn_entry *e = pfn_entry(pfns[i]);
+			if (e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL && e->owner == (uint64_t)Mdl)
+				return STATUS_NOT_SUPPORTED;
+		}
+		if (own_ptes) {
+			uint64_t old = ALIGN_DOWN((uint64_t)Mdl->MappedSystemVa, PAGE_SIZE);
+			uint64_t va = copy_mapping(old + (uint64_t)passed * PAGE_SIZE, pfns + passed, n - passed);
+			if (!va)
+				return STATUS_INSUFFICIENT_RESOURCES;
+			if (reserved_mappings_live)
+				reserved_refuse_unmap(old);
+			syspte_release(old, n);
+			sys = va + (offset & (PAGE_SIZE - 1));
+		}
+		if (locks) {
+			for (ULONG i = 0; i < passed; i++)
+				pfn_unlock_frame(pfns[i]);
+			mdl_user_note_advance(Mdl, passed);
+		}
+		memmove(pfns, pfns + passed, (n - passed) * sizeof(PFN_NUMBER));
+	}
+	if (Mdl->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL))
+		Mdl->MappedSystemVa = (PVOID)sys;
+	Mdl->StartVa = (PCHAR)Mdl->StartVa + (uint64_t)passed * PAGE_SIZE;
+	Mdl->ByteOffset = offset & (PAGE_SIZE - 1);
+	Mdl->ByteCount -= NumberOfBytes;
+	return STATUS_SUCCESS;
+}
+
+/* ---- MmProbeAndLockSelectedPages ---------------------------------------------------- */
+
+/*
+ * MmProbeAndLockPages with page i of the MDL at SegmentArray[i].Buffer instead of StartVa +
+ * i pages (mm/RULES.md user rule U13): each segment a page-aligned address (else
+ * STATUS_DATATYPE_MISALIGNMENT is raised), every page checked and made resident before any
+ * is locked, the first refused raising STATUS_ACCESS_VIOLATION at its address with nothing
+ * locked.  User pages charge their process as a probe does.  IRQL <= APC_LEVEL.
+ */
+VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMENT SegmentArray,
+				 KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
+{
+	PMDL Mdl = MemoryDescriptorList;
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_PROBE_IRQL, (ULONG_PTR)Mdl, AccessMode);
+	USHORT bad = Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL);
+	if (bad)
+		verifier_violation(VERIFIER_MDL_PROBE_BAD_FLAGS, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
+	bool write = Operation != IoReadAccess;
+	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
+	ULONG n = mdl_page_count(Mdl);
+	struct mm_process *owner = NULL;
+	for (ULONG i = 0; i < n; i++) {
+		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
+		if (page & (PAGE_SIZE - 1))
+			ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
+		if (AccessMode == UserMode && page >= MM_USER_PROBE_ADDRESS)
+			seh_raise_access_violation(page, access);
+		struct mm_process *mm = mdl_user_probe_page(page, AccessMode, write);
+		if (mm)
+			owner = mm;
+	}
+	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
+		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
+	const struct pt_root *root = mdl_current_root();
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
+	bool io = false, read_only = false;
+	for (ULONG i = 0; i < n; i++) {
+		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
+		struct pt_query q;
+		pt_query(root, page, &q);
+		if (!q.present || (write && !q.eff.write) || (AccessMode == UserMode && !q.eff.user)) {
+			for (ULONG k = 0; k < i; k++)
+				pfn_unlock_frame(pfns[k]);
+			seh_raise_access_violation(page, access);
+		}
+		pfns[i] = q.pa >> PAGE_SHIFT;
+		io |= !pfn_is_ram(pfns[i]);
+		read_only |= !q.eff.write;
+		pfn_lock_frame(pfns[i]);
+	}
+	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
+	/* As MmProbeAndLockPages: probe-locked, and read-only mappings only of what its caller
+	 * cannot write (mm/RULES.md decision 9). */
+	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
+			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
+	mdl_user_note_lock(Mdl, owner);
+	stats.probes++;
 }

@@ -1,6 +1,7 @@
 #include "mm/verifier.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
+#include "kernel/printf.h"
 
 static uint32_t flags = VF_CHECKS;
 static uint64_t lowres_countdown; /* 0: off; else the call that brings it to 0 fails */
@@ -11,16 +12,23 @@ static struct verifier_stats stats;
 void verifier_init(void)
 {
 	flags = (uint32_t)cmdline_get_u64("verifier", VF_CHECKS);
-	char v[32];
+	char v[48];
 	if (cmdline_get("lowres", v, sizeof v)) {
 		size_t n = strlen(v);
 		uint64_t x;
 		uint64_t seed = cmdline_get_u64("lowres_seed", 1);
-		if (n && v[n - 1] == '%') {
+		/* Numbers go through cmdline_parse_u64: a bad one is refused with a message. */
+		if (n == sizeof v - 1)
+			kprintf("command line: lowres=%s... is refused (too long)\n", v);
+		else if (n && v[n - 1] == '%') {
 			v[n - 1] = 0;
-			if (parse_u64(v, &x) && x <= 100)
-				verifier_set_lowres(0, (uint32_t)x, seed);
-		} else if (parse_u64(v, &x)) {
+			if (cmdline_parse_u64("lowres", v, &x)) {
+				if (x <= 100)
+					verifier_set_lowres(0, (uint32_t)x, seed);
+				else
+					kprintf("command line: lowres=%lu%% is refused (over 100%%)\n", x);
+			}
+		} else if (cmdline_parse_u64("lowres", v, &x)) {
 			verifier_set_lowres(x, 0, seed);
 		}
 	}

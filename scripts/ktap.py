@@ -40,6 +40,11 @@ compared).  A death boot (`mode=death case=SUITE.CASE`) must end in exactly one 
 The STOP line must match the announcement and every `# death-expect:` line the case printed
 before it (expectations known only at run time, such as pool addresses), key for key.
 
+User output: a line a user process printed starts with protocol.USER_MARK (bare, or after
+the "# " of a case's diagnostics; the kernel escapes every control character in it, so such a
+line cannot end early).  It is kept as a diagnostic of the running case and nothing else: a
+STOP mark, a KTAP line, a death expectation or the done marker on it counts for nothing.
+
 Cleaning: before parsing, ANSI/VT100 escape sequences, carriage returns and other
 control characters are removed from every line; anything before the first
 `KTAP version` on its line is firmware output and is dropped.  Line numbers in messages
@@ -87,6 +92,8 @@ _DEATH_RETURNED_RE = re.compile(rf"^{marker_pattern(protocol.DEATH)}\s*(\S+)\s+"
 _STOP_MARK = protocol.STOP_MARK
 _STOP_RE = re.compile(rf"^{protocol.printf_pattern(protocol.STOP_FORMAT)}$")
 _BUGCHECK_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+# A line a user process printed (SYS_DEBUG_PRINT), bare or as a case's "# " diagnostic.
+_USER_LINE_RE = re.compile(rf"^\s*(?:#\s*)?{re.escape(protocol.USER_MARK)}")
 _UNESCAPED_HASH_RE = re.compile(r"(?<!\\)#")
 
 
@@ -95,6 +102,12 @@ def clean_line(raw: str) -> str:
     kept), a leading printk timestamp, or trailing white space."""
     line = _CONTROL_RE.sub("", _ESCAPE_RE.sub("", raw))
     return _TIMESTAMP_RE.sub("", line).rstrip()
+
+
+def is_user_line(line: str) -> bool:
+    """Whether the cleaned `line` is a user process's output (protocol.USER_FORMAT): the
+    kernel marks every line a process prints so, and nothing on it is a marker."""
+    return _USER_LINE_RE.match(line) is not None
 
 
 def split_lines(text: str) -> list[str]:
@@ -487,6 +500,11 @@ class _Parser:
 
     def line(self, lines: list[str], index: int, line: str) -> None:
         line_no = index + 1
+        if is_user_line(line):
+            # A process's words: shown with the case it ran in, believed for nothing.
+            if self.stack:
+                self.diagnostic(line.strip())
+            return
         if _STOP_MARK in line:
             stop = parse_stop(lines, index)
             stop.running = self.describe_running()
@@ -553,7 +571,10 @@ def parse_log(text: str) -> ParsedLog:
 def scan_death_specs(line: str) -> DeathSpec | None:
     """The death test a single raw log line announces, or None (malformed ones too).
     For starting death boots while the main log is still being written."""
-    m = _DEATH_SPEC_RE.match(clean_line(line).strip())
+    text = clean_line(line)
+    if is_user_line(text):
+        return None
+    m = _DEATH_SPEC_RE.match(text.strip())
     return parse_death_spec(m.group(1))[0] if m else None
 
 

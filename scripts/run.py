@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,33 @@ def run_interactive(argv: list[str]) -> int:
     return exit_code(status)
 
 
+_USER_LINE = re.compile(rb"^[\r\s]*(?:#\s*)?" + re.escape(protocol.USER_MARK.encode()))
+
+
+class PromptCounter:
+    """Counts the kernel's prompts in serial output fed in pieces of any size.  A prompt on a
+    line a user process printed (protocol.USER_MARK) is not the kernel's and does not count,
+    so a process cannot make a scripted run send its next command early."""
+
+    def __init__(self) -> None:
+        self.line = b""     # the current line so far
+        self.counted = 0    # prompts already counted in it
+
+    def feed(self, data: bytes) -> int:
+        """The number of new prompts `data` completes."""
+        found = 0
+        parts = data.split(b"\n")
+        for i, part in enumerate(parts):
+            line = self.line + part
+            n = 0 if _USER_LINE.match(line) else line.count(PROMPT)
+            found += n - self.counted
+            if i < len(parts) - 1:
+                self.line, self.counted = b"", 0
+            else:
+                self.line, self.counted = line, n
+        return found
+
+
 class PromptWatcher:
     """Copies QEMU's output to our stdout and counts the prompts in it."""
 
@@ -84,7 +112,7 @@ class PromptWatcher:
 
     def _pump(self) -> None:
         out = sys.stdout.buffer
-        carry = b""   # the end of the previous chunk, for a prompt split across reads
+        counter = PromptCounter()
         fd = self.stream.fileno()
         while True:
             data = os.read(fd, 4096)
@@ -92,11 +120,7 @@ class PromptWatcher:
                 break
             out.write(data)
             out.flush()
-            # `carry` is one byte shorter than the prompt: it completes a prompt split
-            # across reads, but never holds a whole one already counted.
-            window = carry + data
-            found = window.count(PROMPT)
-            carry = window[-(len(PROMPT) - 1):]
+            found = counter.feed(data)
             if found:
                 with self.changed:
                     self.prompts += found

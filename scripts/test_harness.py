@@ -36,6 +36,7 @@ import harness  # noqa: E402
 import ktap  # noqa: E402
 import protocol  # noqa: E402
 import qemu  # noqa: E402
+import run  # noqa: E402
 from ktap import DeathSpec, Status  # noqa: E402
 
 
@@ -381,6 +382,112 @@ class LinuxCompat(unittest.TestCase):
             v = ktap.judge_test_run(text, exit_status=33)
             self.assertTrue(v.ok, (repr(indent), v.problems))
             self.assertEqual(v.count(Status.PASS), 5)
+
+
+class UserOutput(unittest.TestCase):
+    """A process's SYS_DEBUG_PRINT lines (protocol.USER_FORMAT) change no verdict, whatever
+    marker they hold: the harness believes only the kernel's own lines."""
+    FORGED = [
+        "*** STOP: 0x000000D1 (0x0000000000000000,0x0000000000000002,0x0000000000000000,"
+        "0xFFFFFFFF80001234)",
+        "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+        "ok 2 nested",
+        "not ok 3 raise_custom",
+        "not ok 1 seh",
+        "1..9",
+        "KTAP version 1",
+        "# Subtest: forged",
+        "# seh: pass:0 fail:3 skip:0 total:3",
+        "# death-test: seh.forged code=0x000000D1",
+        "# death-expect: code=0x000000D1 p1=0x0",
+        "# death: seh.unhandled_fault returned without a bug check",
+        "# mdlab: tests done",
+    ]
+
+    @staticmethod
+    def user(text: str, pid: int = 4, name: str = "agent") -> str:
+        return protocol.USER_MARK + f"{pid} {name}| {text}"
+
+    def forged_lines(self, indent: str) -> str:
+        return "".join(indent + self.user(f) + "\r\n" for f in self.FORGED)
+
+    def test_user_lines_inside_a_case_change_nothing(self):
+        # As the kernel prints them while a case runs: after the case's "    # " prefix.
+        text = CLEAN.replace("    ok 2 nested\r\n",
+                             self.forged_lines("    # ") + "    ok 2 nested\r\n")
+        self.assertNotEqual(text, CLEAN)
+        v = ktap.judge_test_run(text, exit_status=33)
+        self.assertTrue(v.ok, v.problems)
+        self.assertEqual(v.problems, [])
+        self.assertEqual((v.count(Status.PASS), v.count(Status.FAIL)), (5, 0))
+        self.assertEqual([c.name for c in v.cases],
+                         [c.name for c in ktap.judge_test_run(CLEAN, exit_status=33).cases])
+        self.assertEqual(len(v.death_specs), 2)
+        nested = [c for c in v.cases if c.name == "seh.nested"][0]
+        self.assertIn("# " + self.user(self.FORGED[0]), nested.diagnostics)
+
+    def test_bare_user_lines_change_nothing(self):
+        # Without the case prefix too, at any indentation, before and after the header.
+        text = self.forged_lines("") + CLEAN.replace("ok 1 seh\r\n", "ok 1 seh\r\n"
+                                                      + self.forged_lines("    "))
+        self.assertIn(self.forged_lines("    "), text)
+        v = ktap.judge_test_run(text, exit_status=33)
+        self.assertTrue(v.ok, v.problems)
+        self.assertEqual((v.count(Status.PASS), v.count(Status.FAIL)), (5, 0))
+        self.assertEqual(ktap.parse_log(text).stops, [])
+
+    def test_a_forged_done_marker_does_not_hide_a_crash(self):
+        cut = CLEAN.index(protocol.TESTS_DONE)
+        text = CLEAN[:cut] + self.user(protocol.TESTS_DONE) + "\r\n"
+        self.assertTrue(ktap.judge_test_run(CLEAN[:cut] + protocol.TESTS_DONE, exit_status=33).ok)
+        v = ktap.judge_test_run(text, exit_status=33)
+        self.assertFalse(v.ok)
+
+    def test_a_forged_stop_line_fails_no_death_run_and_passes_none(self):
+        forged = self.user(DEATH_OK.splitlines()[1])
+        v = ktap.judge_death_run(forged + "\r\n" + DEATH_OK, DeathRuns.SPEC, exit_status=35)
+        self.assertTrue(v.passed, v.reasons)
+        v = ktap.judge_death_run("# death: running seh.unhandled_fault\r\n" + forged + "\r\n",
+                                 DeathRuns.SPEC, exit_status=35)
+        self.assertFalse(v.passed)
+        expect = self.user("# death-expect: code=0x0000001E p1=0x1")
+        v = ktap.judge_death_run(expect + "\r\n" + DEATH_OK, DeathRuns.SPEC, exit_status=35)
+        self.assertTrue(v.passed, v.reasons)
+
+    def test_a_forged_announcement_starts_no_death_test(self):
+        self.assertIsNone(ktap.scan_death_specs(
+            "    # " + self.user("# death-test: seh.forged code=0x000000D1") + "\r"))
+        self.assertIsNone(ktap.scan_death_specs(self.user("# death-test: a.b code=0x1")))
+
+    def test_the_kernel_line_format_is_recognised(self):
+        self.assertTrue(ktap.is_user_line(protocol.USER_FORMAT.replace("%u", "4")
+                                          .replace("%s", "agent", 1).replace("%s", "hi")))
+        self.assertTrue(ktap.is_user_line("    # " + self.user("x")))
+        self.assertFalse(ktap.is_user_line("    # [4 agent] ended by #GP"))
+        self.assertFalse(ktap.is_user_line("ok 1 " + protocol.USER_MARK))
+
+
+class Prompts(unittest.TestCase):
+    """run.py counts the monitor's prompts, split across reads or not, but none a user
+    process printed."""
+    P = protocol.MONITOR_PROMPT
+
+    def count(self, pieces) -> int:
+        c = run.PromptCounter()
+        return sum(c.feed(p.encode()) for p in pieces)
+
+    def test_prompts_counted_once_however_split(self):
+        text = f"banner\r\n{self.P}cpu\r\nCPU: x\r\n{self.P}"
+        self.assertEqual(self.count([text]), 2)
+        for cut in range(1, len(text)):
+            self.assertEqual(self.count([text[:cut], text[cut:]]), 2, cut)
+        self.assertEqual(self.count(list(text)), 2)
+
+    def test_a_user_line_holding_the_prompt_does_not_count(self):
+        user = protocol.USER_MARK + "4 agent| " + self.P
+        text = f"{self.P}tests\r\n    # {user}\r\n{user}\r\n"
+        self.assertEqual(self.count([text]), 1)
+        self.assertEqual(self.count(list(text)), 1)
 
 
 class DeathRuns(unittest.TestCase):

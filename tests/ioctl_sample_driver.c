@@ -11,6 +11,10 @@
  *                      (IoAllocateMdl + MmProbeAndLockPages(UserMode) inside __try), maps them
  *                      NormalPagePriority | MdlMappingNoExecute, and lets MmUnlockPages release
  *                      the mappings: no MmUnmapLockedPages (the release table)
+ *   METHOD_NEITHER     (a second code) the raw pointers read and written directly inside
+ *                      try/except after ProbeForRead/ProbeForWrite, as the sample reads its
+ *                      input: the SMAP window opens inside the try and closes at its end
+ *                      (mm/RULES.md decision 8)
  *
  * The suite proves each method's round trip from ring 3, and that a bad buffer (NULL, a
  * kernel address, read-only output) is STATUS_ACCESS_VIOLATION for the caller, raised by the
@@ -20,11 +24,14 @@
  * kernel's page tables).
  */
 #include "kernel/ktest.h"
+#include "tests/ioctl_sample_driver.h"
 #include "tests/lib/agent.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
+#include "kernel/cpu.h"
+#include "kernel/faultcap.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "mm/pfn.h"
@@ -32,13 +39,6 @@
 #include "mm/uvm.h"
 
 /* ---- the driver ----------------------------------------------------------------------- */
-
-#define SIOCTL_DEVICE "SIOCTL"
-#define SIOCTL_TYPE 40000
-#define IOCTL_SIOCTL_METHOD_IN_DIRECT CTL_CODE(SIOCTL_TYPE, 0x900, METHOD_IN_DIRECT, FILE_ANY_ACCESS)
-#define IOCTL_SIOCTL_METHOD_OUT_DIRECT CTL_CODE(SIOCTL_TYPE, 0x901, METHOD_OUT_DIRECT, FILE_ANY_ACCESS)
-#define IOCTL_SIOCTL_METHOD_BUFFERED CTL_CODE(SIOCTL_TYPE, 0x902, METHOD_BUFFERED, FILE_ANY_ACCESS)
-#define IOCTL_SIOCTL_METHOD_NEITHER CTL_CODE(SIOCTL_TYPE, 0x903, METHOD_NEITHER, FILE_ANY_ACCESS)
 
 #define SIOCTL_MAPPINGS 2
 
@@ -51,6 +51,11 @@ static struct {
 	/* METHOD_NEITHER, while both buffers were locked. */
 	PEPROCESS in_process, out_process;
 	uint64_t process_locked;
+	/* The direct METHOD_NEITHER code: RFLAGS.AC inside the try after the accesses, and
+	 * after it; the same input read again after the try, outside any driver __try. */
+	int ac_inside, ac_after;
+	bool read_after_ok;
+	struct faultcap after;
 	/* The system mappings the driver made, any method. */
 	uint64_t mapped[SIOCTL_MAPPINGS];
 	int nmapped;
@@ -136,6 +141,37 @@ static NTSTATUS sioctl_neither(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 	return STATUS_SUCCESS;
 }
 
+#define IOCTL_SIOCTL_NEITHER_DIRECT CTL_CODE(SIOCTL_TYPE, 0x904, METHOD_NEITHER, FILE_ANY_ACCESS)
+
+/* METHOD_NEITHER as drivers write it for small buffers: probe, then use the raw pointers,
+ * all inside try (the ProbeForRead page: later accesses must be inside try too).  No
+ * volatile anywhere: the rewriter sees to the locals. */
+static NTSTATUS sioctl_neither_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
+{
+	PUCHAR in = sp->Parameters.DeviceIoControl.Type3InputBuffer;
+	PUCHAR out = Irp->UserBuffer;
+	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
+	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
+	NTSTATUS st = STATUS_SUCCESS;
+	ULONG_PTR done = 0;
+	try {
+		ProbeForRead(in, in_len, sizeof(UCHAR));
+		ProbeForWrite(out, out_len, sizeof(UCHAR));
+		sioctl_transform(out, in, MIN(in_len, out_len));
+		done = MIN(in_len, out_len);
+		sioctl_log.ac_inside = (read_rflags() & RFLAGS_AC) != 0;
+	} except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+		done = 0;
+	}
+	sioctl_log.ac_after = (read_rflags() & RFLAGS_AC) != 0;
+	/* Outside the try the window is shut: the machine's own probe sees SMAP's fault. */
+	uint8_t b;
+	sioctl_log.read_after_ok = faultcap_try_load8((uint64_t)in, &b, &sioctl_log.after);
+	*info = done;
+	return st;
+}
+
 /* The direct methods: input in the system buffer, output through the I/O manager's MDL. */
 static NTSTATUS sioctl_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 {
@@ -182,6 +218,9 @@ static NTSTATUS sioctl_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		case IOCTL_SIOCTL_METHOD_NEITHER:
 			st = sioctl_neither(Irp, sp, &info);
 			break;
+		case IOCTL_SIOCTL_NEITHER_DIRECT:
+			st = sioctl_neither_direct(Irp, sp, &info);
+			break;
 		default:
 			st = STATUS_INVALID_DEVICE_REQUEST;
 			break;
@@ -195,13 +234,13 @@ static NTSTATUS sioctl_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 }
 
 /* DriverEntry and unload, as far as mdlab has them. */
-static NTSTATUS sioctl_load(void)
+NTSTATUS sioctl_load(void)
 {
 	memset(&sioctl_log, 0, sizeof sioctl_log);
 	return IoCreateDeviceLite(SIOCTL_DEVICE, sioctl_device_control, NULL, &sioctl_device);
 }
 
-static void sioctl_unload(void)
+void sioctl_unload(void)
 {
 	if (sioctl_device)
 		IoDeleteDevice(sioctl_device);
@@ -246,6 +285,7 @@ static const struct {
 	{ "in direct", IOCTL_SIOCTL_METHOD_IN_DIRECT },
 	{ "out direct", IOCTL_SIOCTL_METHOD_OUT_DIRECT },
 	{ "neither", IOCTL_SIOCTL_METHOD_NEITHER },
+	{ "neither direct", IOCTL_SIOCTL_NEITHER_DIRECT },
 };
 
 static void each_method_round_trips_from_ring_3(struct ktest *t)
@@ -286,6 +326,17 @@ static void each_method_round_trips_from_ring_3(struct ktest *t)
 			/* One input page, two output pages. */
 			EXPECT_EQ(t, sioctl_log.process_locked, 3);
 		}
+		if (methods[m].code == IOCTL_SIOCTL_NEITHER_DIRECT) {
+			/* The window was open for the rest of the try, and shut after it: a kernel
+			 * read of the same user byte is SMAP's fault (present, read, supervisor). */
+			EXPECT_EQ(t, sioctl_log.nmapped, 0);
+			EXPECT_EQ(t, sioctl_log.ac_inside, 1);
+			EXPECT_EQ(t, sioctl_log.ac_after, 0);
+			EXPECT_FALSE(t, sioctl_log.read_after_ok);
+			EXPECT_EQ(t, sioctl_log.after.vector, VEC_PAGE_FAULT);
+			EXPECT_EQ(t, sioctl_log.after.error_code, PF_P);
+			EXPECT_EQ(t, sioctl_log.after.cr2, app_buf);
+		}
 		for (uint64_t va = ALIGN_DOWN(out, PAGE_SIZE); va < out + 24; va += PAGE_SIZE) {
 			struct pt_query q;
 			pt_query(&p->mm.root, va, &q);
@@ -322,7 +373,7 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 				call[m][b] = ~0u;
 				continue;
 			}
-			neither_calls += methods[m].code == IOCTL_SIOCTL_METHOD_NEITHER;
+			neither_calls += METHOD_FROM_CTL_CODE(methods[m].code) == METHOD_NEITHER;
 			call[m][b] = agent_ioctl(&s, methods[m].code, bad[b].in, 16, bad[b].out, 16);
 		}
 	agent_report(&s, 1000, 7);
@@ -333,7 +384,8 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 			if (call[m][b] != ~0u && agent_result(t, p, call[m][b], 0) != (ULONG)STATUS_ACCESS_VIOLATION)
 				KTEST_FAIL(t, "%s, %s: status 0x%lx, expected STATUS_ACCESS_VIOLATION", methods[m].name,
 					   bad[b].what, agent_result(t, p, call[m][b], 0));
-	/* Only METHOD_NEITHER reached the driver, whose own probe refused the buffer. */
+	/* Only METHOD_NEITHER reached the driver, whose own probe (or, for the direct code, its
+	 * access inside try) refused the buffer. */
 	EXPECT_EQ(t, sioctl_log.calls, neither_calls);
 	EXPECT_EQ(t, (ULONG)sioctl_log.status, (ULONG)STATUS_ACCESS_VIOLATION);
 	/* NULL output after a good input: the input was mapped, then released by its unlock. */

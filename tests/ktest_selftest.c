@@ -150,6 +150,55 @@ static void command_line_parses(struct ktest *t)
 	cmdline_init(saved);
 }
 
+/* parse_number (kernel/lib.h), the one parser of the command line and the monitor: every
+ * number must have digits, only digits of its base, and fit in 64 bits. */
+static void number_parser_refuses_empty_junk_and_overflow(struct ktest *t)
+{
+	static const struct {
+		const char *text;
+		unsigned base;
+		bool ok;
+		uint64_t value;
+	} cases[] = {
+		{ "0", 10, true, 0 }, { "42", 10, true, 42 }, { "0x1F", 10, true, 0x1F },
+		{ "1f", 16, true, 0x1F }, { "ffffffff`80000000", 16, true, 0xFFFFFFFF80000000ull },
+		{ "0xffffffff`80000000", 10, true, 0xFFFFFFFF80000000ull },
+		{ "18446744073709551615", 10, true, UINT64_MAX },
+		{ "0xFFFFFFFFFFFFFFFF", 10, true, UINT64_MAX },
+		{ "", 10, false, 0 }, { "", 16, false, 0 }, { "0x", 10, false, 0 }, { "0X", 16, false, 0 },
+		{ "-", 10, false, 0 }, { "-1", 10, false, 0 }, { "+1", 10, false, 0 }, { "`", 16, false, 0 },
+		{ "0x`", 10, false, 0 }, { "`1", 16, false, 0 }, { "1`", 16, false, 0 }, { "1``2", 16, false, 0 },
+		{ "1`2", 10, false, 0 }, { "12z", 10, false, 0 }, { "1f", 10, false, 0 }, { "0x1g", 10, false, 0 },
+		{ "10 ", 10, false, 0 }, { " 10", 10, false, 0 }, { "0xx1", 10, false, 0 },
+		{ "18446744073709551616", 10, false, 0 }, { "0x10000000000000000", 10, false, 0 },
+		{ "99999999999999999999", 10, false, 0 },
+	};
+	for (unsigned i = 0; i < ARRAY_SIZE(cases); i++) {
+		uint64_t v = 0x5A5A5A5A;
+		const char *why = parse_number(cases[i].text, cases[i].base, &v);
+		if (cases[i].ok && (why || v != cases[i].value))
+			KTEST_FAIL(t, "'%s' (base %u): %s, 0x%lx", cases[i].text, cases[i].base, why ? why : "ok", v);
+		if (!cases[i].ok && (!why || v != 0x5A5A5A5A))
+			KTEST_FAIL(t, "'%s' (base %u) was taken as 0x%lx", cases[i].text, cases[i].base, v);
+		if (cases[i].base == 10)
+			EXPECT_EQ(t, parse_u64(cases[i].text, &v), !why);
+	}
+}
+
+/* A command-line number that is not one gets a message and the default, never a stop. */
+static void command_line_refuses_bad_numbers(struct ktest *t)
+{
+	char saved[256];
+	strlcpy(saved, cmdline_raw(), sizeof saved);
+	cmdline_init("a=0x b= c=- d=12z e=18446744073709551616 f=0x` "
+		     "g=000000000000000000000000000000000000000000000000000000000000001 h=7");
+	static const char *const keys[] = { "a", "b", "c", "d", "e", "f", "g" };
+	for (unsigned i = 0; i < ARRAY_SIZE(keys); i++)
+		EXPECT_EQ(t, cmdline_get_u64(keys[i], 99), 99);
+	EXPECT_EQ(t, cmdline_get_u64("h", 99), 7);
+	cmdline_init(saved);
+}
+
 /* For the harness: a death case whose STOP code and P1 it must check. */
 static void manual_bugcheck_reaches_the_harness(struct ktest *t)
 {
@@ -168,6 +217,8 @@ static struct ktest_case ktest_cases[] = {
 	KTEST_CASE(printf_formats),
 	KTEST_CASE(symbols_resolve_kernel_functions),
 	KTEST_CASE(command_line_parses),
+	KTEST_CASE(number_parser_refuses_empty_junk_and_overflow),
+	KTEST_CASE(command_line_refuses_bad_numbers),
 	KTEST_DEATH_CASE_P(manual_bugcheck_reaches_the_harness, MANUALLY_INITIATED_CRASH, KTEST_P_ALL,
 			   0x1234, 0x5678, 0x9ABC, 0xDEF0),
 	{ 0 }

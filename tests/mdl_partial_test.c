@@ -11,6 +11,7 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
@@ -279,6 +280,8 @@ static void range_past_the_source_end_bug_checks(struct ktest *t)
 	source_lock(t, &s);
 	PMDL p = IoAllocateMdl(s.va, SRC_LENGTH, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, p != NULL);
+	/* Microsoft's 0x12E: SourceMdl, TargetMdl, VirtualAddress, Length. */
+	expect_stop(t, INVALID_MDL_RANGE, (ULONG_PTR)s.mdl, (ULONG_PTR)p, (ULONG_PTR)(s.va + SRC_LENGTH - 0x10), 0x11);
 	IoBuildPartialMdl(s.mdl, p, s.va + SRC_LENGTH - 0x10, 0x11);
 }
 
@@ -288,6 +291,7 @@ static void range_before_the_source_start_bug_checks(struct ktest *t)
 	source_lock(t, &s);
 	PMDL p = IoAllocateMdl(s.va - 1, SRC_LENGTH, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, p != NULL);
+	expect_stop(t, INVALID_MDL_RANGE, (ULONG_PTR)s.mdl, (ULONG_PTR)p, (ULONG_PTR)(s.va - 1), 0x10);
 	IoBuildPartialMdl(s.mdl, p, s.va - 1, 0x10);
 }
 
@@ -350,18 +354,31 @@ static void big_target_one_page_short_bug_checks(struct ktest *t)
 	IoBuildPartialMdl(src, p, va, src->ByteCount);
 }
 
+/* Length 0 means "to the end of the source"; the bug check still names the 0 asked for. */
+static void zero_length_before_the_source_start_bug_checks(struct ktest *t)
+{
+	struct source s;
+	source_lock(t, &s);
+	PMDL p = IoAllocateMdl(s.va - PAGE_SIZE, SRC_LENGTH, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, p != NULL);
+	expect_stop(t, INVALID_MDL_RANGE, (ULONG_PTR)s.mdl, (ULONG_PTR)p, (ULONG_PTR)(s.va - PAGE_SIZE), 0);
+	IoBuildPartialMdl(s.mdl, p, s.va - PAGE_SIZE, 0);
+}
+
 static struct ktest_case mdl_partial_cases[] = {
 	KTEST_CASE(partial_describes_the_right_slice),
 	KTEST_CASE(partial_shares_a_mapped_source),
 	KTEST_CASE(partial_of_nonpaged_pool_uses_the_pool_address),
 	KTEST_CASE(partial_maps_on_its_own_when_the_source_is_not_mapped),
 	KTEST_CASE(reuse_in_a_loop_keeps_no_ptes),
-	/* P1 is the source MDL's pool address: only the code is predictable. */
+	/* Microsoft documents no parameters for 0x40: only the code is compared. */
 	KTEST_DEATH_CASE(target_too_small_bug_checks, TARGET_MDL_TOO_SMALL),
 	KTEST_CASE(big_targets_take_slices_of_their_real_capacity),
 	KTEST_DEATH_CASE(big_target_one_page_short_bug_checks, TARGET_MDL_TOO_SMALL),
+	/* The MDLs are pool addresses: the cases give all four parameters at run time. */
 	KTEST_DEATH_CASE(range_past_the_source_end_bug_checks, INVALID_MDL_RANGE),
 	KTEST_DEATH_CASE(range_before_the_source_start_bug_checks, INVALID_MDL_RANGE),
+	KTEST_DEATH_CASE(zero_length_before_the_source_start_bug_checks, INVALID_MDL_RANGE),
 	{ 0 }
 };
 KTEST_SUITE(mdl_partial, mdl_partial_cases);

@@ -10,6 +10,7 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
@@ -258,7 +259,9 @@ static void unlock_twice_with_verifier_bug_checks(struct ktest *t)
 	verifier_set_flags(VF_CHECKS);
 	PMDL m = locked_pool_mdl(t);
 	MmUnlockPages(m);
-	MmUnlockPages(m); /* 0xC4, P1 0x7C: unlock of an MDL that is not locked */
+	/* 0xC4, P1 0x7C: unlock of an MDL that is not locked (MDL, flags, 0) */
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7C, (ULONG_PTR)m, (USHORT)m->MdlFlags, 0);
+	MmUnlockPages(m);
 }
 
 static void unlock_twice_without_verifier_bug_checks(struct ktest *t)
@@ -266,7 +269,10 @@ static void unlock_twice_without_verifier_bug_checks(struct ktest *t)
 	verifier_set_flags(0);
 	PMDL m = locked_pool_mdl(t);
 	MmUnlockPages(m);
-	MmUnlockPages(m); /* 0x76, P1 1: unlocking pages that were not locked */
+	/* 0x76, P1 1: unlocking pages that were not locked (MDL, the process's locked pages: a
+	 * kernel buffer has no process, 0; no driver stacks: 0) */
+	expect_stop(t, PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)m, 0, 0);
+	MmUnlockPages(m);
 }
 
 /* A second MDL claiming the first one's frame as locked: after the real unlock, its own
@@ -279,7 +285,9 @@ static void frame_unlocked_more_than_locked_bug_checks(struct ktest *t)
 	memcpy(MmGetMdlPfnArray(b), MmGetMdlPfnArray(a), mdl_page_count(a) * sizeof(PFN_NUMBER));
 	b->MdlFlags |= MDL_PAGES_LOCKED;
 	MmUnlockPages(a);
-	MmUnlockPages(b); /* 0x4E, P1 7 */
+	/* 0x4E, P1 7: the frame, its share count (mdlab's lock count: 0 now), 0 */
+	expect_stop(t, PFN_LIST_CORRUPT, 0x07, MmGetMdlPfnArray(b)[0], 0, 0);
+	MmUnlockPages(b);
 }
 
 /*

@@ -431,6 +431,12 @@ static void monitor_bad_arguments_get_usage(struct ktest *t)
 		{ "ps x", -1 }, { "pat 1", -1 }, { "mem 1", -1 }, { "pool 1", -1 }, { "sysptes 1", -1 },
 		{ "audit 1", -1 }, { "tour 1", -1 }, { "quit now", -1 }, { "help me", -1 },
 		{ "tests a b", -1 }, { "a b c d e f g h i j", -2 }, { "pte 1 2 3 4 5 6 7 8 9", -1 },
+		/* An empty number is no number (issue 12, finding 10): never address or code 0. */
+		{ "pte 0x", -1 }, { "pte `", -1 }, { "pte 0x`", -1 }, { "pte -", -1 }, { "pte 1000 0x", -1 },
+		{ "ptdump 0x", -1 }, { "pfn 0x", -1 }, { "pfn 1`", -1 }, { "mdl 0x", -1 },
+		{ "lockedpages 0x", -1 }, { "pte 10000000000000000", -1 },
+		{ "bugcheck 0x", -1 }, { "bugcheck 0x`", -1 }, { "bugcheck -", -1 }, { "bugcheck 12z", -1 },
+		{ "bugcheck 0x100000000", -1 }, { "bugcheck 99999999999999999999", -1 },
 	};
 	for (unsigned i = 0; i < ARRAY_SIZE(cases); i++) {
 		char line[64];
@@ -441,6 +447,36 @@ static void monitor_bad_arguments_get_usage(struct ktest *t)
 	}
 }
 
+/* The message a refused number gets, as the monitor prints it before the usage line. */
+static void monitor_says_why_a_number_is_refused(struct ktest *t)
+{
+	static const struct {
+		const char *arg, *said;
+	} cases[] = {
+		{ "0x", "'0x' is refused: no digits\n" },
+		{ "", "'' is refused: no digits\n" },
+		{ "`", "'`' is refused: not a number\n" },
+		{ "-", "'-' is refused: not a number\n" },
+		{ "12z", "'12z' is refused: junk after the digits\n" },
+		{ "10000000000000000", "'10000000000000000' is refused: more than 64 bits\n" },
+	};
+	for (unsigned i = 0; i < ARRAY_SIZE(cases); i++) {
+		char buf[96];
+		struct mon_out o = mon_buffer(buf, sizeof buf);
+		uint64_t v = 7;
+		EXPECT_FALSE(t, monitor_parse_number_to(&o, cases[i].arg, 16, &v));
+		EXPECT_EQ(t, v, 7);
+		if (strcmp(buf, cases[i].said))
+			KTEST_FAIL(t, "'%s': said '%s'", cases[i].arg, buf);
+	}
+	char buf[16];
+	struct mon_out o = mon_buffer(buf, sizeof buf);
+	uint64_t v = 0;
+	EXPECT_TRUE(t, monitor_parse_number_to(&o, "ffff`0000", 16, &v));
+	EXPECT_EQ(t, v, 0xFFFF0000);
+	EXPECT_EQ(t, buf[0], 0);
+}
+
 static struct ktest_case tour_cases[] = {
 	KTEST_CASE(tour_prints_the_tables_it_maps_every_type),
 	KTEST_CASE(pte_prints_system_mappings_of_every_type),
@@ -449,6 +485,7 @@ static struct ktest_case tour_cases[] = {
 	KTEST_CASE(ps_lists_live_processes_only),
 	KTEST_CASE(lockedpages_shows_frames_and_process_counts),
 	KTEST_CASE(monitor_bad_arguments_get_usage),
+	KTEST_CASE(monitor_says_why_a_number_is_refused),
 	{ 0 }
 };
 KTEST_SUITE(tour, tour_cases);

@@ -72,12 +72,20 @@ long main(void)
 			report(AGENT_KEY(i, 0), (uint64_t)NtOpenDevice(name, &handle));
 			break;
 		}
-		case AGENT_IOCTL:
-			st = NtDeviceIoControlFile(handle, (uint32_t)a, (void *)b, (uint32_t)c, (void *)d, (uint32_t)e);
+		case AGENT_IOCTL: {
+			uint64_t bytes = 0;
+			st = NtDeviceIoControlFile(handle, (uint32_t)a, (void *)b, (uint32_t)c, (void *)d, (uint32_t)e,
+						   &bytes);
 			report(AGENT_KEY(i, 0), (uint64_t)st);
+			if (bytes) /* reports are few: only what the kernel wrote */
+				report(AGENT_KEY(i, 1), bytes);
 			break;
+		}
 		case AGENT_REPORT:
 			report(a, b);
+			break;
+		case AGENT_SYSCALL:
+			report(AGENT_KEY(i, 0), (uint64_t)syscall6((long)a, (long)b, (long)c, (long)d, (long)e, 0, 0));
 			break;
 		default:
 			return 0xBAD0 + (long)i;

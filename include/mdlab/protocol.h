@@ -48,6 +48,15 @@
 /* mode=death-server is booted and waiting for a case name: the machine can be saved now. */
 #define MDLAB_DEATH_SERVER_READY "# death-server: ready"
 
+/* ---- user output ------------------------------------------------------------------------
+ * What a process prints (SYS_DEBUG_PRINT) reaches the serial line only as whole lines of this
+ * form, at the start of a line (after the self-tests' "    # " diagnostic prefix when a case
+ * runs): the mark, the process id and name, then the user's bytes with every one outside
+ * printable ASCII, and the backslash, written as \xHH.  The scripts believe no marker on such
+ * a line: a process cannot forge a STOP screen, a KTAP result or a death expectation. */
+#define MDLAB_USER_MARK "user|"
+#define MDLAB_USER_FORMAT MDLAB_USER_MARK "%u %s| %s"
+
 /* ---- the STOP screen --------------------------------------------------------------------
  * The code and the four parameters in upper-case hex, then the code's name alone on the next
  * line.  Exactly one STOP line ends a death case. */

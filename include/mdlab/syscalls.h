@@ -16,9 +16,12 @@ enum {
 	SYS_FREE_VM = 3,              /* (void **base, size_t *size, uint32_t type) */
 	SYS_PROTECT_VM = 4,           /* (void **base, size_t *size, uint32_t protect, uint32_t *old) */
 	SYS_OPEN_DEVICE = 5,          /* (const char *name, uint64_t *handle) */
-	SYS_DEVICE_IO_CONTROL = 6,    /* (handle, code, in, in_len, out, out_len) -> status; *ret = bytes */
+	SYS_DEVICE_IO_CONTROL = 6,    /* (handle, code, in, out, in_len | out_len << 32, ULONG_PTR *bytes) */
 	SYS_UNMAP_VIEW = 7,           /* (void *base) */
 	SYS_REPORT = 8,               /* (uint64_t key, uint64_t value): a value for the kernel test */
+	SYS_CLOSE = 9,                /* (handle) */
+	SYS_READ_FILE = 10,           /* (handle, buf, len, ULONG_PTR *bytes) */
+	SYS_WRITE_FILE = 11,          /* (handle, buf, len, ULONG_PTR *bytes) */
 	SYS_COUNT,
 };
 
@@ -32,6 +35,39 @@ struct user_params {
 	uint64_t args[USER_PARAMS_ARGS];
 };
 #define USER_PARAMS_MAGIC 0x534D524150444D75ull /* "uMDPARMS" */
+
+/* The fuzzer (user/fuzz.c): random system calls and IOCTLs with hostile pointers and
+ * lengths.  Its parameters are args[FUZZ_*]; it ends with the number of calls it made as its
+ * exit status, or, with FUZZ_COMPAT_END, by a SYSCALL from compatibility mode. */
+enum fuzz_arg {
+	FUZZ_SEED,          /* the random generator's seed (xorshift64*; 0 is made 1) */
+	FUZZ_CALLS,         /* how many calls */
+	FUZZ_FLAGS,         /* FUZZ_COMPAT_END */
+	FUZZ_HIGHEST_USER,  /* the process's highest user address */
+	FUZZ_POOL,          /* a kernel pool page (the test's canary) */
+	FUZZ_KIMAGE,        /* an address in the kernel image */
+	FUZZ_VIEW,          /* a NoWrite view of a kernel page, FUZZ_VIEW_SIZE bytes */
+	FUZZ_VIEW_SIZE,
+	FUZZ_DEVICE,        /* the device to open: up to 8 characters, packed little-endian */
+	FUZZ_IOCTL0,        /* FUZZ_IOCTLS of its I/O control codes */
+	FUZZ_NARGS = FUZZ_IOCTL0 + 4,
+};
+#define FUZZ_IOCTLS 4
+#define FUZZ_COMPAT_END 0x1
+/* Where the fuzzer keeps its memory: the pointers' cells (read-write), a read-only page, a
+ * reserved-only page, and the region its VM calls may change. */
+#define FUZZ_CELLS_VA 0x10000000ul
+#define FUZZ_RO_VA 0x10010000ul
+#define FUZZ_RESERVED_VA 0x10020000ul
+#define FUZZ_VICTIM_VA 0x10100000ul
+#define FUZZ_VICTIM_SIZE 0x100000ul
+/* Before it ends, the fuzzer reports how many calls of each number returned
+ * STATUS_SUCCESS, under FUZZ_KEY_OK + the number; its own random SYS_REPORTs stop at
+ * FUZZ_RANDOM_REPORTS, so these fit the process's reports. */
+#define FUZZ_KEY_OK 0xF0220100ul
+#define FUZZ_RANDOM_REPORTS 16
+/* Exit statuses of a fuzzer whose setup failed: FUZZ_SETUP_FAILED + the step. */
+#define FUZZ_SETUP_FAILED 0xF0220000ul
 
 #endif
 
@@ -54,6 +90,8 @@ enum agent_op {
 	AGENT_PROTECT,    /* a = base, b = size, c = protect; reports status, old protection */
 	AGENT_UNMAP_VIEW, /* a = base; reports status */
 	AGENT_OPEN,       /* a = device name (up to 8 characters packed little-endian); reports status */
-	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status */
+	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status,
+	                   * and the bytes returned (IoStatus.Information) when not 0 */
 	AGENT_REPORT,     /* a = key, b = value: report them as they are */
+	AGENT_SYSCALL,    /* a = number, b-e = RDI, RSI, RDX, R10 as given (R8 = R9 = 0); reports RAX */
 };

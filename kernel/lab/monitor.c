@@ -72,20 +72,25 @@ void mon_printf(struct mon_out *o, const char *fmt, ...)
 	va_end(ap);
 }
 
-bool monitor_parse_hex(const char *s, uint64_t *out)
+bool monitor_parse_number_to(struct mon_out *o, const char *s, unsigned base, uint64_t *out)
 {
-	char buf[48];
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-		return parse_u64(s, out);
-	if (ksnprintf(buf, sizeof buf, "0x%s", s) >= (int)sizeof buf)
-		return false;
-	return parse_u64(buf, out); /* which skips the ` WinDbg puts between digit groups */
+	const char *why = parse_number(s, base, out);
+	if (why)
+		mon_printf(o, "'%s' is refused: %s\n", s, why);
+	return !why;
 }
+
+bool monitor_parse_number(const char *s, unsigned base, uint64_t *out)
+{
+	return monitor_parse_number_to(MON_CONSOLE, s, base, out);
+}
+
+bool monitor_parse_hex(const char *s, uint64_t *out) { return monitor_parse_number(s, 16, out); }
 
 int monitor_parse_process(const char *s, struct _EPROCESS **out)
 {
 	uint64_t pid;
-	if (!parse_u64(s, &pid))
+	if (!monitor_parse_number(s, 10, &pid))
 		return -1;
 	*out = pid <= UINT32_MAX ? ps_lookup((uint32_t)pid) : NULL;
 	if (!*out) {
@@ -180,8 +185,12 @@ MONITOR_COMMAND_BARE(quit, "end the QEMU run", cmd_quit);
 static int cmd_bugcheck(int argc, char **argv)
 {
 	uint64_t code;
-	if (argc != 2 || !parse_u64(argv[1], &code))
+	if (argc != 2 || !monitor_parse_number(argv[1], 10, &code))
 		return -1;
+	if (code > UINT32_MAX) {
+		kprintf("'%s' is refused: a bug-check code has 32 bits\n", argv[1]);
+		return -1;
+	}
 	KeBugCheckEx((ULONG)code, 1, 2, 3, 4);
 }
 MONITOR_COMMAND(bugcheck, "bugcheck CODE", "stop the machine with a bug check (to see the STOP screen)",

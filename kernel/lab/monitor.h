@@ -68,8 +68,13 @@ void mon_vprintf(struct mon_out *o, const char *fmt, va_list ap);
 
 /* ---- arguments ---------------------------------------------------------------------------- */
 
+/* A number argument through parse_number (kernel/lib.h): 0x-prefixed hex, else `base`.  On
+ * anything else (empty, "0x" alone, junk, more than 64 bits) it prints why and returns false. */
+bool monitor_parse_number(const char *s, unsigned base, uint64_t *out);
+/* The same, its message written to `o` (tests read it from a buffer). */
+bool monitor_parse_number_to(struct mon_out *o, const char *s, unsigned base, uint64_t *out);
 /* A hex number as WinDbg writes them: 0x optional, ` allowed between digit groups
- * (ffffc000`00001000).  False on junk. */
+ * (ffffc000`00001000); monitor_parse_number in base 16. */
 bool monitor_parse_hex(const char *s, uint64_t *out);
 
 /* The process a PID argument names (decimal as `ps` prints it, or 0x-prefixed hex).

@@ -1,6 +1,7 @@
 /* Scripts for the agent (see agent.h). */
 #include "tests/lib/agent.h"
 #include "kernel/bugcheck.h"
+#include <stddef.h>
 #include "kernel/lib.h"
 
 void agent_begin(struct agent_script *s) { memset(s, 0, sizeof *s); }
@@ -70,6 +71,16 @@ uint32_t agent_ioctl(struct agent_script *s, uint32_t code, uint64_t in, uint32_
 uint32_t agent_report(struct agent_script *s, uint64_t key, uint64_t value)
 {
 	return agent_op(s, AGENT_REPORT, key, value, 0, 0, 0);
+}
+
+uint32_t agent_syscall(struct agent_script *s, uint64_t nr, uint64_t rdi, uint64_t rsi, uint64_t rdx, uint64_t r10)
+{
+	return agent_op(s, AGENT_SYSCALL, nr, rdi, rsi, rdx, r10);
+}
+
+uint64_t agent_slot_va(uint32_t op, unsigned slot)
+{
+	return USER_PARAMS_VA + offsetof(struct user_params, args) + (1 + (uint64_t)op * AGENT_OP_SLOTS + slot) * 8;
 }
 
 uint32_t agent_exit(struct agent_script *s, uint64_t status) { return agent_op(s, AGENT_EXIT, status, 0, 0, 0, 0); }

@@ -54,6 +54,12 @@ uint32_t agent_ioctl(struct agent_script *s, uint32_t code, uint64_t in, uint32_
 /* Report `value` under `key` as it is. */
 uint32_t agent_report(struct agent_script *s, uint64_t key, uint64_t value);
 uint32_t agent_exit(struct agent_script *s, uint64_t status);
+/* A raw system call with these registers (R8 = R9 = 0); reports RAX. */
+uint32_t agent_syscall(struct agent_script *s, uint64_t nr, uint64_t rdi, uint64_t rsi, uint64_t rdx, uint64_t r10);
+/* The user address of value `slot` (1-5: a-e) of operation `op` in the parameter page: a
+ * read-only page whose contents the script chooses (operations after an AGENT_EXIT never run,
+ * so their slots are data). */
+uint64_t agent_slot_va(uint32_t op, unsigned slot);
 
 /* A process of the agent with the script (PsCreateProcess flags: PROCESS_WOW64), not yet
  * run; NULL when it could not be made.  The caller destroys it. */
