@@ -1,11 +1,19 @@
 #include "kernel/irql.h"
 #include "kernel/bugcheck.h"
+#include "mm/verifier.h"
+
+/*
+ * A raise below the current IRQL (or above HIGH_LEVEL) and a lower above it are Driver
+ * Verifier's 0xC4 P1 0x30 and 0x31 (current IRQL, requested IRQL, 0), raised whatever
+ * verifier= says: NT's free build has no code of its own for them and CR8 would be left
+ * wrong (mm/RULES.md decision 7).
+ */
 
 KIRQL KfRaiseIrql(KIRQL NewIrql)
 {
 	KIRQL old = KeGetCurrentIrql();
 	if (NewIrql < old || NewIrql > HIGH_LEVEL)
-		KeBugCheckEx(IRQL_NOT_GREATER_OR_EQUAL, old, NewIrql, 0, 0);
+		verifier_violation(VERIFIER_RAISE_IRQL_INVALID, old, NewIrql, 0);
 	write_cr8(NewIrql);
 	return old;
 }
@@ -14,7 +22,7 @@ void KeLowerIrql(KIRQL NewIrql)
 {
 	KIRQL old = KeGetCurrentIrql();
 	if (NewIrql > old)
-		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, NewIrql, old, 0, 9);
+		verifier_violation(VERIFIER_LOWER_IRQL_INVALID, old, NewIrql, 0);
 	write_cr8(NewIrql);
 }
 

@@ -7,11 +7,11 @@
 
 static inline KIRQL KeGetCurrentIrql(void) { return (KIRQL)read_cr8(); }
 
-/* Raise to NewIrql and return the previous IRQL.  NewIrql below the current IRQL is bug
- * check IRQL_NOT_GREATER_OR_EQUAL (current, new). */
+/* Raise to NewIrql and return the previous IRQL.  NewIrql below the current IRQL or above
+ * HIGH_LEVEL is bug check 0xC4 P1 0x30 (current, new, 0), Driver Verifier's answer. */
 KIRQL KfRaiseIrql(KIRQL NewIrql);
-/* Lower to NewIrql.  NewIrql above the current IRQL is bug check IRQL_NOT_LESS_OR_EQUAL
- * (new, current, 0, 9), as NT's checked HAL does. */
+/* Lower to NewIrql.  NewIrql above the current IRQL is bug check 0xC4 P1 0x31 (current,
+ * new, 0: the new IRQL is bad). */
 void KeLowerIrql(KIRQL NewIrql);
 KIRQL KeRaiseIrqlToDpcLevel(void);
 #define KeRaiseIrql(NewIrql, OldIrql) (*(OldIrql) = KfRaiseIrql(NewIrql))

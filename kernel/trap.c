@@ -9,6 +9,7 @@
 #include "kernel/process.h"
 #include "kernel/seh.h"
 #include "mm/layout.h"
+#include "mm/pt.h"
 #include "mm/uvm.h"
 
 struct idt_gate {
@@ -216,6 +217,41 @@ static ULONG fatal_vector_bugcheck(uint64_t vector)
 	}
 }
 
+/* What the machine-check banks held at the last #MC: bug check 0x9C's P2 points here. */
+static struct trap_mca_exception mca_exception;
+
+const struct trap_mca_exception *trap_mca_exception(void) { return &mca_exception; }
+
+#define CPUID1_EDX_MCA (1u << 14)
+#define MSR_IA32_MCG_CAP 0x179
+#define MSR_IA32_MC0_STATUS 0x401 /* bank i: MCi_CTL 0x400 + 4i, STATUS +1, ADDR +2, MISC +3 */
+#define MCI_STATUS_VAL (1ull << 63)
+#define MCI_STATUS_ADDRV (1ull << 58)
+
+/* Bug check 0x9C with Microsoft's x64 parameters: the bank that reported the error, the
+ * record of it, MCi_STATUS high and low 32 bits (SDM vol. 3B 16.3.2: the first bank whose
+ * MCi_STATUS.VAL is set; bank 0 and its status when none is, or no bank at all when the CPU
+ * has no MCA). */
+static __attribute__((noreturn)) void machine_check_stop(void)
+{
+	uint32_t a, b, c, d;
+	cpuid(1, 0, &a, &b, &c, &d);
+	struct trap_mca_exception *e = &mca_exception;
+	*e = (struct trap_mca_exception){ 0 };
+	uint32_t banks = (d & CPUID1_EDX_MCA) ? (uint32_t)(rdmsr(MSR_IA32_MCG_CAP) & 0xFF) : 0;
+	for (uint32_t i = 0; i < banks; i++) {
+		uint64_t status = rdmsr(MSR_IA32_MC0_STATUS + 4 * i);
+		if (i == 0 || (status & MCI_STATUS_VAL)) {
+			e->bank = i;
+			e->status = status;
+			e->addr = (status & MCI_STATUS_ADDRV) ? rdmsr(MSR_IA32_MC0_STATUS + 4 * i + 1) : 0;
+		}
+		if (status & MCI_STATUS_VAL)
+			break;
+	}
+	KeBugCheckEx(MACHINE_CHECK_EXCEPTION, e->bank, (ULONG_PTR)e, e->status >> 32, e->status & 0xFFFFFFFF);
+}
+
 static int reporting;
 
 void trap_dispatch(struct trap_frame *f)
@@ -223,6 +259,10 @@ void trap_dispatch(struct trap_frame *f)
 	ULONG fatal = fatal_vector_bugcheck(f->vector);
 	if (fatal) {
 		trap_print_report(f);
+		/* 0x7F: P1 the trap number, the rest undefined (mdlab: error code, RIP, CR2);
+		 * 0x80: no parameters defined (the same four). */
+		if (fatal == MACHINE_CHECK_EXCEPTION)
+			machine_check_stop();
 		KeBugCheckEx(fatal, f->vector, f->error_code, f->rip, f->cr2);
 	}
 	if (reporting) {
@@ -240,6 +280,9 @@ void trap_dispatch(struct trap_frame *f)
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
 		ps_user_fault(f);
+	/* Driver code touching user memory inside __try: the SMAP window (mm/RULES.md decision 8). */
+	if (seh_open_user_window(f))
+		return;
 
 	EXCEPTION_RECORD rec = { 0 };
 	rec.ExceptionCode = trap_exception_code(f);
@@ -257,7 +300,18 @@ void trap_dispatch(struct trap_frame *f)
 		rec.ExceptionInformation[0] = EXCEPTION_READ_FAULT;
 		rec.ExceptionInformation[1] = ~0ull;
 	}
-	if (!seh_top())
+	if (!seh_top()) {
+		/* A kernel write to a present read-only page of the kernel half that no __try
+		 * handles: NT's ATTEMPTED_WRITE_TO_READONLY_MEMORY, (address written, its PTE,
+		 * reserved, reserved) as the bug-check page gives them (mm/RULES.md decision 9). */
+		if (f->vector == VEC_PAGE_FAULT && f->cr2 >= USER_VA_END &&
+		    (f->error_code & (PF_P | PF_W | PF_U | PF_RSVD)) == (PF_P | PF_W)) {
+			struct pt_query q;
+			pt_query(&kernel_root, f->cr2, &q);
+			trap_print_report(f);
+			KeBugCheckEx(ATTEMPTED_WRITE_TO_READONLY_MEMORY, f->cr2, q.entry[q.level], 0, 0);
+		}
 		reporting = 1;
+	}
 	seh_dispatch(&rec, f);
 }

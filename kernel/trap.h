@@ -56,4 +56,11 @@ NTSTATUS trap_exception_code(const struct trap_frame *f);
 /* The readable report: vector, error code (decoded for #PF), CR2, RIP, registers, backtrace. */
 void trap_print_report(const struct trap_frame *f);
 
+/* mdlab's MCA_EXCEPTION: what the machine-check banks held when a #MC stopped the machine
+ * (bug check 0x9C: bank, this record, MCi_STATUS high and low). */
+struct trap_mca_exception {
+	uint64_t bank, status, addr;
+};
+const struct trap_mca_exception *trap_mca_exception(void);
+
 #endif

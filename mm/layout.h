@@ -24,6 +24,8 @@
 #define HUGE_PAGE_SIZE (1ul << 30)
 
 #define USER_VA_END 0x0000800000000000ul
+/* The first address of system space (MmSystemRangeStart): the canonical kernel half. */
+#define SYSTEM_VA_START 0xFFFF800000000000ul
 
 /* The user range's limits, NT's x64 values.  Nothing is ever mapped in the first 64 KiB, so a
  * NULL pointer plus a small offset always faults (MM_LOWEST_USER_ADDRESS).  A 64-bit process

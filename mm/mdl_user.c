@@ -15,7 +15,9 @@
  *
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
- * executable, read-only with MdlMappingNoWrite and otherwise writable, and each frame keeps
+ * executable, read-only with MdlMappingNoWrite or over memory its caller could not write
+ * (mm/RULES.md decision 9) and otherwise writable — never writable while a frame is
+ * executable in ring 0 (decision 3) — and each frame keeps
  * its one memory type — the kernel side's rule (memtype_for_mapping): pool and locked RAM stay
  * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
  * CacheType for good.  The result keeps the MDL's byte offset.  RequestedAddress
@@ -45,8 +47,12 @@
  * MmMapLockedPagesSpecifyCache page): only whole pages of pool
  * allocations that were zeroed, the MDL covering whole pages, may be mapped; each mapping
  * counts on the pool pages (pool_note_user_mapping), and freeing pool still mapped is bug
- * check 0xC4/0x2003 (mm/pool.c).  Other kernel memory (the image, the direct map, stacks)
- * is never mapped to a user.
+ * check 0xC4/0x2003 (mm/pool.c).  Whole pages of a system-PTE mapping of frames a driver
+ * allocated zeroed and nonpaged — MmAllocatePagesForMdl(Ex) frames, MmAllocateNonCachedMemory
+ * and MmAllocateContiguousMemory* blocks — may be mapped too (the frames stay the driver's
+ * until it frees them; freeing them while mapped is its bug, as on NT).  Other kernel memory
+ * (the image, the direct map, stacks, page tables, the PFN database, pool through another
+ * address) is never mapped to a user.
  *
  * Bug checks 0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION, by P1:
  *   0x70    UserMode probe above APC_LEVEL (IRQL, MDL, access mode)
@@ -58,9 +64,9 @@
  *           kernel side)
  *   0xB9    unmapping a user address that is not a mapping of this MDL in the current
  *           process, or with no process current (address, MDL, current process)
- *   0x2004  (mdlab) kernel memory mapped to a user that is not whole zeroed pool pages
- *           (MDL, offending address, reason: 1 not whole pages, 2 POOL_FLAG_UNINITIALIZED,
- *           3 not pool)
+ *   0x2004  (mdlab) kernel memory mapped to a user that is not whole zeroed pool pages nor
+ *           whole pages of driver-allocated frames (MDL, offending address, reason: 1 not
+ *           whole pages, 2 POOL_FLAG_UNINITIALIZED, 3 neither pool nor such frames)
  *   0x2005  (mdlab) MmUnlockPages, MmFreePagesFromMdl or IoFreeMdl of an MDL still mapped
  *           into a user address space (MDL, user address of a mapping, its process; the last
  *           two are 0 from the free routines) — the pages would stay reachable by the user
@@ -73,13 +79,14 @@
  * While on, each lock charged to a process is recorded (struct locked_record: MDL, pages,
  * the driver's call site — the return address of MmProbeAndLockPages, found through the
  * frame-pointer chain) until MmUnlockPages takes it off.  A process that ends with a record
- * left is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (call site, 0, MDL, pages) instead
+ * left is bug check DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS (the record, 0, MDL, pages) instead
  * of 0x76.  A record that cannot be allocated is not made (the lock still counts, and the
  * process would end in 0x76).
  */
 #include "mm/mdl_user.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
+#include "kernel/process.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/memtype.h"
@@ -190,8 +197,22 @@ void mdl_user_check_locks_left(struct mm_process *mm)
 {
 	for (struct locked_record *r = locked_records; r; r = r->next)
 		if (r->mm == mm)
-			KeBugCheckEx(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, r->caller, 0, (ULONG_PTR)r->mdl,
+			KeBugCheckEx(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, (ULONG_PTR)r, 0, (ULONG_PTR)r->mdl,
 				     r->pages);
+}
+
+ULONG_PTR mdl_user_tracking_record(PMDL Mdl)
+{
+	for (struct locked_record *r = locked_records; r; r = r->next)
+		if (r->mdl == Mdl)
+			return (ULONG_PTR)r;
+	return 0;
+}
+
+ULONG_PTR mdl_user_locked_pages(PMDL Mdl)
+{
+	struct mm_process *mm = ps_mm(Mdl->Process);
+	return mm ? mm->locked_pages : 0;
 }
 
 static struct user_mapping *first_mapping_of(PMDL Mdl)
@@ -215,7 +236,7 @@ void mdl_user_note_unlock(PMDL Mdl)
 	if (!mm)
 		return;
 	if (mm->locked_pages < n)
-		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, n, mm->locked_pages);
+		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, mm->locked_pages, 0);
 	mm->locked_pages -= n;
 	forget_lock(Mdl);
 }
@@ -236,19 +257,42 @@ __attribute__((noreturn)) static void map_failed(NTSTATUS status)
 	ExRaiseStatus(status);
 }
 
-/* Kernel memory reaches a user only as whole, zeroed pages of pool allocations, the MDL
- * covering whole pages (mm/RULES.md user rule U4).  True when the MDL describes
- * pool (its mapping must then be counted on the pool pages); false for a user buffer or
- * pages of MmAllocatePagesForMdl, which have no kernel address. */
+/* Whether frame pfn is RAM a driver allocated as whole, zeroed, nonpaged pages that are its
+ * own and no one else's: an MmAllocatePagesForMdl(Ex) MDL's frames, or device memory
+ * (MmAllocateNonCachedMemory, MmAllocateContiguousMemory*).  Not the kernel image, stacks,
+ * page tables, the PFN database, pool (which must be mapped through its own address) or a
+ * free frame. */
+static bool is_driver_allocated_frame(pfn_t pfn)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	return e && e->state == PFN_ACTIVE && (e->owner_kind == PFN_OWNER_MDL || e->owner_kind == PFN_OWNER_DEVMEM);
+}
+
+/* Kernel memory reaches a user only as whole pages (mm/RULES.md user rule U4): of pool
+ * allocations that were zeroed, through their pool address; or, through a system-PTE
+ * mapping, of frames a driver allocated zeroed and nonpaged (is_driver_allocated_frame: the
+ * A1 case of issue 13).  True when the MDL describes pool (its mapping must then be counted
+ * on the pool pages); false for a user buffer, pages of MmAllocatePagesForMdl (no kernel
+ * address) or a system-PTE mapping of allocated frames. */
 static bool check_kernel_memory(PMDL m, ULONG pages)
 {
 	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(m), start = (uint64_t)m->StartVa;
 	if (va < USER_VA_END)
 		return false;
-	if (va < KVA_POOL_BASE || va >= KVA_POOL_END)
+	bool pool = va >= KVA_POOL_BASE && va < KVA_POOL_END;
+	bool sysptes = va >= KVA_SYSPTE_BASE && va < KVA_SYSPTE_END;
+	if (!pool && !sysptes)
 		verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_POOL);
 	if (m->ByteOffset || m->ByteCount % PAGE_SIZE)
 		verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_WHOLE_PAGES);
+	if (sysptes) {
+		PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+		for (ULONG i = 0; i < pages; i++)
+			if (!is_driver_allocated_frame(pfns[i]))
+				verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m,
+						   start + (uint64_t)i * PAGE_SIZE, KMEM_NOT_POOL);
+		return false;
+	}
 	for (uint64_t page = start; page < start + (uint64_t)pages * PAGE_SIZE; page += PAGE_SIZE) {
 		struct pool_info pi;
 		/* The page must lie wholly inside one page-granular allocation. */
@@ -338,7 +382,11 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
 	/* A user mapping is never executable (mm/RULES.md user rule U3); NoWrite makes it read-only. */
-	r->write = !(Priority & MdlMappingNoWrite);
+	r->write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY); /* decision 9 */
+	/* W^X across privilege levels (mm/RULES.md decision 3): ring 3 may not write what ring
+	 * 0 can execute. */
+	if (r->write && mdl_frames_executable_in_ring_0(Mdl))
+		map_failed(STATUS_INVALID_PAGE_PROTECTION);
 }
 
 /* Make the mapping r describes: its record, its VAD_MDL range and its PTEs, then put it on
@@ -376,6 +424,19 @@ PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddre
 	stats.maps++;
 	stats.live++;
 	return (PVOID)(r.va + Mdl->ByteOffset);
+}
+
+bool mdl_user_frame_writable(pfn_t pfn)
+{
+	/* The real user PTEs of every MDL mapping, not the records' rights. */
+	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
+		for (uint64_t i = 0; i < um->pages; i++) {
+			struct pt_query q;
+			pt_query(&um->mm->root, um->va + i * PAGE_SIZE, &q);
+			if (q.present && q.eff.user && q.eff.write && q.pa >> PAGE_SHIFT == pfn)
+				return true;
+		}
+	return false;
 }
 
 /* ---- unmapping ---------------------------------------------------------------------- */
@@ -417,8 +478,8 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 			stats.unmaps++;
 			return;
 		}
-	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl,
-			   (ULONG_PTR)(mm ? mm->process : NULL));
+	/* Microsoft's 0xC4/0xB9: the address, the MDL, P4 reserved. */
+	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl, 0);
 }
 
 void mdl_user_process_exit(struct mm_process *mm)
@@ -427,4 +488,59 @@ void mdl_user_process_exit(struct mm_process *mm)
 		release_mapping(mm->mappings);
 		stats.teardowns++;
 	}
+}
+
+/* ---- MmProbeAndLockProcessPages ----------------------------------------------------- */
+
+/* MmProbeAndLockPages of a buffer in Process's address space (mm/RULES.md user rule U12): the
+ * process is attached for the probe when it is not the current one, and detached again
+ * before the exception a refused probe raises goes on to the caller (the same status, and
+ * for an access violation the same access kind and address). */
+VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KPROCESSOR_MODE AccessMode,
+				LOCK_OPERATION Operation)
+{
+	KAPC_STATE apc;
+	bool attach = ps_mm(Process) != mm_current();
+	volatile NTSTATUS status = STATUS_SUCCESS;
+	volatile ULONG_PTR kind = 0, address = 0;
+	if (attach)
+		KeStackAttachProcess(Process, &apc);
+	__try {
+		MmProbeAndLockPages(MemoryDescriptorList, AccessMode, Operation);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		const EXCEPTION_RECORD *r = GetExceptionRecord();
+		status = GetExceptionCode();
+		if (r->NumberParameters >= 2) {
+			kind = r->ExceptionInformation[0];
+			address = r->ExceptionInformation[1];
+		}
+	}
+	if (attach)
+		KeUnstackDetachProcess(&apc);
+	if (status == STATUS_ACCESS_VIOLATION)
+		seh_raise_access_violation(address, (ULONG)kind);
+	if (status != STATUS_SUCCESS)
+		ExRaiseStatus(status);
+}
+
+void mdl_user_note_advance(PMDL Mdl, ULONG passed)
+{
+	struct mm_process *mm = ps_mm(Mdl->Process);
+	if (!mm)
+		return;
+	mm->locked_pages -= passed;
+	for (struct locked_record *r = locked_records; r; r = r->next)
+		if (r->mdl == Mdl)
+			r->pages -= passed;
+}
+
+struct mm_process *mdl_user_probe_page(uint64_t page, KPROCESSOR_MODE AccessMode, bool write)
+{
+	struct mm_process *mm = mm_current();
+	if (page >= USER_VA_END || (!mm && AccessMode == KernelMode))
+		return NULL;
+	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
+	if (!mm || !uvm_make_resident(mm, page, PAGE_SIZE, write))
+		seh_raise_access_violation(page, access);
+	return mm;
 }

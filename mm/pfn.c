@@ -20,7 +20,7 @@ static uint64_t locked_frames, reclaimed_frames;
 static const char *const state_names[PFN_STATE_COUNT] = {
 	"not RAM", "free", "zeroed", "active", "page table", "kernel", "firmware",
 };
-static const char *const owner_names[] = { "none", "kernel", "stack", "pool", "mdl", "test" };
+static const char *const owner_names[] = { "none", "kernel", "stack", "pool", "mdl", "test", "devmem" };
 
 const char *pfn_state_name(enum pfn_state s) { return s < PFN_STATE_COUNT ? state_names[s] : "?"; }
 const char *pfn_owner_name(enum pfn_owner o)
@@ -342,7 +342,9 @@ void pfn_unlock_frame(pfn_t pfn)
 		return;
 	struct pfn_entry *e = &db[pfn];
 	if (!e->lock_count)
-		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->state, 0);
+		/* Microsoft's 0x4E P1 7 (PFN, share count, 0): mdlab's one count of a frame's
+		 * holders is its lock count, 0 here (mm/RULES.md, 0x4E). */
+		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->lock_count, 0);
 	if (--e->lock_count == 0)
 		locked_frames--;
 }

@@ -52,6 +52,7 @@ enum pfn_owner {
 	PFN_OWNER_POOL,
 	PFN_OWNER_MDL,        /* MmAllocatePagesForMdl(Ex) */
 	PFN_OWNER_TEST,
+	PFN_OWNER_DEVMEM,     /* MmAllocateContiguousMemory*, MmAllocateNonCachedMemory (mm/devmem.c) */
 };
 
 struct pfn_entry {

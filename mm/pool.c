@@ -255,7 +255,9 @@ static void *large_alloc(bool paged, uint64_t size, uint32_t tag, bool uninit)
 
 /* ---- the NT surface ---------------------------------------------------------------- */
 
-static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit)
+/* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4. */
+static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit,
+			ULONG_PTR caller)
 {
 	KIRQL irql = KeGetCurrentIrql();
 	if (irql > (paged ? APC_LEVEL : DISPATCH_LEVEL))
@@ -263,8 +265,7 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 	if (!size)
 		KeBugCheckEx(BAD_POOL_CALLER, 0x00, 0, pool_type_for_bugcheck, tag);
 	if (!tag)
-		KeBugCheckEx(BAD_POOL_CALLER, 0x9B, pool_type_for_bugcheck, size,
-			     (ULONG_PTR)__builtin_return_address(0));
+		KeBugCheckEx(BAD_POOL_CALLER, 0x9B, pool_type_for_bugcheck, size, caller);
 	if (size > 0xFFFFFFFFul - PAGE_SIZE)
 		return NULL;
 	void *p = size < POOL_SMALL_MAX ? slab_alloc(paged, (uint32_t)size, tag, uninit)
@@ -281,18 +282,61 @@ PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)
 	/* Exactly one pool type; executable pool would be writable and executable (W^X). */
 	if (type == POOL_FLAG_NON_PAGED || type == POOL_FLAG_PAGED)
 		p = pool_alloc(type == POOL_FLAG_PAGED, type == POOL_FLAG_PAGED ? PagedPool : NonPagedPoolNx,
-			       NumberOfBytes, Tag, Flags & POOL_FLAG_UNINITIALIZED);
+			       NumberOfBytes, Tag, Flags & POOL_FLAG_UNINITIALIZED,
+			       (ULONG_PTR)__builtin_return_address(0));
 	if (!p && (Flags & POOL_FLAG_RAISE_ON_FAILURE))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	return p;
 }
 
+/* The pool a POOL_TYPE names (NonPagedPool, NonPagedPoolNx, PagedPool); false for any
+ * other value, which gets NULL. */
+static bool pool_type_is_known(POOL_TYPE t) { return t == NonPagedPool || t == NonPagedPoolNx || t == PagedPool; }
+
 PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 {
 	/* The legacy routine does not zero; mdlab fills with the uninitialized pattern. */
-	if (PoolType != NonPagedPool && PoolType != NonPagedPoolNx && PoolType != PagedPool)
+	if (!pool_type_is_known(PoolType))
 		return NULL;
-	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true);
+	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
+			  (ULONG_PTR)__builtin_return_address(0));
+}
+
+PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
+{
+	if (!pool_type_is_known(PoolType))
+		return NULL;
+	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, false,
+			  (ULONG_PTR)__builtin_return_address(0));
+}
+
+PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
+{
+	if (!pool_type_is_known(PoolType))
+		return NULL;
+	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
+			  (ULONG_PTR)__builtin_return_address(0));
+}
+
+/* The obsolete untagged form: the tag is 'None', as NT's. */
+PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes)
+{
+	return ExAllocatePoolWithTag(PoolType, NumberOfBytes, POOL_TAG_NONE);
+}
+
+/* Charged to the current process on NT; mdlab keeps no pool quotas, so only the failure
+ * differs from ExAllocatePoolWithTag: it raises STATUS_INSUFFICIENT_RESOURCES unless
+ * POOL_QUOTA_FAIL_INSTEAD_OF_RAISE is OR-ed into PoolType, and takes the POOL_COLD_ALLOCATION
+ * hint (ExAllocatePoolWithQuotaTag's page). */
+PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
+{
+	bool fail_quietly = PoolType & POOL_QUOTA_FAIL_INSTEAD_OF_RAISE;
+	/* POOL_COLD_ALLOCATION is a hint only (the page says so); mdlab never pages pool out. */
+	POOL_TYPE type = (POOL_TYPE)(PoolType & ~(POOL_QUOTA_FAIL_INSTEAD_OF_RAISE | POOL_COLD_ALLOCATION));
+	PVOID p = ExAllocatePoolWithTag(type, NumberOfBytes, Tag);
+	if (!p && !fail_quietly)
+		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
+	return p;
 }
 
 /* Check the guard bytes [p, end); bug check 0xC5 at the first one overwritten. */
@@ -365,6 +409,21 @@ static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
 	}
 }
 
+/* The pool type of the allocation at va, for bug check 0xC2 P1 9: PagedPool, or
+ * NonPagedPoolNx (mdlab's nonpaged pool is never executable); NonPagedPool (0) when va is in
+ * no pool page in use. */
+static ULONG_PTR pool_type_of(uint64_t va)
+{
+	if (!in_pool(va))
+		return NonPagedPool;
+	const struct pool_page *p = &pages[page_index(va)];
+	if (p->kind == PP_LARGE_TAIL)
+		p = &pages[p->npages]; /* the head */
+	if (p->kind != PP_SLAB && p->kind != PP_LARGE_HEAD)
+		return NonPagedPool;
+	return p->paged ? PagedPool : NonPagedPoolNx;
+}
+
 /* ExFreePool(WithTag): the caller's IRQL and address checked, then the allocation freed as
  * what its page says it is. */
 static void pool_free(PVOID P, bool check_tag, ULONG Tag)
@@ -372,9 +431,10 @@ static void pool_free(PVOID P, bool check_tag, ULONG Tag)
 	uint64_t va = (uint64_t)P;
 	KIRQL irql = KeGetCurrentIrql();
 	if (irql > DISPATCH_LEVEL)
-		KeBugCheckEx(BAD_POOL_CALLER, 0x09, irql, NonPagedPool, va);
+		KeBugCheckEx(BAD_POOL_CALLER, 0x09, irql, pool_type_of(va), va);
+	/* Microsoft's 0xC2 P1 0x40: the address and the start of system space. */
 	if (va < USER_VA_END)
-		KeBugCheckEx(BAD_POOL_CALLER, 0x40, va, USER_VA_END, 0);
+		KeBugCheckEx(BAD_POOL_CALLER, 0x40, va, SYSTEM_VA_START, 0);
 	if (!in_pool(va))
 		KeBugCheckEx(BAD_POOL_CALLER, 0x42, va, 0, 0);
 	uint32_t pg = page_index(va);

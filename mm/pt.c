@@ -115,6 +115,14 @@ static bool split_leaf(const struct pt_root *r, uint64_t *slot, int level, uint6
  */
 static uint64_t *walk_to(const struct pt_root *r, uint64_t va, int target, bool create, int *stop_level)
 {
+	/* A non-canonical address has no entry: its index bits would name some other page's. */
+	if (!pt_is_canonical(va)) {
+		if (create)
+			PANIC("walk_to: 0x%lx is not canonical", va);
+		if (stop_level)
+			*stop_level = 4;
+		return NULL;
+	}
 	uint64_t *table = table_va(r->pml4);
 	for (int level = 4; level > target; level--) {
 		uint64_t *slot = &table[index_of(va, level)];
@@ -145,6 +153,9 @@ static uint64_t *walk_to(const struct pt_root *r, uint64_t va, int target, bool 
 /* Find the present leaf that maps va: its slot and level, or NULL. */
 static uint64_t *find_leaf(const struct pt_root *r, uint64_t va, int *level_out)
 {
+	*level_out = 4;
+	if (!pt_is_canonical(va))
+		return NULL; /* no entry maps it (walk_to) */
 	uint64_t *table = table_va(r->pml4);
 	for (int level = 4; level >= 1; level--) {
 		uint64_t *slot = &table[index_of(va, level)];
@@ -458,6 +469,11 @@ void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
 {
 	memset(q, 0, sizeof *q);
 	q->eff = (struct pt_attrs){ .write = true, .exec = true, .user = true };
+	q->level = 4;
+	/* A non-canonical address translates to nothing (SDM Vol. 3A, 4.5: the CPU raises #GP
+	 * without walking); its truncated index bits must not find another page's entry. */
+	if (!pt_is_canonical(va))
+		return;
 	uint64_t table_pa = r->pml4;
 	for (int level = 4; level >= 1; level--) {
 		uint64_t *slot = &table_va(table_pa)[index_of(va, level)];

@@ -134,23 +134,59 @@ void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a
 	pt_set_ptes(va, pfns, n, a);
 }
 
+uint64_t syspte_tracking_record(uint64_t va)
+{
+	return contains(va) ? (uint64_t)&space.state[(va - KVA_SYSPTE_BASE) / PAGE_SIZE] : 0;
+}
+
+uint64_t syspte_reservation_of(uint64_t va)
+{
+	if (!contains(va))
+		return 0;
+	uint32_t slot = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
+	while (slot && space.state[slot] == VR_USED_INNER)
+		slot--;
+	if (space.state[slot] != VR_USED_HEAD || slot == pending)
+		return 0;
+	return KVA_SYSPTE_BASE + (uint64_t)slot * PAGE_SIZE;
+}
+
+/* A release at an address no reservation starts at: bug check 0xDA P1 3 (the record of the
+ * reservation holding va, its start, va), or (0, 0, va) where none holds it. */
+static __attribute__((noreturn, noinline, cold)) void release_at_wrong_address(uint64_t va)
+{
+	uint64_t start = syspte_reservation_of(va);
+	KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, syspte_tracking_record(start), start, va);
+}
+
+/* A run released twice: bug check 0xDA P1 1 (its record, no MDL: the space is not told, the
+ * record found again). */
+static __attribute__((noreturn, noinline, cold)) void release_twice(uint64_t va)
+{
+	uint64_t record = syspte_tracking_record(va);
+	KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x01, record, 0, record);
+}
+
 void syspte_release(uint64_t va, uint32_t n)
 {
+	/* Bug check 0xDA with the parameters of Microsoft's page (mm/RULES.md, 0xDA). */
 	if (!contains(va) || (va & (PAGE_SIZE - 1)))
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, va, n, 0);
+		release_at_wrong_address(va);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
 	if (first == pending)
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x01, va, n, 0); /* released already */
+		release_twice(va);
 	drain_pending();
 	/* vrange_reserved_len, inline: first is inside the space. */
 	uint32_t len = space.state[first] == VR_USED_HEAD ? space.len[first] : 0;
 	bool guard = len && (space.user[first] & GUARDED);
 	uint32_t mapped = guard ? len - 1 : len;
 	if (len && mapped != n)
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x02, va, n, mapped);
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x02, syspte_tracking_record(va), mapped, n);
 	if (!len) {
 		/* Nothing starts here: released already (free), or the middle of a reservation. */
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, vrange_slot_is_free(&space, first) ? 0x01 : 0x03, va, n, 0);
+		if (vrange_slot_is_free(&space, first))
+			release_twice(va);
+		release_at_wrong_address(va);
 	}
 	/* The translations go first: nothing may reach the frames through this range again. */
 	pt_clear_ptes(va, len);

@@ -46,8 +46,16 @@ void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a
  * excluded): for callers that write the PTEs themselves (pt_set_ptes_run). */
 void syspte_check_range(uint64_t va, uint32_t n);
 /* Clear the PTEs, flush them, and give the run back.  A bad call is bug check
- * SYSTEM_PTE_MISUSE: P1 1 double release, 2 wrong count, 3 not a reservation's address. */
+ * SYSTEM_PTE_MISUSE with Microsoft's parameters (mm/RULES.md, 0xDA): P1 1 double release
+ * (record, 0, record), 2 wrong count (record, expected count, n), 3 not a reservation's
+ * address (record of the reservation holding va or 0, its start or 0, va). */
 void syspte_release(uint64_t va, uint32_t n);
+/* mdlab's lock-tracking record of the system PTE at va, which bug check 0xDA names: the
+ * allocator's entry for that PTE (a reservation's record is its first PTE's); 0 outside
+ * the region. */
+uint64_t syspte_tracking_record(uint64_t va);
+/* The first VA of the reservation holding va, 0 when none does. */
+uint64_t syspte_reservation_of(uint64_t va);
 bool syspte_contains(uint64_t va);
 void syspte_get_stats(struct syspte_stats *out);
 /* The first VA of the region and its size in PTEs (tests compute thresholds from it). */

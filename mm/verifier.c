@@ -12,12 +12,15 @@ static struct verifier_stats stats;
 void verifier_init(void)
 {
 	flags = (uint32_t)cmdline_get_u64("verifier", VF_CHECKS);
-	char v[32];
+	char v[48];
 	if (cmdline_get("lowres", v, sizeof v)) {
 		size_t n = strlen(v);
 		uint64_t x;
 		uint64_t seed = cmdline_get_u64("lowres_seed", 1);
-		if (n && v[n - 1] == '%') {
+		/* Numbers go through cmdline_parse_u64: a bad one is refused with a message. */
+		if (n == sizeof v - 1)
+			kprintf("command line: lowres=%s... is refused (too long)\n", v);
+		else if (n && v[n - 1] == '%') {
 			v[n - 1] = 0;
 			if (cmdline_parse_u64("lowres", v, &x)) {
 				if (x <= 100)

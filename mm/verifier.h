@@ -10,9 +10,10 @@
  * stops the machine, with the code NT uses without the verifier where it has one.
  *
  * Low-resources simulation: boot option lowres=N makes the N-th call (1-based, counted
- * over all sites) of IoAllocateMdl, MmProbeAndLockPages, the map routines and
- * MmAllocatePagesForMdl(Ex) fail the documented way; lowres=P% with lowres_seed=S makes each
- * such call fail with probability P% from a seeded generator.  Tests set it at run time.
+ * over all sites) of IoAllocateMdl, MmProbeAndLockPages, the map routines (MmMapIoSpace too)
+ * and MmAllocatePagesForMdl(Ex) (the device-memory allocations too) fail the documented way;
+ * lowres=P% with lowres_seed=S makes each such call fail with probability P% from a seeded
+ * generator.  Tests set it at run time.
  */
 #ifndef MM_VERIFIER_H
 #define MM_VERIFIER_H
@@ -29,6 +30,8 @@
  * has one; parameters 2-4 as the raising site documents.  An IRQL limit is DISPATCH_LEVEL for
  * a kernel address and APC_LEVEL for a user one (user memory is pageable). */
 enum verifier_code {
+	VERIFIER_RAISE_IRQL_INVALID = 0x30,             /* KeRaiseIrql below the current IRQL or above HIGH */
+	VERIFIER_LOWER_IRQL_INVALID = 0x31,             /* KeLowerIrql above the current IRQL */
 	VERIFIER_MDL_PROBE_IRQL = 0x70,                 /* MmProbeAndLockPages above its limit */
 	VERIFIER_MDL_MAP_LOCKED_PAGES_IRQL = 0x74,      /* MmMapLockedPages(KernelMode) */
 	VERIFIER_MDL_MAP_LOCKED_PAGES_USER_IRQL = 0x75, /* MmMapLockedPages(UserMode) */
@@ -61,6 +64,10 @@ enum verifier_code {
 							 * whole zeroed pool pages */
 	VERIFIER_MDL_RELEASE_USER_MAPPED = 0x2005,      /* unlocking or freeing an MDL still mapped to
 							 * a user */
+	VERIFIER_DEVMEM_BAD_RELEASE = 0x2006,           /* freeing or unmapping device memory that the
+							 * routine's allocator did not give (mm/devmem.c) */
+	VERIFIER_MDL_FREE_LOCKED = 0x2007,              /* IoFreeMdl of an MDL whose pages are locked
+							 * (MDL, flags, pages) */
 };
 
 enum vf_site {

@@ -148,19 +148,24 @@ class _LineResult(unittest.TestResult):
 
 
 def run_unit_tests() -> list[Outcome]:
-    """Run scripts/test_harness.py's tests in this process; one Outcome per test (or one
-    failed Outcome if the module cannot be loaded)."""
-    say("unit tests of the log parser (scripts/test_harness.py)")
-    try:
-        suite = unittest.defaultTestLoader.loadTestsFromName("test_harness")
-    except Exception:  # an import or syntax error in test_harness.py is a failure, not a crash
-        lines = traceback.format_exc().rstrip().splitlines()
-        say("not ok test_harness (cannot load)")
-        print("\n".join("    " + l for l in lines))
-        return [Outcome("unit", "test_harness", Status.FAIL, ["cannot load"], None, lines[-1:])]
-    result = _LineResult()
-    suite.run(result)
-    return result.outcomes
+    """Run the host-side unit tests in this process (scripts/test_harness.py's, then
+    scripts/test_seh_rewrite.py's); one Outcome per test (or one failed Outcome for a module
+    that cannot be loaded)."""
+    outcomes = []
+    for module, what in (("test_harness", "the log parser"), ("test_seh_rewrite", "the SEH rewriter")):
+        say(f"unit tests of {what} (scripts/{module}.py)")
+        try:
+            suite = unittest.defaultTestLoader.loadTestsFromName(module)
+        except Exception:  # an import or syntax error in a test module is a failure, not a crash
+            lines = traceback.format_exc().rstrip().splitlines()
+            say(f"not ok {module} (cannot load)")
+            print("\n".join("    " + l for l in lines))
+            outcomes.append(Outcome("unit", module, Status.FAIL, ["cannot load"], None, lines[-1:]))
+            continue
+        result = _LineResult()
+        suite.run(result)
+        outcomes += result.outcomes
+    return outcomes
 
 
 def run_layout_checks(repo: Path) -> list[Outcome]:

@@ -1,5 +1,5 @@
 /* IRQL lives in CR8: raise and lower move the register itself, and going the wrong way is
- * the bug check NT's checked HAL gives. */
+ * Driver Verifier's bug check 0xC4 P1 0x30 / 0x31 with all of Microsoft's parameters. */
 #include "kernel/ktest.h"
 #include "kernel/irql.h"
 
@@ -45,22 +45,31 @@ static void raise_below_current_bugchecks(struct ktest *t)
 	(void)t;
 	KIRQL old;
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
-	KeRaiseIrql(APC_LEVEL, &old); /* IRQL_NOT_GREATER_OR_EQUAL (2, 1) */
+	KeRaiseIrql(APC_LEVEL, &old); /* 0xC4 P1 0x30: current 2, requested 1, 0 */
 }
 
 static void lower_above_current_bugchecks(struct ktest *t)
 {
 	(void)t;
-	KeLowerIrql(DISPATCH_LEVEL); /* IRQL_NOT_LESS_OR_EQUAL (2, 0, 0, 9) */
+	KeLowerIrql(DISPATCH_LEVEL); /* 0xC4 P1 0x31: current 0, requested 2, 0 (the new IRQL is bad) */
+}
+
+static void raise_above_high_level_bugchecks(struct ktest *t)
+{
+	(void)t;
+	KIRQL old;
+	KeRaiseIrql(HIGH_LEVEL + 1, &old); /* 0xC4 P1 0x30: current 0, requested 16, 0 */
 }
 
 static struct ktest_case irql_cases[] = {
 	KTEST_CASE(raise_lower_round_trip_through_cr8),
 	KTEST_CASE(raise_to_same_level_is_allowed),
-	KTEST_DEATH_CASE_P(raise_below_current_bugchecks, IRQL_NOT_GREATER_OR_EQUAL, KTEST_P_ALL,
-			   DISPATCH_LEVEL, APC_LEVEL, 0, 0),
-	KTEST_DEATH_CASE_P(lower_above_current_bugchecks, IRQL_NOT_LESS_OR_EQUAL, KTEST_P_ALL,
-			   DISPATCH_LEVEL, PASSIVE_LEVEL, 0, 9),
+	KTEST_DEATH_CASE_P(raise_below_current_bugchecks, DRIVER_VERIFIER_DETECTED_VIOLATION, KTEST_P_ALL,
+			   0x30, DISPATCH_LEVEL, APC_LEVEL, 0),
+	KTEST_DEATH_CASE_P(raise_above_high_level_bugchecks, DRIVER_VERIFIER_DETECTED_VIOLATION, KTEST_P_ALL,
+			   0x30, PASSIVE_LEVEL, HIGH_LEVEL + 1, 0),
+	KTEST_DEATH_CASE_P(lower_above_current_bugchecks, DRIVER_VERIFIER_DETECTED_VIOLATION, KTEST_P_ALL,
+			   0x31, PASSIVE_LEVEL, DISPATCH_LEVEL, 0),
 	{ 0 }
 };
 KTEST_SUITE(irql, irql_cases);

@@ -7,6 +7,7 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
@@ -210,11 +211,14 @@ static void larger_than_the_syspte_region_with_real_frames(struct ktest *t)
 }
 
 /* Death: the same request with BugCheckOnFailure TRUE is NO_MORE_SYSTEM_PTES (0x3F) with
- * P1 0 (system PTEs), P2 the pages asked for. */
+ * P1 0 (system PTEs), P2 the pages asked for, P3 the free PTEs, P4 all of them. */
 static void larger_than_the_syspte_region_bug_checks_when_asked(struct ktest *t)
 {
 	struct huge_mdl h;
 	build_huge_mdl(t, &h, (uint64_t)syspte_total() + 1);
+	struct syspte_stats s;
+	syspte_get_stats(&s);
+	expect_stop(t, NO_MORE_SYSTEM_PTES, 0, syspte_total() + 1, s.free, syspte_total());
 	MmMapLockedPagesSpecifyCache(h.mdl, KernelMode, MmCached, NULL, TRUE, HighPagePriority);
 }
 

@@ -4,14 +4,17 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "mm/mdl.h"
 #include "mm/mdl_user.h"
 #include "mm/pool.h"
 #include "mm/uvm.h"
+#include "mm/verifier.h"
 
 #define TAG 0x44556D4Du /* 'MmUD' */
 #define P PAGE_SIZE
@@ -71,7 +74,27 @@ static void process_ends_with_locked_pages(struct ktest *t)
 	PsDestroyProcess(p);
 }
 
-/* The same with locked-page tracking on: 0xCB (call site, 0, MDL, 2) names the lock. */
+/* An unlock that would take more pages off the process than it holds: 0x76 (1, MDL, the
+ * process's count, 0).  A second MDL claims the first one's pages for the same process,
+ * marked locked by hand; its unlock takes the process's count to 0 first. */
+static void unlock_of_more_pages_than_the_process_holds(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(false);
+	KeStackAttachProcess(p, &apc);
+	PMDL a = locked_user_buffer();
+	PMDL b = IoAllocateMdl(MmGetMdlVirtualAddress(a), a->ByteCount, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, b != NULL);
+	memcpy(MmGetMdlPfnArray(b), MmGetMdlPfnArray(a), mdl_page_count(a) * sizeof(PFN_NUMBER));
+	b->MdlFlags |= MDL_PAGES_LOCKED;
+	b->Process = a->Process;
+	MmUnlockPages(b);
+	expect_stop(t, PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)a, 0, 0);
+	MmUnlockPages(a);
+}
+
+/* The same with locked-page tracking on: 0xCB (the lock-tracking record, 0, MDL, 2). */
 static void process_ends_with_tracked_locked_pages(struct ktest *t)
 {
 	KAPC_STATE apc;
@@ -80,8 +103,8 @@ static void process_ends_with_tracked_locked_pages(struct ktest *t)
 	KeStackAttachProcess(p, &apc);
 	PMDL m = locked_user_buffer();
 	KeUnstackDetachProcess(&apc);
-	ktest_expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0, 0, (ULONG_PTR)m, 2,
-			  KTEST_P2 | KTEST_P3 | KTEST_P4);
+	ASSERT_NE(t, mdl_user_tracking_record(m), 0);
+	expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, mdl_user_tracking_record(m), 0, (ULONG_PTR)m, 2);
 	PsDestroyProcess(p);
 }
 
@@ -95,8 +118,42 @@ static void tracked_unlock_forgets_its_record(struct ktest *t)
 	PMDL released = locked_user_buffer(), left = locked_user_buffer();
 	MmUnlockPages(released);
 	KeUnstackDetachProcess(&apc);
-	ktest_expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0, 0, (ULONG_PTR)left, 2,
-			  KTEST_P2 | KTEST_P3 | KTEST_P4);
+	EXPECT_EQ(t, mdl_user_tracking_record(released), 0);
+	ASSERT_NE(t, mdl_user_tracking_record(left), 0);
+	expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, mdl_user_tracking_record(left), 0, (ULONG_PTR)left, 2);
+	PsDestroyProcess(p);
+}
+
+/* Without the verifier, IoFreeMdl of a locked user buffer's MDL leaves the lock charged to the
+ * process (mm/RULES.md rule 17): it surfaces when the process ends, 0x76 (0, process, 2). */
+static void freed_locked_mdl_surfaces_at_process_end(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(false);
+	KeStackAttachProcess(p, &apc);
+	PMDL m = locked_user_buffer();
+	verifier_set_flags(0);
+	IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, 2, 0, KTEST_P_ALL);
+	PsDestroyProcess(p);
+}
+
+/* The same with tracking: 0xCB (the lock-tracking record, 0, the freed MDL's address, 2). */
+static void freed_locked_mdl_surfaces_as_tracked_lock(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(true);
+	KeStackAttachProcess(p, &apc);
+	PMDL m = locked_user_buffer();
+	ULONG_PTR record = mdl_user_tracking_record(m);
+	ASSERT_NE(t, record, 0);
+	verifier_set_flags(0);
+	IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, record, 0, (ULONG_PTR)m, 2, KTEST_P_ALL);
 	PsDestroyProcess(p);
 }
 
@@ -128,6 +185,29 @@ static void unlock_of_user_mapped_mdl(struct ktest *t)
 	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005, (ULONG_PTR)m, (ULONG_PTR)va, (ULONG_PTR)p,
 			  KTEST_P_ALL);
 	MmUnlockPages(m);
+}
+
+/* The free routines release no user mapping either: 0xC4/0x2005 (MDL, 0, 0). */
+static void free_mdl_of_user_mapped_mdl(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PMDL m = pool_mdl(P, 0, P);
+	KeStackAttachProcess(idle_agent(), &apc);
+	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE, NormalPagePriority);
+	KeUnstackDetachProcess(&apc);
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005, (ULONG_PTR)m, 0, 0);
+	IoFreeMdl(m);
+}
+
+static void free_pages_of_user_mapped_mdl(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PMDL m = user_pages_mdl();
+	KeStackAttachProcess(idle_agent(), &apc);
+	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE, NormalPagePriority);
+	KeUnstackDetachProcess(&apc);
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005, (ULONG_PTR)m, 0, 0);
+	MmFreePagesFromMdl(m);
 }
 
 /* ---- mapping -------------------------------------------------------------------------- */
@@ -173,12 +253,14 @@ static void map_user_of_unlocked_mdl(struct ktest *t)
 /* Freeing pool still mapped into a user space: 0xC4/0x2003 (mm/pool.c). */
 static void pool_freed_while_user_mapped(struct ktest *t)
 {
-	(void)t;
 	KAPC_STATE apc;
 	PMDL m = pool_mdl(P, 0, P);
 	KeStackAttachProcess(idle_agent(), &apc);
 	MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE, NormalPagePriority);
 	KeUnstackDetachProcess(&apc);
+	/* mdlab's 0x2003: the address freed, the mappings of its first page, 0. */
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED,
+		    (ULONG_PTR)m->MappedSystemVa, 1, 0);
 	ExFreePoolWithTag(m->MappedSystemVa, TAG);
 }
 
@@ -254,7 +336,7 @@ static void unmap_user_from_another_process(struct ktest *t)
 						NormalPagePriority);
 	KeUnstackDetachProcess(&apc);
 	KeStackAttachProcess(b, &apc);
-	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va, (ULONG_PTR)m, (ULONG_PTR)b, KTEST_P_ALL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va, (ULONG_PTR)m, 0, KTEST_P_ALL);
 	MmUnmapLockedPages(va, m);
 }
 
@@ -280,19 +362,21 @@ static void unmap_user_at_the_wrong_address(struct ktest *t)
 	KeStackAttachProcess(p, &apc);
 	PVOID va = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)scratch_uva(P, 0), FALSE,
 						NormalPagePriority);
-	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va + 8, (ULONG_PTR)m, (ULONG_PTR)p,
-			  KTEST_P_ALL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB9, (ULONG_PTR)va + 8, (ULONG_PTR)m, 0, KTEST_P_ALL);
 	MmUnmapLockedPages((PCHAR)va + 8, m);
 }
 
 static struct ktest_case mdl_user_death_cases[] = {
 	KTEST_DEATH_CASE_P1(process_ends_with_locked_pages, PROCESS_HAS_LOCKED_PAGES, 0),
-	KTEST_DEATH_CASE_P(process_ends_with_tracked_locked_pages, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS,
-			   KTEST_P2, 0, 0, 0, 0),
-	KTEST_DEATH_CASE_P(tracked_unlock_forgets_its_record, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS,
-			   KTEST_P2, 0, 0, 0, 0),
+	KTEST_DEATH_CASE_P1(unlock_of_more_pages_than_the_process_holds, PROCESS_HAS_LOCKED_PAGES, 1),
+	KTEST_DEATH_CASE(process_ends_with_tracked_locked_pages, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
+	KTEST_DEATH_CASE(tracked_unlock_forgets_its_record, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
+	KTEST_DEATH_CASE_P1(freed_locked_mdl_surfaces_at_process_end, PROCESS_HAS_LOCKED_PAGES, 0),
+	KTEST_DEATH_CASE(freed_locked_mdl_surfaces_as_tracked_lock, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
 	KTEST_DEATH_CASE_P1(user_probe_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
 	KTEST_DEATH_CASE_P1(unlock_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
+	KTEST_DEATH_CASE_P1(free_mdl_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
+	KTEST_DEATH_CASE_P1(free_pages_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
 	KTEST_DEATH_CASE_P1(map_user_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x77),
 	KTEST_DEATH_CASE_P1(map_locked_pages_user_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x75),
 	KTEST_DEATH_CASE_P1(map_user_of_unlocked_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB3),

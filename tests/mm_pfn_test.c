@@ -6,8 +6,10 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
 #include "kernel/lib.h"
 #include "mm/mm.h"
+#include "mm/pfn.h"
 
 extern char __text_start[], __kernel_end[];
 
@@ -245,18 +247,30 @@ static void counters_follow_one_frame(struct ktest *t)
 }
 
 /* Death cases: pfn_free of a frame that is not allocated. */
+/* 0x4E P1 0x99: the frame, its state (mdlab's PFN state), 0. */
 static void double_free_is_pfn_list_corrupt(struct ktest *t)
 {
-	(void)t;
 	pfn_t p = pfn_alloc(0, PFN_OWNER_TEST);
 	pfn_free(p);
+	expect_stop(t, PFN_LIST_CORRUPT, 0x99, p, pfn_entry(p)->state, 0);
 	pfn_free(p);
 }
 
 static void free_of_kernel_frame_is_pfn_list_corrupt(struct ktest *t)
 {
-	(void)t;
-	pfn_free(kernel_image_phys((uint64_t)__text_start) >> PAGE_SHIFT);
+	pfn_t p = kernel_image_phys((uint64_t)__text_start) >> PAGE_SHIFT;
+	expect_stop(t, PFN_LIST_CORRUPT, 0x99, p, pfn_entry(p)->state, 0);
+	pfn_free(p);
+}
+
+/* 0x4E P1 0x9A: a frame freed while still locked: the frame, its state, its lock count. */
+static void free_of_a_locked_frame_is_pfn_list_corrupt(struct ktest *t)
+{
+	pfn_t p = pfn_alloc(0, PFN_OWNER_TEST);
+	pfn_lock_frame(p);
+	pfn_lock_frame(p);
+	expect_stop(t, PFN_LIST_CORRUPT, 0x9A, p, PFN_ACTIVE, 2);
+	pfn_free(p);
 }
 
 static struct ktest_case mm_pfn_cases[] = {
@@ -268,6 +282,7 @@ static struct ktest_case mm_pfn_cases[] = {
 	KTEST_CASE(counters_follow_one_frame),
 	KTEST_DEATH_CASE_P1(double_free_is_pfn_list_corrupt, PFN_LIST_CORRUPT, 0x99),
 	KTEST_DEATH_CASE_P1(free_of_kernel_frame_is_pfn_list_corrupt, PFN_LIST_CORRUPT, 0x99),
+	KTEST_DEATH_CASE_P1(free_of_a_locked_frame_is_pfn_list_corrupt, PFN_LIST_CORRUPT, 0x9A),
 	{ 0 }
 };
 KTEST_SUITE(mm_pfn, mm_pfn_cases);

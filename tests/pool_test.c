@@ -12,6 +12,7 @@
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
+#include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "mm/layout.h"
 #include "mm/pool.h"
@@ -439,6 +440,9 @@ static void double_free_small_is_0xc2_7(struct ktest *t)
 	void *other = alloc_bare(100), *p = alloc_bare(100);
 	ASSERT_TRUE(t, other && p);
 	ExFreePoolWithTag(p, TAG_TEST);
+	/* 0xC2 P1 7: reserved (0), the first 8 bytes of the slot's 16-byte header, the address
+	 * (the page stays in use for `other`, so the header can be read). */
+	expect_stop(t, BAD_POOL_CALLER, 0x07, 0, *(volatile uint64_t *)((uint8_t *)p - 16), (ULONG_PTR)p);
 	ExFreePoolWithTag(p, TAG_TEST);
 }
 
@@ -448,6 +452,8 @@ static void double_free_large_is_0xc2_7(struct ktest *t)
 	void *p = alloc_bare(2 * PAGE_SIZE);
 	ASSERT_TRUE(t, p != NULL);
 	ExFreePool(p);
+	/* Whole pages have no header: its contents are 0. */
+	expect_stop(t, BAD_POOL_CALLER, 0x07, 0, 0, (ULONG_PTR)p);
 	ExFreePool(p);
 }
 
@@ -484,11 +490,53 @@ static void free_inside_a_large_allocation_is_0xc2_46(struct ktest *t)
 
 static void free_user_address_is_0xc2_40(struct ktest *t) { (void)t; ExFreePool((void *)0x10000); }
 
+/* 0xC2 P1 8: allocation above the pool type's IRQL (IRQL, pool type, size). */
+static void nonpaged_allocation_above_dispatch_is_0xc2_8(struct ktest *t)
+{
+	(void)t;
+	KIRQL old;
+	KeRaiseIrql(HIGH_LEVEL, &old);
+	ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, TAG_TEST);
+}
+
+static void paged_allocation_at_dispatch_is_0xc2_8(struct ktest *t)
+{
+	(void)t;
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	ExAllocatePool2(POOL_FLAG_PAGED, 64, TAG_TEST);
+}
+
+/* 0xC2 P1 9: a free above DISPATCH_LEVEL (IRQL, the allocation's pool type, address). */
+static void nonpaged_free_above_dispatch_is_0xc2_9(struct ktest *t)
+{
+	void *p = alloc_bare(64);
+	ASSERT_TRUE(t, p != NULL);
+	expect_stop(t, BAD_POOL_CALLER, 0x09, HIGH_LEVEL, NonPagedPoolNx, (ULONG_PTR)p);
+	KIRQL old;
+	KeRaiseIrql(HIGH_LEVEL, &old);
+	ExFreePool(p);
+}
+
+static void paged_free_above_dispatch_is_0xc2_9(struct ktest *t)
+{
+	uint8_t *p = ExAllocatePool2(POOL_FLAG_PAGED, 3 * PAGE_SIZE, TAG_TEST);
+	ASSERT_TRUE(t, p != NULL);
+	/* An address inside a large allocation still names its pool type. */
+	expect_stop(t, BAD_POOL_CALLER, 0x09, DISPATCH_LEVEL + 1, PagedPool, (ULONG_PTR)(p + PAGE_SIZE));
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL + 1, &old);
+	ExFreePool(p + PAGE_SIZE);
+}
+
+/* 0xC5 as mdlab raises it (mm/RULES.md, known differences): the first guard byte found
+ * overwritten, the IRQL, 1 (a write did it), the allocation. */
 static void small_overrun_is_0xc5(struct ktest *t)
 {
 	uint8_t *p = alloc_bare(100);
 	ASSERT_TRUE(t, p != NULL);
 	p[100] = 0;
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 100), PASSIVE_LEVEL, 1, (ULONG_PTR)p);
 	ExFreePool(p);
 }
 
@@ -497,7 +545,8 @@ static void large_tail_overrun_is_0xc5(struct ktest *t)
 {
 	uint8_t *p = alloc_bare(5000);
 	ASSERT_TRUE(t, p != NULL);
-	p[5000] = 0;
+	p[5002] = 0;
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 5002), PASSIVE_LEVEL, 1, (ULONG_PTR)p);
 	ExFreePool(p);
 }
 
@@ -507,6 +556,8 @@ static void free_while_user_mapped_is_0xc4_2003(struct ktest *t)
 	uint8_t *p = alloc_bare(2 * PAGE_SIZE);
 	ASSERT_TRUE(t, p != NULL);
 	pool_note_user_mapping((uint64_t)p + PAGE_SIZE, 16, +1);
+	/* mdlab's 0xC4/0x2003: the address freed, the user mappings of its page, 0. */
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, (ULONG_PTR)p, 1, 0);
 	ExFreePool(p);
 }
 
@@ -515,10 +566,34 @@ static void free_small_while_user_mapped_is_0xc4_2003(struct ktest *t)
 	uint8_t *p = alloc_bare(200);
 	ASSERT_TRUE(t, p != NULL);
 	pool_note_user_mapping((uint64_t)p, 200, +1);
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, (ULONG_PTR)p, 1, 0);
 	ExFreePool(p);
 }
 
-static void tag_zero_is_0xc2_9b(struct ktest *t) { (void)t; ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, 0); }
+/* ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, 0), called from a known place: 0xC2/0x9B's P4 is
+ * the caller's address, where the call returns to. */
+_Static_assert(POOL_FLAG_NON_PAGED == 0x40, "the call below passes 0x40");
+void pool_test_alloc_tag_zero(void);
+extern const char pool_test_tag_zero_return[];
+__asm__(".pushsection .text\n"
+	".globl pool_test_alloc_tag_zero\n"
+	"pool_test_alloc_tag_zero:\n"
+	"	sub $8, %rsp\n"
+	"	mov $0x40, %edi\n"
+	"	mov $64, %esi\n"
+	"	xor %edx, %edx\n"
+	"	call ExAllocatePool2\n"
+	".globl pool_test_tag_zero_return\n"
+	"pool_test_tag_zero_return:\n"
+	"	add $8, %rsp\n"
+	"	ret\n"
+	".popsection");
+
+static void tag_zero_is_0xc2_9b(struct ktest *t)
+{
+	expect_stop(t, BAD_POOL_CALLER, 0x9B, NonPagedPoolNx, 64, (ULONG_PTR)pool_test_tag_zero_return);
+	pool_test_alloc_tag_zero();
+}
 
 static void zero_bytes_is_0xc2_0(struct ktest *t) { (void)t; ExAllocatePool2(POOL_FLAG_NON_PAGED, 0, TAG_TEST); }
 
@@ -541,16 +616,20 @@ static struct ktest_case pool_cases[] = {
 	KTEST_DEATH_CASE_P1(free_inside_a_small_allocation_is_0xc2_46, BAD_POOL_CALLER, 0x46),
 	KTEST_DEATH_CASE_P1(free_inside_a_large_allocation_is_0xc2_46, BAD_POOL_CALLER, 0x46),
 	KTEST_DEATH_CASE_P(free_user_address_is_0xc2_40, BAD_POOL_CALLER, KTEST_P_ALL, 0x40, 0x10000,
-			   USER_VA_END, 0),
+			   SYSTEM_VA_START, 0),
+	KTEST_DEATH_CASE_P(nonpaged_allocation_above_dispatch_is_0xc2_8, BAD_POOL_CALLER, KTEST_P_ALL, 0x08,
+			   HIGH_LEVEL, NonPagedPoolNx, 64),
+	KTEST_DEATH_CASE_P(paged_allocation_at_dispatch_is_0xc2_8, BAD_POOL_CALLER, KTEST_P_ALL, 0x08,
+			   DISPATCH_LEVEL, PagedPool, 64),
+	KTEST_DEATH_CASE_P1(nonpaged_free_above_dispatch_is_0xc2_9, BAD_POOL_CALLER, 0x09),
+	KTEST_DEATH_CASE_P1(paged_free_above_dispatch_is_0xc2_9, BAD_POOL_CALLER, 0x09),
 	KTEST_DEATH_CASE(small_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE(large_tail_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE_P1(free_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,
 			    VERIFIER_POOL_FREED_WHILE_USER_MAPPED),
 	KTEST_DEATH_CASE_P1(free_small_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,
 			    VERIFIER_POOL_FREED_WHILE_USER_MAPPED),
-	/* P4 is the caller's address. */
-	KTEST_DEATH_CASE_P(tag_zero_is_0xc2_9b, BAD_POOL_CALLER, KTEST_P1 | KTEST_P2 | KTEST_P3, 0x9B,
-			   NonPagedPoolNx, 64, 0),
+	KTEST_DEATH_CASE_P1(tag_zero_is_0xc2_9b, BAD_POOL_CALLER, 0x9B),
 	KTEST_DEATH_CASE_P(zero_bytes_is_0xc2_0, BAD_POOL_CALLER, KTEST_P_ALL, 0x00, 0, NonPagedPoolNx,
 			   TAG_TEST),
 	{ 0 }

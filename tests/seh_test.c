@@ -2,6 +2,9 @@
  * right status and details, nesting and the ways out of a __try behave, and an exception
  * with no handler is bug check 0x1E. */
 #include "kernel/ktest.h"
+#include "kernel/faultcap.h"
+#include "kernel/trap.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/scratch.h"
 #include "kernel/cpu.h"
 
@@ -211,21 +214,89 @@ static void other_cpu_faults_map_to_nt_status(struct ktest *t)
 }
 
 /* Death cases: what happens with no handler. */
+/* 0x1E: exception code, the address of the faulting instruction (faultcap_store64's first
+ * byte), the exception's parameters 0 (1: a write) and 1 (the address written). */
 static void unhandled_fault_is_0x1e(struct ktest *t)
 {
-	(void)t;
-	write_u64((volatile uint64_t *)unmapped_kva, 3);
+	expect_stop(t, KMODE_EXCEPTION_NOT_HANDLED, (ULONG)STATUS_ACCESS_VIOLATION, (ULONG_PTR)faultcap_store64,
+		    EXCEPTION_WRITE_FAULT, unmapped_kva);
+	faultcap_store64(unmapped_kva, 3);
 }
 
-static void unhandled_raise_is_0x1e(struct ktest *t) { (void)t; ExRaiseStatus(CUSTOM_STATUS); }
+/* One raise site, so a raise caught first tells where the uncaught one comes from. */
+__attribute__((noinline)) static void raise_custom(void)
+{
+	ExRaiseStatus(CUSTOM_STATUS);
+	__asm__ volatile("" ::: "memory"); /* a call, not a tail jump */
+}
 
+static ULONG_PTR raise_custom_address(struct ktest *t)
+{
+	volatile ULONG_PTR at = 0;
+	__try {
+		raise_custom();
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		at = (ULONG_PTR)GetExceptionRecord()->ExceptionAddress;
+	}
+	EXPECT_NE(t, at, 0);
+	return at;
+}
+
+/* A raise has no parameters: (code, address, 0, 0). */
+static void unhandled_raise_is_0x1e(struct ktest *t)
+{
+	expect_stop(t, KMODE_EXCEPTION_NOT_HANDLED, (ULONG)CUSTOM_STATUS, raise_custom_address(t), 0, 0);
+	raise_custom();
+}
+
+/* The handler's EXCEPTION_CONTINUE_EXECUTION cannot be honoured: the new exception
+ * STATUS_NONCONTINUABLE_EXCEPTION at the same address, which has no parameters. */
 static void continue_execution_is_refused(struct ktest *t)
 {
-	(void)t;
+	expect_stop(t, KMODE_EXCEPTION_NOT_HANDLED, (ULONG)STATUS_NONCONTINUABLE_EXCEPTION,
+		    raise_custom_address(t), 0, 0);
 	__try {
-		ExRaiseStatus(CUSTOM_STATUS);
+		raise_custom();
 	} __except (EXCEPTION_CONTINUE_EXECUTION) {
 	}
+}
+
+/* ---- vectors that are never exceptions: their bug checks ---------------------------------- */
+
+/* #NM (the FPU is always on, so only INT 7 raises it) is 0x7F with the trap number, the only
+ * parameter Microsoft defines. */
+static void device_not_available_is_0x7f(struct ktest *t)
+{
+	(void)t;
+	__asm__ volatile("int $7");
+}
+
+/* An NMI is 0x80, for which Microsoft defines no parameters. */
+static void nmi_is_0x80(struct ktest *t)
+{
+	(void)t;
+	__asm__ volatile("int $2");
+}
+
+/* A #MC (here INT 18) is 0x9C with the x64 parameters: the first bank whose MCi_STATUS is
+ * valid (else bank 0), the record of it, MCi_STATUS high and low. */
+static void machine_check_is_0x9c(struct ktest *t)
+{
+	uint32_t a, b, c, d;
+	cpuid(1, 0, &a, &b, &c, &d);
+	uint64_t banks = (d & (1u << 14)) ? (rdmsr(0x179) & 0xFF) : 0, bank = 0, status = 0;
+	for (uint64_t i = 0; i < banks; i++) {
+		uint64_t s = rdmsr(0x401 + 4 * (uint32_t)i);
+		if (i == 0 || (s & (1ull << 63))) {
+			bank = i;
+			status = s;
+		}
+		if (s & (1ull << 63))
+			break;
+	}
+	expect_stop(t, MACHINE_CHECK_EXCEPTION, bank, (ULONG_PTR)trap_mca_exception(), status >> 32,
+		    status & 0xFFFFFFFF);
+	__asm__ volatile("int $18");
 }
 
 static struct ktest_case seh_cases[] = {
@@ -240,6 +311,9 @@ static struct ktest_case seh_cases[] = {
 	KTEST_DEATH_CASE_P1(unhandled_fault_is_0x1e, KMODE_EXCEPTION_NOT_HANDLED, 0xC0000005),
 	KTEST_DEATH_CASE_P1(unhandled_raise_is_0x1e, KMODE_EXCEPTION_NOT_HANDLED, 0xE0001234),
 	KTEST_DEATH_CASE_P1(continue_execution_is_refused, KMODE_EXCEPTION_NOT_HANDLED, 0xC0000025),
+	KTEST_DEATH_CASE_P1(device_not_available_is_0x7f, UNEXPECTED_KERNEL_MODE_TRAP, 7),
+	KTEST_DEATH_CASE(nmi_is_0x80, NMI_HARDWARE_FAILURE),
+	KTEST_DEATH_CASE(machine_check_is_0x9c, MACHINE_CHECK_EXCEPTION),
 	{ 0 }
 };
 KTEST_SUITE(seh, seh_cases, .init = seh_init);

@@ -425,18 +425,35 @@ static void access_after_large_release_faults(struct ktest *t)
 
 /* ---- misuse (death cases) ------------------------------------------------------------ */
 
+/* Bug check 0xDA with Microsoft's parameters; mdlab's lock-tracking record of a run is the
+ * allocator's entry for its first PTE (syspte_tracking_record). */
+
+/* P1 1: (record, MDL: none, the space is not told, the duplicate record: the same one). */
 static void double_release_is_0xda_1(struct ktest *t)
 {
 	uint64_t va = syspte_reserve(2, PRIO_HIGH, false);
 	ASSERT_NE(t, va, 0);
 	syspte_release(va, 2);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x01, syspte_tracking_record(va), 0, syspte_tracking_record(va));
 	syspte_release(va, 2);
 }
 
+/* A one-PTE run waits in syspte's pending slot after release: released again, the same. */
+static void double_release_of_one_pte_is_0xda_1(struct ktest *t)
+{
+	uint64_t va = syspte_reserve(1, PRIO_HIGH, false);
+	ASSERT_NE(t, va, 0);
+	syspte_release(va, 1);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x01, syspte_tracking_record(va), 0, syspte_tracking_record(va));
+	syspte_release(va, 1);
+}
+
+/* P1 2: (record, the count expected, the count asked for). */
 static void wrong_count_is_0xda_2(struct ktest *t)
 {
 	uint64_t va = syspte_reserve(4, PRIO_HIGH, false);
 	ASSERT_NE(t, va, 0);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x02, syspte_tracking_record(va), 4, 3);
 	syspte_release(va, 3);
 }
 
@@ -445,19 +462,33 @@ static void guard_counted_in_release_is_0xda_2(struct ktest *t)
 {
 	uint64_t va = syspte_reserve(4, PRIO_HIGH, true);
 	ASSERT_NE(t, va, 0);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x02, syspte_tracking_record(va), 4, 5);
 	syspte_release(va, 5);
 }
 
+/* P1 3: (the record of the reservation found, the address expected: its start, the address
+ * asked for). */
 static void release_inside_a_reservation_is_0xda_3(struct ktest *t)
 {
 	uint64_t va = syspte_reserve(4, PRIO_HIGH, false);
 	ASSERT_NE(t, va, 0);
-	syspte_release(va + PAGE_SIZE, 3);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x03, syspte_tracking_record(va), va, va + 3 * PAGE_SIZE);
+	syspte_release(va + 3 * PAGE_SIZE, 1);
 }
 
+/* Not page-aligned, in the reservation's first page: the same reservation is found. */
+static void release_of_an_unaligned_address_is_0xda_3(struct ktest *t)
+{
+	uint64_t va = syspte_reserve(2, PRIO_HIGH, false);
+	ASSERT_NE(t, va, 0);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x03, syspte_tracking_record(va), va, va + 0x10);
+	syspte_release(va + 0x10, 2);
+}
+
+/* No reservation holds the address: no record, no address expected. */
 static void release_outside_the_region_is_0xda_3(struct ktest *t)
 {
-	(void)t;
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x03, 0, 0, KVA_POOL_BASE);
 	syspte_release(KVA_POOL_BASE, 1);
 }
 
@@ -478,9 +509,11 @@ static struct ktest_case syspte_cases[] = {
 	KTEST_CASE(access_after_release_faults_and_reuse_shows_new_frames),
 	KTEST_CASE(access_after_large_release_faults),
 	KTEST_DEATH_CASE_P1(double_release_is_0xda_1, SYSTEM_PTE_MISUSE, 0x01),
+	KTEST_DEATH_CASE_P1(double_release_of_one_pte_is_0xda_1, SYSTEM_PTE_MISUSE, 0x01),
 	KTEST_DEATH_CASE_P1(wrong_count_is_0xda_2, SYSTEM_PTE_MISUSE, 0x02),
 	KTEST_DEATH_CASE_P1(guard_counted_in_release_is_0xda_2, SYSTEM_PTE_MISUSE, 0x02),
 	KTEST_DEATH_CASE_P1(release_inside_a_reservation_is_0xda_3, SYSTEM_PTE_MISUSE, 0x03),
+	KTEST_DEATH_CASE_P1(release_of_an_unaligned_address_is_0xda_3, SYSTEM_PTE_MISUSE, 0x03),
 	KTEST_DEATH_CASE_P1(release_outside_the_region_is_0xda_3, SYSTEM_PTE_MISUSE, 0x03),
 	KTEST_DEATH_CASE(map_over_the_guard_is_refused, MDLAB_INTERNAL_ERROR),
 	{ 0 }

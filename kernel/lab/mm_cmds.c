@@ -357,8 +357,8 @@ static int cmd_audit(void)
 	uint64_t aliases = mm_audit_wx_aliases(&kernel_root, true);
 	kprintf("audit: %lu W^X finding(s), %lu frame(s) with two memory types, %lu PFN record(s) "
 		"disagreeing with the tables\n", wx, types, records);
-	kprintf("audit: (not enforced) %lu frame(s) writable through one mapping and executable "
-		"through another\n", aliases);
+	kprintf("audit: %lu frame(s) executable in ring 0 and writable through any mapping, or executable "
+		"and writable in ring 3 (every live process walked)\n", aliases);
 	return 0;
 }
 MONITOR_COMMAND_BARE(audit, "run the page-table audits (W^X, memory types, PFN records, aliases)", cmd_audit);
