@@ -896,10 +896,11 @@ def main(argv: list[str]) -> int:
         harness.stop()
         return 130
     harness.stop()
-    status = harness.report()
+    # The files first, so that the closing line of the report is the last line printed.
     ktap_path = harness.test_dir / "results.ktap"
     ktap_path.write_text(ktap_text(harness.outcomes))
     say(f"every result as KTAP: {ktap_path}")
+    junit_failed = False
     if args.junit:
         try:
             Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
@@ -907,8 +908,9 @@ def main(argv: list[str]) -> int:
             say(f"JUnit XML: {args.junit}")
         except OSError as e:
             say(f"cannot write JUnit XML to {args.junit}: {e.strerror}")
-            return 1
-    return status
+            junit_failed = True
+    status = harness.report()
+    return 1 if junit_failed else status
 
 
 if __name__ == "__main__":
