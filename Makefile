@@ -101,7 +101,28 @@ $(WIN32_ELF): $(BUILD)/user/%.elf: $(BUILD)/user/%.c.o $(WIN32_LIB) user/linker.
 	$(Q)$(LD) -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack -T user/linker.ld \
 		-e win32_start -o $@ $< $(WIN32_LIB)
 
-$(BUILD)/kernel/userbin.asm.o: $(USER_ELF) $(WIN32_ELF)
+# 32-bit programs (ELF32, Intel 80386) for IA-32e compatibility mode: the host GCC with -m32,
+# freestanding, no library but their own runtime (user/entry32.asm).
+COMPAT32_PROGS := compat32
+COMPAT32_ELF := $(patsubst %,$(BUILD)/user/%.elf,$(COMPAT32_PROGS))
+UCFLAGS32 := $(filter-out -mgeneral-regs-only,$(UCFLAGS)) -m32 -mno-mmx -mno-sse -mno-sse2 -mno-80387
+
+$(BUILD)/user/%.c32.o: user/%.c Makefile
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC32    $<")
+	$(Q)$(CC) $(UCFLAGS32) -c $< -o $@
+
+$(BUILD)/user/%.asm32.o: user/%.asm Makefile
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  NASM32  $<")
+	$(Q)$(NASM) -f elf32 -g -F dwarf -MD $(@:.o=.d) $< -o $@
+
+$(COMPAT32_ELF): $(BUILD)/user/%.elf: $(BUILD)/user/%.c32.o $(BUILD)/user/entry32.asm32.o user/linker32.ld
+	@$(if $(Q),echo "  LD32    $@")
+	$(Q)$(LD) -m elf_i386 -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack -T user/linker32.ld \
+		-o $@ $< $(BUILD)/user/entry32.asm32.o
+
+$(BUILD)/kernel/userbin.asm.o: $(USER_ELF) $(WIN32_ELF) $(COMPAT32_ELF)
 
 # ---------------------------------------------------------------- loader (GNU-EFI)
 EFI_INC  := /usr/include/efi

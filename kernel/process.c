@@ -23,7 +23,7 @@
 /* Ring 3 runs with interrupts off: mdlab takes no interrupts yet (RFLAGS bit 1 is fixed). */
 #define RFLAGS_USER 0x2ul
 
-__attribute__((noreturn)) void user_iret(uint64_t rip, uint64_t rsp, uint64_t rflags);
+__attribute__((noreturn)) void user_iret(uint64_t rip, uint64_t rsp, uint64_t rflags, uint64_t cs);
 
 static PEPROCESS processes;        /* the live ones, newest first, linked by `next` */
 static PEPROCESS running;          /* whose ring-3 code is running (PsRunProcess) */
@@ -139,27 +139,25 @@ static void fill_params(uint64_t *pfns, uint64_t n, void *ctx)
 	memcpy(up->args, pf->args, pf->nargs * sizeof(uint64_t));
 }
 
-static bool load_image(PEPROCESS p, const struct user_program *prog)
+static bool load_image(PEPROCESS p, const struct user_program *prog, const struct elf_image *img)
 {
-	struct elf_image img;
-	if (!userprog_parse(prog, &img))
-		return false;
-	for (unsigned i = 0; i < img.nsegs; i++) {
-		const struct elf_segment *s = &img.segs[i];
+	for (unsigned i = 0; i < img->nsegs; i++) {
+		const struct elf_segment *s = &img->segs[i];
 		struct segment_fill f = { .file = prog->start + s->offset, .vaddr = s->vaddr, .filesz = s->filesz,
 					  .page = ALIGN_DOWN(s->vaddr, PAGE_SIZE) };
 		uint64_t n = (ALIGN_UP(s->vaddr + s->memsz, PAGE_SIZE) - f.page) / PAGE_SIZE;
 		if (!map_new_pages(p, f.page, n, VAD_IMAGE, s->write, s->exec, fill_segment, &f))
 			return false;
 	}
-	p->entry = img.entry;
+	p->entry = img->entry;
 	return true;
 }
 
 PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *args, uint32_t nargs)
 {
 	const struct user_program *prog = userprog_find(program);
-	if (!prog || nargs > USER_PARAMS_ARGS)
+	struct elf_image img;
+	if (!prog || nargs > USER_PARAMS_ARGS || !userprog_parse(prog, &img))
 		return NULL;
 	PEPROCESS p = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *p, PROCESS_TAG);
 	if (!p)
@@ -167,7 +165,10 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 	p->pid = next_pid;
 	next_pid += 4;
 	strlcpy(p->name, program, sizeof p->name);
-	p->wow64 = flags & PROCESS_WOW64;
+	/* A 32-bit image makes a 32-bit process, as the image decides WOW64 on Windows: it runs
+	 * in compatibility mode in the 32-bit address space (mm/RULES.md, "The ring-3 boundary"). */
+	p->compat32 = img.is32;
+	p->wow64 = (flags & PROCESS_WOW64) || img.is32;
 	if (!mm_process_init(&p->mm, p, p->wow64)) {
 		ExFreePoolWithTag(p, PROCESS_TAG);
 		return NULL;
@@ -175,7 +176,7 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 	/* The stack sits under a 64 KiB gap below the top of the user range. */
 	uint64_t stack_top = ALIGN_DOWN(p->mm.highest_user + 1, MM_ALLOCATION_GRANULARITY) - MM_ALLOCATION_GRANULARITY;
 	struct params_fill pf = { args, nargs };
-	if (!load_image(p, prog) ||
+	if (!load_image(p, prog, &img) ||
 	    !map_new_pages(p, stack_top - USER_STACK_PAGES * PAGE_SIZE, USER_STACK_PAGES, VAD_STACK, true, false,
 			   NULL, NULL) ||
 	    !map_new_pages(p, USER_PARAMS_VA, 1, VAD_PARAMS, false, false, fill_params, &pf)) {
@@ -207,7 +208,7 @@ NTSTATUS PsRunProcess(PEPROCESS p)
 	running_resume = &resume;
 	/* Ring 3 from here; ps_exit_current comes back to this point with the status. */
 	if (seh_setjmp(&resume) == 0)
-		user_iret(p->entry, p->user_stack, RFLAGS_USER);
+		user_iret(p->entry, p->user_stack, RFLAGS_USER, p->compat32 ? SEL_UCODE32 | 3 : SEL_UCODE64 | 3);
 	NTSTATUS st = running_status;
 	running = NULL;
 	running_resume = NULL;

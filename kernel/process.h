@@ -35,6 +35,8 @@ typedef struct _EPROCESS {
 	char name[PROCESS_NAME_MAX];
 	bool wow64;                 /* a 32-bit process (PROCESS_WOW64): mm.highest_user is
 				     * MM_USER_TOP_WOW64 */
+	bool compat32;              /* runs a 32-bit image in compatibility mode (CS 0x1B);
+				     * implies wow64 */
 	struct mm_process mm;       /* its memory: page tables, VADs, locked pages, MDL mappings */
 	NTSTATUS exit_status;
 	struct process_fault fault;

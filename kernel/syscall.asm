@@ -41,27 +41,48 @@ syscall_entry:
 ; SYSCALL from compatibility mode (32-bit code, CS 0x1B): the CPU enters here through
 ; IA32_CSTAR (AMD APM Vol. 3, SYSCALL; Intel CPUs raise #UD instead).  The CPU is in 64-bit
 ; mode with the kernel CS/SS, RCX = the 32-bit return EIP, R11 = RFLAGS, and RSP still the
-; user's: like syscall_entry, never touch it, switch to the kernel stack first.  The frame is
-; the same struct syscall_frame, so a real 32-bit system-call path (issue 19) can dispatch
-; from it and return with SYSRET without REX.W (to CS = STAR[63:48], compatibility mode).
-; Today there are no 32-bit programs: syscall_compat_dispatch ends the process and never
-; returns (mm/RULES.md, "CPU entry points").
+; user's: like syscall_entry, never touch it, switch to the kernel stack first.
+; The frame is struct syscall_frame with the 32-bit convention's registers in it
+; (include/mdlab/compat32.h): EAX the number, EDI, ESI, EDX, EBX, EBP the arguments, each
+; zero-extended here (a 32-bit write zero-extends), since the upper halves are undefined after
+; compatibility mode and may hold what the program left there in a 64-bit excursion (SDM
+; Vol. 1, 3.4.1.1).  syscall_compat_dispatch ends a process that does not run a 32-bit image
+; (mm/RULES.md, "CPU entry points"); for a 32-bit one it returns the result, and SYSRET
+; without REX.W goes back to compatibility mode: CS = STAR[63:48] (0x1B), SS = +8 (0x23),
+; EIP = ECX (SDM Vol. 2B, SYSRET).
 syscall_compat_entry:
 	mov [rel syscall_user_rsp], rsp
 	mov rsp, [rel syscall_kernel_rsp]
 	push qword [rel syscall_user_rsp]   ; user RSP
 	push r11                            ; user RFLAGS
-	push rcx                            ; user RIP (EIP)
-	push r9
-	push r8
-	push r10
+	mov ecx, ecx
+	push rcx                            ; user EIP
+	push 0                              ; r9: no sixth argument
+	mov r8d, ebp
+	push r8                             ; fifth: EBP
+	mov r10d, ebx
+	push r10                            ; fourth: EBX
+	mov edx, edx
 	push rdx
+	mov esi, esi
 	push rsi
+	mov edi, edi
 	push rdi
+	mov eax, eax
 	push rax                            ; the number
 	mov rdi, rsp
-	call syscall_compat_dispatch        ; does not return
-	ud2
+	call syscall_compat_dispatch        ; RAX = the result (returns only for a 32-bit process)
+	add rsp, 7 * 8
+	pop rcx
+	pop r11
+	pop rsp
+	xor edi, edi
+	xor esi, esi
+	xor edx, edx
+	xor r8d, r8d
+	xor r9d, r9d
+	xor r10d, r10d
+	sysret                              ; to compatibility mode
 
 section .bss
 align 8

@@ -151,7 +151,7 @@ static NTSTATUS debug_print(uint64_t s, uint64_t len)
 	return STATUS_SUCCESS;
 }
 
-uint64_t syscall_dispatch(struct syscall_frame *f)
+static uint64_t dispatch(struct syscall_frame *f)
 {
 	PEPROCESS p = ps_current();
 	uint64_t r;
@@ -208,12 +208,42 @@ uint64_t syscall_dispatch(struct syscall_frame *f)
 	return r;
 }
 
-void syscall_compat_dispatch(struct syscall_frame *f)
+/* A system call through the entry of the other mode than the process's image: a 64-bit
+ * process in compatibility mode (through CSTAR), or a 32-bit process that far-jumped to the
+ * 64-bit user CS (through LSTAR).  Neither has a service there: the process is ended, as NT
+ * answers a call it does not know (mm/RULES.md, "CPU entry points"). */
+__attribute__((noreturn)) static void wrong_mode_call(const PEPROCESS p, const struct syscall_frame *f, const char *how)
+{
+	kprintf("[%u %s] ended by SYSCALL from %s at rip 0x%lx (number 0x%lx)\n", p ? p->pid : 0,
+		p ? p->name : "?", how, f->rip, f->nr);
+	ps_exit_current(STATUS_INVALID_SYSTEM_SERVICE);
+}
+
+uint64_t syscall_dispatch(struct syscall_frame *f)
 {
 	PEPROCESS p = ps_current();
-	/* No 32-bit program exists yet (issue 19 brings them): a 32-bit system call is one the
-	 * process has no right to make, as NT answers a call it does not know. */
-	kprintf("[%u %s] ended by SYSCALL from compatibility mode at rip 0x%lx (number 0x%lx)\n",
-		p ? p->pid : 0, p ? p->name : "?", f->rip, f->nr);
-	ps_exit_current(STATUS_INVALID_SYSTEM_SERVICE);
+	if (p && p->compat32)
+		wrong_mode_call(p, f, "64-bit mode in a 32-bit process");
+	return dispatch(f);
+}
+
+uint64_t syscall_compat_dispatch(struct syscall_frame *f)
+{
+	PEPROCESS p = ps_current();
+	if (!p || !p->compat32)
+		wrong_mode_call(p, f, "compatibility mode");
+	/* The 32-bit services: those whose arguments are all 32-bit wide, taken zero-extended
+	 * (syscall_compat_entry); a pointer among them is checked against the process's own
+	 * limit, MM_USER_TOP_WOW64, by copy_from_user/copy_to_user.  The others take pointers
+	 * to 64-bit values and need a 32-bit layout of their own: no service yet. */
+	switch (f->nr) {
+	case SYS_EXIT:
+	case SYS_DEBUG_PRINT:
+	case SYS_UNMAP_VIEW:
+	case SYS_REPORT:
+	case SYS_CLOSE:
+		return dispatch(f);
+	default:
+		return (uint64_t)(uint32_t)STATUS_INVALID_SYSTEM_SERVICE;
+	}
 }

@@ -16,9 +16,10 @@ void syscall_init(void);
 /* The kernel stack top a system call from the running process starts on. */
 void syscall_set_kernel_stack(uint64_t top);
 uint64_t syscall_dispatch(struct syscall_frame *f);
-/* SYSCALL from compatibility mode (IA32_CSTAR): ends the process with
- * STATUS_INVALID_SYSTEM_SERVICE until 32-bit programs exist. */
-__attribute__((noreturn)) void syscall_compat_dispatch(struct syscall_frame *f);
+/* SYSCALL from compatibility mode (IA32_CSTAR): the services of the 32-bit convention
+ * (include/mdlab/compat32.h) for a process running a 32-bit image; any other process is
+ * ended with STATUS_INVALID_SYSTEM_SERVICE (mm/RULES.md, "CPU entry points"). */
+uint64_t syscall_compat_dispatch(struct syscall_frame *f);
 /* Whether SYSRET may return to rip: below USER_VA_END, hence canonical (SYSRET with a
  * non-canonical RCX faults in ring 0 on Intel CPUs, on the user's stack). */
 bool syscall_return_rip_ok(uint64_t rip);

@@ -16,6 +16,7 @@ program agent
 program hello
 program mdlsample
 program ioattack
+program compat32
 
 align 16
 global user_fuzz_elf_start

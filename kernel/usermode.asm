@@ -1,7 +1,8 @@
 ; Entering ring 3.
 ;
-; void user_iret(uint64_t rip, uint64_t rsp, uint64_t rflags)
-;   IRETQs to ring 3 at rip with the given stack and flags, every general register zeroed so
+; void user_iret(uint64_t rip, uint64_t rsp, uint64_t rflags, uint64_t cs)
+;   IRETQs to ring 3 at rip with the given stack, flags and code segment (the 64-bit user CS,
+;   or the 32-bit one for a program that runs in compatibility mode), every general register zeroed so
 ;   nothing of the kernel's reaches the program.  It never returns: PsRunProcess comes back
 ;   through the seh_setjmp it made before (kernel/process.c), when the process exits or
 ;   faults.
@@ -9,14 +10,13 @@ bits 64
 section .text
 global user_iret
 
-%define SEL_UCODE64_RPL3 0x2B
 %define SEL_UDATA_RPL3   0x23
 
 user_iret:
 	push SEL_UDATA_RPL3         ; SS
 	push rsi                    ; RSP
 	push rdx                    ; RFLAGS
-	push SEL_UCODE64_RPL3       ; CS
+	push rcx                    ; CS
 	push rdi                    ; RIP
 	xor eax, eax
 	xor ebx, ebx

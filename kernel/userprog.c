@@ -8,6 +8,7 @@ PROGRAM(fuzz)
 PROGRAM(hello)
 PROGRAM(mdlsample)
 PROGRAM(ioattack)
+PROGRAM(compat32)
 #undef PROGRAM
 
 /* The agent serves the kernel tests, the fuzzer the ring-3 fuzz suite; the others are Win32-style programs (user/win32.c),
@@ -21,6 +22,8 @@ static const struct {
 	{ "hello", user_hello_elf_start, user_hello_elf_end },
 	{ "mdlsample", user_mdlsample_elf_start, user_mdlsample_elf_end },
 	{ "ioattack", user_ioattack_elf_start, user_ioattack_elf_end },
+	/* 32-bit (ELF32): runs in compatibility mode in a 32-bit process (tests/compat32_test.c). */
+	{ "compat32", user_compat32_elf_start, user_compat32_elf_end },
 };
 #define NPROGRAMS (sizeof programs / sizeof programs[0])
 
@@ -65,25 +68,80 @@ struct elf64_phdr {
 	uint32_t type, flags;
 	uint64_t offset, vaddr, paddr, filesz, memsz, align;
 };
+/* ELF32 (System V ABI, Intel386 supplement). */
+struct elf32_ehdr {
+	uint8_t ident[16];
+	uint16_t type, machine;
+	uint32_t version, entry, phoff, shoff, flags;
+	uint16_t ehsize, phentsize, phnum, shentsize, shnum, shstrndx;
+};
+struct elf32_phdr {
+	uint32_t type, offset, vaddr, paddr, filesz, memsz, flags, align;
+};
+#define ELFCLASS32 1
+#define ELFCLASS64 2
+#define ET_EXEC 2
+#define EM_386 3
+#define EM_X86_64 62
 #define PT_LOAD 1
 #define PF_X 1
 #define PF_W 2
 
+/* An ELF32 header's program headers as ELF64 ones (every field widens); false when the
+ * header is not an Intel386 executable whose program headers lie inside the file. */
+static bool parse_elf32(const struct user_program *prog, struct elf64_phdr *ph, unsigned *n, uint64_t *entry)
+{
+	const struct elf32_ehdr *e = (const void *)prog->start;
+	if (prog->size < sizeof *e || e->type != ET_EXEC || e->machine != EM_386 ||
+	    e->phentsize != sizeof(struct elf32_phdr) ||
+	    (uint64_t)e->phoff + (uint64_t)e->phnum * sizeof(struct elf32_phdr) > prog->size)
+		return false;
+	const struct elf32_phdr *p = (const void *)(prog->start + e->phoff);
+	*n = 0;
+	for (unsigned i = 0; i < e->phnum; i++) {
+		if (p[i].type != PT_LOAD || !p[i].memsz)
+			continue;
+		if (*n == ELF_MAX_SEGMENTS)
+			return false;
+		ph[(*n)++] = (struct elf64_phdr){ p[i].type, p[i].flags, p[i].offset, p[i].vaddr, p[i].paddr,
+						  p[i].filesz, p[i].memsz, p[i].align };
+	}
+	*entry = e->entry;
+	return true;
+}
+
 bool userprog_parse(const struct user_program *prog, struct elf_image *out)
 {
 	const struct elf64_ehdr *e = (const void *)prog->start;
-	if (prog->size < sizeof *e || memcmp(e->ident, "\x7F" "ELF", 4) || e->ident[4] != 2 || e->type != 2 ||
-	    e->machine != 62 || e->phentsize != sizeof(struct elf64_phdr) ||
-	    e->phoff + (uint64_t)e->phnum * sizeof(struct elf64_phdr) > prog->size)
+	struct elf64_phdr ph32[ELF_MAX_SEGMENTS];
+	const struct elf64_phdr *ph;
+	unsigned nph;
+	if (prog->size < 16 || memcmp(e->ident, "\x7F" "ELF", 4))
 		return false;
 	memset(out, 0, sizeof *out);
-	out->entry = e->entry;
-	const struct elf64_phdr *ph = (const void *)(prog->start + e->phoff);
-	for (unsigned i = 0; i < e->phnum; i++) {
+	/* A 32-bit image must fit the 32-bit address space it runs in (mm/RULES.md, "The ring-3
+	 * boundary"): segments and entry at or below MM_USER_TOP_WOW64. */
+	uint64_t top = USER_VA_END;
+	if (e->ident[4] == ELFCLASS32) {
+		if (!parse_elf32(prog, ph32, &nph, &out->entry))
+			return false;
+		ph = ph32;
+		out->is32 = true;
+		top = MM_USER_TOP_WOW64 + 1;
+	} else {
+		if (e->ident[4] != ELFCLASS64 || prog->size < sizeof *e || e->type != ET_EXEC ||
+		    e->machine != EM_X86_64 || e->phentsize != sizeof(struct elf64_phdr) ||
+		    e->phoff + (uint64_t)e->phnum * sizeof(struct elf64_phdr) > prog->size)
+			return false;
+		out->entry = e->entry;
+		ph = (const void *)(prog->start + e->phoff);
+		nph = e->phnum;
+	}
+	for (unsigned i = 0; i < nph; i++) {
 		if (ph[i].type != PT_LOAD || !ph[i].memsz)
 			continue;
 		if (out->nsegs == ELF_MAX_SEGMENTS || ph[i].filesz > ph[i].memsz ||
-		    ph[i].offset + ph[i].filesz > prog->size || ph[i].vaddr + ph[i].memsz > USER_VA_END ||
+		    ph[i].offset + ph[i].filesz > prog->size || ph[i].vaddr + ph[i].memsz > top ||
 		    ph[i].vaddr < 0x100000)
 			return false;
 		struct elf_segment *s = &out->segs[out->nsegs++];
@@ -96,5 +154,5 @@ bool userprog_parse(const struct user_program *prog, struct elf_image *out)
 				return false;
 		}
 	}
-	return out->nsegs && out->entry >= 0x100000 && out->entry < USER_VA_END;
+	return out->nsegs && out->entry >= 0x100000 && out->entry < top;
 }

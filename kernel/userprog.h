@@ -18,6 +18,7 @@ struct elf_segment {
 };
 struct elf_image {
 	uint64_t entry;
+	bool is32;              /* ELF32 for Intel386: runs in compatibility mode */
 	unsigned nsegs;
 	struct elf_segment segs[ELF_MAX_SEGMENTS];
 };
@@ -29,7 +30,7 @@ const char *userprog_name(unsigned i);
  * (user/win32.c): args[0] its length in bytes, the bytes from args[1], cut to fit `max`
  * slots.  Returns the slots used, for PsCreateProcess's nargs. */
 uint32_t userprog_pack_cmdline(const char *cmdline, uint64_t *args, uint32_t max);
-/* Check the ELF (64-bit x86-64 executable, segments inside the file and the user half, not
+/* Check the ELF (64-bit x86-64 or 32-bit Intel386 executable, segments inside the file and the user half, not
  * overlapping) and list its loadable segments; false when it is not one we run. */
 bool userprog_parse(const struct user_program *prog, struct elf_image *out);
 

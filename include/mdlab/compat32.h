@@ -1,0 +1,40 @@
+/*
+ * The 32-bit test program (user/compat32.c), run in IA-32e compatibility mode, and its
+ * system-call convention (mm/RULES.md, "The ring-3 boundary", 32-bit processes).
+ *
+ * A 32-bit process calls the kernel with SYSCALL from compatibility mode (through
+ * IA32_CSTAR): the number in EAX, arguments in EDI, ESI, EDX, EBX, EBP (ECX and R11 are
+ * taken by SYSCALL, R8-R15 do not exist in compatibility mode); the kernel uses only the low
+ * 32 bits of each, zero-extended, and returns the NTSTATUS in EAX.  The services are those of
+ * include/mdlab/syscalls.h whose arguments are all 32-bit wide: SYS_EXIT, SYS_DEBUG_PRINT,
+ * SYS_UNMAP_VIEW, SYS_REPORT, SYS_CLOSE.
+ *
+ * Its parameter page (the low 32 bits of each argument): args[0] a command, args[1] an address,
+ * args[2] a value, args[3] a second argument.  Every run first reports its CS and ESP.
+ */
+#ifndef MDLAB_COMPAT32_H
+#define MDLAB_COMPAT32_H
+
+enum compat32_cmd {
+	C32_NOTHING,        /* exit(0) */
+	C32_READ,           /* report(C32_KEY_READ, *(uint32_t *)addr) */
+	C32_WRITE,          /* *(uint32_t *)addr = value, then report(C32_KEY_READ, what reads back) */
+	C32_EXEC,           /* call addr; it must not come back */
+	C32_SYSENTER,       /* SYSENTER */
+	C32_INT80,          /* INT 0x80 (Linux's 32-bit gate) */
+	C32_INT2E,          /* INT 0x2E (NT's old gate) */
+	C32_SYSCALL64,      /* far jump to the 64-bit user CS, SYSCALL(SYS_REPORT, C32_KEY_64) there */
+	C32_HIGH_BITS,      /* in 64-bit mode set RDI = value | 0xFFFF8000 << 32, RSI = addr |
+			     * 0xDEAD << 32, back to compatibility mode and SYSCALL(SYS_REPORT)
+			     * with EDI and ESI left as they are */
+	C32_CALL,           /* system call number `value` (addr, args[3]): report(C32_KEY_STATUS, its result) */
+};
+
+#define C32_KEY_CS 0x100
+#define C32_KEY_ESP 0x101
+#define C32_KEY_READ 0x102
+#define C32_KEY_STATUS 0x103
+#define C32_KEY_64 0x164
+#define C32_EXIT_CAME_BACK 0x600D
+
+#endif

@@ -1,0 +1,60 @@
+/* The 32-bit test program: built with -m32 as a static ELF32, run by the kernel in IA-32e
+ * compatibility mode (CS 0x1B, a 32-bit stack, an address space below 2 GiB).  What it does
+ * is its parameter page's command (include/mdlab/compat32.h); the kernel tests in
+ * tests/compat32_test.c check the results and the faults. */
+#include <stdint.h>
+#include "include/mdlab/compat32.h"
+#include "include/mdlab/syscalls.h"
+
+uint32_t syscall32(uint32_t n, uint32_t a, uint32_t b, uint32_t c, uint32_t d);
+void c32_sysenter(void);
+void c32_int80(void);
+void c32_int2e(void);
+void c32_syscall64(void);
+void c32_high_bits(uint32_t key, uint32_t value);
+int main(void);
+
+static void report(uint32_t key, uint32_t value) { syscall32(SYS_REPORT, key, value, 0, 0); }
+
+int main(void)
+{
+	const volatile struct user_params *up = (const void *)USER_PARAMS_VA;
+	uint32_t cmd = (uint32_t)up->args[0], addr = (uint32_t)up->args[1], value = (uint32_t)up->args[2];
+	uint32_t cs, esp;
+	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
+	__asm__ volatile("mov %%esp, %0" : "=r"(esp));
+	report(C32_KEY_CS, cs);
+	report(C32_KEY_ESP, esp);
+	switch (cmd) {
+	case C32_READ:
+		report(C32_KEY_READ, *(volatile uint32_t *)addr);
+		return 0;
+	case C32_WRITE:
+		*(volatile uint32_t *)addr = value;
+		report(C32_KEY_READ, *(volatile uint32_t *)addr);
+		return 0;
+	case C32_EXEC:
+		((void (*)(void))addr)();
+		return C32_EXIT_CAME_BACK;
+	case C32_SYSENTER:
+		c32_sysenter();
+		return C32_EXIT_CAME_BACK;
+	case C32_INT80:
+		c32_int80();
+		return C32_EXIT_CAME_BACK;
+	case C32_INT2E:
+		c32_int2e();
+		return C32_EXIT_CAME_BACK;
+	case C32_SYSCALL64:
+		c32_syscall64();
+		return C32_EXIT_CAME_BACK;
+	case C32_HIGH_BITS:
+		c32_high_bits(value, addr);
+		return 0;
+	case C32_CALL:
+		report(C32_KEY_STATUS, syscall32(value, addr, (uint32_t)up->args[3], 0, 0));
+		return 0;
+	default:
+		return 0;
+	}
+}
