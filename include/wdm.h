@@ -669,6 +669,9 @@ static inline VOID IoSetCompletionRoutine(PIRP Irp, PIO_COMPLETION_ROUTINE Compl
 }
 /* The mode of the request's originator (the IRP's RequestorMode). */
 #define IoGetRequestorMode(Irp) ((KPROCESSOR_MODE)(Irp)->RequestorMode)
+/* Whether the IRP's originator (NULL: the current process) is a 32-bit user-mode process,
+ * whose request structures need thunking. */
+BOOLEAN IoIs32bitProcess(PIRP Irp);
 /* The dispatch routine will return STATUS_PENDING and complete the IRP later. */
 static inline VOID IoMarkIrpPending(PIRP Irp)
 {

@@ -242,7 +242,22 @@ uint64_t syscall_compat_dispatch(struct syscall_frame *f)
 	case SYS_UNMAP_VIEW:
 	case SYS_REPORT:
 	case SYS_CLOSE:
+	case SYS_OPEN_DEVICE:
+	case SYS_READ_FILE:
+	case SYS_WRITE_FILE:
 		return dispatch(f);
+	case SYS_DEVICE_IO_CONTROL: {
+		/* Seven arguments, five registers: EBX is the output buffer, EBP the address of
+		 * { ULONG InputBufferLength, OutputBufferLength, ULONG_PTR *BytesReturned }. */
+		uint32_t rest[3];
+		NTSTATUS st = copy_from_user(rest, f->r8, sizeof rest);
+		if (st)
+			return (uint64_t)(uint32_t)st;
+		KPROCESSOR_MODE mode = io_set_previous_mode(UserMode);
+		uint64_t r = io_sys_device_io_control(f->rdi, f->rsi, f->rdx, rest[0], f->r10, rest[1], rest[2]);
+		io_set_previous_mode(mode);
+		return r;
+	}
 	default:
 		return (uint64_t)(uint32_t)STATUS_INVALID_SYSTEM_SERVICE;
 	}

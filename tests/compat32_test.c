@@ -11,6 +11,7 @@
  * the ones the CPU reported to ps_user_fault.
  */
 #include "kernel/ktest.h"
+#include "tests/compat32_driver.h"
 #include "tests/lib/pte.h"
 #include "include/mdlab/compat32.h"
 #include "include/wdm.h"
@@ -68,6 +69,7 @@ static void c32_exit(struct ktest *t)
 	(void)t;
 	if (attached)
 		detach();
+	c32drv_unload();
 	if (proc && view) {
 		attach();
 		MmUnmapLockedPages((PVOID)view, mdl);
@@ -312,7 +314,7 @@ static void compat_syscall_checks_pointers_against_the_32_bit_limit(struct ktest
 		{ SYS_DEBUG_PRINT, 0x80000000, 4, STATUS_ACCESS_VIOLATION },
 		{ SYS_DEBUG_PRINT, 0xFFFFF000, 4, STATUS_ACCESS_VIOLATION },
 		{ SYS_ALLOCATE_VM, 0x400000, 0x400000, STATUS_INVALID_SYSTEM_SERVICE },
-		{ SYS_DEVICE_IO_CONTROL, 0, 0, STATUS_INVALID_SYSTEM_SERVICE },
+		{ SYS_PROTECT_VM, 0x400000, 0x400000, STATUS_INVALID_SYSTEM_SERVICE },
 		{ SYS_COUNT, 0, 0, STATUS_INVALID_SYSTEM_SERVICE },
 	};
 	for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
@@ -389,6 +391,110 @@ static void int_gates_fault_for_a_32_bit_process(struct ktest *t)
 	}
 }
 
+/* ---- IOCTLs from a 32-bit process: a thunking driver ------------------------------ */
+
+struct ioctl_result {
+	uint64_t open, status, bytes, out, canary;
+};
+
+/* The 32-bit program opens the device, makes one DeviceIoControl and closes it. */
+static struct ioctl_result ioctl32(struct ktest *t, ULONG code, ULONG in_len, ULONG out_len, bool sum, ULONG sum_len)
+{
+	uint64_t args[9] = { C32_IOCTL, code, in_len, out_len, sum, sum_len, 0, 0, 0 };
+	struct ioctl_result r = { ~0ul, ~0ul, ~0ul, ~0ul, ~0ul };
+	memcpy(&args[8], C32_DEVICE, sizeof C32_DEVICE);
+	ASSERT_EQ(t, (ULONG)c32drv_load(), (ULONG)STATUS_SUCCESS);
+	proc = PsCreateProcess("compat32", 0, args, 9);
+	if (proc) {
+		EXPECT_EQ(t, (ULONG)run(t), (ULONG)STATUS_SUCCESS);
+		EXPECT_TRUE(t, ps_report(proc, C32_KEY_OPEN, &r.open));
+		ps_report(proc, C32_KEY_STATUS, &r.status);
+		ps_report(proc, C32_KEY_BYTES, &r.bytes);
+		ps_report(proc, C32_KEY_OUT, &r.out);
+		ps_report(proc, C32_KEY_CANARY, &r.canary);
+	}
+	c32drv_unload();
+	ASSERT_TRUE(t, proc != NULL);
+	PsDestroyProcess(proc);
+	proc = NULL;
+	EXPECT_EQ(t, r.open, STATUS_SUCCESS);
+	/* The handle and BytesReturned came back as 4 bytes: the ULONGs after them are intact. */
+	EXPECT_EQ(t, r.canary, C32_CANARY);
+	return r;
+}
+
+/* IoIs32bitProcess: TRUE for the IRP the I/O manager made for the 32-bit program and for
+ * NULL in its context; FALSE for a 64-bit process, even one in a 32-bit address space
+ * (PROCESS_WOW64), for the kernel, and for a driver-allocated IRP. */
+static void io_is_32bit_process_tells_a_driver_the_caller_is_32_bit(struct ktest *t)
+{
+	struct ioctl_result r = ioctl32(t, IOCTL_C32_WHO, 0, 4, false, 0);
+	EXPECT_EQ(t, r.status, STATUS_SUCCESS);
+	EXPECT_EQ(t, r.bytes, 4);
+	EXPECT_EQ(t, r.out, 0xB0B00001u);
+	EXPECT_EQ(t, c32_log.calls, 1);
+	EXPECT_TRUE(t, c32_log.is32_irp);
+	EXPECT_TRUE(t, c32_log.is32_null);
+	EXPECT_FALSE(t, IoIs32bitProcess(NULL));
+	PIRP irp = IoAllocateIrp(1, FALSE);
+	ASSERT_TRUE(t, irp != NULL);
+	EXPECT_FALSE(t, IoIs32bitProcess(irp));
+	IoFreeIrp(irp);
+	static const uint64_t idle[] = { 0 };
+	for (int wow64 = 0; wow64 < 2; wow64++) {
+		PEPROCESS a = PsCreateProcess("agent", wow64 ? PROCESS_WOW64 : 0, idle, 1);
+		ASSERT_TRUE(t, a != NULL);
+		KAPC_STATE s;
+		KeStackAttachProcess(a, &s);
+		EXPECT_FALSE(t, IoIs32bitProcess(NULL));
+		KeUnstackDetachProcess(&s);
+		PsDestroyProcess(a);
+	}
+	create(t, C32_NOTHING, 0, 0, 0);
+	attach();
+	EXPECT_TRUE(t, IoIs32bitProcess(NULL));
+	detach();
+}
+
+/* METHOD_BUFFERED with a pointer-carrying structure: the driver reads the 32-bit layout and
+ * follows its 32-bit pointer into the caller's buffer; the 64-bit layout's length from a
+ * 32-bit caller is refused. */
+static void buffered_ioctl_with_a_32_bit_pointer_structure_is_thunked(struct ktest *t)
+{
+	ULONG want = 0;
+	for (ULONG i = 0; i < 100; i++)
+		want += (uint8_t)(i + 1);
+	struct ioctl_result r = ioctl32(t, IOCTL_C32_SUM, sizeof(struct c32_sum_input32), 4, true, 100);
+	EXPECT_EQ(t, r.status, STATUS_SUCCESS);
+	EXPECT_EQ(t, r.bytes, 4);
+	EXPECT_EQ(t, r.out, want);
+	EXPECT_EQ(t, c32_log.sum, want);
+	r = ioctl32(t, IOCTL_C32_SUM, 16, 4, true, 100) /* the 64-bit layout's size */;
+	EXPECT_EQ(t, r.status, (uint64_t)(uint32_t)STATUS_INVALID_PARAMETER);
+	EXPECT_EQ(t, r.bytes, 0);
+}
+
+/* The direct methods and METHOD_NEITHER from a 32-bit process, with 32-bit buffers. */
+static void direct_and_neither_ioctls_from_a_32_bit_process(struct ktest *t)
+{
+	ULONG want = 0;
+	for (ULONG i = 0; i < 16; i++)
+		want += (uint8_t)(i + 1) + (uint8_t)(3 * i + 7);
+	struct ioctl_result r = ioctl32(t, IOCTL_C32_IN_DIRECT, 16, 16, false, 0);
+	EXPECT_EQ(t, r.status, STATUS_SUCCESS);
+	EXPECT_EQ(t, c32_log.sum, want);
+	EXPECT_TRUE(t, c32_log.is32_irp);
+	r = ioctl32(t, IOCTL_C32_OUT_DIRECT, 0, 32, false, 0);
+	EXPECT_EQ(t, r.status, STATUS_SUCCESS);
+	EXPECT_EQ(t, r.bytes, 32);
+	EXPECT_EQ(t, r.out, 0xA5A5A5A5u);
+	r = ioctl32(t, IOCTL_C32_NEITHER, 4, 4, false, 0);
+	EXPECT_EQ(t, r.status, STATUS_SUCCESS);
+	EXPECT_EQ(t, r.bytes, 4);
+	EXPECT_EQ(t, r.out, ~0x04030201u);
+	EXPECT_TRUE(t, c32_log.is32_irp);
+}
+
 static struct ktest_case compat32_cases[] = {
 	KTEST_CASE(elf32_image_runs_in_compatibility_mode),
 	KTEST_CASE(elf32_loader_refuses_what_a_32_bit_process_cannot_hold),
@@ -402,5 +508,8 @@ static struct ktest_case compat32_cases[] = {
 	KTEST_CASE(syscall_from_64_bit_mode_ends_a_32_bit_process),
 	KTEST_CASE(sysenter_from_a_32_bit_process_faults),
 	KTEST_CASE(int_gates_fault_for_a_32_bit_process),
+	KTEST_CASE(io_is_32bit_process_tells_a_driver_the_caller_is_32_bit),
+	KTEST_CASE(buffered_ioctl_with_a_32_bit_pointer_structure_is_thunked),
+	KTEST_CASE(direct_and_neither_ioctls_from_a_32_bit_process),
 };
 KTEST_SUITE(compat32, compat32_cases, .init = c32_init, .exit = c32_exit);

@@ -7,6 +7,7 @@
 #include "include/mdlab/syscalls.h"
 
 uint32_t syscall32(uint32_t n, uint32_t a, uint32_t b, uint32_t c, uint32_t d);
+uint32_t syscall32_ioctl(uint32_t handle, uint32_t code, uint32_t in, uint32_t out, const uint32_t *rest);
 void c32_sysenter(void);
 void c32_int80(void);
 void c32_int2e(void);
@@ -15,6 +16,41 @@ void c32_high_bits(uint32_t key, uint32_t value);
 int main(void);
 
 static void report(uint32_t key, uint32_t value) { syscall32(SYS_REPORT, key, value, 0, 0); }
+
+static uint8_t in_buf[C32_BUF_MAX], out_buf[C32_BUF_MAX];
+static struct {
+	uint32_t handle, canary1, bytes, canary2;
+} io_out;
+
+static void ioctl(const volatile struct user_params *up, uint32_t code, uint32_t in_len, uint32_t out_len)
+{
+	struct c32_sum_input32 sum;
+	uint32_t rest[3];
+	const void *in = in_buf;
+	for (uint32_t i = 0; i < C32_BUF_MAX; i++) {
+		in_buf[i] = (uint8_t)(i + 1);
+		out_buf[i] = (uint8_t)(3 * i + 7);
+	}
+	if (up->args[4] == 1) {
+		sum.buffer = (uint32_t)in_buf;
+		sum.length = (uint32_t)up->args[5];
+		in = &sum;
+	}
+	io_out.canary1 = io_out.canary2 = C32_CANARY;
+	uint32_t st = syscall32(SYS_OPEN_DEVICE, (uint32_t)&up->args[8], (uint32_t)&io_out.handle, 0, 0);
+	report(C32_KEY_OPEN, st);
+	if (st)
+		return;
+	rest[0] = in_len;
+	rest[1] = out_len;
+	rest[2] = (uint32_t)&io_out.bytes;
+	st = syscall32_ioctl(io_out.handle, code, (uint32_t)in, (uint32_t)out_buf, rest);
+	report(C32_KEY_STATUS, st);
+	report(C32_KEY_BYTES, io_out.bytes);
+	report(C32_KEY_OUT, *(uint32_t *)out_buf);
+	report(C32_KEY_CANARY, io_out.canary1 & io_out.canary2);
+	syscall32(SYS_CLOSE, io_out.handle, 0, 0, 0);
+}
 
 int main(void)
 {
@@ -50,6 +86,9 @@ int main(void)
 		return C32_EXIT_CAME_BACK;
 	case C32_HIGH_BITS:
 		c32_high_bits(value, addr);
+		return 0;
+	case C32_IOCTL:
+		ioctl(up, addr, value, (uint32_t)up->args[3]);
 		return 0;
 	case C32_CALL:
 		report(C32_KEY_STATUS, syscall32(value, addr, (uint32_t)up->args[3], 0, 0));

@@ -5,6 +5,7 @@ bits 32
 section .text
 global _start
 global syscall32
+global syscall32_ioctl
 global c32_sysenter
 global c32_int80
 global c32_int2e
@@ -16,6 +17,7 @@ extern main
 %define SEL_UCODE64_RPL3 0x2B
 %define SYS_EXIT 0
 %define SYS_REPORT 8
+%define SYS_DEVICE_IO_CONTROL 6
 %define C32_KEY_64 0x164
 
 _start:
@@ -40,6 +42,26 @@ syscall32:
 	mov edx, [esp + 28]
 	mov ebx, [esp + 32]
 	syscall
+	pop edi
+	pop esi
+	pop ebx
+	ret
+
+; uint32_t syscall32_ioctl(handle, code, in, out, rest): SYS_DEVICE_IO_CONTROL with EBP the
+; address of { in_len, out_len, bytes } (include/mdlab/compat32.h).
+syscall32_ioctl:
+	push ebx
+	push esi
+	push edi
+	push ebp
+	mov eax, SYS_DEVICE_IO_CONTROL
+	mov edi, [esp + 20]
+	mov esi, [esp + 24]
+	mov edx, [esp + 28]
+	mov ebx, [esp + 32]
+	mov ebp, [esp + 36]
+	syscall
+	pop ebp
 	pop edi
 	pop esi
 	pop ebx

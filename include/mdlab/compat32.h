@@ -6,14 +6,18 @@
  * IA32_CSTAR): the number in EAX, arguments in EDI, ESI, EDX, EBX, EBP (ECX and R11 are
  * taken by SYSCALL, R8-R15 do not exist in compatibility mode); the kernel uses only the low
  * 32 bits of each, zero-extended, and returns the NTSTATUS in EAX.  The services are those of
- * include/mdlab/syscalls.h whose arguments are all 32-bit wide: SYS_EXIT, SYS_DEBUG_PRINT,
- * SYS_UNMAP_VIEW, SYS_REPORT, SYS_CLOSE.
+ * include/mdlab/syscalls.h whose arguments fit: SYS_EXIT, SYS_DEBUG_PRINT, SYS_UNMAP_VIEW,
+ * SYS_REPORT, SYS_CLOSE, SYS_OPEN_DEVICE, SYS_READ_FILE, SYS_WRITE_FILE, and
+ * SYS_DEVICE_IO_CONTROL as (EDI handle, ESI code, EDX in, EBX out, EBP the address of
+ * { ULONG in_len, out_len, bytes }); handles and ULONG_PTR outputs are 4 bytes.
  *
  * Its parameter page (the low 32 bits of each argument): args[0] a command, args[1] an address,
  * args[2] a value, args[3] a second argument.  Every run first reports its CS and ESP.
  */
 #ifndef MDLAB_COMPAT32_H
 #define MDLAB_COMPAT32_H
+
+#include <stdint.h>
 
 enum compat32_cmd {
 	C32_NOTHING,        /* exit(0) */
@@ -27,6 +31,10 @@ enum compat32_cmd {
 	C32_HIGH_BITS,      /* in 64-bit mode set RDI = value | 0xFFFF8000 << 32, RSI = addr |
 			     * 0xDEAD << 32, back to compatibility mode and SYSCALL(SYS_REPORT)
 			     * with EDI and ESI left as they are */
+	C32_IOCTL,          /* open the device named at args[8..], DeviceIoControl(code = addr,
+			     * in_len = value, out_len = args[3]), close: the in buffer is
+			     * bytes i + 1 (with args[4] = 1: a C32_SUM_INPUT for those bytes,
+			     * args[5] of them), the out buffer bytes 3i + 7 */
 	C32_CALL,           /* system call number `value` (addr, args[3]): report(C32_KEY_STATUS, its result) */
 };
 
@@ -35,6 +43,19 @@ enum compat32_cmd {
 #define C32_KEY_READ 0x102
 #define C32_KEY_STATUS 0x103
 #define C32_KEY_64 0x164
+#define C32_KEY_OPEN 0x104      /* SYS_OPEN_DEVICE's status */
+#define C32_KEY_BYTES 0x105     /* BytesReturned */
+#define C32_KEY_OUT 0x106       /* the out buffer's first ULONG */
+#define C32_KEY_CANARY 0x107    /* the ULONGs after the handle and after BytesReturned, ANDed */
+#define C32_CANARY 0xC0FFEE11u
 #define C32_EXIT_CAME_BACK 0x600D
+#define C32_BUF_MAX 256
+
+/* The thunking test driver's pointer-carrying request (METHOD_BUFFERED): a buffer the driver
+ * reads, as a 32-bit process lays it out. */
+struct c32_sum_input32 {
+	uint32_t buffer;    /* const void * */
+	uint32_t length;
+};
 
 #endif

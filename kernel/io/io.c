@@ -502,6 +502,10 @@ static NTSTATUS name_from_user(char name[IO_NAME_MAX], uint64_t user_name)
 	return STATUS_OBJECT_NAME_INVALID;
 }
 
+/* The width of a handle or ULONG_PTR the caller receives: 4 bytes for a process running a
+ * 32-bit image (mm/RULES.md, "32-bit processes"), whose HANDLE and ULONG_PTR are 32-bit. */
+static uint64_t user_ptr_size(const PEPROCESS p) { return p && p->compat32 ? 4 : 8; }
+
 static NTSTATUS open_device(PEPROCESS p, uint64_t user_name, uint64_t user_handle)
 {
 	char name[IO_NAME_MAX];
@@ -536,7 +540,7 @@ static NTSTATUS open_device(PEPROCESS p, uint64_t user_name, uint64_t user_handl
 	nhandles++;
 	d->device.ReferenceCount++;
 	/* A handle the caller can't learn would stay open until the process ends: close it. */
-	st = copy_to_user(user_handle, &h->value, sizeof h->value);
+	st = copy_to_user(user_handle, &h->value, user_ptr_size(p));
 	if (st)
 		handle_close(h);
 	return st;
@@ -605,7 +609,7 @@ static NTSTATUS finish(PIRP irp, NTSTATUS st, ULONG out_len, uint64_t info)
 	}
 	if (!c && info && !NT_ERROR(st)) {
 		uint64_t n = irp->IoStatus.Information;
-		c = copy_to_user(info, &n, sizeof n);
+		c = copy_to_user(info, &n, user_ptr_size(ps_current()));
 	}
 	io_irp_release(irp);
 	return c ? STATUS_ACCESS_VIOLATION : st;
@@ -734,7 +738,7 @@ uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle)
 	PEPROCESS p = ps_current();
 	if (!p)
 		return (uint32_t)STATUS_INVALID_PARAMETER;
-	NTSTATUS st = user_handle ? probe_output(user_handle, 8) : STATUS_ACCESS_VIOLATION;
+	NTSTATUS st = user_handle ? probe_output(user_handle, user_ptr_size(p)) : STATUS_ACCESS_VIOLATION;
 	return (uint32_t)(st ? st : open_device(p, user_name, user_handle));
 }
 
@@ -755,7 +759,7 @@ uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, u
 	PEPROCESS p = ps_current();
 	if (!p)
 		return (uint32_t)STATUS_INVALID_PARAMETER;
-	NTSTATUS st = probe_output(info, 8);
+	NTSTATUS st = probe_output(info, user_ptr_size(p));
 	if (st)
 		return (uint32_t)st;
 	return (uint32_t)device_io_control(p, handle, (ULONG)code, in, (ULONG)in_len, out, (ULONG)out_len, info);
@@ -766,7 +770,7 @@ uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t l
 	PEPROCESS p = ps_current();
 	if (!p)
 		return (uint32_t)STATUS_INVALID_PARAMETER;
-	NTSTATUS st = probe_output(info, 8);
+	NTSTATUS st = probe_output(info, user_ptr_size(p));
 	return (uint32_t)(st ? st : read_write(p, write, handle, buf, (ULONG)len, info));
 }
 

@@ -387,3 +387,14 @@ PIRP IoBuildSynchronousFsdRequest(ULONG MajorFunction, PDEVICE_OBJECT DeviceObje
 
 static uint64_t live_irps(void) { return nirps; }
 ACCOUNTING_COUNTER(io_irps, "IRPs", live_irps);
+
+/* IoIs32bitProcess (wdm.h): with an IRP, whether the I/O manager issued it for a 32-bit
+ * user-mode process (driver-allocated IRPs are KernelMode, assumed 64-bit-ready); with NULL,
+ * whether the caller runs in the context of a 32-bit process.  "32-bit" is a process running
+ * a 32-bit image (compat32): its structures have 32-bit pointers.  A 64-bit program in a
+ * PROCESS_WOW64 address space passes 64-bit ones (mm/RULES.md, "32-bit processes"). */
+BOOLEAN IoIs32bitProcess(PIRP Irp)
+{
+	PEPROCESS p = Irp ? (Irp->RequestorMode == UserMode ? (PEPROCESS)Irp->Tail.Overlay.Thread : NULL) : ps_current();
+	return p && p->compat32;
+}

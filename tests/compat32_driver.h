@@ -1,0 +1,28 @@
+/* The thunking test driver (tests/compat32_driver.c): a 64-bit driver serving 32-bit and
+ * 64-bit callers, as tests/compat32_test.c drives it from the 32-bit program. */
+#ifndef TESTS_COMPAT32_DRIVER_H
+#define TESTS_COMPAT32_DRIVER_H
+
+#include "include/wdm.h"
+
+#define C32_DEVICE "C32DRV"
+#define C32_TYPE 40001
+#define IOCTL_C32_WHO CTL_CODE(C32_TYPE, 0x900, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_C32_SUM CTL_CODE(C32_TYPE, 0x901, METHOD_BUFFERED, FILE_ANY_ACCESS)
+#define IOCTL_C32_IN_DIRECT CTL_CODE(C32_TYPE, 0x902, METHOD_IN_DIRECT, FILE_ANY_ACCESS)
+#define IOCTL_C32_OUT_DIRECT CTL_CODE(C32_TYPE, 0x903, METHOD_OUT_DIRECT, FILE_ANY_ACCESS)
+#define IOCTL_C32_NEITHER CTL_CODE(C32_TYPE, 0x904, METHOD_NEITHER, FILE_ANY_ACCESS)
+
+/* What the driver saw in its last request. */
+struct c32drv_log {
+	BOOLEAN is32_irp, is32_null; /* IoIs32bitProcess(Irp), IoIs32bitProcess(NULL) */
+	ULONG sum;                   /* IOCTL_C32_SUM's or IOCTL_C32_IN_DIRECT's byte sum */
+	ULONG calls;
+};
+extern struct c32drv_log c32_log;
+
+/* DriverEntry and unload, as far as mdlab has them: the device C32_DEVICE. */
+NTSTATUS c32drv_load(void);
+void c32drv_unload(void);
+
+#endif
