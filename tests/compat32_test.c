@@ -511,5 +511,6 @@ static struct ktest_case compat32_cases[] = {
 	KTEST_CASE(io_is_32bit_process_tells_a_driver_the_caller_is_32_bit),
 	KTEST_CASE(buffered_ioctl_with_a_32_bit_pointer_structure_is_thunked),
 	KTEST_CASE(direct_and_neither_ioctls_from_a_32_bit_process),
+	{ 0 }
 };
 KTEST_SUITE(compat32, compat32_cases, .init = c32_init, .exit = c32_exit);
