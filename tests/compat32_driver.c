@@ -13,6 +13,7 @@ struct c32_sum_input64 {
 };
 
 static PDEVICE_OBJECT c32_device;
+static PMDL map_mdl;
 struct c32drv_log c32_log;
 
 static ULONG sum_bytes(const uint8_t *b, ULONG n)
@@ -116,6 +117,39 @@ static NTSTATUS c32_device_control(PDEVICE_OBJECT dev, PIRP Irp)
 		}
 		break;
 	}
+	case IOCTL_C32_MAP: {
+		ULONG need = c32_log.is32_irp ? sizeof(ULONG) : sizeof(ULONG64);
+		PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+		if (out_len < need || map_mdl) {
+			st = out_len < need ? STATUS_BUFFER_TOO_SMALL : STATUS_DEVICE_BUSY;
+			break;
+		}
+		map_mdl = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+		ULONG *k = map_mdl ? MmGetSystemAddressForMdlSafe(map_mdl, NormalPagePriority) : NULL;
+		if (!k) {
+			st = STATUS_INSUFFICIENT_RESOURCES;
+			break;
+		}
+		k[0] = C32DRV_MAP_PATTERN;
+		/* The seed page: for a 64-bit driver in the context of a 32-bit application the view
+		 * is in the application's 32-bit range. */
+		volatile uint64_t va = 0;
+		__try {
+			va = (uint64_t)MmMapLockedPagesSpecifyCache(map_mdl, UserMode, MmCached, NULL, FALSE,
+								    NormalPagePriority | MdlMappingNoExecute);
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			st = GetExceptionCode();
+		}
+		if (!NT_SUCCESS(st))
+			break;
+		c32_log.map_va = va;
+		if (c32_log.is32_irp)
+			*(ULONG *)sys = (ULONG)va;
+		else
+			*(ULONG64 *)sys = va;
+		info = need;
+		break;
+	}
 	default:
 		st = STATUS_INVALID_DEVICE_REQUEST;
 	}
@@ -136,4 +170,9 @@ void c32drv_unload(void)
 	if (c32_device)
 		IoDeleteDevice(c32_device);
 	c32_device = NULL;
+	if (map_mdl) {
+		MmFreePagesFromMdl(map_mdl);
+		ExFreePool(map_mdl);
+	}
+	map_mdl = NULL;
 }

@@ -69,7 +69,6 @@ static void c32_exit(struct ktest *t)
 	(void)t;
 	if (attached)
 		detach();
-	c32drv_unload();
 	if (proc && view) {
 		attach();
 		MmUnmapLockedPages((PVOID)view, mdl);
@@ -81,6 +80,7 @@ static void c32_exit(struct ktest *t)
 	}
 	if (proc)
 		PsDestroyProcess(proc);
+	c32drv_unload(); /* after the process: its end took down the driver's views */
 	c32_init(t);
 }
 
@@ -394,14 +394,15 @@ static void int_gates_fault_for_a_32_bit_process(struct ktest *t)
 /* ---- IOCTLs from a 32-bit process: a thunking driver ------------------------------ */
 
 struct ioctl_result {
-	uint64_t open, status, bytes, out, canary;
+	uint64_t open, status, bytes, out, canary, read;
 };
 
 /* The 32-bit program opens the device, makes one DeviceIoControl and closes it. */
-static struct ioctl_result ioctl32(struct ktest *t, ULONG code, ULONG in_len, ULONG out_len, bool sum, ULONG sum_len)
+static struct ioctl_result ioctl32_deref(struct ktest *t, ULONG code, ULONG in_len, ULONG out_len, bool sum,
+					 ULONG sum_len, bool deref)
 {
-	uint64_t args[9] = { C32_IOCTL, code, in_len, out_len, sum, sum_len, 0, 0, 0 };
-	struct ioctl_result r = { ~0ul, ~0ul, ~0ul, ~0ul, ~0ul };
+	uint64_t args[9] = { C32_IOCTL, code, in_len, out_len, sum, sum_len, deref, 0, 0 };
+	struct ioctl_result r = { ~0ul, ~0ul, ~0ul, ~0ul, ~0ul, ~0ul };
 	memcpy(&args[8], C32_DEVICE, sizeof C32_DEVICE);
 	ASSERT_EQ(t, (ULONG)c32drv_load(), (ULONG)STATUS_SUCCESS);
 	proc = PsCreateProcess("compat32", 0, args, 9);
@@ -412,15 +413,37 @@ static struct ioctl_result ioctl32(struct ktest *t, ULONG code, ULONG in_len, UL
 		ps_report(proc, C32_KEY_BYTES, &r.bytes);
 		ps_report(proc, C32_KEY_OUT, &r.out);
 		ps_report(proc, C32_KEY_CANARY, &r.canary);
+		if (deref)
+			EXPECT_TRUE(t, ps_report(proc, C32_KEY_READ, &r.read));
+		/* Its end takes down any view the driver left in it (user rule U9). */
+		PsDestroyProcess(proc);
+		proc = NULL;
 	}
 	c32drv_unload();
-	ASSERT_TRUE(t, proc != NULL);
-	PsDestroyProcess(proc);
-	proc = NULL;
+	ASSERT_TRUE(t, r.open != ~0ul);
 	EXPECT_EQ(t, r.open, STATUS_SUCCESS);
 	/* The handle and BytesReturned came back as 4 bytes: the ULONGs after them are intact. */
 	EXPECT_EQ(t, r.canary, C32_CANARY);
 	return r;
+}
+
+static struct ioctl_result ioctl32(struct ktest *t, ULONG code, ULONG in_len, ULONG out_len, bool sum, ULONG sum_len)
+{
+	return ioctl32_deref(t, code, in_len, out_len, sum, sum_len, false);
+}
+
+/* The seed page's case: a 64-bit driver maps a page UserMode in the context of the 32-bit
+ * application, inside its IOCTL; the view is below the application's limit, comes back as a
+ * 32-bit address, and the 32-bit code reads the driver's data through it. */
+static void driver_maps_into_the_32_bit_caller_below_its_limit(struct ktest *t)
+{
+	struct ioctl_result r = ioctl32_deref(t, IOCTL_C32_MAP, 0, 4, false, 0, true);
+	EXPECT_EQ(t, r.status, STATUS_SUCCESS);
+	EXPECT_EQ(t, r.bytes, 4);
+	EXPECT_TRUE(t, c32_log.map_va >= MM_LOWEST_USER_ADDRESS);
+	EXPECT_TRUE(t, c32_log.map_va + PAGE_SIZE - 1 <= MM_USER_TOP_WOW64);
+	EXPECT_EQ(t, r.out, c32_log.map_va);
+	EXPECT_EQ(t, r.read, C32DRV_MAP_PATTERN);
 }
 
 /* IoIs32bitProcess: TRUE for the IRP the I/O manager made for the 32-bit program and for
@@ -511,6 +534,7 @@ static struct ktest_case compat32_cases[] = {
 	KTEST_CASE(io_is_32bit_process_tells_a_driver_the_caller_is_32_bit),
 	KTEST_CASE(buffered_ioctl_with_a_32_bit_pointer_structure_is_thunked),
 	KTEST_CASE(direct_and_neither_ioctls_from_a_32_bit_process),
+	KTEST_CASE(driver_maps_into_the_32_bit_caller_below_its_limit),
 	{ 0 }
 };
 KTEST_SUITE(compat32, compat32_cases, .init = c32_init, .exit = c32_exit);

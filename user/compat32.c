@@ -49,6 +49,8 @@ static void ioctl(const volatile struct user_params *up, uint32_t code, uint32_t
 	report(C32_KEY_BYTES, io_out.bytes);
 	report(C32_KEY_OUT, *(uint32_t *)out_buf);
 	report(C32_KEY_CANARY, io_out.canary1 & io_out.canary2);
+	if (st == 0 && up->args[6] == 1)
+		report(C32_KEY_READ, **(volatile uint32_t **)out_buf);
 	syscall32(SYS_CLOSE, io_out.handle, 0, 0, 0);
 }
 

@@ -34,7 +34,9 @@ enum compat32_cmd {
 	C32_IOCTL,          /* open the device named at args[8..], DeviceIoControl(code = addr,
 			     * in_len = value, out_len = args[3]), close: the in buffer is
 			     * bytes i + 1 (with args[4] = 1: a C32_SUM_INPUT for those bytes,
-			     * args[5] of them), the out buffer bytes 3i + 7 */
+			     * args[5] of them), the out buffer bytes 3i + 7; with
+			     * args[6] = 1 the out buffer's first ULONG is then an
+			     * address: report(C32_KEY_READ, what it holds) */
 	C32_CALL,           /* system call number `value` (addr, args[3]): report(C32_KEY_STATUS, its result) */
 };
 
