@@ -244,7 +244,9 @@ PVOID MmGetVirtualForPhysical(PHYSICAL_ADDRESS PhysicalAddress);
 /* ---- Reserved mappings (mm/reserved.c; mm/RULES.md reserved-mapping rule R1) ---------- */
 
 /* System PTEs reserved ahead, so that mapping an MDL into them cannot fail for want of PTEs.
- * Misuse is SYSTEM_PTE_MISUSE (0xDA) 0x100-0x10C.  Flags: 0 (mdlab knows no other). */
+ * Misuse is SYSTEM_PTE_MISUSE (0xDA) 0x100-0x10C.  Flags: 0, or MM_MAPPING_ADDRESS_DIVISIBLE
+ * (rule R3: several MDLs mapped at once, each at a page of the reservation). */
+#define MM_MAPPING_ADDRESS_DIVISIBLE 0x1
 PVOID MmAllocateMappingAddress(SIZE_T NumberOfBytes, ULONG PoolTag);
 PVOID MmAllocateMappingAddressEx(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags);
 VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag);
