@@ -495,11 +495,14 @@ void mdl_user_process_exit(struct mm_process *mm)
 /* MmProbeAndLockPages of a buffer in Process's address space (mm/RULES.md user rule U12): the
  * process is attached for the probe when it is not the current one, and detached again
  * before the exception a refused probe raises goes on to the caller (the same status, and
- * for an access violation the same access kind and address). */
+ * for an access violation the same access kind and address).  A NULL Process names no
+ * address space: mdlab's 0xC4/0x2008 (MDL, 0, AccessMode) before anything is touched. */
 VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KPROCESSOR_MODE AccessMode,
 				LOCK_OPERATION Operation)
 {
 	KAPC_STATE apc;
+	if (!Process)
+		verifier_violation(VERIFIER_MDL_PROBE_NO_PROCESS, (ULONG_PTR)MemoryDescriptorList, 0, AccessMode);
 	bool attach = ps_mm(Process) != mm_current();
 	volatile NTSTATUS status = STATUS_SUCCESS;
 	volatile ULONG_PTR kind = 0, address = 0;

@@ -465,6 +465,18 @@ static void map_mdl_above_dispatch_level(struct ktest *t)
 	MmMapMdl(m, PAGE_READWRITE, look, &s);
 }
 
+/* A NULL process names no address space (user rule U12): mdlab's 0xC4/0x2008 (MDL, 0, the
+ * access mode), also when the current context could take a kernel buffer. */
+static void process_pages_with_no_process(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, P, 0x6c656848u);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2008, (ULONG_PTR)m, 0, KernelMode, KTEST_P_ALL);
+	MmProbeAndLockProcessPages(m, NULL, KernelMode, IoReadAccess);
+}
+
 static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(map_mdl_maps_for_the_call_only),
 	KTEST_CASE(map_mdl_uses_an_existing_mapping),
@@ -478,6 +490,7 @@ static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(advance_moves_a_system_mapping),
 	KTEST_CASE(advance_refusals_change_nothing),
 	KTEST_CASE(selected_pages_lock_each_segment),
+	KTEST_DEATH_CASE_P1(process_pages_with_no_process, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2008),
 	KTEST_DEATH_CASE_P1(selected_pages_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
 	KTEST_DEATH_CASE_P1(advance_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5),
 	KTEST_DEATH_CASE_P1(map_mdl_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76),
