@@ -165,7 +165,8 @@ static const struct {
 	{ 0x12E, ANY_P1, "IoBuildPartialMdl of a range outside the source MDL",
 	  { "the source MDL", "the target MDL", "the virtual address", "the length" } },
 	{ 0x4D440001, ANY_P1, "an invariant of mdlab itself broke (the line above says which)",
-	  { "the return address into the function that panicked", NULL, NULL, NULL } },
+	  { "an address in the function that stopped (PANIC: the return address into it)",
+	    "KeWaitForSingleObject: the event nothing can signal (else 0)", NULL, NULL } },
 };
 
 const char *bugcheck_explain(ULONG code, ULONG_PTR p1, unsigned what)
