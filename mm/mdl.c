@@ -684,10 +684,11 @@ NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE D
 
 /* Map the frames pfns[0..n) at a fresh system-PTE run, each page with the rights and the
  * memory type of the page of the existing mapping at old_va + i pages (a copy of its PTEs:
- * an I/O-space frame's type lives only there).  0 when no run is free. */
-static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n)
+ * an I/O-space frame's type lives only there), followed by a guard PTE when the old run had
+ * one (MdlMappingWithGuardPtes stays true of the moved mapping).  0 when no run is free. */
+static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n, bool guard)
 {
-	uint64_t va = syspte_reserve(n, HighPagePriority, false);
+	uint64_t va = syspte_reserve(n, HighPagePriority, guard);
 	if (!va)
 		return 0;
 	for (ULONG i = 0; i < n; i++) {
@@ -729,7 +730,8 @@ NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 		}
 		if (own_ptes) {
 			uint64_t old = ALIGN_DOWN((uint64_t)Mdl->MappedSystemVa, PAGE_SIZE);
-			uint64_t va = copy_mapping(old + (uint64_t)passed * PAGE_SIZE, pfns + passed, n - passed);
+			uint64_t va = copy_mapping(old + (uint64_t)passed * PAGE_SIZE, pfns + passed, n - passed,
+						   syspte_guarded(old));
 			if (!va)
 				return STATUS_INSUFFICIENT_RESOURCES;
 			if (reserved_mappings_live)

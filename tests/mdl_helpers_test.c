@@ -338,6 +338,34 @@ static void advance_moves_a_system_mapping(struct ktest *t)
 	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)w));
 }
 
+/* A mapping made with MdlMappingWithGuardPtes keeps its guard PTE when it moves: the PTE
+ * after the new run's last page is that reservation's, unmapped, and an access to it faults
+ * not-present. */
+static void advance_keeps_the_guard_pte(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 3 * P, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, 3 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	uint64_t before = mmt_free_sysptes();
+	uint8_t *v = MmGetSystemAddressForMdlSafe(m, NormalPagePriority | MdlMappingWithGuardPtes);
+	ASSERT_TRUE(t, v != NULL);
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 4);
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(m, P), (ULONG)STATUS_SUCCESS);
+	uint64_t w = (uint64_t)m->MappedSystemVa, guard = w + 2 * P;
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 3); /* two pages and the guard */
+	EXPECT_TRUE(t, syspte_guarded(w));
+	EXPECT_EQ(t, syspte_reservation_of(guard), w);
+	EXPECT_EQ(t, mmt_frame_of(w + P), MmGetMdlPfnArray(m)[1]);
+	EXPECT_TRUE(t, mmt_va_unmapped(guard));
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_store8(guard, 1, &f));
+	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_NOT_PRESENT, guard);
+	release(m, buf);
+	EXPECT_EQ(t, mmt_free_sysptes(), before);
+}
+
 static void advance_refusals_change_nothing(struct ktest *t)
 {
 	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, TAG);
@@ -488,6 +516,7 @@ static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(advance_within_the_first_page),
 	KTEST_CASE(advance_past_pages_unlocks_them),
 	KTEST_CASE(advance_moves_a_system_mapping),
+	KTEST_CASE(advance_keeps_the_guard_pte),
 	KTEST_CASE(advance_refusals_change_nothing),
 	KTEST_CASE(selected_pages_lock_each_segment),
 	KTEST_DEATH_CASE_P1(process_pages_with_no_process, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2008),
