@@ -263,8 +263,9 @@ typedef VOID MM_MDL_ROUTINE(PVOID DriverContext, PVOID MappedVa);
 typedef MM_MDL_ROUTINE *PMM_MDL_ROUTINE;
 NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE DriverRoutine, PVOID DriverContext);
 
-/* Move the MDL's start up by NumberOfBytes (its end stays); pages passed are unlocked
- * (mm/RULES.md helper rule H1).  STATUS_INVALID_PARAMETER_2 when that would reach the end. */
+/* Move the MDL's start up by NumberOfBytes (its end stays); pages passed are unlocked and
+ * leave its system and user mappings (mm/RULES.md helper rule H1).  STATUS_INVALID_PARAMETER_2
+ * when that would reach the end. */
 #define STATUS_NOT_SUPPORTED ((NTSTATUS)0xC00000BB)
 NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes);
 

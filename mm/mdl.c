@@ -705,10 +705,10 @@ static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n, b
  * mm/RULES.md helper rule H1.  The start moves up by NumberOfBytes, the end stays.  Pages
  * passed are unlocked at once (and no longer charged to the MDL's process) and leave the PFN array;
  * a system mapping of the MDL's own moves to the remaining pages (a new run with the same
- * PTEs; STATUS_INSUFFICIENT_RESOURCES, nothing changed, when no run is free).  Refused with
- * STATUS_NOT_SUPPORTED, nothing changed, when pages would be passed while the MDL is mapped
- * to a user or holds frames it allocated itself (MmAllocatePagesForMdl: passing them would
- * lose them).
+ * PTEs; STATUS_INSUFFICIENT_RESOURCES, nothing changed, when no run is free).  A frame the
+ * MDL allocated itself (MmAllocatePagesForMdl) is held by nothing else: its unlock frees it.
+ * A user mapping of the MDL loses the passed pages the same way: the user address moves up
+ * with the start (the page: the system and the user address are "adjusted").
  */
 NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 {
@@ -721,13 +721,6 @@ NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 	bool locks = (Mdl->MdlFlags & MDL_PAGES_LOCKED) && !(Mdl->MdlFlags & (MDL_PARTIAL | MDL_SOURCE_IS_NONPAGED_POOL));
 	uint64_t sys = (uint64_t)Mdl->MappedSystemVa + NumberOfBytes;
 	if (passed) {
-		if (mdl_user_mapping_count(Mdl))
-			return STATUS_NOT_SUPPORTED;
-		for (ULONG i = 0; locks && i < passed; i++) {
-			const struct pfn_entry *e = pfn_entry(pfns[i]);
-			if (e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL && e->owner == (uint64_t)Mdl)
-				return STATUS_NOT_SUPPORTED;
-		}
 		if (own_ptes) {
 			uint64_t old = ALIGN_DOWN((uint64_t)Mdl->MappedSystemVa, PAGE_SIZE);
 			uint64_t va = copy_mapping(old + (uint64_t)passed * PAGE_SIZE, pfns + passed, n - passed,
@@ -739,9 +732,20 @@ NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 			syspte_release(old, n);
 			sys = va + (offset & (PAGE_SIZE - 1));
 		}
+		if (mdl_user_mapping_count(Mdl))
+			mdl_user_advance_mappings(Mdl, passed);
 		if (locks) {
-			for (ULONG i = 0; i < passed; i++)
-				pfn_unlock_frame(pfns[i]);
+			/* The mapping that reached them went above: nothing maps a passed frame now. */
+			for (ULONG i = 0; i < passed; i++) {
+				const struct pfn_entry *e = pfn_entry(pfns[i]);
+				if (e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL &&
+				    e->owner == (uint64_t)Mdl) {
+					free_frames(&pfns[i], 1);
+					stats.allocated_pages--;
+				} else {
+					pfn_unlock_frame(pfns[i]);
+				}
+			}
 			mdl_user_note_advance(Mdl, passed);
 		}
 		memmove(pfns, pfns + passed, (n - passed) * sizeof(PFN_NUMBER));

@@ -526,6 +526,22 @@ VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KP
 		ExRaiseStatus(status);
 }
 
+void mdl_user_advance_mappings(PMDL Mdl, ULONG passed)
+{
+	uint64_t bytes = (uint64_t)passed * PAGE_SIZE;
+	for (struct user_mapping *um = all_mappings; um; um = um->next_all) {
+		if (um->mdl != Mdl)
+			continue;
+		/* The translations go first: the process cannot reach a passed page again. */
+		pt_unmap(&um->mm->root, um->va, bytes);
+		if (um->pool)
+			pool_note_user_mapping((uint64_t)Mdl->StartVa, bytes, -1);
+		vad_raise_start(um->vad, um->va + bytes);
+		um->va += bytes;
+		um->pages -= passed;
+	}
+}
+
 void mdl_user_note_advance(PMDL Mdl, ULONG passed)
 {
 	struct mm_process *mm = ps_mm(Mdl->Process);
