@@ -183,8 +183,12 @@ VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescrip
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10B, va, PoolTag, n);
 	if (n < r->mapped)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10C, va, PoolTag, n);
-	/* Cleared and flushed before the return; the PTEs stay reserved for the next map. */
+	/* Cleared and flushed before the return; the PTEs stay reserved for the next map.  An
+	 * executable mapping's direct-map aliases become writable again (decision 3): the
+	 * frames are those of the MDL that was mapped. */
+	ULONG executable = mdl_exec_pages(va, n);
 	pt_clear_ptes(va, n);
+	mdl_exec_mapping_ended(MmGetMdlPfnArray(r->mdl), n, executable);
 	r->mapped = 0;
 	/* The MDL that was mapped loses its system address, whichever MDL of the same size the
 	 * caller named (the pages are what the page table held, not the MDL). */
