@@ -510,15 +510,21 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 		stats.map_failures++;
 		return NULL;
 	}
+	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
+	 * and so does a source its caller could not write (decision 9). */
+	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
+	/* W^X across mappings (decision 3): no ring-0 mapping may write a frame a system mapping
+	 * executes.  Refused like a bad argument: NULL, no bug check. */
+	if (exec_system_pages && write && mdl_frames_executable_in_ring_0(Mdl)) {
+		stats.map_failures++;
+		return NULL;
+	}
 	if (verifier_inject_failure(VF_SITE_MAP))
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
-	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
-	 * and so does a source its caller could not write (decision 9). */
 	bool override = false;
-	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
 	if (!write_ptes(Mdl, va, n, requested, write, false, &override)) {
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);

@@ -136,9 +136,13 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)m, (USHORT)m->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = mdl_page_count(m);
 	enum memtype requested = memtype_from_caching_type(CacheType);
-	/* NULL only for a bad argument (the page): an MDL larger than the reservation, a
+	/* NULL for a bad argument (the page): an MDL larger than the reservation, a
 	 * CacheType that names no type, an MDL of no bytes. */
 	if (!n || n > r->pages || requested == MT_NONE)
+		return NULL;
+	/* W^X across mappings (mm/RULES.md decision 3): a writable mapping of a frame a system
+	 * mapping executes is refused, NULL as for a bad argument. */
+	if (!(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY) && mdl_frames_executable_in_ring_0(m))
 		return NULL;
 	mdl_check_frames(m);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);

@@ -11,6 +11,7 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
+#include "tests/lib/counters.h"
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
@@ -339,9 +340,10 @@ static void alias_keeps_the_frames_type(struct ktest *t)
 	ExFreePool(md);
 }
 
-/* Two MDLs naming the same frame: a writable system mapping of it is a ring-0 alias that
- * cannot be made read-only, so the other mapping cannot become executable; once both are
- * executable, the direct-map alias stays read-only until the last one ends. */
+/* Two MDLs naming the same frames: a writable system mapping of them is a ring-0 alias that
+ * cannot be made read-only, so the other mapping cannot become executable, nor can a new
+ * writable one be made while one executes; with both executable, the direct-map alias stays
+ * read-only until the last one ends. */
 static void alias_stays_read_only_while_another_mapping_executes(struct ktest *t)
 {
 	struct mapped m;
@@ -363,6 +365,29 @@ static void alias_stays_read_only_while_another_mapping_executes(struct ktest *t
 		EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
 		expect_alias_write_faults(t, &m);
 		MmUnmapLockedPages(bva, b);
+		expect_alias_write_faults(t, &m); /* m's mapping still executes the frames */
+
+		/* The reverse order: a new writable ring-0 mapping of an executed frame is refused
+		 * (NULL, no PTE taken), a read-only one is not; a reserved mapping likewise. */
+		uint64_t free_before = mmt_free_sysptes();
+		EXPECT_TRUE(t, MmMapLockedPagesSpecifyCache(b, KernelMode, MmCached, NULL, FALSE,
+							    NormalPagePriority) == NULL);
+		EXPECT_EQ(t, mmt_free_sysptes(), free_before);
+		EXPECT_FALSE(t, b->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
+		PVOID res = MmAllocateMappingAddress(2 * PAGE_SIZE, TAG);
+		EXPECT_TRUE(t, res != NULL);
+		if (res) {
+			EXPECT_TRUE(t, MmMapLockedPagesWithReservedMapping(res, TAG, b, MmCached) == NULL);
+			EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)res));
+			MmFreeMappingAddress(res, TAG);
+		}
+		uint8_t *ro = MmMapLockedPagesSpecifyCache(b, KernelMode, MmCached, NULL, FALSE,
+							   NormalPagePriority | MdlMappingNoWrite);
+		EXPECT_TRUE(t, ro != NULL);
+		if (ro) {
+			EXPECT_FALSE(t, mmt_rights_of((uint64_t)ro).write);
+			MmUnmapLockedPages(ro, b);
+		}
 		expect_alias_write_faults(t, &m); /* m's mapping still executes the frames */
 		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
 		EXPECT_EQ(t, protect(&m, PAGE_READWRITE), STATUS_SUCCESS);
