@@ -423,6 +423,39 @@ static void reserved_mapping_unmap_gives_the_aliases_back(struct ktest *t)
 	unmap_pages(&m);
 }
 
+/* MmAdvanceMdl moves an executable mapping to a copy that is never executable: the alias
+ * of the page passed, and of the page kept, are writable again. */
+static void advance_gives_the_aliases_back(struct ktest *t)
+{
+	pfn_t first = pfn_alloc_run(0x100, ~0ull, 2, 1, 0, PFN_OWNER_TEST);
+	ASSERT_NE(t, first, PFN_INVALID);
+	struct mapped m = { .buf = pfn_to_virt(first) };
+	m.mdl = IoAllocateMdl(m.buf, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+	if (!m.mdl) {
+		pfn_free_run(first, 2);
+		KTEST_FAIL(t, "no MDL");
+		return;
+	}
+	MmProbeAndLockPages(m.mdl, KernelMode, IoWriteAccess);
+	m.va = MmGetSystemAddressForMdlSafe(m.mdl, NormalPagePriority);
+	EXPECT_TRUE(t, m.va != NULL);
+	if (m.va) {
+		m.base = (uint64_t)m.va;
+		EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		expect_alias_write_faults(t, &m);
+		EXPECT_EQ(t, MmAdvanceMdl(m.mdl, PAGE_SIZE), STATUS_SUCCESS);
+		EXPECT_TRUE(t, mmt_rights_of((uint64_t)m.mdl->MappedSystemVa).nx);
+		for (pfn_t i = 0; i < 2; i++) {
+			struct mmt_rights r = mmt_rights_of((uint64_t)pfn_to_virt(first + i));
+			EXPECT_TRUE(t, r.present && r.write);
+		}
+		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	}
+	MmUnlockPages(m.mdl);
+	IoFreeMdl(m.mdl);
+	pfn_free_run(first, 2);
+}
+
 /* Pool frames stay writable through their pool mapping, which mdlab cannot make read-only
  * (other allocations share the page): PAGE_EXECUTE(_READ) of an MDL over pool is
  * STATUS_INVALID_PAGE_PROTECTION, the PTEs untouched and still no-execute. */
@@ -734,6 +767,7 @@ static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(alias_keeps_the_frames_type),
 	KTEST_CASE(alias_stays_read_only_while_another_mapping_executes),
 	KTEST_CASE(reserved_mapping_unmap_gives_the_aliases_back),
+	KTEST_CASE(advance_gives_the_aliases_back),
 	KTEST_CASE(execute_of_pool_frames_is_refused),
 	KTEST_CASE(audit_finds_a_direct_map_alias_made_writable),
 	KTEST_CASE(execute_readwrite_is_refused_and_changes_nothing),
