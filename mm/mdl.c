@@ -9,6 +9,7 @@
 #include "kernel/lib.h"
 #include "mm/layout.h"
 #include "mm/memtype.h"
+#include "mm/mmproc.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
@@ -722,15 +723,30 @@ static bool make_aliases_read_only(const PFN_NUMBER *pfns, ULONG n)
 	return true;
 }
 
-/* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write through an
- * MDL user mapping becomes executable in ring 0. */
+static void find_user_writable(const struct pt_leaf *l, void *arg)
+{
+	struct writable_alias_ctx *c = arg;
+	if (c->found || !l->eff.write || !l->eff.user)
+		return;
+	for (ULONG i = 0; i < c->n; i++)
+		if (c->pfns[i] << PAGE_SHIFT >= l->pa && (c->pfns[i] << PAGE_SHIFT) - l->pa < l->size)
+			c->found = true;
+}
+
+/* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write becomes
+ * executable in ring 0 — through an MDL user mapping, or any other user page (a locked
+ * user buffer's own), read from the user half of every live process's tables. */
 static bool frames_user_writable(PMDL m)
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
-	for (ULONG i = 0, n = mdl_page_count(m); i < n; i++)
+	ULONG n = mdl_page_count(m);
+	for (ULONG i = 0; i < n; i++)
 		if (mdl_user_frame_writable(pfns[i]))
 			return true;
-	return false;
+	struct writable_alias_ctx c = { .pfns = pfns, .n = n };
+	for (struct mm_process *p = mm_live_processes(); p && !c.found; p = p->next_live)
+		pt_for_each_leaf(&p->root, 0, USER_VA_END, find_user_writable, &c);
+	return c.found;
 }
 
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)

@@ -24,6 +24,7 @@
 #include "mm/pfn.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
+#include "mm/uvm.h"
 
 #define TAG 0x74506D4Du /* 'MmPt' */
 
@@ -716,6 +717,52 @@ static void execute_is_refused_while_ring_3_can_write_the_frames(struct ktest *t
 	PsDestroyProcess(p);
 }
 
+/* The frames of a locked user buffer stay writable by ring 3 through the process's own
+ * page (not an MDL mapping): PAGE_EXECUTE(_READ) of its system mapping is refused, the
+ * PTEs untouched. */
+static void execute_of_a_user_buffer_ring_3_can_write_is_refused(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	KeStackAttachProcess(p, &apc);
+	PVOID b = NULL;
+	SIZE_T size = PAGE_SIZE;
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
+					      PAGE_READWRITE);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	volatile bool locked = false;
+	if (m) {
+		__try {
+			MmProbeAndLockPages(m, UserMode, IoWriteAccess);
+			locked = true;
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
+		}
+	}
+	uint8_t *sys = locked ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
+	if (sys) {
+		struct pt_query q;
+		pt_query(&p->mm.root, (uint64_t)b, &q);
+		EXPECT_TRUE(t, q.present && q.eff.user && q.eff.write); /* ring 3 can write it */
+		EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
+		uint64_t pte = mmt_rights_of((uint64_t)sys).leaf;
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, mmt_rights_of((uint64_t)sys).leaf, pte);
+		EXPECT_TRUE(t, mmt_rights_of((uint64_t)pfn_to_virt(MmGetMdlPfnArray(m)[0])).write);
+	} else {
+		KTEST_FAIL(t, "no locked, mapped user buffer");
+	}
+	if (locked)
+		MmUnlockPages(m);
+	if (m)
+		IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
 /* The reverse order across MDLs: a frame executable in ring 0 through MDL a's system mapping
  * cannot be mapped writable to ring 3 through another MDL b naming it (built by hand, as a
  * driver may).  Once a's mapping is read-write again, it can. */
@@ -763,6 +810,7 @@ static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(execute_runs_code),
 	KTEST_CASE(execute_is_refused_while_ring_3_can_write_the_frames),
 	KTEST_CASE(writable_user_mapping_of_a_frame_ring_0_executes_is_refused),
+	KTEST_CASE(execute_of_a_user_buffer_ring_3_can_write_is_refused),
 	KTEST_CASE(execute_makes_the_direct_map_alias_read_only),
 	KTEST_CASE(alias_keeps_the_frames_type),
 	KTEST_CASE(alias_stays_read_only_while_another_mapping_executes),
