@@ -23,13 +23,16 @@ EXTRA_TESTS ?=
 # key=value words appended to the test boots' kernel command line (fuzz_seed=S, ...).
 KERNEL_ARGS ?=
 KVM ?= 0
+# vCPUs of the QEMU machine for run, test and debug (make bench always boots one).
+SMP ?= 2
+export MDLAB_SMP := $(SMP)
 # Death tests: restore copies of one booted machine (restore), or boot each one (boot).
 DEATH_MODE ?= restore
 
 .DEFAULT_GOAL := all
 
 # ---------------------------------------------------------------- kernel
-KERNEL_DIRS := kernel kernel/io kernel/lab mm tests tests/lib tests/bench
+KERNEL_DIRS := kernel kernel/io kernel/smp kernel/lab mm tests tests/lib tests/bench
 KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
 EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))

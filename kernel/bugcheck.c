@@ -3,6 +3,7 @@
 #include "kernel/backtrace.h"
 #include "kernel/cpu.h"
 #include "kernel/printf.h"
+#include "kernel/smp/smp.h"
 
 #define NAME_ENTRY(name, value) { value, #name },
 static const struct {
@@ -26,17 +27,24 @@ void qemu_exit(uint8_t value)
 		__asm__ volatile("cli; hlt");
 }
 
-static volatile int in_bugcheck;
+/* The CPU that is stopping the machine (its number + 1; 0: none yet). */
+static volatile int stopping_cpu;
 
 void KeBugCheckEx(ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
 {
 	__asm__ volatile("cli");
-	console_set_line_prefix(NULL);
-	if (in_bugcheck++) {
+	int me = (int)smp_cpu_number_safe() + 1, first = 0;
+	if (!__atomic_compare_exchange_n(&stopping_cpu, &first, me, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST)) {
+		if (first != me)
+			smp_frozen_halt(); /* another CPU is stopping the machine: it prints */
 		/* A bug check while printing one: say so once and stop. */
 		kprintf("\n*** nested bug check 0x%08X while stopping\n", code);
 		qemu_exit(QEMU_EXIT_BUGCHECK);
 	}
+	/* The others stop where they are, so the STOP line is printed once, by this CPU. */
+	smp_freeze_others();
+	console_set_line_prefix(NULL);
 	kprintf("\n" MDLAB_STOP_FORMAT "\n%s\n\n", code, p1, p2, p3, p4, bugcheck_name(code));
 	kprintf("Backtrace of the caller:\n");
 	backtrace_print((uint64_t)__builtin_frame_address(0), 0);

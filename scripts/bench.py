@@ -30,7 +30,7 @@ def run(esp: Path, build: Path, kvm: bool, extra: str, timeout: int) -> str:
     boot = qemu.prepare_boot_dir(build / "bench", esp, f"mode={protocol.MODE_BENCH} syspte=262144")
     log = build / "bench" / "bench.log"
     accel = "" if kvm else "-icount shift=0"
-    argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log),
+    argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log), smp=1,
                               extra=f"{accel} {extra}")
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, timeout=timeout)
     text = log.read_text(errors="replace").replace("\r", "")
