@@ -28,7 +28,7 @@ static inline bool cached_on(const struct kcpu *c, const struct pt_root *root, u
  * everywhere; a process's only where it is loaded). */
 static inline bool cached_here(const struct pt_root *root, uint64_t va)
 {
-	return cached_on(this_cpu(), root, va);
+	return root == &kernel_root || va >= USER_VA_END || root == this_cpu()->tlb_loaded;
 }
 
 /* Everything, global entries included: toggling CR4.PGE drops every translation and every
@@ -115,9 +115,10 @@ static void shootdown_here(void *arg)
 	stats.full_flushes = keep.full_flushes;
 }
 
-static void shootdown(const struct pt_root *root, uint64_t va, uint64_t size)
+static __attribute__((noinline)) void shootdown_others(const struct pt_root *root, uint64_t va,
+							  uint64_t size)
 {
-	if (smp_cpus_online() == 1 || !shootdown_on)
+	if (!shootdown_on)
 		return;
 	/* The PTE writes before the reads of the other CPUs' CR3 (tlb_switch_to writes its
 	 * record before it loads CR3): a CPU not seen here loads CR3 after the change. */
@@ -136,6 +137,13 @@ static void shootdown(const struct pt_root *root, uint64_t va, uint64_t size)
 	if (!smp_call_mask(mask, shootdown_here, &s))
 		PANIC("tlb shootdown: a CPU of mask 0x%lx did not invalidate 0x%lx+0x%lx within %u ms", mask,
 		      va, size, SMP_WAIT_MS);
+}
+
+/* The hot path's test, inline: on one CPU there is nobody to tell. */
+static inline void shootdown(const struct pt_root *root, uint64_t va, uint64_t size)
+{
+	if (__builtin_expect(smp_cpus_online() > 1, 0))
+		shootdown_others(root, va, size);
 }
 
 void tlb_flush_page(const struct pt_root *root, uint64_t va)

@@ -17,7 +17,7 @@
 #include "mm/tlb.h"
 
 struct kcpu kcpus[SMP_MAX_CPUS];
-static unsigned online_count = 1;
+unsigned smp_online_count = 1;
 static uint64_t tsc_per_ms;
 
 #define MSR_KERNEL_GS_BASE 0xC0000102u
@@ -32,8 +32,6 @@ void percpu_init_this_cpu(unsigned n)
 }
 
 void smp_init_boot_cpu(void) { percpu_init_this_cpu(0); }
-
-unsigned smp_cpus_online(void) { return online_count; }
 
 unsigned smp_cpu_number_safe(void)
 {
@@ -113,10 +111,12 @@ static void serve_mailbox(struct kcpu *c)
 	__atomic_store_n(&c->call_ack, req, __ATOMIC_RELEASE);
 }
 
+void smp_serve_mailbox(void) { serve_mailbox(this_cpu()); }
+
 uint64_t smp_others_mask(void)
 {
 	uint64_t m = 0;
-	for (unsigned i = 0; i < online_count; i++)
+	for (unsigned i = 0; i < smp_online_count; i++)
 		if (kcpus[i].online && i != smp_this_cpu())
 			m |= 1ull << i;
 	return m;
@@ -134,7 +134,7 @@ bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg)
 	if (mask & (1ull << me->number))
 		fn(arg);
 	uint64_t want[SMP_MAX_CPUS] = { 0 };
-	for (unsigned i = 0; i < online_count; i++) {
+	for (unsigned i = 0; i < smp_online_count; i++) {
 		struct kcpu *c = &kcpus[i];
 		if (i == me->number || !(mask & (1ull << i)) || !c->online)
 			continue;
@@ -146,7 +146,7 @@ bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg)
 	}
 	bool all = true;
 	uint64_t end = deadline();
-	for (unsigned i = 0; i < online_count; i++) {
+	for (unsigned i = 0; i < smp_online_count; i++) {
 		while (want[i] && __atomic_load_n(&kcpus[i].call_ack, __ATOMIC_ACQUIRE) != want[i]) {
 			if (rdtsc() > end) {
 				kprintf("smp: CPU %u did not answer a cross-call in %u ms\n", i, SMP_WAIT_MS);
@@ -185,7 +185,7 @@ void smp_interrupt(uint64_t vector)
 
 bool smp_work_start(unsigned cpu, void (*fn)(void *), void *arg)
 {
-	if (cpu >= online_count || cpu == smp_this_cpu() || !kcpus[cpu].online)
+	if (cpu >= smp_online_count || cpu == smp_this_cpu() || !kcpus[cpu].online)
 		return false;
 	struct kcpu *c = &kcpus[cpu];
 	if (c->work_req != c->work_done)
@@ -334,8 +334,8 @@ static void read_regs(void *arg)
 
 unsigned smp_audit(struct smp_cpu_regs *regs, unsigned n)
 {
-	if (n > online_count)
-		n = online_count;
+	if (n > smp_online_count)
+		n = smp_online_count;
 	memset(regs, 0, n * sizeof *regs);
 	uint64_t mask = n >= 64 ? ~0ull : (1ull << n) - 1;
 	smp_call_mask(mask, read_regs, regs);
@@ -390,15 +390,15 @@ void smp_init(const struct mdlab_bootinfo *bi, unsigned max_cpus)
 		PANIC("smp_init: out of frames for the trampoline's tables");
 
 	unsigned want = max_cpus && max_cpus < m.ncpus ? max_cpus : m.ncpus;
-	for (unsigned i = 0; i < m.ncpus && online_count < want; i++) {
+	for (unsigned i = 0; i < m.ncpus && smp_online_count < want; i++) {
 		if (m.apic_ids[i] == kcpus[0].apic_id)
 			continue;
-		unsigned n = online_count;
+		unsigned n = smp_online_count;
 		if (!start_ap(n, m.apic_ids[i], &tramp_root)) {
 			kprintf("smp: the processor with APIC ID %u did not start\n", m.apic_ids[i]);
 			continue;
 		}
-		online_count++;
+		smp_online_count++;
 	}
 	pt_unmap(&tramp_root, pa, PAGE_SIZE);
 	pt_root_destroy(&tramp_root);
@@ -406,7 +406,7 @@ void smp_init(const struct mdlab_bootinfo *bi, unsigned max_cpus)
 	struct smp_cpu_regs regs[SMP_MAX_CPUS];
 	unsigned bad = smp_audit(regs, SMP_MAX_CPUS);
 	kprintf("smp: %u CPU%s online (%s, MADT lists %u%s), trampoline at 0x%lx; IA32_PAT, CR0, CR4, "
-		"EFER %s\n", online_count, online_count == 1 ? "" : "s", lapic_x2apic() ? "x2APIC" : "xAPIC",
+		"EFER %s\n", smp_online_count, smp_online_count == 1 ? "" : "s", lapic_x2apic() ? "x2APIC" : "xAPIC",
 		m.ncpus, m.skipped ? ", more than mdlab takes" : "", pa,
 		bad ? "DIFFER" : "identical on every CPU");
 	if (bad)
@@ -423,7 +423,7 @@ void smp_freeze_others(void)
 {
 	freezing = true;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (online_count > 1)
+	if (smp_online_count > 1)
 		lapic_send_ipi(0, ICR_NMI | ICR_ASSERT | ICR_ALL_EXCLUDING_SELF);
 }
 
@@ -446,10 +446,10 @@ ULONG KeQueryActiveProcessorCount(PKAFFINITY ActiveProcessors)
 {
 	if (ActiveProcessors) {
 		KAFFINITY a = 0;
-		for (unsigned i = 0; i < online_count; i++)
+		for (unsigned i = 0; i < smp_online_count; i++)
 			if (kcpus[i].online)
 				a |= 1ull << i;
 		*ActiveProcessors = a;
 	}
-	return online_count;
+	return smp_online_count;
 }

@@ -24,7 +24,9 @@ void smp_init_boot_cpu(void);
  * `max_cpus` (0: no limit) caps how many run (the command line's smp=N). */
 void smp_init(const struct mdlab_bootinfo *bi, unsigned max_cpus);
 
-unsigned smp_cpus_online(void);
+/* How many CPUs run (read on the TLB's hot path, hence a variable). */
+extern unsigned smp_online_count;
+static inline unsigned smp_cpus_online(void) { return smp_online_count; }
 /* The number of the CPU this runs on (0 = the boot CPU). */
 static inline unsigned smp_this_cpu(void) { return this_cpu()->number; }
 
@@ -36,6 +38,9 @@ static inline unsigned smp_this_cpu(void) { return this_cpu()->number; }
  * returned.  False when a CPU did not answer within SMP_WAIT_MS (the others did).  fn must
  * not wait for another CPU. */
 bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg);
+/* Run a cross-call waiting in this CPU's mailbox, if any: what a CPU does while it spins
+ * with interrupts off (smp_call_mask, spin locks). */
+void smp_serve_mailbox(void);
 /* Every online CPU but this one. */
 uint64_t smp_others_mask(void);
 
