@@ -24,7 +24,7 @@ EXTRA_TESTS ?=
 KERNEL_ARGS ?=
 KVM ?= 0
 # vCPUs of the QEMU machine for run, test and debug (make bench always boots one).
-SMP ?= 2
+SMP ?= 4
 export MDLAB_SMP := $(SMP)
 # Death tests: restore copies of one booted machine (restore), or boot each one (boot).
 DEATH_MODE ?= restore
