@@ -299,6 +299,72 @@ static void protect_leaves_a_stale_entry_without_the_ipi(struct ktest *t)
 	sysmap_free(&m, true);
 }
 
+/* ---- who is told ------------------------------------------------------------------------ */
+
+struct loader {
+	struct pt_root *root;
+	volatile uint32_t loaded, done, timed_out;
+};
+
+/* CPU 1 runs on a process-like root (the kernel half is shared, so kernel code goes on)
+ * until told, then goes back to the kernel's. */
+static void load_root_on_ap(void *arg)
+{
+	struct loader *l = arg;
+	tlb_switch_to(l->root);
+	__atomic_store_n(&l->loaded, 1, __ATOMIC_SEQ_CST);
+	if (!smp_wait_flag(&l->done))
+		l->timed_out = 1;
+	tlb_switch_to(&kernel_root);
+}
+
+/* A flush of a user-half address goes only to the CPUs that have its root in CR3: none
+ * while no CPU has it, CPU 1 alone while CPU 1 has it; a kernel flush goes to every other
+ * CPU. */
+static void user_flushes_go_only_where_the_root_is_loaded(struct ktest *t)
+{
+	need_two(t);
+	struct pt_root root;
+	ASSERT_TRUE(t, pt_root_create(&root));
+	const uint64_t uva = 0x10000;
+	struct tlb_stats s0, s1, s2, s3;
+	uint64_t served1 = kcpus[1].tlb_flush_requests;
+	tlb_get_stats(&s0);
+	tlb_flush_page(&root, uva); /* loaded nowhere: nobody to tell */
+	tlb_get_stats(&s1);
+
+	struct loader l = { .root = &root };
+	bool started = smp_work_start(1, load_root_on_ap, &l);
+	bool loaded = started && smp_wait_flag(&l.loaded);
+	uint64_t served_other[SMP_MAX_CPUS];
+	for (unsigned i = 0; i < smp_cpus_online(); i++)
+		served_other[i] = kcpus[i].tlb_flush_requests;
+	tlb_flush_page(&root, uva); /* loaded on CPU 1 only */
+	tlb_get_stats(&s2);
+	__atomic_store_n(&l.done, 1, __ATOMIC_SEQ_CST);
+	bool back = started && smp_work_wait(1);
+
+	tlb_flush_page(&root, uva); /* CPU 1 has switched away again */
+	tlb_get_stats(&s3);
+	pt_root_destroy(&root);
+	ASSERT_TRUE(t, started && loaded && back);
+	EXPECT_FALSE(t, l.timed_out);
+
+	EXPECT_EQ(t, s1.shootdowns, s0.shootdowns);
+	EXPECT_EQ(t, s2.shootdowns, s1.shootdowns + 1);
+	EXPECT_EQ(t, s2.shootdown_ipis, s1.shootdown_ipis + 1);
+	EXPECT_EQ(t, kcpus[1].tlb_flush_requests, served1 + 1);
+	for (unsigned i = 2; i < smp_cpus_online(); i++)
+		EXPECT_EQ(t, kcpus[i].tlb_flush_requests, served_other[i]);
+	EXPECT_EQ(t, s3.shootdowns, s2.shootdowns);
+
+	struct tlb_stats k0, k1;
+	tlb_get_stats(&k0);
+	tlb_flush_page(&kernel_root, (uint64_t)&root); /* the kernel half: everybody */
+	tlb_get_stats(&k1);
+	EXPECT_EQ(t, k1.shootdown_ipis, k0.shootdown_ipis + smp_cpus_online() - 1);
+}
+
 /* ---- bug check on another CPU ---------------------------------------------------------- */
 
 static void stop_on_ap(void *arg)
@@ -327,6 +393,7 @@ static struct ktest_case smp_cases[] = {
 	KTEST_CASE(unmap_leaves_a_stale_entry_without_the_ipi),
 	KTEST_CASE(protect_faults_on_the_other_cpu),
 	KTEST_CASE(protect_leaves_a_stale_entry_without_the_ipi),
+	KTEST_CASE(user_flushes_go_only_where_the_root_is_loaded),
 	KTEST_DEATH_CASE_P(bugcheck_on_an_ap_stops_once, MANUALLY_INITIATED_CRASH, KTEST_P_ALL, 0, 0, 0, 0),
 	{ 0 }
 };

@@ -60,7 +60,8 @@ static void pit_wait_us(uint32_t us)
 }
 
 /* KeStallExecutionProcessor: busy-wait at least MicroSeconds (its Microsoft page: for short
- * waits, at any IRQL). */
+ * waits, at any IRQL).  The PIT is one device: only the boot CPU stalls today (start-up,
+ * calibration); stalls on several CPUs at once need the TSC-based stall of the clock work. */
 VOID KeStallExecutionProcessor(ULONG MicroSeconds)
 {
 	while (MicroSeconds) {
