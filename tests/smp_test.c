@@ -92,6 +92,35 @@ static void cross_call_reaches_only_its_mask(struct ktest *t)
 	EXPECT_EQ(t, kcpus[last].ipis_received, ipis + 1);
 }
 
+/* The SYSCALL MSRs (SDM Vol. 4, Table 2-2: IA32_STAR, LSTAR, CSTAR, FMASK), read raw. */
+#define TEST_MSR_STAR 0xC0000081u
+#define TEST_MSR_LSTAR 0xC0000082u
+#define TEST_MSR_CSTAR 0xC0000083u
+#define TEST_MSR_FMASK 0xC0000084u
+static const uint32_t syscall_msrs[4] = { TEST_MSR_STAR, TEST_MSR_LSTAR, TEST_MSR_CSTAR, TEST_MSR_FMASK };
+
+static void read_syscall_msrs(void *arg)
+{
+	uint64_t (*out)[4] = arg;
+	for (int i = 0; i < 4; i++)
+		out[smp_this_cpu()][i] = rdmsr(syscall_msrs[i]);
+}
+
+/* Every CPU has the boot CPU's SYSCALL entry points (LSTAR, and CSTAR for compatibility
+ * mode), selectors and flag mask, so a SYSCALL on any CPU enters the kernel the same way. */
+static void syscall_msrs_on_every_cpu(struct ktest *t)
+{
+	need_two(t);
+	uint64_t v[SMP_MAX_CPUS][4];
+	memset(v, 0, sizeof v);
+	ASSERT_TRUE(t, smp_call_mask(smp_others_mask() | 1, read_syscall_msrs, v));
+	EXPECT_NE(t, v[0][1], 0u);
+	EXPECT_NE(t, v[0][2], 0u);
+	for (unsigned c = 1; c < smp_cpus_online(); c++)
+		for (int i = 0; i < 4; i++)
+			EXPECT_EQ(t, v[c][i], v[0][i]);
+}
+
 /* ---- the audit -------------------------------------------------------------------------- */
 
 /* IA32_PAT, CR0, CR4 and EFER read on every CPU equal the boot CPU's. */
@@ -387,6 +416,7 @@ static void bugcheck_on_an_ap_stops_once(struct ktest *t)
 static struct ktest_case smp_cases[] = {
 	KTEST_CASE(every_cpu_has_its_own_gs),
 	KTEST_CASE(cross_call_reaches_only_its_mask),
+	KTEST_CASE(syscall_msrs_on_every_cpu),
 	KTEST_CASE(regs_identical_on_every_cpu),
 	KTEST_CASE(audit_sees_a_different_pat),
 	KTEST_CASE(unmap_faults_on_the_other_cpu),

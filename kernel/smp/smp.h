@@ -30,8 +30,10 @@ static inline unsigned smp_cpus_online(void) { return smp_online_count; }
 /* The number of the CPU this runs on (0 = the boot CPU). */
 static inline unsigned smp_this_cpu(void) { return this_cpu()->number; }
 
-/* A bounded wait: how long a cross-call or a test's handshake waits before it fails. */
-#define SMP_WAIT_MS 5000u
+/* A bounded wait: how long a cross-call or a test's handshake waits before it fails;
+ * generous, since up to four vCPUs share two busy host cores and a vCPU thread may not run
+ * for a while.  No verdict depends on it, only a hang becomes a failure. */
+#define SMP_WAIT_MS 10000u
 
 /* Run fn(arg) on every CPU in `mask` (bit n = CPU n; this CPU's bit runs it here, first)
  * in each CPU's IPI handler, at IPI_LEVEL with interrupts off, and wait until every one has
