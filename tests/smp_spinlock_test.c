@@ -2,7 +2,8 @@
  * Executive spin locks (kernel/smp/spinlock.h): the IRQL each routine leaves, exclusion
  * between two CPUs shown without timing (KeTryToAcquireSpinLockAtDpcLevel fails while the
  * other CPU holds the lock, succeeds once it has let go), a counter both CPUs increment under
- * the lock, and the misuse bug checks with every parameter their pages define.
+ * the lock, the in-stack queued lock under every CPU at once, and the misuse bug checks with
+ * every parameter their pages define.
  */
 #include "kernel/ktest.h"
 #include "tests/lib/expect.h"
@@ -108,6 +109,59 @@ static void two_cpus_count_under_the_lock(struct ktest *t)
 	EXPECT_EQ(t, h.lock, 0u);
 }
 
+/* ---- in-stack queued spin locks ------------------------------------------------------------ */
+
+/* KeAcquireInStackQueuedSpinLock raises to DISPATCH_LEVEL and keeps the old IRQL in the
+ * handle; while held the lock word is the handle's queue entry (the last in the queue); the
+ * release lowers and frees it. */
+static void queued_acquire_raises_release_restores(struct ktest *t)
+{
+	KSPIN_LOCK l;
+	KeInitializeSpinLock(&l);
+	KLOCK_QUEUE_HANDLE h;
+	KeAcquireInStackQueuedSpinLock(&l, &h);
+	EXPECT_EQ(t, KeGetCurrentIrql(), DISPATCH_LEVEL);
+	EXPECT_EQ(t, h.OldIrql, PASSIVE_LEVEL);
+	EXPECT_EQ(t, l, (ULONG_PTR)&h.LockQueue);
+	KeReleaseInStackQueuedSpinLock(&h);
+	EXPECT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
+	EXPECT_EQ(t, l, 0u);
+}
+
+static void add_rounds_queued(struct holder *h)
+{
+	for (unsigned i = 0; i < h->rounds; i++) {
+		KLOCK_QUEUE_HANDLE q;
+		KeAcquireInStackQueuedSpinLock(&h->lock, &q);
+		uint64_t v = h->counter;
+		cpu_relax();
+		h->counter = v + 1;
+		KeReleaseInStackQueuedSpinLock(&q);
+	}
+}
+
+static void add_queued_on_ap(void *arg) { add_rounds_queued(arg); }
+
+/* Every CPU at once increments under one queued lock: no increment is lost, the lock ends
+ * free. */
+static void every_cpu_counts_under_the_queued_lock(struct ktest *t)
+{
+	need_two(t);
+	struct holder h = { .rounds = 10000 };
+	KeInitializeSpinLock(&h.lock);
+	unsigned n = smp_cpus_online(), started = 1;
+	for (unsigned c = 1; c < n; c++)
+		started += smp_work_start(c, add_queued_on_ap, &h);
+	add_rounds_queued(&h);
+	bool all_back = true;
+	for (unsigned c = 1; c < n; c++)
+		all_back &= smp_work_wait(c);
+	ASSERT_TRUE(t, all_back);
+	EXPECT_EQ(t, started, n);
+	EXPECT_EQ(t, h.counter, (uint64_t)n * h.rounds);
+	EXPECT_EQ(t, h.lock, 0u);
+}
+
 /* ---- misuse ----------------------------------------------------------------------------- */
 
 static KSPIN_LOCK death_lock;
@@ -147,6 +201,8 @@ static struct ktest_case spinlock_cases[] = {
 	KTEST_CASE(acquire_raises_release_restores),
 	KTEST_CASE(a_held_lock_excludes_the_other_cpu),
 	KTEST_CASE(two_cpus_count_under_the_lock),
+	KTEST_CASE(queued_acquire_raises_release_restores),
+	KTEST_CASE(every_cpu_counts_under_the_queued_lock),
 	KTEST_DEATH_CASE(release_twice, DRIVER_VERIFIER_DETECTED_VIOLATION),
 	KTEST_DEATH_CASE_P(recursive_acquire, SPIN_LOCK_ALREADY_OWNED, KTEST_P_ALL, 0, 0, 0, 0),
 	KTEST_DEATH_CASE_P(release_of_a_free_lock, SPIN_LOCK_NOT_OWNED, KTEST_P_ALL, 0, 0, 0, 0),

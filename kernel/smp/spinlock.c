@@ -57,3 +57,53 @@ VOID KeReleaseSpinLock(PKSPIN_LOCK SpinLock, KIRQL NewIrql)
 	KeReleaseSpinLockFromDpcLevel(SpinLock);
 	KeLowerIrql(NewIrql);
 }
+
+/* ---- in-stack queued spin locks (MCS) ------------------------------------------------------ */
+
+#define LOCK_QUEUE_WAIT 1ull
+
+VOID KeAcquireInStackQueuedSpinLockAtDpcLevel(PKSPIN_LOCK SpinLock, PKLOCK_QUEUE_HANDLE LockHandle)
+{
+	PKSPIN_LOCK_QUEUE q = &LockHandle->LockQueue;
+	q->Next = NULL;
+	q->Lock = (PKSPIN_LOCK)((ULONG_PTR)SpinLock | LOCK_QUEUE_WAIT);
+	PKSPIN_LOCK_QUEUE prev =
+		(PKSPIN_LOCK_QUEUE)__atomic_exchange_n(SpinLock, (ULONG_PTR)q, __ATOMIC_ACQ_REL);
+	if (!prev) {
+		q->Lock = SpinLock; /* free: ours at once */
+		return;
+	}
+	__atomic_store_n(&prev->Next, q, __ATOMIC_RELEASE);
+	while ((ULONG_PTR)__atomic_load_n(&q->Lock, __ATOMIC_ACQUIRE) & LOCK_QUEUE_WAIT) {
+		smp_serve_mailbox();
+		cpu_relax();
+	}
+}
+
+VOID KeReleaseInStackQueuedSpinLockFromDpcLevel(PKLOCK_QUEUE_HANDLE LockHandle)
+{
+	PKSPIN_LOCK_QUEUE q = &LockHandle->LockQueue;
+	PKSPIN_LOCK lock = (PKSPIN_LOCK)((ULONG_PTR)q->Lock & ~LOCK_QUEUE_WAIT);
+	if (!__atomic_load_n(&q->Next, __ATOMIC_ACQUIRE)) {
+		ULONG_PTR me_entry = (ULONG_PTR)q;
+		if (__atomic_compare_exchange_n(lock, &me_entry, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+			return; /* nobody waits */
+		/* A waiter has swapped itself in but not linked yet: wait for the link. */
+		while (!__atomic_load_n(&q->Next, __ATOMIC_ACQUIRE))
+			cpu_relax();
+	}
+	PKSPIN_LOCK_QUEUE next = q->Next;
+	__atomic_store_n(&next->Lock, lock, __ATOMIC_RELEASE); /* its WAIT bit off: the lock is its */
+}
+
+VOID KeAcquireInStackQueuedSpinLock(PKSPIN_LOCK SpinLock, PKLOCK_QUEUE_HANDLE LockHandle)
+{
+	LockHandle->OldIrql = KfRaiseIrql(DISPATCH_LEVEL);
+	KeAcquireInStackQueuedSpinLockAtDpcLevel(SpinLock, LockHandle);
+}
+
+VOID KeReleaseInStackQueuedSpinLock(PKLOCK_QUEUE_HANDLE LockHandle)
+{
+	KeReleaseInStackQueuedSpinLockFromDpcLevel(LockHandle);
+	KeLowerIrql(LockHandle->OldIrql);
+}
