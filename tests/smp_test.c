@@ -2,8 +2,9 @@
  * The processors (kernel/smp/): the APs are up with the boot CPU's controls, each has its
  * own per-CPU data behind GS and its own __try chain, cross-calls reach every CPU, and the
  * TLB shootdown (mm/RULES.md, "TLB shootdown") is proven the only way it can be: an AP
- * caches a system-PTE translation by reading through it, the boot CPU unmaps or
- * write-protects it, and the AP's next access faults at once (vector, error code, CR2).  The
+ * caches a system-PTE translation (or a user mapping's, in a process's address space) by
+ * reading through it, the boot CPU unmaps or write-protects it, and the AP's next access
+ * faults at once (vector, error code, CR2).  The
  * same case with the IPI switched off (tlb_test_set_shootdown) shows the stale entry
  * surviving on the AP, which proves the case can fail.
  *
@@ -12,6 +13,7 @@
  * are skipped.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "tests/lib/expect.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
@@ -19,8 +21,12 @@
 #include "kernel/lib.h"
 #include "kernel/seh.h"
 #include "kernel/smp/percpu.h"
+#include "kernel/process.h"
 #include "kernel/smp/smp.h"
+#include "mm/mm.h"
+#include "mm/mmproc.h"
 #include "mm/pat.h"
+#include "mm/pfn.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
 
@@ -328,6 +334,78 @@ static void protect_leaves_a_stale_entry_without_the_ipi(struct ktest *t)
 	sysmap_free(&m, true);
 }
 
+/* ---- a user mapping, with the process's root loaded on the AP ----------------------------- */
+
+/* The AP runs in the process's address space (as KeStackAttachProcess would put it there)
+ * and makes its accesses to the user page inside the SMAP window. */
+struct user_probe {
+	struct probe p;
+	struct pt_root *root;
+};
+
+static void user_probe_on_ap(void *arg)
+{
+	struct user_probe *u = arg;
+	tlb_switch_to(u->root);
+	user_access_begin();
+	probe_on_ap(&u->p);
+	user_access_end();
+	tlb_switch_to(&kernel_root);
+}
+
+/* An MDL's page mapped into an idle agent process with MmMapLockedPagesSpecifyCache(UserMode);
+ * CPU 1 has that process's root in CR3 and reads the page; the boot CPU, attached to the
+ * process, unmaps it; CPU 1's next read is a not-present #PF at the user address.  With the
+ * IPI off (ipi false) CPU 1 still reads the frame: the user-half shootdown reached it only
+ * because its CR3 holds the root. */
+static void user_unmap_case(struct ktest *t, bool ipi)
+{
+	need_two(t);
+	PEPROCESS proc = agent_create_idle(0);
+	ASSERT_TRUE(t, proc != NULL);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL m = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+	ASSERT_TRUE(t, m != NULL && m->ByteCount == PAGE_SIZE);
+	memset(pfn_to_virt(MmGetMdlPfnArray(m)[0]), PATTERN, PAGE_SIZE);
+	KAPC_STATE apc;
+	KeStackAttachProcess(proc, &apc);
+	uint8_t *uva = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
+	struct user_probe u = { .root = &ps_mm(proc)->root };
+	memset(&u.p, 0, sizeof u.p);
+	u.p.va = (uint64_t)uva;
+	bool started = uva && smp_work_start(1, user_probe_on_ap, &u);
+	bool first = started && smp_wait_flag(&u.p.first_done);
+	if (uva) {
+		tlb_test_set_shootdown(ipi);
+		MmUnmapLockedPages(uva, m);
+		tlb_test_set_shootdown(true);
+	}
+	__atomic_store_n(&u.p.changed, 1, __ATOMIC_SEQ_CST);
+	bool back = started && smp_work_wait(1);
+	KeUnstackDetachProcess(&apc);
+	flush_others();
+	MmFreePagesFromMdl(m);
+	ExFreePool(m);
+	PsDestroyProcess(proc);
+
+	ASSERT_TRUE(t, uva != NULL);
+	ASSERT_TRUE(t, started && first && back);
+	EXPECT_FALSE(t, u.p.timed_out);
+	EXPECT_TRUE(t, u.p.first_ok);
+	EXPECT_EQ(t, u.p.first, PATTERN);
+	EXPECT_TRUE(t, u.p.chain_after == NULL);
+	if (ipi) {
+		EXPECT_FALSE(t, u.p.second_ok);
+		EXPECT_PAGE_FAULT(t, &u.p.c2, PF_READ_NOT_PRESENT, (uint64_t)uva);
+	} else {
+		EXPECT_TRUE(t, u.p.second_ok);
+		EXPECT_EQ(t, u.p.second, PATTERN);
+	}
+}
+
+static void user_unmap_faults_on_the_cpu_running_the_process(struct ktest *t) { user_unmap_case(t, true); }
+static void user_unmap_leaves_a_stale_entry_without_the_ipi(struct ktest *t) { user_unmap_case(t, false); }
+
 /* ---- who is told ------------------------------------------------------------------------ */
 
 struct loader {
@@ -423,6 +501,8 @@ static struct ktest_case smp_cases[] = {
 	KTEST_CASE(unmap_leaves_a_stale_entry_without_the_ipi),
 	KTEST_CASE(protect_faults_on_the_other_cpu),
 	KTEST_CASE(protect_leaves_a_stale_entry_without_the_ipi),
+	KTEST_CASE(user_unmap_faults_on_the_cpu_running_the_process),
+	KTEST_CASE(user_unmap_leaves_a_stale_entry_without_the_ipi),
 	KTEST_CASE(user_flushes_go_only_where_the_root_is_loaded),
 	KTEST_DEATH_CASE_P(bugcheck_on_an_ap_stops_once, MANUALLY_INITIATED_CRASH, KTEST_P_ALL, 0, 0, 0, 0),
 	{ 0 }
