@@ -96,22 +96,13 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
-	bool io = false;
-	for (ULONG i = 0; i < n; i++) {
-		uint64_t page = (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE;
-		struct pt_query q;
-		pt_query(root, page, &q);
-		bool ok = q.present && (!write || q.eff.write) && (AccessMode == KernelMode || q.eff.user);
-		if (!ok) {
-			/* Nothing stays locked after the exception. */
-			for (ULONG k = 0; k < i; k++)
-				pfn_unlock_frame(pfns[k]);
-			seh_raise_access_violation(i ? page : va, access);
-		}
-		pfns[i] = q.pa >> PAGE_SHIFT;
-		io |= !pfn_is_ram(pfns[i]);
-		pfn_lock_frame(pfns[i]);
-	}
+	/* Every page present with the access asked (effective rights), read with one walk per
+	 * page table; only then is anything locked, so nothing stays locked after the
+	 * exception. */
+	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns);
+	if (i < n)
+		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
+	bool io = pfn_lock_frames(pfns, n);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	mdl_user_note_lock(Mdl, owner);
 	stats.probes++;
@@ -136,9 +127,7 @@ VOID MmUnlockPages(PMDL Mdl)
 	/* MmUnlockPages releases the system mapping first (mm/RULES.md rule 8, the release table). */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
-	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
-	for (ULONG i = 0; i < n; i++)
-		pfn_unlock_frame(pfns[i]);
+	pfn_unlock_frames(MmGetMdlPfnArray(Mdl), n);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
 	stats.unlocks++;
 }

@@ -135,9 +135,10 @@ struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool wri
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
 	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
-	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < end; page += PAGE_SIZE)
-		if (!uvm_make_resident(mm, page, PAGE_SIZE, write))
-			seh_raise_access_violation(page < va ? va : page, access);
+	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (ALIGN_UP(end, PAGE_SIZE) - first) / PAGE_SIZE;
+	uint64_t done = uvm_make_resident_pages(mm, first, n, write);
+	if (done < n)
+		seh_raise_access_violation(done ? first + done * PAGE_SIZE : va, access);
 	return mm;
 }
 

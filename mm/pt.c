@@ -486,6 +486,58 @@ void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
 
 static uint64_t canonical(uint64_t va) { return (va & (1ull << 47)) ? va | 0xFFFF000000000000ull : va; }
 
+/* One walk per page table (SDM Vol. 3, 4.5: the rights of a 4 KiB page are its PTE's ANDed
+ * with those of the three entries above it, so the upper three are read once for all the
+ * PTEs of one table; a 2 MiB or 1 GiB leaf maps frames in order).  The answer per page is
+ * the same as pt_query's: present, RW and U/S effective where asked. */
+uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns)
+{
+	uint64_t need = E_P | (write ? E_RW : 0) | (user ? E_US : 0), done = 0;
+	while (done < n) {
+		uint64_t page = va + done * PAGE_SIZE;
+		/* A non-canonical or wrapped address translates to nothing (SDM Vol. 3, 4.5). */
+		if (canonical(page) != page || page < va)
+			return done;
+		const uint64_t *table = table_va(r->pml4);
+		uint64_t e = 0, upper = need;
+		int level = 4;
+		for (; level > 1; level--) {
+			e = table[index_of(page, level)];
+			upper &= e;
+			if (!(e & E_P) || (level < 4 && (e & E_PS)))
+				break;
+			table = table_va(e & E_ADDR);
+		}
+		if (upper != need)
+			return done;
+		uint64_t left = n - done;
+		if (level > 1) {
+			/* A large leaf with the rights asked: its frames follow one another. */
+			uint64_t pages = level_size(level) / PAGE_SIZE, first = (page >> PAGE_SHIFT) & (pages - 1);
+			uint64_t pfn = (leaf_pa(e, level) >> PAGE_SHIFT) + first;
+			if (left > pages - first)
+				left = pages - first;
+			for (uint64_t k = 0; pfns && k < left; k++)
+				pfns[done + k] = pfn + k;
+			done += left;
+			continue;
+		}
+		/* The PTEs of this table from page on: each checked, none walked to. */
+		unsigned i = index_of(page, 1);
+		if (left > 512 - i)
+			left = 512 - i;
+		const uint64_t *pte = table + i;
+		for (uint64_t k = 0; k < left; k++) {
+			if ((pte[k] & need) != need)
+				return done + k;
+			if (pfns)
+				pfns[done + k] = (pte[k] & E_ADDR) >> PAGE_SHIFT;
+		}
+		done += left;
+	}
+	return done;
+}
+
 struct walk_ctx {
 	uint64_t lo, hi_incl;
 	pt_leaf_fn fn;

@@ -78,6 +78,13 @@ bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a
 /* Read the translation of va. */
 void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *out);
 
+/* Translate the n pages from va (page-aligned) as pt_query would, one walk per page table
+ * rather than per page: pfns[i] (when pfns is not NULL) gets page i's frame, for as long as
+ * each page is present and, where asked, writable and user-accessible (effective rights).
+ * Returns how many pages from va passed: n, or the index of the first that did not (a
+ * non-canonical address does not). */
+uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns);
+
 /* Call fn for every present leaf overlapping [lo, hi), in address order. */
 struct pt_leaf {
 	uint64_t va, size, pa;

@@ -297,6 +297,75 @@ static void map_failure_unmaps_pages_it_made(struct ktest *t)
 	check_map_failure(t, scratch_kva(2 * HUGE_PAGE_SIZE, 0) + HUGE_PAGE_SIZE - PAGE_SIZE, 2 * PAGE_SIZE, 2);
 }
 
+/*
+ * pt_translate_run (one walk per page table) against pt_query (one walk per page) on the real
+ * tables: a 2 MiB leaf followed by 4 KiB leaves in the next page table, a read-only page, a
+ * hole, supervisor pages asked for user access, a non-canonical address, and the direct map.
+ * Each run stops exactly at the first page that lacks what was asked.
+ */
+static void translate_run_matches_page_walk(struct ktest *t)
+{
+	enum { SMALL = 8, RO = 6 };
+	uint64_t va = scratch_kva(2 * LARGE_PAGE_SIZE, LARGE_PAGE_SIZE), small_va = va + LARGE_PAGE_SIZE;
+	pfn_t big = pfn_alloc_run(0, pfn_limit() - 1, 512, 512, 0, PFN_OWNER_TEST);
+	ASSERT_NE(t, big, PFN_INVALID);
+	pfn_t small[SMALL];
+	int have = 0;
+	for (; have < SMALL; have++)
+		if ((small[have] = pfn_alloc(0, PFN_OWNER_TEST)) == PFN_INVALID)
+			break;
+	bool mapped_big = have == SMALL && pt_map(&kernel_root, va, big << PAGE_SHIFT, LARGE_PAGE_SIZE,
+						  rw_global(MT_WB), PT_MAP_LARGE);
+	int mapped = 0;
+	for (; mapped_big && mapped < SMALL - 1; mapped++) {
+		/* Page SMALL - 1 stays a hole; page RO is read-only. */
+		struct pt_attrs a = rw_global(MT_WB);
+		a.write = mapped != RO;
+		if (!pt_map(&kernel_root, small_va + mapped * PAGE_SIZE, small[mapped] << PAGE_SHIFT, PAGE_SIZE, a, 0))
+			break;
+	}
+	EXPECT_TRUE(t, mapped_big);
+	EXPECT_EQ(t, mapped, SMALL - 1);
+	if (mapped == SMALL - 1) {
+		struct pt_query q;
+		pt_query(&kernel_root, va, &q);
+		EXPECT_TRUE(t, q.present && q.level == 2); /* the run starts in a large leaf */
+		uint64_t pfns[4 + SMALL], from = small_va - 4 * PAGE_SIZE;
+		memset(pfns, 0, sizeof pfns);
+		/* Four pages of the large leaf, then the writable small pages before RO. */
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, true, false, pfns), 4 + RO);
+		for (int i = 0; i < 4 + RO; i++) {
+			pt_query(&kernel_root, from + i * PAGE_SIZE, &q);
+			EXPECT_EQ(t, pfns[i], q.pa >> PAGE_SHIFT);
+			EXPECT_EQ(t, pfns[i], i < 4 ? big + 508 + i : small[i - 4]);
+		}
+		/* Read access passes RO and stops at the hole; user access stops at once. */
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, false, false, pfns), 4 + SMALL - 1);
+		EXPECT_EQ(t, pfns[4 + RO], small[RO]);
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, false, true, NULL), 0);
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, small_va + RO * PAGE_SIZE, 1, true, false, NULL), 0);
+	}
+	if (mapped)
+		pt_unmap(&kernel_root, small_va, mapped * PAGE_SIZE);
+	if (mapped_big)
+		pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
+	for (int i = 0; i < have; i++)
+		pfn_free(small[i]);
+	pfn_free_run(big, 512);
+
+	/* The first non-canonical address translates to nothing. */
+	EXPECT_EQ(t, pt_translate_run(&kernel_root, 0x0000800000000000ull, 1, false, false, NULL), 0);
+	/* The direct map, across a 2 MiB boundary, page for page as pt_query reads it. */
+	uint64_t dm = ALIGN_UP((uint64_t)pfn_to_virt(big), LARGE_PAGE_SIZE) - 3 * PAGE_SIZE, dpfns[6];
+	EXPECT_EQ(t, pt_translate_run(&kernel_root, dm, 6, true, false, dpfns), 6);
+	for (int i = 0; i < 6; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, dm + i * PAGE_SIZE, &q);
+		EXPECT_TRUE(t, q.present);
+		EXPECT_EQ(t, dpfns[i], q.pa >> PAGE_SHIFT);
+	}
+}
+
 static struct ktest_case mm_pt_cases[] = {
 	KTEST_CASE(split_2m_wb_leaf_keeps_511_neighbours),
 	KTEST_CASE(split_2m_wp_leaf_moves_pat_bit),
@@ -305,6 +374,7 @@ static struct ktest_case mm_pt_cases[] = {
 	KTEST_CASE(unmap_frees_empty_user_tables),
 	KTEST_CASE(map_failure_frees_tables_it_made),
 	KTEST_CASE(map_failure_unmaps_pages_it_made),
+	KTEST_CASE(translate_run_matches_page_walk),
 	{ 0 }
 };
 KTEST_SUITE(mm_pt, mm_pt_cases);
