@@ -387,6 +387,13 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
 	/* No syspte_check_range: va is what syspte_reserve(n) has just returned. */
+	if (n == 1 && pfn_pinned_frame(pfns[0], &a.type)) {
+		/* The one-page MDL, its frame plainly pinned and typed: the run below, without
+		 * the loop (the same checks, the same PTE). */
+		*override |= a.type != requested;
+		pt_set_pte(va, pfns[0], a);
+		return true;
+	}
 	for (ULONG i = 0; i < n;) {
 		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, override);
 		if (!run) {

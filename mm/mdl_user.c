@@ -330,16 +330,23 @@ static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum 
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
-	for (ULONG i = 0; i < n; i++) {
-		enum memtype t;
+	for (ULONG i = 0; i < n;) {
 		struct pt_attrs a = { .write = write, .exec = false, .user = true, .global = false };
-		bool ok = memtype_for_mapping(pfns[i], requested, &t, &override);
-		a.type = t;
-		if (!ok || !pt_map(&mm->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+		/* Each run of frames pinned and typed alike is written with one call (memtype.h),
+		 * any other frame typed on its own: a frame has one type in the process and in
+		 * the kernel (mm/RULES.md user rule U11, rule 6). */
+		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, &override);
+		bool ok = true;
+		if (!run) {
+			ok = memtype_for_mapping(pfns[i], requested, &a.type, &override);
+			run = 1;
+		}
+		if (!ok || !pt_map_frames(&mm->root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], run, a)) {
 			if (i)
 				pt_unmap(&mm->root, va, (uint64_t)i * PAGE_SIZE);
 			return false;
 		}
+		i += (ULONG)run;
 	}
 	stats.cache_overrides += override;
 	return true;

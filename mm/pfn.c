@@ -68,6 +68,14 @@ uint64_t pfn_pinned_run(const pfn_t *pfns, uint64_t n, enum memtype *type)
 	return i;
 }
 
+bool pfn_pinned_frame(pfn_t pfn, enum memtype *type)
+{
+	if (pfn >= db_limit || db[pfn].memtype >= MT_COUNT || !(db[pfn].lock_count || entry_is_pinned(&db[pfn])))
+		return false;
+	*type = (enum memtype)db[pfn].memtype;
+	return true;
+}
+
 static void set_state(pfn_t pfn, enum pfn_state s)
 {
 	count_by_state[db[pfn].state]--;

@@ -137,6 +137,9 @@ bool pfn_frame_is_pinned(pfn_t pfn);
  * such a frame.  The MDL mapping's fast path (memtype_mapping_run): one pass, no call per
  * frame. */
 uint64_t pfn_pinned_run(const pfn_t *pfns, uint64_t n, enum memtype *type);
+/* pfn_pinned_run of one frame (the one-page mapping's): whether it is pinned and typed,
+ * its type in *type. */
+bool pfn_pinned_frame(pfn_t pfn, enum memtype *type);
 pfn_t pfn_limit(void);                         /* one past the highest frame in the database */
 void pfn_get_stats(struct pfn_stats *out);
 const char *pfn_state_name(enum pfn_state s);

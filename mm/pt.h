@@ -68,6 +68,11 @@ void pt_root_destroy(struct pt_root *r);
  * not be had; PANICs on an overlap (a caller bug). */
 bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct pt_attrs a,
 	    unsigned flags);
+/* Map the n pages from va (page-aligned, unmapped) to frames pfns[0..n) with 4 KiB leaves,
+ * all with `a`: pt_map of each page, one walk per page table.  The same contract: false
+ * (nothing left mapped, tables freed) when a table frame could not be had; PANICs on an
+ * overlap. */
+bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
 /* Unmap [va, va + size): large pages straddling an edge are split, empty tables freed, the
  * TLB flushed.  Unmapped holes in the range are fine. */
 void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size);
@@ -112,6 +117,8 @@ void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs 
  * leaves at va, every one with the attributes `a` (one memory type).  The MDL mapping writes
  * each run of frames of one type with one call; the caller decides the types (memtype.h). */
 void pt_set_ptes_run(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
+/* pt_set_ptes_run of one page: the 4 KiB leaf at va for frame pfn. */
+void pt_set_pte(uint64_t va, uint64_t pfn, struct pt_attrs a);
 /* Change the rights of n mapped 4 KiB leaves at va (prepopulated) in place, frame and
  * memory-type bits kept; present = false clears only P, so a later call can make the same
  * frame and type present again.  Flushes before returning. */

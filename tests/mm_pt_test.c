@@ -366,6 +366,69 @@ static void translate_run_matches_page_walk(struct ktest *t)
 	}
 }
 
+/*
+ * pt_map_frames (one walk per page table) across a page-table boundary: every page maps its
+ * own frame with the rights asked, read back by pt_query and by a store through it; then
+ * pt_unmap of the range with a hole in it clears every PTE and frees both page tables and
+ * the page directory (the batched clear prunes as the per-page one did).  And when the second
+ * table cannot be had, nothing is left mapped and no table is kept.
+ */
+static void map_frames_spans_tables_and_unmaps_clean(struct ktest *t)
+{
+	enum { N = 8 };
+	uint64_t va = scratch_kva(PAGE_SIZE, 0) + LARGE_PAGE_SIZE - 4 * PAGE_SIZE;
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	ASSERT_TRUE(t, !q.present && q.level == 3 && q.entry[3] == 0);
+	pfn_t pfns[N];
+	int have = 0;
+	for (; have < N; have++)
+		if ((pfns[have] = pfn_alloc(0, PFN_OWNER_TEST)) == PFN_INVALID)
+			break;
+	uint64_t tables = page_tables();
+	struct pt_attrs rw = { .write = true, .type = MT_WB };
+	bool mapped = have == N && pt_map_frames(&kernel_root, va, pfns, N, rw);
+	EXPECT_TRUE(t, mapped);
+	if (mapped) {
+		EXPECT_EQ(t, page_tables(), tables + 3); /* a page directory and two page tables */
+		struct faultcap f;
+		for (int i = 0; i < N; i++) {
+			pt_query(&kernel_root, va + i * PAGE_SIZE, &q);
+			EXPECT_TRUE(t, q.present && q.level == 1 && q.eff.write && !q.eff.user && !q.eff.exec);
+			EXPECT_EQ(t, q.pa, pfns[i] << PAGE_SHIFT);
+			EXPECT_TRUE(t, faultcap_try_store8(va + i * PAGE_SIZE + 3, (uint8_t)(0x40 + i), &f));
+			EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(pfns[i]) + 3), 0x40 + i);
+		}
+		/* A hole on each side of the boundary, then the whole range unmapped at once. */
+		pt_unmap(&kernel_root, va + 2 * PAGE_SIZE, PAGE_SIZE);
+		pt_unmap(&kernel_root, va + 5 * PAGE_SIZE, PAGE_SIZE);
+		pt_unmap(&kernel_root, va, N * PAGE_SIZE);
+		for (int i = 0; i < N; i++) {
+			pt_query(&kernel_root, va + i * PAGE_SIZE, &q);
+			EXPECT_FALSE(t, q.present);
+		}
+		EXPECT_EQ(t, q.level, 3);
+		EXPECT_EQ(t, page_tables(), tables);
+		struct faultcap g;
+		EXPECT_FALSE(t, faultcap_try_store8(va + 7 * PAGE_SIZE, 1, &g));
+		EXPECT_PAGE_FAULT(t, &g, PF_WRITE_NOT_PRESENT, va + 7 * PAGE_SIZE);
+	}
+	if (have == N) {
+		/* Frames for the page directory and the first table only. */
+		uint64_t taken;
+		pfn_t hog = mmt_hog_frames(2, &taken);
+		bool ok = pt_map_frames(&kernel_root, va, pfns, N, rw);
+		pt_query(&kernel_root, va, &q);
+		mmt_release_frames(hog);
+		EXPECT_FALSE(t, ok);
+		EXPECT_FALSE(t, q.present);
+		EXPECT_EQ(t, q.entry[3], 0);
+		EXPECT_EQ(t, page_tables(), tables);
+	}
+	for (int i = 0; i < have; i++)
+		pfn_free(pfns[i]);
+}
+
 static struct ktest_case mm_pt_cases[] = {
 	KTEST_CASE(split_2m_wb_leaf_keeps_511_neighbours),
 	KTEST_CASE(split_2m_wp_leaf_moves_pat_bit),
@@ -375,6 +438,7 @@ static struct ktest_case mm_pt_cases[] = {
 	KTEST_CASE(map_failure_frees_tables_it_made),
 	KTEST_CASE(map_failure_unmaps_pages_it_made),
 	KTEST_CASE(translate_run_matches_page_walk),
+	KTEST_CASE(map_frames_spans_tables_and_unmaps_clean),
 	{ 0 }
 };
 KTEST_SUITE(mm_pt, mm_pt_cases);
