@@ -9,6 +9,7 @@
 #include "kernel/process.h"
 #include "kernel/seh.h"
 #include "mm/layout.h"
+#include "mm/pt.h"
 #include "mm/uvm.h"
 
 struct idt_gate {
@@ -299,7 +300,18 @@ void trap_dispatch(struct trap_frame *f)
 		rec.ExceptionInformation[0] = EXCEPTION_READ_FAULT;
 		rec.ExceptionInformation[1] = ~0ull;
 	}
-	if (!seh_top())
+	if (!seh_top()) {
+		/* A kernel write to a present read-only page of the kernel half that no __try
+		 * handles: NT's ATTEMPTED_WRITE_TO_READONLY_MEMORY, (address written, its PTE,
+		 * reserved, reserved) as the bug-check page gives them (mm/RULES.md decision 9). */
+		if (f->vector == VEC_PAGE_FAULT && f->cr2 >= USER_VA_END &&
+		    (f->error_code & (PF_P | PF_W | PF_U | PF_RSVD)) == (PF_P | PF_W)) {
+			struct pt_query q;
+			pt_query(&kernel_root, f->cr2, &q);
+			trap_print_report(f);
+			KeBugCheckEx(ATTEMPTED_WRITE_TO_READONLY_MEMORY, f->cr2, q.entry[q.level], 0, 0);
+		}
 		reporting = 1;
+	}
 	seh_dispatch(&rec, f);
 }

@@ -1,7 +1,8 @@
 /*
  * The MDL routines, kernel side (include/wdm.h; their rules, with Microsoft's values and this
  * project's decisions, are mm/RULES.md's).  Mappings live in the system-PTE space; every one is no-execute (mm/RULES.md decision 3),
- * read-only with MdlMappingNoWrite, and carries each frame's one memory type (mm/RULES.md decision 1).
+ * read-only with MdlMappingNoWrite or when the MDL was locked over memory its caller could not
+ * write (mm/RULES.md decision 9), and carries each frame's one memory type (mm/RULES.md decision 1).
  */
 #include "mm/mdl.h"
 #include "mm/mdl_user.h"
@@ -70,6 +71,13 @@ VOID IoFreeMdl(PMDL Mdl)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	else if ((Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARTIAL))
 		verifier_violation(VERIFIER_MDL_FREE_MAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+	/* Pages MmProbeAndLockPages locked must be unlocked first (IoFreeMdl's page).  The
+	 * verifier stops here (mdlab's code 0x2007); without it, as in NT, the frames stay
+	 * locked, and a user buffer's lock is still charged to its process, which stops with
+	 * 0x76 (or 0xCB) when it ends (mm/RULES.md rule 17).  A driver's own MDL_PAGES_LOCKED
+	 * holds no lock count and is not checked. */
+	if ((Mdl->MdlabFlags & MDLAB_MDL_PROBE_LOCKED) && verifier_on(VF_CHECKS))
+		verifier_violation(VERIFIER_MDL_FREE_LOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, mdl_page_count(Mdl));
 	ExFreePoolWithTag(Mdl, MDL_TAG);
 }
 
@@ -88,6 +96,10 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	/* A user-mode range lies below the probe limit and does not wrap. */
 	if (AccessMode == UserMode && (va + len < va || va + len > MM_USER_PROBE_ADDRESS))
 		seh_raise_access_violation(va + len < va ? va : MM_USER_PROBE_ADDRESS, access);
+	/* Any range that wraps past the top of the address space names no pages.  Pages in the
+	 * canonical hole are refused below: pt_query finds nothing there (mm/RULES.md rule 12). */
+	if (len && va + (len - 1) < va)
+		seh_raise_access_violation(va, access);
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	/* A user buffer is made resident in its process first (mm/mdl_user.c). */
@@ -99,11 +111,17 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	/* Every page present with the access asked (effective rights), read with one walk per
 	 * page table; only then is anything locked, so nothing stays locked after the
 	 * exception. */
-	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns);
+	bool read_only = false;
+	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					   &read_only);
 	if (i < n)
 		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
 	bool io = pfn_lock_frames(pfns, n);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
+	/* A read lock of memory its caller cannot write gives read-only mappings only
+	 * (mm/RULES.md decision 9). */
+	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
+			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
 	mdl_user_note_lock(Mdl, owner);
 	stats.probes++;
 }
@@ -129,6 +147,7 @@ VOID MmUnlockPages(PMDL Mdl)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	pfn_unlock_frames(MmGetMdlPfnArray(Mdl), n);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
+	Mdl->MdlabFlags &= ~(MDLAB_MDL_SOURCE_READ_ONLY | MDLAB_MDL_PROBE_LOCKED);
 	stats.unlocks++;
 }
 
@@ -321,6 +340,23 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 
 /* ---- partial MDLs ------------------------------------------------------------------- */
 
+/*
+ * The bytes an MDL's storage holds, header and PFN array.  Size is a CSHORT (NT's
+ * MmInitializeMdl truncates 0x30 + 8 x pages to 16 bits), so it wraps for MDLs over 8185
+ * pages, which IoAllocateMdl allows up to 4 GiB - 4 KiB.  An MDL that starts a pool
+ * allocation (IoAllocateMdl's, or a driver's own ExAllocatePool2 of MmSizeOfMdl bytes) has
+ * the allocation's size; any other MDL (a driver's static or stack storage) has Size
+ * (mm/RULES.md rule 11).
+ */
+static uint64_t mdl_capacity(PMDL m)
+{
+	uint64_t size = (USHORT)m->Size;
+	struct pool_info pi;
+	if (pool_query((uint64_t)m, &pi) && pi.base == (uint64_t)m && pi.size > size)
+		return pi.size;
+	return size;
+}
+
 VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULONG Length)
 {
 	uint64_t src = (uint64_t)MmGetMdlVirtualAddress(SourceMdl), end = src + SourceMdl->ByteCount;
@@ -333,8 +369,9 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 	if (!(SourceMdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length);
-	if ((USHORT)TargetMdl->Size < sizeof(MDL) + n * sizeof(PFN_NUMBER))
-		KeBugCheckEx(TARGET_MDL_TOO_SMALL, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, n, (USHORT)TargetMdl->Size);
+	uint64_t need = sizeof(MDL) + (uint64_t)n * sizeof(PFN_NUMBER);
+	if ((USHORT)TargetMdl->Size < need && mdl_capacity(TargetMdl) < need)
+		KeBugCheckEx(TARGET_MDL_TOO_SMALL, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, n, mdl_capacity(TargetMdl));
 	/* Rebuilding a partial MDL that still holds its own mapping would lose it. */
 	if (TargetMdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
 		verifier_violation(VERIFIER_MDL_ALREADY_MAPPED, (ULONG_PTR)TargetMdl, (USHORT)TargetMdl->MdlFlags,
@@ -343,6 +380,7 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 	TargetMdl->MdlFlags = (TargetMdl->MdlFlags & (MDL_ALLOCATED_FIXED_SIZE | MDL_ALLOCATED_MUST_SUCCEED)) |
 			      MDL_PARTIAL |
 			      (SourceMdl->MdlFlags & (MDL_IO_SPACE | MDL_WRITE_OPERATION | MDL_SOURCE_IS_NONPAGED_POOL));
+	TargetMdl->MdlabFlags = SourceMdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY;
 	TargetMdl->Process = SourceMdl->Process;
 	TargetMdl->StartVa = PAGE_ALIGN(VirtualAddress);
 	TargetMdl->ByteOffset = BYTE_OFFSET(VirtualAddress);
@@ -359,6 +397,24 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 }
 
 /* ---- mapping ------------------------------------------------------------------------ */
+
+/* Pages of system mappings that MmProtectMdlSystemAddress made executable and that still
+ * are: while it is 0 (nearly always) no frame is executable in ring 0 through an MDL mapping,
+ * and the checks below cost nothing. */
+static uint64_t exec_system_pages;
+
+/* The executable pages among the n present PTEs at page-aligned va (the kernel's tables). */
+static ULONG count_executable(uint64_t va, ULONG n)
+{
+	ULONG k = 0;
+	for (ULONG i = 0; i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &q);
+		k += q.present && q.eff.exec;
+	}
+	return k;
+}
+
 
 /* Every frame of a mapped MDL must be pinned (pfn_frame_is_pinned): locked, pool, an MDL's
  * own allocation, kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE. */
@@ -456,9 +512,11 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
-	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only. */
+	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
+	 * and so does a source its caller could not write (decision 9). */
 	bool override = false;
-	if (!write_ptes(Mdl, va, n, requested, !(Priority & MdlMappingNoWrite), false, &override)) {
+	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
+	if (!write_ptes(Mdl, va, n, requested, write, false, &override)) {
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	}
@@ -508,10 +566,49 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	/* A reserved mapping's PTEs are its reservation's (MmUnmapReservedMapping's to clear). */
 	if (reserved_mappings_live)
 		reserved_refuse_unmap(base);
+	if (exec_system_pages)
+		exec_system_pages -= count_executable(ALIGN_DOWN(base, PAGE_SIZE), n);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;
 	stats.unmaps++;
+}
+
+struct exec_frames_ctx {
+	const PFN_NUMBER *pfns;
+	ULONG n;
+	bool found;
+};
+
+static void find_executable_frame(const struct pt_leaf *l, void *arg)
+{
+	struct exec_frames_ctx *c = arg;
+	if (c->found || !l->eff.exec)
+		return;
+	for (ULONG i = 0; i < c->n; i++)
+		if (c->pfns[i] << PAGE_SHIFT >= l->pa && (c->pfns[i] << PAGE_SHIFT) - l->pa < l->size)
+			c->found = true;
+}
+
+bool mdl_frames_executable_in_ring_0(PMDL m)
+{
+	if (!exec_system_pages)
+		return false;
+	/* Any MDL's system mapping, read from the real PTEs of the system-PTE region. */
+	struct exec_frames_ctx c = { .pfns = MmGetMdlPfnArray(m), .n = mdl_page_count(m) };
+	pt_for_each_leaf(&kernel_root, KVA_SYSPTE_BASE, KVA_SYSPTE_END, find_executable_frame, &c);
+	return c.found;
+}
+
+/* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write through an
+ * MDL user mapping becomes executable in ring 0. */
+static bool frames_user_writable(PMDL m)
+{
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	for (ULONG i = 0, n = mdl_page_count(m); i < n; i++)
+		if (mdl_user_frame_writable(pfns[i]))
+			return true;
+	return false;
 }
 
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
@@ -524,9 +621,18 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	switch (NewProtect) {
 	case PAGE_NOACCESS: present = false; break;
 	case PAGE_READONLY: break;
-	case PAGE_READWRITE: write = true; break;
+	case PAGE_READWRITE:
+		/* A mapping of memory its caller could not write stays read-only (decision 9). */
+		if (m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY)
+			return STATUS_INVALID_PAGE_PROTECTION;
+		write = true;
+		break;
 	case PAGE_EXECUTE:
-	case PAGE_EXECUTE_READ: exec = true; break;
+	case PAGE_EXECUTE_READ:
+		if (frames_user_writable(m))
+			return STATUS_INVALID_PAGE_PROTECTION;
+		exec = true;
+		break;
 	default:
 		/* PAGE_EXECUTE_READWRITE is refused (mm/RULES.md decision 3: W^X), like every modifier. */
 		return STATUS_INVALID_PAGE_PROTECTION;
@@ -535,7 +641,10 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	ULONG n = mdl_page_count(m);
 	/* The PTEs change in place: each keeps its frame and its memory type (an I/O-space
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
+	if (exec_system_pages)
+		exec_system_pages -= count_executable(va, n);
 	pt_reprotect_ptes(va, n, present, write, exec);
+	exec_system_pages += exec ? n : 0;
 	stats.protects++;
 	return STATUS_SUCCESS;
 }
@@ -675,7 +784,7 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
-	bool io = false;
+	bool io = false, read_only = false;
 	for (ULONG i = 0; i < n; i++) {
 		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
 		struct pt_query q;
@@ -687,9 +796,14 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 		}
 		pfns[i] = q.pa >> PAGE_SHIFT;
 		io |= !pfn_is_ram(pfns[i]);
+		read_only |= !q.eff.write;
 		pfn_lock_frame(pfns[i]);
 	}
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
+	/* As MmProbeAndLockPages: probe-locked, and read-only mappings only of what its caller
+	 * cannot write (mm/RULES.md decision 9). */
+	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
+			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
 	mdl_user_note_lock(Mdl, owner);
 	stats.probes++;
 }

@@ -15,7 +15,9 @@
  *
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
- * executable, read-only with MdlMappingNoWrite and otherwise writable, and each frame keeps
+ * executable, read-only with MdlMappingNoWrite or over memory its caller could not write
+ * (mm/RULES.md decision 9) and otherwise writable — never writable while a frame is
+ * executable in ring 0 (decision 3) — and each frame keeps
  * its one memory type — the kernel side's rule (memtype_for_mapping): pool and locked RAM stay
  * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
  * CacheType for good.  The result keeps the MDL's byte offset.  RequestedAddress
@@ -388,7 +390,11 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
 	/* A user mapping is never executable (mm/RULES.md user rule U3); NoWrite makes it read-only. */
-	r->write = !(Priority & MdlMappingNoWrite);
+	r->write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY); /* decision 9 */
+	/* W^X across privilege levels (mm/RULES.md decision 3): ring 3 may not write what ring
+	 * 0 can execute. */
+	if (r->write && mdl_frames_executable_in_ring_0(Mdl))
+		map_failed(STATUS_INVALID_PAGE_PROTECTION);
 }
 
 /* Make the mapping r describes: its record, its VAD_MDL range and its PTEs, then put it on
@@ -426,6 +432,19 @@ PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddre
 	stats.maps++;
 	stats.live++;
 	return (PVOID)(r.va + Mdl->ByteOffset);
+}
+
+bool mdl_user_frame_writable(pfn_t pfn)
+{
+	/* The real user PTEs of every MDL mapping, not the records' rights. */
+	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
+		for (uint64_t i = 0; i < um->pages; i++) {
+			struct pt_query q;
+			pt_query(&um->mm->root, um->va + i * PAGE_SIZE, &q);
+			if (q.present && q.eff.user && q.eff.write && q.pa >> PAGE_SHIFT == pfn)
+				return true;
+		}
+	return false;
 }
 
 /* ---- unmapping ---------------------------------------------------------------------- */

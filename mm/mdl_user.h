@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "include/wdm.h"
 #include "mm/mmproc.h"
+#include "mm/pfn.h"
 
 struct vad;
 
@@ -65,6 +66,10 @@ void mdl_user_check_locks_left(struct mm_process *mm);
  * go, its pool pages stop counting as user-mapped.  PsDestroyProcess runs it after the
  * drivers' cleanup callbacks, before the address space goes. */
 void mdl_user_process_exit(struct mm_process *mm);
+
+/* Whether some MDL mapping in some process lets ring 3 write frame pfn (read from the
+ * process's page tables): MmProtectMdlSystemAddress refuses to make such a frame executable. */
+bool mdl_user_frame_writable(pfn_t pfn);
 
 /* The mappings of Mdl in any process (tools, tests, the MDL-freeing paths). */
 uint32_t mdl_user_mapping_count(PMDL Mdl);

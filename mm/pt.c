@@ -115,6 +115,14 @@ static bool split_leaf(const struct pt_root *r, uint64_t *slot, int level, uint6
  */
 static uint64_t *walk_to(const struct pt_root *r, uint64_t va, int target, bool create, int *stop_level)
 {
+	/* A non-canonical address has no entry: its index bits would name some other page's. */
+	if (!pt_is_canonical(va)) {
+		if (create)
+			PANIC("walk_to: 0x%lx is not canonical", va);
+		if (stop_level)
+			*stop_level = 4;
+		return NULL;
+	}
 	uint64_t *table = table_va(r->pml4);
 	for (int level = 4; level > target; level--) {
 		uint64_t *slot = &table[index_of(va, level)];
@@ -145,6 +153,9 @@ static uint64_t *walk_to(const struct pt_root *r, uint64_t va, int target, bool 
 /* Find the present leaf that maps va: its slot and level, or NULL. */
 static uint64_t *find_leaf(const struct pt_root *r, uint64_t va, int *level_out)
 {
+	*level_out = 4;
+	if (!pt_is_canonical(va))
+		return NULL; /* no entry maps it (walk_to) */
 	uint64_t *table = table_va(r->pml4);
 	for (int level = 4; level >= 1; level--) {
 		uint64_t *slot = &table[index_of(va, level)];
@@ -531,6 +542,11 @@ void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
 {
 	memset(q, 0, sizeof *q);
 	q->eff = (struct pt_attrs){ .write = true, .exec = true, .user = true };
+	q->level = 4;
+	/* A non-canonical address translates to nothing (SDM Vol. 3A, 4.5: the CPU raises #GP
+	 * without walking); its truncated index bits must not find another page's entry. */
+	if (!pt_is_canonical(va))
+		return;
 	uint64_t table_pa = r->pml4;
 	for (int level = 4; level >= 1; level--) {
 		uint64_t *slot = &table_va(table_pa)[index_of(va, level)];
@@ -563,7 +579,8 @@ static uint64_t canonical(uint64_t va) { return (va & (1ull << 47)) ? va | 0xFFF
  * with those of the three entries above it, so the upper three are read once for all the
  * PTEs of one table; a 2 MiB or 1 GiB leaf maps frames in order).  The answer per page is
  * the same as pt_query's: present, RW and U/S effective where asked. */
-uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns)
+uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns,
+			  bool *read_only)
 {
 	uint64_t need = E_P | (write ? E_RW : 0) | (user ? E_US : 0), done = 0;
 	while (done < n) {
@@ -572,11 +589,12 @@ uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool
 		if (canonical(page) != page || page < va)
 			return done;
 		const uint64_t *table = table_va(r->pml4);
-		uint64_t e = 0, upper = need;
+		uint64_t e = 0, upper = need, rw = E_RW;
 		int level = 4;
 		for (; level > 1; level--) {
 			e = table[index_of(page, level)];
 			upper &= e;
+			rw &= e;
 			if (!(e & E_P) || (level < 4 && (e & E_PS)))
 				break;
 			table = table_va(e & E_ADDR);
@@ -590,6 +608,8 @@ uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool
 			uint64_t pfn = (leaf_pa(e, level) >> PAGE_SHIFT) + first;
 			if (left > pages - first)
 				left = pages - first;
+			if (read_only && !rw)
+				*read_only = true;
 			for (uint64_t k = 0; pfns && k < left; k++)
 				pfns[done + k] = pfn + k;
 			done += left;
@@ -603,6 +623,8 @@ uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool
 		for (uint64_t k = 0; k < left; k++) {
 			if ((pte[k] & need) != need)
 				return done + k;
+			if (read_only && !(rw & pte[k]))
+				*read_only = true;
 			if (pfns)
 				pfns[done + k] = (pte[k] & E_ADDR) >> PAGE_SHIFT;
 		}

@@ -80,15 +80,22 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size);
  * pages straddling an edge are split, uniform ones merged back, the TLB flushed.  Returns
  * false (nothing changed) when a table frame could not be had for a split. */
 bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a);
-/* Read the translation of va. */
+/* Whether va is canonical for 4-level paging: bits 63..47 all equal (SDM Vol. 3A, 4.5). */
+static inline bool pt_is_canonical(uint64_t va)
+{
+	return (uint64_t)((int64_t)(va << 16) >> 16) == va;
+}
+/* Read the translation of va; a non-canonical va is not present (level 4, no entry read). */
 void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *out);
 
 /* Translate the n pages from va (page-aligned) as pt_query would, one walk per page table
  * rather than per page: pfns[i] (when pfns is not NULL) gets page i's frame, for as long as
  * each page is present and, where asked, writable and user-accessible (effective rights).
- * Returns how many pages from va passed: n, or the index of the first that did not (a
- * non-canonical address does not). */
-uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns);
+ * *read_only (when not NULL) is set when a page that passed is not writable (effective
+ * rights; mm/RULES.md decision 9).  Returns how many pages from va passed: n, or the index
+ * of the first that did not (a non-canonical address does not). */
+uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns,
+			  bool *read_only);
 
 /* Call fn for every present leaf overlapping [lo, hi), in address order. */
 struct pt_leaf {

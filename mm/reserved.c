@@ -144,7 +144,9 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
 	for (ULONG i = 0; i < n; i++) {
-		struct pt_attrs a = { .write = true, .exec = false, .user = false, .global = true };
+		/* Read-only when the MDL's caller could not write its source (decision 9). */
+		struct pt_attrs a = { .write = !(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY), .exec = false,
+				      .user = false, .global = true };
 		/* An untyped frame takes CacheType (its alias split); with no frame for that, the
 		 * mapping cannot be made: what is written goes, and the answer is NULL. */
 		if (!memtype_for_mapping(pfns[i], requested, &a.type, &override)) {

@@ -520,7 +520,7 @@ uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t 
 	uint64_t limit = n < room ? n : room, done = 0;
 	while (done < limit) {
 		/* The resident pages with the access asked, one walk per page table (pt.h). */
-		done += pt_translate_run(&mm->root, page + done * PAGE_SIZE, limit - done, write, true, NULL);
+		done += pt_translate_run(&mm->root, page + done * PAGE_SIZE, limit - done, write, true, NULL, NULL);
 		if (done == limit)
 			break;
 		uint64_t p = page + done * PAGE_SIZE;

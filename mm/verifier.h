@@ -66,6 +66,8 @@ enum verifier_code {
 							 * a user */
 	VERIFIER_DEVMEM_BAD_RELEASE = 0x2006,           /* freeing or unmapping device memory that the
 							 * routine's allocator did not give (mm/devmem.c) */
+	VERIFIER_MDL_FREE_LOCKED = 0x2007,              /* IoFreeMdl of an MDL whose pages are locked
+							 * (MDL, flags, pages) */
 };
 
 enum vf_site {

@@ -19,7 +19,8 @@
  * The suite proves each method's round trip from ring 3, and that a bad buffer (NULL, a
  * kernel address, read-only output) is STATUS_ACCESS_VIOLATION for the caller, raised by the
  * I/O manager's probe or, for METHOD_NEITHER, by the driver's own, with nothing left locked
- * or mapped (the framework's accounting after every case; the driver's mappings read from the
+ * or mapped; METHOD_IN_DIRECT's read-only output passes the read probe, is mapped read-only,
+ * and the driver's write is bug check 0xBE (a death case) (the framework's accounting after every case; the driver's mappings read from the
  * kernel's page tables).
  */
 #include "kernel/ktest.h"
@@ -59,6 +60,10 @@ static struct {
 	uint64_t mapped[SIOCTL_MAPPINGS];
 	int nmapped;
 } sioctl_log;
+
+/* Set by the death case below: the driver's own write must stop the machine, and only the
+ * driver knows the address first; the test's expectation is printed just before it. */
+static struct ktest *sioctl_expect_0xbe;
 
 static void sioctl_note_mapping(PVOID va)
 {
@@ -177,6 +182,12 @@ static NTSTATUS sioctl_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 		return STATUS_INSUFFICIENT_RESOURCES;
 	sioctl_note_mapping(out);
 	*info = MIN(in_len, out_len);
+	if (sioctl_expect_0xbe) {
+		struct pt_query q;
+		pt_query(&kernel_root, (uint64_t)out, &q);
+		ktest_expect_stop(sioctl_expect_0xbe, ATTEMPTED_WRITE_TO_READONLY_MEMORY, (ULONG_PTR)out,
+				  q.entry[q.level], 0, 0, KTEST_P_ALL);
+	}
 	sioctl_transform(out, Irp->AssociatedIrp.SystemBuffer, (ULONG)*info);
 	return STATUS_SUCCESS;
 }
@@ -342,7 +353,8 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 	const struct {
 		const char *what;
 		uint64_t in, out;
-		bool in_direct_ok;   /* IN_DIRECT probes its output for read: read-only is fine */
+		bool in_direct_ok;   /* IN_DIRECT probes its output for read: the probe accepts a
+				      * read-only page, the driver's write stops (the death case) */
 	} bad[] = {
 		{ "NULL input", 0, out, false },
 		{ "kernel input", kernel, out, false },
@@ -406,10 +418,55 @@ static void empty_buffers_are_invalid_parameters(struct ktest *t)
 	PsDestroyProcess(p);
 }
 
+/* METHOD_IN_DIRECT with a read-only output buffer (the process's read-only parameter page):
+ * the I/O manager's read probe accepts it, but the system mapping is read-only (mm/RULES.md
+ * decision 9), and the driver's write through it is 0xBE (address, PTE, 0, 0), not a change
+ * of memory the process could not write. */
+static void in_direct_read_only_output_stops_the_driver_write(struct ktest *t)
+{
+	struct agent_script s;
+	agent_begin(&s);
+	app_prologue(&s);
+	agent_ioctl(&s, IOCTL_SIOCTL_METHOD_IN_DIRECT, app_buf, 16, USER_PARAMS_VA + 8, 16);
+	sioctl_expect_0xbe = t;
+	agent_run_clean(t, &s);
+	KTEST_FAIL(t, "the driver's write through a read-only mapping did not stop the machine");
+}
+
+/* The same through a NoWrite view of kernel pool: a driver mapped a zeroed pool page into the
+ * process with MdlMappingNoWrite; the process hands that view to METHOD_IN_DIRECT as its
+ * output.  The driver's write stops with 0xBE instead of changing the pool page. */
+static void in_direct_output_in_a_no_write_pool_view_stops_the_driver_write(struct ktest *t)
+{
+	const uint64_t view = scratch_uva(PAGE_SIZE, 0);
+	struct agent_script s;
+	agent_begin(&s);
+	app_prologue(&s);
+	agent_ioctl(&s, IOCTL_SIOCTL_METHOD_IN_DIRECT, app_buf, 16, view + 0x20, 16);
+	PEPROCESS p = agent_create(&s, 0);
+	ASSERT_TRUE(t, p != NULL);
+	void *pool = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, 0x56574E53u /* 'SNWV' */);
+	PMDL m = pool ? IoAllocateMdl(pool, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	ASSERT_TRUE(t, m != NULL);
+	MmBuildMdlForNonPagedPool(m);
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PVOID got = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)view, FALSE,
+						 NormalPagePriority | MdlMappingNoWrite);
+	KeUnstackDetachProcess(&apc);
+	ASSERT_TRUE(t, got == (PVOID)view);
+	sioctl_expect_0xbe = t;
+	PsRunProcess(p);
+	KTEST_FAIL(t, "the driver's write through a read-only mapping did not stop the machine");
+}
+
 static struct ktest_case io_sample_cases[] = {
 	KTEST_CASE(each_method_round_trips_from_ring_3),
 	KTEST_CASE(bad_buffers_are_access_violations_with_nothing_leaked),
 	KTEST_CASE(empty_buffers_are_invalid_parameters),
+	KTEST_DEATH_CASE(in_direct_read_only_output_stops_the_driver_write, ATTEMPTED_WRITE_TO_READONLY_MEMORY),
+	KTEST_DEATH_CASE(in_direct_output_in_a_no_write_pool_view_stops_the_driver_write,
+			 ATTEMPTED_WRITE_TO_READONLY_MEMORY),
 	{ 0 }
 };
 KTEST_SUITE(io_sample, io_sample_cases, .init = io_sample_init, .exit = io_sample_exit);
