@@ -333,17 +333,24 @@ static void translate_run_matches_page_walk(struct ktest *t)
 		uint64_t pfns[4 + SMALL], from = small_va - 4 * PAGE_SIZE;
 		memset(pfns, 0, sizeof pfns);
 		/* Four pages of the large leaf, then the writable small pages before RO. */
-		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, true, false, pfns), 4 + RO);
+		bool ro = false;
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, true, false, pfns, &ro), 4 + RO);
+		EXPECT_FALSE(t, ro); /* every page that passed a write check is writable */
 		for (int i = 0; i < 4 + RO; i++) {
 			pt_query(&kernel_root, from + i * PAGE_SIZE, &q);
 			EXPECT_EQ(t, pfns[i], q.pa >> PAGE_SHIFT);
 			EXPECT_EQ(t, pfns[i], i < 4 ? big + 508 + i : small[i - 4]);
 		}
-		/* Read access passes RO and stops at the hole; user access stops at once. */
-		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, false, false, pfns), 4 + SMALL - 1);
+		/* Read access passes RO, telling it is read-only, and stops at the hole; user access
+		 * stops at once. */
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, false, false, pfns, &ro), 4 + SMALL - 1);
+		EXPECT_TRUE(t, ro);
+		ro = false;
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + RO, false, false, NULL, &ro), 4 + RO);
+		EXPECT_FALSE(t, ro); /* the run before RO: all writable */
 		EXPECT_EQ(t, pfns[4 + RO], small[RO]);
-		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, false, true, NULL), 0);
-		EXPECT_EQ(t, pt_translate_run(&kernel_root, small_va + RO * PAGE_SIZE, 1, true, false, NULL), 0);
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, false, true, NULL, NULL), 0);
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, small_va + RO * PAGE_SIZE, 1, true, false, NULL, NULL), 0);
 	}
 	if (mapped)
 		pt_unmap(&kernel_root, small_va, mapped * PAGE_SIZE);
@@ -354,10 +361,10 @@ static void translate_run_matches_page_walk(struct ktest *t)
 	pfn_free_run(big, 512);
 
 	/* The first non-canonical address translates to nothing. */
-	EXPECT_EQ(t, pt_translate_run(&kernel_root, 0x0000800000000000ull, 1, false, false, NULL), 0);
+	EXPECT_EQ(t, pt_translate_run(&kernel_root, 0x0000800000000000ull, 1, false, false, NULL, NULL), 0);
 	/* The direct map, across a 2 MiB boundary, page for page as pt_query reads it. */
 	uint64_t dm = ALIGN_UP((uint64_t)pfn_to_virt(big), LARGE_PAGE_SIZE) - 3 * PAGE_SIZE, dpfns[6];
-	EXPECT_EQ(t, pt_translate_run(&kernel_root, dm, 6, true, false, dpfns), 6);
+	EXPECT_EQ(t, pt_translate_run(&kernel_root, dm, 6, true, false, dpfns, NULL), 6);
 	for (int i = 0; i < 6; i++) {
 		struct pt_query q;
 		pt_query(&kernel_root, dm + i * PAGE_SIZE, &q);
