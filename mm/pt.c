@@ -583,11 +583,13 @@ uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool
 			  bool *read_only)
 {
 	uint64_t need = E_P | (write ? E_RW : 0) | (user ? E_US : 0), done = 0;
+	/* The RW bits of every entry of every page that passed, ANDed: one AND a page. */
+	uint64_t rw_all = E_RW;
 	while (done < n) {
 		uint64_t page = va + done * PAGE_SIZE;
 		/* A non-canonical or wrapped address translates to nothing (SDM Vol. 3, 4.5). */
 		if (canonical(page) != page || page < va)
-			return done;
+			break;
 		const uint64_t *table = table_va(r->pml4);
 		uint64_t e = 0, upper = need, rw = E_RW;
 		int level = 4;
@@ -600,7 +602,7 @@ uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool
 			table = table_va(e & E_ADDR);
 		}
 		if (upper != need)
-			return done;
+			break;
 		uint64_t left = n - done;
 		if (level > 1) {
 			/* A large leaf with the rights asked: its frames follow one another. */
@@ -608,10 +610,9 @@ uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool
 			uint64_t pfn = (leaf_pa(e, level) >> PAGE_SHIFT) + first;
 			if (left > pages - first)
 				left = pages - first;
-			if (read_only && !rw)
-				*read_only = true;
 			for (uint64_t k = 0; pfns && k < left; k++)
 				pfns[done + k] = pfn + k;
+			rw_all &= rw;
 			done += left;
 			continue;
 		}
@@ -620,16 +621,22 @@ uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool
 		if (left > 512 - i)
 			left = 512 - i;
 		const uint64_t *pte = table + i;
-		for (uint64_t k = 0; k < left; k++) {
+		uint64_t k = 0, pte_rw = E_RW;
+		for (; k < left; k++) {
 			if ((pte[k] & need) != need)
-				return done + k;
-			if (read_only && !(rw & pte[k]))
-				*read_only = true;
+				break;
+			pte_rw &= pte[k];
 			if (pfns)
 				pfns[done + k] = (pte[k] & E_ADDR) >> PAGE_SHIFT;
 		}
-		done += left;
+		if (k)
+			rw_all &= rw & pte_rw;
+		done += k;
+		if (k < left)
+			break;
 	}
+	if (read_only && !(rw_all & E_RW))
+		*read_only = true;
 	return done;
 }
 
