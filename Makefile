@@ -26,6 +26,9 @@ KVM ?= 0
 # vCPUs of the QEMU machine for run, test and debug (make bench always boots one).
 SMP ?= 4
 export MDLAB_SMP := $(SMP)
+# JUNIT=path also writes the results as JUnit XML; UNIT_LINES=1 lists each harness unit test.
+JUNIT ?=
+UNIT_LINES ?=
 # Death tests: restore copies of one booted machine (restore), or boot each one (boot).
 DEATH_MODE ?= restore
 
@@ -37,12 +40,26 @@ KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
 EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))
 KERNEL_OBJ  := $(patsubst %,$(BUILD)/%.o,$(KERNEL_C) $(KERNEL_ASM))
+# WDK-style drivers (drivers/NAME.c): rewritten for SEH like the *_driver.c files (below), each
+# DriverEntry renamed and registered under NAME by kernel/io/driver.h, so the source stays the
+# WDK's.  WDK code
+# gives its file-local routines external linkage without prototypes (MSVC does not warn), so
+# that one warning is off for drivers.
+WDM_DRIVER_C   := $(sort $(wildcard drivers/*.c))
+WDM_DRIVER_OBJ := $(patsubst %,$(BUILD)/%.o,$(WDM_DRIVER_C))
+KERNEL_OBJ  += $(WDM_DRIVER_OBJ)
+# Driver sources are written as for MSVC (__try/__except/__finally, try/except/finally):
+# each is preprocessed with MDLAB_SEH_REWRITER (kernel/seh.h then leaves the keywords alone),
+# passed through scripts/seh_rewrite.py, and the result compiled (README, "Structured
+# exception handling").  The *_driver.c files of the tree and every EXTRA_TESTS file.
+DRIVER_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*_driver.c)))
+DRIVER_OBJ  := $(patsubst %,$(BUILD)/%.o,$(DRIVER_C))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
         -Wpointer-arith -Wno-multichar
 KCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
-        -fno-stack-protector -fno-pic -fno-pie -fno-common -fno-strict-aliasing \
+        -fno-stack-protector -fno-pic -fno-pie -fno-common -fno-strict-aliasing -fshort-wchar \
         -mno-red-zone -mcmodel=kernel -mgeneral-regs-only -mno-mmx -mno-sse -mno-sse2 \
         -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -fno-optimize-sibling-calls \
         -Iinclude -I. -MMD -MP
@@ -51,14 +68,19 @@ KLDFLAGS := -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack \
 NASMFLAGS := -f elf64 -g -F dwarf -i $(BUILD)/user/ -MD
 
 # ---------------------------------------------------------------- user programs
-# Static ELF programs for ring 3, embedded in the kernel by kernel/userbin.asm.
+# Static ELF programs for ring 3, embedded in the kernel by kernel/userbin.asm.  The agent
+# and the fuzzer use the native runtime (user/lib.c); the others are Win32-style programs written against
+# user/include/ (windows.h, stdio.h) and linked with user/win32.c.
 USER_PROGS := agent fuzz
+WIN32_PROGS := hello mdlsample ioattack
 USER_ELF   := $(patsubst %,$(BUILD)/user/%.elf,$(USER_PROGS))
+WIN32_ELF  := $(patsubst %,$(BUILD)/user/%.elf,$(WIN32_PROGS))
 USER_LIB   := $(BUILD)/user/lib.c.o $(BUILD)/user/entry.asm.o
+WIN32_LIB  := $(BUILD)/user/win32.c.o $(BUILD)/user/lib.c.o $(BUILD)/user/entry.asm.o
 UCFLAGS := -std=gnu11 -O2 -g $(WARN) \
         -ffreestanding -fno-builtin -nostdinc -isystem $(shell $(CC) -print-file-name=include) \
-        -fno-stack-protector -fno-pic -fno-pie -mgeneral-regs-only -fno-omit-frame-pointer \
-        -Iinclude -I. -MMD -MP
+        -fno-stack-protector -fno-pic -fno-pie -mgeneral-regs-only -fno-omit-frame-pointer -fshort-wchar \
+        -Iuser/include -Iinclude -I. -MMD -MP
 
 $(BUILD)/user/%.c.o: user/%.c Makefile
 	@mkdir -p $(dir $@)
@@ -77,7 +99,12 @@ $(USER_ELF): $(BUILD)/user/%.elf: $(BUILD)/user/%.c.o $(USER_LIB) user/linker.ld
 	$(Q)$(LD) -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack -T user/linker.ld \
 		-o $@ $< $(USER_LIB)
 
-$(BUILD)/kernel/userbin.asm.o: $(USER_ELF)
+$(WIN32_ELF): $(BUILD)/user/%.elf: $(BUILD)/user/%.c.o $(WIN32_LIB) user/linker.ld
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(LD) -nostdlib -static -no-pie -z max-page-size=0x1000 -z noexecstack -T user/linker.ld \
+		-e win32_start -o $@ $< $(WIN32_LIB)
+
+$(BUILD)/kernel/userbin.asm.o: $(USER_ELF) $(WIN32_ELF)
 
 # ---------------------------------------------------------------- loader (GNU-EFI)
 EFI_INC  := /usr/include/efi
@@ -113,9 +140,33 @@ $(BUILD)/%.asm.o: %.asm Makefile
 	@$(if $(Q),echo "  NASM    $<")
 	$(Q)$(NASM) $(NASMFLAGS) $(@:.o=.d) $< -o $@
 
-$(BUILD)/extra/%.o: % Makefile
+# Preprocess, rewrite, compile: $(1) the source, $(2) the object.  The intermediate files
+# (.pp.i, .seh.i) sit next to the object; the dependencies are the preprocessor's.
+# -Wno-clobbered: the rewriter makes volatile every local that a __try block or filter assigns
+# (the values setjmp's rule is about); GCC also names locals that keep their value from the
+# setjmp to the longjmp, which are safe.
+SEH_CFLAGS := $(filter-out -MMD -MP,$(KCFLAGS)) -Wno-clobbered
+define seh_compile
+	$(Q)$(CC) $(KCFLAGS) $(3) -DMDLAB_SEH_REWRITER -E -MF $(2:.o=.d) -MT $(2) $(1) -o $(2:.o=.pp.i)
+	$(Q)$(PYTHON) scripts/seh_rewrite.py $(2:.o=.pp.i) $(2:.o=.seh.i)
+	$(Q)$(CC) $(SEH_CFLAGS) $(4) -c $(2:.o=.seh.i) -o $(2)
+endef
+
+# A driver image: $(3) its preprocessor flags (the forced kernel/io/driver.h registers its
+# renamed DriverEntry), $(4) the compiler's.
+$(WDM_DRIVER_OBJ): $(BUILD)/drivers/%.c.o: drivers/%.c scripts/seh_rewrite.py Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(KCFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC SEH  $<")
+	$(call seh_compile,$<,$@,-include kernel/io/driver.h -DDriverEntry=$*_DriverEntry -DMDLAB_DRIVER_NAME=$*,-Wno-missing-prototypes)
+
+$(DRIVER_OBJ): $(BUILD)/%.c.o: %.c scripts/seh_rewrite.py Makefile
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC SEH  $<")
+	$(call seh_compile,$<,$@)
+
+$(BUILD)/extra/%.o: % scripts/seh_rewrite.py Makefile
+	@mkdir -p $(dir $@)
+	$(call seh_compile,$<,$@)
 
 # The set of extra test files is part of the kernel's identity: relink when it changes.  The
 # stamp records the set; it is rewritten, as the Makefile is read, only when the set differs,
@@ -156,17 +207,23 @@ $(ESP): $(KERNEL) $(LOADER) scripts/mkesp.sh
 	$(Q)bash scripts/mkesp.sh $@ $(LOADER) $(KERNEL) "mode=monitor"
 
 # run, test and debug install what is missing first, so a fresh machine needs no other step.
+# CMD and BOOT reach run.py through the environment, unexpanded ($(value)): neither make nor
+# the shell interprets a $ or a backtick in them.
+run: export MDLAB_RUN_CMD := $(value CMD)
+run: export MDLAB_RUN_BOOT := $(value BOOT)
 run:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
-	@$(PYTHON) scripts/run.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)" $(if $(CMD),--cmd "$(CMD)")
+	@$(PYTHON) scripts/run.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)" \
+		--cmd-env MDLAB_RUN_CMD --boot-env MDLAB_RUN_BOOT
 
 test:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
 		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc) --death-mode $(DEATH_MODE) \
-		--cmdline-extra "$(KERNEL_ARGS)"
+		--cmdline-extra "$(KERNEL_ARGS)" $(if $(JUNIT),--junit '$(JUNIT)') \
+		$(if $(filter 1,$(UNIT_LINES)),--unit-lines)
 
 # Deterministic performance figures (guest instructions under -icount): build/bench.json.
 bench:

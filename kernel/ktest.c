@@ -141,6 +141,19 @@ enum ktest_outcome ktest_run_case(const struct ktest_suite *s, const struct ktes
 	return t.skipped ? KTEST_SKIPPED : KTEST_PASS;
 }
 
+int ktest_count_selected(const char *glob)
+{
+	int n = 0;
+	for_each_suite(s) {
+		for (const struct ktest_case *c = (*s)->cases; c->name; c++) {
+			char full[MDLAB_CASE_NAME_SIZE];
+			ksnprintf(full, sizeof full, "%s.%s", (*s)->name, c->name);
+			n += glob_match(glob, full); /* by name: a late suite runs anyway, unselected */
+		}
+	}
+	return n;
+}
+
 int ktest_run_all(const char *glob)
 {
 	int nsuites = 0, total_pass = 0, total_fail = 0, total_skip = 0;

@@ -151,6 +151,10 @@ enum ktest_outcome { KTEST_PASS, KTEST_FAIL, KTEST_SKIPPED };
 /* mode=test: every ordinary case matching `glob` ("suite.case"), as KTAP; the death cases
  * are listed as "# death-test:" lines for the harness.  Returns the number of failures. */
 int ktest_run_all(const char *glob);
+/* How many cases `glob` selects by name (death cases included; a late suite's case counts
+ * only when its name matches, although every run ends with it): 0 means the selection is
+ * empty, which is an error. */
+int ktest_count_selected(const char *glob);
 /* mode=death: run the death case named "suite.case"; returns only if it did not bug check. */
 void ktest_run_death(const char *name);
 /* Run one case as the framework does, printing its diagnostics (used by the framework's own

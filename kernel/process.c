@@ -1,6 +1,7 @@
 /* Processes (see process.h): creation from an embedded ELF program, running it in ring 3
  * until it exits or faults, attaching, and teardown. */
 #include "kernel/process.h"
+#include "kernel/io/io.h"
 #include "kernel/bugcheck.h"
 #include "kernel/gdt.h"
 #include "kernel/irql.h"
@@ -179,7 +180,7 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 			   NULL, NULL) ||
 	    !map_new_pages(p, USER_PARAMS_VA, 1, VAD_PARAMS, false, false, fill_params, &pf)) {
 		uvm_destroy(&p->mm);
-		pt_root_destroy(&p->mm.root);
+		mm_process_destroy(&p->mm);
 		ExFreePoolWithTag(p, PROCESS_TAG);
 		return NULL;
 	}
@@ -210,6 +211,9 @@ NTSTATUS PsRunProcess(PEPROCESS p)
 	NTSTATUS st = running_status;
 	running = NULL;
 	running_resume = NULL;
+	/* The thread is the kernel's again (ExGetPreviousMode): SYS_EXIT and fatal faults
+	 * leave the system-call path without putting it back. */
+	io_set_previous_mode(KernelMode);
 	KeUnstackDetachProcess(&apc);
 	/* Whatever the system-call path left behind goes with the process's thread. */
 	seh_set_top(seh);
@@ -261,6 +265,6 @@ void PsDestroyProcess(PEPROCESS p)
 	}
 	uvm_destroy(&p->mm);
 	KeUnstackDetachProcess(&apc);
-	pt_root_destroy(&p->mm.root);
+	mm_process_destroy(&p->mm);
 	ExFreePoolWithTag(p, PROCESS_TAG);
 }

@@ -4,6 +4,8 @@ bits 64
 section .text
 global seh_setjmp
 global seh_longjmp
+global seh_longjmp_value
+global seh_restore_stack_and_jump
 
 ; int seh_setjmp(struct seh_jmpbuf *jb)  -- returns 0 now, and 1 when resumed by longjmp
 seh_setjmp:
@@ -25,6 +27,9 @@ seh_setjmp:
 ; void seh_longjmp(const struct seh_jmpbuf *jb)  -- resumes seh_setjmp returning 1.
 ; Works from a trap handler on the same stack: RSP moves back up to the protected frame.
 seh_longjmp:
+	mov esi, 1
+; void seh_longjmp_value(const struct seh_jmpbuf *jb, int value)  -- seh_setjmp returns value
+seh_longjmp_value:
 	mov rbx, [rdi + 0x00]
 	mov rbp, [rdi + 0x08]
 	mov r12, [rdi + 0x10]
@@ -35,7 +40,21 @@ seh_longjmp:
 	push qword [rdi + 0x38]     ; return address
 	push qword [rdi + 0x40]
 	popfq
-	mov eax, 1
+	mov eax, esi
 	ret
+
+; void seh_restore_stack_and_jump(void *dst, const void *src, uint64_t len, const struct seh_jmpbuf *jb)
+; The end of a filter's evaluation (kernel/seh.c): dst is the stack the filter ran over,
+; the caller's own frame included, so nothing here touches the stack; interrupts stay off
+; until jb's RFLAGS are loaded.
+seh_restore_stack_and_jump:
+	cli
+	mov r8, rcx
+	mov rcx, rdx
+	cld
+	rep movsb
+	mov rdi, r8
+	mov esi, 1
+	jmp seh_longjmp_value
 
 section .note.GNU-stack noalloc noexec nowrite progbits

@@ -155,6 +155,9 @@ uint64_t syscall_dispatch(struct syscall_frame *f)
 {
 	PEPROCESS p = ps_current();
 	uint64_t r;
+	/* ExGetPreviousMode: a system call's requests come from user mode.  SYS_EXIT does not
+	 * come back here; PsRunProcess puts KernelMode back when the process ends. */
+	KPROCESSOR_MODE mode = io_set_previous_mode(UserMode);
 	switch (f->nr) {
 	case SYS_EXIT:
 		ps_exit_current((NTSTATUS)f->rdi);
@@ -173,7 +176,16 @@ uint64_t syscall_dispatch(struct syscall_frame *f)
 		r = io_sys_open_device(f->rdi, f->rsi);
 		break;
 	case SYS_DEVICE_IO_CONTROL:
-		r = io_sys_device_io_control(f->rdi, f->rsi, f->rdx, f->r10, f->r8, f->r9);
+		/* The two ULONG lengths share R8 (in: low half, out: high half), R9 is the
+		 * address for IoStatus.Information. */
+		r = io_sys_device_io_control(f->rdi, f->rsi, f->rdx, (uint32_t)f->r8, f->r10, f->r8 >> 32, f->r9);
+		break;
+	case SYS_CLOSE:
+		r = io_sys_close(f->rdi);
+		break;
+	case SYS_READ_FILE:
+	case SYS_WRITE_FILE:
+		r = io_sys_read_write(f->nr == SYS_WRITE_FILE, f->rdi, f->rsi, f->rdx, f->r10);
 		break;
 	case SYS_REPORT:
 		if (p && p->nreports < PROCESS_REPORTS) {
@@ -188,6 +200,7 @@ uint64_t syscall_dispatch(struct syscall_frame *f)
 		 * mm/RULES.md, "System-call numbers"). */
 		r = (uint64_t)(uint32_t)STATUS_INVALID_SYSTEM_SERVICE;
 	}
+	io_set_previous_mode(mode);
 	/* SYSRET to a non-canonical RIP would fault in ring 0 with the user's RSP (Intel):
 	 * never return there. */
 	if (!syscall_return_rip_ok(f->rip))

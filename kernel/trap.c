@@ -12,6 +12,7 @@
 #include "kernel/smp/percpu.h"
 #include "kernel/smp/smp.h"
 #include "mm/layout.h"
+#include "mm/pt.h"
 #include "mm/uvm.h"
 
 struct idt_gate {
@@ -300,6 +301,9 @@ void trap_dispatch(struct trap_frame *f)
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
 		ps_user_fault(f);
+	/* Driver code touching user memory inside __try: the SMAP window (mm/RULES.md decision 8). */
+	if (seh_open_user_window(f))
+		return;
 
 	EXCEPTION_RECORD rec = { 0 };
 	rec.ExceptionCode = trap_exception_code(f);
@@ -317,7 +321,18 @@ void trap_dispatch(struct trap_frame *f)
 		rec.ExceptionInformation[0] = EXCEPTION_READ_FAULT;
 		rec.ExceptionInformation[1] = ~0ull;
 	}
-	if (!seh_top())
+	if (!seh_top()) {
+		/* A kernel write to a present read-only page of the kernel half that no __try
+		 * handles: NT's ATTEMPTED_WRITE_TO_READONLY_MEMORY, (address written, its PTE,
+		 * reserved, reserved) as the bug-check page gives them (mm/RULES.md decision 9). */
+		if (f->vector == VEC_PAGE_FAULT && f->cr2 >= USER_VA_END &&
+		    (f->error_code & (PF_P | PF_W | PF_U | PF_RSVD)) == (PF_P | PF_W)) {
+			struct pt_query q;
+			pt_query(&kernel_root, f->cr2, &q);
+			trap_print_report(f);
+			KeBugCheckEx(ATTEMPTED_WRITE_TO_READONLY_MEMORY, f->cr2, q.entry[q.level], 0, 0);
+		}
 		*reporting = 1;
+	}
 	seh_dispatch(&rec, f);
 }

@@ -2,12 +2,20 @@
 ; Makefile passes that folder with -i).  kernel/userprog.c lists them.
 bits 64
 section .rodata
+
+%macro program 1
 align 16
-global user_agent_elf_start
-global user_agent_elf_end
-user_agent_elf_start:
-	incbin "agent.elf"
-user_agent_elf_end:
+global user_%1_elf_start
+global user_%1_elf_end
+user_%1_elf_start:
+	incbin %str(%1.elf)
+user_%1_elf_end:
+%endmacro
+
+program agent
+program hello
+program mdlsample
+program ioattack
 
 align 16
 global user_fuzz_elf_start

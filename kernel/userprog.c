@@ -2,26 +2,54 @@
 #include "kernel/lib.h"
 #include "mm/layout.h"
 
-extern const uint8_t user_agent_elf_start[], user_agent_elf_end[];
-extern const uint8_t user_fuzz_elf_start[], user_fuzz_elf_end[];
+#define PROGRAM(name) extern const uint8_t user_##name##_elf_start[], user_##name##_elf_end[];
+PROGRAM(agent)
+PROGRAM(fuzz)
+PROGRAM(hello)
+PROGRAM(mdlsample)
+PROGRAM(ioattack)
+#undef PROGRAM
 
-static const struct user_program programs[] = {
-	{ "agent", user_agent_elf_start, 0 },
-	{ "fuzz", user_fuzz_elf_start, 0 },
+/* The agent serves the kernel tests, the fuzzer the ring-3 fuzz suite; the others are Win32-style programs (user/win32.c),
+ * run from tests and from the monitor's `run`. */
+static const struct {
+	const char *name;
+	const uint8_t *start, *end;
+} programs[] = {
+	{ "agent", user_agent_elf_start, user_agent_elf_end },
+	{ "fuzz", user_fuzz_elf_start, user_fuzz_elf_end },
+	{ "hello", user_hello_elf_start, user_hello_elf_end },
+	{ "mdlsample", user_mdlsample_elf_start, user_mdlsample_elf_end },
+	{ "ioattack", user_ioattack_elf_start, user_ioattack_elf_end },
 };
-static const uint8_t *const program_ends[] = { user_agent_elf_end, user_fuzz_elf_end };
+#define NPROGRAMS (sizeof programs / sizeof programs[0])
 
 const struct user_program *userprog_find(const char *name)
 {
-	static struct user_program table[sizeof programs / sizeof programs[0]];
-	for (unsigned i = 0; i < sizeof programs / sizeof programs[0]; i++) {
+	static struct user_program table[NPROGRAMS];
+	for (unsigned i = 0; i < NPROGRAMS; i++) {
 		if (strcmp(programs[i].name, name))
 			continue;
-		table[i] = programs[i];
-		table[i].size = (uint64_t)(program_ends[i] - programs[i].start);
+		table[i] = (struct user_program){ programs[i].name, programs[i].start,
+						  (uint64_t)(programs[i].end - programs[i].start) };
 		return &table[i];
 	}
 	return NULL;
+}
+
+const char *userprog_name(unsigned i) { return i < NPROGRAMS ? programs[i].name : NULL; }
+
+uint32_t userprog_pack_cmdline(const char *cmdline, uint64_t *args, uint32_t max)
+{
+	size_t len = strlen(cmdline);
+	if (!max)
+		return 0;
+	if (len > (size_t)(max - 1) * 8)
+		len = (size_t)(max - 1) * 8;
+	args[0] = len;
+	memset(&args[1], 0, ALIGN_UP(len, 8));
+	memcpy(&args[1], cmdline, len);
+	return (uint32_t)(1 + ALIGN_UP(len, 8) / 8);
 }
 
 /* ELF64 (System V ABI) headers: only the fields used here. */

@@ -23,6 +23,12 @@ struct elf_image {
 };
 
 const struct user_program *userprog_find(const char *name);
+/* The i-th embedded program's name, NULL past the last (for the monitor's `run`). */
+const char *userprog_name(unsigned i);
+/* A Win32 program's command line ("NAME arg ...") as its parameter page carries it
+ * (user/win32.c): args[0] its length in bytes, the bytes from args[1], cut to fit `max`
+ * slots.  Returns the slots used, for PsCreateProcess's nargs. */
+uint32_t userprog_pack_cmdline(const char *cmdline, uint64_t *args, uint32_t max);
 /* Check the ELF (64-bit x86-64 executable, segments inside the file and the user half, not
  * overlapping) and list its loadable segments; false when it is not one we run. */
 bool userprog_parse(const struct user_program *prog, struct elf_image *out);

@@ -7,6 +7,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "mm/layout.h"
+#include "mm/mmproc.h"
 #include "mm/pat.h"
 
 /* Findings printed in full per audit; the rest are only counted. */
@@ -98,8 +99,11 @@ uint64_t mm_audit_wx(const struct pt_root *r, bool print) { return mm_audit_wx_f
 #define CODE_MASK 0x0F
 #define CODE_TWICE 0x0F
 #define CODE_BAD_TYPE 0x0E /* a slot holding a reserved encoding: a type of its own */
-#define SEEN_WRITABLE 0x40
-#define SEEN_EXECUTABLE 0x80
+#define SEEN_USER_WRITABLE 0x10   /* ring 3 can write it */
+#define SEEN_USER_EXECUTABLE 0x20 /* ring 3 can execute it */
+#define SEEN_WRITABLE 0x40        /* some mapping, ring 0 or ring 3, can write it */
+#define SEEN_EXECUTABLE 0x80      /* ring 0 can execute it (a supervisor leaf: SMEP keeps ring 0
+				   * from user pages) */
 #define MMIO_RANGES 128
 #define SAMPLES 4          /* conflicting frames whose every mapping is listed */
 
@@ -152,7 +156,9 @@ static void conflict(struct frame_scan *s, const struct pt_leaf *l, pfn_t first,
 /* The part of leaf l over frames [f0, f1), all below the PFN limit. */
 static void scan_ram(struct frame_scan *s, const struct pt_leaf *l, pfn_t f0, pfn_t f1, uint8_t code)
 {
-	uint8_t rights = (l->eff.write ? SEEN_WRITABLE : 0) | (l->eff.exec ? SEEN_EXECUTABLE : 0);
+	uint8_t rights = (l->eff.write ? SEEN_WRITABLE : 0) | (l->eff.exec && !l->eff.user ? SEEN_EXECUTABLE : 0) |
+			 (l->eff.user && l->eff.write ? SEEN_USER_WRITABLE : 0) |
+			 (l->eff.user && l->eff.exec ? SEEN_USER_EXECUTABLE : 0);
 	pfn_t first = PFN_INVALID, last = 0;
 	uint64_t n = 0;
 	uint8_t earlier = 0;
@@ -222,24 +228,39 @@ static void list_sample_leaf(const struct pt_leaf *l, void *arg)
 	}
 }
 
-/* Walk every leaf of r into fresh scratch, printing two-type conflicts when `print`.  False
- * (nothing held) when the scratch could not be allocated; on success the caller ends with
- * scan_release. */
-static bool scan_frames(struct frame_scan *s, const struct pt_root *r, bool print, pfn_t *first_conflict)
+/* The frame audits' scratch, a byte per frame: taken at the first audit (the boot audit) and
+ * kept, so an audit still runs when a process has used every free frame, which is when it
+ * is wanted most (the fuzzer's batches do that). */
+static pfn_t scan_scratch = PFN_INVALID, scan_scratch_pages;
+
+/* Walk every leaf of r (and, with all_spaces, the user half of every live address space)
+ * into the zeroed scratch, printing two-type conflicts when `print`.  False when the scratch
+ * could not be had (only before the first audit). */
+static bool scan_frames(struct frame_scan *s, const struct pt_root *r, bool print, pfn_t *first_conflict,
+			bool all_spaces)
 {
 	memset(s, 0, sizeof *s);
 	s->limit = pfn_limit();
 	s->print = print;
 	s->first_conflict = first_conflict;
 	s->scratch_pages = ALIGN_UP(s->limit, PAGE_SIZE) / PAGE_SIZE;
-	s->scratch = pfn_alloc_run(0, ~0ull, s->scratch_pages, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
-	if (s->scratch == PFN_INVALID) {
-		kprintf("audit: no %lu contiguous free pages for the frame audit's scratch: audit not run\n",
-			s->scratch_pages);
-		return false;
+	if (scan_scratch == PFN_INVALID) {
+		scan_scratch = pfn_alloc_run(0, ~0ull, s->scratch_pages, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
+		if (scan_scratch == PFN_INVALID) {
+			kprintf("audit: no %lu contiguous free pages for the frame audit's scratch: audit not run\n",
+				s->scratch_pages);
+			return false;
+		}
+		scan_scratch_pages = s->scratch_pages;
 	}
+	s->scratch = scan_scratch;
 	s->seen = pfn_to_virt(s->scratch);
+	memset(s->seen, 0, scan_scratch_pages * PAGE_SIZE);
 	pt_for_each_leaf(r, 0, 0, scan_leaf, s);
+	/* The user half of every other live address space (the kernel half is shared). */
+	for (struct mm_process *mm = all_spaces ? mm_live_processes() : NULL; mm; mm = mm->next_live)
+		if (mm->root.pml4 != r->pml4)
+			pt_for_each_leaf(&mm->root, 0, USER_VA_END, scan_leaf, s);
 	if (print) {
 		print_rest(s->lines, "runs of frames with two memory types");
 		if (s->nsamples)
@@ -248,13 +269,13 @@ static bool scan_frames(struct frame_scan *s, const struct pt_root *r, bool prin
 	return true;
 }
 
-/* Give the scratch back (scan_frames succeeded). */
-static void scan_release(struct frame_scan *s) { pfn_free_run(s->scratch, s->scratch_pages); }
+/* The end of a scan (scan_frames succeeded): the scratch stays for the next. */
+static void scan_release(struct frame_scan *s) { (void)s; }
 
 uint64_t mm_audit_memtypes_first(const struct pt_root *r, bool print, pfn_t *first_pfn)
 {
 	struct frame_scan s;
-	if (!scan_frames(&s, r, print, first_pfn))
+	if (!scan_frames(&s, r, print, first_pfn, false))
 		return 1;
 	scan_release(&s);
 	return s.conflicts;
@@ -333,7 +354,7 @@ static void emit_record_run(pfn_t first, pfn_t last, uint32_t key)
 uint64_t mm_audit_pfn_memtypes_first(const struct pt_root *r, bool print, pfn_t *first_pfn)
 {
 	struct frame_scan s;
-	if (!scan_frames(&s, r, false, NULL))
+	if (!scan_frames(&s, r, false, NULL, false))
 		return 1;
 	struct run_printer p = { .print = print, .emit = emit_record_run };
 	uint64_t findings = 0;
@@ -359,29 +380,42 @@ uint64_t mm_audit_pfn_memtypes(const struct pt_root *r, bool print)
 	return mm_audit_pfn_memtypes_first(r, print, NULL);
 }
 
-/* ---------------------------------------------------------------- W^X across aliases */
+/* ---------------------------------------------------------------- W^X across mappings */
 
+/* key 1: executable in ring 0, writable somewhere; key 2: executable and writable in ring 3. */
 static void emit_alias_run(pfn_t first, pfn_t last, uint32_t key)
 {
-	(void)key; /* alias runs are all of one kind: 0 */
-	kprintf("audit: W^X across aliases: frames 0x%lx-0x%lx (%lu) are writable through one "
-		"mapping and executable through another\n", first, last, last - first + 1);
+	kprintf("audit: W^X across mappings: frames 0x%lx-0x%lx (%lu) are %s\n", first, last, last - first + 1,
+		key == 1 ? "executable in ring 0 and writable through a mapping"
+			 : "executable in ring 3 and writable through a ring-3 mapping");
 }
 
+/*
+ * The rule (mm/RULES.md decision 3): no frame is executable in ring 0 while any mapping,
+ * ring 0 or ring 3, can write it; no frame is executable in ring 3 while a ring-3 mapping
+ * can write it.  A user page the kernel can also write through the direct map is not a
+ * finding: ring 3 cannot use that mapping, and the direct map itself is never executable.
+ */
 uint64_t mm_audit_wx_aliases(const struct pt_root *r, bool print)
 {
 	struct frame_scan s;
-	if (!scan_frames(&s, r, false, NULL))
+	if (!scan_frames(&s, r, false, NULL, true))
 		return 1;
 	struct run_printer p = { .print = print, .emit = emit_alias_run };
 	uint64_t findings = 0;
 	for (pfn_t f = 0; f < s.limit; f++) {
-		if ((s.seen[f] & (SEEN_WRITABLE | SEEN_EXECUTABLE)) != (SEEN_WRITABLE | SEEN_EXECUTABLE))
+		uint8_t seen = s.seen[f];
+		uint32_t key = 0;
+		if ((seen & SEEN_EXECUTABLE) && (seen & SEEN_WRITABLE))
+			key = 1;
+		else if ((seen & SEEN_USER_EXECUTABLE) && (seen & SEEN_USER_WRITABLE))
+			key = 2;
+		if (!key)
 			continue;
 		findings++;
-		runs_add(&p, f, 0);
+		runs_add(&p, f, key);
 	}
-	runs_end(&p, "runs of W^X aliases");
+	runs_end(&p, "runs of W^X findings across mappings");
 	scan_release(&s);
 	return findings;
 }
@@ -398,7 +432,7 @@ void mm_audit_boot(void)
 		PANIC("mm_audit_boot: %lu W^X finding(s), %lu frame(s) with two memory types, %lu PFN "
 		      "record(s) disagreeing with the tables, %lu W^X alias finding(s)", wx, types, records,
 		      aliases);
-	kprintf("mm: audit: no W+X leaf, no frame writable and executable through two mappings, no "
+	kprintf("mm: audit: no W+X leaf, no frame executable in ring 0 and writable, none executable and writable in ring 3, no "
 		"user page in the kernel half, no frame with two memory types, PFN memory types match "
 		"the tables\n");
 }

@@ -11,10 +11,12 @@
  *   PFN records: every RAM frame the tables map with one type has that type recorded in its
  *               PFN entry (pfn_entry.memtype); frames already caught by the memory-type audit
  *               are not reported again.
- *   W^X across aliases (informational, not enforced at boot): no frame is writable through
- *               one mapping and executable through another (the frames of a W+X leaf count
- *               too).  Today the direct map maps the kernel image's frames RW, so kernel text
- *               is writable through its direct-map alias and this audit reports it.
+ *   W^X across mappings and privilege levels: no frame is executable in ring 0 while any
+ *               mapping (ring 0 or ring 3) can write it, and no frame is executable in ring 3
+ *               while a ring-3 mapping can write it.  The walk covers the tables given and the
+ *               user half of every live process (mm_live_processes).  The kernel's direct
+ *               map is writable and never executable: it makes no finding on a user code page
+ *               (ring 3 cannot write through it), and the image's text is read-only there.
  *
  * Each audit returns its number of findings; with `print`, each finding is printed on the
  * console (a long list is cut short; the count stays exact).  The frame audits keep one

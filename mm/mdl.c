@@ -1,7 +1,8 @@
 /*
  * The MDL routines, kernel side (include/wdm.h; their rules, with Microsoft's values and this
  * project's decisions, are mm/RULES.md's).  Mappings live in the system-PTE space; every one is no-execute (mm/RULES.md decision 3),
- * read-only with MdlMappingNoWrite, and carries each frame's one memory type (mm/RULES.md decision 1).
+ * read-only with MdlMappingNoWrite or when the MDL was locked over memory its caller could not
+ * write (mm/RULES.md decision 9), and carries each frame's one memory type (mm/RULES.md decision 1).
  */
 #include "mm/mdl.h"
 #include "mm/mdl_user.h"
@@ -11,6 +12,7 @@
 #include "mm/pfn.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
+#include "mm/reserved.h"
 #include "mm/syspte.h"
 #include "mm/verifier.h"
 
@@ -69,6 +71,13 @@ VOID IoFreeMdl(PMDL Mdl)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	else if ((Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARTIAL))
 		verifier_violation(VERIFIER_MDL_FREE_MAPPED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, 0);
+	/* Pages MmProbeAndLockPages locked must be unlocked first (IoFreeMdl's page).  The
+	 * verifier stops here (mdlab's code 0x2007); without it, as in NT, the frames stay
+	 * locked, and a user buffer's lock is still charged to its process, which stops with
+	 * 0x76 (or 0xCB) when it ends (mm/RULES.md rule 17).  A driver's own MDL_PAGES_LOCKED
+	 * holds no lock count and is not checked. */
+	if ((Mdl->MdlabFlags & MDLAB_MDL_PROBE_LOCKED) && verifier_on(VF_CHECKS))
+		verifier_violation(VERIFIER_MDL_FREE_LOCKED, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, mdl_page_count(Mdl));
 	ExFreePoolWithTag(Mdl, MDL_TAG);
 }
 
@@ -87,6 +96,10 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	/* A user-mode range lies below the probe limit and does not wrap. */
 	if (AccessMode == UserMode && (va + len < va || va + len > MM_USER_PROBE_ADDRESS))
 		seh_raise_access_violation(va + len < va ? va : MM_USER_PROBE_ADDRESS, access);
+	/* Any range that wraps past the top of the address space names no pages.  Pages in the
+	 * canonical hole are refused below: pt_query finds nothing there (mm/RULES.md rule 12). */
+	if (len && va + (len - 1) < va)
+		seh_raise_access_violation(va, access);
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	/* A user buffer is made resident in its process first (mm/mdl_user.c). */
@@ -95,23 +108,20 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
-	bool io = false;
-	for (ULONG i = 0; i < n; i++) {
-		uint64_t page = (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE;
-		struct pt_query q;
-		pt_query(root, page, &q);
-		bool ok = q.present && (!write || q.eff.write) && (AccessMode == KernelMode || q.eff.user);
-		if (!ok) {
-			/* Nothing stays locked after the exception. */
-			for (ULONG k = 0; k < i; k++)
-				pfn_unlock_frame(pfns[k]);
-			seh_raise_access_violation(i ? page : va, access);
-		}
-		pfns[i] = q.pa >> PAGE_SHIFT;
-		io |= !pfn_is_ram(pfns[i]);
-		pfn_lock_frame(pfns[i]);
-	}
+	/* Every page present with the access asked (effective rights), read with one walk per
+	 * page table; only then is anything locked, so nothing stays locked after the
+	 * exception. */
+	bool read_only = false;
+	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					   &read_only);
+	if (i < n)
+		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
+	bool io = pfn_lock_frames(pfns, n);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
+	/* A read lock of memory its caller cannot write gives read-only mappings only
+	 * (mm/RULES.md decision 9). */
+	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
+			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
 	mdl_user_note_lock(Mdl, owner);
 	stats.probes++;
 }
@@ -135,15 +145,24 @@ VOID MmUnlockPages(PMDL Mdl)
 	/* MmUnlockPages releases the system mapping first (mm/RULES.md rule 8, the release table). */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
-	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
-	for (ULONG i = 0; i < n; i++)
-		pfn_unlock_frame(pfns[i]);
+	pfn_unlock_frames(MmGetMdlPfnArray(Mdl), n);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
+	Mdl->MdlabFlags &= ~(MDLAB_MDL_SOURCE_READ_ONLY | MDLAB_MDL_PROBE_LOCKED);
 	stats.unlocks++;
 }
 
+/* Whether frame pfn is nonpaged memory a driver allocated and mapped in system PTEs:
+ * device memory (MmAllocateNonCachedMemory, MmAllocateContiguousMemory*) or an
+ * MmAllocatePagesForMdl(Ex) MDL's frame. */
+static bool is_allocated_frame(uint64_t pa)
+{
+	const struct pfn_entry *e = pfn_entry(pa >> PAGE_SHIFT);
+	return e && e->state == PFN_ACTIVE && (e->owner_kind == PFN_OWNER_DEVMEM || e->owner_kind == PFN_OWNER_MDL);
+}
+
 /* Whether [va, va + len) is nonpaged kernel memory: nonpaged pool, the kernel image, the
- * direct map.  Stacks, paged pool, user memory and unmapped ranges are not. */
+ * direct map, system PTEs mapping allocated frames (is_allocated_frame).  Stacks, paged
+ * pool, user memory and unmapped ranges are not. */
 static bool is_nonpaged(uint64_t va, uint64_t len)
 {
 	for (uint64_t p = ALIGN_DOWN(va, PAGE_SIZE); p < va + len; p += PAGE_SIZE) {
@@ -152,11 +171,12 @@ static bool is_nonpaged(uint64_t va, uint64_t len)
 		if (in_pool && (!pool_query(p < va ? va : p, &pi) || pi.paged))
 			return false;
 		bool image = p >= KVA_KERNEL_IMAGE, direct = p >= KVA_DIRECT_MAP_BASE && p < KVA_DIRECT_MAP_END;
-		if (!in_pool && !image && !direct)
+		bool sysptes = p >= KVA_SYSPTE_BASE && p < KVA_SYSPTE_END;
+		if (!in_pool && !image && !direct && !sysptes)
 			return false;
 		struct pt_query q;
 		pt_query(&kernel_root, p, &q);
-		if (!q.present)
+		if (!q.present || (sysptes && !is_allocated_frame(q.pa)))
 			return false;
 	}
 	return true;
@@ -320,6 +340,23 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 
 /* ---- partial MDLs ------------------------------------------------------------------- */
 
+/*
+ * The bytes an MDL's storage holds, header and PFN array.  Size is a CSHORT (NT's
+ * MmInitializeMdl truncates 0x30 + 8 x pages to 16 bits), so it wraps for MDLs over 8185
+ * pages, which IoAllocateMdl allows up to 4 GiB - 4 KiB.  An MDL that starts a pool
+ * allocation (IoAllocateMdl's, or a driver's own ExAllocatePool2 of MmSizeOfMdl bytes) has
+ * the allocation's size; any other MDL (a driver's static or stack storage) has Size
+ * (mm/RULES.md rule 11).
+ */
+static uint64_t mdl_capacity(PMDL m)
+{
+	uint64_t size = (USHORT)m->Size;
+	struct pool_info pi;
+	if (pool_query((uint64_t)m, &pi) && pi.base == (uint64_t)m && pi.size > size)
+		return pi.size;
+	return size;
+}
+
 VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULONG Length)
 {
 	uint64_t src = (uint64_t)MmGetMdlVirtualAddress(SourceMdl), end = src + SourceMdl->ByteCount;
@@ -332,8 +369,9 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 	if (!(SourceMdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL)))
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)SourceMdl, (USHORT)SourceMdl->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length);
-	if ((USHORT)TargetMdl->Size < sizeof(MDL) + n * sizeof(PFN_NUMBER))
-		KeBugCheckEx(TARGET_MDL_TOO_SMALL, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, n, (USHORT)TargetMdl->Size);
+	uint64_t need = sizeof(MDL) + (uint64_t)n * sizeof(PFN_NUMBER);
+	if ((USHORT)TargetMdl->Size < need && mdl_capacity(TargetMdl) < need)
+		KeBugCheckEx(TARGET_MDL_TOO_SMALL, (ULONG_PTR)SourceMdl, (ULONG_PTR)TargetMdl, n, mdl_capacity(TargetMdl));
 	/* Rebuilding a partial MDL that still holds its own mapping would lose it. */
 	if (TargetMdl->MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED)
 		verifier_violation(VERIFIER_MDL_ALREADY_MAPPED, (ULONG_PTR)TargetMdl, (USHORT)TargetMdl->MdlFlags,
@@ -342,6 +380,7 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 	TargetMdl->MdlFlags = (TargetMdl->MdlFlags & (MDL_ALLOCATED_FIXED_SIZE | MDL_ALLOCATED_MUST_SUCCEED)) |
 			      MDL_PARTIAL |
 			      (SourceMdl->MdlFlags & (MDL_IO_SPACE | MDL_WRITE_OPERATION | MDL_SOURCE_IS_NONPAGED_POOL));
+	TargetMdl->MdlabFlags = SourceMdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY;
 	TargetMdl->Process = SourceMdl->Process;
 	TargetMdl->StartVa = PAGE_ALIGN(VirtualAddress);
 	TargetMdl->ByteOffset = BYTE_OFFSET(VirtualAddress);
@@ -358,6 +397,24 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 }
 
 /* ---- mapping ------------------------------------------------------------------------ */
+
+/* Pages of system mappings that MmProtectMdlSystemAddress made executable and that still
+ * are: while it is 0 (nearly always) no frame is executable in ring 0 through an MDL mapping,
+ * and the checks below cost nothing. */
+static uint64_t exec_system_pages;
+
+/* The executable pages among the n present PTEs at page-aligned va (the kernel's tables). */
+static ULONG count_executable(uint64_t va, ULONG n)
+{
+	ULONG k = 0;
+	for (ULONG i = 0; i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &q);
+		k += q.present && q.eff.exec;
+	}
+	return k;
+}
+
 
 /* Every frame of a mapped MDL must be pinned (pfn_frame_is_pinned): locked, pool, an MDL's
  * own allocation, kernel or firmware memory; a frame outside RAM needs MDL_IO_SPACE. */
@@ -386,6 +443,13 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
 	/* No syspte_check_range: va is what syspte_reserve(n) has just returned. */
+	if (n == 1 && pfn_pinned_frame(pfns[0], &a.type)) {
+		/* The one-page MDL, its frame plainly pinned and typed: the run below, without
+		 * the loop (the same checks, the same PTE). */
+		*override |= a.type != requested;
+		pt_set_pte(va, pfns[0], a);
+		return true;
+	}
 	for (ULONG i = 0; i < n;) {
 		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, override);
 		if (!run) {
@@ -448,9 +512,11 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
-	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only. */
+	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
+	 * and so does a source its caller could not write (decision 9). */
 	bool override = false;
-	if (!write_ptes(Mdl, va, n, requested, !(Priority & MdlMappingNoWrite), false, &override)) {
+	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
+	if (!write_ptes(Mdl, va, n, requested, write, false, &override)) {
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	}
@@ -497,10 +563,52 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	if (BaseAddress != Mdl->MappedSystemVa)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, syspte_tracking_record((uint64_t)Mdl->MappedSystemVa),
 			     (ULONG_PTR)Mdl->MappedSystemVa, base);
+	/* A reserved mapping's PTEs are its reservation's (MmUnmapReservedMapping's to clear). */
+	if (reserved_mappings_live)
+		reserved_refuse_unmap(base);
+	if (exec_system_pages)
+		exec_system_pages -= count_executable(ALIGN_DOWN(base, PAGE_SIZE), n);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;
 	stats.unmaps++;
+}
+
+struct exec_frames_ctx {
+	const PFN_NUMBER *pfns;
+	ULONG n;
+	bool found;
+};
+
+static void find_executable_frame(const struct pt_leaf *l, void *arg)
+{
+	struct exec_frames_ctx *c = arg;
+	if (c->found || !l->eff.exec)
+		return;
+	for (ULONG i = 0; i < c->n; i++)
+		if (c->pfns[i] << PAGE_SHIFT >= l->pa && (c->pfns[i] << PAGE_SHIFT) - l->pa < l->size)
+			c->found = true;
+}
+
+bool mdl_frames_executable_in_ring_0(PMDL m)
+{
+	if (!exec_system_pages)
+		return false;
+	/* Any MDL's system mapping, read from the real PTEs of the system-PTE region. */
+	struct exec_frames_ctx c = { .pfns = MmGetMdlPfnArray(m), .n = mdl_page_count(m) };
+	pt_for_each_leaf(&kernel_root, KVA_SYSPTE_BASE, KVA_SYSPTE_END, find_executable_frame, &c);
+	return c.found;
+}
+
+/* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write through an
+ * MDL user mapping becomes executable in ring 0. */
+static bool frames_user_writable(PMDL m)
+{
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	for (ULONG i = 0, n = mdl_page_count(m); i < n; i++)
+		if (mdl_user_frame_writable(pfns[i]))
+			return true;
+	return false;
 }
 
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
@@ -513,9 +621,18 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	switch (NewProtect) {
 	case PAGE_NOACCESS: present = false; break;
 	case PAGE_READONLY: break;
-	case PAGE_READWRITE: write = true; break;
+	case PAGE_READWRITE:
+		/* A mapping of memory its caller could not write stays read-only (decision 9). */
+		if (m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY)
+			return STATUS_INVALID_PAGE_PROTECTION;
+		write = true;
+		break;
 	case PAGE_EXECUTE:
-	case PAGE_EXECUTE_READ: exec = true; break;
+	case PAGE_EXECUTE_READ:
+		if (frames_user_writable(m))
+			return STATUS_INVALID_PAGE_PROTECTION;
+		exec = true;
+		break;
 	default:
 		/* PAGE_EXECUTE_READWRITE is refused (mm/RULES.md decision 3: W^X), like every modifier. */
 		return STATUS_INVALID_PAGE_PROTECTION;
@@ -524,7 +641,169 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	ULONG n = mdl_page_count(m);
 	/* The PTEs change in place: each keeps its frame and its memory type (an I/O-space
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
+	if (exec_system_pages)
+		exec_system_pages -= count_executable(va, n);
 	pt_reprotect_ptes(va, n, present, write, exec);
+	exec_system_pages += exec ? n : 0;
 	stats.protects++;
 	return STATUS_SUCCESS;
+}
+
+/* ---- MmMapMdl ----------------------------------------------------------------------- */
+
+/* Windows 10 1709 and later (mm/RULES.md reserved-mapping rule R2): map the MDL unless it is
+ * mapped already, call the driver's routine with the system address, release what was made.
+ * Protection: PAGE_READWRITE or PAGE_READONLY, optionally with PAGE_NOCACHE or
+ * PAGE_WRITECOMBINE; executable protections are refused (decision 3). */
+NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE DriverRoutine, PVOID DriverContext)
+{
+	PMDL m = MemoryDescriptorList;
+	ULONG cache = Protection & (PAGE_NOCACHE | PAGE_WRITECOMBINE), rights = Protection & ~cache;
+	if (!DriverRoutine)
+		return STATUS_INVALID_PARAMETER_3;
+	if (cache == (PAGE_NOCACHE | PAGE_WRITECOMBINE) || (rights != PAGE_READWRITE && rights != PAGE_READONLY))
+		return STATUS_INVALID_PAGE_PROTECTION;
+	if (m->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL)) {
+		DriverRoutine(DriverContext, m->MappedSystemVa);
+		return STATUS_SUCCESS;
+	}
+	MEMORY_CACHING_TYPE ct = cache == PAGE_NOCACHE ? MmNonCached : cache == PAGE_WRITECOMBINE ? MmWriteCombined : MmCached;
+	ULONG priority = NormalPagePriority | MdlMappingNoExecute | (rights == PAGE_READONLY ? MdlMappingNoWrite : 0);
+	PVOID va = MmMapLockedPagesSpecifyCache(m, KernelMode, ct, NULL, FALSE, priority);
+	if (!va)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	DriverRoutine(DriverContext, va);
+	MmUnmapLockedPages(va, m);
+	return STATUS_SUCCESS;
+}
+
+/* ---- MmAdvanceMdl ------------------------------------------------------------------- */
+
+/* Map the frames pfns[0..n) at a fresh system-PTE run, each page with the rights and the
+ * memory type of the page of the existing mapping at old_va + i pages (a copy of its PTEs:
+ * an I/O-space frame's type lives only there).  0 when no run is free. */
+static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n)
+{
+	uint64_t va = syspte_reserve(n, HighPagePriority, false);
+	if (!va)
+		return 0;
+	for (ULONG i = 0; i < n; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, old_va + (uint64_t)i * PAGE_SIZE, &q);
+		struct pt_attrs a = { .write = q.eff.write, .exec = false, .user = false, .global = true,
+				      .type = pt_entry_memtype(q.entry[q.level], q.level) };
+		pt_set_ptes_run(va + (uint64_t)i * PAGE_SIZE, &pfns[i], 1, a);
+	}
+	return va;
+}
+
+/*
+ * mm/RULES.md helper rule H1.  The start moves up by NumberOfBytes, the end stays.  Pages
+ * passed are unlocked at once (and no longer charged to the MDL's process) and leave the PFN array;
+ * a system mapping of the MDL's own moves to the remaining pages (a new run with the same
+ * PTEs; STATUS_INSUFFICIENT_RESOURCES, nothing changed, when no run is free).  Refused with
+ * STATUS_NOT_SUPPORTED, nothing changed, when pages would be passed while the MDL is mapped
+ * to a user or holds frames it allocated itself (MmAllocatePagesForMdl: passing them would
+ * lose them).
+ */
+NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
+{
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
+	if (NumberOfBytes >= Mdl->ByteCount)
+		return STATUS_INVALID_PARAMETER_2;
+	ULONG n = mdl_page_count(Mdl), offset = Mdl->ByteOffset + NumberOfBytes, passed = offset >> PAGE_SHIFT;
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
+	bool own_ptes = (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA) && !(Mdl->MdlFlags & MDL_PARENT_MAPPED_SYSTEM_VA);
+	bool locks = (Mdl->MdlFlags & MDL_PAGES_LOCKED) && !(Mdl->MdlFlags & (MDL_PARTIAL | MDL_SOURCE_IS_NONPAGED_POOL));
+	uint64_t sys = (uint64_t)Mdl->MappedSystemVa + NumberOfBytes;
+	if (passed) {
+		if (mdl_user_mapping_count(Mdl))
+			return STATUS_NOT_SUPPORTED;
+		for (ULONG i = 0; locks && i < passed; i++) {
+			const struct pfn_entry *e = pfn_entry(pfns[i]);
+			if (e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL && e->owner == (uint64_t)Mdl)
+				return STATUS_NOT_SUPPORTED;
+		}
+		if (own_ptes) {
+			uint64_t old = ALIGN_DOWN((uint64_t)Mdl->MappedSystemVa, PAGE_SIZE);
+			uint64_t va = copy_mapping(old + (uint64_t)passed * PAGE_SIZE, pfns + passed, n - passed);
+			if (!va)
+				return STATUS_INSUFFICIENT_RESOURCES;
+			if (reserved_mappings_live)
+				reserved_refuse_unmap(old);
+			syspte_release(old, n);
+			sys = va + (offset & (PAGE_SIZE - 1));
+		}
+		if (locks) {
+			for (ULONG i = 0; i < passed; i++)
+				pfn_unlock_frame(pfns[i]);
+			mdl_user_note_advance(Mdl, passed);
+		}
+		memmove(pfns, pfns + passed, (n - passed) * sizeof(PFN_NUMBER));
+	}
+	if (Mdl->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL))
+		Mdl->MappedSystemVa = (PVOID)sys;
+	Mdl->StartVa = (PCHAR)Mdl->StartVa + (uint64_t)passed * PAGE_SIZE;
+	Mdl->ByteOffset = offset & (PAGE_SIZE - 1);
+	Mdl->ByteCount -= NumberOfBytes;
+	return STATUS_SUCCESS;
+}
+
+/* ---- MmProbeAndLockSelectedPages ---------------------------------------------------- */
+
+/*
+ * MmProbeAndLockPages with page i of the MDL at SegmentArray[i].Buffer instead of StartVa +
+ * i pages (mm/RULES.md user rule U13): each segment a page-aligned address (else
+ * STATUS_DATATYPE_MISALIGNMENT is raised), every page checked and made resident before any
+ * is locked, the first refused raising STATUS_ACCESS_VIOLATION at its address with nothing
+ * locked.  User pages charge their process as a probe does.  IRQL <= APC_LEVEL.
+ */
+VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMENT SegmentArray,
+				 KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
+{
+	PMDL Mdl = MemoryDescriptorList;
+	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_PROBE_IRQL, (ULONG_PTR)Mdl, AccessMode);
+	USHORT bad = Mdl->MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL);
+	if (bad)
+		verifier_violation(VERIFIER_MDL_PROBE_BAD_FLAGS, (ULONG_PTR)Mdl, (USHORT)Mdl->MdlFlags, bad);
+	bool write = Operation != IoReadAccess;
+	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
+	ULONG n = mdl_page_count(Mdl);
+	struct mm_process *owner = NULL;
+	for (ULONG i = 0; i < n; i++) {
+		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
+		if (page & (PAGE_SIZE - 1))
+			ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
+		if (AccessMode == UserMode && page >= MM_USER_PROBE_ADDRESS)
+			seh_raise_access_violation(page, access);
+		struct mm_process *mm = mdl_user_probe_page(page, AccessMode, write);
+		if (mm)
+			owner = mm;
+	}
+	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
+		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
+	const struct pt_root *root = mdl_current_root();
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
+	bool io = false, read_only = false;
+	for (ULONG i = 0; i < n; i++) {
+		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
+		struct pt_query q;
+		pt_query(root, page, &q);
+		if (!q.present || (write && !q.eff.write) || (AccessMode == UserMode && !q.eff.user)) {
+			for (ULONG k = 0; k < i; k++)
+				pfn_unlock_frame(pfns[k]);
+			seh_raise_access_violation(page, access);
+		}
+		pfns[i] = q.pa >> PAGE_SHIFT;
+		io |= !pfn_is_ram(pfns[i]);
+		read_only |= !q.eff.write;
+		pfn_lock_frame(pfns[i]);
+	}
+	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
+	/* As MmProbeAndLockPages: probe-locked, and read-only mappings only of what its caller
+	 * cannot write (mm/RULES.md decision 9). */
+	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
+			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
+	mdl_user_note_lock(Mdl, owner);
+	stats.probes++;
 }

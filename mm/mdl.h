@@ -23,6 +23,10 @@ const struct pt_root *mdl_current_root(void);
  * pinned (0xC4/0x85, 0x89).  Each frame's memory type comes from memtype_for_mapping. */
 void mdl_check_frames(PMDL m);
 
+/* Whether some frame of the MDL is executable in ring 0 through any MDL's system mapping
+ * (MmProtectMdlSystemAddress made it so), read from the kernel's tables. */
+bool mdl_frames_executable_in_ring_0(PMDL m);
+
 /* UserMode halves of MmMapLockedPagesSpecifyCache and MmUnmapLockedPages (mm/mdl_user.c). */
 PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority);
 void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl);

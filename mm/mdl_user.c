@@ -15,7 +15,9 @@
  *
  * User mappings.  A mapping is one VAD_MDL range of the current process: the user can't
  * free, decommit, re-protect, unmap or overlap it (mm/uvm.c), its PTEs are user, never
- * executable, read-only with MdlMappingNoWrite and otherwise writable, and each frame keeps
+ * executable, read-only with MdlMappingNoWrite or over memory its caller could not write
+ * (mm/RULES.md decision 9) and otherwise writable — never writable while a frame is
+ * executable in ring 0 (decision 3) — and each frame keeps
  * its one memory type — the kernel side's rule (memtype_for_mapping): pool and locked RAM stay
  * WB, MmAllocatePagesForMdlEx frames keep their recorded type, an untyped frame takes
  * CacheType for good.  The result keeps the MDL's byte offset.  RequestedAddress
@@ -45,8 +47,12 @@
  * MmMapLockedPagesSpecifyCache page): only whole pages of pool
  * allocations that were zeroed, the MDL covering whole pages, may be mapped; each mapping
  * counts on the pool pages (pool_note_user_mapping), and freeing pool still mapped is bug
- * check 0xC4/0x2003 (mm/pool.c).  Other kernel memory (the image, the direct map, stacks)
- * is never mapped to a user.
+ * check 0xC4/0x2003 (mm/pool.c).  Whole pages of a system-PTE mapping of frames a driver
+ * allocated zeroed and nonpaged — MmAllocatePagesForMdl(Ex) frames, MmAllocateNonCachedMemory
+ * and MmAllocateContiguousMemory* blocks — may be mapped too (the frames stay the driver's
+ * until it frees them; freeing them while mapped is its bug, as on NT).  Other kernel memory
+ * (the image, the direct map, stacks, page tables, the PFN database, pool through another
+ * address) is never mapped to a user.
  *
  * Bug checks 0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION, by P1:
  *   0x70    UserMode probe above APC_LEVEL (IRQL, MDL, access mode)
@@ -58,9 +64,9 @@
  *           kernel side)
  *   0xB9    unmapping a user address that is not a mapping of this MDL in the current
  *           process, or with no process current (address, MDL, current process)
- *   0x2004  (mdlab) kernel memory mapped to a user that is not whole zeroed pool pages
- *           (MDL, offending address, reason: 1 not whole pages, 2 POOL_FLAG_UNINITIALIZED,
- *           3 not pool)
+ *   0x2004  (mdlab) kernel memory mapped to a user that is not whole zeroed pool pages nor
+ *           whole pages of driver-allocated frames (MDL, offending address, reason: 1 not
+ *           whole pages, 2 POOL_FLAG_UNINITIALIZED, 3 neither pool nor such frames)
  *   0x2005  (mdlab) MmUnlockPages, MmFreePagesFromMdl or IoFreeMdl of an MDL still mapped
  *           into a user address space (MDL, user address of a mapping, its process; the last
  *           two are 0 from the free routines) — the pages would stay reachable by the user
@@ -80,6 +86,7 @@
 #include "mm/mdl_user.h"
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
+#include "kernel/process.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/memtype.h"
@@ -130,9 +137,10 @@ struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool wri
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
 	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
-	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < end; page += PAGE_SIZE)
-		if (!uvm_make_resident(mm, page, PAGE_SIZE, write))
-			seh_raise_access_violation(page < va ? va : page, access);
+	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (ALIGN_UP(end, PAGE_SIZE) - first) / PAGE_SIZE;
+	uint64_t done = uvm_make_resident_pages(mm, first, n, write);
+	if (done < n)
+		seh_raise_access_violation(done ? first + done * PAGE_SIZE : va, access);
 	return mm;
 }
 
@@ -250,19 +258,42 @@ __attribute__((noreturn)) static void map_failed(NTSTATUS status)
 	ExRaiseStatus(status);
 }
 
-/* Kernel memory reaches a user only as whole, zeroed pages of pool allocations, the MDL
- * covering whole pages (mm/RULES.md user rule U4).  True when the MDL describes
- * pool (its mapping must then be counted on the pool pages); false for a user buffer or
- * pages of MmAllocatePagesForMdl, which have no kernel address. */
+/* Whether frame pfn is RAM a driver allocated as whole, zeroed, nonpaged pages that are its
+ * own and no one else's: an MmAllocatePagesForMdl(Ex) MDL's frames, or device memory
+ * (MmAllocateNonCachedMemory, MmAllocateContiguousMemory*).  Not the kernel image, stacks,
+ * page tables, the PFN database, pool (which must be mapped through its own address) or a
+ * free frame. */
+static bool is_driver_allocated_frame(pfn_t pfn)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	return e && e->state == PFN_ACTIVE && (e->owner_kind == PFN_OWNER_MDL || e->owner_kind == PFN_OWNER_DEVMEM);
+}
+
+/* Kernel memory reaches a user only as whole pages (mm/RULES.md user rule U4): of pool
+ * allocations that were zeroed, through their pool address; or, through a system-PTE
+ * mapping, of frames a driver allocated zeroed and nonpaged (is_driver_allocated_frame: the
+ * A1 case of issue 13).  True when the MDL describes pool (its mapping must then be counted
+ * on the pool pages); false for a user buffer, pages of MmAllocatePagesForMdl (no kernel
+ * address) or a system-PTE mapping of allocated frames. */
 static bool check_kernel_memory(PMDL m, ULONG pages)
 {
 	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(m), start = (uint64_t)m->StartVa;
 	if (va < USER_VA_END)
 		return false;
-	if (va < KVA_POOL_BASE || va >= KVA_POOL_END)
+	bool pool = va >= KVA_POOL_BASE && va < KVA_POOL_END;
+	bool sysptes = va >= KVA_SYSPTE_BASE && va < KVA_SYSPTE_END;
+	if (!pool && !sysptes)
 		verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_POOL);
 	if (m->ByteOffset || m->ByteCount % PAGE_SIZE)
 		verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m, va, KMEM_NOT_WHOLE_PAGES);
+	if (sysptes) {
+		PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+		for (ULONG i = 0; i < pages; i++)
+			if (!is_driver_allocated_frame(pfns[i]))
+				verifier_violation(VERIFIER_MDL_USER_MAP_KERNEL_MEMORY, (ULONG_PTR)m,
+						   start + (uint64_t)i * PAGE_SIZE, KMEM_NOT_POOL);
+		return false;
+	}
 	for (uint64_t page = start; page < start + (uint64_t)pages * PAGE_SIZE; page += PAGE_SIZE) {
 		struct pool_info pi;
 		/* The page must lie wholly inside one page-granular allocation. */
@@ -301,16 +332,23 @@ static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum 
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
-	for (ULONG i = 0; i < n; i++) {
-		enum memtype t;
+	for (ULONG i = 0; i < n;) {
 		struct pt_attrs a = { .write = write, .exec = false, .user = true, .global = false };
-		bool ok = memtype_for_mapping(pfns[i], requested, &t, &override);
-		a.type = t;
-		if (!ok || !pt_map(&mm->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+		/* Each run of frames pinned and typed alike is written with one call (memtype.h),
+		 * any other frame typed on its own: a frame has one type in the process and in
+		 * the kernel (mm/RULES.md user rule U11, rule 6). */
+		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, &override);
+		bool ok = true;
+		if (!run) {
+			ok = memtype_for_mapping(pfns[i], requested, &a.type, &override);
+			run = 1;
+		}
+		if (!ok || !pt_map_frames(&mm->root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], run, a)) {
 			if (i)
 				pt_unmap(&mm->root, va, (uint64_t)i * PAGE_SIZE);
 			return false;
 		}
+		i += (ULONG)run;
 	}
 	stats.cache_overrides += override;
 	return true;
@@ -352,7 +390,11 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
 	/* A user mapping is never executable (mm/RULES.md user rule U3); NoWrite makes it read-only. */
-	r->write = !(Priority & MdlMappingNoWrite);
+	r->write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY); /* decision 9 */
+	/* W^X across privilege levels (mm/RULES.md decision 3): ring 3 may not write what ring
+	 * 0 can execute. */
+	if (r->write && mdl_frames_executable_in_ring_0(Mdl))
+		map_failed(STATUS_INVALID_PAGE_PROTECTION);
 }
 
 /* Make the mapping r describes: its record, its VAD_MDL range and its PTEs, then put it on
@@ -390,6 +432,19 @@ PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddre
 	stats.maps++;
 	stats.live++;
 	return (PVOID)(r.va + Mdl->ByteOffset);
+}
+
+bool mdl_user_frame_writable(pfn_t pfn)
+{
+	/* The real user PTEs of every MDL mapping, not the records' rights. */
+	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
+		for (uint64_t i = 0; i < um->pages; i++) {
+			struct pt_query q;
+			pt_query(&um->mm->root, um->va + i * PAGE_SIZE, &q);
+			if (q.present && q.eff.user && q.eff.write && q.pa >> PAGE_SHIFT == pfn)
+				return true;
+		}
+	return false;
 }
 
 /* ---- unmapping ---------------------------------------------------------------------- */
@@ -441,4 +496,59 @@ void mdl_user_process_exit(struct mm_process *mm)
 		release_mapping(mm->mappings);
 		stats.teardowns++;
 	}
+}
+
+/* ---- MmProbeAndLockProcessPages ----------------------------------------------------- */
+
+/* MmProbeAndLockPages of a buffer in Process's address space (mm/RULES.md user rule U12): the
+ * process is attached for the probe when it is not the current one, and detached again
+ * before the exception a refused probe raises goes on to the caller (the same status, and
+ * for an access violation the same access kind and address). */
+VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KPROCESSOR_MODE AccessMode,
+				LOCK_OPERATION Operation)
+{
+	KAPC_STATE apc;
+	bool attach = ps_mm(Process) != mm_current();
+	volatile NTSTATUS status = STATUS_SUCCESS;
+	volatile ULONG_PTR kind = 0, address = 0;
+	if (attach)
+		KeStackAttachProcess(Process, &apc);
+	__try {
+		MmProbeAndLockPages(MemoryDescriptorList, AccessMode, Operation);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		const EXCEPTION_RECORD *r = GetExceptionRecord();
+		status = GetExceptionCode();
+		if (r->NumberParameters >= 2) {
+			kind = r->ExceptionInformation[0];
+			address = r->ExceptionInformation[1];
+		}
+	}
+	if (attach)
+		KeUnstackDetachProcess(&apc);
+	if (status == STATUS_ACCESS_VIOLATION)
+		seh_raise_access_violation(address, (ULONG)kind);
+	if (status != STATUS_SUCCESS)
+		ExRaiseStatus(status);
+}
+
+void mdl_user_note_advance(PMDL Mdl, ULONG passed)
+{
+	struct mm_process *mm = ps_mm(Mdl->Process);
+	if (!mm)
+		return;
+	mm->locked_pages -= passed;
+	for (struct locked_record *r = locked_records; r; r = r->next)
+		if (r->mdl == Mdl)
+			r->pages -= passed;
+}
+
+struct mm_process *mdl_user_probe_page(uint64_t page, KPROCESSOR_MODE AccessMode, bool write)
+{
+	struct mm_process *mm = mm_current();
+	if (page >= USER_VA_END || (!mm && AccessMode == KernelMode))
+		return NULL;
+	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
+	if (!mm || !uvm_make_resident(mm, page, PAGE_SIZE, write))
+		seh_raise_access_violation(page, access);
+	return mm;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "include/wdm.h"
 #include "mm/mmproc.h"
+#include "mm/pfn.h"
 
 struct vad;
 
@@ -31,6 +32,10 @@ struct user_mapping {
  * is locked yet).  A UserMode probe with no process raises too.  Returns the memory of the
  * process the buffer belongs to, NULL for a kernel buffer. */
 struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write);
+/* MmProbeAndLockSelectedPages, before locking: the same for one page of the user half (the
+ * caller checks the IRQL), raising STATUS_ACCESS_VIOLATION at it when it cannot be made
+ * resident; NULL for a kernel page. */
+struct mm_process *mdl_user_probe_page(uint64_t page, KPROCESSOR_MODE AccessMode, bool write);
 /* MmProbeAndLockPages, after locking: Mdl->Process = owner's process, whose locked_pages
  * counts the MDL's pages (owner NULL: a kernel buffer, Mdl->Process NULL). */
 void mdl_user_note_lock(PMDL Mdl, struct mm_process *owner);
@@ -41,6 +46,10 @@ void mdl_user_note_unlock(PMDL Mdl);
 ULONG_PTR mdl_user_tracking_record(PMDL Mdl);
 /* The pages locked in the MDL's process (0 for a kernel buffer), for bug check 0x76 P1 1. */
 ULONG_PTR mdl_user_locked_pages(PMDL Mdl);
+
+/* MmAdvanceMdl, after unlocking the first `passed` pages: they stop counting on
+ * Mdl->Process (and on its tracking record). */
+void mdl_user_note_advance(PMDL Mdl, ULONG passed);
 
 /* Locked-page tracking (NT's TrackLockedPages; cmdline track_locked_pages=1, off by
  * default): while on, every lock charged to a process is recorded with its MDL, pages and
@@ -57,6 +66,10 @@ void mdl_user_check_locks_left(struct mm_process *mm);
  * go, its pool pages stop counting as user-mapped.  PsDestroyProcess runs it after the
  * drivers' cleanup callbacks, before the address space goes. */
 void mdl_user_process_exit(struct mm_process *mm);
+
+/* Whether some MDL mapping in some process lets ring 3 write frame pfn (read from the
+ * process's page tables): MmProtectMdlSystemAddress refuses to make such a frame executable. */
+bool mdl_user_frame_writable(pfn_t pfn);
 
 /* The mappings of Mdl in any process (tools, tests, the MDL-freeing paths). */
 uint32_t mdl_user_mapping_count(PMDL Mdl);

@@ -5,14 +5,31 @@
 #include "mm/tlb.h"
 
 static struct mm_process *loaded; /* NULL: the kernel's own tables */
+static struct mm_process *live;   /* every address space mm_process_init made, not destroyed */
 
 bool mm_process_init(struct mm_process *mm, PEPROCESS process, bool wow64)
 {
 	memset(mm, 0, sizeof *mm);
 	mm->process = process;
 	mm->highest_user = wow64 ? MM_USER_TOP_WOW64 : MM_USER_TOP_64;
-	return pt_root_create(&mm->root);
+	if (!pt_root_create(&mm->root))
+		return false;
+	mm->next_live = live;
+	live = mm;
+	return true;
 }
+
+void mm_process_destroy(struct mm_process *mm)
+{
+	for (struct mm_process **pp = &live; *pp; pp = &(*pp)->next_live)
+		if (*pp == mm) {
+			*pp = mm->next_live;
+			break;
+		}
+	pt_root_destroy(&mm->root);
+}
+
+struct mm_process *mm_live_processes(void) { return live; }
 
 struct mm_process *mm_current(void) { return loaded; }
 

@@ -28,11 +28,17 @@ struct mm_process {
 	struct vad *vad_root;          /* mm/vad.c */
 	uint64_t locked_pages;         /* pages MmProbeAndLockPages locked for it, not yet unlocked */
 	struct user_mapping *mappings; /* MDLs mapped into it (mm/mdl_user.c) */
+	struct mm_process *next_live;  /* every live address space (mm_live_processes) */
 };
 
 /* Set up the memory of `process`: a PML4 of its own, the user range of a 64-bit or (wow64)
  * 32-bit process, nothing mapped.  False when no frame is left for the PML4. */
 bool mm_process_init(struct mm_process *mm, PEPROCESS process, bool wow64);
+
+/* Free mm's PML4 (its user half empty: uvm_destroy ran) and forget the address space. */
+void mm_process_destroy(struct mm_process *mm);
+/* The first of every live address space, linked by next_live (the audits walk them all). */
+struct mm_process *mm_live_processes(void);
 
 /* The address space loaded now; NULL while the kernel runs on its own tables. */
 struct mm_process *mm_current(void);

@@ -289,13 +289,54 @@ PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)
 	return p;
 }
 
+/* The pool a POOL_TYPE names (NonPagedPool, NonPagedPoolNx, PagedPool); false for any
+ * other value, which gets NULL. */
+static bool pool_type_is_known(POOL_TYPE t) { return t == NonPagedPool || t == NonPagedPoolNx || t == PagedPool; }
+
 PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 {
 	/* The legacy routine does not zero; mdlab fills with the uninitialized pattern. */
-	if (PoolType != NonPagedPool && PoolType != NonPagedPoolNx && PoolType != PagedPool)
+	if (!pool_type_is_known(PoolType))
 		return NULL;
 	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
 			  (ULONG_PTR)__builtin_return_address(0));
+}
+
+PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
+{
+	if (!pool_type_is_known(PoolType))
+		return NULL;
+	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, false,
+			  (ULONG_PTR)__builtin_return_address(0));
+}
+
+PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
+{
+	if (!pool_type_is_known(PoolType))
+		return NULL;
+	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
+			  (ULONG_PTR)__builtin_return_address(0));
+}
+
+/* The obsolete untagged form: the tag is 'None', as NT's. */
+PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes)
+{
+	return ExAllocatePoolWithTag(PoolType, NumberOfBytes, POOL_TAG_NONE);
+}
+
+/* Charged to the current process on NT; mdlab keeps no pool quotas, so only the failure
+ * differs from ExAllocatePoolWithTag: it raises STATUS_INSUFFICIENT_RESOURCES unless
+ * POOL_QUOTA_FAIL_INSTEAD_OF_RAISE is OR-ed into PoolType, and takes the POOL_COLD_ALLOCATION
+ * hint (ExAllocatePoolWithQuotaTag's page). */
+PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
+{
+	bool fail_quietly = PoolType & POOL_QUOTA_FAIL_INSTEAD_OF_RAISE;
+	/* POOL_COLD_ALLOCATION is a hint only (the page says so); mdlab never pages pool out. */
+	POOL_TYPE type = (POOL_TYPE)(PoolType & ~(POOL_QUOTA_FAIL_INSTEAD_OF_RAISE | POOL_COLD_ALLOCATION));
+	PVOID p = ExAllocatePoolWithTag(type, NumberOfBytes, Tag);
+	if (!p && !fail_quietly)
+		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
+	return p;
 }
 
 /* Check the guard bytes [p, end); bug check 0xC5 at the first one overwritten. */

@@ -10,9 +10,10 @@
  * stops the machine, with the code NT uses without the verifier where it has one.
  *
  * Low-resources simulation: boot option lowres=N makes the N-th call (1-based, counted
- * over all sites) of IoAllocateMdl, MmProbeAndLockPages, the map routines and
- * MmAllocatePagesForMdl(Ex) fail the documented way; lowres=P% with lowres_seed=S makes each
- * such call fail with probability P% from a seeded generator.  Tests set it at run time.
+ * over all sites) of IoAllocateMdl, MmProbeAndLockPages, the map routines (MmMapIoSpace too)
+ * and MmAllocatePagesForMdl(Ex) (the device-memory allocations too) fail the documented way;
+ * lowres=P% with lowres_seed=S makes each such call fail with probability P% from a seeded
+ * generator.  Tests set it at run time.
  */
 #ifndef MM_VERIFIER_H
 #define MM_VERIFIER_H
@@ -64,6 +65,10 @@ enum verifier_code {
 							 * whole zeroed pool pages */
 	VERIFIER_MDL_RELEASE_USER_MAPPED = 0x2005,      /* unlocking or freeing an MDL still mapped to
 							 * a user */
+	VERIFIER_DEVMEM_BAD_RELEASE = 0x2006,           /* freeing or unmapping device memory that the
+							 * routine's allocator did not give (mm/devmem.c) */
+	VERIFIER_MDL_FREE_LOCKED = 0x2007,              /* IoFreeMdl of an MDL whose pages are locked
+							 * (MDL, flags, pages) */
 };
 
 enum vf_site {

@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,22 +24,66 @@ import qemu  # noqa: E402
 
 LINE = re.compile(protocol.marker_pattern(protocol.BENCH) +
                   r"\s*case=(\S+) size=(\d+) ops=(\d+) pages=(\d+) ticks=(\d+)(?: note=(\S+))?")
+RUNNING = re.compile(protocol.marker_pattern(protocol.BENCH) + r"\s*running (\S+)")
 BASELINE = "baseline_write_invlpg_clear"
 
 
 def run(esp: Path, build: Path, kvm: bool, extra: str, timeout: int) -> str:
+    """Boot the benchmarks, printing a progress line as each case starts (the kernel's
+    `# bench: running NAME` lines, read from the serial log while QEMU runs)."""
     boot = qemu.prepare_boot_dir(build / "bench", esp, f"mode={protocol.MODE_BENCH} syspte=262144")
     log = build / "bench" / "bench.log"
     accel = "" if kvm else "-icount shift=0"
     argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log), smp=1,
                               extra=f"{accel} {extra}")
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, timeout=timeout)
+    start = time.monotonic()
+    print("bench: booting the benchmarks (a few minutes under -icount)", flush=True)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    seen = 0
+    try:
+        while True:
+            try:
+                returncode = proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                returncode = None
+            if log.exists():
+                text = log.read_text(errors="replace").replace("\r", "")
+                lines = text.split("\n")[:-1] if returncode is None else text.split("\n")
+                for m in RUNNING.finditer("\n".join(lines[seen:])):
+                    print(f"bench: {time.monotonic() - start:5.0f} s  running {m.group(1)}", flush=True)
+                seen = max(seen, len(lines))
+            if returncode is not None:
+                break
+            if time.monotonic() - start > timeout:
+                proc.kill()
+                proc.wait()
+                raise SystemExit(f"bench: timed out after {timeout} s; log: {log}")
+    except KeyboardInterrupt:
+        proc.kill()
+        raise
     text = log.read_text(errors="replace").replace("\r", "")
-    if proc.returncode != qemu.EXIT_DONE or protocol.BENCH_DONE not in text:
+    if returncode != qemu.EXIT_DONE or protocol.BENCH_DONE not in text:
         sys.stdout.write(text[-3000:])
-        raise SystemExit(f"bench: the benchmark run did not finish ({qemu.describe_exit(proc.returncode)}); "
+        raise SystemExit(f"bench: the benchmark run did not finish ({qemu.describe_exit(returncode)}); "
                          f"log: {log}")
+    print(f"bench: done in {time.monotonic() - start:.0f} s", flush=True)
     return text
+
+
+def provenance() -> dict:
+    """What a figure was measured on: the commit (with -dirty for uncommitted changes) and
+    the QEMU that ran it."""
+    def first_line(argv: list[str]) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    repo = str(Path(__file__).resolve().parent.parent)
+    commit = first_line(["git", "-C", repo, "rev-parse", "HEAD"]) or "unknown"
+    if commit != "unknown" and first_line(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"]):
+        commit += "-dirty"
+    return {"commit": commit, "qemu": first_line(qemu.qemu_command_prefix() + ["--version"]) or "unknown"}
 
 
 def parse(text: str) -> list[dict]:
@@ -46,7 +91,7 @@ def parse(text: str) -> list[dict]:
     for m in LINE.finditer(text):
         case, size, ops, pages, ticks, note = m.groups()
         rows.append({"case": case, "size": int(size), "ops": int(ops), "pages": int(pages),
-                     "ticks_per_op": int(ticks), "note": note or ""})
+                     "per_op": int(ticks), "note": note or ""})  # the kernel's ticks=: see "unit"
     return rows
 
 
@@ -58,7 +103,7 @@ def marginal(rows: list[dict], case: str, lo: int, hi: int) -> float | None:
     a, b = find(rows, case, lo), find(rows, case, hi)
     if not a or not b:
         return None
-    return (b["ticks_per_op"] - a["ticks_per_op"]) / (hi - lo)
+    return (b["per_op"] - a["per_op"]) / (hi - lo)
 
 
 def main(argv: list[str]) -> int:
@@ -74,23 +119,23 @@ def main(argv: list[str]) -> int:
                     help="write this run's figures to --baseline instead of checking them")
     args = ap.parse_args(argv)
     build = Path(args.build_dir)
-    unit = "cycles (TSC, KVM)" if args.kvm else "instructions (-icount shift=0)"
+    unit, measured = ("cycles", "TSC under KVM") if args.kvm else ("instructions", "-icount shift=0")
     rows = parse(run(Path(args.esp), build, bool(args.kvm), args.qemu_extra, args.timeout))
 
     # Each figure per page, and its ratio to the baseline's per-page cost at the same size.
     for r in rows:
-        r["per_page"] = r["ticks_per_op"] / r["pages"] if r["pages"] else None
+        r["per_page"] = r["per_op"] / r["pages"] if r["pages"] else None
         base = find(rows, BASELINE, r["size"])
-        r["ratio_to_baseline"] = (r["ticks_per_op"] / base["ticks_per_op"]
-                                  if base and base["ticks_per_op"] and r["case"] != "tlb_flushes_per_unmap"
+        r["ratio_to_baseline"] = (r["per_op"] / base["per_op"]
+                                  if base and base["per_op"] and r["case"] != "tlb_flushes_per_unmap"
                                   else None)
 
-    print(f"mdlab benchmark, unit: {unit}")
+    print(f"mdlab benchmark, unit: {unit} ({measured})")
     print(f"{'case':34} {'size':>7} {'per op':>10} {'per page':>10} {'x baseline':>11}  note")
     for r in rows:
         per_page = f"{r['per_page']:.1f}" if r["per_page"] is not None else "-"
         ratio = f"{r['ratio_to_baseline']:.2f}" if r["ratio_to_baseline"] is not None else "-"
-        print(f"{r['case']:34} {r['size']:>7} {r['ticks_per_op']:>10} {per_page:>10} {ratio:>11}  {r['note']}")
+        print(f"{r['case']:34} {r['size']:>7} {r['per_op']:>10} {per_page:>10} {ratio:>11}  {r['note']}")
 
     # The performance targets (README "Performance").
     targets = []
@@ -100,16 +145,16 @@ def main(argv: list[str]) -> int:
                         m_map / m_base <= 1.5))
     one = find(rows, "map_unmap", 1)
     if one:
-        targets.append(("fixed cost of map+unmap of a 1-page MDL", one["ticks_per_op"], "< 400",
-                        one["ticks_per_op"] < 400))
+        targets.append(("fixed cost of map+unmap of a 1-page MDL", one["per_op"], "< 400",
+                        one["per_op"] < 400))
     g = find(rows, "get_system_address_mapped", 1)
     if g:
-        targets.append(("MmGetSystemAddressForMdlSafe on a mapped MDL", g["ticks_per_op"], "< 20",
-                        g["ticks_per_op"] < 20))
+        targets.append(("MmGetSystemAddressForMdlSafe on a mapped MDL", g["per_op"], "< 20",
+                        g["per_op"] < 20))
     for n in (1, 8):
         lo, hi = find(rows, f"syspte_reserve_release_{n}", 10), find(rows, f"syspte_reserve_release_{n}", 100000)
-        if lo and hi and lo["ticks_per_op"]:
-            q = hi["ticks_per_op"] / lo["ticks_per_op"]
+        if lo and hi and lo["per_op"]:
+            q = hi["per_op"] / lo["per_op"]
             targets.append((f"syspte reserve+release of {n} at 100000 vs 10 free runs", q, "<= 3", q <= 3))
     t = find(rows, "tlb_flushes_per_unmap", 1)
     if t:
@@ -121,11 +166,23 @@ def main(argv: list[str]) -> int:
         v = f"{value:.2f}" if isinstance(value, float) else str(value)
         print(f"  {'met ' if ok else 'MISS'}  {name}: {v} (target {want})")
 
+    # Zeroing on its own line: the zeroed allocation less the one without zeroing.
+    zeroing = []
+    for n in (1, 8, 64, 512):
+        z, nz = find(rows, "allocate_free_pages_for_mdl", n), find(rows, "allocate_free_pages_for_mdl_nozero", n)
+        if z and nz:
+            zeroing.append(f"{n}: {(z['per_op'] - nz['per_op']) / n:.0f}")
+    if zeroing:
+        print(f"\nzeroing (MmAllocatePagesForMdlEx without MM_DONT_ZERO_ALLOCATION, less with it), per page "
+              f"at {', '.join(zeroing)} pages: rep stosb (ERMS; under -icount one count per byte)")
+
     out = build / "bench.json"
-    out.write_text(json.dumps({"unit": unit, "results": rows,
+    previous = read_previous(out)
+    out.write_text(json.dumps({"unit": unit, "measured": measured, **provenance(), "results": rows,
                                "targets": [{"name": n, "value": v, "target": w, "met": ok}
                                            for n, v, w, ok in targets]}, indent=2))
     print(f"\nwritten: {out}")
+    compare_previous(previous, rows, unit)
     if args.kvm:
         print("baseline: not checked (the committed figures are instructions under -icount)")
         return 0
@@ -147,10 +204,40 @@ def figure_key(r: dict) -> str:
 
 def write_baseline(path: Path, rows: list[dict]) -> None:
     """The committed figures: instructions per operation, by case@size."""
-    figures = {figure_key(r): r["ticks_per_op"] for r in rows}
+    figures = {figure_key(r): r["per_op"] for r in rows}
     path.write_text(json.dumps({"unit": "instructions per operation (-icount shift=0)",
                                 "regression_limit": REGRESSION, "figures": figures},
                                indent=2, sort_keys=True) + "\n")
+
+
+def read_previous(path: Path) -> dict | None:
+    """The previous run's build/bench.json, before this run replaces it (None if there is none
+    or it cannot be read)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def compare_previous(previous: dict | None, rows: list[dict], unit: str) -> list[str]:
+    """Print every case more than 5 % above the previous run's figure (only reported: the
+    committed baseline decides whether the run fails).  Returns those lines."""
+    if not previous or previous.get("unit") != unit:
+        print("previous run: none to compare with" if not previous else
+              f"previous run: in {previous.get('unit')!r}, not compared")
+        return []
+    # A run written before the field was named per_op calls it ticks_per_op.
+    before = {figure_key(r): r.get("per_op", r.get("ticks_per_op")) for r in previous.get("results", [])}
+    worse = []
+    for r in rows:
+        old = before.get(figure_key(r))
+        if old and r["per_op"] > old * (1 + REGRESSION):
+            worse.append(f"{figure_key(r)}: {r['per_op']} against {old} in the previous run "
+                         f"(+{(r['per_op'] - old) / old:.1%})")
+    print(f"previous run: {len(before)} figures, {len(worse)} regressions over {REGRESSION:.0%}")
+    for line in worse:
+        print(f"  REGRESSION since the previous run {line}")
+    return worse
 
 
 def check_baseline(path: Path, rows: list[dict]) -> int:
@@ -162,7 +249,7 @@ def check_baseline(path: Path, rows: list[dict]) -> int:
         print(f"baseline: {path} does not exist (make bench-baseline writes it)")
         return 1
     committed = json.loads(path.read_text())["figures"]
-    now = {figure_key(r): r["ticks_per_op"] for r in rows}
+    now = {figure_key(r): r["per_op"] for r in rows}
     worse, better = [], []
     for key, old in sorted(committed.items()):
         new = now.get(key)

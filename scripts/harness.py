@@ -105,7 +105,10 @@ class Outcome:
 # --------------------------------------------------------------------- unit tests
 
 class _LineResult(unittest.TestResult):
-    """A unittest result that prints one harness line per test and keeps Outcomes."""
+    """A unittest result that keeps Outcomes and prints a harness line for each failure, and
+    for each pass or skip too when `verbose` is set (make test UNIT_LINES=1: main sets it)."""
+
+    verbose = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -117,7 +120,8 @@ class _LineResult(unittest.TestResult):
 
     def addSuccess(self, test):
         super().addSuccess(test)
-        say("ok", self._name(test))
+        if self.verbose:
+            say("ok", self._name(test))
         self.outcomes.append(Outcome("unit", self._name(test), Status.PASS))
 
     def _fail(self, test, err, kind):
@@ -138,24 +142,30 @@ class _LineResult(unittest.TestResult):
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
-        say("ok", self._name(test), "# SKIP", reason)
+        if self.verbose:
+            say("ok", self._name(test), "# SKIP", reason)
         self.outcomes.append(Outcome("unit", self._name(test), Status.SKIP, [reason]))
 
 
 def run_unit_tests() -> list[Outcome]:
-    """Run scripts/test_harness.py's tests in this process; one Outcome per test (or one
-    failed Outcome if the module cannot be loaded)."""
-    say("unit tests of the log parser (scripts/test_harness.py)")
-    try:
-        suite = unittest.defaultTestLoader.loadTestsFromName("test_harness")
-    except Exception:  # an import or syntax error in test_harness.py is a failure, not a crash
-        lines = traceback.format_exc().rstrip().splitlines()
-        say("not ok test_harness (cannot load)")
-        print("\n".join("    " + l for l in lines))
-        return [Outcome("unit", "test_harness", Status.FAIL, ["cannot load"], None, lines[-1:])]
-    result = _LineResult()
-    suite.run(result)
-    return result.outcomes
+    """Run the host-side unit tests in this process (scripts/test_harness.py's, then
+    scripts/test_seh_rewrite.py's); one Outcome per test (or one failed Outcome for a module
+    that cannot be loaded)."""
+    outcomes = []
+    for module, what in (("test_harness", "the log parser"), ("test_seh_rewrite", "the SEH rewriter")):
+        say(f"unit tests of {what} (scripts/{module}.py)")
+        try:
+            suite = unittest.defaultTestLoader.loadTestsFromName(module)
+        except Exception:  # an import or syntax error in a test module is a failure, not a crash
+            lines = traceback.format_exc().rstrip().splitlines()
+            say(f"not ok {module} (cannot load)")
+            print("\n".join("    " + l for l in lines))
+            outcomes.append(Outcome("unit", module, Status.FAIL, ["cannot load"], None, lines[-1:]))
+            continue
+        result = _LineResult()
+        suite.run(result)
+        outcomes += result.outcomes
+    return outcomes
 
 
 def run_layout_checks(repo: Path) -> list[Outcome]:
@@ -169,6 +179,86 @@ def run_layout_checks(repo: Path) -> list[Outcome]:
         outcomes.append(Outcome("layout", c.name, Status.PASS if c.ok else Status.FAIL,
                                 c.problems[:20]))
     return outcomes
+
+
+# --------------------------------------------------------------------- results for machines
+
+def result_groups(outcomes: list[Outcome]) -> list[tuple[str, list[tuple[str, Outcome]]]]:
+    """The outcomes as suites of cases, in order of first appearance: a kernel case
+    "suite.case" in its suite; death tests in "death", the harness's unit tests in
+    "harness", the layout checks in "layout", a run that went wrong in "run"."""
+    groups: dict[str, list[tuple[str, Outcome]]] = {}
+    for o in outcomes:
+        if o.kind == "case" and "." in o.name:
+            suite, case = o.name.split(".", 1)
+        else:
+            suite = {"death": "death", "unit": "harness", "layout": "layout"}.get(o.kind, "run")
+            case = o.name
+        groups.setdefault(suite, []).append((case, o))
+    return list(groups.items())
+
+
+def ktap_text(outcomes: list[Outcome]) -> str:
+    """Every counted outcome as one KTAP version 1 document, a suite each (the kernel's
+    format: nested subtests with a `# suite: pass:P fail:F skip:S total:T` line), so a KTAP
+    parser counts exactly the closing line's total."""
+    groups = result_groups(outcomes)
+    out = [protocol.KTAP_HEADER, f"1..{len(groups)}"]
+    totals = {s: 0 for s in Status}
+    for i, (suite, cases) in enumerate(groups, 1):
+        out += [f"    {protocol.KTAP_HEADER}", f"    {protocol.KTAP_SUBTEST} {suite}",
+                f"    1..{len(cases)}"]
+        counts = {s: 0 for s in Status}
+        for j, (case, o) in enumerate(cases, 1):
+            counts[o.status] += 1
+            for reason in (o.reasons if o.status is Status.FAIL else []):
+                out.append(f"    # {reason}")
+            if o.status is Status.SKIP:
+                why = "; ".join(o.reasons)
+                out.append(f"    ok {j} {case} # {protocol.KTAP_SKIP} {why}".rstrip())
+            else:
+                out.append(f"    {'ok' if o.status is Status.PASS else 'not ok'} {j} {case}")
+        for st in Status:
+            totals[st] += counts[st]
+        out.append(f"# {suite}: pass:{counts[Status.PASS]} fail:{counts[Status.FAIL]} "
+                   f"skip:{counts[Status.SKIP]} total:{len(cases)}")
+        out.append(f"{'not ok' if counts[Status.FAIL] else 'ok'} {i} {suite}")
+    out.append(f"# Totals: pass:{totals[Status.PASS]} fail:{totals[Status.FAIL]} "
+               f"skip:{totals[Status.SKIP]} total:{sum(totals.values())}")
+    return "\n".join(out) + "\n"
+
+
+def junit_text(outcomes: list[Outcome]) -> str:
+    """The same outcomes as JUnit XML: a <testsuite> per group, a <testcase> per outcome,
+    <failure> with the reasons and details, <skipped> with the reason."""
+    from xml.sax.saxutils import escape, quoteattr
+    groups = result_groups(outcomes)
+    fails = sum(o.status is Status.FAIL for o in outcomes)
+    skips = sum(o.status is Status.SKIP for o in outcomes)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name="mdlab" tests="{len(outcomes)}" failures="{fails}" '
+           f'skipped="{skips}">']
+    for suite, cases in groups:
+        f = sum(o.status is Status.FAIL for _, o in cases)
+        k = sum(o.status is Status.SKIP for _, o in cases)
+        out.append(f'  <testsuite name={quoteattr(suite)} tests="{len(cases)}" failures="{f}" '
+                   f'skipped="{k}">')
+        for case, o in cases:
+            head = f'    <testcase classname={quoteattr(suite)} name={quoteattr(case)}'
+            if o.status is Status.PASS:
+                out.append(head + "/>")
+                continue
+            out.append(head + ">")
+            text = "\n".join(o.reasons + o.details + ([f"log: {o.log}"] if o.log else []))
+            if o.status is Status.SKIP:
+                out.append(f"      <skipped message={quoteattr('; '.join(o.reasons))}/>")
+            else:
+                out.append(f"      <failure message={quoteattr('; '.join(o.reasons))}>"
+                           f"{escape(text)}</failure>")
+            out.append("    </testcase>")
+        out.append("  </testsuite>")
+    out.append("</testsuites>")
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------- booting
@@ -664,8 +754,13 @@ class Harness:
                                          log, details + log_tail(res.text)))
         for spec in verdict.death_specs:
             self.submit_death(spec)
-        if not verdict.cases and not self.death_futures and not verdict.problems:
-            say(f"note: no kernel test matched '{self.args.tests}'")
+        # An empty selection is an error: the late suites (mm_audit) run whatever the glob
+        # says, so they do not count as selected.
+        selected = [c for c in verdict.cases if fnmatch.fnmatchcase(c.name, self.args.tests)]
+        if not selected and not self.death_futures and not verdict.problems:
+            self.outcomes.append(Outcome("run", "test selection", Status.FAIL,
+                                         [f"no test matches T='{self.args.tests}' (a glob over "
+                                          "suite.case, as 'mdl_map.*')"], log))
 
     def collect_deaths(self) -> None:
         """Wait for the death boots, printing each verdict as it arrives."""
@@ -753,6 +848,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     "in a copy (falls back to boot when that fails); boot: boot every "
                     "death test on its own (default restore)")
     ap.add_argument("--build-dir", default="build", help="logs go to BUILD_DIR/test")
+    ap.add_argument("--junit", default="", help="also write the results as JUnit XML here")
+    ap.add_argument("--unit-lines", action="store_true",
+                    help="print a line for every unit test of the harness, not only failures")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")
@@ -785,7 +883,11 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(harness.test_dir, ignore_errors=True)
     harness.test_dir.mkdir(parents=True)
     try:
-        harness.outcomes += run_unit_tests()
+        _LineResult.verbose = args.unit_lines
+        units = run_unit_tests()
+        say(f"unit tests: {sum(o.status is Status.PASS for o in units)} of {len(units)} passed"
+            + ("" if args.unit_lines else " (UNIT_LINES=1 lists each)"))
+        harness.outcomes += units
         harness.outcomes += run_layout_checks(Path(__file__).resolve().parent.parent)
         harness.run_main()
         harness.collect_deaths()
@@ -794,7 +896,21 @@ def main(argv: list[str]) -> int:
         harness.stop()
         return 130
     harness.stop()
-    return harness.report()
+    # The files first, so that the closing line of the report is the last line printed.
+    ktap_path = harness.test_dir / "results.ktap"
+    ktap_path.write_text(ktap_text(harness.outcomes))
+    say(f"every result as KTAP: {ktap_path}")
+    junit_failed = False
+    if args.junit:
+        try:
+            Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.junit).write_text(junit_text(harness.outcomes))
+            say(f"JUnit XML: {args.junit}")
+        except OSError as e:
+            say(f"cannot write JUnit XML to {args.junit}: {e.strerror}")
+            junit_failed = True
+    status = harness.report()
+    return 1 if junit_failed else status
 
 
 if __name__ == "__main__":

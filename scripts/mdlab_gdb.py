@@ -10,6 +10,10 @@ QEMU's gdb stub; nothing runs in the guest:
     mdlab-pat                  IA32_PAT slot by slot
     mdlab-ptdump [-k] [START [END]]
                                the page tables as merged ranges, like the monitor's ptdump
+    mdlab-ps                   the live processes
+    mdlab-sysptes              the system-PTE space's counters
+    mdlab-pool                 pool usage and live allocations by tag
+    mdlab-objects              the monitor's live objects (alloc, build, map, spawn)
 
 Arguments are gdb expressions (`mdlab-pte $rax`, `mdlab-mdl Mdl`, `mdlab-pfn 0x1fee2`).
 The tables walked are CR3's — what the CPU translates with now, a process's when one is
@@ -212,12 +216,13 @@ def root_from_flag(argv):
 # ------------------------------------------------------------------------------ the PAT
 
 def pat_value():
-    """(IA32_PAT, where it came from): the kernel's copy, or the documented layout."""
+    """(IA32_PAT, where it came from): the kernel's copy, or the documented layout (the
+    source then starts "assumed")."""
     try:
         value = int(gdb.parse_and_eval("'pat.c'::pat_current")) & 0xFFFFFFFFFFFFFFFF
     except gdb.error as e:
-        return PAT_DOCUMENTED, (f"the documented layout: pat_current cannot be read ({e}); "
-                                "gdb cannot read MSRs through QEMU")
+        return PAT_DOCUMENTED, (f"assumed: the documented layout, nothing read: pat_current "
+                                f"cannot be read ({e}); gdb cannot read MSRs through QEMU")
     if value == PAT_POWER_ON:
         return value, ("pat_current = the power-on value: pat_init has not run yet "
                        "(gdb cannot read the MSR itself through QEMU)")
@@ -247,24 +252,21 @@ def is_leaf(entry, level):
 
 
 def describe_entry(entry, level):
-    """The entry's bits by name, as the monitor's pt_describe_entry prints them."""
+    """The entry's bits in the monitor's bracket style (mm/pt.c pt_describe_entry): a fixed
+    column per bit, '-' or '---' when clear: P RW|R- U|S PWT PCD A D PAT|PS PAT|-- G NX|X."""
     if not entry & P:
         return "not present"
-    names = ["P"]
-    names += ["RW" if entry & RW else "R", "U" if entry & US else "S"]
-    names += [n for bit, n in ((PWT, "PWT"), (PCD, "PCD"), (A, "A")) if entry & bit]
     leaf = is_leaf(entry, level)
-    if leaf and entry & D:
-        names.append("D")
-    if level in (2, 3) and entry & PS:
-        names.append("PS")
-    if leaf and entry & (PAT_4K if level == 1 else PAT_LARGE):
-        names.append("PAT")
-    if leaf and entry & G:
-        names.append("G")
-    if entry & NX:
-        names.append("NX")
-    return " ".join(names)
+    if not leaf:
+        pat = "--"
+    elif level == 1:
+        pat = "PAT" if entry & PAT_4K else "---"
+    else:
+        pat = "PS PAT" if entry & PAT_LARGE else "PS ---"
+    return " ".join(["P", "RW" if entry & RW else "R-", "U" if entry & US else "S",
+                     "PWT" if entry & PWT else "---", "PCD" if entry & PCD else "---",
+                     "A" if entry & A else "-", "D" if entry & D else "-", pat,
+                     "G" if entry & G else "-", "NX" if entry & NX else "X"])
 
 
 def walk(root, va):
@@ -578,8 +580,16 @@ IA32_PAT slot by slot: the encoding, the type, the PTE bits (PAT PCD PWT) that s
         if argv:
             self.usage()
         pat, source = pat_value()
-        verdict = "matches" if pat == PAT_DOCUMENTED else "DIFFERS FROM"
-        print(f"IA32_PAT = 0x{pat:016x} ({verdict} mdlab's documented layout 0x{PAT_DOCUMENTED:016x})")
+        # Only a value read can match; the power-on value means the kernel has not set it yet.
+        if source.startswith("assumed"):
+            verdict = "nothing read: this is mdlab's documented layout, not the MSR"
+        elif pat == PAT_POWER_ON:
+            verdict = "the power-on value: the kernel has not programmed the PAT yet"
+        elif pat == PAT_DOCUMENTED:
+            verdict = f"matches mdlab's documented layout 0x{PAT_DOCUMENTED:016x}"
+        else:
+            verdict = f"DIFFERS FROM mdlab's documented layout 0x{PAT_DOCUMENTED:016x}"
+        print(f"IA32_PAT = 0x{pat:016x} ({verdict})")
         print(f"  read from {source}")
         print("  slot  enc   type  PAT PCD PWT")
         for slot in range(8):
@@ -623,6 +633,9 @@ expressions, quoted if they hold spaces (END 0 or absent: to the top).  The tabl
         runs = []
         for first, last, level, attrs in self.leaves(root, lo, hi_incl, pat):
             region = region_name(first)
+            if region == "user" and not attrs[0]:
+                # Supervisor leaves in the low half are no user's: the loader's identity map.
+                region = "low half, supervisor: the loader's identity map"
             key = attrs + (region,)
             if runs and runs[-1][1] + 1 == first and runs[-1][3] == key:
                 runs[-1][1] = last
@@ -660,5 +673,130 @@ expressions, quoted if they hold spaces (END 0 or absent: to the top).  The tabl
         yield from visit(root, 4, 0, True, True, False)
 
 
-for command in (MdlabPte, MdlabPfn, MdlabMdl, MdlabPat, MdlabPtdump):
+# ------------------------------------------------------------------------------ kernel objects
+
+def static(file, name):
+    """The static `name` of kernel source `file` ('process.c'::processes), or MdlabError."""
+    try:
+        return gdb.parse_and_eval(f"'{file}'::{name}")
+    except gdb.error as e:
+        raise MdlabError(f"cannot read {file}'s {name}: {e}") from e
+
+
+def print_fields(value, indent="  "):
+    """Every integer field of a struct value, one per line."""
+    for f in value.type.strip_typedefs().fields():
+        v = value[f.name]
+        try:
+            print(f"{indent}{f.name:<20} {int(v)}")
+        except gdb.error:
+            print(f"{indent}{f.name:<20} {v}")
+
+
+class MdlabPs(MdlabCommand):
+    """mdlab-ps
+The live processes (kernel/process.c's list): PID, name, WOW64, PML4, locked pages."""
+
+    single_expression = False
+
+    def __init__(self):
+        super().__init__("mdlab-ps")
+
+    def run(self, argv):
+        if argv:
+            self.usage()
+        p, n = static("process.c", "processes"), 0
+        print(f"  {'PID':>5} {'name':<16} {'WOW64':<5} {'PML4':<12} {'locked':>7}")
+        while int(p) and n < 4096:
+            print(f"  {int(p['pid']):5} {p['name'].string():<16} {'yes' if bool(p['wow64']) else 'no':<5} "
+                  f"0x{int(p['mm']['root']['pml4']):010x} {int(p['mm']['locked_pages']):7}")
+            p, n = p["next"], n + 1
+        print(f"{n} live process{'' if n == 1 else 'es'}")
+
+
+class MdlabSysptes(MdlabCommand):
+    """mdlab-sysptes
+The system-PTE space's counters (mm/syspte.c's struct syspte_stats): total, free, runs, ..."""
+
+    single_expression = False
+
+    def __init__(self):
+        super().__init__("mdlab-sysptes")
+
+    def run(self, argv):
+        if argv:
+            self.usage()
+        # The space's own counts (struct vrange), as syspte_get_stats computes them; the
+        # counters of `st` for the rest.  A release still pending (one-entry cache) is free.
+        space, st = static("syspte.c", "space"), static("syspte.c", "st")
+        pending = 1 if int(static("syspte.c", "pending")) != 0xFFFFFFFF else 0
+        total, free = int(space["nslots"]), int(space["free_slots"]) + pending
+        print(f"system PTEs at 0x{LAYOUT['KVA_SYSPTE_BASE']:016x}: {total} in all, {free} free "
+              f"({total - free} in use) in {int(space['free_runs'])} free run(s)"
+              + (" (one release pending)" if pending else ""))
+        for name in ("peak_in_use", "reservations", "releases", "failures_low", "failures_normal",
+                     "failures_high", "flushes"):
+            print(f"  {name:<20} {int(st[name])}")
+
+
+class MdlabPool(MdlabCommand):
+    """mdlab-pool
+Pool usage (mm/pool.c's struct pool_stats) and the live allocations by tag."""
+
+    single_expression = False
+
+    def __init__(self):
+        super().__init__("mdlab-pool")
+
+    def run(self, argv):
+        if argv:
+            self.usage()
+        stats, space = static("pool.c", "stats"), static("pool.c", "va_space")
+        print(f"pool: its virtual range {int(space['nslots'])} pages, {int(space['free_slots'])} free")
+        for name in ("bytes_in_use", "pages_in_use", "allocations", "slab_pages", "large_pages"):
+            print(f"  {name:<20} {int(stats[name])}")
+        tags = static("pool.c", "tags")
+        lo, hi = tags.type.strip_typedefs().range()
+        print(f"  {'tag':<6} {'allocations':>11} {'bytes':>12}")
+        for i in range(lo, hi + 1):
+            t = tags[i]
+            if int(t["allocs"]):
+                raw = int(t["tag"]).to_bytes(4, "little")
+                name = "".join(chr(b) if 32 <= b < 127 else "." for b in raw)
+                print(f"  {name:<6} {int(t['allocs']):11} {int(t['bytes']):12}")
+
+
+class MdlabObjects(MdlabCommand):
+    """mdlab-objects
+The monitor's live objects (kernel/lab/objects.c): name, kind, address, MDL, process."""
+
+    single_expression = False
+    KINDS = {0: "pool", 1: "MDL", 2: "mapping", 3: "process"}
+
+    def __init__(self):
+        super().__init__("mdlab-objects")
+
+    def run(self, argv):
+        if argv:
+            self.usage()
+        table = static("objects.c", "objects")
+        lo, hi = table.type.strip_typedefs().range()
+        n = 0
+        for i in range(lo, hi + 1):
+            o = table[i]
+            if not bool(o["used"]):
+                continue
+            n += 1
+            kind = self.KINDS.get(int(o["kind"]), "?")
+            where = int(o["pool"]) if kind == "pool" else int(o["va"])
+            mdl, proc = int(o["mdl"]), int(o["process"])
+            print(f"  {o['name'].string():<15} {kind:<8} "
+                  + (f"va 0x{where:016x}" if kind in ("pool", "mapping") else " " * 21)
+                  + (f"  MDL 0x{mdl:016x} (mdlab-mdl 0x{mdl:x})" if mdl else "")
+                  + (f"  PID {int(o['process']['pid'])}" if proc else ""))
+        print(f"{n} live object{'' if n == 1 else 's'}")
+
+
+for command in (MdlabPte, MdlabPfn, MdlabMdl, MdlabPat, MdlabPtdump, MdlabPs, MdlabSysptes, MdlabPool,
+                MdlabObjects):
     command()

@@ -55,6 +55,7 @@ STOP_MARK = _define("MDLAB_STOP_MARK", str)
 STOP_FORMAT = _define("MDLAB_STOP_FORMAT", str)
 
 MONITOR_PROMPT = _define("MDLAB_MONITOR_PROMPT", str)
+MONITOR_FAILED = _define("MDLAB_MONITOR_FAILED", str)
 BENCH = _define("MDLAB_BENCH", str)
 BENCH_DONE = _define("MDLAB_BENCH_DONE", str)
 MAPDUMP = _define("MDLAB_MAPDUMP", str)

@@ -1,9 +1,11 @@
 """run.py — `make run`: boot the ESP under QEMU, talking to mdlab's monitor on COM1.
 
     python3 scripts/run.py --esp build/esp.img [--kvm 0|1] [--qemu-extra "OPTS"]
-        [--cmd "CMD1; CMD2; ..."] [--timeout 600] [--build-dir build]
+        [--cmd "CMD1; CMD2; ..." | --cmd-env VAR] [--boot "key=value ..." | --boot-env VAR]
+        [--timeout 600] [--build-dir build]
 
-The ESP boots as given (build/esp.img carries `mode=monitor`), with a fresh private copy
+The ESP boots as given (build/esp.img carries `mode=monitor`), or a copy of it whose command
+line is `mode=monitor` followed by the --boot words, with a fresh private copy
 of the OVMF variables in BUILD_DIR/run-vars.fd, and without -no-reboot, so the monitor's
 `reboot` really reboots.
 
@@ -18,7 +20,9 @@ console would swallow it).  When the commands run out, `quit` is sent at the nex
 A line is ended with CR, as a terminal's Enter key sends it.  The whole run is limited to
 --timeout seconds.
 
-Exit status: 0 when QEMU exits 33 (the kernel's quit); 1 on a timeout or a setup error;
+Exit status: 0 when QEMU exits 33 (the kernel's quit) and no command failed (the kernel
+prints protocol.MONITOR_FAILED after each one that did); 1 when one did, on a timeout or a
+setup error;
 otherwise QEMU's own status (35 after a bug check; 128+N if a signal N ended it).
 """
 
@@ -41,6 +45,7 @@ import protocol  # noqa: E402
 import qemu  # noqa: E402
 
 PROMPT = protocol.MONITOR_PROMPT.encode()
+FAILED = protocol.MONITOR_FAILED.encode()
 TAG = "run:"
 
 
@@ -75,6 +80,12 @@ def run_interactive(argv: list[str]) -> int:
 _USER_LINE = re.compile(rb"^[\r\s]*(?:#\s*)?" + re.escape(protocol.USER_MARK.encode()))
 
 
+def count_failures(lines: list[bytes]) -> int:
+    """The kernel's "command failed" lines among complete serial lines (not a user's)."""
+    return sum(1 for line in lines
+               if not _USER_LINE.match(line) and line.lstrip(b"\r").startswith(FAILED))
+
+
 class PromptCounter:
     """Counts the kernel's prompts in serial output fed in pieces of any size.  A prompt on a
     line a user process printed (protocol.USER_MARK) is not the kernel's and does not count,
@@ -105,6 +116,7 @@ class PromptWatcher:
     def __init__(self, stream) -> None:
         self.stream = stream
         self.prompts = 0
+        self.failures = 0   # commands the kernel said failed
         self.eof = False
         self.changed = threading.Condition()
         self.thread = threading.Thread(target=self._pump, name="serial-out", daemon=True)
@@ -114,12 +126,15 @@ class PromptWatcher:
         out = sys.stdout.buffer
         counter = PromptCounter()
         fd = self.stream.fileno()
+        partial = b""
         while True:
             data = os.read(fd, 4096)
             if not data:
                 break
             out.write(data)
             out.flush()
+            *complete, partial = (partial + data).split(b"\n")
+            self.failures += count_failures(complete)
             found = counter.feed(data)
             if found:
                 with self.changed:
@@ -191,6 +206,9 @@ def run_scripted(argv: list[str], commands: list[str] | None, timeout: float) ->
     if timed_out:
         note(f"timed out after {timeout:g} s; QEMU killed")
         return 1
+    if watcher.failures and status == qemu.EXIT_DONE:
+        note(f"{watcher.failures} command(s) failed (the '{protocol.MONITOR_FAILED}' lines)")
+        return 1
     return exit_code(status)
 
 
@@ -225,10 +243,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--qemu-extra", default="", help="extra QEMU options (shlex-split)")
     ap.add_argument("--cmd", help="monitor commands separated by ';', run without a "
                     "terminal, then quit")
+    ap.add_argument("--cmd-env", metavar="NAME",
+                    help="take --cmd from environment variable NAME when it is not empty "
+                    "(make run passes CMD so: no shell or make ever expands its $ or `)")
+    ap.add_argument("--boot", default="",
+                    help="key=value words appended to the kernel command line "
+                    "'mode=monitor' (booted from a copy of the ESP)")
+    ap.add_argument("--boot-env", metavar="NAME",
+                    help="take --boot from environment variable NAME when it is not empty")
     ap.add_argument("--timeout", type=float, default=600,
                     help="limit of a scripted run, seconds (default 600)")
     ap.add_argument("--build-dir", default="build", help="where the OVMF variables copy goes")
     args = ap.parse_args(argv)
+    if args.cmd_env and os.environ.get(args.cmd_env, "").strip():
+        args.cmd = os.environ[args.cmd_env]
+    if args.boot_env and os.environ.get(args.boot_env, "").strip():
+        args.boot = os.environ[args.boot_env]
+    if any(c in args.boot for c in "\r\n"):
+        ap.error("--boot: the kernel command line is one line")
     if not Path(args.esp).is_file():
         ap.error(f"--esp {args.esp}: no such image (run make first)")
     return args
@@ -240,7 +272,11 @@ def main(argv: list[str]) -> int:
     serial = ["-serial", "mon:stdio"] if interactive else ["-serial", "stdio"]
     try:
         vars_fd = qemu.copy_vars(Path(args.build_dir) / "run-vars.fd")
-        cmd = qemu.build_command(args.esp, vars_fd, kvm=args.kvm == "1", serial=serial,
+        esp = args.esp
+        if args.boot.strip():
+            cmdline = f"mode={protocol.MODE_MONITOR} {' '.join(args.boot.split())}"
+            esp = qemu.clone_esp(args.esp, Path(args.build_dir) / "run-esp.img", cmdline)
+        cmd = qemu.build_command(esp, vars_fd, kvm=args.kvm == "1", serial=serial,
                                  no_reboot=False, extra=args.qemu_extra)
     except qemu.QemuSetupError as e:
         print(e if isinstance(e, qemu.KvmUnavailable) else f"{TAG} {e}", file=sys.stderr)

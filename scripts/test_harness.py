@@ -490,6 +490,84 @@ class Prompts(unittest.TestCase):
         self.assertEqual(self.count(list(text)), 1)
 
 
+class ResultsForMachines(unittest.TestCase):
+    """results.ktap and JUNIT=path hold every counted outcome: a KTAP parser (ours, which
+    reads as Linux's does) and an XML parser count the closing line's total."""
+    O = harness.Outcome
+    OUTCOMES = [O("case", "mdl_map.a", Status.PASS), O("case", "mdl_map.b", Status.FAIL, ["why"]),
+                O("case", "pool.c", Status.SKIP, ["no PAT"]), O("death", "mdl_map.d", Status.PASS),
+                O("death", "pool.e", Status.FAIL, ["no STOP"]), O("unit", "Plans.test_x", Status.PASS),
+                O("layout", "every file listed", Status.PASS),
+                O("run", "test selection", Status.FAIL, ["no test matches"])]
+
+    def test_ktap_counts_what_the_closing_line_counts(self):
+        text = harness.ktap_text(self.OUTCOMES) + protocol.TESTS_DONE + "\n"
+        v = ktap.judge_test_run(text, exit_status=qemu.EXIT_DONE)
+        self.assertEqual(v.problems, [])
+        self.assertEqual(len(v.cases), len(self.OUTCOMES))
+        for st in Status:
+            self.assertEqual(v.count(st), sum(o.status is st for o in self.OUTCOMES), st)
+        self.assertEqual([t.name for t in v.suites], ["mdl_map", "pool", "death", "harness",
+                                                      "layout", "run"])
+        self.assertIn("# Totals: pass:4 fail:3 skip:1 total:8", text)
+
+    def test_junit_has_a_testcase_per_outcome(self):
+        import xml.etree.ElementTree as ET
+        root = ET.fromstring(harness.junit_text(self.OUTCOMES))
+        self.assertEqual(root.get("tests"), "8")
+        self.assertEqual(root.get("failures"), "3")
+        self.assertEqual(len(root.findall("./testsuite/testcase")), 8)
+        failed = [c.get("name") for c in root.iter("testcase") if c.find("failure") is not None]
+        self.assertEqual(failed, ["b", "pool.e", "test selection"])
+        self.assertEqual(root.find("./testsuite[@name='pool']/testcase/skipped").get("message"),
+                         "no PAT")
+
+
+class RunArguments(unittest.TestCase):
+    """make run passes CMD and BOOT through the environment: they arrive as typed, $ and
+    backticks included; an empty variable is no --cmd (an interactive run)."""
+
+    def parse(self, env: dict) -> object:
+        d = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, d)
+        esp = d / "esp.img"
+        esp.write_bytes(b"")
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return run.parse_args(["--esp", str(esp), "--cmd-env", "C", "--boot-env", "B"])
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def test_cmd_and_boot_arrive_intact(self):
+        args = self.parse({"C": "eb buf 41; echo $HOME `id` $(x)", "B": "syspte=262144 verifier=1"})
+        self.assertEqual(args.cmd, "eb buf 41; echo $HOME `id` $(x)")
+        self.assertEqual(args.boot, "syspte=262144 verifier=1")
+
+    def test_empty_variables_mean_none(self):
+        args = self.parse({"C": "", "B": " "})
+        self.assertIsNone(args.cmd)
+        self.assertEqual(args.boot, "")
+
+
+class FailedCommands(unittest.TestCase):
+    """run.py counts the kernel's "command failed" lines (a scripted run then exits 1), but
+    none a user process printed."""
+    F = protocol.MONITOR_FAILED
+
+    def test_failed_lines_are_counted(self):
+        lines = [f"{self.F} nosuch".encode(), b"mdlab> cpu", f"\r{self.F} pte zz".encode()]
+        self.assertEqual(run.count_failures(lines), 2)
+
+    def test_a_user_line_saying_it_does_not_count(self):
+        user = f"{protocol.USER_MARK}4 agent| {self.F} x".encode()
+        self.assertEqual(run.count_failures([user, b"    # " + user]), 0)
+
+
 class DeathRuns(unittest.TestCase):
     SPEC = DeathSpec("seh.unhandled_fault", 0x1E)
 
@@ -1026,11 +1104,11 @@ class BenchBaseline(unittest.TestCase):
     def run_check(self, committed: dict, now: dict) -> tuple[int, str]:
         d = Path(tempfile.mkdtemp())
         self.addCleanup(shutil.rmtree, d)
-        rows = [{"case": k.split("@")[0], "size": int(k.split("@")[1]), "ticks_per_op": v}
+        rows = [{"case": k.split("@")[0], "size": int(k.split("@")[1]), "per_op": v}
                 for k, v in now.items()]
         base = d / "baseline.json"
         bench.write_baseline(base, [{"case": k.split("@")[0], "size": int(k.split("@")[1]),
-                                     "ticks_per_op": v} for k, v in committed.items()])
+                                     "per_op": v} for k, v in committed.items()])
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             rc = bench.check_baseline(base, rows)
@@ -1052,6 +1130,53 @@ class BenchBaseline(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("no longer measured", out)
         self.assertIn("new        other@1", out)
+
+
+class BenchPreviousRun(unittest.TestCase):
+    """bench.py's comparison with the previous run's build/bench.json: over 5 % worse is
+    printed, nothing else; no previous run, or one in another unit, is said so."""
+
+    UNIT = "instructions (-icount shift=0)"
+
+    def compare(self, previous: dict | None, now: dict) -> tuple[list[str], str]:
+        rows = [{"case": k.split("@")[0], "size": int(k.split("@")[1]), "per_op": v} for k, v in now.items()]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            worse = bench.compare_previous(previous, rows, self.UNIT)
+        return worse, out.getvalue()
+
+    def run_json(self, figures: dict, unit: str = UNIT) -> dict:
+        return {"unit": unit, "results": [{"case": k.split("@")[0], "size": int(k.split("@")[1]),
+                                           "per_op": v} for k, v in figures.items()]}
+
+    def test_over_five_percent_is_printed(self):
+        worse, out = self.compare(self.run_json({"map_unmap@1": 387, "map_unmap@8": 954}),
+                                  {"map_unmap@1": 407, "map_unmap@8": 1001})
+        self.assertEqual(len(worse), 1)
+        self.assertIn("REGRESSION since the previous run map_unmap@1: 407 against 387", out)
+        self.assertNotIn("map_unmap@8", out)
+
+    def test_better_and_new_cases_are_not_regressions(self):
+        worse, out = self.compare(self.run_json({"map_unmap@1": 465}), {"map_unmap@1": 387, "new@1": 5})
+        self.assertEqual(worse, [])
+        self.assertIn("0 regressions", out)
+
+    def test_no_previous_run_or_another_unit(self):
+        worse, out = self.compare(None, {"map_unmap@1": 387})
+        self.assertEqual(worse, [])
+        self.assertIn("none to compare with", out)
+        worse, out = self.compare(self.run_json({"map_unmap@1": 100}, "cycles (TSC, KVM)"), {"map_unmap@1": 387})
+        self.assertEqual(worse, [])
+        self.assertIn("not compared", out)
+
+    def test_the_previous_file_is_read_before_it_is_replaced(self):
+        d = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, d)
+        self.assertIsNone(bench.read_previous(d / "bench.json"))
+        (d / "bench.json").write_text("not json")
+        self.assertIsNone(bench.read_previous(d / "bench.json"))
+        (d / "bench.json").write_text(json.dumps(self.run_json({"a@1": 1})))
+        self.assertEqual(bench.read_previous(d / "bench.json")["results"][0]["per_op"], 1)
 
 
 class ProtocolHeader(unittest.TestCase):

@@ -141,6 +141,7 @@ static NTSTATUS iot_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		PUCHAR b = Irp->AssociatedIrp.SystemBuffer;
 		if (out_len < in_len) {
 			st = STATUS_BUFFER_TOO_SMALL;
+			info = 0xBAD; /* an error's Information never reaches the caller */
 			break;
 		}
 		for (ULONG i = 0; i < in_len; i++)
@@ -274,6 +275,8 @@ static void buffered_round_trip_copies_back_information_bytes(struct ktest *t)
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, agent_result(t, p, open, 0), 0);
 	EXPECT_EQ(t, agent_result(t, p, call, 0), 0);
+	/* The system call returned IoStatus.Information: DeviceIoControl's lpBytesReturned. */
+	EXPECT_EQ(t, agent_result(t, p, call, 1), 16);
 	EXPECT_EQ(t, agent_result(t, p, r[0], 0), ~in0);
 	EXPECT_EQ(t, agent_result(t, p, r[1], 0), ~in1);
 	/* Information was 16: the rest of the output buffer was not written. */
@@ -306,6 +309,8 @@ static void buffered_error_status_copies_nothing_back(struct ktest *t)
 	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, agent_result(t, p, call, 0), (ULONG)STATUS_BUFFER_TOO_SMALL);
+	uint64_t bytes;
+	EXPECT_FALSE(t, ps_report(p, AGENT_KEY(call, 1), &bytes)); /* no bytes for an error status */
 	EXPECT_EQ(t, agent_result(t, p, r, 0), fill);
 	PsDestroyProcess(p);
 }
@@ -326,6 +331,7 @@ static void out_direct_driver_writes_through_the_mdl_locked_for_the_caller(struc
 	PEPROCESS p = agent_run_clean(t, &s);
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, agent_result(t, p, call, 0), 0);
+	EXPECT_EQ(t, agent_result(t, p, call, 1), 32); /* direct I/O: the driver's Information as is */
 	for (int k = 0; k < 4; k++)
 		EXPECT_EQ(t, agent_result(t, p, r[k], 0), seed + 8 * k);
 	/* While the driver had the IRP: locked for this process, UserMode, for writing. */

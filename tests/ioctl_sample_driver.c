@@ -11,11 +11,16 @@
  *                      (IoAllocateMdl + MmProbeAndLockPages(UserMode) inside __try), maps them
  *                      NormalPagePriority | MdlMappingNoExecute, and lets MmUnlockPages release
  *                      the mappings: no MmUnmapLockedPages (the release table)
+ *   METHOD_NEITHER     (a second code) the raw pointers read and written directly inside
+ *                      try/except after ProbeForRead/ProbeForWrite, as the sample reads its
+ *                      input: the SMAP window opens inside the try and closes at its end
+ *                      (mm/RULES.md decision 8)
  *
  * The suite proves each method's round trip from ring 3, and that a bad buffer (NULL, a
  * kernel address, read-only output) is STATUS_ACCESS_VIOLATION for the caller, raised by the
  * I/O manager's probe or, for METHOD_NEITHER, by the driver's own, with nothing left locked
- * or mapped (the framework's accounting after every case; the driver's mappings read from the
+ * or mapped; METHOD_IN_DIRECT's read-only output passes the read probe, is mapped read-only,
+ * and the driver's write is bug check 0xBE (a death case) (the framework's accounting after every case; the driver's mappings read from the
  * kernel's page tables).
  */
 #include "kernel/ktest.h"
@@ -25,6 +30,8 @@
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/io/io.h"
+#include "kernel/cpu.h"
+#include "kernel/faultcap.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "mm/pfn.h"
@@ -44,10 +51,19 @@ static struct {
 	/* METHOD_NEITHER, while both buffers were locked. */
 	PEPROCESS in_process, out_process;
 	uint64_t process_locked;
+	/* The direct METHOD_NEITHER code: RFLAGS.AC inside the try after the accesses, and
+	 * after it; the same input read again after the try, outside any driver __try. */
+	int ac_inside, ac_after;
+	bool read_after_ok;
+	struct faultcap after;
 	/* The system mappings the driver made, any method. */
 	uint64_t mapped[SIOCTL_MAPPINGS];
 	int nmapped;
 } sioctl_log;
+
+/* Set by the death case below: the driver's own write must stop the machine, and only the
+ * driver knows the address first; the test's expectation is printed just before it. */
+static struct ktest *sioctl_expect_0xbe;
 
 static void sioctl_note_mapping(PVOID va)
 {
@@ -125,6 +141,37 @@ static NTSTATUS sioctl_neither(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 	return STATUS_SUCCESS;
 }
 
+#define IOCTL_SIOCTL_NEITHER_DIRECT CTL_CODE(SIOCTL_TYPE, 0x904, METHOD_NEITHER, FILE_ANY_ACCESS)
+
+/* METHOD_NEITHER as drivers write it for small buffers: probe, then use the raw pointers,
+ * all inside try (the ProbeForRead page: later accesses must be inside try too).  No
+ * volatile anywhere: the rewriter sees to the locals. */
+static NTSTATUS sioctl_neither_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
+{
+	PUCHAR in = sp->Parameters.DeviceIoControl.Type3InputBuffer;
+	PUCHAR out = Irp->UserBuffer;
+	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
+	ULONG out_len = sp->Parameters.DeviceIoControl.OutputBufferLength;
+	NTSTATUS st = STATUS_SUCCESS;
+	ULONG_PTR done = 0;
+	try {
+		ProbeForRead(in, in_len, sizeof(UCHAR));
+		ProbeForWrite(out, out_len, sizeof(UCHAR));
+		sioctl_transform(out, in, MIN(in_len, out_len));
+		done = MIN(in_len, out_len);
+		sioctl_log.ac_inside = (read_rflags() & RFLAGS_AC) != 0;
+	} except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+		done = 0;
+	}
+	sioctl_log.ac_after = (read_rflags() & RFLAGS_AC) != 0;
+	/* Outside the try the window is shut: the machine's own probe sees SMAP's fault. */
+	uint8_t b;
+	sioctl_log.read_after_ok = faultcap_try_load8((uint64_t)in, &b, &sioctl_log.after);
+	*info = done;
+	return st;
+}
+
 /* The direct methods: input in the system buffer, output through the I/O manager's MDL. */
 static NTSTATUS sioctl_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 {
@@ -135,6 +182,12 @@ static NTSTATUS sioctl_direct(PIRP Irp, PIO_STACK_LOCATION sp, ULONG_PTR *info)
 		return STATUS_INSUFFICIENT_RESOURCES;
 	sioctl_note_mapping(out);
 	*info = MIN(in_len, out_len);
+	if (sioctl_expect_0xbe) {
+		struct pt_query q;
+		pt_query(&kernel_root, (uint64_t)out, &q);
+		ktest_expect_stop(sioctl_expect_0xbe, ATTEMPTED_WRITE_TO_READONLY_MEMORY, (ULONG_PTR)out,
+				  q.entry[q.level], 0, 0, KTEST_P_ALL);
+	}
 	sioctl_transform(out, Irp->AssociatedIrp.SystemBuffer, (ULONG)*info);
 	return STATUS_SUCCESS;
 }
@@ -164,6 +217,9 @@ static NTSTATUS sioctl_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 			break;
 		case IOCTL_SIOCTL_METHOD_NEITHER:
 			st = sioctl_neither(Irp, sp, &info);
+			break;
+		case IOCTL_SIOCTL_NEITHER_DIRECT:
+			st = sioctl_neither_direct(Irp, sp, &info);
 			break;
 		default:
 			st = STATUS_INVALID_DEVICE_REQUEST;
@@ -229,6 +285,7 @@ static const struct {
 	{ "in direct", IOCTL_SIOCTL_METHOD_IN_DIRECT },
 	{ "out direct", IOCTL_SIOCTL_METHOD_OUT_DIRECT },
 	{ "neither", IOCTL_SIOCTL_METHOD_NEITHER },
+	{ "neither direct", IOCTL_SIOCTL_NEITHER_DIRECT },
 };
 
 static void each_method_round_trips_from_ring_3(struct ktest *t)
@@ -269,6 +326,17 @@ static void each_method_round_trips_from_ring_3(struct ktest *t)
 			/* One input page, two output pages. */
 			EXPECT_EQ(t, sioctl_log.process_locked, 3);
 		}
+		if (methods[m].code == IOCTL_SIOCTL_NEITHER_DIRECT) {
+			/* The window was open for the rest of the try, and shut after it: a kernel
+			 * read of the same user byte is SMAP's fault (present, read, supervisor). */
+			EXPECT_EQ(t, sioctl_log.nmapped, 0);
+			EXPECT_EQ(t, sioctl_log.ac_inside, 1);
+			EXPECT_EQ(t, sioctl_log.ac_after, 0);
+			EXPECT_FALSE(t, sioctl_log.read_after_ok);
+			EXPECT_EQ(t, sioctl_log.after.vector, VEC_PAGE_FAULT);
+			EXPECT_EQ(t, sioctl_log.after.error_code, PF_P);
+			EXPECT_EQ(t, sioctl_log.after.cr2, app_buf);
+		}
 		for (uint64_t va = ALIGN_DOWN(out, PAGE_SIZE); va < out + 24; va += PAGE_SIZE) {
 			struct pt_query q;
 			pt_query(&p->mm.root, va, &q);
@@ -285,7 +353,8 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 	const struct {
 		const char *what;
 		uint64_t in, out;
-		bool in_direct_ok;   /* IN_DIRECT probes its output for read: read-only is fine */
+		bool in_direct_ok;   /* IN_DIRECT probes its output for read: the probe accepts a
+				      * read-only page, the driver's write stops (the death case) */
 	} bad[] = {
 		{ "NULL input", 0, out, false },
 		{ "kernel input", kernel, out, false },
@@ -304,7 +373,7 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 				call[m][b] = ~0u;
 				continue;
 			}
-			neither_calls += methods[m].code == IOCTL_SIOCTL_METHOD_NEITHER;
+			neither_calls += METHOD_FROM_CTL_CODE(methods[m].code) == METHOD_NEITHER;
 			call[m][b] = agent_ioctl(&s, methods[m].code, bad[b].in, 16, bad[b].out, 16);
 		}
 	agent_report(&s, 1000, 7);
@@ -315,7 +384,8 @@ static void bad_buffers_are_access_violations_with_nothing_leaked(struct ktest *
 			if (call[m][b] != ~0u && agent_result(t, p, call[m][b], 0) != (ULONG)STATUS_ACCESS_VIOLATION)
 				KTEST_FAIL(t, "%s, %s: status 0x%lx, expected STATUS_ACCESS_VIOLATION", methods[m].name,
 					   bad[b].what, agent_result(t, p, call[m][b], 0));
-	/* Only METHOD_NEITHER reached the driver, whose own probe refused the buffer. */
+	/* Only METHOD_NEITHER reached the driver, whose own probe (or, for the direct code, its
+	 * access inside try) refused the buffer. */
 	EXPECT_EQ(t, sioctl_log.calls, neither_calls);
 	EXPECT_EQ(t, (ULONG)sioctl_log.status, (ULONG)STATUS_ACCESS_VIOLATION);
 	/* NULL output after a good input: the input was mapped, then released by its unlock. */
@@ -348,10 +418,55 @@ static void empty_buffers_are_invalid_parameters(struct ktest *t)
 	PsDestroyProcess(p);
 }
 
+/* METHOD_IN_DIRECT with a read-only output buffer (the process's read-only parameter page):
+ * the I/O manager's read probe accepts it, but the system mapping is read-only (mm/RULES.md
+ * decision 9), and the driver's write through it is 0xBE (address, PTE, 0, 0), not a change
+ * of memory the process could not write. */
+static void in_direct_read_only_output_stops_the_driver_write(struct ktest *t)
+{
+	struct agent_script s;
+	agent_begin(&s);
+	app_prologue(&s);
+	agent_ioctl(&s, IOCTL_SIOCTL_METHOD_IN_DIRECT, app_buf, 16, USER_PARAMS_VA + 8, 16);
+	sioctl_expect_0xbe = t;
+	agent_run_clean(t, &s);
+	KTEST_FAIL(t, "the driver's write through a read-only mapping did not stop the machine");
+}
+
+/* The same through a NoWrite view of kernel pool: a driver mapped a zeroed pool page into the
+ * process with MdlMappingNoWrite; the process hands that view to METHOD_IN_DIRECT as its
+ * output.  The driver's write stops with 0xBE instead of changing the pool page. */
+static void in_direct_output_in_a_no_write_pool_view_stops_the_driver_write(struct ktest *t)
+{
+	const uint64_t view = scratch_uva(PAGE_SIZE, 0);
+	struct agent_script s;
+	agent_begin(&s);
+	app_prologue(&s);
+	agent_ioctl(&s, IOCTL_SIOCTL_METHOD_IN_DIRECT, app_buf, 16, view + 0x20, 16);
+	PEPROCESS p = agent_create(&s, 0);
+	ASSERT_TRUE(t, p != NULL);
+	void *pool = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, 0x56574E53u /* 'SNWV' */);
+	PMDL m = pool ? IoAllocateMdl(pool, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	ASSERT_TRUE(t, m != NULL);
+	MmBuildMdlForNonPagedPool(m);
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PVOID got = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)view, FALSE,
+						 NormalPagePriority | MdlMappingNoWrite);
+	KeUnstackDetachProcess(&apc);
+	ASSERT_TRUE(t, got == (PVOID)view);
+	sioctl_expect_0xbe = t;
+	PsRunProcess(p);
+	KTEST_FAIL(t, "the driver's write through a read-only mapping did not stop the machine");
+}
+
 static struct ktest_case io_sample_cases[] = {
 	KTEST_CASE(each_method_round_trips_from_ring_3),
 	KTEST_CASE(bad_buffers_are_access_violations_with_nothing_leaked),
 	KTEST_CASE(empty_buffers_are_invalid_parameters),
+	KTEST_DEATH_CASE(in_direct_read_only_output_stops_the_driver_write, ATTEMPTED_WRITE_TO_READONLY_MEMORY),
+	KTEST_DEATH_CASE(in_direct_output_in_a_no_write_pool_view_stops_the_driver_write,
+			 ATTEMPTED_WRITE_TO_READONLY_MEMORY),
 	{ 0 }
 };
 KTEST_SUITE(io_sample, io_sample_cases, .init = io_sample_init, .exit = io_sample_exit);

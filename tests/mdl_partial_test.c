@@ -15,6 +15,7 @@
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
+#include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/pt.h"
 #include "mm/syspte.h"
@@ -294,6 +295,65 @@ static void range_before_the_source_start_bug_checks(struct ktest *t)
 	IoBuildPartialMdl(s.mdl, p, s.va - 1, 0x10);
 }
 
+/*
+ * MDLs over 8185 pages: Size (a CSHORT, 0x30 + 8 x pages) wraps, and IoBuildPartialMdl must
+ * compare the slice with the target's real capacity (mm/RULES.md rule 11).  The source is the
+ * direct map described by MmBuildMdlForNonPagedPool: nothing is locked, no frame is taken.
+ */
+#define BIG_MAX_PAGES 65636u /* Size wraps to 0x210 */
+
+static PMDL big_source(struct ktest *t, ULONG pages)
+{
+	PVOID va = (PVOID)(KVA_DIRECT_MAP_BASE + 0x100000 + 0x80);
+	PMDL m = IoAllocateMdl(va, pages * PAGE_SIZE - 0x100, FALSE, FALSE, NULL);
+	if (!m)
+		return NULL;
+	MmBuildMdlForNonPagedPool(m);
+	if (mdl_page_count(m) != pages)
+		KTEST_FAIL(t, "the source spans %u pages, not %u", mdl_page_count(m), pages);
+	return m;
+}
+
+static void big_targets_take_slices_of_their_real_capacity(struct ktest *t)
+{
+	static const ULONG sizes[] = { 8185, 8186, 8192, BIG_MAX_PAGES };
+	for (unsigned k = 0; k < ARRAY_SIZE(sizes); k++) {
+		ULONG pages = sizes[k];
+		PMDL src = big_source(t, pages);
+		ASSERT_TRUE(t, src != NULL);
+		/* The target is allocated for exactly the source's span: its Size is the low 16 bits. */
+		PVOID va = MmGetMdlVirtualAddress(src);
+		PMDL p = IoAllocateMdl(va, src->ByteCount, FALSE, FALSE, NULL);
+		ASSERT_TRUE(t, p != NULL);
+		EXPECT_EQ(t, (USHORT)p->Size, (USHORT)(sizeof(MDL) + pages * sizeof(PFN_NUMBER)));
+		IoBuildPartialMdl(src, p, va, 0); /* the whole source */
+		EXPECT_EQ(t, mdl_page_count(p), pages);
+		EXPECT_EQ(t, MmGetMdlPfnArray(p)[pages - 1], MmGetMdlPfnArray(src)[pages - 1]);
+		EXPECT_TRUE(t, p->MappedSystemVa == va);
+		/* A slice one page shorter, starting a page in, fits too. */
+		IoBuildPartialMdl(src, p, (PCHAR)va + PAGE_SIZE, src->ByteCount - PAGE_SIZE);
+		EXPECT_EQ(t, mdl_page_count(p), pages - 1);
+		EXPECT_EQ(t, MmGetMdlPfnArray(p)[0], MmGetMdlPfnArray(src)[1]);
+		IoFreeMdl(p);
+		IoFreeMdl(src);
+	}
+}
+
+/* A target one page short of a slice over 8185 pages is still too small: 0x40 with
+ * (source, target, pages needed, the target's capacity in bytes). */
+static void big_target_one_page_short_bug_checks(struct ktest *t)
+{
+	PMDL src = big_source(t, 8187);
+	ASSERT_TRUE(t, src != NULL);
+	PVOID va = MmGetMdlVirtualAddress(src);
+	PMDL p = IoAllocateMdl(va, src->ByteCount - PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, p != NULL);
+	ASSERT_EQ(t, mdl_page_count(p), 8186);
+	ktest_expect_stop(t, TARGET_MDL_TOO_SMALL, (ULONG_PTR)src, (ULONG_PTR)p, 8187,
+			  sizeof(MDL) + 8186 * sizeof(PFN_NUMBER), KTEST_P_ALL);
+	IoBuildPartialMdl(src, p, va, src->ByteCount);
+}
+
 /* Length 0 means "to the end of the source"; the bug check still names the 0 asked for. */
 static void zero_length_before_the_source_start_bug_checks(struct ktest *t)
 {
@@ -313,6 +373,8 @@ static struct ktest_case mdl_partial_cases[] = {
 	KTEST_CASE(reuse_in_a_loop_keeps_no_ptes),
 	/* Microsoft documents no parameters for 0x40: only the code is compared. */
 	KTEST_DEATH_CASE(target_too_small_bug_checks, TARGET_MDL_TOO_SMALL),
+	KTEST_CASE(big_targets_take_slices_of_their_real_capacity),
+	KTEST_DEATH_CASE(big_target_one_page_short_bug_checks, TARGET_MDL_TOO_SMALL),
 	/* The MDLs are pool addresses: the cases give all four parameters at run time. */
 	KTEST_DEATH_CASE(range_past_the_source_end_bug_checks, INVALID_MDL_RANGE),
 	KTEST_DEATH_CASE(range_before_the_source_start_bug_checks, INVALID_MDL_RANGE),

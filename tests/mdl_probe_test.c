@@ -15,6 +15,7 @@
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
+#include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
@@ -289,6 +290,81 @@ static void frame_unlocked_more_than_locked_bug_checks(struct ktest *t)
 	MmUnlockPages(b);
 }
 
+/*
+ * Addresses in the canonical hole (SDM Vol. 3A, 4.5: bits 63..47 must all be equal) name no
+ * page: a KernelMode probe raises STATUS_ACCESS_VIOLATION at the buffer's start and locks
+ * nothing, also for ranges that straddle a page or the hole's edge.  Before the fix the
+ * truncated index bits found a real entry: 0x0000800000001000 locked PFN 1 through the
+ * direct map's first PML4 slot, 0xFFFF7FFFFFFFF000 the last user slot.  A range that wraps
+ * past the top of the address space is refused the same way.
+ */
+static void non_canonical_addresses_raise_and_lock_nothing(struct ktest *t)
+{
+	static const struct {
+		uint64_t va;
+		ULONG len;
+	} cases[] = {
+		{ 0x0000800000001000ul, 0x10 },
+		{ 0x0000800000000FF0ul, 0x20 },          /* straddles two non-canonical pages */
+		{ 0x0000800000000000ul, 3 * PAGE_SIZE },
+		{ 0xFFFF7FFFFFFFF000ul, 2 * PAGE_SIZE }, /* the second page is the direct map's first */
+		{ 0xFFFF7FFFFFFFFF00ul, 0x200 },
+		{ 0x1234567800000000ul, PAGE_SIZE },
+		{ 0x8000000000000000ul, PAGE_SIZE + 1 },
+		{ 0xFFFFFFFFFFFFF800ul, PAGE_SIZE },      /* wraps past the top */
+	};
+	struct pt_query q;
+	pt_query(&kernel_root, 0x0000800000001000ul, &q);
+	EXPECT_FALSE(t, q.present); /* the walker itself refuses the hole */
+	uint64_t locked0 = mmt_locked_frames();
+	uint32_t pfn1_locks = mmt_lock_count(1);
+	for (unsigned i = 0; i < ARRAY_SIZE(cases); i++) {
+		for (int op = IoReadAccess; op <= IoWriteAccess; op++) {
+			PMDL m = IoAllocateMdl((PVOID)cases[i].va, cases[i].len, FALSE, FALSE, NULL);
+			ASSERT_TRUE(t, m != NULL); /* an MDL only describes (mm/RULES.md rule 18) */
+			ULONG_PTR info[2];
+			EXPECT_EQ(t, try_probe(m, (LOCK_OPERATION)op, info), STATUS_ACCESS_VIOLATION);
+			EXPECT_EQ(t, info[0], op == IoReadAccess ? EXCEPTION_READ_FAULT : EXCEPTION_WRITE_FAULT);
+			EXPECT_EQ(t, info[1], cases[i].va);
+			EXPECT_FALSE(t, m->MdlFlags & (MDL_PAGES_LOCKED | MDL_WRITE_OPERATION));
+			EXPECT_EQ(t, mmt_locked_frames(), locked0);
+			EXPECT_EQ(t, mmt_lock_count(1), pfn1_locks);
+			IoFreeMdl(m);
+		}
+	}
+}
+
+/* A UserMode range across the hole passes the user probe limit: the limit is raised. */
+static void user_probe_across_the_canonical_hole_raises_the_limit(struct ktest *t)
+{
+	uint64_t locked0 = mmt_locked_frames();
+	PMDL m = IoAllocateMdl((PVOID)0x00007FFFFFFFF800ul, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	volatile ULONG_PTR where = 0;
+	__try {
+		MmProbeAndLockPages(m, UserMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+		where = GetExceptionRecord()->ExceptionInformation[1];
+	}
+	EXPECT_EQ(t, st, STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, where, MM_USER_PROBE_ADDRESS);
+	EXPECT_FALSE(t, m->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0);
+	IoFreeMdl(m);
+}
+
+/* MmBuildMdlForNonPagedPool over the hole's upper edge: not nonpaged memory, 0xC4/0x7F
+ * (IRQL, MDL, flags), never a PFN array read from truncated indexes. */
+static void nonpaged_mdl_across_the_canonical_hole(struct ktest *t)
+{
+	PMDL m = IoAllocateMdl((PVOID)0xFFFF7FFFFFFFF000ul, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7F, PASSIVE_LEVEL, (ULONG_PTR)m, 0, KTEST_P_ALL);
+	MmBuildMdlForNonPagedPool(m);
+}
+
 static struct ktest_case mdl_probe_cases[] = {
 	KTEST_CASE(pfn_array_matches_the_page_tables),
 	KTEST_CASE(flags_follow_the_operation),
@@ -296,6 +372,9 @@ static struct ktest_case mdl_probe_cases[] = {
 	KTEST_CASE(unmapped_address_raises_and_locks_nothing),
 	KTEST_CASE(unmapped_second_page_raises_and_unlocks_the_first),
 	KTEST_CASE(write_probe_of_read_only_kernel_page_raises),
+	KTEST_CASE(non_canonical_addresses_raise_and_lock_nothing),
+	KTEST_CASE(user_probe_across_the_canonical_hole_raises_the_limit),
+	KTEST_DEATH_CASE_P1(nonpaged_mdl_across_the_canonical_hole, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7F),
 	KTEST_DEATH_CASE_P1(unlock_twice_with_verifier_bug_checks, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7C),
 	KTEST_DEATH_CASE_P1(unlock_twice_without_verifier_bug_checks, PROCESS_HAS_LOCKED_PAGES, 1),
 	KTEST_DEATH_CASE_P1(frame_unlocked_more_than_locked_bug_checks, PFN_LIST_CORRUPT, 0x07),

@@ -10,12 +10,15 @@
  * alias audit would see it.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
+#include "kernel/process.h"
 #include "mm/mdl.h"
+#include "mm/mdl_user.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
 
@@ -360,12 +363,120 @@ static void protection_changes_keep_an_io_space_type(struct ktest *t)
 	pt_unmap(&kernel_root, va, 2 * PAGE_SIZE);
 }
 
+/* A UserMode mapping of m in the current process, or the exception's status. */
+static NTSTATUS try_map_user(PMDL m, ULONG priority, uint64_t *uva)
+{
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	volatile uint64_t got = 0;
+	__try {
+		got = (uint64_t)MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, priority);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	*uva = got;
+	return st;
+}
+
+/*
+ * W^X across privilege levels (mm/RULES.md decision 3): the issue's exploit, a process
+ * writing a RET through its read-write mapping of an MDL whose system mapping ring 0 then
+ * executes.  PAGE_EXECUTE(_READ) is refused while a ring-3 mapping can write a frame, with
+ * the PTEs left NX (a ring-0 fetch still faults 0x11); once the user mapping is gone it is
+ * accepted; then a writable user mapping is refused (raised), a NoWrite one allowed.
+ */
+static void execute_is_refused_while_ring_3_can_write_the_frames(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	KeStackAttachProcess(p, &apc);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL m = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+	uint8_t *sys = m ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
+	uint64_t uva = 0;
+	EXPECT_TRUE(t, sys != NULL);
+	if (sys && try_map_user(m, NormalPagePriority, &uva) == STATUS_SUCCESS) {
+		struct pt_query q;
+		pt_query(&p->mm.root, uva, &q);
+		EXPECT_TRUE(t, q.present && q.eff.user && q.eff.write); /* ring 3 can write it */
+		sys[0x40] = FAULTCAP_RET_OPCODE;
+		uint64_t pte = mmt_rights_of((uint64_t)sys).leaf;
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, mmt_rights_of((uint64_t)sys).leaf, pte);
+		expect_fetch_refused(t, (uint64_t)sys + 0x40);
+		MmUnmapLockedPages((PVOID)uva, m);
+
+		/* No ring-3 writer left: ring 0 may execute it. */
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		struct faultcap f;
+		EXPECT_TRUE(t, faultcap_try_call((uint64_t)sys + 0x40, &f));
+		/* The reverse order: a writable user mapping is refused, a read-only one is not. */
+		EXPECT_EQ(t, try_map_user(m, NormalPagePriority, &uva), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
+		EXPECT_EQ(t, try_map_user(m, NormalPagePriority | MdlMappingNoWrite, &uva), STATUS_SUCCESS);
+		pt_query(&p->mm.root, uva, &q);
+		EXPECT_TRUE(t, q.present && q.eff.user && !q.eff.write);
+		MmUnmapLockedPages((PVOID)uva, m);
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_READWRITE), STATUS_SUCCESS);
+	} else {
+		KTEST_FAIL(t, "the user mapping failed");
+	}
+	if (m) {
+		MmFreePagesFromMdl(m); /* releases the system mapping too */
+		ExFreePool(m);
+	}
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
+/* The reverse order across MDLs: a frame executable in ring 0 through MDL a's system mapping
+ * cannot be mapped writable to ring 3 through another MDL b naming it (built by hand, as a
+ * driver may).  Once a's mapping is read-write again, it can. */
+static void writable_user_mapping_of_a_frame_ring_0_executes_is_refused(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	KeStackAttachProcess(p, &apc);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL a = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+	PMDL b = IoAllocateMdl(NULL, PAGE_SIZE, FALSE, FALSE, NULL);
+	uint8_t *sys = a ? MmGetSystemAddressForMdlSafe(a, NormalPagePriority) : NULL;
+	if (sys && b) {
+		MmGetMdlPfnArray(b)[0] = MmGetMdlPfnArray(a)[0];
+		b->MdlFlags |= MDL_PAGES_LOCKED;
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(a, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		EXPECT_FALSE(t, mmt_rights_of((uint64_t)sys).nx);
+		uint64_t uva = 0;
+		EXPECT_EQ(t, try_map_user(b, NormalPagePriority, &uva), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, mdl_user_mapping_count(b), 0);
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(a, PAGE_READWRITE), STATUS_SUCCESS);
+		EXPECT_EQ(t, try_map_user(b, NormalPagePriority, &uva), STATUS_SUCCESS);
+		if (uva)
+			MmUnmapLockedPages((PVOID)uva, b);
+		b->MdlFlags &= ~MDL_PAGES_LOCKED; /* never really locked */
+	} else {
+		KTEST_FAIL(t, "no MDL or no mapping");
+	}
+	if (b)
+		IoFreeMdl(b);
+	if (a) {
+		MmFreePagesFromMdl(a);
+		ExFreePool(a);
+	}
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
 static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(readonly_makes_writes_fault),
 	KTEST_CASE(readwrite_makes_writes_work),
 	KTEST_CASE(noaccess_makes_reads_fault_not_present),
 	KTEST_CASE(execute_read_runs_code_and_refuses_writes),
 	KTEST_CASE(execute_runs_code),
+	KTEST_CASE(execute_is_refused_while_ring_3_can_write_the_frames),
+	KTEST_CASE(writable_user_mapping_of_a_frame_ring_0_executes_is_refused),
 	KTEST_CASE(execute_readwrite_is_refused_and_changes_nothing),
 	KTEST_CASE(bad_values_are_refused_and_change_nothing),
 	KTEST_CASE(mdl_without_system_mapping_is_not_mapped_view),

@@ -14,6 +14,7 @@
 #include "mm/mdl_user.h"
 #include "mm/pool.h"
 #include "mm/uvm.h"
+#include "mm/verifier.h"
 
 #define TAG 0x44556D4Du /* 'MmUD' */
 #define P PAGE_SIZE
@@ -120,6 +121,39 @@ static void tracked_unlock_forgets_its_record(struct ktest *t)
 	EXPECT_EQ(t, mdl_user_tracking_record(released), 0);
 	ASSERT_NE(t, mdl_user_tracking_record(left), 0);
 	expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, mdl_user_tracking_record(left), 0, (ULONG_PTR)left, 2);
+	PsDestroyProcess(p);
+}
+
+/* Without the verifier, IoFreeMdl of a locked user buffer's MDL leaves the lock charged to the
+ * process (mm/RULES.md rule 17): it surfaces when the process ends, 0x76 (0, process, 2). */
+static void freed_locked_mdl_surfaces_at_process_end(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(false);
+	KeStackAttachProcess(p, &apc);
+	PMDL m = locked_user_buffer();
+	verifier_set_flags(0);
+	IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, PROCESS_HAS_LOCKED_PAGES, 0, (ULONG_PTR)p, 2, 0, KTEST_P_ALL);
+	PsDestroyProcess(p);
+}
+
+/* The same with tracking: 0xCB (the lock-tracking record, 0, the freed MDL's address, 2). */
+static void freed_locked_mdl_surfaces_as_tracked_lock(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = idle_agent();
+	mdl_user_track_locked_pages(true);
+	KeStackAttachProcess(p, &apc);
+	PMDL m = locked_user_buffer();
+	ULONG_PTR record = mdl_user_tracking_record(m);
+	ASSERT_NE(t, record, 0);
+	verifier_set_flags(0);
+	IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	ktest_expect_stop(t, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, record, 0, (ULONG_PTR)m, 2, KTEST_P_ALL);
 	PsDestroyProcess(p);
 }
 
@@ -337,6 +371,8 @@ static struct ktest_case mdl_user_death_cases[] = {
 	KTEST_DEATH_CASE_P1(unlock_of_more_pages_than_the_process_holds, PROCESS_HAS_LOCKED_PAGES, 1),
 	KTEST_DEATH_CASE(process_ends_with_tracked_locked_pages, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
 	KTEST_DEATH_CASE(tracked_unlock_forgets_its_record, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
+	KTEST_DEATH_CASE_P1(freed_locked_mdl_surfaces_at_process_end, PROCESS_HAS_LOCKED_PAGES, 0),
+	KTEST_DEATH_CASE(freed_locked_mdl_surfaces_as_tracked_lock, DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS),
 	KTEST_DEATH_CASE_P1(user_probe_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
 	KTEST_DEATH_CASE_P1(unlock_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),
 	KTEST_DEATH_CASE_P1(free_mdl_of_user_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2005),

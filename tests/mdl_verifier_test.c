@@ -16,6 +16,7 @@
  * "# death-expect:" line before the bug check; the STOP line must match it).
  */
 #include "kernel/ktest.h"
+#include "tests/lib/counters.h"
 #include "tests/lib/expect.h"
 #include "include/wdm.h"
 #include "kernel/irql.h"
@@ -491,6 +492,66 @@ static void verifier_off_unmap_of_an_unmapped_mdl(struct ktest *t)
 	MmUnmapLockedPages(va, m);
 }
 
+/* IoFreeMdl of an MDL whose pages are still locked: mdlab's 0xC4/0x2007 (MDL, flags, pages). */
+static void free_of_a_locked_mdl(struct ktest *t)
+{
+	PMDL m = locked_mdl(t, 3 * PAGE_SIZE, 0x10, 2 * PAGE_SIZE);
+	expect_violation(t, 0x2007, (ULONG_PTR)m, (USHORT)m->MdlFlags, 3); /* 0x10 + 2 pages span 3 */
+	IoFreeMdl(m);
+}
+
+/* Without the verifier IoFreeMdl frees the MDL and, as in NT, leaves its frames locked: they
+ * are still locked afterwards, and only an unlock through another MDL naming them (here built
+ * by hand, MDL_PAGES_LOCKED set by the driver as it may) gives them back. */
+static void verifier_off_free_of_a_locked_mdl_leaves_the_frames_locked(struct ktest *t)
+{
+	uint32_t saved = verifier_get_flags();
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoReadAccess);
+	pfn_t pfns[2] = { MmGetMdlPfnArray(m)[0], MmGetMdlPfnArray(m)[1] };
+	uint32_t before[2] = { mmt_lock_count(pfns[0]), mmt_lock_count(pfns[1]) };
+	verifier_set_flags(0);
+	IoFreeMdl(m);
+	verifier_set_flags(saved);
+	EXPECT_EQ(t, mmt_lock_count(pfns[0]), before[0]);
+	EXPECT_EQ(t, mmt_lock_count(pfns[1]), before[1]);
+	EXPECT_GE(t, before[0], 1);
+	PMDL again = IoAllocateMdl(buf, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, again != NULL);
+	MmGetMdlPfnArray(again)[0] = pfns[0];
+	MmGetMdlPfnArray(again)[1] = pfns[1];
+	again->MdlFlags |= MDL_PAGES_LOCKED;
+	MmUnlockPages(again);
+	EXPECT_EQ(t, mmt_lock_count(pfns[0]), before[0] - 1);
+	IoFreeMdl(again);
+	ExFreePoolWithTag(buf, TAG);
+}
+
+/* An MDL a driver filled by hand and marked MDL_PAGES_LOCKED holds no lock count: IoFreeMdl
+ * frees it, verifier on, without a stop; a probe-locked one unlocked first, too. */
+static void free_of_a_hand_made_or_unlocked_mdl_is_fine(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	EXPECT_TRUE(t, m->MdlabFlags & MDLAB_MDL_PROBE_LOCKED);
+	PMDL hand = IoAllocateMdl(buf, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, hand != NULL);
+	MmGetMdlPfnArray(hand)[0] = MmGetMdlPfnArray(m)[0];
+	hand->MdlFlags |= MDL_PAGES_LOCKED;
+	EXPECT_FALSE(t, hand->MdlabFlags & MDLAB_MDL_PROBE_LOCKED);
+	IoFreeMdl(hand);
+	MmUnlockPages(m);
+	EXPECT_FALSE(t, m->MdlabFlags & MDLAB_MDL_PROBE_LOCKED);
+	IoFreeMdl(m);
+	ExFreePoolWithTag(buf, TAG);
+}
+
 static struct ktest_case mdl_verifier_cases[] = {
 	/* IRQL */
 	KTEST_DEATH_CASE_P1(probe_above_dispatch, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
@@ -512,6 +573,9 @@ static struct ktest_case mdl_verifier_cases[] = {
 	KTEST_CASE(everything_works_at_dispatch_level),
 	/* misuse */
 	KTEST_DEATH_CASE_P1(free_of_a_mapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB8),
+	KTEST_DEATH_CASE_P1(free_of_a_locked_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2007),
+	KTEST_CASE(verifier_off_free_of_a_locked_mdl_leaves_the_frames_locked),
+	KTEST_CASE(free_of_a_hand_made_or_unlocked_mdl_is_fine),
 	KTEST_DEATH_CASE_P1(unmap_of_an_unmapped_mdl, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xB6),
 	KTEST_DEATH_CASE_P1(unmap_at_a_wrong_address, SYSTEM_PTE_MISUSE, 0x03),
 	KTEST_DEATH_CASE_P1(nonpaged_mdl_over_paged_pool, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x7F),

@@ -10,7 +10,9 @@
  * exactly it, and takes it down again.  Not late: the late suite must find nothing.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "tests/lib/scratch.h"
+#include "kernel/process.h"
 #include "mm/audit.h"
 #include "mm/layout.h"
 #include "mm/pat.h"
@@ -34,14 +36,14 @@ static void pfn_memtypes_match_the_tables(struct ktest *t)
 	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
 }
 
-static void no_frame_writable_and_executable_through_two_mappings(struct ktest *t)
+static void no_frame_breaks_wx_across_mappings_and_privilege_levels(struct ktest *t)
 {
 	EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
 }
 
 static struct ktest_case mm_audit_cases[] = {
 	KTEST_CASE(no_writable_executable_or_user_kernel_pages),
-	KTEST_CASE(no_frame_writable_and_executable_through_two_mappings),
+	KTEST_CASE(no_frame_breaks_wx_across_mappings_and_privilege_levels),
 	KTEST_CASE(no_frame_with_two_memory_types),
 	KTEST_CASE(pfn_memtypes_match_the_tables),
 	{ 0 }
@@ -215,6 +217,76 @@ static void writable_alias_of_executable_page_is_found(struct ktest *t)
 	EXPECT_EQ(t, mm_audit_wx(&kernel_root, true), 0); /* no single leaf is W+X */
 }
 
+/* ---------------------------------------------------------------- W^X across privilege levels */
+
+/* The W^X audit across mappings passes with processes alive, also walking from a process's
+ * own tables: user code is writable through the direct map only, which ring 3 cannot use
+ * (before the rule took privilege levels into account, every process broke it). */
+static void wx_across_mappings_passes_with_processes_alive(struct ktest *t)
+{
+	PEPROCESS a = agent_create_idle(0), b = agent_create_idle(PROCESS_WOW64);
+	ASSERT_TRUE(t, a && b);
+	EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	EXPECT_EQ(t, mm_audit_wx_aliases(&a->mm.root, true), 0);
+	EXPECT_EQ(t, mm_audit_wx(&a->mm.root, true), 0);
+	PsDestroyProcess(b);
+	PsDestroyProcess(a);
+}
+
+/* One fresh frame mapped twice in a process's user half by writing its PTEs directly
+ * (pt_map): read-write and read-execute, both ring 3.  One finding, found from the kernel's
+ * tables too (the audit walks every live process), none once it is gone. */
+static void frame_executable_and_writable_in_ring_3_is_found(struct ktest *t)
+{
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t uva = scratch_uva(2 * PAGE_SIZE, 0);
+	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
+	ASSERT_NE(t, pfn, PFN_INVALID);
+	bool rw = pt_map(&p->mm.root, uva, pfn << PAGE_SHIFT, PAGE_SIZE,
+			 (struct pt_attrs){ .write = true, .user = true, .type = MT_WB }, 0);
+	bool rx = rw && pt_map(&p->mm.root, uva + PAGE_SIZE, pfn << PAGE_SHIFT, PAGE_SIZE,
+			       (struct pt_attrs){ .exec = true, .user = true, .type = MT_WB }, 0);
+	uint64_t during = mm_audit_wx_aliases(&kernel_root, true);
+	uint64_t single = mm_audit_wx(&p->mm.root, false);
+	pt_unmap(&p->mm.root, uva, 2 * PAGE_SIZE);
+	pfn_free(pfn);
+	EXPECT_TRUE(t, rw && rx);
+	EXPECT_EQ(t, during, 1);
+	EXPECT_EQ(t, single, 0); /* no one leaf is W+X */
+	EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	PsDestroyProcess(p);
+}
+
+/* A frame ring 0 can execute (a supervisor R+X leaf at scratch_va) that a process can write:
+ * one finding, and still one with the direct-map alias made read-only, so the process's
+ * mapping alone is what the audit reports. */
+static void frame_executable_in_ring_0_and_writable_in_ring_3_is_found(struct ktest *t)
+{
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t uva = scratch_uva(PAGE_SIZE, 0);
+	pfn_t pfn = map_scratch_page((struct pt_attrs){ .exec = true, .type = MT_WB });
+	ASSERT_NE(t, pfn, PFN_INVALID);
+	uint64_t alias = (uint64_t)pfn_to_virt(pfn);
+	/* As the direct map's own attributes (mm/kspace.c), less write. */
+	bool ro_alias = pt_protect(&kernel_root, alias, PAGE_SIZE, (struct pt_attrs){ .global = true, .type = MT_WB });
+	uint64_t kernel_only = mm_audit_wx_aliases(&kernel_root, true);
+	bool rw = pt_map(&p->mm.root, uva, pfn << PAGE_SHIFT, PAGE_SIZE,
+			 (struct pt_attrs){ .write = true, .user = true, .type = MT_WB }, 0);
+	uint64_t during = mm_audit_wx_aliases(&kernel_root, true);
+	if (rw)
+		pt_unmap(&p->mm.root, uva, PAGE_SIZE);
+	bool restored = pt_protect(&kernel_root, alias, PAGE_SIZE,
+				   (struct pt_attrs){ .write = true, .global = true, .type = MT_WB });
+	unmap_scratch_page(pfn);
+	EXPECT_TRUE(t, ro_alias && rw && restored);
+	EXPECT_EQ(t, kernel_only, 0);
+	EXPECT_EQ(t, during, 1);
+	EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	PsDestroyProcess(p);
+}
+
 static struct ktest_case mm_audit_proof_cases[] = {
 	KTEST_CASE(writable_executable_page_is_found),
 	KTEST_CASE(user_page_in_kernel_half_is_found),
@@ -222,6 +294,9 @@ static struct ktest_case mm_audit_proof_cases[] = {
 	KTEST_CASE(mmio_frame_with_two_memory_types_is_found),
 	KTEST_CASE(pfn_record_disagreeing_with_tables_is_found),
 	KTEST_CASE(writable_alias_of_executable_page_is_found),
+	KTEST_CASE(wx_across_mappings_passes_with_processes_alive),
+	KTEST_CASE(frame_executable_and_writable_in_ring_3_is_found),
+	KTEST_CASE(frame_executable_in_ring_0_and_writable_in_ring_3_is_found),
 	{ 0 }
 };
 KTEST_SUITE(mm_audit_proof, mm_audit_proof_cases, .init = scratch_is_unmapped);

@@ -53,7 +53,7 @@ static void uvm_exit(struct ktest *t)
 		KeUnstackDetachProcess(&apc);
 	attached = false;
 	uvm_destroy(&proc.mm);
-	pt_root_destroy(&proc.mm.root);
+	mm_process_destroy(&proc.mm);
 }
 
 static void attach(void)

@@ -72,10 +72,15 @@ long main(void)
 			report(AGENT_KEY(i, 0), (uint64_t)NtOpenDevice(name, &handle));
 			break;
 		}
-		case AGENT_IOCTL:
-			st = NtDeviceIoControlFile(handle, (uint32_t)a, (void *)b, (uint32_t)c, (void *)d, (uint32_t)e);
+		case AGENT_IOCTL: {
+			uint64_t bytes = 0;
+			st = NtDeviceIoControlFile(handle, (uint32_t)a, (void *)b, (uint32_t)c, (void *)d, (uint32_t)e,
+						   &bytes);
 			report(AGENT_KEY(i, 0), (uint64_t)st);
+			if (bytes) /* reports are few: only what the kernel wrote */
+				report(AGENT_KEY(i, 1), bytes);
 			break;
+		}
 		case AGENT_REPORT:
 			report(a, b);
 			break;

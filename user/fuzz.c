@@ -146,19 +146,28 @@ static uint64_t random_code(void)
 	}
 }
 
-/* METHOD_IN_DIRECT with an output the caller can only read: issue 12's finding 2 (a driver
- * writes through its system mapping of a read-only lock).  Until that is fixed the fuzzer
- * does not make that one call; remove this when mdlab maps such MDLs read-only. */
-static bool in_direct_read_only_output(uint64_t code, uint64_t out)
+/* METHOD_IN_DIRECT with an output the caller can only read: the system mapping of such a lock
+ * is read-only (mm/RULES.md decision 9), so the sample driver's write through it is bug check
+ * 0xBE, which ends the machine; the death tests io_sample.in_direct_read_only_output_stops_the_driver_write
+ * and io_sample.in_direct_output_in_a_no_write_pool_view_stops_the_driver_write prove it.  The
+ * fuzzer must survive its batches, and its VM calls make any page of its own read-only at
+ * random, so an IN_DIRECT output is a cell (read-write for good) or an address the I/O
+ * manager's probe refuses whatever the fuzzer did: NULL, the low 64 KiB, kernel addresses,
+ * non-canonical ones and those past the user limit. */
+static uint64_t in_direct_output(void)
 {
-	if ((code & 3) != 1)
-		return false;
-	uint64_t pages[][2] = { { FUZZ_RO_VA, 0x1000 }, { USER_PARAMS_VA, 0x1000 }, { 0x400000, 0x100000 },
-				{ arg[FUZZ_VIEW], arg[FUZZ_VIEW_SIZE] } };
-	for (unsigned i = 0; i < 4; i++)
-		if (out + 0x40000 >= pages[i][0] && out < pages[i][0] + pages[i][1] + 0x40000)
-			return true;
-	return false;
+	uint64_t top = arg[FUZZ_HIGHEST_USER];
+	switch (below(10)) {
+	case 0: return 0;
+	case 1: return 1 + below(0xFFFF);
+	case 2: return arg[FUZZ_POOL] + below(0x1000);
+	case 3: return arg[FUZZ_KIMAGE];
+	case 4: return 0xFFFF800000000000ull + below(1ull << 30);
+	case 5: return 0x0000800000000000ull + (below(1ull << 40) << 8);
+	case 6: return top + 1 + below(0x1000);
+	case 7: return ~0ull - below(0x1000);
+	default: return FUZZ_CELLS_VA + 8 * below(CELLS);
+	}
 }
 
 static long one_call(uint64_t *nr_out)
@@ -197,12 +206,17 @@ static long one_call(uint64_t *nr_out)
 		return syscall6(nr, (long)name, (long)h, 0, 0, 0, 0);
 	}
 	case SYS_DEVICE_IO_CONTROL: {
-		uint64_t code = random_code(), out = hostile_pointer();
-		if (in_direct_read_only_output(code, out))
-			out = FUZZ_CELLS_VA;
+		uint64_t code = random_code(), out = (code & 3) == 1 ? in_direct_output() : hostile_pointer();
 		uint64_t h = below(8) ? handle : next() % 16;
-		return syscall6(nr, (long)h, (long)code, (long)hostile_pointer(), (long)buffer_length(), (long)out,
-				(long)buffer_length());
+		/* (handle, code, in, out, in_len | out_len << 32, where IoStatus.Information goes):
+		 * the byte count's pointer is NULL (not wanted), a cell, or hostile. */
+		uint64_t out_len = buffer_length();
+		/* An IN_DIRECT output in the cells stays in them: the lock covers every page of it. */
+		if ((code & 3) == 1 && out >= FUZZ_CELLS_VA && out < FUZZ_CELLS_VA + 8 * CELLS)
+			out_len = 1 + below(FUZZ_CELLS_VA + 8 * CELLS - out);
+		uint64_t lens = (uint64_t)(uint32_t)buffer_length() | (uint64_t)(uint32_t)out_len << 32;
+		uint64_t bytes = below(2) ? 0 : below(2) ? cell_with(0) : hostile_pointer();
+		return syscall6(nr, (long)h, (long)code, (long)hostile_pointer(), (long)out, (long)lens, (long)bytes);
 	}
 	case SYS_UNMAP_VIEW:
 		return syscall6(nr, (long)hostile_target(), 0, 0, 0, 0, 0);

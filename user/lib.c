@@ -51,9 +51,11 @@ long NtOpenDevice(const char *name, uint64_t *handle)
 {
 	return syscall6(SYS_OPEN_DEVICE, (long)name, (long)handle, 0, 0, 0, 0);
 }
-long NtDeviceIoControlFile(uint64_t handle, uint32_t code, void *in, uint32_t in_len, void *out, uint32_t out_len)
+long NtDeviceIoControlFile(uint64_t handle, uint32_t code, void *in, uint32_t in_len, void *out, uint32_t out_len,
+			   uint64_t *bytes)
 {
-	return syscall6(SYS_DEVICE_IO_CONTROL, (long)handle, code, (long)in, in_len, (long)out, out_len);
+	return syscall6(SYS_DEVICE_IO_CONTROL, (long)handle, code, (long)in, (long)out,
+			(long)((uint64_t)in_len | (uint64_t)out_len << 32), (long)bytes);
 }
 void report(uint64_t key, uint64_t value) { syscall6(SYS_REPORT, (long)key, (long)value, 0, 0, 0, 0); }
 

@@ -25,8 +25,9 @@ long NtFreeVirtualMemory(void **base, size_t *size, uint32_t type);
 long NtProtectVirtualMemory(void **base, size_t *size, uint32_t protect, uint32_t *old);
 long NtUnmapViewOfSection(void *base);
 long NtOpenDevice(const char *name, uint64_t *handle);
+/* *bytes (when not NULL) gets IoStatus.Information unless the status is an error. */
 long NtDeviceIoControlFile(uint64_t handle, uint32_t code, void *in, uint32_t in_len, void *out,
-			   uint32_t out_len);
+			   uint32_t out_len, uint64_t *bytes);
 void report(uint64_t key, uint64_t value);
 
 #endif

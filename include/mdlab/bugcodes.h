@@ -14,6 +14,7 @@
 	X(SPIN_LOCK_NOT_OWNED, 0x00000010)     /* no parameters */                               \
 	X(MEMORY_MANAGEMENT, 0x0000001A)                                                         \
 	X(KMODE_EXCEPTION_NOT_HANDLED, 0x0000001E)                                               \
+	X(NO_MORE_IRP_STACK_LOCATIONS, 0x00000035) /* IoCallDriver with no location left */      \
 	X(NO_MORE_SYSTEM_PTES, 0x0000003F)                                                       \
 	X(TARGET_MDL_TOO_SMALL, 0x00000040)                                                      \
 	X(MULTIPLE_IRP_COMPLETE_REQUESTS, 0x00000044) /* IoCompleteRequest twice (P1 the IRP) */ \
@@ -22,9 +23,11 @@
 	X(UNEXPECTED_KERNEL_MODE_TRAP, 0x0000007F)                                               \
 	X(NMI_HARDWARE_FAILURE, 0x00000080)                                                      \
 	X(MACHINE_CHECK_EXCEPTION, 0x0000009C)                                                   \
+	X(ATTEMPTED_WRITE_TO_READONLY_MEMORY, 0x000000BE)                                        \
 	X(BAD_POOL_CALLER, 0x000000C2)                                                           \
 	X(DRIVER_VERIFIER_DETECTED_VIOLATION, 0x000000C4)                                        \
 	X(DRIVER_CORRUPTED_EXPOOL, 0x000000C5)                                                   \
+	X(DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x000000C9)                                                   \
 	X(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0x000000CB)                                       \
 	X(SYSTEM_PTE_MISUSE, 0x000000DA)                                                         \
 	X(MANUALLY_INITIATED_CRASH, 0x000000E2)                                                  \

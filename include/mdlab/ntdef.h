@@ -10,7 +10,7 @@
 typedef void VOID, *PVOID;
 typedef void *HANDLE;
 typedef uint8_t UCHAR, *PUCHAR, BOOLEAN, *PBOOLEAN;
-typedef char CHAR, *PCHAR;
+typedef char CHAR, *PCHAR, CCHAR;
 typedef int16_t CSHORT, SHORT;
 typedef uint16_t USHORT, *PUSHORT;
 typedef int32_t LONG, *PLONG;
@@ -26,7 +26,7 @@ typedef union _LARGE_INTEGER {
 		LONG HighPart;
 	};
 	LONGLONG QuadPart;
-} LARGE_INTEGER, PHYSICAL_ADDRESS, *PPHYSICAL_ADDRESS;
+} LARGE_INTEGER, *PLARGE_INTEGER, PHYSICAL_ADDRESS, *PPHYSICAL_ADDRESS;
 
 #ifndef TRUE
 #define TRUE 1

@@ -65,6 +65,9 @@
 
 /* ---- the other modes --------------------------------------------------------------------- */
 #define MDLAB_MONITOR_PROMPT "mdlab> "
+/* After a monitor command that failed (unknown, a usage error, refused, a failed test run):
+ * this line, then the command.  A scripted `make run` exits non-zero when it saw one. */
+#define MDLAB_MONITOR_FAILED "# monitor: command failed:"
 /* mode=bench: result lines "case=NAME size=N ops=N pages=N ticks=N [note=WORD]" after this
  * prefix, then the closing marker. */
 #define MDLAB_BENCH "# bench:"

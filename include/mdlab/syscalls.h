@@ -16,9 +16,12 @@ enum {
 	SYS_FREE_VM = 3,              /* (void **base, size_t *size, uint32_t type) */
 	SYS_PROTECT_VM = 4,           /* (void **base, size_t *size, uint32_t protect, uint32_t *old) */
 	SYS_OPEN_DEVICE = 5,          /* (const char *name, uint64_t *handle) */
-	SYS_DEVICE_IO_CONTROL = 6,    /* (handle, code, in, in_len, out, out_len) -> status; *ret = bytes */
+	SYS_DEVICE_IO_CONTROL = 6,    /* (handle, code, in, out, in_len | out_len << 32, ULONG_PTR *bytes) */
 	SYS_UNMAP_VIEW = 7,           /* (void *base) */
 	SYS_REPORT = 8,               /* (uint64_t key, uint64_t value): a value for the kernel test */
+	SYS_CLOSE = 9,                /* (handle) */
+	SYS_READ_FILE = 10,           /* (handle, buf, len, ULONG_PTR *bytes) */
+	SYS_WRITE_FILE = 11,          /* (handle, buf, len, ULONG_PTR *bytes) */
 	SYS_COUNT,
 };
 
@@ -87,7 +90,8 @@ enum agent_op {
 	AGENT_PROTECT,    /* a = base, b = size, c = protect; reports status, old protection */
 	AGENT_UNMAP_VIEW, /* a = base; reports status */
 	AGENT_OPEN,       /* a = device name (up to 8 characters packed little-endian); reports status */
-	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status */
+	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status,
+	                   * and the bytes returned (IoStatus.Information) when not 0 */
 	AGENT_REPORT,     /* a = key, b = value: report them as they are */
 	AGENT_SYSCALL,    /* a = number, b-e = RDI, RSI, RDX, R10 as given (R8 = R9 = 0); reports RAX */
 };

@@ -1,27 +1,21 @@
-/* The I/O manager (see io.h): named devices, per-process handles, IRPs and their completion,
- * the transfer methods of device I/O control, cleanup at process teardown. */
+/* The I/O manager (see io.h): device objects and their names, symbolic links, stacks of
+ * devices, per-process handles, the requests of user programs and their transfer methods,
+ * cleanup at process teardown; the previous mode and the probes.  mm/RULES.md "I/O rules". */
 #include "kernel/io/io.h"
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
-#include "kernel/printf.h"
 #include "kernel/process.h"
+#include "mm/layout.h"
 #include "mm/uvm.h"
 
 #define DEVICE_TAG 0x76446F49u /* 'IoDv' */
+#define DRIVER_TAG 0x72446F49u /* 'IoDr' */
 #define HANDLE_TAG 0x6F466F49u /* 'IoFo' */
-#define IRP_TAG 0x20707249u    /* 'Irp ' */
-#define BUFFER_TAG 0x62536F49u /* 'IoSb' */
+#define LINK_TAG 0x6B4C6F49u   /* 'IoLk' */
 /* Handles are multiples of 4 from 4, as NT's are; 0 is never one. */
 #define HANDLE_STEP 4
-
-/* A device: its object, the dispatch table that stands for its driver, its name. */
-struct io_device {
-	DEVICE_OBJECT device;       /* first: a PDEVICE_OBJECT is a struct io_device * */
-	DRIVER_OBJECT driver;
-	char name[IO_DEVICE_NAME_MAX];
-	bool deleted;               /* IoDeleteDevice ran: unnamed, freed with its last handle */
-	struct io_device *next;     /* the named devices */
-};
+#define STATUS_NO_SUCH_DEVICE ((NTSTATUS)0xC000000E)
+#define STATUS_ACCESS_DENIED ((NTSTATUS)0xC0000022)
 
 /* An open device: the file object the driver sees, and whose handle it is. */
 struct io_handle {
@@ -31,23 +25,174 @@ struct io_handle {
 	struct io_handle *next;
 };
 
-/* wdm.h promises NT's x64 offsets for these. */
+/* A symbolic link in \??: its name there (after the prefix) and the target's name. */
+struct io_link {
+	char name[IO_NAME_MAX];
+	char target[IO_NAME_MAX];
+	struct io_link *next;
+};
+
+/* wdm.h promises NT's x64 offsets. */
+_Static_assert(sizeof(IRP) == 0xD0, "IRP");
 _Static_assert(offsetof(IRP, MdlAddress) == 0x08, "IRP.MdlAddress");
+_Static_assert(offsetof(IRP, IoStatus) == 0x30, "IRP.IoStatus");
+_Static_assert(offsetof(IRP, RequestorMode) == 0x40, "IRP.RequestorMode");
+_Static_assert(offsetof(IRP, UserBuffer) == 0x70, "IRP.UserBuffer");
+_Static_assert(offsetof(IRP, Tail.Overlay.CurrentStackLocation) == 0xB8, "IRP.CurrentStackLocation");
+_Static_assert(sizeof(IO_STACK_LOCATION) == 0x48, "IO_STACK_LOCATION");
 _Static_assert(offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.OutputBufferLength) == 0x08, "Output");
 _Static_assert(offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.InputBufferLength) == 0x10, "Input");
 _Static_assert(offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.IoControlCode) == 0x18, "Code");
 _Static_assert(offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.Type3InputBuffer) == 0x20, "Type3");
+_Static_assert(offsetof(IO_STACK_LOCATION, Parameters.Read.ByteOffset) == 0x18, "Read.ByteOffset");
+_Static_assert(offsetof(IO_STACK_LOCATION, DeviceObject) == 0x28, "DeviceObject");
+_Static_assert(offsetof(IO_STACK_LOCATION, CompletionRoutine) == 0x38, "CompletionRoutine");
+_Static_assert(sizeof(DRIVER_OBJECT) == 0x150, "DRIVER_OBJECT");
+_Static_assert(offsetof(DRIVER_OBJECT, DriverUnload) == 0x68, "DriverUnload");
+_Static_assert(offsetof(DRIVER_OBJECT, MajorFunction) == 0x70, "MajorFunction");
+_Static_assert(sizeof(DEVICE_OBJECT) == 0x150, "DEVICE_OBJECT");
+_Static_assert(offsetof(DEVICE_OBJECT, DeviceExtension) == 0x40, "DeviceExtension");
+_Static_assert(offsetof(DEVICE_OBJECT, StackSize) == 0x4C, "StackSize");
+_Static_assert(offsetof(DEVICE_OBJECT, AlignmentRequirement) == 0x98, "AlignmentRequirement");
+_Static_assert(offsetof(FILE_OBJECT, FsContext) == 0x18, "FsContext");
+_Static_assert(offsetof(FILE_OBJECT, CurrentByteOffset) == 0x68, "CurrentByteOffset");
 
 static struct io_device *devices;
 static struct io_handle *handles;
-static uint64_t ndevices, nhandles;
+static struct io_link *links;
+static uint64_t ndevices, nhandles, nlinks, nlite;
 static bool cleanup_registered;
+static KPROCESSOR_MODE previous_mode = KernelMode;
 
 static void process_cleanup(PEPROCESS p);
 
-static struct io_device *device_of(PDEVICE_OBJECT d) { return (struct io_device *)d; }
+/* ---- names -------------------------------------------------------------------------- */
 
-/* ---- devices ------------------------------------------------------------------------ */
+static int lower(int c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; }
+
+/* Object names compare without regard to case (OBJ_CASE_INSENSITIVE, as Win32 opens). */
+static bool name_equal(const char *a, const char *b)
+{
+	while (*a && lower(*a) == lower(*b))
+		a++, b++;
+	return lower(*a) == lower(*b);
+}
+
+/* Whether s starts with prefix (ignoring case); the rest. */
+static const char *after_prefix(const char *s, const char *prefix)
+{
+	while (*prefix)
+		if (lower(*s++) != lower(*prefix++))
+			return NULL;
+	return s;
+}
+
+NTSTATUS io_name_from_unicode(char out[IO_NAME_MAX], PCUNICODE_STRING s)
+{
+	if (!s || !s->Buffer || !s->Length || (s->Length & 1) || s->Length > s->MaximumLength)
+		return STATUS_OBJECT_NAME_INVALID;
+	size_t n = s->Length / sizeof(WCHAR);
+	if (n >= IO_NAME_MAX)
+		return STATUS_OBJECT_NAME_INVALID;
+	for (size_t i = 0; i < n; i++) {
+		if (!s->Buffer[i] || s->Buffer[i] > 0x7E)
+			return STATUS_OBJECT_NAME_INVALID;
+		out[i] = (char)s->Buffer[i];
+	}
+	out[n] = 0;
+	return STATUS_SUCCESS;
+}
+
+/* The part of a \?? name after its prefix: \??\X, \DosDevices\X, \GLOBAL??\X. */
+static const char *link_part(const char *name)
+{
+	static const char *const prefixes[] = { "\\??\\", "\\DosDevices\\", "\\GLOBAL??\\" };
+	for (unsigned i = 0; i < 3; i++) {
+		const char *rest = after_prefix(name, prefixes[i]);
+		if (rest && *rest && !strchr(rest, '\\'))
+			return rest;
+	}
+	return NULL;
+}
+
+/* ---- devices -------------------------------------------------------------------------- */
+
+static struct io_device *device_find(const char *name)
+{
+	for (struct io_device *d = devices; d; d = d->next)
+		if (!d->deleted && d->name[0] && name_equal(d->name, name))
+			return d;
+	return NULL;
+}
+
+bool io_device_valid(PDEVICE_OBJECT dev)
+{
+	for (struct io_device *d = devices; d; d = d->next)
+		if (&d->device == dev)
+			return dev->Type == IO_TYPE_DEVICE;
+	return false;
+}
+
+PDEVICE_OBJECT io_top_of_stack(PDEVICE_OBJECT d)
+{
+	while (d->AttachedDevice)
+		d = d->AttachedDevice;
+	return d;
+}
+
+/* A device object for `driver`, named `name` ("" unnamed), ext bytes of extension. */
+static NTSTATUS device_create(PDRIVER_OBJECT driver, ULONG ext, const char *name, ULONG type, ULONG chars,
+			      BOOLEAN exclusive, PDEVICE_OBJECT *out)
+{
+	if (name[0] && device_find(name))
+		return STATUS_OBJECT_NAME_COLLISION;
+	size_t head = ALIGN_UP(sizeof(struct io_device), 16);
+	if (ext > 0xFFFF - sizeof(DEVICE_OBJECT))
+		return STATUS_INVALID_PARAMETER;
+	struct io_device *d = ExAllocatePool2(POOL_FLAG_NON_PAGED, head + ext, DEVICE_TAG);
+	if (!d)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	d->device.Type = IO_TYPE_DEVICE;
+	d->device.Size = (USHORT)(sizeof(DEVICE_OBJECT) + ext);
+	d->device.DriverObject = driver;
+	d->device.DeviceType = type;
+	d->device.Characteristics = chars;
+	d->device.Flags = DO_DEVICE_INITIALIZING | (exclusive ? DO_EXCLUSIVE : 0);
+	d->device.StackSize = 1;
+	d->device.DeviceExtension = ext ? (PUCHAR)d + head : NULL;
+	strlcpy(d->name, name, sizeof d->name);
+	/* Teardown must reach the drivers of whatever a process still has open. */
+	if (!cleanup_registered) {
+		ps_register_cleanup(process_cleanup);
+		cleanup_registered = true;
+	}
+	d->device.NextDevice = driver->DeviceObject;
+	driver->DeviceObject = &d->device;
+	d->next = devices;
+	devices = d;
+	ndevices++;
+	*out = &d->device;
+	return STATUS_SUCCESS;
+}
+
+/* IoCreateDevice page: mm/RULES.md rule I4. */
+NTSTATUS IoCreateDevice(PDRIVER_OBJECT DriverObject, ULONG DeviceExtensionSize, PUNICODE_STRING DeviceName,
+			ULONG DeviceType, ULONG DeviceCharacteristics, BOOLEAN Exclusive,
+			PDEVICE_OBJECT *DeviceObject)
+{
+	char name[IO_NAME_MAX] = "";
+	if (!DriverObject || DriverObject->Type != IO_TYPE_DRIVER || !DeviceObject)
+		return STATUS_INVALID_PARAMETER;
+	if (DeviceName) {
+		NTSTATUS st = io_name_from_unicode(name, DeviceName);
+		if (st)
+			return st;
+		if (name[0] != '\\')
+			return STATUS_OBJECT_PATH_SYNTAX_BAD;
+	}
+	return device_create(DriverObject, DeviceExtensionSize, name, DeviceType, DeviceCharacteristics, Exclusive,
+			     DeviceObject);
+}
 
 /* What an IRP gets when its driver has no routine for it: create, close and cleanup
  * succeed (every NT driver that can be opened provides them), anything else is refused. */
@@ -69,14 +214,6 @@ static NTSTATUS dispatch_invalid(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 	return STATUS_INVALID_DEVICE_REQUEST;
 }
 
-static struct io_device *device_find(const char *name)
-{
-	for (struct io_device *d = devices; d; d = d->next)
-		if (!strcmp(d->name, name))
-			return d;
-	return NULL;
-}
-
 NTSTATUS IoCreateDeviceLite(const char *name, PDRIVER_DISPATCH device_control, PDRIVER_DISPATCH cleanup,
 			    PDEVICE_OBJECT *out)
 {
@@ -87,174 +224,184 @@ NTSTATUS IoCreateDeviceLite(const char *name, PDRIVER_DISPATCH device_control, P
 		return STATUS_OBJECT_NAME_INVALID;
 	if (device_find(name))
 		return STATUS_OBJECT_NAME_COLLISION;
-	struct io_device *d = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *d, DEVICE_TAG);
-	if (!d)
+	PDRIVER_OBJECT drv = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *drv, DRIVER_TAG);
+	if (!drv)
 		return STATUS_INSUFFICIENT_RESOURCES;
-	d->driver.Type = IO_TYPE_DRIVER;
-	d->driver.Size = sizeof d->driver;
-	d->driver.DeviceObject = &d->device;
+	drv->Type = IO_TYPE_DRIVER;
+	drv->Size = sizeof *drv;
 	for (int mj = 0; mj <= IRP_MJ_MAXIMUM_FUNCTION; mj++)
-		d->driver.MajorFunction[mj] = dispatch_invalid;
-	d->driver.MajorFunction[IRP_MJ_CREATE] = dispatch_success;
-	d->driver.MajorFunction[IRP_MJ_CLOSE] = dispatch_success;
-	d->driver.MajorFunction[IRP_MJ_CLEANUP] = cleanup ? cleanup : dispatch_success;
+		drv->MajorFunction[mj] = dispatch_invalid;
+	drv->MajorFunction[IRP_MJ_CREATE] = dispatch_success;
+	drv->MajorFunction[IRP_MJ_CLOSE] = dispatch_success;
+	drv->MajorFunction[IRP_MJ_CLEANUP] = cleanup ? cleanup : dispatch_success;
 	if (device_control)
-		d->driver.MajorFunction[IRP_MJ_DEVICE_CONTROL] = device_control;
-	d->device.Type = IO_TYPE_DEVICE;
-	d->device.Size = sizeof d->device;
-	d->device.DriverObject = &d->driver;
-	d->device.DeviceType = FILE_DEVICE_UNKNOWN;
-	strlcpy(d->name, name, sizeof d->name);
-	/* Teardown must reach the drivers of whatever a process still has open. */
-	if (!cleanup_registered) {
-		ps_register_cleanup(process_cleanup);
-		cleanup_registered = true;
+		drv->MajorFunction[IRP_MJ_DEVICE_CONTROL] = device_control;
+	NTSTATUS st = device_create(drv, 0, name, FILE_DEVICE_UNKNOWN, 0, FALSE, out);
+	if (st) {
+		ExFreePoolWithTag(drv, DRIVER_TAG);
+		return st;
 	}
-	d->next = devices;
-	devices = d;
-	ndevices++;
-	*out = &d->device;
+	io_device_of(*out)->lite_driver = drv;
+	(*out)->Flags &= ~DO_DEVICE_INITIALIZING;
+	nlite++;
 	return STATUS_SUCCESS;
 }
 
 static void device_free(struct io_device *d)
 {
+	for (struct io_device **pp = &devices; *pp; pp = &(*pp)->next)
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	if (d->lite_driver) {
+		ExFreePoolWithTag(d->lite_driver, DRIVER_TAG);
+		nlite--;
+	}
+	d->device.Type = 0;
 	ExFreePoolWithTag(d, DEVICE_TAG);
 	ndevices--;
 }
 
 VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
 {
-	struct io_device *d = device_of(DeviceObject);
-	if (DeviceObject->Type != IO_TYPE_DEVICE || d->deleted)
+	struct io_device *d = io_device_of(DeviceObject);
+	if (!io_device_valid(DeviceObject) || d->deleted)
 		PANIC("IoDeleteDevice: %p is not a live device object", (void *)DeviceObject);
-	for (struct io_device **pp = &devices; *pp; pp = &(*pp)->next)
-		if (*pp == d) {
-			*pp = d->next;
+	PDRIVER_OBJECT drv = DeviceObject->DriverObject;
+	for (PDEVICE_OBJECT *pp = &drv->DeviceObject; *pp; pp = &(*pp)->NextDevice)
+		if (*pp == DeviceObject) {
+			*pp = DeviceObject->NextDevice;
 			break;
 		}
+	/* A driver detaches before it deletes (IoDetachDevice); one that did not must not leave
+	 * its neighbours pointing at freed memory. */
+	if (d->attached_to && d->attached_to->AttachedDevice == DeviceObject)
+		d->attached_to->AttachedDevice = NULL;
+	if (DeviceObject->AttachedDevice)
+		io_device_of(DeviceObject->AttachedDevice)->attached_to = NULL;
+	d->attached_to = NULL;
+	DeviceObject->AttachedDevice = NULL;
 	d->deleted = true;
+	d->name[0] = 0;
 	if (!DeviceObject->ReferenceCount)
 		device_free(d);
 }
 
-/* ---- IRPs --------------------------------------------------------------------------- */
-
-/* The stack location the next io_call hands the driver. */
-static PIO_STACK_LOCATION irp_next_location(PIRP irp) { return irp->Tail.Overlay.CurrentStackLocation - 1; }
-
-/* An IRP with one stack location, for `major` on `file`'s device, from nonpaged pool; NULL
- * when pool ran out.  Its stack location is the next one (CurrentLocation = StackCount + 1),
- * as IoAllocateIrp leaves it for the caller to fill. */
-static PIRP irp_allocate(PFILE_OBJECT file, UCHAR major, KPROCESSOR_MODE mode)
+unsigned io_delete_driver_devices(PDRIVER_OBJECT driver)
 {
-	USHORT size = sizeof(IRP) + sizeof(IO_STACK_LOCATION);
-	PIRP irp = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, IRP_TAG);
-	if (!irp)
+	unsigned n = 0;
+	while (driver->DeviceObject) {
+		IoDeleteDevice(driver->DeviceObject);
+		n++;
+	}
+	return n;
+}
+
+bool io_driver_busy(PDRIVER_OBJECT driver)
+{
+	for (PDEVICE_OBJECT d = driver->DeviceObject; d; d = d->NextDevice)
+		if (d->ReferenceCount)
+			return true;
+	return false;
+}
+
+/* IoAttachDeviceToDeviceStack page: mm/RULES.md rule I6. */
+PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice)
+{
+	if (!io_device_valid(SourceDevice) || !io_device_valid(TargetDevice))
 		return NULL;
-	irp->Type = IO_TYPE_IRP;
-	irp->Size = size;
-	irp->RequestorMode = mode;
-	irp->StackCount = 1;
-	irp->CurrentLocation = 2;
-	irp->Tail.Overlay.CurrentStackLocation = (PIO_STACK_LOCATION)(irp + 1) + 1;
-	PIO_STACK_LOCATION sp = irp_next_location(irp);
-	sp->MajorFunction = major;
-	sp->DeviceObject = file->DeviceObject;
-	sp->FileObject = file;
-	return irp;
+	PDEVICE_OBJECT top = io_top_of_stack(TargetDevice);
+	if (io_device_of(top)->deleted || top == SourceDevice)
+		return NULL;
+	top->AttachedDevice = SourceDevice;
+	io_device_of(SourceDevice)->attached_to = top;
+	SourceDevice->StackSize = (CHAR)(top->StackSize + 1);
+	SourceDevice->AlignmentRequirement = MAX(SourceDevice->AlignmentRequirement, top->AlignmentRequirement);
+	return top;
 }
 
-/* Free the IRP; its buffers and MDLs must be gone (irp_release_buffers). */
-static void irp_free(PIRP irp)
+VOID IoDetachDevice(PDEVICE_OBJECT TargetDevice)
 {
-	if (irp->MdlAddress || irp->AssociatedIrp.SystemBuffer)
-		PANIC("irp_free: IRP %p still holds an MDL or a system buffer", (void *)irp);
-	ExFreePoolWithTag(irp, IRP_TAG);
+	PDEVICE_OBJECT above = TargetDevice->AttachedDevice;
+	if (!above)
+		return;
+	io_device_of(above)->attached_to = NULL;
+	TargetDevice->AttachedDevice = NULL;
 }
 
-/* Free the system buffer and every MDL on the IRP, unlocking any still locked (a request that
- * failed before it reached the driver). */
-static void irp_release_buffers(PIRP irp)
+PDEVICE_OBJECT IoGetAttachedDeviceReference(PDEVICE_OBJECT DeviceObject) { return io_top_of_stack(DeviceObject); }
+
+VOID ObDereferenceObject(PVOID Object) { UNREFERENCED_PARAMETER(Object); }
+
+/* ---- symbolic links ----------------------------------------------------------------- */
+
+static struct io_link *link_find(const char *part)
 {
-	if (irp->Flags & IRP_DEALLOCATE_BUFFER)
-		ExFreePoolWithTag(irp->AssociatedIrp.SystemBuffer, BUFFER_TAG);
-	irp->AssociatedIrp.SystemBuffer = NULL;
-	irp->Flags &= ~(IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER | IRP_INPUT_OPERATION);
-	for (PMDL m = irp->MdlAddress, next; m; m = next) {
-		next = m->Next;
-		if (m->MdlFlags & MDL_PAGES_LOCKED)
-			MmUnlockPages(m);
-		IoFreeMdl(m);
-	}
-	irp->MdlAddress = NULL;
+	for (struct io_link *l = links; l; l = l->next)
+		if (name_equal(l->name, part))
+			return l;
+	return NULL;
 }
 
-/* Hand the IRP's next stack location to its device's driver (IoCallDriver) and return the
- * request's status.  mdlab's I/O is synchronous: the IRP must be completed by the time the
- * dispatch routine returns; a STATUS_PENDING return then means the IRP's own status. */
-static NTSTATUS io_call(PIRP irp)
+NTSTATUS IoCreateSymbolicLink(PUNICODE_STRING SymbolicLinkName, PUNICODE_STRING DeviceName)
 {
-	irp->CurrentLocation--;
-	irp->Tail.Overlay.CurrentStackLocation--;
-	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(irp);
-	struct io_device *d = device_of(sp->DeviceObject);
-	UCHAR major = sp->MajorFunction;
-	NTSTATUS st = d->driver.MajorFunction[major](&d->device, irp);
-	if (irp->CurrentLocation != irp->StackCount + 1)
-		PANIC("io_call: the driver of %s returned 0x%x for major function 0x%x without completing the IRP",
-		      d->name, (ULONG)st, major);
-	return st == STATUS_PENDING ? irp->IoStatus.Status : st;
-}
-
-VOID IoCompleteRequest(PIRP Irp, CHAR PriorityBoost)
-{
-	UNREFERENCED_PARAMETER(PriorityBoost); /* every request is synchronous: no waiting thread to boost */
-	/* Bug check 0x44: Microsoft defines P1 (the IRP) and reserves P2-P4 (0 here); the stack
-	 * position that tells a second completion is printed instead. */
-	if (Irp->Type != IO_TYPE_IRP || Irp->CurrentLocation > Irp->StackCount) {
-		kprintf("*** IoCompleteRequest of IRP %p: CurrentLocation %d of StackCount %d\n", (void *)Irp,
-			(int)Irp->CurrentLocation, (int)Irp->StackCount);
-		KeBugCheckEx(MULTIPLE_IRP_COMPLETE_REQUESTS, (ULONG_PTR)Irp, 0, 0, 0);
-	}
-	if (Irp->IoStatus.Status == STATUS_PENDING)
-		PANIC("IoCompleteRequest: IRP %p completed with STATUS_PENDING", (void *)Irp);
-	Irp->CurrentLocation++;
-	Irp->Tail.Overlay.CurrentStackLocation++;
-	/* The first stage of completion, which NT allows up to DISPATCH_LEVEL: the pages go
-	 * back now, and MmUnlockPages releases the system mapping first. */
-	for (PMDL m = Irp->MdlAddress; m; m = m->Next)
-		if (m->MdlFlags & MDL_PAGES_LOCKED)
-			MmUnlockPages(m);
-}
-
-/* The second stage, in the caller's thread once the dispatch routine returned (NT does it in
- * an APC): IoStatus.Information bytes of the system buffer, at most out_len, go back to the
- * caller's output buffer unless the status is an error; then the buffers go.  False when
- * that copy faulted. */
-static bool irp_finish(PIRP irp, ULONG out_len)
-{
-	bool ok = true;
-	if ((irp->Flags & (IRP_BUFFERED_IO | IRP_INPUT_OPERATION)) == (IRP_BUFFERED_IO | IRP_INPUT_OPERATION) &&
-	    !NT_ERROR(irp->IoStatus.Status)) {
-		irp->IoStatus.Information = MIN(irp->IoStatus.Information, (ULONG_PTR)out_len);
-		ok = copy_to_user((uint64_t)irp->UserBuffer, irp->AssociatedIrp.SystemBuffer,
-				  irp->IoStatus.Information) == STATUS_SUCCESS;
-	}
-	irp_release_buffers(irp);
-	return ok;
-}
-
-/* A request with no buffers (create, cleanup, close) on an open device. */
-static NTSTATUS io_simple_request(PFILE_OBJECT file, UCHAR major, KPROCESSOR_MODE mode)
-{
-	PIRP irp = irp_allocate(file, major, mode);
-	if (!irp)
+	char name[IO_NAME_MAX], target[IO_NAME_MAX];
+	NTSTATUS st;
+	if ((st = io_name_from_unicode(name, SymbolicLinkName)) || (st = io_name_from_unicode(target, DeviceName)))
+		return st;
+	const char *part = link_part(name);
+	if (!part || target[0] != '\\')
+		return STATUS_OBJECT_NAME_INVALID;
+	if (link_find(part))
+		return STATUS_OBJECT_NAME_COLLISION;
+	struct io_link *l = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *l, LINK_TAG);
+	if (!l)
 		return STATUS_INSUFFICIENT_RESOURCES;
-	NTSTATUS st = io_call(irp);
-	irp_finish(irp, 0);
-	irp_free(irp);
-	return st;
+	strlcpy(l->name, part, sizeof l->name);
+	strlcpy(l->target, target, sizeof l->target);
+	l->next = links;
+	links = l;
+	nlinks++;
+	return STATUS_SUCCESS;
+}
+
+NTSTATUS IoDeleteSymbolicLink(PUNICODE_STRING SymbolicLinkName)
+{
+	char name[IO_NAME_MAX];
+	NTSTATUS st = io_name_from_unicode(name, SymbolicLinkName);
+	if (st)
+		return st;
+	const char *part = link_part(name);
+	if (!part)
+		return STATUS_OBJECT_NAME_INVALID;
+	for (struct io_link **pp = &links; *pp; pp = &(*pp)->next)
+		if (name_equal((*pp)->name, part)) {
+			struct io_link *l = *pp;
+			*pp = l->next;
+			ExFreePoolWithTag(l, LINK_TAG);
+			nlinks--;
+			return STATUS_SUCCESS;
+		}
+	return STATUS_OBJECT_NAME_NOT_FOUND;
+}
+
+/* What an open names: \\.\X and \??\X (and its synonyms) through a symbolic link,
+ * \Device\X (any name from the root) directly, a bare name as IoCreateDeviceLite's. */
+static struct io_device *resolve(const char *name)
+{
+	const char *part = after_prefix(name, "\\\\.\\");
+	char buf[IO_NAME_MAX];
+	if (part) {
+		strlcpy(buf, "\\??\\", sizeof buf);
+		strlcpy(buf + 4, part, sizeof buf - 4);
+		name = buf;
+	}
+	if ((part = link_part(name))) {
+		struct io_link *l = link_find(part);
+		return l ? device_find(l->target) : NULL;
+	}
+	return device_find(name);
 }
 
 /* ---- handles ------------------------------------------------------------------------ */
@@ -283,15 +430,39 @@ uint32_t io_process_handles(const PEPROCESS p)
 	return n;
 }
 
+/* Send a request the I/O manager made to the top of the file's stack and wait for it: the
+ * status, or what the IRP holds when the driver returned STATUS_PENDING having completed
+ * it.  mdlab cannot wait for a request that is still pending (io.h). */
+static NTSTATUS call_and_wait(PIRP irp, PDEVICE_OBJECT top)
+{
+	NTSTATUS st = IoCallDriver(top, irp);
+	if (irp->CurrentLocation != irp->StackCount + 1)
+		PANIC("io: the driver of device %p returned 0x%x for major function 0x%x without completing the IRP",
+		      (void *)top, (ULONG)st, IoGetCurrentIrpStackLocation(irp)->MajorFunction);
+	return st == STATUS_PENDING ? irp->IoStatus.Status : st;
+}
+
+/* A request with no buffers (create, cleanup, close) on an open device. */
+static NTSTATUS simple_request(PFILE_OBJECT file, UCHAR major, KPROCESSOR_MODE mode)
+{
+	PDEVICE_OBJECT top = io_top_of_stack(file->DeviceObject);
+	PIRP irp = io_irp_for_request(top, file, major, mode);
+	if (!irp)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	NTSTATUS st = call_and_wait(irp, top);
+	io_irp_release(irp);
+	return st;
+}
+
 /* Close a handle: IRP_MJ_CLEANUP and IRP_MJ_CLOSE to its driver (not to a deleted device's),
  * then the handle goes, and the device too if it was deleted and this was its last handle.
  * Runs in the handle's process's context. */
 static void handle_close(struct io_handle *h)
 {
-	struct io_device *d = device_of(h->file.DeviceObject);
+	struct io_device *d = io_device_of(h->file.DeviceObject);
 	if (!d->deleted) {
-		io_simple_request(&h->file, IRP_MJ_CLEANUP, KernelMode);
-		io_simple_request(&h->file, IRP_MJ_CLOSE, KernelMode);
+		simple_request(&h->file, IRP_MJ_CLEANUP, KernelMode);
+		simple_request(&h->file, IRP_MJ_CLOSE, KernelMode);
 	}
 	for (struct io_handle **pp = &handles; *pp; pp = &(*pp)->next)
 		if (*pp == h) {
@@ -315,13 +486,13 @@ static void process_cleanup(PEPROCESS p)
 	}
 }
 
-/* ---- NtOpenDevice ------------------------------------------------------------------- */
+/* ---- NtOpenDevice, NtClose ----------------------------------------------------------- */
 
 /* The NUL-terminated device name at user_name; STATUS_OBJECT_NAME_INVALID when it is empty
- * or does not end within IO_DEVICE_NAME_MAX bytes. */
-static NTSTATUS name_from_user(char name[IO_DEVICE_NAME_MAX], uint64_t user_name)
+ * or does not end within IO_NAME_MAX bytes. */
+static NTSTATUS name_from_user(char name[IO_NAME_MAX], uint64_t user_name)
 {
-	for (size_t i = 0; i < IO_DEVICE_NAME_MAX; i++) {
+	for (size_t i = 0; i < IO_NAME_MAX; i++) {
 		NTSTATUS st = copy_from_user(&name[i], user_name + i, 1);
 		if (st)
 			return st;
@@ -333,22 +504,29 @@ static NTSTATUS name_from_user(char name[IO_DEVICE_NAME_MAX], uint64_t user_name
 
 static NTSTATUS open_device(PEPROCESS p, uint64_t user_name, uint64_t user_handle)
 {
-	char name[IO_DEVICE_NAME_MAX];
+	char name[IO_NAME_MAX];
 	NTSTATUS st = name_from_user(name, user_name);
 	if (st)
 		return st;
-	struct io_device *d = device_find(name);
+	struct io_device *d = resolve(name);
 	if (!d)
 		return STATUS_OBJECT_NAME_NOT_FOUND;
+	/* A device its driver has not finished (DO_DEVICE_INITIALIZING) cannot be opened; an
+	 * exclusive one only once. */
+	if (io_top_of_stack(&d->device)->Flags & DO_DEVICE_INITIALIZING)
+		return STATUS_NO_SUCH_DEVICE;
+	if ((d->device.Flags & DO_EXCLUSIVE) && d->device.ReferenceCount)
+		return STATUS_ACCESS_DENIED;
 	struct io_handle *h = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *h, HANDLE_TAG);
 	if (!h)
 		return STATUS_INSUFFICIENT_RESOURCES;
 	h->file.Type = IO_TYPE_FILE;
 	h->file.Size = sizeof h->file;
 	h->file.DeviceObject = &d->device;
+	h->file.ReadAccess = h->file.WriteAccess = TRUE;
 	h->process = p;
 	h->value = handle_value_free(p);
-	st = io_simple_request(&h->file, IRP_MJ_CREATE, UserMode);
+	st = simple_request(&h->file, IRP_MJ_CREATE, UserMode);
 	if (!NT_SUCCESS(st)) {
 		ExFreePoolWithTag(h, HANDLE_TAG);
 		return st;
@@ -364,7 +542,7 @@ static NTSTATUS open_device(PEPROCESS p, uint64_t user_name, uint64_t user_handl
 	return st;
 }
 
-/* ---- NtDeviceIoControlFile ---------------------------------------------------------- */
+/* ---- the caller's buffers ------------------------------------------------------------- */
 
 /* Whether [va, va + len) lies in p's user range without wrapping (ProbeForRead's check). */
 static bool user_range(const PEPROCESS p, uint64_t va, uint64_t len)
@@ -387,7 +565,7 @@ static NTSTATUS system_buffer(PIRP irp, PEPROCESS p, uint64_t in, ULONG in_len, 
 		return STATUS_SUCCESS;
 	if (!user_range(p, in, in_len))
 		return STATUS_ACCESS_VIOLATION;
-	PVOID b = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, BUFFER_TAG);
+	PVOID b = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, IO_BUFFER_TAG);
 	if (!b)
 		return STATUS_INSUFFICIENT_RESOURCES;
 	irp->AssociatedIrp.SystemBuffer = b;
@@ -395,7 +573,7 @@ static NTSTATUS system_buffer(PIRP irp, PEPROCESS p, uint64_t in, ULONG in_len, 
 	return copy_from_user(b, in, in_len);
 }
 
-/* The direct methods' MDL for the output buffer, on the IRP (Irp->MdlAddress), probed and
+/* The direct methods' MDL for a user buffer, on the IRP (Irp->MdlAddress), probed and
  * locked for the requestor's mode.  On failure the MDL stays on the IRP, unlocked. */
 static NTSTATUS lock_user_buffer(PIRP irp, uint64_t va, ULONG len, LOCK_OPERATION op)
 {
@@ -411,11 +589,33 @@ static NTSTATUS lock_user_buffer(PIRP irp, uint64_t va, ULONG len, LOCK_OPERATIO
 	return st;
 }
 
+/* The second stage, in the caller's context once the request is done (NT does it in an
+ * APC): IoStatus.Information bytes of the system buffer, at most out_len, go back to the
+ * caller's output buffer unless the status is an error; then IoStatus.Information to *info
+ * (not for an error status: NT writes no status block for a request that failed at once).
+ * STATUS_ACCESS_VIOLATION when a copy faulted, else st. */
+static NTSTATUS finish(PIRP irp, NTSTATUS st, ULONG out_len, uint64_t info)
+{
+	NTSTATUS c = STATUS_SUCCESS;
+	if ((irp->Flags & (IRP_BUFFERED_IO | IRP_INPUT_OPERATION)) == (IRP_BUFFERED_IO | IRP_INPUT_OPERATION) &&
+	    !NT_ERROR(irp->IoStatus.Status)) {
+		irp->IoStatus.Information = MIN(irp->IoStatus.Information, (ULONG_PTR)out_len);
+		c = copy_to_user((uint64_t)irp->UserBuffer, irp->AssociatedIrp.SystemBuffer,
+				 irp->IoStatus.Information);
+	}
+	if (!c && info && !NT_ERROR(st)) {
+		uint64_t n = irp->IoStatus.Information;
+		c = copy_to_user(info, &n, sizeof n);
+	}
+	io_irp_release(irp);
+	return c ? STATUS_ACCESS_VIOLATION : st;
+}
+
 /* What the I/O manager does with the caller's buffers before the driver sees the IRP (the
- * table in io.h).  On failure whatever it allocated is on the IRP for irp_release_buffers. */
+ * table in io.h).  On failure whatever it allocated is on the IRP for io_irp_release. */
 static NTSTATUS prepare_buffers(PIRP irp, PEPROCESS p, uint64_t in, ULONG in_len, uint64_t out, ULONG out_len)
 {
-	PIO_STACK_LOCATION sp = irp_next_location(irp);
+	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
 	NTSTATUS st;
 	switch (METHOD_FROM_CTL_CODE(sp->Parameters.DeviceIoControl.IoControlCode)) {
 	case METHOD_BUFFERED:
@@ -440,51 +640,178 @@ static NTSTATUS prepare_buffers(PIRP irp, PEPROCESS p, uint64_t in, ULONG in_len
 	}
 }
 
+/* The handle's file object and the top of its stack, for a request. */
+static NTSTATUS request_target(PEPROCESS p, uint64_t handle, struct io_handle **h, PDEVICE_OBJECT *top)
+{
+	*h = handle_find(p, handle);
+	if (!*h)
+		return STATUS_INVALID_HANDLE;
+	if (io_device_of((*h)->file.DeviceObject)->deleted)
+		return STATUS_DELETE_PENDING;
+	*top = io_top_of_stack((*h)->file.DeviceObject);
+	return STATUS_SUCCESS;
+}
+
 /* Every handle is opened for read and write, so the access bits of a code are not checked. */
 static NTSTATUS device_io_control(PEPROCESS p, uint64_t handle, ULONG code, uint64_t in, ULONG in_len,
-				  uint64_t out, ULONG out_len)
+				  uint64_t out, ULONG out_len, uint64_t info)
 {
-	struct io_handle *h = handle_find(p, handle);
-	if (!h)
-		return STATUS_INVALID_HANDLE;
-	if (device_of(h->file.DeviceObject)->deleted)
-		return STATUS_DELETE_PENDING;
-	PIRP irp = irp_allocate(&h->file, IRP_MJ_DEVICE_CONTROL, UserMode);
+	struct io_handle *h;
+	PDEVICE_OBJECT top;
+	NTSTATUS st = request_target(p, handle, &h, &top);
+	if (st)
+		return st;
+	PIRP irp = io_irp_for_request(top, &h->file, IRP_MJ_DEVICE_CONTROL, UserMode);
 	if (!irp)
 		return STATUS_INSUFFICIENT_RESOURCES;
-	PIO_STACK_LOCATION sp = irp_next_location(irp);
+	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
 	sp->Parameters.DeviceIoControl.OutputBufferLength = out_len;
 	sp->Parameters.DeviceIoControl.InputBufferLength = in_len;
 	sp->Parameters.DeviceIoControl.IoControlCode = code;
 	irp->UserBuffer = (PVOID)out;
-	NTSTATUS st = prepare_buffers(irp, p, in, in_len, out, out_len);
-	if (NT_SUCCESS(st)) {
-		st = io_call(irp);
-		if (!irp_finish(irp, out_len))
-			st = STATUS_ACCESS_VIOLATION;
-	} else {
-		irp_release_buffers(irp);
+	st = prepare_buffers(irp, p, in, in_len, out, out_len);
+	if (!NT_SUCCESS(st)) {
+		io_irp_release(irp);
+		return st;
 	}
-	irp_free(irp);
-	return st;
+	return finish(irp, call_and_wait(irp, top), out_len, info);
+}
+
+/* NtReadFile / NtWriteFile: the transfer the device's flags ask for (io.h), at the file's
+ * current offset, which advances by the bytes transferred. */
+static NTSTATUS read_write(PEPROCESS p, bool write, uint64_t handle, uint64_t buf, ULONG len, uint64_t info)
+{
+	struct io_handle *h;
+	PDEVICE_OBJECT top;
+	NTSTATUS st = request_target(p, handle, &h, &top);
+	if (st)
+		return st;
+	PIRP irp = io_irp_for_request(top, &h->file, write ? IRP_MJ_WRITE : IRP_MJ_READ, UserMode);
+	if (!irp)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
+	sp->Parameters.Read.Length = len;
+	sp->Parameters.Read.ByteOffset = h->file.CurrentByteOffset;
+	irp->UserBuffer = (PVOID)buf;
+	if (top->Flags & DO_BUFFERED_IO) {
+		if (!write && !probe_for_write(p, buf, len))
+			st = STATUS_ACCESS_VIOLATION;
+		else
+			st = system_buffer(irp, p, buf, write ? len : 0, len);
+		if (!st && !write && len)
+			irp->Flags |= IRP_INPUT_OPERATION;
+	} else if ((top->Flags & DO_DIRECT_IO) && len) {
+		st = lock_user_buffer(irp, buf, len, write ? IoReadAccess : IoWriteAccess);
+	} else if (!user_range(p, buf, len)) {
+		st = STATUS_ACCESS_VIOLATION;
+	}
+	if (!NT_SUCCESS(st)) {
+		io_irp_release(irp);
+		return st;
+	}
+	st = call_and_wait(irp, top);
+	if (NT_SUCCESS(st))
+		h->file.CurrentByteOffset.QuadPart += MIN(irp->IoStatus.Information, (ULONG_PTR)len);
+	return finish(irp, st, len, info);
 }
 
 /* ---- system calls ------------------------------------------------------------------- */
 
-uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle)
+/* NT probes a system call's outputs (the handle, the status block) before it does anything,
+ * so a request whose result could not be returned is never made: read the bytes and write
+ * them back, a real write through the caller's page tables.  0 is "no output wanted". */
+static NTSTATUS probe_output(uint64_t uva, uint64_t len)
 {
-	PEPROCESS p = ps_current();
-	return (uint32_t)(p ? open_device(p, user_name, user_handle) : STATUS_INVALID_PARAMETER);
+	uint64_t v = 0;
+	if (!uva)
+		return STATUS_SUCCESS;
+	NTSTATUS st = copy_from_user(&v, uva, len);
+	return st ? st : copy_to_user(uva, &v, len);
 }
 
-/* The code and lengths are ULONGs in NT's signature: their upper halves are not looked at. */
-uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, uint64_t in_len, uint64_t out,
-				  uint64_t out_len)
+uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle)
 {
 	PEPROCESS p = ps_current();
 	if (!p)
 		return (uint32_t)STATUS_INVALID_PARAMETER;
-	return (uint32_t)device_io_control(p, handle, (ULONG)code, in, (ULONG)in_len, out, (ULONG)out_len);
+	NTSTATUS st = user_handle ? probe_output(user_handle, 8) : STATUS_ACCESS_VIOLATION;
+	return (uint32_t)(st ? st : open_device(p, user_name, user_handle));
+}
+
+uint64_t io_sys_close(uint64_t handle)
+{
+	PEPROCESS p = ps_current();
+	struct io_handle *h = p ? handle_find(p, handle) : NULL;
+	if (!h)
+		return (uint32_t)STATUS_INVALID_HANDLE;
+	handle_close(h);
+	return STATUS_SUCCESS;
+}
+
+/* The code and lengths are ULONGs in NT's signature: their upper halves are not looked at. */
+uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, uint64_t in_len, uint64_t out,
+				  uint64_t out_len, uint64_t info)
+{
+	PEPROCESS p = ps_current();
+	if (!p)
+		return (uint32_t)STATUS_INVALID_PARAMETER;
+	NTSTATUS st = probe_output(info, 8);
+	if (st)
+		return (uint32_t)st;
+	return (uint32_t)device_io_control(p, handle, (ULONG)code, in, (ULONG)in_len, out, (ULONG)out_len, info);
+}
+
+uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t len, uint64_t info)
+{
+	PEPROCESS p = ps_current();
+	if (!p)
+		return (uint32_t)STATUS_INVALID_PARAMETER;
+	NTSTATUS st = probe_output(info, 8);
+	return (uint32_t)(st ? st : read_write(p, write, handle, buf, (ULONG)len, info));
+}
+
+/* ---- previous mode, probes ------------------------------------------------------------ */
+
+KPROCESSOR_MODE io_set_previous_mode(KPROCESSOR_MODE mode)
+{
+	KPROCESSOR_MODE old = previous_mode;
+	previous_mode = mode;
+	return old;
+}
+
+KPROCESSOR_MODE ExGetPreviousMode(VOID) { return previous_mode; }
+
+const ULONG_PTR MmUserProbeAddress = MM_USER_PROBE_ADDRESS;
+
+/* ProbeForRead / ProbeForWrite pages: mm/RULES.md rule I7.  A range beyond the limit is
+ * refused as NT refuses it, by a real access at MmUserProbeAddress (never mapped: the
+ * #PF raises STATUS_ACCESS_VIOLATION naming that address). */
+static void probe_range(const volatile void *address, SIZE_T length, ULONG alignment)
+{
+	ULONG_PTR va = (ULONG_PTR)address, end = va + length;
+	if (alignment != 1 && alignment != 2 && alignment != 4 && alignment != 8 && alignment != 16)
+		ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
+	if (va & (alignment - 1))
+		ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
+	if (end < va || end > MmUserProbeAddress)
+		*(volatile UCHAR *)MmUserProbeAddress = 0;
+}
+
+VOID ProbeForRead(const volatile VOID *Address, SIZE_T Length, ULONG Alignment)
+{
+	if (Length)
+		probe_range(Address, Length, Alignment);
+}
+
+VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment)
+{
+	if (!Length)
+		return;
+	probe_range(Address, Length, Alignment);
+	PEPROCESS p = ps_current();
+	/* NT's probe writes each page back: the fault names the buffer and a write. */
+	if (!p || !uvm_make_resident(&p->mm, (uint64_t)Address, Length, true))
+		seh_raise_access_violation((uint64_t)Address, EXCEPTION_WRITE_FAULT);
 }
 
 /* ---- accounting --------------------------------------------------------------------- */
@@ -493,3 +820,5 @@ static uint64_t open_handles(void) { return nhandles; }
 ACCOUNTING_COUNTER(io_handles, "open device handles", open_handles);
 static uint64_t device_objects(void) { return ndevices; }
 ACCOUNTING_COUNTER(io_devices, "device objects", device_objects);
+static uint64_t symbolic_links(void) { return nlinks; }
+ACCOUNTING_COUNTER(io_links, "symbolic links", symbolic_links);

@@ -116,6 +116,9 @@ static void print_header(struct mon_out *o, uint64_t at, const MDL *m)
 	mon_printf(o, "    Size           0x%x (header 0x%lx + %u PFN slots)\n", (USHORT)m->Size, sizeof(MDL),
 		(USHORT)m->Size >= sizeof(MDL) ? (unsigned)(((USHORT)m->Size - sizeof(MDL)) / sizeof(PFN_NUMBER)) : 0);
 	mon_printf(o, "    MdlFlags       0x%04x %s\n", (USHORT)m->MdlFlags, flags);
+	mon_printf(o, "    MdlabFlags     0x%04x%s%s\n", m->MdlabFlags,
+		   (m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY) ? " SOURCE_READ_ONLY (mappings read-only)" : "",
+		   (m->MdlabFlags & MDLAB_MDL_PROBE_LOCKED) ? " PROBE_LOCKED" : "");
 	mon_printf(o, "    Process        %p\n", (void *)m->Process);
 	mon_printf(o, "    MappedSystemVa %p\n", m->MappedSystemVa);
 	mon_printf(o, "    StartVa        %p\n", m->StartVa);

@@ -57,6 +57,13 @@ static int cmd_ptdump(int argc, char **argv)
 	int r = space_of(argc, argv, 3, &root, &p);
 	if (r)
 		return r;
+	/* Whole pages only: a range line never starts or ends inside a page (issue 17). */
+	if ((lo | hi) & (PAGE_SIZE - 1)) {
+		uint64_t up = hi ? ALIGN_UP(hi, PAGE_SIZE) : 0;
+		kprintf("[0x%lx, 0x%lx) widened to whole pages: [0x%lx, 0x%lx)\n", lo, hi, ALIGN_DOWN(lo, PAGE_SIZE), up);
+		lo = ALIGN_DOWN(lo, PAGE_SIZE);
+		hi = up;
+	}
 	if (p)
 		kprintf("process %u (%s):\n", p->pid, p->name);
 	ptdump(root, lo, hi);
@@ -78,7 +85,7 @@ static void print_leaf_details(struct mon_out *o, uint64_t va, const struct pt_q
 	unsigned enc = (pat_read_msr() >> (8 * q->pat_slot)) & 0xFF;
 	enum memtype slot_type = pat_encoding_type(enc);
 	const struct pfn_entry *e = pfn_entry(q->pa >> PAGE_SHIFT);
-	mon_printf(o, "  leaf: %s page 0x%016lx-0x%016lx -> frame 0x%lx\n",
+	mon_printf(o, "  leaf: %s page 0x%016lx-0x%016lx -> page at pa 0x%lx\n",
 		   q->level == 1 ? "4K" : q->level == 2 ? "2M" : "1G", q->leaf_va, q->leaf_va + q->leaf_size - 1,
 		   frame);
 	mon_printf(o, "  PAT slot %d: IA32_PAT encoding 0x%02x = %s (per the MSR now)\n", q->pat_slot, enc,
@@ -112,7 +119,7 @@ void mm_print_pte(struct mon_out *o, const struct pt_root *root, uint64_t va)
 		if (level > q.level)
 			mon_printf(o, " -> %s 0x%lx", table_names[level - 1], ALIGN_DOWN(q.entry_pa[level - 1], PAGE_SIZE));
 		else
-			mon_printf(o, " -> frame 0x%lx", q.pa - (va - q.leaf_va));
+			mon_printf(o, " -> page at pa 0x%lx", q.pa - (va - q.leaf_va)); /* "frame" is a PFN */
 		mon_printf(o, "  [%s]\n", bits);
 	}
 	if (!q.present) {
@@ -121,6 +128,28 @@ void mm_print_pte(struct mon_out *o, const struct pt_root *root, uint64_t va)
 		return;
 	}
 	print_leaf_details(o, va, &q);
+}
+
+bool mm_print_pte_brief(struct mon_out *o, const struct pt_root *root, uint64_t va, uint64_t *last_table)
+{
+	struct pt_query q;
+	pt_query(root, va, &q);
+	uint64_t table = ALIGN_DOWN(q.entry_pa[1], PAGE_SIZE);
+	if (!q.present || q.level != 1 || table != *last_table) {
+		mm_print_pte(o, root, va);
+		*last_table = q.present && q.level == 1 ? table : 0;
+		return false;
+	}
+	char bits[80];
+	mon_printf(o, "va 0x%016lx: PML4 %u, PDPT %u, PD %u, PT %u, offset 0x%lx  (%s; tables at 0x%lx)\n", va,
+		   va_index(va, 4), va_index(va, 3), va_index(va, 2), va_index(va, 1), va & (PAGE_SIZE - 1),
+		   ptdump_region_name(va), root->pml4);
+	mon_printf(o, "  PML4E, PDPTE, PDE: as in the walk above (the same page table, at pa 0x%lx)\n", table);
+	pt_describe_entry(q.entry[1], 1, bits, sizeof bits);
+	mon_printf(o, "  %-5s at pa 0x%010lx = 0x%016lx -> page at pa 0x%lx  [%s]\n", entry_names[1], q.entry_pa[1],
+		   q.entry[1], q.pa - (va - q.leaf_va), bits);
+	print_leaf_details(o, va, &q);
+	return true;
 }
 
 static int cmd_pte(int argc, char **argv)
@@ -350,8 +379,8 @@ static int cmd_audit(void)
 	uint64_t aliases = mm_audit_wx_aliases(&kernel_root, true);
 	kprintf("audit: %lu W^X finding(s), %lu frame(s) with two memory types, %lu PFN record(s) "
 		"disagreeing with the tables\n", wx, types, records);
-	kprintf("audit: (not enforced) %lu frame(s) writable through one mapping and executable "
-		"through another\n", aliases);
+	kprintf("audit: %lu frame(s) executable in ring 0 and writable through any mapping, or executable "
+		"and writable in ring 3 (every live process walked)\n", aliases);
 	return 0;
 }
 MONITOR_COMMAND_BARE(audit, "run the page-table audits (W^X, memory types, PFN records, aliases)", cmd_audit);

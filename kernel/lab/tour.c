@@ -40,6 +40,7 @@
 #include "mm/pool.h"
 #include "kernel/lab/ptdump.h"
 #include "mm/syspte.h"
+#include "mm/tlb.h"
 
 #define TOUR_TAG 0x72756F54u /* 'Tour' */
 #define BUFFER_PAGES 2
@@ -81,6 +82,7 @@ struct tour {
 	struct counters start;
 	uint8_t *buf;           /* the pool buffer */
 	PMDL mdl;               /* its MDL, locked */
+	uint64_t last_table;    /* the page table the last walk ended in (brief steps) */
 };
 
 /* ---- counters -------------------------------------------------------------------------- */
@@ -121,6 +123,26 @@ static void print_counters(struct tour *t)
 	print_counter(t->o, "MDL user mappings", c.user_mappings, t->start.user_mappings, "\n");
 }
 
+/* The TLB invalidations a routine did: INVLPGs and full flushes since `before`.  mm/tlb.h: a
+ * range of up to TLB_SINGLE_FLUSH_MAX pages goes page by page with INVLPG, a larger one (and
+ * any memory-type change, which must reach global entries and every alias) by a full flush. */
+static void print_tlb(struct tour *t, const char *who, const struct tlb_stats *before)
+{
+	struct tlb_stats now;
+	tlb_get_stats(&now);
+	uint64_t pages = now.single_pages - before->single_pages, full = now.full_flushes - before->full_flushes;
+	mon_printf(t->o, "  TLB: %s did %lu INVLPG and %lu full flush%s", who, pages, full, full == 1 ? "" : "es");
+	if (pages && !full)
+		mon_printf(t->o, " (one INVLPG per page whose translation went or changed: up to %d pages are "
+			   "flushed one by one)", TLB_SINGLE_FLUSH_MAX);
+	else if (full)
+		mon_printf(t->o, " (more than %d pages, or a memory type given back: every translation goes, global "
+			   "ones included)", TLB_SINGLE_FLUSH_MAX);
+	else
+		mon_printf(t->o, " (no translation was removed or changed)");
+	mon_printf(t->o, "\n");
+}
+
 /* ---- steps ----------------------------------------------------------------------------- */
 
 /* Start a step: its title; returns where its text starts in a buffer. */
@@ -146,9 +168,17 @@ static void fail(struct tour *t, const char *what)
 static void show_mapping(struct tour *t, const struct tour_mapping *m)
 {
 	for (ULONG i = 0; i < m->pages; i++) {
-		mon_printf(t->o, "  page %u of the mapping, every level (%s):\n", i,
+		uint64_t va = m->va + (uint64_t)i * PAGE_SIZE;
+		mon_printf(t->o, "  page %u of the mapping, %s (%s):\n", i, m->brief ? "what differs" : "every level",
 			   m->process ? "the process's tables" : "the kernel's tables");
-		mm_print_pte(t->o, m->root, m->va + (uint64_t)i * PAGE_SIZE);
+		if (m->brief)
+			mm_print_pte_brief(t->o, m->root, va, &t->last_table);
+		else {
+			mm_print_pte(t->o, m->root, va);
+			struct pt_query q;
+			pt_query(m->root, va, &q);
+			t->last_table = q.present && q.level == 1 ? ALIGN_DOWN(q.entry_pa[1], PAGE_SIZE) : 0;
+		}
 	}
 	print_counters(t);
 	if (t->hooks && t->hooks->mapped)
@@ -166,7 +196,7 @@ static const char *mapped_type(const struct pt_root *root, uint64_t va)
 /* MmMapLockedPagesSpecifyCache(KernelMode) of m; prints what was asked and what the PTEs
  * say, then the MDL and the mapping.  Returns the address (0 on failure). */
 static uint64_t map_system(struct tour *t, PMDL m, const struct cache_type *ty, ULONG flags, bool pool,
-			   size_t from)
+			   size_t from, bool brief)
 {
 	struct mdl_stats before, after;
 	mdl_get_stats(&before);
@@ -185,19 +215,26 @@ static uint64_t map_system(struct tour *t, PMDL m, const struct cache_type *ty, 
 		mon_printf(t->o, ": the frames' own type overrode the request (cache_overrides %lu -> %lu)",
 			   before.cache_overrides, after.cache_overrides);
 	mon_printf(t->o, "\n");
-	mdl_print(t->o, (uint64_t)m, MDL_PRINT_PFNS);
+	if (brief)
+		mon_printf(t->o, "  the MDL is as in the first of these steps but for MappedSystemVa %p; only the "
+			   "walk differs (the PTE values, and the frame's alias is untouched)\n", m->MappedSystemVa);
+	else
+		mdl_print(t->o, (uint64_t)m, MDL_PRINT_PFNS);
 	struct tour_mapping tm = { .root = &kernel_root, .va = ALIGN_DOWN((uint64_t)va, PAGE_SIZE),
 				   .pages = mdl_page_count(m), .requested = ty->ct, .pool_frames = pool,
-				   .writable = !(flags & MdlMappingNoWrite), .text_from = from };
+				   .writable = !(flags & MdlMappingNoWrite), .text_from = from, .brief = brief };
 	show_mapping(t, &tm);
 	return (uint64_t)va;
 }
 
 static void unmap_system(struct tour *t, PMDL m, uint64_t va)
 {
+	struct tlb_stats tlb;
+	tlb_get_stats(&tlb);
 	MmUnmapLockedPages((PVOID)va, m);
 	mon_printf(t->o, "  MmUnmapLockedPages; the PTE now:\n");
 	mdl_print_translation(t->o, &kernel_root, "page 0", ALIGN_DOWN(va, PAGE_SIZE));
+	print_tlb(t, "MmUnmapLockedPages", &tlb);
 }
 
 /* ---- faults ---------------------------------------------------------------------------- */
@@ -293,10 +330,10 @@ static bool lock_buffer(struct tour *t)
 	return true;
 }
 
-static void pool_type_step(struct tour *t, const struct cache_type *ty)
+static void pool_type_step(struct tour *t, const struct cache_type *ty, bool brief)
 {
 	size_t from = begin_step(t, "the pool buffer mapped %s", ty->name);
-	uint64_t va = map_system(t, t->mdl, ty, 0, true, from);
+	uint64_t va = map_system(t, t->mdl, ty, 0, true, from, brief);
 	if (va)
 		unmap_system(t, t->mdl, va);
 }
@@ -305,7 +342,7 @@ static void no_write_step(struct tour *t)
 {
 	struct faultcap c;
 	size_t from = begin_step(t, "MdlMappingNoWrite: the PTEs are read-only; a kernel write faults");
-	uint64_t va = map_system(t, t->mdl, &nt_types[1], MdlMappingNoWrite, true, from);
+	uint64_t va = map_system(t, t->mdl, &nt_types[1], MdlMappingNoWrite, true, from, true);
 	if (!va)
 		return;
 	mon_printf(t->o, "  kernel write of a quadword at 0x%lx (mapping + 0x%x), inside __try:\n", va + DATA_OFFSET,
@@ -321,7 +358,7 @@ static void no_execute_step(struct tour *t)
 {
 	struct faultcap c;
 	size_t from = begin_step(t, "the default mapping is no-execute (mm/RULES.md decision 3): a kernel fetch faults");
-	uint64_t va = map_system(t, t->mdl, &nt_types[1], 0, true, from);
+	uint64_t va = map_system(t, t->mdl, &nt_types[1], 0, true, from, true);
 	if (!va)
 		return;
 	mon_printf(t->o, "  no MdlMappingNoExecute was asked, and the PTEs carry NX; the byte at 0x%lx is 0x%02x "
@@ -351,10 +388,20 @@ static void release_buffer(struct tour *t)
 
 /* ---- pages for MDLs with a cache type ---------------------------------------------------- */
 
+/* The size of the direct-map leaf that maps `alias` now, from the tables. */
+static const char *alias_leaf(uint64_t alias)
+{
+	struct pt_query q;
+	pt_query(&kernel_root, alias, &q);
+	return !q.present ? "missing" : q.level == 1 ? "4K" : q.level == 2 ? "2M" : "1G";
+}
+
 static void allocated_step(struct tour *t, const struct cache_type *ty)
 {
 	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
 	size_t from = begin_step(t, "MmAllocatePagesForMdlEx(1 page, %s), mapped %s", ty->name, ty->name);
+	struct tlb_stats tlb;
+	tlb_get_stats(&tlb);
 	PMDL m = MmAllocatePagesForMdlEx(lo, hi, skip, PAGE_SIZE, ty->ct, MM_ALLOCATE_FULLY_REQUIRED);
 	if (!m) {
 		fail(t, "MmAllocatePagesForMdlEx returned NULL");
@@ -362,16 +409,30 @@ static void allocated_step(struct tour *t, const struct cache_type *ty)
 	}
 	pfn_t pfn = MmGetMdlPfnArray(m)[0];
 	uint64_t alias = (uint64_t)pfn_to_virt(pfn);
+	bool typed = memtype_from_caching_type(ty->ct) != MT_WB;
 	mon_printf(t->o, "  the frame's PFN entry records its type; its direct-map alias has that type too:\n");
 	mdl_print(t->o, (uint64_t)m, MDL_PRINT_PFNS);
 	mm_print_pte(t->o, &kernel_root, alias);
-	uint64_t va = map_system(t, m, ty, 0, false, from);
+	print_tlb(t, "MmAllocatePagesForMdlEx", &tlb);
+	if (typed)
+		mon_printf(t->o, "  the alias is a %s leaf: the direct map's large page holding the frame was split (into "
+			   "512 entries of the next size, down to 4K PTEs) so that only this frame's alias changes "
+			   "type (mm/memtype.h)\n", alias_leaf(alias));
+	uint64_t va = map_system(t, m, ty, 0, false, from, false);
 	if (va)
 		unmap_system(t, m, va);
+	tlb_get_stats(&tlb);
 	MmFreePagesFromMdl(m);
 	ExFreePool(m);
 	mon_printf(t->o, "  MmFreePagesFromMdl, ExFreePool: the alias is WB again:\n");
 	mdl_print_translation(t->o, &kernel_root, "alias", alias);
+	print_tlb(t, "MmFreePagesFromMdl", &tlb);
+	if (typed && strcmp(alias_leaf(alias), "4K"))
+		mon_printf(t->o, "  the alias is a %s leaf again: its 512 PTEs were uniform once more, so they were "
+			   "merged back into one large page and the page table freed\n", alias_leaf(alias));
+	else if (typed)
+		mon_printf(t->o, "  the alias stays a 4K leaf: another frame of its 2 MiB range still has a type of "
+			   "its own, so the 512 PTEs are not uniform and are not merged yet\n");
 }
 
 /* ---- user mappings --------------------------------------------------------------------- */
@@ -467,7 +528,23 @@ static void introduce(struct tour *t)
 {
 	mon_printf(t->o, "The MDL interface on live structures.  After each step: the MDL, every level's "
 		   "page-table entry\nof each mapped page (decoded, with its PAT slot and that slot's type in "
-		   "IA32_PAT read now),\nthe PFN entries and the counters.  The PAT, read by RDMSR:\n");
+		   "IA32_PAT read now),\nthe PFN entries, the TLB invalidations and the counters.\n\n");
+	mon_printf(t->o,
+		   "Legend of an entry's flag bracket, left to right (SDM Vol. 3, 4.5; '-' or '---': bit clear):\n"
+		   "  P  present          RW/R- writable or read-only   U/S  user or supervisor only\n"
+		   "  PWT PCD  the write-through and cache-disable bits (two of the three PAT index bits)\n"
+		   "  A  accessed: set by the CPU on the first access through the entry\n"
+		   "  D  dirty (leaves only): set by the CPU on the first write.  mdlab sets A in every leaf it\n"
+		   "     makes and D in every writable one, so the CPU never has to write them back into the\n"
+		   "     entry (a locked update); a table entry's A is the CPU's, set when a walk uses it\n"
+		   "  PAT / PS PAT  in a 4K PTE bit 7 is the PAT index bit; above level 1 bit 7 is PS (a 2M or 1G\n"
+		   "     leaf), and that leaf's PAT bit is bit 12; '--' on a table entry, which has neither\n"
+		   "  G  global: survives a CR3 load (kernel leaves)   NX/X  no-execute or executable\n\n");
+	mon_printf(t->o,
+		   "The PAT slot of a leaf is PAT*4 + PCD*2 + PWT, with PAT at bit 7 of a 4 KiB PTE and at bit\n"
+		   "12 of a 2 MiB or 1 GiB entry; the slot's byte in IA32_PAT is the memory type (SDM Vol. 3,\n"
+		   "13.12.3).  mdlab's layout puts WB in 0, WT 1, UC- 2, UC 3, WC 5, WP 6: so WB is no bits,\n"
+		   "WC is PAT+PWT, WP is PAT+PCD.  The PAT, read by RDMSR:\n");
 	mm_print_pat(t->o);
 	mon_printf(t->o, "At the start:\n");
 	print_counters(t);
@@ -498,7 +575,7 @@ bool tour_run(struct mon_out *o, const struct tour_hooks *hooks)
 			   "  mapping of the locked pool buffer asking for another type gets WB (an override,\n"
 			   "  counted).  The next six steps ask for each NT type and show the PTEs it got.\n");
 		for (unsigned i = 0; i < ARRAY_SIZE(nt_types); i++)
-			pool_type_step(&t, &nt_types[i]);
+			pool_type_step(&t, &nt_types[i], i > 0);
 		for (unsigned i = 0; i < ARRAY_SIZE(nt_types); i++)
 			allocated_step(&t, &nt_types[i]);
 		for (unsigned i = 0; i < ARRAY_SIZE(mdlab_types); i++)

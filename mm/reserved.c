@@ -1,0 +1,196 @@
+/*
+ * Reserved mappings (include/wdm.h; mm/RULES.md reserved-mapping rule R1): system PTEs a
+ * driver reserves ahead with MmAllocateMappingAddress(Ex), maps an MDL into with
+ * MmMapLockedPagesWithReservedMapping — which then cannot fail for want of PTEs —, unmaps
+ * with MmUnmapReservedMapping and gives back with MmFreeMappingAddress, each naming the pool
+ * tag the reservation was made with.
+ *
+ * Misuse is bug check SYSTEM_PTE_MISUSE (0xDA) with the parameters of Microsoft's page:
+ *   0x100 reserving 0 bytes            (pages asked, tag, caller's caller)
+ *   0x101 freeing with another tag     (address, caller's tag, owner's tag)
+ *   0x102 freeing what is no reservation (address, tag, 0)
+ *   0x103 freeing a reservation still mapped (address, tag, pages mapped)
+ *   0x104 mapping with another tag     (address, caller's tag, owner's tag)
+ *   0x105 mapping at no reservation    (address, tag, 0)
+ *   0x107 mapping a reservation already mapped (address, address of the first mapped page,
+ *         last page's address)
+ *   0x108 unmapping with another tag   (address, caller's tag, owner's tag); also
+ *         MmUnmapLockedPages of a reserved mapping (tag 0: that routine has none)
+ *   0x109 unmapping what is not mapped (address, tag, 0)
+ *   0x10A unmapping more pages than the reservation has (address, its pages, the MDL's)
+ *   0x10B unmapping pages that are not mapped (address, tag, the MDL's pages)
+ *   0x10C unmapping fewer pages than are mapped (address, tag, the MDL's pages)
+ * and the map routine checks the MDL as MmMapLockedPagesSpecifyCache does (0xC4/0xB2, 0xB3,
+ * 0x85, 0x89).
+ */
+#include "mm/reserved.h"
+#include "include/wdm.h"
+#include "kernel/lib.h"
+#include "mm/layout.h"
+#include "mm/mdl.h"
+#include "mm/memtype.h"
+#include "mm/pt.h"
+#include "mm/syspte.h"
+#include "mm/verifier.h"
+
+#define RESERVED_TAG 0x76736552u /* 'Resv' */
+
+/* One reservation: `pages` PTEs at va, `mapped` of them mapping an MDL's frames now. */
+struct reservation {
+	uint64_t va;
+	uint32_t pages;
+	uint32_t mapped;
+	ULONG tag;
+	PMDL mdl;                 /* the MDL mapped now (mapped != 0) */
+	struct reservation *next;
+};
+static struct reservation *reservations;
+uint32_t reserved_mappings_live;
+
+static struct reservation *find(uint64_t va)
+{
+	for (struct reservation *r = reservations; r; r = r->next)
+		if (r->va == va)
+			return r;
+	return NULL;
+}
+
+void reserved_refuse_unmap(uint64_t va)
+{
+	for (struct reservation *r = reservations; r; r = r->next)
+		if (va >= r->va && va < r->va + (uint64_t)r->pages * PAGE_SIZE)
+			KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x108, r->va, 0, r->tag);
+}
+
+/* Reserve the pages NumberOfBytes spans; `caller` is the driver's return address, for 0x100. */
+static PVOID reserve(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags, ULONG_PTR caller)
+{
+	verifier_check_irql(APC_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
+	uint64_t pages = ALIGN_UP(NumberOfBytes, PAGE_SIZE) / PAGE_SIZE;
+	if (!pages)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x100, 0, PoolTag, caller);
+	if (Flags || pages > syspte_total())
+		return NULL;
+	struct reservation *r = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *r, RESERVED_TAG);
+	uint64_t va = r ? syspte_reserve((uint32_t)pages, HighPagePriority, false) : 0;
+	if (!va) {
+		if (r)
+			ExFreePoolWithTag(r, RESERVED_TAG);
+		return NULL;
+	}
+	*r = (struct reservation){ .va = va, .pages = (uint32_t)pages, .tag = PoolTag, .next = reservations };
+	reservations = r;
+	reserved_mappings_live++;
+	return (PVOID)va;
+}
+
+PVOID MmAllocateMappingAddressEx(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags)
+{
+	return reserve(NumberOfBytes, PoolTag, Flags, (ULONG_PTR)__builtin_return_address(0));
+}
+
+PVOID MmAllocateMappingAddress(SIZE_T NumberOfBytes, ULONG PoolTag)
+{
+	return reserve(NumberOfBytes, PoolTag, 0, (ULONG_PTR)__builtin_return_address(0));
+}
+
+VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag)
+{
+	verifier_check_irql(APC_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
+	uint64_t va = (uint64_t)BaseAddress;
+	struct reservation *r = find(va);
+	if (!r)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x102, va, PoolTag, 0);
+	if (r->tag != PoolTag)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x101, va, PoolTag, r->tag);
+	if (r->mapped)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x103, va, PoolTag, r->mapped);
+	for (struct reservation **pp = &reservations; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	syspte_release(va, r->pages);
+	ExFreePoolWithTag(r, RESERVED_TAG);
+	reserved_mappings_live--;
+}
+
+PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, PMDL MemoryDescriptorList,
+					  MEMORY_CACHING_TYPE CacheType)
+{
+	PMDL m = MemoryDescriptorList;
+	uint64_t va = (uint64_t)MappingAddress;
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_IRQL, (ULONG_PTR)m, KernelMode);
+	struct reservation *r = find(va);
+	if (!r)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x105, va, PoolTag, 0);
+	if (r->tag != PoolTag)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x104, va, PoolTag, r->tag);
+	if (r->mapped)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x107, va, va, va + ((uint64_t)r->mapped - 1) * PAGE_SIZE);
+	/* The MDL's own checks, as for every system mapping (mm/RULES.md rules 2 and 9). */
+	USHORT bad = m->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL);
+	if (bad)
+		verifier_violation(VERIFIER_MDL_ALREADY_MAPPED, (ULONG_PTR)m, (USHORT)m->MdlFlags, bad);
+	if (!(m->MdlFlags & (MDL_PAGES_LOCKED | MDL_PARTIAL)))
+		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)m, (USHORT)m->MdlFlags, MDL_PAGES_LOCKED);
+	ULONG n = mdl_page_count(m);
+	enum memtype requested = memtype_from_caching_type(CacheType);
+	/* NULL only for a bad argument (the page): an MDL larger than the reservation, a
+	 * CacheType that names no type, an MDL of no bytes. */
+	if (!n || n > r->pages || requested == MT_NONE)
+		return NULL;
+	mdl_check_frames(m);
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	bool override = false;
+	for (ULONG i = 0; i < n; i++) {
+		/* Read-only when the MDL's caller could not write its source (decision 9). */
+		struct pt_attrs a = { .write = !(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY), .exec = false,
+				      .user = false, .global = true };
+		/* An untyped frame takes CacheType (its alias split); with no frame for that, the
+		 * mapping cannot be made: what is written goes, and the answer is NULL. */
+		if (!memtype_for_mapping(pfns[i], requested, &a.type, &override)) {
+			if (i)
+				pt_clear_ptes(va, i);
+			return NULL;
+		}
+		pt_set_ptes_run(va + (uint64_t)i * PAGE_SIZE, &pfns[i], 1, a);
+	}
+	r->mapped = n;
+	r->mdl = m;
+	/* The page: the MDL's MappedSystemVa does not include the byte offset; the result does. */
+	m->MappedSystemVa = MappingAddress;
+	m->MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA;
+	return (PVOID)(va + m->ByteOffset);
+}
+
+VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescriptorList)
+{
+	PMDL m = MemoryDescriptorList;
+	uint64_t va = (uint64_t)BaseAddress;
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNMAP_IRQL, va, (ULONG_PTR)m);
+	struct reservation *r = find(va);
+	if (!r)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x109, va, PoolTag, 0);
+	if (r->tag != PoolTag)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x108, va, PoolTag, r->tag);
+	ULONG n = mdl_page_count(m);
+	if (!r->mapped)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x109, va, PoolTag, 0);
+	if (n > r->pages)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10A, va, r->pages, n);
+	if (n > r->mapped)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10B, va, PoolTag, n);
+	if (n < r->mapped)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10C, va, PoolTag, n);
+	/* Cleared and flushed before the return; the PTEs stay reserved for the next map. */
+	pt_clear_ptes(va, n);
+	r->mapped = 0;
+	/* The MDL that was mapped loses its system address, whichever MDL of the same size the
+	 * caller named (the pages are what the page table held, not the MDL). */
+	if (r->mdl->MappedSystemVa == BaseAddress && (r->mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)) {
+		r->mdl->MappedSystemVa = NULL;
+		r->mdl->MdlFlags &= ~MDL_MAPPED_TO_SYSTEM_VA;
+	}
+	r->mdl = NULL;
+}
