@@ -109,23 +109,15 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
-	bool io = false, read_only = false;
-	for (ULONG i = 0; i < n; i++) {
-		uint64_t page = (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE;
-		struct pt_query q;
-		pt_query(root, page, &q);
-		bool ok = q.present && (!write || q.eff.write) && (AccessMode == KernelMode || q.eff.user);
-		if (!ok) {
-			/* Nothing stays locked after the exception. */
-			for (ULONG k = 0; k < i; k++)
-				pfn_unlock_frame(pfns[k]);
-			seh_raise_access_violation(i ? page : va, access);
-		}
-		pfns[i] = q.pa >> PAGE_SHIFT;
-		io |= !pfn_is_ram(pfns[i]);
-		read_only |= !q.eff.write;
-		pfn_lock_frame(pfns[i]);
-	}
+	/* Every page present with the access asked (effective rights), read with one walk per
+	 * page table; only then is anything locked, so nothing stays locked after the
+	 * exception. */
+	bool read_only = false;
+	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					   &read_only);
+	if (i < n)
+		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
+	bool io = pfn_lock_frames(pfns, n);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* A read lock of memory its caller cannot write gives read-only mappings only
 	 * (mm/RULES.md decision 9). */
@@ -154,9 +146,7 @@ VOID MmUnlockPages(PMDL Mdl)
 	/* MmUnlockPages releases the system mapping first (mm/RULES.md rule 8, the release table). */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
-	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
-	for (ULONG i = 0; i < n; i++)
-		pfn_unlock_frame(pfns[i]);
+	pfn_unlock_frames(MmGetMdlPfnArray(Mdl), n);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
 	Mdl->MdlabFlags &= ~(MDLAB_MDL_SOURCE_READ_ONLY | MDLAB_MDL_PROBE_LOCKED);
 	stats.unlocks++;
@@ -454,6 +444,13 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
 	/* No syspte_check_range: va is what syspte_reserve(n) has just returned. */
+	if (n == 1 && pfn_pinned_frame(pfns[0], &a.type)) {
+		/* The one-page MDL, its frame plainly pinned and typed: the run below, without
+		 * the loop (the same checks, the same PTE). */
+		*override |= a.type != requested;
+		pt_set_pte(va, pfns[0], a);
+		return true;
+	}
 	for (ULONG i = 0; i < n;) {
 		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, override);
 		if (!run) {
