@@ -137,9 +137,10 @@ struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool wri
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
 	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
-	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < end; page += PAGE_SIZE)
-		if (!uvm_make_resident(mm, page, PAGE_SIZE, write))
-			seh_raise_access_violation(page < va ? va : page, access);
+	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (ALIGN_UP(end, PAGE_SIZE) - first) / PAGE_SIZE;
+	uint64_t done = uvm_make_resident_pages(mm, first, n, write);
+	if (done < n)
+		seh_raise_access_violation(done ? first + done * PAGE_SIZE : va, access);
 	return mm;
 }
 
@@ -331,16 +332,23 @@ static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum 
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
-	for (ULONG i = 0; i < n; i++) {
-		enum memtype t;
+	for (ULONG i = 0; i < n;) {
 		struct pt_attrs a = { .write = write, .exec = false, .user = true, .global = false };
-		bool ok = memtype_for_mapping(pfns[i], requested, &t, &override);
-		a.type = t;
-		if (!ok || !pt_map(&mm->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+		/* Each run of frames pinned and typed alike is written with one call (memtype.h),
+		 * any other frame typed on its own: a frame has one type in the process and in
+		 * the kernel (mm/RULES.md user rule U11, rule 6). */
+		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, &override);
+		bool ok = true;
+		if (!run) {
+			ok = memtype_for_mapping(pfns[i], requested, &a.type, &override);
+			run = 1;
+		}
+		if (!ok || !pt_map_frames(&mm->root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], run, a)) {
 			if (i)
 				pt_unmap(&mm->root, va, (uint64_t)i * PAGE_SIZE);
 			return false;
 		}
+		i += (ULONG)run;
 	}
 	stats.cache_overrides += override;
 	return true;

@@ -196,9 +196,13 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)m, (USHORT)m->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = mdl_page_count(m);
 	enum memtype requested = memtype_from_caching_type(CacheType);
-	/* NULL only for a bad argument (the page): an MDL larger than the reservation, a
+	/* NULL for a bad argument (the page): an MDL larger than the reservation, a
 	 * CacheType that names no type, an MDL of no bytes. */
 	if (!n || n > room || requested == MT_NONE)
+		return NULL;
+	/* W^X across mappings (mm/RULES.md decision 3): a writable mapping of a frame a system
+	 * mapping executes is refused, NULL as for a bad argument. */
+	if (!(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY) && mdl_frames_executable_in_ring_0(m))
 		return NULL;
 	mdl_check_frames(m);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
@@ -253,10 +257,14 @@ VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescrip
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10B, va, PoolTag, n);
 	if (n < mapped || !mapped)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10C, va, PoolTag, n);
-	/* Cleared and flushed before the return; the PTEs stay reserved for the next map. */
+	/* Cleared and flushed before the return; the PTEs stay reserved for the next map.  An
+	 * executable mapping's direct-map aliases become writable again (decision 3): the
+	 * frames are those of the MDL that was mapped. */
+	ULONG executable = mdl_exec_pages(va, n);
 	pt_clear_ptes(va, n);
 	r->mapped -= n;
 	PMDL was = r->slot ? r->slot[first].mdl : r->mdl;
+	mdl_exec_mapping_ended(MmGetMdlPfnArray(was), n, executable);
 	if (r->slot) {
 		for (ULONG i = 0; i < n; i++)
 			r->slot[first + i] = (struct slot){ 0 };
