@@ -23,6 +23,9 @@ EXTRA_TESTS ?=
 # key=value words appended to the test boots' kernel command line (fuzz_seed=S, ...).
 KERNEL_ARGS ?=
 KVM ?= 0
+# vCPUs of the QEMU machine for run, test and debug (make bench always boots one).
+SMP ?= 4
+export MDLAB_SMP := $(SMP)
 # JUNIT=path also writes the results as JUnit XML; UNIT_LINES=1 lists each harness unit test.
 JUNIT ?=
 UNIT_LINES ?=
@@ -32,7 +35,7 @@ DEATH_MODE ?= restore
 .DEFAULT_GOAL := all
 
 # ---------------------------------------------------------------- kernel
-KERNEL_DIRS := kernel kernel/io kernel/lab mm tests tests/lib tests/bench
+KERNEL_DIRS := kernel kernel/io kernel/smp kernel/lab mm tests tests/lib tests/bench
 KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
 EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))

@@ -244,7 +244,9 @@ PVOID MmGetVirtualForPhysical(PHYSICAL_ADDRESS PhysicalAddress);
 /* ---- Reserved mappings (mm/reserved.c; mm/RULES.md reserved-mapping rule R1) ---------- */
 
 /* System PTEs reserved ahead, so that mapping an MDL into them cannot fail for want of PTEs.
- * Misuse is SYSTEM_PTE_MISUSE (0xDA) 0x100-0x10C.  Flags: 0 (mdlab knows no other). */
+ * Misuse is SYSTEM_PTE_MISUSE (0xDA) 0x100-0x10C.  Flags: 0, or MM_MAPPING_ADDRESS_DIVISIBLE
+ * (rule R3: several MDLs mapped at once, each at a page of the reservation). */
+#define MM_MAPPING_ADDRESS_DIVISIBLE 0x1
 PVOID MmAllocateMappingAddress(SIZE_T NumberOfBytes, ULONG PoolTag);
 PVOID MmAllocateMappingAddressEx(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags);
 VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag);
@@ -261,8 +263,9 @@ typedef VOID MM_MDL_ROUTINE(PVOID DriverContext, PVOID MappedVa);
 typedef MM_MDL_ROUTINE *PMM_MDL_ROUTINE;
 NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE DriverRoutine, PVOID DriverContext);
 
-/* Move the MDL's start up by NumberOfBytes (its end stays); pages passed are unlocked
- * (mm/RULES.md helper rule H1).  STATUS_INVALID_PARAMETER_2 when that would reach the end. */
+/* Move the MDL's start up by NumberOfBytes (its end stays); pages passed are unlocked and
+ * leave its system and user mappings (mm/RULES.md helper rule H1).  STATUS_INVALID_PARAMETER_2
+ * when that would reach the end. */
 #define STATUS_NOT_SUPPORTED ((NTSTATUS)0xC00000BB)
 NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes);
 

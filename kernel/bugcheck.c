@@ -3,6 +3,7 @@
 #include "kernel/backtrace.h"
 #include "kernel/cpu.h"
 #include "kernel/printf.h"
+#include "kernel/smp/smp.h"
 
 #define NAME_ENTRY(name, value) { value, #name },
 static const struct {
@@ -35,6 +36,8 @@ static const struct {
 	  { "(not raised by mdlab)", NULL, NULL, NULL } },
 	{ 0x0A, ANY_P1, "a bad memory reference at an elevated IRQL",
 	  { "the memory referenced", "the IRQL", "bit 0: write, bit 3: execute", "the address that referenced memory" } },
+	{ 0x0F, ANY_P1, "acquiring a spin lock this CPU already holds (it would spin for ever)", { NULL, NULL, NULL, NULL } },
+	{ 0x10, ANY_P1, "releasing a spin lock this CPU does not hold", { NULL, NULL, NULL, NULL } },
 	{ 0x1A, 0x1236, "MmFreePagesFromMdl met a frame its allocation did not give",
 	  { "the subtype, 0x1236", "the MDL", "address of the bad PFN array entry", "the PFN" } },
 	{ 0x1A, ANY_P1, "a memory-management error", { "the subtype", NULL, NULL, NULL } },
@@ -83,6 +86,8 @@ static const struct {
 	  { "0x30", "the current IRQL", "the requested IRQL", NULL } },
 	{ 0xC4, 0x31, "KeLowerIrql to above the current IRQL",
 	  { "0x31", "the current IRQL", "the requested IRQL", NULL } },
+	{ 0xC4, 0x32, "KeReleaseSpinLock not at DISPATCH_LEVEL (a double release)",
+	  { "0x32", "the current IRQL", "the spin lock's address", NULL } },
 	{ 0xC4, 0x70, "MmProbeAndLockPages above its IRQL", { "0x70", "the IRQL", "the MDL", "the access mode" } },
 	{ 0xC4, 0x74, "MmMapLockedPages (kernel) above DISPATCH_LEVEL",
 	  { "0x74", "the IRQL", "the MDL", "the access mode" } },
@@ -134,6 +139,8 @@ static const struct {
 	  { "0x2006", "the address", "the bytes given (0: the routine takes none)", "the bytes allocated (0: no block)" } },
 	{ 0xC4, 0x2007, "mdlab: IoFreeMdl of an MDL whose pages are still locked",
 	  { "0x2007", "the MDL", "its MdlFlags", "pages locked" } },
+	{ 0xC4, 0x2008, "mdlab: MmProbeAndLockProcessPages with no process",
+	  { "0x2008", "the MDL", "the process (0)", "the access mode" } },
 	{ 0xC4, ANY_P1, "the driver verifier found a violation", { "the violation", NULL, NULL, NULL } },
 	{ 0xC5, ANY_P1, "pool guard bytes overwritten, found when the block was freed",
 	  { "the memory referenced (the first changed guard byte)", "the IRQL", "0 read, 1 write",
@@ -163,7 +170,8 @@ static const struct {
 	{ 0x12E, ANY_P1, "IoBuildPartialMdl of a range outside the source MDL",
 	  { "the source MDL", "the target MDL", "the virtual address", "the length" } },
 	{ 0x4D440001, ANY_P1, "an invariant of mdlab itself broke (the line above says which)",
-	  { "the return address into the function that panicked", NULL, NULL, NULL } },
+	  { "an address in the function that stopped (PANIC: the return address into it)",
+	    "KeWaitForSingleObject: the event nothing can signal (else 0)", NULL, NULL } },
 };
 
 const char *bugcheck_explain(ULONG code, ULONG_PTR p1, unsigned what)
@@ -197,17 +205,24 @@ void qemu_exit(uint8_t value)
 		__asm__ volatile("cli; hlt");
 }
 
-static volatile int in_bugcheck;
+/* The CPU that is stopping the machine (its number + 1; 0: none yet). */
+static volatile int stopping_cpu;
 
 void KeBugCheckEx(ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4)
 {
 	__asm__ volatile("cli");
-	console_set_line_prefix(NULL);
-	if (in_bugcheck++) {
+	int me = (int)smp_cpu_number_safe() + 1, first = 0;
+	if (!__atomic_compare_exchange_n(&stopping_cpu, &first, me, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST)) {
+		if (first != me)
+			smp_frozen_halt(); /* another CPU is stopping the machine: it prints */
 		/* A bug check while printing one: say so once and stop. */
 		kprintf("\n*** nested bug check 0x%08X while stopping\n", code);
 		qemu_exit(QEMU_EXIT_BUGCHECK);
 	}
+	/* The others stop where they are, so the STOP line is printed once, by this CPU. */
+	smp_freeze_others();
+	console_set_line_prefix(NULL);
 	kprintf("\n" MDLAB_STOP_FORMAT "\n%s\n\n", code, p1, p2, p3, p4, bugcheck_name(code));
 	print_explanation(code, (const ULONG_PTR[4]){ p1, p2, p3, p4 });
 	kprintf("Backtrace of the caller:\n");

@@ -1,6 +1,7 @@
 #include "kernel/gdt.h"
 #include "kernel/kstack.h"
 #include "kernel/lib.h"
+#include "kernel/smp/percpu.h"
 
 struct tss {
 	uint32_t reserved0;
@@ -12,8 +13,10 @@ struct tss {
 	uint16_t iomap_base;
 } __attribute__((packed));
 
-static struct tss tss;
-static uint64_t gdt[8];
+/* One GDT and TSS per CPU: the TSS holds each CPU's own RSP0 and IST stacks, and loading a
+ * TSS marks its descriptor busy, so no two CPUs can share one (SDM Vol. 3, 7.2.2). */
+static struct tss tss_of[SMP_MAX_CPUS];
+static uint64_t gdt_of[SMP_MAX_CPUS][8];
 
 /* The boot stack (entry.asm switches to it) and one stack per IST slot, in .bss: what the
  * kernel runs on until mm_init gives it stacks with guard pages. */
@@ -27,33 +30,32 @@ static uint64_t seg(uint8_t access, uint8_t flags)
 	return 0xFFFFull | (0xFull << 48) | ((uint64_t)access << 40) | ((uint64_t)flags << 52);
 }
 
-void gdt_init(void)
+/* Fill CPU n's GDT and its TSS descriptor; the TSS's stacks are set by the caller. */
+static void gdt_build(unsigned n)
 {
+	uint64_t *gdt = gdt_of[n];
 	gdt[0] = 0;
 	gdt[SEL_KCODE / 8] = seg(0x9A, 0x2);   /* present, ring 0, code, readable; L */
 	gdt[SEL_KDATA / 8] = seg(0x92, 0xC);   /* present, ring 0, data, writable */
 	gdt[SEL_UCODE32 / 8] = seg(0xFA, 0xC); /* ring 3 32-bit code: D, G */
 	gdt[SEL_UDATA / 8] = seg(0xF2, 0xC);   /* ring 3 data */
 	gdt[SEL_UCODE64 / 8] = seg(0xFA, 0x2); /* ring 3 64-bit code: L */
-
-	memset(&tss, 0, sizeof tss);
-	for (int i = 0; i < 3; i++) {
-		tss.ist[i] = (uint64_t)(ist_stacks[i] + KSTACK_SIZE);
-		kstack_register((uint64_t)ist_stacks[i], KSTACK_SIZE);
-	}
-	kstack_register((uint64_t)boot_stack, KSTACK_SIZE);
-	tss.iomap_base = sizeof tss; /* no I/O permission bitmap */
-	uint64_t base = (uint64_t)&tss, limit = sizeof tss - 1;
+	struct tss *tss = &tss_of[n];
+	tss->iomap_base = sizeof *tss; /* no I/O permission bitmap */
+	uint64_t base = (uint64_t)tss, limit = sizeof *tss - 1;
 	gdt[SEL_TSS / 8] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) |
 			   (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
 	gdt[SEL_TSS / 8 + 1] = base >> 32;
+}
 
+/* Load CPU n's GDT, reload CS through a far return, the data segments, then the TSS. */
+static void gdt_load(unsigned n)
+{
 	struct {
 		uint16_t limit;
 		uint64_t base;
-	} __attribute__((packed)) gdtr = { sizeof gdt - 1, (uint64_t)gdt };
+	} __attribute__((packed)) gdtr = { sizeof gdt_of[n] - 1, (uint64_t)gdt_of[n] };
 
-	/* Load the GDT, reload CS through a far return, the data segments, then the TSS. */
 	__asm__ volatile("lgdt %0\n\t"
 			 "pushq %1\n\t"
 			 "leaq 1f(%%rip), %%rax\n\t"
@@ -72,5 +74,28 @@ void gdt_init(void)
 			 : "rax", "memory");
 }
 
-void gdt_set_ist(int slot, uint64_t top) { tss.ist[slot - 1] = top; }
-void gdt_set_rsp0(uint64_t top) { tss.rsp[0] = top; }
+void gdt_init(void)
+{
+	memset(&tss_of[0], 0, sizeof tss_of[0]);
+	for (int i = 0; i < 3; i++) {
+		tss_of[0].ist[i] = (uint64_t)(ist_stacks[i] + KSTACK_SIZE);
+		kstack_register((uint64_t)ist_stacks[i], KSTACK_SIZE);
+	}
+	kstack_register((uint64_t)boot_stack, KSTACK_SIZE);
+	gdt_build(0);
+	gdt_load(0);
+}
+
+void gdt_prepare_cpu(unsigned n, const uint64_t ist_tops[3])
+{
+	memset(&tss_of[n], 0, sizeof tss_of[n]);
+	for (int i = 0; i < 3; i++)
+		tss_of[n].ist[i] = ist_tops[i];
+	gdt_build(n);
+}
+
+void gdt_init_cpu(unsigned n) { gdt_load(n); }
+
+/* The boot CPU's, before any other runs (mm_init). */
+void gdt_set_ist(int slot, uint64_t top) { tss_of[0].ist[slot - 1] = top; }
+void gdt_set_rsp0(uint64_t top) { tss_of[this_cpu()->number].rsp[0] = top; }

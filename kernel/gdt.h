@@ -20,11 +20,16 @@
 
 #define KSTACK_SIZE 16384
 
+/* The boot CPU's GDT and TSS, loaded. */
 void gdt_init(void);
+/* Another CPU's: build CPU n's GDT and TSS with these IST stack tops (the boot CPU, before
+ * it starts CPU n), then load them (CPU n itself, first thing). */
+void gdt_prepare_cpu(unsigned n, const uint64_t ist_tops[3]);
+void gdt_init_cpu(unsigned n);
 
-/* Point an IST slot (1-3) at a new stack top. */
+/* Point one of the boot CPU's IST slots (1-3) at a new stack top. */
 void gdt_set_ist(int slot, uint64_t top);
-/* The stack the CPU switches to on an interrupt or fault from ring 3. */
+/* The stack this CPU switches to on an interrupt or fault from ring 3. */
 void gdt_set_rsp0(uint64_t top);
 
 #endif

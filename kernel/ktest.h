@@ -87,6 +87,15 @@ struct ktest_suite {
 	__attribute__((used, section(".ktest_suites"))) static const struct ktest_suite   \
 		*const __ktest_suite_ptr_##id = &__ktest_suite_##id
 
+/* A suite that runs after every KTEST_SUITE (its own linker section, placed last): the
+ * checks of what the whole run left behind. */
+#define KTEST_SUITE_LAST(id, case_array, ...)                                           \
+	static const struct ktest_suite __ktest_suite_##id = { .name = #id,              \
+							       .cases = case_array, \
+							       __VA_ARGS__ };       \
+	__attribute__((used, section(".ktest_suites_last"))) static const struct ktest_suite \
+		*const __ktest_suite_ptr_##id = &__ktest_suite_##id
+
 /* Failure recording (used by the macros). */
 void ktest_fail_at(struct ktest *t, const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

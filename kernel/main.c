@@ -15,6 +15,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/serial.h"
+#include "kernel/smp/smp.h"
 #include "kernel/syscall.h"
 #include "kernel/trap.h"
 #include "mm/audit.h"
@@ -37,6 +38,7 @@ void kmain(uint64_t bootinfo_phys)
 {
 	serial_init();
 	gdt_init();
+	smp_init_boot_cpu(); /* GS: the per-CPU data every __try uses */
 	idt_init();
 	pic_mask_all();
 
@@ -57,16 +59,17 @@ void kmain(uint64_t bootinfo_phys)
 	kprintf("command line: '%s'\n", cmdline_raw());
 	cpufeat_print();
 	bootinfo_print_memory_summary();
-	mm_init(bi, kmain_after_mm, NULL);
+	mm_init(bi, kmain_after_mm, (void *)bi);
 }
 
 /* On the kernel's own page tables and a guarded stack from here on. */
 static void kmain_after_mm(void *arg)
 {
-	(void)arg; /* mm_init's continuation argument: kmain passes none */
+	const struct mdlab_bootinfo *bi = arg; /* mm_init's continuation argument */
 	mm_print_summary();
 	mm_audit_boot();
 	syscall_init();
+	smp_init(bi, (unsigned)cmdline_get_u64("smp", 0));
 
 	char mode[16] = MDLAB_MODE_MONITOR;
 	cmdline_get("mode", mode, sizeof mode);

@@ -4,25 +4,28 @@
 #include "kernel/kstack.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smp/percpu.h"
 #include "mm/layout.h"
 
-/* The chain of registered __try frames, innermost first.  One CPU runs kernel code today;
- * this becomes per-CPU (per-thread) state when more arrive. */
-static struct seh_frame *chain;
+/* The chain of registered __try frames, innermost first, is per CPU (struct kcpu): a fault
+ * on one CPU unwinds that CPU's frames only.  There are no threads yet, so per CPU is per
+ * thread. */
+#define chain (this_cpu()->seh_chain)
 
 struct seh_frame *seh_top(void) { return chain; }
 void seh_set_top(struct seh_frame *f) { chain = f; }
 
 static void frame_register(struct seh_frame *f, int kind, int flags)
 {
-	f->prev = chain;
+	struct kcpu *c = this_cpu();
+	f->prev = c->seh_chain;
 	f->registered = 1;
 	f->kind = kind;
 	f->flags = flags;
 	f->filtering = 0;
 	f->abnormal = 0;
 	f->from_cpu = 0;
-	chain = f;
+	c->seh_chain = f;
 }
 
 void seh_push(struct seh_frame *f) { frame_register(f, SEH_EXCEPT, 0); }

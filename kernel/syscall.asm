@@ -11,6 +11,7 @@ extern syscall_dispatch
 extern syscall_compat_dispatch
 
 syscall_entry:
+	swapgs                              ; the kernel's per-CPU GS base (kernel/smp/percpu.h)
 	mov [rel syscall_user_rsp], rsp
 	mov rsp, [rel syscall_kernel_rsp]
 	push qword [rel syscall_user_rsp]   ; user RSP
@@ -36,6 +37,7 @@ syscall_entry:
 	xor r8d, r8d
 	xor r9d, r9d
 	xor r10d, r10d
+	swapgs                              ; the user's GS base back
 	o64 sysret
 
 ; SYSCALL from compatibility mode (32-bit code, CS 0x1B): the CPU enters here through
@@ -51,6 +53,7 @@ syscall_entry:
 ; without REX.W goes back to compatibility mode: CS = STAR[63:48] (0x1B), SS = +8 (0x23),
 ; EIP = ECX (SDM Vol. 2B, SYSRET).
 syscall_compat_entry:
+	swapgs
 	mov [rel syscall_user_rsp], rsp
 	mov rsp, [rel syscall_kernel_rsp]
 	push qword [rel syscall_user_rsp]   ; user RSP

@@ -1,10 +1,14 @@
-; Exception entry stubs for vectors 0..31.  Each stub makes the stack uniform (a zero error
-; code where the CPU pushes none, then the vector), the common path saves every general
-; register into a struct trap_frame (kernel/trap.h) and calls trap_dispatch(frame).
+; Exception entry stubs for vectors 0..31 and the local APIC's interrupt vectors
+; (kernel/smp/lapic.h).  Each stub makes the stack uniform (a zero error code where the CPU
+; pushes none, then the vector), the common path saves every general register into a struct
+; trap_frame (kernel/trap.h) and calls trap_dispatch(frame).  Coming from ring 3 (the saved
+; CS has RPL 3) it executes SWAPGS first and again before the IRETQ back, so the kernel
+; always runs with its per-CPU GS base (kernel/smp/percpu.h).
 bits 64
 section .text
 extern trap_dispatch
 global trap_stubs
+global trap_interrupt_stubs
 
 %macro STUB 1
 align 16
@@ -23,8 +27,15 @@ stub_%1:
 STUB v
 %assign v v+1
 %endrep
+STUB 225 ; VEC_IPI_CALL
+STUB 254 ; VEC_APIC_ERROR
+STUB 255 ; VEC_APIC_SPURIOUS
 
 trap_common:
+	test byte [rsp + 24], 3 ; the saved CS, above the vector, error code and RIP
+	jz .kernel_gs
+	swapgs
+.kernel_gs:
 	push rax
 	push rbx
 	push rcx
@@ -62,6 +73,10 @@ trap_common:
 	pop rbx
 	pop rax
 	add rsp, 16             ; vector, error code
+	test byte [rsp + 8], 3  ; the saved CS
+	jz .iret
+	swapgs
+.iret:
 	iretq
 
 section .rodata
@@ -72,5 +87,8 @@ trap_stubs:
 	dq stub_ %+ v
 %assign v v+1
 %endrep
+; in the order of kernel/smp/lapic.h's VEC_IPI_CALL, VEC_APIC_ERROR, VEC_APIC_SPURIOUS
+trap_interrupt_stubs:
+	dq stub_225, stub_254, stub_255
 
 section .note.GNU-stack noalloc noexec nowrite progbits

@@ -8,6 +8,9 @@
 #include "kernel/printf.h"
 #include "kernel/process.h"
 #include "kernel/seh.h"
+#include "kernel/smp/lapic.h"
+#include "kernel/smp/percpu.h"
+#include "kernel/smp/smp.h"
 #include "mm/layout.h"
 #include "mm/pt.h"
 #include "mm/uvm.h"
@@ -24,6 +27,7 @@ struct idt_gate {
 
 static struct idt_gate idt[256];
 extern const uint64_t trap_stubs[VEC_EXCEPTIONS];
+extern const uint64_t trap_interrupt_stubs[3];
 
 static const char *const vector_names[VEC_EXCEPTIONS] = {
 	"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
@@ -60,12 +64,21 @@ void idt_init(void)
 	 * stub's frame is right however they are reached; a DPL-3 gate for a vector with an error
 	 * code would let INT n build a frame one word short.  Vectors 32-255 have no gate (the
 	 * kernel takes no interrupts yet): INT n there is #GP(n * 8 + 2) too.  mm/RULES.md, "CPU
-	 * entry points". */
+	 * entry points".  The local APIC's vectors (kernel/smp/lapic.h) are DPL 0 too, so a user
+	 * INT 0xE1 is the same #GP. */
 	for (int v = 0; v < VEC_EXCEPTIONS; v++)
 		set_gate(v, trap_stubs[v], 0, v == VEC_BREAKPOINT || v == VEC_OVERFLOW ? 3 : 0);
 	set_gate(VEC_DOUBLE_FAULT, trap_stubs[VEC_DOUBLE_FAULT], IST_DOUBLE_FAULT, 0);
 	set_gate(VEC_NMI, trap_stubs[VEC_NMI], IST_NMI, 0);
 	set_gate(VEC_MACHINE_CHECK, trap_stubs[VEC_MACHINE_CHECK], IST_MACHINE_CHECK, 0);
+	set_gate(VEC_IPI_CALL, trap_interrupt_stubs[0], 0, 0);
+	set_gate(VEC_APIC_ERROR, trap_interrupt_stubs[1], 0, 0);
+	set_gate(VEC_APIC_SPURIOUS, trap_interrupt_stubs[2], 0, 0);
+	idt_load();
+}
+
+void idt_load(void)
+{
 	struct {
 		uint16_t limit;
 		uint64_t base;
@@ -252,10 +265,18 @@ static __attribute__((noreturn)) void machine_check_stop(void)
 	KeBugCheckEx(MACHINE_CHECK_EXCEPTION, e->bank, (ULONG_PTR)e, e->status >> 32, e->status & 0xFFFFFFFF);
 }
 
-static int reporting;
-
 void trap_dispatch(struct trap_frame *f)
 {
+	/* The local APIC's interrupts (kernel/smp/smp.c), and the NMI by which a CPU that bug
+	 * checks freezes the others. */
+	if (f->vector >= VEC_EXCEPTIONS) {
+		smp_interrupt(f->vector);
+		return;
+	}
+	if (f->vector == VEC_NMI && smp_freezing())
+		smp_frozen_halt();
+	/* Whether this CPU is printing a fault report now (per CPU, as the __try chain is). */
+	int *reporting = &this_cpu()->trap_reporting;
 	ULONG fatal = fatal_vector_bugcheck(f->vector);
 	if (fatal) {
 		trap_print_report(f);
@@ -265,9 +286,9 @@ void trap_dispatch(struct trap_frame *f)
 			machine_check_stop();
 		KeBugCheckEx(fatal, f->vector, f->error_code, f->rip, f->cr2);
 	}
-	if (reporting) {
+	if (*reporting) {
 		kprintf("\n*** fault while reporting a fault:\n");
-		reporting = 0;
+		*reporting = 0;
 		trap_print_report(f);
 		KeBugCheckEx(UNEXPECTED_KERNEL_MODE_TRAP, f->vector, f->error_code, f->rip, f->cr2);
 	}
@@ -311,7 +332,7 @@ void trap_dispatch(struct trap_frame *f)
 			trap_print_report(f);
 			KeBugCheckEx(ATTEMPTED_WRITE_TO_READONLY_MEMORY, f->cr2, q.entry[q.level], 0, 0);
 		}
-		reporting = 1;
+		*reporting = 1;
 	}
 	seh_dispatch(&rec, f);
 }

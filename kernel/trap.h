@@ -46,6 +46,9 @@ struct trap_frame {
 #define VEC_EXCEPTIONS 32           /* vectors 0-31 are the CPU's */
 
 void idt_init(void);
+/* Load the IDT (the one table every CPU shares) on this CPU: idt_init does it on the boot
+ * CPU, each AP does it as it starts. */
+void idt_load(void);
 void trap_dispatch(struct trap_frame *f);
 const char *trap_vector_name(uint64_t vector);
 /* The NTSTATUS an exception is raised with, as NT's trap handlers choose it: from the vector,

@@ -5,7 +5,7 @@
 ;   or the 32-bit one for a program that runs in compatibility mode), every general register zeroed so
 ;   nothing of the kernel's reaches the program.  It never returns: PsRunProcess comes back
 ;   through the seh_setjmp it made before (kernel/process.c), when the process exits or
-;   faults.
+;   faults.  The entries from ring 3 execute SWAPGS again (kernel/smp/percpu.h).
 bits 64
 section .text
 global user_iret
@@ -33,6 +33,7 @@ user_iret:
 	xor r13d, r13d
 	xor r14d, r14d
 	xor r15d, r15d
+	swapgs                      ; the user's GS base in, the kernel's to IA32_KERNEL_GS_BASE
 	iretq
 
 section .note.GNU-stack noalloc noexec nowrite progbits

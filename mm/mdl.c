@@ -9,6 +9,7 @@
 #include "kernel/lib.h"
 #include "mm/layout.h"
 #include "mm/memtype.h"
+#include "mm/mmproc.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
@@ -108,23 +109,15 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
-	bool io = false, read_only = false;
-	for (ULONG i = 0; i < n; i++) {
-		uint64_t page = (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE;
-		struct pt_query q;
-		pt_query(root, page, &q);
-		bool ok = q.present && (!write || q.eff.write) && (AccessMode == KernelMode || q.eff.user);
-		if (!ok) {
-			/* Nothing stays locked after the exception. */
-			for (ULONG k = 0; k < i; k++)
-				pfn_unlock_frame(pfns[k]);
-			seh_raise_access_violation(i ? page : va, access);
-		}
-		pfns[i] = q.pa >> PAGE_SHIFT;
-		io |= !pfn_is_ram(pfns[i]);
-		read_only |= !q.eff.write;
-		pfn_lock_frame(pfns[i]);
-	}
+	/* Every page present with the access asked (effective rights), read with one walk per
+	 * page table; only then is anything locked, so nothing stays locked after the
+	 * exception. */
+	bool read_only = false;
+	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					   &read_only);
+	if (i < n)
+		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
+	bool io = pfn_lock_frames(pfns, n);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* A read lock of memory its caller cannot write gives read-only mappings only
 	 * (mm/RULES.md decision 9). */
@@ -153,9 +146,7 @@ VOID MmUnlockPages(PMDL Mdl)
 	/* MmUnlockPages releases the system mapping first (mm/RULES.md rule 8, the release table). */
 	if (Mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
-	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
-	for (ULONG i = 0; i < n; i++)
-		pfn_unlock_frame(pfns[i]);
+	pfn_unlock_frames(MmGetMdlPfnArray(Mdl), n);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
 	Mdl->MdlabFlags &= ~(MDLAB_MDL_SOURCE_READ_ONLY | MDLAB_MDL_PROBE_LOCKED);
 	stats.unlocks++;
@@ -453,6 +444,13 @@ static bool write_ptes(PMDL m, uint64_t va, ULONG n, enum memtype requested, boo
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	struct pt_attrs a = { .write = write, .exec = exec, .global = true };
 	/* No syspte_check_range: va is what syspte_reserve(n) has just returned. */
+	if (n == 1 && pfn_pinned_frame(pfns[0], &a.type)) {
+		/* The one-page MDL, its frame plainly pinned and typed: the run below, without
+		 * the loop (the same checks, the same PTE). */
+		*override |= a.type != requested;
+		pt_set_pte(va, pfns[0], a);
+		return true;
+	}
 	for (ULONG i = 0; i < n;) {
 		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, override);
 		if (!run) {
@@ -510,15 +508,21 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 		stats.map_failures++;
 		return NULL;
 	}
+	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
+	 * and so does a source its caller could not write (decision 9). */
+	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
+	/* W^X across mappings (decision 3): no ring-0 mapping may write a frame a system mapping
+	 * executes.  Refused like a bad argument: NULL, no bug check. */
+	if (exec_system_pages && write && mdl_frames_executable_in_ring_0(Mdl)) {
+		stats.map_failures++;
+		return NULL;
+	}
 	if (verifier_inject_failure(VF_SITE_MAP))
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
-	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
-	 * and so does a source its caller could not write (decision 9). */
 	bool override = false;
-	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
 	if (!write_ptes(Mdl, va, n, requested, write, false, &override)) {
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
@@ -569,9 +573,9 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	/* A reserved mapping's PTEs are its reservation's (MmUnmapReservedMapping's to clear). */
 	if (reserved_mappings_live)
 		reserved_refuse_unmap(base);
-	if (exec_system_pages)
-		exec_system_pages -= count_executable(ALIGN_DOWN(base, PAGE_SIZE), n);
+	ULONG executable = mdl_exec_pages(base, n);
 	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
+	mdl_exec_mapping_ended(MmGetMdlPfnArray(Mdl), n, executable);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;
 	stats.unmaps++;
@@ -603,15 +607,143 @@ bool mdl_frames_executable_in_ring_0(PMDL m)
 	return c.found;
 }
 
-/* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write through an
- * MDL user mapping becomes executable in ring 0. */
+/* ---- ring-0 aliases of executable frames (mm/RULES.md decision 3) ----------------------
+ *
+ * While a frame is executable through a system mapping, its direct-map alias is read-only:
+ * made so before the mapping becomes executable, made writable again (same memory type)
+ * once no system mapping executes the frame.  Every path that ends an executable mapping
+ * (unmap, re-protection, MmAdvanceMdl's move, a reserved mapping's unmap) calls
+ * mdl_exec_mapping_ended; all of it runs only while exec_system_pages is not 0.
+ */
+
+/* Whether the frame is executable through any system mapping, read from the real PTEs. */
+static bool frame_executable_in_ring_0(pfn_t pfn)
+{
+	struct exec_frames_ctx c = { .pfns = &pfn, .n = 1 };
+	pt_for_each_leaf(&kernel_root, KVA_SYSPTE_BASE, KVA_SYSPTE_END, find_executable_frame, &c);
+	return c.found;
+}
+
+/* The frame's direct-map alias given write access `write`, its memory type and every other
+ * right kept (the 2 MiB / 1 GiB page is split or merged back by pt_protect, which flushes
+ * the TLB).  True when there is no such alias, or it has the access already. */
+static bool set_alias_write(pfn_t pfn, bool write)
+{
+	if (!pfn_is_ram(pfn))
+		return true; /* I/O space: no direct-map alias */
+	uint64_t va = (uint64_t)pfn_to_virt(pfn);
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	if (!q.present || q.eff.write == write)
+		return true;
+	struct pt_attrs a = { .write = write, .exec = q.eff.exec, .user = q.eff.user, .global = true,
+			      .type = pt_entry_memtype(q.entry[q.level], q.level) };
+	return pt_protect(&kernel_root, va, PAGE_SIZE, a);
+}
+
+/* Whether the direct map is the frame's one ring-0 alias mm may make read-only: not the
+ * kernel image, a page table or firmware memory, whose aliases keep their rights, nor a pool,
+ * stack or device-memory allocation, written through their own mapping.  I/O space has none. */
+static bool frame_alias_is_ours(pfn_t pfn)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	return e && e->state == PFN_ACTIVE && e->owner_kind != PFN_OWNER_POOL &&
+	       e->owner_kind != PFN_OWNER_STACK && e->owner_kind != PFN_OWNER_DEVMEM;
+}
+
+/* Give back the write access of the direct-map alias of every frame of pfns[0..n) that no
+ * system mapping executes any longer.  A read-only 4 KiB alias is never merged with its
+ * writable neighbours, so this needs no table frame. */
+static void restore_aliases(const PFN_NUMBER *pfns, ULONG n)
+{
+	for (ULONG i = 0; i < n; i++)
+		if (frame_alias_is_ours(pfns[i]) && !frame_executable_in_ring_0(pfns[i]) &&
+		    !set_alias_write(pfns[i], true))
+			PANIC("restore_aliases: cannot make the alias of frame 0x%lx writable", pfns[i]);
+}
+
+ULONG mdl_exec_pages(uint64_t va, ULONG n)
+{
+	return exec_system_pages ? count_executable(ALIGN_DOWN(va, PAGE_SIZE), n) : 0;
+}
+
+void mdl_exec_mapping_ended(const PFN_NUMBER *pfns, ULONG n, ULONG executable)
+{
+	if (!executable)
+		return;
+	exec_system_pages -= executable;
+	restore_aliases(pfns, n);
+}
+
+struct writable_alias_ctx {
+	const PFN_NUMBER *pfns;
+	ULONG n;
+	uint64_t skip_lo, skip_hi; /* the mapping being made executable */
+	bool found;
+};
+
+static void find_writable_alias(const struct pt_leaf *l, void *arg)
+{
+	struct writable_alias_ctx *c = arg;
+	if (c->found || !l->eff.write || (l->va >= c->skip_lo && l->va < c->skip_hi))
+		return;
+	for (ULONG i = 0; i < c->n; i++)
+		if (c->pfns[i] << PAGE_SHIFT >= l->pa && (c->pfns[i] << PAGE_SHIFT) - l->pa < l->size)
+			c->found = true;
+}
+
+/* Whether some frame of the MDL has a ring-0 writable alias that cannot be made read-only:
+ * the kernel image's, a page table's or firmware memory; a pool, stack or device-memory
+ * allocation's own mapping; or another system mapping (any MDL's, read from the PTEs). */
+static bool frames_have_fixed_writable_alias(PMDL m, uint64_t va, ULONG n)
+{
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	for (ULONG i = 0; i < n; i++)
+		if (pfn_is_ram(pfns[i]) && !frame_alias_is_ours(pfns[i]))
+			return true;
+	struct writable_alias_ctx c = { .pfns = pfns, .n = n, .skip_lo = va,
+					.skip_hi = va + (uint64_t)n * PAGE_SIZE };
+	pt_for_each_leaf(&kernel_root, KVA_SYSPTE_BASE, KVA_SYSPTE_END, find_writable_alias, &c);
+	return c.found;
+}
+
+/* Make the direct-map alias of every frame read-only; on failure (no table frame for a
+ * split) the ones made so are given back and false returned. */
+static bool make_aliases_read_only(const PFN_NUMBER *pfns, ULONG n)
+{
+	for (ULONG i = 0; i < n; i++) {
+		if (frame_alias_is_ours(pfns[i]) && !set_alias_write(pfns[i], false)) {
+			restore_aliases(pfns, i);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void find_user_writable(const struct pt_leaf *l, void *arg)
+{
+	struct writable_alias_ctx *c = arg;
+	if (c->found || !l->eff.write || !l->eff.user)
+		return;
+	for (ULONG i = 0; i < c->n; i++)
+		if (c->pfns[i] << PAGE_SHIFT >= l->pa && (c->pfns[i] << PAGE_SHIFT) - l->pa < l->size)
+			c->found = true;
+}
+
+/* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write becomes
+ * executable in ring 0 — through an MDL user mapping, or any other user page (a locked
+ * user buffer's own), read from the user half of every live process's tables. */
 static bool frames_user_writable(PMDL m)
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
-	for (ULONG i = 0, n = mdl_page_count(m); i < n; i++)
+	ULONG n = mdl_page_count(m);
+	for (ULONG i = 0; i < n; i++)
 		if (mdl_user_frame_writable(pfns[i]))
 			return true;
-	return false;
+	struct writable_alias_ctx c = { .pfns = pfns, .n = n };
+	for (struct mm_process *p = mm_live_processes(); p && !c.found; p = p->next_live)
+		pt_for_each_leaf(&p->root, 0, USER_VA_END, find_user_writable, &c);
+	return c.found;
 }
 
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
@@ -632,8 +764,6 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 		break;
 	case PAGE_EXECUTE:
 	case PAGE_EXECUTE_READ:
-		if (frames_user_writable(m))
-			return STATUS_INVALID_PAGE_PROTECTION;
 		exec = true;
 		break;
 	default:
@@ -642,12 +772,19 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	}
 	uint64_t va = ALIGN_DOWN((uint64_t)m->MappedSystemVa, PAGE_SIZE);
 	ULONG n = mdl_page_count(m);
+	/* W^X across mappings and privilege levels (decision 3): no frame becomes executable in
+	 * ring 0 while ring 3 can write it, or while a ring-0 alias that cannot be made
+	 * read-only can; the direct-map aliases become read-only first. */
+	if (exec && (frames_user_writable(m) || frames_have_fixed_writable_alias(m, va, n)))
+		return STATUS_INVALID_PAGE_PROTECTION;
+	if (exec && !make_aliases_read_only(MmGetMdlPfnArray(m), n))
+		return STATUS_INSUFFICIENT_RESOURCES;
 	/* The PTEs change in place: each keeps its frame and its memory type (an I/O-space
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
-	if (exec_system_pages)
-		exec_system_pages -= count_executable(va, n);
+	ULONG executable = mdl_exec_pages(va, n);
 	pt_reprotect_ptes(va, n, present, write, exec);
 	exec_system_pages += exec ? n : 0;
+	mdl_exec_mapping_ended(MmGetMdlPfnArray(m), n, executable);
 	stats.protects++;
 	return STATUS_SUCCESS;
 }
@@ -684,10 +821,11 @@ NTSTATUS MmMapMdl(PMDL MemoryDescriptorList, ULONG Protection, PMM_MDL_ROUTINE D
 
 /* Map the frames pfns[0..n) at a fresh system-PTE run, each page with the rights and the
  * memory type of the page of the existing mapping at old_va + i pages (a copy of its PTEs:
- * an I/O-space frame's type lives only there).  0 when no run is free. */
-static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n)
+ * an I/O-space frame's type lives only there), followed by a guard PTE when the old run had
+ * one (MdlMappingWithGuardPtes stays true of the moved mapping).  0 when no run is free. */
+static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n, bool guard)
 {
-	uint64_t va = syspte_reserve(n, HighPagePriority, false);
+	uint64_t va = syspte_reserve(n, HighPagePriority, guard);
 	if (!va)
 		return 0;
 	for (ULONG i = 0; i < n; i++) {
@@ -704,10 +842,10 @@ static uint64_t copy_mapping(uint64_t old_va, const PFN_NUMBER *pfns, ULONG n)
  * mm/RULES.md helper rule H1.  The start moves up by NumberOfBytes, the end stays.  Pages
  * passed are unlocked at once (and no longer charged to the MDL's process) and leave the PFN array;
  * a system mapping of the MDL's own moves to the remaining pages (a new run with the same
- * PTEs; STATUS_INSUFFICIENT_RESOURCES, nothing changed, when no run is free).  Refused with
- * STATUS_NOT_SUPPORTED, nothing changed, when pages would be passed while the MDL is mapped
- * to a user or holds frames it allocated itself (MmAllocatePagesForMdl: passing them would
- * lose them).
+ * PTEs; STATUS_INSUFFICIENT_RESOURCES, nothing changed, when no run is free).  A frame the
+ * MDL allocated itself (MmAllocatePagesForMdl) is held by nothing else: its unlock frees it.
+ * A user mapping of the MDL loses the passed pages the same way: the user address moves up
+ * with the start (the page: the system and the user address are "adjusted").
  */
 NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 {
@@ -720,26 +858,34 @@ NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 	bool locks = (Mdl->MdlFlags & MDL_PAGES_LOCKED) && !(Mdl->MdlFlags & (MDL_PARTIAL | MDL_SOURCE_IS_NONPAGED_POOL));
 	uint64_t sys = (uint64_t)Mdl->MappedSystemVa + NumberOfBytes;
 	if (passed) {
-		if (mdl_user_mapping_count(Mdl))
-			return STATUS_NOT_SUPPORTED;
-		for (ULONG i = 0; locks && i < passed; i++) {
-			const struct pfn_entry *e = pfn_entry(pfns[i]);
-			if (e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL && e->owner == (uint64_t)Mdl)
-				return STATUS_NOT_SUPPORTED;
-		}
 		if (own_ptes) {
 			uint64_t old = ALIGN_DOWN((uint64_t)Mdl->MappedSystemVa, PAGE_SIZE);
-			uint64_t va = copy_mapping(old + (uint64_t)passed * PAGE_SIZE, pfns + passed, n - passed);
+			uint64_t va = copy_mapping(old + (uint64_t)passed * PAGE_SIZE, pfns + passed, n - passed,
+						   syspte_guarded(old));
 			if (!va)
 				return STATUS_INSUFFICIENT_RESOURCES;
 			if (reserved_mappings_live)
 				reserved_refuse_unmap(old);
+			/* The copy is never executable (decision 3): the old mapping's aliases return. */
+			ULONG executable = mdl_exec_pages(old, n);
 			syspte_release(old, n);
+			mdl_exec_mapping_ended(pfns, n, executable);
 			sys = va + (offset & (PAGE_SIZE - 1));
 		}
+		if (mdl_user_mapping_count(Mdl))
+			mdl_user_advance_mappings(Mdl, passed);
 		if (locks) {
-			for (ULONG i = 0; i < passed; i++)
-				pfn_unlock_frame(pfns[i]);
+			/* The mapping that reached them went above: nothing maps a passed frame now. */
+			for (ULONG i = 0; i < passed; i++) {
+				const struct pfn_entry *e = pfn_entry(pfns[i]);
+				if (e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL &&
+				    e->owner == (uint64_t)Mdl) {
+					free_frames(&pfns[i], 1);
+					stats.allocated_pages--;
+				} else {
+					pfn_unlock_frame(pfns[i]);
+				}
+			}
 			mdl_user_note_advance(Mdl, passed);
 		}
 		memmove(pfns, pfns + passed, (n - passed) * sizeof(PFN_NUMBER));

@@ -27,6 +27,14 @@ void mdl_check_frames(PMDL m);
  * (MmProtectMdlSystemAddress made it so), read from the kernel's tables. */
 bool mdl_frames_executable_in_ring_0(PMDL m);
 
+/* Ending an executable system mapping (mm/RULES.md decision 3): mdl_exec_pages(va, n), read
+ * before the n PTEs at va stop executing (cleared or made no-execute), is how many of them
+ * are executable (0 at once while none is anywhere); mdl_exec_mapping_ended(pfns, n, that
+ * count), after, gives back the write access of the direct-map alias of each frame of
+ * pfns[0..n) that no system mapping executes any longer. */
+ULONG mdl_exec_pages(uint64_t va, ULONG n);
+void mdl_exec_mapping_ended(const PFN_NUMBER *pfns, ULONG n, ULONG executable);
+
 /* UserMode halves of MmMapLockedPagesSpecifyCache and MmUnmapLockedPages (mm/mdl_user.c). */
 PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority);
 void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl);

@@ -137,9 +137,10 @@ struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool wri
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
 	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
-	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < end; page += PAGE_SIZE)
-		if (!uvm_make_resident(mm, page, PAGE_SIZE, write))
-			seh_raise_access_violation(page < va ? va : page, access);
+	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (ALIGN_UP(end, PAGE_SIZE) - first) / PAGE_SIZE;
+	uint64_t done = uvm_make_resident_pages(mm, first, n, write);
+	if (done < n)
+		seh_raise_access_violation(done ? first + done * PAGE_SIZE : va, access);
 	return mm;
 }
 
@@ -331,16 +332,23 @@ static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum 
 {
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
-	for (ULONG i = 0; i < n; i++) {
-		enum memtype t;
+	for (ULONG i = 0; i < n;) {
 		struct pt_attrs a = { .write = write, .exec = false, .user = true, .global = false };
-		bool ok = memtype_for_mapping(pfns[i], requested, &t, &override);
-		a.type = t;
-		if (!ok || !pt_map(&mm->root, va + (uint64_t)i * PAGE_SIZE, pfns[i] << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+		/* Each run of frames pinned and typed alike is written with one call (memtype.h),
+		 * any other frame typed on its own: a frame has one type in the process and in
+		 * the kernel (mm/RULES.md user rule U11, rule 6). */
+		uint64_t run = memtype_mapping_run(&pfns[i], n - i, requested, &a.type, &override);
+		bool ok = true;
+		if (!run) {
+			ok = memtype_for_mapping(pfns[i], requested, &a.type, &override);
+			run = 1;
+		}
+		if (!ok || !pt_map_frames(&mm->root, va + (uint64_t)i * PAGE_SIZE, &pfns[i], run, a)) {
 			if (i)
 				pt_unmap(&mm->root, va, (uint64_t)i * PAGE_SIZE);
 			return false;
 		}
+		i += (ULONG)run;
 	}
 	stats.cache_overrides += override;
 	return true;
@@ -495,11 +503,14 @@ void mdl_user_process_exit(struct mm_process *mm)
 /* MmProbeAndLockPages of a buffer in Process's address space (mm/RULES.md user rule U12): the
  * process is attached for the probe when it is not the current one, and detached again
  * before the exception a refused probe raises goes on to the caller (the same status, and
- * for an access violation the same access kind and address). */
+ * for an access violation the same access kind and address).  A NULL Process names no
+ * address space: mdlab's 0xC4/0x2008 (MDL, 0, AccessMode) before anything is touched. */
 VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KPROCESSOR_MODE AccessMode,
 				LOCK_OPERATION Operation)
 {
 	KAPC_STATE apc;
+	if (!Process)
+		verifier_violation(VERIFIER_MDL_PROBE_NO_PROCESS, (ULONG_PTR)MemoryDescriptorList, 0, AccessMode);
 	bool attach = ps_mm(Process) != mm_current();
 	volatile NTSTATUS status = STATUS_SUCCESS;
 	volatile ULONG_PTR kind = 0, address = 0;
@@ -521,6 +532,22 @@ VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KP
 		seh_raise_access_violation(address, (ULONG)kind);
 	if (status != STATUS_SUCCESS)
 		ExRaiseStatus(status);
+}
+
+void mdl_user_advance_mappings(PMDL Mdl, ULONG passed)
+{
+	uint64_t bytes = (uint64_t)passed * PAGE_SIZE;
+	for (struct user_mapping *um = all_mappings; um; um = um->next_all) {
+		if (um->mdl != Mdl)
+			continue;
+		/* The translations go first: the process cannot reach a passed page again. */
+		pt_unmap(&um->mm->root, um->va, bytes);
+		if (um->pool)
+			pool_note_user_mapping((uint64_t)Mdl->StartVa, bytes, -1);
+		vad_raise_start(um->vad, um->va + bytes);
+		um->va += bytes;
+		um->pages -= passed;
+	}
 }
 
 void mdl_user_note_advance(PMDL Mdl, ULONG passed)

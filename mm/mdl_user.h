@@ -50,6 +50,10 @@ ULONG_PTR mdl_user_locked_pages(PMDL Mdl);
 /* MmAdvanceMdl, after unlocking the first `passed` pages: they stop counting on
  * Mdl->Process (and on its tracking record). */
 void mdl_user_note_advance(PMDL Mdl, ULONG passed);
+/* MmAdvanceMdl past `passed` whole pages (mm/RULES.md helper rule H1): every user mapping of
+ * the MDL loses its first `passed` pages (PTEs cleared and flushed, its range and record start
+ * later).  Before the MDL's StartVa moves. */
+void mdl_user_advance_mappings(PMDL Mdl, ULONG passed);
 
 /* Locked-page tracking (NT's TrackLockedPages; cmdline track_locked_pages=1, off by
  * default): while on, every lock charged to a process is recorded with its MDL, pages and

@@ -3,7 +3,7 @@
 #include "kernel/bugcheck.h"
 #include "mm/pt.h"
 
-enum memtype memtype_from_caching_type(int ct)
+enum memtype memtype_from_other_caching_type(int ct)
 {
 	switch (ct) {
 	case MmNonCached: return MT_UC;

@@ -27,7 +27,16 @@
  * MmHardwareCoherentCached are WB, MmNonCached UC, MmNonCachedUnordered UC-, MmWriteCombined
  * and MmUSWCCached WC; the mdlab extensions MmMdlabWriteThrough / MmMdlabWriteProtected are
  * WT / WP.  MT_NONE for any other value. */
-enum memtype memtype_from_caching_type(int caching_type);
+enum memtype memtype_from_other_caching_type(int caching_type);
+static inline enum memtype memtype_from_caching_type(int caching_type)
+{
+	/* MmNonCached (0) to MmUSWCCached (5) by table, inline (every mapping asks); the mdlab
+	 * extensions and bad values in memtype.c. */
+	static const uint8_t nt_types[] = { MT_UC, MT_WB, MT_WC, MT_WB, MT_UCMINUS, MT_WC };
+	if ((unsigned)caching_type < sizeof nt_types)
+		return (enum memtype)nt_types[caching_type];
+	return memtype_from_other_caching_type(caching_type);
+}
 /* The inverse, for tools: the NT name (or mdlab extension) that gives this type. */
 const char *caching_type_name_for(enum memtype t);
 

@@ -2,6 +2,7 @@
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
+#include "kernel/smp/smp.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
 
@@ -61,6 +62,24 @@ static uint64_t pat_current = 0x0007040600070406ull; /* power-on value until pat
 
 uint64_t pat_read_msr(void) { return rdmsr(MSR_PAT); }
 
+/* One CPU's part of a PAT change (SDM Vol. 3, 13.12.4 / 13.11.7.2): interrupts off, caches
+ * written back and this CPU's TLB flushed around the write, so no line or translation of the
+ * old type survives.  The TLB flush must take global entries too (13.11.8: clear CR4.PGE, or
+ * reload CR3 when PGE is off).  In a cross-call, so the flushes are this CPU's alone. */
+static void pat_write_here(void *arg)
+{
+	uint64_t value = *(const uint64_t *)arg;
+	uint64_t flags = read_rflags();
+	__asm__ volatile("cli");
+	__asm__ volatile("wbinvd" ::: "memory");
+	tlb_flush_all_local();
+	wrmsr(MSR_PAT, value);
+	__asm__ volatile("wbinvd" ::: "memory");
+	tlb_flush_all_local();
+	if (flags & RFLAGS_IF)
+		__asm__ volatile("sti");
+}
+
 bool pat_write_msr(uint64_t value)
 {
 	for (int i = 0; i < 8; i++) {
@@ -68,21 +87,18 @@ bool pat_write_msr(uint64_t value)
 		if (enc > 7 || pat_encoding_type((unsigned)enc) == MT_NONE)
 			return false;
 	}
-	/* SDM Vol. 3, 13.12.4 / 13.11.7.2: interrupts off, caches written back and the TLBs
-	 * flushed around the write, so no line or translation of the old type survives.  The
-	 * TLB flush must take global entries too (13.11.8: clear CR4.PGE, or reload CR3 when
-	 * PGE is off), which is what the kernel space's full flush does. */
-	uint64_t flags = read_rflags();
-	__asm__ volatile("cli");
-	__asm__ volatile("wbinvd" ::: "memory");
-	tlb_flush_all(&kernel_root);
-	wrmsr(MSR_PAT, value);
-	__asm__ volatile("wbinvd" ::: "memory");
-	tlb_flush_all(&kernel_root);
+	/* Every CPU, this one first: the SDM wants the same PAT everywhere (13.12.4). */
+	if (!smp_call_mask(smp_others_mask() | 1ull << smp_this_cpu(), pat_write_here, &value))
+		PANIC("pat_write_msr: a CPU did not take IA32_PAT 0x%lx", value);
 	pat_current = rdmsr(MSR_PAT);
-	if (flags & RFLAGS_IF)
-		__asm__ volatile("sti");
 	return true;
+}
+
+void pat_init_ap(void)
+{
+	/* The same procedure, on this CPU only: the others have the value already. */
+	uint64_t v = pat_current;
+	pat_write_here(&v);
 }
 
 void pat_init(void)

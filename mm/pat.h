@@ -43,6 +43,9 @@ struct pat_bits {
 /* Program IA32_PAT with the layout above following the SDM's sequence, read it back and
  * check it; PANIC if the CPU has no PAT or the value does not stick. */
 void pat_init(void);
+/* An AP's start: the boot CPU's IA32_PAT on this CPU, before it touches a mapping that uses
+ * slots 4-7 (the SDM wants one PAT value on every CPU: Vol. 3, 13.12.4). */
+void pat_init_ap(void);
 /* Validate and write a whole IA32_PAT value; false (nothing written) if any slot holds a
  * reserved encoding — TCG would accept it silently, hardware would #GP. */
 bool pat_write_msr(uint64_t value);

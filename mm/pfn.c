@@ -68,6 +68,14 @@ uint64_t pfn_pinned_run(const pfn_t *pfns, uint64_t n, enum memtype *type)
 	return i;
 }
 
+bool pfn_pinned_frame(pfn_t pfn, enum memtype *type)
+{
+	if (pfn >= db_limit || db[pfn].memtype >= MT_COUNT || !(db[pfn].lock_count || entry_is_pinned(&db[pfn])))
+		return false;
+	*type = (enum memtype)db[pfn].memtype;
+	return true;
+}
+
 static void set_state(pfn_t pfn, enum pfn_state s)
 {
 	count_by_state[db[pfn].state]--;
@@ -347,6 +355,38 @@ void pfn_unlock_frame(pfn_t pfn)
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->lock_count, 0);
 	if (--e->lock_count == 0)
 		locked_frames--;
+}
+
+/* pfn_lock_frame for each of n frames, the frame database's bounds read once; returns
+ * whether any was I/O space (not RAM, nothing pinned: mm/RULES.md, MDL_IO_SPACE). */
+bool pfn_lock_frames(const pfn_t *pfns, uint64_t n)
+{
+	bool io = false;
+	for (uint64_t i = 0; i < n; i++) {
+		pfn_t pfn = pfns[i];
+		if (pfn >= db_limit || db[pfn].state == PFN_NOT_RAM) {
+			io = true;
+			continue;
+		}
+		if (db[pfn].lock_count++ == 0)
+			locked_frames++;
+	}
+	return io;
+}
+
+/* pfn_unlock_frame for each of n frames, in order (a frame not locked is the same 0x4E). */
+void pfn_unlock_frames(const pfn_t *pfns, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		pfn_t pfn = pfns[i];
+		if (pfn >= db_limit || db[pfn].state == PFN_NOT_RAM)
+			continue;
+		struct pfn_entry *e = &db[pfn];
+		if (!e->lock_count)
+			KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->lock_count, 0);
+		if (--e->lock_count == 0)
+			locked_frames--;
+	}
 }
 
 void pfn_set_owner(pfn_t pfn, uint64_t owner)

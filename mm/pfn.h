@@ -114,6 +114,10 @@ void pfn_set_page_table(pfn_t pfn, bool is_table);   /* pt.c: ACTIVE <-> PAGE_TA
  * is bug check PFN_LIST_CORRUPT (0x07, pfn, state). */
 void pfn_lock_frame(pfn_t pfn);
 void pfn_unlock_frame(pfn_t pfn);
+/* The same for n frames at once (one call per MDL); pfn_lock_frames returns whether any
+ * frame was not RAM (I/O space). */
+bool pfn_lock_frames(const pfn_t *pfns, uint64_t n);
+void pfn_unlock_frames(const pfn_t *pfns, uint64_t n);
 /* The owner-specific word of an ACTIVE frame (pool: its pool address; MDL: the MDL). */
 void pfn_set_owner(pfn_t pfn, uint64_t owner);
 /* Record the memory type of every mapping of the frame.  Only mm/memtype.c calls it, after
@@ -133,6 +137,9 @@ bool pfn_frame_is_pinned(pfn_t pfn);
  * such a frame.  The MDL mapping's fast path (memtype_mapping_run): one pass, no call per
  * frame. */
 uint64_t pfn_pinned_run(const pfn_t *pfns, uint64_t n, enum memtype *type);
+/* pfn_pinned_run of one frame (the one-page mapping's): whether it is pinned and typed,
+ * its type in *type. */
+bool pfn_pinned_frame(pfn_t pfn, enum memtype *type);
 pfn_t pfn_limit(void);                         /* one past the highest frame in the database */
 void pfn_get_stats(struct pfn_stats *out);
 const char *pfn_state_name(enum pfn_state s);

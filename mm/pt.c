@@ -248,15 +248,22 @@ void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs 
 
 /* make_leaf(0, 1, a), remembered for the last attributes asked (a pure function of them:
  * pat_bits_for is a fixed table), so a mapping does not redo the PAT lookup. */
-static uint64_t leaf_proto_4k(struct pt_attrs a)
+static struct pt_attrs last_attrs;
+static uint64_t last_proto;
+
+static __attribute__((noinline)) uint64_t leaf_proto_4k_new(struct pt_attrs a)
 {
-	static struct pt_attrs last;
-	static uint64_t last_proto;
-	if (!last_proto || !pt_attrs_equal(a, last)) {
-		last_proto = make_leaf(0, 1, a);
-		last = a;
-	}
+	last_proto = make_leaf(0, 1, a);
+	last_attrs = a;
 	return last_proto;
+}
+
+/* The remembered one inline, so a mapping's PTE writer makes no call for it. */
+static inline uint64_t leaf_proto_4k(struct pt_attrs a)
+{
+	if (last_proto && pt_attrs_equal(a, last_attrs))
+		return last_proto;
+	return leaf_proto_4k_new(a);
 }
 
 void pt_set_ptes_run(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
@@ -271,6 +278,22 @@ void pt_set_ptes_run(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_at
 	}
 	for (; i < n; i++)
 		pte[i] = proto | (pfns[i] << PAGE_SHIFT);
+}
+
+static __attribute__((noinline)) void set_pte_any(uint64_t va, uint64_t pfn, struct pt_attrs a)
+{
+	*pinned_ptes(va, 1) = leaf_proto_4k(a) | (pfn << PAGE_SHIFT);
+}
+
+void pt_set_pte(uint64_t va, uint64_t pfn, struct pt_attrs a)
+{
+	/* The common case inline (the remembered attributes, the system-PTE range); any other
+	 * goes the general way, with nothing left to do after it. */
+	if (last_proto && pt_attrs_equal(a, last_attrs) && va >= pinned[0].lo && va < pinned[0].hi) {
+		pinned[0].ptes[(va - pinned[0].lo) / PAGE_SIZE] = last_proto | (pfn << PAGE_SHIFT);
+		return;
+	}
+	set_pte_any(va, pfn, a);
 }
 
 void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool exec)
@@ -371,6 +394,39 @@ bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct p
 	return true;
 }
 
+bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
+{
+	if (va & (PAGE_SIZE - 1))
+		PANIC("pt_map_frames: unaligned va 0x%lx", va);
+	if (a.user && (n > (USER_VA_END - va) / PAGE_SIZE || va >= USER_VA_END))
+		PANIC("pt_map_frames: user mapping 0x%lx+%lu pages reaches the kernel half", va, n);
+	/* make_leaf(pa, 1, a) is make_leaf(0, 1, a) | pa: the memory-type bits do not depend on
+	 * the frame (SDM Vol. 3, 4.5, table 4-19). */
+	uint64_t proto = make_leaf(0, 1, a), done = 0;
+	while (done < n) {
+		uint64_t page = va + done * PAGE_SIZE;
+		uint64_t *pte = walk_to(r, page, 1, true, NULL);
+		if (!pte) {
+			/* No half-made mapping: as pt_map, undo the pages and the tables made. */
+			pt_unmap(r, va, done * PAGE_SIZE);
+			prune(r, page, 1);
+			return false;
+		}
+		/* The rest of this page table, one walk for all of it. */
+		uint64_t left = n - done, room = 512 - index_of(page, 1);
+		if (left > room)
+			left = room;
+		for (uint64_t k = 0; k < left; k++) {
+			if (pte[k] & E_P)
+				PANIC("pt_map_frames: 0x%lx is already mapped (entry 0x%lx)", page + k * PAGE_SIZE, pte[k]);
+			pte[k] = proto | (pfns[done + k] << PAGE_SHIFT);
+		}
+		done += left;
+	}
+	/* A not-present entry is never cached, so a new mapping needs no flush. */
+	return true;
+}
+
 void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 {
 	uint64_t end = va + size, cur = va;
@@ -388,6 +444,23 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 			/* The leaf straddles an edge of the range: split, then look again. */
 			if (!split_leaf(r, slot, level, base))
 				PANIC("pt_unmap: no frame to split the page at 0x%lx", base);
+			continue;
+		}
+		if (level == 1) {
+			/* The present PTEs of the range left in this table cleared in one pass, the
+			 * table pruned once when they are done (the same end state as a prune per
+			 * page: a table is freed when it holds nothing). */
+			uint64_t left = (end - cur) / PAGE_SIZE, room = 512 - index_of(cur, 1);
+			if (left > room)
+				left = room;
+			for (uint64_t k = 0; k < left; k++)
+				if (slot[k] & E_P)
+					slot[k] = 0;
+			uint64_t last = cur + (left - 1) * PAGE_SIZE;
+			prune(r, last, 1);
+			if (last + PAGE_SIZE <= cur)
+				break;
+			cur = last + PAGE_SIZE;
 			continue;
 		}
 		*slot = 0;
@@ -501,6 +574,71 @@ void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
 }
 
 static uint64_t canonical(uint64_t va) { return (va & (1ull << 47)) ? va | 0xFFFF000000000000ull : va; }
+
+/* One walk per page table (SDM Vol. 3, 4.5: the rights of a 4 KiB page are its PTE's ANDed
+ * with those of the three entries above it, so the upper three are read once for all the
+ * PTEs of one table; a 2 MiB or 1 GiB leaf maps frames in order).  The answer per page is
+ * the same as pt_query's: present, RW and U/S effective where asked. */
+uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns,
+			  bool *read_only)
+{
+	uint64_t need = E_P | (write ? E_RW : 0) | (user ? E_US : 0), done = 0;
+	/* The RW bits of every entry of every page that passed, ANDed: one AND a page. */
+	uint64_t rw_all = E_RW;
+	while (done < n) {
+		uint64_t page = va + done * PAGE_SIZE;
+		/* A non-canonical or wrapped address translates to nothing (SDM Vol. 3, 4.5). */
+		if (canonical(page) != page || page < va)
+			break;
+		const uint64_t *table = table_va(r->pml4);
+		uint64_t e = 0, upper = need, rw = E_RW;
+		int level = 4;
+		for (; level > 1; level--) {
+			e = table[index_of(page, level)];
+			upper &= e;
+			rw &= e;
+			if (!(e & E_P) || (level < 4 && (e & E_PS)))
+				break;
+			table = table_va(e & E_ADDR);
+		}
+		if (upper != need)
+			break;
+		uint64_t left = n - done;
+		if (level > 1) {
+			/* A large leaf with the rights asked: its frames follow one another. */
+			uint64_t pages = level_size(level) / PAGE_SIZE, first = (page >> PAGE_SHIFT) & (pages - 1);
+			uint64_t pfn = (leaf_pa(e, level) >> PAGE_SHIFT) + first;
+			if (left > pages - first)
+				left = pages - first;
+			for (uint64_t k = 0; pfns && k < left; k++)
+				pfns[done + k] = pfn + k;
+			rw_all &= rw;
+			done += left;
+			continue;
+		}
+		/* The PTEs of this table from page on: each checked, none walked to. */
+		unsigned i = index_of(page, 1);
+		if (left > 512 - i)
+			left = 512 - i;
+		const uint64_t *pte = table + i;
+		uint64_t k = 0, pte_rw = E_RW;
+		for (; k < left; k++) {
+			if ((pte[k] & need) != need)
+				break;
+			pte_rw &= pte[k];
+			if (pfns)
+				pfns[done + k] = (pte[k] & E_ADDR) >> PAGE_SHIFT;
+		}
+		if (k)
+			rw_all &= rw & pte_rw;
+		done += k;
+		if (k < left)
+			break;
+	}
+	if (read_only && !(rw_all & E_RW))
+		*read_only = true;
+	return done;
+}
 
 struct walk_ctx {
 	uint64_t lo, hi_incl;

@@ -68,6 +68,11 @@ void pt_root_destroy(struct pt_root *r);
  * not be had; PANICs on an overlap (a caller bug). */
 bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct pt_attrs a,
 	    unsigned flags);
+/* Map the n pages from va (page-aligned, unmapped) to frames pfns[0..n) with 4 KiB leaves,
+ * all with `a`: pt_map of each page, one walk per page table.  The same contract: false
+ * (nothing left mapped, tables freed) when a table frame could not be had; PANICs on an
+ * overlap. */
+bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
 /* Unmap [va, va + size): large pages straddling an edge are split, empty tables freed, the
  * TLB flushed.  Unmapped holes in the range are fine. */
 void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size);
@@ -82,6 +87,15 @@ static inline bool pt_is_canonical(uint64_t va)
 }
 /* Read the translation of va; a non-canonical va is not present (level 4, no entry read). */
 void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *out);
+
+/* Translate the n pages from va (page-aligned) as pt_query would, one walk per page table
+ * rather than per page: pfns[i] (when pfns is not NULL) gets page i's frame, for as long as
+ * each page is present and, where asked, writable and user-accessible (effective rights).
+ * *read_only (when not NULL) is set when a page that passed is not writable (effective
+ * rights; mm/RULES.md decision 9).  Returns how many pages from va passed: n, or the index
+ * of the first that did not (a non-canonical address does not). */
+uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns,
+			  bool *read_only);
 
 /* Call fn for every present leaf overlapping [lo, hi), in address order. */
 struct pt_leaf {
@@ -110,6 +124,8 @@ void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs 
  * leaves at va, every one with the attributes `a` (one memory type).  The MDL mapping writes
  * each run of frames of one type with one call; the caller decides the types (memtype.h). */
 void pt_set_ptes_run(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a);
+/* pt_set_ptes_run of one page: the 4 KiB leaf at va for frame pfn. */
+void pt_set_pte(uint64_t va, uint64_t pfn, struct pt_attrs a);
 /* Change the rights of n mapped 4 KiB leaves at va (prepopulated) in place, frame and
  * memory-type bits kept; present = false clears only P, so a later call can make the same
  * frame and type present again.  Flushes before returning. */

@@ -22,6 +22,10 @@
  *   0x10C unmapping fewer pages than are mapped (address, tag, the MDL's pages)
  * and the map routine checks the MDL as MmMapLockedPagesSpecifyCache does (0xC4/0xB2, 0xB3,
  * 0x85, 0x89).
+ *
+ * A reservation made with MM_MAPPING_ADDRESS_DIVISIBLE (mm/RULES.md rule R3) takes several
+ * MDLs at once, each mapped at a page-aligned address inside it and unmapped at that address;
+ * it records, page by page, which pages are mapped and where each mapping starts.
  */
 #include "mm/reserved.h"
 #include "include/wdm.h"
@@ -35,13 +39,22 @@
 
 #define RESERVED_TAG 0x76736552u /* 'Resv' */
 
+/* A page of a divisible reservation (rule R3): whether it is mapped; at the first page of a
+ * mapping, its pages and its MDL. */
+struct slot {
+	PMDL mdl;
+	uint32_t run;
+	uint32_t used;
+};
+
 /* One reservation: `pages` PTEs at va, `mapped` of them mapping an MDL's frames now. */
 struct reservation {
 	uint64_t va;
 	uint32_t pages;
 	uint32_t mapped;
 	ULONG tag;
-	PMDL mdl;                 /* the MDL mapped now (mapped != 0) */
+	PMDL mdl;                 /* the MDL mapped now (mapped != 0; not divisible) */
+	struct slot *slot;        /* one per page when divisible, else NULL */
 	struct reservation *next;
 };
 static struct reservation *reservations;
@@ -55,11 +68,29 @@ static struct reservation *find(uint64_t va)
 	return NULL;
 }
 
-void reserved_refuse_unmap(uint64_t va)
+static struct reservation *containing(uint64_t va)
 {
 	for (struct reservation *r = reservations; r; r = r->next)
 		if (va >= r->va && va < r->va + (uint64_t)r->pages * PAGE_SIZE)
-			KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x108, r->va, 0, r->tag);
+			return r;
+	return NULL;
+}
+
+/* The reservation where a mapping may start at va: its first page, or (divisible, rule R3)
+ * any page of it. */
+static struct reservation *mapping_start(uint64_t va)
+{
+	struct reservation *r = containing(va);
+	if (!r || (va & (PAGE_SIZE - 1)) || (va != r->va && !r->slot))
+		return NULL;
+	return r;
+}
+
+void reserved_refuse_unmap(uint64_t va)
+{
+	struct reservation *r = containing(va);
+	if (r)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x108, r->va, 0, r->tag);
 }
 
 /* Reserve the pages NumberOfBytes spans; `caller` is the driver's return address, for 0x100. */
@@ -69,16 +100,28 @@ static PVOID reserve(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags, ULONG_PTR
 	uint64_t pages = ALIGN_UP(NumberOfBytes, PAGE_SIZE) / PAGE_SIZE;
 	if (!pages)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x100, 0, PoolTag, caller);
-	if (Flags || pages > syspte_total())
+	if ((Flags & ~MM_MAPPING_ADDRESS_DIVISIBLE) || pages > syspte_total())
 		return NULL;
 	struct reservation *r = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *r, RESERVED_TAG);
+	/* The page record of a divisible reservation is made now: mapping never allocates. */
+	struct slot *slot = NULL;
+	if (r && (Flags & MM_MAPPING_ADDRESS_DIVISIBLE)) {
+		slot = ExAllocatePool2(POOL_FLAG_NON_PAGED, pages * sizeof *slot, RESERVED_TAG);
+		if (!slot) {
+			ExFreePoolWithTag(r, RESERVED_TAG);
+			return NULL;
+		}
+	}
 	uint64_t va = r ? syspte_reserve((uint32_t)pages, HighPagePriority, false) : 0;
 	if (!va) {
+		if (slot)
+			ExFreePoolWithTag(slot, RESERVED_TAG);
 		if (r)
 			ExFreePoolWithTag(r, RESERVED_TAG);
 		return NULL;
 	}
-	*r = (struct reservation){ .va = va, .pages = (uint32_t)pages, .tag = PoolTag, .next = reservations };
+	*r = (struct reservation){ .va = va, .pages = (uint32_t)pages, .tag = PoolTag, .slot = slot,
+				   .next = reservations };
 	reservations = r;
 	reserved_mappings_live++;
 	return (PVOID)va;
@@ -111,6 +154,8 @@ VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag)
 			break;
 		}
 	syspte_release(va, r->pages);
+	if (r->slot)
+		ExFreePoolWithTag(r->slot, RESERVED_TAG);
 	ExFreePoolWithTag(r, RESERVED_TAG);
 	reserved_mappings_live--;
 }
@@ -121,13 +166,28 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 	PMDL m = MemoryDescriptorList;
 	uint64_t va = (uint64_t)MappingAddress;
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_IRQL, (ULONG_PTR)m, KernelMode);
-	struct reservation *r = find(va);
+	struct reservation *r = mapping_start(va);
 	if (!r)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x105, va, PoolTag, 0);
 	if (r->tag != PoolTag)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x104, va, PoolTag, r->tag);
-	if (r->mapped)
+	uint32_t first = (uint32_t)((va - r->va) >> PAGE_SHIFT), room = r->pages - first;
+	if (!r->slot && r->mapped)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x107, va, va, va + ((uint64_t)r->mapped - 1) * PAGE_SIZE);
+	if (r->slot) {
+		/* Rule R3: a page of the range asked for that is mapped already is 0x107 (address,
+		 * that page, the last page of the mapping holding it). */
+		ULONG want = mdl_page_count(m);
+		for (uint32_t i = first; i < first + (want < room ? want : room); i++) {
+			if (!r->slot[i].used)
+				continue;
+			uint32_t s = i;
+			while (!r->slot[s].run)
+				s--;
+			KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x107, va, r->va + (uint64_t)i * PAGE_SIZE,
+				     r->va + ((uint64_t)s + r->slot[s].run - 1) * PAGE_SIZE);
+		}
+	}
 	/* The MDL's own checks, as for every system mapping (mm/RULES.md rules 2 and 9). */
 	USHORT bad = m->MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL);
 	if (bad)
@@ -136,9 +196,13 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 		verifier_violation(VERIFIER_MDL_MAP_UNLOCKED, (ULONG_PTR)m, (USHORT)m->MdlFlags, MDL_PAGES_LOCKED);
 	ULONG n = mdl_page_count(m);
 	enum memtype requested = memtype_from_caching_type(CacheType);
-	/* NULL only for a bad argument (the page): an MDL larger than the reservation, a
+	/* NULL for a bad argument (the page): an MDL larger than the reservation, a
 	 * CacheType that names no type, an MDL of no bytes. */
-	if (!n || n > r->pages || requested == MT_NONE)
+	if (!n || n > room || requested == MT_NONE)
+		return NULL;
+	/* W^X across mappings (mm/RULES.md decision 3): a writable mapping of a frame a system
+	 * mapping executes is refused, NULL as for a bad argument. */
+	if (!(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY) && mdl_frames_executable_in_ring_0(m))
 		return NULL;
 	mdl_check_frames(m);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
@@ -156,8 +220,14 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 		}
 		pt_set_ptes_run(va + (uint64_t)i * PAGE_SIZE, &pfns[i], 1, a);
 	}
-	r->mapped = n;
-	r->mdl = m;
+	r->mapped += n;
+	if (r->slot) {
+		r->slot[first] = (struct slot){ .mdl = m, .run = n, .used = 1 };
+		for (ULONG i = 1; i < n; i++)
+			r->slot[first + i].used = 1;
+	} else {
+		r->mdl = m;
+	}
 	/* The page: the MDL's MappedSystemVa does not include the byte offset; the result does. */
 	m->MappedSystemVa = MappingAddress;
 	m->MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA;
@@ -169,28 +239,42 @@ VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescrip
 	PMDL m = MemoryDescriptorList;
 	uint64_t va = (uint64_t)BaseAddress;
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNMAP_IRQL, va, (ULONG_PTR)m);
-	struct reservation *r = find(va);
+	struct reservation *r = mapping_start(va);
 	if (!r)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x109, va, PoolTag, 0);
 	if (r->tag != PoolTag)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x108, va, PoolTag, r->tag);
 	ULONG n = mdl_page_count(m);
-	if (!r->mapped)
+	uint32_t first = (uint32_t)((va - r->va) >> PAGE_SHIFT);
+	/* The mapping that starts at va: the whole of a reservation that is not divisible; in a
+	 * divisible one (rule R3) the run recorded at va's page (0 when va is inside a mapping). */
+	uint32_t mapped = r->slot ? r->slot[first].run : r->mapped;
+	if (r->slot ? !r->slot[first].used : !r->mapped)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x109, va, PoolTag, 0);
-	if (n > r->pages)
-		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10A, va, r->pages, n);
-	if (n > r->mapped)
+	if (n > r->pages - first)
+		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10A, va, r->pages - first, n);
+	if (n > mapped && mapped)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10B, va, PoolTag, n);
-	if (n < r->mapped)
+	if (n < mapped || !mapped)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10C, va, PoolTag, n);
-	/* Cleared and flushed before the return; the PTEs stay reserved for the next map. */
+	/* Cleared and flushed before the return; the PTEs stay reserved for the next map.  An
+	 * executable mapping's direct-map aliases become writable again (decision 3): the
+	 * frames are those of the MDL that was mapped. */
+	ULONG executable = mdl_exec_pages(va, n);
 	pt_clear_ptes(va, n);
-	r->mapped = 0;
+	r->mapped -= n;
+	PMDL was = r->slot ? r->slot[first].mdl : r->mdl;
+	mdl_exec_mapping_ended(MmGetMdlPfnArray(was), n, executable);
+	if (r->slot) {
+		for (ULONG i = 0; i < n; i++)
+			r->slot[first + i] = (struct slot){ 0 };
+	} else {
+		r->mdl = NULL;
+	}
 	/* The MDL that was mapped loses its system address, whichever MDL of the same size the
 	 * caller named (the pages are what the page table held, not the MDL). */
-	if (r->mdl->MappedSystemVa == BaseAddress && (r->mdl->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)) {
-		r->mdl->MappedSystemVa = NULL;
-		r->mdl->MdlFlags &= ~MDL_MAPPED_TO_SYSTEM_VA;
+	if (was->MappedSystemVa == BaseAddress && (was->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA)) {
+		was->MappedSystemVa = NULL;
+		was->MdlFlags &= ~MDL_MAPPED_TO_SYSTEM_VA;
 	}
-	r->mdl = NULL;
 }

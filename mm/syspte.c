@@ -151,6 +151,14 @@ uint64_t syspte_reservation_of(uint64_t va)
 	return KVA_SYSPTE_BASE + (uint64_t)slot * PAGE_SIZE;
 }
 
+bool syspte_guarded(uint64_t va)
+{
+	if (!contains(va) || (va & (PAGE_SIZE - 1)))
+		return false;
+	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
+	return first != pending && space.state[first] == VR_USED_HEAD && (space.user[first] & GUARDED);
+}
+
 /* A release at an address no reservation starts at: bug check 0xDA P1 3 (the record of the
  * reservation holding va, its start, va), or (0, 0, va) where none holds it. */
 static __attribute__((noreturn, noinline, cold)) void release_at_wrong_address(uint64_t va)

@@ -57,6 +57,8 @@ uint64_t syspte_tracking_record(uint64_t va);
 /* The first VA of the reservation holding va, 0 when none does. */
 uint64_t syspte_reservation_of(uint64_t va);
 bool syspte_contains(uint64_t va);
+/* Whether the reservation that starts at va has a guard PTE after it (false: none starts there). */
+bool syspte_guarded(uint64_t va);
 void syspte_get_stats(struct syspte_stats *out);
 /* The first VA of the region and its size in PTEs (tests compute thresholds from it). */
 uint64_t syspte_base(void);

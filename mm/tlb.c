@@ -2,6 +2,8 @@
 #include "mm/tlb.h"
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
+#include "kernel/smp/percpu.h"
+#include "kernel/smp/smp.h"
 #include "mm/layout.h"
 #include "mm/pt.h"
 
@@ -12,15 +14,21 @@ static inline void invlpg(uint64_t va) { __asm__ volatile("invlpg (%0)" ::"r"(va
 
 static struct tlb_stats stats;
 
-/* The address space this CPU has loaded (one per CPU once there are more); NULL while the
- * loader's tables are still in CR3. */
-static const struct pt_root *loaded;
+/* Whether the other CPUs are told (tlb_test_set_shootdown: a test's switch, on by default). */
+static volatile bool shootdown_on = true;
+
+/* The address space CPU c has loaded (struct kcpu.tlb_loaded); NULL while the loader's
+ * tables are still in CR3. */
+static inline bool cached_on(const struct kcpu *c, const struct pt_root *root, uint64_t va)
+{
+	return root == &kernel_root || root == c->tlb_loaded || va >= USER_VA_END;
+}
 
 /* Whether root's translations of va may be cached on this CPU (tlb.h: kernel_root's
  * everywhere; a process's only where it is loaded). */
 static inline bool cached_here(const struct pt_root *root, uint64_t va)
 {
-	return root == &kernel_root || root == loaded || va >= USER_VA_END;
+	return root == &kernel_root || va >= USER_VA_END || root == this_cpu()->tlb_loaded;
 }
 
 /* Everything, global entries included: toggling CR4.PGE drops every translation and every
@@ -45,7 +53,7 @@ static void flush_non_global(void)
 	stats.full_flushes++;
 }
 
-void tlb_flush_page(const struct pt_root *root, uint64_t va)
+static void flush_page_here(const struct pt_root *root, uint64_t va)
 {
 	if (!cached_here(root, va))
 		return;
@@ -53,15 +61,15 @@ void tlb_flush_page(const struct pt_root *root, uint64_t va)
 	stats.single_pages++;
 }
 
-void tlb_flush_all(const struct pt_root *root)
+static void flush_all_here(const struct pt_root *root)
 {
 	if (root == &kernel_root)
 		flush_everything();
-	else if (root == loaded)
+	else if (root == this_cpu()->tlb_loaded)
 		flush_non_global(); /* a process's translations are all non-global */
 }
 
-void tlb_flush_range(const struct pt_root *root, uint64_t va, uint64_t size)
+static void flush_range_here(const struct pt_root *root, uint64_t va, uint64_t size)
 {
 	uint64_t start = va & ~(PAGE_SIZE - 1), last = va + size - 1;
 	uint64_t pages = (va + size - start + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -80,10 +88,100 @@ void tlb_flush_range(const struct pt_root *root, uint64_t va, uint64_t size)
 	}
 }
 
+/*
+ * The shootdown (mm/RULES.md, "TLB shootdown"): after this CPU's own invalidation, every
+ * other CPU that may cache the entries invalidates them too, in its IPI handler, and the
+ * caller goes on only when all have answered, so when an unmap or a protect returns no CPU
+ * can reach the old frame or the old rights.  The kernel half goes to every other CPU; a
+ * process's user half only to the CPUs that have its root in CR3.
+ */
+struct shootdown {
+	const struct pt_root *root;
+	uint64_t va, size; /* size 0: everything of root */
+};
+
+static void shootdown_here(void *arg)
+{
+	const struct shootdown *s = arg;
+	/* tlb_stats counts what the asking CPU's flushes cost it; this CPU's share is its own
+	 * counter.  The asking CPU only waits meanwhile, so nothing else changes stats. */
+	struct tlb_stats keep = stats;
+	this_cpu()->tlb_flush_requests++;
+	if (!s->size)
+		flush_all_here(s->root);
+	else
+		flush_range_here(s->root, s->va, s->size);
+	stats.single_pages = keep.single_pages;
+	stats.full_flushes = keep.full_flushes;
+}
+
+static __attribute__((noinline)) void shootdown_others(const struct pt_root *root, uint64_t va,
+							  uint64_t size)
+{
+	if (!shootdown_on)
+		return;
+	/* The PTE writes before the reads of the other CPUs' CR3 (tlb_switch_to writes its
+	 * record before it loads CR3): a CPU not seen here loads CR3 after the change. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint64_t mask = 0, me = smp_this_cpu(), ipis = 0;
+	for (unsigned i = 0; i < smp_cpus_online(); i++)
+		if (i != me && kcpus[i].online && cached_on(&kcpus[i], root, size ? va + size - 1 : va)) {
+			mask |= 1ull << i;
+			ipis++;
+		}
+	if (!mask)
+		return;
+	struct shootdown s = { root, va, size };
+	stats.shootdowns++;
+	stats.shootdown_ipis += ipis;
+	if (!smp_call_mask(mask, shootdown_here, &s))
+		PANIC("tlb shootdown: a CPU of mask 0x%lx did not invalidate 0x%lx+0x%lx within %u ms", mask,
+		      va, size, SMP_WAIT_MS);
+}
+
+/* The hot path's test, inline: on one CPU there is nobody to tell. */
+static inline void shootdown(const struct pt_root *root, uint64_t va, uint64_t size)
+{
+	if (__builtin_expect(smp_cpus_online() > 1, 0))
+		shootdown_others(root, va, size);
+}
+
+void tlb_flush_page(const struct pt_root *root, uint64_t va)
+{
+	flush_page_here(root, va);
+	shootdown(root, va & ~(PAGE_SIZE - 1), PAGE_SIZE);
+}
+
+void tlb_flush_range(const struct pt_root *root, uint64_t va, uint64_t size)
+{
+	if (!size)
+		return;
+	flush_range_here(root, va, size);
+	shootdown(root, va, size);
+}
+
+void tlb_flush_all(const struct pt_root *root)
+{
+	flush_all_here(root);
+	shootdown(root, 0, 0);
+}
+
+void tlb_flush_all_local(void) { flush_everything(); }
+
+void tlb_test_set_shootdown(bool on) { shootdown_on = on; }
+
 void tlb_switch_to(const struct pt_root *root)
 {
-	loaded = root;
+	__atomic_store_n(&this_cpu()->tlb_loaded, root, __ATOMIC_SEQ_CST);
 	write_cr3(root->pml4);
+}
+
+void tlb_load_cr4_ap(uint64_t value)
+{
+	if (smp_this_cpu() == 0)
+		PANIC("tlb_load_cr4_ap: on the boot CPU");
+	write_cr4(value);
+	flush_everything();
 }
 
 void tlb_enable_cr4(uint64_t bits)

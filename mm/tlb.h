@@ -10,9 +10,11 @@
  *   - a process's root: its user half is cached only on the CPUs that have that root
  *     loaded, since without PCIDs a CR3 load drops every non-global translation and every
  *     paging-structure cache entry.
- * mdlab runs on one CPU, so "every CPU" is this one and a flush for a process that is not
- * loaded here has nothing to do.  A change to the kernel half made through a process's root
- * (the PML4 slots are shared) is flushed as the kernel's.
+ * Each flush is done here first, then on every other CPU that may hold the entries, through
+ * an IPI, and returns only when they have all done it (the strict policy of mm/RULES.md,
+ * "TLB shootdown").  A change to the kernel half made through a process's root (the PML4
+ * slots are shared) is flushed as the kernel's.  The AP trampoline (kernel/smp/
+ * trampoline.asm) writes CR3 and CR4 before there is a kernel on its CPU; nothing else does.
  *
  * A range of at most TLB_SINGLE_FLUSH_MAX pages is flushed page by page with INVLPG; a larger
  * one by a full flush.  32: an INVLPG costs about as much as refilling a few TLB entries, and
@@ -23,6 +25,7 @@
 #ifndef MM_TLB_H
 #define MM_TLB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct pt_root;
@@ -30,8 +33,10 @@ struct pt_root;
 #define TLB_SINGLE_FLUSH_MAX 32
 
 struct tlb_stats {
-	uint64_t single_pages;   /* INVLPG executed */
+	uint64_t single_pages;   /* INVLPG executed (by the CPU that asked) */
 	uint64_t full_flushes;   /* full flushes (CR4.PGE toggles and CR3 reloads) */
+	uint64_t shootdowns;     /* flushes that had to reach other CPUs */
+	uint64_t shootdown_ipis; /* the IPIs they sent */
 };
 
 /* Drop root's translation of the page holding va. */
@@ -49,6 +54,13 @@ void tlb_switch_to(const struct pt_root *root);
  * kernel/cpu.h; nothing else), once, after the switch to the kernel's tables.  Turning PGE on
  * makes the kernel's global leaves outlive later CR3 loads. */
 void tlb_enable_cr4(uint64_t bits);
+/* An AP's start (kernel/smp/smp.c): CR4 = the boot CPU's value, whole, then a full flush. */
+void tlb_load_cr4_ap(uint64_t value);
+/* This CPU's TLB, everything, and no other CPU's: for pat_init_ap, while an AP starts. */
+void tlb_flush_all_local(void);
+/* For tests only: false stops telling the other CPUs (the shootdown proof shows the stale
+ * entry that survives then); true again at once after. */
+void tlb_test_set_shootdown(bool on);
 
 void tlb_get_stats(struct tlb_stats *out);
 

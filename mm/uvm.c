@@ -511,6 +511,31 @@ bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
 	return page_fault_in(mm, v, page, err & PF_W, exec);
 }
 
+uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
+{
+	if (!mm)
+		return 0;
+	/* Only whole pages at or below the highest user address. */
+	uint64_t room = page <= mm->highest_user ? (mm->highest_user - page + 1) / PAGE_SIZE : 0;
+	uint64_t limit = n < room ? n : room, done = 0;
+	while (done < limit) {
+		/* The resident pages with the access asked, one walk per page table (pt.h). */
+		done += pt_translate_run(&mm->root, page + done * PAGE_SIZE, limit - done, write, true, NULL, NULL);
+		if (done == limit)
+			break;
+		uint64_t p = page + done * PAGE_SIZE;
+		struct pt_query q;
+		pt_query(&mm->root, p, &q);
+		if (q.present)
+			return done; /* resident, but not user-accessible or not writable */
+		struct vad *v = vad_find(mm, p);
+		if (!v || !page_fault_in(mm, v, p, write, false))
+			return done;
+		done++;
+	}
+	return done;
+}
+
 bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
 {
 	if (!mm)
@@ -519,19 +544,8 @@ bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool wr
 		return true;
 	if (va + len < va || va + len - 1 > mm->highest_user)
 		return false;
-	for (uint64_t page = ALIGN_DOWN(va, PAGE_SIZE); page < va + len; page += PAGE_SIZE) {
-		struct pt_query q;
-		pt_query(&mm->root, page, &q);
-		if (q.present) {
-			if (!q.eff.user || (write && !q.eff.write))
-				return false;
-			continue;
-		}
-		struct vad *v = vad_find(mm, page);
-		if (!v || !page_fault_in(mm, v, page, write, false))
-			return false;
-	}
-	return true;
+	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (va + len - 1 - first) / PAGE_SIZE + 1;
+	return uvm_make_resident_pages(mm, first, n, write) == n;
 }
 
 /* ---- the process's own mappings ------------------------------------------------------ */

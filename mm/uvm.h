@@ -43,6 +43,9 @@ bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err);
 /* Make [va, va + len) resident for a probe (demand-zero pages get frames); false if a page
  * is not committed or lacks the access. */
 bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
+/* The same for the n pages from page (page-aligned): how many of them, from the first,
+ * are resident with the access afterwards (n when all are). */
+uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write);
 
 /* Map `npages` frames at va as a VAD of `kind` with the given rights (image, stack,
  * params); false when out of memory, nothing left behind. */

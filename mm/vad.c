@@ -164,6 +164,13 @@ struct vad *vad_insert(struct mm_process *mm, uint64_t start, uint64_t end, enum
 	return v;
 }
 
+void vad_raise_start(struct vad *v, uint64_t start)
+{
+	if (start <= v->start || start >= v->end || (start & (PAGE_SIZE - 1)))
+		PANIC("vad_raise_start: 0x%lx is not inside [0x%lx, 0x%lx)", start, v->start, v->end);
+	v->start = start;
+}
+
 void vad_remove(struct mm_process *mm, struct vad *v)
 {
 	struct vad *fix;

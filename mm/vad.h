@@ -35,6 +35,9 @@ struct vad *vad_find(struct mm_process *mm, uint64_t va);
 struct vad *vad_find_overlap(struct mm_process *mm, uint64_t start, uint64_t end);
 /* Insert a new range; NULL if it overlaps one or no memory for the node. */
 struct vad *vad_insert(struct mm_process *mm, uint64_t start, uint64_t end, enum vad_kind kind, uint32_t protect);
+/* Move a range's start up to `start` (page-aligned, below its end): the tree keeps its order,
+ * as no other range lies inside the old one.  PANIC otherwise. */
+void vad_raise_start(struct vad *v, uint64_t start);
 /* Remove and free the node (the pages are the caller's business). */
 void vad_remove(struct mm_process *mm, struct vad *v);
 /* The lowest free range of `size` bytes aligned to `align` within [lo, hi), or 0. */

@@ -32,6 +32,7 @@
 enum verifier_code {
 	VERIFIER_RAISE_IRQL_INVALID = 0x30,             /* KeRaiseIrql below the current IRQL or above HIGH */
 	VERIFIER_LOWER_IRQL_INVALID = 0x31,             /* KeLowerIrql above the current IRQL */
+	VERIFIER_RELEASE_SPIN_LOCK_IRQL = 0x32,         /* KeReleaseSpinLock not at DISPATCH_LEVEL */
 	VERIFIER_MDL_PROBE_IRQL = 0x70,                 /* MmProbeAndLockPages above its limit */
 	VERIFIER_MDL_MAP_LOCKED_PAGES_IRQL = 0x74,      /* MmMapLockedPages(KernelMode) */
 	VERIFIER_MDL_MAP_LOCKED_PAGES_USER_IRQL = 0x75, /* MmMapLockedPages(UserMode) */
@@ -68,6 +69,8 @@ enum verifier_code {
 							 * routine's allocator did not give (mm/devmem.c) */
 	VERIFIER_MDL_FREE_LOCKED = 0x2007,              /* IoFreeMdl of an MDL whose pages are locked
 							 * (MDL, flags, pages) */
+	VERIFIER_MDL_PROBE_NO_PROCESS = 0x2008,         /* MmProbeAndLockProcessPages with a NULL
+							 * Process (MDL, 0, AccessMode) */
 };
 
 enum vf_site {

@@ -34,7 +34,7 @@ def run(esp: Path, build: Path, kvm: bool, extra: str, timeout: int) -> str:
     boot = qemu.prepare_boot_dir(build / "bench", esp, f"mode={protocol.MODE_BENCH} syspte=262144")
     log = build / "bench" / "bench.log"
     accel = "" if kvm else "-icount shift=0"
-    argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log),
+    argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log), smp=1,
                               extra=f"{accel} {extra}")
     start = time.monotonic()
     print("bench: booting the benchmarks (a few minutes under -icount)", flush=True)
@@ -166,11 +166,23 @@ def main(argv: list[str]) -> int:
         v = f"{value:.2f}" if isinstance(value, float) else str(value)
         print(f"  {'met ' if ok else 'MISS'}  {name}: {v} (target {want})")
 
+    # Zeroing on its own line: the zeroed allocation less the one without zeroing.
+    zeroing = []
+    for n in (1, 8, 64, 512):
+        z, nz = find(rows, "allocate_free_pages_for_mdl", n), find(rows, "allocate_free_pages_for_mdl_nozero", n)
+        if z and nz:
+            zeroing.append(f"{n}: {(z['per_op'] - nz['per_op']) / n:.0f}")
+    if zeroing:
+        print(f"\nzeroing (MmAllocatePagesForMdlEx without MM_DONT_ZERO_ALLOCATION, less with it), per page "
+              f"at {', '.join(zeroing)} pages: rep stosb (ERMS; under -icount one count per byte)")
+
     out = build / "bench.json"
+    previous = read_previous(out)
     out.write_text(json.dumps({"unit": unit, "measured": measured, **provenance(), "results": rows,
                                "targets": [{"name": n, "value": v, "target": w, "met": ok}
                                            for n, v, w, ok in targets]}, indent=2))
     print(f"\nwritten: {out}")
+    compare_previous(previous, rows, unit)
     if args.kvm:
         print("baseline: not checked (the committed figures are instructions under -icount)")
         return 0
@@ -196,6 +208,36 @@ def write_baseline(path: Path, rows: list[dict]) -> None:
     path.write_text(json.dumps({"unit": "instructions per operation (-icount shift=0)",
                                 "regression_limit": REGRESSION, "figures": figures},
                                indent=2, sort_keys=True) + "\n")
+
+
+def read_previous(path: Path) -> dict | None:
+    """The previous run's build/bench.json, before this run replaces it (None if there is none
+    or it cannot be read)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def compare_previous(previous: dict | None, rows: list[dict], unit: str) -> list[str]:
+    """Print every case more than 5 % above the previous run's figure (only reported: the
+    committed baseline decides whether the run fails).  Returns those lines."""
+    if not previous or previous.get("unit") != unit:
+        print("previous run: none to compare with" if not previous else
+              f"previous run: in {previous.get('unit')!r}, not compared")
+        return []
+    # A run written before the field was named per_op calls it ticks_per_op.
+    before = {figure_key(r): r.get("per_op", r.get("ticks_per_op")) for r in previous.get("results", [])}
+    worse = []
+    for r in rows:
+        old = before.get(figure_key(r))
+        if old and r["per_op"] > old * (1 + REGRESSION):
+            worse.append(f"{figure_key(r)}: {r['per_op']} against {old} in the previous run "
+                         f"(+{(r['per_op'] - old) / old:.1%})")
+    print(f"previous run: {len(before)} figures, {len(worse)} regressions over {REGRESSION:.0%}")
+    for line in worse:
+        print(f"  REGRESSION since the previous run {line}")
+    return worse
 
 
 def check_baseline(path: Path, rows: list[dict]) -> int:

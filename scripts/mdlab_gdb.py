@@ -94,6 +94,7 @@ REGIONS = [
     (LAYOUT["KVA_POOL_BASE"], LAYOUT["KVA_POOL_END"], "pool"),
     (LAYOUT["KVA_STACKS_BASE"], LAYOUT["KVA_STACKS_END"], "stacks"),
     (LAYOUT["KVA_TEST_BASE"], LAYOUT["KVA_TEST_END"], "test scratch"),
+    (LAYOUT["KVA_DEVICE_BASE"], LAYOUT["KVA_DEVICE_END"], "device registers"),
     (LAYOUT["KVA_UNMAPPED_HOLE"], LAYOUT["KVA_UNMAPPED_HOLE"] + PML4_SLOT, "never-mapped hole!"),
 ]
 

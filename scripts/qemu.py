@@ -3,7 +3,7 @@
 Used by harness.py (test boots), run.py (`make run`) and debug.sh (through the small
 command-line interface at the bottom), so that every boot uses the same machine:
 
-    qemu-system-x86_64 -machine q35 -cpu max -m 512M -smp 1
+    qemu-system-x86_64 -machine q35 -cpu max -m 512M -smp N (the Makefile's SMP; 1 for bench)
         -drive if=pflash,format=raw,readonly=on,file=OVMF_CODE_4M.fd
         -drive if=pflash,format=raw,file=<private copy of OVMF_VARS_4M.fd>
         -drive format=raw,file=<ESP image>
@@ -111,17 +111,20 @@ def serial_to_stdio() -> list[str]:
 
 def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bool,
                   serial: list[str], no_reboot: bool = True, extra: str = "",
-                  control: list[str] | tuple[str, ...] = ()) -> list[str]:
+                  control: list[str] | tuple[str, ...] = (), smp: int | None = None) -> list[str]:
     """The full argv for one boot of `esp` with OVMF variables in `vars_fd`.
 
     `serial` is the serial option list (serial_to_file(...), serial_to_stdio(), ...).
     `control` are options that leave the machine as it is (save_options(...),
     restore_options(...)), placed after the serial options.
     `extra` is QEMU_EXTRA, shlex-split and appended last so it can override.
+    `smp` is the number of vCPUs; None takes the Makefile's SMP (MDLAB_SMP), else 1.
     Raises KvmUnavailable when kvm is set and /dev/kvm is not usable, QemuSetupError
     when `extra` cannot be split (an unbalanced quote)."""
     argv = qemu_command_prefix()
-    argv += ["-machine", "q35", *accel_args(kvm), "-m", "512M", "-smp", "1"]
+    if smp is None:
+        smp = int(os.environ.get("MDLAB_SMP", "1") or "1")
+    argv += ["-machine", "q35", *accel_args(kvm), "-m", "512M", "-smp", str(smp)]
     argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={_qemu_opt_value(OVMF_CODE)}"]
     argv += ["-drive", f"if=pflash,format=raw,file={_qemu_opt_value(vars_fd)}"]
     argv += ["-drive", f"format=raw,file={_qemu_opt_value(esp)}"]

@@ -1132,6 +1132,53 @@ class BenchBaseline(unittest.TestCase):
         self.assertIn("new        other@1", out)
 
 
+class BenchPreviousRun(unittest.TestCase):
+    """bench.py's comparison with the previous run's build/bench.json: over 5 % worse is
+    printed, nothing else; no previous run, or one in another unit, is said so."""
+
+    UNIT = "instructions (-icount shift=0)"
+
+    def compare(self, previous: dict | None, now: dict) -> tuple[list[str], str]:
+        rows = [{"case": k.split("@")[0], "size": int(k.split("@")[1]), "per_op": v} for k, v in now.items()]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            worse = bench.compare_previous(previous, rows, self.UNIT)
+        return worse, out.getvalue()
+
+    def run_json(self, figures: dict, unit: str = UNIT) -> dict:
+        return {"unit": unit, "results": [{"case": k.split("@")[0], "size": int(k.split("@")[1]),
+                                           "per_op": v} for k, v in figures.items()]}
+
+    def test_over_five_percent_is_printed(self):
+        worse, out = self.compare(self.run_json({"map_unmap@1": 387, "map_unmap@8": 954}),
+                                  {"map_unmap@1": 407, "map_unmap@8": 1001})
+        self.assertEqual(len(worse), 1)
+        self.assertIn("REGRESSION since the previous run map_unmap@1: 407 against 387", out)
+        self.assertNotIn("map_unmap@8", out)
+
+    def test_better_and_new_cases_are_not_regressions(self):
+        worse, out = self.compare(self.run_json({"map_unmap@1": 465}), {"map_unmap@1": 387, "new@1": 5})
+        self.assertEqual(worse, [])
+        self.assertIn("0 regressions", out)
+
+    def test_no_previous_run_or_another_unit(self):
+        worse, out = self.compare(None, {"map_unmap@1": 387})
+        self.assertEqual(worse, [])
+        self.assertIn("none to compare with", out)
+        worse, out = self.compare(self.run_json({"map_unmap@1": 100}, "cycles (TSC, KVM)"), {"map_unmap@1": 387})
+        self.assertEqual(worse, [])
+        self.assertIn("not compared", out)
+
+    def test_the_previous_file_is_read_before_it_is_replaced(self):
+        d = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, d)
+        self.assertIsNone(bench.read_previous(d / "bench.json"))
+        (d / "bench.json").write_text("not json")
+        self.assertIsNone(bench.read_previous(d / "bench.json"))
+        (d / "bench.json").write_text(json.dumps(self.run_json({"a@1": 1})))
+        self.assertEqual(bench.read_previous(d / "bench.json")["results"][0]["per_op"], 1)
+
+
 class ProtocolHeader(unittest.TestCase):
     """The scripts' side of include/mdlab/protocol.h: what cheader.py reads from a header,
     and that lines printed with the kernel's own formats are read back by ktap.py."""

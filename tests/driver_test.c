@@ -225,6 +225,25 @@ static void monitor_commands_load_run_and_unload(struct ktest *t)
 	EXPECT_EQ(t, monitor_execute(unknown), 0);
 }
 
+/* A driver without DriverUnload can never be unloaded (rule I8): ZwUnloadDriver refuses it,
+ * every time, and it keeps its object and device.  It stays loaded for the life of the
+ * system, which no ordinary case may leave behind (the accounting counts loaded drivers and
+ * pool), so this case ends in a stop of its own whose parameters carry what it found: loaded
+ * with no DriverUnload and a device, the status of two unloads, still loaded with its device. */
+static void a_driver_without_unload_stays_loaded(struct ktest *t)
+{
+	UNICODE_STRING s = service(SERVICES L"nounload");
+	NTSTATUS st = ZwLoadDriver(&s);
+	PDRIVER_OBJECT drv = io_loaded_driver("nounload");
+	ULONG_PTR loaded = st == STATUS_SUCCESS && drv && !drv->DriverUnload && drv->DeviceObject;
+	NTSTATUS first = ZwUnloadDriver(&s), again = ZwUnloadDriver(&s);
+	ULONG_PTR still = drv && io_loaded_driver("nounload") == drv && drv->DeviceObject &&
+			  drv->DeviceObject->DriverObject == drv;
+	ktest_expect_stop(t, MANUALLY_INITIATED_CRASH, 1, (ULONG)STATUS_INVALID_DEVICE_REQUEST,
+			  (ULONG)STATUS_INVALID_DEVICE_REQUEST, 1, KTEST_P_ALL);
+	KeBugCheckEx(MANUALLY_INITIATED_CRASH, loaded, (ULONG)first, (ULONG)again, still);
+}
+
 static struct ktest_case driver_cases[] = {
 	KTEST_CASE(a_failing_driver_entry_leaves_nothing),
 	KTEST_CASE(kernel_requests_to_the_sample),
@@ -238,6 +257,7 @@ static struct ktest_case driver_cases[] = {
 	KTEST_CASE(without_the_driver_the_application_finds_no_device),
 	KTEST_CASE(hello_gets_its_arguments_and_the_memory_calls_work),
 	KTEST_CASE(command_line_packing),
+	KTEST_DEATH_CASE_P1(a_driver_without_unload_stays_loaded, MANUALLY_INITIATED_CRASH, 1),
 	{0}
 };
 KTEST_SUITE(driver, driver_cases);

@@ -575,6 +575,18 @@ static void call_driver_above_dispatch_level(struct ktest *t)
 	IoCallDriver(lower, irp);
 }
 
+/* A wait that nothing can end: mdlab has one thread, so an event that is not signalled stays
+ * so.  Without a timeout (and with a nonzero one) that is MDLAB_INTERNAL_ERROR (the routine,
+ * the event, 0, 0), not a hang (mm/RULES.md "Known differences", I/O). */
+static void wait_for_an_event_nothing_signals(struct ktest *t)
+{
+	static KEVENT event;
+	KeInitializeEvent(&event, NotificationEvent, FALSE);
+	ktest_expect_stop(t, MDLAB_INTERNAL_ERROR, (ULONG_PTR)KeWaitForSingleObject, (ULONG_PTR)&event, 0, 0,
+			  KTEST_P_ALL);
+	KeWaitForSingleObject(&event, Executive, KernelMode, FALSE, NULL);
+}
+
 static struct ktest_case irp_cases[] = {
 	KTEST_CASE(allocate_initializes_the_stack_of_locations),
 	KTEST_CASE(initialize_zeroes_a_caller_allocated_irp),
@@ -601,6 +613,7 @@ static struct ktest_case irp_cases[] = {
 	KTEST_DEATH_CASE(call_driver_with_not_an_irp, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(dispatch_routine_returns_at_another_irql, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(call_driver_above_dispatch_level, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
+	KTEST_DEATH_CASE(wait_for_an_event_nothing_signals, MDLAB_INTERNAL_ERROR),
 	{0}
 };
 KTEST_SUITE(irp, irp_cases, .init = irpt_init, .exit = irpt_exit);

@@ -15,8 +15,10 @@
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "mm/mmproc.h"
+#include "mm/pfn.h"
 #include "mm/syspte.h"
 #include "mm/uvm.h"
+#include "mm/vad.h"
 #include "mm/verifier.h"
 
 #define TAG 0x706c6548u /* 'Help' */
@@ -338,6 +340,84 @@ static void advance_moves_a_system_mapping(struct ktest *t)
 	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)w));
 }
 
+/* A mapping made with MdlMappingWithGuardPtes keeps its guard PTE when it moves: the PTE
+ * after the new run's last page is that reservation's, unmapped, and an access to it faults
+ * not-present. */
+static void advance_keeps_the_guard_pte(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 3 * P, TAG);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, 3 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	uint64_t before = mmt_free_sysptes();
+	uint8_t *v = MmGetSystemAddressForMdlSafe(m, NormalPagePriority | MdlMappingWithGuardPtes);
+	ASSERT_TRUE(t, v != NULL);
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 4);
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(m, P), (ULONG)STATUS_SUCCESS);
+	uint64_t w = (uint64_t)m->MappedSystemVa, guard = w + 2 * P;
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 3); /* two pages and the guard */
+	EXPECT_TRUE(t, syspte_guarded(w));
+	EXPECT_EQ(t, syspte_reservation_of(guard), w);
+	EXPECT_EQ(t, mmt_frame_of(w + P), MmGetMdlPfnArray(m)[1]);
+	EXPECT_TRUE(t, mmt_va_unmapped(guard));
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_store8(guard, 1, &f));
+	EXPECT_PAGE_FAULT(t, &f, PF_WRITE_NOT_PRESENT, guard);
+	release(m, buf);
+	EXPECT_EQ(t, mmt_free_sysptes(), before);
+}
+
+/* A user mapping moves with the start too (the page: the user address is "adjusted"): the
+ * passed pages leave the process's page table and its VAD, the rest stay mapped where they
+ * were, and MmUnmapLockedPages takes the advanced address. */
+static void advance_moves_a_user_mapping(struct ktest *t)
+{
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL a = MmAllocatePagesForMdl(lo, hi, skip, 3 * P);
+	ASSERT_TRUE(t, a != NULL);
+	pfn_t f0 = MmGetMdlPfnArray(a)[0], f1 = MmGetMdlPfnArray(a)[1], f2 = MmGetMdlPfnArray(a)[2];
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	volatile uint64_t u = 0;
+	__try {
+		u = (uint64_t)MmMapLockedPagesSpecifyCache(a, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		u = 0;
+	}
+	KeUnstackDetachProcess(&apc);
+	ASSERT_TRUE(t, u != 0);
+	struct pt_query q;
+	pt_query(&p->mm.root, u, &q);
+	EXPECT_TRUE(t, q.present && q.eff.user && q.pa >> PAGE_SHIFT == f0);
+
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(a, P + 0x20), (ULONG)STATUS_SUCCESS);
+	pt_query(&p->mm.root, u, &q);
+	EXPECT_FALSE(t, q.present);
+	EXPECT_TRUE(t, vad_find(&p->mm, u) == NULL);
+	struct vad *v = vad_find(&p->mm, u + P);
+	EXPECT_TRUE(t, v && v->start == u + P && v->end == u + 3 * P);
+	for (int i = 1; i < 3; i++) {
+		pt_query(&p->mm.root, u + i * P, &q);
+		EXPECT_TRUE(t, q.present && q.eff.user && q.pa >> PAGE_SHIFT == (i == 1 ? f1 : f2));
+	}
+	EXPECT_EQ(t, pfn_entry(f0)->state, PFN_FREE); /* allocated by the MDL: freed when passed */
+
+	KeStackAttachProcess(p, &apc);
+	MmUnmapLockedPages((PVOID)(u + P + 0x20), a);
+	KeUnstackDetachProcess(&apc);
+	for (int i = 0; i < 3; i++) {
+		pt_query(&p->mm.root, u + i * P, &q);
+		EXPECT_FALSE(t, q.present);
+	}
+	EXPECT_TRUE(t, vad_find(&p->mm, u + P) == NULL);
+	MmFreePagesFromMdl(a);
+	ExFreePool(a);
+	PsDestroyProcess(p);
+}
+
 static void advance_refusals_change_nothing(struct ktest *t)
 {
 	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, TAG);
@@ -350,17 +430,31 @@ static void advance_refusals_change_nothing(struct ktest *t)
 	EXPECT_EQ(t, m->ByteCount, 2 * P);
 	EXPECT_EQ(t, mmt_lock_count(MmGetMdlPfnArray(m)[0]), 1u);
 	release(m, buf);
+}
 
-	/* Frames the MDL allocated itself would be lost. */
+/* Frames the MDL allocated itself (MmAllocatePagesForMdl) are held by nothing else: passing
+ * them unlocks them, which frees them (the page: "the pages passed are unlocked"), after the
+ * system mapping moved off them; MmFreePagesFromMdl then frees the rest.  The accounting after
+ * the case proves nothing was lost. */
+static void advance_frees_the_frames_it_allocated(struct ktest *t)
+{
 	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
-	PMDL a = MmAllocatePagesForMdl(lo, hi, skip, 2 * P);
+	PMDL a = MmAllocatePagesForMdl(lo, hi, skip, 3 * P);
 	ASSERT_TRUE(t, a != NULL);
-	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(a, P), (ULONG)STATUS_NOT_SUPPORTED);
-	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(a, 16), (ULONG)STATUS_SUCCESS);
-	EXPECT_EQ(t, a->ByteOffset, 16u);
-	a->ByteOffset = 0; /* back, so that MmFreePagesFromMdl sees its two pages */
-	a->ByteCount = 2 * P;
+	uint8_t *v = MmGetSystemAddressForMdlSafe(a, NormalPagePriority);
+	ASSERT_TRUE(t, v != NULL);
+	v[2 * P + 0x10] = 0x77;
+	pfn_t f0 = MmGetMdlPfnArray(a)[0], f1 = MmGetMdlPfnArray(a)[1], f2 = MmGetMdlPfnArray(a)[2];
+	EXPECT_EQ(t, (ULONG)MmAdvanceMdl(a, 2 * P + 0x10), (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, pfn_entry(f0)->state, PFN_FREE);
+	EXPECT_EQ(t, pfn_entry(f1)->state, PFN_FREE);
+	EXPECT_EQ(t, MmGetMdlPfnArray(a)[0], f2);
+	uint8_t *w = a->MappedSystemVa;
+	EXPECT_EQ(t, *w, 0x77);
+	EXPECT_EQ(t, mmt_frame_of((uint64_t)w), f2);
+	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)v));
 	MmFreePagesFromMdl(a);
+	EXPECT_EQ(t, pfn_entry(f2)->state, PFN_FREE);
 	ExFreePool(a);
 }
 
@@ -465,6 +559,18 @@ static void map_mdl_above_dispatch_level(struct ktest *t)
 	MmMapMdl(m, PAGE_READWRITE, look, &s);
 }
 
+/* A NULL process names no address space (user rule U12): mdlab's 0xC4/0x2008 (MDL, 0, the
+ * access mode), also when the current context could take a kernel buffer. */
+static void process_pages_with_no_process(struct ktest *t)
+{
+	uint8_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, P, 0x6c656848u);
+	ASSERT_TRUE(t, buf != NULL);
+	PMDL m = IoAllocateMdl(buf, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2008, (ULONG_PTR)m, 0, KernelMode, KTEST_P_ALL);
+	MmProbeAndLockProcessPages(m, NULL, KernelMode, IoReadAccess);
+}
+
 static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(map_mdl_maps_for_the_call_only),
 	KTEST_CASE(map_mdl_uses_an_existing_mapping),
@@ -476,8 +582,12 @@ static struct ktest_case mdl_helpers_cases[] = {
 	KTEST_CASE(advance_within_the_first_page),
 	KTEST_CASE(advance_past_pages_unlocks_them),
 	KTEST_CASE(advance_moves_a_system_mapping),
+	KTEST_CASE(advance_keeps_the_guard_pte),
 	KTEST_CASE(advance_refusals_change_nothing),
+	KTEST_CASE(advance_frees_the_frames_it_allocated),
+	KTEST_CASE(advance_moves_a_user_mapping),
 	KTEST_CASE(selected_pages_lock_each_segment),
+	KTEST_DEATH_CASE_P1(process_pages_with_no_process, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x2008),
 	KTEST_DEATH_CASE_P1(selected_pages_above_apc_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x70),
 	KTEST_DEATH_CASE_P1(advance_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0xE5),
 	KTEST_DEATH_CASE_P1(map_mdl_above_dispatch_level, DRIVER_VERIFIER_DETECTED_VIOLATION, 0x76),

@@ -717,10 +717,11 @@ static void system_mappings_are_no_execute(struct ktest *t)
 	ASSERT_TRUE(t, va != NULL);
 	expect_fetch_faults(t, va, 0x8);
 
-	struct faultcap f;
-	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
-	EXPECT_FALSE(t, sys_leaf(t, (uint64_t)va) & MMT_PTE_NX);
-	EXPECT_TRUE(t, faultcap_try_call((uint64_t)va, &f));
+	/* Pool frames stay writable through their pool mapping, so this MDL's mapping cannot
+	 * become executable either (decision 3; mdl_protect shows an executable one). */
+	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_INVALID_PAGE_PROTECTION);
+	EXPECT_TRUE(t, sys_leaf(t, (uint64_t)va) & MMT_PTE_NX);
+	expect_fetch_faults(t, va, 0x8);
 	MmUnmapLockedPages(va, m);
 	release_buffer(&lb);
 }

@@ -5,22 +5,26 @@
  * outside the five accepted ones are refused with the PTEs untouched; an MDL without a
  * system mapping gets STATUS_NOT_MAPPED_VIEW; each frame keeps its memory type.
  *
- * Every case that makes a page executable makes it read-write again (or unmaps it) before
- * it ends: the frame stays writable through the pool and the direct map, and the late W^X
- * alias audit would see it.
+ * The frames made executable are MmAllocatePagesForMdl's: while one is executable its
+ * direct-map alias is read-only (a real write there faults), and it is writable again once
+ * the executable mapping ends; pool frames, written through their pool mapping, are refused.
  */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
+#include "tests/lib/counters.h"
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "mm/audit.h"
 #include "mm/mdl.h"
 #include "mm/mdl_user.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
+#include "mm/tlb.h"
+#include "mm/uvm.h"
 
 #define TAG 0x74506D4Du /* 'MmPt' */
 
@@ -49,6 +53,33 @@ static void unmap_buffer(struct mapped *m)
 	MmUnlockPages(m->mdl); /* releases the mapping */
 	IoFreeMdl(m->mdl);
 	ExFreePoolWithTag(m->buf, TAG);
+}
+
+/* Two pages MmAllocatePagesForMdl gave, mapped in system PTEs: frames whose only other
+ * kernel alias is the direct map, so they may become executable (decision 3).  buf is the
+ * mapping itself. */
+static void map_pages(struct ktest *t, struct mapped *m)
+{
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	m->mdl = MmAllocatePagesForMdl(lo, hi, skip, 2 * PAGE_SIZE);
+	ASSERT_TRUE(t, m->mdl != NULL);
+	ASSERT_EQ(t, m->mdl->ByteCount, 2 * PAGE_SIZE);
+	m->va = MmGetSystemAddressForMdlSafe(m->mdl, NormalPagePriority);
+	ASSERT_TRUE(t, m->va != NULL);
+	m->buf = m->va;
+	m->base = (uint64_t)m->va;
+}
+
+static void unmap_pages(struct mapped *m)
+{
+	MmFreePagesFromMdl(m->mdl); /* releases the mapping */
+	ExFreePool(m->mdl);
+}
+
+/* The direct-map alias of the MDL's page i. */
+static uint64_t alias_of(const struct mapped *m, int i)
+{
+	return (uint64_t)pfn_to_virt(MmGetMdlPfnArray(m->mdl)[i]);
 }
 
 static NTSTATUS protect(struct mapped *m, ULONG prot) { return MmProtectMdlSystemAddress(m->mdl, prot); }
@@ -181,28 +212,31 @@ static void noaccess_makes_reads_fault_not_present(struct ktest *t)
 static void execute_read_runs_code_and_refuses_writes(struct ktest *t)
 {
 	struct mapped m;
-	map_buffer(t, &m);
+	map_pages(t, &m);
 	m.buf[0x40] = FAULTCAP_RET_OPCODE;
 	m.buf[PAGE_SIZE + 0x200] = FAULTCAP_RET_OPCODE;
+	m.buf[0x300] = 0x5A;
 	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, false, true, MT_WB);
 	struct faultcap f;
 	EXPECT_TRUE(t, faultcap_try_call(m.base + 0x40, &f));
 	EXPECT_TRUE(t, faultcap_try_call(m.base + PAGE_SIZE + 0x200, &f));
 	expect_write_faults(t, m.base + 0x41, PF_WRITE_PROTECTION);
-	expect_read_works(t, &m, 0x300);
+	uint8_t v = 0;
+	EXPECT_TRUE(t, faultcap_try_load8(m.base + 0x300, &v, &f));
+	EXPECT_EQ(t, v, 0x5A);
 
 	EXPECT_EQ(t, protect(&m, PAGE_READWRITE), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, true, false, MT_WB);
 	EXPECT_FALSE(t, faultcap_try_call(m.base + 0x40, &f));
 	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, m.base + 0x40);
-	unmap_buffer(&m);
+	unmap_pages(&m);
 }
 
 static void execute_runs_code(struct ktest *t)
 {
 	struct mapped m;
-	map_buffer(t, &m);
+	map_pages(t, &m);
 	m.buf[PAGE_SIZE + 0x10] = FAULTCAP_RET_OPCODE;
 	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE), STATUS_SUCCESS);
 	expect_ptes(t, &m, true, false, true, MT_WB);
@@ -212,8 +246,261 @@ static void execute_runs_code(struct ktest *t)
 	EXPECT_EQ(t, m.buf[PAGE_SIZE + 0x10], FAULTCAP_RET_OPCODE);
 	/* Unmapped while executable: nothing of it survives. */
 	uint64_t base = m.base;
-	unmap_buffer(&m);
+	unmap_pages(&m);
 	EXPECT_TRUE(t, mmt_va_unmapped(base) && mmt_va_unmapped(base + PAGE_SIZE));
+}
+
+/* ---- ring-0 aliases (decision 3) ------------------------------------------------------- */
+
+/* Whether the direct-map alias of the MDL's page i is present and writable (the real tables). */
+static bool alias_writable(const struct mapped *m, int i)
+{
+	struct mmt_rights r = mmt_rights_of(alias_of(m, i));
+	return r.present && r.write;
+}
+
+static void expect_alias_write_faults(struct ktest *t, const struct mapped *m)
+{
+	for (int i = 0; i < 2; i++) {
+		EXPECT_FALSE(t, alias_writable(m, i));
+		expect_write_faults(t, alias_of(m, i) + 0x123, PF_WRITE_PROTECTION);
+	}
+}
+
+static void expect_alias_write_works(struct ktest *t, const struct mapped *m, uint8_t v)
+{
+	for (int i = 0; i < 2; i++) {
+		struct faultcap f;
+		EXPECT_TRUE(t, alias_writable(m, i));
+		EXPECT_TRUE(t, faultcap_try_store8(alias_of(m, i) + 0x123, v, &f));
+		EXPECT_EQ(t, m->buf[i * PAGE_SIZE + 0x123], v);
+	}
+}
+
+/* No frame is executable in ring 0 while a ring-0 alias can write it: PAGE_EXECUTE(_READ)
+ * makes each frame's direct-map alias read-only (a real write faults P|W at the alias, and
+ * the W^X alias audit passes with the mapping alive); re-protection to PAGE_READWRITE and
+ * the unmap each make it writable again. */
+static void execute_makes_the_direct_map_alias_read_only(struct ktest *t)
+{
+	struct mapped m;
+	map_pages(t, &m);
+	expect_alias_write_works(t, &m, 0x11);
+	uint64_t audit_before = mm_audit_wx_aliases(&kernel_root, true);
+	EXPECT_EQ(t, audit_before, 0);
+
+	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+	expect_ptes(t, &m, true, false, true, MT_WB);
+	expect_alias_write_faults(t, &m);
+	EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	EXPECT_EQ(t, m.buf[0x123], 0x11); /* the faulting writes changed nothing */
+
+	EXPECT_EQ(t, protect(&m, PAGE_READWRITE), STATUS_SUCCESS);
+	expect_alias_write_works(t, &m, 0x22);
+
+	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE), STATUS_SUCCESS);
+	expect_alias_write_faults(t, &m);
+	EXPECT_EQ(t, protect(&m, PAGE_READONLY), STATUS_SUCCESS);
+	expect_alias_write_works(t, &m, 0x33);
+
+	/* Unmapped while executable: the aliases come back writable. */
+	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+	expect_alias_write_faults(t, &m);
+	MmUnmapLockedPages(m.va, m.mdl);
+	for (int i = 0; i < 2; i++) {
+		struct faultcap f;
+		EXPECT_TRUE(t, alias_writable(&m, i));
+		EXPECT_TRUE(t, faultcap_try_store8(alias_of(&m, i) + 0x10, 0x44, &f));
+	}
+	EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	unmap_pages(&m);
+}
+
+/* A frame written only through a read-only alias of its WC type keeps WC: the alias that
+ * PAGE_EXECUTE_READ makes read-only, and the one given back, select the frame's type. */
+static void alias_keeps_the_frames_type(struct ktest *t)
+{
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL md = MmAllocatePagesForMdlEx(lo, hi, skip, PAGE_SIZE, MmWriteCombined, 0);
+	ASSERT_TRUE(t, md != NULL);
+	pfn_t pfn = MmGetMdlPfnArray(md)[0];
+	uint8_t *va = MmMapLockedPagesSpecifyCache(md, KernelMode, MmWriteCombined, NULL, FALSE, NormalPagePriority);
+	EXPECT_TRUE(t, va != NULL);
+	if (va) {
+		unsigned wc = mmt_type_encoding(MT_WC);
+		EXPECT_EQ(t, mmt_alias_encoding(pfn, NULL), wc);
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(md, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		struct mmt_rights r;
+		EXPECT_EQ(t, mmt_alias_encoding(pfn, &r), wc);
+		EXPECT_TRUE(t, r.present && !r.write && r.nx);
+		MmUnmapLockedPages(va, md);
+		EXPECT_EQ(t, mmt_alias_encoding(pfn, &r), wc);
+		EXPECT_TRUE(t, r.present && r.write && r.nx);
+	}
+	MmFreePagesFromMdl(md);
+	ExFreePool(md);
+}
+
+/* Two MDLs naming the same frames: a writable system mapping of them is a ring-0 alias that
+ * cannot be made read-only, so the other mapping cannot become executable, nor can a new
+ * writable one be made while one executes; with both executable, the direct-map alias stays
+ * read-only until the last one ends. */
+static void alias_stays_read_only_while_another_mapping_executes(struct ktest *t)
+{
+	struct mapped m;
+	map_pages(t, &m);
+	PMDL b = IoAllocateMdl(NULL, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, b != NULL);
+	memcpy(MmGetMdlPfnArray(b), MmGetMdlPfnArray(m.mdl), 2 * sizeof(PFN_NUMBER));
+	b->MdlFlags |= MDL_PAGES_LOCKED; /* built by hand, as a driver may */
+	uint8_t *bva = MmGetSystemAddressForMdlSafe(b, NormalPagePriority);
+	if (bva) {
+		uint64_t pte = mmt_rights_of(m.base).leaf;
+		EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, mmt_rights_of(m.base).leaf, pte);
+		EXPECT_TRUE(t, alias_writable(&m, 0) && alias_writable(&m, 1));
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(b, PAGE_EXECUTE_READ), STATUS_INVALID_PAGE_PROTECTION);
+
+		EXPECT_EQ(t, protect(&m, PAGE_READONLY), STATUS_SUCCESS);
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(b, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		expect_alias_write_faults(t, &m);
+		MmUnmapLockedPages(bva, b);
+		expect_alias_write_faults(t, &m); /* m's mapping still executes the frames */
+
+		/* The reverse order: a new writable ring-0 mapping of an executed frame is refused
+		 * (NULL, no PTE taken), a read-only one is not; a reserved mapping likewise. */
+		uint64_t free_before = mmt_free_sysptes();
+		EXPECT_TRUE(t, MmMapLockedPagesSpecifyCache(b, KernelMode, MmCached, NULL, FALSE,
+							    NormalPagePriority) == NULL);
+		EXPECT_EQ(t, mmt_free_sysptes(), free_before);
+		EXPECT_FALSE(t, b->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
+		PVOID res = MmAllocateMappingAddress(2 * PAGE_SIZE, TAG);
+		EXPECT_TRUE(t, res != NULL);
+		if (res) {
+			EXPECT_TRUE(t, MmMapLockedPagesWithReservedMapping(res, TAG, b, MmCached) == NULL);
+			EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)res));
+			MmFreeMappingAddress(res, TAG);
+		}
+		uint8_t *ro = MmMapLockedPagesSpecifyCache(b, KernelMode, MmCached, NULL, FALSE,
+							   NormalPagePriority | MdlMappingNoWrite);
+		EXPECT_TRUE(t, ro != NULL);
+		if (ro) {
+			EXPECT_FALSE(t, mmt_rights_of((uint64_t)ro).write);
+			MmUnmapLockedPages(ro, b);
+		}
+		expect_alias_write_faults(t, &m); /* m's mapping still executes the frames */
+		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+		EXPECT_EQ(t, protect(&m, PAGE_READWRITE), STATUS_SUCCESS);
+		expect_alias_write_works(t, &m, 0x55);
+	} else {
+		KTEST_FAIL(t, "the second MDL could not be mapped");
+	}
+	b->MdlFlags &= ~MDL_PAGES_LOCKED; /* never really locked */
+	IoFreeMdl(b);
+	unmap_pages(&m);
+}
+
+/* A reserved mapping made executable: MmUnmapReservedMapping ends it, and the direct-map
+ * aliases come back writable. */
+static void reserved_mapping_unmap_gives_the_aliases_back(struct ktest *t)
+{
+	struct mapped m;
+	map_pages(t, &m);
+	MmUnmapLockedPages(m.va, m.mdl);
+	PVOID res = MmAllocateMappingAddress(2 * PAGE_SIZE, TAG);
+	ASSERT_TRUE(t, res != NULL);
+	uint8_t *va = MmMapLockedPagesWithReservedMapping(res, TAG, m.mdl, MmCached);
+	EXPECT_TRUE(t, va != NULL);
+	if (va) {
+		EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		EXPECT_FALSE(t, mmt_rights_of((uint64_t)va).nx);
+		expect_alias_write_faults(t, &m);
+		MmUnmapReservedMapping(res, TAG, m.mdl);
+		for (int i = 0; i < 2; i++)
+			EXPECT_TRUE(t, alias_writable(&m, i));
+	}
+	MmFreeMappingAddress(res, TAG);
+	unmap_pages(&m);
+}
+
+/* MmAdvanceMdl moves an executable mapping to a copy that is never executable: the alias
+ * of the page passed, and of the page kept, are writable again. */
+static void advance_gives_the_aliases_back(struct ktest *t)
+{
+	pfn_t first = pfn_alloc_run(0x100, ~0ull, 2, 1, 0, PFN_OWNER_TEST);
+	ASSERT_NE(t, first, PFN_INVALID);
+	struct mapped m = { .buf = pfn_to_virt(first) };
+	m.mdl = IoAllocateMdl(m.buf, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+	if (!m.mdl) {
+		pfn_free_run(first, 2);
+		KTEST_FAIL(t, "no MDL");
+		return;
+	}
+	MmProbeAndLockPages(m.mdl, KernelMode, IoWriteAccess);
+	m.va = MmGetSystemAddressForMdlSafe(m.mdl, NormalPagePriority);
+	EXPECT_TRUE(t, m.va != NULL);
+	if (m.va) {
+		m.base = (uint64_t)m.va;
+		EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+		expect_alias_write_faults(t, &m);
+		EXPECT_EQ(t, MmAdvanceMdl(m.mdl, PAGE_SIZE), STATUS_SUCCESS);
+		EXPECT_TRUE(t, mmt_rights_of((uint64_t)m.mdl->MappedSystemVa).nx);
+		for (pfn_t i = 0; i < 2; i++) {
+			struct mmt_rights r = mmt_rights_of((uint64_t)pfn_to_virt(first + i));
+			EXPECT_TRUE(t, r.present && r.write);
+		}
+		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	}
+	MmUnlockPages(m.mdl);
+	IoFreeMdl(m.mdl);
+	pfn_free_run(first, 2);
+}
+
+/* Pool frames stay writable through their pool mapping, which mdlab cannot make read-only
+ * (other allocations share the page): PAGE_EXECUTE(_READ) of an MDL over pool is
+ * STATUS_INVALID_PAGE_PROTECTION, the PTEs untouched and still no-execute. */
+static void execute_of_pool_frames_is_refused(struct ktest *t)
+{
+	struct mapped m;
+	map_buffer(t, &m);
+	m.buf[0x40] = FAULTCAP_RET_OPCODE;
+	uint64_t before[2], after[2];
+	snapshot(&m, before);
+	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_INVALID_PAGE_PROTECTION);
+	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE), STATUS_INVALID_PAGE_PROTECTION);
+	snapshot(&m, after);
+	EXPECT_EQ(t, after[0], before[0]);
+	EXPECT_EQ(t, after[1], before[1]);
+	struct faultcap f;
+	EXPECT_FALSE(t, faultcap_try_call(m.base + 0x40, &f));
+	EXPECT_PAGE_FAULT(t, &f, PF_FETCH_PROTECTION, m.base + 0x40);
+	expect_write_works(t, &m, 0x41, 0x66);
+	unmap_buffer(&m);
+}
+
+/* The audit proves the rule from the tables: an executable mapping's direct-map alias made
+ * writable again behind mm's back (its PTE written directly) is a finding. */
+static void audit_finds_a_direct_map_alias_made_writable(struct ktest *t)
+{
+	struct mapped m;
+	map_pages(t, &m);
+	EXPECT_EQ(t, protect(&m, PAGE_EXECUTE_READ), STATUS_SUCCESS);
+	uint64_t clean = mm_audit_wx_aliases(&kernel_root, false);
+	EXPECT_EQ(t, clean, 0);
+	uint64_t alias = alias_of(&m, 0);
+	struct pt_query q;
+	pt_query(&kernel_root, alias, &q);
+	ASSERT_TRUE(t, q.present && q.level == 1 && !q.eff.write);
+	volatile uint64_t *pte = phys_to_virt(q.entry_pa[1]);
+	*pte |= MMT_PTE_RW;
+	tlb_flush_page(&kernel_root, alias);
+	uint64_t found = mm_audit_wx_aliases(&kernel_root, false);
+	*pte &= ~MMT_PTE_RW;
+	tlb_flush_page(&kernel_root, alias);
+	EXPECT_NE(t, found, 0);
+	EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, false), 0);
+	unmap_pages(&m);
 }
 
 /* ---- refused ---------------------------------------------------------------------------- */
@@ -430,6 +717,52 @@ static void execute_is_refused_while_ring_3_can_write_the_frames(struct ktest *t
 	PsDestroyProcess(p);
 }
 
+/* The frames of a locked user buffer stay writable by ring 3 through the process's own
+ * page (not an MDL mapping): PAGE_EXECUTE(_READ) of its system mapping is refused, the
+ * PTEs untouched. */
+static void execute_of_a_user_buffer_ring_3_can_write_is_refused(struct ktest *t)
+{
+	KAPC_STATE apc;
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	KeStackAttachProcess(p, &apc);
+	PVOID b = NULL;
+	SIZE_T size = PAGE_SIZE;
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
+					      PAGE_READWRITE);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	volatile bool locked = false;
+	if (m) {
+		__try {
+			MmProbeAndLockPages(m, UserMode, IoWriteAccess);
+			locked = true;
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
+		}
+	}
+	uint8_t *sys = locked ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
+	if (sys) {
+		struct pt_query q;
+		pt_query(&p->mm.root, (uint64_t)b, &q);
+		EXPECT_TRUE(t, q.present && q.eff.user && q.eff.write); /* ring 3 can write it */
+		EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
+		uint64_t pte = mmt_rights_of((uint64_t)sys).leaf;
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, mmt_rights_of((uint64_t)sys).leaf, pte);
+		EXPECT_TRUE(t, mmt_rights_of((uint64_t)pfn_to_virt(MmGetMdlPfnArray(m)[0])).write);
+	} else {
+		KTEST_FAIL(t, "no locked, mapped user buffer");
+	}
+	if (locked)
+		MmUnlockPages(m);
+	if (m)
+		IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
 /* The reverse order across MDLs: a frame executable in ring 0 through MDL a's system mapping
  * cannot be mapped writable to ring 3 through another MDL b naming it (built by hand, as a
  * driver may).  Once a's mapping is read-write again, it can. */
@@ -477,6 +810,14 @@ static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(execute_runs_code),
 	KTEST_CASE(execute_is_refused_while_ring_3_can_write_the_frames),
 	KTEST_CASE(writable_user_mapping_of_a_frame_ring_0_executes_is_refused),
+	KTEST_CASE(execute_of_a_user_buffer_ring_3_can_write_is_refused),
+	KTEST_CASE(execute_makes_the_direct_map_alias_read_only),
+	KTEST_CASE(alias_keeps_the_frames_type),
+	KTEST_CASE(alias_stays_read_only_while_another_mapping_executes),
+	KTEST_CASE(reserved_mapping_unmap_gives_the_aliases_back),
+	KTEST_CASE(advance_gives_the_aliases_back),
+	KTEST_CASE(execute_of_pool_frames_is_refused),
+	KTEST_CASE(audit_finds_a_direct_map_alias_made_writable),
 	KTEST_CASE(execute_readwrite_is_refused_and_changes_nothing),
 	KTEST_CASE(bad_values_are_refused_and_change_nothing),
 	KTEST_CASE(mdl_without_system_mapping_is_not_mapped_view),

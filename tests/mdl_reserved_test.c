@@ -134,7 +134,7 @@ static void bad_arguments_return_null(struct ktest *t)
 	EXPECT_TRUE(t, MmMapLockedPagesWithReservedMapping(r, TAG, m, MmMaximumCacheType) == NULL);
 	EXPECT_EQ(t, m->MdlFlags, flags);
 	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)r));
-	EXPECT_TRUE(t, MmAllocateMappingAddressEx(P, TAG, 1) == NULL); /* no flag is known */
+	EXPECT_TRUE(t, MmAllocateMappingAddressEx(P, TAG, 2) == NULL); /* a flag mdlab does not know */
 	MmFreeMappingAddress(r, TAG);
 	release(m, buf);
 }
@@ -161,6 +161,185 @@ static void typed_frames_keep_their_type(struct ktest *t)
 	ExFreePool(wc);
 	MmFreePagesFromMdl(untyped);
 	ExFreePool(untyped);
+}
+
+/* ---- divisible reservations (mm/RULES.md rule R3) ------------------------------------- */
+
+static PMDL mapped_then_other(struct ktest *t, void *r, ULONG mapped, ULONG other);
+
+static void expect_mapped(struct ktest *t, uint64_t va, PMDL m, ULONG pages)
+{
+	for (ULONG i = 0; i < pages; i++) {
+		struct mmt_rights q;
+		EXPECT_EQ(t, mmt_encoding_at(va + i * P, &q), MMT_ENC_WB);
+		EXPECT_TRUE(t, q.present && q.write && q.nx && !q.user);
+		EXPECT_EQ(t, mmt_frame_of(va + i * P), MmGetMdlPfnArray(m)[i]);
+	}
+}
+
+/* Three MDLs at once in one divisible reservation, each at its own page, each unmapped on its
+ * own: the others stay mapped, the page unmapped faults, and it takes another MDL. */
+static void divisible_reservation_maps_several_mdls(struct ktest *t)
+{
+	uint64_t before = mmt_free_sysptes();
+	uint8_t *r = MmAllocateMappingAddressEx(6 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	ASSERT_TRUE(t, r != NULL);
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 6);
+	uint8_t *buf = buffer(t, 5 * P);
+	buf[3 * P + 0x20] = 0x5A;
+	PMDL a = locked(t, buf, 2 * P), b = locked(t, buf + 3 * P + 0x20, 0x40), c = locked(t, buf + 2 * P, 2 * P);
+	EXPECT_EQ(t, (uint64_t)MmMapLockedPagesWithReservedMapping(r, TAG, a, MmCached), (uint64_t)r);
+	uint8_t *vb = MmMapLockedPagesWithReservedMapping(r + 3 * P, TAG, b, MmCached);
+	EXPECT_EQ(t, (uint64_t)vb, (uint64_t)r + 3 * P + 0x20);
+	EXPECT_EQ(t, (uint64_t)b->MappedSystemVa, (uint64_t)r + 3 * P); /* without the byte offset */
+	EXPECT_EQ(t, (uint64_t)MmMapLockedPagesWithReservedMapping(r + 4 * P, TAG, c, MmCached), (uint64_t)r + 4 * P);
+	EXPECT_EQ(t, mmt_free_sysptes(), before - 6); /* no PTE taken */
+	expect_mapped(t, (uint64_t)r, a, 2);
+	expect_mapped(t, (uint64_t)r + 3 * P, b, 1);
+	expect_mapped(t, (uint64_t)r + 4 * P, c, 2);
+	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)r + 2 * P));
+	EXPECT_EQ(t, vb[0], 0x5A);
+
+	MmUnmapReservedMapping(r + 3 * P, TAG, b);
+	EXPECT_FALSE(t, b->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
+	EXPECT_TRUE(t, b->MappedSystemVa == NULL);
+	struct faultcap f;
+	uint8_t x;
+	EXPECT_FALSE(t, faultcap_try_load8((uint64_t)vb, &x, &f));
+	EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, (uint64_t)vb);
+	expect_mapped(t, (uint64_t)r, a, 2);
+	expect_mapped(t, (uint64_t)r + 4 * P, c, 2);
+	EXPECT_TRUE(t, a->MdlFlags & MDL_MAPPED_TO_SYSTEM_VA);
+
+	/* b again, at the page before the one it had: any free page takes a mapping. */
+	EXPECT_EQ(t, (uint64_t)MmMapLockedPagesWithReservedMapping(r + 2 * P, TAG, b, MmCached),
+		  (uint64_t)r + 2 * P + 0x20);
+	expect_mapped(t, (uint64_t)r + 2 * P, b, 1);
+	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)r + 3 * P));
+	MmUnmapReservedMapping(r, TAG, a);
+	MmUnmapReservedMapping(r + 4 * P, TAG, c);
+	MmUnmapReservedMapping(r + 2 * P, TAG, b);
+	for (int i = 0; i < 6; i++)
+		EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)r + i * P));
+	MmFreeMappingAddress(r, TAG);
+	EXPECT_EQ(t, mmt_free_sysptes(), before);
+	MmUnlockPages(a);
+	IoFreeMdl(a);
+	MmUnlockPages(c);
+	IoFreeMdl(c);
+	release(b, buf);
+}
+
+/* NULL for an MDL with more pages than remain from the address to the reservation's end,
+ * nothing written. */
+static void divisible_mdl_past_the_end_is_null(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(3 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	ASSERT_TRUE(t, r != NULL);
+	uint8_t *buf = buffer(t, 2 * P);
+	PMDL m = locked(t, buf, 2 * P);
+	USHORT flags = m->MdlFlags;
+	EXPECT_TRUE(t, MmMapLockedPagesWithReservedMapping(r + 2 * P, TAG, m, MmCached) == NULL);
+	EXPECT_EQ(t, m->MdlFlags, flags);
+	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)r + 2 * P));
+	EXPECT_EQ(t, (uint64_t)MmMapLockedPagesWithReservedMapping(r + P, TAG, m, MmCached), (uint64_t)r + P);
+	MmUnmapReservedMapping(r + P, TAG, m);
+	MmFreeMappingAddress(r, TAG);
+	release(m, buf);
+}
+
+/* A reservation that is not divisible takes a mapping only at its start: 0x105. */
+static void map_inside_a_reservation_not_divisible(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddress(2 * P, TAG);
+	uint8_t *buf = buffer(t, P);
+	PMDL m = locked(t, buf, P);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x105, (ULONG_PTR)(r + P), TAG, 0, KTEST_P_ALL);
+	MmMapLockedPagesWithReservedMapping(r + P, TAG, m, MmCached);
+}
+
+static void divisible_map_at_an_unaligned_address(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(2 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	uint8_t *buf = buffer(t, P);
+	PMDL m = locked(t, buf, P);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x105, (ULONG_PTR)(r + 0x10), TAG, 0, KTEST_P_ALL);
+	MmMapLockedPagesWithReservedMapping(r + 0x10, TAG, m, MmCached);
+}
+
+/* A mapping over pages r+1..r+2 that r+2..r+4's mapping holds in part: 0x107 (address, the
+ * first page mapped already, the last page of the mapping holding it). */
+static void divisible_map_over_a_mapping(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(5 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	uint8_t *buf = buffer(t, 3 * P);
+	MmMapLockedPagesWithReservedMapping(r + 2 * P, TAG, locked(t, buf, 3 * P), MmCached);
+	PMDL two = locked(t, buf, 2 * P);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x107, (ULONG_PTR)(r + P), (ULONG_PTR)(r + 2 * P),
+			  (ULONG_PTR)(r + 4 * P), KTEST_P_ALL);
+	MmMapLockedPagesWithReservedMapping(r + P, TAG, two, MmCached);
+}
+
+static void divisible_map_with_another_tag(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(2 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	uint8_t *buf = buffer(t, P);
+	PMDL m = locked(t, buf, P);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x104, (ULONG_PTR)(r + P), OTHER, TAG, KTEST_P_ALL);
+	MmMapLockedPagesWithReservedMapping(r + P, OTHER, m, MmCached);
+}
+
+/* Unmapping at a page inside a mapping, not its start: part of it, 0x10C. */
+static void divisible_unmap_inside_a_mapping(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(3 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	PMDL one = mapped_then_other(t, r, 2, 1);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x10C, (ULONG_PTR)(r + P), TAG, 1, KTEST_P_ALL);
+	MmUnmapReservedMapping(r + P, TAG, one);
+}
+
+static void divisible_unmap_where_nothing_is_mapped(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(3 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	PMDL one = mapped_then_other(t, r, 1, 1);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x109, (ULONG_PTR)(r + 2 * P), TAG, 0, KTEST_P_ALL);
+	MmUnmapReservedMapping(r + 2 * P, TAG, one);
+}
+
+/* More pages than remain from the address to the end: 0x10A (address, pages from there, the
+ * MDL's pages). */
+static void divisible_unmap_past_the_end(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(3 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	uint8_t *buf = buffer(t, 2 * P);
+	MmMapLockedPagesWithReservedMapping(r + 2 * P, TAG, locked(t, buf, P), MmCached);
+	PMDL two = locked(t, buf, 2 * P);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x10A, (ULONG_PTR)(r + 2 * P), 1, 2, KTEST_P_ALL);
+	MmUnmapReservedMapping(r + 2 * P, TAG, two);
+}
+
+/* An unmap of more pages than the mapping at that address has (the next one is another
+ * mapping's): 0x10B. */
+static void divisible_unmap_more_than_the_mapping(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(3 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	uint8_t *buf = buffer(t, 2 * P);
+	MmMapLockedPagesWithReservedMapping(r, TAG, locked(t, buf, P), MmCached);
+	MmMapLockedPagesWithReservedMapping(r + P, TAG, locked(t, buf + P, P), MmCached);
+	PMDL two = locked(t, buf, 2 * P);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x10B, (ULONG_PTR)r, TAG, 2, KTEST_P_ALL);
+	MmUnmapReservedMapping(r, TAG, two);
+}
+
+/* Freeing while any mapping is in it: 0x103 with every page mapped counted. */
+static void divisible_free_while_mapped(struct ktest *t)
+{
+	uint8_t *r = MmAllocateMappingAddressEx(4 * P, TAG, MM_MAPPING_ADDRESS_DIVISIBLE);
+	uint8_t *buf = buffer(t, 3 * P);
+	MmMapLockedPagesWithReservedMapping(r, TAG, locked(t, buf, P), MmCached);
+	MmMapLockedPagesWithReservedMapping(r + 2 * P, TAG, locked(t, buf + P, 2 * P), MmCached);
+	ktest_expect_stop(t, SYSTEM_PTE_MISUSE, 0x103, (ULONG_PTR)r, TAG, 3, KTEST_P_ALL);
+	MmFreeMappingAddress(r, TAG);
 }
 
 /* ---- misuse: SYSTEM_PTE_MISUSE with Microsoft's parameters ----------------------------- */
@@ -371,6 +550,17 @@ static struct ktest_case mdl_reserved_cases[] = {
 	KTEST_CASE(reserved_mapping_works_with_the_space_exhausted),
 	KTEST_CASE(bad_arguments_return_null),
 	KTEST_CASE(typed_frames_keep_their_type),
+	KTEST_CASE(divisible_reservation_maps_several_mdls),
+	KTEST_CASE(divisible_mdl_past_the_end_is_null),
+	KTEST_DEATH_CASE_P1(map_inside_a_reservation_not_divisible, SYSTEM_PTE_MISUSE, 0x105),
+	KTEST_DEATH_CASE_P1(divisible_map_at_an_unaligned_address, SYSTEM_PTE_MISUSE, 0x105),
+	KTEST_DEATH_CASE_P1(divisible_map_over_a_mapping, SYSTEM_PTE_MISUSE, 0x107),
+	KTEST_DEATH_CASE_P1(divisible_map_with_another_tag, SYSTEM_PTE_MISUSE, 0x104),
+	KTEST_DEATH_CASE_P1(divisible_unmap_inside_a_mapping, SYSTEM_PTE_MISUSE, 0x10C),
+	KTEST_DEATH_CASE_P1(divisible_unmap_where_nothing_is_mapped, SYSTEM_PTE_MISUSE, 0x109),
+	KTEST_DEATH_CASE_P1(divisible_unmap_past_the_end, SYSTEM_PTE_MISUSE, 0x10A),
+	KTEST_DEATH_CASE_P1(divisible_unmap_more_than_the_mapping, SYSTEM_PTE_MISUSE, 0x10B),
+	KTEST_DEATH_CASE_P1(divisible_free_while_mapped, SYSTEM_PTE_MISUSE, 0x103),
 	KTEST_DEATH_CASE_P1(reserve_zero_bytes, SYSTEM_PTE_MISUSE, 0x100),
 	KTEST_DEATH_CASE_P1(free_with_another_tag, SYSTEM_PTE_MISUSE, 0x101),
 	KTEST_DEATH_CASE_P1(free_what_is_no_reservation, SYSTEM_PTE_MISUSE, 0x102),

@@ -297,6 +297,145 @@ static void map_failure_unmaps_pages_it_made(struct ktest *t)
 	check_map_failure(t, scratch_kva(2 * HUGE_PAGE_SIZE, 0) + HUGE_PAGE_SIZE - PAGE_SIZE, 2 * PAGE_SIZE, 2);
 }
 
+/*
+ * pt_translate_run (one walk per page table) against pt_query (one walk per page) on the real
+ * tables: a 2 MiB leaf followed by 4 KiB leaves in the next page table, a read-only page, a
+ * hole, supervisor pages asked for user access, a non-canonical address, and the direct map.
+ * Each run stops exactly at the first page that lacks what was asked.
+ */
+static void translate_run_matches_page_walk(struct ktest *t)
+{
+	enum { SMALL = 8, RO = 6 };
+	uint64_t va = scratch_kva(2 * LARGE_PAGE_SIZE, LARGE_PAGE_SIZE), small_va = va + LARGE_PAGE_SIZE;
+	pfn_t big = pfn_alloc_run(0, pfn_limit() - 1, 512, 512, 0, PFN_OWNER_TEST);
+	ASSERT_NE(t, big, PFN_INVALID);
+	pfn_t small[SMALL];
+	int have = 0;
+	for (; have < SMALL; have++)
+		if ((small[have] = pfn_alloc(0, PFN_OWNER_TEST)) == PFN_INVALID)
+			break;
+	bool mapped_big = have == SMALL && pt_map(&kernel_root, va, big << PAGE_SHIFT, LARGE_PAGE_SIZE,
+						  rw_global(MT_WB), PT_MAP_LARGE);
+	int mapped = 0;
+	for (; mapped_big && mapped < SMALL - 1; mapped++) {
+		/* Page SMALL - 1 stays a hole; page RO is read-only. */
+		struct pt_attrs a = rw_global(MT_WB);
+		a.write = mapped != RO;
+		if (!pt_map(&kernel_root, small_va + mapped * PAGE_SIZE, small[mapped] << PAGE_SHIFT, PAGE_SIZE, a, 0))
+			break;
+	}
+	EXPECT_TRUE(t, mapped_big);
+	EXPECT_EQ(t, mapped, SMALL - 1);
+	if (mapped == SMALL - 1) {
+		struct pt_query q;
+		pt_query(&kernel_root, va, &q);
+		EXPECT_TRUE(t, q.present && q.level == 2); /* the run starts in a large leaf */
+		uint64_t pfns[4 + SMALL], from = small_va - 4 * PAGE_SIZE;
+		memset(pfns, 0, sizeof pfns);
+		/* Four pages of the large leaf, then the writable small pages before RO. */
+		bool ro = false;
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, true, false, pfns, &ro), 4 + RO);
+		EXPECT_FALSE(t, ro); /* every page that passed a write check is writable */
+		for (int i = 0; i < 4 + RO; i++) {
+			pt_query(&kernel_root, from + i * PAGE_SIZE, &q);
+			EXPECT_EQ(t, pfns[i], q.pa >> PAGE_SHIFT);
+			EXPECT_EQ(t, pfns[i], i < 4 ? big + 508 + i : small[i - 4]);
+		}
+		/* Read access passes RO, telling it is read-only, and stops at the hole; user access
+		 * stops at once. */
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, false, false, pfns, &ro), 4 + SMALL - 1);
+		EXPECT_TRUE(t, ro);
+		ro = false;
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + RO, false, false, NULL, &ro), 4 + RO);
+		EXPECT_FALSE(t, ro); /* the run before RO: all writable */
+		EXPECT_EQ(t, pfns[4 + RO], small[RO]);
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, from, 4 + SMALL, false, true, NULL, NULL), 0);
+		EXPECT_EQ(t, pt_translate_run(&kernel_root, small_va + RO * PAGE_SIZE, 1, true, false, NULL, NULL), 0);
+	}
+	if (mapped)
+		pt_unmap(&kernel_root, small_va, mapped * PAGE_SIZE);
+	if (mapped_big)
+		pt_unmap(&kernel_root, va, LARGE_PAGE_SIZE);
+	for (int i = 0; i < have; i++)
+		pfn_free(small[i]);
+	pfn_free_run(big, 512);
+
+	/* The first non-canonical address translates to nothing. */
+	EXPECT_EQ(t, pt_translate_run(&kernel_root, 0x0000800000000000ull, 1, false, false, NULL, NULL), 0);
+	/* The direct map, across a 2 MiB boundary, page for page as pt_query reads it. */
+	uint64_t dm = ALIGN_UP((uint64_t)pfn_to_virt(big), LARGE_PAGE_SIZE) - 3 * PAGE_SIZE, dpfns[6];
+	EXPECT_EQ(t, pt_translate_run(&kernel_root, dm, 6, true, false, dpfns, NULL), 6);
+	for (int i = 0; i < 6; i++) {
+		struct pt_query q;
+		pt_query(&kernel_root, dm + i * PAGE_SIZE, &q);
+		EXPECT_TRUE(t, q.present);
+		EXPECT_EQ(t, dpfns[i], q.pa >> PAGE_SHIFT);
+	}
+}
+
+/*
+ * pt_map_frames (one walk per page table) across a page-table boundary: every page maps its
+ * own frame with the rights asked, read back by pt_query and by a store through it; then
+ * pt_unmap of the range with a hole in it clears every PTE and frees both page tables and
+ * the page directory (the batched clear prunes as the per-page one did).  And when the second
+ * table cannot be had, nothing is left mapped and no table is kept.
+ */
+static void map_frames_spans_tables_and_unmaps_clean(struct ktest *t)
+{
+	enum { N = 8 };
+	uint64_t va = scratch_kva(PAGE_SIZE, 0) + LARGE_PAGE_SIZE - 4 * PAGE_SIZE;
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	ASSERT_TRUE(t, !q.present && q.level == 3 && q.entry[3] == 0);
+	pfn_t pfns[N];
+	int have = 0;
+	for (; have < N; have++)
+		if ((pfns[have] = pfn_alloc(0, PFN_OWNER_TEST)) == PFN_INVALID)
+			break;
+	uint64_t tables = page_tables();
+	struct pt_attrs rw = { .write = true, .type = MT_WB };
+	bool mapped = have == N && pt_map_frames(&kernel_root, va, pfns, N, rw);
+	EXPECT_TRUE(t, mapped);
+	if (mapped) {
+		EXPECT_EQ(t, page_tables(), tables + 3); /* a page directory and two page tables */
+		struct faultcap f;
+		for (int i = 0; i < N; i++) {
+			pt_query(&kernel_root, va + i * PAGE_SIZE, &q);
+			EXPECT_TRUE(t, q.present && q.level == 1 && q.eff.write && !q.eff.user && !q.eff.exec);
+			EXPECT_EQ(t, q.pa, pfns[i] << PAGE_SHIFT);
+			EXPECT_TRUE(t, faultcap_try_store8(va + i * PAGE_SIZE + 3, (uint8_t)(0x40 + i), &f));
+			EXPECT_EQ(t, *(volatile uint8_t *)((uint64_t)pfn_to_virt(pfns[i]) + 3), 0x40 + i);
+		}
+		/* A hole on each side of the boundary, then the whole range unmapped at once. */
+		pt_unmap(&kernel_root, va + 2 * PAGE_SIZE, PAGE_SIZE);
+		pt_unmap(&kernel_root, va + 5 * PAGE_SIZE, PAGE_SIZE);
+		pt_unmap(&kernel_root, va, N * PAGE_SIZE);
+		for (int i = 0; i < N; i++) {
+			pt_query(&kernel_root, va + i * PAGE_SIZE, &q);
+			EXPECT_FALSE(t, q.present);
+		}
+		EXPECT_EQ(t, q.level, 3);
+		EXPECT_EQ(t, page_tables(), tables);
+		struct faultcap g;
+		EXPECT_FALSE(t, faultcap_try_store8(va + 7 * PAGE_SIZE, 1, &g));
+		EXPECT_PAGE_FAULT(t, &g, PF_WRITE_NOT_PRESENT, va + 7 * PAGE_SIZE);
+	}
+	if (have == N) {
+		/* Frames for the page directory and the first table only. */
+		uint64_t taken;
+		pfn_t hog = mmt_hog_frames(2, &taken);
+		bool ok = pt_map_frames(&kernel_root, va, pfns, N, rw);
+		pt_query(&kernel_root, va, &q);
+		mmt_release_frames(hog);
+		EXPECT_FALSE(t, ok);
+		EXPECT_FALSE(t, q.present);
+		EXPECT_EQ(t, q.entry[3], 0);
+		EXPECT_EQ(t, page_tables(), tables);
+	}
+	for (int i = 0; i < have; i++)
+		pfn_free(pfns[i]);
+}
+
 static struct ktest_case mm_pt_cases[] = {
 	KTEST_CASE(split_2m_wb_leaf_keeps_511_neighbours),
 	KTEST_CASE(split_2m_wp_leaf_moves_pat_bit),
@@ -305,6 +444,8 @@ static struct ktest_case mm_pt_cases[] = {
 	KTEST_CASE(unmap_frees_empty_user_tables),
 	KTEST_CASE(map_failure_frees_tables_it_made),
 	KTEST_CASE(map_failure_unmaps_pages_it_made),
+	KTEST_CASE(translate_run_matches_page_walk),
+	KTEST_CASE(map_frames_spans_tables_and_unmaps_clean),
 	{ 0 }
 };
 KTEST_SUITE(mm_pt, mm_pt_cases);

@@ -10,6 +10,8 @@
  * "Bug checks", which says what mdlab puts where a page leaves a parameter open).
  */
 #define MDLAB_BUGCODES(X)                                                                        \
+	X(SPIN_LOCK_ALREADY_OWNED, 0x0000000F) /* no parameters */                               \
+	X(SPIN_LOCK_NOT_OWNED, 0x00000010)     /* no parameters */                               \
 	X(MEMORY_MANAGEMENT, 0x0000001A)                                                         \
 	X(KMODE_EXCEPTION_NOT_HANDLED, 0x0000001E)                                               \
 	X(NO_MORE_IRP_STACK_LOCATIONS, 0x00000035) /* IoCallDriver with no location left */      \

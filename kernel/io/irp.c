@@ -264,7 +264,10 @@ NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR
 	}
 	if (Timeout && Timeout->QuadPart == 0)
 		return STATUS_TIMEOUT;
-	PANIC("KeWaitForSingleObject: event %p is not signalled and mdlab has no thread to signal it", Object);
+	/* mdlab has one thread: nothing can ever signal the event (mm/RULES.md "Known
+	 * differences", I/O).  MDLAB_INTERNAL_ERROR, P1 this routine, P2 the event. */
+	kprintf("\nKeWaitForSingleObject: event %p is not signalled and mdlab has no thread to signal it\n", Object);
+	KeBugCheckEx(MDLAB_INTERNAL_ERROR, (ULONG_PTR)KeWaitForSingleObject, (ULONG_PTR)Object, 0, 0);
 }
 
 /* ---- synchronous requests from kernel code ---------------------------------------------- */

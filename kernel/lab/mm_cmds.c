@@ -130,6 +130,28 @@ void mm_print_pte(struct mon_out *o, const struct pt_root *root, uint64_t va)
 	print_leaf_details(o, va, &q);
 }
 
+bool mm_print_pte_brief(struct mon_out *o, const struct pt_root *root, uint64_t va, uint64_t *last_table)
+{
+	struct pt_query q;
+	pt_query(root, va, &q);
+	uint64_t table = ALIGN_DOWN(q.entry_pa[1], PAGE_SIZE);
+	if (!q.present || q.level != 1 || table != *last_table) {
+		mm_print_pte(o, root, va);
+		*last_table = q.present && q.level == 1 ? table : 0;
+		return false;
+	}
+	char bits[80];
+	mon_printf(o, "va 0x%016lx: PML4 %u, PDPT %u, PD %u, PT %u, offset 0x%lx  (%s; tables at 0x%lx)\n", va,
+		   va_index(va, 4), va_index(va, 3), va_index(va, 2), va_index(va, 1), va & (PAGE_SIZE - 1),
+		   ptdump_region_name(va), root->pml4);
+	mon_printf(o, "  PML4E, PDPTE, PDE: as in the walk above (the same page table, at pa 0x%lx)\n", table);
+	pt_describe_entry(q.entry[1], 1, bits, sizeof bits);
+	mon_printf(o, "  %-5s at pa 0x%010lx = 0x%016lx -> page at pa 0x%lx  [%s]\n", entry_names[1], q.entry_pa[1],
+		   q.entry[1], q.pa - (va - q.leaf_va), bits);
+	print_leaf_details(o, va, &q);
+	return true;
+}
+
 static int cmd_pte(int argc, char **argv)
 {
 	uint64_t va;

@@ -23,6 +23,10 @@ struct _EPROCESS;
  *     "  PAT slot %d: IA32_PAT encoding 0x%02x = %s (per the MSR now)"
  *     "  effective: S|U RW|R X|NX G|- TYPE" */
 void mm_print_pte(struct mon_out *o, const struct pt_root *root, uint64_t va);
+/* The same walk, shortened to the PTE when it sits in the page table *last_table (the one the
+ * previous walk ended in): the upper levels are then named, not repeated.  *last_table is set
+ * to this walk's page table.  True when it printed the short form. */
+bool mm_print_pte_brief(struct mon_out *o, const struct pt_root *root, uint64_t va, uint64_t *last_table);
 
 /* IA32_PAT read by RDMSR, slot by slot: encoding, type, the PTE bits that select the slot,
  * the types whose canonical slot it is. */

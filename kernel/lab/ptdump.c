@@ -31,6 +31,8 @@ const char *ptdump_region_name(uint64_t va)
 		return "stacks";
 	if (within(va, KVA_TEST_BASE, KVA_TEST_END))
 		return "test scratch";
+	if (within(va, KVA_DEVICE_BASE, KVA_DEVICE_END))
+		return "device registers";
 	if (within(va, KVA_UNMAPPED_HOLE, KVA_UNMAPPED_HOLE + PML4_SLOT_SIZE))
 		return "never-mapped hole!";
 	if (within(va, (uint64_t)__text_start, (uint64_t)__text_end))

@@ -82,6 +82,7 @@ struct tour {
 	struct counters start;
 	uint8_t *buf;           /* the pool buffer */
 	PMDL mdl;               /* its MDL, locked */
+	uint64_t last_table;    /* the page table the last walk ended in (brief steps) */
 };
 
 /* ---- counters -------------------------------------------------------------------------- */
@@ -167,9 +168,17 @@ static void fail(struct tour *t, const char *what)
 static void show_mapping(struct tour *t, const struct tour_mapping *m)
 {
 	for (ULONG i = 0; i < m->pages; i++) {
-		mon_printf(t->o, "  page %u of the mapping, every level (%s):\n", i,
+		uint64_t va = m->va + (uint64_t)i * PAGE_SIZE;
+		mon_printf(t->o, "  page %u of the mapping, %s (%s):\n", i, m->brief ? "what differs" : "every level",
 			   m->process ? "the process's tables" : "the kernel's tables");
-		mm_print_pte(t->o, m->root, m->va + (uint64_t)i * PAGE_SIZE);
+		if (m->brief)
+			mm_print_pte_brief(t->o, m->root, va, &t->last_table);
+		else {
+			mm_print_pte(t->o, m->root, va);
+			struct pt_query q;
+			pt_query(m->root, va, &q);
+			t->last_table = q.present && q.level == 1 ? ALIGN_DOWN(q.entry_pa[1], PAGE_SIZE) : 0;
+		}
 	}
 	print_counters(t);
 	if (t->hooks && t->hooks->mapped)
@@ -213,7 +222,7 @@ static uint64_t map_system(struct tour *t, PMDL m, const struct cache_type *ty, 
 		mdl_print(t->o, (uint64_t)m, MDL_PRINT_PFNS);
 	struct tour_mapping tm = { .root = &kernel_root, .va = ALIGN_DOWN((uint64_t)va, PAGE_SIZE),
 				   .pages = mdl_page_count(m), .requested = ty->ct, .pool_frames = pool,
-				   .writable = !(flags & MdlMappingNoWrite), .text_from = from };
+				   .writable = !(flags & MdlMappingNoWrite), .text_from = from, .brief = brief };
 	show_mapping(t, &tm);
 	return (uint64_t)va;
 }

@@ -24,6 +24,7 @@ struct tour_mapping {
 	bool pool_frames;              /* pool pages: WB whatever was asked (mm/RULES.md decision 1) */
 	bool writable;                 /* without MdlMappingNoWrite */
 	size_t text_from;              /* this step's text is o->buf[text_from, o->len) */
+	bool brief;                    /* a repeated step: walks shortened to what differs, the PTE */
 };
 
 /* For the tests: called after each mapping step has been printed, before it is undone
