@@ -53,7 +53,7 @@ syscall_entry:
 ; without REX.W goes back to compatibility mode: CS = STAR[63:48] (0x1B), SS = +8 (0x23),
 ; EIP = ECX (SDM Vol. 2B, SYSRET).
 syscall_compat_entry:
-	swapgs
+	swapgs                              ; the kernel's per-CPU GS base, as syscall_entry
 	mov [rel syscall_user_rsp], rsp
 	mov rsp, [rel syscall_kernel_rsp]
 	push qword [rel syscall_user_rsp]   ; user RSP
@@ -85,6 +85,7 @@ syscall_compat_entry:
 	xor r8d, r8d
 	xor r9d, r9d
 	xor r10d, r10d
+	swapgs                              ; the user's GS base back
 	sysret                              ; to compatibility mode
 
 section .bss
