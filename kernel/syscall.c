@@ -1,4 +1,5 @@
 #include "kernel/syscall.h"
+#include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
 #include "include/mdlab/protocol.h"
@@ -65,16 +66,23 @@ static NTSTATUS probe_for_write(uint64_t uva, uint64_t len)
  * on any failure nothing is done.  A write-back that fails afterwards can only be one the call
  * itself made impossible (it freed or protected the page holding the outputs): its status
  * stands, as in NtAllocateVirtualMemory and NtProtectVirtualMemory, which ignore that write's
- * exception. */
-static NTSTATUS vm_call(struct syscall_frame *f)
+ * exception.
+ *
+ * `w` is the width of BaseAddress and RegionSize: 8 for a 64-bit process, 4 for a 32-bit one
+ * (the layout WOW64's NtAllocateVirtualMemory thunk gives them: 32-bit pointers to 32-bit
+ * values, read and written as 4 bytes, mm/RULES.md "32-bit processes").  Every pointer is
+ * checked against the process's own limit by the copies (MM_USER_TOP_WOW64 for a 32-bit
+ * process), and so is every range by the service (mm->highest_user): the results written back
+ * as 4 bytes are below 2 GiB, which is checked once more before they are. */
+static NTSTATUS vm_call(struct syscall_frame *f, uint64_t w)
 {
-	uint64_t base, size;
+	uint64_t base = 0, size = 0;
 	NTSTATUS st;
-	if ((st = probe_for_write(f->rdi, 8)) || (st = probe_for_write(f->rsi, 8)))
+	if ((st = probe_for_write(f->rdi, w)) || (st = probe_for_write(f->rsi, w)))
 		return st;
 	if (f->nr == SYS_PROTECT_VM && f->r10 && (st = probe_for_write(f->r10, 4)))
 		return st;
-	if ((st = copy_from_user(&base, f->rdi, 8)) || (st = copy_from_user(&size, f->rsi, 8)))
+	if ((st = copy_from_user(&base, f->rdi, w)) || (st = copy_from_user(&size, f->rsi, w)))
 		return st;
 	PVOID b = (PVOID)base;
 	SIZE_T s = size;
@@ -94,8 +102,10 @@ static NTSTATUS vm_call(struct syscall_frame *f)
 		uint32_t o = old;
 		base = (uint64_t)b;
 		size = s;
-		(void)copy_to_user(f->rdi, &base, 8);
-		(void)copy_to_user(f->rsi, &size, 8);
+		if (w == 4 && (base > MM_USER_TOP_WOW64 || size > MM_USER_TOP_WOW64 + 1 - base))
+			PANIC("a 32-bit result above 2 GiB");
+		(void)copy_to_user(f->rdi, &base, w);
+		(void)copy_to_user(f->rsi, &size, w);
 		if (f->nr == SYS_PROTECT_VM && f->r10)
 			(void)copy_to_user(f->r10, &o, 4);
 	}
@@ -167,7 +177,7 @@ static uint64_t dispatch(struct syscall_frame *f)
 	case SYS_ALLOCATE_VM:
 	case SYS_FREE_VM:
 	case SYS_PROTECT_VM:
-		r = (uint64_t)(uint32_t)vm_call(f);
+		r = (uint64_t)(uint32_t)vm_call(f, 8);
 		break;
 	case SYS_UNMAP_VIEW:
 		r = (uint64_t)(uint32_t)ZwUnmapViewOfSection(NtCurrentProcess(), (PVOID)f->rdi);
@@ -234,8 +244,8 @@ uint64_t syscall_compat_dispatch(struct syscall_frame *f)
 		wrong_mode_call(p, f, "compatibility mode");
 	/* The 32-bit services: those whose arguments are all 32-bit wide, taken zero-extended
 	 * (syscall_compat_entry); a pointer among them is checked against the process's own
-	 * limit, MM_USER_TOP_WOW64, by copy_from_user/copy_to_user.  The others take pointers
-	 * to 64-bit values and need a 32-bit layout of their own: no service yet. */
+	 * limit, MM_USER_TOP_WOW64, by copy_from_user/copy_to_user.  The memory calls and
+	 * DeviceIoControl have a 32-bit layout of their own. */
 	switch (f->nr) {
 	case SYS_EXIT:
 	case SYS_DEBUG_PRINT:
@@ -255,6 +265,17 @@ uint64_t syscall_compat_dispatch(struct syscall_frame *f)
 			return (uint64_t)(uint32_t)st;
 		KPROCESSOR_MODE mode = io_set_previous_mode(UserMode);
 		uint64_t r = io_sys_device_io_control(f->rdi, f->rsi, f->rdx, rest[0], f->r10, rest[1], rest[2]);
+		io_set_previous_mode(mode);
+		return r;
+	}
+	case SYS_ALLOCATE_VM:
+	case SYS_FREE_VM:
+	case SYS_PROTECT_VM: {
+		/* EDI the address of a 32-bit BaseAddress, ESI of a 32-bit RegionSize, EDX the
+		 * type (protect: the new protection), EBX the protection (protect: the address
+		 * of OldProtect, 0 for not wanted). */
+		KPROCESSOR_MODE mode = io_set_previous_mode(UserMode);
+		uint64_t r = (uint64_t)(uint32_t)vm_call(f, 4);
 		io_set_previous_mode(mode);
 		return r;
 	}

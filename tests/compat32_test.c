@@ -25,6 +25,7 @@
 #include "mm/mdl.h"
 #include "mm/pt.h"
 #include "mm/uvm.h"
+#include "mm/vad.h"
 
 #define TAG 0x32336D43u /* 'Cm32' */
 /* Where the cases put their view: below the 32-bit limit, on 64 KiB, free in a fresh
@@ -301,8 +302,8 @@ static void requested_address_above_the_32_bit_limit_is_invalid(struct ktest *t)
 /* ---- system calls from compatibility mode ------------------------------------------ */
 
 /* A pointer is checked against the 32-bit limit: SYS_DEBUG_PRINT of the image's own bytes
- * works, of anything from 2 GiB up is STATUS_ACCESS_VIOLATION; a service with 64-bit
- * pointer arguments is not in the 32-bit table. */
+ * works, of anything from 2 GiB up is STATUS_ACCESS_VIOLATION; a number with no service is
+ * STATUS_INVALID_SYSTEM_SERVICE. */
 static void compat_syscall_checks_pointers_against_the_32_bit_limit(struct ktest *t)
 {
 	static const struct {
@@ -313,8 +314,10 @@ static void compat_syscall_checks_pointers_against_the_32_bit_limit(struct ktest
 		{ SYS_DEBUG_PRINT, 0x7FFF0000, 4, STATUS_ACCESS_VIOLATION },
 		{ SYS_DEBUG_PRINT, 0x80000000, 4, STATUS_ACCESS_VIOLATION },
 		{ SYS_DEBUG_PRINT, 0xFFFFF000, 4, STATUS_ACCESS_VIOLATION },
-		{ SYS_ALLOCATE_VM, 0x400000, 0x400000, STATUS_INVALID_SYSTEM_SERVICE },
-		{ SYS_PROTECT_VM, 0x400000, 0x400000, STATUS_INVALID_SYSTEM_SERVICE },
+		/* The memory calls' 32-bit outputs in the read-only image text: probed, refused. */
+		{ SYS_ALLOCATE_VM, 0x400000, 0x400000, STATUS_ACCESS_VIOLATION },
+		{ SYS_PROTECT_VM, 0x400000, 0x400000, STATUS_ACCESS_VIOLATION },
+		{ SYS_FREE_VM, 0x80000000, 0x400000, STATUS_ACCESS_VIOLATION },
 		{ SYS_COUNT, 0, 0, STATUS_INVALID_SYSTEM_SERVICE },
 	};
 	for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
@@ -386,6 +389,148 @@ static void int_gates_fault_for_a_32_bit_process(struct ktest *t)
 		uint64_t e = proc->fault.error_code;
 		EXPECT_TRUE(t, e == gates[i].vector * 8 + 2 || e == gates[i].vector * 16 + 2);
 		EXPECT_EQ(t, insn_at_fault(t), 0xCD | gates[i].vector << 8);
+		PsDestroyProcess(proc);
+		proc = NULL;
+	}
+}
+
+/* ---- the memory calls from compatibility mode: 32-bit BaseAddress and RegionSize ---- */
+
+struct vm_result {
+	uint64_t status, base, size, canary, protect, old, free;
+};
+
+/* Run the 32-bit program's C32_VM (include/mdlab/compat32.h) and collect its reports; the
+ * process stays for the caller to inspect. */
+static struct vm_result vm32(struct ktest *t, uint32_t base, uint32_t size, bool free_it, uint32_t pbase,
+			     uint32_t psize, uint32_t pold)
+{
+	const uint64_t args[7] = { C32_VM, base, size, free_it, pbase, psize, pold };
+	struct vm_result r = { ~0ul, ~0ul, ~0ul, ~0ul, ~0ul, ~0ul, ~0ul };
+	proc = PsCreateProcess("compat32", 0, args, 7);
+	ASSERT_TRUE(t, proc != NULL);
+	EXPECT_EQ(t, (ULONG)run(t), (ULONG)STATUS_SUCCESS);
+	EXPECT_TRUE(t, ps_report(proc, C32_KEY_STATUS, &r.status));
+	ps_report(proc, C32_KEY_VM_BASE, &r.base);
+	ps_report(proc, C32_KEY_VM_SIZE, &r.size);
+	ps_report(proc, C32_KEY_CANARY, &r.canary);
+	ps_report(proc, C32_KEY_PROTECT, &r.protect);
+	ps_report(proc, C32_KEY_OLD, &r.old);
+	ps_report(proc, C32_KEY_FREE, &r.free);
+	return r;
+}
+
+/* The leaf entry for a user address of the process, or 0 when there is none. */
+static uint64_t user_leaf(uint64_t va)
+{
+	struct pt_query q;
+	pt_query(&proc->mm.root, va, &q);
+	return q.level == 1 ? q.entry[1] : 0;
+}
+
+/* Allocate, protect and free from 32-bit code: the 32-bit outputs come back as 4 bytes (the
+ * ULONGs after them intact), the region is below the 32-bit limit, its committed page written
+ * by the program is read-only and no-execute after PAGE_READONLY (walked), and MEM_RELEASE
+ * takes the VAD and the page away. */
+static void vm_calls_from_32_bit_code_allocate_protect_and_free(struct ktest *t)
+{
+	struct vm_result r = vm32(t, 0, 0x3000, false, 0, 0, 0);
+	EXPECT_EQ(t, (ULONG)r.status, (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, r.canary, C32_CANARY);
+	EXPECT_TRUE(t, r.base >= MM_LOWEST_USER_ADDRESS && r.base % MM_ALLOCATION_GRANULARITY == 0);
+	EXPECT_TRUE(t, r.base + 0x3000 - 1 <= MM_USER_TOP_WOW64);
+	EXPECT_EQ(t, r.size, 0x3000);
+	EXPECT_EQ(t, (ULONG)r.protect, (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, r.old, PAGE_READWRITE);
+	uint64_t e = user_leaf(r.base);
+	EXPECT_TRUE(t, mmt_has(e, MMT_PTE_P) && mmt_has(e, MMT_PTE_US) && mmt_has(e, MMT_PTE_NX));
+	EXPECT_FALSE(t, mmt_has(e, MMT_PTE_RW));
+	uint32_t v = 0;
+	attach();
+	EXPECT_EQ(t, (ULONG)copy_from_user(&v, r.base, 4), (ULONG)STATUS_SUCCESS);
+	detach();
+	EXPECT_EQ(t, v, C32_VM_WRITTEN);
+	struct vad *vad = vad_find(&proc->mm, r.base);
+	EXPECT_TRUE(t, vad != NULL);
+	PsDestroyProcess(proc);
+	proc = NULL;
+
+	/* At an address asked for, then released. */
+	r = vm32(t, 0x20000000u, 0x1000, true, 0, 0, 0);
+	EXPECT_EQ(t, (ULONG)r.status, (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, r.base, 0x20000000u);
+	EXPECT_EQ(t, r.size, 0x1000);
+	EXPECT_EQ(t, (ULONG)r.protect, (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, (ULONG)r.free, (ULONG)STATUS_SUCCESS);
+	EXPECT_EQ(t, r.canary, C32_CANARY);
+	EXPECT_TRUE(t, vad_find(&proc->mm, 0x20000000u) == NULL);
+	EXPECT_FALSE(t, mmt_has(user_leaf(0x20000000u), MMT_PTE_P));
+}
+
+/* mm/RULES.md "System-call outputs" from a 32-bit process: a RegionSize or OldProtect in the
+ * read-only image, at or above the 32-bit limit, or at the top of the 4 GiB is refused with
+ * STATUS_ACCESS_VIOLATION before anything changes: nothing reserved at the address asked for,
+ * the page still writable after a refused protect, BaseAddress left as it was. */
+static void vm_calls_with_unwritable_32_bit_outputs_change_nothing(struct ktest *t)
+{
+	static const uint32_t bad[] = { 0x400000u, 0x7FFF0000u, 0x80000000u, 0xFFFFFFFCu };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		/* RegionSize unwritable: no allocation. */
+		struct vm_result r = vm32(t, 0x20000000u, 0x1000, false, 0, bad[i], 0);
+		EXPECT_EQ(t, (ULONG)r.status, (ULONG)STATUS_ACCESS_VIOLATION);
+		EXPECT_EQ(t, r.base, 0x20000000u);
+		EXPECT_EQ(t, r.canary, C32_CANARY);
+		EXPECT_TRUE(t, vad_find_overlap(&proc->mm, 0x20000000u, 0x20010000u) == NULL);
+		PsDestroyProcess(proc);
+		proc = NULL;
+		/* BaseAddress unwritable: no new VAD at all. */
+		proc = PsCreateProcess("compat32", 0, (const uint64_t[]){ C32_NOTHING }, 1);
+		ASSERT_TRUE(t, proc != NULL);
+		uint64_t vads = vad_count(&proc->mm);
+		PsDestroyProcess(proc);
+		proc = NULL;
+		r = vm32(t, 0, 0x1000, false, bad[i], 0, 0);
+		EXPECT_EQ(t, (ULONG)r.status, (ULONG)STATUS_ACCESS_VIOLATION);
+		EXPECT_EQ(t, vad_count(&proc->mm), vads);
+		PsDestroyProcess(proc);
+		proc = NULL;
+		/* OldProtect unwritable: the allocation stands, the protection is not changed. */
+		r = vm32(t, 0x20000000u, 0x1000, false, 0, 0, bad[i]);
+		EXPECT_EQ(t, (ULONG)r.status, (ULONG)STATUS_SUCCESS);
+		EXPECT_EQ(t, (ULONG)r.protect, (ULONG)STATUS_ACCESS_VIOLATION);
+		EXPECT_EQ(t, r.old, 0);
+		uint64_t e = user_leaf(0x20000000u);
+		EXPECT_TRUE(t, mmt_has(e, MMT_PTE_P) && mmt_has(e, MMT_PTE_RW));
+		PsDestroyProcess(proc);
+		proc = NULL;
+	}
+}
+
+/* mm/RULES.md decision 5 for the system calls: a range that would end above 0x7FFEFFFF, or a
+ * size no 32-bit process can hold, is STATUS_INVALID_PARAMETER; nothing is reserved and the
+ * 32-bit outputs are left as they were. */
+static void vm_calls_above_the_32_bit_limit_are_refused(struct ktest *t)
+{
+	static const struct {
+		uint32_t base, size;
+	} bad[] = {
+		{ 0x7FFF0000u, 0x1000 }, { 0x7FFE0000u, 0x20000 }, { 0x80000000u, 0x1000 },
+		{ 0xFFFF0000u, 0x1000 }, { 0, 0x80000000u }, { 0, 0xFFFFFFFFu },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		proc = PsCreateProcess("compat32", 0, (const uint64_t[]){ C32_NOTHING }, 1);
+		ASSERT_TRUE(t, proc != NULL);
+		uint64_t vads = vad_count(&proc->mm);
+		PsDestroyProcess(proc);
+		proc = NULL;
+		struct vm_result r = vm32(t, bad[i].base, bad[i].size, false, 0, 0, 0);
+		EXPECT_EQ(t, (ULONG)r.status, (ULONG)STATUS_INVALID_PARAMETER);
+		EXPECT_EQ(t, r.base, bad[i].base);
+		EXPECT_EQ(t, r.size, bad[i].size);
+		EXPECT_EQ(t, r.canary, C32_CANARY);
+		EXPECT_EQ(t, vad_count(&proc->mm), vads);
+		if (bad[i].base)
+			EXPECT_FALSE(t, mmt_has(user_leaf(bad[i].base), MMT_PTE_P));
 		PsDestroyProcess(proc);
 		proc = NULL;
 	}
@@ -531,6 +676,9 @@ static struct ktest_case compat32_cases[] = {
 	KTEST_CASE(syscall_from_64_bit_mode_ends_a_32_bit_process),
 	KTEST_CASE(sysenter_from_a_32_bit_process_faults),
 	KTEST_CASE(int_gates_fault_for_a_32_bit_process),
+	KTEST_CASE(vm_calls_from_32_bit_code_allocate_protect_and_free),
+	KTEST_CASE(vm_calls_with_unwritable_32_bit_outputs_change_nothing),
+	KTEST_CASE(vm_calls_above_the_32_bit_limit_are_refused),
 	KTEST_CASE(io_is_32bit_process_tells_a_driver_the_caller_is_32_bit),
 	KTEST_CASE(buffered_ioctl_with_a_32_bit_pointer_structure_is_thunked),
 	KTEST_CASE(direct_and_neither_ioctls_from_a_32_bit_process),

@@ -54,6 +54,38 @@ static void ioctl(const volatile struct user_params *up, uint32_t code, uint32_t
 	syscall32(SYS_CLOSE, io_out.handle, 0, 0, 0);
 }
 
+static struct {
+	uint32_t base, canary1, size, canary2, old, canary3;
+} vm;
+
+/* Allocate, write, protect and free with 32-bit BaseAddress and RegionSize (C32_VM). */
+static void vm_calls(const volatile struct user_params *up, uint32_t base, uint32_t size)
+{
+	uint32_t pbase = up->args[4] ? (uint32_t)up->args[4] : (uint32_t)&vm.base;
+	uint32_t psize = up->args[5] ? (uint32_t)up->args[5] : (uint32_t)&vm.size;
+	uint32_t pold = up->args[6] == 1 ? 0 : up->args[6] ? (uint32_t)up->args[6] : (uint32_t)&vm.old;
+	vm.canary1 = vm.canary2 = vm.canary3 = C32_CANARY;
+	vm.base = base;
+	vm.size = size;
+	vm.old = 0;
+	uint32_t st = syscall32(SYS_ALLOCATE_VM, pbase, psize, 0x3000 /* MEM_COMMIT | MEM_RESERVE */, 0x04);
+	report(C32_KEY_STATUS, st);
+	report(C32_KEY_VM_BASE, vm.base);
+	report(C32_KEY_VM_SIZE, vm.size);
+	report(C32_KEY_CANARY, vm.canary1 & vm.canary2);
+	if (st)
+		return;
+	*(volatile uint32_t *)vm.base = C32_VM_WRITTEN;
+	st = syscall32(SYS_PROTECT_VM, (uint32_t)&vm.base, (uint32_t)&vm.size, 0x02 /* PAGE_READONLY */, pold);
+	report(C32_KEY_PROTECT, st);
+	report(C32_KEY_OLD, vm.old);
+	report(C32_KEY_CANARY, vm.canary1 & vm.canary2 & vm.canary3);
+	if (up->args[3] & 1) {
+		vm.size = 0;
+		report(C32_KEY_FREE, syscall32(SYS_FREE_VM, (uint32_t)&vm.base, (uint32_t)&vm.size, 0x8000 /* MEM_RELEASE */, 0));
+	}
+}
+
 int main(void)
 {
 	const volatile struct user_params *up = (const void *)USER_PARAMS_VA;
@@ -94,6 +126,9 @@ int main(void)
 		return 0;
 	case C32_CALL:
 		report(C32_KEY_STATUS, syscall32(value, addr, (uint32_t)up->args[3], 0, 0));
+		return 0;
+	case C32_VM:
+		vm_calls(up, addr, value);
 		return 0;
 	default:
 		return 0;

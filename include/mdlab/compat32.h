@@ -7,9 +7,11 @@
  * taken by SYSCALL, R8-R15 do not exist in compatibility mode); the kernel uses only the low
  * 32 bits of each, zero-extended, and returns the NTSTATUS in EAX.  The services are those of
  * include/mdlab/syscalls.h whose arguments fit: SYS_EXIT, SYS_DEBUG_PRINT, SYS_UNMAP_VIEW,
- * SYS_REPORT, SYS_CLOSE, SYS_OPEN_DEVICE, SYS_READ_FILE, SYS_WRITE_FILE, and
+ * SYS_REPORT, SYS_CLOSE, SYS_OPEN_DEVICE, SYS_READ_FILE, SYS_WRITE_FILE,
  * SYS_DEVICE_IO_CONTROL as (EDI handle, ESI code, EDX in, EBX out, EBP the address of
- * { ULONG in_len, out_len, bytes }); handles and ULONG_PTR outputs are 4 bytes.
+ * { ULONG in_len, out_len, bytes }), and SYS_ALLOCATE_VM, SYS_FREE_VM, SYS_PROTECT_VM with
+ * the arguments of include/mdlab/syscalls.h where BaseAddress and RegionSize are 32-bit
+ * values behind 32-bit pointers; handles and ULONG_PTR outputs are 4 bytes.
  *
  * Its parameter page (the low 32 bits of each argument): args[0] a command, args[1] an address,
  * args[2] a value, args[3] a second argument.  Every run first reports its CS and ESP.
@@ -38,6 +40,14 @@ enum compat32_cmd {
 			     * args[6] = 1 the out buffer's first ULONG is then an
 			     * address: report(C32_KEY_READ, what it holds) */
 	C32_CALL,           /* system call number `value` (addr, args[3]): report(C32_KEY_STATUS, its result) */
+	C32_VM,             /* SYS_ALLOCATE_VM(MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE) with
+			     * BaseAddress = addr, RegionSize = value: report(C32_KEY_STATUS,
+			     * C32_KEY_VM_BASE, C32_KEY_VM_SIZE, C32_KEY_CANARY); on success store
+			     * C32_VM_WRITTEN at the base, SYS_PROTECT_VM(PAGE_READONLY):
+			     * report(C32_KEY_PROTECT, C32_KEY_OLD), and with args[3] bit 0
+			     * SYS_FREE_VM(MEM_RELEASE): report(C32_KEY_FREE).  args[4] and args[5],
+			     * when not 0, replace the addresses of BaseAddress and RegionSize,
+			     * args[6] that of OldProtect (1: NULL) */
 };
 
 #define C32_KEY_CS 0x100
@@ -49,7 +59,13 @@ enum compat32_cmd {
 #define C32_KEY_BYTES 0x105     /* BytesReturned */
 #define C32_KEY_OUT 0x106       /* the out buffer's first ULONG */
 #define C32_KEY_CANARY 0x107    /* the ULONGs after the handle and after BytesReturned, ANDed */
+#define C32_KEY_VM_BASE 0x108  /* BaseAddress after SYS_ALLOCATE_VM */
+#define C32_KEY_VM_SIZE 0x109  /* RegionSize after it */
+#define C32_KEY_PROTECT 0x10A  /* SYS_PROTECT_VM's status */
+#define C32_KEY_OLD 0x10B      /* its OldProtect */
+#define C32_KEY_FREE 0x10C     /* SYS_FREE_VM's status */
 #define C32_CANARY 0xC0FFEE11u
+#define C32_VM_WRITTEN 0x32A110C8u
 #define C32_EXIT_CAME_BACK 0x600D
 #define C32_BUF_MAX 256
 
