@@ -695,7 +695,8 @@ def print_fields(value, indent="  "):
 
 class MdlabPs(MdlabCommand):
     """mdlab-ps
-The live processes (kernel/process.c's list): PID, name, WOW64, PML4, locked pages."""
+The live processes (kernel/process.c's list): PID, name, bits (32 for a 32-bit image), WOW64, PML4,
+locked pages."""
 
     single_expression = False
 
@@ -706,9 +707,10 @@ The live processes (kernel/process.c's list): PID, name, WOW64, PML4, locked pag
         if argv:
             self.usage()
         p, n = static("process.c", "processes"), 0
-        print(f"  {'PID':>5} {'name':<16} {'WOW64':<5} {'PML4':<12} {'locked':>7}")
+        print(f"  {'PID':>5} {'name':<16} {'bits':<4} {'WOW64':<5} {'PML4':<12} {'locked':>7}")
         while int(p) and n < 4096:
-            print(f"  {int(p['pid']):5} {p['name'].string():<16} {'yes' if bool(p['wow64']) else 'no':<5} "
+            print(f"  {int(p['pid']):5} {p['name'].string():<16} {'32' if bool(p['compat32']) else '64':<4} "
+                  f"{'yes' if bool(p['wow64']) else 'no':<5} "
                   f"0x{int(p['mm']['root']['pml4']):010x} {int(p['mm']['locked_pages']):7}")
             p, n = p["next"], n + 1
         print(f"{n} live process{'' if n == 1 else 'es'}")

@@ -368,11 +368,29 @@ static void ps_lists_live_processes_only(struct ktest *t)
 	EXPECT_TRUE(t, ps_lookup(p->pid) == p);
 	struct mon_out o = mon_buffer(small_text, sizeof small_text);
 	ps_print_process(&o, p);
-	/* PID, name, WOW64, PML4, locked, mappings: none; VADs: image, stack, parameters at least. */
-	EXPECT_TEXT(t, small_text, "%5u %-16s %-5s 0x%010lx %7lu %8u ", p->pid, "agent", "yes", p->mm.root.pml4, 0ul, 0u);
+	/* PID, name, bits, WOW64, PML4, locked, mappings: none; VADs: image, stack, parameters at
+	 * least.  A WOW64-flagged 64-bit program is 64-bit with a 32-bit address space. */
+	EXPECT_TEXT(t, small_text, "%5u %-16s %-4s %-5s 0x%010lx %7lu %8u ", p->pid, "agent", "64", "yes", p->mm.root.pml4,
+		    0ul, 0u);
 	uint32_t pid = p->pid;
 	PsDestroyProcess(p);
 	EXPECT_TRUE(t, ps_lookup(pid) == NULL);
+}
+
+/* ps tells a 32-bit process (an ELF32 image, run in compatibility mode) from a 64-bit one:
+ * bits 32, WOW64 yes. */
+static void ps_shows_32_bit_processes(struct ktest *t)
+{
+	static const uint64_t args[] = { 0 };
+	PEPROCESS p = PsCreateProcess("compat32", 0, args, 1);
+	ASSERT_TRUE(t, p != NULL);
+	struct mon_out o = mon_buffer(small_text, sizeof small_text);
+	ps_print_process(&o, p);
+	EXPECT_TEXT(t, small_text, "%5u %-16s %-4s %-5s 0x%010lx ", p->pid, "compat32", "32", "yes", p->mm.root.pml4);
+	o = mon_buffer(small_text, sizeof small_text);
+	ps_print_header(&o);
+	EXPECT_TEXT(t, small_text, "%5s %-16s %-4s %-5s ", "PID", "name", "bits", "WOW64");
+	PsDestroyProcess(p);
 }
 
 /* lockedpages: a user buffer locked by a UserMode probe counts on its process and shows as
@@ -493,6 +511,7 @@ static struct ktest_case tour_cases[] = {
 	KTEST_CASE(pte_prints_large_pages_and_kernel_text),
 	KTEST_CASE(pte_prints_user_mappings_in_a_process),
 	KTEST_CASE(ps_lists_live_processes_only),
+	KTEST_CASE(ps_shows_32_bit_processes),
 	KTEST_CASE(lockedpages_shows_frames_and_process_counts),
 	KTEST_CASE(monitor_bad_arguments_get_usage),
 	KTEST_CASE(monitor_says_why_a_number_is_refused),

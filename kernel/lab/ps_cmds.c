@@ -1,5 +1,7 @@
 /* `ps`: the live processes (kernel/process.c's list), read from each EPROCESS, its list of
- * MDL user mappings and its VAD tree. */
+ * MDL user mappings and its VAD tree.  "bits" is the image's: 32 for an ELF32 program run in
+ * compatibility mode (EPROCESS compat32, mm/RULES.md "32-bit processes"), 64 otherwise; WOW64
+ * is the 32-bit address space, which a 64-bit process can also have (PROCESS_WOW64). */
 #include "kernel/lab/ps_cmds.h"
 #include "kernel/trap.h"
 #include "mm/mdl_user.h"
@@ -7,8 +9,8 @@
 
 void ps_print_header(struct mon_out *o)
 {
-	mon_printf(o, "  %5s %-16s %-5s %-12s %7s %8s %5s  %s\n", "PID", "name", "WOW64", "PML4", "locked",
-		   "mappings", "VADs", "ended by");
+	mon_printf(o, "  %5s %-16s %-4s %-5s %-12s %7s %8s %5s  %s\n", "PID", "name", "bits", "WOW64", "PML4",
+		   "locked", "mappings", "VADs", "ended by");
 }
 
 void ps_print_process(struct mon_out *o, PEPROCESS p)
@@ -17,8 +19,8 @@ void ps_print_process(struct mon_out *o, PEPROCESS p)
 	unsigned mappings = 0;
 	for (const struct user_mapping *um = p->mm.mappings; um; um = um->next)
 		mappings++;
-	mon_printf(o, "  %5u %-16s %-5s 0x%010lx %7lu %8u %5lu  ", p->pid, p->name, p->wow64 ? "yes" : "no",
-		   p->mm.root.pml4, p->mm.locked_pages, mappings, vads);
+	mon_printf(o, "  %5u %-16s %-4s %-5s 0x%010lx %7lu %8u %5lu  ", p->pid, p->name, p->compat32 ? "32" : "64",
+		   p->wow64 ? "yes" : "no", p->mm.root.pml4, p->mm.locked_pages, mappings, vads);
 	if (p->fault.happened)
 		mon_printf(o, "vector %lu, error code 0x%lx at 0x%lx\n", p->fault.vector, p->fault.error_code,
 			   p->fault.address);
@@ -35,4 +37,4 @@ static int cmd_ps(void)
 	mon_printf(MON_CONSOLE, "%u live process%s\n", n, n == 1 ? "" : "es");
 	return 0;
 }
-MONITOR_COMMAND_BARE(ps, "live processes: PID, name, WOW64, PML4, locked pages, MDL mappings, VADs", cmd_ps);
+MONITOR_COMMAND_BARE(ps, "live processes: PID, name, 32 or 64-bit image, WOW64, PML4, locked pages, MDL mappings, VADs", cmd_ps);
