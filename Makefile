@@ -106,7 +106,7 @@ $(WIN32_ELF): $(BUILD)/user/%.elf: $(BUILD)/user/%.c.o $(WIN32_LIB) user/linker.
 
 # 32-bit programs (ELF32, Intel 80386) for IA-32e compatibility mode: the host GCC with -m32,
 # freestanding, no library but their own runtime (user/entry32.asm).
-COMPAT32_PROGS := compat32
+COMPAT32_PROGS := compat32 fuzz32
 COMPAT32_ELF := $(patsubst %,$(BUILD)/user/%.elf,$(COMPAT32_PROGS))
 UCFLAGS32 := $(filter-out -mgeneral-regs-only,$(UCFLAGS)) -m32 -mno-mmx -mno-sse -mno-sse2 -mno-80387
 

@@ -17,6 +17,7 @@ program hello
 program mdlsample
 program ioattack
 program compat32
+program fuzz32
 
 align 16
 global user_fuzz_elf_start

@@ -9,6 +9,7 @@ PROGRAM(hello)
 PROGRAM(mdlsample)
 PROGRAM(ioattack)
 PROGRAM(compat32)
+PROGRAM(fuzz32)
 #undef PROGRAM
 
 /* The agent serves the kernel tests, the fuzzer the ring-3 fuzz suite; the others are Win32-style programs (user/win32.c),
@@ -24,6 +25,8 @@ static const struct {
 	{ "ioattack", user_ioattack_elf_start, user_ioattack_elf_end },
 	/* 32-bit (ELF32): runs in compatibility mode in a 32-bit process (tests/compat32_test.c). */
 	{ "compat32", user_compat32_elf_start, user_compat32_elf_end },
+	/* 32-bit: the fuzzer's compatibility-mode batches (tests/fuzz_test.c). */
+	{ "fuzz32", user_fuzz32_elf_start, user_fuzz32_elf_end },
 };
 #define NPROGRAMS (sizeof programs / sizeof programs[0])
 

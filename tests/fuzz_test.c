@@ -1,7 +1,8 @@
 /* The ring-3 fuzzer (user/fuzz.c) in batches with fixed seeds: random system calls (every
  * number and out-of-range ones) and IOCTLs against the sample driver (all four methods, and
  * codes it does not know) with hostile pointers and lengths, from 64-bit and 32-bit
- * processes, some batches ending in a SYSCALL from compatibility mode.  After each batch:
+ * processes, some batches ending in a SYSCALL from compatibility mode, and from the 32-bit
+ * fuzzer (user/fuzz32.c) in compatibility mode.  After each batch:
  * the process ended as it must, a kernel pool canary and a NoWrite view's page are unchanged,
  * the view is still read-only in the real page tables, the audits pass, and every accounting
  * counter is back where it was (mm/RULES.md, "The ring-3 boundary").
@@ -39,6 +40,7 @@ struct batch {
 	uint32_t flags;  /* PsCreateProcess: PROCESS_WOW64 */
 	uint32_t fuzz;   /* FUZZ_COMPAT_END */
 	uint32_t calls;
+	const char *prog; /* NULL: "fuzz"; "fuzz32": the 32-bit fuzzer (user/fuzz32.c) */
 };
 
 /* Whether va is mapped in p's tables, and writable there (RW at every level). */
@@ -85,8 +87,11 @@ static NTSTATUS expected_status(const struct batch *b)
 static void run_batch(struct ktest *t, const struct batch *b)
 {
 	uint64_t seed = cmdline_get_u64("fuzz_seed", b->seed);
+	const char *prog = b->prog ? b->prog : "fuzz";
+	bool image32 = b->prog != NULL; /* an ELF32 image: a 32-bit process whatever the flags */
 	kprintf("fuzz: seed 0x%lx, %u calls, %s process%s\n", seed, b->calls,
-		b->flags & PROCESS_WOW64 ? "32-bit" : "64-bit", b->fuzz & FUZZ_COMPAT_END ? ", compat-mode SYSCALL last" : "");
+		image32 ? "32-bit image, compatibility-mode" : b->flags & PROCESS_WOW64 ? "32-bit" : "64-bit",
+		b->fuzz & FUZZ_COMPAT_END ? ", compat-mode SYSCALL last" : "");
 	struct accounting_snapshot before;
 	accounting_snapshot(&before);
 
@@ -104,7 +109,7 @@ static void run_batch(struct ktest *t, const struct batch *b)
 	args[FUZZ_SEED] = seed;
 	args[FUZZ_CALLS] = b->calls;
 	args[FUZZ_FLAGS] = b->fuzz;
-	args[FUZZ_HIGHEST_USER] = b->flags & PROCESS_WOW64 ? MM_USER_TOP_WOW64 : MM_USER_TOP_64;
+	args[FUZZ_HIGHEST_USER] = image32 || (b->flags & PROCESS_WOW64) ? MM_USER_TOP_WOW64 : MM_USER_TOP_64;
 	args[FUZZ_POOL] = (uint64_t)canary;
 	args[FUZZ_KIMAGE] = (uint64_t)&kernel_root;
 	args[FUZZ_VIEW] = VIEW_VA;
@@ -114,8 +119,9 @@ static void run_batch(struct ktest *t, const struct batch *b)
 	args[FUZZ_IOCTL0 + METHOD_IN_DIRECT] = IOCTL_SIOCTL_METHOD_IN_DIRECT;
 	args[FUZZ_IOCTL0 + METHOD_OUT_DIRECT] = IOCTL_SIOCTL_METHOD_OUT_DIRECT;
 	args[FUZZ_IOCTL0 + METHOD_NEITHER] = IOCTL_SIOCTL_METHOD_NEITHER;
-	PEPROCESS p = PsCreateProcess("fuzz", b->flags, args, FUZZ_NARGS);
+	PEPROCESS p = PsCreateProcess(prog, b->flags, args, FUZZ_NARGS);
 	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, p->compat32, image32);
 	EXPECT_EQ(t, p->mm.highest_user, args[FUZZ_HIGHEST_USER]);
 
 	KAPC_STATE apc;
@@ -200,9 +206,9 @@ static void run_batches(struct ktest *t, const struct batch *b, size_t n)
 static void fuzz_64_bit_processes(struct ktest *t)
 {
 	static const struct batch b[] = {
-		{ 0x6D646C6162000001ull, 0, 0, CALLS },
-		{ 0x0123456789ABCDEFull, 0, 0, CALLS },
-		{ 0x00000000DEADBEEFull, 0, 0, CALLS },
+		{ 0x6D646C6162000001ull, 0, 0, CALLS, NULL },
+		{ 0x0123456789ABCDEFull, 0, 0, CALLS, NULL },
+		{ 0x00000000DEADBEEFull, 0, 0, CALLS, NULL },
 	};
 	run_batches(t, b, ARRAY_SIZE(b));
 }
@@ -210,8 +216,8 @@ static void fuzz_64_bit_processes(struct ktest *t)
 static void fuzz_32_bit_processes(struct ktest *t)
 {
 	static const struct batch b[] = {
-		{ 0x6D646C6162000002ull, PROCESS_WOW64, 0, CALLS },
-		{ 0x00000000C0FFEE11ull, PROCESS_WOW64, 0, CALLS },
+		{ 0x6D646C6162000002ull, PROCESS_WOW64, 0, CALLS, NULL },
+		{ 0x00000000C0FFEE11ull, PROCESS_WOW64, 0, CALLS, NULL },
 	};
 	run_batches(t, b, ARRAY_SIZE(b));
 }
@@ -219,8 +225,24 @@ static void fuzz_32_bit_processes(struct ktest *t)
 static void fuzz_then_compat_mode_syscall(struct ktest *t)
 {
 	static const struct batch b[] = {
-		{ 0x6D646C6162000003ull, 0, FUZZ_COMPAT_END, CALLS / 2 },
-		{ 0x6D646C6162000004ull, PROCESS_WOW64, FUZZ_COMPAT_END, CALLS / 2 },
+		{ 0x6D646C6162000003ull, 0, FUZZ_COMPAT_END, CALLS / 2, NULL },
+		{ 0x6D646C6162000004ull, PROCESS_WOW64, FUZZ_COMPAT_END, CALLS / 2, NULL },
+	};
+	run_batches(t, b, ARRAY_SIZE(b));
+}
+
+/* The 32-bit fuzzer (user/fuzz32.c): the same batches from a 32-bit program in compatibility
+ * mode, every call through the compatibility-mode SYSCALL and its 32-bit layouts (the memory
+ * calls' 4-byte BaseAddress and RegionSize, DeviceIoControl's EBP block), with hostile 32-bit
+ * pointers and lengths, and the same checks after each batch.  SYSCALL from compatibility
+ * mode is #UD on Intel CPUs (compat32's cases check it): skipped there. */
+static void fuzz_32_bit_images_in_compatibility_mode(struct ktest *t)
+{
+	if (!strcmp(cpu_features.vendor, "GenuineIntel"))
+		KTEST_SKIP(t, "SYSCALL from compatibility mode is #UD on Intel CPUs");
+	static const struct batch b[] = {
+		{ 0x6D646C6162000032ull, 0, 0, CALLS, "fuzz32" },
+		{ 0x00000000FEEDFACEull, 0, 0, CALLS, "fuzz32" },
 	};
 	run_batches(t, b, ARRAY_SIZE(b));
 }
@@ -236,6 +258,7 @@ static struct ktest_case fuzz_cases[] = {
 	KTEST_CASE(fuzz_64_bit_processes),
 	KTEST_CASE(fuzz_32_bit_processes),
 	KTEST_CASE(fuzz_then_compat_mode_syscall),
+	KTEST_CASE(fuzz_32_bit_images_in_compatibility_mode),
 	{ 0 }
 };
 KTEST_SUITE(ring3_fuzz, fuzz_cases, .init = fuzz_init, .exit = fuzz_exit);
