@@ -138,9 +138,9 @@ static bool page_fault_in(struct mm_process *mm, struct vad *v, uint64_t va, boo
 		return false;
 	bool parked = s & PS_PARKED;
 	/* W^X across privilege levels (mm/RULES.md decision 3): a parked frame ring 0 executes
-	 * is never mapped writable to ring 3; the access is an access violation.  (uvm_protect and
-	 * commit refuse PAGE_READWRITE for such a frame, so this is the last line, not the rule's
-	 * only one.) */
+	 * is never mapped writable to ring 3; the access is an access violation.  uvm_protect and
+	 * commit refuse PAGE_READWRITE for such a frame; this is a page made PAGE_READWRITE while
+	 * parked, before its frame became executable. */
 	if (parked && protect == PAGE_READWRITE && mdl_ring_0_executes_any_frame() &&
 	    mdl_frame_executable_in_ring_0((s & PS_FRAME) >> PAGE_SHIFT))
 		return false;

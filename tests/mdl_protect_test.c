@@ -880,6 +880,70 @@ static void user_page_ring_0_executes_cannot_be_made_writable_by_ring_3(struct k
 	PsDestroyProcess(p);
 }
 
+/*
+ * The fault path's half (mm/RULES.md decision 3): a locked, read-only page is parked
+ * (PAGE_NOACCESS) and given PAGE_READWRITE before its system mapping becomes executable,
+ * which the execute path allows (no ring-3 PTE can write the frame then).  The agent's next
+ * touch would map the frame writable: it is an access violation instead (#PF, U, CR2 the
+ * page), and the page stays unmapped in the process's tables.
+ */
+static void parked_read_write_page_ring_0_executes_faults_for_ring_3(struct ktest *t)
+{
+	const uint64_t buf = 0x30000000ul;
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, buf); /* must fault */
+	agent_exit(&s, 0);
+	PEPROCESS p = agent_create(&s, 0);
+	ASSERT_TRUE(t, p != NULL);
+
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PVOID b = (PVOID)buf;
+	SIZE_T size = PAGE_SIZE;
+	ULONG old = 0;
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
+					      PAGE_READONLY);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	volatile bool locked = false;
+	if (m) {
+		__try {
+			MmProbeAndLockPages(m, UserMode, IoReadAccess);
+			locked = true;
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
+		}
+	}
+	bool exec = false;
+	if (locked) {
+		EXPECT_EQ(t, ZwProtectVirtualMemory(NtCurrentProcess(), &b, &size, PAGE_NOACCESS, &old), STATUS_SUCCESS);
+		EXPECT_EQ(t, ZwProtectVirtualMemory(NtCurrentProcess(), &b, &size, PAGE_READWRITE, &old), STATUS_SUCCESS);
+		uint8_t *sys = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
+		exec = sys && MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ) == STATUS_SUCCESS;
+		EXPECT_TRUE(t, exec && !mmt_rights_of((uint64_t)sys).nx);
+	}
+	KeUnstackDetachProcess(&apc);
+	if (exec) {
+		EXPECT_EQ(t, PsRunProcess(p), STATUS_ACCESS_VIOLATION);
+		EXPECT_TRUE(t, p->fault.happened);
+		EXPECT_EQ(t, p->fault.vector, 14);
+		EXPECT_EQ(t, p->fault.error_code, PF_U);
+		EXPECT_EQ(t, p->fault.address, buf);
+		struct pt_query q;
+		pt_query(&p->mm.root, buf, &q);
+		EXPECT_FALSE(t, q.present);
+		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	}
+	KeStackAttachProcess(p, &apc);
+	if (locked)
+		MmUnlockPages(m); /* releases the executable system mapping too */
+	if (m)
+		IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
 static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(readonly_makes_writes_fault),
 	KTEST_CASE(readwrite_makes_writes_work),
@@ -890,6 +954,7 @@ static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(writable_user_mapping_of_a_frame_ring_0_executes_is_refused),
 	KTEST_CASE(execute_of_a_user_buffer_ring_3_can_write_is_refused),
 	KTEST_CASE(user_page_ring_0_executes_cannot_be_made_writable_by_ring_3),
+	KTEST_CASE(parked_read_write_page_ring_0_executes_faults_for_ring_3),
 	KTEST_CASE(execute_makes_the_direct_map_alias_read_only),
 	KTEST_CASE(alias_keeps_the_frames_type),
 	KTEST_CASE(alias_stays_read_only_while_another_mapping_executes),
