@@ -5,15 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "include/string.h" /* the C routines, declared once for the kernel and drivers */
 
-void *memset(void *d, int c, size_t n);
-void *memcpy(void *restrict d, const void *restrict s, size_t n);
-void *memmove(void *d, const void *s, size_t n);
-int memcmp(const void *a, const void *b, size_t n);
-size_t strlen(const char *s);
-int strcmp(const char *a, const char *b);
-int strncmp(const char *a, const char *b, size_t n);
-char *strchr(const char *s, int c);
 size_t strlcpy(char *d, const char *s, size_t n);
 
 /* Parse an unsigned 64-bit number, 0x-prefixed hex or else in `base` (10 or 16); in hex a `

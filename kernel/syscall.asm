@@ -10,6 +10,17 @@ global syscall_kernel_rsp
 extern syscall_dispatch
 extern syscall_compat_dispatch
 
+; Nothing of the kernel's in the scratch registers on the way back (RAX is the result,
+; RCX and R11 the return RIP and RFLAGS).
+%macro clear_scratch 0
+	xor edi, edi
+	xor esi, esi
+	xor edx, edx
+	xor r8d, r8d
+	xor r9d, r9d
+	xor r10d, r10d
+%endmacro
+
 syscall_entry:
 	swapgs                              ; the kernel's per-CPU GS base (kernel/smp/percpu.h)
 	mov [rel syscall_user_rsp], rsp
@@ -30,13 +41,7 @@ syscall_entry:
 	pop rcx
 	pop r11
 	pop rsp
-	; Nothing of the kernel's in the scratch registers.
-	xor edi, edi
-	xor esi, esi
-	xor edx, edx
-	xor r8d, r8d
-	xor r9d, r9d
-	xor r10d, r10d
+	clear_scratch
 	swapgs                              ; the user's GS base back
 	o64 sysret
 
@@ -79,12 +84,7 @@ syscall_compat_entry:
 	pop rcx
 	pop r11
 	pop rsp
-	xor edi, edi
-	xor esi, esi
-	xor edx, edx
-	xor r8d, r8d
-	xor r9d, r9d
-	xor r10d, r10d
+	clear_scratch
 	swapgs                              ; the user's GS base back
 	sysret                              ; to compatibility mode
 

@@ -624,6 +624,16 @@ static bool frame_executable_in_ring_0(pfn_t pfn)
 	return c.found;
 }
 
+bool mdl_ring_0_executes_any_frame(void)
+{
+	return exec_system_pages != 0;
+}
+
+bool mdl_frame_executable_in_ring_0(PFN_NUMBER pfn)
+{
+	return exec_system_pages && frame_executable_in_ring_0(pfn);
+}
+
 /* The frame's direct-map alias given write access `write`, its memory type and every other
  * right kept (the 2 MiB / 1 GiB page is split or merged back by pt_protect, which flushes
  * the TLB).  True when there is no such alias, or it has the access already. */

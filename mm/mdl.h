@@ -27,6 +27,11 @@ void mdl_check_frames(PMDL m);
  * (MmProtectMdlSystemAddress made it so), read from the kernel's tables. */
 bool mdl_frames_executable_in_ring_0(PMDL m);
 
+/* W^X across privilege levels for user pages (mm/RULES.md decision 3): whether any system
+ * mapping is executable (one test of a count), and whether one executes this frame (read from
+ * the system-PTE region's PTEs, only while the count is not 0). */
+bool mdl_ring_0_executes_any_frame(void);
+bool mdl_frame_executable_in_ring_0(PFN_NUMBER pfn);
 /* Ending an executable system mapping (mm/RULES.md decision 3): mdl_exec_pages(va, n), read
  * before the n PTEs at va stop executing (cleared or made no-execute), is how many of them
  * are executable (0 at once while none is anywhere); mdl_exec_mapping_ended(pfns, n, that

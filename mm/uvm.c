@@ -28,6 +28,7 @@
 #include "kernel/lib.h"
 #include "kernel/trap.h"
 #include "mm/layout.h"
+#include "mm/mdl.h"
 #include "mm/memtype.h"
 #include "mm/mm.h"
 #include "mm/mmproc.h"
@@ -136,6 +137,13 @@ static bool page_fault_in(struct mm_process *mm, struct vad *v, uint64_t va, boo
 	if (!protect_allows(protect, write, exec))
 		return false;
 	bool parked = s & PS_PARKED;
+	/* W^X across privilege levels (mm/RULES.md decision 3): a parked frame ring 0 executes
+	 * is never mapped writable to ring 3; the access is an access violation.  uvm_protect and
+	 * commit refuse PAGE_READWRITE for such a frame; this is a page made PAGE_READWRITE while
+	 * parked, before its frame became executable. */
+	if (parked && protect == PAGE_READWRITE && mdl_ring_0_executes_any_frame() &&
+	    mdl_frame_executable_in_ring_0((s & PS_FRAME) >> PAGE_SHIFT))
+		return false;
 	pfn_t pfn = parked ? (s & PS_FRAME) >> PAGE_SHIFT : pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
 		return false;
@@ -192,6 +200,23 @@ static bool range_has_locked_frame(struct mm_process *mm, const struct vad *v, u
 	for (uint64_t va = start; pg && va < end; va += PAGE_SIZE) {
 		pfn_t pfn = page_frame(mm, v, pg, page_index(v, va));
 		if (pfn != PFN_INVALID && pfn_entry(pfn)->lock_count)
+			return true;
+	}
+	return false;
+}
+
+/* Whether giving the pages of v in [start, end) the protection `protect` would make a frame
+ * that a system mapping executes writable by ring 3 (mm/RULES.md decision 3): its resident
+ * or parked frame.  One test of a count while no system mapping is executable. */
+static bool range_would_write_ring_0_code(struct mm_process *mm, const struct vad *v, uint64_t start, uint64_t end,
+					  uint32_t protect)
+{
+	const struct uvm_pages *pg = pages_of(v);
+	if (protect != PAGE_READWRITE || !pg || !mdl_ring_0_executes_any_frame())
+		return false;
+	for (uint64_t va = start; va < end; va += PAGE_SIZE) {
+		pfn_t pfn = page_frame(mm, v, pg, page_index(v, va));
+		if (pfn != PFN_INVALID && mdl_frame_executable_in_ring_0(pfn))
 			return true;
 	}
 	return false;
@@ -282,6 +307,10 @@ static NTSTATUS commit(struct mm_process *mm, uint64_t *base, uint64_t *size, ui
 	struct vad *v = vad_find(mm, r.start);
 	if (!v || r.end > v->end || v->kind != VAD_PRIVATE)
 		return STATUS_CONFLICTING_ADDRESSES;
+	/* A committed page re-committed read-write is re-protected: refused as uvm_protect
+	 * refuses it (mm/RULES.md decision 3), nothing changed. */
+	if (range_would_write_ring_0_code(mm, v, r.start, r.end, protect))
+		return STATUS_INVALID_PAGE_PROTECTION;
 	struct uvm_pages *pg = pages_of(v);
 	if (!pg && !(pg = pages_create(v, 0)))
 		return STATUS_INSUFFICIENT_RESOURCES;
@@ -382,6 +411,8 @@ NTSTATUS uvm_free(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG t
  *   not inside one VAD                      STATUS_CONFLICTING_ADDRESSES
  *   an MDL mapping (mm/RULES.md decision 4: refused)    STATUS_INVALID_PAGE_PROTECTION
  *   a page only reserved                    STATUS_NOT_COMMITTED (nothing changed)
+ *   PAGE_READWRITE of a page whose frame    STATUS_INVALID_PAGE_PROTECTION (nothing
+ *   a system mapping executes (decision 3)  changed)
  * Image, stack and parameter pages can be re-protected like private ones.
  */
 NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old)
@@ -403,6 +434,8 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 	for (uint64_t va = r.start; va < r.end; va += PAGE_SIZE)
 		if (!pg || !(pg->page[page_index(v, va)] & PS_PROTECT))
 			return STATUS_NOT_COMMITTED;
+	if (range_would_write_ring_0_code(mm, v, r.start, r.end, protect))
+		return STATUS_INVALID_PAGE_PROTECTION;
 	*old = pg->page[page_index(v, r.start)] & PS_PROTECT;
 	for (uint64_t va = r.start; va < r.end; va += PAGE_SIZE)
 		page_set_protect(mm, v, pg, page_index(v, va), protect);

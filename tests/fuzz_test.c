@@ -44,22 +44,7 @@ struct batch {
 };
 
 /* Whether va is mapped in p's tables, and writable there (RW at every level). */
-static bool user_present(PEPROCESS p, uint64_t va, bool *write)
-{
-	struct pt_query q;
-	pt_query(&p->mm.root, va, &q);
-	bool w = true;
-	for (int level = 4; level >= 1; level--) {
-		uint64_t e = q.entry[level];
-		if (!(e & MMT_PTE_P))
-			return false;
-		w &= (e & MMT_PTE_RW) != 0;
-		if (level == 1 || (level < 4 && (e & MMT_PTE_PS)))
-			break;
-	}
-	*write = w;
-	return true;
-}
+static bool user_present(PEPROCESS p, uint64_t va, bool *write) { return mmt_present_in(&p->mm.root, va, write); }
 
 static NTSTATUS map_view(PMDL m, uint64_t *va)
 {

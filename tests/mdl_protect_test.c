@@ -802,6 +802,148 @@ static void writable_user_mapping_of_a_frame_ring_0_executes_is_refused(struct k
 	PsDestroyProcess(p);
 }
 
+/*
+ * W^X across privilege levels, the process's side (mm/RULES.md decision 3): the agent's
+ * read-only page is locked and its system mapping made executable; then, from ring 3, the
+ * agent tries to make the page writable: SYS_PROTECT_VM and a MEM_COMMIT re-commit to
+ * PAGE_READWRITE are STATUS_INVALID_PAGE_PROTECTION; PAGE_NOACCESS (the frame parked) and
+ * PAGE_READWRITE again is refused too, so the page's re-fault maps it read-only, and the
+ * agent's write faults (#PF, P|W|U, CR2 the page).  The user PTE, read from the process's
+ * tables, stays read-only; the audit passes throughout.
+ */
+static void user_page_ring_0_executes_cannot_be_made_writable_by_ring_3(struct ktest *t)
+{
+	const uint64_t buf = 0x30000000ul;
+	struct agent_script s;
+	agent_begin(&s);
+	uint32_t rw = agent_protect(&s, buf, PAGE_SIZE, PAGE_READWRITE);
+	uint32_t recommit = agent_alloc(&s, buf, PAGE_SIZE, MEM_COMMIT, PAGE_READWRITE);
+	uint32_t read1 = agent_read64(&s, buf);
+	uint32_t noaccess = agent_protect(&s, buf, PAGE_SIZE, PAGE_NOACCESS);
+	uint32_t rw_parked = agent_protect(&s, buf, PAGE_SIZE, PAGE_READWRITE);
+	uint32_t ro = agent_protect(&s, buf, PAGE_SIZE, PAGE_READONLY);
+	uint32_t read2 = agent_read64(&s, buf); /* the re-fault */
+	agent_write64(&s, buf, 0xC3);            /* must fault */
+	agent_exit(&s, 0);
+	PEPROCESS p = agent_create(&s, 0);
+	ASSERT_TRUE(t, p != NULL);
+
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PVOID b = (PVOID)buf;
+	SIZE_T size = PAGE_SIZE;
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
+					      PAGE_READONLY);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	volatile bool locked = false;
+	if (m) {
+		__try {
+			MmProbeAndLockPages(m, UserMode, IoReadAccess);
+			locked = true;
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
+		}
+	}
+	uint8_t *sys = locked ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
+	bool exec = sys && MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ) == STATUS_SUCCESS;
+	EXPECT_TRUE(t, exec);
+	KeUnstackDetachProcess(&apc);
+	if (exec) {
+		EXPECT_FALSE(t, mmt_rights_of((uint64_t)sys).nx); /* ring 0 can execute the frame */
+		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+		EXPECT_EQ(t, PsRunProcess(p), STATUS_ACCESS_VIOLATION);
+		EXPECT_EQ(t, agent_result(t, p, rw, 0), (uint64_t)(uint32_t)STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, agent_result(t, p, recommit, 0), (uint64_t)(uint32_t)STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, agent_result(t, p, read1, 0), 0);
+		EXPECT_EQ(t, agent_result(t, p, noaccess, 0), (uint64_t)STATUS_SUCCESS);
+		EXPECT_EQ(t, agent_result(t, p, rw_parked, 0), (uint64_t)(uint32_t)STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, agent_result(t, p, ro, 0), (uint64_t)STATUS_SUCCESS);
+		EXPECT_EQ(t, agent_result(t, p, ro, 1), PAGE_NOACCESS);
+		EXPECT_EQ(t, agent_result(t, p, read2, 0), 0);
+		EXPECT_TRUE(t, p->fault.happened);
+		EXPECT_EQ(t, p->fault.vector, 14);
+		EXPECT_EQ(t, p->fault.error_code, PF_P | PF_W | PF_U);
+		EXPECT_EQ(t, p->fault.address, buf);
+		struct pt_query q;
+		pt_query(&p->mm.root, buf, &q);
+		EXPECT_TRUE(t, q.present && q.eff.user && !q.eff.write);
+		EXPECT_EQ(t, q.pa >> PAGE_SHIFT, MmGetMdlPfnArray(m)[0]); /* the same frame, re-mapped */
+		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	}
+	KeStackAttachProcess(p, &apc);
+	if (locked)
+		MmUnlockPages(m); /* releases the executable system mapping too */
+	if (m)
+		IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
+/*
+ * The fault path's half (mm/RULES.md decision 3): a locked, read-only page is parked
+ * (PAGE_NOACCESS) and given PAGE_READWRITE before its system mapping becomes executable,
+ * which the execute path allows (no ring-3 PTE can write the frame then).  The agent's next
+ * touch would map the frame writable: it is an access violation instead (#PF, U, CR2 the
+ * page), and the page stays unmapped in the process's tables.
+ */
+static void parked_read_write_page_ring_0_executes_faults_for_ring_3(struct ktest *t)
+{
+	const uint64_t buf = 0x30000000ul;
+	struct agent_script s;
+	agent_begin(&s);
+	agent_read64(&s, buf); /* must fault */
+	agent_exit(&s, 0);
+	PEPROCESS p = agent_create(&s, 0);
+	ASSERT_TRUE(t, p != NULL);
+
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PVOID b = (PVOID)buf;
+	SIZE_T size = PAGE_SIZE;
+	ULONG old = 0;
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
+					      PAGE_READONLY);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	volatile bool locked = false;
+	if (m) {
+		__try {
+			MmProbeAndLockPages(m, UserMode, IoReadAccess);
+			locked = true;
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
+		}
+	}
+	bool exec = false;
+	if (locked) {
+		EXPECT_EQ(t, ZwProtectVirtualMemory(NtCurrentProcess(), &b, &size, PAGE_NOACCESS, &old), STATUS_SUCCESS);
+		EXPECT_EQ(t, ZwProtectVirtualMemory(NtCurrentProcess(), &b, &size, PAGE_READWRITE, &old), STATUS_SUCCESS);
+		uint8_t *sys = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
+		exec = sys && MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ) == STATUS_SUCCESS;
+		EXPECT_TRUE(t, exec && !mmt_rights_of((uint64_t)sys).nx);
+	}
+	KeUnstackDetachProcess(&apc);
+	if (exec) {
+		EXPECT_EQ(t, PsRunProcess(p), STATUS_ACCESS_VIOLATION);
+		EXPECT_TRUE(t, p->fault.happened);
+		EXPECT_EQ(t, p->fault.vector, 14);
+		EXPECT_EQ(t, p->fault.error_code, PF_U);
+		EXPECT_EQ(t, p->fault.address, buf);
+		struct pt_query q;
+		pt_query(&p->mm.root, buf, &q);
+		EXPECT_FALSE(t, q.present);
+		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+	}
+	KeStackAttachProcess(p, &apc);
+	if (locked)
+		MmUnlockPages(m); /* releases the executable system mapping too */
+	if (m)
+		IoFreeMdl(m);
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
 static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(readonly_makes_writes_fault),
 	KTEST_CASE(readwrite_makes_writes_work),
@@ -811,6 +953,8 @@ static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(execute_is_refused_while_ring_3_can_write_the_frames),
 	KTEST_CASE(writable_user_mapping_of_a_frame_ring_0_executes_is_refused),
 	KTEST_CASE(execute_of_a_user_buffer_ring_3_can_write_is_refused),
+	KTEST_CASE(user_page_ring_0_executes_cannot_be_made_writable_by_ring_3),
+	KTEST_CASE(parked_read_write_page_ring_0_executes_faults_for_ring_3),
 	KTEST_CASE(execute_makes_the_direct_map_alias_read_only),
 	KTEST_CASE(alias_keeps_the_frames_type),
 	KTEST_CASE(alias_stays_read_only_while_another_mapping_executes),

@@ -160,31 +160,14 @@ static void execute_needs_nx_clear(struct ktest *t)
 /* One user page in the user half of the kernel's tables, for the SMAP and SMEP cases. */
 static bool map_user_page(struct ktest *t, uint64_t va, pfn_t *pfn, struct pt_attrs a, uint8_t first)
 {
-	if (!mmt_va_unmapped(va)) {
-		KTEST_FAIL(t, "user test address 0x%lx is already mapped", va);
+	if (!scratch_map_page(t, va, pfn, a, first))
 		return false;
-	}
-	*pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
-	if (*pfn == PFN_INVALID) {
-		KTEST_FAIL(t, "no frame");
-		return false;
-	}
-	*(uint8_t *)pfn_to_virt(*pfn) = first;
-	if (!pt_map(&kernel_root, va, *pfn << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
-		KTEST_FAIL(t, "pt_map of the user page failed");
-		pfn_free(*pfn);
-		return false;
-	}
 	struct mmt_rights r = mmt_rights_of(va);
 	EXPECT_TRUE(t, r.present && r.user);
 	return true;
 }
 
-static void unmap_user_page(uint64_t va, pfn_t pfn)
-{
-	pt_unmap(&kernel_root, va, PAGE_SIZE);
-	pfn_free(pfn);
-}
+static void unmap_user_page(uint64_t va, pfn_t pfn) { scratch_unmap_page(va, pfn); }
 
 static void smap_blocks_kernel_access_outside_window(struct ktest *t)
 {

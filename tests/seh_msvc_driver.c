@@ -558,29 +558,10 @@ static const struct pt_attrs USER_RO = { .user = true, .type = MT_WB };
 /* One user page in the user half of the kernel's tables (no process needed). */
 static bool map_user_page(struct ktest *t, uint64_t va, pfn_t *pfn, struct pt_attrs a, uint8_t first)
 {
-	if (!mmt_va_unmapped(va)) {
-		KTEST_FAIL(t, "user test address 0x%lx is already mapped", va);
-		return false;
-	}
-	*pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
-	if (*pfn == PFN_INVALID) {
-		KTEST_FAIL(t, "no frame");
-		return false;
-	}
-	*(uint8_t *)pfn_to_virt(*pfn) = first;
-	if (!pt_map(&kernel_root, va, *pfn << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
-		KTEST_FAIL(t, "pt_map of the user page failed");
-		pfn_free(*pfn);
-		return false;
-	}
-	return true;
+	return scratch_map_page(t, va, pfn, a, first);
 }
 
-static void unmap_user_page(uint64_t va, pfn_t pfn)
-{
-	pt_unmap(&kernel_root, va, PAGE_SIZE);
-	pfn_free(pfn);
-}
+static void unmap_user_page(uint64_t va, pfn_t pfn) { scratch_unmap_page(va, pfn); }
 
 static int ac_now(void) { return (read_rflags() & RFLAGS_AC) != 0; }
 

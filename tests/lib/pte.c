@@ -85,6 +85,23 @@ bool mmt_va_mapped(uint64_t va)
 	return q.present;
 }
 
+bool mmt_present_in(const struct pt_root *r, uint64_t va, bool *write)
+{
+	struct pt_query q;
+	pt_query(r, va, &q);
+	bool w = true;
+	for (int level = 4; level >= 1; level--) {
+		uint64_t e = q.entry[level];
+		if (!(e & MMT_PTE_P))
+			return false;
+		w &= (e & MMT_PTE_RW) != 0;
+		if (level == 1 || (level < 4 && (e & MMT_PTE_PS)))
+			break;
+	}
+	*write = w;
+	return true;
+}
+
 pfn_t mmt_frame_of(uint64_t va)
 {
 	struct mmt_rights r = mmt_rights_of(va);

@@ -84,5 +84,8 @@ bool mmt_va_mapped(uint64_t va);
 static inline bool mmt_va_unmapped(uint64_t va) { return !mmt_va_mapped(va); }
 /* The frame the kernel's tables map va to, PFN_INVALID when nothing maps it. */
 pfn_t mmt_frame_of(uint64_t va);
+/* Whether r's tables map va, from the raw entries; *write: RW at every level (SDM Vol. 3,
+ * 4.6). */
+bool mmt_present_in(const struct pt_root *r, uint64_t va, bool *write);
 
 #endif

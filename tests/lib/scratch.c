@@ -79,3 +79,31 @@ uint64_t scratch_unmapped_kva(uint64_t size)
 	hole_next += size;
 	return va;
 }
+
+bool scratch_map_page(struct ktest *t, uint64_t va, pfn_t *pfn, struct pt_attrs a, uint8_t first)
+{
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	if (q.present) {
+		KTEST_FAIL(t, "test address 0x%lx is already mapped", va);
+		return false;
+	}
+	*pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
+	if (*pfn == PFN_INVALID) {
+		KTEST_FAIL(t, "no frame");
+		return false;
+	}
+	*(uint8_t *)pfn_to_virt(*pfn) = first;
+	if (!pt_map(&kernel_root, va, *pfn << PAGE_SHIFT, PAGE_SIZE, a, 0)) {
+		KTEST_FAIL(t, "pt_map of the test page failed");
+		pfn_free(*pfn);
+		return false;
+	}
+	return true;
+}
+
+void scratch_unmap_page(uint64_t va, pfn_t pfn)
+{
+	pt_unmap(&kernel_root, va, PAGE_SIZE);
+	pfn_free(pfn);
+}

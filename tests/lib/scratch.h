@@ -19,8 +19,12 @@
 #ifndef TESTS_LIB_SCRATCH_H
 #define TESTS_LIB_SCRATCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include "kernel/ktest.h"
 #include "mm/layout.h"
+#include "mm/pfn.h"
+#include "mm/pt.h"
 
 #define SCRATCH_USER_BASE 0x0000400000000000ul  /* PML4 slot 128 */
 #define SCRATCH_USER_END 0x00007F8000000000ul   /* PML4 slot 255, the stack's */
@@ -34,5 +38,12 @@ uint64_t scratch_uva(uint64_t size, uint64_t align);
 /* A page-aligned range of `size` bytes that no page table maps, different pages each call
  * (so a CR2 a case checks cannot be one an earlier case left). */
 uint64_t scratch_unmapped_kva(uint64_t size);
+
+/* One page of a fresh zeroed frame (*pfn) whose first byte is `first`, mapped at va (which
+ * nothing maps yet) in the kernel's tables with attributes a: a user page in the user half,
+ * with no process, for the SMAP/SMEP cases.  False, with the case failed and nothing held,
+ * when it cannot be made.  scratch_unmap_page undoes it. */
+bool scratch_map_page(struct ktest *t, uint64_t va, pfn_t *pfn, struct pt_attrs a, uint8_t first);
+void scratch_unmap_page(uint64_t va, pfn_t pfn);
 
 #endif
