@@ -802,6 +802,46 @@ static void writable_user_mapping_of_a_frame_ring_0_executes_is_refused(struct k
 	PsDestroyProcess(p);
 }
 
+/* Attached to the agent: a read-only page committed at buf, locked for read by an MDL (NULL,
+ * the case failed and nothing held, when it cannot be). */
+static PMDL lock_read_only_user_page(struct ktest *t, uint64_t buf)
+{
+	PVOID b = (PVOID)buf;
+	SIZE_T size = PAGE_SIZE;
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
+					      PAGE_READONLY);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	volatile bool locked = false;
+	if (m) {
+		__try {
+			MmProbeAndLockPages(m, UserMode, IoReadAccess);
+			locked = true;
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
+		}
+	}
+	if (m && !locked) {
+		IoFreeMdl(m);
+		m = NULL;
+	}
+	return m;
+}
+
+/* The end of those cases: the lock released in the process (with the executable system
+ * mapping: MmUnlockPages releases it first), the MDL freed, the process gone. */
+static void release_locked_page(PEPROCESS p, PMDL m)
+{
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	if (m) {
+		MmUnlockPages(m);
+		IoFreeMdl(m);
+	}
+	KeUnstackDetachProcess(&apc);
+	PsDestroyProcess(p);
+}
+
 /*
  * W^X across privilege levels, the process's side (mm/RULES.md decision 3): the agent's
  * read-only page is locked and its system mapping made executable; then, from ring 3, the
@@ -830,22 +870,8 @@ static void user_page_ring_0_executes_cannot_be_made_writable_by_ring_3(struct k
 
 	KAPC_STATE apc;
 	KeStackAttachProcess(p, &apc);
-	PVOID b = (PVOID)buf;
-	SIZE_T size = PAGE_SIZE;
-	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
-					      PAGE_READONLY);
-	EXPECT_EQ(t, st, STATUS_SUCCESS);
-	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
-	volatile bool locked = false;
-	if (m) {
-		__try {
-			MmProbeAndLockPages(m, UserMode, IoReadAccess);
-			locked = true;
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
-		}
-	}
-	uint8_t *sys = locked ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
+	PMDL m = lock_read_only_user_page(t, buf);
+	uint8_t *sys = m ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
 	bool exec = sys && MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ) == STATUS_SUCCESS;
 	EXPECT_TRUE(t, exec);
 	KeUnstackDetachProcess(&apc);
@@ -871,13 +897,7 @@ static void user_page_ring_0_executes_cannot_be_made_writable_by_ring_3(struct k
 		EXPECT_EQ(t, q.pa >> PAGE_SHIFT, MmGetMdlPfnArray(m)[0]); /* the same frame, re-mapped */
 		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
 	}
-	KeStackAttachProcess(p, &apc);
-	if (locked)
-		MmUnlockPages(m); /* releases the executable system mapping too */
-	if (m)
-		IoFreeMdl(m);
-	KeUnstackDetachProcess(&apc);
-	PsDestroyProcess(p);
+	release_locked_page(p, m);
 }
 
 /*
@@ -902,21 +922,9 @@ static void parked_read_write_page_ring_0_executes_faults_for_ring_3(struct ktes
 	PVOID b = (PVOID)buf;
 	SIZE_T size = PAGE_SIZE;
 	ULONG old = 0;
-	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
-					      PAGE_READONLY);
-	EXPECT_EQ(t, st, STATUS_SUCCESS);
-	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
-	volatile bool locked = false;
-	if (m) {
-		__try {
-			MmProbeAndLockPages(m, UserMode, IoReadAccess);
-			locked = true;
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
-		}
-	}
+	PMDL m = lock_read_only_user_page(t, buf);
 	bool exec = false;
-	if (locked) {
+	if (m) {
 		EXPECT_EQ(t, ZwProtectVirtualMemory(NtCurrentProcess(), &b, &size, PAGE_NOACCESS, &old), STATUS_SUCCESS);
 		EXPECT_EQ(t, ZwProtectVirtualMemory(NtCurrentProcess(), &b, &size, PAGE_READWRITE, &old), STATUS_SUCCESS);
 		uint8_t *sys = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
@@ -935,13 +943,7 @@ static void parked_read_write_page_ring_0_executes_faults_for_ring_3(struct ktes
 		EXPECT_FALSE(t, q.present);
 		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
 	}
-	KeStackAttachProcess(p, &apc);
-	if (locked)
-		MmUnlockPages(m); /* releases the executable system mapping too */
-	if (m)
-		IoFreeMdl(m);
-	KeUnstackDetachProcess(&apc);
-	PsDestroyProcess(p);
+	release_locked_page(p, m);
 }
 
 static struct ktest_case mdl_protect_cases[] = {
