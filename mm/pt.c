@@ -334,10 +334,41 @@ static bool table_empty(const uint64_t *t)
 	return true;
 }
 
+/* Table frames pt_unmap has unlinked, freed only after the range's flush: another CPU's
+ * paging-structure caches may still point at an unlinked table until its invalidation
+ * reaches it (SDM Vol. 3, 4.10.4.1: invalidate after the change, reuse the frame after), so
+ * the frame must not be handed out, and written as a new table, before then. */
+struct deferred_tables {
+	const struct pt_root *r;
+	uint64_t va, size;  /* the range being unmapped: flushed before an early free */
+	unsigned n;
+	uint64_t pa[16];
+};
+
+static void free_deferred(struct deferred_tables *d)
+{
+	for (unsigned i = 0; i < d->n; i++)
+		free_table(d->pa[i]);
+	d->n = 0;
+}
+
+static void free_table_after_flush(struct deferred_tables *d, uint64_t tpa)
+{
+	if (!d) {
+		free_table(tpa);
+		return;
+	}
+	if (d->n == sizeof d->pa / sizeof d->pa[0]) {
+		tlb_flush_range(d->r, d->va, d->size);
+		free_deferred(d);
+	}
+	d->pa[d->n++] = tpa;
+}
+
 /* After clearing an entry for va at `level`, free every table on the path that became empty,
- * bottom up.  PDPTs under the kernel half of the PML4 are shared by every address space and
- * are never freed. */
-static void prune(const struct pt_root *r, uint64_t va, int level)
+ * bottom up (with d, after the flush of d's range).  PDPTs under the kernel half of the
+ * PML4 are shared by every address space and are never freed. */
+static void prune(const struct pt_root *r, uint64_t va, int level, struct deferred_tables *d)
 {
 	if (is_pinned(va))
 		return;
@@ -354,7 +385,7 @@ static void prune(const struct pt_root *r, uint64_t va, int level)
 		if (!table_empty(table_va(tpa)))
 			return;
 		*parent = 0;
-		free_table(tpa);
+		free_table_after_flush(d, tpa);
 	}
 }
 
@@ -382,7 +413,7 @@ bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct p
 		if (!slot) {
 			/* No half-made mapping: undo what was mapped and the tables this walk made. */
 			pt_unmap(r, va, done);
-			prune(r, va + done, 1);
+			prune(r, va + done, 1, NULL); /* tables this walk made, never holding a leaf */
 			return false;
 		}
 		if (*slot & E_P)
@@ -409,7 +440,7 @@ bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_
 		if (!pte) {
 			/* No half-made mapping: as pt_map, undo the pages and the tables made. */
 			pt_unmap(r, va, done * PAGE_SIZE);
-			prune(r, page, 1);
+			prune(r, page, 1, NULL); /* tables this walk made, never holding a leaf */
 			return false;
 		}
 		/* The rest of this page table, one walk for all of it. */
@@ -430,6 +461,7 @@ bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_
 void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 {
 	uint64_t end = va + size, cur = va;
+	struct deferred_tables d = { .r = r, .va = va, .size = size };
 	while (cur < end) {
 		int level;
 		uint64_t *slot = find_leaf(r, cur, &level);
@@ -457,19 +489,20 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 				if (slot[k] & E_P)
 					slot[k] = 0;
 			uint64_t last = cur + (left - 1) * PAGE_SIZE;
-			prune(r, last, 1);
+			prune(r, last, 1, &d);
 			if (last + PAGE_SIZE <= cur)
 				break;
 			cur = last + PAGE_SIZE;
 			continue;
 		}
 		*slot = 0;
-		prune(r, cur, level);
+		prune(r, cur, level, &d);
 		if (base + lsize <= cur)
 			break;
 		cur = base + lsize;
 	}
 	tlb_flush_range(r, va, size);
+	free_deferred(&d);
 }
 
 /* If the table under the level-`level` entry for va holds 512 leaves with contiguous frames
