@@ -97,7 +97,8 @@ void reserved_refuse_unmap(uint64_t va)
 static PVOID reserve(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags, ULONG_PTR caller)
 {
 	verifier_check_irql(APC_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
-	uint64_t pages = ALIGN_UP(NumberOfBytes, PAGE_SIZE) / PAGE_SIZE;
+	/* Not ALIGN_UP: a size within a page of 2^64 would wrap it to 0 pages (0x100). */
+	uint64_t pages = NumberOfBytes / PAGE_SIZE + ((NumberOfBytes & (PAGE_SIZE - 1)) != 0);
 	if (!pages)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x100, 0, PoolTag, caller);
 	if ((Flags & ~MM_MAPPING_ADDRESS_DIVISIBLE) || pages > syspte_total())

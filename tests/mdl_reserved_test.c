@@ -135,6 +135,9 @@ static void bad_arguments_return_null(struct ktest *t)
 	EXPECT_EQ(t, m->MdlFlags, flags);
 	EXPECT_TRUE(t, mmt_va_unmapped((uint64_t)r));
 	EXPECT_TRUE(t, MmAllocateMappingAddressEx(P, TAG, 2) == NULL); /* a flag mdlab does not know */
+	/* More bytes than there are system PTEs, up to the top: NULL, not the 0-byte bug check. */
+	EXPECT_TRUE(t, MmAllocateMappingAddress((SIZE_T)-1, TAG) == NULL);
+	EXPECT_TRUE(t, MmAllocateMappingAddressEx((SIZE_T)-1 - P + 2, TAG, MM_MAPPING_ADDRESS_DIVISIBLE) == NULL);
 	MmFreeMappingAddress(r, TAG);
 	release(m, buf);
 }
