@@ -23,7 +23,7 @@ EXTRA_TESTS ?=
 # key=value words appended to the test boots' kernel command line (fuzz_seed=S, ...).
 KERNEL_ARGS ?=
 KVM ?= 0
-# vCPUs of the QEMU machine for run, test and debug (make bench always boots one).
+# vCPUs of the QEMU machine for run, test, debug and map (make bench always boots one).
 SMP ?= 4
 export MDLAB_SMP := $(SMP)
 # JUNIT=path also writes the results as JUnit XML; UNIT_LINES=1 lists each harness unit test.

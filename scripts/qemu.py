@@ -120,10 +120,13 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
     `extra` is QEMU_EXTRA, shlex-split and appended last so it can override.
     `smp` is the number of vCPUs; None takes the Makefile's SMP (MDLAB_SMP), else 1.
     Raises KvmUnavailable when kvm is set and /dev/kvm is not usable, QemuSetupError
-    when `extra` cannot be split (an unbalanced quote)."""
+    when `extra` cannot be split (an unbalanced quote) or MDLAB_SMP is not a count of 1 or more."""
     argv = qemu_command_prefix()
     if smp is None:
-        smp = int(os.environ.get("MDLAB_SMP", "1") or "1")
+        text = os.environ.get("MDLAB_SMP", "1") or "1"
+        smp = int(text) if text.isdigit() else 0
+        if smp < 1:
+            raise QemuSetupError(f"SMP={text!r} is not a number of vCPUs (1, 2, ... 16)")
     argv += ["-machine", "q35", *accel_args(kvm), "-m", "512M", "-smp", str(smp)]
     argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={_qemu_opt_value(OVMF_CODE)}"]
     argv += ["-drive", f"if=pflash,format=raw,file={_qemu_opt_value(vars_fd)}"]

@@ -857,6 +857,19 @@ class RestoreCommands(unittest.TestCase):
         self.assertEqual(qemu.migrate_uri("/b/x;rm -rf y"), "exec:cat > '/b/x;rm -rf y'")
         self.assertEqual(qemu.save_options("/t/a,b")[1], "unix:/t/a,,b,server=on,wait=off")
 
+    def test_smp_from_the_makefile(self):
+        saved = os.environ.get("MDLAB_SMP")
+        self.addCleanup(lambda: os.environ.__setitem__("MDLAB_SMP", saved) if saved
+                        is not None else os.environ.pop("MDLAB_SMP", None))
+        serial = qemu.serial_to_file("/b/x.log")
+        os.environ["MDLAB_SMP"] = "3"
+        argv = qemu.build_command("/b/esp.img", "/b/vars.fd", kvm=False, serial=serial)
+        self.assertEqual(argv[argv.index("-smp") + 1], "3")
+        for bad in ("abc", "0", "-2", "4 "):
+            os.environ["MDLAB_SMP"] = bad
+            with self.assertRaisesRegex(qemu.QemuSetupError, "SMP="):
+                qemu.build_command("/b/esp.img", "/b/vars.fd", kvm=False, serial=serial)
+
     def test_case_input(self):
         data = harness.death_case_input("seh.unhandled_fault_is_0x1e")
         self.assertTrue(data.endswith(b"\nseh.unhandled_fault_is_0x1e\n"))
