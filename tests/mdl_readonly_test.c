@@ -68,6 +68,7 @@ static void read_lock_of_rodata_maps_read_only(struct ktest *t)
 	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_READWRITE), STATUS_INVALID_PAGE_PROTECTION);
 	EXPECT_EQ(t, mmt_rights_of((uint64_t)va).leaf, pte);
 	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_NOACCESS), STATUS_SUCCESS);
+	EXPECT_FALSE(t, mmt_rights_of((uint64_t)va).present); /* no access: not present */
 	EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_READONLY), STATUS_SUCCESS);
 	expect_read_only_mapping(t, (uint64_t)va, m->ByteCount);
 	MmUnlockPages(m);

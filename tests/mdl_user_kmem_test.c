@@ -74,6 +74,7 @@ static void map_check_unmap(struct ktest *t, PMDL m, ULONG pages, MEMORY_CACHING
 		st = GetExceptionCode();
 	}
 	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_SUCCESS);
+	EXPECT_TRUE(t, uva != 0);
 	if (uva) {
 		EXPECT_TRUE(t, uva < USER_VA_END);
 		for (ULONG i = 0; i < pages; i++) {
@@ -83,6 +84,9 @@ static void map_check_unmap(struct ktest *t, PMDL m, ULONG pages, MEMORY_CACHING
 			EXPECT_EQ(t, v, k);
 		}
 		MmUnmapLockedPages((PVOID)uva, m);
+		bool w;
+		for (ULONG i = 0; i < pages; i++)
+			EXPECT_FALSE(t, mmt_present_in(&p->mm.root, uva + i * P, &w)); /* unmapped for real */
 	}
 	KeUnstackDetachProcess(&apc);
 	PsDestroyProcess(p);

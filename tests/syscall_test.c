@@ -99,7 +99,7 @@ static void protect_with_unwritable_old_protection_changes_nothing(struct ktest 
 	}
 }
 
-/* SYS_FREE_VM with an unwritable RegionSize: the region stays. */
+/* SYS_FREE_VM with an unwritable RegionSize: the region stays, in the VADs and the PTEs. */
 static void free_with_unwritable_outputs_frees_nothing(struct ktest *t)
 {
 	struct agent_script s;
@@ -116,6 +116,9 @@ static void free_with_unwritable_outputs_frees_nothing(struct ktest *t)
 	ASSERT_TRUE(t, p != NULL);
 	EXPECT_EQ(t, agent_result(t, p, call, 0), (uint64_t)(uint32_t)STATUS_ACCESS_VIOLATION);
 	EXPECT_TRUE(t, vad_find(&p->mm, REGION) != NULL);
+	bool w = false;
+	EXPECT_TRUE(t, user_present(p, REGION, &w)); /* still in the real tables, writable */
+	EXPECT_TRUE(t, w);
 	PsDestroyProcess(p);
 }
 
