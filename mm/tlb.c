@@ -100,11 +100,18 @@ struct shootdown {
 	uint64_t va, size; /* size 0: everything of root */
 };
 
+/* Held by a CPU serving a shootdown from its copy of stats to the restore: the servers of
+ * one shootdown run at once, and one's restore between another's copy and restore would
+ * leave that other's INVLPGs counted. */
+static volatile uint32_t serve_lock;
+
 static void shootdown_here(void *arg)
 {
 	const struct shootdown *s = arg;
 	/* tlb_stats counts what the asking CPU's flushes cost it; this CPU's share is its own
-	 * counter.  The asking CPU only waits meanwhile, so nothing else changes stats. */
+	 * counter.  The asking CPU only waits meanwhile, so only the other servers change stats. */
+	while (__atomic_exchange_n(&serve_lock, 1, __ATOMIC_ACQUIRE))
+		cpu_relax();
 	struct tlb_stats keep = stats;
 	this_cpu()->tlb_flush_requests++;
 	if (!s->size)
@@ -113,6 +120,7 @@ static void shootdown_here(void *arg)
 		flush_range_here(s->root, s->va, s->size);
 	stats.single_pages = keep.single_pages;
 	stats.full_flushes = keep.full_flushes;
+	__atomic_store_n(&serve_lock, 0, __ATOMIC_RELEASE);
 }
 
 static __attribute__((noinline)) void shootdown_others(const struct pt_root *root, uint64_t va,

@@ -472,6 +472,22 @@ static void user_flushes_go_only_where_the_root_is_loaded(struct ktest *t)
 	EXPECT_EQ(t, k1.shootdown_ipis, k0.shootdown_ipis + smp_cpus_online() - 1);
 }
 
+/* tlb_stats counts the asking CPU's own INVLPGs only: kernel-half flushes, each served by
+ * every other CPU at once, add exactly one apiece however the servers interleave. */
+static void shootdowns_leave_the_askers_counts_exact(struct ktest *t)
+{
+	need_two(t);
+	const unsigned n = 2000;
+	struct tlb_stats s0, s1;
+	tlb_get_stats(&s0);
+	for (unsigned i = 0; i < n; i++)
+		tlb_flush_page(&kernel_root, (uint64_t)&s0);
+	tlb_get_stats(&s1);
+	EXPECT_EQ(t, s1.shootdowns, s0.shootdowns + n);
+	EXPECT_EQ(t, s1.single_pages, s0.single_pages + n);
+	EXPECT_EQ(t, s1.full_flushes, s0.full_flushes);
+}
+
 /* ---- bug check on another CPU ---------------------------------------------------------- */
 
 static void stop_on_ap(void *arg)
@@ -504,6 +520,7 @@ static struct ktest_case smp_cases[] = {
 	KTEST_CASE(user_unmap_faults_on_the_cpu_running_the_process),
 	KTEST_CASE(user_unmap_leaves_a_stale_entry_without_the_ipi),
 	KTEST_CASE(user_flushes_go_only_where_the_root_is_loaded),
+	KTEST_CASE(shootdowns_leave_the_askers_counts_exact),
 	KTEST_DEATH_CASE_P(bugcheck_on_an_ap_stops_once, MANUALLY_INITIATED_CRASH, KTEST_P_ALL, 0, 0, 0, 0),
 	{ 0 }
 };
