@@ -145,14 +145,15 @@ bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg)
 		__atomic_store_n(&c->call_req, want[i], __ATOMIC_RELEASE);
 		lapic_send_ipi(c->apic_id, VEC_IPI_CALL | ICR_FIXED | ICR_ASSERT);
 	}
-	bool all = true;
 	uint64_t end = deadline();
 	for (unsigned i = 0; i < smp_online_count; i++) {
 		while (want[i] && __atomic_load_n(&kcpus[i].call_ack, __ATOMIC_ACQUIRE) != want[i]) {
 			if (rdtsc() > end) {
-				kprintf("smp: CPU %u did not answer a cross-call in %u ms\n", i, SMP_WAIT_MS);
-				all = false;
-				break;
+				/* Its request stays pending and names fn and arg, which may be on this
+				 * stack: a late answer would run fn on a frame that is gone, and the
+				 * next call would rewrite the request under it.  A CPU that does not
+				 * answer is a machine that cannot go on. */
+				PANIC("smp: CPU %u did not answer a cross-call in %u ms", i, SMP_WAIT_MS);
 			}
 			cpu_relax();
 		}
@@ -160,7 +161,7 @@ bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg)
 	__atomic_store_n(&call_lock, 0, __ATOMIC_RELEASE);
 	if (flags & RFLAGS_IF)
 		__asm__ volatile("sti");
-	return all;
+	return true;
 }
 
 void smp_interrupt(uint64_t vector)

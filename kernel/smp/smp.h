@@ -37,8 +37,9 @@ static inline unsigned smp_this_cpu(void) { return this_cpu()->number; }
 
 /* Run fn(arg) on every CPU in `mask` (bit n = CPU n; this CPU's bit runs it here, first)
  * in each CPU's IPI handler, at IPI_LEVEL with interrupts off, and wait until every one has
- * returned.  False when a CPU did not answer within SMP_WAIT_MS (the others did).  fn must
- * not wait for another CPU. */
+ * returned.  A CPU that does not answer within SMP_WAIT_MS stops the machine (MDLAB_INTERNAL_ERROR):
+ * its pending request would run later on a stack frame that is gone.  True otherwise.  fn
+ * must not wait for another CPU. */
 bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg);
 /* Run a cross-call waiting in this CPU's mailbox, if any: what a CPU does while it spins
  * with interrupts off (smp_call_mask, spin locks). */
