@@ -111,13 +111,15 @@ static void format(struct out *o, const char *fmt, va_list ap)
 		const char *start = fmt++;
 		while (*fmt && strchr("-+ #0", *fmt))
 			fmt++;
-		int star = 0;
+		int star[2], nstar = 0; /* a width and a precision of '*' take an int each */
 		if (*fmt == '*')
-			fmt++, star = va_arg(ap, int);
+			fmt++, star[nstar++] = va_arg(ap, int);
 		while (*fmt >= '0' && *fmt <= '9')
 			fmt++;
 		if (*fmt == '.') {
 			fmt++;
+			if (*fmt == '*')
+				fmt++, star[nstar++] = va_arg(ap, int);
 			while (*fmt >= '0' && *fmt <= '9')
 				fmt++;
 		}
@@ -151,6 +153,10 @@ static void format(struct out *o, const char *fmt, va_list ap)
 				longs = 1;
 			if (fmt[0] == 'I' && fmt[1] == '6' && fmt[2] == '4') /* MSVC's %I64x */
 				fmt += 2, longs = 1;
+			else if (fmt[0] == 'I' && fmt[1] == '3' && fmt[2] == '2') /* %I32x: 32-bit */
+				fmt += 2;
+			else if (fmt[0] == 'I') /* %Ix: a ULONG_PTR, 64-bit */
+				longs = 1;
 			fmt++;
 		}
 		char conv = *fmt ? *fmt++ : 0;
@@ -158,9 +164,10 @@ static void format(struct out *o, const char *fmt, va_list ap)
 		 * precision, then 'l' for a 64-bit argument, then the conversion. */
 		char spec[40];
 		size_t k = 0;
+		int nused = 0;
 		for (const char *c = start; c < mods && k + 24 < sizeof spec; c++) {
 			if (*c == '*')
-				k += (size_t)ksnprintf(spec + k, sizeof spec - k, "%d", star);
+				k += (size_t)ksnprintf(spec + k, sizeof spec - k, "%d", star[nused++]);
 			else
 				spec[k++] = *c;
 		}

@@ -4,7 +4,7 @@
  * IoSkipCurrentIrpStackLocation), IoCallDriver down a stack of two devices
  * (IoAttachDeviceToDeviceStack / IoDetachDevice), completion routines and their conditions,
  * IoMarkIrpPending, IoBuildDeviceIoControlRequest and IoBuildSynchronousFsdRequest; and the
- * bug checks: 0x35, 0x44, 0xC9/0x01-0x06.  mm/RULES.md rules I1-I6.
+ * bug checks: 0x35, 0x44, 0xC9/0x01-0x06, 0xC9/0x0E.  mm/RULES.md rules I1-I6.
  */
 #include "kernel/ktest.h"
 #include "include/wdm.h"
@@ -36,6 +36,7 @@ static struct {
 	bool upper_only_on_success;
 	bool free_in_flight;
 	bool raise_irql;
+	bool complete_at_high_level;
 	bool lower_device_ok, upper_device_ok; /* the location named the device called */
 } rec;
 
@@ -85,6 +86,10 @@ static NTSTATUS lower_dispatch(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 	}
 	Irp->IoStatus.Status = rec.status;
 	Irp->IoStatus.Information = info;
+	if (rec.complete_at_high_level) {
+		KIRQL old;
+		KeRaiseIrql(HIGH_LEVEL, &old);
+	}
 	if (rec.pend) {
 		IoMarkIrpPending(Irp);
 		IoCompleteRequest(Irp, IO_NO_INCREMENT);
@@ -540,6 +545,15 @@ static void complete_with_status_pending(struct ktest *t)
 	IoCallDriver(lower, irp);
 }
 
+static void complete_above_dispatch_level(struct ktest *t)
+{
+	PIRP irp = IoAllocateIrp(1, FALSE);
+	ktest_expect_stop(t, DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x0E, HIGH_LEVEL, (uint64_t)irp, 0, KTEST_P_ALL);
+	rec.complete_at_high_level = true;
+	IoGetNextIrpStackLocation(irp)->MajorFunction = IRP_MJ_READ;
+	IoCallDriver(lower, irp);
+}
+
 static void call_driver_with_a_bad_device(struct ktest *t)
 {
 	static DEVICE_OBJECT fake;
@@ -609,6 +623,7 @@ static struct ktest_case irp_cases[] = {
 	KTEST_DEATH_CASE(call_driver_past_the_last_location, NO_MORE_IRP_STACK_LOCATIONS),
 	KTEST_DEATH_CASE(complete_twice, MULTIPLE_IRP_COMPLETE_REQUESTS),
 	KTEST_DEATH_CASE(complete_with_status_pending, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
+	KTEST_DEATH_CASE(complete_above_dispatch_level, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(call_driver_with_a_bad_device, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(call_driver_with_not_an_irp, DRIVER_VERIFIER_IOMANAGER_VIOLATION),
 	KTEST_DEATH_CASE(dispatch_routine_returns_at_another_irql, DRIVER_VERIFIER_IOMANAGER_VIOLATION),

@@ -161,6 +161,10 @@ static void dbgprint_formats_wide_and_counted_strings(struct ktest *t)
 	if (strcmp(dbgprint_last,
 		   "\\Device\\X|wide|W|counted|-42|    7|ab |beef|123456789|abcdef012|q|%|0x0000000000001000\n"))
 		KTEST_FAIL(t, "got '%s'", dbgprint_last);
+	/* A '*' precision takes its int, and %Ix a 64-bit ULONG_PTR, before the next argument. */
+	DbgPrint("%.*s|%*.*s|%Ix|%I32x|%s\n", 2, "abcd", 4, 1, "xyz", (ULONG_PTR)0x123456789ull, 0xCAFEu, "end");
+	if (strcmp(dbgprint_last, "ab|   x|123456789|cafe|end\n"))
+		KTEST_FAIL(t, "got '%s'", dbgprint_last);
 	KdPrint(("KdPrint %d\n", 5));
 	EXPECT_EQ(t, strcmp(dbgprint_last, "KdPrint 5\n"), 0);
 }

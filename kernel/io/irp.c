@@ -198,6 +198,9 @@ VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost)
 			(int)Irp->CurrentLocation, (int)Irp->StackCount);
 		KeBugCheckEx(MULTIPLE_IRP_COMPLETE_REQUESTS, (ULONG_PTR)Irp, 0, 0, 0);
 	}
+	KIRQL irql = KeGetCurrentIrql();
+	if (irql > DISPATCH_LEVEL)
+		io_violation(0x0E, irql, (ULONG_PTR)Irp, 0);
 	if (Irp->IoStatus.Status == STATUS_PENDING || Irp->IoStatus.Status == -1)
 		io_violation(0x06, (ULONG)Irp->IoStatus.Status, (ULONG_PTR)Irp, 0);
 	while (Irp->CurrentLocation <= Irp->StackCount) {
