@@ -22,7 +22,9 @@
 #define PRIORITY_FLAGS (MdlMappingNoWrite | MdlMappingNoExecute | MdlMappingWithGuardPtes)
 #define MM_ALLOCATE_KNOWN_FLAGS 0x7Fu
 
+/* The MDL counters: every CPU maps and unmaps, so each count is one atomic add. */
 static struct mdl_stats stats;
+#define COUNT(field, n) __atomic_fetch_add(&stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
 
 void mdl_get_stats(struct mdl_stats *out) { *out = stats; }
 
@@ -124,7 +126,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
 			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
 	mdl_user_note_lock(Mdl, owner);
-	stats.probes++;
+	COUNT(probes, 1);
 }
 
 VOID MmUnlockPages(PMDL Mdl)
@@ -149,7 +151,7 @@ VOID MmUnlockPages(PMDL Mdl)
 	pfn_unlock_frames(MmGetMdlPfnArray(Mdl), n);
 	Mdl->MdlFlags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION | MDL_IO_SPACE);
 	Mdl->MdlabFlags &= ~(MDLAB_MDL_SOURCE_READ_ONLY | MDLAB_MDL_PROBE_LOCKED);
-	stats.unlocks++;
+	COUNT(unlocks, 1);
 }
 
 /* Whether frame pfn is nonpaged memory a driver allocated and mapped in system PTEs:
@@ -298,7 +300,7 @@ static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, 
 	}
 	MmInitializeMdl(m, NULL, got * PAGE_SIZE < TotalBytes ? got * PAGE_SIZE : TotalBytes);
 	m->MdlFlags = MDL_PAGES_LOCKED;
-	stats.allocated_pages += got;
+	COUNT(allocated_pages, got);
 	return m;
 }
 
@@ -334,7 +336,7 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 			KeBugCheckEx(MEMORY_MANAGEMENT, 0x1236, (ULONG_PTR)Mdl, (ULONG_PTR)&pfns[i], pfns[i]);
 	}
 	free_frames(pfns, n);
-	stats.allocated_pages -= n;
+	COUNT(allocated_pages, -(uint64_t)n);
 	Mdl->ByteCount = 0;
 	Mdl->MdlFlags &= ~MDL_PAGES_LOCKED;
 }
@@ -477,7 +479,7 @@ void mdl_check_frames(PMDL m)
 
 static PVOID map_failed(PMDL m, ULONG BugCheckOnFailure, ULONG pages)
 {
-	stats.map_failures++;
+	COUNT(map_failures, 1);
 	if (BugCheckOnFailure && !(m->MdlFlags & MDL_MAPPING_CAN_FAIL)) {
 		struct syspte_stats s;
 		syspte_get_stats(&s);
@@ -505,7 +507,7 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	enum memtype requested = memtype_from_caching_type(CacheType);
 	if (requested == MT_NONE) {
 		/* A CacheType that names no type is a bad argument, not a PTE shortage. */
-		stats.map_failures++;
+		COUNT(map_failures, 1);
 		return NULL;
 	}
 	/* Every system mapping is no-execute (mm/RULES.md decision 3); NoWrite makes it read-only,
@@ -514,7 +516,7 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	/* W^X across mappings (decision 3): no ring-0 mapping may write a frame a system mapping
 	 * executes.  Refused like a bad argument: NULL, no bug check. */
 	if (exec_system_pages && write && mdl_frames_executable_in_ring_0(Mdl)) {
-		stats.map_failures++;
+		COUNT(map_failures, 1);
 		return NULL;
 	}
 	if (verifier_inject_failure(VF_SITE_MAP))
@@ -527,8 +529,8 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	}
-	stats.cache_overrides += override;
-	stats.maps++;
+	COUNT(cache_overrides, override);
+	COUNT(maps, 1);
 	Mdl->MappedSystemVa = (PVOID)(va + Mdl->ByteOffset);
 	Mdl->MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA | ((Mdl->MdlFlags & MDL_PARTIAL) ? MDL_PARTIAL_HAS_BEEN_MAPPED : 0);
 	return Mdl->MappedSystemVa;
@@ -578,7 +580,7 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	mdl_exec_mapping_ended(MmGetMdlPfnArray(Mdl), n, executable);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;
-	stats.unmaps++;
+	COUNT(unmaps, 1);
 }
 
 struct exec_frames_ctx {
@@ -795,7 +797,7 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	pt_reprotect_ptes(va, n, present, write, exec);
 	exec_system_pages += exec ? n : 0;
 	mdl_exec_mapping_ended(MmGetMdlPfnArray(m), n, executable);
-	stats.protects++;
+	COUNT(protects, 1);
 	return STATUS_SUCCESS;
 }
 
@@ -891,7 +893,7 @@ NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 				if (e && e->state == PFN_ACTIVE && e->owner_kind == PFN_OWNER_MDL &&
 				    e->owner == (uint64_t)Mdl) {
 					free_frames(&pfns[i], 1);
-					stats.allocated_pages--;
+					COUNT(allocated_pages, -1);
 				} else {
 					pfn_unlock_frame(pfns[i]);
 				}
@@ -964,5 +966,5 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 	Mdl->MdlabFlags = (Mdl->MdlabFlags & ~MDLAB_MDL_SOURCE_READ_ONLY) | MDLAB_MDL_PROBE_LOCKED |
 			  (read_only ? MDLAB_MDL_SOURCE_READ_ONLY : 0);
 	mdl_user_note_lock(Mdl, owner);
-	stats.probes++;
+	COUNT(probes, 1);
 }

@@ -106,7 +106,9 @@
 enum { KMEM_NOT_WHOLE_PAGES = 1, KMEM_UNINITIALIZED = 2, KMEM_NOT_POOL = 3 };
 
 static struct user_mapping *all_mappings;
+/* Counted with atomic adds: every CPU maps. */
 static struct mdl_user_stats stats;
+#define COUNT(field, n) __atomic_fetch_add(&stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
 
 /* One lock recorded by locked-page tracking, on the list of all of them (oldest first). */
 struct locked_record {
@@ -254,7 +256,7 @@ uint32_t mdl_user_mapping_count(PMDL Mdl)
 
 __attribute__((noreturn)) static void map_failed(NTSTATUS status)
 {
-	stats.failures++;
+	COUNT(failures, 1);
 	ExRaiseStatus(status);
 }
 
@@ -350,7 +352,7 @@ static bool map_pages(struct mm_process *mm, PMDL m, uint64_t va, ULONG n, enum 
 		}
 		i += (ULONG)run;
 	}
-	stats.cache_overrides += override;
+	COUNT(cache_overrides, override);
 	return true;
 }
 
@@ -429,8 +431,8 @@ PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddre
 	check_map_request(Mdl, CacheType, RequestedAddress, Priority, &r);
 	make_mapping(&r);
 	/* Mappings a driver leaves behind go with the process (see mdl_user_process_exit). */
-	stats.maps++;
-	stats.live++;
+	COUNT(maps, 1);
+	COUNT(live, 1);
 	return (PVOID)(r.va + Mdl->ByteOffset);
 }
 
@@ -471,7 +473,7 @@ static void release_mapping(struct user_mapping *um)
 	unlink_mapping(&mm->mappings, um, false);
 	unlink_mapping(&all_mappings, um, true);
 	ExFreePoolWithTag(um, USER_MAPPING_TAG);
-	stats.live--;
+	COUNT(live, -1);
 }
 
 void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
@@ -483,7 +485,7 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 	for (struct user_mapping *um = mm ? mm->mappings : NULL; um; um = um->next)
 		if (um->mdl == Mdl && um->va + Mdl->ByteOffset == base) {
 			release_mapping(um);
-			stats.unmaps++;
+			COUNT(unmaps, 1);
 			return;
 		}
 	/* Microsoft's 0xC4/0xB9: the address, the MDL, P4 reserved. */
@@ -494,7 +496,7 @@ void mdl_user_process_exit(struct mm_process *mm)
 {
 	while (mm->mappings) {
 		release_mapping(mm->mappings);
-		stats.teardowns++;
+		COUNT(teardowns, 1);
 	}
 }
 

@@ -1,6 +1,7 @@
 #include "mm/memtype.h"
 #include "include/wdm.h"
 #include "kernel/bugcheck.h"
+#include "kernel/smp/klock.h"
 #include "mm/pt.h"
 
 enum memtype memtype_from_other_caching_type(int ct)
@@ -41,13 +42,20 @@ static void flush_frame_lines(pfn_t pfn)
 	__asm__ volatile("mfence" ::: "memory");
 }
 
+/* The memory-type lock (mm/RULES.md, "Locks"): a frame's recorded type is read, its alias
+ * changed and the new type recorded as one step, so two CPUs giving an untyped frame its
+ * first type agree on one.  Held across pt_protect of the direct map (the kernel page-table
+ * and PFN locks come after it).  A typed frame's type is read without it on the mapping's
+ * fast path (pfn_pinned_run): only its owner changes it back, and not while it maps it. */
+static struct klock lock = KLOCK_INIT(KLOCK_MEMTYPE);
+
 static bool set_alias(pfn_t pfn, enum memtype t)
 {
 	struct pt_attrs a = { .write = true, .exec = false, .user = false, .global = true, .type = t };
 	return pt_protect(&kernel_root, (uint64_t)pfn_to_virt(pfn), PAGE_SIZE, a);
 }
 
-bool memtype_set_frame(pfn_t pfn, enum memtype t)
+static bool set_frame_locked(pfn_t pfn, enum memtype t)
 {
 	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e || e->state == PFN_NOT_RAM) {
@@ -65,24 +73,36 @@ bool memtype_set_frame(pfn_t pfn, enum memtype t)
 	return true;
 }
 
+bool memtype_set_frame(pfn_t pfn, enum memtype t)
+{
+	KIRQL irql = klock_acquire(&lock);
+	bool ok = set_frame_locked(pfn, t);
+	klock_release(&lock, irql);
+	return ok;
+}
+
 void memtype_make_untyped(pfn_t pfn)
 {
+	KIRQL irql = klock_acquire(&lock);
 	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e || e->state == PFN_NOT_RAM || e->memtype != MT_WB)
 		PANIC("memtype_make_untyped: frame 0x%lx is not a WB frame of RAM", pfn);
 	pfn_record_memtype(pfn, MT_NONE);
+	klock_release(&lock, irql);
 }
 
 void memtype_release_frame(pfn_t pfn)
 {
 	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e || e->state == PFN_NOT_RAM || e->memtype == MT_WB)
-		return; /* no alias, or WB already */
+		return; /* no alias, or WB already: the owner's frame, nobody else changes it */
+	KIRQL irql = klock_acquire(&lock);
 	/* An untyped frame's alias is WB already.  Restoring can need no new frame only if it
 	 * merges; a split table already exists, so rewriting one 4 KiB entry never allocates. */
 	if (e->memtype != MT_NONE && !set_alias(pfn, MT_WB))
 		PANIC("memtype_release_frame: cannot restore the alias of frame 0x%lx", pfn);
 	pfn_record_memtype(pfn, MT_WB);
+	klock_release(&lock, irql);
 }
 
 bool memtype_for_mapping(pfn_t pfn, enum memtype requested, enum memtype *out, bool *override)
@@ -93,9 +113,15 @@ bool memtype_for_mapping(pfn_t pfn, enum memtype requested, enum memtype *out, b
 		return true;
 	}
 	if (e->memtype == MT_NONE) {
-		if (!memtype_set_frame(pfn, requested))
+		/* Looked at again under the lock: another mapping may have typed it meanwhile. */
+		KIRQL irql = klock_acquire(&lock);
+		bool ok = e->memtype != MT_NONE || set_frame_locked(pfn, requested);
+		enum memtype now = (enum memtype)e->memtype;
+		klock_release(&lock, irql);
+		if (!ok)
 			return false;
-		*out = requested;
+		*out = now;
+		*override |= now != requested;
 		return true;
 	}
 	*out = (enum memtype)e->memtype;

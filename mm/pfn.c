@@ -3,6 +3,7 @@
 #include "kernel/bugcheck.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smp/klock.h"
 #include "mm/pat.h"
 
 static struct pfn_entry *db;
@@ -16,6 +17,9 @@ struct pfn_list {
 static struct pfn_list zeroed_list = { PFN_LINK_NIL, 0 }, dirty_list = { PFN_LINK_NIL, 0 };
 static uint64_t count_by_state[PFN_STATE_COUNT];
 static uint64_t locked_frames, reclaimed_frames;
+
+/* The PFN lock (pfn.h): the innermost of the memory manager's locks. */
+static struct klock pfn_lock = KLOCK_INIT(KLOCK_PFN);
 
 static const char *const state_names[PFN_STATE_COUNT] = {
 	"not RAM", "free", "zeroed", "active", "page table", "kernel", "firmware",
@@ -116,8 +120,10 @@ static void make_free(pfn_t pfn, bool known_zero)
 	list_push(known_zero ? &zeroed_list : &dirty_list, pfn);
 }
 
-/* Take a specific free frame off its list and hand it out. */
-static void take(pfn_t pfn, unsigned flags, enum pfn_owner owner)
+/* Take a specific free frame off its list and hand it out; returns whether the caller must
+ * zero it (PFN_ALLOC_ZERO asked, the frame not known to be zero), which it does after
+ * dropping the PFN lock: a page of stores is no work for the innermost lock. */
+static bool take(pfn_t pfn, unsigned flags, enum pfn_owner owner)
 {
 	bool was_zero = db[pfn].state == PFN_ZEROED;
 	list_remove(was_zero ? &zeroed_list : &dirty_list, pfn);
@@ -126,9 +132,10 @@ static void take(pfn_t pfn, unsigned flags, enum pfn_owner owner)
 	db[pfn].owner = 0;
 	db[pfn].lock_count = 0;
 	db[pfn].memtype = MT_WB;
-	if ((flags & PFN_ALLOC_ZERO) && !was_zero)
-		memset(pfn_to_virt(pfn), 0, PAGE_SIZE);
+	return (flags & PFN_ALLOC_ZERO) && !was_zero;
 }
+
+static void zero_frame(pfn_t pfn) { memset(pfn_to_virt(pfn), 0, PAGE_SIZE); }
 
 static bool is_free(pfn_t pfn) { return db[pfn].state == PFN_FREE || db[pfn].state == PFN_ZEROED; }
 
@@ -236,6 +243,7 @@ void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi)
 {
 	uint64_t bi_pa = direct_virt_to_phys(bi);
 	uint64_t n = bi->memmap_size / bi->memmap_desc_size;
+	KIRQL irql = klock_acquire(&pfn_lock);
 	for (uint64_t i = 0; i < n; i++) {
 		const struct mdlab_efi_memdesc *d = desc(bi, i);
 		if (!type_is_usable(d->type) || d->type == EFI_MT_CONVENTIONAL)
@@ -252,9 +260,13 @@ void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi)
 			reclaimed_frames++;
 		}
 	}
+	klock_release(&pfn_lock, irql);
 }
 
-pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
+/* pfn_alloc under the PFN lock: the frame, with PFN_ZERO_PENDING set when the caller must
+ * zero it once the lock is dropped. */
+#define PFN_ZERO_PENDING (1ull << 63)
+static pfn_t alloc_locked(unsigned flags, enum pfn_owner owner)
 {
 	struct pfn_list *first = (flags & PFN_ALLOC_ZERO) ? &zeroed_list : &dirty_list;
 	struct pfn_list *second = first == &zeroed_list ? &dirty_list : &zeroed_list;
@@ -262,7 +274,18 @@ pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
 	if (l->head == PFN_LINK_NIL)
 		return PFN_INVALID;
 	pfn_t pfn = l->head;
-	take(pfn, flags, owner);
+	return take(pfn, flags, owner) ? pfn | PFN_ZERO_PENDING : pfn;
+}
+
+pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	pfn_t pfn = alloc_locked(flags, owner);
+	klock_release(&pfn_lock, irql);
+	if (pfn != PFN_INVALID && (pfn & PFN_ZERO_PENDING)) {
+		pfn &= ~PFN_ZERO_PENDING;
+		zero_frame(pfn);
+	}
 	return pfn;
 }
 
@@ -276,6 +299,7 @@ pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsig
 {
 	if (!count || !align || (align & (align - 1)))
 		return PFN_INVALID;
+	KIRQL irql = klock_acquire(&pfn_lock);
 	if (high >= db_limit)
 		high = db_limit - 1;
 	pfn_t start = ALIGN_UP(low, align);
@@ -284,13 +308,19 @@ pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsig
 		while (i < count && is_free(start + i))
 			i++;
 		if (i == count) {
+			bool zero = false;
 			for (uint64_t k = 0; k < count; k++)
-				take(start + k, flags, owner);
+				zero |= take(start + k, flags, owner);
+			klock_release(&pfn_lock, irql);
+			/* The run is the caller's now; zeroing the known-zero frames too is harmless. */
+			for (uint64_t k = 0; zero && k < count; k++)
+				zero_frame(start + k);
 			return start;
 		}
 		/* Skip past the busy frame to the next aligned candidate. */
 		start = ALIGN_UP(start + i + 1, align);
 	}
+	klock_release(&pfn_lock, irql);
 	return PFN_INVALID;
 }
 
@@ -298,24 +328,31 @@ uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flag
 			    pfn_t *out)
 {
 	uint64_t got = 0;
+	KIRQL irql = klock_acquire(&pfn_lock);
 	if (high >= db_limit)
 		high = db_limit - 1;
 	/* The whole database: the free lists serve it in O(1) a frame. */
 	if (low == 0 && high == db_limit - 1) {
-		while (got < count && (out[got] = pfn_alloc(flags, owner)) != PFN_INVALID)
+		while (got < count && (out[got] = alloc_locked(flags, owner)) != PFN_INVALID)
 			got++;
-		return got;
+	} else {
+		for (pfn_t p = low; p <= high && got < count; p++) {
+			if (!is_free(p))
+				continue;
+			out[got++] = take(p, flags, owner) ? p | PFN_ZERO_PENDING : p;
+		}
 	}
-	for (pfn_t p = low; p <= high && got < count; p++) {
-		if (!is_free(p))
-			continue;
-		take(p, flags, owner);
-		out[got++] = p;
-	}
+	klock_release(&pfn_lock, irql);
+	/* The frames are the caller's now: zero those that need it outside the lock. */
+	for (uint64_t i = 0; i < got; i++)
+		if (out[i] & PFN_ZERO_PENDING) {
+			out[i] &= ~PFN_ZERO_PENDING;
+			zero_frame(out[i]);
+		}
 	return got;
 }
 
-void pfn_free(pfn_t pfn)
+static void free_locked(pfn_t pfn)
 {
 	struct pfn_entry *e = pfn < db_limit ? &db[pfn] : NULL;
 	if (!e || (e->state != PFN_ACTIVE && e->state != PFN_PAGE_TABLE))
@@ -330,38 +367,30 @@ void pfn_free(pfn_t pfn)
 	make_free(pfn, false);
 }
 
+void pfn_free(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	free_locked(pfn);
+	klock_release(&pfn_lock, irql);
+}
+
 void pfn_free_run(pfn_t first, uint64_t count)
 {
+	KIRQL irql = klock_acquire(&pfn_lock);
 	for (uint64_t i = 0; i < count; i++)
-		pfn_free(first + i);
+		free_locked(first + i);
+	klock_release(&pfn_lock, irql);
 }
 
-void pfn_lock_frame(pfn_t pfn)
-{
-	if (!pfn_is_ram(pfn))
-		return; /* I/O space: nothing to pin */
-	if (db[pfn].lock_count++ == 0)
-		locked_frames++;
-}
-
-void pfn_unlock_frame(pfn_t pfn)
-{
-	if (!pfn_is_ram(pfn))
-		return;
-	struct pfn_entry *e = &db[pfn];
-	if (!e->lock_count)
-		/* Microsoft's 0x4E P1 7 (PFN, share count, 0): mdlab's one count of a frame's
-		 * holders is its lock count, 0 here (mm/RULES.md, 0x4E). */
-		KeBugCheckEx(PFN_LIST_CORRUPT, 0x07, pfn, e->lock_count, 0);
-	if (--e->lock_count == 0)
-		locked_frames--;
-}
+void pfn_lock_frame(pfn_t pfn) { pfn_lock_frames(&pfn, 1); }
+void pfn_unlock_frame(pfn_t pfn) { pfn_unlock_frames(&pfn, 1); }
 
 /* pfn_lock_frame for each of n frames, the frame database's bounds read once; returns
  * whether any was I/O space (not RAM, nothing pinned: mm/RULES.md, MDL_IO_SPACE). */
 bool pfn_lock_frames(const pfn_t *pfns, uint64_t n)
 {
 	bool io = false;
+	KIRQL irql = klock_acquire(&pfn_lock);
 	for (uint64_t i = 0; i < n; i++) {
 		pfn_t pfn = pfns[i];
 		if (pfn >= db_limit || db[pfn].state == PFN_NOT_RAM) {
@@ -371,12 +400,16 @@ bool pfn_lock_frames(const pfn_t *pfns, uint64_t n)
 		if (db[pfn].lock_count++ == 0)
 			locked_frames++;
 	}
+	klock_release(&pfn_lock, irql);
 	return io;
 }
 
-/* pfn_unlock_frame for each of n frames, in order (a frame not locked is the same 0x4E). */
+/* pfn_unlock_frame for each of n frames, in order.  Unlocking a frame that holds no lock is
+ * Microsoft's 0x4E P1 7 (PFN, share count, 0): mdlab's one count of a frame's holders is its
+ * lock count, 0 here (mm/RULES.md, 0x4E). */
 void pfn_unlock_frames(const pfn_t *pfns, uint64_t n)
 {
+	KIRQL irql = klock_acquire(&pfn_lock);
 	for (uint64_t i = 0; i < n; i++) {
 		pfn_t pfn = pfns[i];
 		if (pfn >= db_limit || db[pfn].state == PFN_NOT_RAM)
@@ -387,29 +420,37 @@ void pfn_unlock_frames(const pfn_t *pfns, uint64_t n)
 		if (--e->lock_count == 0)
 			locked_frames--;
 	}
+	klock_release(&pfn_lock, irql);
 }
 
 void pfn_set_owner(pfn_t pfn, uint64_t owner)
 {
+	KIRQL irql = klock_acquire(&pfn_lock);
 	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
 		PANIC("pfn_set_owner: frame 0x%lx is not allocated", pfn);
 	db[pfn].owner = owner;
+	klock_release(&pfn_lock, irql);
 }
 
 void pfn_record_memtype(pfn_t pfn, enum memtype t)
 {
+	KIRQL irql = klock_acquire(&pfn_lock);
 	if (pfn >= db_limit)
 		PANIC("pfn_record_memtype: frame 0x%lx is beyond the database", pfn);
 	db[pfn].memtype = (uint8_t)t;
+	klock_release(&pfn_lock, irql);
 }
 
 void pfn_set_page_table(pfn_t pfn, bool is_table)
 {
+	KIRQL irql = klock_acquire(&pfn_lock);
 	set_state(pfn, is_table ? PFN_PAGE_TABLE : PFN_ACTIVE);
+	klock_release(&pfn_lock, irql);
 }
 
 void pfn_get_stats(struct pfn_stats *out)
 {
+	KIRQL irql = klock_acquire(&pfn_lock);
 	out->ram = db_limit - count_by_state[PFN_NOT_RAM];
 	out->free = zeroed_list.count + dirty_list.count;
 	out->zeroed = zeroed_list.count;
@@ -419,6 +460,57 @@ void pfn_get_stats(struct pfn_stats *out)
 	out->kernel = count_by_state[PFN_KERNEL];
 	out->firmware = count_by_state[PFN_FIRMWARE];
 	out->reclaimed = reclaimed_frames;
+	klock_release(&pfn_lock, irql);
+}
+
+/* Walk one free list: every frame on it in the list's state, the back links consistent, the
+ * length its count. */
+static uint64_t audit_list(const struct pfn_list *l, enum pfn_state s, bool print)
+{
+	uint64_t n = 0, findings = 0;
+	uint32_t prev = PFN_LINK_NIL;
+	for (uint32_t p = l->head; p != PFN_LINK_NIL && n <= db_limit; p = db[p].next, n++) {
+		if (p >= db_limit || db[p].state != s || db[p].prev != prev) {
+			if (print)
+				kprintf("pfn audit: frame 0x%x on the %s list is %s, back link 0x%x (want 0x%x)\n", p,
+					state_names[s], p < db_limit ? pfn_state_name((enum pfn_state)db[p].state) : "beyond",
+					p < db_limit ? db[p].prev : 0, prev);
+			return findings + 1; /* the rest of the list cannot be trusted */
+		}
+		prev = p;
+	}
+	if (n != l->count || n != count_by_state[s]) {
+		if (print)
+			kprintf("pfn audit: the %s list holds %lu frames, counts %lu, the state count says %lu\n",
+				state_names[s], n, l->count, count_by_state[s]);
+		findings++;
+	}
+	return findings;
+}
+
+uint64_t pfn_audit(bool print)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	uint64_t findings = audit_list(&zeroed_list, PFN_ZEROED, print) + audit_list(&dirty_list, PFN_FREE, print);
+	uint64_t by_state[PFN_STATE_COUNT] = { 0 }, locked = 0;
+	for (pfn_t p = 0; p < db_limit; p++) {
+		by_state[db[p].state < PFN_STATE_COUNT ? db[p].state : PFN_NOT_RAM]++;
+		locked += db[p].lock_count != 0;
+	}
+	for (int s = 0; s < PFN_STATE_COUNT; s++)
+		if (by_state[s] != count_by_state[s]) {
+			if (print)
+				kprintf("pfn audit: %lu frames are %s, the count says %lu\n", by_state[s], state_names[s],
+					count_by_state[s]);
+			findings++;
+		}
+	if (locked != locked_frames) {
+		if (print)
+			kprintf("pfn audit: %lu frames hold locks, the count says %lu\n", locked, locked_frames);
+		findings++;
+	}
+	klock_release(&pfn_lock, irql);
+	return findings;
 }
 
 static uint64_t free_pages(void) { return zeroed_list.count + dirty_list.count; }

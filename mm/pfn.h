@@ -10,16 +10,15 @@
  * This module is the database's one owner: only mm/pfn.c writes an entry.  Everything else
  * reads through pfn_entry() (a const view) and changes a frame through the calls below.
  *
- * The PFN lock (for SMP, not yet taken) goes here: one spin lock over the free lists, the
- * counters and every entry's state, lock count, owner and recorded memory type.  It will be
- * taken by pfn_alloc, pfn_alloc_in, pfn_alloc_run, pfn_alloc_batch_in, pfn_free,
- * pfn_free_run, pfn_reclaim_boot_memory, pfn_lock_frame, pfn_unlock_frame, pfn_set_owner,
- * pfn_record_memtype, pfn_set_page_table, pfn_pinned_run and pfn_get_stats (pfn_init runs
- * before any other CPU).  It is the innermost lock: pfn.c calls nothing that could take
- * another (pfn_free restores no memory type), so the page-table and memory-type code may
- * call in while holding locks of their own.  pfn_entry() and pfn_frame_is_pinned() read
- * without it: a snapshot, exact for a frame the caller itself holds (locked, or allocated
- * to it).
+ * The PFN lock (mm/RULES.md, "Locks"): one ranked spin lock (kernel/smp/klock.h, KLOCK_PFN)
+ * over the free lists, the counters and every entry's state, lock count, owner and recorded
+ * memory type.  Every call below that changes or counts frames takes it inside (pfn_init runs
+ * before any other CPU).  It is the innermost of the memory manager's locks: pfn.c calls
+ * nothing that could take another (pfn_free restores no memory type), so the page-table and
+ * memory-type code may call in while holding locks of their own, and a frame is zeroed after
+ * the lock is dropped.  pfn_entry(), pfn_frame_is_pinned(), pfn_pinned_run() and
+ * pfn_pinned_frame() read without it: a snapshot, exact for a frame the caller itself holds
+ * (locked, or allocated to it).
  */
 #ifndef MM_PFN_H
 #define MM_PFN_H
@@ -142,6 +141,10 @@ uint64_t pfn_pinned_run(const pfn_t *pfns, uint64_t n, enum memtype *type);
 bool pfn_pinned_frame(pfn_t pfn, enum memtype *type);
 pfn_t pfn_limit(void);                         /* one past the highest frame in the database */
 void pfn_get_stats(struct pfn_stats *out);
+/* Check the database against itself under the PFN lock: each free list's links, states and
+ * length, the per-state counts and the locked-frame count; returns the findings (printed
+ * with `print`). */
+uint64_t pfn_audit(bool print);
 const char *pfn_state_name(enum pfn_state s);
 const char *pfn_owner_name(enum pfn_owner o);
 

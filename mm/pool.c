@@ -3,6 +3,7 @@
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smp/klock.h"
 #include "mm/layout.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
@@ -51,6 +52,12 @@ static struct pool_stats stats;
 
 #define TAG_SLOTS 64
 static struct pool_tag_usage tags[TAG_SLOTS];
+
+/* The pool lock (mm/RULES.md, "Locks"): the VA space, the page records, the slab chains,
+ * the tag and byte counters.  Taken inside the allocation and free routines and the queries
+ * below, after the IRQL and argument checks; it is held while the pool maps or unmaps its
+ * pages (the kernel page-table and PFN locks come after it). */
+static struct klock lock = KLOCK_INIT(KLOCK_POOL);
 
 static uint64_t page_va(uint32_t i) { return KVA_POOL_BASE + (uint64_t)i * PAGE_SIZE; }
 static uint32_t page_index(uint64_t va) { return (va - KVA_POOL_BASE) / PAGE_SIZE; }
@@ -268,10 +275,12 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 		KeBugCheckEx(BAD_POOL_CALLER, 0x9B, pool_type_for_bugcheck, size, caller);
 	if (size > 0xFFFFFFFFul - PAGE_SIZE)
 		return NULL;
+	KIRQL old = klock_acquire(&lock);
 	void *p = size < POOL_SMALL_MAX ? slab_alloc(paged, (uint32_t)size, tag, uninit)
 					: large_alloc(paged, size, tag, uninit);
 	if (p)
 		account(tag, size, +1);
+	klock_release(&lock, old);
 	return p;
 }
 
@@ -339,17 +348,18 @@ PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG
 	return p;
 }
 
-/* Check the guard bytes [p, end); bug check 0xC5 at the first one overwritten. */
-static void check_guard(const uint8_t *p, const uint8_t *end, uint64_t alloc)
+/* Check the guard bytes [p, end); bug check 0xC5 at the first one overwritten, with the IRQL
+ * the caller of the free ran at (P2). */
+static void check_guard(const uint8_t *p, const uint8_t *end, uint64_t alloc, KIRQL irql)
 {
 	for (; p < end; p++)
 		if (*p != POOL_GUARD_PATTERN)
-			KeBugCheckEx(DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)p, KeGetCurrentIrql(), 1, alloc);
+			KeBugCheckEx(DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)p, irql, 1, alloc);
 }
 
 /* Free the large allocation whose head page is pg (va its first byte): its guard page
  * checked, every page unmapped and freed, its VA and guard given back. */
-static void free_large(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
+static void free_large(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag, KIRQL irql)
 {
 	struct pool_page *p = &pages[pg];
 	if (check_tag && p->tag != Tag)
@@ -359,7 +369,7 @@ static void free_large(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
 			KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va,
 				     pages[pg + i].user_maps, 0);
 	uint8_t *data = (uint8_t *)va;
-	check_guard(data + p->bytes, data + (uint64_t)p->npages * PAGE_SIZE, va);
+	check_guard(data + p->bytes, data + (uint64_t)p->npages * PAGE_SIZE, va, irql);
 	account(p->tag, p->bytes, -1);
 	stats.large_pages -= p->npages;
 	put_pages(pg, p->npages, 1);
@@ -382,7 +392,7 @@ static struct pool_header *live_slot(uint32_t pg, uint64_t va)
 
 /* Free the slot at va of slab page pg: guard checked, the slot heads its page's free chain;
  * a page left with no slot in use goes back at once. */
-static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
+static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag, KIRQL irql)
 {
 	struct pool_page *p = &pages[pg];
 	struct pool_header *h = live_slot(pg, va);
@@ -392,7 +402,7 @@ static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
 	if (p->user_maps)
 		KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va,
 			     p->user_maps, 0);
-	check_guard((uint8_t *)va + h->size, (uint8_t *)h + sz, va);
+	check_guard((uint8_t *)va + h->size, (uint8_t *)h + sz, va, irql);
 	account(h->tag, h->size, -1);
 	h->magic = MAGIC_FREE;
 	bool was_full = !p->free_off;
@@ -438,14 +448,17 @@ static void pool_free(PVOID P, bool check_tag, ULONG Tag)
 	if (!in_pool(va))
 		KeBugCheckEx(BAD_POOL_CALLER, 0x42, va, 0, 0);
 	uint32_t pg = page_index(va);
+	KIRQL old = klock_acquire(&lock);
 	switch (pages[pg].kind) {
 	case PP_LARGE_HEAD:
 		if (va != page_va(pg))
 			break; /* inside a large allocation, not its start */
-		free_large(pg, va, check_tag, Tag);
+		free_large(pg, va, check_tag, Tag, irql);
+		klock_release(&lock, old);
 		return;
 	case PP_SLAB:
-		free_slab(pg, va, check_tag, Tag);
+		free_slab(pg, va, check_tag, Tag, irql);
+		klock_release(&lock, old);
 		return;
 	case PP_RELEASED:
 		KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, 0, va);
@@ -458,10 +471,8 @@ VOID ExFreePool(PVOID P) { pool_free(P, false, 0); }
 
 /* ---- for the MDL code -------------------------------------------------------------- */
 
-bool pool_query(uint64_t va, struct pool_info *out)
+static bool query_locked(uint64_t va, struct pool_info *out)
 {
-	if (!in_pool(va))
-		return false;
 	uint32_t pg = page_index(va);
 	struct pool_page *p = &pages[pg];
 	if (p->kind == PP_LARGE_TAIL) {
@@ -489,26 +500,42 @@ bool pool_query(uint64_t va, struct pool_info *out)
 	return false;
 }
 
+bool pool_query(uint64_t va, struct pool_info *out)
+{
+	if (!in_pool(va))
+		return false;
+	KIRQL old = klock_acquire(&lock);
+	bool found = query_locked(va, out);
+	klock_release(&lock, old);
+	return found;
+}
+
 void pool_note_user_mapping(uint64_t va, uint64_t size, int delta)
 {
+	KIRQL old = klock_acquire(&lock);
 	for (uint64_t a = ALIGN_DOWN(va, PAGE_SIZE); a < va + size; a += PAGE_SIZE)
 		if (in_pool(a))
 			pages[page_index(a)].user_maps += delta;
+	klock_release(&lock, old);
 }
 
 void pool_get_stats(struct pool_stats *out)
 {
+	KIRQL old = klock_acquire(&lock);
 	*out = stats;
 	out->va_pages = va_space.nslots;
 	out->va_pages_free = va_space.free_slots;
+	klock_release(&lock, old);
 }
 
 unsigned pool_get_tags(struct pool_tag_usage *out, unsigned max)
 {
 	unsigned n = 0;
+	KIRQL old = klock_acquire(&lock);
 	for (int i = 0; i < TAG_SLOTS && n < max; i++)
 		if (tags[i].allocs)
 			out[n++] = tags[i];
+	klock_release(&lock, old);
 	return n;
 }
 

@@ -12,6 +12,7 @@
 #include "kernel/cpufeat.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smp/klock.h"
 #include "mm/layout.h"
 #include "mm/pfn.h"
 #include "mm/tlb.h"
@@ -32,6 +33,33 @@
 #define E_ADDR 0x000FFFFFFFFFF000ull
 
 struct pt_root kernel_root;
+
+/*
+ * The kernel page-table lock (mm/RULES.md, "Locks"): held by every change of the kernel
+ * half's tables through a walk (tables made, leaves split and merged, tables pruned) and by
+ * every walk that reads them, since a merge on another CPU frees the table a walk is
+ * reading.  The kernel half is shared by every address space, so it is taken for any root
+ * when the range reaches the kernel half.  A process's user half is its process's to lock.
+ * The prepopulated ranges (the system PTEs) are never walked after pt_prepopulate: their
+ * PTEs belong to whoever reserved them, and their functions take no lock.
+ */
+static struct klock kpt_lock = KLOCK_INIT(KLOCK_KERNEL_PT);
+
+/* Take kpt_lock when [.., last] of r reaches the kernel's tables; false (nothing taken)
+ * for a range of a process's user half. */
+static inline bool kpt_take(const struct pt_root *r, uint64_t last, KIRQL *irql)
+{
+	if (r != &kernel_root && last < USER_VA_END)
+		return false;
+	*irql = klock_acquire(&kpt_lock);
+	return true;
+}
+
+static inline void kpt_drop(bool taken, KIRQL irql)
+{
+	if (taken)
+		klock_release(&kpt_lock, irql);
+}
 
 static uint64_t level_size(int level) { return 1ull << (12 + 9 * (level - 1)); }
 static unsigned index_of(uint64_t va, int level) { return (va >> (12 + 9 * (level - 1))) & 511; }
@@ -201,6 +229,7 @@ bool pt_prepopulate(uint64_t va, uint64_t size)
 	pfn_t first = pfn_alloc_run(0, ~0ul, tables, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (first == PFN_INVALID)
 		return false;
+	KIRQL irql = klock_acquire(&kpt_lock);
 	for (uint64_t i = 0; i < tables; i++) {
 		pfn_set_page_table(first + i, true);
 		uint64_t *pde = walk_to(&kernel_root, va + i * LARGE_PAGE_SIZE, 2, true, NULL);
@@ -212,6 +241,7 @@ bool pt_prepopulate(uint64_t va, uint64_t size)
 	pinned[npinned].hi = va + size;
 	pinned[npinned].ptes = pfn_to_virt(first);
 	npinned++;
+	klock_release(&kpt_lock, irql);
 	return true;
 }
 
@@ -247,22 +277,42 @@ void pt_set_ptes(uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs 
 }
 
 /* make_leaf(0, 1, a), remembered for the last attributes asked (a pure function of them:
- * pat_bits_for is a fixed table), so a mapping does not redo the PAT lookup. */
-static struct pt_attrs last_attrs;
-static uint64_t last_proto;
+ * pat_bits_for is a fixed table), so a mapping does not redo the PAT lookup.  Every CPU maps,
+ * so the attributes and the entry they give live in one word, written and read whole: a
+ * prototype's frame bits (51..12) are 0, and the attributes' key goes in bits 59..52 (ignored
+ * by the processor at level 1 without protection keys, and stripped before use).  A CPU
+ * reads one CPU's key with that CPU's entry, never a key with another's entry. */
+#define PROTO_KEY_SHIFT 52
+#define PROTO_KEY_MASK (0xFFull << PROTO_KEY_SHIFT)
+static uint64_t last_proto_word; /* 0: nothing remembered */
+
+/* The attributes' key, never 0: the rights in bits 0-3, the type (below 8) in bits 4-6,
+ * bit 7 set.  A type of 8 or more (MT_NONE) never matches a remembered key. */
+static inline uint64_t proto_key(struct pt_attrs a)
+{
+	return ((uint64_t)a.write | (uint64_t)a.exec << 1 | (uint64_t)a.user << 2 | (uint64_t)a.global << 3 |
+		((uint64_t)a.type & 7) << 4 | 0x80) << PROTO_KEY_SHIFT;
+}
+
+static inline bool proto_hit(uint64_t w, struct pt_attrs a)
+{
+	return (w & PROTO_KEY_MASK) == proto_key(a) && (unsigned)a.type < 8;
+}
 
 static __attribute__((noinline)) uint64_t leaf_proto_4k_new(struct pt_attrs a)
 {
-	last_proto = make_leaf(0, 1, a);
-	last_attrs = a;
-	return last_proto;
+	uint64_t proto = make_leaf(0, 1, a);
+	if ((unsigned)a.type < 8)
+		__atomic_store_n(&last_proto_word, proto | proto_key(a), __ATOMIC_RELAXED);
+	return proto;
 }
 
 /* The remembered one inline, so a mapping's PTE writer makes no call for it. */
 static inline uint64_t leaf_proto_4k(struct pt_attrs a)
 {
-	if (last_proto && pt_attrs_equal(a, last_attrs))
-		return last_proto;
+	uint64_t w = __atomic_load_n(&last_proto_word, __ATOMIC_RELAXED);
+	if (proto_hit(w, a))
+		return w & ~PROTO_KEY_MASK;
 	return leaf_proto_4k_new(a);
 }
 
@@ -289,8 +339,9 @@ void pt_set_pte(uint64_t va, uint64_t pfn, struct pt_attrs a)
 {
 	/* The common case inline (the remembered attributes, the system-PTE range); any other
 	 * goes the general way, with nothing left to do after it. */
-	if (last_proto && pt_attrs_equal(a, last_attrs) && va >= pinned[0].lo && va < pinned[0].hi) {
-		pinned[0].ptes[(va - pinned[0].lo) / PAGE_SIZE] = last_proto | (pfn << PAGE_SHIFT);
+	uint64_t w = __atomic_load_n(&last_proto_word, __ATOMIC_RELAXED);
+	if (proto_hit(w, a) && va >= pinned[0].lo && va < pinned[0].hi) {
+		pinned[0].ptes[(va - pinned[0].lo) / PAGE_SIZE] = (w & ~PROTO_KEY_MASK) | (pfn << PAGE_SHIFT);
 		return;
 	}
 	set_pte_any(va, pfn, a);
@@ -400,7 +451,9 @@ static int choose_level(uint64_t va, uint64_t pa, uint64_t left, unsigned flags)
 	return 1;
 }
 
-bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct pt_attrs a, unsigned flags)
+static void unmap_locked(struct pt_root *r, uint64_t va, uint64_t size);
+
+static bool map_locked(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct pt_attrs a, unsigned flags)
 {
 	if ((va | pa | size) & (PAGE_SIZE - 1))
 		PANIC("pt_map: unaligned request va 0x%lx pa 0x%lx size 0x%lx", va, pa, size);
@@ -412,7 +465,7 @@ bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct p
 		uint64_t *slot = walk_to(r, va + done, level, true, NULL);
 		if (!slot) {
 			/* No half-made mapping: undo what was mapped and the tables this walk made. */
-			pt_unmap(r, va, done);
+			unmap_locked(r, va, done);
 			prune(r, va + done, 1, NULL); /* tables this walk made, never holding a leaf */
 			return false;
 		}
@@ -425,7 +478,7 @@ bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct p
 	return true;
 }
 
-bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
+static bool map_frames_locked(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
 {
 	if (va & (PAGE_SIZE - 1))
 		PANIC("pt_map_frames: unaligned va 0x%lx", va);
@@ -439,7 +492,7 @@ bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_
 		uint64_t *pte = walk_to(r, page, 1, true, NULL);
 		if (!pte) {
 			/* No half-made mapping: as pt_map, undo the pages and the tables made. */
-			pt_unmap(r, va, done * PAGE_SIZE);
+			unmap_locked(r, va, done * PAGE_SIZE);
 			prune(r, page, 1, NULL); /* tables this walk made, never holding a leaf */
 			return false;
 		}
@@ -458,7 +511,7 @@ bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_
 	return true;
 }
 
-void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
+static void unmap_locked(struct pt_root *r, uint64_t va, uint64_t size)
 {
 	uint64_t end = va + size, cur = va;
 	struct deferred_tables d = { .r = r, .va = va, .size = size };
@@ -532,7 +585,7 @@ static void try_merge(const struct pt_root *r, uint64_t va, int level)
 	free_table(tpa);
 }
 
-bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a)
+static bool protect_locked(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a)
 {
 	uint64_t end = va + size;
 	if (a.user && end > USER_VA_END)
@@ -571,7 +624,7 @@ bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a
 	return true;
 }
 
-void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
+static void query_locked(const struct pt_root *r, uint64_t va, struct pt_query *q)
 {
 	memset(q, 0, sizeof *q);
 	q->eff = (struct pt_attrs){ .write = true, .exec = true, .user = true };
@@ -612,8 +665,8 @@ static uint64_t canonical(uint64_t va) { return (va & (1ull << 47)) ? va | 0xFFF
  * with those of the three entries above it, so the upper three are read once for all the
  * PTEs of one table; a 2 MiB or 1 GiB leaf maps frames in order).  The answer per page is
  * the same as pt_query's: present, RW and U/S effective where asked. */
-uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns,
-			  bool *read_only)
+static uint64_t translate_run_locked(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user,
+				     uint64_t *pfns, bool *read_only)
 {
 	uint64_t need = E_P | (write ? E_RW : 0) | (user ? E_US : 0), done = 0;
 	/* The RW bits of every entry of every page that passed, ANDed: one AND a page. */
@@ -708,7 +761,65 @@ static void walk_table(struct walk_ctx *w, uint64_t table_pa, int level, uint64_
 void pt_for_each_leaf(const struct pt_root *r, uint64_t lo, uint64_t hi, pt_leaf_fn fn, void *ctx)
 {
 	struct walk_ctx w = { .lo = lo, .hi_incl = hi ? hi - 1 : ~0ull, .fn = fn, .ctx = ctx };
+	KIRQL irql;
+	bool k = kpt_take(r, w.hi_incl, &irql);
 	walk_table(&w, r->pml4, 4, 0, (struct pt_attrs){ .write = true, .exec = true, .user = true });
+	kpt_drop(k, irql);
+}
+
+/* ---- the walking calls: the kernel page-table lock around each (kpt_take) ---------------- */
+
+bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct pt_attrs a, unsigned flags)
+{
+	KIRQL irql;
+	bool k = kpt_take(r, va + size - 1, &irql);
+	bool ok = map_locked(r, va, pa, size, a, flags);
+	kpt_drop(k, irql);
+	return ok;
+}
+
+bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
+{
+	KIRQL irql;
+	bool k = kpt_take(r, va + n * PAGE_SIZE - 1, &irql);
+	bool ok = map_frames_locked(r, va, pfns, n, a);
+	kpt_drop(k, irql);
+	return ok;
+}
+
+void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
+{
+	KIRQL irql;
+	bool k = kpt_take(r, va + size - 1, &irql);
+	unmap_locked(r, va, size);
+	kpt_drop(k, irql);
+}
+
+bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a)
+{
+	KIRQL irql;
+	bool k = kpt_take(r, va + size - 1, &irql);
+	bool ok = protect_locked(r, va, size, a);
+	kpt_drop(k, irql);
+	return ok;
+}
+
+void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
+{
+	KIRQL irql;
+	bool k = kpt_take(r, va, &irql);
+	query_locked(r, va, q);
+	kpt_drop(k, irql);
+}
+
+uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns,
+			  bool *read_only)
+{
+	KIRQL irql;
+	bool k = kpt_take(r, va + n * PAGE_SIZE - 1, &irql);
+	uint64_t done = translate_run_locked(r, va, n, write, user, pfns, read_only);
+	kpt_drop(k, irql);
+	return done;
 }
 
 bool pt_root_create(struct pt_root *r)

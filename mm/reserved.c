@@ -30,6 +30,7 @@
 #include "mm/reserved.h"
 #include "include/wdm.h"
 #include "kernel/lib.h"
+#include "kernel/smp/klock.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/memtype.h"
@@ -60,6 +61,12 @@ struct reservation {
 static struct reservation *reservations;
 uint32_t reserved_mappings_live;
 
+/* The reservations' lock (mm/RULES.md, "Locks"): the list, every record, the live count.
+ * The pool and system-PTE calls of a reservation's making and freeing run outside it; a
+ * mapping holds it across its memory-type choice and PTE writes, an unmapping across the
+ * clear and its shootdown. */
+static struct klock lock = KLOCK_INIT(KLOCK_RESERVED);
+
 static struct reservation *find(uint64_t va)
 {
 	for (struct reservation *r = reservations; r; r = r->next)
@@ -88,9 +95,11 @@ static struct reservation *mapping_start(uint64_t va)
 
 void reserved_refuse_unmap(uint64_t va)
 {
+	KIRQL irql = klock_acquire(&lock);
 	struct reservation *r = containing(va);
 	if (r)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x108, r->va, 0, r->tag);
+	klock_release(&lock, irql);
 }
 
 /* Reserve the pages NumberOfBytes spans; `caller` is the driver's return address, for 0x100. */
@@ -121,10 +130,12 @@ static PVOID reserve(SIZE_T NumberOfBytes, ULONG PoolTag, ULONG Flags, ULONG_PTR
 			ExFreePoolWithTag(r, RESERVED_TAG);
 		return NULL;
 	}
+	KIRQL irql = klock_acquire(&lock);
 	*r = (struct reservation){ .va = va, .pages = (uint32_t)pages, .tag = PoolTag, .slot = slot,
 				   .next = reservations };
 	reservations = r;
 	reserved_mappings_live++;
+	klock_release(&lock, irql);
 	return (PVOID)va;
 }
 
@@ -142,6 +153,7 @@ VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag)
 {
 	verifier_check_irql(APC_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	uint64_t va = (uint64_t)BaseAddress;
+	KIRQL irql = klock_acquire(&lock);
 	struct reservation *r = find(va);
 	if (!r)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x102, va, PoolTag, 0);
@@ -154,19 +166,18 @@ VOID MmFreeMappingAddress(PVOID BaseAddress, ULONG PoolTag)
 			*pp = r->next;
 			break;
 		}
+	reserved_mappings_live--;
+	klock_release(&lock, irql);
+	/* Unlinked: the record and its PTEs are this call's alone now. */
 	syspte_release(va, r->pages);
 	if (r->slot)
 		ExFreePoolWithTag(r->slot, RESERVED_TAG);
 	ExFreePoolWithTag(r, RESERVED_TAG);
-	reserved_mappings_live--;
 }
 
-PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, PMDL MemoryDescriptorList,
-					  MEMORY_CACHING_TYPE CacheType)
+static PVOID map_locked(PVOID MappingAddress, ULONG PoolTag, PMDL m, MEMORY_CACHING_TYPE CacheType)
 {
-	PMDL m = MemoryDescriptorList;
 	uint64_t va = (uint64_t)MappingAddress;
-	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_IRQL, (ULONG_PTR)m, KernelMode);
 	struct reservation *r = mapping_start(va);
 	if (!r)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x105, va, PoolTag, 0);
@@ -235,11 +246,20 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 	return (PVOID)(va + m->ByteOffset);
 }
 
-VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescriptorList)
+PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, PMDL MemoryDescriptorList,
+					  MEMORY_CACHING_TYPE CacheType)
 {
 	PMDL m = MemoryDescriptorList;
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_MAP_SPECIFY_CACHE_IRQL, (ULONG_PTR)m, KernelMode);
+	KIRQL irql = klock_acquire(&lock);
+	PVOID p = map_locked(MappingAddress, PoolTag, m, CacheType);
+	klock_release(&lock, irql);
+	return p;
+}
+
+static void unmap_locked(PVOID BaseAddress, ULONG PoolTag, PMDL m)
+{
 	uint64_t va = (uint64_t)BaseAddress;
-	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNMAP_IRQL, va, (ULONG_PTR)m);
 	struct reservation *r = mapping_start(va);
 	if (!r)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x109, va, PoolTag, 0);
@@ -278,4 +298,13 @@ VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescrip
 		was->MappedSystemVa = NULL;
 		was->MdlFlags &= ~MDL_MAPPED_TO_SYSTEM_VA;
 	}
+}
+
+VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescriptorList)
+{
+	PMDL m = MemoryDescriptorList;
+	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNMAP_IRQL, (ULONG_PTR)BaseAddress, (ULONG_PTR)m);
+	KIRQL irql = klock_acquire(&lock);
+	unmap_locked(BaseAddress, PoolTag, m);
+	klock_release(&lock, irql);
 }

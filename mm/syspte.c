@@ -4,6 +4,7 @@
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smp/klock.h"
 #include "mm/layout.h"
 #include "mm/vrange.h"
 
@@ -11,6 +12,11 @@
 
 static struct vrange space;
 static struct syspte_stats st;
+
+/* The system-PTE lock (mm/RULES.md, "Locks"): the space, the pending slot and the counters.
+ * Every call below takes it inside; a release holds it across the clear and the shootdown,
+ * so no range is handed out again before every CPU has dropped it. */
+static struct klock lock = KLOCK_INIT(KLOCK_SYSPTE);
 
 /*
  * The last released one-PTE run (no guard) waits here, its PTE cleared and flushed, instead
@@ -79,7 +85,7 @@ static inline bool contains(uint64_t va)
 
 bool syspte_contains(uint64_t va) { return contains(va); }
 
-uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
+static uint64_t reserve_locked(uint32_t n, uint32_t priority, bool guard)
 {
 	uint32_t need = n + (guard ? 1 : 0);
 	if (!n || need < n)
@@ -115,22 +121,35 @@ uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
 	return KVA_SYSPTE_BASE + (uint64_t)first * PAGE_SIZE;
 }
 
+uint64_t syspte_reserve(uint32_t n, uint32_t priority, bool guard)
+{
+	KIRQL irql = klock_acquire(&lock);
+	uint64_t va = reserve_locked(n, priority, guard);
+	klock_release(&lock, irql);
+	return va;
+}
+
 void syspte_check_range(uint64_t va, uint32_t n)
 {
+	KIRQL irql = klock_acquire(&lock);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
 	uint32_t len = syspte_contains(va) && first != pending ? vrange_reserved_len(&space, first) : 0;
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!len || (va & (PAGE_SIZE - 1)) || n > usable)
 		PANIC("syspte_check_range: 0x%lx+%u pages is not inside a reservation", va, n);
+	klock_release(&lock, irql);
 }
 
 void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a)
 {
+	KIRQL irql = klock_acquire(&lock);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
 	uint32_t len = first != pending ? vrange_reserved_len(&space, first) : 0;
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!syspte_contains(va) || (va & (PAGE_SIZE - 1)) || n > usable)
 		PANIC("syspte_map: 0x%lx+%u pages is not inside a reservation", va, n);
+	klock_release(&lock, irql);
+	/* The PTEs of a reservation are its holder's: written without the lock. */
 	pt_set_ptes(va, pfns, n, a);
 }
 
@@ -139,7 +158,7 @@ uint64_t syspte_tracking_record(uint64_t va)
 	return contains(va) ? (uint64_t)&space.state[(va - KVA_SYSPTE_BASE) / PAGE_SIZE] : 0;
 }
 
-uint64_t syspte_reservation_of(uint64_t va)
+static uint64_t reservation_of_locked(uint64_t va)
 {
 	if (!contains(va))
 		return 0;
@@ -151,19 +170,30 @@ uint64_t syspte_reservation_of(uint64_t va)
 	return KVA_SYSPTE_BASE + (uint64_t)slot * PAGE_SIZE;
 }
 
+uint64_t syspte_reservation_of(uint64_t va)
+{
+	KIRQL irql = klock_acquire(&lock);
+	uint64_t start = reservation_of_locked(va);
+	klock_release(&lock, irql);
+	return start;
+}
+
 bool syspte_guarded(uint64_t va)
 {
 	if (!contains(va) || (va & (PAGE_SIZE - 1)))
 		return false;
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	return first != pending && space.state[first] == VR_USED_HEAD && (space.user[first] & GUARDED);
+	KIRQL irql = klock_acquire(&lock);
+	bool guarded = first != pending && space.state[first] == VR_USED_HEAD && (space.user[first] & GUARDED);
+	klock_release(&lock, irql);
+	return guarded;
 }
 
 /* A release at an address no reservation starts at: bug check 0xDA P1 3 (the record of the
  * reservation holding va, its start, va), or (0, 0, va) where none holds it. */
 static __attribute__((noreturn, noinline, cold)) void release_at_wrong_address(uint64_t va)
 {
-	uint64_t start = syspte_reservation_of(va);
+	uint64_t start = reservation_of_locked(va);
 	KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x03, syspte_tracking_record(start), start, va);
 }
 
@@ -178,6 +208,7 @@ static __attribute__((noreturn, noinline, cold)) void release_twice(uint64_t va)
 void syspte_release(uint64_t va, uint32_t n)
 {
 	/* Bug check 0xDA with the parameters of Microsoft's page (mm/RULES.md, 0xDA). */
+	KIRQL irql = klock_acquire(&lock);
 	if (!contains(va) || (va & (PAGE_SIZE - 1)))
 		release_at_wrong_address(va);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
@@ -202,14 +233,15 @@ void syspte_release(uint64_t va, uint32_t n)
 	st.releases++;
 	if (len == 1) {
 		pending = first;  /* free from now on; the allocator gets it back later */
-		return;
-	}
-	if (vrange_release(&space, first, len) != VR_OK)
+	} else if (vrange_release(&space, first, len) != VR_OK) {
 		PANIC("syspte_release: the allocator refused a checked release at 0x%lx", va);
+	}
+	klock_release(&lock, irql);
 }
 
 void syspte_get_stats(struct syspte_stats *out)
 {
+	KIRQL irql = klock_acquire(&lock);
 	drain_pending();
 	*out = st;
 	out->total = space.nslots;
@@ -217,6 +249,7 @@ void syspte_get_stats(struct syspte_stats *out)
 	out->in_use = space.nslots - space.free_slots;
 	out->largest_free = vrange_largest_free(&space);
 	out->free_runs = space.free_runs;
+	klock_release(&lock, irql);
 }
 
 static uint64_t free_ptes(void) { return free_total(); }

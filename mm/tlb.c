@@ -12,7 +12,11 @@ static inline void write_cr3(uint64_t v) { __asm__ volatile("mov %0, %%cr3" ::"r
 static inline void write_cr4(uint64_t v) { __asm__ volatile("mov %0, %%cr4" ::"r"(v) : "memory"); }
 static inline void invlpg(uint64_t va) { __asm__ volatile("invlpg (%0)" ::"r"(va) : "memory"); }
 
+/* What the flushes cost the CPUs that asked for them.  Every CPU flushes, so each count
+ * is one atomic add; a CPU serving another's shootdown counts nothing here (its share is its
+ * own kcpu.tlb_flush_requests). */
 static struct tlb_stats stats;
+#define COUNT(field, n) __atomic_fetch_add(&stats.field, (n), __ATOMIC_RELAXED)
 
 /* Whether the other CPUs are told (tlb_test_set_shootdown: a test's switch, on by default). */
 static volatile bool shootdown_on = true;
@@ -34,7 +38,7 @@ static inline bool cached_here(const struct pt_root *root, uint64_t va)
 /* Everything, global entries included: toggling CR4.PGE drops every translation and every
  * paging-structure cache entry (SDM Vol. 3, 4.10.4.1); without PGE nothing is global and a
  * CR3 reload does the same. */
-static void flush_everything(void)
+static void flush_everything(bool count)
 {
 	uint64_t cr4 = read_cr4();
 	if (cr4 & CR4_PGE) {
@@ -43,14 +47,16 @@ static void flush_everything(void)
 	} else {
 		write_cr3(read_cr3());
 	}
-	stats.full_flushes++;
+	if (count)
+		COUNT(full_flushes, 1);
 }
 
 /* Every non-global translation: a CR3 reload. */
-static void flush_non_global(void)
+static void flush_non_global(bool count)
 {
 	write_cr3(read_cr3());
-	stats.full_flushes++;
+	if (count)
+		COUNT(full_flushes, 1);
 }
 
 static void flush_page_here(const struct pt_root *root, uint64_t va)
@@ -58,18 +64,18 @@ static void flush_page_here(const struct pt_root *root, uint64_t va)
 	if (!cached_here(root, va))
 		return;
 	invlpg(va);
-	stats.single_pages++;
+	COUNT(single_pages, 1);
 }
 
-static void flush_all_here(const struct pt_root *root)
+static void flush_all_here(const struct pt_root *root, bool count)
 {
 	if (root == &kernel_root)
-		flush_everything();
+		flush_everything(count);
 	else if (root == this_cpu()->tlb_loaded)
-		flush_non_global(); /* a process's translations are all non-global */
+		flush_non_global(count); /* a process's translations are all non-global */
 }
 
-static void flush_range_here(const struct pt_root *root, uint64_t va, uint64_t size)
+static void flush_range_here(const struct pt_root *root, uint64_t va, uint64_t size, bool count)
 {
 	uint64_t start = va & ~(PAGE_SIZE - 1), last = va + size - 1;
 	uint64_t pages = (va + size - start + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -77,15 +83,15 @@ static void flush_range_here(const struct pt_root *root, uint64_t va, uint64_t s
 		return;
 	if (pages > TLB_SINGLE_FLUSH_MAX) {
 		if (root == &kernel_root || last >= USER_VA_END)
-			flush_everything();
+			flush_everything(count);
 		else
-			flush_non_global();
+			flush_non_global(count);
 		return;
 	}
-	for (uint64_t i = 0; i < pages; i++) {
+	for (uint64_t i = 0; i < pages; i++)
 		invlpg(start + i * PAGE_SIZE);
-		stats.single_pages++;
-	}
+	if (count)
+		COUNT(single_pages, pages);
 }
 
 /*
@@ -100,27 +106,16 @@ struct shootdown {
 	uint64_t va, size; /* size 0: everything of root */
 };
 
-/* Held by a CPU serving a shootdown from its copy of stats to the restore: the servers of
- * one shootdown run at once, and one's restore between another's copy and restore would
- * leave that other's INVLPGs counted. */
-static volatile uint32_t serve_lock;
-
 static void shootdown_here(void *arg)
 {
 	const struct shootdown *s = arg;
 	/* tlb_stats counts what the asking CPU's flushes cost it; this CPU's share is its own
-	 * counter.  The asking CPU only waits meanwhile, so only the other servers change stats. */
-	while (__atomic_exchange_n(&serve_lock, 1, __ATOMIC_ACQUIRE))
-		cpu_relax();
-	struct tlb_stats keep = stats;
+	 * counter. */
 	this_cpu()->tlb_flush_requests++;
 	if (!s->size)
-		flush_all_here(s->root);
+		flush_all_here(s->root, false);
 	else
-		flush_range_here(s->root, s->va, s->size);
-	stats.single_pages = keep.single_pages;
-	stats.full_flushes = keep.full_flushes;
-	__atomic_store_n(&serve_lock, 0, __ATOMIC_RELEASE);
+		flush_range_here(s->root, s->va, s->size, false);
 }
 
 static __attribute__((noinline)) void shootdown_others(const struct pt_root *root, uint64_t va,
@@ -140,8 +135,8 @@ static __attribute__((noinline)) void shootdown_others(const struct pt_root *roo
 	if (!mask)
 		return;
 	struct shootdown s = { root, va, size };
-	stats.shootdowns++;
-	stats.shootdown_ipis += ipis;
+	COUNT(shootdowns, 1);
+	COUNT(shootdown_ipis, ipis);
 	if (!smp_call_mask(mask, shootdown_here, &s))
 		PANIC("tlb shootdown: a CPU of mask 0x%lx did not invalidate 0x%lx+0x%lx within %u ms", mask,
 		      va, size, SMP_WAIT_MS);
@@ -164,17 +159,17 @@ void tlb_flush_range(const struct pt_root *root, uint64_t va, uint64_t size)
 {
 	if (!size)
 		return;
-	flush_range_here(root, va, size);
+	flush_range_here(root, va, size, true);
 	shootdown(root, va, size);
 }
 
 void tlb_flush_all(const struct pt_root *root)
 {
-	flush_all_here(root);
+	flush_all_here(root, true);
 	shootdown(root, 0, 0);
 }
 
-void tlb_flush_all_local(void) { flush_everything(); }
+void tlb_flush_all_local(void) { flush_everything(true); }
 
 void tlb_test_set_shootdown(bool on) { shootdown_on = on; }
 
@@ -189,7 +184,7 @@ void tlb_load_cr4_ap(uint64_t value)
 	if (smp_this_cpu() == 0)
 		PANIC("tlb_load_cr4_ap: on the boot CPU");
 	write_cr4(value);
-	flush_everything();
+	flush_everything(true);
 }
 
 void tlb_enable_cr4(uint64_t bits)
@@ -199,4 +194,10 @@ void tlb_enable_cr4(uint64_t bits)
 	write_cr4(read_cr4() | bits);
 }
 
-void tlb_get_stats(struct tlb_stats *out) { *out = stats; }
+void tlb_get_stats(struct tlb_stats *out)
+{
+	out->single_pages = __atomic_load_n(&stats.single_pages, __ATOMIC_RELAXED);
+	out->full_flushes = __atomic_load_n(&stats.full_flushes, __ATOMIC_RELAXED);
+	out->shootdowns = __atomic_load_n(&stats.shootdowns, __ATOMIC_RELAXED);
+	out->shootdown_ipis = __atomic_load_n(&stats.shootdown_ipis, __ATOMIC_RELAXED);
+}

@@ -2,12 +2,18 @@
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smp/klock.h"
 
 static uint32_t flags = VF_CHECKS;
 static uint64_t lowres_countdown; /* 0: off; else the call that brings it to 0 fails */
 static uint32_t lowres_percent;
 static uint64_t lowres_state;
 static struct verifier_stats stats;
+
+/* The low-resources simulation's countdown and generator: one sequence for all CPUs, so a
+ * seed gives the same number of failures however the calls interleave (the innermost lock:
+ * the sites draw before they take any other). */
+static struct klock lowres_lock = KLOCK_INIT(KLOCK_VERIFIER);
 
 void verifier_init(void)
 {
@@ -51,9 +57,11 @@ void verifier_irql_above(enum verifier_code code, ULONG_PTR p3, ULONG_PTR p4)
 
 void verifier_set_lowres(uint64_t nth, uint32_t percent, uint64_t seed)
 {
+	KIRQL irql = klock_acquire(&lowres_lock);
 	lowres_countdown = nth;
 	lowres_percent = percent;
 	lowres_state = seed ? seed : 1;
+	klock_release(&lowres_lock, irql);
 }
 
 /* xorshift64: a small generator whose sequence is fixed by the seed. */
@@ -67,14 +75,25 @@ static uint64_t next_random(void)
 
 bool verifier_inject_failure(enum vf_site site)
 {
-	stats.calls[site]++;
+	__atomic_fetch_add(&stats.calls[site], 1, __ATOMIC_RELAXED);
+	if (!__atomic_load_n(&lowres_countdown, __ATOMIC_RELAXED) && !__atomic_load_n(&lowres_percent, __ATOMIC_RELAXED))
+		return false; /* the simulation is off: nothing to draw */
 	bool fail = false;
+	KIRQL irql = klock_acquire(&lowres_lock);
 	if (lowres_countdown && --lowres_countdown == 0)
 		fail = true;
 	else if (lowres_percent && next_random() % 100 < lowres_percent)
 		fail = true;
-	stats.injected[site] += fail;
+	klock_release(&lowres_lock, irql);
+	if (fail)
+		__atomic_fetch_add(&stats.injected[site], 1, __ATOMIC_RELAXED);
 	return fail;
 }
 
-void verifier_get_stats(struct verifier_stats *out) { *out = stats; }
+void verifier_get_stats(struct verifier_stats *out)
+{
+	for (int i = 0; i < VF_SITE_COUNT; i++) {
+		out->calls[i] = __atomic_load_n(&stats.calls[i], __ATOMIC_RELAXED);
+		out->injected[i] = __atomic_load_n(&stats.injected[i], __ATOMIC_RELAXED);
+	}
+}

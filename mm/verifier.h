@@ -71,6 +71,8 @@ enum verifier_code {
 							 * (MDL, flags, pages) */
 	VERIFIER_MDL_PROBE_NO_PROCESS = 0x2008,         /* MmProbeAndLockProcessPages with a NULL
 							 * Process (MDL, 0, AccessMode) */
+	VERIFIER_LOCK_ORDER = 0x2009,                   /* a kernel lock taken out of its order
+							 * (kernel/smp/klock.h: lock, rank, ranks held) */
 };
 
 enum vf_site {

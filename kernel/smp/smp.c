@@ -85,12 +85,24 @@ static void calibrate_tsc(void)
 /* The TSC value SMP_WAIT_MS from now. */
 static uint64_t deadline(void) { return rdtsc() + tsc_per_ms * SMP_WAIT_MS; }
 
+static void serve_mailbox(struct kcpu *c);
+
+/* One step of a bounded wait: the boot CPU waits with interrupts off, so it serves its
+ * mailbox meanwhile (another CPU's shootdown may be waiting for it), unless it is running
+ * a cross-call now (IPI_LEVEL), whose request is still the one in its mailbox. */
+static void wait_step(void)
+{
+	if (read_cr8() < IPI_LEVEL)
+		serve_mailbox(this_cpu());
+	cpu_relax();
+}
+
 bool smp_wait_flag(const volatile uint32_t *flag)
 {
 	for (uint64_t end = deadline(); !*flag;) {
 		if (rdtsc() > end)
 			return *flag != 0;
-		cpu_relax();
+		wait_step();
 	}
 	return true;
 }
@@ -205,7 +217,7 @@ bool smp_work_wait(unsigned cpu)
 	for (uint64_t end = deadline(); __atomic_load_n(&c->work_done, __ATOMIC_ACQUIRE) != c->work_req;) {
 		if (rdtsc() > end)
 			return false;
-		cpu_relax();
+		wait_step();
 	}
 	return true;
 }

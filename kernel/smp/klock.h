@@ -1,0 +1,93 @@
+/*
+ * The kernel's own spin locks, each with its place in one lock order (mm/RULES.md, "Locks").
+ *
+ * A struct klock is an executive spin lock (kernel/smp/spinlock.h: the word holds its owner's
+ * CPU number + 1) plus a rank.  Locks are taken in rising rank: a CPU holding a lock of rank r
+ * takes only locks of a higher rank, so two CPUs can never wait for each other.  Each CPU
+ * keeps the set of ranks it holds; with the verifier on (VF_CHECKS), taking a lock whose rank
+ * is not above every rank held is bug check 0xC4 P1 0x2009 (the lock, its rank, the ranks
+ * held as a bit mask), a lock the CPU holds already is 0xF SPIN_LOCK_ALREADY_OWNED as for any
+ * spin lock, and a release by a CPU that does not hold it 0x10 SPIN_LOCK_NOT_OWNED.
+ *
+ * klock_acquire raises to DISPATCH_LEVEL (a caller at or above it stays where it is) and
+ * returns the IRQL it found; klock_release lowers back to it.  The uncontended path is inline:
+ * one CR8 write, one LOCK CMPXCHG, one store to release.  A CPU that spins for a lock serves
+ * its cross-call mailbox (KeAcquireSpinLockAtDpcLevel), so a holder may send a shootdown.
+ *
+ * Each module owns its locks and takes them only inside its own functions.
+ */
+#ifndef KERNEL_SMP_KLOCK_H
+#define KERNEL_SMP_KLOCK_H
+
+#include <stdint.h>
+#include "kernel/irql.h"
+#include "kernel/smp/smp.h"
+#include "kernel/smp/spinlock.h"
+
+/* The order, outermost first.  Every rank but KLOCK_PROCESS is one lock. */
+enum klock_rank {
+	KLOCK_IO = 1,       /* kernel/io: driver, device, link and handle tables, IRP accounting */
+	KLOCK_PROCESS,      /* a process's address space: its VADs and user page tables */
+	KLOCK_MDL_USER,     /* mm/mdl_user.c: the user-mapping records, locked-page tracking */
+	KLOCK_RESERVED,     /* mm/reserved.c: the reservation records */
+	KLOCK_DEVMEM,       /* mm/devmem.c: device-memory blocks and I/O-space mappings */
+	KLOCK_POOL,         /* mm/pool.c: the pool's VA, page records, slabs, tags, counters */
+	KLOCK_SYSPTE,       /* mm/syspte.c: the system-PTE space and its counters */
+	KLOCK_MEMTYPE,      /* mm/memtype.c: a frame's recorded type with its direct-map alias */
+	KLOCK_KERNEL_PT,    /* mm/pt.c: kernel_root's tables (allocation, split, merge, free) */
+	KLOCK_PFN,          /* mm/pfn.c: the PFN database, free lists and counters */
+	KLOCK_VERIFIER,     /* mm/verifier.c: the low-resources countdown and generator */
+	KLOCK_RANK_COUNT,
+};
+
+struct klock {
+	KSPIN_LOCK word;
+	uint32_t rank;
+};
+
+#define KLOCK_INIT(r) { .word = 0, .rank = (r) }
+
+/* The ranks each CPU holds, bit r for rank r (by CPU number). */
+extern uint32_t klock_held[SMP_MAX_CPUS];
+
+/* The slow paths, out of line: a rank not above those held, and a lock another CPU has. */
+void klock_out_of_order(struct klock *l, uint32_t held);
+void klock_spin(struct klock *l);
+
+static inline KIRQL klock_acquire(struct klock *l)
+{
+	KIRQL old = KeGetCurrentIrql();
+	if (old < DISPATCH_LEVEL)
+		write_cr8(DISPATCH_LEVEL); /* a raise: nothing to check or run */
+	unsigned cpu = smp_this_cpu();
+	uint32_t held = klock_held[cpu], bit = 1u << l->rank;
+	if (__builtin_expect(held >= bit, 0))
+		klock_out_of_order(l, held);
+	ULONG_PTR free = 0;
+	if (__builtin_expect(!__atomic_compare_exchange_n(&l->word, &free, (ULONG_PTR)cpu + 1, false,
+							  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
+		klock_spin(l);
+	klock_held[cpu] = held | bit;
+	return old;
+}
+
+void klock_not_owned(struct klock *l);
+
+static inline void klock_release(struct klock *l, KIRQL old)
+{
+	unsigned cpu = smp_this_cpu();
+	if (__builtin_expect(l->word != (ULONG_PTR)cpu + 1, 0))
+		klock_not_owned(l);
+	klock_held[cpu] &= ~(1u << l->rank);
+	__atomic_store_n(&l->word, 0, __ATOMIC_RELEASE);
+	if (old < DISPATCH_LEVEL)
+		KeLowerIrql(old);
+}
+
+/* Whether this CPU holds l (for assertions of a module's internal helpers). */
+static inline bool klock_held_here(const struct klock *l)
+{
+	return __atomic_load_n(&l->word, __ATOMIC_RELAXED) == (ULONG_PTR)smp_this_cpu() + 1;
+}
+
+#endif

@@ -1,0 +1,338 @@
+/*
+ * Every CPU at once through the MDL and pool routines (mm/RULES.md, "Locks"): the boot CPU and
+ * each AP (smp_work_start) pass a start barrier together, then each runs a seeded, bounded
+ * loop of whole sequences on buffers of its own — probe and lock pool buffers and pages
+ * allocated for an MDL, two system mappings of one buffer with a pattern written through one
+ * and checked through the other, a protection change, a partial MDL, pages allocated with
+ * each of three cache types (their direct-map aliases split and restored), reserved mappings,
+ * pool churn — and every shared structure underneath (PFN database, system PTEs, pool, memory
+ * types, the kernel's tables, reservations, the counters) is changed by all CPUs at once.
+ *
+ * The verdicts do not depend on timing: every pattern checked, every call's answer, the MDL
+ * counters' deltas equal to the calls made (a lost update shows), the PFN database's own
+ * audit and the page-table audits clean, and the ktest accounting (free pages, system PTEs,
+ * pool bytes, locked pages) back where it started.
+ *
+ * Boot words: stress_rounds=N (rounds per CPU, default 64), stress_seed=S.  User-process
+ * mappings are left out: a process's address space on several CPUs at once needs the per-CPU
+ * current process.
+ */
+#include "kernel/ktest.h"
+#include "include/wdm.h"
+#include "kernel/cmdline.h"
+#include "kernel/cpu.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "kernel/smp/smp.h"
+#include "mm/audit.h"
+#include "mm/mdl.h"
+#include "mm/pfn.h"
+#include "mm/pt.h"
+
+#define STRESS_TAG 'srtS'
+#define MAX_WORDS_CHECKED 64 /* per buffer: a sample spread over it, every page included */
+
+enum stress_op { OP_POOL_MDL, OP_PAGES_FOR_MDL, OP_RESERVED, OP_POOL_CHURN, OP_COUNT };
+
+struct worker {
+	unsigned cpu, rounds;
+	uint64_t rng;
+	/* What it did (the counters' expected deltas) and what it saw. */
+	uint64_t ops[OP_COUNT], probes, maps, checks;
+	unsigned failures, first_line;
+	uint64_t first_got, first_want;
+};
+
+static struct {
+	unsigned n;
+	volatile uint32_t arrived, go;
+	struct worker w[SMP_MAX_CPUS];
+} run;
+
+static uint64_t next(struct worker *w)
+{
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	return w->rng;
+}
+
+static void fail_at(struct worker *w, unsigned line, uint64_t got, uint64_t want)
+{
+	if (!w->failures++) {
+		w->first_line = line;
+		w->first_got = got;
+		w->first_want = want;
+	}
+}
+#define CHECK_EQ(w, got, want)                                                   \
+	do {                                                                     \
+		uint64_t g_ = (uint64_t)(got), w_ = (uint64_t)(want);            \
+		if (g_ != w_)                                                    \
+			fail_at((w), __LINE__, g_, w_);                          \
+	} while (0)
+#define CHECK_TRUE(w, cond) CHECK_EQ(w, !!(cond), 1)
+
+/* The word a buffer holds at index i for pattern `p`: distinct per CPU, pattern and index. */
+static uint64_t word(const struct worker *w, uint64_t p, uint64_t i)
+{
+	return (uint64_t)w->cpu << 56 ^ p << 32 ^ i * 0x9E3779B97F4A7C15ull;
+}
+
+static void fill(struct worker *w, volatile uint64_t *b, uint64_t bytes, uint64_t p)
+{
+	for (uint64_t i = 0; i < bytes / 8; i++)
+		b[i] = word(w, p, i);
+}
+
+/* Check a sample of the words (always the first and last, and some of every page). */
+static void check(struct worker *w, const volatile uint64_t *b, uint64_t bytes, uint64_t p, unsigned line)
+{
+	uint64_t n = bytes / 8, step = n > MAX_WORDS_CHECKED ? n / MAX_WORDS_CHECKED : 1;
+	for (uint64_t i = 0; i < n; i += step) {
+		w->checks++;
+		if (b[i] != word(w, p, i))
+			fail_at(w, line, b[i], word(w, p, i));
+	}
+	w->checks++;
+	if (n && b[n - 1] != word(w, p, n - 1))
+		fail_at(w, line, b[n - 1], word(w, p, n - 1));
+}
+
+/* A pool buffer, two MDLs over it, both probed and locked and mapped; a pattern written
+ * through each mapping is read through the other and the pool address; one mapping made
+ * read-only still reads what the other writes; a partial MDL of a slice maps the same bytes. */
+static void op_pool_mdl(struct worker *w)
+{
+	uint64_t size = 8 + (next(w) % (3 * PAGE_SIZE)) / 8 * 8;
+	uint64_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, STRESS_TAG);
+	CHECK_TRUE(w, buf);
+	if (!buf)
+		return;
+	fill(w, buf, size, 1);
+	PMDL m1 = IoAllocateMdl(buf, (ULONG)size, FALSE, FALSE, NULL);
+	PMDL m2 = IoAllocateMdl(buf, (ULONG)size, FALSE, FALSE, NULL);
+	CHECK_TRUE(w, m1 && m2);
+	if (!m1 || !m2)
+		goto out;
+	MmProbeAndLockPages(m1, KernelMode, IoWriteAccess);
+	MmProbeAndLockPages(m2, KernelMode, IoWriteAccess);
+	w->probes += 2;
+	uint64_t *v1 = MmGetSystemAddressForMdlSafe(m1, NormalPagePriority | MdlMappingNoExecute);
+	uint64_t *v2 = MmMapLockedPagesSpecifyCache(m2, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	w->maps += 2;
+	CHECK_TRUE(w, v1 && v2);
+	if (v1 && v2) {
+		check(w, v2, size, 1, __LINE__);
+		fill(w, v1, size, 2);
+		check(w, v2, size, 2, __LINE__);
+		check(w, buf, size, 2, __LINE__);
+		CHECK_EQ(w, MmProtectMdlSystemAddress(m2, PAGE_READONLY), STATUS_SUCCESS);
+		fill(w, v1, size, 3);
+		check(w, v2, size, 3, __LINE__);
+		/* A slice of m1 through a partial MDL of its own, mapped and released with it. */
+		uint64_t off = (next(w) % size) & ~7ull, len = 8 + ((next(w) % (size - off)) & ~7ull);
+		if (off + len > size)
+			len = size - off;
+		PMDL part = IoAllocateMdl((uint8_t *)buf + off, (ULONG)len, FALSE, FALSE, NULL);
+		CHECK_TRUE(w, part);
+		if (part) {
+			IoBuildPartialMdl(m1, part, (uint8_t *)buf + off, (ULONG)len);
+			/* m1 is mapped: the partial takes its address from m1's mapping (rule 11),
+			 * no mapping of its own. */
+			uint64_t *vp = MmGetSystemAddressForMdlSafe(part, NormalPagePriority);
+			CHECK_TRUE(w, vp);
+			CHECK_EQ(w, (uint64_t)vp, (uint64_t)v1 + off);
+			for (uint64_t i = 0; vp && i < len / 8; i += 1 + len / 8 / 16) {
+				w->checks++;
+				CHECK_EQ(w, vp[i], word(w, 3, off / 8 + i));
+			}
+			IoFreeMdl(part);
+		}
+		MmUnmapLockedPages(v2, m2);
+	}
+	MmUnlockPages(m2);
+	MmUnlockPages(m1); /* releases m1's system mapping first (rule 8) */
+	if (v1 && v2)
+		check(w, buf, size, 3, __LINE__);
+out:
+	if (m1)
+		IoFreeMdl(m1);
+	if (m2)
+		IoFreeMdl(m2);
+	ExFreePoolWithTag(buf, STRESS_TAG);
+}
+
+/* Pages allocated for an MDL with a cache type (an untyped frame takes it at its first
+ * mapping: its direct-map alias changes, split, and is restored at the free), mapped, written;
+ * a probe of that mapping locks the same frames, and its own mapping reads the pattern. */
+static void op_pages_for_mdl(struct worker *w)
+{
+	static const MEMORY_CACHING_TYPE types[] = { MmCached, MmNonCached, MmWriteCombined };
+	MEMORY_CACHING_TYPE ct = types[next(w) % 3];
+	uint64_t pages = 1 + next(w) % 8;
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL m = MmAllocatePagesForMdlEx(lo, hi, skip, pages * PAGE_SIZE, ct, 0);
+	CHECK_TRUE(w, m);
+	if (!m)
+		return;
+	CHECK_EQ(w, MmGetMdlByteCount(m), pages * PAGE_SIZE);
+	uint64_t bytes = MmGetMdlByteCount(m);
+	uint64_t *va = MmMapLockedPagesSpecifyCache(m, KernelMode, ct, NULL, FALSE, HighPagePriority);
+	w->maps++;
+	CHECK_TRUE(w, va);
+	if (va) {
+		fill(w, va, bytes, 4);
+		PMDL m3 = IoAllocateMdl(va, (ULONG)bytes, FALSE, FALSE, NULL);
+		CHECK_TRUE(w, m3);
+		if (m3) {
+			MmProbeAndLockPages(m3, KernelMode, IoReadAccess);
+			w->probes++;
+			uint64_t *v3 = MmGetSystemAddressForMdlSafe(m3, NormalPagePriority);
+			w->maps++;
+			CHECK_TRUE(w, v3);
+			if (v3)
+				check(w, v3, bytes, 4, __LINE__);
+			MmUnlockPages(m3);
+			IoFreeMdl(m3);
+		}
+		MmUnmapLockedPages(va, m);
+	}
+	MmFreePagesFromMdl(m);
+	ExFreePool(m);
+}
+
+/* A reservation of system PTEs, a locked pool buffer mapped into it and unmapped, the
+ * reservation freed. */
+static void op_reserved(struct worker *w)
+{
+	uint64_t pages = 1 + next(w) % 3, size = pages * PAGE_SIZE;
+	uint64_t *buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, STRESS_TAG);
+	PMDL m = buf ? IoAllocateMdl(buf, (ULONG)size, FALSE, FALSE, NULL) : NULL;
+	void *r = MmAllocateMappingAddress(size, STRESS_TAG);
+	CHECK_TRUE(w, buf && m && r);
+	if (buf && m && r) {
+		fill(w, buf, size, 5);
+		MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+		w->probes++;
+		uint64_t *v = MmMapLockedPagesWithReservedMapping(r, STRESS_TAG, m, MmCached);
+		CHECK_TRUE(w, v);
+		if (v) {
+			check(w, v, size, 5, __LINE__);
+			fill(w, v, size, 6);
+			check(w, buf, size, 6, __LINE__);
+			MmUnmapReservedMapping(r, STRESS_TAG, m);
+		}
+		MmUnlockPages(m);
+	}
+	if (r)
+		MmFreeMappingAddress(r, STRESS_TAG);
+	if (m)
+		IoFreeMdl(m);
+	if (buf)
+		ExFreePoolWithTag(buf, STRESS_TAG);
+}
+
+/* Up to eight pool blocks of any size (slabs and whole pages), each filled, all checked,
+ * freed in an order of their own. */
+static void op_pool_churn(struct worker *w)
+{
+	uint64_t *b[8], sz[8];
+	unsigned n = 1 + next(w) % 8;
+	for (unsigned i = 0; i < n; i++) {
+		sz[i] = 8 + (next(w) % 6000) / 8 * 8;
+		b[i] = ExAllocatePool2(next(w) & 1 ? POOL_FLAG_PAGED : POOL_FLAG_NON_PAGED, sz[i], STRESS_TAG);
+		CHECK_TRUE(w, b[i]);
+		if (b[i])
+			fill(w, b[i], sz[i], 7 + i);
+	}
+	unsigned first = next(w) % n;
+	for (unsigned k = 0; k < n; k++) {
+		unsigned i = (first + k) % n;
+		if (!b[i])
+			continue;
+		check(w, b[i], sz[i], 7 + i, __LINE__);
+		ExFreePoolWithTag(b[i], STRESS_TAG);
+	}
+}
+
+static void work(struct worker *w)
+{
+	/* The start barrier: nobody begins before every CPU is here, so the loops overlap.
+	 * Bounded: a CPU that never arrives leaves the others waiting SMP_WAIT_MS, no more. */
+	if (__atomic_add_fetch(&run.arrived, 1, __ATOMIC_SEQ_CST) == run.n)
+		__atomic_store_n(&run.go, 1, __ATOMIC_SEQ_CST);
+	CHECK_TRUE(w, smp_wait_flag(&run.go));
+	for (unsigned r = 0; r < w->rounds; r++) {
+		enum stress_op op = (enum stress_op)(next(w) % OP_COUNT);
+		w->ops[op]++;
+		switch (op) {
+		case OP_POOL_MDL: op_pool_mdl(w); break;
+		case OP_PAGES_FOR_MDL: op_pages_for_mdl(w); break;
+		case OP_RESERVED: op_reserved(w); break;
+		default: op_pool_churn(w); break;
+		}
+	}
+}
+
+static void work_on_ap(void *arg) { work(arg); }
+
+static void every_cpu_maps_and_allocates_at_once(struct ktest *t)
+{
+	unsigned n = smp_cpus_online();
+	uint64_t rounds = cmdline_get_u64("stress_rounds", 64);
+	uint64_t seed = cmdline_get_u64("stress_seed", 0x5EEDull);
+	memset(&run, 0, sizeof run);
+	run.n = n;
+	for (unsigned c = 0; c < n; c++) {
+		run.w[c].cpu = c;
+		run.w[c].rounds = (unsigned)rounds;
+		run.w[c].rng = (seed ^ (0x9E3779B97F4A7C15ull * (c + 1))) | 1;
+	}
+	struct mdl_stats ms0, ms1;
+	mdl_get_stats(&ms0);
+	uint64_t t0 = rdtsc();
+	unsigned started = 1;
+	for (unsigned c = 1; c < n; c++)
+		started += smp_work_start(c, work_on_ap, &run.w[c]);
+	ASSERT_EQ(t, started, n);
+	work(&run.w[0]);
+	bool back = true;
+	for (unsigned c = 1; c < n; c++)
+		back &= smp_work_wait(c);
+	ASSERT_TRUE(t, back);
+	mdl_get_stats(&ms1);
+	kprintf("%u CPUs, %lu rounds each, seed 0x%lx: %lu ms\n", n, rounds, seed,
+		(rdtsc() - t0) / smp_tsc_per_ms());
+
+	uint64_t probes = 0, maps = 0, checks = 0;
+	for (unsigned c = 0; c < n; c++) {
+		struct worker *w = &run.w[c];
+		probes += w->probes;
+		maps += w->maps;
+		checks += w->checks;
+		kprintf("CPU %u: %u rounds (pool MDLs %lu, pages for MDLs %lu, reserved %lu, pool %lu), %lu words checked\n",
+			c, w->rounds, w->ops[OP_POOL_MDL], w->ops[OP_PAGES_FOR_MDL], w->ops[OP_RESERVED],
+			w->ops[OP_POOL_CHURN], w->checks);
+		if (w->failures)
+			KTEST_FAIL(t, "CPU %u: %u failed checks, the first at line %u: 0x%lx, want 0x%lx", c, w->failures,
+				   w->first_line, w->first_got, w->first_want);
+	}
+	EXPECT_GT(t, checks, 0);
+	/* Every call counted once: a counter bumped without its atomic add loses some. */
+	EXPECT_EQ(t, ms1.probes - ms0.probes, probes);
+	EXPECT_EQ(t, ms1.maps - ms0.maps, maps);
+	EXPECT_EQ(t, ms1.unlocks - ms0.unlocks, probes);
+	EXPECT_EQ(t, ms1.allocated_pages, ms0.allocated_pages);
+	/* The structures underneath, each checked against itself and the real tables. */
+	EXPECT_EQ(t, pfn_audit(true), 0);
+	EXPECT_EQ(t, mm_audit_wx(&kernel_root, true), 0);
+	EXPECT_EQ(t, mm_audit_memtypes(&kernel_root, true), 0);
+	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
+}
+
+static struct ktest_case stress_cases[] = {
+	KTEST_CASE(every_cpu_maps_and_allocates_at_once),
+	{ 0 },
+};
+KTEST_SUITE(smp_stress, stress_cases);
