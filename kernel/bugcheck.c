@@ -141,6 +141,8 @@ static const struct {
 	  { "0x2007", "the MDL", "its MdlFlags", "pages locked" } },
 	{ 0xC4, 0x2008, "mdlab: MmProbeAndLockProcessPages with no process",
 	  { "0x2008", "the MDL", "the process (0)", "the access mode" } },
+	{ 0xC4, 0x2009, "mdlab: a kernel lock taken out of the lock order (mm/RULES.md, Locks)",
+	  { "0x2009", "the lock", "its rank", "the ranks this CPU holds (bit n: rank n)" } },
 	{ 0xC4, ANY_P1, "the driver verifier found a violation", { "the violation", NULL, NULL, NULL } },
 	{ 0xC5, ANY_P1, "pool guard bytes overwritten, found when the block was freed",
 	  { "the memory referenced (the first changed guard byte)", "the IRQL", "0 read, 1 write",

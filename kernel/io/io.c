@@ -5,6 +5,7 @@
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "kernel/smp/klock.h"
 #include "mm/layout.h"
 #include "mm/uvm.h"
 
@@ -61,6 +62,12 @@ static struct io_device *devices;
 static struct io_handle *handles;
 static struct io_link *links;
 static uint64_t ndevices, nhandles, nlinks, nlite;
+
+/* The I/O manager's table lock (mm/RULES.md, "Locks"): the device, link and handle lists,
+ * their counts, each device's ReferenceCount, deleted mark and attachment links.  Held for
+ * a lookup and the change it leads to, never across a call into a driver (a dispatch
+ * routine may create or delete devices).  The outermost lock: pool comes after it. */
+static struct klock tables = KLOCK_INIT(KLOCK_IO);
 static bool cleanup_registered;
 static KPROCESSOR_MODE previous_mode = KernelMode;
 
@@ -125,12 +132,20 @@ static struct io_device *device_find(const char *name)
 	return NULL;
 }
 
-bool io_device_valid(PDEVICE_OBJECT dev)
+static bool device_valid_locked(PDEVICE_OBJECT dev)
 {
 	for (struct io_device *d = devices; d; d = d->next)
 		if (&d->device == dev)
 			return dev->Type == IO_TYPE_DEVICE;
 	return false;
+}
+
+bool io_device_valid(PDEVICE_OBJECT dev)
+{
+	KIRQL irql = klock_acquire(&tables);
+	bool valid = device_valid_locked(dev);
+	klock_release(&tables, irql);
+	return valid;
 }
 
 PDEVICE_OBJECT io_top_of_stack(PDEVICE_OBJECT d)
@@ -144,8 +159,6 @@ PDEVICE_OBJECT io_top_of_stack(PDEVICE_OBJECT d)
 static NTSTATUS device_create(PDRIVER_OBJECT driver, ULONG ext, const char *name, ULONG type, ULONG chars,
 			      BOOLEAN exclusive, PDEVICE_OBJECT *out)
 {
-	if (name[0] && device_find(name))
-		return STATUS_OBJECT_NAME_COLLISION;
 	size_t head = ALIGN_UP(sizeof(struct io_device), 16);
 	if (ext > 0xFFFF - sizeof(DEVICE_OBJECT))
 		return STATUS_INVALID_PARAMETER;
@@ -166,11 +179,20 @@ static NTSTATUS device_create(PDRIVER_OBJECT driver, ULONG ext, const char *name
 		ps_register_cleanup(process_cleanup);
 		cleanup_registered = true;
 	}
+	/* The name looked up and the device linked under one hold: two CPUs creating one
+	 * name get one device and one collision. */
+	KIRQL irql = klock_acquire(&tables);
+	if (name[0] && device_find(name)) {
+		klock_release(&tables, irql);
+		ExFreePoolWithTag(d, DEVICE_TAG);
+		return STATUS_OBJECT_NAME_COLLISION;
+	}
 	d->device.NextDevice = driver->DeviceObject;
 	driver->DeviceObject = &d->device;
 	d->next = devices;
 	devices = d;
 	ndevices++;
+	klock_release(&tables, irql);
 	*out = &d->device;
 	return STATUS_SUCCESS;
 }
@@ -222,8 +244,6 @@ NTSTATUS IoCreateDeviceLite(const char *name, PDRIVER_DISPATCH device_control, P
 		return STATUS_INVALID_PARAMETER;
 	if (!len || len >= IO_DEVICE_NAME_MAX)
 		return STATUS_OBJECT_NAME_INVALID;
-	if (device_find(name))
-		return STATUS_OBJECT_NAME_COLLISION;
 	PDRIVER_OBJECT drv = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *drv, DRIVER_TAG);
 	if (!drv)
 		return STATUS_INSUFFICIENT_RESOURCES;
@@ -241,12 +261,15 @@ NTSTATUS IoCreateDeviceLite(const char *name, PDRIVER_DISPATCH device_control, P
 		ExFreePoolWithTag(drv, DRIVER_TAG);
 		return st;
 	}
+	KIRQL irql = klock_acquire(&tables);
 	io_device_of(*out)->lite_driver = drv;
 	(*out)->Flags &= ~DO_DEVICE_INITIALIZING;
 	nlite++;
+	klock_release(&tables, irql);
 	return STATUS_SUCCESS;
 }
 
+/* Under the table lock. */
 static void device_free(struct io_device *d)
 {
 	for (struct io_device **pp = &devices; *pp; pp = &(*pp)->next)
@@ -266,7 +289,8 @@ static void device_free(struct io_device *d)
 VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
 {
 	struct io_device *d = io_device_of(DeviceObject);
-	if (!io_device_valid(DeviceObject) || d->deleted)
+	KIRQL irql = klock_acquire(&tables);
+	if (!device_valid_locked(DeviceObject) || d->deleted)
 		PANIC("IoDeleteDevice: %p is not a live device object", (void *)DeviceObject);
 	PDRIVER_OBJECT drv = DeviceObject->DriverObject;
 	for (PDEVICE_OBJECT *pp = &drv->DeviceObject; *pp; pp = &(*pp)->NextDevice)
@@ -286,6 +310,7 @@ VOID IoDeleteDevice(PDEVICE_OBJECT DeviceObject)
 	d->name[0] = 0;
 	if (!DeviceObject->ReferenceCount)
 		device_free(d);
+	klock_release(&tables, irql);
 }
 
 unsigned io_delete_driver_devices(PDRIVER_OBJECT driver)
@@ -300,34 +325,44 @@ unsigned io_delete_driver_devices(PDRIVER_OBJECT driver)
 
 bool io_driver_busy(PDRIVER_OBJECT driver)
 {
-	for (PDEVICE_OBJECT d = driver->DeviceObject; d; d = d->NextDevice)
-		if (d->ReferenceCount)
-			return true;
-	return false;
+	bool busy = false;
+	KIRQL irql = klock_acquire(&tables);
+	for (PDEVICE_OBJECT d = driver->DeviceObject; d && !busy; d = d->NextDevice)
+		busy = d->ReferenceCount != 0;
+	klock_release(&tables, irql);
+	return busy;
 }
 
 /* IoAttachDeviceToDeviceStack page: mm/RULES.md rule I6. */
 PDEVICE_OBJECT IoAttachDeviceToDeviceStack(PDEVICE_OBJECT SourceDevice, PDEVICE_OBJECT TargetDevice)
 {
-	if (!io_device_valid(SourceDevice) || !io_device_valid(TargetDevice))
-		return NULL;
-	PDEVICE_OBJECT top = io_top_of_stack(TargetDevice);
-	if (io_device_of(top)->deleted || top == SourceDevice)
-		return NULL;
-	top->AttachedDevice = SourceDevice;
-	io_device_of(SourceDevice)->attached_to = top;
-	SourceDevice->StackSize = (CHAR)(top->StackSize + 1);
-	SourceDevice->AlignmentRequirement = MAX(SourceDevice->AlignmentRequirement, top->AlignmentRequirement);
+	KIRQL irql = klock_acquire(&tables);
+	PDEVICE_OBJECT top = NULL;
+	if (device_valid_locked(SourceDevice) && device_valid_locked(TargetDevice)) {
+		top = io_top_of_stack(TargetDevice);
+		if (io_device_of(top)->deleted || top == SourceDevice) {
+			top = NULL;
+		} else {
+			top->AttachedDevice = SourceDevice;
+			io_device_of(SourceDevice)->attached_to = top;
+			SourceDevice->StackSize = (CHAR)(top->StackSize + 1);
+			SourceDevice->AlignmentRequirement =
+				MAX(SourceDevice->AlignmentRequirement, top->AlignmentRequirement);
+		}
+	}
+	klock_release(&tables, irql);
 	return top;
 }
 
 VOID IoDetachDevice(PDEVICE_OBJECT TargetDevice)
 {
+	KIRQL irql = klock_acquire(&tables);
 	PDEVICE_OBJECT above = TargetDevice->AttachedDevice;
-	if (!above)
-		return;
-	io_device_of(above)->attached_to = NULL;
-	TargetDevice->AttachedDevice = NULL;
+	if (above) {
+		io_device_of(above)->attached_to = NULL;
+		TargetDevice->AttachedDevice = NULL;
+	}
+	klock_release(&tables, irql);
 }
 
 PDEVICE_OBJECT IoGetAttachedDeviceReference(PDEVICE_OBJECT DeviceObject) { return io_top_of_stack(DeviceObject); }
@@ -353,16 +388,21 @@ NTSTATUS IoCreateSymbolicLink(PUNICODE_STRING SymbolicLinkName, PUNICODE_STRING 
 	const char *part = link_part(name);
 	if (!part || target[0] != '\\')
 		return STATUS_OBJECT_NAME_INVALID;
-	if (link_find(part))
-		return STATUS_OBJECT_NAME_COLLISION;
 	struct io_link *l = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *l, LINK_TAG);
 	if (!l)
 		return STATUS_INSUFFICIENT_RESOURCES;
 	strlcpy(l->name, part, sizeof l->name);
 	strlcpy(l->target, target, sizeof l->target);
+	KIRQL irql = klock_acquire(&tables);
+	if (link_find(part)) {
+		klock_release(&tables, irql);
+		ExFreePoolWithTag(l, LINK_TAG);
+		return STATUS_OBJECT_NAME_COLLISION;
+	}
 	l->next = links;
 	links = l;
 	nlinks++;
+	klock_release(&tables, irql);
 	return STATUS_SUCCESS;
 }
 
@@ -375,15 +415,20 @@ NTSTATUS IoDeleteSymbolicLink(PUNICODE_STRING SymbolicLinkName)
 	const char *part = link_part(name);
 	if (!part)
 		return STATUS_OBJECT_NAME_INVALID;
+	struct io_link *l = NULL;
+	KIRQL irql = klock_acquire(&tables);
 	for (struct io_link **pp = &links; *pp; pp = &(*pp)->next)
 		if (name_equal((*pp)->name, part)) {
-			struct io_link *l = *pp;
+			l = *pp;
 			*pp = l->next;
-			ExFreePoolWithTag(l, LINK_TAG);
 			nlinks--;
-			return STATUS_SUCCESS;
+			break;
 		}
-	return STATUS_OBJECT_NAME_NOT_FOUND;
+	klock_release(&tables, irql);
+	if (!l)
+		return STATUS_OBJECT_NAME_NOT_FOUND;
+	ExFreePoolWithTag(l, LINK_TAG);
+	return STATUS_SUCCESS;
 }
 
 /* What an open names: \\.\X and \??\X (and its synonyms) through a symbolic link,
@@ -425,9 +470,20 @@ static uint64_t handle_value_free(const PEPROCESS p)
 uint32_t io_process_handles(const PEPROCESS p)
 {
 	uint32_t n = 0;
+	KIRQL irql = klock_acquire(&tables);
 	for (struct io_handle *h = handles; h; h = h->next)
 		n += h->process == p;
+	klock_release(&tables, irql);
 	return n;
+}
+
+/* handle_find under the table lock. */
+static struct io_handle *handle_lookup(const PEPROCESS p, uint64_t value)
+{
+	KIRQL irql = klock_acquire(&tables);
+	struct io_handle *h = handle_find(p, value);
+	klock_release(&tables, irql);
+	return h;
 }
 
 /* Send a request the I/O manager made to the top of the file's stack and wait for it: the
@@ -464,25 +520,33 @@ static void handle_close(struct io_handle *h)
 		simple_request(&h->file, IRP_MJ_CLEANUP, KernelMode);
 		simple_request(&h->file, IRP_MJ_CLOSE, KernelMode);
 	}
+	KIRQL irql = klock_acquire(&tables);
 	for (struct io_handle **pp = &handles; *pp; pp = &(*pp)->next)
 		if (*pp == h) {
 			*pp = h->next;
 			break;
 		}
-	ExFreePoolWithTag(h, HANDLE_TAG);
 	nhandles--;
 	if (--d->device.ReferenceCount == 0 && d->deleted)
 		device_free(d);
+	klock_release(&tables, irql);
+	ExFreePoolWithTag(h, HANDLE_TAG);
 }
 
 /* The ps_register_cleanup hook: PsDestroyProcess calls it attached to p, before p's address
  * space goes, so a driver's IRP_MJ_CLEANUP can still reach the process's memory. */
 static void process_cleanup(PEPROCESS p)
 {
-	for (struct io_handle *h = handles, *next; h; h = next) {
-		next = h->next;
-		if (h->process == p)
-			handle_close(h);
+	/* One handle at a time, the lock dropped for its requests to the driver. */
+	for (;;) {
+		KIRQL irql = klock_acquire(&tables);
+		struct io_handle *h = handles;
+		while (h && h->process != p)
+			h = h->next;
+		klock_release(&tables, irql);
+		if (!h)
+			return;
+		handle_close(h);
 	}
 }
 
@@ -512,33 +576,46 @@ static NTSTATUS open_device(PEPROCESS p, uint64_t user_name, uint64_t user_handl
 	NTSTATUS st = name_from_user(name, user_name);
 	if (st)
 		return st;
-	struct io_device *d = resolve(name);
-	if (!d)
-		return STATUS_OBJECT_NAME_NOT_FOUND;
-	/* A device its driver has not finished (DO_DEVICE_INITIALIZING) cannot be opened; an
-	 * exclusive one only once. */
-	if (io_top_of_stack(&d->device)->Flags & DO_DEVICE_INITIALIZING)
-		return STATUS_NO_SUCH_DEVICE;
-	if ((d->device.Flags & DO_EXCLUSIVE) && d->device.ReferenceCount)
-		return STATUS_ACCESS_DENIED;
 	struct io_handle *h = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *h, HANDLE_TAG);
 	if (!h)
 		return STATUS_INSUFFICIENT_RESOURCES;
+	/* The name resolved, the device checked and its reference taken under one hold: the
+	 * reference keeps it while IRP_MJ_CREATE runs without the lock. */
+	KIRQL irql = klock_acquire(&tables);
+	struct io_device *d = resolve(name);
+	st = !d ? STATUS_OBJECT_NAME_NOT_FOUND
+	     /* A device its driver has not finished (DO_DEVICE_INITIALIZING) cannot be opened;
+	      * an exclusive one only once. */
+	     : io_top_of_stack(&d->device)->Flags & DO_DEVICE_INITIALIZING ? STATUS_NO_SUCH_DEVICE
+	     : (d->device.Flags & DO_EXCLUSIVE) && d->device.ReferenceCount ? STATUS_ACCESS_DENIED
+									    : STATUS_SUCCESS;
+	if (!st) {
+		d->device.ReferenceCount++;
+		h->value = handle_value_free(p);
+	}
+	klock_release(&tables, irql);
+	if (st) {
+		ExFreePoolWithTag(h, HANDLE_TAG);
+		return st;
+	}
 	h->file.Type = IO_TYPE_FILE;
 	h->file.Size = sizeof h->file;
 	h->file.DeviceObject = &d->device;
 	h->file.ReadAccess = h->file.WriteAccess = TRUE;
 	h->process = p;
-	h->value = handle_value_free(p);
 	st = simple_request(&h->file, IRP_MJ_CREATE, UserMode);
+	irql = klock_acquire(&tables);
 	if (!NT_SUCCESS(st)) {
+		if (--d->device.ReferenceCount == 0 && d->deleted)
+			device_free(d);
+		klock_release(&tables, irql);
 		ExFreePoolWithTag(h, HANDLE_TAG);
 		return st;
 	}
 	h->next = handles;
 	handles = h;
 	nhandles++;
-	d->device.ReferenceCount++;
+	klock_release(&tables, irql);
 	/* A handle the caller can't learn would stay open until the process ends: close it. */
 	st = copy_to_user(user_handle, &h->value, user_ptr_size(p));
 	if (st)
@@ -647,7 +724,7 @@ static NTSTATUS prepare_buffers(PIRP irp, PEPROCESS p, uint64_t in, ULONG in_len
 /* The handle's file object and the top of its stack, for a request. */
 static NTSTATUS request_target(PEPROCESS p, uint64_t handle, struct io_handle **h, PDEVICE_OBJECT *top)
 {
-	*h = handle_find(p, handle);
+	*h = handle_lookup(p, handle);
 	if (!*h)
 		return STATUS_INVALID_HANDLE;
 	if (io_device_of((*h)->file.DeviceObject)->deleted)
@@ -745,7 +822,7 @@ uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle)
 uint64_t io_sys_close(uint64_t handle)
 {
 	PEPROCESS p = ps_current();
-	struct io_handle *h = p ? handle_find(p, handle) : NULL;
+	struct io_handle *h = p ? handle_lookup(p, handle) : NULL;
 	if (!h)
 		return (uint32_t)STATUS_INVALID_HANDLE;
 	handle_close(h);

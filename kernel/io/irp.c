@@ -6,6 +6,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
+#include "kernel/smp/klock.h"
 
 /* AllocationFlags bits of mdlab's own (NT's values stop at 0x08): who owns the IRP. */
 #define IRP_ALLOC_DRIVER 0x10   /* IoAllocateIrp: the driver frees it (IoFreeIrp) */
@@ -15,6 +16,11 @@
  * ThreadListEntry, as NT queues them on their thread. */
 static LIST_ENTRY thread_irps = { &thread_irps, &thread_irps };
 static uint64_t nirps;
+/* IRP accounting (mm/RULES.md, "Locks"): the live count is an atomic add; the list of the
+ * I/O manager's IRPs has this lock, held only while an IRP joins or leaves it (the I/O
+ * manager's rank; never held with the table lock of io.c). */
+static struct klock thread_irps_lock = KLOCK_INIT(KLOCK_IO);
+#define COUNT_IRPS(n) __atomic_fetch_add(&nirps, (uint64_t)(n), __ATOMIC_RELAXED)
 
 static void list_init(PLIST_ENTRY e) { e->Flink = e->Blink = e; }
 static void list_insert(PLIST_ENTRY head, PLIST_ENTRY e)
@@ -62,7 +68,7 @@ PIRP IoAllocateIrp(CCHAR StackSize, BOOLEAN ChargeQuota)
 		return NULL;
 	IoInitializeIrp(irp, size, StackSize);
 	irp->AllocationFlags = IRP_ALLOC_DRIVER;
-	nirps++;
+	COUNT_IRPS(1);
 	return irp;
 }
 
@@ -91,7 +97,7 @@ VOID IoFreeIrp(PIRP Irp)
 		io_violation(0x02, (ULONG_PTR)Irp, 0, 0);
 	Irp->Type = 0;
 	ExFreePoolWithTag(Irp, IO_IRP_TAG);
-	nirps--;
+	COUNT_IRPS(-1);
 }
 
 PIRP io_irp_for_request(PDEVICE_OBJECT top, PFILE_OBJECT file, UCHAR major, KPROCESSOR_MODE mode)
@@ -102,11 +108,13 @@ PIRP io_irp_for_request(PDEVICE_OBJECT top, PFILE_OBJECT file, UCHAR major, KPRO
 	if (!irp)
 		return NULL;
 	IoInitializeIrp(irp, size, n);
-	nirps++;
+	COUNT_IRPS(1);
 	irp->RequestorMode = mode;
 	irp->Tail.Overlay.Thread = ps_current();
 	irp->Tail.Overlay.OriginalFileObject = file;
+	KIRQL irql = klock_acquire(&thread_irps_lock);
 	list_insert(&thread_irps, &irp->ThreadListEntry);
+	klock_release(&thread_irps_lock, irql);
 	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
 	sp->MajorFunction = major;
 	sp->FileObject = file;
@@ -126,10 +134,12 @@ void io_irp_release(PIRP irp)
 		IoFreeMdl(m);
 	}
 	irp->MdlAddress = NULL;
+	KIRQL irql = klock_acquire(&thread_irps_lock);
 	list_remove(&irp->ThreadListEntry);
+	klock_release(&thread_irps_lock, irql);
 	irp->Type = 0;
 	ExFreePoolWithTag(irp, IO_IRP_TAG);
-	nirps--;
+	COUNT_IRPS(-1);
 }
 
 /* ---- sending -------------------------------------------------------------------------- */
