@@ -19,6 +19,7 @@
  */
 #include "include/wdm.h"
 #include "kernel/lib.h"
+#include "kernel/smp/klock.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/memtype.h"
@@ -43,6 +44,12 @@ struct block {
 	struct block *next;
 };
 static struct block *blocks;
+
+/* The block records' lock (mm/RULES.md, "Locks"): the list and every record on it.  An
+ * allocation's frames and PTEs are made before it links its record; an I/O-space mapping
+ * holds it from the types of the mappings already in place to its own record, so two
+ * mappings of one device frame agree on its type. */
+static struct klock lock = KLOCK_INIT(KLOCK_DEVMEM);
 
 /* ---- blocks ------------------------------------------------------------------------- */
 
@@ -177,9 +184,11 @@ static PVOID allocate(SIZE_T bytes, enum memtype t, enum block_kind kind, const 
 		ExFreePoolWithTag(b, DEVMEM_TAG);
 		return NULL;
 	}
+	KIRQL irql = klock_acquire(&lock);
 	*b = (struct block){ .kind = kind, .va = va, .base = va, .pages = n, .bytes = bytes, .type = t,
 			     .next = blocks };
 	blocks = b;
+	klock_release(&lock, irql);
 	return (PVOID)va;
 }
 
@@ -197,12 +206,15 @@ static void release(PVOID BaseAddress, enum block_kind kind, struct release_clai
 {
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	uint64_t va = (uint64_t)BaseAddress;
+	KIRQL irql = klock_acquire(&lock);
 	struct block *b = find_block(va, kind);
 	if (!b)
 		verifier_violation(VERIFIER_DEVMEM_BAD_RELEASE, va, c.bytes, 0);
 	if ((c.has_bytes && c.bytes != b->bytes) || (c.has_type && c.type != b->type))
 		verifier_violation(VERIFIER_DEVMEM_BAD_RELEASE, va, c.bytes, b->bytes);
 	unlink_block(b);
+	klock_release(&lock, irql);
+	/* Unlinked: the block is this call's alone. */
 	release_frames(b->va, b->pages, b->pages);
 	ExFreePoolWithTag(b, DEVMEM_TAG);
 }
@@ -328,6 +340,7 @@ static PVOID map_io_space(uint64_t pa, SIZE_T bytes, enum memtype requested, boo
 		return NULL;
 	}
 	bool override = false;
+	KIRQL irql = klock_acquire(&lock);
 	for (uint64_t i = 0; i < n; i++) {
 		pfn_t pfn = (first >> PAGE_SHIFT) + i;
 		struct pt_attrs a = { .write = write, .exec = false, .user = false, .global = true };
@@ -335,6 +348,7 @@ static PVOID map_io_space(uint64_t pa, SIZE_T bytes, enum memtype requested, boo
 		if (earlier != MT_NONE) {
 			a.type = earlier;
 		} else if (!memtype_for_mapping(pfn, requested, &a.type, &override)) {
+			klock_release(&lock, irql);
 			syspte_release(va, (uint32_t)n);
 			ExFreePoolWithTag(b, DEVMEM_TAG);
 			return NULL;
@@ -344,6 +358,7 @@ static PVOID map_io_space(uint64_t pa, SIZE_T bytes, enum memtype requested, boo
 	*b = (struct block){ .kind = BLOCK_IO_SPACE, .va = va, .base = va + (pa & (PAGE_SIZE - 1)), .pages = n,
 			     .bytes = bytes, .first_pa = first, .type = requested, .next = blocks };
 	blocks = b;
+	klock_release(&lock, irql);
 	return (PVOID)b->base;
 }
 
@@ -366,12 +381,14 @@ VOID MmUnmapIoSpace(PVOID BaseAddress, SIZE_T NumberOfBytes)
 {
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_CALL_ABOVE_DISPATCH, 0, 0);
 	uint64_t va = (uint64_t)BaseAddress;
+	KIRQL irql = klock_acquire(&lock);
 	struct block *b = find_block(va, BLOCK_IO_SPACE);
 	/* Microsoft's 0xDA page: "an I/O space mapping that the system is unaware of" is P1
 	 * 0x400 (base address, pages to free, 0); a size other than the mapping's names none. */
 	if (!b || NumberOfBytes != b->bytes)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x400, va, ADDRESS_AND_SIZE_TO_SPAN_PAGES(va, NumberOfBytes), 0);
 	unlink_block(b);
+	klock_release(&lock, irql);
 	syspte_release(b->va, (uint32_t)b->pages);
 	ExFreePoolWithTag(b, DEVMEM_TAG);
 }

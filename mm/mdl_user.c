@@ -87,6 +87,7 @@
 #include "kernel/cmdline.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "kernel/smp/klock.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
 #include "mm/memtype.h"
@@ -121,6 +122,12 @@ struct locked_record {
 static struct locked_record *locked_records;
 enum { TRACKING_UNREAD = -1 };
 static int tracking = TRACKING_UNREAD; /* the cmdline is read at the first lock */
+
+/* The records' lock (mm/RULES.md, "Locks"): the list of every user mapping and each
+ * process's, the locked-page records, and each process's locked-page charge.  Held for a
+ * list walk and the change it leads to; the pool, page-table and PFN locks may come after
+ * it (a record freed, a passed page unmapped), a process's own never inside it. */
+static struct klock records = KLOCK_INIT(KLOCK_MDL_USER);
 
 const struct pt_root *mdl_current_root(void) { return mm_current() ? &mm_current()->root : &kernel_root; }
 
@@ -161,13 +168,16 @@ static void record_lock(PMDL Mdl, struct mm_process *owner, ULONG pages, ULONG_P
 	if (!r)
 		return;
 	*r = (struct locked_record){ .mm = owner, .mdl = Mdl, .pages = pages, .caller = caller };
+	KIRQL irql = klock_acquire(&records);
 	struct locked_record **tail = &locked_records;
 	while (*tail)
 		tail = &(*tail)->next;
 	*tail = r;
+	klock_release(&records, irql);
 }
 
-/* Take Mdl's record off the list, tracking on or not (it may have been turned off since). */
+/* Take Mdl's record off the list, tracking on or not (it may have been turned off since).
+ * Under the records' lock. */
 static void forget_lock(PMDL Mdl)
 {
 	for (struct locked_record **pr = &locked_records; *pr; pr = &(*pr)->next)
@@ -190,7 +200,9 @@ __attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, struct mm_process *o
 	if (!owner)
 		return;
 	ULONG n = mdl_page_count(Mdl);
+	KIRQL irql = klock_acquire(&records);
 	owner->locked_pages += n;
+	klock_release(&records, irql);
 	if (mdl_user_tracking_locked_pages())
 		record_lock(Mdl, owner, n, (ULONG_PTR)__builtin_return_address(1));
 }
@@ -198,18 +210,23 @@ __attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, struct mm_process *o
 
 void mdl_user_check_locks_left(struct mm_process *mm)
 {
+	KIRQL irql = klock_acquire(&records);
 	for (struct locked_record *r = locked_records; r; r = r->next)
 		if (r->mm == mm)
 			KeBugCheckEx(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, (ULONG_PTR)r, 0, (ULONG_PTR)r->mdl,
 				     r->pages);
+	klock_release(&records, irql);
 }
 
 ULONG_PTR mdl_user_tracking_record(PMDL Mdl)
 {
-	for (struct locked_record *r = locked_records; r; r = r->next)
+	ULONG_PTR found = 0;
+	KIRQL irql = klock_acquire(&records);
+	for (struct locked_record *r = locked_records; r && !found; r = r->next)
 		if (r->mdl == Mdl)
-			return (ULONG_PTR)r;
-	return 0;
+			found = (ULONG_PTR)r;
+	klock_release(&records, irql);
+	return found;
 }
 
 ULONG_PTR mdl_user_locked_pages(PMDL Mdl)
@@ -218,6 +235,7 @@ ULONG_PTR mdl_user_locked_pages(PMDL Mdl)
 	return mm ? mm->locked_pages : 0;
 }
 
+/* Under the records' lock. */
 static struct user_mapping *first_mapping_of(PMDL Mdl)
 {
 	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
@@ -230,25 +248,29 @@ void mdl_user_note_unlock(PMDL Mdl)
 {
 	/* NT's MmUnlockPages releases the system mapping only; a user mapping would outlive
 	 * the lock and leave the user holding pages that may be reused. */
+	KIRQL irql = klock_acquire(&records);
 	struct user_mapping *um = first_mapping_of(Mdl);
 	if (um)
 		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, um->va + Mdl->ByteOffset,
 				   (ULONG_PTR)um->mm->process);
 	struct mm_process *mm = ps_mm(Mdl->Process);
 	ULONG n = mdl_page_count(Mdl);
-	if (!mm)
-		return;
-	if (mm->locked_pages < n)
-		KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, mm->locked_pages, 0);
-	mm->locked_pages -= n;
-	forget_lock(Mdl);
+	if (mm) {
+		if (mm->locked_pages < n)
+			KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, mm->locked_pages, 0);
+		mm->locked_pages -= n;
+		forget_lock(Mdl);
+	}
+	klock_release(&records, irql);
 }
 
 uint32_t mdl_user_mapping_count(PMDL Mdl)
 {
 	uint32_t n = 0;
+	KIRQL irql = klock_acquire(&records);
 	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
 		n += um->mdl == Mdl;
+	klock_release(&records, irql);
 	return n;
 }
 
@@ -416,11 +438,13 @@ static void make_mapping(const struct map_request *r)
 			ExFreePoolWithTag(um, USER_MAPPING_TAG);
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	}
+	KIRQL irql = klock_acquire(&records);
 	*um = (struct user_mapping){ .mm = mm, .mdl = r->mdl, .va = r->va, .pages = r->pages, .vad = v,
 				     .pool = r->pool, .next = mm->mappings, .next_all = all_mappings };
 	v->owner = um;
 	mm->mappings = um;
 	all_mappings = um;
+	klock_release(&records, irql);
 	if (r->pool)
 		pool_note_user_mapping((uint64_t)r->mdl->StartVa, size, +1);
 }
@@ -439,14 +463,16 @@ PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddre
 bool mdl_user_frame_writable(pfn_t pfn)
 {
 	/* The real user PTEs of every MDL mapping, not the records' rights. */
-	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
-		for (uint64_t i = 0; i < um->pages; i++) {
+	bool writable = false;
+	KIRQL irql = klock_acquire(&records);
+	for (struct user_mapping *um = all_mappings; um && !writable; um = um->next_all)
+		for (uint64_t i = 0; i < um->pages && !writable; i++) {
 			struct pt_query q;
 			pt_query(&um->mm->root, um->va + i * PAGE_SIZE, &q);
-			if (q.present && q.eff.user && q.eff.write && q.pa >> PAGE_SHIFT == pfn)
-				return true;
+			writable = q.present && q.eff.user && q.eff.write && q.pa >> PAGE_SHIFT == pfn;
 		}
-	return false;
+	klock_release(&records, irql);
+	return writable;
 }
 
 /* ---- unmapping ---------------------------------------------------------------------- */
@@ -470,8 +496,10 @@ static void release_mapping(struct user_mapping *um)
 	vad_remove(mm, um->vad);
 	if (um->pool)
 		pool_note_user_mapping((uint64_t)um->mdl->StartVa, size, -1);
+	KIRQL irql = klock_acquire(&records);
 	unlink_mapping(&mm->mappings, um, false);
 	unlink_mapping(&all_mappings, um, true);
+	klock_release(&records, irql);
 	ExFreePoolWithTag(um, USER_MAPPING_TAG);
 	COUNT(live, -1);
 }
@@ -482,12 +510,17 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 	verifier_check_irql(APC_LEVEL, VERIFIER_MDL_UNMAP_USER_IRQL, base, (ULONG_PTR)Mdl);
 	struct mm_process *mm = mm_current();
 	/* Only the process that owns the mapping can name it: its address is one of mm's. */
-	for (struct user_mapping *um = mm ? mm->mappings : NULL; um; um = um->next)
-		if (um->mdl == Mdl && um->va + Mdl->ByteOffset == base) {
-			release_mapping(um);
-			COUNT(unmaps, 1);
-			return;
-		}
+	struct user_mapping *found = NULL;
+	KIRQL irql = klock_acquire(&records);
+	for (struct user_mapping *um = mm ? mm->mappings : NULL; um && !found; um = um->next)
+		if (um->mdl == Mdl && um->va + Mdl->ByteOffset == base)
+			found = um;
+	klock_release(&records, irql);
+	if (found) {
+		release_mapping(found);
+		COUNT(unmaps, 1);
+		return;
+	}
 	/* Microsoft's 0xC4/0xB9: the address, the MDL, P4 reserved. */
 	verifier_violation(VERIFIER_MDL_UNMAP_BAD_USER_ADDRESS, base, (ULONG_PTR)Mdl, 0);
 }
@@ -539,6 +572,7 @@ VOID MmProbeAndLockProcessPages(PMDL MemoryDescriptorList, PEPROCESS Process, KP
 void mdl_user_advance_mappings(PMDL Mdl, ULONG passed)
 {
 	uint64_t bytes = (uint64_t)passed * PAGE_SIZE;
+	KIRQL irql = klock_acquire(&records);
 	for (struct user_mapping *um = all_mappings; um; um = um->next_all) {
 		if (um->mdl != Mdl)
 			continue;
@@ -550,6 +584,7 @@ void mdl_user_advance_mappings(PMDL Mdl, ULONG passed)
 		um->va += bytes;
 		um->pages -= passed;
 	}
+	klock_release(&records, irql);
 }
 
 void mdl_user_note_advance(PMDL Mdl, ULONG passed)
@@ -557,10 +592,12 @@ void mdl_user_note_advance(PMDL Mdl, ULONG passed)
 	struct mm_process *mm = ps_mm(Mdl->Process);
 	if (!mm)
 		return;
+	KIRQL irql = klock_acquire(&records);
 	mm->locked_pages -= passed;
 	for (struct locked_record *r = locked_records; r; r = r->next)
 		if (r->mdl == Mdl)
 			r->pages -= passed;
+	klock_release(&records, irql);
 }
 
 struct mm_process *mdl_user_probe_page(uint64_t page, KPROCESSOR_MODE AccessMode, bool write)

@@ -27,8 +27,10 @@
 /* The order, outermost first.  Every rank but KLOCK_PROCESS is one lock. */
 enum klock_rank {
 	KLOCK_IO = 1,       /* kernel/io: driver, device, link and handle tables, IRP accounting */
-	KLOCK_PROCESS,      /* a process's address space: its VADs and user page tables */
-	KLOCK_MDL_USER,     /* mm/mdl_user.c: the user-mapping records, locked-page tracking */
+	KLOCK_MDL_USER,     /* mm/mdl_user.c: the user-mapping records, locked-page records
+			     * and charges */
+	KLOCK_PROCESS,      /* a process's address space: its VADs and user page tables (the
+			     * rank kept for it; not taken yet) */
 	KLOCK_RESERVED,     /* mm/reserved.c: the reservation records */
 	KLOCK_DEVMEM,       /* mm/devmem.c: device-memory blocks and I/O-space mappings */
 	KLOCK_POOL,         /* mm/pool.c: the pool's VA, page records, slabs, tags, counters */

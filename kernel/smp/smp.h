@@ -5,8 +5,8 @@
  *
  * Interrupts: every AP runs with RFLAGS.IF set while it idles or runs passive work, so it
  * takes IPIs at once.  The boot CPU keeps interrupts off in the kernel (as before SMP) and
- * serves its cross-call mailbox only while it waits in smp_call_mask; nothing in mdlab
- * sends it a cross-call yet (only the boot CPU changes page tables).
+ * serves its cross-call mailbox while it spins or waits: in smp_call_mask, for a spin lock,
+ * in smp_wait_flag and smp_work_wait (an AP's unmap sends it a shootdown).
  */
 #ifndef KERNEL_SMP_SMP_H
 #define KERNEL_SMP_SMP_H
