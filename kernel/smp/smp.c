@@ -88,12 +88,10 @@ static uint64_t deadline(void) { return rdtsc() + tsc_per_ms * SMP_WAIT_MS; }
 static void serve_mailbox(struct kcpu *c);
 
 /* One step of a bounded wait: the boot CPU waits with interrupts off, so it serves its
- * mailbox meanwhile (another CPU's shootdown may be waiting for it), unless it is running
- * a cross-call now (IPI_LEVEL), whose request is still the one in its mailbox. */
+ * mailbox meanwhile (another CPU's shootdown may be waiting for it). */
 static void wait_step(void)
 {
-	if (read_cr8() < IPI_LEVEL)
-		serve_mailbox(this_cpu());
+	serve_mailbox(this_cpu());
 	cpu_relax();
 }
 
@@ -114,14 +112,28 @@ bool smp_wait_flag(const volatile uint32_t *flag)
  * want to call each other cannot deadlock, even with interrupts off. */
 static volatile uint32_t call_lock;
 
+/* Whether CPU n is running its mailbox's request now (by CPU number). */
+static volatile bool serving[SMP_MAX_CPUS];
+
+/* Run the request in c's mailbox, if any, once: with interrupts off from the check to the
+ * answer, so the IPI that brought it cannot run it a second time on this CPU meanwhile (a
+ * CPU that spins with interrupts on serves from its loop and from its IPI handler), and not
+ * from inside a request this CPU is running (a wait inside it, whose request is still the
+ * one in the mailbox). */
 static void serve_mailbox(struct kcpu *c)
 {
+	uint64_t flags = read_rflags();
+	__asm__ volatile("cli");
 	uint64_t req = c->call_req;
-	if (req == c->call_ack)
-		return;
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	c->call_fn(c->call_arg);
-	__atomic_store_n(&c->call_ack, req, __ATOMIC_RELEASE);
+	if (req != c->call_ack && !serving[c->number]) {
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		serving[c->number] = true;
+		c->call_fn(c->call_arg);
+		serving[c->number] = false;
+		__atomic_store_n(&c->call_ack, req, __ATOMIC_RELEASE);
+	}
+	if (flags & RFLAGS_IF)
+		__asm__ volatile("sti");
 }
 
 void smp_serve_mailbox(void) { serve_mailbox(this_cpu()); }
