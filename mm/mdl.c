@@ -211,10 +211,8 @@ static bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
  * (memtype.h: the allocator does not restore types). */
 static void free_frames(const pfn_t *pfns, uint64_t n)
 {
-	for (uint64_t i = 0; i < n; i++) {
-		memtype_release_frame(pfns[i]);
-		pfn_free(pfns[i]);
-	}
+	memtype_release_frames(pfns, n);
+	pfn_free_frames(pfns, n);
 }
 
 /* Allocate the frames of an MmAllocatePagesForMdl(Ex) request into out[]; returns how many. */
@@ -262,13 +260,14 @@ static bool allocation_request_is_valid(uint64_t low, uint64_t high, uint64_t sk
  * could not be typed: the caller frees them all (free_frames releases the types given). */
 static bool adopt_frames(PMDL m, const pfn_t *pfns, uint64_t n, enum memtype type)
 {
-	for (uint64_t i = 0; i < n; i++) {
-		pfn_set_owner(pfns[i], (uint64_t)m);
-		if (type == MT_NONE)
-			memtype_make_untyped(pfns[i]);
-		else if (!memtype_set_frame(pfns[i], type))
-			return false;
+	pfn_set_owner_frames(pfns, n, (uint64_t)m);
+	if (type == MT_NONE) {
+		memtype_make_untyped_frames(pfns, n);
+		return true;
 	}
+	for (uint64_t i = 0; i < n; i++)
+		if (!memtype_set_frame(pfns[i], type))
+			return false;
 	return true;
 }
 

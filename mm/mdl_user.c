@@ -248,6 +248,10 @@ void mdl_user_note_unlock(PMDL Mdl)
 {
 	/* NT's MmUnlockPages releases the system mapping only; a user mapping would outlive
 	 * the lock and leave the user holding pages that may be reused. */
+	/* A kernel-side lock of a kernel buffer, with no user mapping anywhere: nothing of
+	 * ours to check or release (the common unlock, without the lock). */
+	if (!Mdl->Process && !__atomic_load_n(&all_mappings, __ATOMIC_RELAXED))
+		return;
 	KIRQL irql = klock_acquire(&records);
 	struct user_mapping *um = first_mapping_of(Mdl);
 	if (um)

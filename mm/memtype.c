@@ -75,6 +75,10 @@ static bool set_frame_locked(pfn_t pfn, enum memtype t)
 
 bool memtype_set_frame(pfn_t pfn, enum memtype t)
 {
+	/* Already of that type (a fresh frame asked WB): nothing to change, nothing to lock. */
+	const struct pfn_entry *e = pfn_entry(pfn);
+	if (e && e->state != PFN_NOT_RAM && e->memtype == t)
+		return true;
 	KIRQL irql = klock_acquire(&lock);
 	bool ok = set_frame_locked(pfn, t);
 	klock_release(&lock, irql);
@@ -91,15 +95,38 @@ void memtype_make_untyped(pfn_t pfn)
 	klock_release(&lock, irql);
 }
 
+void memtype_make_untyped_frames(const pfn_t *pfns, uint64_t n)
+{
+	KIRQL irql = klock_acquire(&lock);
+	pfn_make_untyped_frames(pfns, n);
+	klock_release(&lock, irql);
+}
+
+void memtype_release_frames(const pfn_t *pfns, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		const struct pfn_entry *e = pfn_entry(pfns[i]);
+		/* Untyped: its alias is WB, and pfn_free takes it as it is. */
+		if (!e || e->memtype != MT_NONE)
+			memtype_release_frame(pfns[i]);
+	}
+}
+
 void memtype_release_frame(pfn_t pfn)
 {
 	const struct pfn_entry *e = pfn_entry(pfn);
 	if (!e || e->state == PFN_NOT_RAM || e->memtype == MT_WB)
 		return; /* no alias, or WB already: the owner's frame, nobody else changes it */
+	if (e->memtype == MT_NONE) {
+		/* Untyped: its alias is WB already, only the record changes (the owner's frame:
+		 * no other CPU types it while it frees it). */
+		pfn_record_memtype(pfn, MT_WB);
+		return;
+	}
 	KIRQL irql = klock_acquire(&lock);
-	/* An untyped frame's alias is WB already.  Restoring can need no new frame only if it
-	 * merges; a split table already exists, so rewriting one 4 KiB entry never allocates. */
-	if (e->memtype != MT_NONE && !set_alias(pfn, MT_WB))
+	/* Restoring can need no new frame only if it merges; a split table already exists, so
+	 * rewriting one 4 KiB entry never allocates. */
+	if (!set_alias(pfn, MT_WB))
 		PANIC("memtype_release_frame: cannot restore the alias of frame 0x%lx", pfn);
 	pfn_record_memtype(pfn, MT_WB);
 	klock_release(&lock, irql);

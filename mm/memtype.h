@@ -72,5 +72,10 @@ void memtype_make_untyped(pfn_t pfn);
  * owner of a typed frame calls it before pfn_free; on a WB or untyped frame it only
  * records WB. */
 void memtype_release_frame(pfn_t pfn);
+/* The same for each of pfns[0..n): memtype_make_untyped with the lock taken once; and,
+ * for frames about to be freed, memtype_release_frame of each typed one (an untyped frame's
+ * alias is WB already and pfn_free takes it untyped). */
+void memtype_make_untyped_frames(const pfn_t *pfns, uint64_t n);
+void memtype_release_frames(const pfn_t *pfns, uint64_t n);
 
 #endif

@@ -382,6 +382,14 @@ void pfn_free_run(pfn_t first, uint64_t count)
 	klock_release(&pfn_lock, irql);
 }
 
+void pfn_free_frames(const pfn_t *pfns, uint64_t n)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	for (uint64_t i = 0; i < n; i++)
+		free_locked(pfns[i]);
+	klock_release(&pfn_lock, irql);
+}
+
 void pfn_lock_frame(pfn_t pfn) { pfn_lock_frames(&pfn, 1); }
 void pfn_unlock_frame(pfn_t pfn) { pfn_unlock_frames(&pfn, 1); }
 
@@ -432,12 +440,35 @@ void pfn_set_owner(pfn_t pfn, uint64_t owner)
 	klock_release(&pfn_lock, irql);
 }
 
+void pfn_set_owner_frames(const pfn_t *pfns, uint64_t n, uint64_t owner)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	for (uint64_t i = 0; i < n; i++) {
+		if (pfns[i] >= db_limit || db[pfns[i]].state != PFN_ACTIVE)
+			PANIC("pfn_set_owner_frames: frame 0x%lx is not allocated", pfns[i]);
+		db[pfns[i]].owner = owner;
+	}
+	klock_release(&pfn_lock, irql);
+}
+
 void pfn_record_memtype(pfn_t pfn, enum memtype t)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
 	if (pfn >= db_limit)
 		PANIC("pfn_record_memtype: frame 0x%lx is beyond the database", pfn);
 	db[pfn].memtype = (uint8_t)t;
+	klock_release(&pfn_lock, irql);
+}
+
+void pfn_make_untyped_frames(const pfn_t *pfns, uint64_t n)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	for (uint64_t i = 0; i < n; i++) {
+		pfn_t pfn = pfns[i];
+		if (pfn >= db_limit || db[pfn].state == PFN_NOT_RAM || db[pfn].memtype != MT_WB)
+			PANIC("pfn_make_untyped_frames: frame 0x%lx is not a WB frame of RAM", pfn);
+		db[pfn].memtype = MT_NONE;
+	}
 	klock_release(&pfn_lock, irql);
 }
 

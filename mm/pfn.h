@@ -105,6 +105,8 @@ uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flag
  * whoever typed it calls memtype_release_frame first (mm/memtype.h says why). */
 void pfn_free(pfn_t pfn);
 void pfn_free_run(pfn_t first, uint64_t count);
+/* pfn_free of each of pfns[0..n), the lock taken once. */
+void pfn_free_frames(const pfn_t *pfns, uint64_t n);
 
 /* Changes of one frame, each by the module that owns that part of its life. */
 void pfn_set_page_table(pfn_t pfn, bool is_table);   /* pt.c: ACTIVE <-> PAGE_TABLE */
@@ -119,9 +121,14 @@ bool pfn_lock_frames(const pfn_t *pfns, uint64_t n);
 void pfn_unlock_frames(const pfn_t *pfns, uint64_t n);
 /* The owner-specific word of an ACTIVE frame (pool: its pool address; MDL: the MDL). */
 void pfn_set_owner(pfn_t pfn, uint64_t owner);
+/* pfn_set_owner of each of pfns[0..n) to the same owner, the lock taken once. */
+void pfn_set_owner_frames(const pfn_t *pfns, uint64_t n, uint64_t owner);
 /* Record the memory type of every mapping of the frame.  Only mm/memtype.c calls it, after
  * making the frame's direct-map alias agree (memtype_set_frame). */
 void pfn_record_memtype(pfn_t pfn, enum memtype t);
+/* For memtype_make_untyped_frames: each of pfns[0..n), a WB frame of RAM (else a PANIC),
+ * recorded untyped (MT_NONE), the lock taken once. */
+void pfn_make_untyped_frames(const pfn_t *pfns, uint64_t n);
 /* Whether a UEFI memory type is RAM (usable after boot, or firmware-owned). */
 bool efi_type_is_ram(uint32_t type);
 
