@@ -3,7 +3,8 @@
  * each AP (smp_work_start) pass a start barrier together, then each runs a seeded, bounded
  * loop of whole sequences on buffers of its own — probe and lock pool buffers and pages
  * allocated for an MDL, two system mappings of one buffer with a pattern written through one
- * and checked through the other, a protection change, a partial MDL, pages allocated with
+ * and checked through the other, a protection change (a write through the read-only mapping
+ * is a real #PF: vector, error code, CR2), a partial MDL, pages allocated with
  * each of three cache types (their direct-map aliases split and restored), reserved mappings,
  * pool churn — and every shared structure underneath (PFN database, system PTEs, pool, memory
  * types, the kernel's tables, reservations, the counters) is changed by all CPUs at once.
@@ -21,6 +22,7 @@
 #include "include/wdm.h"
 #include "kernel/cmdline.h"
 #include "kernel/cpu.h"
+#include "kernel/faultcap.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/smp/smp.h"
@@ -129,6 +131,14 @@ static void op_pool_mdl(struct worker *w)
 		check(w, v2, size, 2, __LINE__);
 		check(w, buf, size, 2, __LINE__);
 		CHECK_EQ(w, MmProtectMdlSystemAddress(m2, PAGE_READONLY), STATUS_SUCCESS);
+		/* This CPU cached v2 writable (it read through it); the protect's own flush makes
+		 * a write through it the fault of a present read-only page, at once. */
+		struct faultcap fc;
+		uint64_t at = (uint64_t)&v2[(size / 8) / 2];
+		CHECK_EQ(w, faultcap_try_store64(at, 0, &fc), false);
+		CHECK_EQ(w, fc.vector, VEC_PAGE_FAULT);
+		CHECK_EQ(w, fc.error_code, PF_P | PF_W);
+		CHECK_EQ(w, fc.cr2, at);
 		fill(w, v1, size, 3);
 		check(w, v2, size, 3, __LINE__);
 		/* Locks and unlocks with no mapping, which send no shootdown: the PFN database and
