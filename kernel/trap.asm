@@ -1,5 +1,5 @@
-; Exception entry stubs for vectors 0..31 and the local APIC's interrupt vectors
-; (kernel/smp/lapic.h).  Each stub makes the stack uniform (a zero error code where the CPU
+; Entry stubs for the exceptions (vectors 0..31) and for every interrupt vector 32..255
+; (kernel/intr/intr.h has the table).  Each stub makes the stack uniform (a zero error code where the CPU
 ; pushes none, then the vector), the common path saves every general register into a struct
 ; trap_frame (kernel/trap.h) and calls trap_dispatch(frame).  Coming from ring 3 (the saved
 ; CS has RPL 3) it executes SWAPGS first and again before the IRETQ back, so the kernel
@@ -27,9 +27,10 @@ stub_%1:
 STUB v
 %assign v v+1
 %endrep
-STUB 225 ; VEC_IPI_CALL
-STUB 254 ; VEC_APIC_ERROR
-STUB 255 ; VEC_APIC_SPURIOUS
+%rep 224
+STUB v
+%assign v v+1
+%endrep
 
 trap_common:
 	test byte [rsp + 24], 3 ; the saved CS, above the vector, error code and RIP
@@ -87,8 +88,12 @@ trap_stubs:
 	dq stub_ %+ v
 %assign v v+1
 %endrep
-; in the order of kernel/smp/lapic.h's VEC_IPI_CALL, VEC_APIC_ERROR, VEC_APIC_SPURIOUS
+; vectors 32..255, in order
 trap_interrupt_stubs:
-	dq stub_225, stub_254, stub_255
+%assign v 32
+%rep 224
+	dq stub_ %+ v
+%assign v v+1
+%endrep
 
 section .note.GNU-stack noalloc noexec nowrite progbits

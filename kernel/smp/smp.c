@@ -166,15 +166,9 @@ bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg)
 
 void smp_interrupt(uint64_t vector)
 {
+	(void)vector; /* VEC_IPI_CALL, the one vector that comes here (kernel/intr/intr.c) */
 	struct kcpu *c = this_cpu();
-	if (vector == VEC_APIC_SPURIOUS)
-		return; /* no EOI for the spurious vector (SDM Vol. 3, 11.9) */
-	if (vector == VEC_APIC_ERROR) {
-		kprintf("smp: CPU %u: APIC error, ESR 0x%x\n", c->number, lapic_read_esr());
-		lapic_eoi();
-		return;
-	}
-	/* VEC_IPI_CALL: at IPI_LEVEL while the call runs, as NT's IPI service routine. */
+	/* At IPI_LEVEL while the call runs, as NT's IPI service routine. */
 	uint64_t irql = read_cr8();
 	write_cr8(IPI_LEVEL);
 	c->ipis_received++;

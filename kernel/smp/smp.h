@@ -78,7 +78,7 @@ __attribute__((noreturn)) void smp_frozen_halt(void);
 /* The CPU number without trusting GS (a bug check may come before smp_init_boot_cpu). */
 unsigned smp_cpu_number_safe(void);
 
-/* The local APIC's vectors, from trap_dispatch. */
+/* The cross-call IPI (VEC_IPI_CALL), from intr_dispatch. */
 void smp_interrupt(uint64_t vector);
 
 /* NT's processor queries and stall, as their Microsoft pages define them. */
