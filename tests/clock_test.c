@@ -1,0 +1,100 @@
+/*
+ * The clock (kernel/intr/clock.h): the LAPIC timer interrupts every CPU (each CPU's own tick
+ * count advances), CR8 masks it by priority class (at CLOCK_LEVEL the tick waits in the
+ * APIC's IRR and arrives the moment the IRQL drops; at DISPATCH_LEVEL it still arrives), and
+ * NT's time queries.  No verdict depends on timing: every wait is for an event, bounded by
+ * SMP_WAIT_MS.
+ */
+#include "kernel/ktest.h"
+#include "kernel/cpu.h"
+#include "kernel/intr/clock.h"
+#include "kernel/printf.h"
+#include "kernel/irql.h"
+#include "kernel/smp/lapic.h"
+#include "kernel/smp/smp.h"
+
+static void need_clock(struct ktest *t)
+{
+	if (!clock_running())
+		KTEST_SKIP(t, "the clock is off (clock=0)");
+}
+
+/* A bounded spin until CPU `cpu`'s tick count passes `than`. */
+static bool ticks_pass(unsigned cpu, uint64_t than)
+{
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	while (clock_ticks(cpu) <= than)
+		if (rdtsc() > end)
+			return false;
+	return true;
+}
+
+/* Every online CPU's count advances twice: each one's own timer interrupts it. */
+static void every_cpu_takes_the_clock(struct ktest *t)
+{
+	need_clock(t);
+	uint64_t start[SMP_MAX_CPUS];
+	unsigned n = smp_cpus_online();
+	for (unsigned i = 0; i < n; i++)
+		start[i] = clock_ticks(i);
+	for (unsigned i = 0; i < n; i++) {
+		EXPECT_TRUE(t, ticks_pass(i, start[i] + 1));
+		kprintf("    # CPU %u: %lu ticks\n", i, clock_ticks(i));
+	}
+}
+
+/* At CLOCK_LEVEL the tick is held off: it becomes pending in the APIC and the count does not
+ * move; lowering to PASSIVE_LEVEL takes it at once.  Then at DISPATCH_LEVEL (class 2 masked,
+ * class 13 not) ticks keep arriving. */
+static void clock_level_holds_the_tick_off(struct ktest *t)
+{
+	need_clock(t);
+	unsigned me = smp_this_cpu();
+	KIRQL old;
+	KeRaiseIrql(CLOCK_LEVEL, &old);
+	uint64_t held = clock_ticks(me);
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	bool pending = false;
+	while (!(pending = lapic_vector_pending(VEC_CLOCK)) && rdtsc() < end)
+		cpu_relax();
+	uint64_t while_raised = clock_ticks(me);
+	KeLowerIrql(PASSIVE_LEVEL);
+	EXPECT_TRUE(t, ticks_pass(me, held));
+	EXPECT_TRUE(t, pending);
+	EXPECT_EQ(t, while_raised, held);
+
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	uint64_t at_dispatch = clock_ticks(me);
+	bool advanced = ticks_pass(me, at_dispatch);
+	KeLowerIrql(old);
+	EXPECT_TRUE(t, advanced);
+}
+
+/* KeQueryPerformanceCounter: a frequency when asked (the TSC's, from its calibration), none
+ * needed; the counter never goes back.  KeQueryTimeIncrement: 10 ms in 100 ns units.
+ * KeQueryTickCount: the boot CPU's count, advancing. */
+static void time_queries(struct ktest *t)
+{
+	LARGE_INTEGER f = { .QuadPart = 0 };
+	LARGE_INTEGER a = KeQueryPerformanceCounter(&f);
+	LARGE_INTEGER b = KeQueryPerformanceCounter(NULL);
+	EXPECT_EQ(t, (uint64_t)f.QuadPart, smp_tsc_per_ms() * 1000);
+	EXPECT_GT(t, (uint64_t)f.QuadPart, 0u);
+	EXPECT_GE(t, b.QuadPart, a.QuadPart);
+	EXPECT_EQ(t, KeQueryTimeIncrement(), 100000u);
+	need_clock(t);
+	LARGE_INTEGER c;
+	KeQueryTickCount(&c);
+	EXPECT_TRUE(t, ticks_pass(0, (uint64_t)c.QuadPart));
+	LARGE_INTEGER d;
+	KeQueryTickCount(&d);
+	EXPECT_GT(t, d.QuadPart, c.QuadPart);
+}
+
+static struct ktest_case clock_cases[] = {
+	KTEST_CASE(every_cpu_takes_the_clock),
+	KTEST_CASE(clock_level_holds_the_tick_off),
+	KTEST_CASE(time_queries),
+	{ 0 }
+};
+KTEST_SUITE(clock, clock_cases);
