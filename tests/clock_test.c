@@ -9,7 +9,9 @@
 #include "kernel/cpu.h"
 #include "kernel/intr/clock.h"
 #include "kernel/printf.h"
+#include "kernel/intr/intr.h"
 #include "kernel/irql.h"
+#include "kernel/lab/monitor.h"
 #include "kernel/smp/lapic.h"
 #include "kernel/smp/smp.h"
 
@@ -91,10 +93,45 @@ static void time_queries(struct ktest *t)
 	EXPECT_GT(t, d.QuadPart, c.QuadPart);
 }
 
+/* What the cpus command shows as another CPU's IRQL: the IRQL its cross-call interrupted.
+ * CPU 1 waits at DISPATCH_LEVEL (class 14 still reaches it); the read says DISPATCH_LEVEL. */
+struct at_dispatch {
+	volatile uint32_t raised, let_go;
+};
+
+static void wait_at_dispatch(void *arg)
+{
+	struct at_dispatch *a = arg;
+	KIRQL old = KeRaiseIrqlToDpcLevel();
+	__atomic_store_n(&a->raised, 1, __ATOMIC_RELEASE);
+	smp_wait_flag(&a->let_go);
+	KeLowerIrql(old);
+}
+
+static void read_interrupted(void *arg) { ((KIRQL *)arg)[smp_this_cpu()] = intr_interrupted_irql(); }
+
+static void cpus_sees_another_cpus_irql(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		KTEST_SKIP(t, "needs a second CPU");
+	struct at_dispatch a = { 0 };
+	KIRQL irql[SMP_MAX_CPUS] = { 0 };
+	ASSERT_TRUE(t, smp_work_start(1, wait_at_dispatch, &a));
+	bool raised = smp_wait_flag(&a.raised);
+	smp_call_mask(1ull << 1, read_interrupted, irql);
+	__atomic_store_n(&a.let_go, 1, __ATOMIC_RELEASE);
+	ASSERT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, raised);
+	EXPECT_EQ(t, irql[1], DISPATCH_LEVEL);
+	char line[] = "cpus";
+	EXPECT_EQ(t, monitor_execute(line), 0);
+}
+
 static struct ktest_case clock_cases[] = {
 	KTEST_CASE(every_cpu_takes_the_clock),
 	KTEST_CASE(clock_level_holds_the_tick_off),
 	KTEST_CASE(time_queries),
+	KTEST_CASE(cpus_sees_another_cpus_irql),
 	{ 0 }
 };
 KTEST_SUITE(clock, clock_cases);

@@ -13,6 +13,9 @@ static struct {
 } device[VEC_DEVICE_LAST - VEC_DEVICE_FIRST + 1];
 
 static struct intr_cpu_counts counts[SMP_MAX_CPUS];
+static KIRQL interrupted_irql[SMP_MAX_CPUS];
+
+KIRQL intr_interrupted_irql(void) { return interrupted_irql[smp_this_cpu()]; }
 
 bool intr_connect(unsigned vector, intr_service_fn fn, void *context)
 {
@@ -44,6 +47,7 @@ void intr_dispatch(uint64_t vector)
 		return;
 	}
 	KIRQL interrupted = KeGetCurrentIrql();
+	interrupted_irql[smp_this_cpu()] = interrupted;
 	write_cr8(vector >> 4);
 	switch (vector) {
 	case VEC_DPC:

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "include/mdlab/ntdef.h"
 #include "kernel/smp/lapic.h"
 
 /* A device vector's service routine: runs at the vector's IRQL, interrupts off, before the
@@ -35,5 +36,7 @@ struct intr_cpu_counts {
 	uint64_t device;      /* device vectors served */
 };
 void intr_counts(unsigned cpu, struct intr_cpu_counts *out);
+/* Inside a handler (a cross-call too): the IRQL this CPU ran at when the interrupt came. */
+KIRQL intr_interrupted_irql(void);
 
 #endif
