@@ -3,10 +3,9 @@
  * for tests, the CR/PAT audit across CPUs, and the freeze a bug check sends (README,
  * "Processors").
  *
- * Interrupts: every AP runs with RFLAGS.IF set while it idles or runs passive work, so it
- * takes IPIs at once.  The boot CPU keeps interrupts off in the kernel (as before SMP) and
- * serves its cross-call mailbox only while it waits in smp_call_mask; nothing in mdlab
- * sends it a cross-call yet (only the boot CPU changes page tables).
+ * Interrupts: every CPU, the boot CPU included, runs kernel code with RFLAGS.IF set (CR8 is
+ * the IRQL and masks by priority class), so each takes a cross-call's IPI at once unless it
+ * is above IPI_LEVEL or in a handler (mm/RULES.md, "Interrupts and IRQL").
  */
 #ifndef KERNEL_SMP_SMP_H
 #define KERNEL_SMP_SMP_H
