@@ -1,11 +1,13 @@
 /* The IO-APICs and MSI (see ioapic.h). */
 #include "kernel/intr/ioapic.h"
-#include "include/wdm.h"
+#include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/printf.h"
 #include "kernel/smp/lapic.h"
 #include "kernel/smp/madt.h"
 #include "kernel/smp/smp.h"
+#include "mm/layout.h"
+#include "mm/pt.h"
 
 /* The two registers of the indirect window (82093AA 3.1): IOREGSEL selects, IOWIN reads or
  * writes the selected 32-bit register. */
@@ -100,12 +102,13 @@ void ioapic_init(const struct mdlab_bootinfo *bi)
 	for (unsigned i = 0; i < m.noverrides; i++)
 		overrides[i] = m.overrides[i];
 	for (unsigned i = 0; i < m.nioapics; i++) {
-		PHYSICAL_ADDRESS pa = { .QuadPart = m.ioapics[i].phys };
-		volatile uint32_t *regs = MmMapIoSpace(pa, PAGE_SIZE, MmNonCached);
-		if (!regs) {
-			kprintf("ioapic: cannot map the IO-APIC at 0x%x\n", m.ioapics[i].phys);
-			continue;
-		}
+		/* Its registers' page, UC, at a fixed address of the device region for good (as
+		 * the local APIC's: README, "Memory map"). */
+		uint64_t va = KVA_IOAPIC + nioapics * PAGE_SIZE, pa = m.ioapics[i].phys & ~(PAGE_SIZE - 1);
+		if (!pt_map(&kernel_root, va, pa, PAGE_SIZE,
+			    (struct pt_attrs){ .write = true, .global = true, .type = MT_UC }, 0))
+			PANIC("ioapic_init: out of frames mapping the IO-APIC at 0x%x", m.ioapics[i].phys);
+		volatile uint32_t *regs = (volatile uint32_t *)(va + (m.ioapics[i].phys & (PAGE_SIZE - 1)));
 		struct ioapic *a = &ioapics[nioapics++];
 		a->regs = regs;
 		a->gsi_base = m.ioapics[i].gsi_base;
