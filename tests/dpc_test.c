@@ -91,6 +91,25 @@ static void queued_at_dispatch_runs_when_the_irql_drops(struct ktest *t)
 	EXPECT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
 }
 
+/* With interrupts off (as on the SYSCALL path) the DPC interrupt cannot come: KeLowerIrql's
+ * own drain runs the DPC, at DISPATCH_LEVEL, before the IRQL goes below it. */
+static void lower_runs_the_queue_with_interrupts_off(struct ktest *t)
+{
+	KDPC d;
+	KeInitializeDpc(&d, note, (PVOID)1);
+	__asm__ volatile("cli" ::: "memory");
+	KIRQL old = KeRaiseIrqlToDpcLevel();
+	BOOLEAN queued = KeInsertQueueDpc(&d, NULL, NULL);
+	KeLowerIrql(old);
+	uint32_t runs = rec.runs;
+	bool if_still_clear = !(read_rflags() & RFLAGS_IF);
+	__asm__ volatile("sti" ::: "memory");
+	EXPECT_TRUE(t, queued);
+	EXPECT_TRUE(t, if_still_clear);
+	ASSERT_EQ(t, runs, 1u);
+	EXPECT_EQ(t, rec.irql[0], DISPATCH_LEVEL);
+}
+
 /* Queued at PASSIVE_LEVEL with interrupts on: the DPC interrupt runs it at once. */
 static void queued_at_passive_runs_through_the_dpc_interrupt(struct ktest *t)
 {
@@ -100,6 +119,7 @@ static void queued_at_passive_runs_through_the_dpc_interrupt(struct ktest *t)
 	dpc_counts(smp_this_cpu(), &before);
 	EXPECT_TRUE(t, KeInsertQueueDpc(&d, NULL, NULL));
 	EXPECT_TRUE(t, smp_wait_flag(&rec.runs));
+	KeRemoveQueueDpc(&d);
 	dpc_counts(smp_this_cpu(), &after);
 	EXPECT_EQ(t, rec.irql[0], DISPATCH_LEVEL);
 	EXPECT_EQ(t, after.interrupts, before.interrupts + 1);
@@ -163,7 +183,9 @@ static void targeted_dpc_runs_on_its_cpu(struct ktest *t)
 	struct dpc_cpu_counts before, after;
 	dpc_counts(target, &before);
 	EXPECT_TRUE(t, KeInsertQueueDpc(&d, (PVOID)0xB1, (PVOID)0xB2));
-	ASSERT_TRUE(t, smp_wait_flag(&rec.runs));
+	bool ran = smp_wait_flag(&rec.runs);
+	KeRemoveQueueDpc(&d); /* the KDPC is on this stack: never leave it queued */
+	ASSERT_TRUE(t, ran);
 	dpc_counts(target, &after);
 	EXPECT_EQ(t, rec.runs, 1u);
 	EXPECT_EQ(t, rec.cpu[0], target);
@@ -188,8 +210,10 @@ static void a_dpc_runs_on_every_cpu(struct ktest *t)
 	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
 	while (__atomic_load_n(&rec.runs, __ATOMIC_ACQUIRE) < n && rdtsc() < end)
 		cpu_relax();
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
+		EXPECT_FALSE(t, KeRemoveQueueDpc(&d[i])); /* run, so in no queue (and never left on one) */
 		EXPECT_EQ(t, d[i].ProcessorHistory, 1ull << i);
+	}
 }
 
 /* Death: a routine that returns at HIGH_LEVEL. */
@@ -262,6 +286,7 @@ static void poll_at_dispatch_level_is_allowed(struct ktest *t)
 static struct ktest_case dpc_cases[] = {
 	KTEST_CASE(initialize_sets_the_fields),
 	KTEST_CASE(queued_at_dispatch_runs_when_the_irql_drops),
+	KTEST_CASE(lower_runs_the_queue_with_interrupts_off),
 	KTEST_CASE(queued_at_passive_runs_through_the_dpc_interrupt),
 	KTEST_CASE(insert_twice_is_false_and_remove_dequeues),
 	KTEST_CASE(fifo_with_high_importance_at_the_head),
