@@ -126,6 +126,31 @@ static void queued_at_passive_runs_through_the_dpc_interrupt(struct ktest *t)
 	EXPECT_EQ(t, after.run, before.run + 1);
 }
 
+/* LowImportance does not begin the queue: no DPC interrupt is requested and nothing runs,
+ * with interrupts on at PASSIVE_LEVEL; the CPU's next clock tick begins it. */
+static void low_importance_waits_for_the_tick(struct ktest *t)
+{
+	if (!clock_running())
+		KTEST_SKIP(t, "the clock is off (clock=0)");
+	KDPC d;
+	KeInitializeDpc(&d, note, (PVOID)1);
+	KeSetImportanceDpc(&d, LowImportance);
+	uint64_t flags = read_rflags();
+	__asm__ volatile("cli" ::: "memory"); /* no tick between the insert and the look */
+	BOOLEAN queued = KeInsertQueueDpc(&d, NULL, NULL);
+	bool requested = lapic_vector_pending(VEC_DPC);
+	uint32_t runs = rec.runs;
+	if (flags & RFLAGS_IF)
+		__asm__ volatile("sti" ::: "memory");
+	bool ran = smp_wait_flag(&rec.runs);
+	KeRemoveQueueDpc(&d);
+	EXPECT_TRUE(t, queued);
+	EXPECT_FALSE(t, requested);
+	EXPECT_EQ(t, runs, 0u);
+	EXPECT_TRUE(t, ran);
+	EXPECT_EQ(t, rec.irql[0], DISPATCH_LEVEL);
+}
+
 /* A queued DPC inserted again: FALSE, and it still runs once.  KeRemoveQueueDpc takes a queued
  * one out (TRUE: it never runs) and answers FALSE for one in no queue. */
 static void insert_twice_is_false_and_remove_dequeues(struct ktest *t)
@@ -180,6 +205,7 @@ static void targeted_dpc_runs_on_its_cpu(struct ktest *t)
 	KDPC d;
 	KeInitializeDpc(&d, note, (PVOID)9);
 	KeSetTargetProcessorDpc(&d, (CCHAR)target);
+	KeSetImportanceDpc(&d, MediumHighImportance); /* begins the target's queue at once */
 	struct dpc_cpu_counts before, after;
 	dpc_counts(target, &before);
 	EXPECT_TRUE(t, KeInsertQueueDpc(&d, (PVOID)0xB1, (PVOID)0xB2));
@@ -205,6 +231,7 @@ static void a_dpc_runs_on_every_cpu(struct ktest *t)
 	for (unsigned i = 0; i < n; i++) {
 		KeInitializeDpc(&d[i], note, (PVOID)(ULONG_PTR)i);
 		KeSetTargetProcessorDpc(&d[i], (CCHAR)i);
+		KeSetImportanceDpc(&d[i], MediumHighImportance);
 		EXPECT_TRUE(t, KeInsertQueueDpc(&d[i], NULL, NULL));
 	}
 	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
@@ -288,6 +315,7 @@ static struct ktest_case dpc_cases[] = {
 	KTEST_CASE(queued_at_dispatch_runs_when_the_irql_drops),
 	KTEST_CASE(lower_runs_the_queue_with_interrupts_off),
 	KTEST_CASE(queued_at_passive_runs_through_the_dpc_interrupt),
+	KTEST_CASE(low_importance_waits_for_the_tick),
 	KTEST_CASE(insert_twice_is_false_and_remove_dequeues),
 	KTEST_CASE(fifo_with_high_importance_at_the_head),
 	KTEST_CASE(targeted_dpc_runs_on_its_cpu),

@@ -2,6 +2,7 @@
 #include "kernel/intr/clock.h"
 #include "kernel/cmdline.h"
 #include "kernel/cpu.h"
+#include "kernel/intr/dpc.h"
 #include "kernel/printf.h"
 #include "kernel/smp/lapic.h"
 #include "kernel/smp/smp.h"
@@ -16,7 +17,11 @@ bool clock_running(void) { return running; }
 
 uint64_t clock_ticks(unsigned cpu) { return cpu < SMP_MAX_CPUS ? ticks[cpu] : 0; }
 
-void clock_interrupt(void) { ticks[smp_this_cpu()]++; }
+void clock_interrupt(void)
+{
+	ticks[smp_this_cpu()]++;
+	dpc_clock_tick();
+}
 
 static void start_this_cpu(void *arg)
 {

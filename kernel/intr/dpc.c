@@ -48,6 +48,15 @@ VOID KeSetTargetProcessorDpc(PRKDPC Dpc, CCHAR Number) { Dpc->Number = (USHORT)(
 
 VOID KeSetImportanceDpc(PRKDPC Dpc, KDPC_IMPORTANCE Importance) { Dpc->Importance = (UCHAR)Importance; }
 
+/* The DPC interrupt on CPU `target`, from CPU `me`. */
+static void request(unsigned target, unsigned me)
+{
+	if (target == me)
+		lapic_send_ipi(0, VEC_DPC | ICR_FIXED | ICR_ASSERT | ICR_SELF);
+	else
+		lapic_send_ipi(kcpus[target].apic_id, VEC_DPC | ICR_FIXED | ICR_ASSERT);
+}
+
 BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument2)
 {
 	unsigned me = smp_this_cpu();
@@ -81,13 +90,17 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
 		q->tail = e;
 	}
 	q->depth++;
+	UCHAR importance = Dpc->Importance;
 	queue_unlock(q, flags);
-	/* The DPC interrupt on the target: pending in its APIC until its IRQL drops below
-	 * DISPATCH_LEVEL with interrupts on. */
-	if (target == me)
-		lapic_send_ipi(0, VEC_DPC | ICR_FIXED | ICR_ASSERT | ICR_SELF);
-	else
-		lapic_send_ipi(kcpus[target].apic_id, VEC_DPC | ICR_FIXED | ICR_ASSERT);
+	/* KeSetImportanceDpc's page: Low does not begin processing the queue, Medium only when
+	 * the queue is this CPU's, MediumHigh and High always.  Beginning is the DPC interrupt on
+	 * the target, pending in its APIC until its IRQL drops below DISPATCH_LEVEL with
+	 * interrupts on.  A queue left waiting is begun by that CPU's next clock tick (or its
+	 * next KeLowerIrql below DISPATCH_LEVEL). */
+	bool begin = importance == HighImportance || importance == MediumHighImportance ||
+		     (importance == MediumImportance && target == me);
+	if (begin)
+		request(target, me);
 	return TRUE;
 }
 
@@ -172,6 +185,13 @@ void dpc_before_lower(KIRQL new_irql)
 		return;
 	write_cr8(DISPATCH_LEVEL);
 	drain();
+}
+
+void dpc_clock_tick(void)
+{
+	unsigned me = smp_this_cpu();
+	if (__atomic_load_n(&queues[me].head, __ATOMIC_RELAXED))
+		request(me, me);
 }
 
 bool dpc_in_routine(void) { return queues[smp_this_cpu()].in_routine; }

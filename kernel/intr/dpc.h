@@ -9,7 +9,11 @@
  * drops below DISPATCH_LEVEL with RFLAGS.IF set) and by KeLowerIrql going below
  * DISPATCH_LEVEL (which also covers a CPU running with IF clear).  Each DeferredRoutine runs
  * on the target CPU, at DISPATCH_LEVEL, in queue order; HighImportance goes to the head of
- * the queue, the other importances to the tail.
+ * the queue, the other importances to the tail.  As KeSetImportanceDpc's page says, the
+ * insert begins processing (requests the DPC interrupt) for HighImportance and
+ * MediumHighImportance always, for MediumImportance (the default) only on the inserting
+ * CPU's own queue, for LowImportance never; a queue left waiting is begun by its CPU's next
+ * clock tick or KeLowerIrql below DISPATCH_LEVEL.
  *
  * A routine must return at DISPATCH_LEVEL: otherwise bug check 0xC4 P1 0x2010 (mdlab's: the
  * routine, the IRQL it returned at, the DPC); Microsoft's pages name no code for it.  Lowering
@@ -75,6 +79,8 @@ VOID KeSetImportanceDpc(PRKDPC Dpc, KDPC_IMPORTANCE Importance);
 void dpc_interrupt(void);
 /* KeLowerIrql below DISPATCH_LEVEL: run this CPU's queue first (at DISPATCH_LEVEL). */
 void dpc_before_lower(KIRQL new_irql);
+/* The clock tick (CLOCK_LEVEL): begin this CPU's queue if DPCs wait in it. */
+void dpc_clock_tick(void);
 /* Whether this CPU is inside a DeferredRoutine. */
 bool dpc_in_routine(void);
 struct dpc_cpu_counts {
