@@ -127,11 +127,40 @@ static void cpus_sees_another_cpus_irql(struct ktest *t)
 	EXPECT_EQ(t, monitor_execute(line), 0);
 }
 
+/* KeStallExecutionProcessor on two CPUs at once (the TSC, not the one PIT): each stall of
+ * 30 ms spans at least two of its own CPU's 10 ms ticks. */
+struct stall {
+	unsigned cpu;
+	uint64_t ticks;
+};
+
+static void stall_30ms(void *arg)
+{
+	struct stall *s = arg;
+	uint64_t t0 = clock_ticks(s->cpu);
+	KeStallExecutionProcessor(30000);
+	s->ticks = clock_ticks(s->cpu) - t0;
+}
+
+static void stall_on_two_cpus_at_once(struct ktest *t)
+{
+	need_clock(t);
+	if (smp_cpus_online() < 2)
+		KTEST_SKIP(t, "needs a second CPU");
+	struct stall ap = { .cpu = 1 }, here = { .cpu = smp_this_cpu() };
+	ASSERT_TRUE(t, smp_work_start(1, stall_30ms, &ap));
+	stall_30ms(&here);
+	ASSERT_TRUE(t, smp_work_wait(1));
+	EXPECT_GE(t, ap.ticks, 2u);
+	EXPECT_GE(t, here.ticks, 2u);
+}
+
 static struct ktest_case clock_cases[] = {
 	KTEST_CASE(every_cpu_takes_the_clock),
 	KTEST_CASE(clock_level_holds_the_tick_off),
 	KTEST_CASE(time_queries),
 	KTEST_CASE(cpus_sees_another_cpus_irql),
+	KTEST_CASE(stall_on_two_cpus_at_once),
 	{ 0 }
 };
 KTEST_SUITE(clock, clock_cases);

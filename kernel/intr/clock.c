@@ -29,7 +29,7 @@ static void start_this_cpu(void *arg)
 	lapic_timer_start(VEC_CLOCK, apic_counts_per_tick, true, false);
 }
 
-/* How many APIC-timer counts (divide by 16) pass in CALIBRATE_US, by the PIT. */
+/* How many APIC-timer counts (divide by 16) pass in CALIBRATE_US of KeStallExecutionProcessor. */
 static uint32_t calibrate(void)
 {
 	lapic_timer_start(VEC_CLOCK, 0xFFFFFFFFu, false, true);

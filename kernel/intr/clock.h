@@ -1,6 +1,7 @@
 /*
  * The clock: each CPU's local APIC timer, periodic at CLOCK_HZ on VEC_CLOCK (class 13 =
- * CLOCK_LEVEL), calibrated once against the PIT (KeStallExecutionProcessor) on the boot CPU;
+ * CLOCK_LEVEL), calibrated once on the boot CPU by KeStallExecutionProcessor (the TSC, itself
+ * measured against the PIT);
  * every APIC runs from the same bus clock, so one count serves all.  The boot command line's
  * clock=0 leaves every timer off (make bench does: its instruction counts under -icount
  * must not depend on when a tick lands).

@@ -59,10 +59,7 @@ static void pit_wait_us(uint32_t us)
 		cpu_relax();
 }
 
-/* KeStallExecutionProcessor: busy-wait at least MicroSeconds (its Microsoft page: for short
- * waits, at any IRQL).  The PIT is one device: only the boot CPU stalls today (start-up,
- * calibration); stalls on several CPUs at once need the TSC-based stall of the clock work. */
-VOID KeStallExecutionProcessor(ULONG MicroSeconds)
+static void pit_stall(ULONG MicroSeconds)
 {
 	while (MicroSeconds) {
 		uint32_t us = MicroSeconds > PIT_MAX_US ? PIT_MAX_US : MicroSeconds;
@@ -71,15 +68,30 @@ VOID KeStallExecutionProcessor(ULONG MicroSeconds)
 	}
 }
 
+/* KeStallExecutionProcessor: busy-wait at least MicroSeconds (its Microsoft page: for short
+ * waits, at any IRQL).  The PIT is one device that only one CPU may program at a time, so it
+ * serves only until the TSC is calibrated against it (the boot CPU, before any AP starts);
+ * from then on each CPU counts its own TSC (constant-rate, the same on every CPU), so any
+ * number of CPUs stall at once. */
+VOID KeStallExecutionProcessor(ULONG MicroSeconds)
+{
+	if (!tsc_per_ms) {
+		pit_stall(MicroSeconds);
+		return;
+	}
+	uint64_t end = rdtsc() + (tsc_per_ms * MicroSeconds + 999) / 1000;
+	while (rdtsc() < end)
+		cpu_relax();
+}
+
 uint64_t smp_tsc_per_ms(void) { return tsc_per_ms; }
 
 static void calibrate_tsc(void)
 {
 	uint64_t t0 = rdtsc();
-	KeStallExecutionProcessor(10000);
-	tsc_per_ms = (rdtsc() - t0) / 10;
-	if (!tsc_per_ms)
-		tsc_per_ms = 1;
+	pit_stall(10000);
+	uint64_t per_ms = (rdtsc() - t0) / 10;
+	tsc_per_ms = per_ms ? per_ms : 1;
 }
 
 /* The TSC value SMP_WAIT_MS from now. */

@@ -66,7 +66,8 @@ struct smp_cpu_regs {
  * did not answer. */
 unsigned smp_audit(struct smp_cpu_regs *regs, unsigned n);
 
-/* KeStallExecutionProcessor's clock: the PIT's channel 2, polled. */
+/* The TSC's counts per millisecond, measured against the PIT's channel 2 at boot: the clock of
+ * KeStallExecutionProcessor, the bounded waits and KeQueryPerformanceCounter. */
 uint64_t smp_tsc_per_ms(void);
 
 /* Bug check on SMP: the stopping CPU sends an NMI to every other CPU, each of which halts
