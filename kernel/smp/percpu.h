@@ -32,7 +32,7 @@ struct kcpu {
 	void (*work_fn)(void *);
 	void *work_arg;
 	volatile uint64_t work_req, work_done;
-	/* Counters the processors command and the tests read. */
+	/* Counters the cpus command and the tests read. */
 	volatile uint64_t ipis_received;
 	volatile uint64_t tlb_flush_requests;   /* shootdown requests this CPU served */
 };
