@@ -6,6 +6,7 @@
 #include "kernel/kstack.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/seh.h"
 #include "kernel/smp/lapic.h"
 #include "kernel/smp/madt.h"
 #include "kernel/syscall.h"
@@ -283,6 +284,7 @@ static bool start_ap(unsigned n, uint32_t apic_id, struct pt_root *tramp_root)
 	for (int i = 0; i < 3; i++)
 		ist[i] = kstack_create(KSTACK_PAGES);
 	uint64_t stack = kstack_create(KSTACK_PAGES);
+	seh_prepare_cpu(n, (uint8_t *)(kstack_create(KSTACK_PAGES) - KSTACK_PAGES * PAGE_SIZE));
 	gdt_prepare_cpu(n, ist);
 	kcpus[n].apic_id = apic_id;
 
