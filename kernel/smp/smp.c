@@ -206,6 +206,9 @@ bool smp_work_wait(unsigned cpu)
 	for (uint64_t end = deadline(); __atomic_load_n(&c->work_done, __ATOMIC_ACQUIRE) != c->work_req;) {
 		if (rdtsc() > end)
 			return false;
+		/* The work may change the kernel half (a process it makes or ends) and send this
+		 * CPU a shootdown: answered here, whatever RFLAGS.IF is. */
+		smp_serve_mailbox();
 		cpu_relax();
 	}
 	return true;

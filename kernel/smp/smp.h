@@ -49,7 +49,9 @@ uint64_t smp_others_mask(void);
 
 /* Passive work for tests: CPU `cpu` (not this one) runs fn(arg) in its idle loop at
  * PASSIVE_LEVEL with interrupts on, so it takes IPIs while fn runs.  smp_work_wait waits
- * until it has returned; false after SMP_WAIT_MS (fn may still be running). */
+ * until it has returned, serving this CPU's cross-call mailbox meanwhile (fn may run a
+ * process whose teardown shoots down the kernel half); false after SMP_WAIT_MS (fn may
+ * still be running). */
 bool smp_work_start(unsigned cpu, void (*fn)(void *), void *arg);
 bool smp_work_wait(unsigned cpu);
 
