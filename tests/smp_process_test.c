@@ -17,6 +17,7 @@
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
+#include "kernel/kstack.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "kernel/smp/lapic.h"
@@ -187,6 +188,7 @@ static struct {
 	PMDL mdl[SMP_MAX_CPUS];
 	PEPROCESS mapped_for[SMP_MAX_CPUS];
 	uint64_t va[SMP_MAX_CPUS];
+	uint64_t frame[SMP_MAX_CPUS]; /* the dispatch routine's frame, in the system call's stack */
 } drv;
 
 static NTSTATUS smpproc_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
@@ -206,6 +208,7 @@ static NTSTATUS smpproc_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		if (got) {
 			drv.va[cpu] = (uint64_t)got;
 			drv.mapped_for[cpu] = PsGetCurrentProcess();
+			drv.frame[cpu] = (uint64_t)__builtin_frame_address(0);
 			io[0] = (uint64_t)got;
 			info = 8;
 		}
@@ -252,7 +255,8 @@ static void driver_exit(struct ktest *t)
  * boot CPU unmaps the page from that process: the shootdown must reach the process's CPU
  * (its tlb_flush_requests counts one more) and no other AP, and the spinning read must
  * fault at once on that CPU, not-present, user read, CR2 the word it spins on.  Without the
- * shootdown the stale entry would keep the read going until the kernel releases it.
+ * shootdown the stale entry would keep the read going until the kernel releases it.  The
+ * driver's frames show each AP's system call on a kernel stack of its own.
  */
 static void driver_mappings_on_each_ap_are_shot_down_on_that_ap_only(struct ktest *t)
 {
@@ -282,6 +286,14 @@ static void driver_mappings_on_each_ap_are_shot_down_on_that_ap_only(struct ktes
 	for (unsigned c = 1; c < n; c++)
 		ready &= wait_word((uint64_t *)drv.page[c] + 1, 1, WAIT_MS);
 	EXPECT_TRUE(t, ready);
+	/* Each AP's system call ran on that AP's own kernel stack: frames at the same depth in
+	 * one shared SYSCALL stack would coincide. */
+	for (unsigned a = 1; a < n && ready; a++) {
+		EXPECT_TRUE(t, kstack_contains(drv.frame[a], 8));
+		for (unsigned b = a + 1; b < n; b++)
+			EXPECT_GE(t, drv.frame[a] > drv.frame[b] ? drv.frame[a] - drv.frame[b] : drv.frame[b] - drv.frame[a],
+				  PAGE_SIZE);
+	}
 	for (unsigned c = 1; c < n && ready; c++) {
 		EXPECT_TRUE(t, drv.mapped_for[c] == p[c]);
 		EXPECT_EQ(t, drv.va[c], va[c]);
