@@ -18,6 +18,8 @@
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/kstack.h"
+#include "kernel/lab/monitor.h"
+#include "kernel/lab/ps_cmds.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
 #include "kernel/smp/lapic.h"
@@ -390,10 +392,20 @@ static void nmi_in_a_swapgs_window_finds_its_own_cpu(struct ktest *t)
 	EXPECT_EQ(t, kcpus[2].nmi_expected, 0);
 }
 
+/* Whether `ps`'s line for p ends with `tail` (its CPU and "ended by" columns). */
+static bool ps_line_ends(PEPROCESS p, const char *tail)
+{
+	static char text[256];
+	struct mon_out o = mon_buffer(text, sizeof text);
+	ps_print_process(&o, p);
+	size_t n = strlen(text), k = strlen(tail);
+	return n >= k && !strcmp(text + n - k, tail);
+}
+
 /*
  * An NMI while an AP runs ring 3 with the user's GS base: the handler finds the AP's kcpu
  * (counted there, the user's base seen on entry), and the program goes on unharmed when the
- * kernel releases it.
+ * kernel releases it.  Meanwhile `ps` shows it on that CPU.
  */
 static void nmi_in_ring_3_on_an_ap_returns_to_the_program(struct ktest *t)
 {
@@ -413,6 +425,7 @@ static void nmi_in_ring_3_on_an_ap_returns_to_the_program(struct ktest *t)
 		uint64_t before = kcpus[1].nmis_taken;
 		ASSERT_TRUE(t, ps_start_on_cpu(p, 1));
 		EXPECT_TRUE(t, wait_word(&page[0], 1, WAIT_MS)); /* in its spin, in ring 3 */
+		EXPECT_TRUE(t, ps_line_ends(p, "  1  -\n"));   /* ps: on CPU 1, not ended */
 		trap_expect_nmi(1);
 		lapic_send_ipi(kcpus[1].apic_id, ICR_NMI | ICR_ASSERT);
 		EXPECT_TRUE(t, wait_word(&kcpus[1].nmis_taken, before + 1, WAIT_MS));
@@ -422,6 +435,7 @@ static void nmi_in_ring_3_on_an_ap_returns_to_the_program(struct ktest *t)
 		EXPECT_EQ(t, p->exit_status, STATUS_SUCCESS);
 		EXPECT_FALSE(t, p->fault.happened);
 		EXPECT_EQ(t, agent_result(t, p, after, 0), 0xAF7E2);
+		EXPECT_TRUE(t, ps_line_ends(p, "  -  -\n"));   /* ps: not running any more */
 		(void)spin;
 		unmap_from(p, m, va);
 	}
