@@ -5,8 +5,9 @@
  *
  * Interrupts: every AP runs with RFLAGS.IF set while it idles or runs passive work, so it
  * takes IPIs at once.  The boot CPU keeps interrupts off in the kernel (as before SMP) and
- * serves its cross-call mailbox only while it waits in smp_call_mask; nothing in mdlab
- * sends it a cross-call yet (only the boot CPU changes page tables).
+ * serves its cross-call mailbox while it spins: in smp_call_mask, for a spin lock or the user
+ * lock, in smp_work_wait and ps_wait; in ring 3 every CPU runs with IF set (a process on an
+ * AP changes page tables, and its shootdowns reach the boot CPU too).
  */
 #ifndef KERNEL_SMP_SMP_H
 #define KERNEL_SMP_SMP_H
