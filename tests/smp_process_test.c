@@ -22,6 +22,7 @@
 #include "kernel/lab/ps_cmds.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "kernel/seh.h"
 #include "kernel/smp/lapic.h"
 #include "kernel/smp/percpu.h"
 #include "kernel/smp/smp.h"
@@ -513,7 +514,70 @@ static void a_whole_process_life_on_an_ap_leaves_it_as_it_was(struct ktest *t)
 	EXPECT_TRUE(t, ps_lookup(l.pid) == NULL);
 }
 
+/* ---- the SEH dispatcher on two CPUs at once ------------------------------------------- */
+
+/*
+ * The boot CPU and an AP each raise an exception of their own and meet inside their
+ * filters (each filter counts itself in and waits for the other), so both dispatchers have a
+ * filter running at once, with the stack under it saved.  Each handler must get its own
+ * code: one shared filter state would resume one CPU's dispatcher on the other's stack.
+ */
+static struct {
+	volatile uint32_t in, met;
+	volatile bool entered[2];
+	NTSTATUS seen[2], got[2];
+} meet;
+
+/* The machine's __except evaluates its expression again when the handler is resumed: only
+ * the first evaluation (phase 1) counts in. */
+static int meeting_filter(unsigned slot, NTSTATUS code)
+{
+	if (meet.entered[slot])
+		return EXCEPTION_EXECUTE_HANDLER;
+	meet.entered[slot] = true;
+	meet.seen[slot] = code;
+	__atomic_fetch_add(&meet.in, 1, __ATOMIC_SEQ_CST);
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	while (__atomic_load_n(&meet.in, __ATOMIC_ACQUIRE) < 2 && rdtsc() < end) {
+		smp_serve_mailbox();
+		cpu_relax();
+	}
+	if (__atomic_load_n(&meet.in, __ATOMIC_ACQUIRE) == 2)
+		__atomic_fetch_add(&meet.met, 1, __ATOMIC_SEQ_CST);
+	return EXCEPTION_EXECUTE_HANDLER;
+}
+
+static __attribute__((noinline)) void raise_and_meet(unsigned slot)
+{
+	__try {
+		ExRaiseStatus((NTSTATUS)(0xE0000100u + slot));
+	} __except (meeting_filter(slot, GetExceptionCode())) {
+		meet.got[slot] = GetExceptionCode();
+	}
+}
+
+static void raise_on_ap(void *arg)
+{
+	(void)arg;
+	raise_and_meet(1);
+}
+
+static void seh_filters_on_two_cpus_at_once_keep_their_own_state(struct ktest *t)
+{
+	need_cpus(t, 2);
+	memset(&meet, 0, sizeof meet);
+	ASSERT_TRUE(t, smp_work_start(1, raise_on_ap, NULL));
+	raise_and_meet(0);
+	ASSERT_TRUE(t, smp_work_wait(1));
+	EXPECT_EQ(t, meet.met, 2); /* both filters ran at once */
+	for (unsigned i = 0; i < 2; i++) {
+		EXPECT_EQ(t, meet.seen[i], (NTSTATUS)(0xE0000100u + i));
+		EXPECT_EQ(t, meet.got[i], (NTSTATUS)(0xE0000100u + i));
+	}
+}
+
 static struct ktest_case smp_process_cases[] = {
+	KTEST_CASE(seh_filters_on_two_cpus_at_once_keep_their_own_state),
 	KTEST_CASE(a_process_on_every_cpu_faults_and_calls_in_its_own_space),
 	KTEST_CASE(a_whole_process_life_on_an_ap_leaves_it_as_it_was),
 	KTEST_CASE(nmi_in_a_swapgs_window_finds_its_own_cpu),
