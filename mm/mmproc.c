@@ -32,11 +32,10 @@ void mm_process_destroy(struct mm_process *mm)
 
 struct mm_process *mm_live_processes(void) { return live; }
 
-/* Per CPU (struct kcpu.mm_loaded): each CPU runs in its own address space, and a user-half
- * fault is resolved in the space of the CPU that took it.  mm_loaded and tlb_loaded change
- * together, here, with interrupts off, so an IPI handler on this CPU never sees one without
- * the other. */
-struct mm_process *mm_current(void) { return this_cpu()->mm_loaded; }
+/* Per CPU (struct kcpu.mm_loaded, read by mm_current): each CPU runs in its own address
+ * space, and a user-half fault is resolved in the space of the CPU that took it.  mm_loaded
+ * and tlb_loaded change together, here, with interrupts off, so an IPI handler on this CPU
+ * never sees one without the other. */
 
 void mm_switch(struct mm_process *mm)
 {
