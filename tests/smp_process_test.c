@@ -16,6 +16,7 @@
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
+#include "include/mdlab/compat32.h"
 #include "kernel/cpu.h"
 #include "kernel/kstack.h"
 #include "kernel/lab/monitor.h"
@@ -576,7 +577,29 @@ static void seh_filters_on_two_cpus_at_once_keep_their_own_state(struct ktest *t
 	}
 }
 
+/* ---- a 32-bit program on an AP -------------------------------------------------------- */
+
+/* The compatibility-mode SYSCALL (CSTAR) on an AP finds that AP's stack: the 32-bit image's
+ * exit comes back with its status, and its far jump to 64-bit code and SYSCALL there (LSTAR)
+ * ends it as on the boot CPU (mm/RULES.md, "CPU entry points"). */
+static void a_32_bit_program_on_an_ap_enters_through_that_aps_stack(struct ktest *t)
+{
+	need_cpus(t, 2);
+	static const uint64_t nothing[] = { C32_NOTHING }, far64[] = { C32_SYSCALL64 };
+	PEPROCESS p = PsCreateProcess("compat32", 0, nothing, 1);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, ps_run_on_cpu(p, 1), STATUS_SUCCESS);
+	EXPECT_EQ(t, p->last_cpu, 1);
+	PsDestroyProcess(p);
+	p = PsCreateProcess("compat32", 0, far64, 1);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, ps_run_on_cpu(p, 1), STATUS_INVALID_SYSTEM_SERVICE);
+	EXPECT_EQ(t, p->last_cpu, 1);
+	PsDestroyProcess(p);
+}
+
 static struct ktest_case smp_process_cases[] = {
+	KTEST_CASE(a_32_bit_program_on_an_ap_enters_through_that_aps_stack),
 	KTEST_CASE(seh_filters_on_two_cpus_at_once_keep_their_own_state),
 	KTEST_CASE(a_process_on_every_cpu_faults_and_calls_in_its_own_space),
 	KTEST_CASE(a_whole_process_life_on_an_ap_leaves_it_as_it_was),
