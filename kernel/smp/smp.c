@@ -14,6 +14,7 @@
 #include "mm/mm.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
+#include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
 
@@ -254,6 +255,8 @@ struct tramp_params {
 } __attribute__((packed));
 #define TRAMP_PARAMS 0x10
 
+#define SMP_TAG 0x20706D53u /* 'Smp ' */
+
 static pfn_t tramp_pfn = PFN_INVALID;
 static uint64_t boot_cr0, boot_cr4;
 
@@ -287,7 +290,10 @@ static bool start_ap(unsigned n, uint32_t apic_id, struct pt_root *tramp_root)
 	for (int i = 0; i < 3; i++)
 		ist[i] = kstack_create(KSTACK_PAGES);
 	uint64_t stack = kstack_create(KSTACK_PAGES);
-	seh_prepare_cpu(n, (uint8_t *)(kstack_create(KSTACK_PAGES) - KSTACK_PAGES * PAGE_SIZE));
+	uint8_t *filter_save = ExAllocatePool2(POOL_FLAG_NON_PAGED, KSTACK_PAGES * PAGE_SIZE, SMP_TAG);
+	if (!filter_save)
+		PANIC("start_ap: no pool for CPU %u's SEH filter buffer", n);
+	seh_prepare_cpu(n, filter_save);
 	gdt_prepare_cpu(n, ist);
 	kcpus[n].apic_id = apic_id;
 
