@@ -29,9 +29,9 @@ SOURCE = REPO / "tests" / "bench" / "linux"
 MARK = "# linux-bench:"
 LINE = re.compile(re.escape(MARK) + r" case=(\S+) size=(\d+) per_op=(\d+) reps=(\d+) rounds=(\d+) "
                   r"overhead=(\d+) ticks=(-?\d+)")
-# nokaslr: the kernel at the same addresses every boot; norandmaps: the helper's too (a
-# randomised mmap base decides whether a user mapping needs a new page-table page, ~5 000
-# instructions); no5lvl: 4-level paging, as mdlab (-cpu max has LA57);
+# nokaslr: the kernel at the same addresses every boot; norandmaps: the helper's too (with a
+# randomised mmap base the 1-page user map moved by thousands of instructions from boot to
+# boot: where a mapping lands decides which page-table pages it allocates); no5lvl: 4-level paging, as mdlab (-cpu max has LA57);
 # init_on_alloc=0: Debian turns zeroing on allocation on by default, which would zero the pages
 # of the "without __GFP_ZERO" row too; panic=1 with -no-reboot: a panic ends QEMU.
 CMDLINE = "console=ttyS0 nokaslr norandmaps no5lvl quiet init_on_alloc=0 panic=1"
