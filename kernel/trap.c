@@ -264,6 +264,8 @@ static __attribute__((noreturn)) void machine_check_stop(void)
 	KeBugCheckEx(MACHINE_CHECK_EXCEPTION, e->bank, (ULONG_PTR)e, e->status >> 32, e->status & 0xFFFFFFFF);
 }
 
+void trap_expect_nmi(unsigned cpu) { __atomic_fetch_add(&kcpus[cpu].nmi_expected, 1, __ATOMIC_SEQ_CST); }
+
 void trap_dispatch(struct trap_frame *f)
 {
 	/* Interrupts (kernel/intr/intr.c), and the NMI by which a CPU that bug checks freezes
@@ -272,8 +274,19 @@ void trap_dispatch(struct trap_frame *f)
 		intr_dispatch(f->vector);
 		return;
 	}
-	if (f->vector == VEC_NMI && smp_freezing())
-		smp_frozen_halt();
+	if (f->vector == VEC_NMI) {
+		if (smp_freezing())
+			smp_frozen_halt();
+		/* An NMI a test announced (trap_expect_nmi): counted in the kcpu the entry found,
+		 * with the GS base it found, and resumed. */
+		struct kcpu *c = this_cpu();
+		if (c->nmi_expected) {
+			c->nmi_saw_gs_base = c->paranoid_gs_base;
+			c->nmi_expected--;
+			__atomic_fetch_add(&c->nmis_taken, 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
 	/* Whether this CPU is printing a fault report now (per CPU, as the __try chain is). */
 	int *reporting = &this_cpu()->trap_reporting;
 	ULONG fatal = fatal_vector_bugcheck(f->vector);
@@ -294,9 +307,14 @@ void trap_dispatch(struct trap_frame *f)
 
 	/* A committed demand-zero user page touched for the first time: make it resident and
 	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
-	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END &&
-	    uvm_resolve_fault(mm_current(), f->cr2, f->error_code))
-		return;
+	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END) {
+		/* In this CPU's address space (mm_current is per CPU), under the user lock. */
+		ps_user_lock();
+		bool resolved = uvm_resolve_fault(mm_current(), f->cr2, f->error_code);
+		ps_user_unlock();
+		if (resolved)
+			return;
+	}
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
 		ps_user_fault(f);

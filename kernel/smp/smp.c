@@ -6,6 +6,7 @@
 #include "kernel/kstack.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/seh.h"
 #include "kernel/smp/lapic.h"
 #include "kernel/smp/madt.h"
 #include "kernel/syscall.h"
@@ -13,6 +14,7 @@
 #include "mm/mm.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
+#include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
 
@@ -218,6 +220,9 @@ bool smp_work_wait(unsigned cpu)
 	for (uint64_t end = deadline(); __atomic_load_n(&c->work_done, __ATOMIC_ACQUIRE) != c->work_req;) {
 		if (rdtsc() > end)
 			return false;
+		/* The work may change the kernel half (a process it makes or ends) and send this
+		 * CPU a shootdown: answered here, whatever RFLAGS.IF is. */
+		smp_serve_mailbox();
 		cpu_relax();
 	}
 	return true;
@@ -263,6 +268,8 @@ struct tramp_params {
 } __attribute__((packed));
 #define TRAMP_PARAMS 0x10
 
+#define SMP_TAG 0x20706D53u /* 'Smp ' */
+
 static pfn_t tramp_pfn = PFN_INVALID;
 static uint64_t boot_cr0, boot_cr4;
 
@@ -296,6 +303,10 @@ static bool start_ap(unsigned n, uint32_t apic_id, struct pt_root *tramp_root)
 	for (int i = 0; i < 3; i++)
 		ist[i] = kstack_create(KSTACK_PAGES);
 	uint64_t stack = kstack_create(KSTACK_PAGES);
+	uint8_t *filter_save = ExAllocatePool2(POOL_FLAG_NON_PAGED, KSTACK_PAGES * PAGE_SIZE, SMP_TAG);
+	if (!filter_save)
+		PANIC("start_ap: no pool for CPU %u's SEH filter buffer", n);
+	seh_prepare_cpu(n, filter_save);
 	gdt_prepare_cpu(n, ist);
 	kcpus[n].apic_id = apic_id;
 

@@ -4,8 +4,10 @@
  * "Processors").
  *
  * Interrupts: every CPU, the boot CPU included, runs kernel code with RFLAGS.IF set (CR8 is
- * the IRQL and masks by priority class), so each takes a cross-call's IPI at once unless it
- * is above IPI_LEVEL or in a handler (mm/RULES.md, "Interrupts and IRQL").
+ * the IRQL and masks by priority class), and ring 3 too, so each takes a cross-call's IPI at
+ * once unless it is above IPI_LEVEL, in a handler or on the SYSCALL path; there it serves its
+ * mailbox while it spins (smp_call_mask, spin locks, the user lock, smp_work_wait, ps_wait)
+ * (mm/RULES.md, "Interrupts and IRQL").
  */
 #ifndef KERNEL_SMP_SMP_H
 #define KERNEL_SMP_SMP_H
@@ -48,7 +50,9 @@ uint64_t smp_others_mask(void);
 
 /* Passive work for tests: CPU `cpu` (not this one) runs fn(arg) in its idle loop at
  * PASSIVE_LEVEL with interrupts on, so it takes IPIs while fn runs.  smp_work_wait waits
- * until it has returned; false after SMP_WAIT_MS (fn may still be running). */
+ * until it has returned, serving this CPU's cross-call mailbox meanwhile (fn may run a
+ * process whose teardown shoots down the kernel half); false after SMP_WAIT_MS (fn may
+ * still be running). */
 bool smp_work_start(unsigned cpu, void (*fn)(void *), void *arg);
 bool smp_work_wait(unsigned cpu);
 
