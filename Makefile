@@ -35,7 +35,7 @@ DEATH_MODE ?= restore
 .DEFAULT_GOAL := all
 
 # ---------------------------------------------------------------- kernel
-KERNEL_DIRS := kernel kernel/io kernel/smp kernel/lab mm tests tests/lib tests/bench
+KERNEL_DIRS := kernel kernel/io kernel/intr kernel/smp kernel/lab mm tests tests/lib tests/bench
 KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
 EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))
@@ -139,7 +139,7 @@ ECFLAGS := -std=gnu11 -O2 $(WARN) -Wno-missing-prototypes -Wno-strict-prototypes
         -mno-red-zone -maccumulate-outgoing-args -DGNU_EFI_USE_MS_ABI \
         -I$(EFI_INC) -I$(EFI_INC)/x86_64 -Iinclude -MMD -MP
 
-.PHONY: all deps run test bench bench-baseline debug clean check-harness check-loader
+.PHONY: all deps run test bench bench-linux bench-baseline debug clean check-harness check-loader
 # The empty recipe: an up-to-date tree builds in silence (not "Nothing to be done").
 all: $(KERNEL) $(LOADER) $(ESP)
 	@:
@@ -252,6 +252,16 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) scripts/bench.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)"
 
+# The peer benchmark (README "make bench-linux"): Debian's Linux in the same QEMU and machine,
+# its mapping paths timed by tests/bench/linux/, beside build/bench.json (make bench first when
+# there is none).  Optional: it installs about 100 MB of Debian packages.  build/bench-linux.json.
+bench-linux:
+	@bash scripts/deps.sh
+	@bash scripts/deps.sh tests/bench/linux/packages.txt
+	@test -f $(BUILD)/bench.json || { echo "bench-linux: no $(BUILD)/bench.json: make bench first, for mdlab's figures"; \
+		$(MAKE) --no-print-directory bench || true; }
+	@$(PYTHON) scripts/bench_linux.py --build-dir $(BUILD) --qemu-extra "$(QEMU_EXTRA)"
+
 # Rewrite the committed figures (tests/bench/baseline.json) from a run: for a change that is
 # slower on purpose; its commit says why.
 bench-baseline:
@@ -262,6 +272,7 @@ bench-baseline:
 # The harness's own unit tests on canned logs (make test runs them too).
 check-harness:
 	@$(PYTHON) scripts/test_harness.py
+	@$(PYTHON) scripts/test_bench_linux.py
 
 # The UEFI loader's tests: broken kernel ELFs it must refuse with its one-line diagnosis, and
 # the real kernel booted at 512 MiB and 2 GiB and with odd command-line files (70-80 s).

@@ -8,6 +8,8 @@
 #include "include/mdlab/ntdef.h"
 #include "include/mdlab/bugcodes.h"
 #include "kernel/irql.h"
+#include "kernel/intr/clock.h"
+#include "kernel/intr/dpc.h"
 #include "kernel/bugcheck.h"
 #include "kernel/seh.h"
 

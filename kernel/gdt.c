@@ -23,6 +23,18 @@ static uint64_t gdt_of[SMP_MAX_CPUS][8];
 extern uint8_t boot_stack[];
 __attribute__((aligned(16))) static uint8_t ist_stacks[3][KSTACK_SIZE];
 
+/* An IST stack's top as the TSS gets it: 16 bytes below the real top, whose first word names
+ * CPU n's struct kcpu for the NMI, #DF and #MC entries (kernel/trap.asm, paranoid_common),
+ * which cannot trust the GS base they find.  The CPU pushes its frame below the IST pointer
+ * (16-byte aligned), so the word stays as written. */
+static uint64_t ist_top(unsigned n, uint64_t top)
+{
+	uint64_t *slot = (uint64_t *)(top - 16);
+	slot[0] = (uint64_t)&kcpus[n];
+	slot[1] = 0;
+	return top - 16;
+}
+
 /* Code/data descriptor: base 0, limit max; `access` is the access byte, `flags` the high
  * nibble (L for 64-bit code, D/B and G for 32-bit). */
 static uint64_t seg(uint8_t access, uint8_t flags)
@@ -78,7 +90,7 @@ void gdt_init(void)
 {
 	memset(&tss_of[0], 0, sizeof tss_of[0]);
 	for (int i = 0; i < 3; i++) {
-		tss_of[0].ist[i] = (uint64_t)(ist_stacks[i] + KSTACK_SIZE);
+		tss_of[0].ist[i] = ist_top(0, (uint64_t)(ist_stacks[i] + KSTACK_SIZE));
 		kstack_register((uint64_t)ist_stacks[i], KSTACK_SIZE);
 	}
 	kstack_register((uint64_t)boot_stack, KSTACK_SIZE);
@@ -90,12 +102,12 @@ void gdt_prepare_cpu(unsigned n, const uint64_t ist_tops[3])
 {
 	memset(&tss_of[n], 0, sizeof tss_of[n]);
 	for (int i = 0; i < 3; i++)
-		tss_of[n].ist[i] = ist_tops[i];
+		tss_of[n].ist[i] = ist_top(n, ist_tops[i]);
 	gdt_build(n);
 }
 
 void gdt_init_cpu(unsigned n) { gdt_load(n); }
 
 /* The boot CPU's, before any other runs (mm_init). */
-void gdt_set_ist(int slot, uint64_t top) { tss_of[0].ist[slot - 1] = top; }
+void gdt_set_ist(int slot, uint64_t top) { tss_of[0].ist[slot - 1] = ist_top(0, top); }
 void gdt_set_rsp0(uint64_t top) { tss_of[this_cpu()->number].rsp[0] = top; }

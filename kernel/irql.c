@@ -1,5 +1,6 @@
 #include "kernel/irql.h"
 #include "kernel/bugcheck.h"
+#include "kernel/intr/dpc.h"
 #include "mm/verifier.h"
 
 /*
@@ -18,11 +19,16 @@ KIRQL KfRaiseIrql(KIRQL NewIrql)
 	return old;
 }
 
+/* Going below DISPATCH_LEVEL runs this CPU's DPC queue first, at DISPATCH_LEVEL (as NT's
+ * KeLowerIrql serves a pending DISPATCH software interrupt), whether or not interrupts are
+ * on; below DISPATCH_LEVEL inside a DPC routine is 0xC4 P1 0x31 with P4 1. */
 void KeLowerIrql(KIRQL NewIrql)
 {
 	KIRQL old = KeGetCurrentIrql();
 	if (NewIrql > old)
 		verifier_violation(VERIFIER_LOWER_IRQL_INVALID, old, NewIrql, 0);
+	if (NewIrql < DISPATCH_LEVEL)
+		dpc_before_lower(NewIrql);
 	write_cr8(NewIrql);
 }
 

@@ -1,7 +1,11 @@
 #include "kernel/kstack.h"
 #include "kernel/bugcheck.h"
 
-#define MAX_STACKS 32
+#include "kernel/smp/percpu.h"
+
+/* The boot stack and the boot CPU's three static IST stacks, the four mm_init makes, and each
+ * AP's start stack and three IST stacks. */
+#define MAX_STACKS (8 + 4 * SMP_MAX_CPUS)
 
 static struct {
 	uint64_t base, size;

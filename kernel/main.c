@@ -11,6 +11,8 @@
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
 #include "kernel/gdt.h"
+#include "kernel/intr/clock.h"
+#include "kernel/intr/ioapic.h"
 #include "kernel/ksym.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -70,6 +72,11 @@ static void kmain_after_mm(void *arg)
 	mm_audit_boot();
 	syscall_init();
 	smp_init(bi, (unsigned)cmdline_get_u64("smp", 0));
+	clock_init();
+	ioapic_init(bi);
+	/* From here the boot CPU, like every AP, runs at PASSIVE_LEVEL with interrupts on; CR8
+	 * alone holds interrupts off (mm/RULES.md, "Interrupts and IRQL"). */
+	__asm__ volatile("sti" ::: "memory");
 
 	char mode[16] = MDLAB_MODE_MONITOR;
 	cmdline_get("mode", mode, sizeof mode);

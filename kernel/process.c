@@ -7,6 +7,7 @@
 #include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smp/smp.h"
 #include "kernel/syscall.h"
 #include "kernel/trap.h"
 #include "kernel/userprog.h"
@@ -20,17 +21,18 @@
 #define MAX_CLEANUPS 8
 /* Kernel stack kept free below the PsRunProcess frame for system calls and faults. */
 #define RSP0_GAP 512
-/* Ring 3 runs with interrupts off: mdlab takes no interrupts yet (RFLAGS bit 1 is fixed). */
-#define RFLAGS_USER 0x2ul
+/* Ring 3 runs with interrupts on (RFLAGS.IF; bit 1 is fixed): a CPU in user code must take
+ * the other CPUs' shootdown IPIs at once, or a program spinning in ring 3 would hold every
+ * unmap of the machine until it made a system call (mm/RULES.md, "Per-CPU state"). */
+#define RFLAGS_USER 0x202ul
+#define PS_NO_CPU (-1)
 
 __attribute__((noreturn)) void user_iret(uint64_t rip, uint64_t rsp, uint64_t rflags, uint64_t cs);
 
 static PEPROCESS processes;        /* the live ones, newest first, linked by `next` */
-static PEPROCESS running;          /* whose ring-3 code is running (PsRunProcess) */
-/* Where PsRunProcess resumes when the running process ends, and with what status. */
-static struct seh_jmpbuf *running_resume;
-static NTSTATUS running_status;
 static uint32_t next_pid = 4;
+/* Which process each CPU runs, where PsRunProcess resumes and with what status are per CPU
+ * (struct kcpu: running, running_resume, running_status). */
 static ps_cleanup_fn cleanups[MAX_CLEANUPS];
 static int ncleanups;
 
@@ -153,7 +155,7 @@ static bool load_image(PEPROCESS p, const struct user_program *prog, const struc
 	return true;
 }
 
-PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *args, uint32_t nargs)
+static PEPROCESS create_process(const char *program, uint32_t flags, const uint64_t *args, uint32_t nargs)
 {
 	const struct user_program *prog = userprog_find(program);
 	struct elf_image img;
@@ -162,8 +164,10 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 	PEPROCESS p = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *p, PROCESS_TAG);
 	if (!p)
 		return NULL;
+	memset(p, 0, sizeof *p);
 	p->pid = next_pid;
 	next_pid += 4;
+	p->cpu = PS_NO_CPU;
 	strlcpy(p->name, program, sizeof p->name);
 	/* A 32-bit image makes a 32-bit process, as the image decides WOW64 on Windows: it runs
 	 * in compatibility mode in the 32-bit address space (mm/RULES.md, "The ring-3 boundary"). */
@@ -191,27 +195,91 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 	return p;
 }
 
+PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *args, uint32_t nargs)
+{
+	ps_user_lock();
+	PEPROCESS p = create_process(program, flags, args, nargs);
+	ps_user_unlock();
+	return p;
+}
+
+/*
+ * The user lock (process.h): one recursive lock, owned by a CPU, that serializes what
+ * processes ask of the memory manager and the I/O manager on several CPUs at once — system
+ * calls, user-half page faults, process creation and teardown — until those structures have
+ * spin locks of their own.  A CPU spinning for it serves its cross-call mailbox, so a holder
+ * that sends a shootdown to a waiter is answered.  One CPU needs none of it.
+ */
+static volatile uint32_t user_lock_owner; /* CPU number + 1; 0: free */
+static uint32_t user_lock_depth;
+
+void ps_user_lock(void)
+{
+	if (smp_cpus_online() == 1)
+		return;
+	uint32_t me = smp_this_cpu() + 1;
+	if (__atomic_load_n(&user_lock_owner, __ATOMIC_RELAXED) == me) {
+		user_lock_depth++;
+		return;
+	}
+	uint32_t free = 0;
+	while (!__atomic_compare_exchange_n(&user_lock_owner, &free, me, false, __ATOMIC_ACQUIRE,
+					    __ATOMIC_RELAXED)) {
+		free = 0;
+		smp_serve_mailbox();
+		cpu_relax();
+	}
+	user_lock_depth = 1;
+}
+
+void ps_user_unlock(void)
+{
+	if (smp_cpus_online() == 1)
+		return;
+	if (__atomic_load_n(&user_lock_owner, __ATOMIC_RELAXED) != smp_this_cpu() + 1)
+		PANIC("ps_user_unlock: CPU %u does not hold the user lock", smp_this_cpu());
+	if (--user_lock_depth == 0)
+		__atomic_store_n(&user_lock_owner, 0, __ATOMIC_RELEASE);
+}
+
+/* A process that ends (ps_exit_current) leaves the system call or fault it ended in without
+ * unwinding it: whatever of the user lock this CPU holds goes with it. */
+static void user_lock_drop_mine(void)
+{
+	if (smp_cpus_online() > 1 && __atomic_load_n(&user_lock_owner, __ATOMIC_RELAXED) == smp_this_cpu() + 1) {
+		user_lock_depth = 0;
+		__atomic_store_n(&user_lock_owner, 0, __ATOMIC_RELEASE);
+	}
+}
+
 NTSTATUS PsRunProcess(PEPROCESS p)
 {
 	struct seh_jmpbuf resume;
 	KAPC_STATE apc;
 	KIRQL irql = KeGetCurrentIrql();
 	struct seh_frame *seh = seh_top();
-	if (running)
-		PANIC("PsRunProcess: %s is already running", running->name);
+	struct kcpu *c = this_cpu();
+	if (c->running)
+		PANIC("PsRunProcess: %s is already running on CPU %u", c->running->name, c->number);
+	if (__atomic_exchange_n(&p->started, true, __ATOMIC_ACQ_REL))
+		PANIC("PsRunProcess: %s (pid %u) has run already", p->name, p->pid);
 	KeStackAttachProcess(p, &apc);
-	/* System calls and faults of the process start below this frame. */
+	/* System calls and faults of the process start below this frame, on this CPU's stack:
+	 * TSS.RSP0 and the SYSCALL stack are this CPU's own (gdt.c, struct kcpu). */
 	uint64_t rsp0 = ALIGN_DOWN((uint64_t)__builtin_frame_address(0) - RSP0_GAP - 256, 16);
 	gdt_set_rsp0(rsp0);
 	syscall_set_kernel_stack(rsp0);
-	running = p;
-	running_resume = &resume;
+	c->running = p;
+	c->running_resume = &resume;
+	__atomic_store_n(&p->cpu, (int32_t)c->number, __ATOMIC_RELEASE);
 	/* Ring 3 from here; ps_exit_current comes back to this point with the status. */
 	if (seh_setjmp(&resume) == 0)
 		user_iret(p->entry, p->user_stack, RFLAGS_USER, p->compat32 ? SEL_UCODE32 | 3 : SEL_UCODE64 | 3);
-	NTSTATUS st = running_status;
-	running = NULL;
-	running_resume = NULL;
+	/* The locals above are not used again: this may be a longjmp back.  c is re-read. */
+	c = this_cpu();
+	NTSTATUS st = c->running_status;
+	c->running = NULL;
+	c->running_resume = NULL;
 	/* The thread is the kernel's again (ExGetPreviousMode): SYS_EXIT and fatal faults
 	 * leave the system-call path without putting it back. */
 	io_set_previous_mode(KernelMode);
@@ -221,22 +289,60 @@ NTSTATUS PsRunProcess(PEPROCESS p)
 	if (KeGetCurrentIrql() != irql)
 		write_cr8(irql);
 	p->exit_status = st;
+	p->last_cpu = c->number;
+	__atomic_store_n(&p->cpu, PS_NO_CPU, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->ended, true, __ATOMIC_RELEASE);
 	return st;
+}
+
+static void run_work(void *arg) { PsRunProcess(arg); }
+
+bool ps_start_on_cpu(PEPROCESS p, unsigned cpu)
+{
+	if (cpu >= smp_cpus_online() || cpu == smp_this_cpu() || p->started)
+		return false;
+	return smp_work_start(cpu, run_work, p);
+}
+
+bool ps_wait(PEPROCESS p, uint32_t ms)
+{
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * ms;
+	while (!__atomic_load_n(&p->ended, __ATOMIC_ACQUIRE)) {
+		if (ms && rdtsc() > end)
+			return false;
+		/* The process's system calls may send this CPU a shootdown (pool, kernel-half
+		 * changes): answer it while waiting, whatever RFLAGS.IF is. */
+		smp_serve_mailbox();
+		cpu_relax();
+	}
+	return true;
+}
+
+NTSTATUS ps_run_on_cpu(PEPROCESS p, unsigned cpu)
+{
+	if (cpu == smp_this_cpu())
+		return PsRunProcess(p);
+	if (!ps_start_on_cpu(p, cpu))
+		return STATUS_INVALID_PARAMETER;
+	ps_wait(p, 0);
+	return p->exit_status;
 }
 
 void ps_exit_current(NTSTATUS status)
 {
-	if (!running)
-		PANIC("ps_exit_current: no process is running");
-	running_status = status;
-	seh_longjmp(running_resume);
+	struct kcpu *c = this_cpu();
+	if (!c->running)
+		PANIC("ps_exit_current: no process is running on CPU %u", c->number);
+	user_lock_drop_mine();
+	c->running_status = status;
+	seh_longjmp(c->running_resume);
 }
 
 void ps_user_fault(const struct trap_frame *f)
 {
-	PEPROCESS p = running;
+	PEPROCESS p = this_cpu()->running;
 	if (!p)
-		PANIC("ps_user_fault: a ring-3 fault with no process running");
+		PANIC("ps_user_fault: a ring-3 fault with no process running on CPU %u", smp_this_cpu());
 	p->fault.happened = true;
 	p->fault.vector = f->vector;
 	p->fault.error_code = f->error_code;
@@ -245,14 +351,20 @@ void ps_user_fault(const struct trap_frame *f)
 	p->fault.access = (f->error_code & PF_ID)  ? EXCEPTION_EXECUTE_FAULT
 			: (f->error_code & PF_W) ? EXCEPTION_WRITE_FAULT
 						 : EXCEPTION_READ_FAULT;
+	p->fault.cpu = smp_this_cpu();
+	ps_user_lock(); /* one line at a time on the console */
 	kprintf("[%u %s] ended by %s at rip 0x%lx (address 0x%lx, error code 0x%lx)\n", p->pid, p->name,
 		trap_vector_name(f->vector), f->rip, p->fault.address, f->error_code);
+	ps_user_unlock();
 	ps_exit_current(trap_exception_code(f));
 }
 
 void PsDestroyProcess(PEPROCESS p)
 {
 	KAPC_STATE apc;
+	if (__atomic_load_n(&p->cpu, __ATOMIC_ACQUIRE) != PS_NO_CPU)
+		PANIC("PsDestroyProcess: %s (pid %u) is running on CPU %d", p->name, p->pid, p->cpu);
+	ps_user_lock();
 	unlink_process(p);
 	p->mm.terminating = true;
 	KeStackAttachProcess(p, &apc);
@@ -268,4 +380,5 @@ void PsDestroyProcess(PEPROCESS p)
 	KeUnstackDetachProcess(&apc);
 	mm_process_destroy(&p->mm);
 	ExFreePoolWithTag(p, PROCESS_TAG);
+	ps_user_unlock();
 }

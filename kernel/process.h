@@ -4,9 +4,11 @@
  * to completion.
  *
  * PsRunProcess enters ring 3 from the calling kernel context and returns when the program
- * exits (SYS_EXIT) or faults: mdlab has no scheduler, a process runs while the kernel test
- * that started it waits.  System calls and faults from ring 3 run on the caller's kernel
- * stack below its frame (TSS.RSP0), in the process's context.
+ * exits (SYS_EXIT) or faults: mdlab has no scheduler, a process runs while the kernel code
+ * that started it waits.  Any CPU runs one: ps_start_on_cpu gives it to an AP, whose idle
+ * loop calls PsRunProcess.  System calls and faults from ring 3 run on that CPU's kernel stack
+ * below the PsRunProcess frame (its TSS.RSP0 and struct kcpu's SYSCALL stack), in the
+ * process's context, which is that CPU's (mm_current, ps_current are per CPU).
  */
 #ifndef KERNEL_PROCESS_H
 #define KERNEL_PROCESS_H
@@ -25,6 +27,7 @@ struct process_fault {
 	uint64_t vector;
 	uint64_t error_code;    /* the #PF error code */
 	ULONG access;           /* EXCEPTION_READ_FAULT / WRITE / EXECUTE */
+	uint32_t cpu;           /* the CPU that took it */
 };
 
 #define PROCESS_NAME_MAX 32
@@ -44,6 +47,9 @@ typedef struct _EPROCESS {
 	uint64_t report_key[PROCESS_REPORTS], report_value[PROCESS_REPORTS];
 	uint32_t nreports;
 	uint64_t entry, user_stack;
+	volatile int32_t cpu;       /* the CPU its thread runs on now, -1 when it does not run */
+	uint32_t last_cpu;          /* the CPU it ran on, once it has ended */
+	volatile bool started, ended;
 	struct _EPROCESS *next;     /* the list of live processes (ps_next) */
 } EPROCESS;
 
@@ -60,6 +66,20 @@ PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *a
 /* Run it until it exits or faults; returns its exit status (STATUS_ACCESS_VIOLATION for an
  * unhandled #PF, with p->fault filled).  A process runs once. */
 NTSTATUS PsRunProcess(PEPROCESS p);
+/* Run p on CPU `cpu` (another online CPU, idle): its idle loop calls PsRunProcess.  False,
+ * nothing done, when that CPU is this one, offline or busy, or p has run. */
+bool ps_start_on_cpu(PEPROCESS p, unsigned cpu);
+/* Wait until p (started on some CPU) has ended, at most `ms` milliseconds (0: no limit),
+ * answering cross-calls meanwhile; whether it has ended.  p->exit_status is then set. */
+bool ps_wait(PEPROCESS p, uint32_t ms);
+/* PsRunProcess on CPU `cpu` (this one or another) and wait for it without limit: its exit
+ * status, or STATUS_INVALID_PARAMETER when that CPU cannot take it. */
+NTSTATUS ps_run_on_cpu(PEPROCESS p, unsigned cpu);
+
+/* The user lock: serializes system calls, user-half faults, process creation and teardown
+ * across CPUs (kernel/process.c; mm/RULES.md "Per-CPU state"), recursive on one CPU. */
+void ps_user_lock(void);
+void ps_user_unlock(void);
 /* Tear down: the cleanup callbacks of the devices it opened, its MDL mappings, its address
  * space.  Pages still locked for it then are bug check PROCESS_HAS_LOCKED_PAGES (0, process,
  * count). */

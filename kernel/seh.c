@@ -92,16 +92,39 @@ bool seh_open_user_window(struct trap_frame *f)
 
 /* ---- dispatch: phase 1, the filters ---------------------------------------------------- */
 
-/* The stack between the dispatcher and the frame whose filter runs, saved while the filter
- * runs over it.  No kernel stack is larger (KSTACK_PAGES pages), so the copy always fits. */
-static uint8_t filter_save[KSTACK_PAGES * 4096ul];
-static struct {
+/* The dispatcher's state while a filter runs, per CPU (struct kcpu.seh_filter): the stack
+ * between the dispatcher and the frame whose filter runs is saved in `save` while the filter
+ * runs over it.  No kernel stack is larger (KSTACK_PAGES pages), so the copy always fits.
+ * The boot CPU's buffer is in .bss; each AP's is given by smp.c before it starts
+ * (seh_prepare_cpu), so two CPUs dispatching at once never share one. */
+#define FILTER_SAVE_BYTES (KSTACK_PAGES * 4096ul)
+struct filter_state {
 	struct seh_jmpbuf jb;     /* the dispatcher, resumed when the filter is done */
 	uint8_t *lo;
 	uint64_t len;
 	int result;
 	int active;
-} flt;
+	uint8_t *save;            /* FILTER_SAVE_BYTES */
+};
+static uint8_t boot_filter_save[FILTER_SAVE_BYTES];
+static struct filter_state filter_of[SMP_MAX_CPUS];
+
+void seh_prepare_cpu(unsigned n, uint8_t *save)
+{
+	filter_of[n].save = save;
+	kcpus[n].seh_filter = &filter_of[n];
+}
+
+static struct filter_state *flt_here(void)
+{
+	struct kcpu *c = this_cpu();
+	if (!c->seh_filter) {
+		if (c->number != 0)
+			PANIC("seh: CPU %u has no filter state (seh_prepare_cpu)", c->number);
+		seh_prepare_cpu(0, boot_filter_save);
+	}
+	return c->seh_filter;
+}
 
 static void frame_take_exception(struct seh_frame *f, const EXCEPTION_RECORD *rec, const struct trap_frame *trap)
 {
@@ -131,28 +154,30 @@ static void frame_take_exception(struct seh_frame *f, const EXCEPTION_RECORD *re
  * SEH_RESUME_FILTER there, the filter's value comes back through seh_filter_done. */
 __attribute__((noinline)) static int run_filter(struct seh_frame *f)
 {
-	if (seh_setjmp(&flt.jb) == 0) {
-		uint8_t *lo = (uint8_t *)flt.jb.rsp, *hi = (uint8_t *)f->jb.rsp;
-		if (hi < lo || (uint64_t)(hi - lo) > sizeof filter_save)
+	struct filter_state *const flt = flt_here();
+	if (seh_setjmp(&flt->jb) == 0) {
+		uint8_t *lo = (uint8_t *)flt->jb.rsp, *hi = (uint8_t *)f->jb.rsp;
+		if (hi < lo || (uint64_t)(hi - lo) > FILTER_SAVE_BYTES)
 			PANIC("seh: frame %p is not on the dispatcher's stack (rsp %p)", (void *)f, (void *)lo);
-		flt.lo = lo;
-		flt.len = (uint64_t)(hi - lo);
-		memcpy(filter_save, lo, flt.len);
-		flt.active = 1;
+		flt->lo = lo;
+		flt->len = (uint64_t)(hi - lo);
+		memcpy(flt->save, lo, flt->len);
+		flt->active = 1;
 		f->filtering = 1;
 		seh_longjmp_value(&f->jb, SEH_RESUME_FILTER);
 	}
-	return flt.result;
+	return flt->result;
 }
 
 __attribute__((noreturn)) void seh_filter_done(struct seh_frame *f, int filter)
 {
-	if (!flt.active || !f->filtering)
+	struct filter_state *flt = flt_here();
+	if (!flt->active || !f->filtering)
 		PANIC("seh_filter_done: frame %p is not evaluating its filter", (void *)f);
 	f->filtering = 0;
-	flt.active = 0;
-	flt.result = filter;
-	seh_restore_stack_and_jump(flt.lo, filter_save, flt.len, &flt.jb);
+	flt->active = 0;
+	flt->result = filter;
+	seh_restore_stack_and_jump(flt->lo, flt->save, flt->len, &flt->jb);
 }
 
 /* The machine's __except macro: evaluated when the frame is resumed either way. */
@@ -199,7 +224,7 @@ void seh_dispatch(const EXCEPTION_RECORD *rec, const struct trap_frame *trap)
 {
 	/* Copy first: rec may live in a frame's record or in the trap's stack. */
 	EXCEPTION_RECORD copy = *rec;
-	if (flt.active)
+	if (flt_here()->active)
 		KeBugCheckEx(KMODE_EXCEPTION_NOT_HANDLED, (ULONG)copy.ExceptionCode,
 			     (ULONG_PTR)copy.ExceptionAddress, copy.ExceptionInformation[0],
 			     copy.ExceptionInformation[1]);

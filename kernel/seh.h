@@ -124,6 +124,9 @@ __attribute__((noreturn)) void seh_longjmp_value(const struct seh_jmpbuf *jb, in
 __attribute__((noreturn)) void seh_restore_stack_and_jump(void *dst, const void *src, uint64_t len,
 							 const struct seh_jmpbuf *jb);
 
+/* CPU n's dispatcher state, with `save` (KSTACK_PAGES pages) for the stack a filter runs
+ * over: smp.c, before CPU n starts (the boot CPU's is built in). */
+void seh_prepare_cpu(unsigned n, uint8_t *save);
 void seh_push(struct seh_frame *f);
 void seh_pop(struct seh_frame *f);
 void seh_cleanup(struct seh_frame *f);

@@ -1,12 +1,18 @@
 ; SYSCALL entry.  The CPU has put the user RIP in RCX and RFLAGS in R11, cleared the RFLAGS
 ; bits of IA32_FMASK (IF, TF, DF, AC, NT) and loaded the kernel CS/SS; RSP is still the
-; user's.  One CPU: the kernel stack top is a global (syscall_kernel_rsp, set when a process
-; is entered).  The frame built here is struct syscall_frame (kernel/syscall.h).
+; user's.  After SWAPGS the kernel stack top and the slot for the user RSP are this CPU's
+; (struct kcpu, kernel/smp/percpu.h: set by PsRunProcess on the CPU that runs the process),
+; so a SYSCALL on one CPU never lands on another's stack.  The frame built here is struct
+; syscall_frame (kernel/syscall.h).
 bits 64
+
+; struct kcpu's offsets (kernel/smp/percpu.h checks them against the C layout)
+%define KCPU_SYSCALL_KERNEL_RSP 8
+%define KCPU_SYSCALL_USER_RSP 16
+
 section .text
 global syscall_entry
 global syscall_compat_entry
-global syscall_kernel_rsp
 extern syscall_dispatch
 extern syscall_compat_dispatch
 
@@ -23,9 +29,9 @@ extern syscall_compat_dispatch
 
 syscall_entry:
 	swapgs                              ; the kernel's per-CPU GS base (kernel/smp/percpu.h)
-	mov [rel syscall_user_rsp], rsp
-	mov rsp, [rel syscall_kernel_rsp]
-	push qword [rel syscall_user_rsp]   ; user RSP
+	mov [gs:KCPU_SYSCALL_USER_RSP], rsp
+	mov rsp, [gs:KCPU_SYSCALL_KERNEL_RSP]
+	push qword [gs:KCPU_SYSCALL_USER_RSP] ; user RSP
 	push r11                            ; user RFLAGS
 	push rcx                            ; user RIP
 	push r9
@@ -59,9 +65,9 @@ syscall_entry:
 ; EIP = ECX (SDM Vol. 2B, SYSRET).
 syscall_compat_entry:
 	swapgs                              ; the kernel's per-CPU GS base, as syscall_entry
-	mov [rel syscall_user_rsp], rsp
-	mov rsp, [rel syscall_kernel_rsp]
-	push qword [rel syscall_user_rsp]   ; user RSP
+	mov [gs:KCPU_SYSCALL_USER_RSP], rsp
+	mov rsp, [gs:KCPU_SYSCALL_KERNEL_RSP]
+	push qword [gs:KCPU_SYSCALL_USER_RSP] ; user RSP
 	push r11                            ; user RFLAGS
 	mov ecx, ecx
 	push rcx                            ; user EIP
@@ -87,10 +93,5 @@ syscall_compat_entry:
 	clear_scratch
 	swapgs                              ; the user's GS base back
 	sysret                              ; to compatibility mode
-
-section .bss
-align 8
-syscall_kernel_rsp: resq 1
-syscall_user_rsp: resq 1
 
 section .note.GNU-stack noalloc noexec nowrite progbits

@@ -7,6 +7,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
+#include "kernel/smp/percpu.h"
 #include "mm/layout.h"
 #include "mm/uvm.h"
 
@@ -23,7 +24,6 @@
 
 extern char syscall_entry[];
 extern char syscall_compat_entry[];
-extern uint64_t syscall_kernel_rsp;
 /* The bytes of one SYS_DEBUG_PRINT that are printed; the rest are dropped. */
 #define DEBUG_PRINT_MAX 255
 
@@ -47,7 +47,7 @@ void syscall_init(void)
 	wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
 }
 
-void syscall_set_kernel_stack(uint64_t top) { syscall_kernel_rsp = top; }
+void syscall_set_kernel_stack(uint64_t top) { this_cpu()->syscall_kernel_rsp = top; }
 
 bool syscall_return_rip_ok(uint64_t rip) { return rip < USER_VA_END; }
 
@@ -229,15 +229,30 @@ __attribute__((noreturn)) static void wrong_mode_call(const PEPROCESS p, const s
 	ps_exit_current(STATUS_INVALID_SYSTEM_SERVICE);
 }
 
+/* Every service runs under the user lock (process.h); one that ends the process
+ * (ps_exit_current) drops it on the way out. */
 uint64_t syscall_dispatch(struct syscall_frame *f)
 {
 	PEPROCESS p = ps_current();
 	if (p && p->compat32)
 		wrong_mode_call(p, f, "64-bit mode in a 32-bit process");
-	return dispatch(f);
+	ps_user_lock();
+	uint64_t r = dispatch(f);
+	ps_user_unlock();
+	return r;
 }
 
+static uint64_t compat_dispatch(struct syscall_frame *f);
+
 uint64_t syscall_compat_dispatch(struct syscall_frame *f)
+{
+	ps_user_lock();
+	uint64_t r = compat_dispatch(f);
+	ps_user_unlock();
+	return r;
+}
+
+static uint64_t compat_dispatch(struct syscall_frame *f)
 {
 	PEPROCESS p = ps_current();
 	if (!p || !p->compat32)

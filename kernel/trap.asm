@@ -1,9 +1,10 @@
-; Exception entry stubs for vectors 0..31 and the local APIC's interrupt vectors
-; (kernel/smp/lapic.h).  Each stub makes the stack uniform (a zero error code where the CPU
+; Entry stubs for the exceptions (vectors 0..31) and for every interrupt vector 32..255
+; (kernel/intr/intr.h has the table).  Each stub makes the stack uniform (a zero error code where the CPU
 ; pushes none, then the vector), the common path saves every general register into a struct
 ; trap_frame (kernel/trap.h) and calls trap_dispatch(frame).  Coming from ring 3 (the saved
 ; CS has RPL 3) it executes SWAPGS first and again before the IRETQ back, so the kernel
-; always runs with its per-CPU GS base (kernel/smp/percpu.h).
+; always runs with its per-CPU GS base (kernel/smp/percpu.h).  The NMI, #DF and #MC take
+; paranoid_common instead, which decides the GS base without trusting CS.
 bits 64
 section .text
 extern trap_dispatch
@@ -19,7 +20,11 @@ stub_%1:
 	push 0
 %endif
 	push %1
+%if %1 = 2 || %1 = 8 || %1 = 18
+	jmp paranoid_common     ; NMI, #DF, #MC: on their IST stacks, from anywhere
+%else
 	jmp trap_common
+%endif
 %endmacro
 
 %assign v 0
@@ -27,9 +32,10 @@ stub_%1:
 STUB v
 %assign v v+1
 %endrep
-STUB 225 ; VEC_IPI_CALL
-STUB 254 ; VEC_APIC_ERROR
-STUB 255 ; VEC_APIC_SPURIOUS
+%rep 224
+STUB v
+%assign v v+1
+%endrep
 
 trap_common:
 	test byte [rsp + 24], 3 ; the saved CS, above the vector, error code and RIP
@@ -79,6 +85,73 @@ trap_common:
 .iret:
 	iretq
 
+; The NMI, #DF and #MC entries: they may interrupt the kernel inside a SWAPGS window (after a
+; SYSCALL before its SWAPGS, or after a return's SWAPGS before its SYSRET/IRETQ), where the
+; saved CS says ring 0 but IA32_GS_BASE is the user's, or ring 3 code whose GS base was set to
+; anything, another CPU's struct kcpu included.  So no SWAPGS and no comparison: the word at
+; the top of this CPU's IST stack (at the IST pointer itself, above the frame the CPU pushed:
+; gdt.c) names this CPU's kcpu; IA32_GS_BASE is saved in R12, set to that kcpu for the
+; handler, and written back before IRETQ, whatever it was.  IA32_KERNEL_GS_BASE is left alone.
+%define MSR_GS_BASE 0xC0000101
+%define KCPU_PARANOID_GS_BASE 24
+%define IST_KCPU (16 * 8 + 7 * 8) ; above the saved registers, CR2, vector, error code, CPU frame
+
+paranoid_common:
+	push rax
+	push rbx
+	push rcx
+	push rdx
+	push rsi
+	push rdi
+	push rbp
+	push r8
+	push r9
+	push r10
+	push r11
+	push r12
+	push r13
+	push r14
+	push r15
+	mov rax, cr2
+	push rax                ; frame->cr2
+	cld
+	mov ecx, MSR_GS_BASE
+	rdmsr
+	shl rdx, 32
+	or rax, rdx
+	mov r12, rax            ; the GS base found: callee-saved across trap_dispatch
+	mov rbx, [rsp + IST_KCPU]
+	mov [rbx + KCPU_PARANOID_GS_BASE], r12
+	mov eax, ebx
+	mov rdx, rbx
+	shr rdx, 32
+	wrmsr                   ; IA32_GS_BASE = this CPU's kcpu
+	mov rdi, rsp
+	call trap_dispatch
+	mov ecx, MSR_GS_BASE
+	mov eax, r12d
+	mov rdx, r12
+	shr rdx, 32
+	wrmsr                   ; the GS base the entry found, back
+	add rsp, 8              ; cr2
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop r11
+	pop r10
+	pop r9
+	pop r8
+	pop rbp
+	pop rdi
+	pop rsi
+	pop rdx
+	pop rcx
+	pop rbx
+	pop rax
+	add rsp, 16             ; vector, error code
+	iretq
+
 section .rodata
 align 8
 trap_stubs:
@@ -87,8 +160,12 @@ trap_stubs:
 	dq stub_ %+ v
 %assign v v+1
 %endrep
-; in the order of kernel/smp/lapic.h's VEC_IPI_CALL, VEC_APIC_ERROR, VEC_APIC_SPURIOUS
+; vectors 32..255, in order
 trap_interrupt_stubs:
-	dq stub_225, stub_254, stub_255
+%assign v 32
+%rep 224
+	dq stub_ %+ v
+%assign v v+1
+%endrep
 
 section .note.GNU-stack noalloc noexec nowrite progbits

@@ -4,6 +4,7 @@
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
 #include "kernel/insn.h"
+#include "kernel/intr/intr.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
@@ -27,7 +28,7 @@ struct idt_gate {
 
 static struct idt_gate idt[256];
 extern const uint64_t trap_stubs[VEC_EXCEPTIONS];
-extern const uint64_t trap_interrupt_stubs[3];
+extern const uint64_t trap_interrupt_stubs[256 - VEC_EXCEPTIONS];
 
 static const char *const vector_names[VEC_EXCEPTIONS] = {
 	"#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
@@ -62,18 +63,16 @@ void idt_init(void)
 	 * access violation, except #BP and #OF, DPL 3 as in NT: INT3 (and INT 3) from ring 3 is
 	 * STATUS_BREAKPOINT, INT 4 STATUS_INTEGER_OVERFLOW.  Both push no error code, so the
 	 * stub's frame is right however they are reached; a DPL-3 gate for a vector with an error
-	 * code would let INT n build a frame one word short.  Vectors 32-255 have no gate (the
-	 * kernel takes no interrupts yet): INT n there is #GP(n * 8 + 2) too.  mm/RULES.md, "CPU
-	 * entry points".  The local APIC's vectors (kernel/smp/lapic.h) are DPL 0 too, so a user
-	 * INT 0xE1 is the same #GP. */
+	 * code would let INT n build a frame one word short.  mm/RULES.md, "CPU entry points".
+	 * Vectors 32-255 are the interrupts (kernel/intr/intr.h): interrupt gates (IF cleared on
+	 * entry), DPL 0, so a user INT n there is the same #GP(n * 8 + 2). */
 	for (int v = 0; v < VEC_EXCEPTIONS; v++)
 		set_gate(v, trap_stubs[v], 0, v == VEC_BREAKPOINT || v == VEC_OVERFLOW ? 3 : 0);
 	set_gate(VEC_DOUBLE_FAULT, trap_stubs[VEC_DOUBLE_FAULT], IST_DOUBLE_FAULT, 0);
 	set_gate(VEC_NMI, trap_stubs[VEC_NMI], IST_NMI, 0);
 	set_gate(VEC_MACHINE_CHECK, trap_stubs[VEC_MACHINE_CHECK], IST_MACHINE_CHECK, 0);
-	set_gate(VEC_IPI_CALL, trap_interrupt_stubs[0], 0, 0);
-	set_gate(VEC_APIC_ERROR, trap_interrupt_stubs[1], 0, 0);
-	set_gate(VEC_APIC_SPURIOUS, trap_interrupt_stubs[2], 0, 0);
+	for (int v = VEC_EXCEPTIONS; v < 256; v++)
+		set_gate(v, trap_interrupt_stubs[v - VEC_EXCEPTIONS], 0, 0);
 	idt_load();
 }
 
@@ -265,16 +264,29 @@ static __attribute__((noreturn)) void machine_check_stop(void)
 	KeBugCheckEx(MACHINE_CHECK_EXCEPTION, e->bank, (ULONG_PTR)e, e->status >> 32, e->status & 0xFFFFFFFF);
 }
 
+void trap_expect_nmi(unsigned cpu) { __atomic_fetch_add(&kcpus[cpu].nmi_expected, 1, __ATOMIC_SEQ_CST); }
+
 void trap_dispatch(struct trap_frame *f)
 {
-	/* The local APIC's interrupts (kernel/smp/smp.c), and the NMI by which a CPU that bug
-	 * checks freezes the others. */
+	/* Interrupts (kernel/intr/intr.c), and the NMI by which a CPU that bug checks freezes
+	 * the others. */
 	if (f->vector >= VEC_EXCEPTIONS) {
-		smp_interrupt(f->vector);
+		intr_dispatch(f->vector);
 		return;
 	}
-	if (f->vector == VEC_NMI && smp_freezing())
-		smp_frozen_halt();
+	if (f->vector == VEC_NMI) {
+		if (smp_freezing())
+			smp_frozen_halt();
+		/* An NMI a test announced (trap_expect_nmi): counted in the kcpu the entry found,
+		 * with the GS base it found, and resumed. */
+		struct kcpu *c = this_cpu();
+		if (c->nmi_expected) {
+			c->nmi_saw_gs_base = c->paranoid_gs_base;
+			c->nmi_expected--;
+			__atomic_fetch_add(&c->nmis_taken, 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
 	/* Whether this CPU is printing a fault report now (per CPU, as the __try chain is). */
 	int *reporting = &this_cpu()->trap_reporting;
 	ULONG fatal = fatal_vector_bugcheck(f->vector);
@@ -295,9 +307,14 @@ void trap_dispatch(struct trap_frame *f)
 
 	/* A committed demand-zero user page touched for the first time: make it resident and
 	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
-	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END &&
-	    uvm_resolve_fault(mm_current(), f->cr2, f->error_code))
-		return;
+	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END) {
+		/* In this CPU's address space (mm_current is per CPU), under the user lock. */
+		ps_user_lock();
+		bool resolved = uvm_resolve_fault(mm_current(), f->cr2, f->error_code);
+		ps_user_unlock();
+		if (resolved)
+			return;
+	}
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
 		ps_user_fault(f);

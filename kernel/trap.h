@@ -50,6 +50,10 @@ void idt_init(void);
  * CPU, each AP does it as it starts. */
 void idt_load(void);
 void trap_dispatch(struct trap_frame *f);
+/* For tests: the next NMI CPU `cpu` takes (when no bug check freezes it) is counted in its
+ * struct kcpu (nmis_taken, nmi_saw_gs_base: the GS base the entry found) and resumed, instead
+ * of stopping the machine with NMI_HARDWARE_FAILURE. */
+void trap_expect_nmi(unsigned cpu);
 const char *trap_vector_name(uint64_t vector);
 /* The NTSTATUS an exception is raised with, as NT's trap handlers choose it: from the vector,
  * and for a user #GP from the instruction (STATUS_PRIVILEGED_INSTRUCTION for one only ring 0

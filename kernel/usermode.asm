@@ -13,6 +13,9 @@ global user_iret
 %define SEL_UDATA_RPL3   0x23
 
 user_iret:
+	cli                         ; no interrupt between the SWAPGS and the IRETQ: an AP calls this
+	                            ; with IF set, and an interrupt there would see ring 0 with the
+	                            ; user's GS base (IRETQ sets IF again from the RFLAGS given)
 	push SEL_UDATA_RPL3         ; SS
 	push rsi                    ; RSP
 	push rdx                    ; RFLAGS

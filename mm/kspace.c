@@ -105,11 +105,14 @@ void mm_init(const struct mdlab_bootinfo *bi, void (*next)(void *), void *arg)
 
 	/* Guarded stacks for the rest of boot and for the IST slots. */
 	uint64_t top = kstack_create(KSTACK_PAGES);
-	gdt_set_ist(IST_DOUBLE_FAULT, kstack_create(KSTACK_PAGES));
-	gdt_set_ist(IST_NMI, kstack_create(KSTACK_PAGES));
-	gdt_set_ist(IST_MACHINE_CHECK, kstack_create(KSTACK_PAGES));
+	uint64_t ist_df = kstack_create(KSTACK_PAGES), ist_nmi = kstack_create(KSTACK_PAGES),
+		 ist_mc = kstack_create(KSTACK_PAGES);
 
 	tlb_switch_to(&kernel_root);
+	/* In the new tables, which map the new stacks: gdt_set_ist writes the top word of each. */
+	gdt_set_ist(IST_DOUBLE_FAULT, ist_df);
+	gdt_set_ist(IST_NMI, ist_nmi);
+	gdt_set_ist(IST_MACHINE_CHECK, ist_mc);
 	write_cr0(read_cr0() | CR0_WP);
 	tlb_enable_cr4((cpu_features.pge ? CR4_PGE : 0) | (cpu_features.smep ? CR4_SMEP : 0) |
 		       (cpu_features.smap ? CR4_SMAP : 0));

@@ -11,7 +11,8 @@
  *   0xFFFFC10000000000 - 0xFFFFC17FFFFFFFFF  kernel stacks, each under an unmapped guard page
  *                                             (slot 386)
  *   0xFFFFC18000000000 - 0xFFFFC1FFFFFFFFFF  scratch mappings for the self-tests (slot 387)
- *   0xFFFFC20000000000 - 0xFFFFC27FFFFFFFFF  device registers: the local APIC's page, UC
+ *   0xFFFFC20000000000 - 0xFFFFC27FFFFFFFFF  device registers: the local APIC's page, then
+ *                                            the IO-APICs' pages, UC
  *                                             (slot 388)
  *   0xFFFFE00000000000 - 0xFFFFE07FFFFFFFFF  never mapped: a known-unmapped address (slot 448)
  *   0xFFFFFFFF80000000 - ...                 the kernel image (slot 511): text R+X,
@@ -53,6 +54,7 @@
 #define KVA_DEVICE_BASE 0xFFFFC20000000000ul
 #define KVA_DEVICE_END 0xFFFFC28000000000ul
 #define KVA_LAPIC KVA_DEVICE_BASE
+#define KVA_IOAPIC (KVA_DEVICE_BASE + 0x1000ul) /* a page per IO-APIC (kernel/intr/ioapic.c) */
 #define KVA_UNMAPPED_HOLE 0xFFFFE00000000000ul
 #define KVA_KERNEL_IMAGE 0xFFFFFFFF80000000ul
 

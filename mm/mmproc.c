@@ -1,10 +1,11 @@
 /* A process's memory (see mmproc.h): its setup, and which address space is loaded. */
 #include "mm/mmproc.h"
+#include "kernel/cpu.h"
 #include "kernel/lib.h"
+#include "kernel/smp/percpu.h"
 #include "mm/layout.h"
 #include "mm/tlb.h"
 
-static struct mm_process *loaded; /* NULL: the kernel's own tables */
 static struct mm_process *live;   /* every address space mm_process_init made, not destroyed */
 
 bool mm_process_init(struct mm_process *mm, PEPROCESS process, bool wow64)
@@ -31,10 +32,17 @@ void mm_process_destroy(struct mm_process *mm)
 
 struct mm_process *mm_live_processes(void) { return live; }
 
-struct mm_process *mm_current(void) { return loaded; }
+/* Per CPU (struct kcpu.mm_loaded, read by mm_current): each CPU runs in its own address
+ * space, and a user-half fault is resolved in the space of the CPU that took it.  mm_loaded
+ * and tlb_loaded change together, here, with interrupts off, so an IPI handler on this CPU
+ * never sees one without the other. */
 
 void mm_switch(struct mm_process *mm)
 {
-	loaded = mm;
+	uint64_t flags = read_rflags();
+	__asm__ volatile("cli" ::: "memory");
+	this_cpu()->mm_loaded = mm;
 	tlb_switch_to(mm ? &mm->root : &kernel_root);
+	if (flags & RFLAGS_IF)
+		__asm__ volatile("sti" ::: "memory");
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include "include/wdm.h"
 #include "mm/pt.h"
+#include "kernel/smp/percpu.h"
 
 struct vad;
 struct user_mapping;
@@ -40,8 +41,12 @@ void mm_process_destroy(struct mm_process *mm);
 /* The first of every live address space, linked by next_live (the audits walk them all). */
 struct mm_process *mm_live_processes(void);
 
-/* The address space loaded now; NULL while the kernel runs on its own tables. */
-struct mm_process *mm_current(void);
+/* The address space loaded now on this CPU (struct kcpu.mm_loaded); NULL while the kernel
+ * runs on its own tables.  One GS-relative load, inline: the mapping paths ask often. */
+static inline struct mm_process *mm_current(void)
+{
+	return ((const volatile struct kcpu __seg_gs *)0)->mm_loaded;
+}
 /* Load mm's page tables (NULL: the kernel's) and make it mm_current().  Only
  * KeStackAttachProcess and KeUnstackDetachProcess switch address spaces. */
 void mm_switch(struct mm_process *mm);

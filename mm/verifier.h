@@ -69,6 +69,8 @@ enum verifier_code {
 							 * routine's allocator did not give (mm/devmem.c) */
 	VERIFIER_MDL_FREE_LOCKED = 0x2007,              /* IoFreeMdl of an MDL whose pages are locked
 							 * (MDL, flags, pages) */
+	VERIFIER_DPC_RETURNED_AT_WRONG_IRQL = 0x2010,   /* a DeferredRoutine returned at an IRQL
+							 * other than DISPATCH_LEVEL (mdlab's) */
 	VERIFIER_MDL_PROBE_NO_PROCESS = 0x2008,         /* MmProbeAndLockProcessPages with a NULL
 							 * Process (MDL, 0, AccessMode) */
 	VERIFIER_LOCK_ORDER = 0x2009,                   /* a kernel lock taken out of its order

@@ -31,7 +31,7 @@ BASELINE = "baseline_write_invlpg_clear"
 def run(esp: Path, build: Path, kvm: bool, extra: str, timeout: int) -> str:
     """Boot the benchmarks, printing a progress line as each case starts (the kernel's
     `# bench: running NAME` lines, read from the serial log while QEMU runs)."""
-    boot = qemu.prepare_boot_dir(build / "bench", esp, f"mode={protocol.MODE_BENCH} syspte=262144")
+    boot = qemu.prepare_boot_dir(build / "bench", esp, f"mode={protocol.MODE_BENCH} syspte=262144 clock=0")
     log = build / "bench" / "bench.log"
     accel = "" if kvm else "-icount shift=0"
     argv = qemu.build_command(boot.esp, boot.vars_fd, kvm=kvm, serial=qemu.serial_to_file(log), smp=1,

@@ -148,11 +148,12 @@ class _LineResult(unittest.TestResult):
 
 
 def run_unit_tests() -> list[Outcome]:
-    """Run the host-side unit tests in this process (scripts/test_harness.py's, then
-    scripts/test_seh_rewrite.py's); one Outcome per test (or one failed Outcome for a module
-    that cannot be loaded)."""
+    """Run the host-side unit tests in this process (scripts/test_harness.py's,
+    scripts/test_seh_rewrite.py's, then scripts/test_bench_linux.py's); one Outcome per test
+    (or one failed Outcome for a module that cannot be loaded)."""
     outcomes = []
-    for module, what in (("test_harness", "the log parser"), ("test_seh_rewrite", "the SEH rewriter")):
+    for module, what in (("test_harness", "the log parser"), ("test_seh_rewrite", "the SEH rewriter"),
+                         ("test_bench_linux", "make bench-linux's parser")):
         say(f"unit tests of {what} (scripts/{module}.py)")
         try:
             suite = unittest.defaultTestLoader.loadTestsFromName(module)

@@ -87,6 +87,38 @@ long main(void)
 		case AGENT_SYSCALL:
 			report(AGENT_KEY(i, 0), (uint64_t)syscall6((long)a, (long)b, (long)c, (long)d, (long)e, 0, 0));
 			break;
+		case AGENT_ADD64:
+			report(AGENT_KEY(i, 0), __atomic_fetch_add((volatile uint64_t *)a, b, __ATOMIC_SEQ_CST));
+			break;
+		case AGENT_SPIN64: {
+			uint64_t misses = 0;
+			while (*(volatile uint64_t *)a != b)
+				misses++;
+			report(AGENT_KEY(i, 0), misses);
+			break;
+		}
+		case AGENT_FILL64:
+			for (uint64_t pg = 0; pg < b; pg++) {
+				volatile uint64_t *q = (volatile uint64_t *)(a + pg * 4096);
+				q[0] = c ^ pg;
+				q[511] = ~(c ^ pg);
+			}
+			report(AGENT_KEY(i, 0), 0);
+			break;
+		case AGENT_CHECK64: {
+			uint64_t bad = 0, first = b;
+			for (uint64_t pg = 0; pg < b; pg++) {
+				volatile uint64_t *q = (volatile uint64_t *)(a + pg * 4096);
+				if (q[0] != (c ^ pg) || q[511] != ~(c ^ pg)) {
+					if (!bad)
+						first = pg;
+					bad++;
+				}
+			}
+			report(AGENT_KEY(i, 0), bad);
+			report(AGENT_KEY(i, 1), first);
+			break;
+		}
 		default:
 			return 0xBAD0 + (long)i;
 		}

@@ -10,6 +10,7 @@
  * "Bug checks", which says what mdlab puts where a page leaves a parameter open).
  */
 #define MDLAB_BUGCODES(X)                                                                        \
+	X(IRQL_NOT_LESS_OR_EQUAL, 0x0000000A)  /* a wait at DISPATCH_LEVEL or above */           \
 	X(SPIN_LOCK_ALREADY_OWNED, 0x0000000F) /* no parameters */                               \
 	X(SPIN_LOCK_NOT_OWNED, 0x00000010)     /* no parameters */                               \
 	X(MEMORY_MANAGEMENT, 0x0000001A)                                                         \
@@ -27,6 +28,7 @@
 	X(BAD_POOL_CALLER, 0x000000C2)                                                           \
 	X(DRIVER_VERIFIER_DETECTED_VIOLATION, 0x000000C4)                                        \
 	X(DRIVER_CORRUPTED_EXPOOL, 0x000000C5)                                                   \
+	X(TIMER_OR_DPC_INVALID, 0x000000C7)  /* P1 3: a DPC's target is no processor */          \
 	X(DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x000000C9)                                                   \
 	X(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0x000000CB)                                       \
 	X(SYSTEM_PTE_MISUSE, 0x000000DA)                                                         \

@@ -94,4 +94,11 @@ enum agent_op {
 	                   * and the bytes returned (IoStatus.Information) when not 0 */
 	AGENT_REPORT,     /* a = key, b = value: report them as they are */
 	AGENT_SYSCALL,    /* a = number, b-e = RDI, RSI, RDX, R10 as given (R8 = R9 = 0); reports RAX */
+	AGENT_ADD64,      /* a = address, b = value: LOCK XADD; reports the old value */
+	AGENT_SPIN64,     /* a = address, b = value: read until the quadword is b, in ring 3, no
+	                   * system call; reports how many reads did not see it */
+	AGENT_FILL64,     /* a = address, b = pages, c = seed: write seed ^ page number at the
+	                   * start and end of each page, in order; reports 0 */
+	AGENT_CHECK64,    /* a = address, b = pages, c = seed: read them back; reports how many
+	                   * differed, and the first page that did (or b) */
 };

@@ -4,6 +4,7 @@
 #include "kernel/io/io.h"
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
+#include "kernel/smp/percpu.h"
 #include "kernel/process.h"
 #include "kernel/smp/klock.h"
 #include "mm/layout.h"
@@ -69,7 +70,6 @@ static uint64_t ndevices, nhandles, nlinks, nlite;
  * routine may create or delete devices).  The outermost lock: pool comes after it. */
 static struct klock tables = KLOCK_INIT(KLOCK_IO);
 static bool cleanup_registered;
-static KPROCESSOR_MODE previous_mode = KernelMode;
 
 static void process_cleanup(PEPROCESS p);
 
@@ -853,14 +853,18 @@ uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t l
 
 /* ---- previous mode, probes ------------------------------------------------------------ */
 
+/* The previous mode is the thread's; a CPU runs one thread (its process's, or the kernel's),
+ * so it lives in struct kcpu: a system call on one CPU never changes what a kernel caller on
+ * another sees.  KernelMode (0) until a system call sets it. */
 KPROCESSOR_MODE io_set_previous_mode(KPROCESSOR_MODE mode)
 {
-	KPROCESSOR_MODE old = previous_mode;
-	previous_mode = mode;
+	struct kcpu *c = this_cpu();
+	KPROCESSOR_MODE old = (KPROCESSOR_MODE)c->previous_mode;
+	c->previous_mode = (int8_t)mode;
 	return old;
 }
 
-KPROCESSOR_MODE ExGetPreviousMode(VOID) { return previous_mode; }
+KPROCESSOR_MODE ExGetPreviousMode(VOID) { return (KPROCESSOR_MODE)this_cpu()->previous_mode; }
 
 const ULONG_PTR MmUserProbeAddress = MM_USER_PROBE_ADDRESS;
 

@@ -269,6 +269,14 @@ NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR
 	UNREFERENCED_PARAMETER(WaitReason);
 	UNREFERENCED_PARAMETER(WaitMode);
 	UNREFERENCED_PARAMETER(Alertable);
+	/* Its page: at IRQL <= DISPATCH_LEVEL, and <= APC_LEVEL unless *Timeout is 0 (no wait).
+	 * Breaking that is 0xA IRQL_NOT_LESS_OR_EQUAL, the code Microsoft's IRQL rules name,
+	 * with its parameters: the object waited on, the IRQL, 0 (a read), the caller. */
+	KIRQL irql = KeGetCurrentIrql();
+	bool no_wait = Timeout && Timeout->QuadPart == 0;
+	if (irql > DISPATCH_LEVEL || (irql == DISPATCH_LEVEL && !no_wait))
+		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)Object, irql, 0,
+			     (ULONG_PTR)__builtin_return_address(0));
 	PKEVENT e = Object;
 	if (e->Signaled) {
 		if (e->Type == SynchronizationEvent)

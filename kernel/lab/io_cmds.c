@@ -6,6 +6,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/process.h"
+#include "kernel/smp/smp.h"
 #include "kernel/userprog.h"
 
 static void list_drivers(void)
@@ -44,10 +45,34 @@ MONITOR_COMMAND(driver, "driver list | driver load NAME | driver unload NAME",
 
 #define RUN_SLOTS 64
 
+/* `cpu=N` right after the name: the CPU that runs the program (its number as `cpus` and
+ * KeGetCurrentProcessorNumberEx give it); -1 when there is none, -2 when it is refused. */
+static int run_cpu_arg(int argc, char **argv)
+{
+	if (argc < 3 || strncmp(argv[2], "cpu=", 4))
+		return -1;
+	uint64_t n;
+	if (!monitor_parse_number(argv[2] + 4, 10, &n))
+		return -2;
+	if (n >= smp_cpus_online() || !kcpus[n].online) {
+		mon_printf(MON_CONSOLE, "run: there is no CPU %lu (%u online)\n", n, smp_cpus_online());
+		return -2;
+	}
+	return (int)n;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	if (argc < 2)
 		return -1;
+	int cpu = run_cpu_arg(argc, argv);
+	if (cpu == -2)
+		return 1;
+	if (cpu >= 0) { /* not part of the program's command line */
+		for (int i = 2; i + 1 < argc; i++)
+			argv[i] = argv[i + 1];
+		argc--;
+	}
 	if (!userprog_find(argv[1])) {
 		mon_printf(MON_CONSOLE, "run: no program '%s'; there are:", argv[1]);
 		for (unsigned i = 0; userprog_name(i); i++)
@@ -66,10 +91,12 @@ static int cmd_run(int argc, char **argv)
 		mon_printf(MON_CONSOLE, "run: cannot create the process\n");
 		return 0;
 	}
-	NTSTATUS st = PsRunProcess(p);
-	mon_printf(MON_CONSOLE, "run: %s (pid %u) exited with status 0x%x\n", argv[1], p->pid, (ULONG)st);
+	NTSTATUS st = cpu < 0 ? PsRunProcess(p) : ps_run_on_cpu(p, (unsigned)cpu);
+	mon_printf(MON_CONSOLE, "run: %s (pid %u) exited with status 0x%x on CPU %u\n", argv[1], p->pid, (ULONG)st,
+		   p->last_cpu);
 	PsDestroyProcess(p);
 	return 0;
 }
-MONITOR_COMMAND(run, "run NAME [args]", "run a user program (hello, mdlsample, ...) with a command line, and wait",
+MONITOR_COMMAND(run, "run NAME [cpu=N] [args]",
+		"run a user program (hello, mdlsample, ...) with a command line, on CPU N (default: this one), and wait",
 		cmd_run);

@@ -1,14 +1,20 @@
 /*
- * Monitor commands that show the machine's own state: cpu, memmap, pool and sysptes.  Each
- * reads the owning module through its public header (kernel/cpufeat.h, kernel/bootinfo.h,
- * mm/pool.h, mm/syspte.h); none of them keeps state of its own.
+ * Monitor commands that show the machine's own state: cpu, cpus, memmap, pool and sysptes.
+ * Each reads the owning module through its public header (kernel/cpufeat.h,
+ * kernel/smp/smp.h, kernel/intr/, kernel/bootinfo.h, mm/pool.h, mm/syspte.h); none of
+ * them keeps state of its own.
  */
 #include "kernel/bootinfo.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
+#include "kernel/intr/clock.h"
+#include "kernel/intr/dpc.h"
+#include "kernel/intr/intr.h"
+#include "kernel/irql.h"
 #include "kernel/lab/monitor.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smp/smp.h"
 #include "mm/layout.h"
 #include "mm/pool.h"
 #include "mm/syspte.h"
@@ -20,6 +26,35 @@ static int cmd_cpu(void)
 	return 0;
 }
 MONITOR_COMMAND_BARE(cpu, "CPU identification, features and control registers", cmd_cpu);
+
+/* Each CPU's IRQL as it was when the cross-call's IPI came (this CPU's: now). */
+static void read_irql(void *arg)
+{
+	KIRQL *irql = arg;
+	irql[smp_this_cpu()] = intr_interrupted_irql();
+}
+
+static int cmd_cpus(void)
+{
+	KIRQL irql[SMP_MAX_CPUS] = { 0 };
+	smp_call_mask(smp_others_mask(), read_irql, irql);
+	irql[smp_this_cpu()] = KeGetCurrentIrql();
+	kprintf("clock %s; IRQL: the CPU's when the cross-call reached it (this CPU's: now)\n",
+		clock_running() ? "100 Hz" : "off (clock=0)");
+	kprintf("  %-3s %-4s %-4s %10s %9s %9s %10s %10s %8s %8s\n", "cpu", "apic", "irql", "ticks", "dpc queue",
+		"dpcs run", "tlb flush", "ipis", "spurious", "apic err");
+	for (unsigned i = 0; i < smp_cpus_online(); i++) {
+		struct dpc_cpu_counts d;
+		struct intr_cpu_counts n;
+		dpc_counts(i, &d);
+		intr_counts(i, &n);
+		kprintf("  %-3u %-4u %-4u %10lu %9lu %9lu %10lu %10lu %8lu %8lu\n", i, kcpus[i].apic_id, irql[i],
+			clock_ticks(i), d.depth, d.run, kcpus[i].tlb_flush_requests, kcpus[i].ipis_received,
+			n.spurious, n.apic_errors);
+	}
+	return 0;
+}
+MONITOR_COMMAND_BARE(cpus, "each CPU: APIC ID, IRQL, clock ticks, DPCs, TLB flushes and IPIs served", cmd_cpus);
 
 static int cmd_memmap(void)
 {

@@ -233,7 +233,7 @@ static const struct {
 	const char *title;
 	const char *names[20];
 } help_groups[] = {
-	{ "the machine", { "cpu", "memmap", "mem", "pat", "audit", "sysptes", "pool", "ps" } },
+	{ "the machine", { "cpu", "cpus", "memmap", "mem", "pat", "audit", "sysptes", "pool", "ps" } },
 	{ "page tables, frames and MDLs", { "pte", "ptdump", "pfn", "lockedpages", "mdl" } },
 	{ "live objects (made, held, released by name)",
 	  { "alloc", "build", "lock", "unlock", "map", "protect", "unmap", "free", "spawn", "objects", "db", "dd",

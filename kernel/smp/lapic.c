@@ -23,6 +23,13 @@
 #define REG_LVT_TIMER 0x320
 #define REG_LVT_LINT0 0x350
 #define REG_LVT_ERROR 0x370
+#define REG_TIMER_INITIAL 0x380
+#define REG_TIMER_CURRENT 0x390
+#define REG_TIMER_DIVIDE 0x3E0
+#define REG_ISR 0x100 /* eight 32-bit words, 0x10 apart */
+#define REG_IRR 0x200 /* the same */
+#define TIMER_DIVIDE_16 0x3u
+#define LVT_TIMER_PERIODIC (1u << 17)
 #define SVR_ENABLE (1u << 8)
 #define LVT_MASKED (1u << 16)
 #define ICR_PENDING (1u << 12)
@@ -90,14 +97,35 @@ uint32_t lapic_read_esr(void)
 	return rd(REG_ESR);
 }
 
+/* With interrupts off: an interrupt handler that sends an IPI between the xAPIC's two ICR
+ * writes would change the destination under the interrupted send. */
 void lapic_send_ipi(uint32_t dest, uint32_t low)
 {
+	uint64_t flags = read_rflags();
+	__asm__ volatile("cli" ::: "memory");
 	if (x2) {
 		wrmsr(MSR_X2APIC_ICR, ((uint64_t)dest << 32) | low);
-		return;
+	} else {
+		wr(REG_ICR_HIGH, dest << 24);
+		wr(REG_ICR_LOW, low); /* the write to the low word sends it */
+		while (rd(REG_ICR_LOW) & ICR_PENDING)
+			cpu_relax();
 	}
-	wr(REG_ICR_HIGH, dest << 24);
-	wr(REG_ICR_LOW, low); /* the write to the low word sends it */
-	while (rd(REG_ICR_LOW) & ICR_PENDING)
-		cpu_relax();
+	if (flags & RFLAGS_IF)
+		__asm__ volatile("sti" ::: "memory");
+}
+
+void lapic_timer_start(uint8_t vector, uint32_t initial, bool periodic, bool masked)
+{
+	wr(REG_TIMER_DIVIDE, TIMER_DIVIDE_16);
+	wr(REG_LVT_TIMER, vector | (periodic ? LVT_TIMER_PERIODIC : 0) | (masked ? LVT_MASKED : 0));
+	wr(REG_TIMER_INITIAL, initial); /* the write starts the count (11.5.4) */
+}
+
+uint32_t lapic_timer_current(void) { return rd(REG_TIMER_CURRENT); }
+
+bool lapic_vector_pending(uint8_t vector)
+{
+	unsigned reg = (vector / 32) * 0x10, bit = vector % 32;
+	return ((rd(REG_IRR + reg) | rd(REG_ISR + reg)) >> bit) & 1;
 }

@@ -9,10 +9,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Vectors.  An interrupt's priority class is vector >> 4 and CR8 = N holds off every class
- * <= N (SDM Vol. 3, 11.8.3), so NT's IPI_LEVEL 14 puts the IPIs in 0xE0-0xEF. */
-#define VEC_IPI_CALL 0xE1     /* cross-calls and TLB shootdowns (kernel/smp/smp.c) */
-#define VEC_APIC_ERROR 0xFE   /* LVT error */
+/* The vector table.  An interrupt's priority class is vector >> 4 and CR8 = N holds off
+ * every class <= N (SDM Vol. 3, 11.8.3), so each vector sits in the class equal to its NT
+ * IRQL: the DPC interrupt in class 2 (DISPATCH_LEVEL), devices in 3-12 (DIRQL), the clock
+ * in 13 (CLOCK_LEVEL), IPIs in 14 (IPI_LEVEL), the APIC's own in 15 (HIGH_LEVEL).  Vectors
+ * 16-31 are reserved to exceptions and an APIC refuses 0-15 (11.5.2, "illegal vector"). */
+#define VEC_DPC 0x2F           /* KeInsertQueueDpc's request (kernel/intr/dpc.c) */
+#define VEC_DEVICE_FIRST 0x30  /* IO-APIC and MSI routes (kernel/intr/ioapic.c) */
+#define VEC_DEVICE_LAST 0xCF
+#define VEC_CLOCK 0xD1         /* the LAPIC timer (kernel/intr/clock.c) */
+#define VEC_IPI_CALL 0xE1      /* cross-calls and TLB shootdowns (kernel/smp/smp.c) */
+#define VEC_APIC_ERROR 0xFE    /* LVT error */
 #define VEC_APIC_SPURIOUS 0xFF /* SVR: bits 3-0 all ones, as P6-family CPUs require */
 
 /* ICR delivery modes and shorthands (SDM Vol. 3, 11.6.1). */
@@ -21,6 +28,7 @@
 #define ICR_INIT 0x500u
 #define ICR_STARTUP 0x600u
 #define ICR_ASSERT 0x4000u
+#define ICR_SELF 0x40000u
 #define ICR_ALL_EXCLUDING_SELF 0xC0000u
 
 /* Map the xAPIC page (or enable x2APIC mode) and report which; the boot CPU, once. */
@@ -37,5 +45,13 @@ void lapic_eoi(void);
 void lapic_send_ipi(uint32_t dest, uint32_t low);
 /* The error status register, after writing it (11.5.3: a write latches the errors). */
 uint32_t lapic_read_esr(void);
+
+/* The APIC timer (SDM Vol. 3, 11.5.4), divide by 16: `initial` counts of the APIC's clock,
+ * then the LVT timer's `vector` (periodic: again every `initial` counts); `masked` counts
+ * without interrupting (calibration).  initial 0 stops it. */
+void lapic_timer_start(uint8_t vector, uint32_t initial, bool periodic, bool masked);
+uint32_t lapic_timer_current(void);
+/* Whether `vector` is pending (IRR) or in service (ISR) on this CPU's APIC (11.8.4). */
+bool lapic_vector_pending(uint8_t vector);
 
 #endif

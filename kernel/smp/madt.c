@@ -86,6 +86,18 @@ bool madt_read(uint64_t rsdp, struct madt_info *out)
 			break; /* a malformed entry ends the list */
 		if (type == 0 && len >= 8)
 			add_cpu(out, p[off + 3], *(const uint32_t *)(p + off + 4));
+		else if (type == 1 && len >= 12 && out->nioapics < MADT_MAX_IOAPICS)
+			out->ioapics[out->nioapics++] = (struct madt_ioapic){
+				.id = p[off + 2],
+				.phys = *(const uint32_t *)(p + off + 4),
+				.gsi_base = *(const uint32_t *)(p + off + 8),
+			};
+		else if (type == 2 && len >= 10 && out->noverrides < MADT_MAX_OVERRIDES)
+			out->overrides[out->noverrides++] = (struct madt_override){
+				.source = p[off + 3],
+				.gsi = *(const uint32_t *)(p + off + 4),
+				.flags = *(const uint16_t *)(p + off + 8),
+			};
 		else if (type == 5 && len >= 12)
 			out->lapic_phys = *(const uint64_t *)(p + off + 4);
 		else if (type == 9 && len >= 16)

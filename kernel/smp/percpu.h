@@ -4,6 +4,12 @@
  * user CS) execute SWAPGS first and the returns to ring 3 SWAPGS back, so whatever a user
  * program loads into GS never reaches the kernel (SDM Vol. 2B, SWAPGS; AMD APM Vol. 3).
  * The first word is the structure's own address, so one GS-relative load finds it.
+ *
+ * The NMI, #DF and #MC can arrive anywhere, also between a SYSCALL and its SWAPGS or between
+ * the SWAPGS and the SYSRET or IRETQ of a return, where CS says ring 0 and GS is the user's.
+ * Their entries (kernel/trap.asm) do not guess from CS: each finds its CPU's struct kcpu in
+ * the word at the top of its own IST stack (gdt.c puts it there), saves IA32_GS_BASE, points
+ * it at that kcpu for the handler, and puts the saved value back before IRETQ.
  */
 #ifndef KERNEL_SMP_PERCPU_H
 #define KERNEL_SMP_PERCPU_H
@@ -14,16 +20,44 @@
 #define SMP_MAX_CPUS 16
 
 struct seh_frame;
+struct seh_jmpbuf;
 struct pt_root;
+struct mm_process;
+struct _EPROCESS;
+
+/* The byte offsets kernel/syscall.asm reaches through GS (checked below). */
+#define KCPU_SYSCALL_KERNEL_RSP 8
+#define KCPU_SYSCALL_USER_RSP 16
+#define KCPU_PARANOID_GS_BASE 24 /* kernel/trap.asm */
 
 struct kcpu {
 	struct kcpu *self;                /* GS:0 */
+	/* kernel/syscall.asm: the kernel stack a SYSCALL switches to (the running process's,
+	 * set by PsRunProcess on this CPU) and the user RSP saved while it is found. */
+	uint64_t syscall_kernel_rsp;      /* GS:8 */
+	uint64_t syscall_user_rsp;        /* GS:16 */
+	/* kernel/trap.asm: IA32_GS_BASE as the last NMI, #DF or #MC found it on entry (the
+	 * user's inside a SWAPGS window), before it was pointed here for the handler. */
+	uint64_t paranoid_gs_base;        /* GS:24 */
 	uint32_t number;                  /* 0 = the boot CPU, then in MADT order */
 	uint32_t apic_id;
 	volatile bool online;             /* running kernel code, taking IPIs */
 	struct seh_frame *seh_chain;      /* kernel/seh.c: this CPU's registered __try frames */
 	int trap_reporting;               /* kernel/trap.c: a fault report is being printed */
 	const struct pt_root *tlb_loaded; /* mm/tlb.c: the address space in this CPU's CR3 */
+	struct mm_process *mm_loaded;     /* mm/mmproc.c: mm_current(), whose root tlb_loaded is
+					   * (NULL with kernel_root) */
+	/* kernel/process.c: the process whose ring-3 code this CPU runs (PsRunProcess), where
+	 * PsRunProcess resumes when it ends, and with what status. */
+	struct _EPROCESS *running;
+	struct seh_jmpbuf *running_resume;
+	int32_t running_status;
+	int8_t previous_mode;             /* kernel/io/io.c: ExGetPreviousMode of this CPU's thread */
+	void *seh_filter;                 /* kernel/seh.c: the dispatcher's filter state */
+	/* kernel/trap.c: NMIs a test announced (trap_expect_nmi) and how many were taken. */
+	volatile uint32_t nmi_expected;
+	volatile uint64_t nmis_taken;
+	volatile uint64_t nmi_saw_gs_base; /* IA32_GS_BASE when the last expected NMI arrived */
 	/* The cross-call mailbox (kernel/smp/smp.c): the sender writes fn/arg, then req. */
 	void (*call_fn)(void *);
 	void *call_arg;
@@ -32,12 +66,19 @@ struct kcpu {
 	void (*work_fn)(void *);
 	void *work_arg;
 	volatile uint64_t work_req, work_done;
-	/* Counters the processors command and the tests read. */
+	/* Counters the cpus command and the tests read. */
 	volatile uint64_t ipis_received;
 	volatile uint64_t tlb_flush_requests;   /* shootdown requests this CPU served */
 };
 
 extern struct kcpu kcpus[SMP_MAX_CPUS];
+
+_Static_assert(__builtin_offsetof(struct kcpu, syscall_kernel_rsp) == KCPU_SYSCALL_KERNEL_RSP,
+	       "kernel/syscall.asm's offset of syscall_kernel_rsp");
+_Static_assert(__builtin_offsetof(struct kcpu, syscall_user_rsp) == KCPU_SYSCALL_USER_RSP,
+	       "kernel/syscall.asm's offset of syscall_user_rsp");
+_Static_assert(__builtin_offsetof(struct kcpu, paranoid_gs_base) == KCPU_PARANOID_GS_BASE,
+	       "kernel/trap.asm's offset of paranoid_gs_base");
 
 static inline struct kcpu *this_cpu(void)
 {

@@ -3,10 +3,11 @@
  * for tests, the CR/PAT audit across CPUs, and the freeze a bug check sends (README,
  * "Processors").
  *
- * Interrupts: every AP runs with RFLAGS.IF set while it idles or runs passive work, so it
- * takes IPIs at once.  The boot CPU keeps interrupts off in the kernel (as before SMP) and
- * serves its cross-call mailbox while it spins or waits: in smp_call_mask, for a spin lock,
- * in smp_wait_flag and smp_work_wait (an AP's unmap sends it a shootdown).
+ * Interrupts: every CPU, the boot CPU included, runs kernel code with RFLAGS.IF set (CR8 is
+ * the IRQL and masks by priority class), and ring 3 too, so each takes a cross-call's IPI at
+ * once unless it is above IPI_LEVEL, in a handler or on the SYSCALL path; there it serves its
+ * mailbox while it spins (smp_call_mask, spin locks, the user lock, smp_work_wait, ps_wait)
+ * (mm/RULES.md, "Interrupts and IRQL").
  */
 #ifndef KERNEL_SMP_SMP_H
 #define KERNEL_SMP_SMP_H
@@ -49,7 +50,9 @@ uint64_t smp_others_mask(void);
 
 /* Passive work for tests: CPU `cpu` (not this one) runs fn(arg) in its idle loop at
  * PASSIVE_LEVEL with interrupts on, so it takes IPIs while fn runs.  smp_work_wait waits
- * until it has returned; false after SMP_WAIT_MS (fn may still be running). */
+ * until it has returned, serving this CPU's cross-call mailbox meanwhile (fn may run a
+ * process whose teardown shoots down the kernel half); false after SMP_WAIT_MS (fn may
+ * still be running). */
 bool smp_work_start(unsigned cpu, void (*fn)(void *), void *arg);
 bool smp_work_wait(unsigned cpu);
 
@@ -67,7 +70,8 @@ struct smp_cpu_regs {
  * did not answer. */
 unsigned smp_audit(struct smp_cpu_regs *regs, unsigned n);
 
-/* KeStallExecutionProcessor's clock: the PIT's channel 2, polled. */
+/* The TSC's counts per millisecond, measured against the PIT's channel 2 at boot: the clock of
+ * KeStallExecutionProcessor, the bounded waits and KeQueryPerformanceCounter. */
 uint64_t smp_tsc_per_ms(void);
 
 /* Bug check on SMP: the stopping CPU sends an NMI to every other CPU, each of which halts
@@ -78,7 +82,7 @@ __attribute__((noreturn)) void smp_frozen_halt(void);
 /* The CPU number without trusting GS (a bug check may come before smp_init_boot_cpu). */
 unsigned smp_cpu_number_safe(void);
 
-/* The local APIC's vectors, from trap_dispatch. */
+/* The cross-call IPI (VEC_IPI_CALL), from intr_dispatch. */
 void smp_interrupt(uint64_t vector);
 
 /* NT's processor queries and stall, as their Microsoft pages define them. */

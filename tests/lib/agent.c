@@ -68,6 +68,20 @@ uint32_t agent_ioctl(struct agent_script *s, uint32_t code, uint64_t in, uint32_
 	return agent_op(s, AGENT_IOCTL, code, in, in_len, out, out_len);
 }
 
+uint32_t agent_add64(struct agent_script *s, uint64_t va, uint64_t v) { return agent_op(s, AGENT_ADD64, va, v, 0, 0, 0); }
+
+uint32_t agent_spin64(struct agent_script *s, uint64_t va, uint64_t v) { return agent_op(s, AGENT_SPIN64, va, v, 0, 0, 0); }
+
+uint32_t agent_fill64(struct agent_script *s, uint64_t va, uint64_t pages, uint64_t seed)
+{
+	return agent_op(s, AGENT_FILL64, va, pages, seed, 0, 0);
+}
+
+uint32_t agent_check64(struct agent_script *s, uint64_t va, uint64_t pages, uint64_t seed)
+{
+	return agent_op(s, AGENT_CHECK64, va, pages, seed, 0, 0);
+}
+
 uint32_t agent_report(struct agent_script *s, uint64_t key, uint64_t value)
 {
 	return agent_op(s, AGENT_REPORT, key, value, 0, 0, 0);

@@ -51,6 +51,15 @@ uint32_t agent_open(struct agent_script *s, const char *name);
 /* NtDeviceIoControlFile on the handle the last agent_open got (0 before any). */
 uint32_t agent_ioctl(struct agent_script *s, uint32_t code, uint64_t in, uint32_t in_len, uint64_t out,
 		     uint32_t out_len);
+/* LOCK XADD v at va (reports the old value); spin in ring 3 until the quadword at va is v
+ * (reports the reads that missed): a barrier between processes on different CPUs that share
+ * a page, or a wait for the kernel to write it. */
+uint32_t agent_add64(struct agent_script *s, uint64_t va, uint64_t v);
+uint32_t agent_spin64(struct agent_script *s, uint64_t va, uint64_t v);
+/* Write seed ^ n at the start (and its complement at the end) of each of `pages` pages from
+ * va; read them back (reports the mismatches, then the first bad page or `pages`). */
+uint32_t agent_fill64(struct agent_script *s, uint64_t va, uint64_t pages, uint64_t seed);
+uint32_t agent_check64(struct agent_script *s, uint64_t va, uint64_t pages, uint64_t seed);
 /* Report `value` under `key` as it is. */
 uint32_t agent_report(struct agent_script *s, uint64_t key, uint64_t value);
 uint32_t agent_exit(struct agent_script *s, uint64_t status);
