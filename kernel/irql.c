@@ -21,15 +21,14 @@ KIRQL KfRaiseIrql(KIRQL NewIrql)
 
 /* Going below DISPATCH_LEVEL runs this CPU's DPC queue first, at DISPATCH_LEVEL (as NT's
  * KeLowerIrql serves a pending DISPATCH software interrupt), whether or not interrupts are
- * on; below DISPATCH_LEVEL inside a DPC routine is 0xC4 P1 0x31 with P4 1. */
+ * on; below DISPATCH_LEVEL inside a DPC routine is 0xC4 P1 0x31 with P4 1.  dpc.c keeps a
+ * per-CPU word that is set while either could apply, so the usual lower is a test of it. */
 void KeLowerIrql(KIRQL NewIrql)
 {
 	KIRQL old = KeGetCurrentIrql();
 	if (NewIrql > old)
 		verifier_violation(VERIFIER_LOWER_IRQL_INVALID, old, NewIrql, 0);
-	if (NewIrql < DISPATCH_LEVEL)
-		dpc_before_lower(NewIrql);
-	write_cr8(NewIrql);
+	irql_lower_serving_dpcs(NewIrql);
 }
 
 KIRQL KeRaiseIrqlToDpcLevel(void) { return KfRaiseIrql(DISPATCH_LEVEL); }

@@ -14,10 +14,16 @@ struct dpc_queue {
 	volatile uint32_t lock;
 	PSINGLE_LIST_ENTRY head, tail;
 	uint64_t depth, run, interrupts;
-	bool in_routine;
 };
 
 static struct dpc_queue queues[SMP_MAX_CPUS];
+
+/* After the head of q changed, under its lock: the queue's CPU's kcpu.dpc_queued, which
+ * KeLowerIrql's fast path tests (kernel/irql.h). */
+static void note_head(struct dpc_queue *q)
+{
+	kcpus[q - queues].dpc_queued = q->head != NULL;
+}
 
 static uint64_t queue_lock(struct dpc_queue *q)
 {
@@ -90,6 +96,7 @@ BOOLEAN KeInsertQueueDpc(PRKDPC Dpc, PVOID SystemArgument1, PVOID SystemArgument
 		q->tail = e;
 	}
 	q->depth++;
+	note_head(q);
 	UCHAR importance = Dpc->Importance;
 	queue_unlock(q, flags);
 	/* KeSetImportanceDpc's page: Low does not begin processing the queue, Medium only when
@@ -124,6 +131,7 @@ BOOLEAN KeRemoveQueueDpc(PRKDPC Dpc)
 		if (q->tail == e)
 			q->tail = prev;
 		q->depth--;
+		note_head(q);
 		__atomic_store_n(&Dpc->DpcData, NULL, __ATOMIC_RELEASE);
 		removed = TRUE;
 	}
@@ -148,6 +156,7 @@ static void drain(void)
 		if (!q->head)
 			q->tail = NULL;
 		q->depth--;
+		note_head(q);
 		PKDPC dpc = (PKDPC)((char *)e - __builtin_offsetof(KDPC, DpcListEntry));
 		PKDEFERRED_ROUTINE routine = dpc->DeferredRoutine;
 		PVOID context = dpc->DeferredContext, a1 = dpc->SystemArgument1, a2 = dpc->SystemArgument2;
@@ -155,9 +164,10 @@ static void drain(void)
 		__atomic_store_n(&dpc->DpcData, NULL, __ATOMIC_RELEASE);
 		queue_unlock(q, flags);
 
-		q->in_routine = true;
+		struct kcpu *c = this_cpu();
+		c->dpc_in_routine = true;
 		routine(dpc, context, a1, a2);
-		q->in_routine = false;
+		c->dpc_in_routine = false;
 		q->run++;
 		KIRQL now = KeGetCurrentIrql();
 		if (now != DISPATCH_LEVEL)
@@ -178,8 +188,9 @@ void dpc_interrupt(void)
 
 void dpc_before_lower(KIRQL new_irql)
 {
-	struct dpc_queue *q = &queues[smp_this_cpu()];
-	if (q->in_routine) /* the 0xC4 page's 0x31, P4 1: invalid inside a DPC routine */
+	struct kcpu *c = this_cpu();
+	struct dpc_queue *q = &queues[c->number];
+	if (c->dpc_in_routine) /* the 0xC4 page's 0x31, P4 1: invalid inside a DPC routine */
 		verifier_violation(VERIFIER_LOWER_IRQL_INVALID, KeGetCurrentIrql(), new_irql, 1);
 	if (!__atomic_load_n(&q->head, __ATOMIC_RELAXED))
 		return;
@@ -194,7 +205,7 @@ void dpc_clock_tick(void)
 		request(me, me);
 }
 
-bool dpc_in_routine(void) { return queues[smp_this_cpu()].in_routine; }
+bool dpc_in_routine(void) { return this_cpu()->dpc_in_routine; }
 
 void dpc_counts(unsigned cpu, struct dpc_cpu_counts *out)
 {

@@ -3,8 +3,6 @@
 #include "kernel/bugcheck.h"
 #include "mm/verifier.h"
 
-uint32_t klock_held[SMP_MAX_CPUS];
-
 void klock_out_of_order(struct klock *l, uint32_t held)
 {
 	/* Recursion first: it would spin for ever whatever the verifier says. */

@@ -11,7 +11,8 @@
  *
  * klock_acquire raises to DISPATCH_LEVEL (a caller at or above it stays where it is) and
  * returns the IRQL it found; klock_release lowers back to it.  The uncontended path is inline:
- * one CR8 write, one LOCK CMPXCHG, one store to release.  A CPU that spins for a lock serves
+ * one CR8 write, one GS load, one LOCK CMPXCHG; to release one GS load, one store, and below
+ * DISPATCH_LEVEL a test of the CPU's DPC word before the CR8 write.  A CPU that spins for a lock serves
  * its cross-call mailbox (KeAcquireSpinLockAtDpcLevel), so a holder may send a shootdown.
  *
  * Each module owns its locks and takes them only inside its own functions.
@@ -49,41 +50,44 @@ struct klock {
 
 #define KLOCK_INIT(r) { .word = 0, .rank = (r) }
 
-/* The ranks each CPU holds, bit r for rank r (by CPU number). */
-extern uint32_t klock_held[SMP_MAX_CPUS];
-
 /* The slow paths, out of line: a rank not above those held, and a lock another CPU has. */
 void klock_out_of_order(struct klock *l, uint32_t held);
 void klock_spin(struct klock *l);
+void klock_not_owned(struct klock *l);
 
+/* One GS load finds this CPU's struct kcpu: its number (the owner word) and the ranks it
+ * holds (kcpu.klock_held) are read through it. */
 static inline KIRQL klock_acquire(struct klock *l)
 {
 	KIRQL old = KeGetCurrentIrql();
 	if (old < DISPATCH_LEVEL)
 		write_cr8(DISPATCH_LEVEL); /* a raise: nothing to check or run */
-	unsigned cpu = smp_this_cpu();
-	uint32_t held = klock_held[cpu], bit = 1u << l->rank;
+	struct kcpu *c = this_cpu();
+	uint32_t held = c->klock_held, bit = 1u << l->rank;
 	if (__builtin_expect(held >= bit, 0))
 		klock_out_of_order(l, held);
 	ULONG_PTR free = 0;
-	if (__builtin_expect(!__atomic_compare_exchange_n(&l->word, &free, (ULONG_PTR)cpu + 1, false,
+	if (__builtin_expect(!__atomic_compare_exchange_n(&l->word, &free, (ULONG_PTR)c->number + 1, false,
 							  __ATOMIC_ACQUIRE, __ATOMIC_RELAXED), 0))
 		klock_spin(l);
-	klock_held[cpu] = held | bit;
+	c->klock_held = held | bit;
 	return old;
 }
 
-void klock_not_owned(struct klock *l);
-
+/* Back to the IRQL klock_acquire found: below DISPATCH_LEVEL the DPC word of the same kcpu
+ * is tested, and dpc.c called only when DPCs wait (irql_lower_serving_dpcs). */
 static inline void klock_release(struct klock *l, KIRQL old)
 {
-	unsigned cpu = smp_this_cpu();
-	if (__builtin_expect(l->word != (ULONG_PTR)cpu + 1, 0))
+	struct kcpu *c = this_cpu();
+	if (__builtin_expect(l->word != (ULONG_PTR)c->number + 1, 0))
 		klock_not_owned(l);
-	klock_held[cpu] &= ~(1u << l->rank);
+	c->klock_held &= ~(1u << l->rank);
 	__atomic_store_n(&l->word, 0, __ATOMIC_RELEASE);
-	if (old < DISPATCH_LEVEL)
-		KeLowerIrql(old);
+	if (old < DISPATCH_LEVEL) {
+		if (__builtin_expect(c->dpc_attention != 0, 0))
+			dpc_before_lower(old);
+		write_cr8(old);
+	}
 }
 
 /* Whether this CPU holds l (for assertions of a module's internal helpers). */

@@ -41,6 +41,19 @@ struct kcpu {
 	uint64_t paranoid_gs_base;        /* GS:24 */
 	uint32_t number;                  /* 0 = the boot CPU, then in MADT order */
 	uint32_t apic_id;
+	/* kernel/smp/klock.h: the lock ranks this CPU holds, bit r for rank r. */
+	uint32_t klock_held;
+	/* kernel/intr/dpc.c: whether this CPU's DPC queue is non-empty (written under the
+	 * queue's lock, by whichever CPU links or unlinks) and whether this CPU runs a
+	 * DeferredRoutine (written by this CPU only).  KeLowerIrql's fast path reads both as
+	 * one GS-relative 16-bit load and calls into dpc.c only when either is set. */
+	union {
+		struct {
+			volatile uint8_t dpc_queued;
+			volatile uint8_t dpc_in_routine;
+		};
+		volatile uint16_t dpc_attention;
+	};
 	volatile bool online;             /* running kernel code, taking IPIs */
 	struct seh_frame *seh_chain;      /* kernel/seh.c: this CPU's registered __try frames */
 	int trap_reporting;               /* kernel/trap.c: a fault report is being printed */
@@ -86,6 +99,14 @@ static inline struct kcpu *this_cpu(void)
 	__asm__ volatile("movq %%gs:0, %0" : "=r"(c));
 	return c;
 }
+
+/* A field of this CPU's struct kcpu read with one GS-relative load (no GS:0 first); a
+ * compiler barrier, so it is not moved above the stores before it. */
+#define KCPU_READ_GS(field, out)                                                              \
+	__asm__ volatile("mov %%gs:%c1, %0"                                                   \
+			 : "=r"(out)                                                          \
+			 : "i"(__builtin_offsetof(struct kcpu, field))                        \
+			 : "memory")
 
 /* Point this CPU's GS base at kcpus[n] (and clear the user's GS base in
  * IA32_KERNEL_GS_BASE).  Run once per CPU, after its GDT is loaded (loading a null GS
