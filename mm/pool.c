@@ -48,6 +48,12 @@ static struct vrange va_space;
 static struct pool_page *pages;
 static uint64_t pages_pfn, pages_frames;
 static uint32_t partial[2][NCLASSES]; /* [paged][class]: pages with a free slot */
+/* [paged][class]: the one slab page kept, empty, mapped and on its partial chain, when the
+ * last slot of a page was freed (VRANGE_NONE: none).  So a class whose use goes from one
+ * allocation to none and back (an MDL allocated and freed per request) does not map, format,
+ * unmap and shoot down a page each time, as SLUB keeps empty slabs on its partial list and
+ * NT's lookaside lists keep freed blocks.  pool_trim gives them back. */
+static uint32_t spare[2][NCLASSES];
 static struct pool_stats stats;
 
 #define TAG_SLOTS 64
@@ -75,7 +81,7 @@ void pool_init(void)
 	pages = pfn_to_virt(pages_pfn);
 	for (int p = 0; p < 2; p++)
 		for (unsigned c = 0; c < NCLASSES; c++)
-			partial[p][c] = VRANGE_NONE;
+			partial[p][c] = spare[p][c] = VRANGE_NONE;
 }
 
 /* ---- counters ---------------------------------------------------------------------- */
@@ -216,6 +222,8 @@ static void *slab_alloc(bool paged, uint32_t size, uint32_t tag, bool uninit)
 	uint32_t off = p->free_off & ~OFF_PRESENT;
 	struct pool_header *h = (struct pool_header *)(base + off);
 	uint32_t next = *(uint32_t *)(h + 1);
+	if (spare[paged][cls] == pg)
+		spare[paged][cls] = VRANGE_NONE; /* in use again */
 	p->bytes++;
 	p->free_off = next;
 	if (!next)
@@ -412,11 +420,32 @@ static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag, KIRQL
 	if (was_full)
 		partial_add(p->paged, pg);
 	if (!p->bytes) {
-		/* Every slot is free: the page goes back at once. */
+		/* Every slot is free: the class keeps one such page (it stays on the chain, its free
+		 * slots chained); another goes back at once. */
+		if (spare[p->paged][p->cls] == VRANGE_NONE) {
+			spare[p->paged][p->cls] = pg;
+			return;
+		}
 		partial_del(p->paged, pg);
 		stats.slab_pages--;
 		put_pages(pg, 1, 0);
 	}
+}
+
+void pool_trim(void)
+{
+	KIRQL old = klock_acquire(&lock);
+	for (int paged = 0; paged < 2; paged++)
+		for (unsigned c = 0; c < NCLASSES; c++) {
+			uint32_t pg = spare[paged][c];
+			if (pg == VRANGE_NONE)
+				continue;
+			spare[paged][c] = VRANGE_NONE;
+			partial_del(paged, pg);
+			stats.slab_pages--;
+			put_pages(pg, 1, 0);
+		}
+	klock_release(&lock, old);
 }
 
 /* The pool type of the allocation at va, for bug check 0xC2 P1 9: PagedPool, or

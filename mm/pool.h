@@ -57,6 +57,12 @@ struct pool_stats {
 };
 void pool_get_stats(struct pool_stats *out);
 
+/* Give back the empty slab pages the pool keeps (one per class at most, see pool.c):
+ * unmapped, their frames free.  The tests call it before they count frames or pool pages,
+ * and ktest before and after each case, so a figure does not depend on which classes an
+ * earlier case left a spare page in. */
+void pool_trim(void);
+
 /* What one pool tag holds now. */
 struct pool_tag_usage {
 	uint32_t tag;
