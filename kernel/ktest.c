@@ -8,7 +8,6 @@
 #include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
-#include "mm/pool.h"
 #include "kernel/serial.h"
 
 extern const struct ktest_suite *const __ktest_suites_start[], *const __ktest_suites_end[];
@@ -109,7 +108,6 @@ static void call_exit(struct ktest *t)
 enum ktest_outcome ktest_run_case(const struct ktest_suite *s, const struct ktest_case *c)
 {
 	struct accounting_snapshot before;
-	pool_trim(); /* the pool's spare slab pages (mm/pool.c) are counted as given back */
 	accounting_snapshot(&before);
 
 	struct ktest t = { .suite = s, .kcase = c };
@@ -136,7 +134,6 @@ enum ktest_outcome ktest_run_case(const struct ktest_suite *s, const struct ktes
 		kprintf("case left a __try frame registered\n");
 		seh_set_top(chain);
 	}
-	pool_trim();
 	t.failures += accounting_report_changes(&before, "resource accounting");
 	last_skip_reason = t.skip_reason ? t.skip_reason : "";
 	if (t.failures)

@@ -270,6 +270,11 @@ void mdl_user_note_unlock(PMDL Mdl)
 
 uint32_t mdl_user_mapping_count(PMDL Mdl)
 {
+	/* No user mapping anywhere (the common free of an MDL): nothing to count, no lock, as
+	 * mdl_user_note_unlock.  A mapping being made of this very MDL while it is freed is the
+	 * caller's race, which the lock would not order either. */
+	if (!__atomic_load_n(&all_mappings, __ATOMIC_RELAXED))
+		return 0;
 	uint32_t n = 0;
 	KIRQL irql = klock_acquire(&records);
 	for (struct user_mapping *um = all_mappings; um; um = um->next_all)

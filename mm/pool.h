@@ -58,9 +58,9 @@ struct pool_stats {
 void pool_get_stats(struct pool_stats *out);
 
 /* Give back the empty slab pages the pool keeps (one per class at most, see pool.c):
- * unmapped, their frames free.  The tests call it before they count frames or pool pages,
- * and ktest before and after each case, so a figure does not depend on which classes an
- * earlier case left a spare page in. */
+ * unmapped, their frames free.  accounting_snapshot calls it (so ktest's per-case check and
+ * every other snapshot see them given back), and so do the tests and the tour before they
+ * count frames or pool pages: no figure depends on which classes kept a spare page. */
 void pool_trim(void);
 
 /* What one pool tag holds now. */

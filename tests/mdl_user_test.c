@@ -1007,6 +1007,7 @@ static struct counters counters_now(void)
 	struct pfn_stats ps;
 	struct pool_stats pl;
 	struct mdl_user_stats us;
+	pool_trim(); /* the pool's spare slab pages are not the case's */
 	pfn_get_stats(&ps);
 	pool_get_stats(&pl);
 	mdl_user_get_stats(&us);

@@ -93,6 +93,7 @@ static void read_counters(struct counters *c)
 	struct pfn_stats f;
 	struct pool_stats p;
 	struct mdl_user_stats u;
+	pool_trim(); /* the pool's spare slab pages are no one's */
 	syspte_get_stats(&s);
 	pfn_get_stats(&f);
 	pool_get_stats(&p);
