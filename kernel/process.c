@@ -95,7 +95,7 @@ static bool map_new_pages(PEPROCESS p, uint64_t va, uint64_t n, int kind, bool w
 	uint64_t *pfns = ExAllocatePool2(POOL_FLAG_NON_PAGED, n * sizeof *pfns, PROCESS_TAG);
 	if (!pfns)
 		return false;
-	uint64_t got = pfn_alloc_batch_in(0, ~0ul, n, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL, pfns);
+	uint64_t got = pfn_alloc_batch_in(0, ~0ul, n, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL, 0, pfns);
 	bool ok = got == n;
 	if (ok && fill)
 		fill(pfns, n, ctx);

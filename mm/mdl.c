@@ -215,8 +215,9 @@ static void free_frames(const pfn_t *pfns, uint64_t n)
 	pfn_free_frames(pfns, n);
 }
 
-/* Allocate the frames of an MmAllocatePagesForMdl(Ex) request into out[]; returns how many. */
-static uint64_t allocate_frames(pfn_t low, pfn_t high, uint64_t skip_pages, uint64_t want, ULONG flags,
+/* Allocate the frames of an MmAllocatePagesForMdl(Ex) request for MDL m into out[], each
+ * recorded as m's; returns how many. */
+static uint64_t allocate_frames(PMDL m, pfn_t low, pfn_t high, uint64_t skip_pages, uint64_t want, ULONG flags,
 				pfn_t *out)
 {
 	unsigned zero = (flags & MM_DONT_ZERO_ALLOCATION) ? 0 : PFN_ALLOC_ZERO;
@@ -231,6 +232,7 @@ static uint64_t allocate_frames(pfn_t low, pfn_t high, uint64_t skip_pages, uint
 			for (uint64_t i = 0; i < chunk; i++)
 				out[got++] = first + i;
 		}
+		pfn_set_owner_frames(out, got, (uint64_t)m);
 		return got;
 	}
 	/* [Low, High], then the window moved up by Skip, and so on while RAM remains. */
@@ -238,7 +240,7 @@ static uint64_t allocate_frames(pfn_t low, pfn_t high, uint64_t skip_pages, uint
 		pfn_t lo = low + k * skip_pages, hi = high + k * skip_pages;
 		if (lo >= pfn_limit() || (k && !skip_pages))
 			break;
-		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, out + got);
+		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	}
 	return got;
 }
@@ -255,12 +257,11 @@ static bool allocation_request_is_valid(uint64_t low, uint64_t high, uint64_t sk
 		 (!is_pow2(skip) || skip < PAGE_SIZE || TotalBytes % skip));
 }
 
-/* The frames belong to MDL m and carry `type` from now on (the direct-map alias changes
- * with them); MT_NONE (MmAllocatePagesForMdl) leaves them untyped.  False when a frame
+/* The frames (recorded as the MDL's by allocate_frames) carry `type` from now on (the
+ * direct-map alias changes with them); MT_NONE (MmAllocatePagesForMdl) leaves them untyped.  False when a frame
  * could not be typed: the caller frees them all (free_frames releases the types given). */
-static bool adopt_frames(PMDL m, const pfn_t *pfns, uint64_t n, enum memtype type)
+static bool adopt_frames(const pfn_t *pfns, uint64_t n, enum memtype type)
 {
-	pfn_set_owner_frames(pfns, n, (uint64_t)m);
 	if (type == MT_NONE) {
 		memtype_make_untyped_frames(pfns, n);
 		return true;
@@ -289,10 +290,10 @@ static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, 
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	pfn_t low = ALIGN_UP((uint64_t)Low.QuadPart, PAGE_SIZE) / PAGE_SIZE;
 	pfn_t high = (uint64_t)High.QuadPart / PAGE_SIZE;
-	uint64_t got = allocate_frames(low, high, skip / PAGE_SIZE, want, Flags, pfns);
+	uint64_t got = allocate_frames(m, low, high, skip / PAGE_SIZE, want, Flags, pfns);
 
 	bool enough = got && (got == want || !(Flags & MM_ALLOCATE_FULLY_REQUIRED));
-	if (!enough || !adopt_frames(m, pfns, got, type)) {
+	if (!enough || !adopt_frames(pfns, got, type)) {
 		free_frames(pfns, got);
 		ExFreePoolWithTag(m, MDL_TAG);
 		return NULL;

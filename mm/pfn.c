@@ -325,7 +325,7 @@ pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsig
 }
 
 uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
-			    pfn_t *out)
+			    uint64_t owner_id, pfn_t *out)
 {
 	uint64_t got = 0;
 	KIRQL irql = klock_acquire(&pfn_lock);
@@ -342,6 +342,9 @@ uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flag
 			out[got++] = take(p, flags, owner) ? p | PFN_ZERO_PENDING : p;
 		}
 	}
+	if (owner_id) /* recorded under the same hold (pfn_set_owner_frames's step) */
+		for (uint64_t i = 0; i < got; i++)
+			db[out[i] & ~PFN_ZERO_PENDING].owner = owner_id;
 	klock_release(&pfn_lock, irql);
 	/* The frames are the caller's now: zero those that need it outside the lock. */
 	for (uint64_t i = 0; i < got; i++)

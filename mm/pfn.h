@@ -97,9 +97,11 @@ pfn_t pfn_alloc_in(pfn_t low, pfn_t high, unsigned flags, enum pfn_owner owner);
 pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsigned flags,
 		    enum pfn_owner owner);
 /* Up to `count` frames (not necessarily contiguous) within [low, high] into out[]; returns
- * how many it got.  One pass over the window (the free lists when it spans everything). */
+ * how many it got.  One pass over the window (the free lists when it spans everything).
+ * A nonzero owner_id is recorded as each frame's owner under the same hold of the PFN lock
+ * (what pfn_set_owner_frames would do after it). */
 uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
-			    pfn_t *out);
+			    uint64_t owner_id, pfn_t *out);
 /* Free an ACTIVE or PAGE_TABLE frame.  Freeing a frame that is free, locked, or not ours is
  * bug check PFN_LIST_CORRUPT; one that still has a memory type other than WB is a PANIC:
  * whoever typed it calls memtype_release_frame first (mm/memtype.h says why). */

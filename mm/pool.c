@@ -360,6 +360,15 @@ PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG
  * the caller of the free ran at (P2). */
 static void check_guard(const uint8_t *p, const uint8_t *end, uint64_t alloc, KIRQL irql)
 {
+	typedef uint64_t __attribute__((may_alias)) guard_word;
+	const uint64_t pattern = 0x0101010101010101ull * POOL_GUARD_PATTERN;
+	/* Eight bytes a compare once aligned; a word that differs, and the tail, byte by byte,
+	 * so the bug check names the first byte overwritten. */
+	while (p < end && ((uint64_t)p & 7) && *p == POOL_GUARD_PATTERN)
+		p++;
+	if (!((uint64_t)p & 7))
+		while (end - p >= 8 && *(const guard_word *)p == pattern)
+			p += 8;
 	for (; p < end; p++)
 		if (*p != POOL_GUARD_PATTERN)
 			KeBugCheckEx(DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)p, irql, 1, alloc);
