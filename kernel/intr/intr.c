@@ -17,6 +17,13 @@ static KIRQL interrupted_irql[SMP_MAX_CPUS];
 
 KIRQL intr_interrupted_irql(void) { return interrupted_irql[smp_this_cpu()]; }
 
+KIRQL intr_swap_interrupted_irql(KIRQL irql)
+{
+	KIRQL old = interrupted_irql[smp_this_cpu()];
+	interrupted_irql[smp_this_cpu()] = irql;
+	return old;
+}
+
 bool intr_connect(unsigned vector, intr_service_fn fn, void *context)
 {
 	if (vector < VEC_DEVICE_FIRST || vector > VEC_DEVICE_LAST || !fn)

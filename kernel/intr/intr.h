@@ -38,5 +38,9 @@ struct intr_cpu_counts {
 void intr_counts(unsigned cpu, struct intr_cpu_counts *out);
 /* Inside a handler (a cross-call too): the IRQL this CPU ran at when the interrupt came. */
 KIRQL intr_interrupted_irql(void);
+/* A cross-call run from a CPU's wait loop, not from its IPI: the IRQL it was at stands in
+ * for the interrupted one while the request runs (kernel/smp/smp.c).  Returns the previous
+ * record, for the caller to put back. */
+KIRQL intr_swap_interrupted_irql(KIRQL irql);
 
 #endif

@@ -3,6 +3,8 @@
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
+#include "kernel/intr/intr.h"
+#include "kernel/irql.h"
 #include "kernel/kstack.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -149,7 +151,19 @@ static void serve_mailbox(struct kcpu *c)
 	if (req != c->call_ack && !serving[c->number]) {
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		serving[c->number] = true;
+		/* From a wait loop the request runs as it would from the IPI: at IPI_LEVEL, with
+		 * the IRQL the loop ran at as the interrupted one (what `cpus` shows). */
+		KIRQL was = KeGetCurrentIrql(), saved = 0;
+		bool from_loop = was < IPI_LEVEL;
+		if (from_loop) {
+			saved = intr_swap_interrupted_irql(was);
+			write_cr8(IPI_LEVEL);
+		}
 		c->call_fn(c->call_arg);
+		if (from_loop) {
+			write_cr8(was);
+			intr_swap_interrupted_irql(saved);
+		}
 		serving[c->number] = false;
 		__atomic_store_n(&c->call_ack, req, __ATOMIC_RELEASE);
 	}
