@@ -199,7 +199,7 @@ void tlb_enable_cr4(uint64_t bits)
 
 /* ---- the lazy policy -------------------------------------------------------------------- */
 
-static bool lazy;
+bool tlb_lazy_policy;
 
 void tlb_policy_init(void)
 {
@@ -207,12 +207,10 @@ void tlb_policy_init(void)
 	if (!cmdline_get("tlb", v, sizeof v) || !strcmp(v, "strict"))
 		return;
 	if (!strcmp(v, "lazy"))
-		lazy = true;
+		tlb_lazy_policy = true;
 	else
 		kprintf("tlb: tlb=%s is neither strict nor lazy; strict\n", v);
 }
-
-bool tlb_policy_lazy(void) { return lazy; }
 
 void tlb_flush_range_local(const struct pt_root *root, uint64_t va, uint64_t size)
 {

@@ -50,7 +50,8 @@ struct tlb_stats {
  * (mm/syspte.c).  Everything else is strict under both policies.
  */
 void tlb_policy_init(void);
-bool tlb_policy_lazy(void);
+extern bool tlb_lazy_policy; /* set once, by tlb_policy_init; read through tlb_policy_lazy */
+static inline bool tlb_policy_lazy(void) { return __builtin_expect(tlb_lazy_policy, 0); }
 
 /* A range of the kernel half for tlb_purge. */
 struct tlb_range {
