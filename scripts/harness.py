@@ -355,7 +355,7 @@ class Booter:
         return False
 
     def boot(self, cmdline: str, log: Path, boot_dir: Path, timeout: float,
-             on_line=None) -> BootResult:
+             on_line=None, disk_snapshot: bool = True) -> BootResult:
         """Boot with `cmdline` (written into a private ESP copy in `boot_dir`, removed
         afterwards), serial output to `log`, for at most `timeout` seconds.  When given,
         `on_line(raw_line)` is called from this thread for each serial line as it
@@ -369,7 +369,7 @@ class Booter:
             log.parent.mkdir(parents=True, exist_ok=True)
             argv = qemu.build_command(files.esp, files.vars_fd, kvm=self.kvm,
                                       serial=qemu.serial_to_file(log),
-                                      extra=self.qemu_extra)
+                                      extra=self.qemu_extra, disk_snapshot=disk_snapshot)
             with open(stderr_path, "wb") as err:
                 proc = self.procs.start(argv, stdin=subprocess.DEVNULL, stdout=err,
                                         stderr=subprocess.STDOUT)
@@ -731,8 +731,10 @@ class Harness:
         log = self.test_dir / "main.log"
         cmdline = self.cmdline(f"mode={protocol.MODE_TEST} tests={self.args.tests}")
         say(f"booting '{cmdline}' (timeout {self.args.timeout:g} s, serial log {log})")
+        # The main run alone writes the disk image (MDLAB_DISK); every death machine has
+        # snapshot=on (qemu.disk_options).
         res = self.booter.boot(cmdline, log, self.test_dir / "boot" / "main",
-                               self.args.timeout, on_line=self.stream_line)
+                               self.args.timeout, on_line=self.stream_line, disk_snapshot=False)
         if res.error:
             self.outcomes.append(Outcome("run", "main run", Status.FAIL, [res.error], log))
             return
