@@ -39,7 +39,7 @@ DEATH_MODE ?= restore
 .DEFAULT_GOAL := all
 
 # ---------------------------------------------------------------- kernel
-KERNEL_DIRS := kernel kernel/io kernel/intr kernel/pci kernel/smp kernel/lab mm tests tests/lib tests/bench
+KERNEL_DIRS := kernel kernel/io kernel/intr kernel/pci kernel/smp kernel/virtio kernel/lab mm tests tests/lib tests/bench
 KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
 EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))

@@ -14,6 +14,7 @@
 #include "kernel/intr/clock.h"
 #include "kernel/intr/ioapic.h"
 #include "kernel/pci/pci.h"
+#include "kernel/virtio/virtio_blk.h"
 #include "kernel/ksym.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -79,6 +80,7 @@ static void kmain_after_mm(void *arg)
 	/* From here the boot CPU, like every AP, runs at PASSIVE_LEVEL with interrupts on; CR8
 	 * alone holds interrupts off (mm/RULES.md, "Interrupts and IRQL"). */
 	__asm__ volatile("sti" ::: "memory");
+	vblk_boot();
 
 	char mode[16] = MDLAB_MODE_MONITOR;
 	cmdline_get("mode", mode, sizeof mode);

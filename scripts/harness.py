@@ -60,6 +60,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cheader  # noqa: E402
 import check_layout  # noqa: E402
+import diskcheck  # noqa: E402
 import ktap  # noqa: E402
 import protocol  # noqa: E402
 import qemu  # noqa: E402
@@ -757,6 +758,13 @@ class Harness:
                                          log, details + log_tail(res.text)))
         for spec in verdict.death_specs:
             self.submit_death(spec)
+        # What a test wrote through the disk device, read from the image now QEMU is gone.
+        image = os.environ.get("MDLAB_DISK", "")
+        for sector, count, seed in diskcheck.directives(res.text):
+            why = diskcheck.check(Path(image), sector, count, seed) if image else "no disk image"
+            self.outcomes.append(Outcome("disk", f"disk-check {sector}+{count} seed {seed:#x}",
+                                         Status.FAIL if why else Status.PASS,
+                                         [why] if why else [], log))
         # An empty selection is an error: the late suites (mm_audit) run whatever the glob
         # says, so they do not count as selected.
         selected = [c for c in verdict.cases if fnmatch.fnmatchcase(c.name, self.args.tests)]
@@ -799,7 +807,7 @@ class Harness:
             print(f"  suite {suite.name}: pass:{suite.passed} fail:{suite.failed} "
                   f"skip:{suite.skipped}")
         for kind, label in (("death", "death tests"), ("unit", "harness unit tests"),
-                            ("layout", "layout checks")):
+                            ("layout", "layout checks"), ("disk", "disk checks")):
             items = [o for o in self.outcomes if o.kind == kind]
             passed = sum(o.status is Status.PASS for o in items)
             failed = sum(o.status is Status.FAIL for o in items)

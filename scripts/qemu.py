@@ -152,15 +152,17 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
 def disk_options(path: str | os.PathLike, *, snapshot: bool) -> list[str]:
     """The options attaching raw image `path` as virtio-blk-pci with the legacy interface off
     (virtio 1.x only: the kernel's driver speaks the modern interface); none for no path.
-    `snapshot` (snapshot=on) opens the image read-only below a temporary overlay: machines
-    that run at the same time as one that writes (the death tests' saved and restored copies)
-    neither write it nor contend for its write lock.  A saved machine's copies attach the same
+    `snapshot` (snapshot=on) opens the image read-only below a temporary overlay, for
+    machines that run at the same time as the one that writes (the death tests' saved and
+    restored copies): they never write it, and file.locking=off lets them open it while the
+    writer holds its lock (QEMU refuses a second opener the "shared write" lock otherwise);
+    what they read of it may be mid-update, and no death test reads the disk.  A saved machine's copies attach the same
     path with the same options, so the incoming migration finds the device it left."""
     if not str(path):
         return []
     drive = f"file={_qemu_opt_value(path)},if=none,id=d0,format=raw"
     if snapshot:
-        drive += ",snapshot=on"
+        drive += ",snapshot=on,file.locking=off"
     return ["-drive", drive, "-device", "virtio-blk-pci,drive=d0,disable-legacy=on"]
 
 

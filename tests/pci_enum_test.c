@@ -1,6 +1,6 @@
 /*
  * PCI enumeration (kernel/pci): the virtio-blk function make test attaches is found, with
- * its BARs sized and mapped uncached, proven on the real page tables (the leaf's frame and
+ * its BARs sized, and mapped uncached by pci_map_bars, proven on the real page tables (the leaf's frame and
  * its PAT/PCD/PWT memory type decoded by tests/lib/pte.h); its MSI-X table entry holds the
  * message msi_compose gives, read back from the device.
  */
@@ -57,6 +57,7 @@ static void memory_bars_are_sized_and_mapped_uncached(struct ktest *t)
 	struct counts c = counts_now();
 	struct pci_function *f = pci_find(VIRTIO_VENDOR, VIRTIO_BLK_MODERN, NULL);
 	ASSERT_TRUE(t, f != NULL);
+	ASSERT_TRUE(t, pci_map_bars(f));
 	unsigned mapped = 0;
 	for (unsigned i = 0; i < PCI_BARS; i++) {
 		const struct pci_bar *b = &f->bar[i];
@@ -78,6 +79,12 @@ static void memory_bars_are_sized_and_mapped_uncached(struct ktest *t)
 	}
 	EXPECT_TRUE(t, mapped >= 1);
 	EXPECT_TRUE(t, pci_read16(f, PCI_COMMAND) & PCI_COMMAND_MEMORY);
+	uint64_t va = (uint64_t)f->bar[4].va;
+	pci_unmap_bars(f);
+	for (unsigned i = 0; i < PCI_BARS; i++)
+		EXPECT_TRUE(t, f->bar[i].va == NULL);
+	if (va)
+		EXPECT_EQ(t, mmt_encoding_at(va, NULL), MMT_ENC_UNMAPPED);
 	expect_counts(t, c);
 }
 
@@ -88,6 +95,8 @@ static void msix_entry_holds_the_composed_message(struct ktest *t)
 	ASSERT_TRUE(t, f != NULL);
 	unsigned cpu = smp_cpus_online() > 1 ? 1 : 0;
 	uint8_t vector = VEC_DEVICE_FIRST + 5;
+	EXPECT_FALSE(t, pci_msix_route(f, 1, vector, cpu)); /* the table's BAR is not mapped */
+	ASSERT_TRUE(t, pci_map_bars(f));
 	ASSERT_TRUE(t, pci_msix_route(f, 1, vector, cpu));
 	uint64_t addr;
 	uint32_t data, ctl;
@@ -102,6 +111,7 @@ static void msix_entry_holds_the_composed_message(struct ktest *t)
 	volatile uint32_t *e = (volatile uint32_t *)((uint8_t *)f->bar[pci_read32(f, f->msix_cap + 4) & 7].va +
 						     (pci_read32(f, f->msix_cap + 4) & ~7u) + 16);
 	e[3] |= 1;
+	pci_unmap_bars(f);
 	expect_counts(t, c);
 }
 

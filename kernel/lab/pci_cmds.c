@@ -31,7 +31,7 @@ static int cmd_pci(void)
 			if (r->va)
 				kprintf("  at 0x%lx UC\n", (uint64_t)r->va);
 			else
-				kprintf("  %s\n", r->kind == PCI_BAR_IO ? "(ports)" : "(not mapped)");
+				kprintf("  %s\n", r->kind == PCI_BAR_IO ? "(ports)" : "(no driver maps it)");
 		}
 	}
 	return 0;

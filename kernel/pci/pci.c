@@ -30,11 +30,12 @@ static inline uint32_t inl_port(uint16_t port)
 static struct pci_function functions[PCI_MAX_FUNCTIONS];
 static unsigned nfunctions;
 
-/* ECAM: segment 0's base and bus range from the MCFG, each scanned bus's 1 MiB mapped. */
+/* ECAM: segment 0's base and bus range from the MCFG.  A configuration access maps the
+ * function's 4 KiB of ECAM for that access alone (MmMapIoSpaceEx, UC) and unmaps it: nothing
+ * of the system-PTE space stays taken between accesses, so the space is as boot left it. */
 static uint64_t ecam_base;
 static uint8_t ecam_bus_start, ecam_bus_end;
 static bool have_ecam;
-static volatile uint8_t *ecam_bus_va[256];
 
 /* The legacy ports are a pair, address then data: one user at a time, interrupts off so an
  * ISR on this CPU cannot come between the two (as the IO-APIC's window, kernel/intr/ioapic.c). */
@@ -61,25 +62,26 @@ static uint32_t port_address(unsigned bus, unsigned dev, unsigned fn, unsigned r
 	return 0x80000000u | bus << 16 | dev << 11 | fn << 8 | (reg & 0xFC);
 }
 
-static volatile uint8_t *ecam_at(unsigned bus, unsigned dev, unsigned fn, unsigned reg)
+/* The function's ECAM page, mapped; NULL outside the MCFG's range or without ECAM. */
+static volatile uint8_t *ecam_map(unsigned bus, unsigned dev, unsigned fn)
 {
 	if (!have_ecam || bus < ecam_bus_start || bus > ecam_bus_end)
 		return NULL;
-	if (!ecam_bus_va[bus]) {
-		PHYSICAL_ADDRESS pa = { .QuadPart = (LONGLONG)(ecam_base + ((uint64_t)bus << 20)) };
-		ecam_bus_va[bus] = MmMapIoSpaceEx(pa, ECAM_BUS_BYTES, PAGE_READWRITE | PAGE_NOCACHE);
-		if (!ecam_bus_va[bus])
-			return NULL;
-	}
-	return ecam_bus_va[bus] + (dev << 15 | fn << 12 | reg);
+	PHYSICAL_ADDRESS pa = { .QuadPart = (LONGLONG)(ecam_base + ((uint64_t)bus << 20 | dev << 15 | fn << 12)) };
+	return MmMapIoSpaceEx(pa, PAGE_SIZE, PAGE_READWRITE | PAGE_NOCACHE);
 }
+
+static void ecam_unmap(volatile uint8_t *p) { MmUnmapIoSpace((void *)p, PAGE_SIZE); }
 
 /* Raw access by bus/device/function; reg aligned to the access's width. */
 static uint32_t cfg_read32(unsigned bus, unsigned dev, unsigned fn, unsigned reg)
 {
-	volatile uint8_t *p = ecam_at(bus, dev, fn, reg);
-	if (p)
-		return *(volatile uint32_t *)p;
+	volatile uint8_t *p = ecam_map(bus, dev, fn);
+	if (p) {
+		uint32_t v = *(volatile uint32_t *)(p + reg);
+		ecam_unmap(p);
+		return v;
+	}
 	if (have_ecam || bus > 255 || reg > 0xFC)
 		return 0xFFFFFFFFu; /* outside the MCFG's range, or beyond the legacy 256 bytes */
 	uint64_t flags = ports_acquire();
@@ -91,9 +93,12 @@ static uint32_t cfg_read32(unsigned bus, unsigned dev, unsigned fn, unsigned reg
 
 static uint16_t cfg_read16(unsigned bus, unsigned dev, unsigned fn, unsigned reg)
 {
-	volatile uint8_t *p = ecam_at(bus, dev, fn, reg);
-	if (p)
-		return *(volatile uint16_t *)p;
+	volatile uint8_t *p = ecam_map(bus, dev, fn);
+	if (p) {
+		uint16_t v = *(volatile uint16_t *)(p + reg);
+		ecam_unmap(p);
+		return v;
+	}
 	if (have_ecam || reg > 0xFE)
 		return 0xFFFF;
 	uint64_t flags = ports_acquire();
@@ -105,9 +110,10 @@ static uint16_t cfg_read16(unsigned bus, unsigned dev, unsigned fn, unsigned reg
 
 static void cfg_write32(unsigned bus, unsigned dev, unsigned fn, unsigned reg, uint32_t v)
 {
-	volatile uint8_t *p = ecam_at(bus, dev, fn, reg);
+	volatile uint8_t *p = ecam_map(bus, dev, fn);
 	if (p) {
-		*(volatile uint32_t *)p = v;
+		*(volatile uint32_t *)(p + reg) = v;
+		ecam_unmap(p);
 		return;
 	}
 	if (have_ecam || reg > 0xFC)
@@ -120,9 +126,10 @@ static void cfg_write32(unsigned bus, unsigned dev, unsigned fn, unsigned reg, u
 
 static void cfg_write16(unsigned bus, unsigned dev, unsigned fn, unsigned reg, uint16_t v)
 {
-	volatile uint8_t *p = ecam_at(bus, dev, fn, reg);
+	volatile uint8_t *p = ecam_map(bus, dev, fn);
 	if (p) {
-		*(volatile uint16_t *)p = v;
+		*(volatile uint16_t *)(p + reg) = v;
+		ecam_unmap(p);
 		return;
 	}
 	if (have_ecam || reg > 0xFE)
@@ -213,7 +220,7 @@ static unsigned size_bar(struct pci_function *f, unsigned i)
 	return used;
 }
 
-static void size_and_map_bars(struct pci_function *f)
+static void size_bars(struct pci_function *f)
 {
 	unsigned nbars = (f->header_type & 0x7F) == 0 ? 6 : (f->header_type & 0x7F) == 1 ? 2 : 0;
 	uint16_t cmd = pci_read16(f, PCI_COMMAND);
@@ -221,16 +228,33 @@ static void size_and_map_bars(struct pci_function *f)
 	for (unsigned i = 0; i < nbars;)
 		i += size_bar(f, i);
 	pci_write16(f, PCI_COMMAND, cmd);
-	for (unsigned i = 0; i < nbars; i++) {
+}
+
+bool pci_map_bars(struct pci_function *f)
+{
+	bool ok = true;
+	for (unsigned i = 0; i < PCI_BARS; i++) {
 		struct pci_bar *b = &f->bar[i];
-		if ((b->kind != PCI_BAR_MEM32 && b->kind != PCI_BAR_MEM64) || !b->phys || b->size > PCI_MAP_LIMIT)
+		if ((b->kind != PCI_BAR_MEM32 && b->kind != PCI_BAR_MEM64) || !b->phys || b->va)
 			continue;
+		if (b->size > PCI_MAP_LIMIT) {
+			ok = false;
+			continue;
+		}
 		PHYSICAL_ADDRESS pa = { .QuadPart = (LONGLONG)b->phys };
 		b->va = MmMapIoSpaceEx(pa, b->size, PAGE_READWRITE | PAGE_NOCACHE);
-		if (!b->va)
-			kprintf("pci: %02x:%02x.%x BAR%u at 0x%lx could not be mapped\n", f->bus, f->dev, f->fn,
-				i, b->phys);
+		ok &= b->va != NULL;
 	}
+	return ok;
+}
+
+void pci_unmap_bars(struct pci_function *f)
+{
+	for (unsigned i = 0; i < PCI_BARS; i++)
+		if (f->bar[i].va) {
+			MmUnmapIoSpace(f->bar[i].va, f->bar[i].size);
+			f->bar[i].va = NULL;
+		}
 }
 
 /* ---- MSI-X -------------------------------------------------------------------------- */
@@ -297,7 +321,7 @@ static void add_function(unsigned bus, unsigned dev, unsigned fn, unsigned depth
 	uint32_t cls = cfg_read32(bus, dev, fn, 8);
 	f->class_code = cls >> 24, f->subclass = (uint8_t)(cls >> 16), f->prog_if = (uint8_t)(cls >> 8);
 	f->header_type = (uint8_t)(cfg_read32(bus, dev, fn, 0x0C) >> 16);
-	size_and_map_bars(f);
+	size_bars(f);
 	f->msix_cap = pci_find_capability(f, PCI_CAP_MSIX, 0);
 	if (f->msix_cap)
 		f->msix_entries = (pci_read16(f, f->msix_cap + 2) & 0x7FF) + 1;
@@ -354,9 +378,5 @@ void pci_init(const struct mdlab_bootinfo *bi)
 	else
 		kprintf("pci: no ACPI MCFG; configuration through ports 0xCF8/0xCFC\n");
 	scan_bus(have_ecam ? ecam_bus_start : 0, 0);
-	unsigned mapped = 0;
-	for (unsigned i = 0; i < nfunctions; i++)
-		for (unsigned b = 0; b < PCI_BARS; b++)
-			mapped += functions[i].bar[b].va != NULL;
-	kprintf("pci: %u functions, %u memory BARs mapped uncached\n", nfunctions, mapped);
+	kprintf("pci: %u functions\n", nfunctions);
 }

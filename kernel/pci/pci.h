@@ -7,9 +7,10 @@
  * uses the legacy mechanism #1 ports 0xCF8/0xCFC (PCI Local Bus 3.0, 3.2.2.3.2).  It scans
  * bus 0 and every bridge's secondary bus, sizes each BAR (PCI Local Bus 3.0, 6.2.5.1: write
  * all ones, read back the writable bits, restore; with the command register's I/O and memory
- * decoding off meanwhile) and maps every memory BAR with MmMapIoSpaceEx as non-cached device
- * memory (mm/devmem.c records each mapping, so the memory-type audit knows the frames).
- * Nothing is released: the devices live as long as the kernel.
+ * decoding off meanwhile).  pci_map_bars, called by the function's driver, maps every memory
+ * BAR with MmMapIoSpaceEx as non-cached device memory (mm/devmem.c records each mapping, so
+ * the memory-type audit knows the frames); pci_unmap_bars releases them.  Boot leaves no
+ * mapping behind: a configuration access through ECAM maps the function's page for itself.
  */
 #ifndef KERNEL_PCI_PCI_H
 #define KERNEL_PCI_PCI_H
@@ -28,7 +29,7 @@ struct pci_bar {
 	bool prefetchable;
 	uint64_t phys; /* the address the firmware assigned (an I/O BAR: the port) */
 	uint64_t size;
-	void *va;      /* a memory BAR's mapping (UC); NULL for I/O or when it could not map */
+	void *va;      /* a memory BAR's mapping (UC) while pci_map_bars holds it, else NULL */
 };
 
 struct pci_function {
@@ -60,11 +61,16 @@ void pci_write16(const struct pci_function *f, unsigned reg, uint16_t v);
  * the head), 0 when none (PCI Local Bus 3.0, 6.7). */
 uint8_t pci_find_capability(const struct pci_function *f, uint8_t id, uint8_t from);
 
+/* Map every memory BAR of up to 1 MiB UC (PAGE_READWRITE | PAGE_NOCACHE) that is not mapped
+ * yet; false when one could not be (too large, or no system PTEs).  At PASSIVE_LEVEL. */
+bool pci_map_bars(struct pci_function *f);
+void pci_unmap_bars(struct pci_function *f);
+
 /* Set the command register's bus-master bit (a device may then DMA). */
 void pci_enable_bus_master(const struct pci_function *f);
 
 /* MSI-X (PCI Local Bus 3.0, 6.8.2): entry `entry` of the table given msi_compose's message
- * for `vector` on CPU `cpu`, unmasked; the function's MSI-X enabled (legacy INTx off).
+ * for `vector` on CPU `cpu`, unmasked (the table's BAR mapped by pci_map_bars); the function's MSI-X enabled (legacy INTx off).
  * False when the function has no MSI-X, the entry is past its table, or the table's BAR
  * is not mapped. */
 bool pci_msix_route(const struct pci_function *f, unsigned entry, uint8_t vector, unsigned cpu);

@@ -40,6 +40,8 @@ enum klock_rank {
 	KLOCK_KERNEL_PT,    /* mm/pt.c: kernel_root's tables (allocation, split, merge, free) */
 	KLOCK_PFN,          /* mm/pfn.c: the PFN database, free lists and counters */
 	KLOCK_VERIFIER,     /* mm/verifier.c: the low-resources countdown and generator */
+	KLOCK_DEVICE,       /* a device's own request state (kernel/virtio: the virtqueue); a
+			     * leaf, taken at any rank, nothing taken under it */
 	KLOCK_RANK_COUNT,
 };
 
