@@ -38,6 +38,9 @@
 #include "kernel/smp/smp.h"
 
 #define STATUS_NO_SUCH_DEVICE ((NTSTATUS)0xC000000E)
+#ifndef STATUS_CANCELLED
+#define STATUS_CANCELLED ((NTSTATUS)0xC0000120)
+#endif
 
 #define VIRTIO_VENDOR 0x1AF4
 #define VIRTIO_BLK_MODERN 0x1042
@@ -412,7 +415,7 @@ static bool find_structures(struct pci_function *f, uint32_t *notify_mult)
 	bool have[5] = { 0 };
 	uint8_t cap = pci_find_capability(f, PCI_CAP_VENDOR, 0);
 	while (cap) {
-		uint8_t type = pci_read8(f, cap + 3), bar = pci_read8(f, cap + 4), next = pci_read8(f, cap + 1);
+		uint8_t type = pci_read8(f, cap + 3), bar = pci_read8(f, cap + 4);
 		uint32_t off = pci_read32(f, cap + 8), len = pci_read32(f, cap + 12);
 		/* 4.1.4: the first of each type the driver can use; others are skipped. */
 		if (type >= 1 && type <= 4 && !have[type] && bar < PCI_BARS && f->bar[bar].va &&
@@ -429,7 +432,7 @@ static bool find_structures(struct pci_function *f, uint32_t *notify_mult)
 			case VIRTIO_PCI_CAP_DEVICE_CFG: vb.devcfg = p; break;
 			}
 		}
-		cap = next ? pci_find_capability(f, PCI_CAP_VENDOR, next) : 0;
+		cap = pci_find_capability(f, PCI_CAP_VENDOR, cap); /* the next one after cap */
 	}
 	return have[1] && have[2] && have[3] && have[4];
 }
@@ -439,7 +442,52 @@ static NTSTATUS fail(const char *why)
 	kprintf("virtio-blk: %s\n", why);
 	if (vb.common)
 		vb.common->device_status |= VS_FAILED;
+	if (vb.mem)
+		MmFreeContiguousMemorySpecifyCache(vb.mem, 2 * PAGE_SIZE, MmCached);
+	if (vb.pci)
+		pci_unmap_bars(vb.pci);
+	memset(&vb, 0, sizeof vb);
 	return STATUS_NO_SUCH_DEVICE;
+}
+
+/* Reset (3.1.1, 4.1.4.3.1: writing 0 to device_status; the device has stopped using the
+ * queue once it reads back 0), so the memory it was told can go. */
+static void device_reset(void)
+{
+	vb.common->device_status = 0;
+	while (vb.common->device_status)
+		cpu_relax();
+}
+
+/* DriverUnload: the device reset first (no DMA, no interrupt after it), then the vector, the
+ * DPC, the queue memory, the BAR mappings and the device object.  A request still in flight
+ * (none when every caller waited for its own) completes STATUS_CANCELLED. */
+static VOID vblk_unload(PDRIVER_OBJECT DriverObject)
+{
+	(void)DriverObject;
+	device_reset();
+	intr_disconnect(VBLK_VECTOR);
+	KeRemoveQueueDpc(&vb.dpc);
+	PIRP left[VBLK_SLOTS];
+	unsigned n = 0;
+	for (unsigned i = 0; i < VBLK_SLOTS; i++)
+		if (vb.slot[i].irp)
+			left[n++] = vb.slot[i].irp;
+	for (unsigned i = 0; i < n; i++)
+		complete_now(left[i], STATUS_CANCELLED);
+	while (vb.waiting.Flink != &vb.waiting) {
+		PLIST_ENTRY e = vb.waiting.Flink;
+		vb.waiting.Flink = e->Flink;
+		e->Flink->Blink = &vb.waiting;
+		complete_now(CONTAINING_RECORD(e, IRP, Tail.Overlay.ListEntry), STATUS_CANCELLED);
+	}
+	MmFreeContiguousMemorySpecifyCache(vb.mem, 2 * PAGE_SIZE, MmCached);
+	pci_unmap_bars(vb.pci);
+	IoDeleteDevice(vb.info.device);
+	KIRQL irql = klock_acquire(&vq_lock);
+	memset(&vb, 0, sizeof vb);
+	klock_release(&vq_lock, irql);
+	kprintf("virtio-blk: unloaded\n");
 }
 
 static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING RegistryPath)
@@ -449,6 +497,10 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 	if (!f)
 		return STATUS_NO_SUCH_DEVICE;
 	vb.pci = f;
+	if (!pci_map_bars(f)) {
+		pci_unmap_bars(f);
+		return fail("its BARs could not be mapped");
+	}
 	uint32_t mult = 0;
 	if (!find_structures(f, &mult))
 		return fail("a virtio structure is missing or not mapped");
@@ -515,6 +567,7 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 		return fail("vector taken");
 	c->queue_msix_vector = 0;
 	if (c->queue_msix_vector != 0 || !pci_msix_route(f, 0, VBLK_VECTOR, irq_cpu)) {
+		device_reset();
 		intr_disconnect(VBLK_VECTOR);
 		return fail("no MSI-X vector for queue 0");
 	}
@@ -538,12 +591,9 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 	PDEVICE_OBJECT dev;
 	NTSTATUS st = IoCreateDevice(DriverObject, 0, &name, FILE_DEVICE_DISK, 0, FALSE, &dev);
 	if (st) {
-		c->device_status = 0; /* reset: the device forgets the queue before the memory goes */
-		while (c->device_status)
-			cpu_relax();
+		device_reset(); /* the device forgets the queue before the memory goes */
 		intr_disconnect(VBLK_VECTOR);
-		MmFreeContiguousMemorySpecifyCache(vb.mem, 2 * PAGE_SIZE, MmCached);
-		vb.mem = NULL;
+		fail("no device object");
 		return st;
 	}
 	dev->Flags |= DO_DIRECT_IO;
@@ -551,6 +601,7 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 	DriverObject->MajorFunction[IRP_MJ_CLOSE] = vblk_create_close;
 	DriverObject->MajorFunction[IRP_MJ_READ] = vblk_read_write;
 	DriverObject->MajorFunction[IRP_MJ_WRITE] = vblk_read_write;
+	DriverObject->DriverUnload = vblk_unload;
 	c->device_status = VS_ACKNOWLEDGE | VS_DRIVER | VS_FEATURES_OK | VS_DRIVER_OK;
 	vb.info.device = dev;
 	kprintf("virtio-blk: %02x:%02x.%x, %lu sectors (%lu MiB), queue of %u, MSI-X vector 0x%x on CPU %u\n",
@@ -562,9 +613,14 @@ static const struct io_builtin_driver vblk_image = { "virtio_blk", vblk_driver_e
 __attribute__((used, section(".io_drivers"))) static const struct io_builtin_driver *const vblk_image_ptr =
 	&vblk_image;
 
-NTSTATUS vblk_boot(void)
+NTSTATUS vblk_load(void)
 {
 	if (!pci_find(VIRTIO_VENDOR, VIRTIO_BLK_MODERN, NULL))
 		return STATUS_NO_SUCH_DEVICE;
 	return io_load_driver("virtio_blk");
+}
+
+NTSTATUS vblk_unload_driver(void)
+{
+	return io_unload_driver("virtio_blk");
 }

@@ -24,9 +24,13 @@
 #define VBLK_SLOTS 16u       /* requests in flight at once */
 #define VBLK_VECTOR 0x61     /* the queue's MSI-X vector (class 6) */
 
-/* After pci_init and the I/O manager: load the driver when the device is there.  Prints
- * "virtio-blk: ..." and returns DriverEntry's status (STATUS_NO_SUCH_DEVICE: none). */
-NTSTATUS vblk_boot(void);
+/* Load the driver (io_load_driver("virtio_blk")) when kernel/pci found the device; at
+ * PASSIVE_LEVEL.  Prints "virtio-blk: ..." and returns DriverEntry's status
+ * (STATUS_NO_SUCH_DEVICE: none).  The monitor loads it at boot; a test loads it for its case
+ * and unloads it after (DriverUnload resets the device and gives back the BAR mappings, the
+ * queue memory and the vector), so the other suites find the system-PTE space whole. */
+NTSTATUS vblk_load(void);
+NTSTATUS vblk_unload_driver(void);
 
 struct vblk_info {
 	PDEVICE_OBJECT device;  /* NULL when the driver is not running */
