@@ -115,11 +115,17 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	 * page table; only then is anything locked, so nothing stays locked after the
 	 * exception. */
 	bool read_only = false;
+	/* A user buffer's walk and lock are one step under its process's address-space lock
+	 * (mmproc.h): another CPU freeing the pages meanwhile either comes first (the walk
+	 * fails) or finds them locked. */
+	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
 	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					   &read_only);
+	bool io = i == n && pfn_lock_frames(pfns, n);
+	if (owner)
+		mm_space_unlock(owner, sirql);
 	if (i < n)
 		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
-	bool io = pfn_lock_frames(pfns, n);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* A read lock of memory its caller cannot write gives read-only mappings only
 	 * (mm/RULES.md decision 9). */
@@ -946,6 +952,8 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	bool io = false, read_only = false;
+	/* The walk and the locks under the process's address-space lock, as MmProbeAndLockPages. */
+	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
 	for (ULONG i = 0; i < n; i++) {
 		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
 		struct pt_query q;
@@ -953,6 +961,8 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 		if (!q.present || (write && !q.eff.write) || (AccessMode == UserMode && !q.eff.user)) {
 			for (ULONG k = 0; k < i; k++)
 				pfn_unlock_frame(pfns[k]);
+			if (owner)
+				mm_space_unlock(owner, sirql);
 			seh_raise_access_violation(page, access);
 		}
 		pfns[i] = q.pa >> PAGE_SHIFT;
@@ -960,6 +970,8 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 		read_only |= !q.eff.write;
 		pfn_lock_frame(pfns[i]);
 	}
+	if (owner)
+		mm_space_unlock(owner, sirql);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* As MmProbeAndLockPages: probe-locked, and read-only mappings only of what its caller
 	 * cannot write (mm/RULES.md decision 9). */
