@@ -689,7 +689,7 @@ void mdl_exec_mapping_ended(const PFN_NUMBER *pfns, ULONG n, ULONG executable)
 {
 	if (!executable)
 		return;
-	exec_system_pages -= executable;
+	__atomic_fetch_sub(&exec_system_pages, executable, __ATOMIC_RELAXED); /* any CPU */
 	restore_aliases(pfns, n);
 }
 
@@ -748,6 +748,14 @@ static void find_user_writable(const struct pt_leaf *l, void *arg)
 			c->found = true;
 }
 
+/* One process's user half, under its address-space lock (mm_for_each_space). */
+static bool user_half_has_writable(struct mm_process *p, void *arg)
+{
+	struct writable_alias_ctx *c = arg;
+	pt_for_each_leaf(&p->root, 0, USER_VA_END, find_user_writable, c);
+	return !c->found;
+}
+
 /* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write becomes
  * executable in ring 0 — through an MDL user mapping, or any other user page (a locked
  * user buffer's own), read from the user half of every live process's tables. */
@@ -759,8 +767,7 @@ static bool frames_user_writable(PMDL m)
 		if (mdl_user_frame_writable(pfns[i]))
 			return true;
 	struct writable_alias_ctx c = { .pfns = pfns, .n = n };
-	for (struct mm_process *p = mm_live_processes(); p && !c.found; p = p->next_live)
-		pt_for_each_leaf(&p->root, 0, USER_VA_END, find_user_writable, &c);
+	mm_for_each_space(user_half_has_writable, &c);
 	return c.found;
 }
 
@@ -801,7 +808,7 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
 	ULONG executable = mdl_exec_pages(va, n);
 	pt_reprotect_ptes(va, n, present, write, exec);
-	exec_system_pages += exec ? n : 0;
+	__atomic_fetch_add(&exec_system_pages, exec ? n : 0, __ATOMIC_RELAXED);
 	mdl_exec_mapping_ended(MmGetMdlPfnArray(m), n, executable);
 	COUNT(protects, 1);
 	return STATUS_SUCCESS;

@@ -42,6 +42,20 @@ void mm_process_destroy(struct mm_process *mm)
 
 struct mm_process *mm_live_processes(void) { return live; }
 
+void mm_for_each_space(bool (*fn)(struct mm_process *mm, void *ctx), void *ctx)
+{
+	KIRQL irql;
+	KeAcquireSpinLock(&live_lock, &irql);
+	for (struct mm_process *mm = live; mm; mm = mm->next_live) {
+		KIRQL sirql = mm_space_lock(mm);
+		bool more = fn(mm, ctx);
+		mm_space_unlock(mm, sirql);
+		if (!more)
+			break;
+	}
+	KeReleaseSpinLock(&live_lock, irql);
+}
+
 /* Per CPU (struct kcpu.mm_loaded, read by mm_current): each CPU runs in its own address
  * space, and a user-half fault is resolved in the space of the CPU that took it.  mm_loaded
  * and tlb_loaded change together, here, with interrupts off, so an IPI handler on this CPU

@@ -55,8 +55,13 @@ bool mm_process_init(struct mm_process *mm, PEPROCESS process, bool wow64);
 
 /* Free mm's PML4 (its user half empty: uvm_destroy ran) and forget the address space. */
 void mm_process_destroy(struct mm_process *mm);
-/* The first of every live address space, linked by next_live (the audits walk them all). */
+/* The first of every live address space, linked by next_live (the audits walk them all,
+ * on a CPU that makes and destroys the processes). */
 struct mm_process *mm_live_processes(void);
+/* fn(mm, ctx) for every live address space, each under the list's lock and mm's own
+ * (mm_space_lock), until fn returns false: a walk of their page tables that other CPUs may
+ * change meanwhile.  fn takes no lock ranked before KLOCK_PROCESS. */
+void mm_for_each_space(bool (*fn)(struct mm_process *mm, void *ctx), void *ctx);
 
 /* The address space loaded now on this CPU (struct kcpu.mm_loaded); NULL while the kernel
  * runs on its own tables.  One GS-relative load, inline: the mapping paths ask often. */
