@@ -15,6 +15,7 @@
 #include "mm/pt.h"
 #include "mm/reserved.h"
 #include "mm/syspte.h"
+#include "mm/uvm.h"
 #include "mm/verifier.h"
 
 #define MDL_TAG 0x206C644Du /* 'Mdl ' */
@@ -105,7 +106,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		seh_raise_access_violation(va, access);
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
-	/* A user buffer is made resident in its process first (mm/mdl_user.c). */
+	/* A user buffer's process (mm/mdl_user.c); its pages are made resident below. */
 	struct mm_process *owner = mdl_user_probe(Mdl, AccessMode, write);
 
 	const struct pt_root *root = mdl_current_root();
@@ -121,6 +122,16 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
 	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					   &read_only);
+	if (i < n && owner) {
+		/* A page not resident with the access: the rest made resident (committed
+		 * demand-zero pages get frames), then walked again from the start. */
+		mm_space_unlock(owner, sirql);
+		uvm_make_resident_pages(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE, n - i, write);
+		sirql = mm_space_lock(owner);
+		read_only = false;
+		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					    &read_only);
+	}
 	bool io = i == n && pfn_lock_frames(pfns, n);
 	if (owner)
 		mm_space_unlock(owner, sirql);

@@ -4,8 +4,9 @@
  * MmUnmapLockedPages of a user address, and what a process leaves behind when it ends.
  *
  * Probe and lock.  A buffer in the user half belongs to the current process.  Its pages are
- * made resident there before anything is locked (uvm_make_resident: a committed demand-zero
- * page gets its frame); a page that is not committed, or refuses the access, raises
+ * made resident there before anything is locked (mm/mdl.c walks them under the process's
+ * lock and calls uvm_make_resident_pages for what is missing: a committed demand-zero page
+ * gets its frame); a page that is not committed, or refuses the access, raises
  * STATUS_ACCESS_VIOLATION naming it, and nothing stays locked.  On success Mdl->Process is
  * that process, whose memory counts the MDL's pages (mm_process.locked_pages) until
  * MmUnlockPages; a process that ends with pages still locked is bug check
@@ -138,7 +139,7 @@ void mdl_user_get_stats(struct mdl_user_stats *out) { *out = stats; }
 
 struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write)
 {
-	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl), end = va + Mdl->ByteCount;
+	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl);
 	struct mm_process *mm = mm_current();
 	if (va >= USER_VA_END || (!mm && AccessMode == KernelMode))
 		return NULL; /* a kernel buffer (or the kernel's own tables, unattached) */
@@ -147,10 +148,6 @@ struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool wri
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
 	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
-	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (ALIGN_UP(end, PAGE_SIZE) - first) / PAGE_SIZE;
-	uint64_t done = uvm_make_resident_pages(mm, first, n, write);
-	if (done < n)
-		seh_raise_access_violation(done ? first + done * PAGE_SIZE : va, access);
 	return mm;
 }
 
