@@ -64,6 +64,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cheader  # noqa: E402
 import check_layout  # noqa: E402
+import diskcheck  # noqa: E402
 import ktap  # noqa: E402
 import protocol  # noqa: E402
 import qemu  # noqa: E402
@@ -380,7 +381,8 @@ class Booter:
         return False
 
     def boot(self, cmdline: str, log: Path, boot_dir: Path, timeout: float,
-             on_line=None, smp: int | None = None) -> BootResult:
+             on_line=None, smp: int | None = None,
+             disk_snapshot: bool = True) -> BootResult:
         """Boot with `cmdline` (written into a private ESP copy in `boot_dir`, removed
         afterwards), serial output to `log`, for at most `timeout` seconds.  When given,
         `on_line(raw_line)` is called from this thread for each serial line as it
@@ -394,7 +396,8 @@ class Booter:
             log.parent.mkdir(parents=True, exist_ok=True)
             argv = qemu.build_command(files.esp, files.vars_fd, kvm=self.kvm,
                                       serial=qemu.serial_to_file(log),
-                                      extra=self.qemu_extra, smp=smp)
+                                      extra=self.qemu_extra, smp=smp,
+                                      disk_snapshot=disk_snapshot)
             with open(stderr_path, "wb") as err:
                 proc = self.procs.start(argv, stdin=subprocess.DEVNULL, stdout=err,
                                         stderr=subprocess.STDOUT)
@@ -791,8 +794,10 @@ class Harness:
         log = self.test_dir / "main.log"
         cmdline = self.cmdline(f"mode={protocol.MODE_TEST} tests={self.args.tests}")
         say(f"booting '{cmdline}' (timeout {self.args.timeout:g} s, serial log {log})")
+        # The main run alone writes the disk image (MDLAB_DISK); every death machine has
+        # snapshot=on (qemu.disk_options).
         res = self.booter.boot(cmdline, log, self.test_dir / "boot" / "main",
-                               self.args.timeout, on_line=self.stream_line)
+                               self.args.timeout, on_line=self.stream_line, disk_snapshot=False)
         if res.error:
             self.outcomes.append(Outcome("run", "main run", Status.FAIL, [res.error], log))
             return
@@ -815,6 +820,13 @@ class Harness:
                                          log, details + log_tail(res.text)))
         for spec in verdict.death_specs:
             self.submit_death(spec)
+        # What a test wrote through the disk device, read from the image now QEMU is gone.
+        image = os.environ.get("MDLAB_DISK", "")
+        for sector, count, seed in diskcheck.directives(res.text):
+            why = diskcheck.check(Path(image), sector, count, seed) if image else "no disk image"
+            self.outcomes.append(Outcome("disk", f"disk-check {sector}+{count} seed {seed:#x}",
+                                         Status.FAIL if why else Status.PASS,
+                                         [why] if why else [], log))
         # An empty selection is an error: the late suites (mm_audit) run whatever the glob
         # says, so they do not count as selected.
         selected = [c for c in verdict.cases if fnmatch.fnmatchcase(c.name, self.args.tests)]
@@ -862,7 +874,7 @@ class Harness:
                   f"fail:{sum(o.status is Status.FAIL for o in items)} "
                   f"skip:{sum(o.status is Status.SKIP for o in items)}")
         for kind, label in (("death", "death tests"), ("unit", "harness unit tests"),
-                            ("layout", "layout checks")):
+                            ("layout", "layout checks"), ("disk", "disk checks")):
             items = [o for o in self.outcomes if o.kind == kind]
             passed = sum(o.status is Status.PASS for o in items)
             failed = sum(o.status is Status.FAIL for o in items)
