@@ -342,16 +342,53 @@ def _keep_stderr(path: Path) -> str:
     return stderr
 
 
+# The blkfault machine's failing sectors (512 bytes each): writes from BLKFAULT_WRITE, reads
+# from BLKFAULT_READ, BLKFAULT_COUNT sectors each (one page); the kernel is told them by
+# `blkfault=W,R,N` (tests/virtio_fault_test.c).
+BLKFAULT_WRITE, BLKFAULT_READ, BLKFAULT_COUNT = 4096, 8192, 8
+
 # Machines booted beside the main run, within the same --jobs: name -> (vCPUs, kernel
 # command line items).  Their cases count as NAME:suite.case in the tally; their death
 # cases are not run (the main run's are).  "lazy": the lazy TLB policy (mm/RULES.md, "TLB
 # shootdown") on 2 CPUs, with suites that unmap and stress under it; "cpu1": the MDL, pool,
-# system-PTE and user-mapping suites on one CPU (their SMP cases skip there).
+# system-PTE and user-mapping suites on one CPU (their SMP cases skip there); "blkfault":
+# the virtio_fault suite on a disk that fails chosen sectors (blkfault_disk).
 EXTRA_MACHINES: dict[str, tuple[int, str]] = {
     "lazy": (2, "tlb=lazy suites=smp_lazy,mdl_map,mdl_release,pool,smp_stress"),
     "cpu1": (1, "suites=mdl_alloc,mdl_map,mdl_partial,mdl_probe,mdl_protect,mdl_release,pool,"
                 "syspte,uvm,smp"),
+    "blkfault": (2, f"blkfault={BLKFAULT_WRITE},{BLKFAULT_READ},{BLKFAULT_COUNT} "
+                    "suites=virtio_fault"),
 }
+
+
+def blkfault_disk(test_dir: Path) -> tuple[list[str], Path]:
+    """The blkfault machine's disk: a fresh sparse image of its own (BUILD/blkfault.img,
+    16 MiB, `truncate`) under QEMU's blkdebug driver, whose rules (written to
+    TEST_DIR/blkdebug.cfg) fail every write touching sectors BLKFAULT_WRITE.. and every read
+    touching BLKFAULT_READ.. (BLKFAULT_COUNT each) with EIO: an `inject-error` rule per
+    sector, on the raw format driver's write_aio / read_aio events (a rule's `sector` fails
+    a request whose range holds that sector; no `once`, so every such request fails).
+    werror=report,rerror=report: the device reports the error to the guest (virtio-blk's
+    VIRTIO_BLK_S_IOERR) instead of stopping the VM, QEMU's choice for some errors.
+    Returns the options and the image (its `# disk-check:` lines are judged against it)."""
+    image = test_dir.parent / "blkfault.img"
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    cfg = test_dir / "blkdebug.cfg"
+    rules = []
+    for event, first in (("write_aio", BLKFAULT_WRITE), ("read_aio", BLKFAULT_READ)):
+        for sector in range(first, first + BLKFAULT_COUNT):
+            rules.append(f'[inject-error]\nevent = "{event}"\nerrno = "5"\n'
+                         f'sector = "{sector}"\n')
+    cfg.write_text("\n".join(rules))
+    drive = (f"file=blkdebug:{qemu._qemu_opt_value(cfg)}:{qemu._qemu_opt_value(image)},"
+             "if=none,id=d0,format=raw,werror=report,rerror=report")
+    return ["-drive", drive, "-device", "virtio-blk-pci,drive=d0,disable-legacy=on"], image
+
+
+# The extra machines with a disk of their own: name -> the writer of its options and image.
+EXTRA_DISKS = {"blkfault": blkfault_disk}
 
 
 def extra_selected(items: str, glob: str) -> bool:
@@ -382,7 +419,7 @@ class Booter:
 
     def boot(self, cmdline: str, log: Path, boot_dir: Path, timeout: float,
              on_line=None, smp: int | None = None,
-             disk_snapshot: bool = True) -> BootResult:
+             disk_snapshot: bool = True, disk: list[str] | None = None) -> BootResult:
         """Boot with `cmdline` (written into a private ESP copy in `boot_dir`, removed
         afterwards), serial output to `log`, for at most `timeout` seconds.  When given,
         `on_line(raw_line)` is called from this thread for each serial line as it
@@ -397,7 +434,7 @@ class Booter:
             argv = qemu.build_command(files.esp, files.vars_fd, kvm=self.kvm,
                                       serial=qemu.serial_to_file(log),
                                       extra=self.qemu_extra, smp=smp,
-                                      disk_snapshot=disk_snapshot)
+                                      disk_snapshot=disk_snapshot, disk=disk)
             with open(stderr_path, "wb") as err:
                 proc = self.procs.start(argv, stdin=subprocess.DEVNULL, stdout=err,
                                         stderr=subprocess.STDOUT)
@@ -760,8 +797,9 @@ class Harness:
         """Boot one extra machine and judge its log as the main run's."""
         log = self.test_dir / f"{name}.log"
         cmdline = self.cmdline(f"mode={protocol.MODE_TEST} tests={self.args.tests} {items}")
+        disk, image = EXTRA_DISKS[name](self.test_dir) if name in EXTRA_DISKS else (None, None)
         res = self.booter.boot(cmdline, log, self.test_dir / "boot" / name, self.args.timeout,
-                               smp=smp)
+                               smp=smp, disk=disk)
         if res.error:
             return [Outcome("run", f"{name} machine", Status.FAIL, [res.error], log)]
         verdict = ktap.judge_test_run(res.text, exit_status=res.status,
@@ -771,6 +809,10 @@ class Harness:
         if verdict.problems:
             out.append(Outcome("run", f"{name} machine", Status.FAIL, verdict.problems, log,
                                qemu_said(res) + log_tail(res.text)))
+        for sector, count, seed in diskcheck.directives(res.text) if image else []:
+            why = diskcheck.check(image, sector, count, seed)
+            out.append(Outcome("disk", f"{name}:disk-check {sector}+{count} seed {seed:#x}",
+                               Status.FAIL if why else Status.PASS, [why] if why else [], log))
         say(f"{name} machine (-smp {smp}, '{items}'): {len(verdict.cases)} cases in "
             f"{res.seconds:.1f} s, {sum(o.status is Status.FAIL for o in out)} failed "
             f"(serial log {log})")

@@ -112,7 +112,7 @@ def serial_to_stdio() -> list[str]:
 def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bool,
                   serial: list[str], no_reboot: bool = True, extra: str = "",
                   control: list[str] | tuple[str, ...] = (), smp: int | None = None,
-                  disk_snapshot: bool = True) -> list[str]:
+                  disk_snapshot: bool = True, disk: list[str] | None = None) -> list[str]:
     """The full argv for one boot of `esp` with OVMF variables in `vars_fd`.
 
     `serial` is the serial option list (serial_to_file(...), serial_to_stdio(), ...).
@@ -123,6 +123,7 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
     The disk image named by MDLAB_DISK (the Makefile's DISK, build/disk.img unless the user
     gives one), when set, is attached as a modern-only virtio-blk PCI device (disk_options);
     with `disk_snapshot` the machine's writes go to a temporary overlay, never the image.
+    `disk`, when given, are the disk options instead (a machine with a disk of its own).
     Raises KvmUnavailable when kvm is set and /dev/kvm is not usable, QemuSetupError
     when `extra` cannot be split (an unbalanced quote) or MDLAB_SMP is not a count of 1 or more."""
     argv = qemu_command_prefix()
@@ -135,7 +136,8 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
     argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={_qemu_opt_value(OVMF_CODE)}"]
     argv += ["-drive", f"if=pflash,format=raw,file={_qemu_opt_value(vars_fd)}"]
     argv += ["-drive", f"format=raw,file={_qemu_opt_value(esp)}"]
-    argv += disk_options(os.environ.get("MDLAB_DISK", ""), snapshot=disk_snapshot)
+    argv += disk if disk is not None else disk_options(os.environ.get("MDLAB_DISK", ""),
+                                                       snapshot=disk_snapshot)
     argv += ["-device", f"isa-debug-exit,iobase={protocol.QEMU_EXIT_PORT:#x},iosize=0x04"]
     if no_reboot:
         argv.append("-no-reboot")

@@ -1,0 +1,387 @@
+/*
+ * Faults from a real device: the virtio-blk driver on make test's `blkfault` machine, whose
+ * disk is QEMU's blkdebug driver over an image of its own (scripts/harness.py,
+ * blkfault_disk), failing with EIO every write that touches BLKFAULT_WRITE.. and every read
+ * that touches BLKFAULT_READ.. (N sectors each; the kernel is told `blkfault=W,R,N`).  With
+ * rerror=report,werror=report QEMU's virtio-blk answers such a request VIRTIO_BLK_S_IOERR
+ * (virtio 1.1, 5.2.6), which the driver completes as STATUS_DEVICE_DATA_ERROR with
+ * IoStatus.Information 0.
+ *
+ * Proven: the failing request went to the device (submitted and completed counters, its
+ * descriptors the buffer's frames) and the caller sees the status, through a completion
+ * routine and through the I/O manager's own IRP (IoBuildSynchronousFsdRequest: the
+ * IO_STATUS_BLOCK and the event, the buffer probed, locked and unlocked by the I/O manager);
+ * a write that failed left nothing on the disk (read back as the image's zeros, and from
+ * outside by the harness: the sectors next to it hold the pattern of a good write); a read
+ * that failed still transferred nothing the caller may trust (Information 0) while the
+ * sectors, written before, are on the image (`# disk-check:`); a request that only
+ * straddles a bad sector fails whole; good requests next to the bad range, before and
+ * after, succeed (the device keeps working); failing and good requests in flight together
+ * each get their own status.  Every case ends with the frames, system PTEs, locked pages and
+ * pool where it began.  Without `blkfault=` (the main machine) every case skips.
+ */
+#include "kernel/ktest.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pattern.h"
+#include "include/wdm.h"
+#include "kernel/cmdline.h"
+#include "kernel/cpu.h"
+#include "kernel/irql.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "kernel/smp/smp.h"
+#include "kernel/virtio/virtio_blk.h"
+#include "mm/pool.h"
+
+struct counts {
+	uint64_t frames, sysptes, locked, pool_bytes;
+};
+static struct counts counts_now(void)
+{
+	struct pool_stats s;
+	pool_get_stats(&s);
+	return (struct counts){ mmt_free_frames(), mmt_free_sysptes(), mmt_locked_frames(), s.bytes_in_use };
+}
+static void expect_counts(struct ktest *t, struct counts a)
+{
+	struct counts b = counts_now();
+	EXPECT_EQ(t, b.frames, a.frames);
+	EXPECT_EQ(t, b.sysptes, a.sysptes);
+	EXPECT_EQ(t, b.locked, a.locked);
+	EXPECT_EQ(t, b.pool_bytes, a.pool_bytes);
+}
+
+/* The bad ranges, from `blkfault=W,R,N`; skips without it. */
+static uint64_t bad_write, bad_read, bad_count;
+
+static PDEVICE_OBJECT faulty_disk(struct ktest *t)
+{
+	char v[64];
+	if (!cmdline_get("blkfault", v, sizeof v))
+		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
+	uint64_t *field[3] = { &bad_write, &bad_read, &bad_count };
+	char *p = v;
+	for (unsigned k = 0; k < 3; k++) {
+		char *comma = p;
+		while (*comma && *comma != ',')
+			comma++;
+		bool last = !*comma;
+		*comma = 0;
+		ASSERT_TRUE(t, last == (k == 2) && parse_u64(p, field[k]));
+		p = comma + 1;
+	}
+	ASSERT_TRUE(t, bad_count > 0);
+	struct vblk_info i;
+	vblk_get_info(&i);
+	ASSERT_TRUE(t, i.device != NULL);
+	ASSERT_TRUE(t, bad_write + 4 * bad_count <= i.capacity && bad_read + 4 * bad_count <= i.capacity);
+	return i.device;
+}
+
+/* ---- requests (driver-allocated IRPs, a completion routine keeps them) ---- */
+
+struct req {
+	PIRP irp;
+	volatile int done;
+	NTSTATUS status;
+	ULONG_PTR info;
+	NTSTATUS returned;
+};
+
+static NTSTATUS on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
+{
+	(void)d;
+	struct req *r = ctx;
+	r->status = irp->IoStatus.Status;
+	r->info = irp->IoStatus.Information;
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	return STATUS_MORE_PROCESSING_REQUIRED;
+}
+
+static void start(struct ktest *t, PDEVICE_OBJECT dev, struct req *r, UCHAR major, PMDL mdl, ULONG length,
+		  uint64_t sector)
+{
+	memset(r, 0, sizeof *r);
+	r->irp = IoAllocateIrp(dev->StackSize, FALSE);
+	ASSERT_TRUE(t, r->irp != NULL);
+	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(r->irp);
+	sp->MajorFunction = major;
+	sp->Parameters.Read.Length = length;
+	sp->Parameters.Read.ByteOffset.QuadPart = (LONGLONG)(sector * VBLK_SECTOR);
+	r->irp->MdlAddress = mdl;
+	IoSetCompletionRoutine(r->irp, on_done, r, TRUE, TRUE, TRUE);
+	r->returned = IoCallDriver(dev, r->irp);
+}
+
+static NTSTATUS finish(struct ktest *t, struct req *r)
+{
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && rdtsc() < end)
+		cpu_relax();
+	ASSERT_TRUE(t, r->done);
+	r->irp->MdlAddress = NULL;
+	IoFreeIrp(r->irp);
+	r->irp = NULL;
+	return r->status;
+}
+
+static NTSTATUS transfer(struct ktest *t, PDEVICE_OBJECT dev, UCHAR major, PMDL mdl, ULONG length, uint64_t sector,
+			 ULONG_PTR *info)
+{
+	struct req r;
+	start(t, dev, &r, major, mdl, length, sector);
+	NTSTATUS st = finish(t, &r);
+	EXPECT_EQ(t, r.returned, STATUS_PENDING); /* every request reaches the device here */
+	*info = r.info;
+	return st;
+}
+
+/* Frames of MmAllocatePagesForMdlEx, mapped. */
+struct buf {
+	PMDL mdl;
+	uint8_t *va;
+};
+static void buf_make(struct ktest *t, struct buf *b, ULONG npages)
+{
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	b->mdl = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)npages * PAGE_SIZE, MmCached, MM_ALLOCATE_FULLY_REQUIRED);
+	ASSERT_TRUE(t, b->mdl != NULL);
+	b->va = MmMapLockedPagesSpecifyCache(b->mdl, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ASSERT_TRUE(t, b->va != NULL);
+}
+static void buf_free(struct buf *b)
+{
+	MmUnmapLockedPages(b->va, b->mdl);
+	MmFreePagesFromMdl(b->mdl);
+	ExFreePool(b->mdl);
+}
+
+static bool all_bytes(const uint8_t *p, ULONG n, uint8_t v)
+{
+	for (ULONG i = 0; i < n; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+/* The request the device was last told names these frames (a one-page buffer). */
+static void expect_last(struct ktest *t, uint32_t type, uint64_t sector, PMDL mdl, ULONG length)
+{
+	struct vblk_last_request last;
+	vblk_get_last_request(&last);
+	EXPECT_EQ(t, last.type, type);
+	EXPECT_EQ(t, last.sector, sector);
+	EXPECT_GE(t, last.nruns, 1u);
+	EXPECT_EQ(t, last.addr[0], (uint64_t)MmGetMdlPfnArray(mdl)[0] << PAGE_SHIFT);
+	uint64_t total = 0;
+	for (unsigned i = 0; i < last.nruns; i++)
+		total += last.len[i];
+	EXPECT_EQ(t, total, (uint64_t)length);
+}
+
+#define FAULT_SEED 0xBADD15Cu
+
+/* ---- cases ---- */
+
+static void a_write_into_the_bad_range_fails_and_the_device_keeps_working(struct ktest *t)
+{
+	struct counts c = counts_now();
+	PDEVICE_OBJECT dev = faulty_disk(t);
+	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
+	struct buf w, r;
+	buf_make(t, &w, 2);
+	buf_make(t, &r, 2);
+	pattern_fill(w.va, 2 * PAGE_SIZE, FAULT_SEED);
+	struct vblk_info before, after;
+	vblk_get_info(&before);
+	ULONG_PTR info = 1;
+
+	/* The bad range itself: the device says IOERR, the IRP completes with the data error. */
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_WRITE, w.mdl, len, bad_write, &info), STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, info, 0u);
+	expect_last(t, VIRTIO_BLK_T_OUT, bad_write, w.mdl, len);
+	/* One sector of it, at the end of a longer write from before it: the whole request fails. */
+	info = 1;
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_WRITE, w.mdl, len, bad_write - bad_count + 1, &info),
+		  STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, info, 0u);
+	vblk_get_info(&after);
+	EXPECT_EQ(t, after.submitted - before.submitted, 2u); /* both reached the device */
+	EXPECT_EQ(t, after.completed - before.completed, 2u);
+	EXPECT_EQ(t, after.in_flight, 0u);
+
+	/* Nothing of the failed writes landed: the fresh image's zeros read back (reads there work). */
+	memset(r.va, 0xA5, 2 * PAGE_SIZE);
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_READ, r.mdl, 2 * len, bad_write - bad_count, &info), STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)(2 * len));
+	EXPECT_TRUE(t, all_bytes(r.va, 2 * len, 0));
+
+	/* The sectors just before and just after take a write and give it back. */
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_WRITE, w.mdl, len, bad_write - bad_count, &info), STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)len);
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_WRITE, w.mdl, len, bad_write + bad_count, &info), STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)len);
+	memset(r.va, 0xA5, 2 * PAGE_SIZE);
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_READ, r.mdl, len, bad_write + bad_count, &info), STATUS_SUCCESS);
+	EXPECT_EQ(t, memcmp(r.va, w.va, len), 0);
+	kprintf("# disk-check: %lu %lu 0x%x\n", bad_write - bad_count, bad_count, FAULT_SEED);
+	kprintf("# disk-check: %lu %lu 0x%x\n", bad_write + bad_count, bad_count, FAULT_SEED);
+	buf_free(&w);
+	buf_free(&r);
+	expect_counts(t, c);
+}
+
+static void a_read_from_the_bad_range_fails_and_the_device_keeps_working(struct ktest *t)
+{
+	struct counts c = counts_now();
+	PDEVICE_OBJECT dev = faulty_disk(t);
+	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
+	struct buf w, r;
+	buf_make(t, &w, 2);
+	buf_make(t, &r, 2);
+	pattern_fill(w.va, 2 * PAGE_SIZE, FAULT_SEED + 1);
+	ULONG_PTR info = 1;
+	/* Writes there work: the pattern goes onto the image (the harness checks it). */
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_WRITE, w.mdl, 2 * len, bad_read, &info), STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)(2 * len));
+	kprintf("# disk-check: %lu %lu 0x%x\n", bad_read, 2 * bad_count, FAULT_SEED + 1);
+
+	struct vblk_info before, after;
+	vblk_get_info(&before);
+	info = 1;
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_READ, r.mdl, len, bad_read, &info), STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, info, 0u);
+	expect_last(t, VIRTIO_BLK_T_IN, bad_read, r.mdl, len);
+	/* Straddling: the last sector before the range and the first of it. */
+	info = 1;
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_READ, r.mdl, 2 * VBLK_SECTOR, bad_read - 1, &info),
+		  STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, info, 0u);
+	vblk_get_info(&after);
+	EXPECT_EQ(t, after.submitted - before.submitted, 2u);
+	EXPECT_EQ(t, after.completed - before.completed, 2u);
+	EXPECT_EQ(t, after.in_flight, 0u);
+
+	/* The page after the range reads back what was written. */
+	memset(r.va, 0xA5, 2 * PAGE_SIZE);
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_READ, r.mdl, len, bad_read + bad_count, &info), STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)len);
+	EXPECT_EQ(t, memcmp(r.va, w.va + len, len), 0);
+	buf_free(&w);
+	buf_free(&r);
+	expect_counts(t, c);
+}
+
+/* The I/O manager's IRP: it probes and locks the caller's buffer, and at completion writes the
+ * IO_STATUS_BLOCK, signals the event, unlocks and frees the MDL and frees the IRP. */
+static NTSTATUS fsd_transfer(struct ktest *t, PDEVICE_OBJECT dev, ULONG major, void *buffer, ULONG length,
+			     uint64_t sector, IO_STATUS_BLOCK *iosb)
+{
+	KEVENT ev;
+	KeInitializeEvent(&ev, NotificationEvent, FALSE);
+	LARGE_INTEGER at = { .QuadPart = (LONGLONG)(sector * VBLK_SECTOR) };
+	iosb->Status = 0x12345678;
+	iosb->Information = 77;
+	PIRP irp = IoBuildSynchronousFsdRequest(major, dev, buffer, length, &at, &ev, iosb);
+	ASSERT_TRUE(t, irp != NULL);
+	NTSTATUS st = IoCallDriver(dev, irp);
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	while (!KeReadStateEvent(&ev) && rdtsc() < end)
+		cpu_relax();
+	ASSERT_TRUE(t, KeReadStateEvent(&ev));
+	EXPECT_EQ(t, st, STATUS_PENDING);
+	return iosb->Status;
+}
+
+static void the_io_managers_caller_sees_the_error_and_nothing_stays_locked(struct ktest *t)
+{
+	struct counts c = counts_now();
+	PDEVICE_OBJECT dev = faulty_disk(t);
+	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
+	uint8_t *p = ExAllocatePool2(POOL_FLAG_NON_PAGED, len, 'tlfV');
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t locked = mmt_locked_frames();
+	IO_STATUS_BLOCK iosb;
+	EXPECT_EQ(t, fsd_transfer(t, dev, IRP_MJ_WRITE, p, len, bad_write, &iosb), STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, iosb.Information, 0u);
+	EXPECT_EQ(t, mmt_locked_frames(), locked); /* the I/O manager unlocked the buffer */
+	EXPECT_EQ(t, fsd_transfer(t, dev, IRP_MJ_READ, p, len, bad_read, &iosb), STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, iosb.Information, 0u);
+	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	EXPECT_EQ(t, fsd_transfer(t, dev, IRP_MJ_READ, p, len, bad_read + bad_count, &iosb), STATUS_SUCCESS);
+	EXPECT_EQ(t, iosb.Information, (ULONG_PTR)len);
+	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	ExFreePoolWithTag(p, 'tlfV');
+	expect_counts(t, c);
+}
+
+#define MIX 6u
+
+static void failing_and_good_requests_in_flight_each_get_their_own_status(struct ktest *t)
+{
+	struct counts c = counts_now();
+	PDEVICE_OBJECT dev = faulty_disk(t);
+	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
+	ASSERT_EQ(t, smp_this_cpu(), 0u);
+	struct buf b[MIX];
+	static struct req r[MIX];
+	/* Even: a good write after the write-bad range; odd: alternately a write into it and a
+	 * read from the read-bad range. */
+	uint64_t sector[MIX];
+	UCHAR major[MIX];
+	for (unsigned i = 0; i < MIX; i++) {
+		buf_make(t, &b[i], 1);
+		pattern_fill(b[i].va, PAGE_SIZE, FAULT_SEED + 16 + i);
+		bool bad = i & 1;
+		major[i] = bad && (i & 2) ? IRP_MJ_READ : IRP_MJ_WRITE;
+		sector[i] = !bad ? bad_write + (2 + i) * bad_count : major[i] == IRP_MJ_READ ? bad_read : bad_write;
+	}
+	/* At DISPATCH_LEVEL on CPU 0 the completion DPC cannot run: all are on the ring at once. */
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	for (unsigned i = 0; i < MIX; i++)
+		start(t, dev, &r[i], major[i], b[i].mdl, len, sector[i]);
+	struct vblk_info during;
+	vblk_get_info(&during);
+	KeLowerIrql(old);
+	EXPECT_EQ(t, during.in_flight, (uint64_t)MIX);
+	for (unsigned i = 0; i < MIX; i++) {
+		EXPECT_EQ(t, r[i].returned, STATUS_PENDING);
+		bool bad = i & 1;
+		EXPECT_EQ(t, finish(t, &r[i]), bad ? STATUS_DEVICE_DATA_ERROR : STATUS_SUCCESS);
+		EXPECT_EQ(t, r[i].info, bad ? 0u : (ULONG_PTR)len);
+		if (!bad)
+			kprintf("# disk-check: %lu %lu 0x%x\n", sector[i], bad_count, FAULT_SEED + 16 + i);
+		buf_free(&b[i]);
+	}
+	struct vblk_info after;
+	vblk_get_info(&after);
+	EXPECT_EQ(t, after.in_flight, 0u);
+	expect_counts(t, c);
+}
+
+static int fault_case_init(struct ktest *t)
+{
+	(void)t;
+	NTSTATUS st = vblk_load();
+	if (st && st != (NTSTATUS)0xC000000E)
+		kprintf("    # loading virtio_blk: 0x%x\n", (unsigned)st);
+	return st && st != (NTSTATUS)0xC000000E;
+}
+
+static void fault_case_exit(struct ktest *t)
+{
+	struct vblk_info i;
+	vblk_get_info(&i);
+	if (i.device)
+		EXPECT_EQ(t, vblk_unload_driver(), STATUS_SUCCESS);
+}
+
+static struct ktest_case virtio_fault_cases[] = {
+	KTEST_CASE(a_write_into_the_bad_range_fails_and_the_device_keeps_working),
+	KTEST_CASE(a_read_from_the_bad_range_fails_and_the_device_keeps_working),
+	KTEST_CASE(the_io_managers_caller_sees_the_error_and_nothing_stays_locked),
+	KTEST_CASE(failing_and_good_requests_in_flight_each_get_their_own_status),
+	{ 0 }
+};
+KTEST_SUITE(virtio_fault, virtio_fault_cases, .init = fault_case_init, .exit = fault_case_exit);
