@@ -335,8 +335,12 @@ static void bad_sizes_offsets_and_ends_are_refused(struct ktest *t)
 	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, b.mdl, VBLK_SECTOR, 3, NULL), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, b.mdl, VBLK_SECTOR, -(LONGLONG)VBLK_SECTOR, NULL), STATUS_INVALID_PARAMETER);
 	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, b.mdl, 4 * PAGE_SIZE, 0, NULL), STATUS_INVALID_PARAMETER); /* > MDL */
-	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, b.mdl, VBLK_SECTOR, end, NULL), STATUS_END_OF_MEDIA);
-	EXPECT_EQ(t, transfer(t, IRP_MJ_WRITE, b.mdl, 2 * VBLK_SECTOR, end - VBLK_SECTOR, NULL), STATUS_END_OF_MEDIA);
+	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, b.mdl, 1, 0, NULL), STATUS_INVALID_PARAMETER); /* 1 byte */
+	EXPECT_EQ(t, transfer(t, IRP_MJ_WRITE, b.mdl, 1, VBLK_SECTOR, NULL), STATUS_INVALID_PARAMETER);
+	/* Past the end: Windows' disk stack's STATUS_NONEXISTENT_SECTOR (virtio_blk.c). */
+	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, b.mdl, VBLK_SECTOR, end, NULL), STATUS_NONEXISTENT_SECTOR);
+	EXPECT_EQ(t, transfer(t, IRP_MJ_WRITE, b.mdl, 2 * VBLK_SECTOR, end - VBLK_SECTOR, NULL), STATUS_NONEXISTENT_SECTOR);
+	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, b.mdl, VBLK_SECTOR, end + 64 * VBLK_SECTOR, NULL), STATUS_NONEXISTENT_SECTOR);
 	ULONG_PTR info = 1;
 	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, b.mdl, 0, 0, &info), STATUS_SUCCESS);
 	EXPECT_EQ(t, info, 0u);

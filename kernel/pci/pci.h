@@ -57,8 +57,10 @@ uint8_t pci_read8(const struct pci_function *f, unsigned reg);
 void pci_write32(const struct pci_function *f, unsigned reg, uint32_t v);
 void pci_write16(const struct pci_function *f, unsigned reg, uint16_t v);
 
-/* The offset of the first capability with this ID at or after `from` in the list (0: from
- * the head), 0 when none (PCI Local Bus 3.0, 6.7). */
+/* The offset of the first capability with this ID after the one at `from`, in list order
+ * (from the capability `from`'s next pointer on; `from` itself is never returned, so a loop
+ * passing back what it got walks every match once), or from the list's head (offset 0x34)
+ * when `from` is 0; 0 when none (PCI Local Bus 3.0, 6.7). */
 uint8_t pci_find_capability(const struct pci_function *f, uint8_t id, uint8_t from);
 
 /* Map every memory BAR of up to 1 MiB UC (PAGE_READWRITE | PAGE_NOCACHE) that is not mapped

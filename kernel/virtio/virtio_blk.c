@@ -382,9 +382,17 @@ static NTSTATUS vblk_read_write(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		return complete_now(Irp, STATUS_SUCCESS);
 	if (!Irp->MdlAddress || MmGetMdlByteCount(Irp->MdlAddress) < length)
 		return complete_now(Irp, STATUS_INVALID_PARAMETER);
+	/* Past the end: what Windows' disk stack answers.  disk.sys's read/write check
+	 * (DiskReadWriteVerification, the ClassReadWriteVerification hook classpnp's
+	 * ClassReadWrite calls) finds a transfer starting or running past the partition's length
+	 * but, the sizes being sector multiples, sends it down "and let[s] the hardware decide";
+	 * the drive refuses the LBA (sense ILLEGAL REQUEST, ASC LOGICAL BLOCK ADDRESS OUT OF
+	 * RANGE), which classpnp's sense interpretation turns into STATUS_NONEXISTENT_SECTOR.  The
+	 * driver is disk, class and device at once, so it answers that without asking the device
+	 * (whose own answer, VIRTIO_BLK_S_IOERR, 5.2.6, would read as a medium error). */
 	uint64_t first = (uint64_t)offset / VBLK_SECTOR, count = length / VBLK_SECTOR;
 	if (first >= vb.info.capacity || count > vb.info.capacity - first)
-		return complete_now(Irp, STATUS_END_OF_MEDIA);
+		return complete_now(Irp, STATUS_NONEXISTENT_SECTOR);
 	if (mdl_runs(Irp->MdlAddress, length) > VBLK_MAX_RUNS)
 		return complete_now(Irp, STATUS_INSUFFICIENT_RESOURCES);
 
