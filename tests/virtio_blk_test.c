@@ -195,7 +195,13 @@ static void negotiated_version_1_and_routed_msix(struct ktest *t)
 	struct vblk_info i;
 	vblk_get_info(&i);
 	EXPECT_TRUE(t, i.offered & VIRTIO_F_VERSION_1);
-	EXPECT_EQ(t, i.features, VIRTIO_F_VERSION_1);
+	/* VERSION_1, and the block limits' features whenever offered (5.2.3). */
+	EXPECT_EQ(t, i.features, VIRTIO_F_VERSION_1 | (i.offered & ((1ull << 1) | (1ull << 2))));
+	EXPECT_TRUE(t, i.seg_limit >= 1 && i.seg_limit <= VBLK_MAX_RUNS && i.seg_limit <= i.queue_size - 2u);
+	if (i.features & (1ull << 2))
+		EXPECT_TRUE(t, i.seg_limit <= i.seg_max);
+	kprintf("    # seg_max %u, size_max %u offered: at most %u data descriptors of 0x%x bytes a request\n",
+		i.seg_max, i.size_max, i.seg_limit, i.size_limit);
 	EXPECT_EQ(t, i.device_status & 0x8Fu, 0x0Fu); /* ACK|DRIVER|DRIVER_OK|FEATURES_OK, not FAILED */
 	EXPECT_TRUE(t, i.capacity > 0);
 	EXPECT_TRUE(t, i.queue_size >= 8 && !(i.queue_size & (i.queue_size - 1)));
@@ -356,6 +362,120 @@ static void bad_sizes_offsets_and_ends_are_refused(struct ktest *t)
 	expect_counts(t, c);
 }
 
+/* ---- splitting ---- */
+
+#define SPLIT_PAGES 256u
+#define SPLIT_SECTOR 16384u
+#define SPLIT_SEED 0x5A11CEu
+
+/* An MDL of SPLIT_PAGES frames built by hand from every other frame of an allocation of twice
+ * as many: no two of its frames adjacent, so one run per page. */
+struct scattered {
+	PMDL src;
+	uint8_t *sva;
+	PMDL mdl;
+};
+static void scattered_make(struct ktest *t, struct scattered *b)
+{
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	b->src = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)2 * SPLIT_PAGES * PAGE_SIZE, MmCached,
+					 MM_ALLOCATE_FULLY_REQUIRED);
+	ASSERT_TRUE(t, b->src != NULL);
+	b->sva = MmMapLockedPagesSpecifyCache(b->src, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ASSERT_TRUE(t, b->sva != NULL);
+	b->mdl = IoAllocateMdl(MmGetMdlVirtualAddress(b->src), SPLIT_PAGES * PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, b->mdl != NULL);
+	PPFN_NUMBER from = MmGetMdlPfnArray(b->src), to = MmGetMdlPfnArray(b->mdl);
+	for (unsigned k = 0; k < SPLIT_PAGES; k++)
+		to[k] = from[2 * k];
+	ASSERT_EQ(t, runs_of(to, SPLIT_PAGES), SPLIT_PAGES);
+}
+static uint8_t *scattered_page(struct scattered *b, unsigned k) { return b->sva + 2 * k * PAGE_SIZE; }
+static void scattered_free(struct scattered *b)
+{
+	IoFreeMdl(b->mdl);
+	MmUnmapLockedPages(b->sva, b->src);
+	MmFreePagesFromMdl(b->src);
+	ExFreePool(b->src);
+}
+
+static void a_megabyte_of_scattered_frames_is_split_and_completed_once(struct ktest *t)
+{
+	struct counts c = counts_now();
+	disk(t);
+	struct vblk_info i, after;
+	vblk_get_info(&i);
+	ASSERT_TRUE(t, i.seg_limit < SPLIT_PAGES); /* more runs than one request may carry */
+	struct scattered w, r;
+	scattered_make(t, &w);
+	scattered_make(t, &r);
+	uint32_t x = SPLIT_SEED; /* the pattern, continued across the scattered pages */
+	for (unsigned k = 0; k < SPLIT_PAGES; k++) {
+		uint32_t *wd = (uint32_t *)scattered_page(&w, k);
+		for (unsigned j = 0; j < PAGE_SIZE / 4; j++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			wd[j] = x;
+		}
+	}
+	memset(r.sva, 0x5A, 2 * SPLIT_PAGES * PAGE_SIZE);
+
+	ULONG_PTR info = 0;
+	EXPECT_EQ(t, transfer(t, IRP_MJ_WRITE, w.mdl, SPLIT_PAGES * PAGE_SIZE, (LONGLONG)SPLIT_SECTOR * VBLK_SECTOR, &info),
+		  STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)(SPLIT_PAGES * PAGE_SIZE)); /* the whole IRP, once */
+	vblk_get_info(&after);
+	struct vblk_last_irp li;
+	vblk_get_last_irp(&li);
+	EXPECT_EQ(t, after.completed - i.completed, (uint64_t)li.npieces); /* every piece was a request */
+	EXPECT_EQ(t, after.in_flight, 0u);
+	EXPECT_GE(t, li.npieces, 2u);
+	ASSERT_TRUE(t, li.npieces <= VBLK_RECORD_PIECES);
+	/* The descriptors, all pieces in order, are the MDL's frames and the frames the page
+	 * tables map at the pages the pattern was written through. */
+	ASSERT_EQ(t, li.nruns, SPLIT_PAGES);
+	PPFN_NUMBER wf = MmGetMdlPfnArray(w.mdl);
+	for (unsigned k = 0; k < SPLIT_PAGES; k++) {
+		EXPECT_EQ(t, li.addr[k], (uint64_t)wf[k] << PAGE_SHIFT);
+		EXPECT_EQ(t, li.addr[k] >> PAGE_SHIFT, (uint64_t)mmt_frame_of((uint64_t)scattered_page(&w, k)));
+		EXPECT_TRUE(t, li.len[k] == PAGE_SIZE || i.size_limit < PAGE_SIZE);
+	}
+	/* Each piece within the limits, whole sectors, at the sector where the one before ended. */
+	uint64_t sector = SPLIT_SECTOR, bytes = 0;
+	for (unsigned p = 0; p < li.npieces; p++) {
+		EXPECT_EQ(t, li.piece_sector[p], sector);
+		EXPECT_TRUE(t, li.piece_runs[p] >= 1 && li.piece_runs[p] <= i.seg_limit);
+		EXPECT_EQ(t, li.piece_bytes[p] % VBLK_SECTOR, 0u);
+		sector += li.piece_bytes[p] / VBLK_SECTOR;
+		bytes += li.piece_bytes[p];
+	}
+	EXPECT_EQ(t, bytes, (uint64_t)SPLIT_PAGES * PAGE_SIZE);
+	kprintf("    # 1 MiB in %u runs: %u requests of at most %u descriptors\n", li.nruns, li.npieces, i.seg_limit);
+
+	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, r.mdl, SPLIT_PAGES * PAGE_SIZE, (LONGLONG)SPLIT_SECTOR * VBLK_SECTOR, &info),
+		  STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)(SPLIT_PAGES * PAGE_SIZE));
+	vblk_get_last_irp(&li);
+	PPFN_NUMBER rf = MmGetMdlPfnArray(r.mdl);
+	ASSERT_EQ(t, li.nruns, SPLIT_PAGES);
+	for (unsigned k = 0; k < SPLIT_PAGES; k++)
+		EXPECT_EQ(t, li.addr[k], (uint64_t)rf[k] << PAGE_SHIFT);
+	unsigned bad = 0, touched = 0;
+	for (unsigned k = 0; k < SPLIT_PAGES; k++) {
+		bad += memcmp(scattered_page(&r, k), scattered_page(&w, k), PAGE_SIZE) != 0;
+		uint8_t *gap = scattered_page(&r, k) + PAGE_SIZE; /* the frame between: not the MDL's */
+		for (unsigned j = 0; j < PAGE_SIZE; j++)
+			touched += gap[j] != 0x5A;
+	}
+	EXPECT_EQ(t, bad, 0u);
+	EXPECT_EQ(t, touched, 0u);
+	kprintf("# disk-check: %u %u 0x%x\n", SPLIT_SECTOR, (unsigned)(SPLIT_PAGES * PAGE_SIZE / VBLK_SECTOR), SPLIT_SEED);
+	scattered_free(&w);
+	scattered_free(&r);
+	expect_counts(t, c);
+}
+
 /* Each case has the driver loaded for it alone (virtio_blk.h). */
 static int vblk_case_init(struct ktest *t)
 {
@@ -379,6 +499,7 @@ static struct ktest_case virtio_blk_cases[] = {
 	KTEST_CASE(write_then_read_back_through_unaligned_mdls),
 	KTEST_CASE(several_requests_in_flight_at_once),
 	KTEST_CASE(bad_sizes_offsets_and_ends_are_refused),
+	KTEST_CASE(a_megabyte_of_scattered_frames_is_split_and_completed_once),
 	{ 0 }
 };
 KTEST_SUITE(virtio_blk, virtio_blk_cases, .init = vblk_case_init, .exit = vblk_case_exit);

@@ -6,8 +6,10 @@
  *             configuration (4) structures; 4.1.4.3 the common configuration's layout.
  *   3.1.1     initialization: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK read back
  *             (a device that clears it refuses the subset: FAILED), the queues, DRIVER_OK.
- *   6         VIRTIO_F_VERSION_1 (bit 32) is required of a modern device; it is the one
- *             feature accepted, so no seg_max/size_max/blk_size limits apply (5.2.3).
+ *   6         VIRTIO_F_VERSION_1 (bit 32) is required of a modern device.
+ *   5.2.3/4   VIRTIO_BLK_F_SIZE_MAX (1) and VIRTIO_BLK_F_SEG_MAX (2) are accepted when offered:
+ *             the device configuration's size_max (offset 8: bytes in one data descriptor)
+ *             and seg_max (offset 12: data descriptors in one request) then bind the driver.
  *   2.6       one split virtqueue: descriptor table (16 bytes each), available ring, used
  *             ring, in one page of contiguous memory (alignments 16, 2, 4 bytes).
  *   5.2.6     a request is a chain: the header {type, reserved, sector} (device-readable),
@@ -15,6 +17,14 @@
  *   4.1.4.4   the doorbell: queue_notify_off x notify_off_multiplier into the notify
  *             structure, the queue's index written there.
  *   4.1.5.1.2 MSI-X: queue_msix_vector names table entry 0; config changes get no vector.
+ *
+ * Splitting (what storport/classpnp do by MaximumTransferLength and MaximumPhysicalPages): an
+ * IRP whose runs do not fit one request's limits (seg_max, size_max, and the queue's own
+ * size less the header and status descriptors) is sent as several device requests ("pieces"),
+ * each whole sectors of the transfer in order, each its own slot and chain.  The IRP counts
+ * them in Tail.Overlay.DriverContext (the bytes put on the ring, the pieces in flight, the
+ * first error) and is completed once, when the last piece is back: Information the whole
+ * length, or 0 with the first piece error seen.
  *
  * The data descriptors are the MDL's own frames (one per physically contiguous run of its
  * PFN array, the first starting MmGetMdlByteOffset bytes into its page): no copy, no bounce
@@ -78,6 +88,16 @@ struct virtio_common_cfg {
 #define VS_FEATURES_OK 8
 #define VS_FAILED 128
 #define VIRTIO_MSI_NO_VECTOR 0xFFFF
+
+/* 5.2.3: the block device's feature bits the driver uses. */
+#define VIRTIO_BLK_F_SIZE_MAX (1ull << 1)
+#define VIRTIO_BLK_F_SEG_MAX (1ull << 2)
+
+/* An IRP's split state, in Tail.Overlay.DriverContext (the driver's while it holds the IRP). */
+#define CTX_POS 0   /* bytes of the transfer put on the ring so far */
+#define CTX_OUT 1   /* its pieces on the ring and not yet back */
+#define CTX_ERR 2   /* the first piece error (0: none) */
+#define CTX(irp, i) ((irp)->Tail.Overlay.DriverContext[i])
 
 /* 2.6.5, 2.6.6, 2.6.8. */
 struct vq_desc {
@@ -151,6 +171,9 @@ static struct {
 	KDPC dpc;
 	struct vblk_info info;
 	struct vblk_last_request last;
+	struct vblk_last_irp last_irp;
+	unsigned seg_limit;           /* data descriptors per request */
+	uint32_t size_limit;          /* bytes per data descriptor */
 } vb;
 
 static struct klock vq_lock = KLOCK_INIT(KLOCK_DEVICE);
@@ -185,6 +208,13 @@ void vblk_get_last_request(struct vblk_last_request *out)
 	klock_release(&vq_lock, irql);
 }
 
+void vblk_get_last_irp(struct vblk_last_irp *out)
+{
+	KIRQL irql = klock_acquire(&vq_lock);
+	*out = vb.last_irp;
+	klock_release(&vq_lock, irql);
+}
+
 /* ---- the ring (vq_lock held) ---- */
 
 static void desc_free_chain(uint16_t head)
@@ -210,95 +240,149 @@ static uint16_t desc_take(void)
 	return i;
 }
 
-/* The physically contiguous runs of the MDL's first `length` bytes. */
-static unsigned mdl_runs(PMDL mdl, ULONG length)
+/* One piece: the data of the transfer from byte `pos` (a sector multiple) as at most `maxseg`
+ * descriptors of at most `maxsize` bytes, one per physically contiguous run of the MDL's PFN
+ * array (cut where a run exceeds maxsize), ending on a sector boundary unless it ends the
+ * transfer (which is whole sectors).  Fills addr/len, *nseg; returns the piece's bytes, 0 when
+ * not one sector fits the limits. */
+static uint32_t piece_build(PMDL mdl, ULONG length, ULONG pos, unsigned maxseg, uint32_t maxsize,
+			    uint64_t *addr, uint32_t *len, unsigned *nseg)
 {
 	PPFN_NUMBER pfn = MmGetMdlPfnArray(mdl);
-	ULONG off = MmGetMdlByteOffset(mdl);
-	ULONG pages = (ULONG)ADDRESS_AND_SIZE_TO_SPAN_PAGES((PVOID)(ULONG_PTR)off, length);
-	unsigned runs = 1;
-	for (ULONG i = 1; i < pages; i++)
-		if (pfn[i] != pfn[i - 1] + 1)
-			runs++;
-	return runs;
+	uint64_t at = (uint64_t)MmGetMdlByteOffset(mdl) + pos;
+	ULONG page = (ULONG)(at >> PAGE_SHIFT);
+	uint64_t off = at & (PAGE_SIZE - 1);
+	ULONG left = length - pos;
+	uint32_t total = 0;
+	unsigned n = 0;
+	while (left && n < maxseg) {
+		uint64_t a = ((uint64_t)pfn[page] << PAGE_SHIFT) + off;
+		uint32_t l = 0;
+		for (;;) {
+			uint32_t chunk = (uint32_t)(PAGE_SIZE - off) < left - l ? (uint32_t)(PAGE_SIZE - off) : left - l;
+			if (chunk > maxsize - l)
+				chunk = maxsize - l;
+			l += chunk;
+			off += chunk;
+			if (off == PAGE_SIZE) {
+				off = 0;
+				page++;
+			}
+			if (l == left || l == maxsize || off || pfn[page] != pfn[page - 1] + 1)
+				break;
+		}
+		addr[n] = a;
+		len[n] = l;
+		n++;
+		left -= l;
+		total += l;
+	}
+	if (left) { /* cut back to a sector boundary: a request moves whole sectors (5.2.6) */
+		uint32_t extra = total % VBLK_SECTOR;
+		total -= extra;
+		while (extra) {
+			if (len[n - 1] > extra) {
+				len[n - 1] -= extra;
+				extra = 0;
+			} else {
+				extra -= len[--n];
+			}
+		}
+	}
+	*nseg = n;
+	return total;
 }
 
-/* Put the IRP's request on the ring, if a slot and its descriptors are free. */
+/* Put the IRP's next pieces on the ring while a slot and their descriptors are free; true when
+ * every piece is on the ring. */
 static bool submit_locked(PIRP irp)
 {
 	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(irp);
 	bool write = sp->MajorFunction == IRP_MJ_WRITE;
 	ULONG length = sp->Parameters.Read.Length;
-	uint64_t sector = (uint64_t)sp->Parameters.Read.ByteOffset.QuadPart / VBLK_SECTOR;
+	uint64_t first = (uint64_t)sp->Parameters.Read.ByteOffset.QuadPart / VBLK_SECTOR;
 	PMDL mdl = irp->MdlAddress;
-	unsigned runs = mdl_runs(mdl, length);
-	unsigned s;
-	for (s = 0; s < VBLK_SLOTS && vb.slot[s].irp; s++)
-		;
-	if (s == VBLK_SLOTS || vb.nfree < runs + 2)
-		return false;
+	ULONG pos = (ULONG)(ULONG_PTR)CTX(irp, CTX_POS);
+	while (pos < length) {
+		unsigned s;
+		for (s = 0; s < VBLK_SLOTS && vb.slot[s].irp; s++)
+			;
+		if (s == VBLK_SLOTS)
+			return false;
+		uint64_t addr[VBLK_MAX_RUNS];
+		uint32_t len[VBLK_MAX_RUNS];
+		unsigned n;
+		uint32_t bytes = piece_build(mdl, length, pos, vb.seg_limit, vb.size_limit, addr, len, &n);
+		if (vb.nfree < n + 2)
+			return false;
+		uint64_t sector = first + pos / VBLK_SECTOR;
 
-	struct vblk_req_hdr *hdr = (struct vblk_req_hdr *)(vb.mem + PAGE_SIZE + HDR_OFF) + s;
-	uint8_t *status = vb.mem + PAGE_SIZE + STATUS_OFF + s;
-	hdr->type = write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
-	hdr->reserved = 0;
-	hdr->sector = sector;
-	*status = 0xFF;
+		struct vblk_req_hdr *hdr = (struct vblk_req_hdr *)(vb.mem + PAGE_SIZE + HDR_OFF) + s;
+		uint8_t *status = vb.mem + PAGE_SIZE + STATUS_OFF + s;
+		hdr->type = write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN;
+		hdr->reserved = 0;
+		hdr->sector = sector;
+		*status = 0xFF;
 
-	uint16_t head = desc_take(), cur = head;
-	vb.desc[cur].addr = vb.mem_phys + PAGE_SIZE + HDR_OFF + s * sizeof(struct vblk_req_hdr);
-	vb.desc[cur].len = sizeof(struct vblk_req_hdr);
-	vb.desc[cur].flags = VRING_DESC_F_NEXT;
-
-	PPFN_NUMBER pfn = MmGetMdlPfnArray(mdl);
-	uint64_t off = MmGetMdlByteOffset(mdl);
-	ULONG left = length;
-	unsigned page = 0, n = 0;
-	while (left) {
-		/* One run: from (pfn[page], off) while the next page's frame follows. */
-		uint64_t addr = ((uint64_t)pfn[page] << PAGE_SHIFT) + off;
-		uint32_t len = 0;
-		for (;;) {
-			uint32_t chunk = (uint32_t)(PAGE_SIZE - off) < left - len ? (uint32_t)(PAGE_SIZE - off) : left - len;
-			len += chunk;
-			off = 0;
-			page++;
-			if (len == left || pfn[page] != pfn[page - 1] + 1)
-				break;
+		uint16_t head = desc_take(), cur = head;
+		vb.desc[cur].addr = vb.mem_phys + PAGE_SIZE + HDR_OFF + s * sizeof(struct vblk_req_hdr);
+		vb.desc[cur].len = sizeof(struct vblk_req_hdr);
+		vb.desc[cur].flags = VRING_DESC_F_NEXT;
+		if (pos == 0) { /* the IRP's first piece: a new record */
+			vb.last_irp.irp = irp;
+			vb.last_irp.npieces = vb.last_irp.nruns = 0;
 		}
-		uint16_t d = desc_take();
-		vb.desc[cur].next = d;
-		cur = d;
-		vb.desc[cur].addr = addr;
-		vb.desc[cur].len = len;
-		vb.desc[cur].flags = VRING_DESC_F_NEXT | (write ? 0 : VRING_DESC_F_WRITE);
-		vb.last.addr[n] = addr;
-		vb.last.len[n] = len;
-		n++;
-		left -= len;
+		bool recorded = vb.last_irp.irp == irp;
+		for (unsigned i = 0; i < n; i++) {
+			uint16_t d = desc_take();
+			vb.desc[cur].next = d;
+			cur = d;
+			vb.desc[cur].addr = addr[i];
+			vb.desc[cur].len = len[i];
+			vb.desc[cur].flags = VRING_DESC_F_NEXT | (write ? 0 : VRING_DESC_F_WRITE);
+			vb.last.addr[i] = addr[i];
+			vb.last.len[i] = len[i];
+			if (recorded && vb.last_irp.nruns < VBLK_RECORD_RUNS) {
+				vb.last_irp.addr[vb.last_irp.nruns] = addr[i];
+				vb.last_irp.len[vb.last_irp.nruns] = len[i];
+			}
+			if (recorded)
+				vb.last_irp.nruns++;
+		}
+		if (recorded) {
+			if (vb.last_irp.npieces < VBLK_RECORD_PIECES) {
+				vb.last_irp.piece_sector[vb.last_irp.npieces] = sector;
+				vb.last_irp.piece_runs[vb.last_irp.npieces] = n;
+				vb.last_irp.piece_bytes[vb.last_irp.npieces] = bytes;
+			}
+			vb.last_irp.npieces++;
+		}
+		uint16_t st = desc_take();
+		vb.desc[cur].next = st;
+		vb.desc[st].addr = vb.mem_phys + PAGE_SIZE + STATUS_OFF + s;
+		vb.desc[st].len = 1;
+		vb.desc[st].flags = VRING_DESC_F_WRITE;
+		vb.last.nruns = n;
+		vb.last.type = hdr->type;
+		vb.last.sector = sector;
+
+		vb.slot[s] = (struct vblk_slot){ irp, head, (uint16_t)(n + 2), bytes };
+		vb.slot_of_head[head] = (int16_t)s;
+		pos += bytes;
+		CTX(irp, CTX_POS) = (PVOID)(ULONG_PTR)pos;
+		CTX(irp, CTX_OUT) = (PVOID)((ULONG_PTR)CTX(irp, CTX_OUT) + 1);
+		vb.info.submitted++;
+		vb.info.in_flight++;
+		if (vb.info.in_flight > vb.info.max_in_flight)
+			vb.info.max_in_flight = vb.info.in_flight;
+
+		/* 2.6.13: the ring entry, then (a write barrier) the index, then the doorbell. */
+		vb.avail->ring[vb.avail->idx % vb.qsize] = head;
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+		__atomic_store_n(&vb.avail->idx, (uint16_t)(vb.avail->idx + 1), __ATOMIC_RELEASE);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		*vb.notify = 0;
 	}
-	uint16_t st = desc_take();
-	vb.desc[cur].next = st;
-	vb.desc[st].addr = vb.mem_phys + PAGE_SIZE + STATUS_OFF + s;
-	vb.desc[st].len = 1;
-	vb.desc[st].flags = VRING_DESC_F_WRITE;
-	vb.last.nruns = n;
-	vb.last.type = hdr->type;
-	vb.last.sector = sector;
-
-	vb.slot[s] = (struct vblk_slot){ irp, head, (uint16_t)(runs + 2), length };
-	vb.slot_of_head[head] = (int16_t)s;
-	vb.info.submitted++;
-	vb.info.in_flight++;
-	if (vb.info.in_flight > vb.info.max_in_flight)
-		vb.info.max_in_flight = vb.info.in_flight;
-
-	/* 2.6.13: the ring entry, then (a write barrier) the index, then the doorbell. */
-	vb.avail->ring[vb.avail->idx % vb.qsize] = head;
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	__atomic_store_n(&vb.avail->idx, (uint16_t)(vb.avail->idx + 1), __ATOMIC_RELEASE);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	*vb.notify = 0;
 	return true;
 }
 
@@ -341,13 +425,21 @@ static VOID vblk_dpc(PKDPC Dpc, PVOID ctx, PVOID a1, PVOID a2)
 		struct vblk_slot *s = &vb.slot[vb.slot_of_head[id]];
 		uint8_t status = vb.mem[PAGE_SIZE + STATUS_OFF + (unsigned)(s - vb.slot)];
 		PIRP irp = s->irp;
-		irp->IoStatus.Status = vblk_status_of(status);
-		irp->IoStatus.Information = status == VIRTIO_BLK_S_OK ? s->length : 0;
+		NTSTATUS st = vblk_status_of(status);
+		if (st != STATUS_SUCCESS && !CTX(irp, CTX_ERR))
+			CTX(irp, CTX_ERR) = (PVOID)(ULONG_PTR)(ULONG)st; /* the first error wins */
+		CTX(irp, CTX_OUT) = (PVOID)((ULONG_PTR)CTX(irp, CTX_OUT) - 1);
 		vb.slot_of_head[id] = -1;
 		desc_free_chain(s->head);
 		s->irp = NULL;
 		vb.info.in_flight--;
 		vb.info.completed++;
+		ULONG length = IoGetCurrentIrpStackLocation(irp)->Parameters.Read.Length;
+		if (CTX(irp, CTX_OUT) || (ULONG)(ULONG_PTR)CTX(irp, CTX_POS) != length)
+			continue; /* pieces still on the ring, or still to be put there */
+		NTSTATUS err = (NTSTATUS)(ULONG)(ULONG_PTR)CTX(irp, CTX_ERR);
+		irp->IoStatus.Status = err;
+		irp->IoStatus.Information = err == STATUS_SUCCESS ? length : 0;
 		done[ndone++] = irp;
 	}
 	start_waiting_locked();
@@ -393,8 +485,18 @@ static NTSTATUS vblk_read_write(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 	uint64_t first = (uint64_t)offset / VBLK_SECTOR, count = length / VBLK_SECTOR;
 	if (first >= vb.info.capacity || count > vb.info.capacity - first)
 		return complete_now(Irp, STATUS_NONEXISTENT_SECTOR);
-	if (mdl_runs(Irp->MdlAddress, length) > VBLK_MAX_RUNS)
-		return complete_now(Irp, STATUS_INSUFFICIENT_RESOURCES);
+	/* Every piece must hold a sector within the limits (it does unless seg_max x size_max is
+	 * under 512 bytes around a short run). */
+	for (ULONG pos = 0; pos < length;) {
+		uint64_t addr[VBLK_MAX_RUNS];
+		uint32_t len[VBLK_MAX_RUNS];
+		unsigned n;
+		uint32_t bytes = piece_build(Irp->MdlAddress, length, pos, vb.seg_limit, vb.size_limit, addr, len, &n);
+		if (!bytes)
+			return complete_now(Irp, STATUS_INSUFFICIENT_RESOURCES);
+		pos += bytes;
+	}
+	CTX(Irp, CTX_POS) = CTX(Irp, CTX_OUT) = CTX(Irp, CTX_ERR) = NULL;
 
 	IoMarkIrpPending(Irp);
 	KIRQL irql = klock_acquire(&vq_lock);
@@ -476,11 +578,19 @@ static VOID vblk_unload(PDRIVER_OBJECT DriverObject)
 	device_reset();
 	intr_disconnect(VBLK_VECTOR);
 	KeRemoveQueueDpc(&vb.dpc);
+	/* An IRP split into pieces may hold several slots and be waiting with more to send:
+	 * each is completed once, those waiting with pieces on the ring among them. */
 	PIRP left[VBLK_SLOTS];
 	unsigned n = 0;
-	for (unsigned i = 0; i < VBLK_SLOTS; i++)
-		if (vb.slot[i].irp)
-			left[n++] = vb.slot[i].irp;
+	for (unsigned i = 0; i < VBLK_SLOTS; i++) {
+		PIRP irp = vb.slot[i].irp;
+		unsigned k = 0;
+		while (k < n && left[k] != irp)
+			k++;
+		if (irp && k == n && (ULONG)(ULONG_PTR)CTX(irp, CTX_POS) ==
+		    IoGetCurrentIrpStackLocation(irp)->Parameters.Read.Length)
+			left[n++] = irp;
+	}
 	for (unsigned i = 0; i < n; i++)
 		complete_now(left[i], STATUS_CANCELLED);
 	while (vb.waiting.Flink != &vb.waiting) {
@@ -527,7 +637,7 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 	vb.info.offered = offered;
 	if (!(offered & VIRTIO_F_VERSION_1))
 		return fail("VIRTIO_F_VERSION_1 not offered");
-	uint64_t accept = VIRTIO_F_VERSION_1;
+	uint64_t accept = VIRTIO_F_VERSION_1 | (offered & (VIRTIO_BLK_F_SIZE_MAX | VIRTIO_BLK_F_SEG_MAX));
 	c->driver_feature_select = 0;
 	c->driver_feature = (uint32_t)accept;
 	c->driver_feature_select = 1;
@@ -594,6 +704,18 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 	} while (gen != c->config_generation);
 	vb.info.capacity = cap;
 	vb.info.queue_size = qsize;
+	/* 5.2.4: size_max and seg_max are valid when their features were negotiated. */
+	vb.seg_limit = (unsigned)qsize - 2u < VBLK_MAX_RUNS ? (unsigned)qsize - 2u : VBLK_MAX_RUNS;
+	vb.size_limit = 0xFFFFFFFFu;
+	uint32_t size_max = *(volatile uint32_t *)(vb.devcfg + 8), seg_max = *(volatile uint32_t *)(vb.devcfg + 12);
+	if ((accept & VIRTIO_BLK_F_SEG_MAX) && seg_max && seg_max < vb.seg_limit)
+		vb.seg_limit = seg_max;
+	if ((accept & VIRTIO_BLK_F_SIZE_MAX) && size_max)
+		vb.size_limit = size_max;
+	vb.info.seg_max = (accept & VIRTIO_BLK_F_SEG_MAX) ? seg_max : 0;
+	vb.info.size_max = (accept & VIRTIO_BLK_F_SIZE_MAX) ? size_max : 0;
+	vb.info.seg_limit = vb.seg_limit;
+	vb.info.size_limit = vb.size_limit;
 
 	UNICODE_STRING name = RTL_CONSTANT_STRING(L"\\Device\\VirtioBlk0");
 	PDEVICE_OBJECT dev;

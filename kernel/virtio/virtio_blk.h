@@ -35,7 +35,11 @@ NTSTATUS vblk_unload_driver(void);
 struct vblk_info {
 	PDEVICE_OBJECT device;  /* NULL when the driver is not running */
 	uint64_t capacity;      /* 512-byte sectors (device configuration, offset 0) */
-	uint64_t features;      /* what the driver accepted (VIRTIO_F_VERSION_1 alone) */
+	uint64_t features;      /* what the driver accepted: VIRTIO_F_VERSION_1, and
+	                         * VIRTIO_BLK_F_SIZE_MAX / F_SEG_MAX when offered */
+	uint32_t seg_max, size_max;   /* the device's limits (0: feature not offered) */
+	unsigned seg_limit;     /* data descriptors per request: seg_max, the queue less 2, VBLK_MAX_RUNS */
+	uint32_t size_limit;    /* bytes per data descriptor: size_max, else 0xFFFFFFFF */
 	uint64_t offered;       /* what the device offered */
 	uint16_t queue_size;
 	unsigned irq_cpu;       /* the CPU the MSI-X message names */
@@ -55,6 +59,22 @@ struct vblk_last_request {
 	uint64_t sector;
 };
 void vblk_get_last_request(struct vblk_last_request *out);
+
+/* The last IRP whose first piece went on the ring: every piece's sector, descriptors and bytes,
+ * and all its data descriptors in order (the first VBLK_RECORD_RUNS; npieces and nruns count
+ * them all). */
+#define VBLK_RECORD_RUNS 512u
+#define VBLK_RECORD_PIECES 64u
+struct vblk_last_irp {
+	PIRP irp;
+	unsigned npieces, nruns;
+	uint64_t piece_sector[VBLK_RECORD_PIECES];
+	unsigned piece_runs[VBLK_RECORD_PIECES];
+	uint32_t piece_bytes[VBLK_RECORD_PIECES];
+	uint64_t addr[VBLK_RECORD_RUNS];
+	uint32_t len[VBLK_RECORD_RUNS];
+};
+void vblk_get_last_irp(struct vblk_last_irp *out);
 
 #define VIRTIO_BLK_T_IN 0u
 #define VIRTIO_BLK_T_OUT 1u
