@@ -17,7 +17,9 @@
  * sectors, written before, are on the image (`# disk-check:`); a request that only
  * straddles a bad sector fails whole; good requests next to the bad range, before and
  * after, succeed (the device keeps working); failing and good requests in flight together
- * each get their own status.  Every case ends with the frames, system PTEs, locked pages and
+ * each get their own status; a 1 MiB IRP split into several requests with the bad range in a
+ * middle one completes once, with the error and Information 0, after every piece went to the
+ * device (the first piece's data is on the image).  Every case ends with the frames, system PTEs, locked pages and
  * pool where it began.  Without `blkfault=` (the main machine) every case skips.
  */
 #include "kernel/ktest.h"
@@ -360,6 +362,60 @@ static void failing_and_good_requests_in_flight_each_get_their_own_status(struct
 	expect_counts(t, c);
 }
 
+#define SPLIT_PAGES 256u
+#define SPLIT_SEED 0x5EED5u
+
+/* A split IRP with one bad piece: every piece goes to the device, the IRP completes once with
+ * the error and Information 0, and the good pieces' data is on the disk. */
+static void a_split_irp_with_one_failing_piece_completes_once_with_the_error(struct ktest *t)
+{
+	struct counts c = counts_now();
+	PDEVICE_OBJECT dev = faulty_disk(t);
+	struct vblk_info before, after;
+	vblk_get_info(&before);
+	ASSERT_TRUE(t, before.seg_limit < SPLIT_PAGES);
+	uint64_t first = bad_write - SPLIT_PAGES * (PAGE_SIZE / VBLK_SECTOR) / 2; /* the bad range mid-IRP */
+	/* Every other frame of an allocation of twice as many: one run per page. */
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL src = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)2 * SPLIT_PAGES * PAGE_SIZE, MmCached,
+					   MM_ALLOCATE_FULLY_REQUIRED);
+	ASSERT_TRUE(t, src != NULL);
+	uint8_t *sva = MmMapLockedPagesSpecifyCache(src, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ASSERT_TRUE(t, sva != NULL);
+	PMDL mdl = IoAllocateMdl(MmGetMdlVirtualAddress(src), SPLIT_PAGES * PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	uint32_t x = SPLIT_SEED;
+	for (unsigned k = 0; k < SPLIT_PAGES; k++) {
+		MmGetMdlPfnArray(mdl)[k] = MmGetMdlPfnArray(src)[2 * k];
+		uint32_t *wd = (uint32_t *)(sva + 2 * k * PAGE_SIZE);
+		for (unsigned j = 0; j < PAGE_SIZE / 4; j++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			wd[j] = x;
+		}
+	}
+	ULONG_PTR info = 1;
+	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_WRITE, mdl, SPLIT_PAGES * PAGE_SIZE, first, &info), STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, info, 0u);
+	struct vblk_last_irp li;
+	vblk_get_last_irp(&li);
+	vblk_get_info(&after);
+	EXPECT_GE(t, li.npieces, 3u);
+	EXPECT_EQ(t, after.submitted - before.submitted, (uint64_t)li.npieces); /* all went to the device */
+	EXPECT_EQ(t, after.completed - before.completed, (uint64_t)li.npieces);
+	EXPECT_EQ(t, after.in_flight, 0u);
+	/* The first piece ends before the bad range: it went to the disk (checked from outside). */
+	ASSERT_TRUE(t, li.piece_sector[0] == first && first + li.piece_bytes[0] / VBLK_SECTOR <= bad_write);
+	kprintf("# disk-check: %lu %u 0x%x\n", first, li.piece_bytes[0] / VBLK_SECTOR, SPLIT_SEED);
+	kprintf("    # %u pieces, sectors %lu.. in error\n", li.npieces, bad_write);
+	IoFreeMdl(mdl);
+	MmUnmapLockedPages(sva, src);
+	MmFreePagesFromMdl(src);
+	ExFreePool(src);
+	expect_counts(t, c);
+}
+
 static int fault_case_init(struct ktest *t)
 {
 	(void)t;
@@ -382,6 +438,7 @@ static struct ktest_case virtio_fault_cases[] = {
 	KTEST_CASE(a_read_from_the_bad_range_fails_and_the_device_keeps_working),
 	KTEST_CASE(the_io_managers_caller_sees_the_error_and_nothing_stays_locked),
 	KTEST_CASE(failing_and_good_requests_in_flight_each_get_their_own_status),
+	KTEST_CASE(a_split_irp_with_one_failing_piece_completes_once_with_the_error),
 	{ 0 }
 };
 KTEST_SUITE(virtio_fault, virtio_fault_cases, .init = fault_case_init, .exit = fault_case_exit);
