@@ -12,7 +12,11 @@
  * before all are on the ring, whatever the timing); bad sizes and offsets and transfers past
  * the end answered without reaching the device.  The harness reads the disk image after the
  * run (`# disk-check:` lines, scripts/diskcheck.py) and compares the written sectors with
- * the pattern: the data went to the disk, not to a copy.  Every case ends with the frames,
+ * the pattern: the data went to the disk, not to a copy.  Splitting: 1 MiB in 256 frames of
+ * which no two are adjacent (an MDL built by hand from every other frame of an allocation)
+ * goes as several requests within the device's limits and completes once, its descriptors
+ * every frame in order.  Every CPU at once: each its own range and seed, four IRPs in flight
+ * at a time, three rounds of writes read back and compared, a disk-check per range.  Every case ends with the frames,
  * system PTEs, locked pages and pool where it began.
  */
 #include "kernel/ktest.h"
@@ -476,6 +480,154 @@ static void a_megabyte_of_scattered_frames_is_split_and_completed_once(struct kt
 	expect_counts(t, c);
 }
 
+/* ---- every CPU at once ---- */
+
+#define CC_ROUNDS 3u
+#define CC_INFL 4u                         /* IRPs in flight per CPU per round */
+#define CC_PAGES (CC_ROUNDS * CC_INFL)     /* pages per CPU, one range of the disk */
+#define CC_SECTOR 24576u
+#define CC_SEED 0xC0C0A000u
+#define CC_MAX_CPUS 16u
+
+struct cc_worker {
+	PDEVICE_OBJECT dev;
+	unsigned cpu;
+	uint64_t sector;                   /* its range's first sector */
+	struct buf w[CC_PAGES], r[CC_PAGES];
+	struct req req[CC_INFL];
+	unsigned failures, first_line;
+	uint64_t first_got;
+};
+static struct {
+	unsigned n;
+	volatile uint32_t arrived, go;
+	struct cc_worker w[CC_MAX_CPUS];
+} cc;
+
+#define CC_CHECK(k, cond, got)                                  \
+	do {                                                    \
+		if (!(cond) && !(k)->failures++) {              \
+			(k)->first_line = __LINE__;             \
+			(k)->first_got = (uint64_t)(got);       \
+		}                                               \
+	} while (0)
+
+/* IoCallDriver from any CPU; the completion routine marks the request done. */
+static bool cc_start(struct cc_worker *k, struct req *r, UCHAR major, PMDL mdl, uint64_t sector)
+{
+	memset(r, 0, sizeof *r);
+	r->irp = IoAllocateIrp(k->dev->StackSize, FALSE);
+	if (!r->irp)
+		return false;
+	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(r->irp);
+	sp->MajorFunction = major;
+	sp->Parameters.Read.Length = PAGE_SIZE;
+	sp->Parameters.Read.ByteOffset.QuadPart = (LONGLONG)(sector * VBLK_SECTOR);
+	r->irp->MdlAddress = mdl;
+	IoSetCompletionRoutine(r->irp, on_done, r, TRUE, TRUE, TRUE);
+	r->returned = IoCallDriver(k->dev, r->irp);
+	return true;
+}
+static NTSTATUS cc_finish(struct cc_worker *k, struct req *r)
+{
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && rdtsc() < end)
+		cpu_relax();
+	CC_CHECK(k, r->done, 0);
+	if (!r->done)
+		return STATUS_PENDING; /* still in flight: the case fails (and the IRP leaks) */
+	r->irp->MdlAddress = NULL;
+	IoFreeIrp(r->irp);
+	r->irp = NULL;
+	return r->status;
+}
+
+static void cc_work(struct cc_worker *k)
+{
+	if (__atomic_add_fetch(&cc.arrived, 1, __ATOMIC_SEQ_CST) == cc.n)
+		__atomic_store_n(&cc.go, 1, __ATOMIC_SEQ_CST);
+	CC_CHECK(k, smp_wait_flag(&cc.go), 0);
+	for (unsigned round = 0; round < CC_ROUNDS; round++) {
+		unsigned p0 = round * CC_INFL;
+		for (unsigned i = 0; i < CC_INFL; i++)
+			CC_CHECK(k, cc_start(k, &k->req[i], IRP_MJ_WRITE, k->w[p0 + i].mdl, k->sector + (p0 + i) * 8u), 0);
+		for (unsigned i = 0; i < CC_INFL; i++) {
+			NTSTATUS st = cc_finish(k, &k->req[i]);
+			CC_CHECK(k, st == STATUS_SUCCESS && k->req[i].info == PAGE_SIZE, st);
+		}
+		for (unsigned i = 0; i < CC_INFL; i++)
+			CC_CHECK(k, cc_start(k, &k->req[i], IRP_MJ_READ, k->r[p0 + i].mdl, k->sector + (p0 + i) * 8u), 0);
+		for (unsigned i = 0; i < CC_INFL; i++) {
+			NTSTATUS st = cc_finish(k, &k->req[i]);
+			CC_CHECK(k, st == STATUS_SUCCESS && k->req[i].info == PAGE_SIZE, st);
+			CC_CHECK(k, !memcmp(k->r[p0 + i].data, k->w[p0 + i].data, PAGE_SIZE), p0 + i);
+		}
+	}
+}
+static void cc_work_on_ap(void *arg) { cc_work(arg); }
+
+static void every_cpu_issues_io_at_once_and_every_pattern_checks_out(struct ktest *t)
+{
+	struct counts c = counts_now();
+	PDEVICE_OBJECT dev = disk(t);
+	unsigned n = smp_cpus_online();
+	if (n < 2)
+		KTEST_SKIP(t, "needs a second CPU");
+	ASSERT_TRUE(t, n <= CC_MAX_CPUS);
+	ASSERT_EQ(t, smp_this_cpu(), 0u);
+	struct vblk_info before, after;
+	vblk_get_info(&before);
+	memset(&cc, 0, sizeof cc);
+	cc.n = n;
+	for (unsigned cpu = 0; cpu < n; cpu++) {
+		struct cc_worker *k = &cc.w[cpu];
+		k->dev = dev;
+		k->cpu = cpu;
+		k->sector = CC_SECTOR + (uint64_t)cpu * CC_PAGES * 8u;
+		/* The CPU's range is one pattern from its seed, page after page. */
+		uint32_t x = CC_SEED + cpu;
+		for (unsigned p = 0; p < CC_PAGES; p++) {
+			buf_make(t, &k->w[p], 1, 0, PAGE_SIZE);
+			buf_make(t, &k->r[p], 1, 0, PAGE_SIZE);
+			uint32_t *wd = (uint32_t *)k->w[p].data;
+			for (unsigned j = 0; j < PAGE_SIZE / 4; j++) {
+				x ^= x << 13;
+				x ^= x >> 17;
+				x ^= x << 5;
+				wd[j] = x;
+			}
+			memset(k->r[p].data, 0xA5, PAGE_SIZE);
+		}
+	}
+	unsigned started = 1;
+	for (unsigned cpu = 1; cpu < n; cpu++)
+		started += smp_work_start(cpu, cc_work_on_ap, &cc.w[cpu]);
+	ASSERT_EQ(t, started, n);
+	cc_work(&cc.w[0]);
+	bool back = true;
+	for (unsigned cpu = 1; cpu < n; cpu++)
+		back &= smp_work_wait(cpu);
+	ASSERT_TRUE(t, back);
+	vblk_get_info(&after);
+	for (unsigned cpu = 0; cpu < n; cpu++) {
+		struct cc_worker *k = &cc.w[cpu];
+		if (k->failures)
+			KTEST_FAIL(t, "CPU %u: %u failed checks, the first at line %u (0x%lx)", cpu, k->failures,
+				   k->first_line, k->first_got);
+		kprintf("# disk-check: %lu %u 0x%x\n", k->sector, CC_PAGES * 8u, CC_SEED + cpu);
+	}
+	EXPECT_EQ(t, after.completed - before.completed, (uint64_t)n * CC_PAGES * 2);
+	EXPECT_EQ(t, after.in_flight, 0u);
+	kprintf("    # %u CPUs x %u IRPs (%u in flight each at a time), most in flight at once %lu\n", n,
+		2 * CC_PAGES, CC_INFL, after.max_in_flight);
+	for (unsigned cpu = 0; cpu < n; cpu++)
+		for (unsigned p = 0; p < CC_PAGES; p++) {
+			buf_free(&cc.w[cpu].w[p]);
+			buf_free(&cc.w[cpu].r[p]);
+		}
+	expect_counts(t, c);
+}
+
 /* Each case has the driver loaded for it alone (virtio_blk.h). */
 static int vblk_case_init(struct ktest *t)
 {
@@ -500,6 +652,7 @@ static struct ktest_case virtio_blk_cases[] = {
 	KTEST_CASE(several_requests_in_flight_at_once),
 	KTEST_CASE(bad_sizes_offsets_and_ends_are_refused),
 	KTEST_CASE(a_megabyte_of_scattered_frames_is_split_and_completed_once),
+	KTEST_CASE(every_cpu_issues_io_at_once_and_every_pattern_checks_out),
 	{ 0 }
 };
 KTEST_SUITE(virtio_blk, virtio_blk_cases, .init = vblk_case_init, .exit = vblk_case_exit);
