@@ -13,7 +13,8 @@
  * the end answered without reaching the device.  The harness reads the disk image after the
  * run (`# disk-check:` lines, scripts/diskcheck.py) and compares the written sectors with
  * the pattern: the data went to the disk, not to a copy.  Splitting: 1 MiB in 256 frames of
- * which no two are adjacent (an MDL built by hand from every other frame of an allocation)
+ * which no two are adjacent (an MDL built by hand from an allocation's frames, skipping any
+ * that follows the one before)
  * goes as several requests within the device's limits and completes once, its descriptors
  * every frame in order.  Every CPU at once: each its own range and seed, four IRPs in flight
  * at a time, three rounds of writes read back and compared, a disk-check per range.  Every case ends with the frames,
@@ -372,17 +373,20 @@ static void bad_sizes_offsets_and_ends_are_refused(struct ktest *t)
 #define SPLIT_SECTOR 16384u
 #define SPLIT_SEED 0x5A11CEu
 
-/* An MDL of SPLIT_PAGES frames built by hand from every other frame of an allocation of twice
- * as many: no two of its frames adjacent, so one run per page. */
+/* An MDL of SPLIT_PAGES frames built by hand from an allocation of three times as many, each
+ * frame taken only when it does not follow the one before: one run per page. */
+#define SPLIT_SRC (3 * SPLIT_PAGES)
 struct scattered {
 	PMDL src;
 	uint8_t *sva;
 	PMDL mdl;
+	unsigned idx[SPLIT_PAGES];   /* page k of the MDL is page idx[k] of the allocation */
+	bool used[SPLIT_SRC];
 };
 static void scattered_make(struct ktest *t, struct scattered *b)
 {
 	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
-	b->src = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)2 * SPLIT_PAGES * PAGE_SIZE, MmCached,
+	b->src = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)SPLIT_SRC * PAGE_SIZE, MmCached,
 					 MM_ALLOCATE_FULLY_REQUIRED);
 	ASSERT_TRUE(t, b->src != NULL);
 	b->sva = MmMapLockedPagesSpecifyCache(b->src, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
@@ -390,11 +394,19 @@ static void scattered_make(struct ktest *t, struct scattered *b)
 	b->mdl = IoAllocateMdl(MmGetMdlVirtualAddress(b->src), SPLIT_PAGES * PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, b->mdl != NULL);
 	PPFN_NUMBER from = MmGetMdlPfnArray(b->src), to = MmGetMdlPfnArray(b->mdl);
-	for (unsigned k = 0; k < SPLIT_PAGES; k++)
-		to[k] = from[2 * k];
+	memset(b->used, 0, sizeof b->used);
+	unsigned k = 0;
+	for (unsigned i = 0; i < SPLIT_SRC && k < SPLIT_PAGES; i++) {
+		if (k && from[i] == to[k - 1] + 1)
+			continue; /* would join the run before */
+		b->idx[k] = i;
+		b->used[i] = true;
+		to[k++] = from[i];
+	}
+	ASSERT_EQ(t, k, SPLIT_PAGES);
 	ASSERT_EQ(t, runs_of(to, SPLIT_PAGES), SPLIT_PAGES);
 }
-static uint8_t *scattered_page(struct scattered *b, unsigned k) { return b->sva + 2 * k * PAGE_SIZE; }
+static uint8_t *scattered_page(struct scattered *b, unsigned k) { return b->sva + (uint64_t)b->idx[k] * PAGE_SIZE; }
 static void scattered_free(struct scattered *b)
 {
 	IoFreeMdl(b->mdl);
@@ -410,7 +422,7 @@ static void a_megabyte_of_scattered_frames_is_split_and_completed_once(struct kt
 	struct vblk_info i, after;
 	vblk_get_info(&i);
 	ASSERT_TRUE(t, i.seg_limit < SPLIT_PAGES); /* more runs than one request may carry */
-	struct scattered w, r;
+	static struct scattered w, r;
 	scattered_make(t, &w);
 	scattered_make(t, &r);
 	uint32_t x = SPLIT_SEED; /* the pattern, continued across the scattered pages */
@@ -423,7 +435,7 @@ static void a_megabyte_of_scattered_frames_is_split_and_completed_once(struct kt
 			wd[j] = x;
 		}
 	}
-	memset(r.sva, 0x5A, 2 * SPLIT_PAGES * PAGE_SIZE);
+	memset(r.sva, 0x5A, SPLIT_SRC * PAGE_SIZE);
 
 	ULONG_PTR info = 0;
 	EXPECT_EQ(t, transfer(t, IRP_MJ_WRITE, w.mdl, SPLIT_PAGES * PAGE_SIZE, (LONGLONG)SPLIT_SECTOR * VBLK_SECTOR, &info),
@@ -466,10 +478,11 @@ static void a_megabyte_of_scattered_frames_is_split_and_completed_once(struct kt
 	for (unsigned k = 0; k < SPLIT_PAGES; k++)
 		EXPECT_EQ(t, li.addr[k], (uint64_t)rf[k] << PAGE_SHIFT);
 	unsigned bad = 0, touched = 0;
-	for (unsigned k = 0; k < SPLIT_PAGES; k++) {
+	for (unsigned k = 0; k < SPLIT_PAGES; k++)
 		bad += memcmp(scattered_page(&r, k), scattered_page(&w, k), PAGE_SIZE) != 0;
-		uint8_t *gap = scattered_page(&r, k) + PAGE_SIZE; /* the frame between: not the MDL's */
-		for (unsigned j = 0; j < PAGE_SIZE; j++)
+	for (unsigned f = 0; f < SPLIT_SRC; f++) { /* the allocation's other frames: not the MDL's */
+		const uint8_t *gap = r.sva + (uint64_t)f * PAGE_SIZE;
+		for (unsigned j = 0; !r.used[f] && j < PAGE_SIZE; j++)
 			touched += gap[j] != 0x5A;
 	}
 	EXPECT_EQ(t, bad, 0u);

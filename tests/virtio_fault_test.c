@@ -375,9 +375,10 @@ static void a_split_irp_with_one_failing_piece_completes_once_with_the_error(str
 	vblk_get_info(&before);
 	ASSERT_TRUE(t, before.seg_limit < SPLIT_PAGES);
 	uint64_t first = bad_write - SPLIT_PAGES * (PAGE_SIZE / VBLK_SECTOR) / 2; /* the bad range mid-IRP */
-	/* Every other frame of an allocation of twice as many: one run per page. */
+	/* Frames of an allocation of three times as many, none following the one before: one run
+	 * per page. */
 	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
-	PMDL src = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)2 * SPLIT_PAGES * PAGE_SIZE, MmCached,
+	PMDL src = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)3 * SPLIT_PAGES * PAGE_SIZE, MmCached,
 					   MM_ALLOCATE_FULLY_REQUIRED);
 	ASSERT_TRUE(t, src != NULL);
 	uint8_t *sva = MmMapLockedPagesSpecifyCache(src, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
@@ -385,9 +386,13 @@ static void a_split_irp_with_one_failing_piece_completes_once_with_the_error(str
 	PMDL mdl = IoAllocateMdl(MmGetMdlVirtualAddress(src), SPLIT_PAGES * PAGE_SIZE, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
 	uint32_t x = SPLIT_SEED;
-	for (unsigned k = 0; k < SPLIT_PAGES; k++) {
-		MmGetMdlPfnArray(mdl)[k] = MmGetMdlPfnArray(src)[2 * k];
-		uint32_t *wd = (uint32_t *)(sva + 2 * k * PAGE_SIZE);
+	PPFN_NUMBER from = MmGetMdlPfnArray(src), to = MmGetMdlPfnArray(mdl);
+	for (unsigned k = 0, f = 0; k < SPLIT_PAGES; k++, f++) {
+		while (k && f < 3 * SPLIT_PAGES && from[f] == to[k - 1] + 1)
+			f++; /* a frame that would join the run before */
+		ASSERT_TRUE(t, f < 3 * SPLIT_PAGES);
+		to[k] = from[f];
+		uint32_t *wd = (uint32_t *)(sva + (uint64_t)f * PAGE_SIZE);
 		for (unsigned j = 0; j < PAGE_SIZE / 4; j++) {
 			x ^= x << 13;
 			x ^= x >> 17;
