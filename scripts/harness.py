@@ -3,7 +3,7 @@
     python3 scripts/harness.py --esp build/esp.img --kernel build/kernel.elf
         [--kvm 0|1] [--qemu-extra "QEMU OPTIONS"] [--tests GLOB] [--jobs N]
         [--cmdline-extra "key=value ..."] [--timeout 240] [--death-timeout 60]
-        [--death-mode restore|boot] [--extra lazy,cpu1|none] [--build-dir build]
+        [--death-mode restore|boot] [--extra lazy,cpu1,blkfault|none] [--build-dir build]
 
 In order:
  1. runs the canned-log unit tests of scripts/test_harness.py in-process, one
@@ -29,8 +29,9 @@ In order:
     --death-mode boot: every death test boots on its own with `mode=death case=NAME`;
  4b. beside them, within the same N, boots each EXTRA_MACHINES entry (`--extra`) whose
     suites the glob may select: its own vCPU count and command line items (`lazy`: -smp 2
-    `tlb=lazy`; `cpu1`: -smp 1), log BUILD/test/NAME.log, judged as the main run, each
-    case counted as NAME:suite.case;
+    `tlb=lazy`; `cpu1`: -smp 1; `blkfault`: -smp 2 on a disk of its own, EXTRA_DISKS, whose
+    `# disk-check:` lines are judged against its image), log BUILD/test/NAME.log, judged as
+    the main run, each case counted as NAME:suite.case;
  5. prints per-suite tallies, the failures with reasons and log paths, and as its last
     line `N passed, N failed` (`, N skipped` when something was skipped), counting the
     unit tests, the kernel cases and the death tests.  A main run that crashed, timed

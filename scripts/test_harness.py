@@ -1265,5 +1265,34 @@ class DiskCheckTests(unittest.TestCase):
             self.assertIn("cannot read", diskcheck.check(Path(d) / "none.img", 0, 1, 1))
 
 
+class BlkfaultDisk(unittest.TestCase):
+    """harness.blkfault_disk: a fresh image, one blkdebug rule per failing sector, errors
+    reported to the guest, and the kernel told the same sectors."""
+
+    def test_rules_image_and_drive(self):
+        with tempfile.TemporaryDirectory() as d:
+            test_dir = Path(d) / "test"
+            test_dir.mkdir()
+            (Path(d) / "blkfault.img").write_bytes(b"old")
+            argv, image = harness.blkfault_disk(test_dir)
+            self.assertEqual(image, Path(d) / "blkfault.img")
+            self.assertEqual(image.stat().st_size, 16 << 20)
+            self.assertEqual(image.read_bytes()[:3], bytes(3))  # made afresh, not the old one
+            cfg = (test_dir / "blkdebug.cfg").read_text()
+            n = harness.BLKFAULT_COUNT
+            self.assertEqual(cfg.count("[inject-error]"), 2 * n)
+            self.assertEqual(cfg.count('event = "write_aio"'), n)
+            self.assertEqual(cfg.count('event = "read_aio"'), n)
+            self.assertIn(f'sector = "{harness.BLKFAULT_WRITE + n - 1}"', cfg)
+            self.assertIn(f'sector = "{harness.BLKFAULT_READ}"', cfg)
+            self.assertNotIn("once", cfg)
+            drive = argv[argv.index("-drive") + 1]
+            self.assertTrue(drive.startswith(f"file=blkdebug:{test_dir / 'blkdebug.cfg'}:{image},"))
+            self.assertIn("werror=report,rerror=report", drive)
+            items = harness.EXTRA_MACHINES["blkfault"][1]
+            self.assertIn(f"blkfault={harness.BLKFAULT_WRITE},{harness.BLKFAULT_READ},{n}", items)
+            self.assertIn("suites=virtio_fault", items)
+
+
 if __name__ == "__main__":
     unittest.main()
