@@ -26,6 +26,10 @@ KVM ?= 0
 # vCPUs of the QEMU machine for run, test, debug and map (make bench always boots one).
 SMP ?= 4
 export MDLAB_SMP := $(SMP)
+# The disk run and test attach as virtio-blk (scripts/qemu.py disk_options): DISK=path takes
+# the user's own raw image, else build/disk.img, made empty (64 MiB, sparse) when missing.
+DISK ?=
+DISK_IMG := $(or $(DISK),$(BUILD)/disk.img)
 # JUNIT=path also writes the results as JUnit XML; UNIT_LINES=1 lists each harness unit test.
 JUNIT ?=
 UNIT_LINES ?=
@@ -35,7 +39,7 @@ DEATH_MODE ?= restore
 .DEFAULT_GOAL := all
 
 # ---------------------------------------------------------------- kernel
-KERNEL_DIRS := kernel kernel/io kernel/intr kernel/smp kernel/lab mm tests tests/lib tests/bench
+KERNEL_DIRS := kernel kernel/io kernel/intr kernel/pci kernel/smp kernel/virtio kernel/lab mm tests tests/lib tests/bench
 KERNEL_C    := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.c)))
 KERNEL_ASM  := $(sort $(foreach d,$(KERNEL_DIRS),$(wildcard $(d)/*.asm)))
 EXTRA_OBJ   := $(patsubst %,$(BUILD)/extra/%.o,$(abspath $(EXTRA_TESTS)))
@@ -230,6 +234,12 @@ $(ESP): $(KERNEL) $(LOADER) scripts/mkesp.sh
 # run, test and debug install what is missing first, so a fresh machine needs no other step.
 # CMD and BOOT reach run.py through the environment, unexpanded ($(value)): neither make nor
 # the shell interprets a $ or a backtick in them.
+run test: export MDLAB_DISK := $(abspath $(DISK_IMG))
+run test: $(if $(DISK),,$(BUILD)/disk.img)
+$(BUILD)/disk.img:
+	@mkdir -p $(@D)
+	$(Q)truncate -s 64M $@
+
 run: export MDLAB_RUN_CMD := $(value CMD)
 run: export MDLAB_RUN_BOOT := $(value BOOT)
 run:

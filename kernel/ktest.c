@@ -15,11 +15,32 @@ extern const struct ktest_suite *const __ktest_suites_start[], *const __ktest_su
 	for (const struct ktest_suite *const *s = __ktest_suites_start; s < __ktest_suites_end; s++)
 
 
+/* mode=test suites=A,B: only the named suites (and the late ones) run; empty: every suite. */
+static char suites_filter[256];
+
+static bool suite_selected(const char *name)
+{
+	if (!suites_filter[0])
+		return true;
+	size_t len = strlen(name);
+	for (const char *p = suites_filter; *p;) {
+		const char *end = p;
+		while (*end && *end != ',')
+			end++;
+		if ((size_t)(end - p) == len && !memcmp(p, name, len))
+			return true;
+		p = *end ? end + 1 : end;
+	}
+	return false;
+}
+
 static bool case_matches(const struct ktest_suite *s, const struct ktest_case *c, const char *glob)
 {
 	char full[MDLAB_CASE_NAME_SIZE];
 	if (s->late && !c->death_code)
 		return true;
+	if (!suite_selected(s->name))
+		return false;
 	ksnprintf(full, sizeof full, "%s.%s", s->name, c->name);
 	return glob_match(glob, full);
 }
@@ -243,7 +264,8 @@ void ktest_run_death(const char *name)
 }
 
 /* ---- boot modes ----------------------------------------------------------------------------
- * mode=test tests=GLOB: every ordinary case matching GLOB, then the closing marker.
+ * mode=test tests=GLOB [suites=A,B]: every ordinary case matching GLOB (of the suites named,
+ * when suites= is given; the late suites always), then the closing marker.
  * mode=death case=SUITE.CASE: one death case, booted for it.
  * mode=death-server: booted and waiting; the harness saves this machine once and restores a
  * copy per death case, sending the case's name on COM1. */
@@ -251,6 +273,7 @@ static void mode_test(void)
 {
 	char glob[128] = "*";
 	cmdline_get("tests", glob, sizeof glob);
+	cmdline_get("suites", suites_filter, sizeof suites_filter);
 	ktest_run_all(glob);
 	kprintf(MDLAB_TESTS_DONE "\n");
 }

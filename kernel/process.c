@@ -8,6 +8,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/smp/smp.h"
+#include "kernel/smp/spinlock.h"
 #include "kernel/syscall.h"
 #include "kernel/trap.h"
 #include "kernel/userprog.h"
@@ -31,6 +32,22 @@ __attribute__((noreturn)) void user_iret(uint64_t rip, uint64_t rsp, uint64_t rf
 
 static PEPROCESS processes;        /* the live ones, newest first, linked by `next` */
 static uint32_t next_pid = 4;
+/* The list's lock: processes are made and destroyed on any CPU.  Held only to link, unlink
+ * and number one; nothing is taken under it.  The tools' walks (ps_next, ps_lookup) run on a
+ * CPU that makes and destroys the processes it walks. */
+static KSPIN_LOCK processes_lock;
+/* The console's lock, for the lines processes print (SYS_DEBUG_PRINT, the "ended by" lines):
+ * one line at a time, started on a fresh line.  Nothing is taken under it. */
+static KSPIN_LOCK console_lock;
+
+KIRQL ps_console_lock(void)
+{
+	KIRQL irql;
+	KeAcquireSpinLock(&console_lock, &irql);
+	return irql;
+}
+
+void ps_console_unlock(KIRQL irql) { KeReleaseSpinLock(&console_lock, irql); }
 /* Which process each CPU runs, where PsRunProcess resumes and with what status are per CPU
  * (struct kcpu: running, running_resume, running_status). */
 static ps_cleanup_fn cleanups[MAX_CLEANUPS];
@@ -54,9 +71,12 @@ PEPROCESS ps_lookup(uint32_t pid)
 
 static void unlink_process(PEPROCESS p)
 {
+	KIRQL irql;
+	KeAcquireSpinLock(&processes_lock, &irql);
 	for (PEPROCESS *pp = &processes; *pp; pp = &(*pp)->next)
 		if (*pp == p) {
 			*pp = p->next;
+			KeReleaseSpinLock(&processes_lock, irql);
 			return;
 		}
 	PANIC("PsDestroyProcess: process %u (%s) is not a live process", p->pid, p->name);
@@ -165,8 +185,7 @@ static PEPROCESS create_process(const char *program, uint32_t flags, const uint6
 	if (!p)
 		return NULL;
 	memset(p, 0, sizeof *p);
-	p->pid = next_pid;
-	next_pid += 4;
+	p->pid = __atomic_fetch_add(&next_pid, 4, __ATOMIC_RELAXED);
 	p->cpu = PS_NO_CPU;
 	strlcpy(p->name, program, sizeof p->name);
 	/* A 32-bit image makes a 32-bit process, as the image decides WOW64 on Windows: it runs
@@ -190,66 +209,19 @@ static PEPROCESS create_process(const char *program, uint32_t flags, const uint6
 		return NULL;
 	}
 	p->user_stack = stack_top - 8; /* as if called: RSP + 8 is 16-byte aligned */
+	KIRQL irql;
+	KeAcquireSpinLock(&processes_lock, &irql);
 	p->next = processes;
 	processes = p;
+	KeReleaseSpinLock(&processes_lock, irql);
 	return p;
 }
 
 PEPROCESS PsCreateProcess(const char *program, uint32_t flags, const uint64_t *args, uint32_t nargs)
 {
-	ps_user_lock();
-	PEPROCESS p = create_process(program, flags, args, nargs);
-	ps_user_unlock();
-	return p;
-}
-
-/*
- * The user lock (process.h): one recursive lock, owned by a CPU, that serializes what
- * processes ask of the memory manager and the I/O manager on several CPUs at once — system
- * calls, user-half page faults, process creation and teardown — until those structures have
- * spin locks of their own.  A CPU spinning for it serves its cross-call mailbox, so a holder
- * that sends a shootdown to a waiter is answered.  One CPU needs none of it.
- */
-static volatile uint32_t user_lock_owner; /* CPU number + 1; 0: free */
-static uint32_t user_lock_depth;
-
-void ps_user_lock(void)
-{
-	if (smp_cpus_online() == 1)
-		return;
-	uint32_t me = smp_this_cpu() + 1;
-	if (__atomic_load_n(&user_lock_owner, __ATOMIC_RELAXED) == me) {
-		user_lock_depth++;
-		return;
-	}
-	uint32_t free = 0;
-	while (!__atomic_compare_exchange_n(&user_lock_owner, &free, me, false, __ATOMIC_ACQUIRE,
-					    __ATOMIC_RELAXED)) {
-		free = 0;
-		smp_serve_mailbox();
-		cpu_relax();
-	}
-	user_lock_depth = 1;
-}
-
-void ps_user_unlock(void)
-{
-	if (smp_cpus_online() == 1)
-		return;
-	if (__atomic_load_n(&user_lock_owner, __ATOMIC_RELAXED) != smp_this_cpu() + 1)
-		PANIC("ps_user_unlock: CPU %u does not hold the user lock", smp_this_cpu());
-	if (--user_lock_depth == 0)
-		__atomic_store_n(&user_lock_owner, 0, __ATOMIC_RELEASE);
-}
-
-/* A process that ends (ps_exit_current) leaves the system call or fault it ended in without
- * unwinding it: whatever of the user lock this CPU holds goes with it. */
-static void user_lock_drop_mine(void)
-{
-	if (smp_cpus_online() > 1 && __atomic_load_n(&user_lock_owner, __ATOMIC_RELAXED) == smp_this_cpu() + 1) {
-		user_lock_depth = 0;
-		__atomic_store_n(&user_lock_owner, 0, __ATOMIC_RELEASE);
-	}
+	/* Each structure it touches has its own lock: the process list here, the new address
+	 * space's, mm's and the pool's inside their own functions. */
+	return create_process(program, flags, args, nargs);
 }
 
 NTSTATUS PsRunProcess(PEPROCESS p)
@@ -333,7 +305,6 @@ void ps_exit_current(NTSTATUS status)
 	struct kcpu *c = this_cpu();
 	if (!c->running)
 		PANIC("ps_exit_current: no process is running on CPU %u", c->number);
-	user_lock_drop_mine();
 	c->running_status = status;
 	seh_longjmp(c->running_resume);
 }
@@ -352,10 +323,10 @@ void ps_user_fault(const struct trap_frame *f)
 			: (f->error_code & PF_W) ? EXCEPTION_WRITE_FAULT
 						 : EXCEPTION_READ_FAULT;
 	p->fault.cpu = smp_this_cpu();
-	ps_user_lock(); /* one line at a time on the console */
+	KIRQL irql = ps_console_lock(); /* one line at a time on the console */
 	kprintf("[%u %s] ended by %s at rip 0x%lx (address 0x%lx, error code 0x%lx)\n", p->pid, p->name,
 		trap_vector_name(f->vector), f->rip, p->fault.address, f->error_code);
-	ps_user_unlock();
+	ps_console_unlock(irql);
 	ps_exit_current(trap_exception_code(f));
 }
 
@@ -364,7 +335,6 @@ void PsDestroyProcess(PEPROCESS p)
 	KAPC_STATE apc;
 	if (__atomic_load_n(&p->cpu, __ATOMIC_ACQUIRE) != PS_NO_CPU)
 		PANIC("PsDestroyProcess: %s (pid %u) is running on CPU %d", p->name, p->pid, p->cpu);
-	ps_user_lock();
 	unlink_process(p);
 	p->mm.terminating = true;
 	KeStackAttachProcess(p, &apc);
@@ -380,5 +350,4 @@ void PsDestroyProcess(PEPROCESS p)
 	KeUnstackDetachProcess(&apc);
 	mm_process_destroy(&p->mm);
 	ExFreePoolWithTag(p, PROCESS_TAG);
-	ps_user_unlock();
 }

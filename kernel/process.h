@@ -76,10 +76,10 @@ bool ps_wait(PEPROCESS p, uint32_t ms);
  * status, or STATUS_INVALID_PARAMETER when that CPU cannot take it. */
 NTSTATUS ps_run_on_cpu(PEPROCESS p, unsigned cpu);
 
-/* The user lock: serializes system calls, user-half faults, process creation and teardown
- * across CPUs (kernel/process.c; mm/RULES.md "Per-CPU state"), recursive on one CPU. */
-void ps_user_lock(void);
-void ps_user_unlock(void);
+/* The console's lock for the lines processes print (kernel/process.c): raises to
+ * DISPATCH_LEVEL and returns the IRQL found; nothing may be taken under it. */
+KIRQL ps_console_lock(void);
+void ps_console_unlock(KIRQL irql);
 /* Tear down: the cleanup callbacks of the devices it opened, its MDL mappings, its address
  * space.  Pages still locked for it then are bug check PROCESS_HAS_LOCKED_PAGES (0, process,
  * count). */

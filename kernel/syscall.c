@@ -150,6 +150,8 @@ static NTSTATUS debug_print(uint64_t s, uint64_t len)
 	NTSTATUS st = copy_from_user(buf, s, len);
 	if (st)
 		return st;
+	/* The copy above may fault (demand-zero): the console's lock only after it. */
+	KIRQL irql = ps_console_lock();
 	if (!console_at_line_start())
 		kprintf("\n");
 	size_t start = 0;
@@ -158,6 +160,7 @@ static NTSTATUS debug_print(uint64_t s, uint64_t len)
 			print_user_line(p, buf + start, i - start);
 			start = i + 1;
 		}
+	ps_console_unlock(irql);
 	return STATUS_SUCCESS;
 }
 
@@ -224,33 +227,27 @@ static uint64_t dispatch(struct syscall_frame *f)
  * answers a call it does not know (mm/RULES.md, "CPU entry points"). */
 __attribute__((noreturn)) static void wrong_mode_call(const PEPROCESS p, const struct syscall_frame *f, const char *how)
 {
+	KIRQL irql = ps_console_lock();
 	kprintf("[%u %s] ended by SYSCALL from %s at rip 0x%lx (number 0x%lx)\n", p ? p->pid : 0,
 		p ? p->name : "?", how, f->rip, f->nr);
+	ps_console_unlock(irql);
 	ps_exit_current(STATUS_INVALID_SYSTEM_SERVICE);
 }
 
-/* Every service runs under the user lock (process.h); one that ends the process
- * (ps_exit_current) drops it on the way out. */
+/* No lock around a service: each structure it reaches has its own (mm/RULES.md, "Locks"),
+ * taken inside the functions that own it, so a service that ends the process
+ * (ps_exit_current) holds none. */
 uint64_t syscall_dispatch(struct syscall_frame *f)
 {
 	PEPROCESS p = ps_current();
 	if (p && p->compat32)
 		wrong_mode_call(p, f, "64-bit mode in a 32-bit process");
-	ps_user_lock();
-	uint64_t r = dispatch(f);
-	ps_user_unlock();
-	return r;
+	return dispatch(f);
 }
 
 static uint64_t compat_dispatch(struct syscall_frame *f);
 
-uint64_t syscall_compat_dispatch(struct syscall_frame *f)
-{
-	ps_user_lock();
-	uint64_t r = compat_dispatch(f);
-	ps_user_unlock();
-	return r;
-}
+uint64_t syscall_compat_dispatch(struct syscall_frame *f) { return compat_dispatch(f); }
 
 static uint64_t compat_dispatch(struct syscall_frame *f)
 {

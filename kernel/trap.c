@@ -308,10 +308,9 @@ void trap_dispatch(struct trap_frame *f)
 	/* A committed demand-zero user page touched for the first time: make it resident and
 	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END) {
-		/* In this CPU's address space (mm_current is per CPU), under the user lock. */
-		ps_user_lock();
+		/* In this CPU's address space (mm_current is per CPU), under that space's own
+		 * lock (uvm_resolve_fault takes it). */
 		bool resolved = uvm_resolve_fault(mm_current(), f->cr2, f->error_code);
-		ps_user_unlock();
 		if (resolved)
 			return;
 	}

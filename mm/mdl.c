@@ -15,6 +15,7 @@
 #include "mm/pt.h"
 #include "mm/reserved.h"
 #include "mm/syspte.h"
+#include "mm/uvm.h"
 #include "mm/verifier.h"
 
 #define MDL_TAG 0x206C644Du /* 'Mdl ' */
@@ -105,7 +106,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		seh_raise_access_violation(va, access);
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
-	/* A user buffer is made resident in its process first (mm/mdl_user.c). */
+	/* A user buffer's process (mm/mdl_user.c); its pages are made resident below. */
 	struct mm_process *owner = mdl_user_probe(Mdl, AccessMode, write);
 
 	const struct pt_root *root = mdl_current_root();
@@ -115,11 +116,27 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	 * page table; only then is anything locked, so nothing stays locked after the
 	 * exception. */
 	bool read_only = false;
+	/* A user buffer's walk and lock are one step under its process's address-space lock
+	 * (mmproc.h): another CPU freeing the pages meanwhile either comes first (the walk
+	 * fails) or finds them locked. */
+	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
 	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					   &read_only);
+	if (i < n && owner) {
+		/* A page not resident with the access: the rest made resident (committed
+		 * demand-zero pages get frames), then walked again from the start. */
+		mm_space_unlock(owner, sirql);
+		uvm_make_resident_pages(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE, n - i, write);
+		sirql = mm_space_lock(owner);
+		read_only = false;
+		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					    &read_only);
+	}
+	bool io = i == n && pfn_lock_frames(pfns, n);
+	if (owner)
+		mm_space_unlock(owner, sirql);
 	if (i < n)
 		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
-	bool io = pfn_lock_frames(pfns, n);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* A read lock of memory its caller cannot write gives read-only mappings only
 	 * (mm/RULES.md decision 9). */
@@ -683,7 +700,7 @@ void mdl_exec_mapping_ended(const PFN_NUMBER *pfns, ULONG n, ULONG executable)
 {
 	if (!executable)
 		return;
-	exec_system_pages -= executable;
+	__atomic_fetch_sub(&exec_system_pages, executable, __ATOMIC_RELAXED); /* any CPU */
 	restore_aliases(pfns, n);
 }
 
@@ -742,6 +759,14 @@ static void find_user_writable(const struct pt_leaf *l, void *arg)
 			c->found = true;
 }
 
+/* One process's user half, under its address-space lock (mm_for_each_space). */
+static bool user_half_has_writable(struct mm_process *p, void *arg)
+{
+	struct writable_alias_ctx *c = arg;
+	pt_for_each_leaf(&p->root, 0, USER_VA_END, find_user_writable, c);
+	return !c->found;
+}
+
 /* W^X across privilege levels (mm/RULES.md decision 3): no frame ring 3 can write becomes
  * executable in ring 0 — through an MDL user mapping, or any other user page (a locked
  * user buffer's own), read from the user half of every live process's tables. */
@@ -753,8 +778,7 @@ static bool frames_user_writable(PMDL m)
 		if (mdl_user_frame_writable(pfns[i]))
 			return true;
 	struct writable_alias_ctx c = { .pfns = pfns, .n = n };
-	for (struct mm_process *p = mm_live_processes(); p && !c.found; p = p->next_live)
-		pt_for_each_leaf(&p->root, 0, USER_VA_END, find_user_writable, &c);
+	mm_for_each_space(user_half_has_writable, &c);
 	return c.found;
 }
 
@@ -795,7 +819,7 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
 	ULONG executable = mdl_exec_pages(va, n);
 	pt_reprotect_ptes(va, n, present, write, exec);
-	exec_system_pages += exec ? n : 0;
+	__atomic_fetch_add(&exec_system_pages, exec ? n : 0, __ATOMIC_RELAXED);
 	mdl_exec_mapping_ended(MmGetMdlPfnArray(m), n, executable);
 	COUNT(protects, 1);
 	return STATUS_SUCCESS;
@@ -946,6 +970,8 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	bool io = false, read_only = false;
+	/* The walk and the locks under the process's address-space lock, as MmProbeAndLockPages. */
+	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
 	for (ULONG i = 0; i < n; i++) {
 		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
 		struct pt_query q;
@@ -953,6 +979,8 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 		if (!q.present || (write && !q.eff.write) || (AccessMode == UserMode && !q.eff.user)) {
 			for (ULONG k = 0; k < i; k++)
 				pfn_unlock_frame(pfns[k]);
+			if (owner)
+				mm_space_unlock(owner, sirql);
 			seh_raise_access_violation(page, access);
 		}
 		pfns[i] = q.pa >> PAGE_SHIFT;
@@ -960,6 +988,8 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 		read_only |= !q.eff.write;
 		pfn_lock_frame(pfns[i]);
 	}
+	if (owner)
+		mm_space_unlock(owner, sirql);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* As MmProbeAndLockPages: probe-locked, and read-only mappings only of what its caller
 	 * cannot write (mm/RULES.md decision 9). */

@@ -4,8 +4,9 @@
  * MmUnmapLockedPages of a user address, and what a process leaves behind when it ends.
  *
  * Probe and lock.  A buffer in the user half belongs to the current process.  Its pages are
- * made resident there before anything is locked (uvm_make_resident: a committed demand-zero
- * page gets its frame); a page that is not committed, or refuses the access, raises
+ * made resident there before anything is locked (mm/mdl.c walks them under the process's
+ * lock and calls uvm_make_resident_pages for what is missing: a committed demand-zero page
+ * gets its frame); a page that is not committed, or refuses the access, raises
  * STATUS_ACCESS_VIOLATION naming it, and nothing stays locked.  On success Mdl->Process is
  * that process, whose memory counts the MDL's pages (mm_process.locked_pages) until
  * MmUnlockPages; a process that ends with pages still locked is bug check
@@ -126,7 +127,8 @@ static int tracking = TRACKING_UNREAD; /* the cmdline is read at the first lock 
 /* The records' lock (mm/RULES.md, "Locks"): the list of every user mapping and each
  * process's, the locked-page records, and each process's locked-page charge.  Held for a
  * list walk and the change it leads to; the pool, page-table and PFN locks may come after
- * it (a record freed, a passed page unmapped), a process's own never inside it. */
+ * it (a record freed, a passed page unmapped), and a process's address-space lock (mmproc.h)
+ * when a mapping advances; a mapping is made and released under the process's lock alone. */
 static struct klock records = KLOCK_INIT(KLOCK_MDL_USER);
 
 const struct pt_root *mdl_current_root(void) { return mm_current() ? &mm_current()->root : &kernel_root; }
@@ -137,7 +139,7 @@ void mdl_user_get_stats(struct mdl_user_stats *out) { *out = stats; }
 
 struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write)
 {
-	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl), end = va + Mdl->ByteCount;
+	uint64_t va = (uint64_t)MmGetMdlVirtualAddress(Mdl);
 	struct mm_process *mm = mm_current();
 	if (va >= USER_VA_END || (!mm && AccessMode == KernelMode))
 		return NULL; /* a kernel buffer (or the kernel's own tables, unattached) */
@@ -146,10 +148,6 @@ struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool wri
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
 	if (!mm)
 		seh_raise_access_violation(va, access); /* no user address space at all */
-	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (ALIGN_UP(end, PAGE_SIZE) - first) / PAGE_SIZE;
-	uint64_t done = uvm_make_resident_pages(mm, first, n, write);
-	if (done < n)
-		seh_raise_access_violation(done ? first + done * PAGE_SIZE : va, access);
 	return mm;
 }
 
@@ -341,22 +339,23 @@ static bool check_kernel_memory(PMDL m, ULONG pages)
 /* The highest address a mapping in mm may cover. */
 static uint64_t mapping_limit(const struct mm_process *mm) { return mm->highest_user - USER_MAPPING_GUARD; }
 
-/* Where a mapping of `size` bytes goes in mm (mm/RULES.md decision 4); raises when it can't. */
-static uint64_t choose_address(struct mm_process *mm, uint64_t requested, uint64_t size)
+/* Whether a RequestedAddress fits mm's range (mm/RULES.md decision 4); raises when it can't.
+ * Read without the address-space lock: the limits never change. */
+static void check_address(struct mm_process *mm, uint64_t requested, uint64_t size)
 {
 	uint64_t limit = mapping_limit(mm);
-	if (!requested) {
-		uint64_t va = vad_find_free(mm, size, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, limit + 1);
-		if (!va)
-			map_failed(STATUS_INSUFFICIENT_RESOURCES);
-		return va;
-	}
-	if ((requested & (PAGE_SIZE - 1)) || requested < MM_LOWEST_USER_ADDRESS || requested > limit ||
-	    size - 1 > limit - requested)
+	if (requested && ((requested & (PAGE_SIZE - 1)) || requested < MM_LOWEST_USER_ADDRESS || requested > limit ||
+			  size - 1 > limit - requested))
 		map_failed(STATUS_INVALID_ADDRESS);
-	if (vad_find_overlap(mm, requested, requested + size))
-		map_failed(STATUS_CONFLICTING_ADDRESSES);
-	return requested;
+}
+
+/* Where a mapping of `size` bytes goes in mm: the requested address when no VAD overlaps it,
+ * else the lowest free range on 64 KiB granularity; 0 when there is none.  Under mm's lock. */
+static uint64_t choose_address(struct mm_process *mm, uint64_t requested, uint64_t size)
+{
+	if (!requested)
+		return vad_find_free(mm, size, MM_ALLOCATION_GRANULARITY, MM_LOWEST_USER_ADDRESS, mapping_limit(mm) + 1);
+	return vad_find_overlap(mm, requested, requested + size) ? 0 : requested;
 }
 
 /* Write the user PTEs of m's pages at va in mm, each frame with its own type.  False when a
@@ -421,7 +420,8 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 		map_failed(STATUS_INVALID_PARAMETER);
 	if (verifier_inject_failure(VF_SITE_MAP))
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
-	r->va = choose_address(r->mm, (uint64_t)RequestedAddress, (uint64_t)r->pages * PAGE_SIZE);
+	r->va = (uint64_t)RequestedAddress; /* where it goes is chosen under the lock (make_mapping) */
+	check_address(r->mm, r->va, (uint64_t)r->pages * PAGE_SIZE);
 	/* A user mapping is never executable (mm/RULES.md user rule U3); NoWrite makes it read-only. */
 	r->write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY); /* decision 9 */
 	/* W^X across privilege levels (mm/RULES.md decision 3): ring 3 may not write what ring
@@ -430,27 +430,51 @@ static void check_map_request(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID Req
 		map_failed(STATUS_INVALID_PAGE_PROTECTION);
 }
 
-/* Make the mapping r describes: its record, its VAD_MDL range and its PTEs, then put it on
- * the process's list and the list of all mappings, and count it on pool pages.  Raises
- * STATUS_INSUFFICIENT_RESOURCES with nothing left behind when memory runs out. */
-static void make_mapping(const struct map_request *r)
+/* Make the mapping r describes: its record, then under the process's address-space lock its
+ * place (RequestedAddress free, or the lowest free range), its VAD_MDL range and its PTEs;
+ * then put it on the process's list and the list of all mappings (the records' lock comes
+ * before the process's in the order, so not inside it), and count it on pool pages.  Raises
+ * STATUS_CONFLICTING_ADDRESSES when the requested range overlaps a VAD, and
+ * STATUS_INSUFFICIENT_RESOURCES when no range is free or memory runs out, with nothing left
+ * behind.  r->va becomes the address chosen. */
+static void make_mapping(struct map_request *r)
 {
 	struct mm_process *mm = r->mm;
 	uint64_t size = (uint64_t)r->pages * PAGE_SIZE;
 	struct user_mapping *um = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof *um, USER_MAPPING_TAG);
-	struct vad *v = um ? vad_insert(mm, r->va, r->va + size, VAD_MDL, r->write ? PAGE_READWRITE : PAGE_READONLY)
-			   : NULL;
-	if (!v || !map_pages(mm, r->mdl, r->va, r->pages, r->type, r->write)) {
-		if (v)
-			vad_remove(mm, v);
-		if (um)
-			ExFreePoolWithTag(um, USER_MAPPING_TAG);
+	if (!um)
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
+	NTSTATUS st = STATUS_SUCCESS;
+	KIRQL irql = mm_space_lock(mm);
+	uint64_t va = choose_address(mm, r->va, size);
+	struct vad *v = NULL;
+	if (!va) {
+		st = r->va ? STATUS_CONFLICTING_ADDRESSES : STATUS_INSUFFICIENT_RESOURCES;
+	} else if (mm->terminating) {
+		st = STATUS_PROCESS_IS_TERMINATING;
+	} else {
+		v = vad_insert(mm, va, va + size, VAD_MDL, r->write ? PAGE_READWRITE : PAGE_READONLY);
+		if (v && !map_pages(mm, r->mdl, va, r->pages, r->type, r->write)) {
+			vad_remove(mm, v);
+			v = NULL;
+		}
+		if (!v)
+			st = STATUS_INSUFFICIENT_RESOURCES;
 	}
-	KIRQL irql = klock_acquire(&records);
-	*um = (struct user_mapping){ .mm = mm, .mdl = r->mdl, .va = r->va, .pages = r->pages, .vad = v,
-				     .pool = r->pool, .next = mm->mappings, .next_all = all_mappings };
-	v->owner = um;
+	if (v) {
+		*um = (struct user_mapping){ .mm = mm, .mdl = r->mdl, .va = va, .pages = r->pages, .vad = v,
+					     .pool = r->pool };
+		v->owner = um;
+	}
+	mm_space_unlock(mm, irql);
+	if (!v) {
+		ExFreePoolWithTag(um, USER_MAPPING_TAG);
+		map_failed(st);
+	}
+	r->va = va;
+	irql = klock_acquire(&records);
+	um->next = mm->mappings;
+	um->next_all = all_mappings;
 	mm->mappings = um;
 	all_mappings = um;
 	klock_release(&records, irql);
@@ -477,7 +501,9 @@ bool mdl_user_frame_writable(pfn_t pfn)
 	for (struct user_mapping *um = all_mappings; um && !writable; um = um->next_all)
 		for (uint64_t i = 0; i < um->pages && !writable; i++) {
 			struct pt_query q;
+			KIRQL sirql = mm_space_lock(um->mm); /* its tables may be pruned on another CPU */
 			pt_query(&um->mm->root, um->va + i * PAGE_SIZE, &q);
+			mm_space_unlock(um->mm, sirql);
 			writable = q.present && q.eff.user && q.eff.write && q.pa >> PAGE_SHIFT == pfn;
 		}
 	klock_release(&records, irql);
@@ -496,21 +522,27 @@ static void unlink_mapping(struct user_mapping **head, struct user_mapping *um, 
 	PANIC("unlink_mapping: user mapping at 0x%lx is not on its list", um->va);
 }
 
-/* Remove one mapping: PTEs (the TLB flushed), VAD, pool count, record. */
+/* Remove one mapping, already off both lists (so no other CPU finds it): PTEs (the TLB
+ * flushed) and VAD under the process's lock, then the pool count and the record. */
 static void release_mapping(struct user_mapping *um)
 {
 	struct mm_process *mm = um->mm;
 	uint64_t size = um->pages * PAGE_SIZE;
+	KIRQL irql = mm_space_lock(mm);
 	pt_unmap(&mm->root, um->va, size);
 	vad_remove(mm, um->vad);
+	mm_space_unlock(mm, irql);
 	if (um->pool)
 		pool_note_user_mapping((uint64_t)um->mdl->StartVa, size, -1);
-	KIRQL irql = klock_acquire(&records);
-	unlink_mapping(&mm->mappings, um, false);
-	unlink_mapping(&all_mappings, um, true);
-	klock_release(&records, irql);
 	ExFreePoolWithTag(um, USER_MAPPING_TAG);
 	COUNT(live, -1);
+}
+
+/* Take um off the process's list and the list of all mappings (the records' lock held). */
+static void unlink_both(struct user_mapping *um)
+{
+	unlink_mapping(&um->mm->mappings, um, false);
+	unlink_mapping(&all_mappings, um, true);
 }
 
 void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
@@ -524,6 +556,8 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 	for (struct user_mapping *um = mm ? mm->mappings : NULL; um && !found; um = um->next)
 		if (um->mdl == Mdl && um->va + Mdl->ByteOffset == base)
 			found = um;
+	if (found)
+		unlink_both(found); /* found and taken in one hold: one unmap gets it */
 	klock_release(&records, irql);
 	if (found) {
 		release_mapping(found);
@@ -536,8 +570,15 @@ void mdl_unmap_user(PVOID BaseAddress, PMDL Mdl)
 
 void mdl_user_process_exit(struct mm_process *mm)
 {
-	while (mm->mappings) {
-		release_mapping(mm->mappings);
+	for (;;) {
+		KIRQL irql = klock_acquire(&records);
+		struct user_mapping *um = mm->mappings;
+		if (um)
+			unlink_both(um);
+		klock_release(&records, irql);
+		if (!um)
+			break;
+		release_mapping(um);
 		COUNT(teardowns, 1);
 	}
 }
@@ -585,11 +626,14 @@ void mdl_user_advance_mappings(PMDL Mdl, ULONG passed)
 	for (struct user_mapping *um = all_mappings; um; um = um->next_all) {
 		if (um->mdl != Mdl)
 			continue;
-		/* The translations go first: the process cannot reach a passed page again. */
+		/* The translations go first: the process cannot reach a passed page again.  Its
+		 * space changes under its lock, which comes after the records' in the order. */
+		KIRQL sirql = mm_space_lock(um->mm);
 		pt_unmap(&um->mm->root, um->va, bytes);
+		vad_raise_start(um->vad, um->va + bytes);
+		mm_space_unlock(um->mm, sirql);
 		if (um->pool)
 			pool_note_user_mapping((uint64_t)Mdl->StartVa, bytes, -1);
-		vad_raise_start(um->vad, um->va + bytes);
 		um->va += bytes;
 		um->pages -= passed;
 	}

@@ -27,10 +27,12 @@ struct user_mapping {
 };
 
 /* MmProbeAndLockPages, before locking: for a buffer in the user half with a process
- * current, check the IRQL (UserMode: <= APC_LEVEL, else 0xC4/0x70) and make its pages
- * resident there, raising STATUS_ACCESS_VIOLATION at the first page that cannot be (nothing
- * is locked yet).  A UserMode probe with no process raises too.  Returns the memory of the
- * process the buffer belongs to, NULL for a kernel buffer. */
+ * current, check the IRQL (UserMode: <= APC_LEVEL, else 0xC4/0x70).  A UserMode probe with no
+ * process raises STATUS_ACCESS_VIOLATION.  Returns the memory of the process the buffer
+ * belongs to, NULL for a kernel buffer.  The caller walks the buffer under that memory's lock
+ * and, when a page is not resident with the access, makes the rest resident
+ * (uvm_make_resident_pages, outside the lock) and walks again: one hold when all is
+ * resident. */
 struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write);
 /* MmProbeAndLockSelectedPages, before locking: the same for one page of the user half (the
  * caller checks the IRQL), raising STATUS_ACCESS_VIOLATION at it when it cannot be made

@@ -377,6 +377,14 @@ void pt_clear_ptes(uint64_t va, uint64_t n)
 	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
+void pt_clear_ptes_local(uint64_t va, uint64_t n)
+{
+	uint64_t *pte = pinned_ptes(va, n);
+	for (uint64_t i = 0; i < n; i++)
+		pte[i] = 0;
+	tlb_flush_range_local(&kernel_root, va, n * PAGE_SIZE);
+}
+
 static bool table_empty(const uint64_t *t)
 {
 	for (int i = 0; i < 512; i++)

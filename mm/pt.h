@@ -132,6 +132,9 @@ void pt_set_pte(uint64_t va, uint64_t pfn, struct pt_attrs a);
 void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool exec);
 /* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
 void pt_clear_ptes(uint64_t va, uint64_t n);
+/* The same, flushed on this CPU only: the lazy policy's release (mm/syspte.c), whose other
+ * CPUs flush in a later tlb_purge. */
+void pt_clear_ptes_local(uint64_t va, uint64_t n);
 
 /* The PWT/PCD/PAT bits a leaf at `level` carries for memory type t (the PAT bit is bit 7 at
  * level 1, bit 12 at levels 2 and 3); PT_CACHE_BITS_INVALID for MT_NONE or any value that is

@@ -6,9 +6,11 @@
 #include "kernel/printf.h"
 #include "kernel/smp/klock.h"
 #include "mm/layout.h"
+#include "mm/tlb.h"
 #include "mm/vrange.h"
 
-#define GUARDED 1 /* vrange user byte: the reservation has a guard PTE after it */
+#define GUARDED 1  /* vrange user byte: the reservation has a guard PTE after it */
+#define DEFERRED 2 /* vrange user byte: released under tlb=lazy, not yet purged (below) */
 
 static struct vrange space;
 static struct syspte_stats st;
@@ -38,7 +40,46 @@ static void drain_pending(void)
 		PANIC("syspte: the allocator refused the pending slot %u", p);
 }
 
-static uint32_t free_total(void) { return space.free_slots + (pending != VRANGE_NONE); }
+/*
+ * The lazy policy (tlb=lazy, mm/tlb.h; mm/RULES.md, "TLB shootdown"): a released range's PTEs
+ * are cleared and flushed on this CPU only, and the range waits here, still reserved in the
+ * allocator (so it cannot be handed out) but counted as free, marked DEFERRED.  purge_locked
+ * flushes them all on every other CPU in one tlb_purge round and only then gives them back
+ * to the allocator: when the list is full (DEFER_MAX_RANGES ranges or DEFER_MAX_PAGES
+ * pages), when a reservation finds no room without them, and when syspte_get_stats is asked
+ * (so the figures it reports are as under strict).  A range too large for the list is
+ * released strictly.  Bounds as NT's deferred system-PTE flush list and Linux's lazy vunmap:
+ * 32 ranges, 1024 pages.
+ */
+#define DEFER_MAX_RANGES SYSPTE_DEFER_MAX_RANGES
+#define DEFER_MAX_PAGES 1024
+static struct tlb_range deferred[DEFER_MAX_RANGES];
+static unsigned ndeferred;
+static uint32_t deferred_pages;
+
+static void purge_locked(void)
+{
+	if (!ndeferred)
+		return;
+	tlb_purge(deferred, ndeferred);
+	for (unsigned i = 0; i < ndeferred; i++) {
+		uint32_t first = (deferred[i].va - KVA_SYSPTE_BASE) / PAGE_SIZE;
+		space.user[first] = 0;
+		if (vrange_release(&space, first, deferred[i].pages) != VR_OK)
+			PANIC("syspte: the allocator refused the deferred range at slot %u", first);
+	}
+	st.purges++;
+	ndeferred = 0;
+	deferred_pages = 0;
+}
+
+/* A reservation's head released under lazy and not yet purged: as free as a released one. */
+static inline bool is_deferred(uint32_t first)
+{
+	return ndeferred && space.state[first] == VR_USED_HEAD && (space.user[first] & DEFERRED);
+}
+
+static uint32_t free_total(void) { return space.free_slots + (pending != VRANGE_NONE) + deferred_pages; }
 
 static unsigned class_of(uint32_t n) { return 31 - __builtin_clz(n); }
 
@@ -68,6 +109,7 @@ uint32_t syspte_total(void) { return space.nslots; }
 
 void syspte_init(void)
 {
+	tlb_policy_init();
 	uint64_t n = cmdline_get_u64("syspte", SYSPTE_DEFAULT_COUNT);
 	uint64_t max = (KVA_SYSPTE_END - KVA_SYSPTE_BASE) / PAGE_SIZE;
 	if (n < 64 || n > max || n > 0x7FFFFFFF)
@@ -102,6 +144,11 @@ static uint64_t reserve_locked(uint32_t n, uint32_t priority, bool guard)
 		} else {
 			drain_pending();
 			first = vrange_reserve(&space, need);
+			if (first == VRANGE_NONE && ndeferred) {
+				/* The room is in the deferred ranges: flushed everywhere, then reused. */
+				purge_locked();
+				first = vrange_reserve(&space, need);
+			}
 		}
 	}
 	if (first == VRANGE_NONE) {
@@ -133,7 +180,8 @@ void syspte_check_range(uint64_t va, uint32_t n)
 {
 	KIRQL irql = klock_acquire(&lock);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	uint32_t len = syspte_contains(va) && first != pending ? vrange_reserved_len(&space, first) : 0;
+	uint32_t len = syspte_contains(va) && first != pending && !is_deferred(first)
+			       ? vrange_reserved_len(&space, first) : 0;
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!len || (va & (PAGE_SIZE - 1)) || n > usable)
 		PANIC("syspte_check_range: 0x%lx+%u pages is not inside a reservation", va, n);
@@ -144,7 +192,8 @@ void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a
 {
 	KIRQL irql = klock_acquire(&lock);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	uint32_t len = first != pending ? vrange_reserved_len(&space, first) : 0;
+	uint32_t len = syspte_contains(va) && first != pending && !is_deferred(first)
+			       ? vrange_reserved_len(&space, first) : 0;
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!syspte_contains(va) || (va & (PAGE_SIZE - 1)) || n > usable)
 		PANIC("syspte_map: 0x%lx+%u pages is not inside a reservation", va, n);
@@ -165,7 +214,7 @@ static uint64_t reservation_of_locked(uint64_t va)
 	uint32_t slot = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
 	while (slot && space.state[slot] == VR_USED_INNER)
 		slot--;
-	if (space.state[slot] != VR_USED_HEAD || slot == pending)
+	if (space.state[slot] != VR_USED_HEAD || slot == pending || is_deferred(slot))
 		return 0;
 	return KVA_SYSPTE_BASE + (uint64_t)slot * PAGE_SIZE;
 }
@@ -184,7 +233,8 @@ bool syspte_guarded(uint64_t va)
 		return false;
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
 	KIRQL irql = klock_acquire(&lock);
-	bool guarded = first != pending && space.state[first] == VR_USED_HEAD && (space.user[first] & GUARDED);
+	bool guarded = first != pending && !is_deferred(first) && space.state[first] == VR_USED_HEAD &&
+		       (space.user[first] & GUARDED);
 	klock_release(&lock, irql);
 	return guarded;
 }
@@ -212,7 +262,7 @@ void syspte_release(uint64_t va, uint32_t n)
 	if (!contains(va) || (va & (PAGE_SIZE - 1)))
 		release_at_wrong_address(va);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	if (first == pending)
+	if (first == pending || is_deferred(first))
 		release_twice(va);
 	drain_pending();
 	/* vrange_reserved_len, inline: first is inside the space. */
@@ -226,6 +276,21 @@ void syspte_release(uint64_t va, uint32_t n)
 		if (vrange_slot_is_free(&space, first))
 			release_twice(va);
 		release_at_wrong_address(va);
+	}
+	if (tlb_policy_lazy() && len <= DEFER_MAX_PAGES) {
+		/* Lazy: cleared and flushed here; the other CPUs flush it in a later purge, before
+		 * the range can be handed out again. */
+		if (ndeferred == DEFER_MAX_RANGES || deferred_pages + len > DEFER_MAX_PAGES)
+			purge_locked();
+		pt_clear_ptes_local(va, len);
+		space.user[first] |= DEFERRED;
+		deferred[ndeferred++] = (struct tlb_range){ va, len };
+		deferred_pages += len;
+		st.flushes++;
+		st.releases++;
+		st.deferred++;
+		klock_release(&lock, irql);
+		return;
 	}
 	/* The translations go first: nothing may reach the frames through this range again. */
 	pt_clear_ptes(va, len);
@@ -243,6 +308,7 @@ void syspte_get_stats(struct syspte_stats *out)
 {
 	KIRQL irql = klock_acquire(&lock);
 	drain_pending();
+	purge_locked();
 	*out = st;
 	out->total = space.nslots;
 	out->free = space.free_slots;
@@ -254,3 +320,13 @@ void syspte_get_stats(struct syspte_stats *out)
 
 static uint64_t free_ptes(void) { return free_total(); }
 ACCOUNTING_COUNTER(syspte_free, "free system PTEs", free_ptes);
+
+/* Released under lazy and not yet purged: the ranges and pages waiting (for tests and
+ * scripts/bench.py's figures; syspte_get_stats purges them). */
+void syspte_deferred(unsigned *ranges, uint32_t *pages)
+{
+	KIRQL irql = klock_acquire(&lock);
+	*ranges = ndeferred;
+	*pages = deferred_pages;
+	klock_release(&lock, irql);
+}

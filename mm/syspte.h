@@ -32,7 +32,9 @@
 struct syspte_stats {
 	uint64_t total, free, in_use, largest_free, free_runs, peak_in_use;
 	uint64_t reservations, releases, failures_low, failures_normal, failures_high;
-	uint64_t flushes;        /* releases that flushed (every release does) */
+	uint64_t flushes;        /* releases that flushed (every release does, on its own CPU) */
+	uint64_t deferred;       /* releases whose other CPUs' flush was deferred (tlb=lazy) */
+	uint64_t purges;         /* purge rounds that flushed the deferred ranges everywhere */
 };
 
 void syspte_init(void);
@@ -63,5 +65,9 @@ void syspte_get_stats(struct syspte_stats *out);
 /* The first VA of the region and its size in PTEs (tests compute thresholds from it). */
 uint64_t syspte_base(void);
 uint32_t syspte_total(void);
+/* Under tlb=lazy: at most this many released ranges wait for a purge (mm/syspte.c). */
+#define SYSPTE_DEFER_MAX_RANGES 32
+/* Under tlb=lazy: the released ranges (and their pages) waiting for the next purge. */
+void syspte_deferred(unsigned *ranges, uint32_t *pages);
 
 #endif

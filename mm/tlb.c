@@ -1,6 +1,9 @@
 /* TLB invalidation and address-space switches (see tlb.h for the contract). */
 #include "mm/tlb.h"
 #include "kernel/bugcheck.h"
+#include "kernel/cmdline.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
 #include "kernel/cpu.h"
 #include "kernel/smp/percpu.h"
 #include "kernel/smp/smp.h"
@@ -194,8 +197,78 @@ void tlb_enable_cr4(uint64_t bits)
 	write_cr4(read_cr4() | bits);
 }
 
+/* ---- the lazy policy -------------------------------------------------------------------- */
+
+bool tlb_lazy_policy;
+
+void tlb_policy_init(void)
+{
+	char v[16];
+	if (!cmdline_get("tlb", v, sizeof v) || !strcmp(v, "strict"))
+		return;
+	if (!strcmp(v, "lazy"))
+		tlb_lazy_policy = true;
+	else
+		kprintf("tlb: tlb=%s is neither strict nor lazy; strict\n", v);
+}
+
+void tlb_flush_range_local(const struct pt_root *root, uint64_t va, uint64_t size)
+{
+	if (size)
+		flush_range_here(root, va, size, true);
+}
+
+struct purge {
+	const struct tlb_range *r;
+	unsigned n;
+	uint64_t pages;
+};
+
+static void purge_here(void *arg)
+{
+	const struct purge *p = arg;
+	this_cpu()->tlb_purges_served++;
+	if (p->pages > TLB_SINGLE_FLUSH_MAX) {
+		flush_everything(false);
+		return;
+	}
+	for (unsigned i = 0; i < p->n; i++)
+		for (uint32_t k = 0; k < p->r[i].pages; k++)
+			invlpg(p->r[i].va + (uint64_t)k * PAGE_SIZE);
+}
+
+void tlb_purge(const struct tlb_range *r, unsigned n)
+{
+	if (!n)
+		return;
+	struct purge p = { r, n, 0 };
+	for (unsigned i = 0; i < n; i++)
+		p.pages += r[i].pages;
+	COUNT(purges, 1);
+	COUNT(purged_ranges, n);
+	if (smp_cpus_online() < 2 || !shootdown_on)
+		return;
+	/* The PTE writes (done at each release) before the IPIs: the same order as a shootdown. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint64_t mask = 0, me = smp_this_cpu(), ipis = 0;
+	for (unsigned i = 0; i < smp_cpus_online(); i++)
+		if (i != me && kcpus[i].online) {
+			mask |= 1ull << i;
+			ipis++;
+		}
+	if (!mask)
+		return;
+	COUNT(purge_ipis, ipis);
+	if (!smp_call_mask(mask, purge_here, &p))
+		PANIC("tlb purge: a CPU of mask 0x%lx did not flush %u ranges within %u ms", mask, n,
+		      SMP_WAIT_MS);
+}
+
 void tlb_get_stats(struct tlb_stats *out)
 {
+	out->purges = __atomic_load_n(&stats.purges, __ATOMIC_RELAXED);
+	out->purge_ipis = __atomic_load_n(&stats.purge_ipis, __ATOMIC_RELAXED);
+	out->purged_ranges = __atomic_load_n(&stats.purged_ranges, __ATOMIC_RELAXED);
 	out->single_pages = __atomic_load_n(&stats.single_pages, __ATOMIC_RELAXED);
 	out->full_flushes = __atomic_load_n(&stats.full_flushes, __ATOMIC_RELAXED);
 	out->shootdowns = __atomic_load_n(&stats.shootdowns, __ATOMIC_RELAXED);

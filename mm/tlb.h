@@ -37,7 +37,34 @@ struct tlb_stats {
 	uint64_t full_flushes;   /* full flushes (CR4.PGE toggles and CR3 reloads) */
 	uint64_t shootdowns;     /* flushes that had to reach other CPUs */
 	uint64_t shootdown_ipis; /* the IPIs they sent */
+	uint64_t purges;         /* tlb_purge rounds (the lazy policy's deferred flushes) */
+	uint64_t purge_ipis;     /* the IPIs those rounds sent */
+	uint64_t purged_ranges;  /* the ranges they flushed */
 };
+
+/*
+ * The shootdown policy, chosen at boot by `tlb=strict` (the default) or `tlb=lazy` on the
+ * kernel command line (mm/RULES.md, "TLB shootdown"): under lazy a released system-PTE range
+ * is flushed at once only on the CPU that released it; the other CPUs flush it in one
+ * tlb_purge round that serves many releases, always before the range is handed out again
+ * (mm/syspte.c).  Everything else is strict under both policies.
+ */
+void tlb_policy_init(void);
+extern bool tlb_lazy_policy; /* set once, by tlb_policy_init; read through tlb_policy_lazy */
+static inline bool tlb_policy_lazy(void) { return __builtin_expect(tlb_lazy_policy, 0); }
+
+/* A range of the kernel half for tlb_purge. */
+struct tlb_range {
+	uint64_t va;
+	uint32_t pages;
+};
+/* The lazy policy's deferred flush: one IPI round in which every other CPU drops kernel_root's
+ * translations of the n ranges (page by page, or all of them when more than
+ * TLB_SINGLE_FLUSH_MAX pages in total), returning when all have.  This CPU flushed them when
+ * it cleared them (tlb_flush_range_local). */
+void tlb_purge(const struct tlb_range *r, unsigned n);
+/* root's translations of [va, va + size) on this CPU only: the lazy release's own flush. */
+void tlb_flush_range_local(const struct pt_root *root, uint64_t va, uint64_t size);
 
 /* Drop root's translation of the page holding va. */
 void tlb_flush_page(const struct pt_root *root, uint64_t va);

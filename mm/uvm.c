@@ -321,7 +321,7 @@ static NTSTATUS commit(struct mm_process *mm, uint64_t *base, uint64_t *size, ui
 	return STATUS_SUCCESS;
 }
 
-NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type, ULONG protect)
+static NTSTATUS allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type, ULONG protect)
 {
 	if (!mm || !base || !size)
 		return STATUS_INVALID_PARAMETER;
@@ -365,7 +365,7 @@ static NTSTATUS free_refusal(const struct vad *v)
  *   MEM_RELEASE not at the start            STATUS_FREE_VM_NOT_AT_BASE
  *   MEM_RELEASE of part of a reservation    STATUS_INVALID_PARAMETER
  */
-NTSTATUS uvm_free(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type)
+static NTSTATUS free_range(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type)
 {
 	if (!mm || !base || !size || (type != MEM_DECOMMIT && type != MEM_RELEASE))
 		return STATUS_INVALID_PARAMETER;
@@ -415,7 +415,7 @@ NTSTATUS uvm_free(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG t
  *   a system mapping executes (decision 3)  changed)
  * Image, stack and parameter pages can be re-protected like private ones.
  */
-NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old)
+static NTSTATUS protect_range(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old)
 {
 	if (!mm || !base || !size || !old)
 		return STATUS_INVALID_PARAMETER;
@@ -524,7 +524,7 @@ NTSTATUS ZwUnmapViewOfSection(HANDLE ProcessHandle, PVOID BaseAddress)
 
 /* ---- faults and probes ------------------------------------------------------------- */
 
-bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
+static bool resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
 {
 	/* A protection fault on a present page, or a reserved-bit one, is real. */
 	if (!mm || (err & (PF_P | PF_RSVD)) || va >= USER_VA_END || va > mm->highest_user)
@@ -544,10 +544,8 @@ bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
 	return page_fault_in(mm, v, page, err & PF_W, exec);
 }
 
-uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
+static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
 {
-	if (!mm)
-		return 0;
 	/* Only whole pages at or below the highest user address. */
 	uint64_t room = page <= mm->highest_user ? (mm->highest_user - page + 1) / PAGE_SIZE : 0;
 	uint64_t limit = n < room ? n : room, done = 0;
@@ -583,8 +581,8 @@ bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool wr
 
 /* ---- the process's own mappings ------------------------------------------------------ */
 
-bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,
-		    bool exec)
+static bool map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,
+		       bool exec)
 {
 	if (!npages || (va & (PAGE_SIZE - 1)) || va < MM_LOWEST_USER_ADDRESS || npages > mm->highest_user >> PAGE_SHIFT ||
 	    va + npages * PAGE_SIZE - 1 > mm->highest_user)
@@ -616,12 +614,81 @@ bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, ui
 	return true;
 }
 
+/* ---- the public entries: each under the address-space lock (mmproc.h) ------------- */
+
+/* The argument checks without a lock (they read nothing the lock guards: highest_user is
+ * set once); everything else under it.  terminating is read under it too. */
+NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type, ULONG protect)
+{
+	if (!mm)
+		return STATUS_INVALID_PARAMETER;
+	KIRQL irql = mm_space_lock(mm);
+	NTSTATUS st = allocate(mm, base, size, type, protect);
+	mm_space_unlock(mm, irql);
+	return st;
+}
+
+NTSTATUS uvm_free(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type)
+{
+	if (!mm)
+		return STATUS_INVALID_PARAMETER;
+	KIRQL irql = mm_space_lock(mm);
+	NTSTATUS st = free_range(mm, base, size, type);
+	mm_space_unlock(mm, irql);
+	return st;
+}
+
+NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old)
+{
+	if (!mm)
+		return STATUS_INVALID_PARAMETER;
+	KIRQL irql = mm_space_lock(mm);
+	NTSTATUS st = protect_range(mm, base, size, protect, old);
+	mm_space_unlock(mm, irql);
+	return st;
+}
+
+/* A fault of the kernel on a user page while it holds this lock would recurse (0xF): nothing
+ * under the lock touches user memory (mmproc.h). */
+bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
+{
+	if (!mm)
+		return false;
+	KIRQL irql = mm_space_lock(mm);
+	bool ok = resolve_fault(mm, va, err);
+	mm_space_unlock(mm, irql);
+	return ok;
+}
+
+/* The residency walk of a probe: the pages are made resident through the page tables and the
+ * page arrays, never by touching them, so no fault happens under the lock. */
+uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
+{
+	if (!mm)
+		return 0;
+	KIRQL irql = mm_space_lock(mm);
+	uint64_t done = make_resident_pages(mm, page, n, write);
+	mm_space_unlock(mm, irql);
+	return done;
+}
+
+bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,
+		    bool exec)
+{
+	KIRQL irql = mm_space_lock(mm);
+	bool ok = map_frames(mm, va, pfns, npages, kind, write, exec);
+	mm_space_unlock(mm, irql);
+	return ok;
+}
+
 void uvm_destroy(struct mm_process *mm)
 {
 	/* Emptied page tables go with their last page (pt_unmap prunes them), so once every
 	 * range is gone the user half of the PML4 is empty: pt_root_destroy checks that. */
+	KIRQL irql = mm_space_lock(mm);
 	while (mm->vad_root)
 		vad_release(mm, mm->vad_root);
+	mm_space_unlock(mm, irql);
 }
 
 /* ---- copies -------------------------------------------------------------------------- */

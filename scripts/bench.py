@@ -37,6 +37,8 @@ ONE_CPU_LABEL = "cpu1"
 SMP_MACHINES = [
     ("cpu2", 2, ""),
     ("cpu4", 4, ""),
+    ("cpu2_lazy", 2, "tlb=lazy"),
+    ("cpu4_lazy", 4, "tlb=lazy"),
 ]
 
 
@@ -202,10 +204,18 @@ def main(argv: list[str]) -> int:
         if a and b and a["per_op"]:
             q = b["per_op"] / a["per_op"]
             targets.append((f"map+unmap of {n} pages, 4 CPUs vs 1 (strict)", q, "<= 1.5", q <= 1.5))
+    # The lazy policy beside it: issue 18's target is for strict, so these are shown, not judged.
+    lazy = []
+    for n in (1, 8, 64, 512):
+        a, b = find(rows, "smp_map_unmap_cpu1", n), find(rows, "smp_map_unmap_cpu4_lazy", n)
+        if a and b and a["per_op"]:
+            lazy.append(f"{n}: {b['per_op'] / a['per_op']:.2f}")
     print("\nperformance targets:")
     for name, value, want, ok in targets:
         v = f"{value:.2f}" if isinstance(value, float) else str(value)
         print(f"  {'met ' if ok else 'MISS'}  {name}: {v} (target {want})")
+    if lazy:
+        print(f"  (lazy) map+unmap, 4 CPUs vs 1, at {', '.join(lazy)} pages (shown, not a target)")
 
     # Zeroing on its own line: the zeroed allocation less the one without zeroing.
     zeroing = []

@@ -3,7 +3,7 @@
     python3 scripts/harness.py --esp build/esp.img --kernel build/kernel.elf
         [--kvm 0|1] [--qemu-extra "QEMU OPTIONS"] [--tests GLOB] [--jobs N]
         [--cmdline-extra "key=value ..."] [--timeout 240] [--death-timeout 60]
-        [--death-mode restore|boot] [--build-dir build]
+        [--death-mode restore|boot] [--extra lazy,cpu1|none] [--build-dir build]
 
 In order:
  1. runs the canned-log unit tests of scripts/test_harness.py in-process, one
@@ -27,6 +27,10 @@ In order:
       booted or saved, or a copy fails before its case prints anything, the harness
       says so in one line and boots the (remaining) death tests as with `boot`;
     --death-mode boot: every death test boots on its own with `mode=death case=NAME`;
+ 4b. beside them, within the same N, boots each EXTRA_MACHINES entry (`--extra`) whose
+    suites the glob may select: its own vCPU count and command line items (`lazy`: -smp 2
+    `tlb=lazy`; `cpu1`: -smp 1), log BUILD/test/NAME.log, judged as the main run, each
+    case counted as NAME:suite.case;
  5. prints per-suite tallies, the failures with reasons and log paths, and as its last
     line `N passed, N failed` (`, N skipped` when something was skipped), counting the
     unit tests, the kernel cases and the death tests.  A main run that crashed, timed
@@ -60,6 +64,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cheader  # noqa: E402
 import check_layout  # noqa: E402
+import diskcheck  # noqa: E402
 import ktap  # noqa: E402
 import protocol  # noqa: E402
 import qemu  # noqa: E402
@@ -337,6 +342,27 @@ def _keep_stderr(path: Path) -> str:
     return stderr
 
 
+# Machines booted beside the main run, within the same --jobs: name -> (vCPUs, kernel
+# command line items).  Their cases count as NAME:suite.case in the tally; their death
+# cases are not run (the main run's are).  "lazy": the lazy TLB policy (mm/RULES.md, "TLB
+# shootdown") on 2 CPUs, with suites that unmap and stress under it; "cpu1": the MDL, pool,
+# system-PTE and user-mapping suites on one CPU (their SMP cases skip there).
+EXTRA_MACHINES: dict[str, tuple[int, str]] = {
+    "lazy": (2, "tlb=lazy suites=smp_lazy,mdl_map,mdl_release,pool,smp_stress"),
+    "cpu1": (1, "suites=mdl_alloc,mdl_map,mdl_partial,mdl_probe,mdl_protect,mdl_release,pool,"
+                "syspte,uvm,smp"),
+}
+
+
+def extra_selected(items: str, glob: str) -> bool:
+    """Whether a machine whose command line is `items` has a suite that `glob` (over
+    suite.case) may select."""
+    suites = next((i[len("suites="):].split(",") for i in items.split()
+                   if i.startswith("suites=")), [])
+    prefix = glob.split(".", 1)[0]
+    return any(fnmatch.fnmatchcase(name, prefix) for name in suites)
+
+
 class Booter:
     """Boots the ESP with a given kernel command line, at most `jobs` at a time; saves a
     death server and starts copies of it under the same limit."""
@@ -355,7 +381,8 @@ class Booter:
         return False
 
     def boot(self, cmdline: str, log: Path, boot_dir: Path, timeout: float,
-             on_line=None) -> BootResult:
+             on_line=None, smp: int | None = None,
+             disk_snapshot: bool = True) -> BootResult:
         """Boot with `cmdline` (written into a private ESP copy in `boot_dir`, removed
         afterwards), serial output to `log`, for at most `timeout` seconds.  When given,
         `on_line(raw_line)` is called from this thread for each serial line as it
@@ -369,7 +396,8 @@ class Booter:
             log.parent.mkdir(parents=True, exist_ok=True)
             argv = qemu.build_command(files.esp, files.vars_fd, kvm=self.kvm,
                                       serial=qemu.serial_to_file(log),
-                                      extra=self.qemu_extra)
+                                      extra=self.qemu_extra, smp=smp,
+                                      disk_snapshot=disk_snapshot)
             with open(stderr_path, "wb") as err:
                 proc = self.procs.start(argv, stdin=subprocess.DEVNULL, stdout=err,
                                         stderr=subprocess.STDOUT)
@@ -616,6 +644,7 @@ class Harness:
         self.restore_broken: str | None = None
         self.death_start: float | None = None
         self.death_end: float | None = None
+        self.extra_futures: dict[str, concurrent.futures.Future] = {}
 
     def cmdline(self, base: str) -> str:
         extra = self.args.cmdline_extra.strip()
@@ -718,8 +747,42 @@ class Harness:
                        log, details)
 
     # -- the main run
+    def submit_extras(self) -> None:
+        """Start the EXTRA_MACHINES the glob selects (once, after the main run has its
+        QEMU, so that they do not hold it up)."""
+        if self.extra_futures:
+            return
+        for name, (smp, items) in EXTRA_MACHINES.items():
+            if extra_selected(items, self.args.tests) and name in self.args.extra.split(","):
+                self.extra_futures[name] = self.pool.submit(self.run_extra, name, smp, items)
+
+    def run_extra(self, name: str, smp: int, items: str) -> list[Outcome]:
+        """Boot one extra machine and judge its log as the main run's."""
+        log = self.test_dir / f"{name}.log"
+        cmdline = self.cmdline(f"mode={protocol.MODE_TEST} tests={self.args.tests} {items}")
+        res = self.booter.boot(cmdline, log, self.test_dir / "boot" / name, self.args.timeout,
+                               smp=smp)
+        if res.error:
+            return [Outcome("run", f"{name} machine", Status.FAIL, [res.error], log)]
+        verdict = ktap.judge_test_run(res.text, exit_status=res.status,
+                                      timed_out=res.timed_out, timeout=self.args.timeout)
+        out = [Outcome("case", f"{name}:{c.name}", c.status, [c.reason] if c.reason else [],
+                       log, c.diagnostics) for c in verdict.cases]
+        if verdict.problems:
+            out.append(Outcome("run", f"{name} machine", Status.FAIL, verdict.problems, log,
+                               qemu_said(res) + log_tail(res.text)))
+        say(f"{name} machine (-smp {smp}, '{items}'): {len(verdict.cases)} cases in "
+            f"{res.seconds:.1f} s, {sum(o.status is Status.FAIL for o in out)} failed "
+            f"(serial log {log})")
+        return out
+
+    def collect_extras(self) -> None:
+        for name, future in self.extra_futures.items():
+            self.outcomes += future.result()
+
     def stream_line(self, raw: str) -> None:
         """Show one serial line of the main run and start any death test it announces."""
+        self.submit_extras()
         line = ktap.clean_line(raw)
         if line or not raw.strip("\r"):
             emit(line)
@@ -731,8 +794,10 @@ class Harness:
         log = self.test_dir / "main.log"
         cmdline = self.cmdline(f"mode={protocol.MODE_TEST} tests={self.args.tests}")
         say(f"booting '{cmdline}' (timeout {self.args.timeout:g} s, serial log {log})")
+        # The main run alone writes the disk image (MDLAB_DISK); every death machine has
+        # snapshot=on (qemu.disk_options).
         res = self.booter.boot(cmdline, log, self.test_dir / "boot" / "main",
-                               self.args.timeout, on_line=self.stream_line)
+                               self.args.timeout, on_line=self.stream_line, disk_snapshot=False)
         if res.error:
             self.outcomes.append(Outcome("run", "main run", Status.FAIL, [res.error], log))
             return
@@ -755,6 +820,13 @@ class Harness:
                                          log, details + log_tail(res.text)))
         for spec in verdict.death_specs:
             self.submit_death(spec)
+        # What a test wrote through the disk device, read from the image now QEMU is gone.
+        image = os.environ.get("MDLAB_DISK", "")
+        for sector, count, seed in diskcheck.directives(res.text):
+            why = diskcheck.check(Path(image), sector, count, seed) if image else "no disk image"
+            self.outcomes.append(Outcome("disk", f"disk-check {sector}+{count} seed {seed:#x}",
+                                         Status.FAIL if why else Status.PASS,
+                                         [why] if why else [], log))
         # An empty selection is an error: the late suites (mm_audit) run whatever the glob
         # says, so they do not count as selected.
         selected = [c for c in verdict.cases if fnmatch.fnmatchcase(c.name, self.args.tests)]
@@ -796,8 +868,13 @@ class Harness:
         for suite in self.verdict.suites if self.verdict else []:
             print(f"  suite {suite.name}: pass:{suite.passed} fail:{suite.failed} "
                   f"skip:{suite.skipped}")
+        for name in self.extra_futures:
+            items = [o for o in self.outcomes if o.name.startswith(f"{name}:")]
+            print(f"  {name} machine: pass:{sum(o.status is Status.PASS for o in items)} "
+                  f"fail:{sum(o.status is Status.FAIL for o in items)} "
+                  f"skip:{sum(o.status is Status.SKIP for o in items)}")
         for kind, label in (("death", "death tests"), ("unit", "harness unit tests"),
-                            ("layout", "layout checks")):
+                            ("layout", "layout checks"), ("disk", "disk checks")):
             items = [o for o in self.outcomes if o.kind == kind]
             passed = sum(o.status is Status.PASS for o in items)
             failed = sum(o.status is Status.FAIL for o in items)
@@ -848,6 +925,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="restore: boot one death server, save it, run each death test "
                     "in a copy (falls back to boot when that fails); boot: boot every "
                     "death test on its own (default restore)")
+    ap.add_argument("--extra", default=",".join(EXTRA_MACHINES),
+                    help="the extra machines to boot beside the main run, comma-separated "
+                    f"(default {','.join(EXTRA_MACHINES)}; 'none' for none)")
     ap.add_argument("--build-dir", default="build", help="logs go to BUILD_DIR/test")
     ap.add_argument("--junit", default="", help="also write the results as JUnit XML here")
     ap.add_argument("--unit-lines", action="store_true",
@@ -891,7 +971,9 @@ def main(argv: list[str]) -> int:
         harness.outcomes += units
         harness.outcomes += run_layout_checks(Path(__file__).resolve().parent.parent)
         harness.run_main()
+        harness.submit_extras()
         harness.collect_deaths()
+        harness.collect_extras()
     except KeyboardInterrupt:
         say("interrupted: stopping every QEMU")
         harness.stop()

@@ -111,7 +111,8 @@ def serial_to_stdio() -> list[str]:
 
 def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bool,
                   serial: list[str], no_reboot: bool = True, extra: str = "",
-                  control: list[str] | tuple[str, ...] = (), smp: int | None = None) -> list[str]:
+                  control: list[str] | tuple[str, ...] = (), smp: int | None = None,
+                  disk_snapshot: bool = True) -> list[str]:
     """The full argv for one boot of `esp` with OVMF variables in `vars_fd`.
 
     `serial` is the serial option list (serial_to_file(...), serial_to_stdio(), ...).
@@ -119,6 +120,9 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
     restore_options(...)), placed after the serial options.
     `extra` is QEMU_EXTRA, shlex-split and appended last so it can override.
     `smp` is the number of vCPUs; None takes the Makefile's SMP (MDLAB_SMP), else 1.
+    The disk image named by MDLAB_DISK (the Makefile's DISK, build/disk.img unless the user
+    gives one), when set, is attached as a modern-only virtio-blk PCI device (disk_options);
+    with `disk_snapshot` the machine's writes go to a temporary overlay, never the image.
     Raises KvmUnavailable when kvm is set and /dev/kvm is not usable, QemuSetupError
     when `extra` cannot be split (an unbalanced quote) or MDLAB_SMP is not a count of 1 or more."""
     argv = qemu_command_prefix()
@@ -131,6 +135,7 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
     argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={_qemu_opt_value(OVMF_CODE)}"]
     argv += ["-drive", f"if=pflash,format=raw,file={_qemu_opt_value(vars_fd)}"]
     argv += ["-drive", f"format=raw,file={_qemu_opt_value(esp)}"]
+    argv += disk_options(os.environ.get("MDLAB_DISK", ""), snapshot=disk_snapshot)
     argv += ["-device", f"isa-debug-exit,iobase={protocol.QEMU_EXIT_PORT:#x},iosize=0x04"]
     if no_reboot:
         argv.append("-no-reboot")
@@ -142,6 +147,23 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
     except ValueError as e:
         raise QemuSetupError(f"QEMU_EXTRA {extra!r} cannot be split into options: {e}") from e
     return argv
+
+
+def disk_options(path: str | os.PathLike, *, snapshot: bool) -> list[str]:
+    """The options attaching raw image `path` as virtio-blk-pci with the legacy interface off
+    (virtio 1.x only: the kernel's driver speaks the modern interface); none for no path.
+    `snapshot` (snapshot=on) opens the image read-only below a temporary overlay, for
+    machines that run at the same time as the one that writes (the death tests' saved and
+    restored copies): they never write it, and file.locking=off lets them open it while the
+    writer holds its lock (QEMU refuses a second opener the "shared write" lock otherwise);
+    what they read of it may be mid-update, and no death test reads the disk.  A saved machine's copies attach the same
+    path with the same options, so the incoming migration finds the device it left."""
+    if not str(path):
+        return []
+    drive = f"file={_qemu_opt_value(path)},if=none,id=d0,format=raw"
+    if snapshot:
+        drive += ",snapshot=on,file.locking=off"
+    return ["-drive", drive, "-device", "virtio-blk-pci,drive=d0,disable-legacy=on"]
 
 
 def describe_exit(status: int | None) -> str:

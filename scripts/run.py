@@ -277,7 +277,7 @@ def main(argv: list[str]) -> int:
             cmdline = f"mode={protocol.MODE_MONITOR} {' '.join(args.boot.split())}"
             esp = qemu.clone_esp(args.esp, Path(args.build_dir) / "run-esp.img", cmdline)
         cmd = qemu.build_command(esp, vars_fd, kvm=args.kvm == "1", serial=serial,
-                                 no_reboot=False, extra=args.qemu_extra)
+                                 no_reboot=False, extra=args.qemu_extra, disk_snapshot=False)
     except qemu.QemuSetupError as e:
         print(e if isinstance(e, qemu.KvmUnavailable) else f"{TAG} {e}", file=sys.stderr)
         return 1

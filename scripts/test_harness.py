@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cheader  # noqa: E402
 import bench  # noqa: E402
 import check_layout  # noqa: E402
+import diskcheck  # noqa: E402
 import harness  # noqa: E402
 import ktap  # noqa: E402
 import protocol  # noqa: E402
@@ -1239,6 +1240,29 @@ class ProtocolHeader(unittest.TestCase):
             {protocol.DEATH} seh.unhandled_fault {protocol.DEATH_RETURNED}
             """)
         self.assertEqual(ktap.parse_log(returned).death_returned, ["seh.unhandled_fault"])
+
+
+class DiskCheckTests(unittest.TestCase):
+    """scripts/diskcheck.py: the pattern is tests/lib/pattern.h's, the directive is read from
+    the kernel's indented case output, and the image comparison says where it differs."""
+
+    def test_pattern_is_xorshift32_little_endian(self):
+        # From 1: 1 ^ 1 << 13 = 0x2001; ^ >> 17 leaves it; ^ << 5 gives 0x42021.
+        self.assertEqual(diskcheck.pattern(1, 4), bytes([0x21, 0x20, 0x04, 0x00]))
+        self.assertEqual(len(diskcheck.pattern(0x1234567, 1024)), 1024)
+
+    def test_directive_inside_a_case(self):
+        text = "    # virtio-blk: loaded\n    # # disk-check: 2048 32 0x1234567\r\n# disk-check: 7 1 9\n"
+        self.assertEqual(diskcheck.directives(text), [(2048, 32, 0x1234567), (7, 1, 9)])
+
+    def test_image_compared(self):
+        with tempfile.TemporaryDirectory() as d:
+            img = Path(d) / "disk.img"
+            img.write_bytes(bytes(512 * 3) + diskcheck.pattern(5, 1024))
+            self.assertIsNone(diskcheck.check(img, 3, 2, 5))
+            self.assertIn("sector 3 byte 0", diskcheck.check(img, 3, 2, 6))
+            self.assertIn("short", diskcheck.check(img, 4, 2, 5) or "")
+            self.assertIn("cannot read", diskcheck.check(Path(d) / "none.img", 0, 1, 1))
 
 
 if __name__ == "__main__":

@@ -3,15 +3,19 @@
  * order raises once and restores the IRQL at the last release; with the verifier on, a lock
  * taken out of the order is bug check 0xC4 P1 0x2009 (the lock, its rank, the ranks held) —
  * between two locks of a test's own, and for the pool's own lock taken by ExAllocatePool2
- * while a lock of the PFN rank is held; with the verifier off the same nesting goes through;
+ * while a lock of the PFN rank is held, and for a process's address-space lock taken by
+ * ZwAllocateVirtualMemory in that process under the PFN rank; with the verifier off the same nesting goes through;
  * a recursive acquire is 0xF as for any spin lock.
  */
 #include "kernel/ktest.h"
 #include "tests/lib/expect.h"
 #include "include/wdm.h"
 #include "kernel/irql.h"
+#include "kernel/process.h"
 #include "kernel/smp/klock.h"
+#include "mm/uvm.h"
 #include "mm/verifier.h"
+#include "tests/lib/agent.h"
 
 static struct klock outer = KLOCK_INIT(KLOCK_POOL), inner = KLOCK_INIT(KLOCK_PFN);
 
@@ -67,6 +71,23 @@ static void pool_allocation_under_the_pfn_rank(struct ktest *t)
 	ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, 'kcoL');
 }
 
+/* A process's address-space lock (KLOCK_PROCESS) ranks before the PFN lock: the process's
+ * ZwAllocateVirtualMemory (uvm_allocate takes it) under a lock of the PFN rank is 0xC4/0x2009
+ * naming that process's lock, its rank and the PFN rank's bit. */
+static void process_lock_under_the_pfn_rank(struct ktest *t)
+{
+	PEPROCESS p = agent_create_idle(0);
+	ASSERT_TRUE(t, p != NULL);
+	expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_LOCK_ORDER, (ULONG_PTR)&p->mm.lock, KLOCK_PROCESS,
+		    1u << KLOCK_PFN);
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PVOID base = NULL;
+	SIZE_T size = PAGE_SIZE;
+	klock_acquire(&inner);
+	ZwAllocateVirtualMemory(NtCurrentProcess(), &base, 0, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+}
+
 /* A lock this CPU holds: 0xF before any order check. */
 static void recursive_acquire_is_0xf(struct ktest *t)
 {
@@ -81,6 +102,7 @@ static struct ktest_case klock_cases[] = {
 	KTEST_DEATH_CASE_P1(out_of_order_is_0xc4_2009, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_LOCK_ORDER),
 	KTEST_DEATH_CASE_P(pool_allocation_under_the_pfn_rank, DRIVER_VERIFIER_DETECTED_VIOLATION,
 			   KTEST_P1 | KTEST_P3 | KTEST_P4, VERIFIER_LOCK_ORDER, 0, KLOCK_POOL, 1u << KLOCK_PFN),
+	KTEST_DEATH_CASE_P1(process_lock_under_the_pfn_rank, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_LOCK_ORDER),
 	KTEST_DEATH_CASE(recursive_acquire_is_0xf, SPIN_LOCK_ALREADY_OWNED),
 	{ 0 },
 };

@@ -14,9 +14,16 @@
  * audit and the page-table audits clean, and the ktest accounting (free pages, system PTEs,
  * pool bytes, locked pages) back where it started.
  *
- * Boot words: stress_rounds=N (rounds per CPU, default 24), stress_seed=S.  User-process
- * mappings are left out: a process's address space on several CPUs at once needs the per-CPU
- * current process.
+ * Boot words: stress_rounds=N (rounds per CPU, default 24), stress_seed=S.
+ *
+ * User address spaces (mm/RULES.md, "Locks": the process address-space lock), two cases:
+ * every CPU at once runs a ring-3 process of its own (faults, allocate, protect, free) and
+ * then, attached to a second process, probes, locks, maps into user space, re-protects, unmaps
+ * and frees its buffers with patterns checked through every mapping; and two CPUs work on ONE
+ * address space at once, one running the process (its faults and VAD changes), the other
+ * mapping and unmapping MDLs into it, after which its VAD tree is checked whole.  Both end
+ * with the MDL user-mapping counters balanced, the PFN and page-table audits clean and the
+ * accounting back where it started.
  */
 #include "kernel/ktest.h"
 #include "include/wdm.h"
@@ -25,11 +32,16 @@
 #include "kernel/faultcap.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/process.h"
 #include "kernel/smp/smp.h"
 #include "mm/audit.h"
 #include "mm/mdl.h"
+#include "mm/mdl_user.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
+#include "mm/uvm.h"
+#include "mm/vad.h"
+#include "tests/lib/agent.h"
 
 #define STRESS_TAG 'srtS'
 #define MAX_WORDS_CHECKED 64 /* per buffer: a sample spread over it, every page included */
@@ -354,8 +366,348 @@ static void every_cpu_maps_and_allocates_at_once(struct ktest *t)
 	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
 }
 
+/* ---- user address spaces on every CPU -------------------------------------------------- */
+
+#define USER_BUF 0x20000000ull    /* the ring-3 phase's buffer */
+#define USER_PAGES 8
+#define USER_WAIT_MS 20000        /* a process that has not ended by then stops the machine */
+
+/* What an agent operation reported (~0: nothing): agent_result without a case to fail, for
+ * the APs, whose verdicts go through their worker. */
+static uint64_t report_of(const PEPROCESS p, uint32_t op, uint32_t k)
+{
+	uint64_t v;
+	return ps_report(p, AGENT_KEY(op, k), &v) ? v : ~0ull;
+}
+
+/* The ring-3 phase: a process of this CPU's run on it (its creation and teardown too) that
+ * allocates, fills by demand-zero faults, re-protects and checks, then frees. */
+static void user_ring3_phase(struct worker *w)
+{
+	uint64_t seed = 0xC0DE0000ull + w->cpu * 0x100 + (next(w) & 0xFF);
+	struct agent_script sc;
+	agent_begin(&sc);
+	uint32_t a = agent_alloc(&sc, USER_BUF, USER_PAGES * PAGE_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_fill64(&sc, USER_BUF, USER_PAGES, seed);
+	uint32_t pr = agent_protect(&sc, USER_BUF, USER_PAGES * PAGE_SIZE, PAGE_READONLY);
+	uint32_t c1 = agent_check64(&sc, USER_BUF, USER_PAGES, seed);
+	uint32_t pw = agent_protect(&sc, USER_BUF, USER_PAGES * PAGE_SIZE, PAGE_READWRITE);
+	agent_fill64(&sc, USER_BUF, USER_PAGES, ~seed);
+	uint32_t c2 = agent_check64(&sc, USER_BUF, USER_PAGES, ~seed);
+	uint32_t f = agent_free(&sc, USER_BUF, 0, MEM_RELEASE);
+	PEPROCESS p = agent_create(&sc, 0);
+	CHECK_TRUE(w, p != NULL);
+	if (!p)
+		return;
+	CHECK_EQ(w, PsRunProcess(p), STATUS_SUCCESS);
+	CHECK_EQ(w, p->fault.happened, false);
+	CHECK_EQ(w, report_of(p, a, 0), STATUS_SUCCESS);
+	CHECK_EQ(w, report_of(p, pr, 0), STATUS_SUCCESS);
+	CHECK_EQ(w, report_of(p, pr, 1), PAGE_READWRITE);
+	CHECK_EQ(w, report_of(p, c1, 0), 0);
+	CHECK_EQ(w, report_of(p, pw, 0), STATUS_SUCCESS);
+	CHECK_EQ(w, report_of(p, c2, 0), 0);
+	CHECK_EQ(w, report_of(p, f, 0), STATUS_SUCCESS);
+	w->checks += 2 * USER_PAGES * 2;
+	PsDestroyProcess(p);
+}
+
+/* The pattern word i of a user buffer, round r. */
+static uint64_t uword(const struct worker *w, unsigned r, uint64_t i) { return word(w, 0x5500 + r, i); }
+
+/* One round in the attached process: a user buffer allocated, written by demand-zero faults,
+ * probed and locked UserMode, mapped into the process (MmMapLockedPagesSpecifyCache) and to
+ * the system, each checked; written through the user mapping and read through the buffer;
+ * made read-only (a write is then refused by a real fault) and back; its free refused while
+ * it is locked; unmapped, unlocked, freed. */
+static void user_mdl_round(struct worker *w, unsigned r)
+{
+	uint64_t pages = 1 + next(w) % 6, size = pages * PAGE_SIZE;
+	PVOID base = NULL;
+	SIZE_T sz = size;
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &base, 0, &sz, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	CHECK_EQ(w, st, STATUS_SUCCESS);
+	if (st)
+		return;
+	uint64_t b = (uint64_t)base;
+	for (uint64_t pg = 0; pg < pages; pg++) {
+		uint64_t v0 = uword(w, r, pg * 2), v1 = uword(w, r, pg * 2 + 1);
+		CHECK_EQ(w, copy_to_user(b + pg * PAGE_SIZE, &v0, 8), STATUS_SUCCESS);
+		CHECK_EQ(w, copy_to_user(b + pg * PAGE_SIZE + PAGE_SIZE - 8, &v1, 8), STATUS_SUCCESS);
+	}
+	PMDL m = IoAllocateMdl(base, (ULONG)size, FALSE, FALSE, NULL);
+	CHECK_TRUE(w, m != NULL);
+	volatile bool locked = false;
+	volatile PVOID uva = NULL;
+	if (m) {
+		__try {
+			MmProbeAndLockPages(m, UserMode, IoWriteAccess);
+			locked = true;
+			uva = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, NULL, FALSE, NormalPagePriority);
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			fail_at(w, __LINE__, (uint64_t)GetExceptionCode(), 0);
+		}
+	}
+	if (locked)
+		w->probes++;
+	if (uva) {
+		w->maps++;
+		uint64_t u = (uint64_t)uva;
+		const uint64_t *sys = MmGetSystemAddressForMdlSafe(m, NormalPagePriority);
+		CHECK_TRUE(w, sys != NULL);
+		for (uint64_t pg = 0; pg < pages; pg++) {
+			uint64_t got = 0;
+			CHECK_EQ(w, copy_from_user(&got, u + pg * PAGE_SIZE + PAGE_SIZE - 8, 8), STATUS_SUCCESS);
+			CHECK_EQ(w, got, uword(w, r, pg * 2 + 1));
+			if (sys)
+				CHECK_EQ(w, sys[pg * 512], uword(w, r, pg * 2));
+			/* Through the user mapping, back through the buffer. */
+			uint64_t v = ~uword(w, r, pg);
+			CHECK_EQ(w, copy_to_user(u + pg * PAGE_SIZE + 8, &v, 8), STATUS_SUCCESS);
+			got = 0;
+			CHECK_EQ(w, copy_from_user(&got, b + pg * PAGE_SIZE + 8, 8), STATUS_SUCCESS);
+			CHECK_EQ(w, got, v);
+			w->checks += 3;
+		}
+		/* The buffer read-only: a write to it is refused (a real fault, present page). */
+		PVOID pb = base;
+		SIZE_T ps = size;
+		ULONG old = 0;
+		CHECK_EQ(w, ZwProtectVirtualMemory(NtCurrentProcess(), &pb, &ps, PAGE_READONLY, &old), STATUS_SUCCESS);
+		CHECK_EQ(w, old, PAGE_READWRITE);
+		uint64_t v = 1;
+		CHECK_EQ(w, copy_to_user(b, &v, 8), STATUS_ACCESS_VIOLATION);
+		pb = base;
+		ps = size;
+		CHECK_EQ(w, ZwProtectVirtualMemory(NtCurrentProcess(), &pb, &ps, PAGE_READWRITE, &old), STATUS_SUCCESS);
+		CHECK_EQ(w, old, PAGE_READONLY);
+		/* Locked frames cannot be freed under the MDL. */
+		pb = base;
+		ps = 0;
+		CHECK_EQ(w, ZwFreeVirtualMemory(NtCurrentProcess(), &pb, &ps, MEM_RELEASE), STATUS_UNABLE_TO_FREE_VM);
+		MmUnmapLockedPages(uva, m);
+	}
+	if (locked)
+		MmUnlockPages(m);
+	if (m)
+		IoFreeMdl(m);
+	sz = 0;
+	CHECK_EQ(w, ZwFreeVirtualMemory(NtCurrentProcess(), &base, &sz, MEM_RELEASE), STATUS_SUCCESS);
+}
+
+static void user_work(struct worker *w)
+{
+	if (__atomic_add_fetch(&run.arrived, 1, __ATOMIC_SEQ_CST) == run.n)
+		__atomic_store_n(&run.go, 1, __ATOMIC_SEQ_CST);
+	CHECK_TRUE(w, smp_wait_flag(&run.go));
+	user_ring3_phase(w);
+	PEPROCESS q = agent_create_idle(0);
+	CHECK_TRUE(w, q != NULL);
+	if (!q)
+		return;
+	uint64_t vads = vad_count(&q->mm);
+	KAPC_STATE apc;
+	KeStackAttachProcess(q, &apc);
+	for (unsigned r = 0; r < w->rounds; r++)
+		user_mdl_round(w, r);
+	KeUnstackDetachProcess(&apc);
+	CHECK_TRUE(w, vad_check(&q->mm));
+	CHECK_EQ(w, vad_count(&q->mm), vads);
+	PsDestroyProcess(q);
+}
+
+static void user_work_on_ap(void *arg) { user_work(arg); }
+
+/* The MDL and user-mapping counters and the audits after a user case. */
+static void check_user_run(struct ktest *t, const struct mdl_stats *ms0, const struct mdl_user_stats *us0)
+{
+	struct mdl_stats ms1;
+	struct mdl_user_stats us1;
+	mdl_get_stats(&ms1);
+	mdl_user_get_stats(&us1);
+	uint64_t probes = 0, maps = 0, checks = 0;
+	for (unsigned c = 0; c < run.n; c++) {
+		struct worker *w = &run.w[c];
+		probes += w->probes;
+		maps += w->maps;
+		checks += w->checks;
+		if (w->failures)
+			KTEST_FAIL(t, "CPU %u: %u failed checks, the first at line %u: 0x%lx, want 0x%lx", c, w->failures,
+				   w->first_line, w->first_got, w->first_want);
+	}
+	kprintf("%u CPUs: %lu probes, %lu user mappings, %lu words checked\n", run.n, probes, maps, checks);
+	EXPECT_GT(t, checks, 0);
+	EXPECT_EQ(t, ms1.probes - ms0->probes, probes);
+	EXPECT_EQ(t, ms1.unlocks - ms0->unlocks, probes);
+	EXPECT_EQ(t, us1.maps - us0->maps, maps);
+	EXPECT_EQ(t, us1.unmaps - us0->unmaps, maps);
+	EXPECT_EQ(t, us1.live, us0->live);
+	EXPECT_EQ(t, us1.teardowns, us0->teardowns);
+	EXPECT_EQ(t, pfn_audit(true), 0);
+	EXPECT_EQ(t, mm_audit_wx(&kernel_root, true), 0);
+	EXPECT_EQ(t, mm_audit_memtypes(&kernel_root, true), 0);
+	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
+}
+
+static void setup_run(unsigned n, uint64_t rounds, uint64_t seed)
+{
+	memset(&run, 0, sizeof run);
+	run.n = n;
+	for (unsigned c = 0; c < n; c++) {
+		run.w[c].cpu = c;
+		run.w[c].rounds = (unsigned)rounds;
+		run.w[c].rng = (seed ^ (0x9E3779B97F4A7C15ull * (c + 1))) | 1;
+	}
+}
+
+static void every_cpu_runs_processes_whose_buffers_are_locked_and_mapped(struct ktest *t)
+{
+	unsigned n = smp_cpus_online();
+	setup_run(n, cmdline_get_u64("stress_rounds", 24), cmdline_get_u64("stress_seed", 0x5EEDull));
+	struct mdl_stats ms0;
+	struct mdl_user_stats us0;
+	mdl_get_stats(&ms0);
+	mdl_user_get_stats(&us0);
+	unsigned started = 1;
+	for (unsigned c = 1; c < n; c++)
+		started += smp_work_start(c, user_work_on_ap, &run.w[c]);
+	ASSERT_EQ(t, started, n);
+	user_work(&run.w[0]);
+	bool back = true;
+	for (unsigned c = 1; c < n; c++)
+		back &= smp_work_wait(c);
+	ASSERT_TRUE(t, back);
+	check_user_run(t, &ms0, &us0);
+}
+
+/* ---- two CPUs on one address space -------------------------------------------------------- */
+
+#define SHARED_START 0x3F000000ull /* the page the process spins on before it starts */
+#define SHARED_MAPS 0x40000000ull  /* where the boot CPU maps, 16 slots of 64 KiB */
+#define SHARED_ALLOCS 10           /* the process's allocate, fill, check, free rounds */
+#define SHARED_REPORTED 5          /* the rounds its 32 reports cover */
+
+/*
+ * A process runs on CPU 1: it waits for the word of a page the boot CPU mapped into it before
+ * it started, then allocates, fills by demand-zero faults, checks and frees a buffer
+ * SHARED_ALLOCS times, each at an address of its own (the rounds past its reports checked by
+ * their effects).  The boot CPU, attached to the same
+ * process, meanwhile maps a pool page into it (MmMapLockedPagesSpecifyCache(UserMode) at an
+ * address of its own range), reads the page's pattern back through the mapping and unmaps it,
+ * stress_rounds * 4 times.  Both change one VAD tree; every allocation of the process and
+ * every mapping must succeed (their ranges never overlap), every pattern must match, and
+ * afterwards the tree must be whole (vad_check) and hold what it held before.
+ */
+/* MmMapLockedPagesSpecifyCache(UserMode) of m at va in the current process: its address, or
+ * NULL with the exception's code in *st. */
+static PVOID map_user_at(PMDL m, uint64_t va, NTSTATUS *st)
+{
+	volatile PVOID u = NULL;
+	volatile NTSTATUS code = STATUS_SUCCESS;
+	__try {
+		u = MmMapLockedPagesSpecifyCache(m, UserMode, MmCached, (PVOID)va, FALSE, NormalPagePriority);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		code = GetExceptionCode();
+	}
+	*st = code;
+	return u;
+}
+
+static void two_cpus_change_one_address_space_at_once(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		KTEST_SKIP(t, "needs 2 CPUs");
+	unsigned rounds = (unsigned)cmdline_get_u64("stress_rounds", 24) * 4;
+	setup_run(1, rounds, cmdline_get_u64("stress_seed", 0x5EEDull));
+	struct worker *w = &run.w[0];
+	struct mdl_stats ms0;
+	struct mdl_user_stats us0;
+	mdl_get_stats(&ms0);
+	mdl_user_get_stats(&us0);
+
+	struct agent_script sc;
+	agent_begin(&sc);
+	agent_spin64(&sc, SHARED_START, 1);
+	uint32_t al[SHARED_ALLOCS], ck[SHARED_ALLOCS], fr[SHARED_ALLOCS];
+	for (unsigned k = 0; k < SHARED_ALLOCS; k++) {
+		uint64_t va = USER_BUF + k * 0x100000ull;
+		al[k] = agent_alloc(&sc, va, 16 * PAGE_SIZE, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+		agent_fill64(&sc, va, 16, 0xA11C0000ull + k);
+		ck[k] = agent_check64(&sc, va, 16, 0xA11C0000ull + k);
+		fr[k] = agent_free(&sc, va, 0, MEM_RELEASE);
+	}
+	PEPROCESS p = agent_create(&sc, 0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t vads = vad_count(&p->mm);
+
+	/* The start page, mapped before the process runs; the pattern page. */
+	uint64_t *start = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, STRESS_TAG);
+	uint64_t *pat = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, STRESS_TAG);
+	ASSERT_TRUE(t, start && pat);
+	for (unsigned i = 0; i < 512; i++)
+		pat[i] = word(w, 0x77, i);
+	PMDL ms = IoAllocateMdl(start, PAGE_SIZE, FALSE, FALSE, NULL), mp = IoAllocateMdl(pat, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, ms && mp);
+	MmBuildMdlForNonPagedPool(ms);
+	MmBuildMdlForNonPagedPool(mp);
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	NTSTATUS st;
+	PVOID sva = map_user_at(ms, SHARED_START, &st);
+	KeUnstackDetachProcess(&apc);
+	ASSERT_TRUE(t, sva == (PVOID)SHARED_START);
+	ASSERT_TRUE(t, ps_start_on_cpu(p, 1));
+
+	KeStackAttachProcess(p, &apc);
+	__atomic_store_n(&start[0], 1, __ATOMIC_RELEASE);
+	for (unsigned r = 0; r < rounds; r++) {
+		uint64_t va = SHARED_MAPS + (r % 16) * 0x10000ull;
+		PVOID u = map_user_at(mp, va, &st);
+		CHECK_EQ(w, st, STATUS_SUCCESS);
+		if (!u)
+			continue;
+		CHECK_EQ(w, (uint64_t)u, va);
+		w->maps++;
+		unsigned i = (unsigned)(next(w) % 512);
+		uint64_t got = 0;
+		CHECK_EQ(w, copy_from_user(&got, va + i * 8, 8), STATUS_SUCCESS);
+		CHECK_EQ(w, got, pat[i]);
+		w->checks++;
+		MmUnmapLockedPages(u, mp);
+	}
+	KeUnstackDetachProcess(&apc);
+	if (!ps_wait(p, USER_WAIT_MS))
+		PANIC("smp_stress: pid %u did not end within %u ms", p->pid, USER_WAIT_MS);
+	EXPECT_EQ(t, p->exit_status, STATUS_SUCCESS);
+	EXPECT_FALSE(t, p->fault.happened);
+	/* The rounds past its reports are checked by their effects: a failed allocation is a
+	 * fault in the fill after it, a failed free a VAD left over. */
+	for (unsigned k = 0; k < SHARED_REPORTED; k++) {
+		EXPECT_EQ(t, agent_result(t, p, al[k], 0), STATUS_SUCCESS);
+		EXPECT_EQ(t, agent_result(t, p, ck[k], 0), 0);
+		EXPECT_EQ(t, agent_result(t, p, fr[k], 0), STATUS_SUCCESS);
+	}
+	/* The tree whole, and holding what it did plus the start page's mapping. */
+	EXPECT_TRUE(t, vad_check(&p->mm));
+	EXPECT_EQ(t, vad_count(&p->mm), vads + 1);
+	KeStackAttachProcess(p, &apc);
+	MmUnmapLockedPages((PVOID)SHARED_START, ms);
+	KeUnstackDetachProcess(&apc);
+	w->maps++;
+	EXPECT_EQ(t, vad_count(&p->mm), vads);
+	PsDestroyProcess(p);
+	IoFreeMdl(ms);
+	IoFreeMdl(mp);
+	ExFreePoolWithTag(start, STRESS_TAG);
+	ExFreePoolWithTag(pat, STRESS_TAG);
+	EXPECT_EQ(t, w->maps, rounds + 1);
+	check_user_run(t, &ms0, &us0);
+}
+
 static struct ktest_case stress_cases[] = {
 	KTEST_CASE(every_cpu_maps_and_allocates_at_once),
+	KTEST_CASE(every_cpu_runs_processes_whose_buffers_are_locked_and_mapped),
+	KTEST_CASE(two_cpus_change_one_address_space_at_once),
 	{ 0 },
 };
 KTEST_SUITE(smp_stress, stress_cases);

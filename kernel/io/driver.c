@@ -4,6 +4,7 @@
 #include "kernel/accounting.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
+#include "kernel/smp/smp.h"
 
 #define DRIVER_OBJECT_TAG 0x6A446F49u /* 'IoDj' */
 #define SERVICES_KEY "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\"
@@ -81,7 +82,7 @@ static NTSTATUS unsupported(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 	return STATUS_INVALID_DEVICE_REQUEST;
 }
 
-NTSTATUS io_load_driver(const char *name)
+static NTSTATUS load_driver(const char *name)
 {
 	const struct io_builtin_driver *image = image_find(name);
 	if (!image)
@@ -119,7 +120,7 @@ NTSTATUS io_load_driver(const char *name)
 	return st;
 }
 
-NTSTATUS io_unload_driver(const char *name)
+static NTSTATUS unload_driver(const char *name)
 {
 	struct io_loaded *l = loaded_find(name);
 	if (!l)
@@ -142,6 +143,46 @@ NTSTATUS io_unload_driver(const char *name)
 	ExFreePoolWithTag(l, DRIVER_OBJECT_TAG);
 	nloaded--;
 	return STATUS_SUCCESS;
+}
+
+/*
+ * The load lock: one load or unload at a time on the whole machine, from the loaded-driver
+ * check to the list's change, DriverEntry and DriverUnload included (NT serializes them under
+ * a load mutex, IopDriverLoadResource).  A driver's routines run at PASSIVE_LEVEL and may take
+ * any lock, so this is no spin lock: the IRQL stays as it is, and a CPU waiting for it answers
+ * its cross-call mailbox.  It is outside the spin locks' order, before all of them.  A load
+ * or unload from inside DriverEntry or DriverUnload would wait for itself: a PANIC.
+ */
+static uint32_t load_owner; /* CPU number + 1; 0: free */
+
+static void load_lock(void)
+{
+	uint32_t me = smp_this_cpu() + 1, free = 0;
+	if (__atomic_load_n(&load_owner, __ATOMIC_RELAXED) == me)
+		PANIC("io: a driver load or unload from inside one, on CPU %u", me - 1);
+	while (!__atomic_compare_exchange_n(&load_owner, &free, me, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+		free = 0;
+		smp_serve_mailbox();
+		cpu_relax();
+	}
+}
+
+static void load_unlock(void) { __atomic_store_n(&load_owner, 0, __ATOMIC_RELEASE); }
+
+NTSTATUS io_load_driver(const char *name)
+{
+	load_lock();
+	NTSTATUS st = load_driver(name);
+	load_unlock();
+	return st;
+}
+
+NTSTATUS io_unload_driver(const char *name)
+{
+	load_lock();
+	NTSTATUS st = unload_driver(name);
+	load_unlock();
+	return st;
 }
 
 /* The service name at the end of \Registry\Machine\System\CurrentControlSet\Services\NAME. */

@@ -30,8 +30,8 @@ enum klock_rank {
 	KLOCK_IO = 1,       /* kernel/io: driver, device, link and handle tables, IRP accounting */
 	KLOCK_MDL_USER,     /* mm/mdl_user.c: the user-mapping records, locked-page records
 			     * and charges */
-	KLOCK_PROCESS,      /* a process's address space: its VADs and user page tables (the
-			     * rank kept for it; not taken yet) */
+	KLOCK_PROCESS,      /* mm/mmproc.h: each process's address space (one lock a process):
+			     * its VADs and user page tables */
 	KLOCK_RESERVED,     /* mm/reserved.c: the reservation records */
 	KLOCK_DEVMEM,       /* mm/devmem.c: device-memory blocks and I/O-space mappings */
 	KLOCK_POOL,         /* mm/pool.c: the pool's VA, page records, slabs, tags, counters */
@@ -40,6 +40,8 @@ enum klock_rank {
 	KLOCK_KERNEL_PT,    /* mm/pt.c: kernel_root's tables (allocation, split, merge, free) */
 	KLOCK_PFN,          /* mm/pfn.c: the PFN database, free lists and counters */
 	KLOCK_VERIFIER,     /* mm/verifier.c: the low-resources countdown and generator */
+	KLOCK_DEVICE,       /* a device's own request state (kernel/virtio: the virtqueue); a
+			     * leaf, taken at any rank, nothing taken under it */
 	KLOCK_RANK_COUNT,
 };
 

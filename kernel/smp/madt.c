@@ -34,7 +34,8 @@ static const struct sdt_header *sdt_at(uint64_t pa)
 	return table_at(pa, h->length);
 }
 
-static const struct sdt_header *find_madt(uint64_t rsdp)
+/* The first table signed `sig` the RSDP's root table lists (ACPI 6.5, 5.2.5-5.2.8). */
+static const struct sdt_header *find_table(uint64_t rsdp, const char *sig)
 {
 	const uint8_t *r = table_at(rsdp, 20); /* the ACPI 1.0 part has its own checksum */
 	if (!r || memcmp(r, "RSD PTR ", 8))
@@ -50,10 +51,18 @@ static const struct sdt_header *find_madt(uint64_t rsdp)
 		uint64_t pa = xsdt ? *(const uint64_t *)(entries + i * 8)
 				   : *(const uint32_t *)(entries + i * 4);
 		const struct sdt_header *t = sdt_at(pa);
-		if (t && !memcmp(t->signature, "APIC", 4))
+		if (t && !memcmp(t->signature, sig, 4))
 			return t;
 	}
 	return NULL;
+}
+
+const void *acpi_find_table(uint64_t rsdp, const char *sig, uint32_t *length)
+{
+	const struct sdt_header *t = rsdp ? find_table(rsdp, sig) : NULL;
+	if (t && length)
+		*length = t->length;
+	return t;
 }
 
 static void add_cpu(struct madt_info *out, uint32_t apic_id, uint32_t flags)
@@ -73,7 +82,7 @@ static void add_cpu(struct madt_info *out, uint32_t apic_id, uint32_t flags)
 bool madt_read(uint64_t rsdp, struct madt_info *out)
 {
 	memset(out, 0, sizeof *out);
-	const struct sdt_header *m = rsdp ? find_madt(rsdp) : NULL;
+	const struct sdt_header *m = rsdp ? find_table(rsdp, "APIC") : NULL;
 	if (!m || m->length < sizeof *m + 8) {
 		kprintf("smp: no usable ACPI MADT (RSDP 0x%lx); one CPU\n", rsdp);
 		return false;

@@ -42,4 +42,8 @@ struct madt_info {
  * the reason printed, when there is no usable table. */
 bool madt_read(uint64_t rsdp, struct madt_info *out);
 
+/* Any other ACPI table the same way (the MCFG for kernel/pci): the table signed `sig` (4
+ * characters), whole and checksummed, with its length; NULL when there is none. */
+const void *acpi_find_table(uint64_t rsdp, const char *sig, uint32_t *length);
+
 #endif

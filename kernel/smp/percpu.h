@@ -82,6 +82,7 @@ struct kcpu {
 	/* Counters the cpus command and the tests read. */
 	volatile uint64_t ipis_received;
 	volatile uint64_t tlb_flush_requests;   /* shootdown requests this CPU served */
+	volatile uint64_t tlb_purges_served;    /* mm/tlb.c: lazy-policy purge rounds it served */
 };
 
 extern struct kcpu kcpus[SMP_MAX_CPUS];

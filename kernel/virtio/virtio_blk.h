@@ -1,0 +1,69 @@
+/*
+ * virtio-blk over PCI, modern (virtio 1.x) only: the driver `virtio_blk` (kernel/virtio/
+ * virtio_blk.c), loaded at boot when kernel/pci found the function (1AF4:1042).
+ *
+ * One device object, \Device\VirtioBlk0 (FILE_DEVICE_DISK, DO_DIRECT_IO), served by the
+ * dispatch routines for IRP_MJ_READ and IRP_MJ_WRITE: Parameters.Read/Write.ByteOffset and
+ * Length in bytes, the buffer the IRP's MdlAddress (locked: its PFN array is what the device
+ * is told, one data descriptor per physically contiguous run).  Every request is pending
+ * when the dispatch routine returns and is completed by the driver's DPC (the MSI-X
+ * interrupt's), with IoStatus.Information the bytes transferred.
+ *
+ * This header is the kernel's and the tests' view: what was negotiated and what the device
+ * was last told.
+ */
+#ifndef KERNEL_VIRTIO_VIRTIO_BLK_H
+#define KERNEL_VIRTIO_VIRTIO_BLK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "include/wdm.h"
+
+#define VBLK_SECTOR 512u
+#define VBLK_QUEUE_SIZE 64u  /* descriptors (at most; the device's own size if smaller) */
+#define VBLK_SLOTS 16u       /* requests in flight at once */
+#define VBLK_VECTOR 0x61     /* the queue's MSI-X vector (class 6) */
+
+/* Load the driver (io_load_driver("virtio_blk")) when kernel/pci found the device; at
+ * PASSIVE_LEVEL.  Prints "virtio-blk: ..." and returns DriverEntry's status
+ * (STATUS_NO_SUCH_DEVICE: none).  The monitor loads it at boot; a test loads it for its case
+ * and unloads it after (DriverUnload resets the device and gives back the BAR mappings, the
+ * queue memory and the vector), so the other suites find the system-PTE space whole. */
+NTSTATUS vblk_load(void);
+NTSTATUS vblk_unload_driver(void);
+
+struct vblk_info {
+	PDEVICE_OBJECT device;  /* NULL when the driver is not running */
+	uint64_t capacity;      /* 512-byte sectors (device configuration, offset 0) */
+	uint64_t features;      /* what the driver accepted (VIRTIO_F_VERSION_1 alone) */
+	uint64_t offered;       /* what the device offered */
+	uint16_t queue_size;
+	unsigned irq_cpu;       /* the CPU the MSI-X message names */
+	unsigned dpc_cpu;       /* the CPU the completion DPC runs on */
+	uint8_t device_status;  /* read back from the common configuration */
+	uint64_t submitted, completed, interrupts, max_in_flight, in_flight;
+};
+void vblk_get_info(struct vblk_info *out);
+
+/* The last request put on the ring: its data descriptors (address, length), in order. */
+#define VBLK_MAX_RUNS (VBLK_QUEUE_SIZE - 2)
+struct vblk_last_request {
+	unsigned nruns;
+	uint64_t addr[VBLK_MAX_RUNS];
+	uint32_t len[VBLK_MAX_RUNS];
+	uint32_t type;    /* VIRTIO_BLK_T_IN 0 / OUT 1 */
+	uint64_t sector;
+};
+void vblk_get_last_request(struct vblk_last_request *out);
+
+#define VIRTIO_BLK_T_IN 0u
+#define VIRTIO_BLK_T_OUT 1u
+#define VIRTIO_BLK_S_OK 0u
+#define VIRTIO_BLK_S_IOERR 1u
+#define VIRTIO_BLK_S_UNSUPP 2u
+#define VIRTIO_F_VERSION_1 (1ull << 32)
+
+/* The completion status of a virtio-blk status byte (see README, Devices). */
+NTSTATUS vblk_status_of(uint8_t s);
+
+#endif
