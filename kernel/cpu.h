@@ -80,6 +80,26 @@ __attribute__((noreturn)) static inline void cpu_halt_forever(void)
 #define CR4_SMEP (1ull << 20)
 #define CR4_SMAP (1ull << 21)
 #define RFLAGS_IF (1ull << 9)
+
+/* A bare spin lock held with interrupts off, for the short sections below the IRQL
+ * machinery that no CPU holds while it waits for another (the DPC queues, the I/O APIC's
+ * register window): take it, returning RFLAGS as they were; give it back, interrupts on
+ * again if they were. */
+static inline uint64_t raw_lock_irqsave(volatile uint32_t *lock)
+{
+	uint64_t flags = read_rflags();
+	__asm__ volatile("cli" ::: "memory");
+	while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
+		cpu_relax();
+	return flags;
+}
+
+static inline void raw_unlock_irqrestore(volatile uint32_t *lock, uint64_t flags)
+{
+	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+	if (flags & RFLAGS_IF)
+		__asm__ volatile("sti" ::: "memory");
+}
 #define RFLAGS_AC (1ull << 18)
 
 #endif

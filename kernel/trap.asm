@@ -11,6 +11,50 @@ extern trap_dispatch
 global trap_stubs
 global trap_interrupt_stubs
 
+; The struct trap_frame (kernel/trap.h) both common paths build above the stub's vector and
+; error code: every general register, then CR2, lowest; the direction flag cleared for C.
+%macro SAVE_FRAME 0
+	push rax
+	push rbx
+	push rcx
+	push rdx
+	push rsi
+	push rdi
+	push rbp
+	push r8
+	push r9
+	push r10
+	push r11
+	push r12
+	push r13
+	push r14
+	push r15
+	mov rax, cr2
+	push rax                ; frame->cr2
+	cld
+%endmacro
+
+; Its undoing, down to the CPU's own frame (the vector and error code dropped too).
+%macro RESTORE_FRAME 0
+	add rsp, 8              ; cr2
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop r11
+	pop r10
+	pop r9
+	pop r8
+	pop rbp
+	pop rdi
+	pop rsi
+	pop rdx
+	pop rcx
+	pop rbx
+	pop rax
+	add rsp, 16             ; vector, error code
+%endmacro
+
 %macro STUB 1
 align 16
 stub_%1:
@@ -42,43 +86,10 @@ trap_common:
 	jz .kernel_gs
 	swapgs
 .kernel_gs:
-	push rax
-	push rbx
-	push rcx
-	push rdx
-	push rsi
-	push rdi
-	push rbp
-	push r8
-	push r9
-	push r10
-	push r11
-	push r12
-	push r13
-	push r14
-	push r15
-	mov rax, cr2
-	push rax                ; frame->cr2
-	cld
+	SAVE_FRAME
 	mov rdi, rsp
 	call trap_dispatch
-	add rsp, 8              ; cr2
-	pop r15
-	pop r14
-	pop r13
-	pop r12
-	pop r11
-	pop r10
-	pop r9
-	pop r8
-	pop rbp
-	pop rdi
-	pop rsi
-	pop rdx
-	pop rcx
-	pop rbx
-	pop rax
-	add rsp, 16             ; vector, error code
+	RESTORE_FRAME
 	test byte [rsp + 8], 3  ; the saved CS
 	jz .iret
 	swapgs
@@ -97,24 +108,7 @@ trap_common:
 %define IST_KCPU (16 * 8 + 7 * 8) ; above the saved registers, CR2, vector, error code, CPU frame
 
 paranoid_common:
-	push rax
-	push rbx
-	push rcx
-	push rdx
-	push rsi
-	push rdi
-	push rbp
-	push r8
-	push r9
-	push r10
-	push r11
-	push r12
-	push r13
-	push r14
-	push r15
-	mov rax, cr2
-	push rax                ; frame->cr2
-	cld
+	SAVE_FRAME
 	mov ecx, MSR_GS_BASE
 	rdmsr
 	shl rdx, 32
@@ -133,23 +127,7 @@ paranoid_common:
 	mov rdx, r12
 	shr rdx, 32
 	wrmsr                   ; the GS base the entry found, back
-	add rsp, 8              ; cr2
-	pop r15
-	pop r14
-	pop r13
-	pop r12
-	pop r11
-	pop r10
-	pop r9
-	pop r8
-	pop rbp
-	pop rdi
-	pop rsi
-	pop rdx
-	pop rcx
-	pop rbx
-	pop rax
-	add rsp, 16             ; vector, error code
+	RESTORE_FRAME
 	iretq
 
 section .rodata

@@ -86,13 +86,25 @@ void pool_init(void)
 
 /* ---- counters ---------------------------------------------------------------------- */
 
+/* The slot count_tag found last: a tag is in one slot at most, so when that slot still holds
+ * the tag it is the one the scan would find (an allocation and its free, or a loop of them,
+ * count the same tag back to back: no scan then). */
+static int last_tag_slot;
+
 static void count_tag(uint32_t tag, int64_t bytes, int delta)
 {
+	struct pool_tag_usage *last = &tags[last_tag_slot];
+	if (last->tag == tag) {
+		last->allocs += delta;
+		last->bytes += bytes;
+		return;
+	}
 	int freeslot = -1;
 	for (int i = 0; i < TAG_SLOTS; i++) {
 		if (tags[i].tag == tag) {
 			tags[i].allocs += delta;
 			tags[i].bytes += bytes;
+			last_tag_slot = i;
 			return;
 		}
 		if (freeslot < 0 && !tags[i].allocs)
@@ -102,6 +114,7 @@ static void count_tag(uint32_t tag, int64_t bytes, int delta)
 		tags[freeslot].tag = tag;
 		tags[freeslot].allocs = delta;
 		tags[freeslot].bytes = bytes;
+		last_tag_slot = freeslot;
 	}
 }
 

@@ -25,21 +25,8 @@ static void note_head(struct dpc_queue *q)
 	kcpus[q - queues].dpc_queued = q->head != NULL;
 }
 
-static uint64_t queue_lock(struct dpc_queue *q)
-{
-	uint64_t flags = read_rflags();
-	__asm__ volatile("cli" ::: "memory");
-	while (__atomic_exchange_n(&q->lock, 1, __ATOMIC_ACQUIRE))
-		cpu_relax();
-	return flags;
-}
-
-static void queue_unlock(struct dpc_queue *q, uint64_t flags)
-{
-	__atomic_store_n(&q->lock, 0, __ATOMIC_RELEASE);
-	if (flags & RFLAGS_IF)
-		__asm__ volatile("sti" ::: "memory");
-}
+static uint64_t queue_lock(struct dpc_queue *q) { return raw_lock_irqsave(&q->lock); }
+static void queue_unlock(struct dpc_queue *q, uint64_t flags) { raw_unlock_irqrestore(&q->lock, flags); }
 
 VOID KeInitializeDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine, PVOID DeferredContext)
 {

@@ -22,7 +22,7 @@
 struct ioapic {
 	volatile uint32_t *regs;
 	uint32_t gsi_base, pins;
-	uint64_t lock; /* the window is two accesses: one user at a time */
+	volatile uint32_t lock; /* the window is two accesses: one user at a time */
 };
 
 static struct ioapic ioapics[MADT_MAX_IOAPICS];
@@ -30,21 +30,8 @@ static unsigned nioapics;
 static struct madt_override overrides[MADT_MAX_OVERRIDES];
 static unsigned noverrides;
 
-static uint64_t window_lock(struct ioapic *a)
-{
-	uint64_t flags = read_rflags();
-	__asm__ volatile("cli" ::: "memory");
-	while (__atomic_exchange_n(&a->lock, 1, __ATOMIC_ACQUIRE))
-		cpu_relax();
-	return flags;
-}
-
-static void window_unlock(struct ioapic *a, uint64_t flags)
-{
-	__atomic_store_n(&a->lock, 0, __ATOMIC_RELEASE);
-	if (flags & RFLAGS_IF)
-		__asm__ volatile("sti" ::: "memory");
-}
+static uint64_t window_lock(struct ioapic *a) { return raw_lock_irqsave(&a->lock); }
+static void window_unlock(struct ioapic *a, uint64_t flags) { raw_unlock_irqrestore(&a->lock, flags); }
 
 static uint32_t reg_read(struct ioapic *a, uint32_t reg)
 {

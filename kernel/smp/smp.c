@@ -135,6 +135,11 @@ bool smp_wait_flag(const volatile uint32_t *flag)
  * want to call each other cannot deadlock, even with interrupts off. */
 static volatile uint32_t call_lock;
 
+/* PAUSEs the callers spun waiting for answers, all cross-calls (written under call_lock). */
+static uint64_t call_wait_spins;
+
+uint64_t smp_call_wait_spins(void) { return __atomic_load_n(&call_wait_spins, __ATOMIC_RELAXED); }
+
 /* Whether CPU n is running its mailbox's request now (by CPU number). */
 static volatile bool serving[SMP_MAX_CPUS];
 
@@ -214,6 +219,7 @@ bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg)
 				 * answer is a machine that cannot go on. */
 				PANIC("smp: CPU %u did not answer a cross-call in %u ms", i, SMP_WAIT_MS);
 			}
+			call_wait_spins++;
 			cpu_relax();
 		}
 	}

@@ -42,6 +42,9 @@ static inline unsigned smp_this_cpu(void) { return this_cpu()->number; }
  * its pending request would run later on a stack frame that is gone.  True otherwise.  fn
  * must not wait for another CPU. */
 bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg);
+/* How many PAUSEs smp_call_mask's callers have spun waiting for answers, since boot (make
+ * bench's SMP suite: the cost of the wait, tests/bench/bench_smp.c). */
+uint64_t smp_call_wait_spins(void);
 /* Run a cross-call waiting in this CPU's mailbox, if any: what a CPU does while it spins
  * with interrupts off (smp_call_mask, spin locks). */
 void smp_serve_mailbox(void);
