@@ -24,6 +24,7 @@
 #include "tests/lib/counters.h"
 #include "tests/lib/pattern.h"
 #include "tests/lib/pte.h"
+#include "tests/lib/vblk_req.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/intr/ioapic.h"
@@ -33,25 +34,6 @@
 #include "kernel/printf.h"
 #include "kernel/smp/smp.h"
 #include "kernel/virtio/virtio_blk.h"
-#include "mm/pool.h"
-
-struct counts {
-	uint64_t frames, sysptes, locked, pool_bytes;
-};
-static struct counts counts_now(void)
-{
-	struct pool_stats s;
-	pool_get_stats(&s);
-	return (struct counts){ mmt_free_frames(), mmt_free_sysptes(), mmt_locked_frames(), s.bytes_in_use };
-}
-static void expect_counts(struct ktest *t, struct counts a)
-{
-	struct counts b = counts_now();
-	EXPECT_EQ(t, b.frames, a.frames);
-	EXPECT_EQ(t, b.sysptes, a.sysptes);
-	EXPECT_EQ(t, b.locked, a.locked);
-	EXPECT_EQ(t, b.pool_bytes, a.pool_bytes);
-}
 
 static PDEVICE_OBJECT disk(struct ktest *t)
 {
@@ -62,96 +44,19 @@ static PDEVICE_OBJECT disk(struct ktest *t)
 	return i.device;
 }
 
-/* ---- requests ---- */
-
-struct req {
-	PIRP irp;
-	volatile int done;
-	NTSTATUS status;
-	ULONG_PTR info;
-	NTSTATUS returned;
-};
-
-static NTSTATUS on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
-{
-	(void)d;
-	struct req *r = ctx;
-	r->status = irp->IoStatus.Status;
-	r->info = irp->IoStatus.Information;
-	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
-	return STATUS_MORE_PROCESSING_REQUIRED; /* the IRP is ours again: freed by finish() */
-}
+/* ---- requests (tests/lib/vblk_req.h) to the disk, and buffers ---- */
 
 static void start(struct ktest *t, struct req *r, UCHAR major, PMDL mdl, ULONG length, LONGLONG offset)
 {
-	PDEVICE_OBJECT dev = disk(t);
-	memset(r, 0, sizeof *r);
-	r->irp = IoAllocateIrp(dev->StackSize, FALSE);
-	ASSERT_TRUE(t, r->irp != NULL);
-	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(r->irp);
-	sp->MajorFunction = major;
-	sp->Parameters.Read.Length = length;
-	sp->Parameters.Read.ByteOffset.QuadPart = offset;
-	r->irp->MdlAddress = mdl;
-	IoSetCompletionRoutine(r->irp, on_done, r, TRUE, TRUE, TRUE);
-	r->returned = IoCallDriver(dev, r->irp);
-}
-
-/* Wait (bounded) for the completion, free the IRP; the completion status. */
-static NTSTATUS finish(struct ktest *t, struct req *r)
-{
-	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
-	while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && rdtsc() < end)
-		cpu_relax();
-	ASSERT_TRUE(t, r->done);
-	r->irp->MdlAddress = NULL; /* the caller's MDL, not the IRP's to free */
-	IoFreeIrp(r->irp);
-	r->irp = NULL;
-	return r->status;
+	vreq_start(t, disk(t), r, major, mdl, length, offset);
 }
 
 static NTSTATUS transfer(struct ktest *t, UCHAR major, PMDL mdl, ULONG length, LONGLONG offset, ULONG_PTR *info)
 {
-	struct req r;
-	start(t, &r, major, mdl, length, offset);
-	NTSTATUS st = finish(t, &r);
-	EXPECT_TRUE(t, r.returned == STATUS_PENDING || r.returned == st);
-	if (info)
-		*info = r.info;
+	NTSTATUS returned;
+	NTSTATUS st = vreq_transfer(t, disk(t), major, mdl, length, offset, info, &returned);
+	EXPECT_TRUE(t, returned == STATUS_PENDING || returned == st);
 	return st;
-}
-
-/* ---- buffers: frames of MmAllocatePagesForMdlEx, mapped, described again at an offset ---- */
-
-struct buf {
-	PMDL pages;   /* the allocation */
-	uint8_t *va;  /* its system mapping */
-	PMDL mdl;     /* the partial MDL the IRP carries */
-	uint8_t *data;
-};
-
-static void buf_make(struct ktest *t, struct buf *b, ULONG npages, ULONG offset, ULONG length)
-{
-	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
-	b->pages = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)npages * PAGE_SIZE, MmCached, MM_ALLOCATE_FULLY_REQUIRED);
-	ASSERT_TRUE(t, b->pages != NULL);
-	b->va = MmMapLockedPagesSpecifyCache(b->pages, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
-	ASSERT_TRUE(t, b->va != NULL);
-	b->data = b->va + offset;
-	/* The partial MDL's range in the source's own terms: MmAllocatePagesForMdlEx's MDL
-	 * describes its frames from virtual address 0. */
-	PUCHAR at = (PUCHAR)MmGetMdlVirtualAddress(b->pages) + offset;
-	b->mdl = IoAllocateMdl(at, length, FALSE, FALSE, NULL);
-	ASSERT_TRUE(t, b->mdl != NULL);
-	IoBuildPartialMdl(b->pages, b->mdl, at, length);
-}
-
-static void buf_free(struct buf *b)
-{
-	IoFreeMdl(b->mdl);
-	MmUnmapLockedPages(b->va, b->pages);
-	MmFreePagesFromMdl(b->pages);
-	ExFreePool(b->pages);
 }
 
 static unsigned runs_of(const PFN_NUMBER *pfn, ULONG pages)
@@ -195,7 +100,7 @@ static void expect_descriptors_name(struct ktest *t, const PFN_NUMBER *frames, U
 
 static void negotiated_version_1_and_routed_msix(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	disk(t);
 	struct vblk_info i;
 	vblk_get_info(&i);
@@ -224,7 +129,7 @@ static void negotiated_version_1_and_routed_msix(struct ktest *t)
 	EXPECT_TRUE(t, pci_read16(f, PCI_COMMAND) & PCI_COMMAND_MASTER);
 	kprintf("    # %lu sectors, queue of %u, vector 0x%x on CPU %u, DPC on CPU %u\n", i.capacity,
 		i.queue_size, VBLK_VECTOR, i.irq_cpu, i.dpc_cpu);
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 #define RW_SECTOR 2048u
@@ -234,7 +139,7 @@ static void negotiated_version_1_and_routed_msix(struct ktest *t)
 
 static void write_then_read_back_through_unaligned_mdls(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	disk(t);
 	struct buf w, r;
 	buf_make(t, &w, 6, RW_OFFSET, RW_LENGTH);
@@ -277,7 +182,7 @@ static void write_then_read_back_through_unaligned_mdls(struct ktest *t)
 	kprintf("# disk-check: %u %u 0x%x\n", RW_SECTOR, (unsigned)(RW_LENGTH / VBLK_SECTOR), RW_SEED);
 	buf_free(&w);
 	buf_free(&r);
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 #define INFLIGHT 8u
@@ -286,7 +191,7 @@ static void write_then_read_back_through_unaligned_mdls(struct ktest *t)
 
 static void several_requests_in_flight_at_once(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	disk(t);
 	struct vblk_info before, during;
 	vblk_get_info(&before);
@@ -314,7 +219,7 @@ static void several_requests_in_flight_at_once(struct ktest *t)
 	EXPECT_EQ(t, during.in_flight, (uint64_t)INFLIGHT);
 	for (unsigned i = 0; i < INFLIGHT; i++) {
 		EXPECT_EQ(t, r[i].returned, STATUS_PENDING);
-		EXPECT_EQ(t, finish(t, &r[i]), STATUS_SUCCESS);
+		EXPECT_EQ(t, vreq_finish(t, &r[i]), STATUS_SUCCESS);
 		EXPECT_EQ(t, r[i].info, (ULONG_PTR)PAGE_SIZE);
 	}
 	struct vblk_info after;
@@ -328,12 +233,12 @@ static void several_requests_in_flight_at_once(struct ktest *t)
 			(unsigned)(PAGE_SIZE / VBLK_SECTOR), INFLIGHT_SEED + i);
 		buf_free(&b[i]);
 	}
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 static void bad_sizes_offsets_and_ends_are_refused(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	disk(t);
 	struct vblk_info i;
 	vblk_get_info(&i);
@@ -364,7 +269,7 @@ static void bad_sizes_offsets_and_ends_are_refused(struct ktest *t)
 	EXPECT_EQ(t, vblk_status_of(VIRTIO_BLK_S_IOERR), STATUS_DEVICE_DATA_ERROR);
 	EXPECT_EQ(t, vblk_status_of(VIRTIO_BLK_S_UNSUPP), STATUS_INVALID_DEVICE_REQUEST);
 	buf_free(&b);
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 /* ---- splitting ---- */
@@ -417,7 +322,7 @@ static void scattered_free(struct scattered *b)
 
 static void a_megabyte_of_scattered_frames_is_split_and_completed_once(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	disk(t);
 	struct vblk_info i, after;
 	vblk_get_info(&i);
@@ -490,7 +395,7 @@ static void a_megabyte_of_scattered_frames_is_split_and_completed_once(struct kt
 	kprintf("# disk-check: %u %u 0x%x\n", SPLIT_SECTOR, (unsigned)(SPLIT_PAGES * PAGE_SIZE / VBLK_SECTOR), SPLIT_SEED);
 	scattered_free(&w);
 	scattered_free(&r);
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 /* ---- every CPU at once ---- */
@@ -537,7 +442,7 @@ static bool cc_start(struct cc_worker *k, struct req *r, UCHAR major, PMDL mdl, 
 	sp->Parameters.Read.Length = PAGE_SIZE;
 	sp->Parameters.Read.ByteOffset.QuadPart = (LONGLONG)(sector * VBLK_SECTOR);
 	r->irp->MdlAddress = mdl;
-	IoSetCompletionRoutine(r->irp, on_done, r, TRUE, TRUE, TRUE);
+	IoSetCompletionRoutine(r->irp, vreq_on_done, r, TRUE, TRUE, TRUE);
 	r->returned = IoCallDriver(k->dev, r->irp);
 	return true;
 }
@@ -581,7 +486,7 @@ static void cc_work_on_ap(void *arg) { cc_work(arg); }
 
 static void every_cpu_issues_io_at_once_and_every_pattern_checks_out(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	PDEVICE_OBJECT dev = disk(t);
 	unsigned n = smp_cpus_online();
 	if (n < 2)
@@ -638,7 +543,7 @@ static void every_cpu_issues_io_at_once_and_every_pattern_checks_out(struct ktes
 			buf_free(&cc.w[cpu].w[p]);
 			buf_free(&cc.w[cpu].r[p]);
 		}
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 /* Each case has the driver loaded for it alone (virtio_blk.h). */

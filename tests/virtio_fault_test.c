@@ -25,6 +25,7 @@
 #include "kernel/ktest.h"
 #include "tests/lib/counters.h"
 #include "tests/lib/pattern.h"
+#include "tests/lib/vblk_req.h"
 #include "include/wdm.h"
 #include "kernel/cmdline.h"
 #include "kernel/cpu.h"
@@ -33,25 +34,6 @@
 #include "kernel/printf.h"
 #include "kernel/smp/smp.h"
 #include "kernel/virtio/virtio_blk.h"
-#include "mm/pool.h"
-
-struct counts {
-	uint64_t frames, sysptes, locked, pool_bytes;
-};
-static struct counts counts_now(void)
-{
-	struct pool_stats s;
-	pool_get_stats(&s);
-	return (struct counts){ mmt_free_frames(), mmt_free_sysptes(), mmt_locked_frames(), s.bytes_in_use };
-}
-static void expect_counts(struct ktest *t, struct counts a)
-{
-	struct counts b = counts_now();
-	EXPECT_EQ(t, b.frames, a.frames);
-	EXPECT_EQ(t, b.sysptes, a.sysptes);
-	EXPECT_EQ(t, b.locked, a.locked);
-	EXPECT_EQ(t, b.pool_bytes, a.pool_bytes);
-}
 
 /* The bad ranges, from `blkfault=W,R,N`; skips without it. */
 static uint64_t bad_write, bad_read, bad_count;
@@ -80,82 +62,21 @@ static PDEVICE_OBJECT faulty_disk(struct ktest *t)
 	return i.device;
 }
 
-/* ---- requests (driver-allocated IRPs, a completion routine keeps them) ---- */
-
-struct req {
-	PIRP irp;
-	volatile int done;
-	NTSTATUS status;
-	ULONG_PTR info;
-	NTSTATUS returned;
-};
-
-static NTSTATUS on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
-{
-	(void)d;
-	struct req *r = ctx;
-	r->status = irp->IoStatus.Status;
-	r->info = irp->IoStatus.Information;
-	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
-	return STATUS_MORE_PROCESSING_REQUIRED;
-}
+/* ---- requests (tests/lib/vblk_req.h) at a sector ---- */
 
 static void start(struct ktest *t, PDEVICE_OBJECT dev, struct req *r, UCHAR major, PMDL mdl, ULONG length,
 		  uint64_t sector)
 {
-	memset(r, 0, sizeof *r);
-	r->irp = IoAllocateIrp(dev->StackSize, FALSE);
-	ASSERT_TRUE(t, r->irp != NULL);
-	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(r->irp);
-	sp->MajorFunction = major;
-	sp->Parameters.Read.Length = length;
-	sp->Parameters.Read.ByteOffset.QuadPart = (LONGLONG)(sector * VBLK_SECTOR);
-	r->irp->MdlAddress = mdl;
-	IoSetCompletionRoutine(r->irp, on_done, r, TRUE, TRUE, TRUE);
-	r->returned = IoCallDriver(dev, r->irp);
-}
-
-static NTSTATUS finish(struct ktest *t, struct req *r)
-{
-	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
-	while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && rdtsc() < end)
-		cpu_relax();
-	ASSERT_TRUE(t, r->done);
-	r->irp->MdlAddress = NULL;
-	IoFreeIrp(r->irp);
-	r->irp = NULL;
-	return r->status;
+	vreq_start(t, dev, r, major, mdl, length, (LONGLONG)(sector * VBLK_SECTOR));
 }
 
 static NTSTATUS transfer(struct ktest *t, PDEVICE_OBJECT dev, UCHAR major, PMDL mdl, ULONG length, uint64_t sector,
 			 ULONG_PTR *info)
 {
-	struct req r;
-	start(t, dev, &r, major, mdl, length, sector);
-	NTSTATUS st = finish(t, &r);
-	EXPECT_EQ(t, r.returned, STATUS_PENDING); /* every request reaches the device here */
-	*info = r.info;
+	NTSTATUS returned;
+	NTSTATUS st = vreq_transfer(t, dev, major, mdl, length, (LONGLONG)(sector * VBLK_SECTOR), info, &returned);
+	EXPECT_EQ(t, returned, STATUS_PENDING); /* every request reaches the device here */
 	return st;
-}
-
-/* Frames of MmAllocatePagesForMdlEx, mapped. */
-struct buf {
-	PMDL mdl;
-	uint8_t *va;
-};
-static void buf_make(struct ktest *t, struct buf *b, ULONG npages)
-{
-	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
-	b->mdl = MmAllocatePagesForMdlEx(lo, hi, skip, (SIZE_T)npages * PAGE_SIZE, MmCached, MM_ALLOCATE_FULLY_REQUIRED);
-	ASSERT_TRUE(t, b->mdl != NULL);
-	b->va = MmMapLockedPagesSpecifyCache(b->mdl, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
-	ASSERT_TRUE(t, b->va != NULL);
-}
-static void buf_free(struct buf *b)
-{
-	MmUnmapLockedPages(b->va, b->mdl);
-	MmFreePagesFromMdl(b->mdl);
-	ExFreePool(b->mdl);
 }
 
 static bool all_bytes(const uint8_t *p, ULONG n, uint8_t v)
@@ -187,12 +108,12 @@ static void expect_last(struct ktest *t, uint32_t type, uint64_t sector, PMDL md
 
 static void a_write_into_the_bad_range_fails_and_the_device_keeps_working(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	PDEVICE_OBJECT dev = faulty_disk(t);
 	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
 	struct buf w, r;
-	buf_make(t, &w, 2);
-	buf_make(t, &r, 2);
+	buf_make(t, &w, 2, 0, 2 * PAGE_SIZE);
+	buf_make(t, &r, 2, 0, 2 * PAGE_SIZE);
 	pattern_fill(w.va, 2 * PAGE_SIZE, FAULT_SEED);
 	struct vblk_info before, after;
 	vblk_get_info(&before);
@@ -230,17 +151,17 @@ static void a_write_into_the_bad_range_fails_and_the_device_keeps_working(struct
 	kprintf("# disk-check: %lu %lu 0x%x\n", bad_write + bad_count, bad_count, FAULT_SEED);
 	buf_free(&w);
 	buf_free(&r);
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 static void a_read_from_the_bad_range_fails_and_the_device_keeps_working(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	PDEVICE_OBJECT dev = faulty_disk(t);
 	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
 	struct buf w, r;
-	buf_make(t, &w, 2);
-	buf_make(t, &r, 2);
+	buf_make(t, &w, 2, 0, 2 * PAGE_SIZE);
+	buf_make(t, &r, 2, 0, 2 * PAGE_SIZE);
 	pattern_fill(w.va, 2 * PAGE_SIZE, FAULT_SEED + 1);
 	ULONG_PTR info = 1;
 	/* Writes there work: the pattern goes onto the image (the harness checks it). */
@@ -271,7 +192,7 @@ static void a_read_from_the_bad_range_fails_and_the_device_keeps_working(struct 
 	EXPECT_EQ(t, memcmp(r.va, w.va + len, len), 0);
 	buf_free(&w);
 	buf_free(&r);
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 /* The I/O manager's IRP: it probes and locks the caller's buffer, and at completion writes the
@@ -297,7 +218,7 @@ static NTSTATUS fsd_transfer(struct ktest *t, PDEVICE_OBJECT dev, ULONG major, v
 
 static void the_io_managers_caller_sees_the_error_and_nothing_stays_locked(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	PDEVICE_OBJECT dev = faulty_disk(t);
 	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
 	uint8_t *p = ExAllocatePool2(POOL_FLAG_NON_PAGED, len, 'tlfV');
@@ -314,14 +235,14 @@ static void the_io_managers_caller_sees_the_error_and_nothing_stays_locked(struc
 	EXPECT_EQ(t, iosb.Information, (ULONG_PTR)len);
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
 	ExFreePoolWithTag(p, 'tlfV');
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 #define MIX 6u
 
 static void failing_and_good_requests_in_flight_each_get_their_own_status(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	PDEVICE_OBJECT dev = faulty_disk(t);
 	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
 	ASSERT_EQ(t, smp_this_cpu(), 0u);
@@ -332,7 +253,7 @@ static void failing_and_good_requests_in_flight_each_get_their_own_status(struct
 	uint64_t sector[MIX];
 	UCHAR major[MIX];
 	for (unsigned i = 0; i < MIX; i++) {
-		buf_make(t, &b[i], 1);
+		buf_make(t, &b[i], 1, 0, PAGE_SIZE);
 		pattern_fill(b[i].va, PAGE_SIZE, FAULT_SEED + 16 + i);
 		bool bad = i & 1;
 		major[i] = bad && (i & 2) ? IRP_MJ_READ : IRP_MJ_WRITE;
@@ -350,7 +271,7 @@ static void failing_and_good_requests_in_flight_each_get_their_own_status(struct
 	for (unsigned i = 0; i < MIX; i++) {
 		EXPECT_EQ(t, r[i].returned, STATUS_PENDING);
 		bool bad = i & 1;
-		EXPECT_EQ(t, finish(t, &r[i]), bad ? STATUS_DEVICE_DATA_ERROR : STATUS_SUCCESS);
+		EXPECT_EQ(t, vreq_finish(t, &r[i]), bad ? STATUS_DEVICE_DATA_ERROR : STATUS_SUCCESS);
 		EXPECT_EQ(t, r[i].info, bad ? 0u : (ULONG_PTR)len);
 		if (!bad)
 			kprintf("# disk-check: %lu %lu 0x%x\n", sector[i], bad_count, FAULT_SEED + 16 + i);
@@ -359,7 +280,7 @@ static void failing_and_good_requests_in_flight_each_get_their_own_status(struct
 	struct vblk_info after;
 	vblk_get_info(&after);
 	EXPECT_EQ(t, after.in_flight, 0u);
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 #define SPLIT_PAGES 256u
@@ -369,7 +290,7 @@ static void failing_and_good_requests_in_flight_each_get_their_own_status(struct
  * the error and Information 0, and the good pieces' data is on the disk. */
 static void a_split_irp_with_one_failing_piece_completes_once_with_the_error(struct ktest *t)
 {
-	struct counts c = counts_now();
+	struct vreq_counts c = vreq_counts_now();
 	PDEVICE_OBJECT dev = faulty_disk(t);
 	struct vblk_info before, after;
 	vblk_get_info(&before);
@@ -418,7 +339,7 @@ static void a_split_irp_with_one_failing_piece_completes_once_with_the_error(str
 	MmUnmapLockedPages(sva, src);
 	MmFreePagesFromMdl(src);
 	ExFreePool(src);
-	expect_counts(t, c);
+	vreq_expect_counts(t, c);
 }
 
 static int fault_case_init(struct ktest *t)

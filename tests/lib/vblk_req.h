@@ -1,0 +1,53 @@
+/*
+ * Requests to the virtio-blk device for its suites (tests/virtio_blk_test.c,
+ * tests/virtio_fault_test.c): driver-allocated IRPs whose completion routine keeps them
+ * (STATUS_MORE_PROCESSING_REQUIRED), a bounded wait for the completion, and buffers of
+ * MmAllocatePagesForMdlEx frames described again by a partial MDL; the resource counts every
+ * case ends with.
+ */
+#ifndef TESTS_LIB_VBLK_REQ_H
+#define TESTS_LIB_VBLK_REQ_H
+
+#include <stdint.h>
+#include "include/wdm.h"
+#include "kernel/ktest.h"
+
+/* Frames, system PTEs, locked frames and pool bytes in use. */
+struct vreq_counts {
+	uint64_t frames, sysptes, locked, pool_bytes;
+};
+struct vreq_counts vreq_counts_now(void);
+void vreq_expect_counts(struct ktest *t, struct vreq_counts a);
+
+struct req {
+	PIRP irp;
+	volatile int done;
+	NTSTATUS status;     /* IoStatus at completion */
+	ULONG_PTR info;
+	NTSTATUS returned;   /* what IoCallDriver returned */
+};
+
+/* The completion routine: records the status, marks done, keeps the IRP. */
+NTSTATUS vreq_on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx);
+/* An IRP of `major` (IRP_MJ_READ/WRITE) for `length` bytes at byte `offset`, carrying `mdl`,
+ * sent with IoCallDriver. */
+void vreq_start(struct ktest *t, PDEVICE_OBJECT dev, struct req *r, UCHAR major, PMDL mdl, ULONG length,
+		LONGLONG offset);
+/* Wait (bounded, SMP_WAIT_MS) for the completion, free the IRP; the completion status. */
+NTSTATUS vreq_finish(struct ktest *t, struct req *r);
+/* Start and finish one; *info (if not NULL) the bytes transferred, *returned (if not NULL)
+ * IoCallDriver's status. */
+NTSTATUS vreq_transfer(struct ktest *t, PDEVICE_OBJECT dev, UCHAR major, PMDL mdl, ULONG length, LONGLONG offset,
+		       ULONG_PTR *info, NTSTATUS *returned);
+
+/* Frames of MmAllocatePagesForMdlEx, mapped, described again at an offset. */
+struct buf {
+	PMDL pages;   /* the allocation */
+	uint8_t *va;  /* its system mapping */
+	PMDL mdl;     /* the partial MDL the IRP carries: `length` bytes from `offset` */
+	uint8_t *data;
+};
+void buf_make(struct ktest *t, struct buf *b, ULONG npages, ULONG offset, ULONG length);
+void buf_free(struct buf *b);
+
+#endif
