@@ -293,6 +293,12 @@ static uint32_t piece_build(PMDL mdl, ULONG length, ULONG pos, unsigned maxseg, 
 	return total;
 }
 
+uint32_t vblk_build_descriptors(PMDL mdl, ULONG length, ULONG pos, unsigned maxseg, uint32_t maxsize, uint64_t *addr,
+				uint32_t *len, unsigned *nseg)
+{
+	return piece_build(mdl, length, pos, maxseg, maxsize, addr, len, nseg);
+}
+
 /* Put the IRP's next pieces on the ring while a slot and their descriptors are free; true when
  * every piece is on the ring. */
 static bool submit_locked(PIRP irp)

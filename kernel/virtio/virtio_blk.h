@@ -76,6 +76,16 @@ struct vblk_last_irp {
 };
 void vblk_get_last_irp(struct vblk_last_irp *out);
 
+/* The driver's descriptor builder, the one every request's data goes through, callable
+ * without the device (make bench times it): the data of a transfer of `length` bytes of `mdl`
+ * from byte `pos` (a sector multiple) as at most `maxseg` descriptors of at most `maxsize`
+ * bytes, one per physically contiguous run of the PFN array (the first MmGetMdlByteOffset
+ * into its page), cut back to a sector boundary unless it ends the transfer.  Fills addr[],
+ * len[] and *nseg; returns the piece's bytes (0: not one sector fits the limits).  A whole
+ * transfer is the pieces from pos 0 until the bytes add up to `length`. */
+uint32_t vblk_build_descriptors(PMDL mdl, ULONG length, ULONG pos, unsigned maxseg, uint32_t maxsize, uint64_t *addr,
+				uint32_t *len, unsigned *nseg);
+
 #define VIRTIO_BLK_T_IN 0u
 #define VIRTIO_BLK_T_OUT 1u
 #define VIRTIO_BLK_S_OK 0u
