@@ -312,6 +312,22 @@ static void work(struct worker *w)
 
 static void work_on_ap(void *arg) { work(arg); }
 
+/* Worker c of run.w on CPU c, for every c below n, this CPU (0) among them; true when every
+ * AP started and came back within its bounded wait (smp_work_wait). */
+static bool run_everywhere(unsigned n, void (*fn)(void *))
+{
+	unsigned started = 1;
+	for (unsigned c = 1; c < n; c++)
+		started += smp_work_start(c, fn, &run.w[c]);
+	if (started != n)
+		return false;
+	fn(&run.w[0]);
+	bool back = true;
+	for (unsigned c = 1; c < n; c++)
+		back &= smp_work_wait(c);
+	return back;
+}
+
 static void every_cpu_maps_and_allocates_at_once(struct ktest *t)
 {
 	unsigned n = smp_cpus_online();
@@ -327,15 +343,7 @@ static void every_cpu_maps_and_allocates_at_once(struct ktest *t)
 	struct mdl_stats ms0, ms1;
 	mdl_get_stats(&ms0);
 	uint64_t t0 = rdtsc();
-	unsigned started = 1;
-	for (unsigned c = 1; c < n; c++)
-		started += smp_work_start(c, work_on_ap, &run.w[c]);
-	ASSERT_EQ(t, started, n);
-	work(&run.w[0]);
-	bool back = true;
-	for (unsigned c = 1; c < n; c++)
-		back &= smp_work_wait(c);
-	ASSERT_TRUE(t, back);
+	ASSERT_TRUE(t, run_everywhere(n, work_on_ap));
 	mdl_get_stats(&ms1);
 	kprintf("%u CPUs, %lu rounds each, seed 0x%lx: %lu ms\n", n, rounds, seed,
 		(rdtsc() - t0) / smp_tsc_per_ms());
@@ -568,15 +576,7 @@ static void every_cpu_runs_processes_whose_buffers_are_locked_and_mapped(struct 
 	struct mdl_user_stats us0;
 	mdl_get_stats(&ms0);
 	mdl_user_get_stats(&us0);
-	unsigned started = 1;
-	for (unsigned c = 1; c < n; c++)
-		started += smp_work_start(c, user_work_on_ap, &run.w[c]);
-	ASSERT_EQ(t, started, n);
-	user_work(&run.w[0]);
-	bool back = true;
-	for (unsigned c = 1; c < n; c++)
-		back &= smp_work_wait(c);
-	ASSERT_TRUE(t, back);
+	ASSERT_TRUE(t, run_everywhere(n, user_work_on_ap));
 	check_user_run(t, &ms0, &us0);
 }
 
