@@ -50,12 +50,18 @@ static bool cacheable(enum memtype t)
 	return t == MT_WB || t == MT_NONE || t == MT_WT || t == MT_WP;
 }
 
+/* The memory-type lock (mm/RULES.md, "Locks"): a frame's recorded type is read, its alias
+ * changed and the new type recorded as one step, so two CPUs giving an untyped frame its
+ * first type agree on one.  Held across pt_retype_page of the direct map (the kernel
+ * page-table and PFN locks come after it).  A typed frame's type is read without it on the
+ * mapping's fast path (pfn_pinned_run): only its owner changes it back, and not while it maps
+ * it. */
 static struct klock lock = KLOCK_INIT(KLOCK_MEMTYPE);
 
 /* Give the frame's direct-map alias type t by the SDM's procedure (pt_retype_page: not
  * present, every CPU's TLB flushed, the new type), then flush its lines through the new
  * mapping when the old type could have cached them.  Between the two the alias is not
- * present: the frame is its changer's (mm/RULES.md, "Memory-type changes"). */
+ * present: the frame is its changer's (mm/RULES.md, decision 1, "The window"). */
 static bool set_alias(pfn_t pfn, enum memtype old, enum memtype t)
 {
 	if ((old == MT_NONE ? MT_WB : old) == t)
