@@ -32,8 +32,10 @@ const char *caching_type_name_for(enum memtype t)
 	}
 }
 
-/* Write back and invalidate the frame's cache lines through its WB alias, so no line of the
- * old type outlives the change (SDM Vol. 3, 13.11.4: remapping with another type). */
+/* Write back and invalidate the frame's cache lines through its new mapping, on every CPU:
+ * CLFLUSH reaches every cache of the coherence domain whatever the type of the page it is
+ * made through (SDM Vol. 2A, CLFLUSH), so no line of the old type outlives the change (SDM
+ * Vol. 3A, 11.12.4, step 4; no WBINVD). */
 static void flush_frame_lines(pfn_t pfn)
 {
 	volatile uint8_t *p = pfn_to_virt(pfn);
@@ -42,17 +44,33 @@ static void flush_frame_lines(pfn_t pfn)
 	__asm__ volatile("mfence" ::: "memory");
 }
 
+/* Whether lines of the frame can be in a cache under type t (an untyped frame's alias is WB). */
+static bool cacheable(enum memtype t)
+{
+	return t == MT_WB || t == MT_NONE || t == MT_WT || t == MT_WP;
+}
+
 /* The memory-type lock (mm/RULES.md, "Locks"): a frame's recorded type is read, its alias
  * changed and the new type recorded as one step, so two CPUs giving an untyped frame its
- * first type agree on one.  Held across pt_protect of the direct map (the kernel page-table
- * and PFN locks come after it).  A typed frame's type is read without it on the mapping's
- * fast path (pfn_pinned_run): only its owner changes it back, and not while it maps it. */
+ * first type agree on one.  Held across pt_retype_page of the direct map (the kernel
+ * page-table and PFN locks come after it).  A typed frame's type is read without it on the
+ * mapping's fast path (pfn_pinned_run): only its owner changes it back, and not while it maps
+ * it. */
 static struct klock lock = KLOCK_INIT(KLOCK_MEMTYPE);
 
-static bool set_alias(pfn_t pfn, enum memtype t)
+/* Give the frame's direct-map alias type t by the SDM's procedure (pt_retype_page: not
+ * present, every CPU's TLB flushed, the new type), then flush its lines through the new
+ * mapping when the old type could have cached them.  Between the two the alias is not
+ * present: the frame is its changer's (mm/RULES.md, decision 1, "The window"). */
+static bool set_alias(pfn_t pfn, enum memtype old, enum memtype t)
 {
-	struct pt_attrs a = { .write = true, .exec = false, .user = false, .global = true, .type = t };
-	return pt_protect(&kernel_root, (uint64_t)pfn_to_virt(pfn), PAGE_SIZE, a);
+	if ((old == MT_NONE ? MT_WB : old) == t)
+		return true; /* the alias has that type already (an untyped frame's is WB) */
+	if (!pt_retype_page((uint64_t)pfn_to_virt(pfn), t))
+		return false;
+	if (cacheable(old))
+		flush_frame_lines(pfn);
+	return true;
 }
 
 static bool set_frame_locked(pfn_t pfn, enum memtype t)
@@ -65,9 +83,7 @@ static bool set_frame_locked(pfn_t pfn, enum memtype t)
 	}
 	if (e->memtype == t)
 		return true;
-	if (e->memtype == MT_WB || e->memtype == MT_NONE)
-		flush_frame_lines(pfn);
-	if (!set_alias(pfn, t == MT_NONE ? MT_WB : t))
+	if (!set_alias(pfn, (enum memtype)e->memtype, t == MT_NONE ? MT_WB : t))
 		return false;
 	pfn_record_memtype(pfn, t);
 	return true;
@@ -126,7 +142,7 @@ void memtype_release_frame(pfn_t pfn)
 	KIRQL irql = klock_acquire(&lock);
 	/* Restoring can need no new frame only if it merges; a split table already exists, so
 	 * rewriting one 4 KiB entry never allocates. */
-	if (!set_alias(pfn, MT_WB))
+	if (!set_alias(pfn, (enum memtype)e->memtype, MT_WB))
 		PANIC("memtype_release_frame: cannot restore the alias of frame 0x%lx", pfn);
 	pfn_record_memtype(pfn, MT_WB);
 	klock_release(&lock, irql);

@@ -632,6 +632,49 @@ static bool protect_locked(struct pt_root *r, uint64_t va, uint64_t size, struct
 	return true;
 }
 
+void (*pt_test_retype_window)(uint64_t va);
+
+/* A kernel page's memory type changed by SDM Vol. 3A, 11.12.4 ("Programming the PAT"): the
+ * old mapping made not present, the TLBs of every CPU flushed, then the new mapping.  The
+ * caller flushes the caches through the new mapping (memtype.c). */
+static bool retype_locked(uint64_t va, enum memtype t)
+{
+	uint64_t *slot;
+	int level;
+	for (;;) {
+		slot = find_leaf(&kernel_root, va, &level);
+		if (!slot)
+			PANIC("pt_retype_page: 0x%lx is not mapped", va);
+		if (level == 1)
+			break;
+		if (!split_leaf(&kernel_root, slot, level, va & ~(level_size(level) - 1)))
+			return false; /* nothing changed */
+	}
+	uint64_t old = *slot;
+	*slot = old & ~E_P;
+	tlb_flush_range(&kernel_root, va, PAGE_SIZE); /* this CPU and every other (the IPI) */
+	if (pt_test_retype_window)
+		pt_test_retype_window(va);
+	/* The same frame, rights, G, A and D; only the three type bits change.  A not-present
+	 * entry is never cached (SDM Vol. 3A, 4.10.2.3), so the new one needs no flush. */
+	struct pat_bits b = pat_bits_for(t);
+	uint64_t e = old & ~(E_PWT | E_PCD | E_PAT_4K);
+	e |= (b.pwt ? E_PWT : 0) | (b.pcd ? E_PCD : 0) | (b.pat ? E_PAT_4K : 0);
+	*slot = e;
+	for (int l = 2; l <= 3; l++)
+		try_merge(&kernel_root, va, l);
+	return true;
+}
+
+bool pt_retype_page(uint64_t va, enum memtype t)
+{
+	KIRQL irql;
+	bool k = kpt_take(&kernel_root, va, &irql);
+	bool ok = retype_locked(va, t);
+	kpt_drop(k, irql);
+	return ok;
+}
+
 static void query_locked(const struct pt_root *r, uint64_t va, struct pt_query *q)
 {
 	memset(q, 0, sizeof *q);

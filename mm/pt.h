@@ -88,6 +88,16 @@ static inline bool pt_is_canonical(uint64_t va)
 /* Read the translation of va; a non-canonical va is not present (level 4, no entry read). */
 void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *out);
 
+/* Change the memory type of the kernel page at va (a direct-map alias) by the SDM's
+ * procedure (Vol. 3A, 11.12.4): split its leaf to 4 KiB if needed, make it not present,
+ * flush it from every CPU's TLB, write it again with type t (frame, rights, A and D kept),
+ * merge back what became uniform.  Between the flush and the new entry an access to va
+ * faults (not present).  False (nothing changed) when the split finds no frame.  The
+ * caller flushes the page's cache lines afterwards (memtype.c). */
+bool pt_retype_page(uint64_t va, enum memtype t);
+/* Tests only: called in that window, with the kernel page-table lock held; NULL otherwise. */
+extern void (*pt_test_retype_window)(uint64_t va);
+
 /* Translate the n pages from va (page-aligned) as pt_query would, one walk per page table
  * rather than per page: pfns[i] (when pfns is not NULL) gets page i's frame, for as long as
  * each page is present and, where asked, writable and user-accessible (effective rights).

@@ -14,6 +14,7 @@
  */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
+#include "tests/lib/counters.h"
 #include "tests/lib/expect.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
@@ -24,6 +25,7 @@
 #include "kernel/process.h"
 #include "kernel/smp/smp.h"
 #include "mm/mm.h"
+#include "mm/memtype.h"
 #include "mm/mmproc.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
@@ -178,6 +180,7 @@ struct probe {
 	uint64_t va;
 	bool write;
 	volatile uint32_t first_done, changed, timed_out;
+	volatile uint32_t second_done;
 	bool first_ok, second_ok;
 	uint8_t first, second;
 	struct faultcap c1, c2;
@@ -204,6 +207,7 @@ static void probe_on_ap(void *arg)
 	}
 	p->second_ok = access(p, &p->second, &p->c2);
 	p->chain_after = this_cpu()->seh_chain;
+	__atomic_store_n(&p->second_done, 1, __ATOMIC_SEQ_CST);
 }
 
 /* A locked MDL over a page of pool, mapped in system PTEs with MmMapLockedPagesSpecifyCache. */
@@ -333,6 +337,88 @@ static void protect_leaves_a_stale_entry_without_the_ipi(struct ktest *t)
 	EXPECT_TRUE(t, p.second_ok); /* written through a mapping that is read-only now */
 	sysmap_free(&m, true);
 }
+
+/* ---- a memory-type change (SDM Vol. 3A, 11.12.4) ------------------------------------------ */
+
+/* The probe the window hook lets make its second access, and whether it answered in time. */
+static struct probe *retype_probe;
+static volatile uint32_t retype_windows, retype_answered;
+
+/* pt_retype_page's window (the alias not present, every TLB flushed, the new entry not yet
+ * written): let CPU 1 read the alias again and wait (bounded) for its answer. */
+static void retype_window(uint64_t va)
+{
+	if (!retype_probe || va != retype_probe->va)
+		return;
+	retype_windows++;
+	__atomic_store_n(&retype_probe->changed, 1, __ATOMIC_SEQ_CST);
+	if (smp_wait_flag(&retype_probe->second_done))
+		retype_answered = 1;
+}
+
+/* An untyped frame (MmAllocatePagesForMdl) whose direct-map alias CPU 1 has read, mapped
+ * MmNonCached: its type changes by the SDM's procedure, so CPU 1's read inside the window is
+ * a not-present #PF at the alias (the IPI dropped its entry), and the leaf ends UC.  With
+ * ipi false the read inside the window succeeds: the stale entry, which proves it can fail. */
+static void retype_case(struct ktest *t, bool ipi)
+{
+	need_two(t);
+	uint64_t frames0 = mmt_free_frames(), ptes0 = mmt_free_sysptes(), locked0 = mmt_locked_frames();
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL mdl = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+	ASSERT_TRUE(t, mdl != NULL && MmGetMdlByteCount(mdl) == PAGE_SIZE);
+	pfn_t pfn = MmGetMdlPfnArray(mdl)[0];
+	ASSERT_EQ(t, pfn_entry(pfn)->memtype, MT_NONE); /* untyped: its alias WB */
+	uint8_t *alias = pfn_to_virt(pfn);
+	memset(alias, PATTERN, PAGE_SIZE);
+
+	struct probe p;
+	probe_start(t, &p, (uint64_t)alias, false);
+	retype_windows = retype_answered = 0;
+	retype_probe = &p;
+	pt_test_retype_window = retype_window;
+	if (!ipi)
+		tlb_test_set_shootdown(false);
+	void *va = MmMapLockedPagesSpecifyCache(mdl, KernelMode, MmNonCached, NULL, FALSE, NormalPagePriority);
+	tlb_test_set_shootdown(true);
+	pt_test_retype_window = NULL;
+	retype_probe = NULL;
+	probe_finish(t, &p);
+	if (!ipi)
+		flush_others();
+	EXPECT_EQ(t, retype_windows, 1u);
+	EXPECT_EQ(t, retype_answered, 1u); /* CPU 1 answered inside the window */
+	ASSERT_TRUE(t, va != NULL);
+	if (ipi) {
+		EXPECT_FALSE(t, p.second_ok);
+		EXPECT_PAGE_FAULT(t, &p.c2, PF_READ_NOT_PRESENT, (uint64_t)alias);
+	} else {
+		EXPECT_TRUE(t, p.second_ok); /* read through an entry no longer in the tables */
+		EXPECT_EQ(t, p.second, PATTERN);
+	}
+	/* The real tables: the alias is present again, a 4 KiB leaf of the same frame, UC. */
+	struct pt_query q;
+	pt_query(&kernel_root, (uint64_t)alias, &q);
+	EXPECT_TRUE(t, q.present);
+	EXPECT_EQ(t, q.level, 1);
+	EXPECT_EQ(t, q.pa >> PAGE_SHIFT, pfn);
+	EXPECT_EQ(t, q.eff.type, MT_UC);
+	EXPECT_EQ(t, q.pat_slot, pat_slot(pat_bits_for(MT_UC)));
+	EXPECT_EQ(t, memtype_of_frame(pfn), MT_UC);
+	EXPECT_EQ(t, ((volatile uint8_t *)va)[17], PATTERN); /* the data survived the change */
+
+	MmUnmapLockedPages(va, mdl);
+	MmFreePagesFromMdl(mdl);
+	ExFreePool(mdl);
+	pt_query(&kernel_root, (uint64_t)alias, &q);
+	EXPECT_EQ(t, q.eff.type, MT_WB); /* released: WB again, by the same procedure */
+	EXPECT_EQ(t, mmt_free_frames(), frames0);
+	EXPECT_EQ(t, mmt_free_sysptes(), ptes0);
+	EXPECT_EQ(t, mmt_locked_frames(), locked0);
+}
+
+static void retype_faults_on_the_other_cpu(struct ktest *t) { retype_case(t, true); }
+static void retype_leaves_a_stale_entry_without_the_ipi(struct ktest *t) { retype_case(t, false); }
 
 /* ---- a user mapping, with the process's root loaded on the AP ----------------------------- */
 
@@ -517,6 +603,8 @@ static struct ktest_case smp_cases[] = {
 	KTEST_CASE(unmap_leaves_a_stale_entry_without_the_ipi),
 	KTEST_CASE(protect_faults_on_the_other_cpu),
 	KTEST_CASE(protect_leaves_a_stale_entry_without_the_ipi),
+	KTEST_CASE(retype_faults_on_the_other_cpu),
+	KTEST_CASE(retype_leaves_a_stale_entry_without_the_ipi),
 	KTEST_CASE(user_unmap_faults_on_the_cpu_running_the_process),
 	KTEST_CASE(user_unmap_leaves_a_stale_entry_without_the_ipi),
 	KTEST_CASE(user_flushes_go_only_where_the_root_is_loaded),
