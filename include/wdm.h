@@ -729,9 +729,9 @@ LONG KeSetEvent(PRKEVENT Event, LONG Increment, BOOLEAN Wait);
 VOID KeClearEvent(PRKEVENT Event);
 LONG KeReadStateEvent(PRKEVENT Event);
 typedef enum _KWAIT_REASON { Executive = 0 } KWAIT_REASON;
-/* mdlab has no threads to wait for: the event must already be signalled (every request
- * completes before IoCallDriver returns); one that is not is STATUS_TIMEOUT with a zero
- * timeout, and otherwise a deadlock, bug check MDLAB_INTERNAL_ERROR. */
+/* mdlab has no scheduler: a wait spins (interrupts on at PASSIVE_LEVEL) until the event is
+ * signalled, by a DPC or an interrupt on this CPU or by another CPU, or until *Timeout
+ * (100 ns units, negative relative, 0 a poll) passes: STATUS_TIMEOUT.  NULL waits forever. */
 #define STATUS_TIMEOUT ((NTSTATUS)0x00000102)
 NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode,
 			       BOOLEAN Alertable, PLARGE_INTEGER Timeout);

@@ -179,7 +179,7 @@ static const struct {
 	  { "the source MDL", "the target MDL", "the virtual address", "the length" } },
 	{ 0x4D440001, ANY_P1, "an invariant of mdlab itself broke (the line above says which)",
 	  { "an address in the function that stopped (PANIC: the return address into it)",
-	    "KeWaitForSingleObject: the event nothing can signal (else 0)", NULL, NULL } },
+	    NULL, NULL, NULL } },
 };
 
 const char *bugcheck_explain(ULONG code, ULONG_PTR p1, unsigned what)

@@ -29,9 +29,11 @@
 #include "tests/lib/expect.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
+#include "kernel/intr/dpc.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "kernel/smp/smp.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
 #include "mm/uvm.h"
@@ -48,6 +50,10 @@
 #define IOCTL_IOT_RAW IOT_FN(0x803, METHOD_NEITHER)
 /* Completes the IRP twice (the death case). */
 #define IOCTL_IOT_TWICE IOT_FN(0x804, METHOD_BUFFERED)
+/* Marks the IRP pending and returns STATUS_PENDING; a DPC completes it (the input's bytes
+ * inverted, Information = the input's length) on the requester's CPU (input byte 0 = 0) or on
+ * another one (1). */
+#define IOCTL_IOT_PENDING IOT_FN(0x805, METHOD_BUFFERED)
 #define IOCTL_IOT_UNKNOWN IOT_FN(0x8FF, METHOD_BUFFERED)
 
 /* The agent's buffer, at a scratch address of the case: 64 KiB committed read-write; the next
@@ -91,7 +97,36 @@ static struct {
 	PFN_NUMBER cleanup_pfn;
 	NTSTATUS cleanup_copy;
 	uint64_t cleanup_value;
+	/* IOCTL_IOT_PENDING. */
+	ULONG pend_cpu, pend_dpc_cpu;
+	KIRQL pend_dpc_irql;
+	volatile bool pend_returned;   /* the dispatch routine had returned STATUS_PENDING */
+	bool pend_after_return;        /* ... when the DPC completed the IRP */
+	int pend_completions;
 } rec;
+
+static KDPC pend_dpc;
+
+/* IOCTL_IOT_PENDING's completion, at DISPATCH_LEVEL. */
+static VOID pend_complete(PKDPC Dpc, PVOID Context, PVOID Arg1, PVOID Arg2)
+{
+	UNREFERENCED_PARAMETER(Dpc);
+	UNREFERENCED_PARAMETER(Context);
+	UNREFERENCED_PARAMETER(Arg2);
+	PIRP irp = Arg1;
+	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(irp);
+	ULONG in_len = sp->Parameters.DeviceIoControl.InputBufferLength;
+	PUCHAR b = irp->AssociatedIrp.SystemBuffer;
+	rec.pend_dpc_cpu = KeGetCurrentProcessorNumberEx(NULL);
+	rec.pend_dpc_irql = KeGetCurrentIrql();
+	rec.pend_after_return = __atomic_load_n(&rec.pend_returned, __ATOMIC_ACQUIRE);
+	rec.pend_completions++;
+	for (ULONG i = 0; i < in_len; i++)
+		b[i] = (UCHAR)~b[i];
+	irp->IoStatus.Status = STATUS_SUCCESS;
+	irp->IoStatus.Information = in_len;
+	IoCompleteRequest(irp, IO_NO_INCREMENT);
+}
 
 static void record_mdl(PIRP irp)
 {
@@ -186,6 +221,24 @@ static NTSTATUS iot_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 		pt_query(&ps_current()->mm.root, (uint64_t)Irp->UserBuffer, &q);
 		rec.user_buffer_mapped = q.present && q.eff.user;
 		break;
+	}
+	case IOCTL_IOT_PENDING: {
+		if (in_len < 1 || out_len < in_len) {
+			st = STATUS_INVALID_PARAMETER;
+			break;
+		}
+		ULONG me = KeGetCurrentProcessorNumberEx(NULL);
+		ULONG n = KeQueryActiveProcessorCount(NULL);
+		bool other = ((PUCHAR)Irp->AssociatedIrp.SystemBuffer)[0] != 0 && n > 1;
+		rec.pend_cpu = me;
+		rec.pend_returned = false;
+		KeInitializeDpc(&pend_dpc, pend_complete, NULL);
+		KeSetTargetProcessorDpc(&pend_dpc, (CCHAR)(other ? (me + 1) % n : me));
+		KeSetImportanceDpc(&pend_dpc, MediumHighImportance);
+		IoMarkIrpPending(Irp);
+		KeInsertQueueDpc(&pend_dpc, Irp, NULL);
+		__atomic_store_n(&rec.pend_returned, true, __ATOMIC_RELEASE);
+		return STATUS_PENDING;
 	}
 	case IOCTL_IOT_TWICE:
 		/* Bug check 0x44: the IRP; Microsoft reserves P2-P4. */
@@ -294,6 +347,44 @@ static void buffered_round_trip_copies_back_information_bytes(struct ktest *t)
 	EXPECT_EQ(t, rec.file->DeviceObject, iot_device);
 	EXPECT_EQ(t, io_process_handles(p), 1);
 	PsDestroyProcess(p);
+}
+
+/* A request its driver leaves pending (STATUS_PENDING, completed later by a DPC) is waited
+ * for: the system call returns the status and Information the DPC completed it with, and the
+ * buffered output it wrote, whether the DPC ran on the requester's CPU (only once the waiter
+ * let interrupts in, so after the dispatch routine returned) or on another CPU. */
+static void pending_request_is_waited_for_until_a_dpc_completes_it(struct ktest *t)
+{
+	const uint64_t in = iot_buf, out = iot_buf + 0x3000;
+	const uint64_t v0 = 0x0011223344556677ul; /* byte 0 = 0x77: overwritten below */
+	for (int other = 0; other < 2; other++) {
+		memset(&rec, 0, sizeof rec);
+		struct agent_script s;
+		begin_script(&s);
+		agent_write64(&s, in, (v0 & ~0xFFul) | (uint64_t)other);
+		agent_write64(&s, in + 8, ~v0);
+		agent_write64(&s, out + 16, 0xAAAAAAAAAAAAAAAAul);
+		uint32_t open = agent_open(&s, IOT_DEVICE);
+		uint32_t call = agent_ioctl(&s, IOCTL_IOT_PENDING, in, 16, out, 24);
+		uint32_t r0 = agent_read64(&s, out), r1 = agent_read64(&s, out + 8), r2 = agent_read64(&s, out + 16);
+		PEPROCESS p = agent_run_clean(t, &s);
+		ASSERT_TRUE(t, p != NULL);
+		EXPECT_EQ(t, agent_result(t, p, open, 0), 0);
+		EXPECT_EQ(t, agent_result(t, p, call, 0), 0);
+		EXPECT_EQ(t, agent_result(t, p, call, 1), 16);
+		EXPECT_EQ(t, agent_result(t, p, r0, 0), ~((v0 & ~0xFFul) | (uint64_t)other));
+		EXPECT_EQ(t, agent_result(t, p, r1, 0), v0);
+		EXPECT_EQ(t, agent_result(t, p, r2, 0), 0xAAAAAAAAAAAAAAAAul);
+		EXPECT_EQ(t, rec.pend_completions, 1);
+		EXPECT_EQ(t, rec.pend_dpc_irql, DISPATCH_LEVEL);
+		if (!other) {
+			EXPECT_EQ(t, rec.pend_dpc_cpu, rec.pend_cpu);
+			EXPECT_TRUE(t, rec.pend_after_return);
+		} else if (KeQueryActiveProcessorCount(NULL) > 1) {
+			EXPECT_NE(t, rec.pend_dpc_cpu, rec.pend_cpu);
+		}
+		PsDestroyProcess(p);
+	}
 }
 
 static void buffered_error_status_copies_nothing_back(struct ktest *t)
@@ -605,6 +696,7 @@ static void completing_an_irp_twice(struct ktest *t)
 static struct ktest_case io_ioctl_cases[] = {
 	KTEST_CASE(buffered_round_trip_copies_back_information_bytes),
 	KTEST_CASE(buffered_error_status_copies_nothing_back),
+	KTEST_CASE(pending_request_is_waited_for_until_a_dpc_completes_it),
 	KTEST_CASE(out_direct_driver_writes_through_the_mdl_locked_for_the_caller),
 	KTEST_CASE(in_direct_locks_for_read_so_a_read_only_buffer_is_accepted),
 	KTEST_CASE(neither_hands_the_driver_raw_pointers_in_the_callers_space),

@@ -3,6 +3,7 @@
  * cleanup at process teardown; the previous mode and the probes.  mm/RULES.md "I/O rules". */
 #include "kernel/io/io.h"
 #include "kernel/accounting.h"
+#include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/smp/percpu.h"
 #include "kernel/process.h"
@@ -487,15 +488,26 @@ static struct io_handle *handle_lookup(const PEPROCESS p, uint64_t value)
 }
 
 /* Send a request the I/O manager made to the top of the file's stack and wait for it: the
- * status, or what the IRP holds when the driver returned STATUS_PENDING having completed
- * it.  mdlab cannot wait for a request that is still pending (io.h). */
+ * status the dispatch routine returned, or, for STATUS_PENDING, the IRP's IoStatus.Status
+ * once IofCompleteRequest has finished with it (irp.c sets the IRP's UserEvent last, after
+ * the pages are unlocked), from a DPC on any CPU.  A driver that returns anything else
+ * without completing the IRP broke the dispatch contract: a panic. */
 static NTSTATUS call_and_wait(PIRP irp, PDEVICE_OBJECT top)
 {
+	KEVENT done;
+	KeInitializeEvent(&done, NotificationEvent, FALSE);
+	irp->UserEvent = &done;
 	NTSTATUS st = IoCallDriver(top, irp);
-	if (irp->CurrentLocation != irp->StackCount + 1)
+	if (st == STATUS_PENDING) {
+		KeWaitForSingleObject(&done, Executive, KernelMode, FALSE, NULL);
+		irp->UserEvent = NULL;
+		return irp->IoStatus.Status;
+	}
+	if (!KeReadStateEvent(&done))
 		PANIC("io: the driver of device %p returned 0x%x for major function 0x%x without completing the IRP",
 		      (void *)top, (ULONG)st, IoGetCurrentIrpStackLocation(irp)->MajorFunction);
-	return st == STATUS_PENDING ? irp->IoStatus.Status : st;
+	irp->UserEvent = NULL;
+	return st;
 }
 
 /* A request with no buffers (create, cleanup, close) on an open device. */

@@ -29,8 +29,9 @@
  *
  * A buffer the I/O manager cannot use (not in the user range, not committed, read-only where
  * it must write) fails the call with STATUS_ACCESS_VIOLATION before the driver sees it.
- * A request still pending when the dispatch routine returns cannot be waited for (mdlab has
- * no threads to complete it): MDLAB_INTERNAL_ERROR (mm/RULES.md, "Known differences").
+ * A request the dispatch routine leaves pending (STATUS_PENDING) is waited for: the system
+ * call returns once IofCompleteRequest has finished with it (a DPC's completion, on any CPU),
+ * with IoStatus.  A driver that returns another status without completing is a panic.
  *
  * At process teardown (a ps_register_cleanup hook, with the process's address space still
  * loaded) every handle the process holds gets IRP_MJ_CLEANUP, then IRP_MJ_CLOSE, and goes.

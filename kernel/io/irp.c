@@ -2,6 +2,8 @@
  * the synchronous requests kernel code builds (IoBuildDeviceIoControlRequest,
  * IoBuildSynchronousFsdRequest).  mm/RULES.md "I/O rules" I1-I6. */
 #include "kernel/io/io.h"
+#include "kernel/cpu.h"
+#include "kernel/intr/clock.h"
 #include "kernel/accounting.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -241,8 +243,15 @@ VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost)
 	for (PMDL m = Irp->MdlAddress; m; m = m->Next)
 		if (m->MdlFlags & MDL_PAGES_LOCKED)
 			MmUnlockPages(m);
-	if (Irp->AllocationFlags & IRP_ALLOC_BUILT)
+	if (Irp->AllocationFlags & IRP_ALLOC_BUILT) {
 		built_irp_finish(Irp);
+		return;
+	}
+	/* The I/O manager's own request (io.c's call_and_wait): its waiter's event, set last,
+	 * after the pages went back; the waiter frees the IRP, so it is not touched after. */
+	PKEVENT done = Irp->UserEvent;
+	if (done)
+		KeSetEvent(done, 0, FALSE);
 }
 
 /* ---- events (what a synchronous request waits on) -------------------------------------- */
@@ -250,18 +259,42 @@ VOID IofCompleteRequest(PIRP Irp, CCHAR PriorityBoost)
 VOID KeInitializeEvent(PRKEVENT Event, EVENT_TYPE Type, BOOLEAN State)
 {
 	Event->Type = Type;
-	Event->Signaled = State ? 1 : 0;
+	__atomic_store_n(&Event->Signaled, State ? 1 : 0, __ATOMIC_RELEASE);
 }
+/* A release: what the setter wrote before (the IRP's IoStatus, the buffer) is seen by the
+ * waiter whose acquire reads the 1, on any CPU. */
 LONG KeSetEvent(PRKEVENT Event, LONG Increment, BOOLEAN Wait)
 {
 	UNREFERENCED_PARAMETER(Increment);
 	UNREFERENCED_PARAMETER(Wait);
-	LONG old = Event->Signaled;
-	Event->Signaled = 1;
-	return old;
+	return __atomic_exchange_n(&Event->Signaled, 1, __ATOMIC_ACQ_REL);
 }
-VOID KeClearEvent(PRKEVENT Event) { Event->Signaled = 0; }
-LONG KeReadStateEvent(PRKEVENT Event) { return Event->Signaled; }
+VOID KeClearEvent(PRKEVENT Event) { __atomic_store_n(&Event->Signaled, 0, __ATOMIC_RELEASE); }
+LONG KeReadStateEvent(PRKEVENT Event) { return __atomic_load_n(&Event->Signaled, __ATOMIC_ACQUIRE); }
+
+/* The wait is satisfied: a notification event stays signalled, a synchronization event is
+ * reset by the one waiter it releases (the exchange: two waiters cannot both take it). */
+static bool event_take(PKEVENT e)
+{
+	if (e->Type == SynchronizationEvent)
+		return __atomic_exchange_n(&e->Signaled, 0, __ATOMIC_ACQUIRE) != 0;
+	return __atomic_load_n(&e->Signaled, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* *Timeout as a TSC deadline: negative is relative, positive absolute (mdlab has no system
+ * time: absolute is counted from the performance counter's zero), both in 100 ns units. */
+static uint64_t wait_deadline(const LARGE_INTEGER *Timeout)
+{
+	LARGE_INTEGER freq;
+	uint64_t now = (uint64_t)KeQueryPerformanceCounter(&freq).QuadPart;
+	LONGLONG t = Timeout->QuadPart;
+	uint64_t units = (uint64_t)(t < 0 ? -t : t);
+	/* counts = units * freq / 10^7, split so the product cannot overflow */
+	uint64_t f = (uint64_t)freq.QuadPart;
+	uint64_t counts = (units / 10000000u) * f + (units % 10000000u) * f / 10000000u;
+	uint64_t base = t < 0 ? now : 0;
+	return base + counts < base ? UINT64_MAX : base + counts;
+}
 
 NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR_MODE WaitMode, BOOLEAN Alertable,
 			       PLARGE_INTEGER Timeout)
@@ -278,17 +311,36 @@ NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR
 		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, (ULONG_PTR)Object, irql, 0,
 			     (ULONG_PTR)__builtin_return_address(0));
 	PKEVENT e = Object;
-	if (e->Signaled) {
-		if (e->Type == SynchronizationEvent)
-			e->Signaled = 0;
+	if (event_take(e))
 		return STATUS_SUCCESS;
-	}
-	if (Timeout && Timeout->QuadPart == 0)
+	if (no_wait)
 		return STATUS_TIMEOUT;
-	/* mdlab has one thread: nothing can ever signal the event (mm/RULES.md "Known
-	 * differences", I/O).  MDLAB_INTERNAL_ERROR, P1 this routine, P2 the event. */
-	kprintf("\nKeWaitForSingleObject: event %p is not signalled and mdlab has no thread to signal it\n", Object);
-	KeBugCheckEx(MDLAB_INTERNAL_ERROR, (ULONG_PTR)KeWaitForSingleObject, (ULONG_PTR)Object, 0, 0);
+	/* mdlab has no scheduler: the waiter spins (PAUSE, SDM Vol. 2B "PAUSE": a spin-wait
+	 * hint) at its IRQL, below DISPATCH_LEVEL, so this CPU's interrupts and DPCs (a
+	 * device's completion) still run; another CPU's KeSetEvent is seen through the
+	 * acquire.  Timeout NULL waits for as long as it takes, as NT's does. */
+	uint64_t deadline = Timeout ? wait_deadline(Timeout) : UINT64_MAX;
+	/* A system call runs with interrupts off (syscall.c's FMASK); at PASSIVE_LEVEL the
+	 * waiter turns them on while it spins, so a completion queued to this CPU (its DPC
+	 * interrupt, the device's) is taken, and off again before it returns. */
+	bool window = irql == PASSIVE_LEVEL && !(read_rflags() & RFLAGS_IF);
+	if (window)
+		__asm__ volatile("sti" ::: "memory");
+	NTSTATUS st;
+	for (;;) {
+		if (event_take(e)) {
+			st = STATUS_SUCCESS;
+			break;
+		}
+		if (deadline != UINT64_MAX && rdtsc() >= deadline) {
+			st = event_take(e) ? STATUS_SUCCESS : STATUS_TIMEOUT;
+			break;
+		}
+		cpu_relax();
+	}
+	if (window)
+		__asm__ volatile("cli" ::: "memory");
+	return st;
 }
 
 /* ---- synchronous requests from kernel code ---------------------------------------------- */
