@@ -328,11 +328,9 @@ static bool run_everywhere(unsigned n, void (*fn)(void *))
 	return back;
 }
 
-static void every_cpu_maps_and_allocates_at_once(struct ktest *t)
+/* run's n workers, each with the rounds and its own seed derived from seed. */
+static void setup_run(unsigned n, uint64_t rounds, uint64_t seed)
 {
-	unsigned n = smp_cpus_online();
-	uint64_t rounds = cmdline_get_u64("stress_rounds", 24);
-	uint64_t seed = cmdline_get_u64("stress_seed", 0x5EEDull);
 	memset(&run, 0, sizeof run);
 	run.n = n;
 	for (unsigned c = 0; c < n; c++) {
@@ -340,6 +338,14 @@ static void every_cpu_maps_and_allocates_at_once(struct ktest *t)
 		run.w[c].rounds = (unsigned)rounds;
 		run.w[c].rng = (seed ^ (0x9E3779B97F4A7C15ull * (c + 1))) | 1;
 	}
+}
+
+static void every_cpu_maps_and_allocates_at_once(struct ktest *t)
+{
+	unsigned n = smp_cpus_online();
+	uint64_t rounds = cmdline_get_u64("stress_rounds", 24);
+	uint64_t seed = cmdline_get_u64("stress_seed", 0x5EEDull);
+	setup_run(n, rounds, seed);
 	struct mdl_stats ms0, ms1;
 	mdl_get_stats(&ms0);
 	uint64_t t0 = rdtsc();
@@ -557,16 +563,6 @@ static void check_user_run(struct ktest *t, const struct mdl_stats *ms0, const s
 	EXPECT_EQ(t, mm_audit_pfn_memtypes(&kernel_root, true), 0);
 }
 
-static void setup_run(unsigned n, uint64_t rounds, uint64_t seed)
-{
-	memset(&run, 0, sizeof run);
-	run.n = n;
-	for (unsigned c = 0; c < n; c++) {
-		run.w[c].cpu = c;
-		run.w[c].rounds = (unsigned)rounds;
-		run.w[c].rng = (seed ^ (0x9E3779B97F4A7C15ull * (c + 1))) | 1;
-	}
-}
 
 static void every_cpu_runs_processes_whose_buffers_are_locked_and_mapped(struct ktest *t)
 {

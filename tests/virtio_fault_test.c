@@ -104,6 +104,14 @@ static void expect_last(struct ktest *t, uint32_t type, uint64_t sector, PMDL md
 
 #define FAULT_SEED 0xBADD15Cu
 
+/* Two buffers of two pages each, w filled with seed's pattern, r to read into. */
+static void two_bufs(struct ktest *t, struct buf *w, struct buf *r, uint32_t seed)
+{
+	buf_make(t, w, 2, 0, 2 * PAGE_SIZE);
+	buf_make(t, r, 2, 0, 2 * PAGE_SIZE);
+	pattern_fill(w->va, 2 * PAGE_SIZE, seed);
+}
+
 /* ---- cases ---- */
 
 static void a_write_into_the_bad_range_fails_and_the_device_keeps_working(struct ktest *t)
@@ -112,9 +120,7 @@ static void a_write_into_the_bad_range_fails_and_the_device_keeps_working(struct
 	PDEVICE_OBJECT dev = faulty_disk(t);
 	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
 	struct buf w, r;
-	buf_make(t, &w, 2, 0, 2 * PAGE_SIZE);
-	buf_make(t, &r, 2, 0, 2 * PAGE_SIZE);
-	pattern_fill(w.va, 2 * PAGE_SIZE, FAULT_SEED);
+	two_bufs(t, &w, &r, FAULT_SEED);
 	struct vblk_info before, after;
 	vblk_get_info(&before);
 	ULONG_PTR info = 1;
@@ -160,9 +166,7 @@ static void a_read_from_the_bad_range_fails_and_the_device_keeps_working(struct 
 	PDEVICE_OBJECT dev = faulty_disk(t);
 	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
 	struct buf w, r;
-	buf_make(t, &w, 2, 0, 2 * PAGE_SIZE);
-	buf_make(t, &r, 2, 0, 2 * PAGE_SIZE);
-	pattern_fill(w.va, 2 * PAGE_SIZE, FAULT_SEED + 1);
+	two_bufs(t, &w, &r, FAULT_SEED + 1);
 	ULONG_PTR info = 1;
 	/* Writes there work: the pattern goes onto the image (the harness checks it). */
 	EXPECT_EQ(t, transfer(t, dev, IRP_MJ_WRITE, w.mdl, 2 * len, bad_read, &info), STATUS_SUCCESS);
