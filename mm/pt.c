@@ -650,8 +650,10 @@ static bool retype_locked(uint64_t va, enum memtype t)
 		if (!split_leaf(&kernel_root, slot, level, va & ~(level_size(level) - 1)))
 			return false; /* nothing changed */
 	}
-	uint64_t old = *slot;
-	*slot = old & ~E_P;
+	/* One atomic step: an A or D bit another CPU's page walk sets between a read and a
+	 * write of the entry would otherwise be lost (SDM Vol. 3A, 4.8: the processor sets them
+	 * with a locked update). */
+	uint64_t old = __atomic_fetch_and(slot, ~E_P, __ATOMIC_SEQ_CST);
 	tlb_flush_range(&kernel_root, va, PAGE_SIZE); /* this CPU and every other (the IPI) */
 	if (pt_test_retype_window)
 		pt_test_retype_window(va);
