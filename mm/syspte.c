@@ -162,7 +162,9 @@ static uint64_t reserve_locked(uint32_t n, uint32_t priority, bool guard)
 	}
 	space.user[first] = guard ? GUARDED : 0;
 	st.reservations++;
-	uint64_t used = space.nslots - free_total();
+	/* Whichever way it came (the pending slot, the allocator, after a purge), the free count
+	 * is down by exactly need. */
+	uint64_t used = space.nslots - (free - need);
 	if (used > st.peak_in_use)
 		st.peak_in_use = used;
 	return KVA_SYSPTE_BASE + (uint64_t)first * PAGE_SIZE;
