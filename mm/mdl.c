@@ -546,7 +546,8 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	}
-	COUNT(cache_overrides, override);
+	if (override)
+		COUNT(cache_overrides, 1);
 	COUNT(maps, 1);
 	Mdl->MappedSystemVa = (PVOID)(va + Mdl->ByteOffset);
 	Mdl->MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA | ((Mdl->MdlFlags & MDL_PARTIAL) ? MDL_PARTIAL_HAS_BEEN_MAPPED : 0);
