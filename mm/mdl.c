@@ -538,7 +538,9 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	}
 	if (verifier_inject_failure(VF_SITE_MAP))
 		return map_failed(Mdl, BugCheckOnFailure, n);
-	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
+	uint64_t va = n == 1 && !(Priority & MdlMappingWithGuardPtes)
+			      ? syspte_reserve_one(Priority & ~PRIORITY_FLAGS)
+			      : syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	bool override = false;
@@ -594,7 +596,10 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	if (reserved_mappings_live)
 		reserved_refuse_unmap(base);
 	ULONG executable = mdl_exec_pages(base, n);
-	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
+	if (n == 1)
+		syspte_release_one(ALIGN_DOWN(base, PAGE_SIZE));
+	else
+		syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
 	mdl_exec_mapping_ended(MmGetMdlPfnArray(Mdl), n, executable);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;

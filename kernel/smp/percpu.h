@@ -83,6 +83,9 @@ struct kcpu {
 	volatile uint64_t ipis_received;
 	volatile uint64_t tlb_flush_requests;   /* shootdown requests this CPU served */
 	volatile uint64_t tlb_purges_served;    /* mm/tlb.c: lazy-policy purge rounds it served */
+	/* mm/syspte.c: the one-PTE reservation this CPU released last and keeps for its next
+	 * one-page mapping (slot + 1; 0: none), taken and given only by atomic exchanges. */
+	uint32_t syspte_slot;
 };
 
 extern struct kcpu kcpus[SMP_MAX_CPUS];
