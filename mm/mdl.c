@@ -347,12 +347,19 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
+	/* Each frame's owner checked and its type given back in one pass (free_frames' order:
+	 * the type before the frame).  A frame that is not this MDL's stops the machine there;
+	 * the types given back before it change nothing a bug check shows. */
 	for (ULONG i = 0; i < n; i++) {
 		const struct pfn_entry *e = pfn_entry(pfns[i]);
 		if (!e || e->state != PFN_ACTIVE || e->owner_kind != PFN_OWNER_MDL || e->owner != (uint64_t)Mdl)
 			KeBugCheckEx(MEMORY_MANAGEMENT, 0x1236, (ULONG_PTR)Mdl, (ULONG_PTR)&pfns[i], pfns[i]);
+		/* An untyped frame's alias is WB already, and a WB frame has nothing to undo
+		 * (memtype_release_frames, memtype_release_frame). */
+		if (e->memtype != MT_NONE && e->memtype != MT_WB)
+			memtype_release_frame(pfns[i]);
 	}
-	free_frames(pfns, n);
+	pfn_free_frames(pfns, n);
 	COUNT(allocated_pages, -(uint64_t)n);
 	Mdl->ByteCount = 0;
 	Mdl->MdlFlags &= ~MDL_PAGES_LOCKED;
