@@ -67,35 +67,6 @@ static unsigned runs_of(const PFN_NUMBER *pfn, ULONG pages)
 	return runs;
 }
 
-/* The descriptors the device was last told are the frames `frames` (one per page of a
- * transfer of `length` bytes starting `offset` into the first), one per contiguous run. */
-static void expect_descriptors_name(struct ktest *t, const PFN_NUMBER *frames, ULONG offset, ULONG length)
-{
-	struct vblk_last_request last;
-	vblk_get_last_request(&last);
-	unsigned n = 0;
-	ULONG page = 0, left = length;
-	uint64_t off = offset;
-	while (left && n < last.nruns) {
-		uint64_t addr = ((uint64_t)frames[page] << PAGE_SHIFT) + off;
-		uint32_t len = 0;
-		for (;;) {
-			uint32_t chunk = (uint32_t)(PAGE_SIZE - off) < left - len ? (uint32_t)(PAGE_SIZE - off) : left - len;
-			len += chunk;
-			off = 0;
-			page++;
-			if (len == left || frames[page] != frames[page - 1] + 1)
-				break;
-		}
-		EXPECT_EQ(t, last.addr[n], addr);
-		EXPECT_EQ(t, (uint64_t)last.len[n], (uint64_t)len);
-		left -= len;
-		n++;
-	}
-	EXPECT_EQ(t, left, 0u);
-	EXPECT_EQ(t, n, last.nruns);
-}
-
 /* ---- cases ---- */
 
 static void negotiated_version_1_and_routed_msix(struct ktest *t)
@@ -163,18 +134,18 @@ static void write_then_read_back_through_unaligned_mdls(struct ktest *t)
 	EXPECT_EQ(t, last.type, VIRTIO_BLK_T_OUT);
 	EXPECT_EQ(t, last.sector, (uint64_t)RW_SECTOR);
 	/* The descriptors name the PFN array's frames, and the frames the page tables map. */
-	expect_descriptors_name(t, wf, RW_OFFSET, RW_LENGTH);
+	vreq_expect_descriptors(t, wf, RW_OFFSET, RW_LENGTH);
 	PFN_NUMBER walked[5];
 	for (ULONG i = 0; i < pages; i++)
 		walked[i] = mmt_frame_of(((uint64_t)w.data & ~(uint64_t)(PAGE_SIZE - 1)) + i * PAGE_SIZE);
-	expect_descriptors_name(t, walked, RW_OFFSET, RW_LENGTH);
+	vreq_expect_descriptors(t, walked, RW_OFFSET, RW_LENGTH);
 
 	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, r.mdl, RW_LENGTH, (LONGLONG)RW_SECTOR * VBLK_SECTOR, &info),
 		  STATUS_SUCCESS);
 	EXPECT_EQ(t, info, (ULONG_PTR)RW_LENGTH);
 	vblk_get_last_request(&last);
 	EXPECT_EQ(t, last.type, VIRTIO_BLK_T_IN);
-	expect_descriptors_name(t, MmGetMdlPfnArray(r.mdl), RW_OFFSET, RW_LENGTH);
+	vreq_expect_descriptors(t, MmGetMdlPfnArray(r.mdl), RW_OFFSET, RW_LENGTH);
 	EXPECT_EQ(t, memcmp(w.data, r.data, RW_LENGTH), 0);
 	/* The bytes around the read's range are as they were: the device wrote only there. */
 	EXPECT_EQ(t, r.va[RW_OFFSET - 1], 0u);
