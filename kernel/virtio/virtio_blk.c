@@ -31,6 +31,8 @@
  * buffer (without VIRTIO_F_ACCESS_PLATFORM the device takes guest physical addresses, all
  * 64 bits of them).  The frames stay locked by whoever built the MDL until the IRP is
  * completed, after the device has written the used ring (mm/RULES.md, "Devices and DMA").
+ * The buffered device's data is the I/O manager's SystemBuffer, described by the driver's own
+ * MDL (CTX_MDL), whose frames go on the ring the same way (mm/RULES.md, I/O rule I11).
  *
  * Locking: one klock of rank KLOCK_DEVICE (vq_lock) guards the descriptor free list, the
  * rings, the request slots and the wait list; the ISR takes nothing (it queues the DPC);
