@@ -286,11 +286,16 @@ static void a_buffer_freed_during_the_read_stays_locked_until_completion(struct 
 	KeUnstackDetachProcess(&apc);
 	PFN_NUMBER still[FREE_PAGES];
 	frames_in(p, buf, FREE_PAGES * PAGE_SIZE, still, FREE_PAGES);
+	vblk_get_info(&now);
+	uint64_t completed_while_held = now.completed - before.completed;
+	bool reported_while_held = ps_report(p, AGENT_KEY(rd, 0), &v);
 
 	vblk_test_hold_completions(false);
 	bool ended = started && ps_wait(p, SMP_WAIT_MS);
 
 	EXPECT_FALSE(t, reported_early);
+	EXPECT_FALSE(t, reported_while_held);
+	EXPECT_EQ(t, completed_while_held, 0u);
 	EXPECT_EQ(t, released, STATUS_UNABLE_TO_FREE_VM);
 	EXPECT_EQ(t, decommitted, STATUS_UNABLE_TO_FREE_VM);
 	EXPECT_EQ(t, locked, c.locked + FREE_PAGES);
