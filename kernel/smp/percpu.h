@@ -43,6 +43,9 @@ struct kcpu {
 	uint32_t apic_id;
 	/* kernel/smp/klock.h: the lock ranks this CPU holds, bit r for rank r. */
 	uint32_t klock_held;
+	/* kernel/smp/klock.c: the klock this CPU spins for (NULL when none), for the tests that
+	 * show one CPU held off by another's lock. */
+	const struct klock *volatile klock_waiting;
 	/* kernel/intr/dpc.c: whether this CPU's DPC queue is non-empty (written under the
 	 * queue's lock, by whichever CPU links or unlinks) and whether this CPU runs a
 	 * DeferredRoutine (written by this CPU only).  KeLowerIrql's fast path reads both as
