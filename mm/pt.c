@@ -387,7 +387,8 @@ void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool e
 		e |= (present ? E_P : 0) | (write ? E_RW | E_D : 0) | (exec ? 0 : E_NX);
 		pte[i] = e;
 	}
-	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
+	/* Leaves only, in pinned tables: an idle CPU may take it on waking. */
+	tlb_flush_leaf_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
 void pt_clear_ptes(uint64_t va, uint64_t n)
@@ -396,7 +397,7 @@ void pt_clear_ptes(uint64_t va, uint64_t n)
 		/* The common one-page mapping: one store, one INVLPG (and, tested first, a lookup
 		 * with no length to check). */
 		*pinned_ptes(va, 1) = 0;
-		tlb_flush_page(&kernel_root, va);
+		tlb_flush_leaf_page(&kernel_root, va);
 		return;
 	}
 	uint64_t *pte = pinned_ptes(va, n), i = 0;
@@ -404,7 +405,9 @@ void pt_clear_ptes(uint64_t va, uint64_t n)
 		pte[i] = pte[i + 1] = pte[i + 2] = pte[i + 3] = 0;
 	for (; i < n; i++)
 		pte[i] = 0;
-	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
+	/* Leaves only: the system-PTE tables are pinned, never freed (an idle CPU may take the
+	 * flush on waking). */
+	tlb_flush_leaf_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
 void pt_clear_ptes_local(uint64_t va, uint64_t n)

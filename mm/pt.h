@@ -148,7 +148,8 @@ void pt_set_pte(uint64_t va, uint64_t pfn, struct pt_attrs a);
  * memory-type bits kept; present = false clears only P, so a later call can make the same
  * frame and type present again.  Flushes before returning. */
 void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool exec);
-/* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
+/* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning.
+ * Both flush as leaves (tlb_flush_leaf_range): a CPU idle in HLT takes it when it wakes. */
 void pt_clear_ptes(uint64_t va, uint64_t n);
 /* The same, flushed on this CPU only: the lazy policy's release (mm/syspte.c), whose other
  * CPUs flush in a later tlb_purge. */

@@ -86,7 +86,18 @@ struct kcpu {
 	volatile uint64_t ipis_received;
 	volatile uint64_t tlb_flush_requests;   /* shootdown requests this CPU served */
 	volatile uint64_t tlb_purges_served;    /* mm/tlb.c: lazy-policy purge rounds it served */
+	/* mm/tlb.c (mm/RULES.md, "Idle CPUs take their flush when they wake"): KCPU_RUNNING, or
+	 * KCPU_IDLE, stored by this CPU with interrupts off in the instruction before its
+	 * STI; HLT, or KCPU_IDLE_FLUSH_PENDING, put there from IDLE by another CPU's flush with
+	 * a compare-exchange.  This CPU's wake (the first thing trap_dispatch does, and after
+	 * HLT) exchanges it back to RUNNING and, if a flush was pending, flushes everything
+	 * before anything else.  Only atomic stores, exchanges and compare-exchanges change it. */
+	volatile uint32_t idle_state;
+	volatile uint64_t tlb_flushes_deferred; /* flushes other CPUs left for this CPU's wake */
+	volatile uint64_t tlb_wake_flushes;     /* full flushes this CPU did waking with one pending */
 };
+
+enum { KCPU_RUNNING = 0, KCPU_IDLE = 1, KCPU_IDLE_FLUSH_PENDING = 2 };
 
 extern struct kcpu kcpus[SMP_MAX_CPUS];
 

@@ -282,7 +282,12 @@ bool smp_work_wait(unsigned cpu)
 
 /* An AP's life after start-up: HLT with interrupts on until an IPI brings work.  STI's
  * one-instruction shadow makes "STI; HLT" atomic: an IPI that arrives after the check
- * still ends the HLT (SDM Vol. 2B, STI). */
+ * still ends the HLT (SDM Vol. 2B, STI).  The store of KCPU_IDLE is the instruction before
+ * them, in the same asm, with interrupts off: from then until its wake (tlb_idle_wake,
+ * the first thing trap_dispatch does) the CPU executes only STI and HLT, so another CPU may
+ * leave it a flush instead of an IPI (mm/RULES.md, "Idle CPUs take their flush when they
+ * wake").  An NMI in between finds it IDLE and sets it RUNNING: that HLT then just gets
+ * its IPIs. */
 static __attribute__((noreturn)) void ap_idle(struct kcpu *c)
 {
 	for (;;) {
@@ -298,7 +303,13 @@ static __attribute__((noreturn)) void ap_idle(struct kcpu *c)
 			__atomic_store_n(&c->work_done, req, __ATOMIC_RELEASE);
 			continue;
 		}
-		__asm__ volatile("sti; hlt" ::: "memory");
+		__asm__ volatile("movl %1, %0\n\tsti\n\thlt"
+				 : "=m"(c->idle_state)
+				 : "i"(KCPU_IDLE)
+				 : "memory");
+		/* The interrupt that ended the HLT has run tlb_idle_wake already; again, in case
+		 * anything else ever ends one. */
+		tlb_idle_wake();
 	}
 }
 
