@@ -183,6 +183,8 @@ static struct {
 } vb;
 
 static struct klock vq_lock = KLOCK_INIT(KLOCK_DEVICE);
+/* vblk_test_hold_completions: while set, the DPC leaves the used ring alone. */
+static volatile bool completions_held;
 
 NTSTATUS vblk_status_of(uint8_t s)
 {
@@ -436,6 +438,8 @@ static VOID vblk_dpc(PKDPC Dpc, PVOID ctx, PVOID a1, PVOID a2)
 	(void)Dpc, (void)ctx, (void)a1, (void)a2;
 	PIRP done[VBLK_SLOTS];
 	unsigned ndone = 0;
+	if (__atomic_load_n(&completions_held, __ATOMIC_ACQUIRE))
+		return; /* vblk_test_hold_completions(false) queues the DPC again */
 	KIRQL irql = klock_acquire(&vq_lock);
 	for (;;) {
 		uint16_t idx = __atomic_load_n(&vb.used->idx, __ATOMIC_ACQUIRE);
@@ -479,6 +483,13 @@ static VOID vblk_dpc(PKDPC Dpc, PVOID ctx, PVOID a1, PVOID a2)
 		IoCompleteRequest(done[i], IO_DISK_INCREMENT);
 	}
 	if (more)
+		KeInsertQueueDpc(&vb.dpc, NULL, NULL);
+}
+
+void vblk_test_hold_completions(bool hold)
+{
+	__atomic_store_n(&completions_held, hold, __ATOMIC_RELEASE);
+	if (!hold && vb.info.device)
 		KeInsertQueueDpc(&vb.dpc, NULL, NULL);
 }
 
@@ -627,6 +638,9 @@ static VOID vblk_unload(PDRIVER_OBJECT DriverObject)
 	device_reset();
 	intr_disconnect(VBLK_VECTOR);
 	KeRemoveQueueDpc(&vb.dpc);
+	__atomic_store_n(&completions_held, false, __ATOMIC_RELEASE);
+	UNICODE_STRING link = RTL_CONSTANT_STRING(VBLK_LINK);
+	IoDeleteSymbolicLink(&link);
 	/* An IRP split into pieces may hold several slots and be waiting with more to send:
 	 * each is completed once, those waiting with pieces on the ring among them. */
 	PIRP left[VBLK_SLOTS];
@@ -781,12 +795,23 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 		return st;
 	}
 	dev->Flags |= DO_DIRECT_IO;
+	/* The Win32 name of the first disk, \\.\PhysicalDrive0 (CreateFile page, "Physical
+	 * disks and volumes"): Windows' disk class driver makes the same link. */
+	UNICODE_STRING link = RTL_CONSTANT_STRING(VBLK_LINK);
+	if ((st = IoCreateSymbolicLink(&link, &name))) {
+		IoDeleteDevice(dev);
+		device_reset();
+		intr_disconnect(VBLK_VECTOR);
+		fail("no symbolic link");
+		return st;
+	}
 	/* The same disk again for buffered I/O, for contrast: the I/O manager copies between the
 	 * caller's buffer and a SystemBuffer of its own, which the device DMAs to and from. */
 	UNICODE_STRING bname = RTL_CONSTANT_STRING(L"\\Device\\VirtioBlk0Buffered");
 	PDEVICE_OBJECT bdev;
 	st = IoCreateDevice(DriverObject, 0, &bname, FILE_DEVICE_DISK, 0, FALSE, &bdev);
 	if (st) {
+		IoDeleteSymbolicLink(&link);
 		IoDeleteDevice(dev);
 		device_reset();
 		intr_disconnect(VBLK_VECTOR);

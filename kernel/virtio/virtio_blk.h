@@ -4,7 +4,8 @@
  *
  * Two device objects on the one disk, FILE_DEVICE_DISK both, served by the same dispatch
  * routines for IRP_MJ_READ and IRP_MJ_WRITE (Parameters.Read/Write.ByteOffset and Length in
- * bytes): \Device\VirtioBlk0 (DO_DIRECT_IO), whose buffer is the IRP's MdlAddress (locked:
+ * bytes): \Device\VirtioBlk0 (DO_DIRECT_IO; a user program opens it as \\.\PhysicalDrive0,
+ * the symbolic link VBLK_LINK), whose buffer is the IRP's MdlAddress (locked:
  * its PFN array is what the device is told, one data descriptor per physically contiguous
  * run), and \Device\VirtioBlk0Buffered (DO_BUFFERED_IO), whose buffer is the I/O manager's
  * Irp->AssociatedIrp.SystemBuffer (the driver describes it with an MDL of its own,
@@ -27,6 +28,7 @@
 #define VBLK_QUEUE_SIZE 64u  /* descriptors (at most; the device's own size if smaller) */
 #define VBLK_SLOTS 16u       /* requests in flight at once */
 #define VBLK_VECTOR 0x61     /* the queue's MSI-X vector (class 6) */
+#define VBLK_LINK L"\\DosDevices\\PhysicalDrive0"
 
 /* Load the driver (io_load_driver("virtio_blk")) when kernel/pci found the device; at
  * PASSIVE_LEVEL.  Prints "virtio-blk: ..." and returns DriverEntry's status
@@ -84,6 +86,11 @@ struct vblk_last_irp {
 	uint32_t len[VBLK_RECORD_RUNS];
 };
 void vblk_get_last_irp(struct vblk_last_irp *out);
+
+/* For tests: while held, the completion DPC does not look at the used ring, so a request the
+ * device has finished stays pending (its IRP not completed, its pages locked) until the hold
+ * is released, which queues the DPC.  Unloading the driver releases it. */
+void vblk_test_hold_completions(bool hold);
 
 /* The driver's descriptor builder, the one every request's data goes through, callable
  * without the device (make bench times it): the data of a transfer of `length` bytes of `mdl`
