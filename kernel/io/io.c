@@ -663,7 +663,10 @@ static NTSTATUS system_buffer(PIRP irp, PEPROCESS p, uint64_t in, ULONG in_len, 
 		return STATUS_INSUFFICIENT_RESOURCES;
 	irp->AssociatedIrp.SystemBuffer = b;
 	irp->Flags |= IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER;
-	return copy_from_user(b, in, in_len);
+	NTSTATUS st = copy_from_user(b, in, in_len);
+	if (!st)
+		io_count_copy(in_len, 0);
+	return st;
 }
 
 /* The direct methods' MDL for a user buffer, on the IRP (Irp->MdlAddress), probed and
@@ -695,6 +698,8 @@ static NTSTATUS finish(PIRP irp, NTSTATUS st, ULONG out_len, uint64_t info)
 		irp->IoStatus.Information = MIN(irp->IoStatus.Information, (ULONG_PTR)out_len);
 		c = copy_to_user((uint64_t)irp->UserBuffer, irp->AssociatedIrp.SystemBuffer,
 				 irp->IoStatus.Information);
+		if (!c)
+			io_count_copy(0, irp->IoStatus.Information);
 	}
 	if (!c && info && !NT_ERROR(st)) {
 		uint64_t n = irp->IoStatus.Information;

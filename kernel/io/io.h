@@ -60,6 +60,17 @@ uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t l
  * a system call and puts back what was there. */
 KPROCESSOR_MODE io_set_previous_mode(KPROCESSOR_MODE mode);
 
+/* The bytes the I/O manager has copied since boot for buffered requests (DO_BUFFERED_IO
+ * reads and writes, METHOD_BUFFERED and the direct methods' input): `in` from the caller's
+ * buffer into a SystemBuffer before the driver sees the IRP, `out` back at completion.  A
+ * direct-I/O transfer copies nothing; these are what it avoids. */
+struct io_copy_stats {
+	uint64_t in, out;
+};
+void io_get_copy_stats(struct io_copy_stats *s);
+/* Count a copy (irp.c and io.c, where they copy). */
+void io_count_copy(uint64_t in, uint64_t out);
+
 /* ---- shared between the I/O manager's files ---- */
 
 /* A device object and what the I/O manager keeps with it; the extension follows. */
