@@ -248,9 +248,12 @@ run:
 	@$(PYTHON) scripts/run.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)" \
 		--cmd-env MDLAB_RUN_CMD --boot-env MDLAB_RUN_BOOT
 
+# A test run starts from an empty build/disk.img, so every `# disk-check:` reads what this
+# run wrote, never an earlier one's sectors; a DISK=path of the user's is never emptied.
 test:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
+	$(if $(DISK),,$(Q)truncate -s 0 $(DISK_IMG) && truncate -s 64M $(DISK_IMG))
 	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
 		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc) --death-mode $(DEATH_MODE) \
 		--cmdline-extra "$(KERNEL_ARGS)" $(if $(JUNIT),--junit '$(JUNIT)') \

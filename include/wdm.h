@@ -534,6 +534,10 @@ typedef struct _FILE_OBJECT {
 	LARGE_INTEGER CurrentByteOffset; /* 0x68 */
 } FILE_OBJECT, *PFILE_OBJECT;
 
+/* NtReadFile / NtWriteFile's ByteOffset LowPart, with HighPart -1 (wdm.h): the file's current
+ * position. */
+#define FILE_USE_FILE_POINTER_POSITION 0xfffffffe
+
 /* The driver's view of one request: NT's x64 layout (0x48 bytes). */
 typedef struct _IO_STACK_LOCATION {
 	UCHAR MajorFunction;         /* 0x00 */

@@ -198,7 +198,8 @@ static uint64_t dispatch(struct syscall_frame *f)
 		break;
 	case SYS_READ_FILE:
 	case SYS_WRITE_FILE:
-		r = io_sys_read_write(f->nr == SYS_WRITE_FILE, f->rdi, f->rsi, f->rdx, f->r10);
+		/* R8 the address of ByteOffset (a 32-bit process: EBP, syscall_compat_entry). */
+		r = io_sys_read_write(f->nr == SYS_WRITE_FILE, f->rdi, f->rsi, f->rdx, f->r10, f->r8);
 		break;
 	case SYS_REPORT:
 		if (p && p->nreports < PROCESS_REPORTS) {

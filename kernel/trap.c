@@ -14,6 +14,7 @@
 #include "kernel/smp/smp.h"
 #include "mm/layout.h"
 #include "mm/pt.h"
+#include "mm/tlb.h"
 #include "mm/uvm.h"
 
 struct idt_gate {
@@ -268,6 +269,9 @@ void trap_expect_nmi(unsigned cpu) { __atomic_fetch_add(&kcpus[cpu].nmi_expected
 
 void trap_dispatch(struct trap_frame *f)
 {
+	/* Before anything else: a CPU woken from its idle HLT takes the TLB flush another CPU
+	 * left for it (mm/RULES.md, "Idle CPUs take their flush when they wake"). */
+	tlb_idle_wake();
 	/* Interrupts (kernel/intr/intr.c), and the NMI by which a CPU that bug checks freezes
 	 * the others. */
 	if (f->vector >= VEC_EXCEPTIONS) {

@@ -231,6 +231,21 @@ static void list_sample_leaf(const struct pt_leaf *l, void *arg)
 /* The frame audits' scratch, a byte per frame: taken at the first audit (the boot audit) and
  * kept, so an audit still runs when a process has used every free frame, which is when it
  * is wanted most (the fuzzer's batches do that). */
+/* mm_for_each_space callback: the user half of one address space other than the audited
+ * root's, under its lock. */
+struct other_spaces {
+	uint64_t skip_pml4;
+	struct frame_scan *scan;
+};
+
+static bool scan_other_space(struct mm_process *mm, void *arg)
+{
+	struct other_spaces *o = arg;
+	if (mm->root.pml4 != o->skip_pml4)
+		pt_for_each_leaf(&mm->root, 0, USER_VA_END, scan_leaf, o->scan);
+	return true;
+}
+
 static pfn_t scan_scratch = PFN_INVALID, scan_scratch_pages;
 
 /* Walk every leaf of r (and, with all_spaces, the user half of every live address space)
@@ -257,10 +272,12 @@ static bool scan_frames(struct frame_scan *s, const struct pt_root *r, bool prin
 	s->seen = pfn_to_virt(s->scratch);
 	memset(s->seen, 0, scan_scratch_pages * PAGE_SIZE);
 	pt_for_each_leaf(r, 0, 0, scan_leaf, s);
-	/* The user half of every other live address space (the kernel half is shared). */
-	for (struct mm_process *mm = all_spaces ? mm_live_processes() : NULL; mm; mm = mm->next_live)
-		if (mm->root.pml4 != r->pml4)
-			pt_for_each_leaf(&mm->root, 0, USER_VA_END, scan_leaf, s);
+	/* The user half of every other live address space (the kernel half is shared), each
+	 * under its lock. */
+	if (all_spaces) {
+		struct other_spaces o = { .skip_pml4 = r->pml4, .scan = s };
+		mm_for_each_space(scan_other_space, &o);
+	}
 	if (print) {
 		print_rest(s->lines, "runs of frames with two memory types");
 		if (s->nsamples)

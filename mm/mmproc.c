@@ -19,6 +19,7 @@ bool mm_process_init(struct mm_process *mm, PEPROCESS process, bool wow64)
 	mm->highest_user = wow64 ? MM_USER_TOP_WOW64 : MM_USER_TOP_64;
 	if (!pt_root_create(&mm->root))
 		return false;
+	mm->root.guard = &mm->lock;
 	KIRQL irql;
 	KeAcquireSpinLock(&live_lock, &irql);
 	mm->next_live = live;

@@ -45,8 +45,38 @@ struct pt_root kernel_root;
  */
 static struct klock kpt_lock = KLOCK_INIT(KLOCK_KERNEL_PT);
 
-/* Take kpt_lock when [.., last] of r reaches the kernel's tables; false (nothing taken)
- * for a range of a process's user half. */
+/* A change or a probe's walk of a process's user half without its address-space lock: another
+ * CPU may free the table being read (a prune in uvm.c), so this is a bug of the caller. */
+static __attribute__((noreturn, noinline, cold)) void unguarded(const struct pt_root *r, uint64_t va)
+{
+	PANIC("user tables %lx changed or walked at %lx without the address-space lock", r->pml4, va);
+}
+
+static inline void assert_guarded(const struct pt_root *r, uint64_t va)
+{
+	if (r->guard && va < USER_VA_END && __builtin_expect(!klock_held_here(r->guard), 0))
+		unguarded(r, va);
+}
+
+/* A read-only walk (pt_query, pt_for_each_leaf) from a caller that does not hold the
+ * address-space lock of the user half it reaches takes it for the walk: what it returns is
+ * a snapshot.  True when it was taken here. */
+static inline bool guard_take(const struct pt_root *r, uint64_t va, KIRQL *irql)
+{
+	if (!r->guard || va >= USER_VA_END || klock_held_here(r->guard))
+		return false;
+	*irql = klock_acquire(r->guard);
+	return true;
+}
+
+static inline void guard_drop(const struct pt_root *r, bool taken, KIRQL irql)
+{
+	if (taken)
+		klock_release(r->guard, irql);
+}
+
+/* Take kpt_lock when [.., last] of r reaches the kernel's tables; false (nothing taken) for
+ * a range of a process's user half, whose lock (r->guard) is held. */
 static inline bool kpt_take(const struct pt_root *r, uint64_t last, KIRQL *irql)
 {
 	if (r != &kernel_root && last < USER_VA_END)
@@ -357,7 +387,8 @@ void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool e
 		e |= (present ? E_P : 0) | (write ? E_RW | E_D : 0) | (exec ? 0 : E_NX);
 		pte[i] = e;
 	}
-	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
+	/* Leaves only, in pinned tables: an idle CPU may take it on waking. */
+	tlb_flush_leaf_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
 void pt_clear_ptes(uint64_t va, uint64_t n)
@@ -366,7 +397,7 @@ void pt_clear_ptes(uint64_t va, uint64_t n)
 		/* The common one-page mapping: one store, one INVLPG (and, tested first, a lookup
 		 * with no length to check). */
 		*pinned_ptes(va, 1) = 0;
-		tlb_flush_page(&kernel_root, va);
+		tlb_flush_leaf_page(&kernel_root, va);
 		return;
 	}
 	uint64_t *pte = pinned_ptes(va, n), i = 0;
@@ -374,7 +405,9 @@ void pt_clear_ptes(uint64_t va, uint64_t n)
 		pte[i] = pte[i + 1] = pte[i + 2] = pte[i + 3] = 0;
 	for (; i < n; i++)
 		pte[i] = 0;
-	tlb_flush_range(&kernel_root, va, n * PAGE_SIZE);
+	/* Leaves only: the system-PTE tables are pinned, never freed (an idle CPU may take the
+	 * flush on waking). */
+	tlb_flush_leaf_range(&kernel_root, va, n * PAGE_SIZE);
 }
 
 void pt_clear_ptes_local(uint64_t va, uint64_t n)
@@ -814,16 +847,19 @@ static void walk_table(struct walk_ctx *w, uint64_t table_pa, int level, uint64_
 void pt_for_each_leaf(const struct pt_root *r, uint64_t lo, uint64_t hi, pt_leaf_fn fn, void *ctx)
 {
 	struct walk_ctx w = { .lo = lo, .hi_incl = hi ? hi - 1 : ~0ull, .fn = fn, .ctx = ctx };
-	KIRQL irql;
+	KIRQL girql, irql;
+	bool g = guard_take(r, lo, &girql);
 	bool k = kpt_take(r, w.hi_incl, &irql);
 	walk_table(&w, r->pml4, 4, 0, (struct pt_attrs){ .write = true, .exec = true, .user = true });
 	kpt_drop(k, irql);
+	guard_drop(r, g, girql);
 }
 
 /* ---- the walking calls: the kernel page-table lock around each (kpt_take) ---------------- */
 
 bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct pt_attrs a, unsigned flags)
 {
+	assert_guarded(r, va);
 	KIRQL irql;
 	bool k = kpt_take(r, va + size - 1, &irql);
 	bool ok = map_locked(r, va, pa, size, a, flags);
@@ -833,6 +869,7 @@ bool pt_map(struct pt_root *r, uint64_t va, uint64_t pa, uint64_t size, struct p
 
 bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_t n, struct pt_attrs a)
 {
+	assert_guarded(r, va);
 	KIRQL irql;
 	bool k = kpt_take(r, va + n * PAGE_SIZE - 1, &irql);
 	bool ok = map_frames_locked(r, va, pfns, n, a);
@@ -842,6 +879,7 @@ bool pt_map_frames(struct pt_root *r, uint64_t va, const uint64_t *pfns, uint64_
 
 void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 {
+	assert_guarded(r, va);
 	KIRQL irql;
 	bool k = kpt_take(r, va + size - 1, &irql);
 	unmap_locked(r, va, size);
@@ -850,6 +888,7 @@ void pt_unmap(struct pt_root *r, uint64_t va, uint64_t size)
 
 bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a)
 {
+	assert_guarded(r, va);
 	KIRQL irql;
 	bool k = kpt_take(r, va + size - 1, &irql);
 	bool ok = protect_locked(r, va, size, a);
@@ -859,15 +898,18 @@ bool pt_protect(struct pt_root *r, uint64_t va, uint64_t size, struct pt_attrs a
 
 void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
 {
-	KIRQL irql;
+	KIRQL girql, irql;
+	bool g = guard_take(r, va, &girql);
 	bool k = kpt_take(r, va, &irql);
 	query_locked(r, va, q);
 	kpt_drop(k, irql);
+	guard_drop(r, g, girql);
 }
 
 uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns,
 			  bool *read_only)
 {
+	assert_guarded(r, va);
 	KIRQL irql;
 	bool k = kpt_take(r, va + n * PAGE_SIZE - 1, &irql);
 	uint64_t done = translate_run_locked(r, va, n, write, user, pfns, read_only);
@@ -884,6 +926,7 @@ bool pt_root_create(struct pt_root *r)
 	for (int i = 256; i < 512; i++)
 		n[i] = k[i];
 	r->pml4 = pa;
+	r->guard = NULL;
 	return true;
 }
 

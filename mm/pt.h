@@ -34,8 +34,15 @@ static inline bool pt_attrs_equal(struct pt_attrs x, struct pt_attrs y)
 }
 
 /* An address space: the physical address of its PML4. */
+struct klock;
 struct pt_root {
 	uint64_t pml4;
+	/* The lock every walk and change of the user half holds: its process's address-space
+	 * lock (mm/mmproc.h).  NULL for a root no other CPU walks (kernel_root, whose user half
+	 * is empty; the APs' start-up root).  A change of a guarded user half, or a probe's
+	 * walk (pt_translate_run), without its lock is a PANIC; pt_query and pt_for_each_leaf
+	 * take it for their walk when the caller does not hold it (mm/RULES.md, "Locks"). */
+	struct klock *guard;
 };
 
 extern struct pt_root kernel_root;
@@ -57,7 +64,8 @@ struct pt_query {
 #define PT_MAP_LARGE 0x1  /* use 2 MiB / 1 GiB leaves where alignment and size allow */
 
 /* Create an address space: a zeroed PML4 whose kernel half (slots 256-511) points at the
- * kernel's tables.  Returns false when no frame is left. */
+ * kernel's tables, with no guard (a process's sets its lock).  Returns false when no frame
+ * is left. */
 bool pt_root_create(struct pt_root *r);
 
 /* Free an address space's PML4; its user half must be empty already. */
@@ -140,7 +148,8 @@ void pt_set_pte(uint64_t va, uint64_t pfn, struct pt_attrs a);
  * memory-type bits kept; present = false clears only P, so a later call can make the same
  * frame and type present again.  Flushes before returning. */
 void pt_reprotect_ptes(uint64_t va, uint64_t n, bool present, bool write, bool exec);
-/* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning. */
+/* Clear n 4 KiB leaves at va (prepopulated) and flush them from the TLB before returning.
+ * Both flush as leaves (tlb_flush_leaf_range): a CPU idle in HLT takes it when it wakes. */
 void pt_clear_ptes(uint64_t va, uint64_t n);
 /* The same, flushed on this CPU only: the lazy policy's release (mm/syspte.c), whose other
  * CPUs flush in a later tlb_purge. */

@@ -121,17 +121,43 @@ static void shootdown_here(void *arg)
 		flush_range_here(s->root, s->va, s->size, false);
 }
 
+/* Whether CPU c, idle in HLT, takes this flush when it wakes instead of by an IPI now: true
+ * when its state is IDLE, which this call turns into FLUSH_PENDING, or FLUSH_PENDING already
+ * (mm/RULES.md, "Idle CPUs take their flush when they wake").  A CPU that is RUNNING, or
+ * exchanged RUNNING in between (the compare-exchange fails and reads it), gets the IPI. */
+static bool defer_to_wake(struct kcpu *c)
+{
+	uint32_t s = __atomic_load_n(&c->idle_state, __ATOMIC_SEQ_CST);
+	while (s != KCPU_RUNNING) {
+		if (s == KCPU_IDLE_FLUSH_PENDING ||
+		    __atomic_compare_exchange_n(&c->idle_state, &s, KCPU_IDLE_FLUSH_PENDING, false,
+						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+			__atomic_fetch_add(&c->tlb_flushes_deferred, 1, __ATOMIC_RELAXED);
+			COUNT(deferred, 1);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* may_defer: the change cleared or downgraded leaves only (tlb_flush_leaf_*), so a CPU idle
+ * in HLT may take it when it wakes.  Otherwise every CPU that may cache the entries is sent
+ * the IPI, idle or not: a freed page-table frame may be rewritten at once while a halted
+ * CPU's paging-structure caches still point at it, and a memory-type change wants every TLB
+ * flushed before the new type (SDM Vol. 3A, 11.12.4). */
 static __attribute__((noinline)) void shootdown_others(const struct pt_root *root, uint64_t va,
-							  uint64_t size)
+							  uint64_t size, bool may_defer)
 {
 	if (!shootdown_on)
 		return;
 	/* The PTE writes before the reads of the other CPUs' CR3 (tlb_switch_to writes its
-	 * record before it loads CR3): a CPU not seen here loads CR3 after the change. */
+	 * record before it loads CR3) and idle states: a CPU not seen here loads CR3, or
+	 * wakes and flushes, after the change. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	uint64_t mask = 0, me = smp_this_cpu(), ipis = 0;
 	for (unsigned i = 0; i < smp_cpus_online(); i++)
-		if (i != me && kcpus[i].online && cached_on(&kcpus[i], root, size ? va + size - 1 : va)) {
+		if (i != me && kcpus[i].online && cached_on(&kcpus[i], root, size ? va + size - 1 : va) &&
+		    !(may_defer && defer_to_wake(&kcpus[i]))) {
 			mask |= 1ull << i;
 			ipis++;
 		}
@@ -146,16 +172,16 @@ static __attribute__((noinline)) void shootdown_others(const struct pt_root *roo
 }
 
 /* The hot path's test, inline: on one CPU there is nobody to tell. */
-static inline void shootdown(const struct pt_root *root, uint64_t va, uint64_t size)
+static inline void shootdown(const struct pt_root *root, uint64_t va, uint64_t size, bool may_defer)
 {
 	if (__builtin_expect(smp_cpus_online() > 1, 0))
-		shootdown_others(root, va, size);
+		shootdown_others(root, va, size, may_defer);
 }
 
 void tlb_flush_page(const struct pt_root *root, uint64_t va)
 {
 	flush_page_here(root, va);
-	shootdown(root, va & ~(PAGE_SIZE - 1), PAGE_SIZE);
+	shootdown(root, va & ~(PAGE_SIZE - 1), PAGE_SIZE, false);
 }
 
 void tlb_flush_range(const struct pt_root *root, uint64_t va, uint64_t size)
@@ -163,18 +189,51 @@ void tlb_flush_range(const struct pt_root *root, uint64_t va, uint64_t size)
 	if (!size)
 		return;
 	flush_range_here(root, va, size, true);
-	shootdown(root, va, size);
+	shootdown(root, va, size, false);
+}
+
+void tlb_flush_leaf_page(const struct pt_root *root, uint64_t va)
+{
+	flush_page_here(root, va);
+	shootdown(root, va & ~(PAGE_SIZE - 1), PAGE_SIZE, true);
+}
+
+void tlb_flush_leaf_range(const struct pt_root *root, uint64_t va, uint64_t size)
+{
+	if (!size)
+		return;
+	flush_range_here(root, va, size, true);
+	shootdown(root, va, size, true);
 }
 
 void tlb_flush_all(const struct pt_root *root)
 {
 	flush_all_here(root, true);
-	shootdown(root, 0, 0);
+	shootdown(root, 0, 0, false);
 }
 
 void tlb_flush_all_local(void) { flush_everything(true); }
 
 void tlb_test_set_shootdown(bool on) { shootdown_on = on; }
+
+/* Whether a waking CPU does the flush left pending for it (tlb_test_set_wake_flush). */
+static volatile bool wake_flush_on = true;
+
+void tlb_test_set_wake_flush(bool on) { wake_flush_on = on; }
+
+/* The wake of a CPU whose state is not RUNNING (tlb_idle_wake): back to RUNNING, and the
+ * flush another CPU left for it, everything including global entries, before this CPU
+ * executes anything that could reach a changed address.  Until here it has touched only its
+ * IDT, its own stack, kernel text and its struct kcpu, none of which is ever unmapped. */
+void tlb_idle_wake_slow(void)
+{
+	struct kcpu *c = this_cpu();
+	if (__atomic_exchange_n(&c->idle_state, KCPU_RUNNING, __ATOMIC_SEQ_CST) == KCPU_IDLE_FLUSH_PENDING &&
+	    wake_flush_on) {
+		flush_everything(false);
+		c->tlb_wake_flushes++;
+	}
+}
 
 void tlb_switch_to(const struct pt_root *root)
 {
@@ -251,8 +310,11 @@ void tlb_purge(const struct tlb_range *r, unsigned n)
 	/* The PTE writes (done at each release) before the IPIs: the same order as a shootdown. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	uint64_t mask = 0, me = smp_this_cpu(), ipis = 0;
+	/* The ranges' PTEs were cleared and nothing else changed: an idle CPU takes the purge
+	 * when it wakes, as a leaf flush (mm/RULES.md, "Idle CPUs take their flush when they
+	 * wake"). */
 	for (unsigned i = 0; i < smp_cpus_online(); i++)
-		if (i != me && kcpus[i].online) {
+		if (i != me && kcpus[i].online && !defer_to_wake(&kcpus[i])) {
 			mask |= 1ull << i;
 			ipis++;
 		}
@@ -273,4 +335,5 @@ void tlb_get_stats(struct tlb_stats *out)
 	out->full_flushes = __atomic_load_n(&stats.full_flushes, __ATOMIC_RELAXED);
 	out->shootdowns = __atomic_load_n(&stats.shootdowns, __ATOMIC_RELAXED);
 	out->shootdown_ipis = __atomic_load_n(&stats.shootdown_ipis, __ATOMIC_RELAXED);
+	out->deferred = __atomic_load_n(&stats.deferred, __ATOMIC_RELAXED);
 }

@@ -27,6 +27,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "kernel/smp/percpu.h"
 
 struct pt_root;
 
@@ -40,6 +41,8 @@ struct tlb_stats {
 	uint64_t purges;         /* tlb_purge rounds (the lazy policy's deferred flushes) */
 	uint64_t purge_ipis;     /* the IPIs those rounds sent */
 	uint64_t purged_ranges;  /* the ranges they flushed */
+	uint64_t deferred;       /* flushes (shootdowns and purges) left for an idle CPU's wake
+				  * instead of an IPI to it, one per CPU */
 };
 
 /*
@@ -70,6 +73,13 @@ void tlb_flush_range_local(const struct pt_root *root, uint64_t va, uint64_t siz
 void tlb_flush_page(const struct pt_root *root, uint64_t va);
 /* Drop root's translations of [va, va + size): page by page up to the threshold, else all. */
 void tlb_flush_range(const struct pt_root *root, uint64_t va, uint64_t size);
+/* The same after clearing or downgrading leaves only, with no page-table frame freed and no
+ * memory type changed (pt_clear_ptes, pt_reprotect_ptes): a CPU idle in HLT is not sent an
+ * IPI but marked to flush everything when it wakes, before it executes anything that could
+ * use the entries (mm/RULES.md, "Idle CPUs take their flush when they wake").  When this
+ * returns no CPU can reach the old frame or use the old rights, as with the two above. */
+void tlb_flush_leaf_page(const struct pt_root *root, uint64_t va);
+void tlb_flush_leaf_range(const struct pt_root *root, uint64_t va, uint64_t size);
 /* Drop every translation of root.  For kernel_root that is everything, global entries
  * included, on every CPU: what a change of memory types needs (pat_write_msr). */
 void tlb_flush_all(const struct pt_root *root);
@@ -88,6 +98,22 @@ void tlb_flush_all_local(void);
 /* For tests only: false stops telling the other CPUs (the shootdown proof shows the stale
  * entry that survives then); true again at once after. */
 void tlb_test_set_shootdown(bool on);
+/* For tests only: false makes a waking CPU skip the flush left pending for it (the proof
+ * that the wake flush is what drops the stale entry); true again at once after. */
+void tlb_test_set_wake_flush(bool on);
+
+/* An idle CPU's wake (mm/RULES.md, "Idle CPUs take their flush when they wake"): the first
+ * thing kernel/trap.c's trap_dispatch does for every vector, and ap_idle after HLT.  Only
+ * this CPU leaves KCPU_RUNNING (the others change IDLE into FLUSH_PENDING), so one
+ * GS-relative load that reads RUNNING is the whole of the common case. */
+void tlb_idle_wake_slow(void);
+static inline void tlb_idle_wake(void)
+{
+	uint32_t s;
+	KCPU_READ_GS(idle_state, s);
+	if (__builtin_expect(s != KCPU_RUNNING, 0))
+		tlb_idle_wake_slow();
+}
 
 void tlb_get_stats(struct tlb_stats *out);
 

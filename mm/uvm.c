@@ -365,6 +365,8 @@ static NTSTATUS free_refusal(const struct vad *v)
  *   MEM_RELEASE not at the start            STATUS_FREE_VM_NOT_AT_BASE
  *   MEM_RELEASE of part of a reservation    STATUS_INVALID_PARAMETER
  */
+void (*uvm_test_free_window)(struct mm_process *mm, uint64_t start, uint64_t end);
+
 static NTSTATUS free_range(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type)
 {
 	if (!mm || !base || !size || (type != MEM_DECOMMIT && type != MEM_RELEASE))
@@ -390,6 +392,8 @@ static NTSTATUS free_range(struct mm_process *mm, uint64_t *base, uint64_t *size
 	}
 	if (range_has_locked_frame(mm, v, start, end))
 		return STATUS_UNABLE_TO_FREE_VM;
+	if (uvm_test_free_window)
+		uvm_test_free_window(mm, start, end);
 	if (type == MEM_RELEASE) {
 		vad_release(mm, v);
 	} else {

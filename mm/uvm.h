@@ -34,6 +34,10 @@ NTSTATUS ZwUnmapViewOfSection(HANDLE ProcessHandle, PVOID BaseAddress);
  * written back only on success. */
 NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type, ULONG protect);
 NTSTATUS uvm_free(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type);
+/* For tests only: called by uvm_free under the address-space lock, after the range was found
+ * free of locked pages and before its frames go (tests/smp_space_lock_test.c holds another
+ * CPU's probe off there).  NULL normally. */
+extern void (*uvm_test_free_window)(struct mm_process *mm, uint64_t start, uint64_t end);
 NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old);
 NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base);
 

@@ -17,6 +17,7 @@
 #include "mm/layout.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
+#include "mm/mmproc.h"
 #include "mm/pt.h"
 
 /* ---------------------------------------------------------------- end-of-run audits */
@@ -233,6 +234,23 @@ static void wx_across_mappings_passes_with_processes_alive(struct ktest *t)
 	PsDestroyProcess(a);
 }
 
+/* PTEs of a process's user half written directly, under its address-space lock as every
+ * change of a user half is (mm/pt.h). */
+static bool user_pt_map(PEPROCESS p, uint64_t uva, pfn_t pfn, struct pt_attrs a)
+{
+	KIRQL irql = mm_space_lock(&p->mm);
+	bool ok = pt_map(&p->mm.root, uva, pfn << PAGE_SHIFT, PAGE_SIZE, a, 0);
+	mm_space_unlock(&p->mm, irql);
+	return ok;
+}
+
+static void user_pt_unmap(PEPROCESS p, uint64_t uva, uint64_t size)
+{
+	KIRQL irql = mm_space_lock(&p->mm);
+	pt_unmap(&p->mm.root, uva, size);
+	mm_space_unlock(&p->mm, irql);
+}
+
 /* One fresh frame mapped twice in a process's user half by writing its PTEs directly
  * (pt_map): read-write and read-execute, both ring 3.  One finding, found from the kernel's
  * tables too (the audit walks every live process), none once it is gone. */
@@ -243,13 +261,11 @@ static void frame_executable_and_writable_in_ring_3_is_found(struct ktest *t)
 	uint64_t uva = scratch_uva(2 * PAGE_SIZE, 0);
 	pfn_t pfn = pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_TEST);
 	ASSERT_NE(t, pfn, PFN_INVALID);
-	bool rw = pt_map(&p->mm.root, uva, pfn << PAGE_SHIFT, PAGE_SIZE,
-			 (struct pt_attrs){ .write = true, .user = true, .type = MT_WB }, 0);
-	bool rx = rw && pt_map(&p->mm.root, uva + PAGE_SIZE, pfn << PAGE_SHIFT, PAGE_SIZE,
-			       (struct pt_attrs){ .exec = true, .user = true, .type = MT_WB }, 0);
+	bool rw = user_pt_map(p, uva, pfn, (struct pt_attrs){ .write = true, .user = true, .type = MT_WB });
+	bool rx = rw && user_pt_map(p, uva + PAGE_SIZE, pfn, (struct pt_attrs){ .exec = true, .user = true, .type = MT_WB });
 	uint64_t during = mm_audit_wx_aliases(&kernel_root, true);
 	uint64_t single = mm_audit_wx(&p->mm.root, false);
-	pt_unmap(&p->mm.root, uva, 2 * PAGE_SIZE);
+	user_pt_unmap(p, uva, 2 * PAGE_SIZE);
 	pfn_free(pfn);
 	EXPECT_TRUE(t, rw && rx);
 	EXPECT_EQ(t, during, 1);
@@ -272,11 +288,10 @@ static void frame_executable_in_ring_0_and_writable_in_ring_3_is_found(struct kt
 	/* As the direct map's own attributes (mm/kspace.c), less write. */
 	bool ro_alias = pt_protect(&kernel_root, alias, PAGE_SIZE, (struct pt_attrs){ .global = true, .type = MT_WB });
 	uint64_t kernel_only = mm_audit_wx_aliases(&kernel_root, true);
-	bool rw = pt_map(&p->mm.root, uva, pfn << PAGE_SHIFT, PAGE_SIZE,
-			 (struct pt_attrs){ .write = true, .user = true, .type = MT_WB }, 0);
+	bool rw = user_pt_map(p, uva, pfn, (struct pt_attrs){ .write = true, .user = true, .type = MT_WB });
 	uint64_t during = mm_audit_wx_aliases(&kernel_root, true);
 	if (rw)
-		pt_unmap(&p->mm.root, uva, PAGE_SIZE);
+		user_pt_unmap(p, uva, PAGE_SIZE);
 	bool restored = pt_protect(&kernel_root, alias, PAGE_SIZE,
 				   (struct pt_attrs){ .write = true, .global = true, .type = MT_WB });
 	unmap_scratch_page(pfn);

@@ -19,6 +19,7 @@
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/faultcap.h"
+#include "kernel/intr/clock.h"
 #include "kernel/lib.h"
 #include "kernel/seh.h"
 #include "kernel/smp/percpu.h"
@@ -593,6 +594,39 @@ static void bugcheck_on_an_ap_stops_once(struct ktest *t)
 	KTEST_FAIL(t, "CPU 1 did not stop the machine within %u ms", SMP_WAIT_MS);
 }
 
+/* A CPU that takes no interrupts: it spins with IF clear, so it never answers the boot CPU's
+ * cross-call, which waits its (shortened) time and stops with 0x101 CLOCK_WATCHDOG_TIMEOUT
+ * and every parameter of Microsoft's page: the interval in clock ticks, 0, the silent CPU's
+ * struct kcpu (mdlab's PRCB), its number.  The NMI of the stop reaches it anyway.  On one CPU
+ * no other CPU can fail to answer: the case stops with the same line directly. */
+#define DEAF_WAIT_MS 200u
+static volatile uint32_t deaf;
+
+static void take_no_interrupts(void *arg)
+{
+	(void)arg;
+	__asm__ volatile("cli");
+	__atomic_store_n(&deaf, 1, __ATOMIC_RELEASE);
+	for (;;)
+		cpu_relax();
+}
+
+static void nothing(void *arg) { (void)arg; }
+
+static void a_cpu_that_answers_no_cross_call_is_0x101(struct ktest *t)
+{
+	unsigned ap = smp_cpus_online() - 1;
+	ULONG_PTR ticks = (ULONG_PTR)DEAF_WAIT_MS * CLOCK_HZ / 1000;
+	ktest_expect_stop(t, CLOCK_WATCHDOG_TIMEOUT, ticks, 0, (uint64_t)&kcpus[ap], ap, KTEST_P_ALL);
+	if (ap == 0)
+		KeBugCheckEx(CLOCK_WATCHDOG_TIMEOUT, ticks, 0, (ULONG_PTR)&kcpus[0], 0);
+	ASSERT_TRUE(t, smp_work_start(ap, take_no_interrupts, NULL));
+	ASSERT_TRUE(t, smp_wait_flag(&deaf));
+	smp_test_set_call_wait_ms(DEAF_WAIT_MS);
+	smp_call_mask(1ull << ap, nothing, NULL);
+	KTEST_FAIL(t, "CPU %u answered a cross-call with interrupts off", ap);
+}
+
 static struct ktest_case smp_cases[] = {
 	KTEST_CASE(every_cpu_has_its_own_gs),
 	KTEST_CASE(cross_call_reaches_only_its_mask),
@@ -610,6 +644,7 @@ static struct ktest_case smp_cases[] = {
 	KTEST_CASE(user_flushes_go_only_where_the_root_is_loaded),
 	KTEST_CASE(shootdowns_leave_the_askers_counts_exact),
 	KTEST_DEATH_CASE_P(bugcheck_on_an_ap_stops_once, MANUALLY_INITIATED_CRASH, KTEST_P_ALL, 0, 0, 0, 0),
+	KTEST_DEATH_CASE(a_cpu_that_answers_no_cross_call_is_0x101, CLOCK_WATCHDOG_TIMEOUT),
 	{ 0 }
 };
 KTEST_SUITE(smp, smp_cases);

@@ -16,7 +16,9 @@
  * which no two are adjacent (an MDL built by hand from an allocation's frames, skipping any
  * that follows the one before)
  * goes as several requests within the device's limits and completes once, its descriptors
- * every frame in order.  Every CPU at once: each its own range and seed, four IRPs in flight
+ * every frame in order.  A buffer straddling WB, UC and WC pages (one MDL of frames of
+ * three memory types, walked in the page tables) is written and read back whole, its
+ * descriptors the frames, disk-checked (mm/RULES.md, I/O rule I11).  Every CPU at once: each its own range and seed, four IRPs in flight
  * at a time, three rounds of writes read back and compared, a disk-check per range.  Every case ends with the frames,
  * system PTEs, locked pages and pool where it began.
  */
@@ -65,35 +67,6 @@ static unsigned runs_of(const PFN_NUMBER *pfn, ULONG pages)
 	for (ULONG i = 1; i < pages; i++)
 		runs += pfn[i] != pfn[i - 1] + 1;
 	return runs;
-}
-
-/* The descriptors the device was last told are the frames `frames` (one per page of a
- * transfer of `length` bytes starting `offset` into the first), one per contiguous run. */
-static void expect_descriptors_name(struct ktest *t, const PFN_NUMBER *frames, ULONG offset, ULONG length)
-{
-	struct vblk_last_request last;
-	vblk_get_last_request(&last);
-	unsigned n = 0;
-	ULONG page = 0, left = length;
-	uint64_t off = offset;
-	while (left && n < last.nruns) {
-		uint64_t addr = ((uint64_t)frames[page] << PAGE_SHIFT) + off;
-		uint32_t len = 0;
-		for (;;) {
-			uint32_t chunk = (uint32_t)(PAGE_SIZE - off) < left - len ? (uint32_t)(PAGE_SIZE - off) : left - len;
-			len += chunk;
-			off = 0;
-			page++;
-			if (len == left || frames[page] != frames[page - 1] + 1)
-				break;
-		}
-		EXPECT_EQ(t, last.addr[n], addr);
-		EXPECT_EQ(t, (uint64_t)last.len[n], (uint64_t)len);
-		left -= len;
-		n++;
-	}
-	EXPECT_EQ(t, left, 0u);
-	EXPECT_EQ(t, n, last.nruns);
 }
 
 /* ---- cases ---- */
@@ -163,18 +136,18 @@ static void write_then_read_back_through_unaligned_mdls(struct ktest *t)
 	EXPECT_EQ(t, last.type, VIRTIO_BLK_T_OUT);
 	EXPECT_EQ(t, last.sector, (uint64_t)RW_SECTOR);
 	/* The descriptors name the PFN array's frames, and the frames the page tables map. */
-	expect_descriptors_name(t, wf, RW_OFFSET, RW_LENGTH);
+	vreq_expect_descriptors(t, wf, RW_OFFSET, RW_LENGTH);
 	PFN_NUMBER walked[5];
 	for (ULONG i = 0; i < pages; i++)
 		walked[i] = mmt_frame_of(((uint64_t)w.data & ~(uint64_t)(PAGE_SIZE - 1)) + i * PAGE_SIZE);
-	expect_descriptors_name(t, walked, RW_OFFSET, RW_LENGTH);
+	vreq_expect_descriptors(t, walked, RW_OFFSET, RW_LENGTH);
 
 	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, r.mdl, RW_LENGTH, (LONGLONG)RW_SECTOR * VBLK_SECTOR, &info),
 		  STATUS_SUCCESS);
 	EXPECT_EQ(t, info, (ULONG_PTR)RW_LENGTH);
 	vblk_get_last_request(&last);
 	EXPECT_EQ(t, last.type, VIRTIO_BLK_T_IN);
-	expect_descriptors_name(t, MmGetMdlPfnArray(r.mdl), RW_OFFSET, RW_LENGTH);
+	vreq_expect_descriptors(t, MmGetMdlPfnArray(r.mdl), RW_OFFSET, RW_LENGTH);
 	EXPECT_EQ(t, memcmp(w.data, r.data, RW_LENGTH), 0);
 	/* The bytes around the read's range are as they were: the device wrote only there. */
 	EXPECT_EQ(t, r.va[RW_OFFSET - 1], 0u);
@@ -398,6 +371,95 @@ static void a_megabyte_of_scattered_frames_is_split_and_completed_once(struct kt
 	vreq_expect_counts(t, c);
 }
 
+/* ---- a buffer straddling pages of different memory types ---- */
+
+#define MT_SECTOR 69632u
+#define MT_OFFSET 0x234u
+#define MT_LENGTH (2 * PAGE_SIZE + 2 * VBLK_SECTOR) /* into all three pages */
+#define MT_SEED 0x3E3717E5u
+
+/* Three one-page allocations of MmAllocatePagesForMdlEx, each its own CacheType (the frame's
+ * memory type for good, mm/RULES.md rule 6), in one MDL built by hand at byte offset
+ * MT_OFFSET, mapped with MmCached: each PTE carries its own frame's type. */
+struct mixed {
+	PMDL part[3];
+	PMDL mdl;
+	uint8_t *va;
+};
+static void mixed_make(struct ktest *t, struct mixed *m, const MEMORY_CACHING_TYPE types[3])
+{
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	m->mdl = IoAllocateMdl((PVOID)(uint64_t)MT_OFFSET, MT_LENGTH, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m->mdl != NULL);
+	for (unsigned i = 0; i < 3; i++) {
+		m->part[i] = MmAllocatePagesForMdlEx(lo, hi, skip, PAGE_SIZE, types[i], MM_ALLOCATE_FULLY_REQUIRED);
+		ASSERT_TRUE(t, m->part[i] != NULL);
+		MmGetMdlPfnArray(m->mdl)[i] = MmGetMdlPfnArray(m->part[i])[0];
+	}
+	m->mdl->MdlFlags |= MDL_PAGES_LOCKED; /* the allocations' frames: resident, not probed */
+	m->va = MmMapLockedPagesSpecifyCache(m->mdl, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ASSERT_TRUE(t, m->va != NULL);
+	EXPECT_EQ(t, (uint64_t)m->va & (PAGE_SIZE - 1), (uint64_t)MT_OFFSET);
+}
+static void mixed_free(struct mixed *m)
+{
+	MmUnmapLockedPages(m->va, m->mdl);
+	m->mdl->MdlFlags &= ~MDL_PAGES_LOCKED;
+	IoFreeMdl(m->mdl);
+	for (unsigned i = 0; i < 3; i++) {
+		MmFreePagesFromMdl(m->part[i]);
+		ExFreePool(m->part[i]);
+	}
+}
+
+/* mm/RULES.md, I/O rule I11: the device's DMA is coherent and takes physical addresses, so a
+ * transfer through pages of different memory types is handled, one descriptor per run. */
+static void a_buffer_straddling_memory_types_is_transferred_whole(struct ktest *t)
+{
+	struct vreq_counts c = vreq_counts_now();
+	disk(t);
+	static const MEMORY_CACHING_TYPE wt[3] = { MmCached, MmNonCached, MmWriteCombined };
+	static const MEMORY_CACHING_TYPE rt[3] = { MmWriteCombined, MmCached, MmNonCached };
+	static const unsigned wenc[3] = { MMT_ENC_WB, MMT_ENC_UC, MMT_ENC_WC }, renc[3] = { MMT_ENC_WC, MMT_ENC_WB, MMT_ENC_UC };
+	struct mixed w, r;
+	mixed_make(t, &w, wt);
+	mixed_make(t, &r, rt);
+	/* The mapping's leaves, walked: three types in one buffer, as the frames have them. */
+	uint64_t wpage = (uint64_t)w.va & ~(uint64_t)(PAGE_SIZE - 1), rpage = (uint64_t)r.va & ~(uint64_t)(PAGE_SIZE - 1);
+	for (unsigned i = 0; i < 3; i++) {
+		EXPECT_EQ(t, mmt_encoding_at(wpage + i * PAGE_SIZE, NULL), wenc[i]);
+		EXPECT_EQ(t, mmt_encoding_at(rpage + i * PAGE_SIZE, NULL), renc[i]);
+		EXPECT_EQ(t, mmt_frame_of(wpage + i * PAGE_SIZE), (pfn_t)MmGetMdlPfnArray(w.mdl)[i]);
+	}
+	/* Written through the mapping: WB, UC and WC stores (the WC ones leave the processor's
+	 * write-combining buffers at the driver's locked instruction and MFENCE before the
+	 * doorbell, SDM Vol. 3A 11.3.1). */
+	pattern_fill(w.va, MT_LENGTH, MT_SEED);
+	for (unsigned i = 0; i < MT_LENGTH; i++)
+		r.va[i] = 0xA5;
+	ULONG_PTR info = 0;
+	EXPECT_EQ(t, transfer(t, IRP_MJ_WRITE, w.mdl, MT_LENGTH, (LONGLONG)MT_SECTOR * VBLK_SECTOR, &info), STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)MT_LENGTH);
+	vreq_expect_descriptors(t, MmGetMdlPfnArray(w.mdl), MT_OFFSET, MT_LENGTH);
+	EXPECT_EQ(t, transfer(t, IRP_MJ_READ, r.mdl, MT_LENGTH, (LONGLONG)MT_SECTOR * VBLK_SECTOR, &info), STATUS_SUCCESS);
+	EXPECT_EQ(t, info, (ULONG_PTR)MT_LENGTH);
+	vreq_expect_descriptors(t, MmGetMdlPfnArray(r.mdl), MT_OFFSET, MT_LENGTH);
+	/* Read back through WC, WB and UC leaves: the bytes the device wrote, in every page. */
+	unsigned bad[3] = { 0, 0, 0 };
+	for (unsigned i = 0; i < MT_LENGTH; i++)
+		bad[(MT_OFFSET + i) / PAGE_SIZE] += r.va[i] != w.va[i];
+	EXPECT_EQ(t, bad[0], 0u);
+	EXPECT_EQ(t, bad[1], 0u);
+	EXPECT_EQ(t, bad[2], 0u);
+	/* The types did not change under the transfer. */
+	for (unsigned i = 0; i < 3; i++)
+		EXPECT_EQ(t, mmt_alias_encoding(MmGetMdlPfnArray(w.mdl)[i], NULL), wenc[i]);
+	kprintf("# disk-check: %u %u 0x%x\n", MT_SECTOR, (unsigned)(MT_LENGTH / VBLK_SECTOR), MT_SEED);
+	mixed_free(&w);
+	mixed_free(&r);
+	vreq_expect_counts(t, c);
+}
+
 /* ---- every CPU at once ---- */
 
 #define CC_ROUNDS 3u
@@ -570,6 +632,7 @@ static struct ktest_case virtio_blk_cases[] = {
 	KTEST_CASE(several_requests_in_flight_at_once),
 	KTEST_CASE(bad_sizes_offsets_and_ends_are_refused),
 	KTEST_CASE(a_megabyte_of_scattered_frames_is_split_and_completed_once),
+	KTEST_CASE(a_buffer_straddling_memory_types_is_transferred_whole),
 	KTEST_CASE(every_cpu_issues_io_at_once_and_every_pattern_checks_out),
 	{ 0 }
 };

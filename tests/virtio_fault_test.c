@@ -19,7 +19,9 @@
  * after, succeed (the device keeps working); failing and good requests in flight together
  * each get their own status; a 1 MiB IRP split into several requests with the bad range in a
  * middle one completes once, with the error and Information 0, after every piece went to the
- * device (the first piece's data is on the image).  Every case ends with the frames, system PTEs, locked pages and
+ * device (the first piece's data is on the image); the buffered device
+ * (\Device\VirtioBlk0Buffered) answers the same errors the same way, copying nothing back
+ * into the caller's buffer after a failed read.  Every case ends with the frames, system PTEs, locked pages and
  * pool where it began.  Without `blkfault=` (the main machine) every case skips.
  */
 #include "kernel/ktest.h"
@@ -28,6 +30,7 @@
 #include "tests/lib/vblk_req.h"
 #include "include/wdm.h"
 #include "kernel/cmdline.h"
+#include "kernel/io/io.h"
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
@@ -346,6 +349,60 @@ static void a_split_irp_with_one_failing_piece_completes_once_with_the_error(str
 	vreq_expect_counts(t, c);
 }
 
+/* The buffered device (\Device\VirtioBlk0Buffered) answers the device's errors as the direct
+ * one does; a failed read copies nothing back into the caller's buffer (the I/O manager copies
+ * out only for a status that is not an error), and the SystemBuffer and the driver's MDL over
+ * it are gone (pool as it was). */
+static void the_buffered_device_answers_device_errors_like_the_direct_one(struct ktest *t)
+{
+	struct vreq_counts c = vreq_counts_now();
+	PDEVICE_OBJECT dev = faulty_disk(t);
+	struct vblk_info i;
+	vblk_get_info(&i);
+	PDEVICE_OBJECT b = i.buffered_device;
+	ASSERT_TRUE(t, b != NULL);
+	ULONG len = (ULONG)(bad_count * VBLK_SECTOR);
+	uint8_t *p = ExAllocatePool2(POOL_FLAG_NON_PAGED, len, 'tlfV');
+	ASSERT_TRUE(t, p != NULL);
+	struct io_copy_stats before, after;
+	IO_STATUS_BLOCK iosb;
+	NTSTATUS returned;
+	for (int k = 0; k < 2; k++) { /* the direct device, then the buffered one: the same answers */
+		PDEVICE_OBJECT d = k ? b : dev;
+		uint64_t submitted = i.submitted;
+		memset(p, 0xEE, len);
+		io_get_copy_stats(&before);
+		EXPECT_EQ(t, vreq_fsd(t, d, IRP_MJ_WRITE, p, len, (LONGLONG)(bad_write * VBLK_SECTOR), &iosb, &returned,
+				      NULL, NULL),
+			  STATUS_DEVICE_DATA_ERROR);
+		EXPECT_EQ(t, returned, STATUS_PENDING);
+		EXPECT_EQ(t, iosb.Information, 0u);
+		EXPECT_EQ(t, vreq_fsd(t, d, IRP_MJ_READ, p, len, (LONGLONG)(bad_read * VBLK_SECTOR), &iosb, &returned,
+				      NULL, NULL),
+			  STATUS_DEVICE_DATA_ERROR);
+		EXPECT_EQ(t, returned, STATUS_PENDING);
+		EXPECT_EQ(t, iosb.Information, 0u);
+		unsigned changed = 0;
+		for (ULONG j = 0; j < len; j++)
+			changed += p[j] != 0xEE;
+		EXPECT_EQ(t, changed, 0u);
+		io_get_copy_stats(&after);
+		EXPECT_EQ(t, after.out, before.out);
+		EXPECT_EQ(t, after.in - before.in, k ? (uint64_t)len : 0u); /* the write's data, copied in */
+		vblk_get_info(&i);
+		EXPECT_EQ(t, i.submitted, submitted + 2); /* both went to the device */
+		/* The device keeps working: the sectors after the bad read range (written by the
+		 * read case before, or zeros) come back. */
+		EXPECT_EQ(t, vreq_fsd(t, d, IRP_MJ_READ, p, len, (LONGLONG)((bad_read + bad_count) * VBLK_SECTOR), &iosb,
+				      NULL, NULL, NULL),
+			  STATUS_SUCCESS);
+		EXPECT_EQ(t, iosb.Information, (ULONG_PTR)len);
+		vblk_get_info(&i);
+	}
+	ExFreePoolWithTag(p, 'tlfV');
+	vreq_expect_counts(t, c);
+}
+
 static int fault_case_init(struct ktest *t)
 {
 	(void)t;
@@ -369,6 +426,7 @@ static struct ktest_case virtio_fault_cases[] = {
 	KTEST_CASE(the_io_managers_caller_sees_the_error_and_nothing_stays_locked),
 	KTEST_CASE(failing_and_good_requests_in_flight_each_get_their_own_status),
 	KTEST_CASE(a_split_irp_with_one_failing_piece_completes_once_with_the_error),
+	KTEST_CASE(the_buffered_device_answers_device_errors_like_the_direct_one),
 	{ 0 }
 };
 KTEST_SUITE(virtio_fault, virtio_fault_cases, .init = fault_case_init, .exit = fault_case_exit);

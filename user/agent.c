@@ -65,10 +65,10 @@ long main(void)
 			report(AGENT_KEY(i, 0), (uint64_t)NtUnmapViewOfSection((void *)a));
 			break;
 		case AGENT_OPEN: {
-			char name[9];
-			for (int k = 0; k < 8; k++)
-				name[k] = (char)(a >> (8 * k));
-			name[8] = 0;
+			char name[41];
+			for (int k = 0; k < 40; k++)
+				name[k] = (char)(op[1 + k / 8] >> (8 * (k % 8)));
+			name[40] = 0;
 			report(AGENT_KEY(i, 0), (uint64_t)NtOpenDevice(name, &handle));
 			break;
 		}
@@ -117,6 +117,29 @@ long main(void)
 			}
 			report(AGENT_KEY(i, 0), bad);
 			report(AGENT_KEY(i, 1), first);
+			break;
+		}
+		case AGENT_READ_FILE:
+		case AGENT_WRITE_FILE: {
+			uint64_t bytes = 0;
+			int64_t at = (int64_t)c;
+			const int64_t *offset = d ? (const int64_t *)d : c == AGENT_CURRENT_POSITION ? NULL : &at;
+			st = op[0] == AGENT_READ_FILE ? NtReadFile(handle, (void *)a, (uint32_t)b, &bytes, offset)
+						      : NtWriteFile(handle, (const void *)a, (uint32_t)b, &bytes, offset);
+			report(AGENT_KEY(i, 0), (uint64_t)st);
+			report(AGENT_KEY(i, 1), bytes);
+			break;
+		}
+		case AGENT_PATTERN32: {
+			uint32_t x = (uint32_t)c;
+			volatile uint32_t *w = (volatile uint32_t *)a;
+			for (uint64_t k = 0; k < b / 4; k++) {
+				x ^= x << 13;
+				x ^= x >> 17;
+				x ^= x << 5;
+				w[k] = x;
+			}
+			report(AGENT_KEY(i, 0), 0);
 			break;
 		}
 		default:

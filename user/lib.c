@@ -57,6 +57,14 @@ long NtDeviceIoControlFile(uint64_t handle, uint32_t code, void *in, uint32_t in
 	return syscall6(SYS_DEVICE_IO_CONTROL, (long)handle, code, (long)in, (long)out,
 			(long)((uint64_t)in_len | (uint64_t)out_len << 32), (long)bytes);
 }
+long NtReadFile(uint64_t handle, void *buf, uint32_t len, uint64_t *bytes, const int64_t *offset)
+{
+	return syscall6(SYS_READ_FILE, (long)handle, (long)buf, len, (long)bytes, (long)offset, 0);
+}
+long NtWriteFile(uint64_t handle, const void *buf, uint32_t len, uint64_t *bytes, const int64_t *offset)
+{
+	return syscall6(SYS_WRITE_FILE, (long)handle, (long)buf, len, (long)bytes, (long)offset, 0);
+}
 void report(uint64_t key, uint64_t value) { syscall6(SYS_REPORT, (long)key, (long)value, 0, 0, 0, 0); }
 
 /* What the compiler may call for block moves. */

@@ -28,6 +28,9 @@ long NtOpenDevice(const char *name, uint64_t *handle);
 /* *bytes (when not NULL) gets IoStatus.Information unless the status is an error. */
 long NtDeviceIoControlFile(uint64_t handle, uint32_t code, void *in, uint32_t in_len, void *out,
 			   uint32_t out_len, uint64_t *bytes);
+/* NtReadFile / NtWriteFile on a synchronous handle: offset NULL for the current position. */
+long NtReadFile(uint64_t handle, void *buf, uint32_t len, uint64_t *bytes, const int64_t *offset);
+long NtWriteFile(uint64_t handle, const void *buf, uint32_t len, uint64_t *bytes, const int64_t *offset);
 void report(uint64_t key, uint64_t value);
 
 #endif

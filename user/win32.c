@@ -108,14 +108,18 @@ BOOL WINAPI DeviceIoControl(HANDLE hDevice, DWORD dwIoControlCode, LPVOID lpInBu
 	return fail(st);
 }
 
+/* ReadFile / WriteFile pages: with lpOverlapped on a synchronous handle the transfer is at
+ * Offset/OffsetHigh (NtReadFile's ByteOffset) and its status and bytes go to Internal and
+ * InternalHigh; without, at the handle's current position. */
 static BOOL read_write(long nr, HANDLE h, const void *buf, DWORD n, LPDWORD done, LPOVERLAPPED ov)
 {
-	if (ov) {
-		last_error = ERROR_NOT_SUPPORTED;
-		return FALSE;
-	}
 	uint64_t info = 0;
-	long st = syscall6(nr, (long)h, (long)buf, n, (long)&info, 0, 0);
+	int64_t at = ov ? (int64_t)((uint64_t)ov->OffsetHigh << 32 | ov->Offset) : 0;
+	long st = syscall6(nr, (long)h, (long)buf, n, (long)&info, ov ? (long)&at : 0, 0);
+	if (ov) {
+		ov->Internal = (ULONG_PTR)(uint32_t)st;
+		ov->InternalHigh = info;
+	}
 	if (done)
 		*done = (DWORD)info;
 	/* ReadFile page: the end of a file is success with 0 bytes for a synchronous handle. */

@@ -33,6 +33,7 @@
 	X(DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS, 0x000000CB)                                       \
 	X(SYSTEM_PTE_MISUSE, 0x000000DA)                                                         \
 	X(MANUALLY_INITIATED_CRASH, 0x000000E2)                                                  \
+	X(CLOCK_WATCHDOG_TIMEOUT, 0x00000101) /* a CPU that answers no cross-call */            \
 	X(INVALID_MDL_RANGE, 0x0000012E)                                                         \
 	/* An invariant of mdlab itself broke (PANIC("function: reason")). */                    \
 	X(MDLAB_INTERNAL_ERROR, 0x4D440001)

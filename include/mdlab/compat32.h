@@ -7,7 +7,8 @@
  * taken by SYSCALL, R8-R15 do not exist in compatibility mode); the kernel uses only the low
  * 32 bits of each, zero-extended, and returns the NTSTATUS in EAX.  The services are those of
  * include/mdlab/syscalls.h whose arguments fit: SYS_EXIT, SYS_DEBUG_PRINT, SYS_UNMAP_VIEW,
- * SYS_REPORT, SYS_CLOSE, SYS_OPEN_DEVICE, SYS_READ_FILE, SYS_WRITE_FILE,
+ * SYS_REPORT, SYS_CLOSE, SYS_OPEN_DEVICE, SYS_READ_FILE, SYS_WRITE_FILE (EBP the address of
+ * the LARGE_INTEGER ByteOffset, 0 for the current position),
  * SYS_DEVICE_IO_CONTROL as (EDI handle, ESI code, EDX in, EBX out, EBP the address of
  * { ULONG in_len, out_len, bytes }), and SYS_ALLOCATE_VM, SYS_FREE_VM, SYS_PROTECT_VM with
  * the arguments of include/mdlab/syscalls.h where BaseAddress and RegionSize are 32-bit

@@ -20,10 +20,14 @@ enum {
 	SYS_UNMAP_VIEW = 7,           /* (void *base) */
 	SYS_REPORT = 8,               /* (uint64_t key, uint64_t value): a value for the kernel test */
 	SYS_CLOSE = 9,                /* (handle) */
-	SYS_READ_FILE = 10,           /* (handle, buf, len, ULONG_PTR *bytes) */
-	SYS_WRITE_FILE = 11,          /* (handle, buf, len, ULONG_PTR *bytes) */
+	SYS_READ_FILE = 10,           /* (handle, buf, len, ULONG_PTR *bytes, LARGE_INTEGER *offset) */
+	SYS_WRITE_FILE = 11,          /* (handle, buf, len, ULONG_PTR *bytes, LARGE_INTEGER *offset) */
 	SYS_COUNT,
 };
+/* SYS_READ_FILE / SYS_WRITE_FILE are NtReadFile / NtWriteFile on a synchronous handle: offset
+ * NULL (or pointing at HighPart -1, LowPart 0xFFFFFFFE, FILE_USE_FILE_POINTER_POSITION) is the
+ * handle's current position; after a transfer the position is where it ended.  An offset
+ * pointer that cannot be read is STATUS_ACCESS_VIOLATION before any I/O. */
 
 /* The parameter page: mapped read-only at USER_PARAMS_VA in every process; the kernel test
  * that starts a program fills args[], the program reads them. */
@@ -89,7 +93,8 @@ enum agent_op {
 	AGENT_FREE,       /* a = base, b = size, c = type; reports status */
 	AGENT_PROTECT,    /* a = base, b = size, c = protect; reports status, old protection */
 	AGENT_UNMAP_VIEW, /* a = base; reports status */
-	AGENT_OPEN,       /* a = device name (up to 8 characters packed little-endian); reports status */
+	AGENT_OPEN,       /* a-e = device name (up to 39 characters packed little-endian, a first,
+	                   * NUL-padded); reports status */
 	AGENT_IOCTL,      /* a = code, b = in, c = in length, d = out, e = out length; reports status,
 	                   * and the bytes returned (IoStatus.Information) when not 0 */
 	AGENT_REPORT,     /* a = key, b = value: report them as they are */
@@ -101,4 +106,12 @@ enum agent_op {
 	                   * start and end of each page, in order; reports 0 */
 	AGENT_CHECK64,    /* a = address, b = pages, c = seed: read them back; reports how many
 	                   * differed, and the first page that did (or b) */
+	AGENT_READ_FILE,  /* a = buffer, b = length, c = byte offset (AGENT_CURRENT_POSITION: none
+	                   * given), d = when not 0, the ByteOffset pointer itself (c unused):
+	                   * NtReadFile on the handle of the last AGENT_OPEN; reports the status,
+	                   * and the bytes (IoStatus.Information) */
+	AGENT_WRITE_FILE, /* the same, NtWriteFile */
+	AGENT_PATTERN32,  /* a = address, b = bytes, c = seed: the disk tests' pattern
+	                   * (tests/lib/pattern.h, a 32-bit xorshift); reports 0 */
 };
+#define AGENT_CURRENT_POSITION (~0ull) /* AGENT_READ_FILE / AGENT_WRITE_FILE: ByteOffset NULL */

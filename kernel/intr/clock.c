@@ -29,6 +29,18 @@ static void start_this_cpu(void *arg)
 	lapic_timer_start(VEC_CLOCK, apic_counts_per_tick, true, false);
 }
 
+static void stop_this_cpu(void *arg)
+{
+	(void)arg;
+	lapic_timer_start(VEC_CLOCK, 0, false, true); /* masked; an initial count of 0 stops it */
+}
+
+void clock_test_hold(unsigned cpu, bool hold)
+{
+	if (running && cpu < smp_cpus_online())
+		smp_call_mask(1ull << cpu, hold ? stop_this_cpu : start_this_cpu, NULL);
+}
+
 /* How many APIC-timer counts (divide by 16) pass in CALIBRATE_US of KeStallExecutionProcessor. */
 static uint32_t calibrate(void)
 {

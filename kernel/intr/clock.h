@@ -25,6 +25,10 @@ void clock_init(void);
 bool clock_running(void);
 /* The ticks CPU `cpu`'s clock interrupt has counted. */
 uint64_t clock_ticks(unsigned cpu);
+/* For tests only: stop (hold true) or restart CPU cpu's timer, by a cross-call (none when
+ * the clock is off), so an idle CPU stays in HLT until an IPI wakes it.  Every hold is
+ * undone before the case ends. */
+void clock_test_hold(unsigned cpu, bool hold);
 /* From intr_dispatch at CLOCK_LEVEL. */
 void clock_interrupt(void);
 

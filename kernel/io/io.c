@@ -663,7 +663,10 @@ static NTSTATUS system_buffer(PIRP irp, PEPROCESS p, uint64_t in, ULONG in_len, 
 		return STATUS_INSUFFICIENT_RESOURCES;
 	irp->AssociatedIrp.SystemBuffer = b;
 	irp->Flags |= IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER;
-	return copy_from_user(b, in, in_len);
+	NTSTATUS st = copy_from_user(b, in, in_len);
+	if (!st)
+		io_count_copy(in_len, 0);
+	return st;
 }
 
 /* The direct methods' MDL for a user buffer, on the IRP (Irp->MdlAddress), probed and
@@ -695,6 +698,8 @@ static NTSTATUS finish(PIRP irp, NTSTATUS st, ULONG out_len, uint64_t info)
 		irp->IoStatus.Information = MIN(irp->IoStatus.Information, (ULONG_PTR)out_len);
 		c = copy_to_user((uint64_t)irp->UserBuffer, irp->AssociatedIrp.SystemBuffer,
 				 irp->IoStatus.Information);
+		if (!c)
+			io_count_copy(0, irp->IoStatus.Information);
 	}
 	if (!c && info && !NT_ERROR(st)) {
 		uint64_t n = irp->IoStatus.Information;
@@ -770,9 +775,12 @@ static NTSTATUS device_io_control(PEPROCESS p, uint64_t handle, ULONG code, uint
 	return finish(irp, call_and_wait(irp, top), out_len, info);
 }
 
-/* NtReadFile / NtWriteFile: the transfer the device's flags ask for (io.h), at the file's
- * current offset, which advances by the bytes transferred. */
-static NTSTATUS read_write(PEPROCESS p, bool write, uint64_t handle, uint64_t buf, ULONG len, uint64_t info)
+/* NtReadFile / NtWriteFile: the transfer the device's flags ask for (io.h), at `offset` (the
+ * caller's ByteOffset, or the file's current offset when it gave none), and the file's
+ * current offset is then where the transfer ended, as for a file object opened for
+ * synchronous I/O. */
+static NTSTATUS read_write(PEPROCESS p, bool write, uint64_t handle, uint64_t buf, ULONG len, uint64_t info,
+			   const LARGE_INTEGER *offset)
 {
 	struct io_handle *h;
 	PDEVICE_OBJECT top;
@@ -784,7 +792,7 @@ static NTSTATUS read_write(PEPROCESS p, bool write, uint64_t handle, uint64_t bu
 		return STATUS_INSUFFICIENT_RESOURCES;
 	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
 	sp->Parameters.Read.Length = len;
-	sp->Parameters.Read.ByteOffset = h->file.CurrentByteOffset;
+	sp->Parameters.Read.ByteOffset = offset ? *offset : h->file.CurrentByteOffset;
 	irp->UserBuffer = (PVOID)buf;
 	if (top->Flags & DO_BUFFERED_IO) {
 		if (!write && !probe_for_write(p, buf, len))
@@ -804,7 +812,8 @@ static NTSTATUS read_write(PEPROCESS p, bool write, uint64_t handle, uint64_t bu
 	}
 	st = call_and_wait(irp, top);
 	if (NT_SUCCESS(st))
-		h->file.CurrentByteOffset.QuadPart += MIN(irp->IoStatus.Information, (ULONG_PTR)len);
+		h->file.CurrentByteOffset.QuadPart =
+			sp->Parameters.Read.ByteOffset.QuadPart + (LONGLONG)MIN(irp->IoStatus.Information, (ULONG_PTR)len);
 	return finish(irp, st, len, info);
 }
 
@@ -854,13 +863,34 @@ uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, u
 	return (uint32_t)device_io_control(p, handle, (ULONG)code, in, (ULONG)in_len, out, (ULONG)out_len, info);
 }
 
-uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t len, uint64_t info)
+/* NtReadFile / NtWriteFile's ByteOffset, captured as NT's probe block does, before any I/O:
+ * a LARGE_INTEGER at `uva` (a fault is STATUS_ACCESS_VIOLATION).  None given (0), or the
+ * value FILE_USE_FILE_POINTER_POSITION (HighPart -1, LowPart 0xFFFFFFFE): the file's current
+ * position, *use_current.  Any other value goes to the driver as it is (a disk refuses a
+ * negative or unaligned one, STATUS_INVALID_PARAMETER). */
+static NTSTATUS byte_offset_from_user(uint64_t uva, LARGE_INTEGER *out, bool *use_current)
+{
+	*use_current = true;
+	if (!uva)
+		return STATUS_SUCCESS;
+	NTSTATUS st = copy_from_user(out, uva, sizeof *out);
+	if (st)
+		return st;
+	*use_current = out->HighPart == -1 && out->LowPart == FILE_USE_FILE_POINTER_POSITION;
+	return STATUS_SUCCESS;
+}
+
+uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t len, uint64_t info, uint64_t offset)
 {
 	PEPROCESS p = ps_current();
 	if (!p)
 		return (uint32_t)STATUS_INVALID_PARAMETER;
+	LARGE_INTEGER at = { .QuadPart = 0 };
+	bool current;
 	NTSTATUS st = probe_output(info, user_ptr_size(p));
-	return (uint32_t)(st ? st : read_write(p, write, handle, buf, (ULONG)len, info));
+	if (!st)
+		st = byte_offset_from_user(offset, &at, &current);
+	return (uint32_t)(st ? st : read_write(p, write, handle, buf, (ULONG)len, info, current ? NULL : &at));
 }
 
 /* ---- previous mode, probes ------------------------------------------------------------ */

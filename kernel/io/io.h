@@ -10,7 +10,8 @@
  * of its requests go to the top of the device's stack, with as many stack locations as that
  * device's StackSize.  SYS_READ_FILE / SYS_WRITE_FILE are IRP_MJ_READ / IRP_MJ_WRITE with the
  * transfer the device's DO_BUFFERED_IO / DO_DIRECT_IO flag asks for (neither: the raw user
- * pointer in Irp->UserBuffer).  SYS_DEVICE_IO_CONTROL (NtDeviceIoControlFile) prepares the
+ * pointer in Irp->UserBuffer), at the caller's ByteOffset or the file's current position
+ * (every handle is a synchronous file object: the position is where the last transfer ended).  SYS_DEVICE_IO_CONTROL (NtDeviceIoControlFile) prepares the
  * caller's buffers by the code's transfer method:
  *
  *   METHOD_BUFFERED    one nonpaged buffer of max(in, out) bytes holds the input; at completion
@@ -51,11 +52,24 @@ uint64_t io_sys_open_device(uint64_t user_name, uint64_t user_handle);
 uint64_t io_sys_close(uint64_t handle);
 uint64_t io_sys_device_io_control(uint64_t handle, uint64_t code, uint64_t in, uint64_t in_len, uint64_t out,
 				  uint64_t out_len, uint64_t info);
-uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t len, uint64_t info);
+/* NtReadFile / NtWriteFile: `offset` is the user address of the LARGE_INTEGER ByteOffset, or
+ * 0 for the file's current position (so is FILE_USE_FILE_POINTER_POSITION). */
+uint64_t io_sys_read_write(bool write, uint64_t handle, uint64_t buf, uint64_t len, uint64_t info, uint64_t offset);
 
 /* The previous mode (ExGetPreviousMode): syscall_dispatch sets UserMode for the duration of
  * a system call and puts back what was there. */
 KPROCESSOR_MODE io_set_previous_mode(KPROCESSOR_MODE mode);
+
+/* The bytes the I/O manager has copied since boot for buffered requests (DO_BUFFERED_IO
+ * reads and writes, METHOD_BUFFERED and the direct methods' input): `in` from the caller's
+ * buffer into a SystemBuffer before the driver sees the IRP, `out` back at completion.  A
+ * direct-I/O transfer copies nothing; these are what it avoids. */
+struct io_copy_stats {
+	uint64_t in, out;
+};
+void io_get_copy_stats(struct io_copy_stats *s);
+/* Count a copy (irp.c and io.c, where they copy). */
+void io_count_copy(uint64_t in, uint64_t out);
 
 /* ---- shared between the I/O manager's files ---- */
 

@@ -173,14 +173,33 @@ NTSTATUS IofCallDriver(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 
 /* ---- completion ----------------------------------------------------------------------- */
 
+/* The bytes the I/O manager copied for buffered requests (io.h). */
+static uint64_t copied_in, copied_out;
+
+void io_count_copy(uint64_t in, uint64_t out)
+{
+	if (in)
+		__atomic_add_fetch(&copied_in, in, __ATOMIC_RELAXED);
+	if (out)
+		__atomic_add_fetch(&copied_out, out, __ATOMIC_RELAXED);
+}
+
+void io_get_copy_stats(struct io_copy_stats *s)
+{
+	s->in = __atomic_load_n(&copied_in, __ATOMIC_RELAXED);
+	s->out = __atomic_load_n(&copied_out, __ATOMIC_RELAXED);
+}
+
 /* The second stage for an IoBuild* IRP: buffered output to the caller's buffer, the status
  * block, the event; then the IRP goes. */
 static void built_irp_finish(PIRP irp)
 {
 	if ((irp->Flags & (IRP_BUFFERED_IO | IRP_INPUT_OPERATION)) == (IRP_BUFFERED_IO | IRP_INPUT_OPERATION) &&
-	    !NT_ERROR(irp->IoStatus.Status) && irp->UserBuffer)
-		memcpy(irp->UserBuffer, irp->AssociatedIrp.SystemBuffer,
-		       MIN(irp->IoStatus.Information, (ULONG_PTR)irp->Overlay.AllocationSize.QuadPart));
+	    !NT_ERROR(irp->IoStatus.Status) && irp->UserBuffer) {
+		ULONG_PTR n = MIN(irp->IoStatus.Information, (ULONG_PTR)irp->Overlay.AllocationSize.QuadPart);
+		memcpy(irp->UserBuffer, irp->AssociatedIrp.SystemBuffer, n);
+		io_count_copy(0, n);
+	}
 	if (irp->UserIosb)
 		*irp->UserIosb = irp->IoStatus;
 	if (irp->UserEvent)
@@ -365,8 +384,10 @@ static bool system_buffer(PIRP irp, const void *in, ULONG in_len, ULONG size)
 	PVOID b = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, IO_BUFFER_TAG);
 	if (!b)
 		return false;
-	if (in_len)
+	if (in_len) {
 		memcpy(b, in, in_len);
+		io_count_copy(in_len, 0);
+	}
 	irp->AssociatedIrp.SystemBuffer = b;
 	irp->Flags |= IRP_BUFFERED_IO | IRP_DEALLOCATE_BUFFER;
 	return true;

@@ -41,20 +41,20 @@ static int cmd_cpus(void)
 	irql[smp_this_cpu()] = KeGetCurrentIrql();
 	kprintf("clock %s; IRQL: the CPU's when the cross-call reached it (this CPU's: now)\n",
 		clock_running() ? "100 Hz" : "off (clock=0)");
-	kprintf("  %-3s %-4s %-4s %10s %9s %9s %10s %10s %8s %8s\n", "cpu", "apic", "irql", "ticks", "dpc queue",
-		"dpcs run", "tlb flush", "ipis", "spurious", "apic err");
+	kprintf("  %-3s %-4s %-4s %10s %9s %9s %10s %10s %10s %8s %8s\n", "cpu", "apic", "irql", "ticks",
+		"dpc queue", "dpcs run", "tlb flush", "at wake", "ipis", "spurious", "apic err");
 	for (unsigned i = 0; i < smp_cpus_online(); i++) {
 		struct dpc_cpu_counts d;
 		struct intr_cpu_counts n;
 		dpc_counts(i, &d);
 		intr_counts(i, &n);
-		kprintf("  %-3u %-4u %-4u %10lu %9lu %9lu %10lu %10lu %8lu %8lu\n", i, kcpus[i].apic_id, irql[i],
-			clock_ticks(i), d.depth, d.run, kcpus[i].tlb_flush_requests, kcpus[i].ipis_received,
-			n.spurious, n.apic_errors);
+		kprintf("  %-3u %-4u %-4u %10lu %9lu %9lu %10lu %10lu %10lu %8lu %8lu\n", i, kcpus[i].apic_id,
+			irql[i], clock_ticks(i), d.depth, d.run, kcpus[i].tlb_flush_requests,
+			kcpus[i].tlb_flushes_deferred, kcpus[i].ipis_received, n.spurious, n.apic_errors);
 	}
 	return 0;
 }
-MONITOR_COMMAND_BARE(cpus, "each CPU: APIC ID, IRQL, clock ticks, DPCs, TLB flushes and IPIs served", cmd_cpus);
+MONITOR_COMMAND_BARE(cpus, "each CPU: APIC ID, IRQL, clock ticks, DPCs, TLB flushes (by IPI, left for its wake) and IPIs served", cmd_cpus);
 
 static int cmd_memmap(void)
 {

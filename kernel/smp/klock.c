@@ -16,7 +16,10 @@ void klock_spin(struct klock *l)
 {
 	/* The owner word's format is the executive spin lock's: its acquire spins, serving this
 	 * CPU's mailbox, and bug checks a recursive acquire. */
+	struct kcpu *c = this_cpu();
+	c->klock_waiting = l;
 	KeAcquireSpinLockAtDpcLevel(&l->word);
+	c->klock_waiting = NULL;
 }
 
 void klock_not_owned(struct klock *l)

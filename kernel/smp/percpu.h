@@ -43,6 +43,9 @@ struct kcpu {
 	uint32_t apic_id;
 	/* kernel/smp/klock.h: the lock ranks this CPU holds, bit r for rank r. */
 	uint32_t klock_held;
+	/* kernel/smp/klock.c: the klock this CPU spins for (NULL when none), for the tests that
+	 * show one CPU held off by another's lock. */
+	const struct klock *volatile klock_waiting;
 	/* kernel/intr/dpc.c: whether this CPU's DPC queue is non-empty (written under the
 	 * queue's lock, by whichever CPU links or unlinks) and whether this CPU runs a
 	 * DeferredRoutine (written by this CPU only).  KeLowerIrql's fast path reads both as
@@ -86,7 +89,18 @@ struct kcpu {
 	/* mm/syspte.c: the one-PTE reservation this CPU released last and keeps for its next
 	 * one-page mapping (slot + 1; 0: none), taken and given only by atomic exchanges. */
 	uint32_t syspte_slot;
+	/* mm/tlb.c (mm/RULES.md, "Idle CPUs take their flush when they wake"): KCPU_RUNNING, or
+	 * KCPU_IDLE, stored by this CPU with interrupts off in the instruction before its
+	 * STI; HLT, or KCPU_IDLE_FLUSH_PENDING, put there from IDLE by another CPU's flush with
+	 * a compare-exchange.  This CPU's wake (the first thing trap_dispatch does, and after
+	 * HLT) exchanges it back to RUNNING and, if a flush was pending, flushes everything
+	 * before anything else.  Only atomic stores, exchanges and compare-exchanges change it. */
+	volatile uint32_t idle_state;
+	volatile uint64_t tlb_flushes_deferred; /* flushes other CPUs left for this CPU's wake */
+	volatile uint64_t tlb_wake_flushes;     /* full flushes this CPU did waking with one pending */
 };
+
+enum { KCPU_RUNNING = 0, KCPU_IDLE = 1, KCPU_IDLE_FLUSH_PENDING = 2 };
 
 extern struct kcpu kcpus[SMP_MAX_CPUS];
 

@@ -3,6 +3,7 @@
 #include "kernel/bugcheck.h"
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
+#include "kernel/intr/clock.h"
 #include "kernel/intr/intr.h"
 #include "kernel/irql.h"
 #include "kernel/kstack.h"
@@ -104,6 +105,11 @@ static void calibrate_tsc(void)
 	}
 	tsc_per_ms = best / 10 ? best / 10 : 1;
 }
+
+/* How long smp_call_mask waits for an answer: SMP_WAIT_MS, shorter only for the death test
+ * of a CPU that answers none (smp_test_set_call_wait_ms). */
+static uint32_t call_wait_ms = SMP_WAIT_MS;
+void smp_test_set_call_wait_ms(uint32_t ms) { call_wait_ms = ms; }
 
 /* The TSC value SMP_WAIT_MS from now. */
 static uint64_t deadline(void) { return rdtsc() + tsc_per_ms * SMP_WAIT_MS; }
@@ -209,15 +215,18 @@ bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg)
 		__atomic_store_n(&c->call_req, want[i], __ATOMIC_RELEASE);
 		lapic_send_ipi(c->apic_id, VEC_IPI_CALL | ICR_FIXED | ICR_ASSERT);
 	}
-	uint64_t end = deadline();
+	uint64_t end = rdtsc() + tsc_per_ms * call_wait_ms;
 	for (unsigned i = 0; i < smp_online_count; i++) {
 		while (want[i] && __atomic_load_n(&kcpus[i].call_ack, __ATOMIC_ACQUIRE) != want[i]) {
 			if (rdtsc() > end) {
 				/* Its request stays pending and names fn and arg, which may be on this
 				 * stack: a late answer would run fn on a frame that is gone, and the
 				 * next call would rewrite the request under it.  A CPU that does not
-				 * answer is a machine that cannot go on. */
-				PANIC("smp: CPU %u did not answer a cross-call in %u ms", i, SMP_WAIT_MS);
+				 * answer is a machine that cannot go on: NT's name for a processor
+				 * that takes no interrupts, with its parameters (P1 the interval in
+				 * clock ticks, P3 its PRCB, P4 its number). */
+				KeBugCheckEx(CLOCK_WATCHDOG_TIMEOUT, (ULONG_PTR)call_wait_ms * CLOCK_HZ / 1000, 0,
+					     (ULONG_PTR)&kcpus[i], i);
 			}
 			call_wait_spins++;
 			cpu_relax();
@@ -273,7 +282,12 @@ bool smp_work_wait(unsigned cpu)
 
 /* An AP's life after start-up: HLT with interrupts on until an IPI brings work.  STI's
  * one-instruction shadow makes "STI; HLT" atomic: an IPI that arrives after the check
- * still ends the HLT (SDM Vol. 2B, STI). */
+ * still ends the HLT (SDM Vol. 2B, STI).  The store of KCPU_IDLE is the instruction before
+ * them, in the same asm, with interrupts off: from then until its wake (tlb_idle_wake,
+ * the first thing trap_dispatch does) the CPU executes only STI and HLT, so another CPU may
+ * leave it a flush instead of an IPI (mm/RULES.md, "Idle CPUs take their flush when they
+ * wake").  An NMI in between finds it IDLE and sets it RUNNING: that HLT then just gets
+ * its IPIs. */
 static __attribute__((noreturn)) void ap_idle(struct kcpu *c)
 {
 	for (;;) {
@@ -289,7 +303,13 @@ static __attribute__((noreturn)) void ap_idle(struct kcpu *c)
 			__atomic_store_n(&c->work_done, req, __ATOMIC_RELEASE);
 			continue;
 		}
-		__asm__ volatile("sti; hlt" ::: "memory");
+		__asm__ volatile("movl %1, %0\n\tsti\n\thlt"
+				 : "=m"(c->idle_state)
+				 : "i"(KCPU_IDLE)
+				 : "memory");
+		/* The interrupt that ended the HLT has run tlb_idle_wake already; again, in case
+		 * anything else ever ends one. */
+		tlb_idle_wake();
 	}
 }
 

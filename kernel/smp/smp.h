@@ -38,10 +38,13 @@ static inline unsigned smp_this_cpu(void) { return this_cpu()->number; }
 
 /* Run fn(arg) on every CPU in `mask` (bit n = CPU n; this CPU's bit runs it here, first)
  * in each CPU's IPI handler, at IPI_LEVEL with interrupts off, and wait until every one has
- * returned.  A CPU that does not answer within SMP_WAIT_MS stops the machine (MDLAB_INTERNAL_ERROR):
+ * returned.  A CPU that does not answer within SMP_WAIT_MS stops the machine with bug check
+ * 0x101 CLOCK_WATCHDOG_TIMEOUT (the interval in clock ticks, 0, its struct kcpu, its number):
  * its pending request would run later on a stack frame that is gone.  True otherwise.  fn
  * must not wait for another CPU. */
 bool smp_call_mask(uint64_t mask, void (*fn)(void *), void *arg);
+/* For the death test only: smp_call_mask's wait, in ms, instead of SMP_WAIT_MS. */
+void smp_test_set_call_wait_ms(uint32_t ms);
 /* How many PAUSEs smp_call_mask's callers have spun waiting for answers, since boot (make
  * bench's SMP suite: the cost of the wait, tests/bench/bench_smp.c). */
 uint64_t smp_call_wait_spins(void);

@@ -31,6 +31,8 @@
  * buffer (without VIRTIO_F_ACCESS_PLATFORM the device takes guest physical addresses, all
  * 64 bits of them).  The frames stay locked by whoever built the MDL until the IRP is
  * completed, after the device has written the used ring (mm/RULES.md, "Devices and DMA").
+ * The buffered device's data is the I/O manager's SystemBuffer, described by the driver's own
+ * MDL (CTX_MDL), whose frames go on the ring the same way (mm/RULES.md, I/O rule I11).
  *
  * Locking: one klock of rank KLOCK_DEVICE (vq_lock) guards the descriptor free list, the
  * rings, the request slots and the wait list; the ISR takes nothing (it queues the DPC);
@@ -97,6 +99,9 @@ struct virtio_common_cfg {
 #define CTX_POS 0   /* bytes of the transfer put on the ring so far */
 #define CTX_OUT 1   /* its pieces on the ring and not yet back */
 #define CTX_ERR 2   /* the first piece error (0: none) */
+#define CTX_MDL 3   /* the MDL whose frames the device is told: Irp->MdlAddress (direct), or the
+                     * driver's own over the I/O manager's SystemBuffer (buffered), freed at
+                     * completion */
 #define CTX(irp, i) ((irp)->Tail.Overlay.DriverContext[i])
 
 /* 2.6.5, 2.6.6, 2.6.8. */
@@ -169,6 +174,7 @@ static struct {
 	int16_t slot_of_head[VBLK_QUEUE_SIZE];
 	LIST_ENTRY waiting;           /* IRPs with no slot or descriptors yet (Tail.Overlay.ListEntry) */
 	KDPC dpc;
+	PDEVICE_OBJECT bdev;          /* \Device\VirtioBlk0Buffered (DO_BUFFERED_IO) */
 	struct vblk_info info;
 	struct vblk_last_request last;
 	struct vblk_last_irp last_irp;
@@ -177,6 +183,8 @@ static struct {
 } vb;
 
 static struct klock vq_lock = KLOCK_INIT(KLOCK_DEVICE);
+/* vblk_test_hold_completions: while set, the DPC leaves the used ring alone. */
+static volatile bool completions_held;
 
 NTSTATUS vblk_status_of(uint8_t s)
 {
@@ -307,7 +315,7 @@ static bool submit_locked(PIRP irp)
 	bool write = sp->MajorFunction == IRP_MJ_WRITE;
 	ULONG length = sp->Parameters.Read.Length;
 	uint64_t first = (uint64_t)sp->Parameters.Read.ByteOffset.QuadPart / VBLK_SECTOR;
-	PMDL mdl = irp->MdlAddress;
+	PMDL mdl = CTX(irp, CTX_MDL);
 	ULONG pos = (ULONG)(ULONG_PTR)CTX(irp, CTX_POS);
 	while (pos < length) {
 		unsigned s;
@@ -406,6 +414,17 @@ static void start_waiting_locked(void)
 
 /* ---- completion ---- */
 
+/* The driver's own MDL over a buffered IRP's SystemBuffer goes before the IRP is completed
+ * (the I/O manager frees the buffer after it; the MDL must not outlive it).  A direct IRP's
+ * MDL is the I/O manager's or the caller's: not the driver's to free. */
+static void release_data_mdl(PIRP irp)
+{
+	PMDL m = CTX(irp, CTX_MDL);
+	if (m && m != irp->MdlAddress)
+		IoFreeMdl(m);
+	CTX(irp, CTX_MDL) = NULL;
+}
+
 static void vblk_isr(void *context)
 {
 	(void)context;
@@ -419,6 +438,8 @@ static VOID vblk_dpc(PKDPC Dpc, PVOID ctx, PVOID a1, PVOID a2)
 	(void)Dpc, (void)ctx, (void)a1, (void)a2;
 	PIRP done[VBLK_SLOTS];
 	unsigned ndone = 0;
+	if (__atomic_load_n(&completions_held, __ATOMIC_ACQUIRE))
+		return; /* vblk_test_hold_completions(false) queues the DPC again */
 	KIRQL irql = klock_acquire(&vq_lock);
 	for (;;) {
 		uint16_t idx = __atomic_load_n(&vb.used->idx, __ATOMIC_ACQUIRE);
@@ -446,14 +467,29 @@ static VOID vblk_dpc(PKDPC Dpc, PVOID ctx, PVOID a1, PVOID a2)
 		NTSTATUS err = (NTSTATUS)(ULONG)(ULONG_PTR)CTX(irp, CTX_ERR);
 		irp->IoStatus.Status = err;
 		irp->IoStatus.Information = err == STATUS_SUCCESS ? length : 0;
+		if (err == STATUS_SUCCESS) {
+			if (IoGetCurrentIrpStackLocation(irp)->DeviceObject == vb.bdev)
+				vb.info.buffered_bytes += length;
+			else
+				vb.info.direct_bytes += length;
+		}
 		done[ndone++] = irp;
 	}
 	start_waiting_locked();
 	bool more = vb.last_used != __atomic_load_n(&vb.used->idx, __ATOMIC_ACQUIRE);
 	klock_release(&vq_lock, irql);
-	for (unsigned i = 0; i < ndone; i++)
+	for (unsigned i = 0; i < ndone; i++) {
+		release_data_mdl(done[i]);
 		IoCompleteRequest(done[i], IO_DISK_INCREMENT);
+	}
 	if (more)
+		KeInsertQueueDpc(&vb.dpc, NULL, NULL);
+}
+
+void vblk_test_hold_completions(bool hold)
+{
+	__atomic_store_n(&completions_held, hold, __ATOMIC_RELEASE);
+	if (!hold && vb.info.device)
 		KeInsertQueueDpc(&vb.dpc, NULL, NULL);
 }
 
@@ -467,18 +503,26 @@ static NTSTATUS complete_now(PIRP irp, NTSTATUS st)
 	return st;
 }
 
+/* IRP_MJ_READ / IRP_MJ_WRITE on either device object.  \Device\VirtioBlk0 (DO_DIRECT_IO): the
+ * data is Irp->MdlAddress, locked by whoever built the IRP.  \Device\VirtioBlk0Buffered
+ * (DO_BUFFERED_IO): the data is Irp->AssociatedIrp.SystemBuffer, the I/O manager's nonpaged
+ * buffer of Length bytes (it copied a write's data in, and copies a read's out at completion:
+ * "Using Buffered I/O"); the driver describes it with an MDL of its own, the DDI way
+ * (IoAllocateMdl + MmBuildMdlForNonPagedPool: nonpaged pool is resident, nothing to lock), and
+ * the device DMAs to and from the pool's frames.  Everything else is the same path. */
 static NTSTATUS vblk_read_write(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 {
-	(void)DeviceObject;
 	PIO_STACK_LOCATION sp = IoGetCurrentIrpStackLocation(Irp);
 	ULONG length = sp->Parameters.Read.Length; /* Read and Write share the layout */
 	LONGLONG offset = sp->Parameters.Read.ByteOffset.QuadPart;
+	bool buffered = DeviceObject == vb.bdev;
 	/* A disk transfers whole sectors at sector-aligned offsets. */
 	if (length % VBLK_SECTOR || offset < 0 || offset % VBLK_SECTOR)
 		return complete_now(Irp, STATUS_INVALID_PARAMETER);
 	if (length == 0)
 		return complete_now(Irp, STATUS_SUCCESS);
-	if (!Irp->MdlAddress || MmGetMdlByteCount(Irp->MdlAddress) < length)
+	if (buffered ? !Irp->AssociatedIrp.SystemBuffer
+		     : !Irp->MdlAddress || MmGetMdlByteCount(Irp->MdlAddress) < length)
 		return complete_now(Irp, STATUS_INVALID_PARAMETER);
 	/* Past the end: what Windows' disk stack answers.  disk.sys's read/write check
 	 * (DiskReadWriteVerification, the ClassReadWriteVerification hook classpnp's
@@ -491,15 +535,25 @@ static NTSTATUS vblk_read_write(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 	uint64_t first = (uint64_t)offset / VBLK_SECTOR, count = length / VBLK_SECTOR;
 	if (first >= vb.info.capacity || count > vb.info.capacity - first)
 		return complete_now(Irp, STATUS_NONEXISTENT_SECTOR);
+	PMDL mdl = Irp->MdlAddress;
+	if (buffered) {
+		mdl = IoAllocateMdl(Irp->AssociatedIrp.SystemBuffer, length, FALSE, FALSE, NULL);
+		if (!mdl)
+			return complete_now(Irp, STATUS_INSUFFICIENT_RESOURCES);
+		MmBuildMdlForNonPagedPool(mdl);
+	}
+	CTX(Irp, CTX_MDL) = mdl;
 	/* Every piece must hold a sector within the limits (it does unless seg_max x size_max is
 	 * under 512 bytes around a short run). */
 	for (ULONG pos = 0; pos < length;) {
 		uint64_t addr[VBLK_MAX_RUNS];
 		uint32_t len[VBLK_MAX_RUNS];
 		unsigned n;
-		uint32_t bytes = piece_build(Irp->MdlAddress, length, pos, vb.seg_limit, vb.size_limit, addr, len, &n);
-		if (!bytes)
+		uint32_t bytes = piece_build(mdl, length, pos, vb.seg_limit, vb.size_limit, addr, len, &n);
+		if (!bytes) {
+			release_data_mdl(Irp);
 			return complete_now(Irp, STATUS_INSUFFICIENT_RESOURCES);
+		}
 		pos += bytes;
 	}
 	CTX(Irp, CTX_POS) = CTX(Irp, CTX_OUT) = CTX(Irp, CTX_ERR) = NULL;
@@ -584,6 +638,9 @@ static VOID vblk_unload(PDRIVER_OBJECT DriverObject)
 	device_reset();
 	intr_disconnect(VBLK_VECTOR);
 	KeRemoveQueueDpc(&vb.dpc);
+	__atomic_store_n(&completions_held, false, __ATOMIC_RELEASE);
+	UNICODE_STRING link = RTL_CONSTANT_STRING(VBLK_LINK);
+	IoDeleteSymbolicLink(&link);
 	/* An IRP split into pieces may hold several slots and be waiting with more to send:
 	 * each is completed once, those waiting with pieces on the ring among them. */
 	PIRP left[VBLK_SLOTS];
@@ -597,16 +654,21 @@ static VOID vblk_unload(PDRIVER_OBJECT DriverObject)
 		    IoGetCurrentIrpStackLocation(irp)->Parameters.Read.Length)
 			left[n++] = irp;
 	}
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
+		release_data_mdl(left[i]);
 		complete_now(left[i], STATUS_CANCELLED);
+	}
 	while (vb.waiting.Flink != &vb.waiting) {
 		PLIST_ENTRY e = vb.waiting.Flink;
 		vb.waiting.Flink = e->Flink;
 		e->Flink->Blink = &vb.waiting;
-		complete_now(CONTAINING_RECORD(e, IRP, Tail.Overlay.ListEntry), STATUS_CANCELLED);
+		PIRP irp = CONTAINING_RECORD(e, IRP, Tail.Overlay.ListEntry);
+		release_data_mdl(irp);
+		complete_now(irp, STATUS_CANCELLED);
 	}
 	MmFreeContiguousMemorySpecifyCache(vb.mem, 2 * PAGE_SIZE, MmCached);
 	pci_unmap_bars(vb.pci);
+	IoDeleteDevice(vb.bdev);
 	IoDeleteDevice(vb.info.device);
 	KIRQL irql = klock_acquire(&vq_lock);
 	memset(&vb, 0, sizeof vb);
@@ -733,6 +795,32 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 		return st;
 	}
 	dev->Flags |= DO_DIRECT_IO;
+	/* The Win32 name of the first disk, \\.\PhysicalDrive0 (CreateFile page, "Physical
+	 * disks and volumes"): Windows' disk class driver makes the same link. */
+	UNICODE_STRING link = RTL_CONSTANT_STRING(VBLK_LINK);
+	if ((st = IoCreateSymbolicLink(&link, &name))) {
+		IoDeleteDevice(dev);
+		device_reset();
+		intr_disconnect(VBLK_VECTOR);
+		fail("no symbolic link");
+		return st;
+	}
+	/* The same disk again for buffered I/O, for contrast: the I/O manager copies between the
+	 * caller's buffer and a SystemBuffer of its own, which the device DMAs to and from. */
+	UNICODE_STRING bname = RTL_CONSTANT_STRING(L"\\Device\\VirtioBlk0Buffered");
+	PDEVICE_OBJECT bdev;
+	st = IoCreateDevice(DriverObject, 0, &bname, FILE_DEVICE_DISK, 0, FALSE, &bdev);
+	if (st) {
+		IoDeleteSymbolicLink(&link);
+		IoDeleteDevice(dev);
+		device_reset();
+		intr_disconnect(VBLK_VECTOR);
+		fail("no device object for buffered I/O");
+		return st;
+	}
+	bdev->Flags |= DO_BUFFERED_IO;
+	vb.bdev = bdev;
+	vb.info.buffered_device = bdev;
 	DriverObject->MajorFunction[IRP_MJ_CREATE] = vblk_create_close;
 	DriverObject->MajorFunction[IRP_MJ_CLOSE] = vblk_create_close;
 	DriverObject->MajorFunction[IRP_MJ_READ] = vblk_read_write;

@@ -2,12 +2,17 @@
  * virtio-blk over PCI, modern (virtio 1.x) only: the driver `virtio_blk` (kernel/virtio/
  * virtio_blk.c), loaded at boot when kernel/pci found the function (1AF4:1042).
  *
- * One device object, \Device\VirtioBlk0 (FILE_DEVICE_DISK, DO_DIRECT_IO), served by the
- * dispatch routines for IRP_MJ_READ and IRP_MJ_WRITE: Parameters.Read/Write.ByteOffset and
- * Length in bytes, the buffer the IRP's MdlAddress (locked: its PFN array is what the device
- * is told, one data descriptor per physically contiguous run).  Every request is pending
- * when the dispatch routine returns and is completed by the driver's DPC (the MSI-X
- * interrupt's), with IoStatus.Information the bytes transferred.
+ * Two device objects on the one disk, FILE_DEVICE_DISK both, served by the same dispatch
+ * routines for IRP_MJ_READ and IRP_MJ_WRITE (Parameters.Read/Write.ByteOffset and Length in
+ * bytes): \Device\VirtioBlk0 (DO_DIRECT_IO; a user program opens it as \\.\PhysicalDrive0,
+ * the symbolic link VBLK_LINK), whose buffer is the IRP's MdlAddress (locked:
+ * its PFN array is what the device is told, one data descriptor per physically contiguous
+ * run), and \Device\VirtioBlk0Buffered (DO_BUFFERED_IO), whose buffer is the I/O manager's
+ * Irp->AssociatedIrp.SystemBuffer (the driver describes it with an MDL of its own,
+ * IoAllocateMdl + MmBuildMdlForNonPagedPool, freed before it completes the IRP; the I/O
+ * manager copies between it and the caller's buffer).  Every request is pending when the
+ * dispatch routine returns and is completed by the driver's DPC (the MSI-X interrupt's),
+ * with IoStatus.Information the bytes transferred.
  *
  * This header is the kernel's and the tests' view: what was negotiated and what the device
  * was last told.
@@ -23,6 +28,7 @@
 #define VBLK_QUEUE_SIZE 64u  /* descriptors (at most; the device's own size if smaller) */
 #define VBLK_SLOTS 16u       /* requests in flight at once */
 #define VBLK_VECTOR 0x61     /* the queue's MSI-X vector (class 6) */
+#define VBLK_LINK L"\\DosDevices\\PhysicalDrive0"
 
 /* Load the driver (io_load_driver("virtio_blk")) when kernel/pci found the device; at
  * PASSIVE_LEVEL.  Prints "virtio-blk: ..." and returns DriverEntry's status
@@ -33,7 +39,8 @@ NTSTATUS vblk_load(void);
 NTSTATUS vblk_unload_driver(void);
 
 struct vblk_info {
-	PDEVICE_OBJECT device;  /* NULL when the driver is not running */
+	PDEVICE_OBJECT device;  /* \Device\VirtioBlk0, NULL when the driver is not running */
+	PDEVICE_OBJECT buffered_device; /* \Device\VirtioBlk0Buffered */
 	uint64_t capacity;      /* 512-byte sectors (device configuration, offset 0) */
 	uint64_t features;      /* what the driver accepted: VIRTIO_F_VERSION_1, and
 	                         * VIRTIO_BLK_F_SIZE_MAX / F_SEG_MAX when offered */
@@ -46,6 +53,10 @@ struct vblk_info {
 	unsigned dpc_cpu;       /* the CPU the completion DPC runs on */
 	uint8_t device_status;  /* read back from the common configuration */
 	uint64_t submitted, completed, interrupts, max_in_flight, in_flight;
+	/* Bytes of the IRPs completed with success, by device: the direct device's moved with no
+	 * copy (the copies avoided: a buffered request of the same bytes is copied once by the I/O
+	 * manager, io_get_copy_stats), the buffered device's through its SystemBuffer. */
+	uint64_t direct_bytes, buffered_bytes;
 };
 void vblk_get_info(struct vblk_info *out);
 
@@ -75,6 +86,11 @@ struct vblk_last_irp {
 	uint32_t len[VBLK_RECORD_RUNS];
 };
 void vblk_get_last_irp(struct vblk_last_irp *out);
+
+/* For tests: while held, the completion DPC does not look at the used ring, so a request the
+ * device has finished stays pending (its IRP not completed, its pages locked) until the hold
+ * is released, which queues the DPC.  Unloading the driver releases it. */
+void vblk_test_hold_completions(bool hold);
 
 /* The driver's descriptor builder, the one every request's data goes through, callable
  * without the device (make bench times it): the data of a transfer of `length` bytes of `mdl`

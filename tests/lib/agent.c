@@ -53,19 +53,37 @@ uint32_t agent_unmap_view(struct agent_script *s, uint64_t base)
 	return agent_op(s, AGENT_UNMAP_VIEW, base, 0, 0, 0, 0);
 }
 
-/* The name packed as AGENT_OPEN takes it: up to 8 characters, little-endian. */
+/* The name packed as AGENT_OPEN takes it: up to 39 characters, little-endian, in a-e. */
 uint32_t agent_open(struct agent_script *s, const char *name)
 {
-	uint64_t v = 0;
-	for (int i = 0; i < 8 && name[i]; i++)
-		v |= (uint64_t)(uint8_t)name[i] << (8 * i);
-	return agent_op(s, AGENT_OPEN, v, 0, 0, 0, 0);
+	uint64_t v[5] = { 0 };
+	size_t n = strlen(name);
+	if (n > 39)
+		PANIC("agent script: device name %s longer than 39 characters", name);
+	for (size_t i = 0; i < n; i++)
+		v[i / 8] |= (uint64_t)(uint8_t)name[i] << (8 * (i % 8));
+	return agent_op(s, AGENT_OPEN, v[0], v[1], v[2], v[3], v[4]);
 }
 
 uint32_t agent_ioctl(struct agent_script *s, uint32_t code, uint64_t in, uint32_t in_len, uint64_t out,
 		     uint32_t out_len)
 {
 	return agent_op(s, AGENT_IOCTL, code, in, in_len, out, out_len);
+}
+
+uint32_t agent_read_file(struct agent_script *s, uint64_t buf, uint32_t len, uint64_t offset)
+{
+	return agent_op(s, AGENT_READ_FILE, buf, len, offset, 0, 0);
+}
+
+uint32_t agent_write_file(struct agent_script *s, uint64_t buf, uint32_t len, uint64_t offset)
+{
+	return agent_op(s, AGENT_WRITE_FILE, buf, len, offset, 0, 0);
+}
+
+uint32_t agent_pattern32(struct agent_script *s, uint64_t va, uint64_t bytes, uint32_t seed)
+{
+	return agent_op(s, AGENT_PATTERN32, va, bytes, seed, 0, 0);
 }
 
 uint32_t agent_add64(struct agent_script *s, uint64_t va, uint64_t v) { return agent_op(s, AGENT_ADD64, va, v, 0, 0, 0); }

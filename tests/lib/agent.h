@@ -46,11 +46,18 @@ uint32_t agent_alloc(struct agent_script *s, uint64_t base, uint64_t size, uint3
 uint32_t agent_free(struct agent_script *s, uint64_t base, uint64_t size, uint32_t type);
 uint32_t agent_protect(struct agent_script *s, uint64_t base, uint64_t size, uint32_t protect);
 uint32_t agent_unmap_view(struct agent_script *s, uint64_t base);
-/* NtOpenDevice of `name` (at most 8 characters); the handle is the agent's from then on. */
+/* NtOpenDevice of `name` (at most 39 characters); the handle is the agent's from then on. */
 uint32_t agent_open(struct agent_script *s, const char *name);
 /* NtDeviceIoControlFile on the handle the last agent_open got (0 before any). */
 uint32_t agent_ioctl(struct agent_script *s, uint32_t code, uint64_t in, uint32_t in_len, uint64_t out,
 		     uint32_t out_len);
+/* NtReadFile / NtWriteFile of len bytes at buf on the last agent_open's handle, at byte
+ * `offset` (AGENT_CURRENT_POSITION: ByteOffset NULL); reports the status, then the bytes.
+ * For a ByteOffset pointer of the test's choosing, agent_op with d = that pointer. */
+uint32_t agent_read_file(struct agent_script *s, uint64_t buf, uint32_t len, uint64_t offset);
+uint32_t agent_write_file(struct agent_script *s, uint64_t buf, uint32_t len, uint64_t offset);
+/* Write `bytes` of tests/lib/pattern.h's pattern from `seed` at va, in ring 3. */
+uint32_t agent_pattern32(struct agent_script *s, uint64_t va, uint64_t bytes, uint32_t seed);
 /* LOCK XADD v at va (reports the old value); spin in ring 3 until the quadword at va is v
  * (reports the reads that missed): a barrier between processes on different CPUs that share
  * a page, or a wait for the kernel to write it. */

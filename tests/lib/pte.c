@@ -42,11 +42,13 @@ const char *mmt_type_name(enum memtype t)
 	return t < MT_COUNT ? n[t] : "?";
 }
 
-struct mmt_rights mmt_rights_of(uint64_t va)
+struct mmt_rights mmt_rights_of(uint64_t va) { return mmt_rights_in(&kernel_root, va); }
+
+struct mmt_rights mmt_rights_in(const struct pt_root *root, uint64_t va)
 {
 	struct pt_query q;
 	struct mmt_rights r = { .write = true, .user = true };
-	pt_query(&kernel_root, va, &q);
+	pt_query(root, va, &q);
 	for (int level = 4; level >= 1; level--) {
 		uint64_t e = q.entry[level];
 		if (!mmt_has(e, MMT_PTE_P))
@@ -105,5 +107,11 @@ bool mmt_present_in(const struct pt_root *r, uint64_t va, bool *write)
 pfn_t mmt_frame_of(uint64_t va)
 {
 	struct mmt_rights r = mmt_rights_of(va);
+	return r.present ? r.pa >> PAGE_SHIFT : PFN_INVALID;
+}
+
+pfn_t mmt_frame_in(const struct pt_root *root, uint64_t va)
+{
+	struct mmt_rights r = mmt_rights_in(root, va);
 	return r.present ? r.pa >> PAGE_SHIFT : PFN_INVALID;
 }

@@ -70,8 +70,9 @@ struct mmt_rights {
 	uint64_t leaf;
 	uint64_t pa;  /* the physical address va translates to */
 };
-/* In the kernel's tables. */
+/* In the kernel's tables; in root's (a process's: mm.root). */
 struct mmt_rights mmt_rights_of(uint64_t va);
+struct mmt_rights mmt_rights_in(const struct pt_root *root, uint64_t va);
 
 /* The encoding of the memory type the leaf mapping va in the kernel's tables selects,
  * MMT_ENC_UNMAPPED when nothing maps it; the translation in *r unless r is NULL. */
@@ -82,8 +83,9 @@ unsigned mmt_alias_encoding(pfn_t pfn, struct mmt_rights *r);
 /* Whether the kernel's tables translate va (or nothing maps it: the walk stops short). */
 bool mmt_va_mapped(uint64_t va);
 static inline bool mmt_va_unmapped(uint64_t va) { return !mmt_va_mapped(va); }
-/* The frame the kernel's tables map va to, PFN_INVALID when nothing maps it. */
+/* The frame the kernel's tables (root's) map va to, PFN_INVALID when nothing maps it. */
 pfn_t mmt_frame_of(uint64_t va);
+pfn_t mmt_frame_in(const struct pt_root *root, uint64_t va);
 /* Whether r's tables map va, from the raw entries; *write: RW at every level (SDM Vol. 3,
  * 4.6). */
 bool mmt_present_in(const struct pt_root *r, uint64_t va, bool *write);

@@ -1,9 +1,11 @@
 /* Requests to the virtio-blk device for its suites (vblk_req.h). */
 #include "tests/lib/vblk_req.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/pte.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/smp/smp.h"
+#include "kernel/virtio/virtio_blk.h"
 #include "mm/pool.h"
 
 struct vreq_counts vreq_counts_now(void)
@@ -70,6 +72,63 @@ NTSTATUS vreq_transfer(struct ktest *t, PDEVICE_OBJECT dev, UCHAR major, PMDL md
 	if (returned)
 		*returned = r.returned;
 	return st;
+}
+
+NTSTATUS vreq_fsd(struct ktest *t, PDEVICE_OBJECT dev, ULONG major, void *buffer, ULONG length, LONGLONG offset,
+		  IO_STATUS_BLOCK *iosb, NTSTATUS *returned, PFN_NUMBER *sysbuf, ULONG *sysoff)
+{
+	KEVENT ev;
+	KeInitializeEvent(&ev, NotificationEvent, FALSE);
+	LARGE_INTEGER at = { .QuadPart = offset };
+	iosb->Status = 0x12345678;
+	iosb->Information = 77;
+	PIRP irp = IoBuildSynchronousFsdRequest(major, dev, buffer, length, &at, &ev, iosb);
+	ASSERT_TRUE(t, irp != NULL);
+	if (sysbuf && irp->AssociatedIrp.SystemBuffer) {
+		uint64_t va = (uint64_t)irp->AssociatedIrp.SystemBuffer;
+		ULONG pages = (ULONG)ADDRESS_AND_SIZE_TO_SPAN_PAGES(va, length);
+		for (ULONG i = 0; i < pages; i++)
+			sysbuf[i] = mmt_frame_of((va & ~(uint64_t)(PAGE_SIZE - 1)) + (uint64_t)i * PAGE_SIZE);
+		if (sysoff)
+			*sysoff = (ULONG)(va & (PAGE_SIZE - 1));
+	}
+	NTSTATUS st = IoCallDriver(dev, irp);
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	while (!KeReadStateEvent(&ev) && rdtsc() < end)
+		cpu_relax();
+	ASSERT_TRUE(t, KeReadStateEvent(&ev));
+	if (returned)
+		*returned = st;
+	return iosb->Status;
+}
+
+/* The descriptors the device was last told are the frames `frames` (one per page of a
+ * transfer of `length` bytes starting `offset` into the first), one per contiguous run. */
+void vreq_expect_descriptors(struct ktest *t, const PFN_NUMBER *frames, ULONG offset, ULONG length)
+{
+	struct vblk_last_request last;
+	vblk_get_last_request(&last);
+	unsigned n = 0;
+	ULONG page = 0, left = length;
+	uint64_t off = offset;
+	while (left && n < last.nruns) {
+		uint64_t addr = ((uint64_t)frames[page] << PAGE_SHIFT) + off;
+		uint32_t len = 0;
+		for (;;) {
+			uint32_t chunk = (uint32_t)(PAGE_SIZE - off) < left - len ? (uint32_t)(PAGE_SIZE - off) : left - len;
+			len += chunk;
+			off = 0;
+			page++;
+			if (len == left || frames[page] != frames[page - 1] + 1)
+				break;
+		}
+		EXPECT_EQ(t, last.addr[n], addr);
+		EXPECT_EQ(t, (uint64_t)last.len[n], (uint64_t)len);
+		left -= len;
+		n++;
+	}
+	EXPECT_EQ(t, left, 0u);
+	EXPECT_EQ(t, n, last.nruns);
 }
 
 void buf_make(struct ktest *t, struct buf *b, ULONG npages, ULONG offset, ULONG length)

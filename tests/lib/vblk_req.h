@@ -40,6 +40,21 @@ NTSTATUS vreq_finish(struct ktest *t, struct req *r);
 NTSTATUS vreq_transfer(struct ktest *t, PDEVICE_OBJECT dev, UCHAR major, PMDL mdl, ULONG length, LONGLONG offset,
 		       ULONG_PTR *info, NTSTATUS *returned);
 
+/* The I/O manager's own request (IoBuildSynchronousFsdRequest) for `length` bytes of the
+ * kernel buffer at byte `offset`: the buffers the device's flags ask for (a SystemBuffer for
+ * DO_BUFFERED_IO, an MDL probed and locked for DO_DIRECT_IO), sent, waited for (bounded) on
+ * its event.  The IO_STATUS_BLOCK's status; *iosb all of it; *returned (if not NULL)
+ * IoCallDriver's status.  For a buffered device, sysbuf[] (if not NULL, room for the
+ * request's pages) gets the frames of the SystemBuffer the I/O manager made, read from the
+ * page tables before the IRP is sent, and *sysoff its offset into its first page. */
+NTSTATUS vreq_fsd(struct ktest *t, PDEVICE_OBJECT dev, ULONG major, void *buffer, ULONG length, LONGLONG offset,
+		  IO_STATUS_BLOCK *iosb, NTSTATUS *returned, PFN_NUMBER *sysbuf, ULONG *sysoff);
+
+/* The data descriptors the device was last told (vblk_get_last_request) are the frames
+ * `frames` (one per page of a transfer of `length` bytes starting `offset` into the first),
+ * one per physically contiguous run. */
+void vreq_expect_descriptors(struct ktest *t, const PFN_NUMBER *frames, ULONG offset, ULONG length);
+
 /* Frames of MmAllocatePagesForMdlEx, mapped, described again at an offset. */
 struct buf {
 	PMDL pages;   /* the allocation */

@@ -44,7 +44,21 @@ typedef struct _SECURITY_ATTRIBUTES {
 	LPVOID lpSecurityDescriptor;
 	BOOL bInheritHandle;
 } SECURITY_ATTRIBUTES, *LPSECURITY_ATTRIBUTES;
-typedef struct _OVERLAPPED OVERLAPPED, *LPOVERLAPPED;
+/* ReadFile / WriteFile on a handle opened for synchronous I/O (every mdlab handle): Offset and
+ * OffsetHigh are the byte offset of the transfer; Internal gets the NTSTATUS and InternalHigh
+ * the bytes transferred.  hEvent is not used (the call returns when the transfer is done). */
+typedef struct _OVERLAPPED {
+	ULONG_PTR Internal;
+	ULONG_PTR InternalHigh;
+	union {
+		struct {
+			DWORD Offset;
+			DWORD OffsetHigh;
+		};
+		PVOID Pointer;
+	};
+	HANDLE hEvent;
+} OVERLAPPED, *LPOVERLAPPED;
 
 /* CreateFileA: access, sharing, disposition, attributes. */
 #define GENERIC_READ 0x80000000u
