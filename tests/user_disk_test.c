@@ -19,7 +19,10 @@
  *     (vblk_test_hold_completions) the process's ReadFile pends on CPU 1 while CPU 0, attached
  *     as another thread of it would be, frees the range: STATUS_UNABLE_TO_FREE_VM (mm/RULES.md
  *     U1), the PTEs still map the same frames, each locked once; released, the read completes,
- *     the process's own free then succeeds and the frames are back on the free lists.
+ *     the process's own free then succeeds and the frames are back on the free lists;
+ *   - the contrast: the same write and read on \\.\VirtioBlk0Buffered (DO_BUFFERED_IO) reach
+ *     the disk (disk-check) and come back, but no descriptor names a frame of the process's
+ *     buffers, and the I/O manager copies exactly the request in, then out.
  * Every case ends with free frames, system PTEs, locked frames and pool where it began.
  */
 #include "kernel/ktest.h"
@@ -35,6 +38,7 @@
 #include "kernel/printf.h"
 #include "kernel/process.h"
 #include "kernel/smp/smp.h"
+#include "kernel/io/io.h"
 #include "kernel/virtio/virtio_blk.h"
 #include "mm/uvm.h"
 
@@ -340,10 +344,86 @@ static void ud_case_exit(struct ktest *t)
 		EXPECT_EQ(t, vblk_unload_driver(), STATUS_SUCCESS);
 }
 
+/* ---- the buffered device, for contrast ------------------------------------------------ */
+
+#define BUF_NAME "\\\\.\\VirtioBlk0Buffered"
+#define UB_SECTOR (UD_SECTOR + 256u) /* past the direct cases' sectors */
+#define UB_SEED 0x0B0FFE4Eu
+
+/* Whether a data descriptor of the last IRP names a byte of one of the n frames. */
+static bool irp_touches(const PFN_NUMBER *frames, unsigned n)
+{
+	static struct vblk_last_irp li;
+	vblk_get_last_irp(&li);
+	for (unsigned k = 0; k < li.nruns && k < VBLK_RECORD_RUNS; k++)
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t f = (uint64_t)frames[i] << PAGE_SHIFT;
+			if (li.addr[k] < f + PAGE_SIZE && li.addr[k] + li.len[k] > f)
+				return true;
+		}
+	return false;
+}
+
+/* The same WriteFile and ReadFile from ring 3 on \\.\VirtioBlk0Buffered (DO_BUFFERED_IO):
+ * the data reaches the disk and comes back (disk-check, the pattern read back), but the
+ * device is told the frames of the I/O manager's SystemBuffer, never the process's, and the
+ * I/O manager copies exactly the request in and out (io_get_copy_stats), where the direct
+ * device above copies nothing. */
+static void a_user_write_on_the_buffered_device_is_copied_not_locked(struct ktest *t)
+{
+	struct vreq_counts c = vreq_counts_now();
+	info_now(t);
+	uint64_t base = scratch_uva(2 * UD_REGION, 0), w = base + UD_WOFF, r = base + UD_REGION + UD_ROFF;
+	LONGLONG at = (LONGLONG)UB_SECTOR * VBLK_SECTOR;
+	struct io_copy_stats c0, c1, c2;
+	io_get_copy_stats(&c0);
+	struct agent_script s;
+	agent_begin(&s);
+	uint32_t alloc = agent_alloc(&s, base, UD_REGION, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_pattern32(&s, w, UD_LENGTH, UB_SEED);
+	uint32_t open = agent_open(&s, BUF_NAME);
+	uint32_t wr = agent_write_file(&s, w, UD_LENGTH, (uint64_t)at);
+	PEPROCESS p = agent_run_clean(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	io_get_copy_stats(&c1);
+	EXPECT_EQ(t, agent_result(t, p, alloc, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, open, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, wr, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, wr, 1), (uint64_t)UD_LENGTH);
+	EXPECT_EQ(t, c1.in - c0.in, (uint64_t)UD_LENGTH); /* the caller's bytes into the SystemBuffer */
+	EXPECT_EQ(t, c1.out, c0.out);
+	PFN_NUMBER wf[8];
+	ASSERT_EQ(t, frames_in(p, w, UD_LENGTH, wf, 8), 5u);
+	EXPECT_FALSE(t, irp_touches(wf, 5));
+	kprintf("# disk-check: %u %u 0x%x\n", UB_SECTOR, (unsigned)(UD_LENGTH / VBLK_SECTOR), UB_SEED);
+	PsDestroyProcess(p);
+
+	agent_begin(&s);
+	alloc = agent_alloc(&s, base + UD_REGION, UD_REGION, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_fill64(&s, base + UD_REGION, UD_REGION / PAGE_SIZE, 0xDEAD);
+	open = agent_open(&s, BUF_NAME);
+	uint32_t rd = agent_read_file(&s, r, UD_LENGTH, (uint64_t)at);
+	p = agent_run_clean(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	io_get_copy_stats(&c2);
+	EXPECT_EQ(t, agent_result(t, p, rd, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, rd, 1), (uint64_t)UD_LENGTH);
+	EXPECT_EQ(t, c2.out - c1.out, (uint64_t)UD_LENGTH); /* the SystemBuffer out to the caller */
+	EXPECT_EQ(t, c2.in, c1.in);
+	PFN_NUMBER rf[8];
+	ASSERT_EQ(t, frames_in(p, r, UD_LENGTH, rf, 8), 5u);
+	EXPECT_FALSE(t, irp_touches(rf, 5));
+	EXPECT_EQ(t, compare_with_pattern(p, r, UD_LENGTH, UB_SEED), UD_LENGTH);
+	EXPECT_EQ(t, p->mm.locked_pages, 0u);
+	PsDestroyProcess(p);
+	vreq_expect_counts(t, c);
+}
+
 static struct ktest_case user_disk_cases[] = {
 	KTEST_CASE(a_user_write_is_zero_copy_and_reads_back_at_each_kind_of_offset),
 	KTEST_CASE(bad_buffers_and_offsets_get_their_statuses_and_lock_nothing),
 	KTEST_CASE(a_buffer_freed_during_the_read_stays_locked_until_completion),
+	KTEST_CASE(a_user_write_on_the_buffered_device_is_copied_not_locked),
 	{ 0 }
 };
 KTEST_SUITE(user_disk, user_disk_cases, .init = ud_case_init, .exit = ud_case_exit);

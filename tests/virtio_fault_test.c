@@ -21,12 +21,15 @@
  * middle one completes once, with the error and Information 0, after every piece went to the
  * device (the first piece's data is on the image); the buffered device
  * (\Device\VirtioBlk0Buffered) answers the same errors the same way, copying nothing back
- * into the caller's buffer after a failed read.  Every case ends with the frames, system PTEs, locked pages and
+ * into the caller's buffer after a failed read; a user program's ReadFile and WriteFile on
+ * \\.\PhysicalDrive0 see the status, and nothing stays locked for the process.  Every case ends with the frames, system PTEs, locked pages and
  * pool where it began.  Without `blkfault=` (the main machine) every case skips.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "tests/lib/counters.h"
 #include "tests/lib/pattern.h"
+#include "tests/lib/scratch.h"
 #include "tests/lib/vblk_req.h"
 #include "include/wdm.h"
 #include "kernel/cmdline.h"
@@ -35,8 +38,10 @@
 #include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/process.h"
 #include "kernel/smp/smp.h"
 #include "kernel/virtio/virtio_blk.h"
+#include "mm/uvm.h"
 
 /* The bad ranges, from `blkfault=W,R,N`; skips without it. */
 static uint64_t bad_write, bad_read, bad_count;
@@ -245,6 +250,43 @@ static void the_io_managers_caller_sees_the_error_and_nothing_stays_locked(struc
 	vreq_expect_counts(t, c);
 }
 
+/* A user program on the failing disk: its WriteFile into the bad write range and its ReadFile
+ * of the bad read range on \\.\PhysicalDrive0 return STATUS_DEVICE_DATA_ERROR with no bytes,
+ * a ReadFile next to the bad range succeeds, and the process ends with nothing locked for it. */
+static void a_user_program_sees_the_device_error_and_nothing_stays_locked(struct ktest *t)
+{
+	struct vreq_counts c = vreq_counts_now();
+	faulty_disk(t);
+	uint32_t len = (uint32_t)(bad_count * VBLK_SECTOR);
+	uint64_t buf = scratch_uva(0x10000, 0);
+	struct vblk_info before, after;
+	vblk_get_info(&before);
+	struct agent_script s;
+	agent_begin(&s);
+	uint32_t alloc = agent_alloc(&s, buf, 0x10000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	agent_fill64(&s, buf, 2, 0xFA17);
+	uint32_t open = agent_open(&s, "\\\\.\\PhysicalDrive0");
+	uint32_t wr = agent_write_file(&s, buf, len, bad_write * VBLK_SECTOR);
+	uint32_t rd = agent_read_file(&s, buf, len, bad_read * VBLK_SECTOR);
+	uint32_t good = agent_read_file(&s, buf, len, (bad_read + bad_count) * VBLK_SECTOR);
+	PEPROCESS p = agent_run_clean(t, &s);
+	ASSERT_TRUE(t, p != NULL);
+	vblk_get_info(&after);
+	EXPECT_EQ(t, agent_result(t, p, alloc, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, open, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, wr, 0), (uint64_t)(uint32_t)STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, agent_result(t, p, wr, 1), 0u);
+	EXPECT_EQ(t, agent_result(t, p, rd, 0), (uint64_t)(uint32_t)STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, agent_result(t, p, rd, 1), 0u);
+	EXPECT_EQ(t, agent_result(t, p, good, 0), STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, good, 1), (uint64_t)len);
+	EXPECT_EQ(t, after.submitted - before.submitted, 3u); /* each went to the device */
+	EXPECT_EQ(t, mmt_locked_frames(), c.locked);
+	EXPECT_EQ(t, p->mm.locked_pages, 0u);
+	PsDestroyProcess(p);
+	vreq_expect_counts(t, c);
+}
+
 #define MIX 6u
 
 static void failing_and_good_requests_in_flight_each_get_their_own_status(struct ktest *t)
@@ -424,6 +466,7 @@ static struct ktest_case virtio_fault_cases[] = {
 	KTEST_CASE(a_write_into_the_bad_range_fails_and_the_device_keeps_working),
 	KTEST_CASE(a_read_from_the_bad_range_fails_and_the_device_keeps_working),
 	KTEST_CASE(the_io_managers_caller_sees_the_error_and_nothing_stays_locked),
+	KTEST_CASE(a_user_program_sees_the_device_error_and_nothing_stays_locked),
 	KTEST_CASE(failing_and_good_requests_in_flight_each_get_their_own_status),
 	KTEST_CASE(a_split_irp_with_one_failing_piece_completes_once_with_the_error),
 	KTEST_CASE(the_buffered_device_answers_device_errors_like_the_direct_one),

@@ -639,8 +639,9 @@ static VOID vblk_unload(PDRIVER_OBJECT DriverObject)
 	intr_disconnect(VBLK_VECTOR);
 	KeRemoveQueueDpc(&vb.dpc);
 	__atomic_store_n(&completions_held, false, __ATOMIC_RELEASE);
-	UNICODE_STRING link = RTL_CONSTANT_STRING(VBLK_LINK);
+	UNICODE_STRING link = RTL_CONSTANT_STRING(VBLK_LINK), blink = RTL_CONSTANT_STRING(VBLK_BUFFERED_LINK);
 	IoDeleteSymbolicLink(&link);
+	IoDeleteSymbolicLink(&blink);
 	/* An IRP split into pieces may hold several slots and be waiting with more to send:
 	 * each is completed once, those waiting with pieces on the ring among them. */
 	PIRP left[VBLK_SLOTS];
@@ -819,6 +820,16 @@ static NTSTATUS vblk_driver_entry(PDRIVER_OBJECT DriverObject, PUNICODE_STRING R
 		return st;
 	}
 	bdev->Flags |= DO_BUFFERED_IO;
+	UNICODE_STRING blink = RTL_CONSTANT_STRING(VBLK_BUFFERED_LINK);
+	if ((st = IoCreateSymbolicLink(&blink, &bname))) {
+		IoDeleteDevice(bdev);
+		IoDeleteSymbolicLink(&link);
+		IoDeleteDevice(dev);
+		device_reset();
+		intr_disconnect(VBLK_VECTOR);
+		fail("no symbolic link for buffered I/O");
+		return st;
+	}
 	vb.bdev = bdev;
 	vb.info.buffered_device = bdev;
 	DriverObject->MajorFunction[IRP_MJ_CREATE] = vblk_create_close;

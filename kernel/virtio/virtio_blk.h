@@ -29,6 +29,9 @@
 #define VBLK_SLOTS 16u       /* requests in flight at once */
 #define VBLK_VECTOR 0x61     /* the queue's MSI-X vector (class 6) */
 #define VBLK_LINK L"\\DosDevices\\PhysicalDrive0"
+/* The buffered device's link, \\.\VirtioBlk0Buffered for a user program (mdlab's name:
+ * Windows has no buffered twin of a disk). */
+#define VBLK_BUFFERED_LINK L"\\DosDevices\\VirtioBlk0Buffered"
 
 /* Load the driver (io_load_driver("virtio_blk")) when kernel/pci found the device; at
  * PASSIVE_LEVEL.  Prints "virtio-blk: ..." and returns DriverEntry's status
