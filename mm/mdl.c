@@ -347,12 +347,19 @@ VOID MmFreePagesFromMdl(PMDL Mdl)
 		MmUnmapLockedPages(Mdl->MappedSystemVa, Mdl);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
 	ULONG n = mdl_page_count(Mdl);
+	/* Each frame's owner checked and its type given back in one pass (free_frames' order:
+	 * the type before the frame).  A frame that is not this MDL's stops the machine there;
+	 * the types given back before it change nothing a bug check shows. */
 	for (ULONG i = 0; i < n; i++) {
 		const struct pfn_entry *e = pfn_entry(pfns[i]);
 		if (!e || e->state != PFN_ACTIVE || e->owner_kind != PFN_OWNER_MDL || e->owner != (uint64_t)Mdl)
 			KeBugCheckEx(MEMORY_MANAGEMENT, 0x1236, (ULONG_PTR)Mdl, (ULONG_PTR)&pfns[i], pfns[i]);
+		/* An untyped frame's alias is WB already, and a WB frame has nothing to undo
+		 * (memtype_release_frames, memtype_release_frame). */
+		if (e->memtype != MT_NONE && e->memtype != MT_WB)
+			memtype_release_frame(pfns[i]);
 	}
-	free_frames(pfns, n);
+	pfn_free_frames(pfns, n);
 	COUNT(allocated_pages, -(uint64_t)n);
 	Mdl->ByteCount = 0;
 	Mdl->MdlFlags &= ~MDL_PAGES_LOCKED;
@@ -538,7 +545,9 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	}
 	if (verifier_inject_failure(VF_SITE_MAP))
 		return map_failed(Mdl, BugCheckOnFailure, n);
-	uint64_t va = syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
+	uint64_t va = n == 1 && !(Priority & MdlMappingWithGuardPtes)
+			      ? syspte_reserve_one(Priority & ~PRIORITY_FLAGS)
+			      : syspte_reserve(n, Priority & ~PRIORITY_FLAGS, Priority & MdlMappingWithGuardPtes);
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	bool override = false;
@@ -546,7 +555,8 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	}
-	COUNT(cache_overrides, override);
+	if (override)
+		COUNT(cache_overrides, 1);
 	COUNT(maps, 1);
 	Mdl->MappedSystemVa = (PVOID)(va + Mdl->ByteOffset);
 	Mdl->MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA | ((Mdl->MdlFlags & MDL_PARTIAL) ? MDL_PARTIAL_HAS_BEEN_MAPPED : 0);
@@ -593,7 +603,10 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	if (reserved_mappings_live)
 		reserved_refuse_unmap(base);
 	ULONG executable = mdl_exec_pages(base, n);
-	syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
+	if (n == 1)
+		syspte_release_one(ALIGN_DOWN(base, PAGE_SIZE));
+	else
+		syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
 	mdl_exec_mapping_ended(MmGetMdlPfnArray(Mdl), n, executable);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;

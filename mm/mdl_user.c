@@ -125,7 +125,7 @@ enum { TRACKING_UNREAD = -1 };
 static int tracking = TRACKING_UNREAD; /* the cmdline is read at the first lock */
 
 /* The records' lock (mm/RULES.md, "Locks"): the list of every user mapping and each
- * process's, the locked-page records, and each process's locked-page charge.  Held for a
+ * process's, the locked-page records (each process's locked-page charge is atomic: mmproc.h).  Held for a
  * list walk and the change it leads to; the pool, page-table and PFN locks may come after
  * it (a record freed, a passed page unmapped), and a process's address-space lock (mmproc.h)
  * when a mapping advances; a mapping is made and released under the process's lock alone. */
@@ -198,9 +198,8 @@ __attribute__((noinline)) void mdl_user_note_lock(PMDL Mdl, struct mm_process *o
 	if (!owner)
 		return;
 	ULONG n = mdl_page_count(Mdl);
-	KIRQL irql = klock_acquire(&records);
-	owner->locked_pages += n;
-	klock_release(&records, irql);
+	/* The charge is one atomic add (mmproc.h): no lock round trip per probe. */
+	__atomic_fetch_add(&owner->locked_pages, n, __ATOMIC_RELAXED);
 	if (mdl_user_tracking_locked_pages())
 		record_lock(Mdl, owner, n, (ULONG_PTR)__builtin_return_address(1));
 }
@@ -242,25 +241,40 @@ static struct user_mapping *first_mapping_of(PMDL Mdl)
 	return NULL;
 }
 
+/* Take n pages off mm's locked-page charge, one atomic step (mmproc.h); more than it holds
+ * is Microsoft's 0x76 P1 1 (the MDL, the process's locked-page count, no driver stacks). */
+static void uncharge(PMDL Mdl, struct mm_process *mm, ULONG n)
+{
+	uint64_t old = __atomic_load_n(&mm->locked_pages, __ATOMIC_RELAXED);
+	do {
+		if (old < n)
+			KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, old, 0);
+	} while (!__atomic_compare_exchange_n(&mm->locked_pages, &old, old - n, true, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+}
+
 void mdl_user_note_unlock(PMDL Mdl)
 {
 	/* NT's MmUnlockPages releases the system mapping only; a user mapping would outlive
 	 * the lock and leave the user holding pages that may be reused. */
-	/* A kernel-side lock of a kernel buffer, with no user mapping anywhere: nothing of
-	 * ours to check or release (the common unlock, without the lock). */
-	if (!Mdl->Process && !__atomic_load_n(&all_mappings, __ATOMIC_RELAXED))
+	/* No user mapping anywhere and no lock record kept: nothing of ours to check or forget,
+	 * so no records' lock — a kernel buffer's unlock returns at once, a user buffer's takes
+	 * its pages off its process's charge.  (A mapping or a record of this MDL is made
+	 * before its unlock by the same driver's calls, so an empty list here means none.) */
+	if (!__atomic_load_n(&all_mappings, __ATOMIC_RELAXED) && !__atomic_load_n(&locked_records, __ATOMIC_RELAXED)) {
+		struct mm_process *mm = Mdl->Process ? ps_mm(Mdl->Process) : NULL;
+		if (mm)
+			uncharge(Mdl, mm, mdl_page_count(Mdl));
 		return;
+	}
 	KIRQL irql = klock_acquire(&records);
 	struct user_mapping *um = first_mapping_of(Mdl);
 	if (um)
 		verifier_violation(VERIFIER_MDL_RELEASE_USER_MAPPED, (ULONG_PTR)Mdl, um->va + Mdl->ByteOffset,
 				   (ULONG_PTR)um->mm->process);
 	struct mm_process *mm = ps_mm(Mdl->Process);
-	ULONG n = mdl_page_count(Mdl);
 	if (mm) {
-		if (mm->locked_pages < n)
-			KeBugCheckEx(PROCESS_HAS_LOCKED_PAGES, 1, (ULONG_PTR)Mdl, mm->locked_pages, 0);
-		mm->locked_pages -= n;
+		uncharge(Mdl, mm, mdl_page_count(Mdl));
 		forget_lock(Mdl);
 	}
 	klock_release(&records, irql);
@@ -646,7 +660,7 @@ void mdl_user_note_advance(PMDL Mdl, ULONG passed)
 	if (!mm)
 		return;
 	KIRQL irql = klock_acquire(&records);
-	mm->locked_pages -= passed;
+	__atomic_fetch_sub(&mm->locked_pages, passed, __ATOMIC_RELAXED);
 	for (struct locked_record *r = locked_records; r; r = r->next)
 		if (r->mdl == Mdl)
 			r->pages -= passed;

@@ -29,7 +29,9 @@ struct mm_process {
 	bool terminating;              /* teardown has begun (PsDestroyProcess): nothing new is
 					* allocated or mapped */
 	struct vad *vad_root;          /* mm/vad.c */
-	uint64_t locked_pages;         /* pages MmProbeAndLockPages locked for it, not yet unlocked */
+	uint64_t locked_pages;         /* pages MmProbeAndLockPages locked for it, not yet unlocked:
+					* changed only by atomic adds and subtractions (mm/mdl_user.c),
+					* under no lock */
 	struct user_mapping *mappings; /* MDLs mapped into it (mm/mdl_user.c) */
 	struct mm_process *next_live;  /* every live address space (mm_live_processes) */
 };

@@ -5,12 +5,15 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/smp/klock.h"
+#include "kernel/smp/percpu.h"
+#include "kernel/smp/smp.h"
 #include "mm/layout.h"
 #include "mm/tlb.h"
 #include "mm/vrange.h"
 
 #define GUARDED 1  /* vrange user byte: the reservation has a guard PTE after it */
 #define DEFERRED 2 /* vrange user byte: released under tlb=lazy, not yet purged (below) */
+#define CACHED 4   /* vrange user byte: released into a CPU's slot (kcpu.syspte_slot, below) */
 
 static struct vrange space;
 static struct syspte_stats st;
@@ -79,7 +82,66 @@ static inline bool is_deferred(uint32_t first)
 	return ndeferred && space.state[first] == VR_USED_HEAD && (space.user[first] & DEFERRED);
 }
 
+/* A reservation's head kept in a CPU's slot: as free as a released one. */
+static inline bool is_kept(uint32_t first)
+{
+	return space.state[first] == VR_USED_HEAD && (space.user[first] & CACHED);
+}
+
 static uint32_t free_total(void) { return space.free_slots + (pending != VRANGE_NONE) + deferred_pages; }
+
+/* The counters a CPU's slot (below) changes without the lock: every change is an atomic add. */
+#define COUNT(field) __atomic_fetch_add(&st.field, 1, __ATOMIC_RELAXED)
+
+/*
+ * Each CPU's slot (kcpu.syspte_slot): the one-page MDL mapping's fast path.  An unmapping of
+ * a one-PTE reservation (syspte_release_one, strict policy) clears its PTE and flushes it on
+ * every CPU (pt_clear_ptes: this CPU's INVLPG, the others' shootdown), and only then leaves
+ * it in this CPU's slot, still reserved in the allocator and marked CACHED, counted as free;
+ * this CPU's next one-page mapping (syspte_reserve_one) takes it back.  Neither takes the
+ * lock: the slot word is given and taken by atomic exchanges, so a slot has one holder at a
+ * time, and nothing is handed out before every CPU has dropped its translation — the rule the
+ * lock keeps for every other release.  Any use of the space under the lock gives every CPU's
+ * slot back to the allocator first (drain_slots), so what the allocator hands out, coalesces
+ * and reports (syspte_get_stats) is as without them; only the one-page mappings themselves may
+ * get a CPU's kept slot where the allocator would have picked another.  Under tlb=lazy no slot
+ * is kept (a released range must wait for the purge).  As Linux's per-CPU vmap blocks and
+ * NT's per-processor lookasides, without their batching.
+ */
+/* Set (when clear) by a release that kept a slot, after the slot word; cleared by
+ * drain_slots_all before it looks at the slots, so a slot kept meanwhile sets it again. */
+static uint32_t slots_maybe_kept;
+
+static __attribute__((noinline)) void drain_slots_all(void)
+{
+	__atomic_store_n(&slots_maybe_kept, 0, __ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < smp_cpus_online(); i++) {
+		if (!__atomic_load_n(&kcpus[i].syspte_slot, __ATOMIC_RELAXED))
+			continue;
+		uint32_t w = __atomic_exchange_n(&kcpus[i].syspte_slot, 0, __ATOMIC_ACQUIRE);
+		if (!w)
+			continue;
+		drain_pending(); /* the pending slot's rule: nothing else changes the allocator first */
+		space.user[w - 1] = 0;
+		if (vrange_release(&space, w - 1, 1) != VR_OK)
+			PANIC("syspte: the allocator refused CPU %u's kept slot %u", i, w - 1);
+	}
+}
+
+/* Under the lock: every CPU's kept slot back to the allocator (one load when none is). */
+static inline void drain_slots(void)
+{
+	if (__builtin_expect(__atomic_load_n(&slots_maybe_kept, __ATOMIC_RELAXED) != 0, 0))
+		drain_slots_all();
+}
+
+static uint32_t slots_kept(void)
+{
+	uint32_t k = 0;
+	for (unsigned i = 0; i < smp_cpus_online(); i++)
+		k += __atomic_load_n(&kcpus[i].syspte_slot, __ATOMIC_RELAXED) != 0;
+	return k;
+}
 
 static unsigned class_of(uint32_t n) { return 31 - __builtin_clz(n); }
 
@@ -127,7 +189,7 @@ static inline bool contains(uint64_t va)
 
 bool syspte_contains(uint64_t va) { return contains(va); }
 
-static uint64_t reserve_locked(uint32_t n, uint32_t priority, bool guard)
+static inline __attribute__((always_inline)) uint64_t reserve_locked(uint32_t n, uint32_t priority, bool guard)
 {
 	uint32_t need = n + (guard ? 1 : 0);
 	if (!n || need < n)
@@ -136,6 +198,7 @@ static uint64_t reserve_locked(uint32_t n, uint32_t priority, bool guard)
 	uint32_t keep = priority < SYSPTE_PRIORITY_NORMAL ? SYSPTE_LOW_RESERVE(space.nslots)
 		      : priority < SYSPTE_PRIORITY_HIGH   ? SYSPTE_NORMAL_RESERVE(space.nslots)
 							  : 0;
+	drain_slots();
 	uint32_t first = VRANGE_NONE, free = free_total();
 	if (need <= free && free - need >= keep) {
 		if (need == 1 && pending != VRANGE_NONE && reserve_pending_hit()) {
@@ -161,8 +224,10 @@ static uint64_t reserve_locked(uint32_t n, uint32_t priority, bool guard)
 		return 0;
 	}
 	space.user[first] = guard ? GUARDED : 0;
-	st.reservations++;
-	uint64_t used = space.nslots - free_total();
+	COUNT(reservations);
+	/* Whichever way it came (the pending slot, the allocator, after a purge), the free count
+	 * is down by exactly need. */
+	uint64_t used = space.nslots - (free - need);
 	if (used > st.peak_in_use)
 		st.peak_in_use = used;
 	return KVA_SYSPTE_BASE + (uint64_t)first * PAGE_SIZE;
@@ -180,7 +245,7 @@ void syspte_check_range(uint64_t va, uint32_t n)
 {
 	KIRQL irql = klock_acquire(&lock);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	uint32_t len = syspte_contains(va) && first != pending && !is_deferred(first)
+	uint32_t len = syspte_contains(va) && first != pending && !is_deferred(first) && !is_kept(first)
 			       ? vrange_reserved_len(&space, first) : 0;
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!len || (va & (PAGE_SIZE - 1)) || n > usable)
@@ -192,7 +257,7 @@ void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a
 {
 	KIRQL irql = klock_acquire(&lock);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	uint32_t len = syspte_contains(va) && first != pending && !is_deferred(first)
+	uint32_t len = syspte_contains(va) && first != pending && !is_deferred(first) && !is_kept(first)
 			       ? vrange_reserved_len(&space, first) : 0;
 	uint32_t usable = len && (space.user[first] & GUARDED) ? len - 1 : len;
 	if (!syspte_contains(va) || (va & (PAGE_SIZE - 1)) || n > usable)
@@ -214,7 +279,7 @@ static uint64_t reservation_of_locked(uint64_t va)
 	uint32_t slot = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
 	while (slot && space.state[slot] == VR_USED_INNER)
 		slot--;
-	if (space.state[slot] != VR_USED_HEAD || slot == pending || is_deferred(slot))
+	if (space.state[slot] != VR_USED_HEAD || slot == pending || is_deferred(slot) || is_kept(slot))
 		return 0;
 	return KVA_SYSPTE_BASE + (uint64_t)slot * PAGE_SIZE;
 }
@@ -233,7 +298,7 @@ bool syspte_guarded(uint64_t va)
 		return false;
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
 	KIRQL irql = klock_acquire(&lock);
-	bool guarded = first != pending && !is_deferred(first) && space.state[first] == VR_USED_HEAD &&
+	bool guarded = first != pending && !is_deferred(first) && !is_kept(first) && space.state[first] == VR_USED_HEAD &&
 		       (space.user[first] & GUARDED);
 	klock_release(&lock, irql);
 	return guarded;
@@ -262,8 +327,10 @@ void syspte_release(uint64_t va, uint32_t n)
 	if (!contains(va) || (va & (PAGE_SIZE - 1)))
 		release_at_wrong_address(va);
 	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
-	if (first == pending || is_deferred(first))
+	/* Pending, deferred or kept: released already (is_deferred, is_kept in one test). */
+	if (first == pending || (space.state[first] == VR_USED_HEAD && (space.user[first] & (DEFERRED | CACHED))))
 		release_twice(va);
+	drain_slots();
 	drain_pending();
 	/* vrange_reserved_len, inline: first is inside the space. */
 	uint32_t len = space.state[first] == VR_USED_HEAD ? space.len[first] : 0;
@@ -286,16 +353,16 @@ void syspte_release(uint64_t va, uint32_t n)
 		space.user[first] |= DEFERRED;
 		deferred[ndeferred++] = (struct tlb_range){ va, len };
 		deferred_pages += len;
-		st.flushes++;
-		st.releases++;
+		COUNT(flushes);
+		COUNT(releases);
 		st.deferred++;
 		klock_release(&lock, irql);
 		return;
 	}
 	/* The translations go first: nothing may reach the frames through this range again. */
 	pt_clear_ptes(va, len);
-	st.flushes++;
-	st.releases++;
+	COUNT(flushes);
+	COUNT(releases);
 	if (len == 1) {
 		pending = first;  /* free from now on; the allocator gets it back later */
 	} else if (vrange_release(&space, first, len) != VR_OK) {
@@ -307,6 +374,7 @@ void syspte_release(uint64_t va, uint32_t n)
 void syspte_get_stats(struct syspte_stats *out)
 {
 	KIRQL irql = klock_acquire(&lock);
+	drain_slots();
 	drain_pending();
 	purge_locked();
 	*out = st;
@@ -318,7 +386,62 @@ void syspte_get_stats(struct syspte_stats *out)
 	klock_release(&lock, irql);
 }
 
-static uint64_t free_ptes(void) { return free_total(); }
+static uint64_t free_ptes(void) { return free_total() + slots_kept(); }
+
+uint32_t syspte_kept_slots(void) { return slots_kept(); }
+
+uint64_t syspte_reserve_one(uint32_t priority)
+{
+	struct kcpu *c = this_cpu();
+	/* The priority rule with the allocator's free count alone (the other free PTEs not
+	 * counted: the slow way decides when it is close): this slot is free, and keep stay. */
+	uint32_t keep = priority < SYSPTE_PRIORITY_NORMAL ? SYSPTE_LOW_RESERVE(space.nslots)
+		      : priority < SYSPTE_PRIORITY_HIGH   ? SYSPTE_NORMAL_RESERVE(space.nslots)
+							  : 0;
+	if (__atomic_load_n(&c->syspte_slot, __ATOMIC_RELAXED) &&
+	    __atomic_load_n(&space.free_slots, __ATOMIC_RELAXED) >= keep) {
+		uint32_t w = __atomic_exchange_n(&c->syspte_slot, 0, __ATOMIC_ACQUIRE);
+		if (w) {
+			space.user[w - 1] = 0; /* this CPU's reservation now: no guard, not kept */
+			COUNT(reservations);
+			return KVA_SYSPTE_BASE + (uint64_t)(w - 1) * PAGE_SIZE;
+		}
+	}
+	return syspte_reserve(1, priority, false);
+}
+
+void syspte_release_one(uint64_t va)
+{
+	struct kcpu *c = this_cpu();
+	uint32_t first = (va - KVA_SYSPTE_BASE) / PAGE_SIZE;
+	/* A one-PTE reservation without guard, not released (pending, deferred or kept: user
+	 * byte 0), this CPU's slot empty, the strict policy; anything else the checked way. */
+	if (tlb_policy_lazy() || !contains(va) || (va & (PAGE_SIZE - 1)) ||
+	    __atomic_load_n(&c->syspte_slot, __ATOMIC_RELAXED) || space.state[first] != VR_USED_HEAD ||
+	    space.len[first] != 1 || space.user[first] || first == __atomic_load_n(&pending, __ATOMIC_RELAXED)) {
+		syspte_release(va, 1);
+		return;
+	}
+	/* Cleared and flushed on every CPU before the slot can be taken again. */
+	pt_clear_ptes(va, 1);
+	COUNT(flushes);
+	COUNT(releases);
+	space.user[first] = CACHED;
+	uint32_t empty = 0;
+	if (__atomic_compare_exchange_n(&c->syspte_slot, &empty, first + 1, false, __ATOMIC_SEQ_CST,
+					__ATOMIC_RELAXED)) {
+		if (!__atomic_load_n(&slots_maybe_kept, __ATOMIC_RELAXED))
+			__atomic_store_n(&slots_maybe_kept, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	/* A DPC on this CPU kept a slot meanwhile: this one goes back to the allocator. */
+	KIRQL irql = klock_acquire(&lock);
+	space.user[first] = 0;
+	drain_pending();
+	if (vrange_release(&space, first, 1) != VR_OK)
+		PANIC("syspte_release_one: the allocator refused a checked release at 0x%lx", va);
+	klock_release(&lock, irql);
+}
 ACCOUNTING_COUNTER(syspte_free, "free system PTEs", free_ptes);
 
 /* Released under lazy and not yet purged: the ranges and pages waiting (for tests and

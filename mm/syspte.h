@@ -47,6 +47,14 @@ void syspte_map(uint64_t va, const uint64_t *pfns, uint32_t n, struct pt_attrs a
 /* PANIC unless [va, va + n pages) lies in the reservation that starts at va (its guard PTE
  * excluded): for callers that write the PTEs themselves (pt_set_ptes_run). */
 void syspte_check_range(uint64_t va, uint32_t n);
+/* The one-page MDL mapping's pair (mm/syspte.c, "Each CPU's slot"): syspte_reserve(1,
+ * priority, false) and syspte_release(va, 1), the same answers and bug checks, but the last
+ * one-PTE run this CPU released under the strict policy is kept for its next one, without
+ * the lock. */
+uint64_t syspte_reserve_one(uint32_t priority);
+void syspte_release_one(uint64_t va);
+/* How many CPUs keep a released one-PTE slot now (tests; syspte_get_stats gives them back). */
+uint32_t syspte_kept_slots(void);
 /* Clear the PTEs, flush them, and give the run back.  A bad call is bug check
  * SYSTEM_PTE_MISUSE with Microsoft's parameters (mm/RULES.md, 0xDA): P1 1 double release
  * (record, 0, record), 2 wrong count (record, expected count, n), 3 not a reservation's

@@ -8,7 +8,11 @@ static uint32_t flags = VF_CHECKS;
 static uint64_t lowres_countdown; /* 0: off; else the call that brings it to 0 fails */
 static uint32_t lowres_percent;
 static uint64_t lowres_state;
-static struct verifier_stats stats;
+/* Whether the simulation can fail a call (countdown or percent set): the one word the inline
+ * verifier_inject_failure reads; written under lowres_lock. */
+uint32_t verifier_lowres_armed;
+uint64_t verifier_site_calls[VF_SITE_COUNT];
+static uint64_t injected[VF_SITE_COUNT];
 
 /* The low-resources simulation's countdown and generator: one sequence for all CPUs, so a
  * seed gives the same number of failures however the calls interleave (the innermost lock:
@@ -61,6 +65,7 @@ void verifier_set_lowres(uint64_t nth, uint32_t percent, uint64_t seed)
 	lowres_countdown = nth;
 	lowres_percent = percent;
 	lowres_state = seed ? seed : 1;
+	__atomic_store_n(&verifier_lowres_armed, nth || percent, __ATOMIC_RELAXED);
 	klock_release(&lowres_lock, irql);
 }
 
@@ -73,27 +78,27 @@ static uint64_t next_random(void)
 	return lowres_state;
 }
 
-bool verifier_inject_failure(enum vf_site site)
+/* The draw of an armed simulation (verifier.h's verifier_inject_failure counted the call). */
+bool verifier_inject_draw(enum vf_site site)
 {
-	__atomic_fetch_add(&stats.calls[site], 1, __ATOMIC_RELAXED);
-	if (!__atomic_load_n(&lowres_countdown, __ATOMIC_RELAXED) && !__atomic_load_n(&lowres_percent, __ATOMIC_RELAXED))
-		return false; /* the simulation is off: nothing to draw */
 	bool fail = false;
 	KIRQL irql = klock_acquire(&lowres_lock);
 	if (lowres_countdown && --lowres_countdown == 0)
 		fail = true;
 	else if (lowres_percent && next_random() % 100 < lowres_percent)
 		fail = true;
+	if (!lowres_countdown && !lowres_percent)
+		__atomic_store_n(&verifier_lowres_armed, 0, __ATOMIC_RELAXED); /* the countdown is spent */
 	klock_release(&lowres_lock, irql);
 	if (fail)
-		__atomic_fetch_add(&stats.injected[site], 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&injected[site], 1, __ATOMIC_RELAXED);
 	return fail;
 }
 
 void verifier_get_stats(struct verifier_stats *out)
 {
 	for (int i = 0; i < VF_SITE_COUNT; i++) {
-		out->calls[i] = __atomic_load_n(&stats.calls[i], __ATOMIC_RELAXED);
-		out->injected[i] = __atomic_load_n(&stats.injected[i], __ATOMIC_RELAXED);
+		out->calls[i] = __atomic_load_n(&verifier_site_calls[i], __ATOMIC_RELAXED);
+		out->injected[i] = __atomic_load_n(&injected[i], __ATOMIC_RELAXED);
 	}
 }

@@ -106,8 +106,19 @@ static inline void verifier_check_irql(KIRQL max, enum verifier_code code, ULONG
 		verifier_irql_above(code, p3, p4);
 }
 
-/* Whether this call at `site` must fail (the low-resources simulation). */
-bool verifier_inject_failure(enum vf_site site);
+/* Whether this call at `site` must fail (the low-resources simulation): the call counted,
+ * and while the simulation is off (nearly always) nothing more, inline; armed, the draw
+ * under the simulation's lock (mm/verifier.c). */
+extern uint32_t verifier_lowres_armed;
+extern uint64_t verifier_site_calls[VF_SITE_COUNT];
+bool verifier_inject_draw(enum vf_site site);
+static inline bool verifier_inject_failure(enum vf_site site)
+{
+	__atomic_fetch_add(&verifier_site_calls[site], 1, __ATOMIC_RELAXED);
+	if (__builtin_expect(!__atomic_load_n(&verifier_lowres_armed, __ATOMIC_RELAXED), 1))
+		return false;
+	return verifier_inject_draw(site);
+}
 /* Fail the nth call from now (0: off), or each call with `percent` probability. */
 void verifier_set_lowres(uint64_t nth, uint32_t percent, uint64_t seed);
 void verifier_get_stats(struct verifier_stats *out);

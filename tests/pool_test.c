@@ -547,6 +547,18 @@ static void small_overrun_is_0xc5(struct ktest *t)
 	ExFreePool(p);
 }
 
+/* 56 bytes in a 128-byte slot: 56 guard bytes, checked sixteen at a time; a byte deep in the
+ * third step (not its first word) is the one named. */
+static void overrun_deep_in_the_guard_is_0xc5(struct ktest *t)
+{
+	uint8_t *p = alloc_bare(56);
+	ASSERT_TRUE(t, p != NULL);
+	p[56 + 32 + 11] = 0x77;
+	p[56 + 32 + 13] = 0x77;
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 56 + 32 + 11), PASSIVE_LEVEL, 1, (ULONG_PTR)p);
+	ExFreePool(p);
+}
+
 /* 5000 bytes: the second page's bytes past 5000 are guard bytes. */
 static void large_tail_overrun_is_0xc5(struct ktest *t)
 {
@@ -632,6 +644,7 @@ static struct ktest_case pool_cases[] = {
 	KTEST_DEATH_CASE_P1(paged_free_above_dispatch_is_0xc2_9, BAD_POOL_CALLER, 0x09),
 	KTEST_DEATH_CASE(small_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE(large_tail_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
+	KTEST_DEATH_CASE(overrun_deep_in_the_guard_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE_P1(free_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,
 			    VERIFIER_POOL_FREED_WHILE_USER_MAPPED),
 	KTEST_DEATH_CASE_P1(free_small_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,

@@ -7,12 +7,16 @@
  *   - release flushes: a read through a released address faults at once (TCG keeps a stale
  *     translation until INVLPG, so this proves the flush), and a range handed out again shows
  *     nothing of its old frames;
+ *   - a one-page MDL mapping's slot kept by its CPU after the unmap: flushed (faults), counted
+ *     free, not a reservation, handed to the next one-page mapping, given back by
+ *     syspte_get_stats;
  *   - misuse of syspte_release is bug check SYSTEM_PTE_MISUSE (death cases).
  *
  * Every reservation a case makes is recorded in `held`; the suite's exit releases what a case
  * left behind (an ASSERT ends a case early), so the "free system PTEs" count always returns.
  */
 #include "kernel/ktest.h"
+#include "kernel/accounting.h"
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
@@ -438,6 +442,98 @@ static void double_release_is_0xda_1(struct ktest *t)
 	syspte_release(va, 2);
 }
 
+
+/* ---- the CPU's kept slot (mm/syspte.c, "Each CPU's slot") ----------------------------- */
+
+/* The "free system PTEs" accounting counter, read as the end-of-case check reads it (no
+ * drain: syspte_get_stats would give the kept slot back). */
+static uint64_t free_counter(void)
+{
+	accounting_for_each(c)
+		if (!strcmp((*c)->name, "free system PTEs"))
+			return (*c)->read();
+	PANIC("syspte_test: no \"free system PTEs\" counter");
+}
+
+/* A one-page MDL over a pool page, locked; NULL (nothing held) when memory ran out. */
+static PMDL one_page_mdl(uint8_t **buf)
+{
+	*buf = ExAllocatePool2(POOL_FLAG_NON_PAGED, PAGE_SIZE, 0x74707353u /* 'Sspt' */);
+	PMDL m = *buf ? IoAllocateMdl(*buf, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	if (!m) {
+		if (*buf)
+			ExFreePoolWithTag(*buf, 0x74707353u);
+		return NULL;
+	}
+	MmProbeAndLockPages(m, KernelMode, IoWriteAccess);
+	return m;
+}
+
+static void free_one_page_mdl(PMDL m, uint8_t *buf)
+{
+	MmUnlockPages(m);
+	IoFreeMdl(m);
+	ExFreePoolWithTag(buf, 0x74707353u);
+}
+
+/* Unmapped under the strict policy, a one-page mapping's PTE is cleared and flushed at once
+ * (a read through it faults not-present), the slot is no reservation any more and counts as
+ * free, and this CPU keeps it: its next one-page mapping gets it back, without the lock.
+ * syspte_get_stats gives it back to the allocator. */
+static void one_page_unmap_keeps_its_slot_for_the_next_map(struct ktest *t)
+{
+	uint8_t *buf;
+	PMDL m = one_page_mdl(&buf);
+	ASSERT_NE(t, m, NULL);
+	buf[0x40] = 0x5A;
+	struct syspte_stats s0 = stats_now(); /* gives back any slot kept before */
+	EXPECT_EQ(t, syspte_kept_slots(), 0u);
+	uint64_t free0 = free_counter();
+	EXPECT_EQ(t, free0, s0.free);
+
+	uint8_t *va = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ASSERT_NE(t, va, NULL);
+	uint64_t page = ALIGN_DOWN((uint64_t)va, PAGE_SIZE);
+	struct faultcap f;
+	uint8_t v = 0;
+	EXPECT_TRUE(t, faultcap_try_load8((uint64_t)va + 0x40, &v, &f)); /* in the TLB now */
+	EXPECT_EQ(t, v, 0x5A);
+	EXPECT_EQ(t, free_counter(), free0 - 1);
+	MmUnmapLockedPages(va, m);
+
+	bool keeps = !tlb_policy_lazy();
+	EXPECT_EQ(t, syspte_kept_slots(), keeps ? 1u : 0u);
+	EXPECT_EQ(t, free_counter(), free0);
+	EXPECT_EQ(t, syspte_reservation_of(page), 0);
+	EXPECT_FALSE(t, mmt_va_mapped(page));
+	if (faultcap_try_load8((uint64_t)va + 0x40, &v, &f)) {
+		KTEST_FAIL(t, "a kept slot's page is still readable");
+	} else {
+		EXPECT_EQ(t, (ULONG)f.status, (ULONG)STATUS_ACCESS_VIOLATION);
+		EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, (uint64_t)va + 0x40);
+	}
+
+	/* The next one-page mapping takes the kept slot (a reservation again, mapped). */
+	uint8_t *again = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ASSERT_NE(t, again, NULL);
+	if (keeps)
+		EXPECT_EQ(t, (uint64_t)again, (uint64_t)va);
+	EXPECT_EQ(t, syspte_kept_slots(), 0u);
+	EXPECT_EQ(t, syspte_reservation_of(ALIGN_DOWN((uint64_t)again, PAGE_SIZE)), ALIGN_DOWN((uint64_t)again, PAGE_SIZE));
+	EXPECT_TRUE(t, faultcap_try_load8((uint64_t)again + 0x40, &v, &f));
+	EXPECT_EQ(t, v, 0x5A);
+	MmUnmapLockedPages(again, m);
+
+	/* Given back whole by the statistics: the allocator's figures are as before. */
+	struct syspte_stats s1 = stats_now();
+	EXPECT_EQ(t, syspte_kept_slots(), 0u);
+	EXPECT_EQ(t, s1.free, s0.free);
+	EXPECT_EQ(t, s1.free_runs, s0.free_runs);
+	EXPECT_EQ(t, s1.reservations - s0.reservations, 2u);
+	EXPECT_EQ(t, s1.releases - s0.releases, 2u);
+	free_one_page_mdl(m, buf);
+}
+
 /* A one-PTE run waits in syspte's pending slot after release: released again, the same. */
 static void double_release_of_one_pte_is_0xda_1(struct ktest *t)
 {
@@ -449,6 +545,22 @@ static void double_release_of_one_pte_is_0xda_1(struct ktest *t)
 }
 
 /* P1 2: (record, the count expected, the count asked for). */
+/* A one-page mapping's slot kept by its CPU after the unmap, released again: the same. */
+static void release_of_a_kept_slot_is_0xda_1(struct ktest *t)
+{
+	uint8_t *buf;
+	PMDL m = one_page_mdl(&buf);
+	ASSERT_NE(t, m, NULL);
+	stats_now();
+	uint8_t *va = MmMapLockedPagesSpecifyCache(m, KernelMode, MmCached, NULL, FALSE, NormalPagePriority);
+	ASSERT_NE(t, va, NULL);
+	uint64_t page = ALIGN_DOWN((uint64_t)va, PAGE_SIZE);
+	MmUnmapLockedPages(va, m);
+	ASSERT_EQ(t, syspte_kept_slots(), 1u);
+	expect_stop(t, SYSTEM_PTE_MISUSE, 0x01, syspte_tracking_record(page), 0, syspte_tracking_record(page));
+	syspte_release(page, 1);
+}
+
 static void wrong_count_is_0xda_2(struct ktest *t)
 {
 	uint64_t va = syspte_reserve(4, PRIO_HIGH, false);
@@ -508,8 +620,10 @@ static struct ktest_case syspte_cases[] = {
 	KTEST_CASE(guard_pte_is_reserved_and_unmapped),
 	KTEST_CASE(access_after_release_faults_and_reuse_shows_new_frames),
 	KTEST_CASE(access_after_large_release_faults),
+	KTEST_CASE(one_page_unmap_keeps_its_slot_for_the_next_map),
 	KTEST_DEATH_CASE_P1(double_release_is_0xda_1, SYSTEM_PTE_MISUSE, 0x01),
 	KTEST_DEATH_CASE_P1(double_release_of_one_pte_is_0xda_1, SYSTEM_PTE_MISUSE, 0x01),
+	KTEST_DEATH_CASE_P1(release_of_a_kept_slot_is_0xda_1, SYSTEM_PTE_MISUSE, 0x01),
 	KTEST_DEATH_CASE_P1(wrong_count_is_0xda_2, SYSTEM_PTE_MISUSE, 0x02),
 	KTEST_DEATH_CASE_P1(guard_counted_in_release_is_0xda_2, SYSTEM_PTE_MISUSE, 0x02),
 	KTEST_DEATH_CASE_P1(release_inside_a_reservation_is_0xda_3, SYSTEM_PTE_MISUSE, 0x03),

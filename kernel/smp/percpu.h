@@ -86,6 +86,9 @@ struct kcpu {
 	volatile uint64_t ipis_received;
 	volatile uint64_t tlb_flush_requests;   /* shootdown requests this CPU served */
 	volatile uint64_t tlb_purges_served;    /* mm/tlb.c: lazy-policy purge rounds it served */
+	/* mm/syspte.c: the one-PTE reservation this CPU released last and keeps for its next
+	 * one-page mapping (slot + 1; 0: none), taken and given only by atomic exchanges. */
+	uint32_t syspte_slot;
 	/* mm/tlb.c (mm/RULES.md, "Idle CPUs take their flush when they wake"): KCPU_RUNNING, or
 	 * KCPU_IDLE, stored by this CPU with interrupts off in the instruction before its
 	 * STI; HLT, or KCPU_IDLE_FLUSH_PENDING, put there from IDLE by another CPU's flush with
