@@ -1,0 +1,451 @@
+/*
+ * Pageable user memory and the pager (mm/RULES.md, "Paging"): a process's committed private
+ * pages trimmed from its working set, written to the pagefile on the virtio disk, their
+ * frames repurposed, and faulted back, soft and hard; a locked page left where it is.
+ *
+ * What is proven and how:
+ *   - a trim turns each unlocked page's PTE into a transition PTE naming its frame (decoded
+ *     from the real tables with tests/lib/pte.h's own NT bit positions) and puts the frame
+ *     on the modified list (the PFN database); a locked page keeps its valid PTE and its
+ *     frame, and its system mapping keeps working, a DMA read from the disk into it included;
+ *   - a fault on a transition PTE (a real #PF in the SMAP window) gives the same frame back,
+ *     counted as soft; after the unlock a second trim takes every page;
+ *   - the modified page writer writes each page to a pagefile slot (the image read from
+ *     outside: `# disk-check:`), the frame goes to standby; memory taken to the last free
+ *     frame makes the allocator repurpose those frames, and their PTEs become pagefile PTEs
+ *     naming the slot; a fault is then hard: a new frame, the data read back intact;
+ *   - a probe of paged-out pages brings them back and locks them;
+ *   - every case ends with frames, standby and modified pages, slots and pool where it began.
+ */
+#include "kernel/ktest.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pattern.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/vblk_req.h"
+#include "include/wdm.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "kernel/process.h"
+#include "kernel/virtio/virtio_blk.h"
+#include "mm/pagefile.h"
+#include "mm/pfn.h"
+#include "mm/uvm.h"
+
+#define P PAGE_SIZE
+#define NPAGES 8u
+#define PG_SEED 0x5A6E0001u
+
+static EPROCESS proc;
+static KAPC_STATE apc;
+static bool live;
+
+static struct pt_root *root(void) { return &proc.mm.root; }
+static uint64_t raw(uint64_t va) { return mmt_raw_pte_in(root(), va); }
+
+static uint64_t commit(struct ktest *t, uint64_t pages)
+{
+	uint64_t base = 0, size = pages * P;
+	NTSTATUS st = uvm_allocate(&proc.mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	if (st != STATUS_SUCCESS) {
+		KTEST_FAIL(t, "uvm_allocate = 0x%x", (ULONG)st);
+		ktest_abort(t);
+	}
+	return base;
+}
+
+/* Page i of the buffer at base gets the pattern of seed + i, written by the kernel into the
+ * process (its demand-zero pages faulted in). */
+static void fill(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
+{
+	static uint8_t page[P];
+	KeStackAttachProcess(&proc, &apc);
+	for (unsigned i = 0; i < pages; i++) {
+		pattern_fill(page, P, seed + i);
+		EXPECT_EQ(t, copy_to_user(base + i * P, page, P), STATUS_SUCCESS);
+	}
+	KeUnstackDetachProcess(&apc);
+}
+
+/* Whether page i reads back as its pattern, read by the kernel through the process's own
+ * address (the faults it takes are the pager's). */
+static bool intact(uint64_t base, unsigned i, uint32_t seed)
+{
+	static uint8_t want[P], got[P];
+	pattern_fill(want, P, seed + i);
+	KeStackAttachProcess(&proc, &apc);
+	NTSTATUS st = copy_from_user(got, base + i * P, P);
+	KeUnstackDetachProcess(&apc);
+	return st == STATUS_SUCCESS && !memcmp(want, got, P);
+}
+
+static pfn_t frame(uint64_t va) { return mmt_frame_in(root(), va); }
+
+static struct uvm_paging_stats stats(void)
+{
+	struct uvm_paging_stats s;
+	uvm_get_paging_stats(&s);
+	return s;
+}
+
+/* An MDL of `pages` of the buffer, probed and locked for write in the process. */
+static PMDL lock(struct ktest *t, uint64_t va, unsigned pages)
+{
+	PMDL mdl = IoAllocateMdl((PVOID)va, pages * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	KeUnstackDetachProcess(&apc);
+	if (st != STATUS_SUCCESS) {
+		IoFreeMdl(mdl);
+		KTEST_FAIL(t, "MmProbeAndLockPages raised 0x%x", (ULONG)st);
+		ktest_abort(t);
+	}
+	return mdl;
+}
+
+static void unlock(PMDL mdl)
+{
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+}
+
+/* Every free frame taken (the allocator's free lists emptied), linked through the frames
+ * themselves; `extra` more asked after that, which only repurposing can give. */
+static pfn_t hoard;
+static uint64_t hoarded;
+static void hoard_all_free_frames(void)
+{
+	hoard = PFN_INVALID;
+	hoarded = 0;
+	struct pfn_stats s;
+	for (;;) {
+		pfn_get_stats(&s);
+		if (!s.free)
+			break;
+		pfn_t f = pfn_alloc(0, PFN_OWNER_TEST);
+		*(pfn_t *)pfn_to_virt(f) = hoard;
+		hoard = f;
+		hoarded++;
+	}
+}
+
+static void release_hoard(void)
+{
+	while (hoard != PFN_INVALID) {
+		pfn_t next = *(pfn_t *)pfn_to_virt(hoard);
+		pfn_free(hoard);
+		hoard = next;
+	}
+	hoarded = 0;
+}
+
+/* ---- cases ---- */
+
+static void a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft(struct ktest *t)
+{
+	uint64_t base = commit(t, NPAGES);
+	fill(t, base, NPAGES, PG_SEED);
+	pfn_t before[NPAGES];
+	for (unsigned i = 0; i < NPAGES; i++)
+		before[i] = frame(base + i * P);
+	/* A driver locks the upper half and maps it into system space. */
+	unsigned half = NPAGES / 2;
+	PMDL mdl = lock(t, base + half * P, half);
+	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
+	ASSERT_TRUE(t, sys != NULL);
+
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)half);
+	EXPECT_EQ(t, r.kept_locked, (uint64_t)half);
+	for (unsigned i = 0; i < half; i++) {
+		uint64_t e = raw(base + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), before[i]);
+		EXPECT_EQ(t, mmt_sw_protection(e), 4u); /* MM_READWRITE */
+		EXPECT_EQ(t, pfn_entry(before[i])->state, PFN_MODIFIED);
+	}
+	for (unsigned i = half; i < NPAGES; i++) {
+		EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+		EXPECT_EQ(t, frame(base + i * P), before[i]);
+		EXPECT_EQ(t, pfn_entry(before[i])->lock_count, 1u);
+	}
+	/* The locked half's system mapping still reads the data and takes a DMA from the disk:
+	 * a page written to the disk from a buffer of our own, read into the mapping. */
+	static uint8_t want[P];
+	pattern_fill(want, P, PG_SEED + half);
+	EXPECT_EQ(t, memcmp(sys, want, P), 0);
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (vi.device) {
+		struct buf w;
+		buf_make(t, &w, 1, 0, P);
+		pattern_fill(w.data, P, PG_SEED + 0x100);
+		EXPECT_EQ(t, vreq_transfer(t, vi.device, IRP_MJ_WRITE, w.mdl, P, (LONGLONG)PAGEFILE_FIRST_SECTOR * VBLK_SECTOR, NULL, NULL),
+			  STATUS_SUCCESS);
+		PMDL part = IoAllocateMdl(MmGetMdlVirtualAddress(mdl), P, FALSE, FALSE, NULL);
+		ASSERT_TRUE(t, part != NULL);
+		IoBuildPartialMdl(mdl, part, MmGetMdlVirtualAddress(mdl), P);
+		EXPECT_EQ(t, vreq_transfer(t, vi.device, IRP_MJ_READ, part, P, (LONGLONG)PAGEFILE_FIRST_SECTOR * VBLK_SECTOR, NULL, NULL),
+			  STATUS_SUCCESS);
+		IoFreeMdl(part);
+		EXPECT_EQ(t, memcmp(sys, w.data, P), 0);
+		buf_free(&w);
+		/* What the process now has in that page is what the disk gave. */
+		pattern_fill(want, P, PG_SEED + 0x100);
+		EXPECT_EQ(t, memcmp(pfn_to_virt(before[half]), want, P), 0);
+		pattern_fill(sys, P, PG_SEED + half); /* back as it was, for the checks below */
+	}
+
+	/* The unlocked half touched again: the same frames, soft faults, the data intact. */
+	struct uvm_paging_stats s0 = stats();
+	for (unsigned i = 0; i < half; i++)
+		EXPECT_TRUE(t, intact(base, i, PG_SEED));
+	EXPECT_EQ(t, stats().soft_faults - s0.soft_faults, (uint64_t)half);
+	EXPECT_EQ(t, stats().hard_faults, s0.hard_faults);
+	for (unsigned i = 0; i < half; i++) {
+		EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+		EXPECT_EQ(t, frame(base + i * P), before[i]);
+		EXPECT_EQ(t, pfn_entry(before[i])->state, PFN_ACTIVE);
+	}
+	/* Unlocked, trimmed again: everything leaves. */
+	unlock(mdl);
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)NPAGES);
+	EXPECT_EQ(t, r.kept_locked, 0u);
+	for (unsigned i = 0; i < NPAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
+	struct uvm_trim_result ws;
+	uvm_working_set(&proc.mm, &ws);
+	EXPECT_EQ(t, ws.trimmed, 0u);
+	EXPECT_EQ(t, ws.transition, (uint64_t)NPAGES);
+	/* Teardown (the case's exit) frees the frames straight from the modified list. */
+}
+
+static PDEVICE_OBJECT pagefile_disk(struct ktest *t)
+{
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (!vi.device)
+		ktest_skip(t, "no virtio-blk device (make test attaches one)");
+	ASSERT_TRUE(t, pagefile_attach(vi.device));
+	return vi.device;
+}
+
+/* Trim the buffer and write it: every page standby with a slot, its image on the disk. */
+static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed, pfn_t *frames, uint32_t *slots,
+		     bool disk_check)
+{
+	for (unsigned i = 0; i < pages; i++)
+		frames[i] = frame(base + i * P);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)pages);
+	EXPECT_EQ(t, pagefile_write_modified(), (uint64_t)pages);
+	for (unsigned i = 0; i < pages; i++) {
+		const struct pfn_entry *e = pfn_entry(frames[i]);
+		EXPECT_EQ(t, e->state, PFN_STANDBY);
+		slots[i] = e->slot;
+		EXPECT_NE(t, slots[i], 0u);
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
+		/* From outside: the harness reads the slot in the image (after the run, so only
+		 * the suite's last case to write these slots checks them). */
+		if (disk_check)
+			kprintf("# disk-check: %lu %u 0x%x\n", pagefile_offset(slots[i]) / VBLK_SECTOR, (unsigned)(P / VBLK_SECTOR), seed + i);
+	}
+}
+
+static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x200;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pfn_t frames[4];
+	uint32_t slots[4];
+	page_out(t, base, 4, seed, frames, slots, true);
+	/* The writer clusters: the four pages went in one request to four contiguous slots. */
+	struct pagefile_stats ps;
+	pagefile_get_stats(&ps);
+	uint32_t lo = slots[0], hi = slots[0];
+	for (unsigned i = 1; i < 4; i++) {
+		lo = slots[i] < lo ? slots[i] : lo;
+		hi = slots[i] > hi ? slots[i] : hi;
+	}
+	EXPECT_EQ(t, hi - lo, 3u);
+
+	/* No free frame left: the allocator repurposes the standby frames, and their PTEs
+	 * become pagefile PTEs naming the slots. */
+	hoard_all_free_frames();
+	pfn_t taken[4];
+	for (unsigned i = 0; i < 4; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t e = raw(base + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
+		EXPECT_EQ(t, mmt_sw_pagefile_high(e), slots[i]);
+		EXPECT_EQ(t, mmt_sw_pagefile_low(e), 0u);
+		EXPECT_EQ(t, mmt_sw_protection(e), 4u);
+		EXPECT_EQ(t, pfn_entry(frames[i])->state, PFN_ACTIVE);
+		EXPECT_EQ(t, pfn_entry(frames[i])->owner_kind, PFN_OWNER_TEST);
+	}
+	/* The four frames the allocator gave are the standby ones, in some order. */
+	for (unsigned i = 0; i < 4; i++) {
+		bool found = false;
+		for (unsigned k = 0; k < 4; k++)
+			found |= taken[i] == frames[k];
+		EXPECT_TRUE(t, found);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+
+	/* Touched again: hard faults, new frames read from the slots, the data intact. */
+	struct uvm_paging_stats s0 = stats();
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 4u);
+	EXPECT_EQ(t, stats().soft_faults, s0.soft_faults);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+	/* A page valid again keeps no copy: the slots are free. */
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+static void a_probe_of_paged_out_pages_brings_them_back_and_locks_them(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x300;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pfn_t frames[4];
+	uint32_t slots[4];
+	page_out(t, base, 4, seed, frames, slots, false);
+	hoard_all_free_frames();
+	pfn_t taken[4];
+	for (unsigned i = 0; i < 4; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < 4; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+
+	struct uvm_paging_stats s0 = stats();
+	PMDL mdl = lock(t, base, 4);
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 4u);
+	for (unsigned i = 0; i < 4; i++) {
+		pfn_t f = MmGetMdlPfnArray(mdl)[i];
+		EXPECT_EQ(t, frame(base + i * P), f);
+		EXPECT_EQ(t, pfn_entry(f)->lock_count, 1u);
+		static uint8_t want[P];
+		pattern_fill(want, P, seed + i);
+		EXPECT_EQ(t, memcmp(pfn_to_virt(f), want, P), 0);
+	}
+	/* Locked, the pages stay through a trim. */
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, 0u);
+	EXPECT_EQ(t, r.kept_locked, 4u);
+	unlock(mdl);
+}
+
+static void memory_pressure_pages_out_unlocked_memory_and_never_locked(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x400;
+	uint64_t base = commit(t, 8);
+	fill(t, base, 8, seed);
+	PMDL locked = lock(t, base + 4 * P, 4);
+	pfn_t lf[4];
+	for (unsigned i = 0; i < 4; i++)
+		lf[i] = MmGetMdlPfnArray(locked)[i];
+	/* Everything but two frames taken; an MDL of six pages can only be had by paging out. */
+	hoard_all_free_frames();
+	for (int i = 0; i < 2; i++) {
+		pfn_t f = hoard;
+		hoard = *(pfn_t *)pfn_to_virt(f);
+		pfn_free(f);
+	}
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL m = MmAllocatePagesForMdlEx(lo, hi, skip, 6 * P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	EXPECT_TRUE(t, m != NULL);
+	EXPECT_EQ(t, m ? MmGetMdlByteCount(m) : 0, 6 * P);
+	/* The locked half is where it was; the unlocked half was paged out. */
+	for (unsigned i = 0; i < 4; i++) {
+		EXPECT_TRUE(t, mmt_has(raw(base + (4 + i) * P), MMT_PTE_P));
+		EXPECT_EQ(t, frame(base + (4 + i) * P), lf[i]);
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+	}
+	if (m) {
+		MmFreePagesFromMdl(m);
+		ExFreePool(m);
+	}
+	release_hoard();
+	unlock(locked);
+	for (unsigned i = 0; i < 8; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+}
+
+static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x500;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pagefile_set_limit(3); /* slots 1 and 2 only */
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	EXPECT_EQ(t, s.modified, 2u);
+	EXPECT_EQ(t, s.standby, 2u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 2u);
+	pagefile_set_limit(0);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+static int pager_init(struct ktest *t)
+{
+	(void)t;
+	memset(&proc, 0, sizeof proc);
+	NTSTATUS st = vblk_load();
+	if (st && st != (NTSTATUS)0xC000000E /* STATUS_NO_SUCH_DEVICE: the case skips */)
+		return 1;
+	live = mm_process_init(&proc.mm, &proc, false);
+	return live ? 0 : 1;
+}
+
+static void pager_exit(struct ktest *t)
+{
+	if (live) {
+		uvm_destroy(&proc.mm);
+		mm_process_destroy(&proc.mm);
+	}
+	live = false;
+	pagefile_set_limit(0);
+	EXPECT_TRUE(t, pagefile_attach(NULL));
+	struct vblk_info i;
+	vblk_get_info(&i);
+	if (i.device)
+		EXPECT_EQ(t, vblk_unload_driver(), STATUS_SUCCESS);
+}
+
+static struct ktest_case pager_cases[] = {
+	KTEST_CASE(a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft),
+	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
+	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
+	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
+	/* Last: its disk-check lines name slots the cases before it wrote too. */
+	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
+	{ 0 }
+};
+KTEST_SUITE(pager, pager_cases, .init = pager_init, .exit = pager_exit);
