@@ -18,13 +18,21 @@ static struct pagefile_stats stats;
 
 static bool slot_used(uint32_t s) { return __atomic_load_n(&bitmap[s / 64], __ATOMIC_ACQUIRE) & (1ull << (s % 64)); }
 
-bool pagefile_attach(PDEVICE_OBJECT d)
+static uint64_t first_sector = PAGEFILE_FIRST_SECTOR;
+
+bool pagefile_attach_at(PDEVICE_OBJECT d, uint64_t sector)
 {
-	if (!d && __atomic_load_n(&in_use, __ATOMIC_ACQUIRE))
-		return false;
+	/* The region moves only while no slot holds a page. */
+	if (__atomic_load_n(&in_use, __ATOMIC_ACQUIRE))
+		return !d ? false : __atomic_load_n(&disk, __ATOMIC_ACQUIRE) == d && first_sector == sector;
+	first_sector = sector;
 	__atomic_store_n(&disk, d, __ATOMIC_RELEASE);
 	return true;
 }
+
+bool pagefile_attach(PDEVICE_OBJECT d) { return pagefile_attach_at(d, PAGEFILE_FIRST_SECTOR); }
+
+uint64_t pagefile_offset(uint32_t slot) { return first_sector * 512u + (uint64_t)slot * PAGE_SIZE; }
 
 void pagefile_set_limit(uint32_t l) { limit = l < 2 || l > PAGEFILE_SLOTS ? PAGEFILE_SLOTS : l; }
 

@@ -28,13 +28,13 @@
 /* Give the pager its disk (the virtio-blk device) or take it away (NULL; refused, false, while
  * a slot is in use).  With no disk nothing is written: trimmed pages stay modified. */
 bool pagefile_attach(PDEVICE_OBJECT disk);
+/* The same with the pagefile at another first sector (tests: the blkfault machine's disk
+ * is 16 MiB, and its failing sectors are where an in-page error is made). */
+bool pagefile_attach_at(PDEVICE_OBJECT disk, uint64_t first_sector);
 /* Tests: only slots 1 .. limit-1 are used (PAGEFILE_SLOTS: all), to fill the pagefile. */
 void pagefile_set_limit(uint32_t limit);
 /* The byte offset of slot s on the disk. */
-static inline uint64_t pagefile_offset(uint32_t slot)
-{
-	return (uint64_t)PAGEFILE_FIRST_SECTOR * 512u + (uint64_t)slot * PAGE_SIZE;
-}
+uint64_t pagefile_offset(uint32_t slot);
 void pagefile_free_slot(uint32_t slot);
 uint64_t pagefile_slots_in_use(void);
 /* An in-page read of slot s into frame pfn, at PASSIVE_LEVEL: the device's status

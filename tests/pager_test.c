@@ -15,6 +15,9 @@
  *     frame makes the allocator repurpose those frames, and their PTEs become pagefile PTEs
  *     naming the slot; a fault is then hard: a new frame, the data read back intact;
  *   - a probe of paged-out pages brings them back and locks them;
+ *   - on the blkfault machine (pager_inpage), a page whose slot the disk cannot read: the
+ *     access gets STATUS_IN_PAGE_ERROR (the #PF's vector, error code and CR2, the device's
+ *     status as the third parameter) and a probe raises it with nothing locked;
  *   - every case ends with frames, standby and modified pages, slots and pool where it began.
  */
 #include "kernel/ktest.h"
@@ -23,10 +26,14 @@
 #include "tests/lib/pte.h"
 #include "tests/lib/vblk_req.h"
 #include "include/wdm.h"
+#include "kernel/cmdline.h"
+#include "kernel/faultcap.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/trap.h"
 #include "kernel/process.h"
 #include "kernel/virtio/virtio_blk.h"
+#include "mm/mm.h"
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
 #include "mm/uvm.h"
@@ -449,3 +456,99 @@ static struct ktest_case pager_cases[] = {
 	{ 0 }
 };
 KTEST_SUITE(pager, pager_cases, .init = pager_init, .exit = pager_exit);
+
+/* ---- an in-page error from a failing device (make test's blkfault machine) ---- */
+
+static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
+{
+	char v[64];
+	if (!cmdline_get("blkfault", v, sizeof v))
+		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
+	/* blkfault=W,R,N: reads of sectors R .. R+N-1 fail.  The pagefile placed so that its
+	 * slot 1 is sector R: the write succeeds, the read back fails. */
+	uint64_t field[3] = { 0 };
+	const char *c = v;
+	for (int k = 0; k < 3; k++) {
+		while (*c >= '0' && *c <= '9')
+			field[k] = field[k] * 10 + (uint64_t)(*c++ - '0');
+		if (*c == ',')
+			c++;
+	}
+	uint64_t bad_read = field[1];
+	ASSERT_TRUE(t, field[2] >= P / VBLK_SECTOR && bad_read >= P / VBLK_SECTOR);
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (!vi.device)
+		ktest_skip(t, "no virtio-blk device");
+	ASSERT_TRUE(t, pagefile_attach_at(vi.device, bad_read - P / VBLK_SECTOR));
+
+	uint32_t seed = PG_SEED + 0x600;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, pagefile_write_modified(), 1u);
+	hoard_all_free_frames();
+	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
+	pfn_free(taken);
+	release_hoard();
+	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+	EXPECT_EQ(t, mmt_sw_pagefile_high(raw(base)), 1u);
+	EXPECT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
+
+	/* The kernel's read of the page in its SMAP window: the #PF the CPU raised, the
+	 * exception STATUS_IN_PAGE_ERROR with (read, address, the device's status). */
+	struct uvm_paging_stats s0 = stats();
+	struct faultcap f = { 0 };
+	volatile ULONG_PTR info[3] = { 0 };
+	volatile ULONG nparams = 0;
+	KeStackAttachProcess(&proc, &apc);
+	__try {
+		user_access_begin();
+		(void)*(volatile uint8_t *)(base + 0x10);
+		user_access_end();
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		faultcap_record(&f, GetExceptionRecord(), GetExceptionTrapFrame());
+		nparams = GetExceptionRecord()->NumberParameters;
+		for (int k = 0; k < 3; k++)
+			info[k] = GetExceptionRecord()->ExceptionInformation[k];
+	}
+	KeUnstackDetachProcess(&apc);
+	EXPECT_TRUE(t, f.faulted && f.from_cpu);
+	EXPECT_EQ(t, f.vector, VEC_PAGE_FAULT);
+	EXPECT_EQ(t, f.error_code, 0u);
+	EXPECT_EQ(t, f.cr2, base + 0x10);
+	EXPECT_EQ(t, f.status, STATUS_IN_PAGE_ERROR);
+	EXPECT_EQ(t, nparams, 3u);
+	EXPECT_EQ(t, info[0], (ULONG_PTR)EXCEPTION_READ_FAULT);
+	EXPECT_EQ(t, info[1], base + 0x10);
+	EXPECT_EQ(t, info[2], (ULONG_PTR)(ULONG)STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 1u);
+	/* The page is still in the pagefile, where a later read could find it. */
+	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+
+	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked. */
+	uint64_t locked = mmt_locked_frames();
+	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	KeUnstackDetachProcess(&apc);
+	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
+	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	IoFreeMdl(mdl);
+	/* The teardown (the case's exit) frees the slot. */
+}
+
+static struct ktest_case pager_inpage_cases[] = {
+	KTEST_CASE(an_in_page_error_is_raised_to_the_access_and_to_the_probe),
+	{ 0 }
+};
+KTEST_SUITE(pager_inpage, pager_inpage_cases, .init = pager_init, .exit = pager_exit);
