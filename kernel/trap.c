@@ -322,6 +322,14 @@ void trap_dispatch(struct trap_frame *f)
 			return;
 		if (st == STATUS_IN_PAGE_ERROR)
 			inpage = st;
+		/* A trimmed page at DISPATCH_LEVEL or above, in any mode and whatever __try is
+		 * open: IRQL_NOT_LESS_OR_EQUAL (the address, the IRQL, bit 0 write / bit 3
+		 * execute, the RIP: mm/RULES.md "Paging"). */
+		if (st == UVM_STATUS_PAGEABLE_AT_DISPATCH) {
+			trap_print_report(f);
+			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(),
+				     ((f->error_code & PF_W) ? 1 : 0) | ((f->error_code & PF_ID) ? 8 : 0), f->rip);
+		}
 	}
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)

@@ -148,6 +148,7 @@ enum fault_result {
 	FR_HARD,         /* a pagefile PTE: read it in (page_in), the lock released around it */
 	FR_BUSY,         /* a read of this page is in progress: wait for it (a collided fault) */
 	FR_INPAGE_ERROR, /* the read failed: STATUS_IN_PAGE_ERROR */
+	FR_IRQL,         /* a trimmed page touched at DISPATCH_LEVEL or above: 0x0A */
 };
 struct fault_need {
 	uint64_t va, pte_pa;
@@ -199,12 +200,17 @@ static void map_taken_back(struct mm_process *mm, uint64_t va, pfn_t pfn, uint32
 /* A software PTE of page va (not resident, not parked) resolved as far as it can be under
  * the lock: FR_DONE after a soft fault, FR_HARD or FR_BUSY with *need filled, FR_REFUSED
  * for none (a demand-zero page: the caller gives it a frame). */
-static enum fault_result software_fault(struct mm_process *mm, uint64_t va, uint32_t protect, struct fault_need *need)
+static enum fault_result software_fault(struct mm_process *mm, uint64_t va, uint32_t protect, bool may_page,
+				       struct fault_need *need)
 {
 	for (;;) {
 		uint64_t pte_pa, e = page_leaf(mm, va, &pte_pa);
 		struct pt_sw sw;
 		pt_decode_software(e, &sw);
+		/* Pageable memory is touched only below DISPATCH_LEVEL (NT: 0x0A), a soft fault
+		 * included: the rule must not depend on whether the frame was still there. */
+		if (!may_page && (sw.kind == PT_SW_PAGEFILE || sw.kind == PT_SW_TRANSITION))
+			return FR_IRQL;
 		if (sw.kind == PT_SW_PAGEFILE) {
 			*need = (struct fault_need){ .va = va, .pte_pa = pte_pa, .slot = sw.offset, .pfn = PFN_INVALID };
 			return FR_HARD;
@@ -230,7 +236,7 @@ static enum fault_result software_fault(struct mm_process *mm, uint64_t va, uint
  * for page_in).  FR_REFUSED when the page is not committed, its protection refuses the
  * access, or no frame (or page-table frame) is left. */
 static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uint64_t va, bool write, bool exec,
-				       struct fault_need *need)
+				       bool may_page, struct fault_need *need)
 {
 	struct uvm_pages *pg = pages_of(v);
 	if (!pg)
@@ -241,7 +247,7 @@ static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uin
 		return FR_REFUSED;
 	bool parked = s & PS_PARKED;
 	if (!parked && v->kind == VAD_PRIVATE) {
-		enum fault_result r = software_fault(mm, va, protect, need);
+		enum fault_result r = software_fault(mm, va, protect, may_page, need);
 		if (r != FR_REFUSED)
 			return r;
 	}
@@ -740,7 +746,8 @@ NTSTATUS ZwUnmapViewOfSection(HANDLE ProcessHandle, PVOID BaseAddress)
 
 /* ---- faults and probes ------------------------------------------------------------- */
 
-static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err, struct fault_need *need)
+static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err, bool may_page,
+				       struct fault_need *need)
 {
 	/* A protection fault on a present page, or a reserved-bit one, is real. */
 	if (!mm || (err & (PF_P | PF_RSVD)) || va >= USER_VA_END || va > mm->highest_user)
@@ -757,7 +764,7 @@ static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint6
 	pt_query(&mm->root, page, &q);
 	if (q.present)
 		return FR_REFUSED;
-	return page_fault_in(mm, v, page, err & PF_W, exec, need);
+	return page_fault_in(mm, v, page, err & PF_W, exec, may_page, need);
 }
 
 static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
@@ -778,7 +785,7 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 		if (q.present)
 			return done; /* resident, but not user-accessible or not writable */
 		struct vad *v = vad_find(mm, p);
-		enum fault_result r = v ? page_fault_in(mm, v, p, write, false, need) : FR_REFUSED;
+		enum fault_result r = v ? page_fault_in(mm, v, p, write, false, true, need) : FR_REFUSED;
 		if (r != FR_DONE) {
 			*stop = r;
 			return done;
@@ -877,10 +884,12 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 		return STATUS_ACCESS_VIOLATION;
 	KIRQL irql = mm_space_lock(mm);
 	struct fault_need need;
-	enum fault_result r = resolve_fault(mm, va, err, &need);
+	enum fault_result r = resolve_fault(mm, va, err, irql < DISPATCH_LEVEL, &need);
 	if (r == FR_HARD)
 		r = page_in(mm, &need, &irql);
 	mm_space_unlock(mm, irql);
+	if (r == FR_IRQL)
+		return UVM_STATUS_PAGEABLE_AT_DISPATCH;
 	if (r == FR_BUSY)
 		r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
 	if (r == FR_INPAGE_ERROR)

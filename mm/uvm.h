@@ -48,6 +48,10 @@ bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err);
  * STATUS_IN_PAGE_ERROR when the page's read from the pagefile failed (mm/RULES.md,
  * "Paging"). */
 NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err);
+/* uvm_resolve_fault_status's answer for a fault on a trimmed page (transition or pagefile)
+ * at DISPATCH_LEVEL or above, which nothing may resolve: the #PF handler stops with 0x0A
+ * IRQL_NOT_LESS_OR_EQUAL.  NT's own internal value for it (STATUS_IN_PAGE_ERROR | 0x10000000). */
+#define UVM_STATUS_PAGEABLE_AT_DISPATCH ((NTSTATUS)0xD0000006)
 /* Make [va, va + len) resident for a probe (demand-zero pages get frames); false if a page
  * is not committed or lacks the access. */
 bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write);

@@ -420,6 +420,31 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* A death case: a driver touches, at DISPATCH_LEVEL, a user page the trimmer took (its
+ * frame still in transition): 0x0A with the address, the IRQL, 0 (a read) and the RIP of the
+ * load, even inside __try. */
+static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
+{
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, PG_SEED + 0x700);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	ASSERT_TRUE(t, mmt_sw_is_transition(raw(base)));
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + 0x20, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8, KTEST_P_ALL);
+	KeStackAttachProcess(&proc, &apc);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	uint8_t v;
+	struct faultcap f;
+	user_access_begin();
+	faultcap_try_load8(base + 0x20, &v, &f);
+	user_access_end();
+	KeLowerIrql(old);
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
+}
+
 static int pager_init(struct ktest *t)
 {
 	(void)t;
@@ -451,6 +476,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
+	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
 	{ 0 }
