@@ -52,6 +52,7 @@ struct pagefile_stats {
 	uint64_t in_use;
 	uint64_t writes, pages_written, write_errors, full;
 	uint64_t reads, read_errors;
+	uint64_t wait_ticks;  /* TSC ticks paging I/O spent waiting for the device */
 };
 void pagefile_get_stats(struct pagefile_stats *out);
 

@@ -15,6 +15,8 @@
  *     frame makes the allocator repurpose those frames, and their PTEs become pagefile PTEs
  *     naming the slot; a fault is then hard: a new frame, the data read back intact;
  *   - a probe of paged-out pages brings them back and locks them;
+ *   - two CPUs fault the same paged-out page: the second waits for the first's read (held
+ *     at the device until both are in), one read, one frame, both see the data;
  *   - on the blkfault machine (pager_inpage), a page whose slot the disk cannot read: the
  *     access gets STATUS_IN_PAGE_ERROR (the #PF's vector, error code and CR2, the device's
  *     status as the third parameter) and a probe raises it with nothing locked;
@@ -445,6 +447,108 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
 	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
 }
 
+/* ---- two CPUs on one page: the collided fault ---- */
+
+struct toucher {
+	uint64_t va;
+	uint64_t want[4];  /* the page's first 32 bytes */
+	volatile uint32_t done;
+	bool ok;
+};
+
+/* On another CPU, at PASSIVE_LEVEL: attached to the process, read the page (the fault). */
+static void touch_on_cpu(void *arg)
+{
+	struct toucher *w = arg;
+	KAPC_STATE a;
+	KeStackAttachProcess(&proc, &a);
+	uint64_t got[4];
+	NTSTATUS st = copy_from_user(got, w->va, sizeof got);
+	KeUnstackDetachProcess(&a);
+	w->ok = st == STATUS_SUCCESS && !memcmp(got, w->want, sizeof got);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+/* Spin (bounded, SMP_WAIT_MS) until cond(arg); whether it came true. */
+static bool wait_until(bool (*cond)(void *), void *arg)
+{
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	while (!cond(arg))
+		if (rdtsc() > end)
+			return false;
+	return true;
+}
+
+struct read_state {
+	uint64_t va;
+	uint64_t collided;
+};
+
+/* The page's PTE is a transition PTE to a frame the PFN database says is being read. */
+static bool read_in_progress(void *arg)
+{
+	struct read_state *r = arg;
+	uint64_t e = raw(r->va);
+	if (!mmt_sw_is_transition(e))
+		return false;
+	const struct pfn_entry *pe = pfn_entry(mmt_sw_transition_pfn(e));
+	return pe && (__atomic_load_n(&pe->flags, __ATOMIC_ACQUIRE) & PFN_F_READING);
+}
+
+static bool second_fault_waits(void *arg)
+{
+	struct read_state *r = arg;
+	return stats().collided_faults > r->collided;
+}
+
+static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct ktest *t)
+{
+	if (smp_cpus_online() < 3)
+		ktest_skip(t, "needs 3 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x800;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pfn_t frames[1];
+	uint32_t slots[1];
+	page_out(t, base, 1, seed, frames, slots, false);
+	hoard_all_free_frames();
+	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
+	pfn_free(taken);
+	release_hoard();
+	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+
+	struct uvm_paging_stats s0 = stats();
+	struct read_state rs = { base, s0.collided_faults };
+	struct toucher a = { .va = base }, b = { .va = base };
+	pattern_fill(a.want, sizeof a.want, seed);
+	pattern_fill(b.want, sizeof b.want, seed);
+	/* The device's answer is held: the first fault's read stays in progress until both
+	 * faults are in, whatever the timing. */
+	vblk_test_hold_completions(true);
+	ASSERT_TRUE(t, smp_work_start(1, touch_on_cpu, &a));
+	bool reading = wait_until(read_in_progress, &rs);
+	EXPECT_TRUE(t, reading);
+	bool collided = false;
+	if (reading) {
+		ASSERT_TRUE(t, smp_work_start(2, touch_on_cpu, &b));
+		collided = wait_until(second_fault_waits, &rs);
+		EXPECT_TRUE(t, collided);
+		EXPECT_FALSE(t, __atomic_load_n(&a.done, __ATOMIC_ACQUIRE) || __atomic_load_n(&b.done, __ATOMIC_ACQUIRE));
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	if (reading)
+		EXPECT_TRUE(t, smp_work_wait(2));
+	EXPECT_TRUE(t, a.ok);
+	EXPECT_TRUE(t, !reading || b.ok);
+	/* One read served both: one hard fault, one collided, the page valid, its slot free. */
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 1u);
+	EXPECT_EQ(t, stats().collided_faults - s0.collided_faults, collided ? 1u : 0u);
+	EXPECT_TRUE(t, mmt_has(raw(base), MMT_PTE_P));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 static int pager_init(struct ktest *t)
 {
 	(void)t;
@@ -476,6 +580,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
+	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
