@@ -13,6 +13,7 @@
 #include "kernel/smp/percpu.h"
 #include "kernel/smp/smp.h"
 #include "mm/layout.h"
+#include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
 #include "mm/uvm.h"
@@ -330,6 +331,21 @@ void trap_dispatch(struct trap_frame *f)
 			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(),
 				     ((f->error_code & PF_W) ? 1 : 0) | ((f->error_code & PF_ID) ? 8 : 0), f->rip);
 		}
+	}
+	/* A trimmed page of paged pool (mm/RULES.md, "Paging"): brought back below
+	 * DISPATCH_LEVEL, 0x0A at or above it; a failed read is STATUS_IN_PAGE_ERROR. */
+	if (f->vector == VEC_PAGE_FAULT && f->cr2 >= KVA_POOL_BASE && f->cr2 < KVA_POOL_END &&
+	    !(f->error_code & (PF_P | PF_RSVD | PF_U | PF_ID))) {
+		NTSTATUS st = pool_resolve_fault(f->cr2);
+		if (st == STATUS_SUCCESS)
+			return;
+		if (st == UVM_STATUS_PAGEABLE_AT_DISPATCH) {
+			trap_print_report(f);
+			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(), (f->error_code & PF_W) ? 1 : 0,
+				     f->rip);
+		}
+		if (st == STATUS_IN_PAGE_ERROR)
+			inpage = st;
 	}
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)

@@ -123,6 +123,13 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					   &read_only);
 	NTSTATUS why = STATUS_SUCCESS;
+	/* A kernel buffer in paged pool whose pages were trimmed: faulted in (soft or hard, at
+	 * the caller's IRQL: at DISPATCH_LEVEL that is 0x0A), then walked again. */
+	if (i < n && !owner && pool_make_resident(va, len)) {
+		read_only = false;
+		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					    &read_only);
+	}
 	if (i < n && owner) {
 		/* A page not resident with the access: the rest made resident (committed
 		 * demand-zero pages get frames, trimmed ones come back, soft or hard), then

@@ -1,6 +1,7 @@
 #include "mm/pfn.h"
 #include "kernel/accounting.h"
 #include "kernel/bugcheck.h"
+#include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/smp/klock.h"
@@ -279,7 +280,11 @@ void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi)
  * frame's contents are the page's, so it is zeroed when asked. */
 static pfn_t repurpose_standby(unsigned flags, enum pfn_owner owner)
 {
+	/* A frame locked while in transition (a kernel probe's walk that came before a trim of
+	 * paged pool) is never repurposed: the first unlocked one is. */
 	pfn_t pfn = standby_list.head;
+	while (pfn != PFN_LINK_NIL && db[pfn].lock_count)
+		pfn = db[pfn].next;
 	if (pfn == PFN_LINK_NIL)
 		return PFN_INVALID;
 	struct pfn_entry *e = &db[pfn];
@@ -606,10 +611,10 @@ void pfn_write_done(const pfn_t *pfns, const uint32_t *slots, uint64_t n, bool o
 	klock_release(&pfn_lock, irql);
 }
 
-pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot)
+pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot, enum pfn_owner owner)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
-	pfn_t pfn = alloc_locked(0, PFN_OWNER_KERNEL);
+	pfn_t pfn = alloc_locked(0, owner);
 	if (pfn != PFN_INVALID) {
 		pfn &= ~PFN_ZERO_PENDING; /* read over whole: no zeroing */
 		db[pfn].owner = pte_pa;
@@ -634,6 +639,18 @@ bool pfn_inpage_done(pfn_t pfn)
 		free_locked(pfn);
 	klock_release(&pfn_lock, irql);
 	return orphan;
+}
+
+void pfn_wait_inpage(pfn_t pfn, uint64_t pte_pa)
+{
+	bool window = !(read_rflags() & RFLAGS_IF);
+	if (window)
+		__asm__ volatile("sti" ::: "memory");
+	while ((__atomic_load_n(&db[pfn].flags, __ATOMIC_ACQUIRE) & PFN_F_READING) &&
+	       __atomic_load_n(&db[pfn].owner, __ATOMIC_ACQUIRE) == pte_pa)
+		cpu_relax();
+	if (window)
+		__asm__ volatile("cli" ::: "memory");
 }
 
 void pfn_set_owner(pfn_t pfn, uint64_t owner)

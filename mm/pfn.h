@@ -154,11 +154,15 @@ void pfn_free_user(pfn_t pfn);
 uint64_t pfn_take_modified(pfn_t *out, uint64_t max);
 void pfn_write_done(const pfn_t *pfns, const uint32_t *slots, uint64_t n, bool ok, uint32_t *free_slots,
 		    uint64_t *nfree);
-/* A hard fault: a frame for the PTE at pte_pa, marked READING from `slot` (PFN_INVALID when
+/* A hard fault: a frame of `owner` for the PTE at pte_pa, marked READING from `slot` (PFN_INVALID when
  * none is left, the allocator's repurposing included); and its end: true when the page was
  * freed during the read (the frame is freed here), else the frame is the caller's, ACTIVE. */
-pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot);
+pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot, enum pfn_owner owner);
 bool pfn_inpage_done(pfn_t pfn);
+/* A collided fault's wait, with no lock held: until frame pfn is no longer being read for
+ * the PTE at pte_pa, at PASSIVE_LEVEL or APC_LEVEL with interrupts on while it spins (as
+ * KeWaitForSingleObject waits). */
+void pfn_wait_inpage(pfn_t pfn, uint64_t pte_pa);
 
 /* Changes of one frame, each by the module that owns that part of its life. */
 void pfn_set_page_table(pfn_t pfn, bool is_table);   /* pt.c: ACTIVE <-> PAGE_TABLE */

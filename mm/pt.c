@@ -967,8 +967,10 @@ uint64_t pt_pagefile_pte(unsigned pagefile, uint32_t offset, unsigned protection
 uint64_t pt_trim_page(struct pt_root *r, uint64_t va, uint64_t sw)
 {
 	assert_guarded(r, va);
-	if (va >= USER_VA_END || (sw & E_P))
-		PANIC("pt_trim_page: 0x%lx is not a user page, or 0x%lx is valid", va, sw);
+	if ((va >= USER_VA_END && r != &kernel_root) || (sw & E_P))
+		PANIC("pt_trim_page: 0x%lx is not a user or kernel page, or 0x%lx is valid", va, sw);
+	KIRQL irql;
+	bool k = kpt_take(r, va, &irql);
 	int level;
 	uint64_t *slot = find_leaf(r, va, &level);
 	if (!slot || level != 1)
@@ -976,18 +978,22 @@ uint64_t pt_trim_page(struct pt_root *r, uint64_t va, uint64_t sw)
 	/* One atomic step: a CPU's page walk may set A or D meanwhile (retype_locked's reason). */
 	uint64_t old = __atomic_exchange_n(slot, sw, __ATOMIC_SEQ_CST);
 	tlb_flush_range(r, va & ~(PAGE_SIZE - 1), PAGE_SIZE);
+	kpt_drop(k, irql);
 	return old;
 }
 
 void pt_set_software(struct pt_root *r, uint64_t va, uint64_t sw)
 {
 	assert_guarded(r, va);
-	if (va >= USER_VA_END || (sw & E_P))
-		PANIC("pt_set_software: 0x%lx is not a user page, or 0x%lx is valid", va, sw);
+	if ((va >= USER_VA_END && r != &kernel_root) || (sw & E_P))
+		PANIC("pt_set_software: 0x%lx is not a user or kernel page, or 0x%lx is valid", va, sw);
+	KIRQL irql;
+	bool k = kpt_take(r, va, &irql);
 	uint64_t *slot = walk_to(r, va, 1, false, NULL);
 	if (!slot) {
 		if (sw)
 			PANIC("pt_set_software: 0x%lx has no page table", va);
+		kpt_drop(k, irql);
 		return;
 	}
 	if (*slot & E_P)
@@ -1001,6 +1007,7 @@ void pt_set_software(struct pt_root *r, uint64_t va, uint64_t sw)
 			tlb_flush_range(r, va, PAGE_SIZE);
 		free_deferred(&d);
 	}
+	kpt_drop(k, irql);
 }
 
 bool pt_swap_software_at(uint64_t pte_pa, uint64_t expect, uint64_t sw)

@@ -115,12 +115,13 @@ struct pt_sw {
 void pt_decode_software(uint64_t entry, struct pt_sw *out);
 uint64_t pt_transition_pte(uint64_t pfn, unsigned protection);
 uint64_t pt_pagefile_pte(unsigned pagefile, uint32_t offset, unsigned protection);
-/* The trim of one page: the present 4 KiB user leaf at va replaced by the not-present value
- * sw in one atomic exchange, and flushed from every CPU that may cache it before the call
+/* The trim of one page: the present 4 KiB leaf at va (a user page, or with kernel_root a
+ * kernel one: paged pool) replaced by the not-present value sw in one atomic exchange, and flushed from every CPU that may cache it before the call
  * returns (so nothing writes the frame through an old translation once it is on a list).
  * Returns the leaf as it was.  Under the address-space lock; PANIC if va has no such leaf. */
 uint64_t pt_trim_page(struct pt_root *r, uint64_t va, uint64_t sw);
-/* Write the not-present value sw over the not-present 4 KiB leaf at va (a software PTE or 0);
+/* Write the not-present value sw over the not-present 4 KiB leaf at va (a software PTE or 0;
+ * a user page, or with kernel_root a kernel one);
  * sw 0 clears it, and the tables that became empty go (after a flush).  Under the
  * address-space lock; PANIC if va is present or (sw not 0) has no page table. */
 void pt_set_software(struct pt_root *r, uint64_t va, uint64_t sw);

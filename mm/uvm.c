@@ -286,7 +286,7 @@ static enum fault_result page_in(struct mm_process *mm, const struct fault_need 
 	struct uvm_pages *pg = v ? pages_of(v) : NULL;
 	if (!pg)
 		return FR_REFUSED;
-	pfn_t pfn = pfn_alloc_inpage(need->pte_pa, need->slot);
+	pfn_t pfn = pfn_alloc_inpage(need->pte_pa, need->slot, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
 		return FR_REFUSED;
 	uint32_t protect = pg->page[page_index(v, need->va)] & PS_PROTECT;
@@ -334,18 +334,7 @@ static bool wait_for_inpage(const struct fault_need *need, KIRQL irql)
 	if (irql >= DISPATCH_LEVEL)
 		return false;
 	__atomic_fetch_add(&paging.collided_faults, 1, __ATOMIC_RELAXED);
-	bool window = !(read_rflags() & RFLAGS_IF);
-	if (window)
-		__asm__ volatile("sti" ::: "memory");
-	for (;;) {
-		const struct pfn_entry *e = pfn_entry(need->pfn);
-		if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & PFN_F_READING) ||
-		    __atomic_load_n(&e->owner, __ATOMIC_ACQUIRE) != need->pte_pa)
-			break;
-		cpu_relax();
-	}
-	if (window)
-		__asm__ volatile("cli" ::: "memory");
+	pfn_wait_inpage(need->pfn, need->pte_pa);
 	return true;
 }
 

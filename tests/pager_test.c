@@ -20,6 +20,11 @@
  *   - on the blkfault machine (pager_inpage), a page whose slot the disk cannot read: the
  *     access gets STATUS_IN_PAGE_ERROR (the #PF's vector, error code and CR2, the device's
  *     status as the third parameter) and a probe raises it with nothing locked;
+ *   - paged pool (pager_pool): a whole-page PagedPool buffer's kernel PTEs become transition
+ *     PTEs at a trim, a touch is a soft fault, after a page-out and a repurpose a hard one; a
+ *     probe brings it back and locks it, and its MDL mapping is touched at DISPATCH_LEVEL
+ *     safely; the buffer itself touched at DISPATCH_LEVEL after a trim is 0x0A, and with the
+ *     verifier's force IRQL checking a raise trims it first, so that bug stops every time;
  *   - every case ends with frames, standby and modified pages, slots and pool where it began.
  */
 #include "kernel/ktest.h"
@@ -38,7 +43,9 @@
 #include "mm/mm.h"
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
+#include "mm/pool.h"
 #include "mm/uvm.h"
+#include "mm/verifier.h"
 
 #define P PAGE_SIZE
 #define NPAGES 8u
@@ -683,3 +690,170 @@ static struct ktest_case pager_inpage_cases[] = {
 	{ 0 }
 };
 KTEST_SUITE(pager_inpage, pager_inpage_cases, .init = pager_init, .exit = pager_exit);
+
+/* ---- paged pool ---- */
+
+#define PP_TAG 0x6C6F5050u /* 'PPol' */
+#define PP_PAGES 3u
+
+static uint64_t kraw(uint64_t va) { return mmt_raw_pte_in(&kernel_root, va); }
+
+static struct pool_paging_stats pstats(void)
+{
+	struct pool_paging_stats s;
+	pool_get_paging_stats(&s);
+	return s;
+}
+
+static uint8_t *paged_buffer(struct ktest *t, uint32_t seed)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, PP_PAGES * P, PP_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pattern_fill(b + i * P, P, seed + i);
+	return b;
+}
+
+static bool paged_intact(const uint8_t *b, uint32_t seed)
+{
+	static uint8_t want[P];
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		pattern_fill(want, P, seed + i);
+		if (memcmp(b + i * P, want, P)) /* the kernel's own reads: the faults are the pool's */
+			return false;
+	}
+	return true;
+}
+
+static void paged_pool_pages_leave_and_come_back_soft_and_hard(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x900;
+	uint8_t *b = paged_buffer(t, seed);
+	pfn_t before[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		before[i] = mmt_frame_of((uint64_t)b + i * P);
+	/* A nonpaged buffer stays whatever happens. */
+	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG);
+	ASSERT_TRUE(t, np != NULL);
+
+	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		uint64_t e = kraw((uint64_t)b + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), before[i]);
+		EXPECT_EQ(t, pfn_entry(before[i])->state, PFN_MODIFIED);
+	}
+	EXPECT_TRUE(t, mmt_has(kraw((uint64_t)np), MMT_PTE_P));
+	struct pool_paging_stats s0 = pstats();
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, (uint64_t)PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_EQ(t, mmt_frame_of((uint64_t)b + i * P), before[i]);
+
+	/* Out to the pagefile, the frames repurposed: pagefile PTEs, then hard faults. */
+	pool_trim_paged();
+	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
+	hoard_all_free_frames();
+	pfn_t taken[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
+	s0 = pstats();
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	/* Trimmed again and freed: the free brings it back first. */
+	pool_trim_paged();
+	ExFreePoolWithTag(b, PP_TAG);
+	ExFreePoolWithTag(np, PP_TAG);
+}
+
+static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0xA00;
+	uint8_t *b = paged_buffer(t, seed);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
+	PMDL mdl = IoAllocateMdl(b, PP_PAGES * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	__try {
+		MmProbeAndLockPages(mdl, KernelMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	ASSERT_EQ(t, st, STATUS_SUCCESS);
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
+		EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[i])->lock_count, 1u);
+	}
+	/* Locked, the pages stay through a trim, and the MDL's mapping reads at DISPATCH_LEVEL. */
+	pool_trim_paged();
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
+	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
+	ASSERT_TRUE(t, sys != NULL);
+	static uint8_t want[P];
+	pattern_fill(want, P, seed + 2);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	bool same = !memcmp(sys + 2 * P, want, P);
+	KeLowerIrql(old);
+	EXPECT_TRUE(t, same);
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES); /* unlocked: they leave */
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
+/* Death: a driver touches its paged pool at DISPATCH_LEVEL after a trim: 0x0A (the
+ * address, DISPATCH_LEVEL, 0: a read, the RIP of the load). */
+static void paged_pool_touched_at_dispatch_after_a_trim_is_0x0a(struct ktest *t)
+{
+	uint8_t *b = paged_buffer(t, PG_SEED + 0xB00);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + P)));
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + P + 8, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	faultcap_load8((uint64_t)b + P + 8);
+	KeLowerIrql(old);
+	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned");
+}
+
+/* Death: the same driver bug with the page still resident: found only because the verifier's
+ * force IRQL checking trims paged pool at the raise. */
+static void force_irql_checking_catches_paged_pool_at_dispatch(struct ktest *t)
+{
+	uint8_t *b = paged_buffer(t, PG_SEED + 0xC00);
+	ASSERT_TRUE(t, mmt_has(kraw((uint64_t)b), MMT_PTE_P));
+	verifier_set_flags(verifier_get_flags() | VF_FORCE_IRQL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 0x10, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KSPIN_LOCK l;
+	KeInitializeSpinLock(&l);
+	KIRQL old;
+	KeAcquireSpinLock(&l, &old);
+	faultcap_load8((uint64_t)b + 0x10);
+	KeReleaseSpinLock(&l, old);
+	KTEST_FAIL(t, "the load under the spin lock returned");
+}
+
+static int pool_case_init(struct ktest *t) { return pager_init(t); }
+
+static struct ktest_case pager_pool_cases[] = {
+	KTEST_CASE(paged_pool_pages_leave_and_come_back_soft_and_hard),
+	KTEST_CASE(probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping),
+	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
+	{ 0 }
+};
+KTEST_SUITE(pager_pool, pager_pool_cases, .init = pool_case_init, .exit = pager_exit);
