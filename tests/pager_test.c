@@ -28,6 +28,7 @@
  *   - every case ends with frames, standby and modified pages, slots and pool where it began.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/agent.h"
 #include "tests/lib/counters.h"
 #include "tests/lib/pattern.h"
 #include "tests/lib/pte.h"
@@ -685,8 +686,72 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	/* The teardown (the case's exit) frees the slot. */
 }
 
+/* Ring 3 reads its own page whose slot the disk cannot read: the #PF from ring 3 (error code
+ * U, the address), and the process ends with STATUS_IN_PAGE_ERROR as its exception. */
+#define RING3_VA 0x30000000ul
+
+static void ring_3_gets_status_in_page_error_for_an_unreadable_page(struct ktest *t)
+{
+	char v[64];
+	if (!cmdline_get("blkfault", v, sizeof v))
+		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
+	uint64_t field[3] = { 0 };
+	const char *c = v;
+	for (int k = 0; k < 3; k++) {
+		while (*c >= '0' && *c <= '9')
+			field[k] = field[k] * 10 + (uint64_t)(*c++ - '0');
+		if (*c == ',')
+			c++;
+	}
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (!vi.device)
+		ktest_skip(t, "no virtio-blk device");
+	ASSERT_TRUE(t, pagefile_attach_at(vi.device, field[1] - P / VBLK_SECTOR));
+	struct agent_script script;
+	agent_begin(&script);
+	uint32_t op = agent_read64(&script, RING3_VA + 0x18);
+	PEPROCESS p = agent_create(&script, 0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t base = RING3_VA, size = P;
+	EXPECT_EQ(t, uvm_allocate(&p->mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
+	uint64_t value = 0x1122334455667788ull;
+	KAPC_STATE a;
+	KeStackAttachProcess(p, &a);
+	EXPECT_EQ(t, copy_to_user(RING3_VA + 0x18, &value, sizeof value), STATUS_SUCCESS);
+	KeUnstackDetachProcess(&a);
+	struct uvm_trim_result r;
+	uvm_trim(&p->mm, &r);
+	EXPECT_GE(t, r.trimmed, 1u);
+	EXPECT_GE(t, pagefile_write_modified(), 1u);
+	hoard_all_free_frames();
+	pfn_t taken[32];
+	unsigned ntaken = 0;
+	while (ntaken < 32 && mmt_sw_is_transition(mmt_raw_pte_in(&p->mm.root, RING3_VA)))
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
+	release_hoard();
+	uint64_t e = mmt_raw_pte_in(&p->mm.root, RING3_VA);
+	EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
+	EXPECT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, field[1]);
+
+	NTSTATUS st = PsRunProcess(p);
+	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
+	EXPECT_TRUE(t, p->fault.happened);
+	EXPECT_EQ(t, p->fault.vector, VEC_PAGE_FAULT);
+	EXPECT_EQ(t, p->fault.error_code, (uint64_t)PF_U);
+	EXPECT_EQ(t, p->fault.address, RING3_VA + 0x18);
+	uint64_t got = 0;
+	EXPECT_FALSE(t, ps_report(p, AGENT_KEY(op, 0), &got));
+	PsDestroyProcess(p);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 static struct ktest_case pager_inpage_cases[] = {
 	KTEST_CASE(an_in_page_error_is_raised_to_the_access_and_to_the_probe),
+	KTEST_CASE(ring_3_gets_status_in_page_error_for_an_unreadable_page),
 	{ 0 }
 };
 KTEST_SUITE(pager_inpage, pager_inpage_cases, .init = pager_init, .exit = pager_exit);

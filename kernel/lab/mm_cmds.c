@@ -17,6 +17,7 @@
 #include "mm/pagefile.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
+#include "mm/pool.h"
 #include "mm/pt.h"
 #include "kernel/lab/ptdump.h"
 #include "mm/tlb.h"
@@ -449,6 +450,10 @@ static void print_paging(struct mon_out *o)
 		   s.trimmed, s.soft_faults, s.hard_faults, s.collided_faults, s.inpage_errors);
 	mon_printf(o, "frames: %lu free, %lu standby, %lu modified, %lu standby frames repurposed since boot\n", f.free,
 		   f.standby, f.modified, f.repurposed);
+	struct pool_paging_stats pp;
+	pool_get_paging_stats(&pp);
+	mon_printf(o, "paged pool: %lu pages trimmed, %lu soft faults, %lu hard faults (%lu collided), %lu in-page errors\n",
+		   pp.trimmed, pp.soft_faults, pp.hard_faults, pp.collided_faults, pp.inpage_errors);
 }
 
 static int cmd_ws(int argc, char **argv)
@@ -472,7 +477,10 @@ static int cmd_trim(int argc, char **argv)
 	if (argc > 2)
 		return -1;
 	struct uvm_trim_result r;
-	if (argc == 2) {
+	if (argc == 2 && !strcmp(argv[1], "pool")) {
+		kprintf("paged pool: %lu pages trimmed (the pages of whole-page paged allocations no lock holds)\n",
+			pool_trim_paged());
+	} else if (argc == 2) {
 		PEPROCESS p;
 		int e = monitor_parse_process(argv[1], &p);
 		if (e)
@@ -488,9 +496,9 @@ static int cmd_trim(int argc, char **argv)
 	print_paging(MON_CONSOLE);
 	return 0;
 }
-MONITOR_COMMAND(trim, "trim [PID]",
+MONITOR_COMMAND(trim, "trim [PID|pool]",
 		"trim a process's working set (its unlocked private pages to transition, frames to the modified list); "
-		"no PID: every process, then the modified page writer",
+		"pool: paged pool's pageable pages; nothing: every process, then the modified page writer",
 		cmd_trim);
 
 static int cmd_pagefile(int argc, char **argv)
