@@ -59,7 +59,8 @@ enum mdl_exec_window {
 				   * the executable-mapping lock held */
 	MDL_EXEC_WINDOW_END,      /* an end step: pfn's count reached 0, its alias not yet
 				   * writable; the lock held */
-	MDL_EXEC_WINDOW_MAP,      /* a writable KernelMode mapping: checked, PTEs not written */
+	MDL_EXEC_WINDOW_MAP,      /* a writable KernelMode or reserved mapping: checked, PTEs
+				   * not written (a reserved one under the reservations' lock) */
 	MDL_EXEC_WINDOW_USER_MAP, /* a writable UserMode mapping: checked, the process's lock
 				   * not yet taken, PTEs not written */
 };

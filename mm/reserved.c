@@ -220,6 +220,8 @@ static PVOID map_locked(PVOID MappingAddress, ULONG PoolTag, PMDL m, MEMORY_CACH
 	mdl_check_frames(m);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
+	if (write && mdl_test_exec_window)
+		mdl_test_exec_window(MDL_EXEC_WINDOW_MAP, m, 0);
 	for (ULONG i = 0; i < n; i++) {
 		/* Read-only when the MDL's caller could not write its source (decision 9). */
 		struct pt_attrs a = { .write = !(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY), .exec = false,
