@@ -444,6 +444,16 @@ const void *mdl_test_exec_lock(void) { return &exec_lock; }
 
 static inline uint64_t exec_pages_now(void) { return __atomic_load_n(&exec_system_pages, __ATOMIC_RELAXED); }
 
+/* The writable-mapping paths' second look starts here: MFENCE, so the PTE stores just made are
+ * globally visible before the total (then the counts) is read (SDM Vol. 3A, 9.2.2: a load may
+ * pass an earlier store to another address; a fence keeps them in order).  The execute path
+ * has the mirror pair: its counts raised by locked adds, then the PTEs read. */
+static inline uint64_t exec_pages_after_write(void)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return exec_pages_now();
+}
+
 /* Whether the present PTE at va (the kernel's tables) is executable. */
 static bool pte_executable(uint64_t va)
 {
@@ -511,6 +521,18 @@ void mdl_check_frames(PMDL m)
 		check_frame(m, i);
 }
 
+/* A writable mapping's second look found a frame executable: its PTEs go (never seen: the
+ * address was not returned), and the answer is the first check's, NULL. */
+static __attribute__((noinline, cold)) PVOID map_undone(uint64_t va, ULONG n)
+{
+	if (n == 1)
+		syspte_release_one(va);
+	else
+		syspte_release(va, n);
+	COUNT(map_failures, 1);
+	return NULL;
+}
+
 static PVOID map_failed(PMDL m, ULONG BugCheckOnFailure, ULONG pages)
 {
 	COUNT(map_failures, 1);
@@ -549,10 +571,12 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
 	/* W^X across mappings (decision 3): no ring-0 mapping may write a frame a system mapping
 	 * executes.  Refused like a bad argument: NULL, no bug check. */
-	if (write && mdl_frames_executable_in_ring_0(Mdl)) {
+	if (write && exec_pages_now() && mdl_frames_executable_in_ring_0(Mdl)) {
 		COUNT(map_failures, 1);
 		return NULL;
 	}
+	if (__builtin_expect(mdl_test_exec_window != NULL, 0) && write)
+		mdl_test_exec_window(MDL_EXEC_WINDOW_MAP, Mdl, 0);
 	if (verifier_inject_failure(VF_SITE_MAP))
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	uint64_t va = n == 1 && !(Priority & MdlMappingWithGuardPtes)
@@ -561,8 +585,6 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	if (!va)
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	bool override = false;
-	if (write && mdl_test_exec_window)
-		mdl_test_exec_window(MDL_EXEC_WINDOW_MAP, Mdl, 0);
 	if (!write_ptes(Mdl, va, n, requested, write, false, &override)) {
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
@@ -571,14 +593,8 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	 * raised a frame's count after the check above and checked before these PTEs were
 	 * written.  The PTEs, a fence, the counts: one of the two sees the other.  The address
 	 * was never returned, so nothing wrote through it. */
-	if (write && mdl_frames_executable_after_write(Mdl)) {
-		if (n == 1)
-			syspte_release_one(va);
-		else
-			syspte_release(va, n);
-		COUNT(map_failures, 1);
-		return NULL;
-	}
+	if (write && __builtin_expect(exec_pages_after_write() != 0, 0) && mdl_frames_executable_in_ring_0(Mdl))
+		return map_undone(va, n);
 	if (override)
 		COUNT(cache_overrides, 1);
 	COUNT(maps, 1);
@@ -626,7 +642,8 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	/* A reserved mapping's PTEs are its reservation's (MmUnmapReservedMapping's to clear). */
 	if (reserved_mappings_live)
 		reserved_refuse_unmap(base);
-	mdl_exec_mapping_ending(base, MmGetMdlPfnArray(Mdl), n);
+	if (exec_pages_now())
+		mdl_exec_mapping_ending(base, MmGetMdlPfnArray(Mdl), n);
 	if (n == 1)
 		syspte_release_one(ALIGN_DOWN(base, PAGE_SIZE));
 	else
@@ -650,11 +667,7 @@ bool mdl_frames_executable_in_ring_0(PMDL m)
 
 bool mdl_frames_executable_after_write(PMDL m)
 {
-	/* MFENCE: the PTE stores are globally visible before the counts are read (SDM Vol. 3A,
-	 * 9.2.2: loads may pass earlier stores; a fence keeps them in order).  The execute path
-	 * has the mirror pair: its counts raised by locked adds, then the PTEs read. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return mdl_frames_executable_in_ring_0(m);
+	return exec_pages_after_write() && mdl_frames_executable_in_ring_0(m);
 }
 
 /* ---- ring-0 aliases of executable frames (mm/RULES.md decision 3) ----------------------
