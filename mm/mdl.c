@@ -838,9 +838,10 @@ static bool frames_user_writable(PMDL m)
 }
 
 /* The counts raised for the pages among the first k of the mapping at va that were not
- * executable, lowered again (the begin step failed); each frame whose count is back at 0 and
- * whose alias was made read-only (the first `aliased` frames) gets its write access back. */
-static void give_back_counts(const PFN_NUMBER *pfns, uint64_t va, ULONG k, ULONG raised, ULONG aliased)
+ * executable, lowered again (the begin step failed), and `added` off the total; each frame
+ * whose count is back at 0 and whose alias was made read-only (the first `aliased` frames)
+ * gets its write access back. */
+static void give_back_counts(const PFN_NUMBER *pfns, uint64_t va, ULONG k, ULONG added, ULONG aliased)
 {
 	for (ULONG i = 0; i < k; i++) {
 		if (pte_executable(va + (uint64_t)i * PAGE_SIZE))
@@ -849,7 +850,7 @@ static void give_back_counts(const PFN_NUMBER *pfns, uint64_t va, ULONG k, ULONG
 		    !set_alias_write(pfns[i], true))
 			PANIC("give_back_counts: cannot make the alias of frame 0x%lx writable", pfns[i]);
 	}
-	__atomic_fetch_sub(&exec_system_pages, raised, __ATOMIC_SEQ_CST);
+	__atomic_fetch_sub(&exec_system_pages, added, __ATOMIC_SEQ_CST);
 }
 
 /*
@@ -871,7 +872,7 @@ static NTSTATUS begin_exec_locked(PMDL m, uint64_t va, ULONG n)
 		if (!pfn_exec_raise(pfns[i])) {
 			/* Beyond the PFN database (I/O space) there is no count to hold the frame to
 			 * the rule; a frame at PFN_EXEC_MAPS_MAX takes no more. */
-			give_back_counts(pfns, va, i, raised, 0);
+			give_back_counts(pfns, va, i, 0, 0); /* the total has none of them yet */
 			return pfn_entry(pfns[i]) ? STATUS_INSUFFICIENT_RESOURCES : STATUS_INVALID_PAGE_PROTECTION;
 		}
 		raised++;

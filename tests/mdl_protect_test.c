@@ -679,8 +679,9 @@ static void execute_of_an_io_space_frame_is_refused(struct ktest *t)
 
 /* A frame takes at most PFN_EXEC_MAPS_MAX executable system mappings at once: 255 read-only
  * mappings of one frame (MDLs built over it by hand) become executable, the next is
- * STATUS_INSUFFICIENT_RESOURCES with its PTE still no-execute; when they all end the alias
- * is writable again. */
+ * STATUS_INSUFFICIENT_RESOURCES with its PTE still no-execute, and so is a two-page mapping
+ * whose second frame is that one, its first frame's count and alias as before; when they all
+ * end the alias is writable again and nothing counts as executable. */
 #define EXEC_MAPPINGS (PFN_EXEC_MAPS_MAX + 1)
 static void a_frame_takes_at_most_255_executable_mappings(struct ktest *t)
 {
@@ -720,6 +721,35 @@ static void a_frame_takes_at_most_255_executable_mappings(struct ktest *t)
 		EXPECT_EQ(t, pfn_entry(pfn)->exec_maps, PFN_EXEC_MAPS_MAX);
 		EXPECT_FALSE(t, mmt_rights_of((uint64_t)pfn_to_virt(pfn)).write);
 		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+
+		PMDL other = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+		PMDL two = IoAllocateMdl(NULL, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+		uint8_t *tva = NULL;
+		if (other && two) {
+			pfn_t first = MmGetMdlPfnArray(other)[0];
+			MmGetMdlPfnArray(two)[0] = first;
+			MmGetMdlPfnArray(two)[1] = pfn;
+			two->MdlFlags |= MDL_PAGES_LOCKED;
+			tva = MmMapLockedPagesSpecifyCache(two, KernelMode, MmCached, NULL, FALSE,
+							   NormalPagePriority | MdlMappingNoWrite);
+			EXPECT_TRUE(t, tva != NULL);
+			if (tva) {
+				EXPECT_EQ(t, MmProtectMdlSystemAddress(two, PAGE_EXECUTE_READ), STATUS_INSUFFICIENT_RESOURCES);
+				EXPECT_TRUE(t, mmt_rights_of((uint64_t)tva).nx && mmt_rights_of((uint64_t)tva + PAGE_SIZE).nx);
+				EXPECT_EQ(t, pfn_entry(first)->exec_maps, 0);
+				EXPECT_TRUE(t, mmt_rights_of((uint64_t)pfn_to_virt(first)).write);
+				MmUnmapLockedPages(tva, two);
+			}
+			two->MdlFlags &= ~MDL_PAGES_LOCKED; /* never really locked */
+		} else {
+			KTEST_FAIL(t, "no MDL for the two-page mapping");
+		}
+		if (two)
+			IoFreeMdl(two);
+		if (other) {
+			MmFreePagesFromMdl(other);
+			ExFreePool(other);
+		}
 	}
 	for (unsigned i = 0; i < made; i++) {
 		MmUnmapLockedPages(va[i], m[i]);
@@ -728,6 +758,7 @@ static void a_frame_takes_at_most_255_executable_mappings(struct ktest *t)
 	}
 	EXPECT_EQ(t, pfn_entry(pfn)->exec_maps, 0);
 	EXPECT_TRUE(t, mmt_rights_of((uint64_t)pfn_to_virt(pfn)).write);
+	EXPECT_FALSE(t, mdl_ring_0_executes_any_frame()); /* the total is back at 0 */
 	MmFreePagesFromMdl(a);
 	ExFreePool(a);
 }
