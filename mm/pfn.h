@@ -11,8 +11,8 @@
  * reads through pfn_entry() (a const view) and changes a frame through the calls below.
  *
  * The PFN lock (mm/RULES.md, "Locks"): one ranked spin lock (kernel/smp/klock.h, KLOCK_PFN)
- * over the free lists, the counters and every entry's state, lock count, owner and recorded
- * memory type.  Every call below that changes or counts frames takes it inside (pfn_init runs
+ * over the free lists, the counters and every entry's state, lock count, owner, recorded
+ * memory type and executable-mapping count.  Every call below that changes or counts frames takes it inside (pfn_init runs
  * before any other CPU).  It is the innermost of the memory manager's locks: pfn.c calls
  * nothing that could take another (pfn_free restores no memory type), so the page-table and
  * memory-type code may call in while holding locks of their own, and a frame is zeroed after
