@@ -367,6 +367,10 @@ static void free_locked(pfn_t pfn)
 	if (e->memtype != MT_WB && e->memtype != MT_NONE)
 		PANIC("pfn_free: frame 0x%lx is still %s; its owner releases the type first", pfn,
 		      memtype_name((enum memtype)e->memtype));
+	/* Every mapping of a frame ends before its free (MmFreePagesFromMdl, MmUnlockPages):
+	 * a count left would refuse the next owner's writable mappings. */
+	if (e->exec_maps)
+		PANIC("pfn_free: frame 0x%lx still has %u executable mappings", pfn, e->exec_maps);
 	make_free(pfn, false);
 }
 
@@ -432,6 +436,35 @@ void pfn_unlock_frames(const pfn_t *pfns, uint64_t n)
 			locked_frames--;
 	}
 	klock_release(&pfn_lock, irql);
+}
+
+/* The sum of every frame's exec_maps: the pages of executable system mappings, under the
+ * PFN lock (an accounting counter: every case ends with it where it began). */
+static uint64_t exec_maps_total;
+
+bool pfn_exec_raise(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	bool ok = pfn < db_limit && db[pfn].exec_maps < PFN_EXEC_MAPS_MAX;
+	if (ok) {
+		/* A locked add: the store is globally visible before any load that follows it
+		 * (SDM Vol. 3A, 9.2.3.8), which the W^X checks after it rely on. */
+		__atomic_fetch_add(&db[pfn].exec_maps, 1, __ATOMIC_SEQ_CST);
+		exec_maps_total++;
+	}
+	klock_release(&pfn_lock, irql);
+	return ok;
+}
+
+unsigned pfn_exec_lower(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	if (pfn >= db_limit || !db[pfn].exec_maps)
+		PANIC("pfn_exec_lower: frame 0x%lx has no executable mapping to end", pfn);
+	unsigned left = __atomic_sub_fetch(&db[pfn].exec_maps, 1, __ATOMIC_SEQ_CST);
+	exec_maps_total--;
+	klock_release(&pfn_lock, irql);
+	return left;
 }
 
 void pfn_set_owner(pfn_t pfn, uint64_t owner)
@@ -526,10 +559,17 @@ uint64_t pfn_audit(bool print)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
 	uint64_t findings = audit_list(&zeroed_list, PFN_ZEROED, print) + audit_list(&dirty_list, PFN_FREE, print);
-	uint64_t by_state[PFN_STATE_COUNT] = { 0 }, locked = 0;
+	uint64_t by_state[PFN_STATE_COUNT] = { 0 }, locked = 0, exec = 0;
 	for (pfn_t p = 0; p < db_limit; p++) {
 		by_state[db[p].state < PFN_STATE_COUNT ? db[p].state : PFN_NOT_RAM]++;
 		locked += db[p].lock_count != 0;
+		exec += db[p].exec_maps;
+	}
+	if (exec != exec_maps_total) {
+		if (print)
+			kprintf("pfn audit: the frames count %lu executable mappings, the total says %lu\n", exec,
+				exec_maps_total);
+		findings++;
 	}
 	for (int s = 0; s < PFN_STATE_COUNT; s++)
 		if (by_state[s] != count_by_state[s]) {
@@ -551,3 +591,5 @@ static uint64_t free_pages(void) { return zeroed_list.count + dirty_list.count; 
 ACCOUNTING_COUNTER(free_pages, "free physical pages", free_pages);
 static uint64_t locked_pages(void) { return locked_frames; }
 ACCOUNTING_COUNTER(locked_pages, "locked physical pages", locked_pages);
+static uint64_t exec_mapped_pages(void) { return exec_maps_total; }
+ACCOUNTING_COUNTER(exec_maps, "executable system-mapping pages", exec_mapped_pages);
