@@ -89,13 +89,22 @@ void ps_register_cleanup(ps_cleanup_fn fn)
 	cleanups[ncleanups++] = fn;
 }
 
+/* Each attach is counted on the process, so PsDestroyProcess can refuse a process some CPU
+ * still runs in: its CR3 would be a freed root (NT's caller holds a reference on the process
+ * across KeStackAttachProcess; mdlab destroys explicitly and checks instead). */
 void KeStackAttachProcess(PEPROCESS Process, PKAPC_STATE ApcState)
 {
 	ApcState->previous = ps_current();
+	ApcState->process = Process;
+	__atomic_add_fetch(&Process->attached, 1, __ATOMIC_ACQ_REL);
 	mm_switch(&Process->mm);
 }
 
-void KeUnstackDetachProcess(PKAPC_STATE ApcState) { mm_switch(ps_mm(ApcState->previous)); }
+void KeUnstackDetachProcess(PKAPC_STATE ApcState)
+{
+	mm_switch(ps_mm(ApcState->previous));
+	__atomic_sub_fetch(&ApcState->process->attached, 1, __ATOMIC_ACQ_REL);
+}
 
 bool ps_report(const PEPROCESS p, uint64_t key, uint64_t *value)
 {
@@ -335,6 +344,8 @@ void PsDestroyProcess(PEPROCESS p)
 	KAPC_STATE apc;
 	if (__atomic_load_n(&p->cpu, __ATOMIC_ACQUIRE) != PS_NO_CPU)
 		PANIC("PsDestroyProcess: %s (pid %u) is running on CPU %d", p->name, p->pid, p->cpu);
+	if (__atomic_load_n(&p->attached, __ATOMIC_ACQUIRE))
+		PANIC("PsDestroyProcess: %s (pid %u) has %d attaches not detached", p->name, p->pid, p->attached);
 	unlink_process(p);
 	p->mm.terminating = true;
 	KeStackAttachProcess(p, &apc);

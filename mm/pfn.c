@@ -408,6 +408,10 @@ static void free_locked(pfn_t pfn)
 	if (e->memtype != MT_WB && e->memtype != MT_NONE)
 		PANIC("pfn_free: frame 0x%lx is still %s; its owner releases the type first", pfn,
 		      memtype_name((enum memtype)e->memtype));
+	/* Every mapping of a frame ends before its free (MmFreePagesFromMdl, MmUnlockPages):
+	 * a count left would refuse the next owner's writable mappings. */
+	if (e->exec_maps)
+		PANIC("pfn_free: frame 0x%lx still has %u executable mappings", pfn, e->exec_maps);
 	make_free(pfn, false);
 }
 
@@ -653,6 +657,35 @@ void pfn_wait_inpage(pfn_t pfn, uint64_t pte_pa)
 		__asm__ volatile("cli" ::: "memory");
 }
 
+/* The sum of every frame's exec_maps: the pages of executable system mappings, under the
+ * PFN lock (an accounting counter: every case ends with it where it began). */
+static uint64_t exec_maps_total;
+
+bool pfn_exec_raise(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	bool ok = pfn < db_limit && db[pfn].exec_maps < PFN_EXEC_MAPS_MAX;
+	if (ok) {
+		/* A locked add: the store is globally visible before any load that follows it
+		 * (SDM Vol. 3A, 9.2.3.8), which the W^X checks after it rely on. */
+		__atomic_fetch_add(&db[pfn].exec_maps, 1, __ATOMIC_SEQ_CST);
+		exec_maps_total++;
+	}
+	klock_release(&pfn_lock, irql);
+	return ok;
+}
+
+unsigned pfn_exec_lower(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	if (pfn >= db_limit || !db[pfn].exec_maps)
+		PANIC("pfn_exec_lower: frame 0x%lx has no executable mapping to end", pfn);
+	unsigned left = __atomic_sub_fetch(&db[pfn].exec_maps, 1, __ATOMIC_SEQ_CST);
+	exec_maps_total--;
+	klock_release(&pfn_lock, irql);
+	return left;
+}
+
 void pfn_set_owner(pfn_t pfn, uint64_t owner)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
@@ -754,10 +787,17 @@ uint64_t pfn_audit(bool print)
 	uint64_t findings = audit_list(&zeroed_list, PFN_ZEROED, 0, print) + audit_list(&dirty_list, PFN_FREE, 0, print) +
 			    audit_list(&standby_list, PFN_STANDBY, 0, print) +
 			    audit_list(&modified_list, PFN_MODIFIED, writing, print);
-	uint64_t by_state[PFN_STATE_COUNT] = { 0 }, locked = 0;
+	uint64_t by_state[PFN_STATE_COUNT] = { 0 }, locked = 0, exec = 0;
 	for (pfn_t p = 0; p < db_limit; p++) {
 		by_state[db[p].state < PFN_STATE_COUNT ? db[p].state : PFN_NOT_RAM]++;
 		locked += db[p].lock_count != 0;
+		exec += db[p].exec_maps;
+	}
+	if (exec != exec_maps_total) {
+		if (print)
+			kprintf("pfn audit: the frames count %lu executable mappings, the total says %lu\n", exec,
+				exec_maps_total);
+		findings++;
 	}
 	for (int s = 0; s < PFN_STATE_COUNT; s++)
 		if (by_state[s] != count_by_state[s]) {
@@ -783,3 +823,5 @@ static uint64_t standby_pages(void) { return standby_list.count; }
 ACCOUNTING_COUNTER(standby_pages, "standby pages", standby_pages);
 static uint64_t modified_pages(void) { return count_by_state[PFN_MODIFIED]; }
 ACCOUNTING_COUNTER(modified_pages, "modified pages", modified_pages);
+static uint64_t exec_mapped_pages(void) { return exec_maps_total; }
+ACCOUNTING_COUNTER(exec_maps, "executable system-mapping pages", exec_mapped_pages);

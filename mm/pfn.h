@@ -11,8 +11,8 @@
  * reads through pfn_entry() (a const view) and changes a frame through the calls below.
  *
  * The PFN lock (mm/RULES.md, "Locks"): one ranked spin lock (kernel/smp/klock.h, KLOCK_PFN)
- * over the free lists, the counters and every entry's state, lock count, owner and recorded
- * memory type.  Every call below that changes or counts frames takes it inside (pfn_init runs
+ * over the free lists, the counters and every entry's state, lock count, owner, recorded
+ * memory type and executable-mapping count.  Every call below that changes or counts frames takes it inside (pfn_init runs
  * before any other CPU).  It is the innermost of the memory manager's locks: pfn.c calls
  * nothing that could take another (pfn_free restores no memory type), so the page-table and
  * memory-type code may call in while holding locks of their own, and a frame is zeroed after
@@ -70,13 +70,18 @@ struct pfn_entry {
 			       * PteAddress) */
 	uint32_t slot;        /* STANDBY: the pagefile slot holding its copy; being read in: the
 			       * slot it is read from */
-	uint32_t pad;
+	uint8_t exec_maps;    /* executable system mappings of this frame (mm/mdl.c, decision 3);
+			       * at most PFN_EXEC_MAPS_MAX */
+	uint8_t pad[3];
 };
 #define PFN_F_WRITING 0x1     /* the modified page writer is writing it (it holds a lock) */
 #define PFN_F_REDIRTIED 0x2   /* taken back or trimmed again while written: the copy is stale */
 #define PFN_F_ORPHAN 0x4      /* its page was freed during the I/O: the I/O's end frees it */
 #define PFN_F_READING 0x8     /* an in-page read into it is in progress (a hard fault) */
 #define PFN_LINK_NIL 0xFFFFFFFFu
+/* The most executable system mappings one frame may have at once: a count at it refuses
+ * another (MmProtectMdlSystemAddress answers STATUS_INSUFFICIENT_RESOURCES). */
+#define PFN_EXEC_MAPS_MAX 255u
 
 struct pfn_stats {
 	uint64_t ram;          /* frames of RAM (every state but NOT_RAM) */
@@ -185,6 +190,19 @@ void pfn_record_memtype(pfn_t pfn, enum memtype t);
 /* For memtype_make_untyped_frames: each of pfns[0..n), a WB frame of RAM (else a PANIC),
  * recorded untyped (MT_NONE), the lock taken once. */
 void pfn_make_untyped_frames(const pfn_t *pfns, uint64_t n);
+/* The executable-mapping count of a frame (mm/RULES.md decision 3), changed only by mm/mdl.c
+ * under its executable-mapping lock, each change a locked operation (a full fence: the
+ * count is raised before the W^X checks that follow it).  pfn_exec_raise: one more, false
+ * (nothing changed) for a frame beyond the database, which has no count to hold it to the
+ * rule, or one at PFN_EXEC_MAPS_MAX.  pfn_exec_lower: one less, returns what is left; a
+ * count of 0 is a PANIC (the bookkeeping is broken).  pfn_exec_maps reads it without the
+ * lock (0 beyond the database): the writable-mapping paths' check, after their fence. */
+bool pfn_exec_raise(pfn_t pfn);
+unsigned pfn_exec_lower(pfn_t pfn);
+static inline unsigned pfn_exec_maps(const struct pfn_entry *e)
+{
+	return e ? __atomic_load_n(&e->exec_maps, __ATOMIC_RELAXED) : 0;
+}
 /* Whether a UEFI memory type is RAM (usable after boot, or firmware-owned). */
 bool efi_type_is_ram(uint32_t type);
 
