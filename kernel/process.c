@@ -318,7 +318,7 @@ void ps_exit_current(NTSTATUS status)
 	seh_longjmp(c->running_resume);
 }
 
-void ps_user_fault(const struct trap_frame *f)
+void ps_user_fault(const struct trap_frame *f, NTSTATUS code)
 {
 	PEPROCESS p = this_cpu()->running;
 	if (!p)
@@ -336,7 +336,7 @@ void ps_user_fault(const struct trap_frame *f)
 	kprintf("[%u %s] ended by %s at rip 0x%lx (address 0x%lx, error code 0x%lx)\n", p->pid, p->name,
 		trap_vector_name(f->vector), f->rip, p->fault.address, f->error_code);
 	ps_console_unlock(irql);
-	ps_exit_current(trap_exception_code(f));
+	ps_exit_current(code);
 }
 
 void PsDestroyProcess(PEPROCESS p)

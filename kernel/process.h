@@ -104,7 +104,7 @@ bool ps_report(const PEPROCESS p, uint64_t key, uint64_t *value);
 
 /* Called by trap.c for a fault in ring 3: record it and end the process. */
 struct trap_frame;
-__attribute__((noreturn)) void ps_user_fault(const struct trap_frame *f);
+__attribute__((noreturn)) void ps_user_fault(const struct trap_frame *f, NTSTATUS code);
 /* End the running process with `status` (SYS_EXIT, a fatal fault). */
 __attribute__((noreturn)) void ps_exit_current(NTSTATUS status);
 

@@ -122,11 +122,21 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
 	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					   &read_only);
+	NTSTATUS why = STATUS_SUCCESS;
+	/* A kernel buffer in paged pool whose pages were trimmed: faulted in (soft or hard, at
+	 * the caller's IRQL: at DISPATCH_LEVEL that is 0x0A), then walked again. */
+	if (i < n && !owner && pool_make_resident(va, len)) {
+		read_only = false;
+		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					    &read_only);
+	}
 	if (i < n && owner) {
 		/* A page not resident with the access: the rest made resident (committed
-		 * demand-zero pages get frames), then walked again from the start. */
+		 * demand-zero pages get frames, trimmed ones come back, soft or hard), then
+		 * walked again from the start. */
 		mm_space_unlock(owner, sirql);
-		uvm_make_resident_pages(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE, n - i, write);
+		uvm_make_resident_pages_status(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE, n - i, write,
+					       &why);
 		sirql = mm_space_lock(owner);
 		read_only = false;
 		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
@@ -135,6 +145,9 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	bool io = i == n && pfn_lock_frames(pfns, n);
 	if (owner)
 		mm_space_unlock(owner, sirql);
+	/* A page the pagefile could not give back: STATUS_IN_PAGE_ERROR, nothing locked. */
+	if (i < n && why == STATUS_IN_PAGE_ERROR)
+		ExRaiseStatus(STATUS_IN_PAGE_ERROR);
 	if (i < n)
 		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
@@ -259,6 +272,12 @@ static uint64_t allocate_frames(PMDL m, pfn_t low, pfn_t high, uint64_t skip_pag
 			break;
 		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	}
+	/* Short of frames with the whole of memory allowed: the trimmer and the modified page
+	 * writer make standby pages, which the allocator repurposes (mm/RULES.md, "Paging");
+	 * only where the writer may wait. */
+	if (got < want && low == 0 && high >= pfn_limit() - 1 && !skip_pages && KeGetCurrentIrql() == PASSIVE_LEVEL &&
+	    uvm_relieve_pressure())
+		got += pfn_alloc_batch_in(low, high, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	return got;
 }
 
