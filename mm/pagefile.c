@@ -2,6 +2,7 @@
 #include "mm/pagefile.h"
 #include "kernel/accounting.h"
 #include "kernel/bugcheck.h"
+#include "kernel/cmdline.h"
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
@@ -20,8 +21,24 @@ static bool slot_used(uint32_t s) { return __atomic_load_n(&bitmap[s / 64], __AT
 
 static uint64_t first_sector = PAGEFILE_FIRST_SECTOR;
 
+/* Whether the disk may hold a pagefile: its owner says so with `pagefile=1` (the Makefile
+ * passes it for build/disk.img, not for a user's DISK=path unless PAGEFILE=1), since paging
+ * writes sectors no one else claims only on the project's own image.  -1: the command line
+ * decides; a test's hook sets 0 or 1. */
+static int permit_override = -1;
+
+bool pagefile_permitted(void)
+{
+	int o = __atomic_load_n(&permit_override, __ATOMIC_ACQUIRE);
+	return o >= 0 ? o != 0 : cmdline_get_u64("pagefile", 0) != 0;
+}
+
+void pagefile_test_permit(int permit) { __atomic_store_n(&permit_override, permit, __ATOMIC_RELEASE); }
+
 bool pagefile_attach_at(PDEVICE_OBJECT d, uint64_t sector)
 {
+	if (d && !pagefile_permitted())
+		return false;
 	/* The region moves only while no slot holds a page. */
 	if (__atomic_load_n(&in_use, __ATOMIC_ACQUIRE))
 		return !d ? false : __atomic_load_n(&disk, __ATOMIC_ACQUIRE) == d && first_sector == sector;

@@ -26,11 +26,19 @@
 #define PAGEFILE_CLUSTER 16u          /* pages a write request carries at most */
 
 /* Give the pager its disk (the virtio-blk device) or take it away (NULL; refused, false, while
- * a slot is in use).  With no disk nothing is written: trimmed pages stay modified. */
+ * a slot is in use).  With no disk nothing is written: trimmed pages stay modified.  A disk
+ * is refused (false, nothing attached) unless the command line has `pagefile=1`: the disk's
+ * owner opts in (README "The kernel command line"). */
 bool pagefile_attach(PDEVICE_OBJECT disk);
 /* The same with the pagefile at another first sector (tests: the blkfault machine's disk
  * is 16 MiB, and its failing sectors are where an in-page error is made). */
 bool pagefile_attach_at(PDEVICE_OBJECT disk, uint64_t first_sector);
+/* Whether `pagefile=1` lets a disk be attached (pagefile_test_permit's answer instead when it
+ * set one). */
+bool pagefile_permitted(void);
+/* Tests: 1 or 0 answers pagefile_permitted as pagefile=1 or its absence would; -1 gives the
+ * command line back. */
+void pagefile_test_permit(int permit);
 /* Tests: only slots 1 .. limit-1 are used (PAGEFILE_SLOTS: all), to fill the pagefile. */
 void pagefile_set_limit(uint32_t limit);
 /* The byte offset of slot s on the disk. */

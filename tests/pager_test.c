@@ -250,8 +250,41 @@ static PDEVICE_OBJECT pagefile_disk(struct ktest *t)
 	vblk_get_info(&vi);
 	if (!vi.device)
 		ktest_skip(t, "no virtio-blk device (make test attaches one)");
+	if (!pagefile_permitted())
+		ktest_skip(t, "needs pagefile=1 (make test passes it for build/disk.img; PAGEFILE=1 for a DISK=path)");
 	ASSERT_TRUE(t, pagefile_attach(vi.device));
 	return vi.device;
+}
+
+/* The disk's owner opts in: without pagefile=1 the disk is refused, nothing is attached and
+ * the writer writes nothing (a trimmed page stays modified, its frame where it was). */
+static void a_disk_is_refused_as_pagefile_without_pagefile_1(struct ktest *t)
+{
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (!vi.device)
+		ktest_skip(t, "no virtio-blk device (make test attaches one)");
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, PG_SEED);
+	pagefile_test_permit(0);
+	bool attached = pagefile_attach(vi.device);
+	struct pagefile_stats ps;
+	pagefile_get_stats(&ps);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	uint64_t written = pagefile_write_modified();
+	pagefile_test_permit(-1);
+	EXPECT_FALSE(t, attached);
+	EXPECT_FALSE(t, ps.attached);
+	EXPECT_EQ(t, r.trimmed, 1u);
+	EXPECT_EQ(t, written, 0u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	EXPECT_TRUE(t, mmt_sw_is_transition(raw(base)));
+	/* And with the switch the same disk is taken. */
+	pagefile_test_permit(1);
+	EXPECT_TRUE(t, pagefile_attach(vi.device));
+	pagefile_test_permit(-1);
+	EXPECT_TRUE(t, pagefile_attach(NULL));
 }
 
 /* Trim the buffer and write it: every page standby with a slot, its image on the disk. */
@@ -585,6 +618,7 @@ static void pager_exit(struct ktest *t)
 
 static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft),
+	KTEST_CASE(a_disk_is_refused_as_pagefile_without_pagefile_1),
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
