@@ -164,7 +164,8 @@ static void put_pages(uint32_t first, uint32_t n, uint32_t guard)
 		struct pt_query q;
 		pt_query(&kernel_root, page_va(first + i), &q);
 		pt_unmap(&kernel_root, page_va(first + i), PAGE_SIZE);
-		pfn_free(q.pa >> PAGE_SHIFT);
+		/* A paged page taken back while the writer writes it is the writer's to free. */
+		pfn_free_user(q.pa >> PAGE_SHIFT);
 		pages[first + i].kind = PP_RELEASED;
 	}
 	if (vrange_release(&va_space, first, n + guard) != VR_OK)
@@ -309,7 +310,7 @@ uint64_t pool_trim_paged(void)
 			continue;
 		pfn_t pfn = q.pa >> PAGE_SHIFT;
 		/* A locked frame (MmProbeAndLockPages of the buffer) stays, valid. */
-		if (pfn_entry(pfn)->lock_count)
+		if (pfn_page_locks(pfn))
 			continue;
 		pt_trim_page(&kernel_root, page_va(i), pt_transition_pte(pfn, MM_READWRITE));
 		pfn_trimmed(pfn, q.entry_pa[1]);

@@ -403,7 +403,7 @@ static bool range_has_locked_frame(struct mm_process *mm, const struct vad *v, u
 	const struct uvm_pages *pg = pages_of(v);
 	for (uint64_t va = start; pg && va < end; va += PAGE_SIZE) {
 		pfn_t pfn = page_frame(mm, v, pg, page_index(v, va));
-		if (pfn != PFN_INVALID && pfn_entry(pfn)->lock_count)
+		if (pfn != PFN_INVALID && pfn_page_locks(pfn))
 			return true;
 	}
 	return false;
@@ -956,8 +956,9 @@ static void trim_vad(struct vad *v, void *ctx)
 		if (sw.kind != PT_SW_VALID)
 			continue;
 		/* A locked frame stays in the working set, valid (the rulebook's decision): the
-		 * probe locks under this lock, so the count read here cannot rise meanwhile. */
-		if (pfn_entry(sw.pfn)->lock_count) {
+		 * probe locks under this lock, so the count read here cannot rise meanwhile.  The
+		 * writer's hold on a frame taken back during its write is no lock of the page's. */
+		if (pfn_page_locks(sw.pfn)) {
 			c->res->kept_locked++;
 			continue;
 		}

@@ -590,6 +590,71 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* ---- the writer's hold is not a lock of the page's ---- */
+
+struct writer_run {
+	volatile uint32_t done;
+	uint64_t written;
+};
+
+static void write_on_cpu(void *arg)
+{
+	struct writer_run *w = arg;
+	w->written = pagefile_write_modified();
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+static bool frame_being_written(void *arg)
+{
+	const struct pfn_entry *pe = pfn_entry(*(pfn_t *)arg);
+	return __atomic_load_n(&pe->flags, __ATOMIC_ACQUIRE) & PFN_F_WRITING;
+}
+
+/* A page taken back by a soft fault while the modified page writer writes it (the device's
+ * answer held, so the write stays in progress whatever the timing) holds only the writer's
+ * hold: the trimmer trims it again (the write's copy is stale) and a decommit frees it, the
+ * writer's end freeing frame and slot; no probe lock is counted. */
+static void a_page_taken_back_during_its_write_can_be_trimmed_and_freed(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x900;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pfn_t f = frame(base);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	struct writer_run w = { 0 };
+	vblk_test_hold_completions(true);
+	ASSERT_TRUE(t, smp_work_start(1, write_on_cpu, &w));
+	bool writing = wait_until(frame_being_written, &f);
+	EXPECT_TRUE(t, writing);
+	struct uvm_trim_result again = { 0 };
+	NTSTATUS freed = STATUS_UNSUCCESSFUL;
+	bool back = false, back2 = false;
+	if (writing) {
+		back = intact(base, 0, seed); /* a soft fault: the frame ACTIVE, the hold on it */
+		uvm_trim(&proc.mm, &again);
+		back2 = intact(base, 0, seed);
+		uint64_t b = base, size = P;
+		freed = uvm_free(&proc.mm, &b, &size, MEM_DECOMMIT);
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, again.trimmed, 1u);
+	EXPECT_EQ(t, again.kept_locked, 0u);
+	EXPECT_TRUE(t, back2);
+	EXPECT_EQ(t, freed, STATUS_SUCCESS);
+	/* The write's copy was of no use: nothing counted written, the slot and frame freed. */
+	EXPECT_EQ(t, w.written, 0u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	EXPECT_EQ(t, pfn_entry(f)->lock_count, 0u);
+	EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
+}
+
 static int pager_init(struct ktest *t)
 {
 	(void)t;
@@ -623,6 +688,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
+	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
@@ -874,6 +940,48 @@ static void paged_pool_pages_leave_and_come_back_soft_and_hard(struct ktest *t)
 	ExFreePoolWithTag(np, PP_TAG);
 }
 
+/* A paged-pool buffer taken back while the writer writes it (the device's answer held) is
+ * freed by ExFreePool: the writer's hold is not a lock of the buffer's (no 0x4E), and the
+ * write's end frees the frames and slots. */
+static void paged_pool_freed_during_its_write_is_freed_at_the_writes_end(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xB00;
+	uint8_t *b = paged_buffer(t, seed);
+	pfn_t f[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		f[i] = mmt_frame_of((uint64_t)b + i * P);
+	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	/* One write request carries them all, so all are held in it. */
+	struct pfn_stats ps;
+	pfn_get_stats(&ps);
+	ASSERT_LE(t, ps.modified, (uint64_t)PAGEFILE_CLUSTER);
+	struct writer_run w = { 0 };
+	vblk_test_hold_completions(true);
+	ASSERT_TRUE(t, smp_work_start(1, write_on_cpu, &w));
+	bool writing = true;
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		writing = writing && wait_until(frame_being_written, &f[i]);
+	EXPECT_TRUE(t, writing);
+	bool back = false;
+	if (writing) {
+		back = paged_intact(b, seed); /* soft faults: the frames ACTIVE, the holds on them */
+		ExFreePoolWithTag(b, PP_TAG);
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	if (!writing)
+		ExFreePoolWithTag(b, PP_TAG);
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		EXPECT_EQ(t, pfn_entry(f[i])->lock_count, 0u);
+		EXPECT_TRUE(t, pfn_entry(f[i])->state == PFN_FREE || pfn_entry(f[i])->state == PFN_ZEROED);
+	}
+}
+
 static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct ktest *t)
 {
 	uint32_t seed = PG_SEED + 0xA00;
@@ -951,6 +1059,7 @@ static int pool_case_init(struct ktest *t) { return pager_init(t); }
 static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(paged_pool_pages_leave_and_come_back_soft_and_hard),
 	KTEST_CASE(probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping),
+	KTEST_CASE(paged_pool_freed_during_its_write_is_freed_at_the_writes_end),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
 	{ 0 }
