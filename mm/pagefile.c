@@ -96,14 +96,17 @@ static NTSTATUS on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
 	return STATUS_MORE_PROCESSING_REQUIRED; /* the IRP is ours again: freed by paging_io */
 }
 
-/* n frames to or from n slots from `first`, one request; at PASSIVE_LEVEL. */
+/* n frames to or from n slots from `first`, one request; at PASSIVE_LEVEL or APC_LEVEL. */
 static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t first)
 {
 	PDEVICE_OBJECT d = __atomic_load_n(&disk, __ATOMIC_ACQUIRE);
 	if (!d)
 		return STATUS_DEVICE_NOT_CONNECTED;
-	if (KeGetCurrentIrql() != PASSIVE_LEVEL)
-		PANIC("paging_io: at IRQL %u, not PASSIVE_LEVEL", KeGetCurrentIrql());
+	/* NT pages at APC_LEVEL too (a probe of user memory is allowed up to it, and a fault
+	 * under a guarded region or a fast mutex is one): the wait below enables interrupts
+	 * there as at PASSIVE_LEVEL.  The callers refuse DISPATCH_LEVEL and above first. */
+	if (KeGetCurrentIrql() > APC_LEVEL)
+		PANIC("paging_io: at IRQL %u, above APC_LEVEL", KeGetCurrentIrql());
 	struct paging_mdl m;
 	MmInitializeMdl(&m.mdl, NULL, (SIZE_T)n * PAGE_SIZE);
 	for (uint32_t i = 0; i < n; i++)
@@ -124,7 +127,7 @@ static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t f
 	IoSetCompletionRoutine(irp, on_done, &ev, TRUE, TRUE, TRUE);
 	/* The wait (the device's time, the completion's interrupt and DPC) is counted apart,
 	 * and make bench leaves it out of the CPU's cost of paging I/O: interrupts are off from
-	 * the submit to the wait (which turns them on while it waits at PASSIVE_LEVEL), so the
+	 * the submit to the wait (which turns them on while it waits below DISPATCH_LEVEL), so the
 	 * completion lands inside the wait. */
 	bool intr = read_rflags() & RFLAGS_IF;
 	__asm__ volatile("cli" ::: "memory");

@@ -7,7 +7,7 @@
  * is PageFileHigh s, at byte PAGEFILE_FIRST_SECTOR * 512 + s * 4096.  Paging I/O is MDL I/O
  * to \Device\VirtioBlk0, as NT's IoAsynchronousPageWrite and IoPageRead are: an MDL that
  * describes the frames (MDL_PAGES_LOCKED, the frames held for the I/O), an IRP_MJ_READ or
- * IRP_MJ_WRITE, waited for at PASSIVE_LEVEL.
+ * IRP_MJ_WRITE, waited for (an in-page read below DISPATCH_LEVEL, the writer at PASSIVE_LEVEL).
  *
  * The slot bitmap has no lock: bits are set only by the modified page writer, one at a
  * time (its gate), and cleared by an atomic AND by whoever frees a slot, so a clear never
@@ -45,7 +45,7 @@ void pagefile_set_limit(uint32_t limit);
 uint64_t pagefile_offset(uint32_t slot);
 void pagefile_free_slot(uint32_t slot);
 uint64_t pagefile_slots_in_use(void);
-/* An in-page read of slot s into frame pfn, at PASSIVE_LEVEL: the device's status
+/* An in-page read of slot s into frame pfn, at PASSIVE_LEVEL or APC_LEVEL: the device's status
  * (STATUS_DEVICE_NOT_CONNECTED without a disk). */
 NTSTATUS pagefile_read(pfn_t pfn, uint32_t slot);
 /* The modified page writer: every frame on the modified list written, in clusters of up to

@@ -590,6 +590,78 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* ---- APC_LEVEL: NT pages there ---- */
+
+/* Pages paged out and their frames repurposed: pagefile PTEs, a touch is a hard fault. */
+static void page_out_and_repurpose(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
+{
+	pfn_t frames[4];
+	uint32_t slots[4];
+	page_out(t, base, pages, seed, frames, slots, false);
+	hoard_all_free_frames();
+	pfn_t taken[4];
+	for (unsigned i = 0; i < pages; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < pages; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < pages; i++)
+		ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+}
+
+/* A probe of user memory is allowed up to APC_LEVEL (its page), and so is a fault on
+ * pageable memory: at APC_LEVEL a probe of paged-out pages reads them in and locks them, and
+ * a kernel access inside the SMAP window takes its hard fault (the #PF's gate has interrupts
+ * off; the wait lets the completion in). */
+static void paged_out_pages_come_back_at_apc_level_probe_and_access(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xC00;
+	uint64_t base = commit(t, 3);
+	fill(t, base, 3, seed);
+	page_out_and_repurpose(t, base, 3, seed);
+	struct uvm_paging_stats s0 = stats();
+	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	static uint8_t got[P];
+	NTSTATUS cst;
+	KeStackAttachProcess(&proc, &apc);
+	KIRQL old;
+	KeRaiseIrql(APC_LEVEL, &old);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	cst = copy_from_user(got, base + 2 * P, P);
+	KIRQL at = KeGetCurrentIrql();
+	KeLowerIrql(old);
+	KeUnstackDetachProcess(&apc);
+	EXPECT_EQ(t, at, APC_LEVEL);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, cst, STATUS_SUCCESS);
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 3u);
+	static uint8_t want[P];
+	pattern_fill(want, P, seed + 2);
+	EXPECT_EQ(t, memcmp(got, want, P), 0);
+	if (st == STATUS_SUCCESS) {
+		for (unsigned i = 0; i < 2; i++) {
+			EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+			EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[i])->lock_count, 1u);
+		}
+		uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
+		EXPECT_TRUE(t, sys != NULL);
+		for (unsigned i = 0; sys && i < 2; i++) {
+			pattern_fill(want, P, seed + i);
+			EXPECT_EQ(t, memcmp(sys + i * P, want, P), 0);
+		}
+		MmUnlockPages(mdl);
+	}
+	IoFreeMdl(mdl);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* ---- the writer's hold is not a lock of the page's ---- */
 
 struct writer_run {
@@ -689,6 +761,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
+	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
