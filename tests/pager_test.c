@@ -41,6 +41,7 @@
 #include "kernel/trap.h"
 #include "kernel/process.h"
 #include "kernel/virtio/virtio_blk.h"
+#include "mm/mdl.h"
 #include "mm/mm.h"
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
@@ -590,6 +591,79 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* ---- a probe's pages trimmed again before its walk ---- */
+
+static volatile uint32_t window_calls;
+static struct uvm_trim_result window_trim;
+
+static void trim_on_cpu(void *arg)
+{
+	(void)arg;
+	uvm_trim(&proc.mm, &window_trim);
+}
+
+/* The probe's window, once: another CPU trims the process (memory pressure's trim) while
+ * this one holds no lock, after the pass made the pages resident and before its walk. */
+static void trim_in_probe_window(PMDL m)
+{
+	(void)m;
+	if (window_calls++)
+		return;
+	if (smp_work_start(1, trim_on_cpu, NULL))
+		smp_work_wait(1);
+}
+
+/* The pages a probe just made resident are trimmed again by another CPU before the walk
+ * that locks them (held in that window by the test hook, so the verdict is the same every
+ * run): the probe makes them resident again and locks them, as for the whole-MDL and the
+ * selected-pages probe; a valid buffer is never an access violation. */
+static void a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0xD00;
+	uint64_t base = commit(t, 2);
+	fill(t, base, 2, seed);
+	for (int selected = 0; selected < 2; selected++) {
+		struct uvm_trim_result r;
+		uvm_trim(&proc.mm, &r);
+		EXPECT_EQ(t, r.trimmed, 2u);
+		PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
+		ASSERT_TRUE(t, mdl != NULL);
+		FILE_SEGMENT_ELEMENT seg[2] = { { .Buffer = (PVOID64)base }, { .Buffer = (PVOID64)(base + P) } };
+		struct uvm_paging_stats s0 = stats();
+		window_calls = 0;
+		memset(&window_trim, 0, sizeof window_trim);
+		volatile NTSTATUS st = STATUS_SUCCESS;
+		mdl_test_probe_window = trim_in_probe_window;
+		KeStackAttachProcess(&proc, &apc);
+		__try {
+			if (selected)
+				MmProbeAndLockSelectedPages(mdl, seg, UserMode, IoWriteAccess);
+			else
+				MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			st = GetExceptionCode();
+		}
+		KeUnstackDetachProcess(&apc);
+		mdl_test_probe_window = NULL;
+		/* The window was taken and the other CPU trimmed both pages in it. */
+		EXPECT_GE(t, window_calls, 2u);
+		EXPECT_EQ(t, window_trim.trimmed, 2u);
+		EXPECT_EQ(t, st, STATUS_SUCCESS);
+		EXPECT_EQ(t, stats().soft_faults - s0.soft_faults, 4u);
+		if (st == STATUS_SUCCESS) {
+			for (unsigned i = 0; i < 2; i++) {
+				EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+				EXPECT_EQ(t, MmGetMdlPfnArray(mdl)[i], frame(base + i * P));
+				EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[i])->lock_count, 1u);
+			}
+			MmUnlockPages(mdl);
+		}
+		IoFreeMdl(mdl);
+	}
+}
+
 /* ---- APC_LEVEL: NT pages there ---- */
 
 /* Pages paged out and their frames repurposed: pagefile PTEs, a touch is a hard fault. */
@@ -762,6 +836,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
+	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
