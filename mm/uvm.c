@@ -784,16 +784,22 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 	return done;
 }
 
-bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
+NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
 {
 	if (!mm)
-		return false;
+		return STATUS_ACCESS_VIOLATION;
 	if (!len)
-		return true;
+		return STATUS_SUCCESS;
 	if (va + len < va || va + len - 1 > mm->highest_user)
-		return false;
+		return STATUS_ACCESS_VIOLATION;
 	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (va + len - 1 - first) / PAGE_SIZE + 1;
-	return uvm_make_resident_pages(mm, first, n, write) == n;
+	NTSTATUS why;
+	return uvm_make_resident_pages_status(mm, first, n, write, &why) == n ? STATUS_SUCCESS : why;
+}
+
+bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
+{
+	return uvm_make_resident_status(mm, va, len, write) == STATUS_SUCCESS;
 }
 
 /* ---- the process's own mappings ------------------------------------------------------ */

@@ -55,6 +55,9 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 /* Make [va, va + len) resident for a probe (demand-zero pages get frames); false if a page
  * is not committed or lacks the access. */
 bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
+/* The same as a status: STATUS_SUCCESS, STATUS_IN_PAGE_ERROR (a pagefile read failed) or
+ * STATUS_ACCESS_VIOLATION (anything else). */
+NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
 /* The same for the n pages from page (page-aligned): how many of them, from the first,
  * are resident with the access afterwards (n when all are). */
 uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write);

@@ -930,6 +930,27 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
 	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	/* So do the selected-pages probe and ProbeForWrite: the in-page error, not an access
+	 * violation (the buffer is valid, only unreadable now). */
+	FILE_SEGMENT_ELEMENT seg[1] = { { .Buffer = (PVOID64)base } };
+	volatile NTSTATUS sel = STATUS_SUCCESS, pfw = STATUS_SUCCESS;
+	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockSelectedPages(mdl, seg, UserMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		sel = GetExceptionCode();
+	}
+	__try {
+		ProbeForWrite((PVOID)base, 8, 1);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		pfw = GetExceptionCode();
+	}
+	KeUnstackDetachProcess(&apc);
+	EXPECT_EQ(t, sel, STATUS_IN_PAGE_ERROR);
+	EXPECT_EQ(t, pfw, STATUS_IN_PAGE_ERROR);
+	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 4u);
 	IoFreeMdl(mdl);
 	/* The teardown (the case's exit) frees the slot. */
 }
