@@ -756,7 +756,7 @@ static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint6
 	return page_fault_in(mm, v, page, err & PF_W, exec, may_page, need);
 }
 
-static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write, bool may_page,
 				    enum fault_result *stop, struct fault_need *need)
 {
 	*stop = FR_REFUSED;
@@ -774,7 +774,7 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 		if (q.present)
 			return done; /* resident, but not user-accessible or not writable */
 		struct vad *v = vad_find(mm, p);
-		enum fault_result r = v ? page_fault_in(mm, v, p, write, false, true, need) : FR_REFUSED;
+		enum fault_result r = v ? page_fault_in(mm, v, p, write, false, may_page, need) : FR_REFUSED;
 		if (r != FR_DONE) {
 			*stop = r;
 			return done;
@@ -898,7 +898,10 @@ bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
 }
 
 /* The residency walk of a probe: the pages are made resident through the page tables and the
- * page arrays, never by touching them, so no fault happens under the lock. */
+ * page arrays, never by touching them, so no fault happens under the lock.  A trimmed page
+ * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
+ * (the address, the IRQL, 1 for a write, an address in the probe), whether its frame is still
+ * there or in the pagefile (mm/RULES.md "Paging", IRQL). */
 uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write, NTSTATUS *why)
 {
 	*why = STATUS_SUCCESS;
@@ -906,11 +909,12 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 		return 0;
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t done = 0;
+	enum fault_result r = FR_DONE;
 	while (done < n) {
-		enum fault_result r;
 		struct fault_need need;
-		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write, &r, &need);
-		if (done == n)
+		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write, irql < DISPATCH_LEVEL, &r,
+					    &need);
+		if (done == n || r == FR_IRQL)
 			break;
 		/* A pagefile page is read in (the lock released around the read), a page being
 		 * read by another fault waited for; then the walk goes on from that page. */
@@ -927,6 +931,9 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			break;
 	}
 	mm_space_unlock(mm, irql);
+	if (done < n && r == FR_IRQL)
+		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, irql, write ? 1 : 0,
+			     (ULONG_PTR)__builtin_return_address(0));
 	if (done < n && *why == STATUS_SUCCESS)
 		*why = STATUS_ACCESS_VIOLATION;
 	return done;

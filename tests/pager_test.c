@@ -311,6 +311,23 @@ static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t se
 	}
 }
 
+/* Pages paged out and their frames repurposed: pagefile PTEs, a touch is a hard fault. */
+static void page_out_and_repurpose(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
+{
+	pfn_t frames[4];
+	uint32_t slots[4];
+	page_out(t, base, pages, seed, frames, slots, false);
+	hoard_all_free_frames();
+	pfn_t taken[4];
+	for (unsigned i = 0; i < pages; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < pages; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < pages; i++)
+		ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+}
+
 static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct ktest *t)
 {
 	pagefile_disk(t);
@@ -487,6 +504,54 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
 	KeLowerIrql(old);
 	KeUnstackDetachProcess(&apc);
 	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
+}
+
+/* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
+ * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
+ * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
+ * (transition) or in the pagefile; before, the first succeeded and the second raised. */
+static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
+{
+	uint32_t seed = PG_SEED + 0xE00;
+	uint64_t base = commit(t, 2);
+	fill(t, base, 2, seed);
+	if (paged_out) {
+		pagefile_disk(t);
+		page_out_and_repurpose(t, base, 2, seed);
+	} else {
+		struct uvm_trim_result r;
+		uvm_trim(&proc.mm, &r);
+		ASSERT_EQ(t, r.trimmed, 2u);
+	}
+	/* Page 0 resident again, page 1 trimmed (in transition, or in the pagefile). */
+	ASSERT_TRUE(t, intact(base, 0, seed));
+	ASSERT_TRUE(t, paged_out ? mmt_sw_is_pagefile(raw(base + P)) : mmt_sw_is_transition(raw(base + P)));
+	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, 0, KTEST_P1 | KTEST_P2 | KTEST_P3);
+	verifier_set_flags(0); /* the machine ends here: nothing to restore */
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	KeStackAttachProcess(&proc, &apc);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	KeLowerIrql(old);
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the probe at DISPATCH_LEVEL returned (status 0x%x)", (ULONG)st);
+}
+
+static void a_probe_at_dispatch_level_of_a_transition_page_is_0x0a(struct ktest *t)
+{
+	probe_trimmed_at_dispatch(t, false);
+}
+
+static void a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a(struct ktest *t)
+{
+	probe_trimmed_at_dispatch(t, true);
 }
 
 /* ---- two CPUs on one page: the collided fault ---- */
@@ -666,23 +731,6 @@ static void a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_th
 
 /* ---- APC_LEVEL: NT pages there ---- */
 
-/* Pages paged out and their frames repurposed: pagefile PTEs, a touch is a hard fault. */
-static void page_out_and_repurpose(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
-{
-	pfn_t frames[4];
-	uint32_t slots[4];
-	page_out(t, base, pages, seed, frames, slots, false);
-	hoard_all_free_frames();
-	pfn_t taken[4];
-	for (unsigned i = 0; i < pages; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < pages; i++)
-		pfn_free(taken[i]);
-	release_hoard();
-	for (unsigned i = 0; i < pages; i++)
-		ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
-}
-
 /* A probe of user memory is allowed up to APC_LEVEL (its page), and so is a fault on
  * pageable memory: at APC_LEVEL a probe of paged-out pages reads them in and locks them, and
  * a kernel access inside the SMAP window takes its hard fault (the #PF's gate has interrupts
@@ -838,6 +886,8 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_transition_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
 	{ 0 }
