@@ -329,8 +329,9 @@ static void map_back(uint32_t i, pfn_t pfn)
 	pfn_set_owner(pfn, page_va(i));
 }
 
-NTSTATUS pool_resolve_fault(uint64_t va)
+NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 {
+	*io_status = STATUS_SUCCESS;
 	if (!in_pool(va))
 		return STATUS_ACCESS_VIOLATION;
 	KIRQL irql = KeGetCurrentIrql(); /* the IRQL of the access that faulted */
@@ -381,6 +382,7 @@ NTSTATUS pool_resolve_fault(uint64_t va)
 		pfn_t f = pfn_alloc_inpage(pte_pa, sw.offset, PFN_OWNER_POOL);
 		if (f == PFN_INVALID) {
 			st = STATUS_IN_PAGE_ERROR;
+			*io_status = STATUS_INSUFFICIENT_RESOURCES; /* no frame to read into */
 			break;
 		}
 		pt_set_software(&kernel_root, page_va(i), pt_transition_pte(f, MM_READWRITE));
@@ -392,6 +394,7 @@ NTSTATUS pool_resolve_fault(uint64_t va)
 			pt_set_software(&kernel_root, page_va(i), pt_pagefile_pte(0, sw.offset, MM_READWRITE));
 			pfn_free(f);
 			paging.inpage_errors++;
+			*io_status = io;
 			st = STATUS_IN_PAGE_ERROR;
 			break;
 		}

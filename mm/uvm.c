@@ -154,10 +154,10 @@ struct fault_need {
 	uint64_t va, pte_pa;
 	uint32_t slot;
 	pfn_t pfn;
+	NTSTATUS io; /* FR_INPAGE_ERROR: the device's status of the failed read (this fault's own) */
 };
 
 static struct uvm_paging_stats paging;
-static NTSTATUS last_inpage_status;
 
 /* NT's 5-bit MM_ protection for the Protection field of a software PTE. */
 static unsigned mm_protection(uint32_t protect)
@@ -276,8 +276,8 @@ static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uin
  * passes it by, a collided fault waits, a decommit leaves the frame to this read), the slot
  * read into it through an MDL, then the page mapped and its slot freed.  A read that fails
  * puts the pagefile PTE back (the page is still there, only unreadable now):
- * FR_INPAGE_ERROR.  A page decommitted during the read: FR_RETRY. */
-static enum fault_result page_in(struct mm_process *mm, const struct fault_need *need, KIRQL *irql)
+ * FR_INPAGE_ERROR, need->io the device's status.  A page decommitted during the read: FR_RETRY. */
+static enum fault_result page_in(struct mm_process *mm, struct fault_need *need, KIRQL *irql)
 {
 	/* The read waits: it needs an IRQL below DISPATCH_LEVEL before the lock was taken. */
 	if (*irql >= DISPATCH_LEVEL)
@@ -308,7 +308,7 @@ static enum fault_result page_in(struct mm_process *mm, const struct fault_need 
 	if (!NT_SUCCESS(st)) {
 		pt_set_software(&mm->root, need->va, pt_pagefile_pte(0, need->slot, mm_protection(protect)));
 		pfn_free(pfn);
-		__atomic_store_n(&last_inpage_status, st, __ATOMIC_RELAXED);
+		need->io = st;
 		__atomic_fetch_add(&paging.inpage_errors, 1, __ATOMIC_RELAXED);
 		return FR_INPAGE_ERROR;
 	}
@@ -873,8 +873,9 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 
 /* A fault of the kernel on a user page while it holds this lock would recurse (0xF): nothing
  * under the lock touches user memory (mmproc.h). */
-NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err)
+NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, NTSTATUS *io)
 {
+	*io = STATUS_SUCCESS;
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
 	KIRQL irql = mm_space_lock(mm);
@@ -887,14 +888,17 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 		return UVM_STATUS_PAGEABLE_AT_DISPATCH;
 	if (r == FR_BUSY)
 		r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
-	if (r == FR_INPAGE_ERROR)
+	if (r == FR_INPAGE_ERROR) {
+		*io = need.io;
 		return STATUS_IN_PAGE_ERROR;
+	}
 	return r == FR_DONE || r == FR_RETRY ? STATUS_SUCCESS : STATUS_ACCESS_VIOLATION;
 }
 
 bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
 {
-	return uvm_resolve_fault_status(mm, va, err) == STATUS_SUCCESS;
+	NTSTATUS io;
+	return uvm_resolve_fault_status(mm, va, err, &io) == STATUS_SUCCESS;
 }
 
 /* The residency walk of a probe: the pages are made resident through the page tables and the
@@ -1042,7 +1046,6 @@ void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res)
 	mm_space_unlock(mm, irql);
 }
 
-NTSTATUS uvm_last_inpage_status(void) { return __atomic_load_n(&last_inpage_status, __ATOMIC_RELAXED); }
 
 void uvm_get_paging_stats(struct uvm_paging_stats *out)
 {
