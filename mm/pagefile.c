@@ -96,6 +96,35 @@ static NTSTATUS on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
 	return STATUS_MORE_PROCESSING_REQUIRED; /* the IRP is ours again: freed by paging_io */
 }
 
+/* The reserve IRP of in-page reads, as NT's IoPageRead keeps one: a read that cannot allocate
+ * an IRP (nonpaged pool exhausted) takes this one, waiting while another read has it, so low
+ * pool delays an in-page read but never turns it into an in-page error.  Static, so it costs
+ * no pool and no IRP count; for a device whose stack fits RESERVE_STACK. */
+#define RESERVE_STACK 4
+static union {
+	IRP irp;
+	uint8_t bytes[sizeof(IRP) + RESERVE_STACK * sizeof(IO_STACK_LOCATION)];
+} reserve;
+static int reserve_busy;
+static bool test_no_irp;
+
+void pagefile_test_fail_irp_allocation(bool fail) { __atomic_store_n(&test_no_irp, fail, __ATOMIC_RELEASE); }
+
+/* An IRP for a request to d: a new one, else for a read the reserve (*reserved). */
+static PIRP paging_irp(PDEVICE_OBJECT d, UCHAR major, bool *reserved)
+{
+	*reserved = false;
+	PIRP irp = __atomic_load_n(&test_no_irp, __ATOMIC_ACQUIRE) ? NULL : IoAllocateIrp(d->StackSize, FALSE);
+	if (irp || major != IRP_MJ_READ || d->StackSize > RESERVE_STACK)
+		return irp;
+	while (__atomic_exchange_n(&reserve_busy, 1, __ATOMIC_ACQUIRE))
+		cpu_relax();
+	IoInitializeIrp(&reserve.irp, (USHORT)sizeof reserve, d->StackSize);
+	__atomic_fetch_add(&stats.reserve_reads, 1, __ATOMIC_RELAXED);
+	*reserved = true;
+	return &reserve.irp;
+}
+
 /* n frames to or from n slots from `first`, one request; at PASSIVE_LEVEL or APC_LEVEL. */
 static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t first)
 {
@@ -114,9 +143,10 @@ static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t f
 	/* The frames are held for the I/O by the caller (the writer's lock, an in-page frame
 	 * nothing else has): the device may name them (I/O rule I10). */
 	m.mdl.MdlFlags |= MDL_PAGES_LOCKED;
-	PIRP irp = IoAllocateIrp(d->StackSize, FALSE);
+	bool reserved;
+	PIRP irp = paging_irp(d, major, &reserved);
 	if (!irp)
-		return STATUS_INSUFFICIENT_RESOURCES;
+		return STATUS_INSUFFICIENT_RESOURCES; /* a write: its frames stay modified */
 	KEVENT ev;
 	KeInitializeEvent(&ev, NotificationEvent, FALSE);
 	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
@@ -139,7 +169,10 @@ static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t f
 		__asm__ volatile("sti" ::: "memory");
 	NTSTATUS st = irp->IoStatus.Status;
 	irp->MdlAddress = NULL;
-	IoFreeIrp(irp);
+	if (reserved)
+		__atomic_store_n(&reserve_busy, 0, __ATOMIC_RELEASE);
+	else
+		IoFreeIrp(irp);
 	return st;
 }
 

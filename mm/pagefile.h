@@ -39,6 +39,9 @@ bool pagefile_permitted(void);
 /* Tests: 1 or 0 answers pagefile_permitted as pagefile=1 or its absence would; -1 gives the
  * command line back. */
 void pagefile_test_permit(int permit);
+/* Tests: every IRP allocation of paging I/O fails (true) or not: in-page reads take the
+ * reserve IRP, writes fail. */
+void pagefile_test_fail_irp_allocation(bool fail);
 /* Tests: only slots 1 .. limit-1 are used (PAGEFILE_SLOTS: all), to fill the pagefile. */
 void pagefile_set_limit(uint32_t limit);
 /* The byte offset of slot s on the disk. */
@@ -60,6 +63,7 @@ struct pagefile_stats {
 	uint64_t in_use;
 	uint64_t writes, pages_written, write_errors, full;
 	uint64_t reads, read_errors;
+	uint64_t reserve_reads; /* in-page reads that took the reserve IRP (no IRP could be allocated) */
 	uint64_t wait_ticks;  /* TSC ticks paging I/O spent waiting for the device */
 };
 void pagefile_get_stats(struct pagefile_stats *out);

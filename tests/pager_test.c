@@ -656,6 +656,43 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* No IRP can be allocated (nonpaged pool exhausted, made so by the test hook): an in-page
+ * read takes the reserve IRP and the page comes back, never an in-page error; a write fails
+ * cleanly, its page staying modified. */
+static void an_in_page_read_without_an_irp_takes_the_reserve(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xF00;
+	uint64_t base = commit(t, 2);
+	fill(t, base, 2, seed);
+	page_out_and_repurpose(t, base, 2, seed);
+	struct pagefile_stats p0;
+	pagefile_get_stats(&p0);
+	struct uvm_paging_stats s0 = stats();
+	pagefile_test_fail_irp_allocation(true);
+	bool back = intact(base, 0, seed) && intact(base, 1, seed);
+	/* Trimmed again: the write finds no IRP and the pages stay modified. */
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	uint64_t written = pagefile_write_modified();
+	pagefile_test_fail_irp_allocation(false);
+	struct pagefile_stats p1;
+	pagefile_get_stats(&p1);
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 2u);
+	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 0u);
+	EXPECT_EQ(t, p1.reserve_reads - p0.reserve_reads, 2u);
+	EXPECT_EQ(t, r.trimmed, 2u);
+	EXPECT_EQ(t, written, 0u);
+	EXPECT_EQ(t, p1.write_errors - p0.write_errors, 1u);
+	for (unsigned i = 0; i < 2; i++) {
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
+		EXPECT_EQ(t, pfn_entry(mmt_sw_transition_pfn(raw(base + i * P)))->state, PFN_MODIFIED);
+		EXPECT_TRUE(t, intact(base, i, seed));
+	}
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* ---- a probe's pages trimmed again before its walk ---- */
 
 static volatile uint32_t window_calls;
@@ -885,6 +922,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
+	KTEST_CASE(an_in_page_read_without_an_irp_takes_the_reserve),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_transition_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
