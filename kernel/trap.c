@@ -13,6 +13,7 @@
 #include "kernel/smp/percpu.h"
 #include "kernel/smp/smp.h"
 #include "mm/layout.h"
+#include "mm/pfn.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
@@ -344,8 +345,17 @@ void trap_dispatch(struct trap_frame *f)
 			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(), (f->error_code & PF_W) ? 1 : 0,
 				     f->rip);
 		}
-		if (st == STATUS_IN_PAGE_ERROR)
-			inpage = st;
+		/* Kernel data the pagefile cannot give back: 0x7A KERNEL_DATA_INPAGE_ERROR in the
+		 * form whose P1 is the PTE (Microsoft's third: the PTE's address, the error status,
+		 * the PTE's contents, the faulting address), whatever __try is open: the kernel's
+		 * own memory is gone (mm/RULES.md "Paging"). */
+		if (st == STATUS_IN_PAGE_ERROR) {
+			struct pt_query q;
+			pt_query(&kernel_root, f->cr2, &q);
+			trap_print_report(f);
+			KeBugCheckEx(KERNEL_DATA_INPAGE_ERROR, q.level == 1 ? (ULONG_PTR)phys_to_virt(q.entry_pa[1]) : 0,
+				     (ULONG_PTR)(ULONG)io, q.level == 1 ? q.entry[1] : 0, f->cr2);
+		}
 	}
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)

@@ -934,13 +934,13 @@ KTEST_SUITE(pager, pager_cases, .init = pager_init, .exit = pager_exit);
 
 /* ---- an in-page error from a failing device (make test's blkfault machine) ---- */
 
-static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
+/* blkfault=W,R,N: reads of sectors R .. R+N-1 fail.  The pagefile placed so that its slot 1
+ * is sector R: the write succeeds, the read back fails.  Skips off the blkfault machine. */
+static void attach_on_bad_read(struct ktest *t)
 {
 	char v[64];
 	if (!cmdline_get("blkfault", v, sizeof v))
 		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
-	/* blkfault=W,R,N: reads of sectors R .. R+N-1 fail.  The pagefile placed so that its
-	 * slot 1 is sector R: the write succeeds, the read back fails. */
 	uint64_t field[3] = { 0 };
 	const char *c = v;
 	for (int k = 0; k < 3; k++) {
@@ -956,7 +956,12 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	if (!vi.device)
 		ktest_skip(t, "no virtio-blk device");
 	ASSERT_TRUE(t, pagefile_attach_at(vi.device, bad_read - P / VBLK_SECTOR));
+	ASSERT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
+}
 
+static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
+{
+	attach_on_bad_read(t);
 	uint32_t seed = PG_SEED + 0x600;
 	uint64_t base = commit(t, 1);
 	fill(t, base, 1, seed);
@@ -969,7 +974,6 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	release_hoard();
 	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
 	EXPECT_EQ(t, mmt_sw_pagefile_high(raw(base)), 1u);
-	EXPECT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
 
 	/* The kernel's read of the page in its SMAP window: the #PF the CPU raised, the
 	 * exception STATUS_IN_PAGE_ERROR with (read, address, the device's status). */
@@ -1043,6 +1047,43 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	/* The teardown (the case's exit) frees the slot. */
 }
 
+/* A paged-pool page whose slot the disk cannot read, touched by the kernel (inside __try: no
+ * handler may see it, the kernel's own data is gone): bug check 0x7A KERNEL_DATA_INPAGE_ERROR
+ * in Microsoft's PTE form, the PTE's address (its direct-map address: mdlab has no self-map),
+ * the device's status, the PTE's contents (the pagefile PTE, put back), the address. */
+static void paged_pool_the_pagefile_cannot_give_back_is_0x7a(struct ktest *t)
+{
+	attach_on_bad_read(t);
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, P, 0x6C6F5050u);
+	ASSERT_TRUE(t, b != NULL);
+	pattern_fill(b, P, PG_SEED + 0x1000);
+	uint64_t va = (uint64_t)b;
+	/* Out to slot 1 (the one paged allocation: nothing else of paged pool exists), its
+	 * frame repurposed. */
+	ASSERT_GE(t, pool_trim_paged(), 1u);
+	ASSERT_EQ(t, pagefile_write_modified(), 1u);
+	hoard_all_free_frames();
+	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
+	pfn_free(taken);
+	release_hoard();
+	uint64_t e = mmt_raw_pte_in(&kernel_root, va);
+	ASSERT_TRUE(t, mmt_sw_is_pagefile(e));
+	ASSERT_EQ(t, mmt_sw_pagefile_high(e), 1u);
+	ASSERT_EQ(t, mmt_sw_protection(e), 4u);
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	ASSERT_EQ(t, q.level, 1);
+	ktest_expect_stop(t, KERNEL_DATA_INPAGE_ERROR, (uint64_t)phys_to_virt(q.entry_pa[1]),
+			  (uint64_t)(ULONG)STATUS_DEVICE_DATA_ERROR, e, va + 0x10, KTEST_P_ALL);
+	volatile uint8_t v = 0;
+	__try {
+		v = *(volatile uint8_t *)(va + 0x10);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		KTEST_FAIL(t, "the access raised 0x%x", (ULONG)GetExceptionCode());
+	}
+	KTEST_FAIL(t, "the access returned (0x%x)", v);
+}
+
 /* Ring 3 reads its own page whose slot the disk cannot read: the #PF from ring 3 (error code
  * U, the address), and the process ends with STATUS_IN_PAGE_ERROR as its exception. */
 #define RING3_VA 0x30000000ul
@@ -1109,6 +1150,7 @@ static void ring_3_gets_status_in_page_error_for_an_unreadable_page(struct ktest
 static struct ktest_case pager_inpage_cases[] = {
 	KTEST_CASE(an_in_page_error_is_raised_to_the_access_and_to_the_probe),
 	KTEST_CASE(ring_3_gets_status_in_page_error_for_an_unreadable_page),
+	KTEST_DEATH_CASE(paged_pool_the_pagefile_cannot_give_back_is_0x7a, KERNEL_DATA_INPAGE_ERROR),
 	{ 0 }
 };
 KTEST_SUITE(pager_inpage, pager_inpage_cases, .init = pager_init, .exit = pager_exit);
