@@ -46,6 +46,7 @@
 #include "mm/mm.h"
 #include "mm/mmproc.h"
 #include "mm/pagefile.h"
+#include "mm/pool.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
 #include "mm/vad.h"
@@ -1012,6 +1013,8 @@ uint64_t uvm_relieve_pressure(void)
 	struct uvm_trim_result total = { 0 };
 	mm_for_each_space(trim_space, &total);
 	__atomic_fetch_add(&paging.trimmed, total.trimmed, __ATOMIC_RELAXED);
+	/* The system's working set too: paged pool's unlocked pages (its module trims them). */
+	pool_trim_paged();
 	pagefile_write_modified();
 	struct pfn_stats s;
 	pfn_get_stats(&s);

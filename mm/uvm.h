@@ -75,8 +75,9 @@ struct uvm_trim_result {
 };
 void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res);
 void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res);
-/* Memory pressure, at PASSIVE_LEVEL: every live process trimmed, then the modified page
- * writer run; the pages now on the standby list (the allocator repurposes them). */
+/* Memory pressure, at PASSIVE_LEVEL: every live process and paged pool trimmed, then the
+ * modified page writer run; the pages now on the standby list (the allocator repurposes
+ * them). */
 uint64_t uvm_relieve_pressure(void);
 struct uvm_paging_stats {
 	uint64_t soft_faults, hard_faults, collided_faults, inpage_errors, trimmed;

@@ -1281,6 +1281,38 @@ static void paged_pool_freed_during_its_write_is_freed_at_the_writes_end(struct 
 	}
 }
 
+/* Memory pressure trims the system's working set too: with every frame but one taken, an MDL
+ * of PP_PAGES + 1 pages is had by paging the paged buffer out (no process has pageable pages
+ * here); the buffer comes back by hard faults, intact. */
+static void memory_pressure_pages_out_paged_pool(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1100;
+	uint8_t *b = paged_buffer(t, seed);
+	hoard_all_free_frames();
+	pfn_t f = hoard;
+	hoard = *(pfn_t *)pfn_to_virt(f);
+	pfn_free(f);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL m = MmAllocatePagesForMdlEx(lo, hi, skip, (PP_PAGES + 1) * P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	bool out = true;
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		out = out && mmt_sw_is_pagefile(kraw((uint64_t)b + i * P));
+	EXPECT_TRUE(t, m != NULL);
+	EXPECT_EQ(t, m ? MmGetMdlByteCount(m) : 0, (PP_PAGES + 1) * P);
+	if (m) {
+		MmFreePagesFromMdl(m);
+		ExFreePool(m);
+	}
+	release_hoard();
+	EXPECT_TRUE(t, out);
+	struct pool_paging_stats s0 = pstats();
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
 static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct ktest *t)
 {
 	uint32_t seed = PG_SEED + 0xA00;
@@ -1359,6 +1391,7 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(paged_pool_pages_leave_and_come_back_soft_and_hard),
 	KTEST_CASE(probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping),
 	KTEST_CASE(paged_pool_freed_during_its_write_is_freed_at_the_writes_end),
+	KTEST_CASE(memory_pressure_pages_out_paged_pool),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
 	{ 0 }
