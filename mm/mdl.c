@@ -252,10 +252,12 @@ static uint64_t allocate_frames(PMDL m, pfn_t low, pfn_t high, uint64_t skip_pag
 		pfn_set_owner_frames(out, got, (uint64_t)m);
 		return got;
 	}
-	/* [Low, High], then the window moved up by Skip, and so on while RAM remains. */
-	for (uint64_t k = 0; got < want; k++) {
+	/* [Low, High] (a window above RAM gets nothing there), then the window moved up by
+	 * Skip, and so on while RAM remains. */
+	got = pfn_alloc_batch_in(low, high, want, zero, PFN_OWNER_MDL, (uint64_t)m, out);
+	for (uint64_t k = 1; got < want && skip_pages; k++) {
 		pfn_t lo = low + k * skip_pages, hi = high + k * skip_pages;
-		if (lo >= pfn_limit() || (k && !skip_pages))
+		if (lo >= pfn_limit())
 			break;
 		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	}
@@ -279,6 +281,10 @@ static bool allocation_request_is_valid(uint64_t low, uint64_t high, uint64_t sk
  * could not be typed: the caller frees them all (free_frames releases the types given). */
 static bool adopt_frames(const pfn_t *pfns, uint64_t n, enum memtype type)
 {
+	/* The allocator hands out WB frames only (pfn.h: a frame comes off a free list WB, the
+	 * direct map's type), so MmCached has nothing to change, frame by frame. */
+	if (type == MT_WB)
+		return true;
 	if (type == MT_NONE) {
 		memtype_make_untyped_frames(pfns, n);
 		return true;

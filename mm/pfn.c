@@ -277,6 +277,31 @@ static pfn_t alloc_locked(unsigned flags, enum pfn_owner owner)
 	return take(pfn, flags, owner) ? pfn | PFN_ZERO_PENDING : pfn;
 }
 
+/* alloc_locked's frame for a request that needs no zeroing: the dirty list's head, else the
+ * zeroed list's, taken as take() would with the owner's word set too.  The head has no
+ * predecessor, so unlinking it is one store to its successor. */
+static pfn_t alloc_dirty_locked(enum pfn_owner owner, uint64_t owner_id)
+{
+	struct pfn_list *l = dirty_list.head != PFN_LINK_NIL ? &dirty_list : &zeroed_list;
+	pfn_t pfn = l->head;
+	if (pfn == PFN_LINK_NIL)
+		return PFN_INVALID;
+	struct pfn_entry *e = &db[pfn];
+	l->head = e->next;
+	if (e->next != PFN_LINK_NIL)
+		db[e->next].prev = PFN_LINK_NIL;
+	e->next = PFN_LINK_NIL;
+	l->count--;
+	count_by_state[e->state]--;
+	count_by_state[PFN_ACTIVE]++;
+	e->state = PFN_ACTIVE;
+	e->owner_kind = owner;
+	e->owner = owner_id;
+	e->lock_count = 0;
+	e->memtype = MT_WB;
+	return pfn;
+}
+
 pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
@@ -332,6 +357,13 @@ uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flag
 	if (high >= db_limit)
 		high = db_limit - 1;
 	/* The whole database: the free lists serve it in O(1) a frame. */
+	if (low == 0 && high == db_limit - 1 && !(flags & PFN_ALLOC_ZERO)) {
+		/* Nothing to zero (MM_DONT_ZERO_ALLOCATION): the owner recorded as each is taken. */
+		while (got < count && (out[got] = alloc_dirty_locked(owner, owner_id)) != PFN_INVALID)
+			got++;
+		klock_release(&pfn_lock, irql);
+		return got;
+	}
 	if (low == 0 && high == db_limit - 1) {
 		while (got < count && (out[got] = alloc_locked(flags, owner)) != PFN_INVALID)
 			got++;
