@@ -141,6 +141,39 @@ static void uninitialized_flag_gives_the_pattern(struct ktest *t)
 	}
 }
 
+/* The slot a small allocation of `size` bytes gets: the smallest power of two from 32 that
+ * holds the 16-byte header, the bytes and 8 guard bytes (mm/RULES.md, "Pool"). */
+static uint32_t slot_bytes_for(SIZE_T size)
+{
+	uint32_t slot = 32;
+	while (slot < 16 + size + 8)
+		slot *= 2;
+	return slot;
+}
+
+/* A slot is filled by words (mm/pool.c fill_slot): for sizes that end inside a word, on a
+ * word boundary, and with an odd or even number of guard words, the data reads as asked (0,
+ * or the uninitialized pattern) and every byte from its end to the slot's end holds the
+ * guard pattern, bytes a word store could get wrong if its mask or count were off. */
+static void slot_bytes_after_the_data_are_guard(struct ktest *t)
+{
+	static const SIZE_T sizes[] = { 1, 7, 8, 9, 15, 16, 17, 56, 57, 63, 64, 100, 104, 111, 1000, 2023 };
+	for (int uninit = 0; uninit < 2; uninit++)
+		for (unsigned i = 0; i < ARRAY_SIZE(sizes); i++) {
+			SIZE_T size = sizes[i];
+			POOL_FLAGS flags = POOL_FLAG_NON_PAGED | (uninit ? POOL_FLAG_UNINITIALIZED : 0);
+			uint8_t *p = keep(t, ExAllocatePool2(flags, size, TAG_TEST), size, TAG_TEST);
+			uint32_t after = slot_bytes_for(size) - 16 - (uint32_t)size;
+			if (!all_bytes(p, size, uninit ? POOL_UNINIT_PATTERN : 0))
+				KTEST_FAIL(t, "%lu bytes (uninitialized %d): the data is not 0x%x", size, uninit,
+					   uninit ? POOL_UNINIT_PATTERN : 0);
+			if (!all_bytes(p + size, after, POOL_GUARD_PATTERN))
+				KTEST_FAIL(t, "%lu bytes: the %u bytes after them are not all the guard 0x%x", size, after,
+					   POOL_GUARD_PATTERN);
+			release(p);
+		}
+}
+
 /* ---- placement ----------------------------------------------------------------------- */
 
 static void large_allocation_is_page_aligned_before_a_guard_page(struct ktest *t)
@@ -559,6 +592,29 @@ static void overrun_deep_in_the_guard_is_0xc5(struct ktest *t)
 	ExFreePool(p);
 }
 
+/* 100 bytes in a 128-byte slot: the guard ends with one word after the word the data ends
+ * in; its last byte, the slot's last, is checked too. */
+static void overrun_at_the_slots_last_byte_is_0xc5(struct ktest *t)
+{
+	uint8_t *p = alloc_bare(100);
+	ASSERT_TRUE(t, p != NULL);
+	p[111] = 0;
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 111), PASSIVE_LEVEL, 1, (ULONG_PTR)p);
+	ExFreePool(p);
+}
+
+/* 9 bytes in a 32-byte slot: the guard is the last 7 bytes of the data's second word; the
+ * byte right after the data, in that word, is named. */
+static void overrun_in_the_datas_last_word_is_0xc5(struct ktest *t)
+{
+	uint8_t *p = alloc_bare(9);
+	ASSERT_TRUE(t, p != NULL);
+	p[9] = 0x11;
+	p[12] = 0x11;
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 9), PASSIVE_LEVEL, 1, (ULONG_PTR)p);
+	ExFreePool(p);
+}
+
 /* 5000 bytes: the second page's bytes past 5000 are guard bytes. */
 static void large_tail_overrun_is_0xc5(struct ktest *t)
 {
@@ -619,6 +675,7 @@ static void zero_bytes_is_0xc2_0(struct ktest *t) { (void)t; ExAllocatePool2(POO
 static struct ktest_case pool_cases[] = {
 	KTEST_CASE(nonpaged_allocation_is_zeroed),
 	KTEST_CASE(uninitialized_flag_gives_the_pattern),
+	KTEST_CASE(slot_bytes_after_the_data_are_guard),
 	KTEST_CASE(large_allocation_is_page_aligned_before_a_guard_page),
 	KTEST_CASE(small_allocations_never_overlap),
 	KTEST_CASE(pool_query_reports_the_allocation),
@@ -645,6 +702,8 @@ static struct ktest_case pool_cases[] = {
 	KTEST_DEATH_CASE(small_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE(large_tail_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE(overrun_deep_in_the_guard_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
+	KTEST_DEATH_CASE(overrun_at_the_slots_last_byte_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
+	KTEST_DEATH_CASE(overrun_in_the_datas_last_word_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE_P1(free_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,
 			    VERIFIER_POOL_FREED_WHILE_USER_MAPPED),
 	KTEST_DEATH_CASE_P1(free_small_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,
