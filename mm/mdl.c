@@ -234,8 +234,9 @@ static void free_frames(const pfn_t *pfns, uint64_t n)
 
 /* Allocate the frames of an MmAllocatePagesForMdl(Ex) request for MDL m into out[], each
  * recorded as m's; returns how many. */
-static uint64_t allocate_frames(PMDL m, pfn_t low, pfn_t high, uint64_t skip_pages, uint64_t want, ULONG flags,
-				pfn_t *out)
+static inline __attribute__((always_inline)) uint64_t allocate_frames(PMDL m, pfn_t low, pfn_t high,
+								      uint64_t skip_pages, uint64_t want,
+								      ULONG flags, pfn_t *out)
 {
 	unsigned zero = (flags & MM_DONT_ZERO_ALLOCATION) ? 0 : PFN_ALLOC_ZERO;
 	uint64_t got = 0;
@@ -295,7 +296,9 @@ static bool adopt_frames(const pfn_t *pfns, uint64_t n, enum memtype type)
 	return true;
 }
 
-static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, PHYSICAL_ADDRESS Skip,
+/* Inline into its two callers: one call level less on the allocation's path. */
+static inline __attribute__((always_inline)) PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High,
+									 PHYSICAL_ADDRESS Skip,
 				   SIZE_T TotalBytes, enum memtype type, ULONG Flags)
 {
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PAGES_FOR_MDL_IRQL, DISPATCH_LEVEL, 0);

@@ -8,6 +8,10 @@
 
 static struct pfn_entry *db;
 static pfn_t db_limit;
+/* The const view pfn.h's inline pfn_entry() reads: the same pointer and extent, written once
+ * by pfn_init. */
+const struct pfn_entry *pfn_db_view;
+pfn_t pfn_db_view_limit;
 
 /* Free lists: frames known to read as zero, and the rest. */
 struct pfn_list {
@@ -32,7 +36,6 @@ const char *pfn_owner_name(enum pfn_owner o)
 	return o < sizeof owner_names / sizeof owner_names[0] ? owner_names[o] : "?";
 }
 
-const struct pfn_entry *pfn_entry(pfn_t pfn) { return pfn < db_limit ? &db[pfn] : NULL; }
 bool pfn_is_ram(pfn_t pfn) { return pfn < db_limit && db[pfn].state != PFN_NOT_RAM; }
 pfn_t pfn_limit(void) { return db_limit; }
 
@@ -232,6 +235,8 @@ void pfn_init(const struct mdlab_bootinfo *bi)
 	/* Every frame of RAM starts WB (the direct map's type); the rest have no type. */
 	for (pfn_t p = 0; p < db_limit; p++)
 		db[p].memtype = db[p].state == PFN_NOT_RAM ? MT_NONE : MT_WB;
+	pfn_db_view = db;
+	pfn_db_view_limit = db_limit;
 }
 
 static bool in_range(uint64_t pa, uint64_t base, uint64_t size)
