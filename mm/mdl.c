@@ -299,7 +299,7 @@ static bool adopt_frames(const pfn_t *pfns, uint64_t n, enum memtype type)
 /* Inline into its two callers: one call level less on the allocation's path. */
 static inline __attribute__((always_inline)) PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High,
 									 PHYSICAL_ADDRESS Skip,
-				   SIZE_T TotalBytes, enum memtype type, ULONG Flags)
+									 SIZE_T TotalBytes, enum memtype type, ULONG Flags)
 {
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PAGES_FOR_MDL_IRQL, DISPATCH_LEVEL, 0);
 	uint64_t skip = (uint64_t)Skip.QuadPart;
