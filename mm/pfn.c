@@ -422,11 +422,31 @@ void pfn_free_run(pfn_t first, uint64_t count)
 	klock_release(&pfn_lock, irql);
 }
 
+/* free_locked's common case, inline: an ACTIVE frame with no lock and no type but WB (or
+ * none) goes to the dirty list as make_free puts it; any other frame takes free_locked, which
+ * stops the machine or frees a page table. */
+static inline __attribute__((always_inline)) void free_frame_locked(pfn_t pfn)
+{
+	struct pfn_entry *e = &db[pfn];
+	if (__builtin_expect(pfn >= db_limit || e->state != PFN_ACTIVE || e->lock_count ||
+			     (e->memtype != MT_WB && e->memtype != MT_NONE), 0)) {
+		free_locked(pfn);
+		return;
+	}
+	count_by_state[PFN_ACTIVE]--;
+	count_by_state[PFN_FREE]++;
+	e->state = PFN_FREE;
+	e->owner_kind = PFN_OWNER_NONE;
+	e->owner = 0;
+	e->memtype = MT_WB;
+	list_push(&dirty_list, pfn);
+}
+
 void pfn_free_frames(const pfn_t *pfns, uint64_t n)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
 	for (uint64_t i = 0; i < n; i++)
-		free_locked(pfns[i]);
+		free_frame_locked(pfns[i]);
 	klock_release(&pfn_lock, irql);
 }
 
