@@ -1,6 +1,7 @@
 #include "kernel/irql.h"
 #include "kernel/bugcheck.h"
 #include "kernel/intr/dpc.h"
+#include "mm/pool.h"
 #include "mm/verifier.h"
 
 /*
@@ -15,6 +16,10 @@ KIRQL KfRaiseIrql(KIRQL NewIrql)
 	KIRQL old = KeGetCurrentIrql();
 	if (NewIrql < old || NewIrql > HIGH_LEVEL)
 		verifier_violation(VERIFIER_RAISE_IRQL_INVALID, old, NewIrql, 0);
+	/* Force IRQL checking (VF_FORCE_IRQL): pageable memory leaves before the raise, so a
+	 * touch of it at the new IRQL stops with 0x0A every time (mm/RULES.md, "Paging"). */
+	if (NewIrql >= DISPATCH_LEVEL && old < DISPATCH_LEVEL && verifier_on(VF_FORCE_IRQL))
+		pool_trim_paged();
 	write_cr8(NewIrql);
 	return old;
 }

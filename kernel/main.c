@@ -15,6 +15,7 @@
 #include "kernel/intr/ioapic.h"
 #include "kernel/pci/pci.h"
 #include "kernel/virtio/virtio_blk.h"
+#include "mm/pagefile.h"
 #include "kernel/ksym.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -93,8 +94,12 @@ static void kmain_after_mm(void *arg)
 		qemu_exit(QEMU_EXIT_DONE);
 	}
 	/* The monitor has the disk driver from the start; the tests load it for their cases. */
-	if (!strcmp(b->name, MDLAB_MODE_MONITOR))
-		vblk_load();
+	if (!strcmp(b->name, MDLAB_MODE_MONITOR) && vblk_load() == STATUS_SUCCESS) {
+		/* ... and pages to the disk's pagefile region (README "Devices"). */
+		struct vblk_info i;
+		vblk_get_info(&i);
+		pagefile_attach(i.device);
+	}
 	b->run();
 	qemu_exit(QEMU_EXIT_DONE);
 }

@@ -89,13 +89,22 @@ void ps_register_cleanup(ps_cleanup_fn fn)
 	cleanups[ncleanups++] = fn;
 }
 
+/* Each attach is counted on the process, so PsDestroyProcess can refuse a process some CPU
+ * still runs in: its CR3 would be a freed root (NT's caller holds a reference on the process
+ * across KeStackAttachProcess; mdlab destroys explicitly and checks instead). */
 void KeStackAttachProcess(PEPROCESS Process, PKAPC_STATE ApcState)
 {
 	ApcState->previous = ps_current();
+	ApcState->process = Process;
+	__atomic_add_fetch(&Process->attached, 1, __ATOMIC_ACQ_REL);
 	mm_switch(&Process->mm);
 }
 
-void KeUnstackDetachProcess(PKAPC_STATE ApcState) { mm_switch(ps_mm(ApcState->previous)); }
+void KeUnstackDetachProcess(PKAPC_STATE ApcState)
+{
+	mm_switch(ps_mm(ApcState->previous));
+	__atomic_sub_fetch(&ApcState->process->attached, 1, __ATOMIC_ACQ_REL);
+}
 
 bool ps_report(const PEPROCESS p, uint64_t key, uint64_t *value)
 {
@@ -309,7 +318,7 @@ void ps_exit_current(NTSTATUS status)
 	seh_longjmp(c->running_resume);
 }
 
-void ps_user_fault(const struct trap_frame *f)
+void ps_user_fault(const struct trap_frame *f, NTSTATUS code)
 {
 	PEPROCESS p = this_cpu()->running;
 	if (!p)
@@ -327,7 +336,7 @@ void ps_user_fault(const struct trap_frame *f)
 	kprintf("[%u %s] ended by %s at rip 0x%lx (address 0x%lx, error code 0x%lx)\n", p->pid, p->name,
 		trap_vector_name(f->vector), f->rip, p->fault.address, f->error_code);
 	ps_console_unlock(irql);
-	ps_exit_current(trap_exception_code(f));
+	ps_exit_current(code);
 }
 
 void PsDestroyProcess(PEPROCESS p)
@@ -335,6 +344,8 @@ void PsDestroyProcess(PEPROCESS p)
 	KAPC_STATE apc;
 	if (__atomic_load_n(&p->cpu, __ATOMIC_ACQUIRE) != PS_NO_CPU)
 		PANIC("PsDestroyProcess: %s (pid %u) is running on CPU %d", p->name, p->pid, p->cpu);
+	if (__atomic_load_n(&p->attached, __ATOMIC_ACQUIRE))
+		PANIC("PsDestroyProcess: %s (pid %u) has %d attaches not detached", p->name, p->pid, p->attached);
 	unlink_process(p);
 	p->mm.terminating = true;
 	KeStackAttachProcess(p, &apc);

@@ -48,6 +48,7 @@ typedef struct _EPROCESS {
 	uint32_t nreports;
 	uint64_t entry, user_stack;
 	volatile int32_t cpu;       /* the CPU its thread runs on now, -1 when it does not run */
+	volatile int32_t attached;  /* KeStackAttachProcess calls to it not yet detached, on any CPU */
 	uint32_t last_cpu;          /* the CPU it ran on, once it has ended */
 	volatile bool started, ended;
 	struct _EPROCESS *next;     /* the list of live processes (ps_next) */
@@ -55,6 +56,7 @@ typedef struct _EPROCESS {
 
 typedef struct _KAPC_STATE {
 	PEPROCESS previous;         /* the process attached before, NULL for the kernel */
+	PEPROCESS process;          /* the process this attach is to (its attach count) */
 } KAPC_STATE, *PKAPC_STATE;
 
 /* Flags for PsCreateProcess. */
@@ -102,7 +104,7 @@ bool ps_report(const PEPROCESS p, uint64_t key, uint64_t *value);
 
 /* Called by trap.c for a fault in ring 3: record it and end the process. */
 struct trap_frame;
-__attribute__((noreturn)) void ps_user_fault(const struct trap_frame *f);
+__attribute__((noreturn)) void ps_user_fault(const struct trap_frame *f, NTSTATUS code);
 /* End the running process with `status` (SYS_EXIT, a fatal fault). */
 __attribute__((noreturn)) void ps_exit_current(NTSTATUS status);
 

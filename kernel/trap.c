@@ -13,6 +13,7 @@
 #include "kernel/smp/percpu.h"
 #include "kernel/smp/smp.h"
 #include "mm/layout.h"
+#include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
 #include "mm/uvm.h"
@@ -311,30 +312,61 @@ void trap_dispatch(struct trap_frame *f)
 
 	/* A committed demand-zero user page touched for the first time: make it resident and
 	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
+	/* A page whose read from the pagefile failed is STATUS_IN_PAGE_ERROR, not an access
+	 * violation (mm/RULES.md, "Paging"). */
+	NTSTATUS inpage = STATUS_SUCCESS;
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END) {
 		/* In this CPU's address space (mm_current is per CPU), under that space's own
 		 * lock (uvm_resolve_fault takes it). */
-		bool resolved = uvm_resolve_fault(mm_current(), f->cr2, f->error_code);
-		if (resolved)
+		NTSTATUS st = uvm_resolve_fault_status(mm_current(), f->cr2, f->error_code);
+		if (st == STATUS_SUCCESS)
 			return;
+		if (st == STATUS_IN_PAGE_ERROR)
+			inpage = st;
+		/* A trimmed page at DISPATCH_LEVEL or above, in any mode and whatever __try is
+		 * open: IRQL_NOT_LESS_OR_EQUAL (the address, the IRQL, bit 0 write / bit 3
+		 * execute, the RIP: mm/RULES.md "Paging"). */
+		if (st == UVM_STATUS_PAGEABLE_AT_DISPATCH) {
+			trap_print_report(f);
+			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(),
+				     ((f->error_code & PF_W) ? 1 : 0) | ((f->error_code & PF_ID) ? 8 : 0), f->rip);
+		}
+	}
+	/* A trimmed page of paged pool (mm/RULES.md, "Paging"): brought back below
+	 * DISPATCH_LEVEL, 0x0A at or above it; a failed read is STATUS_IN_PAGE_ERROR. */
+	if (f->vector == VEC_PAGE_FAULT && f->cr2 >= KVA_POOL_BASE && f->cr2 < KVA_POOL_END &&
+	    !(f->error_code & (PF_P | PF_RSVD | PF_U | PF_ID))) {
+		NTSTATUS st = pool_resolve_fault(f->cr2);
+		if (st == STATUS_SUCCESS)
+			return;
+		if (st == UVM_STATUS_PAGEABLE_AT_DISPATCH) {
+			trap_print_report(f);
+			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(), (f->error_code & PF_W) ? 1 : 0,
+				     f->rip);
+		}
+		if (st == STATUS_IN_PAGE_ERROR)
+			inpage = st;
 	}
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
-		ps_user_fault(f);
+		ps_user_fault(f, inpage ? inpage : trap_exception_code(f));
 	/* Driver code touching user memory inside __try: the SMAP window (mm/RULES.md decision 8). */
 	if (seh_open_user_window(f))
 		return;
 
 	EXCEPTION_RECORD rec = { 0 };
-	rec.ExceptionCode = trap_exception_code(f);
+	rec.ExceptionCode = inpage ? inpage : trap_exception_code(f);
 	rec.ExceptionAddress = (PVOID)f->rip;
 	if (f->vector == VEC_PAGE_FAULT) {
-		/* NT's access-violation parameters: access kind, then the address. */
-		rec.NumberParameters = 2;
+		/* NT's access-violation parameters: access kind, then the address; an in-page
+		 * error adds the I/O's status. */
+		rec.NumberParameters = inpage ? 3 : 2;
 		rec.ExceptionInformation[0] = (f->error_code & PF_ID)  ? EXCEPTION_EXECUTE_FAULT
 					      : (f->error_code & PF_W) ? EXCEPTION_WRITE_FAULT
 								       : EXCEPTION_READ_FAULT;
 		rec.ExceptionInformation[1] = f->cr2;
+		if (inpage)
+			rec.ExceptionInformation[2] = (ULONG_PTR)(ULONG)uvm_last_inpage_status();
 	} else if (f->vector == VEC_GENERAL_PROTECTION) {
 		/* #GP: no address is known (a non-canonical access, a privileged instruction). */
 		rec.NumberParameters = 2;

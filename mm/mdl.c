@@ -122,11 +122,21 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
 	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					   &read_only);
+	NTSTATUS why = STATUS_SUCCESS;
+	/* A kernel buffer in paged pool whose pages were trimmed: faulted in (soft or hard, at
+	 * the caller's IRQL: at DISPATCH_LEVEL that is 0x0A), then walked again. */
+	if (i < n && !owner && pool_make_resident(va, len)) {
+		read_only = false;
+		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+					    &read_only);
+	}
 	if (i < n && owner) {
 		/* A page not resident with the access: the rest made resident (committed
-		 * demand-zero pages get frames), then walked again from the start. */
+		 * demand-zero pages get frames, trimmed ones come back, soft or hard), then
+		 * walked again from the start. */
 		mm_space_unlock(owner, sirql);
-		uvm_make_resident_pages(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE, n - i, write);
+		uvm_make_resident_pages_status(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE, n - i, write,
+					       &why);
 		sirql = mm_space_lock(owner);
 		read_only = false;
 		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
@@ -135,6 +145,9 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	bool io = i == n && pfn_lock_frames(pfns, n);
 	if (owner)
 		mm_space_unlock(owner, sirql);
+	/* A page the pagefile could not give back: STATUS_IN_PAGE_ERROR, nothing locked. */
+	if (i < n && why == STATUS_IN_PAGE_ERROR)
+		ExRaiseStatus(STATUS_IN_PAGE_ERROR);
 	if (i < n)
 		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
@@ -262,6 +275,12 @@ static inline __attribute__((always_inline)) uint64_t allocate_frames(PMDL m, pf
 			break;
 		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	}
+	/* Short of frames with the whole of memory allowed: the trimmer and the modified page
+	 * writer make standby pages, which the allocator repurposes (mm/RULES.md, "Paging");
+	 * only where the writer may wait. */
+	if (got < want && low == 0 && high >= pfn_limit() - 1 && !skip_pages && KeGetCurrentIrql() == PASSIVE_LEVEL &&
+	    uvm_relieve_pressure())
+		got += pfn_alloc_batch_in(low, high, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	return got;
 }
 
@@ -434,21 +453,41 @@ VOID IoBuildPartialMdl(PMDL SourceMdl, PMDL TargetMdl, PVOID VirtualAddress, ULO
 
 /* ---- mapping ------------------------------------------------------------------------ */
 
-/* Pages of system mappings that MmProtectMdlSystemAddress made executable and that still
- * are: while it is 0 (nearly always) no frame is executable in ring 0 through an MDL mapping,
- * and the checks below cost nothing. */
+/* Pages of system mappings that MmProtectMdlSystemAddress makes or made executable, the sum
+ * of their frames' counts (pfn_entry.exec_maps): while it is 0 (nearly always) no frame is
+ * executable in ring 0 through an MDL mapping, and the checks below cost one test.  Raised
+ * and lowered under exec_lock, by locked adds; read by anyone. */
 static uint64_t exec_system_pages;
 
-/* The executable pages among the n present PTEs at page-aligned va (the kernel's tables). */
-static ULONG count_executable(uint64_t va, ULONG n)
+/* The executable-mapping lock (mm/RULES.md decision 3 and "Locks"): the begin step of an
+ * executable mapping (the counts raised, the checks, the aliases made read-only, the PTEs
+ * made executable) and every end step (the PTEs made no-execute, the counts lowered, the
+ * aliases given back) run one at a time, so no end step gives a frame's alias write access
+ * back while a begin step on another CPU, past its checks, makes the frame executable. */
+static struct klock exec_lock = KLOCK_INIT(KLOCK_MDL_EXEC);
+
+void (*mdl_test_exec_window)(enum mdl_exec_window where, PMDL m, PFN_NUMBER pfn);
+
+const void *mdl_test_exec_lock(void) { return &exec_lock; }
+
+static inline uint64_t exec_pages_now(void) { return __atomic_load_n(&exec_system_pages, __ATOMIC_RELAXED); }
+
+/* The writable-mapping paths' second look starts here: MFENCE, so the PTE stores just made are
+ * globally visible before the total (then the counts) is read (SDM Vol. 3A, 9.2.2: a load may
+ * pass an earlier store to another address; a fence keeps them in order).  The execute path
+ * has the mirror pair: its counts raised by locked adds, then the PTEs read. */
+static inline uint64_t exec_pages_after_write(void)
 {
-	ULONG k = 0;
-	for (ULONG i = 0; i < n; i++) {
-		struct pt_query q;
-		pt_query(&kernel_root, va + (uint64_t)i * PAGE_SIZE, &q);
-		k += q.present && q.eff.exec;
-	}
-	return k;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return exec_pages_now();
+}
+
+/* Whether the present PTE at va (the kernel's tables) is executable. */
+static bool pte_executable(uint64_t va)
+{
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	return q.present && q.eff.exec;
 }
 
 
@@ -510,6 +549,18 @@ void mdl_check_frames(PMDL m)
 		check_frame(m, i);
 }
 
+/* A writable mapping's second look found a frame executable: its PTEs go (never seen: the
+ * address was not returned), and the answer is the first check's, NULL. */
+static __attribute__((noinline, cold)) PVOID map_undone(uint64_t va, ULONG n)
+{
+	if (n == 1)
+		syspte_release_one(va);
+	else
+		syspte_release(va, n);
+	COUNT(map_failures, 1);
+	return NULL;
+}
+
 static PVOID map_failed(PMDL m, ULONG BugCheckOnFailure, ULONG pages)
 {
 	COUNT(map_failures, 1);
@@ -548,10 +599,12 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 	bool write = !(Priority & MdlMappingNoWrite) && !(Mdl->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
 	/* W^X across mappings (decision 3): no ring-0 mapping may write a frame a system mapping
 	 * executes.  Refused like a bad argument: NULL, no bug check. */
-	if (exec_system_pages && write && mdl_frames_executable_in_ring_0(Mdl)) {
+	if (write && exec_pages_now() && mdl_frames_executable_in_ring_0(Mdl)) {
 		COUNT(map_failures, 1);
 		return NULL;
 	}
+	if (__builtin_expect(mdl_test_exec_window != NULL, 0) && write)
+		mdl_test_exec_window(MDL_EXEC_WINDOW_MAP, Mdl, 0);
 	if (verifier_inject_failure(VF_SITE_MAP))
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	uint64_t va = n == 1 && !(Priority & MdlMappingWithGuardPtes)
@@ -564,6 +617,12 @@ PVOID MmMapLockedPagesSpecifyCache(PMDL Mdl, KPROCESSOR_MODE AccessMode, MEMORY_
 		syspte_release(va, n);
 		return map_failed(Mdl, BugCheckOnFailure, n);
 	}
+	/* The second look (decision 3): a MmProtectMdlSystemAddress on another CPU may have
+	 * raised a frame's count after the check above and checked before these PTEs were
+	 * written.  The PTEs, a fence, the counts: one of the two sees the other.  The address
+	 * was never returned, so nothing wrote through it. */
+	if (write && __builtin_expect(exec_pages_after_write() != 0, 0) && mdl_frames_executable_in_ring_0(Mdl))
+		return map_undone(va, n);
 	if (override)
 		COUNT(cache_overrides, 1);
 	COUNT(maps, 1);
@@ -611,68 +670,52 @@ VOID MmUnmapLockedPages(PVOID BaseAddress, PMDL Mdl)
 	/* A reserved mapping's PTEs are its reservation's (MmUnmapReservedMapping's to clear). */
 	if (reserved_mappings_live)
 		reserved_refuse_unmap(base);
-	ULONG executable = mdl_exec_pages(base, n);
+	if (exec_pages_now())
+		mdl_exec_mapping_ending(base, MmGetMdlPfnArray(Mdl), n);
 	if (n == 1)
 		syspte_release_one(ALIGN_DOWN(base, PAGE_SIZE));
 	else
 		syspte_release(ALIGN_DOWN(base, PAGE_SIZE), n);
-	mdl_exec_mapping_ended(MmGetMdlPfnArray(Mdl), n, executable);
 	Mdl->MdlFlags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED);
 	Mdl->MappedSystemVa = NULL;
 	COUNT(unmaps, 1);
 }
 
-struct exec_frames_ctx {
-	const PFN_NUMBER *pfns;
-	ULONG n;
-	bool found;
-};
-
-static void find_executable_frame(const struct pt_leaf *l, void *arg)
-{
-	struct exec_frames_ctx *c = arg;
-	if (c->found || !l->eff.exec)
-		return;
-	for (ULONG i = 0; i < c->n; i++)
-		if (c->pfns[i] << PAGE_SHIFT >= l->pa && (c->pfns[i] << PAGE_SHIFT) - l->pa < l->size)
-			c->found = true;
-}
-
 bool mdl_frames_executable_in_ring_0(PMDL m)
 {
-	if (!exec_system_pages)
+	if (!exec_pages_now())
 		return false;
-	/* Any MDL's system mapping, read from the real PTEs of the system-PTE region. */
-	struct exec_frames_ctx c = { .pfns = MmGetMdlPfnArray(m), .n = mdl_page_count(m) };
-	pt_for_each_leaf(&kernel_root, KVA_SYSPTE_BASE, KVA_SYSPTE_END, find_executable_frame, &c);
-	return c.found;
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	ULONG n = mdl_page_count(m);
+	for (ULONG i = 0; i < n; i++)
+		if (pfn_exec_maps(pfn_entry(pfns[i])))
+			return true;
+	return false;
+}
+
+bool mdl_frames_executable_after_write(PMDL m)
+{
+	return exec_pages_after_write() && mdl_frames_executable_in_ring_0(m);
 }
 
 /* ---- ring-0 aliases of executable frames (mm/RULES.md decision 3) ----------------------
  *
  * While a frame is executable through a system mapping, its direct-map alias is read-only:
  * made so before the mapping becomes executable, made writable again (same memory type)
- * once no system mapping executes the frame.  Every path that ends an executable mapping
- * (unmap, re-protection, MmAdvanceMdl's move, a reserved mapping's unmap) calls
- * mdl_exec_mapping_ended; all of it runs only while exec_system_pages is not 0.
+ * once no system mapping executes the frame (its count back at 0).  Every path that ends an
+ * executable mapping (unmap, re-protection, MmAdvanceMdl's move, a reserved mapping's
+ * unmap) calls mdl_exec_mapping_ending first; all of it runs only while exec_system_pages is
+ * not 0, and under exec_lock.
  */
-
-/* Whether the frame is executable through any system mapping, read from the real PTEs. */
-static bool frame_executable_in_ring_0(pfn_t pfn)
-{
-	struct exec_frames_ctx c = { .pfns = &pfn, .n = 1 };
-	pt_for_each_leaf(&kernel_root, KVA_SYSPTE_BASE, KVA_SYSPTE_END, find_executable_frame, &c);
-	return c.found;
-}
 
 bool mdl_ring_0_executes_any_frame(void)
 {
-	return exec_system_pages != 0;
+	return exec_pages_now() != 0;
 }
 
 bool mdl_frame_executable_in_ring_0(PFN_NUMBER pfn)
 {
-	return exec_system_pages && frame_executable_in_ring_0(pfn);
+	return exec_pages_now() && pfn_exec_maps(pfn_entry(pfn));
 }
 
 /* The frame's direct-map alias given write access `write`, its memory type and every other
@@ -702,28 +745,48 @@ static bool frame_alias_is_ours(pfn_t pfn)
 	       e->owner_kind != PFN_OWNER_STACK && e->owner_kind != PFN_OWNER_DEVMEM;
 }
 
-/* Give back the write access of the direct-map alias of every frame of pfns[0..n) that no
- * system mapping executes any longer.  A read-only 4 KiB alias is never merged with its
- * writable neighbours, so this needs no table frame. */
-static void restore_aliases(const PFN_NUMBER *pfns, ULONG n)
+/* One executable mapping of the frame less (under exec_lock, its PTE no longer executable):
+ * the last one gives the alias its write access back.  A read-only 4 KiB alias is never
+ * merged with its writable neighbours, so this needs no table frame. */
+static void exec_frame_ended(pfn_t pfn)
 {
-	for (ULONG i = 0; i < n; i++)
-		if (frame_alias_is_ours(pfns[i]) && !frame_executable_in_ring_0(pfns[i]) &&
-		    !set_alias_write(pfns[i], true))
-			PANIC("restore_aliases: cannot make the alias of frame 0x%lx writable", pfns[i]);
-}
-
-ULONG mdl_exec_pages(uint64_t va, ULONG n)
-{
-	return exec_system_pages ? count_executable(ALIGN_DOWN(va, PAGE_SIZE), n) : 0;
-}
-
-void mdl_exec_mapping_ended(const PFN_NUMBER *pfns, ULONG n, ULONG executable)
-{
-	if (!executable)
+	if (pfn_exec_lower(pfn) || !frame_alias_is_ours(pfn))
 		return;
-	__atomic_fetch_sub(&exec_system_pages, executable, __ATOMIC_RELAXED); /* any CPU */
-	restore_aliases(pfns, n);
+	if (mdl_test_exec_window)
+		mdl_test_exec_window(MDL_EXEC_WINDOW_END, NULL, pfn);
+	if (!set_alias_write(pfn, true))
+		PANIC("exec_frame_ended: cannot make the alias of frame 0x%lx writable", pfn);
+}
+
+/* Under exec_lock: every executable run among the n PTEs at page-aligned va made no-execute
+ * and read-only (flushed: no CPU fetches through it after), then its frames' counts lowered. */
+static void end_exec_locked(uint64_t va, const PFN_NUMBER *pfns, ULONG n)
+{
+	for (ULONG i = 0; i < n;) {
+		if (!pte_executable(va + (uint64_t)i * PAGE_SIZE)) {
+			i++;
+			continue;
+		}
+		ULONG j = i + 1;
+		while (j < n && pte_executable(va + (uint64_t)j * PAGE_SIZE))
+			j++;
+		pt_reprotect_ptes(va + (uint64_t)i * PAGE_SIZE, j - i, true, false, false);
+		__atomic_fetch_sub(&exec_system_pages, j - i, __ATOMIC_SEQ_CST);
+		for (ULONG k = i; k < j; k++)
+			exec_frame_ended(pfns[k]);
+		i = j;
+	}
+}
+
+void mdl_exec_mapping_ending(uint64_t va, const PFN_NUMBER *pfns, ULONG n)
+{
+	/* 0: no system mapping executes anything, this one included (it is the caller's own,
+	 * and only its owner's calls make it executable). */
+	if (!exec_pages_now())
+		return;
+	KIRQL irql = klock_acquire(&exec_lock);
+	end_exec_locked(ALIGN_DOWN(va, PAGE_SIZE), pfns, n);
+	klock_release(&exec_lock, irql);
 }
 
 struct writable_alias_ctx {
@@ -758,17 +821,15 @@ static bool frames_have_fixed_writable_alias(PMDL m, uint64_t va, ULONG n)
 	return c.found;
 }
 
-/* Make the direct-map alias of every frame read-only; on failure (no table frame for a
- * split) the ones made so are given back and false returned. */
-static bool make_aliases_read_only(const PFN_NUMBER *pfns, ULONG n)
+/* Make the direct-map alias of every frame read-only; n when all are, else the index of the
+ * frame whose alias could not be split (no table frame): the caller gives back the ones
+ * before it (give_back_counts). */
+static ULONG make_aliases_read_only(const PFN_NUMBER *pfns, ULONG n)
 {
-	for (ULONG i = 0; i < n; i++) {
-		if (frame_alias_is_ours(pfns[i]) && !set_alias_write(pfns[i], false)) {
-			restore_aliases(pfns, i);
-			return false;
-		}
-	}
-	return true;
+	for (ULONG i = 0; i < n; i++)
+		if (frame_alias_is_ours(pfns[i]) && !set_alias_write(pfns[i], false))
+			return i;
+	return n;
 }
 
 static void find_user_writable(const struct pt_leaf *l, void *arg)
@@ -804,6 +865,65 @@ static bool frames_user_writable(PMDL m)
 	return c.found;
 }
 
+/* The counts raised for the pages among the first k of the mapping at va that were not
+ * executable, lowered again (the begin step failed), and `added` off the total; each frame
+ * whose count is back at 0 and whose alias was made read-only (the first `aliased` frames)
+ * gets its write access back. */
+static void give_back_counts(const PFN_NUMBER *pfns, uint64_t va, ULONG k, ULONG added, ULONG aliased)
+{
+	for (ULONG i = 0; i < k; i++) {
+		if (pte_executable(va + (uint64_t)i * PAGE_SIZE))
+			continue; /* executable already: never raised */
+		if (!pfn_exec_lower(pfns[i]) && i < aliased && frame_alias_is_ours(pfns[i]) &&
+		    !set_alias_write(pfns[i], true))
+			PANIC("give_back_counts: cannot make the alias of frame 0x%lx writable", pfns[i]);
+	}
+	__atomic_fetch_sub(&exec_system_pages, added, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * The begin step of an executable mapping, under exec_lock (mm/RULES.md decision 3).  The
+ * counts first: each frame of a page not yet executable gets one more executable mapping, by
+ * a locked add (pfn_exec_raise), and the total after it, by another.  Only then the checks,
+ * which read the real PTEs: a writable mapping made on another CPU either has its PTEs
+ * written before the counts were raised, and the checks see them, or reads the counts after
+ * its PTE write and a fence (mdl_frames_executable_after_write), or under the process's
+ * lock the user-half walk below takes too, and sees them.  Then the aliases, then the PTEs.
+ */
+static NTSTATUS begin_exec_locked(PMDL m, uint64_t va, ULONG n)
+{
+	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
+	ULONG raised = 0;
+	for (ULONG i = 0; i < n; i++) {
+		if (pte_executable(va + (uint64_t)i * PAGE_SIZE))
+			continue; /* counted when it became executable */
+		if (!pfn_exec_raise(pfns[i])) {
+			/* Beyond the PFN database (I/O space) there is no count to hold the frame to
+			 * the rule; a frame at PFN_EXEC_MAPS_MAX takes no more. */
+			give_back_counts(pfns, va, i, 0, 0); /* the total has none of them yet */
+			return pfn_entry(pfns[i]) ? STATUS_INSUFFICIENT_RESOURCES : STATUS_INVALID_PAGE_PROTECTION;
+		}
+		raised++;
+	}
+	__atomic_fetch_add(&exec_system_pages, raised, __ATOMIC_SEQ_CST);
+	/* W^X across mappings and privilege levels (decision 3): no frame becomes executable in
+	 * ring 0 while ring 3 can write it, or while a ring-0 alias that cannot be made
+	 * read-only can; the direct-map aliases become read-only first. */
+	if (frames_user_writable(m) || frames_have_fixed_writable_alias(m, va, n)) {
+		give_back_counts(pfns, va, n, raised, 0);
+		return STATUS_INVALID_PAGE_PROTECTION;
+	}
+	ULONG aliased = make_aliases_read_only(pfns, n);
+	if (aliased < n) {
+		give_back_counts(pfns, va, n, raised, aliased);
+		return STATUS_INSUFFICIENT_RESOURCES;
+	}
+	if (mdl_test_exec_window)
+		mdl_test_exec_window(MDL_EXEC_WINDOW_BEGIN, m, 0);
+	pt_reprotect_ptes(va, n, true, false, true);
+	return STATUS_SUCCESS;
+}
+
 NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 {
 	PMDL m = MemoryDescriptorList;
@@ -830,21 +950,25 @@ NTSTATUS MmProtectMdlSystemAddress(PMDL MemoryDescriptorList, ULONG NewProtect)
 	}
 	uint64_t va = ALIGN_DOWN((uint64_t)m->MappedSystemVa, PAGE_SIZE);
 	ULONG n = mdl_page_count(m);
-	/* W^X across mappings and privilege levels (decision 3): no frame becomes executable in
-	 * ring 0 while ring 3 can write it, or while a ring-0 alias that cannot be made
-	 * read-only can; the direct-map aliases become read-only first. */
-	if (exec && (frames_user_writable(m) || frames_have_fixed_writable_alias(m, va, n)))
-		return STATUS_INVALID_PAGE_PROTECTION;
-	if (exec && !make_aliases_read_only(MmGetMdlPfnArray(m), n))
-		return STATUS_INSUFFICIENT_RESOURCES;
 	/* The PTEs change in place: each keeps its frame and its memory type (an I/O-space
 	 * frame's type lives only there), and PAGE_NOACCESS clears only the present bit. */
-	ULONG executable = mdl_exec_pages(va, n);
-	pt_reprotect_ptes(va, n, present, write, exec);
-	__atomic_fetch_add(&exec_system_pages, exec ? n : 0, __ATOMIC_RELAXED);
-	mdl_exec_mapping_ended(MmGetMdlPfnArray(m), n, executable);
-	COUNT(protects, 1);
-	return STATUS_SUCCESS;
+	if (!exec && !exec_pages_now()) {
+		pt_reprotect_ptes(va, n, present, write, false); /* nothing executes: nothing ends */
+		COUNT(protects, 1);
+		return STATUS_SUCCESS;
+	}
+	KIRQL irql = klock_acquire(&exec_lock);
+	NTSTATUS st = STATUS_SUCCESS;
+	if (exec) {
+		st = begin_exec_locked(m, va, n);
+	} else {
+		end_exec_locked(va, MmGetMdlPfnArray(m), n);
+		pt_reprotect_ptes(va, n, present, write, false);
+	}
+	klock_release(&exec_lock, irql);
+	if (NT_SUCCESS(st))
+		COUNT(protects, 1);
+	return st;
 }
 
 /* ---- MmMapMdl ----------------------------------------------------------------------- */
@@ -925,9 +1049,8 @@ NTSTATUS MmAdvanceMdl(PMDL Mdl, ULONG NumberOfBytes)
 			if (reserved_mappings_live)
 				reserved_refuse_unmap(old);
 			/* The copy is never executable (decision 3): the old mapping's aliases return. */
-			ULONG executable = mdl_exec_pages(old, n);
+			mdl_exec_mapping_ending(old, pfns, n);
 			syspte_release(old, n);
-			mdl_exec_mapping_ended(pfns, n, executable);
 			sys = va + (offset & (PAGE_SIZE - 1));
 		}
 		if (mdl_user_mapping_count(Mdl))

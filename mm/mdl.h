@@ -23,22 +23,50 @@ const struct pt_root *mdl_current_root(void);
  * pinned (0xC4/0x85, 0x89).  Each frame's memory type comes from memtype_for_mapping. */
 void mdl_check_frames(PMDL m);
 
-/* Whether some frame of the MDL is executable in ring 0 through any MDL's system mapping
- * (MmProtectMdlSystemAddress made it so), read from the kernel's tables. */
+/*
+ * W^X across mappings (mm/RULES.md decision 3).  Each frame counts its executable system
+ * mappings (pfn_entry.exec_maps).  MmProtectMdlSystemAddress raises the counts before its
+ * checks and every end step lowers them after the PTEs stop executing, both under mdl.c's
+ * executable-mapping lock (KLOCK_MDL_EXEC); a writable-mapping path reads them.
+ *
+ * mdl_frames_executable_in_ring_0: whether some frame of the MDL has an executable system
+ * mapping, being made or made (its count; one test of a total while none is anywhere).
+ * mdl_frames_executable_after_write: the same after a full fence, for a path that has just
+ * written writable PTEs of the MDL's frames with no lock in common with the execute path
+ * (a kernel or reserved mapping): it undoes them and refuses when this is true.  Either the
+ * execute path's check sees those PTEs, or this sees its count.
+ */
 bool mdl_frames_executable_in_ring_0(PMDL m);
+bool mdl_frames_executable_after_write(PMDL m);
 
-/* W^X across privilege levels for user pages (mm/RULES.md decision 3): whether any system
- * mapping is executable (one test of a count), and whether one executes this frame (read from
- * the system-PTE region's PTEs, only while the count is not 0). */
+/* For user pages (mm/uvm.c), under the process's lock, which the execute path's walk of the
+ * process's user half takes after raising the counts: whether any system mapping is
+ * executable (one test of a total), and whether this frame's count says one is. */
 bool mdl_ring_0_executes_any_frame(void);
 bool mdl_frame_executable_in_ring_0(PFN_NUMBER pfn);
-/* Ending an executable system mapping (mm/RULES.md decision 3): mdl_exec_pages(va, n), read
- * before the n PTEs at va stop executing (cleared or made no-execute), is how many of them
- * are executable (0 at once while none is anywhere); mdl_exec_mapping_ended(pfns, n, that
- * count), after, gives back the write access of the direct-map alias of each frame of
- * pfns[0..n) that no system mapping executes any longer. */
-ULONG mdl_exec_pages(uint64_t va, ULONG n);
-void mdl_exec_mapping_ended(const PFN_NUMBER *pfns, ULONG n, ULONG executable);
+/* Ending a system mapping that may be executable, before its n PTEs at va (frames
+ * pfns[0..n), the MDL's PFN array) are cleared: under the executable-mapping lock, each
+ * executable run made no-execute (flushed), its frames' counts lowered, and the direct-map
+ * alias of each frame no system mapping executes any longer given write access back.  One
+ * test of a total while no mapping is executable.  Takes KLOCK_MDL_EXEC: no lock of a later
+ * rank may be held. */
+void mdl_exec_mapping_ending(uint64_t va, const PFN_NUMBER *pfns, ULONG n);
+
+/* Tests only (tests/smp_exec_test.c): called in the windows below, NULL otherwise. */
+enum mdl_exec_window {
+	MDL_EXEC_WINDOW_BEGIN,    /* MmProtectMdlSystemAddress(PAGE_EXECUTE*): counts raised,
+				   * checks passed, aliases read-only, PTEs not yet executable;
+				   * the executable-mapping lock held */
+	MDL_EXEC_WINDOW_END,      /* an end step: pfn's count reached 0, its alias not yet
+				   * writable; the lock held */
+	MDL_EXEC_WINDOW_MAP,      /* a writable KernelMode or reserved mapping: checked, PTEs
+				   * not written (a reserved one under the reservations' lock) */
+	MDL_EXEC_WINDOW_USER_MAP, /* a writable UserMode mapping: checked, the process's lock
+				   * not yet taken, PTEs not written */
+};
+extern void (*mdl_test_exec_window)(enum mdl_exec_window where, PMDL m, PFN_NUMBER pfn);
+/* The executable-mapping lock, for a test to see a CPU spinning for it (kcpu.klock_waiting). */
+const void *mdl_test_exec_lock(void);
 
 /* UserMode halves of MmMapLockedPagesSpecifyCache and MmUnmapLockedPages (mm/mdl_user.c). */
 PVOID mdl_map_user(PMDL Mdl, MEMORY_CACHING_TYPE CacheType, PVOID RequestedAddress, ULONG Priority);

@@ -466,6 +466,8 @@ static void make_mapping(struct map_request *r)
 	if (!um)
 		map_failed(STATUS_INSUFFICIENT_RESOURCES);
 	NTSTATUS st = STATUS_SUCCESS;
+	if (r->write && mdl_test_exec_window)
+		mdl_test_exec_window(MDL_EXEC_WINDOW_USER_MAP, r->mdl, 0);
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t va = choose_address(mm, r->va, size);
 	struct vad *v = NULL;
@@ -473,6 +475,12 @@ static void make_mapping(struct map_request *r)
 		st = r->va ? STATUS_CONFLICTING_ADDRESSES : STATUS_INSUFFICIENT_RESOURCES;
 	} else if (mm->terminating) {
 		st = STATUS_PROCESS_IS_TERMINATING;
+	} else if (r->write && mdl_frames_executable_in_ring_0(r->mdl)) {
+		/* The check again, under the process's lock (mm/RULES.md decision 3): a
+		 * MmProtectMdlSystemAddress on another CPU raises the frames' counts before it
+		 * walks this process's user half under the same lock, so either that walk comes
+		 * after these PTEs and refuses, or this sees the counts and writes none. */
+		st = STATUS_INVALID_PAGE_PROTECTION;
 	} else {
 		v = vad_insert(mm, va, va + size, VAD_MDL, r->write ? PAGE_READWRITE : PAGE_READONLY);
 		if (v && !map_pages(mm, r->mdl, va, r->pages, r->type, r->write)) {

@@ -1,10 +1,12 @@
 #include "mm/pfn.h"
 #include "kernel/accounting.h"
 #include "kernel/bugcheck.h"
+#include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/smp/klock.h"
 #include "mm/pat.h"
+#include "mm/pt.h"
 
 static struct pfn_entry *db;
 static pfn_t db_limit;
@@ -19,6 +21,10 @@ struct pfn_list {
 	uint64_t count;
 };
 static struct pfn_list zeroed_list = { PFN_LINK_NIL, 0 }, dirty_list = { PFN_LINK_NIL, 0 };
+/* Trimmed user pages (mm/RULES.md, "Paging"): clean ones the allocator may repurpose, and
+ * dirty ones the modified page writer takes.  Each frame's owner word is its PTE's address. */
+static struct pfn_list standby_list = { PFN_LINK_NIL, 0 }, modified_list = { PFN_LINK_NIL, 0 };
+static uint64_t repurposed_frames;
 static uint64_t count_by_state[PFN_STATE_COUNT];
 static uint64_t locked_frames, reclaimed_frames;
 
@@ -26,7 +32,7 @@ static uint64_t locked_frames, reclaimed_frames;
 static struct klock pfn_lock = KLOCK_INIT(KLOCK_PFN);
 
 static const char *const state_names[PFN_STATE_COUNT] = {
-	"not RAM", "free", "zeroed", "active", "page table", "kernel", "firmware",
+	"not RAM", "free", "zeroed", "active", "page table", "kernel", "firmware", "standby", "modified",
 };
 static const char *const owner_names[] = { "none", "kernel", "stack", "pool", "mdl", "test", "devmem" };
 
@@ -271,13 +277,46 @@ void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi)
 /* pfn_alloc under the PFN lock: the frame, with PFN_ZERO_PENDING set when the caller must
  * zero it once the lock is dropped. */
 #define PFN_ZERO_PENDING (1ull << 63)
+
+/* No free frame left: the first standby frame is taken from its page (NT's
+ * repurposing).  Its PTE, a transition PTE naming it, becomes a pagefile PTE naming its
+ * slot, written here under the PFN lock (pt_swap_software_at: the one user-PTE write without
+ * the address-space lock, mm/RULES.md "Paging"); the slot now belongs to that PTE.  The
+ * frame's contents are the page's, so it is zeroed when asked. */
+static pfn_t repurpose_standby(unsigned flags, enum pfn_owner owner)
+{
+	/* A frame locked while in transition (a kernel probe's walk that came before a trim of
+	 * paged pool) is never repurposed: the first unlocked one is. */
+	pfn_t pfn = standby_list.head;
+	while (pfn != PFN_LINK_NIL && db[pfn].lock_count)
+		pfn = db[pfn].next;
+	if (pfn == PFN_LINK_NIL)
+		return PFN_INVALID;
+	struct pfn_entry *e = &db[pfn];
+	uint64_t old = __atomic_load_n((uint64_t *)phys_to_virt(e->owner), __ATOMIC_SEQ_CST);
+	struct pt_sw sw;
+	pt_decode_software(old, &sw);
+	if (sw.kind != PT_SW_TRANSITION || sw.pfn != pfn ||
+	    !pt_swap_software_at(e->owner, old, pt_pagefile_pte(0, e->slot, sw.protection)))
+		PANIC("repurpose_standby: frame 0x%lx's PTE at 0x%lx is 0x%lx, not its transition PTE", pfn, e->owner, old);
+	list_remove(&standby_list, pfn);
+	set_state(pfn, PFN_ACTIVE);
+	e->owner_kind = owner;
+	e->owner = 0;
+	e->slot = 0;
+	e->flags = 0;
+	e->lock_count = 0;
+	e->memtype = MT_WB;
+	repurposed_frames++;
+	return (flags & PFN_ALLOC_ZERO) ? pfn | PFN_ZERO_PENDING : pfn;
+}
 static pfn_t alloc_locked(unsigned flags, enum pfn_owner owner)
 {
 	struct pfn_list *first = (flags & PFN_ALLOC_ZERO) ? &zeroed_list : &dirty_list;
 	struct pfn_list *second = first == &zeroed_list ? &dirty_list : &zeroed_list;
 	struct pfn_list *l = first->head != PFN_LINK_NIL ? first : second;
 	if (l->head == PFN_LINK_NIL)
-		return PFN_INVALID;
+		return repurpose_standby(flags, owner);
 	pfn_t pfn = l->head;
 	return take(pfn, flags, owner) ? pfn | PFN_ZERO_PENDING : pfn;
 }
@@ -399,11 +438,17 @@ static void free_locked(pfn_t pfn)
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x99, pfn, e ? e->state : 0, 0);
 	if (e->lock_count)
 		KeBugCheckEx(PFN_LIST_CORRUPT, 0x9A, pfn, e->state, e->lock_count);
+	e->flags = 0;
+	e->slot = 0;
 	/* The type is its owner's to give back first (memtype_release_frame): restoring the
 	 * alias can merge page tables, and the page-table code calls this allocator. */
 	if (e->memtype != MT_WB && e->memtype != MT_NONE)
 		PANIC("pfn_free: frame 0x%lx is still %s; its owner releases the type first", pfn,
 		      memtype_name((enum memtype)e->memtype));
+	/* Every mapping of a frame ends before its free (MmFreePagesFromMdl, MmUnlockPages):
+	 * a count left would refuse the next owner's writable mappings. */
+	if (e->exec_maps)
+		PANIC("pfn_free: frame 0x%lx still has %u executable mappings", pfn, e->exec_maps);
 	make_free(pfn, false);
 }
 
@@ -491,6 +536,213 @@ void pfn_unlock_frames(const pfn_t *pfns, uint64_t n)
 	klock_release(&pfn_lock, irql);
 }
 
+/* ---- paging (pfn.h; mm/RULES.md, "Paging") ---- */
+
+static bool in_transition(const struct pfn_entry *e)
+{
+	return e->state == PFN_STANDBY || e->state == PFN_MODIFIED;
+}
+
+void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
+		PANIC("pfn_trimmed: frame 0x%lx is not an allocated frame", pfn);
+	struct pfn_entry *e = &db[pfn];
+	set_state(pfn, PFN_MODIFIED);
+	e->owner = pte_pa;
+	e->slot = 0;
+	if (e->flags & PFN_F_WRITING)
+		e->flags |= PFN_F_REDIRTIED; /* the write in progress is of older contents */
+	else
+		list_push(&modified_list, pfn);
+	klock_release(&pfn_lock, irql);
+}
+
+/* Take a transition frame off its list (none while the writer has it), ACTIVE again. */
+static void leave_transition(pfn_t pfn, uint32_t *slot)
+{
+	struct pfn_entry *e = &db[pfn];
+	*slot = e->state == PFN_STANDBY ? e->slot : 0;
+	if (e->state == PFN_STANDBY)
+		list_remove(&standby_list, pfn);
+	else if (!(e->flags & PFN_F_WRITING))
+		list_remove(&modified_list, pfn);
+	else
+		e->flags |= PFN_F_REDIRTIED; /* the writer's copy will not be used */
+	set_state(pfn, PFN_ACTIVE);
+	e->owner = 0;
+	e->slot = 0;
+}
+
+enum pfn_take pfn_take_back(pfn_t pfn, uint64_t pte_pa, uint32_t *slot)
+{
+	*slot = 0;
+	enum pfn_take r = PFN_TAKE_GONE;
+	KIRQL irql = klock_acquire(&pfn_lock);
+	struct pfn_entry *e = pfn < db_limit ? &db[pfn] : NULL;
+	if (e && e->owner == pte_pa && (e->flags & PFN_F_READING)) {
+		r = PFN_TAKE_BUSY;
+	} else if (e && in_transition(e) && e->owner == pte_pa) {
+		leave_transition(pfn, slot);
+		r = PFN_TAKE_OK;
+	}
+	klock_release(&pfn_lock, irql);
+	return r;
+}
+
+bool pfn_release_transition(pfn_t pfn, uint64_t pte_pa, uint32_t *slot)
+{
+	*slot = 0;
+	bool ours = false;
+	KIRQL irql = klock_acquire(&pfn_lock);
+	struct pfn_entry *e = pfn < db_limit ? &db[pfn] : NULL;
+	if (e && e->owner == pte_pa && (e->flags & PFN_F_READING)) {
+		e->flags |= PFN_F_ORPHAN; /* the reader frees frame and slot at its end */
+		ours = true;
+	} else if (e && in_transition(e) && e->owner == pte_pa) {
+		bool writing = e->flags & PFN_F_WRITING;
+		leave_transition(pfn, slot);
+		if (writing)
+			e->flags |= PFN_F_ORPHAN; /* the writer's lock holds it: freed at the write's end */
+		else
+			free_locked(pfn);
+		ours = true;
+	}
+	klock_release(&pfn_lock, irql);
+	return ours;
+}
+
+void pfn_free_user(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	if (pfn < db_limit && db[pfn].state == PFN_ACTIVE && (db[pfn].flags & PFN_F_WRITING))
+		db[pfn].flags |= PFN_F_ORPHAN;
+	else
+		free_locked(pfn);
+	klock_release(&pfn_lock, irql);
+}
+
+uint64_t pfn_take_modified(pfn_t *out, uint64_t max)
+{
+	uint64_t n = 0;
+	KIRQL irql = klock_acquire(&pfn_lock);
+	while (n < max && modified_list.head != PFN_LINK_NIL) {
+		pfn_t pfn = modified_list.head;
+		list_remove(&modified_list, pfn);
+		db[pfn].flags = PFN_F_WRITING;
+		if (db[pfn].lock_count++ == 0)
+			locked_frames++;
+		out[n++] = pfn;
+	}
+	klock_release(&pfn_lock, irql);
+	return n;
+}
+
+void pfn_write_done(const pfn_t *pfns, const uint32_t *slots, uint64_t n, bool ok, uint32_t *free_slots,
+		    uint64_t *nfree)
+{
+	*nfree = 0;
+	KIRQL irql = klock_acquire(&pfn_lock);
+	for (uint64_t i = 0; i < n; i++) {
+		pfn_t pfn = pfns[i];
+		struct pfn_entry *e = &db[pfn];
+		if (!(e->flags & PFN_F_WRITING) || !e->lock_count)
+			PANIC("pfn_write_done: frame 0x%lx is not being written (flags 0x%x)", pfn, e->flags);
+		uint8_t f = e->flags;
+		e->flags = 0;
+		if (--e->lock_count == 0)
+			locked_frames--;
+		bool still = e->state == PFN_MODIFIED && !(f & PFN_F_REDIRTIED);
+		if (f & PFN_F_ORPHAN) {
+			free_slots[(*nfree)++] = slots[i];
+			if (e->state == PFN_MODIFIED)
+				set_state(pfn, PFN_ACTIVE); /* off every list: free_locked frees ACTIVE */
+			free_locked(pfn);
+		} else if (still && ok) {
+			set_state(pfn, PFN_STANDBY);
+			e->slot = slots[i];
+			list_push(&standby_list, pfn);
+		} else {
+			free_slots[(*nfree)++] = slots[i];
+			if (e->state == PFN_MODIFIED)
+				list_push(&modified_list, pfn); /* failed, or trimmed again: written later */
+		}
+	}
+	klock_release(&pfn_lock, irql);
+}
+
+pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot, enum pfn_owner owner)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	pfn_t pfn = alloc_locked(0, owner);
+	if (pfn != PFN_INVALID) {
+		pfn &= ~PFN_ZERO_PENDING; /* read over whole: no zeroing */
+		db[pfn].owner = pte_pa;
+		db[pfn].slot = slot;
+		db[pfn].flags = PFN_F_READING;
+	}
+	klock_release(&pfn_lock, irql);
+	return pfn;
+}
+
+bool pfn_inpage_done(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	struct pfn_entry *e = &db[pfn];
+	if (e->state != PFN_ACTIVE || !(e->flags & PFN_F_READING))
+		PANIC("pfn_inpage_done: frame 0x%lx is not being read (flags 0x%x)", pfn, e->flags);
+	bool orphan = e->flags & PFN_F_ORPHAN;
+	e->flags = 0;
+	e->owner = 0;
+	e->slot = 0;
+	if (orphan)
+		free_locked(pfn);
+	klock_release(&pfn_lock, irql);
+	return orphan;
+}
+
+void pfn_wait_inpage(pfn_t pfn, uint64_t pte_pa)
+{
+	bool window = !(read_rflags() & RFLAGS_IF);
+	if (window)
+		__asm__ volatile("sti" ::: "memory");
+	while ((__atomic_load_n(&db[pfn].flags, __ATOMIC_ACQUIRE) & PFN_F_READING) &&
+	       __atomic_load_n(&db[pfn].owner, __ATOMIC_ACQUIRE) == pte_pa)
+		cpu_relax();
+	if (window)
+		__asm__ volatile("cli" ::: "memory");
+}
+
+/* The sum of every frame's exec_maps: the pages of executable system mappings, under the
+ * PFN lock (an accounting counter: every case ends with it where it began). */
+static uint64_t exec_maps_total;
+
+bool pfn_exec_raise(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	bool ok = pfn < db_limit && db[pfn].exec_maps < PFN_EXEC_MAPS_MAX;
+	if (ok) {
+		/* A locked add: the store is globally visible before any load that follows it
+		 * (SDM Vol. 3A, 9.2.3.8), which the W^X checks after it rely on. */
+		__atomic_fetch_add(&db[pfn].exec_maps, 1, __ATOMIC_SEQ_CST);
+		exec_maps_total++;
+	}
+	klock_release(&pfn_lock, irql);
+	return ok;
+}
+
+unsigned pfn_exec_lower(pfn_t pfn)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	if (pfn >= db_limit || !db[pfn].exec_maps)
+		PANIC("pfn_exec_lower: frame 0x%lx has no executable mapping to end", pfn);
+	unsigned left = __atomic_sub_fetch(&db[pfn].exec_maps, 1, __ATOMIC_SEQ_CST);
+	exec_maps_total--;
+	klock_release(&pfn_lock, irql);
+	return left;
+}
+
 void pfn_set_owner(pfn_t pfn, uint64_t owner)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
@@ -551,12 +803,15 @@ void pfn_get_stats(struct pfn_stats *out)
 	out->kernel = count_by_state[PFN_KERNEL];
 	out->firmware = count_by_state[PFN_FIRMWARE];
 	out->reclaimed = reclaimed_frames;
+	out->standby = standby_list.count;
+	out->modified = count_by_state[PFN_MODIFIED];
+	out->repurposed = repurposed_frames;
 	klock_release(&pfn_lock, irql);
 }
 
 /* Walk one free list: every frame on it in the list's state, the back links consistent, the
  * length its count. */
-static uint64_t audit_list(const struct pfn_list *l, enum pfn_state s, bool print)
+static uint64_t audit_list(const struct pfn_list *l, enum pfn_state s, uint64_t off_list, bool print)
 {
 	uint64_t n = 0, findings = 0;
 	uint32_t prev = PFN_LINK_NIL;
@@ -570,10 +825,10 @@ static uint64_t audit_list(const struct pfn_list *l, enum pfn_state s, bool prin
 		}
 		prev = p;
 	}
-	if (n != l->count || n != count_by_state[s]) {
+	if (n != l->count || n + off_list != count_by_state[s]) {
 		if (print)
-			kprintf("pfn audit: the %s list holds %lu frames, counts %lu, the state count says %lu\n",
-				state_names[s], n, l->count, count_by_state[s]);
+			kprintf("pfn audit: the %s list holds %lu frames, counts %lu, the state count says %lu (%lu off it)\n",
+				state_names[s], n, l->count, count_by_state[s], off_list);
 		findings++;
 	}
 	return findings;
@@ -582,11 +837,24 @@ static uint64_t audit_list(const struct pfn_list *l, enum pfn_state s, bool prin
 uint64_t pfn_audit(bool print)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
-	uint64_t findings = audit_list(&zeroed_list, PFN_ZEROED, print) + audit_list(&dirty_list, PFN_FREE, print);
-	uint64_t by_state[PFN_STATE_COUNT] = { 0 }, locked = 0;
+	/* A MODIFIED frame the writer holds is on no list. */
+	uint64_t writing = 0;
+	for (pfn_t p = 0; p < db_limit; p++)
+		writing += db[p].state == PFN_MODIFIED && (db[p].flags & PFN_F_WRITING);
+	uint64_t findings = audit_list(&zeroed_list, PFN_ZEROED, 0, print) + audit_list(&dirty_list, PFN_FREE, 0, print) +
+			    audit_list(&standby_list, PFN_STANDBY, 0, print) +
+			    audit_list(&modified_list, PFN_MODIFIED, writing, print);
+	uint64_t by_state[PFN_STATE_COUNT] = { 0 }, locked = 0, exec = 0;
 	for (pfn_t p = 0; p < db_limit; p++) {
 		by_state[db[p].state < PFN_STATE_COUNT ? db[p].state : PFN_NOT_RAM]++;
 		locked += db[p].lock_count != 0;
+		exec += db[p].exec_maps;
+	}
+	if (exec != exec_maps_total) {
+		if (print)
+			kprintf("pfn audit: the frames count %lu executable mappings, the total says %lu\n", exec,
+				exec_maps_total);
+		findings++;
 	}
 	for (int s = 0; s < PFN_STATE_COUNT; s++)
 		if (by_state[s] != count_by_state[s]) {
@@ -608,3 +876,9 @@ static uint64_t free_pages(void) { return zeroed_list.count + dirty_list.count; 
 ACCOUNTING_COUNTER(free_pages, "free physical pages", free_pages);
 static uint64_t locked_pages(void) { return locked_frames; }
 ACCOUNTING_COUNTER(locked_pages, "locked physical pages", locked_pages);
+static uint64_t standby_pages(void) { return standby_list.count; }
+ACCOUNTING_COUNTER(standby_pages, "standby pages", standby_pages);
+static uint64_t modified_pages(void) { return count_by_state[PFN_MODIFIED]; }
+ACCOUNTING_COUNTER(modified_pages, "modified pages", modified_pages);
+static uint64_t exec_mapped_pages(void) { return exec_maps_total; }
+ACCOUNTING_COUNTER(exec_maps, "executable system-mapping pages", exec_mapped_pages);

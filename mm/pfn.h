@@ -11,8 +11,8 @@
  * reads through pfn_entry() (a const view) and changes a frame through the calls below.
  *
  * The PFN lock (mm/RULES.md, "Locks"): one ranked spin lock (kernel/smp/klock.h, KLOCK_PFN)
- * over the free lists, the counters and every entry's state, lock count, owner and recorded
- * memory type.  Every call below that changes or counts frames takes it inside (pfn_init runs
+ * over the free lists, the counters and every entry's state, lock count, owner, recorded
+ * memory type and executable-mapping count.  Every call below that changes or counts frames takes it inside (pfn_init runs
  * before any other CPU).  It is the innermost of the memory manager's locks: pfn.c calls
  * nothing that could take another (pfn_free restores no memory type), so the page-table and
  * memory-type code may call in while holding locks of their own, and a frame is zeroed after
@@ -41,6 +41,10 @@ enum pfn_state {
 	PFN_PAGE_TABLE,   /* a page-table page of some address space */
 	PFN_KERNEL,       /* kernel image, boot information, the PFN database itself */
 	PFN_FIRMWARE,     /* UEFI runtime, ACPI tables and NVS: RAM, never ours */
+	PFN_STANDBY,      /* a trimmed user page, clean (its copy at `slot` of the pagefile):
+			   * on the standby list, repurposable; owner = its PTE's address */
+	PFN_MODIFIED,     /* a trimmed user page not yet written: on the modified list (off it
+			   * while the modified page writer writes it); owner = its PTE's address */
 	PFN_STATE_COUNT,
 };
 
@@ -59,12 +63,26 @@ struct pfn_entry {
 	uint8_t state;        /* enum pfn_state */
 	uint8_t memtype;      /* enum memtype of every mapping of this frame; MT_NONE: untyped */
 	uint8_t owner_kind;   /* enum pfn_owner */
-	uint8_t reserved;
-	uint32_t lock_count;  /* MmProbeAndLockPages locks */
-	uint32_t next, prev;  /* free-list links (frame numbers), PFN_LINK_NIL at the ends */
-	uint64_t owner;       /* owner-specific: pool tag, MDL, address space */
+	uint8_t flags;        /* PFN_F_*: paging I/O on a user page's frame (mm/RULES.md, "Paging") */
+	uint32_t lock_count;  /* MmProbeAndLockPages locks, and the modified page writer's */
+	uint32_t next, prev;  /* list links (frame numbers), PFN_LINK_NIL at the ends */
+	uint64_t owner;       /* owner-specific: pool tag, MDL, address space; for a user page in
+			       * transition or being read in, its PTE's physical address (NT's
+			       * PteAddress) */
+	uint32_t slot;        /* STANDBY: the pagefile slot holding its copy; being read in: the
+			       * slot it is read from */
+	uint8_t exec_maps;    /* executable system mappings of this frame (mm/mdl.c, decision 3);
+			       * at most PFN_EXEC_MAPS_MAX */
+	uint8_t pad[3];
 };
+#define PFN_F_WRITING 0x1     /* the modified page writer is writing it (it holds a lock) */
+#define PFN_F_REDIRTIED 0x2   /* taken back or trimmed again while written: the copy is stale */
+#define PFN_F_ORPHAN 0x4      /* its page was freed during the I/O: the I/O's end frees it */
+#define PFN_F_READING 0x8     /* an in-page read into it is in progress (a hard fault) */
 #define PFN_LINK_NIL 0xFFFFFFFFu
+/* The most executable system mappings one frame may have at once: a count at it refuses
+ * another (MmProtectMdlSystemAddress answers STATUS_INSUFFICIENT_RESOURCES). */
+#define PFN_EXEC_MAPS_MAX 255u
 
 struct pfn_stats {
 	uint64_t ram;          /* frames of RAM (every state but NOT_RAM) */
@@ -76,6 +94,9 @@ struct pfn_stats {
 	uint64_t kernel;
 	uint64_t firmware;
 	uint64_t reclaimed;    /* boot-services and loader frames given back after boot */
+	uint64_t standby;      /* on the standby list */
+	uint64_t modified;     /* MODIFIED: on the modified list or being written */
+	uint64_t repurposed;   /* standby frames the allocator took since boot */
 };
 
 /* Allocation flags. */
@@ -111,6 +132,44 @@ void pfn_free_run(pfn_t first, uint64_t count);
 /* pfn_free of each of pfns[0..n), the lock taken once. */
 void pfn_free_frames(const pfn_t *pfns, uint64_t n);
 
+/* Paging (mm/RULES.md, "Paging"): the life of a pageable user page's frame, for mm/uvm.c
+ * (its address-space lock held) and mm/pagefile.c (the modified page writer).  A frame in
+ * transition is named by its PTE's physical address: every call that finds its PTE checks
+ * the frame still belongs to that PTE, under the PFN lock, since the allocator may have
+ * repurposed it (and rewritten the PTE as a pagefile PTE) in the meantime. */
+/* A trimmed page's ACTIVE frame, whose PTE at pte_pa is now its transition PTE: onto the
+ * modified list (or, while the writer holds it, marked REDIRTIED). */
+void pfn_trimmed(pfn_t pfn, uint64_t pte_pa);
+enum pfn_take { PFN_TAKE_OK, PFN_TAKE_GONE, PFN_TAKE_BUSY };
+/* A soft fault: the transition frame of the PTE at pte_pa back to ACTIVE (PFN_TAKE_OK;
+ * *slot, when not 0, is a pagefile copy the caller frees), PFN_TAKE_GONE when the frame is
+ * no longer that PTE's (repurposed: read the PTE again), PFN_TAKE_BUSY while an in-page
+ * read into it runs (a collided fault: wait for it). */
+enum pfn_take pfn_take_back(pfn_t pfn, uint64_t pte_pa, uint32_t *slot);
+/* Decommit or teardown of a transition PTE: its frame freed (or, during I/O, left to the
+ * I/O's end); false when the frame was no longer the PTE's (read it again).  *slot as above. */
+bool pfn_release_transition(pfn_t pfn, uint64_t pte_pa, uint32_t *slot);
+/* pfn_free of a resident user page's frame, which the writer may still be writing (then the
+ * writer's end frees it). */
+void pfn_free_user(pfn_t pfn);
+/* The modified page writer: up to max frames off the modified list, each marked WRITING and
+ * locked once (nothing frees or repurposes it); then, the write done, each unlocked and put
+ * where it now belongs: standby with slots[i] (written, still in transition), back on the
+ * modified list (the write failed), or nowhere (taken back, trimmed again or freed meanwhile:
+ * its slot goes to free_slots[], *nfree counts them). */
+uint64_t pfn_take_modified(pfn_t *out, uint64_t max);
+void pfn_write_done(const pfn_t *pfns, const uint32_t *slots, uint64_t n, bool ok, uint32_t *free_slots,
+		    uint64_t *nfree);
+/* A hard fault: a frame of `owner` for the PTE at pte_pa, marked READING from `slot` (PFN_INVALID when
+ * none is left, the allocator's repurposing included); and its end: true when the page was
+ * freed during the read (the frame is freed here), else the frame is the caller's, ACTIVE. */
+pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot, enum pfn_owner owner);
+bool pfn_inpage_done(pfn_t pfn);
+/* A collided fault's wait, with no lock held: until frame pfn is no longer being read for
+ * the PTE at pte_pa, at PASSIVE_LEVEL or APC_LEVEL with interrupts on while it spins (as
+ * KeWaitForSingleObject waits). */
+void pfn_wait_inpage(pfn_t pfn, uint64_t pte_pa);
+
 /* Changes of one frame, each by the module that owns that part of its life. */
 void pfn_set_page_table(pfn_t pfn, bool is_table);   /* pt.c: ACTIVE <-> PAGE_TABLE */
 /* MmProbeAndLockPages / MmUnlockPages: one lock more or less on a RAM frame (a frame that
@@ -132,6 +191,19 @@ void pfn_record_memtype(pfn_t pfn, enum memtype t);
 /* For memtype_make_untyped_frames: each of pfns[0..n), a WB frame of RAM (else a PANIC),
  * recorded untyped (MT_NONE), the lock taken once. */
 void pfn_make_untyped_frames(const pfn_t *pfns, uint64_t n);
+/* The executable-mapping count of a frame (mm/RULES.md decision 3), changed only by mm/mdl.c
+ * under its executable-mapping lock, each change a locked operation (a full fence: the
+ * count is raised before the W^X checks that follow it).  pfn_exec_raise: one more, false
+ * (nothing changed) for a frame beyond the database, which has no count to hold it to the
+ * rule, or one at PFN_EXEC_MAPS_MAX.  pfn_exec_lower: one less, returns what is left; a
+ * count of 0 is a PANIC (the bookkeeping is broken).  pfn_exec_maps reads it without the
+ * lock (0 beyond the database): the writable-mapping paths' check, after their fence. */
+bool pfn_exec_raise(pfn_t pfn);
+unsigned pfn_exec_lower(pfn_t pfn);
+static inline unsigned pfn_exec_maps(const struct pfn_entry *e)
+{
+	return e ? __atomic_load_n(&e->exec_maps, __ATOMIC_RELAXED) : 0;
+}
 /* Whether a UEFI memory type is RAM (usable after boot, or firmware-owned). */
 bool efi_type_is_ram(uint32_t type);
 

@@ -6,8 +6,10 @@
 #include "kernel/smp/klock.h"
 #include "kernel/smp/percpu.h"
 #include "mm/layout.h"
+#include "mm/pagefile.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
+#include "mm/uvm.h"
 #include "mm/vrange.h"
 
 /* Slab slot sizes; a slot holds a header, the caller's bytes and >= GUARD_MIN guard bytes. */
@@ -512,6 +514,7 @@ static void *large_alloc(bool paged, uint64_t size, uint32_t tag, bool uninit)
 	for (uint32_t i = 1; i < n; i++) {
 		memset(&pages[first + i], 0, sizeof pages[0]);
 		pages[first + i].kind = PP_LARGE_TAIL;
+		pages[first + i].paged = paged; /* pageable like the head (pageable_page) */
 		pages[first + i].npages = first; /* the head */
 	}
 	uint8_t *data = (uint8_t *)page_va(first);
@@ -520,6 +523,153 @@ static void *large_alloc(bool paged, uint64_t size, uint32_t tag, bool uninit)
 	stats.large_pages += n;
 	return data;
 }
+
+/* ---- paged pool pages (mm/RULES.md, "Paging") ----------------------------------------- */
+
+#define MM_READWRITE 4 /* the Protection field of a pool page's software PTE */
+static struct pool_paging_stats paging;
+
+/* Whether page i may leave memory: a page of a large paged-pool allocation (a slab page holds
+ * the pool's own free-slot chain, which the pool reads under its spin lock). */
+static bool pageable_page(uint32_t i)
+{
+	return pages[i].paged && (pages[i].kind == PP_LARGE_HEAD || pages[i].kind == PP_LARGE_TAIL);
+}
+
+uint64_t pool_trim_paged(void)
+{
+	uint64_t n = 0;
+	KIRQL old = klock_acquire(&lock);
+	for (uint32_t i = 0; i < va_space.nslots; i++) {
+		if (!pageable_page(i) || pages[i].user_maps)
+			continue;
+		struct pt_query q;
+		pt_query(&kernel_root, page_va(i), &q);
+		if (!q.present || q.level != 1)
+			continue;
+		pfn_t pfn = q.pa >> PAGE_SHIFT;
+		/* A locked frame (MmProbeAndLockPages of the buffer) stays, valid. */
+		if (pfn_entry(pfn)->lock_count)
+			continue;
+		pt_trim_page(&kernel_root, page_va(i), pt_transition_pte(pfn, MM_READWRITE));
+		pfn_trimmed(pfn, q.entry_pa[1]);
+		n++;
+	}
+	paging.trimmed += n;
+	klock_release(&lock, old);
+	return n;
+}
+
+/* The frame of a paged page back in its PTE, the pool's again. */
+static void map_back(uint32_t i, pfn_t pfn)
+{
+	if (!pt_map(&kernel_root, page_va(i), pfn << PAGE_SHIFT, PAGE_SIZE, POOL_RW, 0))
+		PANIC("pool map_back: the page table of 0x%lx is gone", page_va(i));
+	pfn_set_owner(pfn, page_va(i));
+}
+
+NTSTATUS pool_resolve_fault(uint64_t va)
+{
+	if (!in_pool(va))
+		return STATUS_ACCESS_VIOLATION;
+	KIRQL irql = KeGetCurrentIrql(); /* the IRQL of the access that faulted */
+	uint32_t i = page_index(va);
+	NTSTATUS st = STATUS_ACCESS_VIOLATION;
+	KIRQL old = klock_acquire(&lock);
+	for (;;) {
+		if (!pageable_page(i))
+			break;
+		struct pt_query q;
+		pt_query(&kernel_root, page_va(i), &q);
+		if (q.present) {
+			st = STATUS_SUCCESS; /* another CPU brought it back: retry */
+			break;
+		}
+		struct pt_sw sw;
+		pt_decode_software(q.level == 1 ? q.entry[1] : 0, &sw);
+		if (sw.kind != PT_SW_TRANSITION && sw.kind != PT_SW_PAGEFILE)
+			break;
+		/* Pageable memory below DISPATCH_LEVEL only, soft faults included (uvm's rule). */
+		if (irql >= DISPATCH_LEVEL) {
+			st = UVM_STATUS_PAGEABLE_AT_DISPATCH;
+			break;
+		}
+		uint64_t pte_pa = q.entry_pa[1];
+		if (sw.kind == PT_SW_TRANSITION) {
+			uint32_t slot;
+			enum pfn_take r = pfn_take_back(sw.pfn, pte_pa, &slot);
+			if (r == PFN_TAKE_GONE)
+				continue; /* repurposed meanwhile: a pagefile PTE now */
+			if (r == PFN_TAKE_BUSY) {
+				/* Another CPU's read of this page: wait for it, then retry. */
+				paging.collided_faults++;
+				klock_release(&lock, old);
+				pfn_wait_inpage(sw.pfn, pte_pa);
+				return STATUS_SUCCESS;
+			}
+			map_back(i, sw.pfn);
+			if (slot)
+				pagefile_free_slot(slot);
+			paging.soft_faults++;
+			st = STATUS_SUCCESS;
+			break;
+		}
+		/* A hard fault: a frame marked as being read, the PTE a transition PTE to it, the
+		 * pool lock released around the read (a free of the allocation first makes it
+		 * resident, so it waits for this read as a collided fault). */
+		pfn_t f = pfn_alloc_inpage(pte_pa, sw.offset, PFN_OWNER_POOL);
+		if (f == PFN_INVALID) {
+			st = STATUS_IN_PAGE_ERROR;
+			break;
+		}
+		pt_set_software(&kernel_root, page_va(i), pt_transition_pte(f, MM_READWRITE));
+		klock_release(&lock, old);
+		NTSTATUS io = pagefile_read(f, sw.offset);
+		old = klock_acquire(&lock);
+		pfn_inpage_done(f);
+		if (!NT_SUCCESS(io)) {
+			pt_set_software(&kernel_root, page_va(i), pt_pagefile_pte(0, sw.offset, MM_READWRITE));
+			pfn_free(f);
+			paging.inpage_errors++;
+			st = STATUS_IN_PAGE_ERROR;
+			break;
+		}
+		map_back(i, f);
+		pagefile_free_slot(sw.offset);
+		paging.hard_faults++;
+		st = STATUS_SUCCESS;
+		break;
+	}
+	klock_release(&lock, old);
+	return st;
+}
+
+/* Whether every page of the large allocation at head page pg is valid. */
+static bool large_resident(uint32_t pg)
+{
+	for (uint32_t k = 0; k < pages[pg].npages; k++) {
+		struct pt_query q;
+		pt_query(&kernel_root, page_va(pg + k), &q);
+		if (!q.present)
+			return false;
+	}
+	return true;
+}
+
+bool pool_make_resident(uint64_t va, uint64_t len)
+{
+	bool any = false;
+	for (uint64_t p = ALIGN_DOWN(va, PAGE_SIZE); len && p < va + len && in_pool(p); p += PAGE_SIZE) {
+		uint32_t i = page_index(p);
+		if (!pages[i].paged || (pages[i].kind != PP_LARGE_HEAD && pages[i].kind != PP_LARGE_TAIL))
+			continue;
+		any = true;
+		(void)*(volatile uint8_t *)p; /* a fault resolves (pool_resolve_fault) or stops */
+	}
+	return any;
+}
+
+void pool_get_paging_stats(struct pool_paging_stats *out) { *out = paging; }
 
 /* ---- the NT surface ---------------------------------------------------------------- */
 
@@ -783,6 +933,13 @@ static inline __attribute__((always_inline)) void pool_free(PVOID P, bool check_
 static __attribute__((noinline)) void pool_free_locked(uint64_t va, uint32_t pg, bool check_tag, ULONG Tag, KIRQL irql)
 {
 	KIRQL old = klock_acquire(&lock);
+	/* A large paged allocation is made resident first (its guard check reads its last
+	 * page, under this spin lock): its pages touched with the lock released. */
+	while (pages[pg].kind == PP_LARGE_HEAD && va == page_va(pg) && pages[pg].paged && !large_resident(pg)) {
+		klock_release(&lock, old);
+		pool_make_resident(va, (uint64_t)pages[pg].npages * PAGE_SIZE);
+		old = klock_acquire(&lock);
+	}
 	switch (pages[pg].kind) {
 	case PP_LARGE_HEAD:
 		if (va != page_va(pg))

@@ -65,6 +65,23 @@ void pool_get_stats(struct pool_stats *out);
  * count frames or pool pages: no figure depends on which classes kept a spare page. */
 void pool_trim(void);
 
+/* Paged pool (mm/RULES.md, "Paging"): the pages of large (whole-page) POOL_FLAG_PAGED /
+ * PagedPool allocations are pageable; slab pages, which hold the pool's free-slot chains,
+ * stay resident.  pool_trim_paged: every such page whose frame no lock holds gets its
+ * transition PTE and its frame goes to the modified list (the tests, the monitor, and the
+ * verifier's force-IRQL checking call it); returns how many.  pool_resolve_fault: a kernel
+ * #PF at va in the pool: STATUS_SUCCESS (resolved, soft or hard: retry), STATUS_ACCESS_VIOLATION
+ * (not a trimmed paged page), UVM_STATUS_PAGEABLE_AT_DISPATCH (at DISPATCH_LEVEL or above:
+ * 0x0A), STATUS_IN_PAGE_ERROR (the read failed).  pool_make_resident: each pageable page of
+ * [va, va + len) touched (faulted in); whether there was one. */
+uint64_t pool_trim_paged(void);
+NTSTATUS pool_resolve_fault(uint64_t va);
+bool pool_make_resident(uint64_t va, uint64_t len);
+struct pool_paging_stats {
+	uint64_t trimmed, soft_faults, hard_faults, collided_faults, inpage_errors;
+};
+void pool_get_paging_stats(struct pool_paging_stats *out);
+
 /* What one pool tag holds now. */
 struct pool_tag_usage {
 	uint32_t tag;

@@ -917,6 +917,107 @@ uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool
 	return done;
 }
 
+/* ---- software PTEs (pt.h; NT's x64 MMPTE_TRANSITION and MMPTE_SOFTWARE) ---- */
+
+#define SW_PAGEFILE_LOW_SHIFT 1
+#define SW_PAGEFILE_LOW_MASK (0xFull << SW_PAGEFILE_LOW_SHIFT)
+#define SW_PROTECTION_SHIFT 5
+#define SW_PROTECTION_MASK (0x1Full << SW_PROTECTION_SHIFT)
+#define SW_PROTOTYPE (1ull << 10)
+#define SW_TRANSITION (1ull << 11)
+#define SW_PFN_MASK 0x0000FFFFFFFFF000ull  /* PageFrameNumber, bits 12-47 */
+#define SW_PAGEFILE_HIGH_SHIFT 32
+
+void pt_decode_software(uint64_t e, struct pt_sw *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!e) {
+		out->kind = PT_SW_ZERO;
+		return;
+	}
+	if (e & E_P) {
+		out->kind = PT_SW_VALID;
+		out->pfn = (e & E_ADDR) >> PAGE_SHIFT;
+		return;
+	}
+	out->protection = (unsigned)((e & SW_PROTECTION_MASK) >> SW_PROTECTION_SHIFT);
+	if (e & SW_PROTOTYPE) {
+		out->kind = PT_SW_PROTOTYPE;
+	} else if (e & SW_TRANSITION) {
+		out->kind = PT_SW_TRANSITION;
+		out->pfn = (e & SW_PFN_MASK) >> PAGE_SHIFT;
+	} else {
+		out->pagefile = (unsigned)((e & SW_PAGEFILE_LOW_MASK) >> SW_PAGEFILE_LOW_SHIFT);
+		out->offset = (uint32_t)(e >> SW_PAGEFILE_HIGH_SHIFT);
+		out->kind = out->offset ? PT_SW_PAGEFILE : PT_SW_DEMAND_ZERO;
+	}
+}
+
+uint64_t pt_transition_pte(uint64_t pfn, unsigned protection)
+{
+	return SW_TRANSITION | ((uint64_t)(protection & 0x1F) << SW_PROTECTION_SHIFT) | ((pfn << PAGE_SHIFT) & SW_PFN_MASK);
+}
+
+uint64_t pt_pagefile_pte(unsigned pagefile, uint32_t offset, unsigned protection)
+{
+	return ((uint64_t)offset << SW_PAGEFILE_HIGH_SHIFT) | ((uint64_t)(protection & 0x1F) << SW_PROTECTION_SHIFT) |
+	       ((uint64_t)(pagefile & 0xF) << SW_PAGEFILE_LOW_SHIFT);
+}
+
+uint64_t pt_trim_page(struct pt_root *r, uint64_t va, uint64_t sw)
+{
+	assert_guarded(r, va);
+	if ((va >= USER_VA_END && r != &kernel_root) || (sw & E_P))
+		PANIC("pt_trim_page: 0x%lx is not a user or kernel page, or 0x%lx is valid", va, sw);
+	KIRQL irql;
+	bool k = kpt_take(r, va, &irql);
+	int level;
+	uint64_t *slot = find_leaf(r, va, &level);
+	if (!slot || level != 1)
+		PANIC("pt_trim_page: 0x%lx has no 4 KiB leaf", va);
+	/* One atomic step: a CPU's page walk may set A or D meanwhile (retype_locked's reason). */
+	uint64_t old = __atomic_exchange_n(slot, sw, __ATOMIC_SEQ_CST);
+	tlb_flush_range(r, va & ~(PAGE_SIZE - 1), PAGE_SIZE);
+	kpt_drop(k, irql);
+	return old;
+}
+
+void pt_set_software(struct pt_root *r, uint64_t va, uint64_t sw)
+{
+	assert_guarded(r, va);
+	if ((va >= USER_VA_END && r != &kernel_root) || (sw & E_P))
+		PANIC("pt_set_software: 0x%lx is not a user or kernel page, or 0x%lx is valid", va, sw);
+	KIRQL irql;
+	bool k = kpt_take(r, va, &irql);
+	uint64_t *slot = walk_to(r, va, 1, false, NULL);
+	if (!slot) {
+		if (sw)
+			PANIC("pt_set_software: 0x%lx has no page table", va);
+		kpt_drop(k, irql);
+		return;
+	}
+	if (*slot & E_P)
+		PANIC("pt_set_software: 0x%lx is valid (0x%lx)", va, *slot);
+	__atomic_store_n(slot, sw, __ATOMIC_SEQ_CST);
+	if (!sw) {
+		/* As unmap_locked: a table that became empty is freed after the flush. */
+		struct deferred_tables d = { .r = r, .va = va, .size = PAGE_SIZE };
+		prune(r, va, 1, &d);
+		if (d.n)
+			tlb_flush_range(r, va, PAGE_SIZE);
+		free_deferred(&d);
+	}
+	kpt_drop(k, irql);
+}
+
+bool pt_swap_software_at(uint64_t pte_pa, uint64_t expect, uint64_t sw)
+{
+	if ((expect & E_P) || (sw & E_P))
+		PANIC("pt_swap_software_at: 0x%lx -> 0x%lx is not between software PTEs", expect, sw);
+	return __atomic_compare_exchange_n((uint64_t *)phys_to_virt(pte_pa), &expect, sw, false, __ATOMIC_SEQ_CST,
+					   __ATOMIC_SEQ_CST);
+}
+
 bool pt_root_create(struct pt_root *r)
 {
 	uint64_t pa = alloc_table();

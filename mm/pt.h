@@ -96,6 +96,42 @@ static inline bool pt_is_canonical(uint64_t va)
 /* Read the translation of va; a non-canonical va is not present (level 4, no entry read). */
 void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *out);
 
+/* Software PTEs: what a user 4 KiB leaf holds while its page is not valid, in NT's x64
+ * layouts so that `pte` decodes them as WinDbg's !pte does (mm/RULES.md, "Paging"):
+ *     MMPTE_TRANSITION  Valid 0, Protection 5-9, Prototype 10 = 0, Transition 11 = 1,
+ *                       PageFrameNumber 12-47: the frame still holds the page
+ *     MMPTE_SOFTWARE    Valid 0, PageFileLow 1-4, Protection 5-9, Prototype 10 = 0,
+ *                       Transition 11 = 0, PageFileHigh 32-63: the page is at that offset of
+ *                       that pagefile (offset 0: demand zero)
+ * Protection is NT's 5-bit MM_ value (MM_READONLY 1 ... MM_NOACCESS 0x18), not PAGE_*. */
+enum pt_sw_kind { PT_SW_ZERO, PT_SW_VALID, PT_SW_TRANSITION, PT_SW_PAGEFILE, PT_SW_DEMAND_ZERO, PT_SW_PROTOTYPE };
+struct pt_sw {
+	enum pt_sw_kind kind;
+	unsigned protection;  /* MM_ value (transition, pagefile, demand zero) */
+	uint64_t pfn;         /* transition */
+	unsigned pagefile;    /* PageFileLow */
+	uint32_t offset;      /* PageFileHigh */
+};
+void pt_decode_software(uint64_t entry, struct pt_sw *out);
+uint64_t pt_transition_pte(uint64_t pfn, unsigned protection);
+uint64_t pt_pagefile_pte(unsigned pagefile, uint32_t offset, unsigned protection);
+/* The trim of one page: the present 4 KiB leaf at va (a user page, or with kernel_root a
+ * kernel one: paged pool) replaced by the not-present value sw in one atomic exchange, and flushed from every CPU that may cache it before the call
+ * returns (so nothing writes the frame through an old translation once it is on a list).
+ * Returns the leaf as it was.  Under the address-space lock; PANIC if va has no such leaf. */
+uint64_t pt_trim_page(struct pt_root *r, uint64_t va, uint64_t sw);
+/* Write the not-present value sw over the not-present 4 KiB leaf at va (a software PTE or 0;
+ * a user page, or with kernel_root a kernel one);
+ * sw 0 clears it, and the tables that became empty go (after a flush).  Under the
+ * address-space lock; PANIC if va is present or (sw not 0) has no page table. */
+void pt_set_software(struct pt_root *r, uint64_t va, uint64_t sw);
+/* The one write of a user PTE without its address-space lock: the PFN lock's holder turns
+ * the transition PTE at physical address pte_pa, which still names a standby frame the PFN
+ * database says it names, into sw (a pagefile PTE) when the frame is repurposed.  One
+ * compare-exchange; false when the PTE was not `expect` (a caller bug: the database and the
+ * PTE disagree).  A not-present entry is never cached: no flush. */
+bool pt_swap_software_at(uint64_t pte_pa, uint64_t expect, uint64_t sw);
+
 /* Change the memory type of the kernel page at va (a direct-map alias) by the SDM's
  * procedure (Vol. 3A, 11.12.4): split its leaf to 4 KiB if needed, make it not present,
  * flush it from every CPU's TLB, write it again with type t (frame, rights, A and D kept),

@@ -214,11 +214,14 @@ static PVOID map_locked(PVOID MappingAddress, ULONG PoolTag, PMDL m, MEMORY_CACH
 		return NULL;
 	/* W^X across mappings (mm/RULES.md decision 3): a writable mapping of a frame a system
 	 * mapping executes is refused, NULL as for a bad argument. */
-	if (!(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY) && mdl_frames_executable_in_ring_0(m))
+	bool write = !(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY);
+	if (write && mdl_frames_executable_in_ring_0(m))
 		return NULL;
 	mdl_check_frames(m);
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
 	bool override = false;
+	if (write && mdl_test_exec_window)
+		mdl_test_exec_window(MDL_EXEC_WINDOW_MAP, m, 0);
 	for (ULONG i = 0; i < n; i++) {
 		/* Read-only when the MDL's caller could not write its source (decision 9). */
 		struct pt_attrs a = { .write = !(m->MdlabFlags & MDLAB_MDL_SOURCE_READ_ONLY), .exec = false,
@@ -231,6 +234,13 @@ static PVOID map_locked(PVOID MappingAddress, ULONG PoolTag, PMDL m, MEMORY_CACH
 			return NULL;
 		}
 		pt_set_ptes_run(va + (uint64_t)i * PAGE_SIZE, &pfns[i], 1, a);
+	}
+	/* The second look (decision 3), as for MmMapLockedPagesSpecifyCache: the PTEs written,
+	 * a fence, the counts, in case MmProtectMdlSystemAddress on another CPU raised one after
+	 * the check above and checked before these PTEs were there. */
+	if (write && mdl_frames_executable_after_write(m)) {
+		pt_clear_ptes(va, n);
+		return NULL;
 	}
 	r->mapped += n;
 	if (r->slot) {
@@ -257,7 +267,9 @@ PVOID MmMapLockedPagesWithReservedMapping(PVOID MappingAddress, ULONG PoolTag, P
 	return p;
 }
 
-static void unmap_locked(PVOID BaseAddress, ULONG PoolTag, PMDL m)
+/* The checks of an unmap (the bug checks below), under the lock; returns the MDL that is
+ * mapped at BaseAddress (the one whose frames the PTEs hold). */
+static PMDL unmap_check(PVOID BaseAddress, ULONG PoolTag, PMDL m)
 {
 	uint64_t va = (uint64_t)BaseAddress;
 	struct reservation *r = mapping_start(va);
@@ -278,14 +290,20 @@ static void unmap_locked(PVOID BaseAddress, ULONG PoolTag, PMDL m)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10B, va, PoolTag, n);
 	if (n < mapped || !mapped)
 		KeBugCheckEx(SYSTEM_PTE_MISUSE, 0x10C, va, PoolTag, n);
+	return r->slot ? r->slot[first].mdl : r->mdl;
+}
+
+static void unmap_locked(PVOID BaseAddress, ULONG PoolTag, PMDL m)
+{
+	uint64_t va = (uint64_t)BaseAddress;
+	PMDL was = unmap_check(BaseAddress, PoolTag, m);
+	struct reservation *r = mapping_start(va);
+	ULONG n = mdl_page_count(m);
+	uint32_t first = (uint32_t)((va - r->va) >> PAGE_SHIFT);
 	/* Cleared and flushed before the return; the PTEs stay reserved for the next map.  An
-	 * executable mapping's direct-map aliases become writable again (decision 3): the
-	 * frames are those of the MDL that was mapped. */
-	ULONG executable = mdl_exec_pages(va, n);
+	 * executable mapping was ended first (MmUnmapReservedMapping). */
 	pt_clear_ptes(va, n);
 	r->mapped -= n;
-	PMDL was = r->slot ? r->slot[first].mdl : r->mdl;
-	mdl_exec_mapping_ended(MmGetMdlPfnArray(was), n, executable);
 	if (r->slot) {
 		for (ULONG i = 0; i < n; i++)
 			r->slot[first + i] = (struct slot){ 0 };
@@ -305,6 +323,17 @@ VOID MmUnmapReservedMapping(PVOID BaseAddress, ULONG PoolTag, PMDL MemoryDescrip
 	PMDL m = MemoryDescriptorList;
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_UNMAP_IRQL, (ULONG_PTR)BaseAddress, (ULONG_PTR)m);
 	KIRQL irql = klock_acquire(&lock);
+	if (mdl_ring_0_executes_any_frame()) {
+		/* An executable mapping's direct-map aliases become writable again (decision 3), the
+		 * frames those of the MDL that was mapped.  Its end step takes the
+		 * executable-mapping lock, which ranks before this one: the unmap is checked here,
+		 * the mapping ended outside, then unmapped (checked again: nothing it relies on is
+		 * changed by anyone but the reservation's owner). */
+		PMDL was = unmap_check(BaseAddress, PoolTag, m);
+		klock_release(&lock, irql);
+		mdl_exec_mapping_ending((uint64_t)BaseAddress, MmGetMdlPfnArray(was), mdl_page_count(m));
+		irql = klock_acquire(&lock);
+	}
 	unmap_locked(BaseAddress, PoolTag, m);
 	klock_release(&lock, irql);
 }

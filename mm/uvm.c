@@ -21,10 +21,23 @@
  *
  * Commit is not charged against anything: a committed page takes a frame only when it is
  * touched, and a fault that finds no free frame is an access violation.
+ *
+ * Paging (mm/RULES.md, "Paging").  A resident page of a VAD_PRIVATE range whose frame no
+ * lock holds is pageable: uvm_trim replaces its PTE by a transition PTE (NT's layout, pt.h)
+ * and gives the frame to the modified list.  Its page-array word stays as it was (the
+ * protection): the PTE is the truth for where the page is, resident, in transition (a
+ * frame on a list), in the pagefile (a slot), or nowhere (demand zero).  A fault on a
+ * transition PTE takes the frame back (soft); one on a pagefile PTE reads the slot into a
+ * new frame (hard), the address-space lock released around the read and the page marked by
+ * a transition PTE to its frame, which the PFN database says is being read, so a fault that
+ * collides with it waits, and a decommit meanwhile leaves the frame to the read's end.
  */
 #include "mm/uvm.h"
 #include "include/wdm.h"
+#include "kernel/accounting.h"
 #include "kernel/bugcheck.h"
+#include "kernel/cpu.h"
+#include "kernel/irql.h"
 #include "kernel/lib.h"
 #include "kernel/trap.h"
 #include "mm/layout.h"
@@ -32,6 +45,7 @@
 #include "mm/memtype.h"
 #include "mm/mm.h"
 #include "mm/mmproc.h"
+#include "mm/pagefile.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
 #include "mm/vad.h"
@@ -124,36 +138,226 @@ static void pages_destroy(struct vad *v)
 
 static uint64_t page_index(const struct vad *v, uint64_t va) { return (va - v->start) >> PAGE_SHIFT; }
 
-/* Make the committed page at va (in v) resident for this access: its parked frame, or a new
- * zeroed one, mapped with the page's protection.  False when the page is not committed, its
- * protection refuses the access, or no frame (or page-table frame) is left. */
-static bool page_fault_in(struct mm_process *mm, struct vad *v, uint64_t va, bool write, bool exec)
+/* ---- paging: software PTEs and the faults on them ---------------------------------- */
+
+/* What resolving a fault came to. */
+enum fault_result {
+	FR_REFUSED,      /* a real access violation */
+	FR_DONE,         /* resident: retry the access */
+	FR_RETRY,        /* something changed meanwhile: retry the access (it may fault again) */
+	FR_HARD,         /* a pagefile PTE: read it in (page_in), the lock released around it */
+	FR_BUSY,         /* a read of this page is in progress: wait for it (a collided fault) */
+	FR_INPAGE_ERROR, /* the read failed: STATUS_IN_PAGE_ERROR */
+	FR_IRQL,         /* a trimmed page touched at DISPATCH_LEVEL or above: 0x0A */
+};
+struct fault_need {
+	uint64_t va, pte_pa;
+	uint32_t slot;
+	pfn_t pfn;
+};
+
+static struct uvm_paging_stats paging;
+static NTSTATUS last_inpage_status;
+
+/* NT's 5-bit MM_ protection for the Protection field of a software PTE. */
+static unsigned mm_protection(uint32_t protect)
+{
+	switch (protect) {
+	case PAGE_READONLY:
+		return 1;
+	case PAGE_EXECUTE:
+		return 2;
+	case PAGE_EXECUTE_READ:
+		return 3;
+	case PAGE_READWRITE:
+		return 4;
+	default:
+		return 0x18; /* MM_NOACCESS */
+	}
+}
+
+/* The 4 KiB leaf of user page va as it is in the tables (valid or software), and its
+ * physical address; 0 (and *pte_pa 0) when no page table holds it. */
+static uint64_t page_leaf(struct mm_process *mm, uint64_t va, uint64_t *pte_pa)
+{
+	struct pt_query q;
+	pt_query(&mm->root, va, &q);
+	*pte_pa = q.level == 1 ? q.entry_pa[1] : 0;
+	return q.level == 1 ? q.entry[1] : 0;
+}
+
+/* A soft fault: the transition frame of the page at va back in its PTE. */
+static void map_taken_back(struct mm_process *mm, uint64_t va, pfn_t pfn, uint32_t protect, uint32_t slot)
+{
+	if (!pt_map(&mm->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfn)), 0))
+		PANIC("map_taken_back: the page table of 0x%lx is gone", va); /* its PTE was in it */
+	/* A page valid again keeps no pagefile copy (RULES "Paging": no clean re-trim). */
+	if (slot)
+		pagefile_free_slot(slot);
+	__atomic_fetch_add(&paging.soft_faults, 1, __ATOMIC_RELAXED);
+}
+
+/* A software PTE of page va (not resident, not parked) resolved as far as it can be under
+ * the lock: FR_DONE after a soft fault, FR_HARD or FR_BUSY with *need filled, FR_REFUSED
+ * for none (a demand-zero page: the caller gives it a frame). */
+static enum fault_result software_fault(struct mm_process *mm, uint64_t va, uint32_t protect, bool may_page,
+				       struct fault_need *need)
+{
+	for (;;) {
+		uint64_t pte_pa, e = page_leaf(mm, va, &pte_pa);
+		struct pt_sw sw;
+		pt_decode_software(e, &sw);
+		/* Pageable memory is touched only below DISPATCH_LEVEL (NT: 0x0A), a soft fault
+		 * included: the rule must not depend on whether the frame was still there. */
+		if (!may_page && (sw.kind == PT_SW_PAGEFILE || sw.kind == PT_SW_TRANSITION))
+			return FR_IRQL;
+		if (sw.kind == PT_SW_PAGEFILE) {
+			*need = (struct fault_need){ .va = va, .pte_pa = pte_pa, .slot = sw.offset, .pfn = PFN_INVALID };
+			return FR_HARD;
+		}
+		if (sw.kind != PT_SW_TRANSITION)
+			return FR_REFUSED;
+		uint32_t slot;
+		switch (pfn_take_back(sw.pfn, pte_pa, &slot)) {
+		case PFN_TAKE_OK:
+			map_taken_back(mm, va, sw.pfn, protect, slot);
+			return FR_DONE;
+		case PFN_TAKE_BUSY:
+			*need = (struct fault_need){ .va = va, .pte_pa = pte_pa, .pfn = sw.pfn };
+			return FR_BUSY;
+		case PFN_TAKE_GONE:
+			break; /* repurposed meanwhile: its PTE is a pagefile PTE now, read again */
+		}
+	}
+}
+
+/* Make the committed page at va (in v) resident for this access: its transition or parked
+ * frame, or a new zeroed one, mapped with the page's protection (a pagefile page: FR_HARD,
+ * for page_in).  FR_REFUSED when the page is not committed, its protection refuses the
+ * access, or no frame (or page-table frame) is left. */
+static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uint64_t va, bool write, bool exec,
+				       bool may_page, struct fault_need *need)
 {
 	struct uvm_pages *pg = pages_of(v);
 	if (!pg)
-		return false;
+		return FR_REFUSED;
 	uint64_t i = page_index(v, va), s = pg->page[i];
 	uint32_t protect = s & PS_PROTECT;
 	if (!protect_allows(protect, write, exec))
-		return false;
+		return FR_REFUSED;
 	bool parked = s & PS_PARKED;
+	if (!parked && v->kind == VAD_PRIVATE) {
+		enum fault_result r = software_fault(mm, va, protect, may_page, need);
+		if (r != FR_REFUSED)
+			return r;
+	}
 	/* W^X across privilege levels (mm/RULES.md decision 3): a parked frame ring 0 executes
 	 * is never mapped writable to ring 3; the access is an access violation.  uvm_protect and
 	 * commit refuse PAGE_READWRITE for such a frame; this is a page made PAGE_READWRITE while
 	 * parked, before its frame became executable. */
 	if (parked && protect == PAGE_READWRITE && mdl_ring_0_executes_any_frame() &&
 	    mdl_frame_executable_in_ring_0((s & PS_FRAME) >> PAGE_SHIFT))
-		return false;
+		return FR_REFUSED;
 	pfn_t pfn = parked ? (s & PS_FRAME) >> PAGE_SHIFT : pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
-		return false;
+		return FR_REFUSED;
 	if (!pt_map(&mm->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfn)), 0)) {
 		if (!parked)
 			pfn_free(pfn);
-		return false;
+		return FR_REFUSED;
 	}
 	pg->page[i] = protect;
+	return FR_DONE;
+}
+
+/* A hard fault on the pagefile page need->va, entered and left with the address-space lock
+ * held (*irql the IRQL from before it), released around the read: a frame marked as being
+ * read for the PTE (pfn_alloc_inpage), the PTE a transition PTE to it (so the trimmer
+ * passes it by, a collided fault waits, a decommit leaves the frame to this read), the slot
+ * read into it through an MDL, then the page mapped and its slot freed.  A read that fails
+ * puts the pagefile PTE back (the page is still there, only unreadable now):
+ * FR_INPAGE_ERROR.  A page decommitted during the read: FR_RETRY. */
+static enum fault_result page_in(struct mm_process *mm, const struct fault_need *need, KIRQL *irql)
+{
+	/* The read waits: it needs an IRQL below DISPATCH_LEVEL before the lock was taken. */
+	if (*irql >= DISPATCH_LEVEL)
+		return FR_REFUSED;
+	struct vad *v = vad_find(mm, need->va);
+	struct uvm_pages *pg = v ? pages_of(v) : NULL;
+	if (!pg)
+		return FR_REFUSED;
+	pfn_t pfn = pfn_alloc_inpage(need->pte_pa, need->slot, PFN_OWNER_KERNEL);
+	if (pfn == PFN_INVALID)
+		return FR_REFUSED;
+	uint32_t protect = pg->page[page_index(v, need->va)] & PS_PROTECT;
+	pt_set_software(&mm->root, need->va, pt_transition_pte(pfn, mm_protection(protect)));
+	mm_space_unlock(mm, *irql);
+	NTSTATUS st = pagefile_read(pfn, need->slot);
+	*irql = mm_space_lock(mm);
+	if (pfn_inpage_done(pfn)) {
+		/* Decommitted or released meanwhile: the frame went; the slot is this read's. */
+		pagefile_free_slot(need->slot);
+		return FR_RETRY;
+	}
+	/* Still this page's: no one else writes a transition PTE whose frame is being read, and
+	 * the VAD cannot have gone without the decommit above. */
+	v = vad_find(mm, need->va);
+	pg = pages_of(v);
+	uint64_t i = page_index(v, need->va);
+	protect = pg->page[i] & PS_PROTECT;
+	if (!NT_SUCCESS(st)) {
+		pt_set_software(&mm->root, need->va, pt_pagefile_pte(0, need->slot, mm_protection(protect)));
+		pfn_free(pfn);
+		__atomic_store_n(&last_inpage_status, st, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&paging.inpage_errors, 1, __ATOMIC_RELAXED);
+		return FR_INPAGE_ERROR;
+	}
+	pfn_t frame = pfn;
+	if (protect == PAGE_NOACCESS) {
+		/* Made NOACCESS during the read: parked, as page_set_protect would have. */
+		pt_set_software(&mm->root, need->va, 0);
+		pg->page[i] = protect | PS_PARKED | (frame << PAGE_SHIFT);
+	} else if (!pt_map(&mm->root, need->va, frame << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(frame)),
+			   0)) {
+		PANIC("page_in: the page table of 0x%lx is gone", need->va);
+	}
+	pagefile_free_slot(need->slot);
+	__atomic_fetch_add(&paging.hard_faults, 1, __ATOMIC_RELAXED);
+	return FR_DONE;
+}
+
+/* A collided fault: wait, without the lock, until the read into need->pfn for need's PTE is
+ * over (the frame no longer marked as being read for it), at PASSIVE_LEVEL with interrupts
+ * on as KeWaitForSingleObject waits.  False (nothing waited) at DISPATCH_LEVEL or above. */
+static bool wait_for_inpage(const struct fault_need *need, KIRQL irql)
+{
+	if (irql >= DISPATCH_LEVEL)
+		return false;
+	__atomic_fetch_add(&paging.collided_faults, 1, __ATOMIC_RELAXED);
+	pfn_wait_inpage(need->pfn, need->pte_pa);
 	return true;
+}
+
+/* The software PTE of page va (not resident, not parked) cleared: a transition frame freed
+ * (or left to the I/O that holds it), a pagefile slot freed. */
+static void release_software(struct mm_process *mm, uint64_t va)
+{
+	for (;;) {
+		uint64_t pte_pa, e = page_leaf(mm, va, &pte_pa);
+		struct pt_sw sw;
+		pt_decode_software(e, &sw);
+		uint32_t slot = 0;
+		if (sw.kind == PT_SW_ZERO || sw.kind == PT_SW_VALID)
+			return;
+		if (sw.kind == PT_SW_TRANSITION && !pfn_release_transition(sw.pfn, pte_pa, &slot))
+			continue; /* repurposed meanwhile: a pagefile PTE now */
+		if (sw.kind == PT_SW_PAGEFILE)
+			slot = sw.offset;
+		pt_set_software(&mm->root, va, 0);
+		if (slot)
+			pagefile_free_slot(slot);
+		return;
+	}
 }
 
 /* Give page i of v the protection `protect` (committing it if it was only reserved).  A
@@ -227,11 +431,14 @@ static void page_decommit(struct mm_process *mm, struct vad *v, struct uvm_pages
 {
 	uint64_t va = v->start + i * PAGE_SIZE;
 	pfn_t pfn = page_frame(mm, v, pg, i);
-	if (pfn != PFN_INVALID && !(pg->page[i] & PS_PARKED))
+	bool parked = pg->page[i] & PS_PARKED;
+	if (pfn != PFN_INVALID && !parked)
 		pt_unmap(&mm->root, va, PAGE_SIZE);
+	else if (!parked && v->kind == VAD_PRIVATE)
+		release_software(mm, va);
 	pg->page[i] = 0;
 	if (pfn != PFN_INVALID)
-		pfn_free(pfn);
+		pfn_free_user(pfn); /* the modified page writer may still hold it */
 }
 
 /* Remove v and everything under it: the address space's frames freed, an MDL's only
@@ -528,28 +735,31 @@ NTSTATUS ZwUnmapViewOfSection(HANDLE ProcessHandle, PVOID BaseAddress)
 
 /* ---- faults and probes ------------------------------------------------------------- */
 
-static bool resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
+static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err, bool may_page,
+				       struct fault_need *need)
 {
 	/* A protection fault on a present page, or a reserved-bit one, is real. */
 	if (!mm || (err & (PF_P | PF_RSVD)) || va >= USER_VA_END || va > mm->highest_user)
-		return false;
+		return FR_REFUSED;
 	bool exec = err & PF_ID;
 	/* The kernel never runs user code (SMEP would refuse it even once resident). */
 	if (exec && !(err & PF_U))
-		return false;
+		return FR_REFUSED;
 	struct vad *v = vad_find(mm, va);
 	if (!v)
-		return false;
+		return FR_REFUSED;
 	uint64_t page = ALIGN_DOWN(va, PAGE_SIZE);
 	struct pt_query q;
 	pt_query(&mm->root, page, &q);
 	if (q.present)
-		return false;
-	return page_fault_in(mm, v, page, err & PF_W, exec);
+		return FR_REFUSED;
+	return page_fault_in(mm, v, page, err & PF_W, exec, may_page, need);
 }
 
-static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
+static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+				    enum fault_result *stop, struct fault_need *need)
 {
+	*stop = FR_REFUSED;
 	/* Only whole pages at or below the highest user address. */
 	uint64_t room = page <= mm->highest_user ? (mm->highest_user - page + 1) / PAGE_SIZE : 0;
 	uint64_t limit = n < room ? n : room, done = 0;
@@ -564,8 +774,11 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 		if (q.present)
 			return done; /* resident, but not user-accessible or not writable */
 		struct vad *v = vad_find(mm, p);
-		if (!v || !page_fault_in(mm, v, p, write, false))
+		enum fault_result r = v ? page_fault_in(mm, v, p, write, false, true, need) : FR_REFUSED;
+		if (r != FR_DONE) {
+			*stop = r;
 			return done;
+		}
 		done++;
 	}
 	return done;
@@ -654,26 +867,176 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 
 /* A fault of the kernel on a user page while it holds this lock would recurse (0xF): nothing
  * under the lock touches user memory (mmproc.h). */
-bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
+NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err)
 {
 	if (!mm)
-		return false;
+		return STATUS_ACCESS_VIOLATION;
 	KIRQL irql = mm_space_lock(mm);
-	bool ok = resolve_fault(mm, va, err);
+	struct fault_need need;
+	enum fault_result r = resolve_fault(mm, va, err, irql < DISPATCH_LEVEL, &need);
+	if (r == FR_HARD)
+		r = page_in(mm, &need, &irql);
 	mm_space_unlock(mm, irql);
-	return ok;
+	if (r == FR_IRQL)
+		return UVM_STATUS_PAGEABLE_AT_DISPATCH;
+	if (r == FR_BUSY)
+		r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
+	if (r == FR_INPAGE_ERROR)
+		return STATUS_IN_PAGE_ERROR;
+	return r == FR_DONE || r == FR_RETRY ? STATUS_SUCCESS : STATUS_ACCESS_VIOLATION;
+}
+
+bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
+{
+	return uvm_resolve_fault_status(mm, va, err) == STATUS_SUCCESS;
 }
 
 /* The residency walk of a probe: the pages are made resident through the page tables and the
  * page arrays, never by touching them, so no fault happens under the lock. */
-uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
+uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write, NTSTATUS *why)
 {
+	*why = STATUS_SUCCESS;
 	if (!mm)
 		return 0;
 	KIRQL irql = mm_space_lock(mm);
-	uint64_t done = make_resident_pages(mm, page, n, write);
+	uint64_t done = 0;
+	while (done < n) {
+		enum fault_result r;
+		struct fault_need need;
+		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write, &r, &need);
+		if (done == n)
+			break;
+		/* A pagefile page is read in (the lock released around the read), a page being
+		 * read by another fault waited for; then the walk goes on from that page. */
+		if (r == FR_HARD) {
+			r = page_in(mm, &need, &irql);
+		} else if (r == FR_BUSY) {
+			mm_space_unlock(mm, irql);
+			r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
+			irql = mm_space_lock(mm);
+		}
+		if (r == FR_INPAGE_ERROR)
+			*why = STATUS_IN_PAGE_ERROR;
+		if (r != FR_DONE && r != FR_RETRY)
+			break;
+	}
 	mm_space_unlock(mm, irql);
+	if (done < n && *why == STATUS_SUCCESS)
+		*why = STATUS_ACCESS_VIOLATION;
 	return done;
+}
+
+uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
+{
+	NTSTATUS why;
+	return uvm_make_resident_pages_status(mm, page, n, write, &why);
+}
+
+/* ---- the trimmer (mm/RULES.md, "Paging") ------------------------------------------- */
+
+struct trim_ctx {
+	struct mm_process *mm;
+	struct uvm_trim_result *res;
+};
+
+/* Every resident page of one VAD_PRIVATE range that no lock holds leaves the working set. */
+static void trim_vad(struct vad *v, void *ctx)
+{
+	struct trim_ctx *c = ctx;
+	struct uvm_pages *pg = pages_of(v);
+	if (v->kind != VAD_PRIVATE || !pg)
+		return;
+	for (uint64_t i = 0; i < pg->npages; i++) {
+		uint64_t s = pg->page[i], va = v->start + i * PAGE_SIZE;
+		if (!(s & PS_PROTECT) || (s & PS_PARKED))
+			continue;
+		uint64_t pte_pa, e = page_leaf(c->mm, va, &pte_pa);
+		struct pt_sw sw;
+		pt_decode_software(e, &sw);
+		if (sw.kind != PT_SW_VALID)
+			continue;
+		/* A locked frame stays in the working set, valid (the rulebook's decision): the
+		 * probe locks under this lock, so the count read here cannot rise meanwhile. */
+		if (pfn_entry(sw.pfn)->lock_count) {
+			c->res->kept_locked++;
+			continue;
+		}
+		pt_trim_page(&c->mm->root, va, pt_transition_pte(sw.pfn, mm_protection(s & PS_PROTECT)));
+		pfn_trimmed(sw.pfn, pte_pa);
+		c->res->trimmed++;
+	}
+}
+
+void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res)
+{
+	memset(res, 0, sizeof *res);
+	if (!mm)
+		return;
+	struct trim_ctx c = { mm, res };
+	KIRQL irql = mm_space_lock(mm);
+	vad_for_each(mm, trim_vad, &c);
+	mm_space_unlock(mm, irql);
+	__atomic_fetch_add(&paging.trimmed, res->trimmed, __ATOMIC_RELAXED);
+}
+
+static bool trim_space(struct mm_process *mm, void *ctx)
+{
+	struct uvm_trim_result *total = ctx, res = { 0 };
+	struct trim_ctx c = { mm, &res };
+	vad_for_each(mm, trim_vad, &c); /* mm_for_each_space holds mm's lock */
+	total->trimmed += res.trimmed;
+	total->kept_locked += res.kept_locked;
+	return true;
+}
+
+uint64_t uvm_relieve_pressure(void)
+{
+	struct uvm_trim_result total = { 0 };
+	mm_for_each_space(trim_space, &total);
+	__atomic_fetch_add(&paging.trimmed, total.trimmed, __ATOMIC_RELAXED);
+	pagefile_write_modified();
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.standby;
+}
+
+static void count_vad(struct vad *v, void *ctx)
+{
+	struct trim_ctx *c = ctx;
+	struct uvm_pages *pg = pages_of(v);
+	for (uint64_t i = 0; pg && i < pg->npages; i++) {
+		uint64_t pte_pa, e = page_leaf(c->mm, v->start + i * PAGE_SIZE, &pte_pa);
+		struct pt_sw sw;
+		pt_decode_software(e, &sw);
+		if (sw.kind == PT_SW_VALID)
+			c->res->trimmed++;
+		else if (sw.kind == PT_SW_TRANSITION)
+			c->res->transition++;
+		else if (sw.kind == PT_SW_PAGEFILE)
+			c->res->pagefile++;
+	}
+}
+
+void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res)
+{
+	memset(res, 0, sizeof *res);
+	if (!mm)
+		return;
+	struct trim_ctx c = { mm, res };
+	KIRQL irql = mm_space_lock(mm);
+	vad_for_each(mm, count_vad, &c);
+	mm_space_unlock(mm, irql);
+}
+
+NTSTATUS uvm_last_inpage_status(void) { return __atomic_load_n(&last_inpage_status, __ATOMIC_RELAXED); }
+
+void uvm_get_paging_stats(struct uvm_paging_stats *out)
+{
+	out->soft_faults = __atomic_load_n(&paging.soft_faults, __ATOMIC_RELAXED);
+	out->hard_faults = __atomic_load_n(&paging.hard_faults, __ATOMIC_RELAXED);
+	out->collided_faults = __atomic_load_n(&paging.collided_faults, __ATOMIC_RELAXED);
+	out->inpage_errors = __atomic_load_n(&paging.inpage_errors, __ATOMIC_RELAXED);
+	out->trimmed = __atomic_load_n(&paging.trimmed, __ATOMIC_RELAXED);
 }
 
 bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,

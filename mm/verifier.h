@@ -5,7 +5,9 @@
  *   VF_CHECKS      (0x1, default on)  the IRQL limits and MDL-state checks, reported as bug
  *                  check 0xC4 DRIVER_VERIFIER_DETECTED_VIOLATION with NT's parameter 1;
  *   VF_DEPRECATED  (0x2, default off) calls NT's verifier flags as bad practice by
- *                  themselves: MmMapLockedPages (0x81), BugCheckOnFailure TRUE (0x82).
+ *                  themselves: MmMapLockedPages (0x81), BugCheckOnFailure TRUE (0x82);
+ *   VF_FORCE_IRQL  (0x4, default off) force IRQL checking: paged pool trimmed at every raise
+ *                  to DISPATCH_LEVEL.
  * With VF_CHECKS off, the IRQL checks are skipped; a misuse that would corrupt state still
  * stops the machine, with the code NT uses without the verifier where it has one.
  *
@@ -25,6 +27,11 @@
 
 #define VF_CHECKS 0x1u
 #define VF_DEPRECATED 0x2u
+/* Driver Verifier's "force IRQL checking": a raise to DISPATCH_LEVEL or above (KeRaiseIrql,
+ * KeAcquireSpinLock and its forms) first trims every pageable page of paged pool, so a driver
+ * that touches paged pool at DISPATCH_LEVEL stops with 0x0A every time (mm/RULES.md,
+ * "Paging").  Default off (verifier=5 turns it on with the checks). */
+#define VF_FORCE_IRQL 0x4u
 
 /* Parameter 1 of bug check 0xC4: what was violated, with Driver Verifier's values where NT
  * has one; parameters 2-4 as the raising site documents.  An IRQL limit is DISPATCH_LEVEL for

@@ -353,13 +353,13 @@ BLKFAULT_WRITE, BLKFAULT_READ, BLKFAULT_COUNT = 4096, 8192, 8
 # cases are not run (the main run's are).  "lazy": the lazy TLB policy (mm/RULES.md, "TLB
 # shootdown") on 2 CPUs, with suites that unmap and stress under it; "cpu1": the MDL, pool,
 # system-PTE and user-mapping suites on one CPU (their SMP cases skip there); "blkfault":
-# the virtio_fault suite on a disk that fails chosen sectors (blkfault_disk).
+# the virtio_fault and pager_inpage suites on a disk that fails chosen sectors (blkfault_disk).
 EXTRA_MACHINES: dict[str, tuple[int, str]] = {
-    "lazy": (2, "tlb=lazy suites=smp_lazy,smp_idle,mdl_map,mdl_release,pool,smp_stress"),
+    "lazy": (2, "tlb=lazy suites=smp_lazy,smp_idle,mdl_map,mdl_release,pool,smp_stress,smp_exec"),
     "cpu1": (1, "suites=mdl_alloc,mdl_map,mdl_partial,mdl_probe,mdl_protect,mdl_release,pool,"
                 "syspte,uvm,smp"),
     "blkfault": (2, f"blkfault={BLKFAULT_WRITE},{BLKFAULT_READ},{BLKFAULT_COUNT} "
-                    "suites=virtio_fault"),
+                    "suites=virtio_fault,pager_inpage"),
 }
 
 

@@ -650,6 +650,119 @@ static void protection_changes_keep_an_io_space_type(struct ktest *t)
 	pt_unmap(&kernel_root, va, 2 * PAGE_SIZE);
 }
 
+/* Decision 3 holds a frame to W^X by its count of executable system mappings, kept in the
+ * PFN database: a frame beyond it (I/O space) has none, so PAGE_EXECUTE(_READ) of an MDL
+ * naming one is STATUS_INVALID_PAGE_PROTECTION with the PTEs left no-execute. */
+static void execute_of_an_io_space_frame_is_refused(struct ktest *t)
+{
+	uint64_t va = scratch_kva(PAGE_SIZE, 0);
+	ASSERT_TRUE(t, mmt_va_unmapped(va));
+	uint64_t io_pa = (pfn_limit() + 0x1000) << PAGE_SHIFT;
+	struct pt_attrs uc = { .write = true, .global = true, .type = MT_UC };
+	ASSERT_TRUE(t, pt_map(&kernel_root, va, io_pa, PAGE_SIZE, uc, 0));
+	PMDL m = IoAllocateMdl((PVOID)va, PAGE_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	MmProbeAndLockPages(m, KernelMode, IoReadAccess);
+	uint8_t *sys = MmMapLockedPagesSpecifyCache(m, KernelMode, MmNonCached, NULL, FALSE,
+						    NormalPagePriority | MdlMappingNoWrite);
+	EXPECT_TRUE(t, sys != NULL);
+	if (sys) {
+		uint64_t pte = mmt_rights_of((uint64_t)sys).leaf;
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ), STATUS_INVALID_PAGE_PROTECTION);
+		EXPECT_EQ(t, mmt_rights_of((uint64_t)sys).leaf, pte);
+		EXPECT_TRUE(t, mmt_rights_of((uint64_t)sys).nx);
+	}
+	MmUnlockPages(m); /* releases the mapping */
+	IoFreeMdl(m);
+	pt_unmap(&kernel_root, va, PAGE_SIZE);
+}
+
+/* A frame takes at most PFN_EXEC_MAPS_MAX executable system mappings at once: 255 read-only
+ * mappings of one frame (MDLs built over it by hand) become executable, the next is
+ * STATUS_INSUFFICIENT_RESOURCES with its PTE still no-execute, and so is a two-page mapping
+ * whose second frame is that one, its first frame's count and alias as before; when they all
+ * end the alias is writable again and nothing counts as executable. */
+#define EXEC_MAPPINGS (PFN_EXEC_MAPS_MAX + 1)
+static void a_frame_takes_at_most_255_executable_mappings(struct ktest *t)
+{
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL a = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+	ASSERT_TRUE(t, a != NULL);
+	pfn_t pfn = MmGetMdlPfnArray(a)[0];
+	static PMDL m[EXEC_MAPPINGS];
+	static uint8_t *va[EXEC_MAPPINGS];
+	unsigned made = 0;
+	for (; made < EXEC_MAPPINGS; made++) {
+		m[made] = IoAllocateMdl(NULL, PAGE_SIZE, FALSE, FALSE, NULL);
+		if (!m[made])
+			break;
+		MmGetMdlPfnArray(m[made])[0] = pfn;
+		m[made]->MdlFlags |= MDL_PAGES_LOCKED; /* built by hand, as a driver may */
+		va[made] = MmMapLockedPagesSpecifyCache(m[made], KernelMode, MmCached, NULL, FALSE,
+							NormalPagePriority | MdlMappingNoWrite);
+		if (!va[made]) {
+			m[made]->MdlFlags &= ~MDL_PAGES_LOCKED;
+			IoFreeMdl(m[made]);
+			break;
+		}
+	}
+	EXPECT_EQ(t, made, EXEC_MAPPINGS);
+	if (made == EXEC_MAPPINGS) {
+		unsigned ok = 0;
+		for (unsigned i = 0; i < PFN_EXEC_MAPS_MAX; i++)
+			ok += MmProtectMdlSystemAddress(m[i], PAGE_EXECUTE_READ) == STATUS_SUCCESS;
+		EXPECT_EQ(t, ok, PFN_EXEC_MAPS_MAX);
+		EXPECT_FALSE(t, mmt_rights_of((uint64_t)va[PFN_EXEC_MAPS_MAX - 1]).nx);
+		uint64_t pte = mmt_rights_of((uint64_t)va[PFN_EXEC_MAPS_MAX]).leaf;
+		EXPECT_EQ(t, MmProtectMdlSystemAddress(m[PFN_EXEC_MAPS_MAX], PAGE_EXECUTE_READ),
+			  STATUS_INSUFFICIENT_RESOURCES);
+		EXPECT_EQ(t, mmt_rights_of((uint64_t)va[PFN_EXEC_MAPS_MAX]).leaf, pte);
+		EXPECT_TRUE(t, mmt_rights_of((uint64_t)va[PFN_EXEC_MAPS_MAX]).nx);
+		EXPECT_EQ(t, pfn_entry(pfn)->exec_maps, PFN_EXEC_MAPS_MAX);
+		EXPECT_FALSE(t, mmt_rights_of((uint64_t)pfn_to_virt(pfn)).write);
+		EXPECT_EQ(t, mm_audit_wx_aliases(&kernel_root, true), 0);
+
+		PMDL other = MmAllocatePagesForMdl(lo, hi, skip, PAGE_SIZE);
+		PMDL two = IoAllocateMdl(NULL, 2 * PAGE_SIZE, FALSE, FALSE, NULL);
+		uint8_t *tva = NULL;
+		if (other && two) {
+			pfn_t first = MmGetMdlPfnArray(other)[0];
+			MmGetMdlPfnArray(two)[0] = first;
+			MmGetMdlPfnArray(two)[1] = pfn;
+			two->MdlFlags |= MDL_PAGES_LOCKED;
+			tva = MmMapLockedPagesSpecifyCache(two, KernelMode, MmCached, NULL, FALSE,
+							   NormalPagePriority | MdlMappingNoWrite);
+			EXPECT_TRUE(t, tva != NULL);
+			if (tva) {
+				EXPECT_EQ(t, MmProtectMdlSystemAddress(two, PAGE_EXECUTE_READ), STATUS_INSUFFICIENT_RESOURCES);
+				EXPECT_TRUE(t, mmt_rights_of((uint64_t)tva).nx && mmt_rights_of((uint64_t)tva + PAGE_SIZE).nx);
+				EXPECT_EQ(t, pfn_entry(first)->exec_maps, 0);
+				EXPECT_TRUE(t, mmt_rights_of((uint64_t)pfn_to_virt(first)).write);
+				MmUnmapLockedPages(tva, two);
+			}
+			two->MdlFlags &= ~MDL_PAGES_LOCKED; /* never really locked */
+		} else {
+			KTEST_FAIL(t, "no MDL for the two-page mapping");
+		}
+		if (two)
+			IoFreeMdl(two);
+		if (other) {
+			MmFreePagesFromMdl(other);
+			ExFreePool(other);
+		}
+	}
+	for (unsigned i = 0; i < made; i++) {
+		MmUnmapLockedPages(va[i], m[i]);
+		m[i]->MdlFlags &= ~MDL_PAGES_LOCKED; /* never really locked */
+		IoFreeMdl(m[i]);
+	}
+	EXPECT_EQ(t, pfn_entry(pfn)->exec_maps, 0);
+	EXPECT_TRUE(t, mmt_rights_of((uint64_t)pfn_to_virt(pfn)).write);
+	EXPECT_FALSE(t, mdl_ring_0_executes_any_frame()); /* the total is back at 0 */
+	MmFreePagesFromMdl(a);
+	ExFreePool(a);
+}
+
 /* A UserMode mapping of m in the current process, or the exception's status. */
 static NTSTATUS try_map_user(PMDL m, ULONG priority, uint64_t *uva)
 {
@@ -969,6 +1082,8 @@ static struct ktest_case mdl_protect_cases[] = {
 	KTEST_CASE(mdl_without_system_mapping_is_not_mapped_view),
 	KTEST_CASE(protection_changes_keep_the_frames_type),
 	KTEST_CASE(protection_changes_keep_an_io_space_type),
+	KTEST_CASE(execute_of_an_io_space_frame_is_refused),
+	KTEST_CASE(a_frame_takes_at_most_255_executable_mappings),
 	{ 0 }
 };
 KTEST_SUITE(mdl_protect, mdl_protect_cases);

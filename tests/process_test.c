@@ -2,8 +2,10 @@
  * hardware's error code, and every frame given back at teardown. */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
+#include "kernel/bugcheck.h"
 #include "kernel/process.h"
 #include "kernel/lib.h"
+#include "mm/mmproc.h"
 #include "mm/layout.h"
 #include "mm/pt.h"
 
@@ -97,7 +99,51 @@ static void two_processes_have_separate_spaces(struct ktest *t)
 	PsDestroyProcess(b);
 }
 
+/* An ended process, for the attach cases. */
+static PEPROCESS ended_process(struct ktest *t)
+{
+	struct agent_script s;
+	agent_begin(&s);
+	agent_exit(&s, 0);
+	NTSTATUS st;
+	PEPROCESS p = agent_run(&s, 0, &st);
+	ASSERT_TRUE(t, p != NULL);
+	return p;
+}
+
+static void attaches_are_counted_and_nest(struct ktest *t)
+{
+	PEPROCESS p = ended_process(t);
+	KAPC_STATE outer, inner;
+	struct mm_process *before = mm_current();
+	EXPECT_EQ(t, p->attached, 0);
+	KeStackAttachProcess(p, &outer);
+	KeStackAttachProcess(p, &inner);
+	EXPECT_EQ(t, p->attached, 2);
+	EXPECT_TRUE(t, mm_current() == &p->mm);
+	KeUnstackDetachProcess(&inner);
+	EXPECT_EQ(t, p->attached, 1);
+	EXPECT_TRUE(t, mm_current() == &p->mm);
+	KeUnstackDetachProcess(&outer);
+	EXPECT_EQ(t, p->attached, 0);
+	EXPECT_TRUE(t, mm_current() == before);
+	PsDestroyProcess(p);
+}
+
+/* Destroying a process a CPU is still attached to would leave that CPU on a freed root:
+ * refused, whichever CPU the attach is on (the check reads the count, not this CPU). */
+static void destroying_a_process_still_attached_stops(struct ktest *t)
+{
+	PEPROCESS p = ended_process(t);
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	PsDestroyProcess(p);
+	KTEST_FAIL(t, "PsDestroyProcess returned with an attach outstanding");
+}
+
 static struct ktest_case process_cases[] = {
+	KTEST_CASE(attaches_are_counted_and_nest),
+	KTEST_DEATH_CASE(destroying_a_process_still_attached_stops, MDLAB_INTERNAL_ERROR),
 	KTEST_CASE(exit_status_comes_back),
 	KTEST_CASE(user_read_of_kernel_address_faults_0x5),
 	KTEST_CASE(user_write_to_its_read_only_params_faults_0x7),

@@ -250,6 +250,9 @@ static void tour_prints_the_tables_it_maps_every_type(struct ktest *t)
 		    "U: from ring 3\n");
 	EXPECT_TEXT(t, tour_text, "error code 0x15 = P: the page is present (a protection violation) | I/D: an "
 		    "instruction fetch | U: from ring 3\n");
+	EXPECT_TEXT(t, tour_text, "uvm_trim (MmTrimProcess-style): 1 page trimmed, 1 locked page left valid.");
+	EXPECT_TEXT(t, tour_text, "MmUnlockPages, then uvm_trim again: 2 pages trimmed, 0 locked: both leave\n");
+	EXPECT_TEXT(t, tour_text, "Transition: PFN 0x");
 	EXPECT_TEXT(t, tour_text, "tour: 4 of 4 faults caught as the rules say; counters all back; all well\n");
 	EXPECT_TRUE(t, find(tour_text, "UNEXPECTED") == NULL && find(tour_text, "FAILED") == NULL);
 }

@@ -1,6 +1,6 @@
 /*
  * Monitor commands for the memory manager: ptdump, pte, pfn, lockedpages, pat, mem, audit,
- * and the printers behind them (kernel/lab/mm_cmds.h).  Everything about a translation is read
+ * ws, trim, pagefile, and the printers behind them (kernel/lab/mm_cmds.h).  Everything about a translation is read
  * from the real page tables (pt_query, pt_for_each_leaf), the PAT from the MSR and frames
  * from the PFN database, never from bookkeeping.  Numbers are hex, as in WinDbg: with or
  * without 0x, with ` between digit groups (0xffffffff`80000000); a PID is decimal, as `ps`
@@ -14,11 +14,14 @@
 #include "mm/audit.h"
 #include "mm/layout.h"
 #include "mm/mm.h"
+#include "mm/pagefile.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
+#include "mm/pool.h"
 #include "mm/pt.h"
 #include "kernel/lab/ptdump.h"
 #include "mm/tlb.h"
+#include "mm/uvm.h"
 
 #define LOCKED_FRAMES_SHOWN 64
 
@@ -100,6 +103,46 @@ static void print_leaf_details(struct mon_out *o, uint64_t va, const struct pt_q
 		mon_printf(o, " (beyond the PFN database: MMIO)\n");
 }
 
+/* NT's names of the 5-bit MM_ protections a software PTE carries (WinDbg's !pte words). */
+static const char *mm_protection_name(unsigned p)
+{
+	static const char *const names[8] = { "NoAccess(0)", "ReadOnly",	  "Execute",	     "ExecuteRead",
+					      "ReadWrite",   "WriteCopy",	  "ExecuteReadWrite", "ExecuteWriteCopy" };
+	return p == 0x18 ? "NoAccess" : p < 8 ? names[p] : "other";
+}
+
+/* A not-present leaf that is not 0: decoded as WinDbg's !pte decodes NT's x64 software PTEs. */
+static void print_software_pte(struct mon_out *o, uint64_t e)
+{
+	struct pt_sw sw;
+	pt_decode_software(e, &sw);
+	switch (sw.kind) {
+	case PT_SW_TRANSITION: {
+		const struct pfn_entry *pe = pfn_entry(sw.pfn);
+		mon_printf(o, "  Transition: PFN 0x%lx, Protect: %x - %s (MMPTE_TRANSITION: Transition bit 11, Prototype 0)\n",
+			   sw.pfn, sw.protection, mm_protection_name(sw.protection));
+		if (pe)
+			mon_printf(o, "  frame 0x%lx: %s%s\n", sw.pfn, pfn_state_name((enum pfn_state)pe->state),
+				   (pe->flags & PFN_F_READING)   ? ", being read in"
+				   : (pe->flags & PFN_F_WRITING) ? ", being written"
+								 : "");
+		break;
+	}
+	case PT_SW_PAGEFILE:
+		mon_printf(o, "  PageFile: %u, Offset: %x, Protect: %x - %s (MMPTE_SOFTWARE: PageFileLow %u, PageFileHigh 0x%x)\n",
+			   sw.pagefile, sw.offset, sw.protection, mm_protection_name(sw.protection), sw.pagefile, sw.offset);
+		mon_printf(o, "  slot %u of the pagefile: disk byte 0x%lx (sector %lu)\n", sw.offset, pagefile_offset(sw.offset),
+			   pagefile_offset(sw.offset) / 512);
+		break;
+	case PT_SW_DEMAND_ZERO:
+		mon_printf(o, "  DemandZero, Protect: %x - %s\n", sw.protection, mm_protection_name(sw.protection));
+		break;
+	default:
+		mon_printf(o, "  Prototype PTE (sections: mdlab has none)\n");
+		break;
+	}
+}
+
 void mm_print_pte(struct mon_out *o, const struct pt_root *root, uint64_t va)
 {
 	struct pt_query q;
@@ -125,6 +168,8 @@ void mm_print_pte(struct mon_out *o, const struct pt_root *root, uint64_t va)
 	if (!q.present) {
 		mon_printf(o, "  not present at level %d (%s in the %s)\n", q.level, entry_names[q.level],
 			   table_names[q.level]);
+		if (q.level == 1 && q.entry[1])
+			print_software_pte(o, q.entry[1]);
 		return;
 	}
 	print_leaf_details(o, va, &q);
@@ -384,3 +429,95 @@ static int cmd_audit(void)
 	return 0;
 }
 MONITOR_COMMAND_BARE(audit, "run the page-table audits (W^X, memory types, PFN records, aliases)", cmd_audit);
+
+/* ---------------------------------------------------------------- ws, trim, pagefile */
+
+static void print_ws(struct mon_out *o, PEPROCESS p)
+{
+	struct uvm_trim_result ws;
+	uvm_working_set(&p->mm, &ws);
+	mon_printf(o, "process %u (%s): working set %lu pages valid (image, stack, private); trimmed: %lu in transition, %lu in the pagefile\n",
+		   p->pid, p->name, ws.trimmed, ws.transition, ws.pagefile);
+}
+
+static void print_paging(struct mon_out *o)
+{
+	struct uvm_paging_stats s;
+	uvm_get_paging_stats(&s);
+	struct pfn_stats f;
+	pfn_get_stats(&f);
+	mon_printf(o, "since boot: %lu pages trimmed, %lu soft faults, %lu hard faults (%lu collided), %lu in-page errors\n",
+		   s.trimmed, s.soft_faults, s.hard_faults, s.collided_faults, s.inpage_errors);
+	mon_printf(o, "frames: %lu free, %lu standby, %lu modified, %lu standby frames repurposed since boot\n", f.free,
+		   f.standby, f.modified, f.repurposed);
+	struct pool_paging_stats pp;
+	pool_get_paging_stats(&pp);
+	mon_printf(o, "paged pool: %lu pages trimmed, %lu soft faults, %lu hard faults (%lu collided), %lu in-page errors\n",
+		   pp.trimmed, pp.soft_faults, pp.hard_faults, pp.collided_faults, pp.inpage_errors);
+}
+
+static int cmd_ws(int argc, char **argv)
+{
+	PEPROCESS p;
+	if (argc != 2)
+		return -1;
+	int r = monitor_parse_process(argv[1], &p);
+	if (r)
+		return r;
+	print_ws(MON_CONSOLE, p);
+	print_paging(MON_CONSOLE);
+	return 0;
+}
+MONITOR_COMMAND(ws, "ws PID",
+		"a process's working set: its private pages valid, in transition and in the pagefile (PTEs read now)",
+		cmd_ws);
+
+static int cmd_trim(int argc, char **argv)
+{
+	if (argc > 2)
+		return -1;
+	struct uvm_trim_result r;
+	if (argc == 2 && !strcmp(argv[1], "pool")) {
+		kprintf("paged pool: %lu pages trimmed (the pages of whole-page paged allocations no lock holds)\n",
+			pool_trim_paged());
+	} else if (argc == 2) {
+		PEPROCESS p;
+		int e = monitor_parse_process(argv[1], &p);
+		if (e)
+			return e;
+		uvm_trim(&p->mm, &r);
+		kprintf("process %u (%s): %lu pages trimmed, %lu locked pages left valid\n", p->pid, p->name, r.trimmed,
+			r.kept_locked);
+		print_ws(MON_CONSOLE, p);
+	} else {
+		uint64_t standby = uvm_relieve_pressure();
+		kprintf("every process trimmed and the modified page writer run: %lu pages on the standby list\n", standby);
+	}
+	print_paging(MON_CONSOLE);
+	return 0;
+}
+MONITOR_COMMAND(trim, "trim [PID|pool]",
+		"trim a process's working set (its unlocked private pages to transition, frames to the modified list); "
+		"pool: paged pool's pageable pages; nothing: every process, then the modified page writer",
+		cmd_trim);
+
+static int cmd_pagefile(int argc, char **argv)
+{
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "write")))
+		return -1;
+	if (argc == 2)
+		kprintf("modified page writer: %lu pages written\n", pagefile_write_modified());
+	struct pagefile_stats s;
+	pagefile_get_stats(&s);
+	kprintf("pagefile 0: %s, disk bytes 0x%lx-0x%lx (slots 1-%u of 4 KiB; slot s at 0x%lx + s * 0x1000)\n",
+		s.attached ? "on the virtio disk" : "no disk attached", pagefile_offset(1), pagefile_offset(s.limit) - 1,
+		s.limit - 1, pagefile_offset(0));
+	kprintf("slots in use %lu; %lu writes of %lu pages (%lu failed, %lu times full), %lu reads (%lu failed)\n", s.in_use,
+		s.writes, s.pages_written, s.write_errors, s.full, s.reads, s.read_errors);
+	print_paging(MON_CONSOLE);
+	return 0;
+}
+MONITOR_COMMAND(pagefile, "pagefile [write]",
+		"the pagefile: its disk region, slots in use, the writer's and the in-page reads' counts; write: run the "
+		"modified page writer now",
+		cmd_pagefile);

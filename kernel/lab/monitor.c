@@ -234,7 +234,7 @@ static const struct {
 	const char *names[20];
 } help_groups[] = {
 	{ "the machine", { "cpu", "cpus", "memmap", "mem", "pat", "audit", "sysptes", "pool", "ps" } },
-	{ "page tables, frames and MDLs", { "pte", "ptdump", "pfn", "lockedpages", "mdl" } },
+	{ "page tables, frames and MDLs", { "pte", "ptdump", "pfn", "lockedpages", "mdl", "ws", "trim", "pagefile" } },
 	{ "live objects (made, held, released by name)",
 	  { "alloc", "build", "lock", "unlock", "map", "protect", "unmap", "free", "spawn", "objects", "db", "dd",
 	    "dq", "eb", "eq" } },

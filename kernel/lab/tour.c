@@ -12,6 +12,11 @@
  *   - the buffer mapped into agent processes at a chosen address (RequestedAddress, while
  *     attached): a ring-3 write to the NoWrite mapping faults 0x7, a ring-3 fetch 0x15, as
  *     recorded in p->fault;
+ *   - why lock (mm/RULES.md, "Paging"): a process's two pages, one locked by a driver; a trim
+ *     takes the other (its transition PTE decoded), the modified page writer writes it to the
+ *     pagefile, the allocator repurposes its frame (its PTE a pagefile PTE), a touch brings it
+ *     back (a hard fault); the locked page keeps its frame and its system mapping works at
+ *     DISPATCH_LEVEL; after the unlock a trim takes both;
  *   - everything released, and the counters compared with the start.
  *
  * After each step it prints the MDL (fields, flags by name, each frame's PFN entry), every
@@ -35,12 +40,15 @@
 #include "mm/mdl_user.h"
 #include "kernel/lab/mm_cmds.h"
 #include "mm/memtype.h"
+#include "mm/mm.h"
+#include "mm/pagefile.h"
 #include "mm/pat.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
 #include "kernel/lab/ptdump.h"
 #include "mm/syspte.h"
 #include "mm/tlb.h"
+#include "mm/uvm.h"
 
 #define TOUR_TAG 0x72756F54u /* 'Tour' */
 #define BUFFER_PAGES 2
@@ -523,6 +531,151 @@ static void user_step(struct tour *t, ULONG flags, uint64_t op, uint64_t offset,
 	print_counters(t);
 }
 
+/* ---- why lock ------------------------------------------------------------------------------ */
+
+#define WHY_VALUE0 0x6567615020656E4Ful /* "One Page" */
+#define WHY_VALUE1 0x64656B636F4C2021ul /* "! Locked" */
+
+static void why_ptes(struct tour *t, PEPROCESS p, uint64_t base)
+{
+	for (unsigned i = 0; i < 2; i++) {
+		mon_printf(t->o, "  page %u (%s):\n", i, i ? "locked by the driver" : "not locked");
+		mm_print_pte(t->o, &p->mm.root, base + i * PAGE_SIZE);
+	}
+	struct uvm_trim_result ws;
+	uvm_working_set(&p->mm, &ws);
+	mon_printf(t->o, "  working set: %lu pages valid (image and stack too), %lu in transition, %lu in the pagefile\n",
+		   ws.trimmed, ws.transition,
+		   ws.pagefile);
+}
+
+static uint64_t why_read(PEPROCESS p, uint64_t va)
+{
+	uint64_t v = 0;
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	copy_from_user(&v, va, sizeof v);
+	KeUnstackDetachProcess(&apc);
+	return v;
+}
+
+/* Every free frame taken (linked through the frames), then one more: only a standby frame can
+ * give it, so the allocator repurposes the one the writer made. */
+static void why_repurpose(struct tour *t)
+{
+	pfn_t hoard = PFN_INVALID, extra;
+	uint64_t n = 0;
+	for (;;) {
+		struct pfn_stats s;
+		pfn_get_stats(&s);
+		if (!s.free)
+			break;
+		pfn_t f = pfn_alloc(0, PFN_OWNER_KERNEL);
+		*(pfn_t *)pfn_to_virt(f) = hoard;
+		hoard = f;
+		n++;
+	}
+	extra = pfn_alloc(0, PFN_OWNER_KERNEL);
+	mon_printf(t->o, "  took all %lu free frames, then one more: pfn_alloc = PFN 0x%lx (a repurposed standby frame)\n", n,
+		   extra);
+	if (extra != PFN_INVALID)
+		pfn_free(extra);
+	while (hoard != PFN_INVALID) {
+		pfn_t next = *(pfn_t *)pfn_to_virt(hoard);
+		pfn_free(hoard);
+		hoard = next;
+	}
+}
+
+static void why_lock_step(struct tour *t)
+{
+	begin_step(t, "why lock: an unlocked page leaves, a locked one stays (mm/RULES.md, \"Paging\")");
+	PEPROCESS p = PsCreateProcess("agent", 0, NULL, 0);
+	if (!p) {
+		fail(t, "PsCreateProcess(\"agent\") returned NULL");
+		return;
+	}
+	uint64_t base = 0, size = 2 * PAGE_SIZE;
+	if (uvm_allocate(&p->mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE) != STATUS_SUCCESS) {
+		fail(t, "NtAllocateVirtualMemory in the process");
+		PsDestroyProcess(p);
+		return;
+	}
+	const uint64_t values[2] = { WHY_VALUE0, WHY_VALUE1 };
+	KAPC_STATE apc;
+	KeStackAttachProcess(p, &apc);
+	copy_to_user(base, &values[0], 8);
+	copy_to_user(base + PAGE_SIZE, &values[1], 8);
+	PMDL mdl = IoAllocateMdl((PVOID)(base + PAGE_SIZE), PAGE_SIZE, FALSE, FALSE, NULL);
+	volatile NTSTATUS st = mdl ? STATUS_SUCCESS : STATUS_INSUFFICIENT_RESOURCES;
+	__try {
+		if (mdl)
+			MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	KeUnstackDetachProcess(&apc);
+	if (st != STATUS_SUCCESS) {
+		if (mdl)
+			IoFreeMdl(mdl);
+		fail(t, "MmProbeAndLockPages of the second page");
+		PsDestroyProcess(p);
+		return;
+	}
+	uint64_t *sys = MmGetSystemAddressForMdlSafe(mdl, NormalPagePriority);
+	mon_printf(t->o, "  process %u: NtAllocateVirtualMemory of two pages at 0x%lx, a quadword written in each;\n"
+		   "  a driver probes and locks the second (MmProbeAndLockPages) and maps it at %p\n", p->pid, base, sys);
+	why_ptes(t, p, base);
+
+	struct uvm_trim_result r;
+	uvm_trim(&p->mm, &r);
+	mon_printf(t->o, "\n  uvm_trim (MmTrimProcess-style): %lu page trimmed, %lu locked page left valid.  The\n"
+		   "  unlocked page's PTE is a transition PTE (Valid 0, Transition 1, its PFN): the frame is on the\n"
+		   "  modified list, the contents still in it; the locked page's PTE is valid, its frame ACTIVE:\n",
+		   r.trimmed, r.kept_locked);
+	why_ptes(t, p, base);
+	struct pagefile_stats ps;
+	pagefile_get_stats(&ps);
+	if (ps.attached) {
+		uint64_t w = pagefile_write_modified();
+		mon_printf(t->o, "\n  the modified page writer: %lu page written to the pagefile through an MDL; its frame is\n"
+			   "  on the standby list now (clean, with its slot), the PTE still a transition PTE:\n", w);
+		why_ptes(t, p, base);
+		why_repurpose(t);
+		mon_printf(t->o, "  the frame went to someone else, so the PTE is now a pagefile PTE (PageFileHigh: the slot):\n");
+		why_ptes(t, p, base);
+	} else {
+		mon_printf(t->o, "  (no pagefile attached: the page stays in transition; `make run` attaches the disk)\n");
+	}
+	struct uvm_paging_stats s0, s1;
+	uvm_get_paging_stats(&s0);
+	uint64_t v0 = why_read(p, base);
+	uvm_get_paging_stats(&s1);
+	mon_printf(t->o, "\n  the kernel reads the unlocked page again: 0x%lx (%s), a %s fault:\n", v0,
+		   v0 == WHY_VALUE0 ? "intact" : "NOT intact", s1.hard_faults > s0.hard_faults ? "hard" : "soft");
+	if (v0 != WHY_VALUE0)
+		fail(t, "the unlocked page came back changed");
+	why_ptes(t, p, base);
+	KIRQL irql;
+	KeRaiseIrql(DISPATCH_LEVEL, &irql);
+	uint64_t v1 = *sys;
+	KeLowerIrql(irql);
+	mon_printf(t->o, "  at DISPATCH_LEVEL the driver reads the locked page through its system mapping: 0x%lx (%s);\n"
+		   "  touching a trimmed page at DISPATCH_LEVEL would be bug check 0x0A instead\n",
+		   v1, v1 == WHY_VALUE1 ? "intact" : "NOT intact");
+	if (v1 != WHY_VALUE1)
+		fail(t, "the locked page's system mapping");
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+	uvm_trim(&p->mm, &r);
+	mon_printf(t->o, "\n  MmUnlockPages, then uvm_trim again: %lu pages trimmed, %lu locked: both leave\n", r.trimmed,
+		   r.kept_locked);
+	why_ptes(t, p, base);
+	PsDestroyProcess(p);
+	mon_printf(t->o, "  PsDestroyProcess: the frames and the slot freed\n");
+	print_counters(t);
+}
+
 /* ---- the tour ------------------------------------------------------------------------------ */
 
 static void introduce(struct tour *t)
@@ -585,6 +738,7 @@ bool tour_run(struct mon_out *o, const struct tour_hooks *hooks)
 		no_execute_step(&t);
 		user_step(&t, MdlMappingNoWrite, AGENT_WRITE64, DATA_OFFSET, PF_P | PF_W | PF_U);
 		user_step(&t, 0, AGENT_EXEC, CODE_OFFSET, PF_P | PF_U | PF_ID);
+		why_lock_step(&t);
 	}
 	release_buffer(&t);
 	conclude(&t);

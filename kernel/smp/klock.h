@@ -28,6 +28,8 @@
 /* The order, outermost first.  Every rank but KLOCK_PROCESS is one lock. */
 enum klock_rank {
 	KLOCK_IO = 1,       /* kernel/io: driver, device, link and handle tables, IRP accounting */
+	KLOCK_MDL_EXEC,     /* mm/mdl.c: the begin and end steps of an executable system mapping
+			     * (decision 3) with the frames' executable-mapping counts */
 	KLOCK_MDL_USER,     /* mm/mdl_user.c: the user-mapping records, locked-page records
 			     * and charges */
 	KLOCK_PROCESS,      /* mm/mmproc.h: each process's address space (one lock a process):

@@ -115,3 +115,10 @@ pfn_t mmt_frame_in(const struct pt_root *root, uint64_t va)
 	struct mmt_rights r = mmt_rights_in(root, va);
 	return r.present ? r.pa >> PAGE_SHIFT : PFN_INVALID;
 }
+
+uint64_t mmt_raw_pte_in(const struct pt_root *root, uint64_t va)
+{
+	struct pt_query q;
+	pt_query(root, va, &q);
+	return q.level == 1 ? q.entry[1] : 0;
+}

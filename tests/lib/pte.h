@@ -90,4 +90,25 @@ pfn_t mmt_frame_in(const struct pt_root *root, uint64_t va);
  * 4.6). */
 bool mmt_present_in(const struct pt_root *r, uint64_t va, bool *write);
 
+/* NT's x64 software PTEs (MMPTE_TRANSITION, MMPTE_SOFTWARE: Windows Internals and the public
+ * symbols), decoded here with the tests' own bit positions, not mm/pt.c's: Valid 0,
+ * PageFileLow 1-4, Protection 5-9, Prototype 10, Transition 11, PageFrameNumber 12-47
+ * (transition), PageFileHigh 32-63 (pagefile). */
+#define MMT_SW_PROTOTYPE (1ull << 10)
+#define MMT_SW_TRANSITION (1ull << 11)
+static inline bool mmt_sw_is_transition(uint64_t e)
+{
+	return !(e & MMT_PTE_P) && !(e & MMT_SW_PROTOTYPE) && (e & MMT_SW_TRANSITION);
+}
+static inline uint64_t mmt_sw_transition_pfn(uint64_t e) { return (e >> 12) & ((1ull << 36) - 1); }
+static inline bool mmt_sw_is_pagefile(uint64_t e)
+{
+	return !(e & MMT_PTE_P) && !(e & (MMT_SW_PROTOTYPE | MMT_SW_TRANSITION)) && (e >> 32);
+}
+static inline uint32_t mmt_sw_pagefile_high(uint64_t e) { return (uint32_t)(e >> 32); }
+static inline unsigned mmt_sw_pagefile_low(uint64_t e) { return (unsigned)((e >> 1) & 0xF); }
+static inline unsigned mmt_sw_protection(uint64_t e) { return (unsigned)((e >> 5) & 0x1F); }
+/* The raw 4 KiB leaf of va in root's tables (valid or not), 0 when no page table holds it. */
+uint64_t mmt_raw_pte_in(const struct pt_root *root, uint64_t va);
+
 #endif

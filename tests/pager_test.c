@@ -1,0 +1,924 @@
+/*
+ * Pageable user memory and the pager (mm/RULES.md, "Paging"): a process's committed private
+ * pages trimmed from its working set, written to the pagefile on the virtio disk, their
+ * frames repurposed, and faulted back, soft and hard; a locked page left where it is.
+ *
+ * What is proven and how:
+ *   - a trim turns each unlocked page's PTE into a transition PTE naming its frame (decoded
+ *     from the real tables with tests/lib/pte.h's own NT bit positions) and puts the frame
+ *     on the modified list (the PFN database); a locked page keeps its valid PTE and its
+ *     frame, and its system mapping keeps working, a DMA read from the disk into it included;
+ *   - a fault on a transition PTE (a real #PF in the SMAP window) gives the same frame back,
+ *     counted as soft; after the unlock a second trim takes every page;
+ *   - the modified page writer writes each page to a pagefile slot (the image read from
+ *     outside: `# disk-check:`), the frame goes to standby; memory taken to the last free
+ *     frame makes the allocator repurpose those frames, and their PTEs become pagefile PTEs
+ *     naming the slot; a fault is then hard: a new frame, the data read back intact;
+ *   - a probe of paged-out pages brings them back and locks them;
+ *   - two CPUs fault the same paged-out page: the second waits for the first's read (held
+ *     at the device until both are in), one read, one frame, both see the data;
+ *   - on the blkfault machine (pager_inpage), a page whose slot the disk cannot read: the
+ *     access gets STATUS_IN_PAGE_ERROR (the #PF's vector, error code and CR2, the device's
+ *     status as the third parameter) and a probe raises it with nothing locked;
+ *   - paged pool (pager_pool): a whole-page PagedPool buffer's kernel PTEs become transition
+ *     PTEs at a trim, a touch is a soft fault, after a page-out and a repurpose a hard one; a
+ *     probe brings it back and locks it, and its MDL mapping is touched at DISPATCH_LEVEL
+ *     safely; the buffer itself touched at DISPATCH_LEVEL after a trim is 0x0A, and with the
+ *     verifier's force IRQL checking a raise trims it first, so that bug stops every time;
+ *   - every case ends with frames, standby and modified pages, slots and pool where it began.
+ */
+#include "kernel/ktest.h"
+#include "tests/lib/agent.h"
+#include "tests/lib/counters.h"
+#include "tests/lib/pattern.h"
+#include "tests/lib/pte.h"
+#include "tests/lib/vblk_req.h"
+#include "include/wdm.h"
+#include "kernel/cmdline.h"
+#include "kernel/faultcap.h"
+#include "kernel/lib.h"
+#include "kernel/printf.h"
+#include "kernel/trap.h"
+#include "kernel/process.h"
+#include "kernel/virtio/virtio_blk.h"
+#include "mm/mm.h"
+#include "mm/pagefile.h"
+#include "mm/pfn.h"
+#include "mm/pool.h"
+#include "mm/uvm.h"
+#include "mm/verifier.h"
+
+#define P PAGE_SIZE
+#define NPAGES 8u
+#define PG_SEED 0x5A6E0001u
+
+static EPROCESS proc;
+static KAPC_STATE apc;
+static bool live;
+
+static struct pt_root *root(void) { return &proc.mm.root; }
+static uint64_t raw(uint64_t va) { return mmt_raw_pte_in(root(), va); }
+
+static uint64_t commit(struct ktest *t, uint64_t pages)
+{
+	uint64_t base = 0, size = pages * P;
+	NTSTATUS st = uvm_allocate(&proc.mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	if (st != STATUS_SUCCESS) {
+		KTEST_FAIL(t, "uvm_allocate = 0x%x", (ULONG)st);
+		ktest_abort(t);
+	}
+	return base;
+}
+
+/* Page i of the buffer at base gets the pattern of seed + i, written by the kernel into the
+ * process (its demand-zero pages faulted in). */
+static void fill(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
+{
+	static uint8_t page[P];
+	KeStackAttachProcess(&proc, &apc);
+	for (unsigned i = 0; i < pages; i++) {
+		pattern_fill(page, P, seed + i);
+		EXPECT_EQ(t, copy_to_user(base + i * P, page, P), STATUS_SUCCESS);
+	}
+	KeUnstackDetachProcess(&apc);
+}
+
+/* Whether page i reads back as its pattern, read by the kernel through the process's own
+ * address (the faults it takes are the pager's). */
+static bool intact(uint64_t base, unsigned i, uint32_t seed)
+{
+	static uint8_t want[P], got[P];
+	pattern_fill(want, P, seed + i);
+	KeStackAttachProcess(&proc, &apc);
+	NTSTATUS st = copy_from_user(got, base + i * P, P);
+	KeUnstackDetachProcess(&apc);
+	return st == STATUS_SUCCESS && !memcmp(want, got, P);
+}
+
+static pfn_t frame(uint64_t va) { return mmt_frame_in(root(), va); }
+
+static struct uvm_paging_stats stats(void)
+{
+	struct uvm_paging_stats s;
+	uvm_get_paging_stats(&s);
+	return s;
+}
+
+/* An MDL of `pages` of the buffer, probed and locked for write in the process. */
+static PMDL lock(struct ktest *t, uint64_t va, unsigned pages)
+{
+	PMDL mdl = IoAllocateMdl((PVOID)va, pages * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	KeUnstackDetachProcess(&apc);
+	if (st != STATUS_SUCCESS) {
+		IoFreeMdl(mdl);
+		KTEST_FAIL(t, "MmProbeAndLockPages raised 0x%x", (ULONG)st);
+		ktest_abort(t);
+	}
+	return mdl;
+}
+
+static void unlock(PMDL mdl)
+{
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+}
+
+/* Every free frame taken (the allocator's free lists emptied), linked through the frames
+ * themselves; `extra` more asked after that, which only repurposing can give. */
+static pfn_t hoard;
+static uint64_t hoarded;
+static void hoard_all_free_frames(void)
+{
+	hoard = PFN_INVALID;
+	hoarded = 0;
+	struct pfn_stats s;
+	for (;;) {
+		pfn_get_stats(&s);
+		if (!s.free)
+			break;
+		pfn_t f = pfn_alloc(0, PFN_OWNER_TEST);
+		*(pfn_t *)pfn_to_virt(f) = hoard;
+		hoard = f;
+		hoarded++;
+	}
+}
+
+static void release_hoard(void)
+{
+	while (hoard != PFN_INVALID) {
+		pfn_t next = *(pfn_t *)pfn_to_virt(hoard);
+		pfn_free(hoard);
+		hoard = next;
+	}
+	hoarded = 0;
+}
+
+/* ---- cases ---- */
+
+static void a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft(struct ktest *t)
+{
+	uint64_t base = commit(t, NPAGES);
+	fill(t, base, NPAGES, PG_SEED);
+	pfn_t before[NPAGES];
+	for (unsigned i = 0; i < NPAGES; i++)
+		before[i] = frame(base + i * P);
+	/* A driver locks the upper half and maps it into system space. */
+	unsigned half = NPAGES / 2;
+	PMDL mdl = lock(t, base + half * P, half);
+	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
+	ASSERT_TRUE(t, sys != NULL);
+
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)half);
+	EXPECT_EQ(t, r.kept_locked, (uint64_t)half);
+	for (unsigned i = 0; i < half; i++) {
+		uint64_t e = raw(base + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), before[i]);
+		EXPECT_EQ(t, mmt_sw_protection(e), 4u); /* MM_READWRITE */
+		EXPECT_EQ(t, pfn_entry(before[i])->state, PFN_MODIFIED);
+	}
+	for (unsigned i = half; i < NPAGES; i++) {
+		EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+		EXPECT_EQ(t, frame(base + i * P), before[i]);
+		EXPECT_EQ(t, pfn_entry(before[i])->lock_count, 1u);
+	}
+	/* The locked half's system mapping still reads the data and takes a DMA from the disk:
+	 * a page written to the disk from a buffer of our own, read into the mapping. */
+	static uint8_t want[P];
+	pattern_fill(want, P, PG_SEED + half);
+	EXPECT_EQ(t, memcmp(sys, want, P), 0);
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (vi.device) {
+		struct buf w;
+		buf_make(t, &w, 1, 0, P);
+		pattern_fill(w.data, P, PG_SEED + 0x100);
+		EXPECT_EQ(t, vreq_transfer(t, vi.device, IRP_MJ_WRITE, w.mdl, P, (LONGLONG)PAGEFILE_FIRST_SECTOR * VBLK_SECTOR, NULL, NULL),
+			  STATUS_SUCCESS);
+		PMDL part = IoAllocateMdl(MmGetMdlVirtualAddress(mdl), P, FALSE, FALSE, NULL);
+		ASSERT_TRUE(t, part != NULL);
+		IoBuildPartialMdl(mdl, part, MmGetMdlVirtualAddress(mdl), P);
+		EXPECT_EQ(t, vreq_transfer(t, vi.device, IRP_MJ_READ, part, P, (LONGLONG)PAGEFILE_FIRST_SECTOR * VBLK_SECTOR, NULL, NULL),
+			  STATUS_SUCCESS);
+		IoFreeMdl(part);
+		EXPECT_EQ(t, memcmp(sys, w.data, P), 0);
+		buf_free(&w);
+		/* What the process now has in that page is what the disk gave. */
+		pattern_fill(want, P, PG_SEED + 0x100);
+		EXPECT_EQ(t, memcmp(pfn_to_virt(before[half]), want, P), 0);
+		pattern_fill(sys, P, PG_SEED + half); /* back as it was, for the checks below */
+	}
+
+	/* The unlocked half touched again: the same frames, soft faults, the data intact. */
+	struct uvm_paging_stats s0 = stats();
+	for (unsigned i = 0; i < half; i++)
+		EXPECT_TRUE(t, intact(base, i, PG_SEED));
+	EXPECT_EQ(t, stats().soft_faults - s0.soft_faults, (uint64_t)half);
+	EXPECT_EQ(t, stats().hard_faults, s0.hard_faults);
+	for (unsigned i = 0; i < half; i++) {
+		EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+		EXPECT_EQ(t, frame(base + i * P), before[i]);
+		EXPECT_EQ(t, pfn_entry(before[i])->state, PFN_ACTIVE);
+	}
+	/* Unlocked, trimmed again: everything leaves. */
+	unlock(mdl);
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)NPAGES);
+	EXPECT_EQ(t, r.kept_locked, 0u);
+	for (unsigned i = 0; i < NPAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
+	struct uvm_trim_result ws;
+	uvm_working_set(&proc.mm, &ws);
+	EXPECT_EQ(t, ws.trimmed, 0u);
+	EXPECT_EQ(t, ws.transition, (uint64_t)NPAGES);
+	/* Teardown (the case's exit) frees the frames straight from the modified list. */
+}
+
+static PDEVICE_OBJECT pagefile_disk(struct ktest *t)
+{
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (!vi.device)
+		ktest_skip(t, "no virtio-blk device (make test attaches one)");
+	ASSERT_TRUE(t, pagefile_attach(vi.device));
+	return vi.device;
+}
+
+/* Trim the buffer and write it: every page standby with a slot, its image on the disk. */
+static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed, pfn_t *frames, uint32_t *slots,
+		     bool disk_check)
+{
+	for (unsigned i = 0; i < pages; i++)
+		frames[i] = frame(base + i * P);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)pages);
+	EXPECT_EQ(t, pagefile_write_modified(), (uint64_t)pages);
+	for (unsigned i = 0; i < pages; i++) {
+		const struct pfn_entry *e = pfn_entry(frames[i]);
+		EXPECT_EQ(t, e->state, PFN_STANDBY);
+		slots[i] = e->slot;
+		EXPECT_NE(t, slots[i], 0u);
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
+		/* From outside: the harness reads the slot in the image (after the run, so only
+		 * the suite's last case to write these slots checks them). */
+		if (disk_check)
+			kprintf("# disk-check: %lu %u 0x%x\n", pagefile_offset(slots[i]) / VBLK_SECTOR, (unsigned)(P / VBLK_SECTOR), seed + i);
+	}
+}
+
+static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x200;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pfn_t frames[4];
+	uint32_t slots[4];
+	page_out(t, base, 4, seed, frames, slots, true);
+	/* The writer clusters: the four pages went in one request to four contiguous slots. */
+	struct pagefile_stats ps;
+	pagefile_get_stats(&ps);
+	uint32_t lo = slots[0], hi = slots[0];
+	for (unsigned i = 1; i < 4; i++) {
+		lo = slots[i] < lo ? slots[i] : lo;
+		hi = slots[i] > hi ? slots[i] : hi;
+	}
+	EXPECT_EQ(t, hi - lo, 3u);
+
+	/* No free frame left: the allocator repurposes the standby frames, and their PTEs
+	 * become pagefile PTEs naming the slots. */
+	hoard_all_free_frames();
+	pfn_t taken[4];
+	for (unsigned i = 0; i < 4; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t e = raw(base + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
+		EXPECT_EQ(t, mmt_sw_pagefile_high(e), slots[i]);
+		EXPECT_EQ(t, mmt_sw_pagefile_low(e), 0u);
+		EXPECT_EQ(t, mmt_sw_protection(e), 4u);
+		EXPECT_EQ(t, pfn_entry(frames[i])->state, PFN_ACTIVE);
+		EXPECT_EQ(t, pfn_entry(frames[i])->owner_kind, PFN_OWNER_TEST);
+	}
+	/* The four frames the allocator gave are the standby ones, in some order. */
+	for (unsigned i = 0; i < 4; i++) {
+		bool found = false;
+		for (unsigned k = 0; k < 4; k++)
+			found |= taken[i] == frames[k];
+		EXPECT_TRUE(t, found);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+
+	/* Touched again: hard faults, new frames read from the slots, the data intact. */
+	struct uvm_paging_stats s0 = stats();
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 4u);
+	EXPECT_EQ(t, stats().soft_faults, s0.soft_faults);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+	/* A page valid again keeps no copy: the slots are free. */
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+static void a_probe_of_paged_out_pages_brings_them_back_and_locks_them(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x300;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pfn_t frames[4];
+	uint32_t slots[4];
+	page_out(t, base, 4, seed, frames, slots, false);
+	hoard_all_free_frames();
+	pfn_t taken[4];
+	for (unsigned i = 0; i < 4; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < 4; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+
+	struct uvm_paging_stats s0 = stats();
+	PMDL mdl = lock(t, base, 4);
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 4u);
+	for (unsigned i = 0; i < 4; i++) {
+		pfn_t f = MmGetMdlPfnArray(mdl)[i];
+		EXPECT_EQ(t, frame(base + i * P), f);
+		EXPECT_EQ(t, pfn_entry(f)->lock_count, 1u);
+		static uint8_t want[P];
+		pattern_fill(want, P, seed + i);
+		EXPECT_EQ(t, memcmp(pfn_to_virt(f), want, P), 0);
+	}
+	/* Locked, the pages stay through a trim. */
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, 0u);
+	EXPECT_EQ(t, r.kept_locked, 4u);
+	unlock(mdl);
+}
+
+static void memory_pressure_pages_out_unlocked_memory_and_never_locked(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x400;
+	uint64_t base = commit(t, 8);
+	fill(t, base, 8, seed);
+	PMDL locked = lock(t, base + 4 * P, 4);
+	pfn_t lf[4];
+	for (unsigned i = 0; i < 4; i++)
+		lf[i] = MmGetMdlPfnArray(locked)[i];
+	/* Everything but two frames taken; an MDL of six pages can only be had by paging out. */
+	hoard_all_free_frames();
+	for (int i = 0; i < 2; i++) {
+		pfn_t f = hoard;
+		hoard = *(pfn_t *)pfn_to_virt(f);
+		pfn_free(f);
+	}
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL m = MmAllocatePagesForMdlEx(lo, hi, skip, 6 * P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	EXPECT_TRUE(t, m != NULL);
+	EXPECT_EQ(t, m ? MmGetMdlByteCount(m) : 0, 6 * P);
+	/* The locked half is where it was; the unlocked half was paged out. */
+	for (unsigned i = 0; i < 4; i++) {
+		EXPECT_TRUE(t, mmt_has(raw(base + (4 + i) * P), MMT_PTE_P));
+		EXPECT_EQ(t, frame(base + (4 + i) * P), lf[i]);
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+	}
+	if (m) {
+		MmFreePagesFromMdl(m);
+		ExFreePool(m);
+	}
+	release_hoard();
+	unlock(locked);
+	for (unsigned i = 0; i < 8; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+}
+
+static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x500;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pagefile_set_limit(3); /* slots 1 and 2 only */
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	EXPECT_EQ(t, s.modified, 2u);
+	EXPECT_EQ(t, s.standby, 2u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 2u);
+	pagefile_set_limit(0);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A death case: a driver touches, at DISPATCH_LEVEL, a user page the trimmer took (its
+ * frame still in transition): 0x0A with the address, the IRQL, 0 (a read) and the RIP of the
+ * load, even inside __try. */
+static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
+{
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, PG_SEED + 0x700);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	ASSERT_TRUE(t, mmt_sw_is_transition(raw(base)));
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + 0x20, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8, KTEST_P_ALL);
+	KeStackAttachProcess(&proc, &apc);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	uint8_t v;
+	struct faultcap f;
+	user_access_begin();
+	faultcap_try_load8(base + 0x20, &v, &f);
+	user_access_end();
+	KeLowerIrql(old);
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
+}
+
+/* ---- two CPUs on one page: the collided fault ---- */
+
+struct toucher {
+	uint64_t va;
+	uint64_t want[4];  /* the page's first 32 bytes */
+	volatile uint32_t done;
+	bool ok;
+};
+
+/* On another CPU, at PASSIVE_LEVEL: attached to the process, read the page (the fault). */
+static void touch_on_cpu(void *arg)
+{
+	struct toucher *w = arg;
+	KAPC_STATE a;
+	KeStackAttachProcess(&proc, &a);
+	uint64_t got[4];
+	NTSTATUS st = copy_from_user(got, w->va, sizeof got);
+	KeUnstackDetachProcess(&a);
+	w->ok = st == STATUS_SUCCESS && !memcmp(got, w->want, sizeof got);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+/* Spin (bounded, SMP_WAIT_MS) until cond(arg); whether it came true. */
+static bool wait_until(bool (*cond)(void *), void *arg)
+{
+	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
+	while (!cond(arg))
+		if (rdtsc() > end)
+			return false;
+	return true;
+}
+
+struct read_state {
+	uint64_t va;
+	uint64_t collided;
+};
+
+/* The page's PTE is a transition PTE to a frame the PFN database says is being read. */
+static bool read_in_progress(void *arg)
+{
+	struct read_state *r = arg;
+	uint64_t e = raw(r->va);
+	if (!mmt_sw_is_transition(e))
+		return false;
+	const struct pfn_entry *pe = pfn_entry(mmt_sw_transition_pfn(e));
+	return pe && (__atomic_load_n(&pe->flags, __ATOMIC_ACQUIRE) & PFN_F_READING);
+}
+
+static bool second_fault_waits(void *arg)
+{
+	struct read_state *r = arg;
+	return stats().collided_faults > r->collided;
+}
+
+static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct ktest *t)
+{
+	if (smp_cpus_online() < 3)
+		ktest_skip(t, "needs 3 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x800;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pfn_t frames[1];
+	uint32_t slots[1];
+	page_out(t, base, 1, seed, frames, slots, false);
+	hoard_all_free_frames();
+	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
+	pfn_free(taken);
+	release_hoard();
+	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+
+	struct uvm_paging_stats s0 = stats();
+	struct read_state rs = { base, s0.collided_faults };
+	struct toucher a = { .va = base }, b = { .va = base };
+	pattern_fill(a.want, sizeof a.want, seed);
+	pattern_fill(b.want, sizeof b.want, seed);
+	/* The device's answer is held: the first fault's read stays in progress until both
+	 * faults are in, whatever the timing. */
+	vblk_test_hold_completions(true);
+	ASSERT_TRUE(t, smp_work_start(1, touch_on_cpu, &a));
+	bool reading = wait_until(read_in_progress, &rs);
+	EXPECT_TRUE(t, reading);
+	bool collided = false;
+	if (reading) {
+		ASSERT_TRUE(t, smp_work_start(2, touch_on_cpu, &b));
+		collided = wait_until(second_fault_waits, &rs);
+		EXPECT_TRUE(t, collided);
+		EXPECT_FALSE(t, __atomic_load_n(&a.done, __ATOMIC_ACQUIRE) || __atomic_load_n(&b.done, __ATOMIC_ACQUIRE));
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	if (reading)
+		EXPECT_TRUE(t, smp_work_wait(2));
+	EXPECT_TRUE(t, a.ok);
+	EXPECT_TRUE(t, !reading || b.ok);
+	/* One read served both: one hard fault, one collided, the page valid, its slot free. */
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 1u);
+	EXPECT_EQ(t, stats().collided_faults - s0.collided_faults, collided ? 1u : 0u);
+	EXPECT_TRUE(t, mmt_has(raw(base), MMT_PTE_P));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+static int pager_init(struct ktest *t)
+{
+	(void)t;
+	memset(&proc, 0, sizeof proc);
+	NTSTATUS st = vblk_load();
+	if (st && st != (NTSTATUS)0xC000000E /* STATUS_NO_SUCH_DEVICE: the case skips */)
+		return 1;
+	live = mm_process_init(&proc.mm, &proc, false);
+	return live ? 0 : 1;
+}
+
+static void pager_exit(struct ktest *t)
+{
+	if (live) {
+		uvm_destroy(&proc.mm);
+		mm_process_destroy(&proc.mm);
+	}
+	live = false;
+	pagefile_set_limit(0);
+	EXPECT_TRUE(t, pagefile_attach(NULL));
+	struct vblk_info i;
+	vblk_get_info(&i);
+	if (i.device)
+		EXPECT_EQ(t, vblk_unload_driver(), STATUS_SUCCESS);
+}
+
+static struct ktest_case pager_cases[] = {
+	KTEST_CASE(a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft),
+	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
+	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
+	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
+	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
+	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	/* Last: its disk-check lines name slots the cases before it wrote too. */
+	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
+	{ 0 }
+};
+KTEST_SUITE(pager, pager_cases, .init = pager_init, .exit = pager_exit);
+
+/* ---- an in-page error from a failing device (make test's blkfault machine) ---- */
+
+static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
+{
+	char v[64];
+	if (!cmdline_get("blkfault", v, sizeof v))
+		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
+	/* blkfault=W,R,N: reads of sectors R .. R+N-1 fail.  The pagefile placed so that its
+	 * slot 1 is sector R: the write succeeds, the read back fails. */
+	uint64_t field[3] = { 0 };
+	const char *c = v;
+	for (int k = 0; k < 3; k++) {
+		while (*c >= '0' && *c <= '9')
+			field[k] = field[k] * 10 + (uint64_t)(*c++ - '0');
+		if (*c == ',')
+			c++;
+	}
+	uint64_t bad_read = field[1];
+	ASSERT_TRUE(t, field[2] >= P / VBLK_SECTOR && bad_read >= P / VBLK_SECTOR);
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (!vi.device)
+		ktest_skip(t, "no virtio-blk device");
+	ASSERT_TRUE(t, pagefile_attach_at(vi.device, bad_read - P / VBLK_SECTOR));
+
+	uint32_t seed = PG_SEED + 0x600;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, pagefile_write_modified(), 1u);
+	hoard_all_free_frames();
+	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
+	pfn_free(taken);
+	release_hoard();
+	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+	EXPECT_EQ(t, mmt_sw_pagefile_high(raw(base)), 1u);
+	EXPECT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
+
+	/* The kernel's read of the page in its SMAP window: the #PF the CPU raised, the
+	 * exception STATUS_IN_PAGE_ERROR with (read, address, the device's status). */
+	struct uvm_paging_stats s0 = stats();
+	struct faultcap f = { 0 };
+	volatile ULONG_PTR info[3] = { 0 };
+	volatile ULONG nparams = 0;
+	KeStackAttachProcess(&proc, &apc);
+	__try {
+		user_access_begin();
+		(void)*(volatile uint8_t *)(base + 0x10);
+		user_access_end();
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		faultcap_record(&f, GetExceptionRecord(), GetExceptionTrapFrame());
+		nparams = GetExceptionRecord()->NumberParameters;
+		for (int k = 0; k < 3; k++)
+			info[k] = GetExceptionRecord()->ExceptionInformation[k];
+	}
+	KeUnstackDetachProcess(&apc);
+	EXPECT_TRUE(t, f.faulted && f.from_cpu);
+	EXPECT_EQ(t, f.vector, VEC_PAGE_FAULT);
+	EXPECT_EQ(t, f.error_code, 0u);
+	EXPECT_EQ(t, f.cr2, base + 0x10);
+	EXPECT_EQ(t, f.status, STATUS_IN_PAGE_ERROR);
+	EXPECT_EQ(t, nparams, 3u);
+	EXPECT_EQ(t, info[0], (ULONG_PTR)EXCEPTION_READ_FAULT);
+	EXPECT_EQ(t, info[1], base + 0x10);
+	EXPECT_EQ(t, info[2], (ULONG_PTR)(ULONG)STATUS_DEVICE_DATA_ERROR);
+	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 1u);
+	/* The page is still in the pagefile, where a later read could find it. */
+	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+
+	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked. */
+	uint64_t locked = mmt_locked_frames();
+	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	KeUnstackDetachProcess(&apc);
+	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
+	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	IoFreeMdl(mdl);
+	/* The teardown (the case's exit) frees the slot. */
+}
+
+/* Ring 3 reads its own page whose slot the disk cannot read: the #PF from ring 3 (error code
+ * U, the address), and the process ends with STATUS_IN_PAGE_ERROR as its exception. */
+#define RING3_VA 0x30000000ul
+
+static void ring_3_gets_status_in_page_error_for_an_unreadable_page(struct ktest *t)
+{
+	char v[64];
+	if (!cmdline_get("blkfault", v, sizeof v))
+		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
+	uint64_t field[3] = { 0 };
+	const char *c = v;
+	for (int k = 0; k < 3; k++) {
+		while (*c >= '0' && *c <= '9')
+			field[k] = field[k] * 10 + (uint64_t)(*c++ - '0');
+		if (*c == ',')
+			c++;
+	}
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (!vi.device)
+		ktest_skip(t, "no virtio-blk device");
+	ASSERT_TRUE(t, pagefile_attach_at(vi.device, field[1] - P / VBLK_SECTOR));
+	struct agent_script script;
+	agent_begin(&script);
+	uint32_t op = agent_read64(&script, RING3_VA + 0x18);
+	PEPROCESS p = agent_create(&script, 0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t base = RING3_VA, size = P;
+	EXPECT_EQ(t, uvm_allocate(&p->mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
+	uint64_t value = 0x1122334455667788ull;
+	KAPC_STATE a;
+	KeStackAttachProcess(p, &a);
+	EXPECT_EQ(t, copy_to_user(RING3_VA + 0x18, &value, sizeof value), STATUS_SUCCESS);
+	KeUnstackDetachProcess(&a);
+	struct uvm_trim_result r;
+	uvm_trim(&p->mm, &r);
+	EXPECT_GE(t, r.trimmed, 1u);
+	EXPECT_GE(t, pagefile_write_modified(), 1u);
+	hoard_all_free_frames();
+	pfn_t taken[32];
+	unsigned ntaken = 0;
+	while (ntaken < 32 && mmt_sw_is_transition(mmt_raw_pte_in(&p->mm.root, RING3_VA)))
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
+	release_hoard();
+	uint64_t e = mmt_raw_pte_in(&p->mm.root, RING3_VA);
+	EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
+	EXPECT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, field[1]);
+
+	NTSTATUS st = PsRunProcess(p);
+	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
+	EXPECT_TRUE(t, p->fault.happened);
+	EXPECT_EQ(t, p->fault.vector, VEC_PAGE_FAULT);
+	EXPECT_EQ(t, p->fault.error_code, (uint64_t)PF_U);
+	EXPECT_EQ(t, p->fault.address, RING3_VA + 0x18);
+	uint64_t got = 0;
+	EXPECT_FALSE(t, ps_report(p, AGENT_KEY(op, 0), &got));
+	PsDestroyProcess(p);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+static struct ktest_case pager_inpage_cases[] = {
+	KTEST_CASE(an_in_page_error_is_raised_to_the_access_and_to_the_probe),
+	KTEST_CASE(ring_3_gets_status_in_page_error_for_an_unreadable_page),
+	{ 0 }
+};
+KTEST_SUITE(pager_inpage, pager_inpage_cases, .init = pager_init, .exit = pager_exit);
+
+/* ---- paged pool ---- */
+
+#define PP_TAG 0x6C6F5050u /* 'PPol' */
+#define PP_PAGES 3u
+
+static uint64_t kraw(uint64_t va) { return mmt_raw_pte_in(&kernel_root, va); }
+
+static struct pool_paging_stats pstats(void)
+{
+	struct pool_paging_stats s;
+	pool_get_paging_stats(&s);
+	return s;
+}
+
+static uint8_t *paged_buffer(struct ktest *t, uint32_t seed)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, PP_PAGES * P, PP_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pattern_fill(b + i * P, P, seed + i);
+	return b;
+}
+
+static bool paged_intact(const uint8_t *b, uint32_t seed)
+{
+	static uint8_t want[P];
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		pattern_fill(want, P, seed + i);
+		if (memcmp(b + i * P, want, P)) /* the kernel's own reads: the faults are the pool's */
+			return false;
+	}
+	return true;
+}
+
+static void paged_pool_pages_leave_and_come_back_soft_and_hard(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x900;
+	uint8_t *b = paged_buffer(t, seed);
+	pfn_t before[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		before[i] = mmt_frame_of((uint64_t)b + i * P);
+	/* A nonpaged buffer stays whatever happens. */
+	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG);
+	ASSERT_TRUE(t, np != NULL);
+
+	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		uint64_t e = kraw((uint64_t)b + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), before[i]);
+		EXPECT_EQ(t, pfn_entry(before[i])->state, PFN_MODIFIED);
+	}
+	EXPECT_TRUE(t, mmt_has(kraw((uint64_t)np), MMT_PTE_P));
+	struct pool_paging_stats s0 = pstats();
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, (uint64_t)PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_EQ(t, mmt_frame_of((uint64_t)b + i * P), before[i]);
+
+	/* Out to the pagefile, the frames repurposed: pagefile PTEs, then hard faults. */
+	pool_trim_paged();
+	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
+	hoard_all_free_frames();
+	pfn_t taken[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
+	s0 = pstats();
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	/* Trimmed again and freed: the free brings it back first. */
+	pool_trim_paged();
+	ExFreePoolWithTag(b, PP_TAG);
+	ExFreePoolWithTag(np, PP_TAG);
+}
+
+static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0xA00;
+	uint8_t *b = paged_buffer(t, seed);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
+	PMDL mdl = IoAllocateMdl(b, PP_PAGES * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	__try {
+		MmProbeAndLockPages(mdl, KernelMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	ASSERT_EQ(t, st, STATUS_SUCCESS);
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
+		EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[i])->lock_count, 1u);
+	}
+	/* Locked, the pages stay through a trim, and the MDL's mapping reads at DISPATCH_LEVEL. */
+	pool_trim_paged();
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
+	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
+	ASSERT_TRUE(t, sys != NULL);
+	static uint8_t want[P];
+	pattern_fill(want, P, seed + 2);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	bool same = !memcmp(sys + 2 * P, want, P);
+	KeLowerIrql(old);
+	EXPECT_TRUE(t, same);
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES); /* unlocked: they leave */
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
+/* Death: a driver touches its paged pool at DISPATCH_LEVEL after a trim: 0x0A (the
+ * address, DISPATCH_LEVEL, 0: a read, the RIP of the load). */
+static void paged_pool_touched_at_dispatch_after_a_trim_is_0x0a(struct ktest *t)
+{
+	uint8_t *b = paged_buffer(t, PG_SEED + 0xB00);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + P)));
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + P + 8, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	faultcap_load8((uint64_t)b + P + 8);
+	KeLowerIrql(old);
+	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned");
+}
+
+/* Death: the same driver bug with the page still resident: found only because the verifier's
+ * force IRQL checking trims paged pool at the raise. */
+static void force_irql_checking_catches_paged_pool_at_dispatch(struct ktest *t)
+{
+	uint8_t *b = paged_buffer(t, PG_SEED + 0xC00);
+	ASSERT_TRUE(t, mmt_has(kraw((uint64_t)b), MMT_PTE_P));
+	verifier_set_flags(verifier_get_flags() | VF_FORCE_IRQL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 0x10, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KSPIN_LOCK l;
+	KeInitializeSpinLock(&l);
+	KIRQL old;
+	KeAcquireSpinLock(&l, &old);
+	faultcap_load8((uint64_t)b + 0x10);
+	KeReleaseSpinLock(&l, old);
+	KTEST_FAIL(t, "the load under the spin lock returned");
+}
+
+static int pool_case_init(struct ktest *t) { return pager_init(t); }
+
+static struct ktest_case pager_pool_cases[] = {
+	KTEST_CASE(paged_pool_pages_leave_and_come_back_soft_and_hard),
+	KTEST_CASE(probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping),
+	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
+	{ 0 }
+};
+KTEST_SUITE(pager_pool, pager_pool_cases, .init = pool_case_init, .exit = pager_exit);
