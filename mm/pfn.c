@@ -323,13 +323,18 @@ static pfn_t alloc_locked(unsigned flags, enum pfn_owner owner)
 
 /* alloc_locked's frame for a request that needs no zeroing: the dirty list's head, else the
  * zeroed list's, taken as take() would with the owner's word set too.  The head has no
- * predecessor, so unlinking it is one store to its successor. */
+ * predecessor, so unlinking it is one store to its successor.  With both lists empty, a
+ * standby frame is repurposed, as alloc_locked does. */
 static pfn_t alloc_dirty_locked(enum pfn_owner owner, uint64_t owner_id)
 {
 	struct pfn_list *l = dirty_list.head != PFN_LINK_NIL ? &dirty_list : &zeroed_list;
 	pfn_t pfn = l->head;
-	if (pfn == PFN_LINK_NIL)
-		return PFN_INVALID;
+	if (pfn == PFN_LINK_NIL) {
+		pfn = repurpose_standby(0, owner);
+		if (pfn != PFN_INVALID)
+			db[pfn].owner = owner_id;
+		return pfn;
+	}
 	struct pfn_entry *e = &db[pfn];
 	l->head = e->next;
 	if (e->next != PFN_LINK_NIL)
@@ -467,17 +472,18 @@ void pfn_free_run(pfn_t first, uint64_t count)
 	klock_release(&pfn_lock, irql);
 }
 
-/* free_locked's common case, inline: an ACTIVE frame with no lock and no type but WB (or
- * none) goes to the dirty list as make_free puts it; any other frame takes free_locked, which
- * stops the machine or frees a page table. */
+/* free_locked's common case, inline: an ACTIVE frame with no lock, no executable mapping, no
+ * paging I/O and no type but WB (or none) goes to the dirty list as make_free puts it; any
+ * other frame takes free_locked, which stops the machine or frees a page table. */
 static inline __attribute__((always_inline)) void free_frame_locked(pfn_t pfn)
 {
 	struct pfn_entry *e = &db[pfn];
-	if (__builtin_expect(pfn >= db_limit || e->state != PFN_ACTIVE || e->lock_count ||
+	if (__builtin_expect(pfn >= db_limit || e->state != PFN_ACTIVE || e->lock_count || e->exec_maps || e->flags ||
 			     (e->memtype != MT_WB && e->memtype != MT_NONE), 0)) {
 		free_locked(pfn);
 		return;
 	}
+	e->slot = 0;
 	count_by_state[PFN_ACTIVE]--;
 	count_by_state[PFN_FREE]++;
 	e->state = PFN_FREE;
