@@ -483,7 +483,8 @@ static inline __attribute__((always_inline)) void free_frame_locked(pfn_t pfn)
 		free_locked(pfn);
 		return;
 	}
-	e->slot = 0;
+	/* An ACTIVE frame with no paging flags has slot 0 already (every path out of
+	 * transition or an in-page read clears it). */
 	count_by_state[PFN_ACTIVE]--;
 	count_by_state[PFN_FREE]++;
 	e->state = PFN_FREE;
