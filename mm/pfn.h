@@ -24,6 +24,7 @@
 #define MM_PFN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
 #include "mm/layout.h"
@@ -206,7 +207,14 @@ static inline unsigned pfn_exec_maps(const struct pfn_entry *e)
 /* Whether a UEFI memory type is RAM (usable after boot, or firmware-owned). */
 bool efi_type_is_ram(uint32_t type);
 
-const struct pfn_entry *pfn_entry(pfn_t pfn); /* NULL beyond the database */
+/* NULL beyond the database.  Inline (every free of an MDL's frames reads each frame's
+ * entry): pfn.c's pointer and extent through a const view, set once by pfn_init. */
+extern const struct pfn_entry *pfn_db_view;
+extern pfn_t pfn_db_view_limit;
+static inline const struct pfn_entry *pfn_entry(pfn_t pfn)
+{
+	return pfn < pfn_db_view_limit ? &pfn_db_view[pfn] : NULL;
+}
 bool pfn_is_ram(pfn_t pfn);
 /* Whether RAM frame `pfn` stays put while something maps it: locked by MmProbeAndLockPages,
  * kernel or firmware memory, or allocated to an owner (pool, an MDL, a stack...).  False for
