@@ -258,8 +258,9 @@ static void free_frames(const pfn_t *pfns, uint64_t n)
 
 /* Allocate the frames of an MmAllocatePagesForMdl(Ex) request for MDL m into out[], each
  * recorded as m's; returns how many. */
-static uint64_t allocate_frames(PMDL m, pfn_t low, pfn_t high, uint64_t skip_pages, uint64_t want, ULONG flags,
-				pfn_t *out)
+static inline __attribute__((always_inline)) uint64_t allocate_frames(PMDL m, pfn_t low, pfn_t high,
+								      uint64_t skip_pages, uint64_t want,
+								      ULONG flags, pfn_t *out)
 {
 	unsigned zero = (flags & MM_DONT_ZERO_ALLOCATION) ? 0 : PFN_ALLOC_ZERO;
 	uint64_t got = 0;
@@ -276,10 +277,12 @@ static uint64_t allocate_frames(PMDL m, pfn_t low, pfn_t high, uint64_t skip_pag
 		pfn_set_owner_frames(out, got, (uint64_t)m);
 		return got;
 	}
-	/* [Low, High], then the window moved up by Skip, and so on while RAM remains. */
-	for (uint64_t k = 0; got < want; k++) {
+	/* [Low, High] (a window above RAM gets nothing there), then the window moved up by
+	 * Skip, and so on while RAM remains. */
+	got = pfn_alloc_batch_in(low, high, want, zero, PFN_OWNER_MDL, (uint64_t)m, out);
+	for (uint64_t k = 1; got < want && skip_pages; k++) {
 		pfn_t lo = low + k * skip_pages, hi = high + k * skip_pages;
-		if (lo >= pfn_limit() || (k && !skip_pages))
+		if (lo >= pfn_limit())
 			break;
 		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	}
@@ -309,6 +312,10 @@ static bool allocation_request_is_valid(uint64_t low, uint64_t high, uint64_t sk
  * could not be typed: the caller frees them all (free_frames releases the types given). */
 static bool adopt_frames(const pfn_t *pfns, uint64_t n, enum memtype type)
 {
+	/* The allocator hands out WB frames only (pfn.h: a frame comes off a free list WB, the
+	 * direct map's type), so MmCached has nothing to change, frame by frame. */
+	if (type == MT_WB)
+		return true;
 	if (type == MT_NONE) {
 		memtype_make_untyped_frames(pfns, n);
 		return true;
@@ -319,8 +326,10 @@ static bool adopt_frames(const pfn_t *pfns, uint64_t n, enum memtype type)
 	return true;
 }
 
-static PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High, PHYSICAL_ADDRESS Skip,
-				   SIZE_T TotalBytes, enum memtype type, ULONG Flags)
+/* Inline into its two callers: one call level less on the allocation's path. */
+static inline __attribute__((always_inline)) PMDL allocate_pages_for_mdl(PHYSICAL_ADDRESS Low, PHYSICAL_ADDRESS High,
+									 PHYSICAL_ADDRESS Skip,
+									 SIZE_T TotalBytes, enum memtype type, ULONG Flags)
 {
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PAGES_FOR_MDL_IRQL, DISPATCH_LEVEL, 0);
 	uint64_t skip = (uint64_t)Skip.QuadPart;

@@ -280,6 +280,18 @@ void mdl_user_note_unlock(PMDL Mdl)
 	klock_release(&records, irql);
 }
 
+/* The count under the records lock, out of line: the common call below returns before
+ * any of its registers need saving. */
+static __attribute__((noinline)) uint32_t count_mappings(PMDL Mdl)
+{
+	uint32_t n = 0;
+	KIRQL irql = klock_acquire(&records);
+	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
+		n += um->mdl == Mdl;
+	klock_release(&records, irql);
+	return n;
+}
+
 uint32_t mdl_user_mapping_count(PMDL Mdl)
 {
 	/* No user mapping anywhere (the common free of an MDL): nothing to count, no lock, as
@@ -287,12 +299,7 @@ uint32_t mdl_user_mapping_count(PMDL Mdl)
 	 * caller's race, which the lock would not order either. */
 	if (!__atomic_load_n(&all_mappings, __ATOMIC_RELAXED))
 		return 0;
-	uint32_t n = 0;
-	KIRQL irql = klock_acquire(&records);
-	for (struct user_mapping *um = all_mappings; um; um = um->next_all)
-		n += um->mdl == Mdl;
-	klock_release(&records, irql);
-	return n;
+	return count_mappings(Mdl);
 }
 
 /* ---- mapping ------------------------------------------------------------------------ */

@@ -10,6 +10,10 @@
 
 static struct pfn_entry *db;
 static pfn_t db_limit;
+/* The const view pfn.h's inline pfn_entry() reads: the same pointer and extent, written once
+ * by pfn_init. */
+const struct pfn_entry *pfn_db_view;
+pfn_t pfn_db_view_limit;
 
 /* Free lists: frames known to read as zero, and the rest. */
 struct pfn_list {
@@ -38,7 +42,6 @@ const char *pfn_owner_name(enum pfn_owner o)
 	return o < sizeof owner_names / sizeof owner_names[0] ? owner_names[o] : "?";
 }
 
-const struct pfn_entry *pfn_entry(pfn_t pfn) { return pfn < db_limit ? &db[pfn] : NULL; }
 bool pfn_is_ram(pfn_t pfn) { return pfn < db_limit && db[pfn].state != PFN_NOT_RAM; }
 pfn_t pfn_limit(void) { return db_limit; }
 
@@ -238,6 +241,8 @@ void pfn_init(const struct mdlab_bootinfo *bi)
 	/* Every frame of RAM starts WB (the direct map's type); the rest have no type. */
 	for (pfn_t p = 0; p < db_limit; p++)
 		db[p].memtype = db[p].state == PFN_NOT_RAM ? MT_NONE : MT_WB;
+	pfn_db_view = db;
+	pfn_db_view_limit = db_limit;
 }
 
 static bool in_range(uint64_t pa, uint64_t base, uint64_t size)
@@ -316,6 +321,36 @@ static pfn_t alloc_locked(unsigned flags, enum pfn_owner owner)
 	return take(pfn, flags, owner) ? pfn | PFN_ZERO_PENDING : pfn;
 }
 
+/* alloc_locked's frame for a request that needs no zeroing: the dirty list's head, else the
+ * zeroed list's, taken as take() would with the owner's word set too.  The head has no
+ * predecessor, so unlinking it is one store to its successor.  With both lists empty, a
+ * standby frame is repurposed, as alloc_locked does. */
+static pfn_t alloc_dirty_locked(enum pfn_owner owner, uint64_t owner_id)
+{
+	struct pfn_list *l = dirty_list.head != PFN_LINK_NIL ? &dirty_list : &zeroed_list;
+	pfn_t pfn = l->head;
+	if (pfn == PFN_LINK_NIL) {
+		pfn = repurpose_standby(0, owner);
+		if (pfn != PFN_INVALID)
+			db[pfn].owner = owner_id;
+		return pfn;
+	}
+	struct pfn_entry *e = &db[pfn];
+	l->head = e->next;
+	if (e->next != PFN_LINK_NIL)
+		db[e->next].prev = PFN_LINK_NIL;
+	e->next = PFN_LINK_NIL;
+	l->count--;
+	count_by_state[e->state]--;
+	count_by_state[PFN_ACTIVE]++;
+	e->state = PFN_ACTIVE;
+	e->owner_kind = owner;
+	e->owner = owner_id;
+	e->lock_count = 0;
+	e->memtype = MT_WB;
+	return pfn;
+}
+
 pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
@@ -371,6 +406,13 @@ uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flag
 	if (high >= db_limit)
 		high = db_limit - 1;
 	/* The whole database: the free lists serve it in O(1) a frame. */
+	if (low == 0 && high == db_limit - 1 && !(flags & PFN_ALLOC_ZERO)) {
+		/* Nothing to zero (MM_DONT_ZERO_ALLOCATION): the owner recorded as each is taken. */
+		while (got < count && (out[got] = alloc_dirty_locked(owner, owner_id)) != PFN_INVALID)
+			got++;
+		klock_release(&pfn_lock, irql);
+		return got;
+	}
 	if (low == 0 && high == db_limit - 1) {
 		while (got < count && (out[got] = alloc_locked(flags, owner)) != PFN_INVALID)
 			got++;
@@ -430,11 +472,33 @@ void pfn_free_run(pfn_t first, uint64_t count)
 	klock_release(&pfn_lock, irql);
 }
 
+/* free_locked's common case, inline: an ACTIVE frame with no lock, no executable mapping, no
+ * paging I/O and no type but WB (or none) goes to the dirty list as make_free puts it; any
+ * other frame takes free_locked, which stops the machine or frees a page table. */
+static inline __attribute__((always_inline)) void free_frame_locked(pfn_t pfn)
+{
+	struct pfn_entry *e = &db[pfn];
+	if (__builtin_expect(pfn >= db_limit || e->state != PFN_ACTIVE || e->lock_count || e->exec_maps || e->flags ||
+			     (e->memtype != MT_WB && e->memtype != MT_NONE), 0)) {
+		free_locked(pfn);
+		return;
+	}
+	/* An ACTIVE frame with no paging flags has slot 0 already (every path out of
+	 * transition or an in-page read clears it). */
+	count_by_state[PFN_ACTIVE]--;
+	count_by_state[PFN_FREE]++;
+	e->state = PFN_FREE;
+	e->owner_kind = PFN_OWNER_NONE;
+	e->owner = 0;
+	e->memtype = MT_WB;
+	list_push(&dirty_list, pfn);
+}
+
 void pfn_free_frames(const pfn_t *pfns, uint64_t n)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
 	for (uint64_t i = 0; i < n; i++)
-		free_locked(pfns[i]);
+		free_frame_locked(pfns[i]);
 	klock_release(&pfn_lock, irql);
 }
 

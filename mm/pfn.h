@@ -24,6 +24,7 @@
 #define MM_PFN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
 #include "mm/layout.h"
@@ -206,7 +207,14 @@ static inline unsigned pfn_exec_maps(const struct pfn_entry *e)
 /* Whether a UEFI memory type is RAM (usable after boot, or firmware-owned). */
 bool efi_type_is_ram(uint32_t type);
 
-const struct pfn_entry *pfn_entry(pfn_t pfn); /* NULL beyond the database */
+/* NULL beyond the database.  Inline (every free of an MDL's frames reads each frame's
+ * entry): pfn.c's pointer and extent through a const view, set once by pfn_init. */
+extern const struct pfn_entry *pfn_db_view;
+extern pfn_t pfn_db_view_limit;
+static inline const struct pfn_entry *pfn_entry(pfn_t pfn)
+{
+	return pfn < pfn_db_view_limit ? &pfn_db_view[pfn] : NULL;
+}
 /* The locks on a frame that keep its page where it is (MmProbeAndLockPages and the kernel's
  * own lockers): its lock count less the modified page writer's hold, which only keeps the
  * frame for the write (a free or a trim meanwhile is taken care of at the write's end:

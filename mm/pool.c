@@ -4,6 +4,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/smp/klock.h"
+#include "kernel/smp/percpu.h"
 #include "mm/layout.h"
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
@@ -14,6 +15,7 @@
 /* Slab slot sizes; a slot holds a header, the caller's bytes and >= GUARD_MIN guard bytes. */
 static const uint32_t class_size[] = { 32, 64, 128, 256, 512, 1024, 2048 };
 #define NCLASSES (sizeof class_size / sizeof class_size[0])
+_Static_assert(NCLASSES == KCPU_POOL_CLASSES, "kcpu.pool_kept has one block per class");
 #define GUARD_MIN 8
 
 #define MAGIC_LIVE 0x4556494Cu /* "LIVE" */
@@ -59,13 +61,25 @@ static uint32_t spare[2][NCLASSES];
 static struct pool_stats stats;
 
 #define TAG_SLOTS 64
-static struct pool_tag_usage tags[TAG_SLOTS];
+/* A tag's count: `word` is the tag (high half) and its live allocations (low half), changed
+ * only by compare-exchange, so an add can never land on a slot that meanwhile went to another
+ * tag; `bytes` is an atomic add, made while the allocation is counted in the word (after the
+ * add, before the take-away). */
+struct tag_count {
+	uint64_t word;
+	int64_t bytes;
+};
+static struct tag_count tags[TAG_SLOTS];
 
 /* The pool lock (mm/RULES.md, "Locks"): the VA space, the page records, the slab chains,
  * the tag and byte counters.  Taken inside the allocation and free routines and the queries
  * below, after the IRQL and argument checks; it is held while the pool maps or unmaps its
  * pages (the kernel page-table and PFN locks come after it). */
 static struct klock lock = KLOCK_INIT(KLOCK_POOL);
+
+static bool lock_is_mine(void) { return klock_held_here(&lock); }
+static KIRQL pool_lock(void) { return klock_acquire(&lock); }
+static void pool_unlock(KIRQL old) { klock_release(&lock, old); }
 
 static uint64_t page_va(uint32_t i) { return KVA_POOL_BASE + (uint64_t)i * PAGE_SIZE; }
 static uint32_t page_index(uint64_t va) { return (va - KVA_POOL_BASE) / PAGE_SIZE; }
@@ -90,40 +104,90 @@ void pool_init(void)
 
 /* The slot count_tag found last: a tag is in one slot at most, so when that slot still holds
  * the tag it is the one the scan would find (an allocation and its free, or a loop of them,
- * count the same tag back to back: no scan then). */
+ * count the same tag back to back: no scan then).  A hint, read and written without the lock. */
 static int last_tag_slot;
 
-static void count_tag(uint32_t tag, int64_t bytes, int delta)
+static uint32_t word_tag(uint64_t w) { return (uint32_t)(w >> 32); }
+
+/* One more (delta +1) or one fewer (-1) live allocation of `tag` in slot i, if the slot holds
+ * the tag (and, to take one away, counts one). */
+static inline __attribute__((always_inline)) bool tag_slot_add(int i, uint32_t tag, int64_t bytes, int delta)
 {
-	struct pool_tag_usage *last = &tags[last_tag_slot];
-	if (last->tag == tag) {
-		last->allocs += delta;
-		last->bytes += bytes;
-		return;
-	}
-	int freeslot = -1;
-	for (int i = 0; i < TAG_SLOTS; i++) {
-		if (tags[i].tag == tag) {
-			tags[i].allocs += delta;
-			tags[i].bytes += bytes;
-			last_tag_slot = i;
-			return;
-		}
-		if (freeslot < 0 && !tags[i].allocs)
-			freeslot = i;
-	}
-	if (freeslot >= 0 && delta > 0) {
-		tags[freeslot].tag = tag;
-		tags[freeslot].allocs = delta;
-		tags[freeslot].bytes = bytes;
-		last_tag_slot = freeslot;
-	}
+	struct tag_count *c = &tags[i];
+	uint64_t w = __atomic_load_n(&c->word, __ATOMIC_RELAXED);
+	do {
+		if (word_tag(w) != tag || (delta < 0 && !(uint32_t)w))
+			return false;
+	} while (!__atomic_compare_exchange_n(&c->word, &w, w + (uint64_t)(int64_t)delta, true, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
+	__atomic_store_n(&last_tag_slot, i, __ATOMIC_RELAXED);
+	return true;
 }
 
-static void account(uint32_t tag, uint64_t size, int delta)
+/* A slot with no live allocation given to `tag`, counting one, under the pool lock (so a tag
+ * gets one slot: every claim is made there, after a scan that found none).  False when the
+ * table is full (the tag goes uncounted, its frees find nothing to take away). */
+static bool tag_claim_locked(uint32_t tag, int64_t bytes)
 {
-	stats.bytes_in_use += delta > 0 ? size : -size;
-	stats.allocations += delta;
+	for (int i = 0; i < TAG_SLOTS; i++) {
+		if (tag_slot_add(i, tag, bytes, +1))
+			return true; /* claimed meanwhile (before the lock) */
+	}
+	for (int i = 0; i < TAG_SLOTS; i++) {
+		uint64_t w = __atomic_load_n(&tags[i].word, __ATOMIC_RELAXED);
+		/* An add to the slot's old tag between the load and the exchange fails it. */
+		while (!(uint32_t)w) {
+			if (__atomic_compare_exchange_n(&tags[i].word, &w, (uint64_t)tag << 32 | 1, false,
+							__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+				__atomic_fetch_add(&tags[i].bytes, bytes, __ATOMIC_RELAXED);
+				__atomic_store_n(&last_tag_slot, i, __ATOMIC_RELAXED);
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+static bool lock_is_mine(void);
+static KIRQL pool_lock(void);
+static void pool_unlock(KIRQL old);
+
+/* Count an allocation (+1, bytes > 0) or its free (-1) under its tag: the slot found last,
+ * else a scan, without the lock; a tag with no slot gets one under the lock (taken here when
+ * the caller does not hold it). */
+static __attribute__((noinline)) void count_tag_scan(uint32_t tag, int64_t bytes, int delta, int last);
+
+static inline __attribute__((always_inline)) void count_tag(uint32_t tag, int64_t bytes, int delta)
+{
+	int last = __atomic_load_n(&last_tag_slot, __ATOMIC_RELAXED);
+	if (__builtin_expect(!tag_slot_add(last, tag, bytes, delta), 0))
+		count_tag_scan(tag, bytes, delta, last);
+}
+
+/* count_tag when the slot found last holds another tag: out of line. */
+static void count_tag_scan(uint32_t tag, int64_t bytes, int delta, int last)
+{
+	for (int i = 0; i < TAG_SLOTS; i++)
+		if (i != last && tag_slot_add(i, tag, bytes, delta))
+			return;
+	if (delta < 0)
+		return;
+	if (lock_is_mine()) {
+		tag_claim_locked(tag, bytes);
+		return;
+	}
+	KIRQL old = pool_lock();
+	tag_claim_locked(tag, bytes);
+	pool_unlock(old);
+}
+
+/* The byte and allocation counts are atomic adds: the per-CPU fast paths (below) count
+ * without the lock. */
+static inline __attribute__((always_inline)) void account(uint32_t tag, uint64_t size, int delta)
+{
+	__atomic_fetch_add(&stats.bytes_in_use, delta > 0 ? size : -size, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&stats.allocations, (uint64_t)(int64_t)delta, __ATOMIC_RELAXED);
 	count_tag(tag, delta > 0 ? (int64_t)size : -(int64_t)size, delta);
 }
 
@@ -225,12 +289,90 @@ static uint32_t new_slab(bool paged, unsigned cls)
 	return pg;
 }
 
+/* The smallest class whose slot holds the header, `size` bytes and GUARD_MIN guard bytes
+ * (size < POOL_SMALL_MAX): the classes are the powers of two from 32, so it is the bit
+ * length of slot - 1, less 5. */
+static unsigned class_of(uint32_t size)
+{
+	uint32_t slot = sizeof(struct pool_header) + size + GUARD_MIN;
+	return slot <= class_size[0] ? 0 : 32 - __builtin_clz(slot - 1) - 5;
+}
+
+typedef uint64_t __attribute__((may_alias)) pool_word;
+#define WORD_OF(byte) (0x0101010101010101ull * (uint8_t)(byte))
+
+/* Store v into n words from w: eight a step, then four, two and one as n's low bits say
+ * (volatile: kept as stores, not made back into a memset call); returns the word after. */
+static inline __attribute__((always_inline)) pool_word *store_words(pool_word *w, uint32_t n, uint64_t v)
+{
+	volatile pool_word *x = w;
+	for (; n >= 8; n -= 8, x += 8)
+		for (int i = 0; i < 8; i++)
+			x[i] = v;
+	if (n & 4) {
+		x[0] = v;
+		x[1] = v;
+		x[2] = v;
+		x[3] = v;
+		x += 4;
+	}
+	if (n & 2) {
+		x[0] = v;
+		x[1] = v;
+		x += 2;
+	}
+	if (n & 1)
+		*x++ = v;
+	return (pool_word *)x;
+}
+
+/* A slot's bytes after its header: `size` bytes of `fill` (0, or the uninitialized
+ * pattern), then the guard pattern to the end of the slot.  Word stores: the slot is 16-byte
+ * aligned and a few words long, where two `rep stosb` would spend more on starting up (tens
+ * of cycles each on hardware) than on storing; the large allocations' pages keep memset. */
+static inline __attribute__((always_inline)) void fill_slot(uint8_t *data, uint32_t size, uint32_t bytes, uint8_t fill)
+{
+	const uint64_t f = WORD_OF(fill), g = WORD_OF(POOL_GUARD_PATTERN);
+	pool_word *w = store_words((pool_word *)data, size / 8, f);
+	if (size % 8) /* the word the data ends in: its low bytes data, the rest guard */
+		*w++ = (f & ((1ull << (size % 8 * 8)) - 1)) | (g & ~((1ull << (size % 8 * 8)) - 1));
+	store_words(w, (uint32_t)((pool_word *)(data + bytes) - w), g);
+}
+
+/* Whether a slot's guard, from data + size to its end (a word boundary), is intact: the
+ * word the data ends in compared under a mask, then whole words (fill_slot's layout), four a
+ * step, then two and one as the count's low bits say. */
+static inline __attribute__((always_inline)) bool slot_guard_intact(const uint8_t *data, uint32_t size,
+								     const uint8_t *end)
+{
+	const uint64_t g = WORD_OF(POOL_GUARD_PATTERN);
+	const pool_word *w = (const pool_word *)(data + size / 8 * 8), *e = (const pool_word *)end;
+	uint64_t diff = 0;
+	if (size % 8)
+		diff = (*w++ ^ g) & ~((1ull << (size % 8 * 8)) - 1);
+	uint64_t n = (uint64_t)(e - w);
+	for (; n >= 4; n -= 4, w += 4)
+		diff |= (w[0] ^ g) | (w[1] ^ g) | (w[2] ^ g) | (w[3] ^ g);
+	if (n & 2) {
+		diff |= (w[0] ^ g) | (w[1] ^ g);
+		w += 2;
+	}
+	if (n & 1)
+		diff |= *w ^ g;
+	return !diff;
+}
+
+static void slot_to_chain(uint32_t pg, struct pool_header *h);
+static void drain_kept_locked(void);
+
 static void *slab_alloc(bool paged, uint32_t size, uint32_t tag, bool uninit)
 {
-	unsigned cls = 0;
-	while (sizeof(struct pool_header) + size + GUARD_MIN > class_size[cls])
-		cls++;
+	unsigned cls = class_of(size);
 	uint32_t pg = partial[paged][cls];
+	if (pg == VRANGE_NONE) {
+		drain_kept_locked(); /* a free slot some CPU keeps, before a new page */
+		pg = partial[paged][cls];
+	}
 	if (pg == VRANGE_NONE && (pg = new_slab(paged, cls)) == VRANGE_NONE)
 		return NULL;
 	struct pool_page *p = &pages[pg];
@@ -249,9 +391,107 @@ static void *slab_alloc(bool paged, uint32_t size, uint32_t tag, bool uninit)
 	h->magic = MAGIC_LIVE;
 	h->flags = uninit ? HDR_UNINIT : 0;
 	uint8_t *data = (uint8_t *)(h + 1);
-	memset(data, uninit ? POOL_UNINIT_PATTERN : 0, size);
-	memset(data + size, POOL_GUARD_PATTERN, class_size[cls] - sizeof *h - size);
+	fill_slot(data, size, class_size[cls] - sizeof *h, uninit ? POOL_UNINIT_PATTERN : 0);
 	return data;
+}
+
+/* ---- each CPU's kept blocks ---------------------------------------------------------- */
+
+/*
+ * The small blocks' per-processor fast path, as NT's per-processor lookaside lists for small
+ * pool blocks (one block deep): ExFreePool of a small block that passes every check (a live
+ * slot's start, its tag, no user mapping, its guard intact) leaves it in this CPU's
+ * kcpu.pool_kept[paged][class], and this CPU's next allocation of that class takes it, both
+ * by atomic exchange, neither under the pool lock.  The block given out is still zeroed (or
+ * patterned) and guarded as any other.  What counts does not see the difference: the free
+ * takes the block's bytes and tag count away at once (the byte, allocation and tag counts are
+ * atomic, below), its header says FREE (a second free of it is 0x07, as on the chain), and
+ * only the slab page record still counts it; every use of the page records that reports or
+ * gives pages back (pool_trim, pool_get_stats, a class with no free slot left) first puts
+ * every CPU's kept blocks back on their chains (drain_kept_locked).  A free that fails a
+ * check, and any large block, takes the locked path, which says what is wrong.
+ */
+
+/* Set by a free that kept a block, after the exchange; cleared by drain_kept_locked before it
+ * looks, so a block kept meanwhile sets it again. */
+static uint32_t kept_maybe;
+
+/* Under the lock: every CPU's kept blocks back on their chains (one load when none is). */
+static void drain_kept_locked(void)
+{
+	if (!__atomic_load_n(&kept_maybe, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&kept_maybe, 0, __ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < smp_cpus_online(); i++)
+		for (int paged = 0; paged < 2; paged++)
+			for (unsigned c = 0; c < NCLASSES; c++) {
+				void **kept = &kcpus[i].pool_kept[paged][c];
+				if (!__atomic_load_n(kept, __ATOMIC_RELAXED))
+					continue;
+				uint8_t *data = __atomic_exchange_n(kept, NULL, __ATOMIC_ACQUIRE);
+				if (data)
+					slot_to_chain(page_index((uint64_t)data), (struct pool_header *)data - 1);
+			}
+}
+
+/* This CPU's kept block of the class, given out as slab_alloc gives a slot; NULL if none. */
+static void *alloc_kept(bool paged, uint32_t size, uint32_t tag, bool uninit)
+{
+	unsigned cls = class_of(size);
+	void **kept = &this_cpu()->pool_kept[paged][cls];
+	if (!__atomic_load_n(kept, __ATOMIC_RELAXED))
+		return NULL;
+	uint8_t *data = __atomic_exchange_n(kept, NULL, __ATOMIC_ACQUIRE);
+	if (!data)
+		return NULL;
+	struct pool_header *h = (struct pool_header *)data - 1;
+	/* Its guard, from the size it had to the slot's end, was found intact when it was freed
+	 * (free_kept): only the words up to that size are written again, the guard beyond them
+	 * stays as it is (a block of the same size again writes its data and nothing else). */
+	uint32_t before = h->size;
+	h->tag = tag;
+	h->size = size;
+	h->flags = uninit ? HDR_UNINIT : 0;
+	uint32_t upto = (size > before ? size : before) + 7;
+	fill_slot(data, size, upto - upto % 8, uninit ? POOL_UNINIT_PATTERN : 0);
+	account(tag, size, +1);
+	__atomic_store_n(&h->magic, MAGIC_LIVE, __ATOMIC_RELEASE);
+	return data;
+}
+
+/* The block a CPU kept before, back on its chain under the lock (out of line: the fast
+ * path's callers save no registers for it). */
+static __attribute__((noinline)) void kept_to_chain(uint8_t *data)
+{
+	KIRQL irql = klock_acquire(&lock);
+	slot_to_chain(page_index((uint64_t)data), (struct pool_header *)data - 1);
+	klock_release(&lock, irql);
+}
+
+/* ExFreePool's fast path for va in slab page pg: true when the block passed every check and
+ * is freed, kept by this CPU (the block it kept before goes back to its chain).  False
+ * changes nothing: the locked path looks again and stops the machine with what is wrong. */
+static inline __attribute__((always_inline)) bool free_kept(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
+{
+	const struct pool_page *p = &pages[pg];
+	unsigned cls = p->cls;
+	uint32_t sz = class_size[cls], off = (uint32_t)(va - page_va(pg));
+	if (off < sizeof(struct pool_header) || (off - sizeof(struct pool_header)) % sz)
+		return false;
+	struct pool_header *h = (struct pool_header *)va - 1;
+	if (__atomic_load_n(&h->magic, __ATOMIC_ACQUIRE) != MAGIC_LIVE || (check_tag && h->tag != Tag) ||
+	    __atomic_load_n(&p->user_maps, __ATOMIC_RELAXED) ||
+	    !slot_guard_intact((uint8_t *)va, h->size, (uint8_t *)h + sz))
+		return false;
+	uint32_t live = MAGIC_LIVE;
+	if (!__atomic_compare_exchange_n(&h->magic, &live, MAGIC_FREE, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		return false; /* freed meanwhile by another CPU: the locked path finds it freed */
+	account(h->tag, h->size, -1);
+	uint8_t *old = __atomic_exchange_n(&this_cpu()->pool_kept[p->paged][cls], (void *)va, __ATOMIC_ACQ_REL);
+	__atomic_store_n(&kept_maybe, 1, __ATOMIC_SEQ_CST);
+	if (old)
+		kept_to_chain(old);
+	return true;
 }
 
 /* ---- large ------------------------------------------------------------------------- */
@@ -450,6 +690,11 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 		KeBugCheckEx(BAD_POOL_CALLER, 0x9B, pool_type_for_bugcheck, size, caller);
 	if (size > 0xFFFFFFFFul - PAGE_SIZE)
 		return NULL;
+	if (size < POOL_SMALL_MAX) {
+		void *kept = alloc_kept(paged, (uint32_t)size, tag, uninit);
+		if (kept)
+			return kept;
+	}
 	KIRQL old = klock_acquire(&lock);
 	void *p = size < POOL_SMALL_MAX ? slab_alloc(paged, (uint32_t)size, tag, uninit)
 					: large_alloc(paged, size, tag, uninit);
@@ -461,6 +706,14 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 
 PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)
 {
+	/* Nonpaged, 1 to POOL_SMALL_MAX - 1 bytes, tagged, at or below DISPATCH_LEVEL (every check
+	 * of pool_alloc passed): this CPU's kept block of the class, when it has one. */
+	if ((Flags & ~POOL_FLAG_UNINITIALIZED) == POOL_FLAG_NON_PAGED && NumberOfBytes - 1 < POOL_SMALL_MAX - 1 && Tag &&
+	    KeGetCurrentIrql() <= DISPATCH_LEVEL) {
+		void *kept = alloc_kept(false, (uint32_t)NumberOfBytes, Tag, Flags & POOL_FLAG_UNINITIALIZED);
+		if (kept)
+			return kept;
+	}
 	POOL_FLAGS type = Flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_NON_PAGED_EXECUTE | POOL_FLAG_PAGED);
 	void *p = NULL;
 	/* Exactly one pool type; executable pool would be writable and executable (W^X). */
@@ -585,15 +838,29 @@ static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag, KIRQL
 {
 	struct pool_page *p = &pages[pg];
 	struct pool_header *h = live_slot(pg, va);
-	uint32_t sz = class_size[p->cls], off = (uint32_t)((uint64_t)h - page_va(pg));
+	uint32_t sz = class_size[p->cls];
 	if (check_tag && h->tag != Tag)
 		KeBugCheckEx(BAD_POOL_CALLER, 0x0A, va, h->tag, Tag);
 	if (p->user_maps)
 		KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va,
 			     p->user_maps, 0);
-	check_guard((uint8_t *)va + h->size, (uint8_t *)h + sz, va, irql);
+	if (!slot_guard_intact((uint8_t *)va, h->size, (uint8_t *)h + sz))
+		check_guard((uint8_t *)va + h->size, (uint8_t *)h + sz, va, irql); /* names the byte */
+	/* LIVE to FREE by one compare-exchange, as free_kept's: of two frees of one block, on
+	 * any CPUs, the one that comes second finds it freed (0x07). */
+	uint32_t live = MAGIC_LIVE;
+	if (!__atomic_compare_exchange_n(&h->magic, &live, MAGIC_FREE, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, *(uint64_t *)h, va);
 	account(h->tag, h->size, -1);
-	h->magic = MAGIC_FREE;
+	slot_to_chain(pg, h);
+}
+
+/* Put the freed slot h of slab page pg (its header says FREE, its counts are taken away) at
+ * the head of its page's free chain; a page left with no slot in use goes back at once. */
+static void slot_to_chain(uint32_t pg, struct pool_header *h)
+{
+	struct pool_page *p = &pages[pg];
+	uint32_t off = (uint32_t)((uint64_t)h - page_va(pg));
 	bool was_full = !p->free_off;
 	*(uint32_t *)(h + 1) = p->free_off; /* the freed slot heads the chain */
 	p->free_off = off | OFF_PRESENT;
@@ -616,6 +883,7 @@ static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag, KIRQL
 void pool_trim(void)
 {
 	KIRQL old = klock_acquire(&lock);
+	drain_kept_locked();
 	for (int paged = 0; paged < 2; paged++)
 		for (unsigned c = 0; c < NCLASSES; c++) {
 			uint32_t pg = spare[paged][c];
@@ -644,9 +912,11 @@ static ULONG_PTR pool_type_of(uint64_t va)
 	return p->paged ? PagedPool : NonPagedPoolNx;
 }
 
+static void pool_free_locked(uint64_t va, uint32_t pg, bool check_tag, ULONG Tag, KIRQL irql);
+
 /* ExFreePool(WithTag): the caller's IRQL and address checked, then the allocation freed as
  * what its page says it is. */
-static void pool_free(PVOID P, bool check_tag, ULONG Tag)
+static inline __attribute__((always_inline)) void pool_free(PVOID P, bool check_tag, ULONG Tag)
 {
 	uint64_t va = (uint64_t)P;
 	KIRQL irql = KeGetCurrentIrql();
@@ -658,6 +928,14 @@ static void pool_free(PVOID P, bool check_tag, ULONG Tag)
 	if (!in_pool(va))
 		KeBugCheckEx(BAD_POOL_CALLER, 0x42, va, 0, 0);
 	uint32_t pg = page_index(va);
+	if (pages[pg].kind == PP_SLAB && free_kept(pg, va, check_tag, Tag))
+		return;
+	pool_free_locked(va, pg, check_tag, Tag, irql);
+}
+
+/* pool_free's locked path (out of line: the fast path above saves no registers for it). */
+static __attribute__((noinline)) void pool_free_locked(uint64_t va, uint32_t pg, bool check_tag, ULONG Tag, KIRQL irql)
+{
 	KIRQL old = klock_acquire(&lock);
 	/* A large paged allocation is made resident first (its guard check reads its last
 	 * page, under this spin lock): its pages touched with the lock released. */
@@ -739,6 +1017,7 @@ void pool_note_user_mapping(uint64_t va, uint64_t size, int delta)
 void pool_get_stats(struct pool_stats *out)
 {
 	KIRQL old = klock_acquire(&lock);
+	drain_kept_locked();
 	*out = stats;
 	out->va_pages = va_space.nslots;
 	out->va_pages_free = va_space.free_slots;
@@ -749,12 +1028,16 @@ unsigned pool_get_tags(struct pool_tag_usage *out, unsigned max)
 {
 	unsigned n = 0;
 	KIRQL old = klock_acquire(&lock);
-	for (int i = 0; i < TAG_SLOTS && n < max; i++)
-		if (tags[i].allocs)
-			out[n++] = tags[i];
+	for (int i = 0; i < TAG_SLOTS && n < max; i++) {
+		uint64_t w = __atomic_load_n(&tags[i].word, __ATOMIC_RELAXED);
+		if ((uint32_t)w)
+			out[n++] = (struct pool_tag_usage){ .tag = word_tag(w), .allocs = (uint32_t)w,
+							    .bytes = (uint64_t)__atomic_load_n(&tags[i].bytes,
+												__ATOMIC_RELAXED) };
+	}
 	klock_release(&lock, old);
 	return n;
 }
 
-static uint64_t pool_bytes(void) { return stats.bytes_in_use; }
+static uint64_t pool_bytes(void) { return __atomic_load_n(&stats.bytes_in_use, __ATOMIC_RELAXED); }
 ACCOUNTING_COUNTER(pool_bytes, "pool bytes in use", pool_bytes);

@@ -6,7 +6,9 @@
  * POOL_SMALL_MAX bytes gets whole pages, page-aligned, followed by an unmapped guard page;
  * smaller ones come from slab pages of fixed slot sizes, each slot a 16-byte header, the
  * caller's bytes and at least 8 guard bytes.  Guard bytes are checked on free.  A slab page
- * whose slots are all free goes back to the page allocator at once.
+ * whose slots are all free goes back to the page allocator at once.  Each CPU keeps the small
+ * block it freed last of each class for its next allocation of that class (mm/RULES.md pool
+ * rule P3; counted as freed, drained by pool_trim and pool_get_stats).
  *
  * Misuse is a bug check with NT's codes:
  *   BAD_POOL_CALLER (0xC2)  0x00 zero bytes; 0x07 double free (0, header, address);

@@ -17,6 +17,8 @@
 #include "mm/layout.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
+#include "kernel/smp/percpu.h"
+#include "kernel/smp/smp.h"
 
 #define MAKE_TAG(a, b, c, d) ((ULONG)(a) | (ULONG)(b) << 8 | (ULONG)(c) << 16 | (ULONG)(d) << 24)
 #define TAG_TEST MAKE_TAG('T', 'p', 'o', 'l')
@@ -139,6 +141,155 @@ static void uninitialized_flag_gives_the_pattern(struct ktest *t)
 		EXPECT_TRUE(t, pool_query((uint64_t)p, &info) && info.uninitialized);
 		release(p);
 	}
+}
+
+/* The slot a small allocation of `size` bytes gets: the smallest power of two from 32 that
+ * holds the 16-byte header, the bytes and 8 guard bytes (mm/RULES.md, "Pool"). */
+static uint32_t slot_bytes_for(SIZE_T size)
+{
+	uint32_t slot = 32;
+	while (slot < 16 + size + 8)
+		slot *= 2;
+	return slot;
+}
+
+/* A slot is filled by words (mm/pool.c fill_slot): for sizes that end inside a word, on a
+ * word boundary, and with an odd or even number of guard words, the data reads as asked (0,
+ * or the uninitialized pattern) and every byte from its end to the slot's end holds the
+ * guard pattern, bytes a word store could get wrong if its mask or count were off. */
+static void slot_bytes_after_the_data_are_guard(struct ktest *t)
+{
+	static const SIZE_T sizes[] = { 1, 7, 8, 9, 15, 16, 17, 56, 57, 63, 64, 100, 104, 111, 1000, 2023 };
+	for (int uninit = 0; uninit < 2; uninit++)
+		for (unsigned i = 0; i < ARRAY_SIZE(sizes); i++) {
+			SIZE_T size = sizes[i];
+			POOL_FLAGS flags = POOL_FLAG_NON_PAGED | (uninit ? POOL_FLAG_UNINITIALIZED : 0);
+			uint8_t *p = keep(t, ExAllocatePool2(flags, size, TAG_TEST), size, TAG_TEST);
+			uint32_t after = slot_bytes_for(size) - 16 - (uint32_t)size;
+			if (!all_bytes(p, size, uninit ? POOL_UNINIT_PATTERN : 0))
+				KTEST_FAIL(t, "%lu bytes (uninitialized %d): the data is not 0x%x", size, uninit,
+					   uninit ? POOL_UNINIT_PATTERN : 0);
+			if (!all_bytes(p + size, after, POOL_GUARD_PATTERN))
+				KTEST_FAIL(t, "%lu bytes: the %u bytes after them are not all the guard 0x%x", size, after,
+					   POOL_GUARD_PATTERN);
+			release(p);
+		}
+}
+
+/* ---- each CPU's kept blocks (mm/RULES.md, pool rule P3) ------------------------------- */
+
+/* The class index of a small allocation, as the pool picks it (slot_bytes_for's power). */
+static unsigned class_for(SIZE_T size) { return (unsigned)__builtin_ctz(slot_bytes_for(size)) - 5; }
+
+/* What TAG_TEST holds now in the tag counts (0, 0 when it has no entry). */
+static struct pool_tag_usage tag_usage(ULONG tag)
+{
+	struct pool_tag_usage all[64];
+	unsigned n = pool_get_tags(all, 64);
+	for (unsigned i = 0; i < n; i++)
+		if (all[i].tag == tag)
+			return all[i];
+	return (struct pool_tag_usage){ .tag = tag };
+}
+
+static void *volatile *kept_here(bool paged, SIZE_T size)
+{
+	return (void *volatile *)&this_cpu()->pool_kept[paged][class_for(size)];
+}
+
+/* A small block freed is kept by this CPU, counted as freed at once (bytes, allocations, its
+ * tag), and this CPU's next allocation of the class (another size of it too) takes it back,
+ * zeroed and guarded as a fresh slot; pool_get_stats first puts kept blocks back on their
+ * chains.  (A freed slot also heads its page's chain, so the address alone would not show
+ * which path gave it: the CPU's word is looked at.) */
+static void freed_block_is_kept_and_given_back_on_this_cpu(struct ktest *t)
+{
+	KIRQL irql;
+	KeRaiseIrql(DISPATCH_LEVEL, &irql); /* stay on this CPU, no DPC in between */
+	struct pool_stats s0, s1;
+	pool_get_stats(&s0); /* nothing kept from here on (it drains) */
+	struct pool_tag_usage u0 = tag_usage(TAG_TEST);
+	uint8_t *p = ExAllocatePool2(POOL_FLAG_NON_PAGED, 56, TAG_TEST);
+	ASSERT_TRUE(t, p != NULL);
+	EXPECT_EQ(t, tag_usage(TAG_TEST).allocs, u0.allocs + 1);
+	EXPECT_EQ(t, tag_usage(TAG_TEST).bytes, u0.bytes + 56);
+	memset(p, 0xEE, 56);
+	ExFreePool(p);
+	EXPECT_EQ(t, (uint64_t)*kept_here(false, 56), (uint64_t)p);
+	EXPECT_EQ(t, tag_usage(TAG_TEST).allocs, u0.allocs);
+	EXPECT_EQ(t, tag_usage(TAG_TEST).bytes, u0.bytes);
+	struct pool_info info;
+	EXPECT_FALSE(t, pool_query((uint64_t)p, &info)); /* kept is not live */
+	/* 60 bytes: the same class (16 + 60 + 8 <= 128) */
+	uint8_t *q = ExAllocatePool2(POOL_FLAG_NON_PAGED, 60, TAG_TEST);
+	EXPECT_EQ(t, (uint64_t)q, (uint64_t)p);
+	EXPECT_EQ(t, (uint64_t)*kept_here(false, 56), 0);
+	EXPECT_TRUE(t, all_bytes(q, 60, 0));
+	EXPECT_TRUE(t, all_bytes(q + 60, slot_bytes_for(60) - 16 - 60, POOL_GUARD_PATTERN));
+	EXPECT_TRUE(t, pool_query((uint64_t)q, &info) && info.size == 60 && info.tag == TAG_TEST);
+	EXPECT_EQ(t, tag_usage(TAG_TEST).allocs, u0.allocs + 1);
+	EXPECT_EQ(t, tag_usage(TAG_TEST).bytes, u0.bytes + 60);
+	ExFreePoolWithTag(q, TAG_TEST);
+	EXPECT_EQ(t, (uint64_t)*kept_here(false, 56), (uint64_t)q);
+	/* The largest and the smallest of the class in turn: a block given out smaller than it
+	 * was has the guard from its new end, over the old data. */
+	uint8_t *big = ExAllocatePool2(POOL_FLAG_NON_PAGED | POOL_FLAG_UNINITIALIZED, 104, TAG_TEST);
+	EXPECT_EQ(t, (uint64_t)big, (uint64_t)p);
+	ExFreePoolWithTag(big, TAG_TEST);
+	uint8_t *small = ExAllocatePool2(POOL_FLAG_NON_PAGED, 41, TAG_TEST);
+	EXPECT_EQ(t, (uint64_t)small, (uint64_t)p);
+	EXPECT_TRUE(t, all_bytes(small, 41, 0));
+	EXPECT_TRUE(t, all_bytes(small + 41, slot_bytes_for(41) - 16 - 41, POOL_GUARD_PATTERN));
+	ExFreePoolWithTag(small, TAG_TEST);
+	pool_get_stats(&s1);
+	EXPECT_EQ(t, (uint64_t)*kept_here(false, 56), 0); /* back on its chain */
+	EXPECT_EQ(t, s1.bytes_in_use, s0.bytes_in_use);
+	EXPECT_EQ(t, s1.allocations, s0.allocations);
+	KeLowerIrql(irql);
+}
+
+struct other_cpu_free {
+	void *p;
+	void *kept_there; /* what that CPU keeps of the class after the free */
+	unsigned cls;
+};
+
+static void free_on_that_cpu(void *arg)
+{
+	struct other_cpu_free *o = arg;
+	ExFreePoolWithTag(o->p, TAG_TEST);
+	o->kept_there = this_cpu()->pool_kept[0][o->cls];
+}
+
+/* A block allocated here and freed on another CPU is that CPU's to keep: this CPU does not
+ * get it back, the counts drop at the free, and pool_trim puts it back on its chain so the
+ * slab pages count as without it. */
+static void block_freed_on_another_cpu_is_kept_there(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		KTEST_SKIP(t, "needs a second CPU");
+	unsigned other = smp_this_cpu() == 0 ? 1 : 0;
+	struct pool_stats s0 = pool_now();
+	struct pool_tag_usage u0 = tag_usage(TAG_TEST);
+	struct other_cpu_free o = { .p = ExAllocatePool2(POOL_FLAG_NON_PAGED, 200, TAG_TEST), .cls = class_for(200) };
+	ASSERT_TRUE(t, o.p != NULL);
+	ASSERT_TRUE(t, smp_work_start(other, free_on_that_cpu, &o));
+	ASSERT_TRUE(t, smp_work_wait(other));
+	EXPECT_EQ(t, (uint64_t)o.kept_there, (uint64_t)o.p);
+	EXPECT_EQ(t, tag_usage(TAG_TEST).allocs, u0.allocs);
+	EXPECT_EQ(t, tag_usage(TAG_TEST).bytes, u0.bytes);
+	KIRQL irql;
+	KeRaiseIrql(DISPATCH_LEVEL, &irql);
+	void *here = ExAllocatePool2(POOL_FLAG_NON_PAGED, 200, TAG_TEST);
+	KeLowerIrql(irql);
+	ASSERT_TRUE(t, here != NULL);
+	EXPECT_TRUE(t, here != o.p);
+	ExFreePoolWithTag(here, TAG_TEST);
+	struct pool_stats s1 = pool_now(); /* pool_trim: every CPU's kept blocks back */
+	EXPECT_EQ(t, (uint64_t)__atomic_load_n(&kcpus[other].pool_kept[0][o.cls], __ATOMIC_RELAXED), 0);
+	EXPECT_EQ(t, s1.bytes_in_use, s0.bytes_in_use);
+	EXPECT_EQ(t, s1.slab_pages, s0.slab_pages);
+	EXPECT_EQ(t, s1.pages_in_use, s0.pages_in_use);
 }
 
 /* ---- placement ----------------------------------------------------------------------- */
@@ -453,6 +604,20 @@ static void double_free_small_is_0xc2_7(struct ktest *t)
 	ExFreePoolWithTag(p, TAG_TEST);
 }
 
+/* A kept block (this CPU's, after its free): the second free is 0x07 with the header as it
+ * was, the kept block untouched. */
+static void double_free_of_a_kept_block_is_0xc2_7(struct ktest *t)
+{
+	KIRQL irql;
+	KeRaiseIrql(DISPATCH_LEVEL, &irql);
+	void *p = alloc_bare(100);
+	ASSERT_TRUE(t, p != NULL);
+	ExFreePoolWithTag(p, TAG_TEST);
+	ASSERT_EQ(t, (uint64_t)*kept_here(false, 100), (uint64_t)p);
+	expect_stop(t, BAD_POOL_CALLER, 0x07, 0, *(volatile uint64_t *)((uint8_t *)p - 16), (ULONG_PTR)p);
+	ExFreePoolWithTag(p, TAG_TEST);
+}
+
 /* The page path: the allocation's pages went back. */
 static void double_free_large_is_0xc2_7(struct ktest *t)
 {
@@ -559,6 +724,29 @@ static void overrun_deep_in_the_guard_is_0xc5(struct ktest *t)
 	ExFreePool(p);
 }
 
+/* 100 bytes in a 128-byte slot: the guard ends with one word after the word the data ends
+ * in; its last byte, the slot's last, is checked too. */
+static void overrun_at_the_slots_last_byte_is_0xc5(struct ktest *t)
+{
+	uint8_t *p = alloc_bare(100);
+	ASSERT_TRUE(t, p != NULL);
+	p[111] = 0;
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 111), PASSIVE_LEVEL, 1, (ULONG_PTR)p);
+	ExFreePool(p);
+}
+
+/* 9 bytes in a 32-byte slot: the guard is the last 7 bytes of the data's second word; the
+ * byte right after the data, in that word, is named. */
+static void overrun_in_the_datas_last_word_is_0xc5(struct ktest *t)
+{
+	uint8_t *p = alloc_bare(9);
+	ASSERT_TRUE(t, p != NULL);
+	p[9] = 0x11;
+	p[12] = 0x11;
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 9), PASSIVE_LEVEL, 1, (ULONG_PTR)p);
+	ExFreePool(p);
+}
+
 /* 5000 bytes: the second page's bytes past 5000 are guard bytes. */
 static void large_tail_overrun_is_0xc5(struct ktest *t)
 {
@@ -619,6 +807,9 @@ static void zero_bytes_is_0xc2_0(struct ktest *t) { (void)t; ExAllocatePool2(POO
 static struct ktest_case pool_cases[] = {
 	KTEST_CASE(nonpaged_allocation_is_zeroed),
 	KTEST_CASE(uninitialized_flag_gives_the_pattern),
+	KTEST_CASE(slot_bytes_after_the_data_are_guard),
+	KTEST_CASE(freed_block_is_kept_and_given_back_on_this_cpu),
+	KTEST_CASE(block_freed_on_another_cpu_is_kept_there),
 	KTEST_CASE(large_allocation_is_page_aligned_before_a_guard_page),
 	KTEST_CASE(small_allocations_never_overlap),
 	KTEST_CASE(pool_query_reports_the_allocation),
@@ -629,6 +820,7 @@ static struct ktest_case pool_cases[] = {
 	KTEST_CASE(allocate_pool_with_tag_works),
 	KTEST_CASE(counters_return_and_empty_slab_pages_go_back),
 	KTEST_DEATH_CASE_P1(double_free_small_is_0xc2_7, BAD_POOL_CALLER, 0x07),
+	KTEST_DEATH_CASE_P1(double_free_of_a_kept_block_is_0xc2_7, BAD_POOL_CALLER, 0x07),
 	KTEST_DEATH_CASE_P1(double_free_large_is_0xc2_7, BAD_POOL_CALLER, 0x07),
 	KTEST_DEATH_CASE_P1(wrong_tag_is_0xc2_a, BAD_POOL_CALLER, 0x0A),
 	KTEST_DEATH_CASE_P1(free_stack_address_is_0xc2_42, BAD_POOL_CALLER, 0x42),
@@ -645,6 +837,8 @@ static struct ktest_case pool_cases[] = {
 	KTEST_DEATH_CASE(small_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE(large_tail_overrun_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE(overrun_deep_in_the_guard_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
+	KTEST_DEATH_CASE(overrun_at_the_slots_last_byte_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
+	KTEST_DEATH_CASE(overrun_in_the_datas_last_word_is_0xc5, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE_P1(free_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,
 			    VERIFIER_POOL_FREED_WHILE_USER_MAPPED),
 	KTEST_DEATH_CASE_P1(free_small_while_user_mapped_is_0xc4_2003, DRIVER_VERIFIER_DETECTED_VIOLATION,

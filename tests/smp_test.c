@@ -180,6 +180,7 @@ static void audit_sees_a_different_pat(struct ktest *t)
 struct probe {
 	uint64_t va;
 	bool write;
+	bool quiet;     /* interrupts off on CPU 1 from its first access to its second */
 	volatile uint32_t first_done, changed, timed_out;
 	volatile uint32_t second_done;
 	bool first_ok, second_ok;
@@ -197,18 +198,28 @@ static bool access(struct probe *p, uint8_t *out, struct faultcap *c)
 	return faultcap_try_load8(p->va, out, c);
 }
 
+/* A case with the IPI off asks for a quiet window (p->quiet): no interrupt on CPU 1 between
+ * its two accesses, so no handler's own flush or working set (the clock's, an idle wake's)
+ * can drop the entry the case shows to be stale.  CPU 1 still answers cross-calls while it
+ * waits (smp_wait_flag serves the mailbox with interrupts off), so a shootdown that is sent
+ * reaches it either way. */
 static void probe_on_ap(void *arg)
 {
 	struct probe *p = arg;
+	bool quiet = p->quiet && (read_rflags() & RFLAGS_IF);
+	if (quiet)
+		__asm__ volatile("cli" ::: "memory");
 	p->first_ok = access(p, &p->first, &p->c1);
 	__atomic_store_n(&p->first_done, 1, __ATOMIC_SEQ_CST);
 	if (!smp_wait_flag(&p->changed)) {
 		p->timed_out = 1;
-		return;
+	} else {
+		p->second_ok = access(p, &p->second, &p->c2);
+		p->chain_after = this_cpu()->seh_chain;
+		__atomic_store_n(&p->second_done, 1, __ATOMIC_SEQ_CST);
 	}
-	p->second_ok = access(p, &p->second, &p->c2);
-	p->chain_after = this_cpu()->seh_chain;
-	__atomic_store_n(&p->second_done, 1, __ATOMIC_SEQ_CST);
+	if (quiet)
+		__asm__ volatile("sti" ::: "memory");
 }
 
 /* A locked MDL over a page of pool, mapped in system PTEs with MmMapLockedPagesSpecifyCache. */
@@ -240,16 +251,22 @@ static void sysmap_free(struct sysmap *m, bool mapped)
 }
 
 /* Start the probe on CPU 1 and wait for its first access. */
-static void probe_start(struct ktest *t, struct probe *p, uint64_t va, bool write)
+static void probe_start_quiet(struct ktest *t, struct probe *p, uint64_t va, bool write, bool quiet)
 {
 	memset(p, 0, sizeof *p);
 	p->va = va;
 	p->write = write;
+	p->quiet = quiet;
 	ASSERT_TRUE(t, smp_work_start(1, probe_on_ap, p));
 	if (!smp_wait_flag(&p->first_done)) {
 		KTEST_FAIL(t, "CPU 1 did not make its first access within %u ms", SMP_WAIT_MS);
 		ASSERT_TRUE(t, smp_work_wait(1));
 	}
+}
+
+static void probe_start(struct ktest *t, struct probe *p, uint64_t va, bool write)
+{
+	probe_start_quiet(t, p, va, write, false);
 }
 
 static void probe_finish(struct ktest *t, struct probe *p)
@@ -295,7 +312,7 @@ static void unmap_leaves_a_stale_entry_without_the_ipi(struct ktest *t)
 	struct sysmap m;
 	sysmap_make(t, &m);
 	struct probe p;
-	probe_start(t, &p, (uint64_t)m.va, false);
+	probe_start_quiet(t, &p, (uint64_t)m.va, false, true);
 	tlb_test_set_shootdown(false);
 	MmUnmapLockedPages(m.va, m.mdl);
 	tlb_test_set_shootdown(true);
@@ -328,7 +345,7 @@ static void protect_leaves_a_stale_entry_without_the_ipi(struct ktest *t)
 	struct sysmap m;
 	sysmap_make(t, &m);
 	struct probe p;
-	probe_start(t, &p, (uint64_t)m.va, true);
+	probe_start_quiet(t, &p, (uint64_t)m.va, true, true);
 	tlb_test_set_shootdown(false);
 	NTSTATUS st = MmProtectMdlSystemAddress(m.mdl, PAGE_READONLY);
 	tlb_test_set_shootdown(true);
@@ -374,7 +391,7 @@ static void retype_case(struct ktest *t, bool ipi)
 	memset(alias, PATTERN, PAGE_SIZE);
 
 	struct probe p;
-	probe_start(t, &p, (uint64_t)alias, false);
+	probe_start_quiet(t, &p, (uint64_t)alias, false, !ipi);
 	retype_windows = retype_answered = 0;
 	retype_probe = &p;
 	pt_test_retype_window = retype_window;
@@ -460,6 +477,7 @@ static void user_unmap_case(struct ktest *t, bool ipi)
 	struct user_probe u = { .root = &ps_mm(proc)->root };
 	memset(&u.p, 0, sizeof u.p);
 	u.p.va = (uint64_t)uva;
+	u.p.quiet = !ipi;
 	bool started = uva && smp_work_start(1, user_probe_on_ap, &u);
 	bool first = started && smp_wait_flag(&u.p.first_done);
 	if (uva) {

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #define SMP_MAX_CPUS 16
+#define KCPU_POOL_CLASSES 7 /* mm/pool.c's slab classes (checked there) */
 
 struct seh_frame;
 struct seh_jmpbuf;
@@ -89,6 +90,10 @@ struct kcpu {
 	/* mm/syspte.c: the one-PTE reservation this CPU released last and keeps for its next
 	 * one-page mapping (slot + 1; 0: none), taken and given only by atomic exchanges. */
 	uint32_t syspte_slot;
+	/* mm/pool.c: the small pool block this CPU freed last of each [paged][class], kept for
+	 * its next allocation of that class (its data address; NULL: none), taken and given only
+	 * by atomic exchanges. */
+	void *pool_kept[2][KCPU_POOL_CLASSES];
 	/* mm/tlb.c (mm/RULES.md, "Idle CPUs take their flush when they wake"): KCPU_RUNNING, or
 	 * KCPU_IDLE, stored by this CPU with interrupts off in the instruction before its
 	 * STI; HLT, or KCPU_IDLE_FLUSH_PENDING, put there from IDLE by another CPU's flush with
