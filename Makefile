@@ -30,6 +30,10 @@ export MDLAB_SMP := $(SMP)
 # the user's own raw image, else build/disk.img, made empty (64 MiB, sparse) when missing.
 DISK ?=
 DISK_IMG := $(or $(DISK),$(BUILD)/disk.img)
+# PAGEFILE=1: the kernel may page to the disk's sectors 98304- (48-64 MiB; kernel command line
+# `pagefile=1`, README "Devices").  On for build/disk.img; a user's DISK=path only when asked.
+PAGEFILE ?= $(if $(DISK),0,1)
+PAGEFILE_ARG := $(if $(filter 1,$(PAGEFILE)),pagefile=1)
 # JUNIT=path also writes the results as JUnit XML; UNIT_LINES=1 lists each harness unit test.
 JUNIT ?=
 UNIT_LINES ?=
@@ -246,7 +250,7 @@ run:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@$(PYTHON) scripts/run.py --esp $(ESP) --kvm $(KVM) --qemu-extra "$(QEMU_EXTRA)" \
-		--cmd-env MDLAB_RUN_CMD --boot-env MDLAB_RUN_BOOT
+		--cmd-env MDLAB_RUN_CMD --boot-env MDLAB_RUN_BOOT $(if $(PAGEFILE_ARG),--pagefile)
 
 # A test run starts from an empty build/disk.img, so every `# disk-check:` reads what this
 # run wrote, never an earlier one's sectors; a DISK=path of the user's is never emptied.
@@ -256,7 +260,7 @@ test:
 	$(if $(DISK),,$(Q)truncate -s 0 $(DISK_IMG) && truncate -s 64M $(DISK_IMG))
 	@$(PYTHON) scripts/harness.py --esp $(ESP) --kernel $(KERNEL) --kvm $(KVM) \
 		--qemu-extra "$(QEMU_EXTRA)" --tests '$(T)' --jobs $(shell nproc) --death-mode $(DEATH_MODE) \
-		--cmdline-extra "$(KERNEL_ARGS)" $(if $(JUNIT),--junit '$(JUNIT)') \
+		--cmdline-extra "$(strip $(PAGEFILE_ARG) $(KERNEL_ARGS))" $(if $(JUNIT),--junit '$(JUNIT)') \
 		$(if $(filter 1,$(UNIT_LINES)),--unit-lines)
 
 # Deterministic performance figures (guest instructions under -icount): build/bench.json.

@@ -95,10 +95,12 @@ static void kmain_after_mm(void *arg)
 	}
 	/* The monitor has the disk driver from the start; the tests load it for their cases. */
 	if (!strcmp(b->name, MDLAB_MODE_MONITOR) && vblk_load() == STATUS_SUCCESS) {
-		/* ... and pages to the disk's pagefile region (README "Devices"). */
+		/* ... and pages to the disk's pagefile region (README "Devices") when the disk's
+		 * owner allows it: a user's own image is not written behind their back. */
 		struct vblk_info i;
 		vblk_get_info(&i);
-		pagefile_attach(i.device);
+		if (!pagefile_attach(i.device))
+			kprintf("pagefile: off (no pagefile=1 on the command line: the disk is not paged to)\n");
 	}
 	b->run();
 	qemu_exit(QEMU_EXIT_DONE);

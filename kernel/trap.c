@@ -13,6 +13,7 @@
 #include "kernel/smp/percpu.h"
 #include "kernel/smp/smp.h"
 #include "mm/layout.h"
+#include "mm/pfn.h"
 #include "mm/pool.h"
 #include "mm/pt.h"
 #include "mm/tlb.h"
@@ -314,11 +315,11 @@ void trap_dispatch(struct trap_frame *f)
 	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
 	/* A page whose read from the pagefile failed is STATUS_IN_PAGE_ERROR, not an access
 	 * violation (mm/RULES.md, "Paging"). */
-	NTSTATUS inpage = STATUS_SUCCESS;
+	NTSTATUS inpage = STATUS_SUCCESS, io = STATUS_SUCCESS; /* io: this fault's read's status */
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END) {
 		/* In this CPU's address space (mm_current is per CPU), under that space's own
 		 * lock (uvm_resolve_fault takes it). */
-		NTSTATUS st = uvm_resolve_fault_status(mm_current(), f->cr2, f->error_code);
+		NTSTATUS st = uvm_resolve_fault_status(mm_current(), f->cr2, f->error_code, &io);
 		if (st == STATUS_SUCCESS)
 			return;
 		if (st == STATUS_IN_PAGE_ERROR)
@@ -336,7 +337,7 @@ void trap_dispatch(struct trap_frame *f)
 	 * DISPATCH_LEVEL, 0x0A at or above it; a failed read is STATUS_IN_PAGE_ERROR. */
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 >= KVA_POOL_BASE && f->cr2 < KVA_POOL_END &&
 	    !(f->error_code & (PF_P | PF_RSVD | PF_U | PF_ID))) {
-		NTSTATUS st = pool_resolve_fault(f->cr2);
+		NTSTATUS st = pool_resolve_fault(f->cr2, &io);
 		if (st == STATUS_SUCCESS)
 			return;
 		if (st == UVM_STATUS_PAGEABLE_AT_DISPATCH) {
@@ -344,8 +345,17 @@ void trap_dispatch(struct trap_frame *f)
 			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(), (f->error_code & PF_W) ? 1 : 0,
 				     f->rip);
 		}
-		if (st == STATUS_IN_PAGE_ERROR)
-			inpage = st;
+		/* Kernel data the pagefile cannot give back: 0x7A KERNEL_DATA_INPAGE_ERROR in the
+		 * form whose P1 is the PTE (Microsoft's third: the PTE's address, the error status,
+		 * the PTE's contents, the faulting address), whatever __try is open: the kernel's
+		 * own memory is gone (mm/RULES.md "Paging"). */
+		if (st == STATUS_IN_PAGE_ERROR) {
+			struct pt_query q;
+			pt_query(&kernel_root, f->cr2, &q);
+			trap_print_report(f);
+			KeBugCheckEx(KERNEL_DATA_INPAGE_ERROR, q.level == 1 ? (ULONG_PTR)phys_to_virt(q.entry_pa[1]) : 0,
+				     (ULONG_PTR)(ULONG)io, q.level == 1 ? q.entry[1] : 0, f->cr2);
+		}
 	}
 	/* Anything else from ring 3 ends the process, never the kernel. */
 	if (f->cs & 3)
@@ -366,7 +376,7 @@ void trap_dispatch(struct trap_frame *f)
 								       : EXCEPTION_READ_FAULT;
 		rec.ExceptionInformation[1] = f->cr2;
 		if (inpage)
-			rec.ExceptionInformation[2] = (ULONG_PTR)(ULONG)uvm_last_inpage_status();
+			rec.ExceptionInformation[2] = (ULONG_PTR)(ULONG)io;
 	} else if (f->vector == VEC_GENERAL_PROTECTION) {
 		/* #GP: no address is known (a non-canonical access, a privileged instruction). */
 		rec.NumberParameters = 2;

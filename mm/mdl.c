@@ -87,6 +87,8 @@ VOID IoFreeMdl(PMDL Mdl)
 
 /* ---- locking ------------------------------------------------------------------------ */
 
+void (*mdl_test_probe_window)(PMDL m);
+
 VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
 {
 	verifier_check_irql(DISPATCH_LEVEL, VERIFIER_MDL_PROBE_IRQL, (ULONG_PTR)Mdl, AccessMode);
@@ -130,17 +132,26 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					    &read_only);
 	}
-	if (i < n && owner) {
-		/* A page not resident with the access: the rest made resident (committed
-		 * demand-zero pages get frames, trimmed ones come back, soft or hard), then
-		 * walked again from the start. */
+	/* A page not resident with the access: the rest made resident (committed demand-zero
+	 * pages get frames, trimmed ones come back, soft or hard), then walked again from the
+	 * start.  The lock is not held from one to the other (nor around a read within), so a
+	 * page made resident may be trimmed again by another CPU (memory pressure) before the
+	 * walk: while the pass made every page it was given resident, the walk's stop is such a
+	 * page, and the pass repeats from it.  Bounded: a trimmer that wins PROBE_PASSES passes
+	 * in a row ends the probe as an access violation, never a wait without end. */
+	for (unsigned pass = 0; i < n && owner && pass < PROBE_PASSES; pass++) {
 		mm_space_unlock(owner, sirql);
-		uvm_make_resident_pages_status(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE, n - i, write,
-					       &why);
+		ULONG from = i;
+		uint64_t made = uvm_make_resident_pages_status(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE,
+							       n - i, write, &why);
+		if (__builtin_expect(mdl_test_probe_window != NULL, 0))
+			mdl_test_probe_window(Mdl);
 		sirql = mm_space_lock(owner);
 		read_only = false;
 		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					    &read_only);
+		if (made < n - from)
+			break; /* the pass itself was refused: that answer stands */
 	}
 	bool io = i == n && pfn_lock_frames(pfns, n);
 	if (owner)
@@ -1106,35 +1117,49 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 			ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
 		if (AccessMode == UserMode && page >= MM_USER_PROBE_ADDRESS)
 			seh_raise_access_violation(page, access);
-		struct mm_process *mm = mdl_user_probe_page(page, AccessMode, write);
-		if (mm)
-			owner = mm;
 	}
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	const struct pt_root *root = mdl_current_root();
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(Mdl);
-	bool io = false, read_only = false;
-	/* The walk and the locks under the process's address-space lock, as MmProbeAndLockPages. */
-	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
-	for (ULONG i = 0; i < n; i++) {
-		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
-		struct pt_query q;
-		pt_query(root, page, &q);
-		if (!q.present || (write && !q.eff.write) || (AccessMode == UserMode && !q.eff.user)) {
+	bool io, read_only;
+	/* Every page made resident, then the walk and the locks under the process's
+	 * address-space lock, as MmProbeAndLockPages.  A page made resident may be trimmed
+	 * again by another CPU before the walk (the lock is not held from one to the other):
+	 * the walk then unlocks what it took and the pass repeats, PROBE_PASSES at most; the
+	 * last pass's refusal is the probe's. */
+	for (unsigned pass = 1;; pass++) {
+		for (ULONG i = 0; i < n; i++) {
+			struct mm_process *mm = mdl_user_probe_page((uint64_t)SegmentArray[i].Buffer, AccessMode, write);
+			if (mm)
+				owner = mm;
+		}
+		if (__builtin_expect(mdl_test_probe_window != NULL, 0))
+			mdl_test_probe_window(Mdl);
+		io = read_only = false;
+		KIRQL sirql = owner ? mm_space_lock(owner) : 0;
+		ULONG i = 0;
+		for (; i < n; i++) {
+			uint64_t page = (uint64_t)SegmentArray[i].Buffer;
+			struct pt_query q;
+			pt_query(root, page, &q);
+			if (!q.present || (write && !q.eff.write) || (AccessMode == UserMode && !q.eff.user))
+				break;
+			pfns[i] = q.pa >> PAGE_SHIFT;
+			io |= !pfn_is_ram(pfns[i]);
+			read_only |= !q.eff.write;
+			pfn_lock_frame(pfns[i]);
+		}
+		if (i < n)
 			for (ULONG k = 0; k < i; k++)
 				pfn_unlock_frame(pfns[k]);
-			if (owner)
-				mm_space_unlock(owner, sirql);
-			seh_raise_access_violation(page, access);
-		}
-		pfns[i] = q.pa >> PAGE_SHIFT;
-		io |= !pfn_is_ram(pfns[i]);
-		read_only |= !q.eff.write;
-		pfn_lock_frame(pfns[i]);
+		if (owner)
+			mm_space_unlock(owner, sirql);
+		if (i == n)
+			break;
+		if (pass == PROBE_PASSES)
+			seh_raise_access_violation((uint64_t)SegmentArray[i].Buffer, access);
 	}
-	if (owner)
-		mm_space_unlock(owner, sirql);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
 	/* As MmProbeAndLockPages: probe-locked, and read-only mappings only of what its caller
 	 * cannot write (mm/RULES.md decision 9). */

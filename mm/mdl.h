@@ -65,6 +65,12 @@ enum mdl_exec_window {
 				   * not yet taken, PTEs not written */
 };
 extern void (*mdl_test_exec_window)(enum mdl_exec_window where, PMDL m, PFN_NUMBER pfn);
+/* Tests only (tests/pager_test.c): called by MmProbeAndLockPages and
+ * MmProbeAndLockSelectedPages after a pass made a user buffer's pages resident, before the
+ * address-space lock is taken again for the walk (the window a trim can take a page back in);
+ * NULL otherwise.  PROBE_PASSES: the passes a probe makes at most. */
+extern void (*mdl_test_probe_window)(PMDL m);
+#define PROBE_PASSES 4u
 /* The executable-mapping lock, for a test to see a CPU spinning for it (kcpu.klock_waiting). */
 const void *mdl_test_exec_lock(void);
 

@@ -688,7 +688,12 @@ struct mm_process *mdl_user_probe_page(uint64_t page, KPROCESSOR_MODE AccessMode
 	if (page >= USER_VA_END || (!mm && AccessMode == KernelMode))
 		return NULL;
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
-	if (!mm || !uvm_make_resident(mm, page, PAGE_SIZE, write))
+	NTSTATUS st = mm ? uvm_make_resident_status(mm, page, PAGE_SIZE, write) : STATUS_ACCESS_VIOLATION;
+	/* A page the pagefile could not give back: the probe's in-page error, as the whole-MDL
+	 * probe raises it. */
+	if (st == STATUS_IN_PAGE_ERROR)
+		ExRaiseStatus(STATUS_IN_PAGE_ERROR);
+	if (st != STATUS_SUCCESS)
 		seh_raise_access_violation(page, access);
 	return mm;
 }

@@ -2,6 +2,7 @@
 #include "mm/pagefile.h"
 #include "kernel/accounting.h"
 #include "kernel/bugcheck.h"
+#include "kernel/cmdline.h"
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
@@ -20,8 +21,24 @@ static bool slot_used(uint32_t s) { return __atomic_load_n(&bitmap[s / 64], __AT
 
 static uint64_t first_sector = PAGEFILE_FIRST_SECTOR;
 
+/* Whether the disk may hold a pagefile: its owner says so with `pagefile=1` (the Makefile
+ * passes it for build/disk.img, not for a user's DISK=path unless PAGEFILE=1), since paging
+ * writes sectors no one else claims only on the project's own image.  -1: the command line
+ * decides; a test's hook sets 0 or 1. */
+static int permit_override = -1;
+
+bool pagefile_permitted(void)
+{
+	int o = __atomic_load_n(&permit_override, __ATOMIC_ACQUIRE);
+	return o >= 0 ? o != 0 : cmdline_get_u64("pagefile", 0) != 0;
+}
+
+void pagefile_test_permit(int permit) { __atomic_store_n(&permit_override, permit, __ATOMIC_RELEASE); }
+
 bool pagefile_attach_at(PDEVICE_OBJECT d, uint64_t sector)
 {
+	if (d && !pagefile_permitted())
+		return false;
 	/* The region moves only while no slot holds a page. */
 	if (__atomic_load_n(&in_use, __ATOMIC_ACQUIRE))
 		return !d ? false : __atomic_load_n(&disk, __ATOMIC_ACQUIRE) == d && first_sector == sector;
@@ -79,14 +96,46 @@ static NTSTATUS on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)
 	return STATUS_MORE_PROCESSING_REQUIRED; /* the IRP is ours again: freed by paging_io */
 }
 
-/* n frames to or from n slots from `first`, one request; at PASSIVE_LEVEL. */
+/* The reserve IRP of in-page reads, as NT's IoPageRead keeps one: a read that cannot allocate
+ * an IRP (nonpaged pool exhausted) takes this one, waiting while another read has it, so low
+ * pool delays an in-page read but never turns it into an in-page error.  Static, so it costs
+ * no pool and no IRP count; for a device whose stack fits RESERVE_STACK. */
+#define RESERVE_STACK 4
+static union {
+	IRP irp;
+	uint8_t bytes[sizeof(IRP) + RESERVE_STACK * sizeof(IO_STACK_LOCATION)];
+} reserve;
+static int reserve_busy;
+static bool test_no_irp;
+
+void pagefile_test_fail_irp_allocation(bool fail) { __atomic_store_n(&test_no_irp, fail, __ATOMIC_RELEASE); }
+
+/* An IRP for a request to d: a new one, else for a read the reserve (*reserved). */
+static PIRP paging_irp(PDEVICE_OBJECT d, UCHAR major, bool *reserved)
+{
+	*reserved = false;
+	PIRP irp = __atomic_load_n(&test_no_irp, __ATOMIC_ACQUIRE) ? NULL : IoAllocateIrp(d->StackSize, FALSE);
+	if (irp || major != IRP_MJ_READ || d->StackSize > RESERVE_STACK)
+		return irp;
+	while (__atomic_exchange_n(&reserve_busy, 1, __ATOMIC_ACQUIRE))
+		cpu_relax();
+	IoInitializeIrp(&reserve.irp, (USHORT)sizeof reserve, d->StackSize);
+	__atomic_fetch_add(&stats.reserve_reads, 1, __ATOMIC_RELAXED);
+	*reserved = true;
+	return &reserve.irp;
+}
+
+/* n frames to or from n slots from `first`, one request; at PASSIVE_LEVEL or APC_LEVEL. */
 static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t first)
 {
 	PDEVICE_OBJECT d = __atomic_load_n(&disk, __ATOMIC_ACQUIRE);
 	if (!d)
 		return STATUS_DEVICE_NOT_CONNECTED;
-	if (KeGetCurrentIrql() != PASSIVE_LEVEL)
-		PANIC("paging_io: at IRQL %u, not PASSIVE_LEVEL", KeGetCurrentIrql());
+	/* NT pages at APC_LEVEL too (a probe of user memory is allowed up to it, and a fault
+	 * under a guarded region or a fast mutex is one): the wait below enables interrupts
+	 * there as at PASSIVE_LEVEL.  The callers refuse DISPATCH_LEVEL and above first. */
+	if (KeGetCurrentIrql() > APC_LEVEL)
+		PANIC("paging_io: at IRQL %u, above APC_LEVEL", KeGetCurrentIrql());
 	struct paging_mdl m;
 	MmInitializeMdl(&m.mdl, NULL, (SIZE_T)n * PAGE_SIZE);
 	for (uint32_t i = 0; i < n; i++)
@@ -94,9 +143,10 @@ static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t f
 	/* The frames are held for the I/O by the caller (the writer's lock, an in-page frame
 	 * nothing else has): the device may name them (I/O rule I10). */
 	m.mdl.MdlFlags |= MDL_PAGES_LOCKED;
-	PIRP irp = IoAllocateIrp(d->StackSize, FALSE);
+	bool reserved;
+	PIRP irp = paging_irp(d, major, &reserved);
 	if (!irp)
-		return STATUS_INSUFFICIENT_RESOURCES;
+		return STATUS_INSUFFICIENT_RESOURCES; /* a write: its frames stay modified */
 	KEVENT ev;
 	KeInitializeEvent(&ev, NotificationEvent, FALSE);
 	PIO_STACK_LOCATION sp = IoGetNextIrpStackLocation(irp);
@@ -107,7 +157,7 @@ static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t f
 	IoSetCompletionRoutine(irp, on_done, &ev, TRUE, TRUE, TRUE);
 	/* The wait (the device's time, the completion's interrupt and DPC) is counted apart,
 	 * and make bench leaves it out of the CPU's cost of paging I/O: interrupts are off from
-	 * the submit to the wait (which turns them on while it waits at PASSIVE_LEVEL), so the
+	 * the submit to the wait (which turns them on while it waits below DISPATCH_LEVEL), so the
 	 * completion lands inside the wait. */
 	bool intr = read_rflags() & RFLAGS_IF;
 	__asm__ volatile("cli" ::: "memory");
@@ -119,7 +169,10 @@ static NTSTATUS paging_io(UCHAR major, const pfn_t *pfns, uint32_t n, uint32_t f
 		__asm__ volatile("sti" ::: "memory");
 	NTSTATUS st = irp->IoStatus.Status;
 	irp->MdlAddress = NULL;
-	IoFreeIrp(irp);
+	if (reserved)
+		__atomic_store_n(&reserve_busy, 0, __ATOMIC_RELEASE);
+	else
+		IoFreeIrp(irp);
 	return st;
 }
 

@@ -657,8 +657,12 @@ void pfn_write_done(const pfn_t *pfns, const uint32_t *slots, uint64_t n, bool o
 		if (!(e->flags & PFN_F_WRITING) || !e->lock_count)
 			PANIC("pfn_write_done: frame 0x%lx is not being written (flags 0x%x)", pfn, e->flags);
 		uint8_t f = e->flags;
-		e->flags = 0;
-		if (--e->lock_count == 0)
+		/* The flag goes before the hold: pfn_page_locks, without this lock, may see the
+		 * hold with the flag (the truth) or the hold alone (one too many), never one too
+		 * few. */
+		__atomic_store_n(&e->flags, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&e->lock_count, e->lock_count - 1, __ATOMIC_RELEASE);
+		if (e->lock_count == 0)
 			locked_frames--;
 		bool still = e->state == PFN_MODIFIED && !(f & PFN_F_REDIRTIED);
 		if (f & PFN_F_ORPHAN) {

@@ -149,8 +149,8 @@ enum pfn_take pfn_take_back(pfn_t pfn, uint64_t pte_pa, uint32_t *slot);
 /* Decommit or teardown of a transition PTE: its frame freed (or, during I/O, left to the
  * I/O's end); false when the frame was no longer the PTE's (read it again).  *slot as above. */
 bool pfn_release_transition(pfn_t pfn, uint64_t pte_pa, uint32_t *slot);
-/* pfn_free of a resident user page's frame, which the writer may still be writing (then the
- * writer's end frees it). */
+/* pfn_free of a resident user or paged-pool page's frame, which the writer may still be
+ * writing (then the writer's end frees it). */
 void pfn_free_user(pfn_t pfn);
 /* The modified page writer: up to max frames off the modified list, each marked WRITING and
  * locked once (nothing frees or repurposes it); then, the write done, each unlocked and put
@@ -214,6 +214,20 @@ extern pfn_t pfn_db_view_limit;
 static inline const struct pfn_entry *pfn_entry(pfn_t pfn)
 {
 	return pfn < pfn_db_view_limit ? &pfn_db_view[pfn] : NULL;
+}
+/* The locks on a frame that keep its page where it is (MmProbeAndLockPages and the kernel's
+ * own lockers): its lock count less the modified page writer's hold, which only keeps the
+ * frame for the write (a free or a trim meanwhile is taken care of at the write's end:
+ * PFN_F_ORPHAN, PFN_F_REDIRTIED), so a user's free or the trimmer must not count it.  Read
+ * without the PFN lock: the count is read first, and pfn_write_done clears the flag before it
+ * drops the count, so a read racing the write's end can only see the writer's hold too (one
+ * more than the truth, as before the read), never one too few. */
+static inline uint32_t pfn_page_locks(pfn_t pfn)
+{
+	const struct pfn_entry *e = pfn_entry(pfn);
+	uint32_t n = __atomic_load_n(&e->lock_count, __ATOMIC_ACQUIRE);
+	uint8_t f = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
+	return n - (n && (f & PFN_F_WRITING) ? 1 : 0);
 }
 bool pfn_is_ram(pfn_t pfn);
 /* Whether RAM frame `pfn` stays put while something maps it: locked by MmProbeAndLockPages,

@@ -228,7 +228,8 @@ static void put_pages(uint32_t first, uint32_t n, uint32_t guard)
 		struct pt_query q;
 		pt_query(&kernel_root, page_va(first + i), &q);
 		pt_unmap(&kernel_root, page_va(first + i), PAGE_SIZE);
-		pfn_free(q.pa >> PAGE_SHIFT);
+		/* A paged page taken back while the writer writes it is the writer's to free. */
+		pfn_free_user(q.pa >> PAGE_SHIFT);
 		pages[first + i].kind = PP_RELEASED;
 	}
 	if (vrange_release(&va_space, first, n + guard) != VR_OK)
@@ -549,7 +550,7 @@ uint64_t pool_trim_paged(void)
 			continue;
 		pfn_t pfn = q.pa >> PAGE_SHIFT;
 		/* A locked frame (MmProbeAndLockPages of the buffer) stays, valid. */
-		if (pfn_entry(pfn)->lock_count)
+		if (pfn_page_locks(pfn))
 			continue;
 		pt_trim_page(&kernel_root, page_va(i), pt_transition_pte(pfn, MM_READWRITE));
 		pfn_trimmed(pfn, q.entry_pa[1]);
@@ -568,8 +569,9 @@ static void map_back(uint32_t i, pfn_t pfn)
 	pfn_set_owner(pfn, page_va(i));
 }
 
-NTSTATUS pool_resolve_fault(uint64_t va)
+NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 {
+	*io_status = STATUS_SUCCESS;
 	if (!in_pool(va))
 		return STATUS_ACCESS_VIOLATION;
 	KIRQL irql = KeGetCurrentIrql(); /* the IRQL of the access that faulted */
@@ -620,6 +622,7 @@ NTSTATUS pool_resolve_fault(uint64_t va)
 		pfn_t f = pfn_alloc_inpage(pte_pa, sw.offset, PFN_OWNER_POOL);
 		if (f == PFN_INVALID) {
 			st = STATUS_IN_PAGE_ERROR;
+			*io_status = STATUS_INSUFFICIENT_RESOURCES; /* no frame to read into */
 			break;
 		}
 		pt_set_software(&kernel_root, page_va(i), pt_transition_pte(f, MM_READWRITE));
@@ -631,6 +634,7 @@ NTSTATUS pool_resolve_fault(uint64_t va)
 			pt_set_software(&kernel_root, page_va(i), pt_pagefile_pte(0, sw.offset, MM_READWRITE));
 			pfn_free(f);
 			paging.inpage_errors++;
+			*io_status = io;
 			st = STATUS_IN_PAGE_ERROR;
 			break;
 		}

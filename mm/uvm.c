@@ -46,6 +46,7 @@
 #include "mm/mm.h"
 #include "mm/mmproc.h"
 #include "mm/pagefile.h"
+#include "mm/pool.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
 #include "mm/vad.h"
@@ -154,10 +155,10 @@ struct fault_need {
 	uint64_t va, pte_pa;
 	uint32_t slot;
 	pfn_t pfn;
+	NTSTATUS io; /* FR_INPAGE_ERROR: the device's status of the failed read (this fault's own) */
 };
 
 static struct uvm_paging_stats paging;
-static NTSTATUS last_inpage_status;
 
 /* NT's 5-bit MM_ protection for the Protection field of a software PTE. */
 static unsigned mm_protection(uint32_t protect)
@@ -276,8 +277,8 @@ static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uin
  * passes it by, a collided fault waits, a decommit leaves the frame to this read), the slot
  * read into it through an MDL, then the page mapped and its slot freed.  A read that fails
  * puts the pagefile PTE back (the page is still there, only unreadable now):
- * FR_INPAGE_ERROR.  A page decommitted during the read: FR_RETRY. */
-static enum fault_result page_in(struct mm_process *mm, const struct fault_need *need, KIRQL *irql)
+ * FR_INPAGE_ERROR, need->io the device's status.  A page decommitted during the read: FR_RETRY. */
+static enum fault_result page_in(struct mm_process *mm, struct fault_need *need, KIRQL *irql)
 {
 	/* The read waits: it needs an IRQL below DISPATCH_LEVEL before the lock was taken. */
 	if (*irql >= DISPATCH_LEVEL)
@@ -308,7 +309,7 @@ static enum fault_result page_in(struct mm_process *mm, const struct fault_need 
 	if (!NT_SUCCESS(st)) {
 		pt_set_software(&mm->root, need->va, pt_pagefile_pte(0, need->slot, mm_protection(protect)));
 		pfn_free(pfn);
-		__atomic_store_n(&last_inpage_status, st, __ATOMIC_RELAXED);
+		need->io = st;
 		__atomic_fetch_add(&paging.inpage_errors, 1, __ATOMIC_RELAXED);
 		return FR_INPAGE_ERROR;
 	}
@@ -403,7 +404,7 @@ static bool range_has_locked_frame(struct mm_process *mm, const struct vad *v, u
 	const struct uvm_pages *pg = pages_of(v);
 	for (uint64_t va = start; pg && va < end; va += PAGE_SIZE) {
 		pfn_t pfn = page_frame(mm, v, pg, page_index(v, va));
-		if (pfn != PFN_INVALID && pfn_entry(pfn)->lock_count)
+		if (pfn != PFN_INVALID && pfn_page_locks(pfn))
 			return true;
 	}
 	return false;
@@ -756,7 +757,7 @@ static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint6
 	return page_fault_in(mm, v, page, err & PF_W, exec, may_page, need);
 }
 
-static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write, bool may_page,
 				    enum fault_result *stop, struct fault_need *need)
 {
 	*stop = FR_REFUSED;
@@ -774,7 +775,7 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 		if (q.present)
 			return done; /* resident, but not user-accessible or not writable */
 		struct vad *v = vad_find(mm, p);
-		enum fault_result r = v ? page_fault_in(mm, v, p, write, false, true, need) : FR_REFUSED;
+		enum fault_result r = v ? page_fault_in(mm, v, p, write, false, may_page, need) : FR_REFUSED;
 		if (r != FR_DONE) {
 			*stop = r;
 			return done;
@@ -784,16 +785,22 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 	return done;
 }
 
-bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
+NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
 {
 	if (!mm)
-		return false;
+		return STATUS_ACCESS_VIOLATION;
 	if (!len)
-		return true;
+		return STATUS_SUCCESS;
 	if (va + len < va || va + len - 1 > mm->highest_user)
-		return false;
+		return STATUS_ACCESS_VIOLATION;
 	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (va + len - 1 - first) / PAGE_SIZE + 1;
-	return uvm_make_resident_pages(mm, first, n, write) == n;
+	NTSTATUS why;
+	return uvm_make_resident_pages_status(mm, first, n, write, &why) == n ? STATUS_SUCCESS : why;
+}
+
+bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
+{
+	return uvm_make_resident_status(mm, va, len, write) == STATUS_SUCCESS;
 }
 
 /* ---- the process's own mappings ------------------------------------------------------ */
@@ -867,8 +874,9 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 
 /* A fault of the kernel on a user page while it holds this lock would recurse (0xF): nothing
  * under the lock touches user memory (mmproc.h). */
-NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err)
+NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, NTSTATUS *io)
 {
+	*io = STATUS_SUCCESS;
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
 	KIRQL irql = mm_space_lock(mm);
@@ -881,18 +889,24 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 		return UVM_STATUS_PAGEABLE_AT_DISPATCH;
 	if (r == FR_BUSY)
 		r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
-	if (r == FR_INPAGE_ERROR)
+	if (r == FR_INPAGE_ERROR) {
+		*io = need.io;
 		return STATUS_IN_PAGE_ERROR;
+	}
 	return r == FR_DONE || r == FR_RETRY ? STATUS_SUCCESS : STATUS_ACCESS_VIOLATION;
 }
 
 bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
 {
-	return uvm_resolve_fault_status(mm, va, err) == STATUS_SUCCESS;
+	NTSTATUS io;
+	return uvm_resolve_fault_status(mm, va, err, &io) == STATUS_SUCCESS;
 }
 
 /* The residency walk of a probe: the pages are made resident through the page tables and the
- * page arrays, never by touching them, so no fault happens under the lock. */
+ * page arrays, never by touching them, so no fault happens under the lock.  A trimmed page
+ * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
+ * (the address, the IRQL, 1 for a write, an address in the probe), whether its frame is still
+ * there or in the pagefile (mm/RULES.md "Paging", IRQL). */
 uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write, NTSTATUS *why)
 {
 	*why = STATUS_SUCCESS;
@@ -900,11 +914,12 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 		return 0;
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t done = 0;
+	enum fault_result r = FR_DONE;
 	while (done < n) {
-		enum fault_result r;
 		struct fault_need need;
-		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write, &r, &need);
-		if (done == n)
+		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write, irql < DISPATCH_LEVEL, &r,
+					    &need);
+		if (done == n || r == FR_IRQL)
 			break;
 		/* A pagefile page is read in (the lock released around the read), a page being
 		 * read by another fault waited for; then the walk goes on from that page. */
@@ -921,6 +936,9 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			break;
 	}
 	mm_space_unlock(mm, irql);
+	if (done < n && r == FR_IRQL)
+		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, irql, write ? 1 : 0,
+			     (ULONG_PTR)__builtin_return_address(0));
 	if (done < n && *why == STATUS_SUCCESS)
 		*why = STATUS_ACCESS_VIOLATION;
 	return done;
@@ -956,8 +974,9 @@ static void trim_vad(struct vad *v, void *ctx)
 		if (sw.kind != PT_SW_VALID)
 			continue;
 		/* A locked frame stays in the working set, valid (the rulebook's decision): the
-		 * probe locks under this lock, so the count read here cannot rise meanwhile. */
-		if (pfn_entry(sw.pfn)->lock_count) {
+		 * probe locks under this lock, so the count read here cannot rise meanwhile.  The
+		 * writer's hold on a frame taken back during its write is no lock of the page's. */
+		if (pfn_page_locks(sw.pfn)) {
 			c->res->kept_locked++;
 			continue;
 		}
@@ -994,6 +1013,8 @@ uint64_t uvm_relieve_pressure(void)
 	struct uvm_trim_result total = { 0 };
 	mm_for_each_space(trim_space, &total);
 	__atomic_fetch_add(&paging.trimmed, total.trimmed, __ATOMIC_RELAXED);
+	/* The system's working set too: paged pool's unlocked pages (its module trims them). */
+	pool_trim_paged();
 	pagefile_write_modified();
 	struct pfn_stats s;
 	pfn_get_stats(&s);
@@ -1028,7 +1049,6 @@ void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res)
 	mm_space_unlock(mm, irql);
 }
 
-NTSTATUS uvm_last_inpage_status(void) { return __atomic_load_n(&last_inpage_status, __ATOMIC_RELAXED); }
 
 void uvm_get_paging_stats(struct uvm_paging_stats *out)
 {

@@ -46,8 +46,9 @@ NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base);
 bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err);
 /* The same, with the reason when it is not resolved: STATUS_ACCESS_VIOLATION, or
  * STATUS_IN_PAGE_ERROR when the page's read from the pagefile failed (mm/RULES.md,
- * "Paging"). */
-NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err);
+ * "Paging"), *io then the device's status of that read (the in-page error's third exception
+ * parameter: this fault's own, whatever another CPU's read did). */
+NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, NTSTATUS *io);
 /* uvm_resolve_fault_status's answer for a fault on a trimmed page (transition or pagefile)
  * at DISPATCH_LEVEL or above, which nothing may resolve: the #PF handler stops with 0x0A
  * IRQL_NOT_LESS_OR_EQUAL.  NT's own internal value for it (STATUS_IN_PAGE_ERROR | 0x10000000). */
@@ -55,6 +56,9 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 /* Make [va, va + len) resident for a probe (demand-zero pages get frames); false if a page
  * is not committed or lacks the access. */
 bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
+/* The same as a status: STATUS_SUCCESS, STATUS_IN_PAGE_ERROR (a pagefile read failed) or
+ * STATUS_ACCESS_VIOLATION (anything else). */
+NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
 /* The same for the n pages from page (page-aligned): how many of them, from the first,
  * are resident with the access afterwards (n when all are). */
 uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write);
@@ -71,16 +75,14 @@ struct uvm_trim_result {
 };
 void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res);
 void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res);
-/* Memory pressure, at PASSIVE_LEVEL: every live process trimmed, then the modified page
- * writer run; the pages now on the standby list (the allocator repurposes them). */
+/* Memory pressure, at PASSIVE_LEVEL: every live process and paged pool trimmed, then the
+ * modified page writer run; the pages now on the standby list (the allocator repurposes
+ * them). */
 uint64_t uvm_relieve_pressure(void);
 struct uvm_paging_stats {
 	uint64_t soft_faults, hard_faults, collided_faults, inpage_errors, trimmed;
 };
 void uvm_get_paging_stats(struct uvm_paging_stats *out);
-/* The device's status of the last pagefile read that failed (an in-page error's third
- * exception parameter). */
-NTSTATUS uvm_last_inpage_status(void);
 
 /* Map `npages` frames at va as a VAD of `kind` with the given rights (image, stack,
  * params); false when out of memory, nothing left behind. */

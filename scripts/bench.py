@@ -61,7 +61,7 @@ def run(esp: Path, build: Path, kvm: bool, extra: str, timeout: int, smp: int = 
     `# bench: running NAME` lines, read from the serial log while QEMU runs).  `label` names
     a machine of SMP_MACHINES, which runs the SMP suite only."""
     where = build / (f"bench-{label}" if label else "bench")
-    cmdline = f"mode={protocol.MODE_BENCH} syspte=262144 clock=0"
+    cmdline = f"mode={protocol.MODE_BENCH} syspte=262144 clock=0 pagefile=1"
     if label:
         cmdline += f" bench={SMP_SUITE} {kargs}".rstrip()
     boot = qemu.prepare_boot_dir(where, esp, cmdline)

@@ -31,7 +31,10 @@ In order:
     suites the glob may select: its own vCPU count and command line items (`lazy`: -smp 2
     `tlb=lazy`; `cpu1`: -smp 1; `blkfault`: -smp 2 on a disk of its own, EXTRA_DISKS, whose
     `# disk-check:` lines are judged against its image), log BUILD/test/NAME.log, judged as
-    the main run, each case counted as NAME:suite.case;
+    the main run, each case counted as NAME:suite.case.  A death case of a suite of a machine
+    with a disk of its own (`blkfault`: pager_inpage) boots as that machine (its vCPUs,
+    command line and a fresh disk of the case's own: death_machine), never restored from
+    the main machine's saved copy;
  5. prints per-suite tallies, the failures with reasons and log paths, and as its last
     line `N passed, N failed` (`, N skipped` when something was skipped), counting the
     unit tests, the kernel cases and the death tests.  A main run that crashed, timed
@@ -353,30 +356,34 @@ BLKFAULT_WRITE, BLKFAULT_READ, BLKFAULT_COUNT = 4096, 8192, 8
 # cases are not run (the main run's are).  "lazy": the lazy TLB policy (mm/RULES.md, "TLB
 # shootdown") on 2 CPUs, with suites that unmap and stress under it; "cpu1": the MDL, pool,
 # system-PTE and user-mapping suites on one CPU (their SMP cases skip there); "blkfault":
-# the virtio_fault and pager_inpage suites on a disk that fails chosen sectors (blkfault_disk).
+# the virtio_fault and pager_inpage suites on a disk that fails chosen sectors (blkfault_disk),
+# its own image, so the pager may always use it (pagefile=1).
 EXTRA_MACHINES: dict[str, tuple[int, str]] = {
     "lazy": (2, "tlb=lazy suites=smp_lazy,smp_idle,mdl_map,mdl_release,pool,smp_stress,smp_exec"),
     "cpu1": (1, "suites=mdl_alloc,mdl_map,mdl_partial,mdl_probe,mdl_protect,mdl_release,pool,"
                 "syspte,uvm,smp"),
-    "blkfault": (2, f"blkfault={BLKFAULT_WRITE},{BLKFAULT_READ},{BLKFAULT_COUNT} "
+    "blkfault": (2, f"blkfault={BLKFAULT_WRITE},{BLKFAULT_READ},{BLKFAULT_COUNT} pagefile=1 "
                     "suites=virtio_fault,pager_inpage"),
 }
 
 
-def blkfault_disk(test_dir: Path) -> tuple[list[str], Path]:
+def blkfault_disk(test_dir: Path, where: Path | None = None) -> tuple[list[str], Path]:
     """The blkfault machine's disk: a fresh sparse image of its own (BUILD/blkfault.img,
-    16 MiB, `truncate`) under QEMU's blkdebug driver, whose rules (written to
-    TEST_DIR/blkdebug.cfg) fail every write touching sectors BLKFAULT_WRITE.. and every read
+    16 MiB, `truncate`; WHERE/blkfault.img when `where` is given: a death case's own) under
+    QEMU's blkdebug driver, whose rules (written to TEST_DIR/blkdebug.cfg, or
+    WHERE/blkdebug.cfg) fail every write touching sectors BLKFAULT_WRITE.. and every read
     touching BLKFAULT_READ.. (BLKFAULT_COUNT each) with EIO: an `inject-error` rule per
     sector, on the raw format driver's write_aio / read_aio events (a rule's `sector` fails
     a request whose range holds that sector; no `once`, so every such request fails).
     werror=report,rerror=report: the device reports the error to the guest (virtio-blk's
     VIRTIO_BLK_S_IOERR) instead of stopping the VM, QEMU's choice for some errors.
     Returns the options and the image (its `# disk-check:` lines are judged against it)."""
-    image = test_dir.parent / "blkfault.img"
+    if where is not None:
+        where.mkdir(parents=True, exist_ok=True)
+    image = (where or test_dir.parent) / "blkfault.img"
     with open(image, "wb") as f:
         f.truncate(16 << 20)
-    cfg = test_dir / "blkdebug.cfg"
+    cfg = (where or test_dir) / "blkdebug.cfg"
     rules = []
     for event, first in (("write_aio", BLKFAULT_WRITE), ("read_aio", BLKFAULT_READ)):
         for sector in range(first, first + BLKFAULT_COUNT):
@@ -392,13 +399,32 @@ def blkfault_disk(test_dir: Path) -> tuple[list[str], Path]:
 EXTRA_DISKS = {"blkfault": blkfault_disk}
 
 
+def machine_suites(items: str) -> list[str]:
+    """The suites a machine whose command line is `items` runs (its `suites=` item)."""
+    return next((i[len("suites="):].split(",") for i in items.split()
+                 if i.startswith("suites=")), [])
+
+
 def extra_selected(items: str, glob: str) -> bool:
     """Whether a machine whose command line is `items` has a suite that `glob` (over
     suite.case) may select."""
-    suites = next((i[len("suites="):].split(",") for i in items.split()
-                   if i.startswith("suites=")), [])
     prefix = glob.split(".", 1)[0]
-    return any(fnmatch.fnmatchcase(name, prefix) for name in suites)
+    return any(fnmatch.fnmatchcase(name, prefix) for name in machine_suites(items))
+
+
+def death_machine(name: str) -> str | None:
+    """The extra machine with a disk of its own (EXTRA_DISKS) whose suites hold the death
+    case `name` (suite.case): such a case needs that machine's disk and command line (the
+    blkfault machine's failing sectors), so it boots as that machine does; None for a case
+    of the main machine's."""
+    suite = name.split(".", 1)[0]
+    return next((m for m in EXTRA_DISKS if suite in machine_suites(EXTRA_MACHINES[m][1])), None)
+
+
+def death_machine_items(machine: str) -> str:
+    """The command line items of `machine` for one of its death cases: all but `suites=`
+    (a death boot runs the one case it is named)."""
+    return " ".join(i for i in EXTRA_MACHINES[machine][1].split() if not i.startswith("suites="))
 
 
 class Booter:
@@ -735,6 +761,9 @@ class Harness:
         death server, or in a boot of its own when restoring is off or does not work."""
         log = self.test_dir / "death" / f"{_safe_name(spec.name)}.log"
         case_dir = self.test_dir / "boot" / f"death-{_safe_name(spec.name)}"
+        machine = death_machine(spec.name)
+        if machine is not None:
+            return self.run_death_on(machine, spec, log, case_dir)
         note = ""
         if self.args.death_mode == "restore" and self.restore_broken is None:
             saved = self.saved_server()
@@ -760,6 +789,24 @@ class Harness:
         cmdline = self.cmdline(f"mode={protocol.MODE_DEATH} case={spec.name}")
         res = self.booter.boot(cmdline, log, case_dir, self.args.death_timeout)
         return self.judge_death(spec, res, log, "booted" + note)
+
+    def run_death_on(self, machine: str, spec: ktap.DeathSpec, log: Path,
+                     case_dir: Path) -> Outcome:
+        """Boot one death case of an extra machine's suite as that machine: its vCPUs, its
+        command line items (death_machine_items) and a fresh disk of the case's own (its
+        image and rules beside the boot files, removed with them), never a copy of the
+        saved main machine, whose disk is the main one."""
+        smp = EXTRA_MACHINES[machine][0]
+        disk_dir = self.test_dir / "boot" / f"death-{_safe_name(spec.name)}-disk"
+        try:
+            disk, _ = EXTRA_DISKS[machine](self.test_dir, disk_dir)
+            cmdline = self.cmdline(f"mode={protocol.MODE_DEATH} case={spec.name} "
+                                   f"{death_machine_items(machine)}")
+            res = self.booter.boot(cmdline, log, case_dir, self.args.death_timeout, smp=smp,
+                                   disk=disk)
+        finally:
+            shutil.rmtree(disk_dir, ignore_errors=True)
+        return self.judge_death(spec, res, log, f"booted on the {machine} machine")
 
     def judge_death(self, spec: ktap.DeathSpec, res: BootResult, log: Path, how: str,
                     saved: SavedMachine | None = None) -> Outcome:
@@ -894,14 +941,18 @@ class Harness:
 
     def death_how(self) -> str:
         """How the death tests were run, for the timing line."""
+        own = sum(death_machine(n) is not None for n in self.death_futures)
+        mine = f"; {own} booted on their own machine" if own else ""
         if self.args.death_mode == "boot":
-            return "each booted, --death-mode boot"
+            return "each booted, --death-mode boot" + mine
         future = self.server_future
+        if future is None and own == len(self.death_futures):
+            return "each booted on its suite's machine (death_machine)"
         if future is None or not future.done() or future.result() is None:
-            return "each booted: the death server could not be saved"
+            return "each booted: the death server could not be saved" + mine
         if self.restore_broken:
-            return "restored, then booted after a failed restore"
-        return "each restored from one saved boot"
+            return "restored, then booted after a failed restore" + mine
+        return "each restored from one saved boot" + mine
 
     # -- report
     def report(self) -> int:

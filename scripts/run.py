@@ -2,10 +2,10 @@
 
     python3 scripts/run.py --esp build/esp.img [--kvm 0|1] [--qemu-extra "OPTS"]
         [--cmd "CMD1; CMD2; ..." | --cmd-env VAR] [--boot "key=value ..." | --boot-env VAR]
-        [--timeout 600] [--build-dir build]
+        [--pagefile] [--timeout 600] [--build-dir build]
 
 The ESP boots as given (build/esp.img carries `mode=monitor`), or a copy of it whose command
-line is `mode=monitor` followed by the --boot words, with a fresh private copy
+line is `mode=monitor` followed by the --boot words (`pagefile=1` first with --pagefile), with a fresh private copy
 of the OVMF variables in BUILD_DIR/run-vars.fd, and without -no-reboot, so the monitor's
 `reboot` really reboots.
 
@@ -249,6 +249,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--boot", default="",
                     help="key=value words appended to the kernel command line "
                     "'mode=monitor' (booted from a copy of the ESP)")
+    ap.add_argument("--pagefile", action="store_true",
+                    help="add pagefile=1: the kernel may page to the disk (the Makefile's "
+                    "PAGEFILE, on for build/disk.img)")
     ap.add_argument("--boot-env", metavar="NAME",
                     help="take --boot from environment variable NAME when it is not empty")
     ap.add_argument("--timeout", type=float, default=600,
@@ -259,6 +262,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.cmd = os.environ[args.cmd_env]
     if args.boot_env and os.environ.get(args.boot_env, "").strip():
         args.boot = os.environ[args.boot_env]
+    if args.pagefile:
+        args.boot = f"pagefile=1 {args.boot}".strip()
     if any(c in args.boot for c in "\r\n"):
         ap.error("--boot: the kernel command line is one line")
     if not Path(args.esp).is_file():

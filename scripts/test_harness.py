@@ -929,8 +929,9 @@ class FakeBooter:
         self.calls.append(("restore", name))
         return self.restored
 
-    def boot(self, cmdline, log, boot_dir, timeout, on_line=None):
+    def boot(self, cmdline, log, boot_dir, timeout, on_line=None, smp=None, disk=None):
         self.calls.append(("boot", cmdline))
+        self.last_boot = {"smp": smp, "disk": disk}
         return self.booted
 
 
@@ -1003,6 +1004,26 @@ class DeathModes(unittest.TestCase):
         self.assertEqual(o.status, Status.FAIL)
         self.assertTrue(o.reasons[0].startswith("timed out after 60 s"), o.reasons)
         self.assertNotIn("boot", [c[0] for c in booter.calls])
+
+    def test_blkfault_suite_death_case_boots_on_the_blkfault_machine(self):
+        booter = FakeBooter()
+        h = self.harness(booter)
+        spec = DeathSpec("pager_inpage.paged_pool_read_error_is_0x7a", 0x7A)
+        text = RESTORED_OK.replace("seh.unhandled_fault", spec.name).replace("0x0000001E", "0x0000007A")
+        booter.booted = boot_result(text, 35)
+        (o, _main), _ = self.run_deaths(h, spec, self.SPEC)
+        w, r, n = harness.BLKFAULT_WRITE, harness.BLKFAULT_READ, harness.BLKFAULT_COUNT
+        # Booted (never restored from the main machine) with the blkfault machine's items
+        # but its suites filter, its vCPUs and a blkdebug disk of its own; the main
+        # machine's case is restored as before.
+        self.assertEqual(booter.calls[0], ("boot", f"mode=death case={spec.name} "
+                                                   f"blkfault={w},{r},{n} pagefile=1 x=1"))
+        self.assertEqual([c[0] for c in booter.calls[1:]], ["save", "restore"])
+        self.assertEqual(booter.last_boot["smp"], harness.EXTRA_MACHINES["blkfault"][0])
+        self.assertEqual(harness.death_machine(spec.name), "blkfault")
+        self.assertIsNone(harness.death_machine("pager.a_trimmed_page_touched_at_dispatch_level_is_0x0a"))
+        self.assertIn("(booted on the blkfault machine)", o.reasons[0])
+        self.assertEqual(o.status, Status.PASS, o.reasons)
 
     def test_save_failure_falls_back_to_boot(self):
         booter = FakeBooter(saved=False)

@@ -41,6 +41,7 @@
 #include "kernel/trap.h"
 #include "kernel/process.h"
 #include "kernel/virtio/virtio_blk.h"
+#include "mm/mdl.h"
 #include "mm/mm.h"
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
@@ -250,8 +251,41 @@ static PDEVICE_OBJECT pagefile_disk(struct ktest *t)
 	vblk_get_info(&vi);
 	if (!vi.device)
 		ktest_skip(t, "no virtio-blk device (make test attaches one)");
+	if (!pagefile_permitted())
+		ktest_skip(t, "needs pagefile=1 (make test passes it for build/disk.img; PAGEFILE=1 for a DISK=path)");
 	ASSERT_TRUE(t, pagefile_attach(vi.device));
 	return vi.device;
+}
+
+/* The disk's owner opts in: without pagefile=1 the disk is refused, nothing is attached and
+ * the writer writes nothing (a trimmed page stays modified, its frame where it was). */
+static void a_disk_is_refused_as_pagefile_without_pagefile_1(struct ktest *t)
+{
+	struct vblk_info vi;
+	vblk_get_info(&vi);
+	if (!vi.device)
+		ktest_skip(t, "no virtio-blk device (make test attaches one)");
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, PG_SEED);
+	pagefile_test_permit(0);
+	bool attached = pagefile_attach(vi.device);
+	struct pagefile_stats ps;
+	pagefile_get_stats(&ps);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	uint64_t written = pagefile_write_modified();
+	pagefile_test_permit(-1);
+	EXPECT_FALSE(t, attached);
+	EXPECT_FALSE(t, ps.attached);
+	EXPECT_EQ(t, r.trimmed, 1u);
+	EXPECT_EQ(t, written, 0u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	EXPECT_TRUE(t, mmt_sw_is_transition(raw(base)));
+	/* And with the switch the same disk is taken. */
+	pagefile_test_permit(1);
+	EXPECT_TRUE(t, pagefile_attach(vi.device));
+	pagefile_test_permit(-1);
+	EXPECT_TRUE(t, pagefile_attach(NULL));
 }
 
 /* Trim the buffer and write it: every page standby with a slot, its image on the disk. */
@@ -275,6 +309,23 @@ static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t se
 		if (disk_check)
 			kprintf("# disk-check: %lu %u 0x%x\n", pagefile_offset(slots[i]) / VBLK_SECTOR, (unsigned)(P / VBLK_SECTOR), seed + i);
 	}
+}
+
+/* Pages paged out and their frames repurposed: pagefile PTEs, a touch is a hard fault. */
+static void page_out_and_repurpose(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
+{
+	pfn_t frames[4];
+	uint32_t slots[4];
+	page_out(t, base, pages, seed, frames, slots, false);
+	hoard_all_free_frames();
+	pfn_t taken[4];
+	for (unsigned i = 0; i < pages; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < pages; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < pages; i++)
+		ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
 }
 
 static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct ktest *t)
@@ -455,6 +506,54 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
 	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
 }
 
+/* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
+ * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
+ * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
+ * (transition) or in the pagefile; before, the first succeeded and the second raised. */
+static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
+{
+	uint32_t seed = PG_SEED + 0xE00;
+	uint64_t base = commit(t, 2);
+	fill(t, base, 2, seed);
+	if (paged_out) {
+		pagefile_disk(t);
+		page_out_and_repurpose(t, base, 2, seed);
+	} else {
+		struct uvm_trim_result r;
+		uvm_trim(&proc.mm, &r);
+		ASSERT_EQ(t, r.trimmed, 2u);
+	}
+	/* Page 0 resident again, page 1 trimmed (in transition, or in the pagefile). */
+	ASSERT_TRUE(t, intact(base, 0, seed));
+	ASSERT_TRUE(t, paged_out ? mmt_sw_is_pagefile(raw(base + P)) : mmt_sw_is_transition(raw(base + P)));
+	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, 0, KTEST_P1 | KTEST_P2 | KTEST_P3);
+	verifier_set_flags(0); /* the machine ends here: nothing to restore */
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	KeStackAttachProcess(&proc, &apc);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	KeLowerIrql(old);
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the probe at DISPATCH_LEVEL returned (status 0x%x)", (ULONG)st);
+}
+
+static void a_probe_at_dispatch_level_of_a_transition_page_is_0x0a(struct ktest *t)
+{
+	probe_trimmed_at_dispatch(t, false);
+}
+
+static void a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a(struct ktest *t)
+{
+	probe_trimmed_at_dispatch(t, true);
+}
+
 /* ---- two CPUs on one page: the collided fault ---- */
 
 struct toucher {
@@ -557,6 +656,236 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* No IRP can be allocated (nonpaged pool exhausted, made so by the test hook): an in-page
+ * read takes the reserve IRP and the page comes back, never an in-page error; a write fails
+ * cleanly, its page staying modified. */
+static void an_in_page_read_without_an_irp_takes_the_reserve(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xF00;
+	uint64_t base = commit(t, 2);
+	fill(t, base, 2, seed);
+	page_out_and_repurpose(t, base, 2, seed);
+	struct pagefile_stats p0;
+	pagefile_get_stats(&p0);
+	struct uvm_paging_stats s0 = stats();
+	pagefile_test_fail_irp_allocation(true);
+	bool back = intact(base, 0, seed) && intact(base, 1, seed);
+	/* Trimmed again: the write finds no IRP and the pages stay modified. */
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	uint64_t written = pagefile_write_modified();
+	pagefile_test_fail_irp_allocation(false);
+	struct pagefile_stats p1;
+	pagefile_get_stats(&p1);
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 2u);
+	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 0u);
+	EXPECT_EQ(t, p1.reserve_reads - p0.reserve_reads, 2u);
+	EXPECT_EQ(t, r.trimmed, 2u);
+	EXPECT_EQ(t, written, 0u);
+	EXPECT_EQ(t, p1.write_errors - p0.write_errors, 1u);
+	for (unsigned i = 0; i < 2; i++) {
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
+		EXPECT_EQ(t, pfn_entry(mmt_sw_transition_pfn(raw(base + i * P)))->state, PFN_MODIFIED);
+		EXPECT_TRUE(t, intact(base, i, seed));
+	}
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* ---- a probe's pages trimmed again before its walk ---- */
+
+static volatile uint32_t window_calls;
+static struct uvm_trim_result window_trim;
+
+static void trim_on_cpu(void *arg)
+{
+	(void)arg;
+	uvm_trim(&proc.mm, &window_trim);
+}
+
+/* The probe's window, once: another CPU trims the process (memory pressure's trim) while
+ * this one holds no lock, after the pass made the pages resident and before its walk. */
+static void trim_in_probe_window(PMDL m)
+{
+	(void)m;
+	if (window_calls++)
+		return;
+	if (smp_work_start(1, trim_on_cpu, NULL))
+		smp_work_wait(1);
+}
+
+/* The pages a probe just made resident are trimmed again by another CPU before the walk
+ * that locks them (held in that window by the test hook, so the verdict is the same every
+ * run): the probe makes them resident again and locks them, as for the whole-MDL and the
+ * selected-pages probe; a valid buffer is never an access violation. */
+static void a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0xD00;
+	uint64_t base = commit(t, 2);
+	fill(t, base, 2, seed);
+	for (int selected = 0; selected < 2; selected++) {
+		struct uvm_trim_result r;
+		uvm_trim(&proc.mm, &r);
+		EXPECT_EQ(t, r.trimmed, 2u);
+		PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
+		ASSERT_TRUE(t, mdl != NULL);
+		FILE_SEGMENT_ELEMENT seg[2] = { { .Buffer = (PVOID64)base }, { .Buffer = (PVOID64)(base + P) } };
+		struct uvm_paging_stats s0 = stats();
+		window_calls = 0;
+		memset(&window_trim, 0, sizeof window_trim);
+		volatile NTSTATUS st = STATUS_SUCCESS;
+		mdl_test_probe_window = trim_in_probe_window;
+		KeStackAttachProcess(&proc, &apc);
+		__try {
+			if (selected)
+				MmProbeAndLockSelectedPages(mdl, seg, UserMode, IoWriteAccess);
+			else
+				MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			st = GetExceptionCode();
+		}
+		KeUnstackDetachProcess(&apc);
+		mdl_test_probe_window = NULL;
+		/* The window was taken and the other CPU trimmed both pages in it. */
+		EXPECT_GE(t, window_calls, 2u);
+		EXPECT_EQ(t, window_trim.trimmed, 2u);
+		EXPECT_EQ(t, st, STATUS_SUCCESS);
+		EXPECT_EQ(t, stats().soft_faults - s0.soft_faults, 4u);
+		if (st == STATUS_SUCCESS) {
+			for (unsigned i = 0; i < 2; i++) {
+				EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+				EXPECT_EQ(t, MmGetMdlPfnArray(mdl)[i], frame(base + i * P));
+				EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[i])->lock_count, 1u);
+			}
+			MmUnlockPages(mdl);
+		}
+		IoFreeMdl(mdl);
+	}
+}
+
+/* ---- APC_LEVEL: NT pages there ---- */
+
+/* A probe of user memory is allowed up to APC_LEVEL (its page), and so is a fault on
+ * pageable memory: at APC_LEVEL a probe of paged-out pages reads them in and locks them, and
+ * a kernel access inside the SMAP window takes its hard fault (the #PF's gate has interrupts
+ * off; the wait lets the completion in). */
+static void paged_out_pages_come_back_at_apc_level_probe_and_access(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xC00;
+	uint64_t base = commit(t, 3);
+	fill(t, base, 3, seed);
+	page_out_and_repurpose(t, base, 3, seed);
+	struct uvm_paging_stats s0 = stats();
+	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	static uint8_t got[P];
+	NTSTATUS cst;
+	KeStackAttachProcess(&proc, &apc);
+	KIRQL old;
+	KeRaiseIrql(APC_LEVEL, &old);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	cst = copy_from_user(got, base + 2 * P, P);
+	KIRQL at = KeGetCurrentIrql();
+	KeLowerIrql(old);
+	KeUnstackDetachProcess(&apc);
+	EXPECT_EQ(t, at, APC_LEVEL);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, cst, STATUS_SUCCESS);
+	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 3u);
+	static uint8_t want[P];
+	pattern_fill(want, P, seed + 2);
+	EXPECT_EQ(t, memcmp(got, want, P), 0);
+	if (st == STATUS_SUCCESS) {
+		for (unsigned i = 0; i < 2; i++) {
+			EXPECT_TRUE(t, mmt_has(raw(base + i * P), MMT_PTE_P));
+			EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[i])->lock_count, 1u);
+		}
+		uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
+		EXPECT_TRUE(t, sys != NULL);
+		for (unsigned i = 0; sys && i < 2; i++) {
+			pattern_fill(want, P, seed + i);
+			EXPECT_EQ(t, memcmp(sys + i * P, want, P), 0);
+		}
+		MmUnlockPages(mdl);
+	}
+	IoFreeMdl(mdl);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* ---- the writer's hold is not a lock of the page's ---- */
+
+struct writer_run {
+	volatile uint32_t done;
+	uint64_t written;
+};
+
+static void write_on_cpu(void *arg)
+{
+	struct writer_run *w = arg;
+	w->written = pagefile_write_modified();
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+static bool frame_being_written(void *arg)
+{
+	const struct pfn_entry *pe = pfn_entry(*(pfn_t *)arg);
+	return __atomic_load_n(&pe->flags, __ATOMIC_ACQUIRE) & PFN_F_WRITING;
+}
+
+/* A page taken back by a soft fault while the modified page writer writes it (the device's
+ * answer held, so the write stays in progress whatever the timing) holds only the writer's
+ * hold: the trimmer trims it again (the write's copy is stale) and a decommit frees it, the
+ * writer's end freeing frame and slot; no probe lock is counted. */
+static void a_page_taken_back_during_its_write_can_be_trimmed_and_freed(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x900;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pfn_t f = frame(base);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	struct writer_run w = { 0 };
+	vblk_test_hold_completions(true);
+	ASSERT_TRUE(t, smp_work_start(1, write_on_cpu, &w));
+	bool writing = wait_until(frame_being_written, &f);
+	EXPECT_TRUE(t, writing);
+	struct uvm_trim_result again = { 0 };
+	NTSTATUS freed = STATUS_UNSUCCESSFUL;
+	bool back = false, back2 = false;
+	if (writing) {
+		back = intact(base, 0, seed); /* a soft fault: the frame ACTIVE, the hold on it */
+		uvm_trim(&proc.mm, &again);
+		back2 = intact(base, 0, seed);
+		uint64_t b = base, size = P;
+		freed = uvm_free(&proc.mm, &b, &size, MEM_DECOMMIT);
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, again.trimmed, 1u);
+	EXPECT_EQ(t, again.kept_locked, 0u);
+	EXPECT_TRUE(t, back2);
+	EXPECT_EQ(t, freed, STATUS_SUCCESS);
+	/* The write's copy was of no use: nothing counted written, the slot and frame freed. */
+	EXPECT_EQ(t, w.written, 0u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	EXPECT_EQ(t, pfn_entry(f)->lock_count, 0u);
+	EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
+}
+
 static int pager_init(struct ktest *t)
 {
 	(void)t;
@@ -585,11 +914,18 @@ static void pager_exit(struct ktest *t)
 
 static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft),
+	KTEST_CASE(a_disk_is_refused_as_pagefile_without_pagefile_1),
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
+	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
+	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
+	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
+	KTEST_CASE(an_in_page_read_without_an_irp_takes_the_reserve),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_transition_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
 	{ 0 }
@@ -598,13 +934,13 @@ KTEST_SUITE(pager, pager_cases, .init = pager_init, .exit = pager_exit);
 
 /* ---- an in-page error from a failing device (make test's blkfault machine) ---- */
 
-static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
+/* blkfault=W,R,N: reads of sectors R .. R+N-1 fail.  The pagefile placed so that its slot 1
+ * is sector R: the write succeeds, the read back fails.  Skips off the blkfault machine. */
+static void attach_on_bad_read(struct ktest *t)
 {
 	char v[64];
 	if (!cmdline_get("blkfault", v, sizeof v))
 		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
-	/* blkfault=W,R,N: reads of sectors R .. R+N-1 fail.  The pagefile placed so that its
-	 * slot 1 is sector R: the write succeeds, the read back fails. */
 	uint64_t field[3] = { 0 };
 	const char *c = v;
 	for (int k = 0; k < 3; k++) {
@@ -620,7 +956,12 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	if (!vi.device)
 		ktest_skip(t, "no virtio-blk device");
 	ASSERT_TRUE(t, pagefile_attach_at(vi.device, bad_read - P / VBLK_SECTOR));
+	ASSERT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
+}
 
+static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
+{
+	attach_on_bad_read(t);
 	uint32_t seed = PG_SEED + 0x600;
 	uint64_t base = commit(t, 1);
 	fill(t, base, 1, seed);
@@ -633,7 +974,6 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	release_hoard();
 	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
 	EXPECT_EQ(t, mmt_sw_pagefile_high(raw(base)), 1u);
-	EXPECT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
 
 	/* The kernel's read of the page in its SMAP window: the #PF the CPU raised, the
 	 * exception STATUS_IN_PAGE_ERROR with (read, address, the device's status). */
@@ -682,8 +1022,66 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
 	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	/* So do the selected-pages probe and ProbeForWrite: the in-page error, not an access
+	 * violation (the buffer is valid, only unreadable now). */
+	FILE_SEGMENT_ELEMENT seg[1] = { { .Buffer = (PVOID64)base } };
+	volatile NTSTATUS sel = STATUS_SUCCESS, pfw = STATUS_SUCCESS;
+	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockSelectedPages(mdl, seg, UserMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		sel = GetExceptionCode();
+	}
+	__try {
+		ProbeForWrite((PVOID)base, 8, 1);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		pfw = GetExceptionCode();
+	}
+	KeUnstackDetachProcess(&apc);
+	EXPECT_EQ(t, sel, STATUS_IN_PAGE_ERROR);
+	EXPECT_EQ(t, pfw, STATUS_IN_PAGE_ERROR);
+	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
+	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 4u);
 	IoFreeMdl(mdl);
 	/* The teardown (the case's exit) frees the slot. */
+}
+
+/* A paged-pool page whose slot the disk cannot read, touched by the kernel (inside __try: no
+ * handler may see it, the kernel's own data is gone): bug check 0x7A KERNEL_DATA_INPAGE_ERROR
+ * in Microsoft's PTE form, the PTE's address (its direct-map address: mdlab has no self-map),
+ * the device's status, the PTE's contents (the pagefile PTE, put back), the address. */
+static void paged_pool_the_pagefile_cannot_give_back_is_0x7a(struct ktest *t)
+{
+	attach_on_bad_read(t);
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, P, 0x6C6F5050u);
+	ASSERT_TRUE(t, b != NULL);
+	pattern_fill(b, P, PG_SEED + 0x1000);
+	uint64_t va = (uint64_t)b;
+	/* Out to slot 1 (the one paged allocation: nothing else of paged pool exists), its
+	 * frame repurposed. */
+	ASSERT_GE(t, pool_trim_paged(), 1u);
+	ASSERT_EQ(t, pagefile_write_modified(), 1u);
+	hoard_all_free_frames();
+	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
+	pfn_free(taken);
+	release_hoard();
+	uint64_t e = mmt_raw_pte_in(&kernel_root, va);
+	ASSERT_TRUE(t, mmt_sw_is_pagefile(e));
+	ASSERT_EQ(t, mmt_sw_pagefile_high(e), 1u);
+	ASSERT_EQ(t, mmt_sw_protection(e), 4u);
+	struct pt_query q;
+	pt_query(&kernel_root, va, &q);
+	ASSERT_EQ(t, q.level, 1);
+	ktest_expect_stop(t, KERNEL_DATA_INPAGE_ERROR, (uint64_t)phys_to_virt(q.entry_pa[1]),
+			  (uint64_t)(ULONG)STATUS_DEVICE_DATA_ERROR, e, va + 0x10, KTEST_P_ALL);
+	volatile uint8_t v = 0;
+	__try {
+		v = *(volatile uint8_t *)(va + 0x10);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		KTEST_FAIL(t, "the access raised 0x%x", (ULONG)GetExceptionCode());
+	}
+	KTEST_FAIL(t, "the access returned (0x%x)", v);
 }
 
 /* Ring 3 reads its own page whose slot the disk cannot read: the #PF from ring 3 (error code
@@ -752,6 +1150,7 @@ static void ring_3_gets_status_in_page_error_for_an_unreadable_page(struct ktest
 static struct ktest_case pager_inpage_cases[] = {
 	KTEST_CASE(an_in_page_error_is_raised_to_the_access_and_to_the_probe),
 	KTEST_CASE(ring_3_gets_status_in_page_error_for_an_unreadable_page),
+	KTEST_DEATH_CASE(paged_pool_the_pagefile_cannot_give_back_is_0x7a, KERNEL_DATA_INPAGE_ERROR),
 	{ 0 }
 };
 KTEST_SUITE(pager_inpage, pager_inpage_cases, .init = pager_init, .exit = pager_exit);
@@ -840,6 +1239,80 @@ static void paged_pool_pages_leave_and_come_back_soft_and_hard(struct ktest *t)
 	ExFreePoolWithTag(np, PP_TAG);
 }
 
+/* A paged-pool buffer taken back while the writer writes it (the device's answer held) is
+ * freed by ExFreePool: the writer's hold is not a lock of the buffer's (no 0x4E), and the
+ * write's end frees the frames and slots. */
+static void paged_pool_freed_during_its_write_is_freed_at_the_writes_end(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xB00;
+	uint8_t *b = paged_buffer(t, seed);
+	pfn_t f[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		f[i] = mmt_frame_of((uint64_t)b + i * P);
+	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	/* One write request carries them all, so all are held in it. */
+	struct pfn_stats ps;
+	pfn_get_stats(&ps);
+	ASSERT_LE(t, ps.modified, (uint64_t)PAGEFILE_CLUSTER);
+	struct writer_run w = { 0 };
+	vblk_test_hold_completions(true);
+	ASSERT_TRUE(t, smp_work_start(1, write_on_cpu, &w));
+	bool writing = true;
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		writing = writing && wait_until(frame_being_written, &f[i]);
+	EXPECT_TRUE(t, writing);
+	bool back = false;
+	if (writing) {
+		back = paged_intact(b, seed); /* soft faults: the frames ACTIVE, the holds on them */
+		ExFreePoolWithTag(b, PP_TAG);
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	if (!writing)
+		ExFreePoolWithTag(b, PP_TAG);
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		EXPECT_EQ(t, pfn_entry(f[i])->lock_count, 0u);
+		EXPECT_TRUE(t, pfn_entry(f[i])->state == PFN_FREE || pfn_entry(f[i])->state == PFN_ZEROED);
+	}
+}
+
+/* Memory pressure trims the system's working set too: with every frame but one taken, an MDL
+ * of PP_PAGES + 1 pages is had by paging the paged buffer out (no process has pageable pages
+ * here); the buffer comes back by hard faults, intact. */
+static void memory_pressure_pages_out_paged_pool(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1100;
+	uint8_t *b = paged_buffer(t, seed);
+	hoard_all_free_frames();
+	pfn_t f = hoard;
+	hoard = *(pfn_t *)pfn_to_virt(f);
+	pfn_free(f);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL m = MmAllocatePagesForMdlEx(lo, hi, skip, (PP_PAGES + 1) * P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	bool out = true;
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		out = out && mmt_sw_is_pagefile(kraw((uint64_t)b + i * P));
+	EXPECT_TRUE(t, m != NULL);
+	EXPECT_EQ(t, m ? MmGetMdlByteCount(m) : 0, (PP_PAGES + 1) * P);
+	if (m) {
+		MmFreePagesFromMdl(m);
+		ExFreePool(m);
+	}
+	release_hoard();
+	EXPECT_TRUE(t, out);
+	struct pool_paging_stats s0 = pstats();
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
 static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct ktest *t)
 {
 	uint32_t seed = PG_SEED + 0xA00;
@@ -917,6 +1390,8 @@ static int pool_case_init(struct ktest *t) { return pager_init(t); }
 static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(paged_pool_pages_leave_and_come_back_soft_and_hard),
 	KTEST_CASE(probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping),
+	KTEST_CASE(paged_pool_freed_during_its_write_is_freed_at_the_writes_end),
+	KTEST_CASE(memory_pressure_pages_out_paged_pool),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
 	{ 0 }

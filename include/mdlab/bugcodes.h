@@ -21,6 +21,7 @@
 	X(MULTIPLE_IRP_COMPLETE_REQUESTS, 0x00000044) /* IoCompleteRequest twice (P1 the IRP) */ \
 	X(PFN_LIST_CORRUPT, 0x0000004E)                                                          \
 	X(PROCESS_HAS_LOCKED_PAGES, 0x00000076)                                                  \
+	X(KERNEL_DATA_INPAGE_ERROR, 0x0000007A) /* paged pool not read back */                   \
 	X(UNEXPECTED_KERNEL_MODE_TRAP, 0x0000007F)                                               \
 	X(NMI_HARDWARE_FAILURE, 0x00000080)                                                      \
 	X(MACHINE_CHECK_EXCEPTION, 0x0000009C)                                                   \

@@ -936,8 +936,12 @@ VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment)
 		return;
 	probe_range(Address, Length, Alignment);
 	PEPROCESS p = ps_current();
-	/* NT's probe writes each page back: the fault names the buffer and a write. */
-	if (!p || !uvm_make_resident(&p->mm, (uint64_t)Address, Length, true))
+	/* NT's probe writes each page back: the fault names the buffer and a write; a page the
+	 * pagefile cannot give back is the in-page error the write's fault would raise. */
+	NTSTATUS st = p ? uvm_make_resident_status(&p->mm, (uint64_t)Address, Length, true) : STATUS_ACCESS_VIOLATION;
+	if (st == STATUS_IN_PAGE_ERROR)
+		ExRaiseStatus(STATUS_IN_PAGE_ERROR);
+	if (st != STATUS_SUCCESS)
 		seh_raise_access_violation((uint64_t)Address, EXCEPTION_WRITE_FAULT);
 }
 

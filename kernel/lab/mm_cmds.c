@@ -510,10 +510,11 @@ static int cmd_pagefile(int argc, char **argv)
 	struct pagefile_stats s;
 	pagefile_get_stats(&s);
 	kprintf("pagefile 0: %s, disk bytes 0x%lx-0x%lx (slots 1-%u of 4 KiB; slot s at 0x%lx + s * 0x1000)\n",
-		s.attached ? "on the virtio disk" : "no disk attached", pagefile_offset(1), pagefile_offset(s.limit) - 1,
+		s.attached ? "on the virtio disk" : pagefile_permitted() ? "no disk attached" : "off (no pagefile=1 on the command line)", pagefile_offset(1), pagefile_offset(s.limit) - 1,
 		s.limit - 1, pagefile_offset(0));
-	kprintf("slots in use %lu; %lu writes of %lu pages (%lu failed, %lu times full), %lu reads (%lu failed)\n", s.in_use,
-		s.writes, s.pages_written, s.write_errors, s.full, s.reads, s.read_errors);
+	kprintf("slots in use %lu; %lu writes of %lu pages (%lu failed, %lu times full), %lu reads (%lu failed, %lu on the "
+		"reserve IRP)\n", s.in_use, s.writes, s.pages_written, s.write_errors, s.full, s.reads, s.read_errors,
+		s.reserve_reads);
 	print_paging(MON_CONSOLE);
 	return 0;
 }
