@@ -915,32 +915,6 @@ static void writable_user_mapping_of_a_frame_ring_0_executes_is_refused(struct k
 	PsDestroyProcess(p);
 }
 
-/* Attached to the agent: a read-only page committed at buf, locked for read by an MDL (NULL,
- * the case failed and nothing held, when it cannot be). */
-static PMDL lock_read_only_user_page(struct ktest *t, uint64_t buf)
-{
-	PVOID b = (PVOID)buf;
-	SIZE_T size = PAGE_SIZE;
-	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
-					      PAGE_READONLY);
-	EXPECT_EQ(t, st, STATUS_SUCCESS);
-	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
-	volatile bool locked = false;
-	if (m) {
-		__try {
-			MmProbeAndLockPages(m, UserMode, IoReadAccess);
-			locked = true;
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
-		}
-	}
-	if (m && !locked) {
-		IoFreeMdl(m);
-		m = NULL;
-	}
-	return m;
-}
-
 /* The end of those cases: the lock released in the process (with the executable system
  * mapping: MmUnlockPages releases it first), the MDL freed, the process gone. */
 static void release_locked_page(PEPROCESS p, PMDL m)
@@ -983,7 +957,7 @@ static void user_page_ring_0_executes_cannot_be_made_writable_by_ring_3(struct k
 
 	KAPC_STATE apc;
 	KeStackAttachProcess(p, &apc);
-	PMDL m = lock_read_only_user_page(t, buf);
+	PMDL m = agent_lock_read_only_page(t, buf);
 	uint8_t *sys = m ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
 	bool exec = sys && MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ) == STATUS_SUCCESS;
 	EXPECT_TRUE(t, exec);
@@ -1035,7 +1009,7 @@ static void parked_read_write_page_ring_0_executes_faults_for_ring_3(struct ktes
 	PVOID b = (PVOID)buf;
 	SIZE_T size = PAGE_SIZE;
 	ULONG old = 0;
-	PMDL m = lock_read_only_user_page(t, buf);
+	PMDL m = agent_lock_read_only_page(t, buf);
 	bool exec = false;
 	if (m) {
 		EXPECT_EQ(t, ZwProtectVirtualMemory(NtCurrentProcess(), &b, &size, PAGE_NOACCESS, &old), STATUS_SUCCESS);

@@ -33,8 +33,8 @@
 #include "tests/lib/pattern.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/vblk_req.h"
+#include "tests/lib/wait.h"
 #include "include/wdm.h"
-#include "kernel/cmdline.h"
 #include "kernel/faultcap.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -576,16 +576,6 @@ static void touch_on_cpu(void *arg)
 	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
 }
 
-/* Spin (bounded, SMP_WAIT_MS) until cond(arg); whether it came true. */
-static bool wait_until(bool (*cond)(void *), void *arg)
-{
-	uint64_t end = rdtsc() + smp_tsc_per_ms() * SMP_WAIT_MS;
-	while (!cond(arg))
-		if (rdtsc() > end)
-			return false;
-	return true;
-}
-
 struct read_state {
 	uint64_t va;
 	uint64_t collided;
@@ -634,12 +624,12 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	 * faults are in, whatever the timing. */
 	vblk_test_hold_completions(true);
 	ASSERT_TRUE(t, smp_work_start(1, touch_on_cpu, &a));
-	bool reading = wait_until(read_in_progress, &rs);
+	bool reading = mmt_wait_until(read_in_progress, &rs);
 	EXPECT_TRUE(t, reading);
 	bool collided = false;
 	if (reading) {
 		ASSERT_TRUE(t, smp_work_start(2, touch_on_cpu, &b));
-		collided = wait_until(second_fault_waits, &rs);
+		collided = mmt_wait_until(second_fault_waits, &rs);
 		EXPECT_TRUE(t, collided);
 		EXPECT_FALSE(t, __atomic_load_n(&a.done, __ATOMIC_ACQUIRE) || __atomic_load_n(&b.done, __ATOMIC_ACQUIRE));
 	}
@@ -860,7 +850,7 @@ static void a_page_taken_back_during_its_write_can_be_trimmed_and_freed(struct k
 	struct writer_run w = { 0 };
 	vblk_test_hold_completions(true);
 	ASSERT_TRUE(t, smp_work_start(1, write_on_cpu, &w));
-	bool writing = wait_until(frame_being_written, &f);
+	bool writing = mmt_wait_until(frame_being_written, &f);
 	EXPECT_TRUE(t, writing);
 	struct uvm_trim_result again = { 0 };
 	NTSTATUS freed = STATUS_UNSUCCESSFUL;
@@ -938,19 +928,10 @@ KTEST_SUITE(pager, pager_cases, .init = pager_init, .exit = pager_exit);
  * is sector R: the write succeeds, the read back fails.  Skips off the blkfault machine. */
 static void attach_on_bad_read(struct ktest *t)
 {
-	char v[64];
-	if (!cmdline_get("blkfault", v, sizeof v))
-		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
-	uint64_t field[3] = { 0 };
-	const char *c = v;
-	for (int k = 0; k < 3; k++) {
-		while (*c >= '0' && *c <= '9')
-			field[k] = field[k] * 10 + (uint64_t)(*c++ - '0');
-		if (*c == ',')
-			c++;
-	}
-	uint64_t bad_read = field[1];
-	ASSERT_TRUE(t, field[2] >= P / VBLK_SECTOR && bad_read >= P / VBLK_SECTOR);
+	struct vreq_blkfault bf;
+	vreq_blkfault(t, &bf);
+	uint64_t bad_read = bf.read;
+	ASSERT_TRUE(t, bf.count >= P / VBLK_SECTOR && bad_read >= P / VBLK_SECTOR);
 	struct vblk_info vi;
 	vblk_get_info(&vi);
 	if (!vi.device)
@@ -1090,22 +1071,13 @@ static void paged_pool_the_pagefile_cannot_give_back_is_0x7a(struct ktest *t)
 
 static void ring_3_gets_status_in_page_error_for_an_unreadable_page(struct ktest *t)
 {
-	char v[64];
-	if (!cmdline_get("blkfault", v, sizeof v))
-		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
-	uint64_t field[3] = { 0 };
-	const char *c = v;
-	for (int k = 0; k < 3; k++) {
-		while (*c >= '0' && *c <= '9')
-			field[k] = field[k] * 10 + (uint64_t)(*c++ - '0');
-		if (*c == ',')
-			c++;
-	}
+	struct vreq_blkfault bf;
+	vreq_blkfault(t, &bf);
 	struct vblk_info vi;
 	vblk_get_info(&vi);
 	if (!vi.device)
 		ktest_skip(t, "no virtio-blk device");
-	ASSERT_TRUE(t, pagefile_attach_at(vi.device, field[1] - P / VBLK_SECTOR));
+	ASSERT_TRUE(t, pagefile_attach_at(vi.device, bf.read - P / VBLK_SECTOR));
 	struct agent_script script;
 	agent_begin(&script);
 	uint32_t op = agent_read64(&script, RING3_VA + 0x18);
@@ -1133,7 +1105,7 @@ static void ring_3_gets_status_in_page_error_for_an_unreadable_page(struct ktest
 	release_hoard();
 	uint64_t e = mmt_raw_pte_in(&p->mm.root, RING3_VA);
 	EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
-	EXPECT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, field[1]);
+	EXPECT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, bf.read);
 
 	NTSTATUS st = PsRunProcess(p);
 	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
@@ -1262,7 +1234,7 @@ static void paged_pool_freed_during_its_write_is_freed_at_the_writes_end(struct 
 	ASSERT_TRUE(t, smp_work_start(1, write_on_cpu, &w));
 	bool writing = true;
 	for (unsigned i = 0; i < PP_PAGES; i++)
-		writing = writing && wait_until(frame_being_written, &f[i]);
+		writing = writing && mmt_wait_until(frame_being_written, &f[i]);
 	EXPECT_TRUE(t, writing);
 	bool back = false;
 	if (writing) {

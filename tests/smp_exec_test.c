@@ -21,7 +21,7 @@
  * and every user half): the frame is never executable in ring 0 while a mapping can write it,
  * and a real write through its direct-map alias faults.  The hold ends when the other CPU is
  * done or is seen spinning for the executable-mapping lock (kcpu.klock_waiting), never on
- * time (a bound of WAIT_MS only turns a hang into a failure).  On one CPU each case is
+ * time (a bound of SMP_WAIT_MS only turns a hang into a failure).  On one CPU each case is
  * skipped.
  */
 #include "kernel/ktest.h"
@@ -29,6 +29,7 @@
 #include "tests/lib/counters.h"
 #include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
+#include "tests/lib/wait.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
@@ -44,7 +45,6 @@
 #include "mm/pt.h"
 #include "mm/uvm.h"
 
-#define WAIT_MS 10000u /* only a hang fails by it */
 #define TAG 0x78456D53u /* 'SmEx' */
 
 /* One case's two sides: the window held on this CPU (where, for mdl or pfn when not 0), and
@@ -74,21 +74,10 @@ static struct {
 	PVOID res; /* a reservation of one page */
 } f;
 
-static bool wait_until(bool (*done)(void))
+static bool other_started(void *unused) { (void)unused; return __atomic_load_n(&h.started, __ATOMIC_ACQUIRE) != 0; }
+static bool other_held_or_done(void *unused)
 {
-	uint64_t end = rdtsc() + smp_tsc_per_ms() * WAIT_MS;
-	while (!done()) {
-		if (rdtsc() > end)
-			return false;
-		smp_serve_mailbox();
-		cpu_relax();
-	}
-	return true;
-}
-
-static bool other_started(void) { return __atomic_load_n(&h.started, __ATOMIC_ACQUIRE) != 0; }
-static bool other_held_or_done(void)
-{
+	(void)unused;
 	return kcpus[h.cpu].klock_waiting == mdl_test_exec_lock() || __atomic_load_n(&h.done, __ATOMIC_ACQUIRE);
 }
 
@@ -101,7 +90,7 @@ static void window(enum mdl_exec_window where, PMDL m, PFN_NUMBER pfn)
 	if (__atomic_exchange_n(&h.entered, 1, __ATOMIC_ACQ_REL))
 		return; /* once */
 	__atomic_store_n(&h.in_window, 1, __ATOMIC_RELEASE);
-	if (!wait_until(other_started) || !wait_until(other_held_or_done))
+	if (!mmt_wait_until(other_started, NULL) || !mmt_wait_until(other_held_or_done, NULL))
 		return;
 	h.saw_spin = !__atomic_load_n(&h.done, __ATOMIC_ACQUIRE);
 }
@@ -284,32 +273,6 @@ static void a_writable_user_mapping_during_an_execute_is_refused(struct ktest *t
 
 static const uint64_t user_buf = 0x30000000ul;
 
-/* Attached to p: a read-only page committed at user_buf, locked for read (NULL when it
- * cannot be). */
-static PMDL lock_read_only_user_page(struct ktest *t)
-{
-	PVOID b = (PVOID)user_buf;
-	SIZE_T size = PAGE_SIZE;
-	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
-					      PAGE_READONLY);
-	EXPECT_EQ(t, st, STATUS_SUCCESS);
-	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
-	volatile bool locked = false;
-	if (m) {
-		__try {
-			MmProbeAndLockPages(m, UserMode, IoReadAccess);
-			locked = true;
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
-		}
-	}
-	if (m && !locked) {
-		IoFreeMdl(m);
-		m = NULL;
-	}
-	return m;
-}
-
 static PMDL user_mdl;
 
 static void other_makes_the_user_page_writable(void)
@@ -333,7 +296,7 @@ static void a_user_page_made_writable_during_an_execute_is_refused(struct ktest 
 	ASSERT_TRUE(t, p != NULL);
 	KAPC_STATE apc;
 	KeStackAttachProcess(p, &apc);
-	user_mdl = lock_read_only_user_page(t);
+	user_mdl = agent_lock_read_only_page(t, user_buf);
 	uint8_t *sys = user_mdl ? MmGetSystemAddressForMdlSafe(user_mdl, NormalPagePriority) : NULL;
 	KeUnstackDetachProcess(&apc);
 	EXPECT_TRUE(t, sys != NULL);

@@ -11,12 +11,13 @@
  * probe.  With the lock the AP can only spin: the probe then walks the tables after the
  * free and raises STATUS_ACCESS_VIOLATION at the page, nothing locked, the frame free.
  * Without it the AP would lock a frame the free is about to release.  The verdict never
- * depends on timing: each wait ends on what it waits for (a bound of WAIT_MS only turns a
+ * depends on timing: each wait ends on what it waits for (a bound of SMP_WAIT_MS only turns a
  * hang into a failure).  On one CPU the case is skipped.
  */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/wait.h"
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/process.h"
@@ -28,7 +29,6 @@
 #include "mm/pt.h"
 #include "mm/uvm.h"
 
-#define WAIT_MS 10000u /* only a hang fails by it */
 
 static struct {
 	PEPROCESS p;
@@ -40,23 +40,12 @@ static struct {
 	bool saw_spin, saw_done, window_entered;
 } h;
 
-/* Until `done` says so or WAIT_MS passed, serving cross-calls (the free shoots down the AP,
- * which has the process loaded). */
-static bool wait_until(bool (*done)(void))
+/* The waits serve cross-calls (tests/lib/wait.h): the free shoots down the AP, which has the
+ * process loaded. */
+static bool prober_announced(void *unused) { (void)unused; return __atomic_load_n(&h.probing, __ATOMIC_ACQUIRE) != 0; }
+static bool prober_held_or_done(void *unused)
 {
-	uint64_t end = rdtsc() + smp_tsc_per_ms() * WAIT_MS;
-	while (!done()) {
-		if (rdtsc() > end)
-			return false;
-		smp_serve_mailbox();
-		cpu_relax();
-	}
-	return true;
-}
-
-static bool prober_announced(void) { return __atomic_load_n(&h.probing, __ATOMIC_ACQUIRE) != 0; }
-static bool prober_held_or_done(void)
-{
+	(void)unused;
 	return kcpus[h.cpu].klock_waiting == &h.p->mm.lock || __atomic_load_n(&h.probed, __ATOMIC_ACQUIRE);
 }
 
@@ -68,7 +57,7 @@ static void free_window(struct mm_process *mm, uint64_t start, uint64_t end)
 		return;
 	h.window_entered = true;
 	__atomic_store_n(&h.in_window, 1, __ATOMIC_RELEASE);
-	if (!wait_until(prober_announced) || !wait_until(prober_held_or_done))
+	if (!mmt_wait_until(prober_announced, NULL) || !mmt_wait_until(prober_held_or_done, NULL))
 		return;
 	h.saw_done = __atomic_load_n(&h.probed, __ATOMIC_ACQUIRE) != 0;
 	h.saw_spin = !h.saw_done;

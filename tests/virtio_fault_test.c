@@ -32,7 +32,6 @@
 #include "tests/lib/scratch.h"
 #include "tests/lib/vblk_req.h"
 #include "include/wdm.h"
-#include "kernel/cmdline.h"
 #include "kernel/io/io.h"
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
@@ -48,21 +47,11 @@ static uint64_t bad_write, bad_read, bad_count;
 
 static PDEVICE_OBJECT faulty_disk(struct ktest *t)
 {
-	char v[64];
-	if (!cmdline_get("blkfault", v, sizeof v))
-		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
-	uint64_t *field[3] = { &bad_write, &bad_read, &bad_count };
-	char *p = v;
-	for (unsigned k = 0; k < 3; k++) {
-		char *comma = p;
-		while (*comma && *comma != ',')
-			comma++;
-		bool last = !*comma;
-		*comma = 0;
-		ASSERT_TRUE(t, last == (k == 2) && parse_u64(p, field[k]));
-		p = comma + 1;
-	}
-	ASSERT_TRUE(t, bad_count > 0);
+	struct vreq_blkfault bf;
+	vreq_blkfault(t, &bf);
+	bad_write = bf.write;
+	bad_read = bf.read;
+	bad_count = bf.count;
 	struct vblk_info i;
 	vblk_get_info(&i);
 	ASSERT_TRUE(t, i.device != NULL);

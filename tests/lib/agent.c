@@ -3,6 +3,8 @@
 #include "kernel/bugcheck.h"
 #include <stddef.h>
 #include "kernel/lib.h"
+#include "kernel/seh.h"
+#include "mm/uvm.h"
 
 void agent_begin(struct agent_script *s) { memset(s, 0, sizeof *s); }
 
@@ -156,4 +158,28 @@ uint64_t agent_result(struct ktest *t, const PEPROCESS p, uint32_t op, uint32_t 
 		return v;
 	KTEST_FAIL(t, "agent operation %u reported nothing under key %u", op, k);
 	return ~0ull;
+}
+
+PMDL agent_lock_read_only_page(struct ktest *t, uint64_t buf)
+{
+	PVOID b = (PVOID)buf;
+	SIZE_T size = PAGE_SIZE;
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
+					      PAGE_READONLY);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
+	volatile bool locked = false;
+	if (m) {
+		__try {
+			MmProbeAndLockPages(m, UserMode, IoReadAccess);
+			locked = true;
+		} __except (EXCEPTION_EXECUTE_HANDLER) {
+			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
+		}
+	}
+	if (m && !locked) {
+		IoFreeMdl(m);
+		m = NULL;
+	}
+	return m;
 }

@@ -23,6 +23,7 @@
 /* syscalls.h (the AGENT_* operations) comes through process.h: its agent part lies outside
  * its include guard, so it can be included only once. */
 #include "kernel/process.h"
+#include "include/wdm.h"
 
 struct agent_script {
 	uint64_t args[USER_PARAMS_ARGS];
@@ -91,5 +92,10 @@ PEPROCESS agent_run_clean(struct ktest *t, const struct agent_script *s);
 /* What operation `op` reported under key k (AGENT_KEY(op, k)).  A case failure when it
  * reported nothing, and then ~0. */
 uint64_t agent_result(struct ktest *t, const PEPROCESS p, uint32_t op, uint32_t k);
+
+/* Attached to an agent's process: a read-only page committed at buf (ZwAllocateVirtualMemory),
+ * locked for read by an MDL probed from UserMode; NULL, the case failed and nothing held, when
+ * it cannot be. */
+PMDL agent_lock_read_only_page(struct ktest *t, uint64_t buf);
 
 #endif

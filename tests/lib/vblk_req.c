@@ -2,6 +2,7 @@
 #include "tests/lib/vblk_req.h"
 #include "tests/lib/counters.h"
 #include "tests/lib/pte.h"
+#include "kernel/cmdline.h"
 #include "kernel/cpu.h"
 #include "kernel/lib.h"
 #include "kernel/smp/smp.h"
@@ -22,6 +23,25 @@ void vreq_expect_counts(struct ktest *t, struct vreq_counts a)
 	EXPECT_EQ(t, b.sysptes, a.sysptes);
 	EXPECT_EQ(t, b.locked, a.locked);
 	EXPECT_EQ(t, b.pool_bytes, a.pool_bytes);
+}
+
+void vreq_blkfault(struct ktest *t, struct vreq_blkfault *bf)
+{
+	char v[64];
+	if (!cmdline_get("blkfault", v, sizeof v))
+		KTEST_SKIP(t, "needs blkfault=W,R,N and a blkdebug disk (make test's blkfault machine)");
+	uint64_t *field[3] = { &bf->write, &bf->read, &bf->count };
+	char *p = v;
+	for (unsigned k = 0; k < 3; k++) {
+		char *comma = p;
+		while (*comma && *comma != ',')
+			comma++;
+		bool last = !*comma;
+		*comma = 0;
+		ASSERT_TRUE(t, last == (k == 2) && parse_u64(p, field[k]));
+		p = comma + 1;
+	}
+	ASSERT_TRUE(t, bf->count > 0);
 }
 
 NTSTATUS vreq_on_done(PDEVICE_OBJECT d, PIRP irp, PVOID ctx)

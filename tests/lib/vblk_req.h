@@ -3,7 +3,7 @@
  * tests/virtio_fault_test.c): driver-allocated IRPs whose completion routine keeps them
  * (STATUS_MORE_PROCESSING_REQUIRED), a bounded wait for the completion, and buffers of
  * MmAllocatePagesForMdlEx frames described again by a partial MDL; the resource counts every
- * case ends with.
+ * case ends with; the blkfault machine's bad ranges (also tests/pager_test.c's).
  */
 #ifndef TESTS_LIB_VBLK_REQ_H
 #define TESTS_LIB_VBLK_REQ_H
@@ -11,6 +11,14 @@
 #include <stdint.h>
 #include "include/wdm.h"
 #include "kernel/ktest.h"
+
+/* make test's blkfault machine: the kernel is told `blkfault=W,R,N` (its blkdebug disk fails
+ * every write touching sectors W .. W+N-1 and every read touching R .. R+N-1).  Skips the case
+ * without it; fails it unless the value is exactly three numbers and N > 0. */
+struct vreq_blkfault {
+	uint64_t write, read, count;
+};
+void vreq_blkfault(struct ktest *t, struct vreq_blkfault *bf);
 
 /* Frames, system PTEs, locked frames and pool bytes in use. */
 struct vreq_counts {
