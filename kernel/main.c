@@ -99,7 +99,11 @@ static void kmain_after_mm(void *arg)
 		 * owner allows it: a user's own image is not written behind their back. */
 		struct vblk_info i;
 		vblk_get_info(&i);
-		if (!pagefile_attach(i.device))
+		uint64_t end = PAGEFILE_FIRST_SECTOR + (uint64_t)PAGEFILE_SLOTS * (PAGE_SIZE / 512);
+		if (i.capacity < end)
+			kprintf("pagefile: off (the disk has %lu sectors; the pagefile is sectors %u-%lu)\n",
+				i.capacity, PAGEFILE_FIRST_SECTOR, end - 1);
+		else if (!pagefile_attach(i.device))
 			kprintf("pagefile: off (no pagefile=1 on the command line: the disk is not paged to)\n");
 	}
 	b->run();
