@@ -31,18 +31,7 @@ __attribute__((used)) static const uint8_t rodata_table[256] = { 0x11, 0x22, 0x3
  * access-violation parameters in info[0] (access kind) and info[1] (address). */
 static NTSTATUS try_probe(PMDL m, LOCK_OPERATION op, ULONG_PTR info[2])
 {
-	volatile NTSTATUS st = STATUS_SUCCESS;
-	info[0] = info[1] = ~0ul;
-	__try {
-		MmProbeAndLockPages(m, KernelMode, op);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		st = GetExceptionCode();
-		if (GetExceptionRecord()->NumberParameters >= 2) {
-			info[0] = GetExceptionRecord()->ExceptionInformation[0];
-			info[1] = GetExceptionRecord()->ExceptionInformation[1];
-		}
-	}
-	return st;
+	return expect_try_probe(m, KernelMode, op, info, 2);
 }
 
 /* Lock [va, va + len), compare every PFN with the tables, unlock. */

@@ -13,6 +13,7 @@
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
@@ -153,17 +154,9 @@ struct raised {
 
 static struct raised try_probe(PMDL m, KPROCESSOR_MODE mode, LOCK_OPERATION op)
 {
-	volatile struct raised r = { STATUS_SUCCESS, { ~0ul, ~0ul } };
-	__try {
-		MmProbeAndLockPages(m, mode, op);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		r.status = GetExceptionCode();
-		if (GetExceptionRecord()->NumberParameters >= 2) {
-			r.info[0] = GetExceptionRecord()->ExceptionInformation[0];
-			r.info[1] = GetExceptionRecord()->ExceptionInformation[1];
-		}
-	}
-	return (struct raised){ r.status, { r.info[0], r.info[1] } };
+	struct raised r;
+	r.status = expect_try_probe(m, mode, op, r.info, 2);
+	return r;
 }
 
 /* MmMapLockedPagesSpecifyCache(UserMode, ...): the exception's status, or STATUS_SUCCESS

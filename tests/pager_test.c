@@ -30,6 +30,7 @@
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
 #include "tests/lib/counters.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/pattern.h"
 #include "tests/lib/pte.h"
 #include "tests/lib/vblk_req.h"
@@ -110,13 +111,9 @@ static PMDL lock(struct ktest *t, uint64_t va, unsigned pages)
 {
 	PMDL mdl = IoAllocateMdl((PVOID)va, pages * P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	volatile NTSTATUS st = STATUS_SUCCESS;
+	NTSTATUS st;
 	KeStackAttachProcess(&proc, &apc);
-	__try {
-		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		st = GetExceptionCode();
-	}
+	st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
 	KeUnstackDetachProcess(&apc);
 	if (st != STATUS_SUCCESS) {
 		IoFreeMdl(mdl);
@@ -530,15 +527,11 @@ static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 	ASSERT_TRUE(t, mdl != NULL);
 	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, 0, KTEST_P1 | KTEST_P2 | KTEST_P3);
 	verifier_set_flags(0); /* the machine ends here: nothing to restore */
-	volatile NTSTATUS st = STATUS_SUCCESS;
+	NTSTATUS st;
 	KeStackAttachProcess(&proc, &apc);
 	KIRQL old;
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
-	__try {
-		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		st = GetExceptionCode();
-	}
+	st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
 	KeLowerIrql(old);
 	KeUnstackDetachProcess(&apc);
 	KTEST_FAIL(t, "the probe at DISPATCH_LEVEL returned (status 0x%x)", (ULONG)st);
@@ -772,17 +765,13 @@ static void paged_out_pages_come_back_at_apc_level_probe_and_access(struct ktest
 	struct uvm_paging_stats s0 = stats();
 	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	volatile NTSTATUS st = STATUS_SUCCESS;
+	NTSTATUS st;
 	static uint8_t got[P];
 	NTSTATUS cst;
 	KeStackAttachProcess(&proc, &apc);
 	KIRQL old;
 	KeRaiseIrql(APC_LEVEL, &old);
-	__try {
-		MmProbeAndLockPages(mdl, UserMode, IoWriteAccess);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		st = GetExceptionCode();
-	}
+	st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
 	cst = copy_from_user(got, base + 2 * P, P);
 	KIRQL at = KeGetCurrentIrql();
 	KeLowerIrql(old);
@@ -992,13 +981,9 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	uint64_t locked = mmt_locked_frames();
 	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	volatile NTSTATUS st = STATUS_SUCCESS;
+	NTSTATUS st;
 	KeStackAttachProcess(&proc, &apc);
-	__try {
-		MmProbeAndLockPages(mdl, UserMode, IoReadAccess);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		st = GetExceptionCode();
-	}
+	st = expect_try_probe(mdl, UserMode, IoReadAccess, NULL, 0);
 	KeUnstackDetachProcess(&apc);
 	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
 	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
@@ -1293,12 +1278,8 @@ static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct
 	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
 	PMDL mdl = IoAllocateMdl(b, PP_PAGES * P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	volatile NTSTATUS st = STATUS_SUCCESS;
-	__try {
-		MmProbeAndLockPages(mdl, KernelMode, IoReadAccess);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		st = GetExceptionCode();
-	}
+	NTSTATUS st;
+	st = expect_try_probe(mdl, KernelMode, IoReadAccess, NULL, 0);
 	ASSERT_EQ(t, st, STATUS_SUCCESS);
 	for (unsigned i = 0; i < PP_PAGES; i++) {
 		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));

@@ -9,6 +9,7 @@
 #include "kernel/faultcap.h"
 #include "kernel/ktest.h"
 #include "kernel/trap.h"
+#include "include/wdm.h"
 
 /* #PF error codes of a kernel access (SDM Vol. 3, 4.7; x86-paging.md: P 0, W 1, I/D 4). */
 #define PF_READ_NOT_PRESENT 0x0u
@@ -36,5 +37,11 @@ void expect_fetch_refused(struct ktest *t, uint64_t va);
 /* A death case's run-time expectation of all four parameters (ktest_expect_stop with
  * KTEST_P_ALL). */
 void expect_stop(struct ktest *t, ULONG code, ULONG_PTR p1, ULONG_PTR p2, ULONG_PTR p3, ULONG_PTR p4);
+
+/* MmProbeAndLockPages(m, mode, op) inside __try, in whatever address space and at whatever
+ * IRQL the caller is: the exception's code (STATUS_SUCCESS when none), and its first `n`
+ * ExceptionInformation words in info[] (~0 where it has fewer: an access violation gives
+ * the access and the address, an in-page error also the device's status). */
+NTSTATUS expect_try_probe(PMDL m, KPROCESSOR_MODE mode, LOCK_OPERATION op, ULONG_PTR *info, unsigned n);
 
 #endif
