@@ -126,8 +126,10 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 					   &read_only);
 	NTSTATUS why = STATUS_SUCCESS;
 	/* A kernel buffer in paged pool whose pages were trimmed: faulted in (soft or hard, at
-	 * the caller's IRQL: at DISPATCH_LEVEL that is 0x0A), then walked again. */
-	if (i < n && !owner && pool_make_resident(va, len)) {
+	 * the caller's IRQL: at DISPATCH_LEVEL that is 0x0A), then walked again; a page another
+	 * CPU's pool trim takes again before the walk makes the pass repeat, PROBE_PASSES at
+	 * most, as for a user buffer below. */
+	for (unsigned pass = 0; i < n && !owner && pass < PROBE_PASSES && pool_make_resident(va, len); pass++) {
 		read_only = false;
 		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					    &read_only);
@@ -1130,9 +1132,12 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 	 * last pass's refusal is the probe's. */
 	for (unsigned pass = 1;; pass++) {
 		for (ULONG i = 0; i < n; i++) {
-			struct mm_process *mm = mdl_user_probe_page((uint64_t)SegmentArray[i].Buffer, AccessMode, write);
+			uint64_t page = (uint64_t)SegmentArray[i].Buffer;
+			struct mm_process *mm = mdl_user_probe_page(page, AccessMode, write);
 			if (mm)
 				owner = mm;
+			else
+				pool_make_resident(page, PAGE_SIZE); /* a trimmed paged-pool page, as MmProbeAndLockPages */
 		}
 		if (__builtin_expect(mdl_test_probe_window != NULL, 0))
 			mdl_test_probe_window(Mdl);

@@ -1304,6 +1304,41 @@ static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct
 	ExFreePoolWithTag(b, PP_TAG);
 }
 
+/* MmProbeAndLockSelectedPages of trimmed paged pool brings each page back and locks it, as
+ * MmProbeAndLockPages does (its page: the pages are made resident). */
+static void selected_pages_of_trimmed_paged_pool_are_brought_back_and_locked(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0xA80;
+	uint8_t *b = paged_buffer(t, seed);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + 2 * P)));
+	FILE_SEGMENT_ELEMENT seg[2] = { { .Buffer = (PVOID64)b }, { .Buffer = (PVOID64)(b + 2 * P) } };
+	PMDL mdl = IoAllocateMdl(NULL, 2 * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	__try {
+		MmProbeAndLockSelectedPages(mdl, seg, KernelMode, IoReadAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	if (st != STATUS_SUCCESS) {
+		IoFreeMdl(mdl);
+		ExFreePoolWithTag(b, PP_TAG);
+		KTEST_FAIL(t, "MmProbeAndLockSelectedPages raised 0x%x", (ULONG)st);
+		return;
+	}
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t va = (uint64_t)b + 2 * k * P;
+		EXPECT_TRUE(t, mmt_has(kraw(va), MMT_PTE_P));
+		EXPECT_EQ(t, mmt_frame_of(va), MmGetMdlPfnArray(mdl)[k]);
+		EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[k])->lock_count, 1u);
+	}
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
 /* Death: a driver touches its paged pool at DISPATCH_LEVEL after a trim: 0x0A (the
  * address, DISPATCH_LEVEL, 0: a read, the RIP of the load). */
 static void paged_pool_touched_at_dispatch_after_a_trim_is_0x0a(struct ktest *t)
@@ -1343,6 +1378,7 @@ static int pool_case_init(struct ktest *t) { return pager_init(t); }
 static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(paged_pool_pages_leave_and_come_back_soft_and_hard),
 	KTEST_CASE(probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping),
+	KTEST_CASE(selected_pages_of_trimmed_paged_pool_are_brought_back_and_locked),
 	KTEST_CASE(paged_pool_freed_during_its_write_is_freed_at_the_writes_end),
 	KTEST_CASE(memory_pressure_pages_out_paged_pool),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
