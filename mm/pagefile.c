@@ -55,9 +55,10 @@ void pagefile_set_limit(uint32_t l) { limit = l < 2 || l > PAGEFILE_SLOTS ? PAGE
 
 void pagefile_free_slot(uint32_t s)
 {
-	if (!s || s >= PAGEFILE_SLOTS || !slot_used(s))
+	/* The bit cleared and tested in one step: of two frees of one slot, one PANICs. */
+	if (!s || s >= PAGEFILE_SLOTS ||
+	    !(__atomic_fetch_and(&bitmap[s / 64], ~(1ull << (s % 64)), __ATOMIC_ACQ_REL) & (1ull << (s % 64))))
 		PANIC("pagefile_free_slot: slot %u is not in use", s);
-	__atomic_fetch_and(&bitmap[s / 64], ~(1ull << (s % 64)), __ATOMIC_RELEASE);
 	__atomic_fetch_sub(&in_use, 1, __ATOMIC_RELEASE);
 }
 
@@ -110,6 +111,22 @@ static bool test_no_irp;
 
 void pagefile_test_fail_irp_allocation(bool fail) { __atomic_store_n(&test_no_irp, fail, __ATOMIC_RELEASE); }
 
+/* Take a gate of the paging I/O (the reserve IRP, the writer).  Its holder waits for its
+ * request with interrupts on, and the request's completion may need this CPU (the device's
+ * interrupt lands on one CPU, a shootdown on every CPU that has the space loaded): the spin
+ * runs with interrupts on as that wait does, even inside a #PF or a system call's
+ * interrupts-off entry (paging I/O runs at PASSIVE_LEVEL or APC_LEVEL only). */
+static void gate_take(int *gate)
+{
+	bool window = !(read_rflags() & RFLAGS_IF);
+	if (window)
+		__asm__ volatile("sti" ::: "memory");
+	while (__atomic_exchange_n(gate, 1, __ATOMIC_ACQUIRE))
+		cpu_relax();
+	if (window)
+		__asm__ volatile("cli" ::: "memory");
+}
+
 /* An IRP for a request to d: a new one, else for a read the reserve (*reserved). */
 static PIRP paging_irp(PDEVICE_OBJECT d, UCHAR major, bool *reserved)
 {
@@ -117,8 +134,7 @@ static PIRP paging_irp(PDEVICE_OBJECT d, UCHAR major, bool *reserved)
 	PIRP irp = __atomic_load_n(&test_no_irp, __ATOMIC_ACQUIRE) ? NULL : IoAllocateIrp(d->StackSize, FALSE);
 	if (irp || major != IRP_MJ_READ || d->StackSize > RESERVE_STACK)
 		return irp;
-	while (__atomic_exchange_n(&reserve_busy, 1, __ATOMIC_ACQUIRE))
-		cpu_relax();
+	gate_take(&reserve_busy);
 	IoInitializeIrp(&reserve.irp, (USHORT)sizeof reserve, d->StackSize);
 	__atomic_fetch_add(&stats.reserve_reads, 1, __ATOMIC_RELAXED);
 	*reserved = true;
@@ -187,8 +203,7 @@ uint64_t pagefile_write_modified(void)
 {
 	if (!__atomic_load_n(&disk, __ATOMIC_ACQUIRE))
 		return 0;
-	while (__atomic_exchange_n(&writer_busy, 1, __ATOMIC_ACQUIRE))
-		cpu_relax();
+	gate_take(&writer_busy);
 	uint64_t written = 0;
 	pfn_t pfns[PAGEFILE_CLUSTER];
 	uint32_t slots[PAGEFILE_CLUSTER], freed[PAGEFILE_CLUSTER];
