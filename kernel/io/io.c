@@ -644,10 +644,15 @@ static bool user_range(const PEPROCESS p, uint64_t va, uint64_t len)
 }
 
 /* ProbeForWrite: the range is user memory the caller may write (made resident, as NT's
- * probe touches each page). */
-static bool probe_for_write(PEPROCESS p, uint64_t va, uint64_t len)
+ * probe touches each page): STATUS_SUCCESS, STATUS_IN_PAGE_ERROR when a page could not be
+ * read back from the pagefile, else STATUS_ACCESS_VIOLATION. */
+static NTSTATUS probe_for_write(PEPROCESS p, uint64_t va, uint64_t len)
 {
-	return !len || (user_range(p, va, len) && uvm_make_resident(&p->mm, va, len, true));
+	if (!len)
+		return STATUS_SUCCESS;
+	if (!user_range(p, va, len))
+		return STATUS_ACCESS_VIOLATION;
+	return uvm_make_resident_status(&p->mm, va, len, true);
 }
 
 /* The buffered methods' system buffer: `size` bytes of nonpaged pool (zeroed, so no stale
@@ -717,8 +722,8 @@ static NTSTATUS prepare_buffers(PIRP irp, PEPROCESS p, uint64_t in, ULONG in_len
 	NTSTATUS st;
 	switch (METHOD_FROM_CTL_CODE(sp->Parameters.DeviceIoControl.IoControlCode)) {
 	case METHOD_BUFFERED:
-		if (!probe_for_write(p, out, out_len))
-			return STATUS_ACCESS_VIOLATION;
+		if ((st = probe_for_write(p, out, out_len)))
+			return st;
 		if ((st = system_buffer(irp, p, in, in_len, MAX(in_len, out_len))))
 			return st;
 		if (out_len)
@@ -795,9 +800,8 @@ static NTSTATUS read_write(PEPROCESS p, bool write, uint64_t handle, uint64_t bu
 	sp->Parameters.Read.ByteOffset = offset ? *offset : h->file.CurrentByteOffset;
 	irp->UserBuffer = (PVOID)buf;
 	if (top->Flags & DO_BUFFERED_IO) {
-		if (!write && !probe_for_write(p, buf, len))
-			st = STATUS_ACCESS_VIOLATION;
-		else
+		st = write ? STATUS_SUCCESS : probe_for_write(p, buf, len);
+		if (!st)
 			st = system_buffer(irp, p, buf, write ? len : 0, len);
 		if (!st && !write && len)
 			irp->Flags |= IRP_INPUT_OPERATION;
