@@ -225,6 +225,8 @@ static inline const struct pfn_entry *pfn_entry(pfn_t pfn)
 static inline uint32_t pfn_page_locks(pfn_t pfn)
 {
 	const struct pfn_entry *e = pfn_entry(pfn);
+	if (!e)
+		return 0; /* beyond the database (I/O space): nothing is pinned */
 	uint32_t n = __atomic_load_n(&e->lock_count, __ATOMIC_ACQUIRE);
 	uint8_t f = __atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
 	return n - (n && (f & PFN_F_WRITING) ? 1 : 0);

@@ -629,7 +629,10 @@ NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 		klock_release(&lock, old);
 		NTSTATUS io = pagefile_read(f, sw.offset);
 		old = klock_acquire(&lock);
-		pfn_inpage_done(f);
+		/* Nothing orphans a pool page's read: its free makes it resident first, waiting for
+		 * this read (above). */
+		if (pfn_inpage_done(f))
+			PANIC("pool_resolve_fault: the frame 0x%lx read in for 0x%lx was orphaned", f, page_va(i));
 		if (!NT_SUCCESS(io)) {
 			pt_set_software(&kernel_root, page_va(i), pt_pagefile_pte(0, sw.offset, MM_READWRITE));
 			pfn_free(f);
