@@ -3,6 +3,8 @@
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
 #include "kernel/bugcheck.h"
+#include "kernel/cpu.h"
+#include "tests/lib/pte.h"
 #include "kernel/process.h"
 #include "kernel/lib.h"
 #include "mm/mmproc.h"
@@ -116,22 +118,27 @@ static void attaches_are_counted_and_nest(struct ktest *t)
 	PEPROCESS p = ended_process(t);
 	KAPC_STATE outer, inner;
 	struct mm_process *before = mm_current();
+	uint64_t cr3_before = read_cr3() & MMT_PTE_ADDR;
 	EXPECT_EQ(t, p->attached, 0);
 	KeStackAttachProcess(p, &outer);
 	KeStackAttachProcess(p, &inner);
 	EXPECT_EQ(t, p->attached, 2);
 	EXPECT_TRUE(t, mm_current() == &p->mm);
+	EXPECT_EQ(t, read_cr3() & MMT_PTE_ADDR, p->mm.root.pml4); /* the CPU really runs in it */
 	KeUnstackDetachProcess(&inner);
 	EXPECT_EQ(t, p->attached, 1);
-	EXPECT_TRUE(t, mm_current() == &p->mm);
+	EXPECT_EQ(t, read_cr3() & MMT_PTE_ADDR, p->mm.root.pml4);
 	KeUnstackDetachProcess(&outer);
 	EXPECT_EQ(t, p->attached, 0);
 	EXPECT_TRUE(t, mm_current() == before);
+	EXPECT_EQ(t, read_cr3() & MMT_PTE_ADDR, cr3_before);
 	PsDestroyProcess(p);
 }
 
 /* Destroying a process a CPU is still attached to would leave that CPU on a freed root:
- * refused, whichever CPU the attach is on (the check reads the count, not this CPU). */
+ * refused (the check reads the process's count, so an attach on another CPU is refused the
+ * same way).  The same process, not attached, is destroyed cleanly by the case above, so the
+ * attach is what stops this one. */
 static void destroying_a_process_still_attached_stops(struct ktest *t)
 {
 	PEPROCESS p = ended_process(t);
