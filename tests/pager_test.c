@@ -987,8 +987,9 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
 	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
 
-	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked. */
-	uint64_t locked = mmt_locked_frames();
+	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked, nothing mapped and
+	 * no frame taken: the PTE still the pagefile PTE of its slot. */
+	uint64_t locked = mmt_locked_frames(), frames = mmt_free_frames(), pte = raw(base);
 	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
 	NTSTATUS st;
@@ -1018,6 +1019,10 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, pfw, STATUS_IN_PAGE_ERROR);
 	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
+	EXPECT_EQ(t, raw(base), pte);
+	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_EQ(t, mmt_free_frames(), frames);
 	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 4u);
 	IoFreeMdl(mdl);
 	/* The teardown (the case's exit) frees the slot. */
