@@ -785,22 +785,30 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 	return done;
 }
 
-NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
+NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write,
+				  struct uvm_resident_stop *stop)
 {
+	struct uvm_resident_stop own;
+	if (!stop)
+		stop = &own;
+	*stop = (struct uvm_resident_stop){ .status = STATUS_ACCESS_VIOLATION, .io = STATUS_SUCCESS, .va = va };
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
 	if (!len)
-		return STATUS_SUCCESS;
+		return stop->status = STATUS_SUCCESS;
 	if (va + len < va || va + len - 1 > mm->highest_user)
 		return STATUS_ACCESS_VIOLATION;
 	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (va + len - 1 - first) / PAGE_SIZE + 1;
-	NTSTATUS why;
-	return uvm_make_resident_pages_status(mm, first, n, write, &why) == n ? STATUS_SUCCESS : why;
+	uvm_make_resident_pages_status(mm, first, n, write, stop);
+	/* The first page's stop is at the buffer's own address, as a probe touching it. */
+	if (stop->va < va)
+		stop->va = va;
+	return stop->status;
 }
 
 bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
 {
-	return uvm_make_resident_status(mm, va, len, write) == STATUS_SUCCESS;
+	return uvm_make_resident_status(mm, va, len, write, NULL) == STATUS_SUCCESS;
 }
 
 /* ---- the process's own mappings ------------------------------------------------------ */
@@ -907,11 +915,14 @@ bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
  * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
  * (the address, the IRQL, 1 for a write, an address in the probe), whether its frame is still
  * there or in the pagefile (mm/RULES.md "Paging", IRQL). */
-uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write, NTSTATUS *why)
+uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+					struct uvm_resident_stop *stop)
 {
-	*why = STATUS_SUCCESS;
-	if (!mm)
+	*stop = (struct uvm_resident_stop){ .status = STATUS_SUCCESS, .io = STATUS_SUCCESS, .va = page };
+	if (!mm) {
+		stop->status = n ? STATUS_ACCESS_VIOLATION : STATUS_SUCCESS;
 		return 0;
+	}
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t done = 0;
 	enum fault_result r = FR_DONE;
@@ -930,8 +941,10 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
 			irql = mm_space_lock(mm);
 		}
-		if (r == FR_INPAGE_ERROR)
-			*why = STATUS_IN_PAGE_ERROR;
+		if (r == FR_INPAGE_ERROR) {
+			stop->status = STATUS_IN_PAGE_ERROR;
+			stop->io = need.io;
+		}
 		if (r != FR_DONE && r != FR_RETRY)
 			break;
 	}
@@ -939,15 +952,16 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 	if (done < n && r == FR_IRQL)
 		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, irql, write ? 1 : 0,
 			     (ULONG_PTR)__builtin_return_address(0));
-	if (done < n && *why == STATUS_SUCCESS)
-		*why = STATUS_ACCESS_VIOLATION;
+	if (done < n && stop->status == STATUS_SUCCESS)
+		stop->status = STATUS_ACCESS_VIOLATION;
+	stop->va = page + done * PAGE_SIZE;
 	return done;
 }
 
 uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
 {
-	NTSTATUS why;
-	return uvm_make_resident_pages_status(mm, page, n, write, &why);
+	struct uvm_resident_stop stop;
+	return uvm_make_resident_pages_status(mm, page, n, write, &stop);
 }
 
 /* ---- the trimmer (mm/RULES.md, "Paging") ------------------------------------------- */

@@ -53,18 +53,26 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
  * at DISPATCH_LEVEL or above, which nothing may resolve: the #PF handler stops with 0x0A
  * IRQL_NOT_LESS_OR_EQUAL.  NT's own internal value for it (STATUS_IN_PAGE_ERROR | 0x10000000). */
 #define UVM_STATUS_PAGEABLE_AT_DISPATCH ((NTSTATUS)0xD0000006)
-/* Make [va, va + len) resident for a probe (demand-zero pages get frames); false if a page
- * is not committed or lacks the access. */
+/* Where and why a residency call stopped short of the whole range: `status`
+ * STATUS_IN_PAGE_ERROR when a page's read from the pagefile failed (`io` then the device's
+ * status of that read, the in-page error's third exception parameter: this call's own), else
+ * STATUS_ACCESS_VIOLATION; `va` the page it stopped at.  STATUS_SUCCESS when it did not. */
+struct uvm_resident_stop {
+	NTSTATUS status, io;
+	uint64_t va;
+};
+/* Make [va, va + len) resident for a probe (demand-zero pages get frames): STATUS_SUCCESS,
+ * or *stop's status (stop may be NULL): a page not committed or lacking the access,
+ * STATUS_ACCESS_VIOLATION; a pagefile read that failed, STATUS_IN_PAGE_ERROR. */
 bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
-/* The same as a status: STATUS_SUCCESS, STATUS_IN_PAGE_ERROR (a pagefile read failed) or
- * STATUS_ACCESS_VIOLATION (anything else). */
-NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
+NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write,
+				  struct uvm_resident_stop *stop);
 /* The same for the n pages from page (page-aligned): how many of them, from the first,
  * are resident with the access afterwards (n when all are). */
 uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write);
-/* The same; *why says why it stopped short (STATUS_IN_PAGE_ERROR: a pagefile read failed;
- * STATUS_ACCESS_VIOLATION: anything else), STATUS_SUCCESS when it did not. */
-uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write, NTSTATUS *why);
+/* The same; *stop says where and why it stopped short. */
+uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+					struct uvm_resident_stop *stop);
 
 /* Paging (mm/RULES.md, "Paging").  uvm_trim: every resident page of mm's VAD_PRIVATE ranges
  * whose frame no lock holds leaves the working set (transition PTE, frame on the modified

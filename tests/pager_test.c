@@ -19,7 +19,8 @@
  *     at the device until both are in), one read, one frame, both see the data;
  *   - on the blkfault machine (pager_inpage), a page whose slot the disk cannot read: the
  *     access gets STATUS_IN_PAGE_ERROR (the #PF's vector, error code and CR2, the device's
- *     status as the third parameter) and a probe raises it with nothing locked;
+ *     status as the third parameter) and each probe raises it with nothing locked and the same
+ *     three parameters (read in its __except filter);
  *   - paged pool (pager_pool): a whole-page PagedPool buffer's kernel PTEs become transition
  *     PTEs at a trim, a touch is a soft fault, after a page-out and a repurpose a hard one; a
  *     probe brings it back and locks it, and its MDL mapping is touched at DISPATCH_LEVEL
@@ -939,8 +940,29 @@ static void attach_on_bad_read(struct ktest *t)
 	ASSERT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
 }
 
+/* What an __except filter saw of an exception, through GetExceptionInformation(). */
+struct filter_seen {
+	NTSTATUS code;
+	ULONG n;
+	ULONG_PTR info[3];
+};
+static struct filter_seen seen[3];
+
+/* The filter records the exception's code and first three parameters; the handler is taken
+ * whatever it was (the case then says what it should have been). */
+static int inpage_filter(PEXCEPTION_POINTERS ep, struct filter_seen *out)
+{
+	const EXCEPTION_RECORD *r = ep->ExceptionRecord;
+	out->code = r->ExceptionCode;
+	out->n = r->NumberParameters;
+	for (unsigned k = 0; k < 3; k++)
+		out->info[k] = k < r->NumberParameters ? r->ExceptionInformation[k] : ~0ul;
+	return EXCEPTION_EXECUTE_HANDLER;
+}
+
 static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
 {
+	memset(seen, 0, sizeof seen);
 	attach_on_bad_read(t);
 	uint32_t seed = PG_SEED + 0x600;
 	uint64_t base = commit(t, 1);
@@ -988,35 +1010,39 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
 
 	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked, nothing mapped and
-	 * no frame taken: the PTE still the pagefile PTE of its slot. */
+	 * no frame taken: the PTE still the pagefile PTE of its slot.  So do the selected-pages
+	 * probe and ProbeForWrite: the in-page error, not an access violation (the buffer is
+	 * valid, only unreadable now).  Each raises it with the access's three parameters, read
+	 * by the __except filter itself (GetExceptionInformation), as a driver's filter would. */
 	uint64_t locked = mmt_locked_frames(), frames = mmt_free_frames(), pte = raw(base);
 	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	NTSTATUS st;
-	KeStackAttachProcess(&proc, &apc);
-	st = expect_try_probe(mdl, UserMode, IoReadAccess, NULL, 0);
-	KeUnstackDetachProcess(&apc);
-	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
-	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
-	EXPECT_EQ(t, mmt_locked_frames(), locked);
-	/* So do the selected-pages probe and ProbeForWrite: the in-page error, not an access
-	 * violation (the buffer is valid, only unreadable now). */
 	FILE_SEGMENT_ELEMENT seg[1] = { { .Buffer = (PVOID64)base } };
-	volatile NTSTATUS sel = STATUS_SUCCESS, pfw = STATUS_SUCCESS;
 	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoReadAccess);
+	} __except (inpage_filter(GetExceptionInformation(), &seen[0])) {
+	}
 	__try {
 		MmProbeAndLockSelectedPages(mdl, seg, UserMode, IoReadAccess);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		sel = GetExceptionCode();
+	} __except (inpage_filter(GetExceptionInformation(), &seen[1])) {
 	}
 	__try {
-		ProbeForWrite((PVOID)base, 8, 1);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		pfw = GetExceptionCode();
+		ProbeForWrite((PVOID)(base + 0x10), 8, 1);
+	} __except (inpage_filter(GetExceptionInformation(), &seen[2])) {
 	}
 	KeUnstackDetachProcess(&apc);
-	EXPECT_EQ(t, sel, STATUS_IN_PAGE_ERROR);
-	EXPECT_EQ(t, pfw, STATUS_IN_PAGE_ERROR);
+	static const char *const probe[3] = { "MmProbeAndLockPages", "MmProbeAndLockSelectedPages", "ProbeForWrite" };
+	const ULONG_PTR access[3] = { EXCEPTION_READ_FAULT, EXCEPTION_READ_FAULT, EXCEPTION_WRITE_FAULT };
+	const uint64_t at[3] = { base, base, base + 0x10 };
+	for (int k = 0; k < 3; k++) {
+		if (seen[k].code != STATUS_IN_PAGE_ERROR || seen[k].n != 3 || seen[k].info[0] != access[k] ||
+		    seen[k].info[1] != at[k] || seen[k].info[2] != (ULONG_PTR)(ULONG)STATUS_DEVICE_DATA_ERROR)
+			KTEST_FAIL(t, "%s raised 0x%x with %u parameters (0x%lx, 0x%lx, 0x%lx), not 0x%x (0x%lx, 0x%lx, 0x%x)",
+				   probe[k], (ULONG)seen[k].code, seen[k].n, seen[k].info[0], seen[k].info[1],
+				   seen[k].info[2], (ULONG)STATUS_IN_PAGE_ERROR, access[k], at[k],
+				   (ULONG)STATUS_DEVICE_DATA_ERROR);
+	}
 	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
 	EXPECT_EQ(t, raw(base), pte);
