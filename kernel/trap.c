@@ -318,7 +318,7 @@ void trap_dispatch(struct trap_frame *f)
 	NTSTATUS inpage = STATUS_SUCCESS, io = STATUS_SUCCESS; /* io: this fault's read's status */
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END) {
 		/* In this CPU's address space (mm_current is per CPU), under that space's own
-		 * lock (uvm_resolve_fault takes it). */
+		 * lock (uvm_resolve_fault_status takes it). */
 		NTSTATUS st = uvm_resolve_fault_status(mm_current(), f->cr2, f->error_code, &io);
 		if (st == STATUS_SUCCESS)
 			return;

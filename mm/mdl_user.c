@@ -5,7 +5,7 @@
  *
  * Probe and lock.  A buffer in the user half belongs to the current process.  Its pages are
  * made resident there before anything is locked (mm/mdl.c walks them under the process's
- * lock and calls uvm_make_resident_pages for what is missing: a committed demand-zero page
+ * lock and calls uvm_make_resident_pages_status for what is missing: a committed demand-zero page
  * gets its frame); a page that is not committed, or refuses the access, raises
  * STATUS_ACCESS_VIOLATION naming it, and nothing stays locked.  On success Mdl->Process is
  * that process, whose memory counts the MDL's pages (mm_process.locked_pages) until

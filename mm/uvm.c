@@ -806,11 +806,6 @@ NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t l
 	return stop->status;
 }
 
-bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
-{
-	return uvm_make_resident_status(mm, va, len, write, NULL) == STATUS_SUCCESS;
-}
-
 /* ---- the process's own mappings ------------------------------------------------------ */
 
 static bool map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,
@@ -904,12 +899,6 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 	return r == FR_DONE || r == FR_RETRY ? STATUS_SUCCESS : STATUS_ACCESS_VIOLATION;
 }
 
-bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
-{
-	NTSTATUS io;
-	return uvm_resolve_fault_status(mm, va, err, &io) == STATUS_SUCCESS;
-}
-
 /* The residency walk of a probe: the pages are made resident through the page tables and the
  * page arrays, never by touching them, so no fault happens under the lock.  A trimmed page
  * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
@@ -956,12 +945,6 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 		stop->status = STATUS_ACCESS_VIOLATION;
 	stop->va = page + done * PAGE_SIZE;
 	return done;
-}
-
-uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
-{
-	struct uvm_resident_stop stop;
-	return uvm_make_resident_pages_status(mm, page, n, write, &stop);
 }
 
 /* ---- the trimmer (mm/RULES.md, "Paging") ------------------------------------------- */

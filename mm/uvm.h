@@ -41,10 +41,9 @@ extern void (*uvm_test_free_window)(struct mm_process *mm, uint64_t start, uint6
 NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old);
 NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base);
 
-/* A #PF at va (error code `err`) in mm's address space: make a committed demand-zero page resident
- * and return true (the access is retried), or false (a real access violation). */
-bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err);
-/* The same, with the reason when it is not resolved: STATUS_ACCESS_VIOLATION, or
+/* A #PF at va (error code `err`) in mm's address space: make a committed demand-zero page
+ * resident, bring a trimmed one back, and return STATUS_SUCCESS (the access is retried); when
+ * it is not resolved, the reason: STATUS_ACCESS_VIOLATION (a real access violation), or
  * STATUS_IN_PAGE_ERROR when the page's read from the pagefile failed (mm/RULES.md,
  * "Paging"), *io then the device's status of that read (the in-page error's third exception
  * parameter: this fault's own, whatever another CPU's read did). */
@@ -64,13 +63,11 @@ struct uvm_resident_stop {
 /* Make [va, va + len) resident for a probe (demand-zero pages get frames): STATUS_SUCCESS,
  * or *stop's status (stop may be NULL): a page not committed or lacking the access,
  * STATUS_ACCESS_VIOLATION; a pagefile read that failed, STATUS_IN_PAGE_ERROR. */
-bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
 NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write,
 				  struct uvm_resident_stop *stop);
 /* The same for the n pages from page (page-aligned): how many of them, from the first,
- * are resident with the access afterwards (n when all are). */
-uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write);
-/* The same; *stop says where and why it stopped short. */
+ * are resident with the access afterwards (n when all are); *stop says where and why it
+ * stopped short. */
 uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
 					struct uvm_resident_stop *stop);
 
