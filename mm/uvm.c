@@ -1018,34 +1018,38 @@ uint64_t uvm_relieve_pressure(void)
 	return s.standby;
 }
 
+struct count_ctx {
+	struct mm_process *mm;
+	struct uvm_ws_counts *out;
+};
+
 static void count_vad(struct vad *v, void *ctx)
 {
-	struct trim_ctx *c = ctx;
+	struct count_ctx *c = ctx;
 	struct uvm_pages *pg = pages_of(v);
 	for (uint64_t i = 0; pg && i < pg->npages; i++) {
 		uint64_t pte_pa, e = page_leaf(c->mm, v->start + i * PAGE_SIZE, &pte_pa);
 		struct pt_sw sw;
 		pt_decode_software(e, &sw);
 		if (sw.kind == PT_SW_VALID)
-			c->res->trimmed++;
+			c->out->valid++;
 		else if (sw.kind == PT_SW_TRANSITION)
-			c->res->transition++;
+			c->out->transition++;
 		else if (sw.kind == PT_SW_PAGEFILE)
-			c->res->pagefile++;
+			c->out->pagefile++;
 	}
 }
 
-void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res)
+void uvm_working_set(struct mm_process *mm, struct uvm_ws_counts *out)
 {
-	memset(res, 0, sizeof *res);
+	memset(out, 0, sizeof *out);
 	if (!mm)
 		return;
-	struct trim_ctx c = { mm, res };
+	struct count_ctx c = { mm, out };
 	KIRQL irql = mm_space_lock(mm);
 	vad_for_each(mm, count_vad, &c);
 	mm_space_unlock(mm, irql);
 }
-
 
 void uvm_get_paging_stats(struct uvm_paging_stats *out)
 {

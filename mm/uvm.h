@@ -73,13 +73,17 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 
 /* Paging (mm/RULES.md, "Paging").  uvm_trim: every resident page of mm's VAD_PRIVATE ranges
  * whose frame no lock holds leaves the working set (transition PTE, frame on the modified
- * list); `trimmed` counts them, `kept_locked` the locked ones left valid.  uvm_working_set
- * counts mm's private pages by their PTE: valid (`trimmed`), transition, pagefile. */
+ * list); `trimmed` counts them, `kept_locked` the locked ones left valid. */
 struct uvm_trim_result {
-	uint64_t trimmed, kept_locked, transition, pagefile;
+	uint64_t trimmed, kept_locked;
 };
 void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res);
-void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res);
+/* uvm_working_set counts mm's private pages by their PTE: valid (the working set), in
+ * transition, in the pagefile. */
+struct uvm_ws_counts {
+	uint64_t valid, transition, pagefile;
+};
+void uvm_working_set(struct mm_process *mm, struct uvm_ws_counts *out);
 /* Memory pressure, at PASSIVE_LEVEL: every live process and paged pool trimmed, then the
  * modified page writer run; the pages now on the standby list (the allocator repurposes
  * them). */

@@ -236,9 +236,9 @@ static void a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft(s
 	EXPECT_EQ(t, r.kept_locked, 0u);
 	for (unsigned i = 0; i < NPAGES; i++)
 		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
-	struct uvm_trim_result ws;
+	struct uvm_ws_counts ws;
 	uvm_working_set(&proc.mm, &ws);
-	EXPECT_EQ(t, ws.trimmed, 0u);
+	EXPECT_EQ(t, ws.valid, 0u);
 	EXPECT_EQ(t, ws.transition, (uint64_t)NPAGES);
 	/* Teardown (the case's exit) frees the frames straight from the modified list. */
 }
