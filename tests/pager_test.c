@@ -465,6 +465,9 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	uint64_t base = commit(t, 4);
 	fill(t, base, 4, seed);
 	pagefile_set_limit(3); /* slots 1 and 2 only */
+	pfn_t frames[4];
+	for (unsigned i = 0; i < 4; i++)
+		frames[i] = frame(base + i * P);
 	struct uvm_trim_result r;
 	uvm_trim(&proc.mm, &r);
 	EXPECT_EQ(t, pagefile_write_modified(), 2u);
@@ -473,6 +476,31 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	EXPECT_EQ(t, s.modified, 2u);
 	EXPECT_EQ(t, s.standby, 2u);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 2u);
+	/* Page by page, from the real tables: every PTE still the transition PTE of its own
+	 * frame; the two written on standby with slots 1 and 2, the two that found no slot
+	 * MODIFIED with none (back on the modified list, not WRITING), so nothing is lost. */
+	unsigned modified = 0, slot_seen = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t e = raw(base + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), frames[i]);
+		const struct pfn_entry *pe = pfn_entry(frames[i]);
+		struct pt_query q;
+		pt_query(root(), base + i * P, &q);
+		EXPECT_EQ(t, pe->owner, q.entry_pa[1]); /* NT's PteAddress: this page's PTE */
+		if (pe->state == PFN_MODIFIED) {
+			modified++;
+			EXPECT_EQ(t, pe->slot, 0u);
+			EXPECT_EQ(t, pe->flags & PFN_F_WRITING, 0u);
+			EXPECT_EQ(t, pe->lock_count, 0u);
+		} else {
+			EXPECT_EQ(t, pe->state, PFN_STANDBY);
+			EXPECT_TRUE(t, pe->slot == 1 || pe->slot == 2);
+			slot_seen |= 1u << pe->slot;
+		}
+	}
+	EXPECT_EQ(t, modified, 2u);
+	EXPECT_EQ(t, slot_seen, 0x6u);
 	pagefile_set_limit(0);
 	for (unsigned i = 0; i < 4; i++)
 		EXPECT_TRUE(t, intact(base, i, seed));
@@ -611,6 +639,8 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 
 	struct uvm_paging_stats s0 = stats();
 	struct read_state rs = { base, s0.collided_faults };
+	struct vblk_info v0;
+	vblk_get_info(&v0);
 	struct toucher a = { .va = base }, b = { .va = base };
 	pattern_fill(a.want, sizeof a.want, seed);
 	pattern_fill(b.want, sizeof b.want, seed);
@@ -640,7 +670,16 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 		EXPECT_TRUE(t, smp_work_wait(2));
 	EXPECT_TRUE(t, a.ok);
 	EXPECT_TRUE(t, !second || b.ok);
-	/* One read served both: one hard fault, one collided, the page valid, its slot free. */
+	/* One read served both: one request reached the device (its counters), a read of the
+	 * page's slot; one hard fault, one collided, the page valid, its slot free. */
+	struct vblk_info v1;
+	vblk_get_info(&v1);
+	struct vblk_last_request last;
+	vblk_get_last_request(&last);
+	EXPECT_EQ(t, v1.submitted - v0.submitted, 1u);
+	EXPECT_EQ(t, v1.completed - v0.completed, 1u);
+	EXPECT_EQ(t, last.type, 0u); /* VIRTIO_BLK_T_IN */
+	EXPECT_EQ(t, last.sector, pagefile_offset(slots[0]) / VBLK_SECTOR);
 	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 1u);
 	EXPECT_EQ(t, stats().collided_faults - s0.collided_faults, collided ? 1u : 0u);
 	EXPECT_TRUE(t, mmt_has(raw(base), MMT_PTE_P));
