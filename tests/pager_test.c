@@ -915,6 +915,81 @@ static void a_page_taken_back_during_its_write_can_be_trimmed_and_freed(struct k
 	EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
 }
 
+struct detacher {
+	volatile uint32_t done;
+	bool result;
+};
+
+static void detach_on_cpu(void *arg)
+{
+	struct detacher *d = arg;
+	d->result = pagefile_attach(NULL);
+	__atomic_store_n(&d->done, 1, __ATOMIC_RELEASE);
+}
+
+static bool attach_waiting(void *arg)
+{
+	struct pagefile_stats p;
+	pagefile_get_stats(&p);
+	return p.attach_waits > *(uint64_t *)arg;
+}
+
+/* A detach while the modified page writer's write is in progress (the device's answer held,
+ * so the write stays between its slots and its I/O's end whatever the timing) waits for the
+ * write: it has not returned while the write is held, and answers after it, refused since the
+ * written page holds its slot; the page is on standby at that slot, the disk still the
+ * pagefile's.  Before, attach and detach were not ordered against a write at all: one that
+ * came between the writer's slots and its I/O moved the region under the write. */
+static void a_detach_waits_for_a_write_in_progress(struct ktest *t)
+{
+	if (smp_cpus_online() < 3)
+		ktest_skip(t, "needs 3 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xA00;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pfn_t f = frame(base);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	struct pagefile_stats p0;
+	pagefile_get_stats(&p0);
+	struct writer_run w = { 0 };
+	struct detacher d = { 0 };
+	vblk_test_hold_completions(true);
+	bool started = smp_work_start(1, write_on_cpu, &w);
+	if (!started)
+		vblk_test_hold_completions(false); /* no case after this one may find the device held */
+	ASSERT_TRUE(t, started);
+	bool writing = mmt_wait_until(frame_being_written, &f), detaching = false, waited = false;
+	EXPECT_TRUE(t, writing);
+	if (writing) {
+		detaching = smp_work_start(2, detach_on_cpu, &d);
+		EXPECT_TRUE(t, detaching); /* the device is held: no ASSERT may end the case here */
+	}
+	if (detaching) {
+		waited = mmt_wait_until(attach_waiting, &p0.attach_waits);
+		EXPECT_TRUE(t, waited);
+		/* Waiting for the gate the write holds: not returned, the write still held. */
+		EXPECT_FALSE(t, __atomic_load_n(&d.done, __ATOMIC_ACQUIRE));
+		EXPECT_TRUE(t, frame_being_written(&f));
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	if (detaching)
+		EXPECT_TRUE(t, smp_work_wait(2));
+	EXPECT_EQ(t, w.written, 1u);
+	EXPECT_FALSE(t, d.result);
+	struct pagefile_stats p1;
+	pagefile_get_stats(&p1);
+	EXPECT_TRUE(t, p1.attached);
+	EXPECT_EQ(t, p1.attach_waits - p0.attach_waits, waited ? 1u : 0u);
+	EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_TRUE(t, intact(base, 0, seed)); /* a soft fault: its slot freed */
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 static int pager_init(struct ktest *t)
 {
 	(void)t;
@@ -949,6 +1024,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
+	KTEST_CASE(a_detach_waits_for_a_write_in_progress),
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
 	KTEST_CASE(an_in_page_read_without_an_irp_takes_the_reserve),
