@@ -877,14 +877,17 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 
 /* A fault of the kernel on a user page while it holds this lock would recurse (0xF): nothing
  * under the lock touches user memory (mmproc.h). */
-NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, NTSTATUS *io)
+bool uvm_paging_allowed_with(bool intr) { return intr || ExGetPreviousMode() == UserMode; }
+
+NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, bool intr, NTSTATUS *io)
 {
 	*io = STATUS_SUCCESS;
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
+	bool may_page = uvm_paging_allowed_with(intr);
 	KIRQL irql = mm_space_lock(mm);
 	struct fault_need need;
-	enum fault_result r = resolve_fault(mm, va, err, irql < DISPATCH_LEVEL, &need);
+	enum fault_result r = resolve_fault(mm, va, err, may_page && irql < DISPATCH_LEVEL, &need);
 	if (r == FR_HARD)
 		r = page_in(mm, &need, &irql);
 	mm_space_unlock(mm, irql);
@@ -912,13 +915,15 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 		stop->status = n ? STATUS_ACCESS_VIOLATION : STATUS_SUCCESS;
 		return 0;
 	}
+	/* The probing code's own interrupt state, read before the lock. */
+	bool may_page = uvm_paging_allowed_with(read_rflags() & RFLAGS_IF);
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t done = 0;
 	enum fault_result r = FR_DONE;
 	while (done < n) {
 		struct fault_need need;
-		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write, irql < DISPATCH_LEVEL, &r,
-					    &need);
+		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write,
+					    may_page && irql < DISPATCH_LEVEL, &r, &need);
 		if (done == n || r == FR_IRQL)
 			break;
 		/* A pagefile page is read in (the lock released around the read), a page being
@@ -939,8 +944,8 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 	}
 	mm_space_unlock(mm, irql);
 	if (done < n && r == FR_IRQL)
-		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, irql, write ? 1 : 0,
-			     (ULONG_PTR)__builtin_return_address(0));
+		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, may_page ? irql : UVM_IRQL_INTERRUPTS_OFF,
+			     write ? 1 : 0, (ULONG_PTR)__builtin_return_address(0));
 	if (done < n && stop->status == STATUS_SUCCESS)
 		stop->status = STATUS_ACCESS_VIOLATION;
 	stop->va = page + done * PAGE_SIZE;

@@ -536,6 +536,53 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
  * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
  * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
  * (transition) or in the pagefile; before, the first succeeded and the second raised. */
+/* A death case: the same touch at PASSIVE_LEVEL by code that turned interrupts off (CLI):
+ * 0x0A with 0xFF as the IRQL (interrupts off), 0, the RIP of the load.  Before, the fault was
+ * resolved, a wait for a read turning interrupts on under that code. */
+static void a_trimmed_page_touched_with_interrupts_off_is_0x0a(struct ktest *t)
+{
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, PG_SEED + 0x710);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	ASSERT_TRUE(t, mmt_sw_is_transition(raw(base)));
+	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + 0x20, UVM_IRQL_INTERRUPTS_OFF, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KeStackAttachProcess(&proc, &apc);
+	uint8_t v;
+	struct faultcap f;
+	__asm__ volatile("cli" ::: "memory");
+	user_access_begin();
+	faultcap_try_load8(base + 0x20, &v, &f);
+	user_access_end();
+	__asm__ volatile("sti" ::: "memory");
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the load with interrupts off returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
+}
+
+/* A death case: a probe of a paged-out page at PASSIVE_LEVEL with interrupts off: 0x0A
+ * (the page, 0xFF, 1 for the write access), as the probe's walk refuses to page there. */
+static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0xE10;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pagefile_disk(t);
+	page_out_and_repurpose(t, base, 1, seed);
+	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, 0,
+			  KTEST_P1 | KTEST_P2 | KTEST_P3);
+	KeStackAttachProcess(&proc, &apc);
+	__asm__ volatile("cli" ::: "memory");
+	NTSTATUS st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
+	__asm__ volatile("sti" ::: "memory");
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the probe with interrupts off returned (status 0x%x)", (ULONG)st);
+}
+
 static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 {
 	uint32_t seed = PG_SEED + 0xE00;
@@ -1031,6 +1078,8 @@ static struct ktest_case pager_cases[] = {
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_transition_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_trimmed_page_touched_with_interrupts_off_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
 	{ 0 }

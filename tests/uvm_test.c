@@ -252,7 +252,7 @@ static void wow64_allocations_stay_below_2g(struct ktest *t)
 static NTSTATUS fault(struct mm_process *mm, uint64_t va, uint64_t err)
 {
 	NTSTATUS io = STATUS_DEVICE_DATA_ERROR;
-	NTSTATUS st = uvm_resolve_fault_status(mm, va, err, &io);
+	NTSTATUS st = uvm_resolve_fault_status(mm, va, err, true, &io);
 	return io == STATUS_SUCCESS ? st : STATUS_IN_PAGE_ERROR;
 }
 
