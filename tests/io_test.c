@@ -29,6 +29,7 @@
 #include "tests/lib/expect.h"
 #include "tests/lib/scratch.h"
 #include "include/wdm.h"
+#include "kernel/cpu.h"
 #include "kernel/intr/dpc.h"
 #include "kernel/io/io.h"
 #include "kernel/lib.h"
@@ -97,6 +98,10 @@ static struct {
 	PFN_NUMBER cleanup_pfn;
 	NTSTATUS cleanup_copy;
 	uint64_t cleanup_value;
+	/* The dispatch routine's RFLAGS.IF and IRQL: a system call runs at PASSIVE_LEVEL with
+	 * interrupts on, as NT's does (mm/RULES.md, "Interrupts and IRQL"). */
+	bool interrupts_on;
+	KIRQL irql;
 	/* IOCTL_IOT_PENDING. */
 	ULONG pend_cpu, pend_dpc_cpu;
 	KIRQL pend_dpc_irql;
@@ -161,6 +166,8 @@ static NTSTATUS iot_device_control(PDEVICE_OBJECT DeviceObject, PIRP Irp)
 	rec.in_len = in_len;
 	rec.out_len = out_len;
 	rec.requestor = Irp->RequestorMode;
+	rec.interrupts_on = (read_rflags() & RFLAGS_IF) != 0;
+	rec.irql = KeGetCurrentIrql();
 	rec.process = ps_current();
 	rec.file = sp->FileObject;
 	rec.system_buffer = Irp->AssociatedIrp.SystemBuffer;
@@ -334,6 +341,8 @@ static void buffered_round_trip_copies_back_information_bytes(struct ktest *t)
 	EXPECT_EQ(t, rec.in_len, 16);
 	EXPECT_EQ(t, rec.out_len, 32);
 	EXPECT_EQ(t, rec.requestor, UserMode);
+	EXPECT_TRUE(t, rec.interrupts_on);
+	EXPECT_EQ(t, rec.irql, PASSIVE_LEVEL);
 	EXPECT_TRUE(t, rec.process == p);
 	/* A kernel buffer, not the caller's; no MDL. */
 	EXPECT_GE(t, (uint64_t)rec.system_buffer, USER_VA_END);
