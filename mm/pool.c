@@ -592,9 +592,21 @@ static void release_trimmed(uint64_t va)
 	}
 }
 
+/* The batch's PTEs exchanged with one flush for all (pt_trim_kernel_pages), and only then
+ * each frame onto the modified list: no CPU can write a frame through an old translation
+ * once the writer may take it. */
+static void trim_batch(const uint64_t *va, const uint64_t *sw, const pfn_t *pfn, const uint64_t *pte_pa, unsigned n)
+{
+	pt_trim_kernel_pages(va, sw, n);
+	for (unsigned k = 0; k < n; k++)
+		pfn_trimmed(pfn[k], pte_pa[k]);
+}
+
 uint64_t pool_trim_paged(void)
 {
-	uint64_t n = 0;
+	uint64_t n = 0, va[PT_TRIM_BATCH], sw[PT_TRIM_BATCH], pte_pa[PT_TRIM_BATCH];
+	pfn_t pfn[PT_TRIM_BATCH];
+	unsigned b = 0;
 	KIRQL old = klock_acquire(&lock);
 	for (uint32_t i = 0; i < va_space.nslots; i++) {
 		if (!pageable_page(i) || pages[i].user_maps)
@@ -603,14 +615,23 @@ uint64_t pool_trim_paged(void)
 		pt_query(&kernel_root, page_va(i), &q);
 		if (!q.present || q.level != 1)
 			continue;
-		pfn_t pfn = q.pa >> PAGE_SHIFT;
+		pfn_t f = q.pa >> PAGE_SHIFT;
 		/* A locked frame (MmProbeAndLockPages of the buffer) stays, valid. */
-		if (pfn_page_locks(pfn))
+		if (pfn_page_locks(f))
 			continue;
-		pt_trim_page(&kernel_root, page_va(i), pt_transition_pte(pfn, MM_READWRITE));
-		pfn_trimmed(pfn, q.entry_pa[1]);
-		n++;
+		va[b] = page_va(i);
+		sw[b] = pt_transition_pte(f, MM_READWRITE);
+		pfn[b] = f;
+		pte_pa[b] = q.entry_pa[1];
+		if (++b == PT_TRIM_BATCH) {
+			trim_batch(va, sw, pfn, pte_pa, b);
+			n += b;
+			b = 0;
+		}
 	}
+	if (b)
+		trim_batch(va, sw, pfn, pte_pa, b);
+	n += b;
 	paging.trimmed += n;
 	klock_release(&lock, old);
 	return n;

@@ -49,6 +49,7 @@
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
+#include "mm/tlb.h"
 #include "mm/uvm.h"
 #include "mm/verifier.h"
 
@@ -1393,6 +1394,51 @@ static void force_irql_checking_catches_paged_pool_at_dispatch(struct ktest *t)
 	KTEST_FAIL(t, "the load under the spin lock returned");
 }
 
+struct pool_reader {
+	const uint8_t *b;
+	uint32_t seed;
+	bool ok;
+};
+
+/* On another CPU: read the paged buffer (its translations cached there, or faulted in). */
+static void read_paged_on_cpu(void *arg)
+{
+	struct pool_reader *r = arg;
+	r->ok = paged_intact(r->b, r->seed);
+}
+
+/* One pool trim of PP_PAGES pages is one flush round, not one shootdown per page (it runs at
+ * every raise under force IRQL checking): no shootdown, one purge round; and that round
+ * reached the other CPU, which cached the pages' translations before: its next read faults
+ * (soft, once per page) instead of using them. */
+static void a_pool_trim_flushes_its_pages_in_one_round(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0x1500;
+	uint8_t *b = paged_buffer(t, seed);
+	struct pool_reader r = { b, seed, false };
+	ASSERT_TRUE(t, smp_work_start(1, read_paged_on_cpu, &r));
+	EXPECT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, r.ok);
+	struct tlb_stats t0, t1;
+	tlb_get_stats(&t0);
+	EXPECT_EQ(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	tlb_get_stats(&t1);
+	EXPECT_EQ(t, t1.shootdowns - t0.shootdowns, 0u);
+	EXPECT_EQ(t, t1.purges - t0.purges, 1u);
+	EXPECT_EQ(t, t1.purged_ranges - t0.purged_ranges, 1u); /* the three pages are one range */
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + i * P)));
+	struct pool_paging_stats s0 = pstats();
+	r.ok = false;
+	ASSERT_TRUE(t, smp_work_start(1, read_paged_on_cpu, &r));
+	EXPECT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, r.ok);
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, (uint64_t)PP_PAGES);
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
 /* ---- small paged pool: slab pages ---- */
 
 #define SP_TAG 0x6C735050u /* 'PPsl' */
@@ -1711,6 +1757,7 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(memory_pressure_pages_out_paged_pool),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_CASE(a_pool_trim_flushes_its_pages_in_one_round),
 	KTEST_CASE(small_paged_pool_leaves_and_comes_back_soft_and_hard),
 	KTEST_CASE(an_empty_trimmed_slab_page_goes_back_with_its_frame_and_slot),
 	KTEST_CASE(probed_small_paged_pool_is_brought_back_and_locked),
