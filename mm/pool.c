@@ -461,7 +461,9 @@ static void drain_kept_locked(void)
 			}
 }
 
-/* This CPU's kept block of the class, given out as slab_alloc gives a slot; NULL if none. */
+static void check_guard(const uint8_t *p, const uint8_t *end, uint64_t alloc, KIRQL irql);
+
+/* This CPU's kept block of the class, given out as slot_give gives a slot; NULL if none. */
 static void *alloc_kept(bool paged, uint32_t size, uint32_t tag, bool uninit)
 {
 	unsigned cls = class_of(size);
@@ -473,9 +475,14 @@ static void *alloc_kept(bool paged, uint32_t size, uint32_t tag, bool uninit)
 		return NULL;
 	struct pool_header *h = (struct pool_header *)data - 1;
 	/* Its guard, from the size it had to the slot's end, was found intact when it was freed
-	 * (free_kept): only the words up to that size are written again, the guard beyond them
-	 * stays as it is (a block of the same size again writes its data and nothing else). */
+	 * (free_kept), and is looked at again now: a write over it since (its old owner's, after
+	 * the free) is 0xC5 as at a free, naming the first byte and the block.  Then only the
+	 * words up to that size are written again, the guard beyond them stays as it is (a block
+	 * of the same size again writes its data and nothing else). */
 	uint32_t before = h->size;
+	uint8_t *end = (uint8_t *)h + class_size[cls];
+	if (__builtin_expect(!slot_guard_intact(data, before, end), 0))
+		check_guard(data + before, end, (uint64_t)data, KeGetCurrentIrql());
 	h->tag = tag;
 	h->size = size;
 	h->flags = uninit ? HDR_UNINIT : 0;

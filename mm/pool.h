@@ -16,7 +16,7 @@
  *                           0x0A wrong tag (address, allocator's tag, tag used);
  *                           0x40 a user address; 0x42 an address outside any pool;
  *                           0x46 a pool address that is not an allocation; 0x9B tag 0
- *   DRIVER_CORRUPTED_EXPOOL (0xC5)  guard bytes overwritten, found at free:
+ *   DRIVER_CORRUPTED_EXPOOL (0xC5)  guard bytes overwritten, found at free or a kept block's reuse:
  *                           (first bad byte, IRQL, 1 = write, allocation address)
  *   DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) 0x2003 (mdlab's code): freeing pool that is
  *                           still mapped into a user address space (address, pages mapped)
