@@ -764,7 +764,13 @@ bool pool_make_resident(uint64_t va, uint64_t len)
 	return any;
 }
 
-void pool_get_paging_stats(struct pool_paging_stats *out) { *out = paging; }
+/* Under the lock, which every count of `paging` is changed under: one consistent copy. */
+void pool_get_paging_stats(struct pool_paging_stats *out)
+{
+	KIRQL old = klock_acquire(&lock);
+	*out = paging;
+	klock_release(&lock, old);
+}
 
 /* ---- the NT surface ---------------------------------------------------------------- */
 
