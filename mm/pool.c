@@ -114,17 +114,29 @@ static int last_tag_slot;
 static uint32_t word_tag(uint64_t w) { return (uint32_t)(w >> 32); }
 
 /* One more (delta +1) or one fewer (-1) live allocation of `tag` in slot i, if the slot holds
- * the tag (and, to take one away, counts one). */
+ * the tag (and, to take one away, counts one).  The bytes change only while the allocation
+ * is counted in the word: added after the count goes up, taken away before it goes down, so
+ * a slot's bytes are its tag's alone (a slot whose count reaches 0 holds 0 bytes when another
+ * tag claims it).  A free's bytes are put back if the count is gone meanwhile (a free of an
+ * allocation the full table never counted, racing the slot's last counted free). */
 static inline __attribute__((always_inline)) bool tag_slot_add(int i, uint32_t tag, int64_t bytes, int delta)
 {
 	struct tag_count *c = &tags[i];
 	uint64_t w = __atomic_load_n(&c->word, __ATOMIC_RELAXED);
+	if (word_tag(w) != tag || (delta < 0 && !(uint32_t)w))
+		return false;
+	if (delta < 0)
+		__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
 	do {
-		if (word_tag(w) != tag || (delta < 0 && !(uint32_t)w))
+		if (word_tag(w) != tag || (delta < 0 && !(uint32_t)w)) {
+			if (delta < 0)
+				__atomic_fetch_add(&c->bytes, -bytes, __ATOMIC_RELAXED);
 			return false;
+		}
 	} while (!__atomic_compare_exchange_n(&c->word, &w, w + (uint64_t)(int64_t)delta, true, __ATOMIC_RELAXED,
 					      __ATOMIC_RELAXED));
-	__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
+	if (delta > 0)
+		__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
 	__atomic_store_n(&last_tag_slot, i, __ATOMIC_RELAXED);
 	return true;
 }
