@@ -123,20 +123,23 @@ static inline __attribute__((always_inline)) bool tag_slot_add(int i, uint32_t t
 {
 	struct tag_count *c = &tags[i];
 	uint64_t w = __atomic_load_n(&c->word, __ATOMIC_RELAXED);
-	if (word_tag(w) != tag || (delta < 0 && !(uint32_t)w))
-		return false;
-	if (delta < 0)
+	if (delta > 0) {
+		do {
+			if (word_tag(w) != tag)
+				return false;
+		} while (!__atomic_compare_exchange_n(&c->word, &w, w + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
 		__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
-	do {
-		if (word_tag(w) != tag || (delta < 0 && !(uint32_t)w)) {
-			if (delta < 0)
-				__atomic_fetch_add(&c->bytes, -bytes, __ATOMIC_RELAXED);
+	} else {
+		if (word_tag(w) != tag || !(uint32_t)w)
 			return false;
-		}
-	} while (!__atomic_compare_exchange_n(&c->word, &w, w + (uint64_t)(int64_t)delta, true, __ATOMIC_RELAXED,
-					      __ATOMIC_RELAXED));
-	if (delta > 0)
 		__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
+		do {
+			if (word_tag(w) != tag || !(uint32_t)w) {
+				__atomic_fetch_add(&c->bytes, -bytes, __ATOMIC_RELAXED); /* counted no more */
+				return false;
+			}
+		} while (!__atomic_compare_exchange_n(&c->word, &w, w - 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	}
 	__atomic_store_n(&last_tag_slot, i, __ATOMIC_RELAXED);
 	return true;
 }
@@ -487,19 +490,20 @@ static void *alloc_kept(bool paged, uint32_t size, uint32_t tag, bool uninit)
 		return NULL;
 	struct pool_header *h = (struct pool_header *)data - 1;
 	/* Its guard, from the size it had to the slot's end, was found intact when it was freed
-	 * (free_kept), and is looked at again now: a write over it since (its old owner's, after
-	 * the free) is 0xC5 as at a free, naming the first byte and the block.  Then only the
-	 * words up to that size are written again, the guard beyond them stays as it is (a block
-	 * of the same size again writes its data and nothing else). */
+	 * (free_kept).  Only the words up to the larger of the two sizes are written again; the
+	 * guard in them is looked at first, so a write over it since the free (its old owner's)
+	 * is never written away: it is 0xC5 here as at a free, naming the first byte and the
+	 * block.  The guard beyond them stays as it is, checked at the block's next free as
+	 * every guard is (a block of the same size again writes its data and nothing else). */
 	uint32_t before = h->size;
-	uint8_t *end = (uint8_t *)h + class_size[cls];
-	if (__builtin_expect(!slot_guard_intact(data, before, end), 0))
-		check_guard(data + before, end, (uint64_t)data, KeGetCurrentIrql());
+	uint32_t upto = (size > before ? size : before) + 7;
+	upto -= upto % 8;
+	if (__builtin_expect(upto > before && !slot_guard_intact(data, before, data + upto), 0))
+		check_guard(data + before, data + upto, (uint64_t)data, KeGetCurrentIrql());
 	h->tag = tag;
 	h->size = size;
 	h->flags = uninit ? HDR_UNINIT : 0;
-	uint32_t upto = (size > before ? size : before) + 7;
-	fill_slot(data, size, upto - upto % 8, uninit ? POOL_UNINIT_PATTERN : 0);
+	fill_slot(data, size, upto, uninit ? POOL_UNINIT_PATTERN : 0);
 	account(tag, size, +1);
 	__atomic_store_n(&h->magic, MAGIC_LIVE, __ATOMIC_RELEASE);
 	return data;
