@@ -449,8 +449,9 @@ static void *slot_give(struct pool_header *h, unsigned cls, uint32_t size, uint3
  * atomic, below), its header says FREE (a second free of it is 0x07, as of a free slot), and
  * only the slab page record still counts it; every use of the page records that reports or
  * gives pages back (pool_trim, pool_get_stats, a class with no free slot left) first puts
- * every CPU's kept blocks back as free slots of their pages (drain_kept_locked).  A free that fails a
- * check, and any large block, takes the locked path, which says what is wrong.
+ * every CPU's kept blocks back as free slots of their pages (drain_kept_locked).  A free
+ * that fails a check takes the slow path (free_slab), and a large block pool_free_locked;
+ * each says what is wrong.
  */
 
 /* Set by a free that kept a block, after the exchange; cleared by drain_kept_locked before it
@@ -520,7 +521,7 @@ static __attribute__((noinline)) void kept_to_page(uint8_t *data)
 
 /* ExFreePool's fast path for va in slab page pg: true when the block passed every check and
  * is freed, kept by this CPU (the block it kept before becomes a free slot of its page).  False
- * changes nothing: the locked path looks again and stops the machine with what is wrong. */
+ * changes nothing: free_slab looks again and stops the machine with what is wrong. */
 static inline __attribute__((always_inline)) bool free_kept(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
 {
 	const struct pool_page *p = &pages[pg];
@@ -535,7 +536,7 @@ static inline __attribute__((always_inline)) bool free_kept(uint32_t pg, uint64_
 		return false;
 	uint32_t live = MAGIC_LIVE;
 	if (!__atomic_compare_exchange_n(&h->magic, &live, MAGIC_FREE, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-		return false; /* freed meanwhile by another CPU: the locked path finds it freed */
+		return false; /* freed meanwhile by another CPU: free_slab finds it freed */
 	account(h->tag, h->size, -1);
 	uint8_t *old = __atomic_exchange_n(&this_cpu()->pool_kept[p->paged][cls], (void *)va, __ATOMIC_ACQ_REL);
 	__atomic_store_n(&kept_maybe, 1, __ATOMIC_SEQ_CST);
