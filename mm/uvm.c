@@ -752,8 +752,13 @@ static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint6
 	uint64_t page = ALIGN_DOWN(va, PAGE_SIZE);
 	struct pt_query q;
 	pt_query(&mm->root, page, &q);
-	if (q.present)
-		return FR_REFUSED;
+	if (q.present) {
+		/* Not present when it faulted, resident now: another CPU's fault made it so
+		 * before this one took the lock (a collided fault's retry that runs while the
+		 * reader still maps the page).  Retried when the PTE allows the access. */
+		bool allowed = q.eff.user && (!(err & PF_W) || q.eff.write) && (!exec || q.eff.exec);
+		return allowed ? FR_RETRY : FR_REFUSED;
+	}
 	return page_fault_in(mm, v, page, err & PF_W, exec, may_page, need);
 }
 
