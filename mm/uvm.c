@@ -39,6 +39,7 @@
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
+#include "kernel/smp/percpu.h"
 #include "kernel/trap.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
@@ -150,6 +151,8 @@ enum fault_result {
 	FR_BUSY,         /* a read of this page is in progress: wait for it (a collided fault) */
 	FR_INPAGE_ERROR, /* the read failed: STATUS_IN_PAGE_ERROR */
 	FR_IRQL,         /* a trimmed page touched at DISPATCH_LEVEL or above: 0x0A */
+	FR_NO_FRAME,     /* no frame (or page-table frame) left, nothing changed: relieve the
+			  * pressure without the lock and retry once (relieve_and_relock) */
 };
 struct fault_need {
 	uint64_t va, pte_pa;
@@ -234,8 +237,8 @@ static enum fault_result software_fault(struct mm_process *mm, uint64_t va, uint
 
 /* Make the committed page at va (in v) resident for this access: its transition or parked
  * frame, or a new zeroed one, mapped with the page's protection (a pagefile page: FR_HARD,
- * for page_in).  FR_REFUSED when the page is not committed, its protection refuses the
- * access, or no frame (or page-table frame) is left. */
+ * for page_in).  FR_REFUSED when the page is not committed or its protection refuses the
+ * access; FR_NO_FRAME when no frame (or page-table frame) is left. */
 static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uint64_t va, bool write, bool exec,
 				       bool may_page, struct fault_need *need)
 {
@@ -261,11 +264,11 @@ static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uin
 		return FR_REFUSED;
 	pfn_t pfn = parked ? (s & PS_FRAME) >> PAGE_SHIFT : pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
-		return FR_REFUSED;
+		return FR_NO_FRAME;
 	if (!pt_map(&mm->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfn)), 0)) {
 		if (!parked)
 			pfn_free(pfn);
-		return FR_REFUSED;
+		return FR_NO_FRAME; /* a 4 KiB user leaf fails only for want of a page-table frame */
 	}
 	pg->page[i] = protect;
 	return FR_DONE;
@@ -277,7 +280,8 @@ static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uin
  * passes it by, a collided fault waits, a decommit leaves the frame to this read), the slot
  * read into it through an MDL, then the page mapped and its slot freed.  A read that fails
  * puts the pagefile PTE back (the page is still there, only unreadable now):
- * FR_INPAGE_ERROR, need->io the device's status.  A page decommitted during the read: FR_RETRY. */
+ * FR_INPAGE_ERROR, need->io the device's status.  A page decommitted during the read: FR_RETRY.
+ * No frame to read into: FR_NO_FRAME, the PTE untouched. */
 static enum fault_result page_in(struct mm_process *mm, struct fault_need *need, KIRQL *irql)
 {
 	/* The read waits: it needs an IRQL below DISPATCH_LEVEL before the lock was taken. */
@@ -289,7 +293,7 @@ static enum fault_result page_in(struct mm_process *mm, struct fault_need *need,
 		return FR_REFUSED;
 	pfn_t pfn = pfn_alloc_inpage(need->pte_pa, need->slot, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
-		return FR_REFUSED;
+		return FR_NO_FRAME;
 	uint32_t protect = pg->page[page_index(v, need->va)] & PS_PROTECT;
 	pt_set_software(&mm->root, need->va, pt_transition_pte(pfn, mm_protection(protect)));
 	mm_space_unlock(mm, *irql);
@@ -845,6 +849,27 @@ static bool map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns,
 
 /* ---- the public entries: each under the address-space lock (mmproc.h) ------------- */
 
+/* A frame allocation that failed under the lock (a fault path's FR_NO_FRAME, a commit's
+ * STATUS_INSUFFICIENT_RESOURCES) (mm/RULES.md, "Paging", memory pressure): the address-space
+ * lock dropped (the relief trims this space too, and waits for the writer), the pressure
+ * relieved, the lock taken again; whether to retry, once: the relief ran and made standby
+ * frames.  Where it may not run (the caller's IRQL, a lock the caller holds) nothing waits
+ * and the fault fails as it would have. */
+static uint64_t free_frames(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.free;
+}
+
+static bool relieve_and_relock(struct mm_process *mm, KIRQL *irql)
+{
+	mm_space_unlock(mm, *irql);
+	bool again = uvm_relieve_pressure() != 0;
+	*irql = mm_space_lock(mm);
+	return again;
+}
+
 /* The argument checks without a lock (they read nothing the lock guards: highest_user is
  * set once); everything else under it.  terminating is read under it too. */
 NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type, ULONG protect)
@@ -853,6 +878,10 @@ NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULO
 		return STATUS_INVALID_PARAMETER;
 	KIRQL irql = mm_space_lock(mm);
 	NTSTATUS st = allocate(mm, base, size, type, protect);
+	/* Its pool allocations (the VAD, the page array) failed, nothing changed; when that was
+	 * for want of a frame (none free), relieved and tried once more. */
+	if (st == STATUS_INSUFFICIENT_RESOURCES && !free_frames() && relieve_and_relock(mm, &irql))
+		st = allocate(mm, base, size, type, protect);
 	mm_space_unlock(mm, irql);
 	return st;
 }
@@ -886,9 +915,15 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 		return STATUS_ACCESS_VIOLATION;
 	KIRQL irql = mm_space_lock(mm);
 	struct fault_need need;
-	enum fault_result r = resolve_fault(mm, va, err, irql < DISPATCH_LEVEL, &need);
-	if (r == FR_HARD)
-		r = page_in(mm, &need, &irql);
+	enum fault_result r;
+	for (bool relieved = false;; relieved = true) {
+		r = resolve_fault(mm, va, err, irql < DISPATCH_LEVEL, &need);
+		if (r == FR_HARD)
+			r = page_in(mm, &need, &irql);
+		/* Everything is read again after the relief: the page may have changed meanwhile. */
+		if (r != FR_NO_FRAME || relieved || !relieve_and_relock(mm, &irql))
+			break;
+	}
 	mm_space_unlock(mm, irql);
 	if (r == FR_IRQL)
 		return UVM_STATUS_PAGEABLE_AT_DISPATCH;
@@ -920,6 +955,7 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t done = 0;
 	enum fault_result r = FR_DONE;
+	bool relieved = false; /* one relief a walk (relieve_and_relock) */
 	while (done < n) {
 		struct fault_need need;
 		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write, irql < DISPATCH_LEVEL, &r,
@@ -934,6 +970,11 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			mm_space_unlock(mm, irql);
 			r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
 			irql = mm_space_lock(mm);
+		}
+		if (r == FR_NO_FRAME && !relieved) {
+			relieved = true;
+			if (relieve_and_relock(mm, &irql))
+				r = FR_RETRY; /* the walk goes on from the same page */
 		}
 		if (r == FR_INPAGE_ERROR)
 			*why = STATUS_IN_PAGE_ERROR;
@@ -1013,17 +1054,59 @@ static bool trim_space(struct mm_process *mm, void *ctx)
 	return true;
 }
 
+/* The CPU relieving memory pressure (its number + 1; 0: none): one at a time, since a second
+ * trim of the same working sets finds nothing the first left and the writer has one gate. */
+static uint32_t relief_cpu;
+
+static uint64_t standby_pages(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.standby;
+}
+
+/* Spin, interrupts on as the writer's wait has them (this CPU may be in a #PF's
+ * interrupts-off entry), until no CPU relieves: the relieving CPU's shootdowns and its disk's
+ * completion may need this one. */
+static void wait_for_relief(void)
+{
+	bool window = !(read_rflags() & RFLAGS_IF);
+	if (window)
+		__asm__ volatile("sti" ::: "memory");
+	while (__atomic_load_n(&relief_cpu, __ATOMIC_ACQUIRE))
+		cpu_relax();
+	if (window)
+		__asm__ volatile("cli" ::: "memory");
+}
+
 uint64_t uvm_relieve_pressure(void)
 {
+	/* NT's MiEnsureAvailablePageOrWait: only a thread that may wait waits for the trimmer
+	 * and the writer; at DISPATCH_LEVEL, or holding a ranked lock (the trimmer takes every
+	 * address-space lock and the pool's; the writer waits for I/O), the allocation fails.
+	 * The writer's own allocations (its IRP, a pool page for it) and those of this routine
+	 * never relieve again: on this CPU that would wait for itself. */
+	struct kcpu *c = this_cpu();
+	if (KeGetCurrentIrql() >= DISPATCH_LEVEL || c->klock_held || c->mm_relieving || pagefile_writer_is_mine())
+		return 0;
+	uint32_t none = 0;
+	if (!__atomic_compare_exchange_n(&relief_cpu, &none, c->number + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+		/* Another CPU relieves: its standby pages serve this caller's retry too.  It waits
+		 * for nothing this CPU holds (no ranked lock, not the writer's gate). */
+		wait_for_relief();
+		return standby_pages();
+	}
+	c->mm_relieving = true;
 	struct uvm_trim_result total = { 0 };
 	mm_for_each_space(trim_space, &total);
 	__atomic_fetch_add(&paging.trimmed, total.trimmed, __ATOMIC_RELAXED);
 	/* The system's working set too: paged pool's unlocked pages (its module trims them). */
 	pool_trim_paged();
 	pagefile_write_modified();
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.standby;
+	c->mm_relieving = false;
+	__atomic_fetch_add(&paging.reliefs, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&relief_cpu, 0, __ATOMIC_RELEASE);
+	return standby_pages();
 }
 
 static void count_vad(struct vad *v, void *ctx)
@@ -1062,6 +1145,7 @@ void uvm_get_paging_stats(struct uvm_paging_stats *out)
 	out->collided_faults = __atomic_load_n(&paging.collided_faults, __ATOMIC_RELAXED);
 	out->inpage_errors = __atomic_load_n(&paging.inpage_errors, __ATOMIC_RELAXED);
 	out->trimmed = __atomic_load_n(&paging.trimmed, __ATOMIC_RELAXED);
+	out->reliefs = __atomic_load_n(&paging.reliefs, __ATOMIC_RELAXED);
 }
 
 bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,

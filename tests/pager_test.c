@@ -53,6 +53,7 @@
 #define P PAGE_SIZE
 #define NPAGES 8u
 #define PG_SEED 0x5A6E0001u
+#define PP_TAG_PRESSURE 0x73725050u /* 'PPrs' */
 
 static EPROCESS proc;
 static KAPC_STATE apc;
@@ -455,6 +456,165 @@ static void memory_pressure_pages_out_unlocked_memory_and_never_locked(struct kt
 	unlock(locked);
 	for (unsigned i = 0; i < 8; i++)
 		EXPECT_TRUE(t, intact(base, i, seed));
+}
+
+/* ---- memory pressure at every frame allocation (mm/RULES.md, "Paging", memory pressure) ---- */
+
+static struct pfn_stats pfn_now(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s;
+}
+
+/* The kernel's write of page i's pattern into the process (a real #PF in the SMAP window). */
+static NTSTATUS write_page(uint64_t base, unsigned i, uint32_t seed)
+{
+	static uint8_t page[P];
+	pattern_fill(page, P, seed + i);
+	KeStackAttachProcess(&proc, &apc);
+	NTSTATUS st = copy_to_user(base + i * P, page, P);
+	KeUnstackDetachProcess(&apc);
+	return st;
+}
+
+/* A demand-zero fault that finds no free and no standby frame: the fault path drops the
+ * address-space lock, relieves the pressure (the unlocked half of the buffer trimmed and
+ * written out), and its retry repurposes one of those frames.  The locked half keeps its
+ * valid PTEs and frames.  Before, the fault was an access violation. */
+static void a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1200;
+	uint64_t base = commit(t, 9); /* pages 0-7 filled, page 8 demand zero */
+	fill(t, base, 8, seed);
+	PMDL locked = lock(t, base + 4 * P, 4);
+	pfn_t lf[4], uf[4];
+	for (unsigned i = 0; i < 4; i++) {
+		lf[i] = MmGetMdlPfnArray(locked)[i];
+		uf[i] = frame(base + i * P);
+	}
+	EXPECT_EQ(t, raw(base + 8 * P), 0u);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	NTSTATUS st = write_page(base, 8, seed);
+	struct uvm_paging_stats s1 = stats();
+	struct pfn_stats p1 = pfn_now();
+	uint64_t pte8 = raw(base + 8 * P), unl[4], lck[4];
+	pfn_t lckf[4];
+	for (unsigned i = 0; i < 4; i++) {
+		unl[i] = raw(base + i * P);
+		lck[i] = raw(base + (4 + i) * P);
+		lckf[i] = frame(base + (4 + i) * P);
+	}
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_GE(t, p1.repurposed - p0.repurposed, 1u);
+	EXPECT_TRUE(t, mmt_has(pte8, MMT_PTE_P));
+	/* The unlocked half left the working set: written out (standby, transition PTEs), one
+	 * of them maybe repurposed for the new page (a pagefile PTE naming its slot). */
+	unsigned out = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		bool tr = mmt_sw_is_transition(unl[i]), pf = mmt_sw_is_pagefile(unl[i]);
+		out += tr || pf;
+		if (tr)
+			EXPECT_EQ(t, mmt_sw_transition_pfn(unl[i]), uf[i]);
+	}
+	EXPECT_EQ(t, out, 4u);
+	for (unsigned i = 0; i < 4; i++) {
+		EXPECT_TRUE(t, mmt_has(lck[i], MMT_PTE_P));
+		EXPECT_EQ(t, lckf[i], lf[i]);
+	}
+	unlock(locked);
+	for (unsigned i = 0; i < 9; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A nonpaged-pool allocation that needs new pages (whole pages: never a slab's room) under
+ * the same pressure: at DISPATCH_LEVEL nothing may wait, so it is NULL with nothing trimmed,
+ * no frame and no pool byte taken; at PASSIVE_LEVEL the pool relieves the pressure without
+ * its lock and has them. */
+static void a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1300;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_paging_stats s0 = stats();
+	struct pool_stats q0, q1;
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	pool_get_stats(&q0);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	void *a = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
+	KeLowerIrql(old);
+	pool_get_stats(&q1);
+	struct pfn_stats p1 = pfn_now();
+	struct uvm_paging_stats s1 = stats();
+	uint64_t at_dispatch = raw(base);
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
+	struct uvm_paging_stats s2 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	if (b) {
+		memset(b, 0xA5, 2 * P); /* its pages are mapped and writable */
+		ExFreePoolWithTag(b, PP_TAG_PRESSURE);
+	}
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_TRUE(t, a == NULL);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	EXPECT_EQ(t, p1.free, 0u);
+	EXPECT_EQ(t, q1.pages_in_use, q0.pages_in_use);
+	EXPECT_EQ(t, q1.bytes_in_use, q0.bytes_in_use);
+	EXPECT_TRUE(t, mmt_has(at_dispatch, MMT_PTE_P));
+	EXPECT_TRUE(t, b != NULL);
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A hard fault whose read finds no frame to read into: the page's pagefile PTE is left as it
+ * was, the pressure relieved (another buffer paged out), and the retry reads it in. */
+static void a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1400, other = PG_SEED + 0x1410;
+	uint64_t a = commit(t, 1);
+	fill(t, a, 1, seed);
+	page_out_and_repurpose(t, a, 1, seed);
+	uint64_t b = commit(t, 4);
+	fill(t, b, 4, other);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	bool back = intact(a, 0, seed);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t pa = raw(a), pb[4];
+	for (unsigned i = 0; i < 4; i++)
+		pb[i] = raw(b + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, back);
+	EXPECT_TRUE(t, mmt_has(pa, MMT_PTE_P));
+	EXPECT_EQ(t, s1.hard_faults - s0.hard_faults, 1u);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(pb[i]) || mmt_sw_is_pagefile(pb[i]));
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(b, i, other));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
 static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct ktest *t)
@@ -906,6 +1066,9 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_disk_is_refused_as_pagefile_without_pagefile_1),
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
+	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
+	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
+	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
@@ -1288,6 +1451,52 @@ static void memory_pressure_pages_out_paged_pool(struct ktest *t)
 	ExFreePoolWithTag(b, PP_TAG);
 }
 
+/* A paged-pool hard fault with no frame to read into (pool_resolve_fault): the pool lock
+ * dropped, the pressure relieved (a second paged buffer paged out), the page read in on the
+ * retry; the first fault relieves, the next two repurpose what it made. */
+static void a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1500, other = PG_SEED + 0x1510;
+	uint8_t *b = paged_buffer(t, seed);
+	pool_trim_paged();
+	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
+	hoard_all_free_frames();
+	pfn_t taken[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		ASSERT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
+	uint8_t *c = paged_buffer(t, other);
+	struct uvm_paging_stats u0 = stats();
+	struct pool_paging_stats s0 = pstats();
+	hoard_all_free_frames();
+	struct pfn_stats p0;
+	pfn_get_stats(&p0);
+	bool back = paged_intact(b, seed);
+	struct uvm_paging_stats u1 = stats();
+	struct pool_paging_stats s1 = pstats();
+	uint64_t pc[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pc[i] = kraw((uint64_t)c + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, s1.hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
+	EXPECT_EQ(t, s1.inpage_errors, s0.inpage_errors);
+	EXPECT_EQ(t, u1.reliefs - u0.reliefs, 1u);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(pc[i]) || mmt_sw_is_pagefile(pc[i]));
+	EXPECT_TRUE(t, paged_intact(c, other));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	ExFreePoolWithTag(b, PP_TAG);
+	ExFreePoolWithTag(c, PP_TAG);
+}
+
 static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct ktest *t)
 {
 	uint32_t seed = PG_SEED + 0xA00;
@@ -1399,6 +1608,7 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(selected_pages_of_trimmed_paged_pool_are_brought_back_and_locked),
 	KTEST_CASE(paged_pool_freed_during_its_write_is_freed_at_the_writes_end),
 	KTEST_CASE(memory_pressure_pages_out_paged_pool),
+	KTEST_CASE(a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
 	{ 0 }
