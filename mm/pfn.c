@@ -580,9 +580,8 @@ static bool in_transition(const struct pfn_entry *e)
 	return e->state == PFN_STANDBY || e->state == PFN_MODIFIED;
 }
 
-void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
+static void trimmed_locked(pfn_t pfn, uint64_t pte_pa)
 {
-	KIRQL irql = klock_acquire(&pfn_lock);
 	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
 		PANIC("pfn_trimmed: frame 0x%lx is not an allocated frame", pfn);
 	struct pfn_entry *e = &db[pfn];
@@ -593,6 +592,20 @@ void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
 		e->flags |= PFN_F_REDIRTIED; /* the write in progress is of older contents */
 	else
 		list_push(&modified_list, pfn);
+}
+
+void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	trimmed_locked(pfn, pte_pa);
+	klock_release(&pfn_lock, irql);
+}
+
+void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	for (uint64_t i = 0; i < n; i++)
+		trimmed_locked(pfns[i], pte_pas[i]);
 	klock_release(&pfn_lock, irql);
 }
 

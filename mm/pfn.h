@@ -151,6 +151,8 @@ void pfn_free_frames(const pfn_t *pfns, uint64_t n);
 /* A trimmed page's ACTIVE frame, whose PTE at pte_pa is now its transition PTE: onto the
  * modified list (or, while the writer holds it, marked REDIRTIED). */
 void pfn_trimmed(pfn_t pfn, uint64_t pte_pa);
+/* pfn_trimmed of each of pfns[0..n) with its PTE's pte_pas[i], the lock taken once. */
+void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n);
 enum pfn_take { PFN_TAKE_OK, PFN_TAKE_GONE, PFN_TAKE_BUSY };
 /* A soft fault: the transition frame of the PTE at pte_pa back to ACTIVE (PFN_TAKE_OK;
  * *slot, when not 0, is a pagefile copy the caller frees), PFN_TAKE_GONE when the frame is

@@ -50,6 +50,7 @@
 #include "mm/pool.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
+#include "mm/tlb.h"
 #include "mm/vad.h"
 
 #define UVM_TAG 0x206D7655u /* 'Uvm ' */
@@ -998,37 +999,67 @@ uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t 
 
 /* ---- the trimmer (mm/RULES.md, "Paging") ------------------------------------------- */
 
+/* The trimmer's batch: TRIM_BATCH pages of a VAD at a time, their PTEs exchanged first
+ * (pt_trim_run_unflushed: one walk a page table), then one flush of the batch's range from
+ * every CPU, then its frames to the modified list under one hold of the PFN lock.  64: the
+ * flush is one full flush of the process where 64 single-page shootdowns were, and the
+ * batch's arrays are 1 KiB of stack. */
+#define TRIM_BATCH 64
 struct trim_ctx {
 	struct mm_process *mm;
 	struct uvm_trim_result *res;
+	const struct vad *v;
+	const struct uvm_pages *pg;
+	uint32_t n;
+	uint64_t first_va, last_va;
+	pfn_t pfn[TRIM_BATCH];
+	uint64_t pte_pa[TRIM_BATCH];
 };
 
-/* Every resident page of one VAD_PRIVATE range that no lock holds leaves the working set. */
+/* pt_trim_run_unflushed's choice for a valid page: its transition PTE, the frame kept in the
+ * batch; 0 (left valid) for a page whose frame a lock holds, a locked frame staying in the
+ * working set (the rulebook's decision): the probe locks under this lock, so the count read
+ * here cannot rise meanwhile, and the writer's hold on a frame taken back during its write is
+ * no lock of the page's. */
+static uint64_t trim_pick(void *ctx, uint64_t va, uint64_t pfn, uint64_t pte_pa)
+{
+	struct trim_ctx *c = ctx;
+	uint64_t s = c->pg->page[page_index(c->v, va)];
+	if (!(s & PS_PROTECT) || (s & PS_PARKED))
+		return 0; /* not a committed page's own frame */
+	if (pfn_page_locks(pfn)) {
+		c->res->kept_locked++;
+		return 0;
+	}
+	if (!c->n)
+		c->first_va = va;
+	c->last_va = va;
+	c->pfn[c->n] = pfn;
+	c->pte_pa[c->n++] = pte_pa;
+	return pt_transition_pte(pfn, mm_protection(s & PS_PROTECT));
+}
+
+/* Every resident page of one VAD_PRIVATE range that no lock holds leaves the working set, a
+ * batch at a time.  No frame goes on a list before the flush that follows its exchange has
+ * reached every CPU: until then a CPU may still write it through its old translation, and
+ * on the list the writer reads it and the allocator hands it out (RULES "Paging"). */
 static void trim_vad(struct vad *v, void *ctx)
 {
 	struct trim_ctx *c = ctx;
-	struct uvm_pages *pg = pages_of(v);
+	const struct uvm_pages *pg = pages_of(v);
 	if (v->kind != VAD_PRIVATE || !pg)
 		return;
-	for (uint64_t i = 0; i < pg->npages; i++) {
-		uint64_t s = pg->page[i], va = v->start + i * PAGE_SIZE;
-		if (!(s & PS_PROTECT) || (s & PS_PARKED))
+	c->v = v;
+	c->pg = pg;
+	for (uint64_t i = 0; i < pg->npages; i += TRIM_BATCH) {
+		uint64_t cnt = pg->npages - i < TRIM_BATCH ? pg->npages - i : TRIM_BATCH;
+		c->n = 0;
+		pt_trim_run_unflushed(&c->mm->root, v->start + i * PAGE_SIZE, cnt, trim_pick, c);
+		if (!c->n)
 			continue;
-		uint64_t pte_pa, e = page_leaf(c->mm, va, &pte_pa);
-		struct pt_sw sw;
-		pt_decode_software(e, &sw);
-		if (sw.kind != PT_SW_VALID)
-			continue;
-		/* A locked frame stays in the working set, valid (the rulebook's decision): the
-		 * probe locks under this lock, so the count read here cannot rise meanwhile.  The
-		 * writer's hold on a frame taken back during its write is no lock of the page's. */
-		if (pfn_page_locks(sw.pfn)) {
-			c->res->kept_locked++;
-			continue;
-		}
-		pt_trim_page(&c->mm->root, va, pt_transition_pte(sw.pfn, mm_protection(s & PS_PROTECT)));
-		pfn_trimmed(sw.pfn, pte_pa);
-		c->res->trimmed++;
+		tlb_flush_range(&c->mm->root, c->first_va, c->last_va + PAGE_SIZE - c->first_va);
+		pfn_trimmed_frames(c->pfn, c->pte_pa, c->n);
+		c->res->trimmed += c->n;
 	}
 }
 
@@ -1037,7 +1068,9 @@ void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res)
 	memset(res, 0, sizeof *res);
 	if (!mm)
 		return;
-	struct trim_ctx c = { mm, res };
+	struct trim_ctx c; /* the batch's arrays are filled before they are read */
+	c.mm = mm;
+	c.res = res;
 	KIRQL irql = mm_space_lock(mm);
 	vad_for_each(mm, trim_vad, &c);
 	mm_space_unlock(mm, irql);
@@ -1047,7 +1080,9 @@ void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res)
 static bool trim_space(struct mm_process *mm, void *ctx)
 {
 	struct uvm_trim_result *total = ctx, res = { 0 };
-	struct trim_ctx c = { mm, &res };
+	struct trim_ctx c;
+	c.mm = mm;
+	c.res = &res;
 	vad_for_each(mm, trim_vad, &c); /* mm_for_each_space holds mm's lock */
 	total->trimmed += res.trimmed;
 	total->kept_locked += res.kept_locked;
@@ -1131,7 +1166,9 @@ void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res)
 	memset(res, 0, sizeof *res);
 	if (!mm)
 		return;
-	struct trim_ctx c = { mm, res };
+	struct trim_ctx c;
+	c.mm = mm;
+	c.res = res;
 	KIRQL irql = mm_space_lock(mm);
 	vad_for_each(mm, count_vad, &c);
 	mm_space_unlock(mm, irql);

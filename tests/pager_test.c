@@ -42,6 +42,8 @@
 #include "kernel/trap.h"
 #include "kernel/process.h"
 #include "kernel/virtio/virtio_blk.h"
+#include "kernel/smp/smp.h"
+#include "mm/tlb.h"
 #include "mm/mdl.h"
 #include "mm/mm.h"
 #include "mm/pagefile.h"
@@ -617,6 +619,108 @@ static void a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* The trimmer's batched shootdown (RULES "Paging", the trimmer): CPU 1 runs in the process's
+ * address space and reads every page of two buffers (40 pages: a full flush of the process;
+ * 4: INVLPGs), so its TLB holds them; the boot CPU trims; CPU 1's next read of each page is a
+ * not-present #PF at that page.  With the IPI off (ipi false) CPU 1 still reads every page
+ * through its stale entries, which is what a frame put on the modified list before the flush
+ * reached every CPU would be open to. */
+#define TS_BIG 40u
+#define TS_SMALL 4u
+struct trim_probe {
+	struct pt_root *root;
+	uint64_t va[TS_BIG + TS_SMALL];
+	volatile uint32_t first_done, changed, timed_out;
+	uint32_t first_ok, second_ok, second_faults_right;
+};
+
+static uint32_t trim_probe_pass(struct trim_probe *u, bool check)
+{
+	uint32_t ok = 0;
+	for (unsigned i = 0; i < TS_BIG + TS_SMALL; i++) {
+		uint8_t v;
+		struct faultcap c;
+		memset(&c, 0, sizeof c);
+		if (faultcap_try_load8(u->va[i], &v, &c))
+			ok++;
+		else if (check && c.from_cpu && c.vector == VEC_PAGE_FAULT && c.error_code == 0 && c.cr2 == u->va[i])
+			u->second_faults_right++;
+	}
+	return ok;
+}
+
+/* Interrupts off from the first pass to the second (no handler's flush may drop an entry
+ * the case shows to be stale); the wait still serves cross-calls, so a shootdown reaches it. */
+static void trim_probe_on_ap(void *arg)
+{
+	struct trim_probe *u = arg;
+	bool intr = read_rflags() & RFLAGS_IF;
+	__asm__ volatile("cli" ::: "memory");
+	tlb_switch_to(u->root);
+	user_access_begin();
+	u->first_ok = trim_probe_pass(u, false);
+	__atomic_store_n(&u->first_done, 1, __ATOMIC_SEQ_CST);
+	if (!smp_wait_flag(&u->changed))
+		u->timed_out = 1;
+	else
+		u->second_ok = trim_probe_pass(u, true);
+	user_access_end();
+	tlb_switch_to(&kernel_root);
+	if (intr)
+		__asm__ volatile("sti" ::: "memory");
+}
+
+static void trim_shootdown_case(struct ktest *t, bool ipi)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0x1600;
+	uint64_t big = commit(t, TS_BIG), small = commit(t, TS_SMALL);
+	fill(t, big, TS_BIG, seed);
+	fill(t, small, TS_SMALL, seed + TS_BIG);
+	struct trim_probe u;
+	memset(&u, 0, sizeof u);
+	u.root = root();
+	for (unsigned i = 0; i < TS_BIG; i++)
+		u.va[i] = big + i * P + 0x40;
+	for (unsigned i = 0; i < TS_SMALL; i++)
+		u.va[TS_BIG + i] = small + i * P + 0x40;
+	bool started = smp_work_start(1, trim_probe_on_ap, &u);
+	bool first = started && smp_wait_flag(&u.first_done);
+	struct uvm_trim_result r = { 0 };
+	struct tlb_stats s0, s1;
+	tlb_get_stats(&s0);
+	if (first) {
+		tlb_test_set_shootdown(ipi);
+		uvm_trim(&proc.mm, &r);
+		tlb_test_set_shootdown(true);
+	}
+	tlb_get_stats(&s1);
+	__atomic_store_n(&u.changed, 1, __ATOMIC_SEQ_CST);
+	bool back = started && smp_work_wait(1);
+	ASSERT_TRUE(t, started && first && back);
+	EXPECT_FALSE(t, u.timed_out);
+	EXPECT_EQ(t, u.first_ok, TS_BIG + TS_SMALL);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)(TS_BIG + TS_SMALL));
+	for (unsigned i = 0; i < TS_BIG + TS_SMALL; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(ALIGN_DOWN(u.va[i], P))));
+	if (ipi) {
+		EXPECT_EQ(t, u.second_ok, 0u);
+		EXPECT_EQ(t, u.second_faults_right, TS_BIG + TS_SMALL);
+		/* One shootdown a batch: one for each buffer, not one a page. */
+		EXPECT_EQ(t, s1.shootdowns - s0.shootdowns, 2u);
+	} else {
+		EXPECT_EQ(t, u.second_ok, TS_BIG + TS_SMALL);
+	}
+	for (unsigned i = 0; i < TS_BIG; i++)
+		EXPECT_TRUE(t, intact(big, i, seed));
+	for (unsigned i = 0; i < TS_SMALL; i++)
+		EXPECT_TRUE(t, intact(small, i, seed + TS_BIG));
+}
+
+static void a_trims_batch_is_flushed_from_the_cpu_running_the_process(struct ktest *t) { trim_shootdown_case(t, true); }
+static void a_trim_without_the_ipi_leaves_stale_entries(struct ktest *t) { trim_shootdown_case(t, false); }
+
 static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct ktest *t)
 {
 	pagefile_disk(t);
@@ -1069,6 +1173,8 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
 	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
 	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
+	KTEST_CASE(a_trims_batch_is_flushed_from_the_cpu_running_the_process),
+	KTEST_CASE(a_trim_without_the_ipi_leaves_stale_entries),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
