@@ -20,7 +20,9 @@
  * re-protect or unmap it (mm/RULES.md decision 4).
  *
  * Commit is not charged against anything: a committed page takes a frame only when it is
- * touched, and a fault that finds no free frame is an access violation.
+ * touched.  A fault that finds no frame relieves the memory pressure (the trimmer and the
+ * modified page writer, mm/RULES.md "Paging") without the lock and retries once; after that
+ * it is an access violation.
  *
  * Paging (mm/RULES.md, "Paging").  A resident page of a VAD_PRIVATE range whose frame no
  * lock holds is pageable: uvm_trim replaces its PTE by a transition PTE (NT's layout, pt.h)

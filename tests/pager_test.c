@@ -25,6 +25,12 @@
  *     probe brings it back and locks it, and its MDL mapping is touched at DISPATCH_LEVEL
  *     safely; the buffer itself touched at DISPATCH_LEVEL after a trim is 0x0A, and with the
  *     verifier's force IRQL checking a raise trims it first, so that bug stops every time;
+ *   - memory pressure: with every free frame taken and nothing on standby, a demand-zero
+ *     fault, a nonpaged-pool page (at PASSIVE_LEVEL; at DISPATCH_LEVEL it is NULL with
+ *     nothing trimmed) and a hard fault, user or paged pool, are had by paging other memory
+ *     out (its PTEs walked), locked memory untouched;
+ *   - the trimmer's batch: a second CPU in the process's space faults on every trimmed page
+ *     at once, one shootdown a batch; with the IPI off it reads them through stale entries;
  *   - every case ends with frames, standby and modified pages, slots and pool where it began.
  */
 #include "kernel/ktest.h"
