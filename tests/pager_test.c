@@ -1145,6 +1145,64 @@ static void a_page_taken_back_during_its_write_can_be_trimmed_and_freed(struct k
 	EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
 }
 
+struct relief_run {
+	volatile uint32_t done;
+	uint64_t standby;
+};
+
+static void relieve_on_cpu(void *arg)
+{
+	struct relief_run *r = arg;
+	r->standby = uvm_relieve_pressure();
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+}
+
+/* Two CPUs relieve at once: CPU 1's relief is held in its writer (the device's answer
+ * held, so it stays in progress whatever the timing); CPU 2's waits for it instead of
+ * trimming and writing again, and returns CPU 1's result: one relief counted, the four
+ * pages trimmed and written once.  (CPU 2 is not done while CPU 1's write is held; a
+ * relief that did not wait would be counted twice.) */
+static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
+{
+	if (smp_cpus_online() < 3)
+		ktest_skip(t, "needs 3 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1700;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pfn_t f = frame(base);
+	struct uvm_paging_stats s0 = stats();
+	struct pagefile_stats w0, w1;
+	pagefile_get_stats(&w0);
+	struct relief_run a = { 0 }, b = { 0 };
+	vblk_test_hold_completions(true);
+	bool started = smp_work_start(1, relieve_on_cpu, &a);
+	bool writing = started && mmt_wait_until(frame_being_written, &f);
+	bool second = writing && smp_work_start(2, relieve_on_cpu, &b);
+	bool b_waited = true;
+	if (second) {
+		/* CPU 2 is in: it is the relieving CPU's waiter or it is done (a bug). */
+		for (int i = 0; i < 100000 && !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE); i++)
+			cpu_relax();
+		b_waited = !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
+	}
+	vblk_test_hold_completions(false); /* no ASSERT before this: the device must not stay held */
+	bool a_back = !started || smp_work_wait(1);
+	bool b_back = !second || smp_work_wait(2);
+	pagefile_get_stats(&w1);
+	struct uvm_paging_stats s1 = stats();
+	ASSERT_TRUE(t, started && writing && second && a_back && b_back);
+	EXPECT_TRUE(t, b_waited);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_EQ(t, s1.trimmed - s0.trimmed, 4u);
+	EXPECT_GE(t, w1.pages_written - w0.pages_written, 4u); /* and any paged pool's */
+	EXPECT_GE(t, a.standby, 4u);
+	EXPECT_EQ(t, b.standby, a.standby);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 static int pager_init(struct ktest *t)
 {
 	(void)t;
@@ -1184,6 +1242,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
+	KTEST_CASE(two_cpus_relieving_at_once_relieve_once),
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
 	KTEST_CASE(an_in_page_read_without_an_irp_takes_the_reserve),
