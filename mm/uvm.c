@@ -852,12 +852,6 @@ static bool map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns,
 
 /* ---- the public entries: each under the address-space lock (mmproc.h) ------------- */
 
-/* A frame allocation that failed under the lock (a fault path's FR_NO_FRAME, a commit's
- * STATUS_INSUFFICIENT_RESOURCES) (mm/RULES.md, "Paging", memory pressure): the address-space
- * lock dropped (the relief trims this space too, and waits for the writer), the pressure
- * relieved, the lock taken again; whether to retry, once: the relief ran and made standby
- * frames.  Where it may not run (the caller's IRQL, a lock the caller holds) nothing waits
- * and the fault fails as it would have. */
 static uint64_t free_frames(void)
 {
 	struct pfn_stats s;
@@ -865,6 +859,12 @@ static uint64_t free_frames(void)
 	return s.free;
 }
 
+/* A frame allocation that failed under the lock (a fault path's FR_NO_FRAME, a commit's
+ * STATUS_INSUFFICIENT_RESOURCES) (mm/RULES.md, "Paging", memory pressure): the address-space
+ * lock dropped (the relief trims this space too, and waits for the writer), the pressure
+ * relieved, the lock taken again; whether to retry, once: the relief ran and made standby
+ * frames.  Where it may not run (the caller's IRQL, a lock the caller holds) nothing waits
+ * and the fault fails as it would have. */
 static bool relieve_and_relock(struct mm_process *mm, KIRQL *irql)
 {
 	mm_space_unlock(mm, *irql);

@@ -625,6 +625,41 @@ static void a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* A commit whose page array needs new pool pages (1024 pages: an 8 KiB array, whole pool
+ * pages) under the same pressure: the pool cannot relieve under the address-space lock, so
+ * the commit drops it, relieves and commits on its second try.  Before,
+ * STATUS_INSUFFICIENT_RESOURCES. */
+static void a_commit_whose_page_array_needs_a_pool_page_relieves_pressure(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1800;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	uint64_t big = 0, size = 1024 * P;
+	NTSTATUS st = uvm_allocate(&proc.mm, &big, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	if (st == STATUS_SUCCESS) {
+		EXPECT_EQ(t, size, 1024 * P);
+		uint64_t zero = 0;
+		EXPECT_EQ(t, uvm_free(&proc.mm, &big, &zero, MEM_RELEASE), STATUS_SUCCESS);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* The trimmer's batched shootdown (RULES "Paging", the trimmer): CPU 1 runs in the process's
  * address space and reads every page of two buffers (40 pages: a full flush of the process;
  * 4: INVLPGs), so its TLB holds them; the boot CPU trims; CPU 1's next read of each page is a
@@ -1237,6 +1272,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
 	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
 	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
+	KTEST_CASE(a_commit_whose_page_array_needs_a_pool_page_relieves_pressure),
 	KTEST_CASE(a_trims_batch_is_flushed_from_the_cpu_running_the_process),
 	KTEST_CASE(a_trim_without_the_ipi_leaves_stale_entries),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
