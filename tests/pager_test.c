@@ -660,6 +660,52 @@ static void a_commit_whose_page_array_needs_a_pool_page_relieves_pressure(struct
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* The same from ring 3: an agent's first write to a committed page finds no frame; the
+ * #PF from user mode relieves the pressure (the pager process's buffer paged out) and the
+ * write is retried; the agent reads back what it wrote and ends with STATUS_SUCCESS.  Before,
+ * the process ended with the access violation. */
+#define PRESSURE_VA 0x30000000ul
+static void a_ring_3_demand_zero_fault_with_no_free_frame_succeeds(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1900;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct agent_script script;
+	agent_begin(&script);
+	const uint64_t value = 0x5A6E19005A6E1900ull;
+	agent_write64(&script, PRESSURE_VA + 0x18, value);
+	uint32_t rd = agent_read64(&script, PRESSURE_VA + 0x18);
+	PEPROCESS p = agent_create(&script, 0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t va = PRESSURE_VA, size = P;
+	EXPECT_EQ(t, uvm_allocate(&p->mm, &va, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
+	EXPECT_EQ(t, mmt_raw_pte_in(&p->mm.root, PRESSURE_VA), 0u);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	NTSTATUS st = PsRunProcess(p);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_FALSE(t, p->fault.happened);
+	EXPECT_GE(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_TRUE(t, mmt_has(mmt_raw_pte_in(&p->mm.root, PRESSURE_VA), MMT_PTE_P));
+	uint64_t got = 0;
+	EXPECT_TRUE(t, ps_report(p, AGENT_KEY(rd, 0), &got));
+	EXPECT_EQ(t, got, value);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	PsDestroyProcess(p);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* The trimmer's batched shootdown (RULES "Paging", the trimmer): CPU 1 runs in the process's
  * address space and reads every page of two buffers (40 pages: a full flush of the process;
  * 4: INVLPGs), so its TLB holds them; the boot CPU trims; CPU 1's next read of each page is a
@@ -1273,6 +1319,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
 	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
 	KTEST_CASE(a_commit_whose_page_array_needs_a_pool_page_relieves_pressure),
+	KTEST_CASE(a_ring_3_demand_zero_fault_with_no_free_frame_succeeds),
 	KTEST_CASE(a_trims_batch_is_flushed_from_the_cpu_running_the_process),
 	KTEST_CASE(a_trim_without_the_ipi_leaves_stale_entries),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
