@@ -129,6 +129,32 @@ static void make_free(pfn_t pfn, bool known_zero)
 	list_push(known_zero ? &zeroed_list : &dirty_list, pfn);
 }
 
+/* The head of a non-empty list off it: the head has no predecessor, so unlinking it is one
+ * store to its successor (list_remove's general case, without its branches). */
+static inline pfn_t list_pop_head(struct pfn_list *l)
+{
+	pfn_t pfn = l->head;
+	struct pfn_entry *e = &db[pfn];
+	l->head = e->next;
+	if (e->next != PFN_LINK_NIL)
+		db[e->next].prev = PFN_LINK_NIL;
+	e->next = PFN_LINK_NIL;
+	l->count--;
+	return pfn;
+}
+
+/* A frame just off a free list handed out: ACTIVE, its owner's kind and word, no lock, WB.
+ * The one step of every allocation from the free lists (take, alloc_dirty_locked). */
+static inline void hand_out(pfn_t pfn, enum pfn_owner owner, uint64_t owner_id)
+{
+	set_state(pfn, PFN_ACTIVE);
+	struct pfn_entry *e = &db[pfn];
+	e->owner_kind = owner;
+	e->owner = owner_id;
+	e->lock_count = 0;
+	e->memtype = MT_WB;
+}
+
 /* Take a specific free frame off its list and hand it out; returns whether the caller must
  * zero it (PFN_ALLOC_ZERO asked, the frame not known to be zero), which it does after
  * dropping the PFN lock: a page of stores is no work for the innermost lock. */
@@ -136,11 +162,7 @@ static bool take(pfn_t pfn, unsigned flags, enum pfn_owner owner)
 {
 	bool was_zero = db[pfn].state == PFN_ZEROED;
 	list_remove(was_zero ? &zeroed_list : &dirty_list, pfn);
-	set_state(pfn, PFN_ACTIVE);
-	db[pfn].owner_kind = owner;
-	db[pfn].owner = 0;
-	db[pfn].lock_count = 0;
-	db[pfn].memtype = MT_WB;
+	hand_out(pfn, owner, 0);
 	return (flags & PFN_ALLOC_ZERO) && !was_zero;
 }
 
@@ -322,32 +344,19 @@ static pfn_t alloc_locked(unsigned flags, enum pfn_owner owner)
 }
 
 /* alloc_locked's frame for a request that needs no zeroing: the dirty list's head, else the
- * zeroed list's, taken as take() would with the owner's word set too.  The head has no
- * predecessor, so unlinking it is one store to its successor.  With both lists empty, a
- * standby frame is repurposed, as alloc_locked does. */
+ * zeroed list's, popped and handed out as take() hands a frame out, with the owner's word
+ * set too.  With both lists empty, a standby frame is repurposed, as alloc_locked does. */
 static pfn_t alloc_dirty_locked(enum pfn_owner owner, uint64_t owner_id)
 {
 	struct pfn_list *l = dirty_list.head != PFN_LINK_NIL ? &dirty_list : &zeroed_list;
-	pfn_t pfn = l->head;
-	if (pfn == PFN_LINK_NIL) {
-		pfn = repurpose_standby(0, owner);
+	if (l->head == PFN_LINK_NIL) {
+		pfn_t pfn = repurpose_standby(0, owner);
 		if (pfn != PFN_INVALID)
 			db[pfn].owner = owner_id;
 		return pfn;
 	}
-	struct pfn_entry *e = &db[pfn];
-	l->head = e->next;
-	if (e->next != PFN_LINK_NIL)
-		db[e->next].prev = PFN_LINK_NIL;
-	e->next = PFN_LINK_NIL;
-	l->count--;
-	count_by_state[e->state]--;
-	count_by_state[PFN_ACTIVE]++;
-	e->state = PFN_ACTIVE;
-	e->owner_kind = owner;
-	e->owner = owner_id;
-	e->lock_count = 0;
-	e->memtype = MT_WB;
+	pfn_t pfn = list_pop_head(l);
+	hand_out(pfn, owner, owner_id);
 	return pfn;
 }
 

@@ -797,22 +797,25 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 	return done;
 }
 
-NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
+NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write,
+				  struct uvm_resident_stop *stop)
 {
+	struct uvm_resident_stop own;
+	if (!stop)
+		stop = &own;
+	*stop = (struct uvm_resident_stop){ .status = STATUS_ACCESS_VIOLATION, .io = STATUS_SUCCESS, .va = va };
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
 	if (!len)
-		return STATUS_SUCCESS;
+		return stop->status = STATUS_SUCCESS;
 	if (va + len < va || va + len - 1 > mm->highest_user)
 		return STATUS_ACCESS_VIOLATION;
 	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (va + len - 1 - first) / PAGE_SIZE + 1;
-	NTSTATUS why;
-	return uvm_make_resident_pages_status(mm, first, n, write, &why) == n ? STATUS_SUCCESS : why;
-}
-
-bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write)
-{
-	return uvm_make_resident_status(mm, va, len, write) == STATUS_SUCCESS;
+	uvm_make_resident_pages_status(mm, first, n, write, stop);
+	/* The first page's stop is at the buffer's own address, as a probe touching it. */
+	if (stop->va < va)
+		stop->va = va;
+	return stop->status;
 }
 
 /* ---- the process's own mappings ------------------------------------------------------ */
@@ -911,20 +914,24 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 
 /* A fault of the kernel on a user page while it holds this lock would recurse (0xF): nothing
  * under the lock touches user memory (mmproc.h). */
-NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, NTSTATUS *io)
+bool uvm_paging_allowed_with(bool intr) { return intr || ExGetPreviousMode() == UserMode; }
+
+NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, bool intr, NTSTATUS *io)
 {
 	*io = STATUS_SUCCESS;
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
+	bool may_page = uvm_paging_allowed_with(intr);
 	KIRQL irql = mm_space_lock(mm);
 	struct fault_need need;
 	enum fault_result r;
 	for (bool relieved = false;; relieved = true) {
-		r = resolve_fault(mm, va, err, irql < DISPATCH_LEVEL, &need);
+		r = resolve_fault(mm, va, err, may_page && irql < DISPATCH_LEVEL, &need);
 		if (r == FR_HARD)
 			r = page_in(mm, &need, &irql);
-		/* Everything is read again after the relief: the page may have changed meanwhile. */
-		if (r != FR_NO_FRAME || relieved || !relieve_and_relock(mm, &irql))
+		/* Everything is read again after the relief: the page may have changed meanwhile.
+		 * No relief where no page may be waited for (interrupts off). */
+		if (r != FR_NO_FRAME || relieved || !may_page || !relieve_and_relock(mm, &irql))
 			break;
 	}
 	mm_space_unlock(mm, irql);
@@ -939,30 +946,29 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 	return r == FR_DONE || r == FR_RETRY ? STATUS_SUCCESS : STATUS_ACCESS_VIOLATION;
 }
 
-bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err)
-{
-	NTSTATUS io;
-	return uvm_resolve_fault_status(mm, va, err, &io) == STATUS_SUCCESS;
-}
-
 /* The residency walk of a probe: the pages are made resident through the page tables and the
  * page arrays, never by touching them, so no fault happens under the lock.  A trimmed page
  * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
  * (the address, the IRQL, 1 for a write, an address in the probe), whether its frame is still
  * there or in the pagefile (mm/RULES.md "Paging", IRQL). */
-uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write, NTSTATUS *why)
+uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+					struct uvm_resident_stop *stop)
 {
-	*why = STATUS_SUCCESS;
-	if (!mm)
+	*stop = (struct uvm_resident_stop){ .status = STATUS_SUCCESS, .io = STATUS_SUCCESS, .va = page };
+	if (!mm) {
+		stop->status = n ? STATUS_ACCESS_VIOLATION : STATUS_SUCCESS;
 		return 0;
+	}
+	/* The probing code's own interrupt state, read before the lock. */
+	bool may_page = uvm_paging_allowed_with(read_rflags() & RFLAGS_IF);
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t done = 0;
 	enum fault_result r = FR_DONE;
 	bool relieved = false; /* one relief a walk (relieve_and_relock) */
 	while (done < n) {
 		struct fault_need need;
-		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write, irql < DISPATCH_LEVEL, &r,
-					    &need);
+		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write,
+					    may_page && irql < DISPATCH_LEVEL, &r, &need);
 		if (done == n || r == FR_IRQL)
 			break;
 		/* A pagefile page is read in (the lock released around the read), a page being
@@ -974,29 +980,26 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
 			irql = mm_space_lock(mm);
 		}
-		if (r == FR_NO_FRAME && !relieved) {
+		if (r == FR_NO_FRAME && !relieved && may_page) {
 			relieved = true;
 			if (relieve_and_relock(mm, &irql))
 				r = FR_RETRY; /* the walk goes on from the same page */
 		}
-		if (r == FR_INPAGE_ERROR)
-			*why = STATUS_IN_PAGE_ERROR;
+		if (r == FR_INPAGE_ERROR) {
+			stop->status = STATUS_IN_PAGE_ERROR;
+			stop->io = need.io;
+		}
 		if (r != FR_DONE && r != FR_RETRY)
 			break;
 	}
 	mm_space_unlock(mm, irql);
 	if (done < n && r == FR_IRQL)
-		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, irql, write ? 1 : 0,
-			     (ULONG_PTR)__builtin_return_address(0));
-	if (done < n && *why == STATUS_SUCCESS)
-		*why = STATUS_ACCESS_VIOLATION;
+		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, may_page ? irql : UVM_IRQL_INTERRUPTS_OFF,
+			     write ? 1 : 0, (ULONG_PTR)__builtin_return_address(0));
+	if (done < n && stop->status == STATUS_SUCCESS)
+		stop->status = STATUS_ACCESS_VIOLATION;
+	stop->va = page + done * PAGE_SIZE;
 	return done;
-}
-
-uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write)
-{
-	NTSTATUS why;
-	return uvm_make_resident_pages_status(mm, page, n, write, &why);
 }
 
 /* ---- the trimmer (mm/RULES.md, "Paging") ------------------------------------------- */
@@ -1146,36 +1149,38 @@ uint64_t uvm_relieve_pressure(void)
 	return standby_pages();
 }
 
+struct count_ctx {
+	struct mm_process *mm;
+	struct uvm_ws_counts *out;
+};
+
 static void count_vad(struct vad *v, void *ctx)
 {
-	struct trim_ctx *c = ctx;
+	struct count_ctx *c = ctx;
 	struct uvm_pages *pg = pages_of(v);
 	for (uint64_t i = 0; pg && i < pg->npages; i++) {
 		uint64_t pte_pa, e = page_leaf(c->mm, v->start + i * PAGE_SIZE, &pte_pa);
 		struct pt_sw sw;
 		pt_decode_software(e, &sw);
 		if (sw.kind == PT_SW_VALID)
-			c->res->trimmed++;
+			c->out->valid++;
 		else if (sw.kind == PT_SW_TRANSITION)
-			c->res->transition++;
+			c->out->transition++;
 		else if (sw.kind == PT_SW_PAGEFILE)
-			c->res->pagefile++;
+			c->out->pagefile++;
 	}
 }
 
-void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res)
+void uvm_working_set(struct mm_process *mm, struct uvm_ws_counts *out)
 {
-	memset(res, 0, sizeof *res);
+	memset(out, 0, sizeof *out);
 	if (!mm)
 		return;
-	struct trim_ctx c;
-	c.mm = mm;
-	c.res = res;
+	struct count_ctx c = { mm, out };
 	KIRQL irql = mm_space_lock(mm);
 	vad_for_each(mm, count_vad, &c);
 	mm_space_unlock(mm, irql);
 }
-
 
 void uvm_get_paging_stats(struct uvm_paging_stats *out)
 {

@@ -19,7 +19,8 @@
  *     at the device until both are in), one read, one frame, both see the data;
  *   - on the blkfault machine (pager_inpage), a page whose slot the disk cannot read: the
  *     access gets STATUS_IN_PAGE_ERROR (the #PF's vector, error code and CR2, the device's
- *     status as the third parameter) and a probe raises it with nothing locked;
+ *     status as the third parameter) and each probe raises it with nothing locked and the same
+ *     three parameters (read in its __except filter);
  *   - paged pool (pager_pool): a whole-page PagedPool buffer's kernel PTEs become transition
  *     PTEs at a trim, a touch is a soft fault, after a page-out and a repurpose a hard one; a
  *     probe brings it back and locks it, and its MDL mapping is touched at DISPATCH_LEVEL
@@ -244,9 +245,9 @@ static void a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft(s
 	EXPECT_EQ(t, r.kept_locked, 0u);
 	for (unsigned i = 0; i < NPAGES; i++)
 		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
-	struct uvm_trim_result ws;
+	struct uvm_ws_counts ws;
 	uvm_working_set(&proc.mm, &ws);
-	EXPECT_EQ(t, ws.trimmed, 0u);
+	EXPECT_EQ(t, ws.valid, 0u);
 	EXPECT_EQ(t, ws.transition, (uint64_t)NPAGES);
 	/* Teardown (the case's exit) frees the frames straight from the modified list. */
 }
@@ -815,6 +816,9 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	uint64_t base = commit(t, 4);
 	fill(t, base, 4, seed);
 	pagefile_set_limit(3); /* slots 1 and 2 only */
+	pfn_t frames[4];
+	for (unsigned i = 0; i < 4; i++)
+		frames[i] = frame(base + i * P);
 	struct uvm_trim_result r;
 	uvm_trim(&proc.mm, &r);
 	EXPECT_EQ(t, pagefile_write_modified(), 2u);
@@ -823,6 +827,31 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	EXPECT_EQ(t, s.modified, 2u);
 	EXPECT_EQ(t, s.standby, 2u);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 2u);
+	/* Page by page, from the real tables: every PTE still the transition PTE of its own
+	 * frame; the two written on standby with slots 1 and 2, the two that found no slot
+	 * MODIFIED with none (back on the modified list, not WRITING), so nothing is lost. */
+	unsigned modified = 0, slot_seen = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t e = raw(base + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), frames[i]);
+		const struct pfn_entry *pe = pfn_entry(frames[i]);
+		struct pt_query q;
+		pt_query(root(), base + i * P, &q);
+		EXPECT_EQ(t, pe->owner, q.entry_pa[1]); /* NT's PteAddress: this page's PTE */
+		if (pe->state == PFN_MODIFIED) {
+			modified++;
+			EXPECT_EQ(t, pe->slot, 0u);
+			EXPECT_EQ(t, pe->flags & PFN_F_WRITING, 0u);
+			EXPECT_EQ(t, pe->lock_count, 0u);
+		} else {
+			EXPECT_EQ(t, pe->state, PFN_STANDBY);
+			EXPECT_TRUE(t, pe->slot == 1 || pe->slot == 2);
+			slot_seen |= 1u << pe->slot;
+		}
+	}
+	EXPECT_EQ(t, modified, 2u);
+	EXPECT_EQ(t, slot_seen, 0x6u);
 	pagefile_set_limit(0);
 	for (unsigned i = 0; i < 4; i++)
 		EXPECT_TRUE(t, intact(base, i, seed));
@@ -858,6 +887,53 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
  * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
  * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
  * (transition) or in the pagefile; before, the first succeeded and the second raised. */
+/* A death case: the same touch at PASSIVE_LEVEL by code that turned interrupts off (CLI):
+ * 0x0A with 0xFF as the IRQL (interrupts off), 0, the RIP of the load.  Before, the fault was
+ * resolved, a wait for a read turning interrupts on under that code. */
+static void a_trimmed_page_touched_with_interrupts_off_is_0x0a(struct ktest *t)
+{
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, PG_SEED + 0x710);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	ASSERT_TRUE(t, mmt_sw_is_transition(raw(base)));
+	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + 0x20, UVM_IRQL_INTERRUPTS_OFF, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KeStackAttachProcess(&proc, &apc);
+	uint8_t v;
+	struct faultcap f;
+	__asm__ volatile("cli" ::: "memory");
+	user_access_begin();
+	faultcap_try_load8(base + 0x20, &v, &f);
+	user_access_end();
+	__asm__ volatile("sti" ::: "memory");
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the load with interrupts off returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
+}
+
+/* A death case: a probe of a paged-out page at PASSIVE_LEVEL with interrupts off: 0x0A
+ * (the page, 0xFF, 1 for the write access), as the probe's walk refuses to page there. */
+static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0xE10;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pagefile_disk(t);
+	page_out_and_repurpose(t, base, 1, seed);
+	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, 0,
+			  KTEST_P1 | KTEST_P2 | KTEST_P3);
+	KeStackAttachProcess(&proc, &apc);
+	__asm__ volatile("cli" ::: "memory");
+	NTSTATUS st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
+	__asm__ volatile("sti" ::: "memory");
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the probe with interrupts off returned (status 0x%x)", (ULONG)st);
+}
+
 static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 {
 	uint32_t seed = PG_SEED + 0xE00;
@@ -961,6 +1037,8 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 
 	struct uvm_paging_stats s0 = stats();
 	struct read_state rs = { base, s0.collided_faults };
+	struct vblk_info v0;
+	vblk_get_info(&v0);
 	struct toucher a = { .va = base }, b = { .va = base };
 	pattern_fill(a.want, sizeof a.want, seed);
 	pattern_fill(b.want, sizeof b.want, seed);
@@ -990,7 +1068,16 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 		EXPECT_TRUE(t, smp_work_wait(2));
 	EXPECT_TRUE(t, a.ok);
 	EXPECT_TRUE(t, !second || b.ok);
-	/* One read served both: one hard fault, one collided, the page valid, its slot free. */
+	/* One read served both: one request reached the device (its counters), a read of the
+	 * page's slot; one hard fault, one collided, the page valid, its slot free. */
+	struct vblk_info v1;
+	vblk_get_info(&v1);
+	struct vblk_last_request last;
+	vblk_get_last_request(&last);
+	EXPECT_EQ(t, v1.submitted - v0.submitted, 1u);
+	EXPECT_EQ(t, v1.completed - v0.completed, 1u);
+	EXPECT_EQ(t, last.type, 0u); /* VIRTIO_BLK_T_IN */
+	EXPECT_EQ(t, last.sector, pagefile_offset(slots[0]) / VBLK_SECTOR);
 	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 1u);
 	EXPECT_EQ(t, stats().collided_faults - s0.collided_faults, collided ? 1u : 0u);
 	EXPECT_TRUE(t, mmt_has(raw(base), MMT_PTE_P));
@@ -1284,6 +1371,81 @@ static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+struct detacher {
+	volatile uint32_t done;
+	bool result;
+};
+
+static void detach_on_cpu(void *arg)
+{
+	struct detacher *d = arg;
+	d->result = pagefile_attach(NULL);
+	__atomic_store_n(&d->done, 1, __ATOMIC_RELEASE);
+}
+
+static bool attach_waiting(void *arg)
+{
+	struct pagefile_stats p;
+	pagefile_get_stats(&p);
+	return p.attach_waits > *(uint64_t *)arg;
+}
+
+/* A detach while the modified page writer's write is in progress (the device's answer held,
+ * so the write stays between its slots and its I/O's end whatever the timing) waits for the
+ * write: it has not returned while the write is held, and answers after it, refused since the
+ * written page holds its slot; the page is on standby at that slot, the disk still the
+ * pagefile's.  Before, attach and detach were not ordered against a write at all: one that
+ * came between the writer's slots and its I/O moved the region under the write. */
+static void a_detach_waits_for_a_write_in_progress(struct ktest *t)
+{
+	if (smp_cpus_online() < 3)
+		ktest_skip(t, "needs 3 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xA00;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pfn_t f = frame(base);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	struct pagefile_stats p0;
+	pagefile_get_stats(&p0);
+	struct writer_run w = { 0 };
+	struct detacher d = { 0 };
+	vblk_test_hold_completions(true);
+	bool started = smp_work_start(1, write_on_cpu, &w);
+	if (!started)
+		vblk_test_hold_completions(false); /* no case after this one may find the device held */
+	ASSERT_TRUE(t, started);
+	bool writing = mmt_wait_until(frame_being_written, &f), detaching = false, waited = false;
+	EXPECT_TRUE(t, writing);
+	if (writing) {
+		detaching = smp_work_start(2, detach_on_cpu, &d);
+		EXPECT_TRUE(t, detaching); /* the device is held: no ASSERT may end the case here */
+	}
+	if (detaching) {
+		waited = mmt_wait_until(attach_waiting, &p0.attach_waits);
+		EXPECT_TRUE(t, waited);
+		/* Waiting for the gate the write holds: not returned, the write still held. */
+		EXPECT_FALSE(t, __atomic_load_n(&d.done, __ATOMIC_ACQUIRE));
+		EXPECT_TRUE(t, frame_being_written(&f));
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	if (detaching)
+		EXPECT_TRUE(t, smp_work_wait(2));
+	EXPECT_EQ(t, w.written, 1u);
+	EXPECT_FALSE(t, d.result);
+	struct pagefile_stats p1;
+	pagefile_get_stats(&p1);
+	EXPECT_TRUE(t, p1.attached);
+	EXPECT_EQ(t, p1.attach_waits - p0.attach_waits, waited ? 1u : 0u);
+	EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_TRUE(t, intact(base, 0, seed)); /* a soft fault: its slot freed */
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 static int pager_init(struct ktest *t)
 {
 	(void)t;
@@ -1326,12 +1488,15 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
 	KTEST_CASE(two_cpus_relieving_at_once_relieve_once),
+	KTEST_CASE(a_detach_waits_for_a_write_in_progress),
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
 	KTEST_CASE(an_in_page_read_without_an_irp_takes_the_reserve),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_transition_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_trimmed_page_touched_with_interrupts_off_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
 	{ 0 }
@@ -1356,8 +1521,29 @@ static void attach_on_bad_read(struct ktest *t)
 	ASSERT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
 }
 
+/* What an __except filter saw of an exception, through GetExceptionInformation(). */
+struct filter_seen {
+	NTSTATUS code;
+	ULONG n;
+	ULONG_PTR info[3];
+};
+static struct filter_seen seen[3];
+
+/* The filter records the exception's code and first three parameters; the handler is taken
+ * whatever it was (the case then says what it should have been). */
+static int inpage_filter(PEXCEPTION_POINTERS ep, struct filter_seen *out)
+{
+	const EXCEPTION_RECORD *r = ep->ExceptionRecord;
+	out->code = r->ExceptionCode;
+	out->n = r->NumberParameters;
+	for (unsigned k = 0; k < 3; k++)
+		out->info[k] = k < r->NumberParameters ? r->ExceptionInformation[k] : ~0ul;
+	return EXCEPTION_EXECUTE_HANDLER;
+}
+
 static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
 {
+	memset(seen, 0, sizeof seen);
 	attach_on_bad_read(t);
 	uint32_t seed = PG_SEED + 0x600;
 	uint64_t base = commit(t, 1);
@@ -1405,35 +1591,39 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
 
 	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked, nothing mapped and
-	 * no frame taken: the PTE still the pagefile PTE of its slot. */
+	 * no frame taken: the PTE still the pagefile PTE of its slot.  So do the selected-pages
+	 * probe and ProbeForWrite: the in-page error, not an access violation (the buffer is
+	 * valid, only unreadable now).  Each raises it with the access's three parameters, read
+	 * by the __except filter itself (GetExceptionInformation), as a driver's filter would. */
 	uint64_t locked = mmt_locked_frames(), frames = mmt_free_frames(), pte = raw(base);
 	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	NTSTATUS st;
-	KeStackAttachProcess(&proc, &apc);
-	st = expect_try_probe(mdl, UserMode, IoReadAccess, NULL, 0);
-	KeUnstackDetachProcess(&apc);
-	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
-	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
-	EXPECT_EQ(t, mmt_locked_frames(), locked);
-	/* So do the selected-pages probe and ProbeForWrite: the in-page error, not an access
-	 * violation (the buffer is valid, only unreadable now). */
 	FILE_SEGMENT_ELEMENT seg[1] = { { .Buffer = (PVOID64)base } };
-	volatile NTSTATUS sel = STATUS_SUCCESS, pfw = STATUS_SUCCESS;
 	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoReadAccess);
+	} __except (inpage_filter(GetExceptionInformation(), &seen[0])) {
+	}
 	__try {
 		MmProbeAndLockSelectedPages(mdl, seg, UserMode, IoReadAccess);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		sel = GetExceptionCode();
+	} __except (inpage_filter(GetExceptionInformation(), &seen[1])) {
 	}
 	__try {
-		ProbeForWrite((PVOID)base, 8, 1);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		pfw = GetExceptionCode();
+		ProbeForWrite((PVOID)(base + 0x10), 8, 1);
+	} __except (inpage_filter(GetExceptionInformation(), &seen[2])) {
 	}
 	KeUnstackDetachProcess(&apc);
-	EXPECT_EQ(t, sel, STATUS_IN_PAGE_ERROR);
-	EXPECT_EQ(t, pfw, STATUS_IN_PAGE_ERROR);
+	static const char *const probe[3] = { "MmProbeAndLockPages", "MmProbeAndLockSelectedPages", "ProbeForWrite" };
+	const ULONG_PTR access[3] = { EXCEPTION_READ_FAULT, EXCEPTION_READ_FAULT, EXCEPTION_WRITE_FAULT };
+	const uint64_t at[3] = { base, base, base + 0x10 };
+	for (int k = 0; k < 3; k++) {
+		if (seen[k].code != STATUS_IN_PAGE_ERROR || seen[k].n != 3 || seen[k].info[0] != access[k] ||
+		    seen[k].info[1] != at[k] || seen[k].info[2] != (ULONG_PTR)(ULONG)STATUS_DEVICE_DATA_ERROR)
+			KTEST_FAIL(t, "%s raised 0x%x with %u parameters (0x%lx, 0x%lx, 0x%lx), not 0x%x (0x%lx, 0x%lx, 0x%x)",
+				   probe[k], (ULONG)seen[k].code, seen[k].n, seen[k].info[0], seen[k].info[1],
+				   seen[k].info[2], (ULONG)STATUS_IN_PAGE_ERROR, access[k], at[k],
+				   (ULONG)STATUS_DEVICE_DATA_ERROR);
+	}
 	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
 	EXPECT_EQ(t, raw(base), pte);
