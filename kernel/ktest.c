@@ -75,6 +75,18 @@ void ktest_expect_stop(struct ktest *t, uint32_t code, uint64_t p1, uint64_t p2,
 	kprintf("\n");
 }
 
+void ktest_expect_panic(struct ktest *t, const char *fmt, ...)
+{
+	if (!t->kcase->death_code)
+		KTEST_FAIL(t, "ktest_expect_panic in %s, which is not a death case", t->kcase->name);
+	va_list ap;
+	kprintf(MDLAB_DEATH_EXPECT " code=0x%08X panic=", (uint32_t)MDLAB_INTERNAL_ERROR);
+	va_start(ap, fmt);
+	kvprintf(fmt, ap);
+	va_end(ap);
+	kprintf("\n");
+}
+
 void ktest_abort(struct ktest *t) { seh_longjmp(&t->abort_jb); }
 
 void ktest_skip(struct ktest *t, const char *reason)

@@ -27,7 +27,8 @@
  *
  * Parameters known only at run time (pool addresses, MDLs) are given by the case itself,
  * before it triggers the bug check: ktest_expect_stop(t, code, p1, p2, p3, p4, mask) prints
- * a "# death-expect:" line that the harness requires the STOP line to match as well.
+ * a "# death-expect:" line that the harness requires the STOP line to match as well;
+ * ktest_expect_panic(t, fmt, ...) the PANIC's own message, for a case that ends in one.
  */
 #ifndef KERNEL_KTEST_H
 #define KERNEL_KTEST_H
@@ -141,6 +142,11 @@ __attribute__((noreturn)) void ktest_skip(struct ktest *t, const char *reason);
  * ones.  Prints "# death-expect: code=0x... p1=0x..." (only the masked parameters). */
 void ktest_expect_stop(struct ktest *t, uint32_t code, uint64_t p1, uint64_t p2, uint64_t p3,
 		       uint64_t p4, unsigned mask);
+/* In a death case that ends in a PANIC (MDLAB_INTERNAL_ERROR, P1 the site): the line the
+ * PANIC prints just before the STOP line must be this message, printf-formatted ("function:
+ * reason"), so the case stops at that PANIC and no other.  Prints "# death-expect:
+ * code=0x4D440001 panic=MESSAGE". */
+__attribute__((format(printf, 2, 3))) void ktest_expect_panic(struct ktest *t, const char *fmt, ...);
 
 #define KTEST_FAIL(t, ...) ktest_fail_at((t), __FILE__, __LINE__, __VA_ARGS__)
 #define KTEST_SKIP(t, reason) ktest_skip((t), (reason))

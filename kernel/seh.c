@@ -270,3 +270,15 @@ void seh_raise_access_violation(uint64_t address, ULONG access)
 	rec.ExceptionInformation[1] = address;
 	seh_dispatch(&rec, NULL);
 }
+
+void seh_raise_in_page_error(uint64_t address, ULONG access, NTSTATUS io)
+{
+	EXCEPTION_RECORD rec = { 0 };
+	rec.ExceptionCode = STATUS_IN_PAGE_ERROR;
+	rec.ExceptionAddress = __builtin_return_address(0);
+	rec.NumberParameters = 3;
+	rec.ExceptionInformation[0] = access;
+	rec.ExceptionInformation[1] = address;
+	rec.ExceptionInformation[2] = (ULONG_PTR)(ULONG)io;
+	seh_dispatch(&rec, NULL);
+}

@@ -155,6 +155,10 @@ __attribute__((noreturn)) void seh_dispatch(const EXCEPTION_RECORD *rec, const s
 __attribute__((noreturn)) void ExRaiseStatus(NTSTATUS status);
 /* Raise STATUS_ACCESS_VIOLATION for `address` (ExRaiseAccessViolation with the details). */
 __attribute__((noreturn)) void seh_raise_access_violation(uint64_t address, ULONG access);
+/* Raise STATUS_IN_PAGE_ERROR for `address` with the user fault path's three parameters (the
+ * access, the address, the device's status of the failed read): what a probe raises for a
+ * page the pagefile could not give back (mm/RULES.md "Paging"). */
+__attribute__((noreturn)) void seh_raise_in_page_error(uint64_t address, ULONG access, NTSTATUS io);
 
 #define __seh_cat2(a, b) a##b
 #define __seh_cat(a, b) __seh_cat2(a, b)

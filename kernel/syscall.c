@@ -273,11 +273,12 @@ static uint64_t compat_dispatch(struct syscall_frame *f)
 		/* Seven arguments, five registers: EBX is the output buffer, EBP the address of
 		 * { ULONG InputBufferLength, OutputBufferLength, ULONG_PTR *BytesReturned }. */
 		uint32_t rest[3];
-		NTSTATUS st = copy_from_user(rest, f->r8, sizeof rest);
-		if (st)
-			return (uint64_t)(uint32_t)st;
+		/* The previous mode is the user's from the first access to its memory: a system
+		 * call's path may touch pageable memory with interrupts off (mm/RULES.md "Paging"). */
 		KPROCESSOR_MODE mode = io_set_previous_mode(UserMode);
-		uint64_t r = io_sys_device_io_control(f->rdi, f->rsi, f->rdx, rest[0], f->r10, rest[1], rest[2]);
+		NTSTATUS st = copy_from_user(rest, f->r8, sizeof rest);
+		uint64_t r = st ? (uint64_t)(uint32_t)st
+				: io_sys_device_io_control(f->rdi, f->rsi, f->rdx, rest[0], f->r10, rest[1], rest[2]);
 		io_set_previous_mode(mode);
 		return r;
 	}

@@ -4,6 +4,7 @@
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
 #include "kernel/insn.h"
+#include "kernel/io/io.h"
 #include "kernel/intr/intr.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -169,12 +170,18 @@ static bool user_privileged_instruction(uint64_t rip)
 {
 	uint8_t code[INSN_MAX_LENGTH];
 	size_t n = INSN_MAX_LENGTH;
-	if (copy_from_user(code, rip, n) != STATUS_SUCCESS) {
+	/* Read for the user's own fault, from its trap's interrupts-off entry, as a system call
+	 * reads: in the user's previous mode, so a trimmed page of its is brought back here as
+	 * on a system call's path (mm/RULES.md "Paging": no pageable access with interrupts off
+	 * otherwise). */
+	KPROCESSOR_MODE mode = io_set_previous_mode(UserMode);
+	NTSTATUS st = copy_from_user(code, rip, n);
+	if (st != STATUS_SUCCESS) {
 		n = MIN(n, PAGE_SIZE - (rip & (PAGE_SIZE - 1)));
-		if (copy_from_user(code, rip, n) != STATUS_SUCCESS)
-			return false;
+		st = copy_from_user(code, rip, n);
 	}
-	return insn_is_privileged(code, n);
+	io_set_previous_mode(mode);
+	return st == STATUS_SUCCESS && insn_is_privileged(code, n);
 }
 
 /* NT's choices, by vector.  Not modelled: NT's #DE handler reports an IDIV overflow as
@@ -318,18 +325,21 @@ void trap_dispatch(struct trap_frame *f)
 	NTSTATUS inpage = STATUS_SUCCESS, io = STATUS_SUCCESS; /* io: this fault's read's status */
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 < USER_VA_END) {
 		/* In this CPU's address space (mm_current is per CPU), under that space's own
-		 * lock (uvm_resolve_fault takes it). */
-		NTSTATUS st = uvm_resolve_fault_status(mm_current(), f->cr2, f->error_code, &io);
+		 * lock (uvm_resolve_fault_status takes it). */
+		NTSTATUS st = uvm_resolve_fault_status(mm_current(), f->cr2, f->error_code, f->rflags & RFLAGS_IF, &io);
 		if (st == STATUS_SUCCESS)
 			return;
 		if (st == STATUS_IN_PAGE_ERROR)
 			inpage = st;
-		/* A trimmed page at DISPATCH_LEVEL or above, in any mode and whatever __try is
-		 * open: IRQL_NOT_LESS_OR_EQUAL (the address, the IRQL, bit 0 write / bit 3
-		 * execute, the RIP: mm/RULES.md "Paging"). */
+		/* A trimmed page at DISPATCH_LEVEL or above, or touched by code that turned
+		 * interrupts off, in any mode and whatever __try is open: IRQL_NOT_LESS_OR_EQUAL
+		 * (the address, the IRQL or 0xFF for interrupts off, bit 0 write / bit 3 execute,
+		 * the RIP: mm/RULES.md "Paging"). */
 		if (st == UVM_STATUS_PAGEABLE_AT_DISPATCH) {
 			trap_print_report(f);
-			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(),
+			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2,
+				     uvm_paging_allowed_with(f->rflags & RFLAGS_IF) ? KeGetCurrentIrql()
+										  : UVM_IRQL_INTERRUPTS_OFF,
 				     ((f->error_code & PF_W) ? 1 : 0) | ((f->error_code & PF_ID) ? 8 : 0), f->rip);
 		}
 	}
@@ -337,6 +347,20 @@ void trap_dispatch(struct trap_frame *f)
 	 * DISPATCH_LEVEL, 0x0A at or above it; a failed read is STATUS_IN_PAGE_ERROR. */
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 >= KVA_POOL_BASE && f->cr2 < KVA_POOL_END &&
 	    !(f->error_code & (PF_P | PF_RSVD | PF_U | PF_ID))) {
+		/* Code that turned interrupts off touching a trimmed page of paged pool: 0x0A with
+		 * 0xFF as the IRQL, as for a user page, before the pool would wait for it (its
+		 * page table is the kernel's, never pruned, so it is read as the 0x7A below). */
+		if (!uvm_paging_allowed_with(f->rflags & RFLAGS_IF)) {
+			struct pt_query q;
+			struct pt_sw sw;
+			pt_query(&kernel_root, f->cr2, &q);
+			pt_decode_software(q.level == 1 ? q.entry[1] : 0, &sw);
+			if (sw.kind == PT_SW_TRANSITION || sw.kind == PT_SW_PAGEFILE) {
+				trap_print_report(f);
+				KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, UVM_IRQL_INTERRUPTS_OFF,
+					     (f->error_code & PF_W) ? 1 : 0, f->rip);
+			}
+		}
 		NTSTATUS st = pool_resolve_fault(f->cr2, &io);
 		if (st == STATUS_SUCCESS)
 			return;

@@ -124,7 +124,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
 	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					   &read_only);
-	NTSTATUS why = STATUS_SUCCESS;
+	struct uvm_resident_stop stop = { .status = STATUS_SUCCESS };
 	/* A kernel buffer in paged pool whose pages were trimmed: faulted in (soft or hard, at
 	 * the caller's IRQL: at DISPATCH_LEVEL that is 0x0A), then walked again; a page another
 	 * CPU's pool trim takes again before the walk makes the pass repeat, PROBE_PASSES at
@@ -145,7 +145,7 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		mm_space_unlock(owner, sirql);
 		ULONG from = i;
 		uint64_t made = uvm_make_resident_pages_status(owner, (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE,
-							       n - i, write, &why);
+							       n - i, write, &stop);
 		if (__builtin_expect(mdl_test_probe_window != NULL, 0))
 			mdl_test_probe_window(Mdl);
 		sirql = mm_space_lock(owner);
@@ -158,9 +158,11 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	bool io = i == n && pfn_lock_frames(pfns, n);
 	if (owner)
 		mm_space_unlock(owner, sirql);
-	/* A page the pagefile could not give back: STATUS_IN_PAGE_ERROR, nothing locked. */
-	if (i < n && why == STATUS_IN_PAGE_ERROR)
-		ExRaiseStatus(STATUS_IN_PAGE_ERROR);
+	/* A page the pagefile could not give back: STATUS_IN_PAGE_ERROR, nothing locked, with
+	 * the parameters the access's own fault gives (the access, the page's address, the
+	 * buffer's own on its first page, the device's status). */
+	if (i < n && stop.status == STATUS_IN_PAGE_ERROR)
+		seh_raise_in_page_error(stop.va > va ? stop.va : va, access, stop.io);
 	if (i < n)
 		seh_raise_access_violation(i ? (uint64_t)Mdl->StartVa + (uint64_t)i * PAGE_SIZE : va, access);
 	Mdl->MdlFlags |= MDL_PAGES_LOCKED | (write ? MDL_WRITE_OPERATION : 0) | (io ? MDL_IO_SPACE : 0);
@@ -288,12 +290,9 @@ static inline __attribute__((always_inline)) uint64_t allocate_frames(PMDL m, pf
 			break;
 		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	}
-	/* Short of frames with the whole of memory allowed: the trimmer and the modified page
-	 * writer make standby pages, which the allocator repurposes (mm/RULES.md, "Paging");
-	 * only where the writer may wait. */
-	if (got < want && low == 0 && high >= pfn_limit() - 1 && !skip_pages && KeGetCurrentIrql() == PASSIVE_LEVEL &&
-	    uvm_relieve_pressure())
-		got += pfn_alloc_batch_in(low, high, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
+	/* Short of frames with the whole of memory allowed, the allocator itself relieved the
+	 * pressure (the trimmer and the modified page writer, where the writer may wait) and
+	 * tried again (mm/pfn.h; mm/RULES.md, "Paging"). */
 	return got;
 }
 

@@ -5,7 +5,7 @@
  *
  * Probe and lock.  A buffer in the user half belongs to the current process.  Its pages are
  * made resident there before anything is locked (mm/mdl.c walks them under the process's
- * lock and calls uvm_make_resident_pages for what is missing: a committed demand-zero page
+ * lock and calls uvm_make_resident_pages_status for what is missing: a committed demand-zero page
  * gets its frame); a page that is not committed, or refuses the access, raises
  * STATUS_ACCESS_VIOLATION naming it, and nothing stays locked.  On success Mdl->Process is
  * that process, whose memory counts the MDL's pages (mm_process.locked_pages) until
@@ -688,11 +688,12 @@ struct mm_process *mdl_user_probe_page(uint64_t page, KPROCESSOR_MODE AccessMode
 	if (page >= USER_VA_END || (!mm && AccessMode == KernelMode))
 		return NULL;
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
-	NTSTATUS st = mm ? uvm_make_resident_status(mm, page, PAGE_SIZE, write) : STATUS_ACCESS_VIOLATION;
-	/* A page the pagefile could not give back: the probe's in-page error, as the whole-MDL
-	 * probe raises it. */
+	struct uvm_resident_stop stop;
+	NTSTATUS st = mm ? uvm_make_resident_status(mm, page, PAGE_SIZE, write, &stop) : STATUS_ACCESS_VIOLATION;
+	/* A page the pagefile could not give back: the probe's in-page error, with the
+	 * parameters the whole-MDL probe raises it with. */
 	if (st == STATUS_IN_PAGE_ERROR)
-		ExRaiseStatus(STATUS_IN_PAGE_ERROR);
+		seh_raise_in_page_error(page, access, stop.io);
 	if (st != STATUS_SUCCESS)
 		seh_raise_access_violation(page, access);
 	return mm;

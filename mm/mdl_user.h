@@ -31,7 +31,7 @@ struct user_mapping {
  * process raises STATUS_ACCESS_VIOLATION.  Returns the memory of the process the buffer
  * belongs to, NULL for a kernel buffer.  The caller walks the buffer under that memory's lock
  * and, when a page is not resident with the access, makes the rest resident
- * (uvm_make_resident_pages, outside the lock) and walks again: one hold when all is
+ * (uvm_make_resident_pages_status, outside the lock) and walks again: one hold when all is
  * resident. */
 struct mm_process *mdl_user_probe(PMDL Mdl, KPROCESSOR_MODE AccessMode, bool write);
 /* MmProbeAndLockSelectedPages, before locking: the same for one page of the user half (the

@@ -26,7 +26,7 @@
 #define PAGEFILE_CLUSTER 16u          /* pages a write request carries at most */
 
 /* Give the pager its disk (the virtio-blk device) or take it away (NULL; refused, false, while
- * a slot is in use).  With no disk nothing is written: trimmed pages stay modified.  A disk
+ * a slot is in use).  A write in progress is waited for first (at PASSIVE_LEVEL).  With no disk nothing is written: trimmed pages stay modified.  A disk
  * is refused (false, nothing attached) unless the command line has `pagefile=1`: the disk's
  * owner opts in (README "The kernel command line"). */
 bool pagefile_attach(PDEVICE_OBJECT disk);
@@ -56,6 +56,10 @@ NTSTATUS pagefile_read(pfn_t pfn, uint32_t slot);
  * at PASSIVE_LEVEL.  Stops when the pagefile is full or a write fails (those frames stay
  * modified).  Returns the pages written. */
 uint64_t pagefile_write_modified(void);
+/* Whether this CPU is inside pagefile_write_modified (its gate held): memory-pressure relief,
+ * which runs the writer, refuses itself there (a writer's IRP allocation that finds no frame
+ * must not wait for the gate it holds). */
+bool pagefile_writer_is_mine(void);
 
 struct pagefile_stats {
 	bool attached;
@@ -65,6 +69,7 @@ struct pagefile_stats {
 	uint64_t reads, read_errors;
 	uint64_t reserve_reads; /* in-page reads that took the reserve IRP (no IRP could be allocated) */
 	uint64_t wait_ticks;  /* TSC ticks paging I/O spent waiting for the device */
+	uint64_t attach_waits; /* attaches and detaches that found a write in progress and waited */
 };
 void pagefile_get_stats(struct pagefile_stats *out);
 

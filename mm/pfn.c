@@ -129,6 +129,32 @@ static void make_free(pfn_t pfn, bool known_zero)
 	list_push(known_zero ? &zeroed_list : &dirty_list, pfn);
 }
 
+/* The head of a non-empty list off it: the head has no predecessor, so unlinking it is one
+ * store to its successor (list_remove's general case, without its branches). */
+static inline pfn_t list_pop_head(struct pfn_list *l)
+{
+	pfn_t pfn = l->head;
+	struct pfn_entry *e = &db[pfn];
+	l->head = e->next;
+	if (e->next != PFN_LINK_NIL)
+		db[e->next].prev = PFN_LINK_NIL;
+	e->next = PFN_LINK_NIL;
+	l->count--;
+	return pfn;
+}
+
+/* A frame just off a free list handed out: ACTIVE, its owner's kind and word, no lock, WB.
+ * The one step of every allocation from the free lists (take, alloc_dirty_locked). */
+static inline void hand_out(pfn_t pfn, enum pfn_owner owner, uint64_t owner_id)
+{
+	set_state(pfn, PFN_ACTIVE);
+	struct pfn_entry *e = &db[pfn];
+	e->owner_kind = owner;
+	e->owner = owner_id;
+	e->lock_count = 0;
+	e->memtype = MT_WB;
+}
+
 /* Take a specific free frame off its list and hand it out; returns whether the caller must
  * zero it (PFN_ALLOC_ZERO asked, the frame not known to be zero), which it does after
  * dropping the PFN lock: a page of stores is no work for the innermost lock. */
@@ -136,11 +162,7 @@ static bool take(pfn_t pfn, unsigned flags, enum pfn_owner owner)
 {
 	bool was_zero = db[pfn].state == PFN_ZEROED;
 	list_remove(was_zero ? &zeroed_list : &dirty_list, pfn);
-	set_state(pfn, PFN_ACTIVE);
-	db[pfn].owner_kind = owner;
-	db[pfn].owner = 0;
-	db[pfn].lock_count = 0;
-	db[pfn].memtype = MT_WB;
+	hand_out(pfn, owner, 0);
 	return (flags & PFN_ALLOC_ZERO) && !was_zero;
 }
 
@@ -322,33 +344,32 @@ static pfn_t alloc_locked(unsigned flags, enum pfn_owner owner)
 }
 
 /* alloc_locked's frame for a request that needs no zeroing: the dirty list's head, else the
- * zeroed list's, taken as take() would with the owner's word set too.  The head has no
- * predecessor, so unlinking it is one store to its successor.  With both lists empty, a
- * standby frame is repurposed, as alloc_locked does. */
+ * zeroed list's, popped and handed out as take() hands a frame out, with the owner's word
+ * set too.  With both lists empty, a standby frame is repurposed, as alloc_locked does. */
 static pfn_t alloc_dirty_locked(enum pfn_owner owner, uint64_t owner_id)
 {
 	struct pfn_list *l = dirty_list.head != PFN_LINK_NIL ? &dirty_list : &zeroed_list;
-	pfn_t pfn = l->head;
-	if (pfn == PFN_LINK_NIL) {
-		pfn = repurpose_standby(0, owner);
+	if (l->head == PFN_LINK_NIL) {
+		pfn_t pfn = repurpose_standby(0, owner);
 		if (pfn != PFN_INVALID)
 			db[pfn].owner = owner_id;
 		return pfn;
 	}
-	struct pfn_entry *e = &db[pfn];
-	l->head = e->next;
-	if (e->next != PFN_LINK_NIL)
-		db[e->next].prev = PFN_LINK_NIL;
-	e->next = PFN_LINK_NIL;
-	l->count--;
-	count_by_state[e->state]--;
-	count_by_state[PFN_ACTIVE]++;
-	e->state = PFN_ACTIVE;
-	e->owner_kind = owner;
-	e->owner = owner_id;
-	e->lock_count = 0;
-	e->memtype = MT_WB;
+	pfn_t pfn = list_pop_head(l);
+	hand_out(pfn, owner, owner_id);
 	return pfn;
+}
+
+static uint64_t (*relieve_pressure)(void);
+
+void pfn_set_pressure_relief(uint64_t (*relieve)(void)) { relieve_pressure = relieve; }
+
+/* Out of free and standby frames: the relief routine, with no lock of this module held (it
+ * allocates, trims and waits for the writer); whether it made standby frames to retry with.
+ * It refuses itself where it may not run (pfn.h). */
+static bool relieved(void)
+{
+	return relieve_pressure && relieve_pressure() != 0;
 }
 
 pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
@@ -356,6 +377,11 @@ pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
 	KIRQL irql = klock_acquire(&pfn_lock);
 	pfn_t pfn = alloc_locked(flags, owner);
 	klock_release(&pfn_lock, irql);
+	if (pfn == PFN_INVALID && relieved()) {
+		irql = klock_acquire(&pfn_lock);
+		pfn = alloc_locked(flags, owner);
+		klock_release(&pfn_lock, irql);
+	}
 	if (pfn != PFN_INVALID && (pfn & PFN_ZERO_PENDING)) {
 		pfn &= ~PFN_ZERO_PENDING;
 		zero_frame(pfn);
@@ -398,8 +424,21 @@ pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsig
 	return PFN_INVALID;
 }
 
+static uint64_t alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
+			       uint64_t owner_id, pfn_t *out);
+
 uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
 			    uint64_t owner_id, pfn_t *out)
+{
+	uint64_t got = alloc_batch_in(low, high, count, flags, owner, owner_id, out);
+	/* Short with the whole database allowed, the one request relief can serve (pfn.h). */
+	if (got < count && low == 0 && high >= db_limit - 1 && relieved())
+		got += alloc_batch_in(low, high, count - got, flags, owner, owner_id, out + got);
+	return got;
+}
+
+static uint64_t alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
+			       uint64_t owner_id, pfn_t *out)
 {
 	uint64_t got = 0;
 	KIRQL irql = klock_acquire(&pfn_lock);
@@ -550,9 +589,8 @@ static bool in_transition(const struct pfn_entry *e)
 	return e->state == PFN_STANDBY || e->state == PFN_MODIFIED;
 }
 
-void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
+static void trimmed_locked(pfn_t pfn, uint64_t pte_pa)
 {
-	KIRQL irql = klock_acquire(&pfn_lock);
 	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
 		PANIC("pfn_trimmed: frame 0x%lx is not an allocated frame", pfn);
 	struct pfn_entry *e = &db[pfn];
@@ -563,6 +601,20 @@ void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
 		e->flags |= PFN_F_REDIRTIED; /* the write in progress is of older contents */
 	else
 		list_push(&modified_list, pfn);
+}
+
+void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	trimmed_locked(pfn, pte_pa);
+	klock_release(&pfn_lock, irql);
+}
+
+void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	for (uint64_t i = 0; i < n; i++)
+		trimmed_locked(pfns[i], pte_pas[i]);
 	klock_release(&pfn_lock, irql);
 }
 
@@ -687,6 +739,15 @@ pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot, enum pfn_owner owner)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
 	pfn_t pfn = alloc_locked(0, owner);
+	if (pfn == PFN_INVALID) {
+		/* Its callers hold their own lock (relief refuses itself then) and relieve after
+		 * dropping it; one without a lock is relieved here. */
+		klock_release(&pfn_lock, irql);
+		bool again = relieved();
+		irql = klock_acquire(&pfn_lock);
+		if (again)
+			pfn = alloc_locked(0, owner);
+	}
 	if (pfn != PFN_INVALID) {
 		pfn &= ~PFN_ZERO_PENDING; /* read over whole: no zeroing */
 		db[pfn].owner = pte_pa;

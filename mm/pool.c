@@ -677,6 +677,7 @@ NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 	KIRQL irql = KeGetCurrentIrql(); /* the IRQL of the access that faulted */
 	uint32_t i = page_index(va);
 	NTSTATUS st = STATUS_ACCESS_VIOLATION;
+	bool relieved = false;
 	KIRQL old = klock_acquire(&lock);
 	for (;;) {
 		if (!pageable_page(i))
@@ -720,6 +721,15 @@ NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 		 * pool lock released around the read (a free of the allocation first makes it
 		 * resident, so it waits for this read as a collided fault). */
 		pfn_t f = pfn_alloc_inpage(pte_pa, sw.offset, PFN_OWNER_POOL);
+		if (f == PFN_INVALID && !relieved) {
+			/* No frame: the pressure relieved without the lock (its trim of paged pool
+			 * takes it), then the page looked at again, once (RULES "Paging"). */
+			relieved = true;
+			klock_release(&lock, old);
+			uvm_relieve_pressure();
+			old = klock_acquire(&lock);
+			continue;
+		}
 		if (f == PFN_INVALID) {
 			st = STATUS_IN_PAGE_ERROR;
 			*io_status = STATUS_INSUFFICIENT_RESOURCES; /* no frame to read into */
@@ -791,6 +801,13 @@ void pool_get_paging_stats(struct pool_paging_stats *out)
 
 /* ---- the NT surface ---------------------------------------------------------------- */
 
+static bool frames_free(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.free != 0;
+}
+
 /* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4. */
 static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit,
 			ULONG_PTR caller)
@@ -809,17 +826,28 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 		if (kept)
 			return kept;
 	}
-	KIRQL old = klock_acquire(&lock);
-	if (size < POOL_SMALL_MAX) {
-		unsigned cls = class_of((uint32_t)size);
-		struct pool_header *h = slab_take(paged, cls);
+	void *p = NULL;
+	/* A new page that found no frame (none free; the allocator cannot relieve under this
+	 * lock): the pressure relieved without it, where that may wait, and one more try
+	 * (mm/RULES.md, "Paging", memory pressure).  At DISPATCH_LEVEL it simply fails. */
+	for (bool relieved = false; !p; relieved = true) {
+		if (relieved && (frames_free() || !uvm_relieve_pressure()))
+			break; /* it failed for want of VA, or relief could not run or gave nothing */
+		KIRQL old = klock_acquire(&lock);
+		if (size < POOL_SMALL_MAX) {
+			/* The slot taken under the lock, its header and bytes written after it. */
+			unsigned cls = class_of((uint32_t)size);
+			struct pool_header *h = slab_take(paged, cls);
+			klock_release(&lock, old);
+			if (h)
+				p = slot_give(h, cls, (uint32_t)size, tag, uninit);
+			continue;
+		}
+		p = large_alloc(paged, size, tag, uninit);
+		if (p)
+			account(tag, size, +1);
 		klock_release(&lock, old);
-		return h ? slot_give(h, cls, (uint32_t)size, tag, uninit) : NULL;
 	}
-	void *p = large_alloc(paged, size, tag, uninit);
-	if (p)
-		account(tag, size, +1);
-	klock_release(&lock, old);
 	return p;
 }
 

@@ -1013,6 +1013,35 @@ void pt_trim_kernel_pages(const uint64_t *va, const uint64_t *sw, unsigned n)
 	kpt_drop(k, irql);
 }
 
+uint64_t pt_trim_run_unflushed(struct pt_root *r, uint64_t va, uint64_t n, pt_trim_pick_fn pick, void *ctx)
+{
+	if ((va & (PAGE_SIZE - 1)) || va >= USER_VA_END || n > (USER_VA_END - va) / PAGE_SIZE)
+		PANIC("pt_trim_run_unflushed: 0x%lx, %lu pages is not a user range", va, n);
+	assert_guarded(r, va);
+	uint64_t done = 0, exchanged = 0;
+	while (done < n) {
+		uint64_t p = va + done * PAGE_SIZE;
+		/* One walk a page table: the rest of this table's 512 leaves, or of the range. */
+		uint64_t in_table = 512 - index_of(p, 1), cnt = in_table < n - done ? in_table : n - done;
+		uint64_t *slot = walk_to(r, p, 1, false, NULL);
+		for (uint64_t k = 0; slot && k < cnt; k++) {
+			uint64_t e = __atomic_load_n(&slot[k], __ATOMIC_RELAXED);
+			if (!(e & E_P))
+				continue;
+			uint64_t sw = pick(ctx, p + k * PAGE_SIZE, (e & E_ADDR) >> PAGE_SHIFT, direct_virt_to_phys(&slot[k]));
+			if (!sw)
+				continue;
+			if (sw & E_P)
+				PANIC("pt_trim_run_unflushed: 0x%lx would be valid at 0x%lx", sw, p + k * PAGE_SIZE);
+			/* One atomic step, as pt_trim_page: a page walk may set A or D meanwhile. */
+			__atomic_exchange_n(&slot[k], sw, __ATOMIC_SEQ_CST);
+			exchanged++;
+		}
+		done += cnt; /* no table (a hole, or a large leaf, which no user page is): none here */
+	}
+	return exchanged;
+}
+
 void pt_set_software(struct pt_root *r, uint64_t va, uint64_t sw)
 {
 	assert_guarded(r, va);

@@ -41,46 +41,71 @@ extern void (*uvm_test_free_window)(struct mm_process *mm, uint64_t start, uint6
 NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG protect, ULONG *old);
 NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base);
 
-/* A #PF at va (error code `err`) in mm's address space: make a committed demand-zero page resident
- * and return true (the access is retried), or false (a real access violation). */
-bool uvm_resolve_fault(struct mm_process *mm, uint64_t va, uint64_t err);
-/* The same, with the reason when it is not resolved: STATUS_ACCESS_VIOLATION, or
+/* A #PF at va (error code `err`) in mm's address space: make a committed demand-zero page
+ * resident, bring a trimmed one back, and return STATUS_SUCCESS (the access is retried); when
+ * it is not resolved, the reason: STATUS_ACCESS_VIOLATION (a real access violation), or
  * STATUS_IN_PAGE_ERROR when the page's read from the pagefile failed (mm/RULES.md,
  * "Paging"), *io then the device's status of that read (the in-page error's third exception
- * parameter: this fault's own, whatever another CPU's read did). */
-NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, NTSTATUS *io);
+ * parameter: this fault's own, whatever another CPU's read did).  `intr`: the faulting code's
+ * RFLAGS.IF (its trap frame's). */
+NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, bool intr, NTSTATUS *io);
 /* uvm_resolve_fault_status's answer for a fault on a trimmed page (transition or pagefile)
- * at DISPATCH_LEVEL or above, which nothing may resolve: the #PF handler stops with 0x0A
- * IRQL_NOT_LESS_OR_EQUAL.  NT's own internal value for it (STATUS_IN_PAGE_ERROR | 0x10000000). */
+ * at DISPATCH_LEVEL or above, or by code that runs with interrupts off, which nothing may
+ * resolve: the #PF handler stops with 0x0A IRQL_NOT_LESS_OR_EQUAL.  NT's own internal value
+ * for it (STATUS_IN_PAGE_ERROR | 0x10000000). */
 #define UVM_STATUS_PAGEABLE_AT_DISPATCH ((NTSTATUS)0xD0000006)
-/* Make [va, va + len) resident for a probe (demand-zero pages get frames); false if a page
- * is not committed or lacks the access. */
-bool uvm_make_resident(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
-/* The same as a status: STATUS_SUCCESS, STATUS_IN_PAGE_ERROR (a pagefile read failed) or
- * STATUS_ACCESS_VIOLATION (anything else). */
-NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write);
+/* Whether code whose RFLAGS.IF is `intr` may touch pageable memory (below DISPATCH_LEVEL):
+ * with interrupts on, or on a system call's path, which SYSCALL's FMASK enters with them off
+ * and keeps so (its waits turn them on, mm/RULES.md "Interrupts and IRQL").  Code that turned
+ * them off itself may not: a wait for the page would turn them on under it (mm/RULES.md
+ * "Paging", decision: no pageable access with interrupts off). */
+bool uvm_paging_allowed_with(bool intr);
+/* The IRQL parameter of that 0x0A for code with interrupts off, as Windows reports a fault
+ * taken with interrupts disabled. */
+#define UVM_IRQL_INTERRUPTS_OFF 0xFFu
+/* Where and why a residency call stopped short of the whole range: `status`
+ * STATUS_IN_PAGE_ERROR when a page's read from the pagefile failed (`io` then the device's
+ * status of that read, the in-page error's third exception parameter: this call's own), else
+ * STATUS_ACCESS_VIOLATION; `va` the page it stopped at.  STATUS_SUCCESS when it did not. */
+struct uvm_resident_stop {
+	NTSTATUS status, io;
+	uint64_t va;
+};
+/* Make [va, va + len) resident for a probe (demand-zero pages get frames): STATUS_SUCCESS,
+ * or *stop's status (stop may be NULL): a page not committed or lacking the access,
+ * STATUS_ACCESS_VIOLATION; a pagefile read that failed, STATUS_IN_PAGE_ERROR. */
+NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write,
+				  struct uvm_resident_stop *stop);
 /* The same for the n pages from page (page-aligned): how many of them, from the first,
- * are resident with the access afterwards (n when all are). */
-uint64_t uvm_make_resident_pages(struct mm_process *mm, uint64_t page, uint64_t n, bool write);
-/* The same; *why says why it stopped short (STATUS_IN_PAGE_ERROR: a pagefile read failed;
- * STATUS_ACCESS_VIOLATION: anything else), STATUS_SUCCESS when it did not. */
-uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write, NTSTATUS *why);
+ * are resident with the access afterwards (n when all are); *stop says where and why it
+ * stopped short. */
+uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+					struct uvm_resident_stop *stop);
 
 /* Paging (mm/RULES.md, "Paging").  uvm_trim: every resident page of mm's VAD_PRIVATE ranges
  * whose frame no lock holds leaves the working set (transition PTE, frame on the modified
- * list); `trimmed` counts them, `kept_locked` the locked ones left valid.  uvm_working_set
- * counts mm's private pages by their PTE: valid (`trimmed`), transition, pagefile. */
+ * list); `trimmed` counts them, `kept_locked` the locked ones left valid. */
 struct uvm_trim_result {
-	uint64_t trimmed, kept_locked, transition, pagefile;
+	uint64_t trimmed, kept_locked;
 };
 void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res);
-void uvm_working_set(struct mm_process *mm, struct uvm_trim_result *res);
-/* Memory pressure, at PASSIVE_LEVEL: every live process and paged pool trimmed, then the
- * modified page writer run; the pages now on the standby list (the allocator repurposes
- * them). */
+/* uvm_working_set counts mm's private pages by their PTE: valid (the working set), in
+ * transition, in the pagefile. */
+struct uvm_ws_counts {
+	uint64_t valid, transition, pagefile;
+};
+void uvm_working_set(struct mm_process *mm, struct uvm_ws_counts *out);
+/* Memory pressure (mm/RULES.md, "Paging"): every live process and paged pool trimmed, then
+ * the modified page writer run; returns the pages now on the standby list (the allocator
+ * repurposes them).  Only below DISPATCH_LEVEL with no ranked lock held (kcpu.klock_held 0),
+ * not inside the writer and not again on a CPU already relieving: there it does nothing and
+ * returns 0.  While another CPU relieves it waits for that one and does not trim again.  The
+ * frame allocator calls it before it fails (pfn_set_pressure_relief); a caller that holds a
+ * lock when its allocation fails drops it, calls this, and retries once. */
 uint64_t uvm_relieve_pressure(void);
 struct uvm_paging_stats {
 	uint64_t soft_faults, hard_faults, collided_faults, inpage_errors, trimmed;
+	uint64_t reliefs; /* uvm_relieve_pressure runs that trimmed and wrote */
 };
 void uvm_get_paging_stats(struct uvm_paging_stats *out);
 

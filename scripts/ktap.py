@@ -38,7 +38,9 @@ compared).  A death boot (`mode=death case=SUITE.CASE`) must end in exactly one 
     KMODE_EXCEPTION_NOT_HANDLED
 
 The STOP line must match the announcement and every `# death-expect:` line the case printed
-before it (expectations known only at run time, such as pool addresses), key for key.
+before it (expectations known only at run time, such as pool addresses), key for key;
+a `panic=MESSAGE` key (last, the rest of its line) also requires the last line before the STOP
+line to be MESSAGE, the PANIC's own.
 
 User output: a line a user process printed starts with protocol.USER_MARK (bare, or after
 the "# " of a case's diagnostics; the kernel escapes every control character in it, so such a
@@ -171,6 +173,9 @@ class DeathExpect:
     line_no: int
     code: int
     params: tuple[int | None, ...] = (None, None, None, None)
+    # `panic=MESSAGE` (last, to the end of the line): the PANIC's own message, the last
+    # line the kernel printed before the STOP line (kpanic prints it there).
+    panic: str | None = None
 
     def describe(self) -> str:
         return _describe_expectation(self.code, self.params)
@@ -306,11 +311,28 @@ def parse_death_spec(body: str) -> tuple[DeathSpec | None, str | None]:
 
 
 def parse_death_expect(body: str, line_no: int) -> tuple[DeathExpect | None, str | None]:
-    """Parse the text after `# death-expect:`: `code=0xHEX [p1=0xHEX] ... [p4=0xHEX]`."""
+    """Parse the text after `# death-expect:`: `code=0xHEX [p1=0xHEX] ... [p4=0xHEX]
+    [panic=MESSAGE]`, MESSAGE being the rest of the line."""
+    m = re.search(r"(?:^|\s)panic=", body)
+    panic = body[m.end():].strip() if m else None
+    if m:
+        body = body[:m.start()]
+        if not panic:
+            return None, "panic= needs the message"
     parsed, problem = parse_expectation(body.split())
     if problem:
         return None, problem
-    return DeathExpect(line_no, parsed["code"], tuple(parsed.get(k) for k in PARAM_KEYS)), None
+    return DeathExpect(line_no, parsed["code"], tuple(parsed.get(k) for k in PARAM_KEYS),
+                       panic), None
+
+
+def _panic_message(lines: list[str], stop: StopLine) -> str | None:
+    """The last non-blank line before the STOP line (cleaned): where kpanic prints its
+    message."""
+    for line in reversed(lines[:stop.line_no - 1]):
+        if line.strip():
+            return line.strip()
+    return None
 
 
 def parse_stop(lines: list[str], index: int) -> StopLine:
@@ -761,6 +783,7 @@ def judge_death_run(text: str, spec: DeathSpec, *, exit_status: int | None,
     are those spec gives, it matches every `# death-expect:` line before it (all of them
     well-formed), and QEMU exited 35."""
     log = parse_log(text)
+    lines = split_lines(text)
     reasons = []
     if timed_out:
         limit = f" after {timeout:g} s" if timeout is not None else ""
@@ -785,6 +808,11 @@ def judge_death_run(text: str, spec: DeathSpec, *, exit_status: int | None,
                 reasons += _expectation_mismatches(
                     expect.code, expect.params, stop,
                     f" (death-expect line {expect.line_no})")
+                got = _panic_message(lines, stop) if expect.panic is not None else None
+                if expect.panic is not None and got != expect.panic:
+                    reasons.append(f"the line before the STOP line is {got!r}, expected the "
+                                   f"PANIC {expect.panic!r} (death-expect line "
+                                   f"{expect.line_no})")
     reasons += log.bad_death_expects
     if not timed_out and exit_status != EXIT_BUGCHECK:
         how = {EXIT_DONE: "the kernel finished normally",

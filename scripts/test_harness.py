@@ -639,6 +639,31 @@ class DeathRuns(unittest.TestCase):
         self.assertFalse(v.passed)
         self.assertTrue(any("malformed death-expect line 2" in r for r in v.reasons), v.reasons)
 
+    def test_death_expect_panic_message(self):
+        text = log("""\
+            # death: running process.attached, expecting bug check 0x4D440001
+            # death-expect: code=0x4D440001 panic=PsDestroyProcess: agent (pid 4) has 1 attaches
+
+            PsDestroyProcess: agent (pid 4) has 1 attaches
+
+            *** STOP: 0x4D440001 (0xFFFFFFFF80015CD2,0x0000000000000000,0x0000000000000000,0x0000000000000000)
+            MDLAB_INTERNAL_ERROR
+            """)
+        spec = DeathSpec("process.attached", 0x4D440001)
+        v = ktap.judge_death_run(text, spec, exit_status=35)
+        self.assertTrue(v.passed, v.reasons)
+        other = text.replace("\r\nPsDestroyProcess: agent (pid 4) has 1 attaches\r\n",
+                             "\r\nPsDestroyProcess: agent (pid 4) is running on CPU 1\r\n")
+        v = ktap.judge_death_run(other, spec, exit_status=35)
+        self.assertFalse(v.passed)
+        self.assertEqual(v.reasons, ["the line before the STOP line is 'PsDestroyProcess: agent "
+                                     "(pid 4) is running on CPU 1', expected the PANIC "
+                                     "'PsDestroyProcess: agent (pid 4) has 1 attaches' "
+                                     "(death-expect line 2)"])
+        empty = text.replace("panic=PsDestroyProcess: agent (pid 4) has 1 attaches", "panic= ")
+        v = ktap.judge_death_run(empty, spec, exit_status=35)
+        self.assertTrue(any("panic= needs the message" in r for r in v.reasons), v.reasons)
+
     def test_death_expect_after_stop_fails(self):
         lines = DEATH_P4.split("\r\n")
         late = "\r\n".join([lines[0], lines[2], lines[3], lines[1], ""])

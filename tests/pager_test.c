@@ -19,7 +19,8 @@
  *     at the device until both are in), one read, one frame, both see the data;
  *   - on the blkfault machine (pager_inpage), a page whose slot the disk cannot read: the
  *     access gets STATUS_IN_PAGE_ERROR (the #PF's vector, error code and CR2, the device's
- *     status as the third parameter) and a probe raises it with nothing locked;
+ *     status as the third parameter) and each probe raises it with nothing locked and the same
+ *     three parameters (read in its __except filter);
  *   - paged pool (pager_pool): a whole-page PagedPool buffer's kernel PTEs become transition
  *     PTEs at a trim, a touch is a soft fault, after a page-out and a repurpose a hard one; a
  *     probe brings it back and locks it, and its MDL mapping is touched at DISPATCH_LEVEL
@@ -27,6 +28,12 @@
  *     verifier's force IRQL checking a raise trims it first, so that bug stops every time;
  *     small paged allocations (slab pages) the same, and an empty slab page given back while
  *     trimmed frees its frame or slot without being brought in;
+ *   - memory pressure: with every free frame taken and nothing on standby, a demand-zero
+ *     fault, a nonpaged-pool page (at PASSIVE_LEVEL; at DISPATCH_LEVEL it is NULL with
+ *     nothing trimmed) and a hard fault, user or paged pool, are had by paging other memory
+ *     out (its PTEs walked), locked memory untouched;
+ *   - the trimmer's batch: a second CPU in the process's space faults on every trimmed page
+ *     at once, one shootdown a batch; with the IPI off it reads them through stale entries;
  *   - every case ends with frames, standby and modified pages, slots and pool where it began.
  */
 #include "kernel/ktest.h"
@@ -44,6 +51,8 @@
 #include "kernel/trap.h"
 #include "kernel/process.h"
 #include "kernel/virtio/virtio_blk.h"
+#include "kernel/smp/smp.h"
+#include "mm/tlb.h"
 #include "mm/mdl.h"
 #include "mm/mm.h"
 #include "mm/pagefile.h"
@@ -56,6 +65,7 @@
 #define P PAGE_SIZE
 #define NPAGES 8u
 #define PG_SEED 0x5A6E0001u
+#define PP_TAG_PRESSURE 0x73725050u /* 'PPrs' */
 
 static EPROCESS proc;
 static KAPC_STATE apc;
@@ -238,9 +248,9 @@ static void a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft(s
 	EXPECT_EQ(t, r.kept_locked, 0u);
 	for (unsigned i = 0; i < NPAGES; i++)
 		EXPECT_TRUE(t, mmt_sw_is_transition(raw(base + i * P)));
-	struct uvm_trim_result ws;
+	struct uvm_ws_counts ws;
 	uvm_working_set(&proc.mm, &ws);
-	EXPECT_EQ(t, ws.trimmed, 0u);
+	EXPECT_EQ(t, ws.valid, 0u);
 	EXPECT_EQ(t, ws.transition, (uint64_t)NPAGES);
 	/* Teardown (the case's exit) frees the frames straight from the modified list. */
 }
@@ -460,6 +470,348 @@ static void memory_pressure_pages_out_unlocked_memory_and_never_locked(struct kt
 		EXPECT_TRUE(t, intact(base, i, seed));
 }
 
+/* ---- memory pressure at every frame allocation (mm/RULES.md, "Paging", memory pressure) ---- */
+
+static struct pfn_stats pfn_now(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s;
+}
+
+/* The kernel's write of page i's pattern into the process (a real #PF in the SMAP window). */
+static NTSTATUS write_page(uint64_t base, unsigned i, uint32_t seed)
+{
+	static uint8_t page[P];
+	pattern_fill(page, P, seed + i);
+	KeStackAttachProcess(&proc, &apc);
+	NTSTATUS st = copy_to_user(base + i * P, page, P);
+	KeUnstackDetachProcess(&apc);
+	return st;
+}
+
+/* A demand-zero fault that finds no free and no standby frame: the fault path drops the
+ * address-space lock, relieves the pressure (the unlocked half of the buffer trimmed and
+ * written out), and its retry repurposes one of those frames.  The locked half keeps its
+ * valid PTEs and frames.  Before, the fault was an access violation. */
+static void a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1200;
+	uint64_t base = commit(t, 9); /* pages 0-7 filled, page 8 demand zero */
+	fill(t, base, 8, seed);
+	PMDL locked = lock(t, base + 4 * P, 4);
+	pfn_t lf[4], uf[4];
+	for (unsigned i = 0; i < 4; i++) {
+		lf[i] = MmGetMdlPfnArray(locked)[i];
+		uf[i] = frame(base + i * P);
+	}
+	EXPECT_EQ(t, raw(base + 8 * P), 0u);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	NTSTATUS st = write_page(base, 8, seed);
+	struct uvm_paging_stats s1 = stats();
+	struct pfn_stats p1 = pfn_now();
+	uint64_t pte8 = raw(base + 8 * P), unl[4], lck[4];
+	pfn_t lckf[4];
+	for (unsigned i = 0; i < 4; i++) {
+		unl[i] = raw(base + i * P);
+		lck[i] = raw(base + (4 + i) * P);
+		lckf[i] = frame(base + (4 + i) * P);
+	}
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_GE(t, p1.repurposed - p0.repurposed, 1u);
+	EXPECT_TRUE(t, mmt_has(pte8, MMT_PTE_P));
+	/* The unlocked half left the working set: written out (standby, transition PTEs), one
+	 * of them maybe repurposed for the new page (a pagefile PTE naming its slot). */
+	unsigned out = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		bool tr = mmt_sw_is_transition(unl[i]), pf = mmt_sw_is_pagefile(unl[i]);
+		out += tr || pf;
+		if (tr)
+			EXPECT_EQ(t, mmt_sw_transition_pfn(unl[i]), uf[i]);
+	}
+	EXPECT_EQ(t, out, 4u);
+	for (unsigned i = 0; i < 4; i++) {
+		EXPECT_TRUE(t, mmt_has(lck[i], MMT_PTE_P));
+		EXPECT_EQ(t, lckf[i], lf[i]);
+	}
+	unlock(locked);
+	for (unsigned i = 0; i < 9; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A nonpaged-pool allocation that needs new pages (whole pages: never a slab's room) under
+ * the same pressure: at DISPATCH_LEVEL nothing may wait, so it is NULL with nothing trimmed,
+ * no frame and no pool byte taken; at PASSIVE_LEVEL the pool relieves the pressure without
+ * its lock and has them. */
+static void a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1300;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_paging_stats s0 = stats();
+	struct pool_stats q0, q1;
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	pool_get_stats(&q0);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	void *a = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
+	KeLowerIrql(old);
+	pool_get_stats(&q1);
+	struct pfn_stats p1 = pfn_now();
+	struct uvm_paging_stats s1 = stats();
+	uint64_t at_dispatch = raw(base);
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
+	struct uvm_paging_stats s2 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	if (b) {
+		memset(b, 0xA5, 2 * P); /* its pages are mapped and writable */
+		ExFreePoolWithTag(b, PP_TAG_PRESSURE);
+	}
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_TRUE(t, a == NULL);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	EXPECT_EQ(t, p1.free, 0u);
+	EXPECT_EQ(t, q1.pages_in_use, q0.pages_in_use);
+	EXPECT_EQ(t, q1.bytes_in_use, q0.bytes_in_use);
+	EXPECT_TRUE(t, mmt_has(at_dispatch, MMT_PTE_P));
+	EXPECT_TRUE(t, b != NULL);
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A hard fault whose read finds no frame to read into: the page's pagefile PTE is left as it
+ * was, the pressure relieved (another buffer paged out), and the retry reads it in. */
+static void a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1400, other = PG_SEED + 0x1410;
+	uint64_t a = commit(t, 1);
+	fill(t, a, 1, seed);
+	page_out_and_repurpose(t, a, 1, seed);
+	uint64_t b = commit(t, 4);
+	fill(t, b, 4, other);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	bool back = intact(a, 0, seed);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t pa = raw(a), pb[4];
+	for (unsigned i = 0; i < 4; i++)
+		pb[i] = raw(b + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, back);
+	EXPECT_TRUE(t, mmt_has(pa, MMT_PTE_P));
+	EXPECT_EQ(t, s1.hard_faults - s0.hard_faults, 1u);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(pb[i]) || mmt_sw_is_pagefile(pb[i]));
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(b, i, other));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A commit whose page array needs new pool pages (1024 pages: an 8 KiB array, whole pool
+ * pages) under the same pressure: the pool cannot relieve under the address-space lock, so
+ * the commit drops it, relieves and commits on its second try.  Before,
+ * STATUS_INSUFFICIENT_RESOURCES. */
+static void a_commit_whose_page_array_needs_a_pool_page_relieves_pressure(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1800;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	uint64_t big = 0, size = 1024 * P;
+	NTSTATUS st = uvm_allocate(&proc.mm, &big, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	if (st == STATUS_SUCCESS) {
+		EXPECT_EQ(t, size, 1024 * P);
+		uint64_t zero = 0;
+		EXPECT_EQ(t, uvm_free(&proc.mm, &big, &zero, MEM_RELEASE), STATUS_SUCCESS);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* The same from ring 3: an agent's first write to a committed page finds no frame; the
+ * #PF from user mode relieves the pressure (the pager process's buffer paged out) and the
+ * write is retried; the agent reads back what it wrote and ends with STATUS_SUCCESS.  Before,
+ * the process ended with the access violation. */
+#define PRESSURE_VA 0x30000000ul
+static void a_ring_3_demand_zero_fault_with_no_free_frame_succeeds(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1900;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct agent_script script;
+	agent_begin(&script);
+	const uint64_t value = 0x5A6E19005A6E1900ull;
+	agent_write64(&script, PRESSURE_VA + 0x18, value);
+	uint32_t rd = agent_read64(&script, PRESSURE_VA + 0x18);
+	PEPROCESS p = agent_create(&script, 0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t va = PRESSURE_VA, size = P;
+	EXPECT_EQ(t, uvm_allocate(&p->mm, &va, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
+	EXPECT_EQ(t, mmt_raw_pte_in(&p->mm.root, PRESSURE_VA), 0u);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	NTSTATUS st = PsRunProcess(p);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_FALSE(t, p->fault.happened);
+	EXPECT_GE(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_TRUE(t, mmt_has(mmt_raw_pte_in(&p->mm.root, PRESSURE_VA), MMT_PTE_P));
+	uint64_t got = 0;
+	EXPECT_TRUE(t, ps_report(p, AGENT_KEY(rd, 0), &got));
+	EXPECT_EQ(t, got, value);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	PsDestroyProcess(p);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* The trimmer's batched shootdown (RULES "Paging", the trimmer): CPU 1 runs in the process's
+ * address space and reads every page of two buffers (40 pages: a full flush of the process;
+ * 4: INVLPGs), so its TLB holds them; the boot CPU trims; CPU 1's next read of each page is a
+ * not-present #PF at that page.  With the IPI off (ipi false) CPU 1 still reads every page
+ * through its stale entries, which is what a frame put on the modified list before the flush
+ * reached every CPU would be open to. */
+#define TS_BIG 40u
+#define TS_SMALL 4u
+struct trim_probe {
+	struct pt_root *root;
+	uint64_t va[TS_BIG + TS_SMALL];
+	volatile uint32_t first_done, changed, timed_out;
+	uint32_t first_ok, second_ok, second_faults_right;
+};
+
+static uint32_t trim_probe_pass(struct trim_probe *u, bool check)
+{
+	uint32_t ok = 0;
+	for (unsigned i = 0; i < TS_BIG + TS_SMALL; i++) {
+		uint8_t v;
+		struct faultcap c;
+		memset(&c, 0, sizeof c);
+		if (faultcap_try_load8(u->va[i], &v, &c))
+			ok++;
+		else if (check && c.from_cpu && c.vector == VEC_PAGE_FAULT && c.error_code == 0 && c.cr2 == u->va[i])
+			u->second_faults_right++;
+	}
+	return ok;
+}
+
+/* Interrupts off from the first pass to the second (no handler's flush may drop an entry
+ * the case shows to be stale); the wait still serves cross-calls, so a shootdown reaches it. */
+static void trim_probe_on_ap(void *arg)
+{
+	struct trim_probe *u = arg;
+	bool intr = read_rflags() & RFLAGS_IF;
+	__asm__ volatile("cli" ::: "memory");
+	tlb_switch_to(u->root);
+	user_access_begin();
+	u->first_ok = trim_probe_pass(u, false);
+	__atomic_store_n(&u->first_done, 1, __ATOMIC_SEQ_CST);
+	if (!smp_wait_flag(&u->changed))
+		u->timed_out = 1;
+	else
+		u->second_ok = trim_probe_pass(u, true);
+	user_access_end();
+	tlb_switch_to(&kernel_root);
+	if (intr)
+		__asm__ volatile("sti" ::: "memory");
+}
+
+static void trim_shootdown_case(struct ktest *t, bool ipi)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0x1600;
+	uint64_t big = commit(t, TS_BIG), small = commit(t, TS_SMALL);
+	fill(t, big, TS_BIG, seed);
+	fill(t, small, TS_SMALL, seed + TS_BIG);
+	struct trim_probe u;
+	memset(&u, 0, sizeof u);
+	u.root = root();
+	for (unsigned i = 0; i < TS_BIG; i++)
+		u.va[i] = big + i * P + 0x40;
+	for (unsigned i = 0; i < TS_SMALL; i++)
+		u.va[TS_BIG + i] = small + i * P + 0x40;
+	bool started = smp_work_start(1, trim_probe_on_ap, &u);
+	bool first = started && smp_wait_flag(&u.first_done);
+	struct uvm_trim_result r = { 0 };
+	struct tlb_stats s0, s1;
+	tlb_get_stats(&s0);
+	if (first) {
+		tlb_test_set_shootdown(ipi);
+		uvm_trim(&proc.mm, &r);
+		tlb_test_set_shootdown(true);
+	}
+	tlb_get_stats(&s1);
+	__atomic_store_n(&u.changed, 1, __ATOMIC_SEQ_CST);
+	bool back = started && smp_work_wait(1);
+	ASSERT_TRUE(t, started && first && back);
+	EXPECT_FALSE(t, u.timed_out);
+	EXPECT_EQ(t, u.first_ok, TS_BIG + TS_SMALL);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)(TS_BIG + TS_SMALL));
+	for (unsigned i = 0; i < TS_BIG + TS_SMALL; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(ALIGN_DOWN(u.va[i], P))));
+	if (ipi) {
+		EXPECT_EQ(t, u.second_ok, 0u);
+		EXPECT_EQ(t, u.second_faults_right, TS_BIG + TS_SMALL);
+		/* One shootdown a batch: one for each buffer, not one a page. */
+		EXPECT_EQ(t, s1.shootdowns - s0.shootdowns, 2u);
+	} else {
+		EXPECT_EQ(t, u.second_ok, TS_BIG + TS_SMALL);
+	}
+	for (unsigned i = 0; i < TS_BIG; i++)
+		EXPECT_TRUE(t, intact(big, i, seed));
+	for (unsigned i = 0; i < TS_SMALL; i++)
+		EXPECT_TRUE(t, intact(small, i, seed + TS_BIG));
+}
+
+static void a_trims_batch_is_flushed_from_the_cpu_running_the_process(struct ktest *t) { trim_shootdown_case(t, true); }
+static void a_trim_without_the_ipi_leaves_stale_entries(struct ktest *t) { trim_shootdown_case(t, false); }
+
 static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct ktest *t)
 {
 	pagefile_disk(t);
@@ -467,6 +819,9 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	uint64_t base = commit(t, 4);
 	fill(t, base, 4, seed);
 	pagefile_set_limit(3); /* slots 1 and 2 only */
+	pfn_t frames[4];
+	for (unsigned i = 0; i < 4; i++)
+		frames[i] = frame(base + i * P);
 	struct uvm_trim_result r;
 	uvm_trim(&proc.mm, &r);
 	EXPECT_EQ(t, pagefile_write_modified(), 2u);
@@ -475,6 +830,31 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	EXPECT_EQ(t, s.modified, 2u);
 	EXPECT_EQ(t, s.standby, 2u);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 2u);
+	/* Page by page, from the real tables: every PTE still the transition PTE of its own
+	 * frame; the two written on standby with slots 1 and 2, the two that found no slot
+	 * MODIFIED with none (back on the modified list, not WRITING), so nothing is lost. */
+	unsigned modified = 0, slot_seen = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t e = raw(base + i * P);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), frames[i]);
+		const struct pfn_entry *pe = pfn_entry(frames[i]);
+		struct pt_query q;
+		pt_query(root(), base + i * P, &q);
+		EXPECT_EQ(t, pe->owner, q.entry_pa[1]); /* NT's PteAddress: this page's PTE */
+		if (pe->state == PFN_MODIFIED) {
+			modified++;
+			EXPECT_EQ(t, pe->slot, 0u);
+			EXPECT_EQ(t, pe->flags & PFN_F_WRITING, 0u);
+			EXPECT_EQ(t, pe->lock_count, 0u);
+		} else {
+			EXPECT_EQ(t, pe->state, PFN_STANDBY);
+			EXPECT_TRUE(t, pe->slot == 1 || pe->slot == 2);
+			slot_seen |= 1u << pe->slot;
+		}
+	}
+	EXPECT_EQ(t, modified, 2u);
+	EXPECT_EQ(t, slot_seen, 0x6u);
 	pagefile_set_limit(0);
 	for (unsigned i = 0; i < 4; i++)
 		EXPECT_TRUE(t, intact(base, i, seed));
@@ -510,6 +890,53 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
  * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
  * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
  * (transition) or in the pagefile; before, the first succeeded and the second raised. */
+/* A death case: the same touch at PASSIVE_LEVEL by code that turned interrupts off (CLI):
+ * 0x0A with 0xFF as the IRQL (interrupts off), 0, the RIP of the load.  Before, the fault was
+ * resolved, a wait for a read turning interrupts on under that code. */
+static void a_trimmed_page_touched_with_interrupts_off_is_0x0a(struct ktest *t)
+{
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, PG_SEED + 0x710);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	ASSERT_TRUE(t, mmt_sw_is_transition(raw(base)));
+	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + 0x20, UVM_IRQL_INTERRUPTS_OFF, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KeStackAttachProcess(&proc, &apc);
+	uint8_t v;
+	struct faultcap f;
+	__asm__ volatile("cli" ::: "memory");
+	user_access_begin();
+	faultcap_try_load8(base + 0x20, &v, &f);
+	user_access_end();
+	__asm__ volatile("sti" ::: "memory");
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the load with interrupts off returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
+}
+
+/* A death case: a probe of a paged-out page at PASSIVE_LEVEL with interrupts off: 0x0A
+ * (the page, 0xFF, 1 for the write access), as the probe's walk refuses to page there. */
+static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0xE10;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pagefile_disk(t);
+	page_out_and_repurpose(t, base, 1, seed);
+	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, 0,
+			  KTEST_P1 | KTEST_P2 | KTEST_P3);
+	KeStackAttachProcess(&proc, &apc);
+	__asm__ volatile("cli" ::: "memory");
+	NTSTATUS st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
+	__asm__ volatile("sti" ::: "memory");
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the probe with interrupts off returned (status 0x%x)", (ULONG)st);
+}
+
 static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 {
 	uint32_t seed = PG_SEED + 0xE00;
@@ -613,6 +1040,8 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 
 	struct uvm_paging_stats s0 = stats();
 	struct read_state rs = { base, s0.collided_faults };
+	struct vblk_info v0;
+	vblk_get_info(&v0);
 	struct toucher a = { .va = base }, b = { .va = base };
 	pattern_fill(a.want, sizeof a.want, seed);
 	pattern_fill(b.want, sizeof b.want, seed);
@@ -642,7 +1071,16 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 		EXPECT_TRUE(t, smp_work_wait(2));
 	EXPECT_TRUE(t, a.ok);
 	EXPECT_TRUE(t, !second || b.ok);
-	/* One read served both: one hard fault, one collided, the page valid, its slot free. */
+	/* One read served both: one request reached the device (its counters), a read of the
+	 * page's slot; one hard fault, one collided, the page valid, its slot free. */
+	struct vblk_info v1;
+	vblk_get_info(&v1);
+	struct vblk_last_request last;
+	vblk_get_last_request(&last);
+	EXPECT_EQ(t, v1.submitted - v0.submitted, 1u);
+	EXPECT_EQ(t, v1.completed - v0.completed, 1u);
+	EXPECT_EQ(t, last.type, 0u); /* VIRTIO_BLK_T_IN */
+	EXPECT_EQ(t, last.sector, pagefile_offset(slots[0]) / VBLK_SECTOR);
 	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 1u);
 	EXPECT_EQ(t, stats().collided_faults - s0.collided_faults, collided ? 1u : 0u);
 	EXPECT_TRUE(t, mmt_has(raw(base), MMT_PTE_P));
@@ -878,6 +1316,139 @@ static void a_page_taken_back_during_its_write_can_be_trimmed_and_freed(struct k
 	EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
 }
 
+struct relief_run {
+	volatile uint32_t done;
+	uint64_t standby;
+};
+
+static void relieve_on_cpu(void *arg)
+{
+	struct relief_run *r = arg;
+	r->standby = uvm_relieve_pressure();
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+}
+
+/* Two CPUs relieve at once: CPU 1's relief is held in its writer (the device's answer
+ * held, so it stays in progress whatever the timing); CPU 2's waits for it instead of
+ * trimming and writing again, and returns CPU 1's result: one relief counted, the four
+ * pages trimmed and written once.  (CPU 2 is not done while CPU 1's write is held; a
+ * relief that did not wait would be counted twice.) */
+static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
+{
+	if (smp_cpus_online() < 3)
+		ktest_skip(t, "needs 3 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1700;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pfn_t f = frame(base);
+	struct uvm_paging_stats s0 = stats();
+	struct pagefile_stats w0, w1;
+	pagefile_get_stats(&w0);
+	struct relief_run a = { 0 }, b = { 0 };
+	vblk_test_hold_completions(true);
+	bool started = smp_work_start(1, relieve_on_cpu, &a);
+	bool writing = started && mmt_wait_until(frame_being_written, &f);
+	bool second = writing && smp_work_start(2, relieve_on_cpu, &b);
+	bool b_waited = true;
+	if (second) {
+		/* CPU 2 is in: it is the relieving CPU's waiter or it is done (a bug). */
+		for (int i = 0; i < 100000 && !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE); i++)
+			cpu_relax();
+		b_waited = !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
+	}
+	vblk_test_hold_completions(false); /* no ASSERT before this: the device must not stay held */
+	bool a_back = !started || smp_work_wait(1);
+	bool b_back = !second || smp_work_wait(2);
+	pagefile_get_stats(&w1);
+	struct uvm_paging_stats s1 = stats();
+	ASSERT_TRUE(t, started && writing && second && a_back && b_back);
+	EXPECT_TRUE(t, b_waited);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_EQ(t, s1.trimmed - s0.trimmed, 4u);
+	EXPECT_GE(t, w1.pages_written - w0.pages_written, 4u); /* and any paged pool's */
+	EXPECT_GE(t, a.standby, 4u);
+	EXPECT_EQ(t, b.standby, a.standby);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+struct detacher {
+	volatile uint32_t done;
+	bool result;
+};
+
+static void detach_on_cpu(void *arg)
+{
+	struct detacher *d = arg;
+	d->result = pagefile_attach(NULL);
+	__atomic_store_n(&d->done, 1, __ATOMIC_RELEASE);
+}
+
+static bool attach_waiting(void *arg)
+{
+	struct pagefile_stats p;
+	pagefile_get_stats(&p);
+	return p.attach_waits > *(uint64_t *)arg;
+}
+
+/* A detach while the modified page writer's write is in progress (the device's answer held,
+ * so the write stays between its slots and its I/O's end whatever the timing) waits for the
+ * write: it has not returned while the write is held, and answers after it, refused since the
+ * written page holds its slot; the page is on standby at that slot, the disk still the
+ * pagefile's.  Before, attach and detach were not ordered against a write at all: one that
+ * came between the writer's slots and its I/O moved the region under the write. */
+static void a_detach_waits_for_a_write_in_progress(struct ktest *t)
+{
+	if (smp_cpus_online() < 3)
+		ktest_skip(t, "needs 3 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0xA00;
+	uint64_t base = commit(t, 1);
+	fill(t, base, 1, seed);
+	pfn_t f = frame(base);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	struct pagefile_stats p0;
+	pagefile_get_stats(&p0);
+	struct writer_run w = { 0 };
+	struct detacher d = { 0 };
+	vblk_test_hold_completions(true);
+	bool started = smp_work_start(1, write_on_cpu, &w);
+	if (!started)
+		vblk_test_hold_completions(false); /* no case after this one may find the device held */
+	ASSERT_TRUE(t, started);
+	bool writing = mmt_wait_until(frame_being_written, &f), detaching = false, waited = false;
+	EXPECT_TRUE(t, writing);
+	if (writing) {
+		detaching = smp_work_start(2, detach_on_cpu, &d);
+		EXPECT_TRUE(t, detaching); /* the device is held: no ASSERT may end the case here */
+	}
+	if (detaching) {
+		waited = mmt_wait_until(attach_waiting, &p0.attach_waits);
+		EXPECT_TRUE(t, waited);
+		/* Waiting for the gate the write holds: not returned, the write still held. */
+		EXPECT_FALSE(t, __atomic_load_n(&d.done, __ATOMIC_ACQUIRE));
+		EXPECT_TRUE(t, frame_being_written(&f));
+	}
+	vblk_test_hold_completions(false);
+	EXPECT_TRUE(t, smp_work_wait(1));
+	if (detaching)
+		EXPECT_TRUE(t, smp_work_wait(2));
+	EXPECT_EQ(t, w.written, 1u);
+	EXPECT_FALSE(t, d.result);
+	struct pagefile_stats p1;
+	pagefile_get_stats(&p1);
+	EXPECT_TRUE(t, p1.attached);
+	EXPECT_EQ(t, p1.attach_waits - p0.attach_waits, waited ? 1u : 0u);
+	EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_TRUE(t, intact(base, 0, seed)); /* a soft fault: its slot freed */
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 static int pager_init(struct ktest *t)
 {
 	(void)t;
@@ -909,15 +1480,26 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_disk_is_refused_as_pagefile_without_pagefile_1),
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
+	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
+	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
+	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
+	KTEST_CASE(a_commit_whose_page_array_needs_a_pool_page_relieves_pressure),
+	KTEST_CASE(a_ring_3_demand_zero_fault_with_no_free_frame_succeeds),
+	KTEST_CASE(a_trims_batch_is_flushed_from_the_cpu_running_the_process),
+	KTEST_CASE(a_trim_without_the_ipi_leaves_stale_entries),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
+	KTEST_CASE(two_cpus_relieving_at_once_relieve_once),
+	KTEST_CASE(a_detach_waits_for_a_write_in_progress),
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
 	KTEST_CASE(an_in_page_read_without_an_irp_takes_the_reserve),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_transition_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_trimmed_page_touched_with_interrupts_off_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
 	{ 0 }
@@ -942,8 +1524,29 @@ static void attach_on_bad_read(struct ktest *t)
 	ASSERT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
 }
 
+/* What an __except filter saw of an exception, through GetExceptionInformation(). */
+struct filter_seen {
+	NTSTATUS code;
+	ULONG n;
+	ULONG_PTR info[3];
+};
+static struct filter_seen seen[3];
+
+/* The filter records the exception's code and first three parameters; the handler is taken
+ * whatever it was (the case then says what it should have been). */
+static int inpage_filter(PEXCEPTION_POINTERS ep, struct filter_seen *out)
+{
+	const EXCEPTION_RECORD *r = ep->ExceptionRecord;
+	out->code = r->ExceptionCode;
+	out->n = r->NumberParameters;
+	for (unsigned k = 0; k < 3; k++)
+		out->info[k] = k < r->NumberParameters ? r->ExceptionInformation[k] : ~0ul;
+	return EXCEPTION_EXECUTE_HANDLER;
+}
+
 static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
 {
+	memset(seen, 0, sizeof seen);
 	attach_on_bad_read(t);
 	uint32_t seed = PG_SEED + 0x600;
 	uint64_t base = commit(t, 1);
@@ -991,35 +1594,39 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
 
 	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked, nothing mapped and
-	 * no frame taken: the PTE still the pagefile PTE of its slot. */
+	 * no frame taken: the PTE still the pagefile PTE of its slot.  So do the selected-pages
+	 * probe and ProbeForWrite: the in-page error, not an access violation (the buffer is
+	 * valid, only unreadable now).  Each raises it with the access's three parameters, read
+	 * by the __except filter itself (GetExceptionInformation), as a driver's filter would. */
 	uint64_t locked = mmt_locked_frames(), frames = mmt_free_frames(), pte = raw(base);
 	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	NTSTATUS st;
-	KeStackAttachProcess(&proc, &apc);
-	st = expect_try_probe(mdl, UserMode, IoReadAccess, NULL, 0);
-	KeUnstackDetachProcess(&apc);
-	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
-	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
-	EXPECT_EQ(t, mmt_locked_frames(), locked);
-	/* So do the selected-pages probe and ProbeForWrite: the in-page error, not an access
-	 * violation (the buffer is valid, only unreadable now). */
 	FILE_SEGMENT_ELEMENT seg[1] = { { .Buffer = (PVOID64)base } };
-	volatile NTSTATUS sel = STATUS_SUCCESS, pfw = STATUS_SUCCESS;
 	KeStackAttachProcess(&proc, &apc);
+	__try {
+		MmProbeAndLockPages(mdl, UserMode, IoReadAccess);
+	} __except (inpage_filter(GetExceptionInformation(), &seen[0])) {
+	}
 	__try {
 		MmProbeAndLockSelectedPages(mdl, seg, UserMode, IoReadAccess);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		sel = GetExceptionCode();
+	} __except (inpage_filter(GetExceptionInformation(), &seen[1])) {
 	}
 	__try {
-		ProbeForWrite((PVOID)base, 8, 1);
-	} __except (EXCEPTION_EXECUTE_HANDLER) {
-		pfw = GetExceptionCode();
+		ProbeForWrite((PVOID)(base + 0x10), 8, 1);
+	} __except (inpage_filter(GetExceptionInformation(), &seen[2])) {
 	}
 	KeUnstackDetachProcess(&apc);
-	EXPECT_EQ(t, sel, STATUS_IN_PAGE_ERROR);
-	EXPECT_EQ(t, pfw, STATUS_IN_PAGE_ERROR);
+	static const char *const probe[3] = { "MmProbeAndLockPages", "MmProbeAndLockSelectedPages", "ProbeForWrite" };
+	const ULONG_PTR access[3] = { EXCEPTION_READ_FAULT, EXCEPTION_READ_FAULT, EXCEPTION_WRITE_FAULT };
+	const uint64_t at[3] = { base, base, base + 0x10 };
+	for (int k = 0; k < 3; k++) {
+		if (seen[k].code != STATUS_IN_PAGE_ERROR || seen[k].n != 3 || seen[k].info[0] != access[k] ||
+		    seen[k].info[1] != at[k] || seen[k].info[2] != (ULONG_PTR)(ULONG)STATUS_DEVICE_DATA_ERROR)
+			KTEST_FAIL(t, "%s raised 0x%x with %u parameters (0x%lx, 0x%lx, 0x%lx), not 0x%x (0x%lx, 0x%lx, 0x%x)",
+				   probe[k], (ULONG)seen[k].code, seen[k].n, seen[k].info[0], seen[k].info[1],
+				   seen[k].info[2], (ULONG)STATUS_IN_PAGE_ERROR, access[k], at[k],
+				   (ULONG)STATUS_DEVICE_DATA_ERROR);
+	}
 	EXPECT_FALSE(t, mdl->MdlFlags & MDL_PAGES_LOCKED);
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
 	EXPECT_EQ(t, raw(base), pte);
@@ -1289,6 +1896,52 @@ static void memory_pressure_pages_out_paged_pool(struct ktest *t)
 	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 	ExFreePoolWithTag(b, PP_TAG);
+}
+
+/* A paged-pool hard fault with no frame to read into (pool_resolve_fault): the pool lock
+ * dropped, the pressure relieved (a second paged buffer paged out), the page read in on the
+ * retry; the first fault relieves, the next two repurpose what it made. */
+static void a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1500, other = PG_SEED + 0x1510;
+	uint8_t *b = paged_buffer(t, seed);
+	pool_trim_paged();
+	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
+	hoard_all_free_frames();
+	pfn_t taken[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		ASSERT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
+	uint8_t *c = paged_buffer(t, other);
+	struct uvm_paging_stats u0 = stats();
+	struct pool_paging_stats s0 = pstats();
+	hoard_all_free_frames();
+	struct pfn_stats p0;
+	pfn_get_stats(&p0);
+	bool back = paged_intact(b, seed);
+	struct uvm_paging_stats u1 = stats();
+	struct pool_paging_stats s1 = pstats();
+	uint64_t pc[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pc[i] = kraw((uint64_t)c + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, s1.hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
+	EXPECT_EQ(t, s1.inpage_errors, s0.inpage_errors);
+	EXPECT_EQ(t, u1.reliefs - u0.reliefs, 1u);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(pc[i]) || mmt_sw_is_pagefile(pc[i]));
+	EXPECT_TRUE(t, paged_intact(c, other));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	ExFreePoolWithTag(b, PP_TAG);
+	ExFreePoolWithTag(c, PP_TAG);
 }
 
 static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct ktest *t)
@@ -1755,6 +2408,7 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(selected_pages_of_trimmed_paged_pool_are_brought_back_and_locked),
 	KTEST_CASE(paged_pool_freed_during_its_write_is_freed_at_the_writes_end),
 	KTEST_CASE(memory_pressure_pages_out_paged_pool),
+	KTEST_CASE(a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_CASE(a_pool_trim_flushes_its_pages_in_one_round),

@@ -144,6 +144,8 @@ static void destroying_a_process_still_attached_stops(struct ktest *t)
 	PEPROCESS p = ended_process(t);
 	KAPC_STATE apc;
 	KeStackAttachProcess(p, &apc);
+	/* That refusal and no other PANIC (a process not live, or running, is refused too). */
+	ktest_expect_panic(t, "PsDestroyProcess: %s (pid %u) has 1 attaches not detached", p->name, p->pid);
 	PsDestroyProcess(p);
 	KTEST_FAIL(t, "PsDestroyProcess returned with an attach outstanding");
 }

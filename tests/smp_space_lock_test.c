@@ -104,7 +104,9 @@ static void a_free_holds_a_probe_on_another_cpu_off_until_it_is_done(struct ktes
 	ASSERT_TRUE(t, h.p != NULL);
 	uint64_t base = 0, size = PAGE_SIZE;
 	EXPECT_EQ(t, uvm_allocate(&h.p->mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
-	EXPECT_EQ(t, uvm_make_resident_pages(&h.p->mm, base, 1, true), 1);
+	struct uvm_resident_stop stop;
+	EXPECT_EQ(t, uvm_make_resident_pages_status(&h.p->mm, base, 1, true, &stop), 1);
+	EXPECT_EQ(t, stop.status, STATUS_SUCCESS);
 	struct pt_query q;
 	pt_query(&h.p->mm.root, base, &q);
 	EXPECT_TRUE(t, q.present);

@@ -247,6 +247,15 @@ static void wow64_allocations_stay_below_2g(struct ktest *t)
 
 /* ---- demand-zero faults ------------------------------------------------------------- */
 
+/* uvm_resolve_fault_status's answer for a fault that reads no pagefile (its device status
+ * stays STATUS_SUCCESS). */
+static NTSTATUS fault(struct mm_process *mm, uint64_t va, uint64_t err)
+{
+	NTSTATUS io = STATUS_DEVICE_DATA_ERROR;
+	NTSTATUS st = uvm_resolve_fault_status(mm, va, err, true, &io);
+	return io == STATUS_SUCCESS ? st : STATUS_IN_PAGE_ERROR;
+}
+
 static void committed_pages_are_demand_zero(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
@@ -255,16 +264,23 @@ static void committed_pages_are_demand_zero(struct ktest *t)
 		EXPECT_NOT_RESIDENT(t, base + i * P);
 
 	/* A user write to page 1: a zeroed frame, RW, NX, user. */
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + P + 0x234, PF_W | U));
+	EXPECT_EQ(t, fault(&proc.mm, base + P + 0x234, PF_W | U), STATUS_SUCCESS);
 	EXPECT_USER_PAGE(t, base + P, true, false);
 	EXPECT_TRUE(t, page_is_zero(query(base + P).pa));
 	uint64_t tables_made = pt_table_frames() - tables0;
 	EXPECT_EQ(t, tables_made, 3); /* a PDPT, a PD and a PT under an empty PML4 slot */
 	EXPECT_EQ(t, free0 - mmt_free_frames(), 1 + tables_made);
-	/* Resident now: a second fault there is not the module's to resolve. */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base + P, PF_W | U));
+	/* Resident now.  A not-present fault there is one that another CPU's fault resolved
+	 * first (the x86 TLB caches no not-present entry): retried, nothing taken, when the
+	 * PTE allows the access; refused when it does not (an execute of the NX page); and a
+	 * protection fault (P set) is not the module's to resolve. */
+	uint64_t free1 = mmt_free_frames();
+	EXPECT_EQ(t, fault(&proc.mm, base + P, PF_W | U), STATUS_SUCCESS);
+	EXPECT_EQ(t, mmt_free_frames(), free1);
+	EXPECT_EQ(t, fault(&proc.mm, base + P, PF_ID | U), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(&proc.mm, base + P, PF_P | PF_W | U), STATUS_ACCESS_VIOLATION);
 	/* A read fault maps with the page's rights, not the access's. */
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + 2 * P, U));
+	EXPECT_EQ(t, fault(&proc.mm, base + 2 * P, U), STATUS_SUCCESS);
 	EXPECT_USER_PAGE(t, base + 2 * P, true, false);
 	EXPECT_NE(t, query(base + P).pa, query(base + 2 * P).pa);
 	EXPECT_NOT_RESIDENT(t, base);
@@ -283,42 +299,42 @@ static void fault_rights_follow_the_page_protection(struct ktest *t)
 	alloc(t, xr, P, MEM_COMMIT, PAGE_EXECUTE_READ);
 	alloc(t, na, P, MEM_COMMIT, PAGE_NOACCESS);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, ro, PF_W | U));
+	EXPECT_EQ(t, fault(&proc.mm, ro, PF_W | U), STATUS_ACCESS_VIOLATION);
 	EXPECT_NOT_RESIDENT(t, ro);
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, ro, PF_ID | U));
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, ro + 8, U));
+	EXPECT_EQ(t, fault(&proc.mm, ro, PF_ID | U), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(&proc.mm, ro + 8, U), STATUS_SUCCESS);
 	EXPECT_USER_PAGE(t, ro, false, false);
 	/* Now present: the write fault it will take is a protection fault, and stays one. */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, ro, PF_P | PF_W | U));
+	EXPECT_EQ(t, fault(&proc.mm, ro, PF_P | PF_W | U), STATUS_ACCESS_VIOLATION);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, rw, PF_ID | U));
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, rw, PF_W | U));
+	EXPECT_EQ(t, fault(&proc.mm, rw, PF_ID | U), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(&proc.mm, rw, PF_W | U), STATUS_SUCCESS);
 	EXPECT_USER_PAGE(t, rw, true, false);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, x, PF_W | U));
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, x, U)); /* PAGE_EXECUTE reads on x86 */
+	EXPECT_EQ(t, fault(&proc.mm, x, PF_W | U), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(&proc.mm, x, U), STATUS_SUCCESS); /* PAGE_EXECUTE reads on x86 */
 	EXPECT_USER_PAGE(t, x, false, true);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, xr, PF_ID)); /* the kernel never runs user code */
+	EXPECT_EQ(t, fault(&proc.mm, xr, PF_ID), STATUS_ACCESS_VIOLATION); /* the kernel never runs user code */
 	EXPECT_NOT_RESIDENT(t, xr);
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, xr, PF_ID | U));
+	EXPECT_EQ(t, fault(&proc.mm, xr, PF_ID | U), STATUS_SUCCESS);
 	EXPECT_USER_PAGE(t, xr, false, true);
 
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, na, U));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, na, PF_W));
+	EXPECT_EQ(t, fault(&proc.mm, na, U), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(&proc.mm, na, PF_W), STATUS_ACCESS_VIOLATION);
 	EXPECT_NOT_RESIDENT(t, na);
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, rsv, U));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base + 8 * P, U)); /* past the reservation */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, MM_USER_TOP_64 + 1, U));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, scratch_unmapped_kva(PAGE_SIZE), 0));
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, rsv, PF_RSVD | U));
-	EXPECT_FALSE(t, uvm_resolve_fault(NULL, rw, U));
+	EXPECT_EQ(t, fault(&proc.mm, rsv, U), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(&proc.mm, base + 8 * P, U), STATUS_ACCESS_VIOLATION); /* past the reservation */
+	EXPECT_EQ(t, fault(&proc.mm, MM_USER_TOP_64 + 1, U), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(&proc.mm, scratch_unmapped_kva(PAGE_SIZE), 0), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(&proc.mm, rsv, PF_RSVD | U), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, fault(NULL, rw, U), STATUS_ACCESS_VIOLATION);
 	EXPECT_NOT_RESIDENT(t, rsv);
 	EXPECT_EQ(t, mm_audit_wx(&proc.mm.root, true), 0);
 }
 
 /* Real CPU faults, the process's tables loaded: the #PF handler hands a kernel access in
- * the SMAP window to uvm_resolve_fault and retries it, or raises what the CPU reported. */
+ * the SMAP window to uvm_resolve_fault_status and retries it, or raises what the CPU reported. */
 static void cpu_faults_in_the_smap_window_are_resolved_or_raised(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 8 * P, MEM_RESERVE, PAGE_READWRITE);
@@ -414,7 +430,7 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE, PAGE_READWRITE);
 	alloc(t, base, 3 * P, MEM_COMMIT, PAGE_READWRITE);
-	ASSERT_TRUE(t, uvm_resolve_fault(&proc.mm, base, PF_W | U));
+	ASSERT_EQ(t, fault(&proc.mm, base, PF_W | U), STATUS_SUCCESS);
 	uint64_t pa = query(base).pa;
 	memset(phys_to_virt(pa), 0x6B, P);
 	ULONG old = 0;
@@ -424,8 +440,8 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_USER_PAGE(t, base, false, false);
 	EXPECT_EQ(t, query(base).pa, pa);
 	EXPECT_NOT_RESIDENT(t, base + P);
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base + P, PF_W | U)); /* demand-zero, new rights */
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + P, U));
+	EXPECT_EQ(t, fault(&proc.mm, base + P, PF_W | U), STATUS_ACCESS_VIOLATION); /* demand-zero, new rights */
+	EXPECT_EQ(t, fault(&proc.mm, base + P, U), STATUS_SUCCESS);
 	EXPECT_USER_PAGE(t, base + P, false, false);
 
 	ASSERT_EQ(t, protect(base + 0x10, 1, PAGE_EXECUTE_READ, &old), STATUS_SUCCESS);
@@ -441,13 +457,13 @@ static void protect_rewrites_resident_ptes_and_keeps_contents(struct ktest *t)
 	EXPECT_NOT_RESIDENT(t, base + P);
 	EXPECT_FALSE(t, mmt_frame_is_free(pa >> PAGE_SHIFT));
 	EXPECT_EQ(t, mmt_free_frames() - free0, tables0 - pt_table_frames()); /* only emptied tables went */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base, U));
+	EXPECT_EQ(t, fault(&proc.mm, base, U), STATUS_ACCESS_VIOLATION);
 
 	/* And back: the same frame, the same contents, at the next touch. */
 	ASSERT_EQ(t, protect(base, P, PAGE_READWRITE, &old), STATUS_SUCCESS);
 	EXPECT_EQ(t, old, PAGE_NOACCESS);
 	EXPECT_NOT_RESIDENT(t, base);
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + 0x800, PF_W | U));
+	EXPECT_EQ(t, fault(&proc.mm, base + 0x800, PF_W | U), STATUS_SUCCESS);
 	EXPECT_USER_PAGE(t, base, true, false);
 	EXPECT_EQ(t, query(base).pa, pa);
 	EXPECT_EQ(t, ((uint8_t *)phys_to_virt(pa))[0x800], 0x6B);
@@ -517,7 +533,7 @@ static void mdl_and_image_ranges_refuse_user_changes(struct ktest *t)
 static void decommit_and_release_give_frames_back(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 8 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	ASSERT_TRUE(t, uvm_make_resident(&proc.mm, base, 8 * P, true));
+	ASSERT_EQ(t, uvm_make_resident_status(&proc.mm, base, 8 * P, true, NULL), STATUS_SUCCESS);
 	pfn_t pfn[8];
 	for (int i = 0; i < 8; i++) {
 		EXPECT_USER_PAGE(t, base + i * P, true, false);
@@ -536,9 +552,9 @@ static void decommit_and_release_give_frames_back(struct ktest *t)
 		EXPECT_EQ(t, mmt_frame_is_free(pfn[i]), gone);
 	}
 	/* Reserved again: no fault resolves there until a new commit, which is zero-filled. */
-	EXPECT_FALSE(t, uvm_resolve_fault(&proc.mm, base + 3 * P, U));
+	EXPECT_EQ(t, fault(&proc.mm, base + 3 * P, U), STATUS_ACCESS_VIOLATION);
 	alloc(t, base + 3 * P, P, MEM_COMMIT, PAGE_READWRITE);
-	EXPECT_TRUE(t, uvm_resolve_fault(&proc.mm, base + 3 * P, U));
+	EXPECT_EQ(t, fault(&proc.mm, base + 3 * P, U), STATUS_SUCCESS);
 	EXPECT_TRUE(t, page_is_zero(query(base + 3 * P).pa));
 	/* A committed page committed again keeps its contents. */
 	alloc(t, base, P, MEM_COMMIT, PAGE_READWRITE);
@@ -565,7 +581,7 @@ static void free_refuses_bad_requests(struct ktest *t)
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	uint64_t next = alloc(t, base + MM_ALLOCATION_GRANULARITY + 0x100, P, MEM_RESERVE, PAGE_READWRITE);
 	ASSERT_EQ(t, next, base + MM_ALLOCATION_GRANULARITY); /* rounded down to 64 KiB */
-	ASSERT_TRUE(t, uvm_make_resident(&proc.mm, base, P, true));
+	ASSERT_EQ(t, uvm_make_resident_status(&proc.mm, base, P, true, NULL), STATUS_SUCCESS);
 
 	EXPECT_EQ(t, vfree(scratch_uva(P, 0), 0, MEM_RELEASE), STATUS_MEMORY_NOT_ALLOCATED);
 	EXPECT_EQ(t, vfree(base + 4 * P, P, MEM_DECOMMIT), STATUS_MEMORY_NOT_ALLOCATED); /* the gap */
@@ -591,7 +607,7 @@ static void free_refuses_bad_requests(struct ktest *t)
 static void free_refuses_a_range_with_locked_pages(struct ktest *t)
 {
 	uint64_t base = alloc(t, 0, 4 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	ASSERT_TRUE(t, uvm_make_resident(&proc.mm, base, 4 * P, true));
+	ASSERT_EQ(t, uvm_make_resident_status(&proc.mm, base, 4 * P, true, NULL), STATUS_SUCCESS);
 	PMDL mdl = IoAllocateMdl((PVOID)(base + 2 * P), P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
 	volatile NTSTATUS probe = STATUS_SUCCESS;
@@ -630,25 +646,26 @@ static void make_resident_checks_every_page(struct ktest *t)
 	uint64_t mdl_va = scratch_uva(P, 0);
 	pfn_t mdl = map_mdl_frame(t, mdl_va, false);
 
-	EXPECT_TRUE(t, uvm_make_resident(&proc.mm, base + 0x10, 4 * P - 0x20, true));
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, base + 0x10, 4 * P - 0x20, true, NULL), STATUS_SUCCESS);
 	for (int i = 0; i < 4; i++)
 		EXPECT_USER_PAGE(t, base + i * P, true, false);
-	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, base + 4 * P + 5, 1, true));
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, base + 4 * P + 5, 1, true, NULL), STATUS_ACCESS_VIOLATION);
 	EXPECT_NOT_RESIDENT(t, base + 4 * P);
-	EXPECT_TRUE(t, uvm_make_resident(&proc.mm, base + 4 * P + 5, 1, false));
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, base + 4 * P + 5, 1, false, NULL), STATUS_SUCCESS);
 	EXPECT_USER_PAGE(t, base + 4 * P, false, false);
-	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, base + 3 * P, 3 * P, false)); /* page 5 is reserved */
-	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, base + 3 * P, 2 * P, true));  /* page 4 is read-only */
-	EXPECT_TRUE(t, uvm_make_resident(&proc.mm, 0xDEAD0000, 0, true));
-	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, MM_USER_TOP_64 - 7, 16, false));
-	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, ~0ul - 7, 16, false));
-	EXPECT_FALSE(t, uvm_make_resident(NULL, base, P, false));
+	/* Page 5 is reserved, page 4 read-only. */
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, base + 3 * P, 3 * P, false, NULL), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, base + 3 * P, 2 * P, true, NULL), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, 0xDEAD0000, 0, true, NULL), STATUS_SUCCESS);
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, MM_USER_TOP_64 - 7, 16, false, NULL), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, ~0ul - 7, 16, false, NULL), STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, uvm_make_resident_status(NULL, base, P, false, NULL), STATUS_ACCESS_VIOLATION);
 	/* A read-only MDL mapping: readable, not writable. */
-	EXPECT_TRUE(t, uvm_make_resident(&proc.mm, mdl_va, P, false));
-	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, mdl_va, P, true));
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, mdl_va, P, false, NULL), STATUS_SUCCESS);
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, mdl_va, P, true, NULL), STATUS_ACCESS_VIOLATION);
 	/* A page made NOACCESS while resident. */
 	EXPECT_EQ(t, protect(base, P, PAGE_NOACCESS, NULL), STATUS_SUCCESS);
-	EXPECT_FALSE(t, uvm_make_resident(&proc.mm, base, 1, false));
+	EXPECT_EQ(t, uvm_make_resident_status(&proc.mm, base, 1, false, NULL), STATUS_ACCESS_VIOLATION);
 
 	uvm_destroy(&proc.mm);
 	pfn_free(mdl);
@@ -682,7 +699,7 @@ static void map_frames_and_destroy_account_for_every_frame(struct ktest *t)
 
 	/* Private memory: resident, parked (NOACCESS while resident), demand-zero. */
 	uint64_t base = alloc(t, 0, 3 * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	ASSERT_TRUE(t, uvm_make_resident(&proc.mm, base, 2 * P, true));
+	ASSERT_EQ(t, uvm_make_resident_status(&proc.mm, base, 2 * P, true, NULL), STATUS_SUCCESS);
 	pfn_t priv0 = query(base).pa >> PAGE_SHIFT, priv1 = query(base + P).pa >> PAGE_SHIFT;
 	EXPECT_EQ(t, protect(base + P, P, PAGE_NOACCESS, NULL), STATUS_SUCCESS);
 	EXPECT_FALSE(t, mmt_frame_is_free(priv1));

@@ -652,7 +652,7 @@ static NTSTATUS probe_for_write(PEPROCESS p, uint64_t va, uint64_t len)
 		return STATUS_SUCCESS;
 	if (!user_range(p, va, len))
 		return STATUS_ACCESS_VIOLATION;
-	return uvm_make_resident_status(&p->mm, va, len, true);
+	return uvm_make_resident_status(&p->mm, va, len, true, NULL);
 }
 
 /* The buffered methods' system buffer: `size` bytes of nonpaged pool (zeroed, so no stale
@@ -942,9 +942,11 @@ VOID ProbeForWrite(volatile VOID *Address, SIZE_T Length, ULONG Alignment)
 	PEPROCESS p = ps_current();
 	/* NT's probe writes each page back: the fault names the buffer and a write; a page the
 	 * pagefile cannot give back is the in-page error the write's fault would raise. */
-	NTSTATUS st = p ? uvm_make_resident_status(&p->mm, (uint64_t)Address, Length, true) : STATUS_ACCESS_VIOLATION;
+	struct uvm_resident_stop stop;
+	NTSTATUS st = p ? uvm_make_resident_status(&p->mm, (uint64_t)Address, Length, true, &stop)
+			: STATUS_ACCESS_VIOLATION;
 	if (st == STATUS_IN_PAGE_ERROR)
-		ExRaiseStatus(STATUS_IN_PAGE_ERROR);
+		seh_raise_in_page_error(stop.va, EXCEPTION_WRITE_FAULT, stop.io);
 	if (st != STATUS_SUCCESS)
 		seh_raise_access_violation((uint64_t)Address, EXCEPTION_WRITE_FAULT);
 }

@@ -434,10 +434,10 @@ MONITOR_COMMAND_BARE(audit, "run the page-table audits (W^X, memory types, PFN r
 
 static void print_ws(struct mon_out *o, PEPROCESS p)
 {
-	struct uvm_trim_result ws;
+	struct uvm_ws_counts ws;
 	uvm_working_set(&p->mm, &ws);
 	mon_printf(o, "process %u (%s): working set %lu pages valid (image, stack, private); trimmed: %lu in transition, %lu in the pagefile\n",
-		   p->pid, p->name, ws.trimmed, ws.transition, ws.pagefile);
+		   p->pid, p->name, ws.valid, ws.transition, ws.pagefile);
 }
 
 static void print_paging(struct mon_out *o)

@@ -542,10 +542,10 @@ static void why_ptes(struct tour *t, PEPROCESS p, uint64_t base)
 		mon_printf(t->o, "  page %u (%s):\n", i, i ? "locked by the driver" : "not locked");
 		mm_print_pte(t->o, &p->mm.root, base + i * PAGE_SIZE);
 	}
-	struct uvm_trim_result ws;
+	struct uvm_ws_counts ws;
 	uvm_working_set(&p->mm, &ws);
 	mon_printf(t->o, "  working set: %lu pages valid (image and stack too), %lu in transition, %lu in the pagefile\n",
-		   ws.trimmed, ws.transition,
+		   ws.valid, ws.transition,
 		   ws.pagefile);
 }
 

@@ -119,10 +119,10 @@ static void bench_size(struct pager_bench *b)
 		w1 = wait_ticks();
 		hard = MIN(hard, t1 - t0 - bench_overhead() - (w1 - w0));
 	}
-	struct uvm_trim_result ws;
+	struct uvm_ws_counts ws;
 	uvm_working_set(&b->p->mm, &ws);
 	char note[64];
-	ksnprintf(note, sizeof note, "valid_after=%lu", ws.trimmed);
+	ksnprintf(note, sizeof note, "valid_after=%lu", ws.valid);
 	bench_result("pager_trim", b->n, 1, b->n, trim, NULL);
 	bench_result("pager_soft_fault", b->n, b->n, b->n, soft, NULL);
 	bench_result("pager_page_out", b->n, 1, b->n, out, "device_wait_excluded");
