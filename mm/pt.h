@@ -120,6 +120,12 @@ uint64_t pt_pagefile_pte(unsigned pagefile, uint32_t offset, unsigned protection
  * returns (so nothing writes the frame through an old translation once it is on a list).
  * Returns the leaf as it was.  Under the address-space lock; PANIC if va has no such leaf. */
 uint64_t pt_trim_page(struct pt_root *r, uint64_t va, uint64_t sw);
+/* The trim of n (<= PT_TRIM_BATCH) kernel pages at once (paged pool's trim): each present 4 KiB
+ * leaf va[i] replaced by sw[i] in one atomic exchange, then one flush for the batch (this
+ * CPU's entries, and every other CPU's in one tlb_purge round) before the call returns.
+ * Under the kernel page-table lock; PANIC if a va has no such leaf. */
+#define PT_TRIM_BATCH 32
+void pt_trim_kernel_pages(const uint64_t *va, const uint64_t *sw, unsigned n);
 /* The user trimmer's batch (mm/uvm.c): for each present 4 KiB leaf of the n user pages from
  * va (one walk a page table), pick(ctx, va, pfn, pte_pa) returns the not-present value to put
  * there, or 0 to leave the page valid; each is exchanged atomically and NOT flushed: the

@@ -26,6 +26,8 @@
  *     probe brings it back and locks it, and its MDL mapping is touched at DISPATCH_LEVEL
  *     safely; the buffer itself touched at DISPATCH_LEVEL after a trim is 0x0A, and with the
  *     verifier's force IRQL checking a raise trims it first, so that bug stops every time;
+ *     small paged allocations (slab pages) the same, and an empty slab page given back while
+ *     trimmed frees its frame or slot without being brought in;
  *   - memory pressure: with every free frame taken and nothing on standby, a demand-zero
  *     fault, a nonpaged-pool page (at PASSIVE_LEVEL; at DISPATCH_LEVEL it is NULL with
  *     nothing trimmed) and a hard fault, user or paged pool, are had by paging other memory
@@ -56,6 +58,7 @@
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
+#include "mm/tlb.h"
 #include "mm/uvm.h"
 #include "mm/verifier.h"
 
@@ -2044,6 +2047,359 @@ static void force_irql_checking_catches_paged_pool_at_dispatch(struct ktest *t)
 	KTEST_FAIL(t, "the load under the spin lock returned");
 }
 
+struct pool_reader {
+	const uint8_t *b;
+	uint32_t seed;
+	bool ok;
+};
+
+/* On another CPU: read the paged buffer (its translations cached there, or faulted in). */
+static void read_paged_on_cpu(void *arg)
+{
+	struct pool_reader *r = arg;
+	r->ok = paged_intact(r->b, r->seed);
+}
+
+/* One pool trim of PP_PAGES pages is one flush round, not one shootdown per page (it runs at
+ * every raise under force IRQL checking): no shootdown, one purge round; and that round
+ * reached the other CPU, which cached the pages' translations before: its next read faults
+ * (soft, once per page) instead of using them. */
+static void a_pool_trim_flushes_its_pages_in_one_round(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0x1500;
+	uint8_t *b = paged_buffer(t, seed);
+	struct pool_reader r = { b, seed, false };
+	ASSERT_TRUE(t, smp_work_start(1, read_paged_on_cpu, &r));
+	EXPECT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, r.ok);
+	struct tlb_stats t0, t1;
+	tlb_get_stats(&t0);
+	EXPECT_EQ(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	tlb_get_stats(&t1);
+	EXPECT_EQ(t, t1.shootdowns - t0.shootdowns, 0u);
+	EXPECT_EQ(t, t1.purges - t0.purges, 1u);
+	EXPECT_EQ(t, t1.purged_ranges - t0.purged_ranges, 1u); /* the three pages are one range */
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + i * P)));
+	struct pool_paging_stats s0 = pstats();
+	r.ok = false;
+	ASSERT_TRUE(t, smp_work_start(1, read_paged_on_cpu, &r));
+	EXPECT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, r.ok);
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, (uint64_t)PP_PAGES);
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
+/* ---- small paged pool: slab pages ---- */
+
+#define SP_TAG 0x6C735050u /* 'PPsl' */
+#define SP_SMALL 8u        /* blocks of SP_SMALL_SIZE: class 256, one slab page */
+#define SP_SMALL_SIZE 200u
+#define SP_BIG 2u          /* blocks of SP_BIG_SIZE: class 2048, the two slots of one page */
+#define SP_BIG_SIZE 2000u
+#define SP_N (SP_SMALL + SP_BIG)
+#define SP_SLOT_SHIFT 1024u
+
+struct small_set {
+	uint8_t *b[SP_N];
+	uint64_t page[2]; /* the class-256 page, the class-2048 page */
+};
+
+static uint32_t sp_size(unsigned i) { return i < SP_SMALL ? SP_SMALL_SIZE : SP_BIG_SIZE; }
+/* Where block i's pattern starts: a class-2048 block's data begins 16 bytes into its slot,
+ * so from data byte 496 the pattern fills whole sectors of the page (its slot's second and
+ * third), which `# disk-check:` can name; the bytes before are SP_FILL. */
+#define SP_SECTOR_OFF (VBLK_SECTOR - 16)
+#define SP_FILL 0xC3
+static uint32_t sp_off(unsigned i) { return i < SP_SMALL ? 0 : SP_SECTOR_OFF; }
+
+static void sp_fill(uint8_t *b, unsigned i, uint32_t seed)
+{
+	memset(b, SP_FILL, sp_off(i));
+	pattern_fill(b + sp_off(i), sp_size(i) - sp_off(i), seed + i);
+}
+
+/* SP_SMALL blocks of one class in one slab page and SP_BIG of another in a second, each
+ * filled with the pattern of seed + i.  Paged slab pages are made for these blocks alone: the
+ * case starts with no paged slab page (accounting's pool_trim gave the spares back). */
+static void small_set_alloc(struct ktest *t, struct small_set *s, uint32_t seed)
+{
+	for (unsigned i = 0; i < SP_N; i++) {
+		s->b[i] = ExAllocatePool2(POOL_FLAG_PAGED, sp_size(i), SP_TAG);
+		ASSERT_TRUE(t, s->b[i] != NULL);
+		sp_fill(s->b[i], i, seed);
+	}
+	s->page[0] = ALIGN_DOWN((uint64_t)s->b[0], P);
+	s->page[1] = ALIGN_DOWN((uint64_t)s->b[SP_SMALL], P);
+	ASSERT_NE(t, s->page[0], s->page[1]);
+	for (unsigned i = 0; i < SP_N; i++)
+		ASSERT_EQ(t, ALIGN_DOWN((uint64_t)s->b[i], P), s->page[i < SP_SMALL ? 0 : 1]);
+}
+
+static bool small_set_intact(const struct small_set *s, uint32_t seed)
+{
+	static uint8_t want[SP_BIG_SIZE];
+	for (unsigned i = 0; i < SP_N; i++) {
+		sp_fill(want, i, seed);
+		if (memcmp(s->b[i], want, sp_size(i))) /* the kernel's own reads: the faults are the pool's */
+			return false;
+	}
+	return true;
+}
+
+static void small_set_free(struct small_set *s)
+{
+	for (unsigned i = 0; i < SP_N; i++)
+		ExFreePoolWithTag(s->b[i], SP_TAG);
+}
+
+/* Allocate frames (after the free ones are hoarded) until every page of pages[] has a
+ * pagefile PTE: its standby frame repurposed.  Bounded; true when all are out. */
+static bool repurpose_pool_pages(const uint64_t *pages, unsigned n)
+{
+	hoard_all_free_frames();
+	pfn_t taken[32];
+	unsigned ntaken = 0;
+	bool out = false;
+	while (!out && ntaken < 32) {
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
+		out = true;
+		for (unsigned i = 0; i < n; i++)
+			out = out && mmt_sw_is_pagefile(kraw(pages[i]));
+	}
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
+	release_hoard();
+	return out;
+}
+
+/* Small paged allocations (two slab pages) leave and come back as the large ones do: the
+ * trim makes their PTEs transition PTEs naming the same frames, a touch is a soft fault;
+ * written (the image read from outside: the class-2048 page's data sectors at its slot) and
+ * repurposed, pagefile PTEs, a touch a hard fault; the data intact throughout.  pool_query
+ * of a block whose page is out: not found at DISPATCH_LEVEL (its header is out), found below
+ * (the page brought back).  Freed while trimmed, each block's page comes back for its checks. */
+static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t)
+{
+	/* The pagefile 1024 slots further in, so that no later case's page-out (the slots are
+	 * taken first-fit) writes over the sectors the harness reads after the run. */
+	PDEVICE_OBJECT d = pagefile_disk(t);
+	ASSERT_TRUE(t, pagefile_attach_at(d, PAGEFILE_FIRST_SECTOR + SP_SLOT_SHIFT * (P / VBLK_SECTOR)));
+	pagefile_set_limit(PAGEFILE_SLOTS - SP_SLOT_SHIFT);
+	uint32_t seed = PG_SEED + 0x1300;
+	struct small_set s;
+	small_set_alloc(t, &s, seed);
+	pfn_t before[2] = { mmt_frame_of(s.page[0]), mmt_frame_of(s.page[1]) };
+	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, SP_SMALL_SIZE, SP_TAG);
+	ASSERT_TRUE(t, np != NULL);
+
+	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t e = kraw(s.page[k]);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), before[k]);
+		EXPECT_EQ(t, mmt_sw_protection(e), 4u);
+		EXPECT_EQ(t, pfn_entry(before[k])->state, PFN_MODIFIED);
+	}
+	EXPECT_TRUE(t, mmt_has(kraw((uint64_t)np), MMT_PTE_P));
+	struct pool_info pi;
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	bool found_at_dispatch = pool_query((uint64_t)s.b[1], &pi);
+	KeLowerIrql(old);
+	EXPECT_FALSE(t, found_at_dispatch);
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	struct pool_paging_stats s0 = pstats();
+	EXPECT_TRUE(t, pool_query((uint64_t)s.b[1] + 5, &pi));
+	EXPECT_EQ(t, pi.base, (uint64_t)s.b[1]);
+	EXPECT_EQ(t, pi.size, (uint64_t)SP_SMALL_SIZE);
+	EXPECT_EQ(t, pi.tag, SP_TAG);
+	EXPECT_TRUE(t, pi.paged);
+	EXPECT_FALSE(t, pi.whole_pages);
+	EXPECT_TRUE(t, small_set_intact(&s, seed));
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, 2u);
+	for (unsigned k = 0; k < 2; k++)
+		EXPECT_EQ(t, mmt_frame_of(s.page[k]), before[k]);
+
+	/* Out to the pagefile: each page at its slot, then repurposed: hard faults. */
+	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	for (unsigned k = 0; k < 2; k++)
+		EXPECT_EQ(t, pfn_entry(before[k])->state, PFN_STANDBY);
+	/* From outside: the class-2048 page's first block (slot 0 of the page) has its pattern
+	 * in the page's sectors 1 and 2 (sp_fill), at the page's pagefile slot in the image. */
+	uint32_t slot = pfn_entry(before[1])->slot;
+	EXPECT_NE(t, slot, 0u);
+	EXPECT_TRUE(t, repurpose_pool_pages(s.page, 2));
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t e = kraw(s.page[k]);
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
+		EXPECT_EQ(t, mmt_sw_pagefile_low(e), 0u);
+		EXPECT_EQ(t, mmt_sw_protection(e), 4u);
+	}
+	EXPECT_EQ(t, mmt_sw_pagefile_high(kraw(s.page[1])), slot);
+	ASSERT_EQ(t, (uint64_t)s.b[SP_SMALL] - s.page[1], 16u); /* its slot is the page's first */
+	kprintf("# disk-check: %lu 2 0x%x\n", pagefile_offset(slot) / VBLK_SECTOR + 1, seed + SP_SMALL);
+	s0 = pstats();
+	EXPECT_TRUE(t, small_set_intact(&s, seed));
+	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, 2u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	for (unsigned k = 0; k < 2; k++)
+		EXPECT_TRUE(t, mmt_has(kraw(s.page[k]), MMT_PTE_P));
+
+	/* Trimmed and paged out again, then freed: each free brings its page back (soft, then
+	 * hard), and the pages go back with every frame and slot.  The pagefile where it was, so
+	 * the slots checked from outside are not written again. */
+	ASSERT_TRUE(t, pagefile_attach(d));
+	pagefile_set_limit(0);
+	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	ExFreePoolWithTag(s.b[0], SP_TAG); /* soft */
+	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
+	pool_trim_paged();
+	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	EXPECT_TRUE(t, repurpose_pool_pages(s.page, 2));
+	s0 = pstats();
+	for (unsigned i = 1; i < SP_N; i++)
+		ExFreePoolWithTag(s.b[i], SP_TAG);
+	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, 2u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	ExFreePoolWithTag(np, SP_TAG);
+}
+
+/* The class's empty spare page (kept after its last block's free), trimmed, is given back by
+ * pool_trim without being brought in: its transition frame freed; trimmed, written and
+ * repurposed, its pagefile slot freed.  The accounting (standby, modified, slots, frames)
+ * after the case says nothing leaked; here, the frame's state and the slot count. */
+static void an_empty_trimmed_slab_page_goes_back_with_its_frame_and_slot(struct ktest *t)
+{
+	pagefile_disk(t);
+	for (int paged_out = 0; paged_out < 2; paged_out++) {
+		uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 100, SP_TAG);
+		ASSERT_TRUE(t, b != NULL);
+		uint64_t page = ALIGN_DOWN((uint64_t)b, P);
+		pfn_t f = mmt_frame_of(page);
+		ExFreePoolWithTag(b, SP_TAG);
+		struct pool_stats ps;
+		pool_get_stats(&ps); /* the kept block back in its page: the page empty, the spare */
+		EXPECT_TRUE(t, mmt_has(kraw(page), MMT_PTE_P));
+		EXPECT_EQ(t, pool_trim_paged(), 1u);
+		EXPECT_TRUE(t, mmt_sw_is_transition(kraw(page)));
+		if (paged_out) {
+			EXPECT_EQ(t, pagefile_write_modified(), 1u);
+			EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+			EXPECT_TRUE(t, repurpose_pool_pages(&page, 1));
+		} else {
+			EXPECT_EQ(t, pfn_entry(f)->state, PFN_MODIFIED);
+		}
+		struct pool_paging_stats s0 = pstats();
+		pool_trim();
+		EXPECT_EQ(t, pstats().soft_faults, s0.soft_faults);
+		EXPECT_EQ(t, pstats().hard_faults, s0.hard_faults);
+		EXPECT_EQ(t, kraw(page), 0u);
+		EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+		if (!paged_out)
+			EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
+	}
+}
+
+/* MmProbeAndLockPages(KernelMode) of a small paged block whose page is out brings it back and
+ * locks it: a trim leaves it, and its MDL mapping reads at DISPATCH_LEVEL. */
+static void probed_small_paged_pool_is_brought_back_and_locked(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0x1400;
+	struct small_set s;
+	small_set_alloc(t, &s, seed);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	PMDL mdl = IoAllocateMdl(s.b[3], SP_SMALL_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	NTSTATUS st = expect_try_probe(mdl, KernelMode, IoWriteAccess, NULL, 0);
+	if (st != STATUS_SUCCESS) {
+		IoFreeMdl(mdl);
+		small_set_free(&s);
+		KTEST_FAIL(t, "MmProbeAndLockPages raised 0x%x", (ULONG)st);
+		return;
+	}
+	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
+	EXPECT_EQ(t, MmGetMdlPfnArray(mdl)[0], mmt_frame_of(s.page[0]));
+	EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[0])->lock_count, 1u);
+	EXPECT_EQ(t, pool_trim_paged(), 0u); /* the other page is out already */
+	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[1])));
+	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
+	ASSERT_TRUE(t, sys != NULL);
+	static uint8_t want[SP_SMALL_SIZE];
+	pattern_fill(want, SP_SMALL_SIZE, seed + 3);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	bool same = !memcmp(sys, want, SP_SMALL_SIZE);
+	KeLowerIrql(old);
+	EXPECT_TRUE(t, same);
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+	EXPECT_EQ(t, pool_trim_paged(), 1u); /* unlocked: it leaves */
+	small_set_free(&s);
+}
+
+/* Death: a small paged block touched at DISPATCH_LEVEL after a trim: 0x0A (the address,
+ * DISPATCH_LEVEL, 0: a read, the RIP of the load). */
+static void small_paged_pool_touched_at_dispatch_after_a_trim_is_0x0a(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 8, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	faultcap_load8((uint64_t)b + 8);
+	KeLowerIrql(old);
+	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned");
+}
+
+/* Death: a resident small paged block touched under a spin lock: the verifier's force IRQL
+ * checking trims its slab page at the raise. */
+static void force_irql_checking_catches_small_paged_pool_under_a_spin_lock(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	ASSERT_TRUE(t, mmt_has(kraw((uint64_t)b), MMT_PTE_P));
+	verifier_set_flags(verifier_get_flags() | VF_FORCE_IRQL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 0x10, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KSPIN_LOCK l;
+	KeInitializeSpinLock(&l);
+	KIRQL old;
+	KeAcquireSpinLock(&l, &old);
+	faultcap_load8((uint64_t)b + 0x10);
+	KeReleaseSpinLock(&l, old);
+	KTEST_FAIL(t, "the load under the spin lock returned");
+}
+
+/* Death: a small paged block freed twice, its page trimmed and paged out between: the second
+ * free brings the page back and stops as before, 0xC2/0x07 (0, the header's first 8 bytes:
+ * tag and size, the address); another block keeps the page in use. */
+static void double_free_of_a_trimmed_small_paged_block_is_0xc2_7(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint8_t *other = ExAllocatePool2(POOL_FLAG_PAGED, 100, SP_TAG);
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 100, SP_TAG);
+	ASSERT_TRUE(t, other && b);
+	ASSERT_EQ(t, ALIGN_DOWN((uint64_t)b, P), ALIGN_DOWN((uint64_t)other, P));
+	ExFreePoolWithTag(b, SP_TAG);
+	uint64_t page = ALIGN_DOWN((uint64_t)b, P);
+	EXPECT_EQ(t, pool_trim_paged(), 1u);
+	EXPECT_EQ(t, pagefile_write_modified(), 1u);
+	ASSERT_TRUE(t, repurpose_pool_pages(&page, 1));
+	expect_stop(t, BAD_POOL_CALLER, 0x07, 0, (uint64_t)100 << 32 | SP_TAG, (ULONG_PTR)b);
+	ExFreePoolWithTag(b, SP_TAG);
+}
+
 static int pool_case_init(struct ktest *t) { return pager_init(t); }
 
 static struct ktest_case pager_pool_cases[] = {
@@ -2055,6 +2411,13 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_CASE(a_pool_trim_flushes_its_pages_in_one_round),
+	KTEST_CASE(small_paged_pool_leaves_and_comes_back_soft_and_hard),
+	KTEST_CASE(an_empty_trimmed_slab_page_goes_back_with_its_frame_and_slot),
+	KTEST_CASE(probed_small_paged_pool_is_brought_back_and_locked),
+	KTEST_DEATH_CASE(small_paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(force_irql_checking_catches_small_paged_pool_under_a_spin_lock, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE_P1(double_free_of_a_trimmed_small_paged_block_is_0xc2_7, BAD_POOL_CALLER, 0x07),
 	{ 0 }
 };
 KTEST_SUITE(pager_pool, pager_pool_cases, .init = pool_case_init, .exit = pager_exit);
