@@ -150,7 +150,7 @@ static const struct {
 	{ 0xC4, 0x2010, "mdlab: a DPC routine returned at an IRQL other than DISPATCH_LEVEL",
 	  { "0x2010", "the DeferredRoutine", "the IRQL it returned at", "the DPC" } },
 	{ 0xC4, ANY_P1, "the driver verifier found a violation", { "the violation", NULL, NULL, NULL } },
-	{ 0xC5, ANY_P1, "pool guard bytes overwritten, found when the block was freed",
+	{ 0xC5, ANY_P1, "pool guard bytes overwritten, found when the block was freed or a kept block reused",
 	  { "the memory referenced (the first changed guard byte)", "the IRQL", "0 read, 1 write",
 	    "the allocation's address" } },
 	{ 0xC7, 3, "KeInsertQueueDpc of a DPC whose target is no online processor",

@@ -14,6 +14,7 @@
 #include "mm/pt.h"
 #include "mm/syspte.h"
 #include "mm/tlb.h"
+#include "mm/uvm.h"
 #include "mm/verifier.h"
 
 extern char __text_start[], __text_end[], __rodata_start[], __rodata_end[], __data_start[],
@@ -123,6 +124,8 @@ void mm_init(const struct mdlab_bootinfo *bi, void (*next)(void *), void *arg)
 	syspte_init();
 	pool_init();
 	verifier_init();
+	/* The frame allocator asks the trimmer and the writer before it fails (pfn.h). */
+	pfn_set_pressure_relief(uvm_relieve_pressure);
 	kstack_switch_and_call(next, arg, top);
 }
 

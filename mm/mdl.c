@@ -290,12 +290,9 @@ static inline __attribute__((always_inline)) uint64_t allocate_frames(PMDL m, pf
 			break;
 		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	}
-	/* Short of frames with the whole of memory allowed: the trimmer and the modified page
-	 * writer make standby pages, which the allocator repurposes (mm/RULES.md, "Paging");
-	 * only where the writer may wait. */
-	if (got < want && low == 0 && high >= pfn_limit() - 1 && !skip_pages && KeGetCurrentIrql() == PASSIVE_LEVEL &&
-	    uvm_relieve_pressure())
-		got += pfn_alloc_batch_in(low, high, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
+	/* Short of frames with the whole of memory allowed, the allocator itself relieved the
+	 * pressure (the trimmer and the modified page writer, where the writer may wait) and
+	 * tried again (mm/pfn.h; mm/RULES.md, "Paging"). */
 	return got;
 }
 

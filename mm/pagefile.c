@@ -6,6 +6,7 @@
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
+#include "kernel/smp/smp.h"
 
 #define WORDS (PAGEFILE_SLOTS / 64)
 
@@ -14,8 +15,10 @@ static uint32_t limit = PAGEFILE_SLOTS;
 static PDEVICE_OBJECT disk;
 static uint64_t in_use;
 /* The writer's gate: one writer at a time (it alone sets bitmap bits), and no attach or
- * detach while a write is in progress. */
+ * detach while a write is in progress; and the CPU that holds it (its number + 1; 0: none),
+ * written by that CPU only, after the gate is taken. */
 static int writer_busy;
+static uint32_t writer_cpu;
 static struct pagefile_stats stats;
 
 static bool slot_used(uint32_t s) { return __atomic_load_n(&bitmap[s / 64], __ATOMIC_ACQUIRE) & (1ull << (s % 64)); }
@@ -217,6 +220,7 @@ uint64_t pagefile_write_modified(void)
 	if (!__atomic_load_n(&disk, __ATOMIC_ACQUIRE))
 		return 0;
 	gate_take(&writer_busy);
+	__atomic_store_n(&writer_cpu, this_cpu()->number + 1, __ATOMIC_RELAXED);
 	uint64_t written = 0;
 	pfn_t pfns[PAGEFILE_CLUSTER];
 	uint32_t slots[PAGEFILE_CLUSTER], freed[PAGEFILE_CLUSTER];
@@ -267,8 +271,15 @@ uint64_t pagefile_write_modified(void)
 		if (stop)
 			break;
 	}
+	__atomic_store_n(&writer_cpu, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&writer_busy, 0, __ATOMIC_RELEASE);
 	return written;
+}
+
+/* Only this CPU writes its own number there, so a read that finds it is exact. */
+bool pagefile_writer_is_mine(void)
+{
+	return __atomic_load_n(&writer_cpu, __ATOMIC_RELAXED) == this_cpu()->number + 1;
 }
 
 void pagefile_get_stats(struct pagefile_stats *out)

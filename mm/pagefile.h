@@ -56,6 +56,10 @@ NTSTATUS pagefile_read(pfn_t pfn, uint32_t slot);
  * at PASSIVE_LEVEL.  Stops when the pagefile is full or a write fails (those frames stay
  * modified).  Returns the pages written. */
 uint64_t pagefile_write_modified(void);
+/* Whether this CPU is inside pagefile_write_modified (its gate held): memory-pressure relief,
+ * which runs the writer, refuses itself there (a writer's IRP allocation that finds no frame
+ * must not wait for the gate it holds). */
+bool pagefile_writer_is_mine(void);
 
 struct pagefile_stats {
 	bool attached;

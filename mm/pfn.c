@@ -360,11 +360,28 @@ static pfn_t alloc_dirty_locked(enum pfn_owner owner, uint64_t owner_id)
 	return pfn;
 }
 
+static uint64_t (*relieve_pressure)(void);
+
+void pfn_set_pressure_relief(uint64_t (*relieve)(void)) { relieve_pressure = relieve; }
+
+/* Out of free and standby frames: the relief routine, with no lock of this module held (it
+ * allocates, trims and waits for the writer); whether it made standby frames to retry with.
+ * It refuses itself where it may not run (pfn.h). */
+static bool relieved(void)
+{
+	return relieve_pressure && relieve_pressure() != 0;
+}
+
 pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
 	pfn_t pfn = alloc_locked(flags, owner);
 	klock_release(&pfn_lock, irql);
+	if (pfn == PFN_INVALID && relieved()) {
+		irql = klock_acquire(&pfn_lock);
+		pfn = alloc_locked(flags, owner);
+		klock_release(&pfn_lock, irql);
+	}
 	if (pfn != PFN_INVALID && (pfn & PFN_ZERO_PENDING)) {
 		pfn &= ~PFN_ZERO_PENDING;
 		zero_frame(pfn);
@@ -407,8 +424,21 @@ pfn_t pfn_alloc_run(pfn_t low, pfn_t high, uint64_t count, uint64_t align, unsig
 	return PFN_INVALID;
 }
 
+static uint64_t alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
+			       uint64_t owner_id, pfn_t *out);
+
 uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
 			    uint64_t owner_id, pfn_t *out)
+{
+	uint64_t got = alloc_batch_in(low, high, count, flags, owner, owner_id, out);
+	/* Short with the whole database allowed, the one request relief can serve (pfn.h). */
+	if (got < count && low == 0 && high >= db_limit - 1 && relieved())
+		got += alloc_batch_in(low, high, count - got, flags, owner, owner_id, out + got);
+	return got;
+}
+
+static uint64_t alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flags, enum pfn_owner owner,
+			       uint64_t owner_id, pfn_t *out)
 {
 	uint64_t got = 0;
 	KIRQL irql = klock_acquire(&pfn_lock);
@@ -559,9 +589,8 @@ static bool in_transition(const struct pfn_entry *e)
 	return e->state == PFN_STANDBY || e->state == PFN_MODIFIED;
 }
 
-void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
+static void trimmed_locked(pfn_t pfn, uint64_t pte_pa)
 {
-	KIRQL irql = klock_acquire(&pfn_lock);
 	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
 		PANIC("pfn_trimmed: frame 0x%lx is not an allocated frame", pfn);
 	struct pfn_entry *e = &db[pfn];
@@ -572,6 +601,20 @@ void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
 		e->flags |= PFN_F_REDIRTIED; /* the write in progress is of older contents */
 	else
 		list_push(&modified_list, pfn);
+}
+
+void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	trimmed_locked(pfn, pte_pa);
+	klock_release(&pfn_lock, irql);
+}
+
+void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n)
+{
+	KIRQL irql = klock_acquire(&pfn_lock);
+	for (uint64_t i = 0; i < n; i++)
+		trimmed_locked(pfns[i], pte_pas[i]);
 	klock_release(&pfn_lock, irql);
 }
 
@@ -696,6 +739,15 @@ pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot, enum pfn_owner owner)
 {
 	KIRQL irql = klock_acquire(&pfn_lock);
 	pfn_t pfn = alloc_locked(0, owner);
+	if (pfn == PFN_INVALID) {
+		/* Its callers hold their own lock (relief refuses itself then) and relieve after
+		 * dropping it; one without a lock is relieved here. */
+		klock_release(&pfn_lock, irql);
+		bool again = relieved();
+		irql = klock_acquire(&pfn_lock);
+		if (again)
+			pfn = alloc_locked(0, owner);
+	}
 	if (pfn != PFN_INVALID) {
 		pfn &= ~PFN_ZERO_PENDING; /* read over whole: no zeroing */
 		db[pfn].owner = pte_pa;

@@ -110,7 +110,18 @@ void pfn_init(const struct mdlab_bootinfo *bi);
  * own page tables and its own stack. */
 void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi);
 
-/* One frame, O(1); PFN_INVALID when none is left. */
+/* Memory pressure (mm/RULES.md, "Paging": NT's MiEnsureAvailablePageOrWait): before
+ * pfn_alloc, pfn_alloc_inpage and pfn_alloc_batch_in over the whole database fail for want of
+ * a free or standby frame, they call the relief routine registered here once and try again
+ * once.  The routine (uvm_relieve_pressure: the trimmer and the modified page writer) is
+ * the memory manager's, above this module, so it is called through this hook, not included;
+ * it returns at once, 0, where it may not run (at DISPATCH_LEVEL or above, with a ranked lock
+ * held, or on a CPU already relieving), so the allocation then fails as before.  A run
+ * (pfn_alloc_run, pfn_alloc_in) and a window narrower than the database are served from the
+ * free lists only, which relief does not refill: they never ask.  Registered once, at boot
+ * (mm_init), before a second CPU runs. */
+void pfn_set_pressure_relief(uint64_t (*relieve)(void));
+/* One frame, O(1); PFN_INVALID when none is left (after relief, above). */
 pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner);
 /* One frame within [low, high] (inclusive frame numbers); PFN_INVALID when none. */
 pfn_t pfn_alloc_in(pfn_t low, pfn_t high, unsigned flags, enum pfn_owner owner);
@@ -140,6 +151,8 @@ void pfn_free_frames(const pfn_t *pfns, uint64_t n);
 /* A trimmed page's ACTIVE frame, whose PTE at pte_pa is now its transition PTE: onto the
  * modified list (or, while the writer holds it, marked REDIRTIED). */
 void pfn_trimmed(pfn_t pfn, uint64_t pte_pa);
+/* pfn_trimmed of each of pfns[0..n) with its PTE's pte_pas[i], the lock taken once. */
+void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n);
 enum pfn_take { PFN_TAKE_OK, PFN_TAKE_GONE, PFN_TAKE_BUSY };
 /* A soft fault: the transition frame of the PTE at pte_pa back to ACTIVE (PFN_TAKE_OK;
  * *slot, when not 0, is a pagefile copy the caller frees), PFN_TAKE_GONE when the frame is
@@ -161,7 +174,7 @@ uint64_t pfn_take_modified(pfn_t *out, uint64_t max);
 void pfn_write_done(const pfn_t *pfns, const uint32_t *slots, uint64_t n, bool ok, uint32_t *free_slots,
 		    uint64_t *nfree);
 /* A hard fault: a frame of `owner` for the PTE at pte_pa, marked READING from `slot` (PFN_INVALID when
- * none is left, the allocator's repurposing included); and its end: true when the page was
+ * none is left, the allocator's repurposing and relief included); and its end: true when the page was
  * freed during the read (the frame is freed here), else the frame is the caller's, ACTIVE. */
 pfn_t pfn_alloc_inpage(uint64_t pte_pa, uint32_t slot, enum pfn_owner owner);
 bool pfn_inpage_done(pfn_t pfn);

@@ -31,11 +31,15 @@ struct pool_header {
 };
 #define HDR_UNINIT 0x1
 
-#define OFF_PRESENT 0x80000000u
-
 enum page_kind { PP_NEVER = 0, PP_SLAB, PP_LARGE_HEAD, PP_LARGE_TAIL, PP_RELEASED };
 
+/* A slab page's free slots are bits of its record, never words in the page: the pool's lock
+ * is a spin lock (DISPATCH_LEVEL), and a paged slab page may be out when the lock is held,
+ * so nothing under it reads or writes a slab page's bytes (mm/RULES.md, "Paging"). */
+#define SLOTS_MAX (PAGE_SIZE / 32)
+
 struct pool_page {
+	uint64_t free_map[SLOTS_MAX / 64]; /* slab: bit i set = slot i free */
 	uint8_t kind;       /* enum page_kind */
 	uint8_t paged;
 	uint8_t cls;        /* slab: class index */
@@ -44,7 +48,6 @@ struct pool_page {
 	uint32_t tag;       /* large head */
 	uint32_t bytes;     /* large head: bytes asked; slab: slots in use */
 	uint32_t npages;    /* large head: pages (guard excluded) */
-	uint32_t free_off;  /* slab: offset of the first free slot, 0 = none */
 	uint32_t next, prev;/* slab: links among its class's pages with free slots */
 };
 
@@ -71,7 +74,8 @@ struct tag_count {
 };
 static struct tag_count tags[TAG_SLOTS];
 
-/* The pool lock (mm/RULES.md, "Locks"): the VA space, the page records, the slab chains,
+/* The pool lock (mm/RULES.md, "Locks"): the VA space, the page records (a slab page's free
+ * slots among them), the partial chains of slab pages,
  * the tag and byte counters.  Taken inside the allocation and free routines and the queries
  * below, after the IRQL and argument checks; it is held while the pool maps or unmaps its
  * pages (the kernel page-table and PFN locks come after it). */
@@ -110,17 +114,32 @@ static int last_tag_slot;
 static uint32_t word_tag(uint64_t w) { return (uint32_t)(w >> 32); }
 
 /* One more (delta +1) or one fewer (-1) live allocation of `tag` in slot i, if the slot holds
- * the tag (and, to take one away, counts one). */
+ * the tag (and, to take one away, counts one).  The bytes change only while the allocation
+ * is counted in the word: added after the count goes up, taken away before it goes down, so
+ * a slot's bytes are its tag's alone (a slot whose count reaches 0 holds 0 bytes when another
+ * tag claims it).  A free's bytes are put back if the count is gone meanwhile (a free of an
+ * allocation the full table never counted, racing the slot's last counted free). */
 static inline __attribute__((always_inline)) bool tag_slot_add(int i, uint32_t tag, int64_t bytes, int delta)
 {
 	struct tag_count *c = &tags[i];
 	uint64_t w = __atomic_load_n(&c->word, __ATOMIC_RELAXED);
-	do {
-		if (word_tag(w) != tag || (delta < 0 && !(uint32_t)w))
+	if (delta > 0) {
+		do {
+			if (word_tag(w) != tag)
+				return false;
+		} while (!__atomic_compare_exchange_n(&c->word, &w, w + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+		__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
+	} else {
+		if (word_tag(w) != tag || !(uint32_t)w)
 			return false;
-	} while (!__atomic_compare_exchange_n(&c->word, &w, w + (uint64_t)(int64_t)delta, true, __ATOMIC_RELAXED,
-					      __ATOMIC_RELAXED));
-	__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&c->bytes, bytes, __ATOMIC_RELAXED);
+		do {
+			if (word_tag(w) != tag || !(uint32_t)w) {
+				__atomic_fetch_add(&c->bytes, -bytes, __ATOMIC_RELAXED); /* counted no more */
+				return false;
+			}
+		} while (!__atomic_compare_exchange_n(&c->word, &w, w - 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	}
 	__atomic_store_n(&last_tag_slot, i, __ATOMIC_RELAXED);
 	return true;
 }
@@ -222,14 +241,20 @@ static uint32_t get_pages(uint32_t n, uint32_t guard)
 	return first;
 }
 
+static void release_trimmed(uint64_t va);
+
 static void put_pages(uint32_t first, uint32_t n, uint32_t guard)
 {
 	for (uint32_t i = 0; i < n; i++) {
 		struct pt_query q;
 		pt_query(&kernel_root, page_va(first + i), &q);
-		pt_unmap(&kernel_root, page_va(first + i), PAGE_SIZE);
-		/* A paged page taken back while the writer writes it is the writer's to free. */
-		pfn_free_user(q.pa >> PAGE_SHIFT);
+		if (!q.present) {
+			release_trimmed(page_va(first + i)); /* an empty paged slab page, trimmed */
+		} else {
+			pt_unmap(&kernel_root, page_va(first + i), PAGE_SIZE);
+			/* A paged page taken back while the writer writes it is the writer's to free. */
+			pfn_free_user(q.pa >> PAGE_SHIFT);
+		}
 		pages[first + i].kind = PP_RELEASED;
 	}
 	if (vrange_release(&va_space, first, n + guard) != VR_OK)
@@ -263,7 +288,8 @@ static void partial_del(bool paged, uint32_t pg)
 
 static uint32_t slots_per_page(unsigned cls) { return PAGE_SIZE / class_size[cls]; }
 
-/* A fresh slab page for (paged, cls), every slot free and chained. */
+/* A fresh slab page for (paged, cls), every slot free.  Its headers are written here, under
+ * the pool lock: the page was mapped just now and no trim (which takes the lock) has seen it. */
 static uint32_t new_slab(bool paged, unsigned cls)
 {
 	uint32_t pg = get_pages(1, 0);
@@ -275,15 +301,14 @@ static uint32_t new_slab(bool paged, unsigned cls)
 		struct pool_header *h = (struct pool_header *)(base + i * sz);
 		memset(h, 0, sizeof *h);
 		h->magic = MAGIC_NEW;
-		/* The next free slot's offset with OFF_PRESENT set, or 0 at the end of the chain. */
-		*(uint32_t *)(h + 1) = i + 1 < n ? ((i + 1) * sz) | OFF_PRESENT : 0;
 	}
 	struct pool_page *p = &pages[pg];
 	memset(p, 0, sizeof *p);
 	p->kind = PP_SLAB;
 	p->paged = paged;
 	p->cls = cls;
-	p->free_off = 0 | OFF_PRESENT; /* slot 0: offsets carry OFF_PRESENT, 0 means none */
+	for (uint32_t w = 0; w < SLOTS_MAX / 64; w++)
+		p->free_map[w] = n >= (w + 1) * 64 ? ~0ull : n > w * 64 ? (1ull << (n - w * 64)) - 1 : 0;
 	stats.slab_pages++;
 	partial_add(paged, pg);
 	return pg;
@@ -362,12 +387,22 @@ static inline __attribute__((always_inline)) bool slot_guard_intact(const uint8_
 	return !diff;
 }
 
-static void slot_to_chain(uint32_t pg, struct pool_header *h);
+static void slot_free_bit(uint32_t pg, struct pool_header *h);
 static void drain_kept_locked(void);
 
-static void *slab_alloc(bool paged, uint32_t size, uint32_t tag, bool uninit)
+static bool map_empty(const struct pool_page *p)
 {
-	unsigned cls = class_of(size);
+	uint64_t any = 0;
+	for (uint32_t w = 0; w < SLOTS_MAX / 64; w++)
+		any |= p->free_map[w];
+	return !any;
+}
+
+/* Under the lock: a free slot of class cls taken (its bit cleared, counted in its page), NULL
+ * when no page can be had.  Only the page record changes: the slot is the caller's from here,
+ * and slot_give writes it after the lock is released (a paged page may be out). */
+static struct pool_header *slab_take(bool paged, unsigned cls)
+{
 	uint32_t pg = partial[paged][cls];
 	if (pg == VRANGE_NONE) {
 		drain_kept_locked(); /* a free slot some CPU keeps, before a new page */
@@ -376,22 +411,28 @@ static void *slab_alloc(bool paged, uint32_t size, uint32_t tag, bool uninit)
 	if (pg == VRANGE_NONE && (pg = new_slab(paged, cls)) == VRANGE_NONE)
 		return NULL;
 	struct pool_page *p = &pages[pg];
-	uint8_t *base = (uint8_t *)page_va(pg);
-	uint32_t off = p->free_off & ~OFF_PRESENT;
-	struct pool_header *h = (struct pool_header *)(base + off);
-	uint32_t next = *(uint32_t *)(h + 1);
+	uint32_t w = p->free_map[0] ? 0 : 1;
+	uint32_t slot = w * 64 + (uint32_t)__builtin_ctzll(p->free_map[w]);
+	p->free_map[w] &= p->free_map[w] - 1;
 	if (spare[paged][cls] == pg)
 		spare[paged][cls] = VRANGE_NONE; /* in use again */
 	p->bytes++;
-	p->free_off = next;
-	if (!next)
+	if (map_empty(p))
 		partial_del(paged, pg);
+	return (struct pool_header *)(page_va(pg) + (uint64_t)slot * class_size[cls]);
+}
+
+/* The slot slab_take took, made the caller's allocation: header, bytes, guard, counted; at
+ * the caller's IRQL with no lock held (a paged slot's page faults back in here). */
+static void *slot_give(struct pool_header *h, unsigned cls, uint32_t size, uint32_t tag, bool uninit)
+{
 	h->tag = tag;
 	h->size = size;
-	h->magic = MAGIC_LIVE;
 	h->flags = uninit ? HDR_UNINIT : 0;
 	uint8_t *data = (uint8_t *)(h + 1);
 	fill_slot(data, size, class_size[cls] - sizeof *h, uninit ? POOL_UNINIT_PATTERN : 0);
+	account(tag, size, +1);
+	__atomic_store_n(&h->magic, MAGIC_LIVE, __ATOMIC_RELEASE);
 	return data;
 }
 
@@ -405,18 +446,20 @@ static void *slab_alloc(bool paged, uint32_t size, uint32_t tag, bool uninit)
  * by atomic exchange, neither under the pool lock.  The block given out is still zeroed (or
  * patterned) and guarded as any other.  What counts does not see the difference: the free
  * takes the block's bytes and tag count away at once (the byte, allocation and tag counts are
- * atomic, below), its header says FREE (a second free of it is 0x07, as on the chain), and
+ * atomic, below), its header says FREE (a second free of it is 0x07, as of a free slot), and
  * only the slab page record still counts it; every use of the page records that reports or
  * gives pages back (pool_trim, pool_get_stats, a class with no free slot left) first puts
- * every CPU's kept blocks back on their chains (drain_kept_locked).  A free that fails a
- * check, and any large block, takes the locked path, which says what is wrong.
+ * every CPU's kept blocks back as free slots of their pages (drain_kept_locked).  A free
+ * that fails a check takes the slow path (free_slab), and a large block pool_free_locked;
+ * each says what is wrong.
  */
 
 /* Set by a free that kept a block, after the exchange; cleared by drain_kept_locked before it
  * looks, so a block kept meanwhile sets it again. */
 static uint32_t kept_maybe;
 
-/* Under the lock: every CPU's kept blocks back on their chains (one load when none is). */
+/* Under the lock: every CPU's kept blocks free again in their pages' records (one load when
+ * none is kept); their bytes are not touched. */
 static void drain_kept_locked(void)
 {
 	if (!__atomic_load_n(&kept_maybe, __ATOMIC_RELAXED))
@@ -430,11 +473,13 @@ static void drain_kept_locked(void)
 					continue;
 				uint8_t *data = __atomic_exchange_n(kept, NULL, __ATOMIC_ACQUIRE);
 				if (data)
-					slot_to_chain(page_index((uint64_t)data), (struct pool_header *)data - 1);
+					slot_free_bit(page_index((uint64_t)data), (struct pool_header *)data - 1);
 			}
 }
 
-/* This CPU's kept block of the class, given out as slab_alloc gives a slot; NULL if none. */
+static void check_guard(const uint8_t *p, const uint8_t *end, uint64_t alloc, KIRQL irql);
+
+/* This CPU's kept block of the class, given out as slot_give gives a slot; NULL if none. */
 static void *alloc_kept(bool paged, uint32_t size, uint32_t tag, bool uninit)
 {
 	unsigned cls = class_of(size);
@@ -446,31 +491,37 @@ static void *alloc_kept(bool paged, uint32_t size, uint32_t tag, bool uninit)
 		return NULL;
 	struct pool_header *h = (struct pool_header *)data - 1;
 	/* Its guard, from the size it had to the slot's end, was found intact when it was freed
-	 * (free_kept): only the words up to that size are written again, the guard beyond them
-	 * stays as it is (a block of the same size again writes its data and nothing else). */
+	 * (free_kept).  Only the words up to the larger of the two sizes are written again; the
+	 * guard in them is looked at first, so a write over it since the free (its old owner's)
+	 * is never written away: it is 0xC5 here as at a free, naming the first byte and the
+	 * block.  The guard beyond them stays as it is, checked at the block's next free as
+	 * every guard is (a block of the same size again writes its data and nothing else). */
 	uint32_t before = h->size;
+	uint32_t upto = (size > before ? size : before) + 7;
+	upto -= upto % 8;
+	if (__builtin_expect(upto > before && !slot_guard_intact(data, before, data + upto), 0))
+		check_guard(data + before, data + upto, (uint64_t)data, KeGetCurrentIrql());
 	h->tag = tag;
 	h->size = size;
 	h->flags = uninit ? HDR_UNINIT : 0;
-	uint32_t upto = (size > before ? size : before) + 7;
-	fill_slot(data, size, upto - upto % 8, uninit ? POOL_UNINIT_PATTERN : 0);
+	fill_slot(data, size, upto, uninit ? POOL_UNINIT_PATTERN : 0);
 	account(tag, size, +1);
 	__atomic_store_n(&h->magic, MAGIC_LIVE, __ATOMIC_RELEASE);
 	return data;
 }
 
-/* The block a CPU kept before, back on its chain under the lock (out of line: the fast
+/* The block a CPU kept before, a free slot of its page again under the lock (out of line: the fast
  * path's callers save no registers for it). */
-static __attribute__((noinline)) void kept_to_chain(uint8_t *data)
+static __attribute__((noinline)) void kept_to_page(uint8_t *data)
 {
 	KIRQL irql = klock_acquire(&lock);
-	slot_to_chain(page_index((uint64_t)data), (struct pool_header *)data - 1);
+	slot_free_bit(page_index((uint64_t)data), (struct pool_header *)data - 1);
 	klock_release(&lock, irql);
 }
 
 /* ExFreePool's fast path for va in slab page pg: true when the block passed every check and
- * is freed, kept by this CPU (the block it kept before goes back to its chain).  False
- * changes nothing: the locked path looks again and stops the machine with what is wrong. */
+ * is freed, kept by this CPU (the block it kept before becomes a free slot of its page).  False
+ * changes nothing: free_slab looks again and stops the machine with what is wrong. */
 static inline __attribute__((always_inline)) bool free_kept(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag)
 {
 	const struct pool_page *p = &pages[pg];
@@ -485,12 +536,12 @@ static inline __attribute__((always_inline)) bool free_kept(uint32_t pg, uint64_
 		return false;
 	uint32_t live = MAGIC_LIVE;
 	if (!__atomic_compare_exchange_n(&h->magic, &live, MAGIC_FREE, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-		return false; /* freed meanwhile by another CPU: the locked path finds it freed */
+		return false; /* freed meanwhile by another CPU: free_slab finds it freed */
 	account(h->tag, h->size, -1);
 	uint8_t *old = __atomic_exchange_n(&this_cpu()->pool_kept[p->paged][cls], (void *)va, __ATOMIC_ACQ_REL);
 	__atomic_store_n(&kept_maybe, 1, __ATOMIC_SEQ_CST);
 	if (old)
-		kept_to_chain(old);
+		kept_to_page(old);
 	return true;
 }
 
@@ -530,16 +581,56 @@ static void *large_alloc(bool paged, uint64_t size, uint32_t tag, bool uninit)
 #define MM_READWRITE 4 /* the Protection field of a pool page's software PTE */
 static struct pool_paging_stats paging;
 
-/* Whether page i may leave memory: a page of a large paged-pool allocation (a slab page holds
- * the pool's own free-slot chain, which the pool reads under its spin lock). */
+/* Whether page i may leave memory: a page of paged pool, a large allocation's or a slab's
+ * (its free slots are bits of its record, so nothing under the pool lock needs its bytes). */
 static bool pageable_page(uint32_t i)
 {
-	return pages[i].paged && (pages[i].kind == PP_LARGE_HEAD || pages[i].kind == PP_LARGE_TAIL);
+	return pages[i].paged &&
+	       (pages[i].kind == PP_LARGE_HEAD || pages[i].kind == PP_LARGE_TAIL || pages[i].kind == PP_SLAB);
+}
+
+/* Under the lock: the trimmed page at va given back without bringing it in, as a decommit
+ * of user memory: a transition PTE's frame freed (or left to the I/O that holds it: the
+ * writer's end, or an in-page read's, which then frees the slot), a pagefile PTE's slot
+ * freed, the PTE cleared.  Only an empty slab page gets here (put_pages): a large
+ * allocation is made resident before its free. */
+static void release_trimmed(uint64_t va)
+{
+	for (;;) {
+		struct pt_query q;
+		pt_query(&kernel_root, va, &q);
+		struct pt_sw sw;
+		pt_decode_software(q.level == 1 ? q.entry[1] : 0, &sw);
+		uint32_t slot = 0;
+		if (sw.kind == PT_SW_TRANSITION && !pfn_release_transition(sw.pfn, q.entry_pa[1], &slot))
+			continue; /* repurposed meanwhile: a pagefile PTE now */
+		if (sw.kind == PT_SW_PAGEFILE)
+			slot = sw.offset;
+		else if (sw.kind != PT_SW_TRANSITION)
+			PANIC("pool release_trimmed: 0x%lx is neither valid nor trimmed (0x%lx)", va,
+			      q.level == 1 ? q.entry[1] : 0);
+		pt_set_software(&kernel_root, va, 0);
+		if (slot)
+			pagefile_free_slot(slot);
+		return;
+	}
+}
+
+/* The batch's PTEs exchanged with one flush for all (pt_trim_kernel_pages), and only then
+ * each frame onto the modified list: no CPU can write a frame through an old translation
+ * once the writer may take it. */
+static void trim_batch(const uint64_t *va, const uint64_t *sw, const pfn_t *pfn, const uint64_t *pte_pa, unsigned n)
+{
+	pt_trim_kernel_pages(va, sw, n);
+	for (unsigned k = 0; k < n; k++)
+		pfn_trimmed(pfn[k], pte_pa[k]);
 }
 
 uint64_t pool_trim_paged(void)
 {
-	uint64_t n = 0;
+	uint64_t n = 0, va[PT_TRIM_BATCH], sw[PT_TRIM_BATCH], pte_pa[PT_TRIM_BATCH];
+	pfn_t pfn[PT_TRIM_BATCH];
+	unsigned b = 0;
 	KIRQL old = klock_acquire(&lock);
 	for (uint32_t i = 0; i < va_space.nslots; i++) {
 		if (!pageable_page(i) || pages[i].user_maps)
@@ -548,14 +639,23 @@ uint64_t pool_trim_paged(void)
 		pt_query(&kernel_root, page_va(i), &q);
 		if (!q.present || q.level != 1)
 			continue;
-		pfn_t pfn = q.pa >> PAGE_SHIFT;
+		pfn_t f = q.pa >> PAGE_SHIFT;
 		/* A locked frame (MmProbeAndLockPages of the buffer) stays, valid. */
-		if (pfn_page_locks(pfn))
+		if (pfn_page_locks(f))
 			continue;
-		pt_trim_page(&kernel_root, page_va(i), pt_transition_pte(pfn, MM_READWRITE));
-		pfn_trimmed(pfn, q.entry_pa[1]);
-		n++;
+		va[b] = page_va(i);
+		sw[b] = pt_transition_pte(f, MM_READWRITE);
+		pfn[b] = f;
+		pte_pa[b] = q.entry_pa[1];
+		if (++b == PT_TRIM_BATCH) {
+			trim_batch(va, sw, pfn, pte_pa, b);
+			n += b;
+			b = 0;
+		}
 	}
+	if (b)
+		trim_batch(va, sw, pfn, pte_pa, b);
+	n += b;
 	paging.trimmed += n;
 	klock_release(&lock, old);
 	return n;
@@ -577,6 +677,7 @@ NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 	KIRQL irql = KeGetCurrentIrql(); /* the IRQL of the access that faulted */
 	uint32_t i = page_index(va);
 	NTSTATUS st = STATUS_ACCESS_VIOLATION;
+	bool relieved = false;
 	KIRQL old = klock_acquire(&lock);
 	for (;;) {
 		if (!pageable_page(i))
@@ -620,6 +721,15 @@ NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 		 * pool lock released around the read (a free of the allocation first makes it
 		 * resident, so it waits for this read as a collided fault). */
 		pfn_t f = pfn_alloc_inpage(pte_pa, sw.offset, PFN_OWNER_POOL);
+		if (f == PFN_INVALID && !relieved) {
+			/* No frame: the pressure relieved without the lock (its trim of paged pool
+			 * takes it), then the page looked at again, once (RULES "Paging"). */
+			relieved = true;
+			klock_release(&lock, old);
+			uvm_relieve_pressure();
+			old = klock_acquire(&lock);
+			continue;
+		}
 		if (f == PFN_INVALID) {
 			st = STATUS_IN_PAGE_ERROR;
 			*io_status = STATUS_INSUFFICIENT_RESOURCES; /* no frame to read into */
@@ -629,10 +739,15 @@ NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 		klock_release(&lock, old);
 		NTSTATUS io = pagefile_read(f, sw.offset);
 		old = klock_acquire(&lock);
-		/* Nothing orphans a pool page's read: its free makes it resident first, waiting for
-		 * this read (above). */
-		if (pfn_inpage_done(f))
-			PANIC("pool_resolve_fault: the frame 0x%lx read in for 0x%lx was orphaned", f, page_va(i));
+		/* A large allocation's free makes it resident first, waiting for this read (above);
+		 * an empty slab page given back meanwhile (release_trimmed: only a touch of memory no
+		 * allocation holds reads one in) leaves the frame, freed now, and the slot to this
+		 * read, and the access is retried against what the address is now. */
+		if (pfn_inpage_done(f)) {
+			pagefile_free_slot(sw.offset);
+			st = STATUS_SUCCESS;
+			break;
+		}
 		if (!NT_SUCCESS(io)) {
 			pt_set_software(&kernel_root, page_va(i), pt_pagefile_pte(0, sw.offset, MM_READWRITE));
 			pfn_free(f);
@@ -668,7 +783,7 @@ bool pool_make_resident(uint64_t va, uint64_t len)
 	bool any = false;
 	for (uint64_t p = ALIGN_DOWN(va, PAGE_SIZE); len && p < va + len && in_pool(p); p += PAGE_SIZE) {
 		uint32_t i = page_index(p);
-		if (!pages[i].paged || (pages[i].kind != PP_LARGE_HEAD && pages[i].kind != PP_LARGE_TAIL))
+		if (!pageable_page(i))
 			continue;
 		any = true;
 		(void)*(volatile uint8_t *)p; /* a fault resolves (pool_resolve_fault) or stops */
@@ -676,9 +791,22 @@ bool pool_make_resident(uint64_t va, uint64_t len)
 	return any;
 }
 
-void pool_get_paging_stats(struct pool_paging_stats *out) { *out = paging; }
+/* Under the lock, which every count of `paging` is changed under: one consistent copy. */
+void pool_get_paging_stats(struct pool_paging_stats *out)
+{
+	KIRQL old = klock_acquire(&lock);
+	*out = paging;
+	klock_release(&lock, old);
+}
 
 /* ---- the NT surface ---------------------------------------------------------------- */
+
+static bool frames_free(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.free != 0;
+}
 
 /* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4. */
 static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit,
@@ -698,12 +826,28 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 		if (kept)
 			return kept;
 	}
-	KIRQL old = klock_acquire(&lock);
-	void *p = size < POOL_SMALL_MAX ? slab_alloc(paged, (uint32_t)size, tag, uninit)
-					: large_alloc(paged, size, tag, uninit);
-	if (p)
-		account(tag, size, +1);
-	klock_release(&lock, old);
+	void *p = NULL;
+	/* A new page that found no frame (none free; the allocator cannot relieve under this
+	 * lock): the pressure relieved without it, where that may wait, and one more try
+	 * (mm/RULES.md, "Paging", memory pressure).  At DISPATCH_LEVEL it simply fails. */
+	for (bool relieved = false; !p; relieved = true) {
+		if (relieved && (frames_free() || !uvm_relieve_pressure()))
+			break; /* it failed for want of VA, or relief could not run or gave nothing */
+		KIRQL old = klock_acquire(&lock);
+		if (size < POOL_SMALL_MAX) {
+			/* The slot taken under the lock, its header and bytes written after it. */
+			unsigned cls = class_of((uint32_t)size);
+			struct pool_header *h = slab_take(paged, cls);
+			klock_release(&lock, old);
+			if (h)
+				p = slot_give(h, cls, (uint32_t)size, tag, uninit);
+			continue;
+		}
+		p = large_alloc(paged, size, tag, uninit);
+		if (p)
+			account(tag, size, +1);
+		klock_release(&lock, old);
+	}
 	return p;
 }
 
@@ -835,18 +979,21 @@ static struct pool_header *live_slot(uint32_t pg, uint64_t va)
 	return h;
 }
 
-/* Free the slot at va of slab page pg: guard checked, the slot heads its page's free chain;
- * a page left with no slot in use goes back at once. */
-static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag, KIRQL irql)
+/* Free the slot at va of slab page pg, which was a slab page when pool_free looked: the
+ * header and guard checked and the header made FREE at the caller's IRQL with no lock held
+ * (a paged slot's page faults back in here: ExFreePool of paged pool runs below
+ * DISPATCH_LEVEL), then its bit set under the lock; a page left with no slot in use goes
+ * back at once.  The slot is the caller's until its bit is set: its page cannot go back. */
+static __attribute__((noinline)) void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag, KIRQL irql)
 {
 	struct pool_page *p = &pages[pg];
 	struct pool_header *h = live_slot(pg, va);
 	uint32_t sz = class_size[p->cls];
 	if (check_tag && h->tag != Tag)
 		KeBugCheckEx(BAD_POOL_CALLER, 0x0A, va, h->tag, Tag);
-	if (p->user_maps)
-		KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va,
-			     p->user_maps, 0);
+	uint32_t maps = __atomic_load_n(&p->user_maps, __ATOMIC_RELAXED);
+	if (maps)
+		KeBugCheckEx(DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_POOL_FREED_WHILE_USER_MAPPED, va, maps, 0);
 	if (!slot_guard_intact((uint8_t *)va, h->size, (uint8_t *)h + sz))
 		check_guard((uint8_t *)va + h->size, (uint8_t *)h + sz, va, irql); /* names the byte */
 	/* LIVE to FREE by one compare-exchange, as free_kept's: of two frees of one block, on
@@ -855,24 +1002,26 @@ static void free_slab(uint32_t pg, uint64_t va, bool check_tag, ULONG Tag, KIRQL
 	if (!__atomic_compare_exchange_n(&h->magic, &live, MAGIC_FREE, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, *(uint64_t *)h, va);
 	account(h->tag, h->size, -1);
-	slot_to_chain(pg, h);
+	KIRQL old = klock_acquire(&lock);
+	slot_free_bit(pg, h);
+	klock_release(&lock, old);
 }
 
-/* Put the freed slot h of slab page pg (its header says FREE, its counts are taken away) at
- * the head of its page's free chain; a page left with no slot in use goes back at once. */
-static void slot_to_chain(uint32_t pg, struct pool_header *h)
+/* Under the lock: the freed slot h of slab page pg (its header says FREE, its counts are
+ * taken away) free again in its page's record, whose bytes are not touched; a page left with
+ * no slot in use goes back at once. */
+static void slot_free_bit(uint32_t pg, struct pool_header *h)
 {
 	struct pool_page *p = &pages[pg];
-	uint32_t off = (uint32_t)((uint64_t)h - page_va(pg));
-	bool was_full = !p->free_off;
-	*(uint32_t *)(h + 1) = p->free_off; /* the freed slot heads the chain */
-	p->free_off = off | OFF_PRESENT;
+	uint32_t slot = (uint32_t)((uint64_t)h - page_va(pg)) / class_size[p->cls];
+	bool was_full = map_empty(p);
+	p->free_map[slot / 64] |= 1ull << (slot % 64);
 	p->bytes--;
 	if (was_full)
 		partial_add(p->paged, pg);
 	if (!p->bytes) {
-		/* Every slot is free: the class keeps one such page (it stays on the chain, its free
-		 * slots chained); another goes back at once. */
+		/* Every slot is free: the class keeps one such page (it stays on the partial chain);
+		 * another goes back at once. */
 		if (spare[p->paged][p->cls] == VRANGE_NONE) {
 			spare[p->paged][p->cls] = pg;
 			return;
@@ -931,8 +1080,11 @@ static inline __attribute__((always_inline)) void pool_free(PVOID P, bool check_
 	if (!in_pool(va))
 		KeBugCheckEx(BAD_POOL_CALLER, 0x42, va, 0, 0);
 	uint32_t pg = page_index(va);
-	if (pages[pg].kind == PP_SLAB && free_kept(pg, va, check_tag, Tag))
+	if (pages[pg].kind == PP_SLAB) {
+		if (!free_kept(pg, va, check_tag, Tag))
+			free_slab(pg, va, check_tag, Tag, irql); /* says what is wrong, or frees */
 		return;
+	}
 	pool_free_locked(va, pg, check_tag, Tag, irql);
 }
 
@@ -954,9 +1106,9 @@ static __attribute__((noinline)) void pool_free_locked(uint64_t va, uint32_t pg,
 		free_large(pg, va, check_tag, Tag, irql);
 		klock_release(&lock, old);
 		return;
-	case PP_SLAB:
-		free_slab(pg, va, check_tag, Tag, irql);
+	case PP_SLAB: /* a slab page since pool_free looked: its checks run without the lock */
 		klock_release(&lock, old);
+		free_slab(pg, va, check_tag, Tag, irql);
 		return;
 	case PP_RELEASED:
 		KeBugCheckEx(BAD_POOL_CALLER, 0x07, 0, 0, va);
@@ -969,7 +1121,12 @@ VOID ExFreePool(PVOID P) { pool_free(P, false, 0); }
 
 /* ---- for the MDL code -------------------------------------------------------------- */
 
-static bool query_locked(uint64_t va, struct pool_info *out)
+enum query { Q_NONE, Q_FOUND, Q_PAGED_OUT };
+
+/* Under the lock: what va belongs to.  A slab slot's header is read only when its page is
+ * valid (pt_query: no trim can take it while the lock is held), else Q_PAGED_OUT, as !pool
+ * reports a paged-out page. */
+static inline __attribute__((always_inline)) enum query query_locked(uint64_t va, struct pool_info *out)
 {
 	uint32_t pg = page_index(va);
 	struct pool_page *p = &pages[pg];
@@ -980,20 +1137,46 @@ static bool query_locked(uint64_t va, struct pool_info *out)
 	if (p->kind == PP_LARGE_HEAD) {
 		uint64_t base = page_va(pg);
 		if (va >= base + p->bytes)
-			return false;
+			return Q_NONE;
 		*out = (struct pool_info){ .base = base, .size = p->bytes, .tag = p->tag, .paged = p->paged,
 					   .whole_pages = true, .uninitialized = p->uninit };
-		return true;
+		return Q_FOUND;
 	}
 	if (p->kind == PP_SLAB) {
+		if (p->paged) {
+			struct pt_query q;
+			pt_query(&kernel_root, page_va(pg), &q);
+			if (!q.present)
+				return Q_PAGED_OUT;
+		}
 		uint32_t sz = class_size[p->cls], slot = (va - page_va(pg)) / sz;
 		struct pool_header *h = (struct pool_header *)(page_va(pg) + slot * sz);
 		uint64_t data = (uint64_t)(h + 1);
 		if (h->magic != MAGIC_LIVE || va < data || va >= data + h->size)
-			return false;
+			return Q_NONE;
 		*out = (struct pool_info){ .base = data, .size = h->size, .tag = h->tag, .paged = p->paged,
 					   .whole_pages = false, .uninitialized = h->flags & HDR_UNINIT };
-		return true;
+		return Q_FOUND;
+	}
+	return Q_NONE;
+}
+
+/* A small paged allocation whose page is out is brought back (below DISPATCH_LEVEL, with the
+ * lock released) and looked at again, a few times at most, since a trim may take it again;
+ * at DISPATCH_LEVEL or above, or after that, it is not found (what its header says is out). */
+#define QUERY_PASSES 4
+
+/* pool_query's answer for a block whose page was out (out of line: the common answer needs
+ * none of it). */
+static __attribute__((noinline)) bool query_paged_out(uint64_t va, struct pool_info *out, KIRQL irql)
+{
+	for (unsigned pass = 1; irql < DISPATCH_LEVEL && pass < QUERY_PASSES; pass++) {
+		pool_make_resident(va, 1);
+		KIRQL old = klock_acquire(&lock);
+		enum query r = query_locked(va, out);
+		klock_release(&lock, old);
+		if (r != Q_PAGED_OUT)
+			return r == Q_FOUND;
 	}
 	return false;
 }
@@ -1003,9 +1186,11 @@ bool pool_query(uint64_t va, struct pool_info *out)
 	if (!in_pool(va))
 		return false;
 	KIRQL old = klock_acquire(&lock);
-	bool found = query_locked(va, out);
+	enum query r = query_locked(va, out);
 	klock_release(&lock, old);
-	return found;
+	if (__builtin_expect(r == Q_PAGED_OUT, 0))
+		return query_paged_out(va, out, old);
+	return r == Q_FOUND;
 }
 
 void pool_note_user_mapping(uint64_t va, uint64_t size, int delta)

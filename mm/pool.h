@@ -16,7 +16,7 @@
  *                           0x0A wrong tag (address, allocator's tag, tag used);
  *                           0x40 a user address; 0x42 an address outside any pool;
  *                           0x46 a pool address that is not an allocation; 0x9B tag 0
- *   DRIVER_CORRUPTED_EXPOOL (0xC5)  guard bytes overwritten, found at free:
+ *   DRIVER_CORRUPTED_EXPOOL (0xC5)  guard bytes overwritten, found at free or a kept block's reuse:
  *                           (first bad byte, IRQL, 1 = write, allocation address)
  *   DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) 0x2003 (mdlab's code): freeing pool that is
  *                           still mapped into a user address space (address, pages mapped)
@@ -45,7 +45,9 @@ struct pool_info {
 	bool whole_pages;   /* a page-granular allocation (>= POOL_SMALL_MAX) */
 	bool uninitialized; /* POOL_FLAG_UNINITIALIZED */
 };
-/* False when va is not inside a live pool allocation. */
+/* False when va is not inside a live pool allocation.  A small paged allocation whose page
+ * is out is brought back first below DISPATCH_LEVEL; at or above it, false (its header is
+ * out with the page). */
 bool pool_query(uint64_t va, struct pool_info *out);
 /* Count a user mapping of the pages under [va, va + size) (delta +1 or -1). */
 void pool_note_user_mapping(uint64_t va, uint64_t size, int delta);
@@ -65,9 +67,9 @@ void pool_get_stats(struct pool_stats *out);
  * count frames or pool pages: no figure depends on which classes kept a spare page. */
 void pool_trim(void);
 
-/* Paged pool (mm/RULES.md, "Paging"): the pages of large (whole-page) POOL_FLAG_PAGED /
- * PagedPool allocations are pageable; slab pages, which hold the pool's free-slot chains,
- * stay resident.  pool_trim_paged: every such page whose frame no lock holds gets its
+/* Paged pool (mm/RULES.md, "Paging"): the pages of POOL_FLAG_PAGED / PagedPool allocations
+ * are pageable, whole-page ones' and slab pages (whose free slots are bits of the page's
+ * record, not words in the page).  pool_trim_paged: every such page whose frame no lock holds gets its
  * transition PTE and its frame goes to the modified list (the tests, the monitor, and the
  * verifier's force-IRQL checking call it); returns how many.  pool_resolve_fault: a kernel
  * #PF at va in the pool: STATUS_SUCCESS (resolved, soft or hard: retry), STATUS_ACCESS_VIOLATION

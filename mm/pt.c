@@ -982,6 +982,66 @@ uint64_t pt_trim_page(struct pt_root *r, uint64_t va, uint64_t sw)
 	return old;
 }
 
+void pt_trim_kernel_pages(const uint64_t *va, const uint64_t *sw, unsigned n)
+{
+	if (n > PT_TRIM_BATCH)
+		PANIC("pt_trim_kernel_pages: %u pages, more than %u", n, PT_TRIM_BATCH);
+	struct tlb_range ranges[PT_TRIM_BATCH];
+	unsigned nr = 0;
+	KIRQL irql;
+	bool k = kpt_take(&kernel_root, ~0ul, &irql);
+	for (unsigned i = 0; i < n; i++) {
+		if (va[i] < USER_VA_END || (va[i] & (PAGE_SIZE - 1)) || (sw[i] & E_P))
+			PANIC("pt_trim_kernel_pages: 0x%lx is not a kernel page, or 0x%lx is valid", va[i], sw[i]);
+		int level;
+		uint64_t *slot = find_leaf(&kernel_root, va[i], &level);
+		if (!slot || level != 1)
+			PANIC("pt_trim_kernel_pages: 0x%lx has no 4 KiB leaf", va[i]);
+		/* One atomic step each, as pt_trim_page's. */
+		__atomic_exchange_n(slot, sw[i], __ATOMIC_SEQ_CST);
+		if (nr && ranges[nr - 1].va + (uint64_t)ranges[nr - 1].pages * PAGE_SIZE == va[i])
+			ranges[nr - 1].pages++;
+		else
+			ranges[nr++] = (struct tlb_range){ .va = va[i], .pages = 1 };
+	}
+	/* This CPU's entries page by page, then every other CPU's in one round: the batch's one
+	 * shootdown, made before the call returns (the strict rule: nothing reaches a frame
+	 * through an old translation once it is on a list). */
+	for (unsigned i = 0; i < nr; i++)
+		tlb_flush_range_local(&kernel_root, ranges[i].va, (uint64_t)ranges[i].pages * PAGE_SIZE);
+	tlb_purge(ranges, nr);
+	kpt_drop(k, irql);
+}
+
+uint64_t pt_trim_run_unflushed(struct pt_root *r, uint64_t va, uint64_t n, pt_trim_pick_fn pick, void *ctx)
+{
+	if ((va & (PAGE_SIZE - 1)) || va >= USER_VA_END || n > (USER_VA_END - va) / PAGE_SIZE)
+		PANIC("pt_trim_run_unflushed: 0x%lx, %lu pages is not a user range", va, n);
+	assert_guarded(r, va);
+	uint64_t done = 0, exchanged = 0;
+	while (done < n) {
+		uint64_t p = va + done * PAGE_SIZE;
+		/* One walk a page table: the rest of this table's 512 leaves, or of the range. */
+		uint64_t in_table = 512 - index_of(p, 1), cnt = in_table < n - done ? in_table : n - done;
+		uint64_t *slot = walk_to(r, p, 1, false, NULL);
+		for (uint64_t k = 0; slot && k < cnt; k++) {
+			uint64_t e = __atomic_load_n(&slot[k], __ATOMIC_RELAXED);
+			if (!(e & E_P))
+				continue;
+			uint64_t sw = pick(ctx, p + k * PAGE_SIZE, (e & E_ADDR) >> PAGE_SHIFT, direct_virt_to_phys(&slot[k]));
+			if (!sw)
+				continue;
+			if (sw & E_P)
+				PANIC("pt_trim_run_unflushed: 0x%lx would be valid at 0x%lx", sw, p + k * PAGE_SIZE);
+			/* One atomic step, as pt_trim_page: a page walk may set A or D meanwhile. */
+			__atomic_exchange_n(&slot[k], sw, __ATOMIC_SEQ_CST);
+			exchanged++;
+		}
+		done += cnt; /* no table (a hole, or a large leaf, which no user page is): none here */
+	}
+	return exchanged;
+}
+
 void pt_set_software(struct pt_root *r, uint64_t va, uint64_t sw)
 {
 	assert_guarded(r, va);

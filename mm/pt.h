@@ -120,6 +120,19 @@ uint64_t pt_pagefile_pte(unsigned pagefile, uint32_t offset, unsigned protection
  * returns (so nothing writes the frame through an old translation once it is on a list).
  * Returns the leaf as it was.  Under the address-space lock; PANIC if va has no such leaf. */
 uint64_t pt_trim_page(struct pt_root *r, uint64_t va, uint64_t sw);
+/* The trim of n (<= PT_TRIM_BATCH) kernel pages at once (paged pool's trim): each present 4 KiB
+ * leaf va[i] replaced by sw[i] in one atomic exchange, then one flush for the batch (this
+ * CPU's entries, and every other CPU's in one tlb_purge round) before the call returns.
+ * Under the kernel page-table lock; PANIC if a va has no such leaf. */
+#define PT_TRIM_BATCH 32
+void pt_trim_kernel_pages(const uint64_t *va, const uint64_t *sw, unsigned n);
+/* The user trimmer's batch (mm/uvm.c): for each present 4 KiB leaf of the n user pages from
+ * va (one walk a page table), pick(ctx, va, pfn, pte_pa) returns the not-present value to put
+ * there, or 0 to leave the page valid; each is exchanged atomically and NOT flushed: the
+ * caller flushes the range from every CPU (tlb_flush_range of r) before any of the frames goes
+ * on a list.  Returns how many were exchanged.  Under the address-space lock. */
+typedef uint64_t (*pt_trim_pick_fn)(void *ctx, uint64_t va, uint64_t pfn, uint64_t pte_pa);
+uint64_t pt_trim_run_unflushed(struct pt_root *r, uint64_t va, uint64_t n, pt_trim_pick_fn pick, void *ctx);
 /* Write the not-present value sw over the not-present 4 KiB leaf at va (a software PTE or 0;
  * a user page, or with kernel_root a kernel one);
  * sw 0 clears it, and the tables that became empty go (after a flush).  Under the

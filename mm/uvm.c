@@ -20,7 +20,9 @@
  * re-protect or unmap it (mm/RULES.md decision 4).
  *
  * Commit is not charged against anything: a committed page takes a frame only when it is
- * touched, and a fault that finds no free frame is an access violation.
+ * touched.  A fault that finds no frame relieves the memory pressure (the trimmer and the
+ * modified page writer, mm/RULES.md "Paging") without the lock and retries once; after that
+ * it is an access violation.
  *
  * Paging (mm/RULES.md, "Paging").  A resident page of a VAD_PRIVATE range whose frame no
  * lock holds is pageable: uvm_trim replaces its PTE by a transition PTE (NT's layout, pt.h)
@@ -39,6 +41,7 @@
 #include "kernel/cpu.h"
 #include "kernel/irql.h"
 #include "kernel/lib.h"
+#include "kernel/smp/percpu.h"
 #include "kernel/trap.h"
 #include "mm/layout.h"
 #include "mm/mdl.h"
@@ -49,6 +52,7 @@
 #include "mm/pool.h"
 #include "mm/pfn.h"
 #include "mm/pt.h"
+#include "mm/tlb.h"
 #include "mm/vad.h"
 
 #define UVM_TAG 0x206D7655u /* 'Uvm ' */
@@ -150,6 +154,8 @@ enum fault_result {
 	FR_BUSY,         /* a read of this page is in progress: wait for it (a collided fault) */
 	FR_INPAGE_ERROR, /* the read failed: STATUS_IN_PAGE_ERROR */
 	FR_IRQL,         /* a trimmed page touched at DISPATCH_LEVEL or above: 0x0A */
+	FR_NO_FRAME,     /* no frame (or page-table frame) left, nothing changed: relieve the
+			  * pressure without the lock and retry once (relieve_and_relock) */
 };
 struct fault_need {
 	uint64_t va, pte_pa;
@@ -234,8 +240,8 @@ static enum fault_result software_fault(struct mm_process *mm, uint64_t va, uint
 
 /* Make the committed page at va (in v) resident for this access: its transition or parked
  * frame, or a new zeroed one, mapped with the page's protection (a pagefile page: FR_HARD,
- * for page_in).  FR_REFUSED when the page is not committed, its protection refuses the
- * access, or no frame (or page-table frame) is left. */
+ * for page_in).  FR_REFUSED when the page is not committed or its protection refuses the
+ * access; FR_NO_FRAME when no frame (or page-table frame) is left. */
 static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uint64_t va, bool write, bool exec,
 				       bool may_page, struct fault_need *need)
 {
@@ -261,11 +267,11 @@ static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uin
 		return FR_REFUSED;
 	pfn_t pfn = parked ? (s & PS_FRAME) >> PAGE_SHIFT : pfn_alloc(PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
-		return FR_REFUSED;
+		return FR_NO_FRAME;
 	if (!pt_map(&mm->root, va, pfn << PAGE_SHIFT, PAGE_SIZE, protect_attrs(protect, memtype_of_frame(pfn)), 0)) {
 		if (!parked)
 			pfn_free(pfn);
-		return FR_REFUSED;
+		return FR_NO_FRAME; /* a 4 KiB user leaf fails only for want of a page-table frame */
 	}
 	pg->page[i] = protect;
 	return FR_DONE;
@@ -277,7 +283,8 @@ static enum fault_result page_fault_in(struct mm_process *mm, struct vad *v, uin
  * passes it by, a collided fault waits, a decommit leaves the frame to this read), the slot
  * read into it through an MDL, then the page mapped and its slot freed.  A read that fails
  * puts the pagefile PTE back (the page is still there, only unreadable now):
- * FR_INPAGE_ERROR, need->io the device's status.  A page decommitted during the read: FR_RETRY. */
+ * FR_INPAGE_ERROR, need->io the device's status.  A page decommitted during the read: FR_RETRY.
+ * No frame to read into: FR_NO_FRAME, the PTE untouched. */
 static enum fault_result page_in(struct mm_process *mm, struct fault_need *need, KIRQL *irql)
 {
 	/* The read waits: it needs an IRQL below DISPATCH_LEVEL before the lock was taken. */
@@ -289,7 +296,7 @@ static enum fault_result page_in(struct mm_process *mm, struct fault_need *need,
 		return FR_REFUSED;
 	pfn_t pfn = pfn_alloc_inpage(need->pte_pa, need->slot, PFN_OWNER_KERNEL);
 	if (pfn == PFN_INVALID)
-		return FR_REFUSED;
+		return FR_NO_FRAME;
 	uint32_t protect = pg->page[page_index(v, need->va)] & PS_PROTECT;
 	pt_set_software(&mm->root, need->va, pt_transition_pte(pfn, mm_protection(protect)));
 	mm_space_unlock(mm, *irql);
@@ -752,8 +759,13 @@ static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint6
 	uint64_t page = ALIGN_DOWN(va, PAGE_SIZE);
 	struct pt_query q;
 	pt_query(&mm->root, page, &q);
-	if (q.present)
-		return FR_REFUSED;
+	if (q.present) {
+		/* Not present when it faulted, resident now: another CPU's fault made it so
+		 * before this one took the lock (a collided fault's retry that runs while the
+		 * reader still maps the page).  Retried when the PTE allows the access. */
+		bool allowed = q.eff.user && (!(err & PF_W) || q.eff.write) && (!exec || q.eff.exec);
+		return allowed ? FR_RETRY : FR_REFUSED;
+	}
 	return page_fault_in(mm, v, page, err & PF_W, exec, may_page, need);
 }
 
@@ -843,6 +855,27 @@ static bool map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns,
 
 /* ---- the public entries: each under the address-space lock (mmproc.h) ------------- */
 
+static uint64_t free_frames(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.free;
+}
+
+/* A frame allocation that failed under the lock (a fault path's FR_NO_FRAME, a commit's
+ * STATUS_INSUFFICIENT_RESOURCES) (mm/RULES.md, "Paging", memory pressure): the address-space
+ * lock dropped (the relief trims this space too, and waits for the writer), the pressure
+ * relieved, the lock taken again; whether to retry, once: the relief ran and made standby
+ * frames.  Where it may not run (the caller's IRQL, a lock the caller holds) nothing waits
+ * and the fault fails as it would have. */
+static bool relieve_and_relock(struct mm_process *mm, KIRQL *irql)
+{
+	mm_space_unlock(mm, *irql);
+	bool again = uvm_relieve_pressure() != 0;
+	*irql = mm_space_lock(mm);
+	return again;
+}
+
 /* The argument checks without a lock (they read nothing the lock guards: highest_user is
  * set once); everything else under it.  terminating is read under it too. */
 NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULONG type, ULONG protect)
@@ -851,6 +884,10 @@ NTSTATUS uvm_allocate(struct mm_process *mm, uint64_t *base, uint64_t *size, ULO
 		return STATUS_INVALID_PARAMETER;
 	KIRQL irql = mm_space_lock(mm);
 	NTSTATUS st = allocate(mm, base, size, type, protect);
+	/* Its pool allocations (the VAD, the page array) failed, nothing changed; when that was
+	 * for want of a frame (none free), relieved and tried once more. */
+	if (st == STATUS_INSUFFICIENT_RESOURCES && !free_frames() && relieve_and_relock(mm, &irql))
+		st = allocate(mm, base, size, type, protect);
 	mm_space_unlock(mm, irql);
 	return st;
 }
@@ -884,9 +921,16 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 		return STATUS_ACCESS_VIOLATION;
 	KIRQL irql = mm_space_lock(mm);
 	struct fault_need need;
-	enum fault_result r = resolve_fault(mm, va, err, intr && irql < DISPATCH_LEVEL, &need);
-	if (r == FR_HARD)
-		r = page_in(mm, &need, &irql);
+	enum fault_result r;
+	for (bool relieved = false;; relieved = true) {
+		r = resolve_fault(mm, va, err, intr && irql < DISPATCH_LEVEL, &need);
+		if (r == FR_HARD)
+			r = page_in(mm, &need, &irql);
+		/* Everything is read again after the relief: the page may have changed meanwhile.
+		 * No relief where no page may be waited for (interrupts off). */
+		if (r != FR_NO_FRAME || relieved || !intr || !relieve_and_relock(mm, &irql))
+			break;
+	}
 	mm_space_unlock(mm, irql);
 	if (r == FR_IRQL)
 		return UVM_STATUS_PAGEABLE_AT_DISPATCH;
@@ -918,6 +962,7 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t done = 0;
 	enum fault_result r = FR_DONE;
+	bool relieved = false; /* one relief a walk (relieve_and_relock) */
 	while (done < n) {
 		struct fault_need need;
 		done += make_resident_pages(mm, page + done * PAGE_SIZE, n - done, write,
@@ -932,6 +977,11 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			mm_space_unlock(mm, irql);
 			r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
 			irql = mm_space_lock(mm);
+		}
+		if (r == FR_NO_FRAME && !relieved && may_page) {
+			relieved = true;
+			if (relieve_and_relock(mm, &irql))
+				r = FR_RETRY; /* the walk goes on from the same page */
 		}
 		if (r == FR_INPAGE_ERROR) {
 			stop->status = STATUS_IN_PAGE_ERROR;
@@ -952,37 +1002,67 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 
 /* ---- the trimmer (mm/RULES.md, "Paging") ------------------------------------------- */
 
+/* The trimmer's batch: TRIM_BATCH pages of a VAD at a time, their PTEs exchanged first
+ * (pt_trim_run_unflushed: one walk a page table), then one flush of the batch's range from
+ * every CPU, then its frames to the modified list under one hold of the PFN lock.  64: the
+ * flush is one full flush of the process where 64 single-page shootdowns were, and the
+ * batch's arrays are 1 KiB of stack. */
+#define TRIM_BATCH 64
 struct trim_ctx {
 	struct mm_process *mm;
 	struct uvm_trim_result *res;
+	const struct vad *v;
+	const struct uvm_pages *pg;
+	uint32_t n;
+	uint64_t first_va, last_va;
+	pfn_t pfn[TRIM_BATCH];
+	uint64_t pte_pa[TRIM_BATCH];
 };
 
-/* Every resident page of one VAD_PRIVATE range that no lock holds leaves the working set. */
+/* pt_trim_run_unflushed's choice for a valid page: its transition PTE, the frame kept in the
+ * batch; 0 (left valid) for a page whose frame a lock holds, a locked frame staying in the
+ * working set (the rulebook's decision): the probe locks under this lock, so the count read
+ * here cannot rise meanwhile, and the writer's hold on a frame taken back during its write is
+ * no lock of the page's. */
+static uint64_t trim_pick(void *ctx, uint64_t va, uint64_t pfn, uint64_t pte_pa)
+{
+	struct trim_ctx *c = ctx;
+	uint64_t s = c->pg->page[page_index(c->v, va)];
+	if (!(s & PS_PROTECT) || (s & PS_PARKED))
+		return 0; /* not a committed page's own frame */
+	if (pfn_page_locks(pfn)) {
+		c->res->kept_locked++;
+		return 0;
+	}
+	if (!c->n)
+		c->first_va = va;
+	c->last_va = va;
+	c->pfn[c->n] = pfn;
+	c->pte_pa[c->n++] = pte_pa;
+	return pt_transition_pte(pfn, mm_protection(s & PS_PROTECT));
+}
+
+/* Every resident page of one VAD_PRIVATE range that no lock holds leaves the working set, a
+ * batch at a time.  No frame goes on a list before the flush that follows its exchange has
+ * reached every CPU: until then a CPU may still write it through its old translation, and
+ * on the list the writer reads it and the allocator hands it out (RULES "Paging"). */
 static void trim_vad(struct vad *v, void *ctx)
 {
 	struct trim_ctx *c = ctx;
-	struct uvm_pages *pg = pages_of(v);
+	const struct uvm_pages *pg = pages_of(v);
 	if (v->kind != VAD_PRIVATE || !pg)
 		return;
-	for (uint64_t i = 0; i < pg->npages; i++) {
-		uint64_t s = pg->page[i], va = v->start + i * PAGE_SIZE;
-		if (!(s & PS_PROTECT) || (s & PS_PARKED))
+	c->v = v;
+	c->pg = pg;
+	for (uint64_t i = 0; i < pg->npages; i += TRIM_BATCH) {
+		uint64_t cnt = pg->npages - i < TRIM_BATCH ? pg->npages - i : TRIM_BATCH;
+		c->n = 0;
+		pt_trim_run_unflushed(&c->mm->root, v->start + i * PAGE_SIZE, cnt, trim_pick, c);
+		if (!c->n)
 			continue;
-		uint64_t pte_pa, e = page_leaf(c->mm, va, &pte_pa);
-		struct pt_sw sw;
-		pt_decode_software(e, &sw);
-		if (sw.kind != PT_SW_VALID)
-			continue;
-		/* A locked frame stays in the working set, valid (the rulebook's decision): the
-		 * probe locks under this lock, so the count read here cannot rise meanwhile.  The
-		 * writer's hold on a frame taken back during its write is no lock of the page's. */
-		if (pfn_page_locks(sw.pfn)) {
-			c->res->kept_locked++;
-			continue;
-		}
-		pt_trim_page(&c->mm->root, va, pt_transition_pte(sw.pfn, mm_protection(s & PS_PROTECT)));
-		pfn_trimmed(sw.pfn, pte_pa);
-		c->res->trimmed++;
+		tlb_flush_range(&c->mm->root, c->first_va, c->last_va + PAGE_SIZE - c->first_va);
+		pfn_trimmed_frames(c->pfn, c->pte_pa, c->n);
+		c->res->trimmed += c->n;
 	}
 }
 
@@ -991,7 +1071,9 @@ void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res)
 	memset(res, 0, sizeof *res);
 	if (!mm)
 		return;
-	struct trim_ctx c = { mm, res };
+	struct trim_ctx c; /* the batch's arrays are filled before they are read */
+	c.mm = mm;
+	c.res = res;
 	KIRQL irql = mm_space_lock(mm);
 	vad_for_each(mm, trim_vad, &c);
 	mm_space_unlock(mm, irql);
@@ -1001,24 +1083,68 @@ void uvm_trim(struct mm_process *mm, struct uvm_trim_result *res)
 static bool trim_space(struct mm_process *mm, void *ctx)
 {
 	struct uvm_trim_result *total = ctx, res = { 0 };
-	struct trim_ctx c = { mm, &res };
+	struct trim_ctx c;
+	c.mm = mm;
+	c.res = &res;
 	vad_for_each(mm, trim_vad, &c); /* mm_for_each_space holds mm's lock */
 	total->trimmed += res.trimmed;
 	total->kept_locked += res.kept_locked;
 	return true;
 }
 
+/* The CPU relieving memory pressure (its number + 1; 0: none): one at a time, since a second
+ * trim of the same working sets finds nothing the first left and the writer has one gate. */
+static uint32_t relief_cpu;
+
+static uint64_t standby_pages(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s.standby;
+}
+
+/* Spin, interrupts on as the writer's wait has them (this CPU may be in a #PF's
+ * interrupts-off entry), until no CPU relieves: the relieving CPU's shootdowns and its disk's
+ * completion may need this one. */
+static void wait_for_relief(void)
+{
+	bool window = !(read_rflags() & RFLAGS_IF);
+	if (window)
+		__asm__ volatile("sti" ::: "memory");
+	while (__atomic_load_n(&relief_cpu, __ATOMIC_ACQUIRE))
+		cpu_relax();
+	if (window)
+		__asm__ volatile("cli" ::: "memory");
+}
+
 uint64_t uvm_relieve_pressure(void)
 {
+	/* NT's MiEnsureAvailablePageOrWait: only a thread that may wait waits for the trimmer
+	 * and the writer; at DISPATCH_LEVEL, or holding a ranked lock (the trimmer takes every
+	 * address-space lock and the pool's; the writer waits for I/O), the allocation fails.
+	 * The writer's own allocations (its IRP, a pool page for it) and those of this routine
+	 * never relieve again: on this CPU that would wait for itself. */
+	struct kcpu *c = this_cpu();
+	if (KeGetCurrentIrql() >= DISPATCH_LEVEL || c->klock_held || c->mm_relieving || pagefile_writer_is_mine())
+		return 0;
+	uint32_t none = 0;
+	if (!__atomic_compare_exchange_n(&relief_cpu, &none, c->number + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+		/* Another CPU relieves: its standby pages serve this caller's retry too.  It waits
+		 * for nothing this CPU holds (no ranked lock, not the writer's gate). */
+		wait_for_relief();
+		return standby_pages();
+	}
+	c->mm_relieving = true;
 	struct uvm_trim_result total = { 0 };
 	mm_for_each_space(trim_space, &total);
 	__atomic_fetch_add(&paging.trimmed, total.trimmed, __ATOMIC_RELAXED);
 	/* The system's working set too: paged pool's unlocked pages (its module trims them). */
 	pool_trim_paged();
 	pagefile_write_modified();
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.standby;
+	c->mm_relieving = false;
+	__atomic_fetch_add(&paging.reliefs, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&relief_cpu, 0, __ATOMIC_RELEASE);
+	return standby_pages();
 }
 
 struct count_ctx {
@@ -1061,6 +1187,7 @@ void uvm_get_paging_stats(struct uvm_paging_stats *out)
 	out->collided_faults = __atomic_load_n(&paging.collided_faults, __ATOMIC_RELAXED);
 	out->inpage_errors = __atomic_load_n(&paging.inpage_errors, __ATOMIC_RELAXED);
 	out->trimmed = __atomic_load_n(&paging.trimmed, __ATOMIC_RELAXED);
+	out->reliefs = __atomic_load_n(&paging.reliefs, __ATOMIC_RELAXED);
 }
 
 bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,

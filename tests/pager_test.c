@@ -26,6 +26,14 @@
  *     probe brings it back and locks it, and its MDL mapping is touched at DISPATCH_LEVEL
  *     safely; the buffer itself touched at DISPATCH_LEVEL after a trim is 0x0A, and with the
  *     verifier's force IRQL checking a raise trims it first, so that bug stops every time;
+ *     small paged allocations (slab pages) the same, and an empty slab page given back while
+ *     trimmed frees its frame or slot without being brought in;
+ *   - memory pressure: with every free frame taken and nothing on standby, a demand-zero
+ *     fault, a nonpaged-pool page (at PASSIVE_LEVEL; at DISPATCH_LEVEL it is NULL with
+ *     nothing trimmed) and a hard fault, user or paged pool, are had by paging other memory
+ *     out (its PTEs walked), locked memory untouched;
+ *   - the trimmer's batch: a second CPU in the process's space faults on every trimmed page
+ *     at once, one shootdown a batch; with the IPI off it reads them through stale entries;
  *   - every case ends with frames, standby and modified pages, slots and pool where it began.
  */
 #include "kernel/ktest.h"
@@ -43,17 +51,21 @@
 #include "kernel/trap.h"
 #include "kernel/process.h"
 #include "kernel/virtio/virtio_blk.h"
+#include "kernel/smp/smp.h"
+#include "mm/tlb.h"
 #include "mm/mdl.h"
 #include "mm/mm.h"
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
+#include "mm/tlb.h"
 #include "mm/uvm.h"
 #include "mm/verifier.h"
 
 #define P PAGE_SIZE
 #define NPAGES 8u
 #define PG_SEED 0x5A6E0001u
+#define PP_TAG_PRESSURE 0x73725050u /* 'PPrs' */
 
 static EPROCESS proc;
 static KAPC_STATE apc;
@@ -457,6 +469,348 @@ static void memory_pressure_pages_out_unlocked_memory_and_never_locked(struct kt
 	for (unsigned i = 0; i < 8; i++)
 		EXPECT_TRUE(t, intact(base, i, seed));
 }
+
+/* ---- memory pressure at every frame allocation (mm/RULES.md, "Paging", memory pressure) ---- */
+
+static struct pfn_stats pfn_now(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s;
+}
+
+/* The kernel's write of page i's pattern into the process (a real #PF in the SMAP window). */
+static NTSTATUS write_page(uint64_t base, unsigned i, uint32_t seed)
+{
+	static uint8_t page[P];
+	pattern_fill(page, P, seed + i);
+	KeStackAttachProcess(&proc, &apc);
+	NTSTATUS st = copy_to_user(base + i * P, page, P);
+	KeUnstackDetachProcess(&apc);
+	return st;
+}
+
+/* A demand-zero fault that finds no free and no standby frame: the fault path drops the
+ * address-space lock, relieves the pressure (the unlocked half of the buffer trimmed and
+ * written out), and its retry repurposes one of those frames.  The locked half keeps its
+ * valid PTEs and frames.  Before, the fault was an access violation. */
+static void a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1200;
+	uint64_t base = commit(t, 9); /* pages 0-7 filled, page 8 demand zero */
+	fill(t, base, 8, seed);
+	PMDL locked = lock(t, base + 4 * P, 4);
+	pfn_t lf[4], uf[4];
+	for (unsigned i = 0; i < 4; i++) {
+		lf[i] = MmGetMdlPfnArray(locked)[i];
+		uf[i] = frame(base + i * P);
+	}
+	EXPECT_EQ(t, raw(base + 8 * P), 0u);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	NTSTATUS st = write_page(base, 8, seed);
+	struct uvm_paging_stats s1 = stats();
+	struct pfn_stats p1 = pfn_now();
+	uint64_t pte8 = raw(base + 8 * P), unl[4], lck[4];
+	pfn_t lckf[4];
+	for (unsigned i = 0; i < 4; i++) {
+		unl[i] = raw(base + i * P);
+		lck[i] = raw(base + (4 + i) * P);
+		lckf[i] = frame(base + (4 + i) * P);
+	}
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_GE(t, p1.repurposed - p0.repurposed, 1u);
+	EXPECT_TRUE(t, mmt_has(pte8, MMT_PTE_P));
+	/* The unlocked half left the working set: written out (standby, transition PTEs), one
+	 * of them maybe repurposed for the new page (a pagefile PTE naming its slot). */
+	unsigned out = 0;
+	for (unsigned i = 0; i < 4; i++) {
+		bool tr = mmt_sw_is_transition(unl[i]), pf = mmt_sw_is_pagefile(unl[i]);
+		out += tr || pf;
+		if (tr)
+			EXPECT_EQ(t, mmt_sw_transition_pfn(unl[i]), uf[i]);
+	}
+	EXPECT_EQ(t, out, 4u);
+	for (unsigned i = 0; i < 4; i++) {
+		EXPECT_TRUE(t, mmt_has(lck[i], MMT_PTE_P));
+		EXPECT_EQ(t, lckf[i], lf[i]);
+	}
+	unlock(locked);
+	for (unsigned i = 0; i < 9; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A nonpaged-pool allocation that needs new pages (whole pages: never a slab's room) under
+ * the same pressure: at DISPATCH_LEVEL nothing may wait, so it is NULL with nothing trimmed,
+ * no frame and no pool byte taken; at PASSIVE_LEVEL the pool relieves the pressure without
+ * its lock and has them. */
+static void a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1300;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_paging_stats s0 = stats();
+	struct pool_stats q0, q1;
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	pool_get_stats(&q0);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	void *a = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
+	KeLowerIrql(old);
+	pool_get_stats(&q1);
+	struct pfn_stats p1 = pfn_now();
+	struct uvm_paging_stats s1 = stats();
+	uint64_t at_dispatch = raw(base);
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
+	struct uvm_paging_stats s2 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	if (b) {
+		memset(b, 0xA5, 2 * P); /* its pages are mapped and writable */
+		ExFreePoolWithTag(b, PP_TAG_PRESSURE);
+	}
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_TRUE(t, a == NULL);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	EXPECT_EQ(t, p1.free, 0u);
+	EXPECT_EQ(t, q1.pages_in_use, q0.pages_in_use);
+	EXPECT_EQ(t, q1.bytes_in_use, q0.bytes_in_use);
+	EXPECT_TRUE(t, mmt_has(at_dispatch, MMT_PTE_P));
+	EXPECT_TRUE(t, b != NULL);
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A hard fault whose read finds no frame to read into: the page's pagefile PTE is left as it
+ * was, the pressure relieved (another buffer paged out), and the retry reads it in. */
+static void a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1400, other = PG_SEED + 0x1410;
+	uint64_t a = commit(t, 1);
+	fill(t, a, 1, seed);
+	page_out_and_repurpose(t, a, 1, seed);
+	uint64_t b = commit(t, 4);
+	fill(t, b, 4, other);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	bool back = intact(a, 0, seed);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t pa = raw(a), pb[4];
+	for (unsigned i = 0; i < 4; i++)
+		pb[i] = raw(b + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, back);
+	EXPECT_TRUE(t, mmt_has(pa, MMT_PTE_P));
+	EXPECT_EQ(t, s1.hard_faults - s0.hard_faults, 1u);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(pb[i]) || mmt_sw_is_pagefile(pb[i]));
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(b, i, other));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A commit whose page array needs new pool pages (1024 pages: an 8 KiB array, whole pool
+ * pages) under the same pressure: the pool cannot relieve under the address-space lock, so
+ * the commit drops it, relieves and commits on its second try.  Before,
+ * STATUS_INSUFFICIENT_RESOURCES. */
+static void a_commit_whose_page_array_needs_a_pool_page_relieves_pressure(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1800;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	uint64_t big = 0, size = 1024 * P;
+	NTSTATUS st = uvm_allocate(&proc.mm, &big, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	if (st == STATUS_SUCCESS) {
+		EXPECT_EQ(t, size, 1024 * P);
+		uint64_t zero = 0;
+		EXPECT_EQ(t, uvm_free(&proc.mm, &big, &zero, MEM_RELEASE), STATUS_SUCCESS);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* The same from ring 3: an agent's first write to a committed page finds no frame; the
+ * #PF from user mode relieves the pressure (the pager process's buffer paged out) and the
+ * write is retried; the agent reads back what it wrote and ends with STATUS_SUCCESS.  Before,
+ * the process ended with the access violation. */
+#define PRESSURE_VA 0x30000000ul
+static void a_ring_3_demand_zero_fault_with_no_free_frame_succeeds(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1900;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct agent_script script;
+	agent_begin(&script);
+	const uint64_t value = 0x5A6E19005A6E1900ull;
+	agent_write64(&script, PRESSURE_VA + 0x18, value);
+	uint32_t rd = agent_read64(&script, PRESSURE_VA + 0x18);
+	PEPROCESS p = agent_create(&script, 0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t va = PRESSURE_VA, size = P;
+	EXPECT_EQ(t, uvm_allocate(&p->mm, &va, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
+	EXPECT_EQ(t, mmt_raw_pte_in(&p->mm.root, PRESSURE_VA), 0u);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	NTSTATUS st = PsRunProcess(p);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t ptes[4];
+	for (unsigned i = 0; i < 4; i++)
+		ptes[i] = raw(base + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_FALSE(t, p->fault.happened);
+	EXPECT_GE(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_TRUE(t, mmt_has(mmt_raw_pte_in(&p->mm.root, PRESSURE_VA), MMT_PTE_P));
+	uint64_t got = 0;
+	EXPECT_TRUE(t, ps_report(p, AGENT_KEY(rd, 0), &got));
+	EXPECT_EQ(t, got, value);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	PsDestroyProcess(p);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* The trimmer's batched shootdown (RULES "Paging", the trimmer): CPU 1 runs in the process's
+ * address space and reads every page of two buffers (40 pages: a full flush of the process;
+ * 4: INVLPGs), so its TLB holds them; the boot CPU trims; CPU 1's next read of each page is a
+ * not-present #PF at that page.  With the IPI off (ipi false) CPU 1 still reads every page
+ * through its stale entries, which is what a frame put on the modified list before the flush
+ * reached every CPU would be open to. */
+#define TS_BIG 40u
+#define TS_SMALL 4u
+struct trim_probe {
+	struct pt_root *root;
+	uint64_t va[TS_BIG + TS_SMALL];
+	volatile uint32_t first_done, changed, timed_out;
+	uint32_t first_ok, second_ok, second_faults_right;
+};
+
+static uint32_t trim_probe_pass(struct trim_probe *u, bool check)
+{
+	uint32_t ok = 0;
+	for (unsigned i = 0; i < TS_BIG + TS_SMALL; i++) {
+		uint8_t v;
+		struct faultcap c;
+		memset(&c, 0, sizeof c);
+		if (faultcap_try_load8(u->va[i], &v, &c))
+			ok++;
+		else if (check && c.from_cpu && c.vector == VEC_PAGE_FAULT && c.error_code == 0 && c.cr2 == u->va[i])
+			u->second_faults_right++;
+	}
+	return ok;
+}
+
+/* Interrupts off from the first pass to the second (no handler's flush may drop an entry
+ * the case shows to be stale); the wait still serves cross-calls, so a shootdown reaches it. */
+static void trim_probe_on_ap(void *arg)
+{
+	struct trim_probe *u = arg;
+	bool intr = read_rflags() & RFLAGS_IF;
+	__asm__ volatile("cli" ::: "memory");
+	tlb_switch_to(u->root);
+	user_access_begin();
+	u->first_ok = trim_probe_pass(u, false);
+	__atomic_store_n(&u->first_done, 1, __ATOMIC_SEQ_CST);
+	if (!smp_wait_flag(&u->changed))
+		u->timed_out = 1;
+	else
+		u->second_ok = trim_probe_pass(u, true);
+	user_access_end();
+	tlb_switch_to(&kernel_root);
+	if (intr)
+		__asm__ volatile("sti" ::: "memory");
+}
+
+static void trim_shootdown_case(struct ktest *t, bool ipi)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0x1600;
+	uint64_t big = commit(t, TS_BIG), small = commit(t, TS_SMALL);
+	fill(t, big, TS_BIG, seed);
+	fill(t, small, TS_SMALL, seed + TS_BIG);
+	struct trim_probe u;
+	memset(&u, 0, sizeof u);
+	u.root = root();
+	for (unsigned i = 0; i < TS_BIG; i++)
+		u.va[i] = big + i * P + 0x40;
+	for (unsigned i = 0; i < TS_SMALL; i++)
+		u.va[TS_BIG + i] = small + i * P + 0x40;
+	bool started = smp_work_start(1, trim_probe_on_ap, &u);
+	bool first = started && smp_wait_flag(&u.first_done);
+	struct uvm_trim_result r = { 0 };
+	struct tlb_stats s0, s1;
+	tlb_get_stats(&s0);
+	if (first) {
+		tlb_test_set_shootdown(ipi);
+		uvm_trim(&proc.mm, &r);
+		tlb_test_set_shootdown(true);
+	}
+	tlb_get_stats(&s1);
+	__atomic_store_n(&u.changed, 1, __ATOMIC_SEQ_CST);
+	bool back = started && smp_work_wait(1);
+	ASSERT_TRUE(t, started && first && back);
+	EXPECT_FALSE(t, u.timed_out);
+	EXPECT_EQ(t, u.first_ok, TS_BIG + TS_SMALL);
+	EXPECT_EQ(t, r.trimmed, (uint64_t)(TS_BIG + TS_SMALL));
+	for (unsigned i = 0; i < TS_BIG + TS_SMALL; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(raw(ALIGN_DOWN(u.va[i], P))));
+	if (ipi) {
+		EXPECT_EQ(t, u.second_ok, 0u);
+		EXPECT_EQ(t, u.second_faults_right, TS_BIG + TS_SMALL);
+		/* One shootdown a batch: one for each buffer, not one a page. */
+		EXPECT_EQ(t, s1.shootdowns - s0.shootdowns, 2u);
+	} else {
+		EXPECT_EQ(t, u.second_ok, TS_BIG + TS_SMALL);
+	}
+	for (unsigned i = 0; i < TS_BIG; i++)
+		EXPECT_TRUE(t, intact(big, i, seed));
+	for (unsigned i = 0; i < TS_SMALL; i++)
+		EXPECT_TRUE(t, intact(small, i, seed + TS_BIG));
+}
+
+static void a_trims_batch_is_flushed_from_the_cpu_running_the_process(struct ktest *t) { trim_shootdown_case(t, true); }
+static void a_trim_without_the_ipi_leaves_stale_entries(struct ktest *t) { trim_shootdown_case(t, false); }
 
 static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct ktest *t)
 {
@@ -1033,6 +1387,64 @@ static void a_page_taken_back_during_its_write_can_be_trimmed_and_freed(struct k
 	EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
 }
 
+struct relief_run {
+	volatile uint32_t done;
+	uint64_t standby;
+};
+
+static void relieve_on_cpu(void *arg)
+{
+	struct relief_run *r = arg;
+	r->standby = uvm_relieve_pressure();
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+}
+
+/* Two CPUs relieve at once: CPU 1's relief is held in its writer (the device's answer
+ * held, so it stays in progress whatever the timing); CPU 2's waits for it instead of
+ * trimming and writing again, and returns CPU 1's result: one relief counted, the four
+ * pages trimmed and written once.  (CPU 2 is not done while CPU 1's write is held; a
+ * relief that did not wait would be counted twice.) */
+static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
+{
+	if (smp_cpus_online() < 3)
+		ktest_skip(t, "needs 3 CPUs");
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1700;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	pfn_t f = frame(base);
+	struct uvm_paging_stats s0 = stats();
+	struct pagefile_stats w0, w1;
+	pagefile_get_stats(&w0);
+	struct relief_run a = { 0 }, b = { 0 };
+	vblk_test_hold_completions(true);
+	bool started = smp_work_start(1, relieve_on_cpu, &a);
+	bool writing = started && mmt_wait_until(frame_being_written, &f);
+	bool second = writing && smp_work_start(2, relieve_on_cpu, &b);
+	bool b_waited = true;
+	if (second) {
+		/* CPU 2 is in: it is the relieving CPU's waiter or it is done (a bug). */
+		for (int i = 0; i < 100000 && !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE); i++)
+			cpu_relax();
+		b_waited = !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
+	}
+	vblk_test_hold_completions(false); /* no ASSERT before this: the device must not stay held */
+	bool a_back = !started || smp_work_wait(1);
+	bool b_back = !second || smp_work_wait(2);
+	pagefile_get_stats(&w1);
+	struct uvm_paging_stats s1 = stats();
+	ASSERT_TRUE(t, started && writing && second && a_back && b_back);
+	EXPECT_TRUE(t, b_waited);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_EQ(t, s1.trimmed - s0.trimmed, 4u);
+	EXPECT_GE(t, w1.pages_written - w0.pages_written, 4u); /* and any paged pool's */
+	EXPECT_GE(t, a.standby, 4u);
+	EXPECT_EQ(t, b.standby, a.standby);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 struct detacher {
 	volatile uint32_t done;
 	bool result;
@@ -1139,9 +1551,17 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_disk_is_refused_as_pagefile_without_pagefile_1),
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
+	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
+	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
+	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
+	KTEST_CASE(a_commit_whose_page_array_needs_a_pool_page_relieves_pressure),
+	KTEST_CASE(a_ring_3_demand_zero_fault_with_no_free_frame_succeeds),
+	KTEST_CASE(a_trims_batch_is_flushed_from_the_cpu_running_the_process),
+	KTEST_CASE(a_trim_without_the_ipi_leaves_stale_entries),
 	KTEST_CASE(a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost),
 	KTEST_CASE(two_cpus_fault_one_paged_out_page_and_one_read_serves_both),
 	KTEST_CASE(a_page_taken_back_during_its_write_can_be_trimmed_and_freed),
+	KTEST_CASE(two_cpus_relieving_at_once_relieve_once),
 	KTEST_CASE(a_detach_waits_for_a_write_in_progress),
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
@@ -1550,6 +1970,52 @@ static void memory_pressure_pages_out_paged_pool(struct ktest *t)
 	ExFreePoolWithTag(b, PP_TAG);
 }
 
+/* A paged-pool hard fault with no frame to read into (pool_resolve_fault): the pool lock
+ * dropped, the pressure relieved (a second paged buffer paged out), the page read in on the
+ * retry; the first fault relieves, the next two repurpose what it made. */
+static void a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1500, other = PG_SEED + 0x1510;
+	uint8_t *b = paged_buffer(t, seed);
+	pool_trim_paged();
+	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
+	hoard_all_free_frames();
+	pfn_t taken[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pfn_free(taken[i]);
+	release_hoard();
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		ASSERT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
+	uint8_t *c = paged_buffer(t, other);
+	struct uvm_paging_stats u0 = stats();
+	struct pool_paging_stats s0 = pstats();
+	hoard_all_free_frames();
+	struct pfn_stats p0;
+	pfn_get_stats(&p0);
+	bool back = paged_intact(b, seed);
+	struct uvm_paging_stats u1 = stats();
+	struct pool_paging_stats s1 = pstats();
+	uint64_t pc[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		pc[i] = kraw((uint64_t)c + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, back);
+	EXPECT_EQ(t, s1.hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
+	EXPECT_EQ(t, s1.inpage_errors, s0.inpage_errors);
+	EXPECT_EQ(t, u1.reliefs - u0.reliefs, 1u);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(pc[i]) || mmt_sw_is_pagefile(pc[i]));
+	EXPECT_TRUE(t, paged_intact(c, other));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	ExFreePoolWithTag(b, PP_TAG);
+	ExFreePoolWithTag(c, PP_TAG);
+}
+
 static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct ktest *t)
 {
 	uint32_t seed = PG_SEED + 0xA00;
@@ -1653,6 +2119,359 @@ static void force_irql_checking_catches_paged_pool_at_dispatch(struct ktest *t)
 	KTEST_FAIL(t, "the load under the spin lock returned");
 }
 
+struct pool_reader {
+	const uint8_t *b;
+	uint32_t seed;
+	bool ok;
+};
+
+/* On another CPU: read the paged buffer (its translations cached there, or faulted in). */
+static void read_paged_on_cpu(void *arg)
+{
+	struct pool_reader *r = arg;
+	r->ok = paged_intact(r->b, r->seed);
+}
+
+/* One pool trim of PP_PAGES pages is one flush round, not one shootdown per page (it runs at
+ * every raise under force IRQL checking): no shootdown, one purge round; and that round
+ * reached the other CPU, which cached the pages' translations before: its next read faults
+ * (soft, once per page) instead of using them. */
+static void a_pool_trim_flushes_its_pages_in_one_round(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0x1500;
+	uint8_t *b = paged_buffer(t, seed);
+	struct pool_reader r = { b, seed, false };
+	ASSERT_TRUE(t, smp_work_start(1, read_paged_on_cpu, &r));
+	EXPECT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, r.ok);
+	struct tlb_stats t0, t1;
+	tlb_get_stats(&t0);
+	EXPECT_EQ(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	tlb_get_stats(&t1);
+	EXPECT_EQ(t, t1.shootdowns - t0.shootdowns, 0u);
+	EXPECT_EQ(t, t1.purges - t0.purges, 1u);
+	EXPECT_EQ(t, t1.purged_ranges - t0.purged_ranges, 1u); /* the three pages are one range */
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + i * P)));
+	struct pool_paging_stats s0 = pstats();
+	r.ok = false;
+	ASSERT_TRUE(t, smp_work_start(1, read_paged_on_cpu, &r));
+	EXPECT_TRUE(t, smp_work_wait(1));
+	EXPECT_TRUE(t, r.ok);
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, (uint64_t)PP_PAGES);
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
+/* ---- small paged pool: slab pages ---- */
+
+#define SP_TAG 0x6C735050u /* 'PPsl' */
+#define SP_SMALL 8u        /* blocks of SP_SMALL_SIZE: class 256, one slab page */
+#define SP_SMALL_SIZE 200u
+#define SP_BIG 2u          /* blocks of SP_BIG_SIZE: class 2048, the two slots of one page */
+#define SP_BIG_SIZE 2000u
+#define SP_N (SP_SMALL + SP_BIG)
+#define SP_SLOT_SHIFT 1024u
+
+struct small_set {
+	uint8_t *b[SP_N];
+	uint64_t page[2]; /* the class-256 page, the class-2048 page */
+};
+
+static uint32_t sp_size(unsigned i) { return i < SP_SMALL ? SP_SMALL_SIZE : SP_BIG_SIZE; }
+/* Where block i's pattern starts: a class-2048 block's data begins 16 bytes into its slot,
+ * so from data byte 496 the pattern fills whole sectors of the page (its slot's second and
+ * third), which `# disk-check:` can name; the bytes before are SP_FILL. */
+#define SP_SECTOR_OFF (VBLK_SECTOR - 16)
+#define SP_FILL 0xC3
+static uint32_t sp_off(unsigned i) { return i < SP_SMALL ? 0 : SP_SECTOR_OFF; }
+
+static void sp_fill(uint8_t *b, unsigned i, uint32_t seed)
+{
+	memset(b, SP_FILL, sp_off(i));
+	pattern_fill(b + sp_off(i), sp_size(i) - sp_off(i), seed + i);
+}
+
+/* SP_SMALL blocks of one class in one slab page and SP_BIG of another in a second, each
+ * filled with the pattern of seed + i.  Paged slab pages are made for these blocks alone: the
+ * case starts with no paged slab page (accounting's pool_trim gave the spares back). */
+static void small_set_alloc(struct ktest *t, struct small_set *s, uint32_t seed)
+{
+	for (unsigned i = 0; i < SP_N; i++) {
+		s->b[i] = ExAllocatePool2(POOL_FLAG_PAGED, sp_size(i), SP_TAG);
+		ASSERT_TRUE(t, s->b[i] != NULL);
+		sp_fill(s->b[i], i, seed);
+	}
+	s->page[0] = ALIGN_DOWN((uint64_t)s->b[0], P);
+	s->page[1] = ALIGN_DOWN((uint64_t)s->b[SP_SMALL], P);
+	ASSERT_NE(t, s->page[0], s->page[1]);
+	for (unsigned i = 0; i < SP_N; i++)
+		ASSERT_EQ(t, ALIGN_DOWN((uint64_t)s->b[i], P), s->page[i < SP_SMALL ? 0 : 1]);
+}
+
+static bool small_set_intact(const struct small_set *s, uint32_t seed)
+{
+	static uint8_t want[SP_BIG_SIZE];
+	for (unsigned i = 0; i < SP_N; i++) {
+		sp_fill(want, i, seed);
+		if (memcmp(s->b[i], want, sp_size(i))) /* the kernel's own reads: the faults are the pool's */
+			return false;
+	}
+	return true;
+}
+
+static void small_set_free(struct small_set *s)
+{
+	for (unsigned i = 0; i < SP_N; i++)
+		ExFreePoolWithTag(s->b[i], SP_TAG);
+}
+
+/* Allocate frames (after the free ones are hoarded) until every page of pages[] has a
+ * pagefile PTE: its standby frame repurposed.  Bounded; true when all are out. */
+static bool repurpose_pool_pages(const uint64_t *pages, unsigned n)
+{
+	hoard_all_free_frames();
+	pfn_t taken[32];
+	unsigned ntaken = 0;
+	bool out = false;
+	while (!out && ntaken < 32) {
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
+		out = true;
+		for (unsigned i = 0; i < n; i++)
+			out = out && mmt_sw_is_pagefile(kraw(pages[i]));
+	}
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
+	release_hoard();
+	return out;
+}
+
+/* Small paged allocations (two slab pages) leave and come back as the large ones do: the
+ * trim makes their PTEs transition PTEs naming the same frames, a touch is a soft fault;
+ * written (the image read from outside: the class-2048 page's data sectors at its slot) and
+ * repurposed, pagefile PTEs, a touch a hard fault; the data intact throughout.  pool_query
+ * of a block whose page is out: not found at DISPATCH_LEVEL (its header is out), found below
+ * (the page brought back).  Freed while trimmed, each block's page comes back for its checks. */
+static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t)
+{
+	/* The pagefile 1024 slots further in, so that no later case's page-out (the slots are
+	 * taken first-fit) writes over the sectors the harness reads after the run. */
+	PDEVICE_OBJECT d = pagefile_disk(t);
+	ASSERT_TRUE(t, pagefile_attach_at(d, PAGEFILE_FIRST_SECTOR + SP_SLOT_SHIFT * (P / VBLK_SECTOR)));
+	pagefile_set_limit(PAGEFILE_SLOTS - SP_SLOT_SHIFT);
+	uint32_t seed = PG_SEED + 0x1300;
+	struct small_set s;
+	small_set_alloc(t, &s, seed);
+	pfn_t before[2] = { mmt_frame_of(s.page[0]), mmt_frame_of(s.page[1]) };
+	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, SP_SMALL_SIZE, SP_TAG);
+	ASSERT_TRUE(t, np != NULL);
+
+	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t e = kraw(s.page[k]);
+		EXPECT_TRUE(t, mmt_sw_is_transition(e));
+		EXPECT_EQ(t, mmt_sw_transition_pfn(e), before[k]);
+		EXPECT_EQ(t, mmt_sw_protection(e), 4u);
+		EXPECT_EQ(t, pfn_entry(before[k])->state, PFN_MODIFIED);
+	}
+	EXPECT_TRUE(t, mmt_has(kraw((uint64_t)np), MMT_PTE_P));
+	struct pool_info pi;
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	bool found_at_dispatch = pool_query((uint64_t)s.b[1], &pi);
+	KeLowerIrql(old);
+	EXPECT_FALSE(t, found_at_dispatch);
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	struct pool_paging_stats s0 = pstats();
+	EXPECT_TRUE(t, pool_query((uint64_t)s.b[1] + 5, &pi));
+	EXPECT_EQ(t, pi.base, (uint64_t)s.b[1]);
+	EXPECT_EQ(t, pi.size, (uint64_t)SP_SMALL_SIZE);
+	EXPECT_EQ(t, pi.tag, SP_TAG);
+	EXPECT_TRUE(t, pi.paged);
+	EXPECT_FALSE(t, pi.whole_pages);
+	EXPECT_TRUE(t, small_set_intact(&s, seed));
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, 2u);
+	for (unsigned k = 0; k < 2; k++)
+		EXPECT_EQ(t, mmt_frame_of(s.page[k]), before[k]);
+
+	/* Out to the pagefile: each page at its slot, then repurposed: hard faults. */
+	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	for (unsigned k = 0; k < 2; k++)
+		EXPECT_EQ(t, pfn_entry(before[k])->state, PFN_STANDBY);
+	/* From outside: the class-2048 page's first block (slot 0 of the page) has its pattern
+	 * in the page's sectors 1 and 2 (sp_fill), at the page's pagefile slot in the image. */
+	uint32_t slot = pfn_entry(before[1])->slot;
+	EXPECT_NE(t, slot, 0u);
+	EXPECT_TRUE(t, repurpose_pool_pages(s.page, 2));
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t e = kraw(s.page[k]);
+		EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
+		EXPECT_EQ(t, mmt_sw_pagefile_low(e), 0u);
+		EXPECT_EQ(t, mmt_sw_protection(e), 4u);
+	}
+	EXPECT_EQ(t, mmt_sw_pagefile_high(kraw(s.page[1])), slot);
+	ASSERT_EQ(t, (uint64_t)s.b[SP_SMALL] - s.page[1], 16u); /* its slot is the page's first */
+	kprintf("# disk-check: %lu 2 0x%x\n", pagefile_offset(slot) / VBLK_SECTOR + 1, seed + SP_SMALL);
+	s0 = pstats();
+	EXPECT_TRUE(t, small_set_intact(&s, seed));
+	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, 2u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	for (unsigned k = 0; k < 2; k++)
+		EXPECT_TRUE(t, mmt_has(kraw(s.page[k]), MMT_PTE_P));
+
+	/* Trimmed and paged out again, then freed: each free brings its page back (soft, then
+	 * hard), and the pages go back with every frame and slot.  The pagefile where it was, so
+	 * the slots checked from outside are not written again. */
+	ASSERT_TRUE(t, pagefile_attach(d));
+	pagefile_set_limit(0);
+	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	ExFreePoolWithTag(s.b[0], SP_TAG); /* soft */
+	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
+	pool_trim_paged();
+	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	EXPECT_TRUE(t, repurpose_pool_pages(s.page, 2));
+	s0 = pstats();
+	for (unsigned i = 1; i < SP_N; i++)
+		ExFreePoolWithTag(s.b[i], SP_TAG);
+	EXPECT_EQ(t, pstats().hard_faults - s0.hard_faults, 2u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	ExFreePoolWithTag(np, SP_TAG);
+}
+
+/* The class's empty spare page (kept after its last block's free), trimmed, is given back by
+ * pool_trim without being brought in: its transition frame freed; trimmed, written and
+ * repurposed, its pagefile slot freed.  The accounting (standby, modified, slots, frames)
+ * after the case says nothing leaked; here, the frame's state and the slot count. */
+static void an_empty_trimmed_slab_page_goes_back_with_its_frame_and_slot(struct ktest *t)
+{
+	pagefile_disk(t);
+	for (int paged_out = 0; paged_out < 2; paged_out++) {
+		uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 100, SP_TAG);
+		ASSERT_TRUE(t, b != NULL);
+		uint64_t page = ALIGN_DOWN((uint64_t)b, P);
+		pfn_t f = mmt_frame_of(page);
+		ExFreePoolWithTag(b, SP_TAG);
+		struct pool_stats ps;
+		pool_get_stats(&ps); /* the kept block back in its page: the page empty, the spare */
+		EXPECT_TRUE(t, mmt_has(kraw(page), MMT_PTE_P));
+		EXPECT_EQ(t, pool_trim_paged(), 1u);
+		EXPECT_TRUE(t, mmt_sw_is_transition(kraw(page)));
+		if (paged_out) {
+			EXPECT_EQ(t, pagefile_write_modified(), 1u);
+			EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+			EXPECT_TRUE(t, repurpose_pool_pages(&page, 1));
+		} else {
+			EXPECT_EQ(t, pfn_entry(f)->state, PFN_MODIFIED);
+		}
+		struct pool_paging_stats s0 = pstats();
+		pool_trim();
+		EXPECT_EQ(t, pstats().soft_faults, s0.soft_faults);
+		EXPECT_EQ(t, pstats().hard_faults, s0.hard_faults);
+		EXPECT_EQ(t, kraw(page), 0u);
+		EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+		if (!paged_out)
+			EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
+	}
+}
+
+/* MmProbeAndLockPages(KernelMode) of a small paged block whose page is out brings it back and
+ * locks it: a trim leaves it, and its MDL mapping reads at DISPATCH_LEVEL. */
+static void probed_small_paged_pool_is_brought_back_and_locked(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0x1400;
+	struct small_set s;
+	small_set_alloc(t, &s, seed);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	PMDL mdl = IoAllocateMdl(s.b[3], SP_SMALL_SIZE, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	NTSTATUS st = expect_try_probe(mdl, KernelMode, IoWriteAccess, NULL, 0);
+	if (st != STATUS_SUCCESS) {
+		IoFreeMdl(mdl);
+		small_set_free(&s);
+		KTEST_FAIL(t, "MmProbeAndLockPages raised 0x%x", (ULONG)st);
+		return;
+	}
+	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
+	EXPECT_EQ(t, MmGetMdlPfnArray(mdl)[0], mmt_frame_of(s.page[0]));
+	EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[0])->lock_count, 1u);
+	EXPECT_EQ(t, pool_trim_paged(), 0u); /* the other page is out already */
+	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[1])));
+	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
+	ASSERT_TRUE(t, sys != NULL);
+	static uint8_t want[SP_SMALL_SIZE];
+	pattern_fill(want, SP_SMALL_SIZE, seed + 3);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	bool same = !memcmp(sys, want, SP_SMALL_SIZE);
+	KeLowerIrql(old);
+	EXPECT_TRUE(t, same);
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+	EXPECT_EQ(t, pool_trim_paged(), 1u); /* unlocked: it leaves */
+	small_set_free(&s);
+}
+
+/* Death: a small paged block touched at DISPATCH_LEVEL after a trim: 0x0A (the address,
+ * DISPATCH_LEVEL, 0: a read, the RIP of the load). */
+static void small_paged_pool_touched_at_dispatch_after_a_trim_is_0x0a(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 8, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	faultcap_load8((uint64_t)b + 8);
+	KeLowerIrql(old);
+	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned");
+}
+
+/* Death: a resident small paged block touched under a spin lock: the verifier's force IRQL
+ * checking trims its slab page at the raise. */
+static void force_irql_checking_catches_small_paged_pool_under_a_spin_lock(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	ASSERT_TRUE(t, mmt_has(kraw((uint64_t)b), MMT_PTE_P));
+	verifier_set_flags(verifier_get_flags() | VF_FORCE_IRQL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 0x10, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KSPIN_LOCK l;
+	KeInitializeSpinLock(&l);
+	KIRQL old;
+	KeAcquireSpinLock(&l, &old);
+	faultcap_load8((uint64_t)b + 0x10);
+	KeReleaseSpinLock(&l, old);
+	KTEST_FAIL(t, "the load under the spin lock returned");
+}
+
+/* Death: a small paged block freed twice, its page trimmed and paged out between: the second
+ * free brings the page back and stops as before, 0xC2/0x07 (0, the header's first 8 bytes:
+ * tag and size, the address); another block keeps the page in use. */
+static void double_free_of_a_trimmed_small_paged_block_is_0xc2_7(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint8_t *other = ExAllocatePool2(POOL_FLAG_PAGED, 100, SP_TAG);
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 100, SP_TAG);
+	ASSERT_TRUE(t, other && b);
+	ASSERT_EQ(t, ALIGN_DOWN((uint64_t)b, P), ALIGN_DOWN((uint64_t)other, P));
+	ExFreePoolWithTag(b, SP_TAG);
+	uint64_t page = ALIGN_DOWN((uint64_t)b, P);
+	EXPECT_EQ(t, pool_trim_paged(), 1u);
+	EXPECT_EQ(t, pagefile_write_modified(), 1u);
+	ASSERT_TRUE(t, repurpose_pool_pages(&page, 1));
+	expect_stop(t, BAD_POOL_CALLER, 0x07, 0, (uint64_t)100 << 32 | SP_TAG, (ULONG_PTR)b);
+	ExFreePoolWithTag(b, SP_TAG);
+}
+
 static int pool_case_init(struct ktest *t) { return pager_init(t); }
 
 static struct ktest_case pager_pool_cases[] = {
@@ -1661,8 +2480,16 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(selected_pages_of_trimmed_paged_pool_are_brought_back_and_locked),
 	KTEST_CASE(paged_pool_freed_during_its_write_is_freed_at_the_writes_end),
 	KTEST_CASE(memory_pressure_pages_out_paged_pool),
+	KTEST_CASE(a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure),
 	KTEST_DEATH_CASE(paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_paged_pool_at_dispatch, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_CASE(a_pool_trim_flushes_its_pages_in_one_round),
+	KTEST_CASE(small_paged_pool_leaves_and_comes_back_soft_and_hard),
+	KTEST_CASE(an_empty_trimmed_slab_page_goes_back_with_its_frame_and_slot),
+	KTEST_CASE(probed_small_paged_pool_is_brought_back_and_locked),
+	KTEST_DEATH_CASE(small_paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(force_irql_checking_catches_small_paged_pool_under_a_spin_lock, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE_P1(double_free_of_a_trimmed_small_paged_block_is_0xc2_7, BAD_POOL_CALLER, 0x07),
 	{ 0 }
 };
 KTEST_SUITE(pager_pool, pager_pool_cases, .init = pool_case_init, .exit = pager_exit);

@@ -712,6 +712,47 @@ static void small_overrun_is_0xc5(struct ktest *t)
 	ExFreePool(p);
 }
 
+/* A block kept by this CPU (freed, guard intact) whose guard its old owner writes over after
+ * the free, where the next allocation of the class (larger: 64 bytes, the same 128-byte slot)
+ * would write its data: found before it is written away, 0xC5 as at a free (the byte, the
+ * IRQL of the allocation, 1, the block).  Without the check the allocation returned. */
+static void overrun_into_a_kept_block_is_0xc5_at_its_reuse(struct ktest *t)
+{
+	KIRQL irql;
+	KeRaiseIrql(DISPATCH_LEVEL, &irql); /* stay on this CPU, no DPC in between */
+	struct pool_stats s0;
+	pool_get_stats(&s0); /* nothing kept from here on (it drains) */
+	uint8_t *p = alloc_bare(56);
+	ASSERT_TRUE(t, p != NULL);
+	ExFreePool(p);
+	ASSERT_EQ(t, (uint64_t)*kept_here(false, 56), (uint64_t)p);
+	p[56 + 5] = 0x11;
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 56 + 5), DISPATCH_LEVEL, 1, (ULONG_PTR)p);
+	uint8_t *q = alloc_bare(64);
+	KeLowerIrql(irql);
+	KTEST_FAIL(t, "the allocation returned %p", q);
+}
+
+/* The same overrun after the free with the block given out again at its old size: nothing
+ * writes the guard bytes, so they are found at the next free, 0xC5 as always. */
+static void overrun_into_a_kept_block_reused_at_its_size_is_0xc5_at_the_next_free(struct ktest *t)
+{
+	KIRQL irql;
+	KeRaiseIrql(DISPATCH_LEVEL, &irql);
+	struct pool_stats s0;
+	pool_get_stats(&s0);
+	uint8_t *p = alloc_bare(56);
+	ASSERT_TRUE(t, p != NULL);
+	ExFreePool(p);
+	ASSERT_EQ(t, (uint64_t)*kept_here(false, 56), (uint64_t)p);
+	p[56 + 5] = 0x11;
+	uint8_t *q = alloc_bare(56);
+	ASSERT_EQ(t, (uint64_t)q, (uint64_t)p);
+	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 56 + 5), DISPATCH_LEVEL, 1, (ULONG_PTR)p);
+	ExFreePool(q);
+	KeLowerIrql(irql);
+}
+
 /* 56 bytes in a 128-byte slot: 56 guard bytes, checked sixteen at a time; a byte deep in the
  * third step (not its first word) is the one named. */
 static void overrun_deep_in_the_guard_is_0xc5(struct ktest *t)
@@ -820,6 +861,8 @@ static struct ktest_case pool_cases[] = {
 	KTEST_CASE(allocate_pool_with_tag_works),
 	KTEST_CASE(counters_return_and_empty_slab_pages_go_back),
 	KTEST_DEATH_CASE_P1(double_free_small_is_0xc2_7, BAD_POOL_CALLER, 0x07),
+	KTEST_DEATH_CASE(overrun_into_a_kept_block_is_0xc5_at_its_reuse, DRIVER_CORRUPTED_EXPOOL),
+	KTEST_DEATH_CASE(overrun_into_a_kept_block_reused_at_its_size_is_0xc5_at_the_next_free, DRIVER_CORRUPTED_EXPOOL),
 	KTEST_DEATH_CASE_P1(double_free_of_a_kept_block_is_0xc2_7, BAD_POOL_CALLER, 0x07),
 	KTEST_DEATH_CASE_P1(double_free_large_is_0xc2_7, BAD_POOL_CALLER, 0x07),
 	KTEST_DEATH_CASE_P1(wrong_tag_is_0xc2_a, BAD_POOL_CALLER, 0x0A),

@@ -103,6 +103,10 @@ struct kcpu {
 	volatile uint32_t idle_state;
 	volatile uint64_t tlb_flushes_deferred; /* flushes other CPUs left for this CPU's wake */
 	volatile uint64_t tlb_wake_flushes;     /* full flushes this CPU did waking with one pending */
+	/* mm/uvm.c (mm/RULES.md, "Paging", memory pressure): this CPU runs the relief routine,
+	 * whose own allocations (the writer's IRP, a pool page for it) must not relieve again.
+	 * Written by this CPU only. */
+	bool mm_relieving;
 };
 
 enum { KCPU_RUNNING = 0, KCPU_IDLE = 1, KCPU_IDLE_FLUSH_PENDING = 2 };
