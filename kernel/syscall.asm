@@ -4,6 +4,15 @@
 ; (struct kcpu, kernel/smp/percpu.h: set by PsRunProcess on the CPU that runs the process),
 ; so a SYSCALL on one CPU never lands on another's stack.  The frame built here is struct
 ; syscall_frame (kernel/syscall.h).
+;
+; Interrupts: FMASK enters with IF clear, and it stays clear while RSP is the user's and the
+; saved user RSP sits in the kcpu slot; once the frame is on the kernel stack STI turns them on
+; for the dispatch, as KiSystemCall64 does after building its trap frame, so a service runs at
+; PASSIVE_LEVEL with interrupts on (a device's completion, a DPC, a shootdown IPI land on the
+; way).  An interrupt there comes from ring 0 with the kernel's GS base loaded and pushes onto
+; this stack below the frame.  CLI comes back before the restore: from the POP RSP (the user's
+; stack) and the SWAPGS (the user's GS base) to SYSRET no interrupt may arrive.  SYSRET loads
+; RFLAGS from R11, the user's, whose IF is set (mm/RULES.md, "Interrupts and IRQL").
 bits 64
 
 ; struct kcpu's offsets (kernel/smp/percpu.h checks them against the C layout)
@@ -41,8 +50,10 @@ syscall_entry:
 	push rsi
 	push rdi
 	push rax                            ; the number
+	sti                                 ; the frame is built: the dispatch runs with interrupts on
 	mov rdi, rsp
 	call syscall_dispatch               ; RAX = the result; may rewrite frame->rip
+	cli                                 ; off from here to SYSRET (the user's RSP and GS base)
 	add rsp, 7 * 8
 	pop rcx
 	pop r11
@@ -84,8 +95,10 @@ syscall_compat_entry:
 	push rdi
 	mov eax, eax
 	push rax                            ; the number
+	sti                                 ; as syscall_entry: interrupts on for the dispatch
 	mov rdi, rsp
 	call syscall_compat_dispatch        ; RAX = the result (returns only for a 32-bit process)
+	cli                                 ; and off again before the restore
 	add rsp, 7 * 8
 	pop rcx
 	pop r11

@@ -273,8 +273,8 @@ static uint64_t compat_dispatch(struct syscall_frame *f)
 		/* Seven arguments, five registers: EBX is the output buffer, EBP the address of
 		 * { ULONG InputBufferLength, OutputBufferLength, ULONG_PTR *BytesReturned }. */
 		uint32_t rest[3];
-		/* The previous mode is the user's from the first access to its memory: a system
-		 * call's path may touch pageable memory with interrupts off (mm/RULES.md "Paging"). */
+		/* The previous mode is the user's for the whole call, its first access to user
+		 * memory included, as dispatch sets it for the others. */
 		KPROCESSOR_MODE mode = io_set_previous_mode(UserMode);
 		NTSTATUS st = copy_from_user(rest, f->r8, sizeof rest);
 		uint64_t r = st ? (uint64_t)(uint32_t)st

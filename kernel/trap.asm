@@ -81,6 +81,10 @@ STUB v
 %assign v v+1
 %endrep
 
+; The gate clears IF; trap_dispatch may turn it on for an exception's work (kernel/trap.c,
+; as NT's KiPageFault after reading CR2, which SAVE_FRAME has done), so CLI before the frame
+; is undone: no interrupt between the SWAPGS back and the IRETQ, which restores the IF of the
+; interrupted code from its frame.
 trap_common:
 	test byte [rsp + 24], 3 ; the saved CS, above the vector, error code and RIP
 	jz .kernel_gs
@@ -89,6 +93,7 @@ trap_common:
 	SAVE_FRAME
 	mov rdi, rsp
 	call trap_dispatch
+	cli
 	RESTORE_FRAME
 	test byte [rsp + 8], 3  ; the saved CS
 	jz .iret

@@ -4,7 +4,6 @@
 #include "kernel/cpu.h"
 #include "kernel/gdt.h"
 #include "kernel/insn.h"
-#include "kernel/io/io.h"
 #include "kernel/intr/intr.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
@@ -170,18 +169,15 @@ static bool user_privileged_instruction(uint64_t rip)
 {
 	uint8_t code[INSN_MAX_LENGTH];
 	size_t n = INSN_MAX_LENGTH;
-	/* Read for the user's own fault, from its trap's interrupts-off entry, as a system call
-	 * reads: in the user's previous mode, so a trimmed page of its is brought back here as
-	 * on a system call's path (mm/RULES.md "Paging": no pageable access with interrupts off
-	 * otherwise). */
-	KPROCESSOR_MODE mode = io_set_previous_mode(UserMode);
-	NTSTATUS st = copy_from_user(code, rip, n);
-	if (st != STATUS_SUCCESS) {
+	/* Read with interrupts on (trap_dispatch turned them on for a ring-3 fault), so a
+	 * trimmed page among these bytes is brought back as for any access (mm/RULES.md
+	 * "Paging"). */
+	if (copy_from_user(code, rip, n) != STATUS_SUCCESS) {
 		n = MIN(n, PAGE_SIZE - (rip & (PAGE_SIZE - 1)));
-		st = copy_from_user(code, rip, n);
+		if (copy_from_user(code, rip, n) != STATUS_SUCCESS)
+			return false;
 	}
-	io_set_previous_mode(mode);
-	return st == STATUS_SUCCESS && insn_is_privileged(code, n);
+	return insn_is_privileged(code, n);
 }
 
 /* NT's choices, by vector.  Not modelled: NT's #DE handler reports an IDIV overflow as
@@ -317,6 +313,14 @@ void trap_dispatch(struct trap_frame *f)
 		trap_print_report(f);
 		KeBugCheckEx(UNEXPECTED_KERNEL_MODE_TRAP, f->vector, f->error_code, f->rip, f->cr2);
 	}
+	/* What is left is an exception whose handler works (a page resolved, user memory read,
+	 * a process ended, a __try's filter run): with interrupts on when the faulting code had
+	 * them on (ring 3 always has), at the IRQL it ran at, as NT's handlers enable them once
+	 * CR2 is read (trap.asm's SAVE_FRAME) and before MmAccessFault or the exception's
+	 * dispatch.  Code that turned them off keeps them off here too; trap.asm turns them off
+	 * again before the return (mm/RULES.md "Interrupts and IRQL"). */
+	if ((f->cs & 3) || (f->rflags & RFLAGS_IF))
+		__asm__ volatile("sti" ::: "memory");
 
 	/* A committed demand-zero user page touched for the first time: make it resident and
 	 * retry the access, whether user code or the kernel (in its SMAP window) touched it. */
@@ -331,15 +335,14 @@ void trap_dispatch(struct trap_frame *f)
 			return;
 		if (st == STATUS_IN_PAGE_ERROR)
 			inpage = st;
-		/* A trimmed page at DISPATCH_LEVEL or above, or touched by code that turned
-		 * interrupts off, in any mode and whatever __try is open: IRQL_NOT_LESS_OR_EQUAL
-		 * (the address, the IRQL or 0xFF for interrupts off, bit 0 write / bit 3 execute,
-		 * the RIP: mm/RULES.md "Paging"). */
+		/* A trimmed page at DISPATCH_LEVEL or above, or touched by code that ran with
+		 * interrupts off (its trap frame's IF), in any mode and whatever __try is open:
+		 * IRQL_NOT_LESS_OR_EQUAL (the address, the IRQL or 0xFF for interrupts off, bit 0
+		 * write / bit 3 execute, the RIP: mm/RULES.md "Paging"). */
 		if (st == UVM_STATUS_PAGEABLE_AT_DISPATCH) {
 			trap_print_report(f);
 			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2,
-				     uvm_paging_allowed_with(f->rflags & RFLAGS_IF) ? KeGetCurrentIrql()
-										  : UVM_IRQL_INTERRUPTS_OFF,
+				     (f->rflags & RFLAGS_IF) ? KeGetCurrentIrql() : UVM_IRQL_INTERRUPTS_OFF,
 				     ((f->error_code & PF_W) ? 1 : 0) | ((f->error_code & PF_ID) ? 8 : 0), f->rip);
 		}
 	}
@@ -347,10 +350,10 @@ void trap_dispatch(struct trap_frame *f)
 	 * DISPATCH_LEVEL, 0x0A at or above it; a failed read is STATUS_IN_PAGE_ERROR. */
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 >= KVA_POOL_BASE && f->cr2 < KVA_POOL_END &&
 	    !(f->error_code & (PF_P | PF_RSVD | PF_U | PF_ID))) {
-		/* Code that turned interrupts off touching a trimmed page of paged pool: 0x0A with
-		 * 0xFF as the IRQL, as for a user page, before the pool would wait for it (its
+		/* Code that ran with interrupts off touching a trimmed page of paged pool: 0x0A
+		 * with 0xFF as the IRQL, as for a user page, before the pool would wait for it (its
 		 * page table is the kernel's, never pruned, so it is read as the 0x7A below). */
-		if (!uvm_paging_allowed_with(f->rflags & RFLAGS_IF)) {
+		if (!(f->rflags & RFLAGS_IF)) {
 			struct pt_query q;
 			struct pt_sw sw;
 			pt_query(&kernel_root, f->cr2, &q);

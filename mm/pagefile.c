@@ -130,8 +130,8 @@ void pagefile_test_fail_irp_allocation(bool fail) { __atomic_store_n(&test_no_ir
 /* Take a gate of the paging I/O (the reserve IRP, the writer).  Its holder waits for its
  * request with interrupts on, and the request's completion may need this CPU (the device's
  * interrupt lands on one CPU, a shootdown on every CPU that has the space loaded): the spin
- * runs with interrupts on as that wait does, even inside a #PF or a system call's
- * interrupts-off entry (paging I/O runs at PASSIVE_LEVEL or APC_LEVEL only). */
+ * runs with interrupts on as that wait does, whatever its caller's IF (paging I/O runs at
+ * PASSIVE_LEVEL or APC_LEVEL only). */
 static void gate_take(int *gate)
 {
 	bool window = !(read_rflags() & RFLAGS_IF);

@@ -914,24 +914,21 @@ NTSTATUS uvm_protect(struct mm_process *mm, uint64_t *base, uint64_t *size, ULON
 
 /* A fault of the kernel on a user page while it holds this lock would recurse (0xF): nothing
  * under the lock touches user memory (mmproc.h). */
-bool uvm_paging_allowed_with(bool intr) { return intr || ExGetPreviousMode() == UserMode; }
-
 NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, bool intr, NTSTATUS *io)
 {
 	*io = STATUS_SUCCESS;
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
-	bool may_page = uvm_paging_allowed_with(intr);
 	KIRQL irql = mm_space_lock(mm);
 	struct fault_need need;
 	enum fault_result r;
 	for (bool relieved = false;; relieved = true) {
-		r = resolve_fault(mm, va, err, may_page && irql < DISPATCH_LEVEL, &need);
+		r = resolve_fault(mm, va, err, intr && irql < DISPATCH_LEVEL, &need);
 		if (r == FR_HARD)
 			r = page_in(mm, &need, &irql);
 		/* Everything is read again after the relief: the page may have changed meanwhile.
 		 * No relief where no page may be waited for (interrupts off). */
-		if (r != FR_NO_FRAME || relieved || !may_page || !relieve_and_relock(mm, &irql))
+		if (r != FR_NO_FRAME || relieved || !intr || !relieve_and_relock(mm, &irql))
 			break;
 	}
 	mm_space_unlock(mm, irql);
@@ -959,8 +956,9 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 		stop->status = n ? STATUS_ACCESS_VIOLATION : STATUS_SUCCESS;
 		return 0;
 	}
-	/* The probing code's own interrupt state, read before the lock. */
-	bool may_page = uvm_paging_allowed_with(read_rflags() & RFLAGS_IF);
+	/* The probing code's own interrupt state, read before the lock (mm/RULES.md "Paging":
+	 * no pageable access with interrupts off). */
+	bool may_page = read_rflags() & RFLAGS_IF;
 	KIRQL irql = mm_space_lock(mm);
 	uint64_t done = 0;
 	enum fault_result r = FR_DONE;

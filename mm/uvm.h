@@ -50,16 +50,11 @@ NTSTATUS uvm_unmap_view(struct mm_process *mm, uint64_t base);
  * RFLAGS.IF (its trap frame's). */
 NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t err, bool intr, NTSTATUS *io);
 /* uvm_resolve_fault_status's answer for a fault on a trimmed page (transition or pagefile)
- * at DISPATCH_LEVEL or above, or by code that runs with interrupts off, which nothing may
+ * at DISPATCH_LEVEL or above, or by code that ran with interrupts off (`intr` false: a wait
+ * for the page would turn them on under it, mm/RULES.md "Paging"), which nothing may
  * resolve: the #PF handler stops with 0x0A IRQL_NOT_LESS_OR_EQUAL.  NT's own internal value
  * for it (STATUS_IN_PAGE_ERROR | 0x10000000). */
 #define UVM_STATUS_PAGEABLE_AT_DISPATCH ((NTSTATUS)0xD0000006)
-/* Whether code whose RFLAGS.IF is `intr` may touch pageable memory (below DISPATCH_LEVEL):
- * with interrupts on, or on a system call's path, which SYSCALL's FMASK enters with them off
- * and keeps so (its waits turn them on, mm/RULES.md "Interrupts and IRQL").  Code that turned
- * them off itself may not: a wait for the page would turn them on under it (mm/RULES.md
- * "Paging", decision: no pageable access with interrupts off). */
-bool uvm_paging_allowed_with(bool intr);
 /* The IRQL parameter of that 0x0A for code with interrupts off, as Windows reports a fault
  * taken with interrupts disabled. */
 #define UVM_IRQL_INTERRUPTS_OFF 0xFFu

@@ -3,6 +3,7 @@
  * file (*_driver.c) so its __try blocks get the SMAP window of mm/RULES.md decision 8. */
 #include "tests/compat32_driver.h"
 #include "include/mdlab/compat32.h"
+#include "kernel/cpu.h"
 #include "kernel/lib.h"
 
 /* The 64-bit layout of the pointer-carrying request (the 32-bit one is
@@ -39,6 +40,8 @@ static NTSTATUS c32_device_control(PDEVICE_OBJECT dev, PIRP Irp)
 	c32_log.calls++;
 	c32_log.is32_irp = IoIs32bitProcess(Irp);
 	c32_log.is32_null = IoIs32bitProcess(NULL);
+	c32_log.interrupts_on = (read_rflags() & RFLAGS_IF) != 0;
+	c32_log.irql = KeGetCurrentIrql();
 	switch (sp->Parameters.DeviceIoControl.IoControlCode) {
 	case IOCTL_C32_WHO:
 		if (out_len < 4) {

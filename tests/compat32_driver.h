@@ -24,6 +24,10 @@ struct c32drv_log {
 	ULONG sum;                   /* IOCTL_C32_SUM's or IOCTL_C32_IN_DIRECT's byte sum */
 	ULONG calls;
 	uint64_t map_va;             /* IOCTL_C32_MAP's view */
+	/* The dispatch routine's RFLAGS.IF and IRQL: a 32-bit system call runs at PASSIVE_LEVEL
+	 * with interrupts on, as NT's does (mm/RULES.md, "Interrupts and IRQL"). */
+	BOOLEAN interrupts_on;
+	KIRQL irql;
 };
 extern struct c32drv_log c32_log;
 

@@ -603,6 +603,9 @@ static void io_is_32bit_process_tells_a_driver_the_caller_is_32_bit(struct ktest
 	EXPECT_EQ(t, c32_log.calls, 1);
 	EXPECT_TRUE(t, c32_log.is32_irp);
 	EXPECT_TRUE(t, c32_log.is32_null);
+	/* The compatibility-mode SYSCALL's dispatch: PASSIVE_LEVEL, interrupts on. */
+	EXPECT_TRUE(t, c32_log.interrupts_on);
+	EXPECT_EQ(t, c32_log.irql, PASSIVE_LEVEL);
 	EXPECT_FALSE(t, IoIs32bitProcess(NULL));
 	PIRP irp = IoAllocateIrp(1, FALSE);
 	ASSERT_TRUE(t, irp != NULL);

@@ -91,7 +91,7 @@ static void queued_at_dispatch_runs_when_the_irql_drops(struct ktest *t)
 	EXPECT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
 }
 
-/* With interrupts off (as on the SYSCALL path) the DPC interrupt cannot come: KeLowerIrql's
+/* With interrupts off (code that turned them off: CLI) the DPC interrupt cannot come: KeLowerIrql's
  * own drain runs the DPC, at DISPATCH_LEVEL, before the IRQL goes below it. */
 static void lower_runs_the_queue_with_interrupts_off(struct ktest *t)
 {

@@ -4,6 +4,7 @@
  * and the kernel carries on, its pool untouched. */
 #include "kernel/ktest.h"
 #include "tests/lib/agent.h"
+#include "tests/lib/pte.h"
 #include "kernel/cpufeat.h"
 #include "kernel/gdt.h"
 #include "kernel/lib.h"
@@ -306,6 +307,50 @@ static void privileged_instructions_and_segment_loads_fault_in_ring_3(struct kte
 	}
 }
 
+/* A HLT in ring 3 on the last byte of its page, the next page of the process trimmed (in
+ * transition, its frame on the modified list): the #GP handler reads the instruction's
+ * INSN_MAX_LENGTH bytes with interrupts on, as NT's trap handlers run for a fault from user
+ * mode, and its read takes the soft fault that brings that page back (the program never
+ * touches it): STATUS_PRIVILEGED_INSTRUCTION at the HLT, the next page valid again with its
+ * frame.  With the handler's interrupts off (no STI in trap_dispatch) the read stopped with
+ * 0x0A and 0xFF as the IRQL. */
+static void a_privileged_instructions_bytes_on_a_trimmed_page_are_read_back(struct ktest *t)
+{
+	const uint64_t hlt = CODE_VA + PAGE_SIZE - 1, next = CODE_VA + PAGE_SIZE;
+	struct agent_script s;
+	agent_begin(&s);
+	agent_exec(&s, hlt);
+	agent_exit(&s, 0x600D); /* the HLT came back: a test failure */
+	PEPROCESS p = agent_create(&s, 0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t base = CODE_VA, size = 2 * PAGE_SIZE;
+	EXPECT_EQ(t, uvm_allocate(&p->mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
+	static const uint8_t f4 = 0xF4, nops[16] = { 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90,
+						     0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90 };
+	KAPC_STATE a;
+	KeStackAttachProcess(p, &a);
+	EXPECT_EQ(t, copy_to_user(hlt, &f4, 1), STATUS_SUCCESS);
+	EXPECT_EQ(t, copy_to_user(next, nops, sizeof nops), STATUS_SUCCESS);
+	KeUnstackDetachProcess(&a);
+	base = CODE_VA, size = PAGE_SIZE;
+	ULONG old;
+	EXPECT_EQ(t, uvm_protect(&p->mm, &base, &size, PAGE_EXECUTE_READ, &old), STATUS_SUCCESS);
+	struct uvm_trim_result r;
+	uvm_trim(&p->mm, &r);
+	uint64_t e = mmt_raw_pte_in(&p->mm.root, next);
+	ASSERT_TRUE(t, mmt_sw_is_transition(e));
+	NTSTATUS st = PsRunProcess(p);
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_PRIVILEGED_INSTRUCTION);
+	EXPECT_TRUE(t, p->fault.happened);
+	EXPECT_EQ(t, p->fault.vector, VEC_GENERAL_PROTECTION);
+	EXPECT_EQ(t, p->fault.error_code, 0u);
+	EXPECT_EQ(t, p->fault.rip, hlt);
+	bool w;
+	EXPECT_TRUE(t, mmt_present_in(&p->mm.root, next, &w));
+	EXPECT_EQ(t, (uint64_t)mmt_frame_in(&p->mm.root, next), mmt_sw_transition_pfn(e));
+	PsDestroyProcess(p);
+}
+
 /* A far jump from ring 3 to every other selector the GDT answers to (with RPL 3): the kernel's
  * code and data, the user data segment, both halves of the TSS descriptor, the first one past
  * the GDT's limit, and the null selector.  Each is #GP at the jump with the selector as error
@@ -376,6 +421,7 @@ static struct ktest_case entry_cases[] = {
 	KTEST_CASE(int_n_on_every_vector_ends_the_process),
 	KTEST_CASE(int3_and_icebp_end_the_process_with_their_status),
 	KTEST_CASE(privileged_instructions_and_segment_loads_fault_in_ring_3),
+	KTEST_CASE(a_privileged_instructions_bytes_on_a_trimmed_page_are_read_back),
 	KTEST_CASE(far_jumps_to_other_selectors_fault_in_ring_3),
 	KTEST_CASE(sysret_returns_only_to_canonical_user_addresses),
 	{ 0 }

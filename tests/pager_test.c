@@ -937,6 +937,77 @@ static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest
 	KTEST_FAIL(t, "the probe with interrupts off returned (status 0x%x)", (ULONG)st);
 }
 
+/* A system call's copies from its caller's trimmed pages (SYS_DEBUG_PRINT's text, the only
+ * accesses to them): the kernel's own #PF on the system call's path, which runs with
+ * interrupts on as NT's does (trap frame IF 1), is a soft fault for the page in transition
+ * (its frame back) and a hard one for the page in the pagefile (a new frame, the text read
+ * back), never 0x0A; both calls succeed.  With the path's interrupts off (no STI in
+ * kernel/syscall.asm) the first copy stopped with 0x0A and 0xFF as the IRQL. */
+#define SYSCALL_TEXT_VA 0x31000000ul
+static const char syscall_text[] = "a system call read this from a trimmed page";
+
+static void a_system_calls_copy_from_trimmed_user_pages_is_a_soft_and_a_hard_fault(struct ktest *t)
+{
+	pagefile_disk(t);
+	const uint64_t soft_va = SYSCALL_TEXT_VA, hard_va = SYSCALL_TEXT_VA + P;
+	struct agent_script script;
+	agent_begin(&script);
+	uint32_t soft_op = agent_syscall(&script, SYS_DEBUG_PRINT, soft_va, sizeof syscall_text - 1, 0, 0);
+	uint32_t hard_op = agent_syscall(&script, SYS_DEBUG_PRINT, hard_va, sizeof syscall_text - 1, 0, 0);
+	PEPROCESS p = agent_create(&script, 0);
+	ASSERT_TRUE(t, p != NULL);
+	uint64_t base = SYSCALL_TEXT_VA, size = 2 * P;
+	EXPECT_EQ(t, uvm_allocate(&p->mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
+	KAPC_STATE a;
+	KeStackAttachProcess(p, &a);
+	EXPECT_EQ(t, copy_to_user(soft_va, syscall_text, sizeof syscall_text), STATUS_SUCCESS);
+	EXPECT_EQ(t, copy_to_user(hard_va, syscall_text, sizeof syscall_text), STATUS_SUCCESS);
+	KeUnstackDetachProcess(&a);
+	/* Out to the pagefile, frames repurposed until the second page's PTE names its slot. */
+	struct uvm_trim_result r;
+	uvm_trim(&p->mm, &r);
+	EXPECT_GE(t, r.trimmed, 2u);
+	EXPECT_GE(t, pagefile_write_modified(), 2u);
+	hoard_all_free_frames();
+	pfn_t taken[64];
+	unsigned ntaken = 0;
+	while (ntaken < 64 && !mmt_sw_is_pagefile(mmt_raw_pte_in(&p->mm.root, hard_va)))
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
+	release_hoard();
+	/* The first page back (by the kernel, attached) and trimmed again: in transition. */
+	char got[sizeof syscall_text];
+	KeStackAttachProcess(p, &a);
+	EXPECT_EQ(t, copy_from_user(got, soft_va, sizeof got), STATUS_SUCCESS);
+	KeUnstackDetachProcess(&a);
+	uvm_trim(&p->mm, &r);
+	ASSERT_TRUE(t, mmt_sw_is_transition(mmt_raw_pte_in(&p->mm.root, soft_va)));
+	ASSERT_TRUE(t, mmt_sw_is_pagefile(mmt_raw_pte_in(&p->mm.root, hard_va)));
+	uint64_t soft_frame = mmt_sw_transition_pfn(mmt_raw_pte_in(&p->mm.root, soft_va));
+	struct uvm_paging_stats s0 = stats();
+
+	NTSTATUS st = PsRunProcess(p);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_FALSE(t, p->fault.happened);
+	EXPECT_EQ(t, agent_result(t, p, soft_op, 0), (uint64_t)STATUS_SUCCESS);
+	EXPECT_EQ(t, agent_result(t, p, hard_op, 0), (uint64_t)STATUS_SUCCESS);
+	/* Each page valid again, in the real tables: the first with the frame it had. */
+	bool w;
+	EXPECT_TRUE(t, mmt_present_in(&p->mm.root, soft_va, &w));
+	EXPECT_EQ(t, (uint64_t)mmt_frame_in(&p->mm.root, soft_va), soft_frame);
+	EXPECT_TRUE(t, mmt_present_in(&p->mm.root, hard_va, &w));
+	EXPECT_GE(t, stats().soft_faults - s0.soft_faults, 1u);
+	EXPECT_GE(t, stats().hard_faults - s0.hard_faults, 1u);
+	KeStackAttachProcess(p, &a);
+	EXPECT_EQ(t, copy_from_user(got, hard_va, sizeof got), STATUS_SUCCESS);
+	KeUnstackDetachProcess(&a);
+	EXPECT_TRUE(t, !memcmp(got, syscall_text, sizeof got));
+	PsDestroyProcess(p);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 {
 	uint32_t seed = PG_SEED + 0xE00;
@@ -1495,6 +1566,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(paged_out_pages_come_back_at_apc_level_probe_and_access),
 	KTEST_CASE(a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_them),
 	KTEST_CASE(an_in_page_read_without_an_irp_takes_the_reserve),
+	KTEST_CASE(a_system_calls_copy_from_trimmed_user_pages_is_a_soft_and_a_hard_fault),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_at_dispatch_level_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_transition_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),

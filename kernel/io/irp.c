@@ -339,11 +339,12 @@ NTSTATUS KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason, KPROCESSOR
 	 * device's completion) still run; another CPU's KeSetEvent is seen through the
 	 * acquire.  Timeout NULL waits for as long as it takes, as NT's does. */
 	uint64_t deadline = Timeout ? wait_deadline(Timeout) : UINT64_MAX;
-	/* A system call runs with interrupts off (syscall.c's FMASK), and so does a page fault
-	 * (its interrupt gate) that waits for an in-page read; below DISPATCH_LEVEL (PASSIVE,
-	 * or APC_LEVEL, which masks no device or DPC vector: CR8 1) the waiter turns them on
-	 * while it spins, so a completion queued to this CPU (its DPC interrupt, the device's)
-	 * is taken, and off again before it returns. */
+	/* A waiter that runs with interrupts off below DISPATCH_LEVEL (PASSIVE, or APC_LEVEL,
+	 * which masks no device or DPC vector: CR8 1), as the pagefile's paging I/O does from
+	 * its submit to this wait, turns them on while it spins, so a completion queued to this
+	 * CPU (its DPC interrupt, the device's) is taken, and off again before it returns.  A
+	 * system call and a #PF's handler run with them on already (mm/RULES.md "Interrupts and
+	 * IRQL"). */
 	bool window = irql <= APC_LEVEL && !(read_rflags() & RFLAGS_IF);
 	if (window)
 		__asm__ volatile("sti" ::: "memory");

@@ -5,8 +5,8 @@
  *
  * Interrupts: every CPU, the boot CPU included, runs kernel code with RFLAGS.IF set (CR8 is
  * the IRQL and masks by priority class), and ring 3 too, so each takes a cross-call's IPI at
- * once unless it is above IPI_LEVEL, in a handler or on the SYSCALL path; there it serves its
- * mailbox while it spins (smp_call_mask, spin locks, the driver load lock, smp_work_wait, ps_wait)
+ * once unless it is above IPI_LEVEL, in an interrupt handler or in code that turned them off;
+ * there it serves its mailbox while it spins (smp_call_mask, spin locks, the driver load lock, smp_work_wait, ps_wait)
  * (mm/RULES.md, "Interrupts and IRQL").
  */
 #ifndef KERNEL_SMP_SMP_H
