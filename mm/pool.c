@@ -215,8 +215,10 @@ static inline __attribute__((always_inline)) void account(uint32_t tag, uint64_t
 static const struct pt_attrs POOL_RW = { .write = true, .exec = false, .global = true, .type = MT_WB };
 
 /* Reserve `n` pages (+ `guard` unmapped ones after them) of pool VA and back the n with
- * frames; returns the first page index or VRANGE_NONE, leaving nothing behind on failure. */
-static uint32_t get_pages(uint32_t n, uint32_t guard)
+ * frames; returns the first page index or VRANGE_NONE, leaving nothing behind on failure.
+ * *no_frame says why it failed: set when a frame (the page's or a page table's) was
+ * missing, the one failure relieving memory pressure can cure; left alone when the VA was. */
+static uint32_t get_pages(uint32_t n, uint32_t guard, bool *no_frame)
 {
 	uint32_t first = vrange_reserve(&va_space, n + guard);
 	if (first == VRANGE_NONE)
@@ -224,6 +226,7 @@ static uint32_t get_pages(uint32_t n, uint32_t guard)
 	for (uint32_t i = 0; i < n; i++) {
 		pfn_t pfn = pfn_alloc(0, PFN_OWNER_POOL);
 		if (pfn == PFN_INVALID || !pt_map(&kernel_root, page_va(first + i), pfn << PAGE_SHIFT, PAGE_SIZE, POOL_RW, 0)) {
+			*no_frame = true;
 			if (pfn != PFN_INVALID)
 				pfn_free(pfn);
 			for (uint32_t k = 0; k < i; k++) {
@@ -290,9 +293,9 @@ static uint32_t slots_per_page(unsigned cls) { return PAGE_SIZE / class_size[cls
 
 /* A fresh slab page for (paged, cls), every slot free.  Its headers are written here, under
  * the pool lock: the page was mapped just now and no trim (which takes the lock) has seen it. */
-static uint32_t new_slab(bool paged, unsigned cls)
+static uint32_t new_slab(bool paged, unsigned cls, bool *no_frame)
 {
-	uint32_t pg = get_pages(1, 0);
+	uint32_t pg = get_pages(1, 0, no_frame);
 	if (pg == VRANGE_NONE)
 		return VRANGE_NONE;
 	uint8_t *base = (uint8_t *)page_va(pg);
@@ -399,16 +402,16 @@ static bool map_empty(const struct pool_page *p)
 }
 
 /* Under the lock: a free slot of class cls taken (its bit cleared, counted in its page), NULL
- * when no page can be had.  Only the page record changes: the slot is the caller's from here,
+ * when no page can be had (*no_frame set when for want of a frame, get_pages).  Only the page record changes: the slot is the caller's from here,
  * and slot_give writes it after the lock is released (a paged page may be out). */
-static struct pool_header *slab_take(bool paged, unsigned cls)
+static struct pool_header *slab_take(bool paged, unsigned cls, bool *no_frame)
 {
 	uint32_t pg = partial[paged][cls];
 	if (pg == VRANGE_NONE) {
 		drain_kept_locked(); /* a free slot some CPU keeps, before a new page */
 		pg = partial[paged][cls];
 	}
-	if (pg == VRANGE_NONE && (pg = new_slab(paged, cls)) == VRANGE_NONE)
+	if (pg == VRANGE_NONE && (pg = new_slab(paged, cls, no_frame)) == VRANGE_NONE)
 		return NULL;
 	struct pool_page *p = &pages[pg];
 	uint32_t w = p->free_map[0] ? 0 : 1;
@@ -547,12 +550,13 @@ static inline __attribute__((always_inline)) bool free_kept(uint32_t pg, uint64_
 
 /* ---- large ------------------------------------------------------------------------- */
 
-static void *large_alloc(bool paged, uint64_t size, uint32_t tag, bool uninit)
+/* NULL when the pages cannot be had; *no_frame set when for want of a frame (get_pages). */
+static void *large_alloc(bool paged, uint64_t size, uint32_t tag, bool uninit, bool *no_frame)
 {
 	uint64_t n = ALIGN_UP(size, PAGE_SIZE) / PAGE_SIZE;
 	if (n > va_space.nslots)
 		return NULL;
-	uint32_t first = get_pages((uint32_t)n, 1);
+	uint32_t first = get_pages((uint32_t)n, 1, no_frame);
 	if (first == VRANGE_NONE)
 		return NULL;
 	struct pool_page *p = &pages[first];
@@ -801,13 +805,6 @@ void pool_get_paging_stats(struct pool_paging_stats *out)
 
 /* ---- the NT surface ---------------------------------------------------------------- */
 
-static bool frames_free(void)
-{
-	struct pfn_stats s;
-	pfn_get_stats(&s);
-	return s.free != 0;
-}
-
 /* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4. */
 static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit,
 			ULONG_PTR caller)
@@ -829,24 +826,27 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 	void *p = NULL;
 	/* A new page that found no frame (none free; the allocator cannot relieve under this
 	 * lock): the pressure relieved without it, where that may wait, and one more try
-	 * (mm/RULES.md, "Paging", memory pressure).  At DISPATCH_LEVEL it simply fails. */
-	for (bool relieved = false; !p; relieved = true) {
-		if (relieved && (frames_free() || !uvm_relieve_pressure()))
-			break; /* it failed for want of VA, or relief could not run or gave nothing */
+	 * (mm/RULES.md, "Paging", memory pressure).  Once: a second failure is the answer, and
+	 * a failure for want of pool VA relieves nothing (relief gives frames, not VA).  At
+	 * DISPATCH_LEVEL relief refuses and it simply fails. */
+	for (bool relieved = false;; relieved = true) {
+		bool no_frame = false;
 		KIRQL old = klock_acquire(&lock);
 		if (size < POOL_SMALL_MAX) {
 			/* The slot taken under the lock, its header and bytes written after it. */
 			unsigned cls = class_of((uint32_t)size);
-			struct pool_header *h = slab_take(paged, cls);
+			struct pool_header *h = slab_take(paged, cls, &no_frame);
 			klock_release(&lock, old);
 			if (h)
 				p = slot_give(h, cls, (uint32_t)size, tag, uninit);
-			continue;
+		} else {
+			p = large_alloc(paged, size, tag, uninit, &no_frame);
+			if (p)
+				account(tag, size, +1);
+			klock_release(&lock, old);
 		}
-		p = large_alloc(paged, size, tag, uninit);
-		if (p)
-			account(tag, size, +1);
-		klock_release(&lock, old);
+		if (p || !no_frame || relieved || !uvm_relieve_pressure())
+			break;
 	}
 	return p;
 }

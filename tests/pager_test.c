@@ -596,6 +596,45 @@ static void a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* Standby pages, no free frame, and a nonpaged allocation larger than all of pool VA: it
+ * fails for want of VA, which relief cannot cure, so it is NULL at once with nothing
+ * relieved, no page or byte of pool taken, the standby pages where they were.  (Before, every
+ * failure relieved again and retried while relief returned standby pages: it never
+ * returned.) */
+static void a_pool_allocation_larger_than_pool_va_under_pressure_is_null_without_relief(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1380;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	EXPECT_EQ(t, r.trimmed, 4u);
+	EXPECT_GE(t, pagefile_write_modified(), 4u);
+	struct uvm_paging_stats s0 = stats();
+	struct pool_stats q0, q1;
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	pool_get_stats(&q0);
+	/* 1 Mi pages: more than the pool's VA (pool= is at most 32768 pages by default). */
+	void *a = ExAllocatePool2(POOL_FLAG_NON_PAGED, 0xFFFFFFFFul - 2 * P, PP_TAG_PRESSURE);
+	pool_get_stats(&q1);
+	struct pfn_stats p1 = pfn_now();
+	struct uvm_paging_stats s1 = stats();
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_GE(t, p0.standby, 4u);
+	EXPECT_TRUE(t, a == NULL);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	EXPECT_EQ(t, p1.standby, p0.standby);
+	EXPECT_EQ(t, p1.free, 0u);
+	EXPECT_EQ(t, q1.pages_in_use, q0.pages_in_use);
+	EXPECT_EQ(t, q1.bytes_in_use, q0.bytes_in_use);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* A hard fault whose read finds no frame to read into: the page's pagefile PTE is left as it
  * was, the pressure relieved (another buffer paged out), and the retry reads it in. */
 static void a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page(struct ktest *t)
@@ -1553,6 +1592,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
 	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
+	KTEST_CASE(a_pool_allocation_larger_than_pool_va_under_pressure_is_null_without_relief),
 	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
 	KTEST_CASE(a_commit_whose_page_array_needs_a_pool_page_relieves_pressure),
 	KTEST_CASE(a_ring_3_demand_zero_fault_with_no_free_frame_succeeds),
