@@ -956,10 +956,6 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
 	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
 }
 
-/* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
- * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
- * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
- * (transition) or in the pagefile; before, the first succeeded and the second raised. */
 /* A death case: the same touch at PASSIVE_LEVEL by code that turned interrupts off (CLI):
  * 0x0A with 0xFF as the IRQL (interrupts off), 0, the RIP of the load.  Before, the fault was
  * resolved, a wait for a read turning interrupts on under that code. */
@@ -1064,6 +1060,10 @@ static void a_system_calls_copy_from_trimmed_user_pages_is_a_soft_and_a_hard_fau
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
+ * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
+ * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
+ * (transition) or in the pagefile; before, the first succeeded and the second raised. */
 static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 {
 	uint32_t seed = PG_SEED + 0xE00;
