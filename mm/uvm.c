@@ -1131,6 +1131,7 @@ uint64_t uvm_relieve_pressure(void)
 	if (!__atomic_compare_exchange_n(&relief_cpu, &none, c->number + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 		/* Another CPU relieves: its standby pages serve this caller's retry too.  It waits
 		 * for nothing this CPU holds (no ranked lock, not the writer's gate). */
+		__atomic_fetch_add(&paging.relief_waits, 1, __ATOMIC_RELAXED);
 		wait_for_relief();
 		return standby_pages();
 	}
@@ -1188,6 +1189,7 @@ void uvm_get_paging_stats(struct uvm_paging_stats *out)
 	out->inpage_errors = __atomic_load_n(&paging.inpage_errors, __ATOMIC_RELAXED);
 	out->trimmed = __atomic_load_n(&paging.trimmed, __ATOMIC_RELAXED);
 	out->reliefs = __atomic_load_n(&paging.reliefs, __ATOMIC_RELAXED);
+	out->relief_waits = __atomic_load_n(&paging.relief_waits, __ATOMIC_RELAXED);
 }
 
 bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,

@@ -1432,11 +1432,19 @@ static void relieve_on_cpu(void *arg)
 	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
 }
 
+/* CPU 2's relief found CPU 1's under way and waits for it (uvm_relieve_pressure's count of
+ * such waits: only its relief_cpu guard counts one). */
+static bool relief_waiting(void *arg)
+{
+	return stats().relief_waits > *(uint64_t *)arg;
+}
+
 /* Two CPUs relieve at once: CPU 1's relief is held in its writer (the device's answer
- * held, so it stays in progress whatever the timing); CPU 2's waits for it instead of
- * trimming and writing again, and returns CPU 1's result: one relief counted, the four
- * pages trimmed and written once.  (CPU 2 is not done while CPU 1's write is held; a
- * relief that did not wait would be counted twice.) */
+ * held, so it stays in progress whatever the timing); CPU 2's finds it under way and waits
+ * for it (counted as a relief wait, not done while CPU 1's write is held) instead of trimming
+ * and writing again, and returns CPU 1's result: one relief counted, the four pages trimmed
+ * and written once.  Without the guard CPU 2 would relieve too: no wait counted (it would
+ * block at the writer's gate instead), and two reliefs. */
 static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
 {
 	if (smp_cpus_online() < 3)
@@ -1453,20 +1461,18 @@ static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
 	bool started = smp_work_start(1, relieve_on_cpu, &a);
 	bool writing = started && mmt_wait_until(frame_being_written, &f);
 	bool second = writing && smp_work_start(2, relieve_on_cpu, &b);
-	bool b_waited = true;
-	if (second) {
-		/* CPU 2 is in: it is the relieving CPU's waiter or it is done (a bug). */
-		for (int i = 0; i < 100000 && !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE); i++)
-			cpu_relax();
-		b_waited = !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
-	}
+	bool b_waits = second && mmt_wait_until(relief_waiting, &s0.relief_waits);
+	/* Waiting, it cannot be done: CPU 1's relief is still held in its write. */
+	bool b_done_while_held = __atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
 	vblk_test_hold_completions(false); /* no ASSERT before this: the device must not stay held */
 	bool a_back = !started || smp_work_wait(1);
 	bool b_back = !second || smp_work_wait(2);
 	pagefile_get_stats(&w1);
 	struct uvm_paging_stats s1 = stats();
 	ASSERT_TRUE(t, started && writing && second && a_back && b_back);
-	EXPECT_TRUE(t, b_waited);
+	EXPECT_TRUE(t, b_waits);
+	EXPECT_FALSE(t, b_done_while_held);
+	EXPECT_EQ(t, s1.relief_waits - s0.relief_waits, 1u);
 	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
 	EXPECT_EQ(t, s1.trimmed - s0.trimmed, 4u);
 	EXPECT_GE(t, w1.pages_written - w0.pages_written, 4u); /* and any paged pool's */
