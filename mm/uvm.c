@@ -947,9 +947,11 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
  * page arrays, never by touching them, so no fault happens under the lock.  A trimmed page
  * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
  * (the address, the IRQL, 1 for a write, an address in the probe), whether its frame is still
- * there or in the pagefile (mm/RULES.md "Paging", IRQL). */
-uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
-					struct uvm_resident_stop *stop)
+ * there or in the pagefile (mm/RULES.md "Paging", IRQL).  noipa: that P4 is
+ * __builtin_return_address(0), the return address into the probing routine (RULES' 0x0A
+ * table) only while GCC splits no part off this function (a split part's is this one's). */
+__attribute__((noipa)) uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n,
+								bool write, struct uvm_resident_stop *stop)
 {
 	*stop = (struct uvm_resident_stop){ .status = STATUS_SUCCESS, .io = STATUS_SUCCESS, .va = page };
 	if (!mm) {

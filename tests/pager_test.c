@@ -46,6 +46,7 @@
 #include "tests/lib/wait.h"
 #include "include/wdm.h"
 #include "kernel/faultcap.h"
+#include "kernel/ksym.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/trap.h"
@@ -979,8 +980,35 @@ static void a_trimmed_page_touched_with_interrupts_off_is_0x0a(struct ktest *t)
 	KTEST_FAIL(t, "the load with interrupts off returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
 }
 
+/* A probe's 0x0A names, as P4, the return address into the probing routine (RULES' 0x0A
+ * table): in MmProbeAndLockPages, the address after its one call of
+ * uvm_make_resident_pages_status, which C cannot name.  So it is read from the routine's own
+ * code: a CALL rel32 (E8) to that function at an address ksym places in MmProbeAndLockPages,
+ * within PROBE_CODE_MAX bytes of its start; 0 unless there is exactly one. */
+#define PROBE_CODE_MAX 0x2000u
+static uint64_t probe_return_address(void)
+{
+	const uint8_t *code = (const uint8_t *)MmProbeAndLockPages;
+	uint64_t found = 0, off;
+	unsigned calls = 0;
+	for (unsigned i = 0; i + 5 <= PROBE_CODE_MAX; i++) {
+		int32_t rel;
+		memcpy(&rel, code + i + 1, sizeof rel);
+		uint64_t next = (uint64_t)(code + i + 5);
+		if (code[i] != 0xE8 || next + (int64_t)rel != (uint64_t)uvm_make_resident_pages_status)
+			continue;
+		const char *fn = ksym_lookup((uint64_t)(code + i), &off);
+		if (fn && !strcmp(fn, "MmProbeAndLockPages")) {
+			found = next;
+			calls++;
+		}
+	}
+	return calls == 1 ? found : 0;
+}
+
 /* A death case: a probe of a paged-out page at PASSIVE_LEVEL with interrupts off: 0x0A
- * (the page, 0xFF, 1 for the write access), as the probe's walk refuses to page there. */
+ * (the page, 0xFF, 1 for the write access, the return address into the probing routine), as
+ * the probe's walk refuses to page there. */
 static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest *t)
 {
 	uint32_t seed = PG_SEED + 0xE10;
@@ -989,8 +1017,9 @@ static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest
 	page_out_and_repurpose(t, base, 1, seed);
 	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, 0,
-			  KTEST_P1 | KTEST_P2 | KTEST_P3);
+	uint64_t ret = probe_return_address();
+	ASSERT_NE(t, ret, 0u);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, ret, KTEST_P_ALL);
 	KeStackAttachProcess(&proc, &apc);
 	__asm__ volatile("cli" ::: "memory");
 	NTSTATUS st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
@@ -1062,8 +1091,9 @@ static void a_system_calls_copy_from_trimmed_user_pages_is_a_soft_and_a_hard_fau
 
 /* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
  * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
- * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
- * (transition) or in the pagefile; before, the first succeeded and the second raised. */
+ * the page's address, DISPATCH_LEVEL, 1 (a write) and the return address into the probing
+ * routine, whether the frame is still there (transition) or in the pagefile; before, the
+ * first succeeded and the second raised. */
 static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 {
 	uint32_t seed = PG_SEED + 0xE00;
@@ -1079,7 +1109,9 @@ static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 	ASSERT_TRUE(t, paged_out ? mmt_sw_is_pagefile(raw(base + P)) : mmt_sw_is_transition(raw(base + P)));
 	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, 0, KTEST_P1 | KTEST_P2 | KTEST_P3);
+	uint64_t ret = probe_return_address();
+	ASSERT_NE(t, ret, 0u);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, ret, KTEST_P_ALL);
 	verifier_set_flags(0); /* the machine ends here: nothing to restore */
 	NTSTATUS st;
 	KeStackAttachProcess(&proc, &apc);
