@@ -221,19 +221,6 @@ static void hoard_all_but(unsigned n)
 	}
 }
 
-/* With every free frame hoarded, n (at most 4) frames taken and given back: n standby frames
- * repurposed, their pages' PTEs now pagefile PTEs naming their slots. */
-static void repurpose_frames(unsigned n)
-{
-	hoard_all_free_frames();
-	pfn_t taken[4];
-	for (unsigned i = 0; i < n; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < n; i++)
-		pfn_free(taken[i]);
-	release_hoard();
-}
-
 static bool all_pagefile(const struct pt_root *r, const uint64_t *va, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -395,14 +382,15 @@ static void a_disk_is_refused_as_pagefile_without_pagefile_1(struct ktest *t)
 	EXPECT_TRUE(t, pagefile_attach(NULL));
 }
 
-/* Trim the buffer and write it: every page standby with a slot, its image on the disk. */
+/* Trim the buffer and write it: every page standby with a slot, its image on the disk (the
+ * writer may write other modified pages with it: paged pool's). */
 static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed, pfn_t *frames, uint32_t *slots,
 		     bool disk_check)
 {
 	for (unsigned i = 0; i < pages; i++)
 		frames[i] = frame(base + i * P);
 	EXPECT_EQ(t, trim(&proc.mm), (uint64_t)pages);
-	EXPECT_EQ(t, pagefile_write_modified(), (uint64_t)pages);
+	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)pages);
 	for (unsigned i = 0; i < pages; i++) {
 		const struct pfn_entry *e = pfn_entry(frames[i]);
 		EXPECT_EQ(t, e->state, PFN_STANDBY);
@@ -416,15 +404,17 @@ static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t se
 	}
 }
 
-/* Pages paged out and their frames repurposed: pagefile PTEs, a touch is a hard fault. */
+/* Pages (at most 4) paged out and their frames repurposed (whatever else is on standby):
+ * pagefile PTEs, a touch is a hard fault. */
 static void page_out_and_repurpose(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
 {
 	pfn_t frames[4];
 	uint32_t slots[4];
+	uint64_t va[4];
 	page_out(t, base, pages, seed, frames, slots, false);
-	repurpose_frames(pages);
 	for (unsigned i = 0; i < pages; i++)
-		ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+		va[i] = base + i * P;
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), va, pages));
 }
 
 static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct ktest *t)
@@ -445,12 +435,16 @@ static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct k
 	}
 	EXPECT_EQ(t, hi - lo, 3u);
 
-	/* No free frame left: the allocator repurposes the standby frames, and their PTEs
-	 * become pagefile PTEs naming the slots. */
+	/* No free frame left: the allocator repurposes the standby frames (these four, and any
+	 * other page's it comes to first), and their PTEs become pagefile PTEs naming the slots. */
 	hoard_all_free_frames();
-	pfn_t taken[4];
+	pfn_t taken[64];
+	uint64_t va[4];
+	unsigned ntaken = 0;
 	for (unsigned i = 0; i < 4; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+		va[i] = base + i * P;
+	while (ntaken < 64 && !all_pagefile(root(), va, 4))
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t e = raw(base + i * P);
 		EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
@@ -460,15 +454,16 @@ static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct k
 		EXPECT_EQ(t, pfn_entry(frames[i])->state, PFN_ACTIVE);
 		EXPECT_EQ(t, pfn_entry(frames[i])->owner_kind, PFN_OWNER_TEST);
 	}
-	/* The four frames the allocator gave are the standby ones, in some order. */
-	for (unsigned i = 0; i < 4; i++) {
+	/* The four standby frames are among those the allocator gave. */
+	for (unsigned k = 0; k < 4; k++) {
 		bool found = false;
-		for (unsigned k = 0; k < 4; k++)
+		for (unsigned i = 0; i < ntaken; i++)
 			found |= taken[i] == frames[k];
 		EXPECT_TRUE(t, found);
 	}
-	for (unsigned i = 0; i < 4; i++)
-		pfn_free(taken[i]);
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
 	release_hoard();
 
 	/* Touched again: hard faults, new frames read from the slots, the data intact. */
@@ -898,16 +893,19 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	pfn_t frames[4];
 	for (unsigned i = 0; i < 4; i++)
 		frames[i] = frame(base + i * P);
-	trim(&proc.mm);
+	uint64_t others = pfn_now().modified; /* modified pages not the case's (paged pool's) */
+	EXPECT_EQ(t, trim(&proc.mm), 4u);
+	/* The two slots taken, whichever modified pages took them. */
 	EXPECT_EQ(t, pagefile_write_modified(), 2u);
 	struct pfn_stats s;
 	pfn_get_stats(&s);
-	EXPECT_EQ(t, s.modified, 2u);
-	EXPECT_EQ(t, s.standby, 2u);
+	EXPECT_GE(t, s.modified, 2u);
+	EXPECT_GE(t, s.standby, 2u);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 2u);
 	/* Page by page, from the real tables: every PTE still the transition PTE of its own
-	 * frame; the two written on standby with slots 1 and 2, the two that found no slot
-	 * MODIFIED with none (back on the modified list, not WRITING), so nothing is lost. */
+	 * frame; those written on standby with slot 1 or 2, each its own (both, unless other
+	 * modified pages took them), those that found no slot MODIFIED with none (back on the
+	 * modified list, not WRITING), so nothing is lost. */
 	unsigned modified = 0, slot_seen = 0;
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t e = raw(base + i * P);
@@ -925,11 +923,13 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 		} else {
 			EXPECT_EQ(t, pe->state, PFN_STANDBY);
 			EXPECT_TRUE(t, pe->slot == 1 || pe->slot == 2);
+			EXPECT_FALSE(t, slot_seen & (1u << pe->slot));
 			slot_seen |= 1u << pe->slot;
 		}
 	}
-	EXPECT_EQ(t, modified, 2u);
-	EXPECT_EQ(t, slot_seen, 0x6u);
+	EXPECT_GE(t, modified, 2u);
+	EXPECT_GE(t, 4 - modified + others, 2u);
+	EXPECT_EQ(t, slot_seen & ~0x6u, 0u);
 	pagefile_set_limit(0);
 	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
@@ -1187,8 +1187,7 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	pfn_t frames[1];
 	uint32_t slots[1];
 	page_out(t, base, 1, seed, frames, slots, false);
-	repurpose_frames(1);
-	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), &base, 1));
 
 	struct uvm_paging_stats s0 = stats();
 	struct read_state rs = { base, s0.collided_faults };
@@ -1570,16 +1569,17 @@ static void a_detach_waits_for_a_write_in_progress(struct ktest *t)
 	EXPECT_TRUE(t, smp_work_wait(1));
 	if (detaching)
 		EXPECT_TRUE(t, smp_work_wait(2));
-	EXPECT_EQ(t, w.written, 1u);
+	EXPECT_GE(t, w.written, 1u); /* and any paged pool's */
 	EXPECT_FALSE(t, d.result);
 	struct pagefile_stats p1;
 	pagefile_get_stats(&p1);
 	EXPECT_TRUE(t, p1.attached);
 	EXPECT_EQ(t, p1.attach_waits - p0.attach_waits, waited ? 1u : 0u);
 	EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_NE(t, pfn_entry(f)->slot, 0u);
+	uint64_t held = pagefile_slots_in_use();
 	EXPECT_TRUE(t, intact(base, 0, seed)); /* a soft fault: its slot freed */
-	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	EXPECT_EQ(t, held - pagefile_slots_in_use(), 1u);
 }
 
 static int pager_init(struct ktest *t)
@@ -1684,14 +1684,16 @@ static int inpage_filter(PEXCEPTION_POINTERS ep, struct filter_seen *out)
 static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
 {
 	memset(seen, 0, sizeof seen);
-	attach_on_bad_read(t);
+	uint64_t bad_read = attach_on_bad_read(t);
 	uint32_t seed = PG_SEED + 0x600;
 	uint64_t base = user_buffer(t, 1, seed);
-	trim(&proc.mm);
-	EXPECT_EQ(t, pagefile_write_modified(), 1u);
-	repurpose_frames(1);
-	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, mmt_sw_pagefile_high(raw(base)), 1u);
+	/* Out to the slot the disk cannot read (its PTE says: the writer may write other pages
+	 * with it), its frame repurposed. */
+	EXPECT_EQ(t, trim(&proc.mm), 1u);
+	EXPECT_GE(t, pagefile_write_modified(), 1u);
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), &base, 1));
+	uint64_t out = raw(base), slots = pagefile_slots_in_use();
+	ASSERT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(out)) / VBLK_SECTOR, bad_read);
 
 	/* The kernel's read of the page in its SMAP window: the #PF the CPU raised, the
 	 * exception STATUS_IN_PAGE_ERROR with (read, address, the device's status). */
@@ -1721,9 +1723,10 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, info[1], base + 0x10);
 	EXPECT_EQ(t, info[2], (ULONG_PTR)(ULONG)STATUS_DEVICE_DATA_ERROR);
 	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 1u);
-	/* The page is still in the pagefile, where a later read could find it. */
-	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	/* The page is still in the pagefile, where a later read could find it: its PTE and its
+	 * slot as they were. */
+	EXPECT_EQ(t, raw(base), out);
+	EXPECT_EQ(t, pagefile_slots_in_use(), slots);
 
 	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked, nothing mapped and
 	 * no frame taken: the PTE still the pagefile PTE of its slot.  So do the selected-pages
@@ -1763,7 +1766,7 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
 	EXPECT_EQ(t, raw(base), pte);
 	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), slots);
 	EXPECT_EQ(t, mmt_free_frames(), frames);
 	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 4u);
 	IoFreeMdl(mdl);
@@ -1776,19 +1779,20 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
  * the device's status, the PTE's contents (the pagefile PTE, put back), the address. */
 static void paged_pool_the_pagefile_cannot_give_back_is_0x7a(struct ktest *t)
 {
-	attach_on_bad_read(t);
+	uint64_t bad_read = attach_on_bad_read(t);
 	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, P, 0x6C6F5050u);
 	ASSERT_TRUE(t, b != NULL);
 	pattern_fill(b, P, PG_SEED + 0x1000);
 	uint64_t va = (uint64_t)b;
-	/* Out to slot 1 (the one paged allocation: nothing else of paged pool exists), its
-	 * frame repurposed. */
+	/* Out to the slot the disk cannot read, its frame repurposed: the page's own PTE says
+	 * so (the trim and the writer take every other paged page with it). */
 	ASSERT_GE(t, pool_trim_paged(), 1u);
-	ASSERT_EQ(t, pagefile_write_modified(), 1u);
-	repurpose_frames(1);
+	ASSERT_TRUE(t, mmt_sw_is_transition(mmt_raw_pte_in(&kernel_root, va)));
+	ASSERT_GE(t, pagefile_write_modified(), 1u);
+	ASSERT_TRUE(t, repurpose_until_pagefile(&kernel_root, &va, 1));
 	uint64_t e = mmt_raw_pte_in(&kernel_root, va);
 	ASSERT_TRUE(t, mmt_sw_is_pagefile(e));
-	ASSERT_EQ(t, mmt_sw_pagefile_high(e), 1u);
+	ASSERT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, bad_read);
 	ASSERT_EQ(t, mmt_sw_protection(e), 4u);
 	struct pt_query q;
 	pt_query(&kernel_root, va, &q);
@@ -1874,6 +1878,15 @@ static uint8_t *paged_buffer(struct ktest *t, uint32_t seed)
 	return b;
 }
 
+/* The buffer's pages repurposed (whatever else is on standby): pagefile PTEs. */
+static bool paged_repurposed(const uint8_t *b)
+{
+	uint64_t va[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		va[i] = (uint64_t)b + i * P;
+	return repurpose_until_pagefile(&kernel_root, va, PP_PAGES);
+}
+
 static bool paged_intact(const uint8_t *b, uint32_t seed)
 {
 	static uint8_t want[P];
@@ -1928,7 +1941,7 @@ static void paged_pool_pages_leave_and_come_back_soft_and_hard(struct ktest *t)
 	/* Out to the pagefile, the frames repurposed: pagefile PTEs, then hard faults. */
 	pool_trim_paged();
 	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
-	repurpose_frames(PP_PAGES);
+	EXPECT_TRUE(t, paged_repurposed(b));
 	for (unsigned i = 0; i < PP_PAGES; i++)
 		EXPECT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
 	s0 = pstats();
@@ -2023,9 +2036,7 @@ static void a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure(struct 
 	uint8_t *b = paged_buffer(t, seed);
 	pool_trim_paged();
 	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
-	repurpose_frames(PP_PAGES);
-	for (unsigned i = 0; i < PP_PAGES; i++)
-		ASSERT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
+	ASSERT_TRUE(t, paged_repurposed(b));
 	uint8_t *c = paged_buffer(t, other);
 	struct uvm_paging_stats u0 = stats();
 	struct pool_paging_stats s0 = pstats();
@@ -2294,7 +2305,9 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, SP_SMALL_SIZE, SP_TAG);
 	ASSERT_TRUE(t, np != NULL);
 
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	/* Counts at least: any other paged page is trimmed and written with these; each
+	 * page's own PTE and frame say where it is. */
+	EXPECT_GE(t, pool_trim_paged(), 2u);
 	for (unsigned k = 0; k < 2; k++) {
 		uint64_t e = kraw(s.page[k]);
 		EXPECT_TRUE(t, mmt_sw_is_transition(e));
@@ -2323,8 +2336,8 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 		EXPECT_EQ(t, mmt_frame_of(s.page[k]), before[k]);
 
 	/* Out to the pagefile: each page at its slot, then repurposed: hard faults. */
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
-	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	EXPECT_GE(t, pool_trim_paged(), 2u);
+	EXPECT_GE(t, pagefile_write_modified(), 2u);
 	for (unsigned k = 0; k < 2; k++)
 		EXPECT_EQ(t, pfn_entry(before[k])->state, PFN_STANDBY);
 	/* From outside: the class-2048 page's first block (slot 0 of the page) has its pattern
@@ -2353,12 +2366,13 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 	 * the slots checked from outside are not written again. */
 	ASSERT_TRUE(t, pagefile_attach(d));
 	pagefile_set_limit(0);
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	EXPECT_GE(t, pool_trim_paged(), 2u);
 	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[1])));
 	ExFreePoolWithTag(s.b[0], SP_TAG); /* soft */
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	pool_trim_paged();
-	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	EXPECT_GE(t, pagefile_write_modified(), 2u);
 	EXPECT_TRUE(t, repurpose_pool_pages(s.page, 2));
 	s0 = pstats();
 	for (unsigned i = 1; i < SP_N; i++)
@@ -2384,21 +2398,25 @@ static void an_empty_trimmed_slab_page_goes_back_with_its_frame_and_slot(struct 
 		struct pool_stats ps;
 		pool_get_stats(&ps); /* the kept block back in its page: the page empty, the spare */
 		EXPECT_TRUE(t, mmt_has(kraw(page), MMT_PTE_P));
-		EXPECT_EQ(t, pool_trim_paged(), 1u);
+		/* Counts at least: other paged pages may be trimmed and written with it. */
+		EXPECT_GE(t, pool_trim_paged(), 1u);
 		EXPECT_TRUE(t, mmt_sw_is_transition(kraw(page)));
 		if (paged_out) {
-			EXPECT_EQ(t, pagefile_write_modified(), 1u);
-			EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+			EXPECT_GE(t, pagefile_write_modified(), 1u);
+			EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
+			EXPECT_NE(t, pfn_entry(f)->slot, 0u);
 			EXPECT_TRUE(t, repurpose_pool_pages(&page, 1));
 		} else {
 			EXPECT_EQ(t, pfn_entry(f)->state, PFN_MODIFIED);
 		}
+		uint64_t slots = pagefile_slots_in_use();
 		struct pool_paging_stats s0 = pstats();
 		pool_trim();
 		EXPECT_EQ(t, pstats().soft_faults, s0.soft_faults);
 		EXPECT_EQ(t, pstats().hard_faults, s0.hard_faults);
 		EXPECT_EQ(t, kraw(page), 0u);
-		EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+		if (paged_out) /* its slot among those given back (any other empty page's too) */
+			EXPECT_GE(t, slots - pagefile_slots_in_use(), 1u);
 		if (!paged_out)
 			EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
 	}
@@ -2425,7 +2443,7 @@ static void probed_small_paged_pool_is_brought_back_and_locked(struct ktest *t)
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	EXPECT_EQ(t, MmGetMdlPfnArray(mdl)[0], mmt_frame_of(s.page[0]));
 	EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[0])->lock_count, 1u);
-	EXPECT_EQ(t, pool_trim_paged(), 0u); /* the other page is out already */
+	pool_trim_paged(); /* the locked page stays, the other is out already */
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[1])));
 	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
@@ -2433,7 +2451,8 @@ static void probed_small_paged_pool_is_brought_back_and_locked(struct ktest *t)
 	EXPECT_TRUE(t, pattern_at_dispatch(sys, SP_SMALL_SIZE, seed + 3));
 	MmUnlockPages(mdl);
 	IoFreeMdl(mdl);
-	EXPECT_EQ(t, pool_trim_paged(), 1u); /* unlocked: it leaves */
+	EXPECT_GE(t, pool_trim_paged(), 1u); /* unlocked: it leaves */
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
 	small_set_free(&s);
 }
 
@@ -2470,8 +2489,9 @@ static void double_free_of_a_trimmed_small_paged_block_is_0xc2_7(struct ktest *t
 	ASSERT_EQ(t, ALIGN_DOWN((uint64_t)b, P), ALIGN_DOWN((uint64_t)other, P));
 	ExFreePoolWithTag(b, SP_TAG);
 	uint64_t page = ALIGN_DOWN((uint64_t)b, P);
-	EXPECT_EQ(t, pool_trim_paged(), 1u);
-	EXPECT_EQ(t, pagefile_write_modified(), 1u);
+	EXPECT_GE(t, pool_trim_paged(), 1u);
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(page)));
+	EXPECT_GE(t, pagefile_write_modified(), 1u);
 	ASSERT_TRUE(t, repurpose_pool_pages(&page, 1));
 	expect_stop(t, BAD_POOL_CALLER, 0x07, 0, (uint64_t)100 << 32 | SP_TAG, (ULONG_PTR)b);
 	ExFreePoolWithTag(b, SP_TAG);
