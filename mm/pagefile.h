@@ -48,6 +48,9 @@ void pagefile_set_limit(uint32_t limit);
 uint64_t pagefile_offset(uint32_t slot);
 void pagefile_free_slot(uint32_t slot);
 uint64_t pagefile_slots_in_use(void);
+/* Whether the writer could write a page now: a disk attached and a slot free (a snapshot;
+ * memory-pressure relief asks before it trims, mm/RULES.md "Paging"). */
+bool pagefile_can_write(void);
 /* An in-page read of slot s into frame pfn, at PASSIVE_LEVEL or APC_LEVEL: the device's status
  * (STATUS_DEVICE_NOT_CONNECTED without a disk). */
 NTSTATUS pagefile_read(pfn_t pfn, uint32_t slot);

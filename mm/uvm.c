@@ -1127,6 +1127,13 @@ uint64_t uvm_relieve_pressure(void)
 	struct kcpu *c = this_cpu();
 	if (KeGetCurrentIrql() >= DISPATCH_LEVEL || c->klock_held || c->mm_relieving || pagefile_writer_is_mine())
 		return 0;
+	/* A trimmed frame always goes to the modified list (the trimmer reads no D bit, which a
+	 * writable leaf has preset anyway, and a soft fault frees the page's slot), so it reaches
+	 * standby only through a write: with no pagefile, or a full one, a trim would take every
+	 * working set and paged pool to the modified list for nothing, to fault back.  Then only
+	 * what standby has now (mm/RULES.md "Paging", memory pressure). */
+	if (!pagefile_can_write())
+		return standby_pages();
 	uint32_t none = 0;
 	if (!__atomic_compare_exchange_n(&relief_cpu, &none, c->number + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 		/* Another CPU relieves: its standby pages serve this caller's retry too.  It waits

@@ -1,0 +1,164 @@
+/*
+ * The pager's edges (mm/RULES.md, "Paging"): where it must do nothing, refuse, or stop with
+ * the right bug check.
+ *
+ *   - memory pressure with no pagefile: relief trims nothing (a trimmed page could only go
+ *     to the modified list), so the allocation fails with every user page's PTE still valid,
+ *     its frame the same, and the trim and relief counts unchanged;
+ *
+ * Every case ends with frames, pool and slots where it began.
+ */
+#include "kernel/ktest.h"
+#include "tests/lib/pattern.h"
+#include "tests/lib/pte.h"
+#include "include/wdm.h"
+#include "kernel/lib.h"
+#include "kernel/process.h"
+#include "mm/mm.h"
+#include "mm/pagefile.h"
+#include "mm/pfn.h"
+#include "mm/pool.h"
+#include "mm/uvm.h"
+
+#define P PAGE_SIZE
+#define EDGE_TAG 0x65676445u /* 'Edge' */
+#define EDGE_SEED 0x45440001u
+
+static EPROCESS proc;
+static KAPC_STATE apc;
+static bool live;
+
+static uint64_t raw(uint64_t va) { return mmt_raw_pte_in(&proc.mm.root, va); }
+
+static uint64_t commit(struct ktest *t, uint64_t pages)
+{
+	uint64_t base = 0, size = pages * P;
+	NTSTATUS st = uvm_allocate(&proc.mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+	if (st != STATUS_SUCCESS) {
+		KTEST_FAIL(t, "uvm_allocate = 0x%x", (ULONG)st);
+		ktest_abort(t);
+	}
+	return base;
+}
+
+/* Page i of [base, base + pages) gets the pattern of seed + i (its demand-zero fault taken). */
+static NTSTATUS write_page(uint64_t base, unsigned i, uint32_t seed)
+{
+	static uint8_t page[P];
+	pattern_fill(page, P, seed + i);
+	KeStackAttachProcess(&proc, &apc);
+	NTSTATUS st = copy_to_user(base + i * P, page, P);
+	KeUnstackDetachProcess(&apc);
+	return st;
+}
+
+static struct uvm_paging_stats stats(void)
+{
+	struct uvm_paging_stats s;
+	uvm_get_paging_stats(&s);
+	return s;
+}
+
+static struct pfn_stats pfn_now(void)
+{
+	struct pfn_stats s;
+	pfn_get_stats(&s);
+	return s;
+}
+
+/* Every free and standby frame taken, linked through the frames themselves. */
+static pfn_t hoard;
+static void hoard_all_frames(void)
+{
+	hoard = PFN_INVALID;
+	for (struct pfn_stats s = pfn_now(); s.free || s.standby; s = pfn_now()) {
+		pfn_t f = pfn_alloc(0, PFN_OWNER_TEST);
+		if (f == PFN_INVALID)
+			break;
+		*(pfn_t *)pfn_to_virt(f) = hoard;
+		hoard = f;
+	}
+}
+
+static void release_hoard(void)
+{
+	while (hoard != PFN_INVALID) {
+		pfn_t next = *(pfn_t *)pfn_to_virt(hoard);
+		pfn_free(hoard);
+		hoard = next;
+	}
+}
+
+/* ---- cases ---- */
+
+#define RELIEF_PAGES 4u
+/* No pagefile: a relief would trim every working set and paged pool to the modified list,
+ * with its shootdowns, for nothing (no write can make standby of it), and every page would
+ * fault back.  It trims nothing: a nonpaged-pool page and a demand-zero fault with no frame
+ * fail, the process's pages keep their valid PTEs and frames, no trim or relief is counted,
+ * the modified list is unchanged.  Before, all of them were trimmed. */
+static void relief_with_no_pagefile_trims_nothing(struct ktest *t)
+{
+	struct pagefile_stats ps;
+	pagefile_get_stats(&ps);
+	ASSERT_FALSE(t, ps.attached);
+	ASSERT_FALSE(t, pagefile_can_write());
+	uint64_t base = commit(t, RELIEF_PAGES + 1); /* the last page stays demand zero */
+	pfn_t frames[RELIEF_PAGES];
+	for (unsigned i = 0; i < RELIEF_PAGES; i++) {
+		ASSERT_EQ(t, write_page(base, i, EDGE_SEED), STATUS_SUCCESS);
+		frames[i] = mmt_frame_in(&proc.mm.root, base + i * P);
+	}
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_frames();
+	struct pfn_stats p0 = pfn_now();
+	void *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, EDGE_TAG);
+	NTSTATUS st = write_page(base, RELIEF_PAGES, EDGE_SEED);
+	struct uvm_paging_stats s1 = stats();
+	struct pfn_stats p1 = pfn_now();
+	uint64_t pte[RELIEF_PAGES];
+	pfn_t now[RELIEF_PAGES];
+	for (unsigned i = 0; i < RELIEF_PAGES; i++) {
+		pte[i] = raw(base + i * P);
+		now[i] = mmt_frame_in(&proc.mm.root, base + i * P);
+	}
+	release_hoard();
+	if (np)
+		ExFreePoolWithTag(np, EDGE_TAG);
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, np == NULL);
+	EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_ACCESS_VIOLATION);
+	EXPECT_EQ(t, s1.trimmed, s0.trimmed);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	EXPECT_EQ(t, p1.modified, p0.modified);
+	for (unsigned i = 0; i < RELIEF_PAGES; i++) {
+		EXPECT_TRUE(t, mmt_has(pte[i], MMT_PTE_P));
+		EXPECT_EQ(t, now[i], frames[i]);
+	}
+	EXPECT_EQ(t, raw(base + RELIEF_PAGES * P), 0u);
+}
+
+static int edge_init(struct ktest *t)
+{
+	(void)t;
+	memset(&proc, 0, sizeof proc);
+	live = mm_process_init(&proc.mm, &proc, false);
+	return live ? 0 : 1;
+}
+
+static void edge_exit(struct ktest *t)
+{
+	(void)t;
+	if (live) {
+		uvm_destroy(&proc.mm);
+		mm_process_destroy(&proc.mm);
+	}
+	live = false;
+}
+
+static struct ktest_case edge_cases[] = {
+	KTEST_CASE(relief_with_no_pagefile_trims_nothing),
+	{ 0 }
+};
+KTEST_SUITE(pager_edge, edge_cases, .init = edge_init, .exit = edge_exit);
