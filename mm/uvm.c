@@ -60,6 +60,7 @@
 #define PS_PROTECT 0xFFull
 #define PS_PARKED 0x100ull
 #define PS_FRAME (~(PAGE_SIZE - 1))
+#define CR3_PML4 0x000FFFFFFFFFF000ull /* CR3's PML4 address, bits 12-51 (no PCIDs) */
 
 struct uvm_pages {
 	uint64_t npages;
@@ -762,9 +763,16 @@ static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint6
 	if (q.present) {
 		/* Not present when it faulted, resident now: another CPU's fault made it so
 		 * before this one took the lock (a collided fault's retry that runs while the
-		 * reader still maps the page).  Retried when the PTE allows the access. */
+		 * reader still maps the page).  Retried when the PTE allows the access, and only
+		 * when this CPU translates through mm's tables: a CPU whose CR3 holds another
+		 * root would fault again on the same address for ever.  x86 caches no not-present
+		 * translation (SDM Vol. 3, 4.10.2.3), so the retry walks the tables anew; the
+		 * INVLPG says so explicitly, and drops any entry of older rights. */
 		bool allowed = q.eff.user && (!(err & PF_W) || q.eff.write) && (!exec || q.eff.exec);
-		return allowed ? FR_RETRY : FR_REFUSED;
+		if (!allowed || (read_cr3() & CR3_PML4) != mm->root.pml4)
+			return FR_REFUSED;
+		tlb_flush_range_local(&mm->root, page, PAGE_SIZE);
+		return FR_RETRY;
 	}
 	return page_fault_in(mm, v, page, err & PF_W, exec, may_page, need);
 }

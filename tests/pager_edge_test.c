@@ -5,19 +5,26 @@
  *   - memory pressure with no pagefile: relief trims nothing (a trimmed page could only go
  *     to the modified list), so the allocation fails with every user page's PTE still valid,
  *     its frame the same, and the trim and relief counts unchanged;
+ *   - a not-present fault on a page the process's tables map, taken by a CPU whose CR3 holds
+ *     another root: refused (the #PF's vector, error code and CR2 caught), not retried for
+ *     ever;
  *
  * Every case ends with frames, pool and slots where it began.
  */
 #include "kernel/ktest.h"
+#include "tests/lib/expect.h"
 #include "tests/lib/pattern.h"
 #include "tests/lib/pte.h"
 #include "include/wdm.h"
+#include "kernel/faultcap.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "kernel/trap.h"
 #include "mm/mm.h"
 #include "mm/pagefile.h"
 #include "mm/pfn.h"
 #include "mm/pool.h"
+#include "mm/tlb.h"
 #include "mm/uvm.h"
 
 #define P PAGE_SIZE
@@ -139,6 +146,36 @@ static void relief_with_no_pagefile_trims_nothing(struct ktest *t)
 	EXPECT_EQ(t, raw(base + RELIEF_PAGES * P), 0u);
 }
 
+/* A fault on a page the process's tables map, by a CPU that translates through another root
+ * (CR3 the kernel's, mm_current() still the process): the handler finds the PTE present, and
+ * a retry would fault again on the same address for ever.  It is refused: the kernel's
+ * probe, in its SMAP window, gets the #PF (not present, read, supervisor) at the page.  Back
+ * in the process's tables the same load reads the page. */
+static void a_fault_through_another_root_is_refused_not_retried(struct ktest *t)
+{
+	uint64_t base = commit(t, 1);
+	ASSERT_EQ(t, write_page(base, 0, EDGE_SEED + 0x10), STATUS_SUCCESS);
+	ASSERT_TRUE(t, mmt_has(raw(base), MMT_PTE_P));
+	uint8_t want[P], v = 0, w = 0;
+	pattern_fill(want, P, EDGE_SEED + 0x10);
+	struct faultcap f, g;
+	KeStackAttachProcess(&proc, &apc);
+	tlb_switch_to(&kernel_root);
+	user_access_begin();
+	bool elsewhere = faultcap_try_load8(base + 0x30, &v, &f);
+	user_access_end();
+	tlb_switch_to(&proc.mm.root);
+	user_access_begin();
+	bool home = faultcap_try_load8(base + 0x30, &w, &g);
+	user_access_end();
+	KeUnstackDetachProcess(&apc);
+	EXPECT_FALSE(t, elsewhere);
+	EXPECT_PAGE_FAULT(t, &f, PF_READ_NOT_PRESENT, base + 0x30);
+	EXPECT_EQ(t, f.rip, (uint64_t)faultcap_load8);
+	EXPECT_TRUE(t, home);
+	EXPECT_EQ(t, w, want[0x30]);
+}
+
 static int edge_init(struct ktest *t)
 {
 	(void)t;
@@ -159,6 +196,7 @@ static void edge_exit(struct ktest *t)
 
 static struct ktest_case edge_cases[] = {
 	KTEST_CASE(relief_with_no_pagefile_trims_nothing),
+	KTEST_CASE(a_fault_through_another_root_is_refused_not_retried),
 	{ 0 }
 };
 KTEST_SUITE(pager_edge, edge_cases, .init = edge_init, .exit = edge_exit);
