@@ -927,6 +927,18 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 	*io = STATUS_SUCCESS;
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
+	/* Where nothing may wait, code holding an address-space lock, or one ranked after it (the
+	 * pool's, the PFN lock), touching a trimmed page is 0x0A, decided before the lock, as
+	 * pool_resolve_fault does: taking it here would stop it as a lock-order error (0xC4
+	 * 0x2009) or a recursion (0xF) instead.  The PTE alone decides, read without the lock
+	 * (pt_leaf_unlocked; the page array, which the lock guards, is not read). */
+	if (!(intr && KeGetCurrentIrql() < DISPATCH_LEVEL) && klock_holds_rank_from(KLOCK_PROCESS) &&
+	    !(err & (PF_P | PF_RSVD)) && va <= mm->highest_user) {
+		struct pt_sw sw;
+		pt_decode_software(pt_leaf_unlocked(&mm->root, va), &sw);
+		if (sw.kind == PT_SW_TRANSITION || sw.kind == PT_SW_PAGEFILE)
+			return UVM_STATUS_PAGEABLE_AT_DISPATCH;
+	}
 	KIRQL irql = mm_space_lock(mm);
 	struct fault_need need;
 	enum fault_result r;

@@ -8,8 +8,12 @@
  *   - a not-present fault on a page the process's tables map, taken by a CPU whose CR3 holds
  *     another root: refused (the #PF's vector, error code and CR2 caught), not retried for
  *     ever;
+ *   - death cases: a trimmed page of paged pool or of a process touched at DISPATCH_LEVEL, or
+ *     with interrupts off, by code holding a lock ranked after the pool's and the address
+ *     space's (a device lock: a leaf taken at any rank) is 0x0A with all four parameters,
+ *     not the lock-order bug check 0xC4 0x2009 the resolver's own locks would raise.
  *
- * Every case ends with frames, pool and slots where it began.
+ * Every case but the death cases ends with frames, pool and slots where it began.
  */
 #include "kernel/ktest.h"
 #include "tests/lib/expect.h"
@@ -19,6 +23,7 @@
 #include "kernel/faultcap.h"
 #include "kernel/lib.h"
 #include "kernel/process.h"
+#include "kernel/smp/klock.h"
 #include "kernel/trap.h"
 #include "mm/mm.h"
 #include "mm/pagefile.h"
@@ -34,8 +39,12 @@
 static EPROCESS proc;
 static KAPC_STATE apc;
 static bool live;
+/* A device's own lock: KLOCK_DEVICE, a leaf taken at any rank, ranked after every lock the
+ * fault resolvers take. */
+static struct klock device_lock = KLOCK_INIT(KLOCK_DEVICE);
 
 static uint64_t raw(uint64_t va) { return mmt_raw_pte_in(&proc.mm.root, va); }
+static uint64_t kraw(uint64_t va) { return mmt_raw_pte_in(&kernel_root, va); }
 
 static uint64_t commit(struct ktest *t, uint64_t pages)
 {
@@ -176,6 +185,70 @@ static void a_fault_through_another_root_is_refused_not_retried(struct ktest *t)
 	EXPECT_EQ(t, w, want[0x30]);
 }
 
+/* A whole-page paged-pool buffer, trimmed: its PTE in transition. */
+static uint8_t *trimmed_paged_page(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, P, EDGE_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	memset(b, 0x5E, P);
+	ASSERT_GE(t, pool_trim_paged(), 1u);
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
+	return b;
+}
+
+/* Death: code holding a device lock (at DISPATCH_LEVEL) touches trimmed paged pool: 0x0A
+ * (the address, DISPATCH_LEVEL, 0 for a read, the RIP of the load).  Before, the pool's
+ * resolver took its own lock out of order: 0xC4 0x2009. */
+static void trimmed_paged_pool_under_a_device_lock_is_0x0a(struct ktest *t)
+{
+	uint8_t *b = trimmed_paged_page(t);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 8, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KIRQL old = klock_acquire(&device_lock);
+	faultcap_load8((uint64_t)b + 8);
+	klock_release(&device_lock, old);
+	KTEST_FAIL(t, "the load under the device lock returned");
+}
+
+/* Death: the same with interrupts off too: 0x0A with 0xFF as the IRQL.  Before, the #PF
+ * handler's walk for the interrupts-off case took the kernel page-table lock out of order:
+ * 0xC4 0x2009. */
+static void trimmed_paged_pool_under_a_device_lock_with_interrupts_off_is_0x0a(struct ktest *t)
+{
+	uint8_t *b = trimmed_paged_page(t);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 8, UVM_IRQL_INTERRUPTS_OFF, 0,
+			  (uint64_t)faultcap_load8, KTEST_P_ALL);
+	KIRQL old = klock_acquire(&device_lock);
+	__asm__ volatile("cli" ::: "memory");
+	faultcap_load8((uint64_t)b + 8);
+	__asm__ volatile("sti" ::: "memory");
+	klock_release(&device_lock, old);
+	KTEST_FAIL(t, "the load under the device lock with interrupts off returned");
+}
+
+/* Death: a process's trimmed page touched in the SMAP window under the device lock: 0x0A
+ * (the address, DISPATCH_LEVEL, 0, the RIP of the load).  Before, the resolver took the
+ * address-space lock out of order: 0xC4 0x2009. */
+static void a_trimmed_user_page_under_a_device_lock_is_0x0a(struct ktest *t)
+{
+	uint64_t base = commit(t, 1);
+	ASSERT_EQ(t, write_page(base, 0, EDGE_SEED + 0x20), STATUS_SUCCESS);
+	struct uvm_trim_result r;
+	uvm_trim(&proc.mm, &r);
+	ASSERT_EQ(t, r.trimmed, 1u);
+	ASSERT_TRUE(t, mmt_sw_is_transition(raw(base)));
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + 0x40, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
+			  KTEST_P_ALL);
+	KeStackAttachProcess(&proc, &apc);
+	KIRQL old = klock_acquire(&device_lock);
+	user_access_begin();
+	faultcap_load8(base + 0x40);
+	user_access_end();
+	klock_release(&device_lock, old);
+	KeUnstackDetachProcess(&apc);
+	KTEST_FAIL(t, "the load under the device lock returned");
+}
+
 static int edge_init(struct ktest *t)
 {
 	(void)t;
@@ -197,6 +270,9 @@ static void edge_exit(struct ktest *t)
 static struct ktest_case edge_cases[] = {
 	KTEST_CASE(relief_with_no_pagefile_trims_nothing),
 	KTEST_CASE(a_fault_through_another_root_is_refused_not_retried),
+	KTEST_DEATH_CASE(trimmed_paged_pool_under_a_device_lock_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(trimmed_paged_pool_under_a_device_lock_with_interrupts_off_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_DEATH_CASE(a_trimmed_user_page_under_a_device_lock_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	{ 0 }
 };
 KTEST_SUITE(pager_edge, edge_cases, .init = edge_init, .exit = edge_exit);
