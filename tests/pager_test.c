@@ -490,6 +490,65 @@ static NTSTATUS write_page(uint64_t base, unsigned i, uint32_t seed)
 	return st;
 }
 
+/* MM_ALLOCATE_NO_WAIT under the same pressure: one frame free, pageable user memory there,
+ * two pages asked.  With NO_WAIT the call never waits for the trimmer and the writer: a short
+ * MDL of the one free frame, no relief counted, the buffer's PTEs still valid.  Without it
+ * the same call relieves and has both.  (The MDL's own pool block is this CPU's kept block,
+ * the one the warm-up freed: no pool page is needed, so only the frames' path can relieve.)
+ * Before, the NO_WAIT call relieved as the other did. */
+static void no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x480;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL warm = MmAllocatePagesForMdlEx(lo, hi, skip, 2 * P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	ASSERT_TRUE(t, warm != NULL);
+	MmFreePagesFromMdl(warm);
+	ExFreePool(warm);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	pfn_t spare = hoard;
+	hoard = *(pfn_t *)pfn_to_virt(spare);
+	pfn_free(spare);
+	struct pfn_stats p0 = pfn_now();
+	PMDL nw = MmAllocatePagesForMdlEx(lo, hi, skip, 2 * P, MmCached, MM_DONT_ZERO_ALLOCATION | MM_ALLOCATE_NO_WAIT);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t kept[4];
+	for (unsigned i = 0; i < 4; i++)
+		kept[i] = raw(base + i * P);
+	ULONG nw_bytes = nw ? MmGetMdlByteCount(nw) : 0;
+	if (nw) {
+		MmFreePagesFromMdl(nw);
+		ExFreePool(nw);
+	}
+	PMDL w = MmAllocatePagesForMdlEx(lo, hi, skip, 2 * P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	struct uvm_paging_stats s2 = stats();
+	uint64_t out[4];
+	for (unsigned i = 0; i < 4; i++)
+		out[i] = raw(base + i * P);
+	ULONG w_bytes = w ? MmGetMdlByteCount(w) : 0;
+	if (w) {
+		MmFreePagesFromMdl(w);
+		ExFreePool(w);
+	}
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 1u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, nw_bytes, (ULONG)P);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(kept[i], MMT_PTE_P));
+	EXPECT_EQ(t, w_bytes, (ULONG)(2 * P));
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(out[i]) || mmt_sw_is_pagefile(out[i]));
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* A demand-zero fault that finds no free and no standby frame: the fault path drops the
  * address-space lock, relieves the pressure (the unlocked half of the buffer trimmed and
  * written out), and its retry repurposes one of those frames.  The locked half keeps its
@@ -1591,6 +1650,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
+	KTEST_CASE(no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief),
 	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
 	KTEST_CASE(a_pool_allocation_larger_than_pool_va_under_pressure_is_null_without_relief),
 	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
