@@ -120,8 +120,8 @@ void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi);
  * once (not with PFN_ALLOC_NO_RELIEF).  The routine (uvm_relieve_pressure: the trimmer and
  * the modified page writer) is the memory manager's, above this module, so it is called
  * through this hook, not included; it returns at once, 0, where it may not run (at
- * DISPATCH_LEVEL or above, with a ranked lock held, or on a CPU already relieving), so the
- * allocation then fails as before.  A run (pfn_alloc_run, pfn_alloc_in) and a window narrower
+ * DISPATCH_LEVEL or above, with interrupts off, with a ranked lock held, or on a CPU already
+ * relieving), so the allocation then fails as before.  A run (pfn_alloc_run, pfn_alloc_in) and a window narrower
  * than the database are served from the free lists only, which relief does not refill: they
  * never ask.  Registered once, at boot (mm_init), before a second CPU runs. */
 void pfn_set_pressure_relief(uint64_t (*relieve)(void));

@@ -549,6 +549,51 @@ static void no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief(
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* The same pressure with interrupts off at PASSIVE_LEVEL (a CLI): relief waits for the
+ * writer's disk completion and the trim's shootdowns, so it refuses such a caller and the
+ * allocation simply fails: a frame from the allocator and a new nonpaged pool page are both
+ * had nowhere, no relief counted, the buffer's PTEs still valid.  After the STI the same
+ * frame allocation relieves and succeeds.  Before, both relieved with interrupts off. */
+static void an_allocation_with_interrupts_off_fails_without_relief(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x4C0;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	__asm__ volatile("cli" ::: "memory");
+	pfn_t off = pfn_alloc(0, PFN_OWNER_TEST);
+	void *pool = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
+	__asm__ volatile("sti" ::: "memory");
+	struct uvm_paging_stats s1 = stats();
+	uint64_t kept[4];
+	for (unsigned i = 0; i < 4; i++)
+		kept[i] = raw(base + i * P);
+	pfn_t on = pfn_alloc(0, PFN_OWNER_TEST);
+	struct uvm_paging_stats s2 = stats();
+	if (off != PFN_INVALID)
+		pfn_free(off);
+	if (pool)
+		ExFreePoolWithTag(pool, PP_TAG_PRESSURE);
+	if (on != PFN_INVALID)
+		pfn_free(on);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, off, PFN_INVALID);
+	EXPECT_TRUE(t, pool == NULL);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(kept[i], MMT_PTE_P));
+	EXPECT_TRUE(t, on != PFN_INVALID);
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* A demand-zero fault that finds no free and no standby frame: the fault path drops the
  * address-space lock, relieves the pressure (the unlocked half of the buffer trimmed and
  * written out), and its retry repurposes one of those frames.  The locked half keeps its
@@ -1651,6 +1696,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
 	KTEST_CASE(no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief),
+	KTEST_CASE(an_allocation_with_interrupts_off_fails_without_relief),
 	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
 	KTEST_CASE(a_pool_allocation_larger_than_pool_va_under_pressure_is_null_without_relief),
 	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
