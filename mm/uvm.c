@@ -978,10 +978,15 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
 			irql = mm_space_lock(mm);
 		}
+		/* The relief trims this space too, so pages before `done` the walk made resident
+		 * may be trimmed again: the walk starts over from the first page, so that its
+		 * return means every page it counts is resident (bounded: one relief a walk). */
 		if (r == FR_NO_FRAME && !relieved && may_page) {
 			relieved = true;
-			if (relieve_and_relock(mm, &irql))
-				r = FR_RETRY; /* the walk goes on from the same page */
+			if (relieve_and_relock(mm, &irql)) {
+				r = FR_RETRY;
+				done = 0;
+			}
 		}
 		if (r == FR_INPAGE_ERROR) {
 			stop->status = STATUS_IN_PAGE_ERROR;

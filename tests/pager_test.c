@@ -594,6 +594,42 @@ static void an_allocation_with_interrupts_off_fails_without_relief(struct ktest 
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* A probe's residency pass (uvm_make_resident_status, MmProbeAndLockPages' and ProbeForWrite's)
+ * that finds no frame mid-buffer: pages 0-1 resident, 2-3 demand zero, every free frame taken,
+ * another buffer pageable.  The pass relieves once, and the relief trims pages 0-1 too; the
+ * pass starts over from page 0 (two soft faults), so when it returns success every page's PTE
+ * is valid.  Before, it went on from page 2 and returned success with pages 0-1 trimmed. */
+static void a_residency_pass_that_relieves_starts_over_and_leaves_every_page_resident(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x4E0, other = PG_SEED + 0x4F0;
+	uint64_t a = commit(t, 4);
+	fill(t, a, 2, seed);
+	uint64_t b = commit(t, 8);
+	fill(t, b, 8, other);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	NTSTATUS st = uvm_make_resident_status(&proc.mm, a, 4 * P, true, NULL);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t pte[4];
+	for (unsigned i = 0; i < 4; i++)
+		pte[i] = raw(a + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_EQ(t, s1.soft_faults - s0.soft_faults, 2u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(pte[i], MMT_PTE_P));
+	for (unsigned i = 0; i < 2; i++)
+		EXPECT_TRUE(t, intact(a, i, seed));
+	for (unsigned i = 0; i < 8; i++)
+		EXPECT_TRUE(t, intact(b, i, other));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* A demand-zero fault that finds no free and no standby frame: the fault path drops the
  * address-space lock, relieves the pressure (the unlocked half of the buffer trimmed and
  * written out), and its retry repurposes one of those frames.  The locked half keeps its
@@ -1697,6 +1733,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
 	KTEST_CASE(no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief),
 	KTEST_CASE(an_allocation_with_interrupts_off_fails_without_relief),
+	KTEST_CASE(a_residency_pass_that_relieves_starts_over_and_leaves_every_page_resident),
 	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
 	KTEST_CASE(a_pool_allocation_larger_than_pool_va_under_pressure_is_null_without_relief),
 	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
