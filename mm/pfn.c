@@ -593,7 +593,7 @@ static bool in_transition(const struct pfn_entry *e)
 static void trimmed_locked(pfn_t pfn, uint64_t pte_pa)
 {
 	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
-		PANIC("pfn_trimmed: frame 0x%lx is not an allocated frame", pfn);
+		PANIC("pfn_trimmed_frames: frame 0x%lx is not an allocated frame", pfn);
 	struct pfn_entry *e = &db[pfn];
 	set_state(pfn, PFN_MODIFIED);
 	e->owner = pte_pa;
@@ -602,13 +602,6 @@ static void trimmed_locked(pfn_t pfn, uint64_t pte_pa)
 		e->flags |= PFN_F_REDIRTIED; /* the write in progress is of older contents */
 	else
 		list_push(&modified_list, pfn);
-}
-
-void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
-{
-	KIRQL irql = klock_acquire(&pfn_lock);
-	trimmed_locked(pfn, pte_pa);
-	klock_release(&pfn_lock, irql);
 }
 
 void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n)

@@ -152,10 +152,9 @@ void pfn_free_frames(const pfn_t *pfns, uint64_t n);
  * transition is named by its PTE's physical address: every call that finds its PTE checks
  * the frame still belongs to that PTE, under the PFN lock, since the allocator may have
  * repurposed it (and rewritten the PTE as a pagefile PTE) in the meantime. */
-/* A trimmed page's ACTIVE frame, whose PTE at pte_pa is now its transition PTE: onto the
- * modified list (or, while the writer holds it, marked REDIRTIED). */
-void pfn_trimmed(pfn_t pfn, uint64_t pte_pa);
-/* pfn_trimmed of each of pfns[0..n) with its PTE's pte_pas[i], the lock taken once. */
+/* Trimmed pages' ACTIVE frames pfns[0..n), whose PTEs at pte_pas[i] are now their transition
+ * PTEs: onto the modified list (or, while the writer holds one, marked REDIRTIED), under one
+ * hold of the PFN lock. */
 void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n);
 enum pfn_take { PFN_TAKE_OK, PFN_TAKE_GONE, PFN_TAKE_BUSY };
 /* A soft fault: the transition frame of the PTE at pte_pa back to ACTIVE (PFN_TAKE_OK;
