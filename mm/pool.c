@@ -915,7 +915,8 @@ PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes)
 PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 {
 	bool fail_quietly = PoolType & POOL_QUOTA_FAIL_INSTEAD_OF_RAISE;
-	/* POOL_COLD_ALLOCATION is a hint only (the page says so); mdlab never pages pool out. */
+	/* POOL_COLD_ALLOCATION is a hint only (the page says so): paged pool is trimmed as it is,
+	 * hot or cold, and nonpaged pool never. */
 	POOL_TYPE type = (POOL_TYPE)(PoolType & ~(POOL_QUOTA_FAIL_INSTEAD_OF_RAISE | POOL_COLD_ALLOCATION));
 	PVOID p = ExAllocatePoolWithTag(type, NumberOfBytes, Tag);
 	if (!p && !fail_quietly)
