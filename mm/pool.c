@@ -621,13 +621,13 @@ static void release_trimmed(uint64_t va)
 }
 
 /* The batch's PTEs exchanged with one flush for all (pt_trim_kernel_pages), and only then
- * each frame onto the modified list: no CPU can write a frame through an old translation
- * once the writer may take it. */
+ * its frames onto the modified list, under one hold of the PFN lock as the user trimmer's
+ * (pfn_trimmed_frames): no CPU can write a frame through an old translation once the writer
+ * may take it. */
 static void trim_batch(const uint64_t *va, const uint64_t *sw, const pfn_t *pfn, const uint64_t *pte_pa, unsigned n)
 {
 	pt_trim_kernel_pages(va, sw, n);
-	for (unsigned k = 0; k < n; k++)
-		pfn_trimmed(pfn[k], pte_pa[k]);
+	pfn_trimmed_frames(pfn, pte_pa, n);
 }
 
 uint64_t pool_trim_paged(void)
@@ -930,7 +930,8 @@ PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes)
 PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 {
 	bool fail_quietly = PoolType & POOL_QUOTA_FAIL_INSTEAD_OF_RAISE;
-	/* POOL_COLD_ALLOCATION is a hint only (the page says so); mdlab never pages pool out. */
+	/* POOL_COLD_ALLOCATION is a hint only (the page says so): paged pool is trimmed as it is,
+	 * hot or cold, and nonpaged pool never. */
 	POOL_TYPE type = (POOL_TYPE)(PoolType & ~(POOL_QUOTA_FAIL_INSTEAD_OF_RAISE | POOL_COLD_ALLOCATION));
 	PVOID p = ExAllocatePoolWithTag(type, NumberOfBytes, Tag);
 	if (!p && !fail_quietly)

@@ -998,10 +998,15 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
 			irql = mm_space_lock(mm);
 		}
+		/* The relief trims this space too, so pages before `done` the walk made resident
+		 * may be trimmed again: the walk starts over from the first page, so that its
+		 * return means every page it counts is resident (bounded: one relief a walk). */
 		if (r == FR_NO_FRAME && !relieved && may_page) {
 			relieved = true;
-			if (relieve_and_relock(mm, &irql))
-				r = FR_RETRY; /* the walk goes on from the same page */
+			if (relieve_and_relock(mm, &irql)) {
+				r = FR_RETRY;
+				done = 0;
+			}
 		}
 		if (r == FR_INPAGE_ERROR) {
 			stop->status = STATUS_IN_PAGE_ERROR;
@@ -1123,18 +1128,12 @@ static uint64_t standby_pages(void)
 	return s.standby;
 }
 
-/* Spin, interrupts on as the writer's wait has them (this CPU may be in a #PF's
- * interrupts-off entry), until no CPU relieves: the relieving CPU's shootdowns and its disk's
- * completion may need this one. */
+/* Spin until no CPU relieves, interrupts on (uvm_relieve_pressure refuses a caller without
+ * them): the relieving CPU's shootdowns and its disk's completion may need this one. */
 static void wait_for_relief(void)
 {
-	bool window = !(read_rflags() & RFLAGS_IF);
-	if (window)
-		__asm__ volatile("sti" ::: "memory");
 	while (__atomic_load_n(&relief_cpu, __ATOMIC_ACQUIRE))
 		cpu_relax();
-	if (window)
-		__asm__ volatile("cli" ::: "memory");
 }
 
 uint64_t uvm_relieve_pressure(void)
@@ -1143,9 +1142,13 @@ uint64_t uvm_relieve_pressure(void)
 	 * and the writer; at DISPATCH_LEVEL, or holding a ranked lock (the trimmer takes every
 	 * address-space lock and the pool's; the writer waits for I/O), the allocation fails.
 	 * The writer's own allocations (its IRP, a pool page for it) and those of this routine
-	 * never relieve again: on this CPU that would wait for itself. */
+	 * never relieve again: on this CPU that would wait for itself.  With interrupts off the
+	 * caller may not wait either (mm/RULES.md "Paging": no pageable access with interrupts
+	 * off): the writer's disk completion and the trim's shootdowns need them, so its
+	 * allocation simply fails, as at DISPATCH_LEVEL. */
 	struct kcpu *c = this_cpu();
-	if (KeGetCurrentIrql() >= DISPATCH_LEVEL || c->klock_held || c->mm_relieving || pagefile_writer_is_mine())
+	if (!(read_rflags() & RFLAGS_IF) || KeGetCurrentIrql() >= DISPATCH_LEVEL || c->klock_held || c->mm_relieving ||
+	    pagefile_writer_is_mine())
 		return 0;
 	/* A trimmed frame always goes to the modified list (the trimmer reads no D bit, which a
 	 * writable leaf has preset anyway, and a soft fault frees the page's slot), so it reaches
