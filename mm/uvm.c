@@ -967,9 +967,11 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
  * page arrays, never by touching them, so no fault happens under the lock.  A trimmed page
  * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
  * (the address, the IRQL, 1 for a write, an address in the probe), whether its frame is still
- * there or in the pagefile (mm/RULES.md "Paging", IRQL). */
-uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
-					struct uvm_resident_stop *stop)
+ * there or in the pagefile (mm/RULES.md "Paging", IRQL).  noipa: that P4 is
+ * __builtin_return_address(0), the return address into the probing routine (RULES' 0x0A
+ * table) only while GCC splits no part off this function (a split part's is this one's). */
+__attribute__((noipa)) uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n,
+								bool write, struct uvm_resident_stop *stop)
 {
 	*stop = (struct uvm_resident_stop){ .status = STATUS_SUCCESS, .io = STATUS_SUCCESS, .va = page };
 	if (!mm) {
@@ -1161,6 +1163,7 @@ uint64_t uvm_relieve_pressure(void)
 	if (!__atomic_compare_exchange_n(&relief_cpu, &none, c->number + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 		/* Another CPU relieves: its standby pages serve this caller's retry too.  It waits
 		 * for nothing this CPU holds (no ranked lock, not the writer's gate). */
+		__atomic_fetch_add(&paging.relief_waits, 1, __ATOMIC_RELAXED);
 		wait_for_relief();
 		return standby_pages();
 	}
@@ -1218,6 +1221,7 @@ void uvm_get_paging_stats(struct uvm_paging_stats *out)
 	out->inpage_errors = __atomic_load_n(&paging.inpage_errors, __ATOMIC_RELAXED);
 	out->trimmed = __atomic_load_n(&paging.trimmed, __ATOMIC_RELAXED);
 	out->reliefs = __atomic_load_n(&paging.reliefs, __ATOMIC_RELAXED);
+	out->relief_waits = __atomic_load_n(&paging.relief_waits, __ATOMIC_RELAXED);
 }
 
 bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,
