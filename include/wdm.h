@@ -32,10 +32,10 @@ typedef enum _POOL_TYPE {
 	NonPagedPoolNx = 512,
 } POOL_TYPE;
 
-/* Nonpaged pool (and paged pool, which mdlab never pages out but keeps apart so that MDL
- * routines can tell them apart).  Zeroed unless POOL_FLAG_UNINITIALIZED.  NULL on failure,
- * or STATUS_INSUFFICIENT_RESOURCES raised with POOL_FLAG_RAISE_ON_FAILURE.  Executable pool is
- * refused (NULL): no page is writable and executable (W^X). */
+/* Nonpaged pool, or paged pool, whose unlocked pages the trimmer may page out (mm/RULES.md,
+ * "Paging": touched only below DISPATCH_LEVEL).  Zeroed unless POOL_FLAG_UNINITIALIZED.  NULL
+ * on failure, or STATUS_INSUFFICIENT_RESOURCES raised with POOL_FLAG_RAISE_ON_FAILURE.
+ * Executable pool is refused (NULL): no page is writable and executable (W^X). */
 PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag);
 PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag);
 VOID ExFreePoolWithTag(PVOID P, ULONG Tag);

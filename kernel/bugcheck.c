@@ -34,8 +34,9 @@ static const struct {
 } explanations[] = {
 	{ 0x09, ANY_P1, "an IRQL below the one a routine needs (mdlab raises 0xC4 P1 0x30/0x31 for IRQL misuse)",
 	  { "(not raised by mdlab)", NULL, NULL, NULL } },
-	{ 0x0A, ANY_P1, "a bad memory reference at an elevated IRQL, or a wait at DISPATCH_LEVEL or above",
-	  { "the memory referenced (a wait: the object)", "the IRQL", "bit 0: write, bit 3: execute",
+	{ 0x0A, ANY_P1,
+	  "pageable memory touched at DISPATCH_LEVEL or above or with interrupts off, or a wait at DISPATCH_LEVEL or above",
+	  { "the memory referenced (a wait: the object)", "the IRQL (0xFF: interrupts were off)", "bit 0: write, bit 3: execute",
 	    "the address that referenced memory (a wait: its caller)" } },
 	{ 0x0F, ANY_P1, "acquiring a spin lock this CPU already holds (it would spin for ever)", { NULL, NULL, NULL, NULL } },
 	{ 0x10, ANY_P1, "releasing a spin lock this CPU does not hold", { NULL, NULL, NULL, NULL } },

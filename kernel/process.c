@@ -332,6 +332,8 @@ void ps_user_fault(const struct trap_frame *f, NTSTATUS code)
 			: (f->error_code & PF_W) ? EXCEPTION_WRITE_FAULT
 						 : EXCEPTION_READ_FAULT;
 	p->fault.cpu = smp_this_cpu();
+	p->fault.rflags = f->rflags;
+	p->fault.handler_rflags = read_rflags();
 	KIRQL irql = ps_console_lock(); /* one line at a time on the console */
 	kprintf("[%u %s] ended by %s at rip 0x%lx (address 0x%lx, error code 0x%lx)\n", p->pid, p->name,
 		trap_vector_name(f->vector), f->rip, p->fault.address, f->error_code);

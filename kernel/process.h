@@ -28,6 +28,9 @@ struct process_fault {
 	uint64_t error_code;    /* the #PF error code */
 	ULONG access;           /* EXCEPTION_READ_FAULT / WRITE / EXECUTE */
 	uint32_t cpu;           /* the CPU that took it */
+	uint64_t rflags;        /* the faulting code's, from the trap frame */
+	uint64_t handler_rflags; /* the kernel's as it recorded the fault: AC clear (trap.asm's
+				  * CLAC), whatever ring 3 set */
 };
 
 #define PROCESS_NAME_MAX 32

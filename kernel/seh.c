@@ -252,33 +252,29 @@ void seh_dispatch(const EXCEPTION_RECORD *rec, const struct trap_frame *trap)
 		     copy.ExceptionInformation[0], copy.ExceptionInformation[1]);
 }
 
-void ExRaiseStatus(NTSTATUS status)
+/* A software raise: the record of `code` with its n parameters, raised at `at`, the return
+ * address of the public routine that raises it (so in that routine's caller). */
+__attribute__((noreturn)) static void raise_at(void *at, NTSTATUS code, ULONG n, const ULONG_PTR *info)
 {
 	EXCEPTION_RECORD rec = { 0 };
-	rec.ExceptionCode = status;
-	rec.ExceptionAddress = __builtin_return_address(0);
+	rec.ExceptionCode = code;
+	rec.ExceptionAddress = at;
+	rec.NumberParameters = n;
+	for (ULONG k = 0; k < n; k++)
+		rec.ExceptionInformation[k] = info[k];
 	seh_dispatch(&rec, NULL);
 }
 
+void ExRaiseStatus(NTSTATUS status) { raise_at(__builtin_return_address(0), status, 0, NULL); }
+
 void seh_raise_access_violation(uint64_t address, ULONG access)
 {
-	EXCEPTION_RECORD rec = { 0 };
-	rec.ExceptionCode = STATUS_ACCESS_VIOLATION;
-	rec.ExceptionAddress = __builtin_return_address(0);
-	rec.NumberParameters = 2;
-	rec.ExceptionInformation[0] = access;
-	rec.ExceptionInformation[1] = address;
-	seh_dispatch(&rec, NULL);
+	const ULONG_PTR info[] = { access, address };
+	raise_at(__builtin_return_address(0), STATUS_ACCESS_VIOLATION, 2, info);
 }
 
 void seh_raise_in_page_error(uint64_t address, ULONG access, NTSTATUS io)
 {
-	EXCEPTION_RECORD rec = { 0 };
-	rec.ExceptionCode = STATUS_IN_PAGE_ERROR;
-	rec.ExceptionAddress = __builtin_return_address(0);
-	rec.NumberParameters = 3;
-	rec.ExceptionInformation[0] = access;
-	rec.ExceptionInformation[1] = address;
-	rec.ExceptionInformation[2] = (ULONG_PTR)(ULONG)io;
-	seh_dispatch(&rec, NULL);
+	const ULONG_PTR info[] = { access, address, (ULONG_PTR)(ULONG)io };
+	raise_at(__builtin_return_address(0), STATUS_IN_PAGE_ERROR, 3, info);
 }

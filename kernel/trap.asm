@@ -85,7 +85,14 @@ STUB v
 ; as NT's KiPageFault after reading CR2, which SAVE_FRAME has done), so CLI before the frame
 ; is undone: no interrupt between the SWAPGS back and the IRETQ, which restores the IF of the
 ; interrupted code from its frame.
+;
+; CLAC first: a gate clears neither RFLAGS.AC nor anything else SMAP reads (SDM Vol. 3,
+; 6.12.1.3: TF, VM, RF, NT and, for an interrupt gate, IF), so an entry from ring 3 code that
+; set AC, or from a kernel STAC window (a copy from user memory taking a fault, an interrupt
+; nested in it), would run the handler with SMAP off.  IRETQ loads AC back from the saved
+; RFLAGS, so the interrupted window resumes open (mm/RULES.md, "CPU entry points").
 trap_common:
+	clac
 	test byte [rsp + 24], 3 ; the saved CS, above the vector, error code and RIP
 	jz .kernel_gs
 	swapgs
@@ -113,6 +120,7 @@ trap_common:
 %define IST_KCPU (16 * 8 + 7 * 8) ; above the saved registers, CR2, vector, error code, CPU frame
 
 paranoid_common:
+	clac                    ; as trap_common: SMAP on for the handler, AC back at IRETQ
 	SAVE_FRAME
 	mov ecx, MSR_GS_BASE
 	rdmsr

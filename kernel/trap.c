@@ -350,27 +350,16 @@ void trap_dispatch(struct trap_frame *f)
 	 * DISPATCH_LEVEL, 0x0A at or above it; a failed read is STATUS_IN_PAGE_ERROR. */
 	if (f->vector == VEC_PAGE_FAULT && f->cr2 >= KVA_POOL_BASE && f->cr2 < KVA_POOL_END &&
 	    !(f->error_code & (PF_P | PF_RSVD | PF_U | PF_ID))) {
-		/* Code that ran with interrupts off touching a trimmed page of paged pool: 0x0A
-		 * with 0xFF as the IRQL, as for a user page, before the pool would wait for it (its
-		 * page table is the kernel's, never pruned, so it is read as the 0x7A below). */
-		if (!(f->rflags & RFLAGS_IF)) {
-			struct pt_query q;
-			struct pt_sw sw;
-			pt_query(&kernel_root, f->cr2, &q);
-			pt_decode_software(q.level == 1 ? q.entry[1] : 0, &sw);
-			if (sw.kind == PT_SW_TRANSITION || sw.kind == PT_SW_PAGEFILE) {
-				trap_print_report(f);
-				KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, UVM_IRQL_INTERRUPTS_OFF,
-					     (f->error_code & PF_W) ? 1 : 0, f->rip);
-			}
-		}
-		NTSTATUS st = pool_resolve_fault(f->cr2, &io);
+		/* Paged below DISPATCH_LEVEL with interrupts on only; else 0x0A, with 0xFF as
+		 * the IRQL for code that ran with interrupts off, as for a user page. */
+		bool intr = f->rflags & RFLAGS_IF;
+		NTSTATUS st = pool_resolve_fault(f->cr2, intr && KeGetCurrentIrql() < DISPATCH_LEVEL, &io);
 		if (st == STATUS_SUCCESS)
 			return;
 		if (st == UVM_STATUS_PAGEABLE_AT_DISPATCH) {
 			trap_print_report(f);
-			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, KeGetCurrentIrql(), (f->error_code & PF_W) ? 1 : 0,
-				     f->rip);
+			KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, f->cr2, intr ? KeGetCurrentIrql() : UVM_IRQL_INTERRUPTS_OFF,
+				     (f->error_code & PF_W) ? 1 : 0, f->rip);
 		}
 		/* Kernel data the pagefile cannot give back: 0x7A KERNEL_DATA_INPAGE_ERROR in the
 		 * form whose P1 is the PTE (Microsoft's third: the PTE's address, the error status,

@@ -269,13 +269,19 @@ static inline __attribute__((always_inline)) uint64_t allocate_frames(PMDL m, pf
 								      uint64_t skip_pages, uint64_t want,
 								      ULONG flags, pfn_t *out)
 {
-	unsigned zero = (flags & MM_DONT_ZERO_ALLOCATION) ? 0 : PFN_ALLOC_ZERO;
+	/* PFN_ALLOC_ZERO unless MM_DONT_ZERO_ALLOCATION; MM_ALLOCATE_NO_WAIT as it is, which is
+	 * PFN_ALLOC_NO_RELIEF: short of frames, the call never waits for the trimmer and the
+	 * writer (mm/RULES.md, "Paging", memory pressure), it returns what it got.  One AND and
+	 * one XOR, as the zero flag alone costs. */
+	_Static_assert(PFN_ALLOC_ZERO == MM_DONT_ZERO_ALLOCATION && PFN_ALLOC_NO_RELIEF == MM_ALLOCATE_NO_WAIT,
+		       "the MM flags are the PFN flags' bits");
+	unsigned pf = (flags & (MM_DONT_ZERO_ALLOCATION | MM_ALLOCATE_NO_WAIT)) ^ MM_DONT_ZERO_ALLOCATION;
 	uint64_t got = 0;
 	if (flags & MM_ALLOCATE_REQUIRE_CONTIGUOUS_CHUNKS) {
 		/* Skip 0: one contiguous block.  Otherwise blocks of Skip bytes aligned to Skip. */
 		uint64_t chunk = skip_pages ? skip_pages : want;
 		while (got < want) {
-			pfn_t first = pfn_alloc_run(low, high, chunk, skip_pages ? chunk : 1, zero, PFN_OWNER_MDL);
+			pfn_t first = pfn_alloc_run(low, high, chunk, skip_pages ? chunk : 1, pf, PFN_OWNER_MDL);
 			if (first == PFN_INVALID)
 				break;
 			for (uint64_t i = 0; i < chunk; i++)
@@ -286,16 +292,16 @@ static inline __attribute__((always_inline)) uint64_t allocate_frames(PMDL m, pf
 	}
 	/* [Low, High] (a window above RAM gets nothing there), then the window moved up by
 	 * Skip, and so on while RAM remains. */
-	got = pfn_alloc_batch_in(low, high, want, zero, PFN_OWNER_MDL, (uint64_t)m, out);
+	got = pfn_alloc_batch_in(low, high, want, pf, PFN_OWNER_MDL, (uint64_t)m, out);
 	for (uint64_t k = 1; got < want && skip_pages; k++) {
 		pfn_t lo = low + k * skip_pages, hi = high + k * skip_pages;
 		if (lo >= pfn_limit())
 			break;
-		got += pfn_alloc_batch_in(lo, hi, want - got, zero, PFN_OWNER_MDL, (uint64_t)m, out + got);
+		got += pfn_alloc_batch_in(lo, hi, want - got, pf, PFN_OWNER_MDL, (uint64_t)m, out + got);
 	}
 	/* Short of frames with the whole of memory allowed, the allocator itself relieved the
 	 * pressure (the trimmer and the modified page writer, where the writer may wait) and
-	 * tried again (mm/pfn.h; mm/RULES.md, "Paging"). */
+	 * tried again, unless NO_WAIT (mm/pfn.h; mm/RULES.md, "Paging"). */
 	return got;
 }
 

@@ -80,6 +80,12 @@ void pagefile_free_slot(uint32_t s)
 
 uint64_t pagefile_slots_in_use(void) { return __atomic_load_n(&in_use, __ATOMIC_ACQUIRE); }
 
+/* Slots 1 .. limit-1 are the usable ones (slot 0 never is). */
+bool pagefile_can_write(void)
+{
+	return __atomic_load_n(&disk, __ATOMIC_ACQUIRE) && pagefile_slots_in_use() + 1 < limit;
+}
+
 /* The first run of n free slots (the writer's gate held), set; 0 when there is none.  The
  * writer asks for smaller runs when a cluster does not fit. */
 static uint32_t slots_take(uint32_t n)

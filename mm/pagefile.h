@@ -7,7 +7,7 @@
  * is PageFileHigh s, at byte PAGEFILE_FIRST_SECTOR * 512 + s * 4096.  Paging I/O is MDL I/O
  * to \Device\VirtioBlk0, as NT's IoAsynchronousPageWrite and IoPageRead are: an MDL that
  * describes the frames (MDL_PAGES_LOCKED, the frames held for the I/O), an IRP_MJ_READ or
- * IRP_MJ_WRITE, waited for (an in-page read below DISPATCH_LEVEL, the writer at PASSIVE_LEVEL).
+ * IRP_MJ_WRITE, waited for (an in-page read and the writer, both below DISPATCH_LEVEL).
  *
  * The slot bitmap has no lock: bits are set only by the modified page writer, one at a
  * time (its gate), and cleared by an atomic AND by whoever frees a slot, so a clear never
@@ -26,7 +26,7 @@
 #define PAGEFILE_CLUSTER 16u          /* pages a write request carries at most */
 
 /* Give the pager its disk (the virtio-blk device) or take it away (NULL; refused, false, while
- * a slot is in use).  A write in progress is waited for first (at PASSIVE_LEVEL).  With no disk nothing is written: trimmed pages stay modified.  A disk
+ * a slot is in use).  A write in progress is waited for first (below DISPATCH_LEVEL).  With no disk nothing is written: trimmed pages stay modified.  A disk
  * is refused (false, nothing attached) unless the command line has `pagefile=1`: the disk's
  * owner opts in (README "The kernel command line"). */
 bool pagefile_attach(PDEVICE_OBJECT disk);
@@ -48,13 +48,16 @@ void pagefile_set_limit(uint32_t limit);
 uint64_t pagefile_offset(uint32_t slot);
 void pagefile_free_slot(uint32_t slot);
 uint64_t pagefile_slots_in_use(void);
+/* Whether the writer could write a page now: a disk attached and a slot free (a snapshot;
+ * memory-pressure relief asks before it trims, mm/RULES.md "Paging"). */
+bool pagefile_can_write(void);
 /* An in-page read of slot s into frame pfn, at PASSIVE_LEVEL or APC_LEVEL: the device's status
  * (STATUS_DEVICE_NOT_CONNECTED without a disk). */
 NTSTATUS pagefile_read(pfn_t pfn, uint32_t slot);
 /* The modified page writer: every frame on the modified list written, in clusters of up to
  * PAGEFILE_CLUSTER pages to contiguous slots (one request each), then on the standby list;
- * at PASSIVE_LEVEL.  Stops when the pagefile is full or a write fails (those frames stay
- * modified).  Returns the pages written. */
+ * below DISPATCH_LEVEL (PASSIVE_LEVEL or APC_LEVEL).  Stops when the pagefile is full or a
+ * write fails (those frames stay modified).  Returns the pages written. */
 uint64_t pagefile_write_modified(void);
 /* Whether this CPU is inside pagefile_write_modified (its gate held): memory-pressure relief,
  * which runs the writer, refuses itself there (a writer's IRP allocation that finds no frame

@@ -377,7 +377,7 @@ pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner)
 	KIRQL irql = klock_acquire(&pfn_lock);
 	pfn_t pfn = alloc_locked(flags, owner);
 	klock_release(&pfn_lock, irql);
-	if (pfn == PFN_INVALID && relieved()) {
+	if (pfn == PFN_INVALID && !(flags & PFN_ALLOC_NO_RELIEF) && relieved()) {
 		irql = klock_acquire(&pfn_lock);
 		pfn = alloc_locked(flags, owner);
 		klock_release(&pfn_lock, irql);
@@ -431,8 +431,9 @@ uint64_t pfn_alloc_batch_in(pfn_t low, pfn_t high, uint64_t count, unsigned flag
 			    uint64_t owner_id, pfn_t *out)
 {
 	uint64_t got = alloc_batch_in(low, high, count, flags, owner, owner_id, out);
-	/* Short with the whole database allowed, the one request relief can serve (pfn.h). */
-	if (got < count && low == 0 && high >= db_limit - 1 && relieved())
+	/* Short with the whole database allowed, the one request relief can serve, unless the
+	 * caller may not wait for it (pfn.h). */
+	if (got < count && low == 0 && high >= db_limit - 1 && !(flags & PFN_ALLOC_NO_RELIEF) && relieved())
 		got += alloc_batch_in(low, high, count - got, flags, owner, owner_id, out + got);
 	return got;
 }
@@ -592,7 +593,7 @@ static bool in_transition(const struct pfn_entry *e)
 static void trimmed_locked(pfn_t pfn, uint64_t pte_pa)
 {
 	if (pfn >= db_limit || db[pfn].state != PFN_ACTIVE)
-		PANIC("pfn_trimmed: frame 0x%lx is not an allocated frame", pfn);
+		PANIC("pfn_trimmed_frames: frame 0x%lx is not an allocated frame", pfn);
 	struct pfn_entry *e = &db[pfn];
 	set_state(pfn, PFN_MODIFIED);
 	e->owner = pte_pa;
@@ -601,13 +602,6 @@ static void trimmed_locked(pfn_t pfn, uint64_t pte_pa)
 		e->flags |= PFN_F_REDIRTIED; /* the write in progress is of older contents */
 	else
 		list_push(&modified_list, pfn);
-}
-
-void pfn_trimmed(pfn_t pfn, uint64_t pte_pa)
-{
-	KIRQL irql = klock_acquire(&pfn_lock);
-	trimmed_locked(pfn, pte_pa);
-	klock_release(&pfn_lock, irql);
 }
 
 void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n)

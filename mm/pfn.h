@@ -101,6 +101,10 @@ struct pfn_stats {
 
 /* Allocation flags. */
 #define PFN_ALLOC_ZERO 0x1     /* the frame reads as zero */
+/* Never relieve memory pressure, even where it may run: short of frames, the answer is at
+ * once (MmAllocatePagesForMdlEx's MM_ALLOCATE_NO_WAIT: the caller must not wait for the
+ * trimmer and the modified page writer). */
+#define PFN_ALLOC_NO_RELIEF 0x8 /* MM_ALLOCATE_NO_WAIT's bit: mdl.c passes it as it is */
 
 /* Build the database from the boot information's memory map (before the kernel's own page
  * tables: it is reached through the loader's direct map, which has the same base). */
@@ -113,13 +117,13 @@ void pfn_reclaim_boot_memory(const struct mdlab_bootinfo *bi);
 /* Memory pressure (mm/RULES.md, "Paging": NT's MiEnsureAvailablePageOrWait): before
  * pfn_alloc, pfn_alloc_inpage and pfn_alloc_batch_in over the whole database fail for want of
  * a free or standby frame, they call the relief routine registered here once and try again
- * once.  The routine (uvm_relieve_pressure: the trimmer and the modified page writer) is
- * the memory manager's, above this module, so it is called through this hook, not included;
- * it returns at once, 0, where it may not run (at DISPATCH_LEVEL or above, with a ranked lock
- * held, or on a CPU already relieving), so the allocation then fails as before.  A run
- * (pfn_alloc_run, pfn_alloc_in) and a window narrower than the database are served from the
- * free lists only, which relief does not refill: they never ask.  Registered once, at boot
- * (mm_init), before a second CPU runs. */
+ * once (not with PFN_ALLOC_NO_RELIEF).  The routine (uvm_relieve_pressure: the trimmer and
+ * the modified page writer) is the memory manager's, above this module, so it is called
+ * through this hook, not included; it returns at once, 0, where it may not run (at
+ * DISPATCH_LEVEL or above, with interrupts off, with a ranked lock held, or on a CPU already
+ * relieving), so the allocation then fails as before.  A run (pfn_alloc_run, pfn_alloc_in) and a window narrower
+ * than the database are served from the free lists only, which relief does not refill: they
+ * never ask.  Registered once, at boot (mm_init), before a second CPU runs. */
 void pfn_set_pressure_relief(uint64_t (*relieve)(void));
 /* One frame, O(1); PFN_INVALID when none is left (after relief, above). */
 pfn_t pfn_alloc(unsigned flags, enum pfn_owner owner);
@@ -148,10 +152,9 @@ void pfn_free_frames(const pfn_t *pfns, uint64_t n);
  * transition is named by its PTE's physical address: every call that finds its PTE checks
  * the frame still belongs to that PTE, under the PFN lock, since the allocator may have
  * repurposed it (and rewritten the PTE as a pagefile PTE) in the meantime. */
-/* A trimmed page's ACTIVE frame, whose PTE at pte_pa is now its transition PTE: onto the
- * modified list (or, while the writer holds it, marked REDIRTIED). */
-void pfn_trimmed(pfn_t pfn, uint64_t pte_pa);
-/* pfn_trimmed of each of pfns[0..n) with its PTE's pte_pas[i], the lock taken once. */
+/* Trimmed pages' ACTIVE frames pfns[0..n), whose PTEs at pte_pas[i] are now their transition
+ * PTEs: onto the modified list (or, while the writer holds one, marked REDIRTIED), under one
+ * hold of the PFN lock. */
 void pfn_trimmed_frames(const pfn_t *pfns, const uint64_t *pte_pas, uint64_t n);
 enum pfn_take { PFN_TAKE_OK, PFN_TAKE_GONE, PFN_TAKE_BUSY };
 /* A soft fault: the transition frame of the PTE at pte_pa back to ACTIVE (PFN_TAKE_OK;

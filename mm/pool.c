@@ -644,13 +644,13 @@ static void release_trimmed(uint64_t va)
 }
 
 /* The batch's PTEs exchanged with one flush for all (pt_trim_kernel_pages), and only then
- * each frame onto the modified list: no CPU can write a frame through an old translation
- * once the writer may take it. */
+ * its frames onto the modified list, under one hold of the PFN lock as the user trimmer's
+ * (pfn_trimmed_frames): no CPU can write a frame through an old translation once the writer
+ * may take it. */
 static void trim_batch(const uint64_t *va, const uint64_t *sw, const pfn_t *pfn, const uint64_t *pte_pa, unsigned n)
 {
 	pt_trim_kernel_pages(va, sw, n);
-	for (unsigned k = 0; k < n; k++)
-		pfn_trimmed(pfn[k], pte_pa[k]);
+	pfn_trimmed_frames(pfn, pte_pa, n);
 }
 
 uint64_t pool_trim_paged(void)
@@ -696,12 +696,26 @@ static void map_back(uint32_t i, pfn_t pfn)
 	pfn_set_owner(pfn, page_va(i));
 }
 
-NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
+/* Whether a kernel PTE is a trimmed page's: in transition or in the pagefile. */
+static bool trimmed_pte(uint64_t e)
+{
+	struct pt_sw sw;
+	pt_decode_software(e, &sw);
+	return sw.kind == PT_SW_TRANSITION || sw.kind == PT_SW_PAGEFILE;
+}
+
+NTSTATUS pool_resolve_fault(uint64_t va, bool may_page, NTSTATUS *io_status)
 {
 	*io_status = STATUS_SUCCESS;
 	if (!in_pool(va))
 		return STATUS_ACCESS_VIOLATION;
-	KIRQL irql = KeGetCurrentIrql(); /* the IRQL of the access that faulted */
+	/* Where nothing may wait, code holding the pool lock, or one ranked after it (the
+	 * kernel page-table lock the walk below takes, the PFN lock), touching a trimmed page is
+	 * 0x0A, decided before any lock: taking them here would stop it as a lock-order error
+	 * (0xC4 0x2009) or a recursion (0xF) instead.  The PTE is read without the lock
+	 * (pt_leaf_unlocked: a trimmed page's software PTE keeps its table from being pruned). */
+	if (!may_page && klock_holds_rank_from(KLOCK_POOL) && trimmed_pte(pt_leaf_unlocked(&kernel_root, va)))
+		return UVM_STATUS_PAGEABLE_AT_DISPATCH;
 	uint32_t i = page_index(va);
 	NTSTATUS st = STATUS_ACCESS_VIOLATION;
 	bool relieved = false;
@@ -719,8 +733,9 @@ NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status)
 		pt_decode_software(q.level == 1 ? q.entry[1] : 0, &sw);
 		if (sw.kind != PT_SW_TRANSITION && sw.kind != PT_SW_PAGEFILE)
 			break;
-		/* Pageable memory below DISPATCH_LEVEL only, soft faults included (uvm's rule). */
-		if (irql >= DISPATCH_LEVEL) {
+		/* Pageable memory below DISPATCH_LEVEL with interrupts on only, soft faults
+		 * included (uvm's rule). */
+		if (!may_page) {
 			st = UVM_STATUS_PAGEABLE_AT_DISPATCH;
 			break;
 		}
@@ -981,7 +996,8 @@ PVOID ExAllocatePool(POOL_TYPE PoolType, SIZE_T NumberOfBytes)
 PVOID ExAllocatePoolWithQuotaTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 {
 	bool fail_quietly = PoolType & POOL_QUOTA_FAIL_INSTEAD_OF_RAISE;
-	/* POOL_COLD_ALLOCATION is a hint only (the page says so); mdlab never pages pool out. */
+	/* POOL_COLD_ALLOCATION is a hint only (the page says so): paged pool is trimmed as it is,
+	 * hot or cold, and nonpaged pool never. */
 	POOL_TYPE type = (POOL_TYPE)(PoolType & ~(POOL_QUOTA_FAIL_INSTEAD_OF_RAISE | POOL_COLD_ALLOCATION));
 	PVOID p = ExAllocatePoolWithTag(type, NumberOfBytes, Tag);
 	if (!p && !fail_quietly)

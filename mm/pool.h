@@ -74,12 +74,13 @@ void pool_trim(void);
  * transition PTE and its frame goes to the modified list (the tests, the monitor, and the
  * verifier's force-IRQL checking call it); returns how many.  pool_resolve_fault: a kernel
  * #PF at va in the pool: STATUS_SUCCESS (resolved, soft or hard: retry), STATUS_ACCESS_VIOLATION
- * (not a trimmed paged page), UVM_STATUS_PAGEABLE_AT_DISPATCH (at DISPATCH_LEVEL or above:
- * 0x0A), STATUS_IN_PAGE_ERROR (the read failed; *io_status the device's status of this
- * fault's read).  pool_make_resident: each pageable page of
+ * (not a trimmed paged page), UVM_STATUS_PAGEABLE_AT_DISPATCH (a trimmed page where
+ * `may_page` is false, the access at DISPATCH_LEVEL or above or with interrupts off: 0x0A),
+ * STATUS_IN_PAGE_ERROR (the read failed; *io_status the device's status of this fault's
+ * read).  pool_make_resident: each pageable page of
  * [va, va + len) touched (faulted in); whether there was one. */
 uint64_t pool_trim_paged(void);
-NTSTATUS pool_resolve_fault(uint64_t va, NTSTATUS *io_status);
+NTSTATUS pool_resolve_fault(uint64_t va, bool may_page, NTSTATUS *io_status);
 bool pool_make_resident(uint64_t va, uint64_t len);
 /* Whether any page of [va, va + len) is a page of paged pool, from the page records alone
  * (pool_pageable_map: bit i for pool page i, set while it is a paged page in use): no block

@@ -38,7 +38,7 @@ struct pt_root kernel_root;
  * The kernel page-table lock (mm/RULES.md, "Locks"): held by every change of the kernel
  * half's tables through a walk (tables made, leaves split and merged, tables pruned) and by
  * every walk that reads them, since a merge on another CPU frees the table a walk is
- * reading.  The kernel half is shared by every address space, so it is taken for any root
+ * reading (pt_leaf_unlocked excepted: pt.h says when its answer holds).  The kernel half is shared by every address space, so it is taken for any root
  * when the range reaches the kernel half.  A process's user half is its process's to lock.
  * The prepopulated ranges (the system PTEs) are never walked after pt_prepopulate: their
  * PTEs belong to whoever reserved them, and their functions take no lock.
@@ -904,6 +904,20 @@ void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *q)
 	query_locked(r, va, q);
 	kpt_drop(k, irql);
 	guard_drop(r, g, girql);
+}
+
+uint64_t pt_leaf_unlocked(const struct pt_root *r, uint64_t va)
+{
+	if (!pt_is_canonical(va))
+		return 0;
+	uint64_t table_pa = r->pml4;
+	for (int level = 4; level > 1; level--) {
+		uint64_t e = __atomic_load_n(&table_va(table_pa)[index_of(va, level)], __ATOMIC_ACQUIRE);
+		if (!(e & E_P) || is_leaf(e, level))
+			return 0;
+		table_pa = e & E_ADDR;
+	}
+	return __atomic_load_n(&table_va(table_pa)[index_of(va, 1)], __ATOMIC_ACQUIRE);
 }
 
 uint64_t pt_translate_run(const struct pt_root *r, uint64_t va, uint64_t n, bool write, bool user, uint64_t *pfns,

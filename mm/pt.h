@@ -95,6 +95,12 @@ static inline bool pt_is_canonical(uint64_t va)
 }
 /* Read the translation of va; a non-canonical va is not present (level 4, no entry read). */
 void pt_query(const struct pt_root *r, uint64_t va, struct pt_query *out);
+/* The 4 KiB PTE of va read with no lock taken, for a fault handler whose caller may hold the
+ * lock a walk needs (or one ranked after it): 0 when a level above is not present or is a
+ * large leaf.  Each table is read through the direct map, which never faults; a table freed
+ * meanwhile by a prune held no entry for va, so a non-zero PTE read is one va had at the
+ * fault, unless va's own PTE was being cleared (its memory freed) at the same time. */
+uint64_t pt_leaf_unlocked(const struct pt_root *r, uint64_t va);
 
 /* Software PTEs: what a user 4 KiB leaf holds while its page is not valid, in NT's x64
  * layouts so that `pte` decodes them as WinDbg's !pte does (mm/RULES.md, "Paging"):

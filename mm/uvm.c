@@ -60,6 +60,7 @@
 #define PS_PROTECT 0xFFull
 #define PS_PARKED 0x100ull
 #define PS_FRAME (~(PAGE_SIZE - 1))
+#define CR3_PML4 0x000FFFFFFFFFF000ull /* CR3's PML4 address, bits 12-51 (no PCIDs) */
 
 struct uvm_pages {
 	uint64_t npages;
@@ -762,9 +763,16 @@ static enum fault_result resolve_fault(struct mm_process *mm, uint64_t va, uint6
 	if (q.present) {
 		/* Not present when it faulted, resident now: another CPU's fault made it so
 		 * before this one took the lock (a collided fault's retry that runs while the
-		 * reader still maps the page).  Retried when the PTE allows the access. */
+		 * reader still maps the page).  Retried when the PTE allows the access, and only
+		 * when this CPU translates through mm's tables: a CPU whose CR3 holds another
+		 * root would fault again on the same address for ever.  x86 caches no not-present
+		 * translation (SDM Vol. 3, 4.10.2.3), so the retry walks the tables anew; the
+		 * INVLPG says so explicitly, and drops any entry of older rights. */
 		bool allowed = q.eff.user && (!(err & PF_W) || q.eff.write) && (!exec || q.eff.exec);
-		return allowed ? FR_RETRY : FR_REFUSED;
+		if (!allowed || (read_cr3() & CR3_PML4) != mm->root.pml4)
+			return FR_REFUSED;
+		tlb_flush_range_local(&mm->root, page, PAGE_SIZE);
+		return FR_RETRY;
 	}
 	return page_fault_in(mm, v, page, err & PF_W, exec, may_page, need);
 }
@@ -797,8 +805,11 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 	return done;
 }
 
-NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write,
-				  struct uvm_resident_stop *stop)
+static uint64_t resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+				      struct uvm_resident_stop *stop, ULONG_PTR caller);
+
+__attribute__((noipa)) NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len,
+							  bool write, struct uvm_resident_stop *stop)
 {
 	struct uvm_resident_stop own;
 	if (!stop)
@@ -811,7 +822,9 @@ NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t l
 	if (va + len < va || va + len - 1 > mm->highest_user)
 		return STATUS_ACCESS_VIOLATION;
 	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (va + len - 1 - first) / PAGE_SIZE + 1;
-	uvm_make_resident_pages_status(mm, first, n, write, stop);
+	/* A 0x0A's P4 is the return address into the probing routine (ProbeForWrite,
+	 * MmProbeAndLockSelectedPages), not into this one. */
+	resident_pages_status(mm, first, n, write, stop, (ULONG_PTR)__builtin_return_address(0));
 	/* The first page's stop is at the buffer's own address, as a probe touching it. */
 	if (stop->va < va)
 		stop->va = va;
@@ -919,6 +932,18 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 	*io = STATUS_SUCCESS;
 	if (!mm)
 		return STATUS_ACCESS_VIOLATION;
+	/* Where nothing may wait, code holding an address-space lock, or one ranked after it (the
+	 * pool's, the PFN lock), touching a trimmed page is 0x0A, decided before the lock, as
+	 * pool_resolve_fault does: taking it here would stop it as a lock-order error (0xC4
+	 * 0x2009) or a recursion (0xF) instead.  The PTE alone decides, read without the lock
+	 * (pt_leaf_unlocked; the page array, which the lock guards, is not read). */
+	if (!(intr && KeGetCurrentIrql() < DISPATCH_LEVEL) && klock_holds_rank_from(KLOCK_PROCESS) &&
+	    !(err & (PF_P | PF_RSVD)) && va <= mm->highest_user) {
+		struct pt_sw sw;
+		pt_decode_software(pt_leaf_unlocked(&mm->root, va), &sw);
+		if (sw.kind == PT_SW_TRANSITION || sw.kind == PT_SW_PAGEFILE)
+			return UVM_STATUS_PAGEABLE_AT_DISPATCH;
+	}
 	KIRQL irql = mm_space_lock(mm);
 	struct fault_need need;
 	enum fault_result r;
@@ -946,10 +971,11 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 /* The residency walk of a probe: the pages are made resident through the page tables and the
  * page arrays, never by touching them, so no fault happens under the lock.  A trimmed page
  * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
- * (the address, the IRQL, 1 for a write, an address in the probe), whether its frame is still
- * there or in the pagefile (mm/RULES.md "Paging", IRQL). */
-uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
-					struct uvm_resident_stop *stop)
+ * (the address, the IRQL, 1 for a write, `caller`: the return address into the probing
+ * routine, RULES' 0x0A table), whether its frame is still there or in the pagefile
+ * (mm/RULES.md "Paging", IRQL). */
+static uint64_t resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+				      struct uvm_resident_stop *stop, ULONG_PTR caller)
 {
 	*stop = (struct uvm_resident_stop){ .status = STATUS_SUCCESS, .io = STATUS_SUCCESS, .va = page };
 	if (!mm) {
@@ -978,10 +1004,15 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 			r = wait_for_inpage(&need, irql) ? FR_RETRY : FR_REFUSED;
 			irql = mm_space_lock(mm);
 		}
+		/* The relief trims this space too, so pages before `done` the walk made resident
+		 * may be trimmed again: the walk starts over from the first page, so that its
+		 * return means every page it counts is resident (bounded: one relief a walk). */
 		if (r == FR_NO_FRAME && !relieved && may_page) {
 			relieved = true;
-			if (relieve_and_relock(mm, &irql))
-				r = FR_RETRY; /* the walk goes on from the same page */
+			if (relieve_and_relock(mm, &irql)) {
+				r = FR_RETRY;
+				done = 0;
+			}
 		}
 		if (r == FR_INPAGE_ERROR) {
 			stop->status = STATUS_IN_PAGE_ERROR;
@@ -993,11 +1024,20 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 	mm_space_unlock(mm, irql);
 	if (done < n && r == FR_IRQL)
 		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, may_page ? irql : UVM_IRQL_INTERRUPTS_OFF,
-			     write ? 1 : 0, (ULONG_PTR)__builtin_return_address(0));
+			     write ? 1 : 0, caller);
 	if (done < n && stop->status == STATUS_SUCCESS)
 		stop->status = STATUS_ACCESS_VIOLATION;
 	stop->va = page + done * PAGE_SIZE;
 	return done;
+}
+
+/* noipa, as uvm_make_resident_status: __builtin_return_address(0) is the probing routine's
+ * return address only while GCC splits no part off the function that reads it (a split
+ * part's is inside this file). */
+__attribute__((noipa)) uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n,
+								bool write, struct uvm_resident_stop *stop)
+{
+	return resident_pages_status(mm, page, n, write, stop, (ULONG_PTR)__builtin_return_address(0));
 }
 
 /* ---- the trimmer (mm/RULES.md, "Paging") ------------------------------------------- */
@@ -1103,18 +1143,12 @@ static uint64_t standby_pages(void)
 	return s.standby;
 }
 
-/* Spin, interrupts on as the writer's wait has them (this CPU may be in a #PF's
- * interrupts-off entry), until no CPU relieves: the relieving CPU's shootdowns and its disk's
- * completion may need this one. */
+/* Spin until no CPU relieves, interrupts on (uvm_relieve_pressure refuses a caller without
+ * them): the relieving CPU's shootdowns and its disk's completion may need this one. */
 static void wait_for_relief(void)
 {
-	bool window = !(read_rflags() & RFLAGS_IF);
-	if (window)
-		__asm__ volatile("sti" ::: "memory");
 	while (__atomic_load_n(&relief_cpu, __ATOMIC_ACQUIRE))
 		cpu_relax();
-	if (window)
-		__asm__ volatile("cli" ::: "memory");
 }
 
 uint64_t uvm_relieve_pressure(void)
@@ -1123,14 +1157,26 @@ uint64_t uvm_relieve_pressure(void)
 	 * and the writer; at DISPATCH_LEVEL, or holding a ranked lock (the trimmer takes every
 	 * address-space lock and the pool's; the writer waits for I/O), the allocation fails.
 	 * The writer's own allocations (its IRP, a pool page for it) and those of this routine
-	 * never relieve again: on this CPU that would wait for itself. */
+	 * never relieve again: on this CPU that would wait for itself.  With interrupts off the
+	 * caller may not wait either (mm/RULES.md "Paging": no pageable access with interrupts
+	 * off): the writer's disk completion and the trim's shootdowns need them, so its
+	 * allocation simply fails, as at DISPATCH_LEVEL. */
 	struct kcpu *c = this_cpu();
-	if (KeGetCurrentIrql() >= DISPATCH_LEVEL || c->klock_held || c->mm_relieving || pagefile_writer_is_mine())
+	if (!(read_rflags() & RFLAGS_IF) || KeGetCurrentIrql() >= DISPATCH_LEVEL || c->klock_held || c->mm_relieving ||
+	    pagefile_writer_is_mine())
 		return 0;
+	/* A trimmed frame always goes to the modified list (the trimmer reads no D bit, which a
+	 * writable leaf has preset anyway, and a soft fault frees the page's slot), so it reaches
+	 * standby only through a write: with no pagefile, or a full one, a trim would take every
+	 * working set and paged pool to the modified list for nothing, to fault back.  Then only
+	 * what standby has now (mm/RULES.md "Paging", memory pressure). */
+	if (!pagefile_can_write())
+		return standby_pages();
 	uint32_t none = 0;
 	if (!__atomic_compare_exchange_n(&relief_cpu, &none, c->number + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 		/* Another CPU relieves: its standby pages serve this caller's retry too.  It waits
 		 * for nothing this CPU holds (no ranked lock, not the writer's gate). */
+		__atomic_fetch_add(&paging.relief_waits, 1, __ATOMIC_RELAXED);
 		wait_for_relief();
 		return standby_pages();
 	}
@@ -1188,6 +1234,7 @@ void uvm_get_paging_stats(struct uvm_paging_stats *out)
 	out->inpage_errors = __atomic_load_n(&paging.inpage_errors, __ATOMIC_RELAXED);
 	out->trimmed = __atomic_load_n(&paging.trimmed, __ATOMIC_RELAXED);
 	out->reliefs = __atomic_load_n(&paging.reliefs, __ATOMIC_RELAXED);
+	out->relief_waits = __atomic_load_n(&paging.relief_waits, __ATOMIC_RELAXED);
 }
 
 bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,

@@ -92,15 +92,18 @@ struct uvm_ws_counts {
 void uvm_working_set(struct mm_process *mm, struct uvm_ws_counts *out);
 /* Memory pressure (mm/RULES.md, "Paging"): every live process and paged pool trimmed, then
  * the modified page writer run; returns the pages now on the standby list (the allocator
- * repurposes them).  Only below DISPATCH_LEVEL with no ranked lock held (kcpu.klock_held 0),
- * not inside the writer and not again on a CPU already relieving: there it does nothing and
- * returns 0.  While another CPU relieves it waits for that one and does not trim again.  The
+ * repurposes them).  Only below DISPATCH_LEVEL with interrupts on and no ranked lock held
+ * (kcpu.klock_held 0), not inside the writer and not again on a CPU already relieving: there
+ * it does nothing and returns 0.  When the writer could write nothing (no pagefile, or a full
+ * one) it trims nothing either and returns the standby count at once.  While another CPU
+ * relieves it waits for that one and does not trim again.  The
  * frame allocator calls it before it fails (pfn_set_pressure_relief); a caller that holds a
  * lock when its allocation fails drops it, calls this, and retries once. */
 uint64_t uvm_relieve_pressure(void);
 struct uvm_paging_stats {
 	uint64_t soft_faults, hard_faults, collided_faults, inpage_errors, trimmed;
 	uint64_t reliefs; /* uvm_relieve_pressure runs that trimmed and wrote */
+	uint64_t relief_waits; /* uvm_relieve_pressure calls that found another CPU relieving and waited */
 };
 void uvm_get_paging_stats(struct uvm_paging_stats *out);
 

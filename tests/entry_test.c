@@ -411,6 +411,50 @@ static void sysret_returns_only_to_canonical_user_addresses(struct ktest *t)
 	PsDestroyProcess(p);
 }
 
+/* RFLAGS.AC set by ring 3 (POPF may change it at any CPL) does not reach the kernel: a
+ * gate leaves AC as it was, so every entry stub's CLAC (kernel/trap.asm) is what turns SMAP
+ * back on for the handler, and SYSCALL's IA32_FMASK clears it (kernel/syscall.c).  The code
+ * sets AC, optionally makes a system call (SYS_REPORT: SYSRET gives the user's RFLAGS back
+ * from R11), then INT3: the #BP's trap frame holds the user's AC, set, and the handler
+ * (ps_user_fault, reading RFLAGS as it records the fault) runs with it clear.  Without the
+ * CLAC the handler ran with AC set: SMAP off in the kernel. */
+#define AC_KEY 0xAC
+static void ac_set_in_ring_3_is_clear_in_the_kernel(struct ktest *t)
+{
+	static const uint8_t set_ac[] = { 0x9C,                                     /* pushfq */
+					  0x48, 0x81, 0x0C, 0x24, 0x00, 0x00, 0x04, 0x00, /* or qword [rsp], AC */
+					  0x9D };                                   /* popfq */
+	static const uint8_t report[] = { 0xB8, SYS_REPORT, 0, 0, 0, /* mov eax, SYS_REPORT */
+					  0xBF, AC_KEY, 0, 0, 0,     /* mov edi, key */
+					  0xBE, 1, 0, 0, 0,          /* mov esi, 1 */
+					  0x0F, 0x05 };              /* syscall */
+	static const uint8_t int3[] = { 0xCC, 0xEB, 0xFE };
+	ASSERT_TRUE(t, rdmsr(0xC0000084u /* IA32_FMASK */) & RFLAGS_AC);
+	for (int call = 0; call < 2; call++) {
+		uint8_t code[64];
+		size_t n = 0;
+		memcpy(code + n, set_ac, sizeof set_ac);
+		n += sizeof set_ac;
+		if (call) {
+			memcpy(code + n, report, sizeof report);
+			n += sizeof report;
+		}
+		memcpy(code + n, int3, sizeof int3);
+		n += sizeof int3;
+		NTSTATUS st;
+		PEPROCESS p = run_code(t, code, n, 0, &st);
+		ASSERT_TRUE(t, p != NULL);
+		EXPECT_EQ(t, (ULONG)st, (ULONG)STATUS_BREAKPOINT);
+		EXPECT_EQ(t, p->fault.vector, VEC_BREAKPOINT);
+		EXPECT_EQ(t, p->fault.rip, CODE_VA + n - sizeof int3 + 1);
+		EXPECT_TRUE(t, p->fault.rflags & RFLAGS_AC);          /* ring 3 had it set */
+		EXPECT_FALSE(t, p->fault.handler_rflags & RFLAGS_AC); /* the kernel had it clear */
+		uint64_t v = 0;
+		EXPECT_EQ(t, ps_report(p, AC_KEY, &v), call == 1);
+		PsDestroyProcess(p);
+	}
+}
+
 static struct ktest_case entry_cases[] = {
 	KTEST_CASE(compat_syscall_ends_the_process),
 	KTEST_CASE(compat_syscall_ends_a_wow64_process),
@@ -424,6 +468,7 @@ static struct ktest_case entry_cases[] = {
 	KTEST_CASE(a_privileged_instructions_bytes_on_a_trimmed_page_are_read_back),
 	KTEST_CASE(far_jumps_to_other_selectors_fault_in_ring_3),
 	KTEST_CASE(sysret_returns_only_to_canonical_user_addresses),
+	KTEST_CASE(ac_set_in_ring_3_is_clear_in_the_kernel),
 	{ 0 }
 };
 KTEST_SUITE(ring3_entry, entry_cases);

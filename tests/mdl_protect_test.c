@@ -839,25 +839,11 @@ static void execute_of_a_user_buffer_ring_3_can_write_is_refused(struct ktest *t
 	PEPROCESS p = agent_create_idle(0);
 	ASSERT_TRUE(t, p != NULL);
 	KeStackAttachProcess(p, &apc);
-	PVOID b = NULL;
-	SIZE_T size = PAGE_SIZE;
-	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
-					      PAGE_READWRITE);
-	EXPECT_EQ(t, st, STATUS_SUCCESS);
-	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
-	volatile bool locked = false;
-	if (m) {
-		__try {
-			MmProbeAndLockPages(m, UserMode, IoWriteAccess);
-			locked = true;
-		} __except (EXCEPTION_EXECUTE_HANDLER) {
-			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());
-		}
-	}
-	uint8_t *sys = locked ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
+	PMDL m = agent_lock_user_page(t, 0, PAGE_READWRITE, IoWriteAccess);
+	uint8_t *sys = m ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
 	if (sys) {
 		struct pt_query q;
-		pt_query(&p->mm.root, (uint64_t)b, &q);
+		pt_query(&p->mm.root, (uint64_t)MmGetMdlVirtualAddress(m), &q);
 		EXPECT_TRUE(t, q.present && q.eff.user && q.eff.write); /* ring 3 can write it */
 		EXPECT_EQ(t, mdl_user_mapping_count(m), 0);
 		uint64_t pte = mmt_rights_of((uint64_t)sys).leaf;
@@ -868,10 +854,10 @@ static void execute_of_a_user_buffer_ring_3_can_write_is_refused(struct ktest *t
 	} else {
 		KTEST_FAIL(t, "no locked, mapped user buffer");
 	}
-	if (locked)
+	if (m) {
 		MmUnlockPages(m);
-	if (m)
 		IoFreeMdl(m);
+	}
 	KeUnstackDetachProcess(&apc);
 	PsDestroyProcess(p);
 }
@@ -957,7 +943,7 @@ static void user_page_ring_0_executes_cannot_be_made_writable_by_ring_3(struct k
 
 	KAPC_STATE apc;
 	KeStackAttachProcess(p, &apc);
-	PMDL m = agent_lock_read_only_page(t, buf);
+	PMDL m = agent_lock_user_page(t, buf, PAGE_READONLY, IoReadAccess);
 	uint8_t *sys = m ? MmGetSystemAddressForMdlSafe(m, NormalPagePriority) : NULL;
 	bool exec = sys && MmProtectMdlSystemAddress(m, PAGE_EXECUTE_READ) == STATUS_SUCCESS;
 	EXPECT_TRUE(t, exec);
@@ -1009,7 +995,7 @@ static void parked_read_write_page_ring_0_executes_faults_for_ring_3(struct ktes
 	PVOID b = (PVOID)buf;
 	SIZE_T size = PAGE_SIZE;
 	ULONG old = 0;
-	PMDL m = agent_lock_read_only_page(t, buf);
+	PMDL m = agent_lock_user_page(t, buf, PAGE_READONLY, IoReadAccess);
 	bool exec = false;
 	if (m) {
 		EXPECT_EQ(t, ZwProtectVirtualMemory(NtCurrentProcess(), &b, &size, PAGE_NOACCESS, &old), STATUS_SUCCESS);

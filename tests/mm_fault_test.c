@@ -12,6 +12,11 @@
 #include "include/wdm.h"
 #include "kernel/cpu.h"
 #include "kernel/cpufeat.h"
+#include "kernel/faultcap.h"
+#include "kernel/intr/intr.h"
+#include "kernel/irql.h"
+#include "kernel/smp/lapic.h"
+#include "kernel/smp/smp.h"
 #include "kernel/kstack.h"
 #include "kernel/lib.h"
 #include "mm/mm.h"
@@ -233,6 +238,61 @@ static void fault_inside_user_window_closes_it(struct ktest *t)
 	unmap_user_page(va, pfn);
 }
 
+/* An interrupt taken inside a kernel STAC window (a copy from user memory, say) runs its
+ * handler with AC clear, SMAP enforced: the entry stub's CLAC (kernel/trap.asm).  The handler
+ * of a self-IPI reads RFLAGS and makes the machine's own probe of the user page: SMAP's fault,
+ * P=1, read, supervisor, CR2 the page.  IRETQ gives the window its AC back: after the
+ * interrupt the page reads.  Without the CLAC the handler read the page with SMAP off. */
+#define STAC_TEST_VECTOR 0x5B
+static struct stac_irq {
+	uint64_t va;
+	volatile uint32_t served;
+	bool ac;
+	bool read_ok;
+	struct faultcap f;
+} stac_irq;
+
+static void probe_in_interrupt(void *context)
+{
+	struct stac_irq *s = context;
+	uint8_t v;
+	s->ac = read_rflags() & RFLAGS_AC;
+	s->read_ok = faultcap_try_load8(s->va, &v, &s->f);
+	__atomic_store_n(&s->served, 1, __ATOMIC_RELEASE);
+}
+
+static void an_interrupt_in_a_stac_window_runs_with_smap_on(struct ktest *t)
+{
+	if (!cpu_features.smap)
+		KTEST_SKIP(t, "the CPU has no SMAP");
+	ASSERT_TRUE(t, read_cr4() & CR4_SMAP);
+	uint64_t va = scratch_uva(PAGE_SIZE, 0) + 0x6000;
+	pfn_t pfn;
+	uint8_t v = 0;
+	struct faultcap after;
+	ASSERT_TRUE(t, map_user_page(t, va, &pfn, USER_RW, 0x5C));
+	memset(&stac_irq, 0, sizeof stac_irq);
+	stac_irq.va = va;
+	ASSERT_TRUE(t, intr_connect(STAC_TEST_VECTOR, probe_in_interrupt, &stac_irq));
+	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
+	user_access_begin();
+	lapic_send_ipi(0, STAC_TEST_VECTOR | ICR_FIXED | ICR_ASSERT | ICR_SELF);
+	bool came = smp_wait_flag(&stac_irq.served);
+	bool ac_after = read_rflags() & RFLAGS_AC;
+	bool read_after = faultcap_try_load8(va, &v, &after);
+	user_access_end();
+	intr_disconnect(STAC_TEST_VECTOR);
+	ASSERT_TRUE(t, came);
+	EXPECT_FALSE(t, stac_irq.ac);
+	EXPECT_FALSE(t, stac_irq.read_ok);
+	EXPECT_PAGE_FAULT(t, &stac_irq.f, PF_READ_PROTECTION, va);
+	EXPECT_EQ(t, stac_irq.f.rip, (uint64_t)faultcap_load8);
+	EXPECT_TRUE(t, ac_after);
+	EXPECT_TRUE(t, read_after);
+	EXPECT_EQ(t, v, 0x5C);
+	unmap_user_page(va, pfn);
+}
+
 static void smep_blocks_kernel_execution_of_user_page(struct ktest *t)
 {
 	if (!cpu_features.smep)
@@ -358,6 +418,7 @@ static struct ktest_case mm_fault_cases[] = {
 	KTEST_CASE(write_below_stack_hits_guard_page),
 	KTEST_CASE(read_after_unmap_faults),
 	KTEST_CASE(read_after_large_unmap_faults),
+	KTEST_CASE(an_interrupt_in_a_stac_window_runs_with_smap_on),
 	{ 0 }
 };
 KTEST_SUITE(mm_fault, mm_fault_cases);

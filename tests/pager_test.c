@@ -46,6 +46,7 @@
 #include "tests/lib/wait.h"
 #include "include/wdm.h"
 #include "kernel/faultcap.h"
+#include "kernel/ksym.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/trap.h"
@@ -98,6 +99,14 @@ static void fill(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
 	KeUnstackDetachProcess(&apc);
 }
 
+/* A committed buffer of `pages`, page i filled with the pattern of seed + i. */
+static uint64_t user_buffer(struct ktest *t, unsigned pages, uint32_t seed)
+{
+	uint64_t base = commit(t, pages);
+	fill(t, base, pages, seed);
+	return base;
+}
+
 /* Whether page i reads back as its pattern, read by the kernel through the process's own
  * address (the faults it takes are the pager's). */
 static bool intact(uint64_t base, unsigned i, uint32_t seed)
@@ -110,13 +119,44 @@ static bool intact(uint64_t base, unsigned i, uint32_t seed)
 	return st == STATUS_SUCCESS && !memcmp(want, got, P);
 }
 
+/* Every one of the buffer's first n pages reads back as its pattern. */
+static void expect_intact(struct ktest *t, uint64_t base, unsigned n, uint32_t seed)
+{
+	for (unsigned i = 0; i < n; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+}
+
 static pfn_t frame(uint64_t va) { return mmt_frame_in(root(), va); }
+
+/* The PTEs of the buffer's first n pages as they are now (taken while memory is short, to be
+ * checked once the frames are back). */
+static void read_ptes(uint64_t base, unsigned n, uint64_t *ptes)
+{
+	for (unsigned i = 0; i < n; i++)
+		ptes[i] = raw(base + i * P);
+}
+
+/* Each PTE is of a page that left the working set: written out, a transition PTE to its
+ * standby frame, or that frame repurposed, a pagefile PTE. */
+static void expect_paged_out(struct ktest *t, const uint64_t *ptes, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+}
 
 static struct uvm_paging_stats stats(void)
 {
 	struct uvm_paging_stats s;
 	uvm_get_paging_stats(&s);
 	return s;
+}
+
+/* mm's working set trimmed: how many pages left it. */
+static uint64_t trim(struct mm_process *mm)
+{
+	struct uvm_trim_result r;
+	uvm_trim(mm, &r);
+	return r.trimmed;
 }
 
 /* An MDL of `pages` of the buffer, probed and locked for write in the process. */
@@ -143,13 +183,12 @@ static void unlock(PMDL mdl)
 }
 
 /* Every free frame taken (the allocator's free lists emptied), linked through the frames
- * themselves; `extra` more asked after that, which only repurposing can give. */
+ * themselves, so that a frame asked for after this only repurposing can give.  The frame
+ * counts once the last was taken. */
 static pfn_t hoard;
-static uint64_t hoarded;
-static void hoard_all_free_frames(void)
+static struct pfn_stats hoard_all_free_frames(void)
 {
 	hoard = PFN_INVALID;
-	hoarded = 0;
 	struct pfn_stats s;
 	for (;;) {
 		pfn_get_stats(&s);
@@ -158,8 +197,8 @@ static void hoard_all_free_frames(void)
 		pfn_t f = pfn_alloc(0, PFN_OWNER_TEST);
 		*(pfn_t *)pfn_to_virt(f) = hoard;
 		hoard = f;
-		hoarded++;
 	}
+	return s;
 }
 
 static void release_hoard(void)
@@ -169,15 +208,62 @@ static void release_hoard(void)
 		pfn_free(hoard);
 		hoard = next;
 	}
-	hoarded = 0;
+}
+
+/* The free frames hoarded but n, given back: what can be had without paging is n frames. */
+static void hoard_all_but(unsigned n)
+{
+	hoard_all_free_frames();
+	for (unsigned i = 0; i < n; i++) {
+		pfn_t f = hoard;
+		hoard = *(pfn_t *)pfn_to_virt(f);
+		pfn_free(f);
+	}
+}
+
+static bool all_pagefile(const struct pt_root *r, const uint64_t *va, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (!mmt_sw_is_pagefile(mmt_raw_pte_in(r, va[i])))
+			return false;
+	return true;
+}
+
+/* Frames taken (after the free ones are hoarded) until the PTE of every va[] in r is a
+ * pagefile PTE: its standby frame repurposed, whichever order the standby list keeps.
+ * Bounded; true when all are out. */
+static bool repurpose_until_pagefile(const struct pt_root *r, const uint64_t *va, unsigned n)
+{
+	hoard_all_free_frames();
+	pfn_t taken[64];
+	unsigned ntaken = 0;
+	while (ntaken < 64 && !all_pagefile(r, va, n))
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
+	bool out = all_pagefile(r, va, n);
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
+	release_hoard();
+	return out;
+}
+
+/* fn started on CPU 1 with the device's answers held (vblk_test_hold_completions: a request
+ * stays in progress until the case lets it go, whatever the timing).  When fn cannot start,
+ * the hold is let go before the case ends, so that no case after it finds the device held. */
+static void start_held(struct ktest *t, void (*fn)(void *), void *arg)
+{
+	vblk_test_hold_completions(true);
+	bool started = smp_work_start(1, fn, arg);
+	if (!started)
+		vblk_test_hold_completions(false);
+	ASSERT_TRUE(t, started);
 }
 
 /* ---- cases ---- */
 
 static void a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft(struct ktest *t)
 {
-	uint64_t base = commit(t, NPAGES);
-	fill(t, base, NPAGES, PG_SEED);
+	uint64_t base = user_buffer(t, NPAGES, PG_SEED);
 	pfn_t before[NPAGES];
 	for (unsigned i = 0; i < NPAGES; i++)
 		before[i] = frame(base + i * P);
@@ -232,8 +318,7 @@ static void a_trim_leaves_locked_pages_and_a_fault_on_a_transition_pte_is_soft(s
 
 	/* The unlocked half touched again: the same frames, soft faults, the data intact. */
 	struct uvm_paging_stats s0 = stats();
-	for (unsigned i = 0; i < half; i++)
-		EXPECT_TRUE(t, intact(base, i, PG_SEED));
+	expect_intact(t, base, half, PG_SEED);
 	EXPECT_EQ(t, stats().soft_faults - s0.soft_faults, (uint64_t)half);
 	EXPECT_EQ(t, stats().hard_faults, s0.hard_faults);
 	for (unsigned i = 0; i < half; i++) {
@@ -275,8 +360,7 @@ static void a_disk_is_refused_as_pagefile_without_pagefile_1(struct ktest *t)
 	vblk_get_info(&vi);
 	if (!vi.device)
 		ktest_skip(t, "no virtio-blk device (make test attaches one)");
-	uint64_t base = commit(t, 1);
-	fill(t, base, 1, PG_SEED);
+	uint64_t base = user_buffer(t, 1, PG_SEED);
 	pagefile_test_permit(0);
 	bool attached = pagefile_attach(vi.device);
 	struct pagefile_stats ps;
@@ -298,16 +382,15 @@ static void a_disk_is_refused_as_pagefile_without_pagefile_1(struct ktest *t)
 	EXPECT_TRUE(t, pagefile_attach(NULL));
 }
 
-/* Trim the buffer and write it: every page standby with a slot, its image on the disk. */
+/* Trim the buffer and write it: every page standby with a slot, its image on the disk (the
+ * writer may write other modified pages with it: paged pool's). */
 static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed, pfn_t *frames, uint32_t *slots,
 		     bool disk_check)
 {
 	for (unsigned i = 0; i < pages; i++)
 		frames[i] = frame(base + i * P);
-	struct uvm_trim_result r;
-	uvm_trim(&proc.mm, &r);
-	EXPECT_EQ(t, r.trimmed, (uint64_t)pages);
-	EXPECT_EQ(t, pagefile_write_modified(), (uint64_t)pages);
+	EXPECT_EQ(t, trim(&proc.mm), (uint64_t)pages);
+	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)pages);
 	for (unsigned i = 0; i < pages; i++) {
 		const struct pfn_entry *e = pfn_entry(frames[i]);
 		EXPECT_EQ(t, e->state, PFN_STANDBY);
@@ -321,29 +404,24 @@ static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t se
 	}
 }
 
-/* Pages paged out and their frames repurposed: pagefile PTEs, a touch is a hard fault. */
+/* Pages (at most 4) paged out and their frames repurposed (whatever else is on standby):
+ * pagefile PTEs, a touch is a hard fault. */
 static void page_out_and_repurpose(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
 {
 	pfn_t frames[4];
 	uint32_t slots[4];
+	uint64_t va[4];
 	page_out(t, base, pages, seed, frames, slots, false);
-	hoard_all_free_frames();
-	pfn_t taken[4];
 	for (unsigned i = 0; i < pages; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < pages; i++)
-		pfn_free(taken[i]);
-	release_hoard();
-	for (unsigned i = 0; i < pages; i++)
-		ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+		va[i] = base + i * P;
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), va, pages));
 }
 
 static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct ktest *t)
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x200;
-	uint64_t base = commit(t, 4);
-	fill(t, base, 4, seed);
+	uint64_t base = user_buffer(t, 4, seed);
 	pfn_t frames[4];
 	uint32_t slots[4];
 	page_out(t, base, 4, seed, frames, slots, true);
@@ -357,12 +435,16 @@ static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct k
 	}
 	EXPECT_EQ(t, hi - lo, 3u);
 
-	/* No free frame left: the allocator repurposes the standby frames, and their PTEs
-	 * become pagefile PTEs naming the slots. */
+	/* No free frame left: the allocator repurposes the standby frames (these four, and any
+	 * other page's it comes to first), and their PTEs become pagefile PTEs naming the slots. */
 	hoard_all_free_frames();
-	pfn_t taken[4];
+	pfn_t taken[64];
+	uint64_t va[4];
+	unsigned ntaken = 0;
 	for (unsigned i = 0; i < 4; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+		va[i] = base + i * P;
+	while (ntaken < 64 && !all_pagefile(root(), va, 4))
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t e = raw(base + i * P);
 		EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
@@ -372,21 +454,21 @@ static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct k
 		EXPECT_EQ(t, pfn_entry(frames[i])->state, PFN_ACTIVE);
 		EXPECT_EQ(t, pfn_entry(frames[i])->owner_kind, PFN_OWNER_TEST);
 	}
-	/* The four frames the allocator gave are the standby ones, in some order. */
-	for (unsigned i = 0; i < 4; i++) {
+	/* The four standby frames are among those the allocator gave. */
+	for (unsigned k = 0; k < 4; k++) {
 		bool found = false;
-		for (unsigned k = 0; k < 4; k++)
+		for (unsigned i = 0; i < ntaken; i++)
 			found |= taken[i] == frames[k];
 		EXPECT_TRUE(t, found);
 	}
-	for (unsigned i = 0; i < 4; i++)
-		pfn_free(taken[i]);
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
 	release_hoard();
 
 	/* Touched again: hard faults, new frames read from the slots, the data intact. */
 	struct uvm_paging_stats s0 = stats();
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, stats().hard_faults - s0.hard_faults, 4u);
 	EXPECT_EQ(t, stats().soft_faults, s0.soft_faults);
 	for (unsigned i = 0; i < 4; i++)
@@ -399,20 +481,8 @@ static void a_probe_of_paged_out_pages_brings_them_back_and_locks_them(struct kt
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x300;
-	uint64_t base = commit(t, 4);
-	fill(t, base, 4, seed);
-	pfn_t frames[4];
-	uint32_t slots[4];
-	page_out(t, base, 4, seed, frames, slots, false);
-	hoard_all_free_frames();
-	pfn_t taken[4];
-	for (unsigned i = 0; i < 4; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < 4; i++)
-		pfn_free(taken[i]);
-	release_hoard();
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+	uint64_t base = user_buffer(t, 4, seed);
+	page_out_and_repurpose(t, base, 4, seed);
 
 	struct uvm_paging_stats s0 = stats();
 	PMDL mdl = lock(t, base, 4);
@@ -437,19 +507,13 @@ static void memory_pressure_pages_out_unlocked_memory_and_never_locked(struct kt
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x400;
-	uint64_t base = commit(t, 8);
-	fill(t, base, 8, seed);
+	uint64_t base = user_buffer(t, 8, seed);
 	PMDL locked = lock(t, base + 4 * P, 4);
 	pfn_t lf[4];
 	for (unsigned i = 0; i < 4; i++)
 		lf[i] = MmGetMdlPfnArray(locked)[i];
 	/* Everything but two frames taken; an MDL of six pages can only be had by paging out. */
-	hoard_all_free_frames();
-	for (int i = 0; i < 2; i++) {
-		pfn_t f = hoard;
-		hoard = *(pfn_t *)pfn_to_virt(f);
-		pfn_free(f);
-	}
+	hoard_all_but(2);
 	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
 	PMDL m = MmAllocatePagesForMdlEx(lo, hi, skip, 6 * P, MmCached, MM_DONT_ZERO_ALLOCATION);
 	EXPECT_TRUE(t, m != NULL);
@@ -466,8 +530,7 @@ static void memory_pressure_pages_out_unlocked_memory_and_never_locked(struct kt
 	}
 	release_hoard();
 	unlock(locked);
-	for (unsigned i = 0; i < 8; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_intact(t, base, 8, seed);
 }
 
 /* ---- memory pressure at every frame allocation (mm/RULES.md, "Paging", memory pressure) ---- */
@@ -490,6 +553,146 @@ static NTSTATUS write_page(uint64_t base, unsigned i, uint32_t seed)
 	return st;
 }
 
+/* MM_ALLOCATE_NO_WAIT under the same pressure: one frame free, pageable user memory there,
+ * two pages asked.  With NO_WAIT the call never waits for the trimmer and the writer: a short
+ * MDL of the one free frame, no relief counted, the buffer's PTEs still valid.  Without it
+ * the same call relieves and has both.  (The MDL's own pool block is this CPU's kept block,
+ * the one the warm-up freed: no pool page is needed, so only the frames' path can relieve.)
+ * Before, the NO_WAIT call relieved as the other did. */
+static void no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x480;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	PMDL warm = MmAllocatePagesForMdlEx(lo, hi, skip, 2 * P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	ASSERT_TRUE(t, warm != NULL);
+	MmFreePagesFromMdl(warm);
+	ExFreePool(warm);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	pfn_t spare = hoard;
+	hoard = *(pfn_t *)pfn_to_virt(spare);
+	pfn_free(spare);
+	struct pfn_stats p0 = pfn_now();
+	PMDL nw = MmAllocatePagesForMdlEx(lo, hi, skip, 2 * P, MmCached, MM_DONT_ZERO_ALLOCATION | MM_ALLOCATE_NO_WAIT);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t kept[4];
+	for (unsigned i = 0; i < 4; i++)
+		kept[i] = raw(base + i * P);
+	ULONG nw_bytes = nw ? MmGetMdlByteCount(nw) : 0;
+	if (nw) {
+		MmFreePagesFromMdl(nw);
+		ExFreePool(nw);
+	}
+	PMDL w = MmAllocatePagesForMdlEx(lo, hi, skip, 2 * P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	struct uvm_paging_stats s2 = stats();
+	uint64_t out[4];
+	for (unsigned i = 0; i < 4; i++)
+		out[i] = raw(base + i * P);
+	ULONG w_bytes = w ? MmGetMdlByteCount(w) : 0;
+	if (w) {
+		MmFreePagesFromMdl(w);
+		ExFreePool(w);
+	}
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 1u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, nw_bytes, (ULONG)P);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(kept[i], MMT_PTE_P));
+	EXPECT_EQ(t, w_bytes, (ULONG)(2 * P));
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_sw_is_transition(out[i]) || mmt_sw_is_pagefile(out[i]));
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* The same pressure with interrupts off at PASSIVE_LEVEL (a CLI): relief waits for the
+ * writer's disk completion and the trim's shootdowns, so it refuses such a caller and the
+ * allocation simply fails: a frame from the allocator and a new nonpaged pool page are both
+ * had nowhere, no relief counted, the buffer's PTEs still valid.  After the STI the same
+ * frame allocation relieves and succeeds.  Before, both relieved with interrupts off. */
+static void an_allocation_with_interrupts_off_fails_without_relief(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x4C0;
+	uint64_t base = commit(t, 4);
+	fill(t, base, 4, seed);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	__asm__ volatile("cli" ::: "memory");
+	pfn_t off = pfn_alloc(0, PFN_OWNER_TEST);
+	void *pool = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
+	__asm__ volatile("sti" ::: "memory");
+	struct uvm_paging_stats s1 = stats();
+	uint64_t kept[4];
+	for (unsigned i = 0; i < 4; i++)
+		kept[i] = raw(base + i * P);
+	pfn_t on = pfn_alloc(0, PFN_OWNER_TEST);
+	struct uvm_paging_stats s2 = stats();
+	if (off != PFN_INVALID)
+		pfn_free(off);
+	if (pool)
+		ExFreePoolWithTag(pool, PP_TAG_PRESSURE);
+	if (on != PFN_INVALID)
+		pfn_free(on);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, off, PFN_INVALID);
+	EXPECT_TRUE(t, pool == NULL);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(kept[i], MMT_PTE_P));
+	EXPECT_TRUE(t, on != PFN_INVALID);
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A probe's residency pass (uvm_make_resident_status, MmProbeAndLockPages' and ProbeForWrite's)
+ * that finds no frame mid-buffer: pages 0-1 resident, 2-3 demand zero, every free frame taken,
+ * another buffer pageable.  The pass relieves once, and the relief trims pages 0-1 too; the
+ * pass starts over from page 0 (two soft faults), so when it returns success every page's PTE
+ * is valid.  Before, it went on from page 2 and returned success with pages 0-1 trimmed. */
+static void a_residency_pass_that_relieves_starts_over_and_leaves_every_page_resident(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x4E0, other = PG_SEED + 0x4F0;
+	uint64_t a = commit(t, 4);
+	fill(t, a, 2, seed);
+	uint64_t b = commit(t, 8);
+	fill(t, b, 8, other);
+	struct uvm_paging_stats s0 = stats();
+	hoard_all_free_frames();
+	struct pfn_stats p0 = pfn_now();
+	NTSTATUS st = uvm_make_resident_status(&proc.mm, a, 4 * P, true, NULL);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t pte[4];
+	for (unsigned i = 0; i < 4; i++)
+		pte[i] = raw(a + i * P);
+	release_hoard();
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
+	EXPECT_EQ(t, s1.soft_faults - s0.soft_faults, 2u);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(pte[i], MMT_PTE_P));
+	for (unsigned i = 0; i < 2; i++)
+		EXPECT_TRUE(t, intact(a, i, seed));
+	for (unsigned i = 0; i < 8; i++)
+		EXPECT_TRUE(t, intact(b, i, other));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* A demand-zero fault that finds no free and no standby frame: the fault path drops the
  * address-space lock, relieves the pressure (the unlocked half of the buffer trimmed and
  * written out), and its retry repurposes one of those frames.  The locked half keeps its
@@ -508,8 +711,7 @@ static void a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory(str
 	}
 	EXPECT_EQ(t, raw(base + 8 * P), 0u);
 	struct uvm_paging_stats s0 = stats();
-	hoard_all_free_frames();
-	struct pfn_stats p0 = pfn_now();
+	struct pfn_stats p0 = hoard_all_free_frames();
 	NTSTATUS st = write_page(base, 8, seed);
 	struct uvm_paging_stats s1 = stats();
 	struct pfn_stats p1 = pfn_now();
@@ -542,8 +744,7 @@ static void a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory(str
 		EXPECT_EQ(t, lckf[i], lf[i]);
 	}
 	unlock(locked);
-	for (unsigned i = 0; i < 9; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_intact(t, base, 9, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -555,12 +756,10 @@ static void a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x1300;
-	uint64_t base = commit(t, 4);
-	fill(t, base, 4, seed);
+	uint64_t base = user_buffer(t, 4, seed);
 	struct uvm_paging_stats s0 = stats();
 	struct pool_stats q0, q1;
-	hoard_all_free_frames();
-	struct pfn_stats p0 = pfn_now();
+	struct pfn_stats p0 = hoard_all_free_frames();
 	pool_get_stats(&q0);
 	KIRQL old;
 	KeRaiseIrql(DISPATCH_LEVEL, &old);
@@ -573,8 +772,7 @@ static void a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at
 	uint8_t *b = ExAllocatePool2(POOL_FLAG_NON_PAGED, 2 * P, PP_TAG_PRESSURE);
 	struct uvm_paging_stats s2 = stats();
 	uint64_t ptes[4];
-	for (unsigned i = 0; i < 4; i++)
-		ptes[i] = raw(base + i * P);
+	read_ptes(base, 4, ptes);
 	if (b) {
 		memset(b, 0xA5, 2 * P); /* its pages are mapped and writable */
 		ExFreePoolWithTag(b, PP_TAG_PRESSURE);
@@ -589,10 +787,8 @@ static void a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at
 	EXPECT_TRUE(t, mmt_has(at_dispatch, MMT_PTE_P));
 	EXPECT_TRUE(t, b != NULL);
 	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_paged_out(t, ptes, 4);
+	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -605,16 +801,12 @@ static void a_pool_allocation_larger_than_pool_va_under_pressure_is_null_without
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x1380;
-	uint64_t base = commit(t, 4);
-	fill(t, base, 4, seed);
-	struct uvm_trim_result r;
-	uvm_trim(&proc.mm, &r);
-	EXPECT_EQ(t, r.trimmed, 4u);
+	uint64_t base = user_buffer(t, 4, seed);
+	EXPECT_EQ(t, trim(&proc.mm), 4u);
 	EXPECT_GE(t, pagefile_write_modified(), 4u);
 	struct uvm_paging_stats s0 = stats();
 	struct pool_stats q0, q1;
-	hoard_all_free_frames();
-	struct pfn_stats p0 = pfn_now();
+	struct pfn_stats p0 = hoard_all_free_frames();
 	pool_get_stats(&q0);
 	/* 1 Mi pages: more than the pool's VA (pool= is at most 32768 pages by default). */
 	void *a = ExAllocatePool2(POOL_FLAG_NON_PAGED, 0xFFFFFFFFul - 2 * P, PP_TAG_PRESSURE);
@@ -630,8 +822,7 @@ static void a_pool_allocation_larger_than_pool_va_under_pressure_is_null_without
 	EXPECT_EQ(t, p1.free, 0u);
 	EXPECT_EQ(t, q1.pages_in_use, q0.pages_in_use);
 	EXPECT_EQ(t, q1.bytes_in_use, q0.bytes_in_use);
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -641,19 +832,15 @@ static void a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x1400, other = PG_SEED + 0x1410;
-	uint64_t a = commit(t, 1);
-	fill(t, a, 1, seed);
+	uint64_t a = user_buffer(t, 1, seed);
 	page_out_and_repurpose(t, a, 1, seed);
-	uint64_t b = commit(t, 4);
-	fill(t, b, 4, other);
+	uint64_t b = user_buffer(t, 4, other);
 	struct uvm_paging_stats s0 = stats();
-	hoard_all_free_frames();
-	struct pfn_stats p0 = pfn_now();
+	struct pfn_stats p0 = hoard_all_free_frames();
 	bool back = intact(a, 0, seed);
 	struct uvm_paging_stats s1 = stats();
 	uint64_t pa = raw(a), pb[4];
-	for (unsigned i = 0; i < 4; i++)
-		pb[i] = raw(b + i * P);
+	read_ptes(b, 4, pb);
 	release_hoard();
 	EXPECT_EQ(t, p0.free, 0u);
 	EXPECT_EQ(t, p0.standby, 0u);
@@ -661,10 +848,8 @@ static void a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page
 	EXPECT_TRUE(t, mmt_has(pa, MMT_PTE_P));
 	EXPECT_EQ(t, s1.hard_faults - s0.hard_faults, 1u);
 	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, mmt_sw_is_transition(pb[i]) || mmt_sw_is_pagefile(pb[i]));
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, intact(b, i, other));
+	expect_paged_out(t, pb, 4);
+	expect_intact(t, b, 4, other);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -676,30 +861,25 @@ static void a_commit_whose_page_array_needs_a_pool_page_relieves_pressure(struct
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x1800;
-	uint64_t base = commit(t, 4);
-	fill(t, base, 4, seed);
+	uint64_t base = user_buffer(t, 4, seed);
 	struct uvm_paging_stats s0 = stats();
-	hoard_all_free_frames();
-	struct pfn_stats p0 = pfn_now();
+	struct pfn_stats p0 = hoard_all_free_frames();
 	uint64_t big = 0, size = 1024 * P;
 	NTSTATUS st = uvm_allocate(&proc.mm, &big, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 	struct uvm_paging_stats s1 = stats();
 	uint64_t ptes[4];
-	for (unsigned i = 0; i < 4; i++)
-		ptes[i] = raw(base + i * P);
+	read_ptes(base, 4, ptes);
 	release_hoard();
 	EXPECT_EQ(t, p0.free, 0u);
 	EXPECT_EQ(t, st, STATUS_SUCCESS);
 	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	expect_paged_out(t, ptes, 4);
 	if (st == STATUS_SUCCESS) {
 		EXPECT_EQ(t, size, 1024 * P);
 		uint64_t zero = 0;
 		EXPECT_EQ(t, uvm_free(&proc.mm, &big, &zero, MEM_RELEASE), STATUS_SUCCESS);
 	}
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -712,8 +892,7 @@ static void a_ring_3_demand_zero_fault_with_no_free_frame_succeeds(struct ktest 
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x1900;
-	uint64_t base = commit(t, 4);
-	fill(t, base, 4, seed);
+	uint64_t base = user_buffer(t, 4, seed);
 	struct agent_script script;
 	agent_begin(&script);
 	const uint64_t value = 0x5A6E19005A6E1900ull;
@@ -725,13 +904,11 @@ static void a_ring_3_demand_zero_fault_with_no_free_frame_succeeds(struct ktest 
 	EXPECT_EQ(t, uvm_allocate(&p->mm, &va, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE), STATUS_SUCCESS);
 	EXPECT_EQ(t, mmt_raw_pte_in(&p->mm.root, PRESSURE_VA), 0u);
 	struct uvm_paging_stats s0 = stats();
-	hoard_all_free_frames();
-	struct pfn_stats p0 = pfn_now();
+	struct pfn_stats p0 = hoard_all_free_frames();
 	NTSTATUS st = PsRunProcess(p);
 	struct uvm_paging_stats s1 = stats();
 	uint64_t ptes[4];
-	for (unsigned i = 0; i < 4; i++)
-		ptes[i] = raw(base + i * P);
+	read_ptes(base, 4, ptes);
 	release_hoard();
 	EXPECT_EQ(t, p0.free, 0u);
 	EXPECT_EQ(t, st, STATUS_SUCCESS);
@@ -741,11 +918,9 @@ static void a_ring_3_demand_zero_fault_with_no_free_frame_succeeds(struct ktest 
 	uint64_t got = 0;
 	EXPECT_TRUE(t, ps_report(p, AGENT_KEY(rd, 0), &got));
 	EXPECT_EQ(t, got, value);
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, mmt_sw_is_transition(ptes[i]) || mmt_sw_is_pagefile(ptes[i]));
+	expect_paged_out(t, ptes, 4);
 	PsDestroyProcess(p);
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -842,10 +1017,8 @@ static void trim_shootdown_case(struct ktest *t, bool ipi)
 	} else {
 		EXPECT_EQ(t, u.second_ok, TS_BIG + TS_SMALL);
 	}
-	for (unsigned i = 0; i < TS_BIG; i++)
-		EXPECT_TRUE(t, intact(big, i, seed));
-	for (unsigned i = 0; i < TS_SMALL; i++)
-		EXPECT_TRUE(t, intact(small, i, seed + TS_BIG));
+	expect_intact(t, big, TS_BIG, seed);
+	expect_intact(t, small, TS_SMALL, seed + TS_BIG);
 }
 
 static void a_trims_batch_is_flushed_from_the_cpu_running_the_process(struct ktest *t) { trim_shootdown_case(t, true); }
@@ -855,23 +1028,24 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x500;
-	uint64_t base = commit(t, 4);
-	fill(t, base, 4, seed);
+	uint64_t base = user_buffer(t, 4, seed);
 	pagefile_set_limit(3); /* slots 1 and 2 only */
 	pfn_t frames[4];
 	for (unsigned i = 0; i < 4; i++)
 		frames[i] = frame(base + i * P);
-	struct uvm_trim_result r;
-	uvm_trim(&proc.mm, &r);
+	uint64_t others = pfn_now().modified; /* modified pages not the case's (paged pool's) */
+	EXPECT_EQ(t, trim(&proc.mm), 4u);
+	/* The two slots taken, whichever modified pages took them. */
 	EXPECT_EQ(t, pagefile_write_modified(), 2u);
 	struct pfn_stats s;
 	pfn_get_stats(&s);
-	EXPECT_EQ(t, s.modified, 2u);
-	EXPECT_EQ(t, s.standby, 2u);
+	EXPECT_GE(t, s.modified, 2u);
+	EXPECT_GE(t, s.standby, 2u);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 2u);
 	/* Page by page, from the real tables: every PTE still the transition PTE of its own
-	 * frame; the two written on standby with slots 1 and 2, the two that found no slot
-	 * MODIFIED with none (back on the modified list, not WRITING), so nothing is lost. */
+	 * frame; those written on standby with slot 1 or 2, each its own (both, unless other
+	 * modified pages took them), those that found no slot MODIFIED with none (back on the
+	 * modified list, not WRITING), so nothing is lost. */
 	unsigned modified = 0, slot_seen = 0;
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t e = raw(base + i * P);
@@ -889,14 +1063,15 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 		} else {
 			EXPECT_EQ(t, pe->state, PFN_STANDBY);
 			EXPECT_TRUE(t, pe->slot == 1 || pe->slot == 2);
+			EXPECT_FALSE(t, slot_seen & (1u << pe->slot));
 			slot_seen |= 1u << pe->slot;
 		}
 	}
-	EXPECT_EQ(t, modified, 2u);
-	EXPECT_EQ(t, slot_seen, 0x6u);
+	EXPECT_GE(t, modified, 2u);
+	EXPECT_GE(t, 4 - modified + others, 2u);
+	EXPECT_EQ(t, slot_seen & ~0x6u, 0u);
 	pagefile_set_limit(0);
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -905,11 +1080,8 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
  * load, even inside __try. */
 static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
 {
-	uint64_t base = commit(t, 1);
-	fill(t, base, 1, PG_SEED + 0x700);
-	struct uvm_trim_result r;
-	uvm_trim(&proc.mm, &r);
-	ASSERT_EQ(t, r.trimmed, 1u);
+	uint64_t base = user_buffer(t, 1, PG_SEED + 0x700);
+	ASSERT_EQ(t, trim(&proc.mm), 1u);
 	ASSERT_TRUE(t, mmt_sw_is_transition(raw(base)));
 	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + 0x20, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8, KTEST_P_ALL);
 	KeStackAttachProcess(&proc, &apc);
@@ -925,20 +1097,13 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
 	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
 }
 
-/* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
- * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
- * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
- * (transition) or in the pagefile; before, the first succeeded and the second raised. */
 /* A death case: the same touch at PASSIVE_LEVEL by code that turned interrupts off (CLI):
  * 0x0A with 0xFF as the IRQL (interrupts off), 0, the RIP of the load.  Before, the fault was
  * resolved, a wait for a read turning interrupts on under that code. */
 static void a_trimmed_page_touched_with_interrupts_off_is_0x0a(struct ktest *t)
 {
-	uint64_t base = commit(t, 1);
-	fill(t, base, 1, PG_SEED + 0x710);
-	struct uvm_trim_result r;
-	uvm_trim(&proc.mm, &r);
-	ASSERT_EQ(t, r.trimmed, 1u);
+	uint64_t base = user_buffer(t, 1, PG_SEED + 0x710);
+	ASSERT_EQ(t, trim(&proc.mm), 1u);
 	ASSERT_TRUE(t, mmt_sw_is_transition(raw(base)));
 	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
 	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + 0x20, UVM_IRQL_INTERRUPTS_OFF, 0, (uint64_t)faultcap_load8,
@@ -955,19 +1120,46 @@ static void a_trimmed_page_touched_with_interrupts_off_is_0x0a(struct ktest *t)
 	KTEST_FAIL(t, "the load with interrupts off returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
 }
 
+/* A probe's 0x0A names, as P4, the return address into the probing routine (RULES' 0x0A
+ * table): in MmProbeAndLockPages, the address after its one call of
+ * uvm_make_resident_pages_status, which C cannot name.  So it is read from the routine's own
+ * code: a CALL rel32 (E8) to that function at an address ksym places in MmProbeAndLockPages,
+ * within PROBE_CODE_MAX bytes of its start; 0 unless there is exactly one. */
+#define PROBE_CODE_MAX 0x2000u
+static uint64_t probe_return_address(void)
+{
+	const uint8_t *code = (const uint8_t *)MmProbeAndLockPages;
+	uint64_t found = 0, off;
+	unsigned calls = 0;
+	for (unsigned i = 0; i + 5 <= PROBE_CODE_MAX; i++) {
+		int32_t rel;
+		memcpy(&rel, code + i + 1, sizeof rel);
+		uint64_t next = (uint64_t)(code + i + 5);
+		if (code[i] != 0xE8 || next + (int64_t)rel != (uint64_t)uvm_make_resident_pages_status)
+			continue;
+		const char *fn = ksym_lookup((uint64_t)(code + i), &off);
+		if (fn && !strcmp(fn, "MmProbeAndLockPages")) {
+			found = next;
+			calls++;
+		}
+	}
+	return calls == 1 ? found : 0;
+}
+
 /* A death case: a probe of a paged-out page at PASSIVE_LEVEL with interrupts off: 0x0A
- * (the page, 0xFF, 1 for the write access), as the probe's walk refuses to page there. */
+ * (the page, 0xFF, 1 for the write access, the return address into the probing routine), as
+ * the probe's walk refuses to page there. */
 static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest *t)
 {
 	uint32_t seed = PG_SEED + 0xE10;
-	uint64_t base = commit(t, 1);
-	fill(t, base, 1, seed);
+	uint64_t base = user_buffer(t, 1, seed);
 	pagefile_disk(t);
 	page_out_and_repurpose(t, base, 1, seed);
 	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, 0,
-			  KTEST_P1 | KTEST_P2 | KTEST_P3);
+	uint64_t ret = probe_return_address();
+	ASSERT_NE(t, ret, 0u);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, ret, KTEST_P_ALL);
 	KeStackAttachProcess(&proc, &apc);
 	__asm__ volatile("cli" ::: "memory");
 	NTSTATUS st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
@@ -1003,25 +1195,15 @@ static void a_system_calls_copy_from_trimmed_user_pages_is_a_soft_and_a_hard_fau
 	EXPECT_EQ(t, copy_to_user(hard_va, syscall_text, sizeof syscall_text), STATUS_SUCCESS);
 	KeUnstackDetachProcess(&a);
 	/* Out to the pagefile, frames repurposed until the second page's PTE names its slot. */
-	struct uvm_trim_result r;
-	uvm_trim(&p->mm, &r);
-	EXPECT_GE(t, r.trimmed, 2u);
+	EXPECT_GE(t, trim(&p->mm), 2u);
 	EXPECT_GE(t, pagefile_write_modified(), 2u);
-	hoard_all_free_frames();
-	pfn_t taken[64];
-	unsigned ntaken = 0;
-	while (ntaken < 64 && !mmt_sw_is_pagefile(mmt_raw_pte_in(&p->mm.root, hard_va)))
-		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < ntaken; i++)
-		if (taken[i] != PFN_INVALID)
-			pfn_free(taken[i]);
-	release_hoard();
+	repurpose_until_pagefile(&p->mm.root, &hard_va, 1);
 	/* The first page back (by the kernel, attached) and trimmed again: in transition. */
 	char got[sizeof syscall_text];
 	KeStackAttachProcess(p, &a);
 	EXPECT_EQ(t, copy_from_user(got, soft_va, sizeof got), STATUS_SUCCESS);
 	KeUnstackDetachProcess(&a);
-	uvm_trim(&p->mm, &r);
+	trim(&p->mm);
 	ASSERT_TRUE(t, mmt_sw_is_transition(mmt_raw_pte_in(&p->mm.root, soft_va)));
 	ASSERT_TRUE(t, mmt_sw_is_pagefile(mmt_raw_pte_in(&p->mm.root, hard_va)));
 	uint64_t soft_frame = mmt_sw_transition_pfn(mmt_raw_pte_in(&p->mm.root, soft_va));
@@ -1047,25 +1229,29 @@ static void a_system_calls_copy_from_trimmed_user_pages_is_a_soft_and_a_hard_fau
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
+ * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
+ * the page's address, DISPATCH_LEVEL, 1 (a write) and the return address into the probing
+ * routine, whether the frame is still there (transition) or in the pagefile; before, the
+ * first succeeded and the second raised. */
 static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 {
 	uint32_t seed = PG_SEED + 0xE00;
-	uint64_t base = commit(t, 2);
-	fill(t, base, 2, seed);
+	uint64_t base = user_buffer(t, 2, seed);
 	if (paged_out) {
 		pagefile_disk(t);
 		page_out_and_repurpose(t, base, 2, seed);
 	} else {
-		struct uvm_trim_result r;
-		uvm_trim(&proc.mm, &r);
-		ASSERT_EQ(t, r.trimmed, 2u);
+		ASSERT_EQ(t, trim(&proc.mm), 2u);
 	}
 	/* Page 0 resident again, page 1 trimmed (in transition, or in the pagefile). */
 	ASSERT_TRUE(t, intact(base, 0, seed));
 	ASSERT_TRUE(t, paged_out ? mmt_sw_is_pagefile(raw(base + P)) : mmt_sw_is_transition(raw(base + P)));
 	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, 0, KTEST_P1 | KTEST_P2 | KTEST_P3);
+	uint64_t ret = probe_return_address();
+	ASSERT_NE(t, ret, 0u);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, ret, KTEST_P_ALL);
 	verifier_set_flags(0); /* the machine ends here: nothing to restore */
 	NTSTATUS st;
 	KeStackAttachProcess(&proc, &apc);
@@ -1137,16 +1323,11 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 		ktest_skip(t, "needs 3 CPUs");
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x800;
-	uint64_t base = commit(t, 1);
-	fill(t, base, 1, seed);
+	uint64_t base = user_buffer(t, 1, seed);
 	pfn_t frames[1];
 	uint32_t slots[1];
 	page_out(t, base, 1, seed, frames, slots, false);
-	hoard_all_free_frames();
-	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
-	pfn_free(taken);
-	release_hoard();
-	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), &base, 1));
 
 	struct uvm_paging_stats s0 = stats();
 	struct read_state rs = { base, s0.collided_faults };
@@ -1157,11 +1338,7 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	pattern_fill(b.want, sizeof b.want, seed);
 	/* The device's answer is held: the first fault's read stays in progress until both
 	 * faults are in, whatever the timing. */
-	vblk_test_hold_completions(true);
-	bool started = smp_work_start(1, touch_on_cpu, &a);
-	if (!started)
-		vblk_test_hold_completions(false); /* no case after this one may find the device held */
-	ASSERT_TRUE(t, started);
+	start_held(t, touch_on_cpu, &a);
 	bool reading = mmt_wait_until(read_in_progress, &rs);
 	EXPECT_TRUE(t, reading);
 	bool collided = false;
@@ -1204,8 +1381,7 @@ static void an_in_page_read_without_an_irp_takes_the_reserve(struct ktest *t)
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0xF00;
-	uint64_t base = commit(t, 2);
-	fill(t, base, 2, seed);
+	uint64_t base = user_buffer(t, 2, seed);
 	page_out_and_repurpose(t, base, 2, seed);
 	struct pagefile_stats p0;
 	pagefile_get_stats(&p0);
@@ -1265,12 +1441,9 @@ static void a_probe_whose_pages_are_trimmed_again_before_its_walk_still_locks_th
 	if (smp_cpus_online() < 2)
 		ktest_skip(t, "needs 2 CPUs");
 	uint32_t seed = PG_SEED + 0xD00;
-	uint64_t base = commit(t, 2);
-	fill(t, base, 2, seed);
+	uint64_t base = user_buffer(t, 2, seed);
 	for (int selected = 0; selected < 2; selected++) {
-		struct uvm_trim_result r;
-		uvm_trim(&proc.mm, &r);
-		EXPECT_EQ(t, r.trimmed, 2u);
+		EXPECT_EQ(t, trim(&proc.mm), 2u);
 		PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
 		ASSERT_TRUE(t, mdl != NULL);
 		FILE_SEGMENT_ELEMENT seg[2] = { { .Buffer = (PVOID64)base }, { .Buffer = (PVOID64)(base + P) } };
@@ -1317,8 +1490,7 @@ static void paged_out_pages_come_back_at_apc_level_probe_and_access(struct ktest
 {
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0xC00;
-	uint64_t base = commit(t, 3);
-	fill(t, base, 3, seed);
+	uint64_t base = user_buffer(t, 3, seed);
 	page_out_and_repurpose(t, base, 3, seed);
 	struct uvm_paging_stats s0 = stats();
 	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
@@ -1388,18 +1560,11 @@ static void a_page_taken_back_during_its_write_can_be_trimmed_and_freed(struct k
 		ktest_skip(t, "needs 2 CPUs");
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x900;
-	uint64_t base = commit(t, 1);
-	fill(t, base, 1, seed);
+	uint64_t base = user_buffer(t, 1, seed);
 	pfn_t f = frame(base);
-	struct uvm_trim_result r;
-	uvm_trim(&proc.mm, &r);
-	ASSERT_EQ(t, r.trimmed, 1u);
+	ASSERT_EQ(t, trim(&proc.mm), 1u);
 	struct writer_run w = { 0 };
-	vblk_test_hold_completions(true);
-	bool started = smp_work_start(1, write_on_cpu, &w);
-	if (!started)
-		vblk_test_hold_completions(false); /* no case after this one may find the device held */
-	ASSERT_TRUE(t, started);
+	start_held(t, write_on_cpu, &w);
 	bool writing = mmt_wait_until(frame_being_written, &f);
 	EXPECT_TRUE(t, writing);
 	struct uvm_trim_result again = { 0 };
@@ -1438,19 +1603,26 @@ static void relieve_on_cpu(void *arg)
 	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
 }
 
+/* CPU 2's relief found CPU 1's under way and waits for it (uvm_relieve_pressure's count of
+ * such waits: only its relief_cpu guard counts one). */
+static bool relief_waiting(void *arg)
+{
+	return stats().relief_waits > *(uint64_t *)arg;
+}
+
 /* Two CPUs relieve at once: CPU 1's relief is held in its writer (the device's answer
- * held, so it stays in progress whatever the timing); CPU 2's waits for it instead of
- * trimming and writing again, and returns CPU 1's result: one relief counted, the four
- * pages trimmed and written once.  (CPU 2 is not done while CPU 1's write is held; a
- * relief that did not wait would be counted twice.) */
+ * held, so it stays in progress whatever the timing); CPU 2's finds it under way and waits
+ * for it (counted as a relief wait, not done while CPU 1's write is held) instead of trimming
+ * and writing again, and returns CPU 1's result: one relief counted, the four pages trimmed
+ * and written once.  Without the guard CPU 2 would relieve too: no wait counted (it would
+ * block at the writer's gate instead), and two reliefs. */
 static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
 {
 	if (smp_cpus_online() < 3)
 		ktest_skip(t, "needs 3 CPUs");
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x1700;
-	uint64_t base = commit(t, 4);
-	fill(t, base, 4, seed);
+	uint64_t base = user_buffer(t, 4, seed);
 	pfn_t f = frame(base);
 	struct uvm_paging_stats s0 = stats();
 	struct pagefile_stats w0, w1;
@@ -1460,27 +1632,24 @@ static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
 	bool started = smp_work_start(1, relieve_on_cpu, &a);
 	bool writing = started && mmt_wait_until(frame_being_written, &f);
 	bool second = writing && smp_work_start(2, relieve_on_cpu, &b);
-	bool b_waited = true;
-	if (second) {
-		/* CPU 2 is in: it is the relieving CPU's waiter or it is done (a bug). */
-		for (int i = 0; i < 100000 && !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE); i++)
-			cpu_relax();
-		b_waited = !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
-	}
+	bool b_waits = second && mmt_wait_until(relief_waiting, &s0.relief_waits);
+	/* Waiting, it cannot be done: CPU 1's relief is still held in its write. */
+	bool b_done_while_held = __atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
 	vblk_test_hold_completions(false); /* no ASSERT before this: the device must not stay held */
 	bool a_back = !started || smp_work_wait(1);
 	bool b_back = !second || smp_work_wait(2);
 	pagefile_get_stats(&w1);
 	struct uvm_paging_stats s1 = stats();
 	ASSERT_TRUE(t, started && writing && second && a_back && b_back);
-	EXPECT_TRUE(t, b_waited);
+	EXPECT_TRUE(t, b_waits);
+	EXPECT_FALSE(t, b_done_while_held);
+	EXPECT_EQ(t, s1.relief_waits - s0.relief_waits, 1u);
 	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
 	EXPECT_EQ(t, s1.trimmed - s0.trimmed, 4u);
 	EXPECT_GE(t, w1.pages_written - w0.pages_written, 4u); /* and any paged pool's */
 	EXPECT_GE(t, a.standby, 4u);
 	EXPECT_EQ(t, b.standby, a.standby);
-	for (unsigned i = 0; i < 4; i++)
-		EXPECT_TRUE(t, intact(base, i, seed));
+	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -1515,21 +1684,14 @@ static void a_detach_waits_for_a_write_in_progress(struct ktest *t)
 		ktest_skip(t, "needs 3 CPUs");
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0xA00;
-	uint64_t base = commit(t, 1);
-	fill(t, base, 1, seed);
+	uint64_t base = user_buffer(t, 1, seed);
 	pfn_t f = frame(base);
-	struct uvm_trim_result r;
-	uvm_trim(&proc.mm, &r);
-	ASSERT_EQ(t, r.trimmed, 1u);
+	ASSERT_EQ(t, trim(&proc.mm), 1u);
 	struct pagefile_stats p0;
 	pagefile_get_stats(&p0);
 	struct writer_run w = { 0 };
 	struct detacher d = { 0 };
-	vblk_test_hold_completions(true);
-	bool started = smp_work_start(1, write_on_cpu, &w);
-	if (!started)
-		vblk_test_hold_completions(false); /* no case after this one may find the device held */
-	ASSERT_TRUE(t, started);
+	start_held(t, write_on_cpu, &w);
 	bool writing = mmt_wait_until(frame_being_written, &f), detaching = false, waited = false;
 	EXPECT_TRUE(t, writing);
 	if (writing) {
@@ -1547,16 +1709,17 @@ static void a_detach_waits_for_a_write_in_progress(struct ktest *t)
 	EXPECT_TRUE(t, smp_work_wait(1));
 	if (detaching)
 		EXPECT_TRUE(t, smp_work_wait(2));
-	EXPECT_EQ(t, w.written, 1u);
+	EXPECT_GE(t, w.written, 1u); /* and any paged pool's */
 	EXPECT_FALSE(t, d.result);
 	struct pagefile_stats p1;
 	pagefile_get_stats(&p1);
 	EXPECT_TRUE(t, p1.attached);
 	EXPECT_EQ(t, p1.attach_waits - p0.attach_waits, waited ? 1u : 0u);
 	EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_NE(t, pfn_entry(f)->slot, 0u);
+	uint64_t held = pagefile_slots_in_use();
 	EXPECT_TRUE(t, intact(base, 0, seed)); /* a soft fault: its slot freed */
-	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	EXPECT_EQ(t, held - pagefile_slots_in_use(), 1u);
 }
 
 static int pager_init(struct ktest *t)
@@ -1591,6 +1754,9 @@ static struct ktest_case pager_cases[] = {
 	KTEST_CASE(a_probe_of_paged_out_pages_brings_them_back_and_locks_them),
 	KTEST_CASE(memory_pressure_pages_out_unlocked_memory_and_never_locked),
 	KTEST_CASE(a_demand_zero_fault_with_no_free_frame_pages_out_unlocked_memory),
+	KTEST_CASE(no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief),
+	KTEST_CASE(an_allocation_with_interrupts_off_fails_without_relief),
+	KTEST_CASE(a_residency_pass_that_relieves_starts_over_and_leaves_every_page_resident),
 	KTEST_CASE(a_nonpaged_pool_page_under_pressure_is_had_at_passive_and_refused_at_dispatch),
 	KTEST_CASE(a_pool_allocation_larger_than_pool_va_under_pressure_is_null_without_relief),
 	KTEST_CASE(a_hard_fault_with_no_free_frame_relieves_pressure_and_reads_the_page),
@@ -1621,8 +1787,9 @@ KTEST_SUITE(pager, pager_cases, .init = pager_init, .exit = pager_exit);
 /* ---- an in-page error from a failing device (make test's blkfault machine) ---- */
 
 /* blkfault=W,R,N: reads of sectors R .. R+N-1 fail.  The pagefile placed so that its slot 1
- * is sector R: the write succeeds, the read back fails.  Skips off the blkfault machine. */
-static void attach_on_bad_read(struct ktest *t)
+ * is sector R: the write succeeds, the read back fails.  Skips off the blkfault machine.
+ * Returns R. */
+static uint64_t attach_on_bad_read(struct ktest *t)
 {
 	struct vreq_blkfault bf;
 	vreq_blkfault(t, &bf);
@@ -1634,6 +1801,7 @@ static void attach_on_bad_read(struct ktest *t)
 		ktest_skip(t, "no virtio-blk device");
 	ASSERT_TRUE(t, pagefile_attach_at(vi.device, bad_read - P / VBLK_SECTOR));
 	ASSERT_EQ(t, pagefile_offset(1) / VBLK_SECTOR, bad_read);
+	return bad_read;
 }
 
 /* What an __except filter saw of an exception, through GetExceptionInformation(). */
@@ -1659,19 +1827,16 @@ static int inpage_filter(PEXCEPTION_POINTERS ep, struct filter_seen *out)
 static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
 {
 	memset(seen, 0, sizeof seen);
-	attach_on_bad_read(t);
+	uint64_t bad_read = attach_on_bad_read(t);
 	uint32_t seed = PG_SEED + 0x600;
-	uint64_t base = commit(t, 1);
-	fill(t, base, 1, seed);
-	struct uvm_trim_result r;
-	uvm_trim(&proc.mm, &r);
-	EXPECT_EQ(t, pagefile_write_modified(), 1u);
-	hoard_all_free_frames();
-	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
-	pfn_free(taken);
-	release_hoard();
-	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, mmt_sw_pagefile_high(raw(base)), 1u);
+	uint64_t base = user_buffer(t, 1, seed);
+	/* Out to the slot the disk cannot read (its PTE says: the writer may write other pages
+	 * with it), its frame repurposed. */
+	EXPECT_EQ(t, trim(&proc.mm), 1u);
+	EXPECT_GE(t, pagefile_write_modified(), 1u);
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), &base, 1));
+	uint64_t out = raw(base), slots = pagefile_slots_in_use();
+	ASSERT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(out)) / VBLK_SECTOR, bad_read);
 
 	/* The kernel's read of the page in its SMAP window: the #PF the CPU raised, the
 	 * exception STATUS_IN_PAGE_ERROR with (read, address, the device's status). */
@@ -1701,9 +1866,10 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, info[1], base + 0x10);
 	EXPECT_EQ(t, info[2], (ULONG_PTR)(ULONG)STATUS_DEVICE_DATA_ERROR);
 	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 1u);
-	/* The page is still in the pagefile, where a later read could find it. */
-	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	/* The page is still in the pagefile, where a later read could find it: its PTE and its
+	 * slot as they were. */
+	EXPECT_EQ(t, raw(base), out);
+	EXPECT_EQ(t, pagefile_slots_in_use(), slots);
 
 	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked, nothing mapped and
 	 * no frame taken: the PTE still the pagefile PTE of its slot.  So do the selected-pages
@@ -1743,7 +1909,7 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
 	EXPECT_EQ(t, raw(base), pte);
 	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), slots);
 	EXPECT_EQ(t, mmt_free_frames(), frames);
 	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 4u);
 	IoFreeMdl(mdl);
@@ -1756,22 +1922,20 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
  * the device's status, the PTE's contents (the pagefile PTE, put back), the address. */
 static void paged_pool_the_pagefile_cannot_give_back_is_0x7a(struct ktest *t)
 {
-	attach_on_bad_read(t);
+	uint64_t bad_read = attach_on_bad_read(t);
 	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, P, 0x6C6F5050u);
 	ASSERT_TRUE(t, b != NULL);
 	pattern_fill(b, P, PG_SEED + 0x1000);
 	uint64_t va = (uint64_t)b;
-	/* Out to slot 1 (the one paged allocation: nothing else of paged pool exists), its
-	 * frame repurposed. */
+	/* Out to the slot the disk cannot read, its frame repurposed: the page's own PTE says
+	 * so (the trim and the writer take every other paged page with it). */
 	ASSERT_GE(t, pool_trim_paged(), 1u);
-	ASSERT_EQ(t, pagefile_write_modified(), 1u);
-	hoard_all_free_frames();
-	pfn_t taken = pfn_alloc(0, PFN_OWNER_TEST);
-	pfn_free(taken);
-	release_hoard();
+	ASSERT_TRUE(t, mmt_sw_is_transition(mmt_raw_pte_in(&kernel_root, va)));
+	ASSERT_GE(t, pagefile_write_modified(), 1u);
+	ASSERT_TRUE(t, repurpose_until_pagefile(&kernel_root, &va, 1));
 	uint64_t e = mmt_raw_pte_in(&kernel_root, va);
 	ASSERT_TRUE(t, mmt_sw_is_pagefile(e));
-	ASSERT_EQ(t, mmt_sw_pagefile_high(e), 1u);
+	ASSERT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, bad_read);
 	ASSERT_EQ(t, mmt_sw_protection(e), 4u);
 	struct pt_query q;
 	pt_query(&kernel_root, va, &q);
@@ -1793,13 +1957,7 @@ static void paged_pool_the_pagefile_cannot_give_back_is_0x7a(struct ktest *t)
 
 static void ring_3_gets_status_in_page_error_for_an_unreadable_page(struct ktest *t)
 {
-	struct vreq_blkfault bf;
-	vreq_blkfault(t, &bf);
-	struct vblk_info vi;
-	vblk_get_info(&vi);
-	if (!vi.device)
-		ktest_skip(t, "no virtio-blk device");
-	ASSERT_TRUE(t, pagefile_attach_at(vi.device, bf.read - P / VBLK_SECTOR));
+	uint64_t bad_read = attach_on_bad_read(t);
 	struct agent_script script;
 	agent_begin(&script);
 	uint32_t op = agent_read64(&script, RING3_VA + 0x18);
@@ -1812,22 +1970,13 @@ static void ring_3_gets_status_in_page_error_for_an_unreadable_page(struct ktest
 	KeStackAttachProcess(p, &a);
 	EXPECT_EQ(t, copy_to_user(RING3_VA + 0x18, &value, sizeof value), STATUS_SUCCESS);
 	KeUnstackDetachProcess(&a);
-	struct uvm_trim_result r;
-	uvm_trim(&p->mm, &r);
-	EXPECT_GE(t, r.trimmed, 1u);
+	EXPECT_GE(t, trim(&p->mm), 1u);
 	EXPECT_GE(t, pagefile_write_modified(), 1u);
-	hoard_all_free_frames();
-	pfn_t taken[32];
-	unsigned ntaken = 0;
-	while (ntaken < 32 && mmt_sw_is_transition(mmt_raw_pte_in(&p->mm.root, RING3_VA)))
-		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < ntaken; i++)
-		if (taken[i] != PFN_INVALID)
-			pfn_free(taken[i]);
-	release_hoard();
+	const uint64_t va = RING3_VA;
+	repurpose_until_pagefile(&p->mm.root, &va, 1);
 	uint64_t e = mmt_raw_pte_in(&p->mm.root, RING3_VA);
 	EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
-	EXPECT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, bf.read);
+	EXPECT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, bad_read);
 
 	NTSTATUS st = PsRunProcess(p);
 	EXPECT_EQ(t, st, STATUS_IN_PAGE_ERROR);
@@ -1872,6 +2021,15 @@ static uint8_t *paged_buffer(struct ktest *t, uint32_t seed)
 	return b;
 }
 
+/* The buffer's pages repurposed (whatever else is on standby): pagefile PTEs. */
+static bool paged_repurposed(const uint8_t *b)
+{
+	uint64_t va[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		va[i] = (uint64_t)b + i * P;
+	return repurpose_until_pagefile(&kernel_root, va, PP_PAGES);
+}
+
 static bool paged_intact(const uint8_t *b, uint32_t seed)
 {
 	static uint8_t want[P];
@@ -1881,6 +2039,20 @@ static bool paged_intact(const uint8_t *b, uint32_t seed)
 			return false;
 	}
 	return true;
+}
+
+/* Whether len (at most a page) bytes at p read as the pattern of seed, read at
+ * DISPATCH_LEVEL: where only memory that cannot leave (locked, through its MDL mapping) may
+ * be touched. */
+static bool pattern_at_dispatch(const uint8_t *p, uint32_t len, uint32_t seed)
+{
+	static uint8_t want[P];
+	pattern_fill(want, len, seed);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	bool same = !memcmp(p, want, len);
+	KeLowerIrql(old);
+	return same;
 }
 
 static void paged_pool_pages_leave_and_come_back_soft_and_hard(struct ktest *t)
@@ -1912,13 +2084,7 @@ static void paged_pool_pages_leave_and_come_back_soft_and_hard(struct ktest *t)
 	/* Out to the pagefile, the frames repurposed: pagefile PTEs, then hard faults. */
 	pool_trim_paged();
 	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
-	hoard_all_free_frames();
-	pfn_t taken[PP_PAGES];
-	for (unsigned i = 0; i < PP_PAGES; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < PP_PAGES; i++)
-		pfn_free(taken[i]);
-	release_hoard();
+	EXPECT_TRUE(t, paged_repurposed(b));
 	for (unsigned i = 0; i < PP_PAGES; i++)
 		EXPECT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
 	s0 = pstats();
@@ -1952,11 +2118,7 @@ static void paged_pool_freed_during_its_write_is_freed_at_the_writes_end(struct 
 	pfn_get_stats(&ps);
 	ASSERT_LE(t, ps.modified, (uint64_t)PAGEFILE_CLUSTER);
 	struct writer_run w = { 0 };
-	vblk_test_hold_completions(true);
-	bool started = smp_work_start(1, write_on_cpu, &w);
-	if (!started)
-		vblk_test_hold_completions(false); /* no case after this one may find the device held */
-	ASSERT_TRUE(t, started);
+	start_held(t, write_on_cpu, &w);
 	bool writing = true;
 	for (unsigned i = 0; i < PP_PAGES; i++)
 		writing = writing && mmt_wait_until(frame_being_written, &f[i]);
@@ -1986,10 +2148,7 @@ static void memory_pressure_pages_out_paged_pool(struct ktest *t)
 	pagefile_disk(t);
 	uint32_t seed = PG_SEED + 0x1100;
 	uint8_t *b = paged_buffer(t, seed);
-	hoard_all_free_frames();
-	pfn_t f = hoard;
-	hoard = *(pfn_t *)pfn_to_virt(f);
-	pfn_free(f);
+	hoard_all_but(1);
 	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
 	PMDL m = MmAllocatePagesForMdlEx(lo, hi, skip, (PP_PAGES + 1) * P, MmCached, MM_DONT_ZERO_ALLOCATION);
 	bool out = true;
@@ -2020,21 +2179,11 @@ static void a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure(struct 
 	uint8_t *b = paged_buffer(t, seed);
 	pool_trim_paged();
 	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
-	hoard_all_free_frames();
-	pfn_t taken[PP_PAGES];
-	for (unsigned i = 0; i < PP_PAGES; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < PP_PAGES; i++)
-		pfn_free(taken[i]);
-	release_hoard();
-	for (unsigned i = 0; i < PP_PAGES; i++)
-		ASSERT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
+	ASSERT_TRUE(t, paged_repurposed(b));
 	uint8_t *c = paged_buffer(t, other);
 	struct uvm_paging_stats u0 = stats();
 	struct pool_paging_stats s0 = pstats();
-	hoard_all_free_frames();
-	struct pfn_stats p0;
-	pfn_get_stats(&p0);
+	struct pfn_stats p0 = hoard_all_free_frames();
 	bool back = paged_intact(b, seed);
 	struct uvm_paging_stats u1 = stats();
 	struct pool_paging_stats s1 = pstats();
@@ -2048,8 +2197,7 @@ static void a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure(struct 
 	EXPECT_EQ(t, s1.hard_faults - s0.hard_faults, (uint64_t)PP_PAGES);
 	EXPECT_EQ(t, s1.inpage_errors, s0.inpage_errors);
 	EXPECT_EQ(t, u1.reliefs - u0.reliefs, 1u);
-	for (unsigned i = 0; i < PP_PAGES; i++)
-		EXPECT_TRUE(t, mmt_sw_is_transition(pc[i]) || mmt_sw_is_pagefile(pc[i]));
+	expect_paged_out(t, pc, PP_PAGES);
 	EXPECT_TRUE(t, paged_intact(c, other));
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 	ExFreePoolWithTag(b, PP_TAG);
@@ -2077,13 +2225,7 @@ static void probed_paged_pool_is_safe_at_dispatch_through_its_mdl_mapping(struct
 		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
 	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
 	ASSERT_TRUE(t, sys != NULL);
-	static uint8_t want[P];
-	pattern_fill(want, P, seed + 2);
-	KIRQL old;
-	KeRaiseIrql(DISPATCH_LEVEL, &old);
-	bool same = !memcmp(sys + 2 * P, want, P);
-	KeLowerIrql(old);
-	EXPECT_TRUE(t, same);
+	EXPECT_TRUE(t, pattern_at_dispatch(sys + 2 * P, P, seed + 2));
 	MmUnlockPages(mdl);
 	IoFreeMdl(mdl);
 	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES); /* unlocked: they leave */
@@ -2125,6 +2267,33 @@ static void selected_pages_of_trimmed_paged_pool_are_brought_back_and_locked(str
 	ExFreePoolWithTag(b, PP_TAG);
 }
 
+/* The death cases' loads of paged pool: 0x0A with the address, DISPATCH_LEVEL, 0 (a read)
+ * and the RIP of the load.  At DISPATCH_LEVEL, of a page trimmed before: */
+static void load_at_dispatch_is_0x0a(struct ktest *t, uint64_t va)
+{
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, va, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8, KTEST_P_ALL);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	faultcap_load8(va);
+	KeLowerIrql(old);
+	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned");
+}
+
+/* Under a spin lock, of a resident page: found only because the verifier's force IRQL
+ * checking, turned on here, trims paged pool at the raise. */
+static void load_under_a_spin_lock_is_0x0a(struct ktest *t, uint64_t va)
+{
+	verifier_set_flags(verifier_get_flags() | VF_FORCE_IRQL);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, va, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8, KTEST_P_ALL);
+	KSPIN_LOCK l;
+	KeInitializeSpinLock(&l);
+	KIRQL old;
+	KeAcquireSpinLock(&l, &old);
+	faultcap_load8(va);
+	KeReleaseSpinLock(&l, old);
+	KTEST_FAIL(t, "the load under the spin lock returned");
+}
+
 /* Death: a driver touches its paged pool at DISPATCH_LEVEL after a trim: 0x0A (the
  * address, DISPATCH_LEVEL, 0: a read, the RIP of the load). */
 static void paged_pool_touched_at_dispatch_after_a_trim_is_0x0a(struct ktest *t)
@@ -2132,13 +2301,7 @@ static void paged_pool_touched_at_dispatch_after_a_trim_is_0x0a(struct ktest *t)
 	uint8_t *b = paged_buffer(t, PG_SEED + 0xB00);
 	pool_trim_paged();
 	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + P)));
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + P + 8, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
-			  KTEST_P_ALL);
-	KIRQL old;
-	KeRaiseIrql(DISPATCH_LEVEL, &old);
-	faultcap_load8((uint64_t)b + P + 8);
-	KeLowerIrql(old);
-	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned");
+	load_at_dispatch_is_0x0a(t, (uint64_t)b + P + 8);
 }
 
 /* Death: the same driver bug with the page still resident: found only because the verifier's
@@ -2147,16 +2310,7 @@ static void force_irql_checking_catches_paged_pool_at_dispatch(struct ktest *t)
 {
 	uint8_t *b = paged_buffer(t, PG_SEED + 0xC00);
 	ASSERT_TRUE(t, mmt_has(kraw((uint64_t)b), MMT_PTE_P));
-	verifier_set_flags(verifier_get_flags() | VF_FORCE_IRQL);
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 0x10, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
-			  KTEST_P_ALL);
-	KSPIN_LOCK l;
-	KeInitializeSpinLock(&l);
-	KIRQL old;
-	KeAcquireSpinLock(&l, &old);
-	faultcap_load8((uint64_t)b + 0x10);
-	KeReleaseSpinLock(&l, old);
-	KTEST_FAIL(t, "the load under the spin lock returned");
+	load_under_a_spin_lock_is_0x0a(t, (uint64_t)b + 0x10);
 }
 
 struct pool_reader {
@@ -2172,27 +2326,32 @@ static void read_paged_on_cpu(void *arg)
 	r->ok = paged_intact(r->b, r->seed);
 }
 
-/* One pool trim of PP_PAGES pages is one flush round, not one shootdown per page (it runs at
- * every raise under force IRQL checking): no shootdown, one purge round; and that round
- * reached the other CPU, which cached the pages' translations before: its next read faults
- * (soft, once per page) instead of using them. */
+/* A pool trim is one flush round a batch of PT_TRIM_BATCH pages, not one shootdown per page
+ * (it runs at every raise under force IRQL checking): no shootdown, and as many purge rounds
+ * as batches of the pages it trimmed, whatever other paged pool exists then (other cases'
+ * pages, the system's own), with this buffer's PP_PAGES among them (their transition PTEs,
+ * read from the tables).  That round reached the other CPU, which cached the pages'
+ * translations before: its next read faults (soft, once per page) instead of using them. */
 static void a_pool_trim_flushes_its_pages_in_one_round(struct ktest *t)
 {
 	if (smp_cpus_online() < 2)
 		ktest_skip(t, "needs 2 CPUs");
 	uint32_t seed = PG_SEED + 0x1500;
 	uint8_t *b = paged_buffer(t, seed);
+	/* Other paged pool the same trim takes: the count is what it trimmed, not PP_PAGES. */
+	void *other = ExAllocatePool2(POOL_FLAG_PAGED, 2 * P, PP_TAG);
+	ASSERT_TRUE(t, other != NULL);
 	struct pool_reader r = { b, seed, false };
 	ASSERT_TRUE(t, smp_work_start(1, read_paged_on_cpu, &r));
 	EXPECT_TRUE(t, smp_work_wait(1));
 	EXPECT_TRUE(t, r.ok);
 	struct tlb_stats t0, t1;
 	tlb_get_stats(&t0);
-	EXPECT_EQ(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	uint64_t n = pool_trim_paged();
 	tlb_get_stats(&t1);
+	EXPECT_GE(t, n, (uint64_t)PP_PAGES + 2);
 	EXPECT_EQ(t, t1.shootdowns - t0.shootdowns, 0u);
-	EXPECT_EQ(t, t1.purges - t0.purges, 1u);
-	EXPECT_EQ(t, t1.purged_ranges - t0.purged_ranges, 1u); /* the three pages are one range */
+	EXPECT_EQ(t, t1.purges - t0.purges, (n + PT_TRIM_BATCH - 1) / PT_TRIM_BATCH);
 	for (unsigned i = 0; i < PP_PAGES; i++)
 		EXPECT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + i * P)));
 	struct pool_paging_stats s0 = pstats();
@@ -2201,6 +2360,7 @@ static void a_pool_trim_flushes_its_pages_in_one_round(struct ktest *t)
 	EXPECT_TRUE(t, smp_work_wait(1));
 	EXPECT_TRUE(t, r.ok);
 	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, (uint64_t)PP_PAGES);
+	ExFreePoolWithTag(other, PP_TAG);
 	ExFreePoolWithTag(b, PP_TAG);
 }
 
@@ -2267,25 +2427,11 @@ static void small_set_free(struct small_set *s)
 		ExFreePoolWithTag(s->b[i], SP_TAG);
 }
 
-/* Allocate frames (after the free ones are hoarded) until every page of pages[] has a
- * pagefile PTE: its standby frame repurposed.  Bounded; true when all are out. */
+/* Every page of pages[] (kernel addresses) given a pagefile PTE: its standby frame
+ * repurposed.  True when all are out. */
 static bool repurpose_pool_pages(const uint64_t *pages, unsigned n)
 {
-	hoard_all_free_frames();
-	pfn_t taken[32];
-	unsigned ntaken = 0;
-	bool out = false;
-	while (!out && ntaken < 32) {
-		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
-		out = true;
-		for (unsigned i = 0; i < n; i++)
-			out = out && mmt_sw_is_pagefile(kraw(pages[i]));
-	}
-	for (unsigned i = 0; i < ntaken; i++)
-		if (taken[i] != PFN_INVALID)
-			pfn_free(taken[i]);
-	release_hoard();
-	return out;
+	return repurpose_until_pagefile(&kernel_root, pages, n);
 }
 
 /* Small paged allocations (two slab pages) leave and come back as the large ones do: the
@@ -2308,7 +2454,9 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, SP_SMALL_SIZE, SP_TAG);
 	ASSERT_TRUE(t, np != NULL);
 
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	/* Counts at least: any other paged page is trimmed and written with these; each
+	 * page's own PTE and frame say where it is. */
+	EXPECT_GE(t, pool_trim_paged(), 2u);
 	for (unsigned k = 0; k < 2; k++) {
 		uint64_t e = kraw(s.page[k]);
 		EXPECT_TRUE(t, mmt_sw_is_transition(e));
@@ -2337,8 +2485,8 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 		EXPECT_EQ(t, mmt_frame_of(s.page[k]), before[k]);
 
 	/* Out to the pagefile: each page at its slot, then repurposed: hard faults. */
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
-	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	EXPECT_GE(t, pool_trim_paged(), 2u);
+	EXPECT_GE(t, pagefile_write_modified(), 2u);
 	for (unsigned k = 0; k < 2; k++)
 		EXPECT_EQ(t, pfn_entry(before[k])->state, PFN_STANDBY);
 	/* From outside: the class-2048 page's first block (slot 0 of the page) has its pattern
@@ -2367,12 +2515,13 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 	 * the slots checked from outside are not written again. */
 	ASSERT_TRUE(t, pagefile_attach(d));
 	pagefile_set_limit(0);
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	EXPECT_GE(t, pool_trim_paged(), 2u);
 	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[1])));
 	ExFreePoolWithTag(s.b[0], SP_TAG); /* soft */
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	pool_trim_paged();
-	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	EXPECT_GE(t, pagefile_write_modified(), 2u);
 	EXPECT_TRUE(t, repurpose_pool_pages(s.page, 2));
 	s0 = pstats();
 	for (unsigned i = 1; i < SP_N; i++)
@@ -2398,21 +2547,25 @@ static void an_empty_trimmed_slab_page_goes_back_with_its_frame_and_slot(struct 
 		struct pool_stats ps;
 		pool_get_stats(&ps); /* the kept block back in its page: the page empty, the spare */
 		EXPECT_TRUE(t, mmt_has(kraw(page), MMT_PTE_P));
-		EXPECT_EQ(t, pool_trim_paged(), 1u);
+		/* Counts at least: other paged pages may be trimmed and written with it. */
+		EXPECT_GE(t, pool_trim_paged(), 1u);
 		EXPECT_TRUE(t, mmt_sw_is_transition(kraw(page)));
 		if (paged_out) {
-			EXPECT_EQ(t, pagefile_write_modified(), 1u);
-			EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+			EXPECT_GE(t, pagefile_write_modified(), 1u);
+			EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
+			EXPECT_NE(t, pfn_entry(f)->slot, 0u);
 			EXPECT_TRUE(t, repurpose_pool_pages(&page, 1));
 		} else {
 			EXPECT_EQ(t, pfn_entry(f)->state, PFN_MODIFIED);
 		}
+		uint64_t slots = pagefile_slots_in_use();
 		struct pool_paging_stats s0 = pstats();
 		pool_trim();
 		EXPECT_EQ(t, pstats().soft_faults, s0.soft_faults);
 		EXPECT_EQ(t, pstats().hard_faults, s0.hard_faults);
 		EXPECT_EQ(t, kraw(page), 0u);
-		EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+		if (paged_out) /* its slot among those given back (any other empty page's too) */
+			EXPECT_GE(t, slots - pagefile_slots_in_use(), 1u);
 		if (!paged_out)
 			EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
 	}
@@ -2439,21 +2592,16 @@ static void probed_small_paged_pool_is_brought_back_and_locked(struct ktest *t)
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	EXPECT_EQ(t, MmGetMdlPfnArray(mdl)[0], mmt_frame_of(s.page[0]));
 	EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[0])->lock_count, 1u);
-	EXPECT_EQ(t, pool_trim_paged(), 0u); /* the other page is out already */
+	pool_trim_paged(); /* the locked page stays, the other is out already */
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[1])));
 	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
 	ASSERT_TRUE(t, sys != NULL);
-	static uint8_t want[SP_SMALL_SIZE];
-	pattern_fill(want, SP_SMALL_SIZE, seed + 3);
-	KIRQL old;
-	KeRaiseIrql(DISPATCH_LEVEL, &old);
-	bool same = !memcmp(sys, want, SP_SMALL_SIZE);
-	KeLowerIrql(old);
-	EXPECT_TRUE(t, same);
+	EXPECT_TRUE(t, pattern_at_dispatch(sys, SP_SMALL_SIZE, seed + 3));
 	MmUnlockPages(mdl);
 	IoFreeMdl(mdl);
-	EXPECT_EQ(t, pool_trim_paged(), 1u); /* unlocked: it leaves */
+	EXPECT_GE(t, pool_trim_paged(), 1u); /* unlocked: it leaves */
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
 	small_set_free(&s);
 }
 
@@ -2465,13 +2613,7 @@ static void small_paged_pool_touched_at_dispatch_after_a_trim_is_0x0a(struct kte
 	ASSERT_TRUE(t, b != NULL);
 	pool_trim_paged();
 	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 8, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
-			  KTEST_P_ALL);
-	KIRQL old;
-	KeRaiseIrql(DISPATCH_LEVEL, &old);
-	faultcap_load8((uint64_t)b + 8);
-	KeLowerIrql(old);
-	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned");
+	load_at_dispatch_is_0x0a(t, (uint64_t)b + 8);
 }
 
 /* Death: a resident small paged block touched under a spin lock: the verifier's force IRQL
@@ -2481,16 +2623,7 @@ static void force_irql_checking_catches_small_paged_pool_under_a_spin_lock(struc
 	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
 	ASSERT_TRUE(t, b != NULL);
 	ASSERT_TRUE(t, mmt_has(kraw((uint64_t)b), MMT_PTE_P));
-	verifier_set_flags(verifier_get_flags() | VF_FORCE_IRQL);
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, (uint64_t)b + 0x10, DISPATCH_LEVEL, 0, (uint64_t)faultcap_load8,
-			  KTEST_P_ALL);
-	KSPIN_LOCK l;
-	KeInitializeSpinLock(&l);
-	KIRQL old;
-	KeAcquireSpinLock(&l, &old);
-	faultcap_load8((uint64_t)b + 0x10);
-	KeReleaseSpinLock(&l, old);
-	KTEST_FAIL(t, "the load under the spin lock returned");
+	load_under_a_spin_lock_is_0x0a(t, (uint64_t)b + 0x10);
 }
 
 /* Death: a small paged block freed twice, its page trimmed and paged out between: the second
@@ -2505,8 +2638,9 @@ static void double_free_of_a_trimmed_small_paged_block_is_0xc2_7(struct ktest *t
 	ASSERT_EQ(t, ALIGN_DOWN((uint64_t)b, P), ALIGN_DOWN((uint64_t)other, P));
 	ExFreePoolWithTag(b, SP_TAG);
 	uint64_t page = ALIGN_DOWN((uint64_t)b, P);
-	EXPECT_EQ(t, pool_trim_paged(), 1u);
-	EXPECT_EQ(t, pagefile_write_modified(), 1u);
+	EXPECT_GE(t, pool_trim_paged(), 1u);
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(page)));
+	EXPECT_GE(t, pagefile_write_modified(), 1u);
 	ASSERT_TRUE(t, repurpose_pool_pages(&page, 1));
 	expect_stop(t, BAD_POOL_CALLER, 0x07, 0, (uint64_t)100 << 32 | SP_TAG, (ULONG_PTR)b);
 	ExFreePoolWithTag(b, SP_TAG);

@@ -729,6 +729,21 @@ static void small_overrun_is_0xc5(struct ktest *t)
 	ExFreePool(p);
 }
 
+/* The caller at DISPATCH_LEVEL (on this CPU, no DPC in between): a 56-byte block freed and
+ * kept by this CPU, its guard intact, then written over by its old owner after the free (its
+ * sixth guard byte). */
+static uint8_t *overrun_after_the_free_of_a_kept_block(struct ktest *t)
+{
+	struct pool_stats s0;
+	pool_get_stats(&s0); /* nothing kept from here on (it drains) */
+	uint8_t *p = alloc_bare(56);
+	ASSERT_TRUE(t, p != NULL);
+	ExFreePool(p);
+	ASSERT_EQ(t, (uint64_t)*kept_here(false, 56), (uint64_t)p);
+	p[56 + 5] = 0x11;
+	return p;
+}
+
 /* A block kept by this CPU (freed, guard intact) whose guard its old owner writes over after
  * the free, where the next allocation of the class (larger: 64 bytes, the same 128-byte slot)
  * would write its data: found before it is written away, 0xC5 as at a free (the byte, the
@@ -737,13 +752,7 @@ static void overrun_into_a_kept_block_is_0xc5_at_its_reuse(struct ktest *t)
 {
 	KIRQL irql;
 	KeRaiseIrql(DISPATCH_LEVEL, &irql); /* stay on this CPU, no DPC in between */
-	struct pool_stats s0;
-	pool_get_stats(&s0); /* nothing kept from here on (it drains) */
-	uint8_t *p = alloc_bare(56);
-	ASSERT_TRUE(t, p != NULL);
-	ExFreePool(p);
-	ASSERT_EQ(t, (uint64_t)*kept_here(false, 56), (uint64_t)p);
-	p[56 + 5] = 0x11;
+	uint8_t *p = overrun_after_the_free_of_a_kept_block(t);
 	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 56 + 5), DISPATCH_LEVEL, 1, (ULONG_PTR)p);
 	uint8_t *q = alloc_bare(64);
 	KeLowerIrql(irql);
@@ -756,13 +765,7 @@ static void overrun_into_a_kept_block_reused_at_its_size_is_0xc5_at_the_next_fre
 {
 	KIRQL irql;
 	KeRaiseIrql(DISPATCH_LEVEL, &irql);
-	struct pool_stats s0;
-	pool_get_stats(&s0);
-	uint8_t *p = alloc_bare(56);
-	ASSERT_TRUE(t, p != NULL);
-	ExFreePool(p);
-	ASSERT_EQ(t, (uint64_t)*kept_here(false, 56), (uint64_t)p);
-	p[56 + 5] = 0x11;
+	uint8_t *p = overrun_after_the_free_of_a_kept_block(t);
 	uint8_t *q = alloc_bare(56);
 	ASSERT_EQ(t, (uint64_t)q, (uint64_t)p);
 	expect_stop(t, DRIVER_CORRUPTED_EXPOOL, (ULONG_PTR)(p + 56 + 5), DISPATCH_LEVEL, 1, (ULONG_PTR)p);

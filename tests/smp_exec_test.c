@@ -296,7 +296,7 @@ static void a_user_page_made_writable_during_an_execute_is_refused(struct ktest 
 	ASSERT_TRUE(t, p != NULL);
 	KAPC_STATE apc;
 	KeStackAttachProcess(p, &apc);
-	user_mdl = agent_lock_read_only_page(t, user_buf);
+	user_mdl = agent_lock_user_page(t, user_buf, PAGE_READONLY, IoReadAccess);
 	uint8_t *sys = user_mdl ? MmGetSystemAddressForMdlSafe(user_mdl, NormalPagePriority) : NULL;
 	KeUnstackDetachProcess(&apc);
 	EXPECT_TRUE(t, sys != NULL);

@@ -272,10 +272,15 @@ static void committed_pages_are_demand_zero(struct ktest *t)
 	EXPECT_EQ(t, free0 - mmt_free_frames(), 1 + tables_made);
 	/* Resident now.  A not-present fault there is one that another CPU's fault resolved
 	 * first (the x86 TLB caches no not-present entry): retried, nothing taken, when the
-	 * PTE allows the access; refused when it does not (an execute of the NX page); and a
-	 * protection fault (P set) is not the module's to resolve. */
+	 * PTE allows the access and this CPU translates through the process's tables (attached);
+	 * refused from another address space (it would fault again for ever), and when the PTE
+	 * does not allow it (an execute of the NX page); and a protection fault (P set) is not
+	 * the module's to resolve. */
 	uint64_t free1 = mmt_free_frames();
+	KeStackAttachProcess(&proc, &apc);
 	EXPECT_EQ(t, fault(&proc.mm, base + P, PF_W | U), STATUS_SUCCESS);
+	KeUnstackDetachProcess(&apc);
+	EXPECT_EQ(t, fault(&proc.mm, base + P, PF_W | U), STATUS_ACCESS_VIOLATION);
 	EXPECT_EQ(t, mmt_free_frames(), free1);
 	EXPECT_EQ(t, fault(&proc.mm, base + P, PF_ID | U), STATUS_ACCESS_VIOLATION);
 	EXPECT_EQ(t, fault(&proc.mm, base + P, PF_P | PF_W | U), STATUS_ACCESS_VIOLATION);

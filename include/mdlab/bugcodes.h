@@ -10,7 +10,7 @@
  * "Bug checks", which says what mdlab puts where a page leaves a parameter open).
  */
 #define MDLAB_BUGCODES(X)                                                                        \
-	X(IRQL_NOT_LESS_OR_EQUAL, 0x0000000A)  /* a wait at DISPATCH_LEVEL or above */           \
+	X(IRQL_NOT_LESS_OR_EQUAL, 0x0000000A)  /* pageable memory at DISPATCH+ or IF 0, a wait */ \
 	X(SPIN_LOCK_ALREADY_OWNED, 0x0000000F) /* no parameters */                               \
 	X(SPIN_LOCK_NOT_OWNED, 0x00000010)     /* no parameters */                               \
 	X(MEMORY_MANAGEMENT, 0x0000001A)                                                         \

@@ -478,8 +478,8 @@ static int cmd_trim(int argc, char **argv)
 		return -1;
 	struct uvm_trim_result r;
 	if (argc == 2 && !strcmp(argv[1], "pool")) {
-		kprintf("paged pool: %lu pages trimmed (the pages of whole-page paged allocations no lock holds)\n",
-			pool_trim_paged());
+		kprintf("paged pool: %lu pages trimmed (whole-page paged allocations and paged slab pages, those no lock "
+			"holds)\n", pool_trim_paged());
 	} else if (argc == 2) {
 		PEPROCESS p;
 		int e = monitor_parse_process(argv[1], &p);
@@ -491,14 +491,17 @@ static int cmd_trim(int argc, char **argv)
 		print_ws(MON_CONSOLE, p);
 	} else {
 		uint64_t standby = uvm_relieve_pressure();
-		kprintf("every process trimmed and the modified page writer run: %lu pages on the standby list\n", standby);
+		kprintf("memory-pressure relief (every process, paged pool, then the modified page writer; nothing when "
+			"no page could be written): %lu pages on the standby list\n", standby);
 	}
 	print_paging(MON_CONSOLE);
 	return 0;
 }
 MONITOR_COMMAND(trim, "trim [PID|pool]",
 		"trim a process's working set (its unlocked private pages to transition, frames to the modified list); "
-		"pool: paged pool's pageable pages; nothing: every process, then the modified page writer",
+		"pool: paged pool's pageable pages (whole-page paged allocations and paged slab pages); nothing: "
+		"memory-pressure relief, every process and paged pool trimmed, then the modified page writer "
+		"(nothing trimmed when no page could be written: no pagefile, or a full one)",
 		cmd_trim);
 
 static int cmd_pagefile(int argc, char **argv)

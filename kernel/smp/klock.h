@@ -94,6 +94,13 @@ static inline void klock_release(struct klock *l, KIRQL old)
 	}
 }
 
+/* Whether this CPU holds a lock of `rank` or a later one: then a lock of that rank cannot be
+ * taken in order here (a fault handler decides without it, mm/RULES.md "Paging"). */
+static inline bool klock_holds_rank_from(uint32_t rank)
+{
+	return this_cpu()->klock_held >> rank != 0;
+}
+
 /* Whether this CPU holds l (for assertions of a module's internal helpers). */
 static inline bool klock_held_here(const struct klock *l)
 {

@@ -160,18 +160,17 @@ uint64_t agent_result(struct ktest *t, const PEPROCESS p, uint32_t op, uint32_t 
 	return ~0ull;
 }
 
-PMDL agent_lock_read_only_page(struct ktest *t, uint64_t buf)
+PMDL agent_lock_user_page(struct ktest *t, uint64_t buf, ULONG protect, LOCK_OPERATION op)
 {
 	PVOID b = (PVOID)buf;
 	SIZE_T size = PAGE_SIZE;
-	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT,
-					      PAGE_READONLY);
+	NTSTATUS st = ZwAllocateVirtualMemory(NtCurrentProcess(), &b, 0, &size, MEM_RESERVE | MEM_COMMIT, protect);
 	EXPECT_EQ(t, st, STATUS_SUCCESS);
 	PMDL m = st == STATUS_SUCCESS ? IoAllocateMdl(b, PAGE_SIZE, FALSE, FALSE, NULL) : NULL;
 	volatile bool locked = false;
 	if (m) {
 		__try {
-			MmProbeAndLockPages(m, UserMode, IoReadAccess);
+			MmProbeAndLockPages(m, UserMode, op);
 			locked = true;
 		} __except (EXCEPTION_EXECUTE_HANDLER) {
 			KTEST_FAIL(t, "the probe raised 0x%x", (ULONG)GetExceptionCode());

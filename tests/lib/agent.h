@@ -93,9 +93,9 @@ PEPROCESS agent_run_clean(struct ktest *t, const struct agent_script *s);
  * reported nothing, and then ~0. */
 uint64_t agent_result(struct ktest *t, const PEPROCESS p, uint32_t op, uint32_t k);
 
-/* Attached to an agent's process: a read-only page committed at buf (ZwAllocateVirtualMemory),
- * locked for read by an MDL probed from UserMode; NULL, the case failed and nothing held, when
- * it cannot be. */
-PMDL agent_lock_read_only_page(struct ktest *t, uint64_t buf);
+/* Attached to an agent's process: a page committed with `protect` at buf (0: where
+ * ZwAllocateVirtualMemory chooses; the MDL's virtual address says where), locked for `op` by
+ * an MDL probed from UserMode; NULL, the case failed and nothing held, when it cannot be. */
+PMDL agent_lock_user_page(struct ktest *t, uint64_t buf, ULONG protect, LOCK_OPERATION op);
 
 #endif
