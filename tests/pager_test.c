@@ -2646,6 +2646,111 @@ static void double_free_of_a_trimmed_small_paged_block_is_0xc2_7(struct ktest *t
 	ExFreePoolWithTag(b, SP_TAG);
 }
 
+/* The trim pool_test_lock_window runs, on the first window only: every paged-pool page the
+ * probe just faulted in goes back to transition before the probe locks. */
+static unsigned lock_windows;
+static void trim_in_the_lock_window(uint64_t va, uint64_t n)
+{
+	(void)va;
+	(void)n;
+	if (!lock_windows++)
+		pool_trim_paged();
+}
+
+/* MmProbeAndLockPages(KernelMode) of trimmed paged pool whose pages the trimmer takes again
+ * between the probe's fault-in and its lock (pool_test_lock_window): the walk and the locks
+ * are one step under the pool lock, so the next step's walk meets the transition PTEs, faults
+ * them in again and locks; every page valid, its real PTE's frame the MDL's, locked once, and
+ * the trimmer leaves it.  With the walk made before the window and the lock after it (the
+ * step split) the probe locked frames that were on the modified list under transition PTEs. */
+static void a_probe_of_paged_pool_trimmed_before_its_lock_still_locks_every_page(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0x1500;
+	uint8_t *b = paged_buffer(t, seed);
+	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + i * P)));
+	PMDL mdl = IoAllocateMdl(b, PP_PAGES * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	struct pool_paging_stats s0 = pstats();
+	lock_windows = 0;
+	pool_test_lock_window = trim_in_the_lock_window;
+	NTSTATUS st = expect_try_probe(mdl, KernelMode, IoWriteAccess, NULL, 0);
+	pool_test_lock_window = NULL;
+	if (st != STATUS_SUCCESS) {
+		IoFreeMdl(mdl);
+		ExFreePoolWithTag(b, PP_TAG);
+		KTEST_FAIL(t, "MmProbeAndLockPages raised 0x%x", (ULONG)st);
+		return;
+	}
+	EXPECT_EQ(t, lock_windows, 2u); /* a trim in the first, none in the second */
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, 2ull * PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		uint64_t va = (uint64_t)b + i * P;
+		pfn_t f = MmGetMdlPfnArray(mdl)[i];
+		EXPECT_TRUE(t, mmt_has(kraw(va), MMT_PTE_P));
+		EXPECT_EQ(t, mmt_frame_of(va), f);
+		EXPECT_EQ(t, pfn_entry(f)->state, PFN_ACTIVE);
+		EXPECT_EQ(t, pfn_entry(f)->lock_count, 1u);
+	}
+	pool_trim_paged(); /* locked: they stay */
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
+/* pool_range_pageable answers from the page records: a small paged block whose page is out
+ * is paged pool with no fault taken (its PTE still the transition PTE, no soft fault), a
+ * nonpaged block is not, nor a whole-page paged allocation's guard page. */
+static void pool_range_pageable_takes_no_fault(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
+	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, SP_TAG);
+	uint8_t *big = ExAllocatePool2(POOL_FLAG_PAGED, P, SP_TAG);
+	ASSERT_TRUE(t, b && np && big);
+	pool_trim_paged();
+	uint64_t e = kraw((uint64_t)b);
+	ASSERT_TRUE(t, mmt_sw_is_transition(e));
+	struct pool_paging_stats s0 = pstats();
+	EXPECT_TRUE(t, pool_range_pageable((uint64_t)b, 64));
+	uint64_t lo = (uint64_t)(b < np ? b : np), hi = (uint64_t)(b < np ? np : b);
+	EXPECT_TRUE(t, pool_range_pageable(lo, hi - lo + 1)); /* the paged page at either end */
+	EXPECT_FALSE(t, pool_range_pageable((uint64_t)np, 64));
+	EXPECT_TRUE(t, pool_range_pageable((uint64_t)big, P));
+	EXPECT_FALSE(t, pool_range_pageable((uint64_t)big + P, P)); /* its guard page */
+	EXPECT_EQ(t, pstats().soft_faults, s0.soft_faults);
+	EXPECT_EQ(t, pstats().hard_faults, s0.hard_faults);
+	EXPECT_EQ(t, kraw((uint64_t)b), e);
+	ExFreePoolWithTag(b, SP_TAG);
+	ExFreePoolWithTag(np, SP_TAG);
+	ExFreePoolWithTag(big, SP_TAG);
+}
+
+/* Death: MmBuildMdlForNonPagedPool of a small paged block whose page is out, with interrupts
+ * off at PASSIVE_LEVEL: 0xC4/0x7F (the IRQL, the MDL, its flags), decided from the page
+ * record.  Any fault on the transition page here would be 0x0A with 0xFF as the IRQL; before,
+ * is_nonpaged asked pool_query, which faulted the page in to read the block's header, and
+ * the case stopped with that 0x0A. */
+static void nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	PMDL m = IoAllocateMdl(b, 64, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
+	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED, PASSIVE_LEVEL,
+			  (ULONG_PTR)m, (USHORT)m->MdlFlags, KTEST_P_ALL);
+	__asm__ volatile("cli" ::: "memory");
+	MmBuildMdlForNonPagedPool(m);
+	__asm__ volatile("sti" ::: "memory");
+	KTEST_FAIL(t, "MmBuildMdlForNonPagedPool of paged pool returned");
+}
+
 static int pool_case_init(struct ktest *t) { return pager_init(t); }
 
 static struct ktest_case pager_pool_cases[] = {
@@ -2664,6 +2769,10 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_DEATH_CASE(small_paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_small_paged_pool_under_a_spin_lock, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE_P1(double_free_of_a_trimmed_small_paged_block_is_0xc2_7, BAD_POOL_CALLER, 0x07),
+	KTEST_CASE(a_probe_of_paged_pool_trimmed_before_its_lock_still_locks_every_page),
+	KTEST_CASE(pool_range_pageable_takes_no_fault),
+	KTEST_DEATH_CASE_P1(nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in,
+			    DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED),
 	{ 0 }
 };
 KTEST_SUITE(pager_pool, pager_pool_cases, .init = pool_case_init, .exit = pager_exit);
