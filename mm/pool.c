@@ -876,6 +876,11 @@ uint64_t pool_lock_pages(uint64_t va, uint64_t n, bool write, uint64_t *pfns, bo
 	}
 }
 
+/* The lock pool_trim_paged reads lock counts and trims under (mm/RULES.md "Paging", "Paged
+ * pool": a probe and the trimmer). */
+KIRQL pool_hold_trimmer(void) { return klock_acquire(&lock); }
+void pool_release_trimmer(KIRQL old) { klock_release(&lock, old); }
+
 /* Under the lock, which every count of `paging` is changed under: one consistent copy. */
 void pool_get_paging_stats(struct pool_paging_stats *out)
 {

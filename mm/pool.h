@@ -114,6 +114,14 @@ static inline bool pool_range_pageable(uint64_t va, uint64_t len)
  * locked, *pfns filled, *io whether one was I/O space, *read_only as pt_translate_run). */
 uint64_t pool_lock_pages(uint64_t va, uint64_t n, bool write, uint64_t *pfns, bool *read_only, bool *io,
 			 unsigned passes);
+/* The pool trimmer held off: pageable pool pages stay as they are (valid ones valid, their
+ * frames' lock counts as pool_trim_paged would read them) until the release.  It is the pool
+ * lock (mm/RULES.md "Locks": after an address-space lock, before the kernel page tables and
+ * PFN), so nothing in the hold may touch pageable memory or allocate pool.
+ * MmProbeAndLockSelectedPages' walk and lock of a segment array with a paged-pool page
+ * (mm/RULES.md "Paging", "Paged pool"). */
+KIRQL pool_hold_trimmer(void);
+void pool_release_trimmer(KIRQL old);
 /* Tests only (tests/pager_test.c): called by pool_lock_pages after it faulted pages in,
  * before it takes the pool lock again for the walk and lock (the window a trim can take a
  * page back in); NULL otherwise. */

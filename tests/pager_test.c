@@ -45,6 +45,7 @@
 #include "tests/lib/vblk_req.h"
 #include "tests/lib/wait.h"
 #include "include/wdm.h"
+#include "kernel/cpu.h"
 #include "kernel/faultcap.h"
 #include "kernel/ksym.h"
 #include "kernel/lib.h"
@@ -2751,6 +2752,87 @@ static void nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in(struct 
 	KTEST_FAIL(t, "MmBuildMdlForNonPagedPool of paged pool returned");
 }
 
+/* CPU 1's trim of paged pool, started in the selected-pages probe's window. */
+static volatile uint32_t select_trim_done;
+static bool select_trim_started, select_trim_waited_out;
+
+static void trim_pool_on_cpu(void *arg)
+{
+	(void)arg;
+	pool_trim_paged();
+	__atomic_store_n(&select_trim_done, 1, __ATOMIC_RELEASE);
+}
+
+/* The window between the last segment's walk and its frame's lock, on the first pass: CPU 1
+ * trims paged pool, and this CPU waits for the trim, 200 ms of TSC at most (serving its
+ * mailbox: a trim that runs sends it the purge round). */
+static void trim_in_the_select_window(PMDL m, ULONG i)
+{
+	if (i + 1 != mdl_page_count(m) || select_trim_started)
+		return;
+	select_trim_started = smp_work_start(1, trim_pool_on_cpu, NULL);
+	uint64_t end = rdtsc() + 200 * smp_tsc_per_ms();
+	while (select_trim_started && !__atomic_load_n(&select_trim_done, __ATOMIC_ACQUIRE) && rdtsc() < end) {
+		smp_serve_mailbox();
+		cpu_relax();
+	}
+	select_trim_waited_out = !__atomic_load_n(&select_trim_done, __ATOMIC_ACQUIRE);
+}
+
+/* MmProbeAndLockSelectedPages(KernelMode) of resident paged pool, its segments the buffer's
+ * pages in reverse order, with CPU 1's pool_trim_paged started between the last page's walk
+ * and its lock (mdl_test_select_window).  The walk and the locks are one step under the pool
+ * lock, so the trim cannot run until the probe let it go: the wait in the window runs out
+ * (the trim needs the lock; no timing decides it), then every page is valid, its real PTE's
+ * frame the MDL's, locked once, and CPU 1's trim, after the probe, leaves them valid.  Without
+ * the pool lock the trim finished in the window and took the last page after its walk: the
+ * probe locked a frame on the modified list behind a transition PTE. */
+static void a_selected_pages_probe_of_paged_pool_holds_the_trimmer_off_its_walk_and_lock(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0x1600;
+	uint8_t *b = paged_buffer(t, seed);
+	FILE_SEGMENT_ELEMENT seg[PP_PAGES];
+	for (unsigned k = 0; k < PP_PAGES; k++) {
+		seg[k].Buffer = (PVOID64)(b + (PP_PAGES - 1 - k) * P);
+		ASSERT_TRUE(t, mmt_has(kraw((uint64_t)seg[k].Buffer), MMT_PTE_P));
+	}
+	PMDL mdl = IoAllocateMdl(NULL, PP_PAGES * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	select_trim_done = 0;
+	select_trim_started = select_trim_waited_out = false;
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	mdl_test_select_window = trim_in_the_select_window;
+	__try {
+		MmProbeAndLockSelectedPages(mdl, seg, KernelMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	mdl_test_select_window = NULL;
+	bool finished = select_trim_started && smp_work_wait(1);
+	uint64_t pte[PP_PAGES];
+	for (unsigned k = 0; k < PP_PAGES; k++)
+		pte[k] = kraw((uint64_t)seg[k].Buffer);
+	EXPECT_TRUE(t, select_trim_started);
+	EXPECT_TRUE(t, finished);
+	EXPECT_TRUE(t, select_trim_waited_out); /* the trim waited for the probe's pool lock */
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	if (st == STATUS_SUCCESS) {
+		for (unsigned k = 0; k < PP_PAGES; k++) {
+			pfn_t f = MmGetMdlPfnArray(mdl)[k];
+			EXPECT_TRUE(t, mmt_has(pte[k], MMT_PTE_P)); /* after CPU 1's trim too */
+			EXPECT_EQ(t, mmt_frame_of((uint64_t)seg[k].Buffer), f);
+			EXPECT_EQ(t, pfn_entry(f)->state, PFN_ACTIVE);
+			EXPECT_EQ(t, pfn_page_locks(f), 1u);
+		}
+		MmUnlockPages(mdl);
+	}
+	IoFreeMdl(mdl);
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
 static int pool_case_init(struct ktest *t) { return pager_init(t); }
 
 static struct ktest_case pager_pool_cases[] = {
@@ -2773,6 +2855,7 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(pool_range_pageable_takes_no_fault),
 	KTEST_DEATH_CASE_P1(nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in,
 			    DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED),
+	KTEST_CASE(a_selected_pages_probe_of_paged_pool_holds_the_trimmer_off_its_walk_and_lock),
 	{ 0 }
 };
 KTEST_SUITE(pager_pool, pager_pool_cases, .init = pool_case_init, .exit = pager_exit);
