@@ -351,7 +351,11 @@ static inline __attribute__((always_inline)) PMDL allocate_pages_for_mdl(PHYSICA
 	if (TotalBytes > MAX_MDL_BYTES)
 		TotalBytes = MAX_MDL_BYTES;
 	uint64_t want = ALIGN_UP(TotalBytes, PAGE_SIZE) / PAGE_SIZE;
-	PMDL m = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof(MDL) + want * sizeof(PFN_NUMBER), MDL_TAG);
+	/* MM_ALLOCATE_NO_WAIT: the MDL's pool does not relieve either (mm/RULES.md "Paging",
+	 * memory pressure: the caller gets what is free). */
+	SIZE_T bytes = sizeof(MDL) + want * sizeof(PFN_NUMBER);
+	PMDL m = __builtin_expect(Flags & MM_ALLOCATE_NO_WAIT, 0) ? pool_alloc_nonpaged_no_relief(bytes, MDL_TAG)
+								  : ExAllocatePool2(POOL_FLAG_NON_PAGED, bytes, MDL_TAG);
 	if (!m)
 		return NULL;
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);

@@ -891,9 +891,11 @@ void pool_get_paging_stats(struct pool_paging_stats *out)
 
 /* ---- the NT surface ---------------------------------------------------------------- */
 
-/* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4. */
+/* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4.  `may_relieve`:
+ * whether a new page that finds no frame may relieve the pressure (false for a caller that
+ * must not wait, pool_alloc_nonpaged_no_relief). */
 static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit,
-			ULONG_PTR caller)
+			ULONG_PTR caller, bool may_relieve)
 {
 	KIRQL irql = KeGetCurrentIrql();
 	if (irql > (paged ? APC_LEVEL : DISPATCH_LEVEL))
@@ -931,10 +933,17 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 				account(tag, size, +1);
 			klock_release(&lock, old);
 		}
-		if (p || !no_frame || relieved || !uvm_relieve_pressure())
+		if (p || !no_frame || relieved || !may_relieve || !uvm_relieve_pressure())
 			break;
 	}
 	return p;
+}
+
+/* MM_ALLOCATE_NO_WAIT's MDL (mm/RULES.md "Paging", memory pressure: a NO_WAIT call gets what
+ * is free, its MDL too): ExAllocatePool2(POOL_FLAG_NON_PAGED) without the relief. */
+void *pool_alloc_nonpaged_no_relief(SIZE_T size, ULONG tag)
+{
+	return pool_alloc(false, NonPagedPoolNx, size, tag, false, (ULONG_PTR)__builtin_return_address(0), false);
 }
 
 PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)
@@ -953,7 +962,7 @@ PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)
 	if (type == POOL_FLAG_NON_PAGED || type == POOL_FLAG_PAGED)
 		p = pool_alloc(type == POOL_FLAG_PAGED, type == POOL_FLAG_PAGED ? PagedPool : NonPagedPoolNx,
 			       NumberOfBytes, Tag, Flags & POOL_FLAG_UNINITIALIZED,
-			       (ULONG_PTR)__builtin_return_address(0));
+			       (ULONG_PTR)__builtin_return_address(0), true);
 	if (!p && (Flags & POOL_FLAG_RAISE_ON_FAILURE))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	return p;
@@ -969,7 +978,7 @@ PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 	if (!pool_type_is_known(PoolType))
 		return NULL;
 	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
-			  (ULONG_PTR)__builtin_return_address(0));
+			  (ULONG_PTR)__builtin_return_address(0), true);
 }
 
 PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
@@ -977,7 +986,7 @@ PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 	if (!pool_type_is_known(PoolType))
 		return NULL;
 	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, false,
-			  (ULONG_PTR)__builtin_return_address(0));
+			  (ULONG_PTR)__builtin_return_address(0), true);
 }
 
 PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
@@ -985,7 +994,7 @@ PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULON
 	if (!pool_type_is_known(PoolType))
 		return NULL;
 	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
-			  (ULONG_PTR)__builtin_return_address(0));
+			  (ULONG_PTR)__builtin_return_address(0), true);
 }
 
 /* The obsolete untagged form: the tag is 'None', as NT's. */

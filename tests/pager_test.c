@@ -613,6 +613,114 @@ static void no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief(
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* A one-page MDL's block: its nonpaged slab class filled (fill_mdl_class), so that its next
+ * allocation needs a new pool page. */
+#define NW_MDL_BYTES (sizeof(MDL) + sizeof(PFN_NUMBER))
+
+static uint64_t slab_pages_now(void)
+{
+	struct pool_stats q;
+	pool_get_stats(&q);
+	return q.slab_pages;
+}
+
+static void free_chain(void *chain)
+{
+	while (chain) {
+		void *next = *(void **)chain;
+		ExFreePoolWithTag(chain, PP_TAG_PRESSURE);
+		chain = next;
+	}
+}
+
+/* Blocks of NW_MDL_BYTES taken (chained through their first word, returned) until no page of
+ * their class has a free slot: after the kept blocks and spare pages are given back, until one
+ * opened a new slab page, then until the next did (the page before is full; the blocks taken
+ * in between are a page's slots), then that page's other slots.  NULL when a bound ran out. */
+static void *fill_mdl_class(void)
+{
+	pool_trim();
+	void *chain = NULL;
+	uint64_t slabs = slab_pages_now(), per_page = 0;
+	for (unsigned opened = 0, n = 0; opened < 2 || per_page > 1; n++) {
+		void **b = ExAllocatePool2(POOL_FLAG_NON_PAGED, NW_MDL_BYTES, PP_TAG_PRESSURE);
+		if (b) {
+			*b = chain;
+			chain = b;
+		}
+		if (!b || n > 100000) {
+			free_chain(chain);
+			return NULL;
+		}
+		if (opened == 2) {
+			per_page--;
+			continue;
+		}
+		if (opened == 1)
+			per_page++;
+		if (slab_pages_now() != slabs) {
+			slabs++;
+			opened++;
+		}
+	}
+	return chain;
+}
+
+/* MM_ALLOCATE_NO_WAIT whose MDL needs a new nonpaged pool page: no frame free, nothing on
+ * standby, no free slot of the MDL's class (fill_mdl_class), pageable user memory there.  The
+ * pool allocation does not relieve either, so the call is NULL with no relief counted, no pool
+ * page taken and the user PTEs valid; the same call without the flag relieves once (the pool
+ * page's frame and the MDL's frame from the pages it wrote out) and has its page.  Before, the
+ * MDL's ExAllocatePool2 relieved and the NO_WAIT call had its page. */
+static void a_no_wait_mdl_that_needs_a_pool_page_is_null_without_relief(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1B00;
+	uint64_t base = user_buffer(t, 4, seed);
+	void *fill = fill_mdl_class();
+	ASSERT_TRUE(t, fill != NULL);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	struct uvm_paging_stats s0 = stats();
+	struct pool_stats q0, q1;
+	struct pfn_stats p0 = hoard_all_free_frames();
+	pool_get_stats(&q0);
+	PMDL nw = MmAllocatePagesForMdlEx(lo, hi, skip, P, MmCached, MM_DONT_ZERO_ALLOCATION | MM_ALLOCATE_NO_WAIT);
+	pool_get_stats(&q1);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t kept[4];
+	read_ptes(base, 4, kept);
+	if (nw) {
+		MmFreePagesFromMdl(nw);
+		ExFreePool(nw);
+	}
+	PMDL w = MmAllocatePagesForMdlEx(lo, hi, skip, P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	struct uvm_paging_stats s2 = stats();
+	struct pool_stats q2;
+	pool_get_stats(&q2);
+	uint64_t out[4];
+	read_ptes(base, 4, out);
+	ULONG w_bytes = w ? MmGetMdlByteCount(w) : 0;
+	if (w) {
+		MmFreePagesFromMdl(w);
+		ExFreePool(w);
+	}
+	release_hoard();
+	free_chain(fill);
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, nw == NULL);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	EXPECT_EQ(t, q1.pages_in_use, q0.pages_in_use);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(kept[i], MMT_PTE_P));
+	EXPECT_EQ(t, w_bytes, (ULONG)P);
+	EXPECT_EQ(t, q2.slab_pages - q1.slab_pages, 1u); /* its MDL opened a slab page */
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	expect_paged_out(t, out, 4);
+	expect_intact(t, base, 4, seed);
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
 /* The same pressure with interrupts off at PASSIVE_LEVEL (a CLI): relief waits for the
  * writer's disk completion and the trim's shootdowns, so it refuses such a caller and the
  * allocation simply fails: a frame from the allocator and a new nonpaged pool page are both
@@ -1779,6 +1887,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_with_interrupts_off_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_CASE(a_no_wait_mdl_that_needs_a_pool_page_is_null_without_relief),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
 	{ 0 }
