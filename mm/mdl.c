@@ -353,9 +353,7 @@ static inline __attribute__((always_inline)) PMDL allocate_pages_for_mdl(PHYSICA
 	uint64_t want = ALIGN_UP(TotalBytes, PAGE_SIZE) / PAGE_SIZE;
 	/* MM_ALLOCATE_NO_WAIT: the MDL's pool does not relieve either (mm/RULES.md "Paging",
 	 * memory pressure: the caller gets what is free). */
-	SIZE_T bytes = sizeof(MDL) + want * sizeof(PFN_NUMBER);
-	PMDL m = __builtin_expect(Flags & MM_ALLOCATE_NO_WAIT, 0) ? pool_alloc_nonpaged_no_relief(bytes, MDL_TAG)
-								  : ExAllocatePool2(POOL_FLAG_NON_PAGED, bytes, MDL_TAG);
+	PMDL m = pool_alloc_nonpaged(sizeof(MDL) + want * sizeof(PFN_NUMBER), MDL_TAG, !(Flags & MM_ALLOCATE_NO_WAIT));
 	if (!m)
 		return NULL;
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);

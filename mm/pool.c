@@ -893,7 +893,7 @@ void pool_get_paging_stats(struct pool_paging_stats *out)
 
 /* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4.  `may_relieve`:
  * whether a new page that finds no frame may relieve the pressure (false for a caller that
- * must not wait, pool_alloc_nonpaged_no_relief). */
+ * must not wait, through pool_alloc_nonpaged). */
 static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit,
 			ULONG_PTR caller, bool may_relieve)
 {
@@ -939,11 +939,18 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 	return p;
 }
 
-/* MM_ALLOCATE_NO_WAIT's MDL (mm/RULES.md "Paging", memory pressure: a NO_WAIT call gets what
- * is free, its MDL too): ExAllocatePool2(POOL_FLAG_NON_PAGED) without the relief. */
-void *pool_alloc_nonpaged_no_relief(SIZE_T size, ULONG tag)
+/* ExAllocatePool2(POOL_FLAG_NON_PAGED)'s path with its flags known and the relief the
+ * caller's choice (MM_ALLOCATE_NO_WAIT's MDL: mm/RULES.md "Paging", memory pressure): this
+ * CPU's kept block when it has one, else pool_alloc. */
+void *pool_alloc_nonpaged(SIZE_T size, ULONG tag, bool may_relieve)
 {
-	return pool_alloc(false, NonPagedPoolNx, size, tag, false, (ULONG_PTR)__builtin_return_address(0), false);
+	if (size - 1 < POOL_SMALL_MAX - 1 && tag && KeGetCurrentIrql() <= DISPATCH_LEVEL) {
+		void *kept = alloc_kept(false, (uint32_t)size, tag, false);
+		if (kept)
+			return kept;
+	}
+	return pool_alloc(false, NonPagedPoolNx, size, tag, false, (ULONG_PTR)__builtin_return_address(0),
+			  may_relieve);
 }
 
 PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)

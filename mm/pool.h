@@ -131,10 +131,11 @@ struct pool_paging_stats {
 };
 void pool_get_paging_stats(struct pool_paging_stats *out);
 
-/* ExAllocatePool2(POOL_FLAG_NON_PAGED, size, tag) that never relieves memory pressure: a new
- * pool page that finds no frame is NULL at once, no trim, no wait for the pagefile writer
- * (MmAllocatePagesForMdlEx's MDL under MM_ALLOCATE_NO_WAIT; mm/RULES.md "Paging"). */
-void *pool_alloc_nonpaged_no_relief(SIZE_T size, ULONG tag);
+/* ExAllocatePool2(POOL_FLAG_NON_PAGED, size, tag) for the kernel's own callers; with
+ * may_relieve false it never relieves memory pressure: a new pool page that finds no frame is
+ * NULL at once, no trim, no wait for the pagefile writer (MmAllocatePagesForMdl(Ex)'s MDL,
+ * false under MM_ALLOCATE_NO_WAIT; mm/RULES.md "Paging", memory pressure). */
+void *pool_alloc_nonpaged(SIZE_T size, ULONG tag, bool may_relieve);
 
 /* What one pool tag holds now. */
 struct pool_tag_usage {
