@@ -56,7 +56,7 @@ void kmain(uint64_t bootinfo_phys)
 	/* Before the IDT: every entry stub starts with a CLAC, #UD on a CPU without SMAP until
 	 * it is patched (kernel/smap_sites.h). */
 	cpufeat_init();
-	smap_sites_patch(bi);
+	unsigned smap_patched = smap_sites_patch(bi);
 	idt_init();
 	pic_mask_all();
 	bootinfo_init(bi);
@@ -67,6 +67,8 @@ void kmain(uint64_t bootinfo_phys)
 		bi->version_minor);
 	kprintf("command line: '%s'\n", cmdline_raw());
 	cpufeat_print();
+	if (smap_patched)
+		kprintf("smap: the CPU has none: %u STAC/CLAC sites patched to NOPs\n", smap_patched);
 	bootinfo_print_memory_summary();
 	mm_init(bi, kmain_after_mm, (void *)bi);
 }

@@ -4,9 +4,9 @@
  * (mm/kspace.c).  So every STAC and CLAC of the kernel is written through SMAP_STAC/SMAP_CLAC
  * here (C) or the macros of kernel/smap_sites.inc (NASM), which record the instruction's
  * address in the .smap_sites table, and smap_sites_patch() turns each into a 3-byte NOP at
- * boot when the CPU has no SMAP (mm/RULES.md, "SMAP").  A raw stac or clac anywhere else is
- * refused by scripts/check_layout.py (smap-sites-only), so the table is complete by
- * construction.
+ * boot when the CPU has no SMAP (mm/RULES.md, "CPU entry points").  A raw stac or clac
+ * anywhere else is refused by scripts/check_layout.py (smap-sites-only), so the table is
+ * complete by construction.
  */
 #ifndef KERNEL_SMAP_SITES_H
 #define KERNEL_SMAP_SITES_H
