@@ -78,7 +78,7 @@ static const struct {
 	{ 0xC2, 0x07, "pool freed twice", { "0x07", NULL, "the pool header's contents", "the block's address" } },
 	{ 0xC2, 0x08, "pool allocated above its pool type's IRQL",
 	  { "0x08", "the IRQL", "the pool type", "the size" } },
-	{ 0xC2, 0x09, "pool freed above DISPATCH_LEVEL", { "0x09", "the IRQL", "the pool type", "the address" } },
+	{ 0xC2, 0x09, "pool freed above its pool type's IRQL (DISPATCH_LEVEL; APC_LEVEL for paged pool)", { "0x09", "the IRQL", "the pool type", "the address" } },
 	{ 0xC2, 0x0A, "pool freed with the wrong tag",
 	  { "0x0A", "the address", "the allocator's tag", "the tag used" } },
 	{ 0xC2, 0x40, "freeing a user address as pool",

@@ -122,18 +122,18 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 	 * (mmproc.h): another CPU freeing the pages meanwhile either comes first (the walk
 	 * fails) or finds them locked. */
 	KIRQL sirql = owner ? mm_space_lock(owner) : 0;
-	ULONG i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
+	ULONG i;
+	bool io = false, paged_pool = !owner && n && pool_pages_pageable((uint64_t)Mdl->StartVa, n);
+	/* A kernel buffer with a paged-pool page: the walk and the locks one step under the pool
+	 * lock, trimmed pages faulted in between steps (pool_lock_pages; mm/RULES.md "Paging",
+	 * "Paged pool"), so the pool's trimmer on another CPU cannot take a page between the
+	 * two.  Every other kernel buffer is nonpaged and needs none of it. */
+	if (__builtin_expect(paged_pool, 0))
+		i = (ULONG)pool_lock_pages((uint64_t)Mdl->StartVa, n, write, pfns, &read_only, &io, PROBE_PASSES);
+	else
+		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
 					   &read_only);
 	struct uvm_resident_stop stop = { .status = STATUS_SUCCESS };
-	/* A kernel buffer in paged pool whose pages were trimmed: faulted in (soft or hard, at
-	 * the caller's IRQL: at DISPATCH_LEVEL that is 0x0A), then walked again; a page another
-	 * CPU's pool trim takes again before the walk makes the pass repeat, PROBE_PASSES at
-	 * most, as for a user buffer below. */
-	for (unsigned pass = 0; i < n && !owner && pass < PROBE_PASSES && pool_make_resident(va, len); pass++) {
-		read_only = false;
-		i = (ULONG)pt_translate_run(root, (uint64_t)Mdl->StartVa, n, write, AccessMode != KernelMode, pfns,
-					    &read_only);
-	}
 	/* A page not resident with the access: the rest made resident (committed demand-zero
 	 * pages get frames, trimmed ones come back, soft or hard), then walked again from the
 	 * start.  The lock is not held from one to the other (nor around a read within), so a
@@ -155,7 +155,8 @@ VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Op
 		if (made < n - from)
 			break; /* the pass itself was refused: that answer stands */
 	}
-	bool io = i == n && pfn_lock_frames(pfns, n);
+	if (!paged_pool)
+		io = i == n && pfn_lock_frames(pfns, n);
 	if (owner)
 		mm_space_unlock(owner, sirql);
 	/* A page the pagefile could not give back: STATUS_IN_PAGE_ERROR, nothing locked, with
@@ -216,7 +217,9 @@ static bool is_nonpaged(uint64_t va, uint64_t len)
 	for (uint64_t p = ALIGN_DOWN(va, PAGE_SIZE); p < va + len; p += PAGE_SIZE) {
 		struct pool_info pi;
 		bool in_pool = p >= KVA_POOL_BASE && p < KVA_POOL_END;
-		if (in_pool && (!pool_query(p < va ? va : p, &pi) || pi.paged))
+		/* Paged pool is refused from its page record alone: a trimmed page is not faulted
+		 * in to read a header that would say so (mm/RULES.md rule 19, "Paging"). */
+		if (in_pool && (pool_range_pageable(p, PAGE_SIZE) || !pool_query(p < va ? va : p, &pi)))
 			return false;
 		bool image = p >= KVA_KERNEL_IMAGE, direct = p >= KVA_DIRECT_MAP_BASE && p < KVA_DIRECT_MAP_END;
 		bool sysptes = p >= KVA_SYSPTE_BASE && p < KVA_SYSPTE_END;

@@ -53,6 +53,12 @@ struct pool_page {
 
 static struct vrange va_space;
 static struct pool_page *pages;
+/* Bit i set: page i is a page of paged pool in use (a large allocation's or a slab's), so
+ * pageable.  A part of the page records kept apart, one word for 64 pages, so that a probe of
+ * a nonpaged buffer learns it is not paged pool in a load or two (pool_range_pageable); set
+ * and cleared under the lock, read without it. */
+uint64_t *pool_pageable_map;
+uint32_t pool_va_pages;
 static uint64_t pages_pfn, pages_frames;
 static uint32_t partial[2][NCLASSES]; /* [paged][class]: pages with a free slot */
 /* [paged][class]: the one slab page kept, empty, mapped and on its partial chain, when the
@@ -94,11 +100,13 @@ void pool_init(void)
 	uint64_t n = cmdline_get_u64("pool", POOL_DEFAULT_PAGES);
 	if (n < 64 || n > (KVA_POOL_END - KVA_POOL_BASE) / PAGE_SIZE)
 		PANIC("pool_init: pool=%lu pages is out of range", n);
-	pages_frames = ALIGN_UP(n * sizeof(struct pool_page), PAGE_SIZE) / PAGE_SIZE;
+	pages_frames = ALIGN_UP(n * sizeof(struct pool_page) + ALIGN_UP(n, 64) / 8, PAGE_SIZE) / PAGE_SIZE;
 	pages_pfn = pfn_alloc_run(0, ~0ul, pages_frames, 1, PFN_ALLOC_ZERO, PFN_OWNER_KERNEL);
 	if (pages_pfn == PFN_INVALID || !vrange_init(&va_space, (uint32_t)n))
 		PANIC("pool_init: out of frames for %lu pool pages", n);
 	pages = pfn_to_virt(pages_pfn);
+	pool_pageable_map = (uint64_t *)(pages + n);
+	pool_va_pages = (uint32_t)n;
 	for (int p = 0; p < 2; p++)
 		for (unsigned c = 0; c < NCLASSES; c++)
 			partial[p][c] = spare[p][c] = VRANGE_NONE;
@@ -246,6 +254,16 @@ static uint32_t get_pages(uint32_t n, uint32_t guard, bool *no_frame)
 
 static void release_trimmed(uint64_t va);
 
+/* Under the lock: page i's bit of pool_pageable_map. */
+static void set_pageable(uint32_t i, bool on)
+{
+	uint64_t bit = 1ull << (i % 64);
+	if (on)
+		__atomic_fetch_or(&pool_pageable_map[i / 64], bit, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_and(&pool_pageable_map[i / 64], ~bit, __ATOMIC_RELAXED);
+}
+
 static void put_pages(uint32_t first, uint32_t n, uint32_t guard)
 {
 	for (uint32_t i = 0; i < n; i++) {
@@ -259,6 +277,7 @@ static void put_pages(uint32_t first, uint32_t n, uint32_t guard)
 			pfn_free_user(q.pa >> PAGE_SHIFT);
 		}
 		pages[first + i].kind = PP_RELEASED;
+		set_pageable(first + i, false);
 	}
 	if (vrange_release(&va_space, first, n + guard) != VR_OK)
 		PANIC("put_pages: pool VA 0x%lx was not reserved", page_va(first));
@@ -310,6 +329,8 @@ static uint32_t new_slab(bool paged, unsigned cls, bool *no_frame)
 	p->kind = PP_SLAB;
 	p->paged = paged;
 	p->cls = cls;
+	if (paged)
+		set_pageable(pg, true);
 	for (uint32_t w = 0; w < SLOTS_MAX / 64; w++)
 		p->free_map[w] = n >= (w + 1) * 64 ? ~0ull : n > w * 64 ? (1ull << (n - w * 64)) - 1 : 0;
 	stats.slab_pages++;
@@ -573,6 +594,9 @@ static void *large_alloc(bool paged, uint64_t size, uint32_t tag, bool uninit, b
 		pages[first + i].paged = paged; /* pageable like the head (pageable_page) */
 		pages[first + i].npages = first; /* the head */
 	}
+	if (paged)
+		for (uint32_t i = 0; i < n; i++)
+			set_pageable(first + i, true);
 	uint8_t *data = (uint8_t *)page_va(first);
 	memset(data, uninit ? POOL_UNINIT_PATTERN : 0, size);
 	memset(data + size, POOL_GUARD_PATTERN, n * PAGE_SIZE - size);
@@ -589,8 +613,7 @@ static struct pool_paging_stats paging;
  * (its free slots are bits of its record, so nothing under the pool lock needs its bytes). */
 static bool pageable_page(uint32_t i)
 {
-	return pages[i].paged &&
-	       (pages[i].kind == PP_LARGE_HEAD || pages[i].kind == PP_LARGE_TAIL || pages[i].kind == PP_SLAB);
+	return __atomic_load_n(&pool_pageable_map[i / 64], __ATOMIC_RELAXED) >> (i % 64) & 1;
 }
 
 /* Under the lock: the trimmed page at va given back without bringing it in, as a decommit
@@ -808,6 +831,49 @@ bool pool_make_resident(uint64_t va, uint64_t len)
 		(void)*(volatile uint8_t *)p; /* a fault resolves (pool_resolve_fault) or stops */
 	}
 	return any;
+}
+
+bool pool_range_pageable_words(uint64_t va, uint64_t len)
+{
+	uint64_t end = va + len, top = page_va(va_space.nslots);
+	if (!len || end <= KVA_POOL_BASE || va >= top)
+		return false;
+	if (va < KVA_POOL_BASE)
+		va = KVA_POOL_BASE;
+	uint64_t first = page_index(va), last = page_index((end < top ? end : top) - 1);
+	for (uint64_t p = first; p <= last; p = ALIGN_DOWN(p, 64) + 64) {
+		uint64_t upto = last < ALIGN_DOWN(p, 64) + 63 ? last : ALIGN_DOWN(p, 64) + 63;
+		uint64_t bits = __atomic_load_n(&pool_pageable_map[p / 64], __ATOMIC_RELAXED) >> (p % 64);
+		if (bits & ((2ull << (upto - p)) - 1))
+			return true;
+	}
+	return false;
+}
+
+void (*pool_test_lock_window)(uint64_t va, uint64_t n);
+
+/* The probe's walk and its frame locks one step under the pool lock (mm/RULES.md "Paging",
+ * "Paged pool": a probe and the trimmer): pool_trim_paged reads each frame's lock count under
+ * this lock, so it either trims a page before the walk (which then stops at its transition
+ * PTE) or finds its frame locked.  Lock order: pool, then the kernel page tables (the walk),
+ * then PFN (the locks), as RULES "Locks" ranks them. */
+uint64_t pool_lock_pages(uint64_t va, uint64_t n, bool write, uint64_t *pfns, bool *read_only, bool *io,
+			 unsigned passes)
+{
+	for (unsigned pass = 1;; pass++) {
+		KIRQL old = klock_acquire(&lock);
+		*read_only = false;
+		uint64_t i = pt_translate_run(&kernel_root, va, n, write, false, pfns, read_only);
+		*io = i == n && pfn_lock_frames(pfns, n);
+		klock_release(&lock, old);
+		/* A trimmed page: faulted in at the caller's IRQL without the lock (soft or hard;
+		 * at DISPATCH_LEVEL 0x0A), then walked again; bounded, so a trimmer that wins every
+		 * pass ends the probe as an access violation, never a wait without end. */
+		if (i == n || pass == passes || !pool_make_resident(va + i * PAGE_SIZE, (n - i) * PAGE_SIZE))
+			return i;
+		if (__builtin_expect(pool_test_lock_window != NULL, 0))
+			pool_test_lock_window(va, n);
+	}
 }
 
 /* Under the lock, which every count of `paging` is changed under: one consistent copy. */
@@ -1088,7 +1154,11 @@ static inline __attribute__((always_inline)) void pool_free(PVOID P, bool check_
 {
 	uint64_t va = (uint64_t)P;
 	KIRQL irql = KeGetCurrentIrql();
-	if (irql > DISPATCH_LEVEL)
+	/* Microsoft's 0xC2 P1 0x09 (the IRQL, the pool type, the address): any pool above
+	 * DISPATCH_LEVEL, paged pool above APC_LEVEL (ExFreePool's page: at DISPATCH_LEVEL only
+	 * nonpaged pool).  Paged or not is the page record's answer, never a header's: the page
+	 * may be out, and a fault here would be 0x0A instead. */
+	if (irql > APC_LEVEL && (irql > DISPATCH_LEVEL || pool_type_of(va) == PagedPool))
 		KeBugCheckEx(BAD_POOL_CALLER, 0x09, irql, pool_type_of(va), va);
 	/* Microsoft's 0xC2 P1 0x40: the address and the start of system space. */
 	if (va < USER_VA_END)

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "include/wdm.h"
+#include "mm/layout.h"
 #include "mm/verifier.h"
 
 #define POOL_DEFAULT_PAGES 32768u
@@ -81,6 +82,42 @@ void pool_trim(void);
 uint64_t pool_trim_paged(void);
 NTSTATUS pool_resolve_fault(uint64_t va, bool may_page, NTSTATUS *io_status);
 bool pool_make_resident(uint64_t va, uint64_t len);
+/* Whether any page of [va, va + len) is a page of paged pool, from the page records alone
+ * (pool_pageable_map: bit i for pool page i, set while it is a paged page in use): no block
+ * header is read, so nothing is faulted in.  Read without the pool lock: a live
+ * allocation's pages keep their records, so the answer for a caller's own buffer is exact
+ * (pool_lock_pages then walks again under the lock).  Inline for a range inside one word of
+ * the map (64 pages): every kernel probe asks, and a nonpaged buffer's answer is a load. */
+extern uint64_t *pool_pageable_map;
+extern uint32_t pool_va_pages;
+bool pool_range_pageable_words(uint64_t va, uint64_t len);
+/* The same for the n pages from the page-aligned va (n >= 1): a probe's MDL pages. */
+static inline bool pool_pages_pageable(uint64_t va, uint64_t n)
+{
+	uint64_t first = (va - KVA_POOL_BASE) / PAGE_SIZE, last = first + n - 1;
+	if (__builtin_expect(first / 64 != last / 64 || last >= pool_va_pages, 0))
+		return pool_range_pageable_words(va, n * PAGE_SIZE);
+	uint64_t bits = __atomic_load_n(&pool_pageable_map[first / 64], __ATOMIC_RELAXED) >> (first % 64);
+	return bits & ((2ull << (last - first)) - 1); /* bits first..last (2 << 63 is 0: all 64) */
+}
+static inline bool pool_range_pageable(uint64_t va, uint64_t len)
+{
+	return len && pool_pages_pageable(va & ~(PAGE_SIZE - 1), ((va & (PAGE_SIZE - 1)) + len + PAGE_SIZE - 1) / PAGE_SIZE);
+}
+/* A kernel probe's walk and lock of the n pages from va (page-aligned; MmProbeAndLockPages
+ * of a range with a paged-pool page, mm/RULES.md "Paging", "Paged pool"): under the pool
+ * lock the PTEs are walked (pt_translate_run, the kernel's) and, when every page is present
+ * with the access, every frame's lock count raised (pfn_lock_frames) in the same hold, so
+ * pool_trim_paged (which skips locked frames, under the same lock) comes either first or
+ * after the lock.  A page the walk stops at is faulted in without the lock and the step
+ * made again, `passes` at most.  Returns the pages the last walk found (n: every frame
+ * locked, *pfns filled, *io whether one was I/O space, *read_only as pt_translate_run). */
+uint64_t pool_lock_pages(uint64_t va, uint64_t n, bool write, uint64_t *pfns, bool *read_only, bool *io,
+			 unsigned passes);
+/* Tests only (tests/pager_test.c): called by pool_lock_pages after it faulted pages in,
+ * before it takes the pool lock again for the walk and lock (the window a trim can take a
+ * page back in); NULL otherwise. */
+extern void (*pool_test_lock_window)(uint64_t va, uint64_t n);
 struct pool_paging_stats {
 	uint64_t trimmed, soft_faults, hard_faults, collided_faults, inpage_errors;
 };

@@ -805,8 +805,11 @@ static uint64_t make_resident_pages(struct mm_process *mm, uint64_t page, uint64
 	return done;
 }
 
-NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len, bool write,
-				  struct uvm_resident_stop *stop)
+static uint64_t resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+				      struct uvm_resident_stop *stop, ULONG_PTR caller);
+
+__attribute__((noipa)) NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t len,
+							  bool write, struct uvm_resident_stop *stop)
 {
 	struct uvm_resident_stop own;
 	if (!stop)
@@ -819,7 +822,9 @@ NTSTATUS uvm_make_resident_status(struct mm_process *mm, uint64_t va, uint64_t l
 	if (va + len < va || va + len - 1 > mm->highest_user)
 		return STATUS_ACCESS_VIOLATION;
 	uint64_t first = ALIGN_DOWN(va, PAGE_SIZE), n = (va + len - 1 - first) / PAGE_SIZE + 1;
-	uvm_make_resident_pages_status(mm, first, n, write, stop);
+	/* A 0x0A's P4 is the return address into the probing routine (ProbeForWrite,
+	 * MmProbeAndLockSelectedPages), not into this one. */
+	resident_pages_status(mm, first, n, write, stop, (ULONG_PTR)__builtin_return_address(0));
 	/* The first page's stop is at the buffer's own address, as a probe touching it. */
 	if (stop->va < va)
 		stop->va = va;
@@ -966,10 +971,11 @@ NTSTATUS uvm_resolve_fault_status(struct mm_process *mm, uint64_t va, uint64_t e
 /* The residency walk of a probe: the pages are made resident through the page tables and the
  * page arrays, never by touching them, so no fault happens under the lock.  A trimmed page
  * met at DISPATCH_LEVEL or above is the fault NT's probe would take touching it there: 0x0A
- * (the address, the IRQL, 1 for a write, an address in the probe), whether its frame is still
- * there or in the pagefile (mm/RULES.md "Paging", IRQL). */
-uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
-					struct uvm_resident_stop *stop)
+ * (the address, the IRQL, 1 for a write, `caller`: the return address into the probing
+ * routine, RULES' 0x0A table), whether its frame is still there or in the pagefile
+ * (mm/RULES.md "Paging", IRQL). */
+static uint64_t resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n, bool write,
+				      struct uvm_resident_stop *stop, ULONG_PTR caller)
 {
 	*stop = (struct uvm_resident_stop){ .status = STATUS_SUCCESS, .io = STATUS_SUCCESS, .va = page };
 	if (!mm) {
@@ -1018,11 +1024,20 @@ uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, ui
 	mm_space_unlock(mm, irql);
 	if (done < n && r == FR_IRQL)
 		KeBugCheckEx(IRQL_NOT_LESS_OR_EQUAL, page + done * PAGE_SIZE, may_page ? irql : UVM_IRQL_INTERRUPTS_OFF,
-			     write ? 1 : 0, (ULONG_PTR)__builtin_return_address(0));
+			     write ? 1 : 0, caller);
 	if (done < n && stop->status == STATUS_SUCCESS)
 		stop->status = STATUS_ACCESS_VIOLATION;
 	stop->va = page + done * PAGE_SIZE;
 	return done;
+}
+
+/* noipa, as uvm_make_resident_status: __builtin_return_address(0) is the probing routine's
+ * return address only while GCC splits no part off the function that reads it (a split
+ * part's is inside this file). */
+__attribute__((noipa)) uint64_t uvm_make_resident_pages_status(struct mm_process *mm, uint64_t page, uint64_t n,
+								bool write, struct uvm_resident_stop *stop)
+{
+	return resident_pages_status(mm, page, n, write, stop, (ULONG_PTR)__builtin_return_address(0));
 }
 
 /* ---- the trimmer (mm/RULES.md, "Paging") ------------------------------------------- */
@@ -1161,6 +1176,7 @@ uint64_t uvm_relieve_pressure(void)
 	if (!__atomic_compare_exchange_n(&relief_cpu, &none, c->number + 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 		/* Another CPU relieves: its standby pages serve this caller's retry too.  It waits
 		 * for nothing this CPU holds (no ranked lock, not the writer's gate). */
+		__atomic_fetch_add(&paging.relief_waits, 1, __ATOMIC_RELAXED);
 		wait_for_relief();
 		return standby_pages();
 	}
@@ -1218,6 +1234,7 @@ void uvm_get_paging_stats(struct uvm_paging_stats *out)
 	out->inpage_errors = __atomic_load_n(&paging.inpage_errors, __ATOMIC_RELAXED);
 	out->trimmed = __atomic_load_n(&paging.trimmed, __ATOMIC_RELAXED);
 	out->reliefs = __atomic_load_n(&paging.reliefs, __ATOMIC_RELAXED);
+	out->relief_waits = __atomic_load_n(&paging.relief_waits, __ATOMIC_RELAXED);
 }
 
 bool uvm_map_frames(struct mm_process *mm, uint64_t va, const uint64_t *pfns, uint64_t npages, int kind, bool write,

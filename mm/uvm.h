@@ -103,6 +103,7 @@ uint64_t uvm_relieve_pressure(void);
 struct uvm_paging_stats {
 	uint64_t soft_faults, hard_faults, collided_faults, inpage_errors, trimmed;
 	uint64_t reliefs; /* uvm_relieve_pressure runs that trimmed and wrote */
+	uint64_t relief_waits; /* uvm_relieve_pressure calls that found another CPU relieving and waited */
 };
 void uvm_get_paging_stats(struct uvm_paging_stats *out);
 

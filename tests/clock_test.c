@@ -129,20 +129,20 @@ static void cpus_sees_another_cpus_irql(struct ktest *t)
 
 /* KeStallExecutionProcessor on two CPUs at once (the TSC, not the one PIT, whose shared
  * count would end one of them early): each stall of 30 ms lasts its 30 ms of TSC on its own
- * CPU and spans one of that CPU's ticks at least (a tick every 10 ms; a vCPU kept off the
- * host can merge ticks that wait in its APIC, never lose the last). */
+ * CPU.  How many ticks a CPU counts meanwhile is not checked: under TCG the timer that raises
+ * them runs on QEMU's own thread, which a loaded host may keep off the CPU for the whole 30 ms
+ * (seen: 0 ticks at a load of 7 on 2 cores), so that count depends on timing; the ticks
+ * themselves are every_cpu_takes_the_clock's. */
 struct stall {
-	unsigned cpu;
-	uint64_t ticks, tsc;
+	uint64_t tsc;
 };
 
 static void stall_30ms(void *arg)
 {
 	struct stall *s = arg;
-	uint64_t t0 = clock_ticks(s->cpu), c0 = rdtsc();
+	uint64_t c0 = rdtsc();
 	KeStallExecutionProcessor(30000);
 	s->tsc = rdtsc() - c0;
-	s->ticks = clock_ticks(s->cpu) - t0;
 }
 
 static void stall_on_two_cpus_at_once(struct ktest *t)
@@ -150,14 +150,12 @@ static void stall_on_two_cpus_at_once(struct ktest *t)
 	need_clock(t);
 	if (smp_cpus_online() < 2)
 		KTEST_SKIP(t, "needs a second CPU");
-	struct stall ap = { .cpu = 1 }, here = { .cpu = smp_this_cpu() };
+	struct stall ap = { 0 }, here = { 0 };
 	ASSERT_TRUE(t, smp_work_start(1, stall_30ms, &ap));
 	stall_30ms(&here);
 	ASSERT_TRUE(t, smp_work_wait(1));
 	EXPECT_GE(t, ap.tsc, 30 * smp_tsc_per_ms());
 	EXPECT_GE(t, here.tsc, 30 * smp_tsc_per_ms());
-	EXPECT_GE(t, ap.ticks, 1u);
-	EXPECT_GE(t, here.ticks, 1u);
 }
 
 static struct ktest_case clock_cases[] = {

@@ -46,6 +46,7 @@
 #include "tests/lib/wait.h"
 #include "include/wdm.h"
 #include "kernel/faultcap.h"
+#include "kernel/ksym.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/trap.h"
@@ -220,19 +221,6 @@ static void hoard_all_but(unsigned n)
 	}
 }
 
-/* With every free frame hoarded, n (at most 4) frames taken and given back: n standby frames
- * repurposed, their pages' PTEs now pagefile PTEs naming their slots. */
-static void repurpose_frames(unsigned n)
-{
-	hoard_all_free_frames();
-	pfn_t taken[4];
-	for (unsigned i = 0; i < n; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
-	for (unsigned i = 0; i < n; i++)
-		pfn_free(taken[i]);
-	release_hoard();
-}
-
 static bool all_pagefile(const struct pt_root *r, const uint64_t *va, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -394,14 +382,15 @@ static void a_disk_is_refused_as_pagefile_without_pagefile_1(struct ktest *t)
 	EXPECT_TRUE(t, pagefile_attach(NULL));
 }
 
-/* Trim the buffer and write it: every page standby with a slot, its image on the disk. */
+/* Trim the buffer and write it: every page standby with a slot, its image on the disk (the
+ * writer may write other modified pages with it: paged pool's). */
 static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed, pfn_t *frames, uint32_t *slots,
 		     bool disk_check)
 {
 	for (unsigned i = 0; i < pages; i++)
 		frames[i] = frame(base + i * P);
 	EXPECT_EQ(t, trim(&proc.mm), (uint64_t)pages);
-	EXPECT_EQ(t, pagefile_write_modified(), (uint64_t)pages);
+	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)pages);
 	for (unsigned i = 0; i < pages; i++) {
 		const struct pfn_entry *e = pfn_entry(frames[i]);
 		EXPECT_EQ(t, e->state, PFN_STANDBY);
@@ -415,15 +404,17 @@ static void page_out(struct ktest *t, uint64_t base, unsigned pages, uint32_t se
 	}
 }
 
-/* Pages paged out and their frames repurposed: pagefile PTEs, a touch is a hard fault. */
+/* Pages (at most 4) paged out and their frames repurposed (whatever else is on standby):
+ * pagefile PTEs, a touch is a hard fault. */
 static void page_out_and_repurpose(struct ktest *t, uint64_t base, unsigned pages, uint32_t seed)
 {
 	pfn_t frames[4];
 	uint32_t slots[4];
+	uint64_t va[4];
 	page_out(t, base, pages, seed, frames, slots, false);
-	repurpose_frames(pages);
 	for (unsigned i = 0; i < pages; i++)
-		ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base + i * P)));
+		va[i] = base + i * P;
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), va, pages));
 }
 
 static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct ktest *t)
@@ -444,12 +435,16 @@ static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct k
 	}
 	EXPECT_EQ(t, hi - lo, 3u);
 
-	/* No free frame left: the allocator repurposes the standby frames, and their PTEs
-	 * become pagefile PTEs naming the slots. */
+	/* No free frame left: the allocator repurposes the standby frames (these four, and any
+	 * other page's it comes to first), and their PTEs become pagefile PTEs naming the slots. */
 	hoard_all_free_frames();
-	pfn_t taken[4];
+	pfn_t taken[64];
+	uint64_t va[4];
+	unsigned ntaken = 0;
 	for (unsigned i = 0; i < 4; i++)
-		taken[i] = pfn_alloc(0, PFN_OWNER_TEST);
+		va[i] = base + i * P;
+	while (ntaken < 64 && !all_pagefile(root(), va, 4))
+		taken[ntaken++] = pfn_alloc(0, PFN_OWNER_TEST);
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t e = raw(base + i * P);
 		EXPECT_TRUE(t, mmt_sw_is_pagefile(e));
@@ -459,15 +454,16 @@ static void paged_out_pages_are_repurposed_and_come_back_by_hard_faults(struct k
 		EXPECT_EQ(t, pfn_entry(frames[i])->state, PFN_ACTIVE);
 		EXPECT_EQ(t, pfn_entry(frames[i])->owner_kind, PFN_OWNER_TEST);
 	}
-	/* The four frames the allocator gave are the standby ones, in some order. */
-	for (unsigned i = 0; i < 4; i++) {
+	/* The four standby frames are among those the allocator gave. */
+	for (unsigned k = 0; k < 4; k++) {
 		bool found = false;
-		for (unsigned k = 0; k < 4; k++)
+		for (unsigned i = 0; i < ntaken; i++)
 			found |= taken[i] == frames[k];
 		EXPECT_TRUE(t, found);
 	}
-	for (unsigned i = 0; i < 4; i++)
-		pfn_free(taken[i]);
+	for (unsigned i = 0; i < ntaken; i++)
+		if (taken[i] != PFN_INVALID)
+			pfn_free(taken[i]);
 	release_hoard();
 
 	/* Touched again: hard faults, new frames read from the slots, the data intact. */
@@ -1037,16 +1033,19 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 	pfn_t frames[4];
 	for (unsigned i = 0; i < 4; i++)
 		frames[i] = frame(base + i * P);
-	trim(&proc.mm);
+	uint64_t others = pfn_now().modified; /* modified pages not the case's (paged pool's) */
+	EXPECT_EQ(t, trim(&proc.mm), 4u);
+	/* The two slots taken, whichever modified pages took them. */
 	EXPECT_EQ(t, pagefile_write_modified(), 2u);
 	struct pfn_stats s;
 	pfn_get_stats(&s);
-	EXPECT_EQ(t, s.modified, 2u);
-	EXPECT_EQ(t, s.standby, 2u);
+	EXPECT_GE(t, s.modified, 2u);
+	EXPECT_GE(t, s.standby, 2u);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 2u);
 	/* Page by page, from the real tables: every PTE still the transition PTE of its own
-	 * frame; the two written on standby with slots 1 and 2, the two that found no slot
-	 * MODIFIED with none (back on the modified list, not WRITING), so nothing is lost. */
+	 * frame; those written on standby with slot 1 or 2, each its own (both, unless other
+	 * modified pages took them), those that found no slot MODIFIED with none (back on the
+	 * modified list, not WRITING), so nothing is lost. */
 	unsigned modified = 0, slot_seen = 0;
 	for (unsigned i = 0; i < 4; i++) {
 		uint64_t e = raw(base + i * P);
@@ -1064,11 +1063,13 @@ static void a_full_pagefile_fails_the_write_cleanly_and_nothing_is_lost(struct k
 		} else {
 			EXPECT_EQ(t, pe->state, PFN_STANDBY);
 			EXPECT_TRUE(t, pe->slot == 1 || pe->slot == 2);
+			EXPECT_FALSE(t, slot_seen & (1u << pe->slot));
 			slot_seen |= 1u << pe->slot;
 		}
 	}
-	EXPECT_EQ(t, modified, 2u);
-	EXPECT_EQ(t, slot_seen, 0x6u);
+	EXPECT_GE(t, modified, 2u);
+	EXPECT_GE(t, 4 - modified + others, 2u);
+	EXPECT_EQ(t, slot_seen & ~0x6u, 0u);
 	pagefile_set_limit(0);
 	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
@@ -1096,10 +1097,6 @@ static void a_trimmed_page_touched_at_dispatch_level_is_0x0a(struct ktest *t)
 	KTEST_FAIL(t, "the load at DISPATCH_LEVEL returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
 }
 
-/* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
- * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
- * the page's address, DISPATCH_LEVEL and 1 (a write), whether the frame is still there
- * (transition) or in the pagefile; before, the first succeeded and the second raised. */
 /* A death case: the same touch at PASSIVE_LEVEL by code that turned interrupts off (CLI):
  * 0x0A with 0xFF as the IRQL (interrupts off), 0, the RIP of the load.  Before, the fault was
  * resolved, a wait for a read turning interrupts on under that code. */
@@ -1123,8 +1120,35 @@ static void a_trimmed_page_touched_with_interrupts_off_is_0x0a(struct ktest *t)
 	KTEST_FAIL(t, "the load with interrupts off returned (faulted %d, status 0x%x)", f.faulted, (ULONG)f.status);
 }
 
+/* A probe's 0x0A names, as P4, the return address into the probing routine (RULES' 0x0A
+ * table): in MmProbeAndLockPages, the address after its one call of
+ * uvm_make_resident_pages_status, which C cannot name.  So it is read from the routine's own
+ * code: a CALL rel32 (E8) to that function at an address ksym places in MmProbeAndLockPages,
+ * within PROBE_CODE_MAX bytes of its start; 0 unless there is exactly one. */
+#define PROBE_CODE_MAX 0x2000u
+static uint64_t probe_return_address(void)
+{
+	const uint8_t *code = (const uint8_t *)MmProbeAndLockPages;
+	uint64_t found = 0, off;
+	unsigned calls = 0;
+	for (unsigned i = 0; i + 5 <= PROBE_CODE_MAX; i++) {
+		int32_t rel;
+		memcpy(&rel, code + i + 1, sizeof rel);
+		uint64_t next = (uint64_t)(code + i + 5);
+		if (code[i] != 0xE8 || next + (int64_t)rel != (uint64_t)uvm_make_resident_pages_status)
+			continue;
+		const char *fn = ksym_lookup((uint64_t)(code + i), &off);
+		if (fn && !strcmp(fn, "MmProbeAndLockPages")) {
+			found = next;
+			calls++;
+		}
+	}
+	return calls == 1 ? found : 0;
+}
+
 /* A death case: a probe of a paged-out page at PASSIVE_LEVEL with interrupts off: 0x0A
- * (the page, 0xFF, 1 for the write access), as the probe's walk refuses to page there. */
+ * (the page, 0xFF, 1 for the write access, the return address into the probing routine), as
+ * the probe's walk refuses to page there. */
 static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest *t)
 {
 	uint32_t seed = PG_SEED + 0xE10;
@@ -1133,8 +1157,9 @@ static void a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a(struct ktest
 	page_out_and_repurpose(t, base, 1, seed);
 	PMDL mdl = IoAllocateMdl((PVOID)base, P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, 0,
-			  KTEST_P1 | KTEST_P2 | KTEST_P3);
+	uint64_t ret = probe_return_address();
+	ASSERT_NE(t, ret, 0u);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base, UVM_IRQL_INTERRUPTS_OFF, 1, ret, KTEST_P_ALL);
 	KeStackAttachProcess(&proc, &apc);
 	__asm__ volatile("cli" ::: "memory");
 	NTSTATUS st = expect_try_probe(mdl, UserMode, IoWriteAccess, NULL, 0);
@@ -1204,6 +1229,11 @@ static void a_system_calls_copy_from_trimmed_user_pages_is_a_soft_and_a_hard_fau
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
+/* A probe of user memory at DISPATCH_LEVEL with the verifier off (on, its IRQL check is 0xC4
+ * 0x70 first) of a trimmed page is the fault NT's probe would take touching it: 0x0A with
+ * the page's address, DISPATCH_LEVEL, 1 (a write) and the return address into the probing
+ * routine, whether the frame is still there (transition) or in the pagefile; before, the
+ * first succeeded and the second raised. */
 static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 {
 	uint32_t seed = PG_SEED + 0xE00;
@@ -1219,7 +1249,9 @@ static void probe_trimmed_at_dispatch(struct ktest *t, bool paged_out)
 	ASSERT_TRUE(t, paged_out ? mmt_sw_is_pagefile(raw(base + P)) : mmt_sw_is_transition(raw(base + P)));
 	PMDL mdl = IoAllocateMdl((PVOID)base, 2 * P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, 0, KTEST_P1 | KTEST_P2 | KTEST_P3);
+	uint64_t ret = probe_return_address();
+	ASSERT_NE(t, ret, 0u);
+	ktest_expect_stop(t, IRQL_NOT_LESS_OR_EQUAL, base + P, DISPATCH_LEVEL, 1, ret, KTEST_P_ALL);
 	verifier_set_flags(0); /* the machine ends here: nothing to restore */
 	NTSTATUS st;
 	KeStackAttachProcess(&proc, &apc);
@@ -1295,8 +1327,7 @@ static void two_cpus_fault_one_paged_out_page_and_one_read_serves_both(struct kt
 	pfn_t frames[1];
 	uint32_t slots[1];
 	page_out(t, base, 1, seed, frames, slots, false);
-	repurpose_frames(1);
-	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), &base, 1));
 
 	struct uvm_paging_stats s0 = stats();
 	struct read_state rs = { base, s0.collided_faults };
@@ -1572,11 +1603,19 @@ static void relieve_on_cpu(void *arg)
 	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
 }
 
+/* CPU 2's relief found CPU 1's under way and waits for it (uvm_relieve_pressure's count of
+ * such waits: only its relief_cpu guard counts one). */
+static bool relief_waiting(void *arg)
+{
+	return stats().relief_waits > *(uint64_t *)arg;
+}
+
 /* Two CPUs relieve at once: CPU 1's relief is held in its writer (the device's answer
- * held, so it stays in progress whatever the timing); CPU 2's waits for it instead of
- * trimming and writing again, and returns CPU 1's result: one relief counted, the four
- * pages trimmed and written once.  (CPU 2 is not done while CPU 1's write is held; a
- * relief that did not wait would be counted twice.) */
+ * held, so it stays in progress whatever the timing); CPU 2's finds it under way and waits
+ * for it (counted as a relief wait, not done while CPU 1's write is held) instead of trimming
+ * and writing again, and returns CPU 1's result: one relief counted, the four pages trimmed
+ * and written once.  Without the guard CPU 2 would relieve too: no wait counted (it would
+ * block at the writer's gate instead), and two reliefs. */
 static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
 {
 	if (smp_cpus_online() < 3)
@@ -1593,20 +1632,18 @@ static void two_cpus_relieving_at_once_relieve_once(struct ktest *t)
 	bool started = smp_work_start(1, relieve_on_cpu, &a);
 	bool writing = started && mmt_wait_until(frame_being_written, &f);
 	bool second = writing && smp_work_start(2, relieve_on_cpu, &b);
-	bool b_waited = true;
-	if (second) {
-		/* CPU 2 is in: it is the relieving CPU's waiter or it is done (a bug). */
-		for (int i = 0; i < 100000 && !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE); i++)
-			cpu_relax();
-		b_waited = !__atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
-	}
+	bool b_waits = second && mmt_wait_until(relief_waiting, &s0.relief_waits);
+	/* Waiting, it cannot be done: CPU 1's relief is still held in its write. */
+	bool b_done_while_held = __atomic_load_n(&b.done, __ATOMIC_ACQUIRE);
 	vblk_test_hold_completions(false); /* no ASSERT before this: the device must not stay held */
 	bool a_back = !started || smp_work_wait(1);
 	bool b_back = !second || smp_work_wait(2);
 	pagefile_get_stats(&w1);
 	struct uvm_paging_stats s1 = stats();
 	ASSERT_TRUE(t, started && writing && second && a_back && b_back);
-	EXPECT_TRUE(t, b_waited);
+	EXPECT_TRUE(t, b_waits);
+	EXPECT_FALSE(t, b_done_while_held);
+	EXPECT_EQ(t, s1.relief_waits - s0.relief_waits, 1u);
 	EXPECT_EQ(t, s1.reliefs - s0.reliefs, 1u);
 	EXPECT_EQ(t, s1.trimmed - s0.trimmed, 4u);
 	EXPECT_GE(t, w1.pages_written - w0.pages_written, 4u); /* and any paged pool's */
@@ -1672,16 +1709,17 @@ static void a_detach_waits_for_a_write_in_progress(struct ktest *t)
 	EXPECT_TRUE(t, smp_work_wait(1));
 	if (detaching)
 		EXPECT_TRUE(t, smp_work_wait(2));
-	EXPECT_EQ(t, w.written, 1u);
+	EXPECT_GE(t, w.written, 1u); /* and any paged pool's */
 	EXPECT_FALSE(t, d.result);
 	struct pagefile_stats p1;
 	pagefile_get_stats(&p1);
 	EXPECT_TRUE(t, p1.attached);
 	EXPECT_EQ(t, p1.attach_waits - p0.attach_waits, waited ? 1u : 0u);
 	EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_NE(t, pfn_entry(f)->slot, 0u);
+	uint64_t held = pagefile_slots_in_use();
 	EXPECT_TRUE(t, intact(base, 0, seed)); /* a soft fault: its slot freed */
-	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+	EXPECT_EQ(t, held - pagefile_slots_in_use(), 1u);
 }
 
 static int pager_init(struct ktest *t)
@@ -1789,14 +1827,16 @@ static int inpage_filter(PEXCEPTION_POINTERS ep, struct filter_seen *out)
 static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct ktest *t)
 {
 	memset(seen, 0, sizeof seen);
-	attach_on_bad_read(t);
+	uint64_t bad_read = attach_on_bad_read(t);
 	uint32_t seed = PG_SEED + 0x600;
 	uint64_t base = user_buffer(t, 1, seed);
-	trim(&proc.mm);
-	EXPECT_EQ(t, pagefile_write_modified(), 1u);
-	repurpose_frames(1);
-	ASSERT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, mmt_sw_pagefile_high(raw(base)), 1u);
+	/* Out to the slot the disk cannot read (its PTE says: the writer may write other pages
+	 * with it), its frame repurposed. */
+	EXPECT_EQ(t, trim(&proc.mm), 1u);
+	EXPECT_GE(t, pagefile_write_modified(), 1u);
+	ASSERT_TRUE(t, repurpose_until_pagefile(root(), &base, 1));
+	uint64_t out = raw(base), slots = pagefile_slots_in_use();
+	ASSERT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(out)) / VBLK_SECTOR, bad_read);
 
 	/* The kernel's read of the page in its SMAP window: the #PF the CPU raised, the
 	 * exception STATUS_IN_PAGE_ERROR with (read, address, the device's status). */
@@ -1826,9 +1866,10 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, info[1], base + 0x10);
 	EXPECT_EQ(t, info[2], (ULONG_PTR)(ULONG)STATUS_DEVICE_DATA_ERROR);
 	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 1u);
-	/* The page is still in the pagefile, where a later read could find it. */
-	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	/* The page is still in the pagefile, where a later read could find it: its PTE and its
+	 * slot as they were. */
+	EXPECT_EQ(t, raw(base), out);
+	EXPECT_EQ(t, pagefile_slots_in_use(), slots);
 
 	/* A probe of it raises STATUS_IN_PAGE_ERROR and leaves nothing locked, nothing mapped and
 	 * no frame taken: the PTE still the pagefile PTE of its slot.  So do the selected-pages
@@ -1868,7 +1909,7 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
 	EXPECT_EQ(t, mmt_locked_frames(), locked);
 	EXPECT_EQ(t, raw(base), pte);
 	EXPECT_TRUE(t, mmt_sw_is_pagefile(raw(base)));
-	EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+	EXPECT_EQ(t, pagefile_slots_in_use(), slots);
 	EXPECT_EQ(t, mmt_free_frames(), frames);
 	EXPECT_EQ(t, stats().inpage_errors - s0.inpage_errors, 4u);
 	IoFreeMdl(mdl);
@@ -1881,19 +1922,20 @@ static void an_in_page_error_is_raised_to_the_access_and_to_the_probe(struct kte
  * the device's status, the PTE's contents (the pagefile PTE, put back), the address. */
 static void paged_pool_the_pagefile_cannot_give_back_is_0x7a(struct ktest *t)
 {
-	attach_on_bad_read(t);
+	uint64_t bad_read = attach_on_bad_read(t);
 	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, P, 0x6C6F5050u);
 	ASSERT_TRUE(t, b != NULL);
 	pattern_fill(b, P, PG_SEED + 0x1000);
 	uint64_t va = (uint64_t)b;
-	/* Out to slot 1 (the one paged allocation: nothing else of paged pool exists), its
-	 * frame repurposed. */
+	/* Out to the slot the disk cannot read, its frame repurposed: the page's own PTE says
+	 * so (the trim and the writer take every other paged page with it). */
 	ASSERT_GE(t, pool_trim_paged(), 1u);
-	ASSERT_EQ(t, pagefile_write_modified(), 1u);
-	repurpose_frames(1);
+	ASSERT_TRUE(t, mmt_sw_is_transition(mmt_raw_pte_in(&kernel_root, va)));
+	ASSERT_GE(t, pagefile_write_modified(), 1u);
+	ASSERT_TRUE(t, repurpose_until_pagefile(&kernel_root, &va, 1));
 	uint64_t e = mmt_raw_pte_in(&kernel_root, va);
 	ASSERT_TRUE(t, mmt_sw_is_pagefile(e));
-	ASSERT_EQ(t, mmt_sw_pagefile_high(e), 1u);
+	ASSERT_EQ(t, pagefile_offset(mmt_sw_pagefile_high(e)) / VBLK_SECTOR, bad_read);
 	ASSERT_EQ(t, mmt_sw_protection(e), 4u);
 	struct pt_query q;
 	pt_query(&kernel_root, va, &q);
@@ -1979,6 +2021,15 @@ static uint8_t *paged_buffer(struct ktest *t, uint32_t seed)
 	return b;
 }
 
+/* The buffer's pages repurposed (whatever else is on standby): pagefile PTEs. */
+static bool paged_repurposed(const uint8_t *b)
+{
+	uint64_t va[PP_PAGES];
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		va[i] = (uint64_t)b + i * P;
+	return repurpose_until_pagefile(&kernel_root, va, PP_PAGES);
+}
+
 static bool paged_intact(const uint8_t *b, uint32_t seed)
 {
 	static uint8_t want[P];
@@ -2033,7 +2084,7 @@ static void paged_pool_pages_leave_and_come_back_soft_and_hard(struct ktest *t)
 	/* Out to the pagefile, the frames repurposed: pagefile PTEs, then hard faults. */
 	pool_trim_paged();
 	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
-	repurpose_frames(PP_PAGES);
+	EXPECT_TRUE(t, paged_repurposed(b));
 	for (unsigned i = 0; i < PP_PAGES; i++)
 		EXPECT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
 	s0 = pstats();
@@ -2128,9 +2179,7 @@ static void a_paged_pool_hard_fault_with_no_free_frame_relieves_pressure(struct 
 	uint8_t *b = paged_buffer(t, seed);
 	pool_trim_paged();
 	EXPECT_GE(t, pagefile_write_modified(), (uint64_t)PP_PAGES);
-	repurpose_frames(PP_PAGES);
-	for (unsigned i = 0; i < PP_PAGES; i++)
-		ASSERT_TRUE(t, mmt_sw_is_pagefile(kraw((uint64_t)b + i * P)));
+	ASSERT_TRUE(t, paged_repurposed(b));
 	uint8_t *c = paged_buffer(t, other);
 	struct uvm_paging_stats u0 = stats();
 	struct pool_paging_stats s0 = pstats();
@@ -2405,7 +2454,9 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, SP_SMALL_SIZE, SP_TAG);
 	ASSERT_TRUE(t, np != NULL);
 
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	/* Counts at least: any other paged page is trimmed and written with these; each
+	 * page's own PTE and frame say where it is. */
+	EXPECT_GE(t, pool_trim_paged(), 2u);
 	for (unsigned k = 0; k < 2; k++) {
 		uint64_t e = kraw(s.page[k]);
 		EXPECT_TRUE(t, mmt_sw_is_transition(e));
@@ -2434,8 +2485,8 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 		EXPECT_EQ(t, mmt_frame_of(s.page[k]), before[k]);
 
 	/* Out to the pagefile: each page at its slot, then repurposed: hard faults. */
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
-	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	EXPECT_GE(t, pool_trim_paged(), 2u);
+	EXPECT_GE(t, pagefile_write_modified(), 2u);
 	for (unsigned k = 0; k < 2; k++)
 		EXPECT_EQ(t, pfn_entry(before[k])->state, PFN_STANDBY);
 	/* From outside: the class-2048 page's first block (slot 0 of the page) has its pattern
@@ -2464,12 +2515,13 @@ static void small_paged_pool_leaves_and_comes_back_soft_and_hard(struct ktest *t
 	 * the slots checked from outside are not written again. */
 	ASSERT_TRUE(t, pagefile_attach(d));
 	pagefile_set_limit(0);
-	EXPECT_EQ(t, pool_trim_paged(), 2u);
+	EXPECT_GE(t, pool_trim_paged(), 2u);
 	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[1])));
 	ExFreePoolWithTag(s.b[0], SP_TAG); /* soft */
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	pool_trim_paged();
-	EXPECT_EQ(t, pagefile_write_modified(), 2u);
+	EXPECT_GE(t, pagefile_write_modified(), 2u);
 	EXPECT_TRUE(t, repurpose_pool_pages(s.page, 2));
 	s0 = pstats();
 	for (unsigned i = 1; i < SP_N; i++)
@@ -2495,21 +2547,25 @@ static void an_empty_trimmed_slab_page_goes_back_with_its_frame_and_slot(struct 
 		struct pool_stats ps;
 		pool_get_stats(&ps); /* the kept block back in its page: the page empty, the spare */
 		EXPECT_TRUE(t, mmt_has(kraw(page), MMT_PTE_P));
-		EXPECT_EQ(t, pool_trim_paged(), 1u);
+		/* Counts at least: other paged pages may be trimmed and written with it. */
+		EXPECT_GE(t, pool_trim_paged(), 1u);
 		EXPECT_TRUE(t, mmt_sw_is_transition(kraw(page)));
 		if (paged_out) {
-			EXPECT_EQ(t, pagefile_write_modified(), 1u);
-			EXPECT_EQ(t, pagefile_slots_in_use(), 1u);
+			EXPECT_GE(t, pagefile_write_modified(), 1u);
+			EXPECT_EQ(t, pfn_entry(f)->state, PFN_STANDBY);
+			EXPECT_NE(t, pfn_entry(f)->slot, 0u);
 			EXPECT_TRUE(t, repurpose_pool_pages(&page, 1));
 		} else {
 			EXPECT_EQ(t, pfn_entry(f)->state, PFN_MODIFIED);
 		}
+		uint64_t slots = pagefile_slots_in_use();
 		struct pool_paging_stats s0 = pstats();
 		pool_trim();
 		EXPECT_EQ(t, pstats().soft_faults, s0.soft_faults);
 		EXPECT_EQ(t, pstats().hard_faults, s0.hard_faults);
 		EXPECT_EQ(t, kraw(page), 0u);
-		EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+		if (paged_out) /* its slot among those given back (any other empty page's too) */
+			EXPECT_GE(t, slots - pagefile_slots_in_use(), 1u);
 		if (!paged_out)
 			EXPECT_TRUE(t, pfn_entry(f)->state == PFN_FREE || pfn_entry(f)->state == PFN_ZEROED);
 	}
@@ -2536,7 +2592,7 @@ static void probed_small_paged_pool_is_brought_back_and_locked(struct ktest *t)
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	EXPECT_EQ(t, MmGetMdlPfnArray(mdl)[0], mmt_frame_of(s.page[0]));
 	EXPECT_EQ(t, pfn_entry(MmGetMdlPfnArray(mdl)[0])->lock_count, 1u);
-	EXPECT_EQ(t, pool_trim_paged(), 0u); /* the other page is out already */
+	pool_trim_paged(); /* the locked page stays, the other is out already */
 	EXPECT_TRUE(t, mmt_has(kraw(s.page[0]), MMT_PTE_P));
 	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[1])));
 	uint8_t *sys = MmGetSystemAddressForMdlSafe(mdl, HighPagePriority);
@@ -2544,7 +2600,8 @@ static void probed_small_paged_pool_is_brought_back_and_locked(struct ktest *t)
 	EXPECT_TRUE(t, pattern_at_dispatch(sys, SP_SMALL_SIZE, seed + 3));
 	MmUnlockPages(mdl);
 	IoFreeMdl(mdl);
-	EXPECT_EQ(t, pool_trim_paged(), 1u); /* unlocked: it leaves */
+	EXPECT_GE(t, pool_trim_paged(), 1u); /* unlocked: it leaves */
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(s.page[0])));
 	small_set_free(&s);
 }
 
@@ -2581,11 +2638,117 @@ static void double_free_of_a_trimmed_small_paged_block_is_0xc2_7(struct ktest *t
 	ASSERT_EQ(t, ALIGN_DOWN((uint64_t)b, P), ALIGN_DOWN((uint64_t)other, P));
 	ExFreePoolWithTag(b, SP_TAG);
 	uint64_t page = ALIGN_DOWN((uint64_t)b, P);
-	EXPECT_EQ(t, pool_trim_paged(), 1u);
-	EXPECT_EQ(t, pagefile_write_modified(), 1u);
+	EXPECT_GE(t, pool_trim_paged(), 1u);
+	EXPECT_TRUE(t, mmt_sw_is_transition(kraw(page)));
+	EXPECT_GE(t, pagefile_write_modified(), 1u);
 	ASSERT_TRUE(t, repurpose_pool_pages(&page, 1));
 	expect_stop(t, BAD_POOL_CALLER, 0x07, 0, (uint64_t)100 << 32 | SP_TAG, (ULONG_PTR)b);
 	ExFreePoolWithTag(b, SP_TAG);
+}
+
+/* The trim pool_test_lock_window runs, on the first window only: every paged-pool page the
+ * probe just faulted in goes back to transition before the probe locks. */
+static unsigned lock_windows;
+static void trim_in_the_lock_window(uint64_t va, uint64_t n)
+{
+	(void)va;
+	(void)n;
+	if (!lock_windows++)
+		pool_trim_paged();
+}
+
+/* MmProbeAndLockPages(KernelMode) of trimmed paged pool whose pages the trimmer takes again
+ * between the probe's fault-in and its lock (pool_test_lock_window): the walk and the locks
+ * are one step under the pool lock, so the next step's walk meets the transition PTEs, faults
+ * them in again and locks; every page valid, its real PTE's frame the MDL's, locked once, and
+ * the trimmer leaves it.  With the walk made before the window and the lock after it (the
+ * step split) the probe locked frames that were on the modified list under transition PTEs. */
+static void a_probe_of_paged_pool_trimmed_before_its_lock_still_locks_every_page(struct ktest *t)
+{
+	uint32_t seed = PG_SEED + 0x1500;
+	uint8_t *b = paged_buffer(t, seed);
+	EXPECT_GE(t, pool_trim_paged(), (uint64_t)PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b + i * P)));
+	PMDL mdl = IoAllocateMdl(b, PP_PAGES * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	struct pool_paging_stats s0 = pstats();
+	lock_windows = 0;
+	pool_test_lock_window = trim_in_the_lock_window;
+	NTSTATUS st = expect_try_probe(mdl, KernelMode, IoWriteAccess, NULL, 0);
+	pool_test_lock_window = NULL;
+	if (st != STATUS_SUCCESS) {
+		IoFreeMdl(mdl);
+		ExFreePoolWithTag(b, PP_TAG);
+		KTEST_FAIL(t, "MmProbeAndLockPages raised 0x%x", (ULONG)st);
+		return;
+	}
+	EXPECT_EQ(t, lock_windows, 2u); /* a trim in the first, none in the second */
+	EXPECT_EQ(t, pstats().soft_faults - s0.soft_faults, 2ull * PP_PAGES);
+	for (unsigned i = 0; i < PP_PAGES; i++) {
+		uint64_t va = (uint64_t)b + i * P;
+		pfn_t f = MmGetMdlPfnArray(mdl)[i];
+		EXPECT_TRUE(t, mmt_has(kraw(va), MMT_PTE_P));
+		EXPECT_EQ(t, mmt_frame_of(va), f);
+		EXPECT_EQ(t, pfn_entry(f)->state, PFN_ACTIVE);
+		EXPECT_EQ(t, pfn_entry(f)->lock_count, 1u);
+	}
+	pool_trim_paged(); /* locked: they stay */
+	for (unsigned i = 0; i < PP_PAGES; i++)
+		EXPECT_TRUE(t, mmt_has(kraw((uint64_t)b + i * P), MMT_PTE_P));
+	MmUnlockPages(mdl);
+	IoFreeMdl(mdl);
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
+/* pool_range_pageable answers from the page records: a small paged block whose page is out
+ * is paged pool with no fault taken (its PTE still the transition PTE, no soft fault), a
+ * nonpaged block is not, nor a whole-page paged allocation's guard page. */
+static void pool_range_pageable_takes_no_fault(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
+	uint8_t *np = ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, SP_TAG);
+	uint8_t *big = ExAllocatePool2(POOL_FLAG_PAGED, P, SP_TAG);
+	ASSERT_TRUE(t, b && np && big);
+	pool_trim_paged();
+	uint64_t e = kraw((uint64_t)b);
+	ASSERT_TRUE(t, mmt_sw_is_transition(e));
+	struct pool_paging_stats s0 = pstats();
+	EXPECT_TRUE(t, pool_range_pageable((uint64_t)b, 64));
+	uint64_t lo = (uint64_t)(b < np ? b : np), hi = (uint64_t)(b < np ? np : b);
+	EXPECT_TRUE(t, pool_range_pageable(lo, hi - lo + 1)); /* the paged page at either end */
+	EXPECT_FALSE(t, pool_range_pageable((uint64_t)np, 64));
+	EXPECT_TRUE(t, pool_range_pageable((uint64_t)big, P));
+	EXPECT_FALSE(t, pool_range_pageable((uint64_t)big + P, P)); /* its guard page */
+	EXPECT_EQ(t, pstats().soft_faults, s0.soft_faults);
+	EXPECT_EQ(t, pstats().hard_faults, s0.hard_faults);
+	EXPECT_EQ(t, kraw((uint64_t)b), e);
+	ExFreePoolWithTag(b, SP_TAG);
+	ExFreePoolWithTag(np, SP_TAG);
+	ExFreePoolWithTag(big, SP_TAG);
+}
+
+/* Death: MmBuildMdlForNonPagedPool of a small paged block whose page is out, with interrupts
+ * off at PASSIVE_LEVEL: 0xC4/0x7F (the IRQL, the MDL, its flags), decided from the page
+ * record.  Any fault on the transition page here would be 0x0A with 0xFF as the IRQL; before,
+ * is_nonpaged asked pool_query, which faulted the page in to read the block's header, and
+ * the case stopped with that 0x0A. */
+static void nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in(struct ktest *t)
+{
+	uint8_t *b = ExAllocatePool2(POOL_FLAG_PAGED, 64, SP_TAG);
+	ASSERT_TRUE(t, b != NULL);
+	PMDL m = IoAllocateMdl(b, 64, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, m != NULL);
+	pool_trim_paged();
+	ASSERT_TRUE(t, mmt_sw_is_transition(kraw((uint64_t)b)));
+	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
+	ktest_expect_stop(t, DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED, PASSIVE_LEVEL,
+			  (ULONG_PTR)m, (USHORT)m->MdlFlags, KTEST_P_ALL);
+	__asm__ volatile("cli" ::: "memory");
+	MmBuildMdlForNonPagedPool(m);
+	__asm__ volatile("sti" ::: "memory");
+	KTEST_FAIL(t, "MmBuildMdlForNonPagedPool of paged pool returned");
 }
 
 static int pool_case_init(struct ktest *t) { return pager_init(t); }
@@ -2606,6 +2769,10 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_DEATH_CASE(small_paged_pool_touched_at_dispatch_after_a_trim_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(force_irql_checking_catches_small_paged_pool_under_a_spin_lock, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE_P1(double_free_of_a_trimmed_small_paged_block_is_0xc2_7, BAD_POOL_CALLER, 0x07),
+	KTEST_CASE(a_probe_of_paged_pool_trimmed_before_its_lock_still_locks_every_page),
+	KTEST_CASE(pool_range_pageable_takes_no_fault),
+	KTEST_DEATH_CASE_P1(nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in,
+			    DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED),
 	{ 0 }
 };
 KTEST_SUITE(pager_pool, pager_pool_cases, .init = pool_case_init, .exit = pager_exit);

@@ -701,6 +701,23 @@ static void paged_free_above_dispatch_is_0xc2_9(struct ktest *t)
 	ExFreePool(p + PAGE_SIZE);
 }
 
+/* Paged pool is freed at APC_LEVEL or below: ExFreePool of a small paged block at
+ * DISPATCH_LEVEL is 0xC2/0x09 (the IRQL, PagedPool, the address), with the block's page
+ * trimmed first, so the pool type comes from the page's record: a read of the block's header
+ * would fault there and stop with 0x0A instead.  Before, the free was let through at
+ * DISPATCH_LEVEL and faulted the page in: 0x0A. */
+static void paged_free_at_dispatch_is_0xc2_9(struct ktest *t)
+{
+	uint8_t *p = ExAllocatePool2(POOL_FLAG_PAGED, 64, TAG_TEST);
+	ASSERT_TRUE(t, p != NULL);
+	pool_trim_paged();
+	ASSERT_FALSE(t, mmt_has(mmt_raw_pte_in(&kernel_root, (uint64_t)p), MMT_PTE_P));
+	expect_stop(t, BAD_POOL_CALLER, 0x09, DISPATCH_LEVEL, PagedPool, (ULONG_PTR)p);
+	KIRQL old;
+	KeRaiseIrql(DISPATCH_LEVEL, &old);
+	ExFreePool(p);
+}
+
 /* 0xC5 as mdlab raises it (mm/RULES.md, known differences): the first guard byte found
  * overwritten, the IRQL, 1 (a write did it), the allocation. */
 static void small_overrun_is_0xc5(struct ktest *t)
@@ -892,6 +909,7 @@ static struct ktest_case pool_cases[] = {
 	KTEST_DEATH_CASE_P1(tag_zero_is_0xc2_9b, BAD_POOL_CALLER, 0x9B),
 	KTEST_DEATH_CASE_P(zero_bytes_is_0xc2_0, BAD_POOL_CALLER, KTEST_P_ALL, 0x00, 0, NonPagedPoolNx,
 			   TAG_TEST),
+	KTEST_DEATH_CASE_P1(paged_free_at_dispatch_is_0xc2_9, BAD_POOL_CALLER, 0x09),
 	{ 0 }
 };
 KTEST_SUITE(pool, pool_cases, .exit = pool_suite_exit);
