@@ -20,6 +20,7 @@
 #include "kernel/lib.h"
 #include "kernel/printf.h"
 #include "kernel/serial.h"
+#include "kernel/smap_sites.h"
 #include "kernel/smp/smp.h"
 #include "kernel/syscall.h"
 #include "kernel/trap.h"
@@ -44,8 +45,6 @@ void kmain(uint64_t bootinfo_phys)
 	serial_init();
 	gdt_init();
 	smp_init_boot_cpu(); /* GS: the per-CPU data every __try uses */
-	idt_init();
-	pic_mask_all();
 
 	const struct mdlab_bootinfo *bi = (const void *)(MDLAB_DIRECT_MAP_BASE + bootinfo_phys);
 	if (bi->magic != MDLAB_BOOTINFO_MAGIC || bi->version_major != MDLAB_BOOTINFO_VERSION_MAJOR) {
@@ -54,15 +53,22 @@ void kmain(uint64_t bootinfo_phys)
 			MDLAB_BOOTINFO_VERSION_MAJOR);
 		cpu_halt_forever();
 	}
+	/* Before the IDT: every entry stub starts with a CLAC, #UD on a CPU without SMAP until
+	 * it is patched (kernel/smap_sites.h). */
+	cpufeat_init();
+	unsigned smap_patched = smap_sites_patch(bi);
+	idt_init();
+	pic_mask_all();
 	bootinfo_init(bi);
 	ksym_init(bi);
 	cmdline_init(bi->cmdline);
-	cpufeat_init();
 
 	kprintf("\nmdlab: an NT MDL memory-manager laboratory, boot info v%u.%u\n", bi->version_major,
 		bi->version_minor);
 	kprintf("command line: '%s'\n", cmdline_raw());
 	cpufeat_print();
+	if (smap_patched)
+		kprintf("smap: the CPU has none: %u STAC/CLAC sites patched to NOPs\n", smap_patched);
 	bootinfo_print_memory_summary();
 	mm_init(bi, kmain_after_mm, (void *)bi);
 }

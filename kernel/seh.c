@@ -4,6 +4,7 @@
 #include "kernel/kstack.h"
 #include "kernel/lib.h"
 #include "kernel/printf.h"
+#include "kernel/smap_sites.h"
 #include "kernel/smp/percpu.h"
 #include "mm/layout.h"
 
@@ -58,7 +59,7 @@ void seh_leave(struct seh_frame *f)
 {
 	seh_pop(f);
 	if ((f->flags & SEH_F_WINDOW_OPEN) && !(f->jb.rflags & RFLAGS_AC))
-		__asm__ volatile("clac" ::: "memory");
+		SMAP_CLAC();
 	f->flags &= ~SEH_F_WINDOW_OPEN;
 }
 

@@ -6,6 +6,7 @@
 ; always runs with its per-CPU GS base (kernel/smp/percpu.h).  The NMI, #DF and #MC take
 ; paranoid_common instead, which decides the GS base without trusting CS.
 bits 64
+%include "kernel/smap_sites.inc"
 section .text
 extern trap_dispatch
 global trap_stubs
@@ -92,7 +93,7 @@ STUB v
 ; nested in it), would run the handler with SMAP off.  IRETQ loads AC back from the saved
 ; RFLAGS, so the interrupted window resumes open (mm/RULES.md, "CPU entry points").
 trap_common:
-	clac
+	SMAP_CLAC(trap_common, clac)
 	test byte [rsp + 24], 3 ; the saved CS, above the vector, error code and RIP
 	jz .kernel_gs
 	swapgs
@@ -120,7 +121,7 @@ trap_common:
 %define IST_KCPU (16 * 8 + 7 * 8) ; above the saved registers, CR2, vector, error code, CPU frame
 
 paranoid_common:
-	clac                    ; as trap_common: SMAP on for the handler, AC back at IRETQ
+	SMAP_CLAC(paranoid_common, clac) ; as trap_common: SMAP on for the handler, AC back at IRETQ
 	SAVE_FRAME
 	mov ecx, MSR_GS_BASE
 	rdmsr

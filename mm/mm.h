@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "include/mdlab/bootinfo.h"
+#include "kernel/smap_sites.h"
 
 /*
  * Build the kernel's own page tables from scratch (direct map, image with per-section rights,
@@ -21,9 +22,10 @@ uint64_t kstack_create(uint64_t pages);
 /* Physical address of a kernel-image virtual address. */
 uint64_t kernel_image_phys(uint64_t va);
 
-/* The user-access window (SMAP): open around deliberate kernel accesses to user pages. */
-static inline void user_access_begin(void) { __asm__ volatile("stac" ::: "memory"); }
-static inline void user_access_end(void) { __asm__ volatile("clac" ::: "memory"); }
+/* The user-access window (SMAP): open around deliberate kernel accesses to user pages.  NOPs
+ * on a CPU without SMAP (kernel/smap_sites.h). */
+static inline void user_access_begin(void) { SMAP_STAC(); }
+static inline void user_access_end(void) { SMAP_CLAC(); }
 
 struct mm_cpu_state {
 	bool nx, wp, pge, smep, smap;

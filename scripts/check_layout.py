@@ -2,7 +2,7 @@
 
     python3 scripts/check_layout.py [--repo DIR]
 
-Four checks, each printed as `layout: ok NAME` or `layout: not ok NAME` with its findings:
+Five checks, each printed as `layout: ok NAME` or `layout: not ok NAME` with its findings:
 
   machine-includes-no-lab   The machine (kernel/ outside kernel/lab/, mm/, include/, boot/)
                             never includes a lab header (kernel/lab/) or a test header
@@ -15,6 +15,10 @@ Four checks, each printed as `layout: ok NAME` or `layout: not ok NAME` with its
                             exactly once, and nothing that is not there.
   no-outside-references     No file points at material outside the repository (a clone
                             does not have the project's shared folder).
+  smap-sites-only           The kernel's C and NASM sources (kernel/, mm/, include/,
+                            drivers/, tests/) write STAC and CLAC only through the macros of
+                            kernel/smap_sites.h and .inc, so the table the boot patches on a
+                            CPU without SMAP holds every one (a raw one would be #UD there).
 
 Exit status 0 when every check passes, 1 otherwise.  harness.py imports run_checks() and
 counts each check in make test's closing line.
@@ -162,9 +166,41 @@ def check_outside(repo: Path, files: list[str]) -> Check:
     return c
 
 
+# The kernel's sources, the two files defining the macros, and a raw STAC or CLAC as either
+# language writes one: an instruction at the start of an inline-asm string or statement
+# (after ", \n, \t or ;), a NASM line whose instruction it is.
+KERNEL_SOURCE_DIRS = ("kernel/", "mm/", "include/", "drivers/", "tests/")
+SMAP_MACRO_FILES = ("kernel/smap_sites.h", "kernel/smap_sites.inc")
+RAW_SMAP_C_RE = re.compile(r'(?:"|\\n|\\t|;)\s*(?:\d+:\s*)?(?:stac|clac|STAC|CLAC)\b')
+RAW_SMAP_ASM_RE = re.compile(r'^\s*(?:[\w.@$]+:)?\s*(?:stac|clac)\b', re.I)
+
+
+def check_smap_sites(repo: Path, files: list[str]) -> Check:
+    c = Check("smap-sites-only")
+    for f in files:
+        if not f.startswith(KERNEL_SOURCE_DIRS) or f in SMAP_MACRO_FILES:
+            continue
+        if f.endswith((".c", ".h")):
+            match = lambda line: RAW_SMAP_C_RE.search(line)  # noqa: E731
+        elif f.endswith(".asm"):
+            match = lambda line: RAW_SMAP_ASM_RE.match(line.split(";", 1)[0])  # noqa: E731
+        else:
+            continue
+        try:
+            text = (repo / f).read_text(errors="replace")
+        except OSError:
+            continue
+        for i, line in enumerate(text.splitlines(), 1):
+            if match(line):
+                c.problems.append(f"{f}:{i}: {line.strip()[:100]} (a raw STAC/CLAC: use "
+                                  "SMAP_STAC/SMAP_CLAC, kernel/smap_sites.h)")
+    return c
+
+
 def run_checks(repo: Path) -> list[Check]:
     files = tracked_files(repo)
-    return [check(repo, files) for check in (check_machine, check_lab, check_readme, check_outside)]
+    return [check(repo, files) for check in (check_machine, check_lab, check_readme, check_outside,
+                                             check_smap_sites)]
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,7 @@
     python3 scripts/harness.py --esp build/esp.img --kernel build/kernel.elf
         [--kvm 0|1] [--qemu-extra "QEMU OPTIONS"] [--tests GLOB] [--jobs N]
         [--cmdline-extra "key=value ..."] [--timeout 240] [--death-timeout 60]
-        [--death-mode restore|boot] [--extra lazy,cpu1,blkfault|none] [--build-dir build]
+        [--death-mode restore|boot] [--extra lazy,cpu1,blkfault,nosmap|none] [--build-dir build]
 
 In order:
  1. runs the canned-log unit tests of scripts/test_harness.py in-process, one
@@ -357,14 +357,20 @@ BLKFAULT_WRITE, BLKFAULT_READ, BLKFAULT_COUNT = 4096, 8192, 8
 # shootdown") on 2 CPUs, with suites that unmap and stress under it; "cpu1": the MDL, pool,
 # system-PTE and user-mapping suites on one CPU (their SMP cases skip there); "blkfault":
 # the virtio_fault and pager_inpage suites on a disk that fails chosen sectors (blkfault_disk),
-# its own image, so the pager may always use it (pagefile=1).
+# its own image, so the pager may always use it (pagefile=1); "nosmap": a CPU without SMAP
+# (EXTRA_CPU_FLAGS), whose STAC and CLAC sites the kernel patches to NOPs at boot
+# (kernel/smap_sites.h), running system calls, ring 3 entries and user copies.
 EXTRA_MACHINES: dict[str, tuple[int, str]] = {
     "lazy": (2, "tlb=lazy suites=smp_lazy,smp_idle,mdl_map,mdl_release,pool,smp_stress,smp_exec"),
     "cpu1": (1, "suites=mdl_alloc,mdl_map,mdl_partial,mdl_probe,mdl_protect,mdl_release,pool,"
                 "syspte,uvm,smp"),
     "blkfault": (2, f"blkfault={BLKFAULT_WRITE},{BLKFAULT_READ},{BLKFAULT_COUNT} pagefile=1 "
                     "suites=virtio_fault,pager_inpage"),
+    "nosmap": (2, "suites=smap_sites,ring3_syscall,ring3_entry,mdl_user"),
 }
+
+# The CPU model's feature changes of an extra machine (qemu.accel_args); none when absent.
+EXTRA_CPU_FLAGS = {"nosmap": ",-smap"}
 
 
 def blkfault_disk(test_dir: Path, where: Path | None = None) -> tuple[list[str], Path]:
@@ -446,7 +452,8 @@ class Booter:
 
     def boot(self, cmdline: str, log: Path, boot_dir: Path, timeout: float,
              on_line=None, smp: int | None = None,
-             disk_snapshot: bool = True, disk: list[str] | None = None) -> BootResult:
+             disk_snapshot: bool = True, disk: list[str] | None = None,
+             cpu_flags: str = "") -> BootResult:
         """Boot with `cmdline` (written into a private ESP copy in `boot_dir`, removed
         afterwards), serial output to `log`, for at most `timeout` seconds.  When given,
         `on_line(raw_line)` is called from this thread for each serial line as it
@@ -461,7 +468,8 @@ class Booter:
             argv = qemu.build_command(files.esp, files.vars_fd, kvm=self.kvm,
                                       serial=qemu.serial_to_file(log),
                                       extra=self.qemu_extra, smp=smp,
-                                      disk_snapshot=disk_snapshot, disk=disk)
+                                      disk_snapshot=disk_snapshot, disk=disk,
+                                      cpu_flags=cpu_flags)
             with open(stderr_path, "wb") as err:
                 proc = self.procs.start(argv, stdin=subprocess.DEVNULL, stdout=err,
                                         stderr=subprocess.STDOUT)
@@ -847,7 +855,7 @@ class Harness:
         cmdline = self.cmdline(f"mode={protocol.MODE_TEST} tests={self.args.tests} {items}")
         disk, image = EXTRA_DISKS[name](self.test_dir) if name in EXTRA_DISKS else (None, None)
         res = self.booter.boot(cmdline, log, self.test_dir / "boot" / name, self.args.timeout,
-                               smp=smp, disk=disk)
+                               smp=smp, disk=disk, cpu_flags=EXTRA_CPU_FLAGS.get(name, ""))
         if res.error:
             return [Outcome("run", f"{name} machine", Status.FAIL, [res.error], log)]
         verdict = ktap.judge_test_run(res.text, exit_status=res.status,

@@ -85,12 +85,13 @@ def check_kvm() -> None:
     raise KvmUnavailable(f"KVM=1 but /dev/kvm is not usable here: {reason}")
 
 
-def accel_args(kvm: bool) -> list[str]:
-    """CPU/accelerator options: TCG with `-cpu max`, or KVM with `-cpu host` (checked)."""
+def accel_args(kvm: bool, cpu_flags: str = "") -> list[str]:
+    """CPU/accelerator options: TCG with `-cpu max`, or KVM with `-cpu host` (checked);
+    `cpu_flags` (",-smap": a feature taken away) is appended to the CPU model."""
     if kvm:
         check_kvm()
-        return ["-enable-kvm", "-cpu", "host"]
-    return ["-cpu", "max"]
+        return ["-enable-kvm", "-cpu", "host" + cpu_flags]
+    return ["-cpu", "max" + cpu_flags]
 
 
 def _qemu_opt_value(value: str | os.PathLike) -> str:
@@ -112,7 +113,8 @@ def serial_to_stdio() -> list[str]:
 def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bool,
                   serial: list[str], no_reboot: bool = True, extra: str = "",
                   control: list[str] | tuple[str, ...] = (), smp: int | None = None,
-                  disk_snapshot: bool = True, disk: list[str] | None = None) -> list[str]:
+                  disk_snapshot: bool = True, disk: list[str] | None = None,
+                  cpu_flags: str = "") -> list[str]:
     """The full argv for one boot of `esp` with OVMF variables in `vars_fd`.
 
     `serial` is the serial option list (serial_to_file(...), serial_to_stdio(), ...).
@@ -124,6 +126,7 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
     gives one), when set, is attached as a modern-only virtio-blk PCI device (disk_options);
     with `disk_snapshot` the machine's writes go to a temporary overlay, never the image.
     `disk`, when given, are the disk options instead (a machine with a disk of its own).
+    `cpu_flags` change the CPU model's features (accel_args).
     Raises KvmUnavailable when kvm is set and /dev/kvm is not usable, QemuSetupError
     when `extra` cannot be split (an unbalanced quote) or MDLAB_SMP is not a count of 1 or more."""
     argv = qemu_command_prefix()
@@ -132,7 +135,7 @@ def build_command(esp: str | os.PathLike, vars_fd: str | os.PathLike, *, kvm: bo
         smp = int(text) if text.isdigit() else 0
         if smp < 1:
             raise QemuSetupError(f"SMP={text!r} is not a number of vCPUs (1, 2, ... 16)")
-    argv += ["-machine", "q35", *accel_args(kvm), "-m", "512M", "-smp", str(smp)]
+    argv += ["-machine", "q35", *accel_args(kvm, cpu_flags), "-m", "512M", "-smp", str(smp)]
     argv += ["-drive", f"if=pflash,format=raw,readonly=on,file={_qemu_opt_value(OVMF_CODE)}"]
     argv += ["-drive", f"if=pflash,format=raw,file={_qemu_opt_value(vars_fd)}"]
     argv += ["-drive", f"format=raw,file={_qemu_opt_value(esp)}"]

@@ -1129,7 +1129,22 @@ class LayoutChecks(unittest.TestCase):
     def test_good_tree_passes(self):
         self.assertEqual(self.verdicts(self.GOOD),
                          {"machine-includes-no-lab": [], "lab-through-public-headers": [],
-                          "readme-lists-every-file": [], "no-outside-references": []})
+                          "readme-lists-every-file": [], "no-outside-references": [],
+                          "smap-sites-only": []})
+
+    def test_raw_stac_or_clac_outside_the_macros_fails(self):
+        v = self.verdicts({**self.GOOD, "kernel/a.c": 'f() { __asm__ volatile("stac" ::: "memory"); }\n',
+                           "mm/p.h": '/* every CLAC, a clac in prose */\n#define X "1:\\n\\tclac"\n'})
+        self.assertEqual([p.split(":")[0:2] for p in v["smap-sites-only"]],
+                         [["kernel/a.c", "1"], ["mm/p.h", "2"]])
+
+    def test_raw_clac_in_nasm_fails_and_the_macro_files_pass(self):
+        files = {**self.GOOD, "kernel/t.asm": "; CLAC first\nentry:\tclac\n\tSMAP_CLAC(entry, clac)\n",
+                 "kernel/smap_sites.inc": "%macro M 0\n\tclac\n%endmacro\n",
+                 "kernel/smap_sites.h": '#define SMAP_CLAC() __asm__ volatile("clac")\n'}
+        v = self.verdicts(files)
+        self.assertEqual(len(v["smap-sites-only"]), 1)
+        self.assertIn("kernel/t.asm:2", v["smap-sites-only"][0])
 
     def test_machine_including_the_lab_fails(self):
         v = self.verdicts({**self.GOOD, "kernel/a.c": 'x\n#include "kernel/lab/monitor.h"\n'})
