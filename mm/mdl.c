@@ -88,6 +88,7 @@ VOID IoFreeMdl(PMDL Mdl)
 /* ---- locking ------------------------------------------------------------------------ */
 
 void (*mdl_test_probe_window)(PMDL m);
+void (*mdl_test_select_window)(PMDL m, ULONG i);
 
 VOID MmProbeAndLockPages(PMDL Mdl, KPROCESSOR_MODE AccessMode, LOCK_OPERATION Operation)
 {
@@ -350,7 +351,9 @@ static inline __attribute__((always_inline)) PMDL allocate_pages_for_mdl(PHYSICA
 	if (TotalBytes > MAX_MDL_BYTES)
 		TotalBytes = MAX_MDL_BYTES;
 	uint64_t want = ALIGN_UP(TotalBytes, PAGE_SIZE) / PAGE_SIZE;
-	PMDL m = ExAllocatePool2(POOL_FLAG_NON_PAGED, sizeof(MDL) + want * sizeof(PFN_NUMBER), MDL_TAG);
+	/* MM_ALLOCATE_NO_WAIT: the MDL's pool does not relieve either (mm/RULES.md "Paging",
+	 * memory pressure: the caller gets what is free). */
+	PMDL m = pool_alloc_nonpaged(sizeof(MDL) + want * sizeof(PFN_NUMBER), MDL_TAG, !(Flags & MM_ALLOCATE_NO_WAIT));
 	if (!m)
 		return NULL;
 	PPFN_NUMBER pfns = MmGetMdlPfnArray(m);
@@ -1121,12 +1124,16 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 	ULONG access = write ? EXCEPTION_WRITE_FAULT : EXCEPTION_READ_FAULT;
 	ULONG n = mdl_page_count(Mdl);
 	struct mm_process *owner = NULL;
+	/* Whether a segment is a page of paged pool, from the page records (no fault); a user
+	 * probe's pages are below the probe limit, never pool. */
+	bool paged_pool = false;
 	for (ULONG i = 0; i < n; i++) {
 		uint64_t page = (uint64_t)SegmentArray[i].Buffer;
 		if (page & (PAGE_SIZE - 1))
 			ExRaiseStatus(STATUS_DATATYPE_MISALIGNMENT);
 		if (AccessMode == UserMode && page >= MM_USER_PROBE_ADDRESS)
 			seh_raise_access_violation(page, access);
+		paged_pool |= AccessMode == KernelMode && pool_range_pageable(page, PAGE_SIZE);
 	}
 	if (verifier_inject_failure(VF_SITE_PROBE_AND_LOCK))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
@@ -1151,6 +1158,13 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 			mdl_test_probe_window(Mdl);
 		io = read_only = false;
 		KIRQL sirql = owner ? mm_space_lock(owner) : 0;
+		/* With a paged-pool page among them, the pool trimmer held off too, after the
+		 * address-space lock ("Locks" ranks the process before the pool): pool_trim_paged
+		 * reads lock counts under that lock, so it trims a page before its walk (which
+		 * stops at the transition PTE, and the pass repeats) or finds its frame locked,
+		 * never between the two (mm/RULES.md "Paging", "Paged pool": a probe and the
+		 * trimmer). */
+		KIRQL pirql = paged_pool ? pool_hold_trimmer() : 0;
 		ULONG i = 0;
 		for (; i < n; i++) {
 			uint64_t page = (uint64_t)SegmentArray[i].Buffer;
@@ -1161,11 +1175,15 @@ VOID MmProbeAndLockSelectedPages(PMDL MemoryDescriptorList, PFILE_SEGMENT_ELEMEN
 			pfns[i] = q.pa >> PAGE_SHIFT;
 			io |= !pfn_is_ram(pfns[i]);
 			read_only |= !q.eff.write;
+			if (__builtin_expect(mdl_test_select_window != NULL, 0))
+				mdl_test_select_window(Mdl, i);
 			pfn_lock_frame(pfns[i]);
 		}
 		if (i < n)
 			for (ULONG k = 0; k < i; k++)
 				pfn_unlock_frame(pfns[k]);
+		if (paged_pool)
+			pool_release_trimmer(pirql);
 		if (owner)
 			mm_space_unlock(owner, sirql);
 		if (i == n)

@@ -70,6 +70,10 @@ extern void (*mdl_test_exec_window)(enum mdl_exec_window where, PMDL m, PFN_NUMB
  * address-space lock is taken again for the walk (the window a trim can take a page back in);
  * NULL otherwise.  PROBE_PASSES: the passes a probe makes at most. */
 extern void (*mdl_test_probe_window)(PMDL m);
+/* Tests only (tests/pager_test.c): called by MmProbeAndLockSelectedPages between page i's
+ * walk and its frame's lock, with the locks of that step held (the address-space lock of a
+ * user page's process, the pool lock when a segment is paged pool); NULL otherwise. */
+extern void (*mdl_test_select_window)(PMDL m, ULONG i);
 #define PROBE_PASSES 4u
 /* The executable-mapping lock, for a test to see a CPU spinning for it (kcpu.klock_waiting). */
 const void *mdl_test_exec_lock(void);

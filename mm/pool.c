@@ -876,6 +876,11 @@ uint64_t pool_lock_pages(uint64_t va, uint64_t n, bool write, uint64_t *pfns, bo
 	}
 }
 
+/* The lock pool_trim_paged reads lock counts and trims under (mm/RULES.md "Paging", "Paged
+ * pool": a probe and the trimmer). */
+KIRQL pool_hold_trimmer(void) { return klock_acquire(&lock); }
+void pool_release_trimmer(KIRQL old) { klock_release(&lock, old); }
+
 /* Under the lock, which every count of `paging` is changed under: one consistent copy. */
 void pool_get_paging_stats(struct pool_paging_stats *out)
 {
@@ -886,9 +891,11 @@ void pool_get_paging_stats(struct pool_paging_stats *out)
 
 /* ---- the NT surface ---------------------------------------------------------------- */
 
-/* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4. */
+/* `caller`: where the driver's call returns to, bug check 0xC2/0x9B's P4.  `may_relieve`:
+ * whether a new page that finds no frame may relieve the pressure (false for a caller that
+ * must not wait, through pool_alloc_nonpaged). */
 static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T size, ULONG tag, bool uninit,
-			ULONG_PTR caller)
+			ULONG_PTR caller, bool may_relieve)
 {
 	KIRQL irql = KeGetCurrentIrql();
 	if (irql > (paged ? APC_LEVEL : DISPATCH_LEVEL))
@@ -926,10 +933,24 @@ static void *pool_alloc(bool paged, POOL_FLAGS pool_type_for_bugcheck, SIZE_T si
 				account(tag, size, +1);
 			klock_release(&lock, old);
 		}
-		if (p || !no_frame || relieved || !uvm_relieve_pressure())
+		if (p || !no_frame || relieved || !may_relieve || !uvm_relieve_pressure())
 			break;
 	}
 	return p;
+}
+
+/* ExAllocatePool2(POOL_FLAG_NON_PAGED)'s path with its flags known and the relief the
+ * caller's choice (MM_ALLOCATE_NO_WAIT's MDL: mm/RULES.md "Paging", memory pressure): this
+ * CPU's kept block when it has one, else pool_alloc. */
+void *pool_alloc_nonpaged(SIZE_T size, ULONG tag, bool may_relieve)
+{
+	if (size - 1 < POOL_SMALL_MAX - 1 && tag && KeGetCurrentIrql() <= DISPATCH_LEVEL) {
+		void *kept = alloc_kept(false, (uint32_t)size, tag, false);
+		if (kept)
+			return kept;
+	}
+	return pool_alloc(false, NonPagedPoolNx, size, tag, false, (ULONG_PTR)__builtin_return_address(0),
+			  may_relieve);
 }
 
 PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)
@@ -948,7 +969,7 @@ PVOID ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag)
 	if (type == POOL_FLAG_NON_PAGED || type == POOL_FLAG_PAGED)
 		p = pool_alloc(type == POOL_FLAG_PAGED, type == POOL_FLAG_PAGED ? PagedPool : NonPagedPoolNx,
 			       NumberOfBytes, Tag, Flags & POOL_FLAG_UNINITIALIZED,
-			       (ULONG_PTR)__builtin_return_address(0));
+			       (ULONG_PTR)__builtin_return_address(0), true);
 	if (!p && (Flags & POOL_FLAG_RAISE_ON_FAILURE))
 		ExRaiseStatus(STATUS_INSUFFICIENT_RESOURCES);
 	return p;
@@ -964,7 +985,7 @@ PVOID ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 	if (!pool_type_is_known(PoolType))
 		return NULL;
 	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
-			  (ULONG_PTR)__builtin_return_address(0));
+			  (ULONG_PTR)__builtin_return_address(0), true);
 }
 
 PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
@@ -972,7 +993,7 @@ PVOID ExAllocatePoolZero(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
 	if (!pool_type_is_known(PoolType))
 		return NULL;
 	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, false,
-			  (ULONG_PTR)__builtin_return_address(0));
+			  (ULONG_PTR)__builtin_return_address(0), true);
 }
 
 PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULONG Tag)
@@ -980,7 +1001,7 @@ PVOID ExAllocatePoolUninitialized(POOL_TYPE PoolType, SIZE_T NumberOfBytes, ULON
 	if (!pool_type_is_known(PoolType))
 		return NULL;
 	return pool_alloc(PoolType == PagedPool, PoolType, NumberOfBytes, Tag, true,
-			  (ULONG_PTR)__builtin_return_address(0));
+			  (ULONG_PTR)__builtin_return_address(0), true);
 }
 
 /* The obsolete untagged form: the tag is 'None', as NT's. */

@@ -114,6 +114,14 @@ static inline bool pool_range_pageable(uint64_t va, uint64_t len)
  * locked, *pfns filled, *io whether one was I/O space, *read_only as pt_translate_run). */
 uint64_t pool_lock_pages(uint64_t va, uint64_t n, bool write, uint64_t *pfns, bool *read_only, bool *io,
 			 unsigned passes);
+/* The pool trimmer held off: pageable pool pages stay as they are (valid ones valid, their
+ * frames' lock counts as pool_trim_paged would read them) until the release.  It is the pool
+ * lock (mm/RULES.md "Locks": after an address-space lock, before the kernel page tables and
+ * PFN), so nothing in the hold may touch pageable memory or allocate pool.
+ * MmProbeAndLockSelectedPages' walk and lock of a segment array with a paged-pool page
+ * (mm/RULES.md "Paging", "Paged pool"). */
+KIRQL pool_hold_trimmer(void);
+void pool_release_trimmer(KIRQL old);
 /* Tests only (tests/pager_test.c): called by pool_lock_pages after it faulted pages in,
  * before it takes the pool lock again for the walk and lock (the window a trim can take a
  * page back in); NULL otherwise. */
@@ -122,6 +130,12 @@ struct pool_paging_stats {
 	uint64_t trimmed, soft_faults, hard_faults, collided_faults, inpage_errors;
 };
 void pool_get_paging_stats(struct pool_paging_stats *out);
+
+/* ExAllocatePool2(POOL_FLAG_NON_PAGED, size, tag) for the kernel's own callers; with
+ * may_relieve false it never relieves memory pressure: a new pool page that finds no frame is
+ * NULL at once, no trim, no wait for the pagefile writer (MmAllocatePagesForMdl(Ex)'s MDL,
+ * false under MM_ALLOCATE_NO_WAIT; mm/RULES.md "Paging", memory pressure). */
+void *pool_alloc_nonpaged(SIZE_T size, ULONG tag, bool may_relieve);
 
 /* What one pool tag holds now. */
 struct pool_tag_usage {

@@ -45,6 +45,7 @@
 #include "tests/lib/vblk_req.h"
 #include "tests/lib/wait.h"
 #include "include/wdm.h"
+#include "kernel/cpu.h"
 #include "kernel/faultcap.h"
 #include "kernel/ksym.h"
 #include "kernel/lib.h"
@@ -609,6 +610,114 @@ static void no_wait_pages_for_mdl_under_pressure_come_back_short_without_relief(
 		EXPECT_TRUE(t, mmt_sw_is_transition(out[i]) || mmt_sw_is_pagefile(out[i]));
 	for (unsigned i = 0; i < 4; i++)
 		EXPECT_TRUE(t, intact(base, i, seed));
+	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
+}
+
+/* A one-page MDL's block: its nonpaged slab class filled (fill_mdl_class), so that its next
+ * allocation needs a new pool page. */
+#define NW_MDL_BYTES (sizeof(MDL) + sizeof(PFN_NUMBER))
+
+static uint64_t slab_pages_now(void)
+{
+	struct pool_stats q;
+	pool_get_stats(&q);
+	return q.slab_pages;
+}
+
+static void free_chain(void *chain)
+{
+	while (chain) {
+		void *next = *(void **)chain;
+		ExFreePoolWithTag(chain, PP_TAG_PRESSURE);
+		chain = next;
+	}
+}
+
+/* Blocks of NW_MDL_BYTES taken (chained through their first word, returned) until no page of
+ * their class has a free slot: after the kept blocks and spare pages are given back, until one
+ * opened a new slab page, then until the next did (the page before is full; the blocks taken
+ * in between are a page's slots), then that page's other slots.  NULL when a bound ran out. */
+static void *fill_mdl_class(void)
+{
+	pool_trim();
+	void *chain = NULL;
+	uint64_t slabs = slab_pages_now(), per_page = 0;
+	for (unsigned opened = 0, n = 0; opened < 2 || per_page > 1; n++) {
+		void **b = ExAllocatePool2(POOL_FLAG_NON_PAGED, NW_MDL_BYTES, PP_TAG_PRESSURE);
+		if (b) {
+			*b = chain;
+			chain = b;
+		}
+		if (!b || n > 100000) {
+			free_chain(chain);
+			return NULL;
+		}
+		if (opened == 2) {
+			per_page--;
+			continue;
+		}
+		if (opened == 1)
+			per_page++;
+		if (slab_pages_now() != slabs) {
+			slabs++;
+			opened++;
+		}
+	}
+	return chain;
+}
+
+/* MM_ALLOCATE_NO_WAIT whose MDL needs a new nonpaged pool page: no frame free, nothing on
+ * standby, no free slot of the MDL's class (fill_mdl_class), pageable user memory there.  The
+ * pool allocation does not relieve either, so the call is NULL with no relief counted, no pool
+ * page taken and the user PTEs valid; the same call without the flag relieves once (the pool
+ * page's frame and the MDL's frame from the pages it wrote out) and has its page.  Before, the
+ * MDL's ExAllocatePool2 relieved and the NO_WAIT call had its page. */
+static void a_no_wait_mdl_that_needs_a_pool_page_is_null_without_relief(struct ktest *t)
+{
+	pagefile_disk(t);
+	uint32_t seed = PG_SEED + 0x1B00;
+	uint64_t base = user_buffer(t, 4, seed);
+	void *fill = fill_mdl_class();
+	ASSERT_TRUE(t, fill != NULL);
+	PHYSICAL_ADDRESS lo = { .QuadPart = 0 }, hi = { .QuadPart = -1 }, skip = { .QuadPart = 0 };
+	struct uvm_paging_stats s0 = stats();
+	struct pool_stats q0, q1;
+	struct pfn_stats p0 = hoard_all_free_frames();
+	pool_get_stats(&q0);
+	PMDL nw = MmAllocatePagesForMdlEx(lo, hi, skip, P, MmCached, MM_DONT_ZERO_ALLOCATION | MM_ALLOCATE_NO_WAIT);
+	pool_get_stats(&q1);
+	struct uvm_paging_stats s1 = stats();
+	uint64_t kept[4];
+	read_ptes(base, 4, kept);
+	if (nw) {
+		MmFreePagesFromMdl(nw);
+		ExFreePool(nw);
+	}
+	PMDL w = MmAllocatePagesForMdlEx(lo, hi, skip, P, MmCached, MM_DONT_ZERO_ALLOCATION);
+	struct uvm_paging_stats s2 = stats();
+	struct pool_stats q2;
+	pool_get_stats(&q2);
+	uint64_t out[4];
+	read_ptes(base, 4, out);
+	ULONG w_bytes = w ? MmGetMdlByteCount(w) : 0;
+	if (w) {
+		MmFreePagesFromMdl(w);
+		ExFreePool(w);
+	}
+	release_hoard();
+	free_chain(fill);
+	EXPECT_EQ(t, p0.free, 0u);
+	EXPECT_EQ(t, p0.standby, 0u);
+	EXPECT_TRUE(t, nw == NULL);
+	EXPECT_EQ(t, s1.reliefs, s0.reliefs);
+	EXPECT_EQ(t, q1.pages_in_use, q0.pages_in_use);
+	for (unsigned i = 0; i < 4; i++)
+		EXPECT_TRUE(t, mmt_has(kept[i], MMT_PTE_P));
+	EXPECT_EQ(t, w_bytes, (ULONG)P);
+	EXPECT_EQ(t, q2.slab_pages - q1.slab_pages, 1u); /* its MDL opened a slab page */
+	EXPECT_EQ(t, s2.reliefs - s1.reliefs, 1u);
+	expect_paged_out(t, out, 4);
+	expect_intact(t, base, 4, seed);
 	EXPECT_EQ(t, pagefile_slots_in_use(), 0u);
 }
 
@@ -1778,6 +1887,7 @@ static struct ktest_case pager_cases[] = {
 	KTEST_DEATH_CASE(a_probe_at_dispatch_level_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_trimmed_page_touched_with_interrupts_off_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
 	KTEST_DEATH_CASE(a_probe_with_interrupts_off_of_a_paged_out_page_is_0x0a, IRQL_NOT_LESS_OR_EQUAL),
+	KTEST_CASE(a_no_wait_mdl_that_needs_a_pool_page_is_null_without_relief),
 	/* Last: its disk-check lines name slots the cases before it wrote too. */
 	KTEST_CASE(paged_out_pages_are_repurposed_and_come_back_by_hard_faults),
 	{ 0 }
@@ -2751,6 +2861,87 @@ static void nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in(struct 
 	KTEST_FAIL(t, "MmBuildMdlForNonPagedPool of paged pool returned");
 }
 
+/* CPU 1's trim of paged pool, started in the selected-pages probe's window. */
+static volatile uint32_t select_trim_done;
+static bool select_trim_started, select_trim_waited_out;
+
+static void trim_pool_on_cpu(void *arg)
+{
+	(void)arg;
+	pool_trim_paged();
+	__atomic_store_n(&select_trim_done, 1, __ATOMIC_RELEASE);
+}
+
+/* The window between the last segment's walk and its frame's lock, on the first pass: CPU 1
+ * trims paged pool, and this CPU waits for the trim, 200 ms of TSC at most (serving its
+ * mailbox: a trim that runs sends it the purge round). */
+static void trim_in_the_select_window(PMDL m, ULONG i)
+{
+	if (i + 1 != mdl_page_count(m) || select_trim_started)
+		return;
+	select_trim_started = smp_work_start(1, trim_pool_on_cpu, NULL);
+	uint64_t end = rdtsc() + 200 * smp_tsc_per_ms();
+	while (select_trim_started && !__atomic_load_n(&select_trim_done, __ATOMIC_ACQUIRE) && rdtsc() < end) {
+		smp_serve_mailbox();
+		cpu_relax();
+	}
+	select_trim_waited_out = !__atomic_load_n(&select_trim_done, __ATOMIC_ACQUIRE);
+}
+
+/* MmProbeAndLockSelectedPages(KernelMode) of resident paged pool, its segments the buffer's
+ * pages in reverse order, with CPU 1's pool_trim_paged started between the last page's walk
+ * and its lock (mdl_test_select_window).  The walk and the locks are one step under the pool
+ * lock, so the trim cannot run until the probe let it go: the wait in the window runs out
+ * (the trim needs the lock; no timing decides it), then every page is valid, its real PTE's
+ * frame the MDL's, locked once, and CPU 1's trim, after the probe, leaves them valid.  Without
+ * the pool lock the trim finished in the window and took the last page after its walk: the
+ * probe locked a frame on the modified list behind a transition PTE. */
+static void a_selected_pages_probe_of_paged_pool_holds_the_trimmer_off_its_walk_and_lock(struct ktest *t)
+{
+	if (smp_cpus_online() < 2)
+		ktest_skip(t, "needs 2 CPUs");
+	uint32_t seed = PG_SEED + 0x1600;
+	uint8_t *b = paged_buffer(t, seed);
+	FILE_SEGMENT_ELEMENT seg[PP_PAGES];
+	for (unsigned k = 0; k < PP_PAGES; k++) {
+		seg[k].Buffer = (PVOID64)(b + (PP_PAGES - 1 - k) * P);
+		ASSERT_TRUE(t, mmt_has(kraw((uint64_t)seg[k].Buffer), MMT_PTE_P));
+	}
+	PMDL mdl = IoAllocateMdl(NULL, PP_PAGES * P, FALSE, FALSE, NULL);
+	ASSERT_TRUE(t, mdl != NULL);
+	select_trim_done = 0;
+	select_trim_started = select_trim_waited_out = false;
+	volatile NTSTATUS st = STATUS_SUCCESS;
+	mdl_test_select_window = trim_in_the_select_window;
+	__try {
+		MmProbeAndLockSelectedPages(mdl, seg, KernelMode, IoWriteAccess);
+	} __except (EXCEPTION_EXECUTE_HANDLER) {
+		st = GetExceptionCode();
+	}
+	mdl_test_select_window = NULL;
+	bool finished = select_trim_started && smp_work_wait(1);
+	uint64_t pte[PP_PAGES];
+	for (unsigned k = 0; k < PP_PAGES; k++)
+		pte[k] = kraw((uint64_t)seg[k].Buffer);
+	EXPECT_TRUE(t, select_trim_started);
+	EXPECT_TRUE(t, finished);
+	EXPECT_TRUE(t, select_trim_waited_out); /* the trim waited for the probe's pool lock */
+	EXPECT_EQ(t, st, STATUS_SUCCESS);
+	if (st == STATUS_SUCCESS) {
+		for (unsigned k = 0; k < PP_PAGES; k++) {
+			pfn_t f = MmGetMdlPfnArray(mdl)[k];
+			EXPECT_TRUE(t, mmt_has(pte[k], MMT_PTE_P)); /* after CPU 1's trim too */
+			EXPECT_EQ(t, mmt_frame_of((uint64_t)seg[k].Buffer), f);
+			EXPECT_EQ(t, pfn_entry(f)->state, PFN_ACTIVE);
+			EXPECT_EQ(t, pfn_page_locks(f), 1u);
+		}
+		MmUnlockPages(mdl);
+	}
+	IoFreeMdl(mdl);
+	EXPECT_TRUE(t, paged_intact(b, seed));
+	ExFreePoolWithTag(b, PP_TAG);
+}
+
 static int pool_case_init(struct ktest *t) { return pager_init(t); }
 
 static struct ktest_case pager_pool_cases[] = {
@@ -2773,6 +2964,7 @@ static struct ktest_case pager_pool_cases[] = {
 	KTEST_CASE(pool_range_pageable_takes_no_fault),
 	KTEST_DEATH_CASE_P1(nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in,
 			    DRIVER_VERIFIER_DETECTED_VIOLATION, VERIFIER_MDL_NONPAGED_BUILD_OF_PAGED),
+	KTEST_CASE(a_selected_pages_probe_of_paged_pool_holds_the_trimmer_off_its_walk_and_lock),
 	{ 0 }
 };
 KTEST_SUITE(pager_pool, pager_pool_cases, .init = pool_case_init, .exit = pager_exit);
