@@ -19,6 +19,7 @@
 #include "tests/lib/expect.h"
 #include "tests/lib/pattern.h"
 #include "tests/lib/pte.h"
+#include "tests/lib/uproc.h"
 #include "include/wdm.h"
 #include "kernel/faultcap.h"
 #include "kernel/lib.h"
@@ -46,26 +47,12 @@ static struct klock device_lock = KLOCK_INIT(KLOCK_DEVICE);
 static uint64_t raw(uint64_t va) { return mmt_raw_pte_in(&proc.mm.root, va); }
 static uint64_t kraw(uint64_t va) { return mmt_raw_pte_in(&kernel_root, va); }
 
-static uint64_t commit(struct ktest *t, uint64_t pages)
-{
-	uint64_t base = 0, size = pages * P;
-	NTSTATUS st = uvm_allocate(&proc.mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	if (st != STATUS_SUCCESS) {
-		KTEST_FAIL(t, "uvm_allocate = 0x%x", (ULONG)st);
-		ktest_abort(t);
-	}
-	return base;
-}
+static uint64_t commit(struct ktest *t, uint64_t pages) { return uproc_commit(t, &proc, pages); }
 
 /* Page i of [base, base + pages) gets the pattern of seed + i (its demand-zero fault taken). */
 static NTSTATUS write_page(uint64_t base, unsigned i, uint32_t seed)
 {
-	static uint8_t page[P];
-	pattern_fill(page, P, seed + i);
-	KeStackAttachProcess(&proc, &apc);
-	NTSTATUS st = copy_to_user(base + i * P, page, P);
-	KeUnstackDetachProcess(&apc);
-	return st;
+	return uproc_write_page(&proc, &apc, base, i, seed);
 }
 
 static struct uvm_paging_stats stats(void)

@@ -42,6 +42,7 @@
 #include "tests/lib/expect.h"
 #include "tests/lib/pattern.h"
 #include "tests/lib/pte.h"
+#include "tests/lib/uproc.h"
 #include "tests/lib/vblk_req.h"
 #include "tests/lib/wait.h"
 #include "include/wdm.h"
@@ -76,16 +77,7 @@ static bool live;
 static struct pt_root *root(void) { return &proc.mm.root; }
 static uint64_t raw(uint64_t va) { return mmt_raw_pte_in(root(), va); }
 
-static uint64_t commit(struct ktest *t, uint64_t pages)
-{
-	uint64_t base = 0, size = pages * P;
-	NTSTATUS st = uvm_allocate(&proc.mm, &base, &size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-	if (st != STATUS_SUCCESS) {
-		KTEST_FAIL(t, "uvm_allocate = 0x%x", (ULONG)st);
-		ktest_abort(t);
-	}
-	return base;
-}
+static uint64_t commit(struct ktest *t, uint64_t pages) { return uproc_commit(t, &proc, pages); }
 
 /* Page i of the buffer at base gets the pattern of seed + i, written by the kernel into the
  * process (its demand-zero pages faulted in). */
@@ -546,12 +538,7 @@ static struct pfn_stats pfn_now(void)
 /* The kernel's write of page i's pattern into the process (a real #PF in the SMAP window). */
 static NTSTATUS write_page(uint64_t base, unsigned i, uint32_t seed)
 {
-	static uint8_t page[P];
-	pattern_fill(page, P, seed + i);
-	KeStackAttachProcess(&proc, &apc);
-	NTSTATUS st = copy_to_user(base + i * P, page, P);
-	KeUnstackDetachProcess(&apc);
-	return st;
+	return uproc_write_page(&proc, &apc, base, i, seed);
 }
 
 /* MM_ALLOCATE_NO_WAIT under the same pressure: one frame free, pageable user memory there,
