@@ -151,18 +151,25 @@ def check_readme(repo: Path, files: list[str]) -> Check:
     return c
 
 
-def check_outside(repo: Path, files: list[str]) -> Check:
-    c = Check("no-outside-references")
+def file_lines(repo: Path, files: list[str], wanted):
+    """Each (file, line number, line) of the files `wanted` accepts that can be read."""
     for f in files:
-        if not (f.endswith(SOURCE_SUFFIXES) or "/" not in f or f.startswith(".ci/")):
+        if not wanted(f):
             continue
         try:
             text = (repo / f).read_text(errors="replace")
         except OSError:
             continue
         for i, line in enumerate(text.splitlines(), 1):
-            if any(p in line for p in OUTSIDE_PATTERNS):
-                c.problems.append(f"{f}:{i}: {line.strip()[:100]}")
+            yield f, i, line
+
+
+def check_outside(repo: Path, files: list[str]) -> Check:
+    c = Check("no-outside-references")
+    for f, i, line in file_lines(repo, files, lambda f: f.endswith(SOURCE_SUFFIXES) or "/" not in f
+                                 or f.startswith(".ci/")):
+        if any(p in line for p in OUTSIDE_PATTERNS):
+            c.problems.append(f"{f}:{i}: {line.strip()[:100]}")
     return c
 
 
@@ -177,23 +184,17 @@ RAW_SMAP_ASM_RE = re.compile(r'^\s*(?:[\w.@$]+:)?\s*(?:stac|clac)\b', re.I)
 
 def check_smap_sites(repo: Path, files: list[str]) -> Check:
     c = Check("smap-sites-only")
-    for f in files:
-        if not f.startswith(KERNEL_SOURCE_DIRS) or f in SMAP_MACRO_FILES:
-            continue
-        if f.endswith((".c", ".h")):
-            match = lambda line: RAW_SMAP_C_RE.search(line)  # noqa: E731
-        elif f.endswith(".asm"):
-            match = lambda line: RAW_SMAP_ASM_RE.match(line.split(";", 1)[0])  # noqa: E731
-        else:
-            continue
-        try:
-            text = (repo / f).read_text(errors="replace")
-        except OSError:
-            continue
-        for i, line in enumerate(text.splitlines(), 1):
-            if match(line):
-                c.problems.append(f"{f}:{i}: {line.strip()[:100]} (a raw STAC/CLAC: use "
-                                  "SMAP_STAC/SMAP_CLAC, kernel/smap_sites.h)")
+
+    def raw(f: str, line: str):
+        if f.endswith(".asm"):
+            return RAW_SMAP_ASM_RE.match(line.split(";", 1)[0])
+        return RAW_SMAP_C_RE.search(line)
+
+    for f, i, line in file_lines(repo, files, lambda f: f.startswith(KERNEL_SOURCE_DIRS)
+                                 and f not in SMAP_MACRO_FILES and f.endswith((".c", ".h", ".asm"))):
+        if raw(f, line):
+            c.problems.append(f"{f}:{i}: {line.strip()[:100]} (a raw STAC/CLAC: use "
+                              "SMAP_STAC/SMAP_CLAC, kernel/smap_sites.h)")
     return c
 
 
