@@ -653,11 +653,15 @@ static void trim_batch(const uint64_t *va, const uint64_t *sw, const pfn_t *pfn,
 	pfn_trimmed_frames(pfn, pte_pa, n);
 }
 
+void (*pool_test_trim_entry)(bool lock_busy);
+
 uint64_t pool_trim_paged(void)
 {
 	uint64_t n = 0, va[PT_TRIM_BATCH], sw[PT_TRIM_BATCH], pte_pa[PT_TRIM_BATCH];
 	pfn_t pfn[PT_TRIM_BATCH];
 	unsigned b = 0;
+	if (__builtin_expect(pool_test_trim_entry != NULL, 0))
+		pool_test_trim_entry(__atomic_load_n(&lock.word, __ATOMIC_ACQUIRE) != 0);
 	KIRQL old = klock_acquire(&lock);
 	for (uint32_t i = 0; i < va_space.nslots; i++) {
 		if (!pageable_page(i) || pages[i].user_maps)

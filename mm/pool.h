@@ -126,6 +126,10 @@ void pool_release_trimmer(KIRQL old);
  * before it takes the pool lock again for the walk and lock (the window a trim can take a
  * page back in); NULL otherwise. */
 extern void (*pool_test_lock_window)(uint64_t va, uint64_t n);
+/* Tests only (tests/pager_test.c): called by pool_trim_paged just before it takes the pool
+ * lock, with whether the lock is held then (by another CPU: what a trim must wait for);
+ * NULL otherwise. */
+extern void (*pool_test_trim_entry)(bool lock_busy);
 struct pool_paging_stats {
 	uint64_t trimmed, soft_faults, hard_faults, collided_faults, inpage_errors;
 };

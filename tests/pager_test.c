@@ -2849,8 +2849,8 @@ static void nonpaged_build_of_trimmed_small_paged_pool_faults_nothing_in(struct 
 }
 
 /* CPU 1's trim of paged pool, started in the selected-pages probe's window. */
-static volatile uint32_t select_trim_done;
-static bool select_trim_started, select_trim_waited_out;
+static volatile uint32_t select_trim_done, select_trim_at_lock;
+static bool select_trim_started, select_trim_found_busy, select_trim_done_in_window;
 
 static void trim_pool_on_cpu(void *arg)
 {
@@ -2859,27 +2859,41 @@ static void trim_pool_on_cpu(void *arg)
 	__atomic_store_n(&select_trim_done, 1, __ATOMIC_RELEASE);
 }
 
+/* pool_trim_paged's entry on CPU 1 (pool_test_trim_entry): whether the pool lock was held
+ * when the trim came to take it. */
+static void trim_entry_on_cpu1(bool lock_busy)
+{
+	if (smp_this_cpu() != 1)
+		return;
+	select_trim_found_busy = lock_busy;
+	__atomic_store_n(&select_trim_at_lock, 1, __ATOMIC_RELEASE);
+}
+
+static bool trim_at_lock(void *arg)
+{
+	(void)arg;
+	return __atomic_load_n(&select_trim_at_lock, __ATOMIC_ACQUIRE);
+}
+
 /* The window between the last segment's walk and its frame's lock, on the first pass: CPU 1
- * trims paged pool, and this CPU waits for the trim, 200 ms of TSC at most (serving its
- * mailbox: a trim that runs sends it the purge round). */
+ * trims paged pool, and this CPU waits until the trim has come to the pool lock (a bounded
+ * wait serving its mailbox: only a hang fails by it), then notes whether the trim is done. */
 static void trim_in_the_select_window(PMDL m, ULONG i)
 {
 	if (i + 1 != mdl_page_count(m) || select_trim_started)
 		return;
 	select_trim_started = smp_work_start(1, trim_pool_on_cpu, NULL);
-	uint64_t end = rdtsc() + 200 * smp_tsc_per_ms();
-	while (select_trim_started && !__atomic_load_n(&select_trim_done, __ATOMIC_ACQUIRE) && rdtsc() < end) {
-		smp_serve_mailbox();
-		cpu_relax();
-	}
-	select_trim_waited_out = !__atomic_load_n(&select_trim_done, __ATOMIC_ACQUIRE);
+	if (select_trim_started)
+		mmt_wait_until(trim_at_lock, NULL);
+	select_trim_done_in_window = __atomic_load_n(&select_trim_done, __ATOMIC_ACQUIRE);
 }
 
 /* MmProbeAndLockSelectedPages(KernelMode) of resident paged pool, its segments the buffer's
  * pages in reverse order, with CPU 1's pool_trim_paged started between the last page's walk
  * and its lock (mdl_test_select_window).  The walk and the locks are one step under the pool
- * lock, so the trim cannot run until the probe let it go: the wait in the window runs out
- * (the trim needs the lock; no timing decides it), then every page is valid, its real PTE's
+ * lock, so the trim cannot run until the probe let it go: CPU 1's trim, come to the pool
+ * lock, finds it held and is not done while the window lasts (no timing decides it: the
+ * window waits for the trim to reach the lock, pool_test_trim_entry), then every page is valid, its real PTE's
  * frame the MDL's, locked once, and CPU 1's trim, after the probe, leaves them valid.  Without
  * the pool lock the trim finished in the window and took the last page after its walk: the
  * probe locked a frame on the modified list behind a transition PTE. */
@@ -2896,9 +2910,10 @@ static void a_selected_pages_probe_of_paged_pool_holds_the_trimmer_off_its_walk_
 	}
 	PMDL mdl = IoAllocateMdl(NULL, PP_PAGES * P, FALSE, FALSE, NULL);
 	ASSERT_TRUE(t, mdl != NULL);
-	select_trim_done = 0;
-	select_trim_started = select_trim_waited_out = false;
+	select_trim_done = select_trim_at_lock = 0;
+	select_trim_started = select_trim_found_busy = select_trim_done_in_window = false;
 	volatile NTSTATUS st = STATUS_SUCCESS;
+	pool_test_trim_entry = trim_entry_on_cpu1;
 	mdl_test_select_window = trim_in_the_select_window;
 	__try {
 		MmProbeAndLockSelectedPages(mdl, seg, KernelMode, IoWriteAccess);
@@ -2907,12 +2922,16 @@ static void a_selected_pages_probe_of_paged_pool_holds_the_trimmer_off_its_walk_
 	}
 	mdl_test_select_window = NULL;
 	bool finished = select_trim_started && smp_work_wait(1);
+	pool_test_trim_entry = NULL;
 	uint64_t pte[PP_PAGES];
 	for (unsigned k = 0; k < PP_PAGES; k++)
 		pte[k] = kraw((uint64_t)seg[k].Buffer);
 	EXPECT_TRUE(t, select_trim_started);
 	EXPECT_TRUE(t, finished);
-	EXPECT_TRUE(t, select_trim_waited_out); /* the trim waited for the probe's pool lock */
+	/* The trim found the pool lock held by the probe's walk and lock, and had not run. */
+	EXPECT_TRUE(t, select_trim_at_lock);
+	EXPECT_TRUE(t, select_trim_found_busy);
+	EXPECT_FALSE(t, select_trim_done_in_window);
 	EXPECT_EQ(t, st, STATUS_SUCCESS);
 	if (st == STATUS_SUCCESS) {
 		for (unsigned k = 0; k < PP_PAGES; k++) {
