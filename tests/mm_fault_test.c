@@ -270,11 +270,15 @@ static void an_interrupt_in_a_stac_window_runs_with_smap_on(struct ktest *t)
 	pfn_t pfn;
 	uint8_t v = 0;
 	struct faultcap after;
+	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
 	ASSERT_TRUE(t, map_user_page(t, va, &pfn, USER_RW, 0x5C));
 	memset(&stac_irq, 0, sizeof stac_irq);
 	stac_irq.va = va;
-	ASSERT_TRUE(t, intr_connect(STAC_TEST_VECTOR, probe_in_interrupt, &stac_irq));
-	ASSERT_EQ(t, KeGetCurrentIrql(), PASSIVE_LEVEL);
+	if (!intr_connect(STAC_TEST_VECTOR, probe_in_interrupt, &stac_irq)) {
+		unmap_user_page(va, pfn);
+		KTEST_FAIL(t, "intr_connect(0x%x) refused", STAC_TEST_VECTOR);
+		ktest_abort(t);
+	}
 	user_access_begin();
 	lapic_send_ipi(0, STAC_TEST_VECTOR | ICR_FIXED | ICR_ASSERT | ICR_SELF);
 	bool came = smp_wait_flag(&stac_irq.served);
@@ -282,6 +286,7 @@ static void an_interrupt_in_a_stac_window_runs_with_smap_on(struct ktest *t)
 	bool read_after = faultcap_try_load8(va, &v, &after);
 	user_access_end();
 	intr_disconnect(STAC_TEST_VECTOR);
+	unmap_user_page(va, pfn);
 	ASSERT_TRUE(t, came);
 	EXPECT_FALSE(t, stac_irq.ac);
 	EXPECT_FALSE(t, stac_irq.read_ok);
@@ -290,7 +295,6 @@ static void an_interrupt_in_a_stac_window_runs_with_smap_on(struct ktest *t)
 	EXPECT_TRUE(t, ac_after);
 	EXPECT_TRUE(t, read_after);
 	EXPECT_EQ(t, v, 0x5C);
-	unmap_user_page(va, pfn);
 }
 
 static void smep_blocks_kernel_execution_of_user_page(struct ktest *t)
